@@ -1,0 +1,205 @@
+"""Flight model bundles: an FP16 IR and the manifest that says how to feed it and read it.
+
+A bundle is a directory holding ``model.xml``, ``model.bin`` and ``manifest.json``. The manifest
+records the sha256 of both IR files; the bundle's id is the sha256 of the manifest itself, so it
+covers every byte of the model. The runtime refuses a bundle whose files do not match, and installs
+a new one into its store atomically (a symlink swap), keeping the last good one for rollback.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+IR_FILES = ("model.xml", "model.bin")
+BUNDLE_FORMAT = "vessel-bundle/1"
+NORMALIZATION_PLACES = ("host", "ir")
+
+
+class BundleError(ValueError):
+    """A bundle is malformed or does not match its checksums."""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle held in memory: the manifest and the bytes of each file."""
+
+    manifest: dict[str, Any]
+    files: dict[str, bytes]  # model.xml, model.bin
+    manifest_bytes: bytes
+
+    @property
+    def id(self) -> str:
+        """sha256 of the manifest, which itself holds the sha256 of each IR file."""
+        return sha256(self.manifest_bytes)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["output"]["threshold"])
+
+    def frames(self) -> list[bytes]:
+        """The payload frames of a ``load_model`` command: manifest, then each IR file."""
+        return [self.manifest_bytes, *(self.files[name] for name in IR_FILES)]
+
+
+def validate_manifest(manifest: Any) -> dict[str, Any]:
+    """Check the fields the runtime relies on; raises BundleError naming the first problem."""
+    if not isinstance(manifest, dict):
+        raise BundleError("manifest is not a JSON object")
+    for key, kind in (("format", str), ("name", str), ("input", dict), ("output", dict), ("files", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise BundleError(f"manifest field {key!r} missing or not a {kind.__name__}")
+    if manifest["format"] != BUNDLE_FORMAT:
+        raise BundleError(f"manifest format {manifest['format']!r}; valid: [{BUNDLE_FORMAT!r}]")
+    inp = manifest["input"]
+    shape = inp.get("shape")
+    if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(s, int) and s > 0 for s in shape)):
+        raise BundleError(f"input.shape must be [N, C, H, W] positive integers, got {shape!r}")
+    if inp.get("layout") != "NCHW":
+        raise BundleError(f"input.layout {inp.get('layout')!r}; valid: ['NCHW']")
+    norm = inp.get("normalization")
+    if not isinstance(norm, dict) or norm.get("where") not in NORMALIZATION_PLACES:
+        raise BundleError(f"input.normalization.where must be one of {list(NORMALIZATION_PLACES)}")
+    if norm["where"] == "host":
+        for key in ("mean", "std"):
+            values = norm.get(key)
+            if not (isinstance(values, list) and len(values) == shape[1]):
+                raise BundleError(f"input.normalization.{key} must list one number per band ({shape[1]})")
+        if any(float(s) == 0 for s in norm["std"]):
+            raise BundleError("input.normalization.std has a zero")
+    threshold = manifest["output"].get("threshold")
+    if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise BundleError(f"output.threshold must be a number in (0, 1), got {threshold!r}")
+    for name in IR_FILES:
+        if not isinstance(manifest["files"].get(name), str):
+            raise BundleError(f"manifest files.{name} (its sha256) is missing")
+    return manifest
+
+
+def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256: str | None = None) -> Bundle:
+    """Verify a bundle received as bytes: the manifest's own sha256 if given, then each file's."""
+    if manifest_sha256 is not None and sha256(manifest_bytes) != manifest_sha256:
+        raise BundleError(f"manifest sha256 is {sha256(manifest_bytes)}, sender says {manifest_sha256}")
+    try:
+        manifest = json.loads(manifest_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"manifest is not UTF-8 JSON: {exc}") from None
+    validate_manifest(manifest)
+    for name in IR_FILES:
+        if name not in files:
+            raise BundleError(f"bundle has no {name}")
+        got = sha256(files[name])
+        if got != manifest["files"][name]:
+            raise BundleError(f"{name} sha256 is {got}, manifest says {manifest['files'][name]}")
+    return Bundle(manifest=manifest, files={n: files[n] for n in IR_FILES}, manifest_bytes=manifest_bytes)
+
+
+def read_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Read and verify a bundle directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a bundle directory")
+    missing = [n for n in (MANIFEST, *IR_FILES) if not (path / n).is_file()]
+    if missing:
+        raise BundleError(f"{path}: missing {', '.join(missing)}")
+    try:
+        return from_frames((path / MANIFEST).read_bytes(), {n: (path / n).read_bytes() for n in IR_FILES})
+    except BundleError as exc:
+        raise BundleError(f"{path}: {exc}") from None
+
+
+def write_bundle(
+    out_dir: str | os.PathLike[str], xml: bytes, bin_: bytes, manifest: dict[str, Any]
+) -> Bundle:
+    """Write a bundle directory: the IR files and a manifest completed with their sha256.
+
+    ``manifest`` supplies everything but ``format``, ``files`` and (unless given) ``created``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    full = {
+        "format": BUNDLE_FORMAT,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **manifest,
+        "files": {"model.xml": sha256(xml), "model.bin": sha256(bin_)},
+    }
+    validate_manifest(full)
+    manifest_bytes = (json.dumps(full, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    for name, data in (("model.xml", xml), ("model.bin", bin_), (MANIFEST, manifest_bytes)):
+        _write_atomic(out / name, data)
+    return Bundle(manifest=full, files={"model.xml": xml, "model.bin": bin_}, manifest_bytes=manifest_bytes)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class BundleStore:
+    """Installed bundles on disk: ``current`` and ``previous`` are symlinks swapped atomically.
+
+    A power cut at any point leaves ``current`` pointing at a complete bundle: the new one is
+    written and fsynced in its own directory before a single ``rename`` moves the link.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        (self.root / "bundles").mkdir(parents=True, exist_ok=True)
+
+    def install(self, bundle: Bundle) -> Path:
+        target = self.root / "bundles" / bundle.id
+        if not target.exists():
+            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+            for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
+                _write_atomic(staging / name, data)
+            os.replace(staging, target)
+        current = self.current_path()
+        if current is not None and current.resolve() != target.resolve():
+            self._link("previous", current.resolve())
+        self._link("current", target)
+        self._prune()
+        return target
+
+    def current_path(self) -> Path | None:
+        link = self.root / "current"
+        return link if link.exists() else None
+
+    def previous_path(self) -> Path | None:
+        link = self.root / "previous"
+        return link if link.exists() else None
+
+    def _link(self, name: str, target: Path) -> None:
+        tmp = self.root / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        os.symlink(target.relative_to(self.root), tmp)
+        os.replace(tmp, self.root / name)
+
+    def _prune(self) -> None:
+        keep = {p.resolve() for p in (self.current_path(), self.previous_path()) if p is not None}
+        for path in (self.root / "bundles").iterdir():
+            if path.resolve() not in keep:
+                shutil.rmtree(path, ignore_errors=True)

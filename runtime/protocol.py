@@ -1,0 +1,244 @@
+"""The wire protocol between a tile sender, the runtime, and a result consumer (docs/protocol.md).
+
+Every message is a ZeroMQ multipart message whose first frame is a UTF-8 JSON header; binary
+payloads (pixels, masks, model files) ride in the frames after it. Nothing is pickled: a header that
+is not JSON, or that does not match the schema below, is refused with a reason code.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Version of this protocol. A message with any other ``v`` is refused with ``unknown_version``.
+PROTOCOL_VERSION = 1
+
+#: Pixel data types a tile may carry: raw sensor counts.
+TILE_DTYPES = ("uint8", "uint16")
+
+
+class Reason(str, enum.Enum):
+    """Why a tile was rejected. Every rejection carries one of these codes."""
+
+    BAD_FRAMES = "bad_frames"              # not [header, pixels]
+    BAD_HEADER = "bad_header"              # not JSON, or a field missing or of the wrong type
+    UNKNOWN_VERSION = "unknown_version"    # header ``v`` is not PROTOCOL_VERSION
+    UNSUPPORTED_DTYPE = "unsupported_dtype"
+    TOO_LARGE = "too_large"                # more pixels or bands than the runtime accepts
+    WRONG_BYTE_COUNT = "wrong_byte_count"  # pixel frame length does not match shape and dtype
+    BAD_CHECKSUM = "bad_checksum"          # pixel frame does not match the header's checksum
+    BAD_SHAPE = "bad_shape"                # bands or size the serving model cannot take
+    NO_MODEL = "no_model"                  # no flight model is loaded
+    INFERENCE_FAILED = "inference_failed"  # the device raised; the tile was not processed
+
+
+class TileRejected(Exception):
+    """A tile could not be accepted; carries the reason code and whatever ids could be read."""
+
+    def __init__(self, reason: Reason, detail: str, header: dict[str, Any] | None = None):
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.header = header or {}
+
+
+def checksum(data: bytes | memoryview) -> str:
+    """CRC-32 of a frame, as the header writes it: a link-integrity check, not a signature."""
+    return f"crc32:{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode a header frame."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def loads(frame: bytes) -> Any:
+    """Decode a header frame; raises ValueError on anything that is not UTF-8 JSON."""
+    try:
+        return json.loads(bytes(frame).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"header is not UTF-8 JSON: {exc}") from None
+
+
+@dataclass
+class TileHeader:
+    """Everything the runtime needs to process a tile and to place its vessels on the Earth.
+
+    ``transform`` is the affine pixel-to-map transform as rasterio's ``Affine`` coefficients
+    ``(a, b, c, d, e, f)``; ``crs`` is anything ``rasterio.crs.CRS.from_user_input`` accepts (an
+    ``EPSG:`` code or WKT), or None for an image without georeferencing (units are then pixels).
+    ``window`` is ``(row_off, col_off, height, width)`` of the tile in its scene, for stitching.
+    """
+
+    scene_id: str
+    tile_id: str
+    seq: int
+    shape: tuple[int, int, int]  # bands, height, width
+    dtype: str
+    checksum: str
+    transform: tuple[float, float, float, float, float, float] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    crs: str | None = None
+    bands: list[str] = field(default_factory=list)
+    time: float = 0.0
+    window: tuple[int, int, int, int] | None = None
+    want_mask: bool = False
+    v: int = PROTOCOL_VERSION
+    type: str = "tile"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "scene_id": str,
+    "tile_id": str,
+    "seq": int,
+    "shape": list,
+    "dtype": str,
+    "checksum": str,
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "transform": list,
+    "crs": (str, type(None)),
+    "bands": list,
+    "time": (int, float),
+    "window": (list, type(None)),
+    "want_mask": bool,
+    "type": str,
+}
+
+
+def encode_tile(header: TileHeader, pixels: np.ndarray) -> list[bytes]:
+    """Frames for one tile. ``pixels`` is (bands, height, width); it is sent little-endian, C order."""
+    if pixels.ndim != 3:
+        raise ValueError(f"pixels must be (bands, height, width), got shape {pixels.shape}")
+    if pixels.dtype.name not in TILE_DTYPES:
+        raise ValueError(f"pixel dtype {pixels.dtype} not supported; valid: {TILE_DTYPES}")
+    data = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<")).tobytes()
+    header.shape = tuple(int(s) for s in pixels.shape)  # type: ignore[assignment]
+    header.dtype = pixels.dtype.name
+    header.checksum = checksum(data)
+    return [dumps(header.to_json()), data]
+
+
+def decode_tile(
+    frames: list[bytes] | list[memoryview], max_pixels: int, max_bands: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Validate a tile message and return its header and a (bands, height, width) array.
+
+    Raises:
+        TileRejected: with the reason code of the first check that failed. The checks run from
+            the cheapest to the dearest, and the pixel buffer is never copied before it passed.
+    """
+    if len(frames) != 2:
+        header = _best_effort_header(frames[0]) if frames else {}
+        raise TileRejected(Reason.BAD_FRAMES, f"expected 2 frames, got {len(frames)}", header)
+    try:
+        header = loads(frames[0])
+    except ValueError as exc:
+        raise TileRejected(Reason.BAD_HEADER, str(exc)) from None
+    if not isinstance(header, dict):
+        raise TileRejected(Reason.BAD_HEADER, "header is not a JSON object")
+    if header.get("v") != PROTOCOL_VERSION:
+        raise TileRejected(
+            Reason.UNKNOWN_VERSION,
+            f"protocol version {header.get('v')!r}; this runtime speaks {PROTOCOL_VERSION}",
+            header,
+        )
+    for name, kind in _REQUIRED.items():
+        if name not in header:
+            raise TileRejected(Reason.BAD_HEADER, f"missing field {name!r}", header)
+        if not isinstance(header[name], kind) or isinstance(header[name], bool) and kind is int:
+            raise TileRejected(Reason.BAD_HEADER, f"field {name!r} has the wrong type", header)
+    for name, kind in _OPTIONAL.items():
+        if name in header and not isinstance(header[name], kind):
+            raise TileRejected(Reason.BAD_HEADER, f"field {name!r} has the wrong type", header)
+    shape = header["shape"]
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise TileRejected(Reason.BAD_HEADER, f"shape must be 3 positive integers, got {shape!r}", header)
+    transform = header.get("transform", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    if len(transform) != 6 or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in transform):
+        raise TileRejected(Reason.BAD_HEADER, "transform must be 6 numbers", header)
+    window = header.get("window")
+    if window is not None and (len(window) != 4 or not all(isinstance(w, int) for w in window)):
+        raise TileRejected(Reason.BAD_HEADER, "window must be 4 integers", header)
+    if header["dtype"] not in TILE_DTYPES:
+        raise TileRejected(
+            Reason.UNSUPPORTED_DTYPE, f"dtype {header['dtype']!r}; valid: {TILE_DTYPES}", header
+        )
+    bands, height, width = shape
+    if bands > max_bands or height * width > max_pixels:
+        raise TileRejected(
+            Reason.TOO_LARGE,
+            f"shape {shape} exceeds {max_bands} bands or {max_pixels} pixels",
+            header,
+        )
+    dtype = np.dtype(header["dtype"]).newbyteorder("<")
+    expected = bands * height * width * dtype.itemsize
+    data = frames[1]
+    if len(data) != expected:
+        raise TileRejected(
+            Reason.WRONG_BYTE_COUNT, f"pixel frame has {len(data)} bytes, shape needs {expected}", header
+        )
+    got = checksum(data)
+    if got != header["checksum"]:
+        raise TileRejected(
+            Reason.BAD_CHECKSUM, f"pixel frame is {got}, header says {header['checksum']}", header
+        )
+    pixels = np.frombuffer(data, dtype=dtype).reshape(bands, height, width)
+    return header, pixels
+
+
+def _best_effort_header(frame: bytes) -> dict[str, Any]:
+    """Read ids from a header that failed later checks, so the rejection can name its tile."""
+    try:
+        header = loads(frame)
+    except ValueError:
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def tile_ids(header: dict[str, Any]) -> dict[str, Any]:
+    """The identifying fields of a tile that every result echoes (missing ones are None)."""
+    return {k: header.get(k) for k in ("scene_id", "tile_id", "seq")}
+
+
+def encode_result(result: dict[str, Any], mask: np.ndarray | None = None) -> list[bytes]:
+    """Frames for one result: the JSON header, and the uint8 mask if one was asked for."""
+    result = {"v": PROTOCOL_VERSION, "type": "result", **result}
+    if mask is None:
+        return [dumps(result)]
+    mask = np.ascontiguousarray(mask, dtype=np.uint8)
+    result["mask"] = {"shape": list(mask.shape), "dtype": "uint8"}
+    return [dumps(result), mask.tobytes()]
+
+
+def decode_result(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Parse a result message; returns the header and the mask (or None)."""
+    result = loads(frames[0])
+    if not isinstance(result, dict) or result.get("v") != PROTOCOL_VERSION:
+        raise ValueError(f"not a version {PROTOCOL_VERSION} result: {str(result)[:200]}")
+    mask = None
+    if "mask" in result:
+        if len(frames) != 2:
+            raise ValueError("result announces a mask but carries no mask frame")
+        mask = np.frombuffer(frames[1], dtype=np.uint8).reshape(result["mask"]["shape"])
+    return result, mask
+
+
+def encode_ack(header: dict[str, Any], accepted: bool, reason: Reason | None = None) -> bytes:
+    """The per-tile acknowledgement returned to the sender on the tile socket."""
+    return dumps(
+        {
+            "v": PROTOCOL_VERSION,
+            "type": "ack",
+            **tile_ids(header),
+            "status": "accepted" if accepted else "rejected",
+            "reason": reason.value if reason else None,
+        }
+    )
