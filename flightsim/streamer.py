@@ -1,0 +1,93 @@
+"""Send tiles to a runtime over ZeroMQ at a given rate, with a credit window on acknowledgements."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import zmq
+from tqdm import tqdm
+
+from flightsim.tiles import Tile
+from runtime import protocol
+
+
+class LinkError(RuntimeError):
+    """The runtime stopped acknowledging tiles."""
+
+
+@dataclass
+class StreamLog:
+    """What the sender knows: when each tile left, and how the runtime acknowledged it."""
+
+    sent_at: dict[str, float] = field(default_factory=dict)       # tile_id -> time.monotonic()
+    acks: dict[str, dict] = field(default_factory=dict)           # tile_id -> ack message
+    anonymous_acks: list[dict] = field(default_factory=list)      # acks of tiles whose id was unreadable
+
+    @property
+    def unacked(self) -> list[str]:
+        return [t for t in self.sent_at if t not in self.acks]
+
+
+class Streamer:
+    """A DEALER that keeps at most ``window`` tiles unacknowledged, paced at ``rate_hz`` if given.
+
+    The runtime acknowledges a tile once it is decoded and handed to the device, so a busy device
+    holds acks back and the window stops the sender: backpressure, not loss.
+    """
+
+    def __init__(self, endpoint: str, window: int = 16, rate_hz: float | None = None,
+                 ack_timeout_s: float = 30.0, context: zmq.Context | None = None):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if rate_hz is not None and rate_hz <= 0:
+            raise ValueError(f"rate_hz must be positive or None, got {rate_hz}")
+        self.window, self.rate_hz, self.ack_timeout_s = window, rate_hz, ack_timeout_s
+        self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 2000)
+        self._sock.connect(endpoint)
+        self.log = StreamLog()
+        self._outstanding = 0
+
+    def send_frames(self, tile_id: str, frames: list[bytes]) -> None:
+        """Send one message (any frames: a fault injector sends broken ones) within the window."""
+        while self._outstanding >= self.window:
+            self._wait_ack(self.ack_timeout_s)
+        self._sock.send_multipart(frames, copy=False)
+        self.log.sent_at[tile_id] = time.monotonic()
+        self._outstanding += 1
+
+    def stream(self, tiles: Iterable[Tile], want_mask: bool = False, total: int | None = None,
+               progress: bool = False) -> StreamLog:
+        """Send every tile, then wait for the last acknowledgements."""
+        start = time.monotonic()
+        for i, tile in enumerate(tqdm(tiles, total=total, disable=not progress, unit="tile", desc="stream")):
+            if self.rate_hz:
+                delay = start + i / self.rate_hz - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            self.send_frames(tile.tile_id, tile.frames(want_mask))
+        self.drain()
+        return self.log
+
+    def drain(self) -> None:
+        """Wait until every message sent has been acknowledged."""
+        while self._outstanding > 0:
+            self._wait_ack(self.ack_timeout_s)
+
+    def _wait_ack(self, timeout_s: float) -> None:
+        if not self._sock.poll(int(timeout_s * 1000)):
+            raise LinkError(f"no acknowledgement in {timeout_s} s; {self._outstanding} tiles outstanding")
+        while True:
+            ack = protocol.loads(self._sock.recv())
+            self._outstanding -= 1
+            if ack.get("tile_id") in self.log.sent_at:
+                self.log.acks[ack["tile_id"]] = ack
+            else:
+                self.log.anonymous_acks.append(ack)
+            if not self._sock.poll(0):
+                return
+
+    def close(self) -> None:
+        self._sock.close()

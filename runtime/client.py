@@ -1,0 +1,64 @@
+"""A control-channel client: what the ground (and hil) uses to command a runtime."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from runtime import protocol
+from runtime.bundle import Bundle, read_bundle
+
+
+class ControlError(RuntimeError):
+    """The runtime did not answer, or answered that the command failed."""
+
+
+class ControlClient:
+    """Request/reply over the runtime's control socket, with a timeout on every reply.
+
+    A REQ socket that misses a reply is stuck, so after a timeout the socket is thrown away and a
+    fresh one is made (the ZeroMQ guide's Lazy Pirate).
+    """
+
+    def __init__(self, endpoint: str, timeout_s: float = 30.0, context: zmq.Context | None = None):
+        self.endpoint = endpoint
+        self.timeout_ms = int(timeout_s * 1000)
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._connect()
+
+    def _connect(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.endpoint)
+        return sock
+
+    def request(self, cmd: str, frames: list[bytes] = (), timeout_s: float | None = None, **args: Any) -> dict[str, Any]:
+        """Send a command and return the reply; raises ControlError on timeout or ``ok: false``."""
+        self._sock.send_multipart([protocol.dumps({"v": protocol.PROTOCOL_VERSION, "cmd": cmd, **args}), *frames])
+        timeout = self.timeout_ms if timeout_s is None else int(timeout_s * 1000)
+        if not self._sock.poll(timeout):
+            self._sock.close()
+            self._sock = self._connect()
+            raise ControlError(f"no reply to {cmd!r} from {self.endpoint} in {timeout / 1000:.0f} s")
+        reply = protocol.loads(self._sock.recv_multipart()[0])
+        if not reply.get("ok"):
+            raise ControlError(f"{cmd} refused: {reply.get('error')}")
+        return reply
+
+    def status(self, timeout_s: float | None = None) -> dict[str, Any]:
+        return self.request("status", timeout_s=timeout_s)
+
+    def load_model(self, bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
+        """Upload a bundle; the runtime verifies, compiles and test-runs it before it serves."""
+        if not isinstance(bundle, Bundle):
+            bundle = read_bundle(Path(bundle))
+        return self.request("load_model", bundle.frames(), manifest_sha256=bundle.id)
+
+    def shutdown(self) -> dict[str, Any]:
+        return self.request("shutdown")
+
+    def close(self) -> None:
+        self._sock.close()

@@ -1,0 +1,75 @@
+"""Merge vessels that tile borders cut into pieces, on the ground side of the link.
+
+Each tile is vectorised on board on its own, so a ship across a border comes down as two polygons
+that share an edge. Merging needs neighbouring tiles, which the payload does not keep; the ground
+(hil, or ``runtime infer`` over a whole scene) holds them all and merges here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import shapely
+from rasterio.crs import CRS
+from shapely.geometry import mapping, shape
+
+from runtime.vectorize import describe
+
+
+def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance: float = 0.0) -> list[dict[str, Any]]:
+    """Union polygons that touch (within ``tolerance`` map units) and describe each result anew.
+
+    Scores of merged pieces are averaged weighted by area; ``pieces`` says how many were merged.
+    """
+    if not features:
+        return []
+    geoms = [shape(f["geometry"]) for f in features]
+    # Edges of neighbouring tiles agree only to rounding; growing by a hair closes that gap,
+    # and mitred joins keep the corners where they were when the growth is taken back.
+    grown = [g.buffer(tolerance, join_style="mitre") if tolerance else g for g in geoms]
+    tree = shapely.STRtree(grown)
+    # Connected components of the "touches or overlaps" graph, by union-find over tree queries.
+    parent = list(range(len(geoms)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    left, right = tree.query(grown, predicate="intersects")
+    for i, j in zip(left.tolist(), right.tolist()):
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            parent[ri] = rj
+    groups: dict[int, list[int]] = {}
+    for i in range(len(geoms)):
+        groups.setdefault(find(i), []).append(i)
+    merged = []
+    for members in groups.values():
+        if len(members) == 1:
+            feature = dict(features[members[0]])
+            feature["properties"] = {**feature["properties"], "pieces": 1}
+            merged.append(feature)
+            continue
+        if tolerance:
+            union = shapely.union_all([grown[i] for i in members]).buffer(-tolerance, join_style="mitre")
+        else:
+            union = shapely.union_all([geoms[i] for i in members])
+        areas = [geoms[i].area for i in members]
+        props = [features[i]["properties"] for i in members]
+        total = sum(areas) or 1.0
+        merged.append(
+            {
+                "type": "Feature",
+                "geometry": mapping(union),
+                "properties": {
+                    "score": float(sum(p["score"] * a for p, a in zip(props, areas)) / total),
+                    "max_score": float(max(p.get("max_score", p["score"]) for p in props)),
+                    **describe(union, crs),
+                    "area_px": int(sum(p.get("area_px", 0) for p in props)),
+                    "pieces": len(members),
+                },
+            }
+        )
+    return merged

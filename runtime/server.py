@@ -1,0 +1,448 @@
+"""The payload runtime: tiles in, vessel polygons out, with a control channel and telemetry.
+
+Threads, each owning what it touches (ZeroMQ sockets are not thread-safe):
+
+- the **main loop** owns the tile, control and telemetry sockets: it validates and decodes each
+  tile, submits it to the device through asynchronous infer requests, and acknowledges it;
+- the **device** runs requests on its own threads and hands each output to the vectorise queue;
+- **vectorise workers** threshold and vectorise outputs while the device computes later tiles;
+- the **sender** owns the results socket and sends one result per tile, in completion order.
+
+So decode, inference and vectorisation of different tiles overlap, and a full device blocks the main
+loop, which stops acknowledging tiles: that is the sender's backpressure.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+
+from runtime import protocol
+from runtime.bundle import Bundle, BundleError, BundleStore, from_frames, read_bundle
+from runtime.device import InferenceAdapter, open_device
+from runtime.preprocess import Preprocessor
+from runtime.protocol import Reason, TileRejected
+from runtime.vectorize import vectorize
+
+log = logging.getLogger("runtime")
+
+#: The component's interface in one place, after NASA F´: ports, commands, events with their
+#: severity, and telemetry channels. docs/protocol.md describes each.
+PORTS = {
+    "tiles": "ROUTER. In: [header, pixels] per tile. Out: an ack per tile to its sender.",
+    "results": "PUSH. Out: one result per tile, ok or rejected; blocks rather than drops.",
+    "control": "ROUTER. In: a command [json, *frames]. Out: one JSON reply.",
+    "telemetry": "PUB. Out: [b'telemetry', json] every period and [b'event', json] as they happen.",
+}
+COMMANDS = {
+    "status": "State, serving model, device, counters.",
+    "load_model": "Frames: manifest, model.xml, model.bin. Verified, compiled and run once before it serves.",
+    "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit.",
+}
+EVENTS = {
+    "started": "ACTIVITY_HI",
+    "model_loaded": "ACTIVITY_HI",
+    "model_refused": "WARNING_HI",
+    "tile_rejected": "WARNING_LO",
+    "inference_failed": "WARNING_HI",
+    "stopping": "ACTIVITY_HI",
+}
+TELEMETRY = (
+    "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
+    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device",
+)
+
+
+@dataclass
+class Settings:
+    """What a runtime is started with; ``from_config`` fills it from runtime/defaults.toml."""
+
+    endpoints: dict[str, str]
+    device: str = "CPU"
+    cpu_precision: str = "f32"
+    infer_requests: int = 0
+    max_message_bytes: int = 256 << 20
+    max_tile_pixels: int = 4096 * 4096
+    max_tile_bands: int = 16
+    results_hwm: int = 10000
+    vectorize: dict[str, Any] = field(default_factory=dict)
+    store: str = ""
+    telemetry_period_s: float = 1.0
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:
+        settings = cls(
+            endpoints=dict(config["endpoints"]),
+            device=config["inference"]["device"],
+            cpu_precision=config["inference"]["cpu_precision"],
+            infer_requests=config["inference"]["infer_requests"],
+            max_message_bytes=config["limits"]["max_message_bytes"],
+            max_tile_pixels=config["limits"]["max_tile_pixels"],
+            max_tile_bands=config["limits"]["max_tile_bands"],
+            results_hwm=config["limits"]["results_hwm"],
+            vectorize=dict(config["vectorize"]),
+            store=config["models"]["store"],
+            telemetry_period_s=config["telemetry"]["period_s"],
+        )
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in settings.endpoints:
+                settings.endpoints[key] = value
+            elif hasattr(settings, key):
+                setattr(settings, key, value)
+            else:
+                raise ValueError(f"unknown setting {key!r}")
+        return settings
+
+
+@dataclass
+class Serving:
+    """The model that is serving: its bundle, compiled adapter and preprocessing."""
+
+    bundle: Bundle
+    adapter: InferenceAdapter
+    preprocess: Preprocessor
+
+    @property
+    def info(self) -> dict[str, str]:
+        return {"name": self.bundle.name, "sha256": self.bundle.id}
+
+
+@dataclass
+class _InFlight:
+    """What travels with a tile through the device and the vectorise workers."""
+
+    header: dict[str, Any]
+    crs: CRS | None
+    valid: tuple[int, int]
+    threshold: float
+    model: dict[str, str]
+    t_received: float
+    t_submitted: float
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_crs(text: str | None) -> CRS | None:
+    return None if text is None else CRS.from_user_input(text)
+
+
+class Runtime:
+    """One payload runtime: bind the sockets, then :meth:`serve` until ``shutdown``."""
+
+    def __init__(self, settings: Settings, model: str | Path | None = None):
+        self.settings = settings
+        self._ctx = zmq.Context()
+        self._tiles = self._socket(zmq.ROUTER, "tiles")
+        self._control = self._socket(zmq.ROUTER, "control")
+        self._telemetry = self._socket(zmq.PUB, "telemetry")
+        self._results = self._socket(zmq.PUSH, "results")
+        self._results.setsockopt(zmq.SNDHWM, settings.results_hwm)
+        self.endpoints = {
+            name: sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+            for name, sock in (("tiles", self._tiles), ("results", self._results),
+                               ("control", self._control), ("telemetry", self._telemetry))
+        }
+        self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
+        self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
+        self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight] | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._rejected: Counter[str] = Counter()
+        self._latencies: list[float] = []
+        self._running = False
+        self.serving: Serving | None = None
+        if model is not None:
+            self._load(read_bundle(model))
+        elif self.store.current_path() is not None:
+            self._load(read_bundle(self.store.current_path()))  # type: ignore[arg-type]
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _socket(self, kind: int, name: str) -> zmq.Socket:
+        sock = self._ctx.socket(kind)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
+        sock.setsockopt(zmq.LINGER, 5000)
+        sock.bind(self.settings.endpoints[name])
+        return sock
+
+    def _load(self, bundle: Bundle) -> Serving:
+        """Compile ``bundle`` and run it once; only then does it replace the serving model."""
+        adapter = open_device(
+            bundle,
+            self.settings.device,
+            self._on_inferred,
+            infer_requests=self.settings.infer_requests,
+            cpu_precision=self.settings.cpu_precision,
+        )
+        output = adapter.infer(np.zeros(adapter.input_shape, dtype=np.float32))
+        expected = (1, 1, *adapter.input_shape[2:])
+        if output.shape != expected or not np.isfinite(output).all():
+            raise BundleError(f"test inference gave shape {output.shape} (expected {expected}) or non-finite values")
+        serving = Serving(bundle, adapter, Preprocessor(bundle.manifest["input"], adapter.input_shape))
+        if self.serving is not None:
+            self.serving.adapter.wait_all()  # tiles already on the old model finish on it
+        self.store.install(bundle)
+        self.serving = serving
+        self._event("model_loaded", model=serving.info, device=self.settings.device)
+        return serving
+
+    # -- the pipeline ---------------------------------------------------------------------
+
+    def _on_inferred(self, output: np.ndarray, job: _InFlight) -> None:
+        self._done.put((output, job))
+
+    def _vectorise_worker(self) -> None:
+        opts = self.settings.vectorize
+        while (item := self._done.get()) is not None:
+            output, job = item
+            t_inferred = time.perf_counter()
+            header = job.header
+            try:
+                prob = output[0, 0]
+                features = vectorize(
+                    prob,
+                    job.threshold,
+                    Affine(*header.get("transform", (1, 0, 0, 0, 1, 0))[:6]),
+                    job.crs,
+                    min_area_px=opts.get("min_area_px", 4),
+                    simplify_px=opts.get("simplify_px", 0.0),
+                    connectivity=opts.get("connectivity", 8),
+                    valid=job.valid,
+                )
+                mask = None
+                if header.get("want_mask"):
+                    h, w = job.valid
+                    mask = (prob[:h, :w] >= job.threshold).astype(np.uint8)
+                t_end = time.perf_counter()
+                result = {
+                    **protocol.tile_ids(header),
+                    "status": "ok",
+                    "reason": None,
+                    "model": job.model,
+                    "timings_ms": {
+                        "decode": 1e3 * (job.t_submitted - job.t_received),
+                        "infer": 1e3 * (t_inferred - job.t_submitted),
+                        "vectorize": 1e3 * (t_end - t_inferred),
+                        "total": 1e3 * (t_end - job.t_received),
+                    },
+                    "crs": header.get("crs"),
+                    "transform": header.get("transform"),
+                    "window": header.get("window"),
+                    "detections": {"type": "FeatureCollection", "features": features},
+                }
+                frames = protocol.encode_result(result, mask)
+                with self._lock:
+                    self._latencies.append(t_end - job.t_received)
+                    self._counts["tiles_ok"] += 1
+            except Exception as exc:  # one bad output must not stop the pipeline
+                log.exception("vectorise failed")
+                frames = self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}")
+            self._outbox.put(frames)
+
+    def _sender(self) -> None:
+        while (frames := self._outbox.get()) is not None:
+            self._results.send_multipart(frames)
+            self._count("results_sent")
+
+    def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
+        with self._lock:
+            self._counts["tiles_rejected"] += 1
+            self._rejected[reason.value] += 1
+        self._event("tile_rejected", reason=reason.value, detail=detail, **protocol.tile_ids(header))
+        model = self.serving.info if self.serving else None
+        return protocol.encode_result(
+            {**protocol.tile_ids(header), "status": "rejected", "reason": reason.value,
+             "detail": detail, "model": model}
+        )
+
+    def _on_tile(self, frames: list[zmq.Frame]) -> None:
+        identity, payload = frames[0].bytes, [f.buffer for f in frames[1:]]
+        t_received = time.perf_counter()
+        self._count("tiles_received")
+        header: dict[str, Any] = {}
+        try:
+            header, pixels = protocol.decode_tile(
+                payload, self.settings.max_tile_pixels, self.settings.max_tile_bands
+            )
+            try:
+                crs = _parse_crs(header.get("crs"))
+            except CRSError as exc:
+                raise TileRejected(Reason.BAD_HEADER, f"crs not understood: {exc}", header) from None
+            serving = self.serving
+            if serving is None:
+                raise TileRejected(Reason.NO_MODEL, "no flight model is loaded", header)
+            batch, valid = serving.preprocess(pixels, header)
+            job = _InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
+                            t_received, time.perf_counter())
+            try:
+                serving.adapter.start_async(batch, job)
+            except Exception as exc:
+                self._event("inference_failed", detail=str(exc), **protocol.tile_ids(header))
+                raise TileRejected(Reason.INFERENCE_FAILED, str(exc), header) from None
+        except TileRejected as rej:
+            header = header or rej.header
+            self._outbox.put(self._rejection(header, rej.reason, rej.detail))
+            self._tiles.send_multipart([identity, protocol.encode_ack(header, False, rej.reason)])
+            return
+        self._count("tiles_accepted")
+        self._tiles.send_multipart([identity, protocol.encode_ack(header, True)])
+
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    # -- control --------------------------------------------------------------------------
+
+    def _on_control(self, frames: list[bytes]) -> None:
+        # REQ clients put an empty delimiter after their identity; DEALER clients need not.
+        envelope = frames[:2] if len(frames) > 1 and frames[1] == b"" else frames[:1]
+        body = frames[len(envelope):]
+        try:
+            request = protocol.loads(body[0]) if body else None
+            if not isinstance(request, dict) or request.get("v") != protocol.PROTOCOL_VERSION:
+                raise ValueError(f"a command is a JSON object with v={protocol.PROTOCOL_VERSION}")
+            cmd = request.get("cmd")
+            if cmd not in COMMANDS:
+                raise ValueError(f"unknown command {cmd!r}; valid: {sorted(COMMANDS)}")
+            reply = getattr(self, f"_cmd_{cmd}")(request, body[1:])
+        except (ValueError, BundleError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        self._control.send_multipart([*envelope, protocol.dumps({"v": protocol.PROTOCOL_VERSION, **reply})])
+
+    def _cmd_status(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
+        return {"ok": True, **self.status()}
+
+    def _cmd_load_model(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
+        if len(frames) != 3:
+            raise ValueError("load_model takes 3 frames after the command: manifest.json, model.xml, model.bin")
+        try:
+            bundle = from_frames(
+                frames[0], {"model.xml": frames[1], "model.bin": frames[2]}, request.get("manifest_sha256")
+            )
+            serving = self._load(bundle)
+        except Exception as exc:
+            self._event("model_refused", detail=str(exc))
+            kept = self.serving.info if self.serving else None
+            return {"ok": False, "error": f"model refused: {exc}", "model": kept}
+        return {"ok": True, "model": serving.info}
+
+    def _cmd_shutdown(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
+        self._running = False
+        return {"ok": True}
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            counts = dict(self._counts)
+            rejected = dict(self._rejected)
+            lat = np.array(self._latencies[-1000:]) * 1e3
+        in_flight = counts.get("tiles_accepted", 0) - counts.get("tiles_ok", 0) - rejected.get(
+            Reason.INFERENCE_FAILED.value, 0
+        )
+        return {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "state": "serving" if self.serving else "no_model",
+            "device": self.settings.device,
+            "numerics": self.serving.adapter.numerics if self.serving else None,
+            "model": self.serving.info if self.serving else None,
+            "endpoints": self.endpoints,
+            "counters": {
+                "tiles_received": counts.get("tiles_received", 0),
+                "tiles_accepted": counts.get("tiles_accepted", 0),
+                "tiles_ok": counts.get("tiles_ok", 0),
+                "tiles_rejected": counts.get("tiles_rejected", 0),
+                "results_sent": counts.get("results_sent", 0),
+                "in_flight": in_flight,
+                "rejected_by_reason": rejected,
+                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
+                "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
+            },
+        }
+
+    # -- telemetry ------------------------------------------------------------------------
+
+    def _event(self, name: str, **fields: Any) -> None:
+        self._events.put({"event": name, "severity": EVENTS[name], "time": time.time(), **fields})
+
+    def _publish(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                break
+            self._telemetry.send_multipart([b"event", protocol.dumps(event)])
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Serve until a ``shutdown`` command or :meth:`stop`; then drain and close."""
+        workers = [
+            threading.Thread(target=self._vectorise_worker, name=f"vectorise-{i}", daemon=True)
+            for i in range(max(1, int(self.settings.vectorize.get("workers", 1))))
+        ]
+        sender = threading.Thread(target=self._sender, name="sender", daemon=True)
+        for thread in (*workers, sender):
+            thread.start()
+        poller = zmq.Poller()
+        poller.register(self._tiles, zmq.POLLIN)
+        poller.register(self._control, zmq.POLLIN)
+        self._running = True
+        self._event("started", endpoints=self.endpoints, device=self.settings.device)
+        next_telemetry = time.monotonic()
+        period_ms = int(self.settings.telemetry_period_s * 1000)
+        try:
+            while self._running:
+                ready = dict(poller.poll(period_ms))
+                if self._control in ready:
+                    self._on_control(self._control.recv_multipart())
+                if self._tiles in ready:
+                    # A burst of tiles is taken before control is looked at again, but bounded
+                    # so that a flood cannot starve a shutdown or a model upload.
+                    for _ in range(64):
+                        try:
+                            self._on_tile(self._tiles.recv_multipart(zmq.NOBLOCK, copy=False))
+                        except zmq.Again:
+                            break
+                if time.monotonic() >= next_telemetry:
+                    self._telemetry.send_multipart([b"telemetry", protocol.dumps(self.status())])
+                    next_telemetry = time.monotonic() + self.settings.telemetry_period_s
+                self._publish()
+        finally:
+            self._event("stopping")
+            if self.serving is not None:
+                self.serving.adapter.wait_all()
+            for _ in workers:
+                self._done.put(None)
+            for thread in workers:
+                thread.join()
+            self._outbox.put(None)
+            sender.join()
+            self._publish()
+            self.close()
+
+    def stop(self) -> None:
+        """Ask the loop to finish (from a signal handler or another thread)."""
+        self._running = False
+
+    def close(self) -> None:
+        for sock in (self._tiles, self._control, self._telemetry, self._results):
+            sock.close()
+        self._ctx.term()
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,71 @@
+"""Shared fixtures: a small real IR bundle and a real runtime serving on ipc sockets."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from runtime import config
+from runtime.bundle import Bundle, write_bundle
+from runtime.server import Runtime, Settings
+
+
+def make_brightness_bundle(out: Path, size: int = 64, bands: int = 3, name: str = "brightness",
+                           threshold: float = 0.5) -> Bundle:
+    """A real FP16 IR whose "vessels" are bright pixels: sigmoid(10 * (mean band / 255 - 0.5)).
+
+    Its output is known in closed form, so tests can say exactly which polygons must come back.
+    """
+    from openvino import opset8 as ops
+
+    x = ops.parameter([1, bands, size, size], np.float32, name="input")
+    w = np.full((1, bands, 1, 1), 10.0 / bands, dtype=np.float32)
+    conv = ops.convolution(x, ops.constant(w), [1, 1], [0, 0], [0, 0], [1, 1])
+    y = ops.sigmoid(ops.add(conv, ops.constant(np.full((1, 1, 1, 1), -5.0, dtype=np.float32))))
+    model = ov.Model([y], [x], name)
+    with tempfile.TemporaryDirectory() as tmp:
+        ov.save_model(model, Path(tmp) / "model.xml", compress_to_fp16=True)
+        xml, bin_ = (Path(tmp) / "model.xml").read_bytes(), (Path(tmp) / "model.bin").read_bytes()
+    manifest = {
+        "name": name,
+        "input": {"shape": [1, bands, size, size], "layout": "NCHW", "bands": ["b"] * bands, "dtype": "float32",
+                  "normalization": {"where": "host", "mean": [0.0] * bands, "std": [255.0] * bands}},
+        "output": {"name": "vessel_probability", "shape": [1, 1, size, size], "threshold": threshold,
+                   "activation": "sigmoid", "meaning": "probability that the pixel is a vessel"},
+        "numerics": {"weights": "fp16"},
+        "parameters": bands + 1,
+    }
+    return write_bundle(out, xml, bin_, manifest)
+
+
+@pytest.fixture(scope="session")
+def brightness_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "brightness"
+    make_brightness_bundle(out)
+    return out
+
+
+@pytest.fixture()
+def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
+    # ipc paths are limited to ~100 characters; pytest's tmp_path can be longer.
+    short = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+    return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry")}
+
+
+@pytest.fixture()
+def running_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> Iterator[Runtime]:
+    """A real runtime on ipc sockets, serving the brightness model, in a background thread."""
+    settings = Settings.from_config(config.defaults(), **ipc_endpoints)
+    runtime = Runtime(settings, model=brightness_bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    yield runtime
+    runtime.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "runtime did not stop"

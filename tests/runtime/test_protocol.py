@@ -1,0 +1,73 @@
+"""The wire protocol on its own: frames in, frames out, and every refusal has its reason."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from runtime import protocol
+from runtime.protocol import Reason, TileHeader, TileRejected
+
+
+def _tile(dtype: str = "uint16") -> tuple[TileHeader, np.ndarray]:
+    pixels = np.arange(2 * 5 * 7, dtype=dtype).reshape(2, 5, 7)
+    header = TileHeader(scene_id="s", tile_id="s/0", seq=0, shape=(0, 0, 0), dtype="", checksum="",
+                        transform=(3.0, 0.0, 500000.0, 0.0, -3.0, 4200000.0), crs="EPSG:32631",
+                        window=(0, 0, 5, 7))
+    return header, pixels
+
+
+@pytest.mark.parametrize("dtype", protocol.TILE_DTYPES)
+def test_tile_round_trip(dtype: str) -> None:
+    header, pixels = _tile(dtype)
+    frames = protocol.encode_tile(header, pixels)
+    got_header, got = protocol.decode_tile(frames, max_pixels=10_000, max_bands=4)
+    np.testing.assert_array_equal(got, pixels)
+    assert got.dtype == pixels.dtype
+    assert got_header["tile_id"] == "s/0" and got_header["shape"] == [2, 5, 7]
+    assert got_header["transform"][2] == 500000.0 and got_header["crs"] == "EPSG:32631"
+
+
+def test_result_round_trip_with_mask() -> None:
+    mask = np.eye(4, dtype=np.uint8)
+    frames = protocol.encode_result({"tile_id": "t", "status": "ok"}, mask)
+    result, got = protocol.decode_result(frames)
+    assert result["status"] == "ok" and result["v"] == protocol.PROTOCOL_VERSION
+    np.testing.assert_array_equal(got, mask)
+
+
+def _reason(frames: list[bytes], **limits: int) -> TileRejected:
+    with pytest.raises(TileRejected) as info:
+        protocol.decode_tile(frames, limits.get("max_pixels", 10_000), limits.get("max_bands", 4))
+    return info.value
+
+
+def _with_header(frames: list[bytes], **changes: object) -> list[bytes]:
+    header = json.loads(frames[0])
+    header.update(changes)
+    return [json.dumps(header).encode(), frames[1]]
+
+
+def test_each_malformation_has_its_reason() -> None:
+    frames = protocol.encode_tile(*_tile())
+    assert _reason([frames[0]]).reason is Reason.BAD_FRAMES
+    assert _reason([b"{not json", frames[1]]).reason is Reason.BAD_HEADER
+    assert _reason([b"[1, 2]", frames[1]]).reason is Reason.BAD_HEADER
+    assert _reason(_with_header(frames, v=99)).reason is Reason.UNKNOWN_VERSION
+    assert _reason(_with_header(frames, seq="0")).reason is Reason.BAD_HEADER
+    assert _reason(_with_header(frames, shape=[2, -5, 7])).reason is Reason.BAD_HEADER
+    assert _reason(_with_header(frames, dtype="float32")).reason is Reason.UNSUPPORTED_DTYPE
+    assert _reason(frames, max_pixels=10).reason is Reason.TOO_LARGE
+    assert _reason([frames[0], frames[1][:-2]]).reason is Reason.WRONG_BYTE_COUNT
+    flipped = bytearray(frames[1])
+    flipped[3] ^= 0xFF
+    rej = _reason([frames[0], bytes(flipped)])
+    assert rej.reason is Reason.BAD_CHECKSUM
+    assert rej.header["tile_id"] == "s/0"  # a rejection still names its tile
+
+
+def test_nan_is_not_json() -> None:
+    with pytest.raises(ValueError):
+        protocol.dumps({"x": float("nan")})

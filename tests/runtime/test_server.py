@@ -1,0 +1,146 @@
+"""The runtime driven through its ports: real ZeroMQ sockets, a real compiled IR."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from affine import Affine
+
+from flightsim.streamer import Streamer
+from flightsim.tiles import Tile
+from runtime import protocol
+from runtime.bundle import read_bundle
+from runtime.client import ControlClient, ControlError
+from runtime.server import Runtime
+from tests.conftest import make_brightness_bundle
+
+TRANSFORM = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4200000.0)
+
+
+def _tile(seq: int, pixels: np.ndarray | None = None) -> Tile:
+    if pixels is None:
+        pixels = np.zeros((3, 64, 64), dtype=np.uint8)
+        pixels[:, 10:20, 5:45] = 255  # one bright 40 x 10 pixel "ship", east-west
+    return Tile("scene", f"scene/{seq}", seq, pixels, TRANSFORM, "EPSG:32631", (0, 0, *pixels.shape[1:]))
+
+
+class Ground:
+    """The receiving end: a PULL on the results socket."""
+
+    def __init__(self, endpoint: str):
+        self.sock = zmq.Context.instance().socket(zmq.PULL)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+
+    def results(self, n: int, timeout_s: float = 20.0) -> list[dict]:
+        out = []
+        for _ in range(n):
+            assert self.sock.poll(int(timeout_s * 1000)), f"only {len(out)} of {n} results arrived"
+            out.append(protocol.decode_result(self.sock.recv_multipart())[0])
+        return out
+
+
+def test_a_tile_becomes_a_described_vessel(running_runtime: Runtime) -> None:
+    ground = Ground(running_runtime.endpoints["results"])
+    streamer = Streamer(running_runtime.endpoints["tiles"])
+    log = streamer.stream([_tile(0)])
+    assert log.acks["scene/0"]["status"] == "accepted"
+    [result] = ground.results(1)
+    assert result["status"] == "ok" and result["tile_id"] == "scene/0"
+    [vessel] = result["detections"]["features"]
+    props = vessel["properties"]
+    assert props["area_m2"] == pytest.approx(40 * 10 * 9)
+    assert props["length_m"] == pytest.approx(120) and props["width_m"] == pytest.approx(30)
+    assert props["heading_deg"] == pytest.approx(90)
+    xs = [c[0] for c in vessel["geometry"]["coordinates"][0]]
+    assert min(xs) == pytest.approx(500000 + 5 * 3) and max(xs) == pytest.approx(500000 + 45 * 3)
+    assert result["model"]["sha256"] == read_bundle(running_runtime.store.current_path()).id
+
+
+def test_malformed_tiles_are_rejected_and_serving_goes_on(running_runtime: Runtime) -> None:
+    ground = Ground(running_runtime.endpoints["results"])
+    streamer = Streamer(running_runtime.endpoints["tiles"])
+    good = _tile(0).frames()
+    header = json.loads(good[0])
+    flipped = bytearray(good[1])
+    flipped[100] ^= 0xFF
+    cases = {
+        "bad_header": [b"\xff not json", good[1]],
+        "wrong_byte_count": [good[0], good[1][:-1]],
+        "bad_checksum": [good[0], bytes(flipped)],
+        "unknown_version": [json.dumps({**header, "v": 2}).encode(), good[1]],
+        "bad_shape": _tile(5, np.zeros((2, 64, 64), np.uint8)).frames(),
+    }
+    for i, frames in enumerate(cases.values()):
+        streamer.send_frames(f"bad/{i}", frames)
+    streamer.send_frames("scene/9", _tile(9).frames())
+    streamer.drain()
+    results = ground.results(len(cases) + 1)
+    rejected = sorted(r["reason"] for r in results if r["status"] == "rejected")
+    assert rejected == sorted(cases)
+    assert all(r.get("detail") for r in results if r["status"] == "rejected")
+    [ok] = [r for r in results if r["status"] == "ok"]
+    assert ok["tile_id"] == "scene/9" and len(ok["detections"]["features"]) == 1
+    counters = ControlClient(running_runtime.endpoints["control"]).status()["counters"]
+    assert counters["tiles_rejected"] == len(cases) and counters["tiles_ok"] == 1
+
+
+def test_padded_edge_tile_and_mask_frame(running_runtime: Runtime) -> None:
+    ground = Ground(running_runtime.endpoints["results"])
+    pixels = np.zeros((3, 30, 50), dtype=np.uint8)
+    pixels[:, 2:6, 10:30] = 255
+    Streamer(running_runtime.endpoints["tiles"]).stream([_tile(1, pixels)], want_mask=True)
+    ground.sock.poll(20000)
+    result, mask = protocol.decode_result(ground.sock.recv_multipart())
+    assert mask is not None and mask.shape == (30, 50)
+    assert mask.sum() == 4 * 20 and mask[2:6, 10:30].all()
+
+
+def test_bad_bundle_is_refused_and_old_model_keeps_serving(running_runtime: Runtime, tmp_path: Path) -> None:
+    control = ControlClient(running_runtime.endpoints["control"])
+    before = control.status()["model"]
+    bundle = make_brightness_bundle(tmp_path / "other", name="other")
+    frames = bundle.frames()
+    tampered = bytearray(frames[2])
+    tampered[-1] ^= 0x01
+    with pytest.raises(ControlError, match="sha256"):
+        control.request("load_model", [frames[0], frames[1], bytes(tampered)], manifest_sha256=bundle.id)
+    with pytest.raises(ControlError, match="manifest sha256"):
+        control.request("load_model", frames, manifest_sha256="0" * 64)
+    broken_xml = make_brightness_bundle(tmp_path / "broken", name="broken")
+    from runtime.bundle import write_bundle
+    broken = write_bundle(tmp_path / "broken2", b"<net>not an IR</net>", broken_xml.files["model.bin"],
+                          {k: v for k, v in broken_xml.manifest.items() if k not in ("files", "format")})
+    with pytest.raises(ControlError, match="model refused"):
+        control.load_model(broken)
+    assert control.status()["model"] == before
+    ground = Ground(running_runtime.endpoints["results"])
+    Streamer(running_runtime.endpoints["tiles"]).stream([_tile(2)])
+    [result] = ground.results(1)
+    assert result["status"] == "ok" and result["model"] == before
+    # A good upload replaces it, and the old one is kept for rollback.
+    assert control.load_model(bundle)["model"]["sha256"] == bundle.id
+    assert read_bundle(running_runtime.store.previous_path()).id == before["sha256"]
+
+
+def test_no_model_rejects_with_reason(ipc_endpoints: dict[str, str]) -> None:
+    import threading
+
+    from runtime import config
+    from runtime.server import Settings
+
+    runtime = Runtime(Settings.from_config(config.defaults(), **ipc_endpoints))
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        ground = Ground(runtime.endpoints["results"])
+        log = Streamer(runtime.endpoints["tiles"]).stream([_tile(0)])
+        assert log.acks["scene/0"]["reason"] == "no_model"
+        assert ground.results(1)[0]["reason"] == "no_model"
+    finally:
+        ControlClient(runtime.endpoints["control"]).shutdown()
+        thread.join(10)
