@@ -1,0 +1,71 @@
+"""A runtime for the rig: a subprocess started here, or one already running elsewhere."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+from runtime.client import ControlClient, ControlError
+
+
+class RuntimeProcess:
+    """``python -m runtime serve`` on ipc sockets in a private directory; stopped on close.
+
+    The child prints one JSON line when its sockets are bound; its log goes to ``log_path``.
+    """
+
+    def __init__(self, device: str, log_path: Path, startup_timeout_s: float):
+        self._dir = tempfile.TemporaryDirectory(prefix="hil-", dir="/tmp")
+        endpoints = {n: f"ipc://{self._dir.name}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+        cmd = [sys.executable, "-m", "runtime", "serve", "--device", device,
+               "--store", str(Path(self._dir.name) / "store")]
+        for name, endpoint in endpoints.items():
+            cmd += [f"--{name}", endpoint]
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log)
+        self.endpoints = self._wait_ready(startup_timeout_s)
+
+    def _wait_ready(self, timeout_s: float) -> dict[str, str]:
+        line: list[bytes] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout_s)
+        if not line or not line[0]:
+            self.close()
+            raise RuntimeError(f"runtime did not start in {timeout_s} s; see {self._log.name}")
+        return json.loads(line[0])["endpoints"]
+
+    def close(self, timeout_s: float = 30.0) -> int | None:
+        """Ask for a shutdown (the runtime drains first), then make sure the process is gone."""
+        if self.proc.poll() is None:
+            try:
+                ControlClient(self.endpoints["control"], timeout_s=5).shutdown() if hasattr(self, "endpoints") else None
+                self.proc.wait(timeout_s)
+            except (ControlError, subprocess.TimeoutExpired):
+                self.proc.terminate()
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+        self._log.close()
+        self._dir.cleanup()
+        return self.proc.returncode
+
+
+def remote_endpoints(control: str, timeout_s: float = 10.0) -> dict[str, str]:
+    """Endpoints of a running runtime, from its ``status``; wildcard hosts become the control host."""
+    status = ControlClient(control, timeout_s=timeout_s).status()
+    host = urlparse(control).hostname
+    endpoints = {}
+    for name, endpoint in status["endpoints"].items():
+        for wildcard in ("0.0.0.0", "*"):
+            endpoint = endpoint.replace(f"//{wildcard}:", f"//{host}:")
+        endpoints[name] = endpoint
+    endpoints["control"] = control
+    return endpoints
+

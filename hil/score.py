@@ -1,0 +1,65 @@
+"""Scores: pixel IoU per class, and object-level precision, recall and F1 by polygon matching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+
+def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """IoU of the vessel class, of the background, and their mean (mIoU)."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    inter_v = np.count_nonzero(pred & truth)
+    union_v = np.count_nonzero(pred | truth)
+    inter_b = np.count_nonzero(~pred & ~truth)
+    union_b = np.count_nonzero(~pred | ~truth)
+    # A class absent from both prediction and truth is perfectly predicted.
+    vessel_iou = inter_v / union_v if union_v else 1.0
+    background_iou = inter_b / union_b if union_b else 1.0
+    return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2}
+
+
+def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: float) -> dict[str, Any]:
+    """Greedy one-to-one matching by polygon IoU, best pairs first; a pair counts at IoU >= min_iou."""
+    pairs: list[tuple[float, int, int]] = []
+    if pred and truth:
+        tree = shapely.STRtree(truth)
+        left, right = tree.query(pred, predicate="intersects")
+        for i, j in zip(left.tolist(), right.tolist()):
+            inter = pred[i].intersection(truth[j]).area
+            union = pred[i].area + truth[j].area - inter
+            if union > 0 and inter / union >= min_iou:
+                pairs.append((inter / union, i, j))
+    pairs.sort(reverse=True)
+    used_p: set[int] = set()
+    used_t: set[int] = set()
+    ious = []
+    for iou, i, j in pairs:
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+            ious.append(iou)
+    tp = len(ious)
+    precision = tp / len(pred) if pred else (1.0 if not truth else 0.0)
+    recall = tp / len(truth) if truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "precision": precision, "recall": recall, "f1": f1,
+        "true_positives": tp, "false_positives": len(pred) - tp, "false_negatives": len(truth) - tp,
+        "n_predicted": len(pred), "n_truth": len(truth),
+        "matched_mean_iou": float(np.mean(ious)) if ious else None,
+        "matched_indices": sorted(used_p),
+    }
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float | None]:
+    if not values_ms:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    arr = np.asarray(values_ms)
+    return {
+        "p50": float(np.percentile(arr, 50)), "p95": float(np.percentile(arr, 95)),
+        "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean()), "max": float(arr.max()),
+    }
