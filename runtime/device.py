@@ -76,7 +76,7 @@ class OpenVINOAdapter(InferenceAdapter):
         self._compiled = core.compile_model(model, device, config)
         self.numerics = {
             "device": device,
-            "inference_precision": str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+            "inference_precision": self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
             if device.startswith("CPU")
             else "device default",
             "weights": "as stored in the IR",

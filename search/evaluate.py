@@ -1,0 +1,101 @@
+"""Scoring a network on whole scenes, tiled the way the payload sees them.
+
+A scene is cut into fixed-size tiles (edge tiles padded with the band mean, i.e. zero after
+normalisation, and cropped back), each tile is run through a predictor (the torch model during
+training, the exported IR for the manifest), and the thresholded masks are compared with ground truth
+over the whole scene. Counting intersection and union over all pixels of all scenes, rather than
+averaging per-tile scores, keeps tiles without vessels from dominating the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import openvino as ov
+import torch
+
+from search.data import Normalization, SceneArrays
+
+# Maps a normalised tile batch (1, bands, T, T) float32 to vessel probabilities (1, 1, T, T).
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Confusion:
+    """Pixel counts of a binary segmentation; IoUs are derived from them."""
+
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
+        pred, truth = pred.astype(bool), truth.astype(bool)
+        self.tp += int(np.count_nonzero(pred & truth))
+        self.fp += int(np.count_nonzero(pred & ~truth))
+        self.fn += int(np.count_nonzero(~pred & truth))
+        self.tn += int(np.count_nonzero(~pred & ~truth))
+
+    @property
+    def vessel_iou(self) -> float:
+        """IoU of the vessel class; 1.0 if there are no vessels and none were predicted."""
+        denom = self.tp + self.fp + self.fn
+        return self.tp / denom if denom else 1.0
+
+    @property
+    def background_iou(self) -> float:
+        denom = self.tn + self.fp + self.fn
+        return self.tn / denom if denom else 1.0
+
+    @property
+    def miou(self) -> float:
+        """Mean of the vessel and background IoUs."""
+        return (self.vessel_iou + self.background_iou) / 2
+
+
+def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, tile: int) -> np.ndarray:
+    """Vessel probability (H, W) for a (bands, H, W) count image, inferred tile by tile."""
+    x = norm.apply(image)
+    bands, h, w = x.shape
+    out = np.zeros((h, w), dtype=np.float32)
+    for top in range(0, h, tile):
+        for left in range(0, w, tile):
+            window = x[:, top : top + tile, left : left + tile]
+            th, tw = window.shape[1:]
+            padded = np.zeros((1, bands, tile, tile), dtype=np.float32)
+            padded[0, :, :th, :tw] = window
+            out[top : top + th, left : left + tw] = predict(padded)[0, 0, :th, :tw]
+    return out
+
+
+def score_scenes(
+    predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int, threshold: float
+) -> Confusion:
+    """Confusion counts of the thresholded predictions over all ``scenes``."""
+    conf = Confusion()
+    for s in scenes:
+        conf.add(predict_scene(predict, s.image, norm, tile) >= threshold, s.mask)
+    return conf
+
+
+def torch_predictor(model: torch.nn.Module) -> Predictor:
+    """Predictor running the torch model in eval mode (BatchNorm with running statistics)."""
+    model.eval()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return predict
+
+
+def ir_predictor(compiled: ov.CompiledModel) -> Predictor:
+    """Predictor running a compiled OpenVINO model through one reusable infer request."""
+    request = compiled.create_infer_request()
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        return np.array(request.infer([x])[0], copy=True)
+
+    return predict

@@ -1,0 +1,74 @@
+"""Torch network -> FP16 OpenVINO IR -> flight model bundle.
+
+The IR must load in the OpenVINO 2022.3 MYRIAD toolkit, which accepts ops from opset 10 or older;
+:func:`ir_opsets` reads the opset of every layer from the XML so the exporter (and the tests) can
+refuse anything newer instead of finding out on the device.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openvino as ov
+import torch
+from torch import nn
+
+from runtime.bundle import Bundle, write_bundle
+
+MAX_OPSET = 10
+INPUT_NAME = "image"
+OUTPUT_NAME = "vessel_probability"
+
+
+def to_ir(model: nn.Module, shape: tuple[int, int, int, int]) -> tuple[bytes, bytes]:
+    """Convert ``model`` (in eval mode) to an IR with FP16 weights; returns (xml, bin) bytes.
+
+    The input shape is static so that the shape arithmetic of the upsampling folds into constants.
+    """
+    model = model.eval()
+    with torch.no_grad():
+        ovm = ov.convert_model(model, example_input=torch.zeros(shape), input=[list(shape)])
+    ovm.inputs[0].get_tensor().set_names({INPUT_NAME})
+    ovm.outputs[0].get_tensor().set_names({OUTPUT_NAME})
+    with tempfile.TemporaryDirectory() as tmp:
+        xml_path = Path(tmp) / "model.xml"
+        ov.save_model(ovm, xml_path, compress_to_fp16=True)
+        xml, bin_ = xml_path.read_bytes(), xml_path.with_suffix(".bin").read_bytes()
+    check_opsets(xml)
+    return xml, bin_
+
+
+def ir_opsets(xml: bytes) -> list[str]:
+    """The sorted distinct ``version`` attributes of the IR's layers, e.g. ``["opset1", "opset3"]``."""
+    root = ET.fromstring(xml)
+    return sorted({layer.get("version", "") for layer in root.iter("layer")})
+
+
+def check_opsets(xml: bytes, max_opset: int = MAX_OPSET) -> None:
+    """Raise ValueError if any layer comes from an opset newer than ``max_opset``."""
+    too_new = []
+    for version in ir_opsets(xml):
+        match = re.fullmatch(r"opset(\d+)", version)
+        if match is None or int(match.group(1)) > max_opset:
+            too_new.append(version)
+    if too_new:
+        raise ValueError(f"IR uses {too_new}; valid: opset1..opset{max_opset}")
+
+
+def compile_ir(xml: bytes, bin_: bytes, device: str = "CPU") -> ov.CompiledModel:
+    """Compile IR bytes; on CPU in f32 so the numbers are the FP16 weights' and not bf16's."""
+    core = ov.Core()
+    ovm = core.read_model(model=xml, weights=ov.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    config = {"INFERENCE_PRECISION_HINT": "f32"} if device == "CPU" else {}
+    return core.compile_model(ovm, device, config)
+
+
+def export_bundle(model: nn.Module, out_dir: Path, manifest: dict[str, Any], shape: tuple[int, int, int, int]) -> Bundle:
+    """Export ``model`` and write a bundle; ``manifest`` is completed with the IR's opsets."""
+    xml, bin_ = to_ir(model, shape)
+    return write_bundle(out_dir, xml, bin_, {**manifest, "opsets": ir_opsets(xml)})
