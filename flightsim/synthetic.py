@@ -264,8 +264,12 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: fl
 
     ri, rw = axis(h)
     ci, cw = axis(w)
-    rows = sum(wk[:, None] * grid[ri + k] for k, wk in enumerate(rw))
-    out = sum(wk[None, :] * rows[:, ci + k] for k, wk in enumerate(cw))
+    # Columns first, on the small grid; the full-size pass then gathers whole rows, which stay
+    # contiguous (gathering columns of a full-size array yields a slow, transposed layout).
+    cols = sum(wk[None, :] * grid[:, ci + k] for k, wk in enumerate(cw))
+    out = np.ascontiguousarray(rw[0][:, None] * cols[ri])
+    for k in range(1, 4):
+        out += rw[k][:, None] * cols[ri + k]
     out -= out.mean()
     out /= out.std() + 1e-12
     return out
@@ -291,16 +295,27 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 # --- Background: sea, land, cloud -------------------------------------------------------------
 
 
+# Whole-scene arithmetic runs band by band on contiguous 2-D planes: broadcasting a (bands, 1, 1)
+# colour against an (H, W) plane can interleave the bands in memory, which makes every later
+# operation on the image several times slower.
+
+
 def _colour(cfg: dict[str, Any], key: str) -> np.ndarray:
     return np.asarray(cfg[key], np.float32)[:, None, None]
+
+
+def _blend(img: np.ndarray, weight: np.ndarray, target: np.ndarray | list[np.ndarray]) -> None:
+    """``img += weight * (target - img)`` per band, in place; ``target`` per band: scalar or plane."""
+    for band, goal in zip(img, target):
+        band += weight * (goal - band)
 
 
 def _sea(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], gsd: float) -> np.ndarray:
     """The sea in reflectance units, (bands, H, W) float32: textured, with a faint swell."""
     n_bands = len(cfg["bands"])
     j, cj = cfg["sea_brightness_jitter"], cfg["sea_colour_jitter"]
-    colour = _colour(cfg, "sea_colour") * rng.uniform(1 - j, 1 + j)
-    colour *= rng.uniform(1 - cj, 1 + cj, n_bands).astype(np.float32)[:, None, None]
+    colour = np.asarray(cfg["sea_colour"], np.float32) * rng.uniform(1 - j, 1 + j)
+    colour *= rng.uniform(1 - cj, 1 + cj, n_bands).astype(np.float32)
 
     scales = [s / gsd for s in cfg["sea_texture_scales_m"]]
     texture = sum(a * _smooth_noise(rng, shape, s) for s, a in zip(scales, cfg["sea_texture_amplitudes"]))
@@ -314,10 +329,8 @@ def _sea(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], 
     phase = (2 * math.pi / wavelength) * (cols * math.cos(theta) + rows * math.sin(theta))
     phase += 1.5 * _smooth_noise(rng, shape, 4 * wavelength)
     patchy = np.clip(0.5 + 0.5 * _smooth_noise(rng, shape, 6 * wavelength), 0.0, 1.0)
-    swell = amplitude * patchy * np.sin(phase)
-    # Band-sequential (C order) explicitly: broadcasting alone may interleave the bands, which makes
-    # every later whole-image operation several times slower.
-    return np.ascontiguousarray(colour * (1.0 + texture + swell)[None], dtype=np.float32)
+    brightness = 1.0 + texture + amplitude * patchy * np.sin(phase)
+    return np.stack([c * brightness for c in colour]).astype(np.float32, copy=False)
 
 
 def _land(
@@ -350,12 +363,16 @@ def _land(
     scales = [x / gsd for x in cfg["land_texture_scales_m"]]
     mix = np.clip(0.5 + cfg["land_mix_contrast"] * _fbm(rng, (h, w), scales, cfg["land_texture_amplitudes"]), 0, 1)
     fine = 1.0 + cfg["land_fine_texture"] * _smooth_noise(rng, (h, w), scales[-1])
-    ground = (_colour(cfg, "vegetation_colour") * (1 - mix) + _colour(cfg, "soil_colour") * mix) * fine
     beach = np.clip(1.0 - (field - t) / (cfg["beach_width_px"] * per_px), 0.0, 1.0) * land
-    ground += beach * (_colour(cfg, "sand_colour") - ground)
     shallow = np.clip(1.0 - (t - field) / (cfg["shallow_width_px"] * per_px), 0.0, 1.0) * (1 - land)
-    img += (cfg["shallow_strength"] * shallow) * (_colour(cfg, "shallow_colour") - img)
-    img += alpha * (ground - img)
+    ground = [
+        (veg + (soil - veg) * mix) * fine
+        for veg, soil in zip(cfg["vegetation_colour"], cfg["soil_colour"])
+    ]
+    for plane, sand in zip(ground, cfg["sand_colour"]):
+        plane += beach * (sand - plane)
+    _blend(img, cfg["shallow_strength"] * shallow, cfg["shallow_colour"])
+    _blend(img, alpha, ground)
     return land, alpha.astype(np.float32)
 
 
@@ -379,8 +396,10 @@ def _paint_cloud(
 ) -> None:
     dr = int(round(-shadow_dir[1] * offset_px))  # map y points up, rows point down
     dc = int(round(shadow_dir[0] * offset_px))
-    img *= 1.0 - cfg["cloud_shadow_strength"] * _shift(opacity, dr, dc)
-    img += opacity * (_colour(cfg, "cloud_colour") - img)
+    shade = 1.0 - cfg["cloud_shadow_strength"] * _shift(opacity, dr, dc)
+    for band in img:
+        band *= shade
+    _blend(img, opacity, cfg["cloud_colour"])
 
 
 def _shift(a: np.ndarray, dr: int, dc: int) -> np.ndarray:

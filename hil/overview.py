@@ -31,7 +31,7 @@ def draw_overview(scene: Path, predicted: list[BaseGeometry],
         for geom in geoms:
             for poly in getattr(geom, "geoms", [geom]):
                 xs, ys = poly.exterior.xy
-                cols, rows = zip(*(inv * (x, y) for x, y in zip(xs, ys)))
+                cols, rows = zip(*(inv @ (x, y) for x, y in zip(xs, ys)))
                 ax.plot(cols, rows, color=colour, linewidth=0.8, label=label if first else None)
                 first = False
     ax.set_axis_off()

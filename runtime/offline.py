@@ -59,7 +59,7 @@ def infer_file(
             batch, valid = prep(tile, {})
             prob = adapter.infer(batch)[0, 0]
             features += vectorize(
-                prob, bundle.threshold, transform * Affine.translation(col, row), crs, valid=valid,
+                prob, bundle.threshold, transform @ Affine.translation(col, row), crs, valid=valid,
                 min_area_px=vectorize_opts["min_area_px"], simplify_px=vectorize_opts["simplify_px"],
                 connectivity=vectorize_opts["connectivity"],
             )
