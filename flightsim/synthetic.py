@@ -270,8 +270,9 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: fl
     out = np.ascontiguousarray(rw[0][:, None] * cols[ri])
     for k in range(1, 4):
         out += rw[k][:, None] * cols[ri + k]
-    out -= out.mean()
-    out /= out.std() + 1e-12
+    sample = out[:: max(1, h // 128), :: max(1, w // 128)]  # a sample fixes the scale as well as all
+    out -= sample.mean()
+    out /= sample.std() + 1e-6
     return out
 
 
@@ -403,15 +404,15 @@ def _paint_cloud(
 
 
 def _shift(a: np.ndarray, dr: int, dc: int) -> np.ndarray:
-    """``out[r, c] = a[r - dr, c - dc]``, zero where that falls outside ``a``."""
+    """``out[r, c] = a[r - dr, c - dc]``, with indices clamped to the edge.
+
+    Clamping rather than zero fill: a shadow cast from beyond the scene continues smoothly instead
+    of stopping at a straight line that no real cloud shadow has.
+    """
     h, w = a.shape
-    out = np.zeros_like(a)
-    if abs(dr) >= h or abs(dc) >= w:
-        return out
-    out[max(dr, 0) : h + min(dr, 0), max(dc, 0) : w + min(dc, 0)] = a[
-        max(-dr, 0) : h - max(dr, 0), max(-dc, 0) : w - max(dc, 0)
-    ]
-    return out
+    rows = np.clip(np.arange(h) - dr, 0, h - 1)
+    cols = np.clip(np.arange(w) - dc, 0, w - 1)
+    return a[np.ix_(rows, cols)]
 
 
 # --- Vessels ----------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ def infer_file(
     model: str | Path, input_path: str | Path, device: str, vectorize_opts: dict[str, Any], cpu_precision: str = "f32"
 ) -> dict[str, Any]:
     """Segment a whole image tile by tile and return a GeoJSON FeatureCollection of vessels."""
-    pixels, transform, crs = read_input(input_path)
     bundle = read_bundle(model)
+    pixels, transform, crs = read_input(input_path)
     adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)
     prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
     _, _, th, tw = adapter.input_shape
