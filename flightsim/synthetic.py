@@ -30,7 +30,7 @@ from shapely.geometry import Polygon, mapping
 
 from runtime.config import load_defaults
 
-__all__ = ["Scene", "Vessel", "defaults", "generate_scene", "write_scene"]
+__all__ = ["Scene", "Vessel", "defaults", "generate_scene", "rasterize_vessels", "write_scene"]
 
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (half-open), clipped to the scene
 
@@ -276,7 +276,9 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: fl
     return out
 
 
-def _fbm(rng: np.random.Generator, shape: tuple[int, int], scales_px: list[float], amps: list[float]) -> np.ndarray:
+def _fbm(
+    rng: np.random.Generator, shape: tuple[int, int], scales_px: list[float], amps: list[float]
+) -> np.ndarray:
     """A sum of smooth-noise octaves, renormalised to unit variance."""
     out = sum(a * _smooth_noise(rng, shape, s) for s, a in zip(scales_px, amps))
     return out / (math.sqrt(sum(a * a for a in amps)) + 1e-12)
@@ -362,7 +364,8 @@ def _land(
     alpha = np.clip(0.5 + (field - t) / (cfg["coast_softness_px"] * per_px), 0.0, 1.0)
 
     scales = [x / gsd for x in cfg["land_texture_scales_m"]]
-    mix = np.clip(0.5 + cfg["land_mix_contrast"] * _fbm(rng, (h, w), scales, cfg["land_texture_amplitudes"]), 0, 1)
+    mottle = _fbm(rng, (h, w), scales, cfg["land_texture_amplitudes"])
+    mix = np.clip(0.5 + cfg["land_mix_contrast"] * mottle, 0.0, 1.0)
     fine = 1.0 + cfg["land_fine_texture"] * _smooth_noise(rng, (h, w), scales[-1])
     beach = np.clip(1.0 - (field - t) / (cfg["beach_width_px"] * per_px), 0.0, 1.0) * land
     shallow = np.clip(1.0 - (t - field) / (cfg["shallow_width_px"] * per_px), 0.0, 1.0) * (1 - land)
@@ -377,7 +380,9 @@ def _land(
     return land, alpha.astype(np.float32)
 
 
-def _cloud(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], gsd: float) -> np.ndarray | None:
+def _cloud(
+    rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], gsd: float
+) -> np.ndarray | None:
     """Cloud opacity (H, W) float32 on some seeds: soft-edged blobs covering the drawn fraction."""
     if rng.random() >= cfg["cloud_probability"]:
         return None
@@ -393,7 +398,11 @@ def _cloud(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int]
 
 
 def _paint_cloud(
-    cfg: dict[str, Any], img: np.ndarray, opacity: np.ndarray, shadow_dir: tuple[float, float], offset_px: float
+    cfg: dict[str, Any],
+    img: np.ndarray,
+    opacity: np.ndarray,
+    shadow_dir: tuple[float, float],
+    offset_px: float,
 ) -> None:
     dr = int(round(-shadow_dir[1] * offset_px))  # map y points up, rows point down
     dc = int(round(shadow_dir[0] * offset_px))
@@ -428,7 +437,10 @@ def _hull(cx: float, cy: float, length: float, width: float, heading_deg: float,
     return Polygon([(cx + u * fx + v * sx, cy + u * fy + v * sy) for u, v in local])
 
 
-def _window(bounds: tuple[float, float, float, float], transform: Affine, shape: tuple[int, int], pad: int) -> Window:
+def _window(
+    bounds: tuple[float, float, float, float], transform: Affine, shape: tuple[int, int], pad: int
+) -> Window:
+    """The pixel window covering map ``bounds`` plus ``pad`` pixels, clipped to the scene."""
     minx, miny, maxx, maxy = bounds
     gsd, x0, y0 = transform.a, transform.c, transform.f
     r0 = max(math.floor((y0 - maxy) / gsd) - pad, 0)
@@ -443,13 +455,16 @@ def _raster(geom: Polygon, transform: Affine, win: Window, supersample: int = 1)
     r0, r1, c0, c1 = win
     s = supersample
     t = transform * Affine.translation(c0, r0) * Affine.scale(1.0 / s)
-    out = rasterize([(geom, 1)], out_shape=((r1 - r0) * s, (c1 - c0) * s), transform=t, fill=0, dtype=np.uint8)
+    out_shape = ((r1 - r0) * s, (c1 - c0) * s)
+    out = rasterize([(geom, 1)], out_shape=out_shape, transform=t, fill=0, dtype=np.uint8)
     if s == 1:
         return out
     return out.reshape(r1 - r0, s, c1 - c0, s).mean(axis=(1, 3), dtype=np.float32)
 
 
-def _local(transform: Affine, win: Window, cx: float, cy: float, heading_deg: float) -> tuple[np.ndarray, np.ndarray]:
+def _local(
+    transform: Affine, win: Window, cx: float, cy: float, heading_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Pixel centres of a window in a frame at (cx, cy): u forward along the heading, v to starboard."""
     r0, r1, c0, c1 = win
     gsd = transform.a
@@ -522,7 +537,8 @@ def _draw_look(
     wake_length, wake_intensity = 0.0, 0.0
     if rng.random() < cfg["moving_probability"]:
         speed = rng.uniform(*cfg["speed_factor"])
-        wake_length = min(vessel.length_m * rng.uniform(*cfg["wake_length_factor"]) * speed, cfg["wake_max_length_m"])
+        wake_length = vessel.length_m * rng.uniform(*cfg["wake_length_factor"]) * speed
+        wake_length = min(wake_length, cfg["wake_max_length_m"])
         wake_intensity = rng.uniform(*cfg["wake_intensity"]) * speed
     return _Look(
         vessel=vessel,
@@ -556,7 +572,8 @@ def _deck_colours(cfg: dict[str, Any], look: _Look, u: np.ndarray, v: np.ndarray
     cargo_to = v_len / 2 - look.bow_m
     if look.kind == "cargo":
         period = look.hatch_period_m
-        hatches = (u > cargo_from) & (u < cargo_to) & (av < 0.38 * v_wid) & (np.mod(u, period) < 0.75 * period)
+        hatches = (u > cargo_from) & (u < cargo_to) & (av < 0.38 * v_wid)
+        hatches &= np.mod(u, period) < 0.75 * period
         colours[:, hatches] = look.accent[:, None]
     elif look.kind == "tanker":
         rack = (u > cargo_from) & (u < cargo_to) & (av < max(0.08 * v_wid, 1.0))
@@ -570,9 +587,8 @@ def _paint_ship(
     """Blend the hull over the picture with its coverage of each pixel, after its shadow."""
     gsd = transform.a
     v = look.vessel
-    offset = cfg["ship_shadow_offset_m"][0] + (cfg["ship_shadow_offset_m"][1] - cfg["ship_shadow_offset_m"][0]) * min(
-        v.length_m / cfg["ship_length_m"][1], 1.0
-    )  # bigger ships stand taller
+    lo, hi = cfg["ship_shadow_offset_m"]
+    offset = lo + (hi - lo) * min(v.length_m / cfg["ship_length_m"][1], 1.0)  # bigger ships stand taller
     shadow = shapely.affinity.translate(v.polygon, shadow_dir[0] * offset, shadow_dir[1] * offset)
     win = _window(v.polygon.union(shadow).bounds, transform, img.shape[1:], pad=2)
     r0, r1, c0, c1 = win
@@ -611,7 +627,8 @@ def _paint_wake(
         return
     u, lat = _local(transform, win, sx0, sy0, v.heading_deg)
     d = np.maximum(-u, 0.0)  # metres behind the stern
-    turbulent = np.exp(-((lat / (0.5 * width + cfg["wake_spread"] * d)) ** 2) - d / (cfg["wake_decay"] * length))
+    turb_w = 0.5 * width + cfg["wake_spread"] * d
+    turbulent = np.exp(-((lat / turb_w) ** 2) - d / (cfg["wake_decay"] * length))
     arm_w = 0.3 * width + 0.5 * cfg["wake_spread"] * d
     arms = np.exp(-(((np.abs(lat) - d * tan_k) / arm_w) ** 2) - d / (cfg["kelvin_decay"] * length))
     strength = turbulent + cfg["kelvin_relative_intensity"] * arms
