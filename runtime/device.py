@@ -3,6 +3,15 @@
 An adapter compiles a flight model's IR for one device and runs it, synchronously or through a
 pool of asynchronous infer requests so that the host can decode and vectorise other tiles while the
 device computes. The runtime sees only :class:`InferenceAdapter`.
+
+Devices by name:
+
+- any OpenVINO device: ``CPU``, ``GPU``, ``NPU`` (modern OpenVINO), ``MYRIAD`` (OpenVINO 2022.3 with
+  the plugin copied in); through either Python API (:mod:`runtime.ov_api`);
+- ``myriadx-emu``: the Myriad X twin. The IR is rewritten to the ``fp16-myriadx`` profile
+  (:mod:`runtime.emulate`) and compiled for the CPU in f32; its latency on a real Myriad X is
+  *estimated* (:mod:`runtime.latency`) and reported beside, never mixed with, the host's;
+- ``flight``: the flight default, the first of :data:`FLIGHT_PREFERENCE` that is there.
 """
 
 from __future__ import annotations
@@ -13,18 +22,73 @@ from typing import Any
 
 import numpy as np
 
+from runtime import ov_api
 from runtime.bundle import Bundle
 
 #: Called from a device thread when an asynchronous request finishes: (output, userdata).
 Completion = Callable[[np.ndarray, Any], None]
+
+#: Twins: device name -> the profile they apply by default.
+TWINS = {"myriadx-emu": "fp16-myriadx"}
+#: What the flight default picks, best first: the real VPU, then its successor, then the twin.
+FLIGHT_PREFERENCE = ("MYRIAD", "NPU", "myriadx-emu")
+#: Devices whose latency the Myriad X cost model estimates.
+MYRIAD_LIKE = ("MYRIAD", "myriadx-emu")
+
+
+def attached_devices(core: Any | None = None) -> list[str]:
+    """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...)."""
+    return list((core or ov_api.Core()).available_devices)
+
+
+def available_devices(core: Any | None = None) -> list[dict[str, str]]:
+    """Every device a runtime here can serve on: the attached ones and the twins, described."""
+    core = core or ov_api.Core()
+    out = []
+    for name in attached_devices(core):
+        try:
+            full = str(core.get_property(name, "FULL_DEVICE_NAME"))
+        except Exception:  # some plugins do not report it; the name is enough
+            full = name
+        out.append({"name": name, "kind": "openvino", "description": full})
+    for name, profile in TWINS.items():
+        out.append({"name": name, "kind": "twin",
+                    "description": f"Myriad X twin on the CPU: IR rewritten to profile {profile}, f32 host arithmetic"})
+    return out
+
+
+def flight_default(core: Any | None = None) -> tuple[str, str]:
+    """The device a flight runtime should use here, and why: MYRIAD, else NPU, else the twin."""
+    attached = {d.split(".")[0] for d in attached_devices(core)}
+    for name in FLIGHT_PREFERENCE:
+        if name in attached:
+            return name, f"{name} is attached"
+        if name in TWINS:
+            return name, "no MYRIAD or NPU attached: using the Myriad X twin"
+    raise AssertionError("FLIGHT_PREFERENCE ends with a twin")
+
+
+def resolve(device: str, core: Any | None = None) -> str:
+    """``flight`` becomes the flight default; any other name is checked against what is here."""
+    if device == "flight":
+        return flight_default(core)[0]
+    if device in TWINS:
+        return device
+    attached = attached_devices(core)
+    if device not in attached and device.split(".")[0] not in {d.split(".")[0] for d in attached}:
+        valid = [*attached, *TWINS, "flight"]
+        raise ValueError(f"device {device!r} is not available here; valid: {valid}")
+    return device
 
 
 class InferenceAdapter(abc.ABC):
     """A compiled flight model on one device."""
 
     device: str
-    #: How the device was configured, written into every report beside the figures it produced.
-    numerics: dict[str, str]
+    #: How the device computes, written into every report beside the figures it produced.
+    numerics: dict[str, Any]
+    #: Estimated latency of one inference on a Myriad X (ms), for MYRIAD and its twin; else None.
+    estimated_latency_ms: float | None = None
 
     @property
     @abc.abstractmethod
@@ -44,8 +108,13 @@ class InferenceAdapter(abc.ABC):
         """Block until every queued request has completed and its callback has run."""
 
 
+def _type_name(value: Any) -> str:
+    # ov.Type has to_string() from 2023 on; get_type_name() exists in both APIs.
+    return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
 class OpenVINOAdapter(InferenceAdapter):
-    """Any OpenVINO device by name (``CPU``, ``GPU``, ``NPU``), through the ``openvino`` API.
+    """An OpenVINO device by name, or a twin compiled for the CPU after a graph rewrite.
 
     On CPU the inference precision is pinned (f32 by default) because the plugin otherwise picks
     bf16 on CPUs that support it, and a figure measured in bf16 says nothing about the flight model.
@@ -58,31 +127,46 @@ class OpenVINOAdapter(InferenceAdapter):
         on_complete: Completion,
         infer_requests: int = 0,
         cpu_precision: str = "f32",
+        profile: str | None = None,
     ):
-        import openvino as ov
-
-        self.device = device
-        core = ov.Core()
-        available = core.available_devices
-        if device not in available and device.split(".")[0] not in {d.split(".")[0] for d in available}:
-            raise ValueError(f"device {device!r} is not attached; available: {available}")
+        core = ov_api.Core()
+        self.device = resolve(device, core)
         model = core.read_model(
             model=bundle.files["model.xml"].decode("utf-8"),
-            weights=ov.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)),
+            weights=ov_api.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)),
         )
+        if self.device in MYRIAD_LIKE:
+            from runtime.latency import estimate_latency
+
+            self.estimated_latency_ms = float(estimate_latency(model).total_ms)
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
-        if device.startswith("CPU"):
-            config["INFERENCE_PRECISION_HINT"] = cpu_precision
-        self._compiled = core.compile_model(model, device, config)
+        self.emulation: dict[str, Any] | None = None
+        if self.device in TWINS:
+            from runtime.emulate import apply_profile
+            from runtime.profiles import get_profile
+
+            profile = profile or TWINS[self.device]
+            model, report = apply_profile(model, get_profile(profile))
+            self.emulation = report.as_dict()
+            target, config["INFERENCE_PRECISION_HINT"] = "CPU", "f32"
+        else:
+            target = self.device
+            if target.startswith("CPU"):
+                config["INFERENCE_PRECISION_HINT"] = cpu_precision
+        self._compiled = core.compile_model(model, target, config)
+        if target.startswith("CPU"):
+            host = _type_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        else:
+            host = "device native"
         self.numerics = {
-            "device": device,
-            "inference_precision": self._compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
-            if device.startswith("CPU")
-            else "device default",
-            "weights": "as stored in the IR",
+            "device": self.device,
+            "executes_on": target,
+            "inference_precision": host,
+            "profile": profile if self.device in TWINS else ("fp16-myriadx (hardware)" if target == "MYRIAD" else None),
+            "openvino": ov_api.version(),
         }
         jobs = infer_requests or int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self._queue = ov.AsyncInferQueue(self._compiled, jobs)
+        self._queue = ov_api.AsyncInferQueue(self._compiled, jobs)
         self.jobs = jobs
 
         def callback(request: Any, userdata: Any) -> None:

@@ -1,0 +1,251 @@
+"""What a target device cannot run, or runs differently from what the IR says, found before flight.
+
+Why: the Myriad X toolchain fails late (at compile time on the stick) or, worse, not at all: it
+remaps Interpolate coordinate modes and moves convolutions to its slow SHAVE cores without a word.
+``check_model`` walks an ``ov.Model`` and reports each such op as a :class:`Finding`, with the
+document the rule comes from. The rules are a table (:data:`RULES`), one per target; limits shared
+with the latency model (stride, kernel, channels) are read from ``myriadx_costs.toml``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from runtime.latency import load_costs
+from runtime.ov_api import Core, Model
+
+SEVERITIES = ("error", "warning", "info")
+#: The OpenVINO 2022.3 toolkit, the last with the MYRIAD plugin, reads ops up to this opset.
+MAX_OPSET = 10
+#: (mode, coordinate_transformation_mode, nearest_mode or None) the VPU runs as written; anything
+#: else among nearest/linear is silently translated to a default [intel_myriad stages/interpolate.cpp].
+NATIVE_INTERPOLATE = {
+    ("nearest", "half_pixel", "round_prefer_ceil"),
+    ("nearest", "asymmetric", "floor"),
+    ("linear", "align_corners", None),
+    ("linear", "asymmetric", None),
+    ("linear_onnx", "align_corners", None),
+    ("linear_onnx", "asymmetric", None),
+}
+CONVOLUTIONS = ("Convolution", "GroupConvolution")
+DECONVOLUTIONS = ("ConvolutionBackpropData", "GroupConvolutionBackpropData")
+
+_SRC_OPSET = "myriadx.md, Software availability: 2022.3.2 rejects opset11 ('unsupported opset'; checked)"
+_SRC_INTERP = "myriadx.md, Interpolate [intel_myriad graph_transformer stages/interpolate.cpp, 2022.3]"
+_SRC_CONV = "myriadx.md, Numerics: hardware convolution limits [vpu stages/convolution.cpp]"
+_SRC_DECONV = "myriadx.md: ConvTranspose is listed as unsupported in VPU.md"
+_SRC_CHANNELS = "myriadx.md, Plugin hardware limits: <= 2048 in/out channels [vpu hw/tiling.hpp]"
+_SRC_DEPTHWISE = "myriadx.md: depthwise rewritten as block-diagonal dense conv [split_hw_depth_convolution.cpp]"
+_SRC_DYNAMIC = "inference: a MYRIAD blob has fixed tensor sizes; myriadx.md lists no dynamic-shape support"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the target cannot run or runs differently, and where that fact comes from."""
+
+    severity: str  # "error" | "warning" | "info"
+    op_name: str
+    op_type: str
+    message: str
+    source: str
+
+    def to_json(self) -> dict[str, str]:
+        """A JSON-ready dict, for reports and manifests."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check on one op: ``test`` returns a message when the op breaks the rule, else None."""
+
+    id: str
+    severity: str
+    op_types: tuple[str, ...] | None  # None: every op
+    test: Callable[[Any, dict[str, Any]], str | None]
+    source: str
+
+
+# -- rule tests ------------------------------------------------------------------------------------
+
+
+def opset_of(node: Any) -> str:
+    """The opset an op comes from, e.g. ``"opset11"`` (``get_type_info().version_id``)."""
+    info = node.get_type_info()
+    version = getattr(info, "version_id", None)
+    if version is None:  # pragma: no cover - very old bindings expose only the op version number
+        version = f"v{node.get_version()}"
+    return str(version)
+
+
+def _too_new_opset(node: Any, limits: dict[str, Any]) -> str | None:
+    version = opset_of(node)
+    match = re.fullmatch(r"opset(\d+)", version)
+    if match is None:
+        return f"comes from {version!r}, not a standard opset; the 2022.3 MYRIAD toolkit may not read it"
+    if int(match.group(1)) > MAX_OPSET:
+        is_interpolate = node.get_type_name() == "Interpolate"
+        hint = " (torch interpolate / ONNX Resize export as Interpolate-11)" if is_interpolate else ""
+        return (f"{node.get_type_name()} from {version}{hint}: the OpenVINO 2022.3 toolkit, the last with the "
+                f"MYRIAD plugin, reads opset1..opset{MAX_OPSET} only and rejects the IR")
+    return None
+
+
+def _interpolate_not_implemented(node: Any, limits: dict[str, Any]) -> str | None:
+    mode = node.get_attributes().get("mode")
+    if mode not in ("nearest", "linear", "linear_onnx"):
+        return f"mode {mode!r}: the VPU implements only nearest and linear"
+    return None
+
+
+def _interpolate_remapped(node: Any, limits: dict[str, Any]) -> str | None:
+    attrs = node.get_attributes()
+    mode = attrs.get("mode")
+    if mode not in ("nearest", "linear", "linear_onnx"):
+        return None  # reported as not implemented
+    if "coordinate_transformation_mode" not in attrs:  # Interpolate-1: align_corners flag only
+        if mode == "nearest" or attrs.get("align_corners"):
+            return None
+        return ("Interpolate-1 linear without align_corners: the VPU runs linear only with align_corners or "
+                "asymmetric coordinates; check which one this becomes")
+    coord = attrs["coordinate_transformation_mode"]
+    nearest = attrs.get("nearest_mode") if mode == "nearest" else None
+    problems = []
+    if (mode, coord, nearest) not in NATIVE_INTERPOLATE:
+        what = f"{mode}, {coord}" + (f", {nearest}" if nearest else "")
+        native = sorted(f"{m}/{c}" + (f"/{n}" if n else "") for m, c, n in NATIVE_INTERPOLATE if m == mode)
+        problems.append(f"({what}) is not native on the VPU and is silently remapped to a default "
+                        f"(asymmetric is the likely one); native for {mode}: {native}")
+    if attrs.get("antialias"):
+        problems.append("antialias is not implemented on the VPU")
+    return "; ".join(problems) or None
+
+
+def _conv_geometry(node: Any) -> tuple[int, list[int], list[int], list[int]]:
+    """(rank, strides, dilations, kernel) of a convolution."""
+    attrs = node.get_attributes()
+    rank = len(node.input(0).get_partial_shape())
+    weights = [int(d) for d in node.input(1).get_partial_shape().to_shape()]
+    kernel = weights[-(rank - 2):] if rank > 2 else []
+    return rank, list(attrs.get("strides", [])), list(attrs.get("dilations", [])), kernel
+
+
+def _dilated(node: Any, limits: dict[str, Any]) -> str | None:
+    _, _, dilations, _ = _conv_geometry(node)
+    if any(d != 1 for d in dilations) and not limits["hw_dilation"]:
+        return (f"dilation {dilations}: runs in software on the SHAVE cores (MYRIAD_HW_DILATION is off by "
+                "default), many times slower than the NCE")
+    return None
+
+
+def _outside_hw_limits(node: Any, limits: dict[str, Any]) -> str | None:
+    _, strides, _, kernel = _conv_geometry(node)
+    problems = []
+    if len(set(strides)) > 1:
+        problems.append(f"unequal strides {strides}")
+    if strides and max(strides) > limits["max_stride"]:
+        problems.append(f"stride {max(strides)} > {limits['max_stride']}")
+    if kernel and max(kernel) > limits["max_kernel"]:
+        problems.append(f"kernel {kernel} larger than {limits['max_kernel']}")
+    if problems:
+        return "; ".join(problems) + ": outside the NCE limits, runs in software on the SHAVE cores"
+    return None
+
+
+def _not_4d(node: Any, limits: dict[str, Any]) -> str | None:
+    rank = len(node.input(0).get_partial_shape())
+    if rank != 4:
+        return f"{rank}D convolution: the NCE takes 4D tensors only, so this runs in software on the SHAVEs"
+    return None
+
+
+def _too_many_channels(node: Any, limits: dict[str, Any]) -> str | None:
+    cin, cout = node.input(0).get_partial_shape()[1], node.get_output_partial_shape(0)[1]
+    big = [f"{name} {d.get_length()}" for name, d in (("input channels", cin), ("output channels", cout))
+           if d.is_static and d.get_length() > limits["max_channels"]]
+    if big:
+        return f"{', '.join(big)} > {limits['max_channels']} per hardware op: split into tiles, slower"
+    return None
+
+
+def _deconvolution(node: Any, limits: dict[str, Any]) -> str | None:
+    return (f"{node.get_type_name()} (ConvTranspose) is listed as unsupported on the VPU; upsample with "
+            "nearest Interpolate or a copy (Broadcast + Reshape) followed by a convolution instead")
+
+
+def _depthwise(node: Any, limits: dict[str, Any]) -> str | None:
+    w = node.input(1).get_partial_shape()
+    shape = [int(d) for d in w.to_shape()] if w.is_static else []
+    if len(shape) == 5 and shape[1] == 1 and shape[2] == 1:
+        return ("depthwise convolution: the NCE runs it as dense convolutions with block-diagonal weights, so "
+                "most of its MACs multiply zeros; far slower than its MAC count suggests")
+    return None
+
+
+def _dynamic_shape(node: Any, limits: dict[str, Any]) -> str | None:
+    inputs_static = all(node.input(i).get_partial_shape().is_static for i in range(node.get_input_size()))
+    outputs = [node.get_output_partial_shape(i) for i in range(node.get_output_size())]
+    dynamic = [str(s) for s in outputs if not s.is_static]
+    # report where dynamism starts (a Parameter, or an op with a data-dependent output), not everywhere
+    if dynamic and (node.get_type_name() == "Parameter" or inputs_static):
+        return f"dynamic shape {dynamic[0]}: the MYRIAD plugin compiles static shapes only; reshape the model"
+    return None
+
+
+RULES: dict[str, tuple[Rule, ...]] = {
+    "MYRIAD": (
+        Rule("opset", "error", None, _too_new_opset, _SRC_OPSET),
+        Rule("dynamic-shape", "error", None, _dynamic_shape, _SRC_DYNAMIC),
+        Rule("deconvolution", "error", DECONVOLUTIONS, _deconvolution, _SRC_DECONV),
+        Rule("interpolate-mode", "error", ("Interpolate",), _interpolate_not_implemented, _SRC_INTERP),
+        Rule("interpolate-remapped", "warning", ("Interpolate",), _interpolate_remapped, _SRC_INTERP),
+        Rule("dilated-conv", "warning", CONVOLUTIONS, _dilated, _SRC_CONV),
+        Rule("conv-hw-limits", "warning", CONVOLUTIONS, _outside_hw_limits, _SRC_CONV),
+        Rule("conv-not-4d", "warning", CONVOLUTIONS, _not_4d, _SRC_CONV),
+        Rule("conv-channels", "warning", CONVOLUTIONS, _too_many_channels, _SRC_CHANNELS),
+        Rule("depthwise", "info", ("GroupConvolution",), _depthwise, _SRC_DEPTHWISE),
+    ),
+}
+
+
+def _limits() -> dict[str, Any]:
+    nce = load_costs()["nce"]
+    return {key: nce[key] for key in ("max_stride", "max_kernel", "max_channels", "hw_dilation")}
+
+
+def check_model(model: Model, target: str = "MYRIAD") -> list[Finding]:
+    """Every op of ``model`` that ``target`` cannot run, or runs differently, most severe first.
+
+    Raises:
+        ValueError: if ``target`` has no rules.
+    """
+    if target not in RULES:
+        raise ValueError(f"no rules for target {target!r}; valid targets: {sorted(RULES)}")
+    limits = _limits()
+    findings = []
+    for node in model.get_ordered_ops():
+        kind = node.get_type_name()
+        for rule in RULES[target]:
+            if rule.op_types is not None and kind not in rule.op_types:
+                continue
+            message = rule.test(node, limits)
+            if message:
+                findings.append(Finding(rule.severity, node.get_friendly_name(), kind, message, rule.source))
+    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def check_bundle_dir(path: str | Path, target: str = "MYRIAD") -> list[Finding]:
+    """:func:`check_model` on the ``model.xml`` / ``model.bin`` of a bundle directory.
+
+    Raises:
+        FileNotFoundError: if either IR file is missing.
+    """
+    path = Path(path)
+    xml, bin_ = path / "model.xml", path / "model.bin"
+    for f in (xml, bin_):
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found; a bundle directory holds model.xml and model.bin")
+    return check_model(Core().read_model(str(xml), str(bin_)), target)

@@ -1,0 +1,246 @@
+"""Target profiles: how a target computes (numerics and op semantics), loaded from ``profiles.toml``.
+
+One profile object serves twice: :mod:`runtime.emulate` rewrites an IR so that the CPU computes the
+target's way (``myriadx-emu``), and search's deployment-aligned fine-tuning runs its forward pass
+through :func:`project`. The profiles are data so that a new target is a new TOML table, not code.
+
+:func:`project` is the numpy *reference* of a storage format: exact, bit-level, and the yardstick
+the graph rewrite is tested against. Facts and their sources are in ``shared/reference/myriadx.md``
+and in the comments of ``profiles.toml``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.config import load_defaults
+
+PROFILES_TOML = Path(__file__).with_name("profiles.toml")
+
+ROUNDINGS = ("nearest_even", "nearest_away")
+OVERFLOWS = ("saturate", "inf")
+SUBNORMALS = ("keep", "flush", "myriad")
+ACCUMULATIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """The constants of a binary floating-point storage format, as seen from float32."""
+
+    bits: int           # significant bits, the hidden one included
+    min_normal: float   # smallest positive normal value
+    max_finite: float   # largest finite value
+    step: float         # spacing of the subnormals (the smallest positive subnormal)
+
+
+FORMATS: dict[str, FormatSpec] = {
+    "fp16": FormatSpec(bits=11, min_normal=2.0**-14, max_finite=65504.0, step=2.0**-24),
+    "bf16": FormatSpec(bits=8, min_normal=2.0**-126, max_finite=(2 - 2.0**-7) * 2.0**127, step=2.0**-133),
+    "fp32": FormatSpec(bits=24, min_normal=2.0**-126, max_finite=float(np.finfo(np.float32).max),
+                       step=2.0**-149),
+}
+
+
+def _check(what: str, value: Any, valid: tuple[str, ...] | list[str]) -> None:
+    if value not in valid:
+        raise ValueError(f"{what} {value!r} is not one of {list(valid)}")
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How values are stored: format, rounding, overflow, subnormals, accumulation, input conversion.
+
+    ``rounding`` applies to results the target computes; ``conversion_rounding`` to host-side
+    f32 -> format conversion (the input tile and f32 weights), which on the Myriad X is a different
+    routine with a different tie rule.
+    """
+
+    format: str
+    rounding: str = "nearest_even"
+    conversion_rounding: str = "nearest_even"
+    overflow: str = "inf"
+    subnormals: str = "keep"
+    accumulate: str = "fp32"
+    convert_input: bool = True
+
+    def __post_init__(self) -> None:
+        _check("format", self.format, list(FORMATS))
+        _check("rounding", self.rounding, ROUNDINGS)
+        _check("conversion_rounding", self.conversion_rounding, ROUNDINGS)
+        _check("overflow", self.overflow, OVERFLOWS)
+        _check("subnormals", self.subnormals, SUBNORMALS)
+        _check("accumulate", self.accumulate, ACCUMULATIONS)
+
+    @property
+    def spec(self) -> FormatSpec:
+        return FORMATS[self.format]
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every float32 value is stored unchanged (nothing to emulate)."""
+        return self.format == "fp32"
+
+
+INTERPOLATE_MODES = ("nearest", "linear", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow")
+
+
+@dataclass(frozen=True)
+class InterpolateSemantics:
+    """Which Interpolate settings a target runs natively, and what it silently runs instead."""
+
+    native_nearest: tuple[tuple[str, str], ...]   # (coordinate_transformation_mode, nearest_mode)
+    native_linear: tuple[str, ...]                # coordinate_transformation_mode
+    remap_nearest: tuple[str, str]                # what a non-native nearest becomes
+    remap_linear: str                             # what a non-native linear becomes
+    supported_modes: tuple[str, ...]
+
+    def target(self, mode: str, coordinate_mode: str, nearest_mode: str) -> tuple[str, str] | None:
+        """(coordinate_transformation_mode, nearest_mode) the target runs, or None when native.
+
+        Raises:
+            ValueError: for a mode the target refuses (its plugin would fail to compile the model).
+        """
+        _check("Interpolate mode on this target:", mode, self.supported_modes)
+        if mode == "nearest":
+            if (coordinate_mode, nearest_mode) in self.native_nearest:
+                return None
+            return self.remap_nearest
+        if coordinate_mode in self.native_linear:
+            return None
+        # nearest_mode is ignored by linear modes; it is kept so the rewritten op reads the same.
+        return self.remap_linear, nearest_mode
+
+
+@dataclass(frozen=True)
+class OpSemantics:
+    """Where the target runs an op differently from what the IR says. None: as written."""
+
+    interpolate: InterpolateSemantics | None = None
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A target: its numerics, its op semantics, where those facts come from, and their limits."""
+
+    name: str
+    description: str
+    numerics: Numerics
+    ops: OpSemantics
+    source: str
+    caveats: tuple[str, ...] = ()   # what the twin of this target knowingly does not reproduce
+
+
+def _interpolate(table: dict[str, Any]) -> InterpolateSemantics:
+    nearest = tuple((str(c), str(n)) for c, n in table["native_nearest"])
+    remap_nearest = (str(table["remap_nearest"]["coordinate_transformation_mode"]),
+                     str(table["remap_nearest"]["nearest_mode"]))
+    for mode in table["supported_modes"]:
+        _check("supported Interpolate mode", mode, INTERPOLATE_MODES)
+    return InterpolateSemantics(
+        native_nearest=nearest,
+        native_linear=tuple(table["native_linear"]),
+        remap_nearest=remap_nearest,
+        remap_linear=str(table["remap_linear"]["coordinate_transformation_mode"]),
+        supported_modes=tuple(table["supported_modes"]),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> dict[str, TargetProfile]:
+    profiles = {}
+    for name, table in load_defaults(PROFILES_TOML).items():
+        ops = table.get("ops", {})
+        profiles[name] = TargetProfile(
+            name=name,
+            description=table["description"],
+            numerics=Numerics(**table["numerics"]),
+            ops=OpSemantics(interpolate=_interpolate(ops["interpolate"]) if "interpolate" in ops else None),
+            source=table["source"],
+            caveats=tuple(table.get("caveats", ())),
+        )
+    return profiles
+
+
+def profile_names() -> list[str]:
+    """The names of the profiles defined in ``profiles.toml``."""
+    return list(_load())
+
+
+def get_profile(name: str) -> TargetProfile:
+    """The profile called ``name``. Raises ValueError listing the valid names."""
+    profiles = _load()
+    if name not in profiles:
+        raise ValueError(f"unknown target profile {name!r}; valid: {list(profiles)}")
+    return profiles[name]
+
+
+def _round_bits(x: np.ndarray, bits: int, rounding: str) -> np.ndarray:
+    """Round float32 ``x`` to ``bits`` significant bits on its bit pattern (exponent unbounded above).
+
+    Working on the magnitude bits makes ties symmetric about zero; a carry out of the mantissa
+    moves into the exponent, so rounding past the largest float32 gives inf as it should.
+    """
+    drop = 24 - bits
+    if drop <= 0:
+        return x.copy()
+    u = x.view(np.uint32).astype(np.uint64)  # 64 bits: a carry out of a NaN pattern cannot wrap
+    half = np.uint64(1 << (drop - 1))
+    if rounding == "nearest_even":
+        increment = half - np.uint64(1) + ((u >> np.uint64(drop)) & np.uint64(1))
+    else:
+        increment = half
+    mask = np.uint64(0xFFFFFFFF & ~((1 << drop) - 1))
+    return ((u + increment) & mask).astype(np.uint32).view(np.float32)
+
+
+def _round_step(x: np.ndarray, step: float, rounding: str) -> np.ndarray:
+    """Round ``x`` to a multiple of ``step`` (a power of two); exact in float64."""
+    with np.errstate(invalid="ignore"):  # NaN is put back by the caller
+        q = x.astype(np.float64) / step
+    q = np.rint(q) if rounding == "nearest_even" else np.copysign(np.floor(np.abs(q) + 0.5), q)
+    return (q * step).astype(np.float32)
+
+
+def project(x: np.ndarray, numerics: Numerics, *, rounding: str | None = None) -> np.ndarray:
+    """Replace every value by the value the format stores for it: the numpy reference of the format.
+
+    float32 in, float32 out. ``rounding`` overrides ``numerics.rounding`` (see :func:`convert`).
+    NaN and inf pass unchanged in every profile; a finite value never becomes NaN.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if numerics.is_identity:
+        return x.copy()
+    mode = rounding or numerics.rounding
+    _check("rounding", mode, ROUNDINGS)
+    spec = numerics.spec
+    r = _round_bits(x, spec.bits, mode)
+    r_abs = np.abs(r)
+    signed_zero = np.copysign(np.float32(0), x)
+    if numerics.subnormals == "keep":
+        r = np.where(np.abs(x) < spec.min_normal, _round_step(x, spec.step, mode), r)
+    elif numerics.subnormals == "flush":
+        r = np.where(r_abs < spec.min_normal, signed_zero, r)
+    else:  # "myriad": f32tof16 compares the rounded magnitude with 2^-15 and 2^-14
+        tiny = np.copysign(np.float32(spec.min_normal), x)
+        r = np.where(r_abs < spec.min_normal / 2, signed_zero, np.where(r_abs < spec.min_normal, tiny, r))
+    overflowed = np.isfinite(x) & (np.abs(r) > spec.max_finite)
+    limit = spec.max_finite if numerics.overflow == "saturate" else np.inf
+    r = np.where(overflowed, np.copysign(np.float32(limit), x), r)
+    return np.where(np.isnan(x), x, r).astype(np.float32)
+
+
+def convert(x: np.ndarray, numerics: Numerics) -> np.ndarray:
+    """Host-side conversion of f32 values (the input tile, f32 weights): :func:`project` with
+    ``numerics.conversion_rounding``."""
+    return project(x, numerics, rounding=numerics.conversion_rounding)
+
+
+def representable(x: np.ndarray, numerics: Numerics) -> np.ndarray:
+    """True where ``x`` is exactly a value the format can hold (NaN counts as representable)."""
+    x = np.asarray(x, dtype=np.float32)
+    return (project(x, numerics) == x) | np.isnan(x)

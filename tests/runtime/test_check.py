@@ -1,0 +1,116 @@
+"""Tests for runtime.check: tiny graphs with one known Myriad X problem each, and clean ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+from openvino import opset8 as ops
+from openvino import opset10, opset11
+
+from runtime.check import Finding, check_bundle_dir, check_model
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
+AXES = np.array([2, 3], np.int64)
+
+
+def x_param() -> ov.Node:
+    return ops.parameter([1, 4, 16, 16], np.float32, name="x")
+
+
+def model_of(build) -> ov.Model:
+    x = x_param()
+    return ov.Model([build(x)], [x], "probe")
+
+
+def conv(x: ov.Node, stride: int = 1, dilation: int = 1, k: int = 3) -> ov.Node:
+    w = ops.constant(np.zeros((4, 4, k, k), np.float32))
+    pad = dilation * (k - 1) // 2
+    return ops.convolution(x, w, [stride, stride], [pad, pad], [pad, pad], [dilation, dilation])
+
+
+def interpolate4(x: ov.Node, mode: str, coord: str, nearest: str = "round_prefer_floor") -> ov.Node:
+    sizes, scales = ops.constant(np.array([32, 32], np.int64)), ops.constant(np.array([2.0, 2.0], np.float32))
+    return opset10.interpolate(x, sizes, scales, mode, "sizes", coordinate_transformation_mode=coord,
+                               nearest_mode=nearest, axes=ops.constant(AXES))
+
+
+def only(findings: list[Finding], severity: str) -> list[Finding]:
+    return [f for f in findings if f.severity == severity]
+
+
+def test_interpolate_11_is_an_error_naming_opset11() -> None:
+    scales = ops.constant(np.array([2.0, 2.0], np.float32))
+    model = model_of(lambda x: opset11.interpolate(x, scales, "nearest", "scales", nearest_mode="floor",
+                                                   coordinate_transformation_mode="asymmetric", axes=ops.constant(AXES)))
+    errors = only(check_model(model), "error")
+    assert len(errors) == 1 and errors[0].op_type == "Interpolate"
+    assert "opset11" in errors[0].message and errors[0].source
+
+
+def test_half_pixel_linear_interpolate_4_is_a_remap_warning() -> None:
+    findings = check_model(model_of(lambda x: interpolate4(x, "linear", "half_pixel")))
+    assert [(f.severity, f.op_type) for f in findings] == [("warning", "Interpolate")]
+    assert "remapped" in findings[0].message
+
+
+@pytest.mark.parametrize("mode,coord,nearest", [("linear", "asymmetric", "round_prefer_floor"),
+                                                ("linear", "align_corners", "round_prefer_floor"),
+                                                ("nearest", "asymmetric", "floor"),
+                                                ("nearest", "half_pixel", "round_prefer_ceil")])
+def test_native_interpolate_modes_have_no_finding(mode: str, coord: str, nearest: str) -> None:
+    assert check_model(model_of(lambda x: interpolate4(x, mode, coord, nearest))) == []
+
+
+def test_nearest_with_other_rounding_is_remapped() -> None:
+    findings = check_model(model_of(lambda x: interpolate4(x, "nearest", "asymmetric", "round_prefer_floor")))
+    assert [f.severity for f in findings] == ["warning"]
+
+
+def test_dilated_convolution_is_a_warning() -> None:
+    findings = check_model(model_of(lambda x: conv(x, dilation=2)))
+    assert [(f.severity, f.op_type) for f in findings] == [("warning", "Convolution")]
+    assert "SHAVE" in findings[0].message
+
+
+def test_convolution_backprop_data_is_an_error() -> None:
+    w = ops.constant(np.zeros((4, 4, 2, 2), np.float32))
+    findings = check_model(model_of(lambda x: ops.convolution_backprop_data(x, w, [2, 2])))
+    assert [(f.severity, f.op_type) for f in findings] == [("error", "ConvolutionBackpropData")]
+
+
+def test_convolution_outside_hardware_limits_is_a_warning() -> None:
+    assert [f.severity for f in check_model(model_of(lambda x: conv(x, k=17)))] == ["warning"]
+    w = ops.constant(np.zeros((4, 4, 3, 3), np.float32))
+    unequal = check_model(model_of(lambda x: ops.convolution(x, w, [1, 2], [1, 1], [1, 1], [1, 1])))
+    assert [f.severity for f in unequal] == ["warning"] and "unequal" in unequal[0].message
+
+
+def test_dynamic_shape_is_an_error() -> None:
+    x = ops.parameter([1, 4, -1, -1], np.float32)
+    findings = check_model(ov.Model([ops.relu(x)], [x]))
+    assert [(f.severity, f.op_type) for f in findings] == [("error", "Parameter")]
+
+
+def test_clean_convolution_network_has_no_findings() -> None:
+    model = model_of(lambda x: ops.sigmoid(ops.relu(conv(ops.relu(conv(x, stride=2))))))
+    assert check_model(model) == []
+
+
+def test_unknown_target_lists_valid_ones() -> None:
+    with pytest.raises(ValueError, match="MYRIAD"):
+        check_model(model_of(conv), target="NPU")
+
+
+def test_check_bundle_dir(tmp_path: Path) -> None:
+    ov.save_model(model_of(lambda x: conv(x, dilation=2)), tmp_path / "model.xml", compress_to_fp16=True)
+    assert [f.severity for f in check_bundle_dir(tmp_path)] == ["warning"]
+    with pytest.raises(FileNotFoundError):
+        check_bundle_dir(tmp_path / "missing")
+
+
+@pytest.mark.skipif(not (DEFAULT_BUNDLE / "model.xml").is_file(), reason="no default flight model in models/default")
+def test_default_flight_model_has_no_errors() -> None:
+    assert only(check_bundle_dir(DEFAULT_BUNDLE), "error") == []

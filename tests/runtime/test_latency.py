@@ -1,0 +1,155 @@
+"""Tests for runtime.latency: the calibration against published Myriad X figures, and sanity.
+
+The calibration table below is the record of what the constants in ``runtime/myriadx_costs.toml``
+produce. A refit (``runtime.latency.fit_costs``) must update it here and in the module docstring, so
+that a change of the estimates is visible in review.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+from openvino import opset8 as ops
+
+from runtime.latency import REFERENCES, calibration_table, estimate_latency, load_costs
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default" / "model.xml"
+
+#: name -> (published ms, estimated ms with the TOML's constants); source and link in REFERENCES.
+CALIBRATION = {
+    "MobileOne-S0 224": (11.1, 11.85),
+    "ResNet-18 224": (19.7, 20.23),
+    "ResNet-50 224": (56.5, 61.61),
+    "DeepLabV3 256 (approx.)": (48.1, 49.30),
+    "DeepLabV3 513 (approx.)": (253.0, 197.08),
+    "YOLOv8n 416": (56.9, 55.05),
+    "YOLOv8n 640": (123.6, 129.45),
+    "Sanket 256x256 16..128": (133.3, 154.34),
+    "Sanket 256x256 8..64": (89.3, 102.95),
+    "Sanket 256x128 4..32": (43.0, 42.48),
+    "Sanket 256x128 8..64": (57.0, 51.54),
+    "Sanket 256x128 16..128": (89.0, 76.95),
+}
+#: Every reference is within this factor of its published latency (achieved: 1.29).
+FACTOR = 1.3
+#: Root-mean-square of log(estimated / published) over the references (achieved: 0.112).
+RMS_LOG = 0.12
+
+
+@pytest.fixture(scope="module")
+def table() -> dict[str, dict]:
+    return {row["name"]: row for row in calibration_table()}
+
+
+def test_every_reference_is_in_the_table(table: dict[str, dict]) -> None:
+    assert set(table) == set(CALIBRATION) == {ref.name for ref in REFERENCES}
+
+
+@pytest.mark.parametrize("name", sorted(CALIBRATION))
+def test_reference_within_factor_of_published(table: dict[str, dict], name: str) -> None:
+    published, recorded = CALIBRATION[name]
+    row = table[name]
+    assert row["published_ms"] == pytest.approx(published, abs=0.05)
+    assert 1 / FACTOR <= row["estimated_ms"] / published <= FACTOR, row
+    # a changed constant or cost rule shows up here even when it stays within the factor
+    assert row["estimated_ms"] == pytest.approx(recorded, rel=0.02), row
+
+
+def test_calibration_rms_log_error(table: dict[str, dict]) -> None:
+    ratios = np.array([row["ratio"] for row in table.values()])
+    assert math.sqrt(np.mean(np.log(ratios) ** 2)) <= RMS_LOG
+
+
+# -- sanity ----------------------------------------------------------------------------------------
+
+
+def conv_net(width: int = 16, size: int = 64, depthwise: bool = False, dilation: int = 1) -> ov.Model:
+    """Three 3x3 convolutions + ReLU at ``width`` channels (optionally depthwise or dilated)."""
+    x = ops.parameter([1, width, size, size], np.float32, name="x")
+    y = x
+    for _ in range(3):
+        pad = dilation
+        if depthwise:
+            w = ops.constant(np.zeros((width, 1, 1, 3, 3), np.float32))
+            y = ops.group_convolution(y, w, [1, 1], [pad, pad], [pad, pad], [dilation, dilation])
+        else:
+            w = ops.constant(np.zeros((width, width, 3, 3), np.float32))
+            y = ops.convolution(y, w, [1, 1], [pad, pad], [pad, pad], [dilation, dilation])
+        y = ops.relu(y)
+    return ov.Model([y], [x], "probe")
+
+
+def compute_ms(model: ov.Model) -> float:
+    """Estimated device time without the transfers, so that only the layers are compared."""
+    return sum(la.ms for la in estimate_latency(model).layers if la.unit != "transfer")
+
+
+def test_wider_network_is_slower() -> None:
+    assert compute_ms(conv_net(width=64)) > compute_ms(conv_net(width=16)) > compute_ms(conv_net(width=8))
+
+
+def test_bigger_input_is_slower() -> None:
+    small, big = estimate_latency(conv_net(size=64)), estimate_latency(conv_net(size=128))
+    assert big.total_ms > small.total_ms
+    assert compute_ms(conv_net(size=128)) > compute_ms(conv_net(size=64))
+
+
+def test_depthwise_costs_more_than_its_macs_suggest() -> None:
+    dense, dw = estimate_latency(conv_net(64)), estimate_latency(conv_net(64, depthwise=True))
+    dense_conv = [la for la in dense.layers if la.type == "Convolution"]
+    dw_conv = [la for la in dw.layers if la.type == "GroupConvolution"]
+    dense_rate = sum(la.macs for la in dense_conv) / sum(la.ms for la in dense_conv)
+    dw_rate = sum(la.macs for la in dw_conv) / sum(la.ms for la in dw_conv)
+    # 64x fewer MACs than the dense layer, but nowhere near 64x faster
+    assert sum(la.macs for la in dense_conv) == 64 * sum(la.macs for la in dw_conv)
+    assert dw_rate < dense_rate / 8
+    assert all("block-diagonal" in la.note for la in dw_conv)
+
+
+def test_dilated_convolution_runs_on_the_shaves() -> None:
+    est = estimate_latency(conv_net(16, dilation=2))
+    convs = [la for la in est.layers if la.type == "Convolution"]
+    assert convs and all(la.unit == "shave" and "dilation" in la.note for la in convs)
+    assert all(la.unit == "nce" for la in estimate_latency(conv_net(16)).layers if la.type == "Convolution")
+
+
+def test_relu_after_convolution_is_fused_and_io_is_transfer() -> None:
+    est = estimate_latency(conv_net(16))
+    assert [la.type for la in est.layers] == ["Parameter"] + ["Convolution"] * 3 + ["Result"]
+    assert [la.unit for la in est.layers if la.type in ("Parameter", "Result")] == ["transfer", "transfer"]
+    # a slower link makes the same model slower
+    assert estimate_latency(conv_net(16), link="usb2").total_ms > est.total_ms
+
+
+def test_report_is_labelled_an_estimate() -> None:
+    est = estimate_latency(conv_net(16))
+    report = json.loads(json.dumps(est.to_json()))
+    assert report["kind"] == "ESTIMATE"
+    assert report["estimated_latency_ms"] == pytest.approx(est.total_ms, abs=1e-3)
+    assert est.total_ms == est.estimated_latency_ms > 0
+    assert {"name", "type", "unit", "macs", "bytes", "estimated_ms"} <= set(report["layers"][0])
+    assert "ms" not in report and "latency_ms" not in report
+
+
+def test_costs_override_and_errors() -> None:
+    faster = estimate_latency(conv_net(64), costs={"nce": {"cycles_per_s": 1.9e9}})
+    assert faster.total_ms < estimate_latency(conv_net(64)).total_ms
+    with pytest.raises(ValueError, match="valid"):
+        load_costs({"nce": {"cycles_per_second": 1.0}})
+    with pytest.raises(ValueError, match="usb2"):
+        estimate_latency(conv_net(16), link="pcie")
+    dyn = ops.parameter([1, 3, -1, -1], np.float32)
+    with pytest.raises(ValueError, match="dynamic"):
+        estimate_latency(ov.Model([ops.relu(dyn)], [dyn]))
+
+
+@pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no default flight model in models/default")
+def test_default_flight_model_has_a_finite_positive_estimate() -> None:
+    est = estimate_latency(ov.Core().read_model(str(DEFAULT_MODEL)))
+    assert math.isfinite(est.total_ms) and est.total_ms > 0
+    assert all(math.isfinite(la.ms) and la.ms >= 0 for la in est.layers)

@@ -1,0 +1,156 @@
+"""Tests for runtime.profiles: the numpy reference of each storage format, against independent ones."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from runtime.profiles import Numerics, convert, get_profile, profile_names, project, representable
+
+MYRIAD = get_profile("fp16-myriadx").numerics
+IEEE = get_profile("fp16-ieee").numerics
+BF16 = get_profile("bf16").numerics
+
+
+def wide_random(n: int, seed: int = 0) -> np.ndarray:
+    """Random float32 over every magnitude an fp16 can touch and far past it, both signs, plus
+    every fp16 subnormal, every midpoint between neighbouring fp16 values, and the specials."""
+    rng = np.random.default_rng(seed)
+    x = (rng.choice([-1, 1], n) * np.exp2(rng.uniform(-30, 20, n)) * rng.uniform(1, 2, n)).astype(np.float32)
+    halves = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+    midpoints = ((halves[:-1] + halves[1:]) / 2).astype(np.float32)  # exact: 12 bits fit in f32
+    specials = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 65504, 65519, 65520, 1e38, -1e38], np.float32)
+    return np.concatenate([x, halves.astype(np.float32), -midpoints, midpoints, specials])
+
+
+def bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal bit for bit, except that any NaN equals any NaN."""
+    same = a.view(np.uint32) == b.view(np.uint32)
+    return bool(np.all(same | (np.isnan(a) & np.isnan(b))))
+
+
+def f32tof16_reference(x: np.ndarray) -> np.ndarray:
+    """The Myriad host conversion (OpenVINO 2022.3 precision_utils.cpp ``f32tof16``), re-expressed
+    in numpy on the bit pattern: add half an fp16 ulp of |x|, flush or saturate, then truncate."""
+    u = x.view(np.uint32)
+    sign = np.where(u >> 31 == 1, -1.0, 1.0).astype(np.float32)
+    mag = (u & 0x7FFFFFFF).view(np.float32)
+    half_ulp = (u & 0x7F800000).view(np.float32) * np.float32(2.0**-11)
+    with np.errstate(over="ignore"):
+        v = (mag + half_ulp).astype(np.float32)
+    truncated = (v.view(np.uint32) & np.uint32(0xFFFFE000)).view(np.float32)
+    out = np.where(v < 2.0**-15, 0.0, np.where(v < 2.0**-14, 2.0**-14, np.where(v >= 65504, 65504, truncated)))
+    out = (sign * out).astype(np.float32)
+    return np.where(np.isfinite(x), out, x)
+
+
+def bf16_reference(x: np.ndarray) -> np.ndarray:
+    """bfloat16 nearest-even through frexp in float64: 8 significant bits, 2^-133 subnormal step."""
+    x64 = np.where(np.isfinite(x), x, 0).astype(np.float64)
+    mantissa, exponent = np.frexp(x64)
+    normal = np.ldexp(np.rint(np.ldexp(mantissa, 8)), exponent - 8)
+    sub = np.rint(x64 * 2.0**133) * 2.0**-133
+    with np.errstate(over="ignore"):
+        out = np.where(np.abs(x64) < 2.0**-126, sub, normal).astype(np.float32)
+    return np.where(np.isfinite(x), out, x)
+
+
+def test_profiles_are_listed_and_unknown_names_list_the_valid_ones() -> None:
+    assert set(profile_names()) == {"fp16-myriadx", "fp16-ieee", "bf16", "fp32"}
+    with pytest.raises(ValueError, match="fp16-myriadx"):
+        get_profile("myriad")
+
+
+def test_invalid_numerics_list_the_valid_choices() -> None:
+    with pytest.raises(ValueError, match="saturate"):
+        dataclasses.replace(MYRIAD, overflow="wrap")
+    with pytest.raises(ValueError, match="nearest_even"):
+        Numerics(format="fp16", rounding="truncate")
+
+
+def test_fp16_ieee_is_numpy_float16() -> None:
+    x = wide_random(400_000)
+    with np.errstate(over="ignore"):
+        expected = x.astype(np.float16).astype(np.float32)
+    assert bits_equal(project(x, IEEE), expected)
+    assert bits_equal(convert(x, IEEE), expected)
+
+
+def test_myriadx_differs_from_numpy_exactly_where_it_saturates_or_flushes() -> None:
+    x = wide_random(400_000, seed=1)
+    with np.errstate(over="ignore"):
+        ieee = x.astype(np.float16).astype(np.float32)
+    got = project(x, MYRIAD)
+    overflow = np.isinf(ieee) & np.isfinite(x)
+    subnormal = (np.abs(ieee) < 2.0**-14) & (ieee != 0)
+    assert np.all(got[overflow] == np.copysign(65504, x[overflow]))
+    # f32tof16 thresholds the value rounded to 11 bits (not to the subnormal grid): everything from
+    # the midpoint below 2^-15 upwards becomes 2^-14, everything under it 0.
+    up = np.abs(x[subnormal]) >= 2.0**-15 - 2.0**-27
+    assert np.all(np.abs(got[subnormal]) == np.where(up, 2.0**-14, 0.0))
+    elsewhere = ~(overflow | subnormal)
+    assert bits_equal(got[elsewhere], ieee[elsewhere])
+    assert overflow.sum() > 1000 and subnormal.sum() > 1000
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (70000.0, 65504.0), (-1e30, -65504.0), (65519.0, 65504.0), (65520.0, 65504.0),
+    (4e-5, 2.0**-14), (2.0**-15, 2.0**-14), (-5e-5, -(2.0**-14)), (2.0**-15 - 2.0**-27, 2.0**-14),
+    (2.0**-15 - 2.0**-26, 0.0),
+    (1e-5, 0.0), (1e-6, 0.0), (np.inf, np.inf), (-np.inf, -np.inf),
+])
+def test_myriadx_saturation_and_flush_values(value: float, expected: float) -> None:
+    got = project(np.array([value], np.float32), MYRIAD)[0]
+    assert got == expected
+    if expected == 0.0:
+        assert np.signbit(got) == np.signbit(value)  # f32tof16 keeps the sign of a flushed value
+
+
+def test_myriadx_nan_passes() -> None:
+    assert np.isnan(project(np.array([np.nan], np.float32), MYRIAD)[0])
+
+
+def test_myriadx_conversion_is_f32tof16_ties_away() -> None:
+    x = wide_random(400_000, seed=2)
+    ties = np.arange(2049, 4096, 2, dtype=np.float32)  # integers halfway between fp16 neighbours
+    x = np.concatenate([x, ties, -ties])
+    assert bits_equal(convert(x, MYRIAD), f32tof16_reference(x))
+    # The device-side rounding (nearest-even) differs from the host conversion exactly at ties.
+    assert np.all(convert(ties, MYRIAD) == ties + 1)
+    assert np.all(project(ties, MYRIAD) == np.where((ties - 1) % 4 == 0, ties - 1, ties + 1))
+
+
+def test_bf16_is_nearest_even_on_eight_bits() -> None:
+    rng = np.random.default_rng(3)
+    patterns = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    x = np.concatenate([patterns, wide_random(100_000, seed=4)])
+    assert bits_equal(project(x, BF16), bf16_reference(x))
+    assert project(np.array([3.4e38], np.float32), BF16)[0] == np.inf
+
+
+def test_fp32_is_the_identity() -> None:
+    x = wide_random(10_000)
+    assert bits_equal(project(x, get_profile("fp32").numerics), x)
+
+
+def test_representable() -> None:
+    halves = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float32)
+    subnormal = (halves > 0) & (halves < 2.0**-14)
+    assert representable(halves, IEEE).all()
+    assert (representable(halves, MYRIAD) == ~subnormal).all()
+    assert not representable(np.array([1 + 2.0**-11, 65536, 1e-7], np.float32), MYRIAD).any()
+    assert representable(np.array([65504, 2.0**-14, 0, np.inf, np.nan], np.float32), MYRIAD).all()
+
+
+def test_interpolate_semantics_of_the_myriad() -> None:
+    interpolate = get_profile("fp16-myriadx").ops.interpolate
+    assert interpolate is not None
+    assert interpolate.target("linear_onnx", "half_pixel", "round_prefer_floor")[0] == "asymmetric"
+    assert interpolate.target("linear", "align_corners", "round_prefer_floor") is None
+    assert interpolate.target("nearest", "asymmetric", "floor") is None
+    assert interpolate.target("nearest", "half_pixel", "round_prefer_floor") == ("asymmetric", "floor")
+    with pytest.raises(ValueError, match="linear_onnx"):
+        interpolate.target("cubic", "half_pixel", "round_prefer_floor")
+    assert get_profile("fp16-ieee").ops.interpolate is None
