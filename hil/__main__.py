@@ -39,14 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print(
         f"model {r['model']['name']} ({r['model']['sha256'][:12]}) on {r['device']} "
-        f"[{(r.get('numerics') or {}).get('inference_precision', '?')}]\n"
+        f"[{r['numerics']['inference_precision']} host arithmetic, profile {r.get('profile')}]\n"
         f"tiles: sent {r['tiles_sent']}, processed {r['tiles_processed']}, rejected {r['tiles_rejected']}, "
         f"lost {r['tiles_lost']}\n"
         f"mIoU {fmt(r['miou'])}, vessel IoU {fmt(r['vessel_iou'])}, precision {fmt(r['precision'])}, "
         f"recall {fmt(r['recall'])}, F1 {fmt(r['f1'])}\n"
         f"latency p50 {fmt(r['latency_ms']['p50'])} ms, p99 {fmt(r['latency_ms']['p99'])} ms; "
-        f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s\n"
-        f"outputs: {result.report_dir}/ (report.json, detections.geojson, overview.png)"
+        f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s (measured on this host)"
+        + (f"; Myriad X estimate {r['estimated_latency_ms']:.1f} ms/tile (cost model)\n" if r.get("estimated_latency_ms") else "\n")
+        + f"outputs: {result.report_dir}/ (report.json, detections.geojson, overview.png)"
     )
     return 0 if r["tiles_lost"] == 0 else 1
 

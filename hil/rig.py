@@ -104,7 +104,10 @@ def run(
             proc.close()
     report = _score(log, collector, scene_truth, (height, width), transform, crs, t_stream)
     report.update(
-        device=status["device"], numerics=status.get("numerics"), model=uplink["model"],
+        device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
+        numerics=status["numerics"], model=uplink["model"],
+        estimated_latency_ms=(status.get("latency_estimate") or {}).get("estimated_latency_ms"),
+        latency_estimate=status.get("latency_estimate"),
         model_manifest={k: bundle.manifest.get(k) for k in ("name", "parameters", "numerics", "metrics")},
         scene=scene_info, tile_size=tile_size, results_complete=complete, wall_s=time.monotonic() - t0,
     )

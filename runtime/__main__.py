@@ -31,13 +31,26 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--device", help="OpenVINO device (default from the config: CPU)")
     infer.add_argument("--config", type=Path)
 
+    devices = sub.add_parser("devices", help="list the devices a runtime here can serve on")
+    devices.add_argument("--json", action="store_true")
+
+    bench = sub.add_parser("benchmark", help="host latency/throughput of a bundle, and the Myriad X estimate")
+    bench.add_argument("--model", type=Path, required=True)
+    bench.add_argument("--device", default="flight", help="device name, or 'flight' for the flight default")
+    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument("--json", action="store_true", help="print JSON only")
+
+    check = sub.add_parser("check", help="what a target cannot run, or runs differently, in a bundle")
+    check.add_argument("--model", type=Path, required=True)
+    check.add_argument("--target", default="MYRIAD")
+    check.add_argument("--json", action="store_true")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = config.defaults(args.config)
+    cfg = config.defaults(getattr(args, "config", None))
     try:
-        if args.command == "serve":
-            return _serve(args, cfg)
-        return _infer(args, cfg)
+        return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
+                "check": _check}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -70,6 +83,51 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
     args.output.write_text(json.dumps(collection, indent=1))
     print(f"{len(collection['features'])} vessels -> {args.output}")
     return 0
+
+
+def _devices(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.device import available_devices, flight_default
+
+    devices = available_devices()
+    chosen, why = flight_default()
+    if args.json:
+        print(json.dumps({"devices": devices, "flight_default": chosen, "why": why}, indent=1))
+    else:
+        for d in devices:
+            print(f"{d['name']:<14} {d['kind']:<9} {d['description']}")
+        print(f"flight default: {chosen} ({why})")
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.bench import benchmark
+
+    result = benchmark(args.model, args.device, args.seconds, cfg["inference"]["cpu_precision"])
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    host = result["host_measured"]
+    print(f"{result['model']['name']} on {result['device']} ({result['numerics']['inference_precision']}, "
+          f"profile {result['numerics']['profile']}): measured on this host {host['throughput_fps']:.1f} FPS, "
+          f"p50 {host['latency_ms']['p50']:.2f} ms")
+    if result["estimated_myriadx"]:
+        print(f"estimated on a Myriad X (cost model, not a measurement): "
+              f"{result['estimated_myriadx']['estimated_latency_ms']:.2f} ms")
+    return 0
+
+
+def _check(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.check import check_bundle_dir
+
+    findings = check_bundle_dir(args.model, args.target)
+    if args.json:
+        print(json.dumps([f.to_json() for f in findings], indent=1))
+    else:
+        for f in findings:
+            print(f"{f.severity:<8} {f.op_type:<16} {f.op_name}: {f.message}  [{f.source}]")
+        print(f"{args.model}: {len(findings)} findings for {args.target}, "
+              f"{sum(f.severity == 'error' for f in findings)} errors")
+    return 1 if any(f.severity == "error" for f in findings) else 0
 
 
 if __name__ == "__main__":

@@ -360,6 +360,7 @@ class Runtime:
             "state": "serving" if self.serving else "no_model",
             "device": self.settings.device,
             "numerics": self.serving.adapter.numerics if self.serving else None,
+            "latency_estimate": self.serving.adapter.latency_estimate if self.serving else None,
             "model": self.serving.info if self.serving else None,
             "endpoints": self.endpoints,
             "counters": {

@@ -61,7 +61,7 @@ def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture()
 def running_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> Iterator[Runtime]:
     """A real runtime on ipc sockets, serving the brightness model, in a background thread."""
-    settings = Settings.from_config(config.defaults(), **ipc_endpoints)
+    settings = Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints)
     runtime = Runtime(settings, model=brightness_bundle)
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()

@@ -57,6 +57,10 @@ def test_geotiff_scene_scores_and_merges_border_ships(tmp_path: Path, bright64: 
     lengths = sorted(round(f["properties"]["length_m"]) for f in detections)
     assert lengths == [60, 80]
     assert (tmp_path / "out" / "overview.png").stat().st_size > 10_000
+    # No device given: the flight default, which here is the Myriad X twin, with both latencies.
+    assert r["device"] == "myriadx-emu" and r["profile"] == "fp16-myriadx"
+    assert r["estimated_latency_ms"] > 0 and r["latency_estimate"]["kind"] == "ESTIMATE"
+    assert r["latency_ms"]["p50"] > 0 and r["numerics"]["inference_precision"] == "f32"
 
 
 def test_geojson_truth_gives_the_same_scores(tmp_path: Path, bright64: Path) -> None:

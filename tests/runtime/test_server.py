@@ -133,7 +133,7 @@ def test_no_model_rejects_with_reason(ipc_endpoints: dict[str, str]) -> None:
     from runtime import config
     from runtime.server import Settings
 
-    runtime = Runtime(Settings.from_config(config.defaults(), **ipc_endpoints))
+    runtime = Runtime(Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints))
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
     try:

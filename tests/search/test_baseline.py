@@ -1,0 +1,120 @@
+"""The baseline network, its training loop and its export to a flight model bundle."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.bundle import read_bundle, validate_manifest
+from search.baseline import load_config, seed_ranges, train_baseline
+from search.export import MAX_OPSET, compile_ir
+from search.model import MAX_PARAMETERS, NetConfig, build_model, count_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# One short epoch on a few small scenes: enough to run every stage, not to learn anything.
+TINY = """
+[data]
+train_scenes = 2
+train_scene_size = 256
+val_scenes = 1
+val_scene_size = 256
+[train]
+epochs = 1
+steps_per_epoch = 2
+batch = 4
+patch = 64
+"""
+
+
+def default_config() -> NetConfig:
+    return NetConfig.from_dict(load_config()["model"])
+
+
+def test_default_network_is_within_parameter_budget() -> None:
+    n = count_parameters(build_model(default_config()))
+    assert 30_000 <= n <= MAX_PARAMETERS
+
+
+def test_oversized_network_is_refused() -> None:
+    with pytest.raises(ValueError, match="budget"):
+        build_model(NetConfig((64, 128, 256)))
+
+
+def test_network_is_fully_convolutional() -> None:
+    model = build_model(default_config()).eval()
+    with torch.no_grad():
+        for h, w in ((64, 64), (128, 96), (256, 256)):
+            y = model(torch.zeros(2, 3, h, w))
+            assert y.shape == (2, 1, h, w)
+            assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_seed_ranges_refuse_overlap_and_reserved_seeds() -> None:
+    data = load_config()["data"]
+    train, val = seed_ranges(data)
+    assert min(train) >= 1000 and not set(train) & set(val) and 7 not in train + val
+    with pytest.raises(ValueError, match="overlap"):
+        seed_ranges({**data, "val_seed_start": data["train_seed_start"]})
+    with pytest.raises(ValueError, match="min_seed"):
+        seed_ranges({**data, "val_seed_start": 5})
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, torch.nn.Module]:
+    """Train for one tiny epoch and export; returns the bundle directory and the torch model."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    config = tmp / "tiny.toml"
+    config.write_text(TINY)
+    run = train_baseline(tmp / "bundle", seed=3, config_path=config, progress=False)
+    return tmp / "bundle", run.model
+
+
+def test_bundle_verifies_and_manifest_validates(tiny_bundle: tuple[Path, torch.nn.Module]) -> None:
+    bundle = read_bundle(tiny_bundle[0])
+    m = validate_manifest(bundle.manifest)
+    assert m["input"]["shape"] == [1, 3, 256, 256]
+    assert m["input"]["normalization"]["where"] == "host"
+    assert m["output"]["threshold"] == 0.5 and m["output"]["activation"] == "sigmoid"
+    assert m["numerics"] == {"weights": "fp16", "trained_under": "fp32"}
+    assert m["parameters"] == count_parameters(tiny_bundle[1])
+    assert 0.0 <= m["metrics"]["val_vessel_iou"] <= 1.0
+    assert "INFERENCE_PRECISION_HINT=f32" in m["metrics"]["measured_on"]
+    assert not set(m["training"]["seeds"]) & set(m["metrics"]["val_seeds"])
+
+
+def test_ir_uses_no_op_newer_than_opset10(tiny_bundle: tuple[Path, torch.nn.Module]) -> None:
+    bundle = read_bundle(tiny_bundle[0])
+    root = ET.fromstring(bundle.files["model.xml"])
+    versions = {layer.get("version") for layer in root.iter("layer")}
+    numbers = [int(re.fullmatch(r"opset(\d+)", v).group(1)) for v in versions]  # type: ignore[union-attr]
+    assert max(numbers) <= MAX_OPSET
+    types = {layer.get("type") for layer in root.iter("layer")}
+    assert not types & {"Interpolate", "ConvolutionBackpropData", "GroupConvolutionBackpropData"}
+    assert bundle.manifest["opsets"] == sorted(versions)
+
+
+def test_ir_compiles_and_agrees_with_torch(tiny_bundle: tuple[Path, torch.nn.Module]) -> None:
+    bundle = read_bundle(tiny_bundle[0])
+    compiled = compile_ir(bundle.files["model.xml"], bundle.files["model.bin"])
+    x = np.random.default_rng(0).normal(size=(1, 3, 256, 256)).astype(np.float32)
+    ir = compiled(x)[0]
+    with torch.no_grad():
+        ref = tiny_bundle[1].eval()(torch.from_numpy(x)).numpy()
+    assert ir.shape == (1, 1, 256, 256)
+    assert np.abs(ir - ref).max() < 1e-2
+
+
+def test_cli_help() -> None:
+    for args in ([], ["train-baseline"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "search", *args, "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        assert "usage" in out.stdout
