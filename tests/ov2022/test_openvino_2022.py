@@ -1,0 +1,90 @@
+"""The OpenVINO 2022.3 LTS path: the only toolkit with the MYRIAD plugin (Python 3.10 at most).
+
+Run in the environment `make test` builds for it (.venv-ov2022: Python 3.10, openvino==2022.3.2,
+numpy<1.25). Skipped under the modern API, where the rest of the suite covers the same code.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime import ov_api
+
+pytestmark = pytest.mark.skipif(ov_api.API != "openvino.runtime", reason="needs the OpenVINO 2022.3 API")
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "default"
+
+
+def _scene_iou(device: str) -> tuple[float, dict]:
+    from flightsim.synthetic import generate_scene
+    from runtime.bundle import read_bundle
+    from runtime.device import open_device
+    from runtime.preprocess import Preprocessor
+
+    bundle = read_bundle(MODEL)
+    adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1)
+    prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
+    scene = generate_scene(7)
+    _, _, th, tw = adapter.input_shape
+    pred = np.zeros_like(scene.mask)
+    for row in range(0, scene.mask.shape[0], th):
+        for col in range(0, scene.mask.shape[1], tw):
+            batch, (h, w) = prep(scene.image[:, row:row + th, col:col + tw], {})
+            pred[row:row + h, col:col + w] = adapter.infer(batch)[0, 0, :h, :w] >= bundle.threshold
+    inter = np.count_nonzero(pred & scene.mask)
+    union = np.count_nonzero(pred | scene.mask)
+    return inter / union, adapter.numerics
+
+
+def test_this_is_the_2022_toolkit() -> None:
+    assert ov_api.version().startswith("2022.3"), ov_api.version()
+
+
+def test_default_model_runs_on_the_2022_cpu_plugin() -> None:
+    iou, numerics = _scene_iou("CPU")
+    assert numerics["openvino"].startswith("2022.3") and numerics["inference_precision"] == "f32"
+    assert iou >= 0.5, iou
+
+
+def test_default_model_runs_under_the_twin_on_2022() -> None:
+    iou, numerics = _scene_iou("myriadx-emu")
+    assert numerics["profile"] == "fp16-myriadx"
+    assert iou >= 0.5, iou
+
+
+def test_the_check_passes_the_default_model() -> None:
+    from runtime.check import check_bundle_dir
+
+    assert not [f for f in check_bundle_dir(MODEL) if f.severity == "error"]
+
+
+def test_a_runtime_serves_on_2022(tmp_path: Path) -> None:
+    """The whole payload (sockets, async requests, vectorisation) on the 2022.3 API."""
+    from flightsim.streamer import Streamer
+    from flightsim.synthetic import generate_scene, write_scene
+    from flightsim.tiles import tile_scene
+    from hil.collector import ResultCollector
+    from runtime import config
+    from runtime.server import Runtime, Settings
+
+    short = tempfile.mkdtemp(prefix="ov2022-", dir="/tmp")  # ipc paths are limited to ~100 bytes
+    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+    runtime = Runtime(Settings.from_config(config.defaults(), device="CPU", **endpoints), model=MODEL)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        paths = write_scene(generate_scene(7, size=512), tmp_path / "scene")
+        collector = ResultCollector(endpoints["results"])
+        log = Streamer(endpoints["tiles"]).stream(tile_scene(paths["scene"], 256))
+        assert collector.wait_for(len(log.sent_at), 60)
+        assert all(r["status"] == "ok" for _, r, _ in collector.results)
+        collector.close()
+    finally:
+        runtime.stop()
+        thread.join(30)
