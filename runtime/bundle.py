@@ -149,6 +149,7 @@ def write_bundle(
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a bundle is read by other users (the rig, CI)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             config_path=args.config,
             progress=not args.quiet,
             command=shlex.join(["python", "-m", "search", *argv]),
-        )
+        ).bundle
         metrics = bundle.manifest["metrics"]
         print(
             f"wrote {args.out} (bundle {bundle.id[:12]}): val vessel IoU {metrics['val_vessel_iou']:.4f}, "

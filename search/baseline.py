@@ -7,6 +7,7 @@ the payload's model produces, not the torch model's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,22 @@ from runtime.config import load_defaults
 from search.data import estimate_normalization, load_scenes
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, compile_ir, ir_opsets, to_ir
-from search.model import NetConfig, count_parameters
-from search.train import TrainSettings, train_model
+from search.model import NetConfig, UNet, count_parameters
+from search.train import TrainResult, TrainSettings, train_model
 
-MEASURED_ON = "OpenVINO CPU, INFERENCE_PRECISION_HINT=f32, exported FP16 IR, {tile}x{tile} tiles (edge tiles zero-padded after normalisation)"
+MEASURED_ON = (
+    "OpenVINO CPU, INFERENCE_PRECISION_HINT=f32, exported FP16 IR, "
+    "{tile}x{tile} tiles (edge tiles zero-padded after normalisation)"
+)
+
+
+@dataclass(frozen=True)
+class BaselineRun:
+    """What a baseline run produced: the bundle written and the torch network it was exported from."""
+
+    bundle: Bundle
+    model: UNet
+    training: TrainResult
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -50,7 +63,7 @@ def train_baseline(
     config_path: Path | None = None,
     progress: bool = True,
     command: str | None = None,
-) -> Bundle:
+) -> BaselineRun:
     """Train the baseline network, export it and write the bundle to ``out_dir``.
 
     ``epochs`` and ``seed`` override the config; ``command`` is recorded in the manifest so the
@@ -70,7 +83,10 @@ def train_baseline(
     train_seeds, val_seeds = seed_ranges(cfg["data"])
 
     say = print if progress else (lambda *_: None)
-    say(f"generating {len(train_seeds)} training scenes ({cfg['data']['train_scene_size']} px) and {len(val_seeds)} validation scenes")
+    say(
+        f"generating {len(train_seeds)} training scenes ({cfg['data']['train_scene_size']} px) "
+        f"and {len(val_seeds)} validation scenes ({cfg['data']['val_scene_size']} px)"
+    )
     train_scenes = load_scenes(train_seeds, {"size": cfg["data"]["train_scene_size"]})
     val_scenes = load_scenes(val_seeds, {"size": cfg["data"]["val_scene_size"]})
     norm = estimate_normalization(train_scenes)
@@ -132,4 +148,4 @@ def train_baseline(
             "measured_on": MEASURED_ON.format(tile=tile),
         },
     }
-    return write_bundle(out_dir, xml, bin_, manifest)
+    return BaselineRun(write_bundle(out_dir, xml, bin_, manifest), model, result)

@@ -95,7 +95,8 @@ class PatchSampler:
         if too_small:
             raise ValueError(f"scenes {too_small} are smaller than the patch size {patch}")
         self.scenes = scenes
-        self.images = [norm.apply(s.image) for s in scenes]
+        # Scenes stay in counts (uint8 is a quarter of float32) and each patch is normalised when cut.
+        self.norm = norm
         self.patch = patch
         self.vessel_fraction = vessel_fraction
         self.rng = rng
@@ -124,7 +125,7 @@ class PatchSampler:
             i = int(rng.integers(len(self.scenes)))
             h, w = self.scenes[i].mask.shape
             top, left = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-        image = self.images[i][:, top : top + p, left : left + p]
+        image = self.norm.apply(self.scenes[i].image[:, top : top + p, left : left + p])
         mask = self.scenes[i].mask[top : top + p, left : left + p]
         k = int(rng.integers(4))
         image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)

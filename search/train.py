@@ -91,6 +91,7 @@ def train_model(
     sampler = PatchSampler(train_scenes, norm, settings.patch, settings.vessel_fraction, rng)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     total = settings.epochs * settings.steps_per_epoch
+    # Cosine decay to zero per optimiser step (not per epoch), so short runs decay smoothly too.
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / max(total, 1))))
     result = TrainResult(model)
     start = time.perf_counter()
@@ -100,18 +101,27 @@ def train_model(
         losses = []
         for _ in range(settings.steps_per_epoch):
             images, masks = sampler.batch(settings.batch)
-            loss = bce_dice_loss(model.logits(torch.from_numpy(images)), torch.from_numpy(masks), settings.dice_weight)
+            logits = model.logits(torch.from_numpy(images))
+            loss = bce_dice_loss(logits, torch.from_numpy(masks), settings.dice_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             losses.append(loss.item())
         conf = score_scenes(torch_predictor(model), val_scenes, norm, tile, threshold)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_vessel_iou": conf.vessel_iou, "val_miou": conf.miou}
+        row = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_vessel_iou": conf.vessel_iou,
+            "val_miou": conf.miou,
+        }
         result.history.append(row)
         epochs.set_postfix(loss=f"{row['loss']:.4f}", val_iou=f"{conf.vessel_iou:.3f}")
         if progress:
-            tqdm.write(f"epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4f}  val vessel IoU {conf.vessel_iou:.3f}  mIoU {conf.miou:.3f}")
+            tqdm.write(
+                f"epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4f}  "
+                f"val vessel IoU {conf.vessel_iou:.3f}  mIoU {conf.miou:.3f}"
+            )
     result.seconds = time.perf_counter() - start
     model.eval()
     return result
