@@ -16,12 +16,12 @@ from runtime.emulate import EMULATION_CPU_CONFIG, apply_profile, compile_emulate
 from runtime.profiles import convert, get_profile, project, representable
 
 try:
-    from openvino import Core, Model, serialize
+    from openvino import Core, Model, Tensor, serialize
     from openvino import opset1 as ops1
     from openvino import opset8 as ops8
     from openvino import opset10 as ops10
 except ImportError:  # OpenVINO 2022.3
-    from openvino.runtime import Core, Model, serialize  # type: ignore[no-redef]
+    from openvino.runtime import Core, Model, Tensor, serialize  # type: ignore[no-redef]
     from openvino.runtime import opset1 as ops1  # type: ignore[no-redef]
     from openvino.runtime import opset8 as ops8  # type: ignore[no-redef]
     from openvino.runtime import opset10 as ops10  # type: ignore[no-redef]
@@ -369,3 +369,26 @@ def test_compile_emulated_from_ir_bytes() -> None:
     assert any("weight-scaling" in line for line in report.not_modelled)
     with pytest.raises(ValueError, match="fp16-ieee"):
         compile_emulated(xml, bin_, "fp16")
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.xml").exists(), reason="no default flight model")
+def test_every_intermediate_of_the_default_flight_model_is_representable() -> None:
+    """The issue's check on the real flight model: a real tile, every tensor a layer reads."""
+    from flightsim.synthetic import generate_scene
+    from runtime.bundle import read_bundle
+    from runtime.preprocess import Preprocessor
+
+    bundle = read_bundle(DEFAULT_MODEL)
+    model = CORE.read_model(model=bundle.files["model.xml"].decode(),
+                            weights=Tensor(np.frombuffer(bundle.files["model.bin"], np.uint8)))
+    emulated, report = apply_profile(model, PROFILE)
+    shape = tuple(bundle.manifest["input"]["shape"])
+    scene = generate_scene(7, size=shape[2])
+    x, _ = Preprocessor(bundle.manifest["input"], shape)(scene.image, {})
+    values = _walk(emulated, x)
+    assert len(values) >= 20 and report.projected_ops.get("Convolution", 0) >= 10
+    for value in values:
+        assert np.isfinite(value).all() and representable(value, NUMERICS).all()
