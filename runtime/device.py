@@ -25,6 +25,10 @@ import numpy as np
 from runtime import ov_api
 from runtime.bundle import Bundle
 
+class TargetError(ValueError):
+    """The IR uses something the target device cannot run (runtime.check)."""
+
+
 #: Called from a device thread when an asynchronous request finishes: (output, userdata).
 Completion = Callable[[np.ndarray, Any], None]
 
@@ -141,7 +145,14 @@ class OpenVINOAdapter(InferenceAdapter):
             weights=ov_api.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)),
         )
         if self.device in MYRIAD_LIKE:
+            from runtime.check import check_model
             from runtime.latency import estimate_latency
+
+            # What the VPU cannot run is refused here, before compilation, as the device would.
+            errors = [f for f in check_model(model, "MYRIAD") if f.severity == "error"]
+            if errors:
+                raise TargetError("the Myriad X cannot run this IR: " + "; ".join(
+                    f"{f.op_type} {f.op_name}: {f.message}" for f in errors))
 
             self.latency_estimate = estimate_latency(model).to_json()
             self.latency_estimate.pop("layers")

@@ -358,7 +358,7 @@ class Runtime:
         return {
             "protocol": protocol.PROTOCOL_VERSION,
             "state": "serving" if self.serving else "no_model",
-            "device": self.settings.device,
+            "device": self.serving.adapter.device if self.serving else self.settings.device,
             "numerics": self.serving.adapter.numerics if self.serving else None,
             "latency_estimate": self.serving.adapter.latency_estimate if self.serving else None,
             "model": self.serving.info if self.serving else None,

@@ -1,0 +1,86 @@
+"""Model uplink on the flight device (the Myriad X twin here): every bad bundle is refused, the
+serving model goes on serving, and a good one replaces it with the old one kept."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from runtime import config
+from runtime.bundle import Bundle, read_bundle, sha256, write_bundle
+from runtime.client import ControlClient, ControlError
+from runtime.server import Runtime, Settings
+from tests.conftest import make_brightness_bundle
+
+
+@pytest.fixture()
+def emu_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> Iterator[Runtime]:
+    runtime = Runtime(Settings.from_config(config.defaults(), device="myriadx-emu", **ipc_endpoints),
+                      model=brightness_bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    yield runtime
+    runtime.stop()
+    thread.join(30)
+
+
+def _interpolate11_bundle(out: Path) -> Bundle:
+    """A bundle whose IR upsamples with Interpolate-11: the 2022.3 MYRIAD toolkit rejects opset11."""
+    from openvino import opset11
+
+    x = opset11.parameter([1, 3, 32, 32], np.float32, name="input")
+    mean = opset11.reduce_mean(x, opset11.constant(np.array([1], np.int64)), keep_dims=True)
+    up = opset11.interpolate(mean, opset11.constant(np.array([2.0, 2.0], np.float32)), "nearest", "scales",
+                             axes=opset11.constant(np.array([2, 3], np.int64)))
+    pooled = opset11.avg_pool(up, [2, 2], [0, 0], [0, 0], [2, 2], exclude_pad=True)
+    model = ov.Model([opset11.sigmoid(pooled)], [x], "interp11")
+    template = make_brightness_bundle(out / "template", size=32).manifest
+    with tempfile.TemporaryDirectory() as tmp:
+        ov.save_model(model, Path(tmp) / "m.xml", compress_to_fp16=True)
+        xml, bin_ = (Path(tmp) / "m.xml").read_bytes(), (Path(tmp) / "m.bin").read_bytes()
+    return write_bundle(out / "interp11", xml, bin_,
+                        {k: v for k, v in template.items() if k not in ("files", "format", "created")})
+
+
+def test_each_bad_upload_is_refused_and_the_old_model_serves(emu_runtime: Runtime, tmp_path: Path) -> None:
+    control = ControlClient(emu_runtime.endpoints["control"])
+    serving = control.status()["model"]
+    good = make_brightness_bundle(tmp_path / "good", name="good")
+    frames = good.frames()
+
+    tampered = bytearray(frames[2])
+    tampered[0] ^= 1
+    with pytest.raises(ControlError, match="model.bin sha256"):
+        control.request("load_model", [frames[0], frames[1], bytes(tampered)], manifest_sha256=good.id)
+
+    manifest = json.loads(frames[0])
+    manifest["input"]["normalization"]["where"] = "somewhere"
+    bad_manifest = json.dumps(manifest).encode()
+    with pytest.raises(ControlError, match="normalization.where"):
+        control.request("load_model", [bad_manifest, frames[1], frames[2]], manifest_sha256=sha256(bad_manifest))
+
+    not_ir = write_bundle(tmp_path / "not_ir", b"<net/>", frames[2],
+                          {k: v for k, v in good.manifest.items() if k not in ("files", "format", "created")})
+    with pytest.raises(ControlError, match="model refused"):
+        control.load_model(not_ir)
+
+    with pytest.raises(ControlError, match="Myriad X cannot run.*opset11"):
+        control.load_model(_interpolate11_bundle(tmp_path))
+
+    with pytest.raises(ControlError, match="3 frames"):
+        control.request("load_model", frames[:2], manifest_sha256=good.id)
+
+    status = control.status()
+    assert status["model"] == serving and status["device"] == "myriadx-emu"
+    assert status["numerics"]["profile"] == "fp16-myriadx" and status["latency_estimate"]["kind"] == "ESTIMATE"
+
+    assert control.load_model(good)["model"]["sha256"] == good.id
+    assert read_bundle(emu_runtime.store.previous_path()).id == serving["sha256"]
+    assert control.status()["model"]["name"] == "good"
