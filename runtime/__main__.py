@@ -23,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("tiles", "results", "control", "telemetry"):
         serve.add_argument(f"--{name}", help=f"ZeroMQ endpoint of the {name} socket")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
+    serve.add_argument("--curve-server-secret", help="server secret key: CURVE on the control socket")
+    serve.add_argument("--curve-authorized", help="directory of the public keys allowed to command")
+
+    keys = sub.add_parser("keys", help="make CURVE key pairs for the control channel")
+    keys.add_argument("--out", type=Path, required=True)
+    keys.add_argument("--client", action="append", default=None, help="client name (repeatable; default: ground)")
 
     infer = sub.add_parser("infer", help="segment one .npy or GeoTIFF and write a GeoJSON")
     infer.add_argument("--model", type=Path, required=True)
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.defaults(getattr(args, "config", None))
     try:
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
-                "check": _check}[args.command](args, cfg)
+                "check": _check, "keys": _keys}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -61,7 +67,8 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
 
     settings = Settings.from_config(
         cfg, device=args.device, store=args.store, tiles=args.tiles, results=args.results,
-        control=args.control, telemetry=args.telemetry,
+        control=args.control, telemetry=args.telemetry, curve_server_secret=args.curve_server_secret,
+        curve_authorized=args.curve_authorized,
     )
     runtime = Runtime(settings, model=args.model)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
@@ -82,6 +89,15 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(collection, indent=1))
     print(f"{len(collection['features'])} vessels -> {args.output}")
+    return 0
+
+
+def _keys(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.security import make_keys
+
+    made = make_keys(args.out, args.client or ["ground"])
+    print(f"keys in {args.out}: serve with --curve-server-secret {made['server']} "
+          f"--curve-authorized {args.out / 'authorized'}; clients use their .key_secret and server.key")
     return 0
 
 

@@ -10,6 +10,7 @@ import zmq
 
 from runtime import protocol
 from runtime.bundle import Bundle, read_bundle
+from runtime.security import ClientKeys
 
 
 class ControlError(RuntimeError):
@@ -23,8 +24,10 @@ class ControlClient:
     fresh one is made (the ZeroMQ guide's Lazy Pirate).
     """
 
-    def __init__(self, endpoint: str, timeout_s: float = 30.0, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, timeout_s: float = 30.0, context: zmq.Context | None = None,
+                 keys: ClientKeys | None = None):
         self.endpoint = endpoint
+        self.keys = keys
         self.timeout_ms = int(timeout_s * 1000)
         self._ctx = context or zmq.Context.instance()
         self._sock = self._connect()
@@ -32,6 +35,8 @@ class ControlClient:
     def _connect(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.keys is not None:
+            self.keys.apply(sock)
         sock.connect(self.endpoint)
         return sock
 

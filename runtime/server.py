@@ -36,6 +36,7 @@ from runtime.bundle import Bundle, BundleError, BundleStore, from_frames, read_b
 from runtime.device import InferenceAdapter, open_device
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
+from runtime.security import CurveServer
 from runtime.vectorize import vectorize
 
 log = logging.getLogger("runtime")
@@ -82,6 +83,8 @@ class Settings:
     vectorize: dict[str, Any] = field(default_factory=dict)
     store: str = ""
     telemetry_period_s: float = 1.0
+    curve_server_secret: str = ""
+    curve_authorized: str = ""
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:
@@ -97,6 +100,8 @@ class Settings:
             vectorize=dict(config["vectorize"]),
             store=config["models"]["store"],
             telemetry_period_s=config["telemetry"]["period_s"],
+            curve_server_secret=config["security"]["curve_server_secret"],
+            curve_authorized=config["security"]["curve_authorized"],
         )
         for key, value in overrides.items():
             if value is None:
@@ -147,6 +152,11 @@ class Runtime:
     def __init__(self, settings: Settings, model: str | Path | None = None):
         self.settings = settings
         self._ctx = zmq.Context()
+        self._curve: CurveServer | None = None
+        if settings.curve_server_secret or settings.curve_authorized:
+            if not (settings.curve_server_secret and settings.curve_authorized):
+                raise ValueError("CURVE needs both curve_server_secret and curve_authorized")
+            self._curve = CurveServer(self._ctx, settings.curve_server_secret, settings.curve_authorized)
         self._tiles = self._socket(zmq.ROUTER, "tiles")
         self._control = self._socket(zmq.ROUTER, "control")
         self._telemetry = self._socket(zmq.PUB, "telemetry")
@@ -179,6 +189,8 @@ class Runtime:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         sock.setsockopt(zmq.LINGER, 5000)
+        if self._curve is not None and name == "control":
+            self._curve.apply(sock)  # only authorised clients may command the payload
         sock.bind(self.settings.endpoints[name])
         return sock
 
@@ -444,6 +456,8 @@ class Runtime:
     def close(self) -> None:
         for sock in (self._tiles, self._control, self._telemetry, self._results):
             sock.close()
+        if self._curve is not None:
+            self._curve.stop()
         self._ctx.term()
         if self._tmp is not None:
             self._tmp.cleanup()

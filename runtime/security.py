@@ -1,0 +1,90 @@
+"""CURVE authentication and encryption for the runtime's sockets (ZeroMQ's CurveZMQ + ZAP).
+
+With keys configured the control socket (and, if asked, the data sockets) accepts only clients
+whose public key is in the authorised directory; everything on them is encrypted. Keys are ZeroMQ
+certificate files made by ``python -m runtime keys``. Without keys nothing is authenticated, so the
+default endpoints bind loopback only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+SERVER_NAME = "server"
+
+
+def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
+    """Write a server key pair and one pair per client name into ``out``; returns the secret files.
+
+    ``out/authorized/`` receives the clients' public keys: point the runtime at it.
+    """
+    out = Path(out)
+    (out / "authorized").mkdir(parents=True, exist_ok=True)
+    if not clients or len(set(clients)) != len(clients) or SERVER_NAME in clients:
+        raise ValueError(f"client names must be distinct, non-empty and not {SERVER_NAME!r}: {clients}")
+    made = {}
+    for name in (SERVER_NAME, *clients):
+        public, secret = zmq.auth.create_certificates(out, name)
+        made[name] = Path(secret)
+        if name != SERVER_NAME:
+            (out / "authorized" / Path(public).name).write_bytes(Path(public).read_bytes())
+    return made
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """What a client needs: its own key pair and the server's public key."""
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+    @classmethod
+    def from_files(cls, client_secret: str | Path, server_public: str | Path) -> ClientKeys:
+        public, secret = zmq.auth.load_certificate(client_secret)
+        server, _ = zmq.auth.load_certificate(server_public)
+        if secret is None:
+            raise ValueError(f"{client_secret}: not a secret key file (it holds no secret-key)")
+        return cls(public, secret, server)
+
+    @classmethod
+    def from_dir(cls, keys: str | Path, name: str) -> ClientKeys:
+        keys = Path(keys)
+        return cls.from_files(keys / f"{name}.key_secret", keys / f"{SERVER_NAME}.key")
+
+    def apply(self, sock: zmq.Socket) -> None:
+        """Make ``sock`` a CURVE client; call before connect."""
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+        sock.curve_serverkey = self.server_public
+
+
+class CurveServer:
+    """The runtime's side: a ZAP authenticator that admits only the authorised public keys."""
+
+    def __init__(self, context: zmq.Context, server_secret: str | Path, authorized: str | Path):
+        server_secret, authorized = Path(server_secret), Path(authorized)
+        if not server_secret.is_file():
+            raise ValueError(f"{server_secret}: no such server secret key file")
+        if not authorized.is_dir():
+            raise ValueError(f"{authorized}: no such directory of authorised client public keys")
+        self.public, self.secret = zmq.auth.load_certificate(server_secret)
+        if self.secret is None:
+            raise ValueError(f"{server_secret}: not a secret key file")
+        self._auth = ThreadAuthenticator(context)
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(authorized))
+
+    def apply(self, sock: zmq.Socket) -> None:
+        """Make ``sock`` a CURVE server; call before bind."""
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_server = True
+
+    def stop(self) -> None:
+        self._auth.stop()
