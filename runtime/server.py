@@ -20,7 +20,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from rasterio.errors import CRSError
 from runtime import protocol
 from runtime.bundle import Bundle, BundleError, BundleStore, from_frames, read_bundle
 from runtime.device import InferenceAdapter, open_device
+from runtime.health import Health, Heartbeat, StageProbe
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
 from runtime.security import CurveServer
@@ -60,12 +61,17 @@ EVENTS = {
     "model_refused": "WARNING_HI",
     "tile_rejected": "WARNING_LO",
     "inference_failed": "WARNING_HI",
+    "stage_hung": "WARNING_HI",
+    "stage_restarted": "ACTIVITY_HI",
     "stopping": "ACTIVITY_HI",
 }
 TELEMETRY = (
     "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
-    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device",
+    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health",
 )
+#: Pipeline stages the Health component watches; the vectorise workers can be restarted safely
+#: (their item is re-queued), the others only reported (and the watchdog left unfed).
+STAGES = ("ingest", "inference", "vectorise", "output")
 
 
 @dataclass
@@ -85,6 +91,7 @@ class Settings:
     telemetry_period_s: float = 1.0
     curve_server_secret: str = ""
     curve_authorized: str = ""
+    health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:
@@ -102,6 +109,7 @@ class Settings:
             telemetry_period_s=config["telemetry"]["period_s"],
             curve_server_secret=config["security"]["curve_server_secret"],
             curve_authorized=config["security"]["curve_authorized"],
+            health=dict(config["health"]),
         )
         for key, value in overrides.items():
             if value is None:
@@ -169,15 +177,23 @@ class Runtime:
         }
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
-        self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight] | None] = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight, float] | None] = queue.SimpleQueue()
         self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
-        self._latencies: list[float] = []
+        self._latencies: deque[float] = deque(maxlen=1000)  # bounded: a soak must not grow memory
         self._running = False
         self.serving: Serving | None = None
+        self._ingest = Heartbeat("ingest")
+        self._output = Heartbeat("output")
+        self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
+        self._vectorisers: list[Heartbeat] = []
+        self._vectorise_threads: list[threading.Thread] = []
+        self._restart_lock = threading.Lock()
+        self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
+                             self._event, settings.health["watchdog_file"])
         if model is not None:
             self._load(read_bundle(model))
         elif self.store.current_path() is not None:
@@ -218,59 +234,102 @@ class Runtime:
     # -- the pipeline ---------------------------------------------------------------------
 
     def _on_inferred(self, output: np.ndarray, job: _InFlight) -> None:
-        self._done.put((output, job))
+        with self._lock:
+            self._submitted.pop(id(job), None)
+        self._done.put((output, job, time.perf_counter()))
 
-    def _vectorise_worker(self) -> None:
-        opts = self.settings.vectorize
+    def _probes(self) -> list[StageProbe]:
+        def oldest_inference() -> float:
+            with self._lock:
+                oldest = min(self._submitted.values(), default=None)
+            return 0.0 if oldest is None else time.monotonic() - oldest
+
+        probes = [StageProbe("ingest", self._ingest.age), StageProbe("inference", oldest_inference)]
+        for i in range(max(1, int(self.settings.vectorize.get("workers", 1)))):
+            probes.append(StageProbe(f"vectorise-{i}", lambda i=i: self._vectorisers[i].age() if self._vectorisers else 0.0,
+                                     lambda i=i: self._restart_vectoriser(i)))
+        probes.append(StageProbe("output", self._output.age))
+        return probes
+
+    def _start_vectoriser(self, i: int) -> None:
+        beat = Heartbeat(f"vectorise-{i}")
+        thread = threading.Thread(target=self._vectorise_worker, args=(i, beat), name=beat.name, daemon=True)
+        if i < len(self._vectorisers):
+            self._vectorisers[i], self._vectorise_threads[i] = beat, thread
+        else:
+            self._vectorisers.append(beat)
+            self._vectorise_threads.append(thread)
+        thread.start()
+
+    def _restart_vectoriser(self, i: int) -> None:
+        """Hand the stuck worker's tile to a fresh worker; the stuck one's result is discarded."""
+        with self._restart_lock:
+            stuck = self._vectorisers[i]
+            if stuck.item is not None:
+                self._done.put(stuck.item)
+            self._start_vectoriser(i)
+
+    def _vectorise_worker(self, i: int, beat: Heartbeat) -> None:
         while (item := self._done.get()) is not None:
-            output, job = item
-            t_inferred = time.perf_counter()
-            header = job.header
-            try:
-                prob = output[0, 0]
-                features = vectorize(
-                    prob,
-                    job.threshold,
-                    Affine(*header.get("transform", (1, 0, 0, 0, 1, 0))[:6]),
-                    job.crs,
-                    min_area_px=opts.get("min_area_px", 4),
-                    simplify_px=opts.get("simplify_px", 0.0),
-                    connectivity=opts.get("connectivity", 8),
-                    valid=job.valid,
-                )
-                mask = None
-                if header.get("want_mask"):
-                    h, w = job.valid
-                    mask = (prob[:h, :w] >= job.threshold).astype(np.uint8)
-                t_end = time.perf_counter()
-                result = {
-                    **protocol.tile_ids(header),
-                    "status": "ok",
-                    "reason": None,
-                    "model": job.model,
-                    "timings_ms": {
-                        "decode": 1e3 * (job.t_submitted - job.t_received),
-                        "infer": 1e3 * (t_inferred - job.t_submitted),
-                        "vectorize": 1e3 * (t_end - t_inferred),
-                        "total": 1e3 * (t_end - job.t_received),
-                    },
-                    "crs": header.get("crs"),
-                    "transform": header.get("transform"),
-                    "window": header.get("window"),
-                    "detections": {"type": "FeatureCollection", "features": features},
-                }
-                frames = protocol.encode_result(result, mask)
-                with self._lock:
-                    self._latencies.append(t_end - job.t_received)
-                    self._counts["tiles_ok"] += 1
-            except Exception as exc:  # one bad output must not stop the pipeline
-                log.exception("vectorise failed")
-                frames = self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}")
-            self._outbox.put(frames)
+            beat.begin(item)
+            frames, ok = self._post_process(*item)
+            with self._restart_lock:
+                if self._vectorisers[i] is not beat:
+                    return  # restarted while stuck: the tile went to the new worker
+                if ok:
+                    self._count("tiles_ok")
+                self._outbox.put(frames)
+                beat.end()
+
+    def _post_process(self, output: np.ndarray, job: _InFlight, t_inferred: float) -> tuple[list[bytes], bool]:
+        """Threshold, vectorise and describe one output; returns the result frames and whether ok."""
+        opts = self.settings.vectorize
+        header = job.header
+        try:
+            prob = output[0, 0]
+            features = vectorize(
+                prob,
+                job.threshold,
+                Affine(*header.get("transform", (1, 0, 0, 0, 1, 0))[:6]),
+                job.crs,
+                min_area_px=opts.get("min_area_px", 4),
+                simplify_px=opts.get("simplify_px", 0.0),
+                connectivity=opts.get("connectivity", 8),
+                valid=job.valid,
+            )
+            mask = None
+            if header.get("want_mask"):
+                h, w = job.valid
+                mask = (prob[:h, :w] >= job.threshold).astype(np.uint8)
+            t_end = time.perf_counter()
+            result = {
+                **protocol.tile_ids(header),
+                "status": "ok",
+                "reason": None,
+                "model": job.model,
+                "timings_ms": {
+                    "decode": 1e3 * (job.t_submitted - job.t_received),
+                    "infer": 1e3 * (t_inferred - job.t_submitted),
+                    "vectorize": 1e3 * (t_end - t_inferred),
+                    "total": 1e3 * (t_end - job.t_received),
+                },
+                "crs": header.get("crs"),
+                "transform": header.get("transform"),
+                "window": header.get("window"),
+                "detections": {"type": "FeatureCollection", "features": features},
+            }
+            with self._lock:
+                self._latencies.append(t_end - job.t_received)
+            return protocol.encode_result(result, mask), True
+        except Exception as exc:  # one bad output must not stop the pipeline
+            log.exception("vectorise failed")
+            return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
 
     def _sender(self) -> None:
         while (frames := self._outbox.get()) is not None:
+            self._output.begin(None)
             self._results.send_multipart(frames)
+            self._output.end()
             self._count("results_sent")
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
@@ -303,9 +362,13 @@ class Runtime:
             batch, valid = serving.preprocess(pixels, header)
             job = _InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
                             t_received, time.perf_counter())
+            with self._lock:
+                self._submitted[id(job)] = time.monotonic()
             try:
                 serving.adapter.start_async(batch, job)
             except Exception as exc:
+                with self._lock:
+                    self._submitted.pop(id(job), None)
                 self._event("inference_failed", detail=str(exc), **protocol.tile_ids(header))
                 raise TileRejected(Reason.INFERENCE_FAILED, str(exc), header) from None
         except TileRejected as rej:
@@ -363,7 +426,7 @@ class Runtime:
         with self._lock:
             counts = dict(self._counts)
             rejected = dict(self._rejected)
-            lat = np.array(self._latencies[-1000:]) * 1e3
+            lat = np.array(self._latencies) * 1e3
         in_flight = counts.get("tiles_accepted", 0) - counts.get("tiles_ok", 0) - rejected.get(
             Reason.INFERENCE_FAILED.value, 0
         )
@@ -375,6 +438,7 @@ class Runtime:
             "latency_estimate": self.serving.adapter.latency_estimate if self.serving else None,
             "model": self.serving.info if self.serving else None,
             "endpoints": self.endpoints,
+            "health": self.health.report(),
             "counters": {
                 "tiles_received": counts.get("tiles_received", 0),
                 "tiles_accepted": counts.get("tiles_accepted", 0),
@@ -382,6 +446,7 @@ class Runtime:
                 "tiles_rejected": counts.get("tiles_rejected", 0),
                 "results_sent": counts.get("results_sent", 0),
                 "in_flight": in_flight,
+                "queue_depth": {"vectorise": self._done.qsize(), "output": self._outbox.qsize()},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
                 "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
@@ -405,22 +470,22 @@ class Runtime:
 
     def serve(self) -> None:
         """Serve until a ``shutdown`` command or :meth:`stop`; then drain and close."""
-        workers = [
-            threading.Thread(target=self._vectorise_worker, name=f"vectorise-{i}", daemon=True)
-            for i in range(max(1, int(self.settings.vectorize.get("workers", 1))))
-        ]
+        for i in range(max(1, int(self.settings.vectorize.get("workers", 1)))):
+            self._start_vectoriser(i)
         sender = threading.Thread(target=self._sender, name="sender", daemon=True)
-        for thread in (*workers, sender):
-            thread.start()
+        sender.start()
+        self.health.start()
         poller = zmq.Poller()
         poller.register(self._tiles, zmq.POLLIN)
         poller.register(self._control, zmq.POLLIN)
         self._running = True
         self._event("started", endpoints=self.endpoints, device=self.settings.device)
         next_telemetry = time.monotonic()
-        period_ms = int(self.settings.telemetry_period_s * 1000)
+        # The loop wakes at least once per health period, so an idle ingest still answers its ping.
+        period_ms = int(min(self.settings.telemetry_period_s, self.settings.health["period_s"]) * 1000)
         try:
             while self._running:
+                self._ingest.begin(None)
                 ready = dict(poller.poll(period_ms))
                 if self._control in ready:
                     self._on_control(self._control.recv_multipart())
@@ -438,12 +503,16 @@ class Runtime:
                 self._publish()
         finally:
             self._event("stopping")
+            self._ingest.end()
             if self.serving is not None:
                 self.serving.adapter.wait_all()
+            with self._restart_lock:
+                workers = list(self._vectorise_threads)
             for _ in workers:
                 self._done.put(None)
             for thread in workers:
                 thread.join()
+            self.health.stop()
             self._outbox.put(None)
             sender.join()
             self._publish()

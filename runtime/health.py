@@ -1,0 +1,108 @@
+"""Health of the pipeline stages and the watchdog, in the manner of NASA F´'s Health component.
+
+Each stage keeps a :class:`Heartbeat`: what it is working on and since when. Every period the
+Health thread asks each stage how long it has been stuck on one piece of work (the F´ ping: a stage
+that is working normally answers within one item's time). Only when every stage answers in time is
+the watchdog fed (a timestamp in telemetry, and a file touched for an external supervisor such as
+systemd's WatchdogSec or a hardware watchdog driver). A stage that does not answer is reported
+(``stage_hung``, WARNING_HI) and, if it can be restarted safely, restarted (``stage_restarted``): its
+work item is handed to a fresh worker, and whatever the stuck one produces later is discarded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Heartbeat:
+    """One worker's liveness: the item it holds and when it took it (None when idle)."""
+
+    name: str
+    busy_since: float | None = None
+    item: Any = None
+
+    def begin(self, item: Any) -> None:
+        self.item, self.busy_since = item, time.monotonic()
+
+    def end(self) -> None:
+        self.item, self.busy_since = None, None
+
+    def age(self) -> float:
+        since = self.busy_since
+        return 0.0 if since is None else time.monotonic() - since
+
+
+@dataclass
+class StageProbe:
+    """How Health asks a stage: seconds stuck on one item, and how to restart it (None: cannot)."""
+
+    name: str
+    age: Callable[[], float]
+    restart: Callable[[], None] | None = None
+    restarts: int = 0
+    hung: bool = False
+
+
+@dataclass
+class Health:
+    """Pings every stage each period and feeds the watchdog only when all of them answer."""
+
+    probes: list[StageProbe]
+    period_s: float
+    hang_timeout_s: float
+    event: Callable[..., None]
+    watchdog_file: str = ""
+    fed_at: float | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def check(self) -> bool:
+        """One round: every stage answers, or is reported (and restarted where that is safe)."""
+        all_ok = True
+        for probe in self.probes:
+            age = probe.age()
+            if age < self.hang_timeout_s:
+                probe.hung = False
+                continue
+            all_ok = False
+            if not probe.hung:  # report a hang once, not every period
+                self.event("stage_hung", stage=probe.name, stuck_s=round(age, 3))
+            probe.hung = True
+            if probe.restart is not None:
+                probe.restart()
+                probe.restarts += 1
+                probe.hung = False
+                self.event("stage_restarted", stage=probe.name, restarts=probe.restarts)
+        if all_ok:
+            self.fed_at = time.time()
+            if self.watchdog_file:
+                Path(self.watchdog_file).touch()
+                os.utime(self.watchdog_file)
+        return all_ok
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "watchdog_fed_at": self.fed_at,
+            "stages": {p.name: {"stuck_s": round(p.age(), 3), "hung": p.hung, "restarts": p.restarts}
+                       for p in self.probes},
+        }
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.check()

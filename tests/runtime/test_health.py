@@ -1,0 +1,82 @@
+"""The Health component: a stage made to hang is detected and restarted, and the stream completes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from affine import Affine
+
+import runtime.server as server_module
+from flightsim.streamer import Streamer
+from flightsim.tiles import Tile
+from runtime import config, protocol
+from runtime.client import ControlClient
+from runtime.server import Runtime, Settings
+
+
+def _tiles(n: int) -> list[Tile]:
+    pixels = np.zeros((3, 64, 64), dtype=np.uint8)
+    pixels[:, 10:20, 5:45] = 255
+    t = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4200000.0)
+    return [Tile("s", f"s/{i}", i, pixels, t, "EPSG:32631", (0, 0, 64, 64)) for i in range(n)]
+
+
+def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
+    monkeypatch: pytest.MonkeyPatch, brightness_bundle: Path, ipc_endpoints: dict[str, str], tmp_path: Path
+) -> None:
+    real = server_module.vectorize
+    hang = threading.Event()
+    release = threading.Event()
+
+    def hangs_once(*args: object, **kwargs: object) -> list:
+        if not hang.is_set():
+            hang.set()
+            release.wait(30)  # stuck, as a stage with a deadlock or a runaway geometry would be
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "vectorize", hangs_once)
+    cfg = config.defaults()
+    watchdog = tmp_path / "watchdog"
+    cfg["health"] = {"period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": str(watchdog)}
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
+    events = zmq.Context.instance().socket(zmq.SUB)
+    events.setsockopt(zmq.SUBSCRIBE, b"event")
+    events.connect(ipc_endpoints["telemetry"])
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        results = zmq.Context.instance().socket(zmq.PULL)
+        results.connect(ipc_endpoints["results"])
+        Streamer(ipc_endpoints["tiles"]).stream(_tiles(6))
+        got = []
+        while len(got) < 6:
+            assert results.poll(10_000), f"only {len(got)} of 6 results"
+            got.append(protocol.decode_result(results.recv_multipart())[0])
+        assert sorted(r["tile_id"] for r in got) == [f"s/{i}" for i in range(6)]
+        assert all(r["status"] == "ok" for r in got)
+        health = ControlClient(ipc_endpoints["control"]).status()["health"]
+        assert health["stages"]["vectorise-0"]["restarts"] == 1
+        names = []
+        deadline = time.monotonic() + 5
+        while "stage_restarted" not in names and time.monotonic() < deadline:
+            if events.poll(200):
+                names.append(protocol.loads(events.recv_multipart()[1])["event"])
+        assert "stage_hung" in names and "stage_restarted" in names
+        # The stuck worker wakes up later: its late result must not reach the ground twice.
+        release.set()
+        time.sleep(0.3)
+        assert not results.poll(300)
+        # All stages answer again, so the watchdog is fed.
+        fed = watchdog.stat().st_mtime
+        time.sleep(0.4)
+        assert watchdog.stat().st_mtime > fed
+    finally:
+        release.set()
+        runtime.stop()
+        thread.join(30)
+        events.close()
