@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -162,10 +163,14 @@ def decode_tile(
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise TileRejected(Reason.BAD_HEADER, f"shape must be 3 positive integers, got {shape!r}", header)
     transform = header.get("transform", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    if len(transform) != 6 or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in transform):
-        raise TileRejected(Reason.BAD_HEADER, "transform must be 6 numbers", header)
+    if len(transform) != 6 or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in transform
+    ):
+        raise TileRejected(Reason.BAD_HEADER, "transform must be 6 finite numbers", header)
+    if "time" in header and not math.isfinite(header["time"]):
+        raise TileRejected(Reason.BAD_HEADER, "time must be finite", header)
     window = header.get("window")
-    if window is not None and (len(window) != 4 or not all(isinstance(w, int) for w in window)):
+    if window is not None and (len(window) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) for w in window)):
         raise TileRejected(Reason.BAD_HEADER, "window must be 4 integers", header)
     if header["dtype"] not in TILE_DTYPES:
         raise TileRejected(
@@ -204,8 +209,15 @@ def _best_effort_header(frame: bytes) -> dict[str, Any]:
 
 
 def tile_ids(header: dict[str, Any]) -> dict[str, Any]:
-    """The identifying fields of a tile that every result echoes (missing ones are None)."""
-    return {k: header.get(k) for k in ("scene_id", "tile_id", "seq")}
+    """The identifying fields of a tile that every result echoes; missing or mistyped ones are None,
+    so a malformed header cannot smuggle an unhashable or huge value into acks and results."""
+    ids: dict[str, Any] = {}
+    for key in ("scene_id", "tile_id", "seq"):
+        value = header.get(key)
+        kind = _REQUIRED[key]
+        ok = isinstance(value, kind) and not isinstance(value, bool) and (not isinstance(value, str) or len(value) <= 1024)
+        ids[key] = value if ok else None
+    return ids
 
 
 def encode_result(result: dict[str, Any], mask: np.ndarray | None = None) -> list[bytes]:
