@@ -243,8 +243,10 @@ def decode_result(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | Non
     return result, mask
 
 
-def encode_ack(header: dict[str, Any], accepted: bool, reason: Reason | None = None) -> bytes:
-    """The per-tile acknowledgement returned to the sender on the tile socket."""
+def encode_ack(header: dict[str, Any], accepted: bool, reason: Reason | None = None,
+               duplicate: bool = False) -> bytes:
+    """The per-tile acknowledgement returned to the sender on the tile socket: the tile was taken
+    into the pipeline (``accepted``; ``duplicate`` if it had been taken before) or refused."""
     return dumps(
         {
             "v": PROTOCOL_VERSION,
@@ -252,5 +254,21 @@ def encode_ack(header: dict[str, Any], accepted: bool, reason: Reason | None = N
             **tile_ids(header),
             "status": "accepted" if accepted else "rejected",
             "reason": reason.value if reason else None,
+            "duplicate": duplicate,
+        }
+    )
+
+
+def encode_done(result: dict[str, Any]) -> bytes:
+    """Sent to a tile's sender once its result has gone out on the results socket: the sender may
+    forget the tile. Until then it keeps it, to resend if the runtime restarts."""
+    return dumps(
+        {
+            "v": PROTOCOL_VERSION,
+            "type": "done",
+            **tile_ids(result),
+            "status": result.get("status"),
+            "reason": result.get("reason"),
+            "duplicate": bool(result.get("duplicate", False)),
         }
     )

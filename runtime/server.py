@@ -20,7 +20,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,6 +91,7 @@ class Settings:
     telemetry_period_s: float = 1.0
     curve_server_secret: str = ""
     curve_authorized: str = ""
+    remember_tiles: int = 100_000
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
 
     @classmethod
@@ -110,6 +111,7 @@ class Settings:
             curve_server_secret=config["security"]["curve_server_secret"],
             curve_authorized=config["security"]["curve_authorized"],
             health=dict(config["health"]),
+            remember_tiles=config["delivery"]["remember_tiles"],
         )
         for key, value in overrides.items():
             if value is None:
@@ -147,6 +149,8 @@ class _InFlight:
     model: dict[str, str]
     t_received: float
     t_submitted: float
+    identity: bytes = b""                 # the sender, told when the tile's result has gone out
+    key: tuple[str, str] | None = None    # (scene_id, tile_id): what makes a resend a duplicate
 
 
 @functools.lru_cache(maxsize=64)
@@ -178,7 +182,14 @@ class Runtime:
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
         self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight, float] | None] = queue.SimpleQueue()
-        self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        # Results to send, with whom to tell when they have gone (identity, key) for accepted tiles.
+        self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, tuple[str, str] | None] | None] = queue.SimpleQueue()
+        # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
+        # again. Bounded; the oldest are forgotten first.
+        self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._notify_endpoint = f"inproc://notify-{id(self)}"
+        self._notify = self._ctx.socket(zmq.PAIR)
+        self._notify.bind(self._notify_endpoint)
         self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -278,7 +289,8 @@ class Runtime:
                     return  # restarted while stuck: the tile went to the new worker
                 if ok:
                     self._count("tiles_ok")
-                self._outbox.put(frames)
+                job = item[1]
+                self._outbox.put((frames, job.identity, job.key))
                 beat.end()
 
     def _post_process(self, output: np.ndarray, job: _InFlight, t_inferred: float) -> tuple[list[bytes], bool]:
@@ -326,11 +338,39 @@ class Runtime:
             return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
 
     def _sender(self) -> None:
-        while (frames := self._outbox.get()) is not None:
+        notify = self._ctx.socket(zmq.PAIR)
+        notify.connect(self._notify_endpoint)
+        while (item := self._outbox.get()) is not None:
+            frames, identity, key = item
             self._output.begin(None)
             self._results.send_multipart(frames)
             self._output.end()
             self._count("results_sent")
+            if identity:
+                # The main loop owns the tile socket: it forwards this to the sender as "done".
+                notify.send_multipart([identity, frames[0]])
+        notify.close()
+
+    def _remember(self, key: tuple[str, str] | None, state: str) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._seen[key] = state
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.settings.remember_tiles:
+                self._seen.popitem(last=False)
+
+    def _forward_done(self) -> None:
+        """Tell senders which tiles have had their results sent (frames from the sender thread)."""
+        while True:
+            try:
+                identity, result_header = self._notify.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            result = protocol.loads(result_header)
+            ids = protocol.tile_ids(result)
+            self._remember((ids["scene_id"], ids["tile_id"]), "done")
+            self._tiles.send_multipart([identity, protocol.encode_done(result)])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
         with self._lock:
@@ -359,9 +399,16 @@ class Runtime:
             serving = self.serving
             if serving is None:
                 raise TileRejected(Reason.NO_MODEL, "no flight model is loaded", header)
+            ids = protocol.tile_ids(header)
+            key = (ids["scene_id"], ids["tile_id"]) if ids["scene_id"] is not None and ids["tile_id"] is not None else None
+            with self._lock:
+                state = self._seen.get(key) if key else None
+            if state is not None:
+                self._duplicate(identity, header, state)
+                return
             batch, valid = serving.preprocess(pixels, header)
             job = _InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
-                            t_received, time.perf_counter())
+                            t_received, time.perf_counter(), identity, key)
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()
             try:
@@ -373,11 +420,25 @@ class Runtime:
                 raise TileRejected(Reason.INFERENCE_FAILED, str(exc), header) from None
         except TileRejected as rej:
             header = header or rej.header
-            self._outbox.put(self._rejection(header, rej.reason, rej.detail))
+            self._outbox.put((self._rejection(header, rej.reason, rej.detail), b"", None))
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, rej.reason)])
             return
+        self._remember(job.key, "in_flight")
         self._count("tiles_accepted")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True)])
+
+    def _duplicate(self, identity: bytes, header: dict[str, Any], state: str) -> None:
+        """A tile already taken (a resend): acknowledge it, never process it twice.
+
+        If its result has gone out, the sender is told so at once; if it is still in the pipeline,
+        the "done" goes to whoever sent it first, and a sender that has restarted since will resend
+        again and hear "done" then.
+        """
+        self._count("duplicates")
+        self._tiles.send_multipart([identity, protocol.encode_ack(header, True, duplicate=True)])
+        if state == "done":
+            self._tiles.send_multipart([identity, protocol.encode_done({**protocol.tile_ids(header), "status": "ok",
+                                                                        "reason": None, "duplicate": True})])
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -446,6 +507,7 @@ class Runtime:
                 "tiles_rejected": counts.get("tiles_rejected", 0),
                 "results_sent": counts.get("results_sent", 0),
                 "in_flight": in_flight,
+                "duplicates": counts.get("duplicates", 0),
                 "queue_depth": {"vectorise": self._done.qsize(), "output": self._outbox.qsize()},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
@@ -478,6 +540,7 @@ class Runtime:
         poller = zmq.Poller()
         poller.register(self._tiles, zmq.POLLIN)
         poller.register(self._control, zmq.POLLIN)
+        poller.register(self._notify, zmq.POLLIN)
         self._running = True
         self._event("started", endpoints=self.endpoints, device=self.settings.device)
         next_telemetry = time.monotonic()
@@ -487,6 +550,8 @@ class Runtime:
             while self._running:
                 self._ingest.begin(None)
                 ready = dict(poller.poll(period_ms))
+                if self._notify in ready:
+                    self._forward_done()
                 if self._control in ready:
                     self._on_control(self._control.recv_multipart())
                 if self._tiles in ready:
@@ -515,6 +580,7 @@ class Runtime:
             self.health.stop()
             self._outbox.put(None)
             sender.join()
+            self._forward_done()  # the last "done"s, so senders know these tiles are delivered
             self._publish()
             self.close()
 
@@ -523,7 +589,7 @@ class Runtime:
         self._running = False
 
     def close(self) -> None:
-        for sock in (self._tiles, self._control, self._telemetry, self._results):
+        for sock in (self._tiles, self._control, self._telemetry, self._results, self._notify):
             sock.close()
         if self._curve is not None:
             self._curve.stop()

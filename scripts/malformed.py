@@ -14,7 +14,8 @@ from runtime.protocol import TileHeader
 def valid_tile(rng: np.random.Generator, seq: int, tile_id: str | None = None) -> list[bytes]:
     bands, h, w = 3, int(rng.integers(1, 65)), int(rng.integers(1, 65))
     pixels = rng.integers(0, 256, (bands, h, w), dtype=np.uint8)
-    header = TileHeader(scene_id="fuzz", tile_id=tile_id or f"fuzz/{seq}", seq=seq, shape=(0, 0, 0), dtype="", checksum="",
+    # Ids are unique: the runtime treats a repeated (scene_id, tile_id) as a resend, not a new tile.
+    header = TileHeader(scene_id="fuzz", tile_id=tile_id or f"fuzz/{seq}/{int(rng.integers(1 << 62))}", seq=seq, shape=(0, 0, 0), dtype="", checksum="",
                         transform=(3.0, 0.0, 5e5, 0.0, -3.0, 4.2e6), crs="EPSG:32631", window=(0, 0, h, w))
     return protocol.encode_tile(header, pixels)
 
