@@ -1,0 +1,111 @@
+"""Soak: stream tiles into a real runtime process for a given time, as fast as it acknowledges them
+(the highest sustainable rate), and record resident memory, latency drift and losses.
+
+    .venv/bin/python scripts/soak.py --minutes 30 --out out/soak.json
+
+Every ``--sample-s`` seconds: the runtime's resident set (VmRSS from /proc), the ground latency
+percentiles over that interval, tiles sent and results received. Growth and drift compare the last
+sample with the first one after ``--warmup-s`` (allocators and caches settle first). Exits 1 if
+resident memory grew by 5% or more, p99 latency drifted by 10% or more, or a tile was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flightsim.streamer import Streamer
+from flightsim.synthetic import generate_scene, write_scene
+from flightsim.tiles import Tile, tile_scene
+from hil.collector import ResultCollector
+from hil.runtime_proc import RuntimeProcess
+from runtime.bundle import read_bundle
+from runtime.client import ControlClient
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--sample-s", type=float, default=30.0)
+    parser.add_argument("--warmup-s", type=float, default=60.0)
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="soak-"))
+    size = read_bundle(args.model).manifest["input"]["shape"][2]
+    scene_tiles = list(tile_scene(write_scene(generate_scene(7), work / "scene")["scene"], size))
+    proc = RuntimeProcess(args.device, work / "runtime.log", 60)
+    samples: list[dict] = []
+    try:
+        ControlClient(proc.endpoints["control"]).load_model(args.model)
+        collector = ResultCollector(proc.endpoints["results"])
+        streamer = Streamer(proc.endpoints["tiles"], window=args.window)
+        start = time.monotonic()
+        end = start + 60 * args.minutes
+        next_sample = start + args.sample_s
+        sent = seen = 0
+        while time.monotonic() < end:
+            t = scene_tiles[sent % len(scene_tiles)]
+            tile = Tile("soak", f"soak/{sent}", sent, t.pixels, t.transform, t.crs, t.window, t.bands)
+            streamer.send_frames(tile.tile_id, tile.frames())
+            sent += 1
+            now = time.monotonic()
+            if now >= next_sample:
+                batch = collector.results[seen:]
+                seen += len(batch)
+                lat = [1e3 * (at - streamer.log.sent_at[r["tile_id"]]) for at, r, _ in batch]
+                samples.append({
+                    "t_s": round(now - start, 1), "rss_kib": rss_kib(proc.proc.pid), "tiles_sent": sent,
+                    "results": seen, "tiles_per_s": len(batch) / args.sample_s,
+                    "p50_ms": float(np.percentile(lat, 50)) if lat else None,
+                    "p99_ms": float(np.percentile(lat, 99)) if lat else None,
+                })
+                print(json.dumps(samples[-1]), flush=True)
+                next_sample += args.sample_s
+        streamer.drain()
+        collector.wait_for(sent, 60)
+        received = {r["tile_id"] for _, r, _ in collector.results}
+        statuses = [r["status"] for _, r, _ in collector.results]
+        collector.close()
+        streamer.close()
+    finally:
+        proc.close()
+    base = next((s for s in samples if s["t_s"] >= args.warmup_s), samples[0] if samples else None)
+    last = samples[-1] if samples else None
+    summary = {
+        "minutes": args.minutes, "device": args.device, "model": str(args.model), "window": args.window,
+        "tiles_sent": sent, "results": len(received), "not_ok": sum(s != "ok" for s in statuses),
+        "tiles_lost": sent - len(received),
+        "rss_growth_pct": 100 * (last["rss_kib"] / base["rss_kib"] - 1) if base and last else None,
+        "p99_drift_pct": 100 * (last["p99_ms"] / base["p99_ms"] - 1) if base and last and base["p99_ms"] else None,
+        "baseline_sample": base, "last_sample": last, "samples": samples,
+    }
+    print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(summary, indent=1))
+    ok = (summary["tiles_lost"] == 0 and summary["rss_growth_pct"] is not None and summary["rss_growth_pct"] < 5
+          and summary["p99_drift_pct"] is not None and abs(summary["p99_drift_pct"]) < 10)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
