@@ -36,6 +36,7 @@ class Reason(str, enum.Enum):
     BAD_SHAPE = "bad_shape"                # bands or size the serving model cannot take
     NO_MODEL = "no_model"                  # no flight model is loaded
     INFERENCE_FAILED = "inference_failed"  # the device raised; the tile was not processed
+    INTERNAL_ERROR = "internal_error"      # the runtime met a bug on this tile (an event is raised)
 
 
 class TileRejected(Exception):

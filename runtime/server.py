@@ -62,6 +62,7 @@ EVENTS = {
     "tile_rejected": "WARNING_LO",
     "inference_failed": "WARNING_HI",
     "stage_hung": "WARNING_HI",
+    "internal_error": "FATAL",
     "stage_restarted": "ACTIVITY_HI",
     "stopping": "ACTIVITY_HI",
 }
@@ -394,7 +395,7 @@ class Runtime:
             )
             try:
                 crs = _parse_crs(header.get("crs"))
-            except CRSError as exc:
+            except (CRSError, ValueError, TypeError) as exc:  # rasterio raises all three on bad text
                 raise TileRejected(Reason.BAD_HEADER, f"crs not understood: {exc}", header) from None
             serving = self.serving
             if serving is None:
@@ -418,10 +419,15 @@ class Runtime:
                     self._submitted.pop(id(job), None)
                 self._event("inference_failed", detail=str(exc), **protocol.tile_ids(header))
                 raise TileRejected(Reason.INFERENCE_FAILED, str(exc), header) from None
-        except TileRejected as rej:
-            header = header or rej.header
-            self._outbox.put((self._rejection(header, rej.reason, rej.detail), b"", None))
-            self._tiles.send_multipart([identity, protocol.encode_ack(header, False, rej.reason)])
+        except Exception as exc:
+            if isinstance(exc, TileRejected):
+                header, reason, detail = header or exc.header, exc.reason, exc.detail
+            else:  # a bug met on this tile: it is refused with a reason, and the payload goes on
+                log.exception("internal error on a tile")
+                self._count("internal_errors")
+                reason, detail = Reason.INTERNAL_ERROR, f"internal error: {exc!r}"
+            self._outbox.put((self._rejection(header, reason, detail), b"", None))
+            self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
         self._remember(job.key, "in_flight")
         self._count("tiles_accepted")
@@ -439,6 +445,15 @@ class Runtime:
         if state == "done":
             self._tiles.send_multipart([identity, protocol.encode_done({**protocol.tile_ids(header), "status": "ok",
                                                                         "reason": None, "duplicate": True})])
+
+    def _guarded(self, handler: Any, *args: Any) -> None:
+        """Run one message's handler; a bug it hits is an event, never the end of the payload."""
+        try:
+            handler(*args)
+        except Exception as exc:
+            log.exception("internal error in %s", getattr(handler, "__name__", handler))
+            self._count("internal_errors")
+            self._event("internal_error", handler=getattr(handler, "__name__", str(handler)), detail=repr(exc))
 
     def _count(self, name: str) -> None:
         with self._lock:
@@ -508,6 +523,7 @@ class Runtime:
                 "results_sent": counts.get("results_sent", 0),
                 "in_flight": in_flight,
                 "duplicates": counts.get("duplicates", 0),
+                "internal_errors": counts.get("internal_errors", 0),
                 "queue_depth": {"vectorise": self._done.qsize(), "output": self._outbox.qsize()},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
@@ -551,17 +567,18 @@ class Runtime:
                 self._ingest.begin(None)
                 ready = dict(poller.poll(period_ms))
                 if self._notify in ready:
-                    self._forward_done()
+                    self._guarded(self._forward_done)
                 if self._control in ready:
-                    self._on_control(self._control.recv_multipart())
+                    self._guarded(self._on_control, self._control.recv_multipart())
                 if self._tiles in ready:
                     # A burst of tiles is taken before control is looked at again, but bounded
                     # so that a flood cannot starve a shutdown or a model upload.
                     for _ in range(64):
                         try:
-                            self._on_tile(self._tiles.recv_multipart(zmq.NOBLOCK, copy=False))
+                            frames = self._tiles.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
+                        self._on_tile(frames)
                 if time.monotonic() >= next_telemetry:
                     self._telemetry.send_multipart([b"telemetry", protocol.dumps(self.status())])
                     next_telemetry = time.monotonic() + self.settings.telemetry_period_s
