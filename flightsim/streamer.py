@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import zmq
@@ -24,6 +24,8 @@ class StreamLog:
     sent_at: dict[str, float] = field(default_factory=dict)       # tile_id -> time.monotonic()
     acks: dict[str, dict] = field(default_factory=dict)           # tile_id -> ack message
     anonymous_acks: list[dict] = field(default_factory=list)      # acks of tiles whose id was unreadable
+    n_acks: int = 0                                               # every ack received (a duplicate gets two)
+    done: set[str] = field(default_factory=set)                    # tiles whose result the runtime has sent
 
     @property
     def unacked(self) -> list[str]:
@@ -44,9 +46,8 @@ class Streamer:
         if rate_hz is not None and rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive or None, got {rate_hz}")
         self.window, self.rate_hz, self.ack_timeout_s = window, rate_hz, ack_timeout_s
-        self._sock = (context or zmq.Context.instance()).socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 2000)
-        self._sock.connect(endpoint)
+        self.endpoint, self._context = endpoint, context or zmq.Context.instance()
+        self._sock = self._connect()
         self.log = StreamLog()
         self._outstanding = 0
 
@@ -58,18 +59,44 @@ class Streamer:
         self.log.sent_at[tile_id] = time.monotonic()
         self._outstanding += 1
 
+    def _connect(self) -> zmq.Socket:
+        sock = self._context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 2000)
+        sock.connect(self.endpoint)
+        return sock
+
     def stream(self, tiles: Iterable[Tile], want_mask: bool = False, total: int | None = None,
-               progress: bool = False) -> StreamLog:
-        """Send every tile, then wait for the last acknowledgements."""
+               progress: bool = False, send: Callable[[Tile, bool], None] | None = None) -> StreamLog:
+        """Send every tile, then wait for the last acknowledgements.
+
+        A tile is held until ``start + tile.ready_s`` (its timing, :mod:`flightsim.timing`) and, with
+        ``rate_hz``, until its slot at that rate. ``send`` replaces how one tile goes out (default:
+        its frames through :meth:`send_frames`); a fault injector uses it (:mod:`flightsim.faults`).
+        """
         start = time.monotonic()
+        send = send or (lambda tile, mask: self.send_frames(tile.tile_id, tile.frames(mask)))
         for i, tile in enumerate(tqdm(tiles, total=total, disable=not progress, unit="tile", desc="stream")):
-            if self.rate_hz:
-                delay = start + i / self.rate_hz - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            self.send_frames(tile.tile_id, tile.frames(want_mask))
+            due = max(i / self.rate_hz if self.rate_hz else 0.0, tile.ready_s)
+            delay = start + due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            send(tile, want_mask)
         self.drain()
         return self.log
+
+    def reconnect(self) -> list[str]:
+        """Drop the connection as a restarting sender does, and connect anew.
+
+        Messages still queued in the old socket are discarded, and acknowledgements of tiles in
+        flight go to a peer that no longer exists. Returns the ids sent but not acknowledged, which
+        a recovering sender may send again.
+        """
+        unacked = self.log.unacked
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.close()
+        self._sock = self._connect()
+        self._outstanding = 0
+        return unacked
 
     def drain(self) -> None:
         """Wait until every message sent has been acknowledged."""
@@ -81,7 +108,15 @@ class Streamer:
             raise LinkError(f"no acknowledgement in {timeout_s} s; {self._outstanding} tiles outstanding")
         while True:
             ack = protocol.loads(self._sock.recv())
+            if ack.get("type") == "done":
+                # The tile's result has gone out: credit was returned by its ack already.
+                if ack.get("tile_id") in self.log.sent_at:
+                    self.log.done.add(ack["tile_id"])
+                if not self._sock.poll(0):
+                    return
+                continue
             self._outstanding -= 1
+            self.log.n_acks += 1
             if ack.get("tile_id") in self.log.sent_at:
                 self.log.acks[ack["tile_id"]] = ack
             else:

@@ -30,7 +30,10 @@ from shapely.geometry import Polygon, mapping
 
 from runtime.config import load_defaults
 
-__all__ = ["Scene", "Vessel", "defaults", "generate_scene", "rasterize_vessels", "write_scene"]
+__all__ = ["MODES", "Scene", "Vessel", "defaults", "generate_scene", "rasterize_vessels", "write_scene"]
+
+#: Imaging modes of the generator.
+MODES = ("optical", "sar")
 
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (half-open), clipped to the scene
 
@@ -93,8 +96,16 @@ def generate_scene(
     gsd_m: float | None = None,
     n_ships: int | None = None,
     dtype: str | None = None,
+    mode: str = "optical",
+    harbour: bool = False,
 ) -> Scene:
     """Draw the scene of ``seed``: a ``size`` x ``size`` pixel square at ``gsd_m`` metres per pixel.
+
+    ``mode`` is ``"optical"`` (RGB reflectance, the default) or ``"sar"`` (amplitude with speckle,
+    no cloud, bright hulls with sidelobes, dark wakes; written as identical bands, as SAR tiles in
+    the public sets are). ``harbour=True`` puts a coast in every scene, with piers and ships moored
+    alongside them (in the truth). Neither changes the default scene of a seed: their draws come
+    from a second generator seeded by (seed, tag).
 
     ``None`` means the default from ``defaults.toml``. ``n_ships`` is the number of vessels to place;
     by default it is drawn from a density per km^2, so it scales with the scene's area. A vessel that
@@ -110,6 +121,8 @@ def generate_scene(
     gsd = float(cfg["gsd_m"] if gsd_m is None else gsd_m)
     dtype = cfg["dtype"] if dtype is None else dtype
     _validate(cfg, seed, size, gsd, n_ships, dtype)
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {list(MODES)}")
 
     rng = np.random.default_rng(seed)
     shape = (size, size)
@@ -121,14 +134,23 @@ def generate_scene(
     shadow_dir = (-math.sin(sun_az), -math.cos(sun_az))  # map x, y: shadows fall away from the sun
 
     img = _sea(rng, cfg, shape, gsd)
-    land, land_alpha = _land(rng, cfg, img, gsd)
+    land, land_alpha = _land(rng, cfg, img, gsd, force=harbour)
     cloud = _cloud(rng, cfg, shape, gsd)
+    if mode == "sar":
+        cloud = None  # radar sees through cloud
+    docked: list[_Look] = []
+    occupied = None
+    if harbour:
+        assert land is not None and land_alpha is not None
+        docked, occupied = _harbour(np.random.default_rng([seed, 7001]), cfg, img, land, land_alpha, transform)
 
     if n_ships is None:
         area_km2 = (size * gsd / 1000.0) ** 2
         expected = rng.uniform(*cfg["ships_per_km2"]) * area_km2
         n_ships = max(int(cfg["min_ships"]), int(expected + rng.random()))  # stochastic rounding
-    looks = _place_ships(rng, cfg, n_ships, transform, shape, land, cloud)
+    looks = docked + _place_ships(rng, cfg, n_ships, transform, shape, land, cloud, occupied)
+    if mode == "sar":
+        return _sar_scene(np.random.default_rng([seed, 7002]), cfg, seed, looks, transform, land_alpha, shape, gsd, dtype)
 
     for look in looks:
         if look.wake_length_m > 0:
@@ -337,14 +359,15 @@ def _sea(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], 
 
 
 def _land(
-    rng: np.random.Generator, cfg: dict[str, Any], img: np.ndarray, gsd: float
+    rng: np.random.Generator, cfg: dict[str, Any], img: np.ndarray, gsd: float, force: bool = False
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Paint a coast on ``img`` on some seeds; return the land mask (uint8) and land opacity.
+    """Paint a coast on ``img`` on some seeds (every seed with ``force``); return the land mask
+    (uint8) and land opacity.
 
     Land is where a ramp towards one side of the scene plus rough noise exceeds a threshold chosen
     for the drawn land fraction, so the coast hugs that side with an irregular shoreline.
     """
-    if rng.random() >= cfg["land_probability"]:
+    if rng.random() >= cfg["land_probability"] and not force:
         return None, None
     _, h, w = img.shape
     fraction = rng.uniform(*cfg["land_fraction"])
@@ -483,8 +506,10 @@ def _place_ships(
     shape: tuple[int, int],
     land: np.ndarray | None,
     cloud: np.ndarray | None,
+    occupied: np.ndarray | None = None,
 ) -> list[_Look]:
-    """Place up to ``n_ships`` hulls on open water, clear of land, thick cloud and each other."""
+    """Place up to ``n_ships`` hulls on open water, clear of land, thick cloud, each other and the
+    ``occupied`` pixels (moored ships)."""
     gsd = transform.a
     side_m = min(shape) * gsd
     margin = cfg["edge_margin_px"] * gsd
@@ -493,7 +518,7 @@ def _place_ships(
     lmax = min(lmax, 0.9 * (side_m - 2 * margin))
     if lmax < lmin:
         return []
-    occupied = np.zeros(shape, dtype=bool)
+    occupied = np.zeros(shape, dtype=bool) if occupied is None else occupied
     looks: list[_Look] = []
     for _ in range(n_ships):
         for _attempt in range(int(cfg["placement_attempts"])):
@@ -639,6 +664,173 @@ def _paint_wake(
         strength *= 1.0 - land_alpha[r0:r1, c0:c1]
     region = img[:, r0:r1, c0:c1]
     region += strength * (_colour(cfg, "foam_colour") - region)
+
+
+# --- Harbours ----------------------------------------------------------------------------------
+
+
+def _harbour(
+    rng: np.random.Generator,
+    cfg: dict[str, Any],
+    img: np.ndarray,
+    land: np.ndarray,
+    land_alpha: np.ndarray,
+    transform: Affine,
+) -> tuple[list[_Look], np.ndarray]:
+    """Piers out from the coast, painted and added to the land; ships moored alongside them.
+
+    A pier starts on a coast pixel and runs out to sea, away from the land's centre of mass; ships
+    lie parallel to it on both sides, a small gap of water between hull and pier. Returns the
+    moored ships and the occupancy (hulls plus clearance) that free ships must keep out of.
+    """
+    hc = cfg["harbour"]
+    gsd = transform.a
+    shape = land.shape
+    occupied = np.zeros(shape, dtype=bool)
+    rows, cols = np.nonzero(land)
+    if rows.size == 0:
+        return [], occupied
+    sea_dir = np.array([shape[1] / 2 - cols.mean(), -(shape[0] / 2 - rows.mean())])  # map x, y
+    if np.hypot(*sea_dir) < 1e-6:
+        sea_dir = np.array([1.0, 0.0])
+    fx, fy = sea_dir / np.hypot(*sea_dir)
+    heading = math.degrees(math.atan2(fx, fy)) % 360.0
+    # Coast pixels: land with sea to the right or below; spread the piers along the coast.
+    coast = np.zeros(shape, dtype=bool)
+    coast[:, :-1] |= (land[:, :-1] == 1) & (land[:, 1:] == 0)
+    coast[:-1, :] |= (land[:-1, :] == 1) & (land[1:, :] == 0)
+    coast[:, 1:] |= (land[:, 1:] == 1) & (land[:, :-1] == 0)
+    cr, cc = np.nonzero(coast)
+    if cr.size == 0:
+        return [], occupied
+    along = cc * fy - (-cr) * fx  # position across the sea direction
+    order = np.argsort(along)
+    n_piers = int(rng.integers(hc["piers"][0], hc["piers"][1] + 1))
+    pier_colour = np.asarray(hc["pier_colour"], np.float32)
+    looks: list[_Look] = []
+    for k in range(n_piers):
+        pick = order[int((k + rng.uniform(0.25, 0.75)) / n_piers * (len(order) - 1))]
+        x0, y0 = transform * (cc[pick] + 0.5, cr[pick] + 0.5)
+        length = rng.uniform(*hc["pier_length_m"])
+        width = rng.uniform(*hc["pier_width_m"])
+        cx, cy = x0 + fx * (length / 2 - 2 * width), y0 + fy * (length / 2 - 2 * width)
+        pier = _hull(cx, cy, length, width, heading, 0.0)
+        win = _window(pier.bounds, transform, shape, pad=1)
+        r0, r1, c0, c1 = win
+        if r1 <= r0 or c1 <= c0:
+            continue
+        cover = _raster(pier, transform, win, supersample=4)
+        region = img[:, r0:r1, c0:c1]
+        region += cover * (pier_colour[:, None, None] - region)
+        land[r0:r1, c0:c1] |= (cover >= 0.5).astype(np.uint8)
+        land_alpha[r0:r1, c0:c1] = np.maximum(land_alpha[r0:r1, c0:c1], cover)
+        # Berths on both sides, from the outer end back towards the coast.
+        for side in (-1.0, 1.0):
+            u = length / 2 - 2 * width  # from the pier's centre, along the sea direction
+            while u > -length / 2 + 2 * width:
+                ship_len = math.exp(rng.uniform(*np.log(hc["moored_length_m"])))
+                ship_len = min(ship_len, u + length / 2 - 2 * width)
+                if ship_len < cfg["ship_length_m"][0]:
+                    break
+                ship_w = ship_len / rng.uniform(*cfg["length_to_width"])
+                off = width / 2 + rng.uniform(*hc["berth_gap_m"]) + ship_w / 2
+                mid = u - ship_len / 2
+                sx = cx + fx * mid + side * fy * off
+                sy = cy + fy * mid - side * fx * off
+                ship_heading = (heading + (0.0 if rng.random() < 0.5 else 180.0)) % 360.0
+                bow = ship_len * rng.uniform(*cfg["bow_fraction"])
+                hull = _hull(sx, sy, ship_len, ship_w, ship_heading, bow)
+                u -= ship_len + rng.uniform(5.0, 30.0)
+                hwin = _window(hull.buffer(cfg["clearance_px"] * gsd).bounds, transform, shape, pad=1)
+                hr0, hr1, hc0, hc1 = hwin
+                if hr1 <= hr0 or hc1 <= hc0:
+                    continue
+                inside = _raster(hull, transform, hwin).astype(bool)
+                near = _raster(hull.buffer(cfg["clearance_px"] * gsd), transform, hwin).astype(bool)
+                edge = cfg["edge_margin_px"]
+                if (inside.sum() < cfg["min_vessel_px"] or land[hr0:hr1, hc0:hc1][inside].any()
+                        or occupied[hr0:hr1, hc0:hc1][near].any() or hr0 < edge or hc0 < edge
+                        or hr1 > shape[0] - edge or hc1 > shape[1] - edge):
+                    continue
+                occupied[hr0:hr1, hc0:hc1] |= near
+                vessel = Vessel(hull, float(ship_len), float(ship_w), float(ship_heading))
+                look = _draw_look(rng, cfg, vessel, (sx, sy), bow)
+                look.wake_length_m = look.wake_intensity = 0.0  # moored
+                looks.append(look)
+    return looks, occupied
+
+
+# --- SAR ----------------------------------------------------------------------------------------
+
+
+def _sar_scene(
+    rng: np.random.Generator,
+    cfg: dict[str, Any],
+    seed: int,
+    looks: list[_Look],
+    transform: Affine,
+    land_alpha: np.ndarray | None,
+    shape: tuple[int, int],
+    gsd: float,
+    dtype: str,
+) -> Scene:
+    """The SAR picture of a scene's geometry: backscatter, dark wakes, bright hulls, speckle.
+
+    Intensity is built in sigma0-like units, multiplied by Gamma speckle of ``looks`` looks, and
+    written as amplitude (its square root) scaled to the counts, in identical bands.
+    """
+    sc = cfg["sar"]
+    sea = rng.uniform(*sc["sea_sigma0"])
+    scales = [s / gsd for s in cfg["sea_texture_scales_m"]]
+    texture = _fbm(rng, shape, scales, cfg["sea_texture_amplitudes"])
+    intensity = sea * np.clip(1.0 + sc["sea_texture"] * texture, 0.2, None)
+    if land_alpha is not None:
+        ground = rng.uniform(*sc["land_sigma0"]) * np.clip(1.0 + 0.5 * _fbm(rng, shape, scales, [1.0, 0.6, 0.3]), 0.1, None)
+        intensity += land_alpha * (ground - intensity)
+    dark_cfg = {**cfg, "foam_colour": [1.0] * len(cfg["bands"])}
+    wakes = np.zeros((len(cfg["bands"]),) + shape, np.float32)
+    for look in looks:
+        if look.wake_length_m > 0:
+            _paint_wake(rng, dark_cfg, wakes, look, transform, land_alpha)
+    intensity *= 1.0 - sc["wake_darkening"] * np.clip(wakes[0], 0.0, 1.0)
+    for look in looks:
+        v = look.vessel
+        win = _window(v.polygon.bounds, transform, shape, pad=2)
+        r0, r1, c0, c1 = win
+        if r1 <= r0 or c1 <= c0:
+            continue
+        cover = _raster(v.polygon, transform, win, supersample=4)
+        sigma = rng.uniform(*sc["ship_sigma0"]) * (0.5 + rng.random(cover.shape).astype(np.float32))
+        intensity[r0:r1, c0:c1] += cover * sigma
+        # A cross of sidelobes through the brightest scatterer: the radar's point-spread function.
+        peak = np.unravel_index(int(np.argmax(cover * sigma)), cover.shape)
+        pr, pc = r0 + peak[0], c0 + peak[1]
+        level = sc["sidelobe"] * float((cover * sigma).max())
+        n = int(sc["sidelobe_length_px"])
+        d = np.arange(-n, n + 1)
+        fall = level / (1.0 + np.abs(d)) ** 2
+        rr, cc = np.clip(pr + d, 0, shape[0] - 1), np.clip(pc + d, 0, shape[1] - 1)
+        intensity[rr, pc] += fall
+        intensity[pr, cc] += fall
+    looks_n = sc["looks"]
+    intensity *= rng.gamma(looks_n, 1.0 / looks_n, size=shape).astype(np.float32)
+    amplitude = np.sqrt(np.maximum(intensity, 0.0)) / sc["amplitude_full_scale"]
+    spec = cfg["dtypes"][dtype]
+    counts = _quantize(amplitude[None].astype(np.float32), spec, dtype)
+    n_bands = int(sc["bands"])
+    vessels = [look.vessel for look in looks]
+    return Scene(
+        image=np.repeat(counts, n_bands, axis=0),
+        mask=rasterize_vessels(vessels, transform, shape),
+        vessels=vessels,
+        transform=transform,
+        crs=CRS.from_user_input(cfg["crs"]),
+        bands=["amplitude"] * n_bands,
+        seed=int(seed),
+        gsd_m=gsd,
+        land=(land_alpha >= 0.5).astype(np.uint8) if land_alpha is not None else None,
+        cloud=None,
+    )
 
 
 # --- Sensor -----------------------------------------------------------------------------------

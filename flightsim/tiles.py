@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -13,6 +14,9 @@ from affine import Affine
 from rasterio.windows import Window
 
 from runtime.protocol import TileHeader, encode_tile
+
+if TYPE_CHECKING:
+    from flightsim.sources import Sample
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Tile:
     window: tuple[int, int, int, int]  # row_off, col_off, height, width
     bands: list[str] = field(default_factory=list)
     time: float = 0.0
+    ready_s: float = 0.0  # seconds after the stream starts at which the payload has this tile (timing)
+    owned: tuple[int, int, int, int] | None = None  # the part of window this tile answers for (overlap)
 
     def frames(self, want_mask: bool = False) -> list[bytes]:
         """The wire frames of this tile (runtime.protocol)."""
@@ -40,15 +46,79 @@ class Tile:
         return encode_tile(header, self.pixels)
 
 
-def tile_grid(height: int, width: int, size: int) -> list[tuple[int, int, int, int]]:
-    """Windows (row, col, h, w) covering a height x width image in size x size tiles, edges short."""
+def tile_grid(height: int, width: int, size: int, overlap: int = 0) -> list[tuple[int, int, int, int]]:
+    """Windows (row, col, h, w) covering a height x width image in size x size tiles.
+
+    Without ``overlap`` the tiles abut and the last row and column are short. With it, neighbours
+    share ``overlap`` pixels and the last tile is pulled back to end at the image's edge, so every
+    tile is full size (unless the image is smaller than one tile).
+    """
     if size <= 0:
         raise ValueError(f"tile size must be positive, got {size}")
-    return [
-        (row, col, min(size, height - row), min(size, width - col))
-        for row in range(0, height, size)
-        for col in range(0, width, size)
-    ]
+    if not 0 <= overlap < size:
+        raise ValueError(f"overlap must be in [0, {size}) pixels for {size} px tiles, got {overlap}")
+    rows, cols = _starts(height, size, overlap), _starts(width, size, overlap)
+    return [(row, col, min(size, height - row), min(size, width - col)) for row in rows for col in cols]
+
+
+def _starts(n: int, size: int, overlap: int) -> list[int]:
+    if overlap == 0 or n <= size:
+        return list(range(0, n, size))
+    step = size - overlap
+    starts = list(range(0, n - size + 1, step))
+    if starts[-1] + size < n:
+        starts.append(n - size)
+    return starts
+
+
+def owned_windows(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """For each window of a grid, the part it answers for: up to half-way into each overlap.
+
+    Pieces of one vessel cut out of neighbouring tiles by these windows abut exactly, so merging
+    touching pieces rebuilds the vessel once, from the tiles' central parts, which a CNN sees with
+    the most context; without overlap every tile owns its whole window.
+    """
+    def bounds(spans: set[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, int]]:
+        ordered = sorted(spans)
+        out = {}
+        for i, (start, length) in enumerate(ordered):
+            lo = start if i == 0 else (start + ordered[i - 1][0] + ordered[i - 1][1]) // 2
+            hi = start + length if i == len(ordered) - 1 else (ordered[i + 1][0] + start + length) // 2
+            out[(start, length)] = (max(lo, start), min(hi, start + length))
+        return out
+
+    rows = bounds({(r, h) for r, _, h, _ in windows})
+    cols = bounds({(c, w) for _, c, _, w in windows})
+    owned = []
+    for r, c, h, w in windows:
+        (r0, r1), (c0, c1) = rows[(r, h)], cols[(c, w)]
+        owned.append((r0, c0, r1 - r0, c1 - c0))
+    return owned
+
+
+def tile_sample(sample: Sample, size: int, overlap: int = 0, band_index: list[int] | None = None,
+                seq0: int = 0, scene_id: str | None = None) -> Iterator[Tile]:
+    """The tiles of a source sample (flightsim.sources), windows read on demand.
+
+    ``band_index`` picks (and may repeat) source bands, 0-based, so the tiles carry what the model
+    takes (:func:`flightsim.sources.adapt_bands`). ``scene_id`` (default: the sample's name) names
+    the acquisition; a runtime treats a (scene_id, tile_id) it has seen as a resend, so two passes
+    over one image need two ids.
+    """
+    scene_id = scene_id or sample.name
+    windows = tile_grid(sample.height, sample.width, size, overlap)
+    crs = sample.crs.to_string() if sample.crs is not None else None
+    bands = [sample.bands[i] for i in band_index] if band_index else list(sample.bands)
+    for i, (window, owned) in enumerate(zip(windows, owned_windows(windows))):
+        row, col, h, w = window
+        pixels = sample.read(window)
+        if band_index:
+            pixels = pixels[band_index]
+        yield Tile(
+            scene_id=scene_id, tile_id=f"{scene_id}/r{row}c{col}", seq=seq0 + i,
+            pixels=np.ascontiguousarray(pixels), transform=sample.transform * Affine.translation(col, row),
+            crs=crs, window=window, bands=bands, owned=owned,
+        )
 
 
 def tile_scene(path: str | Path, size: int, scene_id: str | None = None) -> Iterator[Tile]:

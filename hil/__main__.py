@@ -1,4 +1,4 @@
-"""``python -m hil run``: a flight model on a scene through a runtime, scored, with a report."""
+"""``python -m hil run``: a flight model on a scene source through a runtime, scored, with a report."""
 
 from __future__ import annotations
 
@@ -7,49 +7,94 @@ import sys
 from pathlib import Path
 
 
+def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be {n} comma-separated numbers, got {text!r}") from None
+    if len(values) != n:
+        raise argparse.ArgumentTypeError(f"{what} must be {n} comma-separated numbers, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
+    from flightsim.sources import SOURCES
+    from flightsim.timing import MODES
     from hil.rig import DEFAULTS
 
     cfg = DEFAULTS["run"]
     parser = argparse.ArgumentParser(prog="python -m hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="stream a scene through a runtime and score what comes back")
-    run.add_argument("--scene", required=True, help="'synthetic' or a GeoTIFF path")
+    run = sub.add_parser("run", help="stream a scene source through a runtime and score what comes back",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="scene sources (--scene KIND:PATH; a bare path is a GeoTIFF):\n"
+                                + "\n".join(f"  {k:15s} {v}" for k, v in SOURCES.items()))
+    run.add_argument("--scene", required=True, help="'synthetic[:opts]', a GeoTIFF path, or KIND:PATH (see below)")
     run.add_argument("--seed", type=int, help=f"seed of a synthetic scene (default {cfg['synthetic_seed']})")
     run.add_argument("--truth", type=Path, help="mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene")
+    run.add_argument("--limit", type=int, help="at most this many images of a data set")
+    run.add_argument("--gsd", type=float, help="metres per pixel for images without a georeference")
+    run.add_argument("--origin", type=lambda t: _floats(t, 2, "--origin"), help="X,Y map coordinates of the upper-left corner")
+    run.add_argument("--crs", help="CRS of --gsd/--origin (EPSG:... or WKT); without it, a local metric plane")
+    run.add_argument("--bands", type=lambda t: [int(float(v)) for v in _floats(t, len(t.split(",")), "--bands")],
+                     help="1-based source bands feeding the model's bands, e.g. 1,1,1 (default: by count, name, or repeat)")
+    run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg['overlap_px']})")
     run.add_argument("--model", type=Path, required=True, help="flight model bundle directory")
     run.add_argument("--device", default=cfg["device"], help=f"device of the runtime started here (default {cfg['device']})")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
     run.add_argument("--report", type=Path, default=Path(cfg["report_dir"]), help="output directory")
-    run.add_argument("--rate", type=float, help="tiles per second (default: as fast as acknowledged)")
+    run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
+                     f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg['timing']})")
+    run.add_argument("--rate", type=float, help="tiles per second (implies --timing rate)")
+    run.add_argument("--burst", type=int, help="tiles sent together at --rate")
+    run.add_argument("--line-rate", type=float, help="lines per second of the push-broom (default: 7 km/s / gsd)")
     run.add_argument("--window", type=int, help=f"tiles in flight (default {cfg['window']})")
+    run.add_argument("--faults", help="fault spec, e.g. drop=0.05,duplicate=0.02,corrupt=0.02,truncate=0.01,"
+                                      "bad_checksum=0.01,reorder=0.05,restart=1@40,seed=3")
+    run.add_argument("--fault-seed", type=int, help="seed of the fault draws (overrides seed= in --faults)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
+    from flightsim.faults import FaultSpec
+    from flightsim.sources import Georef
+    from flightsim.timing import Timing
     from hil.rig import run as run_rig
 
     try:
+        mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg["timing"])
+        kwargs = {"burst": args.burst} if args.burst else {}
+        timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
+        faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
+        georef = Georef(args.gsd, args.origin, args.crs)
         result = run_rig(args.scene, args.model, args.report, device=args.device, seed=args.seed,
-                         truth=args.truth, runtime=args.runtime, rate_hz=args.rate, window=args.window,
-                         progress=not args.quiet)
+                         truth=args.truth, runtime=args.runtime, window=args.window,
+                         progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
+                         timing=timing, faults=faults, limit=args.limit)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     r = result.report
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    print(
+    scene = r["scene"]
+    lines = [
         f"model {r['model']['name']} ({r['model']['sha256'][:12]}) on {r['device']} "
-        f"[{r['numerics']['inference_precision']} host arithmetic, profile {r.get('profile')}]\n"
+        f"[{r['numerics']['inference_precision']} host arithmetic, profile {r.get('profile')}]",
+        f"scene: {scene.get('source')} {scene.get('path') or ''} ({len(r['per_scene'])} image(s), units {r['units']}); "
+        f"bands: {scene.get('band_adaptation')}",
         f"tiles: sent {r['tiles_sent']}, processed {r['tiles_processed']}, rejected {r['tiles_rejected']}, "
-        f"lost {r['tiles_lost']}\n"
+        f"lost {r['tiles_lost']} (by the link {sum(r['tiles_lost_by_link'].values())}, unaccounted {r['tiles_unaccounted']})",
         f"mIoU {fmt(r['miou'])}, vessel IoU {fmt(r['vessel_iou'])}, precision {fmt(r['precision'])}, "
-        f"recall {fmt(r['recall'])}, F1 {fmt(r['f1'])}\n"
+        f"recall {fmt(r['recall'])}, F1 {fmt(r['f1'])}",
         f"latency p50 {fmt(r['latency_ms']['p50'])} ms, p99 {fmt(r['latency_ms']['p99'])} ms; "
         f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s (measured on this host)"
-        + (f"; Myriad X estimate {r['estimated_latency_ms']:.1f} ms/tile (cost model)\n" if r.get("estimated_latency_ms") else "\n")
-        + f"outputs: {result.report_dir}/ (report.json, detections.geojson, overview.png)"
-    )
-    return 0 if r["tiles_lost"] == 0 else 1
+        + (f"; Myriad X estimate {r['estimated_latency_ms']:.1f} ms/tile (cost model)" if r.get("estimated_latency_ms") else ""),
+    ]
+    for kind, f in (r.get("faults") or {}).items():
+        if kind != "spec":
+            lines.append(f"fault {kind}: injected {f['injected']}, outcomes {f['outcomes']}")
+    lines.append(f"outputs: {result.report_dir}/ (report.json, detections.geojson, overview.png)")
+    print("\n".join(lines))
+    return 0 if r["tiles_unaccounted"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -44,6 +44,29 @@ class ResultCollector:
             time.sleep(0.01)
         return len(self.results) >= n
 
+    def wait_for_tiles(self, tile_ids: set[str], timeout_s: float, messages: int = 0, grace_s: float = 0.0) -> bool:
+        """Wait until every tile of ``tile_ids`` has a result, counting results without a tile id
+        (rejections of unreadable headers) towards the rest; False if the timeout came first.
+
+        Counting tiles rather than messages keeps this right when a tile is answered twice (a
+        duplicate) or a second send is answered once (a runtime that deduplicates). Once every tile
+        is answered, it waits up to ``grace_s`` more for ``messages`` results in all (the second
+        answers of duplicates, so that they are seen and reported rather than left on the socket).
+        """
+        deadline = time.monotonic() + timeout_s
+        covered_at = None
+        while True:
+            results = list(self.results)
+            seen = {r.get("tile_id") for _, r, _ in results}
+            anonymous = sum(1 for _, r, _ in results if r.get("tile_id") is None)
+            if len(tile_ids - seen) <= anonymous:
+                covered_at = covered_at or time.monotonic()
+                if len(results) >= messages or time.monotonic() - covered_at >= grace_s:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join()

@@ -1,7 +1,13 @@
-"""The overview picture of a run: the scene, true outlines and predicted ones."""
+"""The overview picture of a run: each scene with its true outlines (green) and detections (red).
+
+One panel per scene, up to ``[overview] max_panels``; a data set's run shows its first scenes in a
+grid, a single scene fills the picture.
+"""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -9,34 +15,53 @@ import matplotlib
 matplotlib.use("Agg")  # no screen on a rig or in CI
 import matplotlib.pyplot as plt
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
+from affine import Affine
 from shapely.geometry.base import BaseGeometry
 
 
-def draw_overview(scene: Path, predicted: list[BaseGeometry],
-                  truth: list[BaseGeometry], out: Path, max_side_px: int) -> None:
-    with rasterio.open(scene) as src:
-        factor = max(1, int(np.ceil(max(src.height, src.width) / max_side_px)))
-        shape = (src.count, src.height // factor, src.width // factor)
-        image = src.read(out_shape=shape, resampling=Resampling.average).astype(np.float32)
-        inv = ~src.transform
-    image = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
-    lo, hi = np.percentile(image, (1, 99.5))
-    rgb = np.clip((image - lo) / max(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0)
-    fig, ax = plt.subplots(figsize=(10, 10 * rgb.shape[0] / rgb.shape[1]), dpi=100)
-    ax.imshow(rgb, extent=(0, shape[2] * factor, shape[1] * factor, 0))
-    for geoms, colour, label in ((truth, "lime", "truth"), (predicted, "red", "predicted")):
-        first = True
-        for geom in geoms:
-            for poly in getattr(geom, "geoms", [geom]):
-                xs, ys = poly.exterior.xy
-                cols, rows = zip(*(inv @ (x, y) for x, y in zip(xs, ys)))
-                ax.plot(cols, rows, color=colour, linewidth=0.8, label=label if first else None)
-                first = False
-    ax.set_axis_off()
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"{scene.name}: {len(truth)} true vessels (green), {len(predicted)} detected (red)", fontsize=9)
+@dataclass
+class Panel:
+    """One scene of the picture: an RGB preview (h, w, 3) in [0, 1] decimated by ``factor``."""
+
+    name: str
+    rgb: np.ndarray
+    factor: int
+    transform: Affine
+    truth: list[BaseGeometry]
+    predicted: list[BaseGeometry]
+
+
+def draw_overview(panels: list[Panel], out: Path, max_side_px: int, title: str = "") -> None:
+    """Write the picture of ``panels`` to ``out`` (PNG), at most about ``max_side_px`` on a side."""
+    n = max(1, len(panels))
+    ncols = math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    inches = max_side_px / 100
+    fig, axes = plt.subplots(nrows, ncols, figsize=(inches, inches * nrows / ncols), dpi=100, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, p in zip(axes.flat, panels):
+        h, w = p.rgb.shape[:2]
+        ax.imshow(p.rgb, extent=(0, w * p.factor, h * p.factor, 0))
+        inv = ~p.transform
+        for geoms, colour, label in ((p.truth, "lime", "truth"), (p.predicted, "red", "predicted")):
+            first = True
+            for geom in geoms:
+                for poly in getattr(geom, "geoms", [geom]):
+                    if not hasattr(poly, "exterior"):
+                        continue
+                    xs, ys = poly.exterior.xy
+                    cols, rows = zip(*(inv * (x, y) for x, y in zip(xs, ys)))
+                    ax.plot(cols, rows, color=colour, linewidth=0.8 if n == 1 else 0.5,
+                            label=label if first else None)
+                    first = False
+        ax.set_xlim(0, w * p.factor)
+        ax.set_ylim(h * p.factor, 0)
+        ax.set_title(f"{p.name}: {len(p.truth)} true, {len(p.predicted)} detected", fontsize=9 if n == 1 else 6)
+    if panels and n == 1:
+        axes.flat[0].legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

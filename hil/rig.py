@@ -1,31 +1,41 @@
-"""``hil.run``: one flight model, one scene, one runtime; every tile accounted for and scored."""
+"""``hil.run``: one flight model, one scene source, one runtime; every tile accounted for and scored.
+
+A source (``flightsim.sources``) may hold one scene (a GeoTIFF, a synthetic scene) or a data set of
+many images; all their tiles go down one stream, each image is scored on its own, and the report
+gives the set's figures pooled over all images (pixel IoU over all pixels, P/R/F1 over all vessels)
+beside each image's.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.crs import CRS
 from shapely.geometry import shape
 
+from flightsim.faults import FaultInjector, FaultSpec, fault_outcomes
+from flightsim.sources import Georef, Sample, Source, adapt_bands, open_source
 from flightsim.streamer import Streamer
-from flightsim.tiles import tile_grid, tile_scene
+from flightsim.tiles import owned_windows, tile_grid, tile_sample
+from flightsim.timing import Timing
 from hil.collector import ResultCollector
-from hil.overview import draw_overview
+from hil.merge import clip_to_owned, owned_box, whole_vessels
+from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
-from hil.score import match_objects, percentiles, pixel_scores
-from hil.truth import Truth, read_truth
+from hil.score import match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from runtime.config import load_defaults
-from runtime.merge import merge_detections
 
 DEFAULTS = load_defaults(Path(__file__).with_name("defaults.toml"))
+_RUNS = itertools.count()
 
 
 @dataclass
@@ -34,24 +44,19 @@ class RigResult:
     report_dir: Path
 
 
-def prepare_scene(scene: str | Path, seed: int | None, out_dir: Path, truth: str | Path | None) -> tuple[Path, Truth | None, dict[str, Any]]:
-    """Resolve ``--scene``: ``synthetic`` generates one (with its truth), anything else is a GeoTIFF."""
-    if str(scene) == "synthetic":
-        from flightsim.synthetic import generate_scene, write_scene
+@dataclass
+class _Scene:
+    """What the rig keeps of a sample once its tiles are out: grid, truth, and how it was adapted."""
 
-        seed = DEFAULTS["run"]["synthetic_seed"] if seed is None else seed
-        generated = generate_scene(seed)
-        paths = write_scene(generated, out_dir / "scene")
-        info = {"source": "synthetic", "seed": seed, "path": str(paths["scene"]), "gsd_m": generated.gsd_m}
-        return paths["scene"], read_truth(paths["vessels"], paths["scene"]), info
-    path = Path(scene)
-    if not path.is_file():
-        raise ValueError(f"--scene {scene!r}: no such file; give a GeoTIFF path or 'synthetic'")
-    return path, read_truth(truth, path) if truth else None, {"source": "geotiff", "path": str(path), "truth": str(truth) if truth else None}
+    sample: Sample
+    windows: dict[str, tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = field(default_factory=dict)
+    bands_note: str = ""
+    band_index: list[int] | None = None
+    preview: tuple[np.ndarray, int] | None = None
 
 
 def run(
-    scene: str | Path,
+    scene: str | Path | Source,
     model: str | Path,
     report_dir: str | Path,
     device: str | None = None,
@@ -61,16 +66,31 @@ def run(
     rate_hz: float | None = None,
     window: int | None = None,
     progress: bool = False,
+    *,
+    georef: Georef | None = None,
+    bands: list[int] | None = None,
+    overlap: int | None = None,
+    timing: Timing | None = None,
+    faults: FaultSpec | str | None = None,
+    limit: int | None = None,
 ) -> RigResult:
-    """Run a flight model on a scene through a runtime and write report.json, detections.geojson
-    and overview.png into ``report_dir``.
+    """Run a flight model on a scene source through a runtime and write report.json,
+    detections.geojson and overview.png into ``report_dir``.
 
     Args:
-        scene: ``"synthetic"`` (generated with ``seed``, truth included) or a GeoTIFF path.
+        scene: a :class:`flightsim.sources.Source`, or a spec for ``open_source``: ``"synthetic"``
+            (with ``seed``), a GeoTIFF path, or ``KIND:PATH`` (``hrsid-mini:/data/hrsid-mini``...).
         model: bundle directory; uplinked over the control channel, as in flight.
         device: device of a runtime started here (ignored with ``runtime``).
-        truth: mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene; without it nothing is scored.
+        truth: mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene; without truth nothing is scored.
         runtime: control endpoint of a runtime already running; by default one is started.
+        rate_hz: tiles per second (a ``rate`` timing); ``timing`` says more.
+        georef: gsd/origin/crs for images without a georeference.
+        bands: 1-based source bands feeding the model's bands (default: the rules of
+            ``flightsim.sources.bands``).
+        overlap: pixels shared by neighbouring tiles.
+        faults: a fault spec (``flightsim.faults``); the report then has a ``faults`` section.
+        limit: at most this many samples of the source.
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]
@@ -78,114 +98,237 @@ def run(
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
     tile_size = bundle.manifest["input"]["shape"][2]
-    scene_path, scene_truth, scene_info = prepare_scene(scene, seed, report_dir, truth)
+    model_bands = list(bundle.manifest["input"].get("bands") or [f"b{i}" for i in range(bundle.manifest["input"]["shape"][1])])
+    overlap = cfg["overlap_px"] if overlap is None else overlap
+    if timing is None:
+        rate = rate_hz if rate_hz is not None else cfg["rate_hz"]
+        timing = Timing("rate", rate_hz=rate) if rate else Timing(cfg["timing"])
+    spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
+    if isinstance(scene, Source):
+        source = scene
+    elif isinstance(scene, Path) and not scene.exists():
+        raise ValueError(f"--scene {str(scene)!r}: no such file; give a GeoTIFF path, 'synthetic' or KIND:PATH")
+    else:
+        source = open_source(str(scene), truth=truth, georef=georef, seed=seed, limit=limit)
+    scenes = [_Scene(sample) for sample in source]
+    # Scene ids unique to this run: a runtime that has seen (scene_id, tile_id) takes it as a resend.
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
+    for s in scenes:
+        s.band_index, s.bands_note = adapt_bands(s.sample.bands, model_bands, bands, strict=bands is not None)
+        grid = tile_grid(s.sample.height, s.sample.width, tile_size, overlap)
+        for w, o in zip(grid, owned_windows(grid)):
+            s.windows[f"{run_id}/{s.sample.name}/r{w[0]}c{w[1]}"] = (w, o)
+    if len({s.sample.name for s in scenes}) != len(scenes):
+        raise ValueError(f"{source.describe().get('path')}: two samples share a name; tile ids would clash")
+    all_tiles = {t: s for s in scenes for t in s.windows}
+    max_panels = DEFAULTS["overview"]["max_panels"]
+
+    def tiles() -> Any:
+        seq = 0
+        for k, s in enumerate(scenes):
+            if k < max_panels:
+                s.preview = s.sample.preview(DEFAULTS["overview"]["max_side_px"] // (1 if len(scenes) == 1 else 4))
+            yield tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
+                              scene_id=f"{run_id}/{s.sample.name}"), s.sample.height, _gsd(s.sample)
+            seq += len(s.windows)
+            if s.sample.path is not None and s.sample.path.suffix.lower() not in (".tif", ".tiff"):
+                s.sample.image = None  # re-readable from its file; the truth is what scoring needs
+
     t0 = time.monotonic()
     proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"])
+    injector = None
     try:
         endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]
         control = ControlClient(endpoints["control"])
         uplink = control.load_model(bundle)
         status = control.status()
         collector = ResultCollector(endpoints["results"])
-        streamer = Streamer(endpoints["tiles"], window=window or cfg["window"],
-                            rate_hz=(rate_hz if rate_hz is not None else cfg["rate_hz"]) or None)
-        with rasterio.open(scene_path) as src:
-            height, width, transform, crs = src.height, src.width, src.transform, src.crs
-        n_tiles = len(tile_grid(height, width, tile_size))
+        streamer = Streamer(endpoints["tiles"], window=window or cfg["window"])
+        sender: Streamer | FaultInjector = streamer
+        if spec is not None:
+            sender = injector = FaultInjector(streamer, spec)
         t_stream = time.monotonic()
-        log = streamer.stream(tile_scene(scene_path, tile_size), want_mask=True, total=n_tiles, progress=progress)
-        answered = len(log.acks) + len(log.anonymous_acks)
-        complete = collector.wait_for(answered, cfg["result_timeout_s"])
+        log = sender.stream(timing.apply(tiles()), want_mask=True, total=len(all_tiles), progress=progress)
+        expected = set(log.sent_at) - (injector.ledger.dropped if injector else set())
+        # A copy the runtime acknowledged as a duplicate gets no result of its own.
+        deduplicated = {t for t, a in log.acks.items() if a.get("duplicate")}
+        complete = collector.wait_for_tiles(expected, cfg["result_timeout_s"],
+                                            messages=log.n_acks - len(deduplicated),
+                                            grace_s=cfg["duplicate_grace_s"])
         collector.close()
         streamer.close()
         control.close()
     finally:
         if proc is not None:
             proc.close()
-    report = _score(log, collector, scene_truth, (height, width), transform, crs, t_stream)
+    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated)
     report.update(
         device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
         numerics=status["numerics"], model=uplink["model"],
         estimated_latency_ms=(status.get("latency_estimate") or {}).get("estimated_latency_ms"),
         latency_estimate=status.get("latency_estimate"),
         model_manifest={k: bundle.manifest.get(k) for k in ("name", "parameters", "numerics", "metrics")},
-        scene=scene_info, tile_size=tile_size, results_complete=complete, wall_s=time.monotonic() - t0,
+        run_id=run_id, scene=_scene_info(source, scenes), tile_size=tile_size, overlap_px=overlap, timing=timing.describe(),
+        results_complete=complete, wall_s=time.monotonic() - t0,
     )
-    detections = report.pop("_detections")
-    report.pop("_pred_mask")
+    crs = scenes[0].sample.crs if len(scenes) == 1 else None
     out_geojson = report_dir / "detections.geojson"
     out_geojson.write_text(json.dumps({
         "type": "FeatureCollection",
         "crs": {"type": "name", "properties": {"name": crs.to_string()}} if crs else None,
         "features": detections,
     }))
-    draw_overview(scene_path, [shape(f["geometry"]) for f in detections],
-                  scene_truth.vessels if scene_truth else [], report_dir / "overview.png",
-                  DEFAULTS["overview"]["max_side_px"])
+    panels = [Panel(s.sample.name, *s.preview, s.sample.transform,  # type: ignore[misc]
+                    s.sample.vessels or [], [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
+              for s in scenes if s.preview is not None]
+    draw_overview(panels, report_dir / "overview.png", DEFAULTS["overview"]["max_side_px"],
+                  title=f"{report['scene'].get('source')}: {report.get('n_truth', 0)} true vessels (green), "
+                        f"{len(detections)} detected (red)")
     report["outputs"] = {name: str(report_dir / name) for name in ("report.json", "detections.geojson", "overview.png")}
     (report_dir / "report.json").write_text(json.dumps(report, indent=2))
     return RigResult(report, report_dir)
 
 
-def _score(log: Any, collector: ResultCollector, truth: Truth | None, shape_hw: tuple[int, int],
-           transform: Any, crs: CRS | None, t_stream: float) -> dict[str, Any]:
-    """Account for every tile, stitch the masks, merge border pieces, and score against the truth."""
-    sent = set(log.sent_at)
-    pred_mask = np.zeros(shape_hw, dtype=np.uint8)
-    processed, rejected, duplicates, unknown = set(), {}, 0, 0
-    rejected_anonymous: list[str] = []
-    features: list[dict[str, Any]] = []
+def _gsd(sample: Sample) -> float | None:
+    return abs(sample.transform.a) if sample.units == "m" and sample.crs is not None and sample.crs.is_projected else None
+
+
+def _scene_info(source: Source, scenes: list[_Scene]) -> dict[str, Any]:
+    info = source.describe()
+    if len(scenes) == 1:
+        s = scenes[0].sample
+        info.update(name=s.name, height=s.height, width=s.width, crs=s.crs.to_string() if s.crs else None,
+                    units=s.units, bands=s.bands, band_adaptation=scenes[0].bands_note, notes=s.notes)
+        if info.get("source") == "synthetic":
+            info.update(seed=info["seeds"][0], gsd_m=abs(s.transform.a))
+        if s.path is not None:
+            info["path"] = str(s.path)
+    else:
+        notes = Counter(s.bands_note for s in scenes)
+        info.update(units=sorted({s.sample.units for s in scenes}), band_adaptation=dict(notes))
+    return info
+
+
+def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles: dict[str, _Scene],
+           injector: FaultInjector | None, t_stream: float, deduplicated: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
+    first: dict[str, dict[str, Any]] = {}
+    masks: dict[str, np.ndarray | None] = {}
+    answers: Counter[str] = Counter()
+    unknown, anonymous = 0, []
     latencies, runtime_latencies = [], []
     last = t_stream
     for received_at, result, mask in collector.results:
         tile_id = result.get("tile_id")
         last = max(last, received_at)
         if tile_id is None:
-            if result.get("status") == "rejected":
-                rejected_anonymous.append(result.get("reason"))
+            anonymous.append(result.get("reason"))
             continue
-        if tile_id not in sent:
+        if tile_id not in all_tiles:
             unknown += 1
             continue
-        if tile_id in processed or tile_id in rejected:
-            duplicates += 1
-            continue
-        latencies.append(1e3 * (received_at - log.sent_at[tile_id]))
+        answers[tile_id] += 1
+        if tile_id in first:
+            continue  # a second result for a tile (a duplicate, a resend): never counted twice
+        first[tile_id], masks[tile_id] = result, mask
+        if tile_id in log.sent_at:
+            latencies.append(1e3 * (received_at - log.sent_at[tile_id]))
         if result["status"] == "ok":
-            processed.add(tile_id)
             runtime_latencies.append(result["timings_ms"]["total"])
-            features += result["detections"]["features"]
-            if mask is not None and result.get("window"):
-                row, col, h, w = result["window"]
-                pred_mask[row:row + h, col:col + w] = mask
-        else:
-            rejected[tile_id] = result.get("reason")
-    reasons: dict[str, int] = {}
-    for reason in [*rejected.values(), *rejected_anonymous]:
-        reasons[reason] = reasons.get(reason, 0) + 1
-    n_rejected = len(rejected) + len(rejected_anonymous)
-    detections = merge_detections(features, crs, tolerance=DEFAULTS["score"]["merge_tolerance_px"] * abs(transform.a))
+    processed = {t for t, r in first.items() if r["status"] == "ok"}
+    rejected = {t: r.get("reason") for t, r in first.items() if r["status"] != "ok"}
+    reasons = Counter([*rejected.values(), *anonymous])
+    dropped = injector.ledger.dropped if injector else set()
+    unanswered = set(all_tiles) - set(first)
+    lost_by_link = {t for t in unanswered if t in dropped}
+    lost_by_fault = Counter(injector.ledger.faults[t] for t in lost_by_link) if injector else Counter()
+    n_rejected = len(rejected) + len(anonymous)
+    n_lost = max(0, len(all_tiles) - len(processed) - n_rejected)
+
+    per_scene, detections, counts, objects = [], [], [], []
+    tolerance = DEFAULTS["score"]["merge_tolerance_px"]
+    for s in scenes:
+        sample = s.sample
+        pred = np.zeros((sample.height, sample.width), np.uint8)
+        pixel_area = abs(sample.transform.a * sample.transform.e - sample.transform.b * sample.transform.d)
+        pieces: list[dict[str, Any]] = []
+        for tile_id, (window, owned) in s.windows.items():
+            result = first.get(tile_id)
+            if result is None or result["status"] != "ok":
+                continue
+            mask = masks[tile_id]
+            row, col, h, w = window
+            r0, c0, oh, ow = owned
+            if mask is not None:
+                pred[r0:r0 + oh, c0:c0 + ow] = mask[r0 - row:r0 - row + oh, c0 - col:c0 - col + ow]
+            pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
+                                    sample.crs, pixel_area)
+        vessels = whole_vessels(pieces, sample.crs, tolerance * abs(sample.transform.a))
+        for v in vessels:
+            v["properties"]["scene"] = sample.name
+        detections += vessels
+        entry: dict[str, Any] = {"name": sample.name, "tiles": len(s.windows), "n_detections": len(vessels),
+                                 "units": sample.units}
+        if sample.has_truth:
+            counts.append(pixel_counts(pred, sample.mask))  # type: ignore[arg-type]
+            obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
+                                DEFAULTS["score"]["match_iou"])
+            entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
+            entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, sample)
+            obj.pop("matched_indices")
+            objects.append(obj)
+            entry.update(obj)
+        per_scene.append(entry)
+
     report: dict[str, Any] = {
-        "tiles_sent": len(sent),
+        "tiles_sent": len(all_tiles),
         "tiles_processed": len(processed),
         "tiles_rejected": n_rejected,
-        "tiles_lost": max(0, len(sent) - len(processed) - n_rejected),
-        "rejected_by_reason": reasons,
-        "duplicate_results": duplicates,
+        "tiles_lost": n_lost,
+        "tiles_lost_by_link": dict(lost_by_fault),
+        "tiles_unaccounted": n_lost - len(lost_by_link),
+        "rejected_by_reason": dict(reasons),
+        "duplicate_results": sum(answers.values()) - len(answers),
+        "duplicates_dropped_by_runtime": len(deduplicated),
         "unknown_results": unknown,
         "latency_ms": percentiles(latencies),
         "runtime_latency_ms": percentiles(runtime_latencies),
         "throughput_tiles_per_s": len(processed) / (last - t_stream) if last > t_stream else None,
         "n_detections": len(detections),
-        "_detections": detections,
-        "_pred_mask": pred_mask,
+        "units": sorted({s.sample.units for s in scenes})[0] if len({s.sample.units for s in scenes}) == 1 else "mixed",
     }
-    if truth is not None:
-        report.update(pixel_scores(pred_mask, truth.mask))
-        objects = match_objects([shape(f["geometry"]) for f in detections], truth.vessels,
-                                DEFAULTS["score"]["match_iou"])
-        objects.pop("matched_indices")
-        report.update(objects)
+    if injector is not None:
+        first_status = {t: "processed" if r["status"] == "ok" else f"rejected:{r.get('reason')}" for t, r in first.items()}
+        report["faults"] = {"spec": str(injector.spec), **fault_outcomes(injector.ledger, first_status, dict(answers),
+                                                                       deduplicated)}
+    if counts:
+        report.update(pooled_scores(counts, objects))
+        errors = [e for p in per_scene for e in p.get("length_rel_error", {}).get("values", [])]
+        report["length_rel_error"] = _summary(errors)
     else:
         report.update(miou=None, vessel_iou=None, precision=None, recall=None, f1=None)
-    return report
+    for p in per_scene:
+        p.get("length_rel_error", {}).pop("values", None)
+    report["per_scene"] = per_scene
+    return report, detections
+
+
+def _length_errors(pairs: list[tuple[int, int]], vessels: list[dict[str, Any]], sample: Sample) -> dict[str, Any]:
+    """Relative error of the detected length of each matched vessel (the truth measured the same way)."""
+    from runtime.vectorize import describe
+
+    values = []
+    for i, j in pairs:
+        true_len = describe(sample.vessels[j], sample.crs)["length_m"]  # type: ignore[index]
+        if true_len > 0:
+            values.append(abs(vessels[i]["properties"]["length_m"] - true_len) / true_len)
+    return {**_summary(values), "values": values}
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0, "median": None, "p90": None}
+    return {"n": len(values), "median": float(np.median(values)), "p90": float(np.percentile(values, 90))}
+
+
+__all__ = ["DEFAULTS", "RigResult", "run"]

@@ -22,6 +22,31 @@ def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2}
 
 
+def pixel_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
+    """Intersections and unions of the vessel and background classes, to pool over several images."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    return {
+        "inter_v": int(np.count_nonzero(pred & truth)), "union_v": int(np.count_nonzero(pred | truth)),
+        "inter_b": int(np.count_nonzero(~pred & ~truth)), "union_b": int(np.count_nonzero(~pred | ~truth)),
+    }
+
+
+def pooled_scores(counts: list[dict[str, int]], objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pixel IoUs over all pixels of several images, and P/R/F1 over all their vessels together."""
+    c = {k: sum(x[k] for x in counts) for k in ("inter_v", "union_v", "inter_b", "union_b")}
+    vessel_iou = c["inter_v"] / c["union_v"] if c["union_v"] else 1.0
+    background_iou = c["inter_b"] / c["union_b"] if c["union_b"] else 1.0
+    tp = sum(o["true_positives"] for o in objects)
+    n_pred = sum(o["n_predicted"] for o in objects)
+    n_truth = sum(o["n_truth"] for o in objects)
+    precision = tp / n_pred if n_pred else (1.0 if not n_truth else 0.0)
+    recall = tp / n_truth if n_truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2,
+            "precision": precision, "recall": recall, "f1": f1, "true_positives": tp,
+            "false_positives": n_pred - tp, "false_negatives": n_truth - tp, "n_predicted": n_pred, "n_truth": n_truth}
+
+
 def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: float) -> dict[str, Any]:
     """Greedy one-to-one matching by polygon IoU, best pairs first; a pair counts at IoU >= min_iou."""
     pairs: list[tuple[float, int, int]] = []
@@ -37,11 +62,13 @@ def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: 
     used_p: set[int] = set()
     used_t: set[int] = set()
     ious = []
+    matched: list[tuple[int, int]] = []
     for iou, i, j in pairs:
         if i not in used_p and j not in used_t:
             used_p.add(i)
             used_t.add(j)
             ious.append(iou)
+            matched.append((i, j))
     tp = len(ious)
     precision = tp / len(pred) if pred else (1.0 if not truth else 0.0)
     recall = tp / len(truth) if truth else 1.0
@@ -52,6 +79,7 @@ def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: 
         "n_predicted": len(pred), "n_truth": len(truth),
         "matched_mean_iou": float(np.mean(ious)) if ious else None,
         "matched_indices": sorted(used_p),
+        "matched_pairs": matched,
     }
 
 

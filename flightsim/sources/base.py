@@ -1,0 +1,295 @@
+"""The common interface of every scene source: a sequence of :class:`Sample`.
+
+A *source* is both what ``hil run --scene`` streams and a data set the search can train on: a
+sequence of images, each with its truth (a vessel mask on the image grid and vessel outlines in
+map coordinates), its georeference and the units its measurements are in. Every format module in
+this package (GeoTIFF, mask folders, COCO, HRSC2016, DOTA, Airbus, synthetic) turns its files into
+these samples, so everything downstream (the tiler, the rig, the scorer, training) sees one shape
+of data whatever the file format was.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.features
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+from shapely.geometry import Polygon, shape
+
+from runtime.config import load_defaults
+
+DEFAULTS = load_defaults(Path(__file__).parents[1] / "defaults.toml")
+
+#: Units of the measurements of a sample: metres (projected or geographic CRS) or pixels (none).
+UNITS = ("m", "px")
+
+
+@dataclass
+class Georef:
+    """Georeferencing given by the user for images that have none (``--gsd``, ``--origin``, ``--crs``).
+
+    ``gsd`` is metres (map units) per pixel, ``origin`` the map x, y of the upper-left corner of
+    each image, ``crs`` anything ``rasterio.crs.CRS.from_user_input`` reads. A ``gsd`` without a
+    ``crs`` puts the image on a local metric plane (``[sources] local_crs``): lengths and areas come
+    out in metres, positions mean nothing on the Earth.
+    """
+
+    gsd: float | None = None
+    origin: tuple[float, float] | None = None
+    crs: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.gsd is not None and (not math.isfinite(self.gsd) or self.gsd <= 0):
+            raise ValueError(f"gsd must be a positive number of metres per pixel, got {self.gsd!r}")
+        if self.crs is not None:
+            try:
+                CRS.from_user_input(self.crs)
+            except Exception as exc:  # rasterio raises CRSError, pyproj others
+                raise ValueError(f"crs {self.crs!r} not understood: {exc}") from None
+
+    @property
+    def given(self) -> bool:
+        return self.gsd is not None or self.origin is not None or self.crs is not None
+
+    def resolve(self, transform: Affine | None, crs: CRS | None) -> tuple[Affine, CRS | None]:
+        """The transform and CRS to use for an image whose own are ``transform`` and ``crs``.
+
+        The user's values win; an image with neither its own nor the user's gets the pixel grid
+        (identity transform, no CRS: measurements in pixels).
+        """
+        if not self.given:
+            if crs is not None and transform is not None:
+                return transform, crs
+            return Affine.identity(), None
+        gsd = self.gsd if self.gsd is not None else (abs(transform.a) if transform and crs else 1.0)
+        ox, oy = self.origin if self.origin is not None else (0.0, 0.0)
+        user_crs = self.crs or (DEFAULTS["sources"]["local_crs"] if self.gsd is not None else None)
+        if user_crs is None and crs is not None:
+            user_crs = crs.to_string()
+        return Affine(gsd, 0.0, ox, 0.0, -gsd, oy), CRS.from_user_input(user_crs) if user_crs else None
+
+
+def units_of(crs: CRS | None) -> str:
+    """``"m"`` where the runtime can measure in metres (projected or geographic CRS), else ``"px"``."""
+    return "m" if crs is not None and (crs.is_projected or crs.is_geographic) else "px"
+
+
+@dataclass
+class Sample:
+    """One image of a source, with its truth and georeference.
+
+    ``image`` holds the sensor counts (bands, H, W) as uint8 or uint16; a GeoTIFF sample leaves it
+    ``None`` and reads windows from ``path`` on demand (:meth:`read`), so a large scene is never
+    held whole. ``mask`` (H, W) uint8 is 1 on vessel pixels and ``vessels`` their outlines in map
+    coordinates (the image's ``transform``/``crs``); both are ``None`` when the sample has no truth.
+    ``notes`` says what was done to the data on the way in (an alpha band dropped, a georeference
+    given by the user), so that a report can state it.
+    """
+
+    name: str
+    height: int
+    width: int
+    transform: Affine
+    crs: CRS | None
+    bands: list[str]
+    dtype: str
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    vessels: list[Polygon] | None = None
+    path: Path | None = None
+    band_index: list[int] | None = None  # bands of ``path`` to read, 0-based (alpha left out)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def units(self) -> str:
+        return units_of(self.crs)
+
+    @property
+    def count(self) -> int:
+        return len(self.bands)
+
+    @property
+    def has_truth(self) -> bool:
+        return self.mask is not None
+
+    def read(self, window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """Counts (bands, h, w) of ``window`` = (row, col, height, width), or of the whole image."""
+        row, col, h, w = window if window is not None else (0, 0, self.height, self.width)
+        if self.image is not None:
+            return self.image[:, row:row + h, col:col + w]
+        if self.path is None:
+            raise ValueError(f"sample {self.name!r} has neither pixels nor a file")
+        with _open(self.path) as src:
+            indexes = [i + 1 for i in self.band_index] if self.band_index else None
+            return src.read(indexes, window=Window(col, row, w, h))
+
+    def load(self) -> Sample:
+        """This sample with its pixels in memory (training wants arrays)."""
+        if self.image is None:
+            self.image = self.read()
+        return self
+
+    def preview(self, max_side_px: int) -> tuple[np.ndarray, int]:
+        """An RGB float picture in [0, 1] at most ``max_side_px`` on a side, and its decimation factor."""
+        factor = max(1, int(math.ceil(max(self.height, self.width) / max_side_px)))
+        if self.image is None and self.path is not None:
+            with _open(self.path) as src:
+                from rasterio.enums import Resampling
+
+                indexes = [i + 1 for i in self.band_index] if self.band_index else None
+                img = src.read(indexes, out_shape=(self.count, self.height // factor, self.width // factor),
+                               resampling=Resampling.average).astype(np.float32)
+        else:
+            img = self.read()[:, ::factor, ::factor].astype(np.float32)
+        img = img[:3] if img.shape[0] >= 3 else np.repeat(img[:1], 3, axis=0)
+        lo, hi = np.percentile(img, (1, 99.5))
+        return np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0), factor
+
+
+class Source(Sequence[Sample]):
+    """A sequence of samples, loaded one at a time on access.
+
+    Subclasses set ``name`` and implement ``__len__`` and :meth:`_load`. ``georef`` applies to images
+    without a georeference of their own (and overrides one where given).
+    """
+
+    #: The format's name, as ``--scene KIND:PATH`` spells it.
+    kind: str = ""
+
+    def __init__(self, root: str | Path, georef: Georef | None = None, limit: int | None = None):
+        self.root = Path(root)
+        if not self.root.exists():
+            raise ValueError(f"{self.root}: no such file or directory")
+        self.georef = georef or Georef()
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be a positive number of samples, got {limit}")
+        self.limit = limit
+        self.skipped: list[str] = []  # files seen and left out, with why
+
+    def _limited(self, n: int) -> int:
+        return n if self.limit is None else min(n, self.limit)
+
+    def __len__(self) -> int:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} of a source of {len(self)}")
+        return self._load(index % len(self))
+
+    def _load(self, index: int) -> Sample:  # pragma: no cover
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self._load(i)
+
+    def describe(self) -> dict[str, Any]:
+        """What the report says about this source."""
+        return {"source": self.kind, "path": str(self.root), "samples": len(self), "skipped": self.skipped}
+
+
+# --- Helpers shared by the format modules ----------------------------------------------------------
+
+
+def _open(path: Path) -> Any:
+    """``rasterio.open`` with the not-georeferenced warning silenced (PNG and JPEG have none) and a
+    message naming the file when GDAL cannot read it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            return rasterio.open(path)
+        except RasterioIOError as exc:
+            raise ValueError(f"{path}: not a readable image: {exc}") from None
+
+
+def read_image(path: Path, georef: Georef, name: str | None = None) -> Sample:
+    """An image file (GeoTIFF, PNG, JPEG, BMP: anything GDAL reads) as a sample without truth.
+
+    An alpha band is left out (it is not a measurement) and the note says so. Pixels must be
+    uint8 or uint16 counts, what a payload sends.
+    """
+    if not path.is_file():
+        raise ValueError(f"{path}: no such image file")
+    with _open(path) as src:
+        if src.dtypes[0] not in ("uint8", "uint16"):
+            raise ValueError(f"{path}: pixels are {src.dtypes[0]}; a payload sends uint8 or uint16 counts")
+        interp = [ci.name for ci in src.colorinterp]
+        keep = [i for i, ci in enumerate(interp) if ci != "alpha"]
+        notes = []
+        if len(keep) < src.count:
+            notes.append(f"alpha band dropped ({src.count} bands in the file, {len(keep)} used)")
+        names = [src.descriptions[i] or (interp[i] if interp[i] not in ("undefined", "gray") else f"band{i + 1}")
+                 for i in keep]
+        own_crs = src.crs
+        transform, crs = georef.resolve(src.transform if own_crs else None, own_crs)
+        if georef.given:
+            notes.append(f"georeference given by the user: transform {tuple(transform)[:6]}, crs {crs}")
+        elif crs is None:
+            notes.append("no georeference: pixel grid, measurements in pixels")
+        image = src.read([i + 1 for i in keep]) if path.suffix.lower() not in (".tif", ".tiff") else None
+        return Sample(name=name or path.stem, height=src.height, width=src.width, transform=transform, crs=crs,
+                      bands=names, dtype=src.dtypes[0], image=image, path=path,
+                      band_index=keep if len(keep) < src.count else None, notes=notes)
+
+
+def read_mask_file(path: Path, channel: int, threshold: int, shape_hw: tuple[int, int]) -> np.ndarray:
+    """A binary mask from band ``channel`` (0-based) of an image file: ``band > threshold``."""
+    if not path.is_file():
+        raise ValueError(f"{path}: no such mask file")
+    with _open(path) as src:
+        if channel >= src.count:
+            raise ValueError(f"{path}: mask has {src.count} bands; channel {channel} (0-based) does not exist")
+        if (src.height, src.width) != shape_hw:
+            raise ValueError(f"{path}: mask is {src.height}x{src.width}, image is {shape_hw[0]}x{shape_hw[1]}")
+        return (src.read(channel + 1) > threshold).astype(np.uint8)
+
+
+def mask_to_vessels(mask: np.ndarray, transform: Affine, labels: np.ndarray | None = None) -> list[Polygon]:
+    """Outlines of the vessels of a mask: one polygon per connected component (8-connected), or per
+    instance label where ``labels`` (int, 0 = background) is given."""
+    if not mask.any():
+        return []
+    source = labels.astype(np.int32) if labels is not None else mask.astype(np.uint8)
+    pieces = rasterio.features.shapes(source, mask=mask.astype(bool), connectivity=8, transform=transform)
+    if labels is None:
+        return [shape(g) for g, _ in pieces]
+    # One instance may come out in several pieces; join them so that an instance is one vessel.
+    by_label: dict[int, list[Polygon]] = {}
+    for g, v in pieces:
+        by_label.setdefault(int(v), []).append(shape(g))
+    return [shapely.union_all(parts) for parts in by_label.values()]
+
+
+def vessels_to_mask(vessels: list[Polygon], transform: Affine, shape_hw: tuple[int, int]) -> np.ndarray:
+    """The truth mask of polygons in map coordinates: pixels whose centre lies inside one."""
+    if not vessels:
+        return np.zeros(shape_hw, np.uint8)
+    return rasterio.features.rasterize([(v, 1) for v in vessels], out_shape=shape_hw, transform=transform,
+                                       fill=0, dtype="uint8")
+
+
+def pixel_polygon_to_map(poly: Polygon, transform: Affine) -> Polygon:
+    """A polygon in pixel (col, row) coordinates carried to map coordinates by ``transform``."""
+    from shapely.affinity import affine_transform
+
+    return affine_transform(poly, [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f])
+
+
+def with_truth_from_pixels(sample: Sample, pixel_polys: list[Polygon], mask: np.ndarray | None = None) -> Sample:
+    """Attach truth given as pixel-coordinate polygons (and optionally a mask that wins over them)."""
+    vessels = [pixel_polygon_to_map(p, sample.transform) for p in pixel_polys]
+    sample.vessels = vessels
+    sample.mask = mask if mask is not None else vessels_to_mask(vessels, sample.transform, (sample.height, sample.width))
+    return sample

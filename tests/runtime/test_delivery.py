@@ -1,0 +1,66 @@
+"""Delivery: every accepted tile is reported done once its result is out; a resend is never
+processed twice."""
+
+from __future__ import annotations
+
+import numpy as np
+import zmq
+from affine import Affine
+
+from flightsim.streamer import Streamer
+from flightsim.tiles import Tile
+from runtime import protocol
+from runtime.client import ControlClient
+from runtime.server import Runtime
+
+
+def _tile(i: int) -> Tile:
+    pixels = np.zeros((3, 64, 64), dtype=np.uint8)
+    pixels[:, 10:20, 5:45] = 255
+    return Tile("s", f"s/{i}", i, pixels, Affine(3, 0, 5e5, 0, -3, 4.2e6), "EPSG:32631", (0, 0, 64, 64))
+
+
+def _messages(sock: zmq.Socket, n: int) -> list[dict]:
+    out = []
+    while len(out) < n:
+        assert sock.poll(10_000), f"{len(out)} of {n} messages"
+        out.append(protocol.loads(sock.recv()))
+    return out
+
+
+def test_done_follows_every_result_and_a_resend_is_not_processed_twice(running_runtime: Runtime) -> None:
+    results = zmq.Context.instance().socket(zmq.PULL)
+    results.connect(running_runtime.endpoints["results"])
+    sender = zmq.Context.instance().socket(zmq.DEALER)
+    sender.setsockopt(zmq.LINGER, 0)
+    sender.connect(running_runtime.endpoints["tiles"])
+    frames = _tile(0).frames()
+    sender.send_multipart(frames)
+    ack, done = _messages(sender, 2)
+    assert ack["type"] == "ack" and ack["status"] == "accepted" and not ack["duplicate"]
+    assert done["type"] == "done" and done["tile_id"] == "s/0" and done["status"] == "ok"
+    assert results.poll(5000)
+    assert protocol.decode_result(results.recv_multipart())[0]["tile_id"] == "s/0"
+    # The same tile again (a sender that missed the "done" and resends): acknowledged, not processed.
+    sender.send_multipart(frames)
+    ack, done = _messages(sender, 2)
+    assert ack["duplicate"] and done["type"] == "done" and done["duplicate"]
+    assert not results.poll(500), "a resent tile was processed twice"
+    counters = ControlClient(running_runtime.endpoints["control"]).status()["counters"]
+    assert counters["tiles_ok"] == 1 and counters["duplicates"] == 1
+
+
+def test_streamer_hears_done_for_every_tile(running_runtime: Runtime) -> None:
+    results = zmq.Context.instance().socket(zmq.PULL)
+    results.connect(running_runtime.endpoints["results"])
+    streamer = Streamer(running_runtime.endpoints["tiles"], window=4)
+    log = streamer.stream([_tile(i) for i in range(12)])
+    for _ in range(12):
+        assert results.poll(10_000)
+        results.recv_multipart()
+    deadline_polls = 50
+    while len(log.done) < 12 and deadline_polls:
+        if streamer._sock.poll(100):
+            streamer._wait_ack(1)
+        deadline_polls -= 1
+    assert log.done == {f"s/{i}" for i in range(12)}
