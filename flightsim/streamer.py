@@ -26,6 +26,7 @@ class StreamLog:
     anonymous_acks: list[dict] = field(default_factory=list)      # acks of tiles whose id was unreadable
     n_acks: int = 0                                               # every ack received (a duplicate gets two)
     done: set[str] = field(default_factory=set)                    # tiles whose result the runtime has sent
+    resends: dict[str, int] = field(default_factory=dict)         # tile_id -> times sent again
 
     @property
     def unacked(self) -> list[str]:
@@ -37,10 +38,16 @@ class Streamer:
 
     The runtime acknowledges a tile once it is decoded and handed to the device, so a busy device
     holds acks back and the window stops the sender: backpressure, not loss.
+
+    With ``resend_after_s`` the sender also keeps every tile until the runtime reports it ``done``
+    (its result has gone out) or rejects it, and sends again whatever has heard nothing for that
+    long: a runtime that restarts mid-stream loses no tile. The runtime knows a resend by its
+    (scene_id, tile_id) and never processes it twice (the Lazy Pirate pattern, per tile).
     """
 
     def __init__(self, endpoint: str, window: int = 16, rate_hz: float | None = None,
-                 ack_timeout_s: float = 30.0, context: zmq.Context | None = None):
+                 ack_timeout_s: float = 30.0, context: zmq.Context | None = None,
+                 resend_after_s: float | None = None):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if rate_hz is not None and rate_hz <= 0:
@@ -50,6 +57,8 @@ class Streamer:
         self._sock = self._connect()
         self.log = StreamLog()
         self._outstanding = 0
+        self.resend_after_s = resend_after_s
+        self._unfinished: dict[str, tuple[list[bytes], float]] = {}  # tile_id -> (frames, last sent)
 
     def send_frames(self, tile_id: str, frames: list[bytes]) -> None:
         """Send one message (any frames: a fault injector sends broken ones) within the window."""
@@ -58,6 +67,8 @@ class Streamer:
         self._sock.send_multipart(frames, copy=False)
         self.log.sent_at[tile_id] = time.monotonic()
         self._outstanding += 1
+        if self.resend_after_s is not None:
+            self._unfinished[tile_id] = (frames, time.monotonic())
 
     def _connect(self) -> zmq.Socket:
         sock = self._context.socket(zmq.DEALER)
@@ -99,30 +110,54 @@ class Streamer:
         return unacked
 
     def drain(self) -> None:
-        """Wait until every message sent has been acknowledged."""
-        while self._outstanding > 0:
+        """Wait until every message sent has been acknowledged (and, resending, is done)."""
+        while self._outstanding > 0 or self._unfinished:
             self._wait_ack(self.ack_timeout_s)
 
     def _wait_ack(self, timeout_s: float) -> None:
-        if not self._sock.poll(int(timeout_s * 1000)):
-            raise LinkError(f"no acknowledgement in {timeout_s} s; {self._outstanding} tiles outstanding")
+        deadline = time.monotonic() + timeout_s
+        step = timeout_s if self.resend_after_s is None else min(timeout_s, self.resend_after_s / 2)
+        while not self._sock.poll(int(step * 1000)):
+            if self.resend_after_s is not None:
+                self._resend_stale()
+            if time.monotonic() >= deadline:
+                raise LinkError(f"no acknowledgement in {timeout_s} s; {self._outstanding} tiles outstanding")
         while True:
             ack = protocol.loads(self._sock.recv())
+            tile_id = ack.get("tile_id")
             if ack.get("type") == "done":
                 # The tile's result has gone out: credit was returned by its ack already.
-                if ack.get("tile_id") in self.log.sent_at:
-                    self.log.done.add(ack["tile_id"])
-                if not self._sock.poll(0):
-                    return
-                continue
-            self._outstanding -= 1
-            self.log.n_acks += 1
-            if ack.get("tile_id") in self.log.sent_at:
-                self.log.acks[ack["tile_id"]] = ack
+                if tile_id in self.log.sent_at:
+                    self.log.done.add(tile_id)
+                    self._unfinished.pop(tile_id, None)
             else:
-                self.log.anonymous_acks.append(ack)
+                self._outstanding = max(0, self._outstanding - 1)
+                self.log.n_acks += 1
+                if tile_id in self.log.sent_at:
+                    self.log.acks[tile_id] = ack
+                    if ack.get("status") == "rejected":  # final: a rejected tile has no "done"
+                        self._unfinished.pop(tile_id, None)
+                else:
+                    self.log.anonymous_acks.append(ack)
             if not self._sock.poll(0):
                 return
+
+    def _resend_stale(self) -> None:
+        """Send again every unfinished tile that has heard nothing for ``resend_after_s``.
+
+        Acks owed by a runtime that died will never come, so the credit is reset to what the
+        resends will bring back.
+        """
+        now = time.monotonic()
+        stale = [t for t, (_, last) in self._unfinished.items() if now - last >= self.resend_after_s]
+        if not stale:
+            return
+        for tile_id in stale:
+            frames, _ = self._unfinished[tile_id]
+            self._sock.send_multipart(frames, copy=False)
+            self._unfinished[tile_id] = (frames, now)
+            self.log.resends[tile_id] = self.log.resends.get(tile_id, 0) + 1
+        self._outstanding = len(stale)
 
     def close(self) -> None:
         self._sock.close()
