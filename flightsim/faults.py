@@ -8,6 +8,9 @@ gets at most one of them (one draw per tile, so the probabilities must add up to
 kind            what happens to the tile                               what the runtime should do
 =============== ====================================================== ===============================
 ``drop``        never leaves the payload's link                        nothing: lost by the link
+``link_loss``   leaves the sender and is lost in transit               nothing; the sender resends it
+                                                                       when no "done" comes (needs a
+                                                                       streamer with resend_after_s)
 ``duplicate``   sent twice                                             two results; the rig keeps one
 ``corrupt``     lines of garbage in its pixels *before* framing (a     process it: the checksum is
                 readout fault), so the checksum matches                right; the picture is wrong
@@ -41,7 +44,7 @@ from runtime.config import load_defaults
 DEFAULTS = load_defaults(Path(__file__).with_name("defaults.toml"))["faults"]
 
 #: Faults drawn per tile, in the order of the cumulative draw.
-TILE_FAULTS = ("drop", "duplicate", "corrupt", "truncate", "bad_checksum", "reorder")
+TILE_FAULTS = ("drop", "duplicate", "corrupt", "truncate", "bad_checksum", "reorder", "link_loss")
 #: Every fault kind a spec may name.
 FAULT_KINDS = (*TILE_FAULTS, "restart")
 
@@ -165,6 +168,10 @@ class FaultInjector:
         s = self.streamer
         if kind == "drop":
             pass  # the link loses it: nothing goes out
+        elif kind == "link_loss":
+            if s.resend_after_s is None:
+                raise ValueError("link_loss needs a streamer that resends (resend_after_s); valid: drop")
+            s.send_frames(tile.tile_id, tile.frames(want_mask), lost_in_transit=True)
         elif kind == "corrupt":
             pixels = tile.pixels.copy()
             lo, hi = DEFAULTS["corrupt_lines"]

@@ -60,11 +60,16 @@ class Streamer:
         self.resend_after_s = resend_after_s
         self._unfinished: dict[str, tuple[list[bytes], float]] = {}  # tile_id -> (frames, last sent)
 
-    def send_frames(self, tile_id: str, frames: list[bytes]) -> None:
-        """Send one message (any frames: a fault injector sends broken ones) within the window."""
+    def send_frames(self, tile_id: str, frames: list[bytes], lost_in_transit: bool = False) -> None:
+        """Send one message (any frames: a fault injector sends broken ones) within the window.
+
+        ``lost_in_transit``: the sender does everything it does for a sent tile, but the link loses
+        the message (a fault injector's link drop): only a resend can save it.
+        """
         while self._outstanding >= self.window:
             self._wait_ack(self.ack_timeout_s)
-        self._sock.send_multipart(frames, copy=False)
+        if not lost_in_transit:
+            self._sock.send_multipart(frames, copy=False)
         self.log.sent_at[tile_id] = time.monotonic()
         self._outstanding += 1
         if self.resend_after_s is not None:

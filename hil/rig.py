@@ -143,7 +143,8 @@ def run(
         uplink = control.load_model(bundle)
         status = control.status()
         collector = ResultCollector(endpoints["results"])
-        streamer = Streamer(endpoints["tiles"], window=window or cfg["window"])
+        streamer = Streamer(endpoints["tiles"], window=window or cfg["window"],
+                            resend_after_s=cfg["resend_after_s"] or None)
         sender: Streamer | FaultInjector = streamer
         if spec is not None:
             sender = injector = FaultInjector(streamer, spec)
