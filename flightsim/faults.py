@@ -30,6 +30,7 @@ what became of each tile.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,33 +232,26 @@ def fault_outcomes(ledger: FaultLedger, first_status: dict[str, str], results_pe
     ``duplicate_result_ignored`` (a second result, not counted), ``duplicate_dropped_by_runtime``.
     """
     deduplicated = deduplicated or set()
-    report: dict[str, Any] = {}
-    kinds = sorted(set(ledger.faults.values()))
-    for kind in kinds:
-        outcomes: dict[str, int] = {}
-        tiles = ledger.tiles_with(kind)
+
+    def outcomes_of(tiles: list[str], if_lost: str) -> dict[str, int]:
+        outcomes: Counter[str] = Counter()
         for t in tiles:
-            status = first_status.get(t)
-            key = status or ("lost_by_link" if kind == "drop" else "lost")
-            outcomes[key] = outcomes.get(key, 0) + 1
+            outcomes[first_status.get(t) or if_lost] += 1
             extra = results_per_tile.get(t, 0) - 1
             if extra > 0:
-                outcomes["duplicate_result_ignored"] = outcomes.get("duplicate_result_ignored", 0) + extra
+                outcomes["duplicate_result_ignored"] += extra
             if t in deduplicated:
-                outcomes["duplicate_dropped_by_runtime"] = outcomes.get("duplicate_dropped_by_runtime", 0) + 1
-        report[kind] = {"injected": len(tiles), "outcomes": outcomes}
+                outcomes["duplicate_dropped_by_runtime"] += 1
+        return dict(outcomes)
+
+    report: dict[str, Any] = {}
+    for kind in sorted(set(ledger.faults.values())):
+        tiles = ledger.tiles_with(kind)
+        report[kind] = {"injected": len(tiles),
+                        "outcomes": outcomes_of(tiles, "lost_by_link" if kind == "drop" else "lost")}
     if ledger.restarts:
-        outcomes = {}
         caught = [t for r in ledger.restarts for t in r["in_flight"]]
-        for t in caught:
-            key = first_status.get(t) or "lost"
-            outcomes[key] = outcomes.get(key, 0) + 1
-            extra = results_per_tile.get(t, 0) - 1
-            if extra > 0:
-                outcomes["duplicate_result_ignored"] = outcomes.get("duplicate_result_ignored", 0) + extra
-            if t in deduplicated:
-                outcomes["duplicate_dropped_by_runtime"] = outcomes.get("duplicate_dropped_by_runtime", 0) + 1
         report["restart"] = {"injected": len(ledger.restarts), "tiles_in_flight": len(caught),
-                             "resent": len(caught), "outcomes": outcomes,
+                             "resent": len(caught), "outcomes": outcomes_of(caught, "lost"),
                              "after_tiles": [r["after_tile"] for r in ledger.restarts]}
     return report

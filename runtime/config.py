@@ -33,16 +33,17 @@ def load_defaults(path: Path, override: Path | None = None) -> dict[str, Any]:
     merged = copy.deepcopy(_CACHE[path])
     if override is not None:
         with open(override, "rb") as f:
-            _merge(merged, tomllib.load(f), str(override))
+            merge_into(merged, tomllib.load(f), str(override))
     return merged
 
 
-def _merge(base: dict[str, Any], new: dict[str, Any], where: str) -> None:
+def merge_into(base: dict[str, Any], new: dict[str, Any], where: str) -> None:
+    """Merge ``new`` over ``base`` in place, table by table; an unknown key is a ValueError."""
     for key, value in new.items():
         if key not in base:
             raise ValueError(f"{where}: unknown setting {key!r}; valid: {sorted(base)}")
         if isinstance(base[key], dict) and isinstance(value, dict):
-            _merge(base[key], value, f"{where}:{key}")
+            merge_into(base[key], value, f"{where}:{key}")
         else:
             base[key] = value
 

@@ -66,7 +66,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from runtime.config import load_defaults
+from runtime.config import load_defaults, merge_into
 from runtime.ov_api import Model
 
 COSTS_PATH = Path(__file__).with_name("myriadx_costs.toml")
@@ -89,18 +89,8 @@ def load_costs(override: dict[str, Any] | None = None) -> dict[str, Any]:
     """
     costs = load_defaults(COSTS_PATH)
     if override:
-        _merge(costs, override, "costs")
+        merge_into(costs, override, "costs")
     return costs
-
-
-def _merge(base: dict[str, Any], new: dict[str, Any], where: str) -> None:
-    for key, value in new.items():
-        if key not in base:
-            raise ValueError(f"{where}: unknown cost constant {key!r}; valid: {sorted(base)}")
-        if isinstance(base[key], dict) and isinstance(value, dict):
-            _merge(base[key], value, f"{where}.{key}")
-        else:
-            base[key] = value
 
 
 class NceSpec(NamedTuple):
