@@ -1,4 +1,9 @@
-"""Command line: ``python -m search train-baseline --out models/default [--epochs N] [--seed S] [--config FILE]``."""
+"""Command line.
+
+``python -m search train-baseline --out models/default [--epochs N] [--seed S] [--config FILE]``
+``python -m search run --config configs/smoke.toml --out OUT [--workers N] [--ray-address ADDR]``
+``python -m search ablate --config FILE --out OUT [--genome JSON_OR_FILE]``
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,33 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--seed", type=int, default=None, help="training seed (default: search/defaults.toml)")
     base.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
     base.add_argument("--quiet", action="store_true", help="no progress output")
+
+    run = sub.add_parser(
+        "run",
+        help="evolutionary search: train, align, export and score candidates through hil",
+        description="Deployment-aligned evolutionary NAS. Candidates are trained in FP32, fine-tuned with the "
+        "target profile's forward pass, exported as FP16 IR and scored through hil on the flight device "
+        "(MYRIAD, else NPU, else the Myriad X twin). Rerun on the same --out to resume.",
+    )
+    run.add_argument("--out", type=Path, required=True, help="search directory (created, or resumed)")
+    run.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
+    run.add_argument("--workers", type=int, default=None, help="candidates at once (default: [run] workers)")
+    run.add_argument("--ray-address", default=None,
+                     help="Ray cluster address ('auto', 'ray://host:10001'); needs the 'distributed' extra")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
+
+    abl = sub.add_parser(
+        "ablate",
+        help="FP32 on host vs post-training FP16 on device vs deployment-aligned on device, one genome",
+        description="Train one genome and report FP32 on the host, post-training FP16 on the device "
+        "(twin here), and deployment-aligned on the device, the fraction of the gap recovered, and the "
+        "gap broken down by cause (rounding, range, op semantics) with twin profiles that isolate each.",
+    )
+    abl.add_argument("--out", type=Path, required=True, help="directory for the bundles, hil reports, ablation.json")
+    abl.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
+    abl.add_argument("--genome", default=None, help="genome as JSON, or a JSON file / bundle manifest holding one "
+                     "(default: [ablate] of the config)")
+    abl.add_argument("--quiet", action="store_true", help="no progress output")
     return parser
 
 
@@ -48,6 +80,33 @@ def main(argv: list[str] | None = None) -> int:
             f"wrote {args.out} (bundle {bundle.id[:12]}): val vessel IoU {metrics['val_vessel_iou']:.4f}, "
             f"mIoU {metrics['val_miou']:.4f}"
         )
+    elif args.command == "run":
+        from search.baseline import load_config
+        from search.evolution import run_search
+
+        cfg = load_config(args.config)
+        if args.workers is not None:
+            cfg["run"]["workers"] = args.workers
+        if args.ray_address is not None:
+            cfg["run"]["ray_address"] = args.ray_address
+        result = run_search(cfg, args.out, progress=not args.quiet)
+        best = result.best
+        if best is None:
+            print(f"no candidate could be scored; see {args.out}/report/candidates.md")
+            return 1
+        dev = best["device_metrics"]
+        print(f"best {best['name']} ({best['parameters']} parameters): fitness {best['fitness']:.4f}, "
+              f"on-device ({dev['device']}) val mIoU {dev['miou']:.4f}, vessel IoU {dev['vessel_iou']:.4f}, "
+              f"estimated Myriad X latency {dev['estimated_latency_ms']:.1f} ms; wrote {args.out}/flight_model, "
+              f"{args.out}/report; trained {result.trained} candidates in this run")
+    elif args.command == "ablate":
+        from search.ablate import format_ablation, run_ablation
+        from search.baseline import load_config
+
+        cfg = load_config(args.config)
+        result = run_ablation(cfg, args.out, genome_arg=args.genome, progress=not args.quiet,
+                              command=shlex.join(["python", "-m", "search", *argv]))
+        print(format_ablation(result))
     return 0
 
 

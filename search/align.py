@@ -1,0 +1,175 @@
+"""Deployment alignment: the forward pass run the way the target runs it, from the twin's own profile.
+
+The target profile (:func:`runtime.profiles.get_profile`) is the single definition of how a target
+computes. The twin (:mod:`runtime.emulate`) rewrites an IR with it; this module applies the *same
+profile object* to a torch forward pass so that deployment-aligned fine-tuning sees what the device
+will compute:
+
+* :func:`project` is the torch twin of :func:`runtime.profiles.project`: every float32 value replaced
+  by the value the profile's format stores for it, bit for bit the numpy reference (rounding on the
+  float32 bit pattern, saturation, the Myriad flush rule, inf/NaN passing). Tests compare the two on
+  random tensors, values past 65504 and below 2^-14 included.
+* :class:`Aligner` projects a layer's weights as the IR stores them (BatchNorm folded into the
+  convolution, FP16, the host conversion's rounding), every op result the device stores, and the
+  input tile as the host converts it; and it answers which Interpolate the target actually runs
+  (``profile.ops.interpolate``), so that a half_pixel bilinear upsampling is trained as the
+  asymmetric one the Myriad X silently runs instead.
+
+The gradient: straight through inside the format's range, zero where the value saturated. A naive
+straight-through pass through saturation collapsed a model in a probe (``shared/reference/
+myriadx.md``): it tells every saturated unit to keep growing, although the device output no longer
+moves. With the clipped gradient (the derivative of a clamp) a saturated unit receives no push
+outwards, and the rest of the network learns around it; :meth:`Aligner.range_penalty` measures how
+far activations went past the range so the loss can pull them back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from runtime.profiles import ROUNDINGS, Numerics, TargetProfile, get_profile
+
+_SIGN = -(2**31)  # 0x80000000 as an int32
+_MAG = 0x7FFFFFFF
+
+
+def _round_bits(x: torch.Tensor, bits: int, rounding: str) -> torch.Tensor:
+    """Round float32 ``x`` to ``bits`` significant bits on its bit pattern (exponent unbounded above).
+
+    The same arithmetic as :func:`runtime.profiles._round_bits`, on the magnitude in int32: ties are
+    symmetric about zero and a carry out of the mantissa moves into the exponent (past the largest
+    float32 it gives inf). A NaN pattern may wrap; the caller puts NaN back.
+    """
+    drop = 24 - bits
+    if drop <= 0:
+        return x.clone()
+    u = x.contiguous().view(torch.int32)
+    sign = u & _SIGN
+    mag = u & _MAG
+    half = 1 << (drop - 1)
+    if rounding == "nearest_even":
+        increment = (half - 1) + ((mag >> drop) & 1)
+    else:
+        increment = torch.full_like(mag, half)
+    keep = ~((1 << drop) - 1)  # int32 mask of the bits that stay
+    return (((mag + increment) & keep) | sign).view(torch.float32)
+
+
+def _round_step(x: torch.Tensor, step: float, rounding: str) -> torch.Tensor:
+    """Round ``x`` to a multiple of ``step`` (a power of two), exactly in float64."""
+    q = x.double() / step
+    q = torch.round(q) if rounding == "nearest_even" else torch.copysign(torch.floor(q.abs() + 0.5), q)
+    return (q * step).float()
+
+
+def project(x: torch.Tensor, numerics: Numerics, *, rounding: str | None = None) -> torch.Tensor:
+    """Every value replaced by the value ``numerics``' format stores for it (no gradient).
+
+    float32 in, float32 out, equal bit for bit to :func:`runtime.profiles.project` on the same data
+    (``rounding`` overrides ``numerics.rounding``; host conversion uses ``conversion_rounding``).
+
+    Raises:
+        ValueError: for a rounding that is not one of :data:`runtime.profiles.ROUNDINGS`.
+    """
+    if x.dtype != torch.float32:
+        raise ValueError(f"project takes float32 tensors (got {x.dtype}); valid: [torch.float32]")
+    if numerics.is_identity:
+        return x.clone()
+    mode = rounding or numerics.rounding
+    if mode not in ROUNDINGS:
+        raise ValueError(f"rounding {mode!r} is not one of {list(ROUNDINGS)}")
+    spec = numerics.spec
+    r = _round_bits(x, spec.bits, mode)
+    r_abs = r.abs()
+    signed_zero = torch.copysign(torch.zeros_like(x), x)
+    if numerics.subnormals == "keep":
+        r = torch.where(x.abs() < spec.min_normal, _round_step(x, spec.step, mode), r)
+    elif numerics.subnormals == "flush":
+        r = torch.where(r_abs < spec.min_normal, signed_zero, r)
+    else:  # "myriad": thresholds on the rounded magnitude, as f32tof16
+        tiny = torch.copysign(torch.full_like(x, spec.min_normal), x)
+        r = torch.where(r_abs < spec.min_normal / 2, signed_zero, torch.where(r_abs < spec.min_normal, tiny, r))
+    overflowed = torch.isfinite(x) & (r.abs() > spec.max_finite)
+    limit = spec.max_finite if numerics.overflow == "saturate" else float("inf")
+    r = torch.where(overflowed, torch.copysign(torch.full_like(x, limit), x), r)
+    return torch.where(torch.isnan(x), x, r)
+
+
+class _ProjectSTE(torch.autograd.Function):
+    """Projection forward; backward straight through inside the range, zero where it saturated."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, numerics: Numerics, rounding: str | None) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x.abs() <= numerics.spec.max_finite)
+        return project(x, numerics, rounding=rounding)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None
+
+
+def project_ste(x: torch.Tensor, numerics: Numerics, rounding: str | None = None) -> torch.Tensor:
+    """:func:`project` with the clipped straight-through gradient (see the module docstring)."""
+    if numerics.is_identity:
+        return x
+    return _ProjectSTE.apply(x, numerics, rounding)
+
+
+@dataclass
+class Aligner:
+    """The target's way of computing, applied to a torch forward pass.
+
+    ``profile`` is the very object the twin uses (``get_profile(name)`` is cached). The network's
+    layers call :meth:`act` on every result the device stores, :meth:`weight` on every weight as
+    the IR stores it, :meth:`input` on the tile, and :meth:`interpolate_mode` for the coordinate mode
+    the target runs. ``overflow`` accumulates the range penalty of the current forward pass.
+    """
+
+    profile: TargetProfile
+    overflow: list[torch.Tensor] = field(default_factory=list)
+
+    @classmethod
+    def for_profile(cls, name: str) -> Aligner:
+        """The aligner of the profile called ``name`` (ValueError lists the valid names)."""
+        return cls(get_profile(name))
+
+    @property
+    def numerics(self) -> Numerics:
+        return self.profile.numerics
+
+    def act(self, x: torch.Tensor) -> torch.Tensor:
+        """A result the device computes and stores (rounded with ``numerics.rounding``)."""
+        if not self.numerics.is_identity and torch.is_grad_enabled():
+            limit = self.numerics.spec.max_finite
+            self.overflow.append(torch.relu(x.abs() / limit - 1.0).square().mean())
+        return project_ste(x, self.numerics)
+
+    def input(self, x: torch.Tensor) -> torch.Tensor:
+        """The f32 tile converted on the host (``numerics.conversion_rounding``)."""
+        if not self.numerics.convert_input:
+            return x
+        return project_ste(x, self.numerics, self.numerics.conversion_rounding)
+
+    def weight(self, w: torch.Tensor) -> torch.Tensor:
+        """A weight as the device holds it: the exporter writes FP16 rounded to nearest even, and the
+        twin then applies the profile's conversion (flush and saturation) to the stored constant."""
+        return project_ste(project_ste(w, self.numerics, "nearest_even"), self.numerics,
+                           self.numerics.conversion_rounding)
+
+    def interpolate_mode(self, mode: str, coordinate_mode: str, nearest_mode: str = "round_prefer_floor") -> str:
+        """The coordinate mode the target runs for an Interpolate written with ``coordinate_mode``."""
+        semantics = self.profile.ops.interpolate
+        if semantics is None:
+            return coordinate_mode
+        target = semantics.target(mode, coordinate_mode, nearest_mode)
+        return coordinate_mode if target is None else target[0]
+
+    def range_penalty(self) -> torch.Tensor:
+        """Mean squared excess of |activation| over the format's largest value, since the last call."""
+        total = torch.stack(self.overflow).sum() if self.overflow else torch.zeros(())
+        self.overflow = []
+        return total

@@ -1,0 +1,140 @@
+"""The evolutionary strategy: population, elitism, tournament selection, crossover, mutation, cache.
+
+Defaults (``[evolution]``): population 16, 10 generations, as the reference paper. Each generation:
+
+1. every genome of the population without a record in the store is evaluated (in parallel when
+   asked: :mod:`search.workers`), and its record persisted the moment it finishes;
+2. the next population is the ``elite`` best genomes, then children: parents by tournament on
+   fitness, one-point crossover with ``crossover_rate``, mutation with ``mutation_rate``; a child
+   already seen in this search is mutated again (up to ``novelty_tries``), so no genome is trained
+   twice and the budget goes to new architectures. Genomes are immutable (:mod:`search.space`):
+   crossover and mutation build new ones and never touch a parent.
+
+Selection uses validation scores only (seeds ``data.val_seed_start ..``); the test seeds (< 100)
+are never seen by the search. Generation ``g`` draws from ``numpy.random.default_rng([seed, g])``,
+so the whole search replays identically from its records: that is how it resumes (:mod:`search.state`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search.candidate import SearchData, prepare_data
+from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
+from search.state import CandidateStore, check_resumable, write_json_atomic
+from search.workers import make_evaluator
+
+
+@dataclass
+class SearchResult:
+    """What a search produced: every generation, every record, how many were trained by this call."""
+
+    out: Path
+    generations: list[dict[str, Any]]
+    records: dict[str, dict[str, Any]]
+    trained: int
+    best: dict[str, Any] | None
+
+
+def _fit(record: dict[str, Any] | None) -> float:
+    f = None if record is None else record.get("fitness")
+    return -np.inf if f is None else float(f)
+
+
+def initial_population(space: SpaceConfig, size: int, seed: int) -> list[Genome]:
+    rng = np.random.default_rng([seed, 0])
+    population: list[Genome] = []
+    for _ in range(100 * size):
+        g = random_genome(rng, space)
+        if g not in population:
+            population.append(g)
+        if len(population) == size:
+            return population
+    raise ValueError(f"the space holds fewer than {size} distinct genomes within its budget")
+
+
+def next_generation(population: list[Genome], records: dict[str, dict[str, Any]], seen: set[Genome],
+                    space: SpaceConfig, evo: dict[str, Any], generation: int) -> list[Genome]:
+    """The population of ``generation`` from the scored previous one (deterministic in its inputs)."""
+    rng = np.random.default_rng([int(evo["seed"]), generation])
+    ranked = sorted(population, key=lambda g: (-_fit(records.get(g.key)), g.key))
+    scored = [g for g in ranked if np.isfinite(_fit(records.get(g.key)))]
+    nxt = scored[: int(evo["elite"])]
+
+    def tournament() -> Genome:
+        pool = scored or ranked
+        picks = rng.choice(len(pool), size=min(int(evo["tournament"]), len(pool)), replace=False)
+        return pool[int(min(picks))]  # pool is sorted best first
+
+    attempts = 0
+    while len(nxt) < int(evo["population"]):
+        attempts += 1
+        if not scored:
+            child = random_genome(rng, space)
+        else:
+            child = tournament()
+            if rng.random() < float(evo["crossover_rate"]):
+                child = crossover(child, tournament(), rng, space)
+            if rng.random() < float(evo["mutation_rate"]):
+                child = mutate(child, rng, space)
+            for _ in range(int(evo["novelty_tries"])):
+                if child not in seen and child not in nxt:
+                    break
+                child = mutate(child, rng, space)
+        if child not in nxt and (child not in seen or attempts > 50 * int(evo["population"])):
+            nxt.append(child)
+    return nxt
+
+
+def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
+    """Run (or resume) the search configured by ``cfg`` in ``out``; writes the best flight model,
+    the report and ``generations.json``."""
+    from search.report import write_flight_model, write_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    check_resumable(out, cfg)
+    evo = cfg["evolution"]
+    space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]))
+    data: SearchData = prepare_data(cfg, out / "data")
+    store = CandidateStore(out)
+    say = print if progress else (lambda *_: None)
+    population = initial_population(space, int(evo["population"]), int(evo["seed"]))
+    seen: set[Genome] = set(population)
+    generations: list[dict[str, Any]] = []
+    records: dict[str, dict[str, Any]] = {}
+    trained = 0
+    with make_evaluator(cfg, data, out) as evaluator:
+        for gen in range(int(evo["generations"])):
+            todo = [g for g in population if g.key not in store]
+            cached = len(population) - len(todo)
+            say(f"generation {gen + 1}/{evo['generations']}: {len(todo)} to train, {cached} from the store")
+            for record in evaluator.evaluate(todo, desc=f"gen {gen + 1}", progress=progress):
+                store.put(record)  # persisted the moment it finishes
+                trained += 1
+                say(f"  {record['name']}: {record['status']}, fitness {record.get('fitness')}")
+            for g in population:
+                records[g.key] = store.get(g.key)  # type: ignore[assignment]
+            fits = [records[g.key].get("fitness") for g in population]
+            generations.append({"generation": gen + 1, "population": [g.key for g in population],
+                                "fitness": fits, "trained_now": len(todo)})
+            write_json_atomic(out / "generations.json", generations)
+            if gen + 1 < int(evo["generations"]):
+                population = next_generation(population, records, seen, space, evo, gen + 1)
+                seen.update(population)
+    scored = [r for r in records.values() if r.get("fitness") is not None]
+    best = max(scored, key=lambda r: (r["fitness"], r["key"]), default=None)
+    if best is not None:
+        write_flight_model(best, out / "flight_model", cfg)
+    write_report(out, generations, records, cfg, best)
+    say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
+    return SearchResult(out, generations, records, trained, best)
+
+
+def load_generations(out: Path) -> list[dict[str, Any]]:
+    return json.loads((Path(out) / "generations.json").read_text())

@@ -1,0 +1,66 @@
+"""Hardware-aware fitness and the Pareto front of on-device accuracy, latency and size.
+
+The fitness of a candidate (table ``[fitness]`` of ``search/defaults.toml``)::
+
+    F = A - w_L * log2(max(L, L_target) / L_target) - w_P * P / P_budget
+
+* ``A``: on-device validation accuracy through hil (``accuracy``: mIoU by default), so the number
+  optimised is the number the payload produces;
+* ``L``: latency per tile on the Myriad X: the cost model's ESTIMATE (``runtime.latency``) by
+  default, or the runtime's measured p50 (``latency = "measured"``, meaningful only on a real MYRIAD:
+  the twin's host time says nothing about the VPU). Below the target latency costs nothing; each
+  doubling past it costs ``w_L`` (a log, not a ratio: no term that saturates as the ESA framework's
+  ``min(FPS / FPS_target, 1)`` did, and no reward for being faster than needed);
+* ``P / P_budget``: parameters over the budget; a small tie-breaker for smaller models.
+
+A candidate without on-device scores (infeasible or failed) has no fitness and is never selected.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+ACCURACIES = ("miou", "vessel_iou", "f1")
+LATENCIES = ("estimated", "measured")
+
+
+def latency_ms(record: dict[str, Any], source: str) -> float:
+    """The latency the fitness uses: estimated Myriad X ms, or the runtime's measured p50."""
+    if source not in LATENCIES:
+        raise ValueError(f"fitness latency {source!r}; valid: {list(LATENCIES)}")
+    dev = record["device_metrics"]
+    value = dev["estimated_latency_ms"] if source == "estimated" else dev["runtime_latency_p50_ms"]
+    if value is None:
+        raise ValueError(f"candidate {record['key']} has no {source} latency")
+    return float(value)
+
+
+def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) -> float | None:
+    """F of a candidate record (None without on-device scores)."""
+    if cfg["accuracy"] not in ACCURACIES:
+        raise ValueError(f"fitness accuracy {cfg['accuracy']!r}; valid: {list(ACCURACIES)}")
+    dev = record.get("device_metrics")
+    if not dev or dev.get(cfg["accuracy"]) is None:
+        return None
+    lat = latency_ms(record, cfg["latency"])
+    target = float(cfg["latency_target_ms"])
+    penalty = cfg["latency_weight"] * math.log2(max(lat, target) / target)
+    return float(dev[cfg["accuracy"]] - penalty - cfg["size_weight"] * record["parameters"] / max_parameters)
+
+
+def objectives(record: dict[str, Any], cfg: dict[str, Any]) -> tuple[float, float, float]:
+    """(accuracy, latency ms, parameters): the first maximised, the others minimised."""
+    return (float(record["device_metrics"][cfg["accuracy"]]), latency_ms(record, cfg["latency"]),
+            float(record["parameters"]))
+
+
+def pareto_front(records: list[dict[str, Any]], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records no other record dominates (at least as good in all three, better in one)."""
+    scored = [r for r in records if r.get("fitness") is not None]
+    objs = [objectives(r, cfg) for r in scored]
+
+    def dominates(a: tuple[float, float, float], b: tuple[float, float, float]) -> bool:
+        return a[0] >= b[0] and a[1] <= b[1] and a[2] <= b[2] and a != b
+
+    return [r for r, o in zip(scored, objs) if not any(dominates(p, o) for p in objs)]

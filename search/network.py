@@ -1,0 +1,211 @@
+"""A genome as a torch network, whose forward pass can run the target's way.
+
+:class:`GenomeNet` builds the encoder from the genome's blocks and a U-Net decoder (upsample,
+concatenate the skip taken before each stride-2 block, one conv-bn-relu to the skip's width), then a
+1x1 head and a sigmoid. Only ops the Myriad X toolchain runs (opset <= 10 after
+:func:`search.export_ir.export_genome_net`); see :mod:`search.space` for the library.
+
+Every layer has two forward passes:
+
+* FP32 (``net.aligner is None``): the ordinary torch computation, BatchNorm in its current mode;
+* deployment-aligned (``net.aligner`` set, :mod:`search.align`): what the exported IR computes on the
+  target. BatchNorm is folded into the convolution with its running statistics (frozen, as the
+  exporter folds it), the folded weight and bias are projected as the IR stores them, and every op
+  result the device stores is projected: convolution, bias Add, Clamp (ReLU6), Add (residual),
+  ReduceMean, Sigmoid, Multiply, Interpolate. ReLU, Concat and the nearest copy only move values,
+  which are representable already (the twin skips them for the same reason). A bilinear upsampling
+  runs with the coordinate mode the target runs (``Aligner.interpolate_mode``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from search.align import Aligner
+from search.space import SE_MIN_CHANNELS, SE_REDUCTION, BlockGene, Genome
+
+
+class Ctx:
+    """Shared by all layers of a net: the aligner of the forward pass, or None for FP32."""
+
+    def __init__(self) -> None:
+        self.aligner: Aligner | None = None
+
+
+class ConvBN(nn.Module):
+    """Conv (no bias) + BatchNorm (+ ReLU or ReLU6): Convolution, Add and the activation in the IR."""
+
+    def __init__(self, ctx: Ctx, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: str | None = "relu"):
+        super().__init__()
+        if act not in (None, "relu", "relu6"):
+            raise ValueError(f"act {act!r}; valid: [None, 'relu', 'relu6']")
+        self.ctx, self.act, self.stride, self.groups = ctx, act, stride, groups
+        self.conv = nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.ctx.aligner
+        if a is None:
+            y = self.bn(self.conv(x))
+        else:
+            bn = self.bn
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            w = a.weight(self.conv.weight * scale[:, None, None, None])
+            b = a.weight(bn.bias - bn.running_mean * scale)
+            y = a.act(F.conv2d(x, w, None, self.stride, self.conv.padding, 1, self.groups))
+            y = a.act(y + b[None, :, None, None])
+        if self.act == "relu":
+            return F.relu(y)
+        if self.act == "relu6":
+            y = F.relu6(y)
+            return y if a is None else a.act(y)
+        return y
+
+
+class Conv1x1Bias(nn.Module):
+    """1x1 convolution with bias (squeeze-excitation, head): Convolution + Add in the IR."""
+
+    def __init__(self, ctx: Ctx, cin: int, cout: int):
+        super().__init__()
+        self.ctx = ctx
+        self.conv = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.ctx.aligner
+        if a is None:
+            return self.conv(x)
+        y = a.act(F.conv2d(x, a.weight(self.conv.weight)))
+        return a.act(y + a.weight(self.conv.bias)[None, :, None, None])
+
+
+def _act(ctx: Ctx, x: torch.Tensor) -> torch.Tensor:
+    return x if ctx.aligner is None else ctx.aligner.act(x)
+
+
+class Block(nn.Module):
+    """One encoder block of the library (``BlockGene.kind``)."""
+
+    def __init__(self, ctx: Ctx, gene: BlockGene, cin: int):
+        super().__init__()
+        self.ctx, self.kind = ctx, gene.kind
+        w, s = gene.width, gene.stride
+        self.residual = False
+        if gene.kind == "conv":
+            self.body = nn.Sequential(ConvBN(ctx, cin, w, 3, s))
+        elif gene.kind == "dwsep":
+            self.body = nn.Sequential(ConvBN(ctx, cin, cin, 3, s, groups=cin), ConvBN(ctx, cin, w, 1))
+        elif gene.kind == "mbconv":
+            h = cin * gene.expansion
+            self.body = nn.Sequential(ConvBN(ctx, cin, h, 1, act="relu6"), ConvBN(ctx, h, h, 3, s, groups=h, act="relu6"),
+                                      ConvBN(ctx, h, w, 1, act=None))
+            self.residual = s == 1 and cin == w
+        elif gene.kind == "residual":
+            self.body = nn.Sequential(ConvBN(ctx, cin, w, 3, s), ConvBN(ctx, w, w, 3, act=None))
+            self.skip = ConvBN(ctx, cin, w, 1, s, act=None) if (s != 1 or cin != w) else None
+        elif gene.kind == "se":
+            r = max(SE_MIN_CHANNELS, w // SE_REDUCTION)
+            self.body = nn.Sequential(ConvBN(ctx, cin, w, 3, s))
+            self.squeeze, self.excite = Conv1x1Bias(ctx, w, r), Conv1x1Bias(ctx, r, w)
+        else:
+            raise ValueError(f"block kind {gene.kind!r}; valid: conv, dwsep, mbconv, residual, se")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        if self.kind == "mbconv" and self.residual:
+            y = _act(self.ctx, y + x)
+        elif self.kind == "residual":
+            y = F.relu(_act(self.ctx, y + (x if self.skip is None else self.skip(x))))
+        elif self.kind == "se":
+            g = _act(self.ctx, y.mean(dim=(2, 3), keepdim=True))
+            g = _act(self.ctx, torch.sigmoid(self.excite(F.relu(self.squeeze(g)))))
+            y = _act(self.ctx, y * g)
+        return y
+
+
+def _copy2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x as a copy (Unsqueeze/Broadcast/Reshape in the IR, no Interpolate)."""
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
+def _linear2x_asymmetric(x: torch.Tensor) -> torch.Tensor:
+    """Linear 2x with asymmetric coordinates (source = dest / 2, edge clamped), axis by axis."""
+    def axis(t: torch.Tensor, dim: int) -> torch.Tensor:
+        nxt = torch.cat([t.narrow(dim, 1, t.shape[dim] - 1), t.narrow(dim, t.shape[dim] - 1, 1)], dim)
+        mid = (t + nxt) * 0.5
+        return torch.stack([t, mid], dim + 1).flatten(dim, dim + 1)
+    return axis(axis(x, 2), 3)
+
+
+class Upsample2x(nn.Module):
+    """The decoder's 2x upsampling: ``nearest`` (a copy) or ``bilinear`` (torch's half_pixel)."""
+
+    def __init__(self, ctx: Ctx, mode: str):
+        super().__init__()
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample {mode!r}; valid: ['nearest', 'bilinear']")
+        self.ctx, self.mode = ctx, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "nearest":
+            return _copy2x(x)
+        a = self.ctx.aligner
+        coordinate = "pytorch_half_pixel" if a is None else a.interpolate_mode("linear_onnx", "pytorch_half_pixel")
+        if coordinate in ("half_pixel", "pytorch_half_pixel"):
+            y = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+        elif coordinate == "asymmetric":
+            y = _linear2x_asymmetric(x)
+        elif coordinate == "align_corners":
+            y = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        else:
+            raise ValueError(f"the target runs linear Interpolate as {coordinate!r}; valid here: "
+                             "['half_pixel', 'asymmetric', 'align_corners']")
+        return _act(self.ctx, y)
+
+
+class GenomeNet(nn.Module):
+    """The encoder-decoder of a genome; :attr:`aligner` switches the forward pass to the target's."""
+
+    def __init__(self, genome: Genome):
+        super().__init__()
+        self.genome = genome
+        self.ctx = Ctx()
+        self.blocks = nn.ModuleList()
+        cin = genome.in_channels
+        skips: list[int] = []
+        for gene in genome.blocks:
+            if gene.stride == 2:
+                skips.append(cin)
+            self.blocks.append(Block(self.ctx, gene, cin))
+            cin = gene.width
+        self.up = Upsample2x(self.ctx, genome.upsample)
+        self.decoder = nn.ModuleList()
+        for skip in reversed(skips):
+            self.decoder.append(ConvBN(self.ctx, cin + skip, skip, 3))
+            cin = skip
+        self.head = Conv1x1Bias(self.ctx, cin, 1)
+
+    @property
+    def aligner(self) -> Aligner | None:
+        return self.ctx.aligner
+
+    @aligner.setter
+    def aligner(self, value: Aligner | None) -> None:
+        self.ctx.aligner = value
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ctx.aligner is not None:
+            x = self.ctx.aligner.input(x)
+        skips = []
+        for gene, block in zip(self.genome.blocks, self.blocks):
+            if gene.stride == 2:
+                skips.append(x)
+            x = block(x)
+        for dec in self.decoder:
+            x = dec(torch.cat([self.up(x), skips.pop()], dim=1))
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _act(self.ctx, torch.sigmoid(self.logits(x)))

@@ -1,0 +1,119 @@
+"""Search outputs: the best flight model bundle, and a report (plots, a table of candidates, the front).
+
+``OUT/flight_model/``: the best candidate's bundle, its manifest completed with the on-device
+metrics, the device and profile they were measured on, the fitness and the search that found it.
+``OUT/report/``: ``fitness.png`` (fitness per generation), ``pareto.png`` (accuracy against the
+Myriad X latency estimate, size as marker area, the Pareto front joined), ``candidates.md`` and
+``candidates.csv`` (one row per distinct candidate) and ``pareto.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from runtime.bundle import read_bundle, write_bundle  # noqa: E402
+from search.fitness import objectives, pareto_front  # noqa: E402
+from search.state import write_json_atomic  # noqa: E402
+
+COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "est_latency_ms",
+           "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device")
+
+
+def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any]) -> None:
+    """Copy the best candidate's bundle to ``out_dir`` with the search's metrics in its manifest."""
+    bundle = read_bundle(best["bundle"])
+    dev = best["device_metrics"]
+    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("format", "files", "created")}
+    manifest["name"] = f"nas-{best['key']}"
+    manifest["metrics"] = {
+        "val_miou": dev["miou"], "val_vessel_iou": dev["vessel_iou"], "val_f1": dev["f1"],
+        "val_seeds": dev["val_seeds"], "device": dev["device"], "profile": dev["profile"],
+        "measured_on": f"hil.run on device {dev['device']} (profile {dev['profile']}), validation seeds "
+                       f"{dev['val_seeds']}, {dev['aggregation']}",
+        "estimated_latency_ms": dev["estimated_latency_ms"],
+        "estimated_latency_note": "Myriad X cost model (runtime.latency): an ESTIMATE, not a measurement",
+        "runtime_latency_p50_ms": dev["runtime_latency_p50_ms"],
+        "fitness": best["fitness"], "fitness_settings": cfg["fitness"],
+    }
+    write_bundle(out_dir, bundle.files["model.xml"], bundle.files["model.bin"], manifest)
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    dev = r.get("device_metrics") or {}
+    tr = r.get("training") or {}
+    return {
+        "key": r["key"], "name": r["name"], "status": r["status"], "parameters": r["parameters"],
+        "miou": dev.get("miou"), "vessel_iou": dev.get("vessel_iou"), "f1": dev.get("f1"),
+        "est_latency_ms": dev.get("estimated_latency_ms"), "host_latency_p50_ms": dev.get("runtime_latency_p50_ms"),
+        "fitness": r.get("fitness"),
+        "train_s": (tr.get("fp32", {}).get("seconds", 0) + tr.get("aligned", {}).get("seconds", 0)) if tr else None,
+        "hil_s": r.get("hil_seconds"), "device": dev.get("device"),
+    }
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+
+def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str, dict[str, Any]],
+                 cfg: dict[str, Any], best: dict[str, Any] | None) -> Path:
+    """Write ``OUT/report/`` (plots, tables, front); returns its path."""
+    rep = Path(out) / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    rows = sorted((_row(r) for r in records.values()), key=lambda x: -(x["fitness"] if x["fitness"] is not None else -1e9))
+    with open(rep / "candidates.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
+    note = ("Accuracy: on-device validation scores through hil (device column). est_latency_ms: Myriad X "
+            "cost-model ESTIMATE per tile. host_latency_p50_ms: measured in the runtime on this host.")
+    (rep / "candidates.md").write_text("\n".join([note, "", *lines]) + "\n")
+    front = pareto_front(list(records.values()), cfg["fitness"])
+    write_json_atomic(rep / "pareto.json", [{"key": r["key"], "name": r["name"], "fitness": r["fitness"],
+                                             "objectives": dict(zip(("accuracy", "latency_ms", "parameters"),
+                                                                    objectives(r, cfg["fitness"])))} for r in front])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for g in generations:
+        fits = [f for f in g["fitness"] if f is not None]
+        ax.scatter([g["generation"]] * len(fits), fits, s=12, color="0.6")
+    best_so_far, running = [], float("-inf")
+    for g in generations:
+        running = max([running, *[f for f in g["fitness"] if f is not None]])
+        best_so_far.append(running)
+    ax.plot([g["generation"] for g in generations], best_so_far, "-o", color="C0", label="best so far")
+    ax.set(xlabel="generation", ylabel="fitness", title="fitness per generation")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(rep / "fitness.png", dpi=120)
+    plt.close(fig)
+
+    scored = [r for r in records.values() if r.get("fitness") is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if scored:
+        objs = [objectives(r, cfg["fitness"]) for r in scored]
+        ax.scatter([o[1] for o in objs], [o[0] for o in objs], s=[max(o[2] / 500, 8) for o in objs],
+                   color="0.6", label="candidates (area ~ parameters)")
+        fo = sorted(objectives(r, cfg["fitness"]) for r in front)
+        fo = sorted(fo, key=lambda o: o[1])
+        ax.plot([o[1] for o in fo], [o[0] for o in fo], "-o", color="C3", label="Pareto front")
+    ax.set(xlabel=f"latency per tile, ms ({cfg['fitness']['latency']}; Myriad X cost model)",
+           ylabel=f"on-device validation {cfg['fitness']['accuracy']}", title="accuracy vs latency")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(rep / "pareto.png", dpi=120)
+    plt.close(fig)
+    summary = {"best": None if best is None else {"key": best["key"], "name": best["name"], "fitness": best["fitness"]},
+               "candidates": len(records), "generations": len(generations)}
+    (rep / "summary.json").write_text(json.dumps(summary, indent=1))
+    return rep

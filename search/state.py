@@ -1,0 +1,76 @@
+"""Search state on disk: one record per finished candidate, written as it finishes; resume by replay.
+
+Layout of a search directory ``OUT``::
+
+    OUT/search.json              the configuration the search runs with (checked on resume)
+    OUT/records/<key>.json       one per finished candidate (written atomically: temp file + rename)
+    OUT/candidates/<key>/        its bundle and hil reports
+    OUT/data/                    training and validation scenes
+    OUT/generations.json         populations and fitness per generation (rewritten each generation)
+
+Resume is a replay: the evolutionary strategy is deterministic given its seed and the fitness of
+what it has evaluated (each generation draws from ``default_rng([seed, generation])``), so a rerun
+walks the same generations, finds every finished candidate in the store and trains only the ones
+without a record. A search killed mid-generation loses only the candidates that were still training;
+none is repeated, none lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Settings that may change between a search and its resumption without changing any result.
+RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations")}
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a reader (or a killed writer) never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class CandidateStore:
+    """Finished candidates keyed by genome key: the cache that keeps any genome from training twice."""
+
+    def __init__(self, out: Path):
+        self.dir = Path(out) / "records"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        path = self.dir / f"{key}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def put(self, record: dict[str, Any]) -> None:
+        write_json_atomic(self.dir / f"{record['key']}.json", record)
+
+    def __contains__(self, key: str) -> bool:
+        return (self.dir / f"{key}.json").exists()
+
+    def all(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.dir.glob("*.json"))]
+
+
+def check_resumable(out: Path, cfg: dict[str, Any]) -> None:
+    """Record ``cfg`` in ``OUT/search.json``, or check it matches the one a previous run recorded.
+
+    Raises:
+        ValueError: listing the settings that differ (other than :data:`RESUMABLE_CHANGES`).
+    """
+    path = Path(out) / "search.json"
+    if path.exists():
+        old = json.loads(path.read_text())["config"]
+        diffs = [f"{t}.{k}: {old.get(t, {}).get(k)!r} -> {v!r}" for t, table in cfg.items() if isinstance(table, dict)
+                 for k, v in table.items() if (t, k) not in RESUMABLE_CHANGES and old.get(t, {}).get(k) != v]
+        if diffs:
+            raise ValueError(f"{out} holds a search with other settings; use a new --out or the same config. "
+                             f"Differences: {diffs}")
+    write_json_atomic(path, {"config": cfg})

@@ -1,0 +1,122 @@
+"""Where candidates are evaluated: in this process, in local worker processes, or as Ray tasks.
+
+``run.workers`` (``--workers N``) and ``run.ray_address`` (``--ray-address``) pick the evaluator:
+
+* 1 worker, no address: in this process, one candidate after the other;
+* N > 1 workers, no address: a ``concurrent.futures.ProcessPoolExecutor`` of N spawned processes
+  (each with ``train.threads`` torch threads, so N x threads should not exceed the cores);
+* an address (``auto``, ``ray://head:10001``): Ray tasks on that cluster, at most N at a time, each
+  asking for ``train.threads`` CPUs and, when ``candidate.torch_device`` is not ``cpu`` and the
+  cluster has GPUs, one GPU. Ray is an optional extra: ``pip install -e .[distributed]``. The
+  search directory must be on a file system every node sees (records are written by the driver,
+  bundles and hil reports by the workers).
+
+Every evaluator yields records as candidates finish, in completion order; the caller persists each
+at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from tqdm import tqdm
+
+from search.candidate import SearchData, evaluate_candidate
+from search.space import Genome
+
+RAY_EXTRA = "pip install -e '.[distributed]'  (the optional extra 'distributed': ray>=2.9)"
+
+
+class Evaluator:
+    """Sequential evaluation; the base of the parallel ones."""
+
+    def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path):
+        self.cfg, self.data, self.out = cfg, data, out
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def _run(self, genomes: list[Genome]) -> Iterator[dict[str, Any]]:
+        for g in genomes:
+            yield evaluate_candidate(g, self.cfg, self.data, self.out)
+
+    def evaluate(self, genomes: list[Genome], desc: str = "", progress: bool = True) -> Iterator[dict[str, Any]]:
+        """Records of ``genomes`` as they finish, with a progress bar."""
+        if not genomes:
+            return
+        with tqdm(total=len(genomes), desc=desc, unit="cand", disable=not progress) as bar:
+            for record in self._run(genomes):
+                bar.update()
+                yield record
+
+
+class ProcessEvaluator(Evaluator):
+    """A pool of spawned local processes (fork and torch threads do not mix)."""
+
+    def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path, workers: int):
+        super().__init__(cfg, data, out)
+        self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run(self, genomes: list[Genome]) -> Iterator[dict[str, Any]]:
+        futures = [self.pool.submit(evaluate_candidate, g, self.cfg, self.data, self.out) for g in genomes]
+        for future in cf.as_completed(futures):
+            yield future.result()
+
+
+class RayEvaluator(Evaluator):
+    """Ray tasks on the cluster at ``address``, at most ``workers`` in flight."""
+
+    def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path, workers: int, address: str):
+        super().__init__(cfg, data, out)
+        import ray  # checked by make_evaluator
+
+        self.ray = ray
+        if not ray.is_initialized():
+            ray.init(address=address)
+        gpu = cfg["candidate"]["torch_device"] != "cpu" and ray.cluster_resources().get("GPU", 0) > 0
+        self.task = ray.remote(num_cpus=int(cfg["train"]["threads"]), num_gpus=1 if gpu else 0)(evaluate_candidate)
+        self.workers = workers
+
+    def _run(self, genomes: list[Genome]) -> Iterator[dict[str, Any]]:
+        pending_genomes = list(genomes)
+        running: list[Any] = []
+        while pending_genomes or running:
+            while pending_genomes and len(running) < self.workers:
+                running.append(self.task.remote(pending_genomes.pop(0), self.cfg, self.data, self.out))
+            done, running = self.ray.wait(running, num_returns=1)
+            yield self.ray.get(done[0])
+
+
+def make_evaluator(cfg: dict[str, Any], data: SearchData, out: Path) -> Evaluator:
+    """The evaluator ``cfg["run"]`` asks for.
+
+    Raises:
+        RuntimeError: if a Ray address is given and Ray is not installed (names the extra).
+        ValueError: for fewer than 1 worker.
+    """
+    workers, address = int(cfg["run"]["workers"]), str(cfg["run"]["ray_address"])
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1 (got {workers})")
+    if address:
+        try:
+            import ray  # noqa: F401
+        except ImportError as err:
+            raise RuntimeError(f"--ray-address {address!r} needs Ray, which is not installed: {RAY_EXTRA}") from err
+        return RayEvaluator(cfg, data, out, workers, address)
+    if workers > 1:
+        return ProcessEvaluator(cfg, data, out, workers)
+    return Evaluator(cfg, data, out)

@@ -1,0 +1,87 @@
+"""The torch projection is the twin's rounding; the aligned forward pass is what the twin computes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.emulate import compile_emulated
+from runtime.profiles import get_profile, profile_names
+from runtime.profiles import project as reference
+from search.align import Aligner, project, project_ste
+from search.export_ir import export_ir
+from search.network import GenomeNet
+from search.space import BlockGene, Genome
+
+
+def awkward_values(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Wide-range normals, random bit patterns, and the edges of the fp16 format."""
+    wide = rng.normal(0, 1, n) * np.exp(rng.uniform(-30, 15, n))
+    bits = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    edges = [65504, 65519.996, 65520, 65536, 7e4, 1e9, -1e38, np.inf, -np.inf, np.nan, 0.0, -0.0,
+             2**-14, 2**-15, 2**-15 * 0.999, 2**-16, 2**-24, 2**-25, 3e-8, 1e-45, -(2**-15)]
+    ties = (np.arange(1, 2049) + 0.5) * 2.0**-10  # exact ties between fp16 neighbours in [1, 2)
+    return np.concatenate([wide.astype(np.float32), bits, np.float32(edges), ties.astype(np.float32),
+                           -ties.astype(np.float32)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", profile_names())
+@pytest.mark.parametrize("rounding", ["nearest_even", "nearest_away"])
+def test_projection_equals_the_twins_reference_bit_for_bit(name: str, rounding: str) -> None:
+    x = awkward_values(np.random.default_rng(0), 20000)
+    numerics = get_profile(name).numerics
+    want = reference(x, numerics, rounding=rounding)
+    got = project(torch.from_numpy(x), numerics, rounding=rounding).numpy()
+    nan = np.isnan(want)
+    assert np.array_equal(nan, np.isnan(got))
+    assert np.array_equal(want[~nan].view(np.uint32), got[~nan].view(np.uint32))
+
+
+def test_projection_saturates_and_flushes_as_the_myriad_x() -> None:
+    n = get_profile("fp16-myriadx").numerics
+    x = torch.tensor([7e4, -1e6, 2**-16, 2**-15 * 1.5, 1.0 + 2**-11], dtype=torch.float32)
+    assert project(x, n).tolist() == [65504.0, -65504.0, 0.0, 2**-14, 1.0]
+
+
+def test_gradient_is_straight_through_inside_the_range_and_zero_where_saturated() -> None:
+    n = get_profile("fp16-myriadx").numerics
+    x = torch.tensor([0.3, -2.0, 1e5, -7e4, 65000.0], requires_grad=True)
+    project_ste(x, n).sum().backward()
+    assert x.grad.tolist() == [1.0, 1.0, 0.0, 0.0, 1.0]
+
+
+def test_aligner_uses_the_twins_profile_object() -> None:
+    assert Aligner.for_profile("fp16-myriadx").profile is get_profile("fp16-myriadx")
+    assert Aligner.for_profile("fp16-myriadx").interpolate_mode("linear_onnx", "pytorch_half_pixel") == "asymmetric"
+    assert Aligner.for_profile("fp16-ieee").interpolate_mode("linear_onnx", "pytorch_half_pixel") == "pytorch_half_pixel"
+    with pytest.raises(ValueError, match="valid"):
+        Aligner.for_profile("int4")
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_aligned_forward_computes_what_the_twin_computes(upsample: str) -> None:
+    torch.manual_seed(0)
+    g = Genome((BlockGene("conv", 8), BlockGene("se", 12, 2), BlockGene("mbconv", 12, 1, 2),
+                BlockGene("residual", 16, 2), BlockGene("dwsep", 8)), upsample)
+    net = GenomeNet(g)
+    with torch.no_grad():  # BatchNorm statistics that are not the identity
+        net.train()
+        for _ in range(3):
+            net(torch.randn(4, 3, 32, 32) * 2)
+    net.eval()
+    x = (torch.randn(1, 3, 32, 32) * 3).float()
+    xml, bin_, _ = export_ir(net, (1, 3, 32, 32))
+    twin, report = compile_emulated(xml, bin_, "fp16-myriadx")
+    on_twin = np.asarray(twin.create_infer_request().infer([x.numpy()])[0])
+    with torch.no_grad():
+        fp32 = net(x).numpy()
+        net.aligner = Aligner.for_profile("fp16-myriadx")
+        aligned = net(x).numpy()
+        net.aligner = None
+    # Sigmoid outputs in (0, 1): one fp16 ulp is at most 2^-11; BatchNorm folding and f32 summation
+    # order differ between torch and OpenVINO, so a value near a rounding boundary may go either way.
+    assert np.abs(aligned - on_twin).max() <= 2.0**-10
+    if upsample == "bilinear":
+        assert report.interpolates_remapped  # the twin ran asymmetric, and so did the aligned pass
+        assert np.abs(fp32 - on_twin).max() > 4 * np.abs(aligned - on_twin).max()

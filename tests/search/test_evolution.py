@@ -1,0 +1,143 @@
+"""The search end to end on a tiny budget: outputs, the cache, resume after a clean end and after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from runtime.bundle import read_bundle
+from search.evolution import initial_population, next_generation, run_search
+from search.space import SpaceConfig
+from search.state import CandidateStore, check_resumable
+from search.workers import make_evaluator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def fake_records(population: list[Any]) -> dict[str, dict[str, Any]]:
+    """Fitness values for selection only (no training is under test here)."""
+    return {g.key: {"key": g.key, "fitness": float(i)} for i, g in enumerate(population)}
+
+
+def test_next_generation_is_deterministic_elitist_and_novel(tiny_cfg: dict[str, Any]) -> None:
+    evo = {**tiny_cfg["evolution"], "population": 6, "elite": 2}
+    space = SpaceConfig.from_dict({**tiny_cfg["space"], "widths": [8, 12, 16, 24]}, 128)
+    pop = initial_population(space, 6, seed=0)
+    records = fake_records(pop)
+    seen = set(pop)
+    a = next_generation(pop, records, set(seen), space, evo, 1)
+    b = next_generation(pop, records, set(seen), space, evo, 1)
+    assert a == b and len(a) == 6 and len(set(a)) == 6
+    assert a[:2] == [pop[5], pop[4]]  # the two best, unchanged
+    assert not set(a[2:]) & seen  # children never seen before: no genome is trained twice
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory: pytest.TempPathFactory, tiny_config_path: Path) -> tuple[Path, Any]:
+    from search.baseline import load_config
+
+    out = tmp_path_factory.mktemp("search")
+    return out, run_search(load_config(tiny_config_path), out, progress=False)
+
+
+def test_search_writes_a_flight_model_the_rig_accepts(tiny_search: tuple[Path, Any]) -> None:
+    out, result = tiny_search
+    bundle = read_bundle(out / "flight_model")
+    m = bundle.manifest
+    assert m["genome"]["family"] == "blocks-unet" and m["parameters"] == result.best["parameters"]
+    assert m["metrics"]["device"] == "myriadx-emu" and m["metrics"]["profile"] == "fp16-myriadx"
+    assert min(m["metrics"]["val_seeds"]) >= 100  # never a held-out test seed
+    assert "ESTIMATE" in m["metrics"]["estimated_latency_note"]
+    for name in ("fitness.png", "pareto.png", "candidates.md", "candidates.csv", "pareto.json"):
+        assert (out / "report" / name).stat().st_size > 0
+    gens = json.loads((out / "generations.json").read_text())
+    assert len(gens) == 2 and all(len(g["population"]) == 3 for g in gens)
+
+
+def test_every_candidate_is_persisted_once_and_scored_through_hil(tiny_search: tuple[Path, Any]) -> None:
+    out, result = tiny_search
+    records = CandidateStore(out).all()
+    assert len(records) == result.trained == len({r["key"] for r in records})
+    ok = [r for r in records if r["status"] == "ok"]
+    assert ok, [r.get("reason") for r in records]
+    for r in ok:
+        hil_report = json.loads((out / "candidates" / r["key"] / "hil" / "seed_500" / "report.json").read_text())
+        assert hil_report["miou"] == pytest.approx(r["device_metrics"]["miou"])
+        assert hil_report["device"] == "myriadx-emu" and hil_report["tiles_lost"] == 0
+
+
+def test_rerun_resumes_and_trains_nothing(tiny_search: tuple[Path, Any], tiny_config_path: Path) -> None:
+    from search.baseline import load_config
+
+    out, first = tiny_search
+    again = run_search(load_config(tiny_config_path), out, progress=False)
+    assert again.trained == 0
+    assert [(g["population"], g["fitness"]) for g in again.generations] == \
+        [(g["population"], g["fitness"]) for g in first.generations]
+    assert again.best["key"] == first.best["key"] and all(g["trained_now"] == 0 for g in again.generations)
+
+
+def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    check_resumable(tmp_path, tiny_cfg)
+    check_resumable(tmp_path, {**tiny_cfg, "run": {"workers": 4, "ray_address": ""}})  # allowed
+    changed = {**tiny_cfg, "candidate": {**tiny_cfg["candidate"], "fp32_epochs": 3}}
+    with pytest.raises(ValueError, match="fp32_epochs"):
+        check_resumable(tmp_path, changed)
+
+
+def test_resume_after_a_kill_mid_generation_loses_and_repeats_nothing(tmp_path: Path, tiny_config_path: Path) -> None:
+    from search.baseline import load_config
+
+    out = tmp_path / "killed"
+    config = tmp_path / "one-generation.toml"  # the kill lands in generation 1; a second adds nothing here
+    config.write_text(tiny_config_path.read_text().replace("generations = 2", "generations = 1"))
+    cmd = [sys.executable, "-m", "search", "run", "--config", str(config), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    records = out / "records"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (records.exists() and any(records.glob("*.json"))):
+        assert proc.poll() is None, "the search ended before a candidate was persisted"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the search and the runtime hil started for it
+    proc.wait()
+    before = {p.name: p.read_bytes() for p in records.glob("*.json")}
+    assert 1 <= len(before) < 3  # killed inside generation 1 (population 3)
+    result = run_search(load_config(config), out, progress=False)
+    after = {p.name: p.read_bytes() for p in records.glob("*.json")}
+    assert all(after[name] == data for name, data in before.items())  # nothing lost or redone
+    assert result.trained == len(after) - len(before)
+    every = {k for g in result.generations for k in g["population"]}
+    assert every == {name[:-5] for name in after}
+
+
+def test_ray_address_without_ray_names_the_extra(tiny_cfg: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    cfg = {**tiny_cfg, "run": {"workers": 2, "ray_address": "auto"}}
+    with pytest.raises(RuntimeError, match=r"distributed"):
+        make_evaluator(cfg, None, tmp_path)  # type: ignore[arg-type]
+
+
+def test_local_worker_processes_evaluate_in_parallel(tmp_path: Path, tiny_config_path: Path) -> None:
+    from search.baseline import load_config
+
+    cfg = load_config(tiny_config_path)
+    cfg["run"]["workers"] = 2
+    cfg["evolution"]["generations"] = 1
+    cfg["evolution"]["population"] = 2
+    result = run_search(cfg, tmp_path / "par", progress=False)
+    assert result.trained == 2 and all(r["status"] == "ok" for r in result.records.values())
+    np.testing.assert_array_equal(sorted(result.records), sorted(g for g in result.generations[0]["population"]))
