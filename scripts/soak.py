@@ -5,7 +5,7 @@
 
 Every ``--sample-s`` seconds: the runtime's resident set (VmRSS from /proc), the ground latency
 percentiles over that interval, tiles sent and results received. Growth and drift compare the last
-sample with the first one after ``--warmup-s`` (allocators and caches settle first). Exits 1 if
+``--compare`` samples with the first ones after ``--warmup-s`` (allocators and caches settle first). Exits 1 if
 resident memory grew by 5% or more, p99 latency drifted by 10% or more, or a tile was lost.
 """
 
@@ -46,6 +46,7 @@ def main() -> int:
     parser.add_argument("--sample-s", type=float, default=30.0)
     parser.add_argument("--warmup-s", type=float, default=60.0)
     parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--compare", type=int, default=5, help="samples averaged at each end for drift")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -88,15 +89,26 @@ def main() -> int:
         streamer.close()
     finally:
         proc.close()
-    base = next((s for s in samples if s["t_s"] >= args.warmup_s), samples[0] if samples else None)
-    last = samples[-1] if samples else None
+    # Drift compares windows, not single samples: the mean of the first --compare samples after
+    # the warm-up against the mean of the last --compare samples.
+    settled = [x for x in samples if x["t_s"] >= args.warmup_s and x["p99_ms"] is not None]
+    k = max(1, min(args.compare, len(settled) // 2))
+    base, last = (settled[:k], settled[-k:]) if settled else ([], [])
+
+    def mean(rows: list[dict], key: str) -> float | None:
+        return float(np.mean([r[key] for r in rows])) if rows else None
+
     summary = {
         "minutes": args.minutes, "device": args.device, "model": str(args.model), "window": args.window,
         "tiles_sent": sent, "results": len(received), "not_ok": sum(s != "ok" for s in statuses),
         "tiles_lost": sent - len(received),
-        "rss_growth_pct": 100 * (last["rss_kib"] / base["rss_kib"] - 1) if base and last else None,
-        "p99_drift_pct": 100 * (last["p99_ms"] / base["p99_ms"] - 1) if base and last and base["p99_ms"] else None,
-        "baseline_sample": base, "last_sample": last, "samples": samples,
+        "rss_growth_pct": 100 * (mean(last, "rss_kib") / mean(base, "rss_kib") - 1) if base else None,
+        "p99_drift_pct": 100 * (mean(last, "p99_ms") / mean(base, "p99_ms") - 1) if base else None,
+        "baseline": {"samples": len(base), "rss_kib": mean(base, "rss_kib"), "p99_ms": mean(base, "p99_ms"),
+                     "p50_ms": mean(base, "p50_ms"), "tiles_per_s": mean(base, "tiles_per_s")},
+        "end": {"samples": len(last), "rss_kib": mean(last, "rss_kib"), "p99_ms": mean(last, "p99_ms"),
+                "p50_ms": mean(last, "p50_ms"), "tiles_per_s": mean(last, "tiles_per_s")},
+        "samples": samples,
     }
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=1))
     if args.out:
