@@ -81,6 +81,34 @@ def project(x: torch.Tensor, numerics: Numerics, *, rounding: str | None = None)
     mode = rounding or numerics.rounding
     if mode not in ROUNDINGS:
         raise ValueError(f"rounding {mode!r} is not one of {list(ROUNDINGS)}")
+    if numerics.format == "fp16" and mode == "nearest_even":
+        return _project_fp16_cast(x, numerics)
+    return _project_bits(x, numerics, mode)
+
+
+def _project_fp16_cast(x: torch.Tensor, numerics: Numerics) -> torch.Tensor:
+    """:func:`project` for fp16 with nearest-even rounding (every activation of a fine-tuning step),
+    through the hardware float->half cast: the same values, in a fraction of the time.
+
+    The cast is IEEE binary16: nearest-even, gradual underflow, overflow to inf. Where the profile
+    differs: finite values the cast sends to inf saturate instead (``overflow = "saturate"``; they
+    are exactly the values the exact path calls overflowed), and nonzero values below the smallest
+    normal, where the flush rules and the cast disagree, are handed to the exact path (they are rare,
+    so its cost is paid on few elements). NaN keeps its payload as in the reference.
+    """
+    spec = numerics.spec
+    r = x.half().float()
+    if numerics.overflow == "saturate":
+        r = torch.where(torch.isinf(r) & torch.isfinite(x), torch.copysign(torch.full_like(x, spec.max_finite), x), r)
+    if numerics.subnormals != "keep":
+        small = (x.abs() < spec.min_normal) & (x != 0)
+        if bool(small.any()):
+            r[small] = _project_bits(x[small], numerics, "nearest_even")
+    return torch.where(torch.isnan(x), x, r)
+
+
+def _project_bits(x: torch.Tensor, numerics: Numerics, mode: str) -> torch.Tensor:
+    """:func:`project` on the float32 bit pattern: any format, either rounding (the reference path)."""
     spec = numerics.spec
     r = _round_bits(x, spec.bits, mode)
     r_abs = r.abs()

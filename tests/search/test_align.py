@@ -85,3 +85,16 @@ def test_aligned_forward_computes_what_the_twin_computes(upsample: str) -> None:
     if upsample == "bilinear":
         assert report.interpolates_remapped  # the twin ran asymmetric, and so did the aligned pass
         assert np.abs(fp32 - on_twin).max() > 4 * np.abs(aligned - on_twin).max()
+
+
+@pytest.mark.parametrize("name", ["fp16-myriadx", "fp16-ieee"])
+def test_cast_fast_path_equals_the_bit_pattern_path(name: str) -> None:
+    """Fine-tuning takes the float->half cast path; the bit-pattern path is the reference."""
+    from search.align import _project_bits, _project_fp16_cast
+
+    x = torch.from_numpy(awkward_values(np.random.default_rng(5), 50000))
+    numerics = get_profile(name).numerics
+    fast, exact = _project_fp16_cast(x, numerics).numpy(), _project_bits(x, numerics, "nearest_even").numpy()
+    nan = np.isnan(exact)
+    assert np.array_equal(nan, np.isnan(fast))
+    assert np.array_equal(exact[~nan].view(np.uint32), fast[~nan].view(np.uint32))
