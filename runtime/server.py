@@ -92,7 +92,7 @@ class Settings:
     telemetry_period_s: float = 1.0
     curve_server_secret: str = ""
     curve_authorized: str = ""
-    remember_tiles: int = 100_000
+    remember_tiles: int = 20_000
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
 
     @classmethod
@@ -183,8 +183,8 @@ class Runtime:
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
         self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight, float] | None] = queue.SimpleQueue()
-        # Results to send, with whom to tell when they have gone (identity, key) for accepted tiles.
-        self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, tuple[str, str] | None] | None] = queue.SimpleQueue()
+        # Results to send, and for accepted tiles whom to tell ("done") once they have gone.
+        self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes] | None] = queue.SimpleQueue()
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
         self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
@@ -291,7 +291,11 @@ class Runtime:
                 if ok:
                     self._count("tiles_ok")
                 job = item[1]
-                self._outbox.put((frames, job.identity, job.key))
+                # The "done" is made here, off the main loop, which only forwards it.
+                done = protocol.encode_done({
+                    **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
+                    "reason": None if ok else Reason.INFERENCE_FAILED.value})
+                self._outbox.put((frames, job.identity, done))
                 beat.end()
 
     def _post_process(self, output: np.ndarray, job: _InFlight, t_inferred: float) -> tuple[list[bytes], bool]:
@@ -342,14 +346,14 @@ class Runtime:
         notify = self._ctx.socket(zmq.PAIR)
         notify.connect(self._notify_endpoint)
         while (item := self._outbox.get()) is not None:
-            frames, identity, key = item
+            frames, identity, done = item
             self._output.begin(None)
             self._results.send_multipart(frames)
             self._output.end()
             self._count("results_sent")
             if identity:
                 # The main loop owns the tile socket: it forwards this to the sender as "done".
-                notify.send_multipart([identity, frames[0]])
+                notify.send_multipart([identity, done])
         notify.close()
 
     def _remember(self, key: tuple[str, str] | None, state: str) -> None:
@@ -365,13 +369,12 @@ class Runtime:
         """Tell senders which tiles have had their results sent (frames from the sender thread)."""
         while True:
             try:
-                identity, result_header = self._notify.recv_multipart(zmq.NOBLOCK)
+                identity, done = self._notify.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            result = protocol.loads(result_header)
-            ids = protocol.tile_ids(result)
+            ids = protocol.tile_ids(protocol.loads(done))
             self._remember((ids["scene_id"], ids["tile_id"]), "done")
-            self._tiles.send_multipart([identity, protocol.encode_done(result)])
+            self._tiles.send_multipart([identity, done])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
         with self._lock:
@@ -426,7 +429,7 @@ class Runtime:
                 log.exception("internal error on a tile")
                 self._count("internal_errors")
                 reason, detail = Reason.INTERNAL_ERROR, f"internal error: {exc!r}"
-            self._outbox.put((self._rejection(header, reason, detail), b"", None))
+            self._outbox.put((self._rejection(header, reason, detail), b"", b""))
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
         self._remember(job.key, "in_flight")
