@@ -63,6 +63,7 @@ EVENTS = {
     "inference_failed": "WARNING_HI",
     "stage_hung": "WARNING_HI",
     "internal_error": "FATAL",
+    "results_undeliverable": "WARNING_HI",
     "stage_restarted": "ACTIVITY_HI",
     "stopping": "ACTIVITY_HI",
 }
@@ -93,6 +94,7 @@ class Settings:
     curve_server_secret: str = ""
     curve_authorized: str = ""
     remember_tiles: int = 20_000
+    shutdown_grace_s: float = 5.0
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
 
     @classmethod
@@ -113,6 +115,7 @@ class Settings:
             curve_authorized=config["security"]["curve_authorized"],
             health=dict(config["health"]),
             remember_tiles=config["delivery"]["remember_tiles"],
+            shutdown_grace_s=config["delivery"]["shutdown_grace_s"],
         )
         for key, value in overrides.items():
             if value is None:
@@ -197,6 +200,7 @@ class Runtime:
         self._rejected: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=1000)  # bounded: a soak must not grow memory
         self._running = False
+        self._stop_deadline: float | None = None
         self.serving: Serving | None = None
         self._ingest = Heartbeat("ingest")
         self._output = Heartbeat("output")
@@ -348,13 +352,31 @@ class Runtime:
         while (item := self._outbox.get()) is not None:
             frames, identity, done = item
             self._output.begin(None)
-            self._results.send_multipart(frames)
+            sent = self._send_result(frames)
             self._output.end()
+            if not sent:
+                continue  # no "done": the sender keeps the tile and resends it to the next runtime
             self._count("results_sent")
             if identity:
                 # The main loop owns the tile socket: it forwards this to the sender as "done".
                 notify.send_multipart([identity, done])
         notify.close()
+
+    def _send_result(self, frames: list[bytes]) -> bool:
+        """Send one result; while no ground is connected (a PUSH then has nowhere to put it) wait,
+        except when stopping, where after ``shutdown_grace_s`` the result is given up on (an event
+        says how many): its tile was never reported done, so its sender resends it."""
+        while True:
+            try:
+                self._results.send_multipart(frames, flags=zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                deadline = self._stop_deadline
+                if deadline is not None and time.monotonic() > deadline:
+                    self._count("results_undeliverable")
+                    self._event("results_undeliverable", detail="no ground connected at shutdown")
+                    return False
+                time.sleep(0.002)
 
     def _remember(self, key: tuple[str, str] | None, state: str) -> None:
         if key is None:
@@ -598,6 +620,7 @@ class Runtime:
             for thread in workers:
                 thread.join()
             self.health.stop()
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_grace_s
             self._outbox.put(None)
             sender.join()
             self._forward_done()  # the last "done"s, so senders know these tiles are delivered

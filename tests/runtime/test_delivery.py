@@ -64,3 +64,26 @@ def test_streamer_hears_done_for_every_tile(running_runtime: Runtime) -> None:
             streamer._wait_ack(1)
         deadline_polls -= 1
     assert log.done == {f"s/{i}" for i in range(12)}
+
+
+def test_shutdown_with_no_ground_does_not_hang(brightness_bundle, ipc_endpoints) -> None:
+    """A PUSH with no peer blocks; the runtime must still stop, and its sender hears no "done"."""
+    import threading
+
+    from runtime import config
+    from runtime.server import Settings
+
+    cfg = config.defaults()
+    cfg["delivery"]["shutdown_grace_s"] = 0.5
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    sender = zmq.Context.instance().socket(zmq.DEALER)
+    sender.setsockopt(zmq.LINGER, 0)
+    sender.connect(ipc_endpoints["tiles"])
+    sender.send_multipart(_tile(0).frames())
+    assert _messages(sender, 1)[0]["status"] == "accepted"
+    ControlClient(ipc_endpoints["control"]).shutdown()
+    thread.join(15)
+    assert not thread.is_alive(), "the runtime hung at shutdown with no ground connected"
+    assert not sender.poll(200), "a 'done' for a result nobody received"
