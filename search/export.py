@@ -8,14 +8,10 @@ refuse anything newer instead of finding out on the device.
 from __future__ import annotations
 
 import re
-import tempfile
-import warnings
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import openvino as ov
-import torch
 from torch import nn
 
 MAX_OPSET = 10
@@ -26,21 +22,12 @@ OUTPUT_NAME = "vessel_probability"
 def to_ir(model: nn.Module, shape: tuple[int, int, int, int]) -> tuple[bytes, bytes]:
     """Convert ``model`` (in eval mode) to an IR with FP16 weights; returns (xml, bin) bytes.
 
-    The input shape is static so that the shape arithmetic of the upsampling folds into constants.
+    The baseline's exporter is the search's (:func:`search.export_ir.export_ir`) with its defaults,
+    so the flight model passes the same Myriad X check (``runtime.check``) as every candidate.
     """
-    model = model.eval()
-    # OpenVINO's converter traces with torch.jit, which torch 2.13 flags as deprecated on every call;
-    # the warning is about the converter's internals, not anything this code can change.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
-        ovm = ov.convert_model(model, example_input=torch.zeros(shape), input=[list(shape)])
-    ovm.inputs[0].get_tensor().set_names({INPUT_NAME})
-    ovm.outputs[0].get_tensor().set_names({OUTPUT_NAME})
-    with tempfile.TemporaryDirectory() as tmp:
-        xml_path = Path(tmp) / "model.xml"
-        ov.save_model(ovm, xml_path, compress_to_fp16=True)
-        xml, bin_ = xml_path.read_bytes(), xml_path.with_suffix(".bin").read_bytes()
-    check_opsets(xml)
+    from search.export_ir import export_ir  # export_ir builds on this module's helpers
+
+    xml, bin_, _ = export_ir(model, shape)
     return xml, bin_
 
 

@@ -1,6 +1,6 @@
 """A searched network -> FP16 OpenVINO IR that the Myriad X toolchain reads, with the target check.
 
-:func:`search.export.to_ir` is the baseline's exporter; this one adds what searched networks need:
+:func:`search.export.to_ir` (the baseline's exporter) calls this one; it does what searched networks need:
 
 * torch's bilinear upsampling converts to Interpolate-11, which the OpenVINO 2022.3 MYRIAD toolkit
   rejects (opset <= 10). :func:`downgrade_interpolates` rebuilds each as the Interpolate-4 with the
