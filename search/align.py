@@ -25,6 +25,7 @@ far activations went past the range so the loss can pull them back.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,20 @@ from runtime.profiles import ROUNDINGS, Numerics, TargetProfile, get_profile
 
 _SIGN = -(2**31)  # 0x80000000 as an int32
 _MAG = 0x7FFFFFFF
+_FP16_CAST_TO_INF = 65520.0  # the smallest float32 magnitude the float->half cast sends to inf
+
+
+def peak(x: torch.Tensor) -> float:
+    """The largest ``|x|`` in one read of ``x`` (NaN if ``x`` holds a NaN; 0 for an empty tensor).
+
+    A fine-tuning step asks this once per stored result: when the peak is inside the format's
+    range, nothing saturates, so the saturation masks, the clipped gradient and the range penalty
+    are known without computing them (each would be several more passes over the tensor).
+    """
+    if x.numel() == 0:
+        return 0.0
+    lo, hi = (v.item() for v in torch.aminmax(x.detach()))
+    return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
 
 
 def _round_bits(x: torch.Tensor, bits: int, rounding: str) -> torch.Tensor:
@@ -65,11 +80,14 @@ def _round_step(x: torch.Tensor, step: float, rounding: str) -> torch.Tensor:
     return (q * step).float()
 
 
-def project(x: torch.Tensor, numerics: Numerics, *, rounding: str | None = None) -> torch.Tensor:
+def project(x: torch.Tensor, numerics: Numerics, *, rounding: str | None = None,
+            peak_abs: float | None = None) -> torch.Tensor:
     """Every value replaced by the value ``numerics``' format stores for it (no gradient).
 
     float32 in, float32 out, equal bit for bit to :func:`runtime.profiles.project` on the same data
     (``rounding`` overrides ``numerics.rounding``; host conversion uses ``conversion_rounding``).
+    ``peak_abs``, when the caller knows it (:func:`peak`), lets the fast path skip the checks for
+    overflow and NaN that the peak rules out; the result is the same.
 
     Raises:
         ValueError: for a rounding that is not one of :data:`runtime.profiles.ROUNDINGS`.
@@ -82,11 +100,11 @@ def project(x: torch.Tensor, numerics: Numerics, *, rounding: str | None = None)
     if mode not in ROUNDINGS:
         raise ValueError(f"rounding {mode!r} is not one of {list(ROUNDINGS)}")
     if numerics.format == "fp16" and mode == "nearest_even":
-        return _project_fp16_cast(x, numerics)
+        return _project_fp16_cast(x, numerics, peak_abs)
     return _project_bits(x, numerics, mode)
 
 
-def _project_fp16_cast(x: torch.Tensor, numerics: Numerics) -> torch.Tensor:
+def _project_fp16_cast(x: torch.Tensor, numerics: Numerics, peak_abs: float | None = None) -> torch.Tensor:
     """:func:`project` for fp16 with nearest-even rounding (every activation of a fine-tuning step),
     through the hardware float->half cast: the same values, in a fraction of the time.
 
@@ -98,13 +116,14 @@ def _project_fp16_cast(x: torch.Tensor, numerics: Numerics) -> torch.Tensor:
     """
     spec = numerics.spec
     r = x.half().float()
-    if numerics.overflow == "saturate":
+    finite = peak_abs is not None and math.isfinite(peak_abs)
+    if numerics.overflow == "saturate" and not (finite and peak_abs < _FP16_CAST_TO_INF):  # type: ignore[operator]
         r = torch.where(torch.isinf(r) & torch.isfinite(x), torch.copysign(torch.full_like(x, spec.max_finite), x), r)
     if numerics.subnormals != "keep":
         small = (x.abs() < spec.min_normal) & (x != 0)
         if bool(small.any()):
             r[small] = _project_bits(x[small], numerics, "nearest_even")
-    return torch.where(torch.isnan(x), x, r)
+    return r if finite else torch.where(torch.isnan(x), x, r)
 
 
 def _project_bits(x: torch.Tensor, numerics: Numerics, mode: str) -> torch.Tensor:
@@ -130,21 +149,32 @@ class _ProjectSTE(torch.autograd.Function):
     """Projection forward; backward straight through inside the range, zero where it saturated."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, numerics: Numerics, rounding: str | None) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x.abs() <= numerics.spec.max_finite)
-        return project(x, numerics, rounding=rounding)
+    def forward(ctx: Any, x: torch.Tensor, numerics: Numerics, rounding: str | None,  # type: ignore[override]
+                peak_abs: float | None) -> torch.Tensor:
+        # Nothing saturated when the peak is inside the range: the gradient passes unchanged, and
+        # no mask is computed or kept.
+        ctx.all_inside = peak_abs is not None and peak_abs <= numerics.spec.max_finite
+        if not ctx.all_inside:
+            ctx.save_for_backward(x.abs() <= numerics.spec.max_finite)
+        return project(x, numerics, rounding=rounding, peak_abs=peak_abs)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+        if ctx.all_inside:
+            return grad, None, None, None
         (inside,) = ctx.saved_tensors
-        return grad * inside, None, None
+        return grad * inside, None, None, None
 
 
-def project_ste(x: torch.Tensor, numerics: Numerics, rounding: str | None = None) -> torch.Tensor:
-    """:func:`project` with the clipped straight-through gradient (see the module docstring)."""
+def project_ste(x: torch.Tensor, numerics: Numerics, rounding: str | None = None,
+                peak_abs: float | None = None) -> torch.Tensor:
+    """:func:`project` with the clipped straight-through gradient (see the module docstring).
+
+    ``peak_abs``: ``x``'s :func:`peak`, if the caller has it (it saves passes; same result).
+    """
     if numerics.is_identity:
         return x
-    return _ProjectSTE.apply(x, numerics, rounding)
+    return _ProjectSTE.apply(x, numerics, rounding, peak_abs)
 
 
 @dataclass
@@ -171,16 +201,20 @@ class Aligner:
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
         """A result the device computes and stores (rounded with ``numerics.rounding``)."""
-        if not self.numerics.is_identity and torch.is_grad_enabled():
-            limit = self.numerics.spec.max_finite
+        if self.numerics.is_identity:
+            return x
+        top = peak(x)
+        limit = self.numerics.spec.max_finite
+        # Only a tensor that went past the range adds to the penalty (the others add exactly 0).
+        if torch.is_grad_enabled() and not top <= limit:
             self.overflow.append(torch.relu(x.abs() / limit - 1.0).square().mean())
-        return project_ste(x, self.numerics)
+        return project_ste(x, self.numerics, peak_abs=top)
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
         """The f32 tile converted on the host (``numerics.conversion_rounding``)."""
         if not self.numerics.convert_input:
             return x
-        return project_ste(x, self.numerics, self.numerics.conversion_rounding)
+        return project_ste(x, self.numerics, self.numerics.conversion_rounding, peak(x))
 
     def weight(self, w: torch.Tensor) -> torch.Tensor:
         """A weight as the device holds it: the exporter writes FP16 rounded to nearest even, and the

@@ -12,8 +12,12 @@
    if attached, else NPU, else the Myriad X twin): on-device mIoU, vessel IoU, F1, the runtime's
    measured latency and throughput, and the Myriad X latency *estimate*.
 
-Validation scenes are seeds ``data.val_seed_start ..`` (>= ``data.min_seed``: never the held-out test
-seeds below 100), written once per search as GeoTIFFs with their truth (:func:`prepare_data`).
+Data (``[data] source``): ``synthetic`` scenes, whose validation scenes are seeds
+``data.val_seed_start ..`` (>= ``data.min_seed``: never the held-out test seeds below 100), written
+once per search as GeoTIFFs with their truth; or a real data set through flightsim's loaders
+(``"hrsid-mini:../shared/data/hrsid-mini"``, any ``KIND:PATH`` of :data:`flightsim.sources.SOURCES`),
+split once by a seeded permutation into test (held out: never trained on nor selected on),
+validation and training samples (:func:`prepare_data`, ``data/split.json``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ class SearchData:
     train_seeds: tuple[int, ...]
     val_seeds: tuple[int, ...]
     norm: Normalization
+    #: ``"synthetic"`` (the ids are scene seeds) or a flightsim source spec (the ids are sample indices).
+    source: str = "synthetic"
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == "synthetic"
 
     def val_scene(self, seed: int) -> tuple[Path, Path]:
         """(scene GeoTIFF, truth mask GeoTIFF) of validation seed ``seed``.
@@ -75,12 +85,74 @@ def _arrays(data: SearchData, split: str) -> list[SceneArrays]:
     return _ARRAYS[key]
 
 
+def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays]) -> None:
+    arrays = {"seeds": np.array(ids)}
+    for s in scenes:
+        arrays[f"image_{s.seed}"], arrays[f"mask_{s.seed}"] = s.image, s.mask
+    np.savez(path.with_suffix(".tmp.npz"), **arrays)
+    path.with_suffix(".tmp.npz").replace(path)
+
+
+def split_source(n: int, data: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
+    """(train, val, test) sample indices of a real source of ``n`` samples: a permutation seeded with
+    ``split_seed``; ``test_fraction`` and ``val_fraction`` of the samples (at least one each).
+
+    Raises:
+        ValueError: when fewer than three samples would leave a split empty.
+    """
+    order = [int(i) for i in np.random.default_rng(data["split_seed"]).permutation(n)]
+    n_test = max(1, round(n * data["test_fraction"]))
+    n_val = max(1, round(n * data["val_fraction"]))
+    if n - n_test - n_val < 1:
+        raise ValueError(f"a source of {n} samples cannot give {n_test} test, {n_val} validation and at least one "
+                         "training sample; lower [data] test_fraction / val_fraction or use more samples")
+    return sorted(order[n_test + n_val:]), sorted(order[n_test:n_test + n_val]), sorted(order[:n_test])
+
+
+def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
+    """:func:`prepare_data` for a real data set: arrays of the training and validation samples."""
+    import json
+
+    from flightsim.sources import open_source, parse_spec
+
+    kind, rest = parse_spec(cfg["data"]["source"])
+    # An absolute path: workers (a Ray cluster's included) need not share this process's directory.
+    spec = f"{kind}:{Path(rest).resolve()}" if rest and Path(rest).exists() else cfg["data"]["source"]
+    source = open_source(spec)
+    train, val, test = split_source(len(source), cfg["data"])
+    root.mkdir(parents=True, exist_ok=True)
+    split = {"source": spec, "split_seed": cfg["data"]["split_seed"], "train": train, "val": val, "test": test,
+             "names": {str(i): source[i].name for i in range(len(source))}}
+    split_path = root / "split.json"
+    if not (split_path.exists() and json.loads(split_path.read_text()) == split):
+        bands = int(cfg["model"]["in_channels"])
+        for name, ids in (("train", train), ("val", val)):
+            scenes = []
+            for i in ids:
+                sample = source[i].load()
+                if sample.count != bands or sample.mask is None:
+                    raise ValueError(f"{spec}: sample {sample.name!r} has {sample.count} bands and "
+                                     f"{'a' if sample.mask is not None else 'no'} mask; the search needs "
+                                     f"{bands} bands (model.in_channels) and a truth mask")
+                scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8)))
+            _save_arrays(root / f"{name}.npz", ids, scenes)
+        split_path.write_text(json.dumps(split, indent=1))
+    data = SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec)
+    return SearchData(root, tuple(train), tuple(val), estimate_normalization(_arrays(data, "train")), spec)
+
+
 def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
-    """Generate the training and validation scenes once (arrays, and GeoTIFFs for hil); idempotent."""
+    """The training and validation data, once (arrays, and GeoTIFFs for hil); idempotent.
+
+    ``[data] source``: ``"synthetic"`` generates scenes from the seed ranges; anything else is a
+    flightsim source spec, split by :func:`split_source`.
+    """
     from flightsim.synthetic import generate_scene, write_scene
 
     from search.baseline import seed_ranges
 
+    if cfg["data"]["source"] != "synthetic":
+        return _prepare_source(cfg, root)
     train, val = seed_ranges(cfg["data"])
     root.mkdir(parents=True, exist_ok=True)
     for split, seeds, size in (("train", train, cfg["data"]["train_scene_size"]),
@@ -90,12 +162,7 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
             with np.load(path) as f:
                 if [int(s) for s in f["seeds"]] == seeds and f[f"image_{seeds[0]}"].shape[-1] == size:
                     continue
-        scenes = load_scenes(seeds, {"size": size})
-        arrays = {"seeds": np.array(seeds)}
-        for s in scenes:
-            arrays[f"image_{s.seed}"], arrays[f"mask_{s.seed}"] = s.image, s.mask
-        np.savez(path.with_suffix(".tmp.npz"), **arrays)
-        path.with_suffix(".tmp.npz").replace(path)
+        _save_arrays(path, seeds, load_scenes(seeds, {"size": size}))
         if split == "val":
             for seed in seeds:
                 write_scene(generate_scene(seed, size=size), root / "val" / f"seed_{seed}")
@@ -176,9 +243,23 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
 
 
 def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: str) -> dict[str, Any]:
-    """``hil.run`` on every validation scene; scores averaged over scenes, per-scene reports kept."""
+    """``hil.run`` on every validation scene; scores averaged over scenes, per-scene reports kept.
+
+    A real data set runs as one ``hil.run`` over its validation samples; its pixel scores are over
+    all of them together.
+    """
     import hil
 
+    if not data.synthetic:
+        from flightsim.sources import Subset, open_source
+
+        subset = Subset(open_source(data.source), data.val_seeds, role="val")
+        report = hil.run(subset, bundle_dir, report_root / "val", device=device).report
+        return {k: report.get(k) for k in ("device", "profile", "miou", "vessel_iou", "f1", "estimated_latency_ms",
+                                           "throughput_tiles_per_s", "tiles_lost")} | {
+            "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"], "val_seeds": list(data.val_seeds),
+            "source": data.source, "per_scene": [],
+            "aggregation": "pixel scores over all validation samples together"}
     per_scene = []
     for seed in data.val_seeds:
         scene, truth = data.val_scene(seed)
@@ -225,7 +306,9 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         xml, bin_, findings = export_ir(net, (1, genome.in_channels, tile, tile), cand["check_target"])
         training = {"trained_under": f"fp32 {cand['fp32_epochs']} epochs, then {cand['profile']}-aligned "
                                     f"{cand['aligned_epochs']} epochs", "seed": seed, **log,
-                    "train_seeds": [data.train_seeds[0], data.train_seeds[-1]]}
+                    "data": data.source,
+                    **({"train_seeds": [data.train_seeds[0], data.train_seeds[-1]]} if data.synthetic
+                       else {"train_samples": list(data.train_seeds)})}
         bundle_dir = cand_dir / "bundle"
         write_bundle(bundle_dir, xml, bin_, manifest_for(genome, data, cfg, {}, xml, training, f"nas-{genome.key}"))
         t_eval = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Any
 
 from flightsim.sources.airbus import AirbusSource
 from flightsim.sources.bands import adapt_bands
-from flightsim.sources.base import DEFAULTS, Georef, Sample, Source, units_of
+from flightsim.sources.base import DEFAULTS, Georef, Sample, Source, Subset, units_of
 from flightsim.sources.coco import CocoSource
 from flightsim.sources.dota import DotaSource
 from flightsim.sources.geotiff import GeoTIFFSource, read_truth_file
@@ -34,7 +34,7 @@ SOURCES: dict[str, str] = {
 }
 
 __all__ = ["SOURCES", "LAYOUTS", "AirbusSource", "CocoSource", "DotaSource", "GeoTIFFSource", "Georef",
-           "HRSC2016Source", "MaskFolderSource", "Sample", "Source", "SyntheticSource", "adapt_bands",
+           "HRSC2016Source", "MaskFolderSource", "Sample", "Source", "Subset", "SyntheticSource", "adapt_bands",
            "open_source", "parse_spec", "read_truth_file", "units_of"]
 
 

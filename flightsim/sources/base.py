@@ -293,3 +293,25 @@ def with_truth_from_pixels(sample: Sample, pixel_polys: list[Polygon], mask: np.
     sample.vessels = vessels
     sample.mask = mask if mask is not None else vessels_to_mask(vessels, sample.transform, (sample.height, sample.width))
     return sample
+
+
+class Subset(Source):
+    """The samples of ``source`` at ``indices``, in that order: a split of a data set (the search's
+    validation samples, say) that hil runs and scores like any other source."""
+
+    def __init__(self, source: Source, indices: Sequence[int], role: str = "subset"):
+        bad = [i for i in indices if not 0 <= int(i) < len(source)]
+        if bad:
+            raise ValueError(f"sample indices {bad} are outside 0..{len(source) - 1} of {source.describe()['path']}")
+        super().__init__(source.root, source.georef)
+        self.source, self.indices, self.role = source, [int(i) for i in indices], role
+        self.kind = source.kind
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _load(self, index: int) -> Sample:
+        return self.source[self.indices[index]]
+
+    def describe(self) -> dict[str, Any]:
+        return self.source.describe() | {"samples": len(self), self.role: self.indices}

@@ -98,3 +98,36 @@ def test_cast_fast_path_equals_the_bit_pattern_path(name: str) -> None:
     nan = np.isnan(exact)
     assert np.array_equal(nan, np.isnan(fast))
     assert np.array_equal(exact[~nan].view(np.uint32), fast[~nan].view(np.uint32))
+
+
+@pytest.mark.parametrize("name", ["fp16-myriadx", "fp16-ieee"])
+def test_knowing_the_peak_changes_no_value(name: str) -> None:
+    """The fine-tuning path passes each tensor's peak to skip checks; the result must not change."""
+    from search.align import peak
+
+    numerics = get_profile(name).numerics
+    awkward = torch.from_numpy(awkward_values(np.random.default_rng(6), 20000))
+    tame = torch.randn(20000) * 100
+    tame[:50] = torch.randn(50) * 2.0**-16  # subnormal-range values in an otherwise tame tensor
+    for x in (awkward, tame, tame * 700):
+        want = project(x, numerics).numpy()
+        got = project(x, numerics, peak_abs=peak(x)).numpy()
+        nan = np.isnan(want)
+        assert np.array_equal(nan, np.isnan(got))
+        assert np.array_equal(want[~nan].view(np.uint32), got[~nan].view(np.uint32))
+    assert np.isnan(peak(awkward)) and peak(tame) == float(tame.abs().max()) and peak(torch.zeros(0)) == 0.0
+
+
+def test_only_tensors_past_the_range_add_to_the_penalty_and_clip_the_gradient() -> None:
+    aligner = Aligner.for_profile("fp16-myriadx")
+    tame = torch.tensor([0.5, -3.0, 6e4], requires_grad=True)
+    aligner.act(tame).sum().backward()
+    assert aligner.overflow == [] and tame.grad.tolist() == [1.0, 1.0, 1.0]
+    assert float(aligner.range_penalty()) == 0.0
+    wild = torch.tensor([0.5, -1.3e5, 7e4], requires_grad=True)
+    aligner.act(wild).sum().backward()
+    assert wild.grad.tolist() == [1.0, 0.0, 0.0]
+    # mean over 3 values of (|x| / 65504 - 1)^2 where positive
+    want = ((1.3e5 / 65504 - 1) ** 2 + (7e4 / 65504 - 1) ** 2) / 3
+    assert aligner.range_penalty().item() == pytest.approx(want, rel=1e-5)
+    assert aligner.overflow == []

@@ -1,0 +1,68 @@
+"""The search trains and validates on a real data set through flightsim's loaders, never on its test split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+
+from search.candidate import evaluate_candidate, prepare_data, split_source
+from search.space import BlockGene, Genome
+
+
+def _hrsid_mini(root: Path, n: int, size: int = 192) -> None:
+    """``n`` SAR-like JPEGs with two bright ships each, in the hrsid-mini layout."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        mask = np.zeros((size, size), np.uint8)
+        r, c = rng.integers(10, size - 40, 2)
+        mask[r:r + 6, c:c + 30] = 1
+        mask[c:c + 24, r:r + 5] = 1
+        img = np.clip(rng.normal(40, 12, (size, size)) + 170 * mask, 0, 255).astype(np.uint8)
+        for path, pixels, driver in ((root / "images" / f"p{i}.jpg", np.stack([img] * 3), "JPEG"),
+                                     (root / "masks" / f"p{i}.png", np.stack([0 * mask, 255 * mask, 0 * mask]), "PNG")):
+            with rasterio.open(path, "w", driver=driver, height=size, width=size, count=3, dtype="uint8") as dst:
+                dst.write(pixels)
+
+
+def test_split_is_seeded_disjoint_and_refuses_too_few_samples() -> None:
+    data = {"split_seed": 0, "val_fraction": 0.2, "test_fraction": 0.2}
+    train, val, test = split_source(24, data)
+    assert (len(train), len(val), len(test)) == (14, 5, 5)
+    assert sorted(train + val + test) == list(range(24)) and split_source(24, data) == (train, val, test)
+    assert split_source(24, {**data, "split_seed": 1}) != (train, val, test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        split_source(2, data)
+
+
+def test_a_candidate_trains_and_is_scored_on_a_real_source(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    _hrsid_mini(tmp_path / "set", 5)
+    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}"}}
+    data = prepare_data(cfg, tmp_path / "data")
+    split = json.loads((tmp_path / "data" / "split.json").read_text())
+    assert (len(split["train"]), len(split["val"]), len(split["test"])) == (3, 1, 1)
+    assert not set(split["test"]) & set(data.train_seeds + data.val_seeds)
+    assert prepare_data(cfg, tmp_path / "data") == data  # idempotent: the same split and normalisation
+
+    record = evaluate_candidate(Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2))), cfg, data, tmp_path / "out")
+    assert record["status"] == "ok", record.get("traceback")
+    dev = record["device_metrics"]
+    assert dev["source"].startswith("hrsid-mini:/") and dev["val_seeds"] == split["val"]
+    assert dev["tiles_lost"] == 0 and 0.0 <= dev["miou"] <= 1.0 and dev["device"] == "myriadx-emu"
+    assert record["training"]["train_samples"] == split["train"]
+    report = json.loads((tmp_path / "out" / "candidates" / record["key"] / "hil" / "val" / "report.json").read_text())
+    assert report["scene"]["val"] == split["val"]
+
+
+def test_a_sample_without_the_model_bands_is_refused(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    _hrsid_mini(tmp_path / "set", 5)
+    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}"},
+           "model": {**tiny_cfg["model"], "in_channels": 4}}
+    with pytest.raises(ValueError, match="model.in_channels"):
+        prepare_data(cfg, tmp_path / "data")
