@@ -110,9 +110,10 @@ def _project_fp16_cast(x: torch.Tensor, numerics: Numerics, peak_abs: float | No
 
     The cast is IEEE binary16: nearest-even, gradual underflow, overflow to inf. Where the profile
     differs: finite values the cast sends to inf saturate instead (``overflow = "saturate"``; they
-    are exactly the values the exact path calls overflowed), and nonzero values below the smallest
-    normal, where the flush rules and the cast disagree, are handed to the exact path (they are rare,
-    so its cost is paid on few elements). NaN keeps its payload as in the reference.
+    are exactly the values the exact path calls overflowed), and values below the smallest normal,
+    where the flush rules and the cast disagree, take the rule's closed form (two comparisons, no
+    gather: subnormal-range values are rare but present in nearly every activation tensor). NaN
+    keeps its payload as in the reference.
     """
     spec = numerics.spec
     r = x.half().float()
@@ -120,9 +121,14 @@ def _project_fp16_cast(x: torch.Tensor, numerics: Numerics, peak_abs: float | No
     if numerics.overflow == "saturate" and not (finite and peak_abs < _FP16_CAST_TO_INF):  # type: ignore[operator]
         r = torch.where(torch.isinf(r) & torch.isfinite(x), torch.copysign(torch.full_like(x, spec.max_finite), x), r)
     if numerics.subnormals != "keep":
-        small = (x.abs() < spec.min_normal) & (x != 0)
-        if bool(small.any()):
-            r[small] = _project_bits(x[small], numerics, "nearest_even")
+        # Below the smallest normal the rule is a threshold: the profile rounds to `bits`
+        # significant bits and then flushes a magnitude under `base` to zero and lifts the rest to
+        # the smallest normal. Rounding lands on `base` (a power of two: even, so ties go up) from
+        # every |x| >= base * (1 - 2^-(bits + 1)), hence one comparison on |x| decides.
+        base = spec.min_normal / 2 if numerics.subnormals == "myriad" else spec.min_normal
+        a = x.abs()
+        lifted = torch.where(a >= base * (1 - 2.0 ** -(spec.bits + 1)), spec.min_normal, 0.0).copysign(x)
+        r = torch.where(a < spec.min_normal, lifted, r)
     return r if finite else torch.where(torch.isnan(x), x, r)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from runtime.emulate import compile_emulated
-from runtime.profiles import get_profile, profile_names
+from runtime.profiles import Numerics, get_profile, profile_names
 from runtime.profiles import project as reference
 from search.align import Aligner, project, project_ste
 from search.export_ir import export_ir
@@ -21,6 +21,10 @@ def awkward_values(rng: np.random.Generator, n: int) -> np.ndarray:
     bits = rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32)
     edges = [65504, 65519.996, 65520, 65536, 7e4, 1e9, -1e38, np.inf, -np.inf, np.nan, 0.0, -0.0,
              2**-14, 2**-15, 2**-15 * 0.999, 2**-16, 2**-24, 2**-25, 3e-8, 1e-45, -(2**-15)]
+    # Around the thresholds of the flush rules: 2^-15 and 2^-14 less half an 11-bit step, and neighbours.
+    for t in (2.0**-15 * (1 - 2.0**-12), 2.0**-14 * (1 - 2.0**-12)):
+        t32 = np.float32(t)
+        edges += [t32, np.nextafter(t32, np.float32(0)), np.nextafter(t32, np.float32(1)), -t32]
     ties = (np.arange(1, 2049) + 0.5) * 2.0**-10  # exact ties between fp16 neighbours in [1, 2)
     return np.concatenate([wide.astype(np.float32), bits, np.float32(edges), ties.astype(np.float32),
                            -ties.astype(np.float32)]).astype(np.float32)
@@ -87,13 +91,14 @@ def test_aligned_forward_computes_what_the_twin_computes(upsample: str) -> None:
         assert np.abs(fp32 - on_twin).max() > 4 * np.abs(aligned - on_twin).max()
 
 
-@pytest.mark.parametrize("name", ["fp16-myriadx", "fp16-ieee"])
-def test_cast_fast_path_equals_the_bit_pattern_path(name: str) -> None:
+@pytest.mark.parametrize("numerics", [get_profile("fp16-myriadx").numerics, get_profile("fp16-ieee").numerics,
+                                      Numerics("fp16", overflow="saturate", subnormals="flush")],
+                         ids=["fp16-myriadx", "fp16-ieee", "fp16-flush"])
+def test_cast_fast_path_equals_the_bit_pattern_path(numerics: Numerics) -> None:
     """Fine-tuning takes the float->half cast path; the bit-pattern path is the reference."""
     from search.align import _project_bits, _project_fp16_cast
 
     x = torch.from_numpy(awkward_values(np.random.default_rng(5), 50000))
-    numerics = get_profile(name).numerics
     fast, exact = _project_fp16_cast(x, numerics).numpy(), _project_bits(x, numerics, "nearest_even").numpy()
     nan = np.isnan(exact)
     assert np.array_equal(nan, np.isnan(fast))
