@@ -147,7 +147,7 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
 
     result: dict[str, Any] = {"command": command, "genome": genome.to_dict(), "name": str(genome),
                               "parameters": count_parameters(genome), "profile": cand["profile"],
-                              "val_seeds": list(data.val_seeds), "training": log}
+                              "val_seeds": list(data.val_seeds), "data": data.source, "training": log}
     scenes = _arrays(data, "val")
     # FP32 on host through the same rig and scorer as the device figures: the post-training
     # network exported with f32 weights, run by the runtime on the CPU in f32.
@@ -188,7 +188,9 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
 def format_ablation(r: dict[str, Any]) -> str:
     """The ablation as text: the three numbers, the fraction recovered, the twin breakdown."""
     dev = r["post_training"]["device"]["device"]
-    lines = [f"ablation: {r['name']} ({r['parameters']} parameters), profile {r['profile']}, validation seeds {r['val_seeds']}",
+    data = r.get("data", "synthetic")
+    validation = f"validation seeds {r['val_seeds']}" if data == "synthetic" else f"validation samples {r['val_seeds']} of {data}"
+    lines = [f"ablation: {r['name']} ({r['parameters']} parameters), profile {r['profile']}, {validation}",
              f"{'':34s} {'mIoU':>8s} {'vessel IoU':>11s}"]
     lines.append(f"{'FP32 on host (' + r['fp32_host']['device'] + ', hil)':34s} {r['fp32_host']['miou']:8.4f} "
                  f"{r['fp32_host']['vessel_iou']:11.4f}")

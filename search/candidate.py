@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import shutil
+import socket
 import time
 import traceback
 from dataclasses import dataclass
@@ -294,7 +296,9 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"version": RECORD_VERSION, "key": genome.key, "genome": genome.to_dict(),
-                              "name": str(genome), "parameters": count_parameters(genome)}
+                              "name": str(genome), "parameters": count_parameters(genome),
+                              # where it ran: on a cluster, the first place to look when one is slow
+                              "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
     cand_dir = out_dir / "candidates" / genome.key
     shutil.rmtree(cand_dir, ignore_errors=True)
     try:

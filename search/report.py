@@ -36,8 +36,10 @@ def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any])
     manifest["metrics"] = {
         "val_miou": dev["miou"], "val_vessel_iou": dev["vessel_iou"], "val_f1": dev["f1"],
         "val_seeds": dev["val_seeds"], "device": dev["device"], "profile": dev["profile"],
-        "measured_on": f"hil.run on device {dev['device']} (profile {dev['profile']}), validation seeds "
-                       f"{dev['val_seeds']}, {dev['aggregation']}",
+        "measured_on": f"hil.run on device {dev['device']} (profile {dev['profile']}), "
+                       + (f"validation samples {dev['val_seeds']} of {dev['source']}" if dev.get("source")
+                          else f"validation seeds {dev['val_seeds']}") + f", {dev['aggregation']}",
+        "data": dev.get("source", "synthetic"),
         "estimated_latency_ms": dev["estimated_latency_ms"],
         "estimated_latency_note": "Myriad X cost model (runtime.latency): an ESTIMATE, not a measurement",
         "runtime_latency_p50_ms": dev["runtime_latency_p50_ms"],

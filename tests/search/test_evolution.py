@@ -141,3 +141,20 @@ def test_local_worker_processes_evaluate_in_parallel(tmp_path: Path, tiny_config
     result = run_search(cfg, tmp_path / "par", progress=False)
     assert result.trained == 2 and all(r["status"] == "ok" for r in result.records.values())
     np.testing.assert_array_equal(sorted(result.records), sorted(g for g in result.generations[0]["population"]))
+
+
+def test_ray_tasks_evaluate_candidates_on_a_local_cluster(tmp_path: Path, tiny_config_path: Path) -> None:
+    """The Ray path for real, where Ray is installed (the optional extra 'distributed'; CI does not
+    install it): a local Ray instance, two candidates as two tasks in Ray's own worker processes."""
+    ray = pytest.importorskip("ray")
+    from search.baseline import load_config
+
+    cfg = load_config(tiny_config_path)
+    cfg["run"].update(workers=2, ray_address="local")
+    cfg["evolution"].update(generations=1, population=2)
+    try:
+        result = run_search(cfg, tmp_path / "ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert result.trained == 2 and all(r["status"] == "ok" for r in result.records.values())
+    assert all(r["worker"]["pid"] != os.getpid() for r in result.records.values())
