@@ -257,11 +257,19 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
 
         subset = Subset(open_source(data.source), data.val_seeds, role="val")
         report = hil.run(subset, bundle_dir, report_root / "val", device=device).report
-        return {k: report.get(k) for k in ("device", "profile", "miou", "vessel_iou", "f1", "estimated_latency_ms",
-                                           "throughput_tiles_per_s", "tiles_lost")} | {
+        per_sample = [{k: s.get(k) for k in ("name", "miou", "vessel_iou", "f1")} for s in report["per_scene"]]
+        # The mean of each sample's scores, as for synthetic scenes and as the in-process scorer
+        # (search.evaluate) computes them; the rig's pooled figures are kept beside it. They can
+        # differ a lot: one harbour tile full of false alarms dominates the pooled vessel IoU.
+        return {k: report.get(k) for k in ("device", "profile", "estimated_latency_ms", "throughput_tiles_per_s",
+                                           "tiles_lost")} | {
+            "miou": float(np.mean([s["miou"] for s in per_sample])),
+            "vessel_iou": float(np.mean([s["vessel_iou"] for s in per_sample])),
+            "f1": float(np.mean([s["f1"] for s in per_sample if s["f1"] is not None] or [np.nan])),
+            "pooled": {k: report.get(k) for k in ("miou", "vessel_iou", "f1")},
             "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"], "val_seeds": list(data.val_seeds),
-            "source": data.source, "per_scene": [],
-            "aggregation": "pixel scores over all validation samples together"}
+            "source": data.source, "per_scene": per_sample,
+            "aggregation": "mean over validation samples of each sample's pixel scores"}
     per_scene = []
     for seed in data.val_seeds:
         scene, truth = data.val_scene(seed)

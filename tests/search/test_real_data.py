@@ -58,6 +58,9 @@ def test_a_candidate_trains_and_is_scored_on_a_real_source(tmp_path: Path, tiny_
     assert record["training"]["train_samples"] == split["train"]
     report = json.loads((tmp_path / "out" / "candidates" / record["key"] / "hil" / "val" / "report.json").read_text())
     assert report["scene"]["val"] == split["val"]
+    # scored as the in-process scorer scores: the mean of each sample's figures (pooled kept beside)
+    assert dev["miou"] == pytest.approx(np.mean([s["miou"] for s in report["per_scene"]]))
+    assert dev["pooled"]["miou"] == pytest.approx(report["miou"])
 
 
 def test_a_sample_without_the_model_bands_is_refused(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
