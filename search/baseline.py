@@ -80,6 +80,9 @@ def train_baseline(
     tile, threshold = int(exp["tile"]), float(exp["threshold"])
     if tile % net.stride:
         raise ValueError(f"export tile {tile} must be a multiple of {net.stride} for widths {list(net.widths)}")
+    if cfg["data"]["source"] != "synthetic":
+        raise ValueError(f"train-baseline trains on synthetic scenes only; [data] source = {cfg['data']['source']!r} "
+                         "is read by 'search run' and 'search ablate' (valid here: ['synthetic'])")
     train_seeds, val_seeds = seed_ranges(cfg["data"])
 
     say = print if progress else (lambda *_: None)

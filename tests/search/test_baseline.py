@@ -118,3 +118,10 @@ def test_cli_help() -> None:
             [sys.executable, "-m", "search", *args, "--help"], cwd=ROOT, capture_output=True, text=True, check=True
         )
         assert "usage" in out.stdout
+
+
+def test_train_baseline_refuses_a_real_source_it_would_ignore(tmp_path: Path) -> None:
+    config = tmp_path / "real.toml"
+    config.write_text('[data]\nsource = "hrsid-mini:/nowhere"\n')
+    with pytest.raises(ValueError, match=r"valid here: \['synthetic'\]"):
+        train_baseline(tmp_path / "out", config_path=config, progress=False)
