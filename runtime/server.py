@@ -376,7 +376,9 @@ class Runtime:
                     self._count("results_undeliverable")
                     self._event("results_undeliverable", detail="no ground connected at shutdown")
                     return False
-                time.sleep(0.002)
+                # Sleep until the socket can take the result (a ground connects or drains), but
+                # wake now and then to see whether shutdown has set a deadline meanwhile.
+                self._results.poll(100, zmq.POLLOUT)
 
     def _remember(self, key: tuple[str, str] | None, state: str) -> None:
         if key is None:
