@@ -29,7 +29,7 @@ import shutil
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
-from search.train import bce_dice_loss, seed_everything
+from search.train import adam_cosine, bce_dice_loss, seed_everything
 
 #: Written into every record, so a resumed search can tell an old record format from a new one.
 RECORD_VERSION = 1
@@ -139,8 +139,12 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                 scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8)))
             _save_arrays(root / f"{name}.npz", ids, scenes)
         split_path.write_text(json.dumps(split, indent=1))
-    data = SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec)
-    return SearchData(root, tuple(train), tuple(val), estimate_normalization(_arrays(data, "train")), spec)
+    return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec))
+
+
+def _normalised(data: SearchData) -> SearchData:
+    """``data`` with the normalisation estimated from its training arrays (as written to disk)."""
+    return replace(data, norm=estimate_normalization(_arrays(data, "train")))
 
 
 def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
@@ -168,9 +172,7 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
         if split == "val":
             for seed in seeds:
                 write_scene(generate_scene(seed, size=size), root / "val" / f"seed_{seed}")
-    data = SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)))
-    norm = estimate_normalization(_arrays(data, "train"))
-    return SearchData(root, tuple(train), tuple(val), norm)
+    return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,))))
 
 
 def torch_device(name: str) -> torch.device:
@@ -186,9 +188,7 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     tr = cfg["train"]
     net.to(device).train()
     net.aligner = aligner
-    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=tr["weight_decay"])
-    total = max(epochs * tr["steps_per_epoch"], 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    opt, sched = adam_cosine(net.parameters(), lr, tr["weight_decay"], epochs * tr["steps_per_epoch"])
     losses: list[float] = []
     start = time.perf_counter()
     for _ in range(epochs * tr["steps_per_epoch"]):
@@ -244,11 +244,19 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
     }
 
 
-def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: str) -> dict[str, Any]:
-    """``hil.run`` on every validation scene; scores averaged over scenes, per-scene reports kept.
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
 
-    A real data set runs as one ``hil.run`` over its validation samples; its pixel scores are over
-    all of them together.
+
+def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: str) -> dict[str, Any]:
+    """``hil.run`` on the validation data; the mean of each scene's (or sample's) pixel scores.
+
+    Synthetic scenes run one ``hil.run`` each; a real data set runs one over its validation samples
+    (a :class:`flightsim.sources.Subset`), whose per-sample scores are averaged the same way, with
+    the rig's pooled figures kept beside them. The mean is what the in-process scorer
+    (:mod:`search.evaluate`) computes too; the pooled figures can differ a lot (one harbour tile
+    full of false alarms dominates a pooled vessel IoU).
     """
     import hil
 
@@ -258,15 +266,10 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
         subset = Subset(open_source(data.source), data.val_seeds, role="val")
         report = hil.run(subset, bundle_dir, report_root / "val", device=device).report
         per_sample = [{k: s.get(k) for k in ("name", "miou", "vessel_iou", "f1")} for s in report["per_scene"]]
-        # The mean of each sample's scores, as for synthetic scenes and as the in-process scorer
-        # (search.evaluate) computes them; the rig's pooled figures are kept beside it. They can
-        # differ a lot: one harbour tile full of false alarms dominates the pooled vessel IoU.
         return {k: report.get(k) for k in ("device", "profile", "estimated_latency_ms", "throughput_tiles_per_s",
                                            "tiles_lost")} | {
-            "miou": float(np.mean([s["miou"] for s in per_sample])),
-            "vessel_iou": float(np.mean([s["vessel_iou"] for s in per_sample])),
-            "f1": float(np.mean([s["f1"] for s in per_sample if s["f1"] is not None] or [np.nan])),
-            "pooled": {k: report.get(k) for k in ("miou", "vessel_iou", "f1")},
+            "miou": _mean(per_sample, "miou"), "vessel_iou": _mean(per_sample, "vessel_iou"),
+            "f1": _mean(per_sample, "f1"), "pooled": {k: report.get(k) for k in ("miou", "vessel_iou", "f1")},
             "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"], "val_seeds": list(data.val_seeds),
             "source": data.source, "per_scene": per_sample,
             "aggregation": "mean over validation samples of each sample's pixel scores"}
@@ -279,15 +282,12 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
             "throughput_tiles_per_s", "estimated_latency_ms", "device", "profile")}
             | {"seed": seed, "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"],
                "latency_p50_ms": report["latency_ms"]["p50"]})
-    def mean(key: str) -> float | None:
-        vals = [s[key] for s in per_scene if s[key] is not None]
-        return float(np.mean(vals)) if vals else None
     return {
         "device": per_scene[0]["device"], "profile": per_scene[0]["profile"],
-        "miou": mean("miou"), "vessel_iou": mean("vessel_iou"), "f1": mean("f1"),
+        "miou": _mean(per_scene, "miou"), "vessel_iou": _mean(per_scene, "vessel_iou"), "f1": _mean(per_scene, "f1"),
         "estimated_latency_ms": per_scene[0]["estimated_latency_ms"],
-        "runtime_latency_p50_ms": mean("runtime_latency_p50_ms"),
-        "throughput_tiles_per_s": mean("throughput_tiles_per_s"),
+        "runtime_latency_p50_ms": _mean(per_scene, "runtime_latency_p50_ms"),
+        "throughput_tiles_per_s": _mean(per_scene, "throughput_tiles_per_s"),
         "tiles_lost": int(sum(s["tiles_lost"] for s in per_scene)),
         "val_seeds": list(data.val_seeds), "per_scene": per_scene,
         "aggregation": "mean over validation scenes of each scene's pixel scores",

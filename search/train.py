@@ -61,6 +61,16 @@ def seed_everything(seed: int, threads: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def adam_cosine(params: Any, lr: float, weight_decay: float, total_steps: int) -> tuple[torch.optim.Adam, Any]:
+    """Adam and a cosine decay of its learning rate to zero over ``total_steps`` optimiser steps.
+
+    Decayed per step, not per epoch, so that short runs decay smoothly too.
+    """
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    total = max(total_steps, 1)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
 def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float) -> torch.Tensor:
     """Binary cross-entropy plus ``dice_weight`` times the soft Dice loss of the vessel class.
 
@@ -89,10 +99,8 @@ def train_model(
     rng = seed_everything(seed, settings.threads)
     model = build_model(config)
     sampler = PatchSampler(train_scenes, norm, settings.patch, settings.vessel_fraction, rng)
-    opt = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    total = settings.epochs * settings.steps_per_epoch
-    # Cosine decay to zero per optimiser step (not per epoch), so short runs decay smoothly too.
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / max(total, 1))))
+    opt, sched = adam_cosine(model.parameters(), settings.lr, settings.weight_decay,
+                             settings.epochs * settings.steps_per_epoch)
     result = TrainResult(model)
     start = time.perf_counter()
     epochs = tqdm(range(settings.epochs), desc="train", unit="epoch", disable=not progress)
