@@ -159,13 +159,14 @@ class OpenVINOAdapter(InferenceAdapter):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
         self.emulation: dict[str, Any] | None = None
         if self.device in TWINS:
-            from runtime.emulate import apply_profile
+            from runtime.emulate import apply_profile, emulation_cpu_config
             from runtime.profiles import get_profile
 
             profile = profile or TWINS[self.device]
             model, report = apply_profile(model, get_profile(profile))
             self.emulation = report.as_dict()
-            target, config["INFERENCE_PRECISION_HINT"] = "CPU", "f32"
+            target = "CPU"
+            config.update(emulation_cpu_config(core))
         else:
             target = self.device
             if target.startswith("CPU"):

@@ -24,7 +24,7 @@ PROFILES_TOML = Path(__file__).with_name("profiles.toml")
 
 ROUNDINGS = ("nearest_even", "nearest_away")
 OVERFLOWS = ("saturate", "inf")
-SUBNORMALS = ("keep", "flush", "myriad")
+SUBNORMALS = ("keep", "flush", "daz", "myriad")
 ACCUMULATIONS = ("fp32", "fp16")
 
 
@@ -225,6 +225,8 @@ def project(x: np.ndarray, numerics: Numerics, *, rounding: str | None = None) -
         r = np.where(np.abs(x) < spec.min_normal, _round_step(x, spec.step, mode), r)
     elif numerics.subnormals == "flush":
         r = np.where(r_abs < spec.min_normal, signed_zero, r)
+    elif numerics.subnormals == "daz":  # judged on the value before rounding: read as zero
+        r = np.where(np.abs(x) < spec.min_normal, signed_zero, r)
     else:  # "myriad": f32tof16 compares the rounded magnitude with 2^-15 and 2^-14
         tiny = np.copysign(np.float32(spec.min_normal), x)
         r = np.where(r_abs < spec.min_normal / 2, signed_zero, np.where(r_abs < spec.min_normal, tiny, r))

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from runtime.bundle import write_bundle
-from runtime.emulate import EMULATION_CPU_CONFIG, apply_profile
+from runtime.emulate import apply_profile, emulation_cpu_config
 from runtime.ov_api import Core, Tensor
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
@@ -94,11 +94,11 @@ def breakdown(xml: bytes, bin_: bytes, data: Any, tile: int, threshold: float, p
     scenes = _arrays(data, "val")
     out = {}
     model = core.read_model(model=xml.decode(), weights=_tensor(bin_))
-    out["ir-f32"] = _scores(ir_predictor(core.compile_model(model, "CPU", EMULATION_CPU_CONFIG)),
+    out["ir-f32"] = _scores(ir_predictor(core.compile_model(model, "CPU", emulation_cpu_config(core))),
                             scenes, data.norm, tile, threshold)
     for label, prof in isolating_profiles(profile).items():
         emulated, _ = apply_profile(core.read_model(model=xml.decode(), weights=_tensor(bin_)), prof)
-        compiled = core.compile_model(emulated, "CPU", EMULATION_CPU_CONFIG)
+        compiled = core.compile_model(emulated, "CPU", emulation_cpu_config(core))
         out[label] = _scores(ir_predictor(compiled), scenes, data.norm, tile, threshold)
     return out
 

@@ -125,7 +125,8 @@ def _project_fp16_cast(x: torch.Tensor, numerics: Numerics, peak_abs: float | No
         # significant bits and then flushes a magnitude under `base` to zero and lifts the rest to
         # the smallest normal. Rounding lands on `base` (a power of two: even, so ties go up) from
         # every |x| >= base * (1 - 2^-(bits + 1)), hence one comparison on |x| decides.
-        base = spec.min_normal / 2 if numerics.subnormals == "myriad" else spec.min_normal
+        # "daz" judges |x| itself: nothing below the smallest normal survives.
+        base = {"myriad": spec.min_normal / 2, "flush": spec.min_normal}.get(numerics.subnormals, math.inf)
         a = x.abs()
         lifted = torch.where(a >= base * (1 - 2.0 ** -(spec.bits + 1)), spec.min_normal, 0.0).copysign(x)
         r = torch.where(a < spec.min_normal, lifted, r)
@@ -142,6 +143,8 @@ def _project_bits(x: torch.Tensor, numerics: Numerics, mode: str) -> torch.Tenso
         r = torch.where(x.abs() < spec.min_normal, _round_step(x, spec.step, mode), r)
     elif numerics.subnormals == "flush":
         r = torch.where(r_abs < spec.min_normal, signed_zero, r)
+    elif numerics.subnormals == "daz":
+        r = torch.where(x.abs() < spec.min_normal, signed_zero, r)
     else:  # "myriad": thresholds on the rounded magnitude, as f32tof16
         tiny = torch.copysign(torch.full_like(x, spec.min_normal), x)
         r = torch.where(r_abs < spec.min_normal / 2, signed_zero, torch.where(r_abs < spec.min_normal, tiny, r))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.emulate import EMULATION_CPU_CONFIG, apply_profile, compile_emulated
+from runtime.emulate import apply_profile, compile_emulated, emulation_cpu_config
 from runtime.profiles import convert, get_profile, project, representable
 
 try:
@@ -65,11 +65,12 @@ def model_of(build: Callable[..., Any], *shapes: tuple[int, ...]) -> Model:
     return Model(outputs, params, "test")
 
 
-def run(model: Model, *inputs: np.ndarray, profile: str | None = "fp16-myriadx") -> list[np.ndarray]:
+def run(model: Model, *inputs: np.ndarray, profile: str | None = "fp16-myriadx",
+        config: dict[str, str] | None = None) -> list[np.ndarray]:
     """Compile on the CPU in f32, rewritten for ``profile`` first (None: plain), and infer."""
     if profile is not None:
         model, _ = apply_profile(model, get_profile(profile))
-    compiled = CORE.compile_model(model, "CPU", EMULATION_CPU_CONFIG)
+    compiled = CORE.compile_model(model, "CPU", {**emulation_cpu_config(CORE), **(config or {})})
     result = compiled.create_infer_request().infer({i: x for i, x in enumerate(inputs)})
     return [np.array(result[out]) for out in compiled.outputs]
 
@@ -192,17 +193,87 @@ def _wide_format_values(profile: str, n: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("profile", ["fp16-myriadx", "fp16-ieee", "bf16"])
 def test_projection_subgraph_is_bit_exact(profile: str) -> None:
-    """A product of two format values is exact in f32, so the emulated Multiply must store exactly
-    what the numpy reference stores: rounding, ties, overflow, subnormals, inf and NaN (bit for bit,
-    except the sign of a zero, which OpenVINO 2022.3's CPU plugin does not always keep)."""
+    """A product of two format values is exact in f32 (when normal), so the emulated Multiply must
+    store exactly what the numpy reference stores: rounding, ties, overflow, subnormals, inf and NaN
+    (bit for bit, except the sign of a zero, which OpenVINO 2022.3's CPU plugin does not always keep)."""
+    assert projection_mismatches(profile)["product"] == 0
+
+
+def _denormals_and_neighbours(seed: int) -> np.ndarray:
+    """f32 denormals of every magnitude, zeros, and normals around every profile's thresholds."""
+    rng = np.random.default_rng(seed)
+    denormal = rng.choice([-1, 1], 2048) * np.exp2(rng.uniform(-149, -126, 2048))
+    near = rng.choice([-1, 1], 2048) * np.exp2(rng.uniform(-127, -12, 2048)) * rng.uniform(1, 2, 2048)
+    edges = [2.0**-126, -(2.0**-126), 2.0**-126 * (1 - 2.0**-23), 2.0**-149, -(2.0**-149), 0.0, -0.0,
+             2.0**-14, 2.0**-15, 2.0**-15 - 2.0**-27, 2.0**-24, 2.0**-25]
+    return np.concatenate([denormal, near, edges, np.zeros(4096 - 4096 % 2048 - len(edges))]).astype(np.float32)
+
+
+def _bits_differ(got: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """Where two arrays differ bit for bit (any zero equals any zero: see the test below)."""
+    same = (got.view(np.uint32) == want.view(np.uint32)) | (got == 0) & (want == 0) | np.isnan(got) & np.isnan(want)
+    return ~same
+
+
+def projection_mismatches(profile: str, config: dict[str, str] | None = None) -> dict[str, int]:
+    """How many values the twin stores differently from the numpy reference under ``profile``,
+    for an op's result (a product of format values, and f32 denormals) and for the input conversion.
+
+    ``config`` adds CPU plugin properties (the host-matrix test runs it with the host's denormal
+    handling switched to flush-to-zero)."""
     numerics = get_profile(profile).numerics
     x, y = (_wide_format_values(profile, 1 << 14, seed).reshape(1, 16, 32, 32) for seed in (1, 2))
     x.flat[:4] = [np.inf, -np.inf, np.nan, 1.0]
-    (got,) = run(model_of(lambda a, b: ops1.multiply(a, b), x.shape, y.shape), x, y, profile=profile)
-    with np.errstate(over="ignore"):
-        want = project(x * y, numerics)
-    same = (got.view(np.uint32) == want.view(np.uint32)) | (got == 0) & (want == 0) | np.isnan(got) & np.isnan(want)
-    assert same.all(), f"{(~same).sum()} values differ, e.g. {got[~same][:3]} != {want[~same][:3]}"
+    tiny = _denormals_and_neighbours(3)[: 1 << 12].reshape(1, 4, 32, 32)
+    cases = {
+        "product": (lambda a, b: ops1.multiply(a, b), (x, y), lambda: project(x * y, numerics)),
+        "result_denormals": (lambda a: ops1.multiply(a, ops1.constant(np.float32(1.0))), (tiny,),
+                             lambda: project(tiny, numerics)),
+        "input_denormals": (lambda a: ops1.concat([a], 1), (tiny,), lambda: convert(tiny, numerics)),
+    }
+    out = {}
+    for case, (build, inputs, reference) in cases.items():
+        (got,) = run(model_of(build, *[i.shape for i in inputs]), *inputs, profile=profile, config=config)
+        with np.errstate(over="ignore"):
+            out[case] = int(_bits_differ(got, reference()).sum())
+    return out
+
+
+@pytest.mark.parametrize("profile", ["fp16-myriadx", "fp16-ieee", "bf16"])
+def test_f32_denormals_are_projected_as_the_profile_says(profile: str) -> None:
+    """An f32 denormal (an op result or an input) is stored as the profile says, not passed through.
+    Before the twin stopped using IsFinite, every one of them passed through on AVX-512 hosts."""
+    assert projection_mismatches(profile) == {"product": 0, "result_denormals": 0, "input_denormals": 0}
+
+
+HOST_ISAS = ["AVX2", "AVX512_CORE", "ALL"]   # oneDNN's kernel families; ALL: the host's best (AMX, FP16)
+
+
+@pytest.mark.parametrize("denormals", ["NO", "YES"])
+@pytest.mark.parametrize("isa", HOST_ISAS)
+def test_twin_is_bit_exact_whatever_kernels_and_denormal_mode_the_host_uses(isa: str, denormals: str) -> None:
+    """The CPU plugin picks its kernels by the host's ISA (capped here with ONEDNN_MAX_CPU_ISA, which
+    its JIT emitters obey) and may run with DAZ/FTZ (CPU_DENORMALS_OPTIMIZATION): the twin must
+    store the same values under each. A subprocess each: DAZ/FTZ sticks to the threads that set it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from runtime.emulate import supports_denormals_property
+
+    if denormals == "YES" and not supports_denormals_property(CORE):
+        pytest.skip("this OpenVINO has no CPU_DENORMALS_OPTIMIZATION")
+    code = ("import json; from tests.runtime.test_emulate import projection_mismatches as m; "
+            f"print(json.dumps({{p: m(p, {{'CPU_DENORMALS_OPTIMIZATION': '{denormals}'}}) "
+            "for p in ('fp16-myriadx', 'fp16-ieee', 'bf16')}))")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(count == 0 for cases in report.values() for count in cases.values()), report
 
 
 def test_input_conversion_is_f32tof16_on_raw_counts() -> None:
@@ -334,7 +405,7 @@ def _read_tensors(model: Model) -> list[Any]:
 def _walk(model: Model, x: np.ndarray) -> list[np.ndarray]:
     tensors = _read_tensors(model)
     model.add_outputs(tensors)
-    compiled = CORE.compile_model(model, "CPU", EMULATION_CPU_CONFIG)
+    compiled = CORE.compile_model(model, "CPU", emulation_cpu_config(CORE))
     result = compiled.create_infer_request().infer({0: x})
     return [np.array(result[out]) for out in compiled.outputs]
 

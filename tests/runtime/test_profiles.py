@@ -47,13 +47,12 @@ def f32tof16_reference(x: np.ndarray) -> np.ndarray:
 
 
 def bf16_reference(x: np.ndarray) -> np.ndarray:
-    """bfloat16 nearest-even through frexp in float64: 8 significant bits, 2^-133 subnormal step."""
-    x64 = np.where(np.isfinite(x), x, 0).astype(np.float64)
-    mantissa, exponent = np.frexp(x64)
-    normal = np.ldexp(np.rint(np.ldexp(mantissa, 8)), exponent - 8)
-    sub = np.rint(x64 * 2.0**133) * 2.0**-133
-    with np.errstate(over="ignore"):
-        out = np.where(np.abs(x64) < 2.0**-126, sub, normal).astype(np.float32)
+    """VCVTNEPS2BF16 as the Intel SDM writes its operation: a zero or denormal input gives a zero of
+    its sign; a normal one adds 0x7FFF plus the kept LSB as an integer and truncates to 16 bits."""
+    u = x.view(np.uint32).astype(np.uint64)
+    denormal_or_zero = (u & 0x7F800000) == 0
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16).astype(np.uint32)
+    out = np.where(denormal_or_zero, (u & 0x80000000).astype(np.uint32), rounded).view(np.float32)
     return np.where(np.isfinite(x), out, x)
 
 

@@ -92,8 +92,9 @@ def test_aligned_forward_computes_what_the_twin_computes(upsample: str) -> None:
 
 
 @pytest.mark.parametrize("numerics", [get_profile("fp16-myriadx").numerics, get_profile("fp16-ieee").numerics,
-                                      Numerics("fp16", overflow="saturate", subnormals="flush")],
-                         ids=["fp16-myriadx", "fp16-ieee", "fp16-flush"])
+                                      Numerics("fp16", overflow="saturate", subnormals="flush"),
+                                      Numerics("fp16", subnormals="daz")],
+                         ids=["fp16-myriadx", "fp16-ieee", "fp16-flush", "fp16-daz"])
 def test_cast_fast_path_equals_the_bit_pattern_path(numerics: Numerics) -> None:
     """Fine-tuning takes the float->half cast path; the bit-pattern path is the reference."""
     from search.align import _project_bits, _project_fp16_cast
