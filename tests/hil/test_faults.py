@@ -49,6 +49,7 @@ def _accounted(r: dict) -> None:
     assert r["tiles_unaccounted"] == 0, r
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(EXPECTED))
 def test_each_fault_kind_is_accounted(kind: str, scene: Path, running_runtime: Runtime,
                                       brightness_bundle: Path, tmp_path: Path) -> None:
@@ -70,6 +71,7 @@ def test_each_fault_kind_is_accounted(kind: str, scene: Path, running_runtime: R
         assert r["n_detections"] == 25  # each ship once, not twice
 
 
+@pytest.mark.slow
 def test_sender_restarts_lose_nothing(scene: Path, running_runtime: Runtime, brightness_bundle: Path,
                                       tmp_path: Path) -> None:
     r = _run(scene, running_runtime, brightness_bundle, tmp_path, "restart=2@8,seed=1")
@@ -79,6 +81,7 @@ def test_sender_restarts_lose_nothing(scene: Path, running_runtime: Runtime, bri
     assert set(outcomes) <= {"processed", "duplicate_result_ignored", "duplicate_dropped_by_runtime"}
 
 
+@pytest.mark.slow
 def test_all_faults_at_once(scene: Path, running_runtime: Runtime, brightness_bundle: Path, tmp_path: Path) -> None:
     r = _run(scene, running_runtime, brightness_bundle, tmp_path,
              "drop=0.1,duplicate=0.1,corrupt=0.1,truncate=0.1,bad_checksum=0.1,reorder=0.1,restart=1@10,seed=2")

@@ -10,6 +10,7 @@ import hil
 from tests.conftest import make_brightness_bundle
 
 
+@pytest.mark.slow
 def test_tiles_lost_in_transit_are_resent_and_none_is_lost(tmp_path: Path) -> None:
     make_brightness_bundle(tmp_path / "b", size=128)
     r = hil.run("synthetic:size=512", tmp_path / "b", tmp_path / "out", device="CPU", seed=3,

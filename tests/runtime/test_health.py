@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -32,10 +33,12 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
     real = server_module.vectorize
     hang = threading.Event()
     release = threading.Event()
+    stuck: list[threading.Thread] = []
 
     def hangs_once(*args: object, **kwargs: object) -> list:
         if not hang.is_set():
             hang.set()
+            stuck.append(threading.current_thread())
             release.wait(30)  # stuck, as a stage with a deadlock or a runaway geometry would be
         return real(*args, **kwargs)
 
@@ -67,14 +70,21 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
             if events.poll(200):
                 names.append(protocol.loads(events.recv_multipart()[1])["event"])
         assert "stage_hung" in names and "stage_restarted" in names
-        # The stuck worker wakes up later: its late result must not reach the ground twice.
+        # The stuck worker wakes up later: its late result must not reach the ground twice. Once
+        # its thread has ended, anything it sent is queued ahead of a tile streamed after it, so
+        # the next result to arrive must be that tile's.
         release.set()
-        time.sleep(0.3)
-        assert not results.poll(300)
-        # All stages answer again, so the watchdog is fed.
-        fed = watchdog.stat().st_mtime
-        time.sleep(0.4)
-        assert watchdog.stat().st_mtime > fed
+        stuck[0].join(30)
+        assert not stuck[0].is_alive(), "the stuck worker never finished"
+        Streamer(ipc_endpoints["tiles"]).stream([dataclasses.replace(_tiles(1)[0], tile_id="s/after", seq=6)])
+        assert results.poll(30_000), "no result for the tile streamed after the late one"
+        assert protocol.decode_result(results.recv_multipart())[0]["tile_id"] == "s/after"
+        # All stages answer again, so the watchdog is fed (it is touched every 0.1 s).
+        fed = watchdog.stat().st_mtime_ns
+        deadline = time.monotonic() + 30
+        while watchdog.stat().st_mtime_ns == fed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watchdog.stat().st_mtime_ns > fed, "the watchdog was not fed again"
     finally:
         release.set()
         runtime.stop()

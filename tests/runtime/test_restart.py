@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import signal
 import subprocess
@@ -31,6 +33,7 @@ def _start(endpoints: dict[str, str], model: Path, log: Path) -> subprocess.Pope
     return proc
 
 
+@pytest.mark.slow
 def test_runtime_killed_and_restarted_mid_stream_loses_nothing(brightness_bundle: Path, tmp_path: Path) -> None:
     short = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
     endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
@@ -46,6 +49,13 @@ def test_runtime_killed_and_restarted_mid_stream_loses_nothing(brightness_bundle
     second = None
     try:
         assert collector.wait_for(50, 30)
+        # Frozen first, so that the kill lands with tiles in flight whatever the machine's load:
+        # the frozen runtime sends no more "done", and the sender fills its window.
+        first.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 30
+        while not set(list(streamer.log.sent_at)) - streamer.log.done and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(list(streamer.log.sent_at)) - streamer.log.done, "no tile in flight at the kill"
         first.send_signal(signal.SIGKILL)  # a crash: no drain, no goodbye
         first.wait(10)
         killed_at = time.monotonic()

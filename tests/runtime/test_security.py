@@ -16,6 +16,7 @@ from runtime.server import Runtime, Settings
 from tests.conftest import make_brightness_bundle
 
 
+@pytest.mark.slow
 def test_only_authorised_clients_can_load_a_model(tmp_path: Path, brightness_bundle: Path,
                                                   ipc_endpoints: dict[str, str]) -> None:
     keys = tmp_path / "keys"

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     proc = subprocess.run(

@@ -28,6 +28,7 @@ def test_genome_argument_forms(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None
     assert parse_genome(str(tmp_path / "manifest.json"), tiny_cfg) == g
 
 
+@pytest.mark.slow
 def test_ablation_reports_three_numbers_and_the_gap_by_cause(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     genome = {"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 12, "stride": 2}],
               "upsample": "bilinear"}

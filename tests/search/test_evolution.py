@@ -49,6 +49,7 @@ def tiny_search(tmp_path_factory: pytest.TempPathFactory, tiny_config_path: Path
     return out, run_search(load_config(tiny_config_path), out, progress=False)
 
 
+@pytest.mark.slow
 def test_search_writes_a_flight_model_the_rig_accepts(tiny_search: tuple[Path, Any]) -> None:
     out, result = tiny_search
     bundle = read_bundle(out / "flight_model")
@@ -63,6 +64,7 @@ def test_search_writes_a_flight_model_the_rig_accepts(tiny_search: tuple[Path, A
     assert len(gens) == 2 and all(len(g["population"]) == 3 for g in gens)
 
 
+@pytest.mark.slow
 def test_every_candidate_is_persisted_once_and_scored_through_hil(tiny_search: tuple[Path, Any]) -> None:
     out, result = tiny_search
     records = CandidateStore(out).all()
@@ -75,6 +77,7 @@ def test_every_candidate_is_persisted_once_and_scored_through_hil(tiny_search: t
         assert hil_report["device"] == "myriadx-emu" and hil_report["tiles_lost"] == 0
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_trains_nothing(tiny_search: tuple[Path, Any], tiny_config_path: Path) -> None:
     from search.baseline import load_config
 
@@ -94,6 +97,7 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict
         check_resumable(tmp_path, changed)
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_mid_generation_loses_and_repeats_nothing(tmp_path: Path, tiny_config_path: Path) -> None:
     from search.baseline import load_config
 
@@ -106,11 +110,14 @@ def test_resume_after_a_kill_mid_generation_loses_and_repeats_nothing(tmp_path: 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (records.exists() and any(records.glob("*.json"))):
         assert proc.poll() is None, "the search ended before a candidate was persisted"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the search and the runtime hil started for it
+        time.sleep(0.01)
+    # Frozen as soon as the first record is there (each further one needs seconds of training and
+    # a hil run), then killed: the search and the runtime hil started for it.
+    os.killpg(proc.pid, signal.SIGSTOP)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = {p.name: p.read_bytes() for p in records.glob("*.json")}
-    assert 1 <= len(before) < 3  # killed inside generation 1 (population 3)
+    assert 1 <= len(before) < 3, f"{len(before)} records: not killed inside generation 1 (population 3)"
     result = run_search(load_config(config), out, progress=False)
     after = {p.name: p.read_bytes() for p in records.glob("*.json")}
     assert all(after[name] == data for name, data in before.items())  # nothing lost or redone
@@ -131,6 +138,7 @@ def test_ray_address_without_ray_names_the_extra(tiny_cfg: dict[str, Any], tmp_p
         make_evaluator(cfg, None, tmp_path)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_local_worker_processes_evaluate_in_parallel(tmp_path: Path, tiny_config_path: Path) -> None:
     from search.baseline import load_config
 
@@ -143,6 +151,7 @@ def test_local_worker_processes_evaluate_in_parallel(tmp_path: Path, tiny_config
     np.testing.assert_array_equal(sorted(result.records), sorted(g for g in result.generations[0]["population"]))
 
 
+@pytest.mark.slow
 def test_ray_tasks_evaluate_candidates_on_a_local_cluster(tmp_path: Path, tiny_config_path: Path) -> None:
     """The Ray path for real, where Ray is installed (the optional extra 'distributed'; CI does not
     install it): a local Ray instance, two candidates as two tasks in Ray's own worker processes."""
