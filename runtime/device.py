@@ -17,6 +17,8 @@ Devices by name:
 from __future__ import annotations
 
 import abc
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -116,6 +118,10 @@ class InferenceAdapter(abc.ABC):
     def wait_all(self) -> None:
         """Block until every queued request has completed and its callback has run."""
 
+    def close(self) -> None:
+        """Finish what was submitted and release the device's threads (a model being replaced)."""
+        self.wait_all()
+
 
 def _type_name(value: Any) -> str:
     # ov.Type has to_string() from 2023 on; get_type_name() exists in both APIs.
@@ -183,15 +189,23 @@ class OpenVINOAdapter(InferenceAdapter):
             "profile": profile if self.device in TWINS else ("fp16-myriadx (hardware)" if target == "MYRIAD" else None),
             "openvino": ov_api.version(),
         }
-        jobs = infer_requests or int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self._queue = ov_api.AsyncInferQueue(self._compiled, jobs)
+        # Twice the optimal number by default: each stream then has a tile queued behind the one
+        # it runs, and never idles while Python hands it the next.
+        jobs = infer_requests or 2 * int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
         self.jobs = jobs
-
-        def callback(request: Any, userdata: Any) -> None:
-            # The request is reused as soon as this returns, so the output is copied out.
-            on_complete(request.get_output_tensor(0).data.copy(), userdata)
-
-        self._queue.set_callback(callback)
+        self._on_complete = on_complete
+        self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for _ in range(jobs):
+            self._idle.put(self._compiled.create_infer_request())
+        # Requests are collected in submission order by a thread of ours, not by a callback:
+        # OpenVINO runs callbacks on the stream that computed the request, and that stream starts
+        # nothing else until the callback has taken the GIL. wait() releases the GIL, so the device
+        # never waits for Python.
+        self._pending: queue.SimpleQueue[tuple[Any, np.ndarray, Any] | None] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._drained = threading.Condition()
+        self._collector = threading.Thread(target=self._collect, name=f"infer-{self.device}", daemon=True)
+        self._collector.start()
         self._shape = tuple(int(d) for d in self._compiled.input(0).shape)
 
     @property
@@ -204,10 +218,45 @@ class OpenVINOAdapter(InferenceAdapter):
         return request.get_output_tensor(0).data.copy()
 
     def start_async(self, batch: np.ndarray, userdata: Any) -> None:
-        self._queue.start_async({0: batch}, userdata)
+        """Submit ``batch``; blocks while every request is busy (the runtime's backpressure)."""
+        request = self._idle.get()
+        try:
+            # The request reads the batch in place; the batch travels with it until collected.
+            request.set_input_tensor(0, ov_api.Tensor(np.ascontiguousarray(batch), shared_memory=True))
+            request.start_async()
+        except Exception:
+            self._idle.put(request)
+            raise
+        with self._drained:
+            self._in_flight += 1
+        self._pending.put((request, batch, userdata))
+
+    def _collect(self) -> None:
+        while (item := self._pending.get()) is not None:
+            request, _batch, userdata = item
+            try:
+                request.wait()
+                # The request is reused as soon as it is idle again, so the output is copied out.
+                output = request.get_output_tensor(0).data.copy()
+            except Exception as exc:  # the device failed this request: the runtime is told
+                output = exc
+            self._idle.put(request)
+            try:
+                self._on_complete(output, userdata)
+            finally:
+                with self._drained:
+                    self._in_flight -= 1
+                    self._drained.notify_all()
 
     def wait_all(self) -> None:
-        self._queue.wait_all()
+        with self._drained:
+            self._drained.wait_for(lambda: self._in_flight == 0)
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the collecting thread."""
+        self.wait_all()
+        self._pending.put(None)
+        self._collector.join()
 
 
 def open_device(bundle: Bundle, device: str, on_complete: Completion, **options: Any) -> InferenceAdapter:

@@ -8,17 +8,17 @@ lives in ``openvino.runtime``; modern releases expose the same classes from ``op
 from __future__ import annotations
 
 try:  # OpenVINO 2023.1 and later
-    from openvino import AsyncInferQueue, Core, Model, Tensor
+    from openvino import Core, Model, Tensor
     from openvino import get_version as _get_version
 
     API = "openvino"
 except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
-    from openvino.runtime import AsyncInferQueue, Core, Model, Tensor  # type: ignore[no-redef]
+    from openvino.runtime import Core, Model, Tensor  # type: ignore[no-redef]
     from openvino.runtime import get_version as _get_version  # type: ignore[no-redef]
 
     API = "openvino.runtime"
 
-__all__ = ["API", "AsyncInferQueue", "Core", "Model", "Tensor", "version"]
+__all__ = ["API", "Core", "Model", "Tensor", "version"]
 
 
 def version() -> str:
