@@ -1,8 +1,8 @@
 """Tests for runtime.latency: the calibration against published Myriad X figures, and sanity.
 
-The calibration table below is the record of what the constants in ``runtime/myriadx_costs.toml``
-produce. A refit (``runtime.latency.fit_costs``) must update it here and in the module docstring, so
-that a change of the estimates is visible in review.
+The calibration's one record is ``runtime/myriadx_calibration.json``, written by
+``python -m runtime.latency_calibration``; a change of the cost model or its constants that moves
+an estimate shows up here until the file is rewritten (and reviewed).
 """
 
 from __future__ import annotations
@@ -16,29 +16,22 @@ import openvino as ov
 import pytest
 from openvino import opset8 as ops
 
-from runtime.latency import REFERENCES, calibration_table, estimate_latency, load_costs
+from runtime.latency import estimate_latency, load_costs
+from runtime.latency_calibration import REFERENCES, calibration_table, leave_one_out, load_calibration
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default" / "model.xml"
 
-#: name -> (published ms, estimated ms with the TOML's constants); source and link in REFERENCES.
-CALIBRATION = {
-    "MobileOne-S0 224": (11.1, 11.85),
-    "ResNet-18 224": (19.7, 20.23),
-    "ResNet-50 224": (56.5, 61.61),
-    "DeepLabV3 256 (approx.)": (48.1, 49.30),
-    "DeepLabV3 513 (approx.)": (253.0, 197.08),
-    "YOLOv8n 416": (56.9, 55.05),
-    "YOLOv8n 640": (123.6, 129.45),
-    "Sanket 256x256 16..128": (133.3, 154.34),
-    "Sanket 256x256 8..64": (89.3, 102.95),
-    "Sanket 256x128 4..32": (43.0, 42.48),
-    "Sanket 256x128 8..64": (57.0, 51.54),
-    "Sanket 256x128 16..128": (89.0, 76.95),
-}
-#: Every reference is within this factor of its published latency (achieved: 1.29).
+#: Every reference within this factor of its published latency, in sample (recorded: 1.28).
 FACTOR = 1.3
-#: Root-mean-square of log(estimated / published) over the references (achieved: 0.112).
+#: Root-mean-square of log(estimated / published) in sample (recorded: 0.112).
 RMS_LOG = 0.12
+#: Leaving each reference out, every prediction within this factor (recorded: 1.58; docs say ~1.5x).
+HELD_OUT_FACTOR = 1.6
+
+
+@pytest.fixture(scope="module")
+def recorded() -> dict:
+    return load_calibration()
 
 
 @pytest.fixture(scope="module")
@@ -46,23 +39,37 @@ def table() -> dict[str, dict]:
     return {row["name"]: row for row in calibration_table()}
 
 
-def test_every_reference_is_in_the_table(table: dict[str, dict]) -> None:
-    assert set(table) == set(CALIBRATION) == {ref.name for ref in REFERENCES}
+def test_every_reference_is_in_the_record(recorded: dict, table: dict[str, dict]) -> None:
+    names = {ref.name for ref in REFERENCES}
+    assert set(table) == names == {r["name"] for r in recorded["in_sample"]["rows"]}
+    assert {r["name"] for r in recorded["leave_one_out"]["rows"]} == names
 
 
-@pytest.mark.parametrize("name", sorted(CALIBRATION))
-def test_reference_within_factor_of_published(table: dict[str, dict], name: str) -> None:
-    published, recorded = CALIBRATION[name]
-    row = table[name]
-    assert row["published_ms"] == pytest.approx(published, abs=0.05)
-    assert 1 / FACTOR <= row["estimated_ms"] / published <= FACTOR, row
+@pytest.mark.parametrize("name", sorted(ref.name for ref in REFERENCES))
+def test_estimate_is_the_recorded_one_and_within_factor(recorded: dict, table: dict[str, dict], name: str) -> None:
+    row = {r["name"]: r for r in recorded["in_sample"]["rows"]}[name]
+    published = {ref.name: ref.published_ms for ref in REFERENCES}[name]
+    assert row["published_ms"] == published
+    assert 1 / FACTOR <= table[name]["estimated_ms"] / published <= FACTOR, table[name]
     # a changed constant or cost rule shows up here even when it stays within the factor
-    assert row["estimated_ms"] == pytest.approx(recorded, rel=0.02), row
+    assert table[name]["estimated_ms"] == pytest.approx(row["estimated_ms"], rel=0.02), row
 
 
 def test_calibration_rms_log_error(table: dict[str, dict]) -> None:
     ratios = np.array([row["ratio"] for row in table.values()])
     assert math.sqrt(np.mean(np.log(ratios) ** 2)) <= RMS_LOG
+
+
+@pytest.mark.slow
+def test_leave_one_out_reproduces_the_recorded_held_out_errors(recorded: dict) -> None:
+    """The figure docs/devices.md quotes: refit without each reference, predict it (about 30 s)."""
+    rows = leave_one_out()
+    want = {r["name"]: r for r in recorded["leave_one_out"]["rows"]}
+    for row in rows:
+        assert row["estimated_ms"] == pytest.approx(want[row["name"]]["estimated_ms"], rel=0.02), row
+        assert 1 / HELD_OUT_FACTOR <= row["ratio"] <= HELD_OUT_FACTOR, row
+    # Held out is worse than in sample, as it must be for a fit that is not an identity.
+    assert recorded["leave_one_out"]["rms_log"] > recorded["in_sample"]["rms_log"]
 
 
 # -- sanity ----------------------------------------------------------------------------------------
