@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 
+from runtime.host import host_line
 from search.align import Aligner
 from search.baseline import load_config
 from search.candidate import SearchData, fit, hil_scores, manifest_for, prepare_data
@@ -75,7 +76,7 @@ def test_aligned_epoch_vs_fp32(benchmark: Any, setup: dict[str, Any]) -> None:
     summary = {"steps": STEPS, "batch": setup["cfg"]["train"]["batch"], "patch": setup["cfg"]["train"]["patch"],
                "threads": setup["cfg"]["train"]["threads"], "genome": str(setup["net"].genome),
                "fp32_epoch_s": MEDIANS["fp32"], "aligned_epoch_s": MEDIANS["aligned"], "ratio": ratio,
-               "date": time.strftime("%Y-%m-%d")}
+               "date": time.strftime("%Y-%m-%d"), "host": host_line()}
     benchmark.extra_info.update(summary)
     print("\n" + json.dumps(summary, indent=2))
     assert ratio <= 1.3, f"an aligned epoch costs {ratio:.2f}x an FP32 epoch (target 1.3)"
@@ -104,6 +105,6 @@ def test_hil_evaluation_vs_training(benchmark: Any, setup: dict[str, Any], tmp_p
                "device": cfg["candidate"]["hil_device"], "hil_evaluation_s": hil_s,
                "training_s_extrapolated": train_s,
                "training": f"{cand['fp32_epochs']} FP32 + {cand['aligned_epochs']} aligned epochs of {steps} steps",
-               "ratio_hil_over_training": hil_s / train_s}
+               "ratio_hil_over_training": hil_s / train_s, "host": host_line()}
     benchmark.extra_info.update(summary)
     print("\n" + json.dumps(summary, indent=2))

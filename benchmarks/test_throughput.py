@@ -31,6 +31,7 @@ from hil.collector import ResultCollector
 from hil.runtime_proc import RuntimeProcess
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
+from runtime.host import host_line
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = Path(os.environ.get("BENCH_MODEL", REPO / "models" / "default"))
@@ -90,7 +91,7 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
         "model": str(MODEL), "device": "CPU", "inference_precision": "f32", "tiles_per_round": TILES,
         "tile_shape": list(tiles[0].pixels.shape), "runtime_tiles_per_s": runtime_fps,
         "benchmark_app_fps_before": reference_before, "benchmark_app_fps_after": reference_after,
-        "ratio": ratio, "date": time.strftime("%Y-%m-%d"),
+        "ratio": ratio, "date": time.strftime("%Y-%m-%d"), "host": host_line(),
     }
     benchmark.extra_info.update(summary)
     print("\n" + json.dumps(summary, indent=2))

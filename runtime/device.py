@@ -26,6 +26,7 @@ import numpy as np
 
 from runtime import ov_api
 from runtime.bundle import Bundle
+from runtime.host import describe_host
 
 class TargetError(ValueError):
     """The IR uses something the target device cannot run (runtime.check)."""
@@ -188,6 +189,7 @@ class OpenVINOAdapter(InferenceAdapter):
             "inference_precision": host,
             "profile": profile if self.device in TWINS else ("fp16-myriadx (hardware)" if target == "MYRIAD" else None),
             "openvino": ov_api.version(),
+            "host": describe_host(),  # whose CPU computed (the twin and CPU figures depend on it)
         }
         # Twice the optimal number by default: each stream then has a tile queued behind the one
         # it runs, and never idles while Python hands it the next.

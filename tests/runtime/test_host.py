@@ -1,0 +1,33 @@
+"""runtime.host: the CPU that computed a figure, as reports and benchmarks name it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runtime.host import describe_host, host_line
+
+XEON = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile
+processor\t: 1
+model name\t: Intel(R) Xeon(R) Platinum 8480+
+flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile
+"""
+
+
+def test_an_amx_host_is_named_with_its_flags(tmp_path: Path) -> None:
+    (tmp_path / "cpuinfo").write_text(XEON)
+    host = describe_host(tmp_path / "cpuinfo")
+    assert host["cpu"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert host["avx512"] and host["avx512_fp16"] and host["amx"] and host["avx2"]
+    assert host_line(host).endswith("AVX-512 FP16 yes, AMX yes")
+
+
+def test_unreadable_cpuinfo_gives_unknown_flags_not_false(tmp_path: Path) -> None:
+    host = describe_host(tmp_path / "missing")
+    assert host["amx"] is None and "AMX ?" in host_line(host)
+
+
+def test_this_host_is_described() -> None:
+    host = describe_host()
+    assert host["cpu"] and host["cores"] >= 1
