@@ -17,6 +17,35 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
     return values
 
 
+ROLES = ("train", "val", "test")
+
+
+def split_source(spec: str):  # -> flightsim.sources.Subset
+    """``SPLIT_JSON:ROLE`` as the samples of that role, from the data set the split file names.
+
+    Raises:
+        ValueError: on a missing file, an unknown role, or a data set whose sample names no longer
+            match the split (the split would then pick other samples than those it set aside).
+    """
+    import json
+
+    from flightsim.sources import Subset, open_source
+
+    path, sep, role = spec.rpartition(":")
+    if not sep or role not in ROLES:
+        raise ValueError(f"--split {spec!r}: give SPLIT_JSON:ROLE with ROLE one of {list(ROLES)}")
+    if not Path(path).is_file():
+        raise ValueError(f"--split {spec!r}: no such file {path!r}")
+    split = json.loads(Path(path).read_text())
+    source = open_source(split["source"])
+    names = split.get("names", {})
+    moved = [i for i in split[role] if str(i) in names and source[i].name != names[str(i)]]
+    if moved:
+        raise ValueError(f"--split {spec!r}: the data set changed since the split was made "
+                         f"(sample {moved[0]} is now {source[moved[0]].name!r}, was {names[str(moved[0])]!r})")
+    return Subset(source, split[role], role=role)
+
+
 def main(argv: list[str] | None = None) -> int:
     from flightsim.sources import SOURCES
     from flightsim.timing import MODES
@@ -29,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          epilog="scene sources (--scene KIND:PATH; a bare path is a GeoTIFF):\n"
                                 + "\n".join(f"  {k:15s} {v}" for k, v in SOURCES.items()))
-    run.add_argument("--scene", required=True, help="'synthetic[:opts]', a GeoTIFF path, or KIND:PATH (see below)")
+    run.add_argument("--scene", help="'synthetic[:opts]', a GeoTIFF path, or KIND:PATH (see below)")
+    run.add_argument("--split", metavar="SPLIT_JSON:ROLE",
+                     help="the samples a search set aside: OUT/data/split.json of `python -m search run` and "
+                          "a role, train, val or test (the held-out test split); the data set is the one "
+                          "the split names, so --scene is not needed")
     run.add_argument("--seed", type=int, help=f"seed of a synthetic scene (default {cfg['synthetic_seed']})")
     run.add_argument("--truth", type=Path, help="mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene")
     run.add_argument("--limit", type=int, help="at most this many images of a data set")
@@ -61,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     from hil.rig import run as run_rig
 
     try:
+        if (args.scene is None) == (args.split is None):
+            raise ValueError("give exactly one of --scene and --split")
+        scene = split_source(args.split) if args.split else args.scene
         mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg["timing"])
         kwargs = {"burst": args.burst} if args.burst else {}
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
         georef = Georef(args.gsd, args.origin, args.crs)
-        result = run_rig(args.scene, args.model, args.report, device=args.device, seed=args.seed,
+        result = run_rig(scene, args.model, args.report, device=args.device, seed=args.seed,
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit)
