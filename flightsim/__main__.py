@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         accepted = sum(1 for a in log.acks.values() if a["status"] == "accepted")
         rejected = len(log.acks) - accepted + len(log.anonymous_acks)
-        print(f"sent {len(log.sent_at)}, accepted {accepted}, rejected {rejected}")
+        duplicates = log.duplicates
+        print(f"sent {len(log.sent_at)}, accepted {accepted - len(duplicates)}, rejected {rejected}, "
+              f"duplicates {len(duplicates)}")
+        if duplicates:
+            print(f"warning: {len(duplicates)} tiles were already processed by this runtime (same scene id, tile "
+                  "id and pixels): they produce no new result", file=sys.stderr)
         return 0
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,6 +29,11 @@ class StreamLog:
     resends: dict[str, int] = field(default_factory=dict)         # tile_id -> times sent again
 
     @property
+    def duplicates(self) -> list[str]:
+        """Tiles the runtime had already taken (the same ids and content): they get no new result."""
+        return [t for t, a in self.acks.items() if a.get("duplicate")]
+
+    @property
     def unacked(self) -> list[str]:
         return [t for t in self.sent_at if t not in self.acks]
 

@@ -191,6 +191,9 @@ def decode_tile(
         raise TileRejected(
             Reason.WRONG_BYTE_COUNT, f"pixel frame has {len(data)} bytes, shape needs {expected}", header
         )
+    too_long = [k for k in ("scene_id", "tile_id", "checksum") if len(header[k]) > MAX_ID_CHARS]
+    if too_long:
+        raise TileRejected(Reason.BAD_HEADER, f"{too_long[0]} is longer than {MAX_ID_CHARS} characters", header)
     got = checksum(data)
     if got != header["checksum"]:
         raise TileRejected(
@@ -209,14 +212,32 @@ def _best_effort_header(frame: bytes) -> dict[str, Any]:
     return header if isinstance(header, dict) else {}
 
 
+#: Longest scene_id, tile_id or checksum accepted: longer ones are refused (bad_header), so every
+#: accepted tile is echoed by its ids and a resend is known as one.
+MAX_ID_CHARS = 1024
+
+
+def tile_key(header: dict[str, Any]) -> tuple[str, str, str] | None:
+    """What makes a tile the same tile: (scene_id, tile_id, checksum of its pixels).
+
+    The checksum is part of it so that two different scenes that happen to carry the same ids (two
+    files called scene.tif) are two tiles, while a resend of the same tile is a duplicate.
+    None when an id is missing or unusable (such a tile cannot be recognised again).
+    """
+    ids = tile_ids(header)
+    if ids["scene_id"] is None or ids["tile_id"] is None or ids["checksum"] is None:
+        return None
+    return ids["scene_id"], ids["tile_id"], ids["checksum"]
+
+
 def tile_ids(header: dict[str, Any]) -> dict[str, Any]:
     """The identifying fields of a tile that every result echoes; missing or mistyped ones are None,
     so a malformed header cannot smuggle an unhashable or huge value into acks and results."""
     ids: dict[str, Any] = {}
-    for key in ("scene_id", "tile_id", "seq"):
+    for key in ("scene_id", "tile_id", "seq", "checksum"):
         value = header.get(key)
         kind = _REQUIRED[key]
-        ok = isinstance(value, kind) and not isinstance(value, bool) and (not isinstance(value, str) or len(value) <= 1024)
+        ok = isinstance(value, kind) and not isinstance(value, bool) and (not isinstance(value, str) or len(value) <= MAX_ID_CHARS)
         ids[key] = value if ok else None
     return ids
 

@@ -155,7 +155,7 @@ class _InFlight:
     t_received: float
     t_submitted: float
     identity: bytes = b""                 # the sender, told when the tile's result has gone out
-    key: tuple[str, str] | None = None    # (scene_id, tile_id): what makes a resend a duplicate
+    key: tuple[str, str, str] | None = None  # (scene_id, tile_id, checksum): what makes a resend a duplicate
 
 
 @functools.lru_cache(maxsize=64)
@@ -191,7 +191,7 @@ class Runtime:
         self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes] | None] = queue.SimpleQueue()
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
-        self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._notify_endpoint = f"inproc://notify-{id(self)}"
         self._notify = self._ctx.socket(zmq.PAIR)
         self._notify.bind(self._notify_endpoint)
@@ -387,7 +387,7 @@ class Runtime:
                 # wake now and then to see whether shutdown has set a deadline meanwhile.
                 self._results.poll(100, zmq.POLLOUT)
 
-    def _remember(self, key: tuple[str, str] | None, state: str) -> None:
+    def _remember(self, key: tuple[str, str, str] | None, state: str) -> None:
         if key is None:
             return
         with self._lock:
@@ -403,8 +403,7 @@ class Runtime:
                 identity, done = self._notify.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            ids = protocol.tile_ids(protocol.loads(done))
-            self._remember((ids["scene_id"], ids["tile_id"]), "done")
+            self._remember(protocol.tile_key(protocol.loads(done)), "done")
             self._tiles.send_multipart([identity, done])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
@@ -434,8 +433,7 @@ class Runtime:
             serving = self.serving
             if serving is None:
                 raise TileRejected(Reason.NO_MODEL, "no flight model is loaded", header)
-            ids = protocol.tile_ids(header)
-            key = (ids["scene_id"], ids["tile_id"]) if ids["scene_id"] is not None and ids["tile_id"] is not None else None
+            key = protocol.tile_key(header)
             with self._lock:
                 state = self._seen.get(key) if key else None
             if state is not None:
