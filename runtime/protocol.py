@@ -65,6 +65,8 @@ def loads(frame: bytes) -> Any:
         return json.loads(bytes(frame).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"header is not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # e.g. 100,000 nested arrays: a malformed header, not a crash
+        raise ValueError("header is nested too deeply to be a header") from None
 
 
 @dataclass
@@ -165,9 +167,10 @@ def decode_tile(
         raise TileRejected(Reason.BAD_HEADER, f"shape must be 3 positive integers, got {shape!r}", header)
     transform = header.get("transform", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     if len(transform) != 6 or not all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in transform
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and abs(t) <= MAX_TRANSFORM
+        for t in transform
     ):
-        raise TileRejected(Reason.BAD_HEADER, "transform must be 6 finite numbers", header)
+        raise TileRejected(Reason.BAD_HEADER, f"transform must be 6 finite numbers within ±{MAX_TRANSFORM:g}", header)
     if "time" in header and not math.isfinite(header["time"]):
         raise TileRejected(Reason.BAD_HEADER, "time must be finite", header)
     window = header.get("window")
@@ -211,6 +214,10 @@ def _best_effort_header(frame: bytes) -> dict[str, Any]:
         return {}
     return header if isinstance(header, dict) else {}
 
+
+#: Largest magnitude of a transform coefficient: far past any map coordinate or pixel size on Earth
+#: (metres, feet or degrees), and small enough that polygon arithmetic cannot overflow.
+MAX_TRANSFORM = 1e12
 
 #: Longest scene_id, tile_id or checksum accepted: longer ones are refused (bad_header), so every
 #: accepted tile is echoed by its ids and a resend is known as one.

@@ -71,3 +71,23 @@ def test_each_malformation_has_its_reason() -> None:
 def test_nan_is_not_json() -> None:
     with pytest.raises(ValueError):
         protocol.dumps({"x": float("nan")})
+
+
+def test_a_deeply_nested_header_is_a_bad_header_not_an_internal_error() -> None:
+    """Adversarial test (issue 13): 100,000 nested arrays made json raise RecursionError."""
+    frames = protocol.encode_tile(*_tile())
+    deep = b"[" * 100_000 + b"]" * 100_000
+    rej = _reason([deep, frames[1]])
+    assert rej.reason is Reason.BAD_HEADER and "nested" in rej.detail
+    with pytest.raises(ValueError, match="nested"):
+        protocol.loads(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
+
+
+@pytest.mark.parametrize("value", [1e308, -1e13])
+def test_extreme_transform_is_a_bad_header(value: float) -> None:
+    """Adversarial test (issue 13): a transform of 1e308 passed the finiteness check and failed
+    later as inference_failed."""
+    frames = protocol.encode_tile(*_tile())
+    transform = [value, 0.0, 500000.0, 0.0, -3.0, 4200000.0]
+    rej = _reason(_with_header(frames, transform=transform))
+    assert rej.reason is Reason.BAD_HEADER and "transform" in rej.detail
