@@ -169,7 +169,28 @@ class BundleStore:
 
     def __init__(self, root: str | os.PathLike[str]):
         self.root = Path(root)
-        (self.root / "bundles").mkdir(parents=True, exist_ok=True)
+        try:
+            (self.root / "bundles").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            if not (self.root / "bundles").is_dir():
+                raise
+        # An install interrupted before its rename leaves a staging folder that nothing points to.
+        for stale in self.root.glob(".incoming-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    @property
+    def writable(self) -> bool:
+        """Whether new bundles can be installed (a read-only store can still serve its current one).
+
+        Found by trying, not by permission bits: a read-only mount or a full disk says no to root too.
+        """
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.root / "bundles", prefix=".probe-")
+        except OSError:
+            return False
+        os.close(fd)
+        os.unlink(probe)
+        return True
 
     def install(self, bundle: Bundle) -> Path:
         target = self.root / "bundles" / bundle.id

@@ -59,6 +59,7 @@ COMMANDS = {
 EVENTS = {
     "started": "ACTIVITY_HI",
     "model_loaded": "ACTIVITY_HI",
+    "model_not_persisted": "WARNING_LO",
     "model_refused": "WARNING_HI",
     "tile_rejected": "WARNING_LO",
     "inference_failed": "WARNING_HI",
@@ -212,7 +213,7 @@ class Runtime:
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
                              self._event, settings.health["watchdog_file"])
         if model is not None:
-            self._load(read_bundle(model))
+            self._load(read_bundle(model), persist=self.store.writable)
         elif self.store.current_path() is not None:
             self._load(read_bundle(self.store.current_path()))  # type: ignore[arg-type]
 
@@ -227,8 +228,12 @@ class Runtime:
         sock.bind(self.settings.endpoints[name])
         return sock
 
-    def _load(self, bundle: Bundle) -> Serving:
-        """Compile ``bundle`` and run it once; only then does it replace the serving model."""
+    def _load(self, bundle: Bundle, persist: bool = True) -> Serving:
+        """Compile ``bundle`` and run it once; only then does it replace the serving model.
+
+        ``persist=False`` (a model given at start-up with a read-only store) serves it without
+        installing it, and says so in an event, rather than refusing to start.
+        """
         adapter = open_device(
             bundle,
             self.settings.device,
@@ -243,7 +248,11 @@ class Runtime:
         serving = Serving(bundle, adapter, Preprocessor(bundle.manifest["input"], adapter.input_shape))
         if self.serving is not None:
             self.serving.adapter.close()  # tiles already on the old model finish on it
-        self.store.install(bundle)
+        if persist:
+            self.store.install(bundle)
+        else:
+            self._event("model_not_persisted", model={"name": bundle.name, "sha256": bundle.id},
+                        detail=f"store {self.store.root} is read-only: the model serves until the runtime stops")
         self.serving = serving
         self._event("model_loaded", model=serving.info, device=self.settings.device)
         return serving
