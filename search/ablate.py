@@ -47,8 +47,7 @@ from runtime.emulate import apply_profile, emulation_cpu_config
 from runtime.ov_api import Core, Tensor
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
-from search.candidate import _arrays, fit, hil_scores, manifest_for, prepare_data, torch_device
-from search.data import PatchSampler
+from search.candidate import _arrays, fit, hil_scores, make_sampler, manifest_for, prepare_data, torch_device
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export_ir import export_ir
 from search.network import GenomeNet
@@ -127,7 +126,7 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     seed = int(cfg["evolution"]["seed"])
     seed_everything(seed, tr["threads"])
     device = torch_device(cand["torch_device"])
-    sampler = PatchSampler(_arrays(data, "train"), data.norm, tr["patch"], tr["vessel_fraction"], np.random.default_rng(seed))
+    sampler = make_sampler(cfg, data, np.random.default_rng(seed))
     say(f"ablation of {genome} ({count_parameters(genome)} parameters): {cand['fp32_epochs']} FP32 epochs, then "
         f"{cand['aligned_epochs']} epochs per branch")
     net = GenomeNet(genome)
@@ -135,7 +134,7 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     branches: dict[str, GenomeNet] = {}
     for branch in ("post_training", "aligned"):
         b = copy.deepcopy(net)
-        stream = PatchSampler(_arrays(data, "train"), data.norm, tr["patch"], tr["vessel_fraction"], np.random.default_rng(seed + 1))
+        stream = make_sampler(cfg, data, np.random.default_rng(seed + 1))
         # Both branches fine-tune with BatchNorm frozen and folded, as the exporter folds it; the
         # post-training branch computes in f32 (profile "fp32": identity numerics, ops as written),
         # so alignment (the projection and the op semantics) is the only difference between them.

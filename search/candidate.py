@@ -38,7 +38,7 @@ import torch
 
 from runtime.bundle import write_bundle
 from search.align import Aligner
-from search.data import Normalization, PatchSampler, SceneArrays, estimate_normalization, load_scenes
+from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes
 from search.evaluate import score_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
@@ -58,8 +58,11 @@ class SearchData:
     train_seeds: tuple[int, ...]
     val_seeds: tuple[int, ...]
     norm: Normalization
-    #: ``"synthetic"`` (the ids are scene seeds) or a flightsim source spec (the ids are sample indices).
-    source: str = "synthetic"
+    #: ``"synthetic"`` (the ids are scene seeds) or a flightsim source spec (the ids are sample
+    #: indices), or a tuple of specs (indices into their concatenation).
+    source: str | tuple[str, ...] = "synthetic"
+    #: For a concatenated source: which data set each training sample comes from (source weights).
+    train_groups: tuple[int, ...] = ()
 
     @property
     def synthetic(self) -> bool:
@@ -111,20 +114,42 @@ def split_source(n: int, data: dict[str, Any]) -> tuple[list[int], list[int], li
     return sorted(order[n_test + n_val:]), sorted(order[n_test:n_test + n_val]), sorted(order[:n_test])
 
 
+def _absolute(spec: str) -> str:
+    """``KIND:PATH`` with PATH made absolute: workers (a Ray cluster's included) need not share this
+    process's directory."""
+    from flightsim.sources import parse_spec
+
+    kind, rest = parse_spec(spec)
+    return f"{kind}:{Path(rest).resolve()}" if rest and Path(rest).exists() else spec
+
+
+def source_spec(source: str | list[str]) -> str | tuple[str, ...]:
+    """``[data] source`` as a hashable spec: one ``KIND:PATH``, or a tuple of them (concatenated)."""
+    return _absolute(source) if isinstance(source, str) else tuple(_absolute(s) for s in source)
+
+
 def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
-    """:func:`prepare_data` for a real data set: arrays of the training and validation samples."""
+    """:func:`prepare_data` for real data: arrays of the training and validation samples.
+
+    A list of sources is concatenated (:class:`flightsim.sources.Concat`) and each part is split on
+    its own, with the same seed and fractions, so that every data set keeps its own held-out test
+    samples; the ids are indices into the concatenation.
+    """
     import json
 
-    from flightsim.sources import open_source, parse_spec
+    from flightsim.sources import Concat, open_source
 
-    kind, rest = parse_spec(cfg["data"]["source"])
-    # An absolute path: workers (a Ray cluster's included) need not share this process's directory.
-    spec = f"{kind}:{Path(rest).resolve()}" if rest and Path(rest).exists() else cfg["data"]["source"]
+    spec = source_spec(cfg["data"]["source"])
     source = open_source(spec)
-    train, val, test = split_source(len(source), cfg["data"])
+    parts = source.parts if isinstance(source, Concat) else [source]
+    offsets = source.offsets if isinstance(source, Concat) else [0]
+    train, val, test = [], [], []
+    for part, offset in zip(parts, offsets):
+        for ids, part_ids in zip((train, val, test), split_source(len(part), cfg["data"])):
+            ids.extend(offset + i for i in part_ids)
     root.mkdir(parents=True, exist_ok=True)
-    split = {"source": spec, "split_seed": cfg["data"]["split_seed"], "train": train, "val": val, "test": test,
-             "names": {str(i): source[i].name for i in range(len(source))}}
+    split = {"source": spec if isinstance(spec, str) else list(spec), "split_seed": cfg["data"]["split_seed"],
+             "train": train, "val": val, "test": test, "names": {str(i): source[i].name for i in range(len(source))}}
     split_path = root / "split.json"
     if not (split_path.exists() and json.loads(split_path.read_text()) == split):
         bands = int(cfg["model"]["in_channels"])
@@ -139,7 +164,16 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                 scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8)))
             _save_arrays(root / f"{name}.npz", ids, scenes)
         split_path.write_text(json.dumps(split, indent=1))
-    return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec))
+    groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
+    return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups))
+
+
+def make_sampler(cfg: dict[str, Any], data: SearchData, rng: np.random.Generator) -> PatchSampler:
+    """The training patch sampler the config asks for (``[train]`` sampling and augmentation,
+    ``[data] source_weights``), over the training arrays of ``data``."""
+    opts = SamplingOptions.from_config(cfg["train"], cfg["data"])
+    return PatchSampler(_arrays(data, "train"), data.norm, int(cfg["train"]["patch"]), opts, rng,
+                        groups=list(data.train_groups) or None)
 
 
 def _normalised(data: SearchData) -> SearchData:
@@ -213,7 +247,7 @@ def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: in
     tr, cand = cfg["train"], cfg["candidate"]
     rng = seed_everything(seed, tr["threads"])
     device = torch_device(cand["torch_device"])
-    sampler = PatchSampler(_arrays(data, "train"), data.norm, tr["patch"], tr["vessel_fraction"], rng)
+    sampler = make_sampler(cfg, data, rng)
     net = GenomeNet(genome)
     log = {"torch_device": str(device), "fp32": fit(net, sampler, cfg, fp32_epochs, tr["lr"], device)}
     fp32_net = copy.deepcopy(net).cpu()

@@ -73,12 +73,60 @@ def estimate_normalization(scenes: list[SceneArrays]) -> Normalization:
     return Normalization(tuple(round(float(m), 3) for m in mean), tuple(round(float(s), 3) for s in std))
 
 
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``mask`` grown by ``radius`` pixels (a square neighbourhood)."""
+    h, w = mask.shape
+    padded = np.pad(mask, radius)
+    out = np.zeros_like(mask)
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out |= padded[dy:dy + h, dx:dx + w]
+    return out
+
+
+#: Augmentations the sampler knows; ``[train] augment`` picks from them (each measured in docs/models.md).
+AUGMENTATIONS = ("flip", "rot90", "gain", "contrast", "speckle", "scale")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How patches are drawn (``[train]`` of search/defaults.toml; one place for the defaults)."""
+
+    vessel_fraction: float = 0.6
+    #: Share of patches centred on the brightest pixels that are not vessel (land, coast, clutter):
+    #: the false alarms of a SAR detector.
+    hard_negative_fraction: float = 0.0
+    augment: tuple[str, ...] = ("flip", "rot90")
+    #: Sampling weight of each data set of a concatenated source (empty: every sample alike).
+    group_weights: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.vessel_fraction <= 1.0 or not 0.0 <= self.hard_negative_fraction <= 1.0 \
+                or self.vessel_fraction + self.hard_negative_fraction > 1.0:
+            raise ValueError(f"vessel_fraction ({self.vessel_fraction}) and hard_negative_fraction "
+                             f"({self.hard_negative_fraction}) must lie in [0, 1] and sum to at most 1")
+        unknown = sorted(set(self.augment) - set(AUGMENTATIONS))
+        if unknown:
+            raise ValueError(f"unknown augmentation {unknown}; valid: {list(AUGMENTATIONS)}")
+
+    @classmethod
+    def from_config(cls, train: dict[str, object], data: dict[str, object] | None = None) -> SamplingOptions:
+        return cls(vessel_fraction=float(train["vessel_fraction"]),  # type: ignore[arg-type]
+                   hard_negative_fraction=float(train.get("hard_negative_fraction", 0.0)),  # type: ignore[arg-type]
+                   augment=tuple(train.get("augment", ("flip", "rot90"))),  # type: ignore[arg-type]
+                   group_weights=tuple(float(w) for w in (data or {}).get("source_weights", ())))  # type: ignore[union-attr]
+
+
 class PatchSampler:
     """Draws augmented (image, mask) patch batches from in-memory scenes.
 
     A ``vessel_fraction`` of patches contain a vessel pixel at a uniformly random position in the
-    patch; the rest are placed uniformly. Each patch is flipped and rotated by a random multiple of
-    90 degrees: the scene statistics are isotropic, so these are free extra data.
+    patch; a ``hard_negative_fraction`` are centred near one of the brightest non-vessel pixels of a
+    scene (bright land, coast and clutter: what a SAR detector mistakes for ships); the rest are
+    placed uniformly. Each patch is then augmented as ``augment`` says: flips and 90-degree
+    rotations (the scene statistics are isotropic), a random gain and contrast (gamma) on the
+    counts, multiplicative speckle (unit-mean gamma noise, as SAR amplitude has), and a scale
+    jitter (the patch cut larger or smaller and resampled, nearest for the mask).
     """
 
     def __init__(
@@ -86,23 +134,45 @@ class PatchSampler:
         scenes: list[SceneArrays],
         norm: Normalization,
         patch: int,
-        vessel_fraction: float,
+        vessel_fraction: float | SamplingOptions,
         rng: np.random.Generator,
+        groups: list[int] | None = None,
     ):
-        if not 0.0 <= vessel_fraction <= 1.0:
-            raise ValueError(f"vessel_fraction must be in [0, 1], got {vessel_fraction}")
-        too_small = [s.seed for s in scenes if min(s.mask.shape) < patch]
+        opts = vessel_fraction if isinstance(vessel_fraction, SamplingOptions) else SamplingOptions(vessel_fraction)
+        margin = 1.25 if "scale" in opts.augment else 1.0
+        too_small = [s.seed for s in scenes if min(s.mask.shape) < int(np.ceil(patch * margin))]
         if too_small:
-            raise ValueError(f"scenes {too_small} are smaller than the patch size {patch}")
+            raise ValueError(f"scenes {too_small} are smaller than the patch size {patch}"
+                             + (" (x1.25 for the scale jitter)" if margin > 1 else ""))
         self.scenes = scenes
         # Scenes stay in counts (uint8 is a quarter of float32) and each patch is normalised when cut.
         self.norm = norm
         self.patch = patch
-        self.vessel_fraction = vessel_fraction
+        self.opts = opts
+        self.vessel_fraction = opts.vessel_fraction
         self.rng = rng
         # Vessel pixel coordinates per scene, so a vessel patch is one index draw away.
         self.vessel_px = [np.argwhere(s.mask > 0) for s in scenes]
         self.with_vessels = [i for i, px in enumerate(self.vessel_px) if len(px)]
+        self.bright_px = [self._brightest_background(s) for s in scenes] if opts.hard_negative_fraction else []
+        self.with_bright = [i for i, px in enumerate(self.bright_px) if len(px)]
+        groups = groups or [0] * len(scenes)
+        weights = np.array(opts.group_weights or [1.0] * (max(groups) + 1), dtype=np.float64)
+        if len(weights) != max(groups) + 1:
+            raise ValueError(f"{len(weights)} source weights for {max(groups) + 1} data sets")
+        # Per-scene probability: the data set's weight shared among its scenes.
+        counts = np.bincount(groups, minlength=len(weights))
+        p = np.array([weights[g] / counts[g] for g in groups])
+        self.scene_p = p / p.sum()
+
+    @staticmethod
+    def _brightest_background(scene: SceneArrays, share: float = 0.005) -> np.ndarray:
+        """Coordinates of the brightest ``share`` of pixels that are not within 3 px of a vessel."""
+        intensity = scene.image.mean(axis=0)
+        near_vessel = _dilate(scene.mask > 0, 3)
+        values = np.where(near_vessel, -np.inf, intensity)
+        cut = np.quantile(values[~near_vessel], 1 - share) if (~near_vessel).any() else np.inf
+        return np.argwhere(values >= cut)
 
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """``size`` patches: images (N, bands, P, P) float32 normalised, masks (N, 1, P, P) float32."""
@@ -113,22 +183,57 @@ class PatchSampler:
             masks.append(mask[None])
         return np.stack(images), np.stack(masks).astype(np.float32)
 
+    def _pick(self, candidates: list[int]) -> int:
+        p = self.scene_p[candidates]
+        return int(candidates[self.rng.choice(len(candidates), p=p / p.sum())])
+
     def _one(self) -> tuple[np.ndarray, np.ndarray]:
-        p, rng = self.patch, self.rng
-        if self.with_vessels and rng.random() < self.vessel_fraction:
-            i = self.with_vessels[rng.integers(len(self.with_vessels))]
-            y, x = self.vessel_px[i][rng.integers(len(self.vessel_px[i]))]
-            h, w = self.scenes[i].mask.shape
-            top = int(np.clip(y - rng.integers(p), 0, h - p))
-            left = int(np.clip(x - rng.integers(p), 0, w - p))
+        rng, opts = self.rng, self.opts
+        side = self.patch
+        if "scale" in opts.augment:
+            side = int(round(self.patch * rng.uniform(0.8, 1.25)))
+        u = rng.random()
+        if self.with_vessels and u < opts.vessel_fraction:
+            i = self._pick(self.with_vessels)
+            centre = self.vessel_px[i][rng.integers(len(self.vessel_px[i]))]
+        elif self.with_bright and u < opts.vessel_fraction + opts.hard_negative_fraction:
+            i = self._pick(self.with_bright)
+            centre = self.bright_px[i][rng.integers(len(self.bright_px[i]))]
         else:
-            i = int(rng.integers(len(self.scenes)))
-            h, w = self.scenes[i].mask.shape
-            top, left = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
-        image = self.norm.apply(self.scenes[i].image[:, top : top + p, left : left + p])
-        mask = self.scenes[i].mask[top : top + p, left : left + p]
-        k = int(rng.integers(4))
-        image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
-        if rng.random() < 0.5:
+            i = self._pick(list(range(len(self.scenes))))
+            centre = None
+        h, w = self.scenes[i].mask.shape
+        if centre is not None:
+            y, x = centre
+            top = int(np.clip(y - rng.integers(side), 0, h - side))
+            left = int(np.clip(x - rng.integers(side), 0, w - side))
+        else:
+            top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        counts = self.scenes[i].image[:, top : top + side, left : left + side].astype(np.float32)
+        mask = self.scenes[i].mask[top : top + side, left : left + side]
+        if side != self.patch:  # nearest resampling keeps the mask binary and the counts real
+            idx = (np.arange(self.patch) * side / self.patch).astype(int)
+            counts, mask = counts[:, idx][:, :, idx], mask[idx][:, idx]
+        counts = self._photometric(counts)
+        image = self.norm.apply(counts)
+        if "rot90" in opts.augment:
+            k = int(rng.integers(4))
+            image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
+        if "flip" in opts.augment and rng.random() < 0.5:
             image, mask = image[:, :, ::-1], mask[:, ::-1]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+
+    def _photometric(self, counts: np.ndarray) -> np.ndarray:
+        """Gain, contrast and speckle on raw counts (float32), clipped to the counts' range."""
+        rng, augment = self.rng, self.opts.augment
+        if not {"gain", "contrast", "speckle"} & set(augment):
+            return counts
+        top = 65535.0 if counts.max() > 255 else 255.0
+        if "contrast" in augment:
+            counts = top * (counts / top) ** rng.uniform(0.7, 1.4)
+        if "gain" in augment:
+            counts = counts * rng.uniform(0.7, 1.3)
+        if "speckle" in augment and rng.random() < 0.5:
+            looks = rng.uniform(4.0, 16.0)  # unit-mean gamma: the multiplicative noise of SAR amplitude
+            counts = counts * rng.gamma(looks, 1.0 / looks, counts.shape[1:]).astype(np.float32)
+        return np.clip(counts, 0.0, top).astype(np.float32)

@@ -12,7 +12,7 @@ from typing import Any
 
 from flightsim.sources.airbus import AirbusSource
 from flightsim.sources.bands import adapt_bands
-from flightsim.sources.base import DEFAULTS, Georef, Sample, Source, Subset, units_of
+from flightsim.sources.base import DEFAULTS, Concat, Georef, Sample, Source, Subset, units_of
 from flightsim.sources.coco import CocoSource
 from flightsim.sources.dota import DotaSource
 from flightsim.sources.geotiff import GeoTIFFSource, read_truth_file
@@ -33,7 +33,7 @@ SOURCES: dict[str, str] = {
     "airbus": "images (train_v2/) + CSV of run-length masks (ImageId, EncodedPixels)",
 }
 
-__all__ = ["SOURCES", "LAYOUTS", "AirbusSource", "CocoSource", "DotaSource", "GeoTIFFSource", "Georef",
+__all__ = ["SOURCES", "LAYOUTS", "AirbusSource", "CocoSource", "Concat", "DotaSource", "GeoTIFFSource", "Georef",
            "HRSC2016Source", "MaskFolderSource", "Sample", "Source", "Subset", "SyntheticSource", "adapt_bands",
            "open_source", "parse_spec", "read_truth_file", "units_of"]
 
@@ -89,14 +89,19 @@ def _synthetic_options(text: str, seed: int | None) -> tuple[list[int], dict[str
 _SYNTH_KEYS = {"seed", "seeds", "size", "gsd", "gsd_m", "mode", "harbour", "dtype", "n_ships"}
 
 
-def open_source(spec: str, *, truth: str | Path | None = None, georef: Georef | None = None,
-                seed: int | None = None, limit: int | None = None) -> Source:
-    """Open ``spec`` (see :data:`SOURCES`) as a :class:`Source`.
+def open_source(spec: str | list[str] | tuple[str, ...], *, truth: str | Path | None = None,
+                georef: Georef | None = None, seed: int | None = None, limit: int | None = None) -> Source:
+    """Open ``spec`` (see :data:`SOURCES`) as a :class:`Source`; a list of specs is their
+    :class:`Concat`, in that order.
 
     Raises:
         ValueError: for an unknown kind (listing the valid ones), a path that does not exist, a
             ``truth`` with a source that carries its own, or any malformed file (naming it).
     """
+    if not isinstance(spec, (str, Path)):
+        if truth is not None:
+            raise ValueError("--truth is for a single GeoTIFF scene, not a list of sources")
+        return Concat([open_source(s, georef=georef, seed=seed, limit=limit) for s in spec])
     kind, rest = parse_spec(spec)
     georef = georef or Georef()
     if truth is not None and kind != "geotiff":

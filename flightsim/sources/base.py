@@ -315,3 +315,41 @@ class Subset(Source):
 
     def describe(self) -> dict[str, Any]:
         return self.source.describe() | {"samples": len(self), self.role: self.indices}
+
+
+class Concat(Source):
+    """Several sources one after the other (ssdd chips, then hrsid tiles, say): sample ``i`` of
+    part ``k`` is sample ``offset(k) + i`` here. Each sample's name is prefixed with its part's kind
+    so that names stay unique across parts."""
+
+    kind = "concat"
+
+    def __init__(self, parts: Sequence[Source]):
+        if not parts:
+            raise ValueError("a concatenation needs at least one source")
+        super().__init__(parts[0].root, parts[0].georef)
+        self.parts = list(parts)
+        self.offsets = [0]
+        for part in self.parts:
+            self.offsets.append(self.offsets[-1] + len(part))
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def part_of(self, index: int) -> int:
+        """Which part sample ``index`` comes from."""
+        for k in range(len(self.parts)):
+            if index < self.offsets[k + 1]:
+                return k
+        raise IndexError(f"sample {index} of a source of {len(self)}")
+
+    def _load(self, index: int) -> Sample:
+        k = self.part_of(index)
+        sample = self.parts[k][index - self.offsets[k]]
+        sample.name = f"{self.parts[k].kind}/{sample.name}"
+        return sample
+
+    def describe(self) -> dict[str, Any]:
+        return {"source": self.kind, "path": [p.describe()["path"] for p in self.parts],
+                "parts": [p.describe() for p in self.parts], "samples": len(self),
+                "skipped": [s for p in self.parts for s in p.skipped]}

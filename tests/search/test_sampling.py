@@ -1,0 +1,86 @@
+"""Patch sampling for real data: hard negatives, photometric and scale augmentation, source weights,
+and a search over several data sets split one by one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays
+
+NORM = Normalization((0.0,), (1.0,))
+
+
+def _scene(seed: int, value: int = 20, size: int = 96) -> SceneArrays:
+    image = np.full((1, size, size), value, np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    mask[10:14, 10:30] = 1
+    image[0, 10:14, 10:30] = 200
+    image[0, 70:80, 60:90] = 250  # bright clutter, not a vessel
+    return SceneArrays(seed, image, mask)
+
+
+def test_hard_negatives_are_centred_on_bright_clutter() -> None:
+    opts = SamplingOptions(vessel_fraction=0.0, hard_negative_fraction=1.0, augment=())
+    sampler = PatchSampler([_scene(0)], NORM, 32, opts, np.random.default_rng(0))
+    images, masks = sampler.batch(20)
+    assert all((img == 250).any() for img in images) and masks.sum() < 20 * 80  # clutter in every patch
+
+
+def test_photometric_augmentation_changes_counts_not_masks() -> None:
+    for seed in range(6):  # the first patch of equally seeded samplers: the same place, other counts
+        plain = PatchSampler([_scene(0)], NORM, 32, SamplingOptions(1.0, augment=()), np.random.default_rng(seed))
+        aug = PatchSampler([_scene(0)], NORM, 32, SamplingOptions(1.0, augment=("gain", "contrast", "speckle")),
+                           np.random.default_rng(seed))
+        (a, ma), (b, mb) = plain.batch(1), aug.batch(1)
+        np.testing.assert_array_equal(ma, mb)
+        assert not np.array_equal(a, b) and b.min() >= 0 and b.max() <= 255
+
+
+def test_scale_jitter_keeps_the_patch_size_and_a_binary_mask() -> None:
+    sampler = PatchSampler([_scene(0)], NORM, 32, SamplingOptions(1.0, augment=("scale",)), np.random.default_rng(2))
+    images, masks = sampler.batch(16)
+    assert images.shape == (16, 1, 32, 32) and set(np.unique(masks)) <= {0.0, 1.0}
+    vessel_px = masks.reshape(16, -1).sum(axis=1)
+    assert len(set(vessel_px.tolist())) > 1  # the ship's size in the patch varies
+
+
+def test_source_weights_choose_the_data_set() -> None:
+    scenes = [_scene(0, value=20), _scene(1, value=60), _scene(2, value=60)]
+    opts = SamplingOptions(0.0, augment=(), group_weights=(1.0, 0.0))
+    images, _ = PatchSampler(scenes, NORM, 16, opts, np.random.default_rng(3), groups=[0, 1, 1]).batch(30)
+    assert not (images == 60).any()
+    with pytest.raises(ValueError, match="source weights"):
+        PatchSampler(scenes, NORM, 16, SamplingOptions(0.0, group_weights=(1.0,)), np.random.default_rng(3),
+                     groups=[0, 1, 1])
+
+
+def test_bad_options_list_the_valid_choices() -> None:
+    with pytest.raises(ValueError, match="speckle"):
+        SamplingOptions(augment=("blur",))
+    with pytest.raises(ValueError, match="sum to at most 1"):
+        SamplingOptions(vessel_fraction=0.8, hard_negative_fraction=0.3)
+
+
+def test_a_list_of_sources_is_split_set_by_set(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    from flightsim.sources import Concat, open_source
+    from search.candidate import prepare_data
+    from tests.search.test_real_data import _hrsid_mini
+
+    _hrsid_mini(tmp_path / "a", 5)
+    _hrsid_mini(tmp_path / "b", 10)
+    specs = [f"hrsid-mini:{tmp_path / 'a'}", f"hrsid-mini:{tmp_path / 'b'}"]
+    source = open_source(specs)
+    assert isinstance(source, Concat) and len(source) == 15 and source.part_of(5) == 1
+    assert source[5].name == "hrsid-mini/p0"
+    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": specs}}
+    data = prepare_data(cfg, tmp_path / "data")
+    split = json.loads((tmp_path / "data" / "split.json").read_text())
+    # Each set keeps its own test samples: 1 of the first 5, 2 of the next 10.
+    assert [sum(1 for i in split["test"] if (i >= 5) == part) for part in (False, True)] == [1, 2]
+    assert not set(split["test"]) & set(data.train_seeds + data.val_seeds)
+    assert data.train_groups == tuple(int(i >= 5) for i in data.train_seeds)
