@@ -53,6 +53,13 @@ class Bundle:
     def threshold(self) -> float:
         return float(self.manifest["output"]["threshold"])
 
+    @property
+    def min_area_px(self) -> int | None:
+        """Smallest vessel the model's makers stand behind, in pixels (``output.min_area_px``);
+        None: the runtime's ``[vectorize] min_area_px``."""
+        value = self.manifest["output"].get("min_area_px")
+        return None if value is None else int(value)
+
     def frames(self) -> list[bytes]:
         """The payload frames of a ``load_model`` command: manifest, then each IR file."""
         return [self.manifest_bytes, *(self.files[name] for name in IR_FILES)]
@@ -86,6 +93,9 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     threshold = manifest["output"].get("threshold")
     if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise BundleError(f"output.threshold must be a number in (0, 1), got {threshold!r}")
+    min_area = manifest["output"].get("min_area_px")
+    if min_area is not None and not (isinstance(min_area, int) and not isinstance(min_area, bool) and min_area >= 0):
+        raise BundleError(f"output.min_area_px must be a non-negative integer, got {min_area!r}")
     for name in IR_FILES:
         if not isinstance(manifest["files"].get(name), str):
             raise BundleError(f"manifest files.{name} (its sha256) is missing")

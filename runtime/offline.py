@@ -60,7 +60,8 @@ def infer_file(
             prob = adapter.infer(batch)[0, 0]
             features += vectorize(
                 prob, bundle.threshold, transform @ Affine.translation(col, row), crs, valid=valid,
-                min_area_px=vectorize_opts["min_area_px"], simplify_px=vectorize_opts["simplify_px"],
+                min_area_px=bundle.min_area_px if bundle.min_area_px is not None else vectorize_opts["min_area_px"],
+                simplify_px=vectorize_opts["simplify_px"],
                 connectivity=vectorize_opts["connectivity"],
             )
     merged = merge_detections(features, crs, tolerance=0.01 * abs(transform.a))

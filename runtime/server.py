@@ -157,6 +157,7 @@ class _InFlight:
     t_submitted: float
     identity: bytes = b""                 # the sender, told when the tile's result has gone out
     key: tuple[str, str, str] | None = None  # (scene_id, tile_id, checksum): what makes a resend a duplicate
+    min_area_px: int | None = None        # the model's own smallest vessel (manifest), else the config's
 
 
 @functools.lru_cache(maxsize=64)
@@ -329,7 +330,7 @@ class Runtime:
                 job.threshold,
                 Affine(*header.get("transform", (1, 0, 0, 0, 1, 0))[:6]),
                 job.crs,
-                min_area_px=opts.get("min_area_px", 4),
+                min_area_px=job.min_area_px if job.min_area_px is not None else opts.get("min_area_px", 4),
                 simplify_px=opts.get("simplify_px", 0.0),
                 connectivity=opts.get("connectivity", 8),
                 valid=job.valid,
@@ -450,7 +451,7 @@ class Runtime:
                 return
             batch, valid = serving.preprocess(pixels, header)
             job = _InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
-                            t_received, time.perf_counter(), identity, key)
+                            t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px)
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()
             try:

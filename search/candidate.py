@@ -39,7 +39,7 @@ import torch
 from runtime.bundle import write_bundle
 from search.align import Aligner
 from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes
-from search.evaluate import score_scenes, torch_predictor
+from search.evaluate import choose_postprocessing, object_scores, predict_scenes, score_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
 from search.network import GenomeNet
@@ -257,6 +257,19 @@ def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: in
     return fp32_net, net.cpu(), log
 
 
+def choose_on_validation(net: GenomeNet, cfg: dict[str, Any], data: SearchData) -> dict[str, Any] | None:
+    """With ``[export] choose_postprocessing``: object F1 on the validation samples for each
+    threshold and smallest vessel of ``[export]``, and the pair chosen (None when off)."""
+    exp = cfg["export"]
+    if not exp["choose_postprocessing"]:
+        return None
+    scenes = _arrays(data, "val")
+    probs = predict_scenes(torch_predictor(net), scenes, data.norm, int(exp["tile"]))
+    rows = object_scores(probs, scenes, [float(t) for t in exp["thresholds"]], [int(a) for a in exp["min_areas_px"]])
+    return {"chosen": choose_postprocessing(rows), "table": rows,
+            "on": "validation split, pooled object F1 at IoU >= 0.5, torch FP32 forward of the aligned network"}
+
+
 def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics: dict[str, Any],
                  xml: bytes, training: dict[str, Any], name: str) -> dict[str, Any]:
     """A flight-model manifest: input, output, numerics, genome, parameters, metrics, opsets."""
@@ -267,7 +280,9 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
         "input": {"shape": [1, genome.in_channels, tile, tile], "layout": "NCHW", "name": INPUT_NAME,
                   "bands": list(exp["bands"]), "dtype": "float32", "normalization": data.norm.to_manifest()},
         "output": {"name": OUTPUT_NAME, "meaning": "vessel probability per pixel", "shape": [1, 1, tile, tile],
-                   "threshold": float(exp["threshold"]), "activation": "sigmoid"},
+                   "threshold": float(exp["threshold"]), "activation": "sigmoid"}
+        | ({"threshold": float(post["threshold"]), "min_area_px": int(post["min_area_px"])}
+           if (post := (training.get("postprocessing") or {}).get("chosen")) else {}),
         "numerics": {"weights": "fp16", "trained_under": training.get("trained_under", "fp32"),
                      "profile": cfg["candidate"]["profile"]},
         "genome": genome.to_dict(),
@@ -348,6 +363,8 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         seed = int(cfg["evolution"]["seed"])
         _, net, log = train_genome(genome, cfg, data, seed, cand["fp32_epochs"], cand["aligned_epochs"])
         tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
+        post = choose_on_validation(net, cfg, data)
+        threshold = float(post["chosen"]["threshold"]) if post else threshold
         host = score_scenes(torch_predictor(net), _arrays(data, "val"), data.norm, tile, threshold)
         xml, bin_, findings = export_ir(net, (1, genome.in_channels, tile, tile), cand["check_target"])
         training = {"trained_under": f"fp32 {cand['fp32_epochs']} epochs, then {cand['profile']}-aligned "
@@ -355,6 +372,8 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
                     "data": data.source,
                     **({"train_seeds": [data.train_seeds[0], data.train_seeds[-1]]} if data.synthetic
                        else {"train_samples": list(data.train_seeds)})}
+        if post:
+            training["postprocessing"] = post
         bundle_dir = cand_dir / "bundle"
         write_bundle(bundle_dir, xml, bin_, manifest_for(genome, data, cfg, {}, xml, training, f"nas-{genome.key}"))
         t_eval = time.perf_counter()

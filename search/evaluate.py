@@ -99,3 +99,46 @@ def ir_predictor(compiled: ov.CompiledModel) -> Predictor:
         return np.array(request.infer([x])[0], copy=True)
 
     return predict
+
+
+def predict_scenes(predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int) -> list[np.ndarray]:
+    """Vessel probability maps of ``scenes`` (what :func:`choose_postprocessing` scores)."""
+    return [predict_scene(predict, s.image, norm, tile) for s in scenes]
+
+
+def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds: list[float],
+                  min_areas: list[int], min_iou: float = 0.5) -> list[dict[str, float]]:
+    """Pooled object precision, recall and F1 for each (threshold, smallest vessel in pixels).
+
+    Outlines come from the runtime's own vectoriser and are matched as hil matches them, so the
+    figure is the one a payload would produce (within the tiling: maps here are whole scenes).
+    """
+    import shapely.geometry
+    from affine import Affine
+
+    from flightsim.sources.base import mask_to_vessels
+    from hil.score import match_objects
+    from runtime.vectorize import vectorize
+
+    truths = [mask_to_vessels(s.mask, Affine.identity()) for s in scenes]
+    rows = []
+    for threshold in thresholds:
+        found = [[(shapely.geometry.shape(f["geometry"]), f["properties"]["area_px"])
+                  for f in vectorize(p, threshold, Affine.identity(), None, min_area_px=1)] for p in probs]
+        for min_area in min_areas:
+            tp = n_pred = n_truth = 0
+            for dets, truth in zip(found, truths):
+                pred = [g for g, area in dets if area >= min_area]
+                m = match_objects(pred, truth, min_iou)
+                tp, n_pred, n_truth = tp + m["true_positives"], n_pred + m["n_predicted"], n_truth + m["n_truth"]
+            precision = tp / n_pred if n_pred else (1.0 if not n_truth else 0.0)
+            recall = tp / n_truth if n_truth else 1.0
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            rows.append({"threshold": threshold, "min_area_px": min_area, "precision": round(precision, 4),
+                         "recall": round(recall, 4), "f1": round(f1, 4)})
+    return rows
+
+
+def choose_postprocessing(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The row with the best F1; ties go to the threshold nearest 0.5, then the smaller size."""
+    return max(rows, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5), -r["min_area_px"]))
