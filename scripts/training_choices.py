@@ -1,0 +1,119 @@
+"""Measure training and post-processing choices for a real data set on its validation split.
+
+Each variant is a set of config overrides applied over ``--config``; each is trained for every
+``--seeds`` (FP32 only: the choices are about data, not numerics) with one fixed genome (the
+``[ablate]`` genome unless ``--genome``), then scored on the validation samples in process
+(torch FP32 forward, whole samples tiled as the payload tiles them): pooled object precision,
+recall and F1 at IoU >= 0.5, and pooled vessel IoU, at threshold 0.5 and minimum size 4 px unless
+the variant chooses them. The test split is never touched.
+
+    .venv/bin/python scripts/training_choices.py --config configs/sar.toml --seeds 0 1 \\
+        --out out/choices-sar
+
+Writes OUT/choices.json and prints a markdown table (mean and spread over the seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime.host import host_line  # noqa: E402
+from search.ablate import parse_genome  # noqa: E402
+from search.baseline import load_config  # noqa: E402
+from search.candidate import _arrays, choose_on_validation, make_sampler, prepare_data, torch_device  # noqa: E402
+from search.candidate import fit  # noqa: E402
+from search.evaluate import Confusion, object_scores, predict_scenes, torch_predictor  # noqa: E402
+from search.network import GenomeNet  # noqa: E402
+from search.train import seed_everything  # noqa: E402
+
+#: name -> overrides ({table: {key: value}}) over the config; "base" is the config as it is.
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "base (flip, rot90)": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.0}},
+    "+ gain, contrast, speckle": {"train": {"augment": ["flip", "rot90", "gain", "contrast", "speckle"],
+                                            "hard_negative_fraction": 0.0}},
+    "+ scale jitter": {"train": {"augment": ["flip", "rot90", "scale"], "hard_negative_fraction": 0.0}},
+    "+ hard negatives 0.2": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.2}},
+}
+
+
+def _merged(cfg: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = copy.deepcopy(cfg)
+    for table, values in overrides.items():
+        out[table].update(values)
+    return out
+
+
+def run_variant(cfg: dict[str, Any], genome: Any, data: Any, seed: int) -> dict[str, Any]:
+    """Train ``genome`` under ``cfg`` with ``seed``; validation scores at 0.5 / 4 px and chosen."""
+    tr = cfg["train"]
+    rng = seed_everything(seed, tr["threads"])
+    net = GenomeNet(genome)
+    t0 = time.perf_counter()
+    fit(net, make_sampler(cfg, data, rng), cfg, int(cfg["candidate"]["fp32_epochs"]), tr["lr"],
+        torch_device(cfg["candidate"]["torch_device"]))
+    train_s = time.perf_counter() - t0
+    scenes = _arrays(data, "val")
+    probs = predict_scenes(torch_predictor(net), scenes, data.norm, int(cfg["export"]["tile"]))
+    fixed = object_scores(probs, scenes, [0.5], [4])[0]
+    conf = Confusion()
+    for p, s in zip(probs, scenes):
+        conf.add(p >= 0.5, s.mask)
+    chosen = choose_on_validation(net, {**cfg, "export": {**cfg["export"], "choose_postprocessing": True}}, data)
+    best = chosen["chosen"] if chosen else fixed
+    conf_best = Confusion()
+    for p, s in zip(probs, scenes):
+        conf_best.add(p >= best["threshold"], s.mask)
+    return {"seed": seed, "train_s": round(train_s, 1), "f1": fixed["f1"], "precision": fixed["precision"],
+            "recall": fixed["recall"], "vessel_iou": round(conf.vessel_iou, 4),
+            "chosen": best, "f1_chosen": best["f1"], "vessel_iou_chosen": round(conf_best.vessel_iou, 4)}
+
+
+def _spread(values: list[float]) -> str:
+    a = np.asarray(values, dtype=float)
+    return f"{a.mean():.3f} ± {a.std(ddof=1):.3f}" if len(a) > 1 else f"{a.mean():.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
+    parser.add_argument("--variants", nargs="*", help=f"subset of {list(VARIANTS)}")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    genome = parse_genome(args.genome, cfg)
+    data = prepare_data(cfg, args.out / "data")
+    record: dict[str, Any] = {"config": str(args.config), "genome": genome.to_dict(), "seeds": args.seeds,
+                              "host": host_line(), "date": time.strftime("%Y-%m-%d"), "variants": {}}
+    out_json = args.out / "choices.json"
+    if out_json.exists():
+        record["variants"] = json.loads(out_json.read_text()).get("variants", {})
+    for name in args.variants or list(VARIANTS):
+        runs = record["variants"].setdefault(name, [])
+        for seed in args.seeds:
+            if any(r["seed"] == seed for r in runs):
+                continue  # resumable: a variant and seed already measured is kept
+            runs.append(run_variant(_merged(cfg, VARIANTS[name]), genome, data, seed))
+            out_json.write_text(json.dumps(record, indent=1))
+            print(name, runs[-1], flush=True)
+    print("\n| variant | F1 @0.5/4px | vessel IoU @0.5 | F1, threshold and size chosen on val | seeds |")
+    print("|---|---|---|---|---|")
+    for name, runs in record["variants"].items():
+        print(f"| {name} | {_spread([r['f1'] for r in runs])} | {_spread([r['vessel_iou'] for r in runs])} | "
+              f"{_spread([r['f1_chosen'] for r in runs])} | {len(runs)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
