@@ -34,3 +34,17 @@ def test_pareto_front_keeps_exactly_the_non_dominated() -> None:
     recs = [record("fast", 0.6, 10, 50_000), record("accurate", 0.9, 40, 90_000),
             record("small", 0.6, 20, 10_000), record("dominated", 0.5, 30, 95_000)]
     assert {r["key"] for r in pareto_front(recs, cfg)} == {"fast", "accurate", "small"}
+
+
+def test_pooled_accuracy_reads_the_pooled_figures() -> None:
+    from search.fitness import accuracy, fitness
+
+    record = {"key": "k", "parameters": 0,
+              "device_metrics": {"f1": 0.7, "pooled": {"f1": 0.4}, "estimated_latency_ms": 10.0}}
+    cfg = {"accuracy": "f1_pooled", "latency": "estimated", "latency_target_ms": 30.0, "latency_weight": 0.05,
+           "size_weight": 0.0}
+    assert accuracy(record, "f1_pooled") == 0.4 and accuracy(record, "f1") == 0.7
+    assert fitness(record, cfg, 100_000) == pytest.approx(0.4)
+    assert fitness({**record, "device_metrics": {"f1": 0.7, "estimated_latency_ms": 10.0}}, cfg, 100_000) is None
+    with pytest.raises(ValueError, match="f1_pooled"):
+        fitness(record, {**cfg, "accuracy": "pooled"}, 100_000)

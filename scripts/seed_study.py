@@ -1,0 +1,102 @@
+"""Train one genome several times (training seeds) exactly as the search trains a candidate, and
+score each on the held-out test split through hil on the flight device: the spread a single
+figure hides, and the fair comparison of a searched network with a hand-designed one.
+
+    .venv/bin/python scripts/seed_study.py --config configs/sar.toml --genome out/sar/flight_model/manifest.json \\
+        --seeds 0 1 2 --out out/seeds-searched
+    .venv/bin/python scripts/seed_study.py --config configs/sar.toml --seeds 0 1 2 --out out/seeds-hand  # [ablate]
+
+Each seed: ``search.candidate.evaluate_candidate`` (FP32 + aligned epochs, export, target check,
+hil on the validation split), then ``hil run --split OUT/data/split.json:test`` of its bundle.
+Writes OUT/study.json (per seed and mean ± sd) and prints a line per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import hil  # noqa: E402
+from hil.__main__ import split_source  # noqa: E402
+from runtime.host import host_line  # noqa: E402
+from search.ablate import parse_genome  # noqa: E402
+from search.baseline import load_config  # noqa: E402
+from search.candidate import evaluate_candidate, prepare_data  # noqa: E402
+
+KEYS = ("f1", "precision", "recall", "vessel_iou", "miou")
+
+
+def test_scores(bundle: Path, split: Path, out: Path, device: str) -> dict[str, Any]:
+    """Pooled scores of ``bundle`` on the test samples of ``split``, per data set too."""
+    report = hil.run(split_source(f"{split}:test"), bundle, out, device=device, progress=False).report
+    by_set: dict[str, list[dict[str, Any]]] = {}
+    for scene in report["per_scene"]:
+        by_set.setdefault(str(scene.get("name", "")).split("/")[0], []).append(scene)
+    return {**{k: report.get(k) for k in KEYS}, "tiles_lost": report["tiles_lost"],
+            "by_set": {name: _pool(rows) for name, rows in by_set.items()}}
+
+
+def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Object scores pooled over some samples of a report (pixel IoU is not, it needs counts)."""
+    tp = sum(r.get("true_positives", 0) for r in rows)
+    n_pred = sum(r.get("n_predicted", 0) for r in rows)
+    n_truth = sum(r.get("n_truth", 0) for r in rows)
+    p = tp / n_pred if n_pred else (1.0 if not n_truth else 0.0)
+    r = tp / n_truth if n_truth else 1.0
+    return {"samples": len(rows), "n_truth": n_truth, "precision": p, "recall": r,
+            "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--device", default="myriadx-emu", help="flight device for the test split (default the twin)")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    genome = parse_genome(args.genome, cfg)
+    data = prepare_data(cfg, args.out / "data")
+    path = args.out / "study.json"
+    study = json.loads(path.read_text()) if path.exists() else {
+        "config": str(args.config), "genome": genome.to_dict(), "name": str(genome), "runs": []}
+    study.update(host=host_line(), date=time.strftime("%Y-%m-%d"))
+    for seed in args.seeds:
+        if any(r["seed"] == seed for r in study["runs"]):
+            continue
+        c = copy.deepcopy(cfg)
+        c["evolution"]["seed"] = seed
+        record = evaluate_candidate(genome, c, data, args.out / f"seed_{seed}")
+        if record["status"] != "ok":
+            raise SystemExit(f"seed {seed}: {record['status']}: {record.get('reason')}")
+        test = test_scores(Path(record["bundle"]), args.out / "data" / "split.json",
+                           args.out / f"seed_{seed}" / "test", args.device)
+        dev = record["device_metrics"]
+        run = {"seed": seed, "bundle": record["bundle"], "parameters": record["parameters"],
+               "estimated_latency_ms": dev["estimated_latency_ms"], "seconds": round(record["seconds"]),
+               "postprocessing": (record["training"].get("postprocessing") or {}).get("chosen"),
+               "val_pooled": dev.get("pooled"), "test": test}
+        study["runs"].append(run)
+        path.write_text(json.dumps(study, indent=1))
+        print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"]}), flush=True)
+    runs = study["runs"]
+    study["test_mean_sd"] = {k: [float(np.mean([r["test"][k] for r in runs])),
+                                 float(np.std([r["test"][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0]
+                             for k in KEYS}
+    path.write_text(json.dumps(study, indent=1))
+    print(json.dumps({"genome": study["name"], "test_mean_sd": study["test_mean_sd"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
