@@ -89,7 +89,8 @@ class Settings:
     max_message_bytes: int = 256 << 20
     max_tile_pixels: int = 4096 * 4096
     max_tile_bands: int = 16
-    results_hwm: int = 10000
+    results_hwm: int = 1000
+    max_tiles_inside: int = 64
     vectorize: dict[str, Any] = field(default_factory=dict)
     store: str = ""
     telemetry_period_s: float = 1.0
@@ -110,6 +111,7 @@ class Settings:
             max_tile_pixels=config["limits"]["max_tile_pixels"],
             max_tile_bands=config["limits"]["max_tile_bands"],
             results_hwm=config["limits"]["results_hwm"],
+            max_tiles_inside=config["limits"]["max_tiles_inside"],
             vectorize=dict(config["vectorize"]),
             store=config["models"]["store"],
             telemetry_period_s=config["telemetry"]["period_s"],
@@ -188,6 +190,11 @@ class Runtime:
         }
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
+        # Tiles read from the tile socket whose result (or rejection) has not left yet. The main
+        # loop reads no tile while this is at max_tiles_inside, so every queue between the tile
+        # socket and the results socket is bounded by it: overload backs up to the senders (they
+        # stop getting acks), it never grows memory. See docs/reliability.md.
+        self._inside = 0
         self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight, float] | None] = queue.SimpleQueue()
         # Results to send, and for accepted tiles whom to tell ("done") once they have gone.
         self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes] | None] = queue.SimpleQueue()
@@ -371,6 +378,7 @@ class Runtime:
             self._output.begin(None)
             sent = self._send_result(frames)
             self._output.end()
+            self._left()
             if not sent:
                 continue  # no "done": the sender keeps the tile and resends it to the next runtime
             self._count("results_sent")
@@ -427,7 +435,18 @@ class Runtime:
              "detail": detail, "model": model}
         )
 
+    def _room(self) -> bool:
+        with self._lock:
+            return self._inside < self.settings.max_tiles_inside
+
+    def _left(self) -> None:
+        """A tile's result or rejection has been sent (or given up on): it is no longer inside."""
+        with self._lock:
+            self._inside -= 1
+
     def _on_tile(self, frames: list[zmq.Frame]) -> None:
+        with self._lock:
+            self._inside += 1  # until its outbox entry is sent; a duplicate leaves at once
         identity, payload = frames[0].bytes, [f.buffer for f in frames[1:]]
         t_received = time.perf_counter()
         self._count("tiles_received")
@@ -447,6 +466,7 @@ class Runtime:
             with self._lock:
                 state = self._seen.get(key) if key else None
             if state is not None:
+                self._left()
                 self._duplicate(identity, header, state)
                 return
             batch, valid = serving.preprocess(pixels, header)
@@ -566,7 +586,8 @@ class Runtime:
                 "in_flight": in_flight,
                 "duplicates": counts.get("duplicates", 0),
                 "internal_errors": counts.get("internal_errors", 0),
-                "queue_depth": {"vectorise": self._done.qsize(), "output": self._outbox.qsize()},
+                "queue_depth": {"vectorise": self._done.qsize(), "output": self._outbox.qsize(),
+                                "tiles_inside": self._inside, "max_tiles_inside": self.settings.max_tiles_inside},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
                 "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
@@ -607,7 +628,11 @@ class Runtime:
         try:
             while self._running:
                 self._ingest.begin(None)
-                ready = dict(poller.poll(period_ms))
+                room = self._room()
+                # Full: tiles wait in the socket (their senders' windows fill, so they stop), and
+                # the loop looks again soon for results that have left.
+                poller.modify(self._tiles, zmq.POLLIN if room else 0)
+                ready = dict(poller.poll(period_ms if room else min(period_ms, 20)))
                 if self._notify in ready:
                     self._guarded(self._forward_done)
                 if self._control in ready:
@@ -616,6 +641,8 @@ class Runtime:
                     # A burst of tiles is taken before control is looked at again, but bounded
                     # so that a flood cannot starve a shutdown or a model upload.
                     for _ in range(64):
+                        if not self._room():
+                            break
                         try:
                             frames = self._tiles.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:

@@ -43,6 +43,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
                                             "hard_negative_fraction": 0.0}},
     "+ scale jitter": {"train": {"augment": ["flip", "rot90", "scale"], "hard_negative_fraction": 0.0}},
     "+ hard negatives 0.2": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.2}},
+    "vessel patches 0.3 (not 0.6)": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.0,
+                                               "vessel_fraction": 0.3}},
+    "vessel 0.3 + hard negatives 0.3": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.3,
+                                                  "vessel_fraction": 0.3}},
 }
 
 
