@@ -43,6 +43,11 @@ FLIGHT_PREFERENCE = ("MYRIAD", "NPU", "myriadx-emu")
 MYRIAD_LIKE = ("MYRIAD", "myriadx-emu")
 
 
+def device_family(device: str) -> str:
+    """``MYRIAD.1.2-ma2480`` (a numbered stick), ``NPU.0``: the plugin name without the instance."""
+    return device if device in TWINS else device.split(".")[0]
+
+
 def attached_devices(core: Any | None = None) -> list[str]:
     """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...)."""
     return list((core or ov_api.Core()).available_devices)
@@ -151,7 +156,7 @@ class OpenVINOAdapter(InferenceAdapter):
             model=bundle.files["model.xml"].decode("utf-8"),
             weights=ov_api.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)),
         )
-        if self.device in MYRIAD_LIKE:
+        if device_family(self.device) in MYRIAD_LIKE:
             from runtime.check import check_model
             from runtime.latency import estimate_latency
 
@@ -187,7 +192,7 @@ class OpenVINOAdapter(InferenceAdapter):
             "device": self.device,
             "executes_on": target,
             "inference_precision": host,
-            "profile": profile if self.device in TWINS else ("fp16-myriadx (hardware)" if target == "MYRIAD" else None),
+            "profile": profile if self.device in TWINS else ("fp16-myriadx (hardware)" if device_family(target) == "MYRIAD" else None),
             "openvino": ov_api.version(),
             "host": describe_host(),  # whose CPU computed (the twin and CPU figures depend on it)
         }
