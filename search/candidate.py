@@ -349,7 +349,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
     Never raises for a bad candidate: a target-check error or a crash becomes a record with
     ``status`` ``"infeasible"`` or ``"failed"`` (persisted, so it is not retried on resume).
     """
-    from search.fitness import fitness
+    from search.fitness import fitness, latency_used
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"version": RECORD_VERSION, "key": genome.key, "genome": genome.to_dict(),
@@ -384,6 +384,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
                       check_findings=[f.to_json() for f in findings if f.severity != "info"],
                       training=training, hil_seconds=time.perf_counter() - t_eval, bundle=str(bundle_dir))
         record["fitness"] = fitness(record, cfg["fitness"], cfg["space"]["max_parameters"])
+        record["fitness_latency"] = latency_used(record, cfg["fitness"]["latency"])[1]
     except TargetCheckError as err:
         record.update(status="infeasible", reason=str(err), fitness=None)
     except Exception as err:  # a crashed candidate is a result, not the end of the search

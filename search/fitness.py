@@ -36,15 +36,23 @@ def accuracy(record: dict[str, Any], name: str) -> float | None:
 LATENCIES = ("estimated", "measured")
 
 
-def latency_ms(record: dict[str, Any], source: str) -> float:
-    """The latency the fitness uses: estimated Myriad X ms, or the runtime's measured p50."""
+def latency_used(record: dict[str, Any], source: str) -> tuple[float, str]:
+    """The latency the fitness uses and what it is: the Myriad X cost model's estimate, or the
+    runtime's measured p50 on the flight device (asked for, or where no cost model exists: an NPU)."""
     if source not in LATENCIES:
         raise ValueError(f"fitness latency {source!r}; valid: {list(LATENCIES)}")
     dev = record["device_metrics"]
-    value = dev["estimated_latency_ms"] if source == "estimated" else dev["runtime_latency_p50_ms"]
-    if value is None:
+    if source == "estimated" and dev.get("estimated_latency_ms") is not None:
+        return float(dev["estimated_latency_ms"]), "estimated (Myriad X cost model)"
+    if dev.get("runtime_latency_p50_ms") is None:
         raise ValueError(f"candidate {record['key']} has no {source} latency")
-    return float(value)
+    why = "asked for" if source == "measured" else f"no cost model for {dev.get('device')}"
+    return float(dev["runtime_latency_p50_ms"]), f"measured runtime p50 on {dev.get('device')} ({why})"
+
+
+def latency_ms(record: dict[str, Any], source: str) -> float:
+    """The latency the fitness uses (see :func:`latency_used`)."""
+    return latency_used(record, source)[0]
 
 
 def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) -> float | None:

@@ -48,3 +48,15 @@ def test_pooled_accuracy_reads_the_pooled_figures() -> None:
     assert fitness({**record, "device_metrics": {"f1": 0.7, "estimated_latency_ms": 10.0}}, cfg, 100_000) is None
     with pytest.raises(ValueError, match="f1_pooled"):
         fitness(record, {**cfg, "accuracy": "pooled"}, 100_000)
+
+
+def test_a_device_without_a_cost_model_is_ranked_by_its_measured_latency() -> None:
+    """An NPU host: no Myriad X estimate, so the runtime's measured p50, labelled as such."""
+    from search.fitness import latency_used
+
+    npu = {"key": "k", "parameters": 0, "device_metrics": {"device": "NPU", "f1": 0.5, "estimated_latency_ms": None,
+                                                          "runtime_latency_p50_ms": 12.0}}
+    value, label = latency_used(npu, "estimated")
+    assert value == 12.0 and "measured" in label and "NPU" in label
+    twin = {**npu, "device_metrics": {**npu["device_metrics"], "estimated_latency_ms": 30.0}}
+    assert latency_used(twin, "estimated") == (30.0, "estimated (Myriad X cost model)")
