@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                                       "bad_checksum=0.01,reorder=0.05,restart=1@40,seed=3")
     run.add_argument("--fault-seed", type=int, help="seed of the fault draws (overrides seed= in --faults)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--modality", choices=("optical", "sar"), help="what the scene is, where its format does not say")
+    run.add_argument("--strict-fit", action="store_true",
+                     help="refuse a scene the model was not trained for (modality, ground sample distance) "
+                          "instead of warning")
     args = parser.parse_args(argv)
 
     from flightsim.faults import FaultSpec
@@ -105,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_rig(scene, args.model, args.report, device=args.device, seed=args.seed,
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
-                         timing=timing, faults=faults, limit=args.limit)
+                         timing=timing, faults=faults, limit=args.limit, modality=args.modality,
+                         strict_fit=args.strict_fit)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -125,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s (measured on this host)"
         + (f"; Myriad X estimate {r['estimated_latency_ms']:.1f} ms/tile (cost model)" if r.get("estimated_latency_ms") else ""),
     ]
+    for warning in r["model_fit"]["warnings"]:
+        lines.append(f"warning: {warning}")
     for kind, f in (r.get("faults") or {}).items():
         if kind != "spec":
             lines.append(f"fault {kind}: injected {f['injected']}, outcomes {f['outcomes']}")

@@ -26,6 +26,7 @@ from flightsim.streamer import Streamer
 from flightsim.tiles import owned_windows, tile_grid, tile_sample
 from flightsim.timing import Timing
 from hil.collector import ResultCollector
+from hil.fit import model_fit
 from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
@@ -73,6 +74,8 @@ def run(
     timing: Timing | None = None,
     faults: FaultSpec | str | None = None,
     limit: int | None = None,
+    modality: str | None = None,
+    strict_fit: bool = False,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -91,6 +94,9 @@ def run(
         overlap: pixels shared by neighbouring tiles.
         faults: a fault spec (``flightsim.faults``); the report then has a ``faults`` section.
         limit: at most this many samples of the source.
+        modality: ``optical`` or ``sar``: what the scene is, where its format does not say.
+        strict_fit: refuse (ValueError) a scene that does not suit the model (:mod:`hil.fit`)
+            instead of warning in the report.
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]
@@ -111,6 +117,10 @@ def run(
     else:
         source = open_source(str(scene), truth=truth, georef=georef, seed=seed, limit=limit)
     scenes = [_Scene(sample) for sample in source]
+    fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
+                    modality)
+    if fit["warnings"] and strict_fit:
+        raise ValueError("the scene does not suit the model: " + "; ".join(fit["warnings"]))
     # Scene ids unique to this run: a runtime that has seen (scene_id, tile_id) takes it as a resend.
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
     for s in scenes:
@@ -169,7 +179,8 @@ def run(
         estimated_latency_ms=(status.get("latency_estimate") or {}).get("estimated_latency_ms"),
         latency_estimate=status.get("latency_estimate"),
         model_manifest={k: bundle.manifest.get(k) for k in ("name", "parameters", "numerics", "metrics")},
-        run_id=run_id, scene=_scene_info(source, scenes), tile_size=tile_size, overlap_px=overlap, timing=timing.describe(),
+        run_id=run_id, scene=_scene_info(source, scenes), model_fit=fit, tile_size=tile_size, overlap_px=overlap,
+        timing=timing.describe(),
         results_complete=complete, wall_s=time.monotonic() - t0,
     )
     crs = scenes[0].sample.crs if len(scenes) == 1 else None

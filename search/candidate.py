@@ -285,6 +285,8 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
            if (post := (training.get("postprocessing") or {}).get("chosen")) else {}),
         "numerics": {"weights": "fp16", "trained_under": training.get("trained_under", "fp32"),
                      "profile": cfg["candidate"]["profile"]},
+        "trained_for": {"modality": cfg["data"]["modality"], "gsd_m": [float(g) for g in cfg["data"]["gsd_m"]],
+                        "data": data.source if isinstance(data.source, str) else list(data.source)},
         "genome": genome.to_dict(),
         "parameters": count_parameters(genome),
         "opsets": ir_opsets(xml),

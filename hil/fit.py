@@ -1,0 +1,56 @@
+"""Does the scene suit the model? Modality and ground sample distance, against the model's manifest.
+
+A SAR model streamed Sentinel-2 optical tiles (or a 3 m model streamed 30 cm tiles) answers with
+confident nonsense. The search writes what a model was trained for (``trained_for``: modality and
+the range of ground sample distance) into its manifest; the rig compares it with the scene before
+streaming and warns, or refuses with ``strict``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flightsim.sources import Concat, Source, Subset
+
+#: Modality of a source kind, where the format says it; other kinds (coco, geotiff) cannot tell.
+MODALITY_OF_KIND = {"hrsid-mini": "sar", "hrsid-official": "sar", "sen2ships": "optical", "dota": "optical",
+                    "hrsc2016": "optical", "airbus": "optical"}
+MODALITIES = ("optical", "sar")
+#: A scene within this factor of the trained GSD range still counts as inside it.
+GSD_SLACK = 1.5
+
+
+def scene_modality(source: Source) -> str | None:
+    """The modality the source's format implies, or None when it does not say."""
+    if isinstance(source, Subset):
+        return scene_modality(source.source)
+    if isinstance(source, Concat):
+        found = {scene_modality(p) for p in source.parts}
+        return found.pop() if len(found) == 1 else None
+    if source.kind == "synthetic":
+        return "sar" if getattr(source, "options", {}).get("mode") == "sar" else "optical"
+    return MODALITY_OF_KIND.get(source.kind)
+
+
+def model_fit(manifest: dict[str, Any], source: Source, gsds_m: list[float],
+              modality: str | None = None) -> dict[str, Any]:
+    """Warnings where the scene is not what the model was trained for.
+
+    Args:
+        gsds_m: metres per pixel of the scene's georeferenced samples (none: not checked).
+        modality: what the user says the scene is (else what the source's format implies).
+    """
+    if modality is not None and modality not in MODALITIES:
+        raise ValueError(f"modality {modality!r}; valid: {list(MODALITIES)}")
+    trained = manifest.get("trained_for")
+    if not trained:
+        return {"checked": False, "warnings": [], "note": "the model's manifest does not say what it was trained for"}
+    warnings = []
+    scene = modality or scene_modality(source)
+    if scene is not None and scene != trained["modality"]:
+        warnings.append(f"the scene is {scene}; the model was trained on {trained['modality']} imagery")
+    lo, hi = trained["gsd_m"]
+    outside = sorted({round(g, 3) for g in gsds_m if g < lo / GSD_SLACK or g > hi * GSD_SLACK})
+    if outside:
+        warnings.append(f"ground sample distance {outside} m is outside the {lo}-{hi} m the model was trained on")
+    return {"checked": True, "scene_modality": scene, "trained_for": trained, "warnings": warnings}

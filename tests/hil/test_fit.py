@@ -1,0 +1,49 @@
+"""hil warns (or refuses) when a scene is not what the model was trained for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flightsim.sources import open_source
+from hil.fit import model_fit, scene_modality
+
+SAR_MODEL = {"trained_for": {"modality": "sar", "gsd_m": [0.5, 15.0]}}
+
+
+def test_modality_comes_from_the_format_or_the_user(tmp_path: Path) -> None:
+    from tests.search.test_real_data import _hrsid_mini
+
+    _hrsid_mini(tmp_path / "h", 2)
+    hrsid = open_source(f"hrsid-mini:{tmp_path / 'h'}")
+    assert scene_modality(hrsid) == "sar" and scene_modality(open_source("synthetic")) == "optical"
+    assert scene_modality(open_source("synthetic:mode=sar")) == "sar"
+    assert model_fit(SAR_MODEL, hrsid, [])["warnings"] == []
+    optical = model_fit(SAR_MODEL, open_source("synthetic"), [3.0])
+    assert "optical" in optical["warnings"][0]
+    assert model_fit(SAR_MODEL, hrsid, [], modality="optical")["warnings"]
+    with pytest.raises(ValueError, match="sar"):
+        model_fit(SAR_MODEL, hrsid, [], modality="infrared")
+
+
+def test_ground_sample_distance_outside_the_trained_range_is_named() -> None:
+    fit = model_fit(SAR_MODEL, open_source("synthetic:mode=sar"), [0.1, 3.0, 40.0])
+    assert len(fit["warnings"]) == 1 and "[0.1, 40.0]" in fit["warnings"][0]
+    assert model_fit({}, open_source("synthetic"), [1.0])["checked"] is False
+
+
+def test_strict_fit_refuses_before_streaming(tmp_path: Path) -> None:
+    import json
+
+    import hil
+    from runtime.bundle import write_bundle
+    from tests.conftest import make_brightness_bundle
+
+    bundle = make_brightness_bundle(tmp_path / "b", size=64)
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "files"} | SAR_MODEL
+    write_bundle(tmp_path / "sar", bundle.files["model.xml"], bundle.files["model.bin"], manifest)
+    with pytest.raises(ValueError, match="optical"):
+        hil.run("synthetic:size=128", tmp_path / "sar", tmp_path / "out", device="CPU", strict_fit=True)
+    report = hil.run("synthetic:size=128", tmp_path / "sar", tmp_path / "out2", device="CPU").report
+    assert report["model_fit"]["warnings"] and json.dumps(report)
