@@ -249,11 +249,12 @@ class Runtime:
             infer_requests=self.settings.infer_requests,
             cpu_precision=self.settings.cpu_precision,
         )
-        output = adapter.infer(np.zeros(adapter.input_shape, dtype=np.float32))
-        expected = (1, 1, *adapter.input_shape[2:])
-        if output.shape != expected or not np.isfinite(output).all():
-            raise BundleError(f"test inference gave shape {output.shape} (expected {expected}) or non-finite values")
-        serving = Serving(bundle, adapter, Preprocessor(bundle.manifest["input"], adapter.input_shape))
+        try:
+            preprocess = self._acceptance_test(bundle, adapter)
+        except Exception:
+            adapter.close()
+            raise
+        serving = Serving(bundle, adapter, preprocess)
         if self.serving is not None:
             self.serving.adapter.close()  # tiles already on the old model finish on it
         if persist:
@@ -264,6 +265,33 @@ class Runtime:
         self.serving = serving
         self._event("model_loaded", model=serving.info, device=self.settings.device)
         return serving
+
+    @staticmethod
+    def _acceptance_test(bundle: Bundle, adapter: InferenceAdapter) -> Preprocessor:
+        """Refuse a model that loads but cannot serve: the manifest must describe the IR (input and
+        output shapes), and the IR must give finite probabilities for an all-zero tile and for a
+        tile spanning the counts a sensor sends (a model that is NaN on real data but not on zeros
+        was installed before this check). Returns the model's preprocessor."""
+        declared = tuple(bundle.manifest["input"]["shape"])
+        if declared != tuple(adapter.input_shape):
+            raise BundleError(f"manifest input.shape {list(declared)} does not match the IR's input "
+                              f"{list(adapter.input_shape)}")
+        preprocess = Preprocessor(bundle.manifest["input"], adapter.input_shape)
+        _, bands, h, w = adapter.input_shape
+        top = 65535 if bundle.manifest["input"].get("counts_dtype") == "uint16" else 255
+        ramp = np.broadcast_to(np.linspace(0, top, h * w).reshape(h, w), (bands, h, w)).astype(np.float32)
+        expected = (1, 1, h, w)
+        declared_out = bundle.manifest["output"].get("shape")
+        if declared_out is not None and tuple(declared_out) != expected:
+            raise BundleError(f"manifest output.shape {declared_out} is not the (1, 1, H, W) the runtime reads")
+        for name, batch in (("an all-zero tile", np.zeros(adapter.input_shape, np.float32)),
+                            (f"a tile of counts 0..{top}", preprocess(ramp, {})[0])):
+            output = adapter.infer(batch)
+            if output.shape != expected:
+                raise BundleError(f"test inference on {name} gave shape {output.shape}, expected {expected}")
+            if not np.isfinite(output).all():
+                raise BundleError(f"test inference on {name} gave non-finite values")
+        return preprocess
 
     # -- the pipeline ---------------------------------------------------------------------
 

@@ -84,3 +84,41 @@ def test_each_bad_upload_is_refused_and_the_old_model_serves(emu_runtime: Runtim
     assert control.load_model(good)["model"]["sha256"] == good.id
     assert read_bundle(emu_runtime.store.previous_path()).id == serving["sha256"]
     assert control.status()["model"]["name"] == "good"
+
+
+def _bundle_from(model: ov.Model, out: Path, template: dict, **manifest_changes: object) -> Bundle:
+    with tempfile.TemporaryDirectory() as tmp:
+        ov.save_model(model, Path(tmp) / "m.xml", compress_to_fp16=True)
+        xml, bin_ = (Path(tmp) / "m.xml").read_bytes(), (Path(tmp) / "m.bin").read_bytes()
+    manifest = {k: v for k, v in template.items() if k not in ("files", "format", "created")}
+    for key, value in manifest_changes.items():
+        table, field = key.split("__")
+        manifest[table] = {**manifest[table], field: value}
+    return write_bundle(out, xml, bin_, manifest)
+
+
+def test_models_that_load_but_cannot_serve_are_refused(emu_runtime: Runtime, tmp_path: Path) -> None:
+    """Adversarial test (issue 13): an IR that is NaN on every real tile (not on zeros), an IR whose
+    input has fewer bands than its manifest, and one of another size all used to install."""
+    from openvino import opset8 as ops
+
+    control = ControlClient(emu_runtime.endpoints["control"])
+    serving = control.status()["model"]
+    template = make_brightness_bundle(tmp_path / "t", size=64).manifest
+    x = ops.parameter([1, 3, 64, 64], np.float32, name="input")
+    mean = ops.reduce_mean(x, ops.constant(np.array([1], np.int64)), keep_dims=True)
+    # log(1 - mean): 0 on an all-zero tile, NaN once the normalised counts pass 1.
+    nan_on_data = ov.Model([ops.sigmoid(ops.log(ops.subtract(ops.constant(np.float32(1.0)), mean)))], [x], "nan")
+    bad = _bundle_from(nan_on_data, tmp_path / "nan", template,
+                       input__normalization={"where": "host", "mean": [0.0] * 3, "std": [1.0] * 3})
+    with pytest.raises(ControlError, match="non-finite"):
+        control.load_model(bad)
+
+    one_band = ops.parameter([1, 1, 64, 64], np.float32, name="input")
+    with pytest.raises(ControlError, match="does not match the IR"):
+        control.load_model(_bundle_from(ov.Model([ops.sigmoid(one_band)], [one_band], "1band"), tmp_path / "b1", template))
+    small = ops.parameter([1, 3, 32, 32], np.float32, name="input")
+    small_mean = ops.reduce_mean(small, ops.constant(np.array([1], np.int64)), keep_dims=True)
+    with pytest.raises(ControlError, match="does not match the IR"):
+        control.load_model(_bundle_from(ov.Model([ops.sigmoid(small_mean)], [small], "s"), tmp_path / "s", template))
+    assert control.status()["model"] == serving
