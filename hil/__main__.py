@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fault-seed", type=int, help="seed of the fault draws (overrides seed= in --faults)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--modality", choices=("optical", "sar"), help="what the scene is, where its format does not say")
+    run.add_argument("--land-masks", type=Path, metavar="DIR",
+                     help="sea/land masks <sample>.png (0 = land, as SSDD's sealand/): detections on land are "
+                          "dropped on the ground before scoring")
     run.add_argument("--strict-fit", action="store_true",
                      help="refuse a scene the model was not trained for (modality, ground sample distance) "
                           "instead of warning")
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
-                         strict_fit=args.strict_fit)
+                         strict_fit=args.strict_fit, land_masks=args.land_masks)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -76,6 +76,7 @@ def run(
     limit: int | None = None,
     modality: str | None = None,
     strict_fit: bool = False,
+    land_masks: str | Path | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -97,6 +98,9 @@ def run(
         modality: ``optical`` or ``sar``: what the scene is, where its format does not say.
         strict_fit: refuse (ValueError) a scene that does not suit the model (:mod:`hil.fit`)
             instead of warning in the report.
+        land_masks: a folder of ``<sample stem>.png`` sea/land masks (0 = land, as SSDD's
+            ``sealand/``): detections whose centroid is on land are dropped on the ground, before
+            scoring (samples without a mask are left as they are).
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]
@@ -172,7 +176,7 @@ def run(
     finally:
         if proc is not None:
             proc.close()
-    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated)
+    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, land_masks)
     report.update(
         device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
         numerics=status["numerics"], model=uplink["model"],
@@ -221,9 +225,40 @@ def _scene_info(source: Source, scenes: list[_Scene]) -> dict[str, Any]:
     return info
 
 
+def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
+    """The sample's sea mask (True = sea) from ``folder/<stem>.png`` (0 = land), or None."""
+    path = folder / f"{str(sample.name).split('/')[-1]}.png"
+    if not path.is_file():
+        return None
+    import rasterio
+
+    with rasterio.open(path) as src:
+        sea = src.read(1) > 0
+    if sea.shape != (sample.height, sample.width):
+        raise ValueError(f"{path}: sea/land mask is {sea.shape}, the image is {(sample.height, sample.width)}")
+    return sea
+
+
+def drop_on_land(vessels: list[dict[str, Any]], sample: Any, folder: Path) -> list[dict[str, Any]]:
+    """The detections whose centroid is at sea (all of them where the sample has no mask)."""
+    sea = sea_mask(sample, folder)
+    if sea is None:
+        return vessels
+    inv = ~sample.transform
+    kept = []
+    for v in vessels:
+        c = shape(v["geometry"]).centroid
+        col, row = inv * (c.x, c.y)
+        if sea[int(np.clip(row, 0, sea.shape[0] - 1)), int(np.clip(col, 0, sea.shape[1] - 1))]:
+            kept.append(v)
+    return kept
+
+
 def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles: dict[str, _Scene],
-           injector: FaultInjector | None, t_stream: float, deduplicated: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+           injector: FaultInjector | None, t_stream: float, deduplicated: set[str],
+           land_masks: str | Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
+    land_dropped = 0
     first: dict[str, dict[str, Any]] = {}
     masks: dict[str, np.ndarray | None] = {}
     answers: Counter[str] = Counter()
@@ -276,11 +311,17 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
                                     sample.crs, pixel_area)
         vessels = whole_vessels(pieces, sample.crs, tolerance * abs(sample.transform.a))
+        if land_masks is not None:
+            kept = drop_on_land(vessels, sample, Path(land_masks))
+            land_dropped += len(vessels) - len(kept)
+            vessels = kept
         for v in vessels:
             v["properties"]["scene"] = sample.name
         detections += vessels
         entry: dict[str, Any] = {"name": sample.name, "tiles": len(s.windows), "n_detections": len(vessels),
                                  "units": sample.units}
+        if land_masks is not None and (sea := sea_mask(sample, Path(land_masks))) is not None:
+            pred &= sea  # land pixels are never vessel pixels once masked
         if sample.has_truth:
             counts.append(pixel_counts(pred, sample.mask))  # type: ignore[arg-type]
             obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
@@ -307,6 +348,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "runtime_latency_ms": percentiles(runtime_latencies),
         "throughput_tiles_per_s": len(processed) / (last - t_stream) if last > t_stream else None,
         "n_detections": len(detections),
+        "land_masked": None if land_masks is None else {"folder": str(land_masks), "detections_dropped": land_dropped},
         "units": sorted({s.sample.units for s in scenes})[0] if len({s.sample.units for s in scenes}) == 1 else "mixed",
     }
     if injector is not None:

@@ -68,3 +68,22 @@ def test_cli_scores_the_split(split_file: Path, tmp_path: Path, capsys: pytest.C
     assert report["scene"]["val"] == [3] and report["tiles_lost"] == 0 and report["f1"] == 1.0
     assert main(["run", "--model", str(bundle), "--report", str(tmp_path / "o2")]) == 2
     assert "exactly one of --scene and --split" in capsys.readouterr().err
+
+
+def test_land_masks_drop_detections_on_land_before_scoring(split_file: Path, tmp_path: Path) -> None:
+    """Sample p3 (the val sample) has its ship at rows 19-25: a mask calling those rows land removes it."""
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    masks = tmp_path / "sealand"
+    masks.mkdir()
+    sea = np.full((64, 64), 255, np.uint8)
+    sea[15:30] = 0
+    with rasterio.open(masks / "p3.png", "w", driver="PNG", height=64, width=64, count=1, dtype="uint8") as dst:
+        dst.write(sea[None])
+    args = ["run", "--split", f"{split_file}:val", "--model", str(bundle), "--device", "CPU", "--quiet"]
+    assert main([*args, "--report", str(tmp_path / "plain")]) == 0
+    assert main([*args, "--report", str(tmp_path / "masked"), "--land-masks", str(masks)]) == 0
+    plain = json.loads((tmp_path / "plain" / "report.json").read_text())
+    masked = json.loads((tmp_path / "masked" / "report.json").read_text())
+    assert plain["land_masked"] is None and plain["f1"] == 1.0
+    assert masked["land_masked"]["detections_dropped"] == 1 and masked["recall"] == 0.0 and masked["vessel_iou"] == 0.0
