@@ -31,6 +31,16 @@ def pixel_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
     }
 
 
+def precision_recall_f1(tp: int, n_predicted: int, n_truth: int) -> tuple[float, float, float]:
+    """Object precision, recall and F1 from counts, with the rules for empty sets: nothing there
+    and nothing found is perfect; false alarms on an empty scene are precision 0; ships missed
+    with nothing claimed are recall 0 and precision 0."""
+    precision = tp / n_predicted if n_predicted else (1.0 if not n_truth else 0.0)
+    recall = tp / n_truth if n_truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
 def pooled_scores(counts: list[dict[str, int]], objects: list[dict[str, Any]]) -> dict[str, Any]:
     """Pixel IoUs over all pixels of several images, and P/R/F1 over all their vessels together."""
     c = {k: sum(x[k] for x in counts) for k in ("inter_v", "union_v", "inter_b", "union_b")}
@@ -39,9 +49,7 @@ def pooled_scores(counts: list[dict[str, int]], objects: list[dict[str, Any]]) -
     tp = sum(o["true_positives"] for o in objects)
     n_pred = sum(o["n_predicted"] for o in objects)
     n_truth = sum(o["n_truth"] for o in objects)
-    precision = tp / n_pred if n_pred else (1.0 if not n_truth else 0.0)
-    recall = tp / n_truth if n_truth else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = precision_recall_f1(tp, n_pred, n_truth)
     return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2,
             "precision": precision, "recall": recall, "f1": f1, "true_positives": tp,
             "false_positives": n_pred - tp, "false_negatives": n_truth - tp, "n_predicted": n_pred, "n_truth": n_truth}
@@ -70,9 +78,7 @@ def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: 
             ious.append(iou)
             matched.append((i, j))
     tp = len(ious)
-    precision = tp / len(pred) if pred else (1.0 if not truth else 0.0)
-    recall = tp / len(truth) if truth else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = precision_recall_f1(tp, len(pred), len(truth))
     return {
         "precision": precision, "recall": recall, "f1": f1,
         "true_positives": tp, "false_positives": len(pred) - tp, "false_negatives": len(truth) - tp,

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hil  # noqa: E402
 from hil.__main__ import split_source  # noqa: E402
+from hil.score import precision_recall_f1  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.baseline import load_config  # noqa: E402
@@ -50,10 +51,8 @@ def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
     tp = sum(r.get("true_positives", 0) for r in rows)
     n_pred = sum(r.get("n_predicted", 0) for r in rows)
     n_truth = sum(r.get("n_truth", 0) for r in rows)
-    p = tp / n_pred if n_pred else (1.0 if not n_truth else 0.0)
-    r = tp / n_truth if n_truth else 1.0
-    return {"samples": len(rows), "n_truth": n_truth, "precision": p, "recall": r,
-            "f1": 2 * p * r / (p + r) if p + r else 0.0}
+    p, r, f1 = precision_recall_f1(tp, n_pred, n_truth)
+    return {"samples": len(rows), "n_truth": n_truth, "n_predicted": n_pred, "precision": p, "recall": r, "f1": f1}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,7 +117,7 @@ def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds
     from affine import Affine
 
     from flightsim.sources.base import mask_to_vessels
-    from hil.score import match_objects
+    from hil.score import match_objects, precision_recall_f1
     from runtime.vectorize import vectorize
 
     truths = [mask_to_vessels(s.mask, Affine.identity()) for s in scenes]
@@ -131,9 +131,7 @@ def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds
                 pred = [g for g, area in dets if area >= min_area]
                 m = match_objects(pred, truth, min_iou)
                 tp, n_pred, n_truth = tp + m["true_positives"], n_pred + m["n_predicted"], n_truth + m["n_truth"]
-            precision = tp / n_pred if n_pred else (1.0 if not n_truth else 0.0)
-            recall = tp / n_truth if n_truth else 1.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            precision, recall, f1 = precision_recall_f1(tp, n_pred, n_truth)
             rows.append({"threshold": threshold, "min_area_px": min_area, "precision": round(precision, 4),
                          "recall": round(recall, 4), "f1": round(f1, 4)})
     return rows

@@ -1,0 +1,65 @@
+"""Ship a search's flight model: score it on the held-out test split and write the bundle with
+those figures in its manifest.
+
+    .venv/bin/python scripts/ship_model.py --search out/sar --config configs/sar.toml --out models/sar
+
+1. ``OUT/flight_model`` (the search's best candidate) gets ``trained_for`` from the config where
+   its manifest lacks it, and is written to ``--out`` as the bundle to measure;
+2. that bundle runs through ``hil run --split OUT/data/split.json:test`` on ``--device`` (the
+   twin by default): pooled object and pixel scores, and object scores per data set;
+3. the figures go into ``metrics.test`` with ``measured_bundle_id``, the id of the bundle measured
+   in step 2. Its IR files, threshold and smallest vessel are byte for byte those of the shipped
+   bundle; only the manifest's metrics differ (a manifest cannot hold its own hash).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime.bundle import read_bundle, write_bundle  # noqa: E402
+from runtime.host import host_line  # noqa: E402
+from search.baseline import load_config  # noqa: E402
+
+from scripts.seed_study import test_scores  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--search", type=Path, required=True, help="the search's --out")
+    parser.add_argument("--config", type=Path, required=True, help="the search's --config")
+    parser.add_argument("--out", type=Path, required=True, help="where the shipped bundle goes")
+    parser.add_argument("--device", default="myriadx-emu")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    best = read_bundle(args.search / "flight_model")
+    manifest = {k: v for k, v in best.manifest.items() if k not in ("format", "files", "created")}
+    manifest.setdefault("trained_for", {"modality": cfg["data"]["modality"], "gsd_m": list(cfg["data"]["gsd_m"]),
+                                        "data": cfg["data"]["source"]})
+    staging = args.out.with_name(args.out.name + ".measuring")
+    shutil.rmtree(staging, ignore_errors=True)
+    measured = write_bundle(staging, best.files["model.xml"], best.files["model.bin"], manifest)
+    split = args.search / "data" / "split.json"
+    test = test_scores(staging, split, args.search / "test_report", args.device)
+    manifest["metrics"] = {**manifest.get("metrics", {}), "test": {
+        **test, "measured_bundle_id": measured.id, "device": args.device, "host": host_line(),
+        "date": time.strftime("%Y-%m-%d"),
+        "measured_on": f"hil run --split {split}:test on {args.device}: pooled over every test sample; "
+                       "never trained on nor used to select"}}
+    shutil.rmtree(args.out, ignore_errors=True)
+    shipped = write_bundle(args.out, best.files["model.xml"], best.files["model.bin"], manifest)
+    shutil.rmtree(staging)
+    print(json.dumps({"shipped": str(args.out), "id": shipped.id, "measured_bundle_id": measured.id,
+                      "test": {k: test[k] for k in ("f1", "precision", "recall", "vessel_iou", "miou")},
+                      "by_set": test["by_set"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
