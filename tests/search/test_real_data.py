@@ -69,3 +69,29 @@ def test_a_sample_without_the_model_bands_is_refused(tmp_path: Path, tiny_cfg: d
            "model": {**tiny_cfg["model"], "in_channels": 4}}
     with pytest.raises(ValueError, match="model.in_channels"):
         prepare_data(cfg, tmp_path / "data")
+
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "ssdd" / "images").is_dir(), reason="../shared/data/ssdd is not beside the project")
+def test_the_sar_sets_of_configs_sar_load_and_split_set_by_set() -> None:
+    """The real SAR sets as configs/sar.toml names them (a few chips each): one concatenated data
+    set whose every part keeps held-out test samples of its own, with what it was trained for."""
+    from search.baseline import load_config
+
+    sar = load_config(Path(__file__).resolve().parents[2] / "configs" / "sar.toml")
+    specs = [s.replace("../shared/data", str(SHARED)) for s in sar["data"]["source"]]
+    assert sar["data"]["modality"] == "sar" and len(specs) == 3
+    from flightsim.sources import Concat, open_source
+
+    source = open_source(specs, limit=4)
+    assert isinstance(source, Concat) and len(source) == 4 + 4 + 4
+    sample = source[0].load()
+    assert sample.count == 3 and sample.mask is not None and sample.mask.any() and sample.name.startswith("coco/")
+    # Each part is split on its own: 4 samples give 1 test, 1 validation and 2 training samples each.
+    parts = [split_source(4, {"split_seed": 0, "val_fraction": 0.25, "test_fraction": 0.25}) for _ in specs]
+    assert all((len(tr), len(va), len(te)) == (2, 1, 1) for tr, va, te in parts)
+    from search.candidate import source_spec
+
+    assert all(Path(s.split(":", 1)[1]).is_absolute() for s in source_spec(specs))
