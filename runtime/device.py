@@ -227,16 +227,18 @@ class OpenVINOAdapter(InferenceAdapter):
     def start_async(self, batch: np.ndarray, userdata: Any) -> None:
         """Submit ``batch``; blocks while every request is busy (the runtime's backpressure)."""
         request = self._idle.get()
+        # The request reads the array in place; the array travels with it until collected, so it
+        # outlives the inference.
+        data = np.ascontiguousarray(batch)
         try:
-            # The request reads the batch in place; the batch travels with it until collected.
-            request.set_input_tensor(0, ov_api.Tensor(np.ascontiguousarray(batch), shared_memory=True))
+            request.set_input_tensor(0, ov_api.Tensor(data, shared_memory=True))
             request.start_async()
         except Exception:
             self._idle.put(request)
             raise
         with self._drained:
             self._in_flight += 1
-        self._pending.put((request, batch, userdata))
+        self._pending.put((request, data, userdata))
 
     def _collect(self) -> None:
         while (item := self._pending.get()) is not None:

@@ -46,6 +46,13 @@ def test_a_flood_without_a_reader_is_bounded_and_loses_nothing(tmp_path: Path, b
             time.sleep(0.1)
         status = control.status()  # control answers while the tile socket is full
         assert status["counters"]["queue_depth"]["tiles_inside"] == limit
+        # The tiles inside are still vectorised (their results fill the outbox, within the bound):
+        # memory is judged once that work is done and only waiting for a reader remains.
+        while time.monotonic() < deadline + 120:
+            depth = control.status()["counters"]["queue_depth"]
+            if depth["vectorise"] == 0 and depth["output"] >= limit - 2:
+                break
+            time.sleep(0.2)
         samples = []
         for _ in range(10):  # 5 s at the bound: nothing more is taken, memory does not grow
             time.sleep(0.5)
