@@ -239,11 +239,8 @@ def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
     return sea
 
 
-def drop_on_land(vessels: list[dict[str, Any]], sample: Any, folder: Path) -> list[dict[str, Any]]:
-    """The detections whose centroid is at sea (all of them where the sample has no mask)."""
-    sea = sea_mask(sample, folder)
-    if sea is None:
-        return vessels
+def drop_on_land(vessels: list[dict[str, Any]], sample: Any, sea: np.ndarray) -> list[dict[str, Any]]:
+    """The detections whose centroid is at sea (``sea``: the sample's mask, True = sea)."""
     inv = ~sample.transform
     kept = []
     for v in vessels:
@@ -311,17 +308,17 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
                                     sample.crs, pixel_area)
         vessels = whole_vessels(pieces, sample.crs, tolerance * abs(sample.transform.a))
-        if land_masks is not None:
-            kept = drop_on_land(vessels, sample, Path(land_masks))
+        sea = sea_mask(sample, Path(land_masks)) if land_masks is not None else None
+        if sea is not None:
+            kept = drop_on_land(vessels, sample, sea)
             land_dropped += len(vessels) - len(kept)
             vessels = kept
+            pred &= sea  # land pixels are never vessel pixels once masked
         for v in vessels:
             v["properties"]["scene"] = sample.name
         detections += vessels
         entry: dict[str, Any] = {"name": sample.name, "tiles": len(s.windows), "n_detections": len(vessels),
                                  "units": sample.units}
-        if land_masks is not None and (sea := sea_mask(sample, Path(land_masks))) is not None:
-            pred &= sea  # land pixels are never vessel pixels once masked
         if sample.has_truth:
             counts.append(pixel_counts(pred, sample.mask))  # type: ignore[arg-type]
             obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],

@@ -270,15 +270,15 @@ class Runtime:
     def _acceptance_test(bundle: Bundle, adapter: InferenceAdapter) -> Preprocessor:
         """Refuse a model that loads but cannot serve: the manifest must describe the IR (input and
         output shapes), and the IR must give finite probabilities for an all-zero tile and for a
-        tile spanning the counts a sensor sends (a model that is NaN on real data but not on zeros
-        was installed before this check). Returns the model's preprocessor."""
+        tile of counts 0..255 (a range uint8 and uint16 tiles both hold; a model that is NaN on real
+        data but not on zeros was installed before this check). Returns the model's preprocessor."""
         declared = tuple(bundle.manifest["input"]["shape"])
         if declared != tuple(adapter.input_shape):
             raise BundleError(f"manifest input.shape {list(declared)} does not match the IR's input "
                               f"{list(adapter.input_shape)}")
         preprocess = Preprocessor(bundle.manifest["input"], adapter.input_shape)
         _, bands, h, w = adapter.input_shape
-        top = 65535 if bundle.manifest["input"].get("counts_dtype") == "uint16" else 255
+        top = 255
         ramp = np.broadcast_to(np.linspace(0, top, h * w).reshape(h, w), (bands, h, w)).astype(np.float32)
         expected = (1, 1, h, w)
         declared_out = bundle.manifest["output"].get("shape")

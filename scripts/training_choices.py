@@ -32,7 +32,7 @@ from search.ablate import parse_genome  # noqa: E402
 from search.baseline import load_config  # noqa: E402
 from search.candidate import _arrays, choose_on_validation, make_sampler, prepare_data, torch_device  # noqa: E402
 from search.candidate import fit  # noqa: E402
-from search.evaluate import Confusion, object_scores, predict_scenes, torch_predictor  # noqa: E402
+from search.evaluate import confusion_of, object_scores, predict_scenes, torch_predictor  # noqa: E402
 from search.network import GenomeNet  # noqa: E402
 from search.train import seed_everything  # noqa: E402
 
@@ -69,14 +69,10 @@ def run_variant(cfg: dict[str, Any], genome: Any, data: Any, seed: int) -> dict[
     scenes = _arrays(data, "val")
     probs = predict_scenes(torch_predictor(net), scenes, data.norm, int(cfg["export"]["tile"]))
     fixed = object_scores(probs, scenes, [0.5], [4])[0]
-    conf = Confusion()
-    for p, s in zip(probs, scenes):
-        conf.add(p >= 0.5, s.mask)
-    chosen = choose_on_validation(net, {**cfg, "export": {**cfg["export"], "choose_postprocessing": True}}, data)
+    conf = confusion_of(probs, scenes, 0.5)
+    chosen = choose_on_validation(probs, {**cfg, "export": {**cfg["export"], "choose_postprocessing": True}}, data)
     best = chosen["chosen"] if chosen else fixed
-    conf_best = Confusion()
-    for p, s in zip(probs, scenes):
-        conf_best.add(p >= best["threshold"], s.mask)
+    conf_best = confusion_of(probs, scenes, best["threshold"])
     return {"seed": seed, "train_s": round(train_s, 1), "f1": fixed["f1"], "precision": fixed["precision"],
             "recall": fixed["recall"], "vessel_iou": round(conf.vessel_iou, 4),
             "chosen": best, "f1_chosen": best["f1"], "vessel_iou_chosen": round(conf_best.vessel_iou, 4)}

@@ -39,7 +39,7 @@ import torch
 from runtime.bundle import write_bundle
 from search.align import Aligner
 from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes
-from search.evaluate import choose_postprocessing, object_scores, predict_scenes, score_scenes, torch_predictor
+from search.evaluate import choose_postprocessing, confusion_of, object_scores, predict_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
 from search.network import GenomeNet
@@ -257,15 +257,15 @@ def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: in
     return fp32_net, net.cpu(), log
 
 
-def choose_on_validation(net: GenomeNet, cfg: dict[str, Any], data: SearchData) -> dict[str, Any] | None:
-    """With ``[export] choose_postprocessing``: object F1 on the validation samples for each
-    threshold and smallest vessel of ``[export]``, and the pair chosen (None when off)."""
+def choose_on_validation(probs: list[np.ndarray], cfg: dict[str, Any], data: SearchData) -> dict[str, Any] | None:
+    """With ``[export] choose_postprocessing``: object F1 on the validation samples (``probs``:
+    the network's probability maps of them) for each threshold and smallest vessel of
+    ``[export]``, and the pair chosen (None when off)."""
     exp = cfg["export"]
     if not exp["choose_postprocessing"]:
         return None
-    scenes = _arrays(data, "val")
-    probs = predict_scenes(torch_predictor(net), scenes, data.norm, int(exp["tile"]))
-    rows = object_scores(probs, scenes, [float(t) for t in exp["thresholds"]], [int(a) for a in exp["min_areas_px"]])
+    rows = object_scores(probs, _arrays(data, "val"), [float(t) for t in exp["thresholds"]],
+                         [int(a) for a in exp["min_areas_px"]])
     return {"chosen": choose_postprocessing(rows), "table": rows,
             "on": "validation split, pooled object F1 at IoU >= 0.5, torch FP32 forward of the aligned network"}
 
@@ -365,9 +365,11 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         seed = int(cfg["evolution"]["seed"])
         _, net, log = train_genome(genome, cfg, data, seed, cand["fp32_epochs"], cand["aligned_epochs"])
         tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
-        post = choose_on_validation(net, cfg, data)
+        val = _arrays(data, "val")
+        probs = predict_scenes(torch_predictor(net), val, data.norm, tile)  # once, for both uses below
+        post = choose_on_validation(probs, cfg, data)
         threshold = float(post["chosen"]["threshold"]) if post else threshold
-        host = score_scenes(torch_predictor(net), _arrays(data, "val"), data.norm, tile, threshold)
+        host = confusion_of(probs, val, threshold)
         xml, bin_, findings = export_ir(net, (1, genome.in_channels, tile, tile), cand["check_target"])
         training = {"trained_under": f"fp32 {cand['fp32_epochs']} epochs, then {cand['profile']}-aligned "
                                     f"{cand['aligned_epochs']} epochs", "seed": seed, **log,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -164,6 +165,14 @@ class PatchSampler:
         counts = np.bincount(groups, minlength=len(weights))
         p = np.array([weights[g] / counts[g] for g in groups])
         self.scene_p = p / p.sum()
+        # The draw among each set of candidate scenes, made once: (scene indices, their probabilities).
+        self._draws = {name: self._conditional(ids) for name, ids in
+                       (("vessel", self.with_vessels), ("bright", self.with_bright), ("any", range(len(scenes))))}
+
+    def _conditional(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(list(ids), dtype=np.int64)
+        p = self.scene_p[ids]
+        return ids, p / p.sum() if len(ids) else p
 
     @staticmethod
     def _brightest_background(scene: SceneArrays, share: float = 0.005) -> np.ndarray:
@@ -183,9 +192,9 @@ class PatchSampler:
             masks.append(mask[None])
         return np.stack(images), np.stack(masks).astype(np.float32)
 
-    def _pick(self, candidates: list[int]) -> int:
-        p = self.scene_p[candidates]
-        return int(candidates[self.rng.choice(len(candidates), p=p / p.sum())])
+    def _pick(self, draw: str) -> int:
+        ids, p = self._draws[draw]
+        return int(ids[self.rng.choice(len(ids), p=p)])
 
     def _one(self) -> tuple[np.ndarray, np.ndarray]:
         rng, opts = self.rng, self.opts
@@ -194,13 +203,13 @@ class PatchSampler:
             side = int(round(self.patch * rng.uniform(0.8, 1.25)))
         u = rng.random()
         if self.with_vessels and u < opts.vessel_fraction:
-            i = self._pick(self.with_vessels)
+            i = self._pick("vessel")
             centre = self.vessel_px[i][rng.integers(len(self.vessel_px[i]))]
         elif self.with_bright and u < opts.vessel_fraction + opts.hard_negative_fraction:
-            i = self._pick(self.with_bright)
+            i = self._pick("bright")
             centre = self.bright_px[i][rng.integers(len(self.bright_px[i]))]
         else:
-            i = self._pick(list(range(len(self.scenes))))
+            i = self._pick("any")
             centre = None
         h, w = self.scenes[i].mask.shape
         if centre is not None:

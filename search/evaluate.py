@@ -74,9 +74,14 @@ def score_scenes(
     predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int, threshold: float
 ) -> Confusion:
     """Confusion counts of the thresholded predictions over all ``scenes``."""
+    return confusion_of(predict_scenes(predict, scenes, norm, tile), scenes, threshold)
+
+
+def confusion_of(probs: list[np.ndarray], scenes: list[SceneArrays], threshold: float) -> Confusion:
+    """Confusion counts of probability maps already computed for ``scenes``, at ``threshold``."""
     conf = Confusion()
-    for s in scenes:
-        conf.add(predict_scene(predict, s.image, norm, tile) >= threshold, s.mask)
+    for p, s in zip(probs, scenes):
+        conf.add(p >= threshold, s.mask)
     return conf
 
 

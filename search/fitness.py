@@ -33,6 +33,8 @@ def accuracy(record: dict[str, Any], name: str) -> float | None:
     if name.endswith("_pooled"):
         return (dev.get("pooled") or {}).get(name[: -len("_pooled")])
     return dev.get(name)
+
+
 LATENCIES = ("estimated", "measured")
 
 
