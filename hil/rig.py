@@ -120,6 +120,8 @@ def run(
         raise ValueError(f"--scene {str(scene)!r}: no such file; give a GeoTIFF path, 'synthetic' or KIND:PATH")
     else:
         source = open_source(str(scene), truth=truth, georef=georef, seed=seed, limit=limit)
+    if land_masks is not None and not Path(land_masks).is_dir():
+        raise ValueError(f"--land-masks {str(land_masks)!r}: no such folder of sea/land masks")
     scenes = [_Scene(sample) for sample in source]
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
                     modality)
@@ -255,7 +257,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
            injector: FaultInjector | None, t_stream: float, deduplicated: set[str],
            land_masks: str | Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
-    land_dropped = 0
+    land_dropped = land_samples = 0
     first: dict[str, dict[str, Any]] = {}
     masks: dict[str, np.ndarray | None] = {}
     answers: Counter[str] = Counter()
@@ -310,6 +312,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         vessels = whole_vessels(pieces, sample.crs, tolerance * abs(sample.transform.a))
         sea = sea_mask(sample, Path(land_masks)) if land_masks is not None else None
         if sea is not None:
+            land_samples += 1
             kept = drop_on_land(vessels, sample, sea)
             land_dropped += len(vessels) - len(kept)
             vessels = kept
@@ -345,7 +348,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "runtime_latency_ms": percentiles(runtime_latencies),
         "throughput_tiles_per_s": len(processed) / (last - t_stream) if last > t_stream else None,
         "n_detections": len(detections),
-        "land_masked": None if land_masks is None else {"folder": str(land_masks), "detections_dropped": land_dropped},
+        "land_masked": None if land_masks is None else {"folder": str(land_masks), "samples_with_a_mask": land_samples,
+                                                        "detections_dropped": land_dropped},
         "units": sorted({s.sample.units for s in scenes})[0] if len({s.sample.units for s in scenes}) == 1 else "mixed",
     }
     if injector is not None:

@@ -86,4 +86,6 @@ def test_land_masks_drop_detections_on_land_before_scoring(split_file: Path, tmp
     plain = json.loads((tmp_path / "plain" / "report.json").read_text())
     masked = json.loads((tmp_path / "masked" / "report.json").read_text())
     assert plain["land_masked"] is None and plain["f1"] == 1.0
+    assert masked["land_masked"]["samples_with_a_mask"] == 1
     assert masked["land_masked"]["detections_dropped"] == 1 and masked["recall"] == 0.0 and masked["vessel_iou"] == 0.0
+    assert main([*args, "--report", str(tmp_path / "typo"), "--land-masks", str(tmp_path / "no-such")]) == 2
