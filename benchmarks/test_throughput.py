@@ -1,7 +1,11 @@
 """End-to-end tile throughput of the runtime against OpenVINO's own benchmark_app.
 
 Both run the same IR on the same device with the same precision (CPU, f32) in the same session;
-the figure is the ratio runtime / benchmark_app (target >= 0.9). The runtime's figure is end to
+the figure is the ratio runtime / benchmark_app. Two cases, the same weights:
+
+* ``float32``: the bundle as shipped (tiles normalised on the host, f32 input): target >= 0.9;
+* ``uint8``: the bundle retyped to take u8 counts, normalised inside the IR
+  (:func:`search.input_types.retype_bundle`); benchmark_app then fills u8 tensors: target >= 0.95. The runtime's figure is end to
 end: tiles leave flightsim over ZeroMQ, are decoded, normalised, inferred, vectorised and their
 results arrive at the ground, while benchmark_app only infers on tensors it filled itself.
 
@@ -58,11 +62,22 @@ def tiles(tmp_path_factory: pytest.TempPathFactory) -> list[Tile]:
     return list(tile_scene(paths["scene"], size))
 
 
-def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_path: Path) -> None:
-    reference_before = benchmark_app_fps(MODEL / "model.xml")
+#: Input type of the model -> the ratio it must reach.
+TARGETS = {"float32": 0.9, "uint8": 0.95}
+
+
+@pytest.mark.parametrize("input_dtype", list(TARGETS))
+def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_path: Path, input_dtype: str) -> None:
+    model = MODEL
+    if input_dtype != "float32":
+        from search.input_types import retype_bundle
+
+        model = tmp_path / f"model-{input_dtype}"
+        retype_bundle(MODEL, model, input_dtype)
+    reference_before = benchmark_app_fps(model / "model.xml")
     proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60)
     try:
-        ControlClient(proc.endpoints["control"]).load_model(MODEL)
+        ControlClient(proc.endpoints["control"]).load_model(model)
         rounds = iter(range(1000))
 
         def stream_round() -> None:
@@ -83,16 +98,17 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
         benchmark.pedantic(stream_round, rounds=3, iterations=1)
     finally:
         proc.close()
-    reference_after = benchmark_app_fps(MODEL / "model.xml")
+    reference_after = benchmark_app_fps(model / "model.xml")
     reference = (reference_before + reference_after) / 2
     runtime_fps = TILES / benchmark.stats.stats.median
     ratio = runtime_fps / reference
     summary = {
-        "model": str(MODEL), "device": "CPU", "inference_precision": "f32", "tiles_per_round": TILES,
+        "model": str(MODEL), "input_dtype": input_dtype, "device": "CPU", "inference_precision": "f32", "tiles_per_round": TILES,
         "tile_shape": list(tiles[0].pixels.shape), "runtime_tiles_per_s": runtime_fps,
         "benchmark_app_fps_before": reference_before, "benchmark_app_fps_after": reference_after,
         "ratio": ratio, "date": time.strftime("%Y-%m-%d"), "host": host_line(),
     }
     benchmark.extra_info.update(summary)
     print("\n" + json.dumps(summary, indent=2))
-    assert ratio >= 0.9, f"runtime reaches {ratio:.2f} of benchmark_app (target 0.9)"
+    target = TARGETS[input_dtype]
+    assert ratio >= target, f"runtime reaches {ratio:.2f} of benchmark_app (target {target}, {input_dtype} input)"

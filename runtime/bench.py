@@ -26,7 +26,10 @@ def benchmark(model: str | Path, device: str, seconds: float = 5.0, cpu_precisio
 
     adapter = open_device(bundle, device, on_complete, cpu_precision=cpu_precision)
     rng = np.random.default_rng(0)
-    batch = rng.standard_normal(adapter.input_shape).astype(np.float32)
+    if np.dtype(adapter.input_dtype).kind == "f":
+        batch = rng.standard_normal(adapter.input_shape).astype(adapter.input_dtype)
+    else:  # counts in the input type's range
+        batch = rng.integers(0, 256, adapter.input_shape).astype(adapter.input_dtype)
     adapter.infer(batch)  # first inference: allocation and caches stay out of the figures
     start = time.perf_counter()
     count = 0

@@ -22,6 +22,8 @@ MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
 BUNDLE_FORMAT = "vessel-bundle/1"
 NORMALIZATION_PLACES = ("host", "ir")
+#: Element types a model's input may have; integer inputs are normalised inside the IR.
+INPUT_DTYPES = ("float32", "uint8", "uint16")
 
 
 class BundleError(ValueError):
@@ -83,6 +85,15 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     norm = inp.get("normalization")
     if not isinstance(norm, dict) or norm.get("where") not in NORMALIZATION_PLACES:
         raise BundleError(f"input.normalization.where must be one of {list(NORMALIZATION_PLACES)}")
+    dtype = inp.get("dtype", "float32")
+    if dtype not in INPUT_DTYPES:
+        raise BundleError(f"input.dtype {dtype!r}; valid: {list(INPUT_DTYPES)}")
+    if dtype != "float32" and norm["where"] != "ir":
+        raise BundleError(f"input.dtype {dtype!r} takes raw counts: input.normalization.where must be 'ir'")
+    pad = norm.get("pad")
+    if pad is not None and not (isinstance(pad, list) and len(pad) == shape[1]
+                                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pad)):
+        raise BundleError(f"input.normalization.pad must list one number per band ({shape[1]}), got {pad!r}")
     if norm["where"] == "host":
         for key in ("mean", "std"):
             values = norm.get(key)

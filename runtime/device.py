@@ -112,6 +112,11 @@ class InferenceAdapter(abc.ABC):
     def input_shape(self) -> tuple[int, int, int, int]:
         """(N, C, H, W) of the model input."""
 
+    @property
+    @abc.abstractmethod
+    def input_dtype(self) -> str:
+        """The model input's element type as a numpy name (``float32``, ``uint8``, ``uint16``)."""
+
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run one input synchronously and return a copy of the first output."""
@@ -132,6 +137,10 @@ class InferenceAdapter(abc.ABC):
 def _type_name(value: Any) -> str:
     # ov.Type has to_string() from 2023 on; get_type_name() exists in both APIs.
     return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+
+
+#: OpenVINO element type names -> numpy dtype names, for the input types a bundle may declare.
+_NUMPY_TYPES = {"f32": "float32", "u8": "uint8", "u16": "uint16", "f16": "float16"}
 
 
 class OpenVINOAdapter(InferenceAdapter):
@@ -214,10 +223,16 @@ class OpenVINOAdapter(InferenceAdapter):
         self._collector = threading.Thread(target=self._collect, name=f"infer-{self.device}", daemon=True)
         self._collector.start()
         self._shape = tuple(int(d) for d in self._compiled.input(0).shape)
+        etype = _type_name(self._compiled.input(0).get_element_type())
+        self._dtype = _NUMPY_TYPES.get(etype, etype)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return self._shape  # type: ignore[return-value]
+
+    @property
+    def input_dtype(self) -> str:
+        return self._dtype
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         request = self._compiled.create_infer_request()

@@ -4,7 +4,8 @@
 it with ``INFERENCE_PRECISION_HINT=f32``) so that every tensor the target would store is stored in
 the target's format, and ops the target runs differently run that way (``myriadx-emu``):
 
-- model inputs: converted as the host converts them (``numerics.conversion_rounding``);
+- model inputs: converted as the host converts them (``numerics.conversion_rounding``); for an
+  integer input (u8/u16 counts), the Convert that makes them floating point is that conversion;
 - floating weight constants: projected in numpy (:func:`runtime.profiles.convert`) and replaced;
 - every other op producing a floating tensor: followed by a projection subgraph built from f32
   arithmetic, except ops that only move or select values (:data:`VALUE_PRESERVING`): their inputs
@@ -375,6 +376,16 @@ def _remap_interpolates(model: Model, semantics: InterpolateSemantics, report: E
         })
 
 
+def _converts_input(node: Any) -> bool:
+    """A Convert of an integer model input to floating point: the device's conversion of the
+    counts a u8/u16-input model receives (search.input_types), rounded as the profile says the
+    input conversion rounds. u8 counts are exact in FP16; u16 counts above 2048 are not."""
+    if node.get_type_name() != "Convert":
+        return False
+    source = node.input_value(0)
+    return source.get_node().get_type_name() == "Parameter" and not _is_real(source)
+
+
 def _project_activations(model: Model, numerics: Numerics, report: EmulationReport) -> None:
     projected: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
@@ -393,7 +404,7 @@ def _project_activations(model: Model, numerics: Numerics, report: EmulationRepo
             targets = _value_targets(output)
             if not targets:
                 continue
-            if op == "Parameter":
+            if op == "Parameter" or _converts_input(node):
                 rounding = numerics.conversion_rounding
                 if not numerics.convert_input:
                     continue

@@ -7,20 +7,39 @@ lives in ``openvino.runtime``; modern releases expose the same classes from ``op
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 try:  # OpenVINO 2023.1 and later
-    from openvino import Core, Model, Tensor
+    from openvino import Core, Model, Tensor, Type
     from openvino import get_version as _get_version
+    from openvino import opset1
+    from openvino import save_model as _save_model
 
     API = "openvino"
 except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
-    from openvino.runtime import Core, Model, Tensor  # type: ignore[no-redef]
+    from openvino.runtime import Core, Model, Tensor, Type  # type: ignore[no-redef]
     from openvino.runtime import get_version as _get_version  # type: ignore[no-redef]
+    from openvino.runtime import opset1  # type: ignore[no-redef]
+    from openvino.runtime import serialize as _serialize  # type: ignore[attr-defined]
 
     API = "openvino.runtime"
 
-__all__ = ["API", "Core", "Model", "Tensor", "version"]
+__all__ = ["API", "Core", "Model", "Tensor", "Type", "opset1", "save_ir", "version"]
 
 
 def version() -> str:
     """The OpenVINO build string, e.g. ``2026.4.1-...`` or ``2022.3.2-...``."""
     return _get_version()
+
+
+def save_ir(model: Any, xml_path: str | os.PathLike[str]) -> None:
+    """Write ``model`` as IR (``.xml`` and ``.bin`` beside it) with every constant as it is.
+
+    No FP16 compression pass: weights read from an FP16 IR stay f16, and constants added in f32
+    (e.g. a normalisation) stay f32.
+    """
+    if API == "openvino":
+        _save_model(model, str(xml_path), compress_to_fp16=False)
+    else:
+        _serialize(model, str(xml_path), os.path.splitext(str(xml_path))[0] + ".bin")

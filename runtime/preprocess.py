@@ -10,23 +10,31 @@ from runtime.protocol import Reason, TileRejected
 
 
 class Preprocessor:
-    """Normalises counts per band and pads a tile up to the model's static input size.
+    """Normalises counts per band (or not) and pads a tile up to the model's static input size.
 
     Where the normalisation happens is the bundle's choice (``input.normalization.where``): on the
     host, here, in f32 before the device sees the tile, so that 16-bit counts never meet FP16 range
-    limits; or in the IR, in which case the raw counts are passed on as f32.
+    limits; or in the IR, in which case the counts go to the model in its input type
+    (``input.dtype``: float32, uint8 or uint16), one copy and no conversion when the tile already
+    has that type. Edge tiles are padded with ``normalization.pad`` (counts per band; 0 if absent)
+    for a model normalised in the IR, and with 0 after normalising on the host.
     """
 
     def __init__(self, manifest_input: dict[str, Any], model_shape: tuple[int, int, int, int]):
         _, self.bands, self.height, self.width = model_shape
         norm = manifest_input["normalization"]
+        self.dtype = np.dtype(manifest_input.get("dtype", "float32"))
         self.on_host = norm["where"] == "host"
         if self.on_host:
             self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
             self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).reshape(-1, 1, 1)
+            self.pad = np.zeros((self.bands, 1, 1), dtype=self.dtype)
+        else:
+            self.pad = np.asarray(norm.get("pad", [0] * self.bands), dtype=self.dtype).reshape(-1, 1, 1)
 
     def __call__(self, pixels: np.ndarray, header: dict[str, Any]) -> tuple[np.ndarray, tuple[int, int]]:
-        """Return the (1, C, H, W) f32 batch and the (height, width) of the real data in it."""
+        """Return the (1, C, H, W) batch in the model's input type and the (height, width) of the
+        real data in it."""
         bands, height, width = pixels.shape
         if bands != self.bands or height > self.height or width > self.width:
             raise TileRejected(
@@ -35,7 +43,16 @@ class Preprocessor:
                 f"{self.height}x{self.width} pixels",
                 header,
             )
-        batch = np.zeros((1, bands, self.height, self.width), dtype=np.float32)
+        if not self.on_host and not np.can_cast(pixels.dtype, self.dtype, "safe"):
+            raise TileRejected(
+                Reason.UNSUPPORTED_DTYPE,
+                f"tile is {pixels.dtype.name}; this model takes {self.dtype.name} counts "
+                f"(or a type that converts to it without loss)",
+                header,
+            )
+        batch = np.empty((1, bands, self.height, self.width), dtype=self.dtype)
+        if height < self.height or width < self.width:
+            batch[0] = self.pad
         view = batch[0, :, :height, :width]
         if self.on_host:
             np.subtract(pixels, self.mean, out=view, dtype=np.float32)

@@ -268,23 +268,28 @@ class Runtime:
 
     @staticmethod
     def _acceptance_test(bundle: Bundle, adapter: InferenceAdapter) -> Preprocessor:
-        """Refuse a model that loads but cannot serve: the manifest must describe the IR (input and
-        output shapes), and the IR must give finite probabilities for an all-zero tile and for a
-        tile of counts 0..255 (a range uint8 and uint16 tiles both hold; a model that is NaN on real
-        data but not on zeros was installed before this check). Returns the model's preprocessor."""
+        """Refuse a model that loads but cannot serve: the manifest must describe the IR (input
+        shape and type, output shape), and the IR must give finite probabilities for an all-zero
+        tile and for a tile of counts 0..255 (a range uint8 and uint16 tiles both hold; a model
+        that is NaN on real data but not on zeros was installed before this check). Returns the
+        model's preprocessor."""
         declared = tuple(bundle.manifest["input"]["shape"])
         if declared != tuple(adapter.input_shape):
             raise BundleError(f"manifest input.shape {list(declared)} does not match the IR's input "
                               f"{list(adapter.input_shape)}")
+        declared_type = bundle.manifest["input"].get("dtype", "float32")
+        if declared_type != adapter.input_dtype:
+            raise BundleError(f"manifest input.dtype {declared_type!r} does not match the IR's input "
+                              f"element type {adapter.input_dtype!r}")
         preprocess = Preprocessor(bundle.manifest["input"], adapter.input_shape)
         _, bands, h, w = adapter.input_shape
         top = 255
-        ramp = np.broadcast_to(np.linspace(0, top, h * w).reshape(h, w), (bands, h, w)).astype(np.float32)
+        ramp = np.broadcast_to(np.linspace(0, top, h * w).reshape(h, w), (bands, h, w)).astype(np.uint8)
         expected = (1, 1, h, w)
         declared_out = bundle.manifest["output"].get("shape")
         if declared_out is not None and tuple(declared_out) != expected:
             raise BundleError(f"manifest output.shape {declared_out} is not the (1, 1, H, W) the runtime reads")
-        for name, batch in (("an all-zero tile", np.zeros(adapter.input_shape, np.float32)),
+        for name, batch in (("an all-zero tile", np.zeros(adapter.input_shape, adapter.input_dtype)),
                             (f"a tile of counts 0..{top}", preprocess(ramp, {})[0])):
             output = adapter.infer(batch)
             if output.shape != expected:

@@ -3,6 +3,7 @@
 ``python -m search train-baseline --out models/default [--epochs N] [--seed S] [--config FILE]``
 ``python -m search run --config configs/smoke.toml --out OUT [--workers N] [--ray-address ADDR]``
 ``python -m search ablate --config FILE --out OUT [--genome JSON_OR_FILE]``
+``python -m search retype --model BUNDLE --input-dtype uint8 --out OUT``
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--epochs", type=int, default=None, help="training epochs (default: search/defaults.toml)")
     base.add_argument("--seed", type=int, default=None, help="training seed (default: search/defaults.toml)")
     base.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
+    base.add_argument("--input-dtype", default=None, choices=["float32", "uint8", "uint16"],
+                      help="the IR's input: float32 (normalised on the host) or counts normalised in the IR "
+                      "(default: [export] input_dtype)")
     base.add_argument("--quiet", action="store_true", help="no progress output")
 
     run = sub.add_parser(
@@ -57,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     abl.add_argument("--genome", default=None, help="genome as JSON, or a JSON file / bundle manifest holding one "
                      "(default: [ablate] of the config)")
     abl.add_argument("--quiet", action="store_true", help="no progress output")
+
+    ret = sub.add_parser(
+        "retype",
+        help="copy a bundle so that its IR takes uint8/uint16 counts and normalises them itself",
+        description="Same weights, new input: Parameter(counts) -> Convert -> Subtract(mean) -> Multiply(1/std) "
+        "in the IR (opset1), manifest input.dtype set and normalization.where = 'ir'. The source's metrics "
+        "are kept and the manifest says under derived_from what changed.",
+    )
+    ret.add_argument("--model", type=Path, required=True, help="bundle with float32 input, normalised on the host")
+    ret.add_argument("--input-dtype", required=True, choices=["uint8", "uint16"], help="counts the new IR takes")
+    ret.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     return parser
 
 
@@ -74,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             config_path=args.config,
             progress=not args.quiet,
             command=shlex.join(["python", "-m", "search", *argv]),
+            input_dtype=args.input_dtype,
         ).bundle
         metrics = bundle.manifest["metrics"]
         print(
@@ -107,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         result = run_ablation(cfg, args.out, genome_arg=args.genome, progress=not args.quiet,
                               command=shlex.join(["python", "-m", "search", *argv]))
         print(format_ablation(result))
+    elif args.command == "retype":
+        from search.input_types import retype_bundle
+
+        bundle = retype_bundle(args.model, args.out, args.input_dtype,
+                               command=shlex.join(["python", "-m", "search", *argv]))
+        print(f"wrote {args.out} (bundle {bundle.id[:12]}): input {args.input_dtype}, normalised in the IR")
     return 0
 
 

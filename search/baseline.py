@@ -16,6 +16,7 @@ import numpy as np
 from runtime.bundle import Bundle, write_bundle
 from runtime.config import load_defaults
 from search.data import estimate_normalization, load_scenes
+from search.input_types import with_input_dtype
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, compile_ir, ir_opsets, to_ir
 from search.model import NetConfig, UNet, count_parameters
@@ -63,10 +64,11 @@ def train_baseline(
     config_path: Path | None = None,
     progress: bool = True,
     command: str | None = None,
+    input_dtype: str | None = None,
 ) -> BaselineRun:
     """Train the baseline network, export it and write the bundle to ``out_dir``.
 
-    ``epochs`` and ``seed`` override the config; ``command`` is recorded in the manifest so the
+    ``epochs``, ``seed`` and ``input_dtype`` override the config; ``command`` is recorded in the manifest so the
     bundle says how to reproduce it.
     """
     cfg = load_config(config_path)
@@ -74,6 +76,8 @@ def train_baseline(
         cfg["train"]["epochs"] = epochs
     if seed is not None:
         cfg["train"]["seed"] = seed
+    if input_dtype is not None:
+        cfg["export"]["input_dtype"] = input_dtype
     settings = TrainSettings.from_dict(cfg["train"])
     net = NetConfig.from_dict(cfg["model"])
     exp = cfg["export"]
@@ -151,4 +155,8 @@ def train_baseline(
             "measured_on": MEASURED_ON.format(tile=tile),
         },
     }
+    if exp["input_dtype"] != "float32":
+        manifest["metrics"]["input"] = (f"measured with the float32-input IR of the same weights; the "
+                                        f"bundle's IR takes {exp['input_dtype']} counts")
+    xml, bin_, manifest = with_input_dtype(xml, bin_, manifest, exp["input_dtype"])
     return BaselineRun(write_bundle(out_dir, xml, bin_, manifest), model, result)

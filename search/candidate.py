@@ -42,6 +42,7 @@ from search.data import Normalization, PatchSampler, SamplingOptions, SceneArray
 from search.evaluate import choose_postprocessing, confusion_of, object_scores, predict_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
+from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
 from search.train import adam_cosine, bce_dice_loss, seed_everything
@@ -379,7 +380,8 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         if post:
             training["postprocessing"] = post
         bundle_dir = cand_dir / "bundle"
-        write_bundle(bundle_dir, xml, bin_, manifest_for(genome, data, cfg, {}, xml, training, f"nas-{genome.key}"))
+        manifest = manifest_for(genome, data, cfg, {}, xml, training, f"nas-{genome.key}")
+        write_bundle(bundle_dir, *with_input_dtype(xml, bin_, manifest, cfg["export"]["input_dtype"]))
         t_eval = time.perf_counter()
         device = hil_scores(bundle_dir, data, cand_dir / "hil", cand["hil_device"])
         record.update(status="ok", device_metrics=device,
