@@ -51,12 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--target", default="MYRIAD")
     check.add_argument("--json", action="store_true")
 
+    comp = sub.add_parser("compile", help="compile a bundle on the ground for one target and add the blob to it")
+    comp.add_argument("--model", type=Path, required=True, help="bundle directory (the blob is added to it)")
+    comp.add_argument("--target", required=True, help="device family: CPU, MYRIAD, NPU, GPU")
+    comp.add_argument("--device", help="instance to compile on, e.g. MYRIAD.1.2-ma2480 (default: the target)")
+    comp.add_argument("--out", type=Path, help="write the bundle with its blob here instead (default: --model)")
+    comp.add_argument("--config", type=Path)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     cfg = config.defaults(getattr(args, "config", None))
     try:
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
-                "check": _check, "keys": _keys}[args.command](args, cfg)
+                "check": _check, "keys": _keys, "compile": _compile}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -76,6 +83,23 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
     # One JSON line on stdout says where the sockets are: a parent process waits for it.
     print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": settings.device}), flush=True)
     runtime.serve()
+    return 0
+
+
+def _compile(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.bundle import read_bundle, write_compiled
+    from runtime.compiled import compile_bundle
+
+    bundle = compile_bundle(read_bundle(args.model), args.target, args.device, cfg["inference"]["cpu_precision"])
+    out = args.out or args.model
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, data in (*bundle.files.items(), ("manifest.json", bundle.manifest_bytes)):
+            (args.out / name).write_bytes(data)
+    write_compiled(out, bundle)
+    record = json.loads(bundle.compiled[args.target][0])
+    print(f"{out}/compiled/{args.target}.blob: {len(bundle.compiled[args.target][1])} bytes, OpenVINO "
+          f"{record['openvino']}, compiled on {record['compiled_on']} in {record['compile_seconds']} s")
     return 0
 
 

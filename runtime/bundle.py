@@ -2,7 +2,10 @@
 
 A bundle is a directory holding ``model.xml``, ``model.bin`` and ``manifest.json``. The manifest
 records the sha256 of both IR files; the bundle's id is the sha256 of the manifest itself, so it
-covers every byte of the model. The runtime refuses a bundle whose files do not match, and installs
+covers every byte of the model. Optionally ``compiled/<TARGET>.blob`` with its ``<TARGET>.json``
+record: the IR compiled on the ground for one target and toolkit (:mod:`runtime.compiled`), tied
+to the IR's sha256 and checked against its own; a blob is an accelerator of the IR, not part of the
+model's identity. The runtime refuses a bundle whose files do not match, and installs
 a new one into its store atomically (a symlink swap), keeping the last good one for rollback.
 """
 
@@ -12,14 +15,16 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
+COMPILED_DIR = "compiled"
 BUNDLE_FORMAT = "vessel-bundle/1"
 NORMALIZATION_PLACES = ("host", "ir")
 #: Element types a model's input may have; integer inputs are normalised inside the IR.
@@ -41,6 +46,8 @@ class Bundle:
     manifest: dict[str, Any]
     files: dict[str, bytes]  # model.xml, model.bin
     manifest_bytes: bytes
+    #: target -> (record JSON bytes, blob bytes): compiled artefacts (runtime.compiled)
+    compiled: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -63,8 +70,10 @@ class Bundle:
         return None if value is None else int(value)
 
     def frames(self) -> list[bytes]:
-        """The payload frames of a ``load_model`` command: manifest, then each IR file."""
-        return [self.manifest_bytes, *(self.files[name] for name in IR_FILES)]
+        """The payload frames of a ``load_model`` command: manifest, then each IR file, then a
+        (record, blob) pair per compiled artefact."""
+        pairs = [frame for target in sorted(self.compiled) for frame in self.compiled[target]]
+        return [self.manifest_bytes, *(self.files[name] for name in IR_FILES), *pairs]
 
 
 def validate_manifest(manifest: Any) -> dict[str, Any]:
@@ -113,8 +122,10 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     return manifest
 
 
-def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256: str | None = None) -> Bundle:
-    """Verify a bundle received as bytes: the manifest's own sha256 if given, then each file's."""
+def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256: str | None = None,
+                compiled: list[tuple[bytes, bytes]] | None = None) -> Bundle:
+    """Verify a bundle received as bytes: the manifest's own sha256 if given, then each file's,
+    then each compiled artefact's (record, blob) against its record and the IR."""
     if manifest_sha256 is not None and sha256(manifest_bytes) != manifest_sha256:
         raise BundleError(f"manifest sha256 is {sha256(manifest_bytes)}, sender says {manifest_sha256}")
     try:
@@ -128,7 +139,30 @@ def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256:
         got = sha256(files[name])
         if got != manifest["files"][name]:
             raise BundleError(f"{name} sha256 is {got}, manifest says {manifest['files'][name]}")
-    return Bundle(manifest=manifest, files={n: files[n] for n in IR_FILES}, manifest_bytes=manifest_bytes)
+    artefacts = {}
+    for record_bytes, blob in compiled or []:
+        record = _compiled_record(record_bytes, blob, manifest)
+        artefacts[record["target"]] = (record_bytes, blob)
+    return Bundle(manifest=manifest, files={n: files[n] for n in IR_FILES}, manifest_bytes=manifest_bytes,
+                  compiled=artefacts)
+
+
+def _compiled_record(record_bytes: bytes, blob: bytes, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The record of a compiled artefact, checked: JSON, the blob's sha256, and the IR it was made
+    from (a blob of another IR would run another model)."""
+    try:
+        record = json.loads(record_bytes.decode("utf-8"))
+        target = record["target"]
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise BundleError(f"compiled artefact record is not a JSON object with a target: {exc}") from None
+    if not (isinstance(target, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", target)):
+        raise BundleError(f"compiled artefact target {target!r} is not a device name")
+    if sha256(blob) != record.get("blob_sha256"):
+        raise BundleError(f"compiled/{target}.blob sha256 is {sha256(blob)}, its record says {record.get('blob_sha256')}")
+    if record.get("ir_sha256") != manifest["files"]:
+        raise BundleError(f"compiled/{target}.blob was compiled from another IR ({record.get('ir_sha256')}), "
+                          f"not this bundle's ({manifest['files']})")
+    return record
 
 
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -139,8 +173,14 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     missing = [n for n in (MANIFEST, *IR_FILES) if not (path / n).is_file()]
     if missing:
         raise BundleError(f"{path}: missing {', '.join(missing)}")
+    compiled = []
+    for record in sorted((path / COMPILED_DIR).glob("*.json")):
+        if not record.with_suffix(".blob").is_file():
+            raise BundleError(f"{path}: {record.relative_to(path)} has no .blob beside it")
+        compiled.append((record.read_bytes(), record.with_suffix(".blob").read_bytes()))
     try:
-        return from_frames((path / MANIFEST).read_bytes(), {n: (path / n).read_bytes() for n in IR_FILES})
+        return from_frames((path / MANIFEST).read_bytes(), {n: (path / n).read_bytes() for n in IR_FILES},
+                           compiled=compiled)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from None
 
@@ -165,6 +205,17 @@ def write_bundle(
     for name, data in (("model.xml", xml), ("model.bin", bin_), (MANIFEST, manifest_bytes)):
         _write_atomic(out / name, data)
     return Bundle(manifest=full, files={"model.xml": xml, "model.bin": bin_}, manifest_bytes=manifest_bytes)
+
+
+def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:
+    """Write the bundle's compiled artefacts as ``compiled/<TARGET>.json`` and ``.blob``."""
+    if not bundle.compiled:
+        return
+    folder = Path(out_dir) / COMPILED_DIR
+    folder.mkdir(exist_ok=True)
+    for target, (record, blob) in bundle.compiled.items():
+        _write_atomic(folder / f"{target}.blob", blob)
+        _write_atomic(folder / f"{target}.json", record)  # last: a record always has its blob
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -219,6 +270,7 @@ class BundleStore:
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
             for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
                 _write_atomic(staging / name, data)
+            write_compiled(staging, bundle)
             os.replace(staging, target)
         current = self.current_path()
         if current is not None and current.resolve() != target.resolve():

@@ -26,6 +26,7 @@ import numpy as np
 
 from runtime import ov_api
 from runtime.bundle import Bundle
+from runtime.compiled import compile_config, import_blob, matching_blob
 from runtime.host import describe_host
 
 class TargetError(ValueError):
@@ -101,6 +102,8 @@ class InferenceAdapter(abc.ABC):
     numerics: dict[str, Any]
     #: The Myriad X cost model's estimate for MYRIAD and its twin (runtime.latency); else None.
     latency_estimate: dict[str, Any] | None = None
+    #: How the model got onto the device ("compiled" here or "imported" from a blob) and why.
+    load: dict[str, str]
 
     @property
     def estimated_latency_ms(self) -> float | None:
@@ -179,6 +182,8 @@ class OpenVINOAdapter(InferenceAdapter):
             self.latency_estimate.pop("layers")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
         self.emulation: dict[str, Any] | None = None
+        #: How the model got onto the device: compiled here, or imported from the bundle's blob.
+        self.load: dict[str, str] = {"how": "compiled", "detail": "twin: the rewritten IR is compiled for the CPU"}
         if self.device in TWINS:
             from runtime.emulate import apply_profile, emulation_cpu_config
             from runtime.profiles import get_profile
@@ -190,9 +195,15 @@ class OpenVINOAdapter(InferenceAdapter):
             config.update(emulation_cpu_config(core))
         else:
             target = self.device
-            if target.startswith("CPU"):
-                config["INFERENCE_PRECISION_HINT"] = cpu_precision
-        self._compiled = core.compile_model(model, target, config)
+            config = compile_config(target, cpu_precision)
+        blob, why = (None, "") if self.device in TWINS else matching_blob(bundle, device_family(target), config)
+        if blob is not None:
+            self._compiled = import_blob(core, blob, target, config)
+            self.load = {"how": "imported", "detail": why}
+        else:
+            self._compiled = core.compile_model(model, target, config)
+            if self.device not in TWINS:
+                self.load = {"how": "compiled", "detail": f"compiled on board: {why}"}
         if target.startswith("CPU"):
             host = _type_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         else:

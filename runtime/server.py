@@ -263,7 +263,7 @@ class Runtime:
             self._event("model_not_persisted", model={"name": bundle.name, "sha256": bundle.id},
                         detail=f"store {self.store.root} is read-only: the model serves until the runtime stops")
         self.serving = serving
-        self._event("model_loaded", model=serving.info, device=self.settings.device)
+        self._event("model_loaded", model=serving.info, device=self.settings.device, load=adapter.load)
         return serving
 
     @staticmethod
@@ -576,18 +576,20 @@ class Runtime:
         return {"ok": True, **self.status()}
 
     def _cmd_load_model(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
-        if len(frames) != 3:
-            raise ValueError("load_model takes 3 frames after the command: manifest.json, model.xml, model.bin")
+        if len(frames) < 3 or len(frames) % 2 == 0:
+            raise ValueError("load_model takes 3 frames after the command (manifest.json, model.xml, model.bin), "
+                             "then a (record, blob) pair per compiled artefact")
         try:
             bundle = from_frames(
-                frames[0], {"model.xml": frames[1], "model.bin": frames[2]}, request.get("manifest_sha256")
+                frames[0], {"model.xml": frames[1], "model.bin": frames[2]}, request.get("manifest_sha256"),
+                compiled=list(zip(frames[3::2], frames[4::2])),
             )
             serving = self._load(bundle)
         except Exception as exc:
             self._event("model_refused", detail=str(exc))
             kept = self.serving.info if self.serving else None
             return {"ok": False, "error": f"model refused: {exc}", "model": kept}
-        return {"ok": True, "model": serving.info}
+        return {"ok": True, "model": serving.info, "load": serving.adapter.load}
 
     def _cmd_shutdown(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
         self._running = False

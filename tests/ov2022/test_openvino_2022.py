@@ -71,6 +71,32 @@ def test_counts_input_models_run_on_2022(tmp_path: Path, device: str, dtype: str
     assert abs(iou - reference) <= 0.005 and iou >= 0.5, (iou, reference)
 
 
+def test_a_blob_compiled_on_2022_is_imported_and_a_modern_one_refused(tmp_path: Path) -> None:
+    """runtime compile on the 2022.3 API: the runtime imports its blob; a blob made by a newer
+    toolkit is refused with the reason (and the IR compiled), never fed to this plugin."""
+    import json
+
+    from runtime.bundle import Bundle, read_bundle
+    from runtime.compiled import compile_bundle
+    from runtime.device import open_device
+
+    bundle = compile_bundle(read_bundle(MODEL), "CPU")
+    batch = np.random.default_rng(1).standard_normal((1, 3, 256, 256)).astype(np.float32)
+    outputs, loads = [], []
+    for candidate in (read_bundle(MODEL), bundle):
+        adapter = open_device(candidate, "CPU", lambda *_: None, infer_requests=1)
+        outputs.append(adapter.infer(batch))
+        loads.append(adapter.load["how"])
+        adapter.close()
+    assert loads == ["compiled", "imported"] and np.array_equal(*outputs)
+    record, blob = bundle.compiled["CPU"]
+    newer = json.dumps({**json.loads(record), "openvino": "2026.4.1"}).encode()
+    adapter = open_device(Bundle(bundle.manifest, bundle.files, bundle.manifest_bytes, {"CPU": (newer, blob)}),
+                          "CPU", lambda *_: None, infer_requests=1)
+    assert adapter.load["how"] == "compiled" and "OpenVINO 2026.4.1" in adapter.load["detail"]
+    adapter.close()
+
+
 def test_the_check_passes_the_default_model() -> None:
     from runtime.check import check_bundle_dir
 

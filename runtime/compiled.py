@@ -1,0 +1,102 @@
+"""Models compiled on the ground: a bundle carries the blob for its target, the payload imports it.
+
+Why: compiling on the payload costs every start and every uplink (seconds on a Myriad X, with the
+plugin's own compiler in flight memory), and what was compiled on board was never the artefact that
+was tested. ``python -m runtime compile`` compiles the bundle's IR with OpenVINO for one target and
+adds the result to the bundle (``compiled/<TARGET>.blob`` + ``<TARGET>.json``); the runtime imports
+a matching blob instead of compiling, and compiles (and says why) when none matches.
+
+A blob matches when its record names the device family the runtime serves on (``CPU``, ``MYRIAD``,
+``NPU``...), the exact OpenVINO build of the payload, this bundle's IR (sha256 of both files; also
+checked when the bundle is read) and the compile configuration the runtime would use. OpenVINO's
+own ``export_model``/``import_model`` make and read the blob, on both Python APIs.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from runtime import ov_api
+from runtime.bundle import Bundle, sha256
+from runtime.host import describe_host
+
+RECORD_FORMAT = "vessel-compiled/1"
+
+
+def compile_config(target: str, cpu_precision: str = "f32") -> dict[str, Any]:
+    """The properties the runtime compiles (or imports) ``target`` with: one place for both."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
+    if target.startswith("CPU"):
+        config["INFERENCE_PRECISION_HINT"] = cpu_precision
+    return config
+
+
+def export_blob(compiled: Any) -> bytes:
+    """The compiled model's blob (``export_model`` returns bytes in 2022.3, a BytesIO later)."""
+    blob = compiled.export_model()
+    return blob.getvalue() if hasattr(blob, "getvalue") else bytes(blob)
+
+
+def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_precision: str = "f32",
+                   core: Any | None = None) -> Bundle:
+    """A copy of ``bundle`` with a blob for ``target`` (family name: CPU, MYRIAD, NPU, GPU).
+
+    ``device`` picks the instance to compile on (``MYRIAD.1.2-ma2480``); default the family name.
+    Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship) or a
+    device not attached here.
+    """
+    from runtime.device import TWINS, attached_devices, device_family
+
+    if target in TWINS or target != device_family(target):
+        raise ValueError(f"--target is a device family (valid: CPU, MYRIAD, NPU, GPU), not {target!r}")
+    core = core or ov_api.Core()
+    device = device or target
+    attached = attached_devices(core)
+    if device not in attached or device_family(device) != target:
+        raise ValueError(f"device {device!r} is not a {target} attached here; valid: {attached}")
+    model = core.read_model(model=bundle.files["model.xml"].decode("utf-8"),
+                            weights=ov_api.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)))
+    config = compile_config(target, cpu_precision)
+    started = time.perf_counter()
+    blob = export_blob(core.compile_model(model, device, config))
+    record = {
+        "format": RECORD_FORMAT,
+        "target": target,
+        "compiled_on": device,
+        "openvino": ov_api.version(),
+        "config": {k: str(v) for k, v in config.items()},
+        "ir_sha256": dict(bundle.manifest["files"]),
+        "blob_sha256": sha256(blob),
+        "compile_seconds": round(time.perf_counter() - started, 3),
+        "host": describe_host(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    record_bytes = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    return Bundle(manifest=bundle.manifest, files=bundle.files, manifest_bytes=bundle.manifest_bytes,
+                  compiled={**bundle.compiled, target: (record_bytes, blob)})
+
+
+def matching_blob(bundle: Bundle, target: str, config: dict[str, Any]) -> tuple[bytes | None, str]:
+    """The blob the runtime may import for ``target`` (a family name) and why, or None and why not."""
+    if not bundle.compiled:
+        return None, "the bundle has no compiled blob"
+    if target not in bundle.compiled:
+        return None, f"the bundle's blobs are for {sorted(bundle.compiled)}, not {target}"
+    record_bytes, blob = bundle.compiled[target]
+    record = json.loads(record_bytes)
+    if record.get("openvino") != ov_api.version():
+        return None, f"blob for {target} was made by OpenVINO {record.get('openvino')}, this payload runs {ov_api.version()}"
+    wanted = {k: str(v) for k, v in config.items()}
+    if record.get("config") != wanted:
+        return None, f"blob for {target} was compiled with {record.get('config')}, the runtime needs {wanted}"
+    return blob, f"imported compiled/{target}.blob (OpenVINO {record['openvino']}, compiled on {record.get('compiled_on')})"
+
+
+def import_blob(core: Any, blob: bytes, device: str, config: dict[str, Any]) -> Any:
+    """``core.import_model`` on both APIs (a stream in 2023+, bytes or a stream in 2022.3)."""
+    return core.import_model(io.BytesIO(blob), device, config)
