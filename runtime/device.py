@@ -132,6 +132,11 @@ class InferenceAdapter(abc.ABC):
     def wait_all(self) -> None:
         """Block until every queued request has completed and its callback has run."""
 
+    @property
+    @abc.abstractmethod
+    def in_flight(self) -> int:
+        """Requests submitted whose callback has not run yet."""
+
     def close(self) -> None:
         """Finish what was submitted and release the device's threads (a model being replaced)."""
         self.wait_all()
@@ -270,9 +275,7 @@ class OpenVINOAdapter(InferenceAdapter):
         while (item := self._pending.get()) is not None:
             request, _batch, userdata = item
             try:
-                request.wait()
-                # The request is reused as soon as it is idle again, so the output is copied out.
-                output = request.get_output_tensor(0).data.copy()
+                output = self._result(request)
             except Exception as exc:  # the device failed this request: the runtime is told
                 output = exc
             self._idle.put(request)
@@ -283,9 +286,21 @@ class OpenVINOAdapter(InferenceAdapter):
                     self._in_flight -= 1
                     self._drained.notify_all()
 
+    def _result(self, request: Any) -> np.ndarray:
+        """Wait for ``request`` and copy its output out (the request is reused once idle again).
+        Raises what the plugin raises for a failed inference (NC_ERROR, a lost device...)."""
+        request.wait()
+        return request.get_output_tensor(0).data.copy()
+
     def wait_all(self) -> None:
         with self._drained:
             self._drained.wait_for(lambda: self._in_flight == 0)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests submitted and not yet collected."""
+        with self._drained:
+            return self._in_flight
 
     def close(self) -> None:
         """Finish what was submitted, then stop the collecting thread."""

@@ -38,6 +38,8 @@ from runtime.device import InferenceAdapter, open_device
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
+from runtime.recovery import EVENTS as RECOVERY_EVENTS
+from runtime.recovery import DeviceRecovery
 from runtime.security import CurveServer
 from runtime.vectorize import vectorize
 
@@ -68,6 +70,7 @@ EVENTS = {
     "results_undeliverable": "WARNING_HI",
     "stage_restarted": "ACTIVITY_HI",
     "stopping": "ACTIVITY_HI",
+    **RECOVERY_EVENTS,  # device_error, device_reopened, device_replaced, device_reopen_failed
 }
 TELEMETRY = (
     "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
@@ -75,7 +78,7 @@ TELEMETRY = (
 )
 #: Pipeline stages the Health component watches; the vectorise workers can be restarted safely
 #: (their item is re-queued), the others only reported (and the watchdog left unfed).
-STAGES = ("ingest", "inference", "vectorise", "output")
+STAGES = ("ingest", "inference", "device", "vectorise", "output")
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Settings:
     remember_tiles: int = 20_000
     shutdown_grace_s: float = 5.0
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
+    recovery: dict[str, Any] = field(default_factory=lambda: {
+        "max_attempts": 4, "backoff_s": 0.2, "max_backoff_s": 5.0, "reopen_after": 2, "fallback_device": ""})
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:
@@ -118,6 +123,7 @@ class Settings:
             curve_server_secret=config["security"]["curve_server_secret"],
             curve_authorized=config["security"]["curve_authorized"],
             health=dict(config["health"]),
+            recovery=dict(config["device_recovery"]),
             remember_tiles=config["delivery"]["remember_tiles"],
             shutdown_grace_s=config["delivery"]["shutdown_grace_s"],
         )
@@ -160,6 +166,9 @@ class _InFlight:
     identity: bytes = b""                 # the sender, told when the tile's result has gone out
     key: tuple[str, str, str] | None = None  # (scene_id, tile_id, checksum): what makes a resend a duplicate
     min_area_px: int | None = None        # the model's own smallest vessel (manifest), else the config's
+    batch: np.ndarray | None = None       # the device input, held until the inference succeeds (re-runs)
+    attempts: int = 1
+    adapter: Any = None                   # the adapter it was last submitted to
 
 
 @functools.lru_cache(maxsize=64)
@@ -218,6 +227,7 @@ class Runtime:
         self._vectorisers: list[Heartbeat] = []
         self._vectorise_threads: list[threading.Thread] = []
         self._restart_lock = threading.Lock()
+        self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
                              self._event, settings.health["watchdog_file"])
         if model is not None:
@@ -300,10 +310,62 @@ class Runtime:
 
     # -- the pipeline ---------------------------------------------------------------------
 
-    def _on_inferred(self, output: np.ndarray, job: _InFlight) -> None:
+    def _on_inferred(self, output: np.ndarray | BaseException, job: _InFlight) -> None:
         with self._lock:
             self._submitted.pop(id(job), None)
+        if isinstance(output, BaseException):  # the device failed this request: re-run it
+            self.recovery.failed(job, output, stale=job.adapter is not self.serving_adapter())
+            return
+        self.recovery.succeeded()
+        job.batch = None
         self._done.put((output, job, time.perf_counter()))
+
+    def serving_adapter(self) -> InferenceAdapter | None:
+        serving = self.serving
+        return None if serving is None else serving.adapter
+
+    def _resubmit(self, job: _InFlight) -> None:
+        """Run a failed tile again, on whatever model and device serve now."""
+        serving = self.serving
+        assert serving is not None and job.batch is not None
+        job.model, job.threshold, job.min_area_px = serving.info, serving.bundle.threshold, serving.bundle.min_area_px
+        job.t_submitted = time.perf_counter()
+        job.adapter = serving.adapter
+        with self._lock:
+            self._submitted[id(job)] = time.monotonic()
+        try:
+            serving.adapter.start_async(job.batch, job)
+        except Exception:
+            with self._lock:
+                self._submitted.pop(id(job), None)
+            raise
+
+    def _reopen(self) -> tuple[str, bool]:
+        """A new adapter for the serving model: on the device again, else on the fallback device.
+        The old adapter is closed in the background (its requests finish or fail into recovery)."""
+        old = self.serving
+        assert old is not None
+        fallback = self.settings.recovery.get("fallback_device") or ""
+        tries = [(self.settings.device, False)] + ([(fallback, True)] if fallback else [])
+        errors = []
+        for device, replaced in tries:
+            try:
+                adapter = open_device(old.bundle, device, self._on_inferred,
+                                      infer_requests=self.settings.infer_requests,
+                                      cpu_precision=self.settings.cpu_precision)
+            except Exception as exc:
+                errors.append(f"{device}: {exc}")
+                continue
+            self.serving = Serving(old.bundle, adapter, old.preprocess)
+            threading.Thread(target=old.adapter.close, name="close-lost-device", daemon=True).start()
+            return adapter.device, replaced
+        raise RuntimeError("; ".join(errors))
+
+    def _give_up(self, job: _InFlight, error: BaseException) -> None:
+        """A tile the device failed ``max_attempts`` times: rejected through the result path."""
+        job.batch = None
+        self._event("inference_failed", detail=f"after {job.attempts} attempts: {error}", **protocol.tile_ids(job.header))
+        self._done.put((error, job, time.perf_counter()))
 
     def _probes(self) -> list[StageProbe]:
         def oldest_inference() -> float:
@@ -311,7 +373,8 @@ class Runtime:
                 oldest = min(self._submitted.values(), default=None)
             return 0.0 if oldest is None else time.monotonic() - oldest
 
-        probes = [StageProbe("ingest", self._ingest.age), StageProbe("inference", oldest_inference)]
+        probes = [StageProbe("ingest", self._ingest.age), StageProbe("inference", oldest_inference),
+                  StageProbe("device", self.recovery.failing_for)]
         for i in range(max(1, int(self.settings.vectorize.get("workers", 1)))):
             probes.append(StageProbe(f"vectorise-{i}", lambda i=i: self._vectorisers[i].age() if self._vectorisers else 0.0,
                                      lambda i=i: self._restart_vectoriser(i)))
@@ -504,7 +567,8 @@ class Runtime:
                 return
             batch, valid = serving.preprocess(pixels, header)
             job = _InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
-                            t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px)
+                            t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px, batch)
+            job.adapter = serving.adapter
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()
             try:
@@ -612,6 +676,7 @@ class Runtime:
             "model": self.serving.info if self.serving else None,
             "endpoints": self.endpoints,
             "health": self.health.report(),
+            "device_recovery": self.recovery.report(),
             "counters": {
                 "tiles_received": counts.get("tiles_received", 0),
                 "tiles_accepted": counts.get("tiles_accepted", 0),
@@ -690,6 +755,8 @@ class Runtime:
         finally:
             self._event("stopping")
             self._ingest.end()
+            self._drain_device()
+            self.recovery.close()
             if self.serving is not None:
                 self.serving.adapter.close()
             with self._restart_lock:
@@ -705,6 +772,16 @@ class Runtime:
             self._forward_done()  # the last "done"s, so senders know these tiles are delivered
             self._publish()
             self.close()
+
+    def _drain_device(self) -> None:
+        """Until every accepted tile has left the device: in-flight requests collected, and the
+        re-runs of failed ones (which may submit again, or reopen the device) done."""
+        while self.serving is not None:
+            adapter = self.serving.adapter
+            adapter.wait_all()
+            self.recovery.settle()
+            if self.serving.adapter is adapter and adapter.in_flight == 0 and self.recovery.pending == 0:
+                return
 
     def stop(self) -> None:
         """Ask the loop to finish (from a signal handler or another thread)."""

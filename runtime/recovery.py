@@ -1,0 +1,157 @@
+"""Device recovery: a failed inference is re-run, a lost device is reopened or replaced.
+
+Why: a Myriad X on USB can be reset or unplugged in flight (the plugin then fails every request,
+NC_ERROR / XLink errors), and before this component only the watchdog would have noticed while every
+tile in flight was rejected. Now a failed request puts its tile here, with its input still held:
+
+1. it is re-run after a back-off (``backoff_s``, doubled per consecutive failure, at most
+   ``max_backoff_s``) on whatever device is serving then;
+2. after ``reopen_after`` consecutive failures the device is reopened (a new adapter: recompiled,
+   or imported from the bundle's blob); if that fails and ``fallback_device`` is set, the model is
+   served on that device instead (the twin, or the CPU), and an event says so;
+3. a tile that failed ``max_attempts`` times is rejected with ``inference_failed``: accounted for,
+   never lost, never run twice to completion.
+
+Any success resets the streak. Events: ``device_error`` (each failure), ``device_reopened``,
+``device_replaced``, ``device_reopen_failed``; the state is in ``status()["device_recovery"]``.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: The component's interface, F´-style: what it is told, what it does, what it reports.
+PORTS = {
+    "failed(job, error)": "in: an inference failed; the job holds its input",
+    "succeeded()": "in: an inference completed; the failure streak ends",
+    "resubmit(job)": "out: run the job again on the serving adapter (may raise)",
+    "reopen() -> (device, replaced)": "out: a new serving adapter, on the fallback device if the "
+                                      "device itself cannot be opened (replaced); raises if neither opens",
+    "give_up(job, error)": "out: the job is rejected (inference_failed) through the normal result path",
+}
+EVENTS = {
+    "device_error": "WARNING_HI",
+    "device_reopened": "ACTIVITY_HI",
+    "device_replaced": "WARNING_HI",
+    "device_reopen_failed": "WARNING_HI",
+}
+
+
+class DeviceRecovery:
+    """Retries failed inferences with back-off and reopens the device after a streak of failures."""
+
+    def __init__(self, settings: dict[str, Any], resubmit: Callable[[Any], None],
+                 reopen: Callable[[], tuple[str, bool]],
+                 give_up: Callable[[Any, BaseException], None], event: Callable[..., None]):
+        self.max_attempts = int(settings["max_attempts"])
+        self.backoff_s = float(settings["backoff_s"])
+        self.max_backoff_s = float(settings["max_backoff_s"])
+        self.reopen_after = int(settings["reopen_after"])
+        self._resubmit, self._reopen, self._give_up, self._event = resubmit, reopen, give_up, event
+        self._queue: queue.SimpleQueue[tuple[Any, BaseException] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._pending = 0          # jobs handed here and not yet resubmitted or given up
+        self._streak = 0           # consecutive failures
+        self._streak_since: float | None = None  # monotonic time of the streak's first failure
+        self.counts = {"errors": 0, "retries": 0, "reopened": 0, "replaced": 0, "given_up": 0}
+        self._thread = threading.Thread(target=self._loop, name="device-recovery", daemon=True)
+        self._thread.start()
+
+    def failed(self, job: Any, error: BaseException, stale: bool = False) -> None:
+        """A request failed: its job comes here (from the adapter's collecting thread).
+
+        ``stale``: it ran on a device already replaced; it is re-run, but says nothing about the
+        device serving now, so it does not lengthen the streak (or trigger another reopen)."""
+        with self._lock:
+            self._pending += 1
+            if not stale:
+                self._streak += 1
+                if self._streak_since is None:
+                    self._streak_since = time.monotonic()
+            self.counts["errors"] += 1
+            streak = self._streak
+        self._event("device_error", detail=f"{type(error).__name__}: {error}", attempt=getattr(job, "attempts", 1),
+                    consecutive_failures=streak)
+        self._queue.put((job, error))
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._streak = 0
+            self._streak_since = None
+
+    def failing_for(self) -> float:
+        """Seconds since the current streak of failures began (0 when the device works): the
+        Health component's probe, so that a device that stays lost stops the watchdog."""
+        with self._lock:
+            return 0.0 if self._streak_since is None else time.monotonic() - self._streak_since
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return self._pending
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            state = "recovering" if self._streak else "ok"
+            return {"state": state, "consecutive_failures": self._streak, "retrying": self._pending, **self.counts}
+
+    def settle(self, timeout_s: float | None = None) -> bool:
+        """Wait until no job is waiting here (at shutdown, before the adapter is closed)."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self._pending == 0, timeout_s)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _delay(self, streak: int) -> float:
+        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, streak - 1))
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            job, error = item
+            try:
+                self._handle(job, error)
+            finally:
+                with self._settled:
+                    self._pending -= 1
+                    self._settled.notify_all()
+
+    def _handle(self, job: Any, error: BaseException) -> None:
+        attempts = getattr(job, "attempts", 1)
+        if attempts >= self.max_attempts:
+            with self._lock:
+                self.counts["given_up"] += 1
+            self._give_up(job, error)
+            return
+        with self._lock:
+            streak = self._streak
+        reopen = streak >= self.reopen_after
+        time.sleep(self._delay(streak))
+        if reopen:
+            self._reopen_device()
+        job.attempts = attempts + 1
+        with self._lock:
+            self.counts["retries"] += 1
+        try:
+            self._resubmit(job)
+        except Exception as exc:  # the device refused the request outright: a failure like any other
+            self.failed(job, exc)
+
+    def _reopen_device(self) -> None:
+        try:
+            device, replaced = self._reopen()
+        except Exception as exc:  # nothing could be opened: the tiles keep retrying, then are rejected
+            self._event("device_reopen_failed", detail=f"{type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            self.counts["replaced" if replaced else "reopened"] += 1
+            # A fresh device starts a fresh streak; failures still coming from the old one are stale.
+            self._streak = 0
+            self._streak_since = None
+        self._event("device_replaced" if replaced else "device_reopened", device=device)
