@@ -147,6 +147,17 @@ def _type_name(value: Any) -> str:
     return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
 
+def _device_numerics(target: str) -> str | None:
+    """What a report may say about a real device's numerics: never more than is known."""
+    family = device_family(target)
+    if family == "MYRIAD":
+        return ("the device's own FP16 (not measured by this project; the twin's fp16-myriadx profile "
+                "models it, partly by hypothesis: docs/devices.md)")
+    if family == "CPU":
+        return None  # the host's arithmetic, named by inference_precision
+    return f"the device's own ({family}; not modelled by any profile here)"
+
+
 #: OpenVINO element type names -> numpy dtype names, for the input types a bundle may declare.
 _NUMPY_TYPES = {"f32": "float32", "u8": "uint8", "u16": "uint16", "f16": "float16"}
 
@@ -217,7 +228,7 @@ class OpenVINOAdapter(InferenceAdapter):
             "device": self.device,
             "executes_on": target,
             "inference_precision": host,
-            "profile": profile if self.device in TWINS else ("fp16-myriadx (hardware)" if device_family(target) == "MYRIAD" else None),
+            "profile": profile if self.device in TWINS else _device_numerics(target),
             "openvino": ov_api.version(),
             "host": describe_host(),  # whose CPU computed (the twin and CPU figures depend on it)
         }

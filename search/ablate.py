@@ -50,6 +50,7 @@ from search.align import Aligner
 from search.candidate import _arrays, fit, hil_scores, make_sampler, manifest_for, prepare_data, torch_device
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export_ir import export_ir
+from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, SpaceConfig, check_genome, count_parameters
 from search.state import write_json_atomic
@@ -81,24 +82,27 @@ def isolating_profiles(name: str) -> dict[str, Any]:
     }
 
 
-def _scores(predict: Any, scenes: list[Any], norm: Any, tile: int, threshold: float) -> dict[str, float]:
+def _scores(predict: Any, scenes: list[Any], norm: Any, tile: int, threshold: float,
+            counts: str | None = None) -> dict[str, float]:
     """Pixel scores per scene, averaged over scenes (the aggregation hil_scores uses)."""
-    confs = [score_scenes(predict, [s], norm, tile, threshold) for s in scenes]
+    confs = [score_scenes(predict, [s], norm, tile, threshold, counts) for s in scenes]
     return {"miou": float(np.mean([c.miou for c in confs])), "vessel_iou": float(np.mean([c.vessel_iou for c in confs]))}
 
 
-def breakdown(xml: bytes, bin_: bytes, data: Any, tile: int, threshold: float, profile: str) -> dict[str, dict[str, float]]:
-    """In-process scores of one IR under the CPU in f32 and under each isolating profile."""
+def breakdown(xml: bytes, bin_: bytes, data: Any, tile: int, threshold: float, profile: str,
+              counts: str | None = None) -> dict[str, dict[str, float]]:
+    """In-process scores of one IR under the CPU in f32 and under each isolating profile
+    (``counts``: the IR takes counts of that type and normalises them itself)."""
     core = Core()
     scenes = _arrays(data, "val")
     out = {}
     model = core.read_model(model=xml.decode(), weights=_tensor(bin_))
     out["ir-f32"] = _scores(ir_predictor(core.compile_model(model, "CPU", emulation_cpu_config(core))),
-                            scenes, data.norm, tile, threshold)
+                            scenes, data.norm, tile, threshold, counts)
     for label, prof in isolating_profiles(profile).items():
         emulated, _ = apply_profile(core.read_model(model=xml.decode(), weights=_tensor(bin_)), prof)
         compiled = core.compile_model(emulated, "CPU", emulation_cpu_config(core))
-        out[label] = _scores(ir_predictor(compiled), scenes, data.norm, tile, threshold)
+        out[label] = _scores(ir_predictor(compiled), scenes, data.norm, tile, threshold, counts)
     return out
 
 
@@ -162,13 +166,20 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
                                   "(INFERENCE_PRECISION_HINT=f32)",
                            "torch_in_process": _scores(torch_predictor(branches["post_training"]), scenes, data.norm,
                                                        tile, threshold)}
+    input_dtype = cfg["export"]["input_dtype"]
+    counts = None if input_dtype == "float32" else input_dtype
+    result["input_dtype"] = input_dtype
     for branch, b in branches.items():
         xml, bin_, _ = export_ir(b, (1, genome.in_channels, tile, tile), cand["check_target"])
         bundle = out / branch / "bundle"
         training = {"trained_under": branch, "command": command, **log[branch]}
-        write_bundle(bundle, xml, bin_, manifest_for(genome, data, cfg, {}, xml, training, f"ablate-{branch}"))
+        # With counts input the device converts and normalises the tile itself: the range column
+        # then sees the counts (u16 above 2048 rounds in FP16) as well as every activation.
+        xml, bin_, manifest = with_input_dtype(xml, bin_, manifest_for(genome, data, cfg, {}, xml, training,
+                                                                       f"ablate-{branch}"), input_dtype)
+        write_bundle(bundle, xml, bin_, manifest)
         device_scores = hil_scores(bundle, data, out / branch / "hil", cand["hil_device"])
-        rows = breakdown(xml, bin_, data, tile, threshold, cand["profile"])
+        rows = breakdown(xml, bin_, data, tile, threshold, cand["profile"], counts)
         result[branch] = {"device": device_scores, "twin_breakdown": rows,
                           "gap_by_cause_miou": gap_by_cause(rows, "miou"),
                           "gap_by_cause_vessel_iou": gap_by_cause(rows, "vessel_iou")}

@@ -15,7 +15,7 @@ import numpy as np
 
 from runtime.bundle import Bundle, write_bundle
 from runtime.config import load_defaults
-from search.data import estimate_normalization, load_scenes
+from search.data import estimate_normalization, load_scenes, synthetic_kwargs
 from search.input_types import with_input_dtype
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, compile_ir, ir_opsets, to_ir
@@ -94,8 +94,8 @@ def train_baseline(
         f"generating {len(train_seeds)} training scenes ({cfg['data']['train_scene_size']} px) "
         f"and {len(val_seeds)} validation scenes ({cfg['data']['val_scene_size']} px)"
     )
-    train_scenes = load_scenes(train_seeds, {"size": cfg["data"]["train_scene_size"]})
-    val_scenes = load_scenes(val_seeds, {"size": cfg["data"]["val_scene_size"]})
+    train_scenes = load_scenes(train_seeds, synthetic_kwargs(cfg["data"], cfg["data"]["train_scene_size"]))
+    val_scenes = load_scenes(val_seeds, synthetic_kwargs(cfg["data"], cfg["data"]["val_scene_size"]))
     norm = estimate_normalization(train_scenes)
 
     result = train_model(net, train_scenes, val_scenes, norm, settings, cfg["train"]["seed"], tile, threshold, progress)

@@ -38,7 +38,8 @@ import torch
 
 from runtime.bundle import write_bundle
 from search.align import Aligner
-from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes
+from search.data import (Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes,
+                         synthetic_kwargs)
 from search.evaluate import choose_postprocessing, confusion_of, object_scores, predict_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
@@ -201,12 +202,15 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
         path = root / f"{split}.npz"
         if path.exists():
             with np.load(path) as f:
-                if [int(s) for s in f["seeds"]] == seeds and f[f"image_{seeds[0]}"].shape[-1] == size:
+                image = f[f"image_{seeds[0]}"]
+                if ([int(s) for s in f["seeds"]] == seeds and image.shape[-1] == size
+                        and image.dtype.name == cfg["data"]["scene_dtype"]):
                     continue
-        _save_arrays(path, seeds, load_scenes(seeds, {"size": size}))
+        kwargs = synthetic_kwargs(cfg["data"], size)
+        _save_arrays(path, seeds, load_scenes(seeds, kwargs))
         if split == "val":
             for seed in seeds:
-                write_scene(generate_scene(seed, size=size), root / "val" / f"seed_{seed}")
+                write_scene(generate_scene(seed, **kwargs), root / "val" / f"seed_{seed}")
     return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,))))
 
 

@@ -47,6 +47,11 @@ class Normalization:
         return {"where": "host", "mean": list(self.mean), "std": list(self.std)}
 
 
+def synthetic_kwargs(data: dict[str, Any], size: int) -> dict[str, Any]:
+    """``generate_scene`` keywords of the ``[data]`` table for scenes of ``size`` pixels."""
+    return {"size": size, "dtype": data["scene_dtype"], "mode": data["scene_mode"]}
+
+
 def load_scenes(seeds: Iterable[int], scene_kwargs: dict[str, object]) -> list[SceneArrays]:
     """Generate the synthetic scenes for ``seeds`` (``scene_kwargs`` go to ``generate_scene``)."""
     scenes = []

@@ -55,26 +55,40 @@ class Confusion:
         return (self.vessel_iou + self.background_iou) / 2
 
 
-def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, tile: int) -> np.ndarray:
-    """Vessel probability (H, W) for a (bands, H, W) count image, inferred tile by tile."""
-    x = norm.apply(image)
+def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, tile: int,
+                  counts: str | None = None) -> np.ndarray:
+    """Vessel probability (H, W) for a (bands, H, W) count image, inferred tile by tile.
+
+    ``counts`` (``uint8``/``uint16``): the predictor is an IR that normalises its own input
+    (:mod:`search.input_types`), so it gets the counts in that type, edge tiles padded with the
+    band means as the payload pads them."""
+    if counts is None:
+        x, dtype, pad = norm.apply(image), np.float32, np.zeros((image.shape[0], 1, 1), np.float32)
+    else:
+        from search.input_types import pad_counts
+
+        x, dtype = image, np.dtype(counts)
+        pad = np.asarray(pad_counts(norm.to_manifest(), counts), dtype).reshape(-1, 1, 1)
     bands, h, w = x.shape
     out = np.zeros((h, w), dtype=np.float32)
     for top in range(0, h, tile):
         for left in range(0, w, tile):
             window = x[:, top : top + tile, left : left + tile]
             th, tw = window.shape[1:]
-            padded = np.zeros((1, bands, tile, tile), dtype=np.float32)
+            padded = np.empty((1, bands, tile, tile), dtype=dtype)
+            padded[0] = pad
             padded[0, :, :th, :tw] = window
             out[top : top + th, left : left + tw] = predict(padded)[0, 0, :th, :tw]
     return out
 
 
 def score_scenes(
-    predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int, threshold: float
+    predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int, threshold: float,
+    counts: str | None = None,
 ) -> Confusion:
-    """Confusion counts of the thresholded predictions over all ``scenes``."""
-    return confusion_of(predict_scenes(predict, scenes, norm, tile), scenes, threshold)
+    """Confusion counts of the thresholded predictions over all ``scenes`` (``counts``: see
+    :func:`predict_scene`)."""
+    return confusion_of(predict_scenes(predict, scenes, norm, tile, counts), scenes, threshold)
 
 
 def confusion_of(probs: list[np.ndarray], scenes: list[SceneArrays], threshold: float) -> Confusion:
@@ -106,9 +120,10 @@ def ir_predictor(compiled: ov.CompiledModel) -> Predictor:
     return predict
 
 
-def predict_scenes(predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int) -> list[np.ndarray]:
+def predict_scenes(predict: Predictor, scenes: list[SceneArrays], norm: Normalization, tile: int,
+                   counts: str | None = None) -> list[np.ndarray]:
     """Vessel probability maps of ``scenes`` (what :func:`choose_postprocessing` scores)."""
-    return [predict_scene(predict, s.image, norm, tile) for s in scenes]
+    return [predict_scene(predict, s.image, norm, tile, counts) for s in scenes]
 
 
 def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds: list[float],

@@ -44,3 +44,21 @@ def test_ablation_reports_three_numbers_and_the_gap_by_cause(tmp_path: Path, tin
     text = format_ablation(r)
     assert "FP32 on host" in text and "deployment-aligned" in text and "fraction recovered" in text
     assert (tmp_path / "ablation.json").exists()
+
+
+@pytest.mark.slow
+def test_ablation_of_a_16_bit_input_model_on_16_bit_scenes(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    """``[export] input_dtype = "uint16"`` on 12-bit synthetic scenes: the branches' IRs take the
+    counts, the device (twin) converts and normalises them, and the in-process breakdown feeds the
+    same counts hil streams (its target row and hil's twin figure still agree)."""
+    tiny_cfg["data"]["scene_dtype"] = "uint16"
+    tiny_cfg["export"]["input_dtype"] = "uint16"
+    genome = {"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 12, "stride": 2}],
+              "upsample": "nearest"}
+    r = run_ablation(tiny_cfg, tmp_path, genome_arg=json.dumps(genome), progress=False)
+    assert r["input_dtype"] == "uint16"
+    manifest = json.loads((tmp_path / "aligned" / "bundle" / "manifest.json").read_text())
+    assert manifest["input"]["dtype"] == "uint16" and manifest["input"]["normalization"]["where"] == "ir"
+    rows = r["post_training"]["twin_breakdown"]
+    assert rows["target"]["miou"] == pytest.approx(r["post_training"]["device"]["miou"], abs=2e-3)
+    assert r["fp32_host"]["device"] == "CPU"
