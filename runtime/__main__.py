@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--target", default="MYRIAD")
     check.add_argument("--json", action="store_true")
 
+    prb = sub.add_parser("probe", help="measure how a device computes and write its profile (profiles.toml schema)")
+    prb.add_argument("--device", required=True, help="CPU, MYRIAD, NPU..., or myriadx-emu (the twin)")
+    prb.add_argument("--profile", help="the twin's profile to probe (default: the twin's own)")
+    prb.add_argument("--out", type=Path, help="write the measured profile here (TOML)")
+    prb.add_argument("--name", help="the profile's name in --out (default: measured-DEVICE)")
+    prb.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
     comp = sub.add_parser("compile", help="compile a bundle on the ground for one target and add the blob to it")
     comp.add_argument("--model", type=Path, required=True, help="bundle directory (the blob is added to it)")
     comp.add_argument("--target", required=True, help="device family: CPU, MYRIAD, NPU, GPU")
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.defaults(getattr(args, "config", None))
     try:
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
-                "check": _check, "keys": _keys, "compile": _compile}[args.command](args, cfg)
+                "check": _check, "keys": _keys, "compile": _compile, "probe": _probe}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,6 +90,32 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
     # One JSON line on stdout says where the sockets are: a parent process waits for it.
     print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": settings.device}), flush=True)
     runtime.serve()
+    return 0
+
+
+def _probe(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.probe import probe, to_toml
+
+    result = probe(args.device, args.profile)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(to_toml(result, args.name))
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    twin = f" (twin, profile {result['twin_profile']})" if result["twin_profile"] else ""
+    print(f"{result['device']}{twin}, OpenVINO {result['openvino']}:")
+    for field, seen in result["numerics"].items():
+        print(f"  {field:20s} {seen['value']}")
+    semantics = result["interpolate_semantics"]
+    print(f"  {'interpolate':20s} " + ("every probed setting as written" if semantics is None else
+          f"native nearest {semantics['native_nearest']}, native linear {semantics['native_linear']}, "
+          f"others -> {semantics['remap_nearest']} / {semantics['remap_linear']}"))
+    print(f"  sigmoid max error {result['sigmoid']['max_abs_error']:.3g} "
+          f"(exact value rounded: {result['sigmoid']['max_abs_error_of_exact_rounded']:.3g})")
+    print("matches: " + (", ".join(result["matches"]) or "no known profile"))
+    if args.out is not None:
+        print(f"wrote {args.out}")
     return 0
 
 

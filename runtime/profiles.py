@@ -12,7 +12,7 @@ and in the comments of ``profiles.toml``.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ ROUNDINGS = ("nearest_even", "nearest_away")
 OVERFLOWS = ("saturate", "inf")
 SUBNORMALS = ("keep", "flush", "daz", "myriad")
 ACCUMULATIONS = ("fp32", "fp16")
+#: The fields of a profile whose provenance its ``status`` table gives, and the kinds of provenance.
+STATUS_FIELDS = ("format", "rounding", "conversion_rounding", "overflow", "subnormals", "accumulate",
+                 "convert_input", "interpolate")
+STATUS_KINDS = ("sourced", "measured", "hypothesis")
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class TargetProfile:
     ops: OpSemantics
     source: str
     caveats: tuple[str, ...] = ()   # what the twin of this target knowingly does not reproduce
+    #: field -> "sourced: ...", "measured: ..." or "hypothesis: ..." (STATUS_FIELDS, every one)
+    status: dict[str, str] = field(default_factory=dict)
 
 
 def _interpolate(table: dict[str, Any]) -> InterpolateSemantics:
@@ -152,8 +158,13 @@ def _interpolate(table: dict[str, Any]) -> InterpolateSemantics:
 
 @functools.lru_cache(maxsize=1)
 def _load() -> dict[str, TargetProfile]:
+    return read_profiles(PROFILES_TOML)
+
+
+def read_profiles(path: Path) -> dict[str, TargetProfile]:
+    """Every profile of a TOML file in the ``profiles.toml`` schema (e.g. one ``runtime probe`` wrote)."""
     profiles = {}
-    for name, table in load_defaults(PROFILES_TOML).items():
+    for name, table in load_defaults(path).items():
         ops = table.get("ops", {})
         profiles[name] = TargetProfile(
             name=name,
@@ -162,8 +173,23 @@ def _load() -> dict[str, TargetProfile]:
             ops=OpSemantics(interpolate=_interpolate(ops["interpolate"]) if "interpolate" in ops else None),
             source=table["source"],
             caveats=tuple(table.get("caveats", ())),
+            status=_status(name, table.get("status", {})),
         )
     return profiles
+
+
+def _status(name: str, table: dict[str, str]) -> dict[str, str]:
+    """A profile's status table, checked: every field, each "<kind>: <reason>"."""
+    missing = [f for f in STATUS_FIELDS if f not in table]
+    unknown = [f for f in table if f not in STATUS_FIELDS]
+    if missing or unknown:
+        raise ValueError(f"profile {name!r} status: missing {missing}, unknown {unknown}; valid: {list(STATUS_FIELDS)}")
+    for key, text in table.items():
+        kind, _, reason = str(text).partition(":")
+        if kind not in STATUS_KINDS or not reason.strip():
+            raise ValueError(f"profile {name!r} status.{key} = {text!r}: must read '<kind>: <reason>', "
+                             f"kind one of {list(STATUS_KINDS)}")
+    return dict(table)
 
 
 def profile_names() -> list[str]:

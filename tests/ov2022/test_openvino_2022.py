@@ -97,6 +97,14 @@ def test_a_blob_compiled_on_2022_is_imported_and_a_modern_one_refused(tmp_path: 
     adapter.close()
 
 
+@pytest.mark.parametrize("device, profile, expected", [("CPU", None, "fp32"),
+                                                       ("myriadx-emu", "fp16-myriadx", "fp16-myriadx")])
+def test_the_probe_runs_on_2022(device: str, profile: str, expected: str) -> None:
+    from runtime.probe import probe
+
+    assert expected in probe(device, profile)["matches"]
+
+
 def test_the_check_passes_the_default_model() -> None:
     from runtime.check import check_bundle_dir
 

@@ -57,7 +57,7 @@ def bf16_reference(x: np.ndarray) -> np.ndarray:
 
 
 def test_profiles_are_listed_and_unknown_names_list_the_valid_ones() -> None:
-    assert set(profile_names()) == {"fp16-myriadx", "fp16-ieee", "bf16", "fp32"}
+    assert set(profile_names()) == {"fp16-myriadx", "myriadx-native-interp", "fp16-ieee", "bf16", "fp32"}
     with pytest.raises(ValueError, match="fp16-myriadx"):
         get_profile("myriad")
 
@@ -153,3 +153,29 @@ def test_interpolate_semantics_of_the_myriad() -> None:
     with pytest.raises(ValueError, match="linear_onnx"):
         interpolate.target("cubic", "half_pixel", "round_prefer_floor")
     assert get_profile("fp16-ieee").ops.interpolate is None
+
+
+def test_every_field_of_every_profile_says_how_it_is_known() -> None:
+    """sourced, measured or hypothesis, with a reason: the loader refuses a profile without it."""
+    from runtime.profiles import STATUS_FIELDS, STATUS_KINDS
+
+    for name in profile_names():
+        status = get_profile(name).status
+        assert set(status) == set(STATUS_FIELDS), name
+        for text in status.values():
+            kind, reason = text.split(":", 1)
+            assert kind in STATUS_KINDS and reason.strip(), (name, text)
+    # what issue 14 found: the Myriad X's device-side rules are not sourced
+    myriad = get_profile("fp16-myriadx").status
+    assert all(myriad[f].startswith("hypothesis") for f in ("rounding", "overflow", "subnormals", "accumulate",
+                                                            "interpolate"))
+
+
+def test_a_profile_without_status_is_refused() -> None:
+    from runtime.profiles import _status
+
+    with pytest.raises(ValueError, match="missing"):
+        _status("x", {"format": "sourced: y"})
+    with pytest.raises(ValueError, match="kind one of"):
+        _status("x", {f: "guess: z" for f in ("format", "rounding", "conversion_rounding", "overflow",
+                                              "subnormals", "accumulate", "convert_input", "interpolate")})

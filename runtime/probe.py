@@ -1,0 +1,356 @@
+"""``runtime probe``: measure how a device computes, from its outputs alone, and write its profile.
+
+Why: the twin's ``fp16-myriadx`` rests partly on hypotheses (``profiles.toml`` says which). A user
+with a stick runs this once and gets the device's profile measured, field by field, with the
+evidence, in the ``profiles.toml`` schema, and the known profiles it matches.
+
+Each probe is a tiny IR with inputs chosen so that the candidate behaviours give different outputs.
+Inputs are exactly representable in the format found, so the input conversion cannot hide what an
+op does:
+
+* **format**: ``1 + 2^-k`` for k = 1..24 through Add; the largest k kept gives the significand bits;
+* **rounding** of results: sums that are exact ties in the format (``1 + u/2``, ``1 + 3u/2``, and
+  their negatives; u the ulp at 1): nearest-even, nearest-away or truncation;
+* **conversion** of the input: the same ties as input values, through a Reshape (no arithmetic);
+* **overflow**: ``max + max`` saturates or is inf;
+* **subnormals**: products at m/4 and 3m/4 (m the smallest normal) and a MatMul whose exact sum lies
+  just under m and rounds to m: keep, flush (judged after rounding), daz (before) or the Myriad rule;
+* **accumulation**: a MatMul of 2^(p+1) ones (p significand bits): f32 accumulation gives 2^(p+1),
+  sequential accumulation in the format stops at 2^p;
+* **Interpolate**: every (coordinate mode, nearest mode) of nearest and every coordinate mode of
+  linear, 5x5 -> 8x8, compared with the CPU's f32 result of every candidate setting: run as written,
+  or which setting instead;
+* **Sigmoid**: largest error against the exact value rounded to the format (evidence only).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import itertools
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime import ov_api
+from runtime.host import describe_host
+from runtime.profiles import FORMATS, get_profile, profile_names, project
+
+PROBE_VERSION = 1
+COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
+#: Interpolate settings probed: (mode, coordinate mode, nearest mode or None for linear).
+SETTINGS = tuple([("nearest", c, n) for c, n in itertools.product(COORDINATE_MODES, NEAREST_MODES)]
+                 + [("linear", c, None) for c in COORDINATE_MODES])
+_BITS_TO_FORMAT = {spec.bits: name for name, spec in FORMATS.items()}
+
+
+def _opsets() -> tuple[Any, Any]:
+    try:
+        from openvino import opset1, opset10
+    except ImportError:  # 2022.3
+        from openvino.runtime import opset1, opset10  # type: ignore[no-redef]
+    return opset1, opset10
+
+
+@dataclass
+class Runner:
+    """Compiles probe IRs for one device the way the runtime would (the twin under ``profile``)."""
+
+    device: str
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        from runtime.device import TWINS
+
+        self.core = ov_api.Core()
+        self.twin = self.device in TWINS
+        if self.twin:
+            self.profile = self.profile or TWINS[self.device]
+        elif self.profile is not None:
+            raise ValueError(f"--profile applies to a twin ({list(TWINS)}), not to {self.device!r}")
+
+    def run(self, model: Any, *arrays: np.ndarray, as_written: bool = False) -> list[np.ndarray]:
+        """Outputs of ``model`` on ``arrays``; ``as_written``: the CPU in f32, the reference."""
+        from runtime.emulate import apply_profile, emulation_cpu_config
+
+        device, config = self.device, {}
+        if as_written:
+            device, config = "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        elif self.twin:
+            model, _ = apply_profile(model, get_profile(str(self.profile)))
+            device, config = "CPU", emulation_cpu_config(self.core)
+        elif self.device.startswith("CPU"):
+            config = {"INFERENCE_PRECISION_HINT": "f32"}
+        compiled = self.core.compile_model(model, device, config)
+        request = compiled.create_infer_request()
+        request.infer({i: np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
+        return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
+
+
+def _params(*shapes: list[int]) -> list[Any]:
+    ops, _ = _opsets()
+    return [ops.parameter(shape, ov_api.Type.f32, name=f"in{i}") for i, shape in enumerate(shapes)]
+
+
+def _model(output: Any, params: list[Any]) -> Any:
+    ops, _ = _opsets()
+    return ov_api.Model([ops.result(output)], params, "probe")
+
+
+def _binary(runner: Runner, op: str, a: list[float], b: list[float]) -> np.ndarray:
+    ops, _ = _opsets()
+    pa, pb = _params([len(a)], [len(b)])
+    return runner.run(_model(getattr(ops, op)(pa, pb), [pa, pb]), np.array(a), np.array(b))[0]
+
+
+def _passthrough(runner: Runner, x: list[float]) -> np.ndarray:
+    ops, _ = _opsets()
+    (p,) = _params([1, len(x)])
+    out = ops.reshape(p, ops.constant(np.array([len(x)], np.int64)), special_zero=False)
+    return runner.run(_model(out, [p]), np.array([x]))[0]
+
+
+def _matmul(runner: Runner, a: list[float], b: list[float]) -> float:
+    ops, _ = _opsets()
+    pa, pb = _params([1, len(a)], [len(b), 1])
+    out = ops.matmul(pa, pb, False, False)
+    return float(runner.run(_model(out, [pa, pb]), np.array([a]), np.array(b).reshape(-1, 1))[0].reshape(-1)[0])
+
+
+def _classify_ties(got: np.ndarray, one_plus: float, u: float) -> str:
+    """Which rounding turned [1+u/2, 1+3u/2, -(1+u/2), -(1+3u/2)] into ``got``."""
+    expect = {
+        "nearest_even": [1, 1 + 2 * u, -1, -(1 + 2 * u)],
+        "nearest_away": [1 + u, 1 + 2 * u, -(1 + u), -(1 + 2 * u)],
+        "truncate": [1, 1 + u, -1, -(1 + u)],
+    }
+    for name, values in expect.items():
+        if np.array_equal(got.astype(np.float64), np.array(values, np.float64)):
+            return name
+    return f"unknown {got.tolist()}"
+
+
+def _pow2(e: int) -> float:
+    return float(2.0 ** e)
+
+
+def probe_numerics(runner: Runner) -> dict[str, Any]:
+    """The numerics fields, each with the outputs that decided it."""
+    out: dict[str, Any] = {}
+    ks = list(range(1, 25))
+    got = _binary(runner, "add", [1.0] * len(ks), [_pow2(-k) for k in ks])
+    kept = [k for k in ks if float(got[k - 1]) == 1.0 + _pow2(-k)]
+    bits = 1 + max((k for k in kept if all(j in kept for j in range(1, k + 1))), default=0)
+    fmt = _BITS_TO_FORMAT.get(bits, f"unknown ({bits} significant bits)")
+    out["format"] = {"value": fmt, "evidence": {"significant_bits": bits}}
+    spec = FORMATS.get(fmt, FORMATS["fp32"])
+    u = _pow2(-(spec.bits - 1))
+    ties_a, ties_b = [1.0, 1.0, -1.0, -1.0], [u / 2, 3 * u / 2, -u / 2, -3 * u / 2]
+    got = _binary(runner, "add", ties_a, ties_b)
+    out["rounding"] = {"value": _classify_ties(got, 1.0, u), "evidence": {"sums": got.tolist()}}
+    if spec.bits < 24:
+        x = [a + b for a, b in zip(ties_a, ties_b)]  # exact in f32, ties in the format
+        got = _passthrough(runner, x)
+        converted = not np.array_equal(got, np.array(x, np.float32))
+        out["convert_input"] = {"value": converted, "evidence": {"inputs": x, "outputs": got.tolist()}}
+        out["conversion_rounding"] = {"value": _classify_ties(got, 1.0, u) if converted else "nearest_even",
+                                      "evidence": {"outputs": got.tolist()}}
+    else:
+        out["convert_input"] = {"value": False, "evidence": {"note": "f32 storage: nothing to convert"}}
+        out["conversion_rounding"] = {"value": "nearest_even", "evidence": {"note": "not observable in f32"}}
+    big = spec.max_finite
+    got = _binary(runner, "add", [big, -big], [big, -big])
+    overflow = "inf" if np.isinf(got).all() else ("saturate" if np.array_equal(got, [big, -big]) else f"unknown {got.tolist()}")
+    out["overflow"] = {"value": overflow, "evidence": {"max_plus_max": got.tolist()}}
+    out["subnormals"] = _subnormals(runner, spec)
+    out["accumulate"] = _accumulation(runner, spec)
+    return out
+
+
+def _subnormals(runner: Runner, spec: Any) -> dict[str, Any]:
+    e = int(round(math.log2(spec.min_normal)))
+    m = spec.min_normal
+    # m/4 and 3m/4 as products of normal, exactly representable factors
+    quarter = float(_binary(runner, "multiply", [_pow2(e // 2)], [_pow2(e - 2 - e // 2)])[0])
+    three_q = float(_binary(runner, "multiply", [1.5 * _pow2(e // 2)], [_pow2(e - 1 - e // 2)])[0])
+    # m - m * 2^-(p+1): exact in the MatMul's sum, rounds to m at p bits
+    e2 = e - spec.bits - 1
+    just_under = _matmul(runner, [_pow2(e // 2), -_pow2(e2 // 2)], [_pow2(e - e // 2), _pow2(e2 - e2 // 2)])
+    seen = (quarter, three_q, just_under)
+    table = {"keep": (m / 4, 0.75 * m, m), "flush": (0.0, 0.0, m), "myriad": (0.0, m, m), "daz": (0.0, 0.0, 0.0)}
+    value = next((k for k, v in table.items() if all(abs(a) == b for a, b in zip(seen, v))), f"unknown {seen}")
+    return {"value": value, "evidence": {"m/4": quarter, "3m/4": three_q, "m(1-2^-(p+1))": just_under,
+                                         "smallest_normal": m}}
+
+
+def _accumulation(runner: Runner, spec: Any) -> dict[str, Any]:
+    if spec.bits >= 24:
+        return {"value": "fp32", "evidence": {"note": "f32 storage: not told apart from f32 sums"}}
+    n = 2 ** (spec.bits + 1)
+    total = _matmul(runner, [1.0] * n, [1.0] * n)
+    value = "fp32" if total == n else ("fp16" if total == n // 2 else f"unknown (sum {total})")
+    return {"value": value, "evidence": {"ones": n, "sum": total, "f32_sum": n, "sequential_sum": n // 2}}
+
+
+#: Output sizes the 5x5 input is resized to: up by 1.6 and down by 0.6, so that settings which
+#: agree on one geometry are told apart by the other.
+_SIZES = ((8, 8), (3, 3))
+
+
+def _interpolate_model(setting: tuple[str, str, str | None]) -> Any:
+    ops, ops10 = _opsets()
+    mode, coord, nearest = setting
+    (p,) = _params([1, 1, 5, 5])
+    outs = []
+    for size in _SIZES:
+        # Interpolate-4 (what the 2022.3 toolkit reads), sizes mode
+        outs.append(ops.result(ops10.interpolate(
+            p, ops.constant(np.array(size, np.int64)), ops.constant(np.array([s / 5 for s in size], np.float32)),
+            mode, "sizes", coordinate_transformation_mode=coord, nearest_mode=nearest or "round_prefer_floor",
+            axes=ops.constant(np.array([2, 3], np.int64)))))
+    return ov_api.Model(outs, [p], "probe-interpolate")
+
+
+def probe_interpolate(runner: Runner, bits: int = 24) -> dict[str, Any]:
+    """For each setting: run as written, or the settings whose f32 result it gave instead (the
+    nearest reference; none if even that is further than the format's rounding explains)."""
+    x = (np.arange(25, dtype=np.float32) / 32).reshape(1, 1, 5, 5)  # small values: exact at 8 bits
+    def flat(outputs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([o.reshape(-1) for o in outputs]).astype(np.float64)
+    refs = {s: flat(runner.run(_interpolate_model(s), x, as_written=True)) for s in SETTINGS}
+    tolerance = 2.0 ** -(bits - 1)  # one ulp at 1 in the format: more than rounding alone moves a value here
+    rows = []
+    for setting in SETTINGS:
+        try:
+            got = flat(runner.run(_interpolate_model(setting), x))
+        except Exception as exc:  # refused by the device: a fact too
+            rows.append({"setting": list(setting), "refused": f"{type(exc).__name__}: {exc}"[:200]})
+            continue
+        distance = {s: float(np.abs(got - r).max()) for s, r in refs.items() if s[0] == setting[0]}
+        best = min(distance.values())
+        same = [list(s) for s, d in distance.items() if d <= best + 1e-9] if best <= tolerance else []
+        rows.append({"setting": list(setting), "as_written": list(setting) in same, "matches": same,
+                     "distance": best})
+    return {"input": "5x5 ramp (0..24)/32 -> 8x8 and 3x3 (sizes)", "settings": rows}
+
+
+def _semantics(interp: dict[str, Any]) -> dict[str, Any] | None:
+    """An ``[ops.interpolate]`` table from the observations; None when every setting ran as written."""
+    rows = [r for r in interp["settings"] if "refused" not in r]
+    moved = [r for r in rows if not r["as_written"]]
+    if not moved and len(rows) == len(SETTINGS):
+        return None
+    native_nearest = [r["setting"][1:] for r in rows if r["as_written"] and r["setting"][0] == "nearest"]
+    native_linear = [r["setting"][1] for r in rows if r["as_written"] and r["setting"][0] == "linear"]
+    target = {}
+    for mode in ("nearest", "linear"):
+        votes = Counter(tuple(m) for r in moved if r["setting"][0] == mode for m in r["matches"][:1])
+        target[mode] = list(votes.most_common(1)[0][0]) if votes else None
+    refused_modes = {r["setting"][0] for r in interp["settings"] if "refused" in r}
+    return {"native_nearest": native_nearest, "native_linear": native_linear,
+            "remap_nearest": {"coordinate_transformation_mode": target["nearest"][1], "nearest_mode": target["nearest"][2]}
+            if target["nearest"] else {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
+            "remap_linear": {"coordinate_transformation_mode": target["linear"][1]}
+            if target["linear"] else {"coordinate_transformation_mode": "asymmetric"},
+            "supported_modes": [m for m in ("nearest", "linear", "linear_onnx") if m not in refused_modes]}
+
+
+def probe_sigmoid(runner: Runner, fmt: str) -> dict[str, Any]:
+    ops, _ = _opsets()
+    (p,) = _params([1001])
+    x = np.linspace(-8, 8, 1001).astype(np.float32)
+    got = runner.run(_model(ops.sigmoid(p), [p]), x)[0].astype(np.float64)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    numerics = get_profile(fmt if fmt in ("fp16-ieee", "bf16", "fp32") else "fp32").numerics
+    rounded = project(exact.astype(np.float32), numerics).astype(np.float64)
+    return {"max_abs_error": float(np.abs(got - exact).max()),
+            "max_abs_error_of_exact_rounded": float(np.abs(rounded - exact).max())}
+
+
+def _expected_interpolate(profile: Any, setting: tuple[str, str, str | None]) -> tuple[str, str, str | None]:
+    semantics = profile.ops.interpolate
+    if semantics is None:
+        return setting
+    mode, coord, nearest = setting
+    target = semantics.target(mode, coord, nearest or "round_prefer_floor")
+    if target is None:
+        return setting
+    return (mode, target[0], target[1] if mode == "nearest" else None)
+
+
+def matching_profiles(numerics: dict[str, Any], interp: dict[str, Any]) -> tuple[list[str], dict[str, list[str]]]:
+    """Known profiles whose every field (and Interpolate behaviour on the battery) was observed."""
+    matches, mismatches = [], {}
+    for name in profile_names():
+        profile = get_profile(name)
+        wrong = []
+        for field, seen in numerics.items():
+            expected = getattr(profile.numerics, field)
+            if field == "conversion_rounding" and not profile.numerics.convert_input:
+                continue
+            if seen["value"] != expected:
+                wrong.append(f"{field}: measured {seen['value']!r}, profile {expected!r}")
+        for row in interp["settings"]:
+            setting = tuple(row["setting"])  # type: ignore[arg-type]
+            try:
+                expected = list(_expected_interpolate(profile, setting))  # type: ignore[arg-type]
+            except ValueError:  # the profile refuses the mode
+                if "refused" not in row:
+                    wrong.append(f"interpolate {setting}: ran, profile refuses it")
+                continue
+            if "refused" in row or expected not in row["matches"]:
+                wrong.append(f"interpolate {setting}: profile runs {expected}, measured {row.get('matches', 'refused')}")
+        (mismatches.__setitem__(name, wrong) if wrong else matches.append(name))
+    return matches, mismatches
+
+
+def probe(device: str, profile: str | None = None) -> dict[str, Any]:
+    """Run the battery on ``device`` (a twin under ``profile``) and describe what it found."""
+    runner = Runner(device, profile)
+    numerics = probe_numerics(runner)
+    interp = probe_interpolate(runner, numerics["format"]["evidence"]["significant_bits"])
+    matches, mismatches = matching_profiles(numerics, interp)
+    fmt = numerics["format"]["value"]
+    return {
+        "device": device, "twin_profile": runner.profile, "openvino": ov_api.version(),
+        "probe_version": PROBE_VERSION, "date": _dt.date.today().isoformat(), "host": describe_host(),
+        "numerics": numerics, "interpolate": interp, "interpolate_semantics": _semantics(interp),
+        "sigmoid": probe_sigmoid(runner, {"fp16": "fp16-ieee", "bf16": "bf16"}.get(fmt, "fp32")),
+        "matches": matches, "mismatches": mismatches,
+    }
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def to_toml(result: dict[str, Any], name: str | None = None) -> str:
+    """The measured profile as a ``profiles.toml`` table, every field's status ``measured``."""
+    name = name or f"measured-{result['device']}"
+    how = (f"measured: runtime probe v{result['probe_version']} on {result['device']}"
+           f"{' (twin, profile ' + str(result['twin_profile']) + ')' if result['twin_profile'] else ''}, "
+           f"OpenVINO {result['openvino']}, {result['date']}")
+    numerics = {k: v["value"] for k, v in result["numerics"].items()}
+    lines = [f'["{name}"]',
+             f"description = {_toml_value('measured by runtime probe on ' + result['device'] + '; matches ' + (', '.join(result['matches']) or 'no known profile'))}",
+             f"source = {_toml_value(how)}", "", f'["{name}".numerics]']
+    lines += [f"{k} = {_toml_value(numerics[k])}" for k in ("format", "rounding", "conversion_rounding", "overflow",
+                                                            "subnormals", "accumulate", "convert_input")]
+    semantics = result["interpolate_semantics"]
+    if semantics is not None:
+        lines += ["", f'["{name}".ops.interpolate]'] + [f"{k} = {_toml_value(v)}" for k, v in semantics.items()]
+    lines += ["", f'["{name}".status]']
+    lines += [f"{k} = {_toml_value(how)}" for k in ("format", "rounding", "conversion_rounding", "overflow", "subnormals",
+                                                   "accumulate", "convert_input", "interpolate")]
+    return "\n".join(lines) + "\n"
