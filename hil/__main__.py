@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg['overlap_px']})")
     run.add_argument("--model", type=Path, required=True, help="flight model bundle directory")
     run.add_argument("--device", default=cfg["device"], help=f"device of the runtime started here (default {cfg['device']})")
+    run.add_argument("--profile", help="the twin's target profile for a runtime started here, e.g. a hypothesis "
+                     "profile (default: the model's numerics.profile, else the twin's; runtime/profiles.toml)")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
     run.add_argument("--report", type=Path, default=Path(cfg["report_dir"]), help="output directory")
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
-                         strict_fit=args.strict_fit, land_masks=args.land_masks)
+                         strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -77,6 +77,7 @@ def run(
     modality: str | None = None,
     strict_fit: bool = False,
     land_masks: str | Path | None = None,
+    profile: str | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -101,6 +102,8 @@ def run(
         land_masks: a folder of ``<sample stem>.png`` sea/land masks (0 = land, as SSDD's
             ``sealand/``): detections whose centroid is on land are dropped on the ground, before
             scoring (samples without a mask are left as they are).
+        profile: the twin's target profile (e.g. a hypothesis profile; ``runtime/profiles.toml``)
+            for a runtime started here; default the model's ``numerics.profile``, else the twin's.
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]
@@ -151,7 +154,7 @@ def run(
                 s.sample.image = None  # re-readable from its file; the truth is what scoring needs
 
     t0 = time.monotonic()
-    proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"])
+    proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"], profile)
     injector = None
     try:
         endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]

@@ -19,11 +19,13 @@ class RuntimeProcess:
     The child prints one JSON line when its sockets are bound; its log goes to ``log_path``.
     """
 
-    def __init__(self, device: str, log_path: Path, startup_timeout_s: float):
+    def __init__(self, device: str, log_path: Path, startup_timeout_s: float, profile: str | None = None):
         self._dir = tempfile.TemporaryDirectory(prefix="hil-", dir="/tmp")
         endpoints = {n: f"ipc://{self._dir.name}/{n}" for n in ("tiles", "results", "control", "telemetry")}
         cmd = [sys.executable, "-m", "runtime", "serve", "--device", device,
                "--store", str(Path(self._dir.name) / "store")]
+        if profile:
+            cmd += ["--profile", profile]
         for name, endpoint in endpoints.items():
             cmd += [f"--{name}", endpoint]
         self._log = open(log_path, "wb")

@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="bind the sockets and serve tiles until shutdown")
     serve.add_argument("--config", type=Path, help="TOML overriding runtime/defaults.toml")
     serve.add_argument("--model", type=Path, help="bundle directory to serve from the start")
-    serve.add_argument("--device", help="OpenVINO device (default from the config: CPU)")
+    serve.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
+    serve.add_argument("--profile", help="the twin's target profile (default: the model's numerics.profile, "
+                       "else the twin's own; runtime/profiles.toml)")
     for name in ("tiles", "results", "control", "telemetry"):
         serve.add_argument(f"--{name}", help=f"ZeroMQ endpoint of the {name} socket")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     infer.add_argument("--model", type=Path, required=True)
     infer.add_argument("--input", type=Path, required=True)
     infer.add_argument("--output", type=Path, required=True)
-    infer.add_argument("--device", help="OpenVINO device (default from the config: CPU)")
+    infer.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
     infer.add_argument("--config", type=Path)
 
     devices = sub.add_parser("devices", help="list the devices a runtime here can serve on")
@@ -79,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.server import Runtime, Settings
 
+    if args.profile:
+        from runtime.profiles import get_profile
+
+        get_profile(args.profile)  # an unknown name is a clear error before anything is bound
     settings = Settings.from_config(
-        cfg, device=args.device, store=args.store, tiles=args.tiles, results=args.results,
+        cfg, device=args.device, profile=args.profile, store=args.store, tiles=args.tiles, results=args.results,
         control=args.control, telemetry=args.telemetry, curve_server_secret=args.curve_server_secret,
         curve_authorized=args.curve_authorized,
     )

@@ -147,6 +147,18 @@ def _type_name(value: Any) -> str:
     return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
 
 
+def twin_profile(device: str, bundle: Bundle, requested: str | None = None) -> tuple[str, str]:
+    """The profile a twin computes under, and why: the one asked for (``--profile``), else the
+    one the model was aligned to (manifest ``numerics.profile``), else the twin's own default.
+    So a model trained for profile P is scored under P unless someone asks otherwise."""
+    if requested:
+        return requested, "requested"
+    aligned = (bundle.manifest.get("numerics") or {}).get("profile")
+    if aligned:
+        return str(aligned), "manifest numerics.profile"
+    return TWINS[device], f"the default of {device}"
+
+
 def _device_numerics(target: str) -> str | None:
     """What a report may say about a real device's numerics: never more than is known."""
     family = device_family(target)
@@ -198,13 +210,14 @@ class OpenVINOAdapter(InferenceAdapter):
             self.latency_estimate.pop("layers")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
         self.emulation: dict[str, Any] | None = None
+        self.profile_source: str | None = None
         #: How the model got onto the device: compiled here, or imported from the bundle's blob.
         self.load: dict[str, str] = {"how": "compiled", "detail": "twin: the rewritten IR is compiled for the CPU"}
         if self.device in TWINS:
             from runtime.emulate import apply_profile, emulation_cpu_config
             from runtime.profiles import get_profile
 
-            profile = profile or TWINS[self.device]
+            profile, self.profile_source = twin_profile(self.device, bundle, profile)
             model, report = apply_profile(model, get_profile(profile))
             self.emulation = report.as_dict()
             target = "CPU"
@@ -229,6 +242,7 @@ class OpenVINOAdapter(InferenceAdapter):
             "executes_on": target,
             "inference_precision": host,
             "profile": profile if self.device in TWINS else _device_numerics(target),
+            "profile_source": self.profile_source,
             "openvino": ov_api.version(),
             "host": describe_host(),  # whose CPU computed (the twin and CPU figures depend on it)
         }

@@ -272,3 +272,25 @@ def representable(x: np.ndarray, numerics: Numerics) -> np.ndarray:
     """True where ``x`` is exactly a value the format can hold (NaN counts as representable)."""
     x = np.asarray(x, dtype=np.float32)
     return (project(x, numerics) == x) | np.isnan(x)
+
+
+def status_table() -> str:
+    """Every field of every profile with its value, status and source, as a Markdown table
+    (docs/devices.md holds this output: ``python -m runtime.profiles``)."""
+    lines = ["| profile | field | value | status and source |", "|---|---|---|---|"]
+    for name in profile_names():
+        profile = get_profile(name)
+        for key in STATUS_FIELDS:
+            if key == "interpolate":
+                i = profile.ops.interpolate
+                value = ("as written" if i is None else
+                         f"native nearest {[list(x) for x in i.native_nearest]}, native linear {list(i.native_linear)}; "
+                         f"others -> {i.remap_nearest[0]}/{i.remap_nearest[1]}, {i.remap_linear}")
+            else:
+                value = getattr(profile.numerics, key)
+            lines.append(f"| `{name}` | {key} | {value} | {profile.status[key]} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(status_table(), end="")

@@ -87,6 +87,7 @@ class Settings:
 
     endpoints: dict[str, str]
     device: str = "CPU"
+    profile: str | None = None          # the twin's profile; None: the manifest's, else the twin's default
     cpu_precision: str = "f32"
     infer_requests: int = 0
     max_message_bytes: int = 256 << 20
@@ -110,6 +111,7 @@ class Settings:
         settings = cls(
             endpoints=dict(config["endpoints"]),
             device=config["inference"]["device"],
+            profile=config["inference"].get("profile") or None,
             cpu_precision=config["inference"]["cpu_precision"],
             infer_requests=config["inference"]["infer_requests"],
             max_message_bytes=config["limits"]["max_message_bytes"],
@@ -258,6 +260,7 @@ class Runtime:
             self._on_inferred,
             infer_requests=self.settings.infer_requests,
             cpu_precision=self.settings.cpu_precision,
+            profile=self.settings.profile,
         )
         try:
             preprocess = self._acceptance_test(bundle, adapter)
@@ -352,7 +355,7 @@ class Runtime:
             try:
                 adapter = open_device(old.bundle, device, self._on_inferred,
                                       infer_requests=self.settings.infer_requests,
-                                      cpu_precision=self.settings.cpu_precision)
+                                      cpu_precision=self.settings.cpu_precision, profile=self.settings.profile)
             except Exception as exc:
                 errors.append(f"{device}: {exc}")
                 continue

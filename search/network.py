@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.align import Aligner
-from search.space import SE_MIN_CHANNELS, SE_REDUCTION, BlockGene, Genome
+from search.space import SE_MIN_CHANNELS, SE_REDUCTION, UPSAMPLINGS, BlockGene, Genome
 
 
 class Ctx:
@@ -140,19 +140,25 @@ def _linear2x_asymmetric(x: torch.Tensor) -> torch.Tensor:
 
 
 class Upsample2x(nn.Module):
-    """The decoder's 2x upsampling: ``nearest`` (a copy) or ``bilinear`` (torch's half_pixel)."""
+    """The decoder's 2x upsampling: ``nearest`` (a copy), ``bilinear`` (torch's half_pixel, which
+    the Myriad X may remap: a hypothesis, profiles.toml) or ``bilinear_corners`` (align_corners,
+    a mode the VPU runs natively, so its device semantics are not in doubt)."""
+
+    #: upsample name -> the Interpolate coordinate mode its IR carries
+    COORDINATES = {"bilinear": "pytorch_half_pixel", "bilinear_corners": "align_corners"}
 
     def __init__(self, ctx: Ctx, mode: str):
         super().__init__()
-        if mode not in ("nearest", "bilinear"):
-            raise ValueError(f"upsample {mode!r}; valid: ['nearest', 'bilinear']")
+        if mode not in UPSAMPLINGS:
+            raise ValueError(f"upsample {mode!r}; valid: {list(UPSAMPLINGS)}")
         self.ctx, self.mode = ctx, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "nearest":
             return _copy2x(x)
         a = self.ctx.aligner
-        coordinate = "pytorch_half_pixel" if a is None else a.interpolate_mode("linear_onnx", "pytorch_half_pixel")
+        written = self.COORDINATES[self.mode]
+        coordinate = written if a is None else a.interpolate_mode("linear_onnx", written)
         if coordinate in ("half_pixel", "pytorch_half_pixel"):
             y = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         elif coordinate == "asymmetric":

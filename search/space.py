@@ -27,9 +27,11 @@ import numpy as np
 #: Block kinds: conv-bn-act; depthwise separable; inverted residual with expansion (MobileNetV2);
 #: residual (two 3x3, ResNet basic block); conv with squeeze-excitation (ReduceMean, two 1x1, Sigmoid).
 BLOCK_KINDS = ("conv", "dwsep", "mbconv", "residual", "se")
-#: Decoder upsampling: a nearest copy (Broadcast/Reshape, native everywhere) or torch's bilinear with
-#: half_pixel coordinates (Interpolate, remapped by the Myriad X to asymmetric: op semantics differ).
-UPSAMPLINGS = ("nearest", "bilinear")
+#: Decoder upsampling: a nearest copy (Broadcast/Reshape, native everywhere); torch's bilinear with
+#: half_pixel coordinates (Interpolate, remapped by the Myriad X to asymmetric under fp16-myriadx, run
+#: as written under myriadx-native-interp: which is true is not known, so the default search space
+#: leaves it out; the ablation uses it); bilinear with align_corners (native on the VPU).
+UPSAMPLINGS = ("nearest", "bilinear", "bilinear_corners")
 SE_REDUCTION = 4
 SE_MIN_CHANNELS = 4
 

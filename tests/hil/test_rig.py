@@ -119,3 +119,23 @@ def test_default_model_finds_vessels_on_held_out_scene(tmp_path: Path) -> None:
     r = hil.run("synthetic", REPO / "models/default", tmp_path / "out", seed=7).report
     assert r["tiles_lost"] == 0 and r["tiles_processed"] == r["tiles_sent"]
     assert r["vessel_iou"] >= 0.5, r
+
+
+def test_the_twin_scores_a_model_under_the_profile_it_was_aligned_to(tmp_path: Path, bright64: Path) -> None:
+    """numerics.profile of the manifest reaches the twin (a search aligned to P is scored under P);
+    --profile overrides it, e.g. with a hypothesis profile; the report says which and why."""
+    from runtime.bundle import read_bundle, write_bundle
+
+    bundle = read_bundle(bright64)
+    manifest = {**bundle.manifest, "numerics": {**bundle.manifest["numerics"], "profile": "fp16-ieee"}}
+    for key in ("files", "created"):
+        manifest.pop(key)
+    aligned = tmp_path / "aligned"
+    write_bundle(aligned, bundle.files["model.xml"], bundle.files["model.bin"], manifest)
+    scene, truth = _write_scene(tmp_path)
+    r = hil.run(scene, aligned, tmp_path / "a", device="myriadx-emu", truth=truth).report
+    assert r["profile"] == "fp16-ieee" and r["numerics"]["profile_source"] == "manifest numerics.profile"
+    r = hil.run(scene, aligned, tmp_path / "b", device="myriadx-emu", truth=truth, profile="myriadx-native-interp").report
+    assert r["profile"] == "myriadx-native-interp" and r["numerics"]["profile_source"] == "requested"
+    r = hil.run(scene, bright64, tmp_path / "c", device="myriadx-emu", truth=truth).report
+    assert r["profile"] == "fp16-myriadx" and r["numerics"]["profile_source"] == "the default of myriadx-emu"

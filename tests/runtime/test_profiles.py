@@ -179,3 +179,13 @@ def test_a_profile_without_status_is_refused() -> None:
     with pytest.raises(ValueError, match="kind one of"):
         _status("x", {f: "guess: z" for f in ("format", "rounding", "conversion_rounding", "overflow",
                                               "subnormals", "accumulate", "convert_input", "interpolate")})
+
+
+def test_the_docs_table_of_profile_fields_is_the_current_one() -> None:
+    from pathlib import Path
+
+    from runtime.profiles import status_table
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "devices.md").read_text()
+    section = docs.split("<!-- profile-status-table -->\n", 1)[1].split("<!-- /profile-status-table -->", 1)[0]
+    assert section == status_table(), "regenerate with: python -m runtime.profiles"
