@@ -52,7 +52,7 @@ from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export_ir import export_ir
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
-from search.space import Genome, SpaceConfig, check_genome, count_parameters
+from search.space import UPSAMPLINGS, Genome, SpaceConfig, check_genome, count_parameters
 from search.state import write_json_atomic
 from search.train import seed_everything
 
@@ -118,23 +118,16 @@ def gap_by_cause(rows: dict[str, dict[str, float]], metric: str) -> dict[str, fl
     }
 
 
-def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, progress: bool = True,
-                 command: str = "search.ablate.run_ablation()") -> dict[str, Any]:
-    """Run the comparison; writes ``OUT/ablation.json``, both bundles and their hil reports."""
-    say = print if progress else (lambda *_: None)
-    out = Path(out)
-    tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
-    genome = check_genome(parse_genome(genome_arg, cfg), SpaceConfig.from_dict(cfg["space"], tile))
+def train_branches(cfg: dict[str, Any], genome: Genome, data: Any, seed: int,
+                   say: Any = lambda *_: None) -> tuple[dict[str, GenomeNet], dict[str, Any]]:
+    """The shared FP32 training, then the post-training and the aligned branch from it, on the
+    same patch stream; returns both networks (on the CPU) and the training logs."""
     cand, tr = cfg["candidate"], cfg["train"]
-    data = prepare_data(cfg, out / "data")
-    seed = int(cfg["evolution"]["seed"])
     seed_everything(seed, tr["threads"])
     device = torch_device(cand["torch_device"])
-    sampler = make_sampler(cfg, data, np.random.default_rng(seed))
-    say(f"ablation of {genome} ({count_parameters(genome)} parameters): {cand['fp32_epochs']} FP32 epochs, then "
-        f"{cand['aligned_epochs']} epochs per branch")
     net = GenomeNet(genome)
-    log = {"shared_fp32": fit(net, sampler, cfg, cand["fp32_epochs"], tr["lr"], device)}
+    log = {"shared_fp32": fit(net, make_sampler(cfg, data, np.random.default_rng(seed)), cfg, cand["fp32_epochs"],
+                              tr["lr"], device)}
     branches: dict[str, GenomeNet] = {}
     for branch in ("post_training", "aligned"):
         b = copy.deepcopy(net)
@@ -147,6 +140,24 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
                           aligner, cand["range_penalty"])
         branches[branch] = b.cpu()
         say(f"{branch}: {log[branch]['seconds']:.0f} s, final loss {log[branch]['final_loss']:.4f}")
+    return branches, log
+
+
+def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, progress: bool = True,
+                 command: str = "search.ablate.run_ablation()") -> dict[str, Any]:
+    """Run the comparison; writes ``OUT/ablation.json``, both bundles and their hil reports."""
+    say = print if progress else (lambda *_: None)
+    out = Path(out)
+    tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
+    # Any upsampling of the space's vocabulary: the ablation is where half_pixel bilinear, left out
+    # of the default search space, is studied.
+    space = SpaceConfig.from_dict({**cfg["space"], "upsamplings": list(UPSAMPLINGS)}, tile)
+    genome = check_genome(parse_genome(genome_arg, cfg), space)
+    cand = cfg["candidate"]
+    data = prepare_data(cfg, out / "data")
+    say(f"ablation of {genome} ({count_parameters(genome)} parameters): {cand['fp32_epochs']} FP32 epochs, then "
+        f"{cand['aligned_epochs']} epochs per branch")
+    branches, log = train_branches(cfg, genome, data, int(cfg["evolution"]["seed"]), say)
 
     result: dict[str, Any] = {"command": command, "genome": genome.to_dict(), "name": str(genome),
                               "parameters": count_parameters(genome), "profile": cand["profile"],
