@@ -27,7 +27,7 @@ $(STAMP2022): pyproject.toml
 	test -x $(VENV2022)/bin/python || $(PY310) -m venv $(VENV2022)
 	$(VENV2022)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV2022)/bin/python -m pip install --quiet "openvino==2022.3.2" "numpy<1.25" pyzmq rasterio shapely \
-	    matplotlib tqdm tomli pytest
+	    matplotlib tqdm tomli pytest cryptography
 	$(VENV2022)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP2022)
 

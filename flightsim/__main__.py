@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--tile-size", type=int, default=256)
     stream.add_argument("--rate", type=float, help="tiles per second (default: as fast as acknowledged)")
     stream.add_argument("--window", type=int, default=16, help="tiles in flight without an ack")
+    stream.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): when the runtime "
+                        "protects its tile socket")
+    stream.add_argument("--key-name", default="ground", help="this sender's key pair in --keys (default ground)")
     args = parser.parse_args(argv)
     try:
         if args.command == "generate":
@@ -34,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         from flightsim.streamer import Streamer
         from flightsim.tiles import tile_scene
 
-        log = Streamer(args.tiles, window=args.window, rate_hz=args.rate).stream(
+        keys = None
+        if args.keys is not None:
+            from runtime.security import ClientKeys
+
+            keys = ClientKeys.from_dir(args.keys, args.key_name)
+        log = Streamer(args.tiles, window=args.window, rate_hz=args.rate, keys=keys).stream(
             tile_scene(args.scene, args.tile_size), progress=True
         )
         accepted = sum(1 for a in log.acks.values() if a["status"] == "accepted")

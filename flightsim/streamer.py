@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass, field
 
 import zmq
@@ -52,13 +53,14 @@ class Streamer:
 
     def __init__(self, endpoint: str, window: int = 16, rate_hz: float | None = None,
                  ack_timeout_s: float = 30.0, context: zmq.Context | None = None,
-                 resend_after_s: float | None = None):
+                 resend_after_s: float | None = None, keys: Any = None):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if rate_hz is not None and rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive or None, got {rate_hz}")
         self.window, self.rate_hz, self.ack_timeout_s = window, rate_hz, ack_timeout_s
         self.endpoint, self._context = endpoint, context or zmq.Context.instance()
+        self.keys = keys  # runtime.security.ClientKeys when the runtime protects its tile socket
         self._sock = self._connect()
         self.log = StreamLog()
         self._outstanding = 0
@@ -83,6 +85,8 @@ class Streamer:
     def _connect(self) -> zmq.Socket:
         sock = self._context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 2000)
+        if self.keys is not None:
+            self.keys.apply(sock)
         sock.connect(self.endpoint)
         return sock
 

@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", help="the twin's target profile for a runtime started here, e.g. a hypothesis "
                      "profile (default: the model's numerics.profile, else the twin's; runtime/profiles.toml)")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
+    run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
+                     "(for a runtime started with --uplink-public-key)")
     run.add_argument("--report", type=Path, default=Path(cfg["report_dir"]), help="output directory")
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
                      f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg['timing']})")
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
-                         strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile)
+                         strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile,
+                         signing_key=args.signing_key)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,9 +15,11 @@ from runtime import protocol
 class ResultCollector:
     """Receives every result as it comes and notes when, so latency is measured at the ground."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None):
+    def __init__(self, endpoint: str, context: zmq.Context | None = None, keys: Any = None):
         self._sock = (context or zmq.Context.instance()).socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:  # runtime.security.ClientKeys: the runtime protects its results socket
+            keys.apply(self._sock)
         self._sock.connect(endpoint)
         self.results: list[tuple[float, dict[str, Any], np.ndarray | None]] = []
         self.malformed = 0

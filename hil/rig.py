@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ def run(
     strict_fit: bool = False,
     land_masks: str | Path | None = None,
     profile: str | None = None,
+    signing_key: str | Path | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -104,6 +105,8 @@ def run(
             scoring (samples without a mask are left as they are).
         profile: the twin's target profile (e.g. a hypothesis profile; ``runtime/profiles.toml``)
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
+        signing_key: the ground's Ed25519 private key: the uplink carries the bundle signed with it
+            (for a runtime that takes only signed models; ``runtime.signing``).
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]
@@ -159,6 +162,10 @@ def run(
     try:
         endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]
         control = ControlClient(endpoints["control"])
+        if signing_key is not None:
+            from runtime.signing import sign
+
+            bundle = replace(bundle, signature=sign(bundle, signing_key))
         uplink = control.load_model(bundle)
         status = control.status()
         collector = ResultCollector(endpoints["results"])

@@ -27,10 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
     serve.add_argument("--curve-server-secret", help="server secret key: CURVE on the control socket")
     serve.add_argument("--curve-authorized", help="directory of the public keys allowed to command")
+    serve.add_argument("--curve-channels", help="sockets under CURVE, comma-separated (default from the config: "
+                       "control; add tiles,results,telemetry to admit only authorised senders and readers)")
+    serve.add_argument("--uplink-public-key", help="Ed25519 public key: uplinked models must be signed by its "
+                       "private key (python -m runtime sign)")
 
     keys = sub.add_parser("keys", help="make CURVE key pairs for the control channel")
     keys.add_argument("--out", type=Path, required=True)
     keys.add_argument("--client", action="append", default=None, help="client name (repeatable; default: ground)")
+    keys.add_argument("--signing", action="store_true", help="also an Ed25519 pair that signs uplinked models "
+                      "(uplink.signing.pem stays on the ground; the payload gets uplink.verify.pem)")
+
+    sgn = sub.add_parser("sign", help="sign a bundle for a payload that takes only signed models")
+    sgn.add_argument("--model", type=Path, required=True, help="bundle directory (signature.json is written into it)")
+    sgn.add_argument("--key", type=Path, required=True, help="Ed25519 private key (python -m runtime keys --signing)")
 
     infer = sub.add_parser("infer", help="segment one .npy or GeoTIFF and write a GeoJSON")
     infer.add_argument("--model", type=Path, required=True)
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.defaults(getattr(args, "config", None))
     try:
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
-                "check": _check, "keys": _keys, "compile": _compile, "probe": _probe}[args.command](args, cfg)
+                "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -89,6 +99,8 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         cfg, device=args.device, profile=args.profile, store=args.store, tiles=args.tiles, results=args.results,
         control=args.control, telemetry=args.telemetry, curve_server_secret=args.curve_server_secret,
         curve_authorized=args.curve_authorized,
+        curve_channels=tuple(args.curve_channels.split(",")) if args.curve_channels else None,
+        uplink_public_key=args.uplink_public_key,
     )
     runtime = Runtime(settings, model=args.model)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
@@ -96,6 +108,13 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
     # One JSON line on stdout says where the sockets are: a parent process waits for it.
     print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": settings.device}), flush=True)
     runtime.serve()
+    return 0
+
+
+def _sign(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.signing import sign_bundle_dir
+
+    print(f"wrote {sign_bundle_dir(args.model, args.key)}")
     return 0
 
 
@@ -161,6 +180,12 @@ def _keys(args: argparse.Namespace, cfg: dict) -> int:
     made = make_keys(args.out, args.client or ["ground"])
     print(f"keys in {args.out}: serve with --curve-server-secret {made['server']} "
           f"--curve-authorized {args.out / 'authorized'}; clients use their .key_secret and server.key")
+    if args.signing:
+        from runtime.signing import make_signing_keys
+
+        secret, public = make_signing_keys(args.out)
+        print(f"signing pair: python -m runtime sign --model BUNDLE --key {secret}; "
+              f"serve with --uplink-public-key {public}")
     return 0
 
 

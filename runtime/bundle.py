@@ -18,13 +18,14 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
 COMPILED_DIR = "compiled"
+SIGNATURE_FILE = "signature.json"
 BUNDLE_FORMAT = "vessel-bundle/1"
 NORMALIZATION_PLACES = ("host", "ir")
 #: Element types a model's input may have; integer inputs are normalised inside the IR.
@@ -48,6 +49,8 @@ class Bundle:
     manifest_bytes: bytes
     #: target -> (record JSON bytes, blob bytes): compiled artefacts (runtime.compiled)
     compiled: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    #: the ground's signature record (runtime.signing), signature.json beside the bundle; None: unsigned
+    signature: bytes | None = None
 
     @property
     def id(self) -> str:
@@ -178,9 +181,11 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         if not record.with_suffix(".blob").is_file():
             raise BundleError(f"{path}: {record.relative_to(path)} has no .blob beside it")
         compiled.append((record.read_bytes(), record.with_suffix(".blob").read_bytes()))
+    signature = (path / SIGNATURE_FILE).read_bytes() if (path / SIGNATURE_FILE).is_file() else None
     try:
-        return from_frames((path / MANIFEST).read_bytes(), {n: (path / n).read_bytes() for n in IR_FILES},
-                           compiled=compiled)
+        bundle = from_frames((path / MANIFEST).read_bytes(), {n: (path / n).read_bytes() for n in IR_FILES},
+                             compiled=compiled)
+        return replace(bundle, signature=signature)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from None
 
@@ -271,6 +276,8 @@ class BundleStore:
             for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
                 _write_atomic(staging / name, data)
             write_compiled(staging, bundle)
+            if bundle.signature is not None:
+                _write_atomic(staging / SIGNATURE_FILE, bundle.signature)
             os.replace(staging, target)
         current = self.current_path()
         if current is not None and current.resolve() != target.resolve():

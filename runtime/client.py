@@ -60,7 +60,8 @@ class ControlClient:
         """Upload a bundle; the runtime verifies, compiles and test-runs it before it serves."""
         if not isinstance(bundle, Bundle):
             bundle = read_bundle(Path(bundle))
-        return self.request("load_model", bundle.frames(), manifest_sha256=bundle.id)
+        signature = {} if bundle.signature is None else {"signature": bundle.signature.decode("utf-8")}
+        return self.request("load_model", bundle.frames(), manifest_sha256=bundle.id, **signature)
 
     def shutdown(self) -> dict[str, Any]:
         return self.request("shutdown")

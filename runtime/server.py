@@ -14,6 +14,7 @@ loop, which stops acknowledging tiles: that is the sender's backpressure.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
@@ -55,7 +56,9 @@ PORTS = {
 }
 COMMANDS = {
     "status": "State, serving model, device, counters.",
-    "load_model": "Frames: manifest, model.xml, model.bin. Verified, compiled and run once before it serves.",
+    "load_model": "Frames: manifest, model.xml, model.bin, then (record, blob) per compiled artefact; the request "
+                  "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
+                  "compiled or imported, and run once before it serves.",
     "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit.",
 }
 EVENTS = {
@@ -100,6 +103,8 @@ class Settings:
     telemetry_period_s: float = 1.0
     curve_server_secret: str = ""
     curve_authorized: str = ""
+    curve_channels: tuple[str, ...] = ("control",)
+    uplink_public_key: str = ""
     remember_tiles: int = 20_000
     shutdown_grace_s: float = 5.0
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
@@ -124,6 +129,8 @@ class Settings:
             telemetry_period_s=config["telemetry"]["period_s"],
             curve_server_secret=config["security"]["curve_server_secret"],
             curve_authorized=config["security"]["curve_authorized"],
+            curve_channels=tuple(config["security"]["curve_channels"]),
+            uplink_public_key=config["security"]["uplink_public_key"],
             health=dict(config["health"]),
             recovery=dict(config["device_recovery"]),
             remember_tiles=config["delivery"]["remember_tiles"],
@@ -188,7 +195,15 @@ class Runtime:
         if settings.curve_server_secret or settings.curve_authorized:
             if not (settings.curve_server_secret and settings.curve_authorized):
                 raise ValueError("CURVE needs both curve_server_secret and curve_authorized")
+            channels = set(settings.curve_channels)
+            if not channels <= set(PORTS) or "control" not in channels:
+                raise ValueError(f"curve_channels {sorted(channels)}: must include 'control'; valid: {list(PORTS)}")
             self._curve = CurveServer(self._ctx, settings.curve_server_secret, settings.curve_authorized)
+        self._uplink_key = None
+        if settings.uplink_public_key:  # only a payload that checks signatures needs the library
+            from runtime.signing import load_public_key
+
+            self._uplink_key = load_public_key(settings.uplink_public_key)
         self._tiles = self._socket(zmq.ROUTER, "tiles")
         self._control = self._socket(zmq.ROUTER, "control")
         self._telemetry = self._socket(zmq.PUB, "telemetry")
@@ -243,8 +258,8 @@ class Runtime:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         sock.setsockopt(zmq.LINGER, 5000)
-        if self._curve is not None and name == "control":
-            self._curve.apply(sock)  # only authorised clients may command the payload
+        if self._curve is not None and name in self.settings.curve_channels:
+            self._curve.apply(sock)  # only authorised clients may command, send, read or listen
         sock.bind(self.settings.endpoints[name])
         return sock
 
@@ -254,6 +269,10 @@ class Runtime:
         ``persist=False`` (a model given at start-up with a read-only store) serves it without
         installing it, and says so in an event, rather than refusing to start.
         """
+        if self._uplink_key is not None:  # who made the model, before anything runs it
+            from runtime.signing import verify
+
+            verify(bundle, self._uplink_key)
         adapter = open_device(
             bundle,
             self.settings.device,
@@ -651,6 +670,8 @@ class Runtime:
                 frames[0], {"model.xml": frames[1], "model.bin": frames[2]}, request.get("manifest_sha256"),
                 compiled=list(zip(frames[3::2], frames[4::2])),
             )
+            if isinstance(request.get("signature"), str):
+                bundle = dataclasses.replace(bundle, signature=request["signature"].encode("utf-8"))
             serving = self._load(bundle)
         except Exception as exc:
             self._event("model_refused", detail=str(exc))

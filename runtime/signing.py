@@ -1,0 +1,102 @@
+"""Signed uplink: a flight model is signed by the ground (Ed25519), the payload checks who made it.
+
+Why: a bundle's sha256 proves it arrived intact, not who made it; anyone who can reach the control
+channel (or write the store) could install a model. The ground signs the bundle id (the sha256 of
+the manifest, which holds the sha256 of every IR file, so the signature covers every byte of the
+model); the payload holds the ground's public key and, with one configured, refuses an unsigned or
+wrongly signed bundle with a reason, whichever way it came (uplink or ``--model`` at start).
+
+The signature sits beside the bundle as ``signature.json`` ({algorithm, key_id, signature}) and
+travels in the ``load_model`` request. Keys are PEM files made by ``python -m runtime keys
+--signing``; signing uses the ``cryptography`` library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from runtime.bundle import SIGNATURE_FILE, Bundle, BundleError
+ALGORITHM = "ed25519"
+
+
+def make_signing_keys(out: str | Path, name: str = "uplink") -> tuple[Path, Path]:
+    """Write ``NAME.signing.pem`` (private, mode 600) and ``NAME.verify.pem`` (public) into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    private = Ed25519PrivateKey.generate()
+    secret = out / f"{name}.signing.pem"
+    secret.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption()))
+    secret.chmod(0o600)
+    public = out / f"{name}.verify.pem"
+    public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
+    return secret, public
+
+
+def _key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    """An Ed25519 public key from a PEM file; ValueError for anything else."""
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def sign(bundle: Bundle, private_key: str | Path) -> bytes:
+    """The ``signature.json`` bytes for ``bundle``, signed with the PEM private key file."""
+    try:
+        key = serialization.load_pem_private_key(Path(private_key).read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{private_key}: not a readable PEM private key ({exc})") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{private_key}: not an Ed25519 private key")
+    record = {"algorithm": ALGORITHM, "key_id": _key_id(key.public_key()), "bundle_id": bundle.id,
+              "signature": key.sign(bundle.id.encode("ascii")).hex()}
+    return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
+def sign_bundle_dir(bundle_dir: str | Path, private_key: str | Path) -> Path:
+    """Sign the bundle in ``bundle_dir`` in place: writes its ``signature.json``."""
+    from runtime.bundle import read_bundle
+
+    path = Path(bundle_dir) / SIGNATURE_FILE
+    path.write_bytes(sign(read_bundle(bundle_dir), private_key))
+    return path
+
+
+def verify(bundle: Bundle, public: Ed25519PublicKey) -> dict[str, Any]:
+    """Check ``bundle.signature`` against ``public``; the record if good, BundleError saying why not."""
+    if bundle.signature is None:
+        raise BundleError("the bundle is unsigned and this payload only takes models signed by the ground "
+                          "(python -m runtime sign)")
+    try:
+        record = json.loads(bundle.signature)
+        signature = bytes.fromhex(record["signature"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"signature.json is not a signature record: {exc}") from None
+    if record.get("algorithm") != ALGORITHM:
+        raise BundleError(f"signature algorithm {record.get('algorithm')!r}; valid: [{ALGORITHM!r}]")
+    if record.get("key_id") != _key_id(public):
+        raise BundleError(f"the bundle is signed by key {record.get('key_id')}, not by the ground key "
+                          f"{_key_id(public)} this payload trusts")
+    try:
+        public.verify(signature, bundle.id.encode("ascii"))
+    except InvalidSignature:
+        raise BundleError("the bundle's signature does not verify: it was not signed over this bundle "
+                          "(altered after signing, or a forged record)") from None
+    return record
