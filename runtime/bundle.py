@@ -24,6 +24,9 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
+#: Files a bundle may add, checksummed in the manifest like the IR: the golden tile (runtime.golden).
+GOLDEN_FILE = "golden.npz"
+OPTIONAL_FILES = (GOLDEN_FILE,)
 COMPILED_DIR = "compiled"
 SIGNATURE_FILE = "signature.json"
 BUNDLE_FORMAT = "vessel-bundle/1"
@@ -76,7 +79,7 @@ class Bundle:
         """The payload frames of a ``load_model`` command: manifest, then each IR file, then a
         (record, blob) pair per compiled artefact."""
         pairs = [frame for target in sorted(self.compiled) for frame in self.compiled[target]]
-        return [self.manifest_bytes, *(self.files[name] for name in IR_FILES), *pairs]
+        return [self.manifest_bytes, *(self.files[name] for name in file_names(self.manifest)), *pairs]
 
 
 def validate_manifest(manifest: Any) -> dict[str, Any]:
@@ -122,7 +125,22 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     for name in IR_FILES:
         if not isinstance(manifest["files"].get(name), str):
             raise BundleError(f"manifest files.{name} (its sha256) is missing")
+    unknown = [n for n in manifest["files"] if n not in (*IR_FILES, *OPTIONAL_FILES)]
+    if unknown:
+        raise BundleError(f"manifest files {unknown}; valid: {[*IR_FILES, *OPTIONAL_FILES]}")
+    if (GOLDEN_FILE in manifest["files"]) != isinstance(manifest.get("golden"), dict):
+        raise BundleError(f"a golden tile needs both files.{GOLDEN_FILE} and the manifest's golden table")
     return manifest
+
+
+def extra_files(bundle: Bundle) -> dict[str, bytes]:
+    """The bundle's optional files (the golden tile), for writing a new manifest over the same model."""
+    return {n: d for n, d in bundle.files.items() if n in OPTIONAL_FILES}
+
+
+def file_names(manifest: dict[str, Any]) -> list[str]:
+    """The bundle's files in frame order: the IR, then the optional ones it has."""
+    return [*IR_FILES, *(n for n in OPTIONAL_FILES if n in manifest["files"])]
 
 
 def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256: str | None = None,
@@ -136,7 +154,7 @@ def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"manifest is not UTF-8 JSON: {exc}") from None
     validate_manifest(manifest)
-    for name in IR_FILES:
+    for name in file_names(manifest):
         if name not in files:
             raise BundleError(f"bundle has no {name}")
         got = sha256(files[name])
@@ -146,7 +164,7 @@ def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256:
     for record_bytes, blob in compiled or []:
         record = _compiled_record(record_bytes, blob, manifest)
         artefacts[record["target"]] = (record_bytes, blob)
-    return Bundle(manifest=manifest, files={n: files[n] for n in IR_FILES}, manifest_bytes=manifest_bytes,
+    return Bundle(manifest=manifest, files={n: files[n] for n in file_names(manifest)}, manifest_bytes=manifest_bytes,
                   compiled=artefacts)
 
 
@@ -176,6 +194,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     missing = [n for n in (MANIFEST, *IR_FILES) if not (path / n).is_file()]
     if missing:
         raise BundleError(f"{path}: missing {', '.join(missing)}")
+    optional = {n: (path / n).read_bytes() for n in OPTIONAL_FILES if (path / n).is_file()}
     compiled = []
     for record in sorted((path / COMPILED_DIR).glob("*.json")):
         if not record.with_suffix(".blob").is_file():
@@ -183,33 +202,39 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
         compiled.append((record.read_bytes(), record.with_suffix(".blob").read_bytes()))
     signature = (path / SIGNATURE_FILE).read_bytes() if (path / SIGNATURE_FILE).is_file() else None
     try:
-        bundle = from_frames((path / MANIFEST).read_bytes(), {n: (path / n).read_bytes() for n in IR_FILES},
-                             compiled=compiled)
+        bundle = from_frames((path / MANIFEST).read_bytes(),
+                             {**{n: (path / n).read_bytes() for n in IR_FILES}, **optional}, compiled=compiled)
         return replace(bundle, signature=signature)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from None
 
 
 def write_bundle(
-    out_dir: str | os.PathLike[str], xml: bytes, bin_: bytes, manifest: dict[str, Any]
+    out_dir: str | os.PathLike[str], xml: bytes, bin_: bytes, manifest: dict[str, Any],
+    extra: dict[str, bytes] | None = None,
 ) -> Bundle:
-    """Write a bundle directory: the IR files and a manifest completed with their sha256.
+    """Write a bundle directory: the IR files, any optional files (``extra``: the golden tile) and
+    a manifest completed with their sha256.
 
     ``manifest`` supplies everything but ``format``, ``files`` and (unless given) ``created``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    files = {"model.xml": xml, "model.bin": bin_, **(extra or {})}
     full = {
         "format": BUNDLE_FORMAT,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **manifest,
-        "files": {"model.xml": sha256(xml), "model.bin": sha256(bin_)},
+        "files": {name: sha256(data) for name, data in files.items()},
     }
     validate_manifest(full)
     manifest_bytes = (json.dumps(full, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    for name, data in (("model.xml", xml), ("model.bin", bin_), (MANIFEST, manifest_bytes)):
+    for stale in OPTIONAL_FILES:  # a rewritten bundle does not keep files its manifest no longer lists
+        if stale not in files:
+            (out / stale).unlink(missing_ok=True)
+    for name, data in (*files.items(), (MANIFEST, manifest_bytes)):
         _write_atomic(out / name, data)
-    return Bundle(manifest=full, files={"model.xml": xml, "model.bin": bin_}, manifest_bytes=manifest_bytes)
+    return Bundle(manifest=full, files=files, manifest_bytes=manifest_bytes)
 
 
 def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import queue
 import tempfile
@@ -34,7 +35,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from runtime import protocol
-from runtime.bundle import Bundle, BundleError, BundleStore, from_frames, read_bundle
+from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, read_bundle
 from runtime.device import InferenceAdapter, open_device
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.preprocess import Preprocessor
@@ -180,6 +181,16 @@ class _InFlight:
     adapter: Any = None                   # the adapter it was last submitted to
 
 
+def _manifest_of(data: bytes) -> dict[str, Any]:
+    """The manifest frame as a validated dict (BundleError otherwise): it says what frames follow."""
+    from runtime.bundle import validate_manifest
+
+    try:
+        return validate_manifest(json.loads(bytes(data).decode("utf-8")))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"manifest is not UTF-8 JSON: {exc}") from None
+
+
 @functools.lru_cache(maxsize=64)
 def _parse_crs(text: str | None) -> CRS | None:
     return None if text is None else CRS.from_user_input(text)
@@ -301,9 +312,10 @@ class Runtime:
     @staticmethod
     def _acceptance_test(bundle: Bundle, adapter: InferenceAdapter) -> Preprocessor:
         """Refuse a model that loads but cannot serve: the manifest must describe the IR (input
-        shape and type, output shape), and the IR must give finite probabilities for an all-zero
+        shape and type, output shape), the IR must give finite probabilities for an all-zero
         tile and for a tile of counts 0..255 (a range uint8 and uint16 tiles both hold; a model
-        that is NaN on real data but not on zeros was installed before this check). Returns the
+        that is NaN on real data but not on zeros was installed before this check), and a bundle
+        with a golden tile must reproduce its expected output here (runtime.golden). Returns the
         model's preprocessor."""
         declared = tuple(bundle.manifest["input"]["shape"])
         if declared != tuple(adapter.input_shape):
@@ -328,6 +340,9 @@ class Runtime:
                 raise BundleError(f"test inference on {name} gave shape {output.shape}, expected {expected}")
             if not np.isfinite(output).all():
                 raise BundleError(f"test inference on {name} gave non-finite values")
+        from runtime.golden import check_golden
+
+        check_golden(bundle, adapter, preprocess)  # the ground's known tile, reproduced on this device
         return preprocess
 
     # -- the pipeline ---------------------------------------------------------------------
@@ -662,13 +677,18 @@ class Runtime:
         return {"ok": True, **self.status()}
 
     def _cmd_load_model(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
-        if len(frames) < 3 or len(frames) % 2 == 0:
-            raise ValueError("load_model takes 3 frames after the command (manifest.json, model.xml, model.bin), "
-                             "then a (record, blob) pair per compiled artefact")
+        if len(frames) < 3:
+            raise ValueError("load_model takes the manifest, then one frame per file it lists (model.xml, model.bin, "
+                             "golden.npz if any), then a (record, blob) pair per compiled artefact")
         try:
+            names = file_names(_manifest_of(frames[0]))
+            if len(frames) < len(names) + 1 or (len(frames) - 1 - len(names)) % 2:
+                raise BundleError(f"load_model: the manifest lists {names}: one frame each after it, then "
+                                  "(record, blob) pairs")
+            n = 1 + len(names)
             bundle = from_frames(
-                frames[0], {"model.xml": frames[1], "model.bin": frames[2]}, request.get("manifest_sha256"),
-                compiled=list(zip(frames[3::2], frames[4::2])),
+                frames[0], dict(zip(names, frames[1:n])), request.get("manifest_sha256"),
+                compiled=list(zip(frames[n::2], frames[n + 1::2])),
             )
             if isinstance(request.get("signature"), str):
                 bundle = dataclasses.replace(bundle, signature=request["signature"].encode("utf-8"))

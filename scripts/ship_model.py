@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.bundle import read_bundle, write_bundle  # noqa: E402
+from runtime.bundle import extra_files, read_bundle, write_bundle  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.baseline import load_config  # noqa: E402
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "data": cfg["data"]["source"]})
     staging = args.out.with_name(args.out.name + ".measuring")
     shutil.rmtree(staging, ignore_errors=True)
-    measured = write_bundle(staging, best.files["model.xml"], best.files["model.bin"], manifest)
+    measured = write_bundle(staging, best.files["model.xml"], best.files["model.bin"], manifest, extra_files(best))
     split = args.search / "data" / "split.json"
     test = test_scores(staging, split, args.search / "test_report", args.device)
     manifest["metrics"] = {**manifest.get("metrics", {}), "test": {
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_on": f"hil run --split {split}:test on {args.device}: pooled over every test sample; "
                        "never trained on nor used to select"}}
     shutil.rmtree(args.out, ignore_errors=True)
-    shipped = write_bundle(args.out, best.files["model.xml"], best.files["model.bin"], manifest)
+    shipped = write_bundle(args.out, best.files["model.xml"], best.files["model.bin"], manifest, extra_files(best))
     shutil.rmtree(staging)
     print(json.dumps({"shipped": str(args.out), "id": shipped.id, "measured_bundle_id": measured.id,
                       "test": {k: test[k] for k in ("f1", "precision", "recall", "vessel_iou", "miou")},

@@ -16,8 +16,9 @@ import numpy as np
 from runtime.bundle import Bundle, write_bundle
 from runtime.config import load_defaults
 from search.data import estimate_normalization, load_scenes, synthetic_kwargs
+from runtime.golden import with_golden
 from search.input_types import with_input_dtype
-from search.evaluate import ir_predictor, score_scenes, torch_predictor
+from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor
 from search.export import INPUT_NAME, OUTPUT_NAME, compile_ir, ir_opsets, to_ir
 from search.model import NetConfig, UNet, count_parameters
 from search.train import TrainResult, TrainSettings, train_model
@@ -159,4 +160,5 @@ def train_baseline(
         manifest["metrics"]["input"] = (f"measured with the float32-input IR of the same weights; the "
                                         f"bundle's IR takes {exp['input_dtype']} counts")
     xml, bin_, manifest = with_input_dtype(xml, bin_, manifest, exp["input_dtype"])
-    return BaselineRun(write_bundle(out_dir, xml, bin_, manifest), model, result)
+    write_bundle(out_dir, xml, bin_, manifest)
+    return BaselineRun(with_golden(out_dir, golden_tile(val_scenes, tile)), model, result)

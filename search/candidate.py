@@ -40,9 +40,11 @@ from runtime.bundle import write_bundle
 from search.align import Aligner
 from search.data import (Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes,
                          synthetic_kwargs)
-from search.evaluate import choose_postprocessing, confusion_of, object_scores, predict_scenes, torch_predictor
+from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, object_scores, predict_scenes,
+                             torch_predictor)
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
+from runtime.golden import with_golden
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
@@ -386,6 +388,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         bundle_dir = cand_dir / "bundle"
         manifest = manifest_for(genome, data, cfg, {}, xml, training, f"nas-{genome.key}")
         write_bundle(bundle_dir, *with_input_dtype(xml, bin_, manifest, cfg["export"]["input_dtype"]))
+        with_golden(bundle_dir, golden_tile(val, tile))
         t_eval = time.perf_counter()
         device = hil_scores(bundle_dir, data, cand_dir / "hil", cand["hil_device"])
         record.update(status="ok", device_metrics=device,

@@ -160,3 +160,19 @@ def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds
 def choose_postprocessing(rows: list[dict[str, float]]) -> dict[str, float]:
     """The row with the best F1; ties go to the threshold nearest 0.5, then the smaller size."""
     return max(rows, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5), -r["min_area_px"]))
+
+
+def golden_tile(scenes: list[SceneArrays], tile: int) -> np.ndarray:
+    """The tile of ``scenes`` (counts, as a payload receives them) with the most vessel pixels: the
+    bundle's golden tile (runtime.golden), so that the acceptance test sees the model find ships."""
+    best, best_count = None, -1
+    for s in scenes:
+        h, w = s.mask.shape
+        for top in range(0, h, tile):
+            for left in range(0, w, tile):
+                count = int(s.mask[top:top + tile, left:left + tile].sum())
+                if count > best_count:
+                    best, best_count = s.image[:, top:top + tile, left:left + tile], count
+    if best is None:
+        raise ValueError("no scene to take a golden tile from")
+    return np.ascontiguousarray(best)

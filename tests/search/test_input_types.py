@@ -114,4 +114,7 @@ def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg:
     assert record["status"] == "ok", record.get("reason")
     bundle = read_bundle(record["bundle"])
     assert bundle.manifest["input"]["dtype"] == "uint8"
+    # both carry a golden tile from their validation data, which the rig's runtime reproduced
+    assert "golden.npz" in bundle.files and "golden.npz" in base.files
+    assert bundle.manifest["golden"]["vessel_pixels"] >= 0
     assert record["device_metrics"]["device"] == "myriadx-emu" and record["device_metrics"]["miou"] is not None

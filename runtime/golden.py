@@ -1,0 +1,88 @@
+"""Golden tile: a known tile and the output the model must give on it, carried in the bundle.
+
+Why: a model can load cleanly and still be broken for real data (wrong normalisation, wrong bands,
+an IR that saturates on the device); an all-zero tile does not show it. The ground runs the model on
+a real tile with vessels, stores the tile and the probability map it gave (``golden.npz``,
+checksummed in the manifest like the IR), and the payload's acceptance test runs the same tile on
+its own device and refuses the model unless it reproduces the map within the tolerances of the
+manifest's ``golden`` table (mean absolute probability difference, and IoU of the thresholded
+masks). The tolerances absorb what FP16 on the target changes; a broken model misses them by far.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.bundle import GOLDEN_FILE, Bundle, BundleError, read_bundle, write_bundle
+
+#: Defaults of the manifest's golden table.
+MAX_MEAN_ABS = 0.02
+MIN_MASK_IOU = 0.9
+
+
+def _predict(bundle: Bundle, tile: np.ndarray, device: str, adapter: Any = None, preprocess: Any = None) -> np.ndarray:
+    from runtime.device import open_device
+    from runtime.preprocess import Preprocessor
+
+    own = adapter is None
+    adapter = adapter or open_device(bundle, device, lambda *_: None, infer_requests=1)
+    try:
+        prep = preprocess or Preprocessor(bundle.manifest["input"], adapter.input_shape)
+        batch, (h, w) = prep(tile, {})
+        return adapter.infer(batch)[0, 0, :h, :w].astype(np.float32)
+    finally:
+        if own:
+            adapter.close()
+
+
+def with_golden(bundle_dir: str | Path, tile: np.ndarray, out_dir: str | Path | None = None, device: str = "CPU",
+                max_mean_abs: float = MAX_MEAN_ABS, min_mask_iou: float = MIN_MASK_IOU) -> Bundle:
+    """Rewrite the bundle (in place, or into ``out_dir``) with ``tile`` (bands, H, W counts) as its
+    golden tile and the output ``device`` gives on it (the CPU in f32 by default) as expected."""
+    bundle = read_bundle(bundle_dir)
+    tile = np.ascontiguousarray(tile)
+    if tile.dtype.name not in ("uint8", "uint16"):
+        raise ValueError(f"a golden tile holds counts as a payload receives them (uint8, uint16), not {tile.dtype}")
+    expected = _predict(bundle, tile, device)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, tile=tile, expected=expected.astype(np.float16))
+    manifest = json.loads(json.dumps(bundle.manifest))
+    manifest["golden"] = {
+        "file": GOLDEN_FILE, "measured_on": f"{device}, runtime acceptance path", "max_mean_abs": max_mean_abs,
+        "min_mask_iou": min_mask_iou, "vessel_pixels": int((expected >= bundle.threshold).sum()),
+        "shape": list(tile.shape), "dtype": tile.dtype.name,
+    }
+    for key in ("files", "created"):
+        manifest.pop(key, None)
+    extra = {n: d for n, d in bundle.files.items() if n not in ("model.xml", "model.bin", GOLDEN_FILE)}
+    return write_bundle(Path(out_dir or bundle_dir), bundle.files["model.xml"], bundle.files["model.bin"], manifest,
+                        extra={**extra, GOLDEN_FILE: buffer.getvalue()})
+
+
+def check_golden(bundle: Bundle, adapter: Any, preprocess: Any) -> dict[str, float] | None:
+    """Run the bundle's golden tile on ``adapter``; the agreement, or BundleError saying what differs.
+    None when the bundle has no golden tile."""
+    if GOLDEN_FILE not in bundle.files:
+        return None
+    table = bundle.manifest["golden"]
+    try:
+        with np.load(io.BytesIO(bundle.files[GOLDEN_FILE]), allow_pickle=False) as data:
+            tile, expected = data["tile"], data["expected"].astype(np.float32)
+    except (ValueError, KeyError, OSError) as exc:
+        raise BundleError(f"{GOLDEN_FILE} is not a golden tile (tile, expected): {exc}") from None
+    got = _predict(bundle, tile, "", adapter, preprocess)
+    if got.shape != expected.shape:
+        raise BundleError(f"golden tile: the model gave {got.shape}, expected {expected.shape}")
+    mean_abs = float(np.abs(got - expected).mean()) if np.isfinite(got).all() else float("inf")
+    want, mask = expected >= bundle.threshold, got >= bundle.threshold
+    union = int((want | mask).sum())
+    iou = float((want & mask).sum() / union) if union else 1.0
+    if not (mean_abs <= float(table["max_mean_abs"]) and iou >= float(table["min_mask_iou"])):
+        raise BundleError(f"the golden tile does not reproduce on this device: mean |p - expected| {mean_abs:.4f} "
+                          f"(at most {table['max_mean_abs']}), mask IoU {iou:.3f} (at least {table['min_mask_iou']})")
+    return {"mean_abs": mean_abs, "mask_iou": iou}

@@ -1,0 +1,77 @@
+"""Golden tile in the bundle: an uplink whose known tile does not reproduce is refused, the old
+model keeps serving; one that does is installed with its golden tile."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.bundle import GOLDEN_FILE, BundleError, read_bundle, sha256, write_bundle
+from runtime.client import ControlClient, ControlError
+from runtime.golden import with_golden
+from runtime.server import Runtime
+from tests.conftest import make_brightness_bundle
+
+
+def _ship_tile() -> np.ndarray:
+    tile = np.zeros((3, 64, 64), np.uint8)
+    tile[:, 10:20, 5:45] = 255
+    return tile
+
+
+def test_a_golden_bundle_round_trips_and_reproduces_on_cpu_and_twin(tmp_path: Path) -> None:
+    make_brightness_bundle(tmp_path / "b")
+    bundle = with_golden(tmp_path / "b", _ship_tile())
+    assert bundle.manifest["golden"]["vessel_pixels"] == 400 and GOLDEN_FILE in bundle.manifest["files"]
+    again = read_bundle(tmp_path / "b")
+    assert again.files[GOLDEN_FILE] == bundle.files[GOLDEN_FILE] and again.frames()[3] == bundle.files[GOLDEN_FILE]
+    from runtime.device import open_device
+    from runtime.golden import check_golden
+    from runtime.preprocess import Preprocessor
+
+    for device in ("CPU", "myriadx-emu"):
+        adapter = open_device(again, device, lambda *_: None, infer_requests=1)
+        agreement = check_golden(again, adapter, Preprocessor(again.manifest["input"], adapter.input_shape))
+        adapter.close()
+        assert agreement is not None and agreement["mask_iou"] == 1.0
+
+
+def test_a_golden_table_without_its_file_or_the_reverse_is_malformed(tmp_path: Path) -> None:
+    bundle = make_brightness_bundle(tmp_path / "b")
+    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("files", "created")}
+    with pytest.raises(BundleError, match="golden"):
+        write_bundle(tmp_path / "c", bundle.files["model.xml"], bundle.files["model.bin"],
+                     {**manifest, "golden": {"max_mean_abs": 0.02, "min_mask_iou": 0.9}})
+
+
+def test_an_uplink_whose_golden_tile_does_not_reproduce_is_refused(tmp_path: Path, running_runtime: Runtime) -> None:
+    good = tmp_path / "good"
+    make_brightness_bundle(good, name="good")
+    with_golden(good, _ship_tile())
+    # The same golden tile claimed by a model that sees no ship in it (a different IR: bias -1000)
+    broken = tmp_path / "broken"
+    make_brightness_bundle(broken, name="broken")
+    with_golden(broken, _ship_tile())
+    golden = read_bundle(good).files[GOLDEN_FILE]
+    data = dict(np.load(io.BytesIO(golden)))
+    data["expected"] = np.ones_like(data["expected"])  # expects a ship everywhere: cannot reproduce
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **data)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    (broken / GOLDEN_FILE).write_bytes(buffer.getvalue())
+    manifest["files"][GOLDEN_FILE] = sha256(buffer.getvalue())
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    client = ControlClient(running_runtime.endpoints["control"])
+    try:
+        with pytest.raises(ControlError, match="golden tile does not reproduce"):
+            client.load_model(broken)
+        assert client.status()["model"]["name"] == "brightness"
+        assert client.load_model(good)["model"]["name"] == "good"
+        installed = read_bundle(running_runtime.store.current_path())
+        assert installed.files[GOLDEN_FILE] == golden
+    finally:
+        client.close()
