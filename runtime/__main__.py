@@ -25,12 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("tiles", "results", "control", "telemetry"):
         serve.add_argument(f"--{name}", help=f"ZeroMQ endpoint of the {name} socket")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
+    serve.add_argument("--watchdog-file", help="touched each health period while every stage answers "
+                       "(for a supervisor: python -m runtime supervise)")
     serve.add_argument("--curve-server-secret", help="server secret key: CURVE on the control socket")
     serve.add_argument("--curve-authorized", help="directory of the public keys allowed to command")
     serve.add_argument("--curve-channels", help="sockets under CURVE, comma-separated (default from the config: "
                        "control; add tiles,results,telemetry to admit only authorised senders and readers)")
     serve.add_argument("--uplink-public-key", help="Ed25519 public key: uplinked models must be signed by its "
                        "private key (python -m runtime sign)")
+
+    sup = sub.add_parser("supervise", help="run 'serve' under a parent that restarts it when its watchdog starves")
+    sup.add_argument("--starve-s", type=float, default=15.0, help="restart after the watchdog is unfed this long")
+    sup.add_argument("--max-restarts", type=int, default=None, help="give up after this many (default: never)")
+    sup.add_argument("serve_args", nargs=argparse.REMAINDER, help="-- then the options of 'serve'")
 
     keys = sub.add_parser("keys", help="make CURVE key pairs for the control channel")
     keys.add_argument("--out", type=Path, required=True)
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.defaults(getattr(args, "config", None))
     try:
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
-                "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign}[args.command](args, cfg)
+                "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign, "supervise": _supervise}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -102,6 +109,8 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         curve_channels=tuple(args.curve_channels.split(",")) if args.curve_channels else None,
         uplink_public_key=args.uplink_public_key,
     )
+    if args.watchdog_file:
+        settings.health = {**settings.health, "watchdog_file": args.watchdog_file}
     runtime = Runtime(settings, model=args.model)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop())
@@ -109,6 +118,13 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
     print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": settings.device}), flush=True)
     runtime.serve()
     return 0
+
+
+def _supervise(args: argparse.Namespace, cfg: dict) -> int:
+    from runtime.supervisor import main as supervise
+
+    serve_args = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
+    return supervise(serve_args, args.starve_s, args.max_restarts)
 
 
 def _sign(args: argparse.Namespace, cfg: dict) -> int:
