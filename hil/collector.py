@@ -15,12 +15,23 @@ from runtime import protocol
 class ResultCollector:
     """Receives every result as it comes and notes when, so latency is measured at the ground."""
 
-    def __init__(self, endpoint: str, context: zmq.Context | None = None, keys: Any = None):
-        self._sock = (context or zmq.Context.instance()).socket(zmq.PULL)
+    def __init__(self, endpoint: str, context: zmq.Context | None = None, keys: Any = None,
+                 acks: str | None = None):
+        """``acks``: the runtime's acks endpoint (``[delivery] ground_ack``): each result taken is
+        acknowledged there, so that the runtime counts it delivered."""
+        ctx = context or zmq.Context.instance()
+        self._sock = ctx.socket(zmq.PULL)
         self._sock.setsockopt(zmq.LINGER, 0)
         if keys is not None:  # runtime.security.ClientKeys: the runtime protects its results socket
             keys.apply(self._sock)
         self._sock.connect(endpoint)
+        self._acks = None
+        if acks is not None:
+            self._acks = ctx.socket(zmq.PUSH)
+            self._acks.setsockopt(zmq.LINGER, 1000)
+            if keys is not None:
+                keys.apply(self._acks)
+            self._acks.connect(acks)
         self.results: list[tuple[float, dict[str, Any], np.ndarray | None]] = []
         self.malformed = 0
         self._stop = threading.Event()
@@ -38,6 +49,10 @@ class ResultCollector:
                 self.malformed += 1
                 continue
             self.results.append((time.monotonic(), result, mask))
+            if self._acks is not None and result.get("scene_id") is not None and result.get("tile_id") is not None:
+                key = [result.get("scene_id"), result.get("tile_id"), result.get("checksum")]
+                if all(isinstance(k, str) for k in key):
+                    self._acks.send(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))
 
     def wait_for(self, n: int, timeout_s: float) -> bool:
         """Wait until at least ``n`` results have arrived; False if the timeout came first."""
@@ -73,3 +88,5 @@ class ResultCollector:
         self._stop.set()
         self._thread.join()
         self._sock.close()
+        if self._acks is not None:
+            self._acks.close()

@@ -168,7 +168,7 @@ def run(
             bundle = replace(bundle, signature=sign(bundle, signing_key))
         uplink = control.load_model(bundle)
         status = control.status()
-        collector = ResultCollector(endpoints["results"])
+        collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))  # acks: ground_ack runtimes
         streamer = Streamer(endpoints["tiles"], window=window or cfg["window"],
                             resend_after_s=cfg["resend_after_s"] or None)
         sender: Streamer | FaultInjector = streamer

@@ -22,8 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
     serve.add_argument("--profile", help="the twin's target profile (default: the model's numerics.profile, "
                        "else the twin's own; runtime/profiles.toml)")
-    for name in ("tiles", "results", "control", "telemetry"):
+    for name in ("tiles", "results", "control", "telemetry", "acks"):
         serve.add_argument(f"--{name}", help=f"ZeroMQ endpoint of the {name} socket")
+    serve.add_argument("--ground-ack", action="store_true", default=None,
+                       help="results count as delivered only once the ground acknowledges them ([delivery] ground_ack)")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
     serve.add_argument("--watchdog-file", help="touched each health period while every stage answers "
                        "(for a supervisor: python -m runtime supervise)")
@@ -104,7 +106,8 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         get_profile(args.profile)  # an unknown name is a clear error before anything is bound
     settings = Settings.from_config(
         cfg, device=args.device, profile=args.profile, store=args.store, tiles=args.tiles, results=args.results,
-        control=args.control, telemetry=args.telemetry, curve_server_secret=args.curve_server_secret,
+        control=args.control, telemetry=args.telemetry, acks=args.acks, ground_ack=args.ground_ack,
+        curve_server_secret=args.curve_server_secret,
         curve_authorized=args.curve_authorized,
         curve_channels=tuple(args.curve_channels.split(",")) if args.curve_channels else None,
         uplink_public_key=args.uplink_public_key,

@@ -36,6 +36,7 @@ from rasterio.errors import CRSError
 
 from runtime import protocol
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, read_bundle
+from runtime.delivery import AwaitingGround
 from runtime.device import InferenceAdapter, open_device
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.preprocess import Preprocessor
@@ -54,6 +55,8 @@ PORTS = {
     "results": "PUSH. Out: one result per tile, ok or rejected; blocks rather than drops.",
     "control": "ROUTER. In: a command [json, *frames]. Out: one JSON reply.",
     "telemetry": "PUB. Out: [b'telemetry', json] every period and [b'event', json] as they happen.",
+    "acks": "PULL, bound only with [delivery] ground_ack. In: {'v': 1, 'ack': [scene_id, tile_id, checksum]} "
+            "per result the ground has taken (runtime/delivery.py).",
 }
 COMMANDS = {
     "status": "State, serving model, device, counters.",
@@ -108,6 +111,8 @@ class Settings:
     uplink_public_key: str = ""
     remember_tiles: int = 20_000
     shutdown_grace_s: float = 5.0
+    ground_ack: bool = False            # results count as delivered only once the ground acks them
+    ground_ack_timeout_s: float = 5.0
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
     recovery: dict[str, Any] = field(default_factory=lambda: {
         "max_attempts": 4, "backoff_s": 0.2, "max_backoff_s": 5.0, "reopen_after": 2, "fallback_device": ""})
@@ -136,6 +141,8 @@ class Settings:
             recovery=dict(config["device_recovery"]),
             remember_tiles=config["delivery"]["remember_tiles"],
             shutdown_grace_s=config["delivery"]["shutdown_grace_s"],
+            ground_ack=bool(config["delivery"]["ground_ack"]),
+            ground_ack_timeout_s=float(config["delivery"]["ground_ack_timeout_s"]),
         )
         for key, value in overrides.items():
             if value is None:
@@ -220,11 +227,14 @@ class Runtime:
         self._telemetry = self._socket(zmq.PUB, "telemetry")
         self._results = self._socket(zmq.PUSH, "results")
         self._results.setsockopt(zmq.SNDHWM, settings.results_hwm)
-        self.endpoints = {
-            name: sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-            for name, sock in (("tiles", self._tiles), ("results", self._results),
-                               ("control", self._control), ("telemetry", self._telemetry))
-        }
+        sockets = [("tiles", self._tiles), ("results", self._results), ("control", self._control),
+                   ("telemetry", self._telemetry)]
+        self._acks: zmq.Socket | None = None
+        self._awaiting = AwaitingGround(settings.ground_ack_timeout_s)
+        if settings.ground_ack:
+            self._acks = self._socket(zmq.PULL, "acks")
+            sockets.append(("acks", self._acks))
+        self.endpoints = {name: sock.getsockopt(zmq.LAST_ENDPOINT).decode() for name, sock in sockets}
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
         # Tiles read from the tile socket whose result (or rejection) has not left yet. The main
@@ -234,7 +244,7 @@ class Runtime:
         self._inside = 0
         self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight, float] | None] = queue.SimpleQueue()
         # Results to send, and for accepted tiles whom to tell ("done") once they have gone.
-        self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes] | None] = queue.SimpleQueue()
+        self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any] | None] = queue.SimpleQueue()
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
         self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
@@ -269,7 +279,8 @@ class Runtime:
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         sock.setsockopt(zmq.LINGER, 5000)
-        if self._curve is not None and name in self.settings.curve_channels:
+        channel = "results" if name == "acks" else name  # acks are the results channel's back path
+        if self._curve is not None and channel in self.settings.curve_channels:
             self._curve.apply(sock)  # only authorised clients may command, send, read or listen
         sock.bind(self.settings.endpoints[name])
         return sock
@@ -456,7 +467,7 @@ class Runtime:
                 done = protocol.encode_done({
                     **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
                     "reason": None if ok else Reason.INFERENCE_FAILED.value})
-                self._outbox.put((frames, job.identity, done))
+                self._outbox.put((frames, job.identity, done, job.key))
                 beat.end()
 
     def _post_process(self, output: np.ndarray, job: _InFlight, t_inferred: float) -> tuple[list[bytes], bool]:
@@ -504,21 +515,80 @@ class Runtime:
             return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
 
     def _sender(self) -> None:
+        """Owns the results socket (and the acks socket): sends each result, then either tells the
+        tile's sender "done" at once or, with ground_ack, once the ground has acknowledged it."""
         notify = self._ctx.socket(zmq.PAIR)
         notify.connect(self._notify_endpoint)
-        while (item := self._outbox.get()) is not None:
-            frames, identity, done = item
-            self._output.begin(None)
-            sent = self._send_result(frames)
-            self._output.end()
-            self._left()
-            if not sent:
-                continue  # no "done": the sender keeps the tile and resends it to the next runtime
-            self._count("results_sent")
-            if identity:
-                # The main loop owns the tile socket: it forwards this to the sender as "done".
-                notify.send_multipart([identity, done])
+        wait = None if self._acks is None else 0.05
+        while True:
+            try:
+                item = self._outbox.get(timeout=wait)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            if item:
+                self._send_one(notify, *item)
+            if self._acks is not None:
+                self._take_acks(notify)
+                self._resend_overdue()
+        if self._acks is not None:  # at shutdown: the ground has until the grace deadline to ack
+            while len(self._awaiting) and time.monotonic() < (self._stop_deadline or 0):
+                self._acks.poll(100)
+                self._take_acks(notify)
+                self._resend_overdue()
+            lost = self._awaiting.give_up()
+            for _ in lost:
+                self._left()
+            if lost:
+                self._count("results_undeliverable", len(lost))
+                self._event("results_undeliverable", detail=f"{len(lost)} results unacknowledged by the ground at "
+                                                            "shutdown: their senders resend the tiles")
         notify.close()
+
+    def _send_one(self, notify: zmq.Socket, frames: list[bytes], identity: bytes, done: bytes, key: Any) -> None:
+        self._output.begin(None)
+        sent = self._send_result(frames)
+        self._output.end()
+        if not sent:
+            self._left()
+            return  # no "done": the sender keeps the tile and resends it to the next runtime
+        self._count("results_sent")
+        if self._acks is not None and key is not None:
+            if self._awaiting.sent(key, frames, identity, done):
+                return  # inside until the ground acks it (runtime/delivery.py)
+        self._left()
+        if identity:
+            # The main loop owns the tile socket: it forwards this to the sender as "done".
+            notify.send_multipart([identity, done])
+
+    def _take_acks(self, notify: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = self._acks.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
+            except zmq.Again:
+                return
+            try:
+                ack = protocol.loads(frames[0])
+                key = tuple(ack["ack"])
+                if len(key) != 3 or not all(isinstance(k, str) for k in key):
+                    raise ValueError(f"ack {ack['ack']!r} is not [scene_id, tile_id, checksum]")
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                self._count("bad_acks")
+                log.warning("bad ground ack: %s", exc)
+                continue
+            entry = self._awaiting.acked(key)  # type: ignore[arg-type]
+            if entry is None:
+                continue  # a second ack of a resent result, or a stranger's
+            self._count("results_acked")
+            self._left()
+            if entry.identity:
+                notify.send_multipart([entry.identity, entry.done])
+
+    def _resend_overdue(self) -> None:
+        for _, entry in self._awaiting.overdue():
+            self._count("results_resent")
+            self._send_result(entry.frames)
 
     def _send_result(self, frames: list[bytes]) -> bool:
         """Send one result; while no ground is connected (a PUSH then has nowhere to put it) wait,
@@ -622,7 +692,7 @@ class Runtime:
                 log.exception("internal error on a tile")
                 self._count("internal_errors")
                 reason, detail = Reason.INTERNAL_ERROR, f"internal error: {exc!r}"
-            self._outbox.put((self._rejection(header, reason, detail), b"", b""))
+            self._outbox.put((self._rejection(header, reason, detail), b"", b"", protocol.tile_key(header)))
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
         self._remember(job.key, "in_flight")
@@ -651,9 +721,9 @@ class Runtime:
             self._count("internal_errors")
             self._event("internal_error", handler=getattr(handler, "__name__", str(handler)), detail=repr(exc))
 
-    def _count(self, name: str) -> None:
+    def _count(self, name: str, n: int = 1) -> None:
         with self._lock:
-            self._counts[name] += 1
+            self._counts[name] += n
 
     # -- control --------------------------------------------------------------------------
 
@@ -721,6 +791,9 @@ class Runtime:
             "endpoints": self.endpoints,
             "health": self.health.report(),
             "device_recovery": self.recovery.report(),
+            "delivery": {"ground_ack": self._acks is not None, **self._awaiting.report(),
+                         "results_acked": counts.get("results_acked", 0),
+                         "results_resent": counts.get("results_resent", 0)},
             "counters": {
                 "tiles_received": counts.get("tiles_received", 0),
                 "tiles_accepted": counts.get("tiles_accepted", 0),
@@ -832,8 +905,9 @@ class Runtime:
         self._running = False
 
     def close(self) -> None:
-        for sock in (self._tiles, self._control, self._telemetry, self._results, self._notify):
-            sock.close()
+        for sock in (self._tiles, self._control, self._telemetry, self._results, self._notify, self._acks):
+            if sock is not None:
+                sock.close()
         if self._curve is not None:
             self._curve.stop()
         self._ctx.term()
