@@ -83,6 +83,8 @@ TELEMETRY = (
     "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
     "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health",
 )
+#: The most frames one command may carry: load_model's manifest, three files and compiled blobs.
+MAX_COMMAND_FRAMES = 32
 #: Pipeline stages the Health component watches; the vectorise workers can be restarted safely
 #: (their item is re-queued), the others only reported (and the watchdog left unfed).
 STAGES = ("ingest", "inference", "device", "vectorise", "output")
@@ -732,6 +734,12 @@ class Runtime:
         envelope = frames[:2] if len(frames) > 1 and frames[1] == b"" else frames[:1]
         body = frames[len(envelope):]
         try:
+            # ZMQ_MAXMSGSIZE caps each frame; a whole message is capped here (it is already in
+            # memory: with CURVE on control only authorised clients can send one at all).
+            total = sum(len(f) for f in body)
+            if total > self.settings.max_message_bytes or len(body) > MAX_COMMAND_FRAMES:
+                raise ValueError(f"a command of {len(body)} frames and {total} bytes; at most {MAX_COMMAND_FRAMES} "
+                                 f"frames and {self.settings.max_message_bytes} bytes in all ([limits] max_message_bytes)")
             request = protocol.loads(body[0]) if body else None
             if not isinstance(request, dict) or request.get("v") != protocol.PROTOCOL_VERSION:
                 raise ValueError(f"a command is a JSON object with v={protocol.PROTOCOL_VERSION}")

@@ -65,6 +65,12 @@ TILE_KINDS: dict[str, Callable[[np.random.Generator, int], list[bytes]]] = {
                                                      "transform": [float("nan"), 0, 0, 0, float("inf"), 0]}).encode(), b""],
     "wrong_band_count": lambda rng, i: (lambda f: _with(f, shape=[1, _header(f)["shape"][1] * 3, _header(f)["shape"][2]]))(valid_tile(rng, i)),
     "not_an_object": lambda rng, i: [json.dumps(_random_json(rng)).encode(), b"\x00" * 12],
+    # issue 13's adversarial cases
+    "deep_nesting": lambda rng, i: [b'{"v": 1, "scene_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                    valid_tile(rng, i)[1]],
+    "long_ids": lambda rng, i: _with(valid_tile(rng, i), tile_id="x" * int(rng.integers(1025, 5000))),
+    "extreme_numbers": lambda rng, i: _with(valid_tile(rng, i), transform=[1e308, 0, 0, 0, -1e308, 0]),
+    "same_name_scene": lambda rng, i: valid_tile(rng, i, tile_id="same-name/0"),
 }
 
 #: kind -> a malformed control message (frames after the REQ envelope).
@@ -77,4 +83,6 @@ CONTROL_KINDS: dict[str, Callable[[np.random.Generator], list[bytes]]] = {
                                        *(rng.bytes(int(rng.integers(0, 300))) for _ in range(int(rng.integers(0, 5))))],
     "load_model_bad_sha": lambda rng: [json.dumps({"v": 1, "cmd": "load_model", "manifest_sha256": _random_json(rng)}).encode(),
                                        b"{}", b"<net/>", b""],
+    "many_frames": lambda rng: [json.dumps({"v": 1, "cmd": "status"}).encode(), *([b"x" * 1000] * int(rng.integers(40, 200)))],
+    "deep_nesting": lambda rng: [b'{"v": 1, "cmd": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"],
 }

@@ -122,3 +122,29 @@ def test_models_that_load_but_cannot_serve_are_refused(emu_runtime: Runtime, tmp
     with pytest.raises(ControlError, match="does not match the IR"):
         control.load_model(_bundle_from(ov.Model([ops.sigmoid(small_mean)], [small], "s"), tmp_path / "s", template))
     assert control.status()["model"] == serving
+
+
+def test_a_command_over_the_whole_message_cap_is_refused_with_a_reason(brightness_bundle: Path, ipc_endpoints) -> None:
+    """Issue 13: frames under the per-frame cap that add up to more than max_message_bytes, or too
+    many frames, get a refusal that says so (not an upload), and the runtime goes on serving."""
+    import threading
+
+    from runtime import config
+    from runtime.server import Runtime, Settings
+
+    cfg = config.defaults()
+    cfg["limits"]["max_message_bytes"] = 4 << 20
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    control = ControlClient(ipc_endpoints["control"])
+    try:
+        with pytest.raises(ControlError, match="at most 32 frames and 4194304 bytes"):
+            control.request("status", [b"x" * (3 << 20), b"y" * (3 << 20)])
+        with pytest.raises(ControlError, match="at most 32 frames"):
+            control.request("status", [b""] * 40)
+        assert control.status()["model"]["name"] == "brightness"
+    finally:
+        control.close()
+        runtime.stop()
+        thread.join(30)
