@@ -24,6 +24,20 @@ from runtime.client import ControlClient
 REPO = Path(__file__).resolve().parents[2]
 
 
+def resending_stream(endpoints: dict[str, str], n: int) -> tuple[list[Tile], ResultCollector, Streamer, threading.Thread]:
+    """``n`` ship tiles streamed in a thread by a sender that resends what has no "done" after 1 s,
+    and a ground collecting the results: what a restart must not lose."""
+    pixels = np.zeros((3, 64, 64), dtype=np.uint8)
+    pixels[:, 10:20, 5:45] = 255
+    tiles = [Tile("s", f"s/{i}", i, pixels, Affine(3, 0, 5e5, 0, -3, 4.2e6), "EPSG:32631", (0, 0, 64, 64))
+             for i in range(n)]
+    collector = ResultCollector(endpoints["results"])
+    streamer = Streamer(endpoints["tiles"], window=8, resend_after_s=1.0, ack_timeout_s=60)
+    stream = threading.Thread(target=streamer.stream, args=(tiles,), daemon=True)
+    stream.start()
+    return tiles, collector, streamer, stream
+
+
 def _start(endpoints: dict[str, str], model: Path, log: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "runtime", "serve", "--device", "CPU", "--model", str(model)]
     for name, endpoint in endpoints.items():
@@ -38,14 +52,7 @@ def test_runtime_killed_and_restarted_mid_stream_loses_nothing(brightness_bundle
     short = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
     endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
     first = _start(endpoints, brightness_bundle, tmp_path / "runtime.log")
-    pixels = np.zeros((3, 64, 64), dtype=np.uint8)
-    pixels[:, 10:20, 5:45] = 255
-    tiles = [Tile("s", f"s/{i}", i, pixels, Affine(3, 0, 5e5, 0, -3, 4.2e6), "EPSG:32631", (0, 0, 64, 64))
-             for i in range(300)]
-    collector = ResultCollector(endpoints["results"])
-    streamer = Streamer(endpoints["tiles"], window=8, resend_after_s=1.0, ack_timeout_s=60)
-    stream = threading.Thread(target=streamer.stream, args=(tiles,), daemon=True)
-    stream.start()
+    tiles, collector, streamer, stream = resending_stream(endpoints, 300)
     second = None
     try:
         assert collector.wait_for(50, 30)

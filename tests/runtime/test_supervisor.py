@@ -9,17 +9,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from affine import Affine
 
-from flightsim.streamer import Streamer
-from flightsim.tiles import Tile
-from hil.collector import ResultCollector
+from tests.runtime.test_restart import resending_stream
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,14 +33,7 @@ def test_a_wedged_runtime_is_restarted_by_its_supervisor_and_nothing_is_lost(
     try:
         first = json.loads(sup.stdout.readline())  # type: ignore[union-attr]
         assert first["event"] == "ready"
-        pixels = np.zeros((3, 64, 64), dtype=np.uint8)
-        pixels[:, 10:20, 5:45] = 255
-        tiles = [Tile("s", f"s/{i}", i, pixels, Affine(3, 0, 5e5, 0, -3, 4.2e6), "EPSG:32631", (0, 0, 64, 64))
-                 for i in range(200)]
-        collector = ResultCollector(endpoints["results"])
-        streamer = Streamer(endpoints["tiles"], window=8, resend_after_s=1.0, ack_timeout_s=60)
-        stream = threading.Thread(target=streamer.stream, args=(tiles,), daemon=True)
-        stream.start()
+        tiles, collector, streamer, stream = resending_stream(endpoints, 200)
         assert collector.wait_for(30, 30)
         runtime_pid = int(subprocess.run(["pgrep", "-P", str(sup.pid)], capture_output=True, text=True).stdout.split()[0])
         os.kill(runtime_pid, signal.SIGSTOP)  # wedged: every stage and the watchdog stop
