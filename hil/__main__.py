@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", help="the twin's target profile for a runtime started here, e.g. a hypothesis "
                      "profile (default: the model's numerics.profile, else the twin's; runtime/profiles.toml)")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
+    run.add_argument("--ground-ack", action="store_true",
+                     help="the runtime started here counts a result delivered only once the rig acknowledges it")
     run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
                      "(for a runtime started with --uplink-public-key)")
     run.add_argument("--report", type=Path, default=Path(cfg["report_dir"]), help="output directory")
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
                          strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile,
-                         signing_key=args.signing_key)
+                         signing_key=args.signing_key, ground_ack=args.ground_ack)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -79,6 +79,7 @@ def run(
     land_masks: str | Path | None = None,
     profile: str | None = None,
     signing_key: str | Path | None = None,
+    ground_ack: bool = False,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -107,6 +108,8 @@ def run(
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
         signing_key: the ground's Ed25519 private key: the uplink carries the bundle signed with it
             (for a runtime that takes only signed models; ``runtime.signing``).
+        ground_ack: start the runtime with ``--ground-ack``: each result counts as delivered only
+            once this rig acknowledges it (docs/protocol.md).
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]
@@ -157,7 +160,8 @@ def run(
                 s.sample.image = None  # re-readable from its file; the truth is what scoring needs
 
     t0 = time.monotonic()
-    proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"], profile)
+    proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"], profile,
+                                                ground_ack)
     injector = None
     try:
         endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]
@@ -182,6 +186,12 @@ def run(
         complete = collector.wait_for_tiles(expected, cfg["result_timeout_s"],
                                             messages=log.n_acks - len(deduplicated),
                                             grace_s=cfg["duplicate_grace_s"])
+        # With ground_ack: what the ground acknowledged, once the last acks have been taken.
+        delivery = control.status().get("delivery")
+        deadline = time.monotonic() + 5
+        while delivery and delivery["ground_ack"] and delivery["awaiting_ground"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+            delivery = control.status()["delivery"]
         collector.close()
         streamer.close()
         control.close()
@@ -191,7 +201,7 @@ def run(
     report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, land_masks)
     report.update(
         device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
-        numerics=status["numerics"], model=uplink["model"],
+        numerics=status["numerics"], model=uplink["model"], delivery=delivery,
         estimated_latency_ms=(status.get("latency_estimate") or {}).get("estimated_latency_ms"),
         latency_estimate=status.get("latency_estimate"),
         model_manifest={k: bundle.manifest.get(k) for k in ("name", "parameters", "numerics", "metrics")},

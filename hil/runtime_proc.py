@@ -19,13 +19,17 @@ class RuntimeProcess:
     The child prints one JSON line when its sockets are bound; its log goes to ``log_path``.
     """
 
-    def __init__(self, device: str, log_path: Path, startup_timeout_s: float, profile: str | None = None):
+    def __init__(self, device: str, log_path: Path, startup_timeout_s: float, profile: str | None = None,
+                 ground_ack: bool = False):
         self._dir = tempfile.TemporaryDirectory(prefix="hil-", dir="/tmp")
-        endpoints = {n: f"ipc://{self._dir.name}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+        names = ("tiles", "results", "control", "telemetry") + (("acks",) if ground_ack else ())
+        endpoints = {n: f"ipc://{self._dir.name}/{n}" for n in names}
         cmd = [sys.executable, "-m", "runtime", "serve", "--device", device,
                "--store", str(Path(self._dir.name) / "store")]
         if profile:
             cmd += ["--profile", profile]
+        if ground_ack:
+            cmd += ["--ground-ack"]
         for name, endpoint in endpoints.items():
             cmd += [f"--{name}", endpoint]
         self._log = open(log_path, "wb")
