@@ -23,6 +23,7 @@ import numpy as np
 
 from runtime import ov_api
 from runtime.bundle import Bundle, sha256
+from runtime.device_names import TWINS, attached_devices, device_family
 from runtime.host import describe_host
 
 RECORD_FORMAT = "vessel-compiled/1"
@@ -50,8 +51,6 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship) or a
     device not attached here.
     """
-    from runtime.device import TWINS, attached_devices, device_family
-
     if target in TWINS or target != device_family(target):
         raise ValueError(f"--target is a device family (valid: CPU, MYRIAD, NPU, GPU), not {target!r}")
     core = core or ov_api.Core()

@@ -27,6 +27,10 @@ import numpy as np
 from runtime import ov_api
 from runtime.bundle import Bundle
 from runtime.compiled import compile_config, import_blob, matching_blob
+from runtime.device_names import FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family
+
+__all__ = ["FLIGHT_PREFERENCE", "MYRIAD_LIKE", "TWINS", "attached_devices", "device_family", "open_device",
+           "resolve", "flight_default", "available_devices", "InferenceAdapter", "OpenVINOAdapter", "TargetError"]
 from runtime.host import describe_host
 
 class TargetError(ValueError):
@@ -35,24 +39,6 @@ class TargetError(ValueError):
 
 #: Called from a device thread when an asynchronous request finishes: (output, userdata).
 Completion = Callable[[np.ndarray, Any], None]
-
-#: Twins: device name -> the profile they apply by default.
-TWINS = {"myriadx-emu": "fp16-myriadx"}
-#: What the flight default picks, best first: the real VPU, then its successor, then the twin.
-FLIGHT_PREFERENCE = ("MYRIAD", "NPU", "myriadx-emu")
-#: Devices whose latency the Myriad X cost model estimates.
-MYRIAD_LIKE = ("MYRIAD", "myriadx-emu")
-
-
-def device_family(device: str) -> str:
-    """``MYRIAD.1.2-ma2480`` (a numbered stick), ``NPU.0``: the plugin name without the instance."""
-    return device if device in TWINS else device.split(".")[0]
-
-
-def attached_devices(core: Any | None = None) -> list[str]:
-    """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...)."""
-    return list((core or ov_api.Core()).available_devices)
-
 
 def available_devices(core: Any | None = None) -> list[dict[str, str]]:
     """Every device a runtime here can serve on: the attached ones and the twins, described."""

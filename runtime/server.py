@@ -95,7 +95,7 @@ class Settings:
     """What a runtime is started with; ``from_config`` fills it from runtime/defaults.toml."""
 
     endpoints: dict[str, str]
-    device: str = "CPU"
+    device: str = "flight"              # as runtime/defaults.toml: MYRIAD, else NPU, else the twin
     profile: str | None = None          # the twin's profile; None: the manifest's, else the twin's default
     cpu_precision: str = "f32"
     infer_requests: int = 0

@@ -19,7 +19,8 @@ from search.data import estimate_normalization, load_scenes, synthetic_kwargs
 from runtime.golden import with_golden
 from search.input_types import with_input_dtype
 from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor
-from search.export import INPUT_NAME, OUTPUT_NAME, compile_ir, ir_opsets, to_ir
+from search.export import INPUT_NAME, OUTPUT_NAME, compile_ir, ir_opsets
+from search.export_ir import to_ir
 from search.model import NetConfig, UNet, count_parameters
 from search.train import TrainResult, TrainSettings, train_model
 

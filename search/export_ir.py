@@ -74,6 +74,16 @@ def downgrade_interpolates(model: ov.Model) -> int:
     return replaced
 
 
+def to_ir(model: nn.Module, shape: tuple[int, int, int, int]) -> tuple[bytes, bytes]:
+    """Convert ``model`` (in eval mode) to an IR with FP16 weights; returns (xml, bin) bytes.
+
+    The baseline's exporter is the search's (:func:`export_ir`) with its defaults, so the flight
+    model passes the same Myriad X check (``runtime.check``) as every candidate.
+    """
+    xml, bin_, _ = export_ir(model, shape)
+    return xml, bin_
+
+
 def export_ir(model: nn.Module, shape: tuple[int, int, int, int], target: str = "MYRIAD",
               fp16_weights: bool = True) -> tuple[bytes, bytes, list[Finding]]:
     """``model`` (put in eval mode, FP32 forward) as FP16 IR bytes and the target check's findings.

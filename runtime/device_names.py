@@ -1,0 +1,28 @@
+"""Device names: which are twins, which the flight default prefers, and a name's family.
+
+Kept apart from :mod:`runtime.device` so that modules the adapters use (``runtime.compiled``) can
+name devices without importing the adapters back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime import ov_api
+
+#: Twins: device name -> the profile they apply by default.
+TWINS = {"myriadx-emu": "fp16-myriadx"}
+#: What the flight default picks, best first: the real VPU, then its successor, then the twin.
+FLIGHT_PREFERENCE = ("MYRIAD", "NPU", "myriadx-emu")
+#: Devices whose latency the Myriad X cost model estimates.
+MYRIAD_LIKE = ("MYRIAD", "myriadx-emu")
+
+
+def device_family(device: str) -> str:
+    """``MYRIAD.1.2-ma2480`` (a numbered stick), ``NPU.0``: the plugin name without the instance."""
+    return device if device in TWINS else device.split(".")[0]
+
+
+def attached_devices(core: Any | None = None) -> list[str]:
+    """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...)."""
+    return list((core or ov_api.Core()).available_devices)
