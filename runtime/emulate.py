@@ -104,8 +104,9 @@ VALUE_PORTS: dict[str, tuple[int, ...] | None] = {  # None: every port
 
 #: Limits of the emulation itself, whatever the profile (target-specific ones are profile caveats).
 NOT_MODELLED = (
-    "sums inside Convolution/GroupConvolution/MatMul/AvgPool/Interpolate accumulate in f32 on the "
-    "CPU; only each op's stored result is rounded to the profile's format",
+    "sums inside Convolution/MatMul accumulate in f32 on the CPU unless the profile says accumulate = "
+    "fp16 (then per chunk of input channels, the partial sums added in the format); GroupConvolution, "
+    "AvgPool and Interpolate always sum in f32, and only each op's stored result is rounded",
     "Sigmoid/Exp/Tanh and other transcendental ops are computed in f32 and then rounded; the "
     "target's own approximations (and their errors) are not reproduced",
     "ops fused by the target's compiler (e.g. Conv+ReLU) still round between the fused ops here, "
@@ -146,6 +147,7 @@ class EmulationReport:
     skipped_ops: dict[str, int] = field(default_factory=dict)     # value-preserving, left alone
     constants_projected: int = 0
     constant_values_changed: int = 0
+    accumulations_split: int = 0
     interpolates_remapped: list[dict[str, str]] = field(default_factory=list)  # name, from, to
     not_modelled: list[str] = field(default_factory=list)
 
@@ -376,6 +378,47 @@ def _remap_interpolates(model: Model, semantics: InterpolateSemantics, report: E
         })
 
 
+def _split_accumulations(model: Model, chunk: int, report: EmulationReport) -> None:
+    """Convolution and MatMul sum over input channels (MatMul: over K) in chunks of ``chunk``: each
+    chunk's sum is its own op (exact in f32, then rounded as every op result is), and the partial
+    sums are added one at a time by Add ops (each rounded): accumulation in the format, in input-
+    channel order. GroupConvolution (depthwise) is left as it is: each output sums one channel's
+    taps. A hypothesis (no source states the Myriad X accumulator), named in the profile."""
+    split = 0
+    for node in list(model.get_ordered_ops()):
+        op = node.get_type_name()
+        if op == "Convolution":
+            data_axis, weight_axis = 1, 1
+        elif op == "MatMul":
+            attrs = node.get_attributes()
+            if attrs.get("transpose_a") or attrs.get("transpose_b"):
+                continue
+            data_axis = node.input_value(0).get_partial_shape().rank.get_length() - 1
+            weight_axis = node.input_value(1).get_partial_shape().rank.get_length() - 2
+        else:
+            continue
+        dim = node.input_value(0).get_partial_shape()[data_axis]
+        if dim.is_dynamic or dim.get_length() <= chunk:
+            continue
+        n = dim.get_length()
+        lengths = [chunk] * (n // chunk) + ([n % chunk] if n % chunk else [])
+        sizes = _const(lengths, np.int64)
+        xs = ops1.variadic_split(node.input_value(0), _const(data_axis, np.int64), sizes)
+        ws = ops1.variadic_split(node.input_value(1), _const(weight_axis, np.int64), sizes)
+        acc = None
+        for i in range(len(lengths)):
+            if op == "Convolution":
+                a = node.get_attributes()
+                part = ops1.convolution(xs.output(i), ws.output(i), a["strides"], a["pads_begin"], a["pads_end"],
+                                        a["dilations"], a["auto_pad"])
+            else:
+                part = ops1.matmul(xs.output(i), ws.output(i), False, False)
+            acc = part.output(0) if acc is None else ops1.add(acc, part).output(0)
+        _redirect(node.output(0), acc, list(node.output(0).get_target_inputs()))  # type: ignore[arg-type]
+        split += 1
+    report.accumulations_split = split
+
+
 def _converts_input(node: Any) -> bool:
     """A Convert of an integer model input to floating point: the device's conversion of the
     counts a u8/u16-input model receives (search.input_types), rounded as the profile says the
@@ -422,16 +465,9 @@ def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, Emulatio
     """A copy of ``model`` rewritten to compute the way ``profile`` says, and what was done.
 
     Raises:
-        NotImplementedError: for ``accumulate = "fp16"``: no source states how the Myriad X
-            accumulates, so an emulation of it could not be checked against anything.
         ValueError: for an Interpolate the target refuses (its plugin would not compile it).
     """
     numerics = profile.numerics
-    if numerics.accumulate != "fp32":
-        raise NotImplementedError(
-            f"profile {profile.name!r} asks for accumulate={numerics.accumulate!r}; the emulator "
-            "accumulates in f32 and rounds each op's result only (valid: 'fp32'). The accumulator "
-            "of the Myriad X is not documented (shared/reference/myriadx.md).")
     model = model.clone()
     report = EmulationReport(profile=profile.name,
                              not_modelled=list(NOT_MODELLED) + list(profile.caveats))
@@ -439,6 +475,8 @@ def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, Emulatio
         _remap_interpolates(model, profile.ops.interpolate, report)
     if not numerics.is_identity:
         _project_constants(model, numerics, report)
+        if numerics.accumulate == "fp16":
+            _split_accumulations(model, numerics.accumulate_chunk, report)
         _project_activations(model, numerics, report)
     model.validate_nodes_and_infer_types()
     return model, report

@@ -15,8 +15,8 @@ op does:
 * **overflow**: ``max + max`` saturates or is inf;
 * **subnormals**: products at m/4 and 3m/4 (m the smallest normal) and a MatMul whose exact sum lies
   just under m and rounds to m: keep, flush (judged after rounding), daz (before) or the Myriad rule;
-* **accumulation**: a MatMul of 2^(p+1) ones (p significand bits): f32 accumulation gives 2^(p+1),
-  sequential accumulation in the format stops at 2^p;
+* **accumulation**: a MatMul ``[2^p, 1, 1] . [1, 1, 1]``: f32 sums give 2^p + 2, sequential
+  accumulation in the format rounds each 2^p + 1 away;
 * **Interpolate**: every (coordinate mode, nearest mode) of nearest and every coordinate mode of
   linear, 5x5 -> 8x8, compared with the CPU's f32 result of every candidate setting: run as written,
   or which setting instead;
@@ -167,6 +167,8 @@ def probe_numerics(runner: Runner) -> dict[str, Any]:
     out["overflow"] = {"value": overflow, "evidence": {"max_plus_max": got.tolist()}}
     out["subnormals"] = _subnormals(runner, spec)
     out["accumulate"] = _accumulation(runner, spec)
+    # the sequential case is the one this probe can tell (chunk 1); see the note in its evidence
+    out["accumulate_chunk"] = {"value": 1, "evidence": {"note": "only chunk 1 (sequential) is told apart"}}
     return out
 
 
@@ -187,12 +189,16 @@ def _subnormals(runner: Runner, spec: Any) -> dict[str, Any]:
 
 
 def _accumulation(runner: Runner, spec: Any) -> dict[str, Any]:
+    """``[2^p, 1, 1] . [1, 1, 1]`` (p significand bits): an f32 sum is 2^p + 2, exact in the
+    format; sequential accumulation in the format rounds 2^p + 1 at each step (to 2^p with ties to
+    even, to 2^p + 2 and then 2^p + 4 with ties away)."""
     if spec.bits >= 24:
         return {"value": "fp32", "evidence": {"note": "f32 storage: not told apart from f32 sums"}}
-    n = 2 ** (spec.bits + 1)
-    total = _matmul(runner, [1.0] * n, [1.0] * n)
-    value = "fp32" if total == n else ("fp16" if total == n // 2 else f"unknown (sum {total})")
-    return {"value": value, "evidence": {"ones": n, "sum": total, "f32_sum": n, "sequential_sum": n // 2}}
+    big = float(2 ** spec.bits)  # spec.bits counts the hidden bit: the spacing above 2^bits is 2
+    total = _matmul(runner, [big, 1.0, 1.0], [1.0, 1.0, 1.0])
+    value = ("fp32" if total == big + 2 else "fp16" if total in (big, big + 4) else f"unknown (sum {total})")
+    return {"value": value, "evidence": {"terms": [big, 1.0, 1.0], "sum": total, "f32_sum": big + 2,
+                                         "note": "fp16 sums in chunks of 3 or more terms read as fp32 here"}}
 
 
 #: Output sizes the 5x5 input is resized to: up by 1.6 and down by 0.6, so that settings which
@@ -346,7 +352,8 @@ def to_toml(result: dict[str, Any], name: str | None = None) -> str:
              f"description = {_toml_value('measured by runtime probe on ' + result['device'] + '; matches ' + (', '.join(result['matches']) or 'no known profile'))}",
              f"source = {_toml_value(how)}", "", f'["{name}".numerics]']
     lines += [f"{k} = {_toml_value(numerics[k])}" for k in ("format", "rounding", "conversion_rounding", "overflow",
-                                                            "subnormals", "accumulate", "convert_input")]
+                                                            "subnormals", "accumulate", "accumulate_chunk",
+                                                            "convert_input")]
     semantics = result["interpolate_semantics"]
     if semantics is not None:
         lines += ["", f'["{name}".ops.interpolate]'] + [f"{k} = {_toml_value(v)}" for k, v in semantics.items()]

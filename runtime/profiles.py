@@ -71,6 +71,9 @@ class Numerics:
     subnormals: str = "keep"
     accumulate: str = "fp32"
     convert_input: bool = True
+    #: with accumulate = "fp16": input channels (or MatMul terms) summed exactly per chunk, the
+    #: chunks' partial sums then added one by one in the format (1: fully sequential over channels)
+    accumulate_chunk: int = 1
 
     def __post_init__(self) -> None:
         _check("format", self.format, list(FORMATS))
@@ -79,6 +82,8 @@ class Numerics:
         _check("overflow", self.overflow, OVERFLOWS)
         _check("subnormals", self.subnormals, SUBNORMALS)
         _check("accumulate", self.accumulate, ACCUMULATIONS)
+        if not (isinstance(self.accumulate_chunk, int) and self.accumulate_chunk >= 1):
+            raise ValueError(f"accumulate_chunk {self.accumulate_chunk!r} must be an integer >= 1")
 
     @property
     def spec(self) -> FormatSpec:

@@ -368,10 +368,27 @@ def test_native_interpolate_is_left_alone_and_unsupported_modes_are_refused() ->
     assert report.interpolates_remapped == []
 
 
-def test_fp16_accumulation_is_refused_rather_than_pretended() -> None:
-    numerics = dataclasses.replace(NUMERICS, accumulate="fp16")
-    with pytest.raises(NotImplementedError, match="accumulat"):
-        apply_profile(model_of(_conv, SHAPE), dataclasses.replace(PROFILE, numerics=numerics))
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_fp16_accumulation_runs_in_input_channel_order_as_the_numpy_reference(chunk: int) -> None:
+    """accumulate = "fp16": each chunk of input channels summed exactly and rounded, the partial
+    sums added one at a time and rounded after each addition: the same order in numpy."""
+    numerics = dataclasses.replace(NUMERICS, accumulate="fp16", accumulate_chunk=chunk)
+    profile = dataclasses.replace(PROFILE, numerics=numerics)
+    rng = np.random.default_rng(chunk)
+    x = (rng.standard_normal(SHAPE) * 30).astype(np.float32)  # large sums: the order shows
+    model, report = apply_profile(model_of(_conv, SHAPE), profile)
+    assert report.accumulations_split == 1
+    compiled = CORE.compile_model(model, "CPU", emulation_cpu_config(CORE))
+    got = np.array(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
+    xc = convert(x, numerics)
+    acc = None
+    for start in range(0, SHAPE[1], chunk):
+        part = project(conv_ref(xc[:, start:start + chunk], W3[:, start:start + chunk], 1).astype(np.float32), numerics)
+        acc = part if acc is None else project((acc.astype(np.float64) + part).astype(np.float32), numerics)
+    assert_within_one_ulp(got, acc)
+    exact = project(conv_ref(xc, W3, 1).astype(np.float32), numerics)
+    if chunk < SHAPE[1]:
+        assert (ulp_distance(got, exact) > 0).any(), "the accumulation order made no difference: not tested"
 
 
 # ---------------------------------------------------------------- every intermediate tensor

@@ -57,7 +57,7 @@ def bf16_reference(x: np.ndarray) -> np.ndarray:
 
 
 def test_profiles_are_listed_and_unknown_names_list_the_valid_ones() -> None:
-    assert set(profile_names()) == {"fp16-myriadx", "myriadx-native-interp", "fp16-ieee", "bf16", "fp32"}
+    assert set(profile_names()) == {"fp16-myriadx", "myriadx-native-interp", "myriadx-fp16-accumulate", "fp16-ieee", "bf16", "fp32"}
     with pytest.raises(ValueError, match="fp16-myriadx"):
         get_profile("myriad")
 
