@@ -388,7 +388,8 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         bundle_dir = cand_dir / "bundle"
         manifest = manifest_for(genome, data, cfg, {}, xml, training, f"nas-{genome.key}")
         write_bundle(bundle_dir, *with_input_dtype(xml, bin_, manifest, cfg["export"]["input_dtype"]))
-        with_golden(bundle_dir, golden_tile(val, tile))
+        # expected output measured on the flight device itself: the twin remaps what the CPU runs as written
+        with_golden(bundle_dir, golden_tile(val, tile), device=cand["hil_device"])
         t_eval = time.perf_counter()
         device = hil_scores(bundle_dir, data, cand_dir / "hil", cand["hil_device"])
         record.update(status="ok", device_metrics=device,
