@@ -224,15 +224,23 @@ def torch_device(name: str) -> torch.device:
 
 
 def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int, lr: float,
-        device: torch.device, aligner: Aligner | None = None, range_penalty: float = 0.0) -> dict[str, Any]:
-    """Train ``net`` for ``epochs`` x ``train.steps_per_epoch`` steps; FP32, or aligned to ``aligner``."""
+        device: torch.device, aligner: Aligner | list[Aligner] | None = None,
+        range_penalty: float = 0.0) -> dict[str, Any]:
+    """Train ``net`` for ``epochs`` x ``train.steps_per_epoch`` steps; FP32, or aligned to ``aligner``.
+
+    A list of aligners is robust alignment: each step's forward pass is drawn from the list
+    (seeded), so the network learns to hold under every device hypothesis of the set."""
     tr = cfg["train"]
     net.to(device).train()
-    net.aligner = aligner
+    aligners = aligner if isinstance(aligner, list) else [aligner]
+    draws = np.random.default_rng(len(aligners))
+    net.aligner = aligners[0]
     opt, sched = adam_cosine(net.parameters(), lr, tr["weight_decay"], epochs * tr["steps_per_epoch"])
     losses: list[float] = []
     start = time.perf_counter()
     for _ in range(epochs * tr["steps_per_epoch"]):
+        if len(aligners) > 1:
+            net.aligner = aligner = aligners[int(draws.integers(len(aligners)))]
         images, masks = sampler.batch(tr["batch"])
         logits = net.logits(torch.from_numpy(images).to(device))
         loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"])
@@ -258,7 +266,9 @@ def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: in
     net = GenomeNet(genome)
     log = {"torch_device": str(device), "fp32": fit(net, sampler, cfg, fp32_epochs, tr["lr"], device)}
     fp32_net = copy.deepcopy(net).cpu()
-    aligner = Aligner.for_profile(cand["profile"])
+    robust = list(cand["robust_profiles"])
+    aligner: Aligner | list[Aligner] = ([Aligner.for_profile(p) for p in robust] if robust
+                                        else Aligner.for_profile(cand["profile"]))
     log["aligned"] = fit(net, sampler, cfg, aligned_epochs, tr["lr"] * cand["aligned_lr_scale"], device,
                          aligner, cand["range_penalty"])
     return fp32_net, net.cpu(), log
@@ -307,7 +317,8 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: str) -> dict[str, Any]:
+def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: str,
+               profile: str | None = None) -> dict[str, Any]:
     """``hil.run`` on the validation data; the mean of each scene's (or sample's) pixel scores.
 
     Synthetic scenes run one ``hil.run`` each; a real data set runs one over its validation samples
@@ -322,7 +333,7 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
         from flightsim.sources import Subset, open_source
 
         subset = Subset(open_source(data.source), data.val_seeds, role="val")
-        report = hil.run(subset, bundle_dir, report_root / "val", device=device).report
+        report = hil.run(subset, bundle_dir, report_root / "val", device=device, profile=profile).report
         per_sample = [{k: s.get(k) for k in ("name", "miou", "vessel_iou", "f1")} for s in report["per_scene"]]
         return {k: report.get(k) for k in ("device", "profile", "estimated_latency_ms", "throughput_tiles_per_s",
                                            "tiles_lost")} | {
@@ -334,7 +345,8 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
     per_scene = []
     for seed in data.val_seeds:
         scene, truth = data.val_scene(seed)
-        report = hil.run(scene, bundle_dir, report_root / f"seed_{seed}", device=device, truth=truth).report
+        report = hil.run(scene, bundle_dir, report_root / f"seed_{seed}", device=device, truth=truth,
+                         profile=profile).report
         per_scene.append({k: report.get(k) for k in (
             "miou", "vessel_iou", "precision", "recall", "f1", "tiles_sent", "tiles_processed", "tiles_lost",
             "throughput_tiles_per_s", "estimated_latency_ms", "device", "profile")}
@@ -358,7 +370,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
     Never raises for a bad candidate: a target-check error or a crash becomes a record with
     ``status`` ``"infeasible"`` or ``"failed"`` (persisted, so it is not retried on resume).
     """
-    from search.fitness import fitness, latency_used
+    from search.fitness import accuracy, fitness, latency_used
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"version": RECORD_VERSION, "key": genome.key, "genome": genome.to_dict(),
@@ -391,7 +403,17 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         # expected output measured on the flight device itself: the twin remaps what the CPU runs as written
         with_golden(bundle_dir, golden_tile(val, tile), device=cand["hil_device"])
         t_eval = time.perf_counter()
-        device = hil_scores(bundle_dir, data, cand_dir / "hil", cand["hil_device"])
+        if cand["robust_profiles"]:
+            # Scored under every hypothesis of the set; the fitness sees the worst of them.
+            by_profile = {p: hil_scores(bundle_dir, data, cand_dir / "hil" / p, cand["hil_device"], p)
+                          for p in cand["robust_profiles"]}
+            metric = cfg["fitness"]["accuracy"]
+            worst = min(by_profile, key=lambda p: accuracy({"device_metrics": by_profile[p]}, metric) or 0.0)
+            device = {**by_profile[worst], "worst_of": sorted(by_profile),
+                      "by_profile": {p: {k: m.get(k) for k in ("miou", "vessel_iou", "f1", "pooled")}
+                                     for p, m in by_profile.items()}}
+        else:
+            device = hil_scores(bundle_dir, data, cand_dir / "hil", cand["hil_device"])
         record.update(status="ok", device_metrics=device,
                       host_fp32_aligned_weights={"miou": host.miou, "vessel_iou": host.vessel_iou,
                                                  "note": "torch forward in FP32 of the aligned network"},

@@ -52,3 +52,19 @@ def test_the_default_space_upsamples_only_in_ways_every_myriad_hypothesis_agrees
             outputs[upsample, name] = request.get_output_tensor(0).data.copy()
     assert np.array_equal(outputs["bilinear_corners", "fp16-myriadx"], outputs["bilinear_corners", "myriadx-native-interp"])
     assert not np.array_equal(outputs["bilinear", "fp16-myriadx"], outputs["bilinear", "myriadx-native-interp"])
+
+
+def test_robust_alignment_draws_from_the_set_and_the_fitness_takes_the_worst(tmp_path: Path,
+                                                                            tiny_cfg: dict[str, Any]) -> None:
+    tiny_cfg["candidate"]["robust_profiles"] = ["fp16-myriadx", "myriadx-native-interp"]
+    data = prepare_data(tiny_cfg, tmp_path / "data")
+    genome = Genome.from_dict({"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 12, "stride": 2}],
+                               "upsample": "bilinear"})
+    record = evaluate_candidate(genome, tiny_cfg, data, tmp_path / "search")
+    assert record["status"] == "ok", record.get("reason")
+    dev = record["device_metrics"]
+    assert dev["worst_of"] == ["fp16-myriadx", "myriadx-native-interp"] and set(dev["by_profile"]) == set(dev["worst_of"])
+    assert dev["miou"] == min(m["miou"] for m in dev["by_profile"].values())
+    assert dev["profile"] in dev["worst_of"]
+    reports = {json.loads(p.read_text())["profile"] for p in (tmp_path / "search").rglob("report.json")}
+    assert reports == {"fp16-myriadx", "myriadx-native-interp"}
