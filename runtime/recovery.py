@@ -106,8 +106,10 @@ class DeviceRecovery:
             return self._settled.wait_for(lambda: self._pending == 0, timeout_s)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        """Stop the recovery thread (idempotent)."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def _delay(self, streak: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, streak - 1))

@@ -270,10 +270,14 @@ class Runtime:
         self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
                              self._event, settings.health["watchdog_file"])
-        if model is not None:
-            self._load(read_bundle(model), persist=self.store.writable)
-        elif self.store.current_path() is not None:
-            self._load(read_bundle(self.store.current_path()))  # type: ignore[arg-type]
+        try:
+            if model is not None:
+                self._load(read_bundle(model), persist=self.store.writable)
+            elif self.store.current_path() is not None:
+                self._load(read_bundle(self.store.current_path()))  # type: ignore[arg-type]
+        except Exception:
+            self.close()  # a runtime that cannot start releases its sockets (their endpoints can be reused)
+            raise
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -913,6 +917,7 @@ class Runtime:
         self._running = False
 
     def close(self) -> None:
+        self.recovery.close()
         for sock in (self._tiles, self._control, self._telemetry, self._results, self._notify, self._acks):
             if sock is not None:
                 sock.close()
