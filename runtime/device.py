@@ -28,10 +28,10 @@ from runtime import ov_api
 from runtime.bundle import Bundle
 from runtime.compiled import compile_config, import_blob, matching_blob
 from runtime.device_names import FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family
+from runtime.host import describe_host
 
 __all__ = ["FLIGHT_PREFERENCE", "MYRIAD_LIKE", "TWINS", "attached_devices", "device_family", "open_device",
            "resolve", "flight_default", "available_devices", "InferenceAdapter", "OpenVINOAdapter", "TargetError"]
-from runtime.host import describe_host
 
 class TargetError(ValueError):
     """The IR uses something the target device cannot run (runtime.check)."""

@@ -60,7 +60,8 @@ PORTS = {
 }
 COMMANDS = {
     "status": "State, serving model, device, counters.",
-    "load_model": "Frames: manifest, model.xml, model.bin, then (record, blob) per compiled artefact; the request "
+    "load_model": "Frames: manifest, model.xml, model.bin, golden.npz if listed, then (record, blob) per compiled "
+                  "artefact; the request "
                   "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
                   "compiled or imported, and run once before it serves.",
     "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit.",
