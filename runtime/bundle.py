@@ -133,6 +133,32 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     return manifest
 
 
+def parse_manifest(manifest_bytes: bytes) -> dict[str, Any]:
+    """A manifest's bytes as a validated dict; BundleError saying what is wrong otherwise."""
+    try:
+        manifest = json.loads(bytes(manifest_bytes).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"manifest is not UTF-8 JSON: {exc}") from None
+    return validate_manifest(manifest)
+
+
+def rewritable_manifest(bundle: Bundle) -> dict[str, Any]:
+    """A deep copy of the bundle's manifest without what :func:`write_bundle` fills in itself
+    (format, files, created): the start of a new manifest for the same model."""
+    manifest = json.loads(bundle.manifest_bytes)
+    for key in ("format", "files", "created"):
+        manifest.pop(key, None)
+    return manifest
+
+
+def rewrite_bundle(bundle: Bundle, out_dir: str | os.PathLike[str], manifest: dict[str, Any],
+                   extra: dict[str, bytes] | None = None) -> Bundle:
+    """Write ``bundle``'s model (its IR and optional files, ``extra`` added or replacing) under a
+    new ``manifest`` (from :func:`rewritable_manifest`)."""
+    return write_bundle(out_dir, bundle.files["model.xml"], bundle.files["model.bin"], manifest,
+                        {**extra_files(bundle), **(extra or {})})
+
+
 def extra_files(bundle: Bundle) -> dict[str, bytes]:
     """The bundle's optional files (the golden tile), for writing a new manifest over the same model."""
     return {n: d for n, d in bundle.files.items() if n in OPTIONAL_FILES}
@@ -149,11 +175,7 @@ def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256:
     then each compiled artefact's (record, blob) against its record and the IR."""
     if manifest_sha256 is not None and sha256(manifest_bytes) != manifest_sha256:
         raise BundleError(f"manifest sha256 is {sha256(manifest_bytes)}, sender says {manifest_sha256}")
-    try:
-        manifest = json.loads(manifest_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"manifest is not UTF-8 JSON: {exc}") from None
-    validate_manifest(manifest)
+    manifest = parse_manifest(manifest_bytes)
     for name in file_names(manifest):
         if name not in files:
             raise BundleError(f"bundle has no {name}")

@@ -482,10 +482,11 @@ def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, Emulatio
     return model, report
 
 
-def compile_emulated(xml: bytes, bin_: bytes, profile_name: str,
+def compile_emulated(xml: bytes, bin_: bytes, profile: str | TargetProfile,
                      core: Core | None = None) -> tuple[CompiledModel, EmulationReport]:
-    """Read an IR, rewrite it for ``profile_name`` and compile it on the CPU in f32."""
-    profile = get_profile(profile_name)
+    """Read an IR, rewrite it for ``profile`` (a name, or a profile built in code) and compile it
+    on the CPU in f32."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
     core = core or Core()
     model = core.read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
     model, report = apply_profile(model, profile)

@@ -12,13 +12,12 @@ masks). The tolerances absorb what FP16 on the target changes; a broken model mi
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runtime.bundle import GOLDEN_FILE, Bundle, BundleError, read_bundle, write_bundle
+from runtime.bundle import GOLDEN_FILE, Bundle, BundleError, read_bundle, rewritable_manifest, rewrite_bundle
 
 #: Defaults of the manifest's golden table.
 MAX_MEAN_ABS = 0.02
@@ -51,17 +50,13 @@ def with_golden(bundle_dir: str | Path, tile: np.ndarray, out_dir: str | Path | 
     expected = _predict(bundle, tile, device)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, tile=tile, expected=expected.astype(np.float16))
-    manifest = json.loads(json.dumps(bundle.manifest))
+    manifest = rewritable_manifest(bundle)
     manifest["golden"] = {
         "file": GOLDEN_FILE, "measured_on": f"{device}, runtime acceptance path", "max_mean_abs": max_mean_abs,
         "min_mask_iou": min_mask_iou, "vessel_pixels": int((expected >= bundle.threshold).sum()),
         "shape": list(tile.shape), "dtype": tile.dtype.name,
     }
-    for key in ("files", "created"):
-        manifest.pop(key, None)
-    extra = {n: d for n, d in bundle.files.items() if n not in ("model.xml", "model.bin", GOLDEN_FILE)}
-    return write_bundle(Path(out_dir or bundle_dir), bundle.files["model.xml"], bundle.files["model.bin"], manifest,
-                        extra={**extra, GOLDEN_FILE: buffer.getvalue()})
+    return rewrite_bundle(bundle, Path(out_dir or bundle_dir), manifest, {GOLDEN_FILE: buffer.getvalue()})
 
 
 def check_golden(bundle: Bundle, adapter: Any, preprocess: Any) -> dict[str, float] | None:

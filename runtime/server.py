@@ -14,16 +14,14 @@ loop, which stops acknowledging tiles: that is the sender's backpressure.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import logging
 import queue
 import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from runtime import protocol
-from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, read_bundle
+from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import AwaitingGround
 from runtime.device import InferenceAdapter, open_device
 from runtime.health import Health, Heartbeat, StageProbe
@@ -191,16 +189,6 @@ class _InFlight:
     adapter: Any = None                   # the adapter it was last submitted to
 
 
-def _manifest_of(data: bytes) -> dict[str, Any]:
-    """The manifest frame as a validated dict (BundleError otherwise): it says what frames follow."""
-    from runtime.bundle import validate_manifest
-
-    try:
-        return validate_manifest(json.loads(bytes(data).decode("utf-8")))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"manifest is not UTF-8 JSON: {exc}") from None
-
-
 @functools.lru_cache(maxsize=64)
 def _parse_crs(text: str | None) -> CRS | None:
     return None if text is None else CRS.from_user_input(text)
@@ -302,14 +290,7 @@ class Runtime:
             from runtime.signing import verify
 
             verify(bundle, self._uplink_key)
-        adapter = open_device(
-            bundle,
-            self.settings.device,
-            self._on_inferred,
-            infer_requests=self.settings.infer_requests,
-            cpu_precision=self.settings.cpu_precision,
-            profile=self.settings.profile,
-        )
+        adapter = self._open_device(bundle, self.settings.device)
         try:
             preprocess = self._acceptance_test(bundle, adapter)
         except Exception:
@@ -326,6 +307,11 @@ class Runtime:
         self.serving = serving
         self._event("model_loaded", model=serving.info, device=self.settings.device, load=adapter.load)
         return serving
+
+    def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
+        """``bundle`` compiled (or imported) on ``device`` with this runtime's settings."""
+        return open_device(bundle, device, self._on_inferred, infer_requests=self.settings.infer_requests,
+                           cpu_precision=self.settings.cpu_precision, profile=self.settings.profile)
 
     @staticmethod
     def _acceptance_test(bundle: Bundle, adapter: InferenceAdapter) -> Preprocessor:
@@ -405,9 +391,7 @@ class Runtime:
         errors = []
         for device, replaced in tries:
             try:
-                adapter = open_device(old.bundle, device, self._on_inferred,
-                                      infer_requests=self.settings.infer_requests,
-                                      cpu_precision=self.settings.cpu_precision, profile=self.settings.profile)
+                adapter = self._open_device(old.bundle, device)
             except Exception as exc:
                 errors.append(f"{device}: {exc}")
                 continue
@@ -764,7 +748,7 @@ class Runtime:
             raise ValueError("load_model takes the manifest, then one frame per file it lists (model.xml, model.bin, "
                              "golden.npz if any), then a (record, blob) pair per compiled artefact")
         try:
-            names = file_names(_manifest_of(frames[0]))
+            names = file_names(parse_manifest(frames[0]))  # the manifest says which frames follow
             if len(frames) < len(names) + 1 or (len(frames) - 1 - len(names)) % 2:
                 raise BundleError(f"load_model: the manifest lists {names}: one frame each after it, then "
                                   "(record, blob) pairs")
@@ -774,7 +758,7 @@ class Runtime:
                 compiled=list(zip(frames[n::2], frames[n + 1::2])),
             )
             if isinstance(request.get("signature"), str):
-                bundle = dataclasses.replace(bundle, signature=request["signature"].encode("utf-8"))
+                bundle = replace(bundle, signature=request["signature"].encode("utf-8"))
             serving = self._load(bundle)
         except Exception as exc:
             self._event("model_refused", detail=str(exc))
@@ -886,7 +870,6 @@ class Runtime:
             self._event("stopping")
             self._ingest.end()
             self._drain_device()
-            self.recovery.close()
             if self.serving is not None:
                 self.serving.adapter.close()
             with self._restart_lock:

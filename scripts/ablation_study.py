@@ -30,10 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from runtime.emulate import apply_profile, emulation_cpu_config
+from runtime.emulate import compile_emulated
 from runtime.host import host_line
-from runtime.ov_api import Core, Tensor
-from runtime.profiles import get_profile
 from search.ablate import NOISE_GAP, train_branches
 from search.baseline import load_config
 from search.candidate import prepare_data
@@ -81,10 +79,7 @@ def scores(predict: Any, test: list[tuple[str, SceneArrays]], norm: Any, tile: i
 
 
 def twin_predictor(xml: bytes, bin_: bytes, profile: str) -> Any:
-    core = Core()
-    model = core.read_model(model=xml.decode(), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
-    model, _ = apply_profile(model, get_profile(profile))
-    return ir_predictor(core.compile_model(model, "CPU", emulation_cpu_config(core)))
+    return ir_predictor(compile_emulated(xml, bin_, profile)[0])
 
 
 def one_run(cfg: dict[str, Any], genome: Genome, data: Any, test: list[tuple[str, SceneArrays]], seed: int,

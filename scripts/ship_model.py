@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.bundle import extra_files, read_bundle, write_bundle  # noqa: E402
+from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.baseline import load_config  # noqa: E402
 
@@ -39,12 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     best = read_bundle(args.search / "flight_model")
-    manifest = {k: v for k, v in best.manifest.items() if k not in ("format", "files", "created")}
+    manifest = rewritable_manifest(best)
     manifest.setdefault("trained_for", {"modality": cfg["data"]["modality"], "gsd_m": list(cfg["data"]["gsd_m"]),
                                         "data": cfg["data"]["source"]})
     staging = args.out.with_name(args.out.name + ".measuring")
     shutil.rmtree(staging, ignore_errors=True)
-    measured = write_bundle(staging, best.files["model.xml"], best.files["model.bin"], manifest, extra_files(best))
+    measured = rewrite_bundle(best, staging, manifest)
     split = args.search / "data" / "split.json"
     test = test_scores(staging, split, args.search / "test_report", args.device)
     manifest["metrics"] = {**manifest.get("metrics", {}), "test": {
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         "measured_on": f"hil run --split {split}:test on {args.device}: pooled over every test sample; "
                        "never trained on nor used to select"}}
     shutil.rmtree(args.out, ignore_errors=True)
-    shipped = write_bundle(args.out, best.files["model.xml"], best.files["model.bin"], manifest, extra_files(best))
+    shipped = rewrite_bundle(best, args.out, manifest)
     shutil.rmtree(staging)
     print(json.dumps({"shipped": str(args.out), "id": shipped.id, "measured_bundle_id": measured.id,
                       "test": {k: test[k] for k in ("f1", "precision", "recall", "vessel_iou", "miou")},

@@ -15,7 +15,6 @@ reciprocal, in f32). Torch-free on purpose: a bundle can be retyped on either Op
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from runtime import ov_api
-from runtime.bundle import INPUT_DTYPES, Bundle, BundleError, extra_files, read_bundle, write_bundle
+from runtime.bundle import (INPUT_DTYPES, Bundle, BundleError, extra_files, read_bundle, rewritable_manifest,
+                            write_bundle)
 
 _OV_TYPES = {"uint8": ov_api.Type.u8, "uint16": ov_api.Type.u16}
 
@@ -115,7 +115,7 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     if dtype == "float32" or bundle.manifest["input"].get("dtype", "float32") != "float32":
         raise BundleError(f"bundle {bundle.name!r} takes {bundle.manifest['input'].get('dtype')}; "
                           f"only a float32-input model can be retyped (to {sorted(_OV_TYPES)})")
-    manifest = json.loads(json.dumps(bundle.manifest))
+    manifest = rewritable_manifest(bundle)
     norm = manifest["input"]["normalization"]
     if norm["where"] != "host":
         raise BundleError("only a model normalised on the host can be retyped")
@@ -124,8 +124,6 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     manifest["derived_from"] = {"sha256": bundle.id, "name": bundle.name,
                                 "change": f"input retyped float32 -> {dtype}, normalisation moved into the IR",
                                 "command": command or f"search.input_types.retype_bundle(..., {dtype!r})"}
-    for key in ("files", "created"):
-        manifest.pop(key, None)
     # The golden tile stays: the same counts, and the same output up to the f32 rounding of the
     # normalisation, which its tolerances absorb (the acceptance test checks it on every load).
     return write_bundle(Path(out_dir), xml, bin_, manifest, extra_files(bundle))

@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from runtime.bundle import extra_files, read_bundle, write_bundle  # noqa: E402
+from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
 from search.fitness import objectives, pareto_front  # noqa: E402
 from search.state import write_json_atomic  # noqa: E402
 
@@ -31,7 +31,7 @@ def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any])
     """Copy the best candidate's bundle to ``out_dir`` with the search's metrics in its manifest."""
     bundle = read_bundle(best["bundle"])
     dev = best["device_metrics"]
-    manifest = {k: v for k, v in bundle.manifest.items() if k not in ("format", "files", "created")}
+    manifest = rewritable_manifest(bundle)
     manifest["name"] = f"nas-{best['key']}"
     manifest["metrics"] = {
         "val_miou": dev["miou"], "val_vessel_iou": dev["vessel_iou"], "val_f1": dev["f1"],
@@ -45,7 +45,7 @@ def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any])
         "runtime_latency_p50_ms": dev["runtime_latency_p50_ms"],
         "fitness": best["fitness"], "fitness_settings": cfg["fitness"],
     }
-    write_bundle(out_dir, bundle.files["model.xml"], bundle.files["model.bin"], manifest, extra_files(bundle))
+    rewrite_bundle(bundle, out_dir, manifest)
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:
