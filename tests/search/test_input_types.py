@@ -116,5 +116,6 @@ def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg:
     assert bundle.manifest["input"]["dtype"] == "uint8"
     # both carry a golden tile from their validation data, which the rig's runtime reproduced
     assert "golden.npz" in bundle.files and "golden.npz" in base.files
-    assert bundle.manifest["golden"]["vessel_pixels"] >= 0
+    assert bundle.manifest["golden"]["shape"] == [3, 128, 128] and bundle.manifest["golden"]["dtype"] == "uint8"
+    assert base.manifest["golden"]["shape"] == [3, 128, 128]  # [export] tile of the tiny configuration
     assert record["device_metrics"]["device"] == "myriadx-emu" and record["device_metrics"]["miou"] is not None
