@@ -82,7 +82,7 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
 
         def stream_round() -> None:
             r = next(rounds)
-            collector = ResultCollector(proc.endpoints["results"])
+            collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
             streamer = Streamer(proc.endpoints["tiles"], window=16)
             batch = [
                 Tile(t.scene_id, f"{t.tile_id}#{r}.{i}", i, t.pixels, t.transform, t.crs, t.window, t.bands)

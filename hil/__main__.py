@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", help="the twin's target profile for a runtime started here, e.g. a hypothesis "
                      "profile (default: the model's numerics.profile, else the twin's; runtime/profiles.toml)")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
-    run.add_argument("--ground-ack", action="store_true",
-                     help="the runtime started here counts a result delivered only once the rig acknowledges it")
+    run.add_argument("--ground-ack", action=argparse.BooleanOptionalAction, default=None,
+                     help="whether the runtime started here counts a result delivered only once the rig "
+                     "acknowledges it (default: the runtime's [delivery] ground_ack, on)")
     run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
                      "(for a runtime started with --uplink-public-key)")
     run.add_argument("--report", type=Path, default=Path(cfg["report_dir"]), help="output directory")

@@ -79,7 +79,7 @@ def run(
     land_masks: str | Path | None = None,
     profile: str | None = None,
     signing_key: str | Path | None = None,
-    ground_ack: bool = False,
+    ground_ack: bool | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -108,8 +108,8 @@ def run(
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
         signing_key: the ground's Ed25519 private key: the uplink carries the bundle signed with it
             (for a runtime that takes only signed models; ``runtime.signing``).
-        ground_ack: start the runtime with ``--ground-ack``: each result counts as delivered only
-            once this rig acknowledges it (docs/protocol.md).
+        ground_ack: override the started runtime's ``[delivery] ground_ack`` (on by default: each
+            result counts as delivered only once this rig acknowledges it; docs/protocol.md).
     """
     cfg = DEFAULTS["run"]
     device = device or cfg["device"]

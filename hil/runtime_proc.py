@@ -17,19 +17,25 @@ class RuntimeProcess:
     """``python -m runtime serve`` on ipc sockets in a private directory; stopped on close.
 
     The child prints one JSON line when its sockets are bound; its log goes to ``log_path``.
+    ``ground_ack``: override the runtime's ``[delivery] ground_ack`` (on by default), under which
+    ``endpoints`` holds ``acks`` for the ground's acknowledgements. ``config``: a TOML overriding
+    runtime/defaults.toml (``runtime serve --config``).
     """
 
     def __init__(self, device: str, log_path: Path, startup_timeout_s: float, profile: str | None = None,
-                 ground_ack: bool = False):
+                 ground_ack: bool | None = None, config: Path | None = None):
         self._dir = tempfile.TemporaryDirectory(prefix="hil-", dir="/tmp")
-        names = ("tiles", "results", "control", "telemetry") + (("acks",) if ground_ack else ())
+        # acks is bound only while the runtime's ground_ack is on; its ready line lists what it bound.
+        names = ("tiles", "results", "control", "telemetry", "acks")
         endpoints = {n: f"ipc://{self._dir.name}/{n}" for n in names}
         cmd = [sys.executable, "-m", "runtime", "serve", "--device", device,
                "--store", str(Path(self._dir.name) / "store")]
         if profile:
             cmd += ["--profile", profile]
-        if ground_ack:
-            cmd += ["--ground-ack"]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        if ground_ack is not None:  # else the runtime's own default ([delivery] ground_ack: on)
+            cmd += ["--ground-ack" if ground_ack else "--no-ground-ack"]
         for name, endpoint in endpoints.items():
             cmd += [f"--{name}", endpoint]
         self._log = open(log_path, "wb")

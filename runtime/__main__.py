@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
                        "else the twin's own; runtime/profiles.toml)")
     for name in ("tiles", "results", "control", "telemetry", "acks"):
         serve.add_argument(f"--{name}", help=f"ZeroMQ endpoint of the {name} socket")
-    serve.add_argument("--ground-ack", action="store_true", default=None,
-                       help="results count as delivered only once the ground acknowledges them ([delivery] ground_ack)")
+    serve.add_argument("--ground-ack", action=argparse.BooleanOptionalAction, default=None,
+                       help="results count as delivered only once the ground acknowledges them on the acks "
+                       "socket (default from the config: on; [delivery] ground_ack)")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
     serve.add_argument("--watchdog-file", help="touched each health period while every stage answers "
                        "(for a supervisor: python -m runtime supervise)")

@@ -53,7 +53,7 @@ PORTS = {
     "results": "PUSH. Out: one result per tile, ok or rejected; blocks rather than drops.",
     "control": "ROUTER. In: a command [json, *frames]. Out: one JSON reply.",
     "telemetry": "PUB. Out: [b'telemetry', json] every period and [b'event', json] as they happen.",
-    "acks": "PULL, bound only with [delivery] ground_ack. In: {'v': 1, 'ack': [scene_id, tile_id, checksum]} "
+    "acks": "PULL, bound while [delivery] ground_ack (the default). In: {'v': 1, 'ack': [scene_id, tile_id, checksum]} "
             "per result the ground has taken (runtime/delivery.py).",
 }
 COMMANDS = {
@@ -112,7 +112,7 @@ class Settings:
     uplink_public_key: str = ""
     remember_tiles: int = 20_000
     shutdown_grace_s: float = 5.0
-    ground_ack: bool = False            # results count as delivered only once the ground acks them
+    ground_ack: bool = True             # results count as delivered only once the ground acks them
     ground_ack_timeout_s: float = 5.0
     health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
     recovery: dict[str, Any] = field(default_factory=lambda: {

@@ -45,7 +45,7 @@ def main() -> int:
     try:
         control = ControlClient(proc.endpoints["control"], timeout_s=30)
         control.load_model(args.model)
-        collector = ResultCollector(proc.endpoints["results"])
+        collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
         streamer = Streamer(proc.endpoints["tiles"], window=32)
         seen = 0
 

@@ -60,7 +60,7 @@ def main() -> int:
         control.load_model(args.model)
         received: set[str] = set()
         not_ok = 0
-        collector = ResultCollector(proc.endpoints["results"])
+        collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
         streamer = Streamer(proc.endpoints["tiles"], window=args.window)
         start = time.monotonic()
         end = start + 60 * args.minutes

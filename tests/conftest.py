@@ -11,7 +11,9 @@ import numpy as np
 import openvino as ov
 import pytest
 
+from hil.runtime_proc import RuntimeProcess
 from runtime import config
+from runtime.client import ControlClient
 from runtime.bundle import Bundle, write_bundle
 from runtime.server import Runtime, Settings
 
@@ -55,7 +57,19 @@ def brightness_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
     # ipc paths are limited to ~100 characters; pytest's tmp_path can be longer.
     short = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-    return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry")}
+    return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
+
+
+@pytest.fixture()
+def runtime_proc(tmp_path: Path, brightness_bundle: Path) -> Iterator[RuntimeProcess]:
+    """A runtime process (``python -m runtime serve``, CPU, default configuration) serving the
+    brightness model, for tests that must hold against the real process rather than a thread."""
+    proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60)
+    try:
+        ControlClient(proc.endpoints["control"]).load_model(brightness_bundle)
+        yield proc
+    finally:
+        proc.close()
 
 
 @pytest.fixture()

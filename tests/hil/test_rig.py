@@ -141,10 +141,10 @@ def test_the_twin_scores_a_model_under_the_profile_it_was_aligned_to(tmp_path: P
     assert r["profile"] == "fp16-myriadx" and r["numerics"]["profile_source"] == "the default of myriadx-emu"
 
 
-def test_a_run_with_ground_acknowledgement_accounts_for_every_tile(tmp_path: Path, bright64: Path) -> None:
+def test_a_run_acknowledges_every_result_by_default_and_accounts_for_every_tile(tmp_path: Path, bright64: Path) -> None:
     """hil run --ground-ack: the rig acknowledges every result; the runtime has none left waiting."""
     scene, truth = _write_scene(tmp_path)
-    r = hil.run(scene, bright64, tmp_path / "out", truth=truth, device="CPU", ground_ack=True).report
+    r = hil.run(scene, bright64, tmp_path / "out", truth=truth, device="CPU").report
     assert r["tiles_processed"] == r["tiles_sent"] == 9 and r["tiles_lost"] == 0
     assert r["f1"] == pytest.approx(1.0)
     assert r["delivery"]["ground_ack"] and r["delivery"]["results_acked"] == 9 and r["delivery"]["awaiting_ground"] == 0

@@ -121,13 +121,13 @@ def test_a_runtime_serves_on_2022(tmp_path: Path) -> None:
     from runtime.server import Runtime, Settings
 
     short = tempfile.mkdtemp(prefix="ov2022-", dir="/tmp")  # ipc paths are limited to ~100 bytes
-    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     runtime = Runtime(Settings.from_config(config.defaults(), device="CPU", **endpoints), model=MODEL)
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
     try:
         paths = write_scene(generate_scene(7, size=512), tmp_path / "scene")
-        collector = ResultCollector(endpoints["results"])
+        collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))
         log = Streamer(endpoints["tiles"]).stream(tile_scene(paths["scene"], 256))
         assert collector.wait_for(len(log.sent_at), 60)
         assert all(r["status"] == "ok" for _, r, _ in collector.results)

@@ -10,6 +10,7 @@ from affine import Affine
 
 from flightsim.streamer import Streamer
 from flightsim.tiles import Tile
+from hil.collector import ResultCollector
 from runtime import protocol
 from runtime.client import ControlClient
 from runtime.server import Runtime
@@ -29,9 +30,18 @@ def _messages(sock: zmq.Socket, n: int) -> list[dict]:
     return out
 
 
+def _done(streamer: Streamer, n: int) -> set[str]:
+    """The tiles ``streamer`` has heard "done" for, once it has ``n`` or after about 5 s."""
+    for _ in range(50):
+        if len(streamer.log.done) >= n:
+            break
+        if streamer._sock.poll(100):
+            streamer._wait_ack(1)
+    return streamer.log.done
+
+
 def test_done_follows_every_result_and_a_resend_is_not_processed_twice(running_runtime: Runtime) -> None:
-    results = zmq.Context.instance().socket(zmq.PULL)
-    results.connect(running_runtime.endpoints["results"])
+    ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
     sender = zmq.Context.instance().socket(zmq.DEALER)
     sender.setsockopt(zmq.LINGER, 0)
     sender.connect(running_runtime.endpoints["tiles"])
@@ -40,31 +50,52 @@ def test_done_follows_every_result_and_a_resend_is_not_processed_twice(running_r
     ack, done = _messages(sender, 2)
     assert ack["type"] == "ack" and ack["status"] == "accepted" and not ack["duplicate"]
     assert done["type"] == "done" and done["tile_id"] == "s/0" and done["status"] == "ok"
-    assert results.poll(5000)
-    assert protocol.decode_result(results.recv_multipart())[0]["tile_id"] == "s/0"
+    assert ground.wait_for(1, 5) and ground.results[0][1]["tile_id"] == "s/0"
     # The same tile again (a sender that missed the "done" and resends): acknowledged, not processed.
     sender.send_multipart(frames)
     ack, done = _messages(sender, 2)
     assert ack["duplicate"] and done["type"] == "done" and done["duplicate"]
-    assert not results.poll(500), "a resent tile was processed twice"
-    counters = ControlClient(running_runtime.endpoints["control"]).status()["counters"]
-    assert counters["tiles_ok"] == 1 and counters["duplicates"] == 1
+    assert not ground.wait_for(2, 0.5), "a resent tile was processed twice"
+    status = ControlClient(running_runtime.endpoints["control"]).status()
+    assert status["counters"]["tiles_ok"] == 1 and status["counters"]["duplicates"] == 1
+    assert status["delivery"]["results_acked"] == 1  # the "done" above followed the ground's ack
+    ground.close()
 
 
 def test_streamer_hears_done_for_every_tile(running_runtime: Runtime) -> None:
-    results = zmq.Context.instance().socket(zmq.PULL)
-    results.connect(running_runtime.endpoints["results"])
+    ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
     streamer = Streamer(running_runtime.endpoints["tiles"], window=4)
-    log = streamer.stream([_tile(i) for i in range(12)])
-    for _ in range(12):
-        assert results.poll(10_000)
-        results.recv_multipart()
-    deadline_polls = 50
-    while len(log.done) < 12 and deadline_polls:
-        if streamer._sock.poll(100):
-            streamer._wait_ack(1)
-        deadline_polls -= 1
-    assert log.done == {f"s/{i}" for i in range(12)}
+    streamer.stream([_tile(i) for i in range(12)])
+    assert ground.wait_for(12, 10)
+    assert _done(streamer, 12) == {f"s/{i}" for i in range(12)}
+    ground.close()
+
+
+def test_without_ground_ack_done_follows_the_hand_over_to_zeromq(brightness_bundle, ipc_endpoints) -> None:
+    """``--no-ground-ack``, for a ground that cannot acknowledge: a reader that takes the results
+    without acking still lets every tile be reported done (what "done" meant before the default)."""
+    import threading
+
+    from runtime import config
+    from runtime.server import Settings
+
+    cfg = config.defaults()
+    cfg["delivery"]["ground_ack"] = False
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
+    assert "acks" not in runtime.endpoints
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        reader = ResultCollector(ipc_endpoints["results"])  # takes, never acks
+        streamer = Streamer(ipc_endpoints["tiles"], window=4)
+        streamer.stream([_tile(i) for i in range(6)])
+        assert reader.wait_for(6, 10) and _done(streamer, 6) == {f"s/{i}" for i in range(6)}
+        assert ControlClient(ipc_endpoints["control"]).status()["delivery"]["ground_ack"] is False
+        reader.close()
+        streamer.close()
+    finally:
+        runtime.stop()
+        thread.join(30)
 
 
 def test_shutdown_with_no_ground_does_not_hang(brightness_bundle, ipc_endpoints) -> None:
@@ -91,18 +122,17 @@ def test_shutdown_with_no_ground_does_not_hang(brightness_bundle, ipc_endpoints)
 
 
 @pytest.mark.slow
-def test_with_ground_ack_a_reader_that_never_reads_gets_no_tile_marked_done(brightness_bundle, tmp_path) -> None:
-    """Issue 13's reproduction against a runtime process started with --ground-ack: a results reader
+def test_a_reader_that_never_reads_gets_no_tile_marked_done(brightness_bundle, tmp_path) -> None:
+    """Issue 13's reproduction against a runtime process in its default configuration: a results reader
     with a receive HWM of 1 that never reads. No tile is reported done and the runtime stops taking
     tiles at its bound; once that reader is gone and an acknowledging ground connects, every result
     reaches it and every tile is then reported done, each once."""
     import threading
     import time
 
-    from hil.collector import ResultCollector
     from hil.runtime_proc import RuntimeProcess
 
-    proc = RuntimeProcess("CPU", tmp_path / "runtime.log", 60, ground_ack=True)
+    proc = RuntimeProcess("CPU", tmp_path / "runtime.log", 60)  # ground_ack is the default
     control = ControlClient(proc.endpoints["control"])
     lazy = zmq.Context.instance().socket(zmq.PULL)
     lazy.setsockopt(zmq.RCVHWM, 1)
@@ -141,3 +171,25 @@ def test_with_ground_ack_a_reader_that_never_reads_gets_no_tile_marked_done(brig
         streamer.close()
         control.close()
         proc.close()
+
+
+def test_the_ground_ledger_resends_the_overdue_head_in_order_and_releases_on_ack(monkeypatch) -> None:
+    import runtime.delivery as delivery
+
+    now = [100.0]
+    monkeypatch.setattr(delivery.time, "monotonic", lambda: now[0])
+    ledger = delivery.AwaitingGround(timeout_s=5.0)
+    keys = [("s", f"s/{i}", "crc32:0") for i in range(3)]
+    for i, key in enumerate(keys):
+        now[0] = 100.0 + i
+        assert ledger.sent(key, [b"r"], b"id", b"done")
+    assert not ledger.sent(keys[0], [b"r"], b"id", b"done")  # a second result for a waiting key
+    now[0] = 105.5  # s/0 is 5.5 s old, s/1 4.5 s: only the first is overdue
+    assert [k for k, _ in ledger.overdue()] == [keys[0]]
+    now[0] = 106.5  # s/1 now; s/0 was just resent, so it is not overdue again yet
+    assert [k for k, _ in ledger.overdue()] == [keys[1]]
+    now[0] = 112.0
+    overdue = ledger.overdue()
+    assert [k for k, _ in overdue] == [keys[2], keys[0], keys[1]] and overdue[1][1].sends == 3
+    assert ledger.acked(keys[1]).done == b"done" and ledger.acked(keys[1]) is None and len(ledger) == 2
+    assert len(ledger.give_up()) == 2 and len(ledger) == 0

@@ -65,7 +65,7 @@ class Devices:
 def _serve(bundle: Path, devices: Devices, monkeypatch: pytest.MonkeyPatch, **recovery: Any) -> Iterator[Runtime]:
     monkeypatch.setattr(server_module, "open_device", devices)
     short = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-    endpoints = {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry")}
+    endpoints = {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
     cfg = config.defaults()
     cfg["device_recovery"].update({"backoff_s": 0.01, "max_backoff_s": 0.05, **recovery})
     runtime = Runtime(Settings.from_config(cfg, device="CPU", **endpoints), model=bundle)
@@ -82,7 +82,7 @@ def _run(runtime: Runtime) -> tuple[list[dict], list[dict]]:
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"event")
     sub.connect(runtime.endpoints["telemetry"])
-    ground = Ground(runtime.endpoints["results"])
+    ground = Ground(runtime.endpoints)
     streamer = Streamer(runtime.endpoints["tiles"], window=4)
     log = streamer.stream([_tile(i) for i in range(TILES)])
     assert all(a["status"] == "accepted" for a in log.acks.values()), log.acks

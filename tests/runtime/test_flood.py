@@ -62,7 +62,7 @@ def test_a_flood_without_a_reader_is_bounded_and_loses_nothing(tmp_path: Path, b
         assert max(samples) - rss_start < 100, (rss_start, samples)
         assert max(samples) - samples[0] < 5, samples   # flat, not rising
         # A reader connects: everything taken comes out, and the flood goes on to the end.
-        collector = ResultCollector(proc.endpoints["results"])
+        collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
         thread.join(300)
         assert not thread.is_alive(), "the stream did not finish once results were read"
         assert collector.wait_for(len(tiles), 120), f"{len(collector.results)} of {len(tiles)}"

@@ -64,7 +64,7 @@ def test_decoder_on_mutated_headers(field: str, value: object, seed: int) -> Non
 def served() -> Iterator[dict[str, str]]:
     """A runtime without a model: the control channel is what is fuzzed (load_model included)."""
     short = tempfile.mkdtemp(prefix="fz-", dir="/tmp")
-    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     runtime = Runtime(Settings.from_config(config.defaults(), device="CPU", **endpoints))
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()

@@ -13,8 +13,9 @@ import pytest
 from runtime.bundle import GOLDEN_FILE, BundleError, read_bundle, sha256, write_bundle
 from runtime.client import ControlClient, ControlError
 from runtime.golden import with_golden
-from runtime.server import Runtime
+from hil.runtime_proc import RuntimeProcess
 from tests.conftest import make_brightness_bundle
+from tests.runtime.test_uplink import still_serves
 
 
 def _ship_tile() -> np.ndarray:
@@ -48,7 +49,7 @@ def test_a_golden_table_without_its_file_or_the_reverse_is_malformed(tmp_path: P
                      {**manifest, "golden": {"max_mean_abs": 0.02, "min_mask_iou": 0.9}})
 
 
-def test_an_uplink_whose_golden_tile_does_not_reproduce_is_refused(tmp_path: Path, running_runtime: Runtime) -> None:
+def test_an_uplink_whose_golden_tile_does_not_reproduce_is_refused(tmp_path: Path, runtime_proc: RuntimeProcess) -> None:
     good = tmp_path / "good"
     make_brightness_bundle(good, name="good")
     with_golden(good, _ship_tile())
@@ -65,13 +66,16 @@ def test_an_uplink_whose_golden_tile_does_not_reproduce_is_refused(tmp_path: Pat
     (broken / GOLDEN_FILE).write_bytes(buffer.getvalue())
     manifest["files"][GOLDEN_FILE] = sha256(buffer.getvalue())
     (broken / "manifest.json").write_text(json.dumps(manifest))
-    client = ControlClient(running_runtime.endpoints["control"])
+    client = ControlClient(runtime_proc.endpoints["control"])
     try:
         with pytest.raises(ControlError, match="golden tile does not reproduce"):
             client.load_model(broken)
         assert client.status()["model"]["name"] == "brightness"
+        still_serves(runtime_proc.endpoints)
         assert client.load_model(good)["model"]["name"] == "good"
-        installed = read_bundle(running_runtime.store.current_path())
-        assert installed.files[GOLDEN_FILE] == golden
+        # The installed bundle is the uplinked one, golden tile included: its manifest (which
+        # holds the golden file's sha256) has the same id.
+        assert client.status()["model"]["sha256"] == read_bundle(good).id
+        assert sha256(golden) in read_bundle(good).manifest["files"].values()
     finally:
         client.close()

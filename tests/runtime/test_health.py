@@ -18,6 +18,7 @@ from flightsim.tiles import Tile
 from runtime import config, protocol
 from runtime.client import ControlClient
 from runtime.server import Runtime, Settings
+from tests.runtime.test_server import Ground
 
 
 def _tiles(n: int) -> list[Tile]:
@@ -53,13 +54,9 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
     try:
-        results = zmq.Context.instance().socket(zmq.PULL)
-        results.connect(ipc_endpoints["results"])
+        ground = Ground(ipc_endpoints)
         Streamer(ipc_endpoints["tiles"]).stream(_tiles(6))
-        got = []
-        while len(got) < 6:
-            assert results.poll(10_000), f"only {len(got)} of 6 results"
-            got.append(protocol.decode_result(results.recv_multipart())[0])
+        got = ground.results(6, timeout_s=10)
         assert sorted(r["tile_id"] for r in got) == [f"s/{i}" for i in range(6)]
         assert all(r["status"] == "ok" for r in got)
         health = ControlClient(ipc_endpoints["control"]).status()["health"]
@@ -77,8 +74,7 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
         stuck[0].join(30)
         assert not stuck[0].is_alive(), "the stuck worker never finished"
         Streamer(ipc_endpoints["tiles"]).stream([dataclasses.replace(_tiles(1)[0], tile_id="s/after", seq=6)])
-        assert results.poll(30_000), "no result for the tile streamed after the late one"
-        assert protocol.decode_result(results.recv_multipart())[0]["tile_id"] == "s/after"
+        assert ground.results(1, timeout_s=30)[0]["tile_id"] == "s/after"
         # All stages answer again, so the watchdog is fed (it is touched every 0.1 s).
         fed = watchdog.stat().st_mtime_ns
         deadline = time.monotonic() + 30

@@ -31,7 +31,7 @@ def resending_stream(endpoints: dict[str, str], n: int) -> tuple[list[Tile], Res
     pixels[:, 10:20, 5:45] = 255
     tiles = [Tile("s", f"s/{i}", i, pixels, Affine(3, 0, 5e5, 0, -3, 4.2e6), "EPSG:32631", (0, 0, 64, 64))
              for i in range(n)]
-    collector = ResultCollector(endpoints["results"])
+    collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))
     streamer = Streamer(endpoints["tiles"], window=8, resend_after_s=1.0, ack_timeout_s=60)
     stream = threading.Thread(target=streamer.stream, args=(tiles,), daemon=True)
     stream.start()
@@ -50,7 +50,7 @@ def _start(endpoints: dict[str, str], model: Path, log: Path) -> subprocess.Pope
 @pytest.mark.slow
 def test_runtime_killed_and_restarted_mid_stream_loses_nothing(brightness_bundle: Path, tmp_path: Path) -> None:
     short = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
-    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     first = _start(endpoints, brightness_bundle, tmp_path / "runtime.log")
     tiles, collector, streamer, stream = resending_stream(endpoints, 300)
     second = None

@@ -85,7 +85,7 @@ def test_curve_on_the_data_channels_admits_only_authorised_senders_readers_and_l
         listener = zmq.Context.instance().socket(zmq.SUB)
         listener.setsockopt(zmq.SUBSCRIBE, b"")
         listener.connect(ipc_endpoints["telemetry"])
-        reader = ResultCollector(ipc_endpoints["results"], keys=ground)
+        reader = ResultCollector(ipc_endpoints["results"], keys=ground, acks=ipc_endpoints["acks"])
         log = Streamer(ipc_endpoints["tiles"], keys=ground).stream([_tile(i) for i in range(3)])
         assert all(a["status"] == "accepted" for a in log.acks.values())
         assert reader.wait_for(3, 20) and all(r["status"] == "ok" for _, r, _ in reader.results)

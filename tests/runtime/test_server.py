@@ -29,23 +29,33 @@ def _tile(seq: int, pixels: np.ndarray | None = None) -> Tile:
 
 
 class Ground:
-    """The receiving end: a PULL on the results socket."""
+    """The receiving end: a PULL on the results socket, acknowledging each result on the runtime's
+    acks socket when it has one (``[delivery] ground_ack``, the default)."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoints: dict[str, str]):
         self.sock = zmq.Context.instance().socket(zmq.PULL)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.sock.connect(endpoints["results"])
+        self.acks = None
+        if "acks" in endpoints:
+            self.acks = zmq.Context.instance().socket(zmq.PUSH)
+            self.acks.setsockopt(zmq.LINGER, 1000)
+            self.acks.connect(endpoints["acks"])
 
     def results(self, n: int, timeout_s: float = 20.0) -> list[dict]:
         out = []
         for _ in range(n):
             assert self.sock.poll(int(timeout_s * 1000)), f"only {len(out)} of {n} results arrived"
-            out.append(protocol.decode_result(self.sock.recv_multipart())[0])
+            result = protocol.decode_result(self.sock.recv_multipart())[0]
+            if self.acks is not None and result.get("tile_id") is not None:
+                key = [result["scene_id"], result["tile_id"], result.get("checksum")]
+                self.acks.send(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))
+            out.append(result)
         return out
 
 
 def test_a_tile_becomes_a_described_vessel(running_runtime: Runtime) -> None:
-    ground = Ground(running_runtime.endpoints["results"])
+    ground = Ground(running_runtime.endpoints)
     streamer = Streamer(running_runtime.endpoints["tiles"])
     log = streamer.stream([_tile(0)])
     assert log.acks["scene/0"]["status"] == "accepted"
@@ -62,7 +72,7 @@ def test_a_tile_becomes_a_described_vessel(running_runtime: Runtime) -> None:
 
 
 def test_malformed_tiles_are_rejected_and_serving_goes_on(running_runtime: Runtime) -> None:
-    ground = Ground(running_runtime.endpoints["results"])
+    ground = Ground(running_runtime.endpoints)
     streamer = Streamer(running_runtime.endpoints["tiles"])
     good = _tile(0).frames()
     header = json.loads(good[0])
@@ -90,7 +100,7 @@ def test_malformed_tiles_are_rejected_and_serving_goes_on(running_runtime: Runti
 
 
 def test_padded_edge_tile_and_mask_frame(running_runtime: Runtime) -> None:
-    ground = Ground(running_runtime.endpoints["results"])
+    ground = Ground(running_runtime.endpoints)
     pixels = np.zeros((3, 30, 50), dtype=np.uint8)
     pixels[:, 2:6, 10:30] = 255
     Streamer(running_runtime.endpoints["tiles"]).stream([_tile(1, pixels)], want_mask=True)
@@ -118,7 +128,7 @@ def test_bad_bundle_is_refused_and_old_model_keeps_serving(running_runtime: Runt
     with pytest.raises(ControlError, match="model refused"):
         control.load_model(broken)
     assert control.status()["model"] == before
-    ground = Ground(running_runtime.endpoints["results"])
+    ground = Ground(running_runtime.endpoints)
     Streamer(running_runtime.endpoints["tiles"]).stream([_tile(2)])
     [result] = ground.results(1)
     assert result["status"] == "ok" and result["model"] == before
@@ -137,7 +147,7 @@ def test_no_model_rejects_with_reason(ipc_endpoints: dict[str, str]) -> None:
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
     try:
-        ground = Ground(runtime.endpoints["results"])
+        ground = Ground(runtime.endpoints)
         log = Streamer(runtime.endpoints["tiles"]).stream([_tile(0)])
         assert log.acks["scene/0"]["reason"] == "no_model"
         assert ground.results(1)[0]["reason"] == "no_model"

@@ -50,7 +50,7 @@ def test_a_runtime_starts_and_serves_its_model_from_a_read_only_store(tmp_path: 
     shutil.copytree(brightness_bundle, model)
     BundleStore(store)
     undo = _make_read_only(store)
-    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     cmd = [sys.executable, "-m", "runtime", "serve", "--device", "CPU", "--model", str(model), "--store", str(store)]
     for name, endpoint in endpoints.items():
         cmd += [f"--{name}", endpoint]

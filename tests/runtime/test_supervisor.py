@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_a_wedged_runtime_is_restarted_by_its_supervisor_and_nothing_is_lost(
         brightness_bundle: Path, tmp_path: Path) -> None:
     short = tempfile.mkdtemp(prefix="sv-", dir="/tmp")
-    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry")}
+    endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     serve = ["--device", "CPU", "--model", str(brightness_bundle), "--store", str(tmp_path / "store")]
     for name, endpoint in endpoints.items():
         serve += [f"--{name}", endpoint]

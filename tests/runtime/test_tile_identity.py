@@ -23,18 +23,10 @@ from runtime.protocol import MAX_ID_CHARS, TileHeader, TileRejected, decode_tile
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture()
-def runtime_proc(tmp_path: Path, brightness_bundle: Path):
-    proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60)
-    ControlClient(proc.endpoints["control"]).load_model(brightness_bundle)
-    yield proc
-    proc.close()
-
-
 def test_two_scenes_with_the_same_file_name_both_get_results(tmp_path: Path, runtime_proc: RuntimeProcess) -> None:
     scenes = [write_scene(generate_scene(seed, size=128), tmp_path / name)["scene"] for seed, name in ((42, "a"), (7, "b"))]
     assert Path(scenes[0]).name == Path(scenes[1]).name == "scene.tif"
-    collector = ResultCollector(runtime_proc.endpoints["results"])
+    collector = ResultCollector(runtime_proc.endpoints["results"], acks=runtime_proc.endpoints.get("acks"))
     try:
         logs = []
         for scene in scenes:

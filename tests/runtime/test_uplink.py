@@ -13,6 +13,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
+from hil.runtime_proc import RuntimeProcess
 from runtime import config
 from runtime.bundle import Bundle, read_bundle, sha256, write_bundle
 from runtime.client import ControlClient, ControlError
@@ -29,6 +30,37 @@ def emu_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> Itera
     yield runtime
     runtime.stop()
     thread.join(30)
+
+
+@pytest.fixture()
+def emu_process(brightness_bundle: Path, tmp_path: Path) -> Iterator[RuntimeProcess]:
+    """A runtime process (``python -m runtime serve``) on the Myriad X twin, serving the brightness model."""
+    proc = RuntimeProcess("myriadx-emu", tmp_path / "runtime.log", startup_timeout_s=60)
+    try:
+        ControlClient(proc.endpoints["control"]).load_model(brightness_bundle)
+        yield proc
+    finally:
+        proc.close()
+
+
+def still_serves(endpoints: dict[str, str], n: int = 4) -> None:
+    """``n`` ship tiles streamed after the refusals: each accepted, processed once, ok, and done."""
+    from flightsim.streamer import Streamer
+    from hil.collector import ResultCollector
+    from tests.runtime.test_server import _tile
+
+    ground = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))
+    streamer = Streamer(endpoints["tiles"], window=4, resend_after_s=30.0)
+    try:
+        log = streamer.stream([_tile(i) for i in range(n)])
+        assert all(a["status"] == "accepted" for a in log.acks.values()), log.acks
+        assert ground.wait_for(n, 30) and not ground.wait_for(n + 1, 0.3)
+        assert sorted(r["tile_id"] for _, r, _ in ground.results) == sorted(f"scene/{i}" for i in range(n))
+        assert all(r["status"] == "ok" and r["model"]["name"] == "brightness" for _, r, _ in ground.results)
+        assert log.done == {f"scene/{i}" for i in range(n)}
+    finally:
+        ground.close()
+        streamer.close()
 
 
 def _interpolate11_bundle(out: Path) -> Bundle:
@@ -97,12 +129,13 @@ def _bundle_from(model: ov.Model, out: Path, template: dict, **manifest_changes:
     return write_bundle(out, xml, bin_, manifest)
 
 
-def test_models_that_load_but_cannot_serve_are_refused(emu_runtime: Runtime, tmp_path: Path) -> None:
-    """Adversarial test (issue 13): an IR that is NaN on every real tile (not on zeros), an IR whose
-    input has fewer bands than its manifest, and one of another size all used to install."""
+def test_models_that_load_but_cannot_serve_are_refused(emu_process: RuntimeProcess, tmp_path: Path) -> None:
+    """Adversarial test (issue 13), against a runtime process: an IR that is NaN on every real tile
+    (not on zeros), an IR whose input has fewer bands than its manifest, and one of another size all
+    used to install. Each is refused with the reason, and the old model serves every tile after."""
     from openvino import opset8 as ops
 
-    control = ControlClient(emu_runtime.endpoints["control"])
+    control = ControlClient(emu_process.endpoints["control"])
     serving = control.status()["model"]
     template = make_brightness_bundle(tmp_path / "t", size=64).manifest
     x = ops.parameter([1, 3, 64, 64], np.float32, name="input")
@@ -122,29 +155,25 @@ def test_models_that_load_but_cannot_serve_are_refused(emu_runtime: Runtime, tmp
     with pytest.raises(ControlError, match="does not match the IR"):
         control.load_model(_bundle_from(ov.Model([ops.sigmoid(small_mean)], [small], "s"), tmp_path / "s", template))
     assert control.status()["model"] == serving
+    still_serves(emu_process.endpoints)
 
 
-def test_a_command_over_the_whole_message_cap_is_refused_with_a_reason(brightness_bundle: Path, ipc_endpoints) -> None:
-    """Issue 13: frames under the per-frame cap that add up to more than max_message_bytes, or too
-    many frames, get a refusal that says so (not an upload), and the runtime goes on serving."""
-    import threading
-
-    from runtime import config
-    from runtime.server import Runtime, Settings
-
-    cfg = config.defaults()
-    cfg["limits"]["max_message_bytes"] = 4 << 20
-    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
-    thread = threading.Thread(target=runtime.serve, daemon=True)
-    thread.start()
-    control = ControlClient(ipc_endpoints["control"])
+def test_a_command_over_the_whole_message_cap_is_refused_with_a_reason(brightness_bundle: Path, tmp_path: Path) -> None:
+    """Issue 13, against a runtime process: frames under the per-frame cap that add up to more than
+    max_message_bytes, or too many frames, get a refusal that says so (not an upload), and the
+    runtime goes on serving every tile."""
+    cfg = tmp_path / "runtime.toml"
+    cfg.write_text("[limits]\nmax_message_bytes = 4194304\n")
+    proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60, config=cfg)
+    control = ControlClient(proc.endpoints["control"])
     try:
+        control.load_model(brightness_bundle)
         with pytest.raises(ControlError, match="at most 32 frames and 4194304 bytes"):
             control.request("status", [b"x" * (3 << 20), b"y" * (3 << 20)])
         with pytest.raises(ControlError, match="at most 32 frames"):
             control.request("status", [b""] * 40)
         assert control.status()["model"]["name"] == "brightness"
+        still_serves(proc.endpoints)
     finally:
         control.close()
-        runtime.stop()
-        thread.join(30)
+        proc.close()
