@@ -19,6 +19,13 @@ from hil.runtime_proc import RuntimeProcess
 from runtime.client import ControlClient
 
 
+#: How long the flood is held with no reader (issue 13: 60 s), and the documented bounds on the
+#: runtime's resident memory meanwhile (docs/reliability.md, *Flood and overload*).
+HOLD_S = 60.0
+GROWTH_BOUND_MB = 100.0   # above the runtime's RSS before the flood
+FLAT_BOUND_MB = 5.0       # over the hold, once the tiles inside are vectorised
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -54,13 +61,14 @@ def test_a_flood_without_a_reader_is_bounded_and_loses_nothing(tmp_path: Path, b
                 break
             time.sleep(0.2)
         samples = []
-        for _ in range(10):  # 5 s at the bound: nothing more is taken, memory does not grow
-            time.sleep(0.5)
+        held_until = time.monotonic() + HOLD_S
+        while time.monotonic() < held_until:  # at the bound: nothing more is taken, memory does not grow
+            time.sleep(1.0)
             samples.append(_rss_mb(proc.proc.pid))
         accepted = control.status()["counters"]["tiles_accepted"]
         assert accepted <= limit and thread.is_alive()
-        assert max(samples) - rss_start < 100, (rss_start, samples)
-        assert max(samples) - samples[0] < 5, samples   # flat, not rising
+        assert max(samples) - rss_start < GROWTH_BOUND_MB, (rss_start, samples)
+        assert max(samples) - samples[0] < FLAT_BOUND_MB, samples   # flat, not rising
         # A reader connects: everything taken comes out, and the flood goes on to the end.
         collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
         thread.join(300)
