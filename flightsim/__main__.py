@@ -6,32 +6,38 @@ import argparse
 import sys
 from pathlib import Path
 
+from runtime.config import load_defaults
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flightsim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="write a synthetic scene GeoTIFF and its truth")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML overriding flightsim/defaults.toml (an unknown key is an error)")
+    gen = sub.add_parser("generate", parents=[common], help="write a synthetic scene GeoTIFF and its truth")
     gen.add_argument("--seed", type=int, required=True)
     gen.add_argument("--out", type=Path, required=True, help="output directory")
     gen.add_argument("--size", type=int, help="side in pixels (default from flightsim/defaults.toml)")
     gen.add_argument("--gsd", type=float, help="metres per pixel")
     gen.add_argument("--dtype", help="uint8 or uint16 counts")
-    stream = sub.add_parser("stream", help="send a GeoTIFF's tiles to a runtime's tile socket")
+    stream = sub.add_parser("stream", parents=[common], help="send a GeoTIFF's tiles to a runtime's tile socket")
     stream.add_argument("--scene", type=Path, required=True)
     stream.add_argument("--tiles", required=True, help="the runtime's tile endpoint, e.g. tcp://127.0.0.1:5550")
-    stream.add_argument("--tile-size", type=int, default=256)
+    stream.add_argument("--tile-size", type=int, help="pixels (default from the config: [stream] tile_size)")
     stream.add_argument("--rate", type=float, help="tiles per second (default: as fast as acknowledged)")
-    stream.add_argument("--window", type=int, default=16, help="tiles in flight without an ack")
+    stream.add_argument("--window", type=int, help="tiles in flight without an ack (default from the config: "
+                        "[stream] window)")
     stream.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): when the runtime "
                         "protects its tile socket")
     stream.add_argument("--key-name", default="ground", help="this sender's key pair in --keys (default ground)")
     args = parser.parse_args(argv)
     try:
+        cfg = load_defaults(Path(__file__).with_name("defaults.toml"), args.config)
         if args.command == "generate":
             from flightsim.synthetic import generate_scene, write_scene
 
-            scene = generate_scene(args.seed, size=args.size, gsd_m=args.gsd, dtype=args.dtype)
-            paths = write_scene(scene, args.out)
+            scene = generate_scene(args.seed, size=args.size, gsd_m=args.gsd, dtype=args.dtype, config=cfg["synthetic"])
+            paths = write_scene(scene, args.out, config=cfg["synthetic"])
             print(f"{len(scene.vessels)} vessels; " + ", ".join(f"{k}: {v}" for k, v in paths.items()))
             return 0
         from flightsim.streamer import Streamer
@@ -42,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.security import ClientKeys
 
             keys = ClientKeys.from_dir(args.keys, args.key_name)
-        log = Streamer(args.tiles, window=args.window, rate_hz=args.rate, keys=keys).stream(
-            tile_scene(args.scene, args.tile_size), progress=True
+        log = Streamer(args.tiles, window=args.window or cfg["stream"]["window"], rate_hz=args.rate, keys=keys).stream(
+            tile_scene(args.scene, args.tile_size or cfg["stream"]["tile_size"]), progress=True
         )
         accepted = sum(1 for a in log.acks.values() if a["status"] == "accepted")
         rejected = len(log.acks) - accepted + len(log.anonymous_acks)

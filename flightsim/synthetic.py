@@ -98,6 +98,7 @@ def generate_scene(
     dtype: str | None = None,
     mode: str = "optical",
     harbour: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> Scene:
     """Draw the scene of ``seed``: a ``size`` x ``size`` pixel square at ``gsd_m`` metres per pixel.
 
@@ -107,7 +108,8 @@ def generate_scene(
     alongside them (in the truth). Neither changes the default scene of a seed: their draws come
     from a second generator seeded by (seed, tag).
 
-    ``None`` means the default from ``defaults.toml``. ``n_ships`` is the number of vessels to place;
+    ``None`` means the default from ``defaults.toml`` (or from ``config``, the ``[synthetic]`` table of a
+    merged flightsim configuration: ``flightsim generate --config``). ``n_ships`` is the number of vessels to place;
     by default it is drawn from a density per km^2, so it scales with the scene's area. A vessel that
     finds no free water (land, thick cloud, other hulls, a scene too small) is left out, so
     ``len(scene.vessels) <= n_ships``.
@@ -116,7 +118,7 @@ def generate_scene(
         ValueError: for a negative or non-integer seed, ``size <= 0``, ``gsd_m <= 0``,
             ``n_ships < 0``, or a dtype other than those in ``defaults.toml``.
     """
-    cfg = defaults()
+    cfg = config or defaults()
     size = cfg["size"] if size is None else size
     gsd = float(cfg["gsd_m"] if gsd_m is None else gsd_m)
     dtype = cfg["dtype"] if dtype is None else dtype
@@ -185,13 +187,14 @@ def rasterize_vessels(vessels: list[Vessel], transform: Affine, shape: tuple[int
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, all_touched=False, dtype=np.uint8)
 
 
-def write_scene(scene: Scene, out_dir: str | Path) -> dict[str, Path]:
+def write_scene(scene: Scene, out_dir: str | Path, config: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write ``scene.tif``, ``truth_mask.tif`` (GeoTIFFs on one grid) and ``truth.geojson``.
 
     The GeoJSON carries the scene CRS in a top-level ``crs`` member because its coordinates are
-    projected metres, not the WGS 84 degrees that RFC 7946 assumes.
+    projected metres, not the WGS 84 degrees that RFC 7946 assumes. ``config``: the ``[synthetic]``
+    table to take the GeoTIFF layout from (default ``defaults.toml``'s).
     """
-    cfg = defaults()
+    cfg = config or defaults()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"scene": out / "scene.tif", "mask": out / "truth_mask.tif", "vessels": out / "truth.geojson"}

@@ -49,15 +49,17 @@ def split_source(spec: str):  # -> flightsim.sources.Subset
 def main(argv: list[str] | None = None) -> int:
     from flightsim.sources import SOURCES
     from flightsim.timing import MODES
-    from hil.rig import DEFAULTS
+    from hil.rig import DEFAULTS, DEFAULTS_PATH
+    from runtime.config import load_defaults
 
-    cfg = DEFAULTS["run"]
+    cfg = DEFAULTS["run"]  # the shipped defaults, for the help texts
     parser = argparse.ArgumentParser(prog="python -m hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="stream a scene source through a runtime and score what comes back",
                          formatter_class=argparse.RawDescriptionHelpFormatter,
                          epilog="scene sources (--scene KIND:PATH; a bare path is a GeoTIFF):\n"
                                 + "\n".join(f"  {k:15s} {v}" for k, v in SOURCES.items()))
+    run.add_argument("--config", type=Path, help="TOML overriding hil/defaults.toml (an unknown key is an error)")
     run.add_argument("--scene", help="'synthetic[:opts]', a GeoTIFF path, or KIND:PATH (see below)")
     run.add_argument("--split", metavar="SPLIT_JSON:ROLE",
                      help="the samples a search set aside: OUT/data/split.json of `python -m search run` and "
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="1-based source bands feeding the model's bands, e.g. 1,1,1 (default: by count, name, or repeat)")
     run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg['overlap_px']})")
     run.add_argument("--model", type=Path, required=True, help="flight model bundle directory")
-    run.add_argument("--device", default=cfg["device"], help=f"device of the runtime started here (default {cfg['device']})")
+    run.add_argument("--device", help=f"device of the runtime started here (default {cfg['device']})")
     run.add_argument("--profile", help="the twin's target profile for a runtime started here, e.g. a hypothesis "
                      "profile (default: the model's numerics.profile, else the twin's; runtime/profiles.toml)")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                      "acknowledges it (default: the runtime's [delivery] ground_ack, on)")
     run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
                      "(for a runtime started with --uplink-public-key)")
-    run.add_argument("--report", type=Path, default=Path(cfg["report_dir"]), help="output directory")
+    run.add_argument("--report", type=Path, help=f"output directory (default {cfg['report_dir']})")
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
                      f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg['timing']})")
     run.add_argument("--rate", type=float, help="tiles per second (implies --timing rate)")
@@ -108,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     from hil.rig import run as run_rig
 
     try:
+        config = load_defaults(DEFAULTS_PATH, args.config)
+        cfg = config["run"]
         if (args.scene is None) == (args.split is None):
             raise ValueError("give exactly one of --scene and --split")
         scene = split_source(args.split) if args.split else args.scene
@@ -116,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
         georef = Georef(args.gsd, args.origin, args.crs)
-        result = run_rig(scene, args.model, args.report, device=args.device, seed=args.seed,
+        result = run_rig(scene, args.model, args.report or Path(cfg["report_dir"]), device=args.device, seed=args.seed,
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
                          strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile,
-                         signing_key=args.signing_key, ground_ack=args.ground_ack)
+                         signing_key=args.signing_key, ground_ack=args.ground_ack, config=config)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

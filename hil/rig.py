@@ -35,7 +35,8 @@ from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from runtime.config import load_defaults
 
-DEFAULTS = load_defaults(Path(__file__).with_name("defaults.toml"))
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+DEFAULTS = load_defaults(DEFAULTS_PATH)
 _RUNS = itertools.count()
 
 
@@ -80,6 +81,7 @@ def run(
     profile: str | None = None,
     signing_key: str | Path | None = None,
     ground_ack: bool | None = None,
+    config: dict[str, Any] | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -110,8 +112,11 @@ def run(
             (for a runtime that takes only signed models; ``runtime.signing``).
         ground_ack: override the started runtime's ``[delivery] ground_ack`` (on by default: each
             result counts as delivered only once this rig acknowledges it; docs/protocol.md).
+        config: the rig's configuration (``hil/defaults.toml`` merged with a user TOML:
+            ``hil run --config``); default the shipped one.
     """
-    cfg = DEFAULTS["run"]
+    config = config or DEFAULTS
+    cfg = config["run"]
     device = device or cfg["device"]
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -146,13 +151,13 @@ def run(
     if len({s.sample.name for s in scenes}) != len(scenes):
         raise ValueError(f"{source.describe().get('path')}: two samples share a name; tile ids would clash")
     all_tiles = {t: s for s in scenes for t in s.windows}
-    max_panels = DEFAULTS["overview"]["max_panels"]
+    max_panels = config["overview"]["max_panels"]
 
     def tiles() -> Any:
         seq = 0
         for k, s in enumerate(scenes):
             if k < max_panels:
-                s.preview = s.sample.preview(DEFAULTS["overview"]["max_side_px"] // (1 if len(scenes) == 1 else 4))
+                s.preview = s.sample.preview(config["overview"]["max_side_px"] // (1 if len(scenes) == 1 else 4))
             yield tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
                               scene_id=f"{run_id}/{s.sample.name}"), s.sample.height, _gsd(s.sample)
             seq += len(s.windows)
@@ -198,7 +203,8 @@ def run(
     finally:
         if proc is not None:
             proc.close()
-    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, land_masks)
+    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, config["score"],
+                                land_masks)
     report.update(
         device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
         numerics=status["numerics"], model=uplink["model"], delivery=delivery,
@@ -219,7 +225,7 @@ def run(
     panels = [Panel(s.sample.name, *s.preview, s.sample.transform,  # type: ignore[misc]
                     s.sample.vessels or [], [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
               for s in scenes if s.preview is not None]
-    draw_overview(panels, report_dir / "overview.png", DEFAULTS["overview"]["max_side_px"],
+    draw_overview(panels, report_dir / "overview.png", config["overview"]["max_side_px"],
                   title=f"{report['scene'].get('source')}: {report.get('n_truth', 0)} true vessels (green), "
                         f"{len(detections)} detected (red)")
     report["outputs"] = {name: str(report_dir / name) for name in ("report.json", "detections.geojson", "overview.png")}
@@ -274,7 +280,7 @@ def drop_on_land(vessels: list[dict[str, Any]], sample: Any, sea: np.ndarray) ->
 
 
 def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles: dict[str, _Scene],
-           injector: FaultInjector | None, t_stream: float, deduplicated: set[str],
+           injector: FaultInjector | None, t_stream: float, deduplicated: set[str], score_cfg: dict[str, Any],
            land_masks: str | Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
     land_dropped = land_samples = 0
@@ -312,7 +318,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     n_lost = max(0, len(all_tiles) - len(processed) - n_rejected)
 
     per_scene, detections, counts, objects = [], [], [], []
-    tolerance = DEFAULTS["score"]["merge_tolerance_px"]
+    tolerance = score_cfg["merge_tolerance_px"]
     for s in scenes:
         sample = s.sample
         pred = np.zeros((sample.height, sample.width), np.uint8)
@@ -345,7 +351,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         if sample.has_truth:
             counts.append(pixel_counts(pred, sample.mask))  # type: ignore[arg-type]
             obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
-                                DEFAULTS["score"]["match_iou"])
+                                score_cfg["match_iou"])
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
             entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, sample)
             obj.pop("matched_indices")

@@ -15,9 +15,11 @@ from runtime import config
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    # Every command reads its defaults from runtime/defaults.toml; --config overrides any subset.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML overriding runtime/defaults.toml (an unknown key is an error)")
 
-    serve = sub.add_parser("serve", help="bind the sockets and serve tiles until shutdown")
-    serve.add_argument("--config", type=Path, help="TOML overriding runtime/defaults.toml")
+    serve = sub.add_parser("serve", parents=[common], help="bind the sockets and serve tiles until shutdown")
     serve.add_argument("--model", type=Path, help="bundle directory to serve from the start")
     serve.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
     serve.add_argument("--profile", help="the twin's target profile (default: the model's numerics.profile, "
@@ -37,55 +39,54 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--uplink-public-key", help="Ed25519 public key: uplinked models must be signed by its "
                        "private key (python -m runtime sign)")
 
-    sup = sub.add_parser("supervise", help="run 'serve' under a parent that restarts it when its watchdog starves")
-    sup.add_argument("--starve-s", type=float, default=15.0, help="restart after the watchdog is unfed this long")
+    sup = sub.add_parser("supervise", parents=[common], help="run 'serve' under a parent that restarts it when its watchdog starves")
+    sup.add_argument("--starve-s", type=float, help="restart after the watchdog is unfed this long "
+                     "(default from the config: [supervise] starve_s)")
     sup.add_argument("--max-restarts", type=int, default=None, help="give up after this many (default: never)")
     sup.add_argument("serve_args", nargs=argparse.REMAINDER, help="-- then the options of 'serve'")
 
-    keys = sub.add_parser("keys", help="make CURVE key pairs for the control channel")
+    keys = sub.add_parser("keys", parents=[common], help="make CURVE key pairs for the control channel")
     keys.add_argument("--out", type=Path, required=True)
     keys.add_argument("--client", action="append", default=None, help="client name (repeatable; default: ground)")
     keys.add_argument("--signing", action="store_true", help="also an Ed25519 pair that signs uplinked models "
                       "(uplink.signing.pem stays on the ground; the payload gets uplink.verify.pem)")
 
-    sgn = sub.add_parser("sign", help="sign a bundle for a payload that takes only signed models")
+    sgn = sub.add_parser("sign", parents=[common], help="sign a bundle for a payload that takes only signed models")
     sgn.add_argument("--model", type=Path, required=True, help="bundle directory (signature.json is written into it)")
     sgn.add_argument("--key", type=Path, required=True, help="Ed25519 private key (python -m runtime keys --signing)")
 
-    infer = sub.add_parser("infer", help="segment one .npy or GeoTIFF and write a GeoJSON")
+    infer = sub.add_parser("infer", parents=[common], help="segment one .npy or GeoTIFF and write a GeoJSON")
     infer.add_argument("--model", type=Path, required=True)
     infer.add_argument("--input", type=Path, required=True)
     infer.add_argument("--output", type=Path, required=True)
     infer.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
-    infer.add_argument("--config", type=Path)
 
-    devices = sub.add_parser("devices", help="list the devices a runtime here can serve on")
+    devices = sub.add_parser("devices", parents=[common], help="list the devices a runtime here can serve on")
     devices.add_argument("--json", action="store_true")
 
-    bench = sub.add_parser("benchmark", help="host latency/throughput of a bundle, and the Myriad X estimate")
+    bench = sub.add_parser("benchmark", parents=[common], help="host latency/throughput of a bundle, and the Myriad X estimate")
     bench.add_argument("--model", type=Path, required=True)
-    bench.add_argument("--device", default="flight", help="device name, or 'flight' for the flight default")
-    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument("--device", help="device name, or 'flight' (default from the config: [inference] device)")
+    bench.add_argument("--seconds", type=float, help="per measurement (default from the config: [benchmark] seconds)")
     bench.add_argument("--json", action="store_true", help="print JSON only")
 
-    check = sub.add_parser("check", help="what a target cannot run, or runs differently, in a bundle")
+    check = sub.add_parser("check", parents=[common], help="what a target cannot run, or runs differently, in a bundle")
     check.add_argument("--model", type=Path, required=True)
     check.add_argument("--target", default="MYRIAD")
     check.add_argument("--json", action="store_true")
 
-    prb = sub.add_parser("probe", help="measure how a device computes and write its profile (profiles.toml schema)")
+    prb = sub.add_parser("probe", parents=[common], help="measure how a device computes and write its profile (profiles.toml schema)")
     prb.add_argument("--device", required=True, help="CPU, MYRIAD, NPU..., or myriadx-emu (the twin)")
     prb.add_argument("--profile", help="the twin's profile to probe (default: the twin's own)")
     prb.add_argument("--out", type=Path, help="write the measured profile here (TOML)")
     prb.add_argument("--name", help="the profile's name in --out (default: measured-DEVICE)")
     prb.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
-    comp = sub.add_parser("compile", help="compile a bundle on the ground for one target and add the blob to it")
+    comp = sub.add_parser("compile", parents=[common], help="compile a bundle on the ground for one target and add the blob to it")
     comp.add_argument("--model", type=Path, required=True, help="bundle directory (the blob is added to it)")
     comp.add_argument("--target", required=True, help="device family: CPU, MYRIAD, NPU, GPU")
     comp.add_argument("--device", help="instance to compile on, e.g. MYRIAD.1.2-ma2480 (default: the target)")
     comp.add_argument("--out", type=Path, help="write the bundle with its blob here instead (default: --model)")
-    comp.add_argument("--config", type=Path)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -128,7 +129,7 @@ def _supervise(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.supervisor import main as supervise
 
     serve_args = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
-    return supervise(serve_args, args.starve_s, args.max_restarts)
+    return supervise(serve_args, cfg["supervise"], args.starve_s, args.max_restarts)
 
 
 def _sign(args: argparse.Namespace, cfg: dict) -> int:
@@ -226,7 +227,8 @@ def _devices(args: argparse.Namespace, cfg: dict) -> int:
 def _benchmark(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.bench import benchmark
 
-    result = benchmark(args.model, args.device, args.seconds, cfg["inference"]["cpu_precision"])
+    result = benchmark(args.model, args.device or cfg["inference"]["device"], args.seconds or cfg["benchmark"]["seconds"],
+                       cfg["inference"]["cpu_precision"])
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

@@ -14,7 +14,7 @@ from runtime.bundle import read_bundle
 from runtime.device import open_device
 
 
-def benchmark(model: str | Path, device: str, seconds: float = 5.0, cpu_precision: str = "f32") -> dict[str, Any]:
+def benchmark(model: str | Path, device: str, seconds: float, cpu_precision: str) -> dict[str, Any]:
     """Run the bundle on random input for ``seconds`` (async, all requests busy) and report."""
     bundle = read_bundle(model)
     done: list[float] = []

@@ -23,9 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: Defaults: the runtime's health period is 1 s and its hang timeout 10 s; starving past 15 s
-#: means a stage has been stuck for longer than the runtime itself allows.
-STARVE_S = 15.0
 POLL_S = 0.2
 
 
@@ -36,8 +33,9 @@ def _say(event: str, **fields: Any) -> None:
 class Supervisor:
     """Runs ``python -m runtime serve ARGS --watchdog-file F`` and restarts it when F starves."""
 
-    def __init__(self, serve_args: list[str], starve_s: float = STARVE_S, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, max_restarts: int | None = None):
+    def __init__(self, serve_args: list[str], starve_s: float, backoff_s: float, max_backoff_s: float,
+                 max_restarts: int | None = None):
+        """Timings come from ``[supervise]`` of runtime/defaults.toml (see :func:`main`)."""
         if "--watchdog-file" in serve_args:
             raise ValueError("the supervisor sets --watchdog-file itself")
         self._dir = tempfile.TemporaryDirectory(prefix="supervise-")
@@ -112,8 +110,10 @@ class Supervisor:
         return self.proc.returncode if self.proc is not None else 0
 
 
-def main(argv: list[str], starve_s: float, max_restarts: int | None) -> int:
-    supervisor = Supervisor(argv, starve_s=starve_s, max_restarts=max_restarts)
+def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, max_restarts: int | None = None) -> int:
+    """``runtime supervise``: ``cfg`` is the ``[supervise]`` table; ``starve_s`` overrides its own."""
+    supervisor = Supervisor(argv, starve_s=starve_s or float(cfg["starve_s"]), backoff_s=float(cfg["backoff_s"]),
+                            max_backoff_s=float(cfg["max_backoff_s"]), max_restarts=max_restarts)
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     try:

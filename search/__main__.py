@@ -3,7 +3,7 @@
 ``python -m search train-baseline --out models/default [--epochs N] [--seed S] [--config FILE]``
 ``python -m search run --config configs/smoke.toml --out OUT [--workers N] [--ray-address ADDR]``
 ``python -m search ablate --config FILE --out OUT [--genome JSON_OR_FILE]``
-``python -m search retype --model BUNDLE --input-dtype uint8 --out OUT``
+``python -m search retype --model BUNDLE --input-dtype uint8 --out OUT [--config FILE]``
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         "are kept and the manifest says under derived_from what changed.",
     )
     ret.add_argument("--model", type=Path, required=True, help="bundle with float32 input, normalised on the host")
-    ret.add_argument("--input-dtype", required=True, choices=["uint8", "uint16"], help="counts the new IR takes")
+    ret.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
+    ret.add_argument("--input-dtype", choices=["uint8", "uint16"],
+                     help="counts the new IR takes (default from the config: [export] input_dtype)")
     ret.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     return parser
 
@@ -124,11 +126,16 @@ def main(argv: list[str] | None = None) -> int:
                               command=shlex.join(["python", "-m", "search", *argv]))
         print(format_ablation(result))
     elif args.command == "retype":
+        from search.baseline import load_config
         from search.input_types import retype_bundle
 
-        bundle = retype_bundle(args.model, args.out, args.input_dtype,
-                               command=shlex.join(["python", "-m", "search", *argv]))
-        print(f"wrote {args.out} (bundle {bundle.id[:12]}): input {args.input_dtype}, normalised in the IR")
+        dtype = args.input_dtype or load_config(args.config)["export"]["input_dtype"]
+        try:
+            bundle = retype_bundle(args.model, args.out, dtype, command=shlex.join(["python", "-m", "search", *argv]))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"wrote {args.out} (bundle {bundle.id[:12]}): input {dtype}, normalised in the IR")
     return 0
 
 

@@ -107,12 +107,14 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     up to the f32 rounding of the normalisation.
 
     The manifest keeps the source's metrics (measured with its f32 input) and says so under
-    ``derived_from``. Raises ValueError for an unknown dtype, BundleError for a bundle already
-    normalised in its IR.
+    ``derived_from``. Raises ValueError for an unknown dtype or float32, BundleError for a bundle
+    already normalised in its IR.
     """
     _check_dtype(dtype)
     bundle = src if isinstance(src, Bundle) else read_bundle(src)
-    if dtype == "float32" or bundle.manifest["input"].get("dtype", "float32") != "float32":
+    if dtype == "float32":
+        raise ValueError(f"retyping to float32 changes nothing; valid: {sorted(_OV_TYPES)}")
+    if bundle.manifest["input"].get("dtype", "float32") != "float32":
         raise BundleError(f"bundle {bundle.name!r} takes {bundle.manifest['input'].get('dtype')}; "
                           f"only a float32-input model can be retyped (to {sorted(_OV_TYPES)})")
     manifest = rewritable_manifest(bundle)

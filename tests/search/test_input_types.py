@@ -48,6 +48,8 @@ def test_only_float32_host_normalised_models_can_be_retyped(retyped: dict[str, P
         retype_bundle(DEFAULT, tmp_path / "x", "int8")
     with pytest.raises(BundleError, match="only a float32-input model"):
         retype_bundle(retyped["uint8"], tmp_path / "y", "uint16")
+    with pytest.raises(ValueError, match="changes nothing"):
+        retype_bundle(DEFAULT, tmp_path / "z", "float32")
 
 
 def test_preprocessor_passes_counts_in_the_model_type_and_pads_with_the_mean(retyped: dict[str, Path]) -> None:
