@@ -15,22 +15,31 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime import nce
+from runtime.device_names import TWINS
 from runtime.latency import load_costs
 from runtime.ov_api import Core, Model
+from runtime.profiles import get_profile
 
 SEVERITIES = ("error", "warning", "info")
 #: The OpenVINO 2022.3 toolkit, the last with the MYRIAD plugin, reads ops up to this opset.
 MAX_OPSET = 10
-#: (mode, coordinate_transformation_mode, nearest_mode or None) the VPU runs as written; anything
-#: else among nearest/linear is silently translated to a default [intel_myriad stages/interpolate.cpp].
-NATIVE_INTERPOLATE = {
-    ("nearest", "half_pixel", "round_prefer_ceil"),
-    ("nearest", "asymmetric", "floor"),
-    ("linear", "align_corners", None),
-    ("linear", "asymmetric", None),
-    ("linear_onnx", "align_corners", None),
-    ("linear_onnx", "asymmetric", None),
-}
+
+
+def _native_interpolate() -> frozenset[tuple[str, str, str | None]]:
+    """(mode, coordinate_transformation_mode, nearest_mode or None) the VPU runs as written; anything
+    else among nearest/linear is silently translated to a default [intel_myriad stages/interpolate.cpp].
+
+    Read from the Myriad X twin's profile (``[ops.interpolate]`` of profiles.toml, where the source
+    and status of the fact are kept), so the check and the twin cannot disagree.
+    """
+    rules = get_profile(TWINS["myriadx-emu"]).ops.interpolate
+    assert rules is not None, "the Myriad X profile must say which Interpolate modes are native"
+    return frozenset({("nearest", coord, nearest) for coord, nearest in rules.native_nearest}
+                     | {(mode, coord, None) for mode in ("linear", "linear_onnx") for coord in rules.native_linear})
+
+
+NATIVE_INTERPOLATE = _native_interpolate()
 CONVOLUTIONS = ("Convolution", "GroupConvolution")
 DECONVOLUTIONS = ("ConvolutionBackpropData", "GroupConvolutionBackpropData")
 
@@ -135,30 +144,25 @@ def _conv_geometry(node: Any) -> tuple[int, list[int], list[int], list[int]]:
 
 def _dilated(node: Any, limits: dict[str, Any]) -> str | None:
     _, _, dilations, _ = _conv_geometry(node)
-    if any(d != 1 for d in dilations) and not limits["hw_dilation"]:
-        return (f"dilation {dilations}: runs in software on the SHAVE cores (MYRIAD_HW_DILATION is off by "
+    reason = nce.dilated(dilations, limits)
+    if reason:
+        return (f"{reason}: runs in software on the SHAVE cores (MYRIAD_HW_DILATION is off by "
                 "default), many times slower than the NCE")
     return None
 
 
 def _outside_hw_limits(node: Any, limits: dict[str, Any]) -> str | None:
     _, strides, _, kernel = _conv_geometry(node)
-    problems = []
-    if len(set(strides)) > 1:
-        problems.append(f"unequal strides {strides}")
-    if strides and max(strides) > limits["max_stride"]:
-        problems.append(f"stride {max(strides)} > {limits['max_stride']}")
-    if kernel and max(kernel) > limits["max_kernel"]:
-        problems.append(f"kernel {kernel} larger than {limits['max_kernel']}")
+    problems = nce.outside_limits(strides, kernel, limits)
     if problems:
         return "; ".join(problems) + ": outside the NCE limits, runs in software on the SHAVE cores"
     return None
 
 
 def _not_4d(node: Any, limits: dict[str, Any]) -> str | None:
-    rank = len(node.input(0).get_partial_shape())
-    if rank != 4:
-        return f"{rank}D convolution: the NCE takes 4D tensors only, so this runs in software on the SHAVEs"
+    reason = nce.not_4d(len(node.input(0).get_partial_shape()))
+    if reason:
+        return f"{reason}: this convolution runs in software on the SHAVEs"
     return None
 
 

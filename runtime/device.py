@@ -200,24 +200,21 @@ class OpenVINOAdapter(InferenceAdapter):
         #: How the model got onto the device: compiled here, or imported from the bundle's blob.
         self.load: dict[str, str] = {"how": "compiled", "detail": "twin: the rewritten IR is compiled for the CPU"}
         if self.device in TWINS:
-            from runtime.emulate import apply_profile, emulation_cpu_config
-            from runtime.profiles import get_profile
+            from runtime.emulate import compile_twin
 
             profile, self.profile_source = twin_profile(self.device, bundle, profile)
-            model, report = apply_profile(model, get_profile(profile))
+            self._compiled, report = compile_twin(model, profile, core, config)
             self.emulation = report.as_dict()
             target = "CPU"
-            config.update(emulation_cpu_config(core))
         else:
             target = self.device
             config = compile_config(target, cpu_precision)
-        blob, why = (None, "") if self.device in TWINS else matching_blob(bundle, device_family(target), config)
-        if blob is not None:
-            self._compiled = import_blob(core, blob, target, config)
-            self.load = {"how": "imported", "detail": why}
-        else:
-            self._compiled = core.compile_model(model, target, config)
-            if self.device not in TWINS:
+            blob, why = matching_blob(bundle, device_family(target), config)
+            if blob is not None:
+                self._compiled = import_blob(core, blob, target, config)
+                self.load = {"how": "imported", "detail": why}
+            else:
+                self._compiled = core.compile_model(model, target, config)
                 self.load = {"how": "compiled", "detail": f"compiled on board: {why}"}
         if target.startswith("CPU"):
             host = _type_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))

@@ -482,12 +482,19 @@ def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, Emulatio
     return model, report
 
 
-def compile_emulated(xml: bytes, bin_: bytes, profile: str | TargetProfile,
-                     core: Core | None = None) -> tuple[CompiledModel, EmulationReport]:
-    """Read an IR, rewrite it for ``profile`` (a name, or a profile built in code) and compile it
-    on the CPU in f32."""
+def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfile, core: Core | None = None,
+                 config: dict[str, Any] | None = None) -> tuple[CompiledModel, EmulationReport]:
+    """The twin of a target: ``model`` rewritten for ``profile`` and compiled on the CPU in f32.
+
+    The one place a twin is made: the runtime's ``myriadx-emu`` device, the probe, the ablation and
+    the tests all come here, so they cannot disagree on what the twin is. ``model`` is an OpenVINO
+    model or an IR as (xml, bin) bytes; ``profile`` a name in profiles.toml or a profile built in
+    code; ``config`` more CPU properties (e.g. a performance hint), never the precision ones.
+    """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     core = core or Core()
-    model = core.read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    if isinstance(model, tuple):
+        xml, bin_ = model
+        model = core.read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
     model, report = apply_profile(model, profile)
-    return core.compile_model(model, "CPU", emulation_cpu_config(core)), report
+    return core.compile_model(model, "CPU", {**(config or {}), **emulation_cpu_config(core)}), report

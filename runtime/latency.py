@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from runtime import nce
 from runtime.config import load_defaults, merge_into
 from runtime.ov_api import Model
 
@@ -289,7 +290,8 @@ class _Walker:
             groups, cout_g, cin_g, kernel = 1, w[0], w[1], w[2:]
         out_px = _numel(y) // (groups * cout_g) if len(y) else 0
         macs = out_px * groups * cout_g * cin_g * _numel(kernel)
-        reasons = self._software_reasons(len(x), attrs, kernel)
+        reasons = nce.software_reasons(len(x), list(attrs.get("strides", [1])), list(attrs.get("dilations", [1])),
+                                       kernel, self.costs["nce"])
         if reasons:
             return self._shave(node, kind, sources, macs=macs, note="SHAVE software convolution: " + "; ".join(reasons))
         self.absorbs_bias.add(node.get_name())
@@ -305,23 +307,6 @@ class _Walker:
                                   f"{cycles / useful:.0f}x the cycles of one channel")
         cycles = groups * nce_conv_cycles(cin_g, cout_g, kx, ky, self.spec)
         return self._nce(node, kind, sources, macs, out_px * cycles, min_stages=groups, note=f"{groups} groups")
-
-    def _software_reasons(self, rank: int, attrs: dict[str, Any], kernel: Sequence[int]) -> list[str]:
-        """Why the MYRIAD plugin would run this convolution on the SHAVEs instead of the NCE."""
-        nce = self.costs["nce"]
-        strides, dilations = list(attrs.get("strides", [1])), list(attrs.get("dilations", [1]))
-        reasons = []
-        if rank != 4:
-            reasons.append(f"{rank}D tensors (the NCE takes 4D)")
-        if any(d != 1 for d in dilations) and not nce["hw_dilation"]:
-            reasons.append(f"dilation {dilations}")
-        if len(set(strides)) > 1:
-            reasons.append(f"unequal strides {strides}")
-        if max(strides) > nce["max_stride"]:
-            reasons.append(f"stride {max(strides)} > {nce['max_stride']}")
-        if max(kernel) > nce["max_kernel"]:
-            reasons.append(f"kernel {max(kernel)} > {nce['max_kernel']}")
-        return reasons
 
     def _deconvolution(self, node: Any, kind: str, sources: Sequence[Any]) -> Work:
         x, w = _in_shape(node, 0), _in_shape(node, 1)

@@ -74,17 +74,14 @@ class Runner:
 
     def run(self, model: Any, *arrays: np.ndarray, as_written: bool = False) -> list[np.ndarray]:
         """Outputs of ``model`` on ``arrays``; ``as_written``: the CPU in f32, the reference."""
-        from runtime.emulate import apply_profile, emulation_cpu_config
+        from runtime.emulate import compile_twin
 
-        device, config = self.device, {}
-        if as_written:
-            device, config = "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
-        elif self.twin:
-            model, _ = apply_profile(model, get_profile(str(self.profile)))
-            device, config = "CPU", emulation_cpu_config(self.core)
-        elif self.device.startswith("CPU"):
-            config = {"INFERENCE_PRECISION_HINT": "f32"}
-        compiled = self.core.compile_model(model, device, config)
+        if self.twin and not as_written:
+            compiled, _ = compile_twin(model, str(self.profile), self.core)
+        else:
+            device = "CPU" if as_written else self.device
+            config = {"INFERENCE_PRECISION_HINT": "f32"} if device.startswith("CPU") else {}
+            compiled = self.core.compile_model(model, device, config)
         request = compiled.create_infer_request()
         request.infer({i: np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
         return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.emulate import compile_emulated
+from runtime.emulate import compile_twin
 from runtime.host import host_line
 from search.ablate import NOISE_GAP, train_branches
 from search.baseline import load_config
@@ -79,7 +79,7 @@ def scores(predict: Any, test: list[tuple[str, SceneArrays]], norm: Any, tile: i
 
 
 def twin_predictor(xml: bytes, bin_: bytes, profile: str) -> Any:
-    return ir_predictor(compile_emulated(xml, bin_, profile)[0])
+    return ir_predictor(compile_twin((xml, bin_), profile)[0])
 
 
 def one_run(cfg: dict[str, Any], genome: Genome, data: Any, test: list[tuple[str, SceneArrays]], seed: int,

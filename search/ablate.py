@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from runtime.bundle import write_bundle
-from runtime.emulate import compile_emulated, emulation_cpu_config
+from runtime.emulate import compile_twin, emulation_cpu_config
 from runtime.ov_api import Core, Tensor
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
@@ -100,7 +100,7 @@ def breakdown(xml: bytes, bin_: bytes, data: Any, tile: int, threshold: float, p
     out["ir-f32"] = _scores(ir_predictor(core.compile_model(model, "CPU", emulation_cpu_config(core))),
                             scenes, data.norm, tile, threshold, counts)
     for label, prof in isolating_profiles(profile).items():
-        compiled, _ = compile_emulated(xml, bin_, prof, core)
+        compiled, _ = compile_twin((xml, bin_), prof, core)
         out[label] = _scores(ir_predictor(compiled), scenes, data.norm, tile, threshold, counts)
     return out
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.emulate import apply_profile, compile_emulated, emulation_cpu_config
+from runtime.emulate import apply_profile, compile_twin, emulation_cpu_config
 from runtime.profiles import convert, get_profile, project, representable
 
 try:
@@ -67,10 +67,11 @@ def model_of(build: Callable[..., Any], *shapes: tuple[int, ...]) -> Model:
 
 def run(model: Model, *inputs: np.ndarray, profile: str | None = "fp16-myriadx",
         config: dict[str, str] | None = None) -> list[np.ndarray]:
-    """Compile on the CPU in f32, rewritten for ``profile`` first (None: plain), and infer."""
+    """The twin of ``profile`` (None: the model as written, on the CPU in f32), and infer."""
     if profile is not None:
-        model, _ = apply_profile(model, get_profile(profile))
-    compiled = CORE.compile_model(model, "CPU", {**emulation_cpu_config(CORE), **(config or {})})
+        compiled, _ = compile_twin(model, profile, CORE, config)
+    else:
+        compiled = CORE.compile_model(model, "CPU", {**emulation_cpu_config(CORE), **(config or {})})
     result = compiled.create_infer_request().infer({i: x for i, x in enumerate(inputs)})
     return [np.array(result[out]) for out in compiled.outputs]
 
@@ -376,9 +377,8 @@ def test_fp16_accumulation_runs_in_input_channel_order_as_the_numpy_reference(ch
     profile = dataclasses.replace(PROFILE, numerics=numerics)
     rng = np.random.default_rng(chunk)
     x = (rng.standard_normal(SHAPE) * 30).astype(np.float32)  # large sums: the order shows
-    model, report = apply_profile(model_of(_conv, SHAPE), profile)
+    compiled, report = compile_twin(model_of(_conv, SHAPE), profile, CORE)
     assert report.accumulations_split == 1
-    compiled = CORE.compile_model(model, "CPU", emulation_cpu_config(CORE))
     got = np.array(compiled.create_infer_request().infer({0: x})[compiled.outputs[0]])
     xc = convert(x, numerics)
     acc = None
@@ -445,18 +445,18 @@ def test_every_intermediate_tensor_is_representable_under_myriadx_emu() -> None:
     assert not all(representable(v, NUMERICS).all() for v in plain)
 
 
-def test_compile_emulated_from_ir_bytes() -> None:
+def test_compile_twin_from_ir_bytes() -> None:
     x = (np.random.default_rng(4).standard_normal(SHAPE) * 3).astype(np.float32)
     with tempfile.TemporaryDirectory() as tmp:
         serialize(model_of(_conv, SHAPE), str(Path(tmp) / "m.xml"), str(Path(tmp) / "m.bin"))
         xml, bin_ = (Path(tmp) / "m.xml").read_bytes(), (Path(tmp) / "m.bin").read_bytes()
-    compiled, report = compile_emulated(xml, bin_, "fp16-myriadx")
+    compiled, report = compile_twin((xml, bin_), "fp16-myriadx")
     got = compiled.create_infer_request().infer({0: x})[compiled.output(0)]
     assert_within_one_ulp(np.array(got), project(conv_ref(convert(x, NUMERICS), W3, 1).astype(np.float32), NUMERICS))
     assert report.inputs_converted == ["in0"] and report.constants_projected == 1
     assert any("weight-scaling" in line for line in report.not_modelled)
     with pytest.raises(ValueError, match="fp16-ieee"):
-        compile_emulated(xml, bin_, "fp16")
+        compile_twin((xml, bin_), "fp16")
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"

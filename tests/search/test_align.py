@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.emulate import compile_emulated
+from runtime.emulate import compile_twin
 from runtime.profiles import Numerics, get_profile, profile_names
 from runtime.profiles import project as reference
 from search.align import Aligner, project, project_ste
@@ -76,7 +76,7 @@ def test_aligned_forward_computes_what_the_twin_computes(upsample: str) -> None:
     net.eval()
     x = (torch.randn(1, 3, 32, 32) * 3).float()
     xml, bin_, _ = export_ir(net, (1, 3, 32, 32))
-    twin, report = compile_emulated(xml, bin_, "fp16-myriadx")
+    twin, report = compile_twin((xml, bin_), "fp16-myriadx")
     on_twin = np.asarray(twin.create_infer_request().infer([x.numpy()])[0])
     with torch.no_grad():
         fp32 = net(x).numpy()

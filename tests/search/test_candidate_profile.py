@@ -28,9 +28,8 @@ def test_the_default_space_upsamples_only_in_ways_every_myriad_hypothesis_agrees
     the same output under fp16-myriadx and under myriadx-native-interp; half_pixel bilinear does not."""
     import numpy as np
 
-    from runtime.emulate import apply_profile, emulation_cpu_config
-    from runtime.ov_api import Core, Tensor
-    from runtime.profiles import get_profile
+    from runtime.emulate import compile_twin
+    from runtime.ov_api import Core
     from search.baseline import load_config
     from search.export_ir import export_ir
     from search.network import GenomeNet
@@ -44,9 +43,7 @@ def test_the_default_space_upsamples_only_in_ways_every_myriad_hypothesis_agrees
                                    "upsample": upsample})
         xml, bin_, findings = export_ir(GenomeNet(genome).eval(), (1, 3, 64, 64))
         for name in ("fp16-myriadx", "myriadx-native-interp"):
-            model = core.read_model(model=xml.decode(), weights=Tensor(np.frombuffer(bin_, np.uint8)))
-            twin, _ = apply_profile(model, get_profile(name))
-            compiled = core.compile_model(twin, "CPU", emulation_cpu_config(core))
+            compiled, _ = compile_twin((xml, bin_), name, core)
             request = compiled.create_infer_request()
             request.infer({0: x})
             outputs[upsample, name] = request.get_output_tensor(0).data.copy()
