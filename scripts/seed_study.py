@@ -43,7 +43,7 @@ def test_scores(bundle: Path, split: Path, out: Path, device: str) -> dict[str, 
     for scene in report["per_scene"]:
         by_set.setdefault(str(scene.get("name", "")).split("/")[0], []).append(scene)
     return {**{k: report.get(k) for k in KEYS}, "tiles_lost": report["tiles_lost"],
-            "by_set": {name: _pool(rows) for name, rows in by_set.items()}}
+            "by_set": {name: _pool(rows) for name, rows in by_set.items()}, "bundle_sha256": report["model"]["sha256"]}
 
 
 def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:

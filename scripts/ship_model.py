@@ -9,7 +9,10 @@ those figures in its manifest.
    twin by default): pooled object and pixel scores, and object scores per data set;
 3. the figures go into ``metrics.test`` with ``measured_bundle_id``, the id of the bundle measured
    in step 2. Its IR files, threshold and smallest vessel are byte for byte those of the shipped
-   bundle; only the manifest's metrics differ (a manifest cannot hold its own hash).
+   bundle; only the manifest's metrics differ (a manifest cannot hold its own hash);
+4. the shipped bundle itself runs through the same ``hil run`` again: its id is the id the rig
+   reports, and its figures must equal those its manifest records (else the script exits 1). The
+   check goes to ``OUT.check.json`` beside the bundle.
 """
 
 from __future__ import annotations
@@ -55,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.out, ignore_errors=True)
     shipped = rewrite_bundle(best, args.out, manifest)
     shutil.rmtree(staging)
-    print(json.dumps({"shipped": str(args.out), "id": shipped.id, "measured_bundle_id": measured.id,
-                      "test": {k: test[k] for k in ("f1", "precision", "recall", "vessel_iou", "miou")},
-                      "by_set": test["by_set"]}, indent=1))
-    return 0
+    again = test_scores(args.out, split, args.search / "test_report_shipped", args.device)
+    figures = ("f1", "precision", "recall", "vessel_iou", "miou")
+    check = {"shipped_bundle_id": shipped.id, "measured_bundle_id": again["bundle_sha256"],
+             "manifest": {k: test[k] for k in figures}, "shipped": {k: again[k] for k in figures}}
+    check["identical"] = shipped.id == again["bundle_sha256"] and check["manifest"] == check["shipped"]
+    args.out.with_name(args.out.name + ".check.json").write_text(json.dumps(check, indent=1))
+    print(json.dumps({"shipped": str(args.out), "id": shipped.id, "check": check, "by_set": test["by_set"]}, indent=1))
+    return 0 if check["identical"] else 1
 
 
 if __name__ == "__main__":

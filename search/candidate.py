@@ -340,7 +340,7 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
             "miou": _mean(per_sample, "miou"), "vessel_iou": _mean(per_sample, "vessel_iou"),
             "f1": _mean(per_sample, "f1"), "pooled": {k: report.get(k) for k in ("miou", "vessel_iou", "f1")},
             "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"], "val_seeds": list(data.val_seeds),
-            "source": data.source, "per_scene": per_sample,
+            "source": data.source, "per_scene": per_sample, "bundle_sha256": report["model"]["sha256"],
             "aggregation": "mean over validation samples of each sample's pixel scores"}
     per_scene = []
     for seed in data.val_seeds:
@@ -351,7 +351,7 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
             "miou", "vessel_iou", "precision", "recall", "f1", "tiles_sent", "tiles_processed", "tiles_lost",
             "throughput_tiles_per_s", "estimated_latency_ms", "device", "profile")}
             | {"seed": seed, "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"],
-               "latency_p50_ms": report["latency_ms"]["p50"]})
+               "latency_p50_ms": report["latency_ms"]["p50"], "bundle_sha256": report["model"]["sha256"]})
     return {
         "device": per_scene[0]["device"], "profile": per_scene[0]["profile"],
         "miou": _mean(per_scene, "miou"), "vessel_iou": _mean(per_scene, "vessel_iou"), "f1": _mean(per_scene, "f1"),
@@ -359,7 +359,7 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
         "runtime_latency_p50_ms": _mean(per_scene, "runtime_latency_p50_ms"),
         "throughput_tiles_per_s": _mean(per_scene, "throughput_tiles_per_s"),
         "tiles_lost": int(sum(s["tiles_lost"] for s in per_scene)),
-        "val_seeds": list(data.val_seeds), "per_scene": per_scene,
+        "val_seeds": list(data.val_seeds), "per_scene": per_scene, "bundle_sha256": per_scene[0]["bundle_sha256"],
         "aggregation": "mean over validation scenes of each scene's pixel scores",
     }
 

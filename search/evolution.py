@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from search.candidate import SearchData, prepare_data
+from search.candidate import SearchData, hil_scores, prepare_data
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, write_json_atomic
 from search.workers import make_evaluator
@@ -94,7 +94,7 @@ def next_generation(population: list[Genome], records: dict[str, dict[str, Any]]
 def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
     """Run (or resume) the search configured by ``cfg`` in ``out``; writes the best flight model,
     the report and ``generations.json``."""
-    from search.report import write_flight_model, write_report
+    from search.report import verify_flight_model, write_flight_model, write_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +131,12 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     best = max(scored, key=lambda r: (r["fitness"], r["key"]), default=None)
     if best is not None:
         write_flight_model(best, out / "flight_model", cfg)
+        check = verify_flight_model(
+            best, out / "flight_model",
+            lambda bundle, root, device, profile: hil_scores(bundle, data, root, device, profile),
+            out / "report" / "flight_model_check.json")
+        if not check["identical"]:
+            say(f"warning: the shipped flight model does not reproduce its search figures: {check}")
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)

@@ -28,7 +28,11 @@ COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "e
 
 
 def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any]) -> None:
-    """Copy the best candidate's bundle to ``out_dir`` with the search's metrics in its manifest."""
+    """Copy the best candidate's bundle to ``out_dir`` with the search's metrics in its manifest.
+
+    The copy differs from the measured candidate only in its manifest (a manifest cannot hold the
+    figures measured on itself), so :func:`verify_flight_model` measures the copy again.
+    """
     bundle = read_bundle(best["bundle"])
     dev = best["device_metrics"]
     manifest = rewritable_manifest(bundle)
@@ -46,6 +50,29 @@ def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any])
         "fitness": best["fitness"], "fitness_settings": cfg["fitness"],
     }
     rewrite_bundle(bundle, out_dir, manifest)
+
+
+#: Pixel and object scores that the shipped bundle must reproduce exactly (same IR, same data, same
+#: device: the rig's figures are deterministic).
+VERIFIED = ("miou", "vessel_iou", "f1")
+
+
+def verify_flight_model(best: dict[str, Any], flight_model: Path, score: Any, out: Path) -> dict[str, Any]:
+    """Measure the shipped ``flight_model`` bundle itself through the rig, the way its candidate was
+    (``score(bundle_dir, report_root, device, profile)``), and write ``out`` (JSON): the shipped id,
+    the id the rig measured, both sets of figures and whether they agree. What is shipped is then a
+    bundle that was measured, not only a copy of one."""
+    dev = best["device_metrics"]
+    again = score(flight_model, out.parent / "flight_model_hil", dev["device"], dev["profile"])
+    shipped = read_bundle(flight_model).id
+    check = {
+        "shipped_bundle_sha256": shipped, "measured_bundle_sha256": again["bundle_sha256"],
+        "candidate_bundle_sha256": dev.get("bundle_sha256"), "device": dev["device"], "profile": dev["profile"],
+        "search": {k: dev[k] for k in VERIFIED}, "shipped": {k: again[k] for k in VERIFIED},
+    }
+    check["identical"] = shipped == again["bundle_sha256"] and check["search"] == check["shipped"]
+    write_json_atomic(out, check)
+    return check
 
 
 def _row(r: dict[str, Any]) -> dict[str, Any]:

@@ -64,6 +64,18 @@ def test_search_writes_a_flight_model_the_rig_accepts(tiny_search: tuple[Path, A
     assert len(gens) == 2 and all(len(g["population"]) == 3 for g in gens)
 
 
+def test_the_shipped_flight_model_is_the_bundle_the_rig_measured(tiny_search: tuple[Path, Any]) -> None:
+    """Issue 11: the bundle shipped (its manifest holding the search's figures) is measured itself,
+    and gives the figures its manifest claims."""
+    out, result = tiny_search
+    check = json.loads((out / "report" / "flight_model_check.json").read_text())
+    shipped = read_bundle(out / "flight_model")
+    assert check["shipped_bundle_sha256"] == check["measured_bundle_sha256"] == shipped.id
+    assert check["candidate_bundle_sha256"] == read_bundle(result.best["bundle"]).id != shipped.id
+    assert check["identical"] and check["shipped"] == {k: shipped.manifest["metrics"][f"val_{k}"]
+                                                       for k in ("miou", "vessel_iou", "f1")}
+
+
 @pytest.mark.slow
 def test_every_candidate_is_persisted_once_and_scored_through_hil(tiny_search: tuple[Path, Any]) -> None:
     out, result = tiny_search
