@@ -53,16 +53,9 @@ import numpy as np
 
 from runtime.profiles import InterpolateSemantics, Numerics, TargetProfile, convert, get_profile
 
-try:  # OpenVINO 2023.1+ (the project's own environment)
-    from openvino import CompiledModel, Core, Model, Output, Tensor
-    from openvino import opset1 as ops1
-    from openvino import opset5 as ops5
-    from openvino import opset10 as ops10
-except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin (Python <= 3.10)
-    from openvino.runtime import CompiledModel, Core, Model, Output, Tensor  # type: ignore[no-redef]
-    from openvino.runtime import opset1 as ops1  # type: ignore[no-redef]
-    from openvino.runtime import opset5 as ops5  # type: ignore[no-redef]
-    from openvino.runtime import opset10 as ops10  # type: ignore[no-redef]
+from runtime.ov_api import CompiledModel, Core, Model, Output, Tensor, opset
+
+ops1, ops5, ops10 = opset(1), opset(5), opset(10)
 
 #: The emulation relies on f32 arithmetic for its rounding steps, so this is not a tunable default:
 #: bf16 or f16 inference precision would round the rounding.

@@ -41,13 +41,9 @@ COMMAND = ".venv/bin/python -m runtime.latency_calibration"
 
 
 def _opsets() -> tuple[Any, Any]:
-    try:
-        import openvino.opset8 as o8
-        import openvino.opset10 as o10
-    except ImportError:  # pragma: no cover - OpenVINO 2022.3
-        from openvino.runtime import opset8 as o8
-        from openvino.runtime import opset10 as o10
-    return o8, o10
+    from runtime.ov_api import opset
+
+    return opset(8), opset(10)
 
 
 class _Net:

@@ -10,22 +10,49 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import importlib
+from types import ModuleType
+
 try:  # OpenVINO 2023.1 and later
-    from openvino import Core, Model, Tensor, Type
+    from openvino import CompiledModel, Core, Model, Output, Tensor, Type
     from openvino import get_version as _get_version
     from openvino import opset1
     from openvino import save_model as _save_model
 
     API = "openvino"
 except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
-    from openvino.runtime import Core, Model, Tensor, Type  # type: ignore[no-redef]
+    from openvino.runtime import CompiledModel, Core, Model, Output, Tensor, Type  # type: ignore[no-redef]
     from openvino.runtime import get_version as _get_version  # type: ignore[no-redef]
     from openvino.runtime import opset1  # type: ignore[no-redef]
     from openvino.runtime import serialize as _serialize  # type: ignore[attr-defined]
 
     API = "openvino.runtime"
 
-__all__ = ["API", "Core", "Model", "Tensor", "Type", "opset1", "save_ir", "version"]
+__all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "convert_model", "opset", "opset1",
+           "save_ir", "save_model", "version"]
+
+
+def convert_model(model: Any, **options: Any) -> Any:
+    """``openvino.convert_model`` (a torch module to an OpenVINO model): design-time only, so only
+    the modern API has it; the 2022.3 environment never exports."""
+    import openvino
+
+    return openvino.convert_model(model, **options)
+
+
+def save_model(model: Any, xml_path: str | os.PathLike[str], compress_to_fp16: bool) -> None:
+    """``openvino.save_model``: an IR with its weights compressed to FP16 or kept as they are."""
+    if API == "openvino":
+        _save_model(model, str(xml_path), compress_to_fp16=compress_to_fp16)
+    elif compress_to_fp16:
+        raise ValueError("FP16 compression on save needs OpenVINO 2023.1 or later")
+    else:
+        save_ir(model, xml_path)
+
+
+def opset(n: int) -> ModuleType:
+    """The graph-building module of opset ``n`` (``openvino.opsetN``) under either API."""
+    return importlib.import_module(f"{API}.opset{n}")
 
 
 def version() -> str:

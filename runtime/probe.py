@@ -48,11 +48,7 @@ _BITS_TO_FORMAT = {spec.bits: name for name, spec in FORMATS.items()}
 
 
 def _opsets() -> tuple[Any, Any]:
-    try:
-        from openvino import opset1, opset10
-    except ImportError:  # 2022.3
-        from openvino.runtime import opset1, opset10  # type: ignore[no-redef]
-    return opset1, opset10
+    return ov_api.opset(1), ov_api.opset(10)
 
 
 @dataclass

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import openvino as ov
 import torch
 
+from runtime import ov_api
 from search.data import Normalization, SceneArrays
 
 # Maps a normalised tile batch (1, bands, T, T) float32 to vessel probabilities (1, 1, T, T).
@@ -110,7 +110,7 @@ def torch_predictor(model: torch.nn.Module) -> Predictor:
     return predict
 
 
-def ir_predictor(compiled: ov.CompiledModel) -> Predictor:
+def ir_predictor(compiled: ov_api.CompiledModel) -> Predictor:
     """Predictor running a compiled OpenVINO model through one reusable infer request."""
     request = compiled.create_infer_request()
 

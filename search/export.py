@@ -11,8 +11,8 @@ import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
-import openvino as ov
 
+from runtime import ov_api
 from runtime.check import MAX_OPSET  # the Myriad X toolkit's limit: one owner, the target check
 
 INPUT_NAME = "image"
@@ -36,10 +36,10 @@ def check_opsets(xml: bytes, max_opset: int = MAX_OPSET) -> None:
         raise ValueError(f"IR uses {too_new}; valid: opset1..opset{max_opset}")
 
 
-def compile_ir(xml: bytes, bin_: bytes, device: str = "CPU") -> ov.CompiledModel:
+def compile_ir(xml: bytes, bin_: bytes, device: str = "CPU") -> ov_api.CompiledModel:
     """Compile IR bytes; on CPU in f32 so the numbers are the FP16 weights' and not bf16's."""
-    core = ov.Core()
-    ovm = core.read_model(model=xml, weights=ov.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    core = ov_api.Core()
+    ovm = core.read_model(model=xml, weights=ov_api.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
     config = {"INFERENCE_PRECISION_HINT": "f32"} if device == "CPU" else {}
     return core.compile_model(ovm, device, config)
 

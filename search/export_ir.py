@@ -17,14 +17,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import openvino as ov
 import torch
-from openvino import opset1 as ops1
-from openvino import opset10 as ops10
 from torch import nn
 
+from runtime import ov_api
 from runtime.check import Finding, check_model
 from search.export import INPUT_NAME, OUTPUT_NAME, check_opsets
+
+
+ops1, ops10 = ov_api.opset(1), ov_api.opset(10)
 
 
 class TargetCheckError(ValueError):
@@ -35,7 +36,7 @@ class TargetCheckError(ValueError):
         super().__init__("; ".join(f"{f.op_type} {f.op_name}: {f.message}" for f in findings))
 
 
-def downgrade_interpolates(model: ov.Model) -> int:
+def downgrade_interpolates(model: ov_api.Model) -> int:
     """Replace every Interpolate-11 of ``model`` by an equivalent Interpolate-4, in place.
 
     Returns how many were replaced. Interpolate-11 in ``scales`` mode takes (data, scales, axes);
@@ -97,16 +98,16 @@ def export_ir(model: nn.Module, shape: tuple[int, int, int, int], target: str = 
     model = model.eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit")
-        ovm = ov.convert_model(model, example_input=torch.zeros(shape), input=[list(shape)])
+        ovm = ov_api.convert_model(model, example_input=torch.zeros(shape), input=[list(shape)])
     downgrade_interpolates(ovm)
     ovm.inputs[0].get_tensor().set_names({INPUT_NAME})
     ovm.outputs[0].get_tensor().set_names({OUTPUT_NAME})
     with tempfile.TemporaryDirectory() as tmp:
         xml_path = Path(tmp) / "model.xml"
-        ov.save_model(ovm, xml_path, compress_to_fp16=fp16_weights)
+        ov_api.save_model(ovm, xml_path, compress_to_fp16=fp16_weights)
         xml, bin_ = xml_path.read_bytes(), xml_path.with_suffix(".bin").read_bytes()
         # Checked as the runtime will read it: the IR file, not the in-memory graph.
-        findings = check_model(ov.Core().read_model(str(xml_path)), target)
+        findings = check_model(ov_api.Core().read_model(str(xml_path)), target)
     errors = [f for f in findings if f.severity == "error"]
     if errors:
         raise TargetCheckError(errors)

@@ -59,3 +59,18 @@ def test_no_import_cycle_between_modules() -> None:
         if m not in state:
             visit(m, [m])
     assert not cycles, cycles
+
+
+def test_openvino_is_imported_only_through_ov_api() -> None:
+    """Two OpenVINO APIs meet the payload (2022.3's ``openvino.runtime`` for the MYRIAD plugin, the
+    modern ``openvino``): one module bridges them, so nothing else imports OpenVINO itself."""
+    offenders = []
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            if path == REPO / "runtime" / "ov_api.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "openvino"]
+    assert not offenders, offenders
