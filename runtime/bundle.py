@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from runtime.atomic import write_atomic
+
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
 #: Files a bundle may add, checksummed in the manifest like the IR: the golden tile (runtime.golden).
@@ -255,7 +257,7 @@ def write_bundle(
         if stale not in files:
             (out / stale).unlink(missing_ok=True)
     for name, data in (*files.items(), (MANIFEST, manifest_bytes)):
-        _write_atomic(out / name, data)
+        write_atomic(out / name, data)
     return Bundle(manifest=full, files=files, manifest_bytes=manifest_bytes)
 
 
@@ -266,22 +268,9 @@ def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:
     folder = Path(out_dir) / COMPILED_DIR
     folder.mkdir(exist_ok=True)
     for target, (record, blob) in bundle.compiled.items():
-        _write_atomic(folder / f"{target}.blob", blob)
-        _write_atomic(folder / f"{target}.json", record)  # last: a record always has its blob
+        write_atomic(folder / f"{target}.blob", blob)
+        write_atomic(folder / f"{target}.json", record)  # last: a record always has its blob
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a bundle is read by other users (the rig, CI)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class BundleStore:
@@ -321,10 +310,10 @@ class BundleStore:
         if not target.exists():
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
             for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
-                _write_atomic(staging / name, data)
+                write_atomic(staging / name, data)
             write_compiled(staging, bundle)
             if bundle.signature is not None:
-                _write_atomic(staging / SIGNATURE_FILE, bundle.signature)
+                write_atomic(staging / SIGNATURE_FILE, bundle.signature)
             os.replace(staging, target)
         current = self.current_path()
         if current is not None and current.resolve() != target.resolve():

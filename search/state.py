@@ -18,10 +18,10 @@ none is repeated, none lost.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from runtime.atomic import write_atomic
 
 #: Settings that may change between a search and its resumption without changing any result.
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations")}
@@ -29,13 +29,7 @@ RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a reader (or a killed writer) never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
 class CandidateStore:
