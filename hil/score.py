@@ -9,17 +9,8 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 
-def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """IoU of the vessel class, of the background, and their mean (mIoU)."""
-    pred, truth = pred.astype(bool), truth.astype(bool)
-    inter_v = np.count_nonzero(pred & truth)
-    union_v = np.count_nonzero(pred | truth)
-    inter_b = np.count_nonzero(~pred & ~truth)
-    union_b = np.count_nonzero(~pred | ~truth)
-    # A class absent from both prediction and truth is perfectly predicted.
-    vessel_iou = inter_v / union_v if union_v else 1.0
-    background_iou = inter_b / union_b if union_b else 1.0
-    return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2}
+#: Pixel counts of one or several images: intersection and union of each class.
+COUNTS = ("inter_v", "union_v", "inter_b", "union_b")
 
 
 def pixel_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
@@ -29,6 +20,20 @@ def pixel_counts(pred: np.ndarray, truth: np.ndarray) -> dict[str, int]:
         "inter_v": int(np.count_nonzero(pred & truth)), "union_v": int(np.count_nonzero(pred | truth)),
         "inter_b": int(np.count_nonzero(~pred & ~truth)), "union_b": int(np.count_nonzero(~pred | ~truth)),
     }
+
+
+def ious(counts: dict[str, int]) -> dict[str, float]:
+    """IoU of the vessel class, of the background, and their mean (mIoU), from pixel counts (of one
+    image, or summed over several: the project's one definition of the pixel scores)."""
+    # A class absent from both prediction and truth is perfectly predicted.
+    vessel_iou = counts["inter_v"] / counts["union_v"] if counts["union_v"] else 1.0
+    background_iou = counts["inter_b"] / counts["union_b"] if counts["union_b"] else 1.0
+    return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2}
+
+
+def pixel_scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """IoU of the vessel class, of the background, and their mean (mIoU)."""
+    return ious(pixel_counts(pred, truth))
 
 
 def precision_recall_f1(tp: int, n_predicted: int, n_truth: int) -> tuple[float, float, float]:
@@ -43,15 +48,12 @@ def precision_recall_f1(tp: int, n_predicted: int, n_truth: int) -> tuple[float,
 
 def pooled_scores(counts: list[dict[str, int]], objects: list[dict[str, Any]]) -> dict[str, Any]:
     """Pixel IoUs over all pixels of several images, and P/R/F1 over all their vessels together."""
-    c = {k: sum(x[k] for x in counts) for k in ("inter_v", "union_v", "inter_b", "union_b")}
-    vessel_iou = c["inter_v"] / c["union_v"] if c["union_v"] else 1.0
-    background_iou = c["inter_b"] / c["union_b"] if c["union_b"] else 1.0
+    c = {k: sum(x[k] for x in counts) for k in COUNTS}
     tp = sum(o["true_positives"] for o in objects)
     n_pred = sum(o["n_predicted"] for o in objects)
     n_truth = sum(o["n_truth"] for o in objects)
     precision, recall, f1 = precision_recall_f1(tp, n_pred, n_truth)
-    return {"vessel_iou": vessel_iou, "background_iou": background_iou, "miou": (vessel_iou + background_iou) / 2,
-            "precision": precision, "recall": recall, "f1": f1, "true_positives": tp,
+    return {**ious(c), "precision": precision, "recall": recall, "f1": f1, "true_positives": tp,
             "false_positives": n_pred - tp, "false_negatives": n_truth - tp, "n_predicted": n_pred, "n_truth": n_truth}
 
 

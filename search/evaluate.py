@@ -10,11 +10,12 @@ averaging per-tile scores, keeps tiles without vessels from dominating the figur
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from hil.score import COUNTS, ious, pixel_counts
 from runtime import ov_api
 from search.data import Normalization, SceneArrays
 
@@ -24,35 +25,28 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 
 @dataclass
 class Confusion:
-    """Pixel counts of a binary segmentation; IoUs are derived from them."""
+    """Pixel counts of a binary segmentation pooled over images; the IoUs are the rig's
+    (:func:`hil.score.ious`), so the search and hil cannot define them differently."""
 
-    tp: int = 0
-    fp: int = 0
-    fn: int = 0
-    tn: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
 
     def add(self, pred: np.ndarray, truth: np.ndarray) -> None:
-        pred, truth = pred.astype(bool), truth.astype(bool)
-        self.tp += int(np.count_nonzero(pred & truth))
-        self.fp += int(np.count_nonzero(pred & ~truth))
-        self.fn += int(np.count_nonzero(~pred & truth))
-        self.tn += int(np.count_nonzero(~pred & ~truth))
+        for key, n in pixel_counts(pred, truth).items():
+            self.counts[key] += n
 
     @property
     def vessel_iou(self) -> float:
         """IoU of the vessel class; 1.0 if there are no vessels and none were predicted."""
-        denom = self.tp + self.fp + self.fn
-        return self.tp / denom if denom else 1.0
+        return ious(self.counts)["vessel_iou"]
 
     @property
     def background_iou(self) -> float:
-        denom = self.tn + self.fp + self.fn
-        return self.tn / denom if denom else 1.0
+        return ious(self.counts)["background_iou"]
 
     @property
     def miou(self) -> float:
         """Mean of the vessel and background IoUs."""
-        return (self.vessel_iou + self.background_iou) / 2
+        return ious(self.counts)["miou"]
 
 
 def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, tile: int,
