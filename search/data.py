@@ -37,11 +37,13 @@ class Normalization:
     std: tuple[float, ...]
 
     def apply(self, counts: np.ndarray) -> np.ndarray:
-        """Normalise (bands, H, W) or (N, bands, H, W) counts to float32."""
+        """Normalise (bands, H, W) or (N, bands, H, W) counts to float32, with the payload's own
+        arithmetic (runtime.preprocess: subtract in f32, multiply by 1/std), so that training sees
+        the very numbers the payload feeds the model."""
         shape = (-1, 1, 1)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(shape)
-        std = np.asarray(self.std, dtype=np.float32).reshape(shape)
-        return (counts.astype(np.float32) - mean) / std
+        inv_std = (1.0 / np.asarray(self.std, dtype=np.float32)).reshape(shape)
+        return (counts.astype(np.float32) - mean) * inv_std
 
     def to_manifest(self) -> dict[str, object]:
         return {"where": "host", "mean": list(self.mean), "std": list(self.std)}

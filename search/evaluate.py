@@ -53,26 +53,24 @@ def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, ti
                   counts: str | None = None) -> np.ndarray:
     """Vessel probability (H, W) for a (bands, H, W) count image, inferred tile by tile.
 
-    ``counts`` (``uint8``/``uint16``): the predictor is an IR that normalises its own input
-    (:mod:`search.input_types`), so it gets the counts in that type, edge tiles padded with the
-    band means as the payload pads them."""
-    if counts is None:
-        x, dtype, pad = norm.apply(image), np.float32, np.zeros((image.shape[0], 1, 1), np.float32)
-    else:
-        from search.input_types import pad_counts
+    Tiled as flightsim tiles a scene and each tile made into the model's input by the payload's own
+    :class:`runtime.preprocess.Preprocessor` (normalised on the host in f32, edge tiles padded), so
+    the search scores exactly what the payload would compute. ``counts`` (``uint8``/``uint16``): the
+    predictor is an IR that normalises its own input (:mod:`search.input_types`) and gets the counts
+    in that type, edge tiles padded with the band means."""
+    from flightsim.tiles import tile_grid
+    from runtime.preprocess import Preprocessor
+    from search.input_types import input_manifest
 
-        x, dtype = image, np.dtype(counts)
-        pad = np.asarray(pad_counts(norm.to_manifest(), counts), dtype).reshape(-1, 1, 1)
-    bands, h, w = x.shape
+    bands, h, w = image.shape
+    manifest_input = {"normalization": norm.to_manifest()}
+    if counts is not None:
+        manifest_input = input_manifest(manifest_input, counts)
+    prepare = Preprocessor(manifest_input, (1, bands, tile, tile))
     out = np.zeros((h, w), dtype=np.float32)
-    for top in range(0, h, tile):
-        for left in range(0, w, tile):
-            window = x[:, top : top + tile, left : left + tile]
-            th, tw = window.shape[1:]
-            padded = np.empty((1, bands, tile, tile), dtype=dtype)
-            padded[0] = pad
-            padded[0, :, :th, :tw] = window
-            out[top : top + th, left : left + tw] = predict(padded)[0, 0, :th, :tw]
+    for top, left, th, tw in tile_grid(h, w, tile):
+        batch, _ = prepare(image[:, top : top + th, left : left + tw], {})
+        out[top : top + th, left : left + tw] = predict(batch)[0, 0, :th, :tw]
     return out
 
 
