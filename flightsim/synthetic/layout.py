@@ -229,3 +229,45 @@ def _harbour(
                 look.wake_length_m = look.wake_intensity = 0.0  # moored
                 looks.append(look)
     return looks, occupied
+
+
+def _wake(
+    rng: np.random.Generator,
+    cfg: dict[str, Any],
+    look: _Look,
+    transform: Affine,
+    shape: tuple[int, int],
+    land_alpha: np.ndarray | None,
+) -> tuple[Window, np.ndarray] | None:
+    """Where a moving vessel's wake is and how strong, in [0, 1]: a turbulent centre trail and
+    fainter Kelvin arms behind the stern, fading with distance, none on land. Returns the window
+    it covers and the strength over it (None when it is off the scene). Each renderer shows it its
+    own way: foam in the optical picture, damped backscatter in SAR."""
+    v = look.vessel
+    length, width = look.wake_length_m, v.width_m
+    h = math.radians(v.heading_deg)
+    fx, fy = math.sin(h), math.cos(h)
+    cx, cy = look.centre
+    sx0, sy0 = cx - fx * v.length_m / 2, cy - fy * v.length_m / 2  # stern centre
+    tan_k = math.tan(math.radians(cfg["kelvin_half_angle_deg"]))
+    half = length * tan_k + 2 * width
+    ex, ey = sx0 - fx * length, sy0 - fy * length
+    xs = [sx0 + fy * width, sx0 - fy * width, ex + fy * half, ex - fy * half]
+    ys = [sy0 - fx * width, sy0 + fx * width, ey - fx * half, ey + fx * half]
+    win = _window((min(xs), min(ys), max(xs), max(ys)), transform, shape, pad=2)
+    r0, r1, c0, c1 = win
+    if r1 <= r0 or c1 <= c0:
+        return None
+    u, lat = _local(transform, win, sx0, sy0, v.heading_deg)
+    d = np.maximum(-u, 0.0)  # metres behind the stern
+    turb_w = 0.5 * width + cfg["wake_spread"] * d
+    turbulent = np.exp(-((lat / turb_w) ** 2) - d / (cfg["wake_decay"] * length))
+    arm_w = 0.3 * width + 0.5 * cfg["wake_spread"] * d
+    arms = np.exp(-(((np.abs(lat) - d * tan_k) / arm_w) ** 2) - d / (cfg["kelvin_decay"] * length))
+    strength = turbulent + cfg["kelvin_relative_intensity"] * arms
+    strength *= (u < 0) * np.clip((length - d) / (0.2 * length), 0.0, 1.0)
+    texture = 1.0 - cfg["wake_texture"] * rng.random(u.shape, dtype=np.float32)
+    strength *= look.wake_intensity * texture
+    if land_alpha is not None:
+        strength *= 1.0 - land_alpha[r0:r1, c0:c1]
+    return win, strength

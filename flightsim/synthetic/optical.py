@@ -12,7 +12,7 @@ import numpy as np
 import shapely.affinity
 from affine import Affine
 
-from flightsim.synthetic.layout import _local, _raster, _window
+from flightsim.synthetic.layout import _local, _raster, _wake, _window
 from flightsim.synthetic.model import _Look
 from flightsim.synthetic.noise import _fbm, _quantile, _shift, _smooth_noise, _smoothstep
 
@@ -176,33 +176,9 @@ def _paint_wake(
     transform: Affine,
     land_alpha: np.ndarray | None,
 ) -> None:
-    """A turbulent centre trail and fainter Kelvin arms behind the stern, fading with distance."""
-    v = look.vessel
-    length, width = look.wake_length_m, v.width_m
-    h = math.radians(v.heading_deg)
-    fx, fy = math.sin(h), math.cos(h)
-    cx, cy = look.centre
-    sx0, sy0 = cx - fx * v.length_m / 2, cy - fy * v.length_m / 2  # stern centre
-    tan_k = math.tan(math.radians(cfg["kelvin_half_angle_deg"]))
-    half = length * tan_k + 2 * width
-    ex, ey = sx0 - fx * length, sy0 - fy * length
-    xs = [sx0 + fy * width, sx0 - fy * width, ex + fy * half, ex - fy * half]
-    ys = [sy0 - fx * width, sy0 + fx * width, ey - fx * half, ey + fx * half]
-    win = _window((min(xs), min(ys), max(xs), max(ys)), transform, img.shape[1:], pad=2)
-    r0, r1, c0, c1 = win
-    if r1 <= r0 or c1 <= c0:
-        return
-    u, lat = _local(transform, win, sx0, sy0, v.heading_deg)
-    d = np.maximum(-u, 0.0)  # metres behind the stern
-    turb_w = 0.5 * width + cfg["wake_spread"] * d
-    turbulent = np.exp(-((lat / turb_w) ** 2) - d / (cfg["wake_decay"] * length))
-    arm_w = 0.3 * width + 0.5 * cfg["wake_spread"] * d
-    arms = np.exp(-(((np.abs(lat) - d * tan_k) / arm_w) ** 2) - d / (cfg["kelvin_decay"] * length))
-    strength = turbulent + cfg["kelvin_relative_intensity"] * arms
-    strength *= (u < 0) * np.clip((length - d) / (0.2 * length), 0.0, 1.0)
-    texture = 1.0 - cfg["wake_texture"] * rng.random(u.shape, dtype=np.float32)
-    strength *= look.wake_intensity * texture
-    if land_alpha is not None:
-        strength *= 1.0 - land_alpha[r0:r1, c0:c1]
-    region = img[:, r0:r1, c0:c1]
-    region += strength * (_colour(cfg, "foam_colour") - region)
+    """Foam along the wake: the image blended towards ``foam_colour`` by the wake's strength."""
+    wake = _wake(rng, cfg, look, transform, img.shape[1:], land_alpha)
+    if wake is not None:
+        (r0, r1, c0, c1), strength = wake
+        region = img[:, r0:r1, c0:c1]
+        region += strength * (_colour(cfg, "foam_colour") - region)

@@ -9,10 +9,9 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from flightsim.synthetic.layout import _raster, _window
+from flightsim.synthetic.layout import _raster, _wake, _window
 from flightsim.synthetic.model import Scene, _Look
 from flightsim.synthetic.noise import _fbm
-from flightsim.synthetic.optical import _paint_wake
 from flightsim.synthetic.sensor import _quantize
 from flightsim.synthetic.writing import rasterize_vessels
 
@@ -41,12 +40,15 @@ def _sar_scene(
     if land_alpha is not None:
         ground = rng.uniform(*sc["land_sigma0"]) * np.clip(1.0 + 0.5 * _fbm(rng, shape, scales, [1.0, 0.6, 0.3]), 0.1, None)
         intensity += land_alpha * (ground - intensity)
-    dark_cfg = {**cfg, "foam_colour": [1.0] * len(cfg["bands"])}
-    wakes = np.zeros((len(cfg["bands"]),) + shape, np.float32)
+    # Wakes damp the sea's backscatter; overlapping wakes combine as 1 - (1 - a)(1 - b).
+    wakes = np.zeros(shape, np.float32)
     for look in looks:
-        if look.wake_length_m > 0:
-            _paint_wake(rng, dark_cfg, wakes, look, transform, land_alpha)
-    intensity *= 1.0 - sc["wake_darkening"] * np.clip(wakes[0], 0.0, 1.0)
+        wake = _wake(rng, cfg, look, transform, shape, land_alpha) if look.wake_length_m > 0 else None
+        if wake is not None:
+            (r0, r1, c0, c1), strength = wake
+            region = wakes[r0:r1, c0:c1]
+            region += strength * (1.0 - region)
+    intensity *= 1.0 - sc["wake_darkening"] * np.clip(wakes, 0.0, 1.0)
     for look in looks:
         v = look.vessel
         win = _window(v.polygon.bounds, transform, shape, pad=2)
