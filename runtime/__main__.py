@@ -112,10 +112,8 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         curve_server_secret=args.curve_server_secret,
         curve_authorized=args.curve_authorized,
         curve_channels=tuple(args.curve_channels.split(",")) if args.curve_channels else None,
-        uplink_public_key=args.uplink_public_key,
+        uplink_public_key=args.uplink_public_key, watchdog_file=args.watchdog_file,
     )
-    if args.watchdog_file:
-        settings.health = {**settings.health, "watchdog_file": args.watchdog_file}
     runtime = Runtime(settings, model=args.model)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop())

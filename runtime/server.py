@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from runtime.protocol import Reason, TileRejected
 from runtime.recovery import EVENTS as RECOVERY_EVENTS
 from runtime.recovery import DeviceRecovery
 from runtime.security import CurveServer
+from runtime.settings import Settings
 from runtime.vectorize import vectorize
 
 log = logging.getLogger("runtime")
@@ -87,74 +88,6 @@ MAX_COMMAND_FRAMES = 32
 #: Pipeline stages the Health component watches; the vectorise workers can be restarted safely
 #: (their item is re-queued), the others only reported (and the watchdog left unfed).
 STAGES = ("ingest", "inference", "device", "vectorise", "output")
-
-
-@dataclass
-class Settings:
-    """What a runtime is started with; ``from_config`` fills it from runtime/defaults.toml."""
-
-    endpoints: dict[str, str]
-    device: str = "flight"              # as runtime/defaults.toml: MYRIAD, else NPU, else the twin
-    profile: str | None = None          # the twin's profile; None: the manifest's, else the twin's default
-    cpu_precision: str = "f32"
-    infer_requests: int = 0
-    max_message_bytes: int = 256 << 20
-    max_tile_pixels: int = 4096 * 4096
-    max_tile_bands: int = 16
-    results_hwm: int = 1000
-    max_tiles_inside: int = 64
-    vectorize: dict[str, Any] = field(default_factory=dict)
-    store: str = ""
-    telemetry_period_s: float = 1.0
-    curve_server_secret: str = ""
-    curve_authorized: str = ""
-    curve_channels: tuple[str, ...] = ("control",)
-    uplink_public_key: str = ""
-    remember_tiles: int = 20_000
-    shutdown_grace_s: float = 5.0
-    ground_ack: bool = True             # results count as delivered only once the ground acks them
-    ground_ack_timeout_s: float = 5.0
-    health: dict[str, Any] = field(default_factory=lambda: {"period_s": 1.0, "hang_timeout_s": 10.0, "watchdog_file": ""})
-    recovery: dict[str, Any] = field(default_factory=lambda: {
-        "max_attempts": 4, "backoff_s": 0.2, "max_backoff_s": 5.0, "reopen_after": 2, "fallback_device": ""})
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:
-        settings = cls(
-            endpoints=dict(config["endpoints"]),
-            device=config["inference"]["device"],
-            profile=config["inference"].get("profile") or None,
-            cpu_precision=config["inference"]["cpu_precision"],
-            infer_requests=config["inference"]["infer_requests"],
-            max_message_bytes=config["limits"]["max_message_bytes"],
-            max_tile_pixels=config["limits"]["max_tile_pixels"],
-            max_tile_bands=config["limits"]["max_tile_bands"],
-            results_hwm=config["limits"]["results_hwm"],
-            max_tiles_inside=config["limits"]["max_tiles_inside"],
-            vectorize=dict(config["vectorize"]),
-            store=config["models"]["store"],
-            telemetry_period_s=config["telemetry"]["period_s"],
-            curve_server_secret=config["security"]["curve_server_secret"],
-            curve_authorized=config["security"]["curve_authorized"],
-            curve_channels=tuple(config["security"]["curve_channels"]),
-            uplink_public_key=config["security"]["uplink_public_key"],
-            health=dict(config["health"]),
-            recovery=dict(config["device_recovery"]),
-            remember_tiles=config["delivery"]["remember_tiles"],
-            shutdown_grace_s=config["delivery"]["shutdown_grace_s"],
-            ground_ack=bool(config["delivery"]["ground_ack"]),
-            ground_ack_timeout_s=float(config["delivery"]["ground_ack_timeout_s"]),
-        )
-        for key, value in overrides.items():
-            if value is None:
-                continue
-            if key in settings.endpoints:
-                settings.endpoints[key] = value
-            elif hasattr(settings, key):
-                setattr(settings, key, value)
-            else:
-                raise ValueError(f"unknown setting {key!r}")
-        return settings
 
 
 @dataclass
