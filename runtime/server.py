@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import zmq
 from affine import Affine
 from rasterio.crs import CRS
@@ -42,6 +41,7 @@ from runtime.protocol import Reason, TileRejected
 from runtime.recovery import EVENTS as RECOVERY_EVENTS
 from runtime.recovery import DeviceRecovery
 from runtime.security import CurveServer
+from runtime.vectorise_pool import VectorisePool
 from runtime.settings import Settings
 from runtime.vectorize import vectorize
 
@@ -166,7 +166,9 @@ class Runtime:
         # socket and the results socket is bounded by it: overload backs up to the senders (they
         # stop getting acks), it never grows memory. See docs/reliability.md.
         self._inside = 0
-        self._done: queue.SimpleQueue[tuple[np.ndarray, _InFlight, float] | None] = queue.SimpleQueue()
+        # Device outputs wait here for a vectorise worker (runtime/vectorise_pool.py).
+        self._vectorise: VectorisePool[tuple[np.ndarray, _InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
+            int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised)
         # Results to send, and for accepted tiles whom to tell ("done") once they have gone.
         self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any] | None] = queue.SimpleQueue()
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
@@ -186,9 +188,6 @@ class Runtime:
         self._ingest = Heartbeat("ingest")
         self._output = Heartbeat("output")
         self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
-        self._vectorisers: list[Heartbeat] = []
-        self._vectorise_threads: list[threading.Thread] = []
-        self._restart_lock = threading.Lock()
         self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
                              self._event, settings.health["watchdog_file"])
@@ -292,7 +291,7 @@ class Runtime:
             return
         self.recovery.succeeded()
         job.batch = None
-        self._done.put((output, job, time.perf_counter()))
+        self._vectorise.put((output, job, time.perf_counter()))
 
     def serving_adapter(self) -> InferenceAdapter | None:
         serving = self.serving
@@ -337,7 +336,7 @@ class Runtime:
         """A tile the device failed ``max_attempts`` times: rejected through the result path."""
         job.batch = None
         self._event("inference_failed", detail=f"after {job.attempts} attempts: {error}", **protocol.tile_ids(job.header))
-        self._done.put((error, job, time.perf_counter()))
+        self._vectorise.put((error, job, time.perf_counter()))
 
     def _probes(self) -> list[StageProbe]:
         def oldest_inference() -> float:
@@ -347,57 +346,31 @@ class Runtime:
 
         probes = [StageProbe("ingest", self._ingest.age), StageProbe("inference", oldest_inference),
                   StageProbe("device", self.recovery.failing_for)]
-        for i in range(max(1, int(self.settings.vectorize.get("workers", 1)))):
-            probes.append(StageProbe(f"vectorise-{i}", lambda i=i: self._vectorisers[i].age() if self._vectorisers else 0.0,
-                                     lambda i=i: self._restart_vectoriser(i)))
+        probes += self._vectorise.probes()
         probes.append(StageProbe("output", self._output.age))
         return probes
 
-    def _start_vectoriser(self, i: int) -> None:
-        beat = Heartbeat(f"vectorise-{i}")
-        thread = threading.Thread(target=self._vectorise_worker, args=(i, beat), name=beat.name, daemon=True)
-        if i < len(self._vectorisers):
-            self._vectorisers[i], self._vectorise_threads[i] = beat, thread
-        else:
-            self._vectorisers.append(beat)
-            self._vectorise_threads.append(thread)
-        thread.start()
+    def _vectorised(self, item: tuple[np.ndarray, _InFlight, float], result: tuple[list[bytes], bool]) -> None:
+        """A worker's result for one tile: counted, and queued for the sender with the tile's
+        "done" (made here, off the main loop, which only forwards it)."""
+        frames, ok = result
+        if ok:
+            self._count("tiles_ok")
+        job = item[1]
+        done = protocol.encode_done({
+            **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
+            "reason": None if ok else Reason.INFERENCE_FAILED.value})
+        self._outbox.put((frames, job.identity, done, job.key))
 
-    def _restart_vectoriser(self, i: int) -> None:
-        """Hand the stuck worker's tile to a fresh worker; the stuck one's result is discarded."""
-        with self._restart_lock:
-            stuck = self._vectorisers[i]
-            if stuck.item is not None:
-                self._done.put(stuck.item)
-            self._start_vectoriser(i)
-
-    def _vectorise_worker(self, i: int, beat: Heartbeat) -> None:
-        # One GDAL environment for the worker's life: each rasterio.features call otherwise opens
-        # and closes its own (a measurable share of a tile's host time).
-        with rasterio.Env():
-            self._vectorise_loop(i, beat)
-
-    def _vectorise_loop(self, i: int, beat: Heartbeat) -> None:
-        while (item := self._done.get()) is not None:
-            beat.begin(item)
-            frames, ok = self._post_process(*item)
-            with self._restart_lock:
-                if self._vectorisers[i] is not beat:
-                    return  # restarted while stuck: the tile went to the new worker
-                if ok:
-                    self._count("tiles_ok")
-                job = item[1]
-                # The "done" is made here, off the main loop, which only forwards it.
-                done = protocol.encode_done({
-                    **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
-                    "reason": None if ok else Reason.INFERENCE_FAILED.value})
-                self._outbox.put((frames, job.identity, done, job.key))
-                beat.end()
-
-    def _post_process(self, output: np.ndarray, job: _InFlight, t_inferred: float) -> tuple[list[bytes], bool]:
-        """Threshold, vectorise and describe one output; returns the result frames and whether ok."""
+    def _post_process(self, output: np.ndarray | BaseException, job: _InFlight,
+                      t_inferred: float) -> tuple[list[bytes], bool]:
+        """Threshold, vectorise and describe one output; returns the result frames and whether ok.
+        ``output`` is the device's error for a tile recovery gave up on: it is rejected."""
         opts = self.settings.vectorize
         header = job.header
+        if isinstance(output, BaseException):
+            return self._rejection(header, Reason.INFERENCE_FAILED,
+                                   f"the device failed it {job.attempts} times: {output}"), False
         try:
             prob = output[0, 0]
             features = vectorize(
@@ -733,7 +706,7 @@ class Runtime:
                 "in_flight": in_flight,
                 "duplicates": counts.get("duplicates", 0),
                 "internal_errors": counts.get("internal_errors", 0),
-                "queue_depth": {"vectorise": self._done.qsize(), "output": self._outbox.qsize(),
+                "queue_depth": {"vectorise": self._vectorise.depth(), "output": self._outbox.qsize(),
                                 "tiles_inside": self._inside, "max_tiles_inside": self.settings.max_tiles_inside},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
@@ -758,8 +731,7 @@ class Runtime:
 
     def serve(self) -> None:
         """Serve until a ``shutdown`` command or :meth:`stop`; then drain and close."""
-        for i in range(max(1, int(self.settings.vectorize.get("workers", 1)))):
-            self._start_vectoriser(i)
+        self._vectorise.start()
         sender = threading.Thread(target=self._sender, name="sender", daemon=True)
         sender.start()
         self.health.start()
@@ -805,12 +777,7 @@ class Runtime:
             self._drain_device()
             if self.serving is not None:
                 self.serving.adapter.close()
-            with self._restart_lock:
-                workers = list(self._vectorise_threads)
-            for _ in workers:
-                self._done.put(None)
-            for thread in workers:
-                thread.join()
+            self._vectorise.stop()
             self.health.stop()
             self._stop_deadline = time.monotonic() + self.settings.shutdown_grace_s
             self._outbox.put(None)

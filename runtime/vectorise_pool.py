@@ -1,0 +1,93 @@
+"""The vectorise workers: device outputs become result frames while the device computes later tiles.
+
+A worker stuck on one tile (a pathological output, a GDAL call that never returns) can be restarted
+by the Health component: its tile goes to a fresh worker, and whatever the stuck one produces later
+is discarded, so each tile's result is delivered once. The queue in front of the workers holds at
+most what the runtime has let inside (``max_tiles_inside``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import rasterio
+
+from runtime.health import Heartbeat, StageProbe
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class VectorisePool(Generic[Item, Result]):
+    """``workers`` threads running ``work(item)`` on each queued item, then ``deliver(item, result)``
+    (under the pool's lock, and only if that worker was not restarted meanwhile)."""
+
+    def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None]):
+        self.size = max(1, int(workers))
+        self._work, self._deliver = work, deliver
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self._beats: list[Heartbeat] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        for i in range(self.size):
+            self._start(i)
+
+    def put(self, item: Item) -> None:
+        self._queue.put(item)
+
+    def depth(self) -> int:
+        """Items waiting for a worker."""
+        return self._queue.qsize()
+
+    def probes(self) -> list[StageProbe]:
+        """One Health probe per worker: how long it has been on its item, and how to restart it."""
+        return [StageProbe(f"vectorise-{i}", lambda i=i: self._beats[i].age() if self._beats else 0.0,
+                           lambda i=i: self.restart(i)) for i in range(self.size)]
+
+    def restart(self, i: int) -> None:
+        """Hand worker ``i``'s item to a fresh worker; the stuck one's result will be discarded."""
+        with self._lock:
+            stuck = self._beats[i]
+            if stuck.item is not None:
+                self._queue.put(stuck.item)
+            self._start(i)
+
+    def stop(self) -> None:
+        """Let the workers finish what is queued, then end them."""
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)
+        for thread in threads:
+            thread.join()
+
+    def _start(self, i: int) -> None:
+        beat = Heartbeat(f"vectorise-{i}")
+        thread = threading.Thread(target=self._run, args=(i, beat), name=beat.name, daemon=True)
+        if i < len(self._beats):
+            self._beats[i], self._threads[i] = beat, thread
+        else:
+            self._beats.append(beat)
+            self._threads.append(thread)
+        thread.start()
+
+    def _run(self, i: int, beat: Heartbeat) -> None:
+        # One GDAL environment for the worker's life: each rasterio.features call otherwise opens
+        # and closes its own (a measurable share of a tile's host time).
+        with rasterio.Env():
+            while (item := self._queue.get()) is not None:
+                beat.begin(item)
+                result = self._work(item)
+                with self._lock:
+                    if self._beats[i] is not beat:
+                        return  # restarted while stuck: the item went to the new worker
+                    self._deliver(item, result)
+                    beat.end()
+
+
+__all__ = ["VectorisePool"]
