@@ -18,11 +18,21 @@ ground_ack = true`` the runtime binds an ``acks`` socket (PULL); the ground send
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import zmq
+
+from runtime import protocol
+from runtime.health import Heartbeat
+
+log = logging.getLogger("runtime")
 
 Key = tuple[str, str, str]
 
@@ -94,3 +104,139 @@ class AwaitingGround:
             oldest = min((i.sent_at for i in self._items.values()), default=None)
             return {"awaiting_ground": len(self._items),
                     "oldest_s": None if oldest is None else round(time.monotonic() - oldest, 3)}
+
+
+class ResultSender:
+    """The sender thread: owns the results socket (and the acks socket) and sends each result in
+    completion order, then tells the tile's sender "done" at once or, with ground acknowledgement,
+    once the ground has acknowledged it (:class:`AwaitingGround`).
+
+    ``counted(name, n)``, ``say(event, **fields)`` and ``released()`` (a tile's result has left or
+    been given up on: it is no longer inside the runtime) are the runtime's; "done" frames go to the
+    main loop over the inproc PAIR ``notify_endpoint``, since the main loop owns the tile socket.
+    """
+
+    def __init__(self, ctx: zmq.Context, results: zmq.Socket, acks: zmq.Socket | None, notify_endpoint: str,
+                 ack_timeout_s: float, counted: Callable[..., None], say: Callable[..., None],
+                 released: Callable[[], None]):
+        self._ctx, self._results, self._acks, self._notify_endpoint = ctx, results, acks, notify_endpoint
+        self._counted, self._say, self._released = counted, say, released
+        self._queue: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any] | None] = queue.SimpleQueue()
+        self.awaiting = AwaitingGround(ack_timeout_s)
+        self.beat = Heartbeat("output")
+        self._stop_deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, frames: list[bytes], identity: bytes, done: bytes, key: Any) -> None:
+        """A result to send; ``identity`` and ``done`` tell its tile's sender, ``key`` identifies it
+        to the ground's acknowledgement (empty identity, None key: a rejection nobody waits for)."""
+        self._queue.put((frames, identity, done, key))
+
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def report(self) -> dict[str, Any]:
+        return {"ground_ack": self._acks is not None, **self.awaiting.report()}
+
+    def stop(self, grace_s: float) -> None:
+        """Send what is queued; results no ground takes within ``grace_s`` are given up on."""
+        self._stop_deadline = time.monotonic() + grace_s
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        """Owns the results socket (and the acks socket): sends each result, then either tells the
+        tile's sender "done" at once or, with ground_ack, once the ground has acknowledged it."""
+        notify = self._ctx.socket(zmq.PAIR)
+        notify.connect(self._notify_endpoint)
+        wait = None if self._acks is None else 0.05
+        while True:
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = ()
+            if item is None:
+                break
+            if item:
+                self._send_one(notify, *item)
+            if self._acks is not None:
+                self._take_acks(notify)
+                self._resend_overdue()
+        if self._acks is not None:  # at shutdown: the ground has until the grace deadline to ack
+            while len(self.awaiting) and time.monotonic() < (self._stop_deadline or 0):
+                self._acks.poll(100)
+                self._take_acks(notify)
+                self._resend_overdue()
+            lost = self.awaiting.give_up()
+            for _ in lost:
+                self._released()
+            if lost:
+                self._counted("results_undeliverable", len(lost))
+                self._say("results_undeliverable", detail=f"{len(lost)} results unacknowledged by the ground at "
+                                                            "shutdown: their senders resend the tiles")
+        notify.close()
+
+    def _send_one(self, notify: zmq.Socket, frames: list[bytes], identity: bytes, done: bytes, key: Any) -> None:
+        self.beat.begin(None)
+        sent = self._send_result(frames)
+        self.beat.end()
+        if not sent:
+            self._released()
+            return  # no "done": the sender keeps the tile and resends it to the next runtime
+        self._counted("results_sent")
+        if self._acks is not None and key is not None:
+            if self.awaiting.sent(key, frames, identity, done):
+                return  # inside until the ground acks it (runtime/delivery.py)
+        self._released()
+        if identity:
+            # The main loop owns the tile socket: it forwards this to the sender as "done".
+            notify.send_multipart([identity, done])
+
+    def _take_acks(self, notify: zmq.Socket) -> None:
+        while True:
+            try:
+                frames = self._acks.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
+            except zmq.Again:
+                return
+            try:
+                ack = protocol.loads(frames[0])
+                key = tuple(ack["ack"])
+                if len(key) != 3 or not all(isinstance(k, str) for k in key):
+                    raise ValueError(f"ack {ack['ack']!r} is not [scene_id, tile_id, checksum]")
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                self._counted("bad_acks")
+                log.warning("bad ground ack: %s", exc)
+                continue
+            entry = self.awaiting.acked(key)  # type: ignore[arg-type]
+            if entry is None:
+                continue  # a second ack of a resent result, or a stranger's
+            self._counted("results_acked")
+            self._released()
+            if entry.identity:
+                notify.send_multipart([entry.identity, entry.done])
+
+    def _resend_overdue(self) -> None:
+        for _, entry in self.awaiting.overdue():
+            self._counted("results_resent")
+            self._send_result(entry.frames)
+
+    def _send_result(self, frames: list[bytes]) -> bool:
+        """Send one result; while no ground is connected (a PUSH then has nowhere to put it) wait,
+        except when stopping, where after ``shutdown_grace_s`` the result is given up on (an event
+        says how many): its tile was never reported done, so its sender resends it."""
+        while True:
+            try:
+                self._results.send_multipart(frames, flags=zmq.NOBLOCK)
+                return True
+            except zmq.Again:
+                deadline = self._stop_deadline
+                if deadline is not None and time.monotonic() > deadline:
+                    self._counted("results_undeliverable")
+                    self._say("results_undeliverable", detail="no ground connected at shutdown")
+                    return False
+                # Sleep until the socket can take the result (a ground connects or drains), but
+                # wake now and then to see whether shutdown has set a deadline meanwhile.
+                self._results.poll(100, zmq.POLLOUT)

@@ -33,7 +33,7 @@ from rasterio.errors import CRSError
 
 from runtime import protocol
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
-from runtime.delivery import AwaitingGround
+from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.preprocess import Preprocessor
@@ -154,7 +154,6 @@ class Runtime:
         sockets = [("tiles", self._tiles), ("results", self._results), ("control", self._control),
                    ("telemetry", self._telemetry)]
         self._acks: zmq.Socket | None = None
-        self._awaiting = AwaitingGround(settings.ground_ack_timeout_s)
         if settings.ground_ack:
             self._acks = self._socket(zmq.PULL, "acks")
             sockets.append(("acks", self._acks))
@@ -169,8 +168,6 @@ class Runtime:
         # Device outputs wait here for a vectorise worker (runtime/vectorise_pool.py).
         self._vectorise: VectorisePool[tuple[np.ndarray, _InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised)
-        # Results to send, and for accepted tiles whom to tell ("done") once they have gone.
-        self._outbox: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any] | None] = queue.SimpleQueue()
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
         self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
@@ -183,10 +180,11 @@ class Runtime:
         self._rejected: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=1000)  # bounded: a soak must not grow memory
         self._running = False
-        self._stop_deadline: float | None = None
         self.serving: Serving | None = None
         self._ingest = Heartbeat("ingest")
-        self._output = Heartbeat("output")
+        # Results out, and the ground's acknowledgements in (runtime/delivery.py).
+        self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
+                                    settings.ground_ack_timeout_s, self._count, self._event, self._left)
         self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
         self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
@@ -347,7 +345,7 @@ class Runtime:
         probes = [StageProbe("ingest", self._ingest.age), StageProbe("inference", oldest_inference),
                   StageProbe("device", self.recovery.failing_for)]
         probes += self._vectorise.probes()
-        probes.append(StageProbe("output", self._output.age))
+        probes.append(StageProbe("output", self._sender.beat.age))
         return probes
 
     def _vectorised(self, item: tuple[np.ndarray, _InFlight, float], result: tuple[list[bytes], bool]) -> None:
@@ -360,7 +358,7 @@ class Runtime:
         done = protocol.encode_done({
             **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
             "reason": None if ok else Reason.INFERENCE_FAILED.value})
-        self._outbox.put((frames, job.identity, done, job.key))
+        self._sender.put(frames, job.identity, done, job.key)
 
     def _post_process(self, output: np.ndarray | BaseException, job: _InFlight,
                       t_inferred: float) -> tuple[list[bytes], bool]:
@@ -410,100 +408,6 @@ class Runtime:
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
             return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
-
-    def _sender(self) -> None:
-        """Owns the results socket (and the acks socket): sends each result, then either tells the
-        tile's sender "done" at once or, with ground_ack, once the ground has acknowledged it."""
-        notify = self._ctx.socket(zmq.PAIR)
-        notify.connect(self._notify_endpoint)
-        wait = None if self._acks is None else 0.05
-        while True:
-            try:
-                item = self._outbox.get(timeout=wait)
-            except queue.Empty:
-                item = ()
-            if item is None:
-                break
-            if item:
-                self._send_one(notify, *item)
-            if self._acks is not None:
-                self._take_acks(notify)
-                self._resend_overdue()
-        if self._acks is not None:  # at shutdown: the ground has until the grace deadline to ack
-            while len(self._awaiting) and time.monotonic() < (self._stop_deadline or 0):
-                self._acks.poll(100)
-                self._take_acks(notify)
-                self._resend_overdue()
-            lost = self._awaiting.give_up()
-            for _ in lost:
-                self._left()
-            if lost:
-                self._count("results_undeliverable", len(lost))
-                self._event("results_undeliverable", detail=f"{len(lost)} results unacknowledged by the ground at "
-                                                            "shutdown: their senders resend the tiles")
-        notify.close()
-
-    def _send_one(self, notify: zmq.Socket, frames: list[bytes], identity: bytes, done: bytes, key: Any) -> None:
-        self._output.begin(None)
-        sent = self._send_result(frames)
-        self._output.end()
-        if not sent:
-            self._left()
-            return  # no "done": the sender keeps the tile and resends it to the next runtime
-        self._count("results_sent")
-        if self._acks is not None and key is not None:
-            if self._awaiting.sent(key, frames, identity, done):
-                return  # inside until the ground acks it (runtime/delivery.py)
-        self._left()
-        if identity:
-            # The main loop owns the tile socket: it forwards this to the sender as "done".
-            notify.send_multipart([identity, done])
-
-    def _take_acks(self, notify: zmq.Socket) -> None:
-        while True:
-            try:
-                frames = self._acks.recv_multipart(zmq.NOBLOCK)  # type: ignore[union-attr]
-            except zmq.Again:
-                return
-            try:
-                ack = protocol.loads(frames[0])
-                key = tuple(ack["ack"])
-                if len(key) != 3 or not all(isinstance(k, str) for k in key):
-                    raise ValueError(f"ack {ack['ack']!r} is not [scene_id, tile_id, checksum]")
-            except (ValueError, KeyError, TypeError, IndexError) as exc:
-                self._count("bad_acks")
-                log.warning("bad ground ack: %s", exc)
-                continue
-            entry = self._awaiting.acked(key)  # type: ignore[arg-type]
-            if entry is None:
-                continue  # a second ack of a resent result, or a stranger's
-            self._count("results_acked")
-            self._left()
-            if entry.identity:
-                notify.send_multipart([entry.identity, entry.done])
-
-    def _resend_overdue(self) -> None:
-        for _, entry in self._awaiting.overdue():
-            self._count("results_resent")
-            self._send_result(entry.frames)
-
-    def _send_result(self, frames: list[bytes]) -> bool:
-        """Send one result; while no ground is connected (a PUSH then has nowhere to put it) wait,
-        except when stopping, where after ``shutdown_grace_s`` the result is given up on (an event
-        says how many): its tile was never reported done, so its sender resends it."""
-        while True:
-            try:
-                self._results.send_multipart(frames, flags=zmq.NOBLOCK)
-                return True
-            except zmq.Again:
-                deadline = self._stop_deadline
-                if deadline is not None and time.monotonic() > deadline:
-                    self._count("results_undeliverable")
-                    self._event("results_undeliverable", detail="no ground connected at shutdown")
-                    return False
-                # Sleep until the socket can take the result (a ground connects or drains), but
-                # wake now and then to see whether shutdown has set a deadline meanwhile.
-                self._results.poll(100, zmq.POLLOUT)
 
     def _remember(self, key: tuple[str, str, str] | None, state: str) -> None:
         if key is None:
@@ -589,7 +493,7 @@ class Runtime:
                 log.exception("internal error on a tile")
                 self._count("internal_errors")
                 reason, detail = Reason.INTERNAL_ERROR, f"internal error: {exc!r}"
-            self._outbox.put((self._rejection(header, reason, detail), b"", b"", protocol.tile_key(header)))
+            self._sender.put(self._rejection(header, reason, detail), b"", b"", protocol.tile_key(header))
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
         self._remember(job.key, "in_flight")
@@ -694,7 +598,7 @@ class Runtime:
             "endpoints": self.endpoints,
             "health": self.health.report(),
             "device_recovery": self.recovery.report(),
-            "delivery": {"ground_ack": self._acks is not None, **self._awaiting.report(),
+            "delivery": {**self._sender.report(),
                          "results_acked": counts.get("results_acked", 0),
                          "results_resent": counts.get("results_resent", 0)},
             "counters": {
@@ -706,7 +610,7 @@ class Runtime:
                 "in_flight": in_flight,
                 "duplicates": counts.get("duplicates", 0),
                 "internal_errors": counts.get("internal_errors", 0),
-                "queue_depth": {"vectorise": self._vectorise.depth(), "output": self._outbox.qsize(),
+                "queue_depth": {"vectorise": self._vectorise.depth(), "output": self._sender.depth(),
                                 "tiles_inside": self._inside, "max_tiles_inside": self.settings.max_tiles_inside},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
@@ -732,8 +636,7 @@ class Runtime:
     def serve(self) -> None:
         """Serve until a ``shutdown`` command or :meth:`stop`; then drain and close."""
         self._vectorise.start()
-        sender = threading.Thread(target=self._sender, name="sender", daemon=True)
-        sender.start()
+        self._sender.start()
         self.health.start()
         poller = zmq.Poller()
         poller.register(self._tiles, zmq.POLLIN)
@@ -779,9 +682,7 @@ class Runtime:
                 self.serving.adapter.close()
             self._vectorise.stop()
             self.health.stop()
-            self._stop_deadline = time.monotonic() + self.settings.shutdown_grace_s
-            self._outbox.put(None)
-            sender.join()
+            self._sender.stop(self.settings.shutdown_grace_s)
             self._forward_done()  # the last "done"s, so senders know these tiles are delivered
             self._publish()
             self.close()
