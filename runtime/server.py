@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import tempfile
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,59 +35,17 @@ from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_fr
 from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
 from runtime.health import Health, Heartbeat, StageProbe
+from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
-from runtime.recovery import EVENTS as RECOVERY_EVENTS
 from runtime.recovery import DeviceRecovery
 from runtime.security import CurveServer
 from runtime.vectorise_pool import VectorisePool
 from runtime.settings import Settings
+from runtime.telemetry import Telemetry
 from runtime.vectorize import vectorize
 
 log = logging.getLogger("runtime")
-
-#: The component's interface in one place, after NASA F´: ports, commands, events with their
-#: severity, and telemetry channels. docs/protocol.md describes each.
-PORTS = {
-    "tiles": "ROUTER. In: [header, pixels] per tile. Out: an ack per tile to its sender.",
-    "results": "PUSH. Out: one result per tile, ok or rejected; blocks rather than drops.",
-    "control": "ROUTER. In: a command [json, *frames]. Out: one JSON reply.",
-    "telemetry": "PUB. Out: [b'telemetry', json] every period and [b'event', json] as they happen.",
-    "acks": "PULL, bound while [delivery] ground_ack (the default). In: {'v': 1, 'ack': [scene_id, tile_id, checksum]} "
-            "per result the ground has taken (runtime/delivery.py).",
-}
-COMMANDS = {
-    "status": "State, serving model, device, counters.",
-    "load_model": "Frames: manifest, model.xml, model.bin, golden.npz if listed, then (record, blob) per compiled "
-                  "artefact; the request "
-                  "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
-                  "compiled or imported, and run once before it serves.",
-    "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit.",
-}
-EVENTS = {
-    "started": "ACTIVITY_HI",
-    "model_loaded": "ACTIVITY_HI",
-    "model_not_persisted": "WARNING_LO",
-    "model_refused": "WARNING_HI",
-    "tile_rejected": "WARNING_LO",
-    "inference_failed": "WARNING_HI",
-    "stage_hung": "WARNING_HI",
-    "internal_error": "FATAL",
-    "results_undeliverable": "WARNING_HI",
-    "stage_restarted": "ACTIVITY_HI",
-    "stopping": "ACTIVITY_HI",
-    **RECOVERY_EVENTS,  # device_error, device_reopened, device_replaced, device_reopen_failed
-}
-TELEMETRY = (
-    "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
-    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health",
-)
-#: The most frames one command may carry: load_model's manifest, three files and compiled blobs.
-MAX_COMMAND_FRAMES = 32
-#: Pipeline stages the Health component watches; the vectorise workers can be restarted safely
-#: (their item is re-queued), the others only reported (and the watchdog left unfed).
-STAGES = ("ingest", "inference", "device", "vectorise", "output")
-
 
 @dataclass
 class Serving:
@@ -174,11 +131,8 @@ class Runtime:
         self._notify_endpoint = f"inproc://notify-{id(self)}"
         self._notify = self._ctx.socket(zmq.PAIR)
         self._notify.bind(self._notify_endpoint)
-        self._events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._rejected: Counter[str] = Counter()
-        self._latencies: deque[float] = deque(maxlen=1000)  # bounded: a soak must not grow memory
+        self.telemetry = Telemetry()
         self._running = False
         self.serving: Serving | None = None
         self._ingest = Heartbeat("ingest")
@@ -402,8 +356,7 @@ class Runtime:
                 "window": header.get("window"),
                 "detections": {"type": "FeatureCollection", "features": features},
             }
-            with self._lock:
-                self._latencies.append(t_end - job.t_received)
+            self.telemetry.latency(t_end - job.t_received)
             return protocol.encode_result(result, mask), True
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
@@ -429,9 +382,7 @@ class Runtime:
             self._tiles.send_multipart([identity, done])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
-        with self._lock:
-            self._counts["tiles_rejected"] += 1
-            self._rejected[reason.value] += 1
+        self.telemetry.reject(reason.value)
         self._event("tile_rejected", reason=reason.value, detail=detail, **protocol.tile_ids(header))
         model = self.serving.info if self.serving else None
         return protocol.encode_result(
@@ -523,8 +474,7 @@ class Runtime:
             self._event("internal_error", handler=getattr(handler, "__name__", str(handler)), detail=repr(exc))
 
     def _count(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += n
+        self.telemetry.count(name, n)
 
     # -- control --------------------------------------------------------------------------
 
@@ -581,10 +531,7 @@ class Runtime:
         return {"ok": True}
 
     def status(self) -> dict[str, Any]:
-        with self._lock:
-            counts = dict(self._counts)
-            rejected = dict(self._rejected)
-            lat = np.array(self._latencies) * 1e3
+        counts, rejected, lat = self.telemetry.snapshot()
         in_flight = counts.get("tiles_accepted", 0) - counts.get("tiles_ok", 0) - rejected.get(
             Reason.INFERENCE_FAILED.value, 0
         )
@@ -613,22 +560,18 @@ class Runtime:
                 "queue_depth": {"vectorise": self._vectorise.depth(), "output": self._sender.depth(),
                                 "tiles_inside": self._inside, "max_tiles_inside": self.settings.max_tiles_inside},
                 "rejected_by_reason": rejected,
-                "latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else None,
-                "latency_ms_p99": float(np.percentile(lat, 99)) if lat.size else None,
+                "latency_ms_p50": lat["p50"],
+                "latency_ms_p99": lat["p99"],
             },
         }
 
     # -- telemetry ------------------------------------------------------------------------
 
     def _event(self, name: str, **fields: Any) -> None:
-        self._events.put({"event": name, "severity": EVENTS[name], "time": time.time(), **fields})
+        self.telemetry.event(name, **fields)
 
     def _publish(self) -> None:
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
+        for event in self.telemetry.pending_events():
             self._telemetry.send_multipart([b"event", protocol.dumps(event)])
 
     # -- the loop -------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""The runtime component's interface in one place, after NASA F´: its ports, commands, events with
+their severity, and telemetry channels (docs/protocol.md describes each). The implementation is
+:mod:`runtime.server`; tools and tests read the declaration from here.
+"""
+
+from __future__ import annotations
+
+from runtime.recovery import EVENTS as RECOVERY_EVENTS
+
+#: The component's interface in one place, after NASA F´: ports, commands, events with their
+#: severity, and telemetry channels. docs/protocol.md describes each.
+PORTS = {
+    "tiles": "ROUTER. In: [header, pixels] per tile. Out: an ack per tile to its sender.",
+    "results": "PUSH. Out: one result per tile, ok or rejected; blocks rather than drops.",
+    "control": "ROUTER. In: a command [json, *frames]. Out: one JSON reply.",
+    "telemetry": "PUB. Out: [b'telemetry', json] every period and [b'event', json] as they happen.",
+    "acks": "PULL, bound while [delivery] ground_ack (the default). In: {'v': 1, 'ack': [scene_id, tile_id, checksum]} "
+            "per result the ground has taken (runtime/delivery.py).",
+}
+COMMANDS = {
+    "status": "State, serving model, device, counters.",
+    "load_model": "Frames: manifest, model.xml, model.bin, golden.npz if listed, then (record, blob) per compiled "
+                  "artefact; the request "
+                  "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
+                  "compiled or imported, and run once before it serves.",
+    "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit.",
+}
+EVENTS = {
+    "started": "ACTIVITY_HI",
+    "model_loaded": "ACTIVITY_HI",
+    "model_not_persisted": "WARNING_LO",
+    "model_refused": "WARNING_HI",
+    "tile_rejected": "WARNING_LO",
+    "inference_failed": "WARNING_HI",
+    "stage_hung": "WARNING_HI",
+    "internal_error": "FATAL",
+    "results_undeliverable": "WARNING_HI",
+    "stage_restarted": "ACTIVITY_HI",
+    "stopping": "ACTIVITY_HI",
+    **RECOVERY_EVENTS,  # device_error, device_reopened, device_replaced, device_reopen_failed
+}
+TELEMETRY = (
+    "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
+    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health",
+)
+#: The most frames one command may carry: load_model's manifest, three files and compiled blobs.
+MAX_COMMAND_FRAMES = 32
+#: Pipeline stages the Health component watches; the vectorise workers can be restarted safely
+#: (their item is re-queued), the others only reported (and the watchdog left unfed).
+STAGES = ("ingest", "inference", "device", "vectorise", "output")
