@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 import zmq
-from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
 from runtime import protocol
+from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
@@ -39,11 +39,11 @@ from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
 from runtime.recovery import DeviceRecovery
+from runtime.results import InFlight, describe
 from runtime.security import CurveServer
-from runtime.vectorise_pool import VectorisePool
 from runtime.settings import Settings
 from runtime.telemetry import Telemetry
-from runtime.vectorize import vectorize
+from runtime.vectorise_pool import VectorisePool
 
 log = logging.getLogger("runtime")
 
@@ -58,25 +58,6 @@ class Serving:
     @property
     def info(self) -> dict[str, str]:
         return {"name": self.bundle.name, "sha256": self.bundle.id}
-
-
-@dataclass
-class _InFlight:
-    """What travels with a tile through the device and the vectorise workers."""
-
-    header: dict[str, Any]
-    crs: CRS | None
-    valid: tuple[int, int]
-    threshold: float
-    model: dict[str, str]
-    t_received: float
-    t_submitted: float
-    identity: bytes = b""                 # the sender, told when the tile's result has gone out
-    key: tuple[str, str, str] | None = None  # (scene_id, tile_id, checksum): what makes a resend a duplicate
-    min_area_px: int | None = None        # the model's own smallest vessel (manifest), else the config's
-    batch: np.ndarray | None = None       # the device input, held until the inference succeeds (re-runs)
-    attempts: int = 1
-    adapter: Any = None                   # the adapter it was last submitted to
 
 
 @functools.lru_cache(maxsize=64)
@@ -123,7 +104,7 @@ class Runtime:
         # stop getting acks), it never grows memory. See docs/reliability.md.
         self._inside = 0
         # Device outputs wait here for a vectorise worker (runtime/vectorise_pool.py).
-        self._vectorise: VectorisePool[tuple[np.ndarray, _InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
+        self._vectorise: VectorisePool[tuple[np.ndarray, InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised)
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
@@ -176,7 +157,7 @@ class Runtime:
             verify(bundle, self._uplink_key)
         adapter = self._open_device(bundle, self.settings.device)
         try:
-            preprocess = self._acceptance_test(bundle, adapter)
+            preprocess = acceptance_test(bundle, adapter)
         except Exception:
             adapter.close()
             raise
@@ -197,45 +178,9 @@ class Runtime:
         return open_device(bundle, device, self._on_inferred, infer_requests=self.settings.infer_requests,
                            cpu_precision=self.settings.cpu_precision, profile=self.settings.profile)
 
-    @staticmethod
-    def _acceptance_test(bundle: Bundle, adapter: InferenceAdapter) -> Preprocessor:
-        """Refuse a model that loads but cannot serve: the manifest must describe the IR (input
-        shape and type, output shape), the IR must give finite probabilities for an all-zero
-        tile and for a tile of counts 0..255 (a range uint8 and uint16 tiles both hold; a model
-        that is NaN on real data but not on zeros was installed before this check), and a bundle
-        with a golden tile must reproduce its expected output here (runtime.golden). Returns the
-        model's preprocessor."""
-        declared = tuple(bundle.manifest["input"]["shape"])
-        if declared != tuple(adapter.input_shape):
-            raise BundleError(f"manifest input.shape {list(declared)} does not match the IR's input "
-                              f"{list(adapter.input_shape)}")
-        declared_type = bundle.manifest["input"].get("dtype", "float32")
-        if declared_type != adapter.input_dtype:
-            raise BundleError(f"manifest input.dtype {declared_type!r} does not match the IR's input "
-                              f"element type {adapter.input_dtype!r}")
-        preprocess = Preprocessor(bundle.manifest["input"], adapter.input_shape)
-        _, bands, h, w = adapter.input_shape
-        top = 255
-        ramp = np.broadcast_to(np.linspace(0, top, h * w).reshape(h, w), (bands, h, w)).astype(np.uint8)
-        expected = (1, 1, h, w)
-        declared_out = bundle.manifest["output"].get("shape")
-        if declared_out is not None and tuple(declared_out) != expected:
-            raise BundleError(f"manifest output.shape {declared_out} is not the (1, 1, H, W) the runtime reads")
-        for name, batch in (("an all-zero tile", np.zeros(adapter.input_shape, adapter.input_dtype)),
-                            (f"a tile of counts 0..{top}", preprocess(ramp, {})[0])):
-            output = adapter.infer(batch)
-            if output.shape != expected:
-                raise BundleError(f"test inference on {name} gave shape {output.shape}, expected {expected}")
-            if not np.isfinite(output).all():
-                raise BundleError(f"test inference on {name} gave non-finite values")
-        from runtime.golden import check_golden
-
-        check_golden(bundle, adapter, preprocess)  # the ground's known tile, reproduced on this device
-        return preprocess
-
     # -- the pipeline ---------------------------------------------------------------------
 
-    def _on_inferred(self, output: np.ndarray | BaseException, job: _InFlight) -> None:
+    def _on_inferred(self, output: np.ndarray | BaseException, job: InFlight) -> None:
         with self._lock:
             self._submitted.pop(id(job), None)
         if isinstance(output, BaseException):  # the device failed this request: re-run it
@@ -249,7 +194,7 @@ class Runtime:
         serving = self.serving
         return None if serving is None else serving.adapter
 
-    def _resubmit(self, job: _InFlight) -> None:
+    def _resubmit(self, job: InFlight) -> None:
         """Run a failed tile again, on whatever model and device serve now."""
         serving = self.serving
         assert serving is not None and job.batch is not None
@@ -284,7 +229,7 @@ class Runtime:
             return adapter.device, replaced
         raise RuntimeError("; ".join(errors))
 
-    def _give_up(self, job: _InFlight, error: BaseException) -> None:
+    def _give_up(self, job: InFlight, error: BaseException) -> None:
         """A tile the device failed ``max_attempts`` times: rejected through the result path."""
         job.batch = None
         self._event("inference_failed", detail=f"after {job.attempts} attempts: {error}", **protocol.tile_ids(job.header))
@@ -302,7 +247,7 @@ class Runtime:
         probes.append(StageProbe("output", self._sender.beat.age))
         return probes
 
-    def _vectorised(self, item: tuple[np.ndarray, _InFlight, float], result: tuple[list[bytes], bool]) -> None:
+    def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], bool]) -> None:
         """A worker's result for one tile: counted, and queued for the sender with the tile's
         "done" (made here, off the main loop, which only forwards it)."""
         frames, ok = result
@@ -314,49 +259,17 @@ class Runtime:
             "reason": None if ok else Reason.INFERENCE_FAILED.value})
         self._sender.put(frames, job.identity, done, job.key)
 
-    def _post_process(self, output: np.ndarray | BaseException, job: _InFlight,
+    def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
                       t_inferred: float) -> tuple[list[bytes], bool]:
         """Threshold, vectorise and describe one output; returns the result frames and whether ok.
         ``output`` is the device's error for a tile recovery gave up on: it is rejected."""
-        opts = self.settings.vectorize
         header = job.header
         if isinstance(output, BaseException):
             return self._rejection(header, Reason.INFERENCE_FAILED,
                                    f"the device failed it {job.attempts} times: {output}"), False
         try:
-            prob = output[0, 0]
-            features = vectorize(
-                prob,
-                job.threshold,
-                Affine(*header.get("transform", (1, 0, 0, 0, 1, 0))[:6]),
-                job.crs,
-                min_area_px=job.min_area_px if job.min_area_px is not None else opts.get("min_area_px", 4),
-                simplify_px=opts.get("simplify_px", 0.0),
-                connectivity=opts.get("connectivity", 8),
-                valid=job.valid,
-            )
-            mask = None
-            if header.get("want_mask"):
-                h, w = job.valid
-                mask = (prob[:h, :w] >= job.threshold).astype(np.uint8)
-            t_end = time.perf_counter()
-            result = {
-                **protocol.tile_ids(header),
-                "status": "ok",
-                "reason": None,
-                "model": job.model,
-                "timings_ms": {
-                    "decode": 1e3 * (job.t_submitted - job.t_received),
-                    "infer": 1e3 * (t_inferred - job.t_submitted),
-                    "vectorize": 1e3 * (t_end - t_inferred),
-                    "total": 1e3 * (t_end - job.t_received),
-                },
-                "crs": header.get("crs"),
-                "transform": header.get("transform"),
-                "window": header.get("window"),
-                "detections": {"type": "FeatureCollection", "features": features},
-            }
-            self.telemetry.latency(t_end - job.t_received)
+            result, mask = describe(output, job, t_inferred, self.settings.vectorize)
+            self.telemetry.latency(result["timings_ms"]["total"] / 1e3)
             return protocol.encode_result(result, mask), True
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
@@ -425,7 +338,7 @@ class Runtime:
                 self._duplicate(identity, header, state)
                 return
             batch, valid = serving.preprocess(pixels, header)
-            job = _InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
+            job = InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
                             t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px, batch)
             job.adapter = serving.adapter
             with self._lock:

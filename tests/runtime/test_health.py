@@ -12,7 +12,7 @@ import pytest
 import zmq
 from affine import Affine
 
-import runtime.server as server_module
+import runtime.results as results_module
 from flightsim.streamer import Streamer
 from flightsim.tiles import Tile
 from runtime import config, protocol
@@ -31,7 +31,7 @@ def _tiles(n: int) -> list[Tile]:
 def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
     monkeypatch: pytest.MonkeyPatch, brightness_bundle: Path, ipc_endpoints: dict[str, str], tmp_path: Path
 ) -> None:
-    real = server_module.vectorize
+    real = results_module.vectorize
     hang = threading.Event()
     release = threading.Event()
     stuck: list[threading.Thread] = []
@@ -43,7 +43,7 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
             release.wait(30)  # stuck, as a stage with a deadlock or a runaway geometry would be
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(server_module, "vectorize", hangs_once)
+    monkeypatch.setattr(results_module, "vectorize", hangs_once)
     cfg = config.defaults()
     watchdog = tmp_path / "watchdog"
     cfg["health"] = {"period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": str(watchdog)}
