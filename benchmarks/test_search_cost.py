@@ -29,7 +29,8 @@ import torch
 from runtime.host import host_line
 from search.align import Aligner
 from search.baseline import load_config
-from search.candidate import SearchData, fit, hil_scores, manifest_for, prepare_data
+from search.candidate import fit, hil_scores, manifest_for
+from search.dataset import SearchData, prepare_data
 from search.data import PatchSampler, load_scenes, estimate_normalization
 from search.export_ir import export_ir
 from search.network import GenomeNet

@@ -34,7 +34,7 @@ from runtime.emulate import compile_twin
 from runtime.host import host_line
 from search.ablate import NOISE_GAP, train_branches
 from search.baseline import load_config
-from search.candidate import prepare_data
+from search.dataset import prepare_data
 from search.data import SceneArrays
 from search.evaluate import Confusion, ir_predictor, predict_scene, torch_predictor
 from search.export_ir import export_ir

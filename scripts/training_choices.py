@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.baseline import load_config  # noqa: E402
-from search.candidate import _arrays, choose_on_validation, make_sampler, prepare_data, torch_device  # noqa: E402
+from search.candidate import choose_on_validation, torch_device  # noqa: E402
+from search.dataset import make_sampler, prepare_data, split_arrays  # noqa: E402
 from search.candidate import fit  # noqa: E402
 from search.evaluate import confusion_of, object_scores, predict_scenes, torch_predictor  # noqa: E402
 from search.network import GenomeNet  # noqa: E402
@@ -66,7 +67,7 @@ def run_variant(cfg: dict[str, Any], genome: Any, data: Any, seed: int) -> dict[
     fit(net, make_sampler(cfg, data, rng), cfg, int(cfg["candidate"]["fp32_epochs"]), tr["lr"],
         torch_device(cfg["candidate"]["torch_device"]))
     train_s = time.perf_counter() - t0
-    scenes = _arrays(data, "val")
+    scenes = split_arrays(data, "val")
     probs = predict_scenes(torch_predictor(net), scenes, data.norm, int(cfg["export"]["tile"]))
     fixed = object_scores(probs, scenes, [0.5], [4])[0]
     conf = confusion_of(probs, scenes, 0.5)

@@ -47,7 +47,8 @@ from runtime.emulate import compile_twin, emulation_cpu_config
 from runtime.ov_api import Core, Tensor
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
-from search.candidate import _arrays, fit, hil_scores, make_sampler, manifest_for, prepare_data, torch_device
+from search.candidate import fit, hil_scores, manifest_for, torch_device
+from search.dataset import make_sampler, prepare_data, split_arrays
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export_ir import export_ir
 from search.input_types import with_input_dtype
@@ -94,7 +95,7 @@ def breakdown(xml: bytes, bin_: bytes, data: Any, tile: int, threshold: float, p
     """In-process scores of one IR under the CPU in f32 and under each isolating profile
     (``counts``: the IR takes counts of that type and normalises them itself)."""
     core = Core()
-    scenes = _arrays(data, "val")
+    scenes = split_arrays(data, "val")
     out = {}
     model = core.read_model(model=xml.decode(), weights=_tensor(bin_))
     out["ir-f32"] = _scores(ir_predictor(core.compile_model(model, "CPU", emulation_cpu_config(core))),
@@ -161,7 +162,7 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     result: dict[str, Any] = {"command": command, "genome": genome.to_dict(), "name": str(genome),
                               "parameters": count_parameters(genome), "profile": cand["profile"],
                               "val_seeds": list(data.val_seeds), "data": data.source, "training": log}
-    scenes = _arrays(data, "val")
+    scenes = split_arrays(data, "val")
     # FP32 on host through the same rig and scorer as the device figures: the post-training
     # network exported with f32 weights, run by the runtime on the CPU in f32.
     xml32, bin32, _ = export_ir(branches["post_training"], (1, genome.in_channels, tile, tile), cand["check_target"],

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from search.candidate import SearchData, hil_scores, prepare_data
+from search.candidate import hil_scores
+from search.dataset import SearchData, prepare_data
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, write_json_atomic
 from search.workers import make_evaluator

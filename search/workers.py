@@ -26,7 +26,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from search.candidate import SearchData, evaluate_candidate
+from search.candidate import evaluate_candidate
+from search.dataset import SearchData
 from search.space import Genome
 
 RAY_EXTRA = "pip install -e '.[distributed]'  (the optional extra 'distributed': ray>=2.9)"

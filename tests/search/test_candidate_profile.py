@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from search.candidate import evaluate_candidate, prepare_data
+from search.candidate import evaluate_candidate
+from search.dataset import prepare_data
 from search.space import Genome
 
 

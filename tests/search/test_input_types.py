@@ -105,7 +105,8 @@ def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg:
     """``[export] input_dtype``: train-baseline and a search candidate both write a u8-input bundle
     that the rig runs (the candidate's hil scores come from it, on the twin)."""
     from search.baseline import train_baseline
-    from search.candidate import evaluate_candidate, prepare_data
+    from search.candidate import evaluate_candidate
+    from search.dataset import prepare_data
     from search.space import Genome
 
     base = train_baseline(tmp_path / "base", config_path=tiny_config_path, progress=False, input_dtype="uint8").bundle

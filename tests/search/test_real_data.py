@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from search.candidate import evaluate_candidate, prepare_data, split_source
+from search.candidate import evaluate_candidate
+from search.dataset import prepare_data, split_source
 from search.space import BlockGene, Genome
 
 
@@ -92,6 +93,6 @@ def test_the_sar_sets_of_configs_sar_load_and_split_set_by_set() -> None:
     # Each part is split on its own: 4 samples give 1 test, 1 validation and 2 training samples each.
     parts = [split_source(4, {"split_seed": 0, "val_fraction": 0.25, "test_fraction": 0.25}) for _ in specs]
     assert all((len(tr), len(va), len(te)) == (2, 1, 1) for tr, va, te in parts)
-    from search.candidate import source_spec
+    from search.dataset import source_spec
 
     assert all(Path(s.split(":", 1)[1]).is_absolute() for s in source_spec(specs))

@@ -68,7 +68,7 @@ def test_bad_options_list_the_valid_choices() -> None:
 
 def test_a_list_of_sources_is_split_set_by_set(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     from flightsim.sources import Concat, open_source
-    from search.candidate import prepare_data
+    from search.dataset import prepare_data
     from tests.search.test_real_data import _hrsid_mini
 
     _hrsid_mini(tmp_path / "a", 5)
