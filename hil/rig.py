@@ -4,6 +4,10 @@ A source (``flightsim.sources``) may hold one scene (a GeoTIFF, a synthetic scen
 many images; all their tiles go down one stream, each image is scored on its own, and the report
 gives the set's figures pooled over all images (pixel IoU over all pixels, P/R/F1 over all vessels)
 beside each image's.
+
+Length: one run of the rig, in order: sources into tiles, the stream, the collection, the
+accounting of every tile, the scoring of each image and of the set, and the report. Scoring
+itself lives in hil/score.py, border merging in hil/merge.py and the pictures in hil/overview.py.
 """
 
 from __future__ import annotations

@@ -41,6 +41,10 @@ What the CPU plugin was found to fold or fuse, and how each is avoided, is in :d
 Cost: each projected tensor gets about 20 elementwise ops (the input about 30: ties away), which
 the plugin runs as fused elementwise kernels; the twin reports the target's latency from a cost
 model, never from its own host time.
+
+Length: one graph rewrite. Input conversion, constant and activation projection, FP16 accumulation
+and the Interpolate remapping all share its bookkeeping (what is already projected) and its
+report, so they stay in one module. The numerics themselves live in runtime/profiles.py.
 """
 
 from __future__ import annotations

@@ -26,6 +26,10 @@ builds the reference networks, compares their estimates with published figures, 
 constants and checks them leaving each reference out, and writes ``runtime/myriadx_calibration.json``
 (``python -m runtime.latency_calibration``). That file is the one record of the figures:
 ``tests/runtime/test_latency.py`` and ``docs/devices.md`` read it.
+
+Length: one cost model. The graph walk and the pricing rule for each op family share the fusion
+state (what a convolution absorbs), so they stay together. The NCE's rules live in runtime/nce.py
+and the calibration tool in runtime/latency_calibration.py.
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ faithful; DeepLabV3 is an approximation (DeepLabV3+ with a MobileNetV2 backbone 
 two classes and an arg-max, as in the Luxonis person-segmentation model; the exact Luxonis graph is
 not published). The Luxonis figures include the USB 3 readback; the Sanket ones are over USB 2.0
 with FP32 input and output.
+
+Length: a design-time tool that the runtime never imports. Most of it is the reference networks'
+graphs, written from their published architectures.
 """
 
 from __future__ import annotations

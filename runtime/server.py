@@ -10,6 +10,12 @@ Threads, each owning what it touches (ZeroMQ sockets are not thread-safe):
 
 So decode, inference and vectorisation of different tiles overlap, and a full device blocks the main
 loop, which stops acknowledging tiles: that is the sender's backpressure.
+
+Length: what remains here is the main thread's share: its loop, tile ingest with the inside and
+seen ledgers, the control commands, model loading and the device-recovery hooks. They stay in one
+module because they run on the thread that owns the tile, control and telemetry sockets. Every
+other concern has its own module: settings, interface, delivery, vectorise_pool, results,
+acceptance and telemetry.
 """
 
 from __future__ import annotations

@@ -74,3 +74,20 @@ def test_openvino_is_imported_only_through_ov_api() -> None:
                          else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
                 offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "openvino"]
     assert not offenders, offenders
+
+
+#: Modules may be longer than this only with the reason written at their top.
+MAX_LINES = 400
+
+
+def test_long_modules_say_why_they_are_long() -> None:
+    """Short modules, one question each: a module over MAX_LINES lines says in its docstring, in a
+    paragraph starting "Length:", why it is one module."""
+    unexplained = []
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            text = path.read_text()
+            docstring = "\n" + (ast.get_docstring(ast.parse(text)) or "")
+            if text.count("\n") > MAX_LINES and "\nLength: " not in docstring:
+                unexplained.append(f"{path.relative_to(REPO)} ({text.count(chr(10))} lines)")
+    assert not unexplained, unexplained
