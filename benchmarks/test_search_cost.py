@@ -28,7 +28,7 @@ import torch
 
 from runtime.host import host_line
 from search.align import Aligner
-from search.baseline import load_config
+from search.config import load_config
 from search.candidate import fit, hil_scores, manifest_for
 from search.dataset import SearchData, prepare_data
 from search.data import PatchSampler, load_scenes, estimate_normalization

@@ -33,7 +33,7 @@ import numpy as np
 from runtime.emulate import compile_twin
 from runtime.host import host_line
 from search.ablate import NOISE_GAP, train_branches
-from search.baseline import load_config
+from search.config import load_config
 from search.dataset import prepare_data
 from search.data import SceneArrays
 from search.evaluate import Confusion, ir_predictor, predict_scene, torch_predictor

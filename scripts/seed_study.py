@@ -30,7 +30,7 @@ from hil.__main__ import split_source  # noqa: E402
 from hil.score import precision_recall_f1  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
-from search.baseline import load_config  # noqa: E402
+from search.config import load_config  # noqa: E402
 from search.candidate import evaluate_candidate  # noqa: E402
 from search.dataset import prepare_data  # noqa: E402
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
 from runtime.host import host_line  # noqa: E402
-from search.baseline import load_config  # noqa: E402
+from search.config import load_config  # noqa: E402
 
 from scripts.seed_study import test_scores  # noqa: E402
 

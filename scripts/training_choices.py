@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
-from search.baseline import load_config  # noqa: E402
+from search.config import load_config  # noqa: E402
 from search.candidate import choose_on_validation, torch_device  # noqa: E402
 from search.dataset import make_sampler, prepare_data, split_arrays  # noqa: E402
 from search.candidate import fit  # noqa: E402

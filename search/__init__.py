@@ -1,7 +1,9 @@
 """Design, train and export vessel segmentation networks as flight model bundles.
 
-The training and export pieces (:mod:`search.model`, :mod:`search.data`, :mod:`search.train`,
-:mod:`search.export`, :mod:`search.evaluate`) are shared by the fixed baseline
-(:mod:`search.baseline`) and the evolutionary search that varies the network's widths. Every default
-lives in ``search/defaults.toml``.
+One road from torch to a bundle, shared by the hand-designed baseline (:mod:`search.baseline`: one
+fixed genome) and the evolutionary search (:mod:`search.evolution`): the network of a genome
+(:mod:`search.network`, :mod:`search.space`), the data (:mod:`search.dataset`, :mod:`search.data`),
+one training loop (:func:`search.candidate.fit`), one exporter (:mod:`search.export_ir`) and one
+manifest (:func:`search.candidate.manifest_for`). Every default lives in ``search/defaults.toml``
+(:mod:`search.config`).
 """

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             f"mIoU {metrics['val_miou']:.4f}"
         )
     elif args.command == "run":
-        from search.baseline import load_config
+        from search.config import load_config
         from search.evolution import run_search
 
         cfg = load_config(args.config)
@@ -119,14 +119,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.out}/report; trained {result.trained} candidates in this run")
     elif args.command == "ablate":
         from search.ablate import format_ablation, run_ablation
-        from search.baseline import load_config
+        from search.config import load_config
 
         cfg = load_config(args.config)
         result = run_ablation(cfg, args.out, genome_arg=args.genome, progress=not args.quiet,
                               command=shlex.join(["python", "-m", "search", *argv]))
         print(format_ablation(result))
     elif args.command == "retype":
-        from search.baseline import load_config
+        from search.config import load_config
         from search.input_types import retype_bundle
 
         dtype = args.input_dtype or load_config(args.config)["export"]["input_dtype"]

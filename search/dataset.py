@@ -152,6 +152,22 @@ def _normalised(data: SearchData) -> SearchData:
     return replace(data, norm=estimate_normalization(split_arrays(data, "train")))
 
 
+def seed_ranges(data: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """Training and validation seeds of synthetic scenes; refuses overlap or seeds reserved for
+    held-out evaluation."""
+    train = list(range(data["train_seed_start"], data["train_seed_start"] + data["train_scenes"]))
+    val = list(range(data["val_seed_start"], data["val_seed_start"] + data["val_scenes"]))
+    reserved = [s for s in train + val if s < data["min_seed"]]
+    if reserved:
+        raise ValueError(f"seeds {reserved} are below min_seed={data['min_seed']} (held out for evaluation)")
+    overlap = sorted(set(train) & set(val))
+    if overlap:
+        raise ValueError(f"training and validation seeds overlap: {overlap}")
+    if not train or not val:
+        raise ValueError("train_scenes and val_scenes must both be at least 1")
+    return train, val
+
+
 def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
     """The training and validation data, once (arrays, and GeoTIFFs for hil); idempotent.
 
@@ -159,8 +175,6 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
     flightsim source spec, split by :func:`split_source`.
     """
     from flightsim.synthetic import generate_scene, write_scene
-
-    from search.baseline import seed_ranges
 
     if cfg["data"]["source"] != "synthetic":
         return _prepare_source(cfg, root)

@@ -85,15 +85,38 @@ class Genome:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Genome:
-        """Inverse of :meth:`to_dict` (``family`` is optional)."""
-        if data.get("family", "blocks-unet") != "blocks-unet":
-            raise ValueError(f"genome family {data['family']!r}; valid: ['blocks-unet']")
+        """Inverse of :meth:`to_dict` (``family`` is optional). ``{"family": "unet", "widths": [...]}``,
+        the hand-designed U-Net's description, is read as its blocks (:func:`unet_genome`)."""
+        family = data.get("family", "blocks-unet")
+        if family == "unet":
+            return unet_genome(data["widths"], int(data.get("in_channels", 3)))
+        if family != "blocks-unet":
+            raise ValueError(f"genome family {family!r}; valid: {list(FAMILIES)}")
         blocks = tuple(BlockGene(str(b["kind"]), int(b["width"]), int(b.get("stride", 1)),
                                  int(b.get("expansion", 1))) for b in data["blocks"])
         return cls(blocks, str(data.get("upsample", "nearest")), int(data.get("in_channels", 3)))
 
     def __str__(self) -> str:
         return "-".join(str(b) for b in self.blocks) + f"|{self.upsample}"
+
+
+#: Genome families a manifest may name: the search's blocks-U-Net, and the hand-designed U-Net,
+#: which is one fixed genome of it.
+FAMILIES = ("blocks-unet", "unet")
+
+
+def unet_genome(widths: list[int] | tuple[int, ...], in_channels: int = 3) -> Genome:
+    """The hand-designed baseline U-Net as a genome: per resolution level two conv-bn-relu blocks of
+    that level's width, the first strided (except at full resolution), and the nearest-neighbour
+    decoder. Same layers and parameter count as the U-Net of the first models (82,801 for widths
+    16, 24, 32, 32), so the baseline and the candidates share one network code, one training loop
+    and one exporter."""
+    widths = [int(w) for w in widths]
+    if len(widths) < 2 or any(w < 1 for w in widths):
+        raise ValueError(f"widths needs at least 2 positive levels (got {widths})")
+    blocks = [BlockGene("conv", w, 1 if level == 0 else stride)
+              for level, w in enumerate(widths) for stride in (2, 1)]
+    return Genome(tuple(blocks), "nearest", int(in_channels))
 
 
 @dataclass(frozen=True)

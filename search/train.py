@@ -1,53 +1,18 @@
-"""The training loop: BCE + soft Dice, Adam with cosine decay, scored per epoch on whole scenes.
+"""The pieces of the training loop (:func:`search.candidate.fit`, the one loop the baseline and the
+candidates share): the seeding, the optimiser and its schedule, and the loss.
 
 Vessels are rare pixels, so plain BCE rewards predicting sea everywhere; the soft Dice term is
-computed over the vessel class only and pulls recall up. The search reuses :func:`train_model` for
-every candidate, so it takes the network config and the data, and returns the trained network.
+computed over the vessel class only and pulls recall up.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
-
-from search.data import Normalization, PatchSampler, SceneArrays
-from search.evaluate import score_scenes, torch_predictor
-from search.model import NetConfig, UNet, build_model
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """The knobs of one training run (table ``[train]`` of ``search/defaults.toml``)."""
-
-    epochs: int
-    steps_per_epoch: int
-    batch: int
-    patch: int
-    vessel_fraction: float
-    lr: float
-    weight_decay: float
-    dice_weight: float
-    threads: int
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainSettings:
-        return cls(**{f: data[f] for f in cls.__dataclass_fields__})
-
-
-@dataclass
-class TrainResult:
-    """A trained network and how it got there."""
-
-    model: UNet
-    history: list[dict[str, float]] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 def seed_everything(seed: int, threads: int) -> np.random.Generator:
@@ -82,54 +47,3 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float
     inter = (prob * target).sum()
     dice = 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
     return bce + dice_weight * dice
-
-
-def train_model(
-    config: NetConfig,
-    train_scenes: list[SceneArrays],
-    val_scenes: list[SceneArrays],
-    norm: Normalization,
-    settings: TrainSettings,
-    seed: int,
-    tile: int,
-    threshold: float,
-    progress: bool = True,
-) -> TrainResult:
-    """Train a fresh network for ``config``; print loss and validation vessel IoU per epoch."""
-    rng = seed_everything(seed, settings.threads)
-    model = build_model(config)
-    sampler = PatchSampler(train_scenes, norm, settings.patch, settings.vessel_fraction, rng)
-    opt, sched = adam_cosine(model.parameters(), settings.lr, settings.weight_decay,
-                             settings.epochs * settings.steps_per_epoch)
-    result = TrainResult(model)
-    start = time.perf_counter()
-    epochs = tqdm(range(settings.epochs), desc="train", unit="epoch", disable=not progress)
-    for epoch in epochs:
-        model.train()
-        losses = []
-        for _ in range(settings.steps_per_epoch):
-            images, masks = sampler.batch(settings.batch)
-            logits = model.logits(torch.from_numpy(images))
-            loss = bce_dice_loss(logits, torch.from_numpy(masks), settings.dice_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-        conf = score_scenes(torch_predictor(model), val_scenes, norm, tile, threshold)
-        row = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
-            "val_vessel_iou": conf.vessel_iou,
-            "val_miou": conf.miou,
-        }
-        result.history.append(row)
-        epochs.set_postfix(loss=f"{row['loss']:.4f}", val_iou=f"{conf.vessel_iou:.3f}")
-        if progress:
-            tqdm.write(
-                f"epoch {epoch + 1}/{settings.epochs}: loss {row['loss']:.4f}  "
-                f"val vessel IoU {conf.vessel_iou:.3f}  mIoU {conf.miou:.3f}"
-            )
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    return result

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from search.baseline import load_config
+from search.config import load_config
 
 TINY_SEARCH = """
 [data]

@@ -1,4 +1,4 @@
-"""The baseline network, its training loop and its export to a flight model bundle."""
+"""The baseline: the hand-designed U-Net as a fixed genome, trained and exported on the candidates' road."""
 
 from __future__ import annotations
 
@@ -13,9 +13,13 @@ import pytest
 import torch
 
 from runtime.bundle import read_bundle, validate_manifest
-from search.baseline import load_config, seed_ranges, train_baseline
+from search.ablate import parse_genome
+from search.baseline import train_baseline
+from search.config import load_config
+from search.dataset import seed_ranges
 from search.export import MAX_OPSET, compile_ir
-from search.model import MAX_PARAMETERS, NetConfig, build_model, count_parameters
+from search.network import GenomeNet
+from search.space import Genome, count_parameters, unet_genome
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,27 +38,41 @@ patch = 64
 """
 
 
-def default_config() -> NetConfig:
-    return NetConfig.from_dict(load_config()["model"])
+def default_genome() -> Genome:
+    cfg = load_config()["model"]
+    return unet_genome(cfg["widths"], cfg["in_channels"])
 
 
 def test_default_network_is_within_parameter_budget() -> None:
-    n = count_parameters(build_model(default_config()))
-    assert 30_000 <= n <= MAX_PARAMETERS
+    n = count_parameters(default_genome())
+    assert 30_000 <= n <= load_config()["space"]["max_parameters"]
+    assert n == sum(p.numel() for p in GenomeNet(default_genome()).parameters())
 
 
-def test_oversized_network_is_refused() -> None:
+def test_oversized_network_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "big.toml"
+    config.write_text("[model]\nwidths = [64, 128, 256]\n")
     with pytest.raises(ValueError, match="budget"):
-        build_model(NetConfig((64, 128, 256)))
+        train_baseline(tmp_path / "out", config_path=config, progress=False)
 
 
 def test_network_is_fully_convolutional() -> None:
-    model = build_model(default_config()).eval()
+    model = GenomeNet(default_genome()).eval()
     with torch.no_grad():
         for h, w in ((64, 64), (128, 96), (256, 256)):
             y = model(torch.zeros(2, 3, h, w))
             assert y.shape == (2, 1, h, w)
             assert float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_the_shipped_default_model_is_a_genome_the_search_tools_take() -> None:
+    """Issue 11: models/default's genome ({"family": "unet", ...}) reads as the blocks-U-Net genome
+    the baseline is now trained as, with the bundle's own parameter count, so `search ablate
+    --genome models/default/manifest.json` takes it."""
+    manifest = ROOT / "models" / "default" / "manifest.json"
+    genome = parse_genome(str(manifest), load_config())
+    assert genome == default_genome()
+    assert count_parameters(genome) == read_bundle(manifest.parent).manifest["parameters"]
 
 
 def test_seed_ranges_refuse_overlap_and_reserved_seeds() -> None:
@@ -84,10 +102,12 @@ def test_bundle_verifies_and_manifest_validates(tiny_bundle: tuple[Path, torch.n
     assert m["input"]["normalization"]["where"] == "host"
     assert m["output"]["threshold"] == 0.5 and m["output"]["activation"] == "sigmoid"
     assert m["numerics"] == {"weights": "fp16", "trained_under": "fp32"}
-    assert m["parameters"] == count_parameters(tiny_bundle[1])
+    assert m["parameters"] == sum(p.numel() for p in tiny_bundle[1].parameters())
+    assert m["genome"]["family"] == "blocks-unet" and Genome.from_dict(m["genome"]) == default_genome()
     assert 0.0 <= m["metrics"]["val_vessel_iou"] <= 1.0
     assert "INFERENCE_PRECISION_HINT=f32" in m["metrics"]["measured_on"]
-    assert not set(m["training"]["seeds"]) & set(m["metrics"]["val_seeds"])
+    assert m["training"]["aligned"] is None and m["training"]["epochs"] == 1
+    assert min(m["metrics"]["val_seeds"]) >= 100
 
 
 def test_ir_uses_no_op_newer_than_opset10(tiny_bundle: tuple[Path, torch.nn.Module]) -> None:
@@ -118,10 +138,3 @@ def test_cli_help() -> None:
             [sys.executable, "-m", "search", *args, "--help"], cwd=ROOT, capture_output=True, text=True, check=True
         )
         assert "usage" in out.stdout
-
-
-def test_train_baseline_refuses_a_real_source_it_would_ignore(tmp_path: Path) -> None:
-    config = tmp_path / "real.toml"
-    config.write_text('[data]\nsource = "hrsid-mini:/nowhere"\n')
-    with pytest.raises(ValueError, match=r"valid here: \['synthetic'\]"):
-        train_baseline(tmp_path / "out", config_path=config, progress=False)

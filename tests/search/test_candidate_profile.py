@@ -31,7 +31,7 @@ def test_the_default_space_upsamples_only_in_ways_every_myriad_hypothesis_agrees
 
     from runtime.emulate import compile_twin
     from runtime.ov_api import Core
-    from search.baseline import load_config
+    from search.config import load_config
     from search.export_ir import export_ir
     from search.network import GenomeNet
 

@@ -43,7 +43,7 @@ def test_next_generation_is_deterministic_elitist_and_novel(tiny_cfg: dict[str, 
 
 @pytest.fixture(scope="module")
 def tiny_search(tmp_path_factory: pytest.TempPathFactory, tiny_config_path: Path) -> tuple[Path, Any]:
-    from search.baseline import load_config
+    from search.config import load_config
 
     out = tmp_path_factory.mktemp("search")
     return out, run_search(load_config(tiny_config_path), out, progress=False)
@@ -91,7 +91,7 @@ def test_every_candidate_is_persisted_once_and_scored_through_hil(tiny_search: t
 
 @pytest.mark.slow
 def test_rerun_resumes_and_trains_nothing(tiny_search: tuple[Path, Any], tiny_config_path: Path) -> None:
-    from search.baseline import load_config
+    from search.config import load_config
 
     out, first = tiny_search
     again = run_search(load_config(tiny_config_path), out, progress=False)
@@ -111,7 +111,7 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict
 
 @pytest.mark.slow
 def test_resume_after_a_kill_mid_generation_loses_and_repeats_nothing(tmp_path: Path, tiny_config_path: Path) -> None:
-    from search.baseline import load_config
+    from search.config import load_config
 
     out = tmp_path / "killed"
     config = tmp_path / "one-generation.toml"  # the kill lands in generation 1; a second adds nothing here
@@ -152,7 +152,7 @@ def test_ray_address_without_ray_names_the_extra(tiny_cfg: dict[str, Any], tmp_p
 
 @pytest.mark.slow
 def test_local_worker_processes_evaluate_in_parallel(tmp_path: Path, tiny_config_path: Path) -> None:
-    from search.baseline import load_config
+    from search.config import load_config
 
     cfg = load_config(tiny_config_path)
     cfg["run"]["workers"] = 2
@@ -168,7 +168,7 @@ def test_ray_tasks_evaluate_candidates_on_a_local_cluster(tmp_path: Path, tiny_c
     """The Ray path for real, where Ray is installed (the optional extra 'distributed'; CI does not
     install it): a local Ray instance, two candidates as two tasks in Ray's own worker processes."""
     ray = pytest.importorskip("ray")
-    from search.baseline import load_config
+    from search.config import load_config
 
     cfg = load_config(tiny_config_path)
     cfg["run"].update(workers=2, ray_address="local")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from search.baseline import load_config
+from search.config import load_config
 from search.fitness import fitness, pareto_front
 
 

@@ -79,7 +79,7 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 def test_the_sar_sets_of_configs_sar_load_and_split_set_by_set() -> None:
     """The real SAR sets as configs/sar.toml names them (a few chips each): one concatenated data
     set whose every part keeps held-out test samples of its own, with what it was trained for."""
-    from search.baseline import load_config
+    from search.config import load_config
 
     sar = load_config(Path(__file__).resolve().parents[2] / "configs" / "sar.toml")
     specs = [s.replace("../shared/data", str(SHARED)) for s in sar["data"]["source"]]

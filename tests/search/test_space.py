@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from runtime.check import check_model
-from search.baseline import load_config
+from search.config import load_config
 from search.export_ir import TargetCheckError, export_ir
 from search.network import GenomeNet
 from search.space import (BLOCK_KINDS, UPSAMPLINGS, BlockGene, Genome, SpaceConfig, count_parameters, crossover,
