@@ -152,7 +152,7 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     # Any upsampling of the space's vocabulary: the ablation is where half_pixel bilinear, left out
     # of the default search space, is studied.
     space = SpaceConfig.from_dict({**cfg["space"], "upsamplings": list(UPSAMPLINGS)}, tile)
-    genome = check_genome(parse_genome(genome_arg, cfg), space)
+    genome = check_genome(parse_genome(genome_arg, cfg), space, within_space=False)
     cand = cfg["candidate"]
     data = prepare_data(cfg, out / "data")
     say(f"ablation of {genome} ({count_parameters(genome)} parameters): {cand['fp32_epochs']} FP32 epochs, then "

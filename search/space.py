@@ -191,31 +191,40 @@ def count_parameters(genome: Genome) -> int:
     return total + cin + 1  # 1x1 head with bias
 
 
-def violations(genome: Genome, space: SpaceConfig) -> list[str]:
-    """Every constraint ``genome`` breaks (empty: valid). Nothing is allocated."""
+def violations(genome: Genome, space: SpaceConfig, within_space: bool = True) -> list[str]:
+    """Every constraint ``genome`` breaks (empty: valid). Nothing is allocated.
+
+    ``within_space=False`` keeps only what any network must satisfy to be built, exported and
+    flown (known block kinds and upsamplings, strides, the tile, the parameter budget), not the
+    search's own choices (block count, widths, expansions, downsamplings): for a genome given by
+    hand, such as the baseline U-Net's, to an ablation."""
     out = []
     n = len(genome.blocks)
-    if not space.min_blocks <= n <= space.max_blocks:
+    kinds = space.kinds if within_space else BLOCK_KINDS
+    if within_space and not space.min_blocks <= n <= space.max_blocks:
         out.append(f"{n} blocks; valid: {space.min_blocks}..{space.max_blocks}")
     for i, b in enumerate(genome.blocks):
-        if b.kind not in space.kinds:
-            out.append(f"block {i}: kind {b.kind!r}; valid: {list(space.kinds)}")
-        if b.width not in space.widths:
+        if b.kind not in kinds:
+            out.append(f"block {i}: kind {b.kind!r}; valid: {list(kinds)}")
+        if within_space and b.width not in space.widths:
             out.append(f"block {i}: width {b.width}; valid: {list(space.widths)}")
+        if b.width < 1:
+            out.append(f"block {i}: width {b.width}; must be positive")
         if b.stride not in (1, 2):
             out.append(f"block {i}: stride {b.stride}; valid: [1, 2]")
-        if b.kind == "mbconv" and b.expansion not in space.expansions:
+        if b.kind == "mbconv" and (b.expansion not in space.expansions if within_space else b.expansion < 1):
             out.append(f"block {i}: expansion {b.expansion}; valid: {list(space.expansions)}")
         if b.kind != "mbconv" and b.expansion != 1:
             out.append(f"block {i}: expansion {b.expansion} on a {b.kind} block; valid: [1]")
     if genome.blocks and genome.blocks[0].stride != 1:
         out.append("block 0 must have stride 1 (the full-resolution skip needs learned features)")
-    if genome.downsamples > space.max_downsamples:
+    if within_space and genome.downsamples > space.max_downsamples:
         out.append(f"{genome.downsamples} downsamplings; at most {space.max_downsamples}")
     if space.tile % genome.stride:
         out.append(f"tile {space.tile} is not a multiple of the total stride {genome.stride}")
-    if genome.upsample not in space.upsamplings:
-        out.append(f"upsample {genome.upsample!r}; valid: {list(space.upsamplings)}")
+    upsamplings = space.upsamplings if within_space else UPSAMPLINGS
+    if genome.upsample not in upsamplings:
+        out.append(f"upsample {genome.upsample!r}; valid: {list(upsamplings)}")
     if not out:
         n_params = count_parameters(genome)
         if n_params > space.max_parameters:
@@ -223,9 +232,9 @@ def violations(genome: Genome, space: SpaceConfig) -> list[str]:
     return out
 
 
-def check_genome(genome: Genome, space: SpaceConfig) -> Genome:
-    """``genome`` if valid; raises ValueError listing every violation otherwise."""
-    problems = violations(genome, space)
+def check_genome(genome: Genome, space: SpaceConfig, within_space: bool = True) -> Genome:
+    """``genome`` if valid (see :func:`violations`); raises ValueError listing every violation otherwise."""
+    problems = violations(genome, space, within_space)
     if problems:
         raise ValueError(f"invalid genome {genome}: " + "; ".join(problems))
     return genome

@@ -95,3 +95,16 @@ def test_an_op_the_vpu_cannot_run_is_refused_at_export() -> None:
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(4, 1, 2, stride=2))
     with pytest.raises(TargetCheckError, match="ConvTranspose|unsupported"):
         export_ir(net, (1, 3, 16, 16))
+
+
+def test_a_genome_given_by_hand_is_held_to_what_flies_not_to_the_search_space() -> None:
+    """The baseline U-Net has 8 blocks, more than the search explores: an ablation of it is still
+    valid; the budget, the strides, the kinds and the tile still bind."""
+    from search.space import unet_genome, violations
+
+    cfg = load_config()
+    space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]))
+    unet = unet_genome(cfg["model"]["widths"])
+    assert violations(unet, space) and not violations(unet, space, within_space=False)
+    too_big = unet_genome([64, 128, 256])
+    assert any("budget" in v for v in violations(too_big, space, within_space=False))
