@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -60,16 +61,23 @@ def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
     return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
 
 
-@pytest.fixture()
-def runtime_proc(tmp_path: Path, brightness_bundle: Path) -> Iterator[RuntimeProcess]:
-    """A runtime process (``python -m runtime serve``, CPU, default configuration) serving the
-    brightness model, for tests that must hold against the real process rather than a thread."""
-    proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60)
+@contextlib.contextmanager
+def serving_process(device: str, bundle: Path, log: Path) -> Iterator[RuntimeProcess]:
+    """A runtime process (``python -m runtime serve``, default configuration) on ``device`` with
+    ``bundle`` uplinked, for tests that must hold against the real process rather than a thread."""
+    proc = RuntimeProcess(device, log, startup_timeout_s=60)
     try:
-        ControlClient(proc.endpoints["control"]).load_model(brightness_bundle)
+        ControlClient(proc.endpoints["control"]).load_model(bundle)
         yield proc
     finally:
         proc.close()
+
+
+@pytest.fixture()
+def runtime_proc(tmp_path: Path, brightness_bundle: Path) -> Iterator[RuntimeProcess]:
+    """:func:`serving_process` on the CPU with the brightness model."""
+    with serving_process("CPU", brightness_bundle, tmp_path / "runtime.log") as proc:
+        yield proc
 
 
 @pytest.fixture()

@@ -124,6 +124,7 @@ def generate_scene(
         cloud=cloud,
     )
 
+
 def _validate(cfg: dict[str, Any], seed: int, size: int, gsd: float, n_ships: int | None, dtype: str) -> None:
     def is_int(x: object) -> bool:
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)

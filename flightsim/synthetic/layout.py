@@ -25,6 +25,7 @@ def _hull(cx: float, cy: float, length: float, width: float, heading_deg: float,
     local = [(-hl, -hw), (hl - bow, -hw), (hl, 0.0), (hl - bow, hw), (-hl, hw)]
     return Polygon([(cx + u * fx + v * sx, cy + u * fy + v * sy) for u, v in local])
 
+
 def _window(
     bounds: tuple[float, float, float, float], transform: Affine, shape: tuple[int, int], pad: int
 ) -> Window:
@@ -37,6 +38,7 @@ def _window(
     c1 = min(math.ceil((maxx - x0) / gsd) + pad, shape[1])
     return r0, max(r1, r0), c0, max(c1, c0)
 
+
 def _raster(geom: Polygon, transform: Affine, win: Window, supersample: int = 1) -> np.ndarray:
     """``geom`` rasterized on a window; with ``supersample`` > 1, the fraction of each pixel covered."""
     r0, r1, c0, c1 = win
@@ -47,6 +49,7 @@ def _raster(geom: Polygon, transform: Affine, win: Window, supersample: int = 1)
     if s == 1:
         return out
     return out.reshape(r1 - r0, s, c1 - c0, s).mean(axis=(1, 3), dtype=np.float32)
+
 
 def _local(
     transform: Affine, win: Window, cx: float, cy: float, heading_deg: float
@@ -59,6 +62,7 @@ def _local(
     h = math.radians(heading_deg)
     fx, fy = math.sin(h), math.cos(h)
     return (dx * fx + dy * fy).astype(np.float32), (dx * fy - dy * fx).astype(np.float32)
+
 
 def _place_ships(
     rng: np.random.Generator,
@@ -111,6 +115,7 @@ def _place_ships(
             break
     return looks
 
+
 def _draw_look(
     rng: np.random.Generator, cfg: dict[str, Any], vessel: Vessel, centre: tuple[float, float], bow: float
 ) -> _Look:
@@ -139,6 +144,7 @@ def _draw_look(
         wake_length_m=wake_length,
         wake_intensity=wake_intensity,
     )
+
 
 def _harbour(
     rng: np.random.Generator,

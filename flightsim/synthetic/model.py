@@ -20,6 +20,7 @@ MODES = ("optical", "sar")
 
 Window = tuple[int, int, int, int]  # row0, row1, col0, col1 (half-open), clipped to the scene
 
+
 @dataclass
 class Vessel:
     """One vessel of the truth: its outline in map coordinates (the scene CRS, metres) and size."""
@@ -28,6 +29,7 @@ class Vessel:
     length_m: float
     width_m: float
     heading_deg: float  # direction of travel, degrees clockwise from grid north, [0, 360)
+
 
 @dataclass
 class Scene:
@@ -48,6 +50,7 @@ class Scene:
     land: np.ndarray | None = None  # (H, W) uint8, 1 on land
     cloud: np.ndarray | None = None  # (H, W) float32 cloud opacity
 
+
 @dataclass
 class _Look:
     """How a placed vessel is drawn; kept apart from Vessel, which is the truth that others read."""
@@ -63,6 +66,7 @@ class _Look:
     contrast: float
     wake_length_m: float  # 0 for a stationary vessel
     wake_intensity: float
+
 
 def defaults() -> dict[str, Any]:
     """The generator's defaults: the ``[synthetic]`` table of ``flightsim/defaults.toml``."""

@@ -13,6 +13,7 @@ def _bspline(t: np.ndarray) -> list[np.ndarray]:
     t2, t3 = t * t, t * t * t
     return [(1 - t) ** 3 / 6, (3 * t3 - 6 * t2 + 4) / 6, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6, t3 / 6]
 
+
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: float) -> np.ndarray:
     """Zero-mean, unit-variance noise correlated over about ``scale_px`` pixels.
 
@@ -41,6 +42,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale_px: fl
     out /= sample.std() + 1e-6
     return out
 
+
 def _fbm(
     rng: np.random.Generator, shape: tuple[int, int], scales_px: list[float], amps: list[float]
 ) -> np.ndarray:
@@ -48,14 +50,17 @@ def _fbm(
     out = sum(a * _smooth_noise(rng, shape, s) for s, a in zip(scales_px, amps))
     return out / (math.sqrt(sum(a * a for a in amps)) + 1e-12)
 
+
 def _quantile(field: np.ndarray, q: float) -> float:
     # A strided sample is plenty for a threshold and keeps this off the critical path at 1024 px.
     step = max(1, min(field.shape) // 256)
     return float(np.quantile(field[::step, ::step], q))
 
+
 def _smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3 - 2 * x)
+
 
 def _shift(a: np.ndarray, dr: int, dc: int) -> np.ndarray:
     """``out[r, c] = a[r - dr, c - dc]``, with indices clamped to the edge.

@@ -23,10 +23,12 @@ from flightsim.synthetic.noise import _fbm, _quantile, _shift, _smooth_noise, _s
 def _colour(cfg: dict[str, Any], key: str) -> np.ndarray:
     return np.asarray(cfg[key], np.float32)[:, None, None]
 
+
 def _blend(img: np.ndarray, weight: np.ndarray, target: np.ndarray | list[np.ndarray]) -> None:
     """``img += weight * (target - img)`` per band, in place; ``target`` per band: scalar or plane."""
     for band, goal in zip(img, target):
         band += weight * (goal - band)
+
 
 def _sea(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], gsd: float) -> np.ndarray:
     """The sea in reflectance units, (bands, H, W) float32: textured, with a faint swell."""
@@ -49,6 +51,7 @@ def _sea(rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], 
     patchy = np.clip(0.5 + 0.5 * _smooth_noise(rng, shape, 6 * wavelength), 0.0, 1.0)
     brightness = 1.0 + texture + amplitude * patchy * np.sin(phase)
     return np.stack([c * brightness for c in colour]).astype(np.float32, copy=False)
+
 
 def _land(
     rng: np.random.Generator, cfg: dict[str, Any], img: np.ndarray, gsd: float, force: bool = False
@@ -94,6 +97,7 @@ def _land(
     _blend(img, alpha, ground)
     return land, alpha.astype(np.float32)
 
+
 def _cloud(
     rng: np.random.Generator, cfg: dict[str, Any], shape: tuple[int, int], gsd: float
 ) -> np.ndarray | None:
@@ -110,6 +114,7 @@ def _cloud(
     core = np.clip(field - t, 0.0, 1.0)
     return (peak * edge * (0.7 + 0.3 * core)).astype(np.float32)
 
+
 def _paint_cloud(
     cfg: dict[str, Any],
     img: np.ndarray,
@@ -123,6 +128,7 @@ def _paint_cloud(
     for band in img:
         band *= shade
     _blend(img, opacity, cfg["cloud_colour"])
+
 
 def _deck_colours(cfg: dict[str, Any], look: _Look, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Per-pixel deck colour (bands, h, w): hull sides, superstructure aft, hatches or a pipe rack."""
@@ -149,6 +155,7 @@ def _deck_colours(cfg: dict[str, Any], look: _Look, u: np.ndarray, v: np.ndarray
         colours[:, rack] = 0.5 * (colours[:, rack] + _colour(cfg, "superstructure_colour")[:, :, 0])
     return colours
 
+
 def _paint_ship(
     cfg: dict[str, Any], img: np.ndarray, look: _Look, transform: Affine, shadow_dir: tuple[float, float]
 ) -> None:
@@ -167,6 +174,7 @@ def _paint_ship(
     region = img[:, r0:r1, c0:c1]
     region *= 1.0 - cfg["ship_shadow_strength"] * look.contrast * shade
     region += (look.contrast * cover) * (_deck_colours(cfg, look, u, vv) - region)
+
 
 def _paint_wake(
     rng: np.random.Generator,

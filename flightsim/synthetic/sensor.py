@@ -24,6 +24,7 @@ def _blur3(img: np.ndarray, w: float) -> None:
         img[tuple(first)] += w * src[tuple(first)]
         img[tuple(last)] += w * src[tuple(last)]
 
+
 def _quantize(img: np.ndarray, spec: dict[str, Any], dtype: str) -> np.ndarray:
     """Reflectance to counts, saturating at the sensor's maximum count."""
     counts = np.rint(img * np.float32(spec["full_scale"]))

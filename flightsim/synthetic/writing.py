@@ -24,6 +24,7 @@ def rasterize_vessels(vessels: list[Vessel], transform: Affine, shape: tuple[int
     shapes = [(v.polygon, 1) for v in vessels]
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, all_touched=False, dtype=np.uint8)
 
+
 def write_scene(scene: Scene, out_dir: str | Path, config: dict[str, Any] | None = None) -> dict[str, Path]:
     """Write ``scene.tif``, ``truth_mask.tif`` (GeoTIFFs on one grid) and ``truth.geojson``.
 

@@ -18,7 +18,7 @@ from runtime import config
 from runtime.bundle import Bundle, read_bundle, sha256, write_bundle
 from runtime.client import ControlClient, ControlError
 from runtime.server import Runtime, Settings
-from tests.conftest import make_brightness_bundle
+from tests.conftest import make_brightness_bundle, serving_process
 
 
 @pytest.fixture()
@@ -34,13 +34,9 @@ def emu_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> Itera
 
 @pytest.fixture()
 def emu_process(brightness_bundle: Path, tmp_path: Path) -> Iterator[RuntimeProcess]:
-    """A runtime process (``python -m runtime serve``) on the Myriad X twin, serving the brightness model."""
-    proc = RuntimeProcess("myriadx-emu", tmp_path / "runtime.log", startup_timeout_s=60)
-    try:
-        ControlClient(proc.endpoints["control"]).load_model(brightness_bundle)
+    """A runtime process on the Myriad X twin, serving the brightness model."""
+    with serving_process("myriadx-emu", brightness_bundle, tmp_path / "runtime.log") as proc:
         yield proc
-    finally:
-        proc.close()
 
 
 def still_serves(endpoints: dict[str, str], n: int = 4) -> None:
