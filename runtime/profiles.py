@@ -166,10 +166,32 @@ def _load() -> dict[str, TargetProfile]:
     return read_profiles(PROFILES_TOML)
 
 
+def _resolve(name: str, tables: dict[str, Any], seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Profile ``name``'s table with its ``base`` applied: the base's ``numerics``, ``ops`` and
+    ``status`` entries, overridden by the profile's own (``ops.interpolate = false``: every
+    Interpolate as written). So a hypothesis that differs from a target in one field states that
+    field only, and the target's other facts stay in one place."""
+    table = tables[name]
+    base = table.get("base")
+    if base is None:
+        return table
+    if base not in tables or base in seen:
+        raise ValueError(f"profile {name!r}: base {base!r} is unknown or circular; valid: {sorted(set(tables) - {name})}")
+    parent = _resolve(base, tables, seen + (name,))
+    merged = {**{k: v for k, v in parent.items() if k not in ("numerics", "ops", "status")}, **table}
+    for key in ("numerics", "ops", "status"):
+        merged[key] = {**parent.get(key, {}), **table.get(key, {})}
+    if merged["ops"].get("interpolate") is False:
+        del merged["ops"]["interpolate"]
+    return merged
+
+
 def read_profiles(path: Path) -> dict[str, TargetProfile]:
     """Every profile of a TOML file in the ``profiles.toml`` schema (e.g. one ``runtime probe`` wrote)."""
     profiles = {}
-    for name, table in load_defaults(path).items():
+    tables = load_defaults(path)
+    for name in tables:
+        table = _resolve(name, tables)
         ops = table.get("ops", {})
         profiles[name] = TargetProfile(
             name=name,

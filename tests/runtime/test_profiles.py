@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,20 @@ def test_the_docs_table_of_profile_fields_is_the_current_one() -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "devices.md").read_text()
     section = docs.split("<!-- profile-status-table -->\n", 1)[1].split("<!-- /profile-status-table -->", 1)[0]
     assert section == status_table(), "regenerate with: python -m runtime.profiles"
+
+
+def test_a_profile_states_only_what_differs_from_its_base(tmp_path) -> None:
+    """The hypothesis profiles take every other fact from fp16-myriadx (``base``), so the Myriad X's
+    facts are written once; a circular or unknown base is an error naming the valid ones."""
+    from runtime.profiles import read_profiles
+
+    target, acc, native = (get_profile(n) for n in ("fp16-myriadx", "myriadx-fp16-accumulate", "myriadx-native-interp"))
+    assert acc.numerics == dataclasses.replace(target.numerics, accumulate="fp16")
+    assert acc.ops == target.ops and native.ops.interpolate is None and native.numerics == target.numerics
+    assert acc.status["rounding"] == target.status["rounding"] and acc.status["accumulate"].startswith("hypothesis")
+    text = (Path(__file__).resolve().parents[2] / "runtime" / "profiles.toml").read_text()
+    assert text.count("native_nearest =") == 1
+    bad = tmp_path / "p.toml"
+    bad.write_text('[a]\nbase = "b"\n[b]\nbase = "a"\n')
+    with pytest.raises(ValueError, match="circular"):
+        read_profiles(bad)
