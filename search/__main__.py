@@ -23,8 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     base = sub.add_parser(
         "train-baseline",
         help="train the fixed baseline U-Net and write an FP16 IR bundle",
-        description="Train the fixed baseline U-Net on synthetic scenes, export it as an FP16 OpenVINO IR, "
-        "score the IR on validation scenes, and write a bundle (model.xml, model.bin, manifest.json).",
+        description="Train the fixed baseline U-Net (one fixed genome of the search's family) on the config's "
+        "[data] source with the candidates' training loop (FP32), export it as an FP16 OpenVINO IR with their "
+        "exporter, score the IR on the validation samples, and write a bundle.",
     )
     base.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     base.add_argument("--epochs", type=int, default=None, help="training epochs (default: search/defaults.toml)")
