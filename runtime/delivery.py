@@ -192,8 +192,7 @@ class ResultSender:
                 return  # inside until the ground acks it (runtime/delivery.py)
         self._released()
         if identity:
-            # The main loop owns the tile socket: it forwards this to the sender as "done".
-            notify.send_multipart([identity, done])
+            _tell(notify, identity, done, key)
 
     def _take_acks(self, notify: zmq.Socket) -> None:
         while True:
@@ -216,7 +215,7 @@ class ResultSender:
             self._counted("results_acked")
             self._released()
             if entry.identity:
-                notify.send_multipart([entry.identity, entry.done])
+                _tell(notify, entry.identity, entry.done, key)
 
     def _resend_overdue(self) -> None:
         for _, entry in self.awaiting.overdue():
@@ -240,3 +239,10 @@ class ResultSender:
                 # Sleep until the socket can take the result (a ground connects or drains), but
                 # wake now and then to see whether shutdown has set a deadline meanwhile.
                 self._results.poll(100, zmq.POLLOUT)
+
+
+def _tell(notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None) -> None:
+    """Hand a "done" to the main loop, which owns the tile socket and forwards it to the tile's
+    sender; the tile's key goes with it (frames after ``done``) so that the main loop can remember
+    the tile as done without decoding what was just encoded."""
+    notify.send_multipart([identity, done, *(k.encode() for k in key or ())])

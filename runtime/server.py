@@ -294,10 +294,10 @@ class Runtime:
         """Tell senders which tiles have had their results sent (frames from the sender thread)."""
         while True:
             try:
-                identity, done = self._notify.recv_multipart(zmq.NOBLOCK)
+                identity, done, *key = self._notify.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._remember(protocol.tile_key(protocol.loads(done)), "done")
+            self._remember(tuple(k.decode() for k in key) or None, "done")  # type: ignore[arg-type]
             self._tiles.send_multipart([identity, done])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
