@@ -50,32 +50,7 @@ class Settings:
             ValueError: for an override that names no setting, listing the valid ones.
         """
         inference, limits, security, delivery = (config[k] for k in ("inference", "limits", "security", "delivery"))
-        settings = cls(
-            endpoints=dict(config["endpoints"]),
-            device=inference["device"],
-            profile=inference["profile"] or None,
-            cpu_precision=inference["cpu_precision"],
-            infer_requests=int(inference["infer_requests"]),
-            max_message_bytes=int(limits["max_message_bytes"]),
-            max_tile_pixels=int(limits["max_tile_pixels"]),
-            max_tile_bands=int(limits["max_tile_bands"]),
-            results_hwm=int(limits["results_hwm"]),
-            max_tiles_inside=int(limits["max_tiles_inside"]),
-            vectorize=dict(config["vectorize"]),
-            store=config["models"]["store"],
-            telemetry_period_s=float(config["telemetry"]["period_s"]),
-            curve_server_secret=security["curve_server_secret"],
-            curve_authorized=security["curve_authorized"],
-            curve_channels=tuple(security["curve_channels"]),
-            uplink_public_key=security["uplink_public_key"],
-            health=dict(config["health"]),
-            recovery=dict(config["device_recovery"]),
-            remember_tiles=int(delivery["remember_tiles"]),
-            shutdown_grace_s=float(delivery["shutdown_grace_s"]),
-            ground_ack=bool(delivery["ground_ack"]),
-            ground_ack_timeout_s=float(delivery["ground_ack_timeout_s"]),
-        )
-        endpoints, health, changes = dict(settings.endpoints), dict(settings.health), {}
+        endpoints, health, changes = dict(config["endpoints"]), dict(config["health"]), {}
         names = {f.name for f in fields(cls)}
         for key, value in overrides.items():
             if value is None:
@@ -89,6 +64,29 @@ class Settings:
             else:
                 raise ValueError(f"unknown setting {key!r}; valid: {sorted(names | set(endpoints) | set(health))}")
         # Read-only views: a running runtime's settings cannot be changed under it.
-        return replace(settings, endpoints=MappingProxyType(endpoints), health=MappingProxyType(health),
-                       vectorize=MappingProxyType(dict(settings.vectorize)),
-                       recovery=MappingProxyType(dict(settings.recovery)), **changes)
+        settings = cls(
+            endpoints=MappingProxyType(endpoints),
+            device=inference["device"],
+            profile=inference["profile"] or None,
+            cpu_precision=inference["cpu_precision"],
+            infer_requests=int(inference["infer_requests"]),
+            max_message_bytes=int(limits["max_message_bytes"]),
+            max_tile_pixels=int(limits["max_tile_pixels"]),
+            max_tile_bands=int(limits["max_tile_bands"]),
+            results_hwm=int(limits["results_hwm"]),
+            max_tiles_inside=int(limits["max_tiles_inside"]),
+            vectorize=MappingProxyType(dict(config["vectorize"])),
+            store=config["models"]["store"],
+            telemetry_period_s=float(config["telemetry"]["period_s"]),
+            curve_server_secret=security["curve_server_secret"],
+            curve_authorized=security["curve_authorized"],
+            curve_channels=tuple(security["curve_channels"]),
+            uplink_public_key=security["uplink_public_key"],
+            health=MappingProxyType(health),
+            recovery=MappingProxyType(dict(config["device_recovery"])),
+            remember_tiles=int(delivery["remember_tiles"]),
+            shutdown_grace_s=float(delivery["shutdown_grace_s"]),
+            ground_ack=bool(delivery["ground_ack"]),
+            ground_ack_timeout_s=float(delivery["ground_ack_timeout_s"]),
+        )
+        return replace(settings, **changes)
