@@ -48,6 +48,11 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
                                                "vessel_fraction": 0.3}},
     "vessel 0.3 + hard negatives 0.3": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.3,
                                                   "vessel_fraction": 0.3}},
+    # The training budget and the context each patch gives (over configs/sar.toml as it is).
+    "as the config (6 epochs)": {},
+    "5x the steps (30 epochs)": {"candidate": {"fp32_epochs": 30}},
+    "30 epochs, patch 192": {"candidate": {"fp32_epochs": 30}, "train": {"patch": 192}},
+    "hard negatives 0.4 (not 0.2)": {"train": {"hard_negative_fraction": 0.4}},
 }
 
 

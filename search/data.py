@@ -166,7 +166,9 @@ class PatchSampler:
         self.with_bright = [i for i, px in enumerate(self.bright_px) if len(px)]
         groups = groups or [0] * len(scenes)
         weights = np.array(opts.group_weights or [1.0] * (max(groups) + 1), dtype=np.float64)
-        if len(weights) != max(groups) + 1:
+        # One weight per data set of the source list; a set with no training sample (held out
+        # whole by [data] source_roles) simply never draws.
+        if len(weights) < max(groups) + 1:
             raise ValueError(f"{len(weights)} source weights for {max(groups) + 1} data sets")
         # Per-scene probability: the data set's weight shared among its scenes.
         counts = np.bincount(groups, minlength=len(weights))

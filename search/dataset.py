@@ -69,6 +69,29 @@ def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays]) -> None:
     path.with_suffix(".tmp.npz").replace(path)
 
 
+#: ``[data] source_roles``: what each data set of the source list is for.
+SOURCE_ROLES = ("split", "train", "val", "test")
+
+
+def source_roles(data: dict[str, Any], n_sources: int) -> list[str]:
+    """The role of each of ``n_sources`` data sets: ``split`` (the seeded train/val/test split,
+    the default) or wholly ``train``, ``val`` or ``test`` (a set held out whole: leave-one-out).
+
+    Raises:
+        ValueError: for a list of another length or an unknown role.
+    """
+    roles = list(data.get("source_roles") or ["split"] * n_sources)
+    if len(roles) != n_sources:
+        raise ValueError(f"[data] source_roles has {len(roles)} entries for {n_sources} data sets")
+    bad = [r for r in roles if r not in SOURCE_ROLES]
+    if bad:
+        raise ValueError(f"[data] source_roles: unknown role(s) {bad}; valid: {list(SOURCE_ROLES)}")
+    weights = data.get("source_weights") or []
+    if weights and len(weights) != n_sources:
+        raise ValueError(f"[data] source_weights has {len(weights)} entries for {n_sources} data sets")
+    return roles
+
+
 def split_source(n: int, data: dict[str, Any]) -> tuple[list[int], list[int], list[int]]:
     """(train, val, test) sample indices of a real source of ``n`` samples: a permutation seeded with
     ``split_seed``; ``test_fraction`` and ``val_fraction`` of the samples (at least one each).
@@ -114,12 +137,21 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     source = open_source(spec)
     parts = source.parts if isinstance(source, Concat) else [source]
     offsets = source.offsets if isinstance(source, Concat) else [0]
-    train, val, test = [], [], []
-    for part, offset in zip(parts, offsets):
-        for ids, part_ids in zip((train, val, test), split_source(len(part), cfg["data"])):
+    train: list[int] = []
+    val: list[int] = []
+    test: list[int] = []
+    roles = source_roles(cfg["data"], len(parts))
+    for part, offset, role in zip(parts, offsets, roles):
+        everything = list(range(len(part)))
+        chosen = (split_source(len(part), cfg["data"]) if role == "split" else
+                  tuple(everything if role == name else [] for name in ("train", "val", "test")))
+        for ids, part_ids in zip((train, val, test), chosen):
             ids.extend(offset + i for i in part_ids)
+    if not train or not val:
+        raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")
     root.mkdir(parents=True, exist_ok=True)
     split = {"source": spec if isinstance(spec, str) else list(spec), "split_seed": cfg["data"]["split_seed"],
+             **({"roles": roles} if set(roles) != {"split"} else {}),
              "train": train, "val": val, "test": test, "names": {str(i): source[i].name for i in range(len(source))}}
     split_path = root / "split.json"
     if not (split_path.exists() and json.loads(split_path.read_text()) == split):

@@ -327,7 +327,8 @@ class Concat(Source):
     def __init__(self, parts: Sequence[Source]):
         if not parts:
             raise ValueError("a concatenation needs at least one source")
-        super().__init__(parts[0].root, parts[0].georef)
+        # A synthetic part has no folder: the concatenation's root is the first part's that has one.
+        super().__init__(next((p.root for p in parts if p.root is not None), Path(".")), parts[0].georef)
         self.parts = list(parts)
         self.offsets = [0]
         for part in self.parts:

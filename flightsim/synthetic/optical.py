@@ -190,3 +190,49 @@ def _paint_wake(
         (r0, r1, c0, c1), strength = wake
         region = img[:, r0:r1, c0:c1]
         region += strength * (_colour(cfg, "foam_colour") - region)
+
+
+def _town(rng: np.random.Generator, cfg: dict[str, Any], img: np.ndarray, land: np.ndarray,
+          land_alpha: np.ndarray, gsd: float) -> None:
+    """A port town on the land of a harbour scene: blocks of bright roofs between streets, and
+    container yards of coloured stripes, the clutter a real port shows (sen2ships) and what a
+    detector trained on open sea calls ships.
+
+    The blocks lie on a grid turned by a random angle; a smooth field decides which part of the
+    land is built up. Painted in place, before the ships, and never part of the truth."""
+    tc = cfg["harbour"]["town"]
+    if not land.any():
+        return
+    h, w = land.shape
+    theta = rng.uniform(0.0, math.pi / 2)
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    cols = np.arange(w, dtype=np.float32)[None, :]
+    u = cols * math.cos(theta) + rows * math.sin(theta)
+    v = -cols * math.sin(theta) + rows * math.cos(theta)
+    block = max(rng.uniform(*tc["block_m"]) / gsd, 2.0)
+    street = max(tc["street_m"] / gsd, 0.6)
+    iu, iv = np.floor(u / block).astype(np.int64), np.floor(v / block).astype(np.int64)
+    iu -= iu.min()
+    iv -= iv.min()
+    # A block is roofed where the built-up field says so; streets stay ground.
+    built_field = _smooth_noise(rng, (h, w), tc["extent_m"] / gsd)
+    cut = float(np.quantile(built_field[land > 0], 1.0 - rng.uniform(*tc["built_fraction"])))
+    built = (land > 0) & (built_field >= cut)
+    on_street = (np.mod(u, block) < street) | (np.mod(v, block) < street)
+    roofs = np.asarray(tc["roof_colours"], np.float32)
+    yards = np.asarray(tc["container_colours"], np.float32)
+    n_cells = (int(iu.max()) + 1, int(iv.max()) + 1)
+    kind = rng.choice(len(roofs), size=n_cells)
+    gain = rng.uniform(*tc["roof_brightness"], size=n_cells).astype(np.float32)
+    occupied = rng.random(n_cells) < tc["roof_density"]
+    yard = rng.random(n_cells) < tc["yard_probability"]
+    cell_kind, cell_gain = kind[iu, iv], gain[iu, iv]
+    roofed = built & ~on_street & occupied[iu, iv]
+    # Container yards: a block of thin stripes, one colour per stripe, as stacked boxes look at 10 m.
+    stripe = np.floor(v / max(tc["container_row_m"] / gsd, 1.0)).astype(np.int64)
+    stripe_kind = rng.choice(len(yards), size=int(stripe.max() - stripe.min()) + 1)[stripe - stripe.min()]
+    in_yard = roofed & yard[iu, iv]
+    weight = land_alpha * roofed
+    for b, band in enumerate(img):
+        target = np.where(in_yard, yards[stripe_kind, b], roofs[cell_kind, b] * cell_gain)
+        band += weight * (target - band)

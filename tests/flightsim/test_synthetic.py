@@ -250,3 +250,25 @@ def test_bad_arguments_raise_value_errors_that_name_the_valid_choices(kwargs: di
 def test_negative_seed_is_refused() -> None:
     with pytest.raises(ValueError, match="seed"):
         generate_scene(-1, size=SMALL)
+
+
+def test_a_harbour_has_a_port_town_of_roofs_that_are_never_truth() -> None:
+    """Harbour scenes carry a town on their land (the clutter real 10 m ports show); the truth is
+    still exactly the vessels, the picture of a seed is reproducible, and a scene without a
+    harbour is untouched by the town's draws."""
+    plain = generate_scene(1001, size=256, gsd_m=10.0)
+    assert np.array_equal(generate_scene(1001, size=256, gsd_m=10.0).image, plain.image)
+    port = generate_scene(1001, size=256, gsd_m=10.0, harbour=True)
+    again = generate_scene(1001, size=256, gsd_m=10.0, harbour=True)
+    assert np.array_equal(port.image, again.image)
+    land = (port.land > 0) & (port.mask == 0)
+    assert land.sum() > 500
+    # Roofs and streets: the built land is far more varied at block scale than bare ground.
+    bands = port.image.astype(np.float32)
+    town_free = generate_scene(1001, size=256, gsd_m=10.0, harbour=True,
+                               config={**defaults(), "harbour": {**defaults()["harbour"],
+                                                                 "town": {**defaults()["harbour"]["town"],
+                                                                          "built_fraction": [0.0, 0.0]}}})
+    bare = town_free.image.astype(np.float32)
+    assert bands[:, land].std() > 1.5 * bare[:, land].std()
+    assert np.array_equal(port.mask, town_free.mask)

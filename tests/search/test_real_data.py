@@ -64,6 +64,32 @@ def test_a_candidate_trains_and_is_scored_on_a_real_source(tmp_path: Path, tiny_
     assert dev["pooled"]["miou"] == pytest.approx(report["miou"])
 
 
+def test_source_roles_hold_a_data_set_out_whole(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    """Leave-one-set-out: a set with role "test" is all test, one with "train" all training, and
+    the others keep their seeded split; bad role lists are refused with the valid choices."""
+    for name, n in (("a", 5), ("b", 2), ("c", 3)):
+        _hrsid_mini(tmp_path / name, n, size=96)
+    sources = [f"hrsid-mini:{tmp_path / n}" for n in "abc"]
+    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": sources, "source_roles": ["split", "train", "test"],
+                                "source_weights": [1.0, 1.0, 1.0]}}
+    data = prepare_data(cfg, tmp_path / "data")
+    split = json.loads((tmp_path / "data" / "split.json").read_text())
+    assert split["roles"] == ["split", "train", "test"]
+    assert set(split["test"]) >= {7, 8, 9} and not set(split["test"]) & set(data.train_seeds + data.val_seeds)
+    assert {5, 6} <= set(data.train_seeds) and len([i for i in split["test"] if i < 5]) == 1
+    assert set(data.val_seeds) < set(range(5))
+    sampler_groups = set(data.train_groups)
+    assert sampler_groups == {0, 1}  # the held-out set gives no training sample
+    from search.dataset import make_sampler
+
+    make_sampler(cfg, data, np.random.default_rng(0)).batch(2)  # a weight for a set with no sample is fine
+    for roles, match in ((["split", "train"], "3 data sets"), (["split", "train", "holdout"], "valid: ")):
+        with pytest.raises(ValueError, match=match):
+            prepare_data({**cfg, "data": {**cfg["data"], "source_roles": roles}}, tmp_path / "bad")
+    with pytest.raises(ValueError, match="no validation sample"):
+        prepare_data({**cfg, "data": {**cfg["data"], "source_roles": ["train", "train", "test"]}}, tmp_path / "bad2")
+
+
 def test_a_sample_without_the_model_bands_is_refused(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     _hrsid_mini(tmp_path / "set", 5)
     cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}"},
