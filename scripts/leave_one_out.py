@@ -7,7 +7,7 @@ trains a candidate (``search.candidate.evaluate_candidate``: FP32 and aligned ep
 smallest vessel chosen on the validation split, export, target check, golden tile), then runs the
 bundle through ``hil run`` on the held-out set alone on ``--device`` (the twin by default).
 
-    .venv/bin/python scripts/leave_one_out.py --config configs/optical.toml --holdout 2 3 4 5 \\
+    .venv/bin/python scripts/leave_one_out.py --config configs/optical.toml --holdout 2 3 4 5 --rotate-val \\
         --genome models/sar/manifest.json --out out/optical-lopo
     .venv/bin/python scripts/leave_one_out.py --config configs/optical.toml --holdout none \\
         --genome models/sar/manifest.json --out out/optical --ship models/optical \\
@@ -45,27 +45,36 @@ from search.dataset import prepare_data, source_roles  # noqa: E402
 KEYS = ("precision", "recall", "f1", "vessel_iou", "miou", "n_truth", "n_predicted", "true_positives")
 
 
-def fold_config(cfg: dict[str, Any], holdout: int | None) -> dict[str, Any]:
-    """``cfg`` with data set ``holdout`` of the source list held out whole as the test split."""
+def fold_config(cfg: dict[str, Any], holdout: int | None, rotation: list[int] | None = None) -> dict[str, Any]:
+    """``cfg`` with data set ``holdout`` of the source list held out whole as the test split.
+
+    With ``rotation`` (the sets taking turns, ``--holdout``), the set after ``holdout`` in it
+    validates (chooses the threshold and the smallest vessel) and every other set of the rotation
+    trains: selection is made on real data the fold's test set is not."""
     out = copy.deepcopy(cfg)
     sources = list(out["data"]["source"]) if isinstance(out["data"]["source"], list) else [out["data"]["source"]]
     roles = source_roles(out["data"], len(sources))
     if holdout is not None:
         if not 0 <= holdout < len(sources):
             raise ValueError(f"--holdout {holdout}: the source list has data sets 0..{len(sources) - 1}")
+        if rotation:
+            for k in rotation:
+                roles[k] = "train"
+            roles[rotation[(rotation.index(holdout) + 1) % len(rotation)]] = "val"
         roles[holdout] = "test"
     out["data"]["source_roles"] = roles
     return out
 
 
-def run_fold(cfg: dict[str, Any], genome: Any, holdout: int | None, out: Path, device: str) -> dict[str, Any]:
-    """Train without set ``holdout`` and score the bundle on it (``None``: train on every set)."""
-    fold = fold_config(cfg, holdout)
+def run_fold(cfg: dict[str, Any], genome: Any, holdout: int | None, out: Path, device: str,
+             rotation: list[int] | None = None) -> dict[str, Any]:
+    """Train without set ``holdout`` and score the bundle on it (``None``: the sets as configured)."""
+    fold = fold_config(cfg, holdout, rotation)
     data = prepare_data(fold, out / "data")
     record = evaluate_candidate(genome, fold, data, out)
     if record["status"] != "ok":
         raise SystemExit(f"holdout {holdout}: {record['status']}: {record.get('reason')}")
-    row: dict[str, Any] = {"holdout": holdout, "bundle": record["bundle"], "seconds": round(record["seconds"]),
+    row: dict[str, Any] = {"holdout": holdout, "roles": fold["data"]["source_roles"], "bundle": record["bundle"], "seconds": round(record["seconds"]),
                            "postprocessing": (record["training"].get("postprocessing") or {}).get("chosen"),
                            "val_pooled": record["device_metrics"].get("pooled")}
     if holdout is not None:
@@ -84,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--holdout", nargs="+", required=True,
                         help="indices into [data] source of the sets to hold out one at a time, or 'none'")
     parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
+    parser.add_argument("--rotate-val", action="store_true",
+                        help="the set after each held-out one (in --holdout order) validates, the others train")
     parser.add_argument("--device", default="myriadx-emu", help="where the held-out set is scored (default the twin)")
     parser.add_argument("--ship", type=Path, help="with --holdout none: write the bundle here")
     parser.add_argument("--figures", type=Path, help="with --ship: the leave_one_out.json whose folds go into the manifest")
@@ -99,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if any(f["holdout"] == holdout for f in study["folds"]):
             continue  # resumable
         name = "all" if holdout is None else f"holdout_{holdout}"
-        study["folds"].append(run_fold(cfg, genome, holdout, args.out / name, args.device))
+        rotation = [h for h in holdouts if h is not None] if args.rotate_val else None
+        study["folds"].append(run_fold(cfg, genome, holdout, args.out / name, args.device, rotation))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(study, indent=1))
         print(json.dumps(study["folds"][-1]), flush=True)

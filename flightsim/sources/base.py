@@ -351,6 +351,6 @@ class Concat(Source):
         return sample
 
     def describe(self) -> dict[str, Any]:
-        return {"source": self.kind, "path": [p.describe()["path"] for p in self.parts],
+        return {"source": self.kind, "path": [p.describe().get("path") for p in self.parts],
                 "parts": [p.describe() for p in self.parts], "samples": len(self),
                 "skipped": [s for p in self.parts for s in p.skipped]}

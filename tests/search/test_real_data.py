@@ -122,3 +122,18 @@ def test_the_sar_sets_of_configs_sar_load_and_split_set_by_set() -> None:
     from search.dataset import source_spec
 
     assert all(Path(s.split(":", 1)[1]).is_absolute() for s in source_spec(specs))
+
+
+def test_leave_one_out_folds_hold_out_one_set_and_validate_on_the_next() -> None:
+    """scripts/leave_one_out.py: fold K tests on set K; with a rotation the next set validates and
+    the rest of the rotation trains; sets outside the rotation keep their configured role."""
+    from scripts.leave_one_out import fold_config
+
+    cfg = {"data": {"source": ["synthetic", "a", "b", "c"], "source_roles": ["train", "train", "train", "val"]}}
+    assert fold_config(cfg, 1)["data"]["source_roles"] == ["train", "test", "train", "val"]
+    rotation = [1, 2, 3]
+    assert fold_config(cfg, 3, rotation)["data"]["source_roles"] == ["train", "val", "train", "test"]
+    assert fold_config(cfg, 1, rotation)["data"]["source_roles"] == ["train", "test", "val", "train"]
+    assert fold_config(cfg, None)["data"]["source_roles"] == ["train", "train", "train", "val"]
+    with pytest.raises(ValueError, match="0..3"):
+        fold_config(cfg, 4)

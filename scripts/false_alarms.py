@@ -1,0 +1,99 @@
+"""Where a model's false alarms are: each detection of a `hil run` over a split, by its best IoU with
+a true vessel and by where it lies on the sample's sea/land mask.
+
+    .venv/bin/python -m hil run --split out/sar/data/split.json:val --model models/sar \\
+        --device myriadx-emu --out out/sar-val
+    .venv/bin/python scripts/false_alarms.py --split out/sar/data/split.json:val \\
+        --detections out/sar-val/detections.geojson --land-masks ../shared/data/ssdd/sealand
+
+A detection is a match (IoU >= 0.5 with some true vessel: what the object F1 counts), a partial
+overlap (0 < IoU < 0.5: a ship found but outlined badly, counted as a false alarm and a miss) or a
+false alarm with no overlap; the latter two are placed by their centroid: on land, at the coast
+(land within ``--coast-px``) or at sea, or unknown where the sample has no mask. Prints a table
+and the samples with the most false alarms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import shapes
+from shapely.geometry import shape
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from flightsim.sources import open_source  # noqa: E402
+from hil.rig import sea_mask  # noqa: E402
+
+
+def classify(split: Path, which: str, detections: Path, land_masks: Path | None,
+             coast_px: int) -> list[dict[str, Any]]:
+    """One row per detection: sample, best IoU with a true vessel, place (land/coast/sea/unknown)."""
+    plan = json.loads(split.read_text())
+    source = open_source(tuple(plan["source"]) if isinstance(plan["source"], list) else plan["source"])
+    by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for feature in json.loads(detections.read_text())["features"]:
+        by_scene[str(feature["properties"]["scene"]).rsplit("/", 1)[-1]].append(feature)
+    rows = []
+    for index in plan[which]:
+        sample = source[index].load()
+        stem = sample.name.rsplit("/", 1)[-1]
+        # truth and detections both in the sample's map units
+        truth = [shape(g) for g, _ in shapes(sample.mask.astype(np.uint8), mask=sample.mask > 0,
+                                             transform=sample.transform)]
+        sea = sea_mask(sample, land_masks) if land_masks else None
+        land = None if sea is None else ~sea
+        to_px = ~sample.transform
+        for feature in by_scene.get(stem, []):
+            geom = shape(feature["geometry"])
+            best = max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)
+            col, row = to_px * (geom.centroid.x, geom.centroid.y)
+            rows.append({"sample": sample.name, "iou": best, "place": _place(row, col, land, coast_px)})
+    return rows
+
+
+def _place(row: float, col: float, land: np.ndarray | None, coast_px: int) -> str:
+    if land is None:
+        return "unknown"
+    r = int(np.clip(row, 0, land.shape[0] - 1))
+    c = int(np.clip(col, 0, land.shape[1] - 1))
+    if land[r, c]:
+        return "land"
+    near = land[max(r - coast_px, 0):r + coast_px + 1, max(c - coast_px, 0):c + coast_px + 1]
+    return "coast" if near.any() else "sea"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--split", required=True, help="SPLIT.json:val or SPLIT.json:test")
+    parser.add_argument("--detections", type=Path, required=True, help="detections.geojson of hil run")
+    parser.add_argument("--land-masks", type=Path, help="folder of <stem>.png sea/land masks (0 = land)")
+    parser.add_argument("--coast-px", type=int, default=5)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)  # SSDD chips and masks have none
+    path, _, which = args.split.rpartition(":")
+    rows = classify(Path(path), which, args.detections, args.land_masks, args.coast_px)
+    kinds = {"match (IoU >= 0.5)": lambda r: r["iou"] >= 0.5, "partial (0 < IoU < 0.5)": lambda r: 0 < r["iou"] < 0.5,
+             "false alarm (no overlap)": lambda r: r["iou"] == 0}
+    places = ["sea", "coast", "land", "unknown"]
+    print(f"{len(rows)} detections on {which} of {path}\n")
+    print("| detection | " + " | ".join(places) + " | all |")
+    print("|---|" + "---|" * (len(places) + 1))
+    for name, test in kinds.items():
+        counts = Counter(r["place"] for r in rows if test(r))
+        print(f"| {name} | " + " | ".join(str(counts[p]) for p in places) + f" | {sum(counts.values())} |")
+    worst = Counter(r["sample"] for r in rows if r["iou"] == 0).most_common(5)
+    print("\nmost false alarms:", ", ".join(f"{s} ({n})" for s, n in worst))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
