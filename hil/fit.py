@@ -11,13 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from flightsim.sources import Concat, Source, Subset
+from runtime.fit import MODALITIES, fit_warnings
 
 #: Modality of a source kind, where the format says it; other kinds (coco, geotiff) cannot tell.
 MODALITY_OF_KIND = {"hrsid-mini": "sar", "hrsid-official": "sar", "sen2ships": "optical", "dota": "optical",
                     "hrsc2016": "optical", "airbus": "optical"}
-MODALITIES = ("optical", "sar")
-#: A scene within this factor of the trained GSD range still counts as inside it.
-GSD_SLACK = 1.5
 
 
 def scene_modality(source: Source) -> str | None:
@@ -45,12 +43,6 @@ def model_fit(manifest: dict[str, Any], source: Source, gsds_m: list[float],
     trained = manifest.get("trained_for")
     if not trained:
         return {"checked": False, "warnings": [], "note": "the model's manifest does not say what it was trained for"}
-    warnings = []
     scene = modality or scene_modality(source)
-    if scene is not None and scene != trained["modality"]:
-        warnings.append(f"the scene is {scene}; the model was trained on {trained['modality']} imagery")
-    lo, hi = trained["gsd_m"]
-    outside = sorted({round(g, 3) for g in gsds_m if g < lo / GSD_SLACK or g > hi * GSD_SLACK})
-    if outside:
-        warnings.append(f"ground sample distance {outside} m is outside the {lo}-{hi} m the model was trained on")
-    return {"checked": True, "scene_modality": scene, "trained_for": trained, "warnings": warnings}
+    return {"checked": True, "scene_modality": scene, "trained_for": trained,
+            "warnings": fit_warnings(trained, scene, gsds_m)}

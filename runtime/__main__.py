@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--ground-ack", action=argparse.BooleanOptionalAction, default=None,
                        help="results count as delivered only once the ground acknowledges them on the acks "
                        "socket (default from the config: on; [delivery] ground_ack)")
+    serve.add_argument("--strict-fit", action=argparse.BooleanOptionalAction, default=None,
+                       help="reject the tiles of a scene the model was not trained for (modality, metres per "
+                       "pixel) instead of serving them with a warning event (default from the config: off)")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
     serve.add_argument("--watchdog-file", help="touched each health period while every stage answers "
                        "(for a supervisor: python -m runtime supervise)")
@@ -109,6 +112,7 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
     settings = Settings.from_config(
         cfg, device=args.device, profile=args.profile, store=args.store, tiles=args.tiles, results=args.results,
         control=args.control, telemetry=args.telemetry, acks=args.acks, ground_ack=args.ground_ack,
+        strict_fit=args.strict_fit,
         curve_server_secret=args.curve_server_secret,
         curve_authorized=args.curve_authorized,
         curve_channels=tuple(args.curve_channels.split(",")) if args.curve_channels else None,

@@ -31,6 +31,7 @@ EVENTS = {
     "model_not_persisted": "WARNING_LO",
     "model_refused": "WARNING_HI",
     "tile_rejected": "WARNING_LO",
+    "scene_does_not_fit": "WARNING_LO",  # once per scene; its tiles are served unless strict_fit
     "inference_failed": "WARNING_HI",
     "stage_hung": "WARNING_HI",
     "internal_error": "FATAL",

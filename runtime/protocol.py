@@ -37,6 +37,7 @@ class Reason(str, enum.Enum):
     NO_MODEL = "no_model"                  # no flight model is loaded
     INFERENCE_FAILED = "inference_failed"  # the device raised; the tile was not processed
     INTERNAL_ERROR = "internal_error"      # the runtime met a bug on this tile (an event is raised)
+    MODEL_MISMATCH = "model_mismatch"      # strict_fit: the scene is not what the model was trained for
 
 
 class TileRejected(Exception):
@@ -114,6 +115,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "window": (list, type(None)),
     "want_mask": bool,
     "type": str,
+    "modality": str,  # "optical" or "sar" (runtime.fit.MODALITIES): checked against the model
 }
 
 

@@ -40,6 +40,7 @@ from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
+from runtime.fit import SceneFit
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
@@ -115,6 +116,7 @@ class Runtime:
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
         self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        self._fit = SceneFit(settings.remember_tiles)  # only the main loop uses it
         self._notify_endpoint = f"inproc://notify-{id(self)}"
         self._notify = self._ctx.socket(zmq.PAIR)
         self._notify.bind(self._notify_endpoint)
@@ -343,6 +345,7 @@ class Runtime:
                 self._left()
                 self._duplicate(identity, header, state)
                 return
+            self._check_fit(serving, header, crs)
             batch, valid = serving.preprocess(pixels, header)
             job = InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
                             t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px, batch)
@@ -369,6 +372,22 @@ class Runtime:
         self._remember(job.key, "in_flight")
         self._count("tiles_accepted")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True)])
+
+    def _check_fit(self, serving: Serving, header: dict[str, Any], crs: CRS | None) -> None:
+        """A scene the model was not trained for: one event per scene, and with ``strict_fit`` its
+        tiles rejected (:mod:`runtime.fit`)."""
+        try:
+            warnings, first = self._fit.check(serving.bundle.id, serving.bundle.manifest.get("trained_for"), header, crs)
+        except ValueError as exc:
+            raise TileRejected(Reason.BAD_HEADER, str(exc), header) from None
+        if not warnings:
+            return
+        self._count("tiles_unfit")
+        if first:
+            self._event("scene_does_not_fit", scene_id=header.get("scene_id"), model=serving.info,
+                        warnings=warnings, refused=self.settings.strict_fit)
+        if self.settings.strict_fit:
+            raise TileRejected(Reason.MODEL_MISMATCH, "; ".join(warnings), header)
 
     def _duplicate(self, identity: bytes, header: dict[str, Any], state: str) -> None:
         """A tile already taken (a resend): acknowledge it, never process it twice.
@@ -476,6 +495,7 @@ class Runtime:
                 "in_flight": in_flight,
                 "duplicates": counts.get("duplicates", 0),
                 "internal_errors": counts.get("internal_errors", 0),
+                "tiles_unfit": counts.get("tiles_unfit", 0),  # of scenes the model was not trained for
                 "queue_depth": {"vectorise": self._vectorise.depth(), "output": self._sender.depth(),
                                 "tiles_inside": self._inside, "max_tiles_inside": self.settings.max_tiles_inside},
                 "rejected_by_reason": rejected,

@@ -37,6 +37,7 @@ class Settings:
     shutdown_grace_s: float
     ground_ack: bool                    # results count as delivered only once the ground acks them
     ground_ack_timeout_s: float
+    strict_fit: bool                    # reject tiles of a scene the model was not trained for
     health: Mapping[str, Any]
     recovery: Mapping[str, Any]
 
@@ -88,5 +89,6 @@ class Settings:
             shutdown_grace_s=float(delivery["shutdown_grace_s"]),
             ground_ack=bool(delivery["ground_ack"]),
             ground_ack_timeout_s=float(delivery["ground_ack_timeout_s"]),
+            strict_fit=bool(config["models"]["strict_fit"]),
         )
         return replace(settings, **changes)

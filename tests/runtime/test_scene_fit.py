@@ -1,0 +1,118 @@
+"""runtime.fit: the scene-suits-the-model rule, and the runtime applying it to what it receives
+(real sockets, a real compiled IR): one event per unfit scene, tiles served, or rejected with
+``strict_fit``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+from rasterio.crs import CRS
+
+from flightsim.streamer import Streamer
+from runtime import config, protocol
+from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
+from runtime.client import ControlClient
+from runtime.fit import SceneFit, fit_warnings, tile_gsd_m
+from runtime.server import Runtime, Settings
+from tests.runtime.test_server import Ground, _tile
+
+SAR_1M = {"modality": "sar", "gsd_m": [0.5, 1.0]}
+
+
+def test_the_rule_names_what_does_not_fit() -> None:
+    assert fit_warnings(SAR_1M, "sar", [0.8]) == []
+    assert fit_warnings(SAR_1M, None, [1.4]) == []  # within the slack
+    [modality] = fit_warnings(SAR_1M, "optical", [])
+    assert "optical" in modality and "sar" in modality
+    [gsd] = fit_warnings(SAR_1M, None, [3.0])
+    assert "3.0" in gsd and "0.5-1.0" in gsd
+    assert fit_warnings(None, "optical", [30.0]) == []  # a manifest that does not say
+    with pytest.raises(ValueError, match="valid: \\['optical', 'sar'\\]"):
+        fit_warnings(SAR_1M, "lidar", [])
+
+
+def test_a_tile_says_its_metres_per_pixel_only_in_a_metric_crs() -> None:
+    utm = CRS.from_epsg(32631)
+    assert tile_gsd_m((10.0, 0.0, 5e5, 0.0, -10.0, 4e6), utm) == pytest.approx(10.0)
+    assert tile_gsd_m((1e-4, 0.0, 2.0, 0.0, -1e-4, 41.0), CRS.from_epsg(4326)) is None
+    assert tile_gsd_m((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), None) is None
+
+
+def test_a_scene_is_checked_once() -> None:
+    fit = SceneFit(remember=2)
+    header = {"scene_id": "s", "transform": [3.0, 0.0, 5e5, 0.0, -3.0, 4e6]}
+    warnings, first = fit.check("model", SAR_1M, header, CRS.from_epsg(32631))
+    assert warnings and first
+    assert fit.check("model", SAR_1M, header, CRS.from_epsg(32631)) == (warnings, False)
+    assert fit.check("other model", SAR_1M, header, CRS.from_epsg(32631))[1]  # a new model: checked again
+
+
+@pytest.fixture()
+def sar_bundle(brightness_bundle: Path, tmp_path: Path) -> Path:
+    """The brightness model, said to be trained on 0.5-1 m SAR (the test tiles are 3 m, no modality)."""
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    manifest["trained_for"] = SAR_1M
+    rewrite_bundle(bundle, tmp_path / "sar", manifest)
+    return tmp_path / "sar"
+
+
+def _serve(bundle: Path, endpoints: dict[str, str], strict: bool) -> Iterator[Runtime]:
+    cfg = config.defaults()
+    cfg["models"]["strict_fit"] = strict
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **endpoints), model=bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    yield runtime
+    runtime.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["warn", "strict"])
+def test_the_runtime_warns_once_per_unfit_scene_or_refuses_its_tiles(sar_bundle: Path, ipc_endpoints: dict[str, str],
+                                                                     strict: bool) -> None:
+    for runtime in _serve(sar_bundle, ipc_endpoints, strict):
+        events = zmq.Context.instance().socket(zmq.SUB)
+        events.setsockopt(zmq.SUBSCRIBE, b"")
+        events.connect(runtime.endpoints["telemetry"])
+        # subscribed once the first periodic telemetry arrives: no event can be missed after that
+        assert events.poll(10_000), "no telemetry from the runtime"
+        ground = Ground(runtime.endpoints)
+        streamer = Streamer(runtime.endpoints["tiles"])
+        for i in range(3):  # 3 m tiles of one scene, to a 0.5-1 m model
+            streamer.send_frames(f"scene/{i}", _tile(i).frames())
+        # a tile that says it is optical, in a scene of its own
+        frames = _tile(7).frames()
+        header = json.loads(frames[0])
+        header.update(scene_id="optical", tile_id="optical/0", modality="optical", transform=[0.8, 0, 5e5, 0, -0.8, 4e6])
+        streamer.send_frames("optical/0", [protocol.dumps(header), frames[1]])
+        bad = dict(header, scene_id="odd", tile_id="odd/0", modality="lidar")
+        streamer.send_frames("odd/0", [protocol.dumps(bad), frames[1]])
+        streamer.drain()
+        results = {r["tile_id"]: r for r in ground.results(5)}
+        assert results["odd/0"]["reason"] == "bad_header" and "valid:" in results["odd/0"]["detail"]
+        served = {t: r for t, r in results.items() if t != "odd/0"}
+        if strict:
+            assert {r["reason"] for r in served.values()} == {"model_mismatch"}
+            assert "ground sample distance" in results["scene/0"]["detail"]
+            assert "optical" in results["optical/0"]["detail"]
+        else:
+            assert {r["status"] for r in served.values()} == {"ok"}
+        seen = []
+        while events.poll(1000):
+            topic, body = events.recv_multipart()
+            event = protocol.loads(body)
+            if topic == b"event" and event["event"] == "scene_does_not_fit":
+                seen.append(event)
+                if len(seen) == 2:
+                    break
+        events.close()
+        assert sorted(e["scene_id"] for e in seen) == ["optical", "scene"]  # once per scene, not per tile
+        assert all(e["severity"] == "WARNING_LO" and e["refused"] is strict for e in seen)
+        assert ControlClient(runtime.endpoints["control"]).status()["counters"]["tiles_unfit"] == 4
