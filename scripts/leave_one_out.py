@@ -135,6 +135,11 @@ def ship(study: dict[str, Any], out: Path, figures: Path | None) -> None:
     folds = json.loads(figures.read_text())["folds"] if figures else []
     bundle = read_bundle(full[0]["bundle"])
     manifest = rewritable_manifest(bundle)
+    val = [i for i, r in enumerate(full[0]["roles"]) if r == "val"]
+    manifest["metrics"]["validation"] = {
+        "what": "these weights through hil on the twin, pooled over the validation set(s), which chose the "
+                "threshold and smallest vessel", "sets": val, **(full[0]["val_pooled"] or {}),
+        "postprocessing": full[0]["postprocessing"]}
     manifest["metrics"]["leave_one_out"] = {
         "what": "each held-out set scored through hil on the twin by a model of this genome, recipe and data "
                 "trained without that set (not by these weights)",

@@ -53,6 +53,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "5x the steps (30 epochs)": {"candidate": {"fp32_epochs": 30}},
     "30 epochs, patch 192": {"candidate": {"fp32_epochs": 30}, "train": {"patch": 192}},
     "hard negatives 0.4 (not 0.2)": {"train": {"hard_negative_fraction": 0.4}},
+    # SSDD's 742 training chips against HRSID's 22 tiles: HRSID (0.5-3 m, 800 px) given 40% of the patches.
+    "source weights 0.6 / 0.2 / 0.2 (SSDD, hrsid-mini, hrsid-official)": {"data": {"source_weights": [0.6, 0.2, 0.2]}},
 }
 
 
