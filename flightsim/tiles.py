@@ -34,6 +34,7 @@ class Tile:
     time: float = 0.0
     ready_s: float = 0.0  # seconds after the stream starts at which the payload has this tile (timing)
     owned: tuple[int, int, int, int] | None = None  # the part of window this tile answers for (overlap)
+    modality: str | None = None  # "optical" or "sar" when known: the runtime checks it against its model
 
     def frames(self, want_mask: bool = False) -> list[bytes]:
         """The wire frames of this tile (runtime.protocol)."""
@@ -41,7 +42,7 @@ class Tile:
             scene_id=self.scene_id, tile_id=self.tile_id, seq=self.seq, shape=self.pixels.shape,
             dtype=self.pixels.dtype.name, checksum="", transform=tuple(self.transform)[:6],
             crs=self.crs, bands=list(self.bands), time=self.time or time.time(),
-            window=self.window, want_mask=want_mask,
+            window=self.window, want_mask=want_mask, modality=self.modality,
         )
         return encode_tile(header, self.pixels)
 
@@ -97,13 +98,14 @@ def owned_windows(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, i
 
 
 def tile_sample(sample: Sample, size: int, overlap: int = 0, band_index: list[int] | None = None,
-                seq0: int = 0, scene_id: str | None = None) -> Iterator[Tile]:
+                seq0: int = 0, scene_id: str | None = None, modality: str | None = None) -> Iterator[Tile]:
     """The tiles of a source sample (flightsim.sources), windows read on demand.
 
     ``band_index`` picks (and may repeat) source bands, 0-based, so the tiles carry what the model
     takes (:func:`flightsim.sources.adapt_bands`). ``scene_id`` (default: the sample's name) names
     the acquisition; a runtime treats a (scene_id, tile_id) it has seen as a resend, so two passes
-    over one image need two ids.
+    over one image need two ids. ``modality`` (``optical`` or ``sar``), when known, travels in each
+    tile's header so the runtime can tell whether its model suits the scene.
     """
     scene_id = scene_id or sample.name
     windows = tile_grid(sample.height, sample.width, size, overlap)
@@ -117,7 +119,7 @@ def tile_sample(sample: Sample, size: int, overlap: int = 0, band_index: list[in
         yield Tile(
             scene_id=scene_id, tile_id=f"{scene_id}/r{row}c{col}", seq=seq0 + i,
             pixels=np.ascontiguousarray(pixels), transform=sample.transform * Affine.translation(col, row),
-            crs=crs, window=window, bands=bands, owned=owned,
+            crs=crs, window=window, bands=bands, owned=owned, modality=modality,
         )
 
 

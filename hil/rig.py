@@ -162,8 +162,9 @@ def run(
         for k, s in enumerate(scenes):
             if k < max_panels:
                 s.preview = s.sample.preview(config["overview"]["max_side_px"] // (1 if len(scenes) == 1 else 4))
-            yield tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
-                              scene_id=f"{run_id}/{s.sample.name}"), s.sample.height, _gsd(s.sample)
+            yield (tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
+                               scene_id=f"{run_id}/{s.sample.name}", modality=fit.get("scene_modality")),
+                   s.sample.height, _gsd(s.sample))
             seq += len(s.windows)
             if s.sample.path is not None and s.sample.path.suffix.lower() not in (".tif", ".tiff"):
                 s.sample.image = None  # re-readable from its file; the truth is what scoring needs
@@ -196,11 +197,15 @@ def run(
                                             messages=log.n_acks - len(deduplicated),
                                             grace_s=cfg["duplicate_grace_s"])
         # With ground_ack: what the ground acknowledged, once the last acks have been taken.
-        delivery = control.status().get("delivery")
+        final = control.status()
+        delivery = final.get("delivery")
         deadline = time.monotonic() + 5
         while delivery and delivery["ground_ack"] and delivery["awaiting_ground"] and time.monotonic() < deadline:
             time.sleep(0.05)
-            delivery = control.status()["delivery"]
+            final = control.status()
+            delivery = final["delivery"]
+        # the runtime's own judgement of the scene (its tiles carry the modality the rig knows)
+        fit["runtime_tiles_unfit"] = final.get("counters", {}).get("tiles_unfit")
         collector.close()
         streamer.close()
         control.close()

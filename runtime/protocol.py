@@ -92,11 +92,15 @@ class TileHeader:
     time: float = 0.0
     window: tuple[int, int, int, int] | None = None
     want_mask: bool = False
+    modality: str | None = None  # "optical" or "sar" when the sender knows (runtime/fit.py)
     v: int = PROTOCOL_VERSION
     type: str = "tile"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if out["modality"] is None:  # optional on the wire: absent, not null
+            del out["modality"]
+        return out
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {

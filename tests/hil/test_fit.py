@@ -47,3 +47,5 @@ def test_strict_fit_refuses_before_streaming(tmp_path: Path) -> None:
         hil.run("synthetic:size=128", tmp_path / "sar", tmp_path / "out", device="CPU", strict_fit=True)
     report = hil.run("synthetic:size=128", tmp_path / "sar", tmp_path / "out2", device="CPU").report
     assert report["model_fit"]["warnings"] and json.dumps(report)
+    # the tiles said they were optical, so the runtime found every one unfit too (and served them)
+    assert report["model_fit"]["runtime_tiles_unfit"] == report["tiles_sent"] == report["tiles_processed"]
