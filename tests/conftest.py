@@ -80,14 +80,24 @@ def runtime_proc(tmp_path: Path, brightness_bundle: Path) -> Iterator[RuntimePro
         yield proc
 
 
+@contextlib.contextmanager
+def runtime_thread(settings: Settings, model: Path | None = None) -> Iterator[Runtime]:
+    """A real runtime with ``settings``, serving ``model``, in a background thread; stopped (and
+    checked to have stopped) on exit."""
+    runtime = Runtime(settings, model=model)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive(), "runtime did not stop"
+
+
 @pytest.fixture()
 def running_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> Iterator[Runtime]:
     """A real runtime on ipc sockets, serving the brightness model, in a background thread."""
-    settings = Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints)
-    runtime = Runtime(settings, model=brightness_bundle)
-    thread = threading.Thread(target=runtime.serve, daemon=True)
-    thread.start()
-    yield runtime
-    runtime.stop()
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "runtime did not stop"
+    with runtime_thread(Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints),
+                        brightness_bundle) as runtime:
+        yield runtime

@@ -23,6 +23,7 @@ from flightsim.streamer import Streamer
 from runtime import config, protocol
 from runtime.device import OpenVINOAdapter, open_device
 from runtime.server import Runtime, Settings
+from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground, _tile
 
 TILES = 24
@@ -68,13 +69,8 @@ def _serve(bundle: Path, devices: Devices, monkeypatch: pytest.MonkeyPatch, **re
     endpoints = {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
     cfg = config.defaults()
     cfg["device_recovery"].update({"backoff_s": 0.01, "max_backoff_s": 0.05, **recovery})
-    runtime = Runtime(Settings.from_config(cfg, device="CPU", **endpoints), model=bundle)
-    thread = threading.Thread(target=runtime.serve, daemon=True)
-    thread.start()
-    yield runtime
-    runtime.stop()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    with runtime_thread(Settings.from_config(cfg, device="CPU", **endpoints), bundle) as runtime:
+        yield runtime
 
 
 def _run(runtime: Runtime) -> tuple[list[dict], list[dict]]:

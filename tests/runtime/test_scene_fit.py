@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.client import ControlClient
 from runtime.fit import SceneFit, fit_warnings, tile_gsd_m
 from runtime.server import Runtime, Settings
+from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground, _tile
 
 SAR_1M = {"modality": "sar", "gsd_m": [0.5, 1.0]}
@@ -65,13 +65,8 @@ def sar_bundle(brightness_bundle: Path, tmp_path: Path) -> Path:
 def _serve(bundle: Path, endpoints: dict[str, str], strict: bool) -> Iterator[Runtime]:
     cfg = config.defaults()
     cfg["models"]["strict_fit"] = strict
-    runtime = Runtime(Settings.from_config(cfg, device="CPU", **endpoints), model=bundle)
-    thread = threading.Thread(target=runtime.serve, daemon=True)
-    thread.start()
-    yield runtime
-    runtime.stop()
-    thread.join(timeout=30)
-    assert not thread.is_alive()
+    with runtime_thread(Settings.from_config(cfg, device="CPU", **endpoints), bundle) as runtime:
+        yield runtime
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["warn", "strict"])
