@@ -33,6 +33,9 @@ COMPILED_DIR = "compiled"
 SIGNATURE_FILE = "signature.json"
 BUNDLE_FORMAT = "vessel-bundle/1"
 NORMALIZATION_PLACES = ("host", "ir")
+#: ``input.normalization.scale``: counts as they are, or log(1 + counts) before mean and std (SAR
+#: amplitude spans decades); absent means linear. Only the host applies a log.
+NORMALIZATION_SCALES = ("linear", "log")
 #: Element types a model's input may have; integer inputs are normalised inside the IR.
 INPUT_DTYPES = ("float32", "uint8", "uint16")
 
@@ -107,6 +110,11 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise BundleError(f"input.dtype {dtype!r}; valid: {list(INPUT_DTYPES)}")
     if dtype != "float32" and norm["where"] != "ir":
         raise BundleError(f"input.dtype {dtype!r} takes raw counts: input.normalization.where must be 'ir'")
+    scale = norm.get("scale", "linear")
+    if scale not in NORMALIZATION_SCALES:
+        raise BundleError(f"input.normalization.scale {scale!r}; valid: {list(NORMALIZATION_SCALES)}")
+    if scale != "linear" and norm["where"] != "host":
+        raise BundleError(f"input.normalization.scale {scale!r} is applied on the host only: where must be 'host'")
     pad = norm.get("pad")
     if pad is not None and not (isinstance(pad, list) and len(pad) == shape[1]
                                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pad)):

@@ -12,6 +12,9 @@ from runtime.protocol import Reason, TileRejected
 class Preprocessor:
     """Normalises counts per band (or not) and pads a tile up to the model's static input size.
 
+    ``normalization.scale = "log"`` takes log(1 + counts) first (on the host only), for inputs whose
+    amplitude spans decades, as SAR's does.
+
     Where the normalisation happens is the bundle's choice (``input.normalization.where``): on the
     host, here, in f32 before the device sees the tile, so that 16-bit counts never meet FP16 range
     limits; or in the IR, in which case the counts go to the model in its input type
@@ -25,6 +28,7 @@ class Preprocessor:
         norm = manifest_input["normalization"]
         self.dtype = np.dtype(manifest_input.get("dtype", "float32"))
         self.on_host = norm["where"] == "host"
+        self.log = norm.get("scale", "linear") == "log"  # runtime.bundle.NORMALIZATION_SCALES
         if self.on_host:
             self.mean = np.asarray(norm["mean"], dtype=np.float32).reshape(-1, 1, 1)
             self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).reshape(-1, 1, 1)
@@ -54,7 +58,11 @@ class Preprocessor:
         if height < self.height or width < self.width:
             batch[0] = self.pad
         view = batch[0, :, :height, :width]
-        if self.on_host:
+        if self.on_host and self.log:  # log(1 + counts), then as below (search.data.Normalization)
+            np.log1p(pixels, out=view, dtype=np.float32)
+            view -= self.mean
+            view *= self.inv_std
+        elif self.on_host:
             np.subtract(pixels, self.mean, out=view, dtype=np.float32)
             view *= self.inv_std
         else:

@@ -31,7 +31,7 @@ from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
 from search.candidate import choose_on_validation, torch_device  # noqa: E402
-from search.dataset import make_sampler, prepare_data, split_arrays  # noqa: E402
+from search.dataset import make_sampler, normalised, prepare_data, split_arrays  # noqa: E402
 from search.candidate import fit  # noqa: E402
 from search.evaluate import confusion_of, object_scores, predict_scenes, torch_predictor  # noqa: E402
 from search.network import GenomeNet  # noqa: E402
@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "hard negatives 0.4 (not 0.2)": {"train": {"hard_negative_fraction": 0.4}},
     # SSDD's 742 training chips against HRSID's 22 tiles: HRSID (0.5-3 m, 800 px) given 40% of the patches.
     "source weights 0.6 / 0.2 / 0.2 (SSDD, hrsid-mini, hrsid-official)": {"data": {"source_weights": [0.6, 0.2, 0.2]}},
+    "log-amplitude normalisation (log(1 + counts), then mean and std)": {"data": {"normalization_scale": "log"}},
 }
 
 
@@ -68,6 +69,8 @@ def _merged(cfg: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[s
 def run_variant(cfg: dict[str, Any], genome: Any, data: Any, seed: int) -> dict[str, Any]:
     """Train ``genome`` under ``cfg`` with ``seed``; validation scores at 0.5 / 4 px and chosen."""
     tr = cfg["train"]
+    if data.norm.scale != cfg["data"]["normalization_scale"]:
+        data = normalised(data, cfg)
     rng = seed_everything(seed, tr["threads"])
     net = GenomeNet(genome)
     t0 = time.perf_counter()

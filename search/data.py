@@ -35,18 +35,25 @@ class Normalization:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    #: "linear" (the counts) or "log" (log(1 + counts), then mean and std): runtime.bundle.NORMALIZATION_SCALES
+    scale: str = "linear"
+
+    def scaled(self, counts: np.ndarray) -> np.ndarray:
+        """The counts as float32 on this normalisation's scale (before mean and std)."""
+        return np.log1p(counts, dtype=np.float32) if self.scale == "log" else counts.astype(np.float32)
 
     def apply(self, counts: np.ndarray) -> np.ndarray:
         """Normalise (bands, H, W) or (N, bands, H, W) counts to float32, with the payload's own
-        arithmetic (runtime.preprocess: subtract in f32, multiply by 1/std), so that training sees
-        the very numbers the payload feeds the model."""
+        arithmetic (runtime.preprocess: the scale, subtract in f32, multiply by 1/std), so that
+        training sees the very numbers the payload feeds the model."""
         shape = (-1, 1, 1)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(shape)
         inv_std = (1.0 / np.asarray(self.std, dtype=np.float32)).reshape(shape)
-        return (counts.astype(np.float32) - mean) * inv_std
+        return (self.scaled(counts) - mean) * inv_std
 
     def to_manifest(self) -> dict[str, object]:
-        return {"where": "host", "mean": list(self.mean), "std": list(self.std)}
+        return {"where": "host", "mean": list(self.mean), "std": list(self.std)} | (
+            {"scale": self.scale} if self.scale != "linear" else {})
 
 
 def synthetic_kwargs(data: dict[str, Any], size: int) -> dict[str, Any]:
@@ -63,22 +70,35 @@ def load_scenes(seeds: Iterable[int], scene_kwargs: dict[str, object]) -> list[S
     return scenes
 
 
-def estimate_normalization(scenes: list[SceneArrays]) -> Normalization:
-    """Per-band mean and standard deviation of the counts over all pixels of ``scenes``."""
+#: ``[data] normalization_scale``: the choices of :class:`Normalization`'s ``scale``.
+NORMALIZATION_SCALES = ("linear", "log")
+
+
+def estimate_normalization(scenes: list[SceneArrays], scale: str = "linear") -> Normalization:
+    """Per-band mean and standard deviation over all pixels of ``scenes``, of the counts or (``scale
+    = "log"``) of log(1 + counts).
+
+    Raises:
+        ValueError: for a scale other than those of :data:`NORMALIZATION_SCALES`.
+    """
+    if scale not in NORMALIZATION_SCALES:
+        raise ValueError(f"normalization scale {scale!r}; valid: {list(NORMALIZATION_SCALES)}")
     bands = scenes[0].image.shape[0]
     total = np.zeros(bands)
     total_sq = np.zeros(bands)
     n = 0
     for s in scenes:
-        px = s.image.reshape(bands, -1).astype(np.float64)
+        px = (np.log1p(s.image, dtype=np.float32) if scale == "log" else s.image).reshape(bands, -1).astype(np.float64)
         total += px.sum(axis=1)
         total_sq += (px**2).sum(axis=1)
         n += px.shape[1]
     mean = total / n
     std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-    # A flat band would divide by zero; 1 count is a harmless floor.
-    std = np.maximum(std, 1.0)
-    return Normalization(tuple(round(float(m), 3) for m in mean), tuple(round(float(s), 3) for s in std))
+    # A flat band would divide by zero; 1 count (a hundredth on the log scale) is a harmless floor.
+    std = np.maximum(std, 1.0 if scale == "linear" else 0.01)
+    digits = 3 if scale == "linear" else 5
+    return Normalization(tuple(round(float(m), digits) for m in mean), tuple(round(float(s), digits) for s in std),
+                         scale)
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

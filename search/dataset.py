@@ -168,7 +168,7 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
             _save_arrays(root / f"{name}.npz", ids, scenes)
         split_path.write_text(json.dumps(split, indent=1))
     groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
-    return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups))
+    return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups), cfg)
 
 
 def make_sampler(cfg: dict[str, Any], data: SearchData, rng: np.random.Generator) -> PatchSampler:
@@ -179,9 +179,10 @@ def make_sampler(cfg: dict[str, Any], data: SearchData, rng: np.random.Generator
                         groups=list(data.train_groups) or None)
 
 
-def _normalised(data: SearchData) -> SearchData:
-    """``data`` with the normalisation estimated from its training arrays (as written to disk)."""
-    return replace(data, norm=estimate_normalization(split_arrays(data, "train")))
+def normalised(data: SearchData, cfg: dict[str, Any]) -> SearchData:
+    """``data`` with the normalisation estimated from its training arrays (as written to disk), on
+    the scale of ``[data] normalization_scale``."""
+    return replace(data, norm=estimate_normalization(split_arrays(data, "train"), cfg["data"]["normalization_scale"]))
 
 
 def seed_ranges(data: dict[str, Any]) -> tuple[list[int], list[int]]:
@@ -226,4 +227,4 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
         if split == "val":
             for seed in seeds:
                 write_scene(generate_scene(seed, **kwargs), root / "val" / f"seed_{seed}")
-    return _normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,))))
+    return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,))), cfg)

@@ -75,6 +75,9 @@ def input_manifest(host_input: dict[str, Any], dtype: str) -> dict[str, Any]:
         return host_input
     if norm["where"] != "host":
         raise ValueError(f"input normalised in the {norm['where']!r}; only a host-normalised model can be retyped")
+    if norm.get("scale", "linear") != "linear":
+        raise ValueError(f"input normalised on the {norm['scale']!r} scale, which only the host applies; "
+                         "valid input types for it: ['float32']")
     return {**host_input, "dtype": dtype,
             "normalization": {"where": "ir", "mean": list(norm["mean"]), "std": list(norm["std"]),
                               "pad": pad_counts(norm, dtype)}}

@@ -84,3 +84,38 @@ def test_a_list_of_sources_is_split_set_by_set(tmp_path: Path, tiny_cfg: dict[st
     assert [sum(1 for i in split["test"] if (i >= 5) == part) for part in (False, True)] == [1, 2]
     assert not set(split["test"]) & set(data.train_seeds + data.val_seeds)
     assert data.train_groups == tuple(int(i >= 5) for i in data.train_seeds)
+
+
+def test_a_log_scale_normalisation_is_what_the_payload_applies() -> None:
+    """[data] normalization_scale = "log": log(1 + counts), then the training counts' mean and std
+    on that scale; training and the runtime's Preprocessor give the very same numbers, the manifest
+    records the scale, and a bundle cannot ask for it to happen in the IR."""
+    from runtime.bundle import BundleError, validate_manifest
+    from runtime.preprocess import Preprocessor
+    from search.data import SceneArrays, estimate_normalization
+    from search.input_types import input_manifest
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 256, (3, 40, 40)).astype(np.uint8)
+    scenes = [SceneArrays(0, counts, np.zeros((40, 40), np.uint8))]
+    norm = estimate_normalization(scenes, "log")
+    assert norm.scale == "log" and norm.mean[0] == pytest.approx(np.log1p(counts[0].astype(np.float64)).mean(), abs=1e-4)
+    manifest_input = {"normalization": norm.to_manifest(), "dtype": "float32"}
+    assert manifest_input["normalization"]["scale"] == "log"
+    batch, valid = Preprocessor(manifest_input, (1, 3, 48, 48))(counts, {})
+    assert valid == (40, 40)
+    assert np.array_equal(batch[0, :, :40, :40], norm.apply(counts))  # bit for bit
+    assert "scale" not in estimate_normalization(scenes).to_manifest()  # linear manifests unchanged
+    with pytest.raises(ValueError, match="valid: \\['linear', 'log'\\]"):
+        estimate_normalization(scenes, "sqrt")
+    with pytest.raises(ValueError, match="\\['float32'\\]"):
+        input_manifest({**manifest_input, "shape": [1, 3, 48, 48]}, "uint8")
+    bundle = {"format": "vessel-bundle/1", "name": "m", "files": {},
+              "input": {"shape": [1, 3, 48, 48], "layout": "NCHW", "dtype": "float32",
+                        "normalization": {**norm.to_manifest(), "where": "ir"}},
+              "output": {"threshold": 0.5}}
+    with pytest.raises(BundleError, match="host only"):
+        validate_manifest(bundle)
+    with pytest.raises(BundleError, match="valid: \\['linear', 'log'\\]"):
+        validate_manifest({**bundle, "input": {**bundle["input"], "normalization": {**norm.to_manifest(),
+                                                                                  "scale": "sqrt"}}})
