@@ -95,17 +95,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
     parser.add_argument("--rotate-val", action="store_true",
                         help="the set after each held-out one (in --holdout order) validates, the others train")
+    parser.add_argument("--source-weights", type=float, nargs="+",
+                        help="override [data] source_weights, one per set (an ablation: 0 keeps a set out of training)")
     parser.add_argument("--device", default="myriadx-emu", help="where the held-out set is scored (default the twin)")
     parser.add_argument("--ship", type=Path, help="with --holdout none: write the bundle here")
     parser.add_argument("--figures", type=Path, help="with --ship: the leave_one_out.json whose folds go into the manifest")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
+    if args.source_weights:
+        cfg["data"]["source_weights"] = list(args.source_weights)
     genome = parse_genome(args.genome, cfg)
     holdouts = [None if h == "none" else int(h) for h in args.holdout]
     path = args.out / "leave_one_out.json"
     study = json.loads(path.read_text()) if path.exists() else {
         "config": str(args.config), "genome": genome.to_dict(), "name": str(genome), "folds": []}
-    study.update(host=host_line(), date=time.strftime("%Y-%m-%d"))
+    study.update(host=host_line(), date=time.strftime("%Y-%m-%d"), source_weights=cfg["data"]["source_weights"])
     for holdout in holdouts:
         if any(f["holdout"] == holdout for f in study["folds"]):
             continue  # resumable
