@@ -9,6 +9,22 @@ import numpy as np
 from runtime.protocol import Reason, TileRejected
 
 
+def normalise_counts(counts: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, log: bool,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """``(counts - mean) * inv_std`` in float32, on ``log(1 + counts)`` with ``log``: the host's
+    normalisation, the one arithmetic the payload and training (search.data.Normalization) share,
+    so that training sees the very numbers the payload feeds the model. Written into ``out`` when
+    given (a view of the device batch), else into a new array."""
+    out = np.empty(counts.shape, np.float32) if out is None else out
+    if log:
+        np.log1p(counts, out=out, dtype=np.float32)
+        out -= mean
+    else:
+        np.subtract(counts, mean, out=out, dtype=np.float32)
+    out *= inv_std
+    return out
+
+
 class Preprocessor:
     """Normalises counts per band (or not) and pads a tile up to the model's static input size.
 
@@ -58,13 +74,8 @@ class Preprocessor:
         if height < self.height or width < self.width:
             batch[0] = self.pad
         view = batch[0, :, :height, :width]
-        if self.on_host and self.log:  # log(1 + counts), then as below (search.data.Normalization)
-            np.log1p(pixels, out=view, dtype=np.float32)
-            view -= self.mean
-            view *= self.inv_std
-        elif self.on_host:
-            np.subtract(pixels, self.mean, out=view, dtype=np.float32)
-            view *= self.inv_std
+        if self.on_host:
+            normalise_counts(pixels, self.mean, self.inv_std, self.log, out=view)
         else:
             view[...] = pixels
         return batch, (height, width)

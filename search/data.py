@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from flightsim.synthetic import generate_scene
+from runtime.preprocess import normalise_counts
 
 
 @dataclass(frozen=True)
@@ -38,18 +39,14 @@ class Normalization:
     #: "linear" (the counts) or "log" (log(1 + counts), then mean and std): runtime.bundle.NORMALIZATION_SCALES
     scale: str = "linear"
 
-    def scaled(self, counts: np.ndarray) -> np.ndarray:
-        """The counts as float32 on this normalisation's scale (before mean and std)."""
-        return np.log1p(counts, dtype=np.float32) if self.scale == "log" else counts.astype(np.float32)
-
     def apply(self, counts: np.ndarray) -> np.ndarray:
-        """Normalise (bands, H, W) or (N, bands, H, W) counts to float32, with the payload's own
-        arithmetic (runtime.preprocess: the scale, subtract in f32, multiply by 1/std), so that
-        training sees the very numbers the payload feeds the model."""
+        """Normalise (bands, H, W) or (N, bands, H, W) counts to float32 with the payload's own
+        code (:func:`runtime.preprocess.normalise_counts`), so that training sees the very numbers
+        the payload feeds the model."""
         shape = (-1, 1, 1)
         mean = np.asarray(self.mean, dtype=np.float32).reshape(shape)
         inv_std = (1.0 / np.asarray(self.std, dtype=np.float32)).reshape(shape)
-        return (self.scaled(counts) - mean) * inv_std
+        return normalise_counts(counts, mean, inv_std, self.scale == "log")
 
     def to_manifest(self) -> dict[str, object]:
         return {"where": "host", "mean": list(self.mean), "std": list(self.std)} | (

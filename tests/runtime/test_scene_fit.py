@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from runtime import config, protocol
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.client import ControlClient
 from runtime.fit import SceneFit, fit_warnings, tile_gsd_m
-from runtime.server import Runtime, Settings
+from runtime.server import Settings
 from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground, _tile
 
@@ -62,17 +61,16 @@ def sar_bundle(brightness_bundle: Path, tmp_path: Path) -> Path:
     return tmp_path / "sar"
 
 
-def _serve(bundle: Path, endpoints: dict[str, str], strict: bool) -> Iterator[Runtime]:
+def _settings(endpoints: dict[str, str], strict: bool) -> Settings:
     cfg = config.defaults()
     cfg["models"]["strict_fit"] = strict
-    with runtime_thread(Settings.from_config(cfg, device="CPU", **endpoints), bundle) as runtime:
-        yield runtime
+    return Settings.from_config(cfg, device="CPU", **endpoints)
 
 
 @pytest.mark.parametrize("strict", [False, True], ids=["warn", "strict"])
 def test_the_runtime_warns_once_per_unfit_scene_or_refuses_its_tiles(sar_bundle: Path, ipc_endpoints: dict[str, str],
                                                                      strict: bool) -> None:
-    for runtime in _serve(sar_bundle, ipc_endpoints, strict):
+    with runtime_thread(_settings(ipc_endpoints, strict), sar_bundle) as runtime:
         events = zmq.Context.instance().socket(zmq.SUB)
         events.setsockopt(zmq.SUBSCRIBE, b"")
         events.connect(runtime.endpoints["telemetry"])
