@@ -1,0 +1,174 @@
+"""Where the runtime's host CPU goes per tile: thread CPU time of its pipeline functions inside a
+serving process under the benchmark's load, and of the same vectorisation in a process of its own.
+
+    .venv/bin/python scripts/host_time.py --rounds 8            # inside the serving process
+    .venv/bin/python scripts/host_time.py --alone               # vectorize alone, then beside a busy thread
+
+Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
+is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
+benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles, rounds of 300,
+window 16, ground acknowledgement) is driven through it; at shutdown it prints ms of thread CPU
+per tile. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: (module, owner attribute or None, function name) wrapped inside the serving process.
+WRAPPED = [("runtime.server", "Runtime", "_on_tile"), ("runtime.server", "Runtime", "_post_process"),
+           ("runtime.results", None, "vectorize"), ("runtime.protocol", None, "decode_tile"),
+           ("runtime.protocol", None, "encode_result"), ("runtime.preprocess", "Preprocessor", "__call__"),
+           ("runtime.device", "OpenVINOAdapter", "start_async"), ("runtime.device", "OpenVINOAdapter", "_result")]
+
+
+def _serve_instrumented(argv: list[str]) -> int:
+    """``python -m runtime`` with the functions of :data:`WRAPPED` timed; the table goes to stderr."""
+    import importlib
+
+    import rasterio.features
+
+    spent: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def wrap(owner: Any, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                with lock:
+                    spent[label] += time.thread_time() - start
+                    spent[label + " calls"] += 1
+        setattr(owner, name, timed)
+
+    for module, owner, name in WRAPPED:
+        mod = importlib.import_module(module)
+        wrap(getattr(mod, owner) if owner else mod, name, f"{owner or module}.{name}")
+    shapes = rasterio.features.shapes
+    rasterio.features.shapes = lambda *a, **k: list(shapes(*a, **k))  # consumed inside the timing
+    wrap(rasterio.features, "shapes", "rasterio.features.shapes")
+
+    def report() -> None:
+        tiles = max(spent["Runtime._on_tile calls"], 1)
+        for label, seconds in sorted(((k, v) for k, v in spent.items() if not k.endswith(" calls")),
+                                     key=lambda kv: -kv[1]):
+            print(f"{label:36s} {1e3 * seconds / tiles:7.3f} ms/tile  ({int(spent[label + ' calls'])} calls)",
+                  file=sys.stderr)
+    atexit.register(report)
+    from runtime.__main__ import main
+    return main(argv)
+
+
+def _tiles_and_outputs() -> tuple[list[Any], list[np.ndarray]]:
+    from flightsim.synthetic import generate_scene, write_scene
+    from flightsim.tiles import tile_scene
+    from runtime.bundle import read_bundle
+    from runtime.device import open_device
+    from runtime.preprocess import Preprocessor
+
+    paths = write_scene(generate_scene(7), Path(tempfile.mkdtemp()) / "scene")
+    tiles = list(tile_scene(paths["scene"], 256))
+    bundle = read_bundle(REPO / "models" / "default")
+    adapter = open_device(bundle, "CPU", lambda *_: None, cpu_precision="f32")
+    pre = Preprocessor(bundle.manifest["input"], adapter.input_shape)
+    return tiles, [adapter.infer(pre(t.pixels, {})[0])[0, 0] for t in tiles]
+
+
+def alone(repeats: int = 20) -> None:
+    """vectorize's thread CPU per tile in a process of its own, then with a busy second thread."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from runtime.vectorize import vectorize
+
+    tiles, outputs = _tiles_and_outputs()
+    crs = CRS.from_epsg(32631)
+
+    def per_tile() -> float:
+        with rasterio.Env():
+            start = time.thread_time()
+            for _ in range(repeats):
+                for out, tile in zip(outputs, tiles):
+                    vectorize(out, 0.5, tile.transform, crs, min_area_px=4)
+            return 1e3 * (time.thread_time() - start) / (repeats * len(outputs))
+
+    print(f"vectorize alone: {per_tile():.3f} ms/tile thread CPU")
+    stop = threading.Event()
+
+    def busy() -> None:
+        x = np.zeros((3, 256, 256), np.float32)
+        while not stop.is_set():
+            (x - 1.0) * 0.5  # noqa: B018 - the main loop's kind of numpy work, holding the GIL in turns
+    thread = threading.Thread(target=busy)
+    thread.start()
+    try:
+        print(f"vectorize beside a busy Python thread: {per_tile():.3f} ms/tile thread CPU")
+    finally:
+        stop.set()
+        thread.join()
+
+
+def inside(rounds: int, tiles_per_round: int = 300) -> None:
+    """The benchmark's stream through an instrumented runtime process; prints its table."""
+    from flightsim.streamer import Streamer
+    from flightsim.tiles import Tile
+    from hil.collector import ResultCollector
+    from runtime.client import ControlClient
+
+    tiles, _ = _tiles_and_outputs()
+    log = Path(tempfile.mkdtemp()) / "runtime.log"
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", "serve", "--device", "CPU",
+                             "--store", str(log.parent / "store")], stdout=subprocess.PIPE, stderr=log.open("w"))
+    import json
+
+    endpoints = json.loads(proc.stdout.readline())["endpoints"]  # type: ignore[union-attr]
+    ControlClient(endpoints["control"]).load_model(REPO / "models" / "default")
+    for r in range(rounds):
+        collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))
+        streamer = Streamer(endpoints["tiles"], window=16)
+        batch = [Tile(t.scene_id, f"{t.tile_id}#{r}.{i}", i, t.pixels, t.transform, t.crs, t.window, t.bands)
+                 for i, t in ((i, tiles[i % len(tiles)]) for i in range(tiles_per_round))]
+        start = time.perf_counter()
+        streamer.stream(batch)
+        assert collector.wait_for(tiles_per_round, 120)
+        print(f"round {r}: {tiles_per_round / (time.perf_counter() - start):.1f} tiles/s", flush=True)
+        collector.close()
+        streamer.close()
+    ControlClient(endpoints["control"]).shutdown()
+    proc.wait(60)
+    print("".join(line for line in log.read_text().splitlines(keepends=True) if "ms/tile" in line))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--serve"]:
+        return _serve_instrumented(argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--alone", action="store_true", help="vectorize in a process of its own instead")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)
+    alone() if args.alone else inside(args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
