@@ -80,6 +80,12 @@ class Bundle:
         value = self.manifest["output"].get("min_area_px")
         return None if value is None else int(value)
 
+    @property
+    def min_score(self) -> float:
+        """Lowest mean probability of a vessel the model's makers stand behind (``output.min_score``,
+        chosen on validation data like the threshold); 0: every component above the threshold."""
+        return float(self.manifest["output"].get("min_score", 0.0))
+
     def frames(self) -> list[bytes]:
         """The payload frames of a ``load_model`` command: manifest, then each IR file, then a
         (record, blob) pair per compiled artefact."""
@@ -132,6 +138,9 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     min_area = manifest["output"].get("min_area_px")
     if min_area is not None and not (isinstance(min_area, int) and not isinstance(min_area, bool) and min_area >= 0):
         raise BundleError(f"output.min_area_px must be a non-negative integer, got {min_area!r}")
+    min_score = manifest["output"].get("min_score", 0.0)
+    if not (isinstance(min_score, (int, float)) and not isinstance(min_score, bool) and 0 <= min_score < 1):
+        raise BundleError(f"output.min_score must be a number in [0, 1), got {min_score!r}")
     for name in IR_FILES:
         if not isinstance(manifest["files"].get(name), str):
             raise BundleError(f"manifest files.{name} (its sha256) is missing")

@@ -62,7 +62,7 @@ def infer_file(
                 prob, bundle.threshold, transform @ Affine.translation(col, row), crs, valid=valid,
                 min_area_px=bundle.min_area_px if bundle.min_area_px is not None else vectorize_opts["min_area_px"],
                 simplify_px=vectorize_opts["simplify_px"],
-                connectivity=vectorize_opts["connectivity"],
+                connectivity=vectorize_opts["connectivity"], min_score=bundle.min_score,
             )
     merged = merge_detections(features, crs, tolerance=0.01 * abs(transform.a))
     return {

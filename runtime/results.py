@@ -35,6 +35,7 @@ class InFlight:
     identity: bytes = b""                 # the sender, told when the tile's result has gone out
     key: tuple[str, str, str] | None = None  # (scene_id, tile_id, checksum): what makes a resend a duplicate
     min_area_px: int | None = None        # the model's own smallest vessel (manifest), else the config's
+    min_score: float = 0.0                # the model's lowest mean vessel probability (manifest)
     batch: np.ndarray | None = None       # the device input, held until the inference succeeds (re-runs)
     attempts: int = 1
     adapter: Any = None                   # the adapter it was last submitted to
@@ -56,6 +57,7 @@ def describe(output: np.ndarray, job: InFlight, t_inferred: float,
         simplify_px=float(opts["simplify_px"]),
         connectivity=int(opts["connectivity"]),
         valid=job.valid,
+        min_score=job.min_score,
     )
     mask = None
     if header.get("want_mask"):

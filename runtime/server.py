@@ -207,6 +207,7 @@ class Runtime:
         serving = self.serving
         assert serving is not None and job.batch is not None
         job.model, job.threshold, job.min_area_px = serving.info, serving.bundle.threshold, serving.bundle.min_area_px
+        job.min_score = serving.bundle.min_score
         job.t_submitted = time.perf_counter()
         job.adapter = serving.adapter
         with self._lock:
@@ -348,7 +349,8 @@ class Runtime:
             self._check_fit(serving, header, crs)
             batch, valid = serving.preprocess(pixels, header)
             job = InFlight(header, crs, valid, serving.bundle.threshold, serving.info,
-                            t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px, batch)
+                            t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px,
+                            serving.bundle.min_score, batch)
             job.adapter = serving.adapter
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()

@@ -36,6 +36,7 @@ def vectorize(
     simplify_px: float = 0.0,
     connectivity: int = 8,
     valid: tuple[int, int] | None = None,
+    min_score: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Turn one tile's probability map into GeoJSON Feature dicts, one per vessel.
 
@@ -49,6 +50,8 @@ def vectorize(
         connectivity: 4 or 8, the pixel neighbourhood that joins pixels into one vessel.
         valid: (h, w) when only the top-left h x w of ``prob`` is image and the rest is padding
             added to reach the model's input size; the padding is ignored.
+        min_score: components whose mean probability (their ``score``) is below this are dropped:
+            a detector's confidence cut, on top of the per-pixel ``threshold``.
 
     Returns:
         Features whose geometry is a Polygon in map units of ``transform``/``crs`` and whose
@@ -58,7 +61,8 @@ def vectorize(
 
     Raises:
         ValueError: on a prob that is not 2-D, a threshold outside (0, 1), a connectivity other
-            than 4 or 8, a negative min_area_px or simplify_px, or a ``valid`` outside prob.
+            than 4 or 8, a negative min_area_px or simplify_px, a min_score outside [0, 1), or a
+            ``valid`` outside prob.
     """
     prob = np.asarray(prob)
     if prob.ndim != 2:
@@ -71,6 +75,8 @@ def vectorize(
         raise ValueError(
             f"min_area_px and simplify_px must be >= 0; got {min_area_px}, {simplify_px}"
         )
+    if not 0.0 <= min_score < 1.0:
+        raise ValueError(f"min_score must lie in [0, 1); got {min_score}")
     if valid is not None:
         h, w = valid
         if not (0 <= h <= prob.shape[0] and 0 <= w <= prob.shape[1]):
@@ -118,7 +124,7 @@ def vectorize(
     coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
     features = []
     for label, outline in enumerate(outlines, start=1):
-        if counts[label] < max(min_area_px, 1):
+        if counts[label] < max(min_area_px, 1) or sums[label] < min_score * counts[label]:
             continue
         poly = _clean(_polygon(outline))
         if poly is None:

@@ -56,6 +56,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # SSDD's 742 training chips against HRSID's 22 tiles: HRSID (0.5-3 m, 800 px) given 40% of the patches.
     "source weights 0.6 / 0.2 / 0.2 (SSDD, hrsid-mini, hrsid-official)": {"data": {"source_weights": [0.6, 0.2, 0.2]}},
     "log-amplitude normalisation (log(1 + counts), then mean and std)": {"data": {"normalization_scale": "log"}},
+    # A training-only land head on the decoder's features, taught by SSDD's sea/land masks
+    # ([data] land_masks of the config; HRSID has none and is left out of that loss).
+    "land head, weight 0.5": {"train": {"land_weight": 0.5}},
+    "land head, weight 1.0": {"train": {"land_weight": 1.0}},
 }
 
 

@@ -32,7 +32,7 @@ import torch
 
 from runtime.bundle import write_bundle
 from search.align import Aligner
-from search.data import PatchSampler
+from search.data import LAND_UNKNOWN, PatchSampler
 from search.dataset import SearchData, make_sampler, split_arrays
 from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, object_scores, predict_scenes,
                              torch_predictor)
@@ -42,7 +42,7 @@ from runtime.golden import with_golden
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
-from search.train import adam_cosine, bce_dice_loss, seed_everything
+from search.train import adam_cosine, bce_dice_loss, land_loss, seed_everything
 
 #: Written into every record, so a resumed search can tell an old record format from a new one.
 RECORD_VERSION = 1
@@ -61,8 +61,18 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     """Train ``net`` for ``epochs`` x ``train.steps_per_epoch`` steps; FP32, or aligned to ``aligner``.
 
     A list of aligners is robust alignment: each step's forward pass is drawn from the list
-    (seeded), so the network learns to hold under every device hypothesis of the set."""
+    (seeded), so the network learns to hold under every device hypothesis of the set.
+
+    With ``[train] land_weight`` > 0 and sea/land masks in the data (``[data] land_masks``), a
+    second 1x1 head on the decoder's last features learns land from every labelled pixel, and its
+    loss is added with that weight: the features the vessel head reads must then tell land from
+    sea, where most SAR false alarms lie. That head exists for training only (``net.land_head``):
+    the exported network has the vessel output alone."""
     tr = cfg["train"]
+    land_weight = float(tr.get("land_weight", 0.0))
+    use_land = land_weight > 0 and sampler.has_land
+    if use_land and getattr(net, "land_head", None) is None:
+        net.land_head = torch.nn.Conv2d(net.head.conv.in_channels, 1, 1)
     net.to(device).train()
     aligners = aligner if isinstance(aligner, list) else [aligner]
     draws = np.random.default_rng(len(aligners))
@@ -73,9 +83,16 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     for _ in range(epochs * tr["steps_per_epoch"]):
         if len(aligners) > 1:
             net.aligner = aligner = aligners[int(draws.integers(len(aligners)))]
-        images, masks = sampler.batch(tr["batch"])
-        logits = net.logits(torch.from_numpy(images).to(device))
-        loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"])
+        if use_land:
+            images, masks, land = sampler.batch_with_land(tr["batch"])
+            features = net.features(torch.from_numpy(images).to(device))
+            logits = net.head(features)
+            loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"]) + land_weight * \
+                land_loss(net.land_head(features), torch.from_numpy(land).to(device), LAND_UNKNOWN)
+        else:
+            images, masks = sampler.batch(tr["batch"])
+            logits = net.logits(torch.from_numpy(images).to(device))
+            loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"])
         if aligner is not None and range_penalty:
             loss = loss + range_penalty * aligner.range_penalty()
         opt.zero_grad(set_to_none=True)
@@ -85,7 +102,8 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
         losses.append(float(loss.item()))
     net.aligner = None
     net.eval()
-    return {"seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan]))}
+    return {"seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
+            **({"land_weight": land_weight} if use_land else {})}
 
 
 def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: int,
@@ -114,7 +132,7 @@ def choose_on_validation(probs: list[np.ndarray], cfg: dict[str, Any], data: Sea
     if not exp["choose_postprocessing"]:
         return None
     rows = object_scores(probs, split_arrays(data, "val"), [float(t) for t in exp["thresholds"]],
-                         [int(a) for a in exp["min_areas_px"]])
+                         [int(a) for a in exp["min_areas_px"]], min_scores=[float(s) for s in exp["min_scores"]])
     return {"chosen": choose_postprocessing(rows), "table": rows,
             "on": "validation split, pooled object F1 at IoU >= 0.5, torch FP32 forward of the aligned network"}
 
@@ -130,7 +148,8 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
                   "bands": list(exp["bands"]), "dtype": "float32", "normalization": data.norm.to_manifest()},
         "output": {"name": OUTPUT_NAME, "meaning": "vessel probability per pixel", "shape": [1, 1, tile, tile],
                    "threshold": float(exp["threshold"]), "activation": "sigmoid"}
-        | ({"threshold": float(post["threshold"]), "min_area_px": int(post["min_area_px"])}
+        | ({"threshold": float(post["threshold"]), "min_area_px": int(post["min_area_px"]),
+            **({"min_score": float(post["min_score"])} if post.get("min_score") else {})}
            if (post := (training.get("postprocessing") or {}).get("chosen")) else {}),
         "numerics": {"weights": "fp16", "trained_under": training.get("trained_under", "fp32"),
                      "profile": cfg["candidate"]["profile"]},

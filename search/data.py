@@ -20,11 +20,13 @@ from runtime.preprocess import normalise_counts
 
 @dataclass(frozen=True)
 class SceneArrays:
-    """One scene as arrays: ``image`` (bands, H, W) in raw counts, ``mask`` (H, W) with vessel=1."""
+    """One scene as arrays: ``image`` (bands, H, W) in raw counts, ``mask`` (H, W) with vessel=1,
+    and, where a sea/land mask is known, ``land`` (H, W) with land=1 (``[data] land_masks``)."""
 
     seed: int
     image: np.ndarray
     mask: np.ndarray
+    land: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,9 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
             out |= padded[dy:dy + h, dx:dx + w]
     return out
 
+
+#: The land value of a pixel whose scene has no sea/land mask: the land loss leaves it out.
+LAND_UNKNOWN = 255
 
 #: Augmentations the sampler knows; ``[train] augment`` picks from them (each measured in docs/models.md).
 AUGMENTATIONS = ("flip", "rot90", "gain", "contrast", "speckle", "scale")
@@ -209,20 +214,32 @@ class PatchSampler:
         cut = np.quantile(values[~near_vessel], 1 - share) if (~near_vessel).any() else np.inf
         return np.argwhere(values >= cut)
 
+    @property
+    def has_land(self) -> bool:
+        """Whether any training scene has a sea/land mask (land supervision is possible)."""
+        return any(s.land is not None for s in self.scenes)
+
     def batch(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """``size`` patches: images (N, bands, P, P) float32 normalised, masks (N, 1, P, P) float32."""
-        images, masks = [], []
+        images, masks, _ = self.batch_with_land(size)
+        return images, masks
+
+    def batch_with_land(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`batch` and the patches' land masks (N, 1, P, P) float32: 1 land, 0 sea, and
+        :data:`LAND_UNKNOWN` where the scene has no sea/land mask (left out of the land loss)."""
+        images, masks, lands = [], [], []
         for _ in range(size):
-            image, mask = self._one()
+            image, mask, land = self._one()
             images.append(image)
             masks.append(mask[None])
-        return np.stack(images), np.stack(masks).astype(np.float32)
+            lands.append(land[None])
+        return np.stack(images), np.stack(masks).astype(np.float32), np.stack(lands).astype(np.float32)
 
     def _pick(self, draw: str) -> int:
         ids, p = self._draws[draw]
         return int(ids[self.rng.choice(len(ids), p=p)])
 
-    def _one(self) -> tuple[np.ndarray, np.ndarray]:
+    def _one(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng, opts = self.rng, self.opts
         side = self.patch
         if "scale" in opts.augment:
@@ -246,17 +263,20 @@ class PatchSampler:
             top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
         counts = self.scenes[i].image[:, top : top + side, left : left + side].astype(np.float32)
         mask = self.scenes[i].mask[top : top + side, left : left + side]
-        if side != self.patch:  # nearest resampling keeps the mask binary and the counts real
+        scene_land = self.scenes[i].land
+        land = (np.full_like(mask, LAND_UNKNOWN) if scene_land is None
+                else scene_land[top : top + side, left : left + side])
+        if side != self.patch:  # nearest resampling keeps the masks binary and the counts real
             idx = (np.arange(self.patch) * side / self.patch).astype(int)
-            counts, mask = counts[:, idx][:, :, idx], mask[idx][:, idx]
+            counts, mask, land = counts[:, idx][:, :, idx], mask[idx][:, idx], land[idx][:, idx]
         counts = self._photometric(counts)
         image = self.norm.apply(counts)
         if "rot90" in opts.augment:
             k = int(rng.integers(4))
-            image, mask = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k)
+            image, mask, land = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k), np.rot90(land, k)
         if "flip" in opts.augment and rng.random() < 0.5:
-            image, mask = image[:, :, ::-1], mask[:, ::-1]
-        return np.ascontiguousarray(image), np.ascontiguousarray(mask)
+            image, mask, land = image[:, :, ::-1], mask[:, ::-1], land[:, ::-1]
+        return np.ascontiguousarray(image), np.ascontiguousarray(mask), np.ascontiguousarray(land)
 
     def _photometric(self, counts: np.ndarray) -> np.ndarray:
         """Gain, contrast and speckle on raw counts (float32), clipped to the counts' range."""

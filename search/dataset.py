@@ -57,7 +57,8 @@ def split_arrays(data: SearchData, split: str) -> list[SceneArrays]:
     key = (data.root, split)
     if key not in _ARRAYS:
         with np.load(data.root / f"{split}.npz") as f:
-            _ARRAYS[key] = [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"]) for s in f["seeds"]]
+            _ARRAYS[key] = [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"],
+                                        f[f"land_{s}"] if f"land_{s}" in f.files else None) for s in f["seeds"]]
     return _ARRAYS[key]
 
 
@@ -65,6 +66,8 @@ def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays]) -> None:
     arrays = {"seeds": np.array(ids)}
     for s in scenes:
         arrays[f"image_{s.seed}"], arrays[f"mask_{s.seed}"] = s.image, s.mask
+        if s.land is not None:
+            arrays[f"land_{s.seed}"] = s.land
     np.savez(path.with_suffix(".tmp.npz"), **arrays)
     path.with_suffix(".tmp.npz").replace(path)
 
@@ -150,8 +153,12 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     if not train or not val:
         raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")
     root.mkdir(parents=True, exist_ok=True)
+    land_masks = cfg["data"].get("land_masks") or ""
+    if land_masks and not Path(land_masks).is_dir():
+        raise ValueError(f"[data] land_masks {land_masks!r}: no such folder of <sample>.png sea/land masks")
     split = {"source": spec if isinstance(spec, str) else list(spec), "split_seed": cfg["data"]["split_seed"],
              **({"roles": roles} if set(roles) != {"split"} else {}),
+             **({"land_masks": str(Path(land_masks).resolve())} if land_masks else {}),
              "train": train, "val": val, "test": test, "names": {str(i): source[i].name for i in range(len(source))}}
     split_path = root / "split.json"
     if not (split_path.exists() and json.loads(split_path.read_text()) == split):
@@ -164,11 +171,23 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                     raise ValueError(f"{spec}: sample {sample.name!r} has {sample.count} bands and "
                                      f"{'a' if sample.mask is not None else 'no'} mask; the search needs "
                                      f"{bands} bands (model.in_channels) and a truth mask")
-                scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8)))
+                scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8),
+                                          _land(sample, land_masks)))
             _save_arrays(root / f"{name}.npz", ids, scenes)
         split_path.write_text(json.dumps(split, indent=1))
     groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
     return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups), cfg)
+
+
+def _land(sample: Any, folder: str) -> np.ndarray | None:
+    """The sample's land mask (uint8, 1 = land) from ``[data] land_masks`` (``<stem>.png``, 0 =
+    land, as SSDD's ``sealand/``), or None: no folder, or no mask for this sample."""
+    if not folder:
+        return None
+    from hil.rig import sea_mask
+
+    sea = sea_mask(sample, Path(folder))
+    return None if sea is None else (~sea).astype(np.uint8)
 
 
 def make_sampler(cfg: dict[str, Any], data: SearchData, rng: np.random.Generator) -> PatchSampler:

@@ -119,8 +119,10 @@ def predict_scenes(predict: Predictor, scenes: list[SceneArrays], norm: Normaliz
 
 
 def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds: list[float],
-                  min_areas: list[int], min_iou: float = 0.5) -> list[dict[str, float]]:
-    """Pooled object precision, recall and F1 for each (threshold, smallest vessel in pixels).
+                  min_areas: list[int], min_iou: float = 0.5,
+                  min_scores: list[float] | tuple[float, ...] = (0.0,)) -> list[dict[str, float]]:
+    """Pooled object precision, recall and F1 for each (threshold, smallest vessel in pixels,
+    lowest mean vessel probability: the runtime's ``min_score``).
 
     Outlines come from the runtime's own vectoriser and are matched as hil matches them, so the
     figure is the one a payload would produce (within the tiling: maps here are whole scenes).
@@ -135,23 +137,26 @@ def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds
     truths = [mask_to_vessels(s.mask, Affine.identity()) for s in scenes]
     rows = []
     for threshold in thresholds:
-        found = [[(shapely.geometry.shape(f["geometry"]), f["properties"]["area_px"])
+        found = [[(shapely.geometry.shape(f["geometry"]), f["properties"]["area_px"], f["properties"]["score"])
                   for f in vectorize(p, threshold, Affine.identity(), None, min_area_px=1)] for p in probs]
         for min_area in min_areas:
-            tp = n_pred = n_truth = 0
-            for dets, truth in zip(found, truths):
-                pred = [g for g, area in dets if area >= min_area]
-                m = match_objects(pred, truth, min_iou)
-                tp, n_pred, n_truth = tp + m["true_positives"], n_pred + m["n_predicted"], n_truth + m["n_truth"]
-            precision, recall, f1 = precision_recall_f1(tp, n_pred, n_truth)
-            rows.append({"threshold": threshold, "min_area_px": min_area, "precision": round(precision, 4),
-                         "recall": round(recall, 4), "f1": round(f1, 4)})
+            for min_score in min_scores:
+                tp = n_pred = n_truth = 0
+                for dets, truth in zip(found, truths):
+                    # the runtime's rule (runtime.vectorize): mean probability >= min_score
+                    pred = [g for g, area, score in dets if area >= min_area and score >= min_score]
+                    m = match_objects(pred, truth, min_iou)
+                    tp, n_pred, n_truth = tp + m["true_positives"], n_pred + m["n_predicted"], n_truth + m["n_truth"]
+                precision, recall, f1 = precision_recall_f1(tp, n_pred, n_truth)
+                rows.append({"threshold": threshold, "min_area_px": min_area, "min_score": float(min_score),
+                             "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)})
     return rows
 
 
 def choose_postprocessing(rows: list[dict[str, float]]) -> dict[str, float]:
-    """The row with the best F1; ties go to the threshold nearest 0.5, then the smaller size."""
-    return max(rows, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5), -r["min_area_px"]))
+    """The row with the best F1; ties go to the threshold nearest 0.5, then the smaller size, then
+    the lower score cut."""
+    return max(rows, key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5), -r["min_area_px"], -r.get("min_score", 0.0)))
 
 
 def golden_tile(scenes: list[SceneArrays], tile: int) -> np.ndarray:

@@ -202,6 +202,11 @@ class GenomeNet(nn.Module):
         self.ctx.aligner = value
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map, the vessel head's input (and, in training with land
+        supervision, the land head's: :func:`search.candidate.fit`)."""
         if self.ctx.aligner is not None:
             x = self.ctx.aligner.input(x)
         skips = []
@@ -211,7 +216,7 @@ class GenomeNet(nn.Module):
             x = block(x)
         for dec in self.decoder:
             x = dec(torch.cat([self.up(x), skips.pop()], dim=1))
-        return self.head(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return _act(self.ctx, torch.sigmoid(self.logits(x)))

@@ -47,3 +47,12 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float
     inter = (prob * target).sum()
     dice = 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
     return bce + dice_weight * dice
+
+
+def land_loss(logits: torch.Tensor, land: torch.Tensor, unknown: float) -> torch.Tensor:
+    """Binary cross-entropy of the land head over the pixels whose land value is known (``land``
+    equal to ``unknown`` is left out); zero for a batch with none known."""
+    known = land != unknown
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits[known], land[known])

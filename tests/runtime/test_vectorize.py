@@ -210,3 +210,14 @@ def test_bad_arguments_raise(kwargs: dict, match: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         vectorize(**args)
+
+
+def test_components_below_the_score_cut_are_dropped() -> None:
+    prob = blank()
+    box(prob, slice(5, 10), slice(5, 10))        # the helper's vessel value
+    prob[60:70, 80:90] = 0.6                     # lukewarm: above the threshold, below the cut
+    kept = vectorize(prob, THRESHOLD, NORTH_UP_3M, UTM, min_score=0.85)
+    assert [f["properties"]["area_px"] for f in kept] == [25]
+    assert len(vectorize(prob, THRESHOLD, NORTH_UP_3M, UTM)) == 2
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        vectorize(prob, THRESHOLD, NORTH_UP_3M, UTM, min_score=1.0)

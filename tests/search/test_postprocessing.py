@@ -43,3 +43,52 @@ def test_the_runtime_drops_vessels_smaller_than_the_manifest_says(tmp_path: Path
         result = infer_file(tmp_path / f"m{min_area}", tmp_path / "tile.npy", "CPU", dict(config.defaults()["vectorize"]))
         counts[min_area] = len(result["features"])
     assert counts == {None: 2, 20: 1}
+
+
+def test_a_score_cut_is_chosen_with_the_threshold_and_size() -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:14, 10:30] = 1                       # one ship, confidently found
+    prob = np.where(mask > 0, 0.99, 0.05).astype(np.float32)
+    prob[40:50, 40:50] = 0.7                     # a large, lukewarm false alarm (land)
+    scenes = [SceneArrays(0, np.zeros((1, 64, 64), np.uint8), mask)]
+    rows = object_scores([prob], scenes, [0.5], [4], min_scores=[0.0, 0.9])
+    assert {r["min_score"]: r["f1"] for r in rows} == {0.0: 0.6667, 0.9: 1.0}
+    assert choose_postprocessing(rows)["min_score"] == 0.9
+    # a cut that removes nothing loses the tie to no cut
+    assert choose_postprocessing(object_scores([prob], scenes, [0.8], [4], min_scores=[0.0, 0.9]))["min_score"] == 0.0
+
+
+def test_the_serving_runtime_drops_vessels_below_the_manifest_score(tmp_path: Path, ipc_endpoints: dict[str, str]) -> None:
+    """output.min_score reaches the payload: a served tile loses its lukewarm component, kept without it."""
+    import pytest
+
+    from flightsim.streamer import Streamer
+    from runtime import config
+    from runtime.bundle import BundleError, read_bundle, rewritable_manifest, rewrite_bundle
+    from runtime.server import Settings
+    from tests.conftest import make_brightness_bundle, runtime_thread
+    from tests.runtime.test_server import Ground, _tile
+
+    bundle = make_brightness_bundle(tmp_path / "b", size=64)
+    pixels = np.zeros((3, 64, 64), np.uint8)
+    pixels[:, 10:14, 10:30] = 255                # mean probability sigmoid(5) = 0.993
+    pixels[:, 40:50, 40:50] = 200                # sigmoid(2.84) = 0.945
+    manifest = rewritable_manifest(bundle)
+    manifest["output"]["min_score"] = 0.98
+    rewrite_bundle(bundle, tmp_path / "cut", manifest)
+    assert read_bundle(tmp_path / "cut").min_score == 0.98 and bundle.min_score == 0.0
+    manifest["output"]["min_score"] = 1.0
+    with pytest.raises(BundleError, match="min_score"):
+        rewrite_bundle(bundle, tmp_path / "bad", manifest)
+    found = {}
+    for name in ("b", "cut"):
+        settings = Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints)
+        with runtime_thread(settings, tmp_path / name) as runtime:
+            ground = Ground(runtime.endpoints)
+            streamer = Streamer(runtime.endpoints["tiles"])
+            streamer.send_frames("scene/0", _tile(0, pixels).frames())
+            streamer.drain()
+            [result] = ground.results(1)
+            streamer.close()
+        found[name] = sorted(f["properties"]["score"] for f in result["detections"]["features"])
+    assert found["b"] == pytest.approx([0.945, 0.993], abs=0.01) and found["cut"] == pytest.approx([0.993], abs=0.01)

@@ -137,3 +137,49 @@ def test_leave_one_out_folds_hold_out_one_set_and_validate_on_the_next() -> None
     assert fold_config(cfg, None)["data"]["source_roles"] == ["train", "train", "train", "val"]
     with pytest.raises(ValueError, match="0..3"):
         fold_config(cfg, 4)
+
+
+def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    """[data] land_masks reads <stem>.png sea/land masks (0 = land) into the training arrays, and
+    [train] land_weight trains a land head beside the vessel head that the exported network lacks."""
+    import torch
+
+    from search.candidate import fit
+    from search.dataset import make_sampler, split_arrays
+    from search.network import GenomeNet
+    from search.train import land_loss
+
+    _hrsid_mini(tmp_path / "set", 5)
+    (tmp_path / "sealand").mkdir()
+    for i in range(4):  # one sample has no mask: left out of the land loss
+        sea = np.full((192, 192), 255, np.uint8)
+        sea[:, :40] = 0  # a strip of land on the left
+        with rasterio.open(tmp_path / "sealand" / f"p{i}.png", "w", driver="PNG", height=192, width=192,
+                           count=1, dtype="uint8") as dst:
+            dst.write(sea[None])
+    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}"}}
+    with pytest.raises(ValueError, match="land_masks"):
+        prepare_data({**cfg, "data": {**cfg["data"], "land_masks": str(tmp_path / "nowhere")}}, tmp_path / "bad")
+    cfg = {**cfg, "data": {**cfg["data"], "land_masks": str(tmp_path / "sealand")},
+           "train": {**cfg["train"], "land_weight": 1.0}}
+    data = prepare_data(cfg, tmp_path / "data")
+    train = split_arrays(data, "train")
+    names = json.loads((tmp_path / "data" / "split.json").read_text())["names"]
+    for scene in train:
+        if names[str(scene.seed)].endswith("p4"):
+            assert scene.land is None
+        else:
+            assert scene.land is not None and scene.land[:, :40].all() and not scene.land[:, 40:].any()
+
+    genome = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
+    net = GenomeNet(genome)
+    log = fit(net, make_sampler(cfg, data, np.random.default_rng(0)), cfg, 1, 1e-3, torch.device("cpu"))
+    assert log["land_weight"] == 1.0 and isinstance(net.land_head, torch.nn.Conv2d)
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 1, 64, 64)  # the flight network: one output
+    record = evaluate_candidate(genome, cfg, data, tmp_path / "out")  # trains both phases, exports, scores
+    assert record["status"] == "ok", record.get("traceback")
+    assert record["training"]["fp32"]["land_weight"] == 1.0
+    # the loss leaves unknown pixels out, and is zero when no pixel is known
+    logits = torch.zeros(1, 1, 2, 2)
+    assert float(land_loss(logits, torch.full((1, 1, 2, 2), 255.0), 255)) == 0.0
+    assert float(land_loss(logits, torch.tensor([[[[1.0, 255.0], [255.0, 255.0]]]]), 255)) == pytest.approx(np.log(2))

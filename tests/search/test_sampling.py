@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays
+from search.data import LAND_UNKNOWN, Normalization, PatchSampler, SamplingOptions, SceneArrays
 
 NORM = Normalization((0.0,), (1.0,))
 
@@ -119,3 +119,17 @@ def test_a_log_scale_normalisation_is_what_the_payload_applies() -> None:
     with pytest.raises(BundleError, match="valid: \\['linear', 'log'\\]"):
         validate_manifest({**bundle, "input": {**bundle["input"], "normalization": {**norm.to_manifest(),
                                                                                   "scale": "sqrt"}}})
+
+
+def test_land_patches_are_cut_and_augmented_with_their_image() -> None:
+    scene = _scene(0)
+    land = (scene.image[0] == 250).astype(np.uint8)  # land where the bright clutter is
+    opts = SamplingOptions(vessel_fraction=0.3, hard_negative_fraction=0.5, augment=("flip", "rot90", "scale"))
+    sampler = PatchSampler([SceneArrays(0, scene.image, scene.mask, land)], NORM, 32, opts, np.random.default_rng(0))
+    assert sampler.has_land
+    images, masks, lands = sampler.batch_with_land(40)
+    assert lands.shape == masks.shape and set(np.unique(lands)) == {0.0, 1.0}
+    np.testing.assert_array_equal(lands[:, 0], (images[:, 0] == 250).astype(np.float32))  # same crop, same turns
+    # A scene without a sea/land mask gives the unknown value, which the land loss leaves out.
+    unknown = PatchSampler([scene], NORM, 32, opts, np.random.default_rng(0))
+    assert not unknown.has_land and (unknown.batch_with_land(4)[2] == LAND_UNKNOWN).all()
