@@ -9,7 +9,8 @@ a true vessel and by where it lies on the sample's sea/land mask.
 A detection is a match (IoU >= 0.5 with some true vessel: what the object F1 counts), a partial
 overlap (0 < IoU < 0.5: a ship found but outlined badly, counted as a false alarm and a miss) or a
 false alarm with no overlap; the latter two are placed by their centroid: on land, at the coast
-(land within ``--coast-px``) or at sea, or unknown where the sample has no mask. Prints a table
+(land within ``--coast-px``) or at sea, or unknown where the sample has no mask. Prints a table,
+the spread of each kind's component score (mean probability: what ``output.min_score`` cuts on)
 and the samples with the most false alarms.
 """
 
@@ -56,7 +57,8 @@ def classify(split: Path, which: str, detections: Path, land_masks: Path | None,
             geom = shape(feature["geometry"])
             best = max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)
             col, row = to_px * (geom.centroid.x, geom.centroid.y)
-            rows.append({"sample": sample.name, "iou": best, "place": _place(row, col, land, coast_px)})
+            rows.append({"sample": sample.name, "iou": best, "place": _place(row, col, land, coast_px),
+                         "score": float(feature["properties"]["score"])})
     return rows
 
 
@@ -90,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, test in kinds.items():
         counts = Counter(r["place"] for r in rows if test(r))
         print(f"| {name} | " + " | ".join(str(counts[p]) for p in places) + f" | {sum(counts.values())} |")
+    # What a score cut (output.min_score) can separate: each kind's mean probability per component.
+    print("\n| detection | n | component score: 10th, 50th, 90th percentile |\n|---|---|---|")
+    for name, test in kinds.items():
+        scores = [r["score"] for r in rows if test(r)]
+        quantiles = ", ".join(f"{q:.3f}" for q in np.percentile(scores, [10, 50, 90])) if scores else "-"
+        print(f"| {name} | {len(scores)} | {quantiles} |")
     worst = Counter(r["sample"] for r in rows if r["iou"] == 0).most_common(5)
     print("\nmost false alarms:", ", ".join(f"{s} ({n})" for s, n in worst))
     return 0

@@ -24,7 +24,8 @@ from search.fitness import objectives, pareto_front  # noqa: E402
 from search.state import write_json_atomic  # noqa: E402
 
 COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "est_latency_ms",
-           "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device")
+           "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device", "postprocessing", "val_f1_torch",
+           "val_f1_torch_no_score_cut")
 
 
 def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any]) -> None:
@@ -84,8 +85,19 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "est_latency_ms": dev.get("estimated_latency_ms"), "host_latency_p50_ms": dev.get("runtime_latency_p50_ms"),
         "fitness": r.get("fitness"),
         "train_s": (tr.get("fp32", {}).get("seconds", 0) + tr.get("aligned", {}).get("seconds", 0)) if tr else None,
-        "hil_s": r.get("hil_seconds"), "device": dev.get("device"),
+        "hil_s": r.get("hil_seconds"), "device": dev.get("device"), **_postprocessing(tr.get("postprocessing")),
     }
+
+
+def _postprocessing(post: dict[str, Any] | None) -> dict[str, Any]:
+    """The post-processing chosen on validation (threshold / smallest vessel px / score cut), its
+    object F1 there, and the best F1 without a score cut: what the cut is worth for this candidate."""
+    if not post:
+        return {"postprocessing": None, "val_f1_torch": None, "val_f1_torch_no_score_cut": None}
+    chosen = post["chosen"]
+    uncut = [row["f1"] for row in post["table"] if not row.get("min_score")]
+    return {"postprocessing": f"{chosen['threshold']:g} / {chosen['min_area_px']} / {chosen.get('min_score', 0.0):g}",
+            "val_f1_torch": chosen["f1"], "val_f1_torch_no_score_cut": max(uncut, default=None)}
 
 
 def _fmt(v: Any) -> str:
@@ -105,7 +117,10 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
     note = ("Accuracy: on-device validation scores through hil (device column). est_latency_ms: Myriad X "
-            "cost-model ESTIMATE per tile. host_latency_p50_ms: measured in the runtime on this host.")
+            "cost-model ESTIMATE per tile. host_latency_p50_ms: measured in the runtime on this host. "
+            "postprocessing: threshold / smallest vessel (px) / score cut chosen on validation by pooled "
+            "object F1 of the torch FP32 forward (val_f1_torch), beside the best such F1 without a score "
+            "cut (val_f1_torch_no_score_cut).")
     (rep / "candidates.md").write_text("\n".join([note, "", *lines]) + "\n")
     front = pareto_front(list(records.values()), cfg["fitness"])
     write_json_atomic(rep / "pareto.json", [{"key": r["key"], "name": r["name"], "fitness": r["fitness"],

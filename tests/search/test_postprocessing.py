@@ -92,3 +92,14 @@ def test_the_serving_runtime_drops_vessels_below_the_manifest_score(tmp_path: Pa
             streamer.close()
         found[name] = sorted(f["properties"]["score"] for f in result["detections"]["features"])
     assert found["b"] == pytest.approx([0.945, 0.993], abs=0.01) and found["cut"] == pytest.approx([0.993], abs=0.01)
+
+
+def test_the_search_report_shows_what_the_score_cut_is_worth() -> None:
+    from search.report import _postprocessing
+
+    table = [{"threshold": 0.5, "min_area_px": 4, "min_score": 0.0, "f1": 0.4},
+             {"threshold": 0.9, "min_area_px": 80, "min_score": 0.0, "f1": 0.45},
+             {"threshold": 0.9, "min_area_px": 80, "min_score": 0.98, "f1": 0.6}]
+    row = _postprocessing({"chosen": table[2], "table": table})
+    assert row == {"postprocessing": "0.9 / 80 / 0.98", "val_f1_torch": 0.6, "val_f1_torch_no_score_cut": 0.45}
+    assert _postprocessing(None)["postprocessing"] is None
