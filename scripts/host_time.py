@@ -2,13 +2,15 @@
 serving process under the benchmark's load, and of the same vectorisation in a process of its own.
 
     .venv/bin/python scripts/host_time.py --rounds 8            # inside the serving process
-    .venv/bin/python scripts/host_time.py --alone               # vectorize alone, then beside a busy thread
+    .venv/bin/python scripts/host_time.py --alone               # vectorize alone, beside a busy thread, beside OpenVINO
 
 Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
 benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles, rounds of 300,
 window 16, ground acknowledgement) is driven through it; at shutdown it prints ms of thread CPU
-per tile. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles.
+per tile. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
+process of its own, beside a busy Python thread, and beside OpenVINO inferring on every core in the
+same process (back to back, then one tile every 4 ms as the runtime's worker receives them).
 """
 
 from __future__ import annotations
@@ -124,6 +126,56 @@ def alone(repeats: int = 20) -> None:
     finally:
         stop.set()
         thread.join()
+    _beside_openvino(tiles, outputs, per_tile, crs, repeats)
+
+
+def _beside_openvino(tiles: list[Any], outputs: list[np.ndarray], per_tile: Any, crs: Any, repeats: int) -> None:
+    """vectorize while OpenVINO infers on every core in the same process (as in the runtime):
+    back to back, then one tile every 4 ms from a queue, as the runtime's worker receives them."""
+    import queue
+
+    import openvino as ov
+    import rasterio
+
+    from runtime.vectorize import vectorize
+
+    compiled = ov.Core().compile_model(str(REPO / "models" / "default" / "model.xml"), "CPU",
+                                       {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"})
+    requests = ov.AsyncInferQueue(compiled, 4)
+    x = np.zeros(tuple(compiled.input(0).shape), np.float32)
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.is_set():
+            requests.start_async({0: x})
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    spent: list[float] = []
+
+    def worker(items: queue.SimpleQueue) -> None:
+        with rasterio.Env():
+            start = time.thread_time()
+            while (item := items.get()) is not None:
+                vectorize(item[0], 0.5, item[1].transform, crs, min_area_px=4)
+            spent.append(time.thread_time() - start)
+    try:
+        time.sleep(1.0)
+        print(f"vectorize beside OpenVINO on every core, back to back: {per_tile():.3f} ms/tile thread CPU")
+        items: queue.SimpleQueue = queue.SimpleQueue()
+        thread = threading.Thread(target=worker, args=(items,))
+        thread.start()
+        for _ in range(repeats):
+            for out, tile in zip(outputs, tiles):
+                items.put((out.copy(), tile))
+                time.sleep(0.004)
+        items.put(None)
+        thread.join()
+        print(f"vectorize beside OpenVINO, one tile every 4 ms: {1e3 * spent[0] / (repeats * len(outputs)):.3f} "
+              "ms/tile thread CPU")
+    finally:
+        stop.set()
+        feeder.join()
+        requests.wait_all()
 
 
 def inside(rounds: int, tiles_per_round: int = 300) -> None:
