@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="search directory (created, or resumed)")
     run.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
     run.add_argument("--workers", type=int, default=None, help="candidates at once (default: [run] workers)")
+    run.add_argument("--generations", type=int, default=None,
+                     help="generations to run (default: [evolution] generations); a search may be resumed with "
+                          "fewer (it stops there and ships that generation's best) or more")
     run.add_argument("--ray-address", default=None,
                      help="Ray cluster address ('auto', 'ray://host:10001'); needs the 'distributed' extra")
     run.add_argument("--quiet", action="store_true", help="no progress output")
@@ -108,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
             cfg["run"]["workers"] = args.workers
         if args.ray_address is not None:
             cfg["run"]["ray_address"] = args.ray_address
+        if args.generations is not None:
+            if args.generations < 1:
+                raise SystemExit(f"--generations must be at least 1, got {args.generations}")
+            cfg["evolution"]["generations"] = args.generations
         result = run_search(cfg, args.out, progress=not args.quiet)
         best = result.best
         if best is None:
