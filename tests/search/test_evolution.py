@@ -179,3 +179,25 @@ def test_ray_tasks_evaluate_candidates_on_a_local_cluster(tmp_path: Path, tiny_c
         ray.shutdown()
     assert result.trained == 2 and all(r["status"] == "ok" for r in result.records.values())
     assert all(r["worker"]["pid"] != os.getpid() for r in result.records.values())
+
+
+@pytest.mark.slow
+def test_a_search_resumed_with_fewer_generations_ships_the_best_of_those(
+        tiny_search: tuple[Path, Any], tiny_config_path: Path, tmp_path: Path) -> None:
+    """`search run --generations 1` on a finished two-generation search trains nothing and ships
+    generation 1's best (how models/sar was shipped when its second generation did not fit)."""
+    import shutil
+
+    out = tmp_path / "search"
+    shutil.copytree(tiny_search[0], out)
+    cmd = [sys.executable, "-m", "search", "run", "--config", str(tiny_config_path), "--out", str(out), "--quiet"]
+    done = subprocess.run([*cmd, "--generations", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained 0 candidates in this run" in done.stdout
+    first = json.loads((out / "generations.json").read_text())[0]
+    records = {r["key"]: r for r in CandidateStore(out).all()}
+    best = max((records[k] for k in first["population"] if records[k].get("fitness") is not None),
+               key=lambda r: r["fitness"])
+    assert read_bundle(out / "flight_model").manifest["name"] == f"nas-{best['key']}"
+    refused = subprocess.run([*cmd, "--generations", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "at least 1" in refused.stderr
