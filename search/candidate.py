@@ -131,8 +131,11 @@ def choose_on_validation(probs: list[np.ndarray], cfg: dict[str, Any], data: Sea
     exp = cfg["export"]
     if not exp["choose_postprocessing"]:
         return None
+    min_scores = [float(s) for s in exp["min_scores"]]
+    if not min_scores or not all(0.0 <= s < 1.0 for s in min_scores):
+        raise ValueError(f"[export] min_scores must be a non-empty list of numbers in [0, 1); got {min_scores}")
     rows = object_scores(probs, split_arrays(data, "val"), [float(t) for t in exp["thresholds"]],
-                         [int(a) for a in exp["min_areas_px"]], min_scores=[float(s) for s in exp["min_scores"]])
+                         [int(a) for a in exp["min_areas_px"]], min_scores=min_scores)
     return {"chosen": choose_postprocessing(rows), "table": rows,
             "on": "validation split, pooled object F1 at IoU >= 0.5, torch FP32 forward of the aligned network"}
 

@@ -103,3 +103,13 @@ def test_the_search_report_shows_what_the_score_cut_is_worth() -> None:
     row = _postprocessing({"chosen": table[2], "table": table})
     assert row == {"postprocessing": "0.9 / 80 / 0.98", "val_f1_torch": 0.6, "val_f1_torch_no_score_cut": 0.45}
     assert _postprocessing(None)["postprocessing"] is None
+
+
+def test_a_score_cut_outside_zero_to_one_is_refused() -> None:
+    import pytest
+
+    from search.candidate import choose_on_validation
+
+    cfg = {"export": {"choose_postprocessing": True, "thresholds": [0.5], "min_areas_px": [4], "min_scores": [0.0, 1.5]}}
+    with pytest.raises(ValueError, match=r"min_scores .*\[0, 1\)"):
+        choose_on_validation([], cfg, None)  # type: ignore[arg-type]
