@@ -124,7 +124,10 @@ def vectorize(
     coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
     features = []
     for label, outline in enumerate(outlines, start=1):
-        if counts[label] < max(min_area_px, 1) or sums[label] < min_score * counts[label]:
+        if counts[label] < max(min_area_px, 1):
+            continue
+        score = float(sums[label] / counts[label])
+        if score < min_score:  # on the reported score, as search.evaluate.object_scores compares it
             continue
         poly = _clean(_polygon(outline))
         if poly is None:
@@ -133,7 +136,7 @@ def vectorize(
             poly = poly.simplify(simplify_px, preserve_topology=True)
         map_poly = affine_transform(poly, coeffs)
         props: dict[str, Any] = {
-            "score": float(sums[label] / counts[label]),
+            "score": score,
             "max_score": float(maxes[label]),
             "area_px": int(counts[label]),
         }

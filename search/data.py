@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from flightsim.synthetic import generate_scene
+from runtime.bundle import NORMALIZATION_SCALES
 from runtime.preprocess import normalise_counts
 
 
@@ -38,7 +39,7 @@ class Normalization:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    #: "linear" (the counts) or "log" (log(1 + counts), then mean and std): runtime.bundle.NORMALIZATION_SCALES
+    #: "linear" (the counts) or "log" (log(1 + counts), then mean and std): one of NORMALIZATION_SCALES
     scale: str = "linear"
 
     def apply(self, counts: np.ndarray) -> np.ndarray:
@@ -67,10 +68,6 @@ def load_scenes(seeds: Iterable[int], scene_kwargs: dict[str, object]) -> list[S
         scene = generate_scene(int(seed), **scene_kwargs)
         scenes.append(SceneArrays(int(seed), np.asarray(scene.image), (np.asarray(scene.mask) > 0).astype(np.uint8)))
     return scenes
-
-
-#: ``[data] normalization_scale``: the choices of :class:`Normalization`'s ``scale``.
-NORMALIZATION_SCALES = ("linear", "log")
 
 
 def estimate_normalization(scenes: list[SceneArrays], scale: str = "linear") -> Normalization:
