@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         f"bands: {scene.get('band_adaptation')}",
         f"tiles: sent {r['tiles_sent']}, processed {r['tiles_processed']}, rejected {r['tiles_rejected']}, "
         f"lost {r['tiles_lost']} (by the link {sum(r['tiles_lost_by_link'].values())}, unaccounted {r['tiles_unaccounted']})",
-        f"mIoU {fmt(r['miou'])}, vessel IoU {fmt(r['vessel_iou'])}, precision {fmt(r['precision'])}, "
+        f"mIoU {fmt(r['miou'])}, vessel IoU {fmt(r['vessel_iou'])} (of the reported outlines "
+        f"{fmt(r.get('outline_vessel_iou'))}), precision {fmt(r['precision'])}, "
         f"recall {fmt(r['recall'])}, F1 {fmt(r['f1'])}",
         f"latency p50 {fmt(r['latency_ms']['p50'])} ms, p99 {fmt(r['latency_ms']['p99'])} ms; "
         f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s (measured on this host)"

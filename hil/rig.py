@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio.features
 from shapely.geometry import shape
 
 from flightsim.faults import FaultInjector, FaultSpec, fault_outcomes
@@ -34,7 +35,7 @@ from hil.fit import model_fit
 from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
-from hil.score import match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores
+from hil.score import COUNTS, ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from runtime.config import load_defaults
@@ -326,7 +327,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     n_rejected = len(rejected) + len(anonymous)
     n_lost = max(0, len(all_tiles) - len(processed) - n_rejected)
 
-    per_scene, detections, counts, objects = [], [], [], []
+    per_scene, detections, counts, objects, outline_counts = [], [], [], [], []
     tolerance = score_cfg["merge_tolerance_px"]
     for s in scenes:
         sample = s.sample
@@ -359,6 +360,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
                                  "units": sample.units}
         if sample.has_truth:
             counts.append(pixel_counts(pred, sample.mask))  # type: ignore[arg-type]
+            outline_counts.append(pixel_counts(_burn(vessels, sample), sample.mask))  # type: ignore[arg-type]
+            entry["outline_vessel_iou"] = ious(outline_counts[-1])["vessel_iou"]
             obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
                                 score_cfg["match_iou"])
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
@@ -393,14 +396,25 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
                                                                        deduplicated)}
     if counts:
         report.update(pooled_scores(counts, objects))
+        # What the payload reports, rather than the network's mask: its outlines burnt back into
+        # pixels (small and low-score components it dropped are not in them).
+        report["outline_vessel_iou"] = ious({k: sum(c[k] for c in outline_counts) for k in COUNTS})["vessel_iou"]
         errors = [e for p in per_scene for e in p.get("length_rel_error", {}).get("values", [])]
         report["length_rel_error"] = _summary(errors)
     else:
-        report.update(miou=None, vessel_iou=None, precision=None, recall=None, f1=None)
+        report.update(miou=None, vessel_iou=None, outline_vessel_iou=None, precision=None, recall=None, f1=None)
     for p in per_scene:
         p.get("length_rel_error", {}).pop("values", None)
     report["per_scene"] = per_scene
     return report, detections
+
+
+def _burn(vessels: list[dict[str, Any]], sample: Sample) -> np.ndarray:
+    """The pixels of ``sample`` inside the outlines of ``vessels`` (map coordinates of its grid)."""
+    if not vessels:
+        return np.zeros((sample.height, sample.width), bool)
+    return rasterio.features.rasterize([(v["geometry"], 1) for v in vessels], out_shape=(sample.height, sample.width),
+                                       transform=sample.transform, dtype="uint8").astype(bool)
 
 
 def _length_errors(pairs: list[tuple[int, int]], vessels: list[dict[str, Any]], sample: Sample) -> dict[str, Any]:

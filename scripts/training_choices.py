@@ -37,6 +37,9 @@ from search.evaluate import confusion_of, object_scores, predict_scenes, torch_p
 from search.network import GenomeNet  # noqa: E402
 from search.train import seed_everything  # noqa: E402
 
+#: Score cuts (output.min_score) from 0 to 0.99, finer than configs/sar.toml's.
+FINE_CUTS = [0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
+
 #: name -> overrides ({table: {key: value}}) over the config; "base" is the config as it is.
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "base (flip, rot90)": {"train": {"augment": ["flip", "rot90"], "hard_negative_fraction": 0.0}},
@@ -60,6 +63,14 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # ([data] land_masks of the config; HRSID has none and is left out of that loss).
     "land head, weight 0.5": {"train": {"land_weight": 0.5}},
     "land head, weight 1.0": {"train": {"land_weight": 1.0}},
+    # The same head flown: the output is the vessel probability times the network's sea probability.
+    "land head, weight 1.0, gating the output on board": {"train": {"land_weight": 1.0, "land_gate": "local"}},
+    # The gate lowers every probability a little, so the score cut needs lower steps to choose from.
+    "land head, weight 1.0, finer score cuts": {"train": {"land_weight": 1.0}, "export": {"min_scores": FINE_CUTS}},
+    "land gate, finer score cuts": {"train": {"land_weight": 1.0, "land_gate": "local"},
+                                    "export": {"min_scores": FINE_CUTS}},
+    "land gate with 16 px cell context, finer score cuts": {"train": {"land_weight": 1.0, "land_gate": "context"},
+                                                            "export": {"min_scores": FINE_CUTS}},
 }
 
 
@@ -76,7 +87,7 @@ def run_variant(cfg: dict[str, Any], genome: Any, data: Any, seed: int) -> dict[
     if data.norm.scale != cfg["data"]["normalization_scale"]:
         data = normalised(data, cfg)
     rng = seed_everything(seed, tr["threads"])
-    net = GenomeNet(genome)
+    net = GenomeNet(genome, land_gate=tr["land_gate"])
     t0 = time.perf_counter()
     fit(net, make_sampler(cfg, data, rng), cfg, int(cfg["candidate"]["fp32_epochs"]), tr["lr"],
         torch_device(cfg["candidate"]["torch_device"]))

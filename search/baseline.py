@@ -89,7 +89,7 @@ def train_baseline(
         val = split_arrays(data, "val")
         say(f"training {genome} ({count_parameters(genome)} parameters) for {tr['epochs']} FP32 epochs")
         rng = seed_everything(int(tr["seed"]), int(tr["threads"]))
-        net = GenomeNet(genome)
+        net = GenomeNet(genome, land_gate=tr["land_gate"])
         log = {"fp32": fit(net, make_sampler(cfg, data, rng), cfg, int(tr["epochs"]), float(tr["lr"]),
                            torch_device(cfg["candidate"]["torch_device"])),
                "aligned": None, "trained_under": "fp32", "seed": int(tr["seed"]), "epochs": int(tr["epochs"]),

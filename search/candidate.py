@@ -66,12 +66,17 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     With ``[train] land_weight`` > 0 and sea/land masks in the data (``[data] land_masks``), a
     second 1x1 head on the decoder's last features learns land from every labelled pixel, and its
     loss is added with that weight: the features the vessel head reads must then tell land from
-    sea, where most SAR false alarms lie. That head exists for training only (``net.land_head``):
-    the exported network has the vessel output alone."""
+    sea, where most SAR false alarms lie. Without ``[train] land_gate`` that head exists for training
+    only (``net.land_head``): the exported network has the vessel output alone. With it, the head is
+    the network's own sea head (:class:`search.network.GenomeNet`), which gates the output on board;
+    the vessel loss stays on the ungated vessel logits, so each head learns its own question."""
     tr = cfg["train"]
     land_weight = float(tr.get("land_weight", 0.0))
     use_land = land_weight > 0 and sampler.has_land
-    if use_land and getattr(net, "land_head", None) is None:
+    if net.sea_head is not None and not use_land:
+        raise ValueError("[train] land_gate needs sea/land masks to learn from: set [train] land_weight > 0 "
+                         "and [data] land_masks to a folder of masks for the training samples")
+    if use_land and net.sea_head is None and getattr(net, "land_head", None) is None:
         net.land_head = torch.nn.Conv2d(net.head.conv.in_channels, 1, 1)
     net.to(device).train()
     aligners = aligner if isinstance(aligner, list) else [aligner]
@@ -88,7 +93,7 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             features = net.features(torch.from_numpy(images).to(device))
             logits = net.head(features)
             loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"]) + land_weight * \
-                land_loss(net.land_head(features), torch.from_numpy(land).to(device), LAND_UNKNOWN)
+                land_loss(_land_logits(net, features), torch.from_numpy(land).to(device), LAND_UNKNOWN)
         else:
             images, masks = sampler.batch(tr["batch"])
             logits = net.logits(torch.from_numpy(images).to(device))
@@ -106,6 +111,11 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             **({"land_weight": land_weight} if use_land else {})}
 
 
+def _land_logits(net: GenomeNet, features: torch.Tensor) -> torch.Tensor:
+    """Logits of "land" from the gate's sea head, or from the training-only land head."""
+    return -net.sea_logits(features) if net.sea_head is not None else net.land_head(features)
+
+
 def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: int,
                  fp32_epochs: int, aligned_epochs: int) -> tuple[GenomeNet, GenomeNet, dict[str, Any]]:
     """FP32 training then aligned fine-tuning; returns (FP32 net, aligned net, training log)."""
@@ -113,7 +123,7 @@ def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: in
     rng = seed_everything(seed, tr["threads"])
     device = torch_device(cand["torch_device"])
     sampler = make_sampler(cfg, data, rng)
-    net = GenomeNet(genome)
+    net = GenomeNet(genome, land_gate=tr["land_gate"])
     log = {"torch_device": str(device), "fp32": fit(net, sampler, cfg, fp32_epochs, tr["lr"], device)}
     fp32_net = copy.deepcopy(net).cpu()
     robust = list(cand["robust_profiles"])
@@ -149,7 +159,9 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
         "name": name,
         "input": {"shape": [1, genome.in_channels, tile, tile], "layout": "NCHW", "name": INPUT_NAME,
                   "bands": list(exp["bands"]), "dtype": "float32", "normalization": data.norm.to_manifest()},
-        "output": {"name": OUTPUT_NAME, "meaning": "vessel probability per pixel", "shape": [1, 1, tile, tile],
+        "output": {"name": OUTPUT_NAME, "shape": [1, 1, tile, tile],
+                   "meaning": ("vessel probability per pixel times the network's own sea probability "
+                               "(land gate)" if cfg["train"]["land_gate"] != "none" else "vessel probability per pixel"),
                    "threshold": float(exp["threshold"]), "activation": "sigmoid"}
         | ({"threshold": float(post["threshold"]), "min_area_px": int(post["min_area_px"]),
             **({"min_score": float(post["min_score"])} if post.get("min_score") else {})}
@@ -159,7 +171,7 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
         "trained_for": {"modality": cfg["data"]["modality"], "gsd_m": [float(g) for g in cfg["data"]["gsd_m"]],
                         "data": data.source if isinstance(data.source, str) else list(data.source)},
         "genome": genome.to_dict(),
-        "parameters": count_parameters(genome),
+        "parameters": count_parameters(genome, cfg["train"]["land_gate"]),
         "opsets": ir_opsets(xml),
         "training": training,
         "metrics": metrics,
@@ -228,7 +240,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
 
     t0 = time.perf_counter()
     record: dict[str, Any] = {"version": RECORD_VERSION, "key": genome.key, "genome": genome.to_dict(),
-                              "name": str(genome), "parameters": count_parameters(genome),
+                              "name": str(genome), "parameters": count_parameters(genome, cfg["train"]["land_gate"]),
                               # where it ran: on a cluster, the first place to look when one is slow
                               "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
     cand_dir = out_dir / "candidates" / genome.key

@@ -228,6 +228,14 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
     """
     from flightsim.synthetic import generate_scene, write_scene
 
+    tr = cfg["train"]
+    from search.network import LAND_GATES
+
+    if tr["land_gate"] not in LAND_GATES:
+        raise ValueError(f"[train] land_gate {tr['land_gate']!r}; valid: {list(LAND_GATES)}")
+    if tr["land_gate"] != "none" and not (float(tr["land_weight"]) > 0 and cfg["data"]["land_masks"]):
+        raise ValueError(f"[train] land_gate = {tr['land_gate']!r} needs sea/land masks to learn from: "
+                         f"[train] land_weight > 0 (is {tr['land_weight']}) and [data] land_masks set (is {cfg['data']['land_masks']!r})")
     if cfg["data"]["source"] != "synthetic":
         return _prepare_source(cfg, root)
     train, val = seed_ranges(cfg["data"])

@@ -130,6 +130,19 @@ def _copy2x(x: torch.Tensor) -> torch.Tensor:
     return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
 
 
+def _cell_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over ``k`` x ``k`` cells as a Reshape and a ReduceMean: opset-1 ops, where avg_pool2d
+    exports as an opset-14 AvgPool that the 2022.3 toolkit rejects."""
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // k, k, w // k, k).mean(dim=(3, 5))
+
+
+def _copy_up(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Nearest ``k``x as a copy, as :func:`_copy2x`."""
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, k, w, k).reshape(b, c, k * h, k * w)
+
+
 def _linear2x_asymmetric(x: torch.Tensor) -> torch.Tensor:
     """Linear 2x with asymmetric coordinates (source = dest / 2, edge clamped), axis by axis."""
     def axis(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -171,10 +184,25 @@ class Upsample2x(nn.Module):
         return _act(self.ctx, y)
 
 
-class GenomeNet(nn.Module):
-    """The encoder-decoder of a genome; :attr:`aligner` switches the forward pass to the target's."""
+#: Land gates of :class:`GenomeNet` (``[train] land_gate``): none, per pixel, per pixel and cell.
+LAND_GATES = ("none", "local", "context")
+#: Side in pixels of the cells the "context" gate averages over (tiles and patches are multiples).
+GATE_CELL = 16
 
-    def __init__(self, genome: Genome):
+
+class GenomeNet(nn.Module):
+    """The encoder-decoder of a genome; :attr:`aligner` switches the forward pass to the target's.
+
+    ``land_gate`` (one of :data:`LAND_GATES`): ``"local"``: a second 1x1 head on the decoder's last
+    features gives the probability that a pixel is sea, and the output is the vessel probability
+    times it, so a payload drops vessel pixels it judges to be on land without a coastline database
+    (``[train] land_gate``; taught by sea/land masks in :func:`search.candidate.fit`). In the IR that
+    is a Convolution, a Sigmoid and a Multiply; the network keeps one output. ``"context"``: the sea
+    logit also gets a term from the same features averaged over :data:`GATE_CELL` px cells (an
+    AvgPool, a 1x1 Convolution and a copy back to full size), since land is a property of a
+    neighbourhood more than of a pixel."""
+
+    def __init__(self, genome: Genome, land_gate: str = "none"):
         super().__init__()
         self.genome = genome
         self.ctx = Ctx()
@@ -192,6 +220,11 @@ class GenomeNet(nn.Module):
             self.decoder.append(ConvBN(self.ctx, cin + skip, skip, 3))
             cin = skip
         self.head = Conv1x1Bias(self.ctx, cin, 1)
+        if land_gate not in LAND_GATES:
+            raise ValueError(f"land_gate {land_gate!r}; valid: {list(LAND_GATES)}")
+        # Its logit is "sea", so the exported gate needs no negation; land is its negative.
+        self.sea_head = Conv1x1Bias(self.ctx, cin, 1) if land_gate != "none" else None
+        self.sea_context = Conv1x1Bias(self.ctx, cin, 1) if land_gate == "context" else None
 
     @property
     def aligner(self) -> Aligner | None:
@@ -219,4 +252,17 @@ class GenomeNet(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _act(self.ctx, torch.sigmoid(self.logits(x)))
+        if self.sea_head is None:
+            return _act(self.ctx, torch.sigmoid(self.logits(x)))
+        features = self.features(x)
+        vessel = _act(self.ctx, torch.sigmoid(self.head(features)))
+        sea = _act(self.ctx, torch.sigmoid(self.sea_logits(features)))
+        return _act(self.ctx, vessel * sea)
+
+    def sea_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logit of "this pixel is sea" (the land gate's), from the decoder's last features."""
+        logits = self.sea_head(features)
+        if self.sea_context is not None:
+            cells = _act(self.ctx, _cell_mean(features, GATE_CELL))
+            logits = _act(self.ctx, logits + _copy_up(self.sea_context(cells), GATE_CELL))
+        return logits

@@ -176,8 +176,9 @@ def block_parameters(gene: BlockGene, cin: int) -> int:
     raise ValueError(f"block kind {gene.kind!r}; valid: {list(BLOCK_KINDS)}")
 
 
-def count_parameters(genome: Genome) -> int:
-    """Trainable parameters of the network :mod:`search.network` builds for ``genome``."""
+def count_parameters(genome: Genome, land_gate: str = "none") -> int:
+    """Trainable parameters of the network :mod:`search.network` builds for ``genome`` (with the
+    sea head of ``land_gate``: :class:`search.network.GenomeNet`)."""
     total, cin = 0, genome.in_channels
     skips: list[int] = []
     for gene in genome.blocks:
@@ -188,7 +189,8 @@ def count_parameters(genome: Genome) -> int:
     for skip in reversed(skips):  # decoder: upsample, concatenate the skip, conv-bn-relu to its width
         total += _cba(cin + skip, skip, 3)
         cin = skip
-    return total + cin + 1  # 1x1 head with bias
+    heads = {"none": 1, "local": 2, "context": 3}[land_gate]  # search.network.LAND_GATES
+    return total + (cin + 1) * heads  # 1x1 head(s) with bias
 
 
 def violations(genome: Genome, space: SpaceConfig, within_space: bool = True) -> list[str]:

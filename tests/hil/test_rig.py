@@ -16,7 +16,7 @@ import hil
 from tests.conftest import make_brightness_bundle
 
 REPO = Path(__file__).resolve().parents[2]
-REQUIRED = ("tiles_sent", "tiles_processed", "tiles_rejected", "tiles_lost", "miou", "vessel_iou",
+REQUIRED = ("tiles_sent", "tiles_processed", "tiles_rejected", "tiles_lost", "miou", "vessel_iou", "outline_vessel_iou",
             "precision", "recall", "f1", "latency_ms", "throughput_tiles_per_s", "device", "model")
 
 
@@ -27,8 +27,9 @@ def bright64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _write_scene(path: Path, bands: int = 3, size: int = 160) -> tuple[Path, Path]:
-    """A dark scene with bright ships, one of them across the border between two 64 px tiles."""
+def _write_scene(path: Path, bands: int = 3, size: int = 160, specks: int = 0) -> tuple[Path, Path]:
+    """A dark scene with bright ships, one of them across the border between two 64 px tiles, and
+    ``specks`` bright single pixels that are no ship (below the smallest vessel)."""
     transform = Affine(2.0, 0.0, 600000.0, 0.0, -2.0, 5000000.0)
     pixels = np.full((bands, size, size), 20, dtype=np.uint8)
     ships = [(10, 50, 40, 8), (100, 20, 10, 30)]  # row, col, length along columns, width
@@ -36,6 +37,8 @@ def _write_scene(path: Path, bands: int = 3, size: int = 160) -> tuple[Path, Pat
     for row, col, length, width in ships:
         pixels[:, row:row + width, col:col + length] = 250
         truth[row:row + width, col:col + length] = 1
+    for i in range(specks):
+        pixels[:, 140, 10 + 20 * i] = 250
     profile = dict(driver="GTiff", height=size, width=size, count=bands, dtype="uint8",
                    crs="EPSG:32632", transform=transform)
     with rasterio.open(path / "scene.tif", "w", **profile) as dst:
@@ -52,6 +55,7 @@ def test_geotiff_scene_scores_and_merges_border_ships(tmp_path: Path, bright64: 
     assert all(key in r for key in REQUIRED)
     assert r["tiles_sent"] == 9 and r["tiles_processed"] == 9 and r["tiles_lost"] == 0
     assert r["vessel_iou"] == pytest.approx(1.0) and r["f1"] == pytest.approx(1.0)
+    assert r["outline_vessel_iou"] == pytest.approx(1.0)
     # The 40 px ship spans columns 50..90, across the tile border at 64: one polygon, full length.
     detections = json.loads((tmp_path / "out" / "detections.geojson").read_text())["features"]
     lengths = sorted(round(f["properties"]["length_m"]) for f in detections)
@@ -65,6 +69,17 @@ def test_geotiff_scene_scores_and_merges_border_ships(tmp_path: Path, bright64: 
     if expected == "myriadx-emu":  # the twin: its profile, f32 on the CPU, and the cost model's estimate
         assert r["profile"] == "fp16-myriadx" and r["numerics"]["inference_precision"] == "f32"
         assert r["estimated_latency_ms"] > 0 and r["latency_estimate"]["kind"] == "ESTIMATE"
+
+
+def test_the_outline_iou_scores_what_is_reported_and_the_vessel_iou_the_mask(tmp_path: Path, bright64: Path) -> None:
+    """Single bright pixels pass the model's threshold but not its smallest vessel: they count
+    against the network's mask (vessel_iou) and not against the reported outlines."""
+    scene, truth = _write_scene(tmp_path, specks=4)
+    r = hil.run(scene, bright64, tmp_path / "out", truth=truth).report
+    ship_px = 40 * 8 + 10 * 30
+    assert r["f1"] == pytest.approx(1.0) and r["outline_vessel_iou"] == pytest.approx(1.0)
+    assert r["vessel_iou"] == pytest.approx(ship_px / (ship_px + 4))
+    assert [p["outline_vessel_iou"] for p in r["per_scene"]] == [pytest.approx(1.0)]
 
 
 def test_geojson_truth_gives_the_same_scores(tmp_path: Path, bright64: Path) -> None:

@@ -139,6 +139,22 @@ def test_leave_one_out_folds_hold_out_one_set_and_validate_on_the_next() -> None
         fold_config(cfg, 4)
 
 
+def _with_land_masks(tmp_path: Path, tiny_cfg: dict[str, Any]) -> dict[str, Any]:
+    """Five hrsid-mini tiles, four of them with a sea/land mask (a strip of land on the left), and
+    the config that trains a land head on them with weight 1."""
+    _hrsid_mini(tmp_path / "set", 5)
+    (tmp_path / "sealand").mkdir()
+    for i in range(4):  # one sample has no mask: left out of the land loss
+        sea = np.full((192, 192), 255, np.uint8)
+        sea[:, :40] = 0
+        with rasterio.open(tmp_path / "sealand" / f"p{i}.png", "w", driver="PNG", height=192, width=192,
+                           count=1, dtype="uint8") as dst:
+            dst.write(sea[None])
+    return {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}",
+                                 "land_masks": str(tmp_path / "sealand")},
+            "train": {**tiny_cfg["train"], "land_weight": 1.0}}
+
+
 def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     """[data] land_masks reads <stem>.png sea/land masks (0 = land) into the training arrays, and
     [train] land_weight trains a land head beside the vessel head that the exported network lacks."""
@@ -149,19 +165,9 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
     from search.network import GenomeNet
     from search.train import land_loss
 
-    _hrsid_mini(tmp_path / "set", 5)
-    (tmp_path / "sealand").mkdir()
-    for i in range(4):  # one sample has no mask: left out of the land loss
-        sea = np.full((192, 192), 255, np.uint8)
-        sea[:, :40] = 0  # a strip of land on the left
-        with rasterio.open(tmp_path / "sealand" / f"p{i}.png", "w", driver="PNG", height=192, width=192,
-                           count=1, dtype="uint8") as dst:
-            dst.write(sea[None])
-    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}"}}
+    cfg = _with_land_masks(tmp_path, tiny_cfg)
     with pytest.raises(ValueError, match="land_masks"):
         prepare_data({**cfg, "data": {**cfg["data"], "land_masks": str(tmp_path / "nowhere")}}, tmp_path / "bad")
-    cfg = {**cfg, "data": {**cfg["data"], "land_masks": str(tmp_path / "sealand")},
-           "train": {**cfg["train"], "land_weight": 1.0}}
     data = prepare_data(cfg, tmp_path / "data")
     train = split_arrays(data, "train")
     names = json.loads((tmp_path / "data" / "split.json").read_text())["names"]
@@ -183,3 +189,48 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
     logits = torch.zeros(1, 1, 2, 2)
     assert float(land_loss(logits, torch.full((1, 1, 2, 2), 255.0), 255)) == 0.0
     assert float(land_loss(logits, torch.tensor([[[[1.0, 255.0], [255.0, 255.0]]]]), 255)) == pytest.approx(np.log(2))
+
+
+@pytest.mark.parametrize("gate, extra_heads", [("local", 1), ("context", 2)])
+def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, tiny_cfg: dict[str, Any],
+                                                                 gate: str, extra_heads: int) -> None:
+    """[train] land_gate: the network's one output is its vessel probability times its own sea
+    probability, the sea head is taught by the land masks, and the candidate exports, passes the
+    target check (opsets of the 2022.3 toolkit included) and records the extra parameters; without
+    masks to learn from, or with an unknown gate, it is refused."""
+    import torch
+
+    from search.candidate import fit
+    from search.dataset import make_sampler
+    from search.network import GenomeNet
+    from search.space import count_parameters
+
+    cfg = _with_land_masks(tmp_path, tiny_cfg)
+    gated = {**cfg, "train": {**cfg["train"], "land_gate": gate}}
+    for bad in ({**gated, "train": {**gated["train"], "land_weight": 0.0}},
+                {**gated, "data": {**gated["data"], "land_masks": ""}},
+                {**gated, "train": {**gated["train"], "land_gate": "coastline"}}):
+        with pytest.raises(ValueError, match="land_gate"):
+            prepare_data(bad, tmp_path / "bad")
+    data = prepare_data(gated, tmp_path / "data")
+    genome = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
+    net = GenomeNet(genome, land_gate=gate)
+    assert count_parameters(genome, land_gate=gate) == sum(p.numel() for p in net.parameters()) \
+        == count_parameters(genome) + (8 + 1) * extra_heads
+    with pytest.raises(ValueError, match="land_gate"):  # a sampler without masks cannot teach the gate
+        no_masks = {**gated, "data": {**gated["data"], "land_masks": ""}}
+        fit(GenomeNet(genome, land_gate=gate), make_sampler(no_masks, prepare_data(
+            {**no_masks, "train": {**no_masks["train"], "land_gate": "none"}}, tmp_path / "plain"),
+            np.random.default_rng(0)), gated, 1, 1e-3, torch.device("cpu"))
+    log = fit(net, make_sampler(gated, data, np.random.default_rng(0)), gated, 2, 3e-3, torch.device("cpu"))
+    assert log["land_weight"] == 1.0 and not hasattr(net, "land_head")  # the sea head learnt it
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = net.features(x)
+        expected = torch.sigmoid(net.head(features)) * torch.sigmoid(net.sea_logits(features))
+        torch.testing.assert_close(net(x), expected)
+    record = evaluate_candidate(genome, gated, data, tmp_path / "out")
+    assert record["status"] == "ok", record.get("traceback")
+    assert record["parameters"] == count_parameters(genome, land_gate=gate)
+    manifest = json.loads((tmp_path / "out" / "candidates" / genome.key / "bundle" / "manifest.json").read_text())
+    assert "land gate" in manifest["output"]["meaning"] and manifest["parameters"] == record["parameters"]
