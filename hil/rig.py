@@ -35,7 +35,7 @@ from hil.fit import model_fit
 from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
-from hil.score import COUNTS, ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores
+from hil.score import ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from runtime.config import load_defaults
@@ -362,6 +362,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             counts.append(pixel_counts(pred, sample.mask))  # type: ignore[arg-type]
             outline_counts.append(pixel_counts(_burn(vessels, sample), sample.mask))  # type: ignore[arg-type]
             entry["outline_vessel_iou"] = ious(outline_counts[-1])["vessel_iou"]
+            # kept, so that a subset of the images (one data set of several) can be pooled again
+            entry["pixel_counts"], entry["outline_pixel_counts"] = counts[-1], outline_counts[-1]
             obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
                                 score_cfg["match_iou"])
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
@@ -398,7 +400,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         report.update(pooled_scores(counts, objects))
         # What the payload reports, rather than the network's mask: its outlines burnt back into
         # pixels (small and low-score components it dropped are not in them).
-        report["outline_vessel_iou"] = ious({k: sum(c[k] for c in outline_counts) for k in COUNTS})["vessel_iou"]
+        report["outline_vessel_iou"] = ious(summed_counts(outline_counts))["vessel_iou"]
         errors = [e for p in per_scene for e in p.get("length_rel_error", {}).get("values", [])]
         report["length_rel_error"] = _summary(errors)
     else:

@@ -46,9 +46,14 @@ def precision_recall_f1(tp: int, n_predicted: int, n_truth: int) -> tuple[float,
     return precision, recall, f1
 
 
+def summed_counts(counts: list[dict[str, int]]) -> dict[str, int]:
+    """Pixel counts of several images added up (what :func:`ious` of a set is computed from)."""
+    return {k: sum(x[k] for x in counts) for k in COUNTS}
+
+
 def pooled_scores(counts: list[dict[str, int]], objects: list[dict[str, Any]]) -> dict[str, Any]:
     """Pixel IoUs over all pixels of several images, and P/R/F1 over all their vessels together."""
-    c = {k: sum(x[k] for x in counts) for k in COUNTS}
+    c = summed_counts(counts)
     tp = sum(o["true_positives"] for o in objects)
     n_pred = sum(o["n_predicted"] for o in objects)
     n_truth = sum(o["n_truth"] for o in objects)

@@ -27,14 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hil  # noqa: E402
 from hil.__main__ import split_source  # noqa: E402
-from hil.score import precision_recall_f1  # noqa: E402
+from hil.score import ious, precision_recall_f1, summed_counts  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
 from search.candidate import evaluate_candidate  # noqa: E402
 from search.dataset import prepare_data  # noqa: E402
 
-KEYS = ("f1", "precision", "recall", "vessel_iou", "miou")
+KEYS = ("f1", "precision", "recall", "vessel_iou", "outline_vessel_iou", "miou")
 
 
 def test_scores(bundle: Path, split: Path, out: Path, device: str) -> dict[str, Any]:
@@ -48,12 +48,16 @@ def test_scores(bundle: Path, split: Path, out: Path, device: str) -> dict[str, 
 
 
 def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Object scores pooled over some samples of a report (pixel IoU is not, it needs counts)."""
+    """Object and pixel scores pooled over some samples of a report (one data set of several)."""
     tp = sum(r.get("true_positives", 0) for r in rows)
     n_pred = sum(r.get("n_predicted", 0) for r in rows)
     n_truth = sum(r.get("n_truth", 0) for r in rows)
     p, r, f1 = precision_recall_f1(tp, n_pred, n_truth)
-    return {"samples": len(rows), "n_truth": n_truth, "n_predicted": n_pred, "precision": p, "recall": r, "f1": f1}
+    pixels = {key: ious(summed_counts([r[counts] for r in rows]))["vessel_iou"]
+              for key, counts in (("vessel_iou", "pixel_counts"), ("outline_vessel_iou", "outline_pixel_counts"))
+              if all(counts in r for r in rows)}
+    return {"samples": len(rows), "n_truth": n_truth, "n_predicted": n_pred, "precision": p, "recall": r, "f1": f1,
+            **pixels}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,10 @@ def test_the_outline_iou_scores_what_is_reported_and_the_vessel_iou_the_mask(tmp
     assert r["f1"] == pytest.approx(1.0) and r["outline_vessel_iou"] == pytest.approx(1.0)
     assert r["vessel_iou"] == pytest.approx(ship_px / (ship_px + 4))
     assert [p["outline_vessel_iou"] for p in r["per_scene"]] == [pytest.approx(1.0)]
+    # each image keeps its counts, so a subset of images can be pooled again (scripts/seed_study.py)
+    from hil.score import ious, summed_counts
+
+    assert ious(summed_counts([p["pixel_counts"] for p in r["per_scene"]]))["vessel_iou"] == r["vessel_iou"]
 
 
 def test_geojson_truth_gives_the_same_scores(tmp_path: Path, bright64: Path) -> None:

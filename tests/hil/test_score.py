@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from hil.score import match_objects, percentiles, pixel_scores, pooled_scores
+from hil.score import match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores
 
 
 def test_a_pair_counts_at_the_iou_threshold_and_not_below() -> None:
@@ -81,3 +81,19 @@ def test_pooled_pixel_scores_weigh_pixels_not_images() -> None:
 def test_percentiles_of_nothing_are_none() -> None:
     assert percentiles([]) == {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
     assert percentiles([1.0, 3.0])["p50"] == 2.0
+
+
+def test_one_data_set_of_several_is_pooled_from_its_own_images() -> None:
+    """scripts/seed_study.py scores each data set of a split apart: objects and pixels pooled over
+    that set's images only (pixels from the counts each image of a report keeps)."""
+    from scripts.seed_study import _pool
+
+    a = pixel_counts(np.array([[1, 1], [0, 0]]), np.array([[1, 0], [0, 0]]))
+    b = pixel_counts(np.array([[0, 0], [0, 0]]), np.array([[0, 0], [1, 1]]))
+    rows = [{"true_positives": 1, "n_predicted": 2, "n_truth": 1, "pixel_counts": a, "outline_pixel_counts": b},
+            {"true_positives": 0, "n_predicted": 0, "n_truth": 1, "pixel_counts": b, "outline_pixel_counts": b}]
+    pooled = _pool(rows)
+    assert (pooled["precision"], pooled["recall"]) == (0.5, 0.5)
+    assert pooled["vessel_iou"] == pytest.approx(1 / 4)        # 1 shared pixel of 2 + 2 vessel pixels
+    assert pooled["outline_vessel_iou"] == 0.0
+    assert "vessel_iou" not in _pool([{"true_positives": 0, "n_predicted": 0, "n_truth": 0}])
