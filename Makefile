@@ -18,7 +18,7 @@ STAMP2022 := $(VENV2022)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[search,test,calibrate]"
+	$(PY) -m pip install --quiet -e ".[search,test,calibrate,coastline]"
 	touch $(STAMP)
 
 # OpenVINO 2022.3.2 wheels exist for CPython <= 3.10 and need numpy < 1.25. The project is installed

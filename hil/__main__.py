@@ -96,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--fault-seed", type=int, help="seed of the fault draws (overrides seed= in --faults)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--modality", choices=("optical", "sar"), help="what the scene is, where its format does not say")
-    run.add_argument("--land-masks", type=Path, metavar="DIR",
-                     help="sea/land masks <sample>.png (0 = land, as SSDD's sealand/): detections on land are "
-                          "dropped on the ground before scoring")
+    run.add_argument("--land-masks", metavar="DIR|gshhg|osm",
+                     help="sea/land masks <sample>.png (0 = land, as SSDD's sealand/), or a coastline data set "
+                          "for georeferenced scenes (roaring-landmask: pip install '.[coastline]'): detections "
+                          "on land are dropped on the ground before scoring")
     run.add_argument("--strict-fit", action="store_true",
                      help="refuse a scene the model was not trained for (modality, ground sample distance) "
                           "instead of warning")

@@ -30,6 +30,7 @@ from flightsim.sources import Georef, Sample, Source, adapt_bands, open_source
 from flightsim.streamer import Streamer
 from flightsim.tiles import owned_windows, tile_grid, tile_sample
 from flightsim.timing import Timing
+from hil.coastline import COASTLINES, coastline_sea_mask
 from hil.collector import ResultCollector
 from hil.fit import model_fit
 from hil.merge import clip_to_owned, owned_box, whole_vessels
@@ -109,8 +110,10 @@ def run(
         strict_fit: refuse (ValueError) a scene that does not suit the model (:mod:`hil.fit`)
             instead of warning in the report.
         land_masks: a folder of ``<sample stem>.png`` sea/land masks (0 = land, as SSDD's
-            ``sealand/``): detections whose centroid is on land are dropped on the ground, before
-            scoring (samples without a mask are left as they are).
+            ``sealand/``), or a coastline data set (:data:`hil.coastline.COASTLINES`) for
+            georeferenced samples: detections whose centroid is on land are dropped on the ground,
+            and land pixels cleared from the mask, before scoring (samples without a mask, or
+            without a CRS for a coastline, are left as they are).
         profile: the twin's target profile (e.g. a hypothesis profile; ``runtime/profiles.toml``)
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
         signing_key: the ground's Ed25519 private key: the uplink carries the bundle signed with it
@@ -139,8 +142,9 @@ def run(
         raise ValueError(f"--scene {str(scene)!r}: no such file; give a GeoTIFF path, 'synthetic' or KIND:PATH")
     else:
         source = open_source(str(scene), truth=truth, georef=georef, seed=seed, limit=limit)
-    if land_masks is not None and not Path(land_masks).is_dir():
-        raise ValueError(f"--land-masks {str(land_masks)!r}: no such folder of sea/land masks")
+    if land_masks is not None and str(land_masks) not in COASTLINES and not Path(land_masks).is_dir():
+        raise ValueError(f"--land-masks {str(land_masks)!r}: no such folder of sea/land masks, and not a "
+                         f"coastline data set; valid: a folder or one of {list(COASTLINES)}")
     scenes = [_Scene(sample) for sample in source]
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
                     modality)
@@ -346,7 +350,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
                                     sample.crs, pixel_area)
         vessels = whole_vessels(pieces, sample.crs, tolerance * abs(sample.transform.a))
-        sea = sea_mask(sample, Path(land_masks)) if land_masks is not None else None
+        sea = None if land_masks is None else (coastline_sea_mask(sample, str(land_masks))
+                                               if str(land_masks) in COASTLINES else sea_mask(sample, Path(land_masks)))
         if sea is not None:
             land_samples += 1
             kept = drop_on_land(vessels, sample, sea)
@@ -388,7 +393,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "runtime_latency_ms": percentiles(runtime_latencies),
         "throughput_tiles_per_s": len(processed) / (last - t_stream) if last > t_stream else None,
         "n_detections": len(detections),
-        "land_masked": None if land_masks is None else {"folder": str(land_masks), "samples_with_a_mask": land_samples,
+        "land_masked": None if land_masks is None else {"source": str(land_masks), "samples_with_a_mask": land_samples,
                                                         "detections_dropped": land_dropped},
         "units": sorted({s.sample.units for s in scenes})[0] if len({s.sample.units for s in scenes}) == 1 else "mixed",
     }

@@ -1,0 +1,62 @@
+"""Land masks for georeferenced scenes from a maintained coastline data set, on the ground.
+
+SSDD's chips come with hand-drawn sea/land masks; a new scene does not. For a scene with a
+georeference, ``roaring-landmask`` (the land mask OpenDrift uses: GSHHG's full-resolution
+shorelines, or OpenStreetMap's coastline: a 15 arc-second bitmap whose land cells are checked
+against the shoreline polygons, so a point near the shore is placed by the polygons) says for each
+pixel whether it is on land. It runs on the ground, not on
+board: its data is a 100 MB wheel and the payload keeps light dependencies; the payload's own
+answer to land is the network's land gate (``[train] land_gate``, docs/models.md).
+
+``roaring-landmask`` is optional (``pip install .[coastline]``) and imported only when used.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+#: Coastline data sets of roaring-landmask, by the name ``hil run --land-masks`` takes.
+COASTLINES = ("gshhg", "osm")
+
+#: Largest number of pixel centres looked up per image; a larger image is looked up on a coarser
+#: grid of pixels (nearest-neighbour back to full size): a land point costs microseconds (its
+#: polygon check), so a 10k x 10k scene stays seconds.
+MAX_LOOKUPS = 1_000_000
+
+
+@functools.lru_cache(maxsize=len(COASTLINES))
+def _landmask(coastline: str) -> Any:
+    """The roaring-landmask mask of ``coastline`` (its loading takes seconds: once per process)."""
+    if coastline not in COASTLINES:
+        raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
+    try:
+        from roaring_landmask import LandmaskProvider, RoaringLandmask
+    except ImportError as err:  # an optional dependency: say how to get it
+        raise ValueError(f"--land-masks {coastline} needs roaring-landmask: pip install '.[coastline]'") from err
+    provider = {"gshhg": LandmaskProvider.Gshhg, "osm": LandmaskProvider.Osm}[coastline]
+    return RoaringLandmask.new_with_provider(provider)
+
+
+def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
+    """The sample's sea mask (True = sea) from ``coastline``, or None for a sample without a CRS
+    (a pixel grid or a local metric plane: nowhere on Earth to look up)."""
+    import rasterio.warp
+
+    landmask = _landmask(coastline)
+    if sample.crs is None:
+        return None
+    step = max(1, math.ceil(math.sqrt(sample.height * sample.width / MAX_LOOKUPS)))
+    rows = np.arange(0, sample.height, step) + 0.5
+    cols = np.arange(0, sample.width, step) + 0.5
+    cc, rr = np.meshgrid(cols, rows)
+    xs, ys = sample.transform * (cc.ravel(), rr.ravel())
+    lon, lat = rasterio.warp.transform(sample.crs, "EPSG:4326", xs, ys)
+    land = landmask.contains_many(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+    sea = ~np.asarray(land, dtype=bool).reshape(len(rows), len(cols))
+    if step > 1:
+        sea = np.repeat(np.repeat(sea, step, axis=0), step, axis=1)[:sample.height, :sample.width]
+    return sea

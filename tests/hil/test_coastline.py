@@ -1,0 +1,81 @@
+"""Land masks from a coastline data set (hil.coastline, roaring-landmask) on a real coast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+import hil
+from hil.__main__ import main
+from hil.coastline import coastline_sea_mask
+from tests.conftest import make_brightness_bundle
+
+# The Atlantic coast at Nouakchott, Mauritania, runs north-south near 16.03 W at 18 N: sea to the
+# west, the Sahara to the east. 128 x 128 pixels of 250 m in UTM zone 28N from 16.20 W, 18.02 N.
+CRS, TRANSFORM = "EPSG:32628", Affine(250.0, 0.0, 373000.0, 0.0, -250.0, 1993000.0)
+
+
+@pytest.fixture(scope="module")
+def bright64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("b") / "bright64"
+    make_brightness_bundle(out, size=64)
+    return out
+
+
+def _coast_scene(path: Path) -> tuple[Path, Path]:
+    """A bright ship at sea (about 16.17 W) and a bright roof as long as a ship on land (15.96 W),
+    the truth holding the ship only."""
+    pixels = np.full((3, 128, 128), 20, dtype=np.uint8)
+    truth = np.zeros((128, 128), dtype=np.uint8)
+    pixels[:, 10:14, 15:35] = 250
+    truth[10:14, 15:35] = 1
+    pixels[:, 60:64, 100:120] = 250
+    profile = dict(driver="GTiff", height=128, width=128, count=3, dtype="uint8", crs=CRS, transform=TRANSFORM)
+    with rasterio.open(path / "scene.tif", "w", **profile) as dst:
+        dst.write(pixels)
+    with rasterio.open(path / "truth.tif", "w", **{**profile, "count": 1}) as dst:
+        dst.write(truth, 1)
+    return path / "scene.tif", path / "truth.tif"
+
+
+def test_the_coastline_drops_what_is_found_on_land_of_a_georeferenced_scene(tmp_path: Path, bright64: Path) -> None:
+    scene, truth = _coast_scene(tmp_path)
+    plain = hil.run(scene, bright64, tmp_path / "plain", truth=truth).report
+    masked = hil.run(scene, bright64, tmp_path / "masked", truth=truth, land_masks="gshhg").report
+    assert plain["n_detections"] == 2 and plain["f1"] == pytest.approx(2 / 3) and plain["vessel_iou"] == pytest.approx(0.5)
+    assert masked["land_masked"] == {"source": "gshhg", "samples_with_a_mask": 1, "detections_dropped": 1}
+    assert masked["f1"] == pytest.approx(1.0) and masked["vessel_iou"] == pytest.approx(1.0)
+    kept = json.loads((tmp_path / "masked" / "detections.geojson").read_text())["features"]
+    assert len(kept) == 1 and kept[0]["geometry"]["coordinates"][0][0][0] < 373000 + 250 * 40  # the one at sea
+
+
+def test_the_coastline_mask_follows_the_shore_and_needs_a_georeference(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hil.coastline
+    from flightsim.sources.base import Sample
+
+    sample = Sample("coast", 128, 128, TRANSFORM, rasterio.crs.CRS.from_string(CRS), ["r", "g", "b"], "uint8")
+    sea = coastline_sea_mask(sample, "gshhg")
+    assert sea is not None and sea.shape == (128, 128)
+    assert sea[:, :60].all() and not sea[:, 75:].any()  # the shore lies between 16.05 and 16.02 W
+    # A large image is looked up every few pixels and filled back to full size.
+    monkeypatch.setattr(hil.coastline, "MAX_LOOKUPS", 1024)
+    coarse = coastline_sea_mask(sample, "gshhg")
+    assert coarse is not None and coarse.shape == (128, 128) and (coarse == sea).mean() > 0.95
+    assert coarse[:, :56].all() and not coarse[:, 80:].any()
+    pixel_grid = Sample("chip", 64, 64, Affine.identity(), None, ["r"], "uint8")
+    assert coastline_sea_mask(pixel_grid, "gshhg") is None
+    with pytest.raises(ValueError, match="valid: \\['gshhg', 'osm'\\]"):
+        coastline_sea_mask(sample, "naturalearth")
+
+
+def test_the_cli_takes_a_coastline_name_and_refuses_anything_else(tmp_path: Path, bright64: Path) -> None:
+    scene, truth = _coast_scene(tmp_path)
+    args = ["run", "--scene", str(scene), "--truth", str(truth), "--model", str(bright64), "--quiet"]
+    assert main([*args, "--report", str(tmp_path / "a"), "--land-masks", "gshhg"]) == 0
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["f1"] == pytest.approx(1.0)
+    assert main([*args, "--report", str(tmp_path / "b"), "--land-masks", "gshh"]) == 2
