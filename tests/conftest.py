@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 import openvino as ov
 import pytest
 
@@ -17,6 +18,20 @@ from runtime import config
 from runtime.client import ControlClient
 from runtime.bundle import Bundle, write_bundle
 from runtime.server import Runtime, Settings
+
+
+def write_scene_with_truth(path: Path, pixels: np.ndarray, truth: np.ndarray, crs: str,
+                           transform: Affine) -> tuple[Path, Path]:
+    """``path``/scene.tif (uint8 bands, H, W) and ``path``/truth.tif (vessel mask) on one grid."""
+    import rasterio
+
+    profile = dict(driver="GTiff", height=pixels.shape[1], width=pixels.shape[2], count=pixels.shape[0],
+                   dtype="uint8", crs=crs, transform=transform)
+    with rasterio.open(path / "scene.tif", "w", **profile) as dst:
+        dst.write(pixels)
+    with rasterio.open(path / "truth.tif", "w", **{**profile, "count": 1}) as dst:
+        dst.write(truth, 1)
+    return path / "scene.tif", path / "truth.tif"
 
 
 def make_brightness_bundle(out: Path, size: int = 64, bands: int = 3, name: str = "brightness",

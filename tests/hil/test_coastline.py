@@ -13,7 +13,7 @@ from affine import Affine
 import hil
 from hil.__main__ import main
 from hil.coastline import coastline_sea_mask
-from tests.conftest import make_brightness_bundle
+from tests.conftest import make_brightness_bundle, write_scene_with_truth
 
 # The Atlantic coast at Nouakchott, Mauritania, runs north-south near 16.03 W at 18 N: sea to the
 # west, the Sahara to the east. 128 x 128 pixels of 250 m in UTM zone 28N from 16.20 W, 18.02 N.
@@ -35,12 +35,7 @@ def _coast_scene(path: Path) -> tuple[Path, Path]:
     pixels[:, 10:14, 15:35] = 250
     truth[10:14, 15:35] = 1
     pixels[:, 60:64, 100:120] = 250
-    profile = dict(driver="GTiff", height=128, width=128, count=3, dtype="uint8", crs=CRS, transform=TRANSFORM)
-    with rasterio.open(path / "scene.tif", "w", **profile) as dst:
-        dst.write(pixels)
-    with rasterio.open(path / "truth.tif", "w", **{**profile, "count": 1}) as dst:
-        dst.write(truth, 1)
-    return path / "scene.tif", path / "truth.tif"
+    return write_scene_with_truth(path, pixels, truth, CRS, TRANSFORM)
 
 
 def test_the_coastline_drops_what_is_found_on_land_of_a_georeferenced_scene(tmp_path: Path, bright64: Path) -> None:

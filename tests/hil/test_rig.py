@@ -13,7 +13,7 @@ import rasterio
 from affine import Affine
 
 import hil
-from tests.conftest import make_brightness_bundle
+from tests.conftest import make_brightness_bundle, write_scene_with_truth
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED = ("tiles_sent", "tiles_processed", "tiles_rejected", "tiles_lost", "miou", "vessel_iou", "outline_vessel_iou",
@@ -39,13 +39,7 @@ def _write_scene(path: Path, bands: int = 3, size: int = 160, specks: int = 0) -
         truth[row:row + width, col:col + length] = 1
     for i in range(specks):
         pixels[:, 140, 10 + 20 * i] = 250
-    profile = dict(driver="GTiff", height=size, width=size, count=bands, dtype="uint8",
-                   crs="EPSG:32632", transform=transform)
-    with rasterio.open(path / "scene.tif", "w", **profile) as dst:
-        dst.write(pixels)
-    with rasterio.open(path / "truth.tif", "w", **{**profile, "count": 1}) as dst:
-        dst.write(truth, 1)
-    return path / "scene.tif", path / "truth.tif"
+    return write_scene_with_truth(path, pixels, truth, "EPSG:32632", transform)
 
 
 def test_geotiff_scene_scores_and_merges_border_ships(tmp_path: Path, bright64: Path) -> None:
