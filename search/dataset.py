@@ -227,10 +227,9 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
     flightsim source spec, split by :func:`split_source`.
     """
     from flightsim.synthetic import generate_scene, write_scene
-
-    tr = cfg["train"]
     from search.network import LAND_GATES
 
+    tr = cfg["train"]
     if tr["land_gate"] not in LAND_GATES:
         raise ValueError(f"[train] land_gate {tr['land_gate']!r}; valid: {list(LAND_GATES)}")
     if tr["land_gate"] != "none" and not (float(tr["land_weight"]) > 0 and cfg["data"]["land_masks"]):

@@ -198,9 +198,10 @@ class GenomeNet(nn.Module):
     times it, so a payload drops vessel pixels it judges to be on land without a coastline database
     (``[train] land_gate``; taught by sea/land masks in :func:`search.candidate.fit`). In the IR that
     is a Convolution, a Sigmoid and a Multiply; the network keeps one output. ``"context"``: the sea
-    logit also gets a term from the same features averaged over :data:`GATE_CELL` px cells (an
-    AvgPool, a 1x1 Convolution and a copy back to full size), since land is a property of a
-    neighbourhood more than of a pixel."""
+    logit also gets a term from the same features averaged over :data:`GATE_CELL` px cells (a
+    Reshape and a ReduceMean, a 1x1 Convolution and a copy back to full size), since land is a
+    property of a neighbourhood more than of a pixel. Both work on full-size maps, which the
+    Myriad X cost model prices at about 1.8 and 3.4 ms per 256 px tile (docs/models.md)."""
 
     def __init__(self, genome: Genome, land_gate: str = "none"):
         super().__init__()

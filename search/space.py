@@ -189,8 +189,9 @@ def count_parameters(genome: Genome, land_gate: str = "none") -> int:
     for skip in reversed(skips):  # decoder: upsample, concatenate the skip, conv-bn-relu to its width
         total += _cba(cin + skip, skip, 3)
         cin = skip
-    heads = {"none": 1, "local": 2, "context": 3}[land_gate]  # search.network.LAND_GATES
-    return total + (cin + 1) * heads  # 1x1 head(s) with bias
+    # the vessel head, the gate's sea head, and the context gate's cell head (search.network.LAND_GATES)
+    heads = 1 + (land_gate != "none") + (land_gate == "context")
+    return total + (cin + 1) * heads  # 1x1 heads with bias
 
 
 def violations(genome: Genome, space: SpaceConfig, within_space: bool = True) -> list[str]:
