@@ -31,8 +31,6 @@ MAX_LOOKUPS = 1_000_000
 @functools.lru_cache(maxsize=len(COASTLINES))
 def _landmask(coastline: str) -> Any:
     """The roaring-landmask mask of ``coastline`` (its loading takes seconds: once per process)."""
-    if coastline not in COASTLINES:
-        raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
     try:
         from roaring_landmask import LandmaskProvider, RoaringLandmask
     except ImportError as err:  # an optional dependency: say how to get it
@@ -46,9 +44,11 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     (a pixel grid or a local metric plane: nowhere on Earth to look up)."""
     import rasterio.warp
 
-    landmask = _landmask(coastline)
-    if sample.crs is None:
+    if coastline not in COASTLINES:
+        raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
+    if sample.crs is None:  # before the seconds of loading the mask: a chip set may have no CRS at all
         return None
+    landmask = _landmask(coastline)
     step = max(1, math.ceil(math.sqrt(sample.height * sample.width / MAX_LOOKUPS)))
     rows = np.arange(0, sample.height, step) + 0.5
     cols = np.arange(0, sample.width, step) + 0.5

@@ -126,8 +126,7 @@ class Block(nn.Module):
 
 def _copy2x(x: torch.Tensor) -> torch.Tensor:
     """Nearest 2x as a copy (Unsqueeze/Broadcast/Reshape in the IR, no Interpolate)."""
-    b, c, h, w = x.shape
-    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+    return _copy_up(x, 2)
 
 
 def _cell_mean(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -138,7 +137,7 @@ def _cell_mean(x: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _copy_up(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Nearest ``k``x as a copy, as :func:`_copy2x`."""
+    """Nearest ``k``x as a copy (Unsqueeze/Broadcast/Reshape in the IR, no Interpolate)."""
     b, c, h, w = x.shape
     return x[:, :, :, None, :, None].expand(b, c, h, k, w, k).reshape(b, c, k * h, k * w)
 
