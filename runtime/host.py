@@ -18,6 +18,15 @@ FLAGS = {"avx2": "avx2", "avx512": "avx512f", "avx512_bf16": "avx512_bf16",
          "avx512_fp16": "avx512_fp16", "amx": "amx_tile"}
 
 
+def usable_cores() -> int:
+    """Logical cores this process may run on: its affinity mask where the OS has one (``taskset``,
+    a container's cpuset), not the machine's count, since that is what a figure was measured on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def describe_host(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
     """CPU model, logical cores and the flags in :data:`FLAGS` (``None`` where they cannot be read)."""
     model, flags = platform.processor() or platform.machine(), None
@@ -30,7 +39,7 @@ def describe_host(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict[str, Any]:
                 flags = set(value.split())
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(),
+    return {"cpu": model, "cores": usable_cores(),
             **{name: (None if flags is None else flag in flags) for name, flag in FLAGS.items()}}
 
 

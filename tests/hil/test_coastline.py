@@ -15,6 +15,9 @@ from hil.__main__ import main
 from hil.coastline import coastline_sea_mask
 from tests.conftest import make_brightness_bundle, write_scene_with_truth
 
+# An optional extra ('.[coastline]', which make test installs): without it there is nothing to test.
+pytest.importorskip("roaring_landmask")
+
 # The Atlantic coast at Nouakchott, Mauritania, runs north-south near 16.03 W at 18 N: sea to the
 # west, the Sahara to the east. 128 x 128 pixels of 250 m in UTM zone 28N from 16.20 W, 18.02 N.
 CRS, TRANSFORM = "EPSG:32628", Affine(250.0, 0.0, 373000.0, 0.0, -250.0, 1993000.0)

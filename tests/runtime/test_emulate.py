@@ -269,7 +269,9 @@ def test_twin_is_bit_exact_whatever_kernels_and_denormal_mode_the_host_uses(isa:
             f"print(json.dumps({{p: m(p, {{'CPU_DENORMALS_OPTIMIZATION': '{denormals}'}}) "
             "for p in ('fp16-myriadx', 'fp16-ieee', 'bf16')}))")
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "PYTHONPATH": str(root)}
+    # The project first, then whatever path the parent was given (an OpenVINO outside site-packages).
+    path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "PYTHONPATH": path}
     done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

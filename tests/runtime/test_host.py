@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runtime.host import describe_host, host_line
 
 XEON = """processor\t: 0
@@ -31,3 +33,17 @@ def test_unreadable_cpuinfo_gives_unknown_flags_not_false(tmp_path: Path) -> Non
 def test_this_host_is_described() -> None:
     host = describe_host()
     assert host["cpu"] and host["cores"] >= 1
+
+
+def test_cores_are_those_the_process_may_use_not_the_machines() -> None:
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this OS")
+    before = os.sched_getaffinity(0)
+    one = {min(before)}
+    os.sched_setaffinity(0, one)
+    try:
+        assert describe_host()["cores"] == 1
+    finally:
+        os.sched_setaffinity(0, before)
