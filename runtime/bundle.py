@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.atomic import write_atomic
+from runtime.discriminate import Discriminator
 
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
@@ -86,6 +87,13 @@ class Bundle:
         chosen on validation data like the threshold); 0: every component above the threshold."""
         return float(self.manifest["output"].get("min_score", 0.0))
 
+    @property
+    def discriminator(self) -> Discriminator | None:
+        """The second stage that keeps or drops each component (``output.discriminator``,
+        :mod:`runtime.discriminate`); None: every component that passes the cuts above."""
+        table = self.manifest["output"].get("discriminator")
+        return None if table is None else Discriminator.from_manifest(table)
+
     def frames(self) -> list[bytes]:
         """The payload frames of a ``load_model`` command: manifest, then each IR file, then a
         (record, blob) pair per compiled artefact."""
@@ -141,6 +149,11 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     min_score = manifest["output"].get("min_score", 0.0)
     if not (isinstance(min_score, (int, float)) and not isinstance(min_score, bool) and 0 <= min_score < 1):
         raise BundleError(f"output.min_score must be a number in [0, 1), got {min_score!r}")
+    if manifest["output"].get("discriminator") is not None:
+        try:
+            Discriminator.from_manifest(manifest["output"]["discriminator"])
+        except ValueError as exc:
+            raise BundleError(f"output.discriminator: {exc}") from None
     for name in IR_FILES:
         if not isinstance(manifest["files"].get(name), str):
             raise BundleError(f"manifest files.{name} (its sha256) is missing")

@@ -52,6 +52,7 @@ def infer_file(
     adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)
     prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
     _, _, th, tw = adapter.input_shape
+    discriminator = bundle.discriminator
     features: list[dict[str, Any]] = []
     for row in range(0, pixels.shape[1], th):
         for col in range(0, pixels.shape[2], tw):
@@ -63,6 +64,7 @@ def infer_file(
                 min_area_px=bundle.min_area_px if bundle.min_area_px is not None else vectorize_opts["min_area_px"],
                 simplify_px=vectorize_opts["simplify_px"],
                 connectivity=vectorize_opts["connectivity"], min_score=bundle.min_score,
+                image=tile, discriminator=discriminator,
             )
     merged = merge_detections(features, crs, tolerance=0.01 * abs(transform.a))
     return {

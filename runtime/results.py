@@ -18,6 +18,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from runtime import protocol
+from runtime.discriminate import Discriminator
 from runtime.vectorize import vectorize
 
 
@@ -39,6 +40,8 @@ class InFlight:
     batch: np.ndarray | None = None       # the device input, held until the inference succeeds (re-runs)
     attempts: int = 1
     adapter: Any = None                   # the adapter it was last submitted to
+    discriminator: Discriminator | None = None  # the model's second stage (manifest), if it has one
+    pixels: np.ndarray | None = None      # the tile's counts, held for the discriminator only
 
 
 def describe(output: np.ndarray, job: InFlight, t_inferred: float,
@@ -58,6 +61,8 @@ def describe(output: np.ndarray, job: InFlight, t_inferred: float,
         connectivity=int(opts["connectivity"]),
         valid=job.valid,
         min_score=job.min_score,
+        image=job.pixels,
+        discriminator=job.discriminator,
     )
     mask = None
     if header.get("want_mask"):

@@ -19,6 +19,8 @@ from affine import Affine
 from shapely.affinity import affine_transform
 from shapely.geometry import mapping, shape
 
+from runtime.discriminate import Discriminator, component_features
+
 CONNECTIVITIES = (4, 8)
 
 # Width, in pixels, of the bridge that joins the pieces of an 8-connected component touching only
@@ -37,6 +39,8 @@ def vectorize(
     connectivity: int = 8,
     valid: tuple[int, int] | None = None,
     min_score: float = 0.0,
+    image: np.ndarray | None = None,
+    discriminator: Discriminator | None = None,
 ) -> list[dict[str, Any]]:
     """Turn one tile's probability map into GeoJSON Feature dicts, one per vessel.
 
@@ -52,6 +56,10 @@ def vectorize(
             added to reach the model's input size; the padding is ignored.
         min_score: components whose mean probability (their ``score``) is below this are dropped:
             a detector's confidence cut, on top of the per-pixel ``threshold``.
+        image: the tile's counts, (bands, H, W) or (H, W), aligned with ``prob``; needed by
+            ``discriminator`` (the contrast of each component against the clutter around it).
+        discriminator: drops components it gives a ship probability below its cut
+            (:mod:`runtime.discriminate`); kept components report it as ``ship_probability``.
 
     Returns:
         Features whose geometry is a Polygon in map units of ``transform``/``crs`` and whose
@@ -61,8 +69,8 @@ def vectorize(
 
     Raises:
         ValueError: on a prob that is not 2-D, a threshold outside (0, 1), a connectivity other
-            than 4 or 8, a negative min_area_px or simplify_px, a min_score outside [0, 1), or a
-            ``valid`` outside prob.
+            than 4 or 8, a negative min_area_px or simplify_px, a min_score outside [0, 1), a
+            ``valid`` outside prob, or a discriminator without an image of prob's size.
     """
     prob = np.asarray(prob)
     if prob.ndim != 2:
@@ -82,6 +90,11 @@ def vectorize(
         if not (0 <= h <= prob.shape[0] and 0 <= w <= prob.shape[1]):
             raise ValueError(f"valid must be (h, w) within prob's shape {prob.shape}; got {valid}")
         prob = prob[:h, :w]  # a view: the crop keeps the origin, so the transform still holds
+    if discriminator is not None:
+        if image is None or image.shape[-2] < prob.shape[0] or image.shape[-1] < prob.shape[1]:
+            raise ValueError(f"a discriminator needs the tile's image covering prob {prob.shape}; got "
+                             f"{None if image is None else image.shape}")
+        image = image[..., :prob.shape[0], :prob.shape[1]]
 
     mask = prob >= threshold
     # Most sea tiles hold no vessel; leave before any GDAL call.
@@ -129,6 +142,15 @@ def vectorize(
         score = float(sums[label] / counts[label])
         if score < min_score:  # on the reported score, as search.evaluate.object_scores compares it
             continue
+        ship_probability = None
+        if discriminator is not None:
+            rr, cc = np.nonzero(labels == label)
+            box = (labels[rr.min():rr.max() + 1, cc.min():cc.max() + 1] == label)
+            row = component_features(image, box, int(rows[0] + rr.min()), int(cols[0] + cc.min()), score,
+                                     float(maxes[label]), discriminator.ring_px)
+            ship_probability = float(discriminator.probability(row[None])[0])
+            if ship_probability < discriminator.cut:
+                continue
         poly = _clean(_polygon(outline))
         if poly is None:
             continue
@@ -140,6 +162,8 @@ def vectorize(
             "max_score": float(maxes[label]),
             "area_px": int(counts[label]),
         }
+        if ship_probability is not None:
+            props["ship_probability"] = ship_probability
         props.update(describe(map_poly, crs))
         features.append({"type": "Feature", "geometry": _geojson(map_poly), "properties": props})
     return features

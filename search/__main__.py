@@ -4,6 +4,7 @@
 ``python -m search run --config configs/smoke.toml --out OUT [--workers N] [--ray-address ADDR]``
 ``python -m search ablate --config FILE --out OUT [--genome JSON_OR_FILE]``
 ``python -m search retype --model BUNDLE --input-dtype uint8 --out OUT [--config FILE]``
+``python -m search discriminate --model BUNDLE --split SPLIT.json --out OUT [--device DEV]``
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     ret.add_argument("--input-dtype", choices=["uint8", "uint16"],
                      help="counts the new IR takes (default from the config: [export] input_dtype)")
     ret.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+
+    dis = sub.add_parser(
+        "discriminate",
+        help="fit the runtime's second stage (keep or drop each detection) on a split's train and val samples",
+        description="Run the bundle through hil on the split's training and validation samples with its cuts "
+        "opened, describe each detection by its scores, size and contrast against the clutter around it, fit a "
+        "logistic model on the training detections, choose its cut on the validation ones (object F1), and write "
+        "the bundle with output.discriminator. The test split is never read.",
+    )
+    dis.add_argument("--model", type=Path, required=True, help="bundle to add the discriminator to")
+    dis.add_argument("--split", type=Path, required=True, help="the search's OUT/data/split.json")
+    dis.add_argument("--out", type=Path, required=True, help="bundle directory to write")
+    dis.add_argument("--device", default="myriadx-emu", help="hil device for the candidates (default: the twin)")
     return parser
 
 
@@ -144,6 +158,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"wrote {args.out} (bundle {bundle.id[:12]}): input {dtype}, normalised in the IR")
+    elif args.command == "discriminate":
+        import tempfile
+
+        from search.discriminate import discriminate
+
+        with tempfile.TemporaryDirectory(prefix="discriminate-") as work:
+            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device)
+        print(f"wrote {args.out}: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
+              f"(the cuts it replaces: {record['val_f1_cuts_replaced']:.3f}), {record['train_candidates']} training "
+              f"candidates")
     return 0
 
 

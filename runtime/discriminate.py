@@ -1,0 +1,131 @@
+"""Discrimination: the second stage of a SAR ship detector, after the segmentation has prescreened.
+
+Classical SAR ship detection prescreens bright pixels (a CFAR test) and then discriminates each
+candidate by features of the candidate and of the clutter around it, because land, coast and sea
+clutter make candidates that a pixel test alone cannot tell from ships. Here the network's
+components are the candidates, and each is described by its scores, its size and the contrast of
+its pixels against a ring of clutter around it, in the tile's own counts. A logistic model over
+these features, fitted on the ground on a training split's detections and cut where object F1 is
+best on the validation split (:mod:`search.discriminate`), travels in the manifest as
+``output.discriminator``; the runtime drops each component whose probability is below its cut.
+
+Features are computed in pixels and counts, never map units, so a model fitted on chips without a
+georeference applies to a georeferenced scene alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Every feature a discriminator may use, in the order :func:`component_features` returns them.
+FEATURES = ("score", "max_score", "log_area", "log_inside", "log_ring", "log_ring_std", "contrast",
+            "log_inside_p90")
+
+#: Inner and outer radius (pixels) of the clutter ring: the inner gap keeps the ship's own
+#: sidelobes and a loose outline out of the clutter estimate.
+RING_PX = (2, 6)
+
+
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Square dilation by ``r`` pixels (separable: a running max along each axis)."""
+    if r <= 0:
+        return mask.copy()
+    out = mask
+    for axis in (0, 1):
+        padded = np.pad(out, [(r, r) if a == axis else (0, 0) for a in (0, 1)])
+        n = out.shape[axis]
+        grown = np.zeros_like(out)
+        for shift in range(2 * r + 1):
+            grown |= padded[shift:shift + n] if axis == 0 else padded[:, shift:shift + n]
+        out = grown
+    return out
+
+
+def component_features(image: np.ndarray, component: np.ndarray, top: int, left: int, score: float,
+                       max_score: float, ring_px: tuple[int, int] = RING_PX) -> np.ndarray:
+    """The :data:`FEATURES` of one candidate.
+
+    Args:
+        image: the tile's counts, (H, W) or (bands, H, W) (then their mean is the intensity), the
+            valid part only.
+        component: boolean mask of the candidate's pixels, cropped to its bounding box.
+        top, left: where ``component``'s box lies in ``image``.
+        score, max_score: the candidate's mean and largest vessel probability.
+        ring_px: inner and outer radius of the clutter ring.
+    """
+    inner, outer = ring_px
+    h, w = component.shape
+    r0, c0 = max(top - outer, 0), max(left - outer, 0)
+    r1, c1 = min(top + h + outer, image.shape[-2]), min(left + w + outer, image.shape[-1])
+    window = image[..., r0:r1, c0:c1].astype(np.float64)
+    if window.ndim == 3:
+        window = window.mean(axis=0)
+    placed = np.zeros(window.shape, bool)
+    placed[top - r0:top - r0 + h, left - c0:left - c0 + w] = component
+    ring = _dilate(placed, outer) & ~_dilate(placed, inner)
+    inside = window[placed]
+    # A candidate filling its whole tile has no clutter around it: its own pixels stand in.
+    around = window[ring] if ring.any() else inside
+    ring_mean, ring_std = float(around.mean()), float(around.std())
+    return np.array([score, max_score, np.log(inside.size), np.log1p(inside.mean()), np.log1p(ring_mean),
+                     np.log1p(ring_std), (inside.mean() - ring_mean) / (ring_std + 1.0),
+                     np.log1p(np.percentile(inside, 90))])
+
+
+@dataclass(frozen=True)
+class Discriminator:
+    """A logistic model over some :data:`FEATURES`: ``p = sigmoid(bias + weights . (x - mean) / scale)``;
+    a candidate is kept when ``p >= cut``."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
+    bias: float
+    cut: float
+    ring_px: tuple[int, int] = RING_PX
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ValueError(f"discriminator features must be among {FEATURES}; got {list(self.features)}")
+        n = len(self.features)
+        if not len(self.mean) == len(self.scale) == len(self.weights) == n:
+            raise ValueError(f"discriminator mean, scale and weights need {n} values each (one per feature)")
+        if not all(np.isfinite(v) for v in (*self.mean, *self.scale, *self.weights, self.bias)):
+            raise ValueError("discriminator values must be finite numbers")
+        if any(s <= 0 for s in self.scale):
+            raise ValueError(f"discriminator scales must be > 0; got {list(self.scale)}")
+        if not 0.0 < self.cut < 1.0:
+            raise ValueError(f"discriminator cut must lie in (0, 1); got {self.cut}")
+        inner, outer = self.ring_px
+        if not 0 <= inner < outer:
+            raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {self.ring_px}")
+
+    @classmethod
+    def from_manifest(cls, table: Mapping[str, Any]) -> Discriminator:
+        """From ``output.discriminator``; ``ValueError`` names what is wrong."""
+        try:
+            return cls(tuple(table["features"]), tuple(map(float, table["mean"])), tuple(map(float, table["scale"])),
+                       tuple(map(float, table["weights"])), float(table["bias"]), float(table["cut"]),
+                       tuple(int(v) for v in table.get("ring_px", RING_PX)))  # type: ignore[arg-type]
+        except (KeyError, TypeError) as exc:
+            raise ValueError("output.discriminator needs features, mean, scale, weights, bias and cut "
+                             f"(and optionally ring_px): {exc!r}") from None
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
+                "weights": list(self.weights), "bias": self.bias, "cut": self.cut, "ring_px": list(self.ring_px)}
+
+    def columns(self) -> list[int]:
+        """Where this model's features lie in a row of :func:`component_features`."""
+        return [FEATURES.index(f) for f in self.features]
+
+    def probability(self, rows: np.ndarray) -> np.ndarray:
+        """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
+        x = (np.asarray(rows, np.float64)[:, self.columns()] - np.array(self.mean)) / np.array(self.scale)
+        return 1.0 / (1.0 + np.exp(-(self.bias + x @ np.array(self.weights))))

@@ -1,0 +1,140 @@
+"""Fit the runtime's second stage (:mod:`runtime.discriminate`) for a flight model on its own split.
+
+    python -m search discriminate --model OUT/flight_model --split OUT/data/split.json --out BUNDLE
+
+1. the model runs through ``hil run`` on the split's training and validation samples with its own
+   cuts opened (``min_score`` 0, ``min_area_px`` down to ``floor_px``), so that every candidate the
+   network makes is seen;
+2. each candidate is described on the ground by the features the runtime computes on board
+   (:func:`runtime.discriminate.component_features`, on the sample's counts) and labelled a ship
+   when it matches a true vessel (polygon IoU >= 0.5, as the object F1 counts);
+3. a logistic model is fitted on the training candidates, and its cut is chosen where object F1 is
+   best on the validation candidates; the test split is never read;
+4. the bundle is written with ``output.discriminator``, the opened cuts, and the fit's record in
+   ``metrics.discriminator``.
+
+On the ground the ring of clutter runs on across tile borders; on board it stops at the tile's
+edge, so a candidate near a border is measured on a narrower ring there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.features import rasterize
+from shapely.geometry import shape
+
+from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
+from runtime.discriminate import FEATURES, Discriminator, component_features
+
+#: Cuts tried on the validation candidates.
+CUTS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
+
+
+def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = FEATURES,
+                 l2: float = 1e-2, cut: float = 0.5) -> Discriminator:
+    """A :class:`Discriminator` fitted by Newton's method (the L2 penalty keeps it finite on separable data)."""
+    x = np.asarray(rows, np.float64)[:, [FEATURES.index(f) for f in features]]
+    y = np.asarray(labels, np.float64)
+    if len(y) != len(x) or not 0 < y.sum() < len(y):
+        raise ValueError("a discriminator needs candidates of both kinds (ships and not), one label per row")
+    mean, scale = x.mean(0), x.std(0)
+    scale[scale == 0] = 1.0
+    z = np.c_[np.ones(len(x)), (x - mean) / scale]
+    w = np.zeros(z.shape[1])
+    penalty = l2 * np.eye(len(w))
+    penalty[0, 0] = 0.0  # the bias is not shrunk
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-z @ w))
+        hessian = (z * (p * (1 - p))[:, None]).T @ z + penalty + 1e-9 * np.eye(len(w))
+        step = np.linalg.solve(hessian, z.T @ (p - y) + penalty @ w)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return Discriminator(tuple(features), tuple(mean.tolist()), tuple(scale.tolist()), tuple(w[1:].tolist()),
+                         float(w[0]), cut)
+
+
+def candidates(split: Path, which: str, detections: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Feature rows of a hil run's detections on one part of a split, their labels (matches a true
+    vessel at IoU >= 0.5) and the number of true vessels there."""
+    from flightsim.sources import open_source
+
+    warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
+    plan = json.loads(split.read_text())
+    source = open_source(tuple(plan["source"]) if isinstance(plan["source"], list) else plan["source"])
+    by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for feature in json.loads(detections.read_text())["features"]:
+        by_scene[str(feature["properties"]["scene"]).rsplit("/", 1)[-1]].append(feature)
+    rows, labels, n_truth = [], [], 0
+    for index in plan[which]:
+        sample = source[index].load()
+        truth = sample.vessels or []
+        n_truth += len(truth)
+        for feature in by_scene.get(sample.name.rsplit("/", 1)[-1], []):
+            burnt = rasterize([(feature["geometry"], 1)], out_shape=(sample.height, sample.width),
+                              transform=sample.transform).astype(bool)
+            if not burnt.any():
+                continue
+            rr, cc = np.nonzero(burnt)
+            box = burnt[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
+            props = feature["properties"]
+            rows.append(component_features(sample.image, box, int(rr.min()), int(cc.min()), float(props["score"]),
+                                           float(props["max_score"])))
+            geom = shape(feature["geometry"])
+            best = max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)
+            labels.append(best >= 0.5)
+    return np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth
+
+
+def object_f1(kept: np.ndarray, labels: np.ndarray, n_truth: int) -> float:
+    """Object F1 of the kept candidates, each matching candidate one true positive."""
+    tp = int((kept & labels).sum())
+    return 2 * tp / max(int(kept.sum()) + n_truth, 1)
+
+
+def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
+                 floor_px: int = 4) -> dict[str, Any]:
+    """Fit, choose the cut, and write ``out``; returns the record stored in the manifest."""
+    import hil
+    from hil.__main__ import split_source
+
+    bundle = read_bundle(model)
+    manifest = rewritable_manifest(bundle)
+    before = {k: manifest["output"].get(k) for k in ("min_area_px", "min_score")}
+    manifest["output"]["min_area_px"] = min(int(before["min_area_px"] or floor_px), floor_px)
+    manifest["output"]["min_score"] = 0.0
+    manifest["output"].pop("discriminator", None)
+    rewrite_bundle(bundle, work / "opened", manifest)
+    parts = {}
+    for which in ("train", "val"):
+        hil.run(split_source(f"{split}:{which}"), work / "opened", work / which, device=device, progress=False)
+        parts[which] = candidates(split, which, work / which / "detections.geojson")
+    (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
+    fitted = fit_logistic(x_train, y_train)
+    p_val = fitted.probability(x_val)
+    f1_by_cut = {float(c): object_f1(p_val >= c, y_val, n_val) for c in CUTS}
+    cut = max(f1_by_cut, key=lambda c: (f1_by_cut[c], -abs(c - 0.5)))
+    chosen = Discriminator(fitted.features, fitted.mean, fitted.scale, fitted.weights, fitted.bias, cut)
+    # the cuts it replaces, scored the same way on the same candidates
+    area = np.exp(x_val[:, FEATURES.index("log_area")])
+    old = (area >= (before["min_area_px"] or 0)) & (x_val[:, FEATURES.index("score")] >= (before["min_score"] or 0))
+    record = {"fitted_on": f"{split}:train", "cut_chosen_on": f"{split}:val", "device": device,
+              "train_candidates": int(len(y_train)), "train_ships": int(y_train.sum()),
+              "val_candidates": int(len(y_val)), "val_ships": int(y_val.sum()), "val_truth": n_val,
+              "val_f1_by_cut": f1_by_cut, "cut": cut, "val_f1": f1_by_cut[cut],
+              "val_f1_cuts_replaced": object_f1(old, y_val, n_val), "cuts_replaced": before,
+              "val_f1_counting": "each candidate matching a true vessel at IoU >= 0.5 counts once"}
+    manifest["output"]["discriminator"] = chosen.to_manifest()
+    manifest["metrics"] = {**manifest.get("metrics", {}), "discriminator": record}
+    manifest["metrics"].pop("test", None)  # measured on another output: ship it again to measure
+    shutil.rmtree(out, ignore_errors=True)
+    rewrite_bundle(bundle, out, manifest)
+    return record

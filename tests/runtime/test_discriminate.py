@@ -1,0 +1,94 @@
+"""runtime.discriminate: the second stage that keeps or drops each component, by its scores, size
+and contrast against the clutter around it; on its own, inside vectorize, and in a served bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affine import Affine
+
+import hil
+from runtime.bundle import BundleError, read_bundle, rewritable_manifest, rewrite_bundle
+from runtime.discriminate import FEATURES, Discriminator, component_features
+from runtime.vectorize import vectorize
+from tests.conftest import make_brightness_bundle, write_scene_with_truth
+
+#: Keeps what has dark clutter around it: p = sigmoid(10 * (log1p(50) - log_ring)).
+DARK_RING = Discriminator(("log_ring",), (0.0,), (1.0,), (-10.0,), 10.0 * float(np.log1p(50.0)), 0.5)
+
+
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """Dark sea (20), a bright ship at sea, and a bright roof inside grey land (100): the brightness
+    model finds both; only the ship has dark clutter around it."""
+    pixels = np.full((3, 64, 64), 20, dtype=np.uint8)
+    truth = np.zeros((64, 64), dtype=np.uint8)
+    pixels[:, 8:12, 6:22] = 250
+    truth[8:12, 6:22] = 1
+    pixels[:, 30:64, 30:64] = 100
+    pixels[:, 44:50, 44:52] = 240
+    return pixels, truth
+
+
+def test_features_measure_the_component_against_the_ring_around_it() -> None:
+    image = np.full((40, 40), 10.0)
+    image[18:22, 15:25] = 200.0
+    row = component_features(image, np.ones((4, 10), bool), 18, 15, 0.9, 0.99)
+    values = dict(zip(FEATURES, row))
+    assert values["log_area"] == pytest.approx(np.log(40))
+    assert values["log_inside"] == pytest.approx(np.log1p(200.0))
+    assert values["log_ring"] == pytest.approx(np.log1p(10.0))  # the gap keeps the ship out of its ring
+    assert values["log_ring_std"] == pytest.approx(0.0)
+    assert values["contrast"] == pytest.approx(190.0)
+    # bands are averaged; a component at the tile's edge has a narrower ring, never an error
+    assert np.allclose(component_features(np.stack([image] * 3), np.ones((4, 10), bool), 18, 15, 0.9, 0.99), row)
+    edge = component_features(image, np.ones((2, 2), bool), 0, 0, 0.5, 0.5)
+    assert np.isfinite(edge).all()
+
+
+def test_a_discriminator_is_checked_and_lists_the_valid_features() -> None:
+    with pytest.raises(ValueError, match="among .*'contrast'"):
+        Discriminator(("brightness",), (0.0,), (1.0,), (1.0,), 0.0, 0.5)
+    with pytest.raises(ValueError, match="one per feature"):
+        Discriminator(("contrast", "score"), (0.0,), (1.0,), (1.0,), 0.0, 0.5)
+    with pytest.raises(ValueError, match="cut"):
+        Discriminator(("contrast",), (0.0,), (1.0,), (1.0,), 0.0, 1.0)
+    with pytest.raises(ValueError, match="scales"):
+        Discriminator(("contrast",), (0.0,), (0.0,), (1.0,), 0.0, 0.5)
+    with pytest.raises(ValueError, match="needs features"):
+        Discriminator.from_manifest({"features": ["contrast"]})
+    assert Discriminator.from_manifest(DARK_RING.to_manifest()) == DARK_RING
+
+
+def test_vectorize_drops_what_the_discriminator_rejects_and_reports_what_it_keeps() -> None:
+    pixels, _ = _scene()
+    prob = 1.0 / (1.0 + np.exp(-(10.0 * pixels.mean(0) / 255.0 - 5.0)))
+    plain = vectorize(prob, 0.5, Affine.identity(), None)
+    kept = vectorize(prob, 0.5, Affine.identity(), None, image=pixels, discriminator=DARK_RING)
+    assert len(plain) == 2 and len(kept) == 1
+    assert kept[0]["properties"]["ship_probability"] > 0.99
+    assert kept[0]["properties"]["centroid"][1] == pytest.approx(10.0)  # the ship, not the roof
+    with pytest.raises(ValueError, match="needs the tile's image"):
+        vectorize(prob, 0.5, Affine.identity(), None, discriminator=DARK_RING)
+
+
+def test_a_served_bundle_applies_its_discriminator_and_a_bad_one_is_refused(tmp_path: Path) -> None:
+    plain = make_brightness_bundle(tmp_path / "plain", size=64)
+    manifest = rewritable_manifest(plain)
+    manifest["output"]["discriminator"] = DARK_RING.to_manifest()
+    rewrite_bundle(plain, tmp_path / "two-stage", manifest)
+    assert read_bundle(tmp_path / "two-stage").discriminator == DARK_RING
+    pixels, truth = _scene()
+    scene, truth_path = write_scene_with_truth(tmp_path, pixels, truth, "EPSG:32628",
+                                               Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 2000000.0))
+    before = hil.run(scene, tmp_path / "plain", tmp_path / "r1", truth=truth_path).report
+    after = hil.run(scene, tmp_path / "two-stage", tmp_path / "r2", truth=truth_path).report
+    assert (before["n_detections"], after["n_detections"]) == (2, 1)
+    assert before["f1"] == pytest.approx(2 / 3) and after["f1"] == pytest.approx(1.0)
+    kept = json.loads((tmp_path / "r2" / "detections.geojson").read_text())["features"]
+    assert kept[0]["properties"]["ship_probability"] > 0.99
+    manifest["output"]["discriminator"] = {**DARK_RING.to_manifest(), "features": ["brightness"]}
+    with pytest.raises(BundleError, match="output.discriminator"):
+        rewrite_bundle(plain, tmp_path / "bad", manifest)
