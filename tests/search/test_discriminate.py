@@ -1,0 +1,49 @@
+"""search.discriminate: fitting the runtime's second stage on a split's train and val, never its test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.bundle import read_bundle
+from runtime.discriminate import FEATURES
+from search.discriminate import discriminate, fit_logistic, object_f1
+from tests.conftest import make_brightness_bundle
+
+SSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ssdd" / "images"
+
+
+def test_the_fit_separates_what_a_feature_separates_and_needs_both_kinds() -> None:
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(400, len(FEATURES)))
+    labels = rows[:, FEATURES.index("contrast")] + 0.3 * rng.normal(size=400) > 0.5
+    fitted = fit_logistic(rows, labels)
+    weights = dict(zip(fitted.features, fitted.weights))
+    assert weights["contrast"] > 5 * max(abs(w) for f, w in weights.items() if f != "contrast")
+    assert ((fitted.probability(rows) >= 0.5) == labels).mean() > 0.9
+    with pytest.raises(ValueError, match="both kinds"):
+        fit_logistic(rows, np.zeros(400, bool))
+
+
+def test_object_f1_counts_each_kept_match_once() -> None:
+    kept = np.array([True, True, False, True])
+    ships = np.array([True, False, True, True])
+    assert object_f1(kept, ships, n_truth=4) == pytest.approx(2 * 2 / (3 + 4))
+
+
+@pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+def test_discriminate_fits_on_train_chooses_on_val_and_never_reads_test(tmp_path: Path) -> None:
+    make_brightness_bundle(tmp_path / "bright", size=64, threshold=0.3)
+    # test names chips that do not exist: reading them would fail
+    split = {"source": [f"coco:{SSDD}"], "train": [0, 1, 2, 3, 4, 5], "val": [6, 7, 8], "test": [10**6]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    record = discriminate(tmp_path / "bright", tmp_path / "split.json", tmp_path / "out", tmp_path / "work")
+    bundle = read_bundle(tmp_path / "out")
+    assert bundle.discriminator is not None and bundle.discriminator.cut == record["cut"]
+    assert bundle.min_score == 0.0 and bundle.min_area_px == 4
+    assert record["train_candidates"] > record["train_ships"] > 0
+    assert record["val_f1"] == max(record["val_f1_by_cut"].values())
+    assert bundle.manifest["metrics"]["discriminator"]["fitted_on"].endswith(":train")
