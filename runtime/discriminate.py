@@ -102,9 +102,8 @@ class Discriminator:
             raise ValueError(f"discriminator scales must be > 0; got {list(self.scale)}")
         if not 0.0 < self.cut < 1.0:
             raise ValueError(f"discriminator cut must lie in (0, 1); got {self.cut}")
-        inner, outer = self.ring_px
-        if not 0 <= inner < outer:
-            raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {self.ring_px}")
+        if len(self.ring_px) != 2 or not 0 <= self.ring_px[0] < self.ring_px[1]:
+            raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {list(self.ring_px)}")
 
     @classmethod
     def from_manifest(cls, table: Mapping[str, Any]) -> Discriminator:

@@ -57,6 +57,8 @@ def test_a_discriminator_is_checked_and_lists_the_valid_features() -> None:
         Discriminator(("contrast",), (0.0,), (1.0,), (1.0,), 0.0, 1.0)
     with pytest.raises(ValueError, match="scales"):
         Discriminator(("contrast",), (0.0,), (0.0,), (1.0,), 0.0, 0.5)
+    with pytest.raises(ValueError, match="ring_px"):
+        Discriminator.from_manifest({**DARK_RING.to_manifest(), "ring_px": [6]})
     with pytest.raises(ValueError, match="needs features"):
         Discriminator.from_manifest({"features": ["contrast"]})
     assert Discriminator.from_manifest(DARK_RING.to_manifest()) == DARK_RING
