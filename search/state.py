@@ -57,13 +57,23 @@ def check_resumable(out: Path, cfg: dict[str, Any]) -> None:
     """Record ``cfg`` in ``OUT/search.json``, or check it matches the one a previous run recorded.
 
     Raises:
-        ValueError: listing the settings that differ (other than :data:`RESUMABLE_CHANGES`).
+        ValueError: listing the settings that differ (other than :data:`RESUMABLE_CHANGES`). A
+            setting the recorded config lacks (one added to search/defaults.toml since) counts as
+            its default, so a search resumes across such an addition only where the value is the default.
     """
     path = Path(out) / "search.json"
     if path.exists():
-        old = json.loads(path.read_text())["config"]
-        diffs = [f"{t}.{k}: {old.get(t, {}).get(k)!r} -> {v!r}" for t, table in cfg.items() if isinstance(table, dict)
-                 for k, v in table.items() if (t, k) not in RESUMABLE_CHANGES and old.get(t, {}).get(k) != v]
+        from search.config import load_config
+
+        old, defaults = json.loads(path.read_text())["config"], load_config()
+
+        def recorded(t: str, k: str) -> Any:
+            # A setting added to the defaults after that search began: it ran with what the default does.
+            table = old.get(t, {})
+            return table[k] if k in table else defaults.get(t, {}).get(k)
+
+        diffs = [f"{t}.{k}: {recorded(t, k)!r} -> {v!r}" for t, table in cfg.items() if isinstance(table, dict)
+                 for k, v in table.items() if (t, k) not in RESUMABLE_CHANGES and recorded(t, k) != v]
         if diffs:
             raise ValueError(f"{out} holds a search with other settings; use a new --out or the same config. "
                              f"Differences: {diffs}")

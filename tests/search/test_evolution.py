@@ -109,6 +109,21 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict
         check_resumable(tmp_path, changed)
 
 
+def test_resume_takes_a_setting_added_since_as_its_default(tmp_path: Path) -> None:
+    import json
+
+    from search.config import load_config
+
+    cfg = load_config()
+    older = {t: dict(v) if isinstance(v, dict) else v for t, v in cfg.items()}
+    del older["train"]["land_gate"]  # recorded before the setting existed
+    (tmp_path / "search.json").write_text(json.dumps({"config": older}))
+    check_resumable(tmp_path, cfg)  # the default is what that search ran with
+    (tmp_path / "search.json").write_text(json.dumps({"config": older}))
+    with pytest.raises(ValueError, match="train.land_gate: 'none' -> 'context'"):
+        check_resumable(tmp_path, {**cfg, "train": {**cfg["train"], "land_gate": "context"}})
+
+
 @pytest.mark.slow
 def test_resume_after_a_kill_mid_generation_loses_and_repeats_nothing(tmp_path: Path, tiny_config_path: Path) -> None:
     from search.config import load_config
