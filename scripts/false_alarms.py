@@ -18,10 +18,9 @@ against the sample's vessel outlines, as hil's object F1 matches them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,37 +30,26 @@ from shapely.geometry import shape
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flightsim.sources import open_source  # noqa: E402
 from hil.rig import sea_mask  # noqa: E402
+from search.discriminate import matched_detections  # noqa: E402
 
 
 def classify(split: Path, which: str, detections: Path, land_masks: Path | None,
              coast_px: int) -> list[dict[str, Any]]:
     """One row per detection: sample, best IoU with a true vessel, place (land/coast/sea/unknown)."""
-    plan = json.loads(split.read_text())
-    source = open_source(tuple(plan["source"]) if isinstance(plan["source"], list) else plan["source"])
-    by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for feature in json.loads(detections.read_text())["features"]:
-        by_scene[str(feature["properties"]["scene"]).rsplit("/", 1)[-1]].append(feature)
     rows = []
-    for index in plan[which]:
-        sample = source[index].load()
-        stem = sample.name.rsplit("/", 1)[-1]
-        # truth and detections both in the sample's map units; the outlines hil matches against
-        truth = sample.vessels or []
+    for sample, found in matched_detections(split, which, detections):
         sea = sea_mask(sample, land_masks) if land_masks else None
         land = None if sea is None else ~sea
         to_px = ~sample.transform
-        for feature in by_scene.get(stem, []):
-            geom = shape(feature["geometry"])
-            best = max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)
-            col, row = to_px * (geom.centroid.x, geom.centroid.y)
+        for feature, best in found:
+            centroid = shape(feature["geometry"]).centroid
+            col, row = to_px * (centroid.x, centroid.y)
+            props = feature["properties"]
             rows.append({"sample": sample.name, "iou": best, "place": _place(row, col, land, coast_px),
-                         "score": float(feature["properties"]["score"]),
-                         "max_score": float(feature["properties"]["max_score"]),
-                         "area_px": int(feature["properties"]["area_px"]),
-                         "length": float(feature["properties"]["length_m"]),
-                         "width": float(feature["properties"]["width_m"])})
+                         "score": float(props["score"]), "max_score": float(props["max_score"]),
+                         "area_px": int(props["area_px"]), "length": float(props["length_m"]),
+                         "width": float(props["width_m"])})
     return rows
 
 

@@ -23,16 +23,21 @@ import json
 import shutil
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 from shapely.geometry import shape
 
+from hil.score import precision_recall_f1
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.discriminate import FEATURES, Discriminator, component_features
+
+if TYPE_CHECKING:
+    from flightsim.sources.base import Sample
 
 #: Cuts tried on the validation candidates.
 CUTS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
@@ -62,23 +67,33 @@ def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...]
                          float(w[0]), cut)
 
 
-def candidates(split: Path, which: str, detections: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Feature rows of a hil run's detections on one part of a split, their labels (matches a true
-    vessel at IoU >= 0.5) and the number of true vessels there."""
-    from flightsim.sources import open_source
+def matched_detections(split: Path, which: str, detections: Path
+                       ) -> Iterator[tuple[Sample, list[tuple[dict[str, Any], float]]]]:
+    """Each sample of one part of a split (pixels loaded), with the detections a hil run made on it
+    and each detection's best IoU with the sample's vessel outlines (what hil's object F1 matches)."""
+    from hil.__main__ import split_source
 
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
-    plan = json.loads(split.read_text())
-    source = open_source(tuple(plan["source"]) if isinstance(plan["source"], list) else plan["source"])
     by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for feature in json.loads(detections.read_text())["features"]:
         by_scene[str(feature["properties"]["scene"]).rsplit("/", 1)[-1]].append(feature)
-    rows, labels, n_truth = [], [], 0
-    for index in plan[which]:
-        sample = source[index].load()
+    for sample in split_source(f"{split}:{which}"):
+        sample.load()
         truth = sample.vessels or []
-        n_truth += len(truth)
+        found = []
         for feature in by_scene.get(sample.name.rsplit("/", 1)[-1], []):
+            geom = shape(feature["geometry"])
+            found.append((feature, max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)))
+        yield sample, found
+
+
+def candidates(split: Path, which: str, detections: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Feature rows of a hil run's detections on one part of a split, their labels (matches a true
+    vessel at IoU >= 0.5) and the number of true vessels there."""
+    rows, labels, n_truth = [], [], 0
+    for sample, found in matched_detections(split, which, detections):
+        n_truth += len(sample.vessels or [])
+        for feature, best in found:
             burnt = rasterize([(feature["geometry"], 1)], out_shape=(sample.height, sample.width),
                               transform=sample.transform).astype(bool)
             if not burnt.any():
@@ -88,16 +103,14 @@ def candidates(split: Path, which: str, detections: Path) -> tuple[np.ndarray, n
             props = feature["properties"]
             rows.append(component_features(sample.image, box, int(rr.min()), int(cc.min()), float(props["score"]),
                                            float(props["max_score"])))
-            geom = shape(feature["geometry"])
-            best = max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)
             labels.append(best >= 0.5)
     return np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth
 
 
 def object_f1(kept: np.ndarray, labels: np.ndarray, n_truth: int) -> float:
-    """Object F1 of the kept candidates, each matching candidate one true positive."""
-    tp = int((kept & labels).sum())
-    return 2 * tp / max(int(kept.sum()) + n_truth, 1)
+    """Object F1 of the kept candidates (hil's rule, :func:`hil.score.precision_recall_f1`), each
+    matching candidate one true positive."""
+    return precision_recall_f1(int((kept & labels).sum()), int(kept.sum()), n_truth)[2]
 
 
 def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
