@@ -12,6 +12,7 @@ a new one into its store atomically (a symlink swap), keeping the last good one 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 import os
@@ -87,10 +88,11 @@ class Bundle:
         chosen on validation data like the threshold); 0: every component above the threshold."""
         return float(self.manifest["output"].get("min_score", 0.0))
 
-    @property
+    @functools.cached_property
     def discriminator(self) -> Discriminator | None:
         """The second stage that keeps or drops each component (``output.discriminator``,
-        :mod:`runtime.discriminate`); None: every component that passes the cuts above."""
+        :mod:`runtime.discriminate`); None: every component that passes the cuts above. Parsed
+        once: the runtime asks for it on every tile."""
         table = self.manifest["output"].get("discriminator")
         return None if table is None else Discriminator.from_manifest(table)
 

@@ -40,7 +40,6 @@ from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
-from runtime.discriminate import Discriminator
 from runtime.fit import SceneFit
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
@@ -62,10 +61,6 @@ class Serving:
     bundle: Bundle
     adapter: InferenceAdapter
     preprocess: Preprocessor
-
-    @functools.cached_property
-    def discriminator(self) -> Discriminator | None:
-        return self.bundle.discriminator
 
     @property
     def info(self) -> dict[str, str]:
@@ -357,8 +352,8 @@ class Runtime:
                             t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px,
                             serving.bundle.min_score, batch)
             job.adapter = serving.adapter
-            if serving.discriminator is not None:  # it measures each vessel against the tile's counts
-                job.discriminator, job.pixels = serving.discriminator, pixels
+            if serving.bundle.discriminator is not None:  # it measures each vessel against the tile's counts
+                job.discriminator, job.pixels = serving.bundle.discriminator, pixels
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()
             try:
