@@ -4,7 +4,8 @@ Classical SAR ship detection prescreens bright pixels (a CFAR test) and then dis
 candidate by features of the candidate and of the clutter around it, because land, coast and sea
 clutter make candidates that a pixel test alone cannot tell from ships. Here the network's
 components are the candidates, and each is described by its scores, its size and the contrast of
-its pixels against a ring of clutter around it, in the tile's own counts. A logistic model over
+its pixels against a ring of clutter around it and by the wider neighbourhood it lies in (land and
+coast are bright and busy over tens of pixels; open sea is dark and calm), in the tile's own counts. A logistic model over
 these features, fitted on the ground on a training split's detections and cut where object F1 is
 best on the validation split (:mod:`search.discriminate`), travels in the manifest as
 ``output.discriminator``; the runtime drops each component whose probability is below its cut.
@@ -23,11 +24,15 @@ import numpy as np
 
 #: Every feature a discriminator may use, in the order :func:`component_features` returns them.
 FEATURES = ("score", "max_score", "log_area", "log_inside", "log_ring", "log_ring_std", "contrast",
-            "log_inside_p90")
+            "log_inside_p90", "log_context", "log_context_std", "log_context_p90")
 
 #: Inner and outer radius (pixels) of the clutter ring: the inner gap keeps the ship's own
 #: sidelobes and a loose outline out of the clutter estimate.
 RING_PX = (2, 6)
+
+#: How far (pixels) beyond the candidate's box the wide context reaches: land and coast are
+#: properties of a neighbourhood tens of pixels across, which the narrow ring does not see.
+CONTEXT_PX = 32
 
 
 def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
@@ -55,25 +60,35 @@ def component_features(image: np.ndarray, component: np.ndarray, top: int, left:
         component: boolean mask of the candidate's pixels, cropped to its bounding box.
         top, left: where ``component``'s box lies in ``image``.
         score, max_score: the candidate's mean and largest vessel probability.
-        ring_px: inner and outer radius of the clutter ring.
+        ring_px: inner and outer radius of the clutter ring; the wide context is every pixel
+            within :data:`CONTEXT_PX` of the box that is not the candidate or within its ring.
     """
     inner, outer = ring_px
     h, w = component.shape
-    r0, c0 = max(top - outer, 0), max(left - outer, 0)
-    r1, c1 = min(top + h + outer, image.shape[-2]), min(left + w + outer, image.shape[-1])
+    reach = max(outer, CONTEXT_PX)
+    r0, c0 = max(top - reach, 0), max(left - reach, 0)
+    r1, c1 = min(top + h + reach, image.shape[-2]), min(left + w + reach, image.shape[-1])
     window = image[..., r0:r1, c0:c1].astype(np.float64)
     if window.ndim == 3:
         window = window.mean(axis=0)
     placed = np.zeros(window.shape, bool)
     placed[top - r0:top - r0 + h, left - c0:left - c0 + w] = component
-    ring = _dilate(placed, outer) & ~_dilate(placed, inner)
+    # The ring and the candidate's neighbourhood are local: dilate within a box just past the ring.
+    b0, d0 = max(top - r0 - outer, 0), max(left - c0 - outer, 0)
+    near = (slice(b0, top - r0 + h + outer), slice(d0, left - c0 + w + outer))
+    grown = np.zeros(window.shape, bool)
+    grown[near] = _dilate(placed[near], outer)
+    ring = np.zeros(window.shape, bool)
+    ring[near] = grown[near] & ~_dilate(placed[near], inner)
     inside = window[placed]
     # A candidate filling its whole tile has no clutter around it: its own pixels stand in.
     around = window[ring] if ring.any() else inside
+    context = window[~grown] if not grown.all() else around
     ring_mean, ring_std = float(around.mean()), float(around.std())
     return np.array([score, max_score, np.log(inside.size), np.log1p(inside.mean()), np.log1p(ring_mean),
                      np.log1p(ring_std), (inside.mean() - ring_mean) / (ring_std + 1.0),
-                     np.log1p(np.percentile(inside, 90))])
+                     np.log1p(np.percentile(inside, 90)), np.log1p(context.mean()), np.log1p(context.std()),
+                     np.log1p(np.percentile(context, 90))])
 
 
 @dataclass(frozen=True)

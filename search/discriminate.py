@@ -13,8 +13,11 @@
 4. the bundle is written with ``output.discriminator``, the opened cuts, and the fit's record in
    ``metrics.discriminator``.
 
-On the ground the ring of clutter runs on across tile borders; on board it stops at the tile's
-edge, so a candidate near a border is measured on a narrower ring there.
+On board the ring and the wider context stop at the tile's edge, so on the ground each candidate
+is measured as the payload measured it: on the tile (hil's grid: the bundle's tile size and
+hil's overlap) that owns its centroid, with the part of it that lies in that tile. A vessel cut by
+a border reaches the ground as one merged outline but was judged on board piece by piece; the
+piece that owns the centroid stands for it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import rasterize
 from shapely.geometry import shape
 
+from flightsim.tiles import owned_windows, tile_grid
 from hil.score import precision_recall_f1
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.discriminate import FEATURES, Discriminator, component_features
@@ -87,21 +91,41 @@ def matched_detections(split: Path, which: str, detections: Path
         yield sample, found
 
 
-def candidates(split: Path, which: str, detections: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Feature rows of a hil run's detections on one part of a split, their labels (matches a true
+def _tile_view(burnt: np.ndarray, grid: list[tuple[int, int, int, int]],
+               owned: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The window (row, col, h, w) of the tile that owns the centroid of a burnt candidate."""
+    rr, cc = np.nonzero(burnt)
+    r, c = rr.mean(), cc.mean()
+    for window, (row, col, h, w) in zip(grid, owned):
+        if row <= r < row + h and col <= c < col + w:
+            return window
+    return (0, 0, burnt.shape[0], burnt.shape[1])
+
+
+def candidates(split: Path, which: str, detections: Path, tile_size: int,
+               overlap: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Feature rows of a hil run's detections on one part of a split, measured on the tile the
+    payload saw each on (``tile_size``, ``overlap``: the run's grid), their labels (matches a true
     vessel at IoU >= 0.5) and the number of true vessels there."""
     rows, labels, n_truth = [], [], 0
     for sample, found in matched_detections(split, which, detections):
         n_truth += len(sample.vessels or [])
+        grid = tile_grid(sample.height, sample.width, tile_size, overlap)
+        owned = owned_windows(grid)
         for feature, best in found:
             burnt = rasterize([(feature["geometry"], 1)], out_shape=(sample.height, sample.width),
                               transform=sample.transform).astype(bool)
             if not burnt.any():
                 continue
-            rr, cc = np.nonzero(burnt)
-            box = burnt[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
+            row, col, h, w = _tile_view(burnt, grid, owned)
+            piece = burnt[row:row + h, col:col + w]
+            if not piece.any():
+                piece, row, col = burnt, 0, 0
+            rr, cc = np.nonzero(piece)
+            box = piece[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
+            tile = sample.image[..., row:row + piece.shape[0], col:col + piece.shape[1]]
             props = feature["properties"]
-            rows.append(component_features(sample.image, box, int(rr.min()), int(cc.min()), float(props["score"]),
+            rows.append(component_features(tile, box, int(rr.min()), int(cc.min()), float(props["score"]),
                                            float(props["max_score"])))
             labels.append(best >= 0.5)
     return np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth
@@ -118,6 +142,7 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     """Fit, choose the cut, and write ``out``; returns the record stored in the manifest."""
     import hil
     from hil.__main__ import split_source
+    from hil.rig import DEFAULTS
 
     bundle = read_bundle(model)
     manifest = rewritable_manifest(bundle)
@@ -129,7 +154,8 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     parts = {}
     for which in ("train", "val"):
         hil.run(split_source(f"{split}:{which}"), work / "opened", work / which, device=device, progress=False)
-        parts[which] = candidates(split, which, work / which / "detections.geojson")
+        parts[which] = candidates(split, which, work / which / "detections.geojson",
+                                  bundle.manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
     (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
     fitted = fit_logistic(x_train, y_train)
     p_val = fitted.probability(x_val)

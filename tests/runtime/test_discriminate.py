@@ -12,7 +12,7 @@ from affine import Affine
 
 import hil
 from runtime.bundle import BundleError, read_bundle, rewritable_manifest, rewrite_bundle
-from runtime.discriminate import FEATURES, Discriminator, component_features
+from runtime.discriminate import CONTEXT_PX, FEATURES, Discriminator, component_features
 from runtime.vectorize import vectorize
 from tests.conftest import make_brightness_bundle, write_scene_with_truth
 
@@ -46,6 +46,26 @@ def test_features_measure_the_component_against_the_ring_around_it() -> None:
     assert np.allclose(component_features(np.stack([image] * 3), np.ones((4, 10), bool), 18, 15, 0.9, 0.99), row)
     edge = component_features(image, np.ones((2, 2), bool), 0, 0, 0.5, 0.5)
     assert np.isfinite(edge).all()
+
+
+def test_the_wide_context_sees_land_that_the_ring_does_not() -> None:
+    """The same ship on calm sea and 10 px from a bright, busy land edge: the 2-6 px ring is sea in
+    both, the context (up to CONTEXT_PX beyond the box, outside the ring) is not."""
+    rng = np.random.default_rng(0)
+    sea = np.full((96, 96), 10.0)
+    coast = sea.copy()
+    coast[:, 66:] = rng.uniform(80, 200, (96, 30))
+    ship = np.ones((4, 10), bool)
+    at_sea, near_land = (dict(zip(FEATURES, component_features(img, ship, 46, 46, 0.9, 0.99))) for img in (sea, coast))
+    for name in ("log_ring", "log_ring_std", "contrast"):
+        assert at_sea[name] == pytest.approx(near_land[name])
+    assert at_sea["log_context"] == pytest.approx(np.log1p(10.0)) and at_sea["log_context_std"] == pytest.approx(0.0)
+    assert near_land["log_context"] > at_sea["log_context"] + 1.0
+    assert near_land["log_context_std"] > 2.0 and near_land["log_context_p90"] > np.log1p(80.0)
+    # land farther than CONTEXT_PX beyond the box is not seen
+    far = sea.copy()
+    far[:, 46 + 10 + CONTEXT_PX:] = 150.0
+    assert component_features(far, ship, 46, 46, 0.9, 0.99)[FEATURES.index("log_context")] == pytest.approx(np.log1p(10.0))
 
 
 def test_a_discriminator_is_checked_and_lists_the_valid_features() -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from runtime.bundle import read_bundle
 from runtime.discriminate import FEATURES
-from search.discriminate import discriminate, fit_logistic, object_f1
+from flightsim.tiles import owned_windows, tile_grid
+from search.discriminate import _tile_view, discriminate, fit_logistic, object_f1
 from tests.conftest import make_brightness_bundle
 
 SSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ssdd" / "images"
@@ -32,6 +33,22 @@ def test_object_f1_counts_each_kept_match_once() -> None:
     kept = np.array([True, True, False, True])
     ships = np.array([True, False, True, True])
     assert object_f1(kept, ships, n_truth=4) == pytest.approx(2 * 2 / (3 + 4))
+
+
+def test_a_candidate_is_measured_on_the_tile_that_owns_its_centroid() -> None:
+    """As the payload saw it: a vessel across a tile border is judged on the tile holding most of it."""
+    burnt = np.zeros((128, 200), bool)
+    burnt[60:72, 10:20] = True  # rows 60-63 in the first tile row, 64-71 in the second
+    grid = tile_grid(128, 200, 64)
+    assert _tile_view(burnt, grid, owned_windows(grid)) == (64, 0, 64, 64)
+    burnt[:] = False
+    burnt[10:14, 190:198] = True  # the short last column of a grid without overlap
+    assert _tile_view(burnt, grid, owned_windows(grid)) == (0, 192, 64, 8)
+    # with overlap, each tile answers for up to half-way into the shared pixels
+    grid = tile_grid(128, 200, 64, overlap=16)
+    burnt[:] = False
+    burnt[58:62, 10:20] = True  # rows 48-111 hold it, and that tile owns rows 56-87
+    assert _tile_view(burnt, grid, owned_windows(grid)) == (48, 0, 64, 64)
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
