@@ -8,7 +8,11 @@ figure hides, and the fair comparison of a searched network with a hand-designed
 
 Each seed: ``search.candidate.evaluate_candidate`` (FP32 + aligned epochs, export, target check,
 hil on the validation split), then ``hil run --split OUT/data/split.json:test`` of its bundle.
-Writes OUT/study.json (per seed and mean ± sd) and prints a line per seed.
+With ``--discriminate`` each seed's bundle also gets its own second stage
+(``search.discriminate``: fitted on the training split, cut on the validation split) and that
+bundle is scored on the test split too (``test_discriminated``), so a searched and a hand-designed
+network are compared with the same post-processing. Writes OUT/study.json (per seed and mean ± sd)
+and prints a line per seed.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="myriadx-emu", help="flight device for the test split (default the twin)")
+    parser.add_argument("--discriminate", action="store_true",
+                        help="also fit each seed's discriminator (train/val) and score that bundle on test")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     genome = parse_genome(args.genome, cfg)
@@ -90,15 +96,27 @@ def main(argv: list[str] | None = None) -> int:
                "estimated_latency_ms": dev["estimated_latency_ms"], "seconds": round(record["seconds"]),
                "postprocessing": (record["training"].get("postprocessing") or {}).get("chosen"),
                "val_pooled": dev.get("pooled"), "test": test}
+        if args.discriminate:
+            from search.discriminate import discriminate
+
+            seed_dir = args.out / f"seed_{seed}"
+            run["discriminator"] = discriminate(Path(record["bundle"]), args.out / "data" / "split.json",
+                                                seed_dir / "discriminated", seed_dir / "discriminate_work")
+            run["test_discriminated"] = test_scores(seed_dir / "discriminated", args.out / "data" / "split.json",
+                                                    seed_dir / "test_discriminated", args.device)
         study["runs"].append(run)
         path.write_text(json.dumps(study, indent=1))
-        print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"]}), flush=True)
+        print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"],
+                          "discriminated": run.get("test_discriminated")}), flush=True)
     runs = study["runs"]
-    study["test_mean_sd"] = {k: [float(np.mean([r["test"][k] for r in runs])),
-                                 float(np.std([r["test"][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0]
-                             for k in KEYS}
+    for key in ("test", "test_discriminated"):
+        scored = [r[key] for r in runs if key in r]
+        if scored:
+            study[f"{key}_mean_sd"] = {k: [float(np.mean([t[k] for t in scored])),
+                                           float(np.std([t[k] for t in scored], ddof=1)) if len(scored) > 1 else 0.0]
+                                       for k in KEYS}
     path.write_text(json.dumps(study, indent=1))
-    print(json.dumps({"genome": study["name"], "test_mean_sd": study["test_mean_sd"]}))
+    print(json.dumps({"genome": study["name"], **{k: v for k, v in study.items() if k.endswith("_mean_sd")}}))
     return 0
 
 
