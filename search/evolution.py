@@ -100,6 +100,8 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_resumable(out, cfg)
+    if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
+        raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     evo = cfg["evolution"]
     space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]))
     data: SearchData = prepare_data(cfg, out / "data")
@@ -138,9 +140,30 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
             out / "report" / "flight_model_check.json")
         if not check["identical"]:
             say(f"warning: the shipped flight model does not reproduce its search figures: {check}")
+        if cfg["export"].get("discriminate"):
+            _add_discriminator(out, best["device_metrics"]["device"], say)
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)
+
+
+def _add_discriminator(out: Path, device: str, say: Any) -> None:
+    """Give ``out/flight_model`` its second stage (``[export] discriminate``), fitted on the
+    search's own split: training candidates, cut on validation, the test split never read."""
+    import shutil
+
+    from search.discriminate import discriminate
+
+    split = out / "data" / "split.json"
+    if not split.is_file():
+        raise ValueError("[export] discriminate needs a real [data] source: there is no split to fit on")
+    staged = out / "flight_model.discriminated"
+    shutil.rmtree(staged, ignore_errors=True)
+    record = discriminate(out / "flight_model", split, staged, out / "discriminate", device=device)
+    shutil.rmtree(out / "flight_model")
+    staged.rename(out / "flight_model")
+    say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
+        f"(the search's cuts: {record['val_f1_cuts_replaced']:.3f})")
 
 
 def load_generations(out: Path) -> list[dict[str, Any]]:

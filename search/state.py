@@ -23,8 +23,10 @@ from typing import Any
 
 from runtime.atomic import write_atomic
 
-#: Settings that may change between a search and its resumption without changing any result.
-RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations")}
+#: Settings that may change between a search and its resumption without changing any candidate's
+#: result (more generations add candidates; the second stage is fitted after the search).
+RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
+                     ("export", "discriminate")}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

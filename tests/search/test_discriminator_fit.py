@@ -64,3 +64,33 @@ def test_discriminate_fits_on_train_chooses_on_val_and_never_reads_test(tmp_path
     assert record["train_candidates"] > record["train_ships"] > 0
     assert record["val_f1"] == max(record["val_f1_by_cut"].values())
     assert bundle.manifest["metrics"]["discriminator"]["fitted_on"].endswith(":train")
+
+
+@pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+def test_a_search_gives_its_flight_model_the_second_stage_on_its_own_split(tmp_path: Path) -> None:
+    """[export] discriminate: OUT/flight_model is replaced by the same bundle with its discriminator."""
+    from search.evolution import _add_discriminator
+
+    make_brightness_bundle(tmp_path / "out" / "flight_model", size=64, threshold=0.3)
+    (tmp_path / "out" / "data").mkdir()
+    split = {"source": [f"coco:{SSDD}"], "train": [0, 1, 2, 3, 4, 5], "val": [6, 7, 8], "test": [10**6]}
+    (tmp_path / "out" / "data" / "split.json").write_text(json.dumps(split))
+    before = read_bundle(tmp_path / "out" / "flight_model")
+    said: list[str] = []
+    _add_discriminator(tmp_path / "out", "myriadx-emu", said.append)
+    after = read_bundle(tmp_path / "out" / "flight_model")
+    assert after.discriminator is not None and before.discriminator is None
+    assert after.files == before.files  # the same network, only the manifest changes
+    assert not (tmp_path / "out" / "flight_model.discriminated").exists()
+    assert said and said[0].startswith("second stage: validation F1")
+
+
+def test_a_search_without_a_real_split_refuses_the_second_stage_before_training(tmp_path: Path) -> None:
+    from search.config import load_config
+    from search.evolution import run_search
+
+    cfg = load_config()
+    cfg["export"]["discriminate"] = True
+    with pytest.raises(ValueError, match="discriminate needs a real \\[data\\] source"):
+        run_search(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "candidates").exists()

@@ -104,6 +104,8 @@ def test_rerun_resumes_and_trains_nothing(tiny_search: tuple[Path, Any], tiny_co
 def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     check_resumable(tmp_path, tiny_cfg)
     check_resumable(tmp_path, {**tiny_cfg, "run": {"workers": 4, "ray_address": ""}})  # allowed
+    # the second stage is fitted after the search: no candidate changes
+    check_resumable(tmp_path, {**tiny_cfg, "export": {**tiny_cfg["export"], "discriminate": True}})
     changed = {**tiny_cfg, "candidate": {**tiny_cfg["candidate"], "fp32_epochs": 3}}
     with pytest.raises(ValueError, match="fp32_epochs"):
         check_resumable(tmp_path, changed)
