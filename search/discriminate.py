@@ -137,25 +137,41 @@ def object_f1(kept: np.ndarray, labels: np.ndarray, n_truth: int) -> float:
     return precision_recall_f1(int((kept & labels).sum()), int(kept.sum()), n_truth)[2]
 
 
-def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
-                 floor_px: int = 4) -> dict[str, Any]:
-    """Fit, choose the cut, and write ``out``; returns the record stored in the manifest."""
-    import hil
-    from hil.__main__ import split_source
-    from hil.rig import DEFAULTS
-
+def open_cuts(model: Path, out: Path, floor_px: int = 4) -> dict[str, Any]:
+    """Write ``model`` to ``out`` with its own cuts opened (smallest vessel down to ``floor_px``, no
+    score cut, no discriminator), so that every candidate the network makes is seen; returns the
+    cuts it had."""
     bundle = read_bundle(model)
     manifest = rewritable_manifest(bundle)
     before = {k: manifest["output"].get(k) for k in ("min_area_px", "min_score")}
     manifest["output"]["min_area_px"] = min(int(before["min_area_px"] or floor_px), floor_px)
     manifest["output"]["min_score"] = 0.0
     manifest["output"].pop("discriminator", None)
-    rewrite_bundle(bundle, work / "opened", manifest)
-    parts = {}
-    for which in ("train", "val"):
-        hil.run(split_source(f"{split}:{which}"), work / "opened", work / which, device=device, progress=False)
-        parts[which] = candidates(split, which, work / which / "detections.geojson",
-                                  bundle.manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
+    shutil.rmtree(out, ignore_errors=True)
+    rewrite_bundle(bundle, out, manifest)
+    return before
+
+
+def split_candidates(opened: Path, split: Path, which: str, work: Path,
+                     device: str = "myriadx-emu") -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`candidates` of a bundle with its cuts opened (:func:`open_cuts`) on one part of a
+    split, through ``hil run`` on ``device`` (its report under ``work/which``)."""
+    import hil
+    from hil.__main__ import split_source
+    from hil.rig import DEFAULTS
+
+    hil.run(split_source(f"{split}:{which}"), opened, work / which, device=device, progress=False)
+    return candidates(split, which, work / which / "detections.geojson",
+                      read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
+
+
+def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
+                 floor_px: int = 4) -> dict[str, Any]:
+    """Fit, choose the cut, and write ``out``; returns the record stored in the manifest."""
+    before = open_cuts(model, work / "opened", floor_px)
+    bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
+    manifest = rewritable_manifest(bundle)
+    parts = {which: split_candidates(work / "opened", split, which, work, device) for which in ("train", "val")}
     (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
     fitted = fit_logistic(x_train, y_train)
     p_val = fitted.probability(x_val)

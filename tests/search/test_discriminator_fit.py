@@ -94,3 +94,15 @@ def test_a_search_without_a_real_split_refuses_the_second_stage_before_training(
     with pytest.raises(ValueError, match="discriminate needs a real \\[data\\] source"):
         run_search(cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "candidates").exists()
+
+
+def test_feature_ranking_auc_is_the_share_of_ship_and_non_ship_pairs_ranked_right() -> None:
+    from scripts.feature_ranking import auc
+
+    ships = np.array([True, True, False, False])
+    assert auc(np.array([3.0, 4.0, 1.0, 2.0]), ships) == 1.0
+    assert auc(np.array([1.0, 2.0, 3.0, 4.0]), ships) == 0.0
+    assert auc(np.array([1.0, 4.0, 2.0, 3.0]), ships) == 0.5
+    assert auc(np.array([5.0, 5.0, 5.0, 5.0]), ships) == 0.5  # ties count half
+    with pytest.raises(ValueError, match="both kinds"):
+        auc(np.ones(3), np.zeros(3, bool))
