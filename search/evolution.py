@@ -97,11 +97,11 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     the report and ``generations.json``."""
     from search.report import verify_flight_model, write_flight_model, write_report
 
+    if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
+        raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     check_resumable(out, cfg)
-    if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
-        raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     evo = cfg["evolution"]
     space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]))
     data: SearchData = prepare_data(cfg, out / "data")
@@ -154,12 +154,11 @@ def _add_discriminator(out: Path, device: str, say: Any) -> None:
 
     from search.discriminate import discriminate
 
-    split = out / "data" / "split.json"
-    if not split.is_file():
-        raise ValueError("[export] discriminate needs a real [data] source: there is no split to fit on")
     staged = out / "flight_model.discriminated"
     shutil.rmtree(staged, ignore_errors=True)
-    record = discriminate(out / "flight_model", split, staged, out / "discriminate", device=device)
+    # run_search refused the setting without a real source, so prepare_data wrote this split
+    record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
+                          device=device)
     shutil.rmtree(out / "flight_model")
     staged.rename(out / "flight_model")
     say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "

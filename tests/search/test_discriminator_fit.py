@@ -93,7 +93,7 @@ def test_a_search_without_a_real_split_refuses_the_second_stage_before_training(
     cfg["export"]["discriminate"] = True
     with pytest.raises(ValueError, match="discriminate needs a real \\[data\\] source"):
         run_search(cfg, tmp_path / "out", progress=False)
-    assert not (tmp_path / "out" / "candidates").exists()
+    assert not (tmp_path / "out").exists()  # refused before anything is recorded or trained
 
 
 def test_feature_ranking_auc_is_the_share_of_ship_and_non_ship_pairs_ranked_right() -> None:
