@@ -17,6 +17,7 @@ so the whole search replays identically from its records: that is how it resumes
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from search.candidate import hil_scores
+from search.candidate import evaluate_candidate, hil_scores
 from search.dataset import SearchData, prepare_data
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, write_json_atomic
@@ -132,6 +133,8 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
                 seen.update(population)
     scored = [r for r in records.values() if r.get("fitness") is not None]
     best = max(scored, key=lambda r: (r["fitness"], r["key"]), default=None)
+    if best is not None and int(cfg["final"]["fp32_epochs"]) > 0:
+        best = final_training(best, cfg, data, out, say)
     if best is not None:
         write_flight_model(best, out / "flight_model", cfg)
         check = verify_flight_model(
@@ -145,6 +148,58 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)
+
+
+def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, out: Path,
+                   say: Any = print) -> dict[str, Any]:
+    """``best`` trained again from scratch with the ``[final]`` budget, exported and scored like a
+    candidate; returns that record when it is at least as good on validation (:func:`compare_final`),
+    else ``best``.
+
+    The record is kept in ``OUT/final/record.json`` (with the budget, the searched candidate's
+    fitness and the comparison) and reused on resume while the genome and the budget are unchanged,
+    so a finished search run again trains nothing here either.
+    """
+    budget = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
+    path = out / "final" / "record.json"
+    record = json.loads(path.read_text()) if path.exists() else None
+    if record is None or record.get("key") != best["key"] or record.get("final_budget") != budget:
+        final_cfg = copy.deepcopy(cfg)
+        final_cfg["candidate"].update(budget)
+        say(f"final training of {best['name']}: {budget['fp32_epochs']} FP32 + {budget['aligned_epochs']} "
+            f"aligned epochs")
+        record = evaluate_candidate(Genome.from_dict(best["genome"]), final_cfg, data, out / "final")
+        record.update(final_budget=budget, searched={"fitness": best["fitness"], "bundle": best["bundle"],
+                                                     "trained_under": best["training"]["trained_under"]})
+        record["compared"] = compare_final(best, record, cfg, out)
+        write_json_atomic(path, record)
+    compared = record["compared"]
+    kept = compared["final"] is not None and compared["final"] >= compared["searched"]
+    say(f"final training: {compared['by']} {compared['final']} against {compared['searched']} as searched; "
+        f"the flight model is the {'final' if kept else 'searched'} one")
+    return record if kept else best
+
+
+def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What decides between the searched candidate and its final training, on validation only: the
+    fitness; or, when the flight model flies a second stage (``[export] discriminate``), the
+    validation F1 each reaches with its own, fitted the same way (the cuts the fitness was measured
+    with are replaced by it). The genome is the same, so latency and size do not differ."""
+    if final.get("fitness") is None:
+        return {"by": "validation fitness", "searched": best["fitness"], "final": None}
+    if not cfg["export"].get("discriminate"):
+        return {"by": "validation fitness", "searched": best["fitness"], "final": final["fitness"]}
+    import shutil
+
+    from search.discriminate import discriminate
+
+    f1 = {}
+    for tag, record in (("searched", best), ("final", final)):
+        root = out / "final" / "second_stage" / tag
+        shutil.rmtree(root, ignore_errors=True)
+        f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
+                               device=record["device_metrics"]["device"])["val_f1"]
+    return {"by": "validation F1 with its own second stage", **f1}
 
 
 def _add_discriminator(out: Path, device: str, say: Any) -> None:

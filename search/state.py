@@ -24,9 +24,9 @@ from typing import Any
 from runtime.atomic import write_atomic
 
 #: Settings that may change between a search and its resumption without changing any candidate's
-#: result (more generations add candidates; the second stage is fitted after the search).
+#: result (more generations add candidates; the final training and the second stage come after the search).
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
-                     ("export", "discriminate")}
+                     ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs")}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

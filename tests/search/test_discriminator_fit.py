@@ -106,3 +106,26 @@ def test_feature_ranking_auc_is_the_share_of_ship_and_non_ship_pairs_ranked_righ
     assert auc(np.array([5.0, 5.0, 5.0, 5.0]), ships) == 0.5  # ties count half
     with pytest.raises(ValueError, match="both kinds"):
         auc(np.ones(3), np.zeros(3, bool))
+
+
+@pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) -> None:
+    """[final] with [export] discriminate: the searched and the final bundle each get a second stage
+    fitted on the split, and their validation F1 with it decides (not the cuts it replaces)."""
+    from search.config import load_config
+    from search.evolution import compare_final
+
+    split = {"source": [f"coco:{SSDD}"], "train": [0, 1, 2, 3, 4, 5], "val": [6, 7, 8], "test": [10**6]}
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "split.json").write_text(json.dumps(split))
+    records = {}
+    for tag, threshold in (("searched", 0.3), ("final", 0.6)):
+        make_brightness_bundle(tmp_path / tag, size=64, threshold=threshold)
+        records[tag] = {"bundle": str(tmp_path / tag), "fitness": 0.5, "device_metrics": {"device": "myriadx-emu"}}
+    cfg = load_config()
+    cfg["export"]["discriminate"] = True
+    compared = compare_final(records["searched"], records["final"], cfg, tmp_path)
+    alone = {tag: discriminate(tmp_path / tag, tmp_path / "data" / "split.json", tmp_path / f"{tag}-2",
+                               tmp_path / f"{tag}-work")["val_f1"] for tag in records}
+    assert compared == {"by": "validation F1 with its own second stage", **alone}
+    assert compare_final(records["searched"], {**records["final"], "fitness": None}, cfg, tmp_path)["final"] is None

@@ -106,6 +106,7 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict
     check_resumable(tmp_path, {**tiny_cfg, "run": {"workers": 4, "ray_address": ""}})  # allowed
     # the second stage is fitted after the search: no candidate changes
     check_resumable(tmp_path, {**tiny_cfg, "export": {**tiny_cfg["export"], "discriminate": True}})
+    check_resumable(tmp_path, {**tiny_cfg, "final": {"fp32_epochs": 30, "aligned_epochs": 2}})  # after the search, too
     changed = {**tiny_cfg, "candidate": {**tiny_cfg["candidate"], "fp32_epochs": 3}}
     with pytest.raises(ValueError, match="fp32_epochs"):
         check_resumable(tmp_path, changed)
@@ -218,3 +219,34 @@ def test_a_search_resumed_with_fewer_generations_ships_the_best_of_those(
     assert read_bundle(out / "flight_model").manifest["name"] == f"nas-{best['key']}"
     refused = subprocess.run([*cmd, "--generations", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert refused.returncode != 0 and "at least 1" in refused.stderr
+
+
+@pytest.mark.slow
+def test_final_training_retrains_the_pick_and_ships_it_only_when_validation_says_so(
+        tiny_search: tuple[Path, Any], tiny_config_path: Path, tmp_path: Path) -> None:
+    """[final]: the search's best genome trained again with its own budget, scored like a candidate,
+    shipped when its validation fitness is not lower; kept on disk, so a rerun retrains nothing."""
+    import shutil
+
+    from search.config import load_config
+
+    out = tmp_path / "search"
+    shutil.copytree(tiny_search[0], out)
+    cfg = load_config(tiny_config_path)
+    cfg["final"] = {"fp32_epochs": 2, "aligned_epochs": 1}
+    result = run_search(cfg, out, progress=False)
+    assert result.trained == 0  # no candidate of the search is trained again
+    record = json.loads((out / "final" / "record.json").read_text())
+    searched = tiny_search[1].best
+    assert record["key"] == searched["key"] and record["status"] == "ok"
+    assert record["final_budget"] == cfg["final"] and record["searched"]["fitness"] == searched["fitness"]
+    assert record["training"]["trained_under"].startswith("fp32 2 epochs")
+    assert record["compared"] == {"by": "validation fitness", "searched": searched["fitness"],
+                                  "final": record["fitness"]}
+    chosen = record if record["fitness"] >= searched["fitness"] else searched
+    assert result.best["bundle"] == chosen["bundle"]
+    shipped, measured = read_bundle(out / "flight_model"), read_bundle(chosen["bundle"])
+    assert shipped.files["model.bin"] == measured.files["model.bin"]
+    written = (out / "final" / "record.json").stat().st_mtime_ns
+    run_search(cfg, out, progress=False)
+    assert (out / "final" / "record.json").stat().st_mtime_ns == written  # reused, not retrained
