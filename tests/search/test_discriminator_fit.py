@@ -129,3 +129,27 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
                                tmp_path / f"{tag}-work")["val_f1"] for tag in records}
     assert compared == {"by": "validation F1 with its own second stage", **alone}
     assert compare_final(records["searched"], {**records["final"], "fitness": None}, cfg, tmp_path)["final"] is None
+
+
+def test_vessel_iou_bounds_split_the_gap_into_rejection_and_segmentation() -> None:
+    """scripts/vessel_iou_bounds.py: the oracle keeps exactly the components touching a vessel, the
+    mask keeps all, and a hysteresis level grows a component only from a seed above the threshold."""
+    from scripts.vessel_iou_bounds import pixel_counts
+
+    truth = np.zeros((64, 64), bool)
+    truth[10:14, 10:30] = True                 # one ship, 80 px
+    prob = np.zeros((64, 64), np.float32)
+    prob[10:14, 12:30] = 0.9                   # found, 8 px short
+    prob[40:60, 40:60] = 0.85                  # a land blob, 400 px
+    prob[2:6, 40:60] = 0.6                     # lukewarm, never above the threshold: no seed
+    prob[10:14, 30:34] = 0.6                   # beyond the bow, only above the grow level
+    image = np.zeros((64, 64), np.uint8)
+    counts = pixel_counts(prob, truth, image, 0.8, None, 4, None)
+    assert counts["oracle"] == (72, 80) and counts["mask"] == (72, 480)
+    grown = pixel_counts(prob, truth, image, 0.8, 0.5, 4, None)
+    assert grown["oracle"] == (72, 96)        # 16 px past the ship join it; the lukewarm blob has no seed
+    assert grown["mask"] == (72, 496)
+    # the ship is matched whole (72/96 at grow 0.5); cut in two, neither piece matches it
+    assert grown["ships"] == (1, 1, 0, 0)
+    prob[10:14, 20] = 0.0
+    assert pixel_counts(prob, truth, image, 0.8, None, 4, None)["ships"] == (1, 0, 1, 80)
