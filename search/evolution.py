@@ -10,6 +10,10 @@ Defaults (``[evolution]``): population 16, 10 generations, as the reference pape
    twice and the budget goes to new architectures. Genomes are immutable (:mod:`search.space`):
    crossover and mutation build new ones and never touch a parent.
 
+After the last generation the best genome may be trained again with its own budget
+(``[final]``, :func:`final_training`) and the flight model given its second stage
+(``[export] discriminate``).
+
 Selection uses validation scores only (synthetic seeds ``data.val_seed_start ..``, or the validation
 split of a real set); the test seeds (< 100) and a real set's test split are never seen by the search. Generation ``g`` draws from ``numpy.random.default_rng([seed, g])``,
 so the whole search replays identically from its records: that is how it resumes (:mod:`search.state`).

@@ -50,6 +50,9 @@ def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any])
         "runtime_latency_p50_ms": dev["runtime_latency_p50_ms"],
         "fitness": best["fitness"], "fitness_settings": cfg["fitness"],
     }
+    if "final_budget" in best:  # [final]: the search's pick trained again, and why it was kept
+        manifest["metrics"]["final_training"] = {"budget": best["final_budget"], "searched": best["searched"],
+                                                 "compared": best["compared"]}
     rewrite_bundle(bundle, out_dir, manifest)
 
 

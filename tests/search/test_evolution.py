@@ -247,6 +247,10 @@ def test_final_training_retrains_the_pick_and_ships_it_only_when_validation_says
     assert result.best["bundle"] == chosen["bundle"]
     shipped, measured = read_bundle(out / "flight_model"), read_bundle(chosen["bundle"])
     assert shipped.files["model.bin"] == measured.files["model.bin"]
+    if chosen is record:  # the manifest says why its fitness may be below the search's
+        assert shipped.manifest["metrics"]["final_training"]["compared"] == record["compared"]
+    else:
+        assert "final_training" not in shipped.manifest["metrics"]
     written = (out / "final" / "record.json").stat().st_mtime_ns
     run_search(cfg, out, progress=False)
     assert (out / "final" / "record.json").stat().st_mtime_ns == written  # reused, not retrained
