@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in samples:
         s.load()
     probs = stitched_probabilities(args.model, samples, args.device)
+    truths = [s.mask.astype(bool) for s in samples]
+    truth_px = sum(int(t.sum()) for t in truths)
     print(f"{args.model} on {args.split} ({len(samples)} samples{', ' + args.set if args.set else ''}), "
           f"device {args.device}; pooled vessel IoU\n")
     names = ["mask", "second stage", "oracle"] if bundle.discriminator is not None else ["mask", "oracle"]
@@ -141,14 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         for grow in [None, *[g for g in args.grow if g < threshold]]:
             total = {n: np.zeros(2) for n in names}
             ships = np.zeros(4)
-            for sample, prob in zip(samples, probs):
-                counts = pixel_counts(prob, sample.mask.astype(bool), np.asarray(sample.image), threshold, grow,
+            for sample, prob, truth in zip(samples, probs, truths):
+                counts = pixel_counts(prob, truth, np.asarray(sample.image), threshold, grow,
                                       bundle.min_area_px or 4, bundle.discriminator)
                 for n in names:
                     total[n] += counts[n]
                 ships += counts["ships"]
             cells = " | ".join(f"{total[n][0] / total[n][1]:.3f}" for n in names)
-            truth_px = sum(int(s.mask.astype(bool).sum()) for s in samples)
             print(f"| {threshold} | {'-' if grow is None else grow} | {cells} | {int(ships[1])} of {int(ships[0])} "
                   f"| {int(ships[2])} ({ships[3] / truth_px:.0%}) |")
     return 0
