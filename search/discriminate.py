@@ -37,8 +37,9 @@ from shapely.geometry import shape
 
 from flightsim.tiles import owned_windows, tile_grid
 from hil.score import precision_recall_f1
-from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
+from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
 from runtime.discriminate import FEATURES, Discriminator, component_features
+from search.state import write_json_atomic
 
 if TYPE_CHECKING:
     from flightsim.sources.base import Sample
@@ -165,12 +166,31 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
                       read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
 
 
+def fit_key(opened: Path, before: dict[str, Any], split: Path, device: str) -> str:
+    """What a fit depends on, as a sha256: the network and what the runtime does around it (the
+    opened bundle's manifest less its name, figures and date; the IR files are in it by checksum),
+    the cuts it replaces, the split's contents, the device, and the features and cuts tried."""
+    manifest = {k: v for k, v in read_bundle(opened).manifest.items() if k not in ("name", "metrics", "created")}
+    payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
+               "device": device, "features": FEATURES, "cuts": [float(c) for c in CUTS]}
+    return sha256(json.dumps(payload, sort_keys=True).encode())
+
+
 def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
-                 floor_px: int = 4) -> dict[str, Any]:
-    """Fit, choose the cut, and write ``out``; returns the record stored in the manifest."""
+                 floor_px: int = 4, fits: Path | None = None) -> dict[str, Any]:
+    """Fit, choose the cut, and write ``out``; returns the record stored in the manifest.
+
+    With ``fits``, a folder of earlier fits (one JSON per :func:`fit_key`): a network already fitted
+    there on the same split and device is not run through hil again (most of the cost: minutes on a
+    real split); its stage and record are taken as they were and only ``out`` is written.
+    """
     before = open_cuts(model, work / "opened", floor_px)
     bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
     manifest = rewritable_manifest(bundle)
+    stored = None if fits is None else Path(fits) / f"{fit_key(work / 'opened', before, split, device)}.json"
+    if stored is not None and stored.exists():
+        fit = json.loads(stored.read_text())
+        return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
     parts = {which: split_candidates(work / "opened", split, which, work, device) for which in ("train", "val")}
     (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
     fitted = fit_logistic(x_train, y_train)
@@ -187,7 +207,18 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
               "val_f1_by_cut": f1_by_cut, "cut": cut, "val_f1": f1_by_cut[cut],
               "val_f1_cuts_replaced": object_f1(old, y_val, n_val), "cuts_replaced": before,
               "val_f1_counting": "each candidate matching a true vessel at IoU >= 0.5 counts once"}
-    manifest["output"]["discriminator"] = chosen.to_manifest()
+    # as JSON keeps it (the cuts as keys become strings), so a fit read back is the same record
+    fit = json.loads(json.dumps({"discriminator": chosen.to_manifest(), "record": record}))
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(stored, fit)
+    return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
+
+
+def _write_stage(bundle: Bundle, manifest: dict[str, Any], out: Path, stage: dict[str, Any],
+                 record: dict[str, Any]) -> dict[str, Any]:
+    """Write the opened ``bundle`` to ``out`` with its second stage and the fit's record."""
+    manifest["output"]["discriminator"] = stage
     manifest["metrics"] = {**manifest.get("metrics", {}), "discriminator": record}
     manifest["metrics"].pop("test", None)  # measured on another output: ship it again to measure
     shutil.rmtree(out, ignore_errors=True)

@@ -202,8 +202,13 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
         root = out / "final" / "second_stage" / tag
         shutil.rmtree(root, ignore_errors=True)
         f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
-                               device=record["device_metrics"]["device"])["val_f1"]
+                               device=record["device_metrics"]["device"], fits=out / FITS)["val_f1"]
     return {"by": "validation F1 with its own second stage", **f1}
+
+
+#: Second stages fitted in a search (search.discriminate's ``fits``): the flight model reuses the one
+#: :func:`compare_final` fitted for the same network, and a resumed search fits none again.
+FITS = Path("discriminate") / "fits"
 
 
 def _add_discriminator(out: Path, device: str, say: Any) -> None:
@@ -217,7 +222,7 @@ def _add_discriminator(out: Path, device: str, say: Any) -> None:
     shutil.rmtree(staged, ignore_errors=True)
     # run_search refused the setting without a real source, so prepare_data wrote this split
     record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
-                          device=device)
+                          device=device, fits=out / FITS)
     shutil.rmtree(out / "flight_model")
     staged.rename(out / "flight_model")
     say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.bundle import read_bundle
+from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.discriminate import FEATURES
 from flightsim.tiles import owned_windows, tile_grid
 from search.discriminate import _tile_view, discriminate, fit_logistic, object_f1
@@ -67,6 +67,43 @@ def test_discriminate_fits_on_train_chooses_on_val_and_never_reads_test(tmp_path
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+def test_a_network_fitted_once_is_not_run_through_hil_again(tmp_path: Path) -> None:
+    """With ``fits``: the same network on the same split and device, under another name and other
+    figures (a search's flight model is its candidate renamed), reuses the fit; a network that
+    detects differently, or another split, is fitted anew."""
+    make_brightness_bundle(tmp_path / "bright", size=64, threshold=0.3)
+    split = {"source": [f"coco:{SSDD}"], "train": [0, 1, 2, 3, 4, 5], "val": [6, 7, 8], "test": [10**6]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    fits = tmp_path / "fits"
+
+    def fit(model: str, tag: str) -> tuple[dict, bool]:
+        record = discriminate(tmp_path / model, tmp_path / "split.json", tmp_path / f"{tag}-out",
+                              tmp_path / f"{tag}-work", fits=fits)
+        return record, (tmp_path / f"{tag}-work" / "train").exists()  # hil ran on the training samples
+
+    first, ran = fit("bright", "first")
+    assert ran and len(list(fits.iterdir())) == 1
+    bundle = read_bundle(tmp_path / "bright")
+    manifest = rewritable_manifest(bundle)
+    manifest.update(name="renamed", metrics={"val_f1": 0.5})
+    rewrite_bundle(bundle, tmp_path / "renamed", manifest)
+    again, ran = fit("renamed", "again")
+    assert not ran and again == first
+    shipped = read_bundle(tmp_path / "again-out")
+    assert shipped.discriminator == read_bundle(tmp_path / "first-out").discriminator
+    assert shipped.name == "renamed" and shipped.manifest["metrics"]["val_f1"] == 0.5
+    # a fresh fit without the store gives the same record: reuse changes nothing but the time
+    assert discriminate(tmp_path / "bright", tmp_path / "split.json", tmp_path / "plain-out",
+                        tmp_path / "plain-work") == first
+    manifest["output"]["threshold"] = 0.4
+    rewrite_bundle(bundle, tmp_path / "other", manifest)
+    assert fit("other", "other")[1]
+    (tmp_path / "split.json").write_text(json.dumps({**split, "train": [0, 1, 2, 3, 4]}))
+    assert fit("bright", "resplit")[1]
+    assert len(list(fits.iterdir())) == 3
+
+
+@pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
 def test_a_search_gives_its_flight_model_the_second_stage_on_its_own_split(tmp_path: Path) -> None:
     """[export] discriminate: OUT/flight_model is replaced by the same bundle with its discriminator."""
     from search.evolution import _add_discriminator
@@ -113,7 +150,7 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     """[final] with [export] discriminate: the searched and the final bundle each get a second stage
     fitted on the split, and their validation F1 with it decides (not the cuts it replaces)."""
     from search.config import load_config
-    from search.evolution import compare_final
+    from search.evolution import _add_discriminator, compare_final
 
     split = {"source": [f"coco:{SSDD}"], "train": [0, 1, 2, 3, 4, 5], "val": [6, 7, 8], "test": [10**6]}
     (tmp_path / "data").mkdir()
@@ -128,6 +165,17 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     alone = {tag: discriminate(tmp_path / tag, tmp_path / "data" / "split.json", tmp_path / f"{tag}-2",
                                tmp_path / f"{tag}-work")["val_f1"] for tag in records}
     assert compared == {"by": "validation F1 with its own second stage", **alone}
+    # the flight model (the final bundle renamed, with the search's figures) takes the stage the
+    # comparison fitted for that network, without running it through hil again
+    bundle = read_bundle(tmp_path / "final")
+    manifest = rewritable_manifest(bundle)
+    manifest.update(name="nas-final", metrics={"fitness": 0.5})
+    rewrite_bundle(bundle, tmp_path / "flight_model", manifest)
+    _add_discriminator(tmp_path, "myriadx-emu", lambda *_: None)
+    assert not (tmp_path / "discriminate" / "train").exists()
+    flown = read_bundle(tmp_path / "flight_model")
+    assert flown.discriminator == read_bundle(tmp_path / "final" / "second_stage" / "final" / "bundle").discriminator
+    assert flown.manifest["metrics"]["discriminator"]["val_f1"] == compared["final"]
     assert compare_final(records["searched"], {**records["final"], "fitness": None}, cfg, tmp_path)["final"] is None
 
 
