@@ -2,7 +2,7 @@
 second stage keeps, and what a perfect second stage would keep, at several thresholds.
 
     .venv/bin/python scripts/vessel_iou_bounds.py --model models/sar --split out/sar2/data/split.json:val \\
-        --set coco --thresholds 0.5 0.6 0.7 0.8 0.9 --grow 0.7 0.5 0.3
+        --set coco --thresholds 0.5 0.6 0.7 0.8 0.9 --grow 0.7 0.5 0.3 [--by-size]
 
 The bundle runs on the flight device (default the twin) tile by tile on hil's grid (no overlap),
 and the tiles' probabilities are put back together per sample. Then, for each threshold (and each
@@ -21,7 +21,8 @@ pixel of the chosen samples:
 Two more columns say what the mask makes of the ships (each 8-connected piece of the truth mask):
 how many some component matches at IoU >= 0.5 (what the object F1 can count at best), and how
 many are only overlapped below 0.5 (fragmented, merged with a neighbour or with clutter), with
-their share of the ships' pixels.
+their share of the ships' pixels. ``--by-size`` adds, per ship size, the ships' share of all ship
+pixels and how much of them the mask covers at the bundle's threshold.
 """
 
 from __future__ import annotations
@@ -93,6 +94,28 @@ def ships_found(labels: np.ndarray, truth: np.ndarray) -> tuple[int, int, int, i
     return n, found, partial, partial_px
 
 
+#: Ship sizes (pixels of an 8-connected piece of the truth mask) that ``--by-size`` reports apart.
+SIZE_BINS = (0, 150, 400, 1000)
+
+
+def recall_by_size(masks: list[np.ndarray], truths: list[np.ndarray],
+                   bins: tuple[int, ...] = SIZE_BINS) -> list[tuple[int, int, int, float]]:
+    """Per ship size, from each edge of ``bins`` to the next (the last open-ended): (lower edge,
+    ships, their pixels, the share of those pixels inside ``masks``): where a pooled pixel figure
+    gains and loses, since a few large ships can hold most of the pixels."""
+    rows = {edge: [0, 0, 0] for edge in bins}
+    for mask, truth in zip(masks, truths):
+        vessels, n = ndimage.label(truth, EIGHT)
+        if not n:
+            continue
+        sizes = np.bincount(vessels.ravel(), minlength=n + 1)[1:]
+        found = np.bincount(vessels[mask], minlength=n + 1)[1:]
+        for size, hit in zip(sizes, found):
+            row = rows[bins[int(np.searchsorted(bins, size, side="right")) - 1]]
+            row[0], row[1], row[2] = row[0] + 1, row[1] + int(size), row[2] + int(hit)
+    return [(edge, n, px, hit / px if px else float("nan")) for edge, (n, px, hit) in rows.items()]
+
+
 def stitched_probabilities(bundle_dir: Path, samples: list[Any], device: str) -> list[np.ndarray]:
     """The bundle's vessel probabilities over each whole sample, tile by tile on hil's grid."""
     from runtime.bundle import read_bundle
@@ -125,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", help="default: the bundle's threshold")
     parser.add_argument("--grow", type=float, nargs="*", default=[], help="hysteresis levels to try too")
     parser.add_argument("--device", default="myriadx-emu")
+    parser.add_argument("--by-size", action="store_true",
+                        help="also the share of each ship size's pixels the mask finds, at the bundle's threshold")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
     bundle = read_bundle(args.model)
@@ -152,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             cells = " | ".join(f"{total[n][0] / total[n][1]:.3f}" for n in names)
             print(f"| {threshold} | {'-' if grow is None else grow} | {cells} | {int(ships[1])} of {int(ships[0])} "
                   f"| {int(ships[2])} ({ships[3] / truth_px:.0%}) |")
+    if args.by_size:
+        masks = [prob >= bundle.threshold for prob in probs]
+        print(f"\nships by size (pixels), at the bundle's threshold {bundle.threshold}\n\n"
+              "| size | ships | share of ship pixels | share of their pixels in the mask |\n|---|---|---|---|")
+        edges = [*SIZE_BINS[1:], None]
+        for (edge, n, px, recall), upper in zip(recall_by_size(masks, truths), edges):
+            size = f"{edge}-{upper - 1}" if upper else f">= {edge}"
+            print(f"| {size} | {n} | {px / truth_px:.0%} | {recall:.2f} |")
     return 0
 
 

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from search.candidate import evaluate_candidate, hil_scores
+from search.config import FINAL_OVERRIDES
 from search.dataset import SearchData, prepare_data
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, write_json_atomic
@@ -164,14 +165,20 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     fitness and the comparison) and reused on resume while the genome and the budget are unchanged,
     so a finished search run again trains nothing here either.
     """
-    budget = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
+    epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
+    # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
+    # record from before they existed still matches a config without them
+    budget = epochs | {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
     path = out / "final" / "record.json"
     record = json.loads(path.read_text()) if path.exists() else None
     if record is None or record.get("key") != best["key"] or record.get("final_budget") != budget:
         final_cfg = copy.deepcopy(cfg)
-        final_cfg["candidate"].update(budget)
-        say(f"final training of {best['name']}: {budget['fp32_epochs']} FP32 + {budget['aligned_epochs']} "
-            f"aligned epochs")
+        final_cfg["candidate"].update(epochs)
+        for table in FINAL_OVERRIDES:
+            final_cfg[table].update(cfg["final"].get(table, {}))
+        changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+        say(f"final training of {best['name']}: {epochs['fp32_epochs']} FP32 + {epochs['aligned_epochs']} "
+            f"aligned epochs" + (f", with {changed}" if changed else ""))
         record = evaluate_candidate(Genome.from_dict(best["genome"]), final_cfg, data, out / "final")
         record.update(final_budget=budget, searched={"fitness": best["fitness"], "bundle": best["bundle"],
                                                      "trained_under": best["training"]["trained_under"]})

@@ -26,7 +26,8 @@ from runtime.atomic import write_atomic
 #: Settings that may change between a search and its resumption without changing any candidate's
 #: result (more generations add candidates; the final training and the second stage come after the search).
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
-                     ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs")}
+                     ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs"),
+                     ("final", "train"), ("final", "export")}
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

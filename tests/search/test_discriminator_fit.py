@@ -201,3 +201,21 @@ def test_vessel_iou_bounds_split_the_gap_into_rejection_and_segmentation() -> No
     assert grown["ships"] == (1, 1, 0, 0)
     prob[10:14, 20] = 0.0
     assert pixel_counts(prob, truth, image, 0.8, None, 4, None)["ships"] == (1, 0, 1, 80)
+
+
+def test_recall_by_size_pools_each_size_of_ship_apart() -> None:
+    """--by-size: a large ship half found and two small ones, one found whole, one missed."""
+    from scripts.vessel_iou_bounds import recall_by_size
+
+    truth = np.zeros((80, 80), bool)
+    truth[0:40, 0:30] = True      # 1,200 px
+    truth[50:55, 50:60] = True    # 50 px, found
+    truth[70:75, 70:80] = True    # 50 px, missed
+    mask = np.zeros_like(truth)
+    mask[0:20, 0:30] = True
+    mask[50:55, 50:60] = True
+    mask[60:65, 0:10] = True      # clutter: not a ship's pixel
+    rows = recall_by_size([mask], [truth], bins=(0, 150, 1000))
+    assert rows == [(0, 2, 100, 0.5), (150, 0, 0, rows[1][3]), (1000, 1, 1200, 0.5)]
+    assert np.isnan(rows[1][3])
+    assert recall_by_size([mask[:0]], [truth[:0]], bins=(0,))[0][:3] == (0, 0, 0)

@@ -254,3 +254,25 @@ def test_final_training_retrains_the_pick_and_ships_it_only_when_validation_says
     written = (out / "final" / "record.json").stat().st_mtime_ns
     run_search(cfg, out, progress=False)
     assert (out / "final" / "record.json").stat().st_mtime_ns == written  # reused, not retrained
+    # a setting of the final recipe alone ([final.export]) trains it again, with that setting
+    cfg["final"]["export"] = {"threshold": 0.45, "choose_postprocessing": False}
+    run_search(cfg, out, progress=False)
+    again = json.loads((out / "final" / "record.json").read_text())
+    assert again["final_budget"] == {"fp32_epochs": 2, "aligned_epochs": 1, "export": cfg["final"]["export"]}
+    assert read_bundle(again["bundle"]).threshold == 0.45
+    assert cfg["export"]["threshold"] != 0.45  # the candidates' recipe is left as it was
+
+
+def test_final_settings_are_checked_against_the_tables_they_override(tmp_path: Path) -> None:
+    from search.config import load_config
+
+    config = tmp_path / "c.toml"
+    config.write_text('[final]\nfp32_epochs = 3\n[final.train]\nland_gate = "context"\n'
+                      '[final.export]\nmin_scores = [0.0, 0.5]\n')
+    cfg = load_config(config)
+    assert cfg["final"] == {"fp32_epochs": 3, "aligned_epochs": 0, "train": {"land_gate": "context"},
+                            "export": {"min_scores": [0.0, 0.5]}}
+    assert cfg["train"]["land_gate"] == load_config()["train"]["land_gate"]  # the candidates' own
+    config.write_text('[final.train]\nland_gates = "context"\n')
+    with pytest.raises(ValueError, match="final.train: unknown setting 'land_gates'; valid: .*land_gate"):
+        load_config(config)
