@@ -174,9 +174,9 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     if record is None or record.get("key") != best["key"] or record.get("final_budget") != budget:
         final_cfg = copy.deepcopy(cfg)
         final_cfg["candidate"].update(epochs)
-        for table in FINAL_OVERRIDES:
-            final_cfg[table].update(cfg["final"].get(table, {}))
-        changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+        changed = {t: v for t, v in budget.items() if t in FINAL_OVERRIDES}
+        for table, settings in changed.items():
+            final_cfg[table].update(settings)
         say(f"final training of {best['name']}: {epochs['fp32_epochs']} FP32 + {epochs['aligned_epochs']} "
             f"aligned epochs" + (f", with {changed}" if changed else ""))
         record = evaluate_candidate(Genome.from_dict(best["genome"]), final_cfg, data, out / "final")
