@@ -169,10 +169,14 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
 def fit_key(opened: Path, before: dict[str, Any], split: Path, device: str) -> str:
     """What a fit depends on, as a sha256: the network and what the runtime does around it (the
     opened bundle's manifest less its name, figures and date; the IR files are in it by checksum),
-    the cuts it replaces, the split's contents, the device, and the features and cuts tried."""
+    the cuts it replaces, the split's contents, the device, hil's tile overlap, and the features and
+    cuts tried. Not the code that computes the features: after a change to it, delete the store."""
+    from hil.rig import DEFAULTS
+
     manifest = {k: v for k, v in read_bundle(opened).manifest.items() if k not in ("name", "metrics", "created")}
     payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
-               "device": device, "features": FEATURES, "cuts": [float(c) for c in CUTS]}
+               "device": device, "overlap_px": DEFAULTS["run"]["overlap_px"], "features": FEATURES,
+               "cuts": [float(c) for c in CUTS]}
     return sha256(json.dumps(payload, sort_keys=True).encode())
 
 
