@@ -166,14 +166,14 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
                       read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
 
 
-def fit_key(opened: Path, before: dict[str, Any], split: Path, device: str) -> str:
+def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str) -> str:
     """What a fit depends on, as a sha256: the network and what the runtime does around it (the
-    opened bundle's manifest less its name, figures and date; the IR files are in it by checksum),
+    ``opened`` bundle's manifest less its name, figures and date; the IR files are in it by checksum),
     the cuts it replaces, the split's contents, the device, hil's tile overlap, and the features and
     cuts tried. Not the code that computes the features: after a change to it, delete the store."""
     from hil.rig import DEFAULTS
 
-    manifest = {k: v for k, v in read_bundle(opened).manifest.items() if k not in ("name", "metrics", "created")}
+    manifest = {k: v for k, v in opened.items() if k not in ("name", "metrics", "created")}
     payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
                "device": device, "overlap_px": DEFAULTS["run"]["overlap_px"], "features": FEATURES,
                "cuts": [float(c) for c in CUTS]}
@@ -191,7 +191,7 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     before = open_cuts(model, work / "opened", floor_px)
     bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
     manifest = rewritable_manifest(bundle)
-    stored = None if fits is None else Path(fits) / f"{fit_key(work / 'opened', before, split, device)}.json"
+    stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device)}.json"
     if stored is not None and stored.exists():
         fit = json.loads(stored.read_text())
         return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
