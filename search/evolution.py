@@ -168,13 +168,13 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
     # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
     # record from before they existed still matches a config without them
-    budget = epochs | {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+    changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+    budget = epochs | changed
     path = out / "final" / "record.json"
     record = json.loads(path.read_text()) if path.exists() else None
     if record is None or record.get("key") != best["key"] or record.get("final_budget") != budget:
         final_cfg = copy.deepcopy(cfg)
         final_cfg["candidate"].update(epochs)
-        changed = {t: v for t, v in budget.items() if t in FINAL_OVERRIDES}
         for table, settings in changed.items():
             final_cfg[table].update(settings)
         say(f"final training of {best['name']}: {epochs['fp32_epochs']} FP32 + {epochs['aligned_epochs']} "
