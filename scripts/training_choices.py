@@ -71,6 +71,14 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
                                     "export": {"min_scores": FINE_CUTS}},
     "land gate with 16 px cell context, finer score cuts": {"train": {"land_weight": 1.0, "land_gate": "context"},
                                                             "export": {"min_scores": FINE_CUTS}},
+    # At the final training's budget: the cell-context gate the final training flies, and the wide
+    # gate whose cell term sees 5 x 5 cells (search.network.GenomeNet).
+    "30 epochs, land gate with 16 px cell context": {"candidate": {"fp32_epochs": 30},
+                                                     "train": {"land_weight": 1.0, "land_gate": "context"},
+                                                     "export": {"min_scores": FINE_CUTS}},
+    "30 epochs, wide land gate (3x3 convs over 16 px cells)": {"candidate": {"fp32_epochs": 30},
+                                                               "train": {"land_weight": 1.0, "land_gate": "wide"},
+                                                               "export": {"min_scores": FINE_CUTS}},
 }
 
 

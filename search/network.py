@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from search.align import Aligner
-from search.space import SE_MIN_CHANNELS, SE_REDUCTION, UPSAMPLINGS, BlockGene, Genome
+from search.space import (SE_MIN_CHANNELS, SE_REDUCTION, UPSAMPLINGS, WIDE_GATE_CHANNELS, WIDE_GATE_LAYERS,
+                          BlockGene, Genome)
 
 
 class Ctx:
@@ -183,9 +184,11 @@ class Upsample2x(nn.Module):
         return _act(self.ctx, y)
 
 
-#: Land gates of :class:`GenomeNet` (``[train] land_gate``): none, per pixel, per pixel and cell.
-LAND_GATES = ("none", "local", "context")
-#: Side in pixels of the cells the "context" gate averages over (tiles and patches are multiples).
+#: Land gates of :class:`GenomeNet` (``[train] land_gate``): none, per pixel, per pixel and cell,
+#: per pixel and neighbourhood of cells.
+LAND_GATES = ("none", "local", "context", "wide")
+#: Side in pixels of the cells the "context" and "wide" gates average over (tiles and patches are
+#: multiples).
 GATE_CELL = 16
 
 
@@ -199,8 +202,11 @@ class GenomeNet(nn.Module):
     is a Convolution, a Sigmoid and a Multiply; the network keeps one output. ``"context"``: the sea
     logit also gets a term from the same features averaged over :data:`GATE_CELL` px cells (a
     Reshape and a ReduceMean, a 1x1 Convolution and a copy back to full size), since land is a
-    property of a neighbourhood more than of a pixel. Both work on full-size maps, which the
-    Myriad X cost model prices at about 1.8 and 3.4 ms per 256 px tile (docs/models.md)."""
+    property of a neighbourhood more than of a pixel. ``"wide"``: as ``"context"``, but the cell
+    averages go through :data:`WIDE_GATE_LAYERS` 3x3 conv-bn-relu layers on the cell grid before
+    their 1x1 head, so each cell's land term sees its neighbours (80 px) for a few thousand
+    parameters on a 16 x 16 grid. All work on full-size maps, which the Myriad X cost model prices
+    at about 1.8 ms per 256 px tile for ``"local"`` and 3.4 ms for ``"context"`` (docs/models.md)."""
 
     def __init__(self, genome: Genome, land_gate: str = "none"):
         super().__init__()
@@ -224,7 +230,13 @@ class GenomeNet(nn.Module):
             raise ValueError(f"land_gate {land_gate!r}; valid: {list(LAND_GATES)}")
         # Its logit is "sea", so the exported gate needs no negation; land is its negative.
         self.sea_head = Conv1x1Bias(self.ctx, cin, 1) if land_gate != "none" else None
-        self.sea_context = Conv1x1Bias(self.ctx, cin, 1) if land_gate == "context" else None
+        self.sea_context: nn.Module | None = None
+        if land_gate == "context":
+            self.sea_context = Conv1x1Bias(self.ctx, cin, 1)
+        elif land_gate == "wide":
+            widths = [cin] + [WIDE_GATE_CHANNELS] * WIDE_GATE_LAYERS
+            self.sea_context = nn.Sequential(*(ConvBN(self.ctx, a, b, 3) for a, b in zip(widths, widths[1:])),
+                                             Conv1x1Bias(self.ctx, widths[-1], 1))
 
     @property
     def aligner(self) -> Aligner | None:

@@ -152,6 +152,13 @@ class SpaceConfig:
 # -- parameter count, without allocating anything ----------------------------------------------------
 
 
+#: Channels and 3x3 layers of the "wide" land gate's convolutions on its 16 px cell grid
+#: (:class:`search.network.GenomeNet`): two layers see 5 x 5 cells, 80 px, since land in SAR is the
+#: texture of a neighbourhood more than the mean of one cell.
+WIDE_GATE_CHANNELS = 16
+WIDE_GATE_LAYERS = 2
+
+
 def _cba(cin: int, cout: int, k: int, groups: int = 1) -> int:
     """Conv (no bias) + BatchNorm (weight, bias)."""
     return cin // groups * cout * k * k + 2 * cout
@@ -191,6 +198,9 @@ def count_parameters(genome: Genome, land_gate: str = "none") -> int:
         cin = skip
     # the vessel head, the gate's sea head, and the context gate's cell head (search.network.LAND_GATES)
     heads = 1 + (land_gate != "none") + (land_gate == "context")
+    if land_gate == "wide":  # the wide gate's 3x3 layers on the cell grid and their 1x1 head
+        widths = [cin] + [WIDE_GATE_CHANNELS] * WIDE_GATE_LAYERS
+        total += sum(_cba(a, b, 3) for a, b in zip(widths, widths[1:])) + widths[-1] + 1
     return total + (cin + 1) * heads  # 1x1 heads with bias
 
 

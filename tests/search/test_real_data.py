@@ -185,15 +185,22 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
     record = evaluate_candidate(genome, cfg, data, tmp_path / "out")  # trains both phases, exports, scores
     assert record["status"] == "ok", record.get("traceback")
     assert record["training"]["fp32"]["land_weight"] == 1.0
+    from scripts.land_gate_quality import measure
+
+    with pytest.raises(ValueError, match="no land gate"):  # nothing to read back: the head was not flown
+        measure(tmp_path / "out" / "candidates" / genome.key / "bundle", tmp_path / "data", "train")
     # the loss leaves unknown pixels out, and is zero when no pixel is known
     logits = torch.zeros(1, 1, 2, 2)
     assert float(land_loss(logits, torch.full((1, 1, 2, 2), 255.0), 255)) == 0.0
     assert float(land_loss(logits, torch.tensor([[[[1.0, 255.0], [255.0, 255.0]]]]), 255)) == pytest.approx(np.log(2))
 
 
-@pytest.mark.parametrize("gate, extra_heads", [("local", 1), ("context", 2)])
+# Extra parameters over the plain network of 8 decoder channels: a 1x1 head with bias is 8 + 1; the
+# wide gate's two 3x3 conv-bn layers on the cell grid are 8*16*9 + 2*16 and 16*16*9 + 2*16.
+@pytest.mark.parametrize("gate, extra", [("local", 9), ("context", 18),
+                                         ("wide", 9 + (8 * 16 * 9 + 32) + (16 * 16 * 9 + 32) + 17)])
 def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, tiny_cfg: dict[str, Any],
-                                                                 gate: str, extra_heads: int) -> None:
+                                                                 gate: str, extra: int) -> None:
     """[train] land_gate: the network's one output is its vessel probability times its own sea
     probability, the sea head is taught by the land masks, and the candidate exports, passes the
     target check (opsets of the 2022.3 toolkit included) and records the extra parameters; without
@@ -216,7 +223,7 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     genome = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
     net = GenomeNet(genome, land_gate=gate)
     assert count_parameters(genome, land_gate=gate) == sum(p.numel() for p in net.parameters()) \
-        == count_parameters(genome) + (8 + 1) * extra_heads
+        == count_parameters(genome) + extra
     with pytest.raises(ValueError, match="land_gate"):  # a sampler without masks cannot teach the gate
         no_masks = {**gated, "data": {**gated["data"], "land_masks": ""}}
         fit(GenomeNet(genome, land_gate=gate), make_sampler(no_masks, prepare_data(
@@ -234,3 +241,15 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     assert record["parameters"] == count_parameters(genome, land_gate=gate)
     manifest = json.loads((tmp_path / "out" / "candidates" / genome.key / "bundle" / "manifest.json").read_text())
     assert "land gate" in manifest["output"]["meaning"] and manifest["parameters"] == record["parameters"]
+    # scripts/land_gate_quality.py reads the gate back out of the IR: its budgets add up to the
+    # truth, and removing the hand-drawn land leaves no false pixel on land
+    from scripts.land_gate_quality import measure
+    from search.dataset import split_arrays
+
+    quality = measure(tmp_path / "out" / "candidates" / genome.key / "bundle", tmp_path / "data", "train")
+    truth_px = sum(int((s.mask > 0).sum()) for s in split_arrays(data, "train") if s.land is not None)
+    assert 0.0 <= quality["land_pixels_called_land"] <= 1.0 and quality["samples"] >= 1
+    for name, b in quality["budgets"].items():
+        assert b["right"] + b["missed"] == truth_px
+        if name.endswith("land removed"):
+            assert b["false_on_land"] == 0

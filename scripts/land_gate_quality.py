@@ -1,0 +1,135 @@
+"""How well a flight network's land gate finds land, and what the land it misses costs in vessel IoU.
+
+A network with ``[train] land_gate`` multiplies its vessel probability by its own sea probability
+(:class:`search.network.GenomeNet`). This script runs the bundle's IR on CPU in f32 with the gate's
+sea probability as a second output, on the samples of a prepared data directory that have sea/land
+masks (``[data] land_masks``: SSDD's hand-drawn masks), and reports
+
+* the share of the masks' land pixels the gate calls land (sea probability < 0.5), and of their sea
+  pixels it calls land;
+* the pooled vessel-pixel budget at the bundle's threshold: pixels right, false pixels on land,
+  false pixels on sea, missed pixels, and the vessel IoU they make; for the flown output, for the
+  vessel probability before the gate, and for each with the hand-drawn land removed (the oracle
+  the gate stands in for).
+
+Pixel masks only: no second stage, no outlines (``scripts/vessel_iou_bounds.py`` scores those).
+
+    .venv/bin/python scripts/land_gate_quality.py --model models/sar --data out/sar6/data --split val
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from runtime.bundle import read_bundle  # noqa: E402
+from runtime.host import host_line  # noqa: E402
+
+#: Sea probability under which the gate is said to call a pixel land.
+LAND_BELOW = 0.5
+#: Budget keys: pixels right, false on labelled land, false on labelled sea, missed.
+BUDGET = ("right", "false_on_land", "false_on_sea", "missed")
+
+
+def gated_outputs(xml: bytes, bin_: bytes, name: str) -> Any:
+    """The IR compiled on CPU in f32 with three outputs: the flown probability, the vessel
+    probability before the gate and the gate's sea probability.
+
+    Raises:
+        ValueError: when the network's output is not a Multiply of two Sigmoids (no land gate).
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(xml.decode(), ov.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    product = model.outputs[0].get_node().input_value(0).get_node()
+    inputs = [product.input_value(i).get_node() for i in range(product.get_input_size())] \
+        if product.get_type_name() == "Multiply" else []
+    if len(inputs) != 2 or any(n.get_type_name() != "Sigmoid" for n in inputs):
+        raise ValueError(f"{name}: the output is not a vessel Sigmoid times a sea Sigmoid; the network flies no land gate")
+    # search.network.GenomeNet.forward multiplies the vessel probability by the sea probability
+    model.add_outputs([inputs[0].output(0), inputs[1].output(0)])
+    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+
+
+def budget(predicted: np.ndarray, truth: np.ndarray, land: np.ndarray) -> np.ndarray:
+    """Counts of :data:`BUDGET` for one sample."""
+    return np.array([(predicted & truth).sum(), (predicted & ~truth & land).sum(),
+                     (predicted & ~truth & ~land).sum(), (~predicted & truth).sum()], dtype=np.int64)
+
+
+def vessel_iou(counts: np.ndarray) -> float:
+    return float(counts[0] / max(int(counts.sum()), 1))
+
+
+def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
+    """The land recall of the gate and the vessel-pixel budgets over ``split``'s masked samples."""
+    from search.data import LAND_UNKNOWN, Normalization
+    from search.evaluate import predict_scene
+
+    bundle = read_bundle(model)
+    manifest = bundle.manifest
+    norm_cfg = manifest["input"]["normalization"]
+    if norm_cfg.get("where", "host") != "host":
+        raise ValueError(f"{model}: normalisation {norm_cfg.get('where')!r}; this script feeds f32 normalised on the host")
+    norm = Normalization(tuple(norm_cfg["mean"]), tuple(norm_cfg["std"]), norm_cfg.get("scale", "linear"))
+    threshold = float(manifest["output"]["threshold"])
+    tile = int(manifest["input"]["shape"][-1])
+    request = gated_outputs(bundle.files["model.xml"], bundle.files["model.bin"], str(model)).create_infer_request()
+
+    def output(i: int) -> Any:
+        """A predictor of the i-th output (predict_scene tiles one map at a time)."""
+        return lambda x: np.array(request.infer([x])[i], copy=True)
+
+    scenes = [s for s in _scenes(data_dir, split) if s.land is not None]
+    if not scenes:
+        raise ValueError(f"{data_dir}: no {split} sample has a sea/land mask")
+    land_px = land_called = sea_px = sea_called = 0
+    budgets = {name: np.zeros(len(BUDGET), np.int64) for name in
+               ("flown", "before the gate", "flown, hand-drawn land removed", "before the gate, hand-drawn land removed")}
+    for scene in scenes:
+        flown, vessel, sea = (predict_scene(output(i), scene.image, norm, tile) for i in range(3))
+        truth, land = scene.mask > 0, scene.land == 1
+        known = scene.land != LAND_UNKNOWN
+        land_px += int(land.sum())
+        land_called += int((land & (sea < LAND_BELOW)).sum())
+        sea_px += int((known & ~land).sum())
+        sea_called += int((known & ~land & (sea < LAND_BELOW)).sum())
+        for name, prob in (("flown", flown), ("before the gate", vessel)):
+            budgets[name] += budget(prob >= threshold, truth, land)
+            budgets[f"{name}, hand-drawn land removed"] += budget((prob >= threshold) & ~land, truth, land)
+    return {"model": str(model), "bundle_id": bundle.id, "split": f"{data_dir}:{split}", "samples": len(scenes),
+            "threshold": threshold, "numerics": "CPU f32 (INFERENCE_PRECISION_HINT=f32)", "host": host_line(),
+            "land_pixels_called_land": land_called / max(land_px, 1), "sea_pixels_called_land": sea_called / max(sea_px, 1),
+            "budgets": {name: {**dict(zip(BUDGET, map(int, b))), "vessel_iou": round(vessel_iou(b), 4)}
+                        for name, b in budgets.items()}}
+
+
+def _scenes(data_dir: Path, split: str) -> list[Any]:
+    from search.data import SceneArrays
+
+    with np.load(data_dir / f"{split}.npz") as f:
+        return [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"], f[f"land_{s}"] if f"land_{s}" in f.files else None)
+                for s in f["seeds"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a bundle whose network flies a land gate")
+    parser.add_argument("--data", type=Path, required=True, help="a prepared data directory (OUT/data of a search)")
+    parser.add_argument("--split", default="val", choices=("train", "val"))
+    args = parser.parse_args(argv)
+    result = measure(args.model, args.data, args.split)
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
