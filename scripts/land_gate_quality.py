@@ -72,6 +72,7 @@ def vessel_iou(counts: np.ndarray) -> float:
 def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
     """The land recall of the gate and the vessel-pixel budgets over ``split``'s masked samples."""
     from search.data import LAND_UNKNOWN, Normalization
+    from search.dataset import read_split
     from search.evaluate import predict_scene
 
     bundle = read_bundle(model)
@@ -88,7 +89,7 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
         """A predictor of the i-th output (predict_scene tiles one map at a time)."""
         return lambda x: np.array(request.infer([x])[i], copy=True)
 
-    scenes = [s for s in _scenes(data_dir, split) if s.land is not None]
+    scenes = [s for s in read_split(data_dir, split) if s.land is not None]
     if not scenes:
         raise ValueError(f"{data_dir}: no {split} sample has a sea/land mask")
     land_px = land_called = sea_px = sea_called = 0
@@ -110,14 +111,6 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
             "land_pixels_called_land": land_called / max(land_px, 1), "sea_pixels_called_land": sea_called / max(sea_px, 1),
             "budgets": {name: {**dict(zip(BUDGET, map(int, b))), "vessel_iou": round(vessel_iou(b), 4)}
                         for name, b in budgets.items()}}
-
-
-def _scenes(data_dir: Path, split: str) -> list[Any]:
-    from search.data import SceneArrays
-
-    with np.load(data_dir / f"{split}.npz") as f:
-        return [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"], f[f"land_{s}"] if f"land_{s}" in f.files else None)
-                for s in f["seeds"]]
 
 
 def main(argv: list[str] | None = None) -> int:

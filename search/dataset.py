@@ -56,10 +56,15 @@ def split_arrays(data: SearchData, split: str) -> list[SceneArrays]:
     """The scenes of ``split`` ("train" or "val") as arrays, loaded once per process."""
     key = (data.root, split)
     if key not in _ARRAYS:
-        with np.load(data.root / f"{split}.npz") as f:
-            _ARRAYS[key] = [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"],
-                                        f[f"land_{s}"] if f"land_{s}" in f.files else None) for s in f["seeds"]]
+        _ARRAYS[key] = read_split(data.root, split)
     return _ARRAYS[key]
+
+
+def read_split(root: Path, split: str) -> list[SceneArrays]:
+    """The scenes of ``split`` as :func:`prepare_data` wrote them under ``root`` (not cached)."""
+    with np.load(root / f"{split}.npz") as f:
+        return [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"], f[f"land_{s}"] if f"land_{s}" in f.files else None)
+                for s in f["seeds"]]
 
 
 def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays]) -> None:
