@@ -206,7 +206,8 @@ class GenomeNet(nn.Module):
     averages go through :data:`WIDE_GATE_LAYERS` 3x3 conv-bn-relu layers on the cell grid before
     their 1x1 head, so each cell's land term sees its neighbours (80 px) for a few thousand
     parameters on a 16 x 16 grid. All work on full-size maps, which the Myriad X cost model prices
-    at about 1.8 ms per 256 px tile for ``"local"`` and 3.4 ms for ``"context"`` (docs/models.md)."""
+    at about 1.8 ms per 256 px tile for ``"local"``, 3.4 ms for ``"context"`` and 3.5 ms for
+    ``"wide"`` (docs/models.md)."""
 
     def __init__(self, genome: Genome, land_gate: str = "none"):
         super().__init__()
