@@ -73,7 +73,7 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
     """The land recall of the gate and the vessel-pixel budgets over ``split``'s masked samples."""
     from search.data import LAND_UNKNOWN, Normalization
     from search.dataset import read_split
-    from search.evaluate import predict_scene
+    from search.evaluate import predict_scene_maps
 
     bundle = read_bundle(model)
     manifest = bundle.manifest
@@ -85,9 +85,10 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
     tile = int(manifest["input"]["shape"][-1])
     request = gated_outputs(bundle.files["model.xml"], bundle.files["model.bin"], str(model)).create_infer_request()
 
-    def output(i: int) -> Any:
-        """A predictor of the i-th output (predict_scene tiles one map at a time)."""
-        return lambda x: np.array(request.infer([x])[i], copy=True)
+    def predict(x: np.ndarray) -> np.ndarray:
+        """The three outputs of one tile, stacked on axis 1."""
+        outs = request.infer([x])
+        return np.concatenate([outs[i] for i in range(3)], axis=1)
 
     scenes = [s for s in read_split(data_dir, split) if s.land is not None]
     if not scenes:
@@ -96,7 +97,7 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
     budgets = {name: np.zeros(len(BUDGET), np.int64) for name in
                ("flown", "before the gate", "flown, hand-drawn land removed", "before the gate, hand-drawn land removed")}
     for scene in scenes:
-        flown, vessel, sea = (predict_scene(output(i), scene.image, norm, tile) for i in range(3))
+        flown, vessel, sea = predict_scene_maps(predict, scene.image, norm, tile, 3)
         truth, land = scene.mask > 0, scene.land == 1
         known = scene.land != LAND_UNKNOWN
         land_px += int(land.sum())

@@ -58,6 +58,15 @@ def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, ti
     the search scores exactly what the payload would compute. ``counts`` (``uint8``/``uint16``): the
     predictor is an IR that normalises its own input (:mod:`search.input_types`) and gets the counts
     in that type, edge tiles padded with the band means."""
+    return predict_scene_maps(predict, image, norm, tile, 1, counts)[0]
+
+
+def predict_scene_maps(predict: Predictor, image: np.ndarray, norm: Normalization, tile: int, channels: int,
+                       counts: str | None = None) -> np.ndarray:
+    """The first ``channels`` maps the predictor gives, (channels, H, W), tiled and prepared as
+    :func:`predict_scene` does: for a predictor with several outputs stacked on axis 1 (a land
+    gate read out beside the vessel probability: scripts/land_gate_quality.py), one inference per
+    tile for all of them."""
     from flightsim.tiles import tile_grid
     from runtime.preprocess import Preprocessor
     from search.input_types import input_manifest
@@ -67,10 +76,10 @@ def predict_scene(predict: Predictor, image: np.ndarray, norm: Normalization, ti
     if counts is not None:
         manifest_input = input_manifest(manifest_input, counts)
     prepare = Preprocessor(manifest_input, (1, bands, tile, tile))
-    out = np.zeros((h, w), dtype=np.float32)
+    out = np.zeros((channels, h, w), dtype=np.float32)
     for top, left, th, tw in tile_grid(h, w, tile):
         batch, _ = prepare(image[:, top : top + th, left : left + tw], {})
-        out[top : top + th, left : left + tw] = predict(batch)[0, 0, :th, :tw]
+        out[:, top : top + th, left : left + tw] = predict(batch)[0, :channels, :th, :tw]
     return out
 
 
