@@ -79,6 +79,15 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "30 epochs, wide land gate (3x3 convs over 16 px cells)": {"candidate": {"fp32_epochs": 30},
                                                                "train": {"land_weight": 1.0, "land_gate": "wide"},
                                                                "export": {"min_scores": FINE_CUTS}},
+    # The same gate taught by the vessel loss on the flown output (vessel x sea) as well as by the
+    # land masks: it learns which land makes false vessels ([train] gate_loss).
+    "30 epochs, wide land gate, vessel loss on the flown output": {
+        "candidate": {"fp32_epochs": 30}, "train": {"land_weight": 1.0, "land_gate": "wide", "gate_loss": "flown"},
+        "export": {"min_scores": FINE_CUTS}},
+    # The wide gate with the input's mean and mean square per 16 px cell beside the features'.
+    "30 epochs, wide land gate with the input's texture per cell": {
+        "candidate": {"fp32_epochs": 30}, "train": {"land_weight": 1.0, "land_gate": "wide_texture"},
+        "export": {"min_scores": FINE_CUTS}},
 }
 
 

@@ -69,7 +69,8 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     sea, where most SAR false alarms lie. Without ``[train] land_gate`` that head exists for training
     only (``net.land_head``): the exported network has the vessel output alone. With it, the head is
     the network's own sea head (:class:`search.network.GenomeNet`), which gates the output on board;
-    the vessel loss stays on the ungated vessel logits, so each head learns its own question."""
+    the vessel loss is on the ungated vessel logits, so each head learns its own question, or, with
+    ``[train] gate_loss = "flown"``, on the gated output the payload thresholds."""
     tr = cfg["train"]
     land_weight = float(tr.get("land_weight", 0.0))
     use_land = land_weight > 0 and sampler.has_land
@@ -78,6 +79,7 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
                          "and [data] land_masks to a folder of masks for the training samples")
     if use_land and net.sea_head is None and getattr(net, "land_head", None) is None:
         net.land_head = torch.nn.Conv2d(net.head.conv.in_channels, 1, 1)
+    flown_loss = net.sea_head is not None and tr.get("gate_loss", "vessel") == "flown"
     net.to(device).train()
     aligners = aligner if isinstance(aligner, list) else [aligner]
     draws = np.random.default_rng(len(aligners))
@@ -90,10 +92,11 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             net.aligner = aligner = aligners[int(draws.integers(len(aligners)))]
         if use_land:
             images, masks, land = sampler.batch_with_land(tr["batch"])
-            features = net.features(torch.from_numpy(images).to(device))
-            logits = net.head(features)
+            x = torch.from_numpy(images).to(device)
+            features = net.features(x)
+            logits = net.flown_logits(features, x) if flown_loss else net.head(features)
             loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"]) + land_weight * \
-                land_loss(_land_logits(net, features), torch.from_numpy(land).to(device), LAND_UNKNOWN)
+                land_loss(_land_logits(net, features, x), torch.from_numpy(land).to(device), LAND_UNKNOWN)
         else:
             images, masks = sampler.batch(tr["batch"])
             logits = net.logits(torch.from_numpy(images).to(device))
@@ -111,9 +114,9 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             **({"land_weight": land_weight} if use_land else {})}
 
 
-def _land_logits(net: GenomeNet, features: torch.Tensor) -> torch.Tensor:
+def _land_logits(net: GenomeNet, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Logits of "land" from the gate's sea head, or from the training-only land head."""
-    return -net.sea_logits(features) if net.sea_head is not None else net.land_head(features)
+    return -net.sea_logits(features, x) if net.sea_head is not None else net.land_head(features)
 
 
 def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: int,

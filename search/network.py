@@ -185,8 +185,11 @@ class Upsample2x(nn.Module):
 
 
 #: Land gates of :class:`GenomeNet` (``[train] land_gate``): none, per pixel, per pixel and cell,
-#: per pixel and neighbourhood of cells.
-LAND_GATES = ("none", "local", "context", "wide")
+#: per pixel and neighbourhood of cells, and the last with the input's texture per cell too.
+LAND_GATES = ("none", "local", "context", "wide", "wide_texture")
+#: What the vessel loss of a gated network is computed on (``[train] gate_loss``): the vessel head's
+#: probability, or the flown output (vessel x sea: :meth:`GenomeNet.flown_logits`).
+GATE_LOSSES = ("vessel", "flown")
 #: Side in pixels of the cells the "context" and "wide" gates average over (tiles and patches are
 #: multiples).
 GATE_CELL = 16
@@ -205,7 +208,10 @@ class GenomeNet(nn.Module):
     property of a neighbourhood more than of a pixel. ``"wide"``: as ``"context"``, but the cell
     averages go through :data:`WIDE_GATE_LAYERS` 3x3 conv-bn-relu layers on the cell grid before
     their 1x1 head, so each cell's land term sees its neighbours (80 px) for a few thousand
-    parameters on a 16 x 16 grid. All work on full-size maps, which the Myriad X cost model prices
+    parameters on a 16 x 16 grid. ``"wide_texture"``: as ``"wide"``, with the mean and the mean
+    square of the input per cell beside the cell means of the features (a Multiply and two
+    ReduceMeans on the input), since SAR land is told from sea by its brightness and its variance
+    over a neighbourhood, which a small vessel network need not keep in its features. All work on full-size maps, which the Myriad X cost model prices
     at about 1.8 ms per 256 px tile for ``"local"``, 3.4 ms for ``"context"`` and 3.5 ms for
     ``"wide"`` (docs/models.md)."""
 
@@ -230,12 +236,14 @@ class GenomeNet(nn.Module):
         if land_gate not in LAND_GATES:
             raise ValueError(f"land_gate {land_gate!r}; valid: {list(LAND_GATES)}")
         # Its logit is "sea", so the exported gate needs no negation; land is its negative.
+        self.land_gate = land_gate
         self.sea_head = Conv1x1Bias(self.ctx, cin, 1) if land_gate != "none" else None
         self.sea_context: nn.Module | None = None
         if land_gate == "context":
             self.sea_context = Conv1x1Bias(self.ctx, cin, 1)
-        elif land_gate == "wide":
-            widths = [cin] + [WIDE_GATE_CHANNELS] * WIDE_GATE_LAYERS
+        elif land_gate in ("wide", "wide_texture"):
+            texture = 2 * genome.in_channels if land_gate == "wide_texture" else 0
+            widths = [cin + texture] + [WIDE_GATE_CHANNELS] * WIDE_GATE_LAYERS
             self.sea_context = nn.Sequential(*(ConvBN(self.ctx, a, b, 3) for a, b in zip(widths, widths[1:])),
                                              Conv1x1Bias(self.ctx, widths[-1], 1))
 
@@ -269,13 +277,40 @@ class GenomeNet(nn.Module):
             return _act(self.ctx, torch.sigmoid(self.logits(x)))
         features = self.features(x)
         vessel = _act(self.ctx, torch.sigmoid(self.head(features)))
-        sea = _act(self.ctx, torch.sigmoid(self.sea_logits(features)))
+        sea = _act(self.ctx, torch.sigmoid(self.sea_logits(features, x)))
         return _act(self.ctx, vessel * sea)
 
-    def sea_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Logit of "this pixel is sea" (the land gate's), from the decoder's last features."""
+    def flown_logits(self, features: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logit of the flown output, vessel probability x sea probability, for a loss on what the
+        payload thresholds (``[train] gate_loss = "flown"``); in log space, so that a product near 0
+        or 1 keeps its gradient. Aligned (``aligner`` set), the product as the target stores it
+        (:meth:`forward`), its logit taken with the probability kept off 0 and 1."""
+        if self.ctx.aligner is not None:
+            vessel = _act(self.ctx, torch.sigmoid(self.head(features)))
+            sea = _act(self.ctx, torch.sigmoid(self.sea_logits(features, x)))
+            return torch.logit(_act(self.ctx, vessel * sea), eps=1e-6)
+        log_p = F.logsigmoid(self.head(features)) + F.logsigmoid(self.sea_logits(features, x))
+        # log(1 - p) = log(-expm1(log p)); log p < 0 always, clamped off 0 where float32 rounds to 1
+        return log_p - torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
+
+    def sea_logits(self, features: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logit of "this pixel is sea" (the land gate's), from the decoder's last features (and,
+        for ``"wide_texture"``, from the network's input ``x``, which it then needs)."""
         logits = self.sea_head(features)
         if self.sea_context is not None:
             cells = _act(self.ctx, _cell_mean(features, GATE_CELL))
+            if self.land_gate == "wide_texture":
+                cells = torch.cat([cells, self.input_texture(x)], dim=1)
             logits = _act(self.ctx, logits + _copy_up(self.sea_context(cells), GATE_CELL))
         return logits
+
+    def input_texture(self, x: torch.Tensor | None) -> torch.Tensor:
+        """Per :data:`GATE_CELL` cell of the input: its mean and its mean square per band (the
+        ``"wide_texture"`` gate's extra cell channels), as the target computes them."""
+        if x is None:
+            raise ValueError(f"the {self.land_gate!r} land gate reads the input: pass it to sea_logits")
+        if self.ctx.aligner is not None:
+            x = self.ctx.aligner.input(x)
+        mean = _act(self.ctx, _cell_mean(x, GATE_CELL))
+        square = _act(self.ctx, _cell_mean(_act(self.ctx, x * x), GATE_CELL))
+        return torch.cat([mean, square], dim=1)

@@ -198,8 +198,9 @@ def count_parameters(genome: Genome, land_gate: str = "none") -> int:
         cin = skip
     # the vessel head, the gate's sea head, and the context gate's cell head (search.network.LAND_GATES)
     heads = 1 + (land_gate != "none") + (land_gate == "context")
-    if land_gate == "wide":  # the wide gate's 3x3 layers on the cell grid and their 1x1 head
-        widths = [cin] + [WIDE_GATE_CHANNELS] * WIDE_GATE_LAYERS
+    if land_gate in ("wide", "wide_texture"):  # the wide gate's 3x3 layers on the cell grid, their 1x1 head
+        texture = 2 * genome.in_channels if land_gate == "wide_texture" else 0  # input mean, mean square
+        widths = [cin + texture] + [WIDE_GATE_CHANNELS] * WIDE_GATE_LAYERS
         total += sum(_cba(a, b, 3) for a, b in zip(widths, widths[1:])) + widths[-1] + 1
     return total + (cin + 1) * heads  # 1x1 heads with bias
 

@@ -196,15 +196,19 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
 
 
 # Extra parameters over the plain network of 8 decoder channels: a 1x1 head with bias is 8 + 1; the
-# wide gate's two 3x3 conv-bn layers on the cell grid are 8*16*9 + 2*16 and 16*16*9 + 2*16.
-@pytest.mark.parametrize("gate, extra", [("local", 9), ("context", 18),
-                                         ("wide", 9 + (8 * 16 * 9 + 32) + (16 * 16 * 9 + 32) + 17)])
+# wide gate's two 3x3 conv-bn layers on the cell grid are 8*16*9 + 2*16 and 16*16*9 + 2*16; the
+# texture gate's first one also reads the input's mean and mean square of 3 bands: 6 more channels.
+@pytest.mark.parametrize("gate, gate_loss, extra", [
+    ("local", "vessel", 9), ("context", "vessel", 18),
+    ("wide", "vessel", 9 + (8 * 16 * 9 + 32) + (16 * 16 * 9 + 32) + 17),
+    ("wide_texture", "flown", 9 + (14 * 16 * 9 + 32) + (16 * 16 * 9 + 32) + 17)])
 def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, tiny_cfg: dict[str, Any],
-                                                                 gate: str, extra: int) -> None:
+                                                                 gate: str, gate_loss: str, extra: int) -> None:
     """[train] land_gate: the network's one output is its vessel probability times its own sea
-    probability, the sea head is taught by the land masks, and the candidate exports, passes the
-    target check (opsets of the 2022.3 toolkit included) and records the extra parameters; without
-    masks to learn from, or with an unknown gate, it is refused."""
+    probability, the sea head is taught by the land masks (and, with ``gate_loss = "flown"``, the
+    vessel loss is on that product), and the candidate exports, passes the target check (opsets of
+    the 2022.3 toolkit included) and records the extra parameters; without masks to learn from, or
+    with an unknown gate or gate loss, it is refused."""
     import torch
 
     from search.candidate import fit
@@ -213,12 +217,14 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     from search.space import count_parameters
 
     cfg = _with_land_masks(tmp_path, tiny_cfg)
-    gated = {**cfg, "train": {**cfg["train"], "land_gate": gate}}
+    gated = {**cfg, "train": {**cfg["train"], "land_gate": gate, "gate_loss": gate_loss}}
     for bad in ({**gated, "train": {**gated["train"], "land_weight": 0.0}},
                 {**gated, "data": {**gated["data"], "land_masks": ""}},
                 {**gated, "train": {**gated["train"], "land_gate": "coastline"}}):
         with pytest.raises(ValueError, match="land_gate"):
             prepare_data(bad, tmp_path / "bad")
+    with pytest.raises(ValueError, match="gate_loss.*valid"):
+        prepare_data({**gated, "train": {**gated["train"], "gate_loss": "land"}}, tmp_path / "bad")
     data = prepare_data(gated, tmp_path / "data")
     genome = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
     net = GenomeNet(genome, land_gate=gate)
@@ -234,8 +240,10 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         features = net.features(x)
-        expected = torch.sigmoid(net.head(features)) * torch.sigmoid(net.sea_logits(features))
+        expected = torch.sigmoid(net.head(features)) * torch.sigmoid(net.sea_logits(features, x))
         torch.testing.assert_close(net(x), expected)
+        # the logit the "flown" loss trains is that product's
+        torch.testing.assert_close(torch.sigmoid(net.flown_logits(features, x)), expected, atol=1e-6, rtol=1e-4)
     record = evaluate_candidate(genome, gated, data, tmp_path / "out")
     assert record["status"] == "ok", record.get("traceback")
     assert record["parameters"] == count_parameters(genome, land_gate=gate)
