@@ -12,9 +12,14 @@ masks (``[data] land_masks``: SSDD's hand-drawn masks), and reports
   vessel probability before the gate, and for each with the hand-drawn land removed (the oracle
   the gate stands in for).
 
+``--sea-shifts`` asks what a gate leaning further towards land would do: for each shift ``b`` the
+gate's sea logit is lowered by ``b`` (the sea probability recomputed from the one read out) and the
+land recall and the flown budget are given again, so a post-hoc bias on the sea head is priced
+before anyone trains or ships one.
+
 Pixel masks only: no second stage, no outlines (``scripts/vessel_iou_bounds.py`` scores those).
 
-    .venv/bin/python scripts/land_gate_quality.py --model models/sar --data out/sar6/data --split val
+    .venv/bin/python scripts/land_gate_quality.py --model models/sar --data out/sar6/data --split val [--sea-shifts 1 2 3]
 """
 
 from __future__ import annotations
@@ -69,8 +74,16 @@ def vessel_iou(counts: np.ndarray) -> float:
     return float(counts[0] / max(int(counts.sum()), 1))
 
 
-def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
-    """The land recall of the gate and the vessel-pixel budgets over ``split``'s masked samples."""
+def shifted(sea: np.ndarray, shift: float) -> np.ndarray:
+    """The sea probability after lowering its logit by ``shift`` (kept off 0 and 1 first, where f32
+    cannot give the logit back)."""
+    p = np.clip(sea.astype(np.float64), 1e-12, 1 - 1e-12)
+    return (1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) - shift)))).astype(np.float32)
+
+
+def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ...] = ()) -> dict[str, Any]:
+    """The land recall of the gate and the vessel-pixel budgets over ``split``'s masked samples
+    (and, per ``sea_shifts``, the same with the gate's sea logit lowered by that much)."""
     from search.data import LAND_UNKNOWN, Normalization
     from search.dataset import read_split
     from search.evaluate import predict_scene_maps
@@ -96,6 +109,7 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
     land_px = land_called = sea_px = sea_called = 0
     budgets = {name: np.zeros(len(BUDGET), np.int64) for name in
                ("flown", "before the gate", "flown, hand-drawn land removed", "before the gate, hand-drawn land removed")}
+    shifts = {b: {"land_called": 0, "sea_called": 0, "budget": np.zeros(len(BUDGET), np.int64)} for b in sea_shifts}
     for scene in scenes:
         flown, vessel, sea = predict_scene_maps(predict, scene.image, norm, tile, 3)
         truth, land = scene.mask > 0, scene.land == 1
@@ -107,11 +121,21 @@ def measure(model: Path, data_dir: Path, split: str) -> dict[str, Any]:
         for name, prob in (("flown", flown), ("before the gate", vessel)):
             budgets[name] += budget(prob >= threshold, truth, land)
             budgets[f"{name}, hand-drawn land removed"] += budget((prob >= threshold) & ~land, truth, land)
+        for b, acc in shifts.items():
+            sea_b = shifted(sea, b)
+            acc["land_called"] += int((land & (sea_b < LAND_BELOW)).sum())
+            acc["sea_called"] += int((known & ~land & (sea_b < LAND_BELOW)).sum())
+            acc["budget"] += budget(vessel * sea_b >= threshold, truth, land)
     return {"model": str(model), "bundle_id": bundle.id, "split": f"{data_dir}:{split}", "samples": len(scenes),
             "threshold": threshold, "numerics": "CPU f32 (INFERENCE_PRECISION_HINT=f32)", "host": host_line(),
             "land_pixels_called_land": land_called / max(land_px, 1), "sea_pixels_called_land": sea_called / max(sea_px, 1),
             "budgets": {name: {**dict(zip(BUDGET, map(int, b))), "vessel_iou": round(vessel_iou(b), 4)}
-                        for name, b in budgets.items()}}
+                        for name, b in budgets.items()},
+            "sea_shifts": [{"shift": b, "land_pixels_called_land": acc["land_called"] / max(land_px, 1),
+                            "sea_pixels_called_land": acc["sea_called"] / max(sea_px, 1),
+                            "flown": {**dict(zip(BUDGET, map(int, acc["budget"]))),
+                                      "vessel_iou": round(vessel_iou(acc["budget"]), 4)}}
+                           for b, acc in shifts.items()]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="a bundle whose network flies a land gate")
     parser.add_argument("--data", type=Path, required=True, help="a prepared data directory (OUT/data of a search)")
     parser.add_argument("--split", default="val", choices=("train", "val"))
+    parser.add_argument("--sea-shifts", type=float, nargs="*", default=[],
+                        help="lower the gate's sea logit by each of these and report again")
     args = parser.parse_args(argv)
-    result = measure(args.model, args.data, args.split)
+    result = measure(args.model, args.data, args.split, tuple(args.sea_shifts))
     print(json.dumps(result, indent=1))
     return 0
 

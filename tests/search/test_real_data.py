@@ -254,10 +254,16 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     from scripts.land_gate_quality import measure
     from search.dataset import split_arrays
 
-    quality = measure(tmp_path / "out" / "candidates" / genome.key / "bundle", tmp_path / "data", "train")
+    quality = measure(tmp_path / "out" / "candidates" / genome.key / "bundle", tmp_path / "data", "train",
+                      sea_shifts=(0.0, 50.0))
     truth_px = sum(int((s.mask > 0).sum()) for s in split_arrays(data, "train") if s.land is not None)
     assert 0.0 <= quality["land_pixels_called_land"] <= 1.0 and quality["samples"] >= 1
     for name, b in quality["budgets"].items():
         assert b["right"] + b["missed"] == truth_px
         if name.endswith("land removed"):
             assert b["false_on_land"] == 0
+    # no shift gives the flown figures back; a huge one calls everything land and finds nothing
+    none, huge = quality["sea_shifts"]
+    assert none["land_pixels_called_land"] == pytest.approx(quality["land_pixels_called_land"])
+    assert abs(none["flown"]["right"] - quality["budgets"]["flown"]["right"]) <= truth_px * 0.01
+    assert huge["land_pixels_called_land"] == 1.0 and huge["flown"]["right"] == 0
