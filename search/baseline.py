@@ -95,6 +95,9 @@ def train_baseline(
                "aligned": None, "trained_under": "fp32", "seed": int(tr["seed"]), "epochs": int(tr["epochs"]),
                "command": command or "search.baseline.train_baseline()"}
         net = net.cpu().eval()
+        if sea_shift := float(cfg["export"].get("sea_shift", 0.0)):
+            net.shift_sea(sea_shift)
+            log["sea_shift"] = sea_shift
         say(f"trained in {log['fp32']['seconds']:.0f} s")
 
         shape = (1, genome.in_channels, tile, tile)

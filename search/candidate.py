@@ -252,6 +252,10 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         cand = cfg["candidate"]
         seed = int(cfg["evolution"]["seed"])
         _, net, log = train_genome(genome, cfg, data, seed, cand["fp32_epochs"], cand["aligned_epochs"])
+        sea_shift = float(cfg["export"].get("sea_shift", 0.0))
+        net.shift_sea(sea_shift)
+        if sea_shift:
+            log["sea_shift"] = sea_shift
         tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
         val = split_arrays(data, "val")
         probs = predict_scenes(torch_predictor(net), val, data.norm, tile)  # once, for both uses below

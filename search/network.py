@@ -304,6 +304,20 @@ class GenomeNet(nn.Module):
             logits = _act(self.ctx, logits + _copy_up(self.sea_context(cells), GATE_CELL))
         return logits
 
+    def shift_sea(self, shift: float) -> None:
+        """Lower the land gate's sea logit by ``shift`` everywhere (``[export] sea_shift``), folded
+        into the sea head's bias so that the exported graph does not change.
+
+        Raises:
+            ValueError: for a non-zero shift on a network without a land gate.
+        """
+        if shift and self.sea_head is None:
+            raise ValueError(f"[export] sea_shift = {shift} needs a land gate; [train] land_gate is 'none' "
+                             f"(valid: {[g for g in LAND_GATES if g != 'none']})")
+        if shift:
+            with torch.no_grad():
+                self.sea_head.conv.bias -= shift
+
     def input_texture(self, x: torch.Tensor | None) -> torch.Tensor:
         """Per :data:`GATE_CELL` cell of the input: its mean and its mean square per band (the
         ``"wide_texture"`` gate's extra cell channels), as the target computes them."""

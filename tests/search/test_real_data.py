@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import json
 from pathlib import Path
 from typing import Any
@@ -244,9 +246,16 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
         torch.testing.assert_close(net(x), expected)
         # the logit the "flown" loss trains is that product's
         torch.testing.assert_close(torch.sigmoid(net.flown_logits(features, x)), expected, atol=1e-6, rtol=1e-4)
-    record = evaluate_candidate(genome, gated, data, tmp_path / "out")
+        # [export] sea_shift lowers the sea logit by exactly that much, in the head's bias
+        shifted = copy.deepcopy(net)
+        shifted.shift_sea(1.5)
+        torch.testing.assert_close(shifted.sea_logits(features, x), net.sea_logits(features, x) - 1.5)
+    with pytest.raises(ValueError, match="sea_shift.*land gate"):
+        GenomeNet(genome).shift_sea(1.0)
+    record = evaluate_candidate(genome, {**gated, "export": {**gated["export"], "sea_shift": 0.5}}, data, tmp_path / "out")
     assert record["status"] == "ok", record.get("traceback")
     assert record["parameters"] == count_parameters(genome, land_gate=gate)
+    assert record["training"]["sea_shift"] == 0.5  # applied to the network exported, and recorded
     manifest = json.loads((tmp_path / "out" / "candidates" / genome.key / "bundle" / "manifest.json").read_text())
     assert "land gate" in manifest["output"]["meaning"] and manifest["parameters"] == record["parameters"]
     # scripts/land_gate_quality.py reads the gate back out of the IR: its budgets add up to the
