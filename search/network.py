@@ -211,9 +211,10 @@ class GenomeNet(nn.Module):
     parameters on a 16 x 16 grid. ``"wide_texture"``: as ``"wide"``, with the mean and the mean
     square of the input per cell beside the cell means of the features (a Multiply and two
     ReduceMeans on the input), since SAR land is told from sea by its brightness and its variance
-    over a neighbourhood, which a small vessel network need not keep in its features. All work on full-size maps, which the Myriad X cost model prices
-    at about 1.8 ms per 256 px tile for ``"local"``, 3.4 ms for ``"context"`` and 3.5 ms for
-    ``"wide"`` (docs/models.md)."""
+    over a neighbourhood, which a small vessel network need not keep in its features (measured
+    worse than ``"wide"`` over three seeds: docs/models.md). All work on full-size maps, which the
+    Myriad X cost model prices at about 1.8 ms per 256 px tile for ``"local"``, 3.4 ms for
+    ``"context"``, 3.5 ms for ``"wide"`` and 5.0 ms for ``"wide_texture"`` (docs/models.md)."""
 
     def __init__(self, genome: Genome, land_gate: str = "none"):
         super().__init__()
