@@ -77,8 +77,9 @@ def vessel_iou(counts: np.ndarray) -> float:
 def shifted(sea: np.ndarray, shift: float) -> np.ndarray:
     """The sea probability after lowering its logit by ``shift`` (kept off 0 and 1 first, where f32
     cannot give the logit back)."""
-    p = np.clip(sea.astype(np.float64), 1e-12, 1 - 1e-12)
-    return (1.0 / (1.0 + np.exp(-(np.log(p) - np.log1p(-p) - shift)))).astype(np.float32)
+    from scipy.special import expit, logit
+
+    return expit(logit(np.clip(sea.astype(np.float64), 1e-12, 1 - 1e-12)) - shift).astype(np.float32)
 
 
 def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ...] = ()) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from runtime.bundle import Bundle, write_bundle
 from runtime.golden import with_golden
-from search.candidate import fit, manifest_for, torch_device
+from search.candidate import fit, manifest_for, shift_sea_for_export, torch_device
 from search.config import load_config
 from search.dataset import make_sampler, prepare_data, split_arrays
 from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor
@@ -95,9 +95,7 @@ def train_baseline(
                "aligned": None, "trained_under": "fp32", "seed": int(tr["seed"]), "epochs": int(tr["epochs"]),
                "command": command or "search.baseline.train_baseline()"}
         net = net.cpu().eval()
-        if sea_shift := float(cfg["export"].get("sea_shift", 0.0)):
-            net.shift_sea(sea_shift)
-            log["sea_shift"] = sea_shift
+        shift_sea_for_export(net, cfg, log)
         say(f"trained in {log['fp32']['seconds']:.0f} s")
 
         shape = (1, genome.in_channels, tile, tile)

@@ -94,9 +94,14 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             images, masks, land = sampler.batch_with_land(tr["batch"])
             x = torch.from_numpy(images).to(device)
             features = net.features(x)
-            logits = net.flown_logits(features, x) if flown_loss else net.head(features)
+            logits = net.head(features)
+            # land from the gate's sea head (computed once, for both losses), or the training-only head
+            sea = net.sea_logits(features, x) if net.sea_head is not None else None
+            if flown_loss:
+                logits = net.flown_logits(logits, sea)
+            land_logits = -sea if sea is not None else net.land_head(features)
             loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"]) + land_weight * \
-                land_loss(_land_logits(net, features, x), torch.from_numpy(land).to(device), LAND_UNKNOWN)
+                land_loss(land_logits, torch.from_numpy(land).to(device), LAND_UNKNOWN)
         else:
             images, masks = sampler.batch(tr["batch"])
             logits = net.logits(torch.from_numpy(images).to(device))
@@ -114,9 +119,13 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             **({"land_weight": land_weight} if use_land else {})}
 
 
-def _land_logits(net: GenomeNet, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Logits of "land" from the gate's sea head, or from the training-only land head."""
-    return -net.sea_logits(features, x) if net.sea_head is not None else net.land_head(features)
+def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:
+    """Apply ``[export] sea_shift`` to a trained ``net`` (:meth:`GenomeNet.shift_sea`) and record it
+    in its training ``log``: the one place the search and the baseline do it."""
+    shift = float(cfg["export"].get("sea_shift", 0.0))
+    net.shift_sea(shift)
+    if shift:
+        log["sea_shift"] = shift
 
 
 def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: int,
@@ -252,10 +261,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         cand = cfg["candidate"]
         seed = int(cfg["evolution"]["seed"])
         _, net, log = train_genome(genome, cfg, data, seed, cand["fp32_epochs"], cand["aligned_epochs"])
-        sea_shift = float(cfg["export"].get("sea_shift", 0.0))
-        net.shift_sea(sea_shift)
-        if sea_shift:
-            log["sea_shift"] = sea_shift
+        shift_sea_for_export(net, cfg, log)
         tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
         val = split_arrays(data, "val")
         probs = predict_scenes(torch_predictor(net), val, data.norm, tile)  # once, for both uses below

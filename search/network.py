@@ -281,16 +281,17 @@ class GenomeNet(nn.Module):
         sea = _act(self.ctx, torch.sigmoid(self.sea_logits(features, x)))
         return _act(self.ctx, vessel * sea)
 
-    def flown_logits(self, features: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Logit of the flown output, vessel probability x sea probability, for a loss on what the
-        payload thresholds (``[train] gate_loss = "flown"``); in log space, so that a product near 0
-        or 1 keeps its gradient. Aligned (``aligner`` set), the product as the target stores it
-        (:meth:`forward`), its logit taken with the probability kept off 0 and 1."""
+    def flown_logits(self, vessel_logits: torch.Tensor, sea_logits: torch.Tensor) -> torch.Tensor:
+        """Logit of the flown output, vessel probability x sea probability, from the two heads'
+        logits (:attr:`head`, :meth:`sea_logits`), for a loss on what the payload thresholds
+        (``[train] gate_loss = "flown"``); in log space, so that a product near 0 or 1 keeps its
+        gradient. Aligned (``aligner`` set), the product as the target stores it (:meth:`forward`),
+        its logit taken with the probability kept off 0 and 1."""
         if self.ctx.aligner is not None:
-            vessel = _act(self.ctx, torch.sigmoid(self.head(features)))
-            sea = _act(self.ctx, torch.sigmoid(self.sea_logits(features, x)))
+            vessel = _act(self.ctx, torch.sigmoid(vessel_logits))
+            sea = _act(self.ctx, torch.sigmoid(sea_logits))
             return torch.logit(_act(self.ctx, vessel * sea), eps=1e-6)
-        log_p = F.logsigmoid(self.head(features)) + F.logsigmoid(self.sea_logits(features, x))
+        log_p = F.logsigmoid(vessel_logits) + F.logsigmoid(sea_logits)
         # log(1 - p) = log(-expm1(log p)); log p < 0 always, clamped off 0 where float32 rounds to 1
         return log_p - torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
 
@@ -312,12 +313,13 @@ class GenomeNet(nn.Module):
         Raises:
             ValueError: for a non-zero shift on a network without a land gate.
         """
-        if shift and self.sea_head is None:
+        if not shift:
+            return
+        if self.sea_head is None:
             raise ValueError(f"[export] sea_shift = {shift} needs a land gate; [train] land_gate is 'none' "
                              f"(valid: {[g for g in LAND_GATES if g != 'none']})")
-        if shift:
-            with torch.no_grad():
-                self.sea_head.conv.bias -= shift
+        with torch.no_grad():
+            self.sea_head.conv.bias -= shift
 
     def input_texture(self, x: torch.Tensor | None) -> torch.Tensor:
         """Per :data:`GATE_CELL` cell of the input: its mean and its mean square per band (the
