@@ -43,25 +43,40 @@ LAND_BELOW = 0.5
 BUDGET = ("right", "false_on_land", "false_on_sea", "missed")
 
 
-def gated_outputs(xml: bytes, bin_: bytes, name: str) -> Any:
-    """The IR compiled on CPU in f32 with three outputs: the flown probability, the vessel
-    probability before the gate and the gate's sea probability.
+def read_ir(xml: bytes, bin_: bytes) -> Any:
+    """An IR's bytes as an OpenVINO model."""
+    import openvino as ov
+
+    return ov.Core().read_model(xml.decode(), ov.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+
+
+def gate_sigmoids(model: Any, name: str) -> tuple[Any, Any]:
+    """The vessel and the sea Sigmoid whose product is the model's output
+    (search.network.GenomeNet.forward multiplies the vessel probability by the sea probability).
 
     Raises:
         ValueError: when the network's output is not a Multiply of two Sigmoids (no land gate).
     """
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(xml.decode(), ov.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
     product = model.outputs[0].get_node().input_value(0).get_node()
     inputs = [product.input_value(i).get_node() for i in range(product.get_input_size())] \
         if product.get_type_name() == "Multiply" else []
     if len(inputs) != 2 or any(n.get_type_name() != "Sigmoid" for n in inputs):
         raise ValueError(f"{name}: the output is not a vessel Sigmoid times a sea Sigmoid; the network flies no land gate")
-    # search.network.GenomeNet.forward multiplies the vessel probability by the sea probability
-    model.add_outputs([inputs[0].output(0), inputs[1].output(0)])
-    return core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return inputs[0], inputs[1]
+
+
+def gated_outputs(xml: bytes, bin_: bytes, name: str) -> Any:
+    """The IR compiled on CPU in f32 with three outputs: the flown probability, the vessel
+    probability before the gate and the gate's sea probability.
+
+    Raises:
+        ValueError: when the network flies no land gate (:func:`gate_sigmoids`).
+    """
+    import openvino as ov
+
+    model = read_ir(xml, bin_)
+    model.add_outputs([node.output(0) for node in gate_sigmoids(model, name)])
+    return ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
 
 
 def budget(predicted: np.ndarray, truth: np.ndarray, land: np.ndarray) -> np.ndarray:

@@ -190,6 +190,10 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
 
     with pytest.raises(ValueError, match="no land gate"):  # nothing to read back: the head was not flown
         measure(tmp_path / "out" / "candidates" / genome.key / "bundle", tmp_path / "data", "train")
+    from scripts.shift_gate import shift_gate
+
+    with pytest.raises(ValueError, match="no land gate"):  # and no gate to shift
+        shift_gate(tmp_path / "out" / "candidates" / genome.key / "bundle", 1.0, tmp_path / "shifted", "CPU")
     # the loss leaves unknown pixels out, and is zero when no pixel is known
     logits = torch.zeros(1, 1, 2, 2)
     assert float(land_loss(logits, torch.full((1, 1, 2, 2), 255.0), 255)) == 0.0
@@ -276,3 +280,20 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     assert none["land_pixels_called_land"] == pytest.approx(quality["land_pixels_called_land"])
     assert abs(none["flown"]["right"] - quality["budgets"]["flown"]["right"]) <= truth_px * 0.01
     assert huge["land_pixels_called_land"] == 1.0 and huge["flown"]["right"] == 0
+    # scripts/shift_gate.py: the same bundle with the sea logit lowered in its IR flies
+    # vessel x sigmoid(logit(sea) - shift), and its golden tile is measured again so it loads
+    from scipy.special import expit, logit
+
+    from runtime.bundle import read_bundle
+    from scripts.land_gate_quality import gated_outputs
+    from scripts.shift_gate import shift_gate
+
+    source = tmp_path / "out" / "candidates" / genome.key / "bundle"
+    shifted_bundle = shift_gate(source, 1.0, tmp_path / "shifted", "CPU")
+    assert shifted_bundle.manifest["derived_from"]["sha256"] == read_bundle(source).id and "golden" in shifted_bundle.manifest
+    tile = np.random.default_rng(0).normal(size=shifted_bundle.manifest["input"]["shape"]).astype(np.float32)
+    outs = [gated_outputs(b.files["model.xml"], b.files["model.bin"], "").create_infer_request().infer([tile])
+            for b in (read_bundle(source), shifted_bundle)]
+    flown, vessel, sea = (outs[0][i] for i in range(3))
+    np.testing.assert_allclose(outs[1][0], vessel * expit(logit(np.clip(sea, 1e-7, 1 - 1e-7)) - 1.0), atol=1e-4)
+    assert not np.allclose(outs[1][0], flown, atol=1e-4)
