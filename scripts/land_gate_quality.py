@@ -12,6 +12,11 @@ masks (``[data] land_masks``: SSDD's hand-drawn masks), and reports
   vessel probability before the gate, and for each with the hand-drawn land removed (the oracle
   the gate stands in for).
 
+Where the flown output's false pixels on land lie (``where_on_land``): by their distance to the
+nearest pixel not labelled land, how many lie within :data:`NEAR_SHIP_PX` of a ship, and the share
+held by the samples with the most of them: a gate that misses land along the quays wants a finer
+gate, one that misses whole built-up areas in a few chips wants a better one.
+
 ``--sea-shifts`` asks what a gate leaning further towards land would do: for each shift ``b`` the
 gate's sea logit is lowered by ``b`` (the sea probability recomputed from the one read out) and the
 land recall and the flown budget are given again, so a post-hoc bias on the sea head is priced
@@ -41,6 +46,11 @@ from runtime.host import host_line  # noqa: E402
 LAND_BELOW = 0.5
 #: Budget keys: pixels right, false on labelled land, false on labelled sea, missed.
 BUDGET = ("right", "false_on_land", "false_on_sea", "missed")
+#: Upper edges (px) of the bins of a false land pixel's distance to the nearest pixel not labelled land
+#: (bin "lo-hi" holds distances over lo up to hi; the last, ">64", the rest).
+DISTANCE_BINS = (2, 4, 8, 16, 32, 64)
+#: A false land pixel this close to a ship pixel (px) counts as "near a ship".
+NEAR_SHIP_PX = 16
 
 
 def read_ir(xml: bytes, bin_: bytes) -> Any:
@@ -97,6 +107,18 @@ def shifted(sea: np.ndarray, shift: float) -> np.ndarray:
     return expit(logit(np.clip(sea.astype(np.float64), 1e-12, 1 - 1e-12)) - shift).astype(np.float32)
 
 
+def where_on_land(false_land: np.ndarray, land: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int]:
+    """One sample's false land pixels binned by their distance to the nearest pixel not labelled
+    land (:data:`DISTANCE_BINS`, the last bin open), and how many lie within :data:`NEAR_SHIP_PX` of
+    a ship pixel."""
+    from scipy.ndimage import distance_transform_edt
+
+    to_sea = distance_transform_edt(land)[false_land]
+    counts = np.bincount(np.searchsorted(DISTANCE_BINS, to_sea), minlength=len(DISTANCE_BINS) + 1)
+    near = int((distance_transform_edt(~truth)[false_land] < NEAR_SHIP_PX).sum()) if truth.any() else 0
+    return counts, near
+
+
 def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ...] = ()) -> dict[str, Any]:
     """The land recall of the gate and the vessel-pixel budgets over ``split``'s masked samples
     (and, per ``sea_shifts``, the same with the gate's sea logit lowered by that much)."""
@@ -125,6 +147,9 @@ def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ..
     land_px = land_called = sea_px = sea_called = 0
     budgets = {name: np.zeros(len(BUDGET), np.int64) for name in
                ("flown", "before the gate", "flown, hand-drawn land removed", "before the gate, hand-drawn land removed")}
+    by_distance = np.zeros(len(DISTANCE_BINS) + 1, np.int64)
+    near_ships = 0
+    per_sample: list[int] = []
     shifts = {b: {"land_called": 0, "sea_called": 0, "budget": np.zeros(len(BUDGET), np.int64)} for b in sea_shifts}
     for scene in scenes:
         flown, vessel, sea = predict_scene_maps(predict, scene.image, norm, tile, 3)
@@ -137,6 +162,11 @@ def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ..
         for name, prob in (("flown", flown), ("before the gate", vessel)):
             budgets[name] += budget(prob >= threshold, truth, land)
             budgets[f"{name}, hand-drawn land removed"] += budget((prob >= threshold) & ~land, truth, land)
+        false_land = (flown >= threshold) & ~truth & land
+        counts, near = where_on_land(false_land, land, truth)
+        by_distance += counts
+        near_ships += near
+        per_sample.append(int(false_land.sum()))
         for b, acc in shifts.items():
             sea_b = shifted(sea, b)
             acc["land_called"] += int((land & (sea_b < LAND_BELOW)).sum())
@@ -147,11 +177,27 @@ def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ..
             "land_pixels_called_land": land_called / max(land_px, 1), "sea_pixels_called_land": sea_called / max(sea_px, 1),
             "budgets": {name: {**dict(zip(BUDGET, map(int, b))), "vessel_iou": round(vessel_iou(b), 4)}
                         for name, b in budgets.items()},
+            "where_on_land": _where_summary(by_distance, near_ships, per_sample),
             "sea_shifts": [{"shift": b, "land_pixels_called_land": acc["land_called"] / max(land_px, 1),
                             "sea_pixels_called_land": acc["sea_called"] / max(sea_px, 1),
                             "flown": {**dict(zip(BUDGET, map(int, acc["budget"]))),
                                       "vessel_iou": round(vessel_iou(acc["budget"]), 4)}}
                            for b, acc in shifts.items()]}
+
+
+def _where_summary(by_distance: np.ndarray, near_ships: int, per_sample: list[int]) -> dict[str, Any]:
+    """The flown output's false land pixels: by distance to the sea, near ships, and how few samples
+    hold them."""
+    total = max(int(by_distance.sum()), 1)
+    edges = (0, *DISTANCE_BINS)
+    ranked = sorted(per_sample, reverse=True)
+    return {"false_pixels": int(by_distance.sum()),
+            "by_distance_to_sea_px": {f"{lo}-{hi}" if hi else f">{lo}": int(n)
+                                      for lo, hi, n in zip(edges, (*DISTANCE_BINS, None), by_distance)},
+            "share_within_16_px_of_the_sea": float(by_distance[:DISTANCE_BINS.index(16) + 1].sum() / total),
+            f"share_within_{NEAR_SHIP_PX}_px_of_a_ship": near_ships / total,
+            "share_in_the_5_samples_with_most": sum(ranked[:5]) / total,
+            "share_in_the_10_samples_with_most": sum(ranked[:10]) / total}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -80,6 +80,7 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     if use_land and net.sea_head is None and getattr(net, "land_head", None) is None:
         net.land_head = torch.nn.Conv2d(net.head.conv.in_channels, 1, 1)
     flown_loss = net.sea_head is not None and tr.get("gate_loss", "vessel") == "flown"
+    land_focus = float(tr.get("land_focus", 0.0))
     net.to(device).train()
     aligners = aligner if isinstance(aligner, list) else [aligner]
     draws = np.random.default_rng(len(aligners))
@@ -97,11 +98,13 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             logits = net.head(features)
             # land from the gate's sea head (computed once, for both losses), or the training-only head
             sea = net.sea_logits(features, x) if net.sea_head is not None else None
+            # the land loss weighted towards the pixels the vessel head calls vessels ([train] land_focus)
+            focus = land_focus * torch.sigmoid(logits).detach() if land_focus else None
             if flown_loss:
                 logits = net.flown_logits(logits, sea)
             land_logits = -sea if sea is not None else net.land_head(features)
             loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"]) + land_weight * \
-                land_loss(land_logits, torch.from_numpy(land).to(device), LAND_UNKNOWN)
+                land_loss(land_logits, torch.from_numpy(land).to(device), LAND_UNKNOWN, focus)
         else:
             images, masks = sampler.batch(tr["batch"])
             logits = net.logits(torch.from_numpy(images).to(device))

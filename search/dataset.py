@@ -239,6 +239,8 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
         raise ValueError(f"[train] land_gate {tr['land_gate']!r}; valid: {list(LAND_GATES)}")
     if tr["gate_loss"] not in GATE_LOSSES:
         raise ValueError(f"[train] gate_loss {tr['gate_loss']!r}; valid: {list(GATE_LOSSES)}")
+    if not float(tr["land_focus"]) >= 0:
+        raise ValueError(f"[train] land_focus {tr['land_focus']!r}; valid: a number >= 0 (0: every labelled pixel alike)")
     if tr["land_gate"] != "none" and not (float(tr["land_weight"]) > 0 and cfg["data"]["land_masks"]):
         raise ValueError(f"[train] land_gate = {tr['land_gate']!r} needs sea/land masks to learn from: "
                          f"[train] land_weight > 0 (is {tr['land_weight']}) and [data] land_masks set (is {cfg['data']['land_masks']!r})")

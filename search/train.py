@@ -49,10 +49,20 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor, dice_weight: float
     return bce + dice_weight * dice
 
 
-def land_loss(logits: torch.Tensor, land: torch.Tensor, unknown: float) -> torch.Tensor:
+def land_loss(logits: torch.Tensor, land: torch.Tensor, unknown: float,
+              focus: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy of the land head over the pixels whose land value is known (``land``
-    equal to ``unknown`` is left out); zero for a batch with none known."""
+    equal to ``unknown`` is left out); zero for a batch with none known.
+
+    ``focus`` (the shape of ``logits``, >= 0, no gradient): each known pixel's cross-entropy is
+    weighted by ``1 + focus`` and the sum divided by the sum of those weights, so the loss keeps its
+    scale while the pixels with more focus count more (``[train] land_focus``: where the vessel head
+    fires, the only pixels whose gate value changes the flown output)."""
     known = land != unknown
     if not bool(known.any()):
         return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logits[known], land[known])
+    if focus is None:
+        return F.binary_cross_entropy_with_logits(logits[known], land[known])
+    weight = 1.0 + focus.detach()[known]
+    bce = F.binary_cross_entropy_with_logits(logits[known], land[known], reduction="none")
+    return (weight * bce).sum() / weight.sum()

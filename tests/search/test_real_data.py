@@ -198,6 +198,16 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
     logits = torch.zeros(1, 1, 2, 2)
     assert float(land_loss(logits, torch.full((1, 1, 2, 2), 255.0), 255)) == 0.0
     assert float(land_loss(logits, torch.tensor([[[[1.0, 255.0], [255.0, 255.0]]]]), 255)) == pytest.approx(np.log(2))
+    # [train] land_focus weights each known pixel by 1 + focus, normalised: equal focus changes
+    # nothing, and a focused pixel pulls the mean towards its own cross-entropy
+    land = torch.tensor([[[[1.0, 0.0], [255.0, 255.0]]]])
+    logits = torch.tensor([[[[2.0, 2.0], [0.0, 0.0]]]])
+    ce_land, ce_sea = float(torch.nn.functional.softplus(torch.tensor(-2.0))), float(torch.nn.functional.softplus(torch.tensor(2.0)))
+    assert float(land_loss(logits, land, 255, torch.full_like(logits, 3.0))) == pytest.approx((ce_land + ce_sea) / 2)
+    focus = torch.tensor([[[[0.0, 3.0], [9.0, 9.0]]]])  # the sea pixel weighs 4, the land one 1; unknown ones nothing
+    assert float(land_loss(logits, land, 255, focus)) == pytest.approx((ce_land + 4 * ce_sea) / 5)
+    with pytest.raises(ValueError, match="land_focus"):
+        prepare_data({**cfg, "train": {**cfg["train"], "land_focus": -1.0}}, tmp_path / "bad2")
 
 
 # Extra parameters over the plain network of 8 decoder channels: a 1x1 head with bias is 8 + 1; the
@@ -242,6 +252,14 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
             np.random.default_rng(0)), gated, 1, 1e-3, torch.device("cpu"))
     log = fit(net, make_sampler(gated, data, np.random.default_rng(0)), gated, 2, 3e-3, torch.device("cpu"))
     assert log["land_weight"] == 1.0 and not hasattr(net, "land_head")  # the sea head learnt it
+    heads = []
+    for focus in (0.0, 0.0, 4.0):  # [train] land_focus reaches the gate's loss: same seed, another sea head
+        torch.manual_seed(0)
+        twin = GenomeNet(genome, land_gate=gate)
+        fit(twin, make_sampler(gated, data, np.random.default_rng(0)),
+            {**gated, "train": {**gated["train"], "land_focus": focus}}, 1, 3e-3, torch.device("cpu"))
+        heads.append(twin.sea_head.conv.weight.detach().clone())
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[1], heads[2])
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         features = net.features(x)
@@ -275,6 +293,9 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
         assert b["right"] + b["missed"] == truth_px
         if name.endswith("land removed"):
             assert b["false_on_land"] == 0
+    where = quality["where_on_land"]  # every false land pixel of the flown output is placed once
+    assert where["false_pixels"] == sum(where["by_distance_to_sea_px"].values()) == quality["budgets"]["flown"]["false_on_land"]
+    assert 0.0 <= where["share_in_the_5_samples_with_most"] <= where["share_in_the_10_samples_with_most"] <= 1.0
     # no shift gives the flown figures back; a huge one calls everything land and finds nothing
     none, huge = quality["sea_shifts"]
     assert none["land_pixels_called_land"] == pytest.approx(quality["land_pixels_called_land"])
