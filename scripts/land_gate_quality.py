@@ -51,6 +51,8 @@ BUDGET = ("right", "false_on_land", "false_on_sea", "missed")
 DISTANCE_BINS = (2, 4, 8, 16, 32, 64)
 #: A false land pixel this close to a ship pixel (px) counts as "near a ship".
 NEAR_SHIP_PX = 16
+#: ... and this close to the nearest pixel not labelled land (px; one of DISTANCE_BINS) as "near the sea".
+NEAR_SEA_PX = 16
 
 
 def read_ir(xml: bytes, bin_: bytes) -> Any:
@@ -159,10 +161,11 @@ def measure(model: Path, data_dir: Path, split: str, sea_shifts: tuple[float, ..
         land_called += int((land & (sea < LAND_BELOW)).sum())
         sea_px += int((known & ~land).sum())
         sea_called += int((known & ~land & (sea < LAND_BELOW)).sum())
-        for name, prob in (("flown", flown), ("before the gate", vessel)):
-            budgets[name] += budget(prob >= threshold, truth, land)
-            budgets[f"{name}, hand-drawn land removed"] += budget((prob >= threshold) & ~land, truth, land)
-        false_land = (flown >= threshold) & ~truth & land
+        called = {"flown": flown >= threshold, "before the gate": vessel >= threshold}
+        for name, predicted in called.items():
+            budgets[name] += budget(predicted, truth, land)
+            budgets[f"{name}, hand-drawn land removed"] += budget(predicted & ~land, truth, land)
+        false_land = called["flown"] & ~truth & land
         counts, near = where_on_land(false_land, land, truth)
         by_distance += counts
         near_ships += near
@@ -194,7 +197,7 @@ def _where_summary(by_distance: np.ndarray, near_ships: int, per_sample: list[in
     return {"false_pixels": int(by_distance.sum()),
             "by_distance_to_sea_px": {f"{lo}-{hi}" if hi else f">{lo}": int(n)
                                       for lo, hi, n in zip(edges, (*DISTANCE_BINS, None), by_distance)},
-            "share_within_16_px_of_the_sea": float(by_distance[:DISTANCE_BINS.index(16) + 1].sum() / total),
+            f"share_within_{NEAR_SEA_PX}_px_of_the_sea": float(by_distance[:DISTANCE_BINS.index(NEAR_SEA_PX) + 1].sum() / total),
             f"share_within_{NEAR_SHIP_PX}_px_of_a_ship": near_ships / total,
             "share_in_the_5_samples_with_most": sum(ranked[:5]) / total,
             "share_in_the_10_samples_with_most": sum(ranked[:10]) / total}

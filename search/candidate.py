@@ -99,7 +99,7 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             # land from the gate's sea head (computed once, for both losses), or the training-only head
             sea = net.sea_logits(features, x) if net.sea_head is not None else None
             # the land loss weighted towards the pixels the vessel head calls vessels ([train] land_focus)
-            focus = land_focus * torch.sigmoid(logits).detach() if land_focus else None
+            focus = land_focus * torch.sigmoid(logits.detach()) if land_focus else None
             if flown_loss:
                 logits = net.flown_logits(logits, sea)
             land_logits = -sea if sea is not None else net.land_head(features)
