@@ -21,8 +21,10 @@ pixel of the chosen samples:
 Two more columns say what the mask makes of the ships (each 8-connected piece of the truth mask):
 how many some component matches at IoU >= 0.5 (what the object F1 can count at best), and how
 many are only overlapped below 0.5 (fragmented, merged with a neighbour or with clutter), with
-their share of the ships' pixels. ``--by-size`` adds, per ship size, the ships' share of all ship
-pixels and how much of them the mask covers at the bundle's threshold.
+their share of the ships' pixels. ``--edges`` adds where the mask's pixel errors lie against the
+true outlines (:func:`edge_errors`; with ``--land-masks``, on the sea only). ``--by-size`` adds,
+per ship size, the ships' share of all ship pixels and how much of them the mask covers at the
+bundle's threshold.
 """
 
 from __future__ import annotations
@@ -116,6 +118,50 @@ def recall_by_size(masks: list[np.ndarray], truths: list[np.ndarray],
     return [(edge, n, px, hit / px if px else float("nan")) for edge, (n, px, hit) in rows.items()]
 
 
+#: Distances in pixels that ``--edges`` sorts the mask's errors by: up to the first from the true
+#: edge is a disagreement about the outline; past the second, a part missed or a thing that is not
+#: the ship.
+EDGE_PX = (1.5, 3.0)
+
+
+def edge_errors(masks: list[np.ndarray], truths: list[np.ndarray], seas: list[np.ndarray | None] | None = None,
+                edges: tuple[float, float] = EDGE_PX) -> dict[str, float]:
+    """Where a mask's pixel errors lie against the true outlines, pooled, as shares of all ship
+    pixels: ``missed`` ship pixels by their depth inside the ship (within ``edges[0]`` px of its
+    edge, up to ``edges[1]``, deeper) and those of ships no pixel finds, ``extra`` mask pixels by
+    their distance outside the nearest ship (the same bands), and the vessel IoU as it is and with
+    the mask grown by one pixel (4-neighbours), which says whether the outlines are biased (grown
+    is better: too thin) or only noisy. ``seas`` (True = sea, or None for all sea) clears the mask
+    on land first: what the outlines cost where land is not the question."""
+    near, mid = edges
+    totals = dict.fromkeys(("ship_px", "missed_near", "missed_mid", "missed_deep", "missed_whole",
+                            "extra_near", "extra_mid", "extra_far", "inter", "union", "inter_grown",
+                            "union_grown"), 0)
+    cross = ndimage.generate_binary_structure(2, 1)
+    for mask, truth, sea in zip(masks, truths, seas or [None] * len(masks)):
+        grown = ndimage.binary_dilation(mask, cross)
+        if sea is not None:
+            mask, grown = mask & sea, grown & sea
+        ships, n = ndimage.label(truth, EIGHT)
+        unfound = np.flatnonzero(np.bincount(ships[mask & truth], minlength=n + 1)[1:] == 0) + 1
+        whole = np.isin(ships, unfound) & truth
+        depth = ndimage.distance_transform_edt(truth)
+        missed = truth & ~mask & ~whole
+        outside = ndimage.distance_transform_edt(~truth)
+        extra = mask & ~truth
+        for key, value in (("ship_px", truth), ("missed_whole", whole), ("missed_near", missed & (depth <= near)),
+                           ("missed_mid", missed & (depth > near) & (depth <= mid)), ("missed_deep", missed & (depth > mid)),
+                           ("extra_near", extra & (outside <= near)), ("extra_mid", extra & (outside > near) & (outside <= mid)),
+                           ("extra_far", extra & (outside > mid)), ("inter", mask & truth), ("union", mask | truth),
+                           ("inter_grown", grown & truth), ("union_grown", grown | truth)):
+            totals[key] += int(value.sum())
+    ship_px = max(totals.pop("ship_px"), 1)
+    out = {key: totals[key] / ship_px for key in totals if key.startswith(("missed", "extra"))}
+    out["iou"] = totals["inter"] / max(totals["union"], 1)
+    out["iou_grown"] = totals["inter_grown"] / max(totals["union_grown"], 1)
+    return out
+
+
 def stitched_probabilities(bundle_dir: Path, samples: list[Any], device: str) -> list[np.ndarray]:
     """The bundle's vessel probabilities over each whole sample, tile by tile on hil's grid."""
     from runtime.bundle import read_bundle
@@ -148,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--thresholds", type=float, nargs="+", help="default: the bundle's threshold")
     parser.add_argument("--grow", type=float, nargs="*", default=[], help="hysteresis levels to try too")
     parser.add_argument("--device", default="myriadx-emu")
+    parser.add_argument("--edges", action="store_true",
+                        help="also where the mask's pixel errors lie against the true outlines, at the bundle's threshold")
+    parser.add_argument("--land-masks", type=Path,
+                        help="with --edges: sea/land masks <sample>.png (0 = land, as SSDD's sealand/) cleared first")
     parser.add_argument("--by-size", action="store_true",
                         help="also the share of each ship size's pixels the mask finds, at the bundle's threshold")
     args = parser.parse_args(argv)
@@ -177,6 +227,21 @@ def main(argv: list[str] | None = None) -> int:
             cells = " | ".join(f"{total[n][0] / total[n][1]:.3f}" for n in names)
             print(f"| {threshold} | {'-' if grow is None else grow} | {cells} | {int(ships[1])} of {int(ships[0])} "
                   f"| {int(ships[2])} ({ships[3] / truth_px:.0%}) |")
+    if args.edges:
+        from hil.rig import sea_mask
+
+        masks = [prob >= bundle.threshold for prob in probs]
+        seas = [sea_mask(s, args.land_masks) for s in samples] if args.land_masks else None
+        e = edge_errors(masks, truths, seas)
+        print(f"\nthe mask's pixel errors against the true outlines, at the bundle's threshold {bundle.threshold}"
+              f"{', land cleared with ' + str(args.land_masks) if seas else ''} (shares of all ship pixels)\n\n"
+              f"| | within {EDGE_PX[0]} px of the edge | {EDGE_PX[0]}-{EDGE_PX[1]} px | further | whole ships |\n"
+              f"|---|---|---|---|---|\n"
+              f"| ship pixels missed (by depth inside the ship) | {e['missed_near']:.3f} | {e['missed_mid']:.3f} "
+              f"| {e['missed_deep']:.3f} | {e['missed_whole']:.3f} |\n"
+              f"| mask pixels outside the ships (by distance) | {e['extra_near']:.3f} | {e['extra_mid']:.3f} "
+              f"| {e['extra_far']:.3f} | |\n\n"
+              f"vessel IoU {e['iou']:.3f}; with the mask grown by one pixel {e['iou_grown']:.3f}")
     if args.by_size:
         masks = [prob >= bundle.threshold for prob in probs]
         print(f"\nships by size (pixels), at the bundle's threshold {bundle.threshold}\n\n"

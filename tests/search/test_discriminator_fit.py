@@ -219,3 +219,29 @@ def test_recall_by_size_pools_each_size_of_ship_apart() -> None:
     assert rows == [(0, 2, 100, 0.5), (150, 0, 0, rows[1][3]), (1000, 1, 1200, 0.5)]
     assert np.isnan(rows[1][3])
     assert recall_by_size([mask[:0]], [truth[:0]], bins=(0,))[0][:3] == (0, 0, 0)
+
+
+def test_edge_errors_sort_a_masks_errors_by_distance_from_the_true_outline() -> None:
+    """--edges: a ship outlined one pixel thin on one side, a far false blob, a missed ship, and land
+    cleared by a sea mask; growing a too-thin outline by a pixel raises its IoU."""
+    from scripts.vessel_iou_bounds import edge_errors
+
+    truth = np.zeros((60, 60), bool)
+    truth[10:20, 10:30] = True                # 200 px, found but its top row missed
+    truth[50:55, 50:55] = True                # 25 px, missed whole
+    mask = np.zeros_like(truth)
+    mask[11:20, 10:30] = True
+    mask[30:34, 40:44] = True                 # 16 px far from any ship
+    e = edge_errors([mask], [truth])
+    assert e["missed_near"] == pytest.approx(20 / 225) and e["missed_whole"] == pytest.approx(25 / 225)
+    assert e["missed_mid"] == e["missed_deep"] == e["extra_near"] == e["extra_mid"] == 0
+    assert e["extra_far"] == pytest.approx(16 / 225)
+    assert e["iou"] == pytest.approx(180 / (225 + 16))
+    thin = np.zeros_like(truth)
+    thin[11:19, 11:29] = True                 # the first ship a pixel thin all round
+    grown = edge_errors([thin], [truth & (np.arange(60) < 40)[:, None]])
+    assert grown["iou"] == pytest.approx(144 / 200) and grown["iou_grown"] == pytest.approx(196 / 200)
+    sea = np.ones_like(truth)
+    sea[25:40, 35:50] = False                 # the far blob is on land
+    assert edge_errors([mask], [truth], [sea])["extra_far"] == 0
+    assert edge_errors([mask[:0]], [truth[:0]])["iou"] == 0.0
