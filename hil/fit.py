@@ -1,17 +1,19 @@
-"""Does the scene suit the model? Modality and ground sample distance, against the model's manifest.
+"""Does the scene suit the model? Modality, ground sample distance and count type, against the
+model's manifest.
 
 A SAR model streamed Sentinel-2 optical tiles (or a 3 m model streamed 30 cm tiles) answers with
-confident nonsense. The search writes what a model was trained for (``trained_for``: modality and
-the range of ground sample distance) into its manifest; the rig compares it with the scene before
+confident nonsense. The search writes what a model was trained for (``trained_for``: modality, the
+range of ground sample distance and the type of the counts) into its manifest; the rig compares it with the scene before
 streaming and warns, or refuses with ``strict``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flightsim.sources import Concat, Source, Subset
-from runtime.fit import MODALITIES, fit_warnings
+from runtime.fit import MODALITIES, fit_warnings, trained_for
 
 #: Modality of a source kind, where the format says it; other kinds (coco, geotiff) cannot tell.
 MODALITY_OF_KIND = {"hrsid-mini": "sar", "hrsid-official": "sar", "sen2ships": "optical", "dota": "optical",
@@ -31,18 +33,19 @@ def scene_modality(source: Source) -> str | None:
 
 
 def model_fit(manifest: dict[str, Any], source: Source, gsds_m: list[float],
-              modality: str | None = None) -> dict[str, Any]:
+              modality: str | None = None, counts: Sequence[str] = ()) -> dict[str, Any]:
     """Warnings where the scene is not what the model was trained for.
 
     Args:
         gsds_m: metres per pixel of the scene's georeferenced samples (none: not checked).
         modality: what the user says the scene is (else what the source's format implies).
+        counts: the count types of the scene's samples (``uint8``, ``uint16``; none: not checked).
     """
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality {modality!r}; valid: {list(MODALITIES)}")
-    trained = manifest.get("trained_for")
+    trained = trained_for(manifest)
     if not trained:
         return {"checked": False, "warnings": [], "note": "the model's manifest does not say what it was trained for"}
     scene = modality or scene_modality(source)
     return {"checked": True, "scene_modality": scene, "trained_for": trained,
-            "warnings": fit_warnings(trained, scene, gsds_m)}
+            "warnings": fit_warnings(trained, scene, gsds_m, counts)}

@@ -147,7 +147,7 @@ def run(
                          f"coastline data set; valid: a folder or one of {list(COASTLINES)}")
     scenes = [_Scene(sample) for sample in source]
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
-                    modality)
+                    modality, [s.sample.dtype for s in scenes])
     if fit["warnings"] and strict_fit:
         raise ValueError("the scene does not suit the model: " + "; ".join(fit["warnings"]))
     # Scene ids unique to this run: a runtime that has seen (scene_id, tile_id) takes it as a resend.

@@ -1,11 +1,13 @@
-"""Does a scene suit the serving model? Its modality and ground sample distance against the model's
-``trained_for`` (written by the search into every manifest).
+"""Does a scene suit the serving model? Its modality, ground sample distance and count type against
+the model's ``trained_for`` (written by the search into every manifest).
 
 A SAR model fed Sentinel-2 optical tiles, or a 3 m model fed 30 cm tiles, answers with confident
 nonsense. The rule lives here, once: the rig (:mod:`hil.fit`) applies it to a scene before
 streaming it, and the runtime to each scene it receives (:class:`SceneFit`), where a tile says what
-it is: its ``modality`` header field (optional), and its metres per pixel from its transform when
-its CRS is projected in metres.
+it is: its ``modality`` header field (optional), its metres per pixel from its transform when
+its CRS is projected in metres, and its ``dtype``. A model trained on 8-bit amplitude fed 16-bit
+counts normalises them with 8-bit statistics and sees every pixel as a bright target, without a
+word from anything else: a float32 model accepts any counts.
 """
 
 from __future__ import annotations
@@ -23,10 +25,24 @@ MODALITIES = ("optical", "sar")
 GSD_SLACK = 1.5
 
 
-def fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | None, gsds_m: Sequence[float]) -> list[str]:
+def trained_for(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The manifest's ``trained_for``, with ``counts`` (the count types of the data it was trained
+    on) taken from its golden tile's type where the search that made it did not write them yet:
+    the golden tile is a sample of that data. None when the manifest does not say."""
+    said = manifest.get("trained_for")
+    if not said:
+        return None
+    golden = (manifest.get("golden") or {}).get("dtype")
+    return dict(said) if "counts" in said or not golden else {**said, "counts": golden}
+
+
+def fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | None, gsds_m: Sequence[float],
+                 counts: Sequence[str] = ()) -> list[str]:
     """Why the scene does not suit a model trained for ``trained_for`` (empty: it does, or the
     model does not say what it was trained for). ``modality``: the scene's (None: unknown);
-    ``gsds_m``: its metres per pixel (none: unknown).
+    ``gsds_m``: its metres per pixel (none: unknown); ``counts``: the types of its counts, e.g.
+    ``["uint16"]`` (none: unknown), against ``trained_for["counts"]`` (a type or a list of them)
+    where that is given.
 
     Raises:
         ValueError: for a modality other than those of :data:`MODALITIES`.
@@ -42,6 +58,13 @@ def fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | None, gs
     outside = sorted({round(g, 3) for g in gsds_m if g < lo / GSD_SLACK or g > hi * GSD_SLACK})
     if outside:
         warnings.append(f"ground sample distance {outside} m is outside the {lo}-{hi} m the model was trained on")
+    expected = trained_for.get("counts")
+    expected = [expected] if isinstance(expected, str) else list(expected or [])
+    other = sorted({c for c in counts if c not in expected}) if expected else []
+    if other:
+        warnings.append(f"the scene's counts are {' and '.join(other)}; the model was trained on "
+                        f"{' and '.join(expected)} counts (scale them as its training data was, or use a model "
+                        f"trained on such counts)")
     return warnings
 
 
@@ -83,7 +106,8 @@ class SceneFit:
         if known is not None and modality is None:
             return known, False
         gsd = tile_gsd_m(header.get("transform"), crs)
-        warnings = fit_warnings(trained_for, modality, [] if gsd is None else [gsd])
+        dtype = header.get("dtype")
+        warnings = fit_warnings(trained_for, modality, [] if gsd is None else [gsd], [dtype] if dtype else [])
         self._seen[key] = warnings
         self._seen.move_to_end(key)
         while len(self._seen) > self._remember:
@@ -91,4 +115,4 @@ class SceneFit:
         return warnings, known is None
 
 
-__all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "tile_gsd_m"]
+__all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "tile_gsd_m", "trained_for"]

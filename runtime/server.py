@@ -40,7 +40,7 @@ from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
-from runtime.fit import SceneFit
+from runtime.fit import SceneFit, trained_for
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
@@ -65,6 +65,11 @@ class Serving:
     @property
     def info(self) -> dict[str, str]:
         return {"name": self.bundle.name, "sha256": self.bundle.id}
+
+    @functools.cached_property
+    def trained_for(self) -> dict[str, Any] | None:
+        """What the model was trained for (:func:`runtime.fit.trained_for`), read once per model."""
+        return trained_for(self.bundle.manifest)
 
 
 @functools.lru_cache(maxsize=64)
@@ -381,7 +386,7 @@ class Runtime:
         """A scene the model was not trained for: one event per scene, and with ``strict_fit`` its
         tiles rejected (:mod:`runtime.fit`)."""
         try:
-            warnings, first = self._fit.check(serving.bundle.id, serving.bundle.manifest.get("trained_for"), header, crs)
+            warnings, first = self._fit.check(serving.bundle.id, serving.trained_for, header, crs)
         except ValueError as exc:
             raise TileRejected(Reason.BAD_HEADER, str(exc), header) from None
         if not warnings:

@@ -33,7 +33,7 @@ import torch
 from runtime.bundle import write_bundle
 from search.align import Aligner
 from search.data import LAND_UNKNOWN, PatchSampler
-from search.dataset import SearchData, make_sampler, split_arrays
+from search.dataset import SearchData, make_sampler, split_arrays, training_counts
 from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, object_scores, predict_scenes,
                              torch_predictor)
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
@@ -184,6 +184,7 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
         "numerics": {"weights": "fp16", "trained_under": training.get("trained_under", "fp32"),
                      "profile": cfg["candidate"]["profile"]},
         "trained_for": {"modality": cfg["data"]["modality"], "gsd_m": [float(g) for g in cfg["data"]["gsd_m"]],
+                        "counts": training_counts(data),
                         "data": data.source if isinstance(data.source, str) else list(data.source)},
         "genome": genome.to_dict(),
         "parameters": count_parameters(genome, cfg["train"]["land_gate"]),

@@ -60,6 +60,13 @@ def split_arrays(data: SearchData, split: str) -> list[SceneArrays]:
     return _ARRAYS[key]
 
 
+def training_counts(data: SearchData) -> list[str]:
+    """The types of the counts a model trained on ``data`` has seen (``uint8``, ``uint16``): its
+    manifest's ``trained_for.counts``, so that the rig and the runtime can say when a scene's counts
+    are of another kind (:func:`runtime.fit.fit_warnings`). Read from the training arrays."""
+    return sorted({scene.image.dtype.name for scene in split_arrays(data, "train")})
+
+
 def read_split(root: Path, split: str) -> list[SceneArrays]:
     """The scenes of ``split`` as :func:`prepare_data` wrote them under ``root`` (not cached)."""
     with np.load(root / f"{split}.npz") as f:

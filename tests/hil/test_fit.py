@@ -33,6 +33,16 @@ def test_ground_sample_distance_outside_the_trained_range_is_named() -> None:
     assert model_fit({}, open_source("synthetic"), [1.0])["checked"] is False
 
 
+def test_counts_of_another_type_are_named() -> None:
+    eight_bit = {"trained_for": SAR_MODEL["trained_for"] | {"counts": ["uint8"]}}
+    sar = open_source("synthetic:mode=sar")
+    assert model_fit(eight_bit, sar, [], counts=["uint8"])["warnings"] == []
+    [warning] = model_fit(eight_bit, sar, [], counts=["uint16", "uint8"])["warnings"]
+    assert "uint16" in warning and "uint8" in warning
+    # an older manifest: the golden tile says what the model was trained on
+    assert model_fit({**SAR_MODEL, "golden": {"dtype": "uint8"}}, sar, [], counts=["uint16"])["warnings"]
+
+
 def test_strict_fit_refuses_before_streaming(tmp_path: Path) -> None:
     import json
 
@@ -49,3 +59,20 @@ def test_strict_fit_refuses_before_streaming(tmp_path: Path) -> None:
     assert report["model_fit"]["warnings"] and json.dumps(report)
     # the tiles said they were optical, so the runtime found every one unfit too (and served them)
     assert report["model_fit"]["runtime_tiles_unfit"] == report["tiles_sent"] == report["tiles_processed"]
+
+
+def test_a_16_bit_scene_to_an_8_bit_model_is_named_by_the_rig_and_by_the_runtime(tmp_path: Path) -> None:
+    import hil
+    from runtime.bundle import write_bundle
+    from tests.conftest import make_brightness_bundle
+
+    bundle = make_brightness_bundle(tmp_path / "b", size=64)
+    trained = {"trained_for": {"modality": "optical", "gsd_m": [1.0, 10.0], "counts": ["uint8"]}}
+    manifest = {k: v for k, v in bundle.manifest.items() if k != "files"} | trained
+    write_bundle(tmp_path / "m", bundle.files["model.xml"], bundle.files["model.bin"], manifest)
+    report = hil.run("synthetic:size=128,dtype=uint16", tmp_path / "m", tmp_path / "out", device="CPU").report
+    [warning] = report["model_fit"]["warnings"]
+    assert "uint16" in warning and "uint8" in warning
+    assert report["model_fit"]["runtime_tiles_unfit"] == report["tiles_sent"] == report["tiles_processed"]
+    with pytest.raises(ValueError, match="uint16"):
+        hil.run("synthetic:size=128,dtype=uint16", tmp_path / "m", tmp_path / "out2", device="CPU", strict_fit=True)

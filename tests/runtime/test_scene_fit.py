@@ -15,7 +15,7 @@ from flightsim.streamer import Streamer
 from runtime import config, protocol
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.client import ControlClient
-from runtime.fit import SceneFit, fit_warnings, tile_gsd_m
+from runtime.fit import SceneFit, fit_warnings, tile_gsd_m, trained_for
 from runtime.server import Settings
 from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground, _tile
@@ -35,6 +35,25 @@ def test_the_rule_names_what_does_not_fit() -> None:
         fit_warnings(SAR_1M, "lidar", [])
 
 
+def test_counts_of_another_type_than_the_training_data_are_named() -> None:
+    """16-bit counts to a model trained on 8-bit amplitude: normalised with 8-bit statistics, every
+    pixel would look like a bright target, and a float32 model takes them without complaint."""
+    trained = SAR_1M | {"counts": ["uint8"]}
+    assert fit_warnings(trained, "sar", [], ["uint8"]) == []
+    [counts] = fit_warnings(trained, "sar", [], ["uint16", "uint8"])
+    assert "uint16" in counts and "trained on uint8" in counts
+    assert fit_warnings(SAR_1M, "sar", [], ["uint16"]) == []  # a manifest that does not say
+    assert fit_warnings(SAR_1M | {"counts": "uint16"}, None, [], ["uint16"]) == []  # one type as a string
+
+
+def test_the_count_type_comes_from_the_golden_tile_where_the_manifest_does_not_say() -> None:
+    assert trained_for({"trained_for": SAR_1M, "golden": {"dtype": "uint8"}}) == SAR_1M | {"counts": "uint8"}
+    said = SAR_1M | {"counts": ["uint16"]}
+    assert trained_for({"trained_for": said, "golden": {"dtype": "uint8"}}) == said
+    assert trained_for({"trained_for": SAR_1M}) == SAR_1M
+    assert trained_for({"golden": {"dtype": "uint8"}}) is None
+
+
 def test_a_tile_says_its_metres_per_pixel_only_in_a_metric_crs() -> None:
     utm = CRS.from_epsg(32631)
     assert tile_gsd_m((10.0, 0.0, 5e5, 0.0, -10.0, 4e6), utm) == pytest.approx(10.0)
@@ -49,6 +68,9 @@ def test_a_scene_is_checked_once() -> None:
     assert warnings and first
     assert fit.check("model", SAR_1M, header, CRS.from_epsg(32631)) == (warnings, False)
     assert fit.check("other model", SAR_1M, header, CRS.from_epsg(32631))[1]  # a new model: checked again
+    counts, _ = fit.check("8-bit model", SAR_1M | {"counts": ["uint8"]}, header | {"scene_id": "t", "dtype": "uint16"},
+                          None)
+    assert counts and "uint16" in counts[0]
 
 
 @pytest.fixture()

@@ -120,5 +120,7 @@ def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg:
     # both carry a golden tile from their validation data, which the rig's runtime reproduced
     assert "golden.npz" in bundle.files and "golden.npz" in base.files
     assert bundle.manifest["golden"]["shape"] == [3, 128, 128] and bundle.manifest["golden"]["dtype"] == "uint8"
+    # what the rig and the runtime compare a scene's counts with (runtime.fit)
+    assert bundle.manifest["trained_for"]["counts"] == base.manifest["trained_for"]["counts"] == ["uint8"]
     assert base.manifest["golden"]["shape"] == [3, 128, 128]  # [export] tile of the tiny configuration
     assert record["device_metrics"]["device"] == "myriadx-emu" and record["device_metrics"]["miou"] is not None
