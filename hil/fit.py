@@ -3,8 +3,8 @@ model's manifest.
 
 A SAR model streamed Sentinel-2 optical tiles (or a 3 m model streamed 30 cm tiles) answers with
 confident nonsense. The search writes what a model was trained for (``trained_for``: modality, the
-range of ground sample distance and the type of the counts) into its manifest; the rig compares it with the scene before
-streaming and warns, or refuses with ``strict``.
+range of ground sample distance and the type of the counts) into its manifest; the rig compares it
+with the scene before streaming and warns, or refuses with ``strict``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flightsim.sources import Concat, Source, Subset
-from runtime.fit import MODALITIES, fit_warnings, trained_for
+from runtime.fit import MODALITIES, fit_warnings, manifest_trained_for
 
 #: Modality of a source kind, where the format says it; other kinds (coco, geotiff) cannot tell.
 MODALITY_OF_KIND = {"hrsid-mini": "sar", "hrsid-official": "sar", "sen2ships": "optical", "dota": "optical",
@@ -43,7 +43,7 @@ def model_fit(manifest: dict[str, Any], source: Source, gsds_m: list[float],
     """
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality {modality!r}; valid: {list(MODALITIES)}")
-    trained = trained_for(manifest)
+    trained = manifest_trained_for(manifest)
     if not trained:
         return {"checked": False, "warnings": [], "note": "the model's manifest does not say what it was trained for"}
     scene = modality or scene_modality(source)

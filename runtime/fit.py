@@ -6,8 +6,9 @@ nonsense. The rule lives here, once: the rig (:mod:`hil.fit`) applies it to a sc
 streaming it, and the runtime to each scene it receives (:class:`SceneFit`), where a tile says what
 it is: its ``modality`` header field (optional), its metres per pixel from its transform when
 its CRS is projected in metres, and its ``dtype``. A model trained on 8-bit amplitude fed 16-bit
-counts normalises them with 8-bit statistics and sees every pixel as a bright target, without a
-word from anything else: a float32 model accepts any counts.
+counts normalises them with 8-bit statistics and calls much of the scene vessel (docs/models.md,
+"Which model for which scene"), without a word from anything else: a float32 model takes any
+counts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MODALITIES = ("optical", "sar")
 GSD_SLACK = 1.5
 
 
-def trained_for(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
+def manifest_trained_for(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
     """The manifest's ``trained_for``, with ``counts`` (the count types of the data it was trained
     on) taken from its golden tile's type where the search that made it did not write them yet:
     the golden tile is a sample of that data. None when the manifest does not say."""
@@ -115,4 +116,4 @@ class SceneFit:
         return warnings, known is None
 
 
-__all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "tile_gsd_m", "trained_for"]
+__all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "manifest_trained_for", "tile_gsd_m"]

@@ -40,7 +40,7 @@ from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
-from runtime.fit import SceneFit, trained_for
+from runtime.fit import SceneFit, manifest_trained_for
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
@@ -68,8 +68,8 @@ class Serving:
 
     @functools.cached_property
     def trained_for(self) -> dict[str, Any] | None:
-        """What the model was trained for (:func:`runtime.fit.trained_for`), read once per model."""
-        return trained_for(self.bundle.manifest)
+        """What the model was trained for (:func:`runtime.fit.manifest_trained_for`), read once per model."""
+        return manifest_trained_for(self.bundle.manifest)
 
 
 @functools.lru_cache(maxsize=64)

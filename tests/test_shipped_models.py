@@ -12,7 +12,7 @@ from runtime.acceptance import acceptance_test
 from runtime.bundle import read_bundle
 from runtime.check import check_bundle_dir
 from runtime.device import open_device
-from runtime.fit import MODALITIES, trained_for
+from runtime.fit import MODALITIES, manifest_trained_for
 
 SHIPPED = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "models").glob("*/manifest.json"))
 
@@ -29,6 +29,6 @@ def test_a_shipped_model_is_accepted_on_the_twin(bundle_dir: Path) -> None:
     trained = bundle.manifest.get("trained_for")
     assert trained and trained["modality"] in MODALITIES and trained["gsd_m"][0] <= trained["gsd_m"][1]
     if "golden" in bundle.manifest:  # the count type the rig and the runtime check scenes against
-        assert trained_for(bundle.manifest)["counts"] in (["uint8"], ["uint16"], "uint8", "uint16")
+        assert manifest_trained_for(bundle.manifest)["counts"] in (["uint8"], ["uint16"], "uint8", "uint16")
     adapter = open_device(bundle, "myriadx-emu", lambda *_: None)
     acceptance_test(bundle, adapter)  # raises BundleError when the golden tile does not reproduce

@@ -15,7 +15,7 @@ from flightsim.streamer import Streamer
 from runtime import config, protocol
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.client import ControlClient
-from runtime.fit import SceneFit, fit_warnings, tile_gsd_m, trained_for
+from runtime.fit import SceneFit, fit_warnings, manifest_trained_for, tile_gsd_m
 from runtime.server import Settings
 from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground, _tile
@@ -47,11 +47,11 @@ def test_counts_of_another_type_than_the_training_data_are_named() -> None:
 
 
 def test_the_count_type_comes_from_the_golden_tile_where_the_manifest_does_not_say() -> None:
-    assert trained_for({"trained_for": SAR_1M, "golden": {"dtype": "uint8"}}) == SAR_1M | {"counts": "uint8"}
+    assert manifest_trained_for({"trained_for": SAR_1M, "golden": {"dtype": "uint8"}}) == SAR_1M | {"counts": "uint8"}
     said = SAR_1M | {"counts": ["uint16"]}
-    assert trained_for({"trained_for": said, "golden": {"dtype": "uint8"}}) == said
-    assert trained_for({"trained_for": SAR_1M}) == SAR_1M
-    assert trained_for({"golden": {"dtype": "uint8"}}) is None
+    assert manifest_trained_for({"trained_for": said, "golden": {"dtype": "uint8"}}) == said
+    assert manifest_trained_for({"trained_for": SAR_1M}) == SAR_1M
+    assert manifest_trained_for({"golden": {"dtype": "uint8"}}) is None
 
 
 def test_a_tile_says_its_metres_per_pixel_only_in_a_metric_crs() -> None:
