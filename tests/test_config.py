@@ -77,3 +77,26 @@ def test_hil_run_takes_its_settings_from_the_config(tmp_path: Path, brightness_b
     from PIL import Image
 
     assert max(Image.open(tmp_path / "report" / "overview.png").size) <= 120
+
+
+#: The search configurations the repository ships (configs/).
+SHIPPED_CONFIGS = sorted((REPO / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_each_shipped_search_configuration_loads(path: Path) -> None:
+    """A misspelt setting in one of configs/*.toml fails here, not two hours into a search."""
+    from search.config import load_config
+
+    cfg = load_config(path)
+    assert cfg["data"] and cfg["train"]
+
+
+def test_a_misspelt_search_setting_is_refused_with_the_valid_ones(tmp_path: Path) -> None:
+    from search.config import load_config
+
+    assert len(SHIPPED_CONFIGS) >= 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nsteps_per_epoc = 10\n")
+    with pytest.raises(ValueError, match="unknown setting 'steps_per_epoc'.*steps_per_epoch"):
+        load_config(bad)
