@@ -131,12 +131,14 @@ def edge_errors(masks: list[np.ndarray], truths: list[np.ndarray], seas: list[np
     edge, up to ``edges[1]``, deeper) and those of ships no pixel finds, ``extra`` mask pixels by
     their distance outside the nearest ship (the same bands), and the vessel IoU as it is and with
     the mask grown by one pixel (4-neighbours), which says whether the outlines are biased (grown
-    is better: too thin) or only noisy. ``seas`` (True = sea, or None for all sea) clears the mask
-    on land first: what the outlines cost where land is not the question."""
+    is better: too thin) or only noisy; and, for scale, the IoU of the truth itself one pixel
+    thinner and one pixel wider, what a one-pixel disagreement alone costs on ships of these
+    sizes. ``seas`` (True = sea, or None for all sea) clears the mask on land first: what the
+    outlines cost where land is not the question."""
     near, mid = edges
     totals = dict.fromkeys(("ship_px", "missed_near", "missed_mid", "missed_deep", "missed_whole",
                             "extra_near", "extra_mid", "extra_far", "inter", "union", "inter_grown",
-                            "union_grown"), 0)
+                            "union_grown", "truth_thinner", "truth_wider"), 0)
     cross = ndimage.generate_binary_structure(2, 1)
     for mask, truth, sea in zip(masks, truths, seas or [None] * len(masks)):
         grown = ndimage.binary_dilation(mask, cross)
@@ -153,12 +155,17 @@ def edge_errors(masks: list[np.ndarray], truths: list[np.ndarray], seas: list[np
                            ("missed_mid", missed & (depth > near) & (depth <= mid)), ("missed_deep", missed & (depth > mid)),
                            ("extra_near", extra & (outside <= near)), ("extra_mid", extra & (outside > near) & (outside <= mid)),
                            ("extra_far", extra & (outside > mid)), ("inter", mask & truth), ("union", mask | truth),
-                           ("inter_grown", grown & truth), ("union_grown", grown | truth)):
+                           ("inter_grown", grown & truth), ("union_grown", grown | truth),
+                           ("truth_thinner", ndimage.binary_erosion(truth, cross)),
+                           ("truth_wider", ndimage.binary_dilation(truth, cross))):
             totals[key] += int(value.sum())
     ship_px = max(totals.pop("ship_px"), 1)
     out = {key: totals[key] / ship_px for key in totals if key.startswith(("missed", "extra"))}
     out["iou"] = totals["inter"] / max(totals["union"], 1)
     out["iou_grown"] = totals["inter_grown"] / max(totals["union_grown"], 1)
+    # erosion lies inside the truth and dilation holds it: each IoU is a ratio of pixel counts
+    out["truth_thinner_iou"] = totals["truth_thinner"] / ship_px
+    out["truth_wider_iou"] = ship_px / max(totals["truth_wider"], 1)
     return out
 
 
@@ -241,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
               f"| {e['missed_deep']:.3f} | {e['missed_whole']:.3f} |\n"
               f"| mask pixels outside the ships (by distance) | {e['extra_near']:.3f} | {e['extra_mid']:.3f} "
               f"| {e['extra_far']:.3f} | |\n\n"
-              f"vessel IoU {e['iou']:.3f}; with the mask grown by one pixel {e['iou_grown']:.3f}")
+              f"vessel IoU {e['iou']:.3f}; with the mask grown by one pixel {e['iou_grown']:.3f}; for scale, the "
+              f"truth one pixel thinner {e['truth_thinner_iou']:.3f}, one pixel wider {e['truth_wider_iou']:.3f}")
     if args.by_size:
         masks = [prob >= bundle.threshold for prob in probs]
         print(f"\nships by size (pixels), at the bundle's threshold {bundle.threshold}\n\n"

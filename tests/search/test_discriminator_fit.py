@@ -241,6 +241,8 @@ def test_edge_errors_sort_a_masks_errors_by_distance_from_the_true_outline() -> 
     thin[11:19, 11:29] = True                 # the first ship a pixel thin all round
     grown = edge_errors([thin], [truth & (np.arange(60) < 40)[:, None]])
     assert grown["iou"] == pytest.approx(144 / 200) and grown["iou_grown"] == pytest.approx(196 / 200)
+    # the 10 x 20 ship one pixel thinner (8 x 18) and wider (12 x 22 less its four corners)
+    assert grown["truth_thinner_iou"] == pytest.approx(144 / 200) and grown["truth_wider_iou"] == pytest.approx(200 / 260)
     sea = np.ones_like(truth)
     sea[25:40, 35:50] = False                 # the far blob is on land
     assert edge_errors([mask], [truth], [sea])["extra_far"] == 0
