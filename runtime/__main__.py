@@ -193,6 +193,8 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(collection, indent=1))
+    for warning in collection["fit"]["warnings"]:
+        print(f"warning: {args.input} does not suit the model: {warning}", file=sys.stderr)
     print(f"{len(collection['features'])} vessels -> {args.output}")
     return 0
 

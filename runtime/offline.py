@@ -15,6 +15,7 @@ from rasterio.crs import CRS
 
 from runtime.bundle import read_bundle
 from runtime.device import open_device
+from runtime.fit import fit_warnings, manifest_trained_for, tile_gsd_m
 from runtime.merge import merge_detections
 from runtime.preprocess import Preprocessor
 from runtime.vectorize import vectorize
@@ -46,9 +47,13 @@ def read_input(path: str | Path) -> tuple[np.ndarray, Affine, CRS | None]:
 def infer_file(
     model: str | Path, input_path: str | Path, device: str, vectorize_opts: dict[str, Any], cpu_precision: str = "f32"
 ) -> dict[str, Any]:
-    """Segment a whole image tile by tile and return a GeoJSON FeatureCollection of vessels."""
+    """Segment a whole image tile by tile and return a GeoJSON FeatureCollection of vessels, with
+    ``fit``: the reasons the image is not what the model was trained for (:mod:`runtime.fit`: its
+    count type, and its metres per pixel where its CRS says them), as the runtime would raise them."""
     bundle = read_bundle(model)
     pixels, transform, crs = read_input(input_path)
+    gsd = tile_gsd_m(tuple(transform)[:6], crs)
+    fit = fit_warnings(manifest_trained_for(bundle.manifest), None, [] if gsd is None else [gsd], [pixels.dtype.name])
     adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)
     prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
     _, _, th, tw = adapter.input_shape
@@ -72,5 +77,6 @@ def infer_file(
         "crs": {"type": "name", "properties": {"name": crs.to_string()}} if crs else None,
         "model": {"name": bundle.name, "sha256": bundle.id},
         "numerics": adapter.numerics,
+        "fit": {"warnings": fit},
         "features": merged,
     }

@@ -54,3 +54,25 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, brightness_bundle: Path) ->
     proc = _runtime("infer", "--model", str(tmp_path), "--input", str(tmp_path / "x.png"),
                     "--output", str(tmp_path / "v.geojson"))
     assert proc.returncode == 2 and "missing manifest.json" in proc.stderr
+
+
+def test_infer_names_an_image_the_model_was_not_trained_for(tmp_path: Path, brightness_bundle: Path) -> None:
+    """16-bit counts to a model trained on 8-bit ones: served, and said, in the output and on stderr."""
+    from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
+
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    manifest["trained_for"] = {"modality": "sar", "gsd_m": [0.5, 15.0], "counts": ["uint8"]}
+    rewrite_bundle(bundle, tmp_path / "m", manifest)
+    pixels = np.zeros((3, 64, 64), dtype=np.uint16)
+    pixels[:, 5:10, 5:25] = 4000
+    np.save(tmp_path / "t.npy", pixels)
+    proc = _runtime("infer", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "t.npy"),
+                    "--output", str(tmp_path / "v.geojson"))
+    assert proc.returncode == 0, proc.stderr
+    [warning] = json.loads((tmp_path / "v.geojson").read_text())["fit"]["warnings"]
+    assert "uint16" in warning and "uint8" in warning and warning in proc.stderr
+    np.save(tmp_path / "t8.npy", (pixels // 16).astype(np.uint8))
+    proc = _runtime("infer", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "t8.npy"),
+                    "--output", str(tmp_path / "v8.geojson"))
+    assert json.loads((tmp_path / "v8.geojson").read_text())["fit"]["warnings"] == [] and "warning" not in proc.stderr
