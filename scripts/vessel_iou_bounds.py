@@ -149,7 +149,8 @@ def edge_errors(masks: list[np.ndarray], truths: list[np.ndarray], seas: list[np
         whole = np.isin(ships, unfound) & truth
         depth = ndimage.distance_transform_edt(truth)
         missed = truth & ~mask & ~whole
-        outside = ndimage.distance_transform_edt(~truth)
+        # (scipy measures from an imaginary edge when there is no ship at all: none is near)
+        outside = ndimage.distance_transform_edt(~truth) if n else np.full(truth.shape, np.inf)
         extra = mask & ~truth
         for key, value in (("ship_px", truth), ("missed_whole", whole), ("missed_near", missed & (depth <= near)),
                            ("missed_mid", missed & (depth > near) & (depth <= mid)), ("missed_deep", missed & (depth > mid)),
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-size", action="store_true",
                         help="also the share of each ship size's pixels the mask finds, at the bundle's threshold")
     args = parser.parse_args(argv)
+    if args.land_masks is not None and not (args.edges and args.land_masks.is_dir()):
+        parser.error(f"--land-masks {args.land_masks}: needs --edges and a folder of <sample>.png masks")
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
     bundle = read_bundle(args.model)
     samples = [s for s in split_source(args.split) if s.name.startswith(args.set)]

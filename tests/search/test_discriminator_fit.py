@@ -247,3 +247,8 @@ def test_edge_errors_sort_a_masks_errors_by_distance_from_the_true_outline() -> 
     sea[25:40, 35:50] = False                 # the far blob is on land
     assert edge_errors([mask], [truth], [sea])["extra_far"] == 0
     assert edge_errors([mask[:0]], [truth[:0]])["iou"] == 0.0
+    # a chip without ships: its mask pixels are all far from any ship, wherever they lie
+    corner = np.zeros_like(truth)
+    corner[0, 0] = True
+    alone = edge_errors([corner, mask], [np.zeros_like(truth), truth])
+    assert alone["extra_near"] == 0 and alone["extra_far"] == pytest.approx(17 / 225)
