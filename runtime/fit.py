@@ -69,6 +69,14 @@ def fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | None, gs
     return warnings
 
 
+def tile_fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | None, transform: Sequence[float] | None,
+                      crs: CRS | None, dtype: str | None) -> list[str]:
+    """:func:`fit_warnings` for what a tile (or a whole image) says of itself: its modality, its
+    metres per pixel where its transform and CRS give them, and the type of its counts."""
+    gsd = tile_gsd_m(transform, crs)
+    return fit_warnings(trained_for, modality, [] if gsd is None else [gsd], [dtype] if dtype else [])
+
+
 @functools.lru_cache(maxsize=64)
 def _metres_per_unit(crs: CRS) -> float | None:
     """Metres per map unit of a projected CRS; None for a geographic or unknown one."""
@@ -106,9 +114,7 @@ class SceneFit:
         known = self._seen.get(key)
         if known is not None and modality is None:
             return known, False
-        gsd = tile_gsd_m(header.get("transform"), crs)
-        dtype = header.get("dtype")
-        warnings = fit_warnings(trained_for, modality, [] if gsd is None else [gsd], [dtype] if dtype else [])
+        warnings = tile_fit_warnings(trained_for, modality, header.get("transform"), crs, header.get("dtype"))
         self._seen[key] = warnings
         self._seen.move_to_end(key)
         while len(self._seen) > self._remember:
@@ -116,4 +122,4 @@ class SceneFit:
         return warnings, known is None
 
 
-__all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "manifest_trained_for", "tile_gsd_m"]
+__all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "manifest_trained_for", "tile_fit_warnings", "tile_gsd_m"]

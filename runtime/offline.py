@@ -15,7 +15,7 @@ from rasterio.crs import CRS
 
 from runtime.bundle import read_bundle
 from runtime.device import open_device
-from runtime.fit import fit_warnings, manifest_trained_for, tile_gsd_m
+from runtime.fit import manifest_trained_for, tile_fit_warnings
 from runtime.merge import merge_detections
 from runtime.preprocess import Preprocessor
 from runtime.vectorize import vectorize
@@ -52,8 +52,7 @@ def infer_file(
     count type, and its metres per pixel where its CRS says them), as the runtime would raise them."""
     bundle = read_bundle(model)
     pixels, transform, crs = read_input(input_path)
-    gsd = tile_gsd_m(tuple(transform)[:6], crs)
-    fit = fit_warnings(manifest_trained_for(bundle.manifest), None, [] if gsd is None else [gsd], [pixels.dtype.name])
+    fit = tile_fit_warnings(manifest_trained_for(bundle.manifest), None, tuple(transform)[:6], crs, pixels.dtype.name)
     adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)
     prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
     _, _, th, tw = adapter.input_shape

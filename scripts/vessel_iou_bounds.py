@@ -237,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             cells = " | ".join(f"{total[n][0] / total[n][1]:.3f}" for n in names)
             print(f"| {threshold} | {'-' if grow is None else grow} | {cells} | {int(ships[1])} of {int(ships[0])} "
                   f"| {int(ships[2])} ({ships[3] / truth_px:.0%}) |")
+    masks = [prob >= bundle.threshold for prob in probs] if args.edges or args.by_size else []
     if args.edges:
         from hil.rig import sea_mask
 
-        masks = [prob >= bundle.threshold for prob in probs]
         seas = [sea_mask(s, args.land_masks) for s in samples] if args.land_masks else None
         e = edge_errors(masks, truths, seas)
         print(f"\nthe mask's pixel errors against the true outlines, at the bundle's threshold {bundle.threshold}"
@@ -254,7 +254,6 @@ def main(argv: list[str] | None = None) -> int:
               f"vessel IoU {e['iou']:.3f}; with the mask grown by one pixel {e['iou_grown']:.3f}; for scale, the "
               f"truth one pixel thinner {e['truth_thinner_iou']:.3f}, one pixel wider {e['truth_wider_iou']:.3f}")
     if args.by_size:
-        masks = [prob >= bundle.threshold for prob in probs]
         print(f"\nships by size (pixels), at the bundle's threshold {bundle.threshold}\n\n"
               "| size | ships | share of ship pixels | share of their pixels in the mask |\n|---|---|---|---|")
         edges = [*SIZE_BINS[1:], None]
