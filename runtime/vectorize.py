@@ -109,58 +109,45 @@ def vectorize(
     window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
     sub_mask = np.ascontiguousarray(mask[window])
     to_tile = Affine.translation(int(cols[0]), int(rows[0]))
+    # No mask band: GDAL then traces the background too (value 0, skipped), which costs less than
+    # the second in-memory raster a mask needs. Each call's fixed cost (in-memory datasets, a GDAL
+    # environment) is most of a small tile's vectorisation, so this is the one GDAL call per tile.
     outlines = [
         geom
-        for geom, _ in rasterio.features.shapes(
-            sub_mask.view(np.uint8), mask=sub_mask, connectivity=connectivity, transform=to_tile
-        )
+        for geom, value in rasterio.features.shapes(sub_mask.view(np.uint8), connectivity=connectivity,
+                                                    transform=to_tile)
+        if value
     ]
-    # One burn of all components, each with its own label, then per-label sums over the vessel
-    # pixels only: O(pixels), not one pass per vessel. GDAL's own GeoJSON dicts are burnt back,
-    # since a shapely geometry would go through its slow per-vertex __geo_interface__.
-    labels = rasterio.features.rasterize(
-        ((geom, i) for i, geom in enumerate(outlines, start=1)),
-        out_shape=sub_mask.shape,
-        transform=to_tile,
-        fill=0,
-        dtype="int32",
-    )
-    idx = labels[sub_mask]
-    vals = prob[window][sub_mask].astype(np.float64)
-    n = len(outlines) + 1
-    counts = np.bincount(idx, minlength=n)
-    sums = np.bincount(idx, weights=vals, minlength=n)
-    maxes = np.full(n, -np.inf)
-    np.maximum.at(maxes, idx, vals)
 
     # shapely's order is [a, b, d, e, xoff, yoff]; rasterio's Affine is (a, b, c, d, e, f).
     coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
     features = []
-    for label, outline in enumerate(outlines, start=1):
-        if counts[label] < max(min_area_px, 1):
+    for outline in outlines:
+        poly = _clean(_polygon(outline))
+        if poly is None:
             continue
-        score = float(sums[label] / counts[label])
+        row0, col0, inside = _pixels_inside(poly)
+        count = int(inside.sum())
+        if count < max(min_area_px, 1):
+            continue
+        vals = prob[row0:row0 + inside.shape[0], col0:col0 + inside.shape[1]][inside].astype(np.float64)
+        score = float(vals.sum() / count)
+        max_score = float(vals.max())
         if score < min_score:  # on the reported score, as search.evaluate.object_scores compares it
             continue
         ship_probability = None
         if discriminator is not None:
-            rr, cc = np.nonzero(labels == label)
-            box = (labels[rr.min():rr.max() + 1, cc.min():cc.max() + 1] == label)
-            row = component_features(image, box, int(rows[0] + rr.min()), int(cols[0] + cc.min()), score,
-                                     float(maxes[label]), discriminator.ring_px)
+            row = component_features(image, inside, row0, col0, score, max_score, discriminator.ring_px)
             ship_probability = float(discriminator.probability(row[None])[0])
             if ship_probability < discriminator.cut:
                 continue
-        poly = _clean(_polygon(outline))
-        if poly is None:
-            continue
         if simplify_px > 0:
             poly = poly.simplify(simplify_px, preserve_topology=True)
         map_poly = affine_transform(poly, coeffs)
         props: dict[str, Any] = {
             "score": score,
-            "max_score": float(maxes[label]),
-            "area_px": int(counts[label]),
+            "max_score": max_score,
+            "area_px": count,
         }
         if ship_probability is not None:
             props["ship_probability"] = ship_probability
@@ -178,6 +165,21 @@ def _geojson(poly: shapely.Polygon) -> dict[str, Any]:
     rings = [poly.exterior, *poly.interiors]
     coords = tuple(tuple(map(tuple, shapely.get_coordinates(r).tolist())) for r in rings)
     return {"type": "Polygon", "coordinates": coords}
+
+
+def _pixels_inside(poly: shapely.Polygon) -> tuple[int, int, np.ndarray]:
+    """(row, col, box): the pixels of a component outline given in tile pixel coordinates.
+
+    The outline runs along pixel edges, so a pixel belongs to it exactly when its centre lies
+    inside; ``box`` covers the outline's bounding box, whose top-left pixel is (row, col). One
+    point-in-polygon test per pixel of the box replaces burning the outlines back into a label
+    raster, which was a second GDAL call per tile.
+    """
+    # Bounds are whole pixels, give or take the hair-thin bridges of _clean.
+    x0, y0, x1, y1 = (int(round(v)) for v in poly.bounds)
+    shapely.prepare(poly)
+    # Pixel centres as a row of x against a column of y: contains_xy broadcasts them to the box.
+    return y0, x0, shapely.contains_xy(poly, np.arange(x0, x1) + 0.5, (np.arange(y0, y1) + 0.5)[:, None])
 
 
 def _polygon(geojson: dict[str, Any]) -> shapely.Polygon:

@@ -221,3 +221,32 @@ def test_components_below_the_score_cut_are_dropped() -> None:
     assert len(vectorize(prob, THRESHOLD, NORTH_UP_3M, UTM)) == 2
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         vectorize(prob, THRESHOLD, NORTH_UP_3M, UTM, min_score=1.0)
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_each_component_reports_its_own_pixels(connectivity: int) -> None:
+    """Against an independent labelling (scipy's): one feature per component of at least
+    min_area_px, whose area, mean and largest probability are those of its pixels, and whose outline
+    holds exactly those pixels' centres. Random speckle makes corner-touching pixels, holes and
+    components nested in holes."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    rng = np.random.default_rng(connectivity)
+    structure = np.ones((3, 3)) if connectivity == 8 else None
+    for _ in range(40):
+        prob = ((rng.random((48, 40)) > 0.55) * rng.random((48, 40))).astype(np.float32)
+        features = vectorize(prob, THRESHOLD, Affine.identity(), None, min_area_px=3, connectivity=connectivity)
+        labels, n = ndimage.label(prob >= THRESHOLD, structure=structure)
+        expected = sorted(
+            (int(size), float(prob[labels == i].mean()), float(prob[labels == i].max()))
+            for i, size in zip(range(1, n + 1), np.bincount(labels.ravel())[1:]) if size >= 3
+        )
+        got = sorted((f["properties"]["area_px"], f["properties"]["score"], f["properties"]["max_score"])
+                     for f in features)
+        assert [g[0] for g in got] == [e[0] for e in expected]
+        assert np.allclose([g[1:] for g in got], [e[1:] for e in expected], rtol=1e-6)
+        for feature in features:
+            outline = shape(feature["geometry"])
+            rows, cols = np.mgrid[:48, :40]
+            inside = shapely.contains_xy(outline, cols + 0.5, rows + 0.5)
+            assert np.all(prob[inside] >= THRESHOLD)
+            assert int(inside.sum()) == feature["properties"]["area_px"]
