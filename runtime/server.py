@@ -117,7 +117,8 @@ class Runtime:
         self._inside = 0
         # Device outputs wait here for a vectorise worker (runtime/vectorise_pool.py).
         self._vectorise: VectorisePool[tuple[np.ndarray, InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
-            int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised)
+            int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
+            give_up=self._post_processing_stuck)
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
         self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
@@ -288,6 +289,12 @@ class Runtime:
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
             return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
+
+    def _post_processing_stuck(self, item: tuple[np.ndarray, InFlight, float]) -> tuple[list[bytes], bool]:
+        """The result of a tile whose post-processing got two workers stuck: rejected, with why."""
+        timeout = self.settings.health["hang_timeout_s"]
+        return self._rejection(item[1].header, Reason.INFERENCE_FAILED,
+                               f"post-processing: stuck for over {timeout} s on two workers"), False
 
     def _remember(self, key: tuple[str, str, str] | None, state: str) -> None:
         if key is None:

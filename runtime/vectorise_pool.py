@@ -2,7 +2,9 @@
 
 A worker stuck on one tile (a pathological output, a GDAL call that never returns) can be restarted
 by the Health component: its tile goes to a fresh worker, and whatever the stuck one produces later
-is discarded, so each tile's result is delivered once. The queue in front of the workers holds at
+is discarded, so each tile's result is delivered once. A tile that gets a second worker stuck too
+is not handed on again (it would stall the workers forever): ``give_up`` makes its result instead,
+a rejection that says why. The queue in front of the workers holds at
 most what the runtime has let inside (``max_tiles_inside``).
 """
 
@@ -25,9 +27,11 @@ class VectorisePool(Generic[Item, Result]):
     """``workers`` threads running ``work(item)`` on each queued item, then ``deliver(item, result)``
     (under the pool's lock, and only if that worker was not restarted meanwhile)."""
 
-    def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None]):
+    def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None],
+                 give_up: Callable[[Item], Result] | None = None):
         self.size = max(1, int(workers))
-        self._work, self._deliver = work, deliver
+        self._work, self._deliver, self._give_up = work, deliver, give_up
+        self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._beats: list[Heartbeat] = []
         self._threads: list[threading.Thread] = []
@@ -50,11 +54,17 @@ class VectorisePool(Generic[Item, Result]):
                            lambda i=i: self.restart(i)) for i in range(self.size)]
 
     def restart(self, i: int) -> None:
-        """Hand worker ``i``'s item to a fresh worker; the stuck one's result will be discarded."""
+        """Hand worker ``i``'s item to a fresh worker; the stuck one's result will be discarded.
+        An item that was handed on once already is delivered as ``give_up`` makes it instead."""
         with self._lock:
-            stuck = self._beats[i]
-            if stuck.item is not None:
-                self._queue.put(stuck.item)
+            item = self._beats[i].item
+            if item is not None:
+                if id(item) in self._handed_on and self._give_up is not None:
+                    self._handed_on.discard(id(item))
+                    self._deliver(item, self._give_up(item))
+                else:
+                    self._handed_on.add(id(item))
+                    self._queue.put(item)
             self._start(i)
 
     def stop(self) -> None:
@@ -87,6 +97,7 @@ class VectorisePool(Generic[Item, Result]):
                     if self._beats[i] is not beat:
                         return  # restarted while stuck: the item went to the new worker
                     self._deliver(item, result)
+                    self._handed_on.discard(id(item))
                     beat.end()
 
 

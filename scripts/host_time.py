@@ -3,6 +3,7 @@ serving process under the benchmark's load, and of the same vectorisation in a p
 
     .venv/bin/python scripts/host_time.py --rounds 8            # inside the serving process
     .venv/bin/python scripts/host_time.py --alone               # vectorize alone, beside a busy thread, beside OpenVINO
+    .venv/bin/python scripts/host_time.py --worst               # vectorize on pathological outputs
 
 Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
@@ -178,6 +179,31 @@ def _beside_openvino(tiles: list[Any], outputs: list[np.ndarray], per_tile: Any,
         requests.wait_all()
 
 
+#: Seeded 256 x 256 probability maps no model should make, but a damaged one could: what one tile can
+#: cost the vectorise worker (the Health component restarts a worker stuck for hang_timeout_s).
+def _worst_maps() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "uniform noise (half the pixels above 0.5, corner-touching everywhere)": rng.random((256, 256)),
+        "one component over the whole tile": np.full((256, 256), 0.9),
+        "the whole tile with 10% of its pixels holes": np.where(rng.random((256, 256)) < 0.1, 0.0, 0.9),
+    }
+
+
+def worst() -> None:
+    """Thread CPU of runtime.vectorize on :func:`_worst_maps`, default connectivity (8)."""
+    import rasterio
+    from affine import Affine
+
+    from runtime.vectorize import vectorize
+
+    with rasterio.Env():
+        for name, prob in _worst_maps().items():
+            start = time.thread_time()
+            features = vectorize(prob.astype(np.float32), 0.5, Affine.identity(), None)
+            print(f"{name}: {1e3 * (time.thread_time() - start):.0f} ms thread CPU, {len(features)} features")
+
+
 def inside(rounds: int, tiles_per_round: int = 300) -> None:
     """The benchmark's stream through an instrumented runtime process; prints its table."""
     from flightsim.streamer import Streamer
@@ -216,9 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--alone", action="store_true", help="vectorize in a process of its own instead")
+    parser.add_argument("--worst", action="store_true", help="vectorize on pathological probability maps instead")
     args = parser.parse_args(argv)
     os.chdir(REPO)
-    alone() if args.alone else inside(args.rounds)
+    if args.worst:
+        worst()
+    else:
+        alone() if args.alone else inside(args.rounds)
     return 0
 
 

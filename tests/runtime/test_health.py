@@ -86,3 +86,47 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
         runtime.stop()
         thread.join(30)
         events.close()
+
+
+def test_a_tile_that_gets_two_workers_stuck_is_rejected_not_handed_on_forever(
+    monkeypatch: pytest.MonkeyPatch, brightness_bundle: Path, ipc_endpoints: dict[str, str]
+) -> None:
+    real = results_module.vectorize
+    release = threading.Event()
+    stuck: list[threading.Thread] = []
+
+    tile_of: dict[int | None, str] = {}  # worker thread -> the tile it is post-processing
+    real_post = Runtime._post_process
+
+    def post_process(self: Runtime, output: object, job: object, t: float) -> tuple[list[bytes], bool]:
+        tile_of[threading.current_thread().ident] = job.header["tile_id"]  # type: ignore[attr-defined]
+        return real_post(self, output, job, t)  # type: ignore[arg-type]
+
+    def hangs_on_tile_3(*args: object, **kwargs: object) -> list:
+        if tile_of.get(threading.current_thread().ident) == "s/3":
+            stuck.append(threading.current_thread())
+            release.wait(30)  # every worker that takes tile s/3 hangs on it
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(results_module, "vectorize", hangs_on_tile_3)
+    monkeypatch.setattr(Runtime, "_post_process", post_process)
+    cfg = config.defaults()
+    cfg["health"] = {"period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": ""}
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    try:
+        ground = Ground(ipc_endpoints)
+        Streamer(ipc_endpoints["tiles"]).stream(_tiles(6))
+        got = {r["tile_id"]: r for r in ground.results(6, timeout_s=20)}
+        assert sorted(got) == [f"s/{i}" for i in range(6)]
+        assert got["s/3"]["status"] == "rejected" and got["s/3"]["reason"] == protocol.Reason.INFERENCE_FAILED.value
+        assert "stuck" in got["s/3"]["detail"]
+        assert all(r["status"] == "ok" for tile_id, r in got.items() if tile_id != "s/3")
+        assert len(stuck) == 2, "tile s/3 was handed to a fresh worker once, then given up"
+        health = ControlClient(ipc_endpoints["control"]).status()["health"]
+        assert health["stages"]["vectorise-0"]["restarts"] == 2
+    finally:
+        release.set()
+        runtime.stop()
+        thread.join(30)
