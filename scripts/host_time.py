@@ -183,25 +183,35 @@ def _beside_openvino(tiles: list[Any], outputs: list[np.ndarray], per_tile: Any,
 #: cost the vectorise worker (the Health component restarts a worker stuck for hang_timeout_s).
 def _worst_maps() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
+    blob = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     return {
         "uniform noise (half the pixels above 0.5, corner-touching everywhere)": rng.random((256, 256)),
         "one component over the whole tile": np.full((256, 256), 0.9),
         "the whole tile with 10% of its pixels holes": np.where(rng.random((256, 256)) < 0.1, 0.0, 0.9),
+        "about 2,000 separate blobs of 4 px": np.kron(rng.random((64, 64)) > 0.5, blob) * 0.9,
     }
 
 
 def worst() -> None:
-    """Thread CPU of runtime.vectorize on :func:`_worst_maps`, default connectivity (8)."""
+    """Thread CPU of runtime.vectorize on :func:`_worst_maps`, default connectivity (8), without and
+    with models/sar's second stage (on seeded random counts, which it measures every component in)."""
     import rasterio
     from affine import Affine
 
+    from runtime.bundle import read_bundle
+    from runtime.discriminate import Discriminator
     from runtime.vectorize import vectorize
 
+    second_stage = Discriminator.from_manifest(read_bundle(REPO / "models" / "sar").manifest["output"]["discriminator"])
+    counts = np.random.default_rng(1).integers(0, 256, (3, 256, 256)).astype(np.uint8)
     with rasterio.Env():
         for name, prob in _worst_maps().items():
-            start = time.thread_time()
-            features = vectorize(prob.astype(np.float32), 0.5, Affine.identity(), None)
-            print(f"{name}: {1e3 * (time.thread_time() - start):.0f} ms thread CPU, {len(features)} features")
+            for stage in (None, second_stage):
+                start = time.thread_time()
+                features = vectorize(prob.astype(np.float32), 0.5, Affine.identity(), None, image=counts,
+                                     discriminator=stage)
+                print(f"{name}, {'with' if stage else 'without'} models/sar's second stage: "
+                      f"{1e3 * (time.thread_time() - start):.0f} ms thread CPU, {len(features)} features")
 
 
 def inside(rounds: int, tiles_per_round: int = 300) -> None:
