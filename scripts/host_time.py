@@ -179,9 +179,9 @@ def _beside_openvino(tiles: list[Any], outputs: list[np.ndarray], per_tile: Any,
         requests.wait_all()
 
 
-#: Seeded 256 x 256 probability maps no model should make, but a damaged one could: what one tile can
-#: cost the vectorise worker (the Health component restarts a worker stuck for hang_timeout_s).
 def _worst_maps() -> dict[str, np.ndarray]:
+    """Seeded 256 x 256 probability maps no model should make, but a damaged one could: what one tile
+    can cost the vectorise worker (the Health component restarts a worker stuck for hang_timeout_s)."""
     rng = np.random.default_rng(0)
     blob = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     return {
@@ -257,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)
     if args.worst:
         worst()
+    elif args.alone:
+        alone()
     else:
-        alone() if args.alone else inside(args.rounds)
+        inside(args.rounds)
     return 0
 
 

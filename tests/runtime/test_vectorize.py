@@ -232,6 +232,7 @@ def test_each_component_reports_its_own_pixels(connectivity: int) -> None:
     ndimage = pytest.importorskip("scipy.ndimage")
     rng = np.random.default_rng(connectivity)
     structure = np.ones((3, 3)) if connectivity == 8 else None
+    rows, cols = np.mgrid[:48, :40]
     for _ in range(40):
         prob = ((rng.random((48, 40)) > 0.55) * rng.random((48, 40))).astype(np.float32)
         features = vectorize(prob, THRESHOLD, Affine.identity(), None, min_area_px=3, connectivity=connectivity)
@@ -246,7 +247,6 @@ def test_each_component_reports_its_own_pixels(connectivity: int) -> None:
         assert np.allclose([g[1:] for g in got], [e[1:] for e in expected], rtol=1e-6)
         for feature in features:
             outline = shape(feature["geometry"])
-            rows, cols = np.mgrid[:48, :40]
             inside = shapely.contains_xy(outline, cols + 0.5, rows + 0.5)
             assert np.all(prob[inside] >= THRESHOLD)
             assert int(inside.sum()) == feature["properties"]["area_px"]
