@@ -1,0 +1,65 @@
+"""What a genome costs before it is trained: parameters and the Myriad X cost model's latency estimate.
+
+Each genome is built (untrained weights: the cost model reads shapes, not values), exported as the
+search exports a candidate (FP16 IR, the target check included) and priced by
+:func:`runtime.latency.estimate_latency`, with and without a land gate:
+
+    .venv/bin/python scripts/price_genome.py models/sar/manifest.json \\
+        '{"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 16, "stride": 2}]}'
+
+A genome is JSON text, a JSON file or a bundle manifest (as ``--genome`` of the other scripts).
+The latency is an ESTIMATE of the cost model (docs/devices.md), not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+from runtime.ov_api import Core, Tensor  # noqa: E402
+from runtime.latency import estimate_latency  # noqa: E402
+from search.ablate import parse_genome  # noqa: E402
+from search.config import load_config  # noqa: E402
+from search.export_ir import export_ir  # noqa: E402
+from search.network import GenomeNet  # noqa: E402
+from search.space import count_parameters  # noqa: E402
+
+
+def price(genome_arg: str, land_gate: str, tile: int) -> dict[str, object]:
+    """Parameters and the estimated Myriad X ms (total and by unit) of one genome with ``land_gate``."""
+    genome = parse_genome(genome_arg, load_config())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        xml, weights, _ = export_ir(GenomeNet(genome, land_gate), (1, genome.in_channels, tile, tile))
+    model = Core().read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(weights, dtype=np.uint8)))
+    estimate = estimate_latency(model)
+    return {"genome": str(genome), "land_gate": land_gate, "parameters": count_parameters(genome, land_gate),
+            "estimated_ms": round(estimate.total_ms, 1),
+            "by_unit": {k: round(v, 1) for k, v in estimate.by_unit().items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("genomes", nargs="+", help="JSON text, a JSON file or a bundle manifest")
+    parser.add_argument("--land-gates", nargs="+", default=["none", "wide"],
+                        help="land gates to price each genome with (search.network.LAND_GATES)")
+    parser.add_argument("--tile", type=int, default=256, help="the IR's input side")
+    args = parser.parse_args(argv)
+    print("| genome | land gate | parameters | est. Myriad X ms | by unit |")
+    print("|---|---|---|---|---|")
+    for arg in args.genomes:
+        for gate in args.land_gates:
+            row = price(arg, gate, args.tile)
+            name = str(row["genome"]).replace("|", "\\|")  # a pipe would split the markdown cell
+            print(f"| `{name}` | {gate} | {row['parameters']:,} | {row['estimated_ms']} | {row['by_unit']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""scripts/price_genome.py prices a genome as the search's own scoring does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import price_genome  # noqa: E402
+
+
+def test_shipped_genome_is_priced_as_its_manifest_says() -> None:
+    # models/sar flies the "wide" land gate (configs/sar.toml [final.train]); its manifest holds the
+    # parameter count and the latency estimate the search measured through hil.
+    manifest_path = REPO / "models" / "sar" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    row = price_genome.price(str(manifest_path), "wide", manifest["input"]["shape"][2])
+    assert row["parameters"] == manifest["parameters"]
+    assert row["estimated_ms"] == pytest.approx(manifest["metrics"]["estimated_latency_ms"], abs=0.05)
+    without_gate = price_genome.price(str(manifest_path), "none", manifest["input"]["shape"][2])
+    assert without_gate["parameters"] < row["parameters"] and without_gate["estimated_ms"] < row["estimated_ms"]
