@@ -2,7 +2,9 @@
 
 Each genome is built (untrained weights: the cost model reads shapes, not values), exported as the
 search exports a candidate (FP16 IR, the target check included) and priced by
-:func:`runtime.latency.estimate_latency`, with and without a land gate:
+:func:`runtime.latency.estimate_latency`, with and without a land gate; the last column says what
+would stop it from flying (the parameter budget, strides, the tile; a genome that cannot be built
+is not priced):
 
     .venv/bin/python scripts/price_genome.py models/sar/manifest.json \\
         '{"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 16, "stride": 2}]}'
@@ -15,49 +17,63 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 from runtime.ov_api import Core, Tensor  # noqa: E402
 from runtime.latency import estimate_latency  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
 from search.export_ir import export_ir  # noqa: E402
-from search.network import GenomeNet  # noqa: E402
-from search.space import count_parameters  # noqa: E402
+from search.network import LAND_GATES, GenomeNet  # noqa: E402
+from search.space import SpaceConfig, count_parameters, violations  # noqa: E402
 
 
-def price(genome_arg: str, land_gate: str, tile: int) -> dict[str, object]:
-    """Parameters and the estimated Myriad X ms (total and by unit) of one genome with ``land_gate``."""
-    genome = parse_genome(genome_arg, load_config())
+def price(genome_arg: str, land_gate: str, tile: int | None = None) -> dict[str, object]:
+    """Parameters and the estimated Myriad X ms (total and by unit) of one genome with ``land_gate``,
+    and what stops it from being built and flown at all (the parameter budget, strides, the tile:
+    ``search.space.violations`` outside the search's own choices; empty when nothing does).
+    ``tile``: the IR's input side, default ``[export] tile``."""
+    cfg = load_config()
+    tile = int(cfg["export"]["tile"]) if tile is None else tile
+    genome = parse_genome(genome_arg, cfg)
+    space = SpaceConfig.from_dict(cfg["space"], tile)
+    problems = violations(genome, space, within_space=False)
+    row: dict[str, object] = {"genome": str(genome), "land_gate": land_gate, "problems": problems,
+                              "parameters": count_parameters(genome, land_gate), "estimated_ms": None, "by_unit": {}}
+    if violations(genome, replace(space, max_parameters=sys.maxsize), within_space=False):
+        return row  # it cannot be built or exported as it is; over the budget alone, it can still be priced
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         xml, weights, _ = export_ir(GenomeNet(genome, land_gate), (1, genome.in_channels, tile, tile))
     model = Core().read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(weights, dtype=np.uint8)))
     estimate = estimate_latency(model)
-    return {"genome": str(genome), "land_gate": land_gate, "parameters": count_parameters(genome, land_gate),
-            "estimated_ms": round(estimate.total_ms, 1),
-            "by_unit": {k: round(v, 1) for k, v in estimate.by_unit().items()}}
+    row.update(estimated_ms=round(estimate.total_ms, 1),
+               by_unit={k: round(v, 1) for k, v in estimate.by_unit().items()})
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("genomes", nargs="+", help="JSON text, a JSON file or a bundle manifest")
-    parser.add_argument("--land-gates", nargs="+", default=["none", "wide"],
-                        help="land gates to price each genome with (search.network.LAND_GATES)")
-    parser.add_argument("--tile", type=int, default=256, help="the IR's input side")
+    parser.add_argument("--land-gates", nargs="+", default=["none", "wide"], choices=LAND_GATES,
+                        help="land gates to price each genome with")
+    parser.add_argument("--tile", type=int, default=None, help="the IR's input side (default: [export] tile)")
     args = parser.parse_args(argv)
-    print("| genome | land gate | parameters | est. Myriad X ms | by unit |")
-    print("|---|---|---|---|---|")
+    print("| genome | land gate | parameters | est. Myriad X ms | by unit | what stops it flying |")
+    print("|---|---|---|---|---|---|")
     for arg in args.genomes:
         for gate in args.land_gates:
             row = price(arg, gate, args.tile)
             name = str(row["genome"]).replace("|", "\\|")  # a pipe would split the markdown cell
-            print(f"| `{name}` | {gate} | {row['parameters']:,} | {row['estimated_ms']} | {row['by_unit']} |")
+            problems = "; ".join(row["problems"]) or "nothing"  # type: ignore[arg-type]
+            ms = "-" if row["estimated_ms"] is None else row["estimated_ms"]
+            print(f"| `{name}` | {gate} | {row['parameters']:,} | {ms} | {row['by_unit'] or '-'} | {problems} |")
     return 0
 
 

@@ -24,3 +24,14 @@ def test_shipped_genome_is_priced_as_its_manifest_says() -> None:
     assert row["estimated_ms"] == pytest.approx(manifest["metrics"]["estimated_latency_ms"], abs=0.05)
     without_gate = price_genome.price(str(manifest_path), "none", manifest["input"]["shape"][2])
     assert without_gate["parameters"] < row["parameters"] and without_gate["estimated_ms"] < row["estimated_ms"]
+
+
+def test_a_genome_that_cannot_fly_says_why() -> None:
+    # over the parameter budget: still priced; a strided first block: not buildable, so not priced
+    big = '{"blocks": [{"kind": "conv", "width": 48}, {"kind": "residual", "width": 48, "stride": 2}, ' \
+          '{"kind": "residual", "width": 48, "stride": 2}, {"kind": "residual", "width": 48, "stride": 2}]}'
+    row = price_genome.price(big, "none")
+    assert any("budget" in p for p in row["problems"]) and row["estimated_ms"] is not None
+    strided = '{"blocks": [{"kind": "conv", "width": 8, "stride": 2}, {"kind": "conv", "width": 16}]}'
+    row = price_genome.price(strided, "none")
+    assert any("stride 1" in p for p in row["problems"]) and row["estimated_ms"] is None
