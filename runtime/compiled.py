@@ -19,8 +19,6 @@ import json
 import time
 from typing import Any
 
-import numpy as np
-
 from runtime import ov_api
 from runtime.bundle import Bundle, sha256
 from runtime.device_names import TWINS, attached_devices, device_family
@@ -58,8 +56,7 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     attached = attached_devices(core)
     if device not in attached or device_family(device) != target:
         raise ValueError(f"device {device!r} is not a {target} attached here; valid: {attached}")
-    model = core.read_model(model=bundle.files["model.xml"].decode("utf-8"),
-                            weights=ov_api.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)))
+    model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
     config = compile_config(target, cpu_precision)
     started = time.perf_counter()
     blob = export_blob(core.compile_model(model, device, config))

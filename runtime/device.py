@@ -178,10 +178,7 @@ class OpenVINOAdapter(InferenceAdapter):
     ):
         core = ov_api.Core()
         self.device = resolve(device, core)
-        model = core.read_model(
-            model=bundle.files["model.xml"].decode("utf-8"),
-            weights=ov_api.Tensor(np.frombuffer(bundle.files["model.bin"], dtype=np.uint8)),
-        )
+        model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
         if device_family(self.device) in MYRIAD_LIKE:
             from runtime.check import check_model
             from runtime.latency import estimate_latency

@@ -57,7 +57,7 @@ import numpy as np
 
 from runtime.profiles import InterpolateSemantics, Numerics, TargetProfile, convert, get_profile
 
-from runtime.ov_api import CompiledModel, Core, Model, Output, Tensor, opset
+from runtime.ov_api import CompiledModel, Core, Model, Output, opset, read_ir
 
 ops1, ops5, ops10 = opset(1), opset(5), opset(10)
 
@@ -492,6 +492,6 @@ def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfil
     core = core or Core()
     if isinstance(model, tuple):
         xml, bin_ = model
-        model = core.read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+        model = read_ir(xml, bin_, core)
     model, report = apply_profile(model, profile)
     return core.compile_model(model, "CPU", {**(config or {}), **emulation_cpu_config(core)}), report

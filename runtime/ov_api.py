@@ -13,6 +13,8 @@ from typing import Any
 import importlib
 from types import ModuleType
 
+import numpy as np
+
 try:  # OpenVINO 2023.1 and later
     from openvino import CompiledModel, Core, Model, Output, Tensor, Type
     from openvino import get_version as _get_version
@@ -29,7 +31,7 @@ except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
     API = "openvino.runtime"
 
 __all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "convert_model", "opset", "opset1",
-           "save_ir", "save_model", "version"]
+           "read_ir", "save_ir", "save_model", "version"]
 
 
 def convert_model(model: Any, **options: Any) -> Any:
@@ -48,6 +50,12 @@ def save_model(model: Any, xml_path: str | os.PathLike[str], compress_to_fp16: b
         raise ValueError("FP16 compression on save needs OpenVINO 2023.1 or later")
     else:
         save_ir(model, xml_path)
+
+
+def read_ir(xml: bytes, bin_: bytes, core: Any = None) -> Any:
+    """An IR held in memory (a bundle's ``model.xml`` and ``model.bin`` bytes) as an ``ov.Model``,
+    without writing it to disk; ``core`` reuses a ``Core`` the caller already has."""
+    return (core or Core()).read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
 
 
 def opset(n: int) -> ModuleType:

@@ -23,9 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-
-from runtime.ov_api import Core, Tensor  # noqa: E402
+from runtime.ov_api import read_ir  # noqa: E402
 from runtime.latency import estimate_latency  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
@@ -51,8 +49,7 @@ def price(genome_arg: str, land_gate: str, tile: int | None = None) -> dict[str,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         xml, weights, _ = export_ir(GenomeNet(genome, land_gate), (1, genome.in_channels, tile, tile))
-    model = Core().read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(weights, dtype=np.uint8)))
-    estimate = estimate_latency(model)
+    estimate = estimate_latency(read_ir(xml, weights))
     row.update(estimated_ms=round(estimate.total_ms, 1),
                by_unit={k: round(v, 1) for k, v in estimate.by_unit().items()})
     return row

@@ -44,7 +44,7 @@ import numpy as np
 
 from runtime.bundle import write_bundle
 from runtime.emulate import compile_twin, emulation_cpu_config
-from runtime.ov_api import Core, Tensor
+from runtime.ov_api import Core, read_ir
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
 from search.candidate import fit, hil_scores, manifest_for, torch_device
@@ -97,17 +97,13 @@ def breakdown(xml: bytes, bin_: bytes, data: Any, tile: int, threshold: float, p
     core = Core()
     scenes = split_arrays(data, "val")
     out = {}
-    model = core.read_model(model=xml.decode(), weights=_tensor(bin_))
+    model = read_ir(xml, bin_, core)
     out["ir-f32"] = _scores(ir_predictor(core.compile_model(model, "CPU", emulation_cpu_config(core))),
                             scenes, data.norm, tile, threshold, counts)
     for label, prof in isolating_profiles(profile).items():
         compiled, _ = compile_twin((xml, bin_), prof, core)
         out[label] = _scores(ir_predictor(compiled), scenes, data.norm, tile, threshold, counts)
     return out
-
-
-def _tensor(bin_: bytes) -> Any:
-    return Tensor(np.frombuffer(bin_, dtype=np.uint8))
 
 
 def gap_by_cause(rows: dict[str, dict[str, float]], metric: str) -> dict[str, float]:

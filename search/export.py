@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-import numpy as np
-
 from runtime import ov_api
 from runtime.check import MAX_OPSET  # the Myriad X toolkit's limit: one owner, the target check
 
@@ -39,7 +37,7 @@ def check_opsets(xml: bytes, max_opset: int = MAX_OPSET) -> None:
 def compile_ir(xml: bytes, bin_: bytes, device: str = "CPU") -> ov_api.CompiledModel:
     """Compile IR bytes; on CPU in f32 so the numbers are the FP16 weights' and not bf16's."""
     core = ov_api.Core()
-    ovm = core.read_model(model=xml, weights=ov_api.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    ovm = ov_api.read_ir(xml, bin_, core)
     config = {"INFERENCE_PRECISION_HINT": "f32"} if device == "CPU" else {}
     return core.compile_model(ovm, device, config)
 

@@ -86,7 +86,7 @@ def input_manifest(host_input: dict[str, Any], dtype: str) -> dict[str, Any]:
 def retype_ir(xml: bytes, bin_: bytes, dtype: str, norm: dict[str, Any]) -> tuple[bytes, bytes]:
     """IR bytes of a host-normalised model -> IR bytes taking ``dtype`` counts (weights unchanged)."""
     core = ov_api.Core()
-    model = core.read_model(model=xml.decode("utf-8"), weights=ov_api.Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    model = ov_api.read_ir(xml, bin_, core)
     model = normalise_in_ir(model, dtype, list(norm["mean"]), list(norm["std"]))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.xml"
