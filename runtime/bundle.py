@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.atomic import write_atomic
-from runtime.discriminate import Discriminator
+from runtime.discriminate import SecondStage, discriminator_from_manifest
 
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
@@ -89,12 +89,12 @@ class Bundle:
         return float(self.manifest["output"].get("min_score", 0.0))
 
     @functools.cached_property
-    def discriminator(self) -> Discriminator | None:
+    def discriminator(self) -> SecondStage | None:
         """The second stage that keeps or drops each component (``output.discriminator``,
         :mod:`runtime.discriminate`); None: every component that passes the cuts above. Parsed
         once: the runtime asks for it on every tile."""
         table = self.manifest["output"].get("discriminator")
-        return None if table is None else Discriminator.from_manifest(table)
+        return None if table is None else discriminator_from_manifest(table)
 
     def frames(self) -> list[bytes]:
         """The payload frames of a ``load_model`` command: manifest, then each IR file, then a
@@ -153,7 +153,7 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise BundleError(f"output.min_score must be a number in [0, 1), got {min_score!r}")
     if manifest["output"].get("discriminator") is not None:
         try:
-            Discriminator.from_manifest(manifest["output"]["discriminator"])
+            discriminator_from_manifest(manifest["output"]["discriminator"])
         except ValueError as exc:
             raise BundleError(f"output.discriminator: {exc}") from None
     for name in IR_FILES:

@@ -6,9 +6,14 @@ clutter make candidates that a pixel test alone cannot tell from ships. Here the
 components are the candidates, and each is described by its scores, its size and the contrast of
 its pixels against a ring of clutter around it and by the wider neighbourhood it lies in (land and
 coast are bright and busy over tens of pixels; open sea is dark and calm), in the tile's own counts. A logistic model over
-these features, fitted on the ground on a training split's detections and cut where object F1 is
-best on the validation split (:mod:`search.discriminate`), travels in the manifest as
-``output.discriminator``; the runtime drops each component whose probability is below its cut.
+these features and its shape (how much of its own spread it fills, how elongated it is, how much
+of its box it covers: a hull is a filled, elongated blob, built-up land is ragged), fitted on the
+ground on a training split's detections and cut where object F1 is best on the validation split
+(:mod:`search.discriminate`), travels in the manifest as ``output.discriminator``; the runtime
+drops each component whose probability is below its cut. Two kinds of model read the same
+features: a logistic model (:class:`Discriminator`) and an ensemble of boosted decision trees
+(:class:`TreeDiscriminator`), which can combine them (a bright, ragged, busy-neighbourhood
+component) where a linear score cannot; :func:`discriminator_from_manifest` reads either.
 
 Features are computed in pixels and counts, never map units, so a model fitted on chips without a
 georeference applies to a georeferenced scene alike.
@@ -24,7 +29,11 @@ import numpy as np
 
 #: Every feature a discriminator may use, in the order :func:`component_features` returns them.
 FEATURES = ("score", "max_score", "log_area", "log_inside", "log_ring", "log_ring_std", "contrast",
-            "log_inside_p90", "log_context", "log_context_std", "log_context_p90")
+            "log_inside_p90", "log_context", "log_context_std", "log_context_p90",
+            "fill", "log_elongation", "extent")
+
+#: The kinds of model ``output.discriminator`` may hold (its ``kind``; absent: ``logistic``).
+KINDS = ("logistic", "trees")
 
 #: Inner and outer radius (pixels) of the clutter ring: the inner gap keeps the ship's own
 #: sidelobes and a loose outline out of the clutter estimate.
@@ -88,7 +97,24 @@ def component_features(image: np.ndarray, component: np.ndarray, top: int, left:
     return np.array([score, max_score, np.log(inside.size), np.log1p(inside.mean()), np.log1p(ring_mean),
                      np.log1p(ring_std), (inside.mean() - ring_mean) / (ring_std + 1.0),
                      np.log1p(np.percentile(inside, 90)), np.log1p(context.mean()), np.log1p(context.std()),
-                     np.log1p(np.percentile(context, 90))])
+                     np.log1p(np.percentile(context, 90)), *shape_features(component)])
+
+
+def shape_features(component: np.ndarray) -> tuple[float, float, float]:
+    """(fill, log_elongation, extent) of a component's pixels (a boolean crop to its box).
+
+    From the second moments of its pixels, each a unit square (so one pixel has variance 1/12 along
+    each axis and no moment is zero): a solid L x W rectangle at any angle has principal variances
+    L^2/12 and W^2/12, so ``fill`` = area / (12 sqrt(l1 l2)) is about 1 for a hull-like blob and
+    less for a ragged or hollow one; ``log_elongation`` = log(L / W) = log(l1 / l2) / 2; ``extent``
+    is the share of its axis-aligned box it covers.
+    """
+    rows, cols = np.nonzero(component)
+    area = rows.size
+    cov = np.cov(np.stack([rows, cols]).astype(np.float64), bias=True) if area > 1 else np.zeros((2, 2))
+    small, large = np.linalg.eigvalsh(cov + np.eye(2) / 12.0)
+    return (float(area / (12.0 * np.sqrt(large * small))), float(0.5 * np.log(large / small)),
+            float(area / component.size))
 
 
 @dataclass(frozen=True)
@@ -143,3 +169,102 @@ class Discriminator:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
         x = (np.asarray(rows, np.float64)[:, self.columns()] - np.array(self.mean)) / np.array(self.scale)
         return 1.0 / (1.0 + np.exp(-(self.bias + x @ np.array(self.weights))))
+
+
+#: The arrays that describe each tree of a :class:`TreeDiscriminator`, one entry per node: the
+#: feature it tests (an index into the model's ``features``), the threshold (``x <= threshold``
+#: goes left), its children (-1 at a leaf) and, at a leaf, the value added to the raw score.
+TREE_ARRAYS = ("feature", "threshold", "left", "right", "value")
+
+
+@dataclass(frozen=True)
+class TreeDiscriminator:
+    """Boosted decision trees over some :data:`FEATURES`: ``p = sigmoid(baseline + sum of the leaf
+    each tree sends the row to)``; a candidate is kept when ``p >= cut``. The trees read the raw
+    feature values (no standardisation); each is a dict of :data:`TREE_ARRAYS`."""
+
+    features: tuple[str, ...]
+    baseline: float
+    trees: tuple[dict[str, np.ndarray], ...]
+    cut: float
+    ring_px: tuple[int, int] = RING_PX
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ValueError(f"discriminator features must be among {FEATURES}; got {list(self.features)}")
+        if not self.trees or not np.isfinite(self.baseline):
+            raise ValueError("a trees discriminator needs at least one tree and a finite baseline")
+        for i, tree in enumerate(self.trees):
+            _check_tree(i, tree, len(self.features))
+        if not 0.0 < self.cut < 1.0:
+            raise ValueError(f"discriminator cut must lie in (0, 1); got {self.cut}")
+        if len(self.ring_px) != 2 or not 0 <= self.ring_px[0] < self.ring_px[1]:
+            raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {list(self.ring_px)}")
+
+    @classmethod
+    def from_manifest(cls, table: Mapping[str, Any]) -> TreeDiscriminator:
+        """From ``output.discriminator`` with ``kind = "trees"``; ``ValueError`` names what is wrong."""
+        try:
+            trees = tuple({name: np.asarray(tree[name], np.int64 if name in ("feature", "left", "right") else np.float64)
+                           for name in TREE_ARRAYS} for tree in table["trees"])
+            return cls(tuple(table["features"]), float(table["baseline"]), trees, float(table["cut"]),
+                       tuple(int(v) for v in table.get("ring_px", RING_PX)))  # type: ignore[arg-type]
+        except (KeyError, TypeError) as exc:
+            raise ValueError("a trees discriminator needs features, baseline, trees (each with "
+                             f"{', '.join(TREE_ARRAYS)}) and cut (and optionally ring_px): {exc!r}") from None
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"kind": "trees", "features": list(self.features), "baseline": self.baseline,
+                "trees": [{name: tree[name].tolist() for name in TREE_ARRAYS} for tree in self.trees],
+                "cut": self.cut, "ring_px": list(self.ring_px)}
+
+    def columns(self) -> list[int]:
+        """Where this model's features lie in a row of :func:`component_features`."""
+        return [FEATURES.index(f) for f in self.features]
+
+    def probability(self, rows: np.ndarray) -> np.ndarray:
+        """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
+        x = np.asarray(rows, np.float64)[:, self.columns()]
+        raw = np.full(len(x), self.baseline)
+        at = np.arange(len(x))
+        for tree in self.trees:
+            node = np.zeros(len(x), np.int64)
+            while (inner := tree["left"][node] >= 0).any():
+                goes_left = x[at, tree["feature"][node]] <= tree["threshold"][node]
+                step = np.where(goes_left, tree["left"][node], tree["right"][node])
+                node = np.where(inner, step, node)
+            raw += tree["value"][node]
+        return 1.0 / (1.0 + np.exp(-raw))
+
+
+def _check_tree(i: int, tree: Mapping[str, np.ndarray], n_features: int) -> None:
+    """``ValueError`` unless ``tree`` is a well-formed binary tree whose walk from the root ends."""
+    sizes = {name: len(tree[name]) for name in TREE_ARRAYS}
+    n = sizes["feature"]
+    if n == 0 or set(sizes.values()) != {n}:
+        raise ValueError(f"discriminator tree {i}: {', '.join(TREE_ARRAYS)} need one value per node each; got {sizes}")
+    left, right = tree["left"], tree["right"]
+    inner = left >= 0
+    if not (np.array_equal(inner, right >= 0) and (left[inner] > np.flatnonzero(inner)).all()
+            and (right[inner] > np.flatnonzero(inner)).all() and (left < n).all() and (right < n).all()):
+        # children after their parent: every walk from the root moves forward and so ends
+        raise ValueError(f"discriminator tree {i}: children must be -1 at leaves and later nodes of the tree otherwise")
+    if not ((tree["feature"][inner] >= 0) & (tree["feature"][inner] < n_features)).all():
+        raise ValueError(f"discriminator tree {i}: features must index the model's {n_features} features")
+    if not (np.isfinite(tree["threshold"][inner]).all() and np.isfinite(tree["value"]).all()):
+        raise ValueError(f"discriminator tree {i}: thresholds and values must be finite")
+
+
+#: Either kind of second stage, as the runtime holds it.
+SecondStage = Discriminator | TreeDiscriminator
+
+
+def discriminator_from_manifest(table: Mapping[str, Any]) -> SecondStage:
+    """The second stage ``output.discriminator`` describes, of its ``kind`` (:data:`KINDS`)."""
+    if not isinstance(table, Mapping):
+        raise ValueError(f"output.discriminator must be a table; got {type(table).__name__}")
+    kind = table.get("kind", "logistic")
+    if kind not in KINDS:
+        raise ValueError(f"output.discriminator kind must be one of {KINDS}; got {kind!r}")
+    return TreeDiscriminator.from_manifest(table) if kind == "trees" else Discriminator.from_manifest(table)

@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from runtime import protocol
-from runtime.discriminate import Discriminator
+from runtime.discriminate import SecondStage
 from runtime.vectorize import vectorize
 
 
@@ -40,7 +40,7 @@ class InFlight:
     batch: np.ndarray | None = None       # the device input, held until the inference succeeds (re-runs)
     attempts: int = 1
     adapter: Any = None                   # the adapter it was last submitted to
-    discriminator: Discriminator | None = None  # the model's second stage (manifest), if it has one
+    discriminator: SecondStage | None = None  # the model's second stage (manifest), if it has one
     pixels: np.ndarray | None = None      # the tile's counts, held for the discriminator only
 
 

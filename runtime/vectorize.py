@@ -19,7 +19,7 @@ from affine import Affine
 from shapely.affinity import affine_transform
 from shapely.geometry import mapping, shape
 
-from runtime.discriminate import Discriminator, component_features
+from runtime.discriminate import SecondStage, component_features
 
 CONNECTIVITIES = (4, 8)
 
@@ -40,7 +40,7 @@ def vectorize(
     valid: tuple[int, int] | None = None,
     min_score: float = 0.0,
     image: np.ndarray | None = None,
-    discriminator: Discriminator | None = None,
+    discriminator: SecondStage | None = None,
 ) -> list[dict[str, Any]]:
     """Turn one tile's probability map into GeoJSON Feature dicts, one per vessel.
 

@@ -199,10 +199,10 @@ def worst() -> None:
     from affine import Affine
 
     from runtime.bundle import read_bundle
-    from runtime.discriminate import Discriminator
+    from runtime.discriminate import discriminator_from_manifest
     from runtime.vectorize import vectorize
 
-    second_stage = Discriminator.from_manifest(read_bundle(REPO / "models" / "sar").manifest["output"]["discriminator"])
+    second_stage = discriminator_from_manifest(read_bundle(REPO / "models" / "sar").manifest["output"]["discriminator"])
     counts = np.random.default_rng(1).integers(0, 256, (3, 256, 256)).astype(np.uint8)
     with rasterio.Env():
         for name, prob in _worst_maps().items():

@@ -42,13 +42,13 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flightsim.tiles import tile_grid  # noqa: E402
-from runtime.discriminate import Discriminator, component_features  # noqa: E402
+from runtime.discriminate import SecondStage, component_features  # noqa: E402
 
 EIGHT = np.ones((3, 3), bool)
 
 
 def pixel_counts(prob: np.ndarray, truth: np.ndarray, image: np.ndarray, threshold: float, grow: float | None,
-                 min_area_px: int, discriminator: Discriminator | None) -> dict[str, tuple[int, int]]:
+                 min_area_px: int, discriminator: SecondStage | None) -> dict[str, tuple[int, int]]:
     """(intersection, union) with ``truth`` of the mask, the second stage's and the oracle's
     components of one sample (see the module docstring)."""
     low = prob >= (threshold if grow is None else min(grow, threshold))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.discriminate import KINDS
+
     parser = argparse.ArgumentParser(
         prog="python -m search",
         description="Design and train vessel segmentation networks and export them as flight model bundles.",
@@ -84,14 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         "discriminate",
         help="fit the runtime's second stage (keep or drop each detection) on a split's train and val samples",
         description="Run the bundle through hil on the split's training and validation samples with its cuts "
-        "opened, describe each detection by its scores, size and contrast against the clutter around it, fit a "
-        "logistic model on the training detections, choose its cut on the validation ones (object F1), and write "
+        "opened, describe each detection by its scores, size, shape and contrast against the clutter around it, "
+        "fit a model (--kind) on the training detections, choose its cut on the validation ones (object F1), and write "
         "the bundle with output.discriminator. The test split is never read.",
     )
     dis.add_argument("--model", type=Path, required=True, help="bundle to add the discriminator to")
     dis.add_argument("--split", type=Path, required=True, help="the search's OUT/data/split.json")
     dis.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     dis.add_argument("--device", default="myriadx-emu", help="hil device for the candidates (default: the twin)")
+    dis.add_argument("--kind", choices=KINDS, default="logistic",
+                     help="the model: a logistic score, or boosted decision trees (default: logistic)")
     return parser
 
 
@@ -164,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         from search.discriminate import discriminate
 
         with tempfile.TemporaryDirectory(prefix="discriminate-") as work:
-            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device)
+            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device, kind=args.kind)
         print(f"wrote {args.out}: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
               f"(the cuts it replaces: {record['val_f1_cuts_replaced']:.3f}), {record['train_candidates']} training "
               f"candidates")

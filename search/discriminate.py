@@ -8,8 +8,10 @@
 2. each candidate is described on the ground by the features the runtime computes on board
    (:func:`runtime.discriminate.component_features`, on the sample's counts) and labelled a ship
    when it matches a true vessel (polygon IoU >= 0.5, as the object F1 counts);
-3. a logistic model is fitted on the training candidates, and its cut is chosen where object F1 is
-   best on the validation candidates; the test split is never read;
+3. a model of the ``kind`` asked for (:data:`runtime.discriminate.KINDS`: a logistic model, or
+   boosted decision trees fitted by scikit-learn's ``HistGradientBoostingClassifier`` with its
+   default settings, not tuned here) is fitted on the training candidates, and its cut is chosen
+   where object F1 is best on the validation candidates; the test split is never read;
 4. the bundle is written with ``output.discriminator``, the opened cuts, and the fit's record in
    ``metrics.discriminator``.
 
@@ -22,6 +24,7 @@ piece that owns the centroid stands for it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import warnings
@@ -38,7 +41,7 @@ from shapely.geometry import shape
 from flightsim.tiles import owned_windows, tile_grid
 from hil.score import precision_recall_f1
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
-from runtime.discriminate import FEATURES, Discriminator, component_features
+from runtime.discriminate import FEATURES, KINDS, Discriminator, SecondStage, TreeDiscriminator, component_features
 from search.state import write_json_atomic
 
 if TYPE_CHECKING:
@@ -70,6 +73,47 @@ def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...]
             break
     return Discriminator(tuple(features), tuple(mean.tolist()), tuple(scale.tolist()), tuple(w[1:].tolist()),
                          float(w[0]), cut)
+
+
+def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = FEATURES,
+              cut: float = 0.5, seed: int = 0) -> TreeDiscriminator:
+    """A :class:`TreeDiscriminator` fitted by scikit-learn's gradient boosting with its default
+    settings (100 trees of at most 31 leaves, learning rate 0.1), read out of the fitted model into
+    plain arrays for the runtime. The read-out uses the fitted predictors' node arrays, which are
+    not public API, so it is checked against scikit-learn's own probabilities on the rows it was
+    fitted on: a version that stores them otherwise fails here, not in flight."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.asarray(rows, np.float64)[:, [FEATURES.index(f) for f in features]]
+    y = np.asarray(labels, bool)
+    if len(y) != len(x) or not 0 < y.sum() < len(y):
+        raise ValueError("a discriminator needs candidates of both kinds (ships and not), one label per row")
+    model = HistGradientBoostingClassifier(random_state=seed).fit(x, y)
+    trees = []
+    for (predictor,) in model._predictors:
+        nodes = predictor.nodes
+        leaf = nodes["is_leaf"].astype(bool)
+        # the node arrays are unsigned: widen before marking leaves with -1
+        trees.append({"feature": np.where(leaf, 0, nodes["feature_idx"].astype(np.int64)),
+                      "threshold": np.where(leaf, 0.0, nodes["num_threshold"].astype(np.float64)),
+                      "left": np.where(leaf, -1, nodes["left"].astype(np.int64)),
+                      "right": np.where(leaf, -1, nodes["right"].astype(np.int64)),
+                      "value": np.where(leaf, nodes["value"].astype(np.float64), 0.0)})
+    baseline = float(np.ravel(model._baseline_prediction)[0])
+    fitted = TreeDiscriminator(tuple(features), baseline, tuple(trees), cut)
+    full = np.zeros((len(x), len(FEATURES)))
+    full[:, fitted.columns()] = x
+    if not np.allclose(fitted.probability(full), model.predict_proba(x)[:, 1], atol=1e-9):
+        raise RuntimeError("the trees read out of scikit-learn's model do not reproduce its probabilities: "
+                           "its internal layout has changed (see fit_trees)")
+    return fitted
+
+
+def fit_stage(kind: str, rows: np.ndarray, labels: np.ndarray) -> SecondStage:
+    """A second stage of ``kind`` (:data:`runtime.discriminate.KINDS`) fitted on every feature."""
+    if kind not in KINDS:
+        raise ValueError(f"discriminator kind must be one of {KINDS}; got {kind!r}")
+    return fit_trees(rows, labels) if kind == "trees" else fit_logistic(rows, labels)
 
 
 def matched_detections(split: Path, which: str, detections: Path
@@ -166,22 +210,22 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
                       read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
 
 
-def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str) -> str:
+def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str, kind: str = "logistic") -> str:
     """What a fit depends on, as a sha256: the network and what the runtime does around it (the
     ``opened`` bundle's manifest less its name, figures and date; the IR files are in it by checksum),
-    the cuts it replaces, the split's contents, the device, hil's tile overlap, and the features and
-    cuts tried. Not the code that computes the features: after a change to it, delete the store."""
+    the cuts it replaces, the split's contents, the device, hil's tile overlap, the kind of model, and
+    the features and cuts tried. Not the code that computes the features: after a change to it, delete the store."""
     from hil.rig import DEFAULTS
 
     manifest = {k: v for k, v in opened.items() if k not in ("name", "metrics", "created")}
     payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
                "device": device, "overlap_px": DEFAULTS["run"]["overlap_px"], "features": FEATURES,
-               "cuts": [float(c) for c in CUTS]}
+               "cuts": [float(c) for c in CUTS], "kind": kind}
     return sha256(json.dumps(payload, sort_keys=True).encode())
 
 
 def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
-                 floor_px: int = 4, fits: Path | None = None) -> dict[str, Any]:
+                 floor_px: int = 4, fits: Path | None = None, kind: str = "logistic") -> dict[str, Any]:
     """Fit, choose the cut, and write ``out``; returns the record stored in the manifest.
 
     With ``fits``, a folder of earlier fits (one JSON per :func:`fit_key`): a network already fitted
@@ -191,21 +235,23 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     before = open_cuts(model, work / "opened", floor_px)
     bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
     manifest = rewritable_manifest(bundle)
-    stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device)}.json"
+    if kind not in KINDS:
+        raise ValueError(f"discriminator kind must be one of {KINDS}; got {kind!r}")
+    stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device, kind)}.json"
     if stored is not None and stored.exists():
         fit = json.loads(stored.read_text())
         return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
     parts = {which: split_candidates(work / "opened", split, which, work, device) for which in ("train", "val")}
     (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
-    fitted = fit_logistic(x_train, y_train)
+    fitted = fit_stage(kind, x_train, y_train)
     p_val = fitted.probability(x_val)
     f1_by_cut = {float(c): object_f1(p_val >= c, y_val, n_val) for c in CUTS}
     cut = max(f1_by_cut, key=lambda c: (f1_by_cut[c], -abs(c - 0.5)))
-    chosen = Discriminator(fitted.features, fitted.mean, fitted.scale, fitted.weights, fitted.bias, cut)
+    chosen = dataclasses.replace(fitted, cut=cut)
     # the cuts it replaces, scored the same way on the same candidates
     area = np.exp(x_val[:, FEATURES.index("log_area")])
     old = (area >= (before["min_area_px"] or 0)) & (x_val[:, FEATURES.index("score")] >= (before["min_score"] or 0))
-    record = {"fitted_on": f"{split}:train", "cut_chosen_on": f"{split}:val", "device": device,
+    record = {"kind": kind, "fitted_on": f"{split}:train", "cut_chosen_on": f"{split}:val", "device": device,
               "train_candidates": int(len(y_train)), "train_ships": int(y_train.sum()),
               "val_candidates": int(len(y_val)), "val_ships": int(y_val.sum()), "val_truth": n_val,
               "val_f1_by_cut": f1_by_cut, "cut": cut, "val_f1": f1_by_cut[cut],

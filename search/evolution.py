@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.discriminate import KINDS
 from search.candidate import evaluate_candidate, hil_scores
 from search.config import FINAL_OVERRIDES
 from search.dataset import SearchData, prepare_data
@@ -103,6 +104,8 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     the report and ``generations.json``."""
     from search.report import verify_flight_model, write_flight_model, write_report
 
+    if cfg["export"]["discriminator_kind"] not in KINDS:
+        raise ValueError(f"[export] discriminator_kind must be one of {KINDS}; got {cfg['export']['discriminator_kind']!r}")
     if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
         raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     out = Path(out)
@@ -149,7 +152,7 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
         if not check["identical"]:
             say(f"warning: the shipped flight model does not reproduce its search figures: {check}")
         if cfg["export"].get("discriminate"):
-            _add_discriminator(out, best["device_metrics"]["device"], say)
+            _add_discriminator(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say)
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)
@@ -209,7 +212,8 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
         root = out / "final" / "second_stage" / tag
         shutil.rmtree(root, ignore_errors=True)
         f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
-                               device=record["device_metrics"]["device"], fits=out / FITS)["val_f1"]
+                               device=record["device_metrics"]["device"], fits=out / FITS,
+                               kind=cfg["export"]["discriminator_kind"])["val_f1"]
     return {"by": "validation F1 with its own second stage", **f1}
 
 
@@ -218,7 +222,7 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
 FITS = Path("discriminate") / "fits"
 
 
-def _add_discriminator(out: Path, device: str, say: Any) -> None:
+def _add_discriminator(out: Path, device: str, kind: str, say: Any) -> None:
     """Give ``out/flight_model`` its second stage (``[export] discriminate``), fitted on the
     search's own split: training candidates, cut on validation, the test split never read."""
     import shutil
@@ -229,7 +233,7 @@ def _add_discriminator(out: Path, device: str, say: Any) -> None:
     shutil.rmtree(staged, ignore_errors=True)
     # run_search refused the setting without a real source, so prepare_data wrote this split
     record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
-                          device=device, fits=out / FITS)
+                          device=device, fits=out / FITS, kind=kind)
     shutil.rmtree(out / "flight_model")
     staged.rename(out / "flight_model")
     say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "

@@ -12,7 +12,8 @@ from affine import Affine
 
 import hil
 from runtime.bundle import BundleError, read_bundle, rewritable_manifest, rewrite_bundle
-from runtime.discriminate import CONTEXT_PX, FEATURES, Discriminator, component_features
+from runtime.discriminate import (CONTEXT_PX, FEATURES, Discriminator, TreeDiscriminator, component_features,
+                                  discriminator_from_manifest, shape_features)
 from runtime.vectorize import vectorize
 from tests.conftest import make_brightness_bundle, write_scene_with_truth
 
@@ -84,6 +85,54 @@ def test_a_discriminator_is_checked_and_lists_the_valid_features() -> None:
     assert Discriminator.from_manifest(DARK_RING.to_manifest()) == DARK_RING
 
 
+def test_shape_features_tell_a_filled_hull_from_a_ragged_blob_at_any_angle() -> None:
+    hull = np.ones((4, 16), bool)
+    fill, log_elong, extent = shape_features(hull)
+    assert fill == pytest.approx(1.0, abs=0.01) and log_elong == pytest.approx(np.log(4.0), abs=0.01) and extent == 1.0
+    # the same hull drawn on the diagonal: fill and elongation hold, the box is mostly empty
+    diagonal = np.zeros((20, 20), bool)
+    for i in range(16):
+        diagonal[i + 2, i:i + 4] = True
+    d_fill, d_elong, d_extent = shape_features(diagonal)
+    assert d_fill > 0.8 and d_elong > 1.0 and d_extent < 0.2
+    # a hollow, ragged outline of the same box fills much less of its spread
+    ring = np.ones((16, 16), bool)
+    ring[2:-2, 2:-2] = False
+    assert shape_features(ring)[0] < 0.6 and shape_features(ring)[1] == pytest.approx(0.0, abs=1e-9)
+    assert np.isfinite(shape_features(np.ones((1, 1), bool))).all()  # one pixel: no zero moment
+
+
+#: Two trees over (contrast, fill): -2 + 3 [contrast > 5] + 2 [fill > 0.7]: only a bright, filled
+#: candidate gets past 0.5 (sigmoid(3) = 0.95), either alone stays below it (sigmoid(1), sigmoid(0)).
+TWO_TREES = TreeDiscriminator(
+    ("contrast", "fill"), -2.0,
+    tuple({"feature": np.array([f, 0, 0]), "threshold": np.array([t, 0.0, 0.0]), "left": np.array([1, -1, -1]),
+           "right": np.array([2, -1, -1]), "value": np.array([0.0, 0.0, v])} for f, t, v in ((0, 5.0, 3.0), (1, 0.7, 2.0))),
+    0.9)
+
+
+def test_a_trees_discriminator_walks_each_tree_and_travels_in_the_manifest() -> None:
+    rows = np.zeros((4, len(FEATURES)))
+    rows[:, FEATURES.index("contrast")] = [10.0, 10.0, 1.0, 5.0]
+    rows[:, FEATURES.index("fill")] = [0.9, 0.5, 0.9, 0.9]
+    p = TWO_TREES.probability(rows)
+    assert p == pytest.approx(1 / (1 + np.exp(-np.array([3.0, 1.0, 0.0, 0.0]))))  # 5.0 <= 5.0 goes left
+    back = discriminator_from_manifest(json.loads(json.dumps(TWO_TREES.to_manifest())))
+    assert isinstance(back, TreeDiscriminator) and np.array_equal(back.probability(rows), p)
+    assert isinstance(discriminator_from_manifest(DARK_RING.to_manifest()), Discriminator)  # no kind: logistic
+    table = TWO_TREES.to_manifest()
+    with pytest.raises(ValueError, match="kind must be one of .*'trees'"):
+        discriminator_from_manifest({**table, "kind": "forest"})
+    with pytest.raises(ValueError, match="children"):  # a loop back to the root would never end
+        discriminator_from_manifest({**table, "trees": [{**table["trees"][0], "right": [0, -1, -1]}]})
+    with pytest.raises(ValueError, match="index the model's 2 features"):
+        discriminator_from_manifest({**table, "trees": [{**table["trees"][0], "feature": [5, 0, 0]}]})
+    with pytest.raises(ValueError, match="one value per node"):
+        discriminator_from_manifest({**table, "trees": [{**table["trees"][0], "value": [0.0]}]})
+    with pytest.raises(ValueError, match="needs features, baseline, trees"):
+        discriminator_from_manifest({"kind": "trees", "features": ["contrast"]})
+
+
 def test_vectorize_drops_what_the_discriminator_rejects_and_reports_what_it_keeps() -> None:
     pixels, _ = _scene()
     prob = 1.0 / (1.0 + np.exp(-(10.0 * pixels.mean(0) / 255.0 - 5.0)))
@@ -113,4 +162,7 @@ def test_a_served_bundle_applies_its_discriminator_and_a_bad_one_is_refused(tmp_
     assert kept[0]["properties"]["ship_probability"] > 0.99
     manifest["output"]["discriminator"] = {**DARK_RING.to_manifest(), "features": ["brightness"]}
     with pytest.raises(BundleError, match="output.discriminator"):
+        rewrite_bundle(plain, tmp_path / "bad", manifest)
+    manifest["output"]["discriminator"] = {**TWO_TREES.to_manifest(), "kind": "forest"}
+    with pytest.raises(BundleError, match="output.discriminator kind must be one of"):
         rewrite_bundle(plain, tmp_path / "bad", manifest)

@@ -11,7 +11,7 @@ import pytest
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.discriminate import FEATURES
 from flightsim.tiles import owned_windows, tile_grid
-from search.discriminate import _tile_view, discriminate, fit_logistic, object_f1
+from search.discriminate import _tile_view, discriminate, fit_logistic, fit_trees, object_f1
 from tests.conftest import make_brightness_bundle
 
 SSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ssdd" / "images"
@@ -27,6 +27,20 @@ def test_the_fit_separates_what_a_feature_separates_and_needs_both_kinds() -> No
     assert ((fitted.probability(rows) >= 0.5) == labels).mean() > 0.9
     with pytest.raises(ValueError, match="both kinds"):
         fit_logistic(rows, np.zeros(400, bool))
+
+
+def test_fitted_trees_combine_features_that_no_linear_score_separates() -> None:
+    """Ships are bright AND filled (an interaction): the trees learn it, and the arrays the runtime
+    walks reproduce scikit-learn's own probabilities (fit_trees checks that itself as well)."""
+    rng = np.random.default_rng(1)
+    rows = rng.normal(size=(2000, len(FEATURES)))
+    contrast, fill = rows[:, FEATURES.index("contrast")], rows[:, FEATURES.index("fill")]
+    labels = (contrast > 0) == (fill > 0)  # XOR-like: no line separates it
+    trees = fit_trees(rows, labels)
+    assert ((trees.probability(rows) >= 0.5) == labels).mean() > 0.9
+    assert ((fit_logistic(rows, labels).probability(rows) >= 0.5) == labels).mean() < 0.7
+    with pytest.raises(ValueError, match="both kinds"):
+        fit_trees(rows, np.ones(2000, bool))
 
 
 def test_object_f1_counts_each_kept_match_once() -> None:
@@ -64,6 +78,12 @@ def test_discriminate_fits_on_train_chooses_on_val_and_never_reads_test(tmp_path
     assert record["train_candidates"] > record["train_ships"] > 0
     assert record["val_f1"] == max(record["val_f1_by_cut"].values())
     assert bundle.manifest["metrics"]["discriminator"]["fitted_on"].endswith(":train")
+    trees = discriminate(tmp_path / "bright", tmp_path / "split.json", tmp_path / "out-trees", tmp_path / "work-trees",
+                         kind="trees")
+    stage = read_bundle(tmp_path / "out-trees").discriminator
+    assert trees["kind"] == "trees" and stage is not None and stage.to_manifest()["kind"] == "trees"
+    with pytest.raises(ValueError, match="kind must be one of"):
+        discriminate(tmp_path / "bright", tmp_path / "split.json", tmp_path / "out-x", tmp_path / "work-x", kind="forest")
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
@@ -114,9 +134,10 @@ def test_a_search_gives_its_flight_model_the_second_stage_on_its_own_split(tmp_p
     (tmp_path / "out" / "data" / "split.json").write_text(json.dumps(split))
     before = read_bundle(tmp_path / "out" / "flight_model")
     said: list[str] = []
-    _add_discriminator(tmp_path / "out", "myriadx-emu", said.append)
+    _add_discriminator(tmp_path / "out", "myriadx-emu", "trees", said.append)
     after = read_bundle(tmp_path / "out" / "flight_model")
     assert after.discriminator is not None and before.discriminator is None
+    assert after.manifest["output"]["discriminator"]["kind"] == "trees"  # the kind the config asks for
     assert after.files == before.files  # the same network, only the manifest changes
     assert not (tmp_path / "out" / "flight_model.discriminated").exists()
     assert said and said[0].startswith("second stage: validation F1")
@@ -171,7 +192,7 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     manifest = rewritable_manifest(bundle)
     manifest.update(name="nas-final", metrics={"fitness": 0.5})
     rewrite_bundle(bundle, tmp_path / "flight_model", manifest)
-    _add_discriminator(tmp_path, "myriadx-emu", lambda *_: None)
+    _add_discriminator(tmp_path, "myriadx-emu", "logistic", lambda *_: None)
     assert not (tmp_path / "discriminate" / "train").exists()
     flown = read_bundle(tmp_path / "flight_model")
     assert flown.discriminator == read_bundle(tmp_path / "final" / "second_stage" / "final" / "bundle").discriminator
