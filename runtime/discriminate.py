@@ -132,9 +132,7 @@ class Discriminator:
     ring_px: tuple[int, int] = RING_PX
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.features if f not in FEATURES]
-        if unknown or not self.features:
-            raise ValueError(f"discriminator features must be among {FEATURES}; got {list(self.features)}")
+        _check_features(self.features)
         n = len(self.features)
         if not len(self.mean) == len(self.scale) == len(self.weights) == n:
             raise ValueError(f"discriminator mean, scale and weights need {n} values each (one per feature)")
@@ -142,10 +140,7 @@ class Discriminator:
             raise ValueError("discriminator values must be finite numbers")
         if any(s <= 0 for s in self.scale):
             raise ValueError(f"discriminator scales must be > 0; got {list(self.scale)}")
-        if not 0.0 < self.cut < 1.0:
-            raise ValueError(f"discriminator cut must lie in (0, 1); got {self.cut}")
-        if len(self.ring_px) != 2 or not 0 <= self.ring_px[0] < self.ring_px[1]:
-            raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {list(self.ring_px)}")
+        _check_cut_and_ring(self.cut, self.ring_px)
 
     @classmethod
     def from_manifest(cls, table: Mapping[str, Any]) -> Discriminator:
@@ -191,17 +186,12 @@ class TreeDiscriminator:
     ring_px: tuple[int, int] = RING_PX
 
     def __post_init__(self) -> None:
-        unknown = [f for f in self.features if f not in FEATURES]
-        if unknown or not self.features:
-            raise ValueError(f"discriminator features must be among {FEATURES}; got {list(self.features)}")
+        _check_features(self.features)
         if not self.trees or not np.isfinite(self.baseline):
             raise ValueError("a trees discriminator needs at least one tree and a finite baseline")
         for i, tree in enumerate(self.trees):
             _check_tree(i, tree, len(self.features))
-        if not 0.0 < self.cut < 1.0:
-            raise ValueError(f"discriminator cut must lie in (0, 1); got {self.cut}")
-        if len(self.ring_px) != 2 or not 0 <= self.ring_px[0] < self.ring_px[1]:
-            raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {list(self.ring_px)}")
+        _check_cut_and_ring(self.cut, self.ring_px)
 
     @classmethod
     def from_manifest(cls, table: Mapping[str, Any]) -> TreeDiscriminator:
@@ -254,6 +244,19 @@ class TreeDiscriminator:
                 node = np.where(inner, step, node)
             raw += tree["value"][node]
         return 1.0 / (1.0 + np.exp(-raw))
+
+
+def _check_features(features: tuple[str, ...]) -> None:
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features:
+        raise ValueError(f"discriminator features must be among {FEATURES}; got {list(features)}")
+
+
+def _check_cut_and_ring(cut: float, ring_px: tuple[int, int]) -> None:
+    if not 0.0 < cut < 1.0:
+        raise ValueError(f"discriminator cut must lie in (0, 1); got {cut}")
+    if len(ring_px) != 2 or not 0 <= ring_px[0] < ring_px[1]:
+        raise ValueError(f"discriminator ring_px must be (inner, outer) with 0 <= inner < outer; got {list(ring_px)}")
 
 
 def _check_tree(i: int, tree: Mapping[str, np.ndarray], n_features: int) -> None:
