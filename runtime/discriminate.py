@@ -221,29 +221,18 @@ class TreeDiscriminator:
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
         x = np.asarray(rows, np.float64)[:, self.columns()]
-        if len(x) <= 16:
-            # On board a tile has a few candidates, each judged alone: walking plain lists costs a
-            # tenth of the array walk below, whose per-step numpy overhead a single row cannot share.
-            raw_rows = []
-            for values in x.tolist():
-                raw_value = self.baseline
-                for feature, threshold, left, right, value in self._walkable:
-                    node = 0
-                    while left[node] >= 0:
-                        node = left[node] if values[feature[node]] <= threshold[node] else right[node]
-                    raw_value += value[node]
-                raw_rows.append(raw_value)
-            return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
-        raw = np.full(len(x), self.baseline)
-        at = np.arange(len(x))
-        for tree in self.trees:
-            node = np.zeros(len(x), np.int64)
-            while (inner := tree["left"][node] >= 0).any():
-                goes_left = x[at, tree["feature"][node]] <= tree["threshold"][node]
-                step = np.where(goes_left, tree["left"][node], tree["right"][node])
-                node = np.where(inner, step, node)
-            raw += tree["value"][node]
-        return 1.0 / (1.0 + np.exp(-raw))
+        # A tile has a few candidates, each judged alone: walking plain lists costs a tenth of an
+        # array walk, whose per-step numpy overhead a single row cannot share.
+        raw_rows = []
+        for values in x.tolist():
+            raw_value = self.baseline
+            for feature, threshold, left, right, value in self._walkable:
+                node = 0
+                while left[node] >= 0:
+                    node = left[node] if values[feature[node]] <= threshold[node] else right[node]
+                raw_value += value[node]
+            raw_rows.append(raw_value)
+        return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
 
 
 def _check_features(features: tuple[str, ...]) -> None:

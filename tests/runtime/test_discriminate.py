@@ -117,7 +117,7 @@ def test_a_trees_discriminator_walks_each_tree_and_travels_in_the_manifest() -> 
     rows[:, FEATURES.index("fill")] = [0.9, 0.5, 0.9, 0.9]
     p = TWO_TREES.probability(rows)
     assert p == pytest.approx(1 / (1 + np.exp(-np.array([3.0, 1.0, 0.0, 0.0]))))  # 5.0 <= 5.0 goes left
-    # a few rows walk plain lists, many walk arrays: the same answer
+    # each row is judged alone: many rows at once give each its own answer
     assert np.array_equal(TWO_TREES.probability(np.repeat(rows, 5, axis=0)), np.repeat(p, 5))
     back = discriminator_from_manifest(json.loads(json.dumps(TWO_TREES.to_manifest())))
     assert isinstance(back, TreeDiscriminator) and np.array_equal(back.probability(rows), p)
