@@ -157,13 +157,9 @@ class Discriminator:
         return {"features": list(self.features), "mean": list(self.mean), "scale": list(self.scale),
                 "weights": list(self.weights), "bias": self.bias, "cut": self.cut, "ring_px": list(self.ring_px)}
 
-    def columns(self) -> list[int]:
-        """Where this model's features lie in a row of :func:`component_features`."""
-        return [FEATURES.index(f) for f in self.features]
-
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
-        x = (np.asarray(rows, np.float64)[:, self.columns()] - np.array(self.mean)) / np.array(self.scale)
+        x = (_columns(rows, self.features) - np.array(self.mean)) / np.array(self.scale)
         return 1.0 / (1.0 + np.exp(-(self.bias + x @ np.array(self.weights))))
 
 
@@ -210,17 +206,13 @@ class TreeDiscriminator:
                 "trees": [{name: tree[name].tolist() for name in TREE_ARRAYS} for tree in self.trees],
                 "cut": self.cut, "ring_px": list(self.ring_px)}
 
-    def columns(self) -> list[int]:
-        """Where this model's features lie in a row of :func:`component_features`."""
-        return [FEATURES.index(f) for f in self.features]
-
     @functools.cached_property
     def _walkable(self) -> list[tuple[list[int], list[float], list[int], list[int], list[float]]]:
         return [tuple(tree[name].tolist() for name in TREE_ARRAYS) for tree in self.trees]  # type: ignore[misc]
 
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
-        x = np.asarray(rows, np.float64)[:, self.columns()]
+        x = _columns(rows, self.features)
         # A tile has a few candidates, each judged alone: walking plain lists costs a tenth of an
         # array walk, whose per-step numpy overhead a single row cannot share.
         raw_rows = []
@@ -233,6 +225,11 @@ class TreeDiscriminator:
                 raw_value += value[node]
             raw_rows.append(raw_value)
         return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
+
+
+def _columns(rows: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
+    """The columns of ``features`` from rows of :func:`component_features` values, as float64."""
+    return np.asarray(rows, np.float64)[:, [FEATURES.index(f) for f in features]]
 
 
 def _check_features(features: tuple[str, ...]) -> None:

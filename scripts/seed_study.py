@@ -9,9 +9,12 @@ figure hides, and the fair comparison of a searched network with a hand-designed
 Each seed: ``search.candidate.evaluate_candidate`` (FP32 + aligned epochs, export, target check,
 hil on the validation split), then ``hil run --split OUT/data/split.json:test`` of its bundle.
 With ``--discriminate`` each seed's bundle also gets its own second stage
-(``search.discriminate``: fitted on the training split, cut on the validation split) and that
-bundle is scored on the test split too (``test_discriminated``), so a searched and a hand-designed
-network are compared with the same post-processing. Writes OUT/study.json (per seed and mean ± sd)
+(``search.discriminate``: fitted on the training split, cut on the validation split; of the kind
+``[export] discriminator_kind`` names, or ``--kind``) and that bundle is scored on the test split
+too (``test_discriminated``), so a searched and a hand-designed network are compared with the same
+post-processing. With ``--final`` each seed is trained as the search's final training trains its
+pick (``[final]``, its ``[final.train]`` and ``[final.export]``: ``search.evolution.final_config``)
+rather than as a candidate: the spread over training seeds of the flight model's own recipe. Writes OUT/study.json (per seed and mean ± sd)
 and prints a line per seed.
 """
 
@@ -37,6 +40,8 @@ from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
 from search.candidate import evaluate_candidate  # noqa: E402
 from search.dataset import prepare_data  # noqa: E402
+from search.discriminate import KINDS, discriminate  # noqa: E402
+from search.evolution import final_config  # noqa: E402
 
 KEYS = ("f1", "precision", "recall", "vessel_iou", "outline_vessel_iou", "miou")
 
@@ -73,13 +78,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="myriadx-emu", help="flight device for the test split (default the twin)")
     parser.add_argument("--discriminate", action="store_true",
                         help="also fit each seed's discriminator (train/val) and score that bundle on test")
+    parser.add_argument("--kind", choices=KINDS, help="the discriminator's kind (default: [export] discriminator_kind)")
+    parser.add_argument("--final", action="store_true",
+                        help="train each seed with the final training's recipe ([final]) instead of a candidate's")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
+    budget = None
+    if args.final:
+        cfg, budget = final_config(cfg)
+    kind = args.kind or cfg["export"]["discriminator_kind"]
     genome = parse_genome(args.genome, cfg)
     data = prepare_data(cfg, args.out / "data")
     path = args.out / "study.json"
     study = json.loads(path.read_text()) if path.exists() else {
         "config": str(args.config), "genome": genome.to_dict(), "name": str(genome), "runs": []}
+    recipe = {"final_budget": budget, "discriminator_kind": kind if args.discriminate else None}
+    if study.get("recipe", recipe) != recipe:
+        raise SystemExit(f"{path} was made with {study['recipe']}, not {recipe}: use another --out")
+    study["recipe"] = recipe
     study.update(host=host_line(), date=time.strftime("%Y-%m-%d"))
     for seed in args.seeds:
         if any(r["seed"] == seed for r in study["runs"]):
@@ -97,11 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                "postprocessing": (record["training"].get("postprocessing") or {}).get("chosen"),
                "val_pooled": dev.get("pooled"), "test": test}
         if args.discriminate:
-            from search.discriminate import discriminate
-
             seed_dir = args.out / f"seed_{seed}"
             run["discriminator"] = discriminate(Path(record["bundle"]), args.out / "data" / "split.json",
-                                                seed_dir / "discriminated", seed_dir / "discriminate_work")
+                                                seed_dir / "discriminated", seed_dir / "discriminate_work", kind=kind)
             run["test_discriminated"] = test_scores(seed_dir / "discriminated", args.out / "data" / "split.json",
                                                     seed_dir / "test_discriminated", args.device)
         study["runs"].append(run)

@@ -102,7 +102,7 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     baseline = float(np.ravel(model._baseline_prediction)[0])
     fitted = TreeDiscriminator(tuple(features), baseline, tuple(trees), cut)
     full = np.zeros((len(x), len(FEATURES)))
-    full[:, fitted.columns()] = x
+    full[:, [FEATURES.index(f) for f in features]] = x
     if not np.allclose(fitted.probability(full), model.predict_proba(x)[:, 1], atol=1e-9):
         raise RuntimeError("the trees read out of scikit-learn's model do not reproduce its probabilities: "
                            "its internal layout has changed (see fit_trees)")

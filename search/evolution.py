@@ -168,19 +168,12 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     fitness and the comparison) and reused on resume while the genome and the budget are unchanged,
     so a finished search run again trains nothing here either.
     """
-    epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
-    # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
-    # record from before they existed still matches a config without them
-    changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
-    budget = epochs | changed
+    final_cfg, budget = final_config(cfg)
     path = out / "final" / "record.json"
     record = json.loads(path.read_text()) if path.exists() else None
     if record is None or record.get("key") != best["key"] or record.get("final_budget") != budget:
-        final_cfg = copy.deepcopy(cfg)
-        final_cfg["candidate"].update(epochs)
-        for table, settings in changed.items():
-            final_cfg[table].update(settings)
-        say(f"final training of {best['name']}: {epochs['fp32_epochs']} FP32 + {epochs['aligned_epochs']} "
+        changed = {t: v for t, v in budget.items() if t in FINAL_OVERRIDES}
+        say(f"final training of {best['name']}: {budget['fp32_epochs']} FP32 + {budget['aligned_epochs']} "
             f"aligned epochs" + (f", with {changed}" if changed else ""))
         record = evaluate_candidate(Genome.from_dict(best["genome"]), final_cfg, data, out / "final")
         record.update(final_budget=budget, searched={"fitness": best["fitness"], "bundle": best["bundle"],
@@ -192,6 +185,24 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     say(f"final training: {compared['by']} {compared['final']} against {compared['searched']} as searched; "
         f"the flight model is the {'final' if kept else 'searched'} one")
     return record if kept else best
+
+
+def final_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config a candidate is trained under for the final training, and the budget that names it
+    (the ``[final]`` epochs and its ``[final.train]`` / ``[final.export]`` settings).
+
+    One place for the recipe, so that anything that retrains the flight model's recipe (the search,
+    ``scripts/seed_study.py --final``) trains the same thing.
+    """
+    epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
+    # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
+    # record from before they existed still matches a config without them
+    changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+    final_cfg = copy.deepcopy(cfg)
+    final_cfg["candidate"].update(epochs)
+    for table, settings in changed.items():
+        final_cfg[table].update(settings)
+    return final_cfg, epochs | changed
 
 
 def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, Any], out: Path) -> dict[str, Any]:
