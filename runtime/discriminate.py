@@ -227,6 +227,13 @@ class TreeDiscriminator:
         return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
 
 
+def check_kind(kind: str, what: str = "discriminator kind") -> str:
+    """``kind`` if it is one of :data:`KINDS`, else a ``ValueError`` naming ``what`` and the choices."""
+    if kind not in KINDS:
+        raise ValueError(f"{what} must be one of {KINDS}; got {kind!r}")
+    return kind
+
+
 def _columns(rows: np.ndarray, features: tuple[str, ...]) -> np.ndarray:
     """The columns of ``features`` from rows of :func:`component_features` values, as float64."""
     return np.asarray(rows, np.float64)[:, [FEATURES.index(f) for f in features]]
@@ -271,7 +278,5 @@ def discriminator_from_manifest(table: Mapping[str, Any]) -> SecondStage:
     """The second stage ``output.discriminator`` describes, of its ``kind`` (:data:`KINDS`)."""
     if not isinstance(table, Mapping):
         raise ValueError(f"output.discriminator must be a table; got {type(table).__name__}")
-    kind = table.get("kind", "logistic")
-    if kind not in KINDS:
-        raise ValueError(f"output.discriminator kind must be one of {KINDS}; got {kind!r}")
+    kind = check_kind(table.get("kind", "logistic"), "output.discriminator kind")
     return TreeDiscriminator.from_manifest(table) if kind == "trees" else Discriminator.from_manifest(table)

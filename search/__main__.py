@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--split", type=Path, required=True, help="the search's OUT/data/split.json")
     dis.add_argument("--out", type=Path, required=True, help="bundle directory to write")
     dis.add_argument("--device", default="myriadx-emu", help="hil device for the candidates (default: the twin)")
-    dis.add_argument("--kind", choices=KINDS, default="logistic",
-                     help="the model: a logistic score, or boosted decision trees (default: logistic)")
+    dis.add_argument("--kind", choices=KINDS,
+                     help="the model: a logistic score, or boosted decision trees (default: [export] "
+                     "discriminator_kind of search/defaults.toml, logistic)")
     return parser
 
 
@@ -165,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "discriminate":
         import tempfile
 
+        from search.config import load_config
         from search.discriminate import discriminate
 
+        kind = args.kind or load_config()["export"]["discriminator_kind"]
         with tempfile.TemporaryDirectory(prefix="discriminate-") as work:
-            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device, kind=args.kind)
+            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device, kind=kind)
         print(f"wrote {args.out}: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
               f"(the cuts it replaces: {record['val_f1_cuts_replaced']:.3f}), {record['train_candidates']} training "
               f"candidates")

@@ -41,7 +41,7 @@ from shapely.geometry import shape
 from flightsim.tiles import owned_windows, tile_grid
 from hil.score import precision_recall_f1
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
-from runtime.discriminate import FEATURES, KINDS, Discriminator, SecondStage, TreeDiscriminator, component_features
+from runtime.discriminate import FEATURES, Discriminator, SecondStage, TreeDiscriminator, check_kind, component_features
 from search.state import write_json_atomic
 
 if TYPE_CHECKING:
@@ -84,7 +84,8 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     fitted on: a version that stores them otherwise fails here, not in flight."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    x = np.asarray(rows, np.float64)[:, [FEATURES.index(f) for f in features]]
+    columns = [FEATURES.index(f) for f in features]
+    x = np.asarray(rows, np.float64)[:, columns]
     y = np.asarray(labels, bool)
     if len(y) != len(x) or not 0 < y.sum() < len(y):
         raise ValueError("a discriminator needs candidates of both kinds (ships and not), one label per row")
@@ -102,7 +103,7 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     baseline = float(np.ravel(model._baseline_prediction)[0])
     fitted = TreeDiscriminator(tuple(features), baseline, tuple(trees), cut)
     full = np.zeros((len(x), len(FEATURES)))
-    full[:, [FEATURES.index(f) for f in features]] = x
+    full[:, columns] = x
     if not np.allclose(fitted.probability(full), model.predict_proba(x)[:, 1], atol=1e-9):
         raise RuntimeError("the trees read out of scikit-learn's model do not reproduce its probabilities: "
                            "its internal layout has changed (see fit_trees)")
@@ -111,9 +112,7 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
 
 def fit_stage(kind: str, rows: np.ndarray, labels: np.ndarray) -> SecondStage:
     """A second stage of ``kind`` (:data:`runtime.discriminate.KINDS`) fitted on every feature."""
-    if kind not in KINDS:
-        raise ValueError(f"discriminator kind must be one of {KINDS}; got {kind!r}")
-    return fit_trees(rows, labels) if kind == "trees" else fit_logistic(rows, labels)
+    return fit_trees(rows, labels) if check_kind(kind) == "trees" else fit_logistic(rows, labels)
 
 
 def matched_detections(split: Path, which: str, detections: Path
@@ -235,8 +234,7 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     before = open_cuts(model, work / "opened", floor_px)
     bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
     manifest = rewritable_manifest(bundle)
-    if kind not in KINDS:
-        raise ValueError(f"discriminator kind must be one of {KINDS}; got {kind!r}")
+    check_kind(kind)  # before a stored fit is looked up under it
     stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device, kind)}.json"
     if stored is not None and stored.exists():
         fit = json.loads(stored.read_text())

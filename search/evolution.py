@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.discriminate import KINDS
+from runtime.discriminate import check_kind
 from search.candidate import evaluate_candidate, hil_scores
 from search.config import FINAL_OVERRIDES
 from search.dataset import SearchData, prepare_data
@@ -104,8 +104,7 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     the report and ``generations.json``."""
     from search.report import verify_flight_model, write_flight_model, write_report
 
-    if cfg["export"]["discriminator_kind"] not in KINDS:
-        raise ValueError(f"[export] discriminator_kind must be one of {KINDS}; got {cfg['export']['discriminator_kind']!r}")
+    check_kind(cfg["export"]["discriminator_kind"], "[export] discriminator_kind")
     if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
         raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     out = Path(out)
