@@ -35,12 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hil  # noqa: E402
 from hil.__main__ import split_source  # noqa: E402
 from hil.score import ious, precision_recall_f1, summed_counts  # noqa: E402
+from runtime.discriminate import KINDS  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
 from search.candidate import evaluate_candidate  # noqa: E402
 from search.dataset import prepare_data  # noqa: E402
-from search.discriminate import KINDS, discriminate  # noqa: E402
+from search.discriminate import discriminate  # noqa: E402
 from search.evolution import final_config  # noqa: E402
 
 KEYS = ("f1", "precision", "recall", "vessel_iou", "outline_vessel_iou", "miou")
