@@ -1,0 +1,130 @@
+"""What models/sar's second stage (its boosted trees) costs on board, against the vectorisation it
+sits in and the tile's inference, measured in the same run.
+
+    .venv/bin/python -m pytest benchmarks/test_second_stage_cost.py -q -s --benchmark-only
+
+The first ``BENCH_CHIPS`` SSDD chips (default 48, in the order ``coco:../shared/data/ssdd/images``
+lists them: real SAR, the data the stage was made for) go through models/sar on the CPU (f32) once,
+as the runtime tiles them (``runtime.offline``'s tiling: 256 x 256 windows, padded); then three
+benchmarks time, over every such window:
+
+* ``vectorize`` as the runtime calls it, without the second stage (outlines, measurements);
+* the same with the stage (``bundle.discriminator``: each component's features, then the trees);
+* the inference of the same windows (``adapter.infer``, synchronous, one request).
+
+Figures (printed as JSON with the host): the stage's cost per component it judged, its cost per tile,
+and that cost against the inference's (``stage_over_inference``: target <= 0.1; on the Myriad X the
+inference runs on the VPU and the stage on the payload's host CPU, so this ratio is a scale, not
+the flight figure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from runtime.bundle import read_bundle
+from runtime.device import open_device
+from runtime.host import host_line
+from runtime.preprocess import Preprocessor
+from runtime.vectorize import vectorize
+
+REPO = Path(__file__).resolve().parents[1]
+SSDD = REPO.parent / "shared" / "data" / "ssdd" / "images"
+MODEL = REPO / "models" / "sar"
+CHIPS = int(os.environ.get("BENCH_CHIPS", "48"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+MEDIANS: dict[str, float] = {}
+
+#: The stage's cost per tile over the inference's, on the CPU in f32 (see the module docstring).
+TARGET = 0.1
+
+pytestmark = pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+
+
+@pytest.fixture(scope="module")
+def windows() -> dict[str, Any]:
+    return sar_windows(CHIPS)
+
+
+def sar_windows(chips: int) -> dict[str, Any]:
+    """models/sar's probability map, valid size and counts for every 256 x 256 window of the chips."""
+    from flightsim.sources import open_source
+
+    bundle = read_bundle(MODEL)
+    adapter = open_device(bundle, "CPU", lambda out, data: None, infer_requests=1, cpu_precision="f32")
+    prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
+    _, _, th, tw = adapter.input_shape
+    source = open_source(f"coco:{SSDD}")
+    items = []
+    for sample in list(source)[:chips]:
+        pixels = sample.read()
+        for row in range(0, pixels.shape[1], th):
+            for col in range(0, pixels.shape[2], tw):
+                tile = pixels[:, row:row + th, col:col + tw]
+                batch, valid = prep(tile, {})
+                items.append((adapter.infer(batch)[0, 0].copy(), valid, tile, batch))
+    return {"bundle": bundle, "adapter": adapter, "items": items}
+
+
+def _vectorize_all(w: dict[str, Any], stage: bool) -> int:
+    """Vectorise every window as the runtime does; the number of features kept."""
+    bundle = w["bundle"]
+    kept = 0
+    with rasterio.Env():
+        for prob, valid, tile, _ in w["items"]:
+            kept += len(vectorize(prob, bundle.threshold, Affine.identity(), None, valid=valid,
+                                  min_area_px=bundle.min_area_px or 4, min_score=bundle.min_score, image=tile,
+                                  discriminator=bundle.discriminator if stage else None))
+    return kept
+
+
+def _infer_all(w: dict[str, Any]) -> None:
+    for *_, batch in w["items"]:
+        w["adapter"].infer(batch)
+
+
+def test_vectorize_without_stage(benchmark: Any, windows: dict[str, Any]) -> None:
+    MEDIANS["components"] = _vectorize_all(windows, False)  # warm-up; every component the stage will judge
+    benchmark.pedantic(_vectorize_all, args=(windows, False), rounds=ROUNDS, iterations=1)
+    MEDIANS["without"] = benchmark.stats.stats.median
+
+
+def test_vectorize_with_stage(benchmark: Any, windows: dict[str, Any]) -> None:
+    MEDIANS["kept"] = _vectorize_all(windows, True)
+    benchmark.pedantic(_vectorize_all, args=(windows, True), rounds=ROUNDS, iterations=1)
+    MEDIANS["with"] = benchmark.stats.stats.median
+
+
+def test_stage_against_inference(benchmark: Any, windows: dict[str, Any]) -> None:
+    if not {"without", "with"} <= MEDIANS.keys():
+        pytest.skip("needs the two vectorize benchmarks first (run the whole file)")
+    _infer_all(windows)
+    benchmark.pedantic(_infer_all, args=(windows,), rounds=ROUNDS, iterations=1)
+    tiles, components = len(windows["items"]), MEDIANS["components"]
+    stage_s = MEDIANS["with"] - MEDIANS["without"]
+    infer_s = benchmark.stats.stats.median
+    summary = {
+        "model": str(MODEL.relative_to(REPO)), "chips": CHIPS, "tiles": tiles,
+        "components_judged": components, "components_kept": MEDIANS["kept"],
+        "vectorize_ms_per_tile": 1e3 * MEDIANS["without"] / tiles,
+        "vectorize_with_stage_ms_per_tile": 1e3 * MEDIANS["with"] / tiles,
+        "stage_ms_per_tile": 1e3 * stage_s / tiles,
+        "stage_ms_per_component": 1e3 * stage_s / max(components, 1),
+        "inference_ms_per_tile": 1e3 * infer_s / tiles, "inference": "CPU, f32, one synchronous request",
+        "stage_over_inference": stage_s / infer_s,
+        "date": time.strftime("%Y-%m-%d"), "host": host_line(),
+    }
+    benchmark.extra_info.update(summary)
+    print("\n" + json.dumps(summary, indent=2))
+    assert components > 0, "no component on these chips: nothing for the stage to judge"
+    assert summary["stage_over_inference"] <= TARGET, (
+        f"the second stage costs {summary['stage_over_inference']:.2f} of the inference per tile (target {TARGET})")
