@@ -8,8 +8,9 @@ serving process under the benchmark's load, and of the same vectorisation in a p
 Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
 benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles, rounds of 300,
-window 16, ground acknowledgement) is driven through it; at shutdown it prints ms of thread CPU
-per tile. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
+window 16, ground acknowledgement) is driven through it; each round prints the CPU per tile of
+the ground (this process) and of each thread of the runtime process by name (from /proc), and at
+shutdown the runtime prints ms of thread CPU per tile of each wrapped function. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
 process of its own, beside a busy Python thread, and beside OpenVINO inferring on every core in the
 same process (back to back, then one tile every 4 ms as the runtime's worker receives them).
 """
@@ -234,15 +235,39 @@ def inside(rounds: int, tiles_per_round: int = 300) -> None:
         streamer = Streamer(endpoints["tiles"], window=16)
         batch = [Tile(t.scene_id, f"{t.tile_id}#{r}.{i}", i, t.pixels, t.transform, t.crs, t.window, t.bands)
                  for i, t in ((i, tiles[i % len(tiles)]) for i in range(tiles_per_round))]
-        start = time.perf_counter()
+        start, ground, served = time.perf_counter(), time.process_time(), _threads_cpu(proc.pid)
         streamer.stream(batch)
         assert collector.wait_for(tiles_per_round, 120)
-        print(f"round {r}: {tiles_per_round / (time.perf_counter() - start):.1f} tiles/s", flush=True)
+        wall, ground = time.perf_counter() - start, time.process_time() - ground
+        spent = _threads_cpu(proc.pid)
+        spent.subtract(served)
+        per_tile = [(name.split("/")[0], 1e3 * s / tiles_per_round) for name, s in spent.most_common() if s > 0]
+        print(f"round {r}: {tiles_per_round / wall:.1f} tiles/s; CPU per tile: the ground (this process: "
+              f"streamer, collector, their ZeroMQ) {1e3 * ground / tiles_per_round:.2f} ms, the runtime process "
+              f"{sum(v for _, v in per_tile):.2f} ms, by thread " + ", ".join(f"{n} {v:.2f}" for n, v in per_tile),
+              flush=True)
         collector.close()
         streamer.close()
     ControlClient(endpoints["control"]).shutdown()
     proc.wait(60)
     print("".join(line for line in log.read_text().splitlines(keepends=True) if "ms/tile" in line))
+
+
+def _threads_cpu(pid: int) -> collections.Counter[str]:
+    """CPU seconds (user + system) each thread of process ``pid`` has used, keyed ``name/tid``, from
+    /proc (OpenVINO's stream threads and the runtime's Python threads are all named ``python``;
+    ZeroMQ's I/O thread ``ZMQbg/IO/0``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent: collections.Counter[str] = collections.Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        spent[f"{name}/{tid}"] += (int(fields[11]) + int(fields[12])) / tick
+    return spent
 
 
 def main(argv: list[str] | None = None) -> int:
