@@ -19,7 +19,6 @@ import copy
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np

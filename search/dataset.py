@@ -144,8 +144,6 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     its own, with the same seed and fractions, so that every data set keeps its own held-out test
     samples; the ids are indices into the concatenation.
     """
-    import json
-
     from flightsim.sources import Concat, open_source
 
     spec = source_spec(cfg["data"]["source"])

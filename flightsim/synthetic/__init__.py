@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 
 from flightsim.synthetic.layout import _harbour, _place_ships
 from flightsim.synthetic.model import MODES, Scene, Vessel, _Look, defaults
-from flightsim.synthetic.optical import _cloud, _colour, _land, _paint_cloud, _paint_ship, _paint_wake, _sea, _town
+from flightsim.synthetic.optical import _cloud, _land, _paint_cloud, _paint_ship, _paint_wake, _sea, _town
 from flightsim.synthetic.sar import _sar_scene
 from flightsim.synthetic.sensor import _blur3, _quantize
 from flightsim.synthetic.writing import rasterize_vessels, write_scene

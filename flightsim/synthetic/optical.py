@@ -160,7 +160,6 @@ def _paint_ship(
     cfg: dict[str, Any], img: np.ndarray, look: _Look, transform: Affine, shadow_dir: tuple[float, float]
 ) -> None:
     """Blend the hull over the picture with its coverage of each pixel, after its shadow."""
-    gsd = transform.a
     v = look.vessel
     lo, hi = cfg["ship_shadow_offset_m"]
     offset = lo + (hi - lo) * min(v.length_m / cfg["ship_length_m"][1], 1.0)  # bigger ships stand taller

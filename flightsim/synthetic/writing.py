@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.crs import CRS
 from rasterio.features import rasterize
 from shapely.geometry import mapping
 

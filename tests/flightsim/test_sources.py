@@ -257,8 +257,8 @@ def test_synthetic_source_modes() -> None:
 def test_real_sets_load() -> None:
     """The real sets here: each COCO annotation is one vessel; hrsid masks are binary and non-empty."""
     coco = open_source(f"sen2ships:{DATA / 'sen2ships'}")
-    for path, _, annotations in coco.items:
+    for path, _, anns in coco.items:
         s = coco[[i for i, (p, _, _) in enumerate(coco.items) if p == path][0]]
-        assert len(s.vessels) == len(annotations) and s.image.shape[0] == 3
+        assert len(s.vessels) == len(anns) and s.image.shape[0] == 3
     hrsid = open_source(f"hrsid-mini:{DATA / 'hrsid-mini'}", limit=2)
     assert all(s.mask.any() and s.image.shape == (3, 800, 800) for s in hrsid)

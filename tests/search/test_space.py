@@ -8,10 +8,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
-from runtime.check import check_model
 from search.config import load_config
 from search.export_ir import TargetCheckError, export_ir
 from search.network import GenomeNet
