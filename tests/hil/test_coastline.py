@@ -41,6 +41,7 @@ def _coast_scene(path: Path) -> tuple[Path, Path]:
     return write_scene_with_truth(path, pixels, truth, CRS, TRANSFORM)
 
 
+@pytest.mark.slow
 def test_the_coastline_drops_what_is_found_on_land_of_a_georeferenced_scene(tmp_path: Path, bright64: Path) -> None:
     scene, truth = _coast_scene(tmp_path)
     plain = hil.run(scene, bright64, tmp_path / "plain", truth=truth).report

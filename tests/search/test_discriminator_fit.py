@@ -66,6 +66,7 @@ def test_a_candidate_is_measured_on_the_tile_that_owns_its_centroid() -> None:
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+@pytest.mark.slow
 def test_discriminate_fits_on_train_chooses_on_val_and_never_reads_test(tmp_path: Path) -> None:
     make_brightness_bundle(tmp_path / "bright", size=64, threshold=0.3)
     # test names chips that do not exist: reading them would fail
@@ -87,6 +88,7 @@ def test_discriminate_fits_on_train_chooses_on_val_and_never_reads_test(tmp_path
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+@pytest.mark.slow
 def test_a_network_fitted_once_is_not_run_through_hil_again(tmp_path: Path) -> None:
     """With ``fits``: the same network on the same split and device, under another name and other
     figures (a search's flight model is its candidate renamed), reuses the fit; a network that
@@ -124,6 +126,7 @@ def test_a_network_fitted_once_is_not_run_through_hil_again(tmp_path: Path) -> N
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+@pytest.mark.slow
 def test_a_search_gives_its_flight_model_the_second_stage_on_its_own_split(tmp_path: Path) -> None:
     """[export] discriminate: OUT/flight_model is replaced by the same bundle with its discriminator."""
     from search.evolution import _add_discriminator
@@ -167,6 +170,7 @@ def test_feature_ranking_auc_is_the_share_of_ship_and_non_ship_pairs_ranked_righ
 
 
 @pytest.mark.skipif(not SSDD.is_dir(), reason="../shared/data/ssdd is not beside the project")
+@pytest.mark.slow
 def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) -> None:
     """[final] with [export] discriminate: the searched and the final bundle each get a second stage
     fitted on the split, and their validation F1 with it decides (not the cuts it replaces)."""

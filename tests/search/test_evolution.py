@@ -64,6 +64,7 @@ def test_search_writes_a_flight_model_the_rig_accepts(tiny_search: tuple[Path, A
     assert len(gens) == 2 and all(len(g["population"]) == 3 for g in gens)
 
 
+@pytest.mark.slow
 def test_the_shipped_flight_model_is_the_bundle_the_rig_measured(tiny_search: tuple[Path, Any]) -> None:
     """Issue 11: the bundle shipped (its manifest holding the search's figures) is measured itself,
     and gives the figures its manifest claims."""

@@ -67,6 +67,7 @@ def test_preprocessor_passes_counts_in_the_model_type_and_pads_with_the_mean(ret
     assert wide(tile, {})[0].dtype == np.uint16  # u8 counts fit u16 without loss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["CPU", "myriadx-emu"])
 def test_retyped_models_score_as_the_float32_model_on_8_bit_data(
         retyped: dict[str, Path], device: str, tmp_path: Path) -> None:
@@ -101,6 +102,7 @@ def test_twin_converts_integer_counts_as_the_profile_converts_the_input() -> Non
     assert report.inputs_converted, report
 
 
+@pytest.mark.slow
 def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg: dict, tiny_config_path: Path) -> None:
     """``[export] input_dtype``: train-baseline and a search candidate both write a u8-input bundle
     that the rig runs (the candidate's hil scores come from it, on the twin)."""

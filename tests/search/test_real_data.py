@@ -43,6 +43,7 @@ def test_split_is_seeded_disjoint_and_refuses_too_few_samples() -> None:
         split_source(2, data)
 
 
+@pytest.mark.slow
 def test_a_candidate_trains_and_is_scored_on_a_real_source(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     _hrsid_mini(tmp_path / "set", 5)
     cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"hrsid-mini:{tmp_path / 'set'}"}}
@@ -156,6 +157,7 @@ def _with_land_masks(tmp_path: Path, tiny_cfg: dict[str, Any]) -> dict[str, Any]
             "train": {**tiny_cfg["train"], "land_weight": 1.0}}
 
 
+@pytest.mark.slow
 def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     """[data] land_masks reads <stem>.png sea/land masks (0 = land) into the training arrays, and
     [train] land_weight trains a land head beside the vessel head that the exported network lacks."""
@@ -213,6 +215,7 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
 # Extra parameters over the plain network of 8 decoder channels: a 1x1 head with bias is 8 + 1; the
 # wide gate's two 3x3 conv-bn layers on the cell grid are 8*16*9 + 2*16 and 16*16*9 + 2*16; the
 # texture gate's first one also reads the input's mean and mean square of 3 bands: 6 more channels.
+@pytest.mark.slow
 @pytest.mark.parametrize("gate, gate_loss, extra", [
     ("local", "vessel", 9), ("context", "vessel", 18),
     ("wide", "vessel", 9 + (8 * 16 * 9 + 32) + (16 * 16 * 9 + 32) + 17),
