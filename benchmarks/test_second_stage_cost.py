@@ -34,6 +34,7 @@ import rasterio
 from affine import Affine
 
 from runtime.bundle import read_bundle
+from runtime.config import defaults
 from runtime.device import open_device
 from runtime.host import host_line
 from runtime.preprocess import Preprocessor
@@ -68,8 +69,8 @@ def sar_windows(chips: int) -> dict[str, Any]:
     _, _, th, tw = adapter.input_shape
     source = open_source(f"coco:{SSDD}")
     items = []
-    for sample in list(source)[:chips]:
-        pixels = sample.read()
+    for i in range(min(chips, len(source))):
+        pixels = source[i].read()
         for row in range(0, pixels.shape[1], th):
             for col in range(0, pixels.shape[2], tw):
                 tile = pixels[:, row:row + th, col:col + tw]
@@ -79,14 +80,17 @@ def sar_windows(chips: int) -> dict[str, Any]:
 
 
 def _vectorize_all(w: dict[str, Any], stage: bool) -> list[int]:
-    """Vectorise every window as the runtime does; the number of features kept in each."""
-    bundle = w["bundle"]
+    """Vectorise every window as the runtime does (``runtime.results.describe``: the model's
+    post-processing, else ``[vectorize]`` of the runtime's defaults); the features kept in each."""
+    bundle, opts = w["bundle"], defaults()["vectorize"]
+    min_area_px = bundle.min_area_px if bundle.min_area_px is not None else int(opts["min_area_px"])
     kept = []
     with rasterio.Env():
         for prob, valid, tile, _ in w["items"]:
             kept.append(len(vectorize(prob, bundle.threshold, Affine.identity(), None, valid=valid,
-                                      min_area_px=bundle.min_area_px or 4, min_score=bundle.min_score, image=tile,
-                                      discriminator=bundle.discriminator if stage else None)))
+                                      min_area_px=min_area_px, simplify_px=float(opts["simplify_px"]),
+                                      connectivity=int(opts["connectivity"]), min_score=bundle.min_score,
+                                      image=tile, discriminator=bundle.discriminator if stage else None)))
     return kept
 
 
