@@ -207,3 +207,52 @@ def test_a_profile_states_only_what_differs_from_its_base(tmp_path) -> None:
     bad.write_text('[a]\nbase = "b"\n[b]\nbase = "a"\n')
     with pytest.raises(ValueError, match="circular"):
         read_profiles(bad)
+
+
+def _precision(value: object) -> str:
+    """An execution-graph precision as text on both APIs (2026: an OVAny; 2022.3: a str)."""
+    return (value.astype(str) if hasattr(value, "astype") else str(value)).lower()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("layer", ["fullyconnected", "convolution 1x1", "convolution 3x3"])
+@pytest.mark.parametrize("channels", [3, 64])
+def test_the_cpu_in_bf16_accumulates_as_the_bf16_profile_says(layer: str, channels: int) -> None:
+    """The ``bf16`` profile's ``accumulate``, measured on the CPU plugin told to compute in bf16,
+    on a host that can (AVX512_BF16 or AMX kernels; skipped where the plugin keeps the layer in
+    f32). Inputs 2^8, 1, 1 against weights of ones: summed in f32 that is 258, which bf16 stores
+    exactly, while a bf16 accumulator rounds 256 + 1 back to 256 each time. A second input,
+    1 + 2^-9 (not a bf16 number), must come out as 1: the layer really took bf16 inputs. 64
+    channels bring the AMX kernels in where the host has them."""
+    from runtime import ov_api
+
+    ops = ov_api.opset(10)
+    if layer == "fullyconnected":
+        x = ops.parameter([2, channels], ov_api.Type.f32, name="x")
+        y = ops.matmul(x, ops.constant(np.ones((channels, 8), np.float32)), False, False)
+        data = np.zeros((2, channels), np.float32)
+        big, small = (0,), (1,)
+    else:
+        k = 1 if layer.endswith("1x1") else 3
+        x = ops.parameter([1, channels, 8, 8], ov_api.Type.f32, name="x")
+        y = ops.convolution(x, ops.constant(np.ones((8, channels, k, k), np.float32)), [1, 1], [k // 2] * 2,
+                            [k // 2] * 2, [1, 1])
+        data = np.zeros((1, channels, 8, 8), np.float32)
+        big, small = (0, ..., 5, 5), (0, ..., 1, 1)  # 3x3 windows around them do not overlap
+    data[big][:3] = [2.0 ** 8, 1.0, 1.0]
+    data[small][0] = 1.0 + 2.0 ** -9
+    # a ReLU after the layer: its result is not the model's output, as inside a network
+    try:
+        compiled = ov_api.Core().compile_model(ov_api.Model([ops.result(ops.relu(y))], [x], "acc"), "CPU",
+                                               {"INFERENCE_PRECISION_HINT": "bf16"})
+    except RuntimeError as exc:  # a plugin that cannot compute in bf16 on this host may refuse the hint
+        pytest.skip(f"the CPU plugin refuses bf16 here: {str(exc)[:200]}")
+    ran = {_precision(op.get_rt_info()["runtimePrecision"]) for op in compiled.get_runtime_model().get_ordered_ops()
+           if _precision(op.get_rt_info()["layerType"]) == layer.split()[0]}
+    if ran != {"bf16"}:
+        pytest.skip(f"the CPU plugin runs this {layer} in {sorted(ran)} here, not bf16")
+    request = compiled.create_infer_request()
+    request.infer({0: data})
+    out = request.get_output_tensor(0).data
+    assert float(out[small][0]) == 1.0, "the layer did not round its input to bf16"
+    want = 258.0 if get_profile("bf16").numerics.accumulate == "fp32" else 256.0
+    assert float(out[big][0]) == want
