@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from runtime import config
+from runtime.settings import CPU_PRECISIONS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     prb = sub.add_parser("probe", parents=[common], help="measure how a device computes and write its profile (profiles.toml schema)")
     prb.add_argument("--device", required=True, help="CPU, MYRIAD, NPU..., or myriadx-emu (the twin)")
     prb.add_argument("--profile", help="the twin's profile to probe (default: the twin's own)")
+    prb.add_argument("--cpu-precision", choices=CPU_PRECISIONS,
+                     help="what the CPU plugin is told to compute in (default: [inference] cpu_precision); "
+                          "bf16 and f16 measure the CPU's own low-precision units where it has them")
     prb.add_argument("--out", type=Path, help="write the measured profile here (TOML)")
     prb.add_argument("--name", help="the profile's name in --out (default: measured-DEVICE)")
     prb.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -144,7 +148,8 @@ def _sign(args: argparse.Namespace, cfg: dict) -> int:
 def _probe(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.probe import probe, to_toml
 
-    result = probe(args.device, args.profile)
+    precision = args.cpu_precision or (cfg["inference"]["cpu_precision"] if args.device.startswith("CPU") else "f32")
+    result = probe(args.device, args.profile, precision)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(to_toml(result, args.name))
@@ -152,6 +157,7 @@ def _probe(args: argparse.Namespace, cfg: dict) -> int:
         print(json.dumps(result, indent=1))
         return 0
     twin = f" (twin, profile {result['twin_profile']})" if result["twin_profile"] else ""
+    twin += f" (told to compute in {result['cpu_precision']})" if result["cpu_precision"] else ""
     print(f"{result['device']}{twin}, OpenVINO {result['openvino']}:")
     for field, seen in result["numerics"].items():
         print(f"  {field:20s} {seen['value']}")

@@ -23,6 +23,7 @@ from runtime import ov_api
 from runtime.bundle import Bundle, sha256
 from runtime.device_names import TWINS, attached_devices, device_family
 from runtime.host import describe_host
+from runtime.settings import check_cpu_precision
 
 RECORD_FORMAT = "vessel-compiled/1"
 
@@ -31,7 +32,7 @@ def compile_config(target: str, cpu_precision: str = "f32") -> dict[str, Any]:
     """The properties the runtime compiles (or imports) ``target`` with: one place for both."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
     if target.startswith("CPU"):
-        config["INFERENCE_PRECISION_HINT"] = cpu_precision
+        config["INFERENCE_PRECISION_HINT"] = check_cpu_precision(cpu_precision)
     return config
 
 

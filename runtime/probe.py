@@ -57,9 +57,13 @@ class Runner:
 
     device: str
     profile: str | None = None
+    #: what the CPU plugin is told to compute in (``INFERENCE_PRECISION_HINT``); its reference runs
+    #: stay f32. bf16 or f16 probe the CPU's own low-precision units where it has them.
+    cpu_precision: str = "f32"
 
     def __post_init__(self) -> None:
         from runtime.device import TWINS
+        from runtime.settings import check_cpu_precision
 
         self.core = ov_api.Core()
         self.twin = self.device in TWINS
@@ -67,6 +71,9 @@ class Runner:
             self.profile = self.profile or TWINS[self.device]
         elif self.profile is not None:
             raise ValueError(f"--profile applies to a twin ({list(TWINS)}), not to {self.device!r}")
+        check_cpu_precision(self.cpu_precision)
+        if self.cpu_precision != "f32" and not self.device.startswith("CPU"):
+            raise ValueError(f"a cpu precision applies to the CPU, not to {self.device!r}")
 
     def run(self, model: Any, *arrays: np.ndarray, as_written: bool = False) -> list[np.ndarray]:
         """Outputs of ``model`` on ``arrays``; ``as_written``: the CPU in f32, the reference."""
@@ -76,7 +83,8 @@ class Runner:
             compiled, _ = compile_twin(model, str(self.profile), self.core)
         else:
             device = "CPU" if as_written else self.device
-            config = {"INFERENCE_PRECISION_HINT": "f32"} if device.startswith("CPU") else {}
+            precision = "f32" if as_written else self.cpu_precision
+            config = {"INFERENCE_PRECISION_HINT": precision} if device.startswith("CPU") else {}
             compiled = self.core.compile_model(model, device, config)
         request = compiled.create_infer_request()
         request.infer({i: np.ascontiguousarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
@@ -306,15 +314,17 @@ def matching_profiles(numerics: dict[str, Any], interp: dict[str, Any]) -> tuple
     return matches, mismatches
 
 
-def probe(device: str, profile: str | None = None) -> dict[str, Any]:
-    """Run the battery on ``device`` (a twin under ``profile``) and describe what it found."""
-    runner = Runner(device, profile)
+def probe(device: str, profile: str | None = None, cpu_precision: str = "f32") -> dict[str, Any]:
+    """Run the battery on ``device`` (a twin under ``profile``; the CPU told to compute in
+    ``cpu_precision``) and describe what it found."""
+    runner = Runner(device, profile, cpu_precision)
     numerics = probe_numerics(runner)
     interp = probe_interpolate(runner, numerics["format"]["evidence"]["significant_bits"])
     matches, mismatches = matching_profiles(numerics, interp)
     fmt = numerics["format"]["value"]
     return {
         "device": device, "twin_profile": runner.profile, "openvino": ov_api.version(),
+        "cpu_precision": cpu_precision if device.startswith("CPU") else None,
         "probe_version": PROBE_VERSION, "date": _dt.date.today().isoformat(), "host": describe_host(),
         "numerics": numerics, "interpolate": interp, "interpolate_semantics": _semantics(interp),
         "sigmoid": probe_sigmoid(runner, {"fp16": "fp16-ieee", "bf16": "bf16"}.get(fmt, "fp32")),
@@ -338,7 +348,8 @@ def to_toml(result: dict[str, Any], name: str | None = None) -> str:
     """The measured profile as a ``profiles.toml`` table, every field's status ``measured``."""
     name = name or f"measured-{result['device']}"
     how = (f"measured: runtime probe v{result['probe_version']} on {result['device']}"
-           f"{' (twin, profile ' + str(result['twin_profile']) + ')' if result['twin_profile'] else ''}, "
+           f"{' (twin, profile ' + str(result['twin_profile']) + ')' if result['twin_profile'] else ''}"
+           f"{' (INFERENCE_PRECISION_HINT ' + str(result['cpu_precision']) + ')' if result.get('cpu_precision') else ''}, "
            f"OpenVINO {result['openvino']}, {result['date']}")
     numerics = {k: v["value"] for k, v in result["numerics"].items()}
     lines = [f'["{name}"]',

@@ -11,6 +11,19 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
+#: What the CPU plugin may be told to compute in (``INFERENCE_PRECISION_HINT``); the runtime's is
+#: ``[inference] cpu_precision``, f32, since the plugin's own default is bf16 where the CPU has it.
+#: bf16 and f16 take effect only on CPUs with those units (AVX512_BF16/AMX, AVX512_FP16);
+#: elsewhere the plugin computes in f32 whatever it is told.
+CPU_PRECISIONS = ("f32", "bf16", "f16")
+
+
+def check_cpu_precision(cpu_precision: str) -> str:
+    """``cpu_precision`` if it is one of :data:`CPU_PRECISIONS`, else a ``ValueError`` listing them."""
+    if cpu_precision not in CPU_PRECISIONS:
+        raise ValueError(f"cpu precision must be one of {list(CPU_PRECISIONS)}; got {cpu_precision!r}")
+    return cpu_precision
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -69,7 +82,7 @@ class Settings:
             endpoints=MappingProxyType(endpoints),
             device=inference["device"],
             profile=inference["profile"] or None,
-            cpu_precision=inference["cpu_precision"],
+            cpu_precision=check_cpu_precision(inference["cpu_precision"]),
             infer_requests=int(inference["infer_requests"]),
             max_message_bytes=int(limits["max_message_bytes"]),
             max_tile_pixels=int(limits["max_tile_pixels"]),

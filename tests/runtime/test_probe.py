@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import config
 from runtime.probe import probe, to_toml
 from runtime.profiles import get_profile, profile_names, read_profiles
 
@@ -52,3 +53,30 @@ def test_the_command_line_writes_a_profile_and_refuses_a_profile_for_a_real_devi
     proc = subprocess.run([sys.executable, "-m", "runtime", "probe", "--device", "CPU", "--profile", "bf16"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "applies to a twin" in proc.stderr
+
+
+def test_the_cpu_told_f16_computes_as_fp16_ieee_where_it_has_fp16_units() -> None:
+    """On a CPU with FP16 arithmetic (AVX512_FP16, as on the Intel AMX hosts here) the plugin told
+    f16 computes in binary16, and every field the probe measures is the ``fp16-ieee`` reference
+    profile's: a real FP16 device on the host, against which that profile is measured rather than
+    assumed. Where the plugin does not compute in f16, there is nothing to compare."""
+    result = probe("CPU", cpu_precision="f16")
+    assert result["cpu_precision"] == "f16"
+    found = result["numerics"]["format"]["value"]
+    if found != "fp16":
+        pytest.skip(f"the CPU plugin told f16 computes in {found} here")
+    assert result["matches"] == ["fp16-ieee"], result["mismatches"]
+
+
+def test_a_cpu_precision_is_one_the_plugin_knows_and_only_for_the_cpu() -> None:
+    from runtime.probe import Runner
+    from runtime.settings import Settings
+
+    with pytest.raises(ValueError, match=r"one of \['f32', 'bf16', 'f16'\]"):
+        Runner("CPU", cpu_precision="fp8")
+    with pytest.raises(ValueError, match="applies to the CPU"):
+        Runner("myriadx-emu", cpu_precision="f16")
+    cfg = config.defaults()
+    cfg["inference"]["cpu_precision"] = "f64"
+    with pytest.raises(ValueError, match="cpu precision must be one of"):
+        Settings.from_config(cfg)
