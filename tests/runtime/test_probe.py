@@ -60,7 +60,10 @@ def test_the_cpu_told_f16_computes_as_fp16_ieee_where_it_has_fp16_units() -> Non
     f16 computes in binary16, and every field the probe measures is the ``fp16-ieee`` reference
     profile's: a real FP16 device on the host, against which that profile is measured rather than
     assumed. Where the plugin does not compute in f16, there is nothing to compare."""
-    result = probe("CPU", cpu_precision="f16")
+    try:
+        result = probe("CPU", cpu_precision="f16")
+    except RuntimeError as exc:  # a plugin may refuse the hint on a CPU without FP16 units
+        pytest.skip(f"the CPU plugin refuses f16 here: {str(exc)[:200]}")
     assert result["cpu_precision"] == "f16"
     found = result["numerics"]["format"]["value"]
     if found != "fp16":
