@@ -62,20 +62,20 @@ def windows() -> dict[str, Any]:
 def sar_windows(chips: int) -> dict[str, Any]:
     """models/sar's probability map, valid size and counts for every 256 x 256 window of the chips."""
     from flightsim.sources import open_source
+    from flightsim.tiles import tile_grid
 
     bundle = read_bundle(MODEL)
     adapter = open_device(bundle, "CPU", lambda out, data: None, infer_requests=1, cpu_precision="f32")
     prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
-    _, _, th, tw = adapter.input_shape
+    size = adapter.input_shape[2]  # models/sar takes square tiles
     source = open_source(f"coco:{SSDD}")
     items = []
     for i in range(min(chips, len(source))):
-        pixels = source[i].read()
-        for row in range(0, pixels.shape[1], th):
-            for col in range(0, pixels.shape[2], tw):
-                tile = pixels[:, row:row + th, col:col + tw]
-                batch, valid = prep(tile, {})
-                items.append((adapter.infer(batch)[0, 0].copy(), valid, tile, batch))
+        sample = source[i]
+        for window in tile_grid(sample.height, sample.width, size):
+            tile = sample.read(window)
+            batch, valid = prep(tile, {})
+            items.append((adapter.infer(batch)[0, 0].copy(), valid, tile, batch))
     return {"bundle": bundle, "adapter": adapter, "items": items}
 
 

@@ -46,14 +46,11 @@ def demo_tiles() -> list[np.ndarray]:
 def ssdd_tiles(chips: int, size: int = 256) -> list[np.ndarray]:
     """The first ``chips`` SSDD chips cut into windows of ``size`` (the last ones short)."""
     from flightsim.sources import open_source
+    from flightsim.tiles import tile_grid
 
     source = open_source(f"coco:{REPO.parent / 'shared' / 'data' / 'ssdd' / 'images'}")
-    out = []
-    for i in range(min(chips, len(source))):
-        pixels = source[i].read()
-        out += [pixels[:, r:r + size, c:c + size] for r in range(0, pixels.shape[1], size)
-                for c in range(0, pixels.shape[2], size)]
-    return out
+    samples = [source[i] for i in range(min(chips, len(source)))]
+    return [s.read(window) for s in samples for window in tile_grid(s.height, s.width, size)]
 
 
 def main(argv: list[str] | None = None) -> int:
