@@ -49,15 +49,23 @@ class Streamer:
     (its result has gone out) or rejects it, and sends again whatever has heard nothing for that
     long: a runtime that restarts mid-stream loses no tile. The runtime knows a resend by its
     (scene_id, tile_id) and never processes it twice (the Lazy Pirate pattern, per tile).
+
+    ``want_done=False`` tells the runtime, in each tile's header, that this sender will not resend
+    and so need not hear "done": one message fewer per tile on the link and on both hosts
+    (``log.done`` then stays empty). It cannot go with ``resend_after_s``, which waits for them.
     """
 
     def __init__(self, endpoint: str, window: int = 16, rate_hz: float | None = None,
                  ack_timeout_s: float = 30.0, context: zmq.Context | None = None,
-                 resend_after_s: float | None = None, keys: Any = None):
+                 resend_after_s: float | None = None, keys: Any = None, want_done: bool = True):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if rate_hz is not None and rate_hz <= 0:
             raise ValueError(f"rate_hz must be positive or None, got {rate_hz}")
+        if resend_after_s is not None and not want_done:
+            raise ValueError("resend_after_s needs want_done=True: a resending sender keeps each tile "
+                             "until it hears \"done\"")
+        self.want_done = want_done
         self.window, self.rate_hz, self.ack_timeout_s = window, rate_hz, ack_timeout_s
         self.endpoint, self._context = endpoint, context or zmq.Context.instance()
         self.keys = keys  # runtime.security.ClientKeys when the runtime protects its tile socket
@@ -99,13 +107,22 @@ class Streamer:
         its frames through :meth:`send_frames`); a fault injector uses it (:mod:`flightsim.faults`).
         """
         start = time.monotonic()
-        send = send or (lambda tile, mask: self.send_frames(tile.tile_id, tile.frames(mask)))
+        send = send or (lambda tile, mask: self.send_frames(tile.tile_id, tile.frames(mask, self.want_done)))
         for i, tile in enumerate(tqdm(tiles, total=total, disable=not progress, unit="tile", desc="stream")):
             due = max(i / self.rate_hz if self.rate_hz else 0.0, tile.ready_s)
             delay = start + due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             send(tile, want_mask)
+        self.drain()
+        return self.log
+
+    def stream_frames(self, messages: Iterable[tuple[str, list[bytes]]]) -> StreamLog:
+        """Send messages encoded beforehand, ``(tile_id, frames)``, as fast as the window allows,
+        then wait for the last acknowledgements: a benchmark's ground, which encodes its tiles
+        before the clock starts as benchmark_app fills its tensors before it does."""
+        for tile_id, frames in messages:
+            self.send_frames(tile_id, frames)
         self.drain()
         return self.log
 

@@ -36,13 +36,14 @@ class Tile:
     owned: tuple[int, int, int, int] | None = None  # the part of window this tile answers for (overlap)
     modality: str | None = None  # "optical" or "sar" when known: the runtime checks it against its model
 
-    def frames(self, want_mask: bool = False) -> list[bytes]:
-        """The wire frames of this tile (runtime.protocol)."""
+    def frames(self, want_mask: bool = False, want_done: bool = True) -> list[bytes]:
+        """The wire frames of this tile (runtime.protocol); ``want_done=False`` for a sender that
+        never resends and so need not hear "done"."""
         header = TileHeader(
             scene_id=self.scene_id, tile_id=self.tile_id, seq=self.seq, shape=self.pixels.shape,
             dtype=self.pixels.dtype.name, checksum="", transform=tuple(self.transform)[:6],
             crs=self.crs, bands=list(self.bands), time=self.time or time.time(),
-            window=self.window, want_mask=want_mask, modality=self.modality,
+            window=self.window, want_mask=want_mask, modality=self.modality, want_done=want_done,
         )
         return encode_tile(header, self.pixels)
 

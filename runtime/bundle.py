@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import functools
 import hashlib
 import json
 import os
@@ -62,9 +63,10 @@ class Bundle:
     #: the ground's signature record (runtime.signing), signature.json beside the bundle; None: unsigned
     signature: bytes | None = None
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
-        """sha256 of the manifest, which itself holds the sha256 of each IR file."""
+        """sha256 of the manifest, which itself holds the sha256 of each IR file; computed once
+        (the runtime asks for it for every tile)."""
         return sha256(self.manifest_bytes)
 
     @property

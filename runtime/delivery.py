@@ -114,13 +114,16 @@ class ResultSender:
     ``counted(name, n)``, ``say(event, **fields)`` and ``released()`` (a tile's result has left or
     been given up on: it is no longer inside the runtime) are the runtime's; "done" frames go to the
     main loop over the inproc PAIR ``notify_endpoint``, since the main loop owns the tile socket.
+    A tile whose sender wants no "done" (an empty ``done`` frame) is handed to ``delivered(key)``
+    instead, here: the main loop is not woken for it.
     """
 
     def __init__(self, ctx: zmq.Context, results: zmq.Socket, acks: zmq.Socket | None, notify_endpoint: str,
                  ack_timeout_s: float, counted: Callable[..., None], say: Callable[..., None],
-                 released: Callable[[], None]):
+                 released: Callable[[], None], delivered: Callable[[Key], None] | None = None):
         self._ctx, self._results, self._acks, self._notify_endpoint = ctx, results, acks, notify_endpoint
         self._counted, self._say, self._released = counted, say, released
+        self._delivered = delivered
         self._queue: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any] | None] = queue.SimpleQueue()
         self.awaiting = AwaitingGround(ack_timeout_s)
         self.beat = Heartbeat("output")
@@ -191,8 +194,7 @@ class ResultSender:
             if self.awaiting.sent(key, frames, identity, done):
                 return  # inside until the ground acks it (runtime/delivery.py)
         self._released()
-        if identity:
-            _tell(notify, identity, done, key)
+        self._finished(notify, identity, done, key)
 
     def _take_acks(self, notify: zmq.Socket) -> None:
         while True:
@@ -214,8 +216,16 @@ class ResultSender:
                 continue  # a second ack of a resent result, or a stranger's
             self._counted("results_acked")
             self._released()
-            if entry.identity:
-                _tell(notify, entry.identity, entry.done, key)
+            self._finished(notify, entry.identity, entry.done, key)  # type: ignore[arg-type]
+
+    def _finished(self, notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None) -> None:
+        """A tile's result is delivered: its sender is told "done" through the main loop, or, if
+        it asked not to be, the tile is remembered as done here. An empty identity (a rejection
+        nobody waits for) needs neither."""
+        if identity and done:
+            _tell(notify, identity, done, key)
+        elif identity and key is not None and self._delivered is not None:
+            self._delivered(key)
 
     def _resend_overdue(self) -> None:
         for _, entry in self.awaiting.overdue():

@@ -93,6 +93,8 @@ class TileHeader:
     window: tuple[int, int, int, int] | None = None
     want_mask: bool = False
     modality: str | None = None  # "optical" or "sar" when the sender knows (runtime/fit.py)
+    #: False: the sender never resends, so it is not told "done" (one message less per tile)
+    want_done: bool = True
     v: int = PROTOCOL_VERSION
     type: str = "tile"
 
@@ -102,6 +104,8 @@ class TileHeader:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         if out["modality"] is None:  # optional on the wire: absent, not null
             del out["modality"]
+        if out["want_done"]:  # the default: absent, so that the header is what it was before
+            del out["want_done"]
         return out
 
 
@@ -120,6 +124,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "time": (int, float),
     "window": (list, type(None)),
     "want_mask": bool,
+    "want_done": bool,
     "type": str,
     "modality": str,  # "optical" or "sar" (runtime.fit.MODALITIES): checked against the model
 }
@@ -294,6 +299,12 @@ def encode_ack(header: dict[str, Any], accepted: bool, reason: Reason | None = N
             "duplicate": duplicate,
         }
     )
+
+
+def wants_done(header: dict[str, Any]) -> bool:
+    """Whether the tile's sender is to be told "done" (:func:`encode_done`): unless its header says
+    ``"want_done": false`` (a sender that never resends has no use for it)."""
+    return header.get("want_done", True) is not False
 
 
 def encode_done(result: dict[str, Any]) -> bytes:

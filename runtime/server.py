@@ -133,7 +133,8 @@ class Runtime:
         self._ingest = Heartbeat("ingest")
         # Results out, and the ground's acknowledgements in (runtime/delivery.py).
         self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
-                                    settings.ground_ack_timeout_s, self._count, self._event, self._left)
+                                    settings.ground_ack_timeout_s, self._count, self._event, self._left,
+                                    delivered=lambda key: self._remember(key, "done"))
         self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
         self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
@@ -269,9 +270,11 @@ class Runtime:
         if ok:
             self._count("tiles_ok")
         job = item[1]
-        done = protocol.encode_done({
-            **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
-            "reason": None if ok else Reason.INFERENCE_FAILED.value})
+        done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
+        if protocol.wants_done(job.header):
+            done = protocol.encode_done({
+                **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
+                "reason": None if ok else Reason.INFERENCE_FAILED.value})
         self._sender.put(frames, job.identity, done, job.key)
 
     def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
@@ -414,7 +417,7 @@ class Runtime:
         """
         self._count("duplicates")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True, duplicate=True)])
-        if state == "done":
+        if state == "done" and protocol.wants_done(header):
             self._tiles.send_multipart([identity, protocol.encode_done({**protocol.tile_ids(header), "status": "ok",
                                                                         "reason": None, "duplicate": True})])
 

@@ -7,8 +7,8 @@ serving process under the benchmark's load, and of the same vectorisation in a p
 
 Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
-benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles, rounds of 300,
-window 16, ground acknowledgement) is driven through it; each round prints the CPU per tile of
+benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles encoded before each
+round, rounds of 300, window 16, no "done" asked for, ground acknowledgement) is driven through it; each round prints the CPU per tile of
 the ground (this process) and of each thread of the runtime process by name (from /proc), and at
 shutdown the runtime prints ms of thread CPU per tile of each wrapped function. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
 process of its own, beside a busy Python thread, and beside OpenVINO inferring on every core in the
@@ -232,11 +232,12 @@ def inside(rounds: int, tiles_per_round: int = 300) -> None:
     ControlClient(endpoints["control"]).load_model(REPO / "models" / "default")
     for r in range(rounds):
         collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))
-        streamer = Streamer(endpoints["tiles"], window=16)
+        streamer = Streamer(endpoints["tiles"], window=16, want_done=False)
         batch = [Tile(t.scene_id, f"{t.tile_id}#{r}.{i}", i, t.pixels, t.transform, t.crs, t.window, t.bands)
                  for i, t in ((i, tiles[i % len(tiles)]) for i in range(tiles_per_round))]
+        messages = [(t.tile_id, t.frames(want_done=False)) for t in batch]  # encoded before, as the benchmark
         start, ground, served = time.perf_counter(), time.process_time(), _threads_cpu(proc.pid)
-        streamer.stream(batch)
+        streamer.stream_frames(messages)
         assert collector.wait_for(tiles_per_round, 120)
         wall, ground = time.perf_counter() - start, time.process_time() - ground
         spent = _threads_cpu(proc.pid)

@@ -62,6 +62,36 @@ def test_done_follows_every_result_and_a_resend_is_not_processed_twice(running_r
     ground.close()
 
 
+def test_a_sender_that_waives_done_hears_none_and_its_tile_is_still_remembered_done(running_runtime: Runtime) -> None:
+    """``"want_done": false``: the tile gets its ack and its result but no "done"; the runtime still
+    counts it done, so that a resend of it is answered as a duplicate of a delivered tile."""
+    ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
+    sender = zmq.Context.instance().socket(zmq.DEALER)
+    sender.setsockopt(zmq.LINGER, 0)
+    sender.connect(running_runtime.endpoints["tiles"])
+    waived = _tile(0).frames(want_done=False)
+    sender.send_multipart(waived)
+    (ack,) = _messages(sender, 1)
+    assert ack["type"] == "ack" and ack["status"] == "accepted"
+    assert ground.wait_for(1, 10) and ground.results[0][1]["tile_id"] == "s/0"
+    # A second tile, "done" wanted, once the first's result is out: the socket keeps order, so a
+    # "done" for the first would come before this one's.
+    sender.send_multipart(_tile(1).frames())
+    ack, done = _messages(sender, 2)
+    assert ack["tile_id"] == "s/1" and done["type"] == "done" and done["tile_id"] == "s/1"
+    # The first again, now wanting "done": a duplicate of a tile whose result has gone out.
+    sender.send_multipart(_tile(0).frames())
+    ack, done = _messages(sender, 2)
+    assert ack["duplicate"] and done["type"] == "done" and done["tile_id"] == "s/0" and done["duplicate"]
+    assert not ground.wait_for(3, 0.5), "a resent tile was processed twice"
+    ground.close()
+
+
+def test_a_resending_streamer_cannot_waive_done() -> None:
+    with pytest.raises(ValueError, match="want_done"):
+        Streamer("ipc:///tmp/nowhere", resend_after_s=1.0, want_done=False)
+
+
 def test_streamer_hears_done_for_every_tile(running_runtime: Runtime) -> None:
     ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
     streamer = Streamer(running_runtime.endpoints["tiles"], window=4)

@@ -30,6 +30,19 @@ def test_tile_round_trip(dtype: str) -> None:
     assert got_header["transform"][2] == 500000.0 and got_header["crs"] == "EPSG:32631"
 
 
+def test_want_done_is_on_the_wire_only_when_false() -> None:
+    """A sender that never resends says so; every other header is the bytes it was before."""
+    header, pixels = _tile()
+    default = json.loads(protocol.encode_tile(header, pixels)[0])
+    assert "want_done" not in default and protocol.wants_done(default)
+    header.want_done = False
+    waived = json.loads(protocol.encode_tile(header, pixels)[0])
+    assert waived["want_done"] is False and not protocol.wants_done(waived)
+    frames = protocol.encode_tile(header, pixels)
+    assert protocol.decode_tile(frames, max_pixels=10_000, max_bands=4)[0]["want_done"] is False
+    assert _reason(_with_header(frames, want_done="no")).reason is Reason.BAD_HEADER
+
+
 def test_result_round_trip_with_mask() -> None:
     mask = np.eye(4, dtype=np.uint8)
     frames = protocol.encode_result({"tile_id": "t", "status": "ok"}, mask)
