@@ -123,10 +123,16 @@ def vectorize(
     coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
     features = []
     for outline in outlines:
-        poly = _clean(_polygon(outline))
+        traced = _polygon(outline)
+        poly = _clean(traced)
         if poly is None:
             continue
-        row0, col0, inside = _pixels_inside(poly)
+        if len(outlines) == 1 and poly is traced:
+            # The window is the box around every vessel pixel, and here they form one valid
+            # outline: its pixels are the window's mask, without a point-in-polygon test.
+            row0, col0, inside = int(rows[0]), int(cols[0]), sub_mask
+        else:
+            row0, col0, inside = _pixels_inside(poly)
         count = int(inside.sum())
         if count < max(min_area_px, 1):
             continue
