@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import functools
 import hashlib
 import json
 import os
