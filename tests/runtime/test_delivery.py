@@ -87,6 +87,19 @@ def test_a_sender_that_waives_done_hears_none_and_its_tile_is_still_remembered_d
     ground.close()
 
 
+def test_a_stream_encoded_beforehand_and_waiving_done_delivers_every_tile(running_runtime: Runtime) -> None:
+    """The benchmark's ground (``Streamer.stream_frames``, ``want_done=False``): every tile acked
+    and answered, and no "done" among the acks."""
+    ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
+    streamer = Streamer(running_runtime.endpoints["tiles"], window=4, want_done=False)
+    tiles = [_tile(i) for i in range(10)]
+    log = streamer.stream_frames([(t.tile_id, t.frames(want_done=False)) for t in tiles])
+    assert set(log.acks) == {t.tile_id for t in tiles} and log.n_acks == 10 and not log.done
+    assert ground.wait_for(10, 20) and {r["tile_id"] for _, r, _ in ground.results} == set(log.acks)
+    streamer.close()
+    ground.close()
+
+
 def test_a_resending_streamer_cannot_waive_done() -> None:
     with pytest.raises(ValueError, match="want_done"):
         Streamer("ipc:///tmp/nowhere", resend_after_s=1.0, want_done=False)
