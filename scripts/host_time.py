@@ -4,6 +4,7 @@ serving process under the benchmark's load, and of the same vectorisation in a p
     .venv/bin/python scripts/host_time.py --rounds 8            # inside the serving process
     .venv/bin/python scripts/host_time.py --alone               # vectorize alone, beside a busy thread, beside OpenVINO
     .venv/bin/python scripts/host_time.py --worst               # vectorize on pathological outputs
+    .venv/bin/python scripts/host_time.py --cold 8 64           # vectorize alone, caches flushed before each tile
 
 Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
@@ -13,6 +14,9 @@ the ground (this process) and of each thread of the runtime process by name (fro
 shutdown the runtime prints ms of thread CPU per tile of each wrapped function. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
 process of its own, beside a busy Python thread, and beside OpenVINO inferring on every core in the
 same process (back to back, then one tile every 4 ms as the runtime's worker receives them).
+Cold: the same ``vectorize`` alone, warm and then with each tile preceded by reading and writing
+a buffer of so many MB, as OpenVINO's streams sweep their activations through the caches between
+two tiles of the serving process.
 """
 
 from __future__ import annotations
@@ -193,6 +197,30 @@ def _worst_maps() -> dict[str, np.ndarray]:
     }
 
 
+def cold(sizes_mb: list[int], repeats: int = 20) -> None:
+    """vectorize's thread CPU per tile alone, warm, then after sweeping each buffer size through the
+    caches before every tile (the sweep itself is not timed)."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from runtime.vectorize import vectorize
+
+    tiles, outputs = _tiles_and_outputs()
+    crs = CRS.from_epsg(32631)
+    for mb in [0, *sizes_mb]:
+        junk = np.ones(mb * 2**20 // 8)
+        spent = 0.0
+        with rasterio.Env():
+            for _ in range(repeats):
+                for out, tile in zip(outputs, tiles):
+                    junk.sum()
+                    junk[::8] += 1.0  # one write per cache line
+                    start = time.thread_time()
+                    vectorize(out, 0.5, tile.transform, crs, min_area_px=4)
+                    spent += time.thread_time() - start
+        print(f"vectorize after sweeping {mb} MB: {1e3 * spent / (repeats * len(outputs)):.3f} ms/tile thread CPU")
+
+
 def worst() -> None:
     """Thread CPU of runtime.vectorize on :func:`_worst_maps`, default connectivity (8), without and
     with models/sar's second stage (on seeded random counts, which it measures every component in)."""
@@ -279,9 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--alone", action="store_true", help="vectorize in a process of its own instead")
     parser.add_argument("--worst", action="store_true", help="vectorize on pathological probability maps instead")
+    parser.add_argument("--cold", type=int, nargs="+", metavar="MB",
+                        help="vectorize alone after sweeping buffers of these sizes through the caches before each tile")
     args = parser.parse_args(argv)
     os.chdir(REPO)
-    if args.worst:
+    if args.cold:
+        cold(args.cold)
+    elif args.worst:
         worst()
     elif args.alone:
         alone()
