@@ -120,7 +120,8 @@ class Runtime:
         # Device outputs wait here for a vectorise worker (runtime/vectorise_pool.py).
         self._vectorise: VectorisePool[tuple[np.ndarray, InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
-            give_up=self._post_processing_stuck)
+            give_up=self._post_processing_stuck, batch=int(settings.vectorize["batch"]),
+            batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3)
         # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
         # again. Bounded; the oldest are forgotten first.
         self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()

@@ -6,12 +6,19 @@ is discarded, so each tile's result is delivered once. A tile that gets a second
 is not handed on again (it would stall the workers forever): ``give_up`` makes its result instead,
 a rejection that says why. The queue in front of the workers holds at
 most what the runtime has let inside (``max_tiles_inside``).
+
+A worker takes its tiles in batches (``batch``, waiting at most ``batch_wait_s`` for the batch to
+fill) and vectorises them back to back: between two tiles OpenVINO's streams sweep the caches of
+the worker's core, and Python that starts cold on each tile costs about three times what it costs
+warm (docs/throughput.md, "Why Python costs three times more inside the serving process"). A tile
+then waits up to ``batch_wait_s`` longer for its result; ``batch = 1`` takes each tile at once.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -28,9 +35,13 @@ class VectorisePool(Generic[Item, Result]):
     (under the pool's lock, and only if that worker was not restarted meanwhile)."""
 
     def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None],
-                 give_up: Callable[[Item], Result] | None = None):
+                 give_up: Callable[[Item], Result] | None = None, batch: int = 1, batch_wait_s: float = 0.0):
+        if int(batch) < 1 or batch_wait_s < 0:
+            raise ValueError(f"batch must be >= 1 and batch_wait_s >= 0; got {batch}, {batch_wait_s}")
         self.size = max(1, int(workers))
+        self.batch, self.batch_wait_s = int(batch), float(batch_wait_s)
         self._work, self._deliver, self._give_up = work, deliver, give_up
+        self._held: list[list[Item | None]] = []  # per worker: its batch's items not yet delivered
         self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._beats: list[Heartbeat] = []
@@ -45,8 +56,10 @@ class VectorisePool(Generic[Item, Result]):
         self._queue.put(item)
 
     def depth(self) -> int:
-        """Items waiting for a worker."""
-        return self._queue.qsize()
+        """Items waiting for a worker, in the queue or in a worker's batch."""
+        with self._lock:
+            held = sum(max(0, len(h) - 1) for h in self._held)
+        return self._queue.qsize() + held
 
     def probes(self) -> list[StageProbe]:
         """One Health probe per worker: how long it has been on its item, and how to restart it."""
@@ -58,6 +71,8 @@ class VectorisePool(Generic[Item, Result]):
         An item that was handed on once already is delivered as ``give_up`` makes it instead."""
         with self._lock:
             item = self._beats[i].item
+            for later in self._held[i][1:]:  # the rest of its batch waits for the fresh worker
+                self._queue.put(later)
             if item is not None:
                 if id(item) in self._handed_on and self._give_up is not None:
                     self._handed_on.discard(id(item))
@@ -80,25 +95,50 @@ class VectorisePool(Generic[Item, Result]):
         beat = Heartbeat(f"vectorise-{i}")
         thread = threading.Thread(target=self._run, args=(i, beat), name=beat.name, daemon=True)
         if i < len(self._beats):
-            self._beats[i], self._threads[i] = beat, thread
+            self._beats[i], self._threads[i], self._held[i] = beat, thread, []
         else:
             self._beats.append(beat)
             self._threads.append(thread)
+            self._held.append([])
         thread.start()
 
     def _run(self, i: int, beat: Heartbeat) -> None:
         # One GDAL environment for the worker's life: each rasterio.features call otherwise opens
         # and closes its own (a measurable share of a tile's host time).
         with rasterio.Env():
-            while (item := self._queue.get()) is not None:
-                beat.begin(item)
-                result = self._work(item)
+            while True:
+                items = self._take()
                 with self._lock:
-                    if self._beats[i] is not beat:
-                        return  # restarted while stuck: the item went to the new worker
-                    self._deliver(item, result)
-                    self._handed_on.discard(id(item))
-                    beat.end()
+                    if self._beats[i] is not beat:  # restarted meanwhile (never while idle): hand back
+                        for item in items:
+                            self._queue.put(item)
+                        return
+                    self._held[i] = items
+                for n, item in enumerate(items):
+                    if item is None:
+                        return
+                    beat.begin(item)
+                    result = self._work(item)
+                    with self._lock:
+                        if self._beats[i] is not beat:
+                            return  # restarted while stuck: the item and the rest went to the new worker
+                        self._deliver(item, result)
+                        self._handed_on.discard(id(item))
+                        self._held[i] = items[n + 1:]
+                        beat.end()
+
+    def _take(self) -> list[Item | None]:
+        """The next item, and up to ``batch - 1`` more that come within ``batch_wait_s`` (a None,
+        the signal to stop, ends the batch)."""
+        items = [self._queue.get()]
+        deadline = time.monotonic() + self.batch_wait_s
+        while len(items) < self.batch and items[-1] is not None:
+            left = deadline - time.monotonic()
+            try:
+                items.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
 
 __all__ = ["VectorisePool"]
