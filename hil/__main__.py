@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--ground-ack", action=argparse.BooleanOptionalAction, default=None,
                      help="whether the runtime started here counts a result delivered only once the rig "
                      "acknowledges it (default: the runtime's [delivery] ground_ack, on)")
+    run.add_argument("--runtime-config", type=Path, help="TOML overriding runtime/defaults.toml for the runtime "
+                     "started here (`runtime serve --config`), e.g. [vectorize] batch = 1")
     run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
                      "(for a runtime started with --uplink-public-key)")
     run.add_argument("--report", type=Path, help=f"output directory (default {cfg['report_dir']})")
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
                          strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile,
-                         signing_key=args.signing_key, ground_ack=args.ground_ack, config=config)
+                         signing_key=args.signing_key, ground_ack=args.ground_ack, config=config,
+                         runtime_config=args.runtime_config)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -88,6 +88,7 @@ def run(
     signing_key: str | Path | None = None,
     ground_ack: bool | None = None,
     config: dict[str, Any] | None = None,
+    runtime_config: Path | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
     detections.geojson and overview.png into ``report_dir``.
@@ -122,6 +123,8 @@ def run(
             result counts as delivered only once this rig acknowledges it; docs/protocol.md).
         config: the rig's configuration (``hil/defaults.toml`` merged with a user TOML:
             ``hil run --config``); default the shipped one.
+        runtime_config: a TOML overriding runtime/defaults.toml for the runtime started here
+            (``hil run --runtime-config``; ignored with ``runtime``).
     """
     config = config or DEFAULTS
     cfg = config["run"]
@@ -176,7 +179,7 @@ def run(
 
     t0 = time.monotonic()
     proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"], profile,
-                                                ground_ack)
+                                                ground_ack, config=runtime_config)
     injector = None
     try:
         endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]
