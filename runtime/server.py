@@ -73,7 +73,6 @@ class Serving:
 
 
 @functools.lru_cache(maxsize=64)
-@functools.lru_cache(maxsize=64)
 def _parse_crs(text: str | None) -> CRS | None:
     """A tile's CRS; a stream's tiles share one, parsed once (rasterio's CRS is not changed in place)."""
     return None if text is None else CRS.from_user_input(text)
