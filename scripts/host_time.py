@@ -5,6 +5,8 @@ serving process under the benchmark's load, and of the same vectorisation in a p
     .venv/bin/python scripts/host_time.py --alone               # vectorize alone, beside a busy thread, beside OpenVINO
     .venv/bin/python scripts/host_time.py --worst               # vectorize on pathological outputs
     .venv/bin/python scripts/host_time.py --cold 8 64           # vectorize alone, caches flushed before each tile
+    .venv/bin/python scripts/host_time.py --cold 64 --every 4   # ... before every 4th tile only
+    .venv/bin/python scripts/host_time.py --rounds 4 --runtime-config b.toml   # a runtime configured otherwise
 
 Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default configuration)
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
@@ -197,9 +199,10 @@ def _worst_maps() -> dict[str, np.ndarray]:
     }
 
 
-def cold(sizes_mb: list[int], repeats: int = 20) -> None:
+def cold(sizes_mb: list[int], every: int = 1, repeats: int = 20) -> None:
     """vectorize's thread CPU per tile alone, warm, then after sweeping each buffer size through the
-    caches before every tile (the sweep itself is not timed)."""
+    caches before every ``every``-th tile, as a worker taking that many tiles at once would see them
+    (the sweep itself is not timed)."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -212,13 +215,14 @@ def cold(sizes_mb: list[int], repeats: int = 20) -> None:
         spent = 0.0
         with rasterio.Env():
             for _ in range(repeats):
-                for out, tile in zip(outputs, tiles):
-                    junk.sum()
-                    junk[::8] += 1.0  # one write per cache line
+                for n, (out, tile) in enumerate(zip(outputs, tiles)):
+                    if n % every == 0:
+                        junk.sum()
+                        junk[::8] += 1.0  # one write per cache line
                     start = time.thread_time()
                     vectorize(out, 0.5, tile.transform, crs, min_area_px=4)
                     spent += time.thread_time() - start
-        print(f"vectorize after sweeping {mb} MB: {1e3 * spent / (repeats * len(outputs)):.3f} ms/tile thread CPU")
+        print(f"vectorize after sweeping {mb} MB every {every} tiles: {1e3 * spent / (repeats * len(outputs)):.3f} ms/tile thread CPU")
 
 
 def worst() -> None:
@@ -243,7 +247,7 @@ def worst() -> None:
                       f"{1e3 * (time.thread_time() - start):.0f} ms thread CPU, {len(features)} features")
 
 
-def inside(rounds: int, tiles_per_round: int = 300) -> None:
+def inside(rounds: int, tiles_per_round: int = 300, runtime_config: Path | None = None) -> None:
     """The benchmark's stream through an instrumented runtime process; prints its table."""
     from flightsim.streamer import Streamer
     from flightsim.tiles import Tile
@@ -253,7 +257,9 @@ def inside(rounds: int, tiles_per_round: int = 300) -> None:
     tiles, _ = _tiles_and_outputs()
     log = Path(tempfile.mkdtemp()) / "runtime.log"
     proc = subprocess.Popen([sys.executable, __file__, "--serve", "serve", "--device", "CPU",
-                             "--store", str(log.parent / "store")], stdout=subprocess.PIPE, stderr=log.open("w"))
+                             "--store", str(log.parent / "store"),
+                             *(["--config", str(runtime_config)] if runtime_config else [])],
+                            stdout=subprocess.PIPE, stderr=log.open("w"))
     import json
 
     endpoints = json.loads(proc.stdout.readline())["endpoints"]  # type: ignore[union-attr]
@@ -309,16 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worst", action="store_true", help="vectorize on pathological probability maps instead")
     parser.add_argument("--cold", type=int, nargs="+", metavar="MB",
                         help="vectorize alone after sweeping buffers of these sizes through the caches before each tile")
+    parser.add_argument("--every", type=int, default=1, help="with --cold: sweep before every N-th tile only")
+    parser.add_argument("--runtime-config", type=Path, help="TOML overriding runtime/defaults.toml for the "
+                        "serving process, e.g. [vectorize] batch = 1")
     args = parser.parse_args(argv)
     os.chdir(REPO)
     if args.cold:
-        cold(args.cold)
+        cold(args.cold, args.every)
     elif args.worst:
         worst()
     elif args.alone:
         alone()
     else:
-        inside(args.rounds)
+        inside(args.rounds, runtime_config=args.runtime_config and args.runtime_config.resolve())
     return 0
 
 
