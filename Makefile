@@ -27,7 +27,7 @@ $(STAMP2022): pyproject.toml
 	test -x $(VENV2022)/bin/python || $(PY310) -m venv $(VENV2022)
 	$(VENV2022)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV2022)/bin/python -m pip install --quiet "openvino==2022.3.2" "numpy<1.25" pyzmq rasterio shapely \
-	    matplotlib tqdm tomli pytest cryptography
+	    matplotlib tqdm tomli pytest pytest-timeout cryptography
 	$(VENV2022)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP2022)
 
@@ -53,7 +53,7 @@ test-ov2022:
 
 ## Throughput of the runtime against OpenVINO's benchmark_app on the same IR and device.
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -q -s --benchmark-only
+	$(PY) -m pytest benchmarks -q -s --benchmark-only --timeout=0
 
 ## Retrain the default flight model (minutes on 2 cores).
 model: $(STAMP)

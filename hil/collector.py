@@ -52,7 +52,18 @@ class ResultCollector:
             if self._acks is not None and result.get("scene_id") is not None and result.get("tile_id") is not None:
                 key = [result.get("scene_id"), result.get("tile_id"), result.get("checksum")]
                 if all(isinstance(k, str) for k in key):
-                    self._acks.send(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))
+                    self._ack(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))
+
+    def _ack(self, message: bytes) -> None:
+        """Send one acknowledgement, waiting for room as long as it takes but never past close():
+        a PUSH socket with no live connection (a failed handshake drops it) blocks a plain send."""
+        assert self._acks is not None
+        while not self._stop.is_set():
+            try:
+                self._acks.send(message, zmq.NOBLOCK)
+                return
+            except zmq.Again:
+                self._acks.poll(50, zmq.POLLOUT)
 
     def wait_for(self, n: int, timeout_s: float) -> bool:
         """Wait until at least ``n`` results have arrived; False if the timeout came first."""
@@ -86,7 +97,7 @@ class ResultCollector:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._thread.join(5.0)  # its waits are 50 ms polls that look at the stop flag
         self._sock.close()
         if self._acks is not None:
             self._acks.close()

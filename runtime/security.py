@@ -8,12 +8,14 @@ default endpoints bind loopback only.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+from zmq.auth.base import Authenticator
 
 SERVER_NAME = "server"
 
@@ -65,7 +67,15 @@ class ClientKeys:
 
 
 class CurveServer:
-    """The runtime's side: a ZAP authenticator that admits only the authorised public keys."""
+    """The runtime's side: a ZAP authenticator that admits only the authorised public keys.
+
+    pyzmq's :class:`~zmq.auth.base.Authenticator` decides; a thread of ours serves its ZAP socket
+    with bounded polls. pyzmq's ThreadAuthenticator is not used: it waits on sockets made outside
+    its event loop through an asyncio poller, a pattern that can miss a wake-up (pyzmq#1558), and
+    its ``stop`` joins with no timeout, so one missed TERMINATE hangs whoever stops it.
+    """
+
+    POLL_MS = 100  # how soon the ZAP thread sees a stop
 
     def __init__(self, context: zmq.Context, server_secret: str | Path, authorized: str | Path):
         server_secret, authorized = Path(server_secret), Path(authorized)
@@ -76,9 +86,24 @@ class CurveServer:
         self.public, self.secret = zmq.auth.load_certificate(server_secret)
         if self.secret is None:
             raise ValueError(f"{server_secret}: not a secret key file")
-        self._auth = ThreadAuthenticator(context)
-        self._auth.start()
+        self._auth = Authenticator(context)
         self._auth.configure_curve(domain="*", location=str(authorized))
+        self._auth.start()  # binds the context's ZAP endpoint before any CURVE socket binds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="zap", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        zap, loop = self._auth.zap_socket, asyncio.new_event_loop()
+        try:
+            while not self._stop.is_set():
+                if zap.poll(self.POLL_MS):
+                    # handle_zap_message is a coroutine only to await a credentials callback (we
+                    # configure none); it replies on the ZAP socket before it returns.
+                    loop.run_until_complete(self._auth.handle_zap_message(zap.recv_multipart()))
+        finally:
+            loop.close()
+            self._auth.stop()  # the ZAP socket is closed by the thread that used it
 
     def apply(self, sock: zmq.Socket) -> None:
         """Make ``sock`` a CURVE server; call before bind."""
@@ -86,5 +111,8 @@ class CurveServer:
         sock.curve_publickey = self.public
         sock.curve_server = True
 
-    def stop(self) -> None:
-        self._auth.stop()
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """End the ZAP thread. Call after the CURVE sockets are closed: with no ZAP handler,
+        libzmq lets any CURVE client through."""
+        self._stop.set()
+        self._thread.join(timeout_s)
