@@ -84,11 +84,22 @@ class Streamer:
         while self._outstanding >= self.window:
             self._wait_ack(self.ack_timeout_s)
         if not lost_in_transit:
-            self._sock.send_multipart(frames, copy=False)
+            self._send(frames)
         self.log.sent_at[tile_id] = time.monotonic()
         self._outstanding += 1
         if self.resend_after_s is not None:
             self._unfinished[tile_id] = (frames, time.monotonic())
+
+    def _send(self, frames: list[bytes]) -> None:
+        """Send one message, waiting for room at most ``ack_timeout_s``: a socket whose connection
+        was dropped (the runtime refused this sender's CURVE handshake) blocks a plain send forever."""
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            if not self._sock.poll(int(self.ack_timeout_s * 1000), zmq.POLLOUT):
+                raise LinkError(f"nothing could be sent to {self.endpoint} in {self.ack_timeout_s} s: no "
+                                "connection takes messages (a refused CURVE handshake drops it)") from None
+            self._sock.send_multipart(frames, copy=False)
 
     def _connect(self) -> zmq.Socket:
         sock = self._context.socket(zmq.DEALER)
@@ -185,7 +196,7 @@ class Streamer:
             return
         for tile_id in stale:
             frames, _ = self._unfinished[tile_id]
-            self._sock.send_multipart(frames, copy=False)
+            self._send(frames)
             self._unfinished[tile_id] = (frames, now)
             self.log.resends[tile_id] = self.log.resends.get(tile_id, 0) + 1
         self._outstanding = len(stale)

@@ -42,8 +42,14 @@ class ControlClient:
 
     def request(self, cmd: str, frames: list[bytes] = (), timeout_s: float | None = None, **args: Any) -> dict[str, Any]:
         """Send a command and return the reply; raises ControlError on timeout or ``ok: false``."""
-        self._sock.send_multipart([protocol.dumps({"v": protocol.PROTOCOL_VERSION, "cmd": cmd, **args}), *frames])
         timeout = self.timeout_ms if timeout_s is None else int(timeout_s * 1000)
+        # A REQ socket whose connection was dropped (a refused CURVE handshake) blocks a plain
+        # send forever: the send waits at most the timeout too.
+        if not self._sock.poll(timeout, zmq.POLLOUT):
+            self._sock.close()
+            self._sock = self._connect()
+            raise ControlError(f"could not send {cmd!r} to {self.endpoint} in {timeout / 1000:.0f} s")
+        self._sock.send_multipart([protocol.dumps({"v": protocol.PROTOCOL_VERSION, "cmd": cmd, **args}), *frames])
         if not self._sock.poll(timeout):
             self._sock.close()
             self._sock = self._connect()
