@@ -98,12 +98,23 @@ class CurveServer:
         try:
             while not self._stop.is_set():
                 if zap.poll(self.POLL_MS):
-                    # handle_zap_message is a coroutine only to await a credentials callback (we
-                    # configure none); it replies on the ZAP socket before it returns.
-                    loop.run_until_complete(self._auth.handle_zap_message(zap.recv_multipart()))
+                    self._answer(zap, loop, zap.recv_multipart())
         finally:
             loop.close()
             self._auth.stop()  # the ZAP socket is closed by the thread that used it
+
+    def _answer(self, zap: zmq.Socket, loop: asyncio.AbstractEventLoop, request: list[bytes]) -> None:
+        # handle_zap_message is a coroutine only to await a credentials callback (we configure
+        # none); it replies on the ZAP socket before it returns.
+        try:
+            loop.run_until_complete(self._auth.handle_zap_message(request))
+        except Exception as exc:  # noqa: BLE001 - deny and go on: a dead handler would close the
+            # ZAP socket, and with none bound libzmq lets every CURVE client through
+            request_id = request[1] if len(request) > 1 else b""
+            try:
+                zap.send_multipart([b"1.0", request_id, b"500", str(exc).encode()[:200], b"", b""])
+            except zmq.ZMQError:
+                pass  # it had replied before it failed
 
     def apply(self, sock: zmq.Socket) -> None:
         """Make ``sock`` a CURVE server; call before bind."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ import zmq
 
 from runtime import config
 from runtime.client import ControlClient, ControlError
-from runtime.security import ClientKeys, make_keys
+from runtime.security import ClientKeys, CurveServer, make_keys
 from runtime.server import Runtime, Settings
 from tests.conftest import make_brightness_bundle
 
@@ -209,3 +210,50 @@ def test_the_rig_signs_what_it_uplinks_when_given_the_key(tmp_path: Path, bright
     finally:
         runtime.stop()
         thread.join(30)
+
+
+def test_a_zap_request_the_authenticator_fails_on_is_denied_and_the_gate_stays_shut(tmp_path: Path) -> None:
+    """With no ZAP handler bound libzmq admits every CURVE client, so a failure inside the
+    authenticator must deny that one request and leave the handler serving."""
+    keys = tmp_path / "keys"
+    make_keys(keys, ["ground"])
+    make_keys(tmp_path / "other", ["intruder"])
+    short = Path(tempfile.mkdtemp(prefix="zap-", dir="/tmp"))
+    ctx = zmq.Context()
+    curve = CurveServer(ctx, keys / "server.key_secret", keys / "authorized")
+    decide = curve._auth.handle_zap_message
+    calls: list[bytes] = []
+
+    async def failing_once(request: list[bytes]) -> None:
+        calls.append(request[1])
+        if len(calls) == 1:
+            raise RuntimeError("an authenticator that fails")
+        await decide(request)
+
+    curve._auth.handle_zap_message = failing_once  # type: ignore[method-assign]
+    server = ctx.socket(zmq.PULL)
+    curve.apply(server)
+    server.bind(f"ipc://{short}/in")
+    clients = []
+
+    def send_as(who: ClientKeys, message: bytes) -> None:
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        who.apply(sock)
+        sock.connect(f"ipc://{short}/in")
+        sock.send(message, zmq.NOBLOCK)
+        clients.append(sock)
+
+    try:
+        send_as(ClientKeys.from_dir(keys, "ground"), b"failed")  # the authenticator fails on this one
+        assert not server.poll(1500)
+        send_as(ClientKeys.from_files(tmp_path / "other" / "intruder.key_secret", keys / "server.key"), b"intruder")
+        assert not server.poll(1500), "after a failure the gate let an unauthorised client through"
+        send_as(ClientKeys.from_dir(keys, "ground"), b"ground")
+        assert server.poll(5000) and server.recv() == b"ground"
+        assert len(calls) == 3
+    finally:
+        for sock in (*clients, server):
+            sock.close(0)
+        curve.stop()
+        ctx.term()
