@@ -104,7 +104,7 @@ def test_padded_edge_tile_and_mask_frame(running_runtime: Runtime) -> None:
     pixels = np.zeros((3, 30, 50), dtype=np.uint8)
     pixels[:, 2:6, 10:30] = 255
     Streamer(running_runtime.endpoints["tiles"]).stream([_tile(1, pixels)], want_mask=True)
-    ground.sock.poll(20000)
+    assert ground.sock.poll(20000), "no result in 20 s"
     result, mask = protocol.decode_result(ground.sock.recv_multipart())
     assert mask is not None and mask.shape == (30, 50)
     assert mask.sum() == 4 * 20 and mask[2:6, 10:30].all()
