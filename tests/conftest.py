@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 from affine import Affine
 import openvino as ov
 import pytest
+import zmq
 
 from hil.runtime_proc import RuntimeProcess
 from runtime import config
@@ -74,6 +76,15 @@ def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
     # ipc paths are limited to ~100 characters; pytest's tmp_path can be longer.
     short = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
     return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
+
+
+def wait_until_dropped(sock: zmq.Socket, timeout_s: float = 10.0) -> bool:
+    """Wait until ``sock`` can send nothing: its only connection was dropped (a refused CURVE
+    handshake drops it about 0.1-0.3 s after connecting). False if it still could at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while sock.poll(0, zmq.POLLOUT) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not sock.poll(0, zmq.POLLOUT)
 
 
 @contextlib.contextmanager

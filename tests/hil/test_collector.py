@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import zmq
@@ -12,6 +11,7 @@ import zmq
 from hil.collector import ResultCollector
 from runtime import protocol
 from runtime.security import ClientKeys, CurveServer, make_keys
+from tests.conftest import wait_until_dropped
 
 
 def test_a_collector_whose_ack_link_was_refused_still_closes(tmp_path: Path) -> None:
@@ -33,10 +33,7 @@ def test_a_collector_whose_ack_link_was_refused_still_closes(tmp_path: Path) -> 
         sock.bind(f"ipc://{short}/{name}")
     collector = ResultCollector(f"ipc://{short}/results", acks=f"ipc://{short}/acks", keys=ground)
     try:
-        deadline = time.monotonic() + 10
-        while collector._acks.getsockopt(zmq.EVENTS) & zmq.POLLOUT and time.monotonic() < deadline:
-            time.sleep(0.05)  # until the refused handshake has dropped the acks connection
-        assert not collector._acks.getsockopt(zmq.EVENTS) & zmq.POLLOUT, "the refused ack link kept its queue"
+        assert wait_until_dropped(collector._acks), "the refused ack link kept its queue"
         results.send_multipart(protocol.encode_result({"scene_id": "s", "tile_id": "t", "checksum": "c",
                                                        "status": "ok"}))
         assert collector.wait_for(1, 10)  # taken: now it has an acknowledgement it cannot send
