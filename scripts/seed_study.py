@@ -14,8 +14,10 @@ With ``--discriminate`` each seed's bundle also gets its own second stage
 too (``test_discriminated``), so a searched and a hand-designed network are compared with the same
 post-processing. With ``--final`` each seed is trained as the search's final training trains its
 pick (``[final]``, its ``[final.train]`` and ``[final.export]``: ``search.evolution.final_config``)
-rather than as a candidate: the spread over training seeds of the flight model's own recipe. Writes OUT/study.json (per seed and mean ± sd)
-and prints a line per seed.
+rather than as a candidate: the spread over training seeds of the flight model's own recipe. With
+``--part val`` the bundles are scored on the validation split instead: a probe whose outcome
+chooses a recipe must not look at test (the figures keep their keys, and ``recipe.scored_on``
+says which part they are). Writes OUT/study.json (per seed and mean ± sd) and prints a line per seed.
 """
 
 from __future__ import annotations
@@ -44,12 +46,19 @@ from search.dataset import prepare_data  # noqa: E402
 from search.discriminate import discriminate  # noqa: E402
 from search.evolution import final_config  # noqa: E402
 
+#: The parts of a split a study may score on: the test split for figures to report, the validation
+#: split for a probe whose outcome chooses a recipe (choosing on test would tune to it).
+PARTS = ("test", "val")
+
 KEYS = ("f1", "precision", "recall", "vessel_iou", "outline_vessel_iou", "miou")
 
 
-def test_scores(bundle: Path, split: Path, out: Path, device: str) -> dict[str, Any]:
-    """Pooled scores of ``bundle`` on the test samples of ``split``, per data set too."""
-    report = hil.run(split_source(f"{split}:test"), bundle, out, device=device, progress=False).report
+def test_scores(bundle: Path, split: Path, out: Path, device: str, part: str = "test") -> dict[str, Any]:
+    """Pooled scores of ``bundle`` on the ``part`` samples of ``split`` ("test", or "val" for a study
+    whose figures decide something), per data set too."""
+    if part not in PARTS:
+        raise ValueError(f"part {part!r}; valid: {list(PARTS)}")
+    report = hil.run(split_source(f"{split}:{part}"), bundle, out, device=device, progress=False).report
     by_set: dict[str, list[dict[str, Any]]] = {}
     for scene in report["per_scene"]:
         by_set.setdefault(str(scene.get("name", "")).split("/")[0], []).append(scene)
@@ -77,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--device", default="myriadx-emu", help="flight device for the test split (default the twin)")
+    parser.add_argument("--part", choices=PARTS, default="test",
+                        help="score on the test split (default) or on validation, for a probe that chooses something; "
+                             "the figures keep their keys (test, test_discriminated) and study.json records the part")
     parser.add_argument("--discriminate", action="store_true",
                         help="also fit each seed's discriminator (train/val) and score that bundle on test")
     parser.add_argument("--kind", choices=KINDS, help="the discriminator's kind (default: [export] discriminator_kind)")
@@ -94,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     study = json.loads(path.read_text()) if path.exists() else {
         "config": str(args.config), "genome": genome.to_dict(), "name": str(genome), "runs": []}
     recipe = {"final_budget": budget, "discriminator_kind": kind if args.discriminate else None}
+    if args.part != "test":  # a study scored on validation is another study (older ones have no key)
+        recipe["scored_on"] = args.part
     if study.get("recipe", recipe) != recipe:
         raise SystemExit(f"{path} was made with {study['recipe']}, not {recipe}: use another --out")
     study["recipe"] = recipe
@@ -107,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         if record["status"] != "ok":
             raise SystemExit(f"seed {seed}: {record['status']}: {record.get('reason')}")
         test = test_scores(Path(record["bundle"]), args.out / "data" / "split.json",
-                           args.out / f"seed_{seed}" / "test", args.device)
+                           args.out / f"seed_{seed}" / args.part, args.device, args.part)
         dev = record["device_metrics"]
         run = {"seed": seed, "bundle": record["bundle"], "parameters": record["parameters"],
                "estimated_latency_ms": dev["estimated_latency_ms"], "seconds": round(record["seconds"]),
@@ -118,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             run["discriminator"] = discriminate(Path(record["bundle"]), args.out / "data" / "split.json",
                                                 seed_dir / "discriminated", seed_dir / "discriminate_work", kind=kind)
             run["test_discriminated"] = test_scores(seed_dir / "discriminated", args.out / "data" / "split.json",
-                                                    seed_dir / "test_discriminated", args.device)
+                                                    seed_dir / f"{args.part}_discriminated", args.device, args.part)
         study["runs"].append(run)
         path.write_text(json.dumps(study, indent=1))
         print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"],
