@@ -85,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--device", default="myriadx-emu", help="flight device for the test split (default the twin)")
+    parser.add_argument("--device", default="myriadx-emu", help="flight device for the scored split (default the twin)")
     parser.add_argument("--part", choices=PARTS, default="test",
                         help="score on the test split (default) or on validation, for a probe that chooses something; "
                              "the figures keep their keys (test, test_discriminated) and study.json records the part")
     parser.add_argument("--discriminate", action="store_true",
-                        help="also fit each seed's discriminator (train/val) and score that bundle on test")
+                        help="also fit each seed's discriminator (train/val) and score that bundle on --part")
     parser.add_argument("--kind", choices=KINDS, help="the discriminator's kind (default: [export] discriminator_kind)")
     parser.add_argument("--final", action="store_true",
                         help="train each seed with the final training's recipe ([final]) instead of a candidate's")
