@@ -11,11 +11,15 @@ A worker takes its tiles in batches (``batch``, waiting at most ``batch_wait_s``
 fill) and vectorises them back to back: between two tiles OpenVINO's streams sweep the caches of
 the worker's core, and Python that starts cold on each tile costs about three times what it costs
 warm (docs/throughput.md, "Why Python costs three times more inside the serving process"). A tile
-then waits up to ``batch_wait_s`` longer for its result; ``batch = 1`` takes each tile at once.
+then waits up to ``batch_wait_s`` longer for its result, but only while tiles come fast enough to
+fill a batch within that wait (the last ``batch - 1`` came within ``batch_wait_s``): slower than
+that the device is not the bottleneck, a batch could not fill anyway, and each tile is taken at
+once with whatever is already queued. ``batch = 1`` takes each tile at once always.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -44,6 +48,8 @@ class VectorisePool(Generic[Item, Result]):
         self._held: list[list[Item | None]] = []  # per worker: its batch's items not yet delivered
         self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        # When the last batch - 1 items were put: the pace that decides whether a batch is waited for.
+        self._recent: collections.deque[float] = collections.deque(maxlen=max(1, self.batch - 1))
         self._beats: list[Heartbeat] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -53,7 +59,15 @@ class VectorisePool(Generic[Item, Result]):
             self._start(i)
 
     def put(self, item: Item) -> None:
+        self._recent.append(time.monotonic())
         self._queue.put(item)
+
+    def batch_fills_in_time(self) -> bool:
+        """Whether tiles come fast enough for a batch to fill within ``batch_wait_s``: the last
+        ``batch - 1`` were put within it. (So the first tiles of a pass, and a burst shorter than a
+        batch, are not held for tiles that may not follow.)"""
+        recent = list(self._recent)  # a copy: put() appends from another thread
+        return len(recent) == self._recent.maxlen and time.monotonic() - recent[0] <= self.batch_wait_s
 
     def depth(self) -> int:
         """Items waiting for a worker, in the queue or in a worker's batch."""
@@ -128,10 +142,11 @@ class VectorisePool(Generic[Item, Result]):
                         beat.end()
 
     def _take(self) -> list[Item | None]:
-        """The next item, and up to ``batch - 1`` more that come within ``batch_wait_s`` (a None,
-        the signal to stop, ends the batch)."""
+        """The next item, and up to ``batch - 1`` more that come within ``batch_wait_s``, or that are
+        queued already when tiles come too slowly to fill a batch (a None, the signal to stop, ends
+        the batch)."""
         items = [self._queue.get()]
-        deadline = time.monotonic() + self.batch_wait_s
+        deadline = time.monotonic() + (self.batch_wait_s if self.batch_fills_in_time() else 0.0)
         while len(items) < self.batch and items[-1] is not None:
             left = deadline - time.monotonic()
             try:

@@ -20,18 +20,46 @@ def _until(condition, timeout_s: float = 10.0) -> bool:
 def test_a_worker_waits_for_its_batch_to_fill_but_no_longer_than_the_wait() -> None:
     delivered: list[tuple[str, float]] = []
     pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append((item, time.monotonic())),
-                         batch=4, batch_wait_s=0.5)
+                         batch=3, batch_wait_s=0.5)
     pool.start()
     try:
         start = time.monotonic()
-        pool.put("alone")
+        pool.put("first")  # the pace is not known yet: taken at once
         assert _until(lambda: len(delivered) == 1)
-        assert delivered[0][1] - start >= 0.45, "a lone tile was not held for its batch"
+        assert delivered[0][1] - start < 0.45, "the first tile was held for tiles that may not follow"
         start = time.monotonic()
-        for x in "abcd":  # a full batch is not held for the wait
+        pool.put("alone")  # right behind it: two tiles within the wait, so it waits for its batch
+        assert _until(lambda: len(delivered) == 2)
+        assert delivered[1][1] - start >= 0.45, "a lone tile was not held for its batch"
+        for x in "abc":  # a full batch is not held for the wait
             pool.put(x)
         assert _until(lambda: len(delivered) == 5)
-        assert [d for d, _ in delivered[1:]] == list("abcd")
+        assert [d for d, _ in delivered[2:]] == list("abc")
+    finally:
+        pool.stop()
+
+
+def test_tiles_too_slow_to_fill_a_batch_are_not_held() -> None:
+    """Once the pace is known and a batch could not fill within the wait, each tile goes at once:
+    the wait would only add latency where the device is not the bottleneck."""
+    delivered: dict[str, float] = {}
+    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.__setitem__(item, time.monotonic()),
+                         batch=4, batch_wait_s=1.0)
+    pool.start()
+    try:
+        put_at = {}
+        for x in "abcd":  # one every 0.6 s: three more would take 1.8 s, the wait is 1.0
+            put_at[x] = time.monotonic()
+            pool.put(x)
+            time.sleep(0.6)
+        assert _until(lambda: len(delivered) == 4)
+        assert not pool.batch_fills_in_time()
+        late = {x: round(delivered[x] - put_at[x], 2) for x in "cd"}  # a and b taught it the pace
+        assert all(v < 0.5 for v in late.values()), f"slow tiles held for a batch: {late}"
+        for x in "efgh":  # then a burst: the pace is fast again, and the batch waits to fill
+            pool.put(x)
+        assert pool.batch_fills_in_time()
+        assert _until(lambda: len(delivered) == 8)
     finally:
         pool.stop()
 
