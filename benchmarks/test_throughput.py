@@ -20,6 +20,12 @@ ratio is its throughput over the mean of the two benchmark_app figures around it
 the median of the three (``ratio``; ``ratio_first_last`` is the figure as measured before
 2026-12-02: the median round against the first and the last benchmark_app run only).
 
+Beside the ratio, each summary gives the CPU account of the timed rounds (``cpu_ms_per_tile``,
+median over the rounds): the runtime's threads from its ``status`` (``host_cpu_s``:
+:func:`runtime.host.cpu_by_thread`), ``native`` being OpenVINO's inference streams, and the
+ground's (this process) as ``ground``; ``inference_share`` is native over all of it, the ratio's
+ceiling on a host whose cores are all busy if benchmark_app's inference costs the same CPU.
+
 Environment: BENCH_MODEL (bundle, default models/default), BENCH_TILES (per round, default 1200),
 BENCH_SECONDS (benchmark_app duration, default 15).
 """
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,6 +88,14 @@ ROUNDS = 3
 TARGETS = {"float32": 0.9, "uint8": 0.95}
 
 
+def cpu_per_tile(before: dict[str, float], after: dict[str, float], ground_s: float, tiles: int) -> dict[str, float]:
+    """CPU ms per tile by thread between two ``host_cpu_s`` snapshots of the runtime, and the
+    ground's (``ground_s`` of this process's CPU over the same round)."""
+    account = {name: 1e3 * (spent - before.get(name, 0.0)) / tiles for name, spent in after.items()}
+    account["ground"] = 1e3 * ground_s / tiles
+    return {name: ms for name, ms in account.items() if ms > 0}
+
+
 def bracketed_ratios(round_s: list[float], references: list[float], tiles: int) -> list[float]:
     """Each timed round's throughput over the mean of the benchmark_app figures just before and just
     after it (``references`` has one more entry than ``round_s``): this VM's speed drifts by 5-15%
@@ -102,9 +117,12 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
         retype_bundle(MODEL, model, input_dtype)
     # benchmark_app before the first timed round, between rounds and after the last: B R B R B R B.
     references: list[float] = []
+    accounts: list[dict[str, float]] = []  # CPU ms per tile by thread, one per timed round
+    cpu: dict[str, Any] = {}  # the current round's: its number, the runtime's snapshot, the ground's CPU
     proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60)
     try:
-        ControlClient(proc.endpoints["control"]).load_model(model)
+        control = ControlClient(proc.endpoints["control"])
+        control.load_model(model)
         rounds = iter(range(1000))
 
         # Each round times the stream alone, first tile sent to last result in: the ground's
@@ -122,18 +140,24 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
             # ground that never resends asks for no "done" (flightsim.streamer.Streamer).
             messages = [(t.tile_id, t.frames(want_done=False)) for t in batch]
             collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
-            return (messages, collector, Streamer(proc.endpoints["tiles"], window=16, want_done=False)), {}
+            streamer = Streamer(proc.endpoints["tiles"], window=16, want_done=False)
+            cpu.update(round=r, before=control.status()["host_cpu_s"])
+            return (messages, collector, streamer), {}
 
         def stream_round(messages: list[tuple[str, list[bytes]]], collector: ResultCollector,
                          streamer: Streamer) -> None:
+            start = time.process_time()
             streamer.stream_frames(messages)
             assert collector.wait_for(TILES, 120), f"{len(collector.results)} of {TILES} results"
+            cpu["ground_s"] = time.process_time() - start
 
         def close(messages: list[tuple[str, list[bytes]]], collector: ResultCollector, streamer: Streamer) -> None:
             collector.close()
             streamer.close()
             assert len(collector.results) == TILES
             assert all(res["status"] == "ok" for _, res, _ in collector.results)
+            if cpu["round"]:  # not the warm-up
+                accounts.append(cpu_per_tile(cpu["before"], control.status()["host_cpu_s"], cpu["ground_s"], TILES))
 
         # warm-up round: first-inference and cache effects stay out of the figure
         benchmark.pedantic(stream_round, setup=connect, teardown=close, rounds=ROUNDS, iterations=1, warmup_rounds=1)
@@ -153,6 +177,12 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
         "ratio_first_last": runtime_fps / ((references[0] + references[-1]) / 2),
         "date": time.strftime("%Y-%m-%d"), "host": host_line(),
     }
+    if accounts and any("native" in a for a in accounts):  # /proc was readable
+        names = sorted({name for a in accounts for name in a})
+        per_tile = {name: float(np.median([a.get(name, 0.0) for a in accounts])) for name in names}
+        per_tile = {name: ms for name, ms in per_tile.items() if ms > 0}
+        shares = [a.get("native", 0.0) / sum(a.values()) for a in accounts]
+        summary.update(cpu_ms_per_tile=per_tile, inference_share=float(np.median(shares)))
     benchmark.extra_info.update(summary)
     print("\n" + json.dumps(summary, indent=2))
     target = TARGETS[input_dtype]

@@ -1,5 +1,6 @@
 """The machine a figure was measured on: CPU model, cores and the instruction sets that change what
-OpenVINO's CPU plugin computes and how fast (AVX-512, AVX-512 BF16/FP16, AMX).
+OpenVINO's CPU plugin computes and how fast (AVX-512, AVX-512 BF16/FP16, AMX); and where this
+process's CPU time goes, thread by thread.
 
 Every report and benchmark summary carries this beside its figures, because the same kind of
 machine here may be an AMD EPYC or an Intel Xeon with AMX, and the CPU plugin picks different
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,40 @@ def host_line(host: dict[str, Any] | None = None) -> str:
 
     return (f"{h['cpu']}, {h['cores']} cores, AVX-512 {yes(h['avx512'])}, AVX-512 BF16 {yes(h['avx512_bf16'])}, "
             f"AVX-512 FP16 {yes(h['avx512_fp16'])}, AMX {yes(h['amx'])}")
+
+
+def thread_cpu_seconds(pid: int | None = None) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) each live thread of process ``pid`` (this one by default) has
+    used, by thread id, with the thread's OS name; ``{}`` where /proc cannot be read (not Linux)."""
+    task = Path(f"/proc/{pid or os.getpid()}/task")
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    threads: dict[int, tuple[str, float]] = {}
+    try:
+        tids = os.listdir(task)
+    except OSError:
+        return threads
+    for tid in tids:
+        try:
+            stat = (task / tid / "stat").read_text()
+            name = (task / tid / "comm").read_text().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        threads[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def cpu_by_thread() -> dict[str, float]:
+    """CPU seconds of this process's live threads, grouped: each Python thread by its name
+    (threads of one name summed), ZeroMQ's I/O threads as ``zmq``, and every other thread, which
+    Python did not start (OpenVINO's inference streams, mostly), as ``native``. The payload's own
+    account of where its host CPU goes, beside what the device computes."""
+    python = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    spent: dict[str, float] = {}
+    for tid, (os_name, seconds) in thread_cpu_seconds().items():
+        key = python.get(tid) or ("zmq" if os_name.startswith("ZMQ") else "native")
+        spent[key] = spent.get(key, 0.0) + seconds
+    return spent
 
 
 if __name__ == "__main__":

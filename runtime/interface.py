@@ -18,7 +18,7 @@ PORTS = {
             "per result the ground has taken (runtime/delivery.py).",
 }
 COMMANDS = {
-    "status": "State, serving model, device, counters.",
+    "status": "State, serving model, device, counters, health, host CPU by thread.",
     "load_model": "Frames: manifest, model.xml, model.bin, golden.npz if listed, then (record, blob) per compiled "
                   "artefact; the request "
                   "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
@@ -42,7 +42,7 @@ EVENTS = {
 }
 TELEMETRY = (
     "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
-    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health",
+    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health", "host_cpu_s",
 )
 #: The most frames one command may carry: load_model's manifest, three files and compiled blobs.
 MAX_COMMAND_FRAMES = 32

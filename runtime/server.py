@@ -42,6 +42,7 @@ from runtime.delivery import ResultSender
 from runtime.device import InferenceAdapter, open_device
 from runtime.fit import SceneFit, manifest_trained_for
 from runtime.health import Health, Heartbeat, StageProbe
+from runtime.host import cpu_by_thread
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
@@ -504,6 +505,7 @@ class Runtime:
             "endpoints": self.endpoints,
             "health": self.health.report(),
             "device_recovery": self.recovery.report(),
+            "host_cpu_s": cpu_by_thread(),
             "delivery": {**self._sender.report(),
                          "results_acked": counts.get("results_acked", 0),
                          "results_resent": counts.get("results_resent", 0)},

@@ -1,12 +1,16 @@
-"""runtime.host: the CPU that computed a figure, as reports and benchmarks name it."""
+"""runtime.host: the CPU that computed a figure, as reports and benchmarks name it, and where this
+process's CPU goes by thread."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import zmq
 
-from runtime.host import describe_host, host_line
+from runtime.host import cpu_by_thread, describe_host, host_line
 
 XEON = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8480+
@@ -47,3 +51,31 @@ def test_cores_are_those_the_process_may_use_not_the_machines() -> None:
         assert describe_host()["cores"] == 1
     finally:
         os.sched_setaffinity(0, before)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="per-thread CPU is read from /proc")
+def test_cpu_is_accounted_to_the_python_thread_that_spent_it_and_to_zeromq() -> None:
+    done, spun = threading.Event(), threading.Event()
+
+    def spin() -> None:
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        spun.set()
+        done.wait(10)  # alive while it is counted: a thread that ended is no longer in /proc
+
+    thread = threading.Thread(target=spin, name="spinner-under-test", daemon=True)
+    context = zmq.Context()
+    socket = context.socket(zmq.PUSH)  # starts ZeroMQ's I/O thread
+    thread.start()
+    try:
+        assert spun.wait(10)
+        cpu = cpu_by_thread()
+        assert 0.25 <= cpu["spinner-under-test"] <= 1.0, cpu
+        assert "zmq" in cpu and cpu["MainThread"] >= 0.0
+        assert all(v >= 0 for v in cpu.values())
+    finally:
+        done.set()
+        thread.join()
+        socket.close(0)
+        context.term()

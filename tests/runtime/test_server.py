@@ -95,8 +95,12 @@ def test_malformed_tiles_are_rejected_and_serving_goes_on(running_runtime: Runti
     assert all(r.get("detail") for r in results if r["status"] == "rejected")
     [ok] = [r for r in results if r["status"] == "ok"]
     assert ok["tile_id"] == "scene/9" and len(ok["detections"]["features"]) == 1
-    counters = ControlClient(running_runtime.endpoints["control"]).status()["counters"]
+    status = ControlClient(running_runtime.endpoints["control"]).status()
+    counters = status["counters"]
     assert counters["tiles_rejected"] == len(cases) and counters["tiles_ok"] == 1
+    if Path("/proc/self/task").is_dir():  # the runtime's host CPU, thread by thread
+        assert {"sender", "health", "native", "zmq"} <= set(status["host_cpu_s"])
+        assert any(name.startswith("vectorise-") for name in status["host_cpu_s"])
 
 
 def test_padded_edge_tile_and_mask_frame(running_runtime: Runtime) -> None:
