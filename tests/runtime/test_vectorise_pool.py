@@ -31,7 +31,7 @@ def test_a_worker_waits_for_its_batch_to_fill_but_no_longer_than_the_wait() -> N
         pool.put("alone")  # right behind it: two tiles within the wait, so it waits for its batch
         assert _until(lambda: len(delivered) == 2)
         assert delivered[1][1] - start >= 0.45, "a lone tile was not held for its batch"
-        for x in "abc":  # a full batch is not held for the wait
+        for x in "abc":  # then three more back to back: every one delivered, in order
             pool.put(x)
         assert _until(lambda: len(delivered) == 5)
         assert [d for d, _ in delivered[2:]] == list("abc")
@@ -54,7 +54,8 @@ def test_tiles_too_slow_to_fill_a_batch_are_not_held() -> None:
             time.sleep(0.6)
         assert _until(lambda: len(delivered) == 4)
         assert not pool.batch_fills_in_time()
-        late = {x: round(delivered[x] - put_at[x], 2) for x in "cd"}  # a and b taught it the pace
+        # c and d: the last three tiles span 1.2 s, more than the wait (a and b: too few to tell)
+        late = {x: round(delivered[x] - put_at[x], 2) for x in "cd"}
         assert all(v < 0.5 for v in late.values()), f"slow tiles held for a batch: {late}"
         for x in "efgh":  # then a burst: the pace is fast again, and the batch waits to fill
             pool.put(x)
