@@ -12,7 +12,8 @@ Inside: a runtime process (``python -m runtime serve`` on the CPU, f32, default 
 is started with each function below wrapped by a ``time.thread_time`` accumulator, and the
 benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles encoded before each
 round, rounds of 300, window 16, no "done" asked for, ground acknowledgement) is driven through it; each round prints the CPU per tile of
-the ground (this process) and of each thread of the runtime process by name (from /proc), and at
+the ground (this process) and of each thread of the runtime process by name (its ``status``
+``host_cpu_s``: Python threads by name, ``native`` for OpenVINO's streams, ``zmq``), and at
 shutdown the runtime prints ms of thread CPU per tile of each wrapped function. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
 process of its own, beside a busy Python thread, and beside OpenVINO inferring on every core in the
 same process (back to back, then one tile every 4 ms as the runtime's worker receives them).
@@ -270,13 +271,15 @@ def inside(rounds: int, tiles_per_round: int = 300, runtime_config: Path | None 
         batch = [Tile(t.scene_id, f"{t.tile_id}#{r}.{i}", i, t.pixels, t.transform, t.crs, t.window, t.bands)
                  for i, t in ((i, tiles[i % len(tiles)]) for i in range(tiles_per_round))]
         messages = [(t.tile_id, t.frames(want_done=False)) for t in batch]  # encoded before, as the benchmark
-        start, ground, served = time.perf_counter(), time.process_time(), _threads_cpu(proc.pid)
+        control = ControlClient(endpoints["control"])
+        served = collections.Counter(control.status()["host_cpu_s"])
+        start, ground = time.perf_counter(), time.process_time()
         streamer.stream_frames(messages)
         assert collector.wait_for(tiles_per_round, 120)
         wall, ground = time.perf_counter() - start, time.process_time() - ground
-        spent = _threads_cpu(proc.pid)
+        spent = collections.Counter(control.status()["host_cpu_s"])
         spent.subtract(served)
-        per_tile = [(name.split("/")[0], 1e3 * s / tiles_per_round) for name, s in spent.most_common() if s > 0]
+        per_tile = [(name, 1e3 * s / tiles_per_round) for name, s in spent.most_common() if s > 0]
         print(f"round {r}: {tiles_per_round / wall:.1f} tiles/s; CPU per tile: the ground (this process: "
               f"streamer, collector, their ZeroMQ) {1e3 * ground / tiles_per_round:.2f} ms, the runtime process "
               f"{sum(v for _, v in per_tile):.2f} ms, by thread " + ", ".join(f"{n} {v:.2f}" for n, v in per_tile),
@@ -286,23 +289,6 @@ def inside(rounds: int, tiles_per_round: int = 300, runtime_config: Path | None 
     ControlClient(endpoints["control"]).shutdown()
     proc.wait(60)
     print("".join(line for line in log.read_text().splitlines(keepends=True) if "ms/tile" in line))
-
-
-def _threads_cpu(pid: int) -> collections.Counter[str]:
-    """CPU seconds (user + system) each thread of process ``pid`` has used, keyed ``name/tid``, from
-    /proc (OpenVINO's stream threads and the runtime's Python threads are all named ``python``;
-    ZeroMQ's I/O thread ``ZMQbg/IO/0``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    spent: collections.Counter[str] = collections.Counter()
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
-        except OSError:  # the thread ended meanwhile
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        spent[f"{name}/{tid}"] += (int(fields[11]) + int(fields[12])) / tick
-    return spent
 
 
 def main(argv: list[str] | None = None) -> int:
