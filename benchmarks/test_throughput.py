@@ -93,7 +93,7 @@ def cpu_per_tile(before: dict[str, float], after: dict[str, float], ground_s: fl
     ground's (``ground_s`` of this process's CPU over the same round)."""
     account = {name: 1e3 * (spent - before.get(name, 0.0)) / tiles for name, spent in after.items()}
     account["ground"] = 1e3 * ground_s / tiles
-    return {name: ms for name, ms in account.items() if ms > 0}
+    return account
 
 
 def bracketed_ratios(round_s: list[float], references: list[float], tiles: int) -> list[float]:

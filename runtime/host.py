@@ -56,10 +56,10 @@ def host_line(host: dict[str, Any] | None = None) -> str:
             f"AVX-512 FP16 {yes(h['avx512_fp16'])}, AMX {yes(h['amx'])}")
 
 
-def thread_cpu_seconds(pid: int | None = None) -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) each live thread of process ``pid`` (this one by default) has
-    used, by thread id, with the thread's OS name; ``{}`` where /proc cannot be read (not Linux)."""
-    task = Path(f"/proc/{pid or os.getpid()}/task")
+def thread_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) each live thread of this process has used, by thread id, with
+    the thread's OS name; ``{}`` where /proc cannot be read (not Linux)."""
+    task = Path("/proc/self/task")
     tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     threads: dict[int, tuple[str, float]] = {}
     try:
