@@ -153,7 +153,9 @@ class PatchSampler:
     placed uniformly. Each patch is then augmented as ``augment`` says: flips and 90-degree
     rotations (the scene statistics are isotropic), a random gain and contrast (gamma) on the
     counts, multiplicative speckle (unit-mean gamma noise, as SAR amplitude has), and a scale
-    jitter (the patch cut larger or smaller and resampled, nearest for the mask).
+    jitter (the patch cut larger or smaller and resampled, nearest for the mask). A scene smaller
+    than the patch is cut whole and padded as the runtime pads an edge tile (normalised 0, no
+    vessel, land unknown), so a patch may be as large as the tile the payload infers.
     """
 
     def __init__(
@@ -166,11 +168,8 @@ class PatchSampler:
         groups: list[int] | None = None,
     ):
         opts = vessel_fraction if isinstance(vessel_fraction, SamplingOptions) else SamplingOptions(vessel_fraction)
-        margin = 1.25 if "scale" in opts.augment else 1.0
-        too_small = [s.seed for s in scenes if min(s.mask.shape) < int(np.ceil(patch * margin))]
-        if too_small:
-            raise ValueError(f"scenes {too_small} are smaller than the patch size {patch}"
-                             + (" (x1.25 for the scale jitter)" if margin > 1 else ""))
+        if patch < 1:
+            raise ValueError(f"patch must be a positive number of pixels; got {patch}")
         self.scenes = scenes
         # Scenes stay in counts (uint8 is a quarter of float32) and each patch is normalised when cut.
         self.norm = norm
@@ -252,22 +251,34 @@ class PatchSampler:
             i = self._pick("any")
             centre = None
         h, w = self.scenes[i].mask.shape
+        # A scene smaller than the patch is cut whole (hs x ws) and padded below and to the right,
+        # as the runtime pads an edge tile: normalised image 0, no vessel, land unknown.
+        hs, ws = min(side, h), min(side, w)
         if centre is not None:
             y, x = centre
-            top = int(np.clip(y - rng.integers(side), 0, h - side))
-            left = int(np.clip(x - rng.integers(side), 0, w - side))
+            top = int(np.clip(y - rng.integers(hs), 0, h - hs))
+            left = int(np.clip(x - rng.integers(ws), 0, w - ws))
         else:
-            top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        counts = self.scenes[i].image[:, top : top + side, left : left + side].astype(np.float32)
-        mask = self.scenes[i].mask[top : top + side, left : left + side]
+            top, left = int(rng.integers(h - hs + 1)), int(rng.integers(w - ws + 1))
+        counts = self.scenes[i].image[:, top : top + hs, left : left + ws].astype(np.float32)
+        mask = self.scenes[i].mask[top : top + hs, left : left + ws]
         scene_land = self.scenes[i].land
         land = (np.full_like(mask, LAND_UNKNOWN) if scene_land is None
-                else scene_land[top : top + side, left : left + side])
+                else scene_land[top : top + hs, left : left + ws])
+        valid = None
+        if (hs, ws) != (side, side):
+            pad = ((0, side - hs), (0, side - ws))
+            counts = np.pad(counts, ((0, 0), *pad))
+            mask, land = np.pad(mask, pad), np.pad(land, pad, constant_values=LAND_UNKNOWN)
+            valid = np.pad(np.ones((hs, ws), dtype=bool), pad)
         if side != self.patch:  # nearest resampling keeps the masks binary and the counts real
             idx = (np.arange(self.patch) * side / self.patch).astype(int)
             counts, mask, land = counts[:, idx][:, :, idx], mask[idx][:, idx], land[idx][:, idx]
+            valid = None if valid is None else valid[idx][:, idx]
         counts = self._photometric(counts)
         image = self.norm.apply(counts)
+        if valid is not None:
+            image[:, ~valid] = 0.0
         if "rot90" in opts.augment:
             k = int(rng.integers(4))
             image, mask, land = np.rot90(image, k, axes=(1, 2)), np.rot90(mask, k), np.rot90(land, k)

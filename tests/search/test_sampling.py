@@ -49,6 +49,24 @@ def test_scale_jitter_keeps_the_patch_size_and_a_binary_mask() -> None:
     assert len(set(vessel_px.tolist())) > 1  # the ship's size in the patch varies
 
 
+def test_a_scene_smaller_than_the_patch_is_padded_as_the_runtime_pads_an_edge_tile() -> None:
+    small = _scene(0, value=20, size=40)
+    small = SceneArrays(0, small.image, small.mask, land=np.zeros((40, 40), np.uint8))
+    norm = Normalization((20.0,), (10.0,))  # the sea's counts normalise to 0, the ship's to 18
+    for augment in ((), ("scale",)):
+        sampler = PatchSampler([small], norm, 64, SamplingOptions(1.0, augment=augment), np.random.default_rng(1))
+        images, masks, lands = sampler.batch_with_land(8)
+        assert images.shape == (8, 1, 64, 64) and masks.sum() > 0  # the ship is in every patch
+        assert set(np.unique(masks)) <= {0.0, 1.0}
+        for image, land in zip(images[:, 0], lands[:, 0]):
+            padded = land == LAND_UNKNOWN  # the padding: land unknown, image 0, never a vessel
+            assert padded.any() and (image[padded] == 0).all() and (land[~padded] == 0).all()
+    plain = PatchSampler([small], norm, 64, SamplingOptions(1.0, augment=()), np.random.default_rng(1))
+    images, masks = plain.batch(4)
+    np.testing.assert_array_equal(images[:, 0, :40, :40], norm.apply(small.image.astype(np.float32))[0][None].repeat(4, 0))
+    assert not images[:, :, 40:].any() and not images[:, :, :, 40:].any() and not masks[:, :, 40:].any()
+
+
 def test_source_weights_choose_the_data_set() -> None:
     scenes = [_scene(0, value=20), _scene(1, value=60), _scene(2, value=60)]
     opts = SamplingOptions(0.0, augment=(), group_weights=(1.0, 0.0))
