@@ -92,8 +92,10 @@ def test_curve_on_the_data_channels_admits_only_authorised_senders_readers_and_l
             # then blocked for ever, the likeliest way this test once hung CI.
             with pytest.raises(LinkError, match="no acknowledgement|nothing could be sent"):
                 refused.stream([_tile(0)])
-            # The refused handshake has dropped the connection now: a send has nowhere to go.
-            with pytest.raises(LinkError, match="nothing could be sent"):
+            # The refused handshake has dropped the connection by now, so a send has nowhere to
+            # go; or, on a host busy enough, ZeroMQ has already reconnected and the tile waits on
+            # a handshake that is refused again. Either way nothing is received (asserted below).
+            with pytest.raises(LinkError, match="no acknowledgement|nothing could be sent"):
                 refused.stream([_tile(1)])
             refused.close()
         assert runtime.status()["counters"]["tiles_received"] == 0
