@@ -4,5 +4,6 @@ A library first (``hil.run``, which search calls for every candidate) and a CLI 
 """
 
 from hil.rig import RigResult, run
+from hil.settings import Settings
 
-__all__ = ["RigResult", "run"]
+__all__ = ["RigResult", "Settings", "run"]

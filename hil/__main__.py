@@ -49,10 +49,9 @@ def split_source(spec: str):  # -> flightsim.sources.Subset
 def main(argv: list[str] | None = None) -> int:
     from flightsim.sources import SOURCES
     from flightsim.timing import MODES
-    from hil.rig import DEFAULTS, DEFAULTS_PATH
-    from runtime.config import load_defaults
+    from hil.settings import DEFAULTS, Settings
 
-    cfg = DEFAULTS["run"]  # the shipped defaults, for the help texts
+    cfg = DEFAULTS.run  # the shipped defaults, for the help texts
     parser = argparse.ArgumentParser(prog="python -m hil", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="stream a scene source through a runtime and score what comes back",
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="the samples a search set aside: OUT/data/split.json of `python -m search run` and "
                           "a role, train, val or test (the held-out test split); the data set is the one "
                           "the split names, so --scene is not needed")
-    run.add_argument("--seed", type=int, help=f"seed of a synthetic scene (default {cfg['synthetic_seed']})")
+    run.add_argument("--seed", type=int, help=f"seed of a synthetic scene (default {cfg.synthetic_seed})")
     run.add_argument("--truth", type=Path, help="mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene")
     run.add_argument("--limit", type=int, help="at most this many images of a data set")
     run.add_argument("--gsd", type=float, help="metres per pixel for images without a georeference")
@@ -73,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--crs", help="CRS of --gsd/--origin (EPSG:... or WKT); without it, a local metric plane")
     run.add_argument("--bands", type=lambda t: [int(float(v)) for v in _floats(t, len(t.split(",")), "--bands")],
                      help="1-based source bands feeding the model's bands, e.g. 1,1,1 (default: by count, name, or repeat)")
-    run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg['overlap_px']})")
+    run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg.overlap_px})")
     run.add_argument("--model", type=Path, required=True, help="flight model bundle directory")
-    run.add_argument("--device", help=f"device of the runtime started here (default {cfg['device']})")
+    run.add_argument("--device", help=f"device of the runtime started here (default {cfg.device})")
     run.add_argument("--profile", help="the twin's target profile for a runtime started here, e.g. a hypothesis "
                      "profile (default: the model's numerics.profile, else the twin's; runtime/profiles.toml)")
     run.add_argument("--runtime", help="control endpoint of a running runtime instead of starting one")
@@ -86,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
                      "started here (`runtime serve --config`), e.g. [vectorize] batch = 1")
     run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
                      "(for a runtime started with --uplink-public-key)")
-    run.add_argument("--report", type=Path, help=f"output directory (default {cfg['report_dir']})")
+    run.add_argument("--report", type=Path, help=f"output directory (default {cfg.report_dir})")
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
-                     f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg['timing']})")
+                     f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg.timing})")
     run.add_argument("--rate", type=float, help="tiles per second (implies --timing rate)")
     run.add_argument("--burst", type=int, help="tiles sent together at --rate")
     run.add_argument("--line-rate", type=float, help="lines per second of the push-broom (default: 7 km/s / gsd)")
-    run.add_argument("--window", type=int, help=f"tiles in flight (default {cfg['window']})")
+    run.add_argument("--window", type=int, help=f"tiles in flight (default {cfg.window})")
     run.add_argument("--faults", help="fault spec, e.g. drop=0.05,duplicate=0.02,corrupt=0.02,truncate=0.01,"
                                       "bad_checksum=0.01,reorder=0.05,restart=1@40,seed=3")
     run.add_argument("--fault-seed", type=int, help="seed of the fault draws (overrides seed= in --faults)")
@@ -113,17 +112,17 @@ def main(argv: list[str] | None = None) -> int:
     from hil.rig import run as run_rig
 
     try:
-        config = load_defaults(DEFAULTS_PATH, args.config)
-        cfg = config["run"]
+        config = Settings.load(args.config)
+        cfg = config.run
         if (args.scene is None) == (args.split is None):
             raise ValueError("give exactly one of --scene and --split")
         scene = split_source(args.split) if args.split else args.scene
-        mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg["timing"])
+        mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg.timing)
         kwargs = {"burst": args.burst} if args.burst else {}
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
         georef = Georef(args.gsd, args.origin, args.crs)
-        result = run_rig(scene, args.model, args.report or Path(cfg["report_dir"]), device=args.device, seed=args.seed,
+        result = run_rig(scene, args.model, args.report or cfg.report_dir, device=args.device, seed=args.seed,
                          truth=args.truth, runtime=args.runtime, window=args.window,
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,

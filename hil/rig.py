@@ -39,10 +39,7 @@ from hil.runtime_proc import RuntimeProcess, remote_endpoints
 from hil.score import ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
-from runtime.config import load_defaults
-
-DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
-DEFAULTS = load_defaults(DEFAULTS_PATH)
+from hil.settings import DEFAULTS, ScoreSettings, Settings
 _RUNS = itertools.count()
 
 
@@ -87,7 +84,7 @@ def run(
     profile: str | None = None,
     signing_key: str | Path | None = None,
     ground_ack: bool | None = None,
-    config: dict[str, Any] | None = None,
+    config: Settings | None = None,
     runtime_config: Path | None = None,
 ) -> RigResult:
     """Run a flight model on a scene source through a runtime and write report.json,
@@ -121,30 +118,32 @@ def run(
             (for a runtime that takes only signed models; ``runtime.signing``).
         ground_ack: override the started runtime's ``[delivery] ground_ack`` (on by default: each
             result counts as delivered only once this rig acknowledges it; docs/protocol.md).
-        config: the rig's configuration (``hil/defaults.toml`` merged with a user TOML:
-            ``hil run --config``); default the shipped one.
+        config: the rig's settings (``hil/defaults.toml`` merged with a user TOML:
+            ``Settings.load(path)``, as ``hil run --config`` does); default the shipped ones.
+            ``[run] synthetic_seed`` is the seed of a synthetic scene given without one.
         runtime_config: a TOML overriding runtime/defaults.toml for the runtime started here
             (``hil run --runtime-config``; ignored with ``runtime``).
     """
     config = config or DEFAULTS
-    cfg = config["run"]
-    device = device or cfg["device"]
+    cfg = config.run
+    device = device or cfg.device
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
     tile_size = bundle.manifest["input"]["shape"][2]
     model_bands = list(bundle.manifest["input"].get("bands") or [f"b{i}" for i in range(bundle.manifest["input"]["shape"][1])])
-    overlap = cfg["overlap_px"] if overlap is None else overlap
+    overlap = cfg.overlap_px if overlap is None else overlap
     if timing is None:
-        rate = rate_hz if rate_hz is not None else cfg["rate_hz"]
-        timing = Timing("rate", rate_hz=rate) if rate else Timing(cfg["timing"])
+        rate = rate_hz if rate_hz is not None else cfg.rate_hz
+        timing = Timing("rate", rate_hz=rate) if rate else Timing(cfg.timing)
     spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
     if isinstance(scene, Source):
         source = scene
     elif isinstance(scene, Path) and not scene.exists():
         raise ValueError(f"--scene {str(scene)!r}: no such file; give a GeoTIFF path, 'synthetic' or KIND:PATH")
     else:
-        source = open_source(str(scene), truth=truth, georef=georef, seed=seed, limit=limit)
+        source = open_source(str(scene), truth=truth, georef=georef,
+                             seed=cfg.synthetic_seed if seed is None else seed, limit=limit)
     if land_masks is not None and str(land_masks) not in COASTLINES and not Path(land_masks).is_dir():
         raise ValueError(f"--land-masks {str(land_masks)!r}: no such folder of sea/land masks, and not a "
                          f"coastline data set; valid: a folder or one of {list(COASTLINES)}")
@@ -163,13 +162,13 @@ def run(
     if len({s.sample.name for s in scenes}) != len(scenes):
         raise ValueError(f"{source.describe().get('path')}: two samples share a name; tile ids would clash")
     all_tiles = {t: s for s in scenes for t in s.windows}
-    max_panels = config["overview"]["max_panels"]
+    max_panels = config.overview.max_panels
 
     def tiles() -> Any:
         seq = 0
         for k, s in enumerate(scenes):
             if k < max_panels:
-                s.preview = s.sample.preview(config["overview"]["max_side_px"] // (1 if len(scenes) == 1 else 4))
+                s.preview = s.sample.preview(config.overview.max_side_px // (1 if len(scenes) == 1 else 4))
             yield (tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
                                scene_id=f"{run_id}/{s.sample.name}", modality=fit.get("scene_modality")),
                    s.sample.height, _gsd(s.sample))
@@ -178,7 +177,7 @@ def run(
                 s.sample.image = None  # re-readable from its file; the truth is what scoring needs
 
     t0 = time.monotonic()
-    proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg["startup_timeout_s"], profile,
+    proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg.startup_timeout_s, profile,
                                                 ground_ack, config=runtime_config)
     injector = None
     try:
@@ -191,8 +190,8 @@ def run(
         uplink = control.load_model(bundle)
         status = control.status()
         collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))  # acks: ground_ack runtimes
-        streamer = Streamer(endpoints["tiles"], window=window or cfg["window"],
-                            resend_after_s=cfg["resend_after_s"] or None)
+        streamer = Streamer(endpoints["tiles"], window=window or cfg.window,
+                            resend_after_s=cfg.resend_after_s or None)
         sender: Streamer | FaultInjector = streamer
         if spec is not None:
             sender = injector = FaultInjector(streamer, spec)
@@ -201,9 +200,9 @@ def run(
         expected = set(log.sent_at) - (injector.ledger.dropped if injector else set())
         # A copy the runtime acknowledged as a duplicate gets no result of its own.
         deduplicated = {t for t, a in log.acks.items() if a.get("duplicate")}
-        complete = collector.wait_for_tiles(expected, cfg["result_timeout_s"],
+        complete = collector.wait_for_tiles(expected, cfg.result_timeout_s,
                                             messages=log.n_acks - len(deduplicated),
-                                            grace_s=cfg["duplicate_grace_s"])
+                                            grace_s=cfg.duplicate_grace_s)
         # With ground_ack: what the ground acknowledged, once the last acks have been taken.
         final = control.status()
         delivery = final.get("delivery")
@@ -220,7 +219,7 @@ def run(
     finally:
         if proc is not None:
             proc.close()
-    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, config["score"],
+    report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, config.score,
                                 land_masks)
     report.update(
         device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
@@ -242,7 +241,7 @@ def run(
     panels = [Panel(s.sample.name, *s.preview, s.sample.transform,  # type: ignore[misc]
                     s.sample.vessels or [], [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
               for s in scenes if s.preview is not None]
-    draw_overview(panels, report_dir / "overview.png", config["overview"]["max_side_px"],
+    draw_overview(panels, report_dir / "overview.png", config.overview.max_side_px,
                   title=f"{report['scene'].get('source')}: {report.get('n_truth', 0)} true vessels (green), "
                         f"{len(detections)} detected (red)")
     report["outputs"] = {name: str(report_dir / name) for name in ("report.json", "detections.geojson", "overview.png")}
@@ -297,7 +296,7 @@ def drop_on_land(vessels: list[dict[str, Any]], sample: Any, sea: np.ndarray) ->
 
 
 def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles: dict[str, _Scene],
-           injector: FaultInjector | None, t_stream: float, deduplicated: set[str], score_cfg: dict[str, Any],
+           injector: FaultInjector | None, t_stream: float, deduplicated: set[str], score_cfg: ScoreSettings,
            land_masks: str | Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
     land_dropped = land_samples = 0
@@ -335,7 +334,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     n_lost = max(0, len(all_tiles) - len(processed) - n_rejected)
 
     per_scene, detections, counts, objects, outline_counts = [], [], [], [], []
-    tolerance = score_cfg["merge_tolerance_px"]
+    tolerance = score_cfg.merge_tolerance_px
     for s in scenes:
         sample = s.sample
         pred = np.zeros((sample.height, sample.width), np.uint8)
@@ -373,7 +372,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             # kept, so that a subset of the images (one data set of several) can be pooled again
             entry["pixel_counts"], entry["outline_pixel_counts"] = counts[-1], outline_counts[-1]
             obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
-                                score_cfg["match_iou"])
+                                score_cfg.match_iou)
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
             entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, sample)
             obj.pop("matched_indices")
@@ -445,4 +444,4 @@ def _summary(values: list[float]) -> dict[str, Any]:
     return {"n": len(values), "median": float(np.median(values)), "p90": float(np.percentile(values, 90))}
 
 
-__all__ = ["DEFAULTS", "RigResult", "run"]
+__all__ = ["DEFAULTS", "RigResult", "Settings", "run"]

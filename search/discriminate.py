@@ -202,11 +202,11 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
     split, through ``hil run`` on ``device`` (its report under ``work/which``)."""
     import hil
     from hil.__main__ import split_source
-    from hil.rig import DEFAULTS
+    from hil.settings import DEFAULTS
 
     hil.run(split_source(f"{split}:{which}"), opened, work / which, device=device, progress=False)
     return candidates(split, which, work / which / "detections.geojson",
-                      read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS["run"]["overlap_px"])
+                      read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS.run.overlap_px)
 
 
 def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str, kind: str = "logistic") -> str:
@@ -214,11 +214,11 @@ def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device:
     ``opened`` bundle's manifest less its name, figures and date; the IR files are in it by checksum),
     the cuts it replaces, the split's contents, the device, hil's tile overlap, the kind of model, and
     the features and cuts tried. Not the code that computes the features: after a change to it, delete the store."""
-    from hil.rig import DEFAULTS
+    from hil.settings import DEFAULTS
 
     manifest = {k: v for k, v in opened.items() if k not in ("name", "metrics", "created")}
     payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
-               "device": device, "overlap_px": DEFAULTS["run"]["overlap_px"], "features": FEATURES,
+               "device": device, "overlap_px": DEFAULTS.run.overlap_px, "features": FEATURES,
                "cuts": [float(c) for c in CUTS], "kind": kind}
     return sha256(json.dumps(payload, sort_keys=True).encode())
 

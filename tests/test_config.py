@@ -69,11 +69,13 @@ def test_hil_run_takes_its_settings_from_the_config(tmp_path: Path, brightness_b
     from hil.__main__ import main
 
     cfg = tmp_path / "h.toml"
-    cfg.write_text(f'[run]\nreport_dir = "{tmp_path / "report"}"\ndevice = "CPU"\n[overview]\nmax_side_px = 120\n')
+    cfg.write_text(f'[run]\nreport_dir = "{tmp_path / "report"}"\ndevice = "CPU"\nsynthetic_seed = 9\n'
+                   '[overview]\nmax_side_px = 120\n')
     assert main(["run", "--config", str(cfg), "--scene", "synthetic:size=128", "--model", str(brightness_bundle),
                  "--quiet"]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["device"] == "CPU"
+    assert report["scene"]["seed"] == 9  # a synthetic scene given without a seed takes [run] synthetic_seed
     from PIL import Image
 
     assert max(Image.open(tmp_path / "report" / "overview.png").size) <= 120
