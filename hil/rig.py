@@ -147,7 +147,11 @@ def run(
     if land_masks is not None and str(land_masks) not in COASTLINES and not Path(land_masks).is_dir():
         raise ValueError(f"--land-masks {str(land_masks)!r}: no such folder of sea/land masks, and not a "
                          f"coastline data set; valid: a folder or one of {list(COASTLINES)}")
-    scenes = [_Scene(sample) for sample in source]
+    scenes = []
+    for sample in source:
+        if _rereadable(sample):
+            sample.image = None  # read again when its tiles go: one image in memory at a time, not the set
+        scenes.append(_Scene(sample))
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
                     modality, [s.sample.dtype for s in scenes])
     if fit["warnings"] and strict_fit:
@@ -167,14 +171,16 @@ def run(
     def tiles() -> Any:
         seq = 0
         for k, s in enumerate(scenes):
+            if _rereadable(s.sample):
+                s.sample.load()  # one decode for the preview and every window (a JPEG or PNG has no cheap windows)
             if k < max_panels:
                 s.preview = s.sample.preview(config.overview.max_side_px // (1 if len(scenes) == 1 else 4))
             yield (tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
                                scene_id=f"{run_id}/{s.sample.name}", modality=fit.get("scene_modality")),
                    s.sample.height, _gsd(s.sample))
             seq += len(s.windows)
-            if s.sample.path is not None and s.sample.path.suffix.lower() not in (".tif", ".tiff"):
-                s.sample.image = None  # re-readable from its file; the truth is what scoring needs
+            if _rereadable(s.sample):
+                s.sample.image = None  # the truth is what scoring needs
 
     t0 = time.monotonic()
     proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg.startup_timeout_s, profile,
@@ -251,6 +257,12 @@ def run(
 
 def _gsd(sample: Sample) -> float | None:
     return abs(sample.transform.a) if sample.units == "m" and sample.crs is not None and sample.crs.is_projected else None
+
+
+def _rereadable(sample: Sample) -> bool:
+    """Whether ``sample``'s pixels are held in memory but can be read again from its file: a
+    GeoTIFF sample reads its windows from the file anyway, and a synthetic one has no file."""
+    return sample.path is not None and sample.path.suffix.lower() not in (".tif", ".tiff")
 
 
 def _scene_info(source: Source, scenes: list[_Scene]) -> dict[str, Any]:

@@ -160,3 +160,35 @@ def test_a_run_acknowledges_every_result_by_default_and_accounts_for_every_tile(
     assert r["tiles_processed"] == r["tiles_sent"] == 9 and r["tiles_lost"] == 0
     assert r["f1"] == pytest.approx(1.0)
     assert r["delivery"]["ground_ack"] and r["delivery"]["results_acked"] == 9 and r["delivery"]["awaiting_ground"] == 0
+
+
+def test_a_data_set_of_image_files_is_held_in_memory_one_image_at_a_time(
+        tmp_path: Path, bright64: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PNG or JPEG has no cheap windows, so its pixels are read whole; the rig reads each image
+    when its tiles go and lets it go after, so a set of thousands of images is not all in memory
+    before the first tile (the scores are those of the images as read)."""
+    from tests.hil.test_split import _mask_folder
+
+    _mask_folder(tmp_path / "set", 4)
+    import hil.rig
+
+    held: list[int] = []
+    real = hil.rig.tile_sample
+
+    def counting(sample, *args, **kwargs):  # type: ignore[no-untyped-def]
+        held.append(sum(s.sample.image is not None for s in scenes_seen))
+        return real(sample, *args, **kwargs)
+
+    scenes_seen: list = []
+    real_scene = hil.rig._Scene
+
+    def recording(sample):  # type: ignore[no-untyped-def]
+        scenes_seen.append(real_scene(sample))
+        return scenes_seen[-1]
+
+    monkeypatch.setattr(hil.rig, "tile_sample", counting)
+    monkeypatch.setattr(hil.rig, "_Scene", recording)
+    r = hil.run(f"hrsid-mini:{tmp_path / 'set'}", bright64, tmp_path / "out").report
+    assert held == [1, 1, 1, 1]
+    assert r["tiles_sent"] == r["tiles_processed"] == 4 and r["f1"] == 1.0
+    assert all(s.sample.image is None for s in scenes_seen)
