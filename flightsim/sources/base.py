@@ -110,6 +110,9 @@ class Sample:
     path: Path | None = None
     band_index: list[int] | None = None  # bands of ``path`` to read, 0-based (alpha left out)
     notes: list[str] = field(default_factory=list)
+    #: Colour table (bands, entries) of a palette image at ``path``: what it holds are indices into it,
+    #: and every read looks them up, so windows and whole reads give the same expanded counts.
+    palette: np.ndarray | None = None
 
     @property
     def units(self) -> str:
@@ -131,6 +134,8 @@ class Sample:
         if self.path is None:
             raise ValueError(f"sample {self.name!r} has neither pixels nor a file")
         with _open(self.path) as src:
+            if self.palette is not None:
+                return self.palette[:, src.read(1, window=Window(col, row, w, h))]
             indexes = [i + 1 for i in self.band_index] if self.band_index else None
             return src.read(indexes, window=Window(col, row, w, h))
 
@@ -143,7 +148,7 @@ class Sample:
     def preview(self, max_side_px: int) -> tuple[np.ndarray, int]:
         """An RGB float picture in [0, 1] at most ``max_side_px`` on a side, and its decimation factor."""
         factor = max(1, int(math.ceil(max(self.height, self.width) / max_side_px)))
-        if self.image is None and self.path is not None:
+        if self.image is None and self.path is not None and self.palette is None:
             with _open(self.path) as src:
                 from rasterio.enums import Resampling
 
@@ -217,8 +222,9 @@ def _open(path: Path) -> Any:
 def read_image(path: Path, georef: Georef, name: str | None = None) -> Sample:
     """An image file (GeoTIFF, PNG, JPEG, BMP: anything GDAL reads) as a sample without truth.
 
-    An alpha band is left out (it is not a measurement) and the note says so. Pixels must be
-    uint8 or uint16 counts, what a payload sends.
+    An alpha band is left out (it is not a measurement) and the note says so. A palette image's
+    indices are expanded through its colour table (one grey band, or RGB) and the note says so. Pixels
+    must be uint8 or uint16 counts, what a payload sends.
     """
     if not path.is_file():
         raise ValueError(f"{path}: no such image file")
@@ -238,10 +244,41 @@ def read_image(path: Path, georef: Georef, name: str | None = None) -> Sample:
             notes.append(f"georeference given by the user: transform {tuple(transform)[:6]}, crs {crs}")
         elif crs is None:
             notes.append("no georeference: pixel grid, measurements in pixels")
+        palette = None
+        if interp[0] == "palette":
+            palette, names, note = _palette(src)
+            keep = [0]
+            notes.append(note)
         image = src.read([i + 1 for i in keep]) if path.suffix.lower() not in (".tif", ".tiff") else None
+        if palette is not None and image is not None:
+            image = palette[:, image[0]]  # the palette stays: hil drops the pixels and reads them again
         return Sample(name=name or path.stem, height=src.height, width=src.width, transform=transform, crs=crs,
-                      bands=names, dtype=src.dtypes[0], image=image, path=path,
-                      band_index=keep if len(keep) < src.count else None, notes=notes)
+                      bands=names, dtype="uint8" if interp[0] == "palette" else src.dtypes[0], image=image,
+                      path=path, band_index=keep if len(keep) < src.count and interp[0] != "palette" else None,
+                      notes=notes, palette=palette)
+
+
+def _palette(src: Any) -> tuple[np.ndarray, list[str], str]:
+    """The colour table of band 1 of a palette image as a (bands, entries) lookup array, the band names
+    and the note: one grey band where every entry has R = G = B, else red, green, blue. Indices are not
+    counts of a sensor; what a payload sends is the colour they stand for."""
+    try:
+        cmap = src.colormap(1)
+    except ValueError as exc:
+        raise ValueError(f"{src.name}: palette image without a readable colour table: {exc}") from None
+    n = 256 if src.dtypes[0] == "uint8" else 65536
+    table = np.zeros((n, 4), np.uint8)
+    for i, rgba in cmap.items():
+        if 0 <= i < n:
+            table[i] = rgba[:4] if len(rgba) >= 4 else (*rgba[:3], 255)
+    used = np.array(sorted(i for i in cmap if 0 <= i < n), dtype=np.int64)
+    grey = bool((table[used, 0] == table[used, 1]).all() and (table[used, 1] == table[used, 2]).all())
+    alpha = " (its transparency ignored)" if (table[used, 3] < 255).any() else ""
+    if grey:
+        return (table[:, :1].T.copy(), ["band1"],
+                f"palette image: {len(used)} colours, all grey, expanded to one grey band{alpha}")
+    return (table[:, :3].T.copy(), ["red", "green", "blue"],
+            f"palette image: {len(used)} colours expanded to RGB{alpha}")
 
 
 def read_mask_file(path: Path, channel: int, threshold: int, shape_hw: tuple[int, int]) -> np.ndarray:

@@ -1,16 +1,24 @@
 """Any GeoTIFF (or other single image GDAL reads), with an optional truth file.
 
-The truth is a mask GeoTIFF on the scene's grid (nonzero = vessel) or a GeoJSON of vessel polygons
-in the scene's CRS; either way both forms come back, so pixel and object scores use one truth.
+The truth is a mask GeoTIFF on the scene's grid (nonzero = vessel) or a GeoJSON of vessel polygons;
+either way both forms come back, so pixel and object scores use one truth. A GeoJSON with a top-level
+``crs`` member (``{"type": "name", "properties": {"name": "EPSG:4326"}}``, what ``flightsim generate``
+writes) is reprojected from it to the scene's CRS; one without is taken to be in the scene's CRS. A
+truth that lies wholly outside the scene is an error, not an empty truth: RFC 7946 GeoJSON is lon/lat
+(EPSG:4326), and read as the scene's projected metres it would silently score nothing.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from shapely.geometry import shape
+from rasterio.crs import CRS
+from rasterio.transform import array_bounds
+from rasterio.warp import transform_geom
+from shapely.geometry import box, shape
 
 from flightsim.sources.base import Georef, Sample, Source, _open, mask_to_vessels, read_image, vessels_to_mask
 
@@ -22,7 +30,8 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
 
     Raises:
         ValueError: naming the file: missing, of another size than the scene, not a FeatureCollection,
-            or of a suffix other than those in ``TRUTH_SUFFIXES``.
+            with a crs member not understood, lying wholly outside the scene (both extents named), or
+            of a suffix other than those in ``TRUTH_SUFFIXES``.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,12 +48,57 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
     if suffix in (".geojson", ".json"):
         try:
             collection = json.loads(path.read_text())
-            vessels = [shape(f["geometry"]) for f in collection["features"]]
+            geometries = [f["geometry"] for f in collection["features"]]
+            vessels = [shape(g) for g in geometries]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: not a GeoJSON FeatureCollection of polygons: {exc}") from None
+        crs = _geojson_crs(path, collection)
+        if crs is not None and sample.crs is None:
+            raise ValueError(f"{path}: truth is in {crs.to_string()} but the scene has no CRS; give the scene's "
+                             "georeference (--crs, --gsd, --origin) or a truth in pixel coordinates without a crs")
+        if crs is not None and crs != sample.crs:
+            vessels = [shape(transform_geom(crs, sample.crs, g)) for g in geometries]
+            sample.notes.append(f"truth reprojected from {crs.to_string()} to the scene's {sample.crs.to_string()}")
+        _check_inside(path, vessels, sample, crs)
         sample.vessels, sample.mask = vessels, vessels_to_mask(vessels, sample.transform, shape_hw)
         return sample
     raise ValueError(f"{path}: truth must be a mask GeoTIFF or a GeoJSON; valid: {list(TRUTH_SUFFIXES)}")
+
+
+def _geojson_crs(path: Path, collection: dict[str, Any]) -> CRS | None:
+    """The CRS named by a GeoJSON's top-level ``crs`` member (GeoJSON 2008 style), or None without one."""
+    member = collection.get("crs")
+    if member is None:
+        return None
+    try:
+        name = member["properties"]["name"]
+        return CRS.from_user_input(name)
+    except Exception as exc:  # KeyError, TypeError, CRSError
+        raise ValueError(f"{path}: crs member {member!r} not understood ({exc}); write it as "
+                         '{"type": "name", "properties": {"name": "EPSG:32632"}}') from None
+
+
+def _check_inside(path: Path, vessels: list[Any], sample: Sample, crs: CRS | None) -> None:
+    """Raise if there is truth and none of it meets the scene: a truth in another CRS than assumed."""
+    if not vessels:
+        return
+    left, bottom, right, top = array_bounds(sample.height, sample.width, sample.transform)
+    scene = box(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
+    if any(v.intersects(scene) for v in vessels):
+        return
+    extent = _bounds(vessels)
+    said = f"its crs member's {crs.to_string()}" if crs is not None else "no crs member, so the scene's CRS"
+    raise ValueError(
+        f"{path}: the truth lies outside the scene: truth extent {extent} (read in {said}), scene extent "
+        f"{tuple(round(v, 6) for v in scene.bounds)} in {sample.crs.to_string() if sample.crs else 'pixels'}. "
+        "RFC 7946 GeoJSON is lon/lat (EPSG:4326); if the file is, say so with a top-level crs member, "
+        '{"type": "name", "properties": {"name": "EPSG:4326"}}, and the truth is reprojected to the scene')
+
+
+def _bounds(geoms: list[Any]) -> tuple[float, ...]:
+    """(minx, miny, maxx, maxy) of several geometries, rounded for a message."""
+    b = np.array([g.bounds for g in geoms], dtype=float)
+    return tuple(round(float(v), 6) for v in (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
 
 
 class GeoTIFFSource(Source):

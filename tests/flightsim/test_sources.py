@@ -108,7 +108,7 @@ def test_coco_rle_and_polygons_with_rgba_and_gsd(tmp_path: Path) -> None:
     rgba = np.concatenate([img, np.full((1, *mask.shape), 255, np.uint8)])
     png = tmp_path / "port" / "x_True_color.png"
     path = _write(png, rgba, "PNG")
-    with rasterio.open(path, "r+") as dst:
+    with rasterio.open(path, "r+"):
         pass
     second = np.zeros_like(mask)
     second[25:35, 40:44] = 1
