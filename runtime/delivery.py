@@ -14,6 +14,10 @@ ground_ack = true`` the runtime binds an ``acks`` socket (PULL); the ground send
 * only the ground's ack releases it and sends its tile's "done" to the sender. At shutdown,
   results still unacknowledged after ``shutdown_grace_s`` are given up on (``results_undeliverable``):
   their tiles never got "done", so their senders resend them to the next runtime.
+
+Only an accepted tile's result is held for the ground: a tile rejected before it was accepted is
+answered by its rejected ack, and its rejection result is sent once with no key (a corrupted copy of
+an accepted tile carries that tile's key, which must stay its own result's; docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from runtime.health import Heartbeat
 log = logging.getLogger("runtime")
 
 Key = tuple[str, str, str]
+#: A tile's outcome, (status, reason): ("ok", None), or ("rejected", a Reason value) for a tile
+#: rejected after it was accepted. Its "done" says it, and a resend of the tile hears it again.
+Outcome = tuple[str, str | None]
+OK: Outcome = ("ok", None)
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Waiting:
     done: bytes
     sent_at: float
     sends: int = 1
+    outcome: Outcome = OK
 
 
 class AwaitingGround:
@@ -56,13 +65,13 @@ class AwaitingGround:
         self._items: OrderedDict[Key, Waiting] = OrderedDict()
         self._lock = threading.Lock()
 
-    def sent(self, key: Key, frames: list[bytes], identity: bytes, done: bytes) -> bool:
+    def sent(self, key: Key, frames: list[bytes], identity: bytes, done: bytes, outcome: Outcome = OK) -> bool:
         """Record a result just sent; False when one for this key is already waiting (a duplicate
         result: the first one's acknowledgement releases the tile)."""
         with self._lock:
             if key in self._items:
                 return False
-            self._items[key] = Waiting(frames, identity, done, time.monotonic())
+            self._items[key] = Waiting(frames, identity, done, time.monotonic(), outcome=outcome)
             return True
 
     def acked(self, key: Key) -> Waiting | None:
@@ -114,17 +123,22 @@ class ResultSender:
     ``counted(name, n)``, ``say(event, **fields)`` and ``released()`` (a tile's result has left or
     been given up on: it is no longer inside the runtime) are the runtime's; "done" frames go to the
     main loop over the inproc PAIR ``notify_endpoint``, since the main loop owns the tile socket.
-    A tile whose sender wants no "done" (an empty ``done`` frame) is handed to ``delivered(key)``
-    instead, here: the main loop is not woken for it.
+    A tile whose sender wants no "done" (an empty ``done`` frame) is handed to
+    ``delivered(key, outcome)`` instead, here: the main loop is not woken for it.
+
+    A bug met while handling one result must not end the thread (every later tile would be acked
+    and never answered): it is logged, counted and said as an ``internal_error`` event, and the
+    tile leaves the runtime, its sender told it was rejected (``internal_error``) if its result
+    never went out.
     """
 
     def __init__(self, ctx: zmq.Context, results: zmq.Socket, acks: zmq.Socket | None, notify_endpoint: str,
                  ack_timeout_s: float, counted: Callable[..., None], say: Callable[..., None],
-                 released: Callable[[], None], delivered: Callable[[Key], None] | None = None):
+                 released: Callable[[], None], delivered: Callable[[Key, Outcome], None] | None = None):
         self._ctx, self._results, self._acks, self._notify_endpoint = ctx, results, acks, notify_endpoint
         self._counted, self._say, self._released = counted, say, released
         self._delivered = delivered
-        self._queue: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any, Outcome] | None] = queue.SimpleQueue()
         self.awaiting = AwaitingGround(ack_timeout_s)
         self.beat = Heartbeat("output")
         self._stop_deadline: float | None = None
@@ -133,10 +147,11 @@ class ResultSender:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, frames: list[bytes], identity: bytes, done: bytes, key: Any) -> None:
+    def put(self, frames: list[bytes], identity: bytes, done: bytes, key: Any, outcome: Outcome = OK) -> None:
         """A result to send; ``identity`` and ``done`` tell its tile's sender, ``key`` identifies it
-        to the ground's acknowledgement (empty identity, None key: a rejection nobody waits for)."""
-        self._queue.put((frames, identity, done, key))
+        to the ground's acknowledgement (empty identity, None key: a rejection nobody waits for),
+        ``outcome`` is what its "done" says, remembered for a resend of the tile."""
+        self._queue.put((frames, identity, done, key, outcome))
 
     def depth(self) -> int:
         return self._queue.qsize()
@@ -166,13 +181,13 @@ class ResultSender:
             if item:
                 self._send_one(notify, *item)
             if self._acks is not None:
-                self._take_acks(notify)
-                self._resend_overdue()
+                self._guarded(self._take_acks, notify)
+                self._guarded(self._resend_overdue)
         if self._acks is not None:  # at shutdown: the ground has until the grace deadline to ack
             while len(self.awaiting) and time.monotonic() < (self._stop_deadline or 0):
                 self._acks.poll(100)
-                self._take_acks(notify)
-                self._resend_overdue()
+                self._guarded(self._take_acks, notify)
+                self._guarded(self._resend_overdue)
             lost = self.awaiting.give_up()
             for _ in lost:
                 self._released()
@@ -182,19 +197,56 @@ class ResultSender:
                                                             "shutdown: their senders resend the tiles")
         notify.close()
 
-    def _send_one(self, notify: zmq.Socket, frames: list[bytes], identity: bytes, done: bytes, key: Any) -> None:
-        self.beat.begin(None)
-        sent = self._send_result(frames)
-        self.beat.end()
-        if not sent:
+    def _send_one(self, notify: zmq.Socket, frames: list[bytes], identity: bytes, done: bytes, key: Any,
+                  outcome: Outcome = OK) -> None:
+        """Send one result and release or ledger its tile; a bug met on the way is the tile's, not
+        the thread's: every tile is still released once and its sender answered once."""
+        inside = True  # the tile counts in max_tiles_inside until released here or ledgered
+        stage = "sending"  # then "sent" (the result is out), then "told" (its sender answered)
+        try:
+            self.beat.begin(None)
+            try:
+                sent = self._send_result(frames)
+            finally:
+                self.beat.end()
+            if not sent:
+                inside = False
+                self._released()
+                return  # no "done": the sender keeps the tile and resends it to the next runtime
+            stage = "sent"
+            self._counted("results_sent")
+            if self._acks is not None and key is not None:
+                if self.awaiting.sent(key, frames, identity, done, outcome):
+                    inside = False
+                    return  # inside until the ground acks it (runtime/delivery.py)
+            inside = False
             self._released()
-            return  # no "done": the sender keeps the tile and resends it to the next runtime
-        self._counted("results_sent")
-        if self._acks is not None and key is not None:
-            if self.awaiting.sent(key, frames, identity, done):
-                return  # inside until the ground acks it (runtime/delivery.py)
-        self._released()
-        self._finished(notify, identity, done, key)
+            stage = "told"  # set first: a "done" that fails to go is not tried twice
+            self._finished(notify, identity, done, key, outcome)
+        except Exception as exc:
+            self._fault("sending a result", exc, key)
+            if inside:
+                self._released()
+            if stage == "sending":  # its result never went out: the tile was rejected, say so
+                outcome = ("rejected", protocol.Reason.INTERNAL_ERROR.value)
+                done = _with_outcome(done, outcome)
+            if stage != "told":
+                self._guarded(self._finished, notify, identity, done, key, outcome)
+
+    def _guarded(self, handler: Callable[..., None], *args: Any) -> None:
+        """Run one step of the loop; a bug it meets is logged and said, never the end of the thread."""
+        try:
+            handler(*args)
+        except Exception as exc:
+            self._fault(getattr(handler, "__name__", str(handler)), exc, None)
+
+    def _fault(self, where: str, exc: BaseException, key: Any) -> None:
+        """A bug met in this thread: logged with its traceback, counted, and raised as the
+        ``internal_error`` event (FATAL in runtime/interface.py), naming the tile when there is one."""
+        log.error("internal error in the sender thread (%s)", where, exc_info=exc)
+        self._counted("internal_errors")
+        ids = dict(zip(("scene_id", "tile_id", "checksum"), key)) if isinstance(key, tuple) and len(key) == 3 else {}
+        self._say("internal_error", handler="sender", detail=f"{where}: {exc!r}", **ids)
 
     def _take_acks(self, notify: zmq.Socket) -> None:
         while True:
@@ -216,16 +268,17 @@ class ResultSender:
                 continue  # a second ack of a resent result, or a stranger's
             self._counted("results_acked")
             self._released()
-            self._finished(notify, entry.identity, entry.done, key)  # type: ignore[arg-type]
+            self._finished(notify, entry.identity, entry.done, key, entry.outcome)  # type: ignore[arg-type]
 
-    def _finished(self, notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None) -> None:
+    def _finished(self, notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None,
+                  outcome: Outcome = OK) -> None:
         """A tile's result is delivered: its sender is told "done" through the main loop, or, if
-        it asked not to be, the tile is remembered as done here. An empty identity (a rejection
-        nobody waits for) needs neither."""
+        it asked not to be, the tile is remembered as done (with its outcome) here. An empty
+        identity (a rejection nobody waits for) needs neither."""
         if identity and done:
-            _tell(notify, identity, done, key)
+            _tell(notify, identity, done, key, outcome)
         elif identity and key is not None and self._delivered is not None:
-            self._delivered(key)
+            self._delivered(key, outcome)
 
     def _resend_overdue(self) -> None:
         for _, entry in self.awaiting.overdue():
@@ -251,8 +304,32 @@ class ResultSender:
                 self._results.poll(100, zmq.POLLOUT)
 
 
-def _tell(notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None) -> None:
+def _tell(notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None, outcome: Outcome = OK) -> None:
     """Hand a "done" to the main loop, which owns the tile socket and forwards it to the tile's
-    sender; the tile's key goes with it (frames after ``done``) so that the main loop can remember
-    the tile as done without decoding what was just encoded."""
-    notify.send_multipart([identity, done, *(k.encode() for k in key or ())])
+    sender: ``[identity, done, status, reason, *key]``. The outcome and the tile's key go with it so
+    that the main loop can remember the tile as done, and how it ended, without decoding what was
+    just encoded (:func:`read_told` reads them back)."""
+    status, reason = outcome
+    notify.send_multipart([identity, done, status.encode(), (reason or "").encode(),
+                           *(k.encode(ID_ENCODING, "surrogatepass") for k in key or ())])
+
+
+def read_told(frames: list[bytes]) -> tuple[bytes, bytes, Key | None, Outcome]:
+    """What :func:`_tell` sent: identity, "done" frame, the tile's key (None if it had none) and
+    its outcome. Ids are decoded exactly as they were encoded, so any key round-trips."""
+    identity, done, status, reason, *key = frames
+    ids = tuple(k.decode(ID_ENCODING, "surrogatepass") for k in key)
+    return identity, done, ids or None, (status.decode(), reason.decode() or None)  # type: ignore[return-value]
+
+
+def _with_outcome(done: bytes, outcome: Outcome) -> bytes:
+    """``done`` (a "done" frame, or empty for a sender that wants none) saying ``outcome`` instead."""
+    if not done:
+        return done
+    status, reason = outcome
+    return protocol.encode_done({**protocol.loads(done), "status": status, "reason": reason})
+
+
+#: How ids travel from the sender thread to the main loop: UTF-8, with "surrogatepass" so that
+#: even an id no UTF-8 encoder takes (protocol.decode_tile refuses those) cannot fail here.
+ID_ENCODING = "utf-8"

@@ -178,14 +178,14 @@ def decode_tile(
     shape = header["shape"]
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise TileRejected(Reason.BAD_HEADER, f"shape must be 3 positive integers, got {shape!r}", header)
+    for name in ("scene_id", "tile_id", "checksum"):
+        if not _is_utf8(header[name]):
+            raise TileRejected(Reason.BAD_HEADER, f"{name} is not UTF-8 text (a lone surrogate such as \\ud800)", header)
     transform = header.get("transform", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    if len(transform) != 6 or not all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and abs(t) <= MAX_TRANSFORM
-        for t in transform
-    ):
+    if len(transform) != 6 or not all(_is_finite(t, MAX_TRANSFORM) for t in transform):
         raise TileRejected(Reason.BAD_HEADER, f"transform must be 6 finite numbers within ±{MAX_TRANSFORM:g}", header)
-    if "time" in header and not math.isfinite(header["time"]):
-        raise TileRejected(Reason.BAD_HEADER, "time must be finite", header)
+    if "time" in header and not _is_finite(header["time"]):
+        raise TileRejected(Reason.BAD_HEADER, "time must be a finite number that fits a float", header)
     window = header.get("window")
     if window is not None and (len(window) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) for w in window)):
         raise TileRejected(Reason.BAD_HEADER, "window must be 4 integers", header)
@@ -217,6 +217,32 @@ def decode_tile(
         )
     pixels = np.frombuffer(data, dtype=dtype).reshape(bands, height, width)
     return header, pixels
+
+
+def _is_finite(value: Any, bound: float = math.inf) -> bool:
+    """Whether ``value`` is a number (not a bool) that fits a float, is finite and within ±``bound``.
+
+    JSON integers have no size limit: 10**400 is a valid header value, and ``math.isfinite`` raises
+    OverflowError on it rather than saying no, which the runtime would take for a bug of its own.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        number = float(value)
+    except OverflowError:
+        return False
+    return math.isfinite(number) and abs(number) <= bound
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: JSON may carry a lone UTF-16 surrogate (``"\\ud800"``),
+    which Python decodes into a str that no UTF-8 encoder takes. Ids are echoed and encoded on
+    every path a tile takes, so such an id is refused at the door."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _best_effort_header(frame: bytes) -> dict[str, Any]:

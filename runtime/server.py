@@ -38,7 +38,7 @@ from rasterio.errors import CRSError
 from runtime import protocol
 from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
-from runtime.delivery import ResultSender
+from runtime.delivery import OK, Outcome, ResultSender, read_told
 from runtime.device import InferenceAdapter, open_device
 from runtime.fit import SceneFit, manifest_trained_for
 from runtime.health import Health, Heartbeat, StageProbe
@@ -77,6 +77,35 @@ class Serving:
 def _parse_crs(text: str | None) -> CRS | None:
     """A tile's CRS; a stream's tiles share one, parsed once (rasterio's CRS is not changed in place)."""
     return None if text is None else CRS.from_user_input(text)
+
+
+#: Bounds on a geographic tile's corners, in degrees. Latitude beyond ±90 is not on the Earth;
+#: longitude beyond ±180 is refused too, because each vessel is measured in the UTM zone of its
+#: longitude (runtime/vectorize.py), which clamps to zones 1..60 and so measures longitudes past
+#: the antimeridian in the wrong zone (wrong lengths) or, from about ±265, not at all (PROJ raises).
+MAX_LATITUDE, MAX_LONGITUDE = 90.0, 180.0
+
+
+def _check_on_the_earth(header: dict[str, Any], crs: CRS | None) -> None:
+    """Refuse a tile in a geographic CRS whose corners are not on the Earth (bad_header).
+
+    Why here and not in post-processing: there it failed only for tiles holding a vessel (an empty
+    tile needs no measuring), so the same tile was ok or inference_failed depending on its content.
+    Vessel polygons lie inside the tile's pixel rectangle, and the transform is affine, so its four
+    corners bound every coordinate a result can hold.
+    """
+    if crs is None or not crs.is_geographic:
+        return
+    _, height, width = header["shape"]
+    a, b, c, d, e, f = (float(t) for t in header.get("transform", (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)))
+    corners = [(a * col + b * row + c, d * col + e * row + f) for col in (0, width) for row in (0, height)]
+    lons, lats = [x for x, _ in corners], [y for _, y in corners]  # rasterio's GIS order: x is longitude
+    if max(abs(v) for v in lats) > MAX_LATITUDE:
+        raise TileRejected(Reason.BAD_HEADER, f"a geographic tile ({crs}) whose corners reach latitude "
+                           f"{min(lats):g} to {max(lats):g}: latitude must be within ±{MAX_LATITUDE:g}", header)
+    if max(abs(v) for v in lons) > MAX_LONGITUDE:
+        raise TileRejected(Reason.BAD_HEADER, f"a geographic tile ({crs}) whose corners reach longitude "
+                           f"{min(lons):g} to {max(lons):g}: longitude must be within ±{MAX_LONGITUDE:g}", header)
 
 
 class Runtime:
@@ -122,9 +151,10 @@ class Runtime:
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
             give_up=self._post_processing_stuck, batch=int(settings.vectorize["batch"]),
             batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3)
-        # Tiles seen, by (scene_id, tile_id): "in_flight" or "done". A resent tile is not processed
-        # again. Bounded; the oldest are forgotten first.
-        self._seen: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        # Tiles seen, by (scene_id, tile_id, checksum): "in_flight" or "done", with the outcome the
+        # tile's "done" said, so that a resent tile is not processed again and hears the same answer.
+        # Bounded; the oldest are forgotten first.
+        self._seen: OrderedDict[tuple[str, str, str], tuple[str, Outcome]] = OrderedDict()
         self._fit = SceneFit(settings.remember_tiles)  # only the main loop uses it
         self._notify_endpoint = f"inproc://notify-{id(self)}"
         self._notify = self._ctx.socket(zmq.PAIR)
@@ -137,7 +167,7 @@ class Runtime:
         # Results out, and the ground's acknowledgements in (runtime/delivery.py).
         self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
                                     settings.ground_ack_timeout_s, self._count, self._event, self._left,
-                                    delivered=lambda key: self._remember(key, "done"))
+                                    delivered=lambda key, outcome: self._remember(key, "done", outcome))
         self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
         self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
@@ -273,12 +303,11 @@ class Runtime:
         if ok:
             self._count("tiles_ok")
         job = item[1]
+        outcome: Outcome = OK if ok else ("rejected", Reason.INFERENCE_FAILED.value)
         done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
         if protocol.wants_done(job.header):
-            done = protocol.encode_done({
-                **protocol.tile_ids(job.header), "status": "ok" if ok else "rejected",
-                "reason": None if ok else Reason.INFERENCE_FAILED.value})
-        self._sender.put(frames, job.identity, done, job.key)
+            done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0], "reason": outcome[1]})
+        self._sender.put(frames, job.identity, done, job.key, outcome)
 
     def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
                       t_inferred: float) -> tuple[list[bytes], bool]:
@@ -302,11 +331,12 @@ class Runtime:
         return self._rejection(item[1].header, Reason.INFERENCE_FAILED,
                                f"post-processing: stuck for over {timeout} s on two workers"), False
 
-    def _remember(self, key: tuple[str, str, str] | None, state: str) -> None:
+    def _remember(self, key: tuple[str, str, str] | None, state: str, outcome: Outcome = OK) -> None:
+        """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said)."""
         if key is None:
             return
         with self._lock:
-            self._seen[key] = state
+            self._seen[key] = (state, outcome)
             self._seen.move_to_end(key)
             while len(self._seen) > self.settings.remember_tiles:
                 self._seen.popitem(last=False)
@@ -315,10 +345,11 @@ class Runtime:
         """Tell senders which tiles have had their results sent (frames from the sender thread)."""
         while True:
             try:
-                identity, done, *key = self._notify.recv_multipart(zmq.NOBLOCK)
+                frames = self._notify.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self._remember(tuple(k.decode() for k in key) or None, "done")  # type: ignore[arg-type]
+            identity, done, key, outcome = read_told(frames)  # decoded as runtime.delivery encoded them
+            self._remember(key, "done", outcome)
             self._tiles.send_multipart([identity, done])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
@@ -354,6 +385,7 @@ class Runtime:
                 crs = _parse_crs(header.get("crs"))
             except (CRSError, ValueError, TypeError) as exc:  # rasterio raises all three on bad text
                 raise TileRejected(Reason.BAD_HEADER, f"crs not understood: {exc}", header) from None
+            _check_on_the_earth(header, crs)
             serving = self.serving
             if serving is None:
                 raise TileRejected(Reason.NO_MODEL, "no flight model is loaded", header)
@@ -362,7 +394,7 @@ class Runtime:
                 state = self._seen.get(key) if key else None
             if state is not None:
                 self._left()
-                self._duplicate(identity, header, state)
+                self._duplicate(identity, header, *state)
                 return
             self._check_fit(serving, header, crs)
             batch, valid = serving.preprocess(pixels, header)
@@ -388,7 +420,10 @@ class Runtime:
                 log.exception("internal error on a tile")
                 self._count("internal_errors")
                 reason, detail = Reason.INTERNAL_ERROR, f"internal error: {exc!r}"
-            self._sender.put(self._rejection(header, reason, detail), b"", b"", protocol.tile_key(header))
+            # Sent once, outside the ground-ack ledger (key None): the tile was never accepted, its
+            # sender has the rejected ack below, and a corrupted copy of an accepted tile carries that
+            # tile's key, which must stay free for the accepted tile's own result (docs/protocol.md).
+            self._sender.put(self._rejection(header, reason, detail), b"", b"", None)
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
         self._remember(job.key, "in_flight")
@@ -411,18 +446,20 @@ class Runtime:
         if self.settings.strict_fit:
             raise TileRejected(Reason.MODEL_MISMATCH, "; ".join(warnings), header)
 
-    def _duplicate(self, identity: bytes, header: dict[str, Any], state: str) -> None:
+    def _duplicate(self, identity: bytes, header: dict[str, Any], state: str, outcome: Outcome) -> None:
         """A tile already taken (a resend): acknowledge it, never process it twice.
 
-        If its result has gone out, the sender is told so at once; if it is still in the pipeline,
-        the "done" goes to whoever sent it first, and a sender that has restarted since will resend
-        again and hear "done" then.
+        If its result has gone out, the sender is told so at once, with the outcome the first
+        "done" said (a tile rejected after acceptance stays rejected); if it is still in the
+        pipeline, the "done" goes to whoever sent it first, and a sender that has restarted since
+        will resend again and hear "done" then.
         """
         self._count("duplicates")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True, duplicate=True)])
         if state == "done" and protocol.wants_done(header):
-            self._tiles.send_multipart([identity, protocol.encode_done({**protocol.tile_ids(header), "status": "ok",
-                                                                        "reason": None, "duplicate": True})])
+            status, reason = outcome
+            self._tiles.send_multipart([identity, protocol.encode_done({**protocol.tile_ids(header), "status": status,
+                                                                        "reason": reason, "duplicate": True})])
 
     def _guarded(self, handler: Any, *args: Any) -> None:
         """Run one message's handler; a bug it hits is an event, never the end of the payload."""

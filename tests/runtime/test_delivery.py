@@ -236,3 +236,130 @@ def test_the_ground_ledger_resends_the_overdue_head_in_order_and_releases_on_ack
     assert [k for k, _ in overdue] == [keys[2], keys[0], keys[1]] and overdue[1][1].sends == 3
     assert ledger.acked(keys[1]).done == b"done" and ledger.acked(keys[1]) is None and len(ledger) == 2
     assert len(ledger.give_up()) == 2 and len(ledger) == 0
+
+
+def _dealer(endpoint: str) -> zmq.Socket:
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+def test_an_id_that_is_not_utf8_is_refused_and_the_tiles_after_it_are_still_delivered(
+        running_runtime: Runtime) -> None:
+    """Review: a scene_id holding a lone surrogate (JSON ``"\\ud800"``) was accepted, and encoding its
+    "done" killed the sender thread: every later tile was acked and never answered."""
+    import json
+
+    ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
+    sender = _dealer(running_runtime.endpoints["tiles"])
+    frames = _tile(0).frames()
+    header = json.loads(frames[0])
+    header["scene_id"] = "\ud800"
+    sender.send_multipart([json.dumps(header).encode(), frames[1]])
+    (ack,) = _messages(sender, 1)
+    assert ack["status"] == "rejected" and ack["reason"] == "bad_header" and ack["tile_id"] == "s/0"
+    for i in (1, 2):
+        sender.send_multipart(_tile(i).frames())
+        ack, done = _messages(sender, 2)
+        assert ack["status"] == "accepted" and done["type"] == "done" and done["tile_id"] == f"s/{i}"
+    assert ground.wait_for_tiles({"s/1", "s/2"}, 10)
+    status = running_runtime.status()
+    assert status["counters"]["internal_errors"] == 0
+    ground.close()
+    sender.close()
+
+
+def test_a_corrupted_copy_of_an_accepted_tile_does_not_let_its_result_skip_the_grounds_ack(
+        running_runtime: Runtime) -> None:
+    """Review: the rejection of a corrupted copy (same header, bad_checksum) took the accepted
+    tile's key in the ground-ack ledger, so the tile's own result went out unledgered and its
+    sender heard "done" although no ground had acknowledged it."""
+    endpoints = running_runtime.endpoints
+    reader = zmq.Context.instance().socket(zmq.PULL)  # reads results, acknowledges none (yet)
+    reader.setsockopt(zmq.LINGER, 0)
+    reader.connect(endpoints["results"])
+    sender = _dealer(endpoints["tiles"])
+    frames = _tile(0).frames()
+    corrupted = [frames[0], bytes([frames[1][0] ^ 1]) + frames[1][1:]]
+    sender.send_multipart(frames)
+    sender.send_multipart(corrupted)
+    acks = _messages(sender, 2)
+    assert [(a["status"], a["reason"]) for a in acks] == [("accepted", None), ("rejected", "bad_checksum")]
+    results = [protocol.decode_result(reader.recv_multipart())[0] for _ in range(2) if reader.poll(10_000)]
+    assert sorted(r["status"] for r in results) == ["ok", "rejected"], results
+    assert not sender.poll(1000), "a 'done' before the ground acknowledged the tile's result"
+    assert running_runtime.status()["delivery"]["awaiting_ground"] == 1  # the accepted tile's result
+    [ok] = [r for r in results if r["status"] == "ok"]
+    ground_acks = zmq.Context.instance().socket(zmq.PUSH)
+    ground_acks.setsockopt(zmq.LINGER, 1000)
+    ground_acks.connect(endpoints["acks"])
+    ground_acks.send(protocol.dumps({"v": 1, "ack": [ok["scene_id"], ok["tile_id"], ok["checksum"]]}))
+    (done,) = _messages(sender, 1)
+    assert done["type"] == "done" and done["tile_id"] == "s/0" and done["status"] == "ok"
+    for sock in (reader, sender, ground_acks):
+        sock.close()
+
+
+def test_a_resend_of_a_tile_that_failed_after_acceptance_hears_the_same_outcome(
+        brightness_bundle, monkeypatch) -> None:
+    """Review: a resend of a finished tile was always told "done" with status ok, even when the
+    tile had been rejected after acceptance (here the device fails every request)."""
+    from tests.runtime.test_device_loss import Devices, _serve
+    from tests.runtime.test_server import Ground
+
+    for runtime in _serve(brightness_bundle, Devices(fail_from=1, reopen="lost_again"), monkeypatch,
+                          max_attempts=1):
+        ground = Ground(runtime.endpoints)
+        sender = _dealer(runtime.endpoints["tiles"])
+        frames = _tile(0).frames()
+        sender.send_multipart(frames)
+        [result] = ground.results(1)
+        assert (result["status"], result["reason"]) == ("rejected", "inference_failed")
+        ack, done = _messages(sender, 2)
+        assert ack["status"] == "accepted" and (done["status"], done["reason"]) == ("rejected", "inference_failed")
+        sender.send_multipart(frames)  # the sender missed that "done" and resends
+        ack, done = _messages(sender, 2)
+        assert ack["duplicate"] and done["duplicate"] and done["type"] == "done"
+        assert (done["status"], done["reason"]) == ("rejected", "inference_failed")
+        sender.close()
+
+
+def test_the_sender_survives_a_result_it_cannot_send_and_answers_that_tile(tmp_path) -> None:
+    """An exception while handling one result is an internal_error event, its tile leaves the
+    runtime and its sender is told it was rejected; the results after it are still sent. The
+    sender thread with real sockets; the failing result is a frame ZeroMQ cannot send."""
+    import threading
+
+    from runtime.delivery import ResultSender
+
+    ctx = zmq.Context.instance()
+    results = ctx.socket(zmq.PUSH)
+    results.setsockopt(zmq.LINGER, 0)
+    results.bind(f"ipc://{tmp_path}/results")
+    reader = ctx.socket(zmq.PULL)
+    reader.setsockopt(zmq.LINGER, 0)
+    reader.connect(f"ipc://{tmp_path}/results")
+    notify = ctx.socket(zmq.PAIR)  # the main loop's end
+    notify.bind(f"inproc://notify-test-{id(tmp_path)}")
+    counted, said, released = [], [], threading.Semaphore(0)
+    sender = ResultSender(ctx, results, None, f"inproc://notify-test-{id(tmp_path)}", 1.0,
+                          counted=lambda name, n=1: counted.append(name), say=lambda e, **f: said.append((e, f)),
+                          released=released.release)
+    sender.start()
+    bad_key, good_key = ("s", "s/0", "crc32:0"), ("s", "s/1", "crc32:1")
+    done = [protocol.encode_done({"scene_id": k[0], "tile_id": k[1], "seq": i, "checksum": k[2], "status": "ok"})
+            for i, k in enumerate((bad_key, good_key))]
+    sender.put([object()], b"sender", done[0], bad_key)  # type: ignore[list-item]
+    sender.put([b"result 1"], b"sender", done[1], good_key)
+    assert reader.poll(5000) and reader.recv() == b"result 1"
+    told = [notify.recv_multipart() for _ in range(2) if notify.poll(5000)]
+    answer = protocol.loads(told[0][1])
+    assert answer["tile_id"] == "s/0" and (answer["status"], answer["reason"]) == ("rejected", "internal_error")
+    assert protocol.loads(told[1][1])["tile_id"] == "s/1" and protocol.loads(told[1][1])["status"] == "ok"
+    assert released.acquire(timeout=5) and released.acquire(timeout=5)  # both tiles left the runtime
+    assert [e for e, _ in said] == ["internal_error"] and said[0][1]["tile_id"] == "s/0"
+    assert "internal_errors" in counted
+    sender.stop(0.5)
+    for sock in (results, reader, notify):
+        sock.close()

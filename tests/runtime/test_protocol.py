@@ -104,3 +104,28 @@ def test_extreme_transform_is_a_bad_header(value: float) -> None:
     transform = [value, 0.0, 500000.0, 0.0, -3.0, 4200000.0]
     rej = _reason(_with_header(frames, transform=transform))
     assert rej.reason is Reason.BAD_HEADER and "transform" in rej.detail
+
+
+@pytest.mark.parametrize("field", ["scene_id", "tile_id", "checksum"])
+def test_an_id_that_is_not_utf8_is_a_bad_header_that_still_names_its_tile(field: str) -> None:
+    """Review: a lone UTF-16 surrogate (JSON ``"\\ud800"``) is a valid JSON string but no UTF-8 text;
+    accepted, it killed the thread that sends results when its "done" was encoded."""
+    frames = protocol.encode_tile(*_tile())
+    bad = _with_header(frames, **{field: "s/\ud800"})  # json.dumps writes it as the escape "\ud800"
+    assert b"\\ud800" in bad[0]
+    rej = _reason(bad)
+    assert rej.reason is Reason.BAD_HEADER and field in rej.detail and "UTF-8" in rej.detail
+    assert protocol.tile_ids(rej.header)["seq"] == 0  # the rejection still echoes what it can
+    assert json.loads(protocol.encode_ack(rej.header, False, rej.reason))["status"] == "rejected"
+
+
+@pytest.mark.parametrize("changes", [{"time": 10**400}, {"time": -(10**400)},
+                                     {"transform": [10**400, 0, 500000, 0, -3, 4200000]},
+                                     {"transform": [3, 0, -(10**400), 0, -3, 4200000]}])
+def test_a_number_too_large_for_a_float_is_a_bad_header_with_the_tiles_ids(changes: dict) -> None:
+    """Review: 10**400 is valid JSON; math.isfinite raised OverflowError on it, which the runtime
+    took for a bug of its own and answered with null ids (a resending sender never heard back)."""
+    frames = protocol.encode_tile(*_tile())
+    rej = _reason(_with_header(frames, **changes))
+    assert rej.reason is Reason.BAD_HEADER and next(iter(changes)) in rej.detail
+    assert rej.header["tile_id"] == "s/0"

@@ -158,3 +158,41 @@ def test_no_model_rejects_with_reason(ipc_endpoints: dict[str, str]) -> None:
     finally:
         ControlClient(runtime.endpoints["control"]).shutdown()
         thread.join(10)
+
+
+@pytest.mark.parametrize(("transform", "words"), [
+    ((1.0, 0.0, 10.0, 0.0, -1.0, 100.0), "latitude"),      # north of the pole
+    ((1e-4, 0.0, 10.0, 0.0, 1e-4, -90.001), "latitude"),   # just south of it
+    ((1e-4, 0.0, 300.0, 0.0, -1e-4, 10.0), "longitude"),   # no UTM zone can measure it
+])
+def test_a_geographic_tile_off_the_earth_is_refused_whether_or_not_it_holds_vessels(
+        running_runtime: Runtime, transform: tuple[float, ...], words: str) -> None:
+    """Review: a tile in EPSG:4326 at latitude 100 was accepted, then failed as inference_failed
+    ("PROJ: utm: Invalid latitude") only if it held a vessel. Now both are bad headers up front."""
+    ground = Ground(running_runtime.endpoints)
+    sender = zmq.Context.instance().socket(zmq.DEALER)
+    sender.setsockopt(zmq.LINGER, 0)
+    sender.connect(running_runtime.endpoints["tiles"])
+    with_vessel, empty = _tile(0), _tile(1, np.zeros((3, 64, 64), np.uint8))
+    for tile in (with_vessel, empty):
+        tile.transform, tile.crs = Affine(*transform), "EPSG:4326"
+        sender.send_multipart(tile.frames())
+        assert sender.poll(10_000)
+        ack = protocol.loads(sender.recv())
+        assert (ack["status"], ack["reason"]) == ("rejected", "bad_header"), ack
+    results = ground.results(2)
+    assert all(r["reason"] == "bad_header" and words in r["detail"] for r in results), results
+    sender.close()
+
+
+def test_a_geographic_tile_on_the_earth_is_measured_in_metres(running_runtime: Runtime) -> None:
+    """The check above refuses nothing real: a tile at 60 degrees north touching the antimeridian."""
+    ground = Ground(running_runtime.endpoints)
+    tile = _tile(0)
+    tile.transform, tile.crs = Affine(1e-4, 0.0, 180.0 - 64e-4, 0.0, -1e-4, 60.0), "EPSG:4326"
+    log = Streamer(running_runtime.endpoints["tiles"]).stream([tile])
+    assert log.acks["scene/0"]["status"] == "accepted"
+    [result] = ground.results(1)
+    assert result["status"] == "ok", result
+    [vessel] = result["detections"]["features"]
+    assert vessel["properties"]["units"] == "m" and vessel["properties"]["length_m"] > 0
