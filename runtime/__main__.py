@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    cfg = config.defaults(getattr(args, "config", None))
     try:
+        cfg = config.defaults(getattr(args, "config", None))  # an unknown key is a clear error too
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
                 "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign, "supervise": _supervise}[args.command](args, cfg)
     except ValueError as exc:  # includes BundleError: a clear message, not a traceback
@@ -192,10 +192,12 @@ def _compile(args: argparse.Namespace, cfg: dict) -> int:
 
 def _infer(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.offline import infer_file
+    from runtime.settings import Settings
 
+    # The same checks as a serving runtime's: a bad [vectorize] value is refused here, not per tile.
+    settings = Settings.from_config(cfg)
     collection = infer_file(
-        args.model, args.input, args.device or cfg["inference"]["device"], cfg["vectorize"],
-        cfg["inference"]["cpu_precision"],
+        args.model, args.input, args.device or settings.device, dict(settings.vectorize), settings.cpu_precision,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(collection, indent=1))

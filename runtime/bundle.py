@@ -15,6 +15,7 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -25,6 +26,8 @@ from typing import Any
 
 from runtime.atomic import write_atomic
 from runtime.discriminate import SecondStage, discriminator_from_manifest
+from runtime.fit import check_trained_for
+from runtime.protocol import TILE_DTYPES
 
 MANIFEST = "manifest.json"
 IR_FILES = ("model.xml", "model.bin")
@@ -165,7 +168,30 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise BundleError(f"manifest files {unknown}; valid: {[*IR_FILES, *OPTIONAL_FILES]}")
     if (GOLDEN_FILE in manifest["files"]) != isinstance(manifest.get("golden"), dict):
         raise BundleError(f"a golden tile needs both files.{GOLDEN_FILE} and the manifest's golden table")
+    if GOLDEN_FILE in manifest["files"]:
+        _check_golden_table(manifest["golden"])
+    # Absent (or null): the model does not say, and no scene is judged against it (runtime.fit).
+    if manifest.get("trained_for") is not None:
+        try:
+            check_trained_for(manifest["trained_for"])
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
     return manifest
+
+
+def _check_golden_table(table: dict[str, Any]) -> None:
+    """The golden table's tolerances (runtime.golden judges the tile by them, so both are required:
+    the ground that measured the tile says how close the payload must come) and the type of its
+    counts (which stands in for ``trained_for.counts`` where that is not given, runtime.fit)."""
+    for key, lo, hi in (("max_mean_abs", 0.0, 1.0), ("min_mask_iou", 0.0, 1.0)):
+        value = table.get(key)
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and lo <= value <= hi):
+            got = f"got {value!r}" if key in table else "it is missing"
+            raise BundleError(f"golden.{key} must be a number in [{lo:g}, {hi:g}] (with_golden writes it); {got}")
+    dtype = table.get("dtype")
+    if dtype is not None and dtype not in TILE_DTYPES:
+        raise BundleError(f"golden.dtype {dtype!r}; valid: {list(TILE_DTYPES)}")
 
 
 def parse_manifest(manifest_bytes: bytes) -> dict[str, Any]:
@@ -322,6 +348,14 @@ def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:
         write_atomic(folder / f"{target}.json", record)  # last: a record always has its blob
 
 
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder, so that the renames and removals in it are on disk before what follows."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 class BundleStore:
     """Installed bundles on disk: ``current`` and ``previous`` are symlinks swapped atomically.
@@ -356,6 +390,16 @@ class BundleStore:
         return True
 
     def install(self, bundle: Bundle) -> Path:
+        """Install ``bundle`` and make it ``current`` (the one before it ``previous``).
+
+        A bundle already in the store (the same id: the same manifest and IR) is not rewritten, but
+        what is not part of its id is brought up to date, or a restart would read back less than
+        was accepted: its signature is replaced by the one given (the ground re-signs a model when
+        it rotates its key, and the payload, now checking the new key, would refuse the old one at
+        its next start), and compiled blobs given are added. A signature or blob not given again is
+        kept: each is still true of these bytes (a signature is over the id, a blob is checked
+        against the IR when read), and an install without one happens only where none is required.
+        """
         target = self.root / "bundles" / bundle.id
         if not target.exists():
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
@@ -365,12 +409,36 @@ class BundleStore:
             if bundle.signature is not None:
                 write_atomic(staging / SIGNATURE_FILE, bundle.signature)
             os.replace(staging, target)
+        else:
+            self._update(target, bundle)
         current = self.current_path()
         if current is not None and current.resolve() != target.resolve():
             self._link("previous", current.resolve())
         self._link("current", target)
         self._prune()
         return target
+
+    def _update(self, target: Path, bundle: Bundle) -> None:
+        """Bring an installed bundle's signature and compiled blobs up to date with ``bundle`` (the
+        same id), each file replaced atomically, so that a power cut at any point leaves a bundle
+        that reads back whole: the old signature or the new, and no blob beside a record of another."""
+        if bundle.signature is not None:
+            write_atomic(target / SIGNATURE_FILE, bundle.signature)
+        folder = target / COMPILED_DIR
+        if bundle.compiled:
+            folder.mkdir(exist_ok=True)
+        for name, (record, blob) in sorted(bundle.compiled.items()):
+            if (folder / f"{name}.json").is_file() and (folder / f"{name}.json").read_bytes() == record:
+                continue  # the same artefact
+            # The old record goes first: a blob without a record is ignored when read, a new blob
+            # beside the old record would make read_bundle refuse the whole bundle.
+            (folder / f"{name}.json").unlink(missing_ok=True)
+            _sync_dir(folder)
+            write_atomic(folder / f"{name}.blob", blob)
+            write_atomic(folder / f"{name}.json", record)  # last: a record always has its blob
+        _sync_dir(target)
+        if folder.is_dir():
+            _sync_dir(folder)
 
     def current_path(self) -> Path | None:
         link = self.root / "current"

@@ -17,13 +17,54 @@ import functools
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rasterio.crs import CRS
+from runtime.protocol import TILE_DTYPES
+
+if TYPE_CHECKING:  # only named in annotations: runtime.bundle checks manifests with this module, without rasterio
+    from rasterio.crs import CRS
 
 MODALITIES = ("optical", "sar")
 #: A scene within this factor of the trained GSD range still counts as inside it.
 GSD_SLACK = 1.5
+#: The fields of a manifest's ``trained_for``: ``modality`` and ``gsd_m`` are what every rule needs;
+#: ``counts`` (optional) the count types of the training data; ``data`` (optional) where it came
+#: from, free text for people, read by nothing here.
+TRAINED_FOR_FIELDS = ("counts", "data", "gsd_m", "modality")
+
+
+def check_trained_for(trained_for: Any) -> dict[str, Any]:
+    """``trained_for`` if it has the shape :func:`fit_warnings` reads, else a ValueError naming the
+    field and what is valid. The bundle reader calls it (:func:`runtime.bundle.validate_manifest`),
+    so that a malformed one is refused when the model is read or uplinked, not on every tile after.
+
+    The shape: an object with ``modality`` (one of :data:`MODALITIES`), ``gsd_m`` (``[lo, hi]``
+    metres per pixel, positive and finite, lo <= hi), optionally ``counts`` (a count type of
+    :data:`runtime.protocol.TILE_DTYPES`, or a non-empty list of them) and ``data`` (free text).
+    """
+    shape = (f"an object {{modality: one of {list(MODALITIES)}, gsd_m: [lo, hi] metres per pixel, "
+             f"counts (optional): one or a list of {list(TILE_DTYPES)}, data (optional)}}")
+    if not isinstance(trained_for, dict):
+        raise ValueError(f"trained_for must be {shape}; got {trained_for!r}")
+    unknown = sorted(set(trained_for) - set(TRAINED_FOR_FIELDS))
+    if unknown:  # a misspelt "counts" would otherwise switch the check off without a word
+        raise ValueError(f"trained_for has {unknown}; valid: {list(TRAINED_FOR_FIELDS)}")
+    if trained_for.get("modality") not in MODALITIES:
+        said = repr(trained_for["modality"]) if "modality" in trained_for else "missing"
+        raise ValueError(f"trained_for.modality {said}; valid: {list(MODALITIES)}")
+    gsd = trained_for.get("gsd_m")
+    if not (isinstance(gsd, list) and len(gsd) == 2
+            and all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) and g > 0 for g in gsd)
+            and gsd[0] <= gsd[1]):
+        said = f"got {gsd!r}" if "gsd_m" in trained_for else "it is missing"
+        raise ValueError(f"trained_for.gsd_m must be [lo, hi]: two positive finite metres per pixel, lo <= hi; "
+                         f"{said}")
+    counts = trained_for.get("counts")
+    listed = [counts] if isinstance(counts, str) else counts
+    if counts is not None and not (isinstance(listed, list) and listed and all(c in TILE_DTYPES for c in listed)):
+        raise ValueError(f"trained_for.counts must be one of {list(TILE_DTYPES)} or a non-empty list of them; "
+                         f"got {counts!r}")
+    return trained_for
 
 
 def manifest_trained_for(manifest: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -98,28 +139,33 @@ def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | No
 
 
 class SceneFit:
-    """The runtime's check, once per (model, scene): the warnings for the scene's first tile are
-    remembered (bounded, oldest forgotten first), so a scene raises one event, not one per tile."""
+    """The runtime's check of each tile, and what of it has been said: every tile is judged on what
+    it says of itself (scene ids are not unique, docs/protocol.md, so two files of another resolution
+    or count type can share one, and a tile must not take another's verdict; the check is a few
+    arithmetic operations). What is remembered (bounded, oldest forgotten first) is which findings
+    have been reported for which (model, scene), so that a scene raises one event per finding, not
+    one per tile."""
 
     def __init__(self, remember: int = 1024):
-        self._seen: OrderedDict[tuple[str, Any], list[str]] = OrderedDict()
+        self._said: OrderedDict[tuple[str, Any, tuple[str, ...]], None] = OrderedDict()
         self._remember = remember
 
     def check(self, model_id: str, trained_for: Mapping[str, Any] | None, header: Mapping[str, Any],
               crs: CRS | None) -> tuple[list[str], bool]:
-        """(warnings, first time for this scene). A tile's ``modality`` that is not one of
-        :data:`MODALITIES` raises ValueError (the runtime rejects the tile as a bad header)."""
-        modality = header.get("modality")
-        key = (model_id, header.get("scene_id"))
-        known = self._seen.get(key)
-        if known is not None and modality is None:
-            return known, False
-        warnings = tile_fit_warnings(trained_for, modality, header.get("transform"), crs, header.get("dtype"))
-        self._seen[key] = warnings
-        self._seen.move_to_end(key)
-        while len(self._seen) > self._remember:
-            self._seen.popitem(last=False)
-        return warnings, known is None
+        """(the tile's warnings, whether they are new for its scene: to be reported). No warnings
+        are never new. A tile's ``modality`` that is not one of :data:`MODALITIES` raises
+        ValueError (the runtime rejects the tile as a bad header)."""
+        warnings = tile_fit_warnings(trained_for, header.get("modality"), header.get("transform"), crs,
+                                     header.get("dtype"))
+        if not warnings:
+            return warnings, False
+        key = (model_id, header.get("scene_id"), tuple(warnings))
+        new = key not in self._said
+        self._said[key] = None
+        self._said.move_to_end(key)
+        while len(self._said) > self._remember:
+            self._said.popitem(last=False)
+        return warnings, new
 
 
 __all__ = ["GSD_SLACK", "MODALITIES", "SceneFit", "fit_warnings", "manifest_trained_for", "tile_fit_warnings", "tile_gsd_m"]

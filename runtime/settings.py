@@ -7,9 +7,12 @@ second set of defaults to drift from the first.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
+
+from runtime.vectorize import CONNECTIVITIES
 
 #: What the CPU plugin may be told to compute in (``INFERENCE_PRECISION_HINT``); the runtime's is
 #: ``[inference] cpu_precision``, f32, since the plugin's own default is bf16 where the CPU has it.
@@ -23,6 +26,77 @@ def check_cpu_precision(cpu_precision: str) -> str:
     if cpu_precision not in CPU_PRECISIONS:
         raise ValueError(f"cpu precision must be one of {list(CPU_PRECISIONS)}; got {cpu_precision!r}")
     return cpu_precision
+
+
+#: The range of each numeric setting, by its [table] and key in defaults.toml (which says what each
+#: means): (an integer?, the lowest value, whether the lowest itself is allowed). Out of range, a
+#: setting would start a runtime that cannot work: max_tiles_inside = 0 never reads a tile, a
+#: negative min_area_px or a zero period fails or spins later, on every tile, far from its cause.
+RANGES: dict[tuple[str, str], tuple[bool, float, bool]] = {
+    ("limits", "max_message_bytes"): (True, 1, True),
+    ("limits", "max_tile_pixels"): (True, 1, True),
+    ("limits", "max_tile_bands"): (True, 1, True),
+    ("limits", "results_hwm"): (True, 1, True),        # 0 would be ZeroMQ's "no limit": unbounded memory
+    ("limits", "max_tiles_inside"): (True, 1, True),
+    ("inference", "infer_requests"): (True, 0, True),  # 0: as many as the device suggests
+    ("vectorize", "min_area_px"): (True, 0, True),
+    ("vectorize", "simplify_px"): (False, 0.0, True),
+    ("vectorize", "workers"): (True, 1, True),
+    ("vectorize", "batch"): (True, 1, True),
+    ("vectorize", "batch_wait_ms"): (False, 0.0, True),
+    ("telemetry", "period_s"): (False, 0.0, False),
+    ("delivery", "remember_tiles"): (True, 1, True),
+    ("delivery", "shutdown_grace_s"): (False, 0.0, True),
+    ("delivery", "ground_ack_timeout_s"): (False, 0.0, False),
+    ("health", "period_s"): (False, 0.0, False),
+    ("health", "hang_timeout_s"): (False, 0.0, False),
+    ("device_recovery", "max_attempts"): (True, 1, True),
+    ("device_recovery", "backoff_s"): (False, 0.0, True),
+    ("device_recovery", "max_backoff_s"): (False, 0.0, True),
+    ("device_recovery", "reopen_after"): (True, 1, True),
+}
+#: Settings that are one numeric value of a table: the field, and its [table] key.
+_FIELDS = {"max_message_bytes": ("limits", "max_message_bytes"), "max_tile_pixels": ("limits", "max_tile_pixels"),
+           "max_tile_bands": ("limits", "max_tile_bands"), "results_hwm": ("limits", "results_hwm"),
+           "max_tiles_inside": ("limits", "max_tiles_inside"), "infer_requests": ("inference", "infer_requests"),
+           "telemetry_period_s": ("telemetry", "period_s"), "remember_tiles": ("delivery", "remember_tiles"),
+           "shutdown_grace_s": ("delivery", "shutdown_grace_s"),
+           "ground_ack_timeout_s": ("delivery", "ground_ack_timeout_s")}
+#: Settings that are a whole table: the field, and the table.
+_TABLES = {"vectorize": "vectorize", "health": "health", "recovery": "device_recovery"}
+
+
+def check_setting(table: str, key: str, value: Any) -> int | float:
+    """``value`` of ``[table] key`` if it is in :data:`RANGES` (an integer where one is needed, a
+    finite number otherwise), as an int or a float; else a ValueError naming the setting and what
+    is valid. ``[vectorize] connectivity`` must be one of :data:`runtime.vectorize.CONNECTIVITIES`."""
+    name = f"[{table}] {key}"
+    if (table, key) == ("vectorize", "connectivity"):
+        if isinstance(value, bool) or value not in CONNECTIVITIES:
+            raise ValueError(f"{name} must be one of {list(CONNECTIVITIES)}; got {value!r}")
+        return int(value)
+    integer, lowest, inclusive = RANGES[(table, key)]
+    bound = f"{'>=' if inclusive else '>'} {lowest:g}"
+    if integer:
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
+        return value
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < lowest or (value == lowest and not inclusive)):
+        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
+    return float(value)
+
+
+def _checked_table(table: str, values: Mapping[str, Any]) -> MappingProxyType[str, Any]:
+    """A table's values, each numeric one checked (:func:`check_setting`), as a read-only view."""
+    checked = dict(values)
+    for (name, key) in (*RANGES, ("vectorize", "connectivity")):
+        if name != table:
+            continue
+        if key not in checked:
+            raise ValueError(f"[{table}] {key} is missing")
+        checked[key] = check_setting(table, key, checked[key])
+    return MappingProxyType(checked)
 
 
 @dataclass(frozen=True)
@@ -54,6 +128,19 @@ class Settings:
     health: Mapping[str, Any]
     recovery: Mapping[str, Any]
 
+    def __post_init__(self) -> None:
+        """Check every numeric setting against its range (:data:`RANGES`), overrides included: a
+        runtime that could not work is refused at start, naming the setting, not tile by tile.
+
+        Raises:
+            ValueError: naming the first setting out of range and what is valid.
+        """
+        for name, (table, key) in _FIELDS.items():
+            object.__setattr__(self, name, check_setting(table, key, getattr(self, name)))
+        for name, table in _TABLES.items():
+            object.__setattr__(self, name, _checked_table(table, getattr(self, name)))
+        check_cpu_precision(self.cpu_precision)
+
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:
         """``config`` is runtime/defaults.toml merged with a user TOML (:func:`runtime.config.defaults`);
@@ -61,7 +148,8 @@ class Settings:
         ``tiles="ipc:///tmp/t"``, ``watchdog_file="..."`` (into ``health``).
 
         Raises:
-            ValueError: for an override that names no setting, listing the valid ones.
+            ValueError: for an override that names no setting, listing the valid ones, and for a
+                setting out of its range (:data:`RANGES`), naming it and what is valid.
         """
         inference, limits, security, delivery = (config[k] for k in ("inference", "limits", "security", "delivery"))
         endpoints, health, changes = dict(config["endpoints"]), dict(config["health"]), {}
@@ -82,26 +170,28 @@ class Settings:
             endpoints=MappingProxyType(endpoints),
             device=inference["device"],
             profile=inference["profile"] or None,
-            cpu_precision=check_cpu_precision(inference["cpu_precision"]),
-            infer_requests=int(inference["infer_requests"]),
-            max_message_bytes=int(limits["max_message_bytes"]),
-            max_tile_pixels=int(limits["max_tile_pixels"]),
-            max_tile_bands=int(limits["max_tile_bands"]),
-            results_hwm=int(limits["results_hwm"]),
-            max_tiles_inside=int(limits["max_tiles_inside"]),
+            cpu_precision=inference["cpu_precision"],
+            # Numbers as the TOML has them: __post_init__ checks each (a 2.5 where an integer is
+            # needed is an error, not a 2) and gives it its type.
+            infer_requests=inference["infer_requests"],
+            max_message_bytes=limits["max_message_bytes"],
+            max_tile_pixels=limits["max_tile_pixels"],
+            max_tile_bands=limits["max_tile_bands"],
+            results_hwm=limits["results_hwm"],
+            max_tiles_inside=limits["max_tiles_inside"],
             vectorize=MappingProxyType(dict(config["vectorize"])),
             store=config["models"]["store"],
-            telemetry_period_s=float(config["telemetry"]["period_s"]),
+            telemetry_period_s=config["telemetry"]["period_s"],
             curve_server_secret=security["curve_server_secret"],
             curve_authorized=security["curve_authorized"],
             curve_channels=tuple(security["curve_channels"]),
             uplink_public_key=security["uplink_public_key"],
             health=MappingProxyType(health),
             recovery=MappingProxyType(dict(config["device_recovery"])),
-            remember_tiles=int(delivery["remember_tiles"]),
-            shutdown_grace_s=float(delivery["shutdown_grace_s"]),
+            remember_tiles=delivery["remember_tiles"],
+            shutdown_grace_s=delivery["shutdown_grace_s"],
             ground_ack=bool(delivery["ground_ack"]),
-            ground_ack_timeout_s=float(delivery["ground_ack_timeout_s"]),
+            ground_ack_timeout_s=delivery["ground_ack_timeout_s"],
             strict_fit=bool(config["models"]["strict_fit"]),
         )
         return replace(settings, **changes)

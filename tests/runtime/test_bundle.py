@@ -1,4 +1,6 @@
-"""runtime.bundle's manifest writer: what it writes reads back the same, and number lists stay on one line."""
+"""runtime.bundle: the manifest writer (what it writes reads back the same, number lists stay on one
+line), the manifest schema (``trained_for`` and the golden table refused when malformed, at load,
+not on the first tile), and the store (a re-installed bundle keeps what it was last given)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.bundle import manifest_json, read_bundle, rewritable_manifest, rewrite_bundle
+from runtime import config
+from runtime.bundle import (SIGNATURE_FILE, BundleError, BundleStore, manifest_json, read_bundle, rewritable_manifest,
+                            rewrite_bundle)
+from runtime.compiled import compile_bundle
 from runtime.discriminate import TreeDiscriminator
+from runtime.golden import with_golden
+from runtime.server import Runtime, Settings
+from runtime.signing import make_signing_keys, sign_bundle_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +66,121 @@ def test_a_trees_bundle_reads_back_exactly_and_smaller_than_one_number_per_line(
     assert again.discriminator is not None and again.discriminator.to_manifest() == stage.to_manifest()
     one_per_line = len(json.dumps(json.loads(written.manifest_bytes), indent=2, sort_keys=True))
     assert len(written.manifest_bytes) < one_per_line / 2
+
+
+@pytest.mark.parametrize(("trained_for", "says"), [
+    ({"modality": "sar"}, "gsd_m"),
+    ("sar", "object"),
+    ({}, "modality"),
+    ({"modality": "lidar", "gsd_m": [1.0, 3.0]}, r"\['optical', 'sar'\]"),
+    ({"modality": "sar", "gsd_m": 3}, "gsd_m"),
+    ({"modality": "optical", "gsd_m": [1, "x"]}, "gsd_m"),
+    ({"modality": "optical", "gsd_m": [3.0, 1.0]}, "gsd_m"),
+    ({"modality": "optical", "gsd_m": [0.0, 1.0]}, "gsd_m"),
+    ({"modality": "optical", "gsd_m": [1.0, float("inf")]}, "gsd_m"),
+    ({"modality": "optical", "gsd_m": [True, 3.0]}, "gsd_m"),
+    ({"modality": "optical", "gsd_m": [1.0, 3.0], "counts": "float32"}, r"\['uint8', 'uint16'\]"),
+    ({"modality": "optical", "gsd_m": [1.0, 3.0], "counts": ["uint8", 8]}, "counts"),
+    ({"modality": "optical", "gsd_m": [1.0, 3.0], "counts": []}, "counts"),
+    ({"modality": "optical", "gsd_m": [1.0, 3.0], "count": ["uint8"]}, r"valid: \['counts', 'data', 'gsd_m', 'modality'\]"),
+])
+def test_a_malformed_trained_for_is_refused_when_the_bundle_is_read(tmp_path: Path, brightness_bundle: Path,
+                                                                   trained_for: object, says: str) -> None:
+    """What the runtime checks every tile against is checked when the bundle is read or uplinked:
+    a bad one used to load and then fail every tile (internal_error, or bad_header)."""
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    manifest["trained_for"] = trained_for
+    with pytest.raises(BundleError, match=f"trained_for.*{says}"):
+        rewrite_bundle(bundle, tmp_path / "m", manifest)
+    # and a bundle written by something else is refused when it is read
+    (tmp_path / "m").mkdir(exist_ok=True)
+    good = rewrite_bundle(bundle, tmp_path / "m", rewritable_manifest(bundle))
+    raw = json.loads(good.manifest_bytes)
+    raw["trained_for"] = trained_for
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=f"trained_for.*{says}"):
+        read_bundle(tmp_path / "m")
+
+
+@pytest.mark.parametrize("trained_for", [
+    {"modality": "sar", "gsd_m": [0.5, 15.0]},
+    {"modality": "optical", "gsd_m": [3, 3], "counts": "uint16", "data": "synthetic"},
+    {"modality": "sar", "gsd_m": [0.5, 1.0], "counts": ["uint8", "uint16"], "data": ["coco:x", "hrsid:y"]},
+])
+def test_a_well_formed_trained_for_is_taken(tmp_path: Path, brightness_bundle: Path, trained_for: dict) -> None:
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    manifest["trained_for"] = trained_for
+    rewrite_bundle(bundle, tmp_path / "m", manifest)
+    assert read_bundle(tmp_path / "m").manifest["trained_for"] == trained_for
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"max_mean_abs": None}, "golden.max_mean_abs"),
+    ({"min_mask_iou": None}, "golden.min_mask_iou"),
+    ({"max_mean_abs": -0.1}, "golden.max_mean_abs"),
+    ({"max_mean_abs": "0.02"}, "golden.max_mean_abs"),
+    ({"min_mask_iou": 1.5}, "golden.min_mask_iou"),
+    ({"dtype": "float32"}, r"golden.dtype.*\['uint8', 'uint16'\]"),
+])
+def test_a_golden_table_without_valid_tolerances_is_refused_saying_which(tmp_path: Path, brightness_bundle: Path,
+                                                                        change: dict, says: str) -> None:
+    """The tolerances the golden tile is judged by: a table without one was refused on uplink with a
+    bare KeyError ("model refused: 'max_mean_abs'")."""
+    golden = with_golden(brightness_bundle, np.full((3, 64, 64), 200, np.uint8), tmp_path / "g")
+    manifest = rewritable_manifest(golden)
+    for key, value in change.items():
+        if value is None:
+            del manifest["golden"][key]
+        else:
+            manifest["golden"][key] = value
+    with pytest.raises(BundleError, match=says):
+        rewrite_bundle(golden, tmp_path / "bad", manifest)
+    raw = json.loads(golden.manifest_bytes)  # a manifest written by something else: refused when read
+    raw["golden"] = manifest["golden"]
+    (tmp_path / "g" / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match=says):
+        read_bundle(tmp_path / "g")
+
+
+def test_a_bundle_installed_again_keeps_its_new_compiled_blobs(tmp_path: Path, brightness_bundle: Path) -> None:
+    """The same model uplinked again with a blob compiled since: the store holds the blob (it used to
+    keep the first install's folder as it was), and what it held before stays."""
+    store = BundleStore(tmp_path / "store")
+    bundle = read_bundle(brightness_bundle)
+    store.install(bundle)
+    store.install(compile_bundle(bundle, "CPU"))
+    stored = read_bundle(store.current_path())  # type: ignore[arg-type]
+    assert stored.id == bundle.id and set(stored.compiled) == {"CPU"}
+    store.install(bundle)  # given again without it: the blob is still an accelerator of this IR
+    assert set(read_bundle(store.current_path()).compiled) == {"CPU"}  # type: ignore[arg-type]
+
+
+def test_a_model_re_signed_with_a_rotated_key_is_served_after_a_restart(tmp_path: Path, brightness_bundle: Path,
+                                                                       ipc_endpoints: dict[str, str]) -> None:
+    """Key rotation: the ground re-signs the serving model with its new key and uplinks it to a
+    payload that now checks that key. The store must keep the new signature, or the next start
+    (no --model) refuses the stored bundle and the runtime does not come up."""
+    old_key, old_public = make_signing_keys(tmp_path / "k1")
+    new_key, new_public = make_signing_keys(tmp_path / "k2")
+    signed = {}
+    for name, key in (("old", old_key), ("new", new_key)):
+        signed[name] = tmp_path / name
+        rewrite_bundle(read_bundle(brightness_bundle), signed[name], rewritable_manifest(read_bundle(brightness_bundle)))
+        sign_bundle_dir(signed[name], key)
+    assert read_bundle(signed["old"]).id == read_bundle(signed["new"]).id  # the signature is not the bundle's id
+
+    def start(public: Path, model: Path | None = None) -> Runtime:
+        return Runtime(Settings.from_config(config.defaults(), device="CPU", store=str(tmp_path / "store"),
+                                            uplink_public_key=str(public), **ipc_endpoints), model=model)
+
+    start(old_public, signed["old"]).close()
+    start(new_public, signed["new"]).close()
+    stored = Path(tmp_path / "store" / "current" / SIGNATURE_FILE).read_bytes()
+    assert stored == (signed["new"] / SIGNATURE_FILE).read_bytes()
+    runtime = start(new_public)  # refused the stored bundle before ("signed by another key")
+    try:
+        assert runtime.serving is not None and runtime.serving.bundle.id == read_bundle(signed["new"]).id
+    finally:
+        runtime.close()
