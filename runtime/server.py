@@ -37,7 +37,7 @@ from rasterio.errors import CRSError
 
 from runtime import protocol
 from runtime.acceptance import acceptance_test
-from runtime.bundle import Bundle, BundleError, BundleStore, file_names, from_frames, parse_manifest, read_bundle
+from runtime.bundle import Bundle, BundleError, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import OK, Outcome, ResultSender, read_told
 from runtime.device import InferenceAdapter, open_device
 from runtime.fit import SceneFit, manifest_trained_for
@@ -50,6 +50,7 @@ from runtime.recovery import DeviceRecovery
 from runtime.results import InFlight, describe
 from runtime.security import CurveServer
 from runtime.settings import Settings
+from runtime.store import BundleStore
 from runtime.telemetry import Telemetry
 from runtime.vectorise_pool import VectorisePool
 

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from runtime import config
-from runtime.bundle import (SIGNATURE_FILE, BundleError, BundleStore, manifest_json, read_bundle, rewritable_manifest,
+from runtime.bundle import (SIGNATURE_FILE, BundleError, manifest_json, read_bundle, rewritable_manifest,
                             rewrite_bundle)
 from runtime.compiled import compile_bundle
 from runtime.discriminate import TreeDiscriminator
 from runtime.golden import with_golden
 from runtime.server import Runtime, Settings
+from runtime.store import BundleStore
 from runtime.signing import make_signing_keys, sign_bundle_dir
 
 ROOT = Path(__file__).resolve().parents[2]

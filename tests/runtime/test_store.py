@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.bundle import BundleStore, read_bundle
+from runtime.bundle import read_bundle
+from runtime.store import BundleStore
 from runtime.client import ControlClient
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,129 @@
+"""The payload's store of installed bundles: ``current`` and ``previous``, swapped atomically.
+
+A bundle (runtime/bundle.py) is what travels; the store is what the payload keeps of the bundles it
+accepted, so that a restart serves the last one (and can fall back to the one before), whatever
+power cut came in between.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from runtime.atomic import write_atomic
+from runtime.bundle import COMPILED_DIR, MANIFEST, SIGNATURE_FILE, Bundle, write_compiled
+
+
+def _sync_dir(folder: Path) -> None:
+    """fsync a folder, so that the renames and removals in it are on disk before what follows."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BundleStore:
+    """Installed bundles on disk: ``current`` and ``previous`` are symlinks swapped atomically.
+
+    A power cut at any point leaves ``current`` pointing at a complete bundle: the new one is
+    written and fsynced in its own directory before a single ``rename`` moves the link.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+        try:
+            (self.root / "bundles").mkdir(parents=True, exist_ok=True)
+        except OSError:
+            if not (self.root / "bundles").is_dir():
+                raise
+        # An install interrupted before its rename leaves a staging folder that nothing points to.
+        for stale in self.root.glob(".incoming-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    @property
+    def writable(self) -> bool:
+        """Whether new bundles can be installed (a read-only store can still serve its current one).
+
+        Found by trying, not by permission bits: a read-only mount or a full disk says no to root too.
+        """
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.root / "bundles", prefix=".probe-")
+        except OSError:
+            return False
+        os.close(fd)
+        os.unlink(probe)
+        return True
+
+    def install(self, bundle: Bundle) -> Path:
+        """Install ``bundle`` and make it ``current`` (the one before it ``previous``).
+
+        A bundle already in the store (the same id: the same manifest and IR) is not rewritten, but
+        what is not part of its id is brought up to date, or a restart would read back less than
+        was accepted: its signature is replaced by the one given (the ground re-signs a model when
+        it rotates its key, and the payload, now checking the new key, would refuse the old one at
+        its next start), and compiled blobs given are added. A signature or blob not given again is
+        kept: each is still true of these bytes (a signature is over the id, a blob is checked
+        against the IR when read), and an install without one happens only where none is required.
+        """
+        target = self.root / "bundles" / bundle.id
+        if not target.exists():
+            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+            for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
+                write_atomic(staging / name, data)
+            write_compiled(staging, bundle)
+            if bundle.signature is not None:
+                write_atomic(staging / SIGNATURE_FILE, bundle.signature)
+            os.replace(staging, target)
+        else:
+            self._update(target, bundle)
+        current = self.current_path()
+        if current is not None and current.resolve() != target.resolve():
+            self._link("previous", current.resolve())
+        self._link("current", target)
+        self._prune()
+        return target
+
+    def _update(self, target: Path, bundle: Bundle) -> None:
+        """Bring an installed bundle's signature and compiled blobs up to date with ``bundle`` (the
+        same id), each file replaced atomically, so that a power cut at any point leaves a bundle
+        that reads back whole: the old signature or the new, and no blob beside a record of another."""
+        if bundle.signature is not None:
+            write_atomic(target / SIGNATURE_FILE, bundle.signature)
+        folder = target / COMPILED_DIR
+        if bundle.compiled:
+            folder.mkdir(exist_ok=True)
+        for name, (record, blob) in sorted(bundle.compiled.items()):
+            if (folder / f"{name}.json").is_file() and (folder / f"{name}.json").read_bytes() == record:
+                continue  # the same artefact
+            # The old record goes first: a blob without a record is ignored when read, a new blob
+            # beside the old record would make read_bundle refuse the whole bundle.
+            (folder / f"{name}.json").unlink(missing_ok=True)
+            _sync_dir(folder)
+            write_atomic(folder / f"{name}.blob", blob)
+            write_atomic(folder / f"{name}.json", record)  # last: a record always has its blob
+        _sync_dir(target)
+        if folder.is_dir():
+            _sync_dir(folder)
+
+    def current_path(self) -> Path | None:
+        link = self.root / "current"
+        return link if link.exists() else None
+
+    def previous_path(self) -> Path | None:
+        link = self.root / "previous"
+        return link if link.exists() else None
+
+    def _link(self, name: str, target: Path) -> None:
+        tmp = self.root / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        os.symlink(target.relative_to(self.root), tmp)
+        os.replace(tmp, self.root / name)
+
+    def _prune(self) -> None:
+        keep = {p.resolve() for p in (self.current_path(), self.previous_path()) if p is not None}
+        for path in (self.root / "bundles").iterdir():
+            if path.resolve() not in keep:
+                shutil.rmtree(path, ignore_errors=True)
