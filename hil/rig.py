@@ -185,7 +185,7 @@ def run(
     t0 = time.monotonic()
     proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg.startup_timeout_s, profile,
                                                 ground_ack, config=runtime_config)
-    injector = None
+    injector = control = collector = streamer = None
     try:
         endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]
         control = ControlClient(endpoints["control"])
@@ -219,12 +219,12 @@ def run(
             delivery = final["delivery"]
         # the runtime's own judgement of the scene (its tiles carry the modality the rig knows)
         fit["runtime_tiles_unfit"] = final.get("counters", {}).get("tiles_unfit")
-        collector.close()
-        streamer.close()
-        control.close()
     finally:
-        if proc is not None:
-            proc.close()
+        # On every way out, a failed run included: the collector's thread and every socket stop
+        # here, or each failed run would leave them running in the caller's process.
+        for link in (collector, streamer, control, proc):
+            if link is not None:
+                link.close()
     report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, config.score,
                                 land_masks)
     report.update(

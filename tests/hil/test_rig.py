@@ -192,3 +192,16 @@ def test_a_data_set_of_image_files_is_held_in_memory_one_image_at_a_time(
     assert held == [1, 1, 1, 1]
     assert r["tiles_sent"] == r["tiles_processed"] == 4 and r["f1"] == 1.0
     assert all(s.sample.image is None for s in scenes_seen)
+
+
+def test_a_run_that_fails_midway_leaves_no_collector_running(tmp_path: Path, bright64: Path) -> None:
+    """Whatever stops a run after its sockets are open (here a window the streamer refuses), the
+    result collector's thread and the sockets are closed before the error reaches the caller."""
+    import threading
+
+    scene, truth = _write_scene(tmp_path)
+    before = {t for t in threading.enumerate() if t.name == "collector"}
+    with pytest.raises(ValueError, match="window"):
+        hil.run(scene, bright64, tmp_path / "out", truth=truth, window=-1)
+    left = {t for t in threading.enumerate() if t.name == "collector" and t.is_alive()} - before
+    assert not left
