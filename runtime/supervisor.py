@@ -9,16 +9,26 @@ serves it at once; senders resend every tile that had no "done" (docs/protocol.m
 loses nothing. Restarts back off (``backoff_s`` doubling up to ``max_backoff_s``); a runtime that
 exits cleanly (a ``shutdown`` command) ends the supervisor too.
 
-Each restart is a JSON line on stderr: ``{"event": "runtime_restarted", "reason": ..., "restarts": n}``.
+A runtime is ready when it prints its ready line, after it has opened the device and loaded the
+model; the supervisor waits for that line at most ``start_timeout_s``, and only until it is told to
+stop. A restarted runtime that exits or stays silent that long (a device that hangs on opening, or
+is still held by the runtime just killed) is killed and counts as one more restart, with the same
+back-off and ``max_restarts``; a first start that fails so is an error, as it always was.
+
+Each restart is a JSON line on stderr: ``{"event": "runtime_restarted", "reason": ..., "restarts": n,
+"ready": true}``; one whose runtime was not ready has ``"ready": false`` and ``"failure"``, which is
+also the reason of the next restart.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -34,10 +44,18 @@ class Supervisor:
     """Runs ``python -m runtime serve ARGS --watchdog-file F`` and restarts it when F starves."""
 
     def __init__(self, serve_args: list[str], starve_s: float, backoff_s: float, max_backoff_s: float,
-                 max_restarts: int | None = None):
-        """Timings come from ``[supervise]`` of runtime/defaults.toml (see :func:`main`)."""
+                 max_restarts: int | None = None, start_timeout_s: float | None = None):
+        """Timings come from ``[supervise]`` of runtime/defaults.toml (see :func:`main`); without
+        ``start_timeout_s``, that table's own."""
         if "--watchdog-file" in serve_args:
             raise ValueError("the supervisor sets --watchdog-file itself")
+        if start_timeout_s is None:
+            from runtime import config
+            start_timeout_s = float(config.defaults()["supervise"]["start_timeout_s"])
+        if not start_timeout_s > 0:
+            raise ValueError(f"[supervise] start_timeout_s must be a number > 0; got {start_timeout_s!r}")
+        self.start_timeout_s = start_timeout_s
+        self.start_failure: str | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="supervise-")
         self.watchdog = Path(self._dir.name) / "watchdog"
         self.cmd = [sys.executable, "-m", "runtime", "serve", *serve_args, "--watchdog-file", str(self.watchdog)]
@@ -47,16 +65,38 @@ class Supervisor:
         self.proc: subprocess.Popen | None = None
         self._stopping = False
 
-    def start(self) -> dict[str, Any]:
-        """Start the runtime; returns its ready line (endpoints), which is printed on stdout."""
+    def start(self) -> dict[str, Any] | None:
+        """Start the runtime and wait for its ready line (endpoints), which is printed on stdout and
+        returned. The wait ends after ``start_timeout_s`` or at :meth:`stop`: then, or when the
+        runtime exits first, the result is None and :attr:`start_failure` says why; the runtime is
+        killed and reaped, except after stop(), which leaves it to :meth:`_terminate`."""
         self.watchdog.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE)
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"the runtime exited before it was ready (code {self.proc.wait()})")
-        print(line.decode().strip(), flush=True)
-        self._started = time.monotonic()
-        return json.loads(line)
+        self.start_failure = None
+        proc = self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE)
+        # A thread reads the line, so that the wait for it can end: readline() itself cannot time out.
+        lines: queue.Queue[bytes] = queue.Queue(1)
+        reader = threading.Thread(target=lambda: lines.put(proc.stdout.readline()),  # type: ignore[union-attr]
+                                  name="supervisor-ready-line", daemon=True)
+        reader.start()
+        deadline = time.monotonic() + self.start_timeout_s
+        line: bytes | None = None
+        while line is None and not self._stopping and (left := deadline - time.monotonic()) > 0:
+            try:
+                line = lines.get(timeout=min(POLL_S, left))
+            except queue.Empty:
+                pass
+        if line:
+            print(line.decode().strip(), flush=True)
+            self._started = time.monotonic()
+            return json.loads(line)
+        if line is None and self._stopping:
+            self.start_failure = "was stopped before it was ready"
+            return None
+        self._kill()  # SIGKILL and wait: the runtime has taken no tile yet
+        reader.join(1.0)  # ends at the pipe's end (unless a child of the runtime still holds it open)
+        self.start_failure = (f"exited before it was ready (code {proc.returncode})" if line == b"" else
+                              f"was not ready within {self.start_timeout_s:g} s (start_timeout_s)")
+        return None
 
     def starved_for(self) -> float:
         """Seconds since the watchdog was last fed (since the start, before the first feed)."""
@@ -70,30 +110,53 @@ class Supervisor:
         self._stopping = True
 
     def run(self) -> int:
-        """Supervise until the runtime exits cleanly or ``max_restarts`` is spent; its exit code."""
-        self.start()
-        delay = self.backoff_s
-        while True:
-            time.sleep(POLL_S)
-            code = self.proc.poll()  # type: ignore[union-attr]
+        """Supervise until the runtime exits cleanly or ``max_restarts`` is spent; its exit code.
+
+        Raises:
+            RuntimeError: if the first runtime exits, or is not ready within ``start_timeout_s``,
+                before its ready line (a runtime that never served is no case for restarting).
+        """
+        if self.start() is None:
             if self._stopping:
                 return self._terminate()
-            if code == 0:
-                return 0  # asked to stop (shutdown command): not a failure
-            reason = f"exited with code {code}" if code is not None else (
-                f"watchdog starved for {self.starved_for():.1f} s" if self.starved_for() > self.starve_s else None)
+            raise RuntimeError(f"the runtime {self.start_failure}")
+        delay = self.backoff_s
+        reason: str | None = None  # set: the runtime is to be restarted, for this
+        while True:
             if reason is None:
-                continue
+                time.sleep(POLL_S)
+                code = self.proc.poll()  # type: ignore[union-attr]
+                if self._stopping:
+                    return self._terminate()
+                if code == 0:
+                    return 0  # asked to stop (shutdown command): not a failure
+                reason = f"exited with code {code}" if code is not None else (
+                    f"watchdog starved for {self.starved_for():.1f} s" if self.starved_for() > self.starve_s else None)
+                if reason is None:
+                    continue
             if self.max_restarts is not None and self.restarts >= self.max_restarts:
                 _say("supervisor_gave_up", reason=reason, restarts=self.restarts)
                 self._kill()
                 return 1
             self._kill()
-            time.sleep(delay)
+            if self._pause(delay):
+                return self._terminate()
             delay = min(self.max_backoff_s, delay * 2)
             self.restarts += 1
-            self.start()
-            _say("runtime_restarted", reason=reason, restarts=self.restarts, pid=self.proc.pid)  # type: ignore[union-attr]
+            ready = self.start()
+            if self._stopping:
+                return self._terminate()
+            failed = {} if ready is not None else {"failure": self.start_failure}
+            _say("runtime_restarted", reason=reason, restarts=self.restarts, pid=self.proc.pid,  # type: ignore[union-attr]
+                 ready=ready is not None, **failed)
+            reason = self.start_failure  # a runtime not ready is one more to restart, after the next pause
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep ``seconds`` or until :meth:`stop`; whether stop() was called."""
+        end = time.monotonic() + seconds
+        while not self._stopping and (left := end - time.monotonic()) > 0:
+            time.sleep(min(POLL_S, left))
+        return self._stopping
 
     def _kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -113,7 +176,8 @@ class Supervisor:
 def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, max_restarts: int | None = None) -> int:
     """``runtime supervise``: ``cfg`` is the ``[supervise]`` table; ``starve_s`` overrides its own."""
     supervisor = Supervisor(argv, starve_s=starve_s or float(cfg["starve_s"]), backoff_s=float(cfg["backoff_s"]),
-                            max_backoff_s=float(cfg["max_backoff_s"]), max_restarts=max_restarts)
+                            max_backoff_s=float(cfg["max_backoff_s"]), max_restarts=max_restarts,
+                            start_timeout_s=float(cfg["start_timeout_s"]))
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     try:
