@@ -59,24 +59,35 @@ class FaultSpec:
     restart_every: int = 0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _check_seed(self.seed)
+
     @classmethod
     def parse(cls, text: str, seed: int | None = None) -> FaultSpec:
         """Read ``kind=value,...``; ``seed`` given here wins over one in the text.
 
         Raises:
-            ValueError: for an unknown kind (listing the valid ones), a probability outside [0, 1],
-                probabilities adding up to more than 1, or a restart not of the form ``N@K``.
+            ValueError: for an unknown kind (listing the valid ones), a kind given twice, a
+                probability outside [0, 1], probabilities adding up to more than 1, a restart not of
+                the form ``N@K``, or a seed (in the text or ``seed``) that is not a non-negative
+                integer.
         """
         spec = cls()
+        seen: set[str] = set()
         for item in filter(None, (t.strip() for t in text.split(","))):
             key, eq, value = (s.strip() for s in item.partition("="))
             if not eq:
                 raise ValueError(f"fault {item!r} is not kind=value; valid kinds: {list(FAULT_KINDS)} and seed")
+            if key in seen:
+                raise ValueError(f"fault spec {text!r}: repeated key {key!r}; give each kind (and seed) once")
+            seen.add(key)
             if key == "seed":
                 try:
                     spec.seed = int(value)
                 except ValueError:
-                    raise ValueError(f"fault seed {value!r} is not an integer") from None
+                    raise ValueError(f"fault seed must be a non-negative integer; got {value}") from None
+                if spec.seed < 0:
+                    raise ValueError(f"fault seed must be a non-negative integer; got {value}")
             elif key == "restart":
                 n, at, k = value.partition("@")
                 try:
@@ -99,7 +110,7 @@ class FaultSpec:
             raise ValueError(f"fault probabilities add up to {sum(spec.rates.values()):.3f}; each tile gets at most "
                              "one fault, so they must add up to at most 1")
         if seed is not None:
-            spec.seed = seed
+            spec.seed = _check_seed(seed)
         return spec
 
     def __str__(self) -> str:
@@ -107,6 +118,13 @@ class FaultSpec:
         if self.restarts:
             items.append(f"restart={self.restarts}@{self.restart_every}")
         return ",".join([*items, f"seed={self.seed}"])
+
+
+def _check_seed(seed: Any) -> int:
+    """``seed`` as an int, or ValueError: numpy's generator takes only a non-negative integer."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"fault seed must be a non-negative integer; got {seed!r}")
+    return int(seed)
 
 
 @dataclass
@@ -230,6 +248,8 @@ def fault_outcomes(ledger: FaultLedger, first_status: dict[str, str], results_pe
     ``processed``, ``rejected:<reason>``, ``lost_by_link`` (no result, and the fault is one that
     loses tiles), ``lost`` (no result otherwise: a fault the rig could not explain),
     ``duplicate_result_ignored`` (a second result, not counted), ``duplicate_dropped_by_runtime``.
+    ``restart``: ``tiles_in_flight`` counts distinct tiles (one caught by two restarts once), and
+    ``resent`` every resend.
     """
     deduplicated = deduplicated or set()
 
@@ -250,8 +270,10 @@ def fault_outcomes(ledger: FaultLedger, first_status: dict[str, str], results_pe
         report[kind] = {"injected": len(tiles),
                         "outcomes": outcomes_of(tiles, "lost_by_link" if kind == "drop" else "lost")}
     if ledger.restarts:
-        caught = [t for r in ledger.restarts for t in r["in_flight"]]
+        # A tile caught by two restarts is one tile (resent twice): counted once, resends apart.
+        resent = [t for r in ledger.restarts for t in r["in_flight"]]
+        caught = list(dict.fromkeys(resent))
         report["restart"] = {"injected": len(ledger.restarts), "tiles_in_flight": len(caught),
-                             "resent": len(caught), "outcomes": outcomes_of(caught, "lost"),
+                             "resent": len(resent), "outcomes": outcomes_of(caught, "lost"),
                              "after_tiles": [r["after_tile"] for r in ledger.restarts]}
     return report

@@ -22,7 +22,7 @@ class LinkError(RuntimeError):
 class StreamLog:
     """What the sender knows: when each tile left, and how the runtime acknowledged it."""
 
-    sent_at: dict[str, float] = field(default_factory=dict)       # tile_id -> time.monotonic()
+    sent_at: dict[str, float] = field(default_factory=dict)       # tile_id -> time.monotonic() of its first send
     acks: dict[str, dict] = field(default_factory=dict)           # tile_id -> ack message
     anonymous_acks: list[dict] = field(default_factory=list)      # acks of tiles whose id was unreadable
     n_acks: int = 0                                               # every ack received (a duplicate gets two)
@@ -74,6 +74,10 @@ class Streamer:
         self._outstanding = 0
         self.resend_after_s = resend_after_s
         self._unfinished: dict[str, tuple[list[bytes], float]] = {}  # tile_id -> (frames, last sent)
+        # When the runtime last made progress (a "done", a rejection, the ack of a tile's first
+        # send) or a new tile left: the ack deadline runs from here, so that acks of resends of
+        # tiles the runtime already holds ("duplicate") cannot keep a stalled drain alive.
+        self._progress_at = time.monotonic()
 
     def send_frames(self, tile_id: str, frames: list[bytes], lost_in_transit: bool = False) -> None:
         """Send one message (any frames: a fault injector sends broken ones) within the window.
@@ -83,9 +87,12 @@ class Streamer:
         """
         while self._outstanding >= self.window:
             self._wait_ack(self.ack_timeout_s)
+        now = time.monotonic()  # before it leaves: its result may come back before the next line
         if not lost_in_transit:
             self._send(frames)
-        self.log.sent_at[tile_id] = time.monotonic()
+        if tile_id not in self.log.sent_at:
+            self.log.sent_at[tile_id] = now  # the first send: a resend keeps it (latency runs from here)
+            self._progress_at = now
         self._outstanding += 1
         if self.resend_after_s is not None:
             self._unfinished[tile_id] = (frames, time.monotonic())
@@ -140,41 +147,70 @@ class Streamer:
     def reconnect(self) -> list[str]:
         """Drop the connection as a restarting sender does, and connect anew.
 
-        Messages still queued in the old socket are discarded, and acknowledgements of tiles in
-        flight go to a peer that no longer exists. Returns the ids sent but not acknowledged, which
-        a recovering sender may send again.
+        Acknowledgements that have already arrived are read first (a sender has them); messages
+        still queued in the old socket are discarded, and acknowledgements of tiles still in flight
+        go to a peer that no longer exists. Returns the ids sent but not acknowledged, which a
+        recovering sender may send again.
         """
+        if self._sock.poll(0):
+            self._read_waiting()
         unacked = self.log.unacked
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.close()
         self._sock = self._connect()
         self._outstanding = 0
+        self._progress_at = time.monotonic()  # a new connection: its acks have the full timeout
         return unacked
 
     def drain(self) -> None:
-        """Wait until every message sent has been acknowledged (and, resending, is done)."""
+        """Wait until every message sent has been acknowledged (and, resending, is done).
+
+        Raises:
+            LinkError: when the runtime has made no progress for ``ack_timeout_s`` (no "done", no
+                rejection, no ack of a tile's first send: acks of resends it already holds do not
+                count), naming the tiles still unfinished.
+        """
         while self._outstanding > 0 or self._unfinished:
             self._wait_ack(self.ack_timeout_s)
 
     def _wait_ack(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        """Read the acks waiting, or wait for one; raise :class:`LinkError` once ``timeout_s`` has
+        passed since the last progress (see :meth:`drain`), resending stale tiles meanwhile."""
         step = timeout_s if self.resend_after_s is None else min(timeout_s, self.resend_after_s / 2)
         while not self._sock.poll(int(step * 1000)):
             if self.resend_after_s is not None:
                 self._resend_stale()
-            if time.monotonic() >= deadline:
-                raise LinkError(f"no acknowledgement in {timeout_s} s; {self._outstanding} tiles outstanding")
+            if time.monotonic() >= self._progress_at + timeout_s:
+                raise self._stalled(timeout_s)
+        self._read_waiting()
+        if time.monotonic() >= self._progress_at + timeout_s:
+            raise self._stalled(timeout_s)
+
+    def _stalled(self, timeout_s: float) -> LinkError:
+        unfinished = [t for t in self.log.sent_at if t not in self.log.acks or t in self._unfinished]
+        shown = ", ".join(unfinished[:10]) + (", ..." if len(unfinished) > 10 else "")
+        what = "unacknowledged or not done" if self.resend_after_s is not None else "unacknowledged"
+        return LinkError(f"no acknowledgement or other progress in {timeout_s} s: {len(unfinished)} tiles "
+                         f"unfinished ({what}): {shown or 'none'}")
+
+    def _read_waiting(self) -> None:
+        """Take every message waiting on the socket (at least one must be)."""
         while True:
             ack = protocol.loads(self._sock.recv())
             tile_id = ack.get("tile_id")
             if ack.get("type") == "done":
                 # The tile's result has gone out: credit was returned by its ack already.
                 if tile_id in self.log.sent_at:
+                    if tile_id not in self.log.done or tile_id in self._unfinished:
+                        self._progress_at = time.monotonic()
                     self.log.done.add(tile_id)
                     self._unfinished.pop(tile_id, None)
             else:
                 self._outstanding = max(0, self._outstanding - 1)
                 self.log.n_acks += 1
+                # Progress unless it is the ack of a resend of a tile the runtime already holds.
+                if not (ack.get("duplicate") and tile_id in self.log.resends):
+                    self._progress_at = time.monotonic()
                 if tile_id in self.log.sent_at:
                     self.log.acks[tile_id] = ack
                     if ack.get("status") == "rejected":  # final: a rejected tile has no "done"
