@@ -101,8 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a mistake in its arguments or files (a missing or invalid config, an ``--out``
+    that is a file, a bad ``--genome``, a path that is not a bundle) prints ``error: ...`` on stderr
+    and returns 2, as ``hil`` and ``runtime`` do, rather than a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    try:
+        if args.out.exists() and not args.out.is_dir():
+            raise ValueError(f"--out {args.out} is an existing file, not a directory")
+        return _command(args, argv)
+    except (ValueError, OSError) as exc:  # includes BundleError, JSON errors, a missing --config
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "train-baseline":
         # Imported here so that --help does not pay for torch and OpenVINO.
         from search.baseline import train_baseline
@@ -132,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg["run"]["ray_address"] = args.ray_address
         if args.generations is not None:
             if args.generations < 1:
-                raise SystemExit(f"--generations must be at least 1, got {args.generations}")
+                raise ValueError(f"--generations must be at least 1, got {args.generations}")
             cfg["evolution"]["generations"] = args.generations
         result = run_search(cfg, args.out, progress=not args.quiet)
         best = result.best
@@ -157,11 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         from search.input_types import retype_bundle
 
         dtype = args.input_dtype or load_config(args.config)["export"]["input_dtype"]
-        try:
-            bundle = retype_bundle(args.model, args.out, dtype, command=shlex.join(["python", "-m", "search", *argv]))
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        bundle = retype_bundle(args.model, args.out, dtype, command=shlex.join(["python", "-m", "search", *argv]))
         print(f"wrote {args.out} (bundle {bundle.id[:12]}): input {dtype}, normalised in the IR")
     elif args.command == "discriminate":
         import tempfile

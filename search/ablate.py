@@ -67,8 +67,17 @@ def parse_genome(arg: str | None, cfg: dict[str, Any]) -> Genome:
     if arg is None:
         return Genome.from_dict(cfg["ablate"])
     text = arg.strip()
-    data = json.loads(text if text.startswith("{") else Path(arg).read_text())
-    return Genome.from_dict(data.get("genome", data))
+    source = "--genome" if text.startswith("{") else f"--genome {arg}"
+    try:
+        data = json.loads(text if text.startswith("{") else Path(arg).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{source}: expected a JSON object (a genome or a manifest holding one)")
+    try:
+        return Genome.from_dict(data.get("genome", data))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{source}: not a genome ({type(exc).__name__}: {exc})") from None
 
 
 def isolating_profiles(name: str) -> dict[str, Any]:

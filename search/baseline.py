@@ -25,8 +25,8 @@ import numpy as np
 
 from runtime.bundle import Bundle, write_bundle
 from runtime.golden import with_golden
-from search.candidate import fit, manifest_for, shift_sea_for_export, torch_device
-from search.config import load_config
+from search.candidate import check_recipe, fit, manifest_for, shift_sea_for_export, torch_device
+from search.config import check_values, load_config
 from search.dataset import make_sampler, prepare_data, split_arrays
 from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor
 from search.export import compile_ir
@@ -66,6 +66,8 @@ def train_baseline(
     ``[export] input_dtype``; ``command`` is recorded in the manifest so the bundle says how to
     reproduce it; ``data_dir`` keeps the prepared data (default: a temporary folder).
     """
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():  # before training, not after it
+        raise ValueError(f"{out_dir} is an existing file, not a bundle directory")
     cfg = load_config(config_path)
     if epochs is not None:
         cfg["train"]["epochs"] = epochs
@@ -73,6 +75,8 @@ def train_baseline(
         cfg["train"]["seed"] = seed
     if input_dtype is not None:
         cfg["export"]["input_dtype"] = input_dtype
+    check_values(cfg)  # --epochs / --seed too
+    check_recipe(cfg)  # threshold, sea_shift: refused before training, not after it
     genome = unet_genome(cfg["model"]["widths"], int(cfg["model"]["in_channels"]))
     exp, tr = cfg["export"], cfg["train"]
     tile, threshold = int(exp["tile"]), float(exp["threshold"])

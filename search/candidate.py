@@ -122,6 +122,35 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
             **({"land_weight": land_weight} if use_land else {})}
 
 
+def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> None:
+    """Refuse, before anything is trained, the settings every candidate would otherwise fail on only
+    after its training: ``[export] threshold`` outside (0, 1), an unknown ``[candidate] profile`` or
+    ``robust_profiles`` entry, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``.
+
+    ``where`` names the tables in the messages (``{"export": "final.export"}`` for the final recipe).
+
+    Raises:
+        ValueError: naming the setting.
+    """
+    from runtime.profiles import get_profile
+
+    name = {"export": "export", "train": "train", "candidate": "candidate", **(where or {})}
+    exp, cand = cfg["export"], cfg["candidate"]
+    threshold = exp["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+        raise ValueError(f"[{name['export']}] threshold must be a probability in (0, 1); got {threshold!r}")
+    for key, profiles in (("profile", [cand["profile"]]), ("robust_profiles", list(cand["robust_profiles"]))):
+        for profile in profiles:
+            try:
+                get_profile(profile)
+            except ValueError as exc:
+                raise ValueError(f"[{name['candidate']}] {key}: {exc}") from None
+    shift = exp.get("sea_shift", 0.0)
+    if shift and cfg["train"]["land_gate"] == "none":
+        raise ValueError(f"[{name['export']}] sea_shift = {shift} needs a land gate; [{name['train']}] land_gate "
+                         f"is 'none'")
+
+
 def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:
     """Apply ``[export] sea_shift`` to a trained ``net`` (:meth:`GenomeNet.shift_sea`) and record it
     in its training ``log``: the one place the search and the baseline do it."""

@@ -35,4 +35,55 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     for table, override in overrides.items():
         merge_into(copy.deepcopy(cfg[table]), override, f"{path}:final.{table}")
         cfg["final"][table] = override
+    check_values(cfg)
     return cfg
+
+
+#: Integer settings and their least value: anything smaller is accepted by TOML but breaks the search
+#: later (an untrained candidate shipped with a nan loss, a crash after the first generation).
+#: ``[candidate] aligned_epochs = 0`` is FP32 only; ``[final] fp32_epochs = 0`` is no final training.
+_AT_LEAST = {
+    "train": {"epochs": 1, "steps_per_epoch": 1, "batch": 1, "patch": 1},
+    "export": {"tile": 1},
+    "candidate": {"fp32_epochs": 1, "aligned_epochs": 0},
+    "evolution": {"population": 1, "generations": 1, "tournament": 1, "elite": 0, "novelty_tries": 0},
+    "final": {"fp32_epochs": 0, "aligned_epochs": 0},
+    "run": {"workers": 1},
+}
+#: Settings that are probabilities.
+_FRACTIONS = {"evolution": ("crossover_rate", "mutation_rate")}
+
+
+def _check_table(table: dict[str, Any], name: str, where: str) -> None:
+    for key, least in _AT_LEAST.get(name, {}).items():
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"[{where}] {key} must be an integer >= {least}; got {value!r}")
+    for key in _FRACTIONS.get(name, ()):
+        value = table.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"[{where}] {key} must be a number in [0, 1]; got {value!r}")
+
+
+def check_values(cfg: dict[str, Any]) -> None:
+    """Refuse values the search would accept now and fail on (or silently mistrain with) later.
+
+    Checks the integer settings of :data:`_AT_LEAST`, the rates of :data:`_FRACTIONS` and
+    ``[evolution] elite`` <= ``population``, and the same rules for the final training's tables
+    (``[final.train]``, ``[final.export]`` over ``[train]``, ``[export]``).
+
+    Raises:
+        ValueError: naming the setting, e.g. ``[evolution] tournament must be an integer >= 1; got 0``.
+    """
+    for name in _AT_LEAST.keys() | _FRACTIONS.keys():
+        if isinstance(cfg.get(name), dict):
+            _check_table(cfg[name], name, name)
+    evo = cfg.get("evolution", {})
+    if "elite" in evo and "population" in evo and evo["elite"] > evo["population"]:
+        raise ValueError(f"[evolution] elite must be within [0, population = {evo['population']}]; got {evo['elite']}")
+    final = cfg.get("final", {})
+    for table in FINAL_OVERRIDES:
+        if final.get(table):
+            _check_table({**cfg.get(table, {}), **final[table]}, table, f"final.{table}")

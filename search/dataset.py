@@ -74,8 +74,10 @@ def read_split(root: Path, split: str) -> list[SceneArrays]:
                 for s in f["seeds"]]
 
 
-def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays]) -> None:
+def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays], generator: dict[str, Any] | None = None) -> None:
     arrays = {"seeds": np.array(ids)}
+    if generator is not None:  # synthetic scenes: the generate_scene keywords they were made with
+        arrays["generator"] = np.array(json.dumps(generator, sort_keys=True))
     for s in scenes:
         arrays[f"image_{s.seed}"], arrays[f"mask_{s.seed}"] = s.image, s.mask
         if s.land is not None:
@@ -171,7 +173,10 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
              **({"land_masks": str(Path(land_masks).resolve())} if land_masks else {}),
              "train": train, "val": val, "test": test, "names": {str(i): source[i].name for i in range(len(source))}}
     split_path = root / "split.json"
-    if not (split_path.exists() and json.loads(split_path.read_text()) == split):
+    old = json.loads(split_path.read_text()) if split_path.exists() else None
+    if old is not None and old != split:
+        _refuse_changed_split(root, old, split)
+    if old != split:
         bands = int(cfg["model"]["in_channels"])
         for name, ids in (("train", train), ("val", val)):
             scenes = []
@@ -187,6 +192,31 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
         split_path.write_text(json.dumps(split, indent=1))
     groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
     return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups), cfg)
+
+
+def _refuse_changed_split(root: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse to split again when ``root`` (``OUT/data``) belongs to a search that has trained on the
+    old split (``OUT/records`` holds a record): its candidates' training samples could land in the
+    new test split. Before any record, the data is simply prepared again.
+
+    Raises:
+        ValueError: naming what changed (samples added or removed, settings) and advising a new --out.
+    """
+    records = root.parent / "records"
+    if not (records.is_dir() and any(records.glob("*.json"))):
+        return
+    before, after = set(old.get("names", {}).values()), set(new["names"].values())
+    changes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+               if k not in ("names", "train", "val", "test") and old.get(k) != new.get(k)]
+    if after - before:
+        changes.append(f"samples added: {sorted(after - before)}")
+    if before - after:
+        changes.append(f"samples removed: {sorted(before - after)}")
+    if not changes:
+        changes.append("the samples' order or split changed")
+    raise ValueError(f"{root / 'split.json'} no longer matches the data set, and {records} holds candidates trained "
+                     f"on the old split: splitting again could put samples they trained on into the test split. "
+                     f"Use a new --out (or restore the data set). Differences: {'; '.join(changes)}")
 
 
 def _land(sample: Any, folder: str) -> np.ndarray | None:
@@ -256,14 +286,15 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
     for split, seeds, size in (("train", train, cfg["data"]["train_scene_size"]),
                                ("val", val, cfg["data"]["val_scene_size"])):
         path = root / f"{split}.npz"
-        if path.exists():
-            with np.load(path) as f:
-                image = f[f"image_{seeds[0]}"]
-                if ([int(s) for s in f["seeds"]] == seeds and image.shape[-1] == size
-                        and image.dtype.name == cfg["data"]["scene_dtype"]):
-                    continue
         kwargs = synthetic_kwargs(cfg["data"], size)
-        _save_arrays(path, seeds, load_scenes(seeds, kwargs))
+        if path.exists():
+            # reused only when made from the same seeds with every generator keyword the same
+            # (size, dtype, scene_mode, ...); a cache from before the keywords were stored is made again
+            with np.load(path) as f:
+                if ([int(s) for s in f["seeds"]] == seeds and "generator" in f.files
+                        and json.loads(str(f["generator"])) == json.loads(json.dumps(kwargs, sort_keys=True))):
+                    continue
+        _save_arrays(path, seeds, load_scenes(seeds, kwargs), generator=kwargs)
         if split == "val":
             for seed in seeds:
                 write_scene(generate_scene(seed, **kwargs), root / "val" / f"seed_{seed}")

@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from runtime.discriminate import check_kind
-from search.candidate import evaluate_candidate, hil_scores
-from search.config import FINAL_OVERRIDES
+from search.candidate import check_recipe, evaluate_candidate, hil_scores
+from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data
+from search.fitness import ACCURACIES, LATENCIES
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
-from search.state import CandidateStore, check_resumable, write_json_atomic
+from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
 from search.workers import make_evaluator
 
 
@@ -99,23 +100,46 @@ def next_generation(population: list[Genome], records: dict[str, dict[str, Any]]
     return nxt
 
 
+def check_up_front(cfg: dict[str, Any]) -> None:
+    """The settings each candidate (or the final training) would fail on only after it was trained,
+    checked before anything is: ``[fitness] accuracy`` and ``latency``, and the candidates' recipe
+    (:func:`search.candidate.check_recipe`), the final training's too when there is one.
+
+    Raises:
+        ValueError: naming the setting.
+    """
+    fit = cfg["fitness"]
+    if fit["accuracy"] not in ACCURACIES:
+        raise ValueError(f"[fitness] accuracy {fit['accuracy']!r}; valid: {list(ACCURACIES)}")
+    if fit["latency"] not in LATENCIES:
+        raise ValueError(f"[fitness] latency {fit['latency']!r}; valid: {list(LATENCIES)}")
+    check_recipe(cfg)
+    if int(cfg["final"]["fp32_epochs"]) > 0:
+        check_recipe(final_config(cfg)[0], {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})
+
+
 def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
     """Run (or resume) the search configured by ``cfg`` in ``out``; writes the best flight model,
     the report and ``generations.json``."""
     from search.report import verify_flight_model, write_flight_model, write_report
 
+    check_values(cfg)  # a config built or changed in code, not only one loaded from TOML
+    check_up_front(cfg)
     check_kind(cfg["export"]["discriminator_kind"], "[export] discriminator_kind")
     if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
         raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_resumable(out, cfg)
+    check_resumable(out, cfg, write=False)
     evo = cfg["evolution"]
     space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]))
+    population = initial_population(space, int(evo["population"]), int(evo["seed"]))
     data: SearchData = prepare_data(cfg, out / "data")
+    # recorded only once the config has passed every check above: a refused one must not become
+    # the folder's, or the corrected config would be refused on resume
+    record_config(out, cfg)
     store = CandidateStore(out)
     say = print if progress else (lambda *_: None)
-    population = initial_population(space, int(evo["population"]), int(evo["seed"]))
     seen: set[Genome] = set(population)
     generations: list[dict[str, Any]] = []
     records: dict[str, dict[str, Any]] = {}

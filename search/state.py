@@ -56,8 +56,11 @@ class CandidateStore:
         return [json.loads(p.read_text()) for p in sorted(self.dir.glob("*.json"))]
 
 
-def check_resumable(out: Path, cfg: dict[str, Any]) -> None:
+def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True) -> None:
     """Record ``cfg`` in ``OUT/search.json``, or check it matches the one a previous run recorded.
+
+    With ``write=False`` only the check: the search validates its config before it records it
+    (:func:`record_config`), so that a config refused on its values does not become the folder's.
 
     Raises:
         ValueError: listing the settings that differ (other than :data:`RESUMABLE_CHANGES`). A
@@ -80,4 +83,10 @@ def check_resumable(out: Path, cfg: dict[str, Any]) -> None:
         if diffs:
             raise ValueError(f"{out} holds a search with other settings; use a new --out or the same config. "
                              f"Differences: {diffs}")
-    write_json_atomic(path, {"config": cfg})
+    if write:
+        record_config(out, cfg)
+
+
+def record_config(out: Path, cfg: dict[str, Any]) -> None:
+    """Write ``OUT/search.json``: the configuration the search runs with, checked on resume."""
+    write_json_atomic(Path(out) / "search.json", {"config": cfg})
