@@ -205,6 +205,8 @@ def _refuse_changed_split(root: Path, old: dict[str, Any], new: dict[str, Any]) 
     records = root.parent / "records"
     if not (records.is_dir() and any(records.glob("*.json"))):
         return
+    if _parts_by_name(old) == _parts_by_name(new):
+        return  # the same samples in each part (the data moved, say): preparing again is harmless
     before, after = set(old.get("names", {}).values()), set(new["names"].values())
     changes = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
                if k not in ("names", "train", "val", "test") and old.get(k) != new.get(k)]
@@ -217,6 +219,12 @@ def _refuse_changed_split(root: Path, old: dict[str, Any], new: dict[str, Any]) 
     raise ValueError(f"{root / 'split.json'} no longer matches the data set, and {records} holds candidates trained "
                      f"on the old split: splitting again could put samples they trained on into the test split. "
                      f"Use a new --out (or restore the data set). Differences: {'; '.join(changes)}")
+
+
+def _parts_by_name(split: dict[str, Any]) -> dict[str, list[str]]:
+    """The sample names of each part of a split.json (what a leak into the test split is about)."""
+    names = split.get("names", {})
+    return {part: sorted(names.get(str(i), f"#{i}") for i in split.get(part, [])) for part in ("train", "val", "test")}
 
 
 def _land(sample: Any, folder: str) -> np.ndarray | None:

@@ -229,3 +229,25 @@ def test_run_search_refuses_a_final_recipe_that_would_fail(tmp_path: Path, tiny_
     with pytest.raises(ValueError, match=r"\[final.export\] threshold"):
         run_search(tiny_cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out" / "records").exists()
+
+
+def test_the_same_data_set_moved_under_a_search_with_records_is_prepared_again(tmp_path: Path, tiny_cfg: dict) -> None:
+    """Only a change of which samples fall in which part is refused: the same files read from another
+    folder (the source spec differs) split the same way, and the search goes on."""
+    import json
+
+    from search.dataset import prepare_data
+    from tests.search.test_real_data import _hrsid_mini
+
+    _hrsid_mini(tmp_path / "big", 5, size=64)
+    _copy_samples(tmp_path / "big", tmp_path / "set", range(5))
+    tiny_cfg["data"]["source"] = f"hrsid-mini:{tmp_path / 'set'}"
+    out = tmp_path / "out"
+    before = prepare_data(tiny_cfg, out / "data")
+    (out / "records").mkdir()
+    (out / "records" / "abc.json").write_text(json.dumps({"key": "abc"}))
+    (tmp_path / "set").rename(tmp_path / "moved")
+    tiny_cfg["data"]["source"] = f"hrsid-mini:{tmp_path / 'moved'}"
+    after = prepare_data(tiny_cfg, out / "data")
+    assert (after.train_seeds, after.val_seeds) == (before.train_seeds, before.val_seeds)
+    assert json.loads((out / "data" / "split.json").read_text())["source"].endswith("moved")
