@@ -13,25 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from flightsim.timing import MODES
-from runtime.config import load_defaults
+from runtime.config import check_number, load_defaults
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
-
-
-def _at_least(where: str, value: Any, low: float, *, strict: bool = False) -> float:
-    """``value`` as a number if it is >= ``low`` (> with ``strict``), else a ValueError saying so."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where} must be a number; got {value!r}")
-    if value < low or (strict and value == low):
-        raise ValueError(f"{where} must be {'>' if strict else '>='} {low}; got {value!r}")
-    return value
-
-
-def _whole(where: str, value: Any, low: int) -> int:
-    """``value`` if it is an integer >= ``low``, else a ValueError saying so."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{where} must be a whole number >= {low}; got {value!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -59,14 +43,14 @@ class RunSettings:
         return cls(
             device=t["device"],
             report_dir=Path(t["report_dir"]),
-            window=_whole("[run] window", t["window"], 1),
-            resend_after_s=float(_at_least("[run] resend_after_s (0: never)", t["resend_after_s"], 0)),
-            rate_hz=float(_at_least("[run] rate_hz (0: as fast as acknowledged)", t["rate_hz"], 0)),
-            startup_timeout_s=float(_at_least("[run] startup_timeout_s", t["startup_timeout_s"], 0, strict=True)),
-            result_timeout_s=float(_at_least("[run] result_timeout_s", t["result_timeout_s"], 0, strict=True)),
-            duplicate_grace_s=float(_at_least("[run] duplicate_grace_s", t["duplicate_grace_s"], 0)),
-            synthetic_seed=_whole("[run] synthetic_seed", t["synthetic_seed"], 0),
-            overlap_px=_whole("[run] overlap_px", t["overlap_px"], 0),
+            window=check_number("[run] window", t["window"], 1, integer=True),
+            resend_after_s=check_number("[run] resend_after_s (0: never)", t["resend_after_s"], 0),
+            rate_hz=check_number("[run] rate_hz (0: as fast as acknowledged)", t["rate_hz"], 0),
+            startup_timeout_s=check_number("[run] startup_timeout_s", t["startup_timeout_s"], 0, strict=True),
+            result_timeout_s=check_number("[run] result_timeout_s", t["result_timeout_s"], 0, strict=True),
+            duplicate_grace_s=check_number("[run] duplicate_grace_s", t["duplicate_grace_s"], 0),
+            synthetic_seed=check_number("[run] synthetic_seed", t["synthetic_seed"], 0, integer=True),
+            overlap_px=check_number("[run] overlap_px", t["overlap_px"], 0, integer=True),
             timing=t["timing"],
         )
 
@@ -80,11 +64,8 @@ class ScoreSettings:
 
     @classmethod
     def from_table(cls, t: dict[str, Any]) -> ScoreSettings:
-        match_iou = float(_at_least("[score] match_iou", t["match_iou"], 0, strict=True))
-        if match_iou > 1:
-            raise ValueError(f"[score] match_iou must lie in (0, 1]; got {match_iou!r}")
-        return cls(match_iou=match_iou,
-                   merge_tolerance_px=float(_at_least("[score] merge_tolerance_px", t["merge_tolerance_px"], 0)))
+        return cls(match_iou=check_number("[score] match_iou", t["match_iou"], 0, strict=True, high=1),
+                   merge_tolerance_px=check_number("[score] merge_tolerance_px", t["merge_tolerance_px"], 0))
 
 
 @dataclass(frozen=True)
@@ -96,8 +77,8 @@ class OverviewSettings:
 
     @classmethod
     def from_table(cls, t: dict[str, Any]) -> OverviewSettings:
-        return cls(max_side_px=_whole("[overview] max_side_px", t["max_side_px"], 1),
-                   max_panels=_whole("[overview] max_panels", t["max_panels"], 1))
+        return cls(max_side_px=check_number("[overview] max_side_px", t["max_side_px"], 1, integer=True),
+                   max_panels=check_number("[overview] max_panels", t["max_panels"], 1, integer=True))
 
 
 @dataclass(frozen=True)

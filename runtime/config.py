@@ -7,6 +7,7 @@ beside their code and load them through :func:`load_defaults` so there is one me
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,30 @@ def merge_into(base: dict[str, Any], new: dict[str, Any], where: str) -> None:
 def defaults(override: Path | None = None) -> dict[str, Any]:
     """The runtime's defaults (``runtime/defaults.toml``), with an optional user override."""
     return load_defaults(Path(__file__).with_name("defaults.toml"), override)
+
+
+def check_number(name: str, value: Any, low: float, *, integer: bool = False, strict: bool = False,
+                 high: float | None = None) -> Any:
+    """``value`` of the setting ``name`` (e.g. ``"[run] window"``) if it is a number in its range, as
+    an int where ``integer``, else a float; otherwise a ValueError naming the setting and the range.
+
+    The one range check of every package's settings: a TOML value of the wrong type or out of range
+    is refused when it is loaded, not found later where it breaks. ``strict`` excludes ``low``
+    itself; ``high`` (included) bounds the value above; a bool is not a number here.
+    """
+    opening = "(" if strict else "["
+    if integer:
+        wanted = f"an integer in {opening}{low:g}, {high:g}]" if high is not None else \
+            f"an integer {'>' if strict else '>='} {low:g}"
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (strict and value == low) \
+                or (high is not None and value > high):
+            raise ValueError(f"{name} must be {wanted}; got {value!r}")
+        return value
+    wanted = f"a number in {opening}{low:g}, {high:g}]" if high is not None else \
+        f"a finite number {'>' if strict else '>='} {low:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or number < low or (strict and number == low) or (high is not None and number > high):
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
+    return number

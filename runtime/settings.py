@@ -7,11 +7,11 @@ second set of defaults to drift from the first.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from runtime.config import check_number
 from runtime.vectorize import CONNECTIVITIES
 
 #: What the CPU plugin may be told to compute in (``INFERENCE_PRECISION_HINT``); the runtime's is
@@ -76,15 +76,7 @@ def check_setting(table: str, key: str, value: Any) -> int | float:
             raise ValueError(f"{name} must be one of {list(CONNECTIVITIES)}; got {value!r}")
         return int(value)
     integer, lowest, inclusive = RANGES[(table, key)]
-    bound = f"{'>=' if inclusive else '>'} {lowest:g}"
-    if integer:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-            raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
-        return value
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value < lowest or (value == lowest and not inclusive)):
-        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
-    return float(value)
+    return check_number(name, value, lowest, integer=integer, strict=not inclusive)
 
 
 def _checked_table(table: str, values: Mapping[str, Any]) -> MappingProxyType[str, Any]:

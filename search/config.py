@@ -10,7 +10,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from runtime.config import load_defaults, merge_into, tomllib
+from runtime.config import check_number, load_defaults, merge_into, tomllib
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
@@ -58,13 +58,9 @@ def _check_table(table: dict[str, Any], name: str, where: str) -> None:
     for key, least in _AT_LEAST.get(name, {}).items():
         if key not in table:
             continue
-        value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"[{where}] {key} must be an integer >= {least}; got {value!r}")
+        check_number(f"[{where}] {key}", table[key], least, integer=True)
     for key in _FRACTIONS.get(name, ()):
-        value = table.get(key, 0.0)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"[{where}] {key} must be a number in [0, 1]; got {value!r}")
+        check_number(f"[{where}] {key}", table.get(key, 0.0), 0.0, high=1.0)
 
 
 def check_values(cfg: dict[str, Any]) -> None:

@@ -27,14 +27,14 @@ def test_the_shipped_defaults_are_the_toml_values_typed() -> None:
 
 @pytest.mark.parametrize("text,message", [
     ('[run]\ntiming = "fast"\n', r"\[run\] timing must be one of \['asap', 'rate', 'pushbroom'\]; got 'fast'"),
-    ("[run]\nwindow = 0\n", r"\[run\] window must be a whole number >= 1; got 0"),
-    ("[run]\nwindow = 2.5\n", r"\[run\] window must be a whole number >= 1; got 2.5"),
-    ("[run]\nresult_timeout_s = 0\n", r"\[run\] result_timeout_s must be > 0"),
-    ("[run]\nrate_hz = -1\n", r"\[run\] rate_hz .* must be >= 0"),
-    ('[run]\noverlap_px = "8"\n', r"\[run\] overlap_px must be a whole number >= 0; got '8'"),
-    ("[score]\nmatch_iou = 1.5\n", r"\[score\] match_iou must lie in \(0, 1\]; got 1.5"),
-    ("[score]\nmatch_iou = 0\n", r"\[score\] match_iou must be > 0"),
-    ("[overview]\nmax_panels = 0\n", r"\[overview\] max_panels must be a whole number >= 1"),
+    ("[run]\nwindow = 0\n", r"\[run\] window must be an integer >= 1; got 0"),
+    ("[run]\nwindow = 2.5\n", r"\[run\] window must be an integer >= 1; got 2.5"),
+    ("[run]\nresult_timeout_s = 0\n", r"\[run\] result_timeout_s must be a finite number > 0"),
+    ("[run]\nrate_hz = -1\n", r"\[run\] rate_hz .* must be a finite number >= 0"),
+    ('[run]\noverlap_px = "8"\n', r"\[run\] overlap_px must be an integer >= 0; got '8'"),
+    ("[score]\nmatch_iou = 1.5\n", r"\[score\] match_iou must be a number in \(0, 1\]; got 1.5"),
+    ("[score]\nmatch_iou = 0\n", r"\[score\] match_iou must be a number in \(0, 1\]; got 0"),
+    ("[overview]\nmax_panels = 0\n", r"\[overview\] max_panels must be an integer >= 1"),
     ("[run]\nwindw = 4\n", r"unknown setting 'windw'; valid: .*'window'"),
 ])
 def test_a_bad_value_is_refused_with_what_is_valid(tmp_path: Path, text: str, message: str) -> None:
@@ -52,5 +52,5 @@ def test_hil_run_refuses_a_bad_setting_before_it_starts_anything(tmp_path: Path,
     report = tmp_path / "report"
     assert main(["run", "--config", str(cfg), "--scene", "synthetic", "--model", str(REPO / "models/default"),
                  "--report", str(report), "--quiet"]) == 2
-    assert "[run] window must be a whole number >= 1" in capsys.readouterr().err
+    assert "[run] window must be an integer >= 1" in capsys.readouterr().err
     assert not report.exists()
