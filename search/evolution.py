@@ -132,7 +132,7 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     out.mkdir(parents=True, exist_ok=True)
     check_resumable(out, cfg, write=False)
     evo = cfg["evolution"]
-    space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]))
+    space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]), int(cfg["model"]["in_channels"]))
     population = initial_population(space, int(evo["population"]), int(evo["seed"]))
     data: SearchData = prepare_data(cfg, out / "data")
     # recorded only once the config has passed every check above: a refused one must not become

@@ -132,12 +132,14 @@ class SpaceConfig:
     max_downsamples: int
     max_parameters: int
     tile: int
+    in_channels: int = 3  # the data's bands, [model] in_channels: every genome drawn takes that many
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], tile: int) -> SpaceConfig:
+    def from_dict(cls, data: dict[str, Any], tile: int, in_channels: int = 3) -> SpaceConfig:
         cfg = cls(int(data["max_blocks"]), int(data["min_blocks"]), tuple(data["kinds"]),
                   tuple(int(w) for w in data["widths"]), tuple(int(e) for e in data["expansions"]),
-                  tuple(data["upsamplings"]), int(data["max_downsamples"]), int(data["max_parameters"]), tile)
+                  tuple(data["upsamplings"]), int(data["max_downsamples"]), int(data["max_parameters"]), tile,
+                  int(in_channels))
         for kind in cfg.kinds:
             if kind not in BLOCK_KINDS:
                 raise ValueError(f"[space] kinds: {kind!r} is not a block kind; valid: {list(BLOCK_KINDS)}")
@@ -268,7 +270,8 @@ def random_genome(rng: np.random.Generator, space: SpaceConfig, max_tries: int =
     for _ in range(max_tries):
         n = int(rng.integers(space.min_blocks, space.max_blocks + 1))
         strides = [1] + [int(rng.integers(1, 3)) for _ in range(n - 1)]
-        genome = Genome(tuple(_random_gene(rng, space, s) for s in strides), str(rng.choice(space.upsamplings)))
+        genome = Genome(tuple(_random_gene(rng, space, s) for s in strides), str(rng.choice(space.upsamplings)),
+                        space.in_channels)
         if not violations(genome, space):
             return genome
     raise ValueError(f"no valid genome found in {max_tries} draws; the space is too tight: {space}")

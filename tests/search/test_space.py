@@ -106,3 +106,16 @@ def test_a_genome_given_by_hand_is_held_to_what_flies_not_to_the_search_space() 
     assert violations(unet, space) and not violations(unet, space, within_space=False)
     too_big = unet_genome([64, 128, 256])
     assert any("budget" in v for v in violations(too_big, space, within_space=False))
+
+
+def test_the_space_draws_genomes_for_the_datas_band_count() -> None:
+    """[model] in_channels reaches every genome the search draws, mutates or crosses, so a search
+    runs on one-band data (every genome had 3 input channels, and every candidate failed)."""
+    cfg = load_config()
+    space = SpaceConfig.from_dict(cfg["space"], 256, in_channels=1)
+    rng = np.random.default_rng(0)
+    a, b = random_genome(rng, space), random_genome(rng, space)
+    assert a.in_channels == b.in_channels == 1
+    assert mutate(a, rng, space).in_channels == crossover(a, b, rng, space).in_channels == 1
+    three = SpaceConfig.from_dict(cfg["space"], 256)
+    assert random_genome(np.random.default_rng(0), three) == dataclasses.replace(a, in_channels=3)  # the same draws otherwise
