@@ -16,6 +16,12 @@ DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
 #: Tables of the candidates' recipe that ``[final.TABLE]`` may override for the final training.
 FINAL_OVERRIDES = ("train", "export")
+#: Keys of [train] and [export] that the final training does not read from [final.train] and
+#: [final.export], and what sets them there: accepted, they would say a budget or a stage that is
+#: not the one trained.
+NOT_IN_FINAL = {"train": {"epochs": "[final] fp32_epochs", "seed": "[evolution] seed"},
+                "export": {"discriminate": "[export] discriminate",
+                           "discriminator_kind": "[export] discriminator_kind"}}
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -34,6 +40,10 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     merge_into(cfg, user, str(path))
     for table, override in overrides.items():
         merge_into(copy.deepcopy(cfg[table]), override, f"{path}:final.{table}")
+        for key in override:
+            if key in NOT_IN_FINAL.get(table, {}):
+                raise ValueError(f"{path}: [final.{table}] {key} has no effect on the final training; "
+                                 f"set {NOT_IN_FINAL[table][key]} instead")
         cfg["final"][table] = override
     check_values(cfg)
     return cfg

@@ -251,3 +251,18 @@ def test_the_same_data_set_moved_under_a_search_with_records_is_prepared_again(t
     after = prepare_data(tiny_cfg, out / "data")
     assert (after.train_seeds, after.val_seeds) == (before.train_seeds, before.val_seeds)
     assert json.loads((out / "data" / "split.json").read_text())["source"].endswith("moved")
+
+
+@pytest.mark.parametrize("table,key,value,instead", [
+    ("train", "epochs", "60", r"\[final\] fp32_epochs"),
+    ("train", "seed", "3", r"\[evolution\] seed"),
+    ("export", "discriminate", "true", r"\[export\] discriminate"),
+])
+def test_a_final_setting_the_final_training_does_not_read_is_refused(tmp_path: Path, table: str, key: str,
+                                                                       value: str, instead: str) -> None:
+    from search.config import load_config
+
+    path = tmp_path / "f.toml"
+    path.write_text(f"[final.{table}]\n{key} = {value}\n")
+    with pytest.raises(ValueError, match=rf"\[final\.{table}\] {key} has no effect.*{instead}"):
+        load_config(path)
