@@ -83,11 +83,9 @@ class FaultSpec:
             seen.add(key)
             if key == "seed":
                 try:
-                    spec.seed = int(value)
+                    spec.seed = _check_seed(int(value))
                 except ValueError:
                     raise ValueError(f"fault seed must be a non-negative integer; got {value}") from None
-                if spec.seed < 0:
-                    raise ValueError(f"fault seed must be a non-negative integer; got {value}")
             elif key == "restart":
                 n, at, k = value.partition("@")
                 try:

@@ -15,7 +15,6 @@ import datetime as _dt
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.atomic import write_atomic
+from runtime.config import check_number
 from runtime.discriminate import SecondStage, discriminator_from_manifest
 from runtime.fit import check_trained_for
 from runtime.protocol import TILE_DTYPES
@@ -181,12 +181,13 @@ def _check_golden_table(table: dict[str, Any]) -> None:
     """The golden table's tolerances (runtime.golden judges the tile by them, so both are required:
     the ground that measured the tile says how close the payload must come) and the type of its
     counts (which stands in for ``trained_for.counts`` where that is not given, runtime.fit)."""
-    for key, lo, hi in (("max_mean_abs", 0.0, 1.0), ("min_mask_iou", 0.0, 1.0)):
-        value = table.get(key)
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                and lo <= value <= hi):
-            got = f"got {value!r}" if key in table else "it is missing"
-            raise BundleError(f"golden.{key} must be a number in [{lo:g}, {hi:g}] (with_golden writes it); {got}")
+    for key in ("max_mean_abs", "min_mask_iou"):
+        if key not in table:
+            raise BundleError(f"golden.{key} is missing: the golden tile is judged by it (with_golden writes it)")
+        try:
+            check_number(f"golden.{key}", table[key], 0.0, high=1.0)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
     dtype = table.get("dtype")
     if dtype is not None and dtype not in TILE_DTYPES:
         raise BundleError(f"golden.dtype {dtype!r}; valid: {list(TILE_DTYPES)}")

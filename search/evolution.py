@@ -33,7 +33,7 @@ from runtime.discriminate import check_kind
 from search.candidate import check_recipe, evaluate_candidate, hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data
-from search.fitness import ACCURACIES, LATENCIES
+from search.fitness import check_fitness_settings
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
 from search.workers import make_evaluator
@@ -108,11 +108,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
     Raises:
         ValueError: naming the setting.
     """
-    fit = cfg["fitness"]
-    if fit["accuracy"] not in ACCURACIES:
-        raise ValueError(f"[fitness] accuracy {fit['accuracy']!r}; valid: {list(ACCURACIES)}")
-    if fit["latency"] not in LATENCIES:
-        raise ValueError(f"[fitness] latency {fit['latency']!r}; valid: {list(LATENCIES)}")
+    check_fitness_settings(cfg["fitness"])
     check_recipe(cfg)
     if int(cfg["final"]["fp32_epochs"]) > 0:
         check_recipe(final_config(cfg)[0], {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})

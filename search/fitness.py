@@ -57,10 +57,17 @@ def latency_ms(record: dict[str, Any], source: str) -> float:
     return latency_used(record, source)[0]
 
 
+def check_fitness_settings(cfg: dict[str, Any]) -> None:
+    """``[fitness] accuracy`` and ``latency`` (``cfg`` is that table) each one of its choices; else a
+    ValueError listing them. The search calls it before any candidate trains, :func:`fitness` on each."""
+    for key, valid in (("accuracy", ACCURACIES), ("latency", LATENCIES)):
+        if cfg[key] not in valid:
+            raise ValueError(f"[fitness] {key} {cfg[key]!r}; valid: {list(valid)}")
+
+
 def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) -> float | None:
     """F of a candidate record (None without on-device scores)."""
-    if cfg["accuracy"] not in ACCURACIES:
-        raise ValueError(f"fitness accuracy {cfg['accuracy']!r}; valid: {list(ACCURACIES)}")
+    check_fitness_settings(cfg)
     acc = accuracy(record, cfg["accuracy"])
     if acc is None:
         return None

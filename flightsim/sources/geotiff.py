@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 from rasterio.crs import CRS
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_geom
@@ -86,19 +87,13 @@ def _check_inside(path: Path, vessels: list[Any], sample: Sample, crs: CRS | Non
     scene = box(min(left, right), min(bottom, top), max(left, right), max(bottom, top))
     if any(v.intersects(scene) for v in vessels):
         return
-    extent = _bounds(vessels)
+    extent = tuple(round(float(v), 6) for v in shapely.total_bounds(vessels))
     said = f"its crs member's {crs.to_string()}" if crs is not None else "no crs member, so the scene's CRS"
     raise ValueError(
         f"{path}: the truth lies outside the scene: truth extent {extent} (read in {said}), scene extent "
         f"{tuple(round(v, 6) for v in scene.bounds)} in {sample.crs.to_string() if sample.crs else 'pixels'}. "
         "RFC 7946 GeoJSON is lon/lat (EPSG:4326); if the file is, say so with a top-level crs member, "
         '{"type": "name", "properties": {"name": "EPSG:4326"}}, and the truth is reprojected to the scene')
-
-
-def _bounds(geoms: list[Any]) -> tuple[float, ...]:
-    """(minx, miny, maxx, maxy) of several geometries, rounded for a message."""
-    b = np.array([g.bounds for g in geoms], dtype=float)
-    return tuple(round(float(v), 6) for v in (b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()))
 
 
 class GeoTIFFSource(Source):
