@@ -185,7 +185,8 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
 
     The record is kept in ``OUT/final/record.json`` (with the budget, the searched candidate's
     fitness and the comparison) and reused on resume while the genome and the budget are unchanged,
-    so a finished search run again trains nothing here either.
+    so a finished search run again trains nothing here either. A reused record whose comparison was
+    made under another ``[export]`` second stage is judged again (not retrained) before it decides.
     """
     final_cfg, budget = final_config(cfg)
     path = out / "final" / "record.json"
@@ -197,6 +198,11 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
         record = evaluate_candidate(Genome.from_dict(best["genome"]), final_cfg, data, out / "final")
         record.update(final_budget=budget, searched={"fitness": best["fitness"], "bundle": best["bundle"],
                                                      "trained_under": best["training"]["trained_under"]})
+        record["compared"] = compare_final(best, record, cfg, out)
+        write_json_atomic(path, record)
+    elif not _compared_as_configured(record["compared"], cfg):
+        # the same training judged under another [export] second stage: judged again, not retrained
+        say("final training: judged again, the second stage ([export] discriminate) has changed")
         record["compared"] = compare_final(best, record, cfg, out)
         write_json_atomic(path, record)
     compared = record["compared"]
@@ -244,7 +250,21 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
         f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
                                device=record["device_metrics"]["device"], fits=out / FITS,
                                kind=cfg["export"]["discriminator_kind"])["val_f1"]
-    return {"by": "validation F1 with its own second stage", **f1}
+    return {"by": BY_SECOND_STAGE, "kind": cfg["export"]["discriminator_kind"], **f1}
+
+
+#: How :func:`compare_final` judges when the flight model flies a second stage.
+BY_SECOND_STAGE = "validation F1 with its own second stage"
+
+
+def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """Whether a stored comparison was made the way ``cfg`` would make it now: a resumed search whose
+    ``[export] discriminate`` or ``discriminator_kind`` changed must not ship on the old verdict."""
+    if compared.get("final") is None:
+        return True  # the final training failed: nothing to judge, whatever the second stage
+    if cfg["export"].get("discriminate"):
+        return compared.get("by") == BY_SECOND_STAGE and compared.get("kind") == cfg["export"]["discriminator_kind"]
+    return compared.get("by") != BY_SECOND_STAGE
 
 
 #: Second stages fitted in a search (search.discriminate's ``fits``): the flight model reuses the one

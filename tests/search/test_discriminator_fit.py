@@ -189,7 +189,7 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     compared = compare_final(records["searched"], records["final"], cfg, tmp_path)
     alone = {tag: discriminate(tmp_path / tag, tmp_path / "data" / "split.json", tmp_path / f"{tag}-2",
                                tmp_path / f"{tag}-work")["val_f1"] for tag in records}
-    assert compared == {"by": "validation F1 with its own second stage", **alone}
+    assert compared == {"by": "validation F1 with its own second stage", "kind": "logistic", **alone}
     # the flight model (the final bundle renamed, with the search's figures) takes the stage the
     # comparison fitted for that network, without running it through hil again
     bundle = read_bundle(tmp_path / "final")
@@ -202,6 +202,25 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     assert flown.discriminator == read_bundle(tmp_path / "final" / "second_stage" / "final" / "bundle").discriminator
     assert flown.manifest["metrics"]["discriminator"]["val_f1"] == compared["final"]
     assert compare_final(records["searched"], {**records["final"], "fitness": None}, cfg, tmp_path)["final"] is None
+    # a resumed search whose final training was judged without a second stage (or with another kind)
+    # judges it again when [export] discriminate is now on, and trains nothing
+    from search.evolution import _compared_as_configured, final_config, final_training
+
+    searched = {**records["searched"], "key": "k", "name": "nas-k", "training": {"trained_under": "fp32"}}
+    stale = {**records["final"], "key": "k", "final_budget": final_config(cfg)[1],
+             "compared": {"by": "validation fitness", "searched": 0.5, "final": 0.5}}
+    (tmp_path / "final" / "record.json").write_text(json.dumps(stale))
+    said: list[str] = []
+    final_training(searched, cfg, None, tmp_path, said.append)  # type: ignore[arg-type]
+    rejudged = json.loads((tmp_path / "final" / "record.json").read_text())["compared"]
+    assert rejudged == compared and any("judged again" in line for line in said)
+    said.clear()
+    final_training(searched, cfg, None, tmp_path, said.append)  # type: ignore[arg-type]
+    assert not any("judged again" in line for line in said)  # now as configured: reused
+    cfg["export"]["discriminator_kind"] = "trees"
+    assert not _compared_as_configured(rejudged, cfg)
+    cfg["export"]["discriminate"] = False
+    assert not _compared_as_configured(rejudged, cfg)
 
 
 def test_vessel_iou_bounds_split_the_gap_into_rejection_and_segmentation() -> None:
