@@ -201,3 +201,26 @@ def test_the_p90_feature_is_numpys_percentile_bit_for_bit() -> None:
         n = int(rng.integers(1, 300))
         x = (rng.integers(0, 256, n).astype(np.float64), rng.integers(0, 766, n) / 3.0, rng.normal(0, 1e3, n))[i % 3]
         assert _p90(x) == float(np.percentile(x, 90)), n
+
+
+def test_the_features_moments_are_numpys_bit_for_bit() -> None:
+    """The ring's and context's mean and spread, and the shape's covariance, are numpy's ``mean``,
+    ``std`` and ``cov(bias=True)`` exactly (written out for speed on board), so the shipped second
+    stage, fitted with numpy's, judges every candidate the same."""
+    from runtime.discriminate import _mean_std, shape_features
+
+    rng = np.random.default_rng(1)
+    for i in range(3000):
+        n = int(rng.integers(1, 5000))
+        x = (rng.integers(0, 256, n).astype(np.float64), rng.integers(0, 766, n) / 3.0, rng.normal(0, 1e3, n))[i % 3]
+        assert _mean_std(x) == (float(x.mean()), float(x.std())), n
+    for _ in range(500):
+        component = rng.random(tuple(int(v) for v in rng.integers(1, 40, 2))) < rng.random()
+        rows, cols = np.nonzero(component)
+        if rows.size < 2:
+            continue
+        cov = np.cov(np.stack([rows, cols]).astype(np.float64), bias=True)
+        small, large = np.linalg.eigvalsh(cov + np.eye(2) / 12.0)
+        want = (float(rows.size / (12.0 * np.sqrt(large * small))), float(0.5 * np.log(large / small)),
+                float(rows.size / component.size))
+        assert shape_features(component) == want
