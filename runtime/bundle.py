@@ -15,11 +15,14 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from runtime.atomic import write_atomic
 from runtime.config import check_number
@@ -133,17 +136,8 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise BundleError(f"input.normalization.scale {scale!r}; valid: {list(NORMALIZATION_SCALES)}")
     if scale != "linear" and norm["where"] != "host":
         raise BundleError(f"input.normalization.scale {scale!r} is applied on the host only: where must be 'host'")
-    pad = norm.get("pad")
-    if pad is not None and not (isinstance(pad, list) and len(pad) == shape[1]
-                                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pad)):
-        raise BundleError(f"input.normalization.pad must list one number per band ({shape[1]}), got {pad!r}")
-    if norm["where"] == "host":
-        for key in ("mean", "std"):
-            values = norm.get(key)
-            if not (isinstance(values, list) and len(values) == shape[1]):
-                raise BundleError(f"input.normalization.{key} must list one number per band ({shape[1]})")
-        if any(float(s) == 0 for s in norm["std"]):
-            raise BundleError("input.normalization.std has a zero")
+    _check_band_values(norm, shape[1], dtype)
+    _check_input_holds_counts(manifest, dtype)
     threshold = manifest["output"].get("threshold")
     if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise BundleError(f"output.threshold must be a number in (0, 1), got {threshold!r}")
@@ -175,6 +169,61 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise BundleError(str(exc)) from None
     return manifest
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_band_values(norm: dict[str, Any], bands: int, dtype: str) -> None:
+    """``input.normalization``'s per-band numbers: ``mean`` and ``std`` (required on the host, where
+    they are applied; recorded when the IR applies them) finite, every ``std`` above 0; ``pad``
+    finite, and for an integer input type whole counts that type holds, since the runtime fills an
+    edge tile's margin with them in that type."""
+    for key in ("mean", "std", "pad"):
+        values = norm.get(key)
+        if values is None and not (key != "pad" and norm["where"] == "host"):
+            continue
+        if not (isinstance(values, list) and len(values) == bands and all(_is_number(v) for v in values)):
+            raise BundleError(f"input.normalization.{key} must list one finite number per band ({bands}); "
+                              f"got {values!r}")
+    if "std" in norm and any(v <= 0 for v in norm["std"]):
+        raise BundleError(f"input.normalization.std must be > 0 for every band; got {norm['std']!r}")
+    if norm.get("pad") is not None and dtype != "float32":
+        top = int(np.iinfo(dtype).max)
+        if not all(float(v).is_integer() and 0 <= v <= top for v in norm["pad"]):
+            raise BundleError(f"input.normalization.pad must be whole {dtype} counts (0 to {top}); got {norm['pad']!r}")
+
+
+def _check_input_holds_counts(manifest: dict[str, Any], dtype: str) -> None:
+    """An integer input type must hold the counts the model was trained for (``trained_for.counts``)
+    and its golden tile's (``golden.dtype``): a uint8 model of a uint16-trained network would refuse
+    every tile of its own data, its golden tile first."""
+    if dtype == "float32":
+        return
+    trained = manifest.get("trained_for") if isinstance(manifest.get("trained_for"), dict) else {}
+    counts = trained.get("counts")
+    sources = [("trained_for.counts", c) for c in ([counts] if isinstance(counts, str) else counts or [])]
+    golden = manifest.get("golden") if isinstance(manifest.get("golden"), dict) else {}
+    if golden.get("dtype") is not None:
+        sources.append(("golden.dtype", golden["dtype"]))
+    for where, count_type in sources:
+        if count_type in TILE_DTYPES:
+            try:
+                check_input_holds(dtype, [count_type], "input.dtype", where)
+            except ValueError as exc:
+                raise BundleError(str(exc)) from None
+
+
+def check_input_holds(dtype: str, counts: list[str], what: str, whose: str) -> None:
+    """A ValueError unless a model input of ``dtype`` takes every count type in ``counts`` without
+    loss (the runtime refuses a tile it cannot: runtime.preprocess); ``what`` names the setting and
+    ``whose`` the counts in the message."""
+    for count_type in counts:
+        if not np.can_cast(count_type, dtype, "safe"):
+            valid = [t for t in INPUT_DTYPES if np.can_cast(count_type, t, "safe")]
+            raise ValueError(f"{what} {dtype!r} cannot hold the {count_type} counts of {whose}; "
+                             f"valid for them: {valid}")
 
 
 def _check_golden_table(table: dict[str, Any]) -> None:
@@ -314,9 +363,32 @@ def write_bundle(
     for stale in OPTIONAL_FILES:  # a rewritten bundle does not keep files its manifest no longer lists
         if stale not in files:
             (out / stale).unlink(missing_ok=True)
+    _drop_stale_artefacts(out, full, manifest_bytes)
     for name, data in (*files.items(), (MANIFEST, manifest_bytes)):
         write_atomic(out / name, data)
     return Bundle(manifest=full, files=files, manifest_bytes=manifest_bytes)
+
+
+def _drop_stale_artefacts(out: Path, manifest: dict[str, Any], manifest_bytes: bytes) -> None:
+    """Before a bundle is written over an older one: remove its compiled blobs made from other files
+    and a signature of another manifest, which read_bundle (or the payload) would refuse the new
+    bundle for. Blobs of the same IR and files stay valid and are kept."""
+    for record in sorted((out / COMPILED_DIR).glob("*.json")):
+        try:
+            same = json.loads(record.read_text("utf-8")).get("ir_sha256") == manifest["files"]
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            same = False
+        if not same:
+            record.with_suffix(".blob").unlink(missing_ok=True)
+            record.unlink()
+    signature = out / SIGNATURE_FILE
+    if signature.is_file():
+        try:
+            same = json.loads(signature.read_text("utf-8")).get("bundle_id") == sha256(manifest_bytes)
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            same = False
+        if not same:
+            signature.unlink()
 
 
 def manifest_json(value: Any, level: int = 0) -> str:

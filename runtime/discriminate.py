@@ -193,9 +193,8 @@ class Discriminator:
     def from_manifest(cls, table: Mapping[str, Any]) -> Discriminator:
         """From ``output.discriminator``; ``ValueError`` names what is wrong."""
         try:
-            return cls(tuple(table["features"]), tuple(map(float, table["mean"])), tuple(map(float, table["scale"])),
-                       tuple(map(float, table["weights"])), float(table["bias"]), float(table["cut"]),
-                       tuple(int(v) for v in table.get("ring_px", RING_PX)))  # type: ignore[arg-type]
+            return cls(tuple(_strings(table, "features")), *(tuple(_numbers(table, k)) for k in ("mean", "scale", "weights")),
+                       float(table["bias"]), float(table["cut"]), _ring(table))
         except (KeyError, TypeError) as exc:
             raise ValueError("output.discriminator needs features, mean, scale, weights, bias and cut "
                              f"(and optionally ring_px): {exc!r}") from None
@@ -240,10 +239,13 @@ class TreeDiscriminator:
     def from_manifest(cls, table: Mapping[str, Any]) -> TreeDiscriminator:
         """From ``output.discriminator`` with ``kind = "trees"``; ``ValueError`` names what is wrong."""
         try:
-            trees = tuple({name: np.asarray(tree[name], np.int64 if name in ("feature", "left", "right") else np.float64)
+            if not isinstance(table["trees"], list) or not all(isinstance(t, Mapping) for t in table["trees"]):
+                raise TypeError("trees must be a list of tables")
+            trees = tuple({name: np.asarray(_numbers(tree, name, whole=name in ("feature", "left", "right")),
+                                            np.int64 if name in ("feature", "left", "right") else np.float64)
                            for name in TREE_ARRAYS} for tree in table["trees"])
-            return cls(tuple(table["features"]), float(table["baseline"]), trees, float(table["cut"]),
-                       tuple(int(v) for v in table.get("ring_px", RING_PX)))  # type: ignore[arg-type]
+            return cls(tuple(_strings(table, "features")), float(table["baseline"]), trees, float(table["cut"]),
+                       _ring(table))
         except (KeyError, TypeError) as exc:
             raise ValueError("a trees discriminator needs features, baseline, trees (each with "
                              f"{', '.join(TREE_ARRAYS)}) and cut (and optionally ring_px): {exc!r}") from None
@@ -272,6 +274,34 @@ class TreeDiscriminator:
                 raw_value += value[node]
             raw_rows.append(raw_value)
         return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
+
+
+def _strings(table: Mapping[str, Any], key: str) -> list[str]:
+    """``table[key]`` if it is a list of strings, else a TypeError naming it (a string is not a list
+    of its letters here)."""
+    values = table[key]
+    if not (isinstance(values, list) and all(isinstance(v, str) for v in values)):
+        raise TypeError(f"{key} must be a list of names; got {values!r}")
+    return values
+
+
+def _numbers(table: Mapping[str, Any], key: str, whole: bool = False) -> list[float]:
+    """``table[key]`` if it is a flat list of numbers (of whole numbers with ``whole``), else a
+    TypeError naming it: a nested or string value would load and then fail on every tile."""
+    values = table[key]
+    kinds = (int,) if whole else (int, float)
+    if not (isinstance(values, list) and all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)):
+        raise TypeError(f"{key} must be a list of {'integers' if whole else 'numbers'}; got {str(values)[:80]}")
+    return values
+
+
+def _ring(table: Mapping[str, Any]) -> tuple[int, int]:
+    """``ring_px`` (default :data:`RING_PX`) if it is two integers, else a TypeError."""
+    ring = table.get("ring_px", list(RING_PX))
+    if not (isinstance(ring, (list, tuple)) and len(ring) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in ring)):
+        raise TypeError(f"ring_px must be two integers (inner, outer); got {ring!r}")
+    return int(ring[0]), int(ring[1])
 
 
 def check_kind(kind: str, what: str = "discriminator kind") -> str:

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from runtime.bundle import Bundle, write_bundle
+from runtime.bundle import Bundle, check_input_holds, write_bundle
 from runtime.golden import with_golden
 from search.candidate import check_recipe, fit, manifest_for, shift_sea_for_export, torch_device
 from search.config import check_values, load_config
-from search.dataset import make_sampler, prepare_data, split_arrays
+from search.dataset import make_sampler, prepare_data, split_arrays, training_counts
 from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor
 from search.export import compile_ir
 from search.export_ir import export_ir
@@ -90,6 +90,7 @@ def train_baseline(
     tmp = None if data_dir is not None else tempfile.mkdtemp(prefix="baseline-data-")
     try:
         data = prepare_data(cfg, Path(data_dir or tmp))
+        check_input_holds(exp["input_dtype"], training_counts(data), "[export] input_dtype", "the training data")
         val = split_arrays(data, "val")
         say(f"training {genome} ({count_parameters(genome)} parameters) for {tr['epochs']} FP32 epochs")
         rng = seed_everything(int(tr["seed"]), int(tr["threads"]))

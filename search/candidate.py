@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.bundle import write_bundle
+from runtime.bundle import INPUT_DTYPES, check_input_holds, write_bundle
 from search.align import Aligner
 from search.data import LAND_UNKNOWN, PatchSampler
 from search.dataset import SearchData, make_sampler, split_arrays, training_counts
@@ -125,7 +125,8 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
 def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> None:
     """Refuse, before anything is trained, the settings every candidate would otherwise fail on only
     after its training: ``[export] threshold`` outside (0, 1), an unknown ``[candidate] profile`` or
-    ``robust_profiles`` entry, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``.
+    ``robust_profiles`` entry, an ``[export] input_dtype`` that cannot hold the synthetic scenes'
+    counts, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``.
 
     ``where`` names the tables in the messages (``{"export": "final.export"}`` for the final recipe).
 
@@ -145,6 +146,11 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
                 get_profile(profile)
             except ValueError as exc:
                 raise ValueError(f"[{name['candidate']}] {key}: {exc}") from None
+    if exp["input_dtype"] not in INPUT_DTYPES:
+        raise ValueError(f"[{name['export']}] input_dtype {exp['input_dtype']!r}; valid: {list(INPUT_DTYPES)}")
+    if cfg["data"].get("source") in (None, "", "synthetic"):  # a real set's counts are known once read
+        check_input_holds(exp["input_dtype"], [cfg["data"]["scene_dtype"]], f"[{name['export']}] input_dtype",
+                          "[data] scene_dtype")
     shift = exp.get("sea_shift", 0.0)
     if shift and cfg["train"]["land_gate"] == "none":
         raise ValueError(f"[{name['export']}] sea_shift = {shift} needs a land gate; [{name['train']}] land_gate "

@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from runtime.bundle import check_input_holds
 from runtime.discriminate import check_kind
 from search.candidate import check_recipe, evaluate_candidate, hil_scores
 from search.config import FINAL_OVERRIDES, check_values
-from search.dataset import SearchData, prepare_data
+from search.dataset import SearchData, prepare_data, training_counts
 from search.fitness import check_fitness_settings
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
@@ -131,6 +132,9 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]), int(cfg["model"]["in_channels"]))
     population = initial_population(space, int(evo["population"]), int(evo["seed"]))
     data: SearchData = prepare_data(cfg, out / "data")
+    for recipe, table in ((cfg, "export"), (final_config(cfg)[0], "final.export")):
+        check_input_holds(recipe["export"]["input_dtype"], training_counts(data), f"[{table}] input_dtype",
+                          "the training data")
     # recorded only once the config has passed every check above: a refused one must not become
     # the folder's, or the corrected config would be refused on resume
     record_config(out, cfg)

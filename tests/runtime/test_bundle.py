@@ -185,3 +185,82 @@ def test_a_model_re_signed_with_a_rotated_key_is_served_after_a_restart(tmp_path
         assert runtime.serving is not None and runtime.serving.bundle.id == read_bundle(signed["new"]).id
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"std": [float("nan"), 1.0, 1.0]}, "std must list one finite number"),
+    ({"std": [float("inf"), 1.0, 1.0]}, "std must list one finite number"),
+    ({"std": [-50.0, 1.0, 1.0]}, "std must be > 0"),
+    ({"std": [None, 1.0, 1.0]}, "std must list one finite number"),
+    ({"mean": ["a", 0.0, 0.0]}, "mean must list one finite number"),
+    ({"mean": [True, 0.0, 0.0]}, "mean must list one finite number"),
+    ({"pad": [0.0, float("nan"), 0.0]}, "pad must list one finite number"),
+])
+def test_host_normalisation_values_are_finite_numbers_and_every_std_positive(tmp_path: Path, brightness_bundle: Path,
+                                                                           change: dict, says: str) -> None:
+    """A NaN, infinite or negative std loaded and fed the model NaN, zeros or sign-flipped input
+    without a word; a None std raised a TypeError out of the check itself."""
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    assert manifest["input"]["normalization"]["where"] == "host"
+    manifest["input"]["normalization"].update(change)
+    with pytest.raises(BundleError, match=f"input.normalization.{says}"):
+        rewrite_bundle(bundle, tmp_path / "m", manifest)
+
+
+@pytest.mark.parametrize(("pad", "says"), [([-1, 0, 0], "whole uint8 counts"), ([300, 0, 0], "whole uint8 counts"),
+                                           ([3.7, 0, 0], "whole uint8 counts"), ([0, 0], "one finite number per band")])
+def test_an_integer_input_pads_with_counts_its_type_holds(tmp_path: Path, pad: list, says: str) -> None:
+    """An edge tile's margin is filled with ``pad`` in the input type: 300 for uint8 failed only
+    when the model was loaded (OverflowError), 3.7 was silently cut to 3."""
+    from search.input_types import retype_bundle
+
+    retyped = retype_bundle(Path(__file__).resolve().parents[2] / "models" / "default", tmp_path / "u8", "uint8")
+    manifest = rewritable_manifest(retyped)
+    manifest["input"]["normalization"]["pad"] = pad
+    with pytest.raises(BundleError, match=says):
+        rewrite_bundle(retyped, tmp_path / "m", manifest)
+
+
+def test_an_integer_input_must_hold_the_counts_the_model_was_trained_for(tmp_path: Path) -> None:
+    """A uint8 model of a network trained on uint16 counts (or with a uint16 golden tile) refused
+    every tile of its own data, its golden tile first; it is refused when written or read."""
+    from search.input_types import retype_bundle
+
+    retyped = retype_bundle(Path(__file__).resolve().parents[2] / "models" / "default", tmp_path / "u8", "uint8")
+    manifest = rewritable_manifest(retyped)
+    manifest["trained_for"] = {"modality": "optical", "gsd_m": [3.0, 3.0], "counts": ["uint8", "uint16"]}
+    with pytest.raises(BundleError, match=r"'uint8' cannot hold the uint16 counts of trained_for.counts; "
+                                          r"valid for them: \['float32', 'uint16'\]"):
+        rewrite_bundle(retyped, tmp_path / "m", manifest)
+    golden = with_golden(tmp_path / "u8", np.full((3, 256, 256), 30, np.uint8), tmp_path / "u8g")
+    manifest = rewritable_manifest(golden)
+    manifest["golden"]["dtype"] = "uint16"
+    with pytest.raises(BundleError, match="uint16 counts of golden.dtype"):
+        rewrite_bundle(golden, tmp_path / "m", manifest)
+    with_u16_golden = with_golden(Path(__file__).resolve().parents[2] / "models" / "default",
+                                  np.full((3, 256, 256), 300, np.uint16), tmp_path / "g16")
+    with pytest.raises(BundleError, match="uint16 counts of golden.dtype"):
+        retype_bundle(with_u16_golden, tmp_path / "g8", "uint8")
+
+
+def test_a_bundle_written_over_another_drops_its_stale_blobs_and_signature(tmp_path: Path, brightness_bundle: Path) -> None:
+    """A retype into a folder holding another IR's compiled blob printed "wrote" and left a bundle
+    that read_bundle refused ("compiled from another IR"); a signature of the old manifest stayed too.
+    A blob of the same IR stays: it still accelerates this model."""
+    from runtime.bundle import write_compiled
+    from search.input_types import retype_bundle
+
+    private, _ = make_signing_keys(tmp_path / "keys")
+    out = tmp_path / "out"
+    bundle = read_bundle(brightness_bundle)
+    rewrite_bundle(bundle, out, rewritable_manifest(bundle))
+    write_compiled(out, compile_bundle(read_bundle(out), "CPU"))
+    sign_bundle_dir(out, private)
+    manifest = rewritable_manifest(read_bundle(out))
+    manifest["name"] = "renamed"
+    rewrite_bundle(read_bundle(out), out, manifest)  # the same IR: its blob is kept, the signature is not
+    again = read_bundle(out)
+    assert set(again.compiled) == {"CPU"} and again.signature is None and not (out / SIGNATURE_FILE).exists()
+    retype_bundle(Path(__file__).resolve().parents[2] / "models" / "default", out, "uint8")
+    assert read_bundle(out).compiled == {} and not list((out / "compiled").glob("*"))

@@ -135,6 +135,32 @@ def test_a_trees_discriminator_walks_each_tree_and_travels_in_the_manifest() -> 
         discriminator_from_manifest({"kind": "trees", "features": ["contrast"]})
 
 
+@pytest.mark.parametrize(("change", "says"), [
+    ({"feature": [[0], [0], [0]]}, "feature must be a list of integers"),   # loaded, then a TypeError on every tile
+    ({"threshold": "555"}, "threshold must be a list of numbers"),
+    ({"left": [1.5, -1, -1]}, "left must be a list of integers"),
+])
+def test_a_malformed_trees_table_is_refused_when_read_not_on_board(change: dict, says: str) -> None:
+    table = TWO_TREES.to_manifest()
+    with pytest.raises(ValueError, match=says):
+        discriminator_from_manifest({**table, "trees": [{**table["trees"][0], **change}, *table["trees"][1:]]})
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"mean": "5"}, "mean must be a list of numbers"),        # read as (5.0,) before
+    ({"features": "contrast"}, "features must be a list of names"),
+    ({"ring_px": "26"}, "ring_px must be two integers"),      # read as (2, 6) before
+    ({"ring_px": [2.9, 6.9]}, "ring_px must be two integers"),  # cut to (2, 6) before
+    ({"ring_px": [True, 6]}, "ring_px must be two integers"),
+])
+def test_a_malformed_logistic_table_is_refused_not_reinterpreted(change: dict, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        discriminator_from_manifest({**DARK_RING.to_manifest(), **change})
+    if "mean" not in change:  # the trees read features and ring_px the same way
+        with pytest.raises(ValueError, match=says):
+            discriminator_from_manifest({**TWO_TREES.to_manifest(), **change})
+
+
 def test_vectorize_drops_what_the_discriminator_rejects_and_reports_what_it_keeps() -> None:
     pixels, _ = _scene()
     prob = 1.0 / (1.0 + np.exp(-(10.0 * pixels.mean(0) / 255.0 - 5.0)))

@@ -210,6 +210,7 @@ def test_a_refused_config_does_not_poison_out(tmp_path: Path, tiny_cfg: dict) ->
     ("candidate", "profile", "fp16-myriad", r"\[candidate\] profile.*fp16-myriad"),
     ("candidate", "robust_profiles", ["fp32", "nope"], r"\[candidate\] robust_profiles.*nope"),
     ("export", "sea_shift", 1.0, r"sea_shift.*land gate"),
+    ("export", "input_dtype", "int8", r"\[export\] input_dtype 'int8'; valid: \['float32', 'uint8', 'uint16'\]"),
 ])
 def test_run_search_refuses_late_failures_up_front(tmp_path: Path, tiny_cfg: dict, table: str, key: str,
                                                    value: object, match: str) -> None:
@@ -220,6 +221,25 @@ def test_run_search_refuses_late_failures_up_front(tmp_path: Path, tiny_cfg: dic
     with pytest.raises(ValueError, match=match):
         run_search(tiny_cfg, out, progress=False)
     assert not (out / "search.json").exists() and not (out / "records").exists()
+
+
+def test_an_input_type_that_cannot_hold_the_scenes_counts_is_refused_before_training(tmp_path: Path, tiny_cfg: dict,
+                                                                                     tiny_config_path: Path) -> None:
+    """uint16 scenes and a uint8 input: train-baseline trained, then died on its own golden tile
+    (TileRejected unsupported_dtype) and left a bundle that refused every tile of its data."""
+    from search.baseline import train_baseline
+    from search.evolution import run_search
+
+    tiny_cfg["data"]["scene_dtype"] = "uint16"
+    tiny_cfg["export"]["input_dtype"] = "uint8"
+    says = r"\[export\] input_dtype 'uint8' cannot hold the uint16 counts of \[data\] scene_dtype"
+    with pytest.raises(ValueError, match=says):
+        run_search(tiny_cfg, tmp_path / "out", progress=False)
+    config = tmp_path / "u16.toml"
+    config.write_text(tiny_config_path.read_text().replace("[data]", '[data]\nscene_dtype = "uint16"', 1))
+    with pytest.raises(ValueError, match=says):
+        train_baseline(tmp_path / "b", config_path=config, input_dtype="uint8", progress=False)
+    assert not (tmp_path / "b").exists()
 
 
 def test_run_search_refuses_a_final_recipe_that_would_fail(tmp_path: Path, tiny_cfg: dict) -> None:
