@@ -45,7 +45,7 @@ class ResultCollector:
             frames = self._sock.recv_multipart()
             try:
                 result, mask = protocol.decode_result(frames)
-            except ValueError:
+            except Exception:  # noqa: BLE001 - one bad message must not end the thread and every later result
                 self.malformed += 1
                 continue
             self.results.append((time.monotonic(), result, mask))
@@ -72,7 +72,8 @@ class ResultCollector:
             time.sleep(0.01)
         return len(self.results) >= n
 
-    def wait_for_tiles(self, tile_ids: set[str], timeout_s: float, messages: int = 0, grace_s: float = 0.0) -> bool:
+    def wait_for_tiles(self, tile_ids: set[str], timeout_s: float, messages: int = 0, grace_s: float = 0.0,
+                       settle_s: float = 1.0) -> bool:
         """Wait until every tile of ``tile_ids`` has a result, counting results without a tile id
         (rejections of unreadable headers) towards the rest; False if the timeout came first.
 
@@ -80,18 +81,26 @@ class ResultCollector:
         duplicate) or a second send is answered once (a runtime that deduplicates). Once every tile
         is answered, it waits up to ``grace_s`` more for ``messages`` results in all (the second
         answers of duplicates, so that they are seen and reported rather than left on the socket).
+
+        An anonymous result cannot say which tile it answers, and may answer none of them (a stray
+        unreadable message): it ends the wait only once no result has come for ``settle_s``, so a
+        tile's own result still on its way is not cut off. At the timeout, it counts as before.
         """
         deadline = time.monotonic() + timeout_s
         covered_at = None
         while True:
             results = list(self.results)
             seen = {r.get("tile_id") for _, r, _ in results}
+            missing = len(tile_ids - seen)
             anonymous = sum(1 for _, r, _ in results if r.get("tile_id") is None)
-            if len(tile_ids - seen) <= anonymous:
-                covered_at = covered_at or time.monotonic()
-                if len(results) >= messages or time.monotonic() - covered_at >= grace_s:
+            now = time.monotonic()
+            if not missing:
+                covered_at = covered_at or now
+                if len(results) >= messages or now - covered_at >= grace_s:
                     return True
-            if time.monotonic() >= deadline:
+            elif missing <= anonymous and (now >= deadline or now - results[-1][0] >= settle_s):
+                return True  # the tiles' own results stopped coming: the anonymous ones answer the rest
+            if now >= deadline:
                 return False
             time.sleep(0.01)
 

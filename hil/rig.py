@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 from collections import Counter
@@ -236,6 +237,8 @@ def run(
         run_id=run_id, scene=_scene_info(source, scenes), model_fit=fit, tile_size=tile_size, overlap_px=overlap,
         timing=timing.describe(),
         results_complete=complete, wall_s=time.monotonic() - t0,
+        # results that could not be read (dropped, and their tiles counted lost unless answered again)
+        malformed_results=collector.malformed,
     )
     crs = scenes[0].sample.crs if len(scenes) == 1 else None
     out_geojson = report_dir / "detections.geojson"
@@ -337,13 +340,18 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             runtime_latencies.append(result["timings_ms"]["total"])
     processed = {t for t, r in first.items() if r["status"] == "ok"}
     rejected = {t: r.get("reason") for t, r in first.items() if r["status"] != "ok"}
-    reasons = Counter([*rejected.values(), *anonymous])
     dropped = injector.ledger.dropped if injector else set()
     unanswered = set(all_tiles) - set(first)
     lost_by_link = {t for t in unanswered if t in dropped}
     lost_by_fault = Counter(injector.ledger.faults[t] for t in lost_by_link) if injector else Counter()
-    n_rejected = len(rejected) + len(anonymous)
-    n_lost = max(0, len(all_tiles) - len(processed) - n_rejected)
+    # An anonymous rejection (a header too garbled to name its tile) may stand for a tile that has
+    # no answer of its own, but for no more of them than there are: one of a tile the link dropped
+    # (it never reached the runtime), or beyond the tiles left, is a stray message, reported apart,
+    # so that sent == processed + rejected + lost always holds.
+    counted = anonymous[:len(unanswered - lost_by_link)]
+    reasons = Counter([*rejected.values(), *counted])
+    n_rejected = len(rejected) + len(counted)
+    n_lost = len(all_tiles) - len(processed) - n_rejected
 
     per_scene, detections, counts, objects, outline_counts = [], [], [], [], []
     tolerance = score_cfg.merge_tolerance_px
@@ -363,7 +371,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
                 pred[r0:r0 + oh, c0:c0 + ow] = mask[r0 - row:r0 - row + oh, c0 - col:c0 - col + ow]
             pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
                                     sample.crs, pixel_area)
-        vessels = whole_vessels(pieces, sample.crs, tolerance * abs(sample.transform.a))
+        # the pixel size from the whole grid: ``a`` alone is 0 on a grid turned by 90 degrees
+        vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area))
         sea = None if land_masks is None else (coastline_sea_mask(sample, str(land_masks))
                                                if str(land_masks) in COASTLINES else sea_mask(sample, Path(land_masks)))
         if sea is not None:
@@ -403,6 +412,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "duplicate_results": sum(answers.values()) - len(answers),
         "duplicates_dropped_by_runtime": len(deduplicated),
         "unknown_results": unknown,
+        "anonymous_results": len(anonymous) - len(counted),
         "latency_ms": percentiles(latencies),
         "runtime_latency_ms": percentiles(runtime_latencies),
         "throughput_tiles_per_s": len(processed) / (last - t_stream) if last > t_stream else None,

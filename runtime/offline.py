@@ -6,6 +6,7 @@ same pixels streamed to a runtime give the same vessels.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ def infer_file(
                 connectivity=vectorize_opts["connectivity"], min_score=bundle.min_score,
                 image=tile, discriminator=discriminator,
             )
-    merged = merge_detections(features, crs, tolerance=0.01 * abs(transform.a))
+    # the pixel size from the whole transform: ``a`` alone is 0 on a grid turned by 90 degrees
+    merged = merge_detections(features, crs, tolerance=0.01 * math.sqrt(abs(transform.determinant)))
     return {
         "type": "FeatureCollection",
         "crs": {"type": "name", "properties": {"name": crs.to_string()}} if crs else None,

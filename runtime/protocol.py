@@ -299,7 +299,13 @@ def encode_result(result: dict[str, Any], mask: np.ndarray | None = None) -> lis
 
 
 def decode_result(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Parse a result message; returns the header and the mask (or None)."""
+    """Parse a result message; returns the header and the mask (or None).
+
+    Raises ValueError, naming the problem, for anything malformed (a mask description without a
+    usable shape, a mask frame of the wrong size...): a receiver then needs to catch one exception
+    type to drop one bad result and keep the rest."""
+    if not frames:
+        raise ValueError("result message has no frames")
     result = loads(frames[0])
     if not isinstance(result, dict) or result.get("v") != PROTOCOL_VERSION:
         raise ValueError(f"not a version {PROTOCOL_VERSION} result: {str(result)[:200]}")
@@ -307,7 +313,17 @@ def decode_result(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | Non
     if "mask" in result:
         if len(frames) != 2:
             raise ValueError("result announces a mask but carries no mask frame")
-        mask = np.frombuffer(frames[1], dtype=np.uint8).reshape(result["mask"]["shape"])
+        described = result["mask"]
+        shape = described.get("shape") if isinstance(described, dict) else None
+        if (not isinstance(shape, list) or len(shape) != 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)):
+            raise ValueError(f"result's mask has no valid shape (two sizes, rows and columns): {str(described)[:200]}")
+        if described.get("dtype", "uint8") != "uint8":
+            raise ValueError(f"result's mask is {str(described.get('dtype'))[:50]}, not uint8")
+        if int(np.prod(shape)) != len(frames[1]):
+            raise ValueError(f"result's mask frame has {len(frames[1])} bytes, its shape {shape} needs "
+                             f"{int(np.prod(shape))}")
+        mask = np.frombuffer(frames[1], dtype=np.uint8).reshape(shape)
     return result, mask
 
 

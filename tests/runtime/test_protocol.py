@@ -129,3 +129,18 @@ def test_a_number_too_large_for_a_float_is_a_bad_header_with_the_tiles_ids(chang
     rej = _reason(_with_header(frames, **changes))
     assert rej.reason is Reason.BAD_HEADER and next(iter(changes)) in rej.detail
     assert rej.header["tile_id"] == "s/0"
+
+
+@pytest.mark.parametrize("frames", [
+    [],
+    [protocol.dumps({"v": 1, "mask": {"dtype": "uint8"}}), b"\0" * 4],        # no shape: was KeyError
+    [protocol.dumps({"v": 1, "mask": [2, 2]}), b"\0" * 4],                    # not a description: TypeError
+    [protocol.dumps({"v": 1, "mask": {"shape": "2x2"}}), b"\0" * 4],
+    [protocol.dumps({"v": 1, "mask": {"shape": [2, None]}}), b"\0" * 4],
+    [protocol.dumps({"v": 1, "mask": {"shape": [3, 3]}}), b"\0" * 4],         # the frame is too short
+    [protocol.dumps({"v": 1, "mask": {"shape": [2, 2], "dtype": "float32"}}), b"\0" * 4],
+])
+def test_a_malformed_result_raises_value_error_naming_the_problem(frames: list[bytes]) -> None:
+    """Whoever reads results catches ValueError to drop one bad result: nothing else may escape."""
+    with pytest.raises(ValueError, match="result"):
+        protocol.decode_result(frames)
