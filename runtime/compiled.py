@@ -10,6 +10,11 @@ A blob matches when its record names the device family the runtime serves on (``
 ``NPU``...), the exact OpenVINO build of the payload, this bundle's IR (sha256 of both files; also
 checked when the bundle is read) and the compile configuration the runtime would use. OpenVINO's
 own ``export_model``/``import_model`` make and read the blob, on both Python APIs.
+
+A signed bundle's blob is imported only when the signature covers its record (which holds the
+blob's sha256; :mod:`runtime.signing`): the manifest's signature says nothing about a blob added
+beside it, and a payload that takes only signed models would otherwise run code nobody signed.
+Such a blob is left aside and the signed IR compiled, with the reason.
 """
 
 from __future__ import annotations
@@ -86,12 +91,33 @@ def matching_blob(bundle: Bundle, target: str, config: dict[str, Any]) -> tuple[
         return None, f"the bundle's blobs are for {sorted(bundle.compiled)}, not {target}"
     record_bytes, blob = bundle.compiled[target]
     record = json.loads(record_bytes)
+    if bundle.signature is not None and not signature_covers(bundle, target):
+        return None, (f"compiled/{target}.blob is not covered by the bundle's signature (signed before the blob "
+                      "was added, or the blob was replaced): compiled the signed IR instead; sign the bundle "
+                      "again (python -m runtime sign) to ship the blob")
     if record.get("openvino") != ov_api.version():
         return None, f"blob for {target} was made by OpenVINO {record.get('openvino')}, this payload runs {ov_api.version()}"
     wanted = {k: str(v) for k, v in config.items()}
     if record.get("config") != wanted:
         return None, f"blob for {target} was compiled with {record.get('config')}, the runtime needs {wanted}"
     return blob, f"imported compiled/{target}.blob (OpenVINO {record['openvino']}, compiled on {record.get('compiled_on')})"
+
+
+def signature_covers(bundle: Bundle, target: str) -> bool:
+    """Whether ``bundle.signature`` lists ``target``'s record (and so its blob) among what it signs.
+
+    Reads the record only; whether the signature itself is good is :func:`runtime.signing.verify`'s
+    question (asked before a payload with a ground key opens the bundle), and the blob's sha256
+    against its record is checked when the bundle is read; both are checked again here for a bundle
+    built in memory. Kept free of the signature library, which only payloads that check need.
+    """
+    try:
+        covered = json.loads(bundle.signature or b"").get("compiled") or {}
+        record_bytes, blob = bundle.compiled[target]
+        return (isinstance(covered, dict) and covered.get(target) == sha256(record_bytes)
+                and json.loads(record_bytes).get("blob_sha256") == sha256(blob))
+    except (ValueError, AttributeError, KeyError):
+        return False
 
 
 def import_blob(core: Any, blob: bytes, device: str, config: dict[str, Any]) -> Any:

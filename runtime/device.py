@@ -68,13 +68,20 @@ def flight_default(core: Any | None = None) -> tuple[str, str]:
 
 
 def resolve(device: str, core: Any | None = None) -> str:
-    """``flight`` becomes the flight default; any other name is checked against what is here."""
+    """``flight`` becomes the flight default; any other name is checked against what is here.
+
+    A name is an attached device exactly as OpenVINO lists it (``MYRIAD.1.2-ma2480``, ``GPU.0``) or
+    a bare family one of them belongs to (``MYRIAD``, ``GPU``): OpenVINO picks the instance. Any
+    other instance suffix (``CPU.7``, ``MYRIAD.``) is refused here, with the valid names, rather
+    than failing later inside the plugin.
+    """
     if device == "flight":
         return flight_default(core)[0]
     if device in TWINS:
         return device
     attached = attached_devices(core)
-    if device not in attached and device.split(".")[0] not in {d.split(".")[0] for d in attached}:
+    bare_family = "." not in device and device in {device_family(d) for d in attached}
+    if device not in attached and not bare_family:
         valid = [*attached, *TWINS, "flight"]
         raise ValueError(f"device {device!r} is not available here; valid: {valid}")
     return device
@@ -126,6 +133,12 @@ class InferenceAdapter(abc.ABC):
     def close(self) -> None:
         """Finish what was submitted and release the device's threads (a model being replaced)."""
         self.wait_all()
+
+
+def _first_line(exc: BaseException) -> str:
+    """A plugin exception in one line (OpenVINO's carry a multi-line source trace) for a load detail."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
 
 
 def _type_name(value: Any) -> str:
@@ -208,9 +221,12 @@ class OpenVINOAdapter(InferenceAdapter):
             config = compile_config(target, cpu_precision)
             blob, why = matching_blob(bundle, device_family(target), config)
             if blob is not None:
-                self._compiled = import_blob(core, blob, target, config)
-                self.load = {"how": "imported", "detail": why}
-            else:
+                try:
+                    self._compiled = import_blob(core, blob, target, config)
+                    self.load = {"how": "imported", "detail": why}
+                except Exception as exc:  # a damaged blob (truncated on the ground): the IR still compiles
+                    blob, why = None, f"blob could not be imported: {_first_line(exc)}"
+            if blob is None:
                 self._compiled = core.compile_model(model, target, config)
                 self.load = {"how": "compiled", "detail": f"compiled on board: {why}"}
         if target.startswith("CPU"):
@@ -240,6 +256,8 @@ class OpenVINOAdapter(InferenceAdapter):
         # never waits for Python.
         self._pending: queue.SimpleQueue[tuple[Any, np.ndarray, Any] | None] = queue.SimpleQueue()
         self._in_flight = 0
+        #: Set by close() under _drained: no submission is accepted after it (nobody would collect it).
+        self._closed = False
         self._drained = threading.Condition()
         self._collector = threading.Thread(target=self._collect, name=f"infer-{self.device}", daemon=True)
         self._collector.start()
@@ -261,19 +279,33 @@ class OpenVINOAdapter(InferenceAdapter):
         return request.get_output_tensor(0).data.copy()
 
     def start_async(self, batch: np.ndarray, userdata: Any) -> None:
-        """Submit ``batch``; blocks while every request is busy (the runtime's backpressure)."""
-        request = self._idle.get()
-        # The request reads the array in place; the array travels with it until collected, so it
-        # outlives the inference.
-        data = np.ascontiguousarray(batch)
+        """Submit ``batch``; blocks while every request is busy (the runtime's backpressure).
+
+        Raises RuntimeError once close() has begun: the collecting thread stops, so a request queued
+        then would be accepted and never delivered. The submission is counted in flight under the
+        same lock as that check, before it waits for a free request, so a close() that begins while
+        it waits finishes it first (wait_all) instead of stopping the collector under it.
+        """
+        with self._drained:
+            if self._closed:
+                raise RuntimeError(f"the {self.device} adapter is closed (its model was replaced or its device "
+                                   "reopened): submit to the one serving now")
+            self._in_flight += 1
+        request = None
         try:
+            request = self._idle.get()
+            # The request reads the array in place; the array travels with it until collected, so
+            # it outlives the inference.
+            data = np.ascontiguousarray(batch)
             request.set_input_tensor(0, ov_api.Tensor(data, shared_memory=True))
             request.start_async()
-        except Exception:
-            self._idle.put(request)
+        except BaseException:
+            if request is not None:
+                self._idle.put(request)
+            with self._drained:
+                self._in_flight -= 1
+                self._drained.notify_all()
             raise
-        with self._drained:
-            self._in_flight += 1
         self._pending.put((request, data, userdata))
 
     def _collect(self) -> None:
@@ -308,7 +340,9 @@ class OpenVINOAdapter(InferenceAdapter):
             return self._in_flight
 
     def close(self) -> None:
-        """Finish what was submitted, then stop the collecting thread."""
+        """Refuse new submissions, finish what was submitted, then stop the collecting thread."""
+        with self._drained:
+            self._closed = True
         self.wait_all()
         self._pending.put(None)
         self._collector.join()

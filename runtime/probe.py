@@ -62,10 +62,13 @@ class Runner:
     cpu_precision: str = "f32"
 
     def __post_init__(self) -> None:
-        from runtime.device import TWINS
+        from runtime.device import TWINS, resolve
         from runtime.settings import check_cpu_precision
 
         self.core = ov_api.Core()
+        # As infer and serve do: ``flight`` becomes the flight default, and a device that is not here
+        # is a clear ValueError (exit 2 on the command line), not a plugin traceback at compile.
+        self.device = resolve(self.device, self.core)
         self.twin = self.device in TWINS
         if self.twin:
             self.profile = self.profile or TWINS[self.device]

@@ -12,7 +12,9 @@ tile in flight was rejected. Now a failed request puts its tile here, with its i
 3. a tile that failed ``max_attempts`` times is rejected with ``inference_failed``: accounted for,
    never lost, never run twice to completion.
 
-Any success resets the streak. Events: ``device_error`` (each failure), ``device_reopened``,
+Any success resets the streak. A reopen starts a fresh count towards the next reopen, but not the
+clock of the streak (``failing_for``): a device that reopens and then fails every request is still
+lost, and the Health probe must see it. Events: ``device_error`` (each failure), ``device_reopened``,
 ``device_replaced``, ``device_reopen_failed``; the state is in ``status()["device_recovery"]``.
 """
 
@@ -56,8 +58,9 @@ class DeviceRecovery:
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._pending = 0          # jobs handed here and not yet resubmitted or given up
-        self._streak = 0           # consecutive failures
-        self._streak_since: float | None = None  # monotonic time of the streak's first failure
+        self._streak = 0           # consecutive failures since the last success or reopen
+        # Monotonic time of the first failure since the last success; a reopen does not reset it.
+        self._streak_since: float | None = None
         self.counts = {"errors": 0, "retries": 0, "reopened": 0, "replaced": 0, "given_up": 0}
         self._thread = threading.Thread(target=self._loop, name="device-recovery", daemon=True)
         self._thread.start()
@@ -97,7 +100,7 @@ class DeviceRecovery:
 
     def report(self) -> dict[str, Any]:
         with self._lock:
-            state = "recovering" if self._streak else "ok"
+            state = "recovering" if self._streak or self._streak_since is not None else "ok"
             return {"state": state, "consecutive_failures": self._streak, "retrying": self._pending, **self.counts}
 
     def settle(self, timeout_s: float | None = None) -> bool:
@@ -153,7 +156,7 @@ class DeviceRecovery:
             return
         with self._lock:
             self.counts["replaced" if replaced else "reopened"] += 1
-            # A fresh device starts a fresh streak; failures still coming from the old one are stale.
+            # A fresh device starts a fresh count towards the next reopen (failures still coming
+            # from the old one are stale); the streak's clock runs on until an inference succeeds.
             self._streak = 0
-            self._streak_since = None
         self._event("device_replaced" if replaced else "device_reopened", device=device)

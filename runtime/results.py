@@ -41,7 +41,7 @@ class InFlight:
     attempts: int = 1
     adapter: Any = None                   # the adapter it was last submitted to
     discriminator: SecondStage | None = None  # the model's second stage (manifest), if it has one
-    pixels: np.ndarray | None = None      # the tile's counts, held for the discriminator only
+    pixels: np.ndarray | None = None      # the tile's counts: for the discriminator, and a re-run on another model
 
 
 def describe(output: np.ndarray, job: InFlight, t_inferred: float,

@@ -39,7 +39,7 @@ from runtime import protocol
 from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import OK, Outcome, ResultSender, read_told
-from runtime.device import InferenceAdapter, open_device
+from runtime.device import InferenceAdapter, open_device, resolve
 from runtime.fit import SceneFit, manifest_trained_for
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.host import cpu_by_thread
@@ -114,6 +114,12 @@ class Runtime:
 
     def __init__(self, settings: Settings, model: str | Path | None = None):
         self.settings = settings
+        fallback = settings.recovery.get("fallback_device") or ""
+        if fallback:  # a typo here would otherwise surface only when the device is lost, in flight
+            try:
+                resolve(fallback)
+            except ValueError as exc:
+                raise ValueError(f"[device_recovery] fallback_device: {exc}") from None
         self._ctx = zmq.Context()
         self._curve: CurveServer | None = None
         if settings.curve_server_secret or settings.curve_authorized:
@@ -164,6 +170,9 @@ class Runtime:
         self.telemetry = Telemetry()
         self._running = False
         self.serving: Serving | None = None
+        # Held while self.serving is replaced: a reopen (recovery thread) and a model load (main
+        # thread) each swap only the model they saw, so neither puts back what the other replaced.
+        self._swap = threading.Lock()
         self._ingest = Heartbeat("ingest")
         # Results out, and the ground's acknowledgements in (runtime/delivery.py).
         self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
@@ -211,14 +220,21 @@ class Runtime:
             adapter.close()
             raise
         serving = Serving(bundle, adapter, preprocess)
-        if self.serving is not None:
-            self.serving.adapter.close()  # tiles already on the old model finish on it
         if persist:
-            self.store.install(bundle)
+            try:
+                self.store.install(bundle)
+            except Exception:
+                adapter.close()  # refused: the old model keeps serving
+                raise
         else:
             self._event("model_not_persisted", model={"name": bundle.name, "sha256": bundle.id},
                         detail=f"store {self.store.root} is read-only: the model serves until the runtime stops")
-        self.serving = serving
+        # Switched before the old adapter closes, so that a re-run meanwhile (recovery thread)
+        # goes to the new one; tiles already on the old model finish on it, or fail into recovery.
+        with self._swap:
+            old, self.serving = self.serving, serving
+        if old is not None:
+            old.adapter.close()
         self._event("model_loaded", model=serving.info, device=self.settings.device, load=adapter.load)
         return serving
 
@@ -237,6 +253,8 @@ class Runtime:
             return
         self.recovery.succeeded()
         job.batch = None
+        if job.discriminator is None:
+            job.pixels = None  # held only so that a re-run on another model could prepare it again
         self._vectorise.put((output, job, time.perf_counter()))
 
     def serving_adapter(self) -> InferenceAdapter | None:
@@ -244,9 +262,22 @@ class Runtime:
         return None if serving is None else serving.adapter
 
     def _resubmit(self, job: InFlight) -> None:
-        """Run a failed tile again, on whatever model and device serve now."""
+        """Run a failed tile again, on whatever model and device serve now.
+
+        A model loaded since the tile was prepared normalises (and may discriminate) differently,
+        so the tile is prepared again for it: its result says which model ran it, and that model
+        must have seen the input it expects. One it cannot take is rejected (inference_failed)."""
         serving = self.serving
         assert serving is not None and job.batch is not None
+        if job.model != serving.info:
+            assert job.pixels is not None
+            try:
+                job.batch, job.valid = serving.preprocess(job.pixels, job.header)
+            except TileRejected as exc:
+                self._give_up(job, RuntimeError(f"model {serving.bundle.name} now serves and cannot take "
+                                                f"this tile: {exc.detail}"))
+                return
+            job.discriminator = serving.bundle.discriminator
         job.model, job.threshold, job.min_area_px = serving.info, serving.bundle.threshold, serving.bundle.min_area_px
         job.min_score = serving.bundle.min_score
         job.t_submitted = time.perf_counter()
@@ -255,14 +286,20 @@ class Runtime:
             self._submitted[id(job)] = time.monotonic()
         try:
             serving.adapter.start_async(job.batch, job)
-        except Exception:
+        except Exception as exc:
             with self._lock:
                 self._submitted.pop(id(job), None)
-            raise
+            if serving.adapter is self.serving_adapter():
+                raise  # the serving device refused it: recovery counts it against that device
+            # An adapter replaced (and closed) meanwhile refused it: re-run, without blaming the new one.
+            self.recovery.failed(job, exc, stale=True)
 
     def _reopen(self) -> tuple[str, bool]:
         """A new adapter for the serving model: on the device again, else on the fallback device.
-        The old adapter is closed in the background (its requests finish or fail into recovery)."""
+        The old adapter is closed in the background (its requests finish or fail into recovery).
+
+        A model loaded while this one was opening has a fresh adapter of its own, and stays: the
+        one opened here is closed, never put back in its place."""
         old = self.serving
         assert old is not None
         fallback = self.settings.recovery.get("fallback_device") or ""
@@ -274,7 +311,14 @@ class Runtime:
             except Exception as exc:
                 errors.append(f"{device}: {exc}")
                 continue
-            self.serving = Serving(old.bundle, adapter, old.preprocess)
+            with self._swap:
+                current = self.serving
+                if current is old:
+                    self.serving = Serving(old.bundle, adapter, old.preprocess)
+            if current is not old:
+                adapter.close()  # nothing was submitted to it
+                assert current is not None
+                return current.adapter.device, False
             threading.Thread(target=old.adapter.close, name="close-lost-device", daemon=True).start()
             return adapter.device, replaced
         raise RuntimeError("; ".join(errors))
@@ -378,6 +422,7 @@ class Runtime:
         t_received = time.perf_counter()
         self._count("tiles_received")
         header: dict[str, Any] = {}
+        refused: Exception | None = None  # what start_async raised, if it did
         try:
             header, pixels = protocol.decode_tile(
                 payload, self.settings.max_tile_pixels, self.settings.max_tile_bands
@@ -403,17 +448,17 @@ class Runtime:
                             t_received, time.perf_counter(), identity, key, serving.bundle.min_area_px,
                             serving.bundle.min_score, batch)
             job.adapter = serving.adapter
-            if serving.bundle.discriminator is not None:  # it measures each vessel against the tile's counts
-                job.discriminator, job.pixels = serving.bundle.discriminator, pixels
+            # The counts are held until the inference succeeds: a re-run on a model loaded meanwhile
+            # prepares the tile again (_resubmit); the discriminator measures each vessel against them.
+            job.discriminator, job.pixels = serving.bundle.discriminator, pixels
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()
             try:
                 serving.adapter.start_async(batch, job)
-            except Exception as exc:
+            except Exception as exc:  # a lost device may refuse the request outright, a closed adapter does
                 with self._lock:
                     self._submitted.pop(id(job), None)
-                self._event("inference_failed", detail=str(exc), **protocol.tile_ids(header))
-                raise TileRejected(Reason.INFERENCE_FAILED, str(exc), header) from None
+                refused = exc
         except Exception as exc:
             if isinstance(exc, TileRejected):
                 header, reason, detail = header or exc.header, exc.reason, exc.detail
@@ -430,6 +475,8 @@ class Runtime:
         self._remember(job.key, "in_flight")
         self._count("tiles_accepted")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True)])
+        if refused is not None:  # accepted all the same: recovery re-runs it, as a request failed on wait
+            self.recovery.failed(job, refused, stale=job.adapter is not self.serving_adapter())
 
     def _check_fit(self, serving: Serving, header: dict[str, Any], crs: CRS | None) -> None:
         """A scene the model was not trained for: one event per scene, and with ``strict_fit`` its

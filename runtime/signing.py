@@ -3,10 +3,14 @@
 Why: a bundle's sha256 proves it arrived intact, not who made it; anyone who can reach the control
 channel (or write the store) could install a model. The ground signs the bundle id (the sha256 of
 the manifest, which holds the sha256 of every IR file, so the signature covers every byte of the
-model); the payload holds the ground's public key and, with one configured, refuses an unsigned or
-wrongly signed bundle with a reason, whichever way it came (uplink or ``--model`` at start).
+model) and the sha256 of each compiled artefact's record there (which holds its blob's sha256); the
+payload holds the ground's public key and, with one configured, refuses an unsigned or wrongly
+signed bundle with a reason, whichever way it came (uplink or ``--model`` at start). A blob the
+signature does not list (added after signing; signatures made before blobs were covered list none)
+is never imported: the runtime compiles the signed IR instead (runtime.compiled.matching_blob).
 
-The signature sits beside the bundle as ``signature.json`` ({algorithm, key_id, signature}) and
+The signature sits beside the bundle as ``signature.json`` ({algorithm, key_id, bundle_id, compiled:
+{target: record sha256} when blobs were there, signature}) and
 travels in the ``load_model`` request. Keys are PEM files made by ``python -m runtime keys
 --signing``; signing uses the ``cryptography`` library.
 """
@@ -22,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from runtime.bundle import SIGNATURE_FILE, Bundle, BundleError
+from runtime.bundle import SIGNATURE_FILE, Bundle, BundleError, sha256
 ALGORITHM = "ed25519"
 
 
@@ -65,13 +69,25 @@ def sign(bundle: Bundle, private_key: str | Path) -> bytes:
         raise ValueError(f"{private_key}: not a readable PEM private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{private_key}: not an Ed25519 private key")
-    record = {"algorithm": ALGORITHM, "key_id": _key_id(key.public_key()), "bundle_id": bundle.id,
-              "signature": key.sign(bundle.id.encode("ascii")).hex()}
+    compiled = {target: sha256(record) for target, (record, _blob) in sorted(bundle.compiled.items())}
+    record: dict[str, Any] = {"algorithm": ALGORITHM, "key_id": _key_id(key.public_key()), "bundle_id": bundle.id}
+    if compiled:
+        record["compiled"] = compiled
+    record["signature"] = key.sign(_signed_message(bundle.id, compiled)).hex()
     return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
 
+def _signed_message(bundle_id: str, compiled: dict[str, str]) -> bytes:
+    """What the key signs: the bundle id alone (as every signature made before blobs were covered
+    did, so those still verify), or with the sha256 of each compiled record, in a canonical form."""
+    if not compiled:
+        return bundle_id.encode("ascii")
+    return json.dumps({"bundle_id": bundle_id, "compiled": compiled}, sort_keys=True,
+                      separators=(",", ":")).encode("utf-8")
+
+
 def sign_bundle_dir(bundle_dir: str | Path, private_key: str | Path) -> Path:
-    """Sign the bundle in ``bundle_dir`` in place: writes its ``signature.json``."""
+    """Sign the bundle in ``bundle_dir`` in place, with the compiled blobs there: writes its ``signature.json``."""
     from runtime.bundle import read_bundle
 
     path = Path(bundle_dir) / SIGNATURE_FILE
@@ -80,14 +96,22 @@ def sign_bundle_dir(bundle_dir: str | Path, private_key: str | Path) -> Path:
 
 
 def verify(bundle: Bundle, public: Ed25519PublicKey) -> dict[str, Any]:
-    """Check ``bundle.signature`` against ``public``; the record if good, BundleError saying why not."""
+    """Check ``bundle.signature`` against ``public``; the record if good, BundleError saying why not.
+
+    Good means the ground signed this manifest and the compiled records the signature lists; a blob
+    it does not list leaves the signature good (the IR is signed) but is never imported
+    (runtime.compiled.signature_covers)."""
     if bundle.signature is None:
         raise BundleError("the bundle is unsigned and this payload only takes models signed by the ground "
                           "(python -m runtime sign)")
     try:
         record = json.loads(bundle.signature)
         signature = bytes.fromhex(record["signature"])
-    except (ValueError, KeyError, TypeError) as exc:
+        compiled = record.get("compiled") or {}
+        if not (isinstance(compiled, dict) and all(isinstance(v, str) for v in compiled.values())):
+            raise ValueError("'compiled' is not a map of target to record sha256")
+        message = _signed_message(bundle.id, compiled)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BundleError(f"signature.json is not a signature record: {exc}") from None
     if record.get("algorithm") != ALGORITHM:
         raise BundleError(f"signature algorithm {record.get('algorithm')!r}; valid: [{ALGORITHM!r}]")
@@ -95,7 +119,7 @@ def verify(bundle: Bundle, public: Ed25519PublicKey) -> dict[str, Any]:
         raise BundleError(f"the bundle is signed by key {record.get('key_id')}, not by the ground key "
                           f"{_key_id(public)} this payload trusts")
     try:
-        public.verify(signature, bundle.id.encode("ascii"))
+        public.verify(signature, message)
     except InvalidSignature:
         raise BundleError("the bundle's signature does not verify: it was not signed over this bundle "
                           "(altered after signing, or a forged record)") from None
