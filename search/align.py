@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from runtime.profiles import ROUNDINGS, Numerics, TargetProfile, get_profile
 
@@ -218,6 +219,23 @@ class Aligner:
         if torch.is_grad_enabled() and not top <= limit:
             self.overflow.append(torch.relu(x.abs() / limit - 1.0).square().mean())
         return project_ste(x, self.numerics, peak_abs=top)
+
+    def conv2d(self, x: torch.Tensor, w: torch.Tensor, stride: int = 1, padding: int = 0,
+               groups: int = 1) -> torch.Tensor:
+        """A convolution's stored result, summed as the target sums it: with ``accumulate = "fp16"``
+        over input channels in chunks of ``accumulate_chunk``, each chunk's sum and each running
+        partial sum rounded (the twin's rewrite, runtime.emulate._split_accumulations, in its order);
+        a grouped (depthwise) convolution, which the twin leaves whole, in one sum like any other."""
+        numerics = self.numerics
+        cin, chunk = x.shape[1], numerics.accumulate_chunk
+        if numerics.accumulate != "fp16" or groups != 1 or cin <= chunk:
+            return self.act(F.conv2d(x, w, None, stride, padding, 1, groups))
+        total = None
+        for start in range(0, cin, chunk):
+            part = self.act(F.conv2d(x[:, start:start + chunk], w[:, start:start + chunk], None, stride, padding))
+            total = part if total is None else self.act(total + part)
+        assert total is not None
+        return total
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
         """The f32 tile converted on the host (``numerics.conversion_rounding``)."""

@@ -275,7 +275,7 @@ class PatchSampler:
             idx = (np.arange(self.patch) * side / self.patch).astype(int)
             counts, mask, land = counts[:, idx][:, :, idx], mask[idx][:, idx], land[idx][:, idx]
             valid = None if valid is None else valid[idx][:, idx]
-        counts = self._photometric(counts)
+        counts = self._photometric(counts, self.scenes[i].image.dtype)
         image = self.norm.apply(counts)
         if valid is not None:
             image[:, ~valid] = 0.0
@@ -286,12 +286,15 @@ class PatchSampler:
             image, mask, land = image[:, :, ::-1], mask[:, ::-1], land[:, ::-1]
         return np.ascontiguousarray(image), np.ascontiguousarray(mask), np.ascontiguousarray(land)
 
-    def _photometric(self, counts: np.ndarray) -> np.ndarray:
-        """Gain, contrast and speckle on raw counts (float32), clipped to the counts' range."""
+    def _photometric(self, counts: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Gain, contrast and speckle on raw counts (float32), clipped to the range of the scene's
+        count type ``dtype``: of the scene, not of the patch, whose own maximum would make a dark
+        patch of a uint16 scene an 8-bit one (gain clipped at 255, another contrast curve)."""
         rng, augment = self.rng, self.opts.augment
         if not {"gain", "contrast", "speckle"} & set(augment):
             return counts
-        top = 65535.0 if counts.max() > 255 else 255.0
+        dtype = np.dtype(dtype)
+        top = float(np.iinfo(dtype).max) if dtype.kind in "ui" else (65535.0 if counts.max() > 255 else 255.0)
         if "contrast" in augment:
             counts = top * (counts / top) ** rng.uniform(0.7, 1.4)
         if "gain" in augment:

@@ -55,7 +55,7 @@ class ConvBN(nn.Module):
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             w = a.weight(self.conv.weight * scale[:, None, None, None])
             b = a.weight(bn.bias - bn.running_mean * scale)
-            y = a.act(F.conv2d(x, w, None, self.stride, self.conv.padding, 1, self.groups))
+            y = a.conv2d(x, w, self.stride, self.conv.padding[0], self.groups)
             y = a.act(y + b[None, :, None, None])
         if self.act == "relu":
             return F.relu(y)
@@ -77,7 +77,7 @@ class Conv1x1Bias(nn.Module):
         a = self.ctx.aligner
         if a is None:
             return self.conv(x)
-        y = a.act(F.conv2d(x, a.weight(self.conv.weight)))
+        y = a.conv2d(x, a.weight(self.conv.weight))
         return a.act(y + a.weight(self.conv.bias)[None, :, None, None])
 
 

@@ -91,6 +91,36 @@ def test_aligned_forward_computes_what_the_twin_computes(upsample: str) -> None:
         assert np.abs(fp32 - on_twin).max() > 4 * np.abs(aligned - on_twin).max()
 
 
+def test_aligned_forward_accumulates_in_fp16_as_the_twin_does() -> None:
+    """``myriadx-fp16-accumulate``: the twin sums each convolution's input channels in FP16 chunks;
+    the aligned pass did not (it was the fp16-myriadx pass bit for bit, so training under that
+    hypothesis trained for another). Sums made large so that the accumulation shows."""
+    torch.manual_seed(0)
+    net = GenomeNet(Genome((BlockGene("conv", 16), BlockGene("conv", 16, 2), BlockGene("residual", 16, 1),
+                            BlockGene("dwsep", 12)), "nearest"))
+    with torch.no_grad():
+        net.train()
+        for _ in range(3):
+            net(torch.randn(4, 3, 32, 32) * 2)
+        net.eval()
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(3.0)
+    x = (torch.randn(1, 3, 32, 32) * 3).float()
+    xml, bin_, _ = export_ir(net, (1, 3, 32, 32))
+    outputs = {}
+    for profile in ("fp16-myriadx", "myriadx-fp16-accumulate"):
+        twin, report = compile_twin((xml, bin_), profile)
+        on_twin = np.asarray(twin.create_infer_request().infer([x.numpy()])[0])
+        with torch.no_grad():
+            net.aligner = Aligner.for_profile(profile)
+            outputs[profile] = (net(x).numpy(), on_twin, report.accumulations_split)
+            net.aligner = None
+    (_, plain_twin, _), (summed, summed_twin, split) = outputs.values()
+    assert split > 0 and np.abs(summed_twin - plain_twin).max() > 4 * 2.0**-10  # the hypothesis matters here
+    assert np.abs(summed - summed_twin).max() <= 2.0**-10  # and the aligned pass follows it
+
+
 @pytest.mark.parametrize("numerics", [get_profile("fp16-myriadx").numerics, get_profile("fp16-ieee").numerics,
                                       Numerics("fp16", overflow="saturate", subnormals="flush"),
                                       Numerics("fp16", subnormals="daz")],

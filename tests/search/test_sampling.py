@@ -41,6 +41,18 @@ def test_photometric_augmentation_changes_counts_not_masks() -> None:
         assert not np.array_equal(a, b) and b.min() >= 0 and b.max() <= 255
 
 
+def test_gain_on_a_dark_patch_of_a_uint16_scene_is_not_clipped_at_the_8_bit_top() -> None:
+    """The counts' range is the scene's type, not the patch's maximum: a uint16 scene whose patch is
+    dark (all 240) was clipped at 255 under gain in [0.7, 1.3] in about half the draws."""
+    image = np.full((1, 64, 64), 240, np.uint16)
+    scene = SceneArrays(0, image, np.zeros((64, 64), np.uint8))
+    tops = []
+    for seed in range(40):
+        sampler = PatchSampler([scene], NORM, 32, SamplingOptions(0.0, augment=("gain",)), np.random.default_rng(seed))
+        tops.append(float(sampler.batch(1)[0].max()))
+    assert max(tops) > 255 and not any(t == 255.0 for t in tops)
+
+
 def test_scale_jitter_keeps_the_patch_size_and_a_binary_mask() -> None:
     sampler = PatchSampler([_scene(0)], NORM, 32, SamplingOptions(1.0, augment=("scale",)), np.random.default_rng(2))
     images, masks = sampler.batch(16)
