@@ -126,10 +126,11 @@ def _interpolate_remapped(node: Any, limits: dict[str, Any]) -> str | None:
     if (mode, coord, nearest) not in NATIVE_INTERPOLATE:
         what = f"{mode}, {coord}" + (f", {nearest}" if nearest else "")
         native = sorted(f"{m}/{c}" + (f"/{n}" if n else "") for m, c, n in NATIVE_INTERPOLATE if m == mode)
-        problems.append(f"({what}) is not native on the VPU and is silently remapped to a default "
-                        f"(asymmetric is the likely one); native for {mode}: {native}")
+        problems.append(f"({what}) is not native on the VPU: it may be remapped silently to a default (unknown "
+                        f"whether the firmware honours it or remaps it, to asymmetric or align_corners); native for "
+                        f"{mode}: {native}")
     if attrs.get("antialias"):
-        problems.append("antialias is not implemented on the VPU")
+        problems.append("antialias: nothing known says the VPU implements it (hypothesis: check on the device)")
     return "; ".join(problems) or None
 
 

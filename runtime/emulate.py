@@ -388,10 +388,11 @@ def _split_accumulations(model: Model, chunk: int, report: EmulationReport) -> N
             data_axis, weight_axis = 1, 1
         elif op == "MatMul":
             attrs = node.get_attributes()
-            if attrs.get("transpose_a") or attrs.get("transpose_b"):
-                continue
-            data_axis = node.input_value(0).get_partial_shape().rank.get_length() - 1
-            weight_axis = node.input_value(1).get_partial_shape().rank.get_length() - 2
+            transpose_a, transpose_b = bool(attrs.get("transpose_a")), bool(attrs.get("transpose_b"))
+            # K, the summed axis: the last of A and the one before the last of B, each swapped when
+            # the op transposes it (torch Linear and ONNX Gemm(transB=1) import with transpose_b)
+            data_axis = node.input_value(0).get_partial_shape().rank.get_length() - (2 if transpose_a else 1)
+            weight_axis = node.input_value(1).get_partial_shape().rank.get_length() - (1 if transpose_b else 2)
         else:
             continue
         dim = node.input_value(0).get_partial_shape()[data_axis]
@@ -409,7 +410,7 @@ def _split_accumulations(model: Model, chunk: int, report: EmulationReport) -> N
                 part = ops1.convolution(xs.output(i), ws.output(i), a["strides"], a["pads_begin"], a["pads_end"],
                                         a["dilations"], a["auto_pad"])
             else:
-                part = ops1.matmul(xs.output(i), ws.output(i), False, False)
+                part = ops1.matmul(xs.output(i), ws.output(i), transpose_a, transpose_b)
             acc = part.output(0) if acc is None else ops1.add(acc, part).output(0)
         _redirect(node.output(0), acc, list(node.output(0).get_target_inputs()))  # type: ignore[arg-type]
         split += 1

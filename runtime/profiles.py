@@ -107,6 +107,9 @@ class InterpolateSemantics:
     remap_nearest: tuple[str, str]                # what a non-native nearest becomes
     remap_linear: str                             # what a non-native linear becomes
     supported_modes: tuple[str, ...]
+    #: every coordinate mode of a supported Interpolate mode runs as written (a hypothesis about the
+    #: firmware); the modes the target refuses are refused all the same
+    honour_all: bool = False
 
     def target(self, mode: str, coordinate_mode: str, nearest_mode: str) -> tuple[str, str] | None:
         """(coordinate_transformation_mode, nearest_mode) the target runs, or None when native.
@@ -115,6 +118,8 @@ class InterpolateSemantics:
             ValueError: for a mode the target refuses (its plugin would fail to compile the model).
         """
         _check("Interpolate mode on this target:", mode, self.supported_modes)
+        if self.honour_all:
+            return None
         if mode == "nearest":
             if (coordinate_mode, nearest_mode) in self.native_nearest:
                 return None
@@ -158,6 +163,7 @@ def _interpolate(table: dict[str, Any]) -> InterpolateSemantics:
         remap_nearest=remap_nearest,
         remap_linear=str(table["remap_linear"]["coordinate_transformation_mode"]),
         supported_modes=tuple(table["supported_modes"]),
+        honour_all=bool(table.get("honour_all", False)),
     )
 
 
@@ -178,12 +184,27 @@ def _resolve(name: str, tables: dict[str, Any], seen: tuple[str, ...] = ()) -> d
     if base not in tables or base in seen:
         raise ValueError(f"profile {name!r}: base {base!r} is unknown or circular; valid: {sorted(set(tables) - {name})}")
     parent = _resolve(base, tables, seen + (name,))
-    merged = {**{k: v for k, v in parent.items() if k not in ("numerics", "ops", "status")}, **table}
+    merged = {**{k: v for k, v in parent.items() if k not in ("numerics", "ops", "status", "caveats")}, **table}
     for key in ("numerics", "ops", "status"):
         merged[key] = {**parent.get(key, {}), **table.get(key, {})}
+    interpolate = (parent.get("ops", {}).get("interpolate"), table.get("ops", {}).get("interpolate"))
+    if all(isinstance(t, dict) for t in interpolate):  # a hypothesis that changes one Interpolate rule
+        merged["ops"]["interpolate"] = {**interpolate[0], **interpolate[1]}
     if merged["ops"].get("interpolate") is False:
         del merged["ops"]["interpolate"]
+    merged["caveats"] = _inherit_caveats(name, list(parent.get("caveats", [])), table)
     return merged
+
+
+def _inherit_caveats(name: str, inherited: list[str], table: dict[str, Any]) -> list[str]:
+    """The base's caveats, but those the profile contradicts (``drop_caveats``: the start of each),
+    then its own: what the base's twin knowingly does not reproduce, its hypotheses do not either."""
+    drops = list(table.get("drop_caveats", []))
+    unknown = [d for d in drops if not any(c.startswith(d) for c in inherited)]
+    if unknown:
+        raise ValueError(f"profile {name!r} drop_caveats {unknown} begin none of its base's caveats: {inherited}")
+    kept = [c for c in inherited if not any(c.startswith(d) for d in drops)]
+    return kept + list(table.get("caveats", []))
 
 
 def read_profiles(path: Path) -> dict[str, TargetProfile]:
@@ -311,6 +332,7 @@ def status_table() -> str:
             if key == "interpolate":
                 i = profile.ops.interpolate
                 value = ("as written" if i is None else
+                         f"every coordinate mode as written; modes {list(i.supported_modes)} only" if i.honour_all else
                          f"native nearest {[list(x) for x in i.native_nearest]}, native linear {list(i.native_linear)}; "
                          f"others -> {i.remap_nearest[0]}/{i.remap_nearest[1]}, {i.remap_linear}")
             else:

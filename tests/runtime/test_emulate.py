@@ -393,6 +393,21 @@ def test_fp16_accumulation_runs_in_input_channel_order_as_the_numpy_reference(ch
         assert (ulp_distance(got, exact) > 0).any(), "the accumulation order made no difference: not tested"
 
 
+@pytest.mark.parametrize(("transpose_a", "transpose_b"), [(False, False), (False, True), (True, False), (True, True)])
+def test_fp16_accumulation_splits_a_matmul_whatever_it_transposes(transpose_a: bool, transpose_b: bool) -> None:
+    """K is summed in FP16 one term at a time: 2048 + 1 + 1 + 1 stays 2048 in FP16 (each +1 rounds
+    back), 2051 rounds to 2052 in one exact f32 sum. A transposed MatMul (torch Linear, ONNX
+    Gemm(transB=1)) was skipped and summed in f32, with nothing in the report."""
+    profile = get_profile("myriadx-fp16-accumulate")
+    a = np.ones((1, 4), np.float32)
+    b = np.array([[2048.0], [1.0], [1.0], [1.0]], np.float32)   # K x N
+    param = ops8.parameter([4, 1] if transpose_a else [1, 4], np.float32)
+    matmul = ops1.matmul(param, ops1.constant(b.T.copy() if transpose_b else b), transpose_a, transpose_b)
+    compiled, report = compile_twin(Model([matmul], [param], "matmul"), profile, CORE)
+    got = np.array(compiled.create_infer_request().infer({0: a.T.copy() if transpose_a else a})[compiled.outputs[0]])
+    assert report.accumulations_split == 1 and got.item() == 2048.0
+
+
 # ---------------------------------------------------------------- every intermediate tensor
 
 def _net(x: Any) -> Any:

@@ -199,7 +199,19 @@ def test_a_profile_states_only_what_differs_from_its_base(tmp_path) -> None:
 
     target, acc, native = (get_profile(n) for n in ("fp16-myriadx", "myriadx-fp16-accumulate", "myriadx-native-interp"))
     assert acc.numerics == dataclasses.replace(target.numerics, accumulate="fp16")
-    assert acc.ops == target.ops and native.ops.interpolate is None and native.numerics == target.numerics
+    assert acc.ops == target.ops and native.numerics == target.numerics
+    # native-interp honours every coordinate mode but refuses what the plugin refuses (the base's
+    # sourced supported_modes; deleting the whole table let a cubic Interpolate run)
+    assert native.ops.interpolate is not None and native.ops.interpolate.honour_all
+    assert native.ops.interpolate.supported_modes == target.ops.interpolate.supported_modes  # type: ignore[union-attr]
+    assert native.ops.interpolate.target("linear", "half_pixel", "round_prefer_floor") is None
+    with pytest.raises(ValueError, match="'cubic' is not one of"):
+        native.ops.interpolate.target("cubic", "half_pixel", "round_prefer_floor")
+    # a hypothesis keeps its base's caveats (what the twin knowingly does not reproduce) but the
+    # ones it contradicts: they were all lost
+    assert set(native.caveats) > set(target.caveats)
+    dropped = [c for c in target.caveats if c not in acc.caveats]
+    assert len(dropped) == 1 and dropped[0].startswith("the accumulator") and len(acc.caveats) == len(target.caveats)
     assert acc.status["rounding"] == target.status["rounding"] and acc.status["accumulate"].startswith("hypothesis")
     text = (Path(__file__).resolve().parents[2] / "runtime" / "profiles.toml").read_text()
     assert text.count("native_nearest =") == 1
@@ -207,6 +219,10 @@ def test_a_profile_states_only_what_differs_from_its_base(tmp_path) -> None:
     bad.write_text('[a]\nbase = "b"\n[b]\nbase = "a"\n')
     with pytest.raises(ValueError, match="circular"):
         read_profiles(bad)
+    typo = tmp_path / "typo.toml"
+    typo.write_text(text.replace('drop_caveats = ["the accumulator', 'drop_caveats = ["the acumulator'))
+    with pytest.raises(ValueError, match="drop_caveats.*begin none"):
+        read_profiles(typo)
 
 
 def _precision(value: object) -> str:
