@@ -217,7 +217,9 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
             **({"min_score": float(post["min_score"])} if post.get("min_score") else {})}
            if (post := (training.get("postprocessing") or {}).get("chosen")) else {}),
         "numerics": {"weights": "fp16", "trained_under": training.get("trained_under", "fp32"),
-                     "profile": cfg["candidate"]["profile"]},
+                     "profile": cfg["candidate"]["profile"],
+                     **({"robust_profiles": list(cfg["candidate"]["robust_profiles"])}
+                        if cfg["candidate"]["robust_profiles"] else {})},
         "trained_for": {"modality": cfg["data"]["modality"], "gsd_m": [float(g) for g in cfg["data"]["gsd_m"]],
                         "counts": training_counts(data),
                         "data": data.source if isinstance(data.source, str) else list(data.source)},
@@ -308,7 +310,10 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         threshold = float(post["chosen"]["threshold"]) if post else threshold
         host = confusion_of(probs, val, threshold)
         xml, bin_, findings = export_ir(net, (1, genome.in_channels, tile, tile), cand["check_target"])
-        training = {"trained_under": f"fp32 {cand['fp32_epochs']} epochs, then {cand['profile']}-aligned "
+        # robust alignment draws each step's profile from robust_profiles, not [candidate] profile
+        aligned_under = (f"aligned under each of {list(cand['robust_profiles'])} (one drawn per step)"
+                         if cand["robust_profiles"] else f"{cand['profile']}-aligned")
+        training = {"trained_under": f"fp32 {cand['fp32_epochs']} epochs, then {aligned_under} "
                                     f"{cand['aligned_epochs']} epochs", "seed": seed, **log,
                     "data": data.source,
                     **({"train_seeds": [data.train_seeds[0], data.train_seeds[-1]]} if data.synthetic

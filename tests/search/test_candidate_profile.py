@@ -66,3 +66,7 @@ def test_robust_alignment_draws_from_the_set_and_the_fitness_takes_the_worst(tmp
     assert dev["profile"] in dev["worst_of"]
     reports = {json.loads(p.read_text())["profile"] for p in (tmp_path / "search").rglob("report.json")}
     assert reports == {"fp16-myriadx", "myriadx-native-interp"}
+    # the record and the bundle say what the network was trained under: every profile of the set
+    assert "['fp16-myriadx', 'myriadx-native-interp']" in record["training"]["trained_under"]
+    numerics = json.loads((Path(record["bundle"]) / "manifest.json").read_text())["numerics"]
+    assert numerics["robust_profiles"] == ["fp16-myriadx", "myriadx-native-interp"]
