@@ -97,6 +97,26 @@ class AwaitingGround:
                 self._items.move_to_end(key)
         return out
 
+    def due(self) -> list[tuple[Key, Waiting]]:
+        """Entries sent longer than ``timeout_s`` ago (oldest first), left as they are: the sender
+        marks each one :meth:`resent` only once the results socket has taken it again."""
+        now = time.monotonic()
+        out = []
+        with self._lock:
+            for key, item in self._items.items():
+                if now - item.sent_at < self.timeout_s:
+                    break
+                out.append((key, item))
+        return out
+
+    def resent(self, key: Key) -> None:
+        """``key``'s result was just sent again: it is not overdue for another ``timeout_s``."""
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                item.sent_at, item.sends = time.monotonic(), item.sends + 1
+                self._items.move_to_end(key)
+
     def give_up(self) -> list[Waiting]:
         """Every entry, removed (at shutdown, after the grace period)."""
         with self._lock:
@@ -281,9 +301,21 @@ class ResultSender:
             self._delivered(key, outcome)
 
     def _resend_overdue(self) -> None:
-        for _, entry in self.awaiting.overdue():
+        """Send the overdue results again, each only if the results socket takes it now.
+
+        Why never wait here: a ground that stops reading fills the socket, and a sender waiting for
+        room would take no acks and send no new result while its heartbeat (idle between items)
+        told Health all was well. A result the socket does not take stays overdue (its resend is
+        neither counted nor marked) and is tried again on the next pass of the loop; at shutdown it
+        is given up on once, with the rest of the ledger.
+        """
+        for key, entry in self.awaiting.due():
+            try:
+                self._results.send_multipart(entry.frames, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return  # full: the later ones would not go either
+            self.awaiting.resent(key)
             self._counted("results_resent")
-            self._send_result(entry.frames)
 
     def _send_result(self, frames: list[bytes]) -> bool:
         """Send one result; while no ground is connected (a PUSH then has nowhere to put it) wait,
@@ -297,7 +329,8 @@ class ResultSender:
                 deadline = self._stop_deadline
                 if deadline is not None and time.monotonic() > deadline:
                     self._counted("results_undeliverable")
-                    self._say("results_undeliverable", detail="no ground connected at shutdown")
+                    self._say("results_undeliverable", detail="the results socket took no result by the shutdown "
+                              "deadline (no ground connected, or it stopped reading): its sender resends the tile")
                     return False
                 # Sleep until the socket can take the result (a ground connects or drains), but
                 # wake now and then to see whether shutdown has set a deadline meanwhile.

@@ -593,7 +593,9 @@ class Runtime:
             "host_cpu_s": cpu_by_thread(),
             "delivery": {**self._sender.report(),
                          "results_acked": counts.get("results_acked", 0),
-                         "results_resent": counts.get("results_resent", 0)},
+                         "results_resent": counts.get("results_resent", 0),
+                         "results_undeliverable": counts.get("results_undeliverable", 0),
+                         "bad_acks": counts.get("bad_acks", 0)},
             "counters": {
                 "tiles_received": counts.get("tiles_received", 0),
                 "tiles_accepted": counts.get("tiles_accepted", 0),
@@ -670,7 +672,9 @@ class Runtime:
             self._drain_device()
             if self.serving is not None:
                 self.serving.adapter.close()
-            self._vectorise.stop()
+            # Health still runs: a worker stuck on a tile is restarted as ever; one that stays stuck
+            # twice the hang timeout has its tile given up on, so that shutdown never hangs on it.
+            self._vectorise.stop(stuck_s=2 * self.settings.health["hang_timeout_s"])
             self.health.stop()
             self._sender.stop(self.settings.shutdown_grace_s)
             self._forward_done()  # the last "done"s, so senders know these tiles are delivered

@@ -48,6 +48,10 @@ class VectorisePool(Generic[Item, Result]):
         self._held: list[list[Item | None]] = []  # per worker: its batch's items not yet delivered
         self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        # Items (not stop signals) in the queue, kept under the lock: a worker that takes a stop
+        # signal ends only when none is left, so an item handed back behind a stop is still done.
+        self._queued = 0
+        self._stopping = False
         # When the last batch - 1 items were put: the pace that decides whether a batch is waited for.
         self._recent: collections.deque[float] = collections.deque(maxlen=max(1, self.batch - 1))
         self._beats: list[Heartbeat] = []
@@ -60,6 +64,13 @@ class VectorisePool(Generic[Item, Result]):
 
     def put(self, item: Item) -> None:
         self._recent.append(time.monotonic())
+        with self._lock:
+            self._enqueue(item)
+
+    def _enqueue(self, item: Item | None) -> None:
+        """Queue an item or a stop signal (None); the caller holds the lock."""
+        if item is not None:
+            self._queued += 1
         self._queue.put(item)
 
     def batch_fills_in_time(self) -> bool:
@@ -84,26 +95,50 @@ class VectorisePool(Generic[Item, Result]):
         """Hand worker ``i``'s item to a fresh worker; the stuck one's result will be discarded.
         An item that was handed on once already is delivered as ``give_up`` makes it instead."""
         with self._lock:
-            item = self._beats[i].item
-            for later in self._held[i][1:]:  # the rest of its batch waits for the fresh worker
-                self._queue.put(later)
-            if item is not None:
-                if id(item) in self._handed_on and self._give_up is not None:
-                    self._handed_on.discard(id(item))
-                    self._deliver(item, self._give_up(item))
-                else:
-                    self._handed_on.add(id(item))
-                    self._queue.put(item)
-            self._start(i)
+            self._restart(i, give_up_now=False)
 
-    def stop(self) -> None:
-        """Let the workers finish what is queued, then end them."""
+    def _restart(self, i: int, give_up_now: bool) -> None:
+        """:meth:`restart` under the lock; ``give_up_now`` answers the item with ``give_up`` even on
+        its first hang (at shutdown, where nothing else would ever answer it)."""
+        item = self._beats[i].item
+        for later in self._held[i][1:]:  # the rest of its batch waits for the fresh worker
+            self._enqueue(later)
+        if item is not None:
+            if (give_up_now or id(item) in self._handed_on) and self._give_up is not None:
+                self._handed_on.discard(id(item))
+                self._deliver(item, self._give_up(item))
+            else:
+                self._handed_on.add(id(item))
+                self._enqueue(item)
+        if self._stopping:
+            # The stuck worker never took its stop signal: the fresh one needs one of its own.
+            # (Items queued behind the stop signals are still done: see _run.)
+            self._enqueue(None)
+        self._start(i)
+
+    def stop(self, stuck_s: float = 60.0) -> None:
+        """Let the workers finish what is queued, then end them.
+
+        Why not just join the workers: Health may restart a stuck worker meanwhile, and the thread
+        to wait for is then the fresh one (the stuck one may never return). So this waits for the
+        current workers, whichever they are, and a worker on one item for ``stuck_s`` has that
+        item answered with ``give_up`` (as a second hang is) and is replaced: every accepted item
+        is delivered or given up on, and shutdown never waits forever.
+        """
         with self._lock:
-            threads = list(self._threads)
-        for _ in threads:
-            self._queue.put(None)
-        for thread in threads:
-            thread.join()
+            self._stopping = True
+            for _ in range(self.size):
+                self._enqueue(None)
+        while True:
+            with self._lock:
+                live = [(i, t) for i, t in enumerate(self._threads) if t.is_alive()]
+            if not live:
+                return
+            for i, thread in live:
+                thread.join(0.05)
+                with self._lock:
+                    if self._threads[i] is thread and thread.is_alive() and self._beats[i].age() >= stuck_s:
+                        self._restart(i, give_up_now=True)
 
     def _start(self, i: int) -> None:
         beat = Heartbeat(f"vectorise-{i}")
@@ -123,14 +158,21 @@ class VectorisePool(Generic[Item, Result]):
             while True:
                 items = self._take()
                 with self._lock:
+                    self._queued -= sum(item is not None for item in items)
                     if self._beats[i] is not beat:  # restarted meanwhile (never while idle): hand back
                         for item in items:
-                            self._queue.put(item)
+                            self._enqueue(item)
                         return
                     self._held[i] = items
                 for n, item in enumerate(items):
                     if item is None:
-                        return
+                        with self._lock:
+                            if self._queued == 0 or self._beats[i] is not beat:
+                                return
+                            # Items were handed back behind this stop signal (a restart while
+                            # stopping): do them first, and leave the signal for later.
+                            self._enqueue(None)
+                        break
                     beat.begin(item)
                     result = self._work(item)
                     with self._lock:

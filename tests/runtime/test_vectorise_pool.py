@@ -112,3 +112,63 @@ def test_a_restarted_worker_hands_on_the_rest_of_its_batch() -> None:
 def test_a_batch_below_one_or_a_negative_wait_is_refused(batch: int, wait: float) -> None:
     with pytest.raises(ValueError, match="batch must be >= 1"):
         VectorisePool(1, lambda x: x, lambda *_: None, batch=batch, batch_wait_s=wait)
+
+
+def test_a_worker_restarted_during_stop_still_delivers_its_tile_and_stop_does_not_wait_for_it() -> None:
+    """Health restarts a worker stuck when shutdown begins: the tile it held goes to the fresh
+    worker ahead of the stop signal, and stop() waits for the fresh worker, not the stuck one."""
+    from runtime.health import Health
+
+    release, stuck_once = threading.Event(), []
+    delivered: list[tuple[str, str]] = []
+
+    def work(x: str) -> str:
+        if x == "A" and not stuck_once:
+            stuck_once.append(x)
+            release.wait(30)
+            return "late"
+        return x
+
+    pool = VectorisePool(1, work, lambda item, result: delivered.append((item, result)), give_up=lambda x: "gave-up")
+    pool.start()
+    health = Health(pool.probes(), 0.1, 0.5, lambda name, **f: None)
+    health.start()
+    try:
+        pool.put("A")
+        assert _until(lambda: bool(stuck_once))
+        pool.put("B")
+        stopper = threading.Thread(target=pool.stop)
+        stopper.start()
+        stopper.join(15)
+        assert not stopper.is_alive(), "stop() waited for the stuck worker"
+        assert sorted(delivered) == [("A", "A"), ("B", "B")]
+    finally:
+        release.set()
+        health.stop()
+
+
+def test_stop_gives_up_on_a_tile_stuck_for_good() -> None:
+    """With nobody restarting it, a worker stuck on one tile for ``stuck_s`` has the tile answered by
+    ``give_up``; the tiles behind it are still delivered and stop() returns."""
+    release = threading.Event()
+    delivered: list[tuple[str, str]] = []
+
+    def work(x: str) -> str:
+        if x == "A":
+            release.wait(30)
+            return "late"
+        return x
+
+    pool = VectorisePool(1, work, lambda item, result: delivered.append((item, result)), give_up=lambda x: "gave-up")
+    pool.start()
+    try:
+        pool.put("A")
+        assert _until(lambda: pool.probes()[0].age() > 0)
+        pool.put("B")
+        stopper = threading.Thread(target=pool.stop, kwargs={"stuck_s": 0.5})
+        stopper.start()
+        stopper.join(15)
+        assert not stopper.is_alive(), "stop() waited for a worker stuck for good"
+        assert sorted(delivered) == [("A", "gave-up"), ("B", "B")]
+    finally:
+        release.set()
