@@ -371,10 +371,12 @@ class Runtime:
             return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
 
     def _post_processing_stuck(self, item: tuple[np.ndarray, InFlight, float]) -> tuple[list[bytes], bool]:
-        """The result of a tile whose post-processing got two workers stuck: rejected, with why."""
+        """The result of a tile whose post-processing got two workers stuck, or one for twice the
+        hang timeout at shutdown (VectorisePool.stop): rejected, with why."""
         timeout = self.settings.health["hang_timeout_s"]
         return self._rejection(item[1].header, Reason.INFERENCE_FAILED,
-                               f"post-processing: stuck for over {timeout} s on two workers"), False
+                               f"post-processing: stuck for over {timeout} s on two workers, or for over "
+                               f"{2 * timeout} s on one at shutdown"), False
 
     def _remember(self, key: tuple[str, str, str] | None, state: str, outcome: Outcome = OK) -> None:
         """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said)."""
