@@ -188,7 +188,8 @@ class FaultInjector:
         elif kind == "link_loss":
             if s.resend_after_s is None:
                 raise ValueError("link_loss needs a streamer that resends (resend_after_s); valid: drop")
-            s.send_frames(tile.tile_id, tile.frames(want_mask), lost_in_transit=True)
+            # Kept like any tile sent: a restart before its resend sends it again with the rest.
+            self._out(tile.tile_id, tile.frames(want_mask, s.want_done), lost_in_transit=True)
         elif kind == "corrupt":
             pixels = tile.pixels.copy()
             lo, hi = DEFAULTS["corrupt_lines"]
@@ -197,9 +198,9 @@ class FaultInjector:
             info = np.iinfo(pixels.dtype)
             pixels[:, r:r + n] = self._rng.integers(0, info.max + 1, pixels[:, r:r + n].shape, dtype=pixels.dtype)
             corrupted = Tile(**{**tile.__dict__, "pixels": pixels})
-            self._out(tile.tile_id, corrupted.frames(want_mask))
+            self._out(tile.tile_id, corrupted.frames(want_mask, s.want_done))
         else:
-            frames = tile.frames(want_mask)
+            frames = tile.frames(want_mask, s.want_done)  # the streamer's promise about "done"
             if kind == "truncate":
                 keep = int(self._rng.integers(0, len(frames[1])))
                 frames = [frames[0], frames[1][:keep]]
@@ -216,8 +217,8 @@ class FaultInjector:
         if spec.restarts and self._sent % spec.restart_every == 0 and len(self.ledger.restarts) < spec.restarts:
             self._restart()
 
-    def _out(self, tile_id: str, frames: list[bytes]) -> None:
-        self.streamer.send_frames(tile_id, frames)
+    def _out(self, tile_id: str, frames: list[bytes], lost_in_transit: bool = False) -> None:
+        self.streamer.send_frames(tile_id, frames, lost_in_transit=lost_in_transit)
         acked = self.streamer.log.acks
         self._frames = {t: f for t, f in self._frames.items() if t not in acked}
         self._frames[tile_id] = frames

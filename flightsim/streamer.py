@@ -71,7 +71,10 @@ class Streamer:
         self.keys = keys  # runtime.security.ClientKeys when the runtime protects its tile socket
         self._sock = self._connect()
         self.log = StreamLog()
-        self._outstanding = 0
+        # Credit: tile_id -> its messages sent and not yet acknowledged (insertion order: oldest first).
+        # A resend takes over the credit of the earlier message it replaces (see _resend_stale), so
+        # at most ``window`` messages, and so tiles, are unacknowledged at any time.
+        self._in_flight: dict[str, int] = {}
         self.resend_after_s = resend_after_s
         self._unfinished: dict[str, tuple[list[bytes], float]] = {}  # tile_id -> (frames, last sent)
         # When the runtime last made progress (a "done", a rejection, the ack of a tile's first
@@ -93,9 +96,32 @@ class Streamer:
         if tile_id not in self.log.sent_at:
             self.log.sent_at[tile_id] = now  # the first send: a resend keeps it (latency runs from here)
             self._progress_at = now
-        self._outstanding += 1
+        self._in_flight[tile_id] = self._in_flight.get(tile_id, 0) + 1
         if self.resend_after_s is not None:
             self._unfinished[tile_id] = (frames, time.monotonic())
+
+    @property
+    def _outstanding(self) -> int:
+        """Messages sent and not yet acknowledged: the credit in use."""
+        return sum(self._in_flight.values())
+
+    def _free_credit(self, tile_id: Any) -> None:
+        """An ack frees one message's credit: one of its tile's, if that tile has any in flight.
+
+        An ack of a tile none of whose messages is in flight (the second ack of a tile resent before
+        its first ack came: the resend took over that message's credit) frees nothing, so acks of
+        duplicates cannot let more than ``window`` tiles out. An ack naming no tile we sent (its
+        header was unreadable) answers some message: the oldest in flight is the best guess.
+        """
+        if self._in_flight.get(tile_id, 0) == 0:
+            if tile_id in self.log.sent_at:
+                return
+            tile_id = next(iter(self._in_flight), None)
+            if tile_id is None:
+                return
+        self._in_flight[tile_id] -= 1
+        if self._in_flight[tile_id] == 0:
+            del self._in_flight[tile_id]
 
     def _send(self, frames: list[bytes]) -> None:
         """Send one message, waiting for room at most ``ack_timeout_s``: a socket whose connection
@@ -121,17 +147,26 @@ class Streamer:
         """Send every tile, then wait for the last acknowledgements.
 
         A tile is held until ``start + tile.ready_s`` (its timing, :mod:`flightsim.timing`) and, with
-        ``rate_hz``, until its slot at that rate. ``send`` replaces how one tile goes out (default:
+        ``rate_hz``, until its slot at that rate. A tile that ``keeps_pace`` (timing's rate mode) is
+        also held until the burst before it (the tiles of the previous ``ready_s``) went out plus the
+        difference of their ready times: after a stall of the tile source the overdue bursts keep
+        their spacing instead of leaving back to back. ``send`` replaces how one tile goes out (default:
         its frames through :meth:`send_frames`); a fault injector uses it (:mod:`flightsim.faults`).
         """
         start = time.monotonic()
         send = send or (lambda tile, mask: self.send_frames(tile.tile_id, tile.frames(mask, self.want_done)))
+        burst: tuple[float, float] | None = None  # (ready_s, when it went out) of the last burst sent
         for i, tile in enumerate(tqdm(tiles, total=total, disable=not progress, unit="tile", desc="stream")):
-            due = max(i / self.rate_hz if self.rate_hz else 0.0, tile.ready_s)
-            delay = start + due - time.monotonic()
+            due = start + max(i / self.rate_hz if self.rate_hz else 0.0, tile.ready_s)
+            new_burst = burst is None or tile.ready_s > burst[0]
+            if tile.keeps_pace and new_burst and burst is not None:
+                due = max(due, burst[1] + tile.ready_s - burst[0])
+            delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             send(tile, want_mask)
+            if new_burst:  # once out: waiting for credit delays the bursts after it too
+                burst = (tile.ready_s, time.monotonic())
         self.drain()
         return self.log
 
@@ -158,7 +193,7 @@ class Streamer:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.close()
         self._sock = self._connect()
-        self._outstanding = 0
+        self._in_flight.clear()
         self._progress_at = time.monotonic()  # a new connection: its acks have the full timeout
         return unacked
 
@@ -206,7 +241,7 @@ class Streamer:
                     self.log.done.add(tile_id)
                     self._unfinished.pop(tile_id, None)
             else:
-                self._outstanding = max(0, self._outstanding - 1)
+                self._free_credit(tile_id)
                 self.log.n_acks += 1
                 # Progress unless it is the ack of a resend of a tile the runtime already holds.
                 if not (ack.get("duplicate") and tile_id in self.log.resends):
@@ -223,19 +258,22 @@ class Streamer:
     def _resend_stale(self) -> None:
         """Send again every unfinished tile that has heard nothing for ``resend_after_s``.
 
-        Acks owed by a runtime that died will never come, so the credit is reset to what the
-        resends will bring back.
+        A stale tile's messages still unacknowledged are taken for lost (in transit, or with a
+        runtime that died): their acks will never come, so the resend takes over their credit (the
+        tile keeps one message's worth) rather than holding the window forever. A stale tile
+        already acknowledged (waiting for its "done") has no credit left and its resend needs new
+        credit, as a send does: without room it waits for a later call.
         """
         now = time.monotonic()
         stale = [t for t, (_, last) in self._unfinished.items() if now - last >= self.resend_after_s]
-        if not stale:
-            return
         for tile_id in stale:
+            if tile_id not in self._in_flight and self._outstanding >= self.window:
+                continue
             frames, _ = self._unfinished[tile_id]
             self._send(frames)
+            self._in_flight[tile_id] = 1
             self._unfinished[tile_id] = (frames, now)
             self.log.resends[tile_id] = self.log.resends.get(tile_id, 0) + 1
-        self._outstanding = len(stale)
 
     def close(self) -> None:
         self._sock.close()

@@ -35,6 +35,9 @@ class Tile:
     ready_s: float = 0.0  # seconds after the stream starts at which the payload has this tile (timing)
     owned: tuple[int, int, int, int] | None = None  # the part of window this tile answers for (overlap)
     modality: str | None = None  # "optical" or "sar" when known: the runtime checks it against its model
+    # A pace, not an availability (timing's rate mode): after a stall, a later ready_s stays that far
+    # behind the send of the tiles before it instead of going out at once with them.
+    keeps_pace: bool = False
 
     def frames(self, want_mask: bool = False, want_done: bool = True) -> list[bytes]:
         """The wire frames of this tile (runtime.protocol); ``want_done=False`` for a sender that

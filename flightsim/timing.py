@@ -30,7 +30,8 @@ class Timing:
     """How tiles are timed: ``mode`` one of :data:`MODES`.
 
     * ``asap``: sent as fast as acknowledged; timestamps from the push-broom model.
-    * ``rate``: ``rate_hz`` tiles per second, in bursts of ``burst`` tiles.
+    * ``rate``: ``rate_hz`` tiles per second, in bursts of ``burst`` tiles; after a stall of the
+      tile source the bursts keep their spacing (``Tile.keeps_pace``) instead of catching up.
     * ``pushbroom``: each tile row when its last line is read at ``line_rate_hz``.
     """
 
@@ -72,6 +73,7 @@ class Timing:
                     tile.ready_s = line0 + (row + h) / rate
                 elif self.mode == "rate":
                     tile.ready_s = (index // self.burst) * self.burst / self.rate_hz  # type: ignore[operator]
+                    tile.keeps_pace = True  # a stall (a slow tile source) delays the bursts after it
                 index += 1
                 yield tile
             line0 += height / rate

@@ -92,7 +92,8 @@ def generate_scene(
         assert land is not None and land_alpha is not None
         if mode == "optical":
             _town(np.random.default_rng([seed, 7003]), cfg, img, land, land_alpha, gsd)
-        docked, occupied = _harbour(np.random.default_rng([seed, 7001]), cfg, img, land, land_alpha, transform)
+        docked, occupied = _harbour(np.random.default_rng([seed, 7001]), cfg, img, land, land_alpha, transform,
+                                    cloud)
 
     if n_ships is None:
         area_km2 = (size * gsd / 1000.0) ** 2

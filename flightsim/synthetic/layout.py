@@ -153,12 +153,15 @@ def _harbour(
     land: np.ndarray,
     land_alpha: np.ndarray,
     transform: Affine,
+    cloud: np.ndarray | None = None,
 ) -> tuple[list[_Look], np.ndarray]:
     """Piers out from the coast, painted and added to the land; ships moored alongside them.
 
     A pier starts on a coast pixel and runs out to sea, away from the land's centre of mass; ships
     lie parallel to it on both sides, a small gap of water between hull and pier. Returns the
-    moored ships and the occupancy (hulls plus clearance) that free ships must keep out of.
+    moored ships and the occupancy (hulls plus clearance) that free ships must keep out of. A berth
+    under cloud thicker than ``max_cloud_opacity_under_ship`` stays empty, as free water does in
+    :func:`_place_ships`: a hull nobody could see must not be truth.
     """
     hc = cfg["harbour"]
     gsd = transform.a
@@ -228,6 +231,8 @@ def _harbour(
                 if (inside.sum() < cfg["min_vessel_px"] or land[hr0:hr1, hc0:hc1][inside].any()
                         or occupied[hr0:hr1, hc0:hc1][near].any() or hr0 < edge or hc0 < edge
                         or hr1 > shape[0] - edge or hc1 > shape[1] - edge):
+                    continue
+                if cloud is not None and cloud[hr0:hr1, hc0:hc1][inside].max() > cfg["max_cloud_opacity_under_ship"]:
                     continue
                 occupied[hr0:hr1, hc0:hc1] |= near
                 vessel = Vessel(hull, float(ship_len), float(ship_w), float(ship_heading))

@@ -177,6 +177,17 @@ def test_no_vessel_under_thick_cloud() -> None:
         assert scene.cloud[scene.mask.astype(bool)].max() <= limit  # ...but not over a hull
 
 
+@pytest.mark.parametrize("seed", [39, 44, 54])
+def test_no_moored_vessel_under_thick_cloud(seed: int) -> None:
+    """Review: the harbour's berths had no cloud check, so these seeds put moored ships in the truth
+    under cloud of opacity 0.56-0.76 (nobody could see them); a berth under thick cloud stays empty."""
+    limit = defaults()["max_cloud_opacity_under_ship"]
+    scene = generate_scene(seed, size=512, harbour=True)
+    assert scene.cloud is not None and scene.cloud.max() > limit  # thick cloud over the harbour...
+    assert scene.vessels  # ...and ships moored or free elsewhere
+    assert scene.cloud[scene.mask.astype(bool)].max() <= limit  # ...but not over a hull
+
+
 def test_uint16_is_the_same_picture_in_12_bit_counts() -> None:
     spec = defaults()["dtypes"]["uint16"]
     s8, s16 = generate_scene(9, size=SMALL, dtype="uint8"), generate_scene(9, size=SMALL, dtype="uint16")
