@@ -79,27 +79,12 @@ class AwaitingGround:
         with self._lock:
             return self._items.pop(key, None)
 
-    def overdue(self) -> list[tuple[Key, Waiting]]:
-        """Entries sent longer than ``timeout_s`` ago, marked as sent again now (oldest first).
-
-        The ledger is kept in order of last sending (a resent entry moves to the end), so this
-        reads only the overdue head: it runs after every result the runtime sends.
-        """
-        now = time.monotonic()
-        out = []
-        with self._lock:
-            for key, item in self._items.items():
-                if now - item.sent_at < self.timeout_s:
-                    break
-                out.append((key, item))
-            for key, item in out:
-                item.sent_at, item.sends = now, item.sends + 1
-                self._items.move_to_end(key)
-        return out
-
     def due(self) -> list[tuple[Key, Waiting]]:
         """Entries sent longer than ``timeout_s`` ago (oldest first), left as they are: the sender
-        marks each one :meth:`resent` only once the results socket has taken it again."""
+        marks each one :meth:`resent` only once the results socket has taken it again.
+
+        The ledger is kept in order of last sending (a resent entry moves to the end), so this
+        reads only the overdue head: it runs after every result the runtime sends."""
         now = time.monotonic()
         out = []
         with self._lock:

@@ -227,12 +227,20 @@ def test_the_ground_ledger_resends_the_overdue_head_in_order_and_releases_on_ack
         now[0] = 100.0 + i
         assert ledger.sent(key, [b"r"], b"id", b"done")
     assert not ledger.sent(keys[0], [b"r"], b"id", b"done")  # a second result for a waiting key
+
+    def resend_due() -> list:
+        due = ledger.due()
+        for key, _ in due:
+            ledger.resent(key)  # as the sender does once the socket took it
+        return due
+
     now[0] = 105.5  # s/0 is 5.5 s old, s/1 4.5 s: only the first is overdue
-    assert [k for k, _ in ledger.overdue()] == [keys[0]]
+    assert [k for k, _ in ledger.due()] == [keys[0]] == [k for k, _ in ledger.due()]  # not marked until resent
+    assert [k for k, _ in resend_due()] == [keys[0]]
     now[0] = 106.5  # s/1 now; s/0 was just resent, so it is not overdue again yet
-    assert [k for k, _ in ledger.overdue()] == [keys[1]]
+    assert [k for k, _ in resend_due()] == [keys[1]]
     now[0] = 112.0
-    overdue = ledger.overdue()
+    overdue = resend_due()
     assert [k for k, _ in overdue] == [keys[2], keys[0], keys[1]] and overdue[1][1].sends == 3
     assert ledger.acked(keys[1]).done == b"done" and ledger.acked(keys[1]) is None and len(ledger) == 2
     assert len(ledger.give_up()) == 2 and len(ledger) == 0
