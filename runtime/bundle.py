@@ -7,6 +7,11 @@ record: the IR compiled on the ground for one target and toolkit (:mod:`runtime.
 to the IR's sha256 and checked against its own; a blob is an accelerator of the IR, not part of the
 model's identity. The runtime refuses a bundle whose files do not match, and installs
 a new one into its store (runtime/store.py) atomically, keeping the last good one for rollback.
+
+Length: the bundle's format in one place. The manifest's schema (validate_manifest and its checks
+of the normalisation, input type, golden table and second stage), the reader and the writer share
+its constants and its one error type, and a payload engineer reads what a bundle may hold here;
+the store, compiled blobs and signatures are modules of their own.
 """
 
 from __future__ import annotations

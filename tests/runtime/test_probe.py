@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _same_semantics(measured, profile) -> bool:
+    if profile is not None and profile.honour_all:
+        # every coordinate mode as written (myriadx-native-interp): what the probe, which tries the
+        # coordinate modes of the modes that compile, measures as no remapping table
+        profile = None
     if profile is None or measured is None:
         return profile is None and measured is None
     return (set(map(tuple, measured.native_nearest)) == set(map(tuple, profile.native_nearest))
