@@ -379,21 +379,20 @@ def _drop_stale_artefacts(out: Path, manifest: dict[str, Any], manifest_bytes: b
     and a signature of another manifest, which read_bundle (or the payload) would refuse the new
     bundle for. Blobs of the same IR and files stay valid and are kept."""
     for record in sorted((out / COMPILED_DIR).glob("*.json")):
-        try:
-            same = json.loads(record.read_text("utf-8")).get("ir_sha256") == manifest["files"]
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            same = False
-        if not same:
+        if _json_field(record, "ir_sha256") != manifest["files"]:
             record.with_suffix(".blob").unlink(missing_ok=True)
             record.unlink()
     signature = out / SIGNATURE_FILE
-    if signature.is_file():
-        try:
-            same = json.loads(signature.read_text("utf-8")).get("bundle_id") == sha256(manifest_bytes)
-        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-            same = False
-        if not same:
-            signature.unlink()
+    if signature.is_file() and _json_field(signature, "bundle_id") != sha256(manifest_bytes):
+        signature.unlink()
+
+
+def _json_field(path: Path, key: str) -> Any:
+    """``key`` of the JSON object in ``path``; None when it is not one (a stale or broken file)."""
+    try:
+        return json.loads(path.read_text("utf-8")).get(key)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
 
 
 def manifest_json(value: Any, level: int = 0) -> str:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.bundle import INPUT_DTYPES, check_input_holds, write_bundle
+from runtime.bundle import check_input_holds, write_bundle
 from search.align import Aligner
 from search.data import LAND_UNKNOWN, PatchSampler
 from search.dataset import SearchData, make_sampler, split_arrays, training_counts
@@ -39,7 +39,7 @@ from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, o
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
 from runtime.golden import with_golden
-from search.input_types import with_input_dtype
+from search.input_types import check_input_dtype, with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
 from search.train import adam_cosine, bce_dice_loss, land_loss, seed_everything
@@ -146,8 +146,7 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
                 get_profile(profile)
             except ValueError as exc:
                 raise ValueError(f"[{name['candidate']}] {key}: {exc}") from None
-    if exp["input_dtype"] not in INPUT_DTYPES:
-        raise ValueError(f"[{name['export']}] input_dtype {exp['input_dtype']!r}; valid: {list(INPUT_DTYPES)}")
+    check_input_dtype(exp["input_dtype"], f"[{name['export']}] input_dtype")
     if cfg["data"].get("source") in (None, "", "synthetic"):  # a real set's counts are known once read
         check_input_holds(exp["input_dtype"], [cfg["data"]["scene_dtype"]], f"[{name['export']}] input_dtype",
                           "[data] scene_dtype")

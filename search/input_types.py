@@ -28,9 +28,10 @@ from runtime.bundle import (INPUT_DTYPES, Bundle, BundleError, extra_files, read
 _OV_TYPES = {"uint8": ov_api.Type.u8, "uint16": ov_api.Type.u16}
 
 
-def _check_dtype(dtype: str) -> None:
+def check_input_dtype(dtype: str, what: str = "input dtype") -> None:
+    """A ValueError naming ``what`` and the valid types unless ``dtype`` is one of them."""
     if dtype not in INPUT_DTYPES:
-        raise ValueError(f"input dtype {dtype!r}; valid: {list(INPUT_DTYPES)}")
+        raise ValueError(f"{what} {dtype!r}; valid: {list(INPUT_DTYPES)}")
 
 
 def normalise_in_ir(model: Any, dtype: str, mean: list[float], std: list[float]) -> Any:
@@ -69,7 +70,7 @@ def pad_counts(norm: dict[str, Any], dtype: str) -> list[int]:
 
 def input_manifest(host_input: dict[str, Any], dtype: str) -> dict[str, Any]:
     """The manifest ``input`` of a model retyped from one normalised on the host."""
-    _check_dtype(dtype)
+    check_input_dtype(dtype)
     norm = host_input["normalization"]
     if dtype == "float32":
         return host_input
@@ -98,7 +99,7 @@ def with_input_dtype(xml: bytes, bin_: bytes, manifest: dict[str, Any], dtype: s
     """An exported model (IR bytes and its manifest, normalised on the host) as one taking
     ``dtype`` counts: what the baseline and the search write when ``[export] input_dtype`` asks
     for it. ``float32`` returns the inputs unchanged."""
-    _check_dtype(dtype)
+    check_input_dtype(dtype)
     if dtype == "float32":
         return xml, bin_, manifest
     xml, bin_ = retype_ir(xml, bin_, dtype, manifest["input"]["normalization"])
@@ -113,7 +114,7 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     ``derived_from``. Raises ValueError for an unknown dtype or float32, BundleError for a bundle
     already normalised in its IR.
     """
-    _check_dtype(dtype)
+    check_input_dtype(dtype)
     bundle = src if isinstance(src, Bundle) else read_bundle(src)
     if dtype == "float32":
         raise ValueError(f"retyping to float32 changes nothing; valid: {sorted(_OV_TYPES)}")

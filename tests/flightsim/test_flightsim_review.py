@@ -3,7 +3,6 @@ injector sends (a fake runtime: a ROUTER in a thread, no model)."""
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -58,12 +57,6 @@ class SlowRuntime:
         self._stop.set()
         self._thread.join(5)
         self.sock.close()
-
-
-@pytest.fixture
-def endpoint() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="fr-", dir="/tmp") as d:
-        yield f"ipc://{d}/tiles"
 
 
 def _unacked(streamer: Streamer) -> int:

@@ -3,10 +3,8 @@ but fail later, and the restart accounting (a fake runtime: a ROUTER in a thread
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -62,12 +60,6 @@ class FakeRuntime:
         self._stop.set()
         self._thread.join(5)
         self.sock.close()
-
-
-@pytest.fixture
-def endpoint() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="lr-", dir="/tmp") as d:
-        yield f"ipc://{d}/tiles"
 
 
 def _stream_in_thread(streamer: Streamer, tiles: list[Tile]) -> tuple[threading.Thread, dict]:

@@ -120,9 +120,9 @@ def _copy_samples(src: Path, dst: Path, ids: range) -> None:
             shutil.copy(src / sub / f"p{i}.{ext}", dst / sub / f"p{i}.{ext}")
 
 
-def test_changed_data_set_under_a_search_with_records_is_refused(tmp_path: Path, tiny_cfg: dict) -> None:
-    import json
-
+def _five_of_six(tmp_path: Path, tiny_cfg: dict) -> Path:
+    """A real set of 5 of 6 hrsid-mini samples (the sixth kept aside to add later) as the config's
+    source, prepared under the returned ``out``."""
     from search.dataset import prepare_data
     from tests.search.test_real_data import _hrsid_mini
 
@@ -131,6 +131,15 @@ def test_changed_data_set_under_a_search_with_records_is_refused(tmp_path: Path,
     tiny_cfg["data"]["source"] = f"hrsid-mini:{tmp_path / 'set'}"
     out = tmp_path / "out"
     prepare_data(tiny_cfg, out / "data")
+    return out
+
+
+def test_changed_data_set_under_a_search_with_records_is_refused(tmp_path: Path, tiny_cfg: dict) -> None:
+    import json
+
+    from search.dataset import prepare_data
+
+    out = _five_of_six(tmp_path, tiny_cfg)
     split = (out / "data" / "split.json").read_text()
     prepare_data(tiny_cfg, out / "data")  # unchanged data: reused
     (out / "records").mkdir()
@@ -145,13 +154,8 @@ def test_changed_data_set_before_any_record_is_split_again(tmp_path: Path, tiny_
     import json
 
     from search.dataset import prepare_data
-    from tests.search.test_real_data import _hrsid_mini
 
-    _hrsid_mini(tmp_path / "big", 6, size=64)
-    _copy_samples(tmp_path / "big", tmp_path / "set", range(5))
-    tiny_cfg["data"]["source"] = f"hrsid-mini:{tmp_path / 'set'}"
-    out = tmp_path / "out"
-    prepare_data(tiny_cfg, out / "data")
+    out = _five_of_six(tmp_path, tiny_cfg)
     (out / "records").mkdir()  # a search that trained nothing yet
     _copy_samples(tmp_path / "big", tmp_path / "set", range(5, 6))
     prepare_data(tiny_cfg, out / "data")
