@@ -379,14 +379,25 @@ class Runtime:
                                f"{2 * timeout} s on one at shutdown"), False
 
     def _remember(self, key: tuple[str, str, str] | None, state: str, outcome: Outcome = OK) -> None:
-        """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said)."""
+        """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said).
+
+        ``remember_tiles`` bounds the memory, oldest first, but a tile still in flight (its result
+        perhaps awaiting the ground's ack for long) is passed over: forgotten, its resend would be
+        processed again and its sender told "done" before the ground had acknowledged anything.
+        At most ``max_tiles_inside`` tiles are in flight, so at most that many are passed over."""
         if key is None:
             return
         with self._lock:
             self._seen[key] = (state, outcome)
             self._seen.move_to_end(key)
+            passed = 0
             while len(self._seen) > self.settings.remember_tiles:
-                self._seen.popitem(last=False)
+                oldest = next(iter(self._seen))
+                if self._seen[oldest][0] == "in_flight" and passed < self.settings.max_tiles_inside:
+                    self._seen.move_to_end(oldest)
+                    passed += 1
+                    continue
+                del self._seen[oldest]
 
     def _forward_done(self) -> None:
         """Tell senders which tiles have had their results sent (frames from the sender thread)."""

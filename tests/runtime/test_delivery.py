@@ -371,3 +371,54 @@ def test_the_sender_survives_a_result_it_cannot_send_and_answers_that_tile(tmp_p
     sender.stop(0.5)
     for sock in (results, reader, notify):
         sock.close()
+
+
+def test_a_tile_awaiting_the_ground_is_not_forgotten_by_the_duplicate_memory(brightness_bundle, ipc_endpoints) -> None:
+    """``remember_tiles`` bounds the memory of tiles already taken, oldest first; a tile whose
+    result still waits for the ground's ack must not fall out of it. Otherwise its resend is
+    processed a second time, and that second result's "done" goes to the sender before the ground
+    has acknowledged either (the ledger already holds the first), so a runtime lost just then
+    would lose the tile."""
+    from runtime import config
+    from runtime.settings import Settings
+    from tests.conftest import runtime_thread
+
+    settings = Settings.from_config(config.defaults(), device="CPU", remember_tiles=2, ground_ack_timeout_s=60.0,
+                                    **ipc_endpoints)
+    ctx = zmq.Context.instance()
+    with runtime_thread(settings, brightness_bundle):
+        ground = ctx.socket(zmq.PULL)
+        acks = ctx.socket(zmq.PUSH)
+        sender = ctx.socket(zmq.DEALER)
+        for sock, name in ((ground, "results"), (acks, "acks"), (sender, "tiles")):
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(ipc_endpoints[name])
+        try:
+            def result() -> dict:
+                assert ground.poll(10_000), "no result"
+                return protocol.decode_result(ground.recv_multipart())[0]
+
+            def ack(res: dict) -> None:
+                acks.send(protocol.dumps({"v": protocol.PROTOCOL_VERSION,
+                                          "ack": [res["scene_id"], res["tile_id"], res["checksum"]]}))
+
+            held = _tile(0).frames()
+            sender.send_multipart(held)
+            (accepted,) = _messages(sender, 1)
+            first = result()  # read, not acknowledged: tile 0 stays awaiting the ground
+            assert accepted["status"] == "accepted" and first["tile_id"] == "s/0"
+            for i in (1, 2, 3):  # more tiles than remember_tiles, each acknowledged
+                sender.send_multipart(_tile(i).frames())
+                ack(result())
+                assert [m["type"] for m in _messages(sender, 2)] == ["ack", "done"]
+            sender.send_multipart(held)  # tile 0 again: its sender heard no "done" and resends it
+            (again,) = _messages(sender, 1)
+            assert again["type"] == "ack" and again["duplicate"], "a tile awaiting the ground was processed again"
+            assert not sender.poll(500), "a 'done' came before the ground acknowledged the tile"
+            assert not ground.poll(200), "the resent tile's result was sent a second time"
+            ack(first)
+            (done,) = _messages(sender, 1)
+            assert done["type"] == "done" and done["tile_id"] == "s/0"
+        finally:
+            for sock in (ground, acks, sender):
+                sock.close()
