@@ -28,6 +28,9 @@ For one genome and one data set (``python -m search ablate``):
    (:mod:`search.evaluate`, per-scene scores averaged as :func:`search.candidate.hil_scores` does);
    its ``target`` row and hil's twin figure are the same computation by two paths.
 
+The network is built with ``[train] land_gate`` (none by default), as a candidate of the same
+config is: its bundles' manifests, output meaning and parameter count describe that network.
+
 "FP32 on host" runs through hil as well (an f32-weight IR on the CPU plugin in f32), so the three
 headline numbers share one scorer; the torch forward pass scored in process is printed beside it.
 """
@@ -130,7 +133,9 @@ def train_branches(cfg: dict[str, Any], genome: Genome, data: Any, seed: int,
     cand, tr = cfg["candidate"], cfg["train"]
     seed_everything(seed, tr["threads"])
     device = torch_device(cand["torch_device"])
-    net = GenomeNet(genome)
+    # with the configured land gate, as a candidate of this config is trained and flown: the
+    # bundles' manifests (manifest_for) describe that network, its output and its parameters
+    net = GenomeNet(genome, land_gate=tr["land_gate"])
     log = {"shared_fp32": fit(net, make_sampler(cfg, data, np.random.default_rng(seed)), cfg, cand["fp32_epochs"],
                               tr["lr"], device)}
     branches: dict[str, GenomeNet] = {}
@@ -156,16 +161,17 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
     # Any upsampling of the space's vocabulary: the ablation is where half_pixel bilinear, left out
     # of the default search space, is studied.
-    space = SpaceConfig.from_dict({**cfg["space"], "upsamplings": list(UPSAMPLINGS)}, tile)
+    gate = cfg["train"]["land_gate"]
+    space = SpaceConfig.from_dict({**cfg["space"], "upsamplings": list(UPSAMPLINGS)}, tile, land_gates=(gate,))
     genome = check_genome(parse_genome(genome_arg, cfg), space, within_space=False)
     cand = cfg["candidate"]
     data = prepare_data(cfg, out / "data")
-    say(f"ablation of {genome} ({count_parameters(genome)} parameters): {cand['fp32_epochs']} FP32 epochs, then "
-        f"{cand['aligned_epochs']} epochs per branch")
+    say(f"ablation of {genome} ({count_parameters(genome, gate)} parameters): {cand['fp32_epochs']} FP32 epochs, "
+        f"then {cand['aligned_epochs']} epochs per branch")
     branches, log = train_branches(cfg, genome, data, int(cfg["evolution"]["seed"]), say)
 
     result: dict[str, Any] = {"command": command, "genome": genome.to_dict(), "name": str(genome),
-                              "parameters": count_parameters(genome), "profile": cand["profile"],
+                              "parameters": count_parameters(genome, gate), "profile": cand["profile"],
                               "val_seeds": list(data.val_seeds), "data": data.source, "training": log}
     scenes = split_arrays(data, "val")
     # FP32 on host through the same rig and scorer as the device figures: the post-training

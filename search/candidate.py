@@ -126,7 +126,8 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     """Refuse, before anything is trained, the settings every candidate would otherwise fail on only
     after its training: ``[export] threshold`` outside (0, 1), an unknown ``[candidate] profile`` or
     ``robust_profiles`` entry, an ``[export] input_dtype`` that cannot hold the synthetic scenes'
-    counts, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``.
+    counts, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``, and the training
+    settings of :func:`_check_training_settings`.
 
     ``where`` names the tables in the messages (``{"export": "final.export"}`` for the final recipe).
 
@@ -154,6 +155,28 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     if shift and cfg["train"]["land_gate"] == "none":
         raise ValueError(f"[{name['export']}] sea_shift = {shift} needs a land gate; [{name['train']}] land_gate "
                          f"is 'none'")
+    _check_training_settings(cfg, name)
+
+
+def _check_training_settings(cfg: dict[str, Any], name: dict[str, str]) -> None:
+    """:func:`check_recipe`'s rules for any training (the search's and the baseline's), each from the
+    code that applies it: the sampler's options (``[train] augment``, ``vessel_fraction``:
+    :class:`search.data.SamplingOptions`), ``[candidate] torch_device`` and ``[data] modality``
+    (:data:`runtime.fit.MODALITIES`, what the manifest's ``trained_for`` must hold)."""
+    from runtime.fit import MODALITIES
+    from search.data import SamplingOptions
+
+    try:
+        SamplingOptions.from_config(cfg["train"], cfg["data"])
+    except ValueError as exc:
+        raise ValueError(f"[{name['train']}] {exc}") from None
+    try:
+        torch_device(cfg["candidate"]["torch_device"])
+    except (RuntimeError, TypeError):
+        raise ValueError(f"[{name['candidate']}] torch_device {cfg['candidate']['torch_device']!r}; valid: 'auto', "
+                         f"'cpu', 'cuda', 'cuda:N' or another torch device name") from None
+    if cfg["data"]["modality"] not in MODALITIES:
+        raise ValueError(f"[data] modality {cfg['data']['modality']!r}; valid: {list(MODALITIES)}")
 
 
 def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:
@@ -259,7 +282,8 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
             "f1": _mean(per_sample, "f1"), "pooled": {k: report.get(k) for k in ("miou", "vessel_iou", "f1")},
             "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"], "val_seeds": list(data.val_seeds),
             "source": data.source, "per_scene": per_sample, "bundle_sha256": report["model"]["sha256"],
-            "aggregation": "mean over validation samples of each sample's pixel scores"}
+            "aggregation": "mean over validation samples of each sample's pixel scores",
+            "unpriced_ops": _unpriced(report)}
     per_scene = []
     for seed in data.val_seeds:
         scene, truth = data.val_scene(seed)
@@ -269,7 +293,8 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
             "miou", "vessel_iou", "precision", "recall", "f1", "tiles_sent", "tiles_processed", "tiles_lost",
             "throughput_tiles_per_s", "estimated_latency_ms", "device", "profile")}
             | {"seed": seed, "runtime_latency_p50_ms": report["runtime_latency_ms"]["p50"],
-               "latency_p50_ms": report["latency_ms"]["p50"], "bundle_sha256": report["model"]["sha256"]})
+               "latency_p50_ms": report["latency_ms"]["p50"], "bundle_sha256": report["model"]["sha256"],
+               "unpriced_ops": _unpriced(report)})
     return {
         "device": per_scene[0]["device"], "profile": per_scene[0]["profile"],
         "miou": _mean(per_scene, "miou"), "vessel_iou": _mean(per_scene, "vessel_iou"), "f1": _mean(per_scene, "f1"),
@@ -279,7 +304,14 @@ def hil_scores(bundle_dir: Path, data: SearchData, report_root: Path, device: st
         "tiles_lost": int(sum(s["tiles_lost"] for s in per_scene)),
         "val_seeds": list(data.val_seeds), "per_scene": per_scene, "bundle_sha256": per_scene[0]["bundle_sha256"],
         "aggregation": "mean over validation scenes of each scene's pixel scores",
+        "unpriced_ops": per_scene[0]["unpriced_ops"],
     }
+
+
+def _unpriced(report: dict[str, Any]) -> list[str]:
+    """The op types the runtime's cost model priced by bytes alone (hil's ``latency_estimate``):
+    :func:`search.fitness.latency_used` refuses an estimate with any as the candidate's latency."""
+    return list((report.get("latency_estimate") or {}).get("unpriced_ops") or [])
 
 
 def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, out_dir: Path) -> dict[str, Any]:

@@ -5,12 +5,20 @@
 with their truth; or a real data set through flightsim's loaders (any ``KIND:PATH`` of
 :data:`flightsim.sources.SOURCES`), split once by a seeded permutation into test (held out: never
 trained on nor selected on), validation and training samples (:func:`prepare_data`,
-``data/split.json``).
+``data/split.json``), with what could leak the test split into training dropped from train and
+val (the same image in two parts of a source list, HRSID tiles overlapping a test tile).
+
+Length: one module for what makes a split. The split, the checks that keep the test split out of
+training (reserved seeds, duplicate images, overlapping tiles) and the arrays written from it are
+read together when judging whether a search ever saw its test data; apart, each would hide half of
+that argument.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -139,12 +147,117 @@ def source_spec(source: str | list[str]) -> str | tuple[str, ...]:
     return _absolute(source) if isinstance(source, str) else tuple(_absolute(s) for s in source)
 
 
+def _refuse_reserved(seeds: list[int], data: dict[str, Any], where: str = "") -> None:
+    """Refuse synthetic ``seeds`` below ``[data] min_seed``: those are held out for evaluation (the
+    demo scene is seed 7), whichever way the search is given them (the seed ranges of a
+    ``"synthetic"`` source, or the ``seeds=`` of a ``synthetic:`` part of a source list).
+
+    Raises:
+        ValueError: listing the reserved seeds and the valid ones (>= ``min_seed``).
+    """
+    reserved = [s for s in seeds if s < data["min_seed"]]
+    if reserved:
+        raise ValueError(f"{where}seeds {reserved} are below min_seed={data['min_seed']} (held out for evaluation); "
+                         f"valid: seeds >= {data['min_seed']}")
+
+
+def check_synthetic_parts(parts: list[Any], data: dict[str, Any]) -> None:
+    """Apply :func:`_refuse_reserved` to every synthetic part of a ``[data] source`` (a list, or one
+    ``synthetic:seeds=...`` spec), before anything is generated: only :func:`seed_ranges` checked
+    ``min_seed`` before, so a list could train on the held-out scenes."""
+    for k, part in enumerate(parts):
+        if getattr(part, "kind", None) == "synthetic":
+            _refuse_reserved(list(part.seeds), data, f"[data] source part {k} (synthetic): ")
+
+
+#: An HRSID tile's name: ``P<scene>_<r0>_<r1>_<c0>_<c1>``, its window in the parent scene (800 px
+#: tiles cut with overlap, so two tiles of one scene can share pixels).
+_TILE_NAME = re.compile(r"(?:^|/)(P\d+)_(\d+)_(\d+)_(\d+)_(\d+)(?:\.\w+)?$")
+
+
+def _names_and_digests(source: Any, hashed: bool) -> tuple[list[str], list[str] | None]:
+    """Every sample's name and, when ``hashed``, a sha256 of its pixels (dtype, shape and counts):
+    what tells the same image apart under two names (the same files symlinked in another folder)."""
+    names: list[str] = []
+    digests: list[str] | None = [] if hashed else None
+    for i in range(len(source)):
+        sample = source[i]
+        names.append(sample.name)
+        if digests is not None:
+            pixels = np.ascontiguousarray(sample.read())
+            h = hashlib.sha256(f"{pixels.dtype.name}{pixels.shape}".encode())
+            h.update(pixels.tobytes())
+            digests.append(h.hexdigest())
+    return names, digests
+
+
+def _drop(ids: list[int], gone: set[int]) -> None:
+    ids[:] = [i for i in ids if i not in gone]
+
+
+def _drop_duplicates(train: list[int], val: list[int], test: list[int], digests: list[str] | None,
+                     names: list[str], part_of: Any) -> list[dict[str, Any]]:
+    """Keep only the most held-out copy of an image found in several parts of a source list (each
+    part is split on its own, so one image could be test in one part and trained on in another): a
+    copy that is test in another part leaves train and val, one that is val in another part leaves
+    train. Copies within one part are left as they are: that part's split is the data set's own
+    (SSDD holds a few identical chips; dropping them would change the split models/sar was scored
+    on). Changes the lists in place; returns what was dropped (``split.json``'s
+    ``dropped.duplicates``)."""
+    if digests is None:
+        return []
+    rank = {i: r for r, ids in ((2, test), (1, val), (0, train)) for i in ids}  # 2 test, 1 val, 0 train
+    copies: dict[str, list[int]] = {}
+    for i in sorted(rank):
+        copies.setdefault(digests[i], []).append(i)
+    out: list[dict[str, Any]] = []
+    for split, ids in (("val", val), ("train", train)):
+        gone = set()
+        for i in ids:
+            held = [j for j in copies[digests[i]] if rank[j] > rank[i] and part_of(j) != part_of(i)]
+            if held:
+                gone.add(i)
+                out.append({"id": i, "name": names[i], "from": split, "copy_of": [names[j] for j in held]})
+        _drop(ids, gone)
+    return out
+
+
+def _drop_overlaps(train: list[int], val: list[int], test: list[int], names: list[str]) -> list[dict[str, Any]]:
+    """Drop from train and val every tile whose window shares pixels with a test tile of the same
+    parent scene (HRSID names, :data:`_TILE_NAME`): the seeded split draws tiles, not scenes, so two
+    overlapping tiles can straddle train and test. The test split is never changed, and a split with
+    no such straddle is left as it was. Changes the lists in place; returns what was dropped."""
+    def window(i: int) -> tuple[str, int, int, int, int] | None:
+        m = _TILE_NAME.search(names[i])
+        return None if m is None else (m.group(1), *(int(g) for g in m.groups()[1:]))  # type: ignore[return-value]
+
+    tests = [(names[i], w) for i in test if (w := window(i)) is not None]
+    out: list[dict[str, Any]] = []
+    for split, ids in (("val", val), ("train", train)):
+        gone = set()
+        for i in ids:
+            w = window(i)
+            hits = [] if w is None else [n for n, t in tests if t[0] == w[0] and w[1] < t[2] and t[1] < w[2]
+                                         and w[3] < t[4] and t[3] < w[4]]
+            if hits:
+                gone.add(i)
+                out.append({"id": i, "name": names[i], "from": split, "overlaps": hits})
+        _drop(ids, gone)
+    return out
+
+
 def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     """:func:`prepare_data` for real data: arrays of the training and validation samples.
 
     A list of sources is concatenated (:class:`flightsim.sources.Concat`) and each part is split on
     its own, with the same seed and fractions, so that every data set keeps its own held-out test
-    samples; the ids are indices into the concatenation.
+    samples; the ids are indices into the concatenation. Then what could leak the test split into
+    training is dropped from train and val (never from test), and listed under ``dropped`` in
+    ``split.json``: an image found in several parts (by a hash of its pixels) keeps only its most
+    held-out copy (:func:`_drop_duplicates`; copies within one part are left to its own split), and
+    an HRSID tile that shares pixels with a test tile of the same scene leaves train and val
+    (:func:`_drop_overlaps`). Synthetic parts may not use the seeds below ``[data] min_seed``
+    (:func:`check_synthetic_parts`).
     """
     from flightsim.sources import Concat, open_source
 
@@ -156,12 +269,18 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     val: list[int] = []
     test: list[int] = []
     roles = source_roles(cfg["data"], len(parts))
+    check_synthetic_parts(parts, cfg["data"])
     for part, offset, role in zip(parts, offsets, roles):
         everything = list(range(len(part)))
         chosen = (split_source(len(part), cfg["data"]) if role == "split" else
                   tuple(everything if role == name else [] for name in ("train", "val", "test")))
         for ids, part_ids in zip((train, val, test), chosen):
             ids.extend(offset + i for i in part_ids)
+    # one pass over the samples for their names (and, across parts, their pixels' hashes)
+    names, digests = _names_and_digests(source, hashed=len(parts) > 1)
+    part_of = source.part_of if isinstance(source, Concat) else (lambda i: 0)
+    dropped = {"duplicates": _drop_duplicates(train, val, test, digests, names, part_of),
+               "overlaps": _drop_overlaps(train, val, test, names)}
     if not train or not val:
         raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")
     root.mkdir(parents=True, exist_ok=True)
@@ -171,7 +290,9 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     split = {"source": spec if isinstance(spec, str) else list(spec), "split_seed": cfg["data"]["split_seed"],
              **({"roles": roles} if set(roles) != {"split"} else {}),
              **({"land_masks": str(Path(land_masks).resolve())} if land_masks else {}),
-             "train": train, "val": val, "test": test, "names": {str(i): source[i].name for i in range(len(source))}}
+             "train": train, "val": val, "test": test, "names": {str(i): names[i] for i in range(len(source))},
+             # only when something was dropped: a split.json without drops stays byte for byte as before
+             **({"dropped": {k: v for k, v in dropped.items() if v}} if any(dropped.values()) else {})}
     split_path = root / "split.json"
     old = json.loads(split_path.read_text()) if split_path.exists() else None
     if old is not None and old != split:
@@ -257,9 +378,7 @@ def seed_ranges(data: dict[str, Any]) -> tuple[list[int], list[int]]:
     held-out evaluation."""
     train = list(range(data["train_seed_start"], data["train_seed_start"] + data["train_scenes"]))
     val = list(range(data["val_seed_start"], data["val_seed_start"] + data["val_scenes"]))
-    reserved = [s for s in train + val if s < data["min_seed"]]
-    if reserved:
-        raise ValueError(f"seeds {reserved} are below min_seed={data['min_seed']} (held out for evaluation)")
+    _refuse_reserved(train + val, data)
     overlap = sorted(set(train) & set(val))
     if overlap:
         raise ValueError(f"training and validation seeds overlap: {overlap}")
@@ -302,8 +421,12 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
                 if ([int(s) for s in f["seeds"]] == seeds and "generator" in f.files
                         and json.loads(str(f["generator"])) == json.loads(json.dumps(kwargs, sort_keys=True))):
                     continue
-        _save_arrays(path, seeds, load_scenes(seeds, kwargs), generator=kwargs)
+        # The npz is the commit marker of the split: removed first and written last, so that a run
+        # killed while writing the validation GeoTIFFs (what hil scores) leaves no npz that would
+        # match next time beside GeoTIFFs of other settings.
+        path.unlink(missing_ok=True)
         if split == "val":
             for seed in seeds:
                 write_scene(generate_scene(seed, **kwargs), root / "val" / f"seed_{seed}")
+        _save_arrays(path, seeds, load_scenes(seeds, kwargs), generator=kwargs)
     return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,))), cfg)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from runtime.discriminate import check_kind
 from search.candidate import check_recipe, evaluate_candidate, hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
-from search.fitness import check_fitness_settings
+from search.fitness import ACCURACIES, check_fitness_settings
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
 from search.workers import make_evaluator
@@ -68,9 +69,23 @@ def initial_population(space: SpaceConfig, size: int, seed: int) -> list[Genome]
     raise ValueError(f"the space holds fewer than {size} distinct genomes within its budget")
 
 
+#: Attempts per member of the population after which :func:`next_generation` fills the rest with
+#: random genomes (far above what any search with variation needs), and draws allowed for that.
+FILL_AFTER = 1000
+RANDOM_TRIES = 10000
+
+
 def next_generation(population: list[Genome], records: dict[str, dict[str, Any]], seen: set[Genome],
                     space: SpaceConfig, evo: dict[str, Any], generation: int) -> list[Genome]:
-    """The population of ``generation`` from the scored previous one (deterministic in its inputs)."""
+    """The population of ``generation`` from the scored previous one (deterministic in its inputs).
+
+    After ``FILL_AFTER`` x population attempts (only when selection and variation cannot make enough
+    distinct children: no crossover, no mutation, fewer distinct scored genomes than the population)
+    the rest are random genomes of the space instead of an endless loop.
+
+    Raises:
+        ValueError: when not even random draws find enough distinct genomes.
+    """
     rng = np.random.default_rng([int(evo["seed"]), generation])
     ranked = sorted(population, key=lambda g: (-_fit(records.get(g.key)), g.key))
     scored = [g for g in ranked if np.isfinite(_fit(records.get(g.key)))]
@@ -84,7 +99,14 @@ def next_generation(population: list[Genome], records: dict[str, dict[str, Any]]
     attempts = 0
     while len(nxt) < int(evo["population"]):
         attempts += 1
-        if not scored:
+        if attempts > FILL_AFTER * int(evo["population"]) + RANDOM_TRIES:
+            raise ValueError(f"no new genome for generation {generation} after {attempts - 1} attempts: the space "
+                             f"holds fewer than {evo['population']} distinct genomes")
+        if not scored or attempts > FILL_AFTER * int(evo["population"]):
+            # No variation can make a new child (crossover_rate = mutation_rate = 0, novelty_tries = 0,
+            # fewer distinct scored genomes than the population): the rest are drawn at random from
+            # the same rng, so the generation stays deterministic. A generation that never gets here
+            # draws exactly what it drew before this bound existed.
             child = random_genome(rng, space)
         else:
             child = tournament()
@@ -103,16 +125,71 @@ def next_generation(population: list[Genome], records: dict[str, dict[str, Any]]
 
 def check_up_front(cfg: dict[str, Any]) -> None:
     """The settings each candidate (or the final training) would fail on only after it was trained,
-    checked before anything is: ``[fitness] accuracy`` and ``latency``, and the candidates' recipe
-    (:func:`search.candidate.check_recipe`), the final training's too when there is one.
+    checked before anything is: ``[fitness] accuracy`` (a pooled one only with a real source) and
+    ``latency``, ``[space]`` (:func:`search_space`), and the candidates' recipe
+    (:func:`search.candidate.check_recipe`, :func:`_check_candidates`), the final training's too
+    when there is one.
 
     Raises:
         ValueError: naming the setting.
     """
     check_fitness_settings(cfg["fitness"])
+    if cfg["fitness"]["accuracy"].endswith("_pooled") and cfg["data"].get("source") in (None, "", "synthetic"):
+        # hil_scores of synthetic scenes are per scene, with no pooled figures: every fitness would be None
+        raise ValueError(f"[fitness] accuracy {cfg['fitness']['accuracy']!r} needs a real [data] source (pooled "
+                         f"figures are over a split's samples); valid with synthetic scenes: "
+                         f"{[a for a in ACCURACIES if not a.endswith('_pooled')]}")
+    search_space(cfg)  # [space] itself: refused here, not after the data is prepared
     check_recipe(cfg)
+    _check_candidates(cfg, "train")
     if int(cfg["final"]["fp32_epochs"]) > 0:
         check_recipe(final_config(cfg)[0], {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})
+        _check_candidates(final_config(cfg)[0], "final.train" if cfg["final"].get("train") else "train")
+
+
+def _check_candidates(cfg: dict[str, Any], train: str) -> None:
+    """What a search's candidate is scored and trained with, each rule from the code that applies it:
+    ``[candidate] hil_device`` (:func:`runtime.device.resolve`; not with ``[run] ray_address``, whose
+    workers may have devices this host lacks), ``check_target`` (:data:`runtime.check.RULES`), and
+    ``[train] patch`` (``train`` names the table) a multiple of the largest total stride a genome of
+    ``[space]`` can have, and of the land gate's cell: else some candidates fail on their first batch.
+
+    Raises:
+        ValueError: naming the setting and what is valid.
+    """
+    from runtime.check import RULES
+    from runtime.device import resolve
+    from search.network import CELL_GATES, GATE_CELL
+
+    cand, tr = cfg["candidate"], cfg["train"]
+    if not cfg["run"].get("ray_address"):
+        try:
+            resolve(cand["hil_device"])
+        except ValueError as exc:
+            raise ValueError(f"[candidate] hil_device: {exc}") from None
+    if cand["check_target"] not in RULES:
+        raise ValueError(f"[candidate] check_target {cand['check_target']!r}; valid: {sorted(RULES)}")
+    # block 0 keeps full resolution (search.space), so at most max_blocks - 1 blocks downsample
+    stride = 2 ** max(0, min(int(cfg["space"]["max_downsamples"]), int(cfg["space"]["max_blocks"]) - 1))
+    cell = tr["land_gate"] in CELL_GATES  # the gate averages over GATE_CELL px cells
+    multiple = math.lcm(stride, GATE_CELL) if cell else stride
+    if int(tr["patch"]) % multiple:
+        why = f" and of the land gate's {GATE_CELL} px cell" if cell else ""
+        raise ValueError(f"[{train}] patch {tr['patch']} must be a multiple of {multiple} (the largest total stride "
+                         f"of a genome of [space], 2**max_downsamples{why}); valid: e.g. "
+                         f"{max(multiple, int(tr['patch']) // multiple * multiple)}")
+
+
+def search_space(cfg: dict[str, Any]) -> SpaceConfig:
+    """The search's space: ``[space]`` for the export tile and the data's bands, its parameter budget
+    counted with every land gate a genome is trained with: the candidates' (``[train] land_gate``)
+    and, when there is a final training, the final one's (``[final.train] land_gate``), whose
+    network is the flight model."""
+    gates = [cfg["train"]["land_gate"]]
+    if int(cfg["final"]["fp32_epochs"]) > 0:
+        gates.append(final_config(cfg)[0]["train"]["land_gate"])
+    return SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]), int(cfg["model"]["in_channels"]),
+                                 tuple(dict.fromkeys(gates)))
 
 
 def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
@@ -129,7 +206,7 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     out.mkdir(parents=True, exist_ok=True)
     check_resumable(out, cfg, write=False)
     evo = cfg["evolution"]
-    space = SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]), int(cfg["model"]["in_channels"]))
+    space = search_space(cfg)
     population = initial_population(space, int(evo["population"]), int(evo["seed"]))
     data: SearchData = prepare_data(cfg, out / "data")
     for recipe, table in ((cfg, "export"), (final_config(cfg)[0], "final.export")):

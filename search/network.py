@@ -193,6 +193,8 @@ GATE_LOSSES = ("vessel", "flown")
 #: Side in pixels of the cells the "context" and "wide" gates average over (tiles and patches are
 #: multiples).
 GATE_CELL = 16
+#: The gates that average over :data:`GATE_CELL` px cells: their tiles and patches must be multiples.
+CELL_GATES = ("context", "wide", "wide_texture")
 
 
 class GenomeNet(nn.Module):

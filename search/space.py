@@ -8,10 +8,11 @@ crossover or mutation can only ever build a *new* genome: parents are never alia
 
 Constraints are checked before any weight is allocated (:func:`violations`): block count, gene
 choices, strides (block 0 keeps full resolution, so every skip has a learned width), the export tile
-divisible by the total stride, and the parameter budget, counted analytically
-(:func:`count_parameters`; tests check it equals torch's count). The block library is the set of
-kinds whose exported IR the Myriad X runs (``tests/search/test_space.py`` exports each and runs
-``runtime.check.check_model(..., "MYRIAD")``; an error there would be a bug in the library).
+divisible by the total stride, and the parameter budget, counted analytically with the land gate
+the genome is trained with (:func:`count_parameters`; tests check it equals torch's count). The
+block library is the set of kinds whose exported IR the Myriad X runs (``tests/search/test_space.py``
+exports each and runs ``runtime.check.check_model(..., "MYRIAD")``; an error there would be a bug
+in the library).
 Choices live in ``search/defaults.toml``, table ``[space]``.
 """
 
@@ -133,13 +134,26 @@ class SpaceConfig:
     max_parameters: int
     tile: int
     in_channels: int = 3  # the data's bands, [model] in_channels: every genome drawn takes that many
+    #: The land gates the genomes are trained with ([train] land_gate, and [final.train]'s when there
+    #: is a final training): the budget holds for the largest network they make, the one that flies.
+    land_gates: tuple[str, ...] = ("none",)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], tile: int, in_channels: int = 3) -> SpaceConfig:
+    def from_dict(cls, data: dict[str, Any], tile: int, in_channels: int = 3,
+                  land_gates: tuple[str, ...] = ("none",)) -> SpaceConfig:
+        """The space of table ``[space]``, for tiles of ``tile`` px, ``in_channels`` bands and networks
+        trained with each of ``land_gates``.
+
+        Raises:
+            ValueError: naming the setting and what is valid.
+        """
         cfg = cls(int(data["max_blocks"]), int(data["min_blocks"]), tuple(data["kinds"]),
                   tuple(int(w) for w in data["widths"]), tuple(int(e) for e in data["expansions"]),
                   tuple(data["upsamplings"]), int(data["max_downsamples"]), int(data["max_parameters"]), tile,
-                  int(in_channels))
+                  int(in_channels), tuple(land_gates))
+        for key, values in (("widths", cfg.widths), ("expansions", cfg.expansions)):
+            if not values or min(values) < 1:  # a width or expansion of 0 divides by zero when counted
+                raise ValueError(f"[space] {key} {list(values)}; valid: a non-empty list of positive integers")
         for kind in cfg.kinds:
             if kind not in BLOCK_KINDS:
                 raise ValueError(f"[space] kinds: {kind!r} is not a block kind; valid: {list(BLOCK_KINDS)}")
@@ -242,9 +256,11 @@ def violations(genome: Genome, space: SpaceConfig, within_space: bool = True) ->
     if genome.upsample not in upsamplings:
         out.append(f"upsample {genome.upsample!r}; valid: {list(upsamplings)}")
     if not out:
-        n_params = count_parameters(genome)
+        # counted with the gate it is trained with (the largest when the final training's differs)
+        n_params, gate = max((count_parameters(genome, g), g) for g in space.land_gates)
         if n_params > space.max_parameters:
-            out.append(f"{n_params} parameters; the budget is {space.max_parameters}")
+            out.append(f"{n_params} parameters" + (f" with land gate {gate!r}" if gate != "none" else "")
+                       + f"; the budget is {space.max_parameters}")
     return out
 
 

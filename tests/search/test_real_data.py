@@ -16,9 +16,10 @@ from search.dataset import prepare_data, split_source
 from search.space import BlockGene, Genome
 
 
-def _hrsid_mini(root: Path, n: int, size: int = 192) -> None:
-    """``n`` SAR-like JPEGs with two bright ships each, in the hrsid-mini layout."""
-    rng = np.random.default_rng(0)
+def _hrsid_mini(root: Path, n: int, size: int = 192, seed: int = 0) -> None:
+    """``n`` SAR-like JPEGs with two bright ships each, in the hrsid-mini layout (sets made with the
+    same ``seed`` hold the same images: a source list of them would be one set several times)."""
+    rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     for i in range(n):
@@ -69,8 +70,8 @@ def test_a_candidate_trains_and_is_scored_on_a_real_source(tmp_path: Path, tiny_
 def test_source_roles_hold_a_data_set_out_whole(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
     """Leave-one-set-out: a set with role "test" is all test, one with "train" all training, and
     the others keep their seeded split; bad role lists are refused with the valid choices."""
-    for name, n in (("a", 5), ("b", 2), ("c", 3)):
-        _hrsid_mini(tmp_path / name, n, size=96)
+    for seed, (name, n) in enumerate((("a", 5), ("b", 2), ("c", 3))):
+        _hrsid_mini(tmp_path / name, n, size=96, seed=seed)  # three data sets: no image in two of them
     sources = [f"hrsid-mini:{tmp_path / n}" for n in "abc"]
     cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": sources, "source_roles": ["split", "train", "test"],
                                 "source_weights": [1.0, 1.0, 1.0]}}
