@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("benchmark", parents=[common], help="host latency/throughput of a bundle, and the Myriad X estimate")
     bench.add_argument("--model", type=Path, required=True)
     bench.add_argument("--device", help="device name, or 'flight' (default from the config: [inference] device)")
-    bench.add_argument("--seconds", type=float, help="per measurement (default from the config: [benchmark] seconds)")
+    bench.add_argument("--seconds", type=_positive_seconds,
+                       help="per measurement, > 0; at least one inference is timed (default from the config: "
+                       "[benchmark] seconds)")
     bench.add_argument("--json", action="store_true", help="print JSON only")
 
     check = sub.add_parser("check", parents=[common], help="what a target cannot run, or runs differently, in a bundle")
@@ -242,11 +244,21 @@ def _devices(args: argparse.Namespace, cfg: dict) -> int:
     return 0
 
 
+def _positive_seconds(text: str) -> float:
+    """``--seconds`` as a float > 0, or argparse's usage error saying what it must be."""
+    from runtime.bench import check_seconds
+
+    try:
+        return check_seconds(float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _benchmark(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.bench import benchmark
 
-    result = benchmark(args.model, args.device or cfg["inference"]["device"], args.seconds or cfg["benchmark"]["seconds"],
-                       cfg["inference"]["cpu_precision"])
+    seconds = cfg["benchmark"]["seconds"] if args.seconds is None else args.seconds  # 0 is refused, not "unset"
+    result = benchmark(args.model, args.device or cfg["inference"]["device"], seconds, cfg["inference"]["cpu_precision"])
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -257,6 +269,10 @@ def _benchmark(args: argparse.Namespace, cfg: dict) -> int:
     if result["estimated_myriadx"]:
         print(f"estimated on a Myriad X (cost model, not a measurement): "
               f"{result['estimated_myriadx']['estimated_latency_ms']:.2f} ms")
+        unpriced = result["estimated_myriadx"].get("unpriced_ops") or []
+        if unpriced:
+            print(f"warning: op types not in the cost table, priced by their bytes alone (the estimate is a "
+                  f"lower bound): {', '.join(unpriced)}", file=sys.stderr)
     return 0
 
 

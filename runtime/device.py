@@ -203,6 +203,8 @@ class OpenVINOAdapter(InferenceAdapter):
                     f"{f.op_type} {f.op_name}: {f.message}" for f in errors))
 
             self.latency_estimate = estimate_latency(model).to_json()
+            # The per-layer list is too long for every status; its summary of op types priced by
+            # bytes alone is not, and must reach hil, the search and `runtime benchmark`.
             self.latency_estimate.pop("layers")
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
         self.emulation: dict[str, Any] | None = None

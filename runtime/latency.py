@@ -14,7 +14,10 @@ host one. This module walks an ``ov.Model`` and prices every layer the way the M
   limits, deconvolutions, element-wise and data-movement kernels (Sigmoid, Swish, Interpolate, ...);
 * memory: a layer's tensors live in CMX when they fit, in DDR otherwise; weights come from DDR;
 * a fixed cost per hardware tile (at least one per NCE layer: the per-layer overhead) and per stage;
-* the model input and output crossing USB 3 (or USB 2).
+* the model input and output crossing USB 3 (or USB 2);
+* an op type the table does not list: as a SHAVE data kernel, by its bytes alone (its arithmetic is
+  unknown here), and named in the estimate's ``unpriced_ops`` so that no caller mistakes the total
+  for a complete price.
 
 Each layer costs ``max(compute, memory) + overheads``. The constants live in
 ``runtime/myriadx_costs.toml``, each with its source; the few that no document gives were fitted to
@@ -37,14 +40,14 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from runtime import nce
-from runtime.config import load_defaults, merge_into
+from runtime.config import check_number, load_defaults, merge_into
 from runtime.ov_api import Model
 
 COSTS_PATH = Path(__file__).with_name("myriadx_costs.toml")
@@ -68,7 +71,49 @@ def load_costs(override: dict[str, Any] | None = None) -> dict[str, Any]:
     costs = load_defaults(COSTS_PATH)
     if override:
         merge_into(costs, override, "costs")
+    check_costs(costs)
     return costs
+
+
+#: Rates (per second): a divisor of every layer's time, so each must be a finite number > 0.
+RATE_KEYS = (("nce", "cycles_per_s"), ("memory", "cmx_bytes_per_s"), ("memory", "ddr_bytes_per_s"),
+             ("shave", "macs_per_s"), ("shave", "bytes_per_s"))
+#: Fixed times (seconds) added per layer, tile or transfer: finite and >= 0.
+TIME_KEYS = (("nce", "tile_overhead_s"), ("overhead", "layer_s"), ("transfer", "latency_s"))
+#: NCE geometry and limits: positive integers (they divide, pad and bound channel counts).
+NCE_INTEGER_KEYS = ("macs_per_cycle", "output_channel_align", "max_coeff_per_block", "max_channels",
+                    "max_stride", "max_kernel", "tile_bytes")
+
+
+def check_costs(costs: dict[str, Any]) -> None:
+    """Refuse constants that would make an estimate negative, infinite or meaningless.
+
+    Why: an override such as ``{"nce": {"cycles_per_s": 0}}`` or a negative transfer latency was
+    accepted and priced every model at ``inf`` or below zero. Rates must be > 0, fixed times >= 0,
+    the NCE geometry positive integers (``mode_cost_cycles`` integers >= 0, one per RAM block) and
+    the CMX budget an integer >= 0.
+
+    Raises:
+        ValueError: naming the first key out of range and what it must be.
+    """
+    for table, key in RATE_KEYS:
+        check_number(f"costs [{table}] {key}", costs[table][key], 0.0, strict=True)
+    for link, rate in costs["transfer"]["bytes_per_s"].items():
+        check_number(f"costs [transfer.bytes_per_s] {link}", rate, 0.0, strict=True)
+    for table, key in TIME_KEYS:
+        check_number(f"costs [{table}] {key}", costs[table][key], 0.0)
+    nce_table = costs["nce"]
+    for key in NCE_INTEGER_KEYS:
+        check_number(f"costs [nce] {key}", nce_table[key], 1, integer=True)
+    check_number("costs [memory] activation_cmx_budget_bytes", costs["memory"]["activation_cmx_budget_bytes"],
+                 0, integer=True)
+    blocks, mode_costs = list(nce_table["ram_blocks"]), list(nce_table["mode_cost_cycles"])
+    if not blocks or len(blocks) != len(mode_costs):
+        raise ValueError(f"costs [nce] ram_blocks and mode_cost_cycles must be non-empty lists of the same "
+                         f"length (one cost per mode); got {blocks} and {mode_costs}")
+    for i, (b, m) in enumerate(zip(blocks, mode_costs)):
+        check_number(f"costs [nce] ram_blocks[{i}]", b, 1, integer=True)
+        check_number(f"costs [nce] mode_cost_cycles[{i}]", m, 0, integer=True)
 
 
 class NceSpec(NamedTuple):
@@ -173,6 +218,7 @@ class Work:
     transfer_bytes: int = 0
     link: str = ""
     note: str = ""
+    unpriced: bool = False  # an op type the cost table does not know: priced by its bytes alone
 
 
 _WORK_ARRAYS = ("nce_cycles", "cmx_bytes", "ddr_bytes", "stages", "shave_macs", "shave_bytes",
@@ -379,7 +425,11 @@ class _Walker:
         return Work(node.get_friendly_name(), kind, "shave", bytes=nbytes, shave_bytes=nbytes)
 
     def _unknown(self, node: Any, kind: str, sources: Sequence[Any]) -> Work:
-        return self._shave(node, kind, sources, note=f"{kind} is not in the op table: costed as a SHAVE data kernel")
+        # Its arithmetic is unknown here (an LSTMSequence does 5e8 MACs, priced as 0): the layer is
+        # flagged so the estimate says, beside its total, that the total is a lower bound.
+        work = self._shave(node, kind, sources, note=f"{kind} is not in the op table: costed as a SHAVE data "
+                                                      "kernel, by its bytes alone (its arithmetic is not priced)")
+        return replace(work, unpriced=True)
 
 
 OP_CATEGORIES = ("free", "in_place_on_channel_axis", "convolution", "deconvolution", "matmul", "pooling",
@@ -481,6 +531,7 @@ class LayerEstimate:
     bytes: int
     ms: float
     note: str = ""
+    unpriced: bool = False  # op type not in the cost table: priced by its bytes alone, MACs ignored
 
 
 @dataclass(frozen=True)
@@ -501,12 +552,26 @@ class LatencyEstimate:
         """Same as :attr:`total_ms`, under the name used in reports."""
         return self.total_ms
 
+    @property
+    def unpriced_ops(self) -> list[str]:
+        """Op types (sorted, each once) not in the cost table, priced as SHAVE data kernels by bytes alone.
+
+        Why: whatever arithmetic such an op does is left out, so an estimate with any is a lower
+        bound of unknown error; callers that drop the per-layer list (the runtime's status, hil,
+        the search) must still see this list and not take the total at its word.
+        """
+        return sorted({la.type for la in self.layers if la.unpriced})
+
     def by_unit(self) -> dict[str, float]:
         """Estimated milliseconds spent on the NCE, the SHAVEs and the link."""
         return {unit: float(sum(la.ms for la in self.layers if la.unit == unit)) for unit in UNITS}
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict; every figure is named as an estimate so no report mistakes it for one."""
+        """A JSON-ready dict; every figure is named as an estimate so no report mistakes it for one.
+
+        ``unpriced_ops`` (top level, kept where the layers are dropped) lists the op types priced by
+        bytes alone (:attr:`unpriced_ops`); empty when every layer was priced by its rule.
+        """
         return {
             "kind": "ESTIMATE",
             "device": "Intel Movidius Myriad X (cost model, runtime/latency.py)",
@@ -515,6 +580,7 @@ class LatencyEstimate:
             "estimated_latency_ms": round(self.total_ms, 4),
             "estimated_ms_by_unit": {k: round(v, 4) for k, v in self.by_unit().items()},
             "total_macs": int(sum(la.macs for la in self.layers)),
+            "unpriced_ops": self.unpriced_ops,
             "layers": [{"name": la.name, "type": la.type, "unit": la.unit, "macs": la.macs, "bytes": la.bytes,
                         "estimated_ms": round(la.ms, 5), "note": la.note} for la in self.layers],
         }
@@ -530,12 +596,13 @@ def estimate_latency(model: Model, costs: dict[str, Any] | None = None, *,
         link: ``"usb3"`` or ``"usb2"``; default ``costs["transfer"]["link"]``.
 
     Raises:
-        ValueError: on dynamic shapes, an unknown link or an unknown cost key.
+        ValueError: on dynamic shapes, an unknown link, an unknown cost key or a constant out of
+            range (:func:`check_costs`).
     """
     full = load_costs(costs)
     link = link or full["transfer"]["link"]
     works = model_work(model, full, link)
     seconds = _price(_stack(works), full) if works else np.zeros(0)
-    layers = tuple(LayerEstimate(w.name, w.type, w.unit, int(w.macs), int(w.bytes), float(s) * 1e3, w.note)
-                   for w, s in zip(works, seconds))
+    layers = tuple(LayerEstimate(w.name, w.type, w.unit, int(w.macs), int(w.bytes), float(s) * 1e3, w.note,
+                                 w.unpriced) for w, s in zip(works, seconds))
     return LatencyEstimate(model.get_friendly_name(), link, layers)

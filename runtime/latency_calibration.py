@@ -29,6 +29,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,12 +393,25 @@ class _Problem:
         return best
 
 
+def _require_references(items: Sequence[Any], least: int, what: str) -> None:
+    """Refuse fewer than ``least`` references (or rows of them) for ``what``, with a ValueError
+    saying how many it needs: numpy's own error on an empty list names nothing."""
+    if len(items) < least:
+        raise ValueError(f"{what} needs at least {least} reference(s); got {len(items)}")
+
+
 def fit_costs(references: Sequence[Reference] = REFERENCES) -> dict[str, Any]:
     """The full cost dict with the :data:`FITTED` constants fitted to ``references``.
 
     Write the result into ``runtime/myriadx_costs.toml`` by hand, rounded, so that the constants
     stay reviewable; then rerun this module to rewrite the calibration file.
+
+    Raises:
+        ValueError: with fewer references than fitted constants (``len(FITTED)``): such a fit does
+            not determine the constants (those no reference pins stay where the search started,
+            at the TOML's values), so its result is no calibration to write into the TOML.
     """
+    _require_references(references, len(FITTED), f"fitting the {len(FITTED)} constants of FITTED")
     problem = _Problem(references)
     return problem.costs_at(problem.fit(range(len(references))))
 
@@ -407,7 +421,21 @@ def leave_one_out(references: Sequence[Reference] = REFERENCES) -> list[dict[str
 
     The honest error of the cost model on a network it was not fitted to: each row has name,
     published_ms, estimated_ms (held out) and ratio (estimated / published).
+
+    Raises:
+        ValueError: with fewer than 2 references: with one, the "refit" would use none, leave the
+            TOML's constants (fitted with that very reference) unchanged, and report the in-sample
+            error as a held-out one.
+
+    Warns:
+        UserWarning: when each refit has fewer references than fitted constants: the figures then
+            depend on the TOML's starting values more than on the references.
     """
+    _require_references(references, 2, "leaving one reference out")
+    if len(references) - 1 < len(FITTED):
+        warnings.warn(f"leave_one_out with {len(references)} references refits the {len(FITTED)} constants of "
+                      f"FITTED on {len(references) - 1} each: underdetermined, the held-out figures lean on "
+                      "the TOML's starting values", UserWarning, stacklevel=2)
     problem = _Problem(references)
     rows = []
     for i, ref in enumerate(references):
@@ -420,7 +448,12 @@ def leave_one_out(references: Sequence[Reference] = REFERENCES) -> list[dict[str
 
 
 def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Worst factor either way, range of ratios and RMS of log ratios over ``rows``."""
+    """Worst factor either way, range of ratios and RMS of log ratios over ``rows``.
+
+    Raises:
+        ValueError: if ``rows`` is empty (there is nothing to summarise).
+    """
+    _require_references(rows, 1, "a summary of calibration rows")
     ratios = np.array([r["ratio"] for r in rows])
     return {"max_factor": round(float(np.max(np.maximum(ratios, 1 / ratios))), 3),
             "min_ratio": round(float(ratios.min()), 3), "max_ratio": round(float(ratios.max()), 3),
@@ -428,7 +461,12 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def calibrate(references: Sequence[Reference] = REFERENCES) -> dict[str, Any]:
-    """Everything the calibration file holds: in-sample table, leave-one-out, their summaries."""
+    """Everything the calibration file holds: in-sample table, leave-one-out, their summaries.
+
+    Raises:
+        ValueError: with fewer than 2 references (see :func:`leave_one_out`), before any is built.
+    """
+    _require_references(references, 2, "a calibration (its leave-one-out check)")
     in_sample = calibration_table(references=references)
     held_out = leave_one_out(references)
     return {

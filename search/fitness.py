@@ -13,7 +13,10 @@ The fitness of a candidate (table ``[fitness]`` of ``search/defaults.toml``)::
   ``min(FPS / FPS_target, 1)`` did, and no reward for being faster than needed);
 * ``P / P_budget``: parameters over the budget; a small tie-breaker for smaller models.
 
-A candidate without on-device scores (infeasible or failed) has no fitness and is never selected.
+A candidate without on-device scores (infeasible or failed) has no fitness and is never selected;
+nor has one whose latency is the cost model's estimate while the estimate left op types unpriced
+(``unpriced_ops``: priced by bytes alone, so the total is a lower bound that could pass the target
+falsely). :func:`latency_used` then says why, naming the ops (the record's ``fitness_latency``).
 """
 
 from __future__ import annotations
@@ -37,19 +40,67 @@ def accuracy(record: dict[str, Any], name: str) -> float | None:
 
 LATENCIES = ("estimated", "measured")
 
+#: In :func:`latency_used`'s reason for an estimate the fitness does not accept.
+NOT_ACCEPTED = "not accepted"
+#: What each kind of latency :func:`latency_used` returns is called (reasons, labels, ``latency_kind``).
+LATENCY_KINDS = {"estimated": "estimated (Myriad X cost model)", "measured": "measured runtime p50"}
+
+
+def unpriced_ops(record: dict[str, Any]) -> list[str]:
+    """Op types the cost model priced by bytes alone for this candidate (empty if none or unknown).
+
+    Read from ``device_metrics["unpriced_ops"]``, else from the runtime's estimate as hil reports it
+    (``device_metrics["latency_estimate"]["unpriced_ops"]``).
+    """
+    dev = record.get("device_metrics") or {}
+    ops = dev.get("unpriced_ops")
+    if ops is None:
+        ops = (dev.get("latency_estimate") or {}).get("unpriced_ops")
+    return sorted(ops or [])
+
+
+def _uses_estimate(record: dict[str, Any], source: str) -> bool:
+    """Whether :func:`latency_used` takes the cost model's estimate (asked for, and there is one)."""
+    return source == "estimated" and record["device_metrics"].get("estimated_latency_ms") is not None
+
 
 def latency_used(record: dict[str, Any], source: str) -> tuple[float, str]:
     """The latency the fitness uses and what it is: the Myriad X cost model's estimate, or the
-    runtime's measured p50 on the flight device (asked for, or where no cost model exists: an NPU)."""
+    runtime's measured p50 on the flight device (asked for, or where no cost model exists: an NPU).
+
+    An estimate with unpriced op types (:func:`unpriced_ops`) is returned with a reason starting
+    ``estimated (Myriad X cost model), not accepted`` and naming them; :func:`fitness` gives such a
+    candidate no fitness, since the estimate leaves their arithmetic out.
+    """
     if source not in LATENCIES:
         raise ValueError(f"fitness latency {source!r}; valid: {list(LATENCIES)}")
     dev = record["device_metrics"]
-    if source == "estimated" and dev.get("estimated_latency_ms") is not None:
-        return float(dev["estimated_latency_ms"]), "estimated (Myriad X cost model)"
+    if _uses_estimate(record, source):
+        unpriced = unpriced_ops(record)
+        if unpriced:
+            return float(dev["estimated_latency_ms"]), (
+                f"{LATENCY_KINDS['estimated']}, {NOT_ACCEPTED}: op types not in the cost table, priced by "
+                f"their bytes alone (the estimate is a lower bound): {', '.join(unpriced)}")
+        return float(dev["estimated_latency_ms"]), LATENCY_KINDS["estimated"]
     if dev.get("runtime_latency_p50_ms") is None:
         raise ValueError(f"candidate {record['key']} has no {source} latency")
     why = "asked for" if source == "measured" else f"no cost model for {dev.get('device')}"
-    return float(dev["runtime_latency_p50_ms"]), f"measured runtime p50 on {dev.get('device')} ({why})"
+    return float(dev["runtime_latency_p50_ms"]), f"{LATENCY_KINDS['measured']} on {dev.get('device')} ({why})"
+
+
+def latency_kind(record: dict[str, Any], source: str) -> str:
+    """What the latency :func:`latency_used` takes for ``record`` is, without the why: ``"estimated
+    (Myriad X cost model)"`` or ``"measured runtime p50 on DEVICE"``. For plot labels and the
+    ``latency_kind`` of reports, which must say what was used, not what was asked for (a CPU
+    candidate asked for an estimate is ranked by its measured p50).
+
+    Raises:
+        ValueError: as :func:`latency_used` (an unknown ``source``: valid ones are listed).
+    """
+    latency_used(record, source)  # the same checks, and the same choice below
+    if _uses_estimate(record, source):
+        return LATENCY_KINDS["estimated"]
+    return f"{LATENCY_KINDS['measured']} on {record['device_metrics'].get('device')}"
 
 
 def latency_ms(record: dict[str, Any], source: str) -> float:
@@ -66,10 +117,13 @@ def check_fitness_settings(cfg: dict[str, Any]) -> None:
 
 
 def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) -> float | None:
-    """F of a candidate record (None without on-device scores)."""
+    """F of a candidate record: None without on-device scores, or when the latency is an estimate
+    with unpriced op types (:func:`latency_used` says which: it may not meet the target by omission)."""
     check_fitness_settings(cfg)
     acc = accuracy(record, cfg["accuracy"])
     if acc is None:
+        return None
+    if _uses_estimate(record, cfg["latency"]) and unpriced_ops(record):
         return None
     lat = latency_ms(record, cfg["latency"])
     target = float(cfg["latency_target_ms"])

@@ -3,8 +3,13 @@
 ``OUT/flight_model/``: the best candidate's bundle, its manifest completed with the on-device
 metrics, the device and profile they were measured on, the fitness and the search that found it.
 ``OUT/report/``: ``fitness.png`` (fitness per generation), ``pareto.png`` (accuracy against the
-Myriad X latency estimate, size as marker area, the Pareto front joined), ``candidates.md`` and
+latency the fitness used, size as marker area, the Pareto front joined), ``candidates.md`` and
 ``candidates.csv`` (one row per distinct candidate) and ``pareto.json``.
+
+The latency the fitness used is the Myriad X cost model's estimate or a measured runtime p50
+(:func:`search.fitness.latency_used`: measured where asked for, or where the device has no cost
+model); the plot's label, each ``pareto.json`` entry's ``latency_kind`` and the flight manifest's
+``fitness_latency`` say which, from the records, not from the ``[fitness] latency`` setting.
 """
 
 from __future__ import annotations
@@ -20,12 +25,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
-from search.fitness import objectives, pareto_front  # noqa: E402
+from search.fitness import latency_kind, latency_used, objectives, pareto_front  # noqa: E402
 from search.state import write_json_atomic  # noqa: E402
 
 COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "est_latency_ms",
            "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device", "postprocessing", "val_f1_torch",
            "val_f1_torch_no_score_cut")
+
+
+#: The flight manifest's note beside a cost-model estimate.
+ESTIMATE_NOTE = "Myriad X cost model (runtime.latency): an ESTIMATE, not a measurement"
 
 
 def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any]) -> None:
@@ -46,9 +55,12 @@ def write_flight_model(best: dict[str, Any], out_dir: Path, cfg: dict[str, Any])
                           else f"validation seeds {dev['val_seeds']}") + f", {dev['aggregation']}",
         "data": dev.get("source", "synthetic"),
         "estimated_latency_ms": dev["estimated_latency_ms"],
-        "estimated_latency_note": "Myriad X cost model (runtime.latency): an ESTIMATE, not a measurement",
+        "estimated_latency_note": ESTIMATE_NOTE if dev["estimated_latency_ms"] is not None
+        else f"no Myriad X cost-model estimate for device {dev['device']}",
         "runtime_latency_p50_ms": dev["runtime_latency_p50_ms"],
         "fitness": best["fitness"], "fitness_settings": cfg["fitness"],
+        # what the fitness used: the estimate or the measured p50, whatever [fitness] latency asked
+        "fitness_latency": latency_used(best, cfg["fitness"]["latency"])[1],
     }
     if "final_budget" in best:  # [final]: the search's pick trained again, and why it was kept
         manifest["metrics"]["final_training"] = {"budget": best["final_budget"], "searched": best["searched"],
@@ -126,9 +138,11 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
             "cut (val_f1_torch_no_score_cut).")
     (rep / "candidates.md").write_text("\n".join([note, "", *lines]) + "\n")
     front = pareto_front(list(records.values()), cfg["fitness"])
+    source = cfg["fitness"]["latency"]
     write_json_atomic(rep / "pareto.json", [{"key": r["key"], "name": r["name"], "fitness": r["fitness"],
                                              "objectives": dict(zip(("accuracy", "latency_ms", "parameters"),
-                                                                    objectives(r, cfg["fitness"])))} for r in front])
+                                                                    objectives(r, cfg["fitness"]))),
+                                             "latency_kind": latency_kind(r, source)} for r in front])
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for g in generations:
@@ -146,6 +160,8 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     plt.close(fig)
 
     scored = [r for r in records.values() if r.get("fitness") is not None]
+    # the kinds of latency the fitness used (sorted, each once): one on a search with one hil device
+    kinds = sorted({latency_kind(r, source) for r in scored}) or [f"[fitness] latency {source}"]
     fig, ax = plt.subplots(figsize=(6, 4))
     if scored:
         objs = [objectives(r, cfg["fitness"]) for r in scored]
@@ -154,7 +170,7 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
         fo = sorted(objectives(r, cfg["fitness"]) for r in front)
         fo = sorted(fo, key=lambda o: o[1])
         ax.plot([o[1] for o in fo], [o[0] for o in fo], "-o", color="C3", label="Pareto front")
-    ax.set(xlabel=f"latency per tile, ms ({cfg['fitness']['latency']}; Myriad X cost model)",
+    ax.set(xlabel=f"latency per tile, ms ({'; '.join(kinds)})",
            ylabel=f"on-device validation {cfg['fitness']['accuracy']}", title="accuracy vs latency")
     ax.legend(fontsize=8)
     fig.tight_layout()
