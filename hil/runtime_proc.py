@@ -43,20 +43,45 @@ class RuntimeProcess:
         self.endpoints = self._wait_ready(startup_timeout_s)
 
     def _wait_ready(self, timeout_s: float) -> dict[str, str]:
-        line: list[bytes] = []
-        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        """The endpoints from the child's ready line: the first stdout line that is a JSON object
+        with ``endpoints`` (a library's banner before it is skipped). On failure the child is
+        stopped and the error says why: it exited (with its code: a bad config fails at once, not
+        after the timeout), or it printed no ready line in ``timeout_s``."""
+        ready: list[dict[str, str]] = []
+
+        def read() -> None:
+            for raw in iter(self.proc.stdout.readline, b""):  # type: ignore[union-attr]
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and isinstance(message.get("endpoints"), dict):
+                    ready.append(message["endpoints"])
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
         reader.start()
         reader.join(timeout_s)
-        if not line or not line[0]:
-            self.close()
-            raise RuntimeError(f"runtime did not start in {timeout_s} s; see {self._log.name}")
-        return json.loads(line[0])["endpoints"]
+        if ready:
+            return ready[0]
+        if self.proc.poll() is None and not reader.is_alive():  # stdout closed: the child is on its way out
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        code = self.proc.poll()
+        self.close()
+        if code is not None:
+            raise RuntimeError(f"runtime exited with code {code} before it was ready; see {self._log.name}")
+        raise RuntimeError(f"runtime did not start in {timeout_s} s; see {self._log.name}")
 
     def close(self, timeout_s: float = 30.0) -> int | None:
         """Ask for a shutdown (the runtime drains first), then make sure the process is gone."""
         if self.proc.poll() is None:
             try:
-                ControlClient(self.endpoints["control"], timeout_s=5).shutdown() if hasattr(self, "endpoints") else None
+                if not hasattr(self, "endpoints"):  # never ready: nothing to ask, stop it now
+                    raise ControlError("runtime not ready")
+                ControlClient(self.endpoints["control"], timeout_s=5).shutdown()
                 self.proc.wait(timeout_s)
             except (ControlError, subprocess.TimeoutExpired):
                 self.proc.terminate()

@@ -4,119 +4,276 @@
 
 Every malformed message must come back as a result (tiles) or a reply (commands): rejected with a
 reason, or processed if the mutation happened to leave it valid. The runtime must still serve a
-valid tile afterwards. Prints a table by kind and outcome; exits 1 on any crash or loss.
+valid tile afterwards. Prints a table by kind and outcome, and writes it to ``--out``, whatever
+happened (a runtime that crashes mid-campaign is what the campaign exists to report); exits 1 on
+any crash, loss, rejection without a reason, control reply timeout, a valid tile not served
+afterwards, or a runtime exit code other than 0. The runtime's log is kept, its path printed, on
+failure only.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from malformed import CONTROL_KINDS, TILE_KINDS, valid_tile  # noqa: E402
 
-from flightsim.streamer import Streamer  # noqa: E402
+from flightsim.streamer import LinkError, Streamer  # noqa: E402
 from hil.collector import ResultCollector  # noqa: E402
 from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime import protocol  # noqa: E402
-from runtime.client import ControlClient  # noqa: E402
+from runtime.client import ControlClient, ControlError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
+#: Seconds to wait for each control reply; a stalled runtime costs this much per message.
+REPLY_TIMEOUT_S = 30.0
+#: Control replies missed in a row after which the runtime is taken for unresponsive and the control
+#: phase stops (each miss costs REPLY_TIMEOUT_S).
+MAX_TIMEOUTS_IN_A_ROW = 3
+#: The outcome of a rejection whose result gives no reason (a runtime bug: every rejection must say why).
+NO_REASON = "rejected without reason"
 
-def main() -> int:
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (0 messages per kind would pass having tested nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def outcome(result: dict[str, Any]) -> str:
+    """A result's row in the table: its rejection reason, ``NO_REASON`` for a rejection that gives
+    none (not "processed": that is the bug to see), or "processed"."""
+    if result.get("status") == "rejected":
+        return result.get("reason") or NO_REASON
+    return "processed"
+
+
+def message_key(frames: list[bytes], fallback: str) -> str:
+    """The id the runtime will echo in its ack of this message: the header's ``tile_id`` when it is
+    readable (a string the runtime echoes), else ``fallback``. Keying the sender's log by the
+    campaign's own id instead would file every ack as anonymous and list every tile, acknowledged or
+    not, as unacknowledged when the link stalls."""
+    try:
+        tile_id = json.loads(frames[0]).get("tile_id") if frames else None
+    except (ValueError, AttributeError, RecursionError, UnicodeDecodeError):
+        return fallback
+    if isinstance(tile_id, str) and len(tile_id) <= protocol.MAX_ID_CHARS:
+        return tile_id
+    return fallback
+
+
+def runtime_alive(proc: RuntimeProcess) -> bool:
+    """Whether the runtime process is still running."""
+    return proc.proc.poll() is None
+
+
+def failures(summary: dict[str, Any]) -> list[str]:
+    """Why the campaign failed, one line per reason; empty when it passed."""
+    why = []
+    if summary.get("error"):
+        why.append(f"campaign stopped early: {summary['error']}")
+    if summary.get("crashes"):
+        why.append(f"{summary['crashes']} runtime crash(es)")
+    if summary.get("lost"):
+        why.append(f"{summary['lost']} tiles lost")
+    if summary.get("rejected_without_reason"):
+        why.append(f"{summary['rejected_without_reason']} rejections without a reason")
+    if summary.get("control_timeouts"):
+        why.append(f"{summary['control_timeouts']} control messages got no reply in {REPLY_TIMEOUT_S:g} s")
+    if summary.get("valid_tile_after_campaign") != "ok":
+        why.append(f"valid tile afterwards: {summary.get('valid_tile_after_campaign')}")
+    if summary.get("runtime_exit_code") != 0:
+        why.append(f"runtime exit code {summary.get('runtime_exit_code')}, not 0")
+    return why
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    """The campaign's table: one row per kind, then the totals."""
+    total_tiles = sum(k["sent"] for k in summary["tiles"].values())
+    total_control = sum(k["sent"] for k in summary["control"].values())
+    print(f"{'kind':<22}{'sent':>6}  outcomes")
+    for kind, row in summary["tiles"].items():
+        extra = f" rejected without reason {row['rejected_without_reason']}" if row["rejected_without_reason"] else ""
+        link = f" LINK ERROR: {row['link_error']}" if row.get("link_error") else ""
+        print(f"tile/{kind:<17}{row['sent']:>6}  {row['outcomes']} lost {row['lost']}{extra}{link}")
+    for kind, row in summary["control"].items():
+        timeouts = f" timeouts {row['timeouts']}" if row["timeouts"] else ""
+        print(f"control/{kind:<14}{row['sent']:>6}  {row['replies']}{timeouts}")
+    print(f"{total_tiles} malformed tiles, {total_control} malformed commands; crashes {summary['crashes']}, "
+          f"lost {summary['lost']}, rejected without reason {summary['rejected_without_reason']}, "
+          f"control timeouts {summary['control_timeouts']}; valid tile afterwards: "
+          f"{summary['valid_tile_after_campaign']}; runtime exit code {summary['runtime_exit_code']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the campaign; 0 if it passed (see the module docstring), else 1."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--per-kind", type=int, default=300)
+    parser.add_argument("--per-kind", type=positive_int, default=300, help="messages of each kind (>= 1)")
     parser.add_argument("--model", type=Path, default=REPO / "models" / "default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    log = Path(tempfile.mkdtemp()) / "runtime.log"
-    proc = RuntimeProcess("CPU", log, 60)
-    summary: dict = {"tiles": {}, "control": {}, "crashes": 0, "lost": 0}
+    work = Path(tempfile.mkdtemp(prefix="fuzz-"))
+    log = work / "runtime.log"
+    summary: dict[str, Any] = {"tiles": {}, "control": {}, "crashes": 0, "lost": 0, "rejected_without_reason": 0,
+                               "control_timeouts": 0, "valid_tile_after_campaign": "not tried", "error": None}
+    proc: RuntimeProcess | None = None
+    code: int | None = None
     try:
-        control = ControlClient(proc.endpoints["control"], timeout_s=30)
+        proc = RuntimeProcess("CPU", log, 60)
+        control = ControlClient(proc.endpoints["control"], timeout_s=REPLY_TIMEOUT_S)
         control.load_model(args.model)
         collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
         streamer = Streamer(proc.endpoints["tiles"], window=32)
         seen = 0
 
-        def duplicates() -> int:
+        def duplicates() -> int | None:
             # A mutated header may repeat an id already seen: the runtime acknowledges it as a resend
-            # (duplicate) and, by design, does not process it twice, so no second result comes.
-            acks = [*streamer.log.acks.values(), *streamer.log.anonymous_acks]
-            return sum(1 for a in acks if a.get("duplicate"))
+            # (duplicate) and, by design, does not process it twice, so no second result comes. The
+            # runtime's own count: acks keyed by id would keep only the last of a repeated id's.
+            try:
+                return int(control.status(timeout_s=10)["counters"]["duplicates"])
+            except ControlError:
+                return None
 
         for kind, make in TILE_KINDS.items():
-            dup_before = duplicates()
-            for i in range(args.per_kind):
-                streamer.send_frames(f"{kind}/{i}", make(rng, i))
-            streamer.drain()
-            dup = duplicates() - dup_before
-            complete = collector.wait_for(seen + args.per_kind - dup, 60)
+            dup_before = duplicates() or 0
+            keys: list[str] = []
+            link_error = None
+            try:
+                for i in range(args.per_kind):
+                    frames = make(rng, i)
+                    key = message_key(frames, f"{kind}/{i}")
+                    keys.append(key)
+                    streamer.send_frames(key, frames)
+                streamer.drain()
+            except LinkError as exc:
+                link_error = str(exc)
+            alive = runtime_alive(proc)
+            dup_after = duplicates() if alive else None
+            dup = max(0, dup_after - dup_before) if dup_after is not None else 0
+            complete = collector.wait_for(seen + args.per_kind - dup, 60 if alive and not link_error else 5)
             batch = collector.results[seen:]
             seen = len(collector.results)
-            outcomes = Counter(r["reason"] or "processed" if r["status"] == "rejected" else "processed" for _, r, _ in batch)
+            outcomes = Counter(outcome(r) for _, r, _ in batch)
             if dup:
                 outcomes["duplicate id: acknowledged, not processed again"] = dup
-            lost = args.per_kind - len(batch) - dup
+            lost = max(0, args.per_kind - len(batch) - dup)  # with a crash: the kind's unsent tiles too
+            no_reason = outcomes.get(NO_REASON, 0)
             summary["lost"] += lost
-            summary["tiles"][kind] = {"sent": args.per_kind, "outcomes": dict(outcomes), "lost": lost,
-                                      "rejected_without_reason": sum(1 for _, r, _ in batch if r["status"] == "rejected" and not r.get("reason"))}
-            if proc.proc.poll() is not None or not complete:
-                summary["crashes"] += proc.proc.poll() is not None
+            summary["rejected_without_reason"] += no_reason
+            # Acks naming no tile (the header was unreadable) answer this kind's unreadable messages;
+            # the ids listed are the keyed messages the runtime never acknowledged.
+            anonymous = len(streamer.log.anonymous_acks)
+            unacked = [k for k in dict.fromkeys(keys) if k not in streamer.log.acks]
+            summary["tiles"][kind] = {"sent": len(keys), "planned": args.per_kind, "outcomes": dict(outcomes),
+                                      "lost": lost, "rejected_without_reason": no_reason,
+                                      "link_error": link_error, "anonymous_acks": anonymous,
+                                      "unacknowledged": max(0, len(unacked) - anonymous),
+                                      "unacknowledged_ids": unacked[:20]}
+            # Forget this kind in the sender's log: a later stall then names only that kind's tiles.
+            for key in keys:
+                streamer.log.sent_at.pop(key, None)
+                streamer.log.acks.pop(key, None)
+            streamer.log.anonymous_acks.clear()
+            if not alive:
+                summary["crashes"] += 1
+                summary["tiles"][kind]["runtime_exit_code"] = proc.proc.returncode
+                print(f"runtime exited (code {proc.proc.returncode}) during tile/{kind}; "
+                      "the campaign stops here", file=sys.stderr)
                 break
-        sock = zmq.Context.instance().socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(proc.endpoints["control"])
-        for kind, make in CONTROL_KINDS.items():
-            replies: Counter = Counter()
-            for _ in range(args.per_kind):
-                sock.send_multipart(make(rng))
-                if not sock.poll(30_000):
+            if link_error:
+                streamer.reconnect()  # the runtime lives but stalled: a fresh link for the next kind
+            elif not complete:
+                break
+        if runtime_alive(proc):
+            sock = zmq.Context.instance().socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(proc.endpoints["control"])
+            in_a_row = 0
+            for kind, make in CONTROL_KINDS.items():
+                replies: Counter = Counter()
+                sent = timeouts = 0
+                for _ in range(args.per_kind):
+                    sock.send_multipart(make(rng))
+                    sent += 1
+                    if not sock.poll(int(REPLY_TIMEOUT_S * 1000)):
+                        # A REQ socket that missed its reply is stuck (the next send fails with EFSM):
+                        # throw it away and carry on with a fresh one (the Lazy Pirate pattern).
+                        timeouts += 1
+                        in_a_row += 1
+                        sock.close()
+                        sock = zmq.Context.instance().socket(zmq.REQ)
+                        sock.setsockopt(zmq.LINGER, 0)
+                        sock.connect(proc.endpoints["control"])
+                        if not runtime_alive(proc) or in_a_row >= MAX_TIMEOUTS_IN_A_ROW:
+                            break
+                        continue
+                    in_a_row = 0
+                    reply = protocol.loads(sock.recv())
+                    replies["ok" if reply.get("ok") else "refused with error"] += 1
+                summary["control_timeouts"] += timeouts
+                summary["control"][kind] = {"sent": sent, "replies": dict(replies), "timeouts": timeouts}
+                if not runtime_alive(proc):
                     summary["crashes"] += 1
+                    print(f"runtime exited (code {proc.proc.returncode}) during control/{kind}", file=sys.stderr)
                     break
-                reply = protocol.loads(sock.recv())
-                replies["ok" if reply.get("ok") else "refused with error"] += 1
-            summary["control"][kind] = {"sent": args.per_kind, "replies": dict(replies)}
-        # Still serving: a valid tile after all that.
-        streamer.send_frames("after/0", valid_tile(rng, 0, "after/0"))
-        streamer.drain()
-        collector.wait_for(seen + 1, 30)
-        after = [r for _, r, _ in collector.results[seen:] if r.get("tile_id") == "after/0"]
-        summary["valid_tile_after_campaign"] = after[0]["status"] if after else "missing"
-        summary["status_after"] = control.status()["counters"]
+                if in_a_row >= MAX_TIMEOUTS_IN_A_ROW:
+                    print(f"runtime did not reply {in_a_row} times in a row during control/{kind}; "
+                          "the control phase stops here", file=sys.stderr)
+                    break
+            sock.close()
+        if runtime_alive(proc):
+            # Still serving: a valid tile after all that.
+            streamer.send_frames("after/0", valid_tile(rng, 0, "after/0"))
+            streamer.drain()
+            collector.wait_for(seen + 1, 30)
+            after = [r for _, r, _ in collector.results[seen:] if r.get("tile_id") == "after/0"]
+            summary["valid_tile_after_campaign"] = after[0]["status"] if after else "missing"
+            summary["status_after"] = control.status()["counters"]
+        else:
+            summary["valid_tile_after_campaign"] = "not tried: the runtime is not running"
         collector.close()
         streamer.close()
-    except Exception:
-        print(f"campaign failed; runtime log: {log}", file=sys.stderr)
-        raise
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, the table and --out still come out
+        summary["error"] = f"{type(exc).__name__}: {exc}"
+        print(f"campaign stopped early: {summary['error']}", file=sys.stderr)
+        if proc is not None and not runtime_alive(proc):
+            summary["crashes"] += 1
     finally:
-        code = proc.close()
+        if proc is not None:
+            code = proc.close()
     summary["runtime_exit_code"] = code
-    total_tiles = sum(k["sent"] for k in summary["tiles"].values())
-    total_control = sum(k["sent"] for k in summary["control"].values())
-    print(f"{'kind':<22}{'sent':>6}  outcomes")
-    for kind, row in summary["tiles"].items():
-        print(f"tile/{kind:<17}{row['sent']:>6}  {row['outcomes']} lost {row['lost']}")
-    for kind, row in summary["control"].items():
-        print(f"control/{kind:<14}{row['sent']:>6}  {row['replies']}")
-    print(f"{total_tiles} malformed tiles, {total_control} malformed commands; crashes {summary['crashes']}, "
-          f"lost {summary['lost']}; valid tile afterwards: {summary['valid_tile_after_campaign']}; "
-          f"runtime exit code {code}")
+    print_table(summary)
+    why = failures(summary)
+    summary["failures"] = why
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=1))
-    ok = summary["crashes"] == 0 and summary["lost"] == 0 and summary["valid_tile_after_campaign"] == "ok" and code == 0
-    return 0 if ok else 1
+    if why:
+        print("FAIL: " + "; ".join(why), file=sys.stderr)
+        print(f"runtime log kept: {log}", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,25 +7,36 @@ A real runtime process (``runtime serve --ground-ack``, CPU, the brightness mode
 ``--model``). Phases of ``--phase-s`` seconds each:
 
 1. steady: scene tiles, the ground reading and acknowledging;
-2. flood: noise tiles (about 150 polygons each, slow to vectorise) and **no reader**: the runtime
-   must stop taking tiles at its bound (``max_tiles_inside``) and keep its memory flat;
+2. flood: noise tiles (about 150 polygons each, slow to vectorise). The sender switches to noise
+   while the reader is still there, and the reader is closed only once the runtime has accepted at
+   least ``max_tiles_inside`` noise tiles (else the runtime, full of steady tiles, would take no
+   noise at all and the flood would test nothing); then **no reader** for ``--phase-s``: the
+   runtime must stop taking tiles at its bound (``max_tiles_inside``) and keep its memory flat;
 3. back: a reader connects (every result waiting for it must arrive), the stream goes on, and the
    reader is restarted once halfway (results in its buffers are lost with it, and sent again).
 
-Every ``--sample-s``: the runtime's resident memory. At the end every tile sent must have reached
-the ground and be reported done to its sender; exits 1 otherwise, or if memory during the flood
-rose more than ``--rss-bound-mb`` above its level at the end of the steady phase.
+Every ``--sample-s``: the runtime's resident memory and the tiles inside it. At the end every tile
+sent must have reached the ground and be reported done to its sender; exits 1 otherwise, or if no
+noise tile was accepted, fewer than ``max_tiles_inside`` before the reader closed, more tiles than
+``max_tiles_inside`` were ever inside, memory during the flood rose more than ``--rss-bound-mb``
+above its level at the end of the steady phase, the runtime exited with a code other than 0, or the
+run stopped early (the summary is written all the same). The work folder is removed on success and
+kept, its path printed, on failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import shutil
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -40,57 +51,149 @@ from tests.conftest import make_brightness_bundle  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
+    """The resident set of process ``pid`` in MB (VmRSS from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no VmRSS for pid {pid} (has it exited?)")
 
 
-def main() -> int:
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a phase or sample period of 0 tests nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def flood_failures(summary: dict[str, Any]) -> list[str]:
+    """Why the flood phase did not test or did not pass what it is for; empty when it did.
+
+    A flood that sent or got accepted no noise tile says nothing about memory under a flood (the
+    defect found by review on 2026-12-03: the reader was closed first, the runtime was already
+    full of steady tiles, and not one noise tile left the sender)."""
+    why = []
+    bound = summary.get("max_tiles_inside")
+    if not summary.get("noise_tiles_accepted"):
+        why.append(f"no noise tile accepted by the runtime ({summary.get('noise_tiles_sent')} sent): the flood tested nothing")
+    elif bound is not None and summary.get("noise_accepted_before_reader_closed", 0) < bound:
+        why.append(f"only {summary.get('noise_accepted_before_reader_closed')} noise tiles accepted before the reader "
+                   f"closed, wanted max_tiles_inside = {bound}")
+    inside = summary.get("max_inside_seen")
+    if bound is None or inside is None:
+        why.append("tiles inside the runtime or its bound not known")
+    elif inside > bound:
+        why.append(f"{inside} tiles inside the runtime, above its bound max_tiles_inside = {bound}")
+    return why
+
+
+def failures(summary: dict[str, Any]) -> list[str]:
+    """Why the adversarial soak failed, one line per reason; empty when it passed."""
+    why = []
+    if summary.get("error"):
+        why.append(f"soak stopped early: {summary['error']}")
+    if summary.get("runtime_exit_code") != 0:
+        why.append(f"runtime exit code {summary.get('runtime_exit_code')}, not 0")
+    if summary.get("tiles_lost"):
+        why.append(f"{summary['tiles_lost']} tiles lost")
+    if summary.get("not_done"):
+        why.append(f"{summary['not_done']} tiles not reported done")
+    why += flood_failures(summary)
+    steady, flood = summary.get("rss_steady_mb"), summary.get("rss_flood_max_mb")
+    if steady is None or flood is None:
+        why.append("no memory sample for the steady or the flood phase")
+    elif flood - steady > summary["rss_bound_mb"]:
+        why.append(f"memory rose {flood - steady:.1f} MB during the flood, bound {summary['rss_bound_mb']} MB")
+    return why
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the adversarial soak; 0 if it passed (see the module docstring), else 1."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase-s", type=float, default=60.0)
-    parser.add_argument("--sample-s", type=float, default=5.0)
-    parser.add_argument("--rss-bound-mb", type=float, default=100.0)
+    parser.add_argument("--phase-s", type=positive_float, default=60.0)
+    parser.add_argument("--sample-s", type=positive_float, default=5.0)
+    parser.add_argument("--rss-bound-mb", type=positive_float, default=100.0)
     parser.add_argument("--model", type=Path, default=None, help="default: the tests' 64 px brightness model")
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.sample_s > args.phase_s / 2:
+        parser.error(f"--sample-s {args.sample_s:g} must be at most half of --phase-s {args.phase_s:g}: "
+                     "each phase needs a memory sample (the back phase lasts two halves)")
     work = Path(tempfile.mkdtemp(prefix="soak-adv-"))
-    model = args.model
-    if model is None:
-        model = work / "model"
-        make_brightness_bundle(model)
     rng = np.random.default_rng(0)
     ship = np.zeros((3, 64, 64), np.uint8)
     ship[:, 10:20, 5:45] = 255
     noise = [rng.integers(0, 256, (3, 64, 64), dtype=np.uint8) for _ in range(16)]
-    proc = RuntimeProcess("CPU", work / "runtime.log", 60, ground_ack=True)
-    samples: list[dict] = []
+    samples: list[dict[str, Any]] = []
     phase = {"name": "steady"}
-    counters = {"sent": 0}
+    counters = {"sent": 0, "noise_sent": 0}
+    noise_ids: set[str] = set()   # ids of the noise tiles built (the generator thread adds, before sending)
     stop = threading.Event()
+    proc: RuntimeProcess | None = None
+    streamer: Streamer | None = None
+    reader: ResultCollector | None = None
+    received: set[str] = set()
+    done: set[str] = set()
+    sent_ids: set[str] = set()
+    error: str | None = None
+    code: int | None = None
+    bound: int | None = None
+    steady_rss = flood_rss = None
+    accepted_before_close = 0
 
-    def tiles():
+    def tiles() -> Iterator[Tile]:
+        """Ship tiles, or noise tiles while the phase is the flood, until stopped."""
         while not stop.is_set():
             i = counters["sent"]
-            pixels = noise[i % 16] if phase["name"] == "flood" else ship
+            flood = phase["name"] == "flood"
+            tile_id = f"soak/{i}"
+            if flood:
+                noise_ids.add(tile_id)
             counters["sent"] += 1
-            yield Tile("soak", f"soak/{i}", i, pixels, Affine(3, 0, 5e5, 0, -3, 4.2e6), "EPSG:32631", (0, 0, 64, 64))
+            yield Tile("soak", tile_id, i, noise[i % 16] if flood else ship, Affine(3, 0, 5e5, 0, -3, 4.2e6),
+                       "EPSG:32631", (0, 0, 64, 64))
+
+    def noise_accepted() -> int:
+        """Noise tiles the runtime has acknowledged as accepted (the sender thread fills the log)."""
+        assert streamer is not None
+        acks = list(streamer.log.acks.items())  # a copy: the sender thread adds to it
+        return sum(1 for t, a in acks if t in noise_ids and a.get("status") == "accepted")
 
     try:
-        ControlClient(proc.endpoints["control"]).load_model(model)
+        if args.model is None:
+            args.model = work / "model"
+            make_brightness_bundle(args.model)
+        proc = RuntimeProcess("CPU", work / "runtime.log", 60, ground_ack=True)
+        control = ControlClient(proc.endpoints["control"])
+        control.load_model(args.model)
+        bound = control.status()["counters"]["queue_depth"]["max_tiles_inside"]
         streamer = Streamer(proc.endpoints["tiles"], window=32, ack_timeout_s=3600, resend_after_s=3600)
-        sender = threading.Thread(target=streamer.stream, args=(tiles(),), daemon=True)
-        received: set[str] = set()
+
+        def send(tile: Tile, want_mask: bool) -> None:
+            """Send one tile, counting the noise tiles that really left the sender."""
+            assert streamer is not None
+            streamer.send_frames(tile.tile_id, tile.frames(want_mask, streamer.want_done))
+            if tile.tile_id in noise_ids:
+                counters["noise_sent"] += 1
+
+        sender = threading.Thread(target=streamer.stream, args=(tiles(),), kwargs={"send": send}, daemon=True)
         reader = ResultCollector(proc.endpoints["results"], acks=proc.endpoints["acks"])
         start = time.monotonic()
         sender.start()
 
         def sample_until(t_end: float) -> None:
             while time.monotonic() < t_end:
-                time.sleep(args.sample_s)
-                status = ControlClient(proc.endpoints["control"]).status()
+                time.sleep(max(0.01, min(args.sample_s, t_end - time.monotonic())))  # the last at the phase's end
+                assert proc is not None
+                if proc.proc.poll() is not None:
+                    raise RuntimeError(f"runtime exited with code {proc.proc.returncode} in phase {phase['name']}")
+                status = control.status()
                 samples.append({"t_s": round(time.monotonic() - start, 1), "phase": phase["name"],
                                 "rss_mb": round(rss_mb(proc.proc.pid), 1), "sent": counters["sent"],
+                                "noise_sent": counters["noise_sent"], "noise_accepted": noise_accepted(),
                                 "accepted": status["counters"]["tiles_accepted"],
                                 "awaiting_ground": status["delivery"]["awaiting_ground"],
                                 "inside": status["counters"]["queue_depth"]["tiles_inside"]})
@@ -98,9 +201,16 @@ def main() -> int:
 
         sample_until(start + args.phase_s)
         steady_rss = samples[-1]["rss_mb"]
-        reader.close()  # no reader from here: the flood
-        received |= {r["tile_id"] for _, r, _ in reader.results}
+        # The flood: noise first, with the reader still there, so that the runtime (full of steady
+        # tiles) drains them and takes noise; the reader goes only once noise fills the bound.
         phase["name"] = "flood"
+        deadline = time.monotonic() + max(60.0, args.phase_s)
+        while noise_accepted() < bound and time.monotonic() < deadline and sender.is_alive():
+            time.sleep(0.05)
+        accepted_before_close = noise_accepted()
+        reader.close()  # no reader from here
+        received |= {r["tile_id"] for _, r, _ in reader.results}
+        print(json.dumps({"reader_closed_after_noise_accepted": accepted_before_close}), flush=True)
         sample_until(time.monotonic() + args.phase_s)
         flood_rss = max(s["rss_mb"] for s in samples if s["phase"] == "flood")
         phase["name"] = "back"
@@ -120,20 +230,39 @@ def main() -> int:
         received |= {r["tile_id"] for _, r, _ in reader.results}
         done = set(streamer.log.done)
         streamer.close()
+    except Exception as exc:  # noqa: BLE001 - report what was measured, with the error
+        error = f"{type(exc).__name__}: {exc}"
+        print(f"adversarial soak stopped early: {error}", file=sys.stderr)
+        stop.set()
+        sent_ids = sent_ids or {f"soak/{i}" for i in range(counters["sent"])}
+        if reader is not None:
+            received |= {r["tile_id"] for _, r, _ in reader.results}
     finally:
-        proc.close()
-    summary = {
+        if proc is not None:
+            code = proc.close()
+    summary: dict[str, Any] = {
         "phase_s": args.phase_s, "tiles_sent": len(sent_ids), "results_received": len(received & sent_ids),
         "reported_done": len(done & sent_ids), "tiles_lost": len(sent_ids - received),
-        "not_done": len(sent_ids - done), "rss_steady_mb": steady_rss, "rss_flood_max_mb": flood_rss,
-        "rss_bound_mb": args.rss_bound_mb, "samples": samples,
+        "not_done": len(sent_ids - done), "noise_tiles_sent": counters["noise_sent"],
+        "noise_tiles_accepted": noise_accepted() if streamer is not None else 0,
+        "noise_accepted_before_reader_closed": accepted_before_close, "max_tiles_inside": bound,
+        "max_inside_seen": max((s["inside"] for s in samples), default=None),
+        "max_inside_seen_flood": max((s["inside"] for s in samples if s["phase"] == "flood"), default=None),
+        "rss_steady_mb": steady_rss, "rss_flood_max_mb": flood_rss, "rss_bound_mb": args.rss_bound_mb,
+        "runtime_exit_code": code, "error": error, "samples": samples,
     }
+    why = failures(summary)
+    summary["failures"] = why
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=1))
-    ok = summary["tiles_lost"] == 0 and summary["not_done"] == 0 and flood_rss - steady_rss <= args.rss_bound_mb
-    return 0 if ok else 1
+    if why:
+        print("FAIL: " + "; ".join(why), file=sys.stderr)
+        print(f"work folder kept: {work} (runtime log: {work / 'runtime.log'})", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":

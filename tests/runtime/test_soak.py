@@ -23,5 +23,5 @@ def test_short_soak_loses_nothing(tmp_path: Path) -> None:
     )
     assert out.exists(), proc.stdout[-2000:] + proc.stderr[-2000:]
     summary = json.loads(out.read_text())
-    assert summary["tiles_sent"] > 20 and summary["tiles_lost"] == 0 and summary["not_ok"] == 0
+    assert summary["tiles_sent"] > 20 and summary["tiles_lost"] == 0 and summary["rejected"] == 0
     assert len(summary["samples"]) >= 2 and all(s["rss_kib"] > 0 for s in summary["samples"])
