@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runtime.config import load_defaults
+import zmq
+
+from runtime.config import load_defaults, positive_int
+
+if TYPE_CHECKING:
+    from flightsim.streamer import Streamer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,14 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     stream = sub.add_parser("stream", parents=[common], help="send a GeoTIFF's tiles to a runtime's tile socket")
     stream.add_argument("--scene", type=Path, required=True)
     stream.add_argument("--tiles", required=True, help="the runtime's tile endpoint, e.g. tcp://127.0.0.1:5550")
-    stream.add_argument("--tile-size", type=int, help="pixels (default from the config: [stream] tile_size)")
+    stream.add_argument("--tile-size", type=positive_int, help="pixels (default from the config: [stream] tile_size)")
     stream.add_argument("--rate", type=float, help="tiles per second (default: as fast as acknowledged)")
-    stream.add_argument("--window", type=int, help="tiles in flight without an ack (default from the config: "
+    stream.add_argument("--window", type=positive_int, help="tiles in flight without an ack (default from the config: "
                         "[stream] window)")
     stream.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): when the runtime "
                         "protects its tile socket")
     stream.add_argument("--key-name", default="ground", help="this sender's key pair in --keys (default ground)")
     args = parser.parse_args(argv)
+    from flightsim.streamer import LinkError
+
+    streamer = None
     try:
         cfg = load_defaults(Path(__file__).with_name("defaults.toml"), args.config)
         if args.command == "generate":
@@ -48,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.security import ClientKeys
 
             keys = ClientKeys.from_dir(args.keys, args.key_name)
-        log = Streamer(args.tiles, window=args.window or cfg["stream"]["window"], rate_hz=args.rate, keys=keys).stream(
-            tile_scene(args.scene, args.tile_size or cfg["stream"]["tile_size"]), progress=True
-        )
+        # None: not given (0 is refused by positive_int, never replaced by the default)
+        window = cfg["stream"]["window"] if args.window is None else args.window
+        tile_size = cfg["stream"]["tile_size"] if args.tile_size is None else args.tile_size
+        streamer = Streamer(args.tiles, window=window, rate_hz=args.rate, keys=keys)
+        log = streamer.stream(tile_scene(args.scene, tile_size), progress=True)
         accepted = sum(1 for a in log.acks.values() if a["status"] == "accepted")
         rejected = len(log.acks) - accepted + len(log.anonymous_acks)
         duplicates = log.duplicates
@@ -63,6 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (LinkError, zmq.ZMQError) as exc:  # no runtime answering, or an endpoint ZeroMQ cannot use
+        print(f"error: {args.tiles}: {exc}{_progress(streamer)}", file=sys.stderr)
+        return 2
+
+
+def _progress(streamer: Streamer | None) -> str:
+    """What a stream that failed had done, for its error line: tiles sent and acknowledged (empty
+    when the streamer was never made, e.g. an endpoint ZeroMQ refused)."""
+    if streamer is None:
+        return ""
+    return f" (sent {len(streamer.log.sent_at)} tiles, {len(streamer.log.acks)} acknowledged)"
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from flightsim.sources import SOURCES
     from flightsim.timing import MODES
     from hil.settings import DEFAULTS, Settings
+    from runtime.config import positive_int
 
     cfg = DEFAULTS.run  # the shipped defaults, for the help texts
     parser = argparse.ArgumentParser(prog="python -m hil", description=__doc__)
@@ -89,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
                      f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg.timing})")
     run.add_argument("--rate", type=float, help="tiles per second (implies --timing rate)")
-    run.add_argument("--burst", type=int, help="tiles sent together at --rate")
+    run.add_argument("--burst", type=positive_int, help="tiles sent together at --rate")
     run.add_argument("--line-rate", type=float, help="lines per second of the push-broom (default: 7 km/s / gsd)")
-    run.add_argument("--window", type=int, help=f"tiles in flight (default {cfg.window})")
+    run.add_argument("--window", type=positive_int, help=f"tiles in flight (default {cfg.window})")
     run.add_argument("--faults", help="fault spec, e.g. drop=0.05,duplicate=0.02,corrupt=0.02,truncate=0.01,"
                                       "bad_checksum=0.01,reorder=0.05,restart=1@40,seed=3")
     run.add_argument("--fault-seed", type=int, help="seed of the fault draws (overrides seed= in --faults)")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("give exactly one of --scene and --split")
         scene = split_source(args.split) if args.split else args.scene
         mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg.timing)
-        kwargs = {"burst": args.burst} if args.burst else {}
+        kwargs = {} if args.burst is None else {"burst": args.burst}  # 0 is refused by positive_int
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
         georef = Georef(args.gsd, args.origin, args.crs)

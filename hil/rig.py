@@ -101,7 +101,7 @@ def run(
         rate_hz: tiles per second (a ``rate`` timing); ``timing`` says more.
         georef: gsd/origin/crs for images without a georeference.
         bands: 1-based source bands feeding the model's bands (default: the rules of
-            ``flightsim.sources.bands``).
+            ``runtime.bands``).
         overlap: pixels shared by neighbouring tiles.
         faults: a fault spec (``flightsim.faults``); the report then has a ``faults`` section.
         limit: at most this many samples of the source.

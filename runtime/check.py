@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime import nce
+from runtime.bundle import IR_FILES, BundleError
 from runtime.device_names import TWINS
 from runtime.latency import load_costs
 from runtime.ov_api import Core, Model
@@ -243,14 +244,19 @@ def check_model(model: Model, target: str = "MYRIAD") -> list[Finding]:
 
 
 def check_bundle_dir(path: str | Path, target: str = "MYRIAD") -> list[Finding]:
-    """:func:`check_model` on the ``model.xml`` / ``model.bin`` of a bundle directory.
+    """:func:`check_model` on the ``model.xml`` / ``model.bin`` of a bundle directory (its manifest
+    is not needed: the IR of a bundle still being made can be checked).
 
     Raises:
-        FileNotFoundError: if either IR file is missing.
+        BundleError: if ``path`` is not a directory or either IR file is missing, worded as
+            :func:`runtime.bundle.read_bundle` words it, so ``runtime check`` reports a wrong
+            ``--model`` as ``infer`` and ``serve`` do (``error: ...``, not a traceback).
     """
     path = Path(path)
-    xml, bin_ = path / "model.xml", path / "model.bin"
-    for f in (xml, bin_):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} not found; a bundle directory holds model.xml and model.bin")
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a bundle directory")
+    missing = [n for n in IR_FILES if not (path / n).is_file()]
+    if missing:
+        raise BundleError(f"{path}: missing {', '.join(missing)}")
+    xml, bin_ = (path / n for n in IR_FILES)
     return check_model(Core().read_model(str(xml), str(bin_)), target)

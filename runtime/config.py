@@ -6,6 +6,7 @@ beside their code and load them through :func:`load_defaults` so there is one me
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import sys
@@ -25,7 +26,9 @@ def load_defaults(path: Path, override: Path | None = None) -> dict[str, Any]:
 
     Raises:
         ValueError: if the override names a key that the defaults do not have, so that a typo in
-            a configuration file is an error rather than a silently ignored setting.
+            a configuration file is an error rather than a silently ignored setting; and if the
+            override cannot be read (missing, a directory, unreadable), naming ``--config``, so
+            that every command line prints one ``error:`` line rather than a traceback.
     """
     path = Path(path)
     if path not in _CACHE:
@@ -33,8 +36,12 @@ def load_defaults(path: Path, override: Path | None = None) -> dict[str, Any]:
             _CACHE[path] = tomllib.load(f)
     merged = copy.deepcopy(_CACHE[path])
     if override is not None:
-        with open(override, "rb") as f:
-            merge_into(merged, tomllib.load(f), str(override))
+        try:
+            with open(override, "rb") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ValueError(f"--config {override}: {exc.strerror}") from None
+        merge_into(merged, tomllib.loads(text.decode()), str(override))
     return merged
 
 
@@ -79,3 +86,13 @@ def check_number(name: str, value: Any, low: float, *, integer: bool = False, st
     if not math.isfinite(number) or number < low or (strict and number == low) or (high is not None and number > high):
         raise ValueError(f"{name} must be {wanted}; got {value!r}")
     return number
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for an option that counts something (``--window``, ``--tile-size``,
+    ``--burst``): an int >= 1, else argparse's usage error saying so. 0 is refused, not taken for
+    "not given" (a caller compares the option with None to use its default)."""
+    try:
+        return check_number("the value", int(text), 1, integer=True)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None

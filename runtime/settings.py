@@ -55,6 +55,34 @@ RANGES: dict[tuple[str, str], tuple[bool, float, bool]] = {
     ("device_recovery", "max_backoff_s"): (False, 0.0, True),
     ("device_recovery", "reopen_after"): (True, 1, True),
 }
+#: The type of each setting that is not a number, by its [table] and key: ``str``, ``bool`` (a TOML
+#: boolean: ``bool("false")`` would be True) or ``list`` (of strings, e.g. ``curve_channels``: a string
+#: would be taken character by character). Checked at load like :data:`RANGES`, so a quoted boolean,
+#: a bare port number or a comma-separated string is refused naming the setting, not taken for
+#: something else or failing later far from its cause.
+KINDS: dict[tuple[str, str], type] = {
+    **{("endpoints", name): str for name in ("tiles", "results", "control", "telemetry", "acks")},
+    ("inference", "device"): str,
+    ("inference", "cpu_precision"): str,
+    ("inference", "profile"): str,
+    ("device_recovery", "fallback_device"): str,
+    ("models", "store"): str,
+    ("models", "strict_fit"): bool,
+    ("security", "curve_server_secret"): str,
+    ("security", "curve_authorized"): str,
+    ("security", "curve_channels"): list,
+    ("security", "uplink_public_key"): str,
+    ("delivery", "ground_ack"): bool,
+    ("health", "watchdog_file"): str,
+}
+#: Settings that are one non-numeric value of a table: the field, and its [table] key (the endpoints,
+#: health and recovery tables are checked key by key).
+_KIND_FIELDS = {"device": ("inference", "device"), "cpu_precision": ("inference", "cpu_precision"),
+                "store": ("models", "store"), "strict_fit": ("models", "strict_fit"),
+                "curve_server_secret": ("security", "curve_server_secret"),
+                "curve_authorized": ("security", "curve_authorized"),
+                "curve_channels": ("security", "curve_channels"),
+                "uplink_public_key": ("security", "uplink_public_key"), "ground_ack": ("delivery", "ground_ack")}
 #: Settings that are one numeric value of a table: the field, and its [table] key.
 _FIELDS = {"max_message_bytes": ("limits", "max_message_bytes"), "max_tile_pixels": ("limits", "max_tile_pixels"),
            "max_tile_bands": ("limits", "max_tile_bands"), "results_hwm": ("limits", "results_hwm"),
@@ -79,9 +107,29 @@ def check_setting(table: str, key: str, value: Any) -> int | float:
     return check_number(name, value, lowest, integer=integer, strict=not inclusive)
 
 
+def check_kind(table: str, key: str, value: Any) -> Any:
+    """``value`` of ``[table] key`` if it is of the type :data:`KINDS` gives it, else a ValueError
+    naming the setting, what it must be and what it got. A list of strings (``curve_channels``,
+    a TOML array, or a tuple from the command line) is returned as a tuple."""
+    kind, name = KINDS[(table, key)], f"[{table}] {key}"
+    if kind is list:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{name} must be a list of strings, e.g. [\"control\", \"tiles\"]; got {value!r}")
+        return tuple(value)
+    if kind is bool and not isinstance(value, bool):
+        raise ValueError(f"{name} must be a boolean, true or false (unquoted); got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ValueError(f"{name} must be a string (quoted); got {value!r}")
+    return value
+
+
 def _checked_table(table: str, values: Mapping[str, Any]) -> MappingProxyType[str, Any]:
-    """A table's values, each numeric one checked (:func:`check_setting`), as a read-only view."""
+    """A table's values, each numeric one checked (:func:`check_setting`) and each other one's type
+    (:func:`check_kind`), as a read-only view."""
     checked = dict(values)
+    for (name, key) in KINDS:
+        if name == table and key in checked:
+            checked[key] = check_kind(table, key, checked[key])
     for (name, key) in (*RANGES, ("vectorize", "connectivity")):
         if name != table:
             continue
@@ -121,12 +169,18 @@ class Settings:
     recovery: Mapping[str, Any]
 
     def __post_init__(self) -> None:
-        """Check every numeric setting against its range (:data:`RANGES`), overrides included: a
-        runtime that could not work is refused at start, naming the setting, not tile by tile.
+        """Check every numeric setting against its range (:data:`RANGES`) and every other one's type
+        (:data:`KINDS`), overrides included: a runtime that could not work, or would work other than
+        configured (a quoted ``"false"`` taken as true), is refused at start, naming the setting.
 
         Raises:
-            ValueError: naming the first setting out of range and what is valid.
+            ValueError: naming the first setting out of range or of the wrong type, and what is valid.
         """
+        for name, (table, key) in _KIND_FIELDS.items():
+            object.__setattr__(self, name, check_kind(table, key, getattr(self, name)))
+        if self.profile is not None:
+            check_kind("inference", "profile", self.profile)
+        object.__setattr__(self, "endpoints", _checked_table("endpoints", self.endpoints))
         for name, (table, key) in _FIELDS.items():
             object.__setattr__(self, name, check_setting(table, key, getattr(self, name)))
         for name, table in _TABLES.items():
@@ -161,7 +215,8 @@ class Settings:
         settings = cls(
             endpoints=MappingProxyType(endpoints),
             device=inference["device"],
-            profile=inference["profile"] or None,
+            # "" (the default) is None; a non-string is refused here, before ``or`` could hide it
+            profile=check_kind("inference", "profile", inference["profile"]) or None,
             cpu_precision=inference["cpu_precision"],
             # Numbers as the TOML has them: __post_init__ checks each (a 2.5 where an integer is
             # needed is an error, not a 2) and gives it its type.
@@ -176,14 +231,14 @@ class Settings:
             telemetry_period_s=config["telemetry"]["period_s"],
             curve_server_secret=security["curve_server_secret"],
             curve_authorized=security["curve_authorized"],
-            curve_channels=tuple(security["curve_channels"]),
+            curve_channels=security["curve_channels"],   # __post_init__: a list of strings, as a tuple
             uplink_public_key=security["uplink_public_key"],
             health=MappingProxyType(health),
             recovery=MappingProxyType(dict(config["device_recovery"])),
             remember_tiles=delivery["remember_tiles"],
             shutdown_grace_s=delivery["shutdown_grace_s"],
-            ground_ack=bool(delivery["ground_ack"]),
+            ground_ack=delivery["ground_ack"],           # __post_init__: a TOML boolean, not bool("no")
             ground_ack_timeout_s=delivery["ground_ack_timeout_s"],
-            strict_fit=bool(config["models"]["strict_fit"]),
+            strict_fit=config["models"]["strict_fit"],
         )
         return replace(settings, **changes)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from flightsim.sources.airbus import AirbusSource
-from flightsim.sources.bands import adapt_bands
+from runtime.bands import adapt_bands  # the one rule, shared with `runtime infer`
 from flightsim.sources.base import DEFAULTS, Concat, Georef, Sample, Source, Subset, units_of
 from flightsim.sources.coco import CocoSource
 from flightsim.sources.dota import DotaSource

@@ -10,6 +10,7 @@ import pytest
 from openvino import opset8 as ops
 from openvino import opset10, opset11
 
+from runtime.bundle import BundleError
 from runtime.check import Finding, check_bundle_dir, check_model
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[2] / "models" / "default"
@@ -107,7 +108,7 @@ def test_unknown_target_lists_valid_ones() -> None:
 def test_check_bundle_dir(tmp_path: Path) -> None:
     ov.save_model(model_of(lambda x: conv(x, dilation=2)), tmp_path / "model.xml", compress_to_fp16=True)
     assert [f.severity for f in check_bundle_dir(tmp_path)] == ["warning"]
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(BundleError, match="missing: not a bundle directory"):  # a ValueError: `error: ...`
         check_bundle_dir(tmp_path / "missing")
 
 

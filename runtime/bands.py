@@ -1,0 +1,57 @@
+"""Making a source's bands what the model takes, explicitly and on the record: the one rule of the
+rig (``python -m hil run``, via :mod:`flightsim.sources`) and of ``python -m runtime infer``.
+
+The runtime rejects a tile whose band count differs from the model's (``bad_shape``), so a ground
+tool chooses, before streaming or inferring, which source band feeds each model band, and says how.
+It lives in the runtime because ``runtime infer`` needs it and the runtime imports no ground
+package (docs/architecture.md); flightsim re-exports it. The rules, first match wins:
+
+1. ``select`` given by the user (``--bands 1,1,1``: 1-based source bands): exactly that.
+2. Same count: as is.
+3. The model's band names all among the source's: picked by name (a 4-band red/green/blue/nir
+   GeoTIFF into an RGB model).
+4. One source band, several model bands: the band repeated (a grey SAR amplitude into an RGB model).
+
+Anything else is an error that says what ``--bands`` must be (or, for a caller without that option,
+which rules were tried). (An alpha band never gets here: the readers drop it.)
+"""
+
+from __future__ import annotations
+
+
+def adapt_bands(source_bands: list[str], model_bands: list[str], select: list[int] | None = None,
+                strict: bool = True, option: str | None = "--bands") -> tuple[list[int] | None, str]:
+    """The 0-based source band for each model band (None: as is) and a sentence for the report.
+
+    With ``strict=False`` no applicable rule is not an error: the bands go as they are, the runtime
+    rejects every tile (``bad_shape``) and the sentence says so. ``option`` is the caller's
+    command-line option that takes ``select``, named in the error so the user knows what to give;
+    None where the caller has none, and the error lists the rules tried instead.
+
+    Raises:
+        ValueError: for a ``select`` of the wrong length or out of range, or when no rule applies.
+    """
+    n_src, n_model = len(source_bands), len(model_bands)
+    if select is not None:
+        if len(select) != n_model:
+            raise ValueError(f"{option or 'select'} has {len(select)} entries; the model takes {n_model} bands "
+                             f"{model_bands}")
+        if not all(1 <= b <= n_src for b in select):
+            raise ValueError(f"{option or 'select'} {select}: valid source bands are 1..{n_src} ({source_bands})")
+        index = [b - 1 for b in select]
+        return index, f"source bands {select} (1-based, given by {option or 'select'}) feed model bands {model_bands}"
+    if n_src == n_model:
+        return None, f"{n_src} source bands {source_bands} fed as is to model bands {model_bands}"
+    lower = [b.lower() for b in source_bands]
+    if all(b.lower() in lower for b in model_bands):
+        index = [lower.index(b.lower()) for b in model_bands]
+        return index, f"source bands picked by name: {[source_bands[i] for i in index]} of {source_bands}"
+    if n_src == 1:
+        return [0] * n_model, f"the single source band {source_bands[0]!r} repeated into {n_model} model bands"
+    remedy = (f"give {option} with {n_model} comma-separated 1-based source band numbers" if option else
+              "no rule applies (the same count, the model's band names among the source's, or a single band "
+              f"repeated): make a file of the {n_model} bands the model takes")
+    problem = f"the scene has {n_src} bands {source_bands}, the model takes {n_model} {model_bands}; {remedy}"
+    if strict:
+        raise ValueError(problem)
+    return None, f"not adapted: {problem}; sent as they are, so the runtime rejects them (bad_shape)"
