@@ -40,20 +40,37 @@ def _predict(bundle: Bundle, tile: np.ndarray, device: str, adapter: Any = None,
 
 
 def with_golden(bundle_dir: str | Path, tile: np.ndarray, out_dir: str | Path | None = None, device: str = "CPU",
-                max_mean_abs: float = MAX_MEAN_ABS, min_mask_iou: float = MIN_MASK_IOU) -> Bundle:
+                max_mean_abs: float = MAX_MEAN_ABS, min_mask_iou: float = MIN_MASK_IOU,
+                require_vessels: bool = True) -> Bundle:
     """Rewrite the bundle (in place, or into ``out_dir``) with ``tile`` (bands, H, W counts) as its
-    golden tile and the output ``device`` gives on it (the CPU in f32 by default) as expected."""
+    golden tile and the output ``device`` gives on it (the CPU in f32 by default) as expected.
+
+    ``require_vessels``: refuse a tile on which the model finds no vessel pixel. On such a tile the
+    acceptance test cannot tell a working model from one that never finds a ship (both give an empty
+    mask, IoU 1.0), so a flight bundle's golden tile must hold vessels. The search's candidates pass
+    False: a barely trained candidate may find nothing, and its golden tile still checks that the
+    device reproduces the ground's output; its manifest's ``golden.vessel_pixels`` is then 0.
+
+    Raises:
+        ValueError: for a tile that is not uint8/uint16 counts, or one without vessels when required.
+    """
     bundle = read_bundle(bundle_dir)
     tile = np.ascontiguousarray(tile)
     if tile.dtype.name not in ("uint8", "uint16"):
         raise ValueError(f"a golden tile holds counts as a payload receives them (uint8, uint16), not {tile.dtype}")
     expected = _predict(bundle, tile, device)
+    vessel_pixels = int((expected >= bundle.threshold).sum())
+    if vessel_pixels == 0 and require_vessels:
+        # A tile on which the model finds nothing cannot tell a working model from one that never
+        # finds a ship: both give an empty mask there (IoU 1.0) and probabilities near 0.
+        raise ValueError(f"a golden tile must hold vessels: the model finds no pixel at or above its threshold "
+                         f"{bundle.threshold:g} on this one; choose a tile with vessels")
     buffer = io.BytesIO()
     np.savez_compressed(buffer, tile=tile, expected=expected.astype(np.float16))
     manifest = rewritable_manifest(bundle)
     manifest["golden"] = {
         "file": GOLDEN_FILE, "measured_on": f"{device}, runtime acceptance path", "max_mean_abs": max_mean_abs,
-        "min_mask_iou": min_mask_iou, "vessel_pixels": int((expected >= bundle.threshold).sum()),
+        "min_mask_iou": min_mask_iou, "vessel_pixels": vessel_pixels,
         "shape": list(tile.shape), "dtype": tile.dtype.name,
     }
     return rewrite_bundle(bundle, Path(out_dir or bundle_dir), manifest, {GOLDEN_FILE: buffer.getvalue()})
@@ -78,6 +95,6 @@ def check_golden(bundle: Bundle, adapter: Any, preprocess: Any) -> dict[str, flo
     union = int((want | mask).sum())
     iou = float((want & mask).sum() / union) if union else 1.0
     if not (mean_abs <= float(table["max_mean_abs"]) and iou >= float(table["min_mask_iou"])):
-        raise BundleError(f"the golden tile does not reproduce on this device: mean |p - expected| {mean_abs:.4f} "
+        raise BundleError(f"the golden tile does not reproduce on this device: mean |p - expected| {mean_abs:.3g} "
                           f"(at most {table['max_mean_abs']}), mask IoU {iou:.3f} (at least {table['min_mask_iou']})")
     return {"mean_abs": mean_abs, "mask_iou": iou}

@@ -30,6 +30,9 @@ EVENTS = {
     "model_loaded": "ACTIVITY_HI",
     "model_not_persisted": "WARNING_LO",
     "model_refused": "WARNING_HI",
+    # At start-up the store's current model could not be read or failed its acceptance test, and
+    # the previous one serves instead (runtime.server.Runtime._load_stored).
+    "model_rolled_back": "WARNING_HI",
     "tile_rejected": "WARNING_LO",
     "scene_does_not_fit": "WARNING_LO",  # once per scene; its tiles are served unless strict_fit
     "inference_failed": "WARNING_HI",

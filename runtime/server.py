@@ -120,7 +120,16 @@ class Runtime:
                 resolve(fallback)
             except ValueError as exc:
                 raise ValueError(f"[device_recovery] fallback_device: {exc}") from None
+        # The store first: a bad --store is a clear error before any socket is bound.
+        self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
+        try:
+            self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
+        except Exception:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+            raise
         self._ctx = zmq.Context()
+        self._bound: list[zmq.Socket] = []  # closed again if a later bind fails (_close_bound)
         self._curve: CurveServer | None = None
         if settings.curve_server_secret or settings.curve_authorized:
             if not (settings.curve_server_secret and settings.curve_authorized):
@@ -146,8 +155,6 @@ class Runtime:
             self._acks = self._socket(zmq.PULL, "acks")
             sockets.append(("acks", self._acks))
         self.endpoints = {name: sock.getsockopt(zmq.LAST_ENDPOINT).decode() for name, sock in sockets}
-        self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
-        self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
         # Tiles read from the tile socket whose result (or rejection) has not left yet. The main
         # loop reads no tile while this is at max_tiles_inside, so every queue between the tile
         # socket and the results socket is bounded by it: overload backs up to the senders (they
@@ -185,8 +192,8 @@ class Runtime:
         try:
             if model is not None:
                 self._load(read_bundle(model), persist=self.store.writable)
-            elif self.store.current_path() is not None:
-                self._load(read_bundle(self.store.current_path()))  # type: ignore[arg-type]
+            elif self.store.has_current():
+                self._load_stored()
         except Exception:
             self.close()  # a runtime that cannot start releases its sockets (their endpoints can be reused)
             raise
@@ -194,20 +201,84 @@ class Runtime:
     # -- set-up ---------------------------------------------------------------------------
 
     def _socket(self, kind: int, name: str) -> zmq.Socket:
+        """A socket of ``kind`` bound at the ``name`` endpoint.
+
+        Raises:
+            ValueError: naming the endpoint setting, the address and ZeroMQ's reason, when the
+                address cannot be bound (in use, malformed, an unknown transport), so that ``serve``
+                says ``error: ...`` rather than printing a ZMQError traceback. Sockets already bound
+                are closed and the context ended first: their addresses are free again at once.
+        """
         sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_message_bytes)
         sock.setsockopt(zmq.LINGER, 5000)
         channel = "results" if name == "acks" else name  # acks are the results channel's back path
         if self._curve is not None and channel in self.settings.curve_channels:
             self._curve.apply(sock)  # only authorised clients may command, send, read or listen
-        sock.bind(self.settings.endpoints[name])
+        address = self.settings.endpoints[name]
+        try:
+            sock.bind(address)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            self._close_bound()
+            raise ValueError(f"[endpoints] {name} (--{name}) {address!r} cannot be bound: {zmq.strerror(exc.errno)}") from None
+        self._bound.append(sock)
         return sock
 
-    def _load(self, bundle: Bundle, persist: bool = True) -> Serving:
+    def _close_bound(self) -> None:
+        """Undo a start that failed while binding: close the sockets bound so far, end the context."""
+        for sock in self._bound:
+            sock.close(linger=0)
+        self._bound.clear()
+        if self._curve is not None:
+            self._curve.stop()
+        self._ctx.term()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def _load_stored(self) -> None:
+        """Serve the store's ``current`` bundle; if it cannot be read or fails its acceptance test,
+        serve ``previous`` instead and say so (event ``model_rolled_back``).
+
+        Why: ``previous`` is kept for exactly this (a ``current`` a crash left unreadable, or one this
+        device now refuses); without the fall-back such a payload would not start at all. The store
+        is rolled back too where it can be written, so that the next uplink keeps the good bundle
+        as ``previous``, not the broken one.
+
+        Raises:
+            BundleError: if ``current`` fails and there is no ``previous``, or it fails too (both reasons).
+        """
+        current = self.store.current_path()
+        try:
+            if current is None:
+                raise BundleError(f"{self.store.root / 'current'}: its bundle is missing")
+            self._load(read_bundle(current))
+            return
+        except Exception as exc:  # unreadable, refused by the device or by its acceptance test
+            failure = str(exc)
+        previous = self.store.previous_path()
+        if previous is None:
+            raise BundleError(f"the store's current model cannot serve ({failure}) and there is no previous one")
+        try:
+            serving = self._load(read_bundle(previous), persist=False, quiet=True)
+        except Exception as exc:
+            raise BundleError(f"the store's current model cannot serve ({failure}), nor its previous one "
+                              f"({exc})") from None
+        try:
+            self.store.roll_back()
+            rolled = True
+        except OSError:  # a read-only store: previous serves, and is fallen back to at every start
+            rolled = False
+        self._event("model_rolled_back", model=serving.info, detail=f"current model refused: {failure}",
+                    store_rolled_back=rolled)
+        self._event("model_loaded", model=serving.info, device=self.settings.device, load=serving.adapter.load)
+
+    def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False) -> Serving:
         """Compile ``bundle`` and run it once; only then does it replace the serving model.
 
         ``persist=False`` (a model given at start-up with a read-only store) serves it without
-        installing it, and says so in an event, rather than refusing to start.
+        installing it, and says so in an event, rather than refusing to start. ``quiet``: no events
+        (the caller reports the load its own way: :meth:`_load_stored`'s fall-back).
         """
         if self._uplink_key is not None:  # who made the model, before anything runs it
             from runtime.signing import verify
@@ -226,7 +297,7 @@ class Runtime:
             except Exception:
                 adapter.close()  # refused: the old model keeps serving
                 raise
-        else:
+        elif not quiet:
             self._event("model_not_persisted", model={"name": bundle.name, "sha256": bundle.id},
                         detail=f"store {self.store.root} is read-only: the model serves until the runtime stops")
         # Switched before the old adapter closes, so that a re-run meanwhile (recovery thread)
@@ -235,7 +306,8 @@ class Runtime:
             old, self.serving = self.serving, serving
         if old is not None:
             old.adapter.close()
-        self._event("model_loaded", model=serving.info, device=self.settings.device, load=adapter.load)
+        if not quiet:
+            self._event("model_loaded", model=serving.info, device=self.settings.device, load=adapter.load)
         return serving
 
     def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
@@ -299,7 +371,12 @@ class Runtime:
         The old adapter is closed in the background (its requests finish or fail into recovery).
 
         A model loaded while this one was opening has a fresh adapter of its own, and stays: the
-        one opened here is closed, never put back in its place."""
+        one opened here is closed, never put back in its place.
+
+        On the fallback device the model must pass the acceptance test an uplink runs (shapes,
+        finite output, the golden tile) before it serves: the model was accepted on the serving
+        device, and a device that computes differently can get it wrong (a golden tile that does
+        not reproduce). A refusal there counts as a failed open, its reason in the error."""
         old = self.serving
         assert old is not None
         fallback = self.settings.recovery.get("fallback_device") or ""
@@ -311,6 +388,13 @@ class Runtime:
             except Exception as exc:
                 errors.append(f"{device}: {exc}")
                 continue
+            if replaced:
+                try:
+                    acceptance_test(old.bundle, adapter)
+                except Exception as exc:
+                    adapter.close()  # nothing was submitted to it
+                    errors.append(f"{device}: the model fails its acceptance test there: {exc}")
+                    continue
             with self._swap:
                 current = self.serving
                 if current is old:

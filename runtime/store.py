@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from runtime.atomic import write_atomic
-from runtime.bundle import COMPILED_DIR, MANIFEST, SIGNATURE_FILE, Bundle, write_compiled
+from runtime.bundle import COMPILED_DIR, MANIFEST, SIGNATURE_FILE, Bundle, BundleError, read_bundle, write_compiled
 
 
 def _sync_dir(folder: Path) -> None:
@@ -33,7 +33,16 @@ class BundleStore:
     """
 
     def __init__(self, root: str | os.PathLike[str]):
+        """Open (creating it if need be) the store at ``root``, and clear what a crash left in it.
+
+        Raises:
+            ValueError: if ``root`` (or its ``bundles`` folder) exists and is not a directory: a
+                clear error for ``serve --store FILE`` rather than a NotADirectoryError traceback.
+        """
         self.root = Path(root)
+        for folder in (self.root, self.root / "bundles"):
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"--store {folder}: not a directory")
         try:
             (self.root / "bundles").mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -42,6 +51,9 @@ class BundleStore:
         # An install interrupted before its rename leaves a staging folder that nothing points to.
         for stale in self.root.glob(".incoming-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        # A prune interrupted mid-rmtree leaves a partial bundle that no link points to; left there,
+        # a later install of the same model would find the folder and take it for installed.
+        self._prune()
 
     @property
     def writable(self) -> bool:
@@ -70,13 +82,19 @@ class BundleStore:
         """
         target = self.root / "bundles" / bundle.id
         if not target.exists():
-            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
-            for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
-                write_atomic(staging / name, data)
-            write_compiled(staging, bundle)
-            if bundle.signature is not None:
-                write_atomic(staging / SIGNATURE_FILE, bundle.signature)
-            os.replace(staging, target)
+            os.replace(self._staged(bundle), target)
+        elif not self._reads_back(target):
+            # A folder of this id that does not read back (a crash in the middle of removing it)
+            # is written again whole: linking ``current`` to it would leave a store whose next start
+            # cannot read its model. It is moved aside under a staging name first (a directory
+            # cannot be replaced by rename while it holds files), so that a crash in between leaves
+            # only what the next open removes.
+            staged = self._staged(bundle)
+            broken = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-broken-"))
+            os.replace(target, broken / "bundle")
+            os.replace(staged, target)
+            _sync_dir(self.root / "bundles")
+            shutil.rmtree(broken, ignore_errors=True)
         else:
             self._update(target, bundle)
         current = self.current_path()
@@ -85,6 +103,26 @@ class BundleStore:
         self._link("current", target)
         self._prune()
         return target
+
+    def _staged(self, bundle: Bundle) -> Path:
+        """``bundle`` written whole into a new staging folder of the store (a rename away from installed)."""
+        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
+        for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
+            write_atomic(staging / name, data)
+        write_compiled(staging, bundle)
+        if bundle.signature is not None:
+            write_atomic(staging / SIGNATURE_FILE, bundle.signature)
+        _sync_dir(staging)
+        return staging
+
+    @staticmethod
+    def _reads_back(folder: Path) -> bool:
+        """Whether an installed bundle folder reads back whole (every file present, checksums good)."""
+        try:
+            read_bundle(folder)
+        except (BundleError, OSError):
+            return False
+        return True
 
     def _update(self, target: Path, bundle: Bundle) -> None:
         """Bring an installed bundle's signature and compiled blobs up to date with ``bundle`` (the
@@ -109,12 +147,38 @@ class BundleStore:
             _sync_dir(folder)
 
     def current_path(self) -> Path | None:
+        """The ``current`` link, if it points at a folder (None also for a dangling link)."""
         link = self.root / "current"
         return link if link.exists() else None
 
     def previous_path(self) -> Path | None:
+        """The ``previous`` link, if it points at a folder (None also for a dangling link)."""
         link = self.root / "previous"
         return link if link.exists() else None
+
+    def has_current(self) -> bool:
+        """Whether a ``current`` link exists at all, even one whose bundle is gone (a start-up then
+        falls back to ``previous`` rather than starting with no model)."""
+        return os.path.lexists(self.root / "current")
+
+    def roll_back(self) -> Path:
+        """Make ``previous`` the ``current`` bundle (the ``previous`` link is removed, and the bundle
+        that was current is pruned): what a start-up does when ``current`` cannot serve, so that a
+        later install keeps the good bundle as ``previous`` rather than the broken one.
+
+        Raises:
+            ValueError: if there is no ``previous`` bundle.
+            OSError: if the store cannot be written (a read-only store serves ``previous`` as it is).
+        """
+        previous = self.previous_path()
+        if previous is None:
+            raise ValueError(f"store {self.root}: no previous bundle to roll back to")
+        target = self.root / "bundles" / previous.resolve().name
+        self._link("current", target)
+        (self.root / "previous").unlink()
+        _sync_dir(self.root)
+        self._prune()
+        return self.root / "current"
 
     def _link(self, name: str, target: Path) -> None:
         tmp = self.root / f".{name}.tmp"
@@ -123,6 +187,7 @@ class BundleStore:
         os.replace(tmp, self.root / name)
 
     def _prune(self) -> None:
+        """Remove every bundle folder that neither ``current`` nor ``previous`` points to."""
         keep = {p.resolve() for p in (self.current_path(), self.previous_path()) if p is not None}
         for path in (self.root / "bundles").iterdir():
             if path.resolve() not in keep:

@@ -15,6 +15,14 @@ stop. A restarted runtime that exits or stays silent that long (a device that ha
 is still held by the runtime just killed) is killed and counts as one more restart, with the same
 back-off and ``max_restarts``; a first start that fails so is an error, as it always was.
 
+Every runtime it starts uses the same store, so that a model uplinked to one is what the next serves:
+the operator's ``--store`` (or ``[models] store`` of a ``--config``), else a store made once, in the
+system's temporary folder, named in a ``supervisor_store`` line and kept after the supervisor ends
+(unless no runtime installed a model in it).
+A restarted runtime serves the store's ``current`` bundle: ``--model`` is left out of its arguments
+while the store has one (a runtime started by hand with ``--model`` still serves that model, as does
+the supervisor's first start; a store that cannot be written keeps ``--model``, as it installs none).
+
 Each restart is a JSON line on stderr: ``{"event": "runtime_restarted", "reason": ..., "restarts": n,
 "ready": true}``; one whose runtime was not ready has ``"ready": false`` and ``"failure"``, which is
 also the reason of the next restart.
@@ -23,7 +31,9 @@ also the reason of the next restart.
 from __future__ import annotations
 
 import json
+import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +42,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from runtime.config import check_number
 
 POLL_S = 0.2
 
@@ -46,33 +58,55 @@ class Supervisor:
     def __init__(self, serve_args: list[str], starve_s: float, backoff_s: float, max_backoff_s: float,
                  max_restarts: int | None = None, start_timeout_s: float | None = None):
         """Timings come from ``[supervise]`` of runtime/defaults.toml (see :func:`main`); without
-        ``start_timeout_s``, that table's own."""
-        if "--watchdog-file" in serve_args:
+        ``start_timeout_s``, that table's own.
+
+        Raises:
+            ValueError: if a timing is not a finite number > 0 (``max_backoff_s`` at least
+                ``backoff_s``), ``max_restarts`` is not an integer >= 0, or ``serve_args`` set
+                ``--watchdog-file`` (the supervisor's own).
+        """
+        if any(arg == "--watchdog-file" or arg.startswith("--watchdog-file=") for arg in serve_args):
             raise ValueError("the supervisor sets --watchdog-file itself")
         if start_timeout_s is None:
             from runtime import config
             start_timeout_s = float(config.defaults()["supervise"]["start_timeout_s"])
-        if not start_timeout_s > 0:
-            raise ValueError(f"[supervise] start_timeout_s must be a number > 0; got {start_timeout_s!r}")
-        self.start_timeout_s = start_timeout_s
+        # Each must be > 0: a starve_s <= 0 restarts a healthy runtime in a loop, a back-off of 0
+        # restarts without a pause.
+        self.start_timeout_s = check_number("[supervise] start_timeout_s", start_timeout_s, 0, strict=True)
+        self.starve_s = check_number("[supervise] starve_s (--starve-s)", starve_s, 0, strict=True)
+        self.backoff_s = check_number("[supervise] backoff_s", backoff_s, 0, strict=True)
+        self.max_backoff_s = check_number("[supervise] max_backoff_s", max_backoff_s, self.backoff_s)
+        self.max_restarts = None if max_restarts is None else check_number("--max-restarts", max_restarts, 0,
+                                                                           integer=True)
         self.start_failure: str | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="supervise-")
         self.watchdog = Path(self._dir.name) / "watchdog"
+        serve_args, self.store, self._made_store = _with_store(serve_args)
         self.cmd = [sys.executable, "-m", "runtime", "serve", *serve_args, "--watchdog-file", str(self.watchdog)]
-        self.starve_s, self.backoff_s, self.max_backoff_s = starve_s, backoff_s, max_backoff_s
-        self.max_restarts = max_restarts
         self.restarts = 0
         self.proc: subprocess.Popen | None = None
         self._stopping = False
+
+    def command(self, restart: bool) -> list[str]:
+        """The command of a runtime: :attr:`cmd`, less ``--model`` on a restart when the store has a
+        ``current`` bundle and can be written, so that a model uplinked since the first start (and
+        installed as ``current``) is what serves again, not ``--model`` reinstalled over it. A store
+        that cannot be written installed nothing (the first runtime served ``--model`` without
+        persisting it), so there ``--model`` stays."""
+        if not (restart and os.path.lexists(self.store / "current")
+                and os.access(self.store / "bundles", os.W_OK)):
+            return list(self.cmd)
+        return _without_model(self.cmd)
 
     def start(self) -> dict[str, Any] | None:
         """Start the runtime and wait for its ready line (endpoints), which is printed on stdout and
         returned. The wait ends after ``start_timeout_s`` or at :meth:`stop`: then, or when the
         runtime exits first, the result is None and :attr:`start_failure` says why; the runtime is
-        killed and reaped, except after stop(), which leaves it to :meth:`_terminate`."""
+        killed and reaped, except after stop(), which leaves it to :meth:`_terminate`. Any start
+        after the first (``restarts`` > 0) is a restart (see :meth:`command`)."""
         self.watchdog.unlink(missing_ok=True)
         self.start_failure = None
-        proc = self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE)
+        proc = self.proc = subprocess.Popen(self.command(restart=self.restarts > 0), stdout=subprocess.PIPE)
         # A thread reads the line, so that the wait for it can end: readline() itself cannot time out.
         lines: queue.Queue[bytes] = queue.Queue(1)
         reader = threading.Thread(target=lambda: lines.put(proc.stdout.readline()),  # type: ignore[union-attr]
@@ -116,6 +150,19 @@ class Supervisor:
             RuntimeError: if the first runtime exits, or is not ready within ``start_timeout_s``,
                 before its ready line (a runtime that never served is no case for restarting).
         """
+        try:
+            return self._supervise()
+        finally:
+            self._drop_empty_store()
+
+    def _drop_empty_store(self) -> None:
+        """Remove the store made for this supervisor if no runtime installed a bundle in it (a first
+        start that failed): kept, it would be an empty folder left in the temporary folder for nothing."""
+        if self._made_store and not os.path.lexists(self.store / "current"):
+            shutil.rmtree(self.store, ignore_errors=True)
+
+    def _supervise(self) -> int:
+        """:meth:`run`'s loop."""
         if self.start() is None:
             if self._stopping:
                 return self._terminate()
@@ -173,14 +220,68 @@ class Supervisor:
         return self.proc.returncode if self.proc is not None else 0
 
 
+def _option(args: list[str], name: str) -> str | None:
+    """The value of ``--name V`` or ``--name=V`` in ``args`` (the last one, as argparse takes it)."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg[len(name) + 1:]
+    return value
+
+
+def _without_model(cmd: list[str]) -> list[str]:
+    """``cmd`` without its ``--model M`` / ``--model=M`` options."""
+    out: list[str] = []
+    skip = False
+    for arg in cmd:
+        if skip:
+            skip = False
+        elif arg == "--model":
+            skip = True
+        elif not arg.startswith("--model="):
+            out.append(arg)
+    return out
+
+
+def _with_store(serve_args: list[str]) -> tuple[list[str], Path, bool]:
+    """``serve_args`` with a store every runtime shares, that store, and whether it was made here.
+
+    The operator's ``--store``, or ``[models] store`` of the ``--config`` given to serve, is kept; with
+    neither, each runtime would make a fresh temporary store and a restart would lose the model
+    uplinked before it, so one is made here, once, and named on stderr (``supervisor_store``). It
+    outlives the supervisor, so that the operator can start again on it with ``--store``.
+    """
+    given = _option(serve_args, "--store")
+    if given:
+        return list(serve_args), Path(given), False
+    config_file = _option(serve_args, "--config")
+    if config_file:
+        from runtime import config
+        try:
+            stored = str(config.defaults(Path(config_file))["models"]["store"])
+        except (OSError, ValueError):
+            stored = ""  # serve reports a bad --config itself, at its first start
+        if stored:
+            return list(serve_args), Path(stored), False
+    made = Path(tempfile.mkdtemp(prefix="supervise-store-"))
+    _say("supervisor_store", path=str(made), detail="no --store given: every runtime this supervisor starts "
+         "uses this store, kept after it ends once a model is installed (serve or supervise again with --store "
+         "to reuse it)")
+    return [*serve_args, "--store", str(made)], made, True
+
+
 def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, max_restarts: int | None = None) -> int:
-    """``runtime supervise``: ``cfg`` is the ``[supervise]`` table; ``starve_s`` overrides its own."""
-    supervisor = Supervisor(argv, starve_s=starve_s or float(cfg["starve_s"]), backoff_s=float(cfg["backoff_s"]),
-                            max_backoff_s=float(cfg["max_backoff_s"]), max_restarts=max_restarts,
-                            start_timeout_s=float(cfg["start_timeout_s"]))
+    """``runtime supervise``: ``cfg`` is the ``[supervise]`` table; ``starve_s`` (``--starve-s``)
+    overrides its own, and is checked like it (> 0: a 0 is not taken for "the default")."""
+    supervisor = Supervisor(argv, starve_s=cfg["starve_s"] if starve_s is None else starve_s,
+                            backoff_s=cfg["backoff_s"], max_backoff_s=cfg["max_backoff_s"], max_restarts=max_restarts,
+                            start_timeout_s=cfg["start_timeout_s"])
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     try:
         return supervisor.run()
     finally:
         supervisor._kill()
+        supervisor._drop_empty_store()
