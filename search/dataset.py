@@ -6,7 +6,8 @@ with their truth; or a real data set through flightsim's loaders (any ``KIND:PAT
 :data:`flightsim.sources.SOURCES`), split once by a seeded permutation into test (held out: never
 trained on nor selected on), validation and training samples (:func:`prepare_data`,
 ``data/split.json``), with what could leak the test split into training dropped from train and
-val (the same image in two parts of a source list, HRSID tiles overlapping a test tile).
+val (the same image twice, in two parts of a source list or within one data set; HRSID tiles
+overlapping a test tile).
 
 Length: one module for what makes a split. The split, the checks that keep the test split out of
 training (reserved seeds, duplicate images, overlapping tiles) and the arrays written from it are
@@ -175,19 +176,18 @@ def check_synthetic_parts(parts: list[Any], data: dict[str, Any]) -> None:
 _TILE_NAME = re.compile(r"(?:^|/)(P\d+)_(\d+)_(\d+)_(\d+)_(\d+)(?:\.\w+)?$")
 
 
-def _names_and_digests(source: Any, hashed: bool) -> tuple[list[str], list[str] | None]:
-    """Every sample's name and, when ``hashed``, a sha256 of its pixels (dtype, shape and counts):
-    what tells the same image apart under two names (the same files symlinked in another folder)."""
+def _names_and_digests(source: Any) -> tuple[list[str], list[str]]:
+    """Every sample's name and a sha256 of its pixels (dtype, shape and counts): what tells the same
+    image apart under two names (the same files symlinked in another folder, SSDD's twin chips)."""
     names: list[str] = []
-    digests: list[str] | None = [] if hashed else None
+    digests: list[str] = []
     for i in range(len(source)):
         sample = source[i]
         names.append(sample.name)
-        if digests is not None:
-            pixels = np.ascontiguousarray(sample.read())
-            h = hashlib.sha256(f"{pixels.dtype.name}{pixels.shape}".encode())
-            h.update(pixels.tobytes())
-            digests.append(h.hexdigest())
+        pixels = np.ascontiguousarray(sample.read())
+        h = hashlib.sha256(f"{pixels.dtype.name}{pixels.shape}".encode())
+        h.update(pixels.tobytes())
+        digests.append(h.hexdigest())
     return names, digests
 
 
@@ -195,17 +195,14 @@ def _drop(ids: list[int], gone: set[int]) -> None:
     ids[:] = [i for i in ids if i not in gone]
 
 
-def _drop_duplicates(train: list[int], val: list[int], test: list[int], digests: list[str] | None,
-                     names: list[str], part_of: Any) -> list[dict[str, Any]]:
-    """Keep only the most held-out copy of an image found in several parts of a source list (each
-    part is split on its own, so one image could be test in one part and trained on in another): a
-    copy that is test in another part leaves train and val, one that is val in another part leaves
-    train. Copies within one part are left as they are: that part's split is the data set's own
-    (SSDD holds a few identical chips; dropping them would change the split models/sar was scored
-    on). Changes the lists in place; returns what was dropped (``split.json``'s
-    ``dropped.duplicates``)."""
-    if digests is None:
-        return []
+def _drop_duplicates(train: list[int], val: list[int], test: list[int], digests: list[str],
+                     names: list[str]) -> list[dict[str, Any]]:
+    """Keep only the most held-out copy of an image found twice, by the hash of its pixels: a copy
+    that is test elsewhere leaves train and val, one that is val elsewhere leaves train. Twice means
+    in two parts of a source list (each part is split on its own) or within one data set: SSDD holds
+    byte-identical chips under different names, and its seeded split put five test chips' twins in
+    training (models/sar was trained on that split, before this rule: docs/models.md). Changes the
+    lists in place; returns what was dropped (``split.json``'s ``dropped.duplicates``)."""
     rank = {i: r for r, ids in ((2, test), (1, val), (0, train)) for i in ids}  # 2 test, 1 val, 0 train
     copies: dict[str, list[int]] = {}
     for i in sorted(rank):
@@ -214,7 +211,7 @@ def _drop_duplicates(train: list[int], val: list[int], test: list[int], digests:
     for split, ids in (("val", val), ("train", train)):
         gone = set()
         for i in ids:
-            held = [j for j in copies[digests[i]] if rank[j] > rank[i] and part_of(j) != part_of(i)]
+            held = [j for j in copies[digests[i]] if rank[j] > rank[i]]
             if held:
                 gone.add(i)
                 out.append({"id": i, "name": names[i], "from": split, "copy_of": [names[j] for j in held]})
@@ -254,7 +251,7 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     samples; the ids are indices into the concatenation. Then what could leak the test split into
     training is dropped from train and val (never from test), and listed under ``dropped`` in
     ``split.json``: an image found in several parts (by a hash of its pixels) keeps only its most
-    held-out copy (:func:`_drop_duplicates`; copies within one part are left to its own split), and
+    held-out copy (:func:`_drop_duplicates`, across parts and within one), and
     an HRSID tile that shares pixels with a test tile of the same scene leaves train and val
     (:func:`_drop_overlaps`). Synthetic parts may not use the seeds below ``[data] min_seed``
     (:func:`check_synthetic_parts`).
@@ -277,9 +274,8 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
         for ids, part_ids in zip((train, val, test), chosen):
             ids.extend(offset + i for i in part_ids)
     # one pass over the samples for their names (and, across parts, their pixels' hashes)
-    names, digests = _names_and_digests(source, hashed=len(parts) > 1)
-    part_of = source.part_of if isinstance(source, Concat) else (lambda i: 0)
-    dropped = {"duplicates": _drop_duplicates(train, val, test, digests, names, part_of),
+    names, digests = _names_and_digests(source)
+    dropped = {"duplicates": _drop_duplicates(train, val, test, digests, names),
                "overlaps": _drop_overlaps(train, val, test, names)}
     if not train or not val:
         raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")

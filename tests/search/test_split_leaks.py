@@ -71,6 +71,32 @@ def test_an_image_in_two_parts_keeps_only_its_most_held_out_copy(tmp_path: Path,
     assert split["test"] == sorted(split_source(10, cfg["data"])[2] + [10 + i for i in split_source(6, cfg["data"])[2]])
 
 
+
+def test_twin_images_within_one_data_set_keep_only_their_most_held_out_copy(tmp_path: Path,
+                                                                            tiny_cfg: dict[str, Any]) -> None:
+    """SSDD holds byte-identical chips under two names; one data set's seeded split can put one
+    twin in test and the other in training. The training copy goes; the test split is unchanged."""
+    names = [f"img{i:02d}" for i in range(20)]
+    whole = _tiles(tmp_path / "set", names)
+    # img10..img19 are byte-identical twins of img00..img09, under their own names
+    for k in range(10):
+        for folder, ext in (("images", "jpg"), ("masks", "png")):
+            target = whole / folder / f"{names[10 + k]}.{ext}"
+            target.unlink()
+            target.write_bytes((whole / folder / f"{names[k]}.{ext}").read_bytes())
+    fractions = {"split_seed": 0, "test_fraction": 0.2, "val_fraction": 0.2}
+    seed = next(s for s in range(50) if (lambda tr, va, te: any((i + 10) % 20 in te for i in tr + va))(
+        *split_source(20, {**fractions, "split_seed": s})))
+    cfg = _real_cfg(tiny_cfg, f"hrsid-mini:{whole}", seed, 0.2)
+    root = tmp_path / "out" / "data"
+    prepare_data(cfg, root)
+    split = json.loads((root / "split.json").read_text())
+    stem = {int(i): int(n.split("/")[-1].removeprefix("img")) % 10 for i, n in split["names"].items()}
+    train, val, test = ({stem[i] for i in split[k]} for k in ("train", "val", "test"))
+    assert not test & train and not test & val and not val & train
+    assert split["test"] == split_source(20, cfg["data"])[2]
+    assert split["dropped"]["duplicates"]
+
 def _hrsid_names() -> list[str]:
     # P0001's four tiles overlap their neighbours by 200 px; P0002's do not overlap anything
     return (["P0001_0_800_0_800", "P0001_600_1400_0_800", "P0001_0_800_600_1400", "P0001_600_1400_600_1400"]
