@@ -90,9 +90,27 @@ def check_number(name: str, value: Any, low: float, *, integer: bool = False, st
 
 def positive_int(text: str) -> int:
     """An argparse ``type`` for an option that counts something (``--window``, ``--tile-size``,
-    ``--burst``): an int >= 1, else argparse's usage error saying so. 0 is refused, not taken for
-    "not given" (a caller compares the option with None to use its default)."""
+    ``--burst``, ``--per-kind``): an int >= 1, else argparse's usage error saying so. 0 is refused, not
+    taken for "not given" (a caller compares the option with None to use its default)."""
     try:
         return check_number("the value", int(text), 1, integer=True)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type`` for a duration or a period (``--minutes``, ``--sample-s``): a finite number
+    > 0, else argparse's usage error (a zero period divides by zero, a zero run tests nothing)."""
+    return _float_argument(text, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type`` for a duration that may be none (``--warmup-s``): a finite number >= 0."""
+    return _float_argument(text, strict=False)
+
+
+def _float_argument(text: str, strict: bool) -> float:
+    try:
+        return float(check_number("the value", float(text), 0.0, strict=strict))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} 0, got {text!r}") from None

@@ -34,6 +34,7 @@ from hil.collector import ResultCollector  # noqa: E402
 from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime import protocol  # noqa: E402
 from runtime.client import ControlClient, ControlError  # noqa: E402
+from runtime.config import positive_int  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,17 +45,6 @@ REPLY_TIMEOUT_S = 30.0
 MAX_TIMEOUTS_IN_A_ROW = 3
 #: The outcome of a rejection whose result gives no reason (a runtime bug: every rejection must say why).
 NO_REASON = "rejected without reason"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (0 messages per kind would pass having tested nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
 
 
 def outcome(result: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ from hil.collector import ResultCollector  # noqa: E402
 from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime.bundle import read_bundle  # noqa: E402
 from runtime.client import ControlClient  # noqa: E402
+from runtime.config import non_negative_float, positive_float, positive_int  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,39 +55,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for pid {pid} (has it exited?)")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a zero sample period divides by zero, a zero run tests nothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (a warm-up may be none, never negative)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a window or a comparison of 0 samples means nothing)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
-    return value
 
 
 def planned_settled_samples(minutes: float, sample_s: float, warmup_s: float) -> int:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from flightsim.tiles import Tile  # noqa: E402
 from hil.collector import ResultCollector  # noqa: E402
 from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime.client import ControlClient  # noqa: E402
+from runtime.config import positive_float  # noqa: E402
 from tests.conftest import make_brightness_bundle  # noqa: E402
 
 
@@ -56,17 +56,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid} (has it exited?)")
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (a phase or sample period of 0 tests nothing)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
 
 
 def flood_failures(summary: dict[str, Any]) -> list[str]:
