@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -35,6 +34,7 @@ from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime import protocol  # noqa: E402
 from runtime.client import ControlClient, ControlError  # noqa: E402
 from runtime.config import positive_int  # noqa: E402
+from scripts.verdict import finish  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,15 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(summary)
     why = failures(summary)
     summary["failures"] = why
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1))
-    if why:
-        print("FAIL: " + "; ".join(why), file=sys.stderr)
-        print(f"runtime log kept: {log}", file=sys.stderr)
-        return 1
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return finish(summary, args.out, work, f"runtime log kept: {log}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime.bundle import read_bundle  # noqa: E402
 from runtime.client import ControlClient  # noqa: E402
 from runtime.config import non_negative_float, positive_float, positive_int  # noqa: E402
+from scripts.verdict import finish  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -258,15 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     why = failures(summary)
     summary["failures"] = why
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1))
-    if why:
-        print("FAIL: " + "; ".join(why), file=sys.stderr)
-        print(f"work folder kept: {work} (runtime log: {work / 'runtime.log'})", file=sys.stderr)
-        return 1
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return finish(summary, args.out, work, f"work folder kept: {work} (runtime log: {work / 'runtime.log'})")
 
 
 if __name__ == "__main__":

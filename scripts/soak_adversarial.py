@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import threading
@@ -47,6 +46,7 @@ from hil.collector import ResultCollector  # noqa: E402
 from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime.client import ControlClient  # noqa: E402
 from runtime.config import positive_float  # noqa: E402
+from scripts.verdict import finish  # noqa: E402
 from tests.conftest import make_brightness_bundle  # noqa: E402
 
 
@@ -243,15 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     why = failures(summary)
     summary["failures"] = why
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}, indent=1))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(summary, indent=1))
-    if why:
-        print("FAIL: " + "; ".join(why), file=sys.stderr)
-        print(f"work folder kept: {work} (runtime log: {work / 'runtime.log'})", file=sys.stderr)
-        return 1
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return finish(summary, args.out, work, f"work folder kept: {work} (runtime log: {work / 'runtime.log'})")
 
 
 if __name__ == "__main__":
