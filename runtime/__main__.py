@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("benchmark", parents=[common], help="host latency/throughput of a bundle, and the Myriad X estimate")
     bench.add_argument("--model", type=Path, required=True)
     bench.add_argument("--device", help="device name, or 'flight' (default from the config: [inference] device)")
-    bench.add_argument("--seconds", type=_positive_seconds,
+    bench.add_argument("--seconds", type=config.positive_float,
                        help="per measurement, > 0; at least one inference is timed (default from the config: "
                        "[benchmark] seconds)")
     bench.add_argument("--json", action="store_true", help="print JSON only")
@@ -242,16 +242,6 @@ def _devices(args: argparse.Namespace, cfg: dict) -> int:
             print(f"{d['name']:<14} {d['kind']:<9} {d['description']}")
         print(f"flight default: {chosen} ({why})")
     return 0
-
-
-def _positive_seconds(text: str) -> float:
-    """``--seconds`` as a float > 0, or argparse's usage error saying what it must be."""
-    from runtime.bench import check_seconds
-
-    try:
-        return check_seconds(float(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _benchmark(args: argparse.Namespace, cfg: dict) -> int:
