@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
@@ -24,11 +25,12 @@ def split_source(spec: str):  # -> flightsim.sources.Subset
     """``SPLIT_JSON:ROLE`` as the samples of that role, from the data set the split file names.
 
     Raises:
-        ValueError: on a missing file, an unknown role, or a data set whose sample names no longer
-            match the split (the split would then pick other samples than those it set aside).
+        ValueError: naming the split file: on a missing file, an unknown role, a file not of the
+            shape ``python -m search run`` writes (no ``source``, no list of sample indices for the
+            role, a ``names`` that is not an object), a role with no samples, indices outside the
+            data set, or a data set whose sample names no longer match the split (the split would
+            then pick other samples than those it set aside).
     """
-    import json
-
     from flightsim.sources import Subset, open_source
 
     path, sep, role = spec.rpartition(":")
@@ -36,14 +38,48 @@ def split_source(spec: str):  # -> flightsim.sources.Subset
         raise ValueError(f"--split {spec!r}: give SPLIT_JSON:ROLE with ROLE one of {list(ROLES)}")
     if not Path(path).is_file():
         raise ValueError(f"--split {spec!r}: no such file {path!r}")
-    split = json.loads(Path(path).read_text())
+    split = _read_split(path, role)
     source = open_source(split["source"])
+    indices: list[int] = split[role]
+    outside = [i for i in indices if not 0 <= i < len(source)]
+    if outside:  # before the names are compared: source[i] of such an index is an IndexError
+        raise ValueError(f"--split {spec!r}: {role} sample indices {outside[:5]} are outside 0..{len(source) - 1} "
+                         f"of {split['source']!r} ({len(source)} samples)")
     names = split.get("names", {})
-    moved = [i for i in split[role] if str(i) in names and source[i].name != names[str(i)]]
+    moved = [i for i in indices if str(i) in names and source[i].name != names[str(i)]]
     if moved:
         raise ValueError(f"--split {spec!r}: the data set changed since the split was made "
                          f"(sample {moved[0]} is now {source[moved[0]].name!r}, was {names[str(moved[0])]!r})")
-    return Subset(source, split[role], role=role)
+    return Subset(source, indices, role=role)
+
+
+def _read_split(path: str, role: str) -> dict[str, Any]:
+    """The split file at ``path``, checked to have the shape ``python -m search run`` writes:
+    ``source`` a source spec, ``role`` a non-empty list of sample indices, ``names`` (optional) an
+    object of index -> sample name. A hand-edited or truncated file is then a ValueError naming the
+    file and what is wrong, not a KeyError or TypeError from deep inside the loading."""
+    import json
+
+    try:
+        split = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"--split {path}: not a readable split file: {exc}") from None
+    if not isinstance(split, dict):
+        raise ValueError(f"--split {path}: a split file is a JSON object with 'source' and {list(ROLES)}, "
+                         f"got a {type(split).__name__}")
+    if not isinstance(split.get("source"), str):
+        raise ValueError(f"--split {path}: no 'source' (the data set's KIND:PATH) in the split file")
+    if role not in split:
+        present = [r for r in ROLES if r in split]
+        raise ValueError(f"--split {path}: no {role!r} samples in the split file; roles present: {present}")
+    indices = split[role]
+    if not isinstance(indices, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+        raise ValueError(f"--split {path}: {role!r} must be a list of integer sample indices, got {indices!r:.80}")
+    if not indices:
+        raise ValueError(f"--split {path}: the {role!r} role has no samples; nothing to run")
+    if not isinstance(split.get("names", {}), dict):
+        raise ValueError(f"--split {path}: 'names' must be an object of sample index -> sample name")
+    return split
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +153,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.run
         if (args.scene is None) == (args.split is None):
             raise ValueError("give exactly one of --scene and --split")
+        if args.split:
+            # The split file names the data set, its truth and its samples; these would be ignored.
+            ignored = [opt for opt, value in (("--truth", args.truth), ("--limit", args.limit), ("--gsd", args.gsd),
+                                              ("--origin", args.origin), ("--crs", args.crs)) if value is not None]
+            if ignored:
+                raise ValueError(f"{', '.join(ignored)} cannot be given with --split: the split file names the "
+                                 "data set, its truth and its samples; use --scene KIND:PATH for these options")
         scene = split_source(args.split) if args.split else args.scene
         mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg.timing)
         kwargs = {} if args.burst is None else {"burst": args.burst}  # 0 is refused by positive_int

@@ -22,9 +22,9 @@ import numpy as np
 #: Coastline data sets of roaring-landmask, by the name ``hil run --land-masks`` takes.
 COASTLINES = ("gshhg", "osm")
 
-#: Largest number of pixel centres looked up per image; a larger image is looked up on a coarser
-#: grid of pixels (nearest-neighbour back to full size): a land point costs microseconds (its
-#: polygon check), so a 10k x 10k scene stays seconds.
+#: Largest number of pixel centres looked up per image; a larger image is looked up at the centres
+#: of step x step blocks (each filled back to full size from its centre): a land point costs
+#: microseconds (its polygon check), so a 10k x 10k scene stays seconds.
 MAX_LOOKUPS = 1_000_000
 
 
@@ -50,8 +50,11 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
         return None
     landmask = _landmask(coastline)
     step = max(1, math.ceil(math.sqrt(sample.height * sample.width / MAX_LOOKUPS)))
-    rows = np.arange(0, sample.height, step) + 0.5
-    cols = np.arange(0, sample.width, step) + 0.5
+    # Each step x step block is looked up at its centre (the last, cut-off block at the centre of
+    # what is left of it), so that filling it back places the shore within about step / 2 pixels;
+    # at the block's first pixel it would shift the shore by up to step - 1.
+    rows = _block_centres(sample.height, step)
+    cols = _block_centres(sample.width, step)
     cc, rr = np.meshgrid(cols, rows)
     xs, ys = sample.transform * (cc.ravel(), rr.ravel())
     lon, lat = rasterio.warp.transform(sample.crs, "EPSG:4326", xs, ys)
@@ -60,3 +63,10 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     if step > 1:
         sea = np.repeat(np.repeat(sea, step, axis=0), step, axis=1)[:sample.height, :sample.width]
     return sea
+
+
+def _block_centres(n: int, step: int) -> np.ndarray:
+    """Pixel coordinates of the centres of the blocks ``[k * step, min((k + 1) * step, n))`` of a
+    side of ``n`` pixels (with step 1, the pixel centres ``k + 0.5``)."""
+    starts = np.arange(0, n, step)
+    return (starts + np.minimum(starts + step, n)) / 2

@@ -5,7 +5,8 @@ many images; all their tiles go down one stream, each image is scored on its own
 gives the set's figures pooled over all images (pixel IoU over all pixels, P/R/F1 over all vessels)
 beside each image's.
 
-Length: one run of the rig, in order: sources into tiles, the stream, the collection, the
+Length: one run of the rig, in order: the checks made before a runtime starts (so that no
+input found wrong only at scoring loses a run), sources into tiles, the stream, the collection, the
 accounting of every tile, the scoring of each image and of the set, and the report. Scoring
 itself lives in hil/score.py, border merging in hil/merge.py and the pictures in hil/overview.py.
 """
@@ -97,6 +98,7 @@ def run(
         model: bundle directory; uplinked over the control channel, as in flight.
         device: device of a runtime started here (ignored with ``runtime``).
         truth: mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene; without truth nothing is scored.
+            ``truth``, ``georef`` and ``limit`` open a spec; with an opened ``Source`` they are refused.
         runtime: control endpoint of a runtime already running; by default one is started.
         rate_hz: tiles per second (a ``rate`` timing); ``timing`` says more.
         georef: gsd/origin/crs for images without a georeference.
@@ -112,7 +114,8 @@ def run(
             ``sealand/``), or a coastline data set (:data:`hil.coastline.COASTLINES`) for
             georeferenced samples: detections whose centroid is on land are dropped on the ground,
             and land pixels cleared from the mask, before scoring (samples without a mask, or
-            without a CRS for a coastline, are left as they are).
+            without a CRS for a coastline, are left as they are). Each mask file is read and
+            checked before the runtime starts.
         profile: the twin's target profile (e.g. a hypothesis profile; ``runtime/profiles.toml``)
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
         signing_key: the ground's Ed25519 private key: the uplink carries the bundle signed with it
@@ -124,6 +127,12 @@ def run(
             ``[run] synthetic_seed`` is the seed of a synthetic scene given without one.
         runtime_config: a TOML overriding runtime/defaults.toml for the runtime started here
             (``hil run --runtime-config``; ignored with ``runtime``).
+
+    Raises:
+        ValueError: before a runtime starts, on a model whose input is not square, a source with
+            no samples, ``truth``/``georef``/``limit`` given with an opened source, a land mask
+            that is unreadable or of another size than its image, or a scene unfit for the model
+            with ``strict_fit``.
     """
     config = config or DEFAULTS
     cfg = config.run
@@ -131,7 +140,7 @@ def run(
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
-    tile_size = bundle.manifest["input"]["shape"][2]
+    tile_size = _tile_size(bundle.manifest, model)
     model_bands = list(bundle.manifest["input"].get("bands") or [f"b{i}" for i in range(bundle.manifest["input"]["shape"][1])])
     overlap = cfg.overlap_px if overlap is None else overlap
     if timing is None:
@@ -139,6 +148,12 @@ def run(
         timing = Timing("rate", rate_hz=rate) if rate else Timing(cfg.timing)
     spec = FaultSpec.parse(faults) if isinstance(faults, str) else faults
     if isinstance(scene, Source):
+        # An opened source has its truth, georeference and samples already: these would be ignored.
+        ignored = [name for name, given in (("truth", truth is not None), ("limit", limit is not None),
+                                            ("georef", georef is not None and georef.given)) if given]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} cannot be given with an opened source ({scene.kind}); "
+                             "give them to the source, or pass a spec to open")
         source = scene
     elif isinstance(scene, Path) and not scene.exists():
         raise ValueError(f"--scene {str(scene)!r}: no such file; give a GeoTIFF path, 'synthetic' or KIND:PATH")
@@ -153,6 +168,12 @@ def run(
         if _rereadable(sample):
             sample.image = None  # read again when its tiles go: one image in memory at a time, not the set
         scenes.append(_Scene(sample))
+    if not scenes:  # else a run of no tiles, "accounted for", exit 0
+        raise ValueError(f"{source.describe().get('path') or source.kind}: the scene source has no samples "
+                         "(an empty data set or split role, or a limit of 0); nothing to run")
+    if land_masks is not None and str(land_masks) not in COASTLINES:
+        for s in scenes:  # a mask that cannot be used must not cost the run it would come after
+            sea_mask(s.sample, Path(land_masks))
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
                     modality, [s.sample.dtype for s in scenes])
     if fit["warnings"] and strict_fit:
@@ -258,6 +279,16 @@ def run(
     return RigResult(report, report_dir)
 
 
+def _tile_size(manifest: dict[str, Any], model: str | Path) -> int:
+    """The side of the model's square input: the rig's tiles are square (tile_grid, the owned
+    windows and the stitching take one size), and so are the runtime's models."""
+    height, width = manifest["input"]["shape"][2:4]
+    if height != width:
+        raise ValueError(f"{model}: the model's input is {height}x{width} (HxW); the rig streams square tiles "
+                         "only, valid: an input of shape [1, bands, N, N]")
+    return int(height)
+
+
 def _gsd(sample: Sample) -> float | None:
     return abs(sample.transform.a) if sample.units == "m" and sample.crs is not None and sample.crs.is_projected else None
 
@@ -285,14 +316,22 @@ def _scene_info(source: Source, scenes: list[_Scene]) -> dict[str, Any]:
 
 
 def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
-    """The sample's sea mask (True = sea) from ``folder/<stem>.png`` (0 = land), or None."""
+    """The sample's sea mask (True = sea) from ``folder/<stem>.png`` (0 = land), or None.
+
+    Raises:
+        ValueError: naming the file: unreadable, or of another size than the image.
+    """
     path = folder / f"{str(sample.name).split('/')[-1]}.png"
     if not path.is_file():
         return None
     import rasterio
+    from rasterio.errors import RasterioError
 
-    with rasterio.open(path) as src:
-        sea = src.read(1) > 0
+    try:
+        with rasterio.open(path) as src:
+            sea = src.read(1) > 0
+    except RasterioError as exc:
+        raise ValueError(f"{path}: not a readable sea/land mask: {exc}") from None
     if sea.shape != (sample.height, sample.width):
         raise ValueError(f"{path}: sea/land mask is {sea.shape}, the image is {(sample.height, sample.width)}")
     return sea

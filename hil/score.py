@@ -62,10 +62,37 @@ def pooled_scores(counts: list[dict[str, int]], objects: list[dict[str, Any]]) -
             "false_positives": n_pred - tp, "false_negatives": n_truth - tp, "n_predicted": n_pred, "n_truth": n_truth}
 
 
+def areal(geometries: list[BaseGeometry]) -> list[BaseGeometry]:
+    """``geometries`` made valid, each reduced to its areal part (an empty polygon if it has none).
+
+    GEOS refuses an overlay (intersection) of an invalid polygon, a self-intersecting "bowtie"
+    say, with a GEOSException: one such outline, in the truth or among the detections, would lose
+    a whole run at scoring. make_valid keeps the area of each lobe; the lines and points it may
+    leave (a spike, a collapsed ring) cover nothing, so they are dropped and cannot count in an IoU.
+    """
+    arr = np.asarray(geometries, dtype=object)
+    bad = ~shapely.is_valid(arr)
+    if not bad.any():
+        return list(geometries)
+    out = list(geometries)
+    for i in np.flatnonzero(bad).tolist():
+        fixed = shapely.make_valid(out[i])
+        if fixed.geom_type not in ("Polygon", "MultiPolygon"):
+            parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon")]
+            fixed = shapely.union_all(parts) if parts else shapely.Polygon()
+        out[i] = fixed
+    return out
+
+
 def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: float) -> dict[str, Any]:
-    """Greedy one-to-one matching by polygon IoU, best pairs first; a pair counts at IoU >= min_iou."""
+    """Greedy one-to-one matching by polygon IoU, best pairs first; a pair counts at IoU >= min_iou.
+
+    Invalid polygons on either side are matched by their valid areal form (:func:`areal`), so one
+    bad outline cannot stop the scoring of the rest.
+    """
     pairs: list[tuple[float, int, int]] = []
     if pred and truth:
+        pred, truth = areal(pred), areal(truth)
         tree = shapely.STRtree(truth)
         left, right = tree.query(pred, predicate="intersects")
         for i, j in zip(left.tolist(), right.tolist()):

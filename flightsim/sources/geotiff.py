@@ -5,7 +5,9 @@ either way both forms come back, so pixel and object scores use one truth. A Geo
 ``crs`` member (``{"type": "name", "properties": {"name": "EPSG:4326"}}``, what ``flightsim generate``
 writes) is reprojected from it to the scene's CRS; one without is taken to be in the scene's CRS. A
 truth that lies wholly outside the scene is an error, not an empty truth: RFC 7946 GeoJSON is lon/lat
-(EPSG:4326), and read as the scene's projected metres it would silently score nothing.
+(EPSG:4326), and read as the scene's projected metres it would silently score nothing. For the same
+reason a GeoJSON vessel must be a Polygon or MultiPolygon (a point or a line would score as a miss);
+an invalid polygon is made valid, as the COCO and DOTA readers do, so that scoring can overlay it.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
 
     Raises:
         ValueError: naming the file: missing, of another size than the scene, not a FeatureCollection,
-            with a crs member not understood, lying wholly outside the scene (both extents named), or
-            of a suffix other than those in ``TRUTH_SUFFIXES``.
+            with a geometry other than a Polygon or MultiPolygon (``AREAL_TYPES``), with a crs member
+            not understood, lying wholly outside the scene (both extents named), or of a suffix other
+            than those in ``TRUTH_SUFFIXES``. An invalid polygon is made valid, with a note.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,6 +56,7 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
             vessels = [shape(g) for g in geometries]
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}: not a GeoJSON FeatureCollection of polygons: {exc}") from None
+        _check_areal(path, vessels)
         crs = _geojson_crs(path, collection)
         if crs is not None and sample.crs is None:
             raise ValueError(f"{path}: truth is in {crs.to_string()} but the scene has no CRS; give the scene's "
@@ -60,10 +64,49 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
         if crs is not None and crs != sample.crs:
             vessels = [shape(transform_geom(crs, sample.crs, g)) for g in geometries]
             sample.notes.append(f"truth reprojected from {crs.to_string()} to the scene's {sample.crs.to_string()}")
+        vessels = _valid_vessels(vessels, sample)
         _check_inside(path, vessels, sample, crs)
         sample.vessels, sample.mask = vessels, vessels_to_mask(vessels, sample.transform, shape_hw)
         return sample
     raise ValueError(f"{path}: truth must be a mask GeoTIFF or a GeoJSON; valid: {list(TRUTH_SUFFIXES)}")
+
+
+#: GeoJSON geometry types a truth vessel may have: an outline with an area.
+AREAL_TYPES = ("Polygon", "MultiPolygon")
+
+
+def _check_areal(path: Path, vessels: list[Any]) -> None:
+    """Raise unless every truth geometry is a Polygon or MultiPolygon.
+
+    A Point or LineString has no area: scored by IoU it could never match a detection, so a file
+    of them would silently score every vessel a miss. A GeometryCollection is refused too (RFC 7946
+    discourages it): one of polygons is written as a MultiPolygon, and one mixing points or lines
+    in says nothing sure about a vessel's outline.
+    """
+    for i, v in enumerate(vessels):
+        if v.geom_type not in AREAL_TYPES:
+            raise ValueError(f"{path}: feature {i} is a {v.geom_type}; a truth vessel is an outline with an "
+                             f"area, valid geometry types: {list(AREAL_TYPES)}")
+
+
+def _valid_vessels(vessels: list[Any], sample: Sample) -> list[Any]:
+    """``vessels`` made valid (as the COCO and DOTA readers do), each kept one vessel with only its
+    areal part; a feature with no area left is dropped with a note.
+
+    An invalid outline (a self-intersecting "bowtie") makes GEOS refuse the overlays of scoring
+    (hil.score.match_objects) after the whole run; made valid here, it keeps its lobes' area.
+    """
+    out = []
+    for i, v in enumerate(vessels):
+        if not v.is_valid:
+            fixed = shapely.make_valid(v)
+            parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in AREAL_TYPES and g.area > 0]
+            v = shapely.union_all(parts) if parts else None
+            sample.notes.append(f"truth feature {i} was not a valid polygon: made valid" if v is not None
+                                else f"truth feature {i} has no area: left out")
+        if v is not None:
+            out.append(v)
+    return out
 
 
 def _geojson_crs(path: Path, collection: dict[str, Any]) -> CRS | None:

@@ -188,6 +188,48 @@ def test_geojson_truth_outside_the_scene_is_an_error(tmp_path: Path) -> None:
     assert int(open_source(str(scene), truth=tmp_path / "u.geojson")[0].mask.sum()) == 300
 
 
+def _truth_file(path: Path, geometries: list[dict[str, Any]], crs: str | None = None) -> Path:
+    member = {"crs": {"type": "name", "properties": {"name": crs}}} if crs else {}
+    path.write_text(json.dumps({"type": "FeatureCollection", **member, "features": [
+        {"type": "Feature", "geometry": g, "properties": {}} for g in geometries]}))
+    return path
+
+
+@pytest.mark.parametrize("crs", [None, "EPSG:32632"])
+def test_geojson_bowtie_truth_is_made_valid_and_scores(tmp_path: Path, crs: str | None) -> None:
+    """A self-intersecting truth polygon is made valid on read (as the COCO and DOTA readers do):
+    as read before, match_objects raised a GEOSException after the whole run. With a crs member the
+    reprojected geometry is the one made valid."""
+    from hil.score import match_objects
+
+    scene, t = _utm_scene(tmp_path)
+    corners = [t * (10, 20), t * (40, 30), t * (40, 20), t * (10, 30)]  # a bowtie over rows 20-29, columns 10-39
+    bowtie = {"type": "Polygon", "coordinates": [[list(c) for c in [*corners, corners[0]]]]}
+    s = open_source(str(scene), truth=_truth_file(tmp_path / "t.geojson", [bowtie], crs))[0]
+    assert len(s.vessels) == 1 and s.vessels[0].is_valid and s.vessels[0].geom_type == "MultiPolygon"
+    assert s.vessels[0].area == pytest.approx(0.5 * 30 * 10 * 4)  # two triangles: half the box, 2 m pixels
+    assert any("feature 0" in n and "made valid" in n for n in s.notes)
+    hull = box(*(t * (10, 30)), *(t * (40, 20)))
+    assert match_objects([hull], s.vessels, 0.5)["true_positives"] == 1
+
+
+@pytest.mark.parametrize("geometry", [
+    {"type": "Point", "coordinates": [600030.0, 4999950.0]},
+    {"type": "LineString", "coordinates": [[600020.0, 4999950.0], [600080.0, 4999950.0]]},
+    {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [600030.0, 4999950.0]}]},
+])
+def test_geojson_truth_without_an_area_is_refused(tmp_path: Path, geometry: dict[str, Any]) -> None:
+    """A point or a line can never match a detection by IoU: read as truth it scored every vessel a
+    miss, silently. It is refused, naming the file, the feature and the valid types."""
+    scene, t = _utm_scene(tmp_path)
+    hull = mapping(box(*(t * (10, 30)), *(t * (40, 20))))
+    path = _truth_file(tmp_path / "t.geojson", [hull, geometry])
+    with pytest.raises(ValueError, match=rf"t\.geojson: feature 1 is a {geometry['type']}.*'Polygon', 'MultiPolygon'"):
+        open_source(str(scene), truth=path)[0]
+    multi = {"type": "MultiPolygon", "coordinates": [hull["coordinates"]]}
+    assert int(open_source(str(scene), truth=_truth_file(tmp_path / "m.geojson", [multi]))[0].mask.sum()) == 300
+
+
 # --- 5. COCO errors ----------------------------------------------------------------------------------------
 
 

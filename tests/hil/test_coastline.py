@@ -78,3 +78,28 @@ def test_the_cli_takes_a_coastline_name_and_refuses_anything_else(tmp_path: Path
     assert main([*args, "--report", str(tmp_path / "a"), "--land-masks", "gshhg"]) == 0
     assert json.loads((tmp_path / "a" / "report.json").read_text())["f1"] == pytest.approx(1.0)
     assert main([*args, "--report", str(tmp_path / "b"), "--land-masks", "gshh"]) == 2
+
+
+@pytest.mark.parametrize("shore", [51.0, 52.0, 53.7, 57.5])  # the old lookup: 9, 8, 6, 2 px off
+def test_a_coarse_lookup_places_the_shore_within_half_a_step(monkeypatch: pytest.MonkeyPatch, shore: float) -> None:
+    """Looked up every ``step`` pixels, each block is looked up at its centre: the shore filled back
+    is off by at most step / 2 pixels (at each block's first pixel it was off by up to step - 1)."""
+    import hil.coastline
+    from flightsim.sources.base import Sample
+
+    class Straight:
+        """Land east of x = ``shore`` (a straight north-south coast), looked up as roaring-landmask is."""
+
+        def contains_many(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+            return lon > shore
+
+    monkeypatch.setattr(hil.coastline, "_landmask", lambda coastline: Straight())
+    # EPSG:4326 with x = column (pixel centres at column + 0.5): the lookups land where they are asked
+    sample = Sample("t", 100, 97, Affine(1.0, 0, 0, 0, -1.0, 80), rasterio.crs.CRS.from_epsg(4326), ["b"], "uint8")
+    exact = coastline_sea_mask(sample, "gshhg")
+    monkeypatch.setattr(hil.coastline, "MAX_LOOKUPS", 100)  # step 10
+    coarse = coastline_sea_mask(sample, "gshhg")
+    assert exact is not None and coarse is not None and coarse.shape == exact.shape == (100, 97)
+    first_land = lambda sea: int(np.argmin(sea[0]))  # noqa: E731
+    assert abs(first_land(coarse) - first_land(exact)) <= 5
+    assert (coarse != exact).sum() <= 5 * 100  # at most 5 columns of each row

@@ -205,3 +205,43 @@ def test_a_run_that_fails_midway_leaves_no_collector_running(tmp_path: Path, bri
         hil.run(scene, bright64, tmp_path / "out", truth=truth, window=-1)
     left = {t for t in threading.enumerate() if t.name == "collector" and t.is_alive()} - before
     assert not left
+
+
+def _non_square_bundle(out: Path, height: int = 64, width: int = 128, bands: int = 3) -> Path:
+    """A real IR of the brightness model (tests.conftest) taking a ``height`` x ``width`` input."""
+    import tempfile
+
+    import openvino as ov
+    from openvino import opset8 as ops
+
+    from runtime.bundle import write_bundle
+
+    x = ops.parameter([1, bands, height, width], np.float32, name="input")
+    conv = ops.convolution(x, ops.constant(np.full((1, bands, 1, 1), 10.0 / bands, np.float32)),
+                           [1, 1], [0, 0], [0, 0], [1, 1])
+    y = ops.sigmoid(ops.add(conv, ops.constant(np.full((1, 1, 1, 1), -5.0, np.float32))))
+    with tempfile.TemporaryDirectory() as tmp:
+        ov.save_model(ov.Model([y], [x], "wide"), Path(tmp) / "model.xml", compress_to_fp16=True)
+        xml, bin_ = (Path(tmp) / "model.xml").read_bytes(), (Path(tmp) / "model.bin").read_bytes()
+    write_bundle(out, xml, bin_, {
+        "name": "wide",
+        "input": {"shape": [1, bands, height, width], "layout": "NCHW", "bands": ["b"] * bands, "dtype": "float32",
+                  "normalization": {"where": "host", "mean": [0.0] * bands, "std": [255.0] * bands}},
+        "output": {"name": "vessel_probability", "shape": [1, 1, height, width], "threshold": 0.5,
+                   "activation": "sigmoid", "meaning": "probability that the pixel is a vessel"},
+        "numerics": {"weights": "fp16"}, "parameters": bands + 1})
+    return out
+
+
+def test_a_model_of_non_square_input_is_refused_before_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rig's tiles are square: a 64 x 128 model was tiled by its height alone (64 x 64 tiles,
+    every one of them rejected bad_shape), and the run reported as accounted for."""
+    import hil.rig
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a runtime was started for a model the rig cannot tile for")
+
+    monkeypatch.setattr(hil.rig, "RuntimeProcess", refuse)
+    scene, truth = _write_scene(tmp_path)
+    with pytest.raises(ValueError, match=r"wide: the model's input is 64x128 \(HxW\); the rig streams square tiles"):
+        hil.run(scene, _non_square_bundle(tmp_path / "wide"), tmp_path / "out", truth=truth)

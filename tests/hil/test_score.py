@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from shapely.geometry import box
+from shapely.geometry import Polygon, box
 
 from hil.score import match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores
 
@@ -35,6 +35,25 @@ def test_one_detection_spanning_two_ships_matches_at_most_one() -> None:
     truth = [box(0, 0, 10, 10), box(10, 0, 20, 10)]
     r = match_objects([box(0, 0, 20, 10)], truth, 0.3)  # IoU 0.5 with each
     assert r["true_positives"] == 1 and r["false_negatives"] == 1
+
+
+# A self-intersecting "bowtie": two triangles of 25 each, touching at (5, 5); GEOS refuses to
+# intersect it as it is (GEOSException: TopologyException).
+BOWTIE = Polygon([(0, 0), (10, 10), (10, 0), (0, 10)])
+
+
+@pytest.mark.parametrize("side", ["truth", "pred"])
+def test_an_invalid_polygon_on_either_side_is_matched_by_its_valid_area(side: str) -> None:
+    """One bad outline must not lose a run's scores: it is matched by the area of its lobes."""
+    assert not BOWTIE.is_valid
+    other = [box(0, 0, 10, 10), box(50, 50, 60, 60)]
+    pred, truth = ([BOWTIE], other) if side == "pred" else (other, [BOWTIE])
+    r = match_objects(pred, truth, 0.5)
+    assert r["true_positives"] == 1 and r["matched_mean_iou"] == pytest.approx(0.5)  # 50 of 100
+    assert r["n_predicted"] == len(pred) and r["n_truth"] == len(truth)
+    # a pure line left by make_valid covers nothing: it matches nothing, and does not raise
+    spike = Polygon([(0, 0), (10, 0), (10, 0), (20, 0), (0, 0)])
+    assert match_objects([spike], [box(0, 0, 10, 10)], 0.1)["true_positives"] == 0
 
 
 @pytest.mark.parametrize(("n_pred", "n_truth", "precision", "recall", "f1"), [

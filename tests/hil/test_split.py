@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,3 +90,108 @@ def test_land_masks_drop_detections_on_land_before_scoring(split_file: Path, tmp
     assert masked["land_masked"]["samples_with_a_mask"] == 1
     assert masked["land_masked"]["detections_dropped"] == 1 and masked["recall"] == 0.0 and masked["vessel_iou"] == 0.0
     assert main([*args, "--report", str(tmp_path / "typo"), "--land-masks", str(tmp_path / "no-such")]) == 2
+
+
+def _no_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make starting a runtime fail the test: the checks under test must come before it."""
+    import hil.rig
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a runtime was started before the input was checked")
+
+    monkeypatch.setattr(hil.rig, "RuntimeProcess", refuse)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda s: s.pop("source"), "no 'source'"),
+    (lambda s: s.pop("val"), r"no 'val' samples in the split file; roles present: \['train', 'test'\]"),
+    (lambda s: s.update(val=["3"]), "'val' must be a list of integer sample indices"),
+    (lambda s: s.update(val=3), "'val' must be a list of integer sample indices"),
+    (lambda s: s.update(val=[7]), r"val sample indices \[7\] are outside 0..4"),
+    (lambda s: s.update(val=[-1]), r"val sample indices \[-1\] are outside 0..4"),
+    (lambda s: s.update(names=["p0"]), "'names' must be an object"),
+])
+def test_a_split_file_of_the_wrong_shape_is_a_clear_error(split_file: Path, edit: Any, message: str) -> None:
+    """Not a KeyError, TypeError or IndexError traceback: a ValueError naming the file and the fault
+    (an index outside the set is caught before the names are compared, where it raised IndexError)."""
+    split = json.loads(split_file.read_text())
+    split["names"]["7"] = "p7"  # a name for the index out of range, which took it to source[7]
+    edit(split)
+    split_file.write_text(json.dumps(split))
+    with pytest.raises(ValueError, match=message) as err:
+        split_source(f"{split_file}:val")
+    assert str(split_file) in str(err.value)
+
+
+def test_the_cli_reports_a_bad_split_file_as_an_error_line(split_file: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    split_file.write_text(json.dumps({"source": json.loads(split_file.read_text())["source"], "train": [0]}))
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    assert main(["run", "--split", f"{split_file}:test", "--model", str(bundle), "--report", str(tmp_path / "o"),
+                 "--quiet"]) == 2
+    assert f"error: --split {split_file}: no 'test' samples in the split file; roles present: ['train']" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--limit", "1"], ["--truth", "t.geojson"], ["--gsd", "2"],
+                                    ["--origin", "0,0"], ["--crs", "EPSG:32632"]])
+def test_options_a_split_would_ignore_are_refused_with_it(split_file: Path, tmp_path: Path, option: list[str],
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The split file names the data set, its truth and samples: --limit, --truth and a georeference
+    given with --split were silently ignored (a run of every sample, scored on the set's truth)."""
+    _no_runtime(monkeypatch)
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    assert main(["run", "--split", f"{split_file}:val", "--model", str(bundle), "--report", str(tmp_path / "o"),
+                 "--quiet", *option]) == 2
+    assert f"error: {option[0]} cannot be given with --split" in capsys.readouterr().err
+    # hil.run refuses them with an opened source as well
+    import hil
+
+    with pytest.raises(ValueError, match="limit cannot be given with an opened source"):
+        hil.run(split_source(f"{split_file}:val"), bundle, tmp_path / "o2", limit=1)
+
+
+def test_a_source_with_no_samples_is_refused_before_the_run(split_file: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """It reported units "mixed", tiles_sent 0 and exit 0, as though a set had been scored."""
+    import hil
+    from flightsim.sources import Subset, open_source
+
+    _no_runtime(monkeypatch)
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    source = open_source(json.loads(split_file.read_text())["source"])
+    with pytest.raises(ValueError, match="the scene source has no samples"):
+        hil.run(Subset(source, [], role="val"), bundle, tmp_path / "o")
+    split = json.loads(split_file.read_text())
+    split["val"] = []
+    split_file.write_text(json.dumps(split))
+    with pytest.raises(ValueError, match=f"--split {split_file}: the 'val' role has no samples"):
+        split_source(f"{split_file}:val")
+
+
+@pytest.mark.parametrize("fault", ["shape", "unreadable"])
+def test_a_bad_land_mask_is_refused_before_the_run(split_file: Path, tmp_path: Path, fault: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mask of the wrong size, or a file rasterio cannot read, was found only at scoring, after
+    the whole run (the unreadable one as a raw RasterioIOError): each is a ValueError naming the
+    file, raised before a runtime starts."""
+    import hil
+
+    _no_runtime(monkeypatch)
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    masks = tmp_path / "sealand"
+    masks.mkdir()
+    if fault == "shape":
+        with rasterio.open(masks / "p3.png", "w", driver="PNG", height=32, width=64, count=1, dtype="uint8") as dst:
+            dst.write(np.full((1, 32, 64), 255, np.uint8))
+        message = r"p3\.png: sea/land mask is \(32, 64\), the image is \(64, 64\)"
+    else:
+        (masks / "p3.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+        message = r"p3\.png: not a readable sea/land mask"
+    with pytest.raises(ValueError, match=message):
+        hil.run(split_source(f"{split_file}:val"), bundle, tmp_path / "o", land_masks=masks)
