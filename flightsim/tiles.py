@@ -1,4 +1,4 @@
-"""Tiles as the payload sees them, and the tiler that cuts them out of a GeoTIFF scene."""
+"""Tiles as the payload sees them, and the tiler that cuts them out of a scene (a source sample or a file)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import rasterio
 from affine import Affine
-from rasterio.windows import Window
 
 from runtime.protocol import TileHeader, encode_tile
 
@@ -128,20 +126,18 @@ def tile_sample(sample: Sample, size: int, overlap: int = 0, band_index: list[in
 
 
 def tile_scene(path: str | Path, size: int, scene_id: str | None = None) -> Iterator[Tile]:
-    """Read a GeoTIFF window by window (never the whole scene at once) and yield its tiles."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such scene file")
-    with rasterio.open(path) as src:
-        if src.dtypes[0] not in ("uint8", "uint16"):
-            raise ValueError(f"{path}: pixels are {src.dtypes[0]}; a payload sends uint8 or uint16 counts")
-        crs = src.crs.to_string() if src.crs else None
-        bands = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
-        scene_id = scene_id or path.stem
-        for seq, (row, col, h, w) in enumerate(tile_grid(src.height, src.width, size)):
-            window = Window(col, row, w, h)
-            yield Tile(
-                scene_id=scene_id, tile_id=f"{scene_id}/r{row}c{col}", seq=seq,
-                pixels=src.read(window=window), transform=src.window_transform(window),
-                crs=crs, window=(row, col, h, w), bands=bands,
-            )
+    """The tiles of one image file (``python -m flightsim stream``), a GeoTIFF read window by window
+    (never the whole scene at once).
+
+    The file is read as every source reads it (:func:`flightsim.sources.base.read_image`: alpha band
+    dropped, palette indices expanded, the same band names) and cut by :func:`tile_sample`, so the
+    stream command and ``hil run`` send identical tiles of one file; every window of the grid is one
+    tile. ``scene_id`` defaults to the file's stem.
+
+    Raises:
+        ValueError: naming the file, if it is missing, unreadable or not uint8/uint16 counts.
+    """
+    from flightsim.sources.base import Georef, read_image  # flightsim.sources imports nothing of this module
+
+    sample = read_image(Path(path), Georef())
+    yield from tile_sample(sample, size, scene_id=scene_id or sample.name)

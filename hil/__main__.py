@@ -104,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, help=f"seed of a synthetic scene (default {cfg.synthetic_seed})")
     run.add_argument("--truth", type=Path, help="mask GeoTIFF or vessel GeoJSON for a GeoTIFF scene")
     run.add_argument("--limit", type=int, help="at most this many images of a data set")
-    run.add_argument("--gsd", type=float, help="metres per pixel for images without a georeference")
-    run.add_argument("--origin", type=lambda t: _floats(t, 2, "--origin"), help="X,Y map coordinates of the upper-left corner")
-    run.add_argument("--crs", help="CRS of --gsd/--origin (EPSG:... or WKT); without it, a local metric plane")
+    run.add_argument("--gsd", type=float, help="metres per pixel: for images without a georeference, or in place of an image's own pixel size (its origin and CRS kept)")
+    run.add_argument("--origin", type=lambda t: _floats(t, 2, "--origin"), help="X,Y map coordinates of the upper-left corner (in place of an image's own)")
+    run.add_argument("--crs", help="CRS of --gsd/--origin (EPSG:... or WKT); without it an image keeps its own CRS, and one without a CRS given --gsd goes on a local metric plane")
     run.add_argument("--bands", type=lambda t: [int(float(v)) for v in _floats(t, len(t.split(",")), "--bands")],
                      help="1-based source bands feeding the model's bands, e.g. 1,1,1 (default: by count, name, or repeat)")
     run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg.overlap_px})")

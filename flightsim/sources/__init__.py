@@ -27,7 +27,7 @@ SOURCES: dict[str, str] = {
     "hrsid-mini": "images/<stem>.jpg + masks/<stem>.png, ship = green > 127",
     "hrsid-official": "data/<stem>.png + data/<stem>_instance_color_RGB.png, ship = red > 0",
     "coco": "COCO JSON (file, or every *.json under a folder): RLE or polygon segmentation",
-    "sen2ships": "COCO per port (as coco), Sentinel-2 RGBA PNG, 10 m unless --gsd",
+    "sen2ships": "COCO per port (as coco), Sentinel-2 RGBA PNG, 10 m unless --gsd or the file says",
     "hrsc2016": "AllImages/ + Annotations/*.xml (rotated boxes) + Segmentations/*.png",
     "dota": "images/ + labelTxt/*.txt quadrilaterals, category 'ship'",
     "airbus": "images (train_v2/) + CSV of run-length masks (ImageId, EncodedPixels)",
@@ -122,9 +122,9 @@ def open_source(spec: str | list[str] | tuple[str, ...], *, truth: str | Path | 
     if kind == "coco":
         return CocoSource(rest, georef=georef, limit=limit)
     if kind == "sen2ships":
-        if not georef.given:
-            georef = Georef(gsd=DEFAULTS["sources"]["sen2ships_gsd_m"])
-        source = CocoSource(rest, georef=georef, limit=limit)
+        # The kind's gsd is a default: it yields to the user's --gsd and to a file's own geotransform,
+        # and survives a --crs or --origin given alone.
+        source = CocoSource(rest, georef=georef, limit=limit, default_gsd=DEFAULTS["sources"]["sen2ships_gsd_m"])
         source.kind = "sen2ships"
         return source
     if kind == "hrsc2016":

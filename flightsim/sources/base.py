@@ -6,12 +6,18 @@ map coordinates), its georeference and the units its measurements are in. Every 
 this package (GeoTIFF, mask folders, COCO, HRSC2016, DOTA, Airbus, synthetic) turns its files into
 these samples, so everything downstream (the tiler, the rig, the scorer, training) sees one shape
 of data whatever the file format was.
+
+Length: one module because the interface (``Georef``, ``Sample``, ``Source`` and the ``Subset`` and
+``Concat`` of sources) and the readers every format shares (``read_image`` and its georeference, palette
+and alpha rules, the mask and polygon helpers) are one contract: a format module, the tiler and the
+search all read it together, and splitting it would spread one rule over several files.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +43,14 @@ UNITS = ("m", "px")
 
 @dataclass
 class Georef:
-    """Georeferencing given by the user for images that have none (``--gsd``, ``--origin``, ``--crs``).
+    """Georeferencing given by the user (``--gsd``, ``--origin``, ``--crs``), for images that have none
+    or to override the parts given of one they have.
 
     ``gsd`` is metres (map units) per pixel, ``origin`` the map x, y of the upper-left corner of
-    each image, ``crs`` anything ``rasterio.crs.CRS.from_user_input`` reads. A ``gsd`` without a
-    ``crs`` puts the image on a local metric plane (``[sources] local_crs``): lengths and areas come
-    out in metres, positions mean nothing on the Earth.
+    each image, ``crs`` anything ``rasterio.crs.CRS.from_user_input`` reads. Each part given wins and
+    each part not given keeps what the image (or its data set) says (:meth:`resolve`). A ``gsd``
+    without a ``crs``, on an image without one, puts it on a local metric plane (``[sources]
+    local_crs``): lengths and areas come out in metres, positions mean nothing on the Earth.
     """
 
     gsd: float | None = None
@@ -62,22 +70,38 @@ class Georef:
     def given(self) -> bool:
         return self.gsd is not None or self.origin is not None or self.crs is not None
 
-    def resolve(self, transform: Affine | None, crs: CRS | None) -> tuple[Affine, CRS | None]:
+    def resolve(self, transform: Affine | None, crs: CRS | None,
+                gsd: float | None = None) -> tuple[Affine, CRS | None]:
         """The transform and CRS to use for an image whose own are ``transform`` and ``crs``.
 
-        The user's values win; an image with neither its own nor the user's gets the pixel grid
-        (identity transform, no CRS: measurements in pixels).
+        ``gsd`` is the metres per pixel the image's data set states for it where the image itself has
+        no georeference (DOTA's ``gsd:`` line, HRSC's ``Img_Resolution``, a kind's default such as
+        sen2ships' 10 m). Each part is filled on its own, so that giving one never throws away what is
+        known of the others: the gsd is the user's, else the image's own transform's, else ``gsd``, else
+        1; the origin the user's, else the own transform's, else (0, 0); the CRS the user's, else the
+        image's own, else ``[sources] local_crs`` where a gsd in metres is known (the user's or
+        ``gsd``), else none. A transform without a CRS is used only with a CRS the user gives: on its
+        own its units are unknown. An image with no georeference and nothing given stays on the pixel
+        grid (identity transform, no CRS: measurements in pixels).
         """
-        if not self.given:
+        if crs is None and self.crs is None:
+            transform = None  # a geotransform without a CRS: units unknown, the pixel grid is honest
+        if not self.given and gsd is None:
             if crs is not None and transform is not None:
                 return transform, crs
             return Affine.identity(), None
-        gsd = self.gsd if self.gsd is not None else (abs(transform.a) if transform and crs else 1.0)
-        ox, oy = self.origin if self.origin is not None else (0.0, 0.0)
-        user_crs = self.crs or (DEFAULTS["sources"]["local_crs"] if self.gsd is not None else None)
-        if user_crs is None and crs is not None:
-            user_crs = crs.to_string()
-        return Affine(gsd, 0.0, ox, 0.0, -gsd, oy), CRS.from_user_input(user_crs) if user_crs else None
+        fallback = gsd if gsd is not None else 1.0
+        out = transform if transform is not None else Affine(fallback, 0.0, 0.0, 0.0, -fallback, 0.0)
+        if self.gsd is not None:
+            out = Affine(self.gsd, 0.0, out.c, 0.0, -self.gsd, out.f)
+        if self.origin is not None:
+            out = Affine(out.a, out.b, self.origin[0], out.d, out.e, self.origin[1])
+        if self.crs is not None:
+            return out, CRS.from_user_input(self.crs)
+        if crs is not None:
+            return out, crs
+        metric = self.gsd is not None or gsd is not None
+        return out, CRS.from_user_input(DEFAULTS["sources"]["local_crs"]) if metric else None
 
 
 def units_of(crs: CRS | None) -> str:
@@ -153,8 +177,9 @@ class Sample:
                 from rasterio.enums import Resampling
 
                 indexes = [i + 1 for i in self.band_index] if self.band_index else None
-                img = src.read(indexes, out_shape=(self.count, self.height // factor, self.width // factor),
-                               resampling=Resampling.average).astype(np.float32)
+                # At least one pixel a side: a strip far longer than wide would decimate to nothing.
+                out_shape = (self.count, max(1, self.height // factor), max(1, self.width // factor))
+                img = src.read(indexes, out_shape=out_shape, resampling=Resampling.average).astype(np.float32)
         else:
             img = self.read()[:, ::factor, ::factor].astype(np.float32)
         img = img[:3] if img.shape[0] >= 3 else np.repeat(img[:1], 3, axis=0)
@@ -166,7 +191,7 @@ class Source(Sequence[Sample]):
     """A sequence of samples, loaded one at a time on access.
 
     Subclasses set ``name`` and implement ``__len__`` and :meth:`_load`. ``georef`` applies to images
-    without a georeference of their own (and overrides one where given).
+    without a georeference of their own, and overrides the parts it gives of one they have.
     """
 
     #: The format's name, as ``--scene KIND:PATH`` spells it.
@@ -219,12 +244,15 @@ def _open(path: Path) -> Any:
             raise ValueError(f"{path}: not a readable image: {exc}") from None
 
 
-def read_image(path: Path, georef: Georef, name: str | None = None) -> Sample:
+def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float | None = None,
+               gsd_from: str = "its data set") -> Sample:
     """An image file (GeoTIFF, PNG, JPEG, BMP: anything GDAL reads) as a sample without truth.
 
     An alpha band is left out (it is not a measurement) and the note says so. A palette image's
     indices are expanded through its colour table (one grey band, or RGB) and the note says so. Pixels
-    must be uint8 or uint16 counts, what a payload sends.
+    must be uint8 or uint16 counts, what a payload sends. The georeference is :meth:`Georef.resolve`'s:
+    ``gsd`` (metres per pixel stated by the image's data set, ``gsd_from`` saying where, for the note)
+    fills in where neither the user nor the file's own geotransform gives one.
     """
     if not path.is_file():
         raise ValueError(f"{path}: no such image file")
@@ -239,10 +267,16 @@ def read_image(path: Path, georef: Georef, name: str | None = None) -> Sample:
         names = [src.descriptions[i] or (interp[i] if interp[i] not in ("undefined", "gray") else f"band{i + 1}")
                  for i in keep]
         own_crs = src.crs
-        transform, crs = georef.resolve(src.transform if own_crs else None, own_crs)
+        # GDAL reports the identity for a file without a geotransform (PNG, JPEG): that is no transform.
+        # One without a CRS still goes to resolve, which keeps it when the user gives the CRS.
+        own_transform = src.transform if own_crs is not None or not src.transform.is_identity else None
+        transform, crs = georef.resolve(own_transform, own_crs, gsd)
+        kept_own = own_transform is not None and (own_crs is not None or georef.crs is not None)
         if georef.given:
             notes.append(f"georeference given by the user: transform {tuple(transform)[:6]}, crs {crs}")
-        elif crs is None:
+        if gsd is not None and georef.gsd is None and not kept_own:
+            notes.append(f"gsd {gsd} m from {gsd_from}")
+        elif crs is None and not georef.given:
             notes.append("no georeference: pixel grid, measurements in pixels")
         palette = None
         if interp[0] == "palette":
@@ -339,8 +373,12 @@ class Subset(Source):
     def __init__(self, source: Source, indices: Sequence[int], role: str = "subset"):
         bad = [i for i in indices if not 0 <= int(i) < len(source)]
         if bad:
-            raise ValueError(f"sample indices {bad} are outside 0..{len(source) - 1} of {source.describe()['path']}")
-        super().__init__(source.root, source.georef)
+            where = source.describe().get("path") or source.kind  # a synthetic source has no path
+            raise ValueError(f"sample indices {bad} are outside 0..{len(source) - 1} of {where}")
+        # Not Source.__init__: the source was checked when it was opened, and a synthetic one has no
+        # root to check (its root is None).
+        self.root, self.georef, self.limit = source.root, source.georef, None
+        self.skipped = source.skipped
         self.source, self.indices, self.role = source, [int(i) for i in indices], role
         self.kind = source.kind
 
@@ -356,8 +394,12 @@ class Subset(Source):
 
 class Concat(Source):
     """Several sources one after the other (ssdd chips, then hrsid tiles, say): sample ``i`` of
-    part ``k`` is sample ``offset(k) + i`` here. Each sample's name is prefixed with its part's kind
-    so that names stay unique across parts."""
+    part ``k`` is sample ``offset(k) + i`` here.
+
+    Each sample's name is prefixed with its part's :attr:`prefixes` entry so that names (and so tile
+    ids) stay unique across parts: the part's kind (``coco/000633``, the form split files record), and
+    where several parts share a kind (two COCO sets whose stems coincide) the kind with the part's
+    1-based position in the list (``coco.1/0001``, ``coco.3/0001``)."""
 
     kind = "concat"
 
@@ -367,6 +409,8 @@ class Concat(Source):
         # A synthetic part has no folder: the concatenation's root is the first part's that has one.
         super().__init__(next((p.root for p in parts if p.root is not None), Path(".")), parts[0].georef)
         self.parts = list(parts)
+        kinds = Counter(p.kind for p in self.parts)
+        self.prefixes = [p.kind if kinds[p.kind] == 1 else f"{p.kind}.{k + 1}" for k, p in enumerate(self.parts)]
         self.offsets = [0]
         for part in self.parts:
             self.offsets.append(self.offsets[-1] + len(part))
@@ -384,7 +428,7 @@ class Concat(Source):
     def _load(self, index: int) -> Sample:
         k = self.part_of(index)
         sample = self.parts[k][index - self.offsets[k]]
-        sample.name = f"{self.parts[k].kind}/{sample.name}"
+        sample.name = f"{self.prefixes[k]}/{sample.name}"
         return sample
 
     def describe(self) -> dict[str, Any]:

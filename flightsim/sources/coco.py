@@ -10,6 +10,11 @@ No annotation leaves the truth unsaid: one without segmentation (a box-only expo
 nothing else is left); an outline that covers no pixel centre is drawn with every pixel it touches.
 Each sample's ``notes`` count these adaptations, and the annotations left out (other categories,
 crowd regions), so that a report can say what the truth is made of.
+
+Length: one module because the RLE codec, the per-annotation rules and the file index with its
+checks are one reading of one format: a malformed file must fail with a ValueError naming the file
+and the field wherever in that reading the fault shows, and the rules are easiest to keep consistent
+side by side.
 """
 
 from __future__ import annotations
@@ -29,14 +34,27 @@ from flightsim.sources.base import Georef, Sample, Source, mask_to_vessels, read
 
 
 def decode_rle_counts(counts: str) -> list[int]:
-    """The run lengths of a compressed COCO RLE string (pycocotools ``rleFrString``)."""
+    """The run lengths of a compressed COCO RLE string (pycocotools ``rleFrString``).
+
+    Raises:
+        ValueError: for a character outside the encoding's 64 (``0``..``o``) or a string that ends in
+            the middle of a count (a truncated export).
+    """
     out: list[int] = []
     p = 0
-    data = counts.encode("ascii")
+    try:
+        data = counts.encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("compressed RLE counts must be ASCII characters '0'..'o'") from None
     while p < len(data):
         x, k, more = 0, 0, True
         while more:
+            if p >= len(data):
+                raise ValueError(f"compressed RLE counts end in the middle of a count (after {len(out)} counts): "
+                                 "the string is truncated")
             c = data[p] - 48
+            if not 0 <= c < 64:
+                raise ValueError(f"compressed RLE counts hold {chr(data[p])!r}; valid characters are '0'..'o'")
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
             p += 1
@@ -196,6 +214,19 @@ def _has_folder(file_name: str) -> bool:
     return not p.is_absolute() and len(p.parts) > 1
 
 
+def _kind(value: Any) -> str:
+    """What a JSON value is, in words: ``null``, a string, a list, ..."""
+    return {type(None): "null", bool: "a boolean", str: "a string", list: "a list", dict: "an object",
+            int: "a number", float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _check_id(path: Path, entry: str, field: str, value: Any) -> None:
+    """Raise unless ``value`` can be a COCO id (an integer, or a string as some exporters write)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"{path}: {entry} has {field} {value!r} ({_kind(value)}); "
+                         "a COCO id is an integer (or a string)")
+
+
 def _count(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -204,10 +235,12 @@ class CocoSource(Source):
     """Every annotated image of one COCO JSON, or of every ``*.json`` under a folder (one per port in
     sen2ships).
 
-    ``categories`` keeps annotations of these category names; None keeps the categories whose name
-    contains one of :data:`VESSEL_WORDS` where a file has such names, else every category. Crowd
-    regions (``iscrowd=1``) are left out where a file also has single instances (``iscrowd=0``); a file
-    that marks every annotation as a crowd (sen2ships, whose exporter tags each RLE so) keeps them.
+    ``default_gsd`` (metres per pixel) is the images' gsd where neither the user nor an image's own
+    geotransform gives one (sen2ships' 10 m). ``categories`` keeps annotations of these category
+    names; None keeps the categories whose name contains one of :data:`VESSEL_WORDS` where a file has
+    such names, else every category. Crowd regions (``iscrowd=1``) are left out where a file also has
+    single instances (``iscrowd=0``); a file that marks every annotation as a crowd (sen2ships, whose
+    exporter tags each RLE so) keeps them.
 
     A sample is named by its file stem; where the stem is not unique, or the ``file_name`` has a
     folder, by its path relative to the folder read (without suffix, or with it if that still clashes),
@@ -218,8 +251,10 @@ class CocoSource(Source):
     kind = "coco"
 
     def __init__(self, root: str | Path, categories: list[str] | None = None, georef: Georef | None = None,
-                 limit: int | None = None):
+                 limit: int | None = None, default_gsd: float | None = None):
         super().__init__(root, georef, limit)
+        # Metres per pixel where neither the user nor an image's own geotransform says (sen2ships: 10 m).
+        self.default_gsd = default_gsd
         files = [self.root] if self.root.is_file() else sorted(self.root.rglob("*.json"))
         if not files:
             raise ValueError(f"{self.root}: no COCO .json files")
@@ -253,9 +288,17 @@ class CocoSource(Source):
             raise ValueError(f"{path}: not JSON: {exc}") from None
         try:
             images, annotations, cats = coco["images"], coco["annotations"], coco["categories"]
-            names = {c["id"]: str(c["name"]) for c in cats}
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a COCO file (images, annotations, categories): missing {exc}") from None
+        for key, value in (("images", images), ("annotations", annotations), ("categories", cats)):
+            if not isinstance(value, list):
+                raise ValueError(f"{path}: {key} is {_kind(value)}; a COCO file's {key} is a list (empty if none)")
+        # Ids are dict keys and set members below: a list or an object there would be a raw TypeError.
+        for n, c in enumerate(cats, start=1):
+            if not isinstance(c, dict) or "id" not in c or "name" not in c:
+                raise ValueError(f"{path}: categories entry {n} is not an object with an id and a name")
+            _check_id(path, f"category entry {n}", "id", c["id"])
+        names = {c["id"]: str(c["name"]) for c in cats}
         keep, category_note = self._keep_categories(path, names)
         by_image: dict[Any, list[dict[str, Any]]] = {}
         left_out: dict[Any, Counter[str]] = {}
@@ -263,12 +306,22 @@ class CocoSource(Source):
             for key in ("id", "file_name"):
                 if not isinstance(im, dict) or key not in im:
                     raise ValueError(f"{path}: image entry {n} has no {key}")
+            _check_id(path, f"image entry {n}", "id", im["id"])
+            if not isinstance(im["file_name"], str) or not im["file_name"]:
+                raise ValueError(f"{path}: image entry {n} (id {im['id']!r}) has file_name {json.dumps(im['file_name'])}; "
+                                 "it must be the image's path, a non-empty string")
+            for key in ("height", "width"):
+                value = im.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise ValueError(f"{path}: image {im['file_name']!r} has {key} {value!r} ({_kind(value)}); "
+                                     f"a COCO {key} is a number of pixels, or absent")
             by_image[im["id"]], left_out[im["id"]] = [], Counter()
         crowds_are_regions = any(isinstance(a, dict) and not a.get("iscrowd") for a in annotations)
         for n, a in enumerate(annotations, start=1):
             for key in ("image_id", "category_id"):
                 if not isinstance(a, dict) or key not in a:
                     raise ValueError(f"{path}: annotation entry {n} has no {key}")
+                _check_id(path, f"annotation {a.get('id', f'entry {n}')!r}", key, a[key])
             if a["image_id"] not in by_image:
                 raise ValueError(f"{path}: annotation {a.get('id', f'entry {n}')} refers to image_id "
                                  f"{a['image_id']!r}, which no image has")
@@ -330,7 +383,8 @@ class CocoSource(Source):
     def _load(self, index: int) -> Sample:
         path, im, annotations = self.items[index]
         file, name = self.files[index], self.names[index]
-        sample = read_image(file, self.georef, name=name)
+        sample = read_image(file, self.georef, name=name, gsd=self.default_gsd,
+                            gsd_from=f"the default of {self.kind} sources")
         if name != file.stem:
             sample.notes.append(f"named by its path {name!r}: its file stem {file.stem!r} is not unique or its "
                                 "file_name has a folder")

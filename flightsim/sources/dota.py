@@ -2,12 +2,13 @@
 
 A label line is ``x1 y1 x2 y2 x3 y3 x4 y4 category difficult`` in pixels; the optional first lines
 ``imagesource:...`` and ``gsd:<metres>`` (or ``gsd:null``) are metadata. Only ``categories``
-(default ``["ship"]``) are vessels. A numeric ``gsd`` line, when the user gave no ``--gsd``, puts
-the image on a local metric plane.
+(default ``["ship"]``) are vessels. A numeric ``gsd`` line, when neither the user (``--gsd``) nor the
+image's own georeference gives the gsd, is the image's: with no CRS either, on a local metric plane.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import shapely
@@ -38,6 +39,8 @@ def parse_dota_labels(path: Path, categories: list[str]) -> tuple[list[Polygon],
                 gsd = float(value) if value.lower() not in ("null", "none", "") else None
             except ValueError:
                 raise ValueError(f"{path}:{n}: gsd {value!r} is not a number or null") from None
+            if gsd is not None and not (math.isfinite(gsd) and gsd > 0):
+                raise ValueError(f"{path}:{n}: gsd {value!r} must be a positive number of metres per pixel, or null")
             continue
         parts = line.split()
         if len(parts) not in (9, 10):
@@ -76,9 +79,7 @@ class DotaSource(Source):
                       if (self.root / "images" / f"{label.stem}{s}").is_file()), None)
         if image is None:
             raise ValueError(f"{label}: its image {label.stem}.* is not in {self.root / 'images'}")
-        georef = self.georef if self.georef.given or gsd is None else Georef(gsd=gsd)
-        sample = read_image(image, georef)
-        if georef is not self.georef:
-            sample.notes.append(f"gsd {gsd} m from {label.name}")
+        # The label's gsd fills in only what neither the user nor the image's own georeference gives.
+        sample = read_image(image, self.georef, gsd=gsd, gsd_from=label.name)
         sample.notes.append(f"truth: {len(polys)} quadrilaterals of {self.categories}, rasterized for the mask")
         return with_truth_from_pixels(sample, polys)

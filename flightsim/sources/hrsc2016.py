@@ -5,7 +5,8 @@
 in pixels and angle in radians), and, for part of the images, ``Segmentations/<id>.png`` whose
 nonzero pixels are ships. The vessels are the rotated boxes; the mask is the segmentation where it
 exists, else the rasterized boxes (the note says which). ``Img_Resolution`` (metres per pixel),
-when the XML has it and the user gave no ``--gsd``, puts the image on a local metric plane.
+when the XML has it and neither the user (``--gsd``) nor the image's own georeference gives the gsd,
+is the image's: with no CRS either, on a local metric plane.
 """
 
 from __future__ import annotations
@@ -86,16 +87,16 @@ class HRSC2016Source(Source):
     def _load(self, index: int) -> Sample:
         xml = self.annotations[index]
         boxes, fields = parse_hrsc_xml(xml)
-        georef = self.georef
-        resolution = fields.get("Img_Resolution")
-        if not georef.given and resolution:
-            try:
-                georef = Georef(gsd=float(resolution))
-            except ValueError:
-                georef = self.georef
-        sample = read_image(self._image_for(xml, fields), georef)
-        if georef is not self.georef:
-            sample.notes.append(f"gsd {georef.gsd} m from Img_Resolution in {xml.name}")
+        # Img_Resolution fills in only what neither the user nor the image's own georeference gives;
+        # one that is not a positive number is ignored, as a missing one is.
+        try:
+            resolution: float | None = float(fields.get("Img_Resolution") or "nan")
+        except ValueError:
+            resolution = None
+        if resolution is not None and not (math.isfinite(resolution) and resolution > 0):
+            resolution = None
+        sample = read_image(self._image_for(xml, fields), self.georef, gsd=resolution,
+                            gsd_from=f"Img_Resolution in {xml.name}")
         for key, size in (("Img_SizeWidth", sample.width), ("Img_SizeHeight", sample.height)):
             if fields.get(key) and fields[key].isdigit() and int(fields[key]) != size:
                 raise ValueError(f"{xml}: {key} is {fields[key]}, the image is {size}")

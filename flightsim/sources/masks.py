@@ -47,10 +47,12 @@ class MaskFolderSource(Source):
                 raise ValueError(f"unknown mask-folder layout {layout!r}; valid: {sorted(LAYOUTS)}")
             self.kind, layout = layout, LAYOUTS[layout]
         self.layout = layout
-        # The root may be the data set's folder or the image folder itself.
+        # The root may be the data set's folder or the image folder itself; in the latter case the
+        # mask folder is its sibling (hrsid-mini's images/ beside masks/), so look in its parent too.
         image_dir = self.root / layout.images
         self.image_dir = image_dir if image_dir.is_dir() else self.root
-        self.mask_dir = self.root / layout.mask_dir if (self.root / layout.mask_dir).is_dir() else self.image_dir
+        bases = [self.root] if image_dir.is_dir() else [self.root, self.root.parent]
+        self.mask_dir = next((b / layout.mask_dir for b in bases if (b / layout.mask_dir).is_dir()), self.image_dir)
         self.images = sorted(p for p in self.image_dir.glob(layout.image_glob)
                              if not p.stem.endswith(layout.exclude or ("\0",)))
         if not self.images:

@@ -18,6 +18,8 @@ class SyntheticSource(Source):
         self.georef = georef or Georef()
         if self.georef.given:
             raise ValueError("a synthetic scene has its own georeference; --gsd goes to the generator as gsd=")
+        if limit is not None and limit < 1:  # as Source.__init__, which this one does not call (no root)
+            raise ValueError(f"limit must be a positive number of samples, got {limit}")
         self.limit, self.skipped = limit, []
         if not seeds:
             raise ValueError("synthetic source needs at least one seed")

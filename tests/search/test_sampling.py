@@ -106,7 +106,7 @@ def test_a_list_of_sources_is_split_set_by_set(tmp_path: Path, tiny_cfg: dict[st
     specs = [f"hrsid-mini:{tmp_path / 'a'}", f"hrsid-mini:{tmp_path / 'b'}"]
     source = open_source(specs)
     assert isinstance(source, Concat) and len(source) == 15 and source.part_of(5) == 1
-    assert source[5].name == "hrsid-mini/p0"
+    assert (source[0].name, source[5].name) == ("hrsid-mini.1/p0", "hrsid-mini.2/p0")  # a kind twice: unique names
     cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": specs}}
     data = prepare_data(cfg, tmp_path / "data")
     split = json.loads((tmp_path / "data" / "split.json").read_text())
