@@ -164,9 +164,11 @@ def _probe(args: argparse.Namespace, cfg: dict) -> int:
     for field, seen in result["numerics"].items():
         print(f"  {field:20s} {seen['value']}")
     semantics = result["interpolate_semantics"]
-    print(f"  {'interpolate':20s} " + ("every probed setting as written" if semantics is None else
-          f"native nearest {semantics['native_nearest']}, native linear {semantics['native_linear']}, "
-          f"others -> {semantics['remap_nearest']} / {semantics['remap_linear']}"))
+    print(f"  {'interpolate':20s} " + ("every probed setting as written" if semantics is None or semantics.get("honour_all")
+                                        else f"native nearest {semantics['native_nearest']}, native linear "
+                                             f"{semantics['native_linear']}, others -> {semantics.get('remap_nearest')} / "
+                                             f"{semantics.get('remap_linear')}")
+          + (f"; modes {semantics['supported_modes']}" if semantics and semantics.get("supported_modes") else ""))
     print(f"  sigmoid max error {result['sigmoid']['max_abs_error']:.3g} "
           f"(exact value rounded: {result['sigmoid']['max_abs_error_of_exact_rounded']:.3g})")
     print("matches: " + (", ".join(result["matches"]) or "no known profile"))

@@ -89,14 +89,21 @@ VALUE_PRESERVING = frozenset({
     "ReduceMax", "ReduceMin", "ShuffleChannels", "Pad",
 })
 
-#: Input ports that carry values (data or weights) rather than shapes, axes, scales or bounds.
-#: Port 0 of any other op is a value port; its other ports are not (Interpolate scales, Reshape
-#: shapes, ...), so floating constants there keep their exact values.
-VALUE_PORTS: dict[str, tuple[int, ...] | None] = {  # None: every port
-    "Add": None, "Subtract": None, "Multiply": None, "Divide": None, "Maximum": None, "Minimum": None,
-    "Power": None, "SquaredDifference": None, "Convolution": None, "GroupConvolution": None,
-    "ConvolutionBackpropData": (0, 1), "GroupConvolutionBackpropData": (0, 1), "MatMul": None,
-    "Concat": None, "PRelu": None, "Select": (1, 2), "Pad": (0, 3), "ShapeOf": (),
+#: Input ports that carry values (data or weights) rather than shapes, axes, scales or bounds, for
+#: the ops that have floating inputs of the second kind. Every port of any other op is a value port:
+#: on the target every tensor an op reads is stored in the format (BatchNormInference's gamma and
+#: beta, Swish's beta, FakeQuantize's ranges, ...), and the ports that are parameters rather than
+#: tensors are almost all integer (Reshape shapes, axes, indices), which are never projected. A
+#: floating parameter port must be listed here, or its constants are rounded as values would be.
+VALUE_PORTS: dict[str, tuple[int, ...]] = {
+    "ConvolutionBackpropData": (0, 1), "GroupConvolutionBackpropData": (0, 1),  # 2: output shape
+    "Select": (1, 2), "Pad": (0, 3), "ShapeOf": (),
+    # scales (v4 port 2, v11 port 1) are resize ratios the plugin reads at compile time
+    "Interpolate": (0,),
+    # start, stop and step: arguments of a generator, not tensors the target stores
+    "Range": (),
+    # the IoU and score thresholds and soft-NMS sigma are parameters of the op (ports 2 to 5)
+    "NonMaxSuppression": (0, 1),
 }
 
 #: Limits of the emulation itself, whatever the profile (target-specific ones are profile caveats).
@@ -254,18 +261,23 @@ def _value_targets(output: Output) -> list[Any]:
     targets = []
     for target in output.get_target_inputs():
         op = target.get_node().get_type_name()
-        ports = VALUE_PORTS.get(op, (0,))
+        ports = VALUE_PORTS.get(op)
         if ports is None or target.get_index() in ports:
             targets.append(target)
     return targets
 
 
 def _redirect(old: Output, new: Output, targets: list[Any]) -> None:
-    """Point ``targets`` at ``new``; the tensor names move along so model outputs keep theirs."""
+    """Point ``targets`` at ``new``; the tensor names move along so model outputs keep theirs.
+
+    A Parameter keeps its names: they are the model input's names (``image``), which a caller looks
+    the input up by; the projection after it is an internal tensor. (A Parameter that is itself a
+    model output would have its output's name on the input tensor, as it had before.)
+    """
     for target in targets:
         target.replace_source_output(new)
     names = set(old.get_names())
-    if names:
+    if names and old.get_node().get_type_name() != "Parameter":
         old.get_tensor().set_names(set())
         new.get_tensor().set_names(names)
 
@@ -459,13 +471,35 @@ def _project_activations(model: Model, numerics: Numerics, report: EmulationRepo
     report.skipped_ops = dict(sorted(skipped.items()))
 
 
+def _check_f32(model: Model) -> None:
+    """Refuse a graph that computes in a floating type other than f32.
+
+    The projection is f32 arithmetic inserted after each op (module docstring), so it needs every
+    tensor it reads to be f32; an op computing in f16 (a legacy IR's f16 region, Convert to f16)
+    would fail inside OpenVINO's type inference, naming neither the op nor the reason. Constants
+    are fine in any floating type: an FP16 IR's f16 weights are decompressed by a Convert to f32.
+    """
+    for node in model.get_ordered_ops():
+        if node.get_type_name() == "Constant":
+            continue
+        for output in node.outputs():
+            kind = output.get_element_type().get_type_name()
+            if _is_real(output) and kind != "f32":
+                raise ValueError(f"{node.get_type_name()} {node.get_friendly_name()!r} computes in {kind}: the twin "
+                                 f"expects an f32 graph (f16 weights decompressed to f32, as the toolkit's FP16 "
+                                 f"IRs store them); convert the model to f32 first")
+
+
 def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, EmulationReport]:
     """A copy of ``model`` rewritten to compute the way ``profile`` says, and what was done.
 
     Raises:
-        ValueError: for an Interpolate the target refuses (its plugin would not compile it).
+        ValueError: for an Interpolate the target refuses (its plugin would not compile it), and
+            for a graph with ops computing in a floating type other than f32.
     """
     numerics = profile.numerics
+    if not numerics.is_identity:  # the fp32 profile adds no f32 arithmetic: any graph runs as it is
+        _check_f32(model)
     model = model.clone()
     report = EmulationReport(profile=profile.name,
                              not_modelled=list(NOT_MODELLED) + list(profile.caveats))

@@ -12,15 +12,22 @@ op does:
 * **rounding** of results: sums that are exact ties in the format (``1 + u/2``, ``1 + 3u/2``, and
   their negatives; u the ulp at 1): nearest-even, nearest-away or truncation;
 * **conversion** of the input: the same ties as input values, through a Reshape (no arithmetic);
-* **overflow**: ``max + max`` saturates or is inf;
-* **subnormals**: products at m/4 and 3m/4 (m the smallest normal) and a MatMul whose exact sum lies
-  just under m and rounds to m: keep, flush (judged after rounding), daz (before) or the Myriad rule;
+* **overflow**: ``max + 3/4 ulp`` (past the rounding threshold under any nearest rounding, and
+  finite in f32, so a device or twin computing in f32 and then storing does not overflow f32
+  first, as ``max + max`` does for bf16) saturates or is inf;
+* **subnormals**: products at m/4 and 3m/4 (m the smallest normal) and a product whose exact value
+  lies just under m and rounds to m (one Multiply, so that accumulation cannot change it): keep,
+  flush (judged after rounding), daz (before) or the Myriad rule;
 * **accumulation**: a MatMul ``[2^p, 1, 1] . [1, 1, 1]``: f32 sums give 2^p + 2, sequential
   accumulation in the format rounds each 2^p + 1 away;
 * **Interpolate**: every (coordinate mode, nearest mode) of nearest and every coordinate mode of
   linear, 5x5 -> 8x8, compared with the CPU's f32 result of every candidate setting: run as written,
   or which setting instead;
 * **Sigmoid**: largest error against the exact value rounded to the format (evidence only).
+
+Length: one battery. Its probes, the reading of their outputs and the writing of the profile they
+give (which must hold only what the battery saw, in values the schema holds) share the probe
+settings and the result's layout, so they stay in one module.
 """
 
 from __future__ import annotations
@@ -36,11 +43,10 @@ import numpy as np
 
 from runtime import ov_api
 from runtime.host import describe_host
-from runtime.profiles import FORMATS, get_profile, profile_names, project
+from runtime.profiles import (ACCUMULATIONS, COORDINATE_MODES, FORMATS, NEAREST_MODES, OVERFLOWS, ROUNDINGS,
+                               SUBNORMALS, get_profile, parse_profiles, profile_names, project)
 
 PROBE_VERSION = 1
-COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
-NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
 #: Interpolate settings probed: (mode, coordinate mode, nearest mode or None for linear).
 SETTINGS = tuple([("nearest", c, n) for c, n in itertools.product(COORDINATE_MODES, NEAREST_MODES)]
                  + [("linear", c, None) for c in COORDINATE_MODES])
@@ -166,9 +172,12 @@ def probe_numerics(runner: Runner) -> dict[str, Any]:
         out["convert_input"] = {"value": False, "evidence": {"note": "f32 storage: nothing to convert"}}
         out["conversion_rounding"] = {"value": "nearest_even", "evidence": {"note": "not observable in f32"}}
     big = spec.max_finite
-    got = _binary(runner, "add", [big, -big], [big, -big])
+    # 3/4 of the ulp at max: exact in f32 and in the format, and no tie, so the rounding rule
+    # cannot decide it; max + max overflows f32 itself for bf16, and an f32 inf saturates nowhere
+    past = 1.5 * _pow2(int(math.floor(math.log2(big))) - spec.bits)
+    got = _binary(runner, "add", [big, -big], [past, -past])
     overflow = "inf" if np.isinf(got).all() else ("saturate" if np.array_equal(got, [big, -big]) else f"unknown {got.tolist()}")
-    out["overflow"] = {"value": overflow, "evidence": {"max_plus_max": got.tolist()}}
+    out["overflow"] = {"value": overflow, "evidence": {"max_plus_three_quarter_ulp": got.tolist()}}
     out["subnormals"] = _subnormals(runner, spec)
     out["accumulate"] = _accumulation(runner, spec)
     # the sequential case is the one this probe can tell (chunk 1); see the note in its evidence
@@ -182,13 +191,16 @@ def _subnormals(runner: Runner, spec: Any) -> dict[str, Any]:
     # m/4 and 3m/4 as products of normal, exactly representable factors
     quarter = float(_binary(runner, "multiply", [_pow2(e // 2)], [_pow2(e - 2 - e // 2)])[0])
     three_q = float(_binary(runner, "multiply", [1.5 * _pow2(e // 2)], [_pow2(e - 1 - e // 2)])[0])
-    # m - m * 2^-(p+1): exact in the MatMul's sum, rounds to m at p bits
-    e2 = e - spec.bits - 1
-    just_under = _matmul(runner, [_pow2(e // 2), -_pow2(e2 // 2)], [_pow2(e - e // 2), _pow2(e2 - e2 // 2)])
+    # (1 - 2^-(p-1)) (1 + 2^-(p-1)) m = m (1 - 2^-(2p-2)): both factors held at p bits, the product
+    # exact in f32 (2p - 2 <= 24), within half an ulp under m, so it rounds to m. One Multiply, not a
+    # MatMul sum: with fp16 accumulation a sum's terms are rounded (and read as zero under daz)
+    # one by one, and daz then read as flush.
+    d = _pow2(-(spec.bits - 1))
+    just_under = float(_binary(runner, "multiply", [(1 - d) * _pow2(e // 2)], [(1 + d) * _pow2(e - e // 2)])[0])
     seen = (quarter, three_q, just_under)
     table = {"keep": (m / 4, 0.75 * m, m), "flush": (0.0, 0.0, m), "myriad": (0.0, m, m), "daz": (0.0, 0.0, 0.0)}
     value = next((k for k, v in table.items() if all(abs(a) == b for a, b in zip(seen, v))), f"unknown {seen}")
-    return {"value": value, "evidence": {"m/4": quarter, "3m/4": three_q, "m(1-2^-(p+1))": just_under,
+    return {"value": value, "evidence": {"m/4": quarter, "3m/4": three_q, "m(1-2^-(2p-2))": just_under,
                                          "smallest_normal": m}}
 
 
@@ -247,25 +259,35 @@ def probe_interpolate(runner: Runner, bits: int = 24) -> dict[str, Any]:
     return {"input": "5x5 ramp (0..24)/32 -> 8x8 and 3x3 (sizes)", "settings": rows}
 
 
-def _semantics(interp: dict[str, Any]) -> dict[str, Any] | None:
-    """An ``[ops.interpolate]`` table from the observations; None when every setting ran as written."""
+def _semantics(interp: dict[str, Any]) -> dict[str, Any]:
+    """The ``[ops.interpolate]`` table the observations support, always: a profile without one runs
+    every Interpolate mode as written, cubic included, which the battery never tried.
+
+    ``supported_modes`` holds the modes that were probed and ran: nearest, and linear with
+    linear_onnx (the schema gives both one native list and one remap target, and the MYRIAD plugin
+    accepts linear_onnx as linear), so linear_onnx stands or falls with linear. ``honour_all``: no
+    setting moved. A remap target is the first match most moved settings of the mode share, stated
+    only when every moved setting of the mode matches it; otherwise it is None (left out of the
+    TOML): what the device runs instead is unknown, and the twin refuses such a setting rather than
+    guess one. Every key is present (None where unset) so that callers can print the table.
+    """
     rows = [r for r in interp["settings"] if "refused" not in r]
+    ran = {r["setting"][0] for r in rows}
     moved = [r for r in rows if not r["as_written"]]
-    if not moved and len(rows) == len(SETTINGS):
-        return None
     native_nearest = [r["setting"][1:] for r in rows if r["as_written"] and r["setting"][0] == "nearest"]
     native_linear = [r["setting"][1] for r in rows if r["as_written"] and r["setting"][0] == "linear"]
-    target = {}
+    target: dict[str, list[str] | None] = {}
     for mode in ("nearest", "linear"):
-        votes = Counter(tuple(m) for r in moved if r["setting"][0] == mode for m in r["matches"][:1])
-        target[mode] = list(votes.most_common(1)[0][0]) if votes else None
-    refused_modes = {r["setting"][0] for r in interp["settings"] if "refused" in r}
+        mine = [r for r in moved if r["setting"][0] == mode]
+        votes = Counter(tuple(r["matches"][0]) for r in mine if r["matches"])
+        best = list(votes.most_common(1)[0][0]) if votes else None
+        target[mode] = best if best is not None and all(best in r["matches"] for r in mine) else None
     return {"native_nearest": native_nearest, "native_linear": native_linear,
             "remap_nearest": {"coordinate_transformation_mode": target["nearest"][1], "nearest_mode": target["nearest"][2]}
-            if target["nearest"] else {"coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"},
-            "remap_linear": {"coordinate_transformation_mode": target["linear"][1]}
-            if target["linear"] else {"coordinate_transformation_mode": "asymmetric"},
-            "supported_modes": [m for m in ("nearest", "linear", "linear_onnx") if m not in refused_modes]}
+            if target["nearest"] else None,
+            "remap_linear": {"coordinate_transformation_mode": target["linear"][1]} if target["linear"] else None,
+            "supported_modes": (["nearest"] if "nearest" in ran else []) + (["linear", "linear_onnx"] if "linear" in ran else []),
+            "honour_all": not moved}
 
 
 def probe_sigmoid(runner: Runner, fmt: str) -> dict[str, Any]:
@@ -347,24 +369,58 @@ def _toml_value(value: Any) -> str:
     return repr(value)
 
 
+#: The numerics fields whose value is a choice, and the choices the schema holds.
+_CHOICES: dict[str, tuple[str, ...]] = {"format": tuple(FORMATS), "rounding": ROUNDINGS,
+                                        "conversion_rounding": ROUNDINGS, "overflow": OVERFLOWS,
+                                        "subnormals": SUBNORMALS, "accumulate": ACCUMULATIONS}
+
+
 def to_toml(result: dict[str, Any], name: str | None = None) -> str:
-    """The measured profile as a ``profiles.toml`` table, every field's status ``measured``."""
+    """The measured profile as a ``profiles.toml`` table, every field's status ``measured``.
+
+    The text always loads, alone or appended to ``profiles.toml`` (what docs/devices.md says to do
+    with it): a measured value the schema cannot hold (a rounding that truncates, "unknown ...")
+    would make every profile lookup fail. Then the whole table is written commented out, under a
+    comment naming each such field, its measured value and the valid ones: the measurement is kept,
+    and no profile claims a value that was not measured (leaving out one field would load the
+    dataclass default instead).
+    """
     name = name or f"measured-{result['device']}"
+    lines = _profile_lines(result, name)
+    problems = [f"{field} = {result['numerics'][field]['value']!r} measured; the schema holds {list(choices)}"
+                for field, choices in _CHOICES.items() if result["numerics"][field]["value"] not in choices]
+    if not problems:
+        try:  # whatever else the schema refuses (the loader's own checks), caught the same way
+            parse_profiles("\n".join(lines) + "\n", "the measured profile")
+        except ValueError as exc:
+            problems = [str(exc)]
+    if not problems:
+        return "\n".join(lines) + "\n"
+    header = [f"# runtime probe: profile {name!r} is commented out: the profiles.toml schema cannot hold"]
+    header += ["#   " + p.replace("\n", " ") for p in problems]
+    return "\n".join(header + [("# " + line) if line else "#" for line in lines]) + "\n"
+
+
+def _profile_lines(result: dict[str, Any], name: str) -> list[str]:
+    """The lines of the measured profile's tables, unchecked."""
+    key = _toml_value(name)  # a quoted key: a device name may hold dots
     how = (f"measured: runtime probe v{result['probe_version']} on {result['device']}"
            f"{' (twin, profile ' + str(result['twin_profile']) + ')' if result['twin_profile'] else ''}"
            f"{' (INFERENCE_PRECISION_HINT ' + str(result['cpu_precision']) + ')' if result.get('cpu_precision') else ''}, "
            f"OpenVINO {result['openvino']}, {result['date']}")
     numerics = {k: v["value"] for k, v in result["numerics"].items()}
-    lines = [f'["{name}"]',
+    lines = [f"[{key}]",
              f"description = {_toml_value('measured by runtime probe on ' + result['device'] + '; matches ' + (', '.join(result['matches']) or 'no known profile'))}",
-             f"source = {_toml_value(how)}", "", f'["{name}".numerics]']
+             f"source = {_toml_value(how)}", "", f"[{key}.numerics]"]
     lines += [f"{k} = {_toml_value(numerics[k])}" for k in ("format", "rounding", "conversion_rounding", "overflow",
                                                             "subnormals", "accumulate", "accumulate_chunk",
                                                             "convert_input")]
     semantics = result["interpolate_semantics"]
-    if semantics is not None:
-        lines += ["", f'["{name}".ops.interpolate]'] + [f"{k} = {_toml_value(v)}" for k, v in semantics.items()]
-    lines += ["", f'["{name}".status]']
+    # with honour_all the native lists say nothing more; an unset remap target is left out
+    written = ("supported_modes", "honour_all") if semantics["honour_all"] else tuple(semantics)
+    lines += ["", f"[{key}.ops.interpolate]"]
+    lines += [f"{k} = {_toml_value(semantics[k])}" for k in written if semantics[k] is not None]
+    lines += ["", f"[{key}.status]"]
     lines += [f"{k} = {_toml_value(how)}" for k in ("format", "rounding", "conversion_rounding", "overflow", "subnormals",
                                                    "accumulate", "convert_input", "interpolate")]
-    return "\n".join(lines) + "\n"
+    return lines

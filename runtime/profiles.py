@@ -7,18 +7,27 @@ through :func:`project`. The profiles are data so that a new target is a new TOM
 :func:`project` is the numpy *reference* of a storage format: exact, bit-level, and the yardstick
 the graph rewrite is tested against. Facts and their sources are in ``shared/reference/myriadx.md``
 and in the comments of ``profiles.toml``.
+
+Length: one schema. The dataclasses, the loader that checks a file against them key by key (a
+profile appended by ``runtime probe`` must fail loudly, naming the file and the profile, or not at
+all) and the numpy reference of the formats they name are one definition of what a profile is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runtime.config import load_defaults
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the OpenVINO 2022.3 environment runs Python 3.10
+    import tomli as tomllib
 
 PROFILES_TOML = Path(__file__).with_name("profiles.toml")
 
@@ -82,8 +91,13 @@ class Numerics:
         _check("overflow", self.overflow, OVERFLOWS)
         _check("subnormals", self.subnormals, SUBNORMALS)
         _check("accumulate", self.accumulate, ACCUMULATIONS)
-        if not (isinstance(self.accumulate_chunk, int) and self.accumulate_chunk >= 1):
+        # a bool is an int in Python: accumulate_chunk = true would read as 1
+        if isinstance(self.accumulate_chunk, bool) or not (isinstance(self.accumulate_chunk, int)
+                                                           and self.accumulate_chunk >= 1):
             raise ValueError(f"accumulate_chunk {self.accumulate_chunk!r} must be an integer >= 1")
+        # a real boolean: the string "false" is truthy and would convert the input
+        if not isinstance(self.convert_input, bool):
+            raise ValueError(f"convert_input {self.convert_input!r} must be true or false (a TOML boolean)")
 
     @property
     def spec(self) -> FormatSpec:
@@ -96,6 +110,10 @@ class Numerics:
 
 
 INTERPOLATE_MODES = ("nearest", "linear", "linear_onnx", "cubic", "bilinear_pillow", "bicubic_pillow")
+#: OpenVINO's Interpolate enum names (op::util::InterpolateBase): a setting outside them fails only
+#: later, inside the plugin, so a profile naming one is refused when it is loaded.
+COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "asymmetric", "tf_half_pixel_for_nn", "align_corners")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil", "simple")
 
 
 @dataclass(frozen=True)
@@ -104,18 +122,39 @@ class InterpolateSemantics:
 
     native_nearest: tuple[tuple[str, str], ...]   # (coordinate_transformation_mode, nearest_mode)
     native_linear: tuple[str, ...]                # coordinate_transformation_mode
-    remap_nearest: tuple[str, str]                # what a non-native nearest becomes
-    remap_linear: str                             # what a non-native linear becomes
+    #: what a non-native nearest becomes; None: not known (a probe matched no candidate), and a
+    #: non-native nearest is refused rather than guessed
+    remap_nearest: tuple[str, str] | None
+    remap_linear: str | None                      # what a non-native linear becomes; None as above
     supported_modes: tuple[str, ...]
     #: every coordinate mode of a supported Interpolate mode runs as written (a hypothesis about the
     #: firmware); the modes the target refuses are refused all the same
     honour_all: bool = False
 
+    def __post_init__(self) -> None:
+        # Checked here, not only in the loader: a profile built in code (dataclasses.replace) with a
+        # misspelt mode would otherwise fail inside OpenVINO, far from the typo.
+        for mode in self.supported_modes:
+            _check("supported Interpolate mode", mode, INTERPOLATE_MODES)
+        for coordinate_mode, nearest_mode in self.native_nearest:
+            _check("native_nearest coordinate_transformation_mode", coordinate_mode, COORDINATE_MODES)
+            _check("native_nearest nearest_mode", nearest_mode, NEAREST_MODES)
+        for coordinate_mode in self.native_linear:
+            _check("native_linear coordinate_transformation_mode", coordinate_mode, COORDINATE_MODES)
+        if self.remap_nearest is not None:
+            _check("remap_nearest coordinate_transformation_mode", self.remap_nearest[0], COORDINATE_MODES)
+            _check("remap_nearest nearest_mode", self.remap_nearest[1], NEAREST_MODES)
+        if self.remap_linear is not None:
+            _check("remap_linear coordinate_transformation_mode", self.remap_linear, COORDINATE_MODES)
+        if not isinstance(self.honour_all, bool):
+            raise ValueError(f"honour_all {self.honour_all!r} must be true or false (a TOML boolean)")
+
     def target(self, mode: str, coordinate_mode: str, nearest_mode: str) -> tuple[str, str] | None:
         """(coordinate_transformation_mode, nearest_mode) the target runs, or None when native.
 
         Raises:
-            ValueError: for a mode the target refuses (its plugin would fail to compile the model).
+            ValueError: for a mode the target refuses (its plugin would fail to compile the model),
+                and for a non-native setting whose remap target the profile does not know.
         """
         _check("Interpolate mode on this target:", mode, self.supported_modes)
         if self.honour_all:
@@ -123,11 +162,16 @@ class InterpolateSemantics:
         if mode == "nearest":
             if (coordinate_mode, nearest_mode) in self.native_nearest:
                 return None
-            return self.remap_nearest
-        if coordinate_mode in self.native_linear:
+            remapped = self.remap_nearest
+        elif coordinate_mode in self.native_linear:
             return None
-        # nearest_mode is ignored by linear modes; it is kept so the rewritten op reads the same.
-        return self.remap_linear, nearest_mode
+        else:
+            # nearest_mode is ignored by linear modes; it is kept so the rewritten op reads the same.
+            remapped = None if self.remap_linear is None else (self.remap_linear, nearest_mode)
+        if remapped is None:
+            raise ValueError(f"Interpolate {mode} {coordinate_mode}/{nearest_mode} does not run natively on this "
+                             f"target and the profile does not say what it runs instead (remap_{'nearest' if mode == 'nearest' else 'linear'} unset)")
+        return remapped
 
 
 @dataclass(frozen=True)
@@ -151,19 +195,63 @@ class TargetProfile:
     status: dict[str, str] = field(default_factory=dict)
 
 
+#: The keys of a profile table, of its ``numerics`` and ``ops`` tables and of ``ops.interpolate``.
+PROFILE_KEYS = ("description", "source", "caveats", "base", "drop_caveats", "numerics", "ops", "status")
+NUMERICS_KEYS = tuple(f.name for f in dataclasses.fields(Numerics))
+OPS_KEYS = ("interpolate",)
+INTERPOLATE_KEYS = ("native_nearest", "native_linear", "remap_nearest", "remap_linear", "supported_modes",
+                    "honour_all")
+
+
+def _keys(what: str, table: Any, valid: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``table`` if it is a table with only ``valid`` keys and every ``required`` one; otherwise a
+    ValueError listing them (a misspelt key is an error, not a default silently used)."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{what} must be a table with keys {list(valid)}; got {table!r}")
+    unknown = [k for k in table if k not in valid]
+    missing = [k for k in required if k not in table]
+    if unknown or missing:
+        raise ValueError(f"{what}: unknown keys {unknown}, missing keys {missing}; valid: {list(valid)}")
+    return table
+
+
+def _strings(what: str, value: Any, length: int | None = None) -> tuple[str, ...]:
+    """``value`` as a tuple of strings (of ``length`` items when given), else a ValueError."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) \
+            or (length is not None and len(value) != length):
+        raise ValueError(f"{what} must be a list of {length or 'any number of'} strings; got {value!r}")
+    return tuple(value)
+
+
 def _interpolate(table: dict[str, Any]) -> InterpolateSemantics:
-    nearest = tuple((str(c), str(n)) for c, n in table["native_nearest"])
-    remap_nearest = (str(table["remap_nearest"]["coordinate_transformation_mode"]),
-                     str(table["remap_nearest"]["nearest_mode"]))
-    for mode in table["supported_modes"]:
-        _check("supported Interpolate mode", mode, INTERPOLATE_MODES)
+    """An ``ops.interpolate`` table, checked key by key and mode by mode against OpenVINO's names.
+
+    With ``honour_all`` the native and remap entries say nothing and may be left out; without it
+    the native lists are required. A remap target may be left out: the profile then does not know
+    what a non-native setting runs (a probe that matched no candidate), and the twin refuses it.
+    """
+    honour_all = table.get("honour_all", False)
+    required = ("supported_modes",) if honour_all is True else ("supported_modes", "native_nearest", "native_linear")
+    _keys("ops.interpolate", table, INTERPOLATE_KEYS, required)
+    nearest = tuple(_strings("native_nearest entry [coordinate_transformation_mode, nearest_mode]", pair, 2)  # type: ignore[misc]
+                    for pair in table.get("native_nearest", []))
+    remap_nearest = None
+    if "remap_nearest" in table:
+        remap = _keys("ops.interpolate.remap_nearest", table["remap_nearest"],
+                      ("coordinate_transformation_mode", "nearest_mode"), ("coordinate_transformation_mode", "nearest_mode"))
+        remap_nearest = (remap["coordinate_transformation_mode"], remap["nearest_mode"])
+    remap_linear = None
+    if "remap_linear" in table:
+        remap_linear = _keys("ops.interpolate.remap_linear", table["remap_linear"],
+                             ("coordinate_transformation_mode",), ("coordinate_transformation_mode",)
+                             )["coordinate_transformation_mode"]
     return InterpolateSemantics(
         native_nearest=nearest,
-        native_linear=tuple(table["native_linear"]),
+        native_linear=_strings("native_linear", table.get("native_linear", [])),
         remap_nearest=remap_nearest,
-        remap_linear=str(table["remap_linear"]["coordinate_transformation_mode"]),
-        supported_modes=tuple(table["supported_modes"]),
-        honour_all=bool(table.get("honour_all", False)),
+        remap_linear=remap_linear,
+        supported_modes=_strings("supported_modes", table["supported_modes"]),
+        honour_all=honour_all,
     )
 
 
@@ -181,7 +269,7 @@ def _resolve(name: str, tables: dict[str, Any], seen: tuple[str, ...] = ()) -> d
     base = table.get("base")
     if base is None:
         return table
-    if base not in tables or base in seen:
+    if not isinstance(base, str) or base not in tables or base in seen or not isinstance(tables[base], dict):
         raise ValueError(f"profile {name!r}: base {base!r} is unknown or circular; valid: {sorted(set(tables) - {name})}")
     parent = _resolve(base, tables, seen + (name,))
     merged = {**{k: v for k, v in parent.items() if k not in ("numerics", "ops", "status", "caveats")}, **table}
@@ -208,22 +296,50 @@ def _inherit_caveats(name: str, inherited: list[str], table: dict[str, Any]) -> 
 
 
 def read_profiles(path: Path) -> dict[str, TargetProfile]:
-    """Every profile of a TOML file in the ``profiles.toml`` schema (e.g. one ``runtime probe`` wrote)."""
+    """Every profile of a TOML file in the ``profiles.toml`` schema (e.g. one ``runtime probe`` wrote).
+
+    Read afresh on every call (not through config's path-keyed cache): a profile appended to the
+    file in the same process is seen. Every error is a ValueError naming the file and the profile:
+    a bad profile appended to ``profiles.toml`` breaks every lookup, so the message must say where.
+    """
+    path = Path(path)
+    return parse_profiles(path.read_bytes().decode(), str(path))
+
+
+def parse_profiles(text: str, where: str) -> dict[str, TargetProfile]:
+    """Every profile of ``text`` in the ``profiles.toml`` schema; errors are ValueErrors that start
+    with ``where`` (the file) and the profile's name."""
+    try:
+        tables = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: not valid TOML: {exc}") from None
     profiles = {}
-    tables = load_defaults(path)
     for name in tables:
-        table = _resolve(name, tables)
-        ops = table.get("ops", {})
-        profiles[name] = TargetProfile(
-            name=name,
-            description=table["description"],
-            numerics=Numerics(**table["numerics"]),
-            ops=OpSemantics(interpolate=_interpolate(ops["interpolate"]) if "interpolate" in ops else None),
-            source=table["source"],
-            caveats=tuple(table.get("caveats", ())),
-            status=_status(name, table.get("status", {})),
-        )
+        try:
+            profiles[name] = _profile(name, tables)
+        except ValueError as exc:
+            raise ValueError(f"{where}: profile {name!r}: {exc}") from None
     return profiles
+
+
+def _profile(name: str, tables: dict[str, Any]) -> TargetProfile:
+    """Profile ``name`` of the file's ``tables``, its base applied, every key and value checked."""
+    _keys("profile", tables[name], PROFILE_KEYS)
+    table = _resolve(name, tables)
+    _keys("profile", table, PROFILE_KEYS, ("description", "source", "numerics"))
+    ops = _keys("ops", table.get("ops", {}), OPS_KEYS)
+    for key in ("description", "source"):
+        if not isinstance(table[key], str):
+            raise ValueError(f"{key} must be a string; got {table[key]!r}")
+    return TargetProfile(
+        name=name,
+        description=table["description"],
+        numerics=Numerics(**_keys("numerics", table["numerics"], NUMERICS_KEYS, ("format",))),
+        ops=OpSemantics(interpolate=_interpolate(ops["interpolate"]) if "interpolate" in ops else None),
+        source=table["source"],
+        caveats=_strings("caveats", table.get("caveats", [])),
+        status=_status(name, table.get("status", {})),
+    )
 
 
 def _status(name: str, table: dict[str, str]) -> dict[str, str]:
@@ -331,10 +447,11 @@ def status_table() -> str:
         for key in STATUS_FIELDS:
             if key == "interpolate":
                 i = profile.ops.interpolate
+                remap_nearest = "unknown" if i is None or i.remap_nearest is None else "/".join(i.remap_nearest)
                 value = ("as written" if i is None else
                          f"every coordinate mode as written; modes {list(i.supported_modes)} only" if i.honour_all else
                          f"native nearest {[list(x) for x in i.native_nearest]}, native linear {list(i.native_linear)}; "
-                         f"others -> {i.remap_nearest[0]}/{i.remap_nearest[1]}, {i.remap_linear}")
+                         f"others -> {remap_nearest}, {i.remap_linear or 'unknown'}")
             else:
                 value = getattr(profile.numerics, key)
             lines.append(f"| `{name}` | {key} | {value} | {profile.status[key]} |")

@@ -497,3 +497,66 @@ def test_every_intermediate_of_the_default_flight_model_is_representable() -> No
     assert len(values) >= 20 and report.projected_ops.get("Convolution", 0) >= 10
     for value in values:
         assert np.isfinite(value).all() and representable(value, NUMERICS).all()
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model.xml").exists(), reason="no default flight model")
+def test_the_twin_keeps_the_model_input_and_output_names() -> None:
+    """A caller looks the input up by its name (``image``): the projection after the Parameter is
+    an internal tensor, so the name stays on the input; output names move to the projection."""
+    xml, bin_ = (DEFAULT_MODEL / "model.xml").read_bytes(), (DEFAULT_MODEL / "model.bin").read_bytes()
+    model = CORE.read_model(model=xml.decode(), weights=Tensor(np.frombuffer(bin_, np.uint8)))
+    compiled, report = compile_twin((xml, bin_), "fp16-myriadx", CORE)
+    assert report.inputs_converted
+    assert [i.get_names() for i in compiled.inputs] == [i.get_names() for i in model.inputs]
+    assert [o.get_names() for o in compiled.outputs] == [o.get_names() for o in model.outputs]
+    name = next(iter(model.inputs[0].get_names()))
+    assert compiled.input(name).get_names() == {name}
+
+
+def test_every_floating_input_of_an_op_not_listed_is_stored_in_the_format() -> None:
+    """BatchNormInference's gamma, beta, mean and variance are tensors the target stores in FP16,
+    as every value input of an op not in VALUE_PORTS: projected, like a Convolution's weights.
+    Interpolate's scales stay exact (a listed op: port 0 only)."""
+    from runtime.ov_api import opset
+
+    ops5 = opset(5)
+    gamma, beta = np.array([1.0001, 0.3333333], np.float32), np.array([0.1, 0.7], np.float32)
+    mean, var = np.array([0.0, 0.0], np.float32), np.array([1.0, 1.0], np.float32)
+    model = model_of(lambda p: ops5.batch_norm_inference(p, gamma, beta, mean, var, 0.0), (1, 2, 2, 2))
+    emulated, report = apply_profile(model, PROFILE)
+    bn = next(n for n in emulated.get_ordered_ops() if n.get_type_name() == "BatchNormInference")
+    stored = [np.asarray(bn.input_value(i).get_node().get_data()) for i in range(1, 5)]
+    for got, want in zip(stored, (gamma, beta, mean, var)):
+        assert np.array_equal(got, convert(want, NUMERICS))
+    assert report.constants_projected == 4
+    x = np.ones((1, 2, 2, 2), np.float32)
+    (got,) = run(model, x)
+    want = project(convert(x, NUMERICS) * convert(gamma, NUMERICS).reshape(1, 2, 1, 1)
+                   + convert(beta, NUMERICS).reshape(1, 2, 1, 1), NUMERICS)
+    assert np.array_equal(got, want)
+    # scales of 1/3 are not fp16 values: projected, the output size would change
+    up = model_of(lambda p: ops10.interpolate(p, ops1.constant(np.array([4, 4], np.int64)),
+                                              ops1.constant(np.array([4 / 3, 4 / 3], np.float32)), "nearest", "scales",
+                                              coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+                                              axes=ops1.constant(np.array([2, 3], np.int64))), (1, 1, 3, 3))
+    emulated, _ = apply_profile(up, PROFILE)
+    interp = next(n for n in emulated.get_ordered_ops() if n.get_type_name() == "Interpolate")
+    assert np.array_equal(np.asarray(interp.input_value(2).get_node().get_data()), np.array([4 / 3, 4 / 3], np.float32))
+
+
+def test_a_graph_computing_in_f16_is_refused_naming_the_op() -> None:
+    """The projection is f32 arithmetic: an f16 region (a legacy IR layout) would fail inside
+    OpenVINO's type inference; it is a ValueError naming the op and what the twin expects."""
+    def f16_region(p: Any) -> Any:
+        half = ops1.convert(p, "f16")
+        half.set_friendly_name("to_half")
+        product = ops1.multiply(half, ops1.constant(np.array([[0.1, 0.2, 0.3, 0.4]], np.float16)))
+        return ops1.convert(product, "f32")
+
+    model = model_of(f16_region, (1, 4))
+    with pytest.raises(ValueError, match=r"Convert 'to_half' computes in f16: the twin expects an f32 graph"):
+        apply_profile(model, PROFILE)
+    # the identity profile adds no arithmetic: the graph runs as written
+    x = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
+    (got,) = run(model, x, profile="fp32")
+    assert np.allclose(got, x * np.array([0.1, 0.2, 0.3, 0.4], np.float16).astype(np.float32), rtol=1e-3)

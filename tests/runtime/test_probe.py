@@ -3,27 +3,45 @@ the CPU; what it writes is a profile the loader reads back as the same profile."
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import functools
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from runtime import config
-from runtime.probe import probe, to_toml
-from runtime.profiles import get_profile, profile_names, read_profiles
+from runtime.emulate import apply_profile
+from runtime.ov_api import Model, Type, opset
+from runtime.probe import Runner, _semantics, probe, probe_numerics, to_toml
+from runtime.profiles import PROFILES_TOML, Numerics, get_profile, profile_names, read_profiles
 
 REPO = Path(__file__).resolve().parents[2]
+#: a probe takes seconds: each (device, profile) is run once per session, its result copied per use
+_probe_once = functools.lru_cache(maxsize=None)(probe)
+
+
+def _probed(device: str, profile: str | None = None) -> dict[str, Any]:
+    return copy.deepcopy(_probe_once(device, profile))
 
 
 def _same_semantics(measured, profile) -> bool:
-    if profile is not None and profile.honour_all:
-        # every coordinate mode as written (myriadx-native-interp): what the probe, which tries the
-        # coordinate modes of the modes that compile, measures as no remapping table
-        profile = None
-    if profile is None or measured is None:
-        return profile is None and measured is None
-    return (set(map(tuple, measured.native_nearest)) == set(map(tuple, profile.native_nearest))
+    """The measured table says what ``profile`` does on every setting the battery tries: the same
+    native and remapped settings, or (no table, or honour_all) every setting as written; and its
+    supported modes are the profile's, but for the modes the battery never tries (cubic)."""
+    assert measured is not None  # the measured table is always written: else cubic would run
+    tried = ("nearest", "linear", "linear_onnx")
+    supported = tried if profile is None else profile.supported_modes
+    if set(measured.supported_modes) != set(supported) & set(tried):
+        return False
+    if profile is None or profile.honour_all:
+        return measured.honour_all
+    return (not measured.honour_all and set(map(tuple, measured.native_nearest)) == set(map(tuple, profile.native_nearest))
             and set(measured.native_linear) == set(profile.native_linear)
             and tuple(measured.remap_nearest) == tuple(profile.remap_nearest)
             and measured.remap_linear == profile.remap_linear)
@@ -31,7 +49,7 @@ def _same_semantics(measured, profile) -> bool:
 
 @pytest.mark.parametrize("name", profile_names())
 def test_the_probe_recovers_each_profile_on_the_twin(name: str, tmp_path: Path) -> None:
-    result = probe("myriadx-emu", name)
+    result = _probed("myriadx-emu", name)
     expected = get_profile(name)
     assert name in result["matches"], result["mismatches"].get(name)
     path = tmp_path / "measured.toml"
@@ -43,7 +61,7 @@ def test_the_probe_recovers_each_profile_on_the_twin(name: str, tmp_path: Path) 
 
 
 def test_the_cpu_in_f32_is_fp32() -> None:
-    result = probe("CPU")
+    result = _probed("CPU")
     assert result["matches"] == ["fp32"], result["mismatches"]
     assert result["numerics"]["format"]["evidence"]["significant_bits"] == 24
 
@@ -54,6 +72,9 @@ def test_the_command_line_writes_a_profile_and_refuses_a_profile_for_a_real_devi
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0 and "matches: fp16-myriadx" in proc.stdout, proc.stderr
     assert read_profiles(out)["measured-myriadx-emu"].numerics == get_profile("fp16-myriadx").numerics
+    proc = subprocess.run([sys.executable, "-m", "runtime", "probe", "--device", "CPU"], cwd=REPO, capture_output=True,
+                          text=True)  # runs every setting as written: said so, not "others -> None / None"
+    assert proc.returncode == 0 and "interpolate          every probed setting as written" in proc.stdout, proc.stdout
     proc = subprocess.run([sys.executable, "-m", "runtime", "probe", "--device", "CPU", "--profile", "bf16"],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "applies to a twin" in proc.stderr
@@ -87,3 +108,88 @@ def test_a_cpu_precision_is_one_the_plugin_knows_and_only_for_the_cpu() -> None:
     cfg["inference"]["cpu_precision"] = "f64"
     with pytest.raises(ValueError, match="cpu precision must be one of"):
         Settings.from_config(cfg)
+
+
+def test_a_measured_value_the_schema_cannot_hold_never_breaks_profiles_toml(tmp_path: Path) -> None:
+    """docs/devices.md says to append the probe's table to profiles.toml: a value the schema cannot
+    hold (a device whose results truncate, a format of unknown width) made every profile lookup fail.
+    Such a profile is written commented out, under a comment naming the field, the value and the
+    valid ones; a profile the loader refuses is an error naming the file and the profile."""
+    result = _probed("CPU")
+    result["numerics"]["rounding"]["value"] = "truncate"
+    result["numerics"]["format"]["value"] = "unknown (12 significant bits)"
+    text = to_toml(result, "measured-stick")
+    assert "rounding = 'truncate' measured; the schema holds ['nearest_even', 'nearest_away']" in text
+    assert "format = 'unknown (12 significant bits)' measured; the schema holds ['fp16', 'bf16', 'fp32']" in text
+    appended = tmp_path / "profiles.toml"
+    appended.write_text(PROFILES_TOML.read_text() + "\n" + text)
+    assert list(read_profiles(appended)) == profile_names()
+    # uncommented by hand, it is refused with the file and the profile named
+    table = [line[2:] if line.startswith("# ") and not line.startswith(("# runtime probe", "#   ")) else line
+             for line in text.splitlines()]
+    appended.write_text(PROFILES_TOML.read_text() + "\n" + "\n".join(table) + "\n")
+    with pytest.raises(ValueError, match="^" + re.escape(f"{appended}: profile 'measured-stick': format 'unknown (12")):
+        read_profiles(appended)
+    # a value it can hold is written as a profile that loads
+    good = _probed("CPU")
+    appended.write_text(PROFILES_TOML.read_text() + "\n" + to_toml(good, "measured.cpu"))
+    assert read_profiles(appended)["measured.cpu"].numerics == get_profile("fp32").numerics
+
+
+def _cubic() -> Model:
+    ops1, ops10 = opset(1), opset(10)
+    p = ops1.parameter([1, 1, 4, 4], Type.f32, name="image")
+    up = ops10.interpolate(p, ops1.constant(np.array([8, 8], np.int64)), ops1.constant(np.array([2.0, 2.0], np.float32)),
+                           "cubic", "sizes", coordinate_transformation_mode="half_pixel",
+                           axes=ops1.constant(np.array([2, 3], np.int64)))
+    return Model([ops1.result(up)], [p], "cubic")
+
+
+def test_the_measured_interpolate_table_holds_only_what_the_battery_saw(tmp_path: Path) -> None:
+    """Every probed setting as written still writes a table (without one, the measured profile ran a
+    cubic Interpolate the battery never tried); a refused linear takes linear_onnx with it; a remap
+    target no moved setting matched is left unset, and the twin refuses that setting."""
+    path = tmp_path / "m.toml"
+    path.write_text(to_toml(_probed("myriadx-emu", "myriadx-native-interp"), "measured"))
+    measured = read_profiles(path)["measured"]
+    assert measured.ops.interpolate is not None and measured.ops.interpolate.honour_all
+    with pytest.raises(ValueError, match="'cubic' is not one of \\['nearest', 'linear', 'linear_onnx'\\]"):
+        apply_profile(_cubic(), measured)
+
+    result = _probed("myriadx-emu", "fp16-myriadx")
+    refused = copy.deepcopy(result["interpolate"])
+    for row in refused["settings"]:
+        if row["setting"][0] == "linear":
+            setting = row["setting"]
+            row.clear()
+            row.update({"setting": setting, "refused": "RuntimeError: not supported"})
+    assert _semantics(refused)["supported_modes"] == ["nearest"]
+
+    unmatched = result["interpolate"]
+    for row in unmatched["settings"]:
+        if row["setting"][0] == "linear" and not row["as_written"]:
+            row.update({"matches": [], "distance": 0.3})
+    result["interpolate_semantics"] = semantics = _semantics(unmatched)
+    assert semantics["remap_linear"] is None and semantics["remap_nearest"] is not None
+    path.write_text(to_toml(result, "measured"))
+    interpolate = read_profiles(path)["measured"].ops.interpolate
+    assert interpolate.remap_linear is None and interpolate.target("linear", "asymmetric", "floor") is None
+    with pytest.raises(ValueError, match="remap_linear unset"):
+        interpolate.target("linear", "half_pixel", "floor")
+
+
+@pytest.mark.parametrize("numerics", [
+    # a MatMul sum read the just-under-m product term by term: fp16 sums under daz read as flush
+    Numerics("fp16", subnormals="daz", accumulate="fp16"),
+    # max + max overflows f32 itself for bf16, and the inf it gives saturates nowhere
+    Numerics("bf16", subnormals="daz", overflow="saturate"),
+], ids=["fp16-daz-fp16-accumulate", "bf16-saturate"])
+def test_each_numerics_field_is_read_whatever_the_others_are(monkeypatch: pytest.MonkeyPatch, numerics: Numerics) -> None:
+    """Combinations no shipped profile has, on the twin: the probe reads each field as set."""
+    from runtime import profiles
+
+    case = dataclasses.replace(get_profile("fp16-ieee"), name="probe-case", numerics=numerics)
+    table = {**profiles._load(), "probe-case": case}
+    monkeypatch.setattr(profiles, "_load", lambda: table)  # the registry, so the twin can name it
+    got = probe_numerics(Runner("myriadx-emu", "probe-case"))
+    assert {k: v["value"] for k, v in got.items()} == {k: getattr(numerics, k) for k in got}

@@ -272,3 +272,82 @@ def test_the_cpu_in_bf16_accumulates_as_the_bf16_profile_says(layer: str, channe
     assert float(out[small][0]) == 1.0, "the layer did not round its input to bf16"
     want = 258.0 if get_profile("bf16").numerics.accumulate == "fp32" else 256.0
     assert float(out[big][0]) == want
+
+
+def test_the_myriad_input_conversion_rounding_is_a_hypothesis() -> None:
+    """conversion_rounding acts only on the input tile in the twin (the shipped IRs hold FP16
+    weights already), and what the device does with that f32 -> f16 conversion is not measured:
+    f32tof16 is sourced for f32 weights only."""
+    for name in ("fp16-myriadx", "myriadx-native-interp", "myriadx-fp16-accumulate"):
+        text = get_profile(name).status["conversion_rounding"]
+        assert text.startswith("hypothesis:") and "input tile" in text and "not measured" in text, (name, text)
+
+
+def _variant(tmp_path: Path, old: str, new: str) -> Path:
+    """A copy of profiles.toml with ``old`` (which must be in it) replaced by ``new``."""
+    text = (Path(__file__).resolve().parents[2] / "runtime" / "profiles.toml").read_text()
+    assert old in text
+    path = tmp_path / f"variant{len(list(tmp_path.iterdir()))}.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(("old", "new", "error"), [
+    # a misspelt key: a TypeError from the dataclass before
+    ("accumulate_chunk = 1\n", "accumulate_chunks = 1\n",
+     r"'myriadx-fp16-accumulate': numerics: unknown keys \['accumulate_chunks'\].*valid: \['format', 'rounding'"),
+    # no description: a KeyError before
+    ('description = "IEEE 754 binary16', 'descr = "IEEE 754 binary16', r"'fp16-ieee': profile: unknown keys \['descr'\].*valid: \['description'"),
+    ('description = "IEEE 754 binary16', '# description = "IEEE 754 binary16',
+     r"'fp16-ieee': profile: unknown keys \[\], missing keys \['description'\]"),
+    ('["fp16-myriadx".ops.interpolate]', '["fp16-myriadx".ops.interpolation]',
+     r"'fp16-myriadx': ops: unknown keys \['interpolation'\].*valid: \['interpolate'\]"),
+    # a misspelt native mode loaded, and align_corners linear was then remapped
+    ('native_linear = ["align_corners", "asymmetric"]', 'native_linear = ["align-corners", "asymmetric"]',
+     r"'fp16-myriadx': native_linear coordinate_transformation_mode 'align-corners' is not one of \['half_pixel'"),
+    # a misspelt remap target loaded, and failed later inside OpenVINO
+    ('remap_linear = { coordinate_transformation_mode = "asymmetric" }',
+     'remap_linear = { coordinate_transformation_mode = "asymetric" }',
+     r"'fp16-myriadx': remap_linear coordinate_transformation_mode 'asymetric' is not one of .*'asymmetric'"),
+    ('remap_nearest = { coordinate_transformation_mode = "asymmetric", nearest_mode = "floor" }',
+     'remap_nearest = { coordinate_transformation_mode = "asymmetric", nearest_mode = "flor" }',
+     r"'fp16-myriadx': remap_nearest nearest_mode 'flor' is not one of \['round_prefer_floor'"),
+    # strings where booleans belong: "false" loaded as True, or as a truthy string
+    ("honour_all = true", 'honour_all = "false"', r"'myriadx-native-interp': honour_all 'false' must be true or false"),
+    ("convert_input = false\n", 'convert_input = "false"\n', r"'fp32': convert_input 'false' must be true or false"),
+])
+def test_a_profile_file_is_checked_key_by_key_and_errors_name_the_file_and_profile(
+        tmp_path: Path, old: str, new: str, error: str) -> None:
+    from runtime.profiles import read_profiles
+
+    path = _variant(tmp_path, old, new)
+    with pytest.raises(ValueError, match=error) as caught:
+        read_profiles(path)
+    assert str(caught.value).startswith(f"{path}: profile ")
+
+
+def test_interpolate_semantics_built_in_code_are_checked_too() -> None:
+    """A profile changed in code (dataclasses.replace) with a misspelt mode failed inside OpenVINO."""
+    interpolate = get_profile("fp16-myriadx").ops.interpolate
+    with pytest.raises(ValueError, match=r"remap_linear coordinate_transformation_mode 'asymetric' is not one of"):
+        dataclasses.replace(interpolate, remap_linear="asymetric")
+    with pytest.raises(ValueError, match=r"honour_all 'false' must be true or false"):
+        dataclasses.replace(interpolate, honour_all="false")
+    with pytest.raises(ValueError, match=r"convert_input 'false' must be true or false"):
+        Numerics("fp16", convert_input="false")  # type: ignore[arg-type]
+    # a remap target left out (unknown): a non-native setting is refused, saying so
+    unknown = dataclasses.replace(interpolate, remap_linear=None)
+    assert unknown.target("linear", "align_corners", "floor") is None
+    with pytest.raises(ValueError, match=r"does not say what it runs instead \(remap_linear unset\)"):
+        unknown.target("linear", "half_pixel", "floor")
+
+
+def test_read_profiles_sees_the_file_as_it_is_now(tmp_path: Path) -> None:
+    """The same path read again after it changed (a profile appended in the same process): the
+    path-keyed cache of config.load_defaults returned the old content."""
+    from runtime.profiles import read_profiles
+
+    path = _variant(tmp_path, "accumulate_chunk = 1\n", "accumulate_chunk = 1\n")
+    assert read_profiles(path)["myriadx-fp16-accumulate"].numerics.accumulate_chunk == 1
+    path.write_text(path.read_text().replace("accumulate_chunk = 1\n", "accumulate_chunk = 4\n", 1))
+    assert read_profiles(path)["myriadx-fp16-accumulate"].numerics.accumulate_chunk == 4
