@@ -67,8 +67,10 @@ def _read_split(path: str, role: str) -> dict[str, Any]:
     if not isinstance(split, dict):
         raise ValueError(f"--split {path}: a split file is a JSON object with 'source' and {list(ROLES)}, "
                          f"got a {type(split).__name__}")
-    if not isinstance(split.get("source"), str):
-        raise ValueError(f"--split {path}: no 'source' (the data set's KIND:PATH) in the split file")
+    source = split.get("source")
+    # one KIND:PATH, or the list of them a search over several sets writes
+    if not (isinstance(source, str) or (isinstance(source, list) and source and all(isinstance(s, str) for s in source))):
+        raise ValueError(f"--split {path}: no 'source' (the data set's KIND:PATH, or a list of them) in the split file")
     if role not in split:
         present = [r for r in ROLES if r in split]
         raise ValueError(f"--split {path}: no {role!r} samples in the split file; roles present: {present}")

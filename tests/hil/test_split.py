@@ -48,6 +48,16 @@ def test_the_test_role_is_exactly_the_held_out_samples(split_file: Path) -> None
     assert [s.name for s in subset] == [json.loads(split_file.read_text())["names"]["4"]]
 
 
+def test_a_split_of_several_sets_names_its_source_as_a_list(split_file: Path) -> None:
+    """What ``python -m search run`` writes for a ``[data] source`` list (configs/sar.toml)."""
+    split = json.loads(split_file.read_text())
+    split["source"] = [split["source"]]
+    split["names"] = {k: f"hrsid-mini/{v.split('/')[-1]}" for k, v in split["names"].items()}
+    split_file.write_text(json.dumps(split))
+    subset = split_source(f"{split_file}:test")
+    assert len(subset) == 1 and [s.name for s in subset] == [split["names"]["4"]]
+
+
 def test_bad_split_arguments_are_clear_errors(split_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="train"):
         split_source(f"{split_file}:holdout")
