@@ -192,7 +192,8 @@ def _check_band_values(norm: dict[str, Any], bands: int, dtype: str) -> None:
         if not (isinstance(values, list) and len(values) == bands and all(_is_number(v) for v in values)):
             raise BundleError(f"input.normalization.{key} must list one finite number per band ({bands}); "
                               f"got {values!r}")
-    if "std" in norm and any(v <= 0 for v in norm["std"]):
+    # null is "not recorded" (allowed where the IR normalises), as an absent key: it has no bands to check
+    if norm.get("std") is not None and any(v <= 0 for v in norm["std"]):
         raise BundleError(f"input.normalization.std must be > 0 for every band; got {norm['std']!r}")
     if norm.get("pad") is not None and dtype != "float32":
         top = int(np.iinfo(dtype).max)

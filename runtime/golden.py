@@ -52,10 +52,15 @@ def with_golden(bundle_dir: str | Path, tile: np.ndarray, out_dir: str | Path | 
     device reproduces the ground's output; its manifest's ``golden.vessel_pixels`` is then 0.
 
     Raises:
-        ValueError: for a tile that is not uint8/uint16 counts, or one without vessels when required.
+        ValueError: for a tile that is not (bands, H, W) uint8/uint16 counts, or one without vessels
+            when required.
     """
     bundle = read_bundle(bundle_dir)
     tile = np.ascontiguousarray(tile)
+    if tile.ndim != 3:
+        # a grey (H, W) tile must say its one band: the payload receives (bands, H, W) and nothing else
+        raise ValueError(f"a golden tile is (bands, H, W) counts, as a payload receives them; got shape {tile.shape}"
+                         + (": give it as tile[None] for one band" if tile.ndim == 2 else ""))
     if tile.dtype.name not in ("uint8", "uint16"):
         raise ValueError(f"a golden tile holds counts as a payload receives them (uint8, uint16), not {tile.dtype}")
     expected = _predict(bundle, tile, device)
@@ -87,6 +92,8 @@ def check_golden(bundle: Bundle, adapter: Any, preprocess: Any) -> dict[str, flo
             tile, expected = data["tile"], data["expected"].astype(np.float32)
     except (ValueError, KeyError, OSError) as exc:
         raise BundleError(f"{GOLDEN_FILE} is not a golden tile (tile, expected): {exc}") from None
+    if tile.ndim != 3:  # the preprocessing would fail on it with an unpacking error, not a verdict
+        raise BundleError(f"{GOLDEN_FILE}: its tile must be (bands, H, W) counts; got shape {tile.shape}")
     got = _predict(bundle, tile, "", adapter, preprocess)
     if got.shape != expected.shape:
         raise BundleError(f"golden tile: the model gave {got.shape}, expected {expected.shape}")

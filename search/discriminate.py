@@ -6,20 +6,27 @@
    cuts opened (``min_score`` 0, ``min_area_px`` down to ``floor_px``), so that every candidate the
    network makes is seen;
 2. each candidate is described on the ground by the features the runtime computes on board
-   (:func:`runtime.discriminate.component_features`, on the sample's counts) and labelled a ship
-   when it matches a true vessel (polygon IoU >= 0.5, as the object F1 counts);
+   (:func:`runtime.discriminate.component_features`, on the sample's counts in the bands the rig
+   sent: :func:`runtime.bands.adapt_bands`, as ``hil run`` picks them) and labelled a ship when it
+   matches a true vessel (polygon IoU >= 0.5, as the object F1 counts);
 3. a model of the ``kind`` asked for (:data:`runtime.discriminate.KINDS`: a logistic model, or
    boosted decision trees fitted by scikit-learn's ``HistGradientBoostingClassifier`` with its
-   default settings, not tuned here) is fitted on the training candidates, and its cut is chosen
-   where object F1 is best on the validation candidates; the test split is never read;
+   default settings but early stopping, which is off: 100 trees, not tuned here) is fitted on the
+   training candidates, and its cut is chosen where object F1 is best on the validation
+   candidates; the test split is never read;
 4. the bundle is written with ``output.discriminator``, the opened cuts, and the fit's record in
-   ``metrics.discriminator``.
+   ``metrics.discriminator``; the figures the input bundle's manifest held for its detections
+   (validation F1, fitness, runtime p50: measured with the cuts now replaced and without this
+   stage) move to ``metrics.before_second_stage`` (:data:`BEFORE_SECOND_STAGE`).
 
 On board the ring and the wider context stop at the tile's edge, so on the ground each candidate
 is measured as the payload measured it: on the tile (hil's grid: the bundle's tile size and
 hil's overlap) that owns its centroid, with the part of it that lies in that tile. A vessel cut by
-a border reaches the ground as one merged outline but was judged on board piece by piece; the
-piece that owns the centroid stands for it.
+a border reaches the ground as one merged outline (its score the pieces' area-weighted mean) but
+was judged on board piece by piece; the piece that owns the centroid stands for it, with its own
+score and largest probability, recomputed from the network's probabilities on that tile
+(:class:`DeviceProbability`: the same bundle on the same device as the hil run), so that a ground
+row is the row the payload computed for that piece.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import json
 import shutil
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +47,7 @@ from shapely.geometry import shape
 
 from flightsim.tiles import owned_windows, tile_grid
 from hil.score import precision_recall_f1
+from runtime.bands import adapt_bands
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
 from runtime.discriminate import FEATURES, Discriminator, SecondStage, TreeDiscriminator, check_kind, component_features
 from search.state import write_json_atomic
@@ -49,6 +57,21 @@ if TYPE_CHECKING:
 
 #: Cuts tried on the validation candidates.
 CUTS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
+
+#: What a fit's rows mean, in :func:`fit_key`: raised whenever they are computed otherwise, so a
+#: store of fits made the old way is not reused. 2: a merged vessel's piece with its own scores,
+#: the rig's bands, detections matched by the full sample name, the replaced cuts' area exact.
+ROWS_VERSION = 2
+
+#: The manifest's ``metrics`` that describe the bundle's detections as they were before its cuts
+#: were replaced by the second stage: :func:`discriminate` moves them under ``before_second_stage``.
+#: (``val_miou`` and ``val_vessel_iou`` stay: hil scores them on the network's thresholded mask,
+#: which neither the cuts nor the second stage touch.)
+BEFORE_SECOND_STAGE = ("val_f1", "fitness", "runtime_latency_p50_ms")
+
+#: A tile's vessel probabilities as the payload computed them: called with the tile's counts as
+#: the rig sent them ((bands, h, w)) and its window (row, col, h, w) in the sample; returns (h, w).
+TileProbability = Callable[[np.ndarray, tuple[int, int, int, int]], np.ndarray]
 
 
 def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = FEATURES,
@@ -78,8 +101,10 @@ def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...]
 def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = FEATURES,
               cut: float = 0.5, seed: int = 0) -> TreeDiscriminator:
     """A :class:`TreeDiscriminator` fitted by scikit-learn's gradient boosting with its default
-    settings (100 trees of at most 31 leaves, learning rate 0.1), read out of the fitted model into
-    plain arrays for the runtime. The read-out uses the fitted predictors' node arrays, which are
+    settings (100 trees of at most 31 leaves, learning rate 0.1) but early stopping, which is off:
+    its default ("auto") turns it on above 10,000 rows, and would then hold back a tenth of the
+    training candidates and stop at fewer trees, unlike the fit this stage is documented as. The
+    fitted model is read out into plain arrays for the runtime. The read-out uses the fitted predictors' node arrays, which are
     not public API, so it is checked against scikit-learn's own probabilities on the rows it was
     fitted on: a version that stores them otherwise fails here, not in flight."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -89,7 +114,7 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     y = np.asarray(labels, bool)
     if len(y) != len(x) or not 0 < y.sum() < len(y):
         raise ValueError("a discriminator needs candidates of both kinds (ships and not), one label per row")
-    model = HistGradientBoostingClassifier(random_state=seed).fit(x, y)
+    model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed).fit(x, y)
     trees = []
     for (predictor,) in model._predictors:
         nodes = predictor.nodes
@@ -118,18 +143,22 @@ def fit_stage(kind: str, rows: np.ndarray, labels: np.ndarray) -> SecondStage:
 def matched_detections(split: Path, which: str, detections: Path
                        ) -> Iterator[tuple[Sample, list[tuple[dict[str, Any], float]]]]:
     """Each sample of one part of a split (pixels loaded), with the detections a hil run made on it
-    and each detection's best IoU with the sample's vessel outlines (what hil's object F1 matches)."""
+    and each detection's best IoU with the sample's vessel outlines (what hil's object F1 matches).
+
+    Detections are matched by the full sample name (hil writes ``sample.name`` into each one's
+    ``properties.scene``): two sets of a split may hold images of the same stem
+    (``ssdd/000001``, ``hrsid/000001``), and each must get only its own."""
     from hil.__main__ import split_source
 
     warnings.filterwarnings("ignore", category=NotGeoreferencedWarning)
     by_scene: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for feature in json.loads(detections.read_text())["features"]:
-        by_scene[str(feature["properties"]["scene"]).rsplit("/", 1)[-1]].append(feature)
+        by_scene[str(feature["properties"]["scene"])].append(feature)
     for sample in split_source(f"{split}:{which}"):
         sample.load()
         truth = sample.vessels or []
         found = []
-        for feature in by_scene.get(sample.name.rsplit("/", 1)[-1], []):
+        for feature in by_scene.get(sample.name, []):
             geom = shape(feature["geometry"])
             found.append((feature, max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)))
         yield sample, found
@@ -146,33 +175,99 @@ def _tile_view(burnt: np.ndarray, grid: list[tuple[int, int, int, int]],
     return (0, 0, burnt.shape[0], burnt.shape[1])
 
 
-def candidates(split: Path, which: str, detections: Path, tile_size: int,
-               overlap: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+def candidates(split: Path, which: str, detections: Path, tile_size: int, overlap: int = 0,
+               model_bands: list[str] | None = None, probability: TileProbability | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, int]:
     """Feature rows of a hil run's detections on one part of a split, measured on the tile the
     payload saw each on (``tile_size``, ``overlap``: the run's grid), their labels (matches a true
-    vessel at IoU >= 0.5) and the number of true vessels there."""
+    vessel at IoU >= 0.5) and the number of true vessels there.
+
+    ``model_bands``: the model's band names; each sample's bands are made the model's by the rig's
+    rule (:func:`runtime.bands.adapt_bands`, as ``hil run`` applies it without ``--bands``), so the
+    counts measured are those the payload received (None: the sample's bands as they are).
+    ``probability``: the tiles' vessel probabilities (:class:`DeviceProbability`); needed only for a
+    vessel merged from pieces of several tiles, whose own score and largest probability were lost
+    in the merge (a ValueError without it).
+    """
     rows, labels, n_truth = [], [], 0
     for sample, found in matched_detections(split, which, detections):
         n_truth += len(sample.vessels or [])
         grid = tile_grid(sample.height, sample.width, tile_size, overlap)
         owned = owned_windows(grid)
+        image = sample.image
+        if model_bands is not None:
+            # strict=False as the rig without --bands: where no rule applies it sends the bands as
+            # they are, the runtime rejects every tile, and there is nothing here to measure
+            index, _ = adapt_bands(list(sample.bands), list(model_bands), None, strict=False)
+            image = image if index is None else image[index]
+        tile_probs: dict[tuple[int, int, int, int], np.ndarray] = {}
         for feature, best in found:
             burnt = rasterize([(feature["geometry"], 1)], out_shape=(sample.height, sample.width),
                               transform=sample.transform).astype(bool)
             if not burnt.any():
                 continue
-            row, col, h, w = _tile_view(burnt, grid, owned)
+            window = _tile_view(burnt, grid, owned)
+            row, col, h, w = window
             piece = burnt[row:row + h, col:col + w]
             if not piece.any():
-                piece, row, col = burnt, 0, 0
+                # its centroid lies off it (a bent vessel across a border): the tile holding most of it
+                window = max(grid, key=lambda g: int(burnt[g[0]:g[0] + g[2], g[1]:g[1] + g[3]].sum()))
+                row, col, h, w = window
+                piece = burnt[row:row + h, col:col + w]
             rr, cc = np.nonzero(piece)
-            box = piece[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
-            tile = sample.image[..., row:row + piece.shape[0], col:col + piece.shape[1]]
+            top, left = int(rr.min()), int(cc.min())
+            box = piece[top:rr.max() + 1, left:cc.max() + 1]
+            tile = image[..., row:row + h, col:col + w]
             props = feature["properties"]
-            rows.append(component_features(tile, box, int(rr.min()), int(cc.min()), float(props["score"]),
-                                           float(props["max_score"])))
+            score, max_score = float(props["score"]), float(props["max_score"])
+            if int(props.get("pieces", 1)) > 1:
+                if probability is None:
+                    raise ValueError(f"{sample.name}: a vessel merged from {props['pieces']} tile pieces needs the "
+                                     "tiles' probabilities (probability=) to score the piece the payload judged")
+                if window not in tile_probs:
+                    tile_probs[window] = np.asarray(probability(tile, window))
+                score, max_score = _piece_scores(tile_probs[window], box, top, left)
+            rows.append(component_features(tile, box, top, left, score, max_score))
             labels.append(best >= 0.5)
     return np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth
+
+
+def _piece_scores(prob: np.ndarray, box: np.ndarray, top: int, left: int) -> tuple[float, float]:
+    """(score, max_score) of the component ``box`` (a boolean crop whose top-left pixel is at
+    ``top``, ``left`` of the tile) as :func:`runtime.vectorize.vectorize` computes them on board: the
+    mean and the largest of its pixels' probabilities, in float64, in the same order, bit for bit."""
+    vals = prob[top:top + box.shape[0], left:left + box.shape[1]][box].astype(np.float64)
+    return float(vals.sum() / int(box.sum())), float(vals.max())
+
+
+class DeviceProbability:
+    """A :data:`TileProbability`: the bundle at ``model`` run on ``device`` the way the payload runs
+    each tile (the runtime's preprocessing, device adapter and twin profile, as ``runtime infer``
+    does), so a tile gives here the probabilities it gave in the hil run. The device is opened on
+    the first tile (compiling a twin takes seconds, and most splits have few merged vessels);
+    :meth:`close` releases it."""
+
+    def __init__(self, model: Path, device: str) -> None:
+        self.bundle = read_bundle(model)
+        self.device = device
+        self._adapter: Any = None
+        self._prep: Any = None
+
+    def __call__(self, pixels: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+        """The (h, w) vessel probabilities of one tile's counts (``window`` is not needed here)."""
+        if self._adapter is None:
+            from runtime.device import open_device
+            from runtime.preprocess import Preprocessor
+
+            self._adapter = open_device(self.bundle, self.device, lambda *_: None, infer_requests=1)
+            self._prep = Preprocessor(self.bundle.manifest["input"], self._adapter.input_shape)
+        batch, (h, w) = self._prep(np.ascontiguousarray(pixels), {})
+        return np.array(self._adapter.infer(batch)[0, 0, :h, :w])
+
+    def close(self) -> None:
+        if self._adapter is not None:
+            self._adapter.close()
+            self._adapter = None
 
 
 def object_f1(kept: np.ndarray, labels: np.ndarray, n_truth: int) -> float:
@@ -188,7 +283,9 @@ def open_cuts(model: Path, out: Path, floor_px: int = 4) -> dict[str, Any]:
     bundle = read_bundle(model)
     manifest = rewritable_manifest(bundle)
     before = {k: manifest["output"].get(k) for k in ("min_area_px", "min_score")}
-    manifest["output"]["min_area_px"] = min(int(before["min_area_px"] or floor_px), floor_px)
+    # a model that kept every component (0) keeps it so; one without the setting gets the floor
+    smallest = before["min_area_px"]
+    manifest["output"]["min_area_px"] = floor_px if smallest is None else min(int(smallest), floor_px)
     manifest["output"]["min_score"] = 0.0
     manifest["output"].pop("discriminator", None)
     shutil.rmtree(out, ignore_errors=True)
@@ -199,27 +296,36 @@ def open_cuts(model: Path, out: Path, floor_px: int = 4) -> dict[str, Any]:
 def split_candidates(opened: Path, split: Path, which: str, work: Path,
                      device: str = "myriadx-emu") -> tuple[np.ndarray, np.ndarray, int]:
     """:func:`candidates` of a bundle with its cuts opened (:func:`open_cuts`) on one part of a
-    split, through ``hil run`` on ``device`` (its report under ``work/which``)."""
+    split, through ``hil run`` on ``device`` (its report under ``work/which``), in the bands the
+    rig sent and with each merged vessel's piece scored on the same device."""
     import hil
     from hil.__main__ import split_source
     from hil.settings import DEFAULTS
 
     hil.run(split_source(f"{split}:{which}"), opened, work / which, device=device, progress=False)
-    return candidates(split, which, work / which / "detections.geojson",
-                      read_bundle(opened).manifest["input"]["shape"][2], DEFAULTS.run.overlap_px)
+    manifest_input = read_bundle(opened).manifest["input"]
+    # the rig's own default for a manifest without band names (hil.rig.run)
+    model_bands = list(manifest_input.get("bands") or [f"b{i}" for i in range(manifest_input["shape"][1])])
+    probability = DeviceProbability(opened, device)
+    try:
+        return candidates(split, which, work / which / "detections.geojson", manifest_input["shape"][2],
+                          DEFAULTS.run.overlap_px, model_bands, probability)
+    finally:
+        probability.close()
 
 
 def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str, kind: str = "logistic") -> str:
     """What a fit depends on, as a sha256: the network and what the runtime does around it (the
     ``opened`` bundle's manifest less its name, figures and date; the IR files are in it by checksum),
     the cuts it replaces, the split's contents, the device, hil's tile overlap, the kind of model, and
-    the features and cuts tried. Not the code that computes the features: after a change to it, delete the store."""
+    the features and cuts tried, and :data:`ROWS_VERSION`. Not the code that computes the features
+    otherwise: after a change to it that does not raise that version, delete the store."""
     from hil.settings import DEFAULTS
 
     manifest = {k: v for k, v in opened.items() if k not in ("name", "metrics", "created")}
     payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
                "device": device, "overlap_px": DEFAULTS.run.overlap_px, "features": FEATURES,
-               "cuts": [float(c) for c in CUTS], "kind": kind}
+               "cuts": [float(c) for c in CUTS], "kind": kind, "rows": ROWS_VERSION}
     return sha256(json.dumps(payload, sort_keys=True).encode())
 
 
@@ -247,7 +353,9 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     cut = max(f1_by_cut, key=lambda c: (f1_by_cut[c], -abs(c - 0.5)))
     chosen = dataclasses.replace(fitted, cut=cut)
     # the cuts it replaces, scored the same way on the same candidates
-    area = np.exp(x_val[:, FEATURES.index("log_area")])
+    # the pixel count back from its log: exp(log(80)) is 79.99999999999997, which ">= 80" drops
+    # though the runtime keeps it (count >= min_area_px); counts are whole numbers
+    area = np.rint(np.exp(x_val[:, FEATURES.index("log_area")]))
     old = (area >= (before["min_area_px"] or 0)) & (x_val[:, FEATURES.index("score")] >= (before["min_score"] or 0))
     record = {"kind": kind, "fitted_on": f"{split}:train", "cut_chosen_on": f"{split}:val", "device": device,
               "train_candidates": int(len(y_train)), "train_ships": int(y_train.sum()),
@@ -265,10 +373,19 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
 
 def _write_stage(bundle: Bundle, manifest: dict[str, Any], out: Path, stage: dict[str, Any],
                  record: dict[str, Any]) -> dict[str, Any]:
-    """Write the opened ``bundle`` to ``out`` with its second stage and the fit's record."""
+    """Write the opened ``bundle`` to ``out`` with its second stage and the fit's record.
+
+    The figures of the input's detections (:data:`BEFORE_SECOND_STAGE`) were measured with the
+    cuts this stage replaces and without it: they move under ``metrics.before_second_stage``, so
+    that none reads as a figure of the bundle written. A bundle fitted again keeps the ones moved
+    the first time (nothing measured it in between)."""
     manifest["output"]["discriminator"] = stage
-    manifest["metrics"] = {**manifest.get("metrics", {}), "discriminator": record}
-    manifest["metrics"].pop("test", None)  # measured on another output: ship it again to measure
+    metrics = {**manifest.get("metrics", {}), "discriminator": record}
+    metrics.pop("test", None)  # measured on another output: ship it again to measure
+    moved = {k: metrics.pop(k) for k in BEFORE_SECOND_STAGE if k in metrics}
+    if moved:
+        metrics["before_second_stage"] = {**metrics.get("before_second_stage", {}), **moved}
+    manifest["metrics"] = metrics
     shutil.rmtree(out, ignore_errors=True)
     rewrite_bundle(bundle, out, manifest)
     return record

@@ -265,3 +265,19 @@ def test_a_bundle_written_over_another_drops_its_stale_blobs_and_signature(tmp_p
     assert set(again.compiled) == {"CPU"} and again.signature is None and not (out / SIGNATURE_FILE).exists()
     retype_bundle(Path(__file__).resolve().parents[2] / "models" / "default", out, "uint8")
     assert read_bundle(out).compiled == {} and not list((out / "compiled").glob("*"))
+
+
+@pytest.mark.parametrize("key", ["mean", "std"])
+@pytest.mark.parametrize("where", ["ir", "host"])
+def test_a_null_normalisation_value_is_absent_or_refused_never_a_type_error(tmp_path: Path, brightness_bundle: Path,
+                                                                            key: str, where: str) -> None:
+    """A null ``std`` raised a TypeError out of the check (``v <= 0`` over None). Null is "not
+    recorded", as an absent key: allowed where the IR normalises, a BundleError where the host must."""
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    manifest["input"]["normalization"].update({"where": where, key: None})
+    if where == "ir":
+        assert rewrite_bundle(bundle, tmp_path / "m", manifest).manifest["input"]["normalization"][key] is None
+    else:
+        with pytest.raises(BundleError, match=f"input.normalization.{key} must list one finite number per band"):
+            rewrite_bundle(bundle, tmp_path / "m", manifest)

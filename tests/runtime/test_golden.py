@@ -3,6 +3,7 @@ model keeps serving; one that does is installed with its golden tile."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -47,6 +48,29 @@ def test_a_golden_table_without_its_file_or_the_reverse_is_malformed(tmp_path: P
     with pytest.raises(BundleError, match="golden"):
         write_bundle(tmp_path / "c", bundle.files["model.xml"], bundle.files["model.bin"],
                      {**manifest, "golden": {"max_mean_abs": 0.02, "min_mask_iou": 0.9}})
+
+
+def test_a_golden_tile_without_its_band_axis_is_refused_saying_bands_h_w(tmp_path: Path) -> None:
+    """A 2-D (H, W) tile failed in the preprocessing with "not enough values to unpack": refused
+    with a ValueError when written, and a BundleError when a bundle carries one."""
+    make_brightness_bundle(tmp_path / "b")
+    with pytest.raises(ValueError, match=r"\(bands, H, W\).*tile\[None\]"):
+        with_golden(tmp_path / "b", _ship_tile()[0], out_dir=tmp_path / "g", require_vessels=False)
+    from runtime.device import open_device
+    from runtime.golden import check_golden
+    from runtime.preprocess import Preprocessor
+
+    bundle = with_golden(tmp_path / "b", _ship_tile(), out_dir=tmp_path / "g")
+    flat = io.BytesIO()
+    np.savez_compressed(flat, tile=_ship_tile()[0], expected=np.zeros((64, 64), np.float16))
+    # as a bundle whose golden.npz holds a 2-D tile would be held after its checksums passed
+    flat_bundle = dataclasses.replace(bundle, files={**bundle.files, GOLDEN_FILE: flat.getvalue()})
+    adapter = open_device(flat_bundle, "CPU", lambda *_: None, infer_requests=1)
+    try:
+        with pytest.raises(BundleError, match=r"must be \(bands, H, W\) counts; got shape \(64, 64\)"):
+            check_golden(flat_bundle, adapter, Preprocessor(flat_bundle.manifest["input"], adapter.input_shape))
+    finally:
+        adapter.close()
 
 
 def test_an_uplink_whose_golden_tile_does_not_reproduce_is_refused(tmp_path: Path, runtime_proc: RuntimeProcess) -> None:
