@@ -39,6 +39,7 @@ from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
 from hil.score import ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts
+from runtime.bands import model_band_names
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from hil.settings import DEFAULTS, ScoreSettings, Settings
@@ -141,7 +142,7 @@ def run(
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
     tile_size = _tile_size(bundle.manifest, model)
-    model_bands = list(bundle.manifest["input"].get("bands") or [f"b{i}" for i in range(bundle.manifest["input"]["shape"][1])])
+    model_bands = model_band_names(bundle.manifest["input"])
     overlap = cfg.overlap_px if overlap is None else overlap
     if timing is None:
         rate = rate_hz if rate_hz is not None else cfg.rate_hz

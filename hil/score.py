@@ -8,6 +8,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from flightsim.sources.base import areal_part
+
 
 #: Pixel counts of one or several images: intersection and union of each class.
 COUNTS = ("inter_v", "union_v", "inter_b", "union_b")
@@ -76,11 +78,8 @@ def areal(geometries: list[BaseGeometry]) -> list[BaseGeometry]:
         return list(geometries)
     out = list(geometries)
     for i in np.flatnonzero(bad).tolist():
-        fixed = shapely.make_valid(out[i])
-        if fixed.geom_type not in ("Polygon", "MultiPolygon"):
-            parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon")]
-            fixed = shapely.union_all(parts) if parts else shapely.Polygon()
-        out[i] = fixed
+        fixed = areal_part(out[i])
+        out[i] = shapely.Polygon() if fixed is None else fixed
     return out
 
 

@@ -18,6 +18,14 @@ which rules were tried). (An alpha band never gets here: the readers drop it.)
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def model_band_names(input_spec: dict[str, Any]) -> list[str]:
+    """The band names of a manifest's ``input``: its ``bands``, else ``b0``, ``b1``, ... by count
+    (what a source's bands are matched against, in hil, ``runtime infer`` and the second stage)."""
+    return list(input_spec.get("bands") or [f"b{i}" for i in range(input_spec["shape"][1])])
+
 
 def adapt_bands(source_bands: list[str], model_bands: list[str], select: list[int] | None = None,
                 strict: bool = True, option: str | None = "--bands") -> tuple[list[int] | None, str]:

@@ -15,7 +15,7 @@ import numpy as np
 from affine import Affine
 from rasterio.crs import CRS
 
-from runtime.bands import adapt_bands
+from runtime.bands import adapt_bands, model_band_names
 from runtime.bundle import read_bundle
 from runtime.device import open_device
 from runtime.fit import manifest_trained_for, tile_fit_warnings
@@ -79,8 +79,7 @@ def infer_file(
     """
     bundle = read_bundle(model)
     pixels, transform, crs, names = read_input(input_path)
-    model_bands = list(bundle.manifest["input"].get("bands")
-                       or [f"b{i}" for i in range(bundle.manifest["input"]["shape"][1])])
+    model_bands = model_band_names(bundle.manifest["input"])
     try:
         index, adaptation = adapt_bands(names, model_bands, option=None)
     except ValueError as exc:

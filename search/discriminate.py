@@ -47,7 +47,7 @@ from shapely.geometry import shape
 
 from flightsim.tiles import owned_windows, tile_grid
 from hil.score import precision_recall_f1
-from runtime.bands import adapt_bands
+from runtime.bands import adapt_bands, model_band_names
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
 from runtime.discriminate import FEATURES, Discriminator, SecondStage, TreeDiscriminator, check_kind, component_features
 from search.state import write_json_atomic
@@ -304,8 +304,7 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
 
     hil.run(split_source(f"{split}:{which}"), opened, work / which, device=device, progress=False)
     manifest_input = read_bundle(opened).manifest["input"]
-    # the rig's own default for a manifest without band names (hil.rig.run)
-    model_bands = list(manifest_input.get("bands") or [f"b{i}" for i in range(manifest_input["shape"][1])])
+    model_bands = model_band_names(manifest_input)
     probability = DeviceProbability(opened, device)
     try:
         return candidates(split, which, work / which / "detections.geojson", manifest_input["shape"][2],

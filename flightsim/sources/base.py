@@ -343,6 +343,17 @@ def mask_to_vessels(mask: np.ndarray, transform: Affine, labels: np.ndarray | No
     return [shapely.union_all(parts) for parts in by_label.values()]
 
 
+def areal_part(geom: Any) -> Any | None:
+    """``geom`` made valid and reduced to its areal part (one Polygon or MultiPolygon), or None when
+    nothing with an area is left. A self-intersecting outline (a "bowtie") makes GEOS refuse
+    overlays; make_valid keeps each lobe's area, and the lines or points it may leave cover nothing."""
+    if geom.is_valid and geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    fixed = shapely.make_valid(geom)
+    parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in ("Polygon", "MultiPolygon") and g.area > 0]
+    return shapely.union_all(parts) if parts else None
+
+
 def vessels_to_mask(vessels: list[Polygon], transform: Affine, shape_hw: tuple[int, int]) -> np.ndarray:
     """The truth mask of polygons in map coordinates: pixels whose centre lies inside one."""
     if not vessels:

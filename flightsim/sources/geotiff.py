@@ -23,7 +23,7 @@ from rasterio.transform import array_bounds
 from rasterio.warp import transform_geom
 from shapely.geometry import box, shape
 
-from flightsim.sources.base import Georef, Sample, Source, _open, mask_to_vessels, read_image, vessels_to_mask
+from flightsim.sources.base import Georef, areal_part, Sample, Source, _open, mask_to_vessels, read_image, vessels_to_mask
 
 TRUTH_SUFFIXES = (".tif", ".tiff", ".geojson", ".json")
 
@@ -99,9 +99,7 @@ def _valid_vessels(vessels: list[Any], sample: Sample) -> list[Any]:
     out = []
     for i, v in enumerate(vessels):
         if not v.is_valid:
-            fixed = shapely.make_valid(v)
-            parts = [g for g in getattr(fixed, "geoms", [fixed]) if g.geom_type in AREAL_TYPES and g.area > 0]
-            v = shapely.union_all(parts) if parts else None
+            v = areal_part(v)
             sample.notes.append(f"truth feature {i} was not a valid polygon: made valid" if v is not None
                                 else f"truth feature {i} has no area: left out")
         if v is not None:
