@@ -13,7 +13,7 @@ With ``--discriminate`` each seed's bundle also gets its own second stage
 ``[export] discriminator_kind`` names, or ``--kind``) and that bundle is scored on the test split
 too (``test_discriminated``), so a searched and a hand-designed network are compared with the same
 post-processing. With ``--final`` each seed is trained as the search's final training trains its
-pick (``[final]``, its ``[final.train]`` and ``[final.export]``: ``search.evolution.final_config``)
+pick (``[final]``, its ``[final.train]`` and ``[final.export]``: ``search.final.final_config``)
 rather than as a candidate: the spread over training seeds of the flight model's own recipe. With
 ``--part val`` the bundles are scored on the validation split instead: a probe whose outcome
 chooses a recipe must not look at test (the figures keep their keys, and ``recipe.scored_on``
@@ -44,7 +44,7 @@ from search.config import load_config  # noqa: E402
 from search.candidate import evaluate_candidate  # noqa: E402
 from search.dataset import prepare_data  # noqa: E402
 from search.discriminate import discriminate  # noqa: E402
-from search.evolution import final_config  # noqa: E402
+from search.final import final_config  # noqa: E402
 
 #: The parts of a split a study may score on: the test split for figures to report, the validation
 #: split for a probe whose outcome chooses a recipe (choosing on test would tune to it).

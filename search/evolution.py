@@ -11,7 +11,7 @@ Defaults (``[evolution]``): population 16, 10 generations, as the reference pape
    crossover and mutation build new ones and never touch a parent.
 
 After the last generation the best genome may be trained again with its own budget
-(``[final]``, :func:`final_training`) and the flight model given its second stage
+(``[final]``, :mod:`search.final`) and the flight model given its second stage
 (``[export] discriminate``).
 
 Selection uses validation scores only (synthetic seeds ``data.val_seed_start ..``, or the validation
@@ -21,7 +21,6 @@ so the whole search replays identically from its records: that is how it resumes
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass
@@ -32,10 +31,11 @@ import numpy as np
 
 from runtime.bundle import check_input_holds
 from runtime.discriminate import check_kind
-from search.candidate import check_recipe, evaluate_candidate, hil_scores
+from search.candidate import check_recipe, hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
-from search.fitness import ACCURACIES, check_fitness_settings
+from search.final import add_second_stage, final_config, final_pick, final_training
+from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
 from search.workers import make_evaluator
@@ -239,10 +239,11 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
             if gen + 1 < int(evo["generations"]):
                 population = next_generation(population, records, seen, space, evo, gen + 1)
                 seen.update(population)
-    scored = [r for r in records.values() if r.get("fitness") is not None]
-    best = max(scored, key=lambda r: (r["fitness"], r["key"]), default=None)
+    best = flight_pick(list(records.values()), cfg["fitness"], say)
     if best is not None and int(cfg["final"]["fp32_epochs"]) > 0:
-        best = final_training(best, cfg, data, out, say)
+        pick = final_pick(list(records.values()), cfg, data, say)
+        if pick is not None:
+            best = final_training(best, cfg, data, out, say, pick)
     if best is not None:
         write_flight_model(best, out / "flight_model", cfg)
         check = verify_flight_model(
@@ -252,123 +253,10 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
         if not check["identical"]:
             say(f"warning: the shipped flight model does not reproduce its search figures: {check}")
         if cfg["export"].get("discriminate"):
-            _add_discriminator(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say)
+            add_second_stage(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say)
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)
-
-
-def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, out: Path,
-                   say: Any = print) -> dict[str, Any]:
-    """``best`` trained again from scratch with the ``[final]`` budget, exported and scored like a
-    candidate; returns that record when it is at least as good on validation (:func:`compare_final`),
-    else ``best``.
-
-    The record is kept in ``OUT/final/record.json`` (with the budget, the searched candidate's
-    fitness and the comparison) and reused on resume while the genome and the budget are unchanged,
-    so a finished search run again trains nothing here either. A reused record whose comparison was
-    made under another ``[export]`` second stage is judged again (not retrained) before it decides.
-    """
-    final_cfg, budget = final_config(cfg)
-    path = out / "final" / "record.json"
-    record = json.loads(path.read_text()) if path.exists() else None
-    if record is None or record.get("key") != best["key"] or record.get("final_budget") != budget:
-        changed = {t: v for t, v in budget.items() if t in FINAL_OVERRIDES}
-        say(f"final training of {best['name']}: {budget['fp32_epochs']} FP32 + {budget['aligned_epochs']} "
-            f"aligned epochs" + (f", with {changed}" if changed else ""))
-        record = evaluate_candidate(Genome.from_dict(best["genome"]), final_cfg, data, out / "final")
-        record.update(final_budget=budget, searched={"fitness": best["fitness"], "bundle": best["bundle"],
-                                                     "trained_under": best["training"]["trained_under"]})
-        record["compared"] = compare_final(best, record, cfg, out)
-        write_json_atomic(path, record)
-    elif not _compared_as_configured(record["compared"], cfg):
-        # the same training judged under another [export] second stage: judged again, not retrained
-        say("final training: judged again, the second stage ([export] discriminate) has changed")
-        record["compared"] = compare_final(best, record, cfg, out)
-        write_json_atomic(path, record)
-    compared = record["compared"]
-    kept = compared["final"] is not None and compared["final"] >= compared["searched"]
-    say(f"final training: {compared['by']} {compared['final']} against {compared['searched']} as searched; "
-        f"the flight model is the {'final' if kept else 'searched'} one")
-    return record if kept else best
-
-
-def final_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The config a candidate is trained under for the final training, and the budget that names it
-    (the ``[final]`` epochs and its ``[final.train]`` / ``[final.export]`` settings).
-
-    One place for the recipe, so that anything that retrains the flight model's recipe (the search,
-    ``scripts/seed_study.py --final``) trains the same thing.
-    """
-    epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
-    # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
-    # record from before they existed still matches a config without them
-    changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
-    final_cfg = copy.deepcopy(cfg)
-    final_cfg["candidate"].update(epochs)
-    for table, settings in changed.items():
-        final_cfg[table].update(settings)
-    return final_cfg, epochs | changed
-
-
-def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    """What decides between the searched candidate and its final training, on validation only: the
-    fitness; or, when the flight model flies a second stage (``[export] discriminate``), the
-    validation F1 each reaches with its own, fitted the same way (the cuts the fitness was measured
-    with are replaced by it). The genome is the same, so latency and size do not differ."""
-    if final.get("fitness") is None:
-        return {"by": "validation fitness", "searched": best["fitness"], "final": None}
-    if not cfg["export"].get("discriminate"):
-        return {"by": "validation fitness", "searched": best["fitness"], "final": final["fitness"]}
-    import shutil
-
-    from search.discriminate import discriminate
-
-    f1 = {}
-    for tag, record in (("searched", best), ("final", final)):
-        root = out / "final" / "second_stage" / tag
-        shutil.rmtree(root, ignore_errors=True)
-        f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
-                               device=record["device_metrics"]["device"], fits=out / FITS,
-                               kind=cfg["export"]["discriminator_kind"])["val_f1"]
-    return {"by": BY_SECOND_STAGE, "kind": cfg["export"]["discriminator_kind"], **f1}
-
-
-#: How :func:`compare_final` judges when the flight model flies a second stage.
-BY_SECOND_STAGE = "validation F1 with its own second stage"
-
-
-def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bool:
-    """Whether a stored comparison was made the way ``cfg`` would make it now: a resumed search whose
-    ``[export] discriminate`` or ``discriminator_kind`` changed must not ship on the old verdict."""
-    if compared.get("final") is None:
-        return True  # the final training failed: nothing to judge, whatever the second stage
-    if cfg["export"].get("discriminate"):
-        return compared.get("by") == BY_SECOND_STAGE and compared.get("kind") == cfg["export"]["discriminator_kind"]
-    return compared.get("by") != BY_SECOND_STAGE
-
-
-#: Second stages fitted in a search (search.discriminate's ``fits``): the flight model reuses the one
-#: :func:`compare_final` fitted for the same network, and a resumed search fits none again.
-FITS = Path("discriminate") / "fits"
-
-
-def _add_discriminator(out: Path, device: str, kind: str, say: Any) -> None:
-    """Give ``out/flight_model`` its second stage (``[export] discriminate``), fitted on the
-    search's own split: training candidates, cut on validation, the test split never read."""
-    import shutil
-
-    from search.discriminate import discriminate
-
-    staged = out / "flight_model.discriminated"
-    shutil.rmtree(staged, ignore_errors=True)
-    # run_search refused the setting without a real source, so prepare_data wrote this split
-    record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
-                          device=device, fits=out / FITS, kind=kind)
-    shutil.rmtree(out / "flight_model")
-    staged.rename(out / "flight_model")
-    say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
-        f"(the search's cuts: {record['val_f1_cuts_replaced']:.3f})")
 
 
 def load_generations(out: Path) -> list[dict[str, Any]]:

@@ -17,6 +17,12 @@ A candidate without on-device scores (infeasible or failed) has no fitness and i
 nor has one whose latency is the cost model's estimate while the estimate left op types unpriced
 (``unpriced_ops``: priced by bytes alone, so the total is a lower bound that could pass the target
 falsely). :func:`latency_used` then says why, naming the ops (the record's ``fitness_latency``).
+
+The target is soft; ``latency_limit_ms`` is the hard budget of the flight model (0: none). A
+candidate over it keeps its fitness and may still breed (a child of a slow parent may fit), but it
+never flies (:func:`within_limit`): the flight model is the fittest candidate within the limit, and
+a final training whose network is over it (a land gate adds latency) is not kept. Applied when the
+flight model is chosen, not stored in the records, so a search resumes across a change of it.
 """
 
 from __future__ import annotations
@@ -114,6 +120,16 @@ def check_fitness_settings(cfg: dict[str, Any]) -> None:
     for key, valid in (("accuracy", ACCURACIES), ("latency", LATENCIES)):
         if cfg[key] not in valid:
             raise ValueError(f"[fitness] {key} {cfg[key]!r}; valid: {list(valid)}")
+    limit = cfg["latency_limit_ms"]
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not limit >= 0 or math.isinf(limit):
+        raise ValueError(f"[fitness] latency_limit_ms must be a finite number of ms >= 0 (0: no limit); got {limit!r}")
+
+
+def within_limit(record: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """Whether a scored record may fly: its latency as the fitness takes it (:func:`latency_used`)
+    at most ``[fitness] latency_limit_ms`` (``cfg`` is that table; 0: no limit)."""
+    limit = float(cfg["latency_limit_ms"])
+    return limit == 0 or latency_ms(record, cfg["latency"]) <= limit
 
 
 def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) -> float | None:
@@ -129,6 +145,21 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     target = float(cfg["latency_target_ms"])
     penalty = cfg["latency_weight"] * math.log2(max(lat, target) / target)
     return float(acc - penalty - cfg["size_weight"] * record["parameters"] / max_parameters)
+
+
+def flight_pick(records: list[dict[str, Any]], fitness_cfg: dict[str, Any], say: Any = print) -> dict[str, Any] | None:
+    """The fittest scored record within ``[fitness] latency_limit_ms`` (:func:`within_limit`),
+    or None when there is none; says which fitter ones the limit passed over."""
+    scored = sorted((r for r in records if r.get("fitness") is not None), key=lambda r: (r["fitness"], r["key"]),
+                    reverse=True)
+    for record in scored:
+        if within_limit(record, fitness_cfg):
+            return record
+        say(f"  {record['name']} (fitness {record['fitness']:.3f}) is over the latency limit: "
+            f"{latency_ms(record, fitness_cfg['latency']):.1f} > {fitness_cfg['latency_limit_ms']} ms; it does not fly")
+    if scored:
+        say(f"no candidate is within [fitness] latency_limit_ms = {fitness_cfg['latency_limit_ms']}: no flight model")
+    return None
 
 
 def objectives(record: dict[str, Any], cfg: dict[str, Any]) -> tuple[float, float, float]:

@@ -177,7 +177,7 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     fig.savefig(rep / "pareto.png", dpi=120)
     plt.close(fig)
     summary = {"best": None if best is None else {"key": best["key"], "name": best["name"], "fitness": best["fitness"],
-                                                  # [final]: the pick trained again (search.evolution.final_training)
+                                                  # [final]: the pick trained again (search.final.final_training)
                                                   "final_budget": best.get("final_budget")},
                "candidates": len(records), "generations": len(generations)}
     (rep / "summary.json").write_text(json.dumps(summary, indent=1))

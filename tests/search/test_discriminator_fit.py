@@ -11,7 +11,7 @@ import pytest
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.discriminate import FEATURES
 from flightsim.tiles import owned_windows, tile_grid
-from search.discriminate import _tile_view, discriminate, fit_logistic, fit_trees, object_f1
+from search.discriminate import ROWS_VERSION, _tile_view, discriminate, fit_logistic, fit_trees, object_f1
 from tests.conftest import make_brightness_bundle
 
 SSDD = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ssdd" / "images"
@@ -130,7 +130,7 @@ def test_a_network_fitted_once_is_not_run_through_hil_again(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_a_search_gives_its_flight_model_the_second_stage_on_its_own_split(tmp_path: Path) -> None:
     """[export] discriminate: OUT/flight_model is replaced by the same bundle with its discriminator."""
-    from search.evolution import _add_discriminator
+    from search.final import add_second_stage
 
     make_brightness_bundle(tmp_path / "out" / "flight_model", size=64, threshold=0.3)
     (tmp_path / "out" / "data").mkdir()
@@ -138,7 +138,7 @@ def test_a_search_gives_its_flight_model_the_second_stage_on_its_own_split(tmp_p
     (tmp_path / "out" / "data" / "split.json").write_text(json.dumps(split))
     before = read_bundle(tmp_path / "out" / "flight_model")
     said: list[str] = []
-    _add_discriminator(tmp_path / "out", "myriadx-emu", "trees", said.append)
+    add_second_stage(tmp_path / "out", "myriadx-emu", "trees", said.append)
     after = read_bundle(tmp_path / "out" / "flight_model")
     assert after.discriminator is not None and before.discriminator is None
     assert after.manifest["output"]["discriminator"]["kind"] == "trees"  # the kind the config asks for
@@ -176,7 +176,7 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     """[final] with [export] discriminate: the searched and the final bundle each get a second stage
     fitted on the split, and their validation F1 with it decides (not the cuts it replaces)."""
     from search.config import load_config
-    from search.evolution import _add_discriminator, compare_final
+    from search.final import add_second_stage, compare_final
 
     split = {"source": [f"coco:{SSDD}"], "train": [0, 1, 2, 3, 4, 5], "val": [6, 7, 8], "test": [10**6]}
     (tmp_path / "data").mkdir()
@@ -190,14 +190,15 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     compared = compare_final(records["searched"], records["final"], cfg, tmp_path)
     alone = {tag: discriminate(tmp_path / tag, tmp_path / "data" / "split.json", tmp_path / f"{tag}-2",
                                tmp_path / f"{tag}-work")["val_f1"] for tag in records}
-    assert compared == {"by": "validation F1 with its own second stage", "kind": "logistic", **alone}
+    assert compared == {"by": "validation F1 with its own second stage", "kind": "logistic", "rows": ROWS_VERSION,
+                        **alone}
     # the flight model (the final bundle renamed, with the search's figures) takes the stage the
     # comparison fitted for that network, without running it through hil again
     bundle = read_bundle(tmp_path / "final")
     manifest = rewritable_manifest(bundle)
     manifest.update(name="nas-final", metrics={"fitness": 0.5})
     rewrite_bundle(bundle, tmp_path / "flight_model", manifest)
-    _add_discriminator(tmp_path, "myriadx-emu", "logistic", lambda *_: None)
+    add_second_stage(tmp_path, "myriadx-emu", "logistic", lambda *_: None)
     assert not (tmp_path / "discriminate" / "train").exists()
     flown = read_bundle(tmp_path / "flight_model")
     assert flown.discriminator == read_bundle(tmp_path / "final" / "second_stage" / "final" / "bundle").discriminator
@@ -205,10 +206,10 @@ def test_a_final_training_is_judged_with_its_own_second_stage(tmp_path: Path) ->
     assert compare_final(records["searched"], {**records["final"], "fitness": None}, cfg, tmp_path)["final"] is None
     # a resumed search whose final training was judged without a second stage (or with another kind)
     # judges it again when [export] discriminate is now on, and trains nothing
-    from search.evolution import _compared_as_configured, final_config, final_training
+    from search.final import _compared_as_configured, final_config, final_training
 
     searched = {**records["searched"], "key": "k", "name": "nas-k", "training": {"trained_under": "fp32"}}
-    stale = {**records["final"], "key": "k", "final_budget": final_config(cfg)[1],
+    stale = {**records["final"], "key": "k", "name": "nas-k", "final_budget": final_config(cfg)[1],
              "compared": {"by": "validation fitness", "searched": 0.5, "final": 0.5}}
     (tmp_path / "final" / "record.json").write_text(json.dumps(stale))
     said: list[str] = []

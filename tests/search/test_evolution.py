@@ -277,3 +277,40 @@ def test_final_settings_are_checked_against_the_tables_they_override(tmp_path: P
     config.write_text('[final.train]\nland_gates = "context"\n')
     with pytest.raises(ValueError, match="final.train: unknown setting 'land_gates'; valid: .*land_gate"):
         load_config(config)
+
+
+
+@pytest.mark.slow
+def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
+        tiny_search: tuple[Path, Any], tiny_config_path: Path) -> None:
+    """The cost model's estimate is known before training, so a genome whose network under the
+    final recipe (here with a land gate, which costs latency) is over [fitness] latency_limit_ms is
+    passed over for the final training, and the fittest that fits is trained instead."""
+    from search.config import load_config
+    from search.dataset import prepare_data
+    from search.final import final_config, final_pick, recipe_latency_ms
+    from search.fitness import flight_pick
+    from search.space import Genome
+
+    out, result = tiny_search
+    cfg = load_config(tiny_config_path)
+    data = prepare_data(cfg, out / "data")
+    scored = sorted((r for r in result.records.values() if r.get("fitness") is not None),
+                    key=lambda r: (r["fitness"], r["key"]), reverse=True)
+    assert len(scored) >= 2
+    for r in scored:  # before training, the figure its trained record has
+        assert recipe_latency_ms(Genome.from_dict(r["genome"]), cfg, data) == pytest.approx(
+            r["device_metrics"]["estimated_latency_ms"], abs=1e-3)
+    cfg["final"].update(fp32_epochs=1, aligned_epochs=1, train={"land_gate": "local"})
+    gated = {r["key"]: recipe_latency_ms(Genome.from_dict(r["genome"]), final_config(cfg)[0], data) for r in scored}
+    assert all(gated[r["key"]] > r["device_metrics"]["estimated_latency_ms"] for r in scored)
+    fittest = scored[0]
+    cfg["fitness"]["latency_limit_ms"] = gated[fittest["key"]] - 1e-6
+    said: list[str] = []
+    assert flight_pick(scored, cfg["fitness"], said.append) is fittest  # flies as searched, ungated
+    limit = cfg["fitness"]["latency_limit_ms"]
+    fits = [r for r in scored if max(gated[r["key"]], r["device_metrics"]["estimated_latency_ms"]) <= limit]
+    assert final_pick(scored, cfg, data, said.append) is (fits[0] if fits else None)
+    assert f"{fittest['name']} would take" in said[0]
+    cfg["fitness"]["latency_limit_ms"] = 0.0  # no limit: the fittest, whatever its final network costs
+    assert final_pick(scored, cfg, data, said.append) is fittest

@@ -12,7 +12,7 @@ from search.fitness import fitness, pareto_front
 
 
 def record(key: str, miou: float, latency: float, params: int) -> dict[str, Any]:
-    return {"key": key, "parameters": params, "fitness": 0.0,
+    return {"key": key, "name": f"nas-{key}", "parameters": params, "fitness": 0.0,
             "device_metrics": {"miou": miou, "vessel_iou": miou, "f1": miou, "estimated_latency_ms": latency,
                                "runtime_latency_p50_ms": 2 * latency}}
 
@@ -41,8 +41,8 @@ def test_pooled_accuracy_reads_the_pooled_figures() -> None:
 
     record = {"key": "k", "parameters": 0,
               "device_metrics": {"f1": 0.7, "pooled": {"f1": 0.4}, "estimated_latency_ms": 10.0}}
-    cfg = {"accuracy": "f1_pooled", "latency": "estimated", "latency_target_ms": 30.0, "latency_weight": 0.05,
-           "size_weight": 0.0}
+    cfg = {"accuracy": "f1_pooled", "latency": "estimated", "latency_target_ms": 30.0, "latency_limit_ms": 0.0,
+           "latency_weight": 0.05, "size_weight": 0.0}
     assert accuracy(record, "f1_pooled") == 0.4 and accuracy(record, "f1") == 0.7
     assert fitness(record, cfg, 100_000) == pytest.approx(0.4)
     assert fitness({**record, "device_metrics": {"f1": 0.7, "estimated_latency_ms": 10.0}}, cfg, 100_000) is None
@@ -60,3 +60,31 @@ def test_a_device_without_a_cost_model_is_ranked_by_its_measured_latency() -> No
     assert value == 12.0 and "measured" in label and "NPU" in label
     twin = {**npu, "device_metrics": {**npu["device_metrics"], "estimated_latency_ms": 30.0}}
     assert latency_used(twin, "estimated") == (30.0, "estimated (Myriad X cost model)")
+
+
+def test_the_flight_model_is_the_fittest_within_the_latency_limit() -> None:
+    """[fitness] latency_limit_ms is hard for what flies: a fitter candidate over it is passed over
+    (and said so); with none within it there is no flight model; 0 is no limit."""
+    from search.fitness import flight_pick
+
+    cfg = {**load_config()["fitness"], "latency_limit_ms": 30.0}
+    fast, slow = record("fast", 0.6, 25.0, 1000), record("slow", 0.8, 33.0, 1000)
+    fast["fitness"], slow["fitness"] = 0.6, 0.79
+    said: list[str] = []
+    assert flight_pick([slow, fast], cfg, said.append) is fast
+    assert len(said) == 1 and "33.0 > 30.0 ms" in said[0]
+    assert flight_pick([{**fast, "device_metrics": {**fast["device_metrics"], "estimated_latency_ms": 30.0}}],
+                       cfg, said.append)["key"] == "fast"  # at the limit is within it
+    said.clear()
+    assert flight_pick([slow, {**fast, "fitness": None}], cfg, said.append) is None
+    assert "no candidate is within" in said[-1]
+    assert flight_pick([slow, fast], {**cfg, "latency_limit_ms": 0.0}, said.append) is slow
+    measured = {**cfg, "latency": "measured"}  # the limit is in the latency the fitness takes
+    assert flight_pick([slow, fast], measured, said.append) is None  # p50 50 ms and 66 ms
+
+
+@pytest.mark.parametrize("limit", [-1.0, math.inf, math.nan, True, "30"])
+def test_a_latency_limit_that_is_not_a_budget_is_refused(limit: Any) -> None:
+    cfg = {**load_config()["fitness"], "latency_limit_ms": limit}
+    with pytest.raises(ValueError, match=r"\[fitness\] latency_limit_ms must be a finite number"):
+        fitness(record("a", 0.8, 10.0, 1), cfg, 100_000)

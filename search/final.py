@@ -1,0 +1,215 @@
+"""The final training: the search's pick trained again with its own budget, and what flies.
+
+After the last generation (``[final]``, when ``fp32_epochs`` > 0) a genome is trained once more
+from scratch under the final recipe (:func:`final_config`: the ``[final]`` epochs, ``[final.train]``
+and ``[final.export]`` over the candidates' tables), exported and scored exactly as a candidate.
+
+Which genome: the fittest candidate whose network under the final recipe is within ``[fitness]
+latency_limit_ms`` (:func:`final_pick`). The final recipe may give the network a land gate, which
+costs latency (1.8 to 5 ms on the SAR search's pick: docs/models.md), and the cost model's estimate
+reads the IR's ops and shapes, not its weights, so it is known before training
+(:func:`recipe_latency_ms`) and no budget goes to a network that could not fly.
+
+Whether it flies: when it is within the limit and at least as good on validation as the flight
+candidate the search chose (:func:`compare_final`); with a second stage (``[export] discriminate``)
+each is judged by the validation F1 it reaches with its own (:data:`BY_SECOND_STAGE`), and the flight
+model then gets its second stage here (:func:`add_second_stage`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime import ov_api
+from runtime.latency import estimate_latency
+from search.candidate import evaluate_candidate, manifest_for, shift_sea_for_export
+from search.config import FINAL_OVERRIDES
+from search.dataset import SearchData
+from search.export_ir import export_ir
+from search.fitness import latency_ms, within_limit
+from search.input_types import with_input_dtype
+from search.network import GenomeNet
+from search.space import Genome
+from search.state import write_json_atomic
+
+
+def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchData,
+               say: Any = print) -> dict[str, Any] | None:
+    """The candidate whose genome the final training trains: the fittest one within ``[fitness]
+    latency_limit_ms`` whose network under the final recipe is too (:func:`recipe_latency_ms`);
+    None when there is none. With no limit, or a measured latency (known only after training), the
+    fittest within the limit, as :func:`search.fitness.flight_pick` chooses."""
+    fit = cfg["fitness"]
+    scored = sorted((r for r in records if r.get("fitness") is not None and within_limit(r, fit)),
+                    key=lambda r: (r["fitness"], r["key"]), reverse=True)
+    if float(fit["latency_limit_ms"]) == 0 or fit["latency"] != "estimated":
+        return scored[0] if scored else None
+    final_cfg = final_config(cfg)[0]
+    for record in scored:
+        ms = recipe_latency_ms(Genome.from_dict(record["genome"]), final_cfg, data)
+        if ms <= float(fit["latency_limit_ms"]):
+            return record
+        say(f"final training: {record['name']} would take {ms:.1f} ms under the final recipe, over "
+            f"[fitness] latency_limit_ms = {fit['latency_limit_ms']}; not trained again")
+    return None
+
+
+def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData) -> float:
+    """The Myriad X cost model's estimate for ``genome`` under the recipe ``cfg`` (its land gate,
+    export tile and input type), before any training: an untrained network exported as
+    :func:`search.candidate.evaluate_candidate` exports, estimated as the runtime estimates it."""
+    tile = int(cfg["export"]["tile"])
+    net = GenomeNet(genome, land_gate=cfg["train"]["land_gate"])
+    shift_sea_for_export(net, cfg, {})
+    xml, bin_, _ = export_ir(net, (1, genome.in_channels, tile, tile), cfg["candidate"]["check_target"])
+    xml, bin_, _ = with_input_dtype(xml, bin_, manifest_for(genome, data, cfg, {}, xml, {}, "estimate"),
+                                    cfg["export"]["input_dtype"])
+    model = ov_api.Core().read_model(xml, ov_api.Tensor(np.frombuffer(bin_, np.uint8)))
+    return float(estimate_latency(model).total_ms)
+
+
+def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, out: Path,
+                   say: Any = print, pick: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The genome of ``pick`` (:func:`final_pick`; default ``best``, the flight candidate the search
+    chose) trained again from scratch with the ``[final]`` budget, exported and scored like a
+    candidate; returns that record when its network is within ``[fitness] latency_limit_ms`` and it
+    is at least as good on validation as ``best`` (:func:`compare_final`), else ``best``.
+
+    The record is kept in ``OUT/final/record.json`` (with the budget, the searched candidate it was
+    compared with, and the comparison) and reused on resume while the genome and the budget are
+    unchanged, so a finished search run again trains nothing here either. A reused record whose
+    comparison was made against another candidate, under another ``[export]`` second stage or on
+    older second-stage rows is judged again (not retrained) before it decides.
+    """
+    pick = best if pick is None else pick
+    final_cfg, budget = final_config(cfg)
+    path = out / "final" / "record.json"
+    record = json.loads(path.read_text()) if path.exists() else None
+    if record is None or record.get("key") != pick["key"] or record.get("final_budget") != budget:
+        changed = {t: v for t, v in budget.items() if t in FINAL_OVERRIDES}
+        say(f"final training of {pick['name']}: {budget['fp32_epochs']} FP32 + {budget['aligned_epochs']} "
+            f"aligned epochs" + (f", with {changed}" if changed else ""))
+        record = evaluate_candidate(Genome.from_dict(pick["genome"]), final_cfg, data, out / "final")
+        record.update(final_budget=budget, searched=_searched(best))
+        record["compared"] = compare_final(best, record, cfg, out)
+        write_json_atomic(path, record)
+    elif _over_limit(record, cfg):
+        pass  # not kept whatever a comparison says, so none is made again
+    elif record.get("searched", {}).get("bundle") != best["bundle"] or not _compared_as_configured(
+            record["compared"], cfg):
+        # the same training judged against another flight candidate, under another second stage
+        # or on rows older code made: judged again, not retrained
+        say("final training: judged again (the candidate it is compared with, the second stage "
+            "([export] discriminate) or its rows have changed)")
+        record.update(searched=_searched(best), compared=compare_final(best, record, cfg, out))
+        write_json_atomic(path, record)
+    compared = record["compared"]
+    if _over_limit(record, cfg):
+        say(f"final training: its network takes {latency_ms(record, cfg['fitness']['latency']):.1f} ms, over "
+            f"[fitness] latency_limit_ms = {cfg['fitness']['latency_limit_ms']}; the flight model is the searched one")
+        return best
+    kept = compared["final"] is not None and compared["final"] >= compared["searched"]
+    say(f"final training of {record['name']}: {compared['by']} {compared['final']} against "
+        f"{compared['searched']} for {best['name']} as searched; the flight model is the "
+        f"{'final' if kept else 'searched'} one")
+    return record if kept else best
+
+
+def _searched(best: dict[str, Any]) -> dict[str, Any]:
+    """What a final record keeps of the flight candidate it was compared with."""
+    return {"key": best["key"], "name": best["name"], "fitness": best["fitness"], "bundle": best["bundle"],
+            "trained_under": best["training"]["trained_under"]}
+
+
+def _over_limit(record: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """Whether a scored final training's network is over ``[fitness] latency_limit_ms``."""
+    return record.get("fitness") is not None and not within_limit(record, cfg["fitness"])
+
+
+def final_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config a candidate is trained under for the final training, and the budget that names it
+    (the ``[final]`` epochs and its ``[final.train]`` / ``[final.export]`` settings).
+
+    One place for the recipe, so that anything that retrains the flight model's recipe (the search,
+    ``scripts/seed_study.py --final``) trains the same thing.
+    """
+    epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
+    # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
+    # record from before they existed still matches a config without them
+    changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+    final_cfg = copy.deepcopy(cfg)
+    final_cfg["candidate"].update(epochs)
+    for table, settings in changed.items():
+        final_cfg[table].update(settings)
+    return final_cfg, epochs | changed
+
+
+def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What decides between the searched candidate and its final training, on validation only: the
+    fitness; or, when the flight model flies a second stage (``[export] discriminate``), the
+    validation F1 each reaches with its own, fitted the same way (the cuts the fitness was measured
+    with are replaced by it). Latency is not judged here: :func:`final_training` holds both to the limit."""
+    if final.get("fitness") is None:
+        return {"by": "validation fitness", "searched": best["fitness"], "final": None}
+    if not cfg["export"].get("discriminate"):
+        return {"by": "validation fitness", "searched": best["fitness"], "final": final["fitness"]}
+    from search.discriminate import discriminate
+
+    f1 = {}
+    for tag, record in (("searched", best), ("final", final)):
+        root = out / "final" / "second_stage" / tag
+        shutil.rmtree(root, ignore_errors=True)
+        f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
+                               device=record["device_metrics"]["device"], fits=out / FITS,
+                               kind=cfg["export"]["discriminator_kind"])["val_f1"]
+    return {"by": BY_SECOND_STAGE, "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(), **f1}
+
+
+#: How :func:`compare_final` judges when the flight model flies a second stage.
+BY_SECOND_STAGE = "validation F1 with its own second stage"
+
+
+def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bool:
+    """Whether a stored comparison was made the way ``cfg`` would make it now: a resumed search whose
+    ``[export] discriminate`` or ``discriminator_kind`` changed must not ship on the old verdict."""
+    if compared.get("final") is None:
+        return True  # the final training failed: nothing to judge, whatever the second stage
+    if cfg["export"].get("discriminate"):
+        return (compared.get("by") == BY_SECOND_STAGE and compared.get("kind") == cfg["export"]["discriminator_kind"]
+                and compared.get("rows") == _rows_version())
+    return compared.get("by") != BY_SECOND_STAGE
+
+
+def _rows_version() -> int:
+    """The version of the second stage's training rows (``search.discriminate.ROWS_VERSION``),
+    imported only where a second stage flies: a comparison made on older rows is made again."""
+    from search.discriminate import ROWS_VERSION
+
+    return ROWS_VERSION
+
+
+#: Second stages fitted in a search (search.discriminate's ``fits``): the flight model reuses the one
+#: :func:`compare_final` fitted for the same network, and a resumed search fits none again.
+FITS = Path("discriminate") / "fits"
+
+
+def add_second_stage(out: Path, device: str, kind: str, say: Any) -> None:
+    """Give ``out/flight_model`` its second stage (``[export] discriminate``), fitted on the
+    search's own split: training candidates, cut on validation, the test split never read."""
+    from search.discriminate import discriminate
+
+    staged = out / "flight_model.discriminated"
+    shutil.rmtree(staged, ignore_errors=True)
+    # run_search refused the setting without a real source, so prepare_data wrote this split
+    record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
+                          device=device, fits=out / FITS, kind=kind)
+    shutil.rmtree(out / "flight_model")
+    staged.rename(out / "flight_model")
+    say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
+        f"(the search's cuts: {record['val_f1_cuts_replaced']:.3f})")

@@ -1,0 +1,69 @@
+"""The final training (search.final): the latency limit it is held to, and when it is judged again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from search.state import check_resumable
+
+
+def test_a_final_training_over_the_latency_limit_does_not_fly(tmp_path: Path) -> None:
+    """The final recipe may add a land gate, which costs latency: a final training over [fitness]
+    latency_limit_ms is not kept, however it compares on validation, and is not judged again for
+    that; the limit changes on resume, since no record stores it."""
+    from search.config import load_config
+    from search.final import final_config, final_training
+
+    cfg = load_config()
+    cfg["final"].update(fp32_epochs=2, aligned_epochs=1)
+
+    def scored(fitness: float, bundle: str, latency: float) -> dict[str, Any]:
+        return {"key": "k", "name": "nas-k", "fitness": fitness, "bundle": bundle, "parameters": 1000,
+                "training": {"trained_under": "fp32"},
+                "device_metrics": {"device": "myriadx-emu", "miou": fitness, "estimated_latency_ms": latency}}
+
+    searched = scored(0.6, "searched", 25.0)
+    final = {**scored(0.7, "final", 33.0), "final_budget": final_config(cfg)[1], "searched": {"bundle": "searched"},
+             "compared": {"by": "validation fitness", "searched": 0.6, "final": 0.7}}
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "record.json").write_text(json.dumps(final))
+    said: list[str] = []
+    assert final_training(searched, cfg, None, tmp_path, said.append)["bundle"] == "final"  # type: ignore[arg-type]
+    assert not any("judged again" in line for line in said)
+    # the genome trained again (pick) compared with another flight candidate than the one the
+    # search now chose: judged again, not retrained
+    other = {**scored(0.75, "other", 20.0), "key": "o", "name": "nas-o"}
+    assert final_training(other, cfg, None, tmp_path, said.append, searched)["bundle"] == "other"  # type: ignore[arg-type]
+    assert "judged again" in said[-2]
+    stored = json.loads((tmp_path / "final" / "record.json").read_text())
+    assert stored["searched"]["key"] == "o" and stored["compared"]["searched"] == 0.75
+    assert final_training(searched, cfg, None, tmp_path, said.append)["bundle"] == "final"  # type: ignore[arg-type]
+    cfg["fitness"]["latency_limit_ms"] = 30.0
+    assert final_training(searched, cfg, None, tmp_path, said.append) is searched  # type: ignore[arg-type]
+    assert "33.0 ms, over [fitness] latency_limit_ms = 30.0" in said[-1]
+    # a comparison made under another second stage is not made again for a final that cannot fly
+    # (it would need the split: there is none here)
+    cfg["export"]["discriminate"] = True
+    assert final_training(searched, cfg, None, tmp_path, said.append) is searched  # type: ignore[arg-type]
+    out = tmp_path / "search"
+    check_resumable(out, cfg)
+    check_resumable(out, {**cfg, "fitness": {**cfg["fitness"], "latency_limit_ms": 0.0}}, write=False)
+    with pytest.raises(ValueError, match="latency_target_ms"):
+        check_resumable(out, {**cfg, "fitness": {**cfg["fitness"], "latency_target_ms": 20.0}}, write=False)
+
+
+def test_a_comparison_made_on_older_second_stage_rows_is_made_again() -> None:
+    from search.config import load_config
+    from search.discriminate import ROWS_VERSION
+    from search.final import BY_SECOND_STAGE, _compared_as_configured
+
+    cfg = load_config()
+    cfg["export"].update(discriminate=True, discriminator_kind="trees")
+    compared = {"by": BY_SECOND_STAGE, "kind": "trees", "rows": ROWS_VERSION, "searched": 0.5, "final": 0.6}
+    assert _compared_as_configured(compared, cfg)
+    assert not _compared_as_configured({**compared, "rows": ROWS_VERSION - 1}, cfg)
+    assert not _compared_as_configured({k: v for k, v in compared.items() if k != "rows"}, cfg)
