@@ -28,6 +28,17 @@ COASTLINES = ("gshhg", "osm")
 MAX_LOOKUPS = 1_000_000
 
 
+def check_coastline(coastline: str) -> None:
+    """Refuse ``coastline`` when it is not one of :data:`COASTLINES` or roaring-landmask is not
+    installed, without the seconds of loading its mask: ``hil run`` asks before streaming a tile."""
+    import importlib.util
+
+    if coastline not in COASTLINES:
+        raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
+    if importlib.util.find_spec("roaring_landmask") is None:
+        raise ValueError(f"--land-masks {coastline} needs roaring-landmask: pip install '.[coastline]'")
+
+
 @functools.lru_cache(maxsize=len(COASTLINES))
 def _landmask(coastline: str) -> Any:
     """The roaring-landmask mask of ``coastline`` (its loading takes seconds: once per process)."""

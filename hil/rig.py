@@ -32,7 +32,7 @@ from flightsim.sources import Georef, Sample, Source, adapt_bands, open_source
 from flightsim.streamer import Streamer
 from flightsim.tiles import owned_windows, tile_grid, tile_sample
 from flightsim.timing import Timing
-from hil.coastline import COASTLINES, coastline_sea_mask
+from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask
 from hil.collector import ResultCollector
 from hil.fit import model_fit
 from hil.merge import clip_to_owned, owned_box, whole_vessels
@@ -175,6 +175,8 @@ def run(
     if land_masks is not None and str(land_masks) not in COASTLINES:
         for s in scenes:  # a mask that cannot be used must not cost the run it would come after
             sea_mask(s.sample, Path(land_masks))
+    elif land_masks is not None and any(s.sample.crs is not None for s in scenes):
+        check_coastline(str(land_masks))  # the optional package, before the run, not at its scoring
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
                     modality, [s.sample.dtype for s in scenes])
     if fit["warnings"] and strict_fit:

@@ -205,3 +205,35 @@ def test_a_bad_land_mask_is_refused_before_the_run(split_file: Path, tmp_path: P
         message = r"p3\.png: not a readable sea/land mask"
     with pytest.raises(ValueError, match=message):
         hil.run(split_source(f"{split_file}:val"), bundle, tmp_path / "o", land_masks=masks)
+
+
+@pytest.mark.parametrize("georeferenced", [True, False])
+def test_a_coastline_without_its_package_is_refused_before_a_runtime_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, georeferenced: bool) -> None:
+    """--land-masks gshhg without roaring-landmask (an optional extra): refused before streaming
+    when a sample has a CRS to look up (it used to fail at scoring, after the whole run), and not
+    needed for a set with none (nothing to look up; the run goes on)."""
+    import sys
+
+    import hil
+    from affine import Affine
+
+    from tests.conftest import write_scene_with_truth
+
+    monkeypatch.setitem(sys.modules, "roaring_landmask", None)  # as if the extra were not installed
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    pixels = np.full((3, 64, 64), 20, np.uint8)
+    pixels[:, 10:14, 15:35] = 250
+    truth = (pixels[0] == 250).astype(np.uint8)
+    crs, transform = ("EPSG:32628", Affine(250.0, 0, 373000.0, 0, -250.0, 1993000.0)) if georeferenced else \
+        (None, Affine.identity())
+    (tmp_path / "s").mkdir()
+    scene, truth_path = write_scene_with_truth(tmp_path / "s", pixels, truth, crs, transform)  # type: ignore[arg-type]
+    if georeferenced:
+        _no_runtime(monkeypatch)
+        with pytest.raises(ValueError, match=r"--land-masks gshhg needs roaring-landmask: pip install"):
+            hil.run(scene, bundle, tmp_path / "o", truth=truth_path, land_masks="gshhg")
+    else:
+        report = hil.run(scene, bundle, tmp_path / "o", truth=truth_path, land_masks="gshhg").report
+        assert report["f1"] == pytest.approx(1.0) and report["land_masked"]["samples_with_a_mask"] == 0
