@@ -32,7 +32,7 @@ from search.candidate import evaluate_candidate, manifest_for, shift_sea_for_exp
 from search.config import FINAL_OVERRIDES
 from search.dataset import SearchData
 from search.export_ir import export_ir
-from search.fitness import latency_ms, within_limit
+from search.fitness import latency_ms, uses_estimate, within_limit
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome
@@ -43,15 +43,18 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
                say: Any = print) -> dict[str, Any] | None:
     """The candidate whose genome the final training trains: the fittest one within ``[fitness]
     latency_limit_ms`` whose network under the final recipe is too (:func:`recipe_latency_ms`);
-    None when there is none. With no limit, or a measured latency (known only after training), the
-    fittest within the limit, as :func:`search.fitness.flight_pick` chooses."""
+    None when there is none. With no limit the fittest; a candidate whose latency is measured (known
+    only after training: ``[fitness] latency = "measured"``, or a device without the cost model) is
+    taken as it comes, and :func:`final_training` holds its final network to the limit."""
     fit = cfg["fitness"]
     scored = sorted((r for r in records if r.get("fitness") is not None and within_limit(r, fit)),
                     key=lambda r: (r["fitness"], r["key"]), reverse=True)
-    if float(fit["latency_limit_ms"]) == 0 or fit["latency"] != "estimated":
+    if float(fit["latency_limit_ms"]) == 0:
         return scored[0] if scored else None
     final_cfg = final_config(cfg)[0]
     for record in scored:
+        if not uses_estimate(record, fit["latency"]):
+            return record  # a measured latency (asked for, or a device without the cost model): after training
         ms = recipe_latency_ms(Genome.from_dict(record["genome"]), final_cfg, data)
         if ms <= float(fit["latency_limit_ms"]):
             return record

@@ -65,7 +65,7 @@ def unpriced_ops(record: dict[str, Any]) -> list[str]:
     return sorted(ops or [])
 
 
-def _uses_estimate(record: dict[str, Any], source: str) -> bool:
+def uses_estimate(record: dict[str, Any], source: str) -> bool:
     """Whether :func:`latency_used` takes the cost model's estimate (asked for, and there is one)."""
     return source == "estimated" and record["device_metrics"].get("estimated_latency_ms") is not None
 
@@ -81,7 +81,7 @@ def latency_used(record: dict[str, Any], source: str) -> tuple[float, str]:
     if source not in LATENCIES:
         raise ValueError(f"fitness latency {source!r}; valid: {list(LATENCIES)}")
     dev = record["device_metrics"]
-    if _uses_estimate(record, source):
+    if uses_estimate(record, source):
         unpriced = unpriced_ops(record)
         if unpriced:
             return float(dev["estimated_latency_ms"]), (
@@ -104,7 +104,7 @@ def latency_kind(record: dict[str, Any], source: str) -> str:
         ValueError: as :func:`latency_used` (an unknown ``source``: valid ones are listed).
     """
     latency_used(record, source)  # the same checks, and the same choice below
-    if _uses_estimate(record, source):
+    if uses_estimate(record, source):
         return LATENCY_KINDS["estimated"]
     return f"{LATENCY_KINDS['measured']} on {record['device_metrics'].get('device')}"
 
@@ -139,7 +139,7 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     acc = accuracy(record, cfg["accuracy"])
     if acc is None:
         return None
-    if _uses_estimate(record, cfg["latency"]) and unpriced_ops(record):
+    if uses_estimate(record, cfg["latency"]) and unpriced_ops(record):
         return None
     lat = latency_ms(record, cfg["latency"])
     target = float(cfg["latency_target_ms"])

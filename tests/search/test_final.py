@@ -67,3 +67,18 @@ def test_a_comparison_made_on_older_second_stage_rows_is_made_again() -> None:
     assert _compared_as_configured(compared, cfg)
     assert not _compared_as_configured({**compared, "rows": ROWS_VERSION - 1}, cfg)
     assert not _compared_as_configured({k: v for k, v in compared.items() if k != "rows"}, cfg)
+
+
+def test_a_measured_latency_is_held_to_the_limit_after_training_not_estimated_before() -> None:
+    """A device without the cost model (an NPU) has only a measured latency: the final pick takes
+    the fittest within the limit as it comes (nothing exported: no data is given here)."""
+    from search.config import load_config
+    from search.final import final_pick
+
+    cfg = load_config()
+    cfg["fitness"]["latency_limit_ms"] = 30.0
+    dev = {"device": "NPU", "miou": 0.5, "estimated_latency_ms": None, "runtime_latency_p50_ms": 12.0}
+    npu = {"key": "n", "name": "nas-n", "fitness": 0.5, "genome": {}, "parameters": 1, "device_metrics": dev}
+    slow = {**npu, "key": "s", "fitness": 0.6, "device_metrics": {**dev, "runtime_latency_p50_ms": 40.0}}
+    assert final_pick([slow, npu], cfg, None) is npu  # type: ignore[arg-type]
+    assert final_pick([slow], cfg, None) is None  # type: ignore[arg-type]
