@@ -24,9 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from runtime import ov_api
+from runtime.ov_api import read_ir
 from runtime.latency import estimate_latency
 from search.candidate import evaluate_candidate, manifest_for, shift_sea_for_export
 from search.config import FINAL_OVERRIDES
@@ -73,8 +71,7 @@ def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData) -> 
     xml, bin_, _ = export_ir(net, (1, genome.in_channels, tile, tile), cfg["candidate"]["check_target"])
     xml, bin_, _ = with_input_dtype(xml, bin_, manifest_for(genome, data, cfg, {}, xml, {}, "estimate"),
                                     cfg["export"]["input_dtype"])
-    model = ov_api.Core().read_model(xml, ov_api.Tensor(np.frombuffer(bin_, np.uint8)))
-    return float(estimate_latency(model).total_ms)
+    return float(estimate_latency(read_ir(xml, bin_)).total_ms)
 
 
 def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, out: Path,

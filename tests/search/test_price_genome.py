@@ -15,15 +15,19 @@ import price_genome  # noqa: E402
 
 
 def test_shipped_genome_is_priced_as_its_manifest_says() -> None:
-    # models/sar flies the "wide" land gate (configs/sar.toml [final.train]); its manifest holds the
-    # parameter count and the latency estimate the search measured through hil.
+    # models/sar's manifest holds the parameter count and the latency estimate the search measured
+    # through hil; its land gate (none since 2026-12-04) is the one whose count matches.
+    from search.network import LAND_GATES
+
     manifest_path = REPO / "models" / "sar" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    row = price_genome.price(str(manifest_path), "wide", manifest["input"]["shape"][2])
-    assert row["parameters"] == manifest["parameters"]
-    assert row["estimated_ms"] == pytest.approx(manifest["metrics"]["estimated_latency_ms"], abs=0.05)
-    without_gate = price_genome.price(str(manifest_path), "none", manifest["input"]["shape"][2])
-    assert without_gate["parameters"] < row["parameters"] and without_gate["estimated_ms"] < row["estimated_ms"]
+    rows = [price_genome.price(str(manifest_path), gate, manifest["input"]["shape"][2]) for gate in LAND_GATES]
+    matching = [r for r in rows if r["parameters"] == manifest["parameters"]]
+    assert len(matching) == 1
+    assert matching[0]["estimated_ms"] == pytest.approx(manifest["metrics"]["estimated_latency_ms"], abs=0.05)
+    assert (matching[0]["land_gate"] == "none") == (manifest["output"]["meaning"] == "vessel probability per pixel")
+    plain, wide = rows[LAND_GATES.index("none")], rows[LAND_GATES.index("wide")]
+    assert plain["parameters"] < wide["parameters"] and plain["estimated_ms"] < wide["estimated_ms"]
 
 
 def test_a_genome_that_cannot_fly_says_why() -> None:
