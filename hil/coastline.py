@@ -36,7 +36,11 @@ def check_coastline(coastline: str) -> None:
     if coastline not in COASTLINES:
         raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
     if importlib.util.find_spec("roaring_landmask") is None:
-        raise ValueError(f"--land-masks {coastline} needs roaring-landmask: pip install '.[coastline]'")
+        raise ValueError(_MISSING.format(coastline))
+
+
+#: The error for a coastline asked for without its optional package.
+_MISSING = "--land-masks {} needs roaring-landmask: pip install '.[coastline]'"
 
 
 @functools.lru_cache(maxsize=len(COASTLINES))
@@ -45,7 +49,7 @@ def _landmask(coastline: str) -> Any:
     try:
         from roaring_landmask import LandmaskProvider, RoaringLandmask
     except ImportError as err:  # an optional dependency: say how to get it
-        raise ValueError(f"--land-masks {coastline} needs roaring-landmask: pip install '.[coastline]'") from err
+        raise ValueError(_MISSING.format(coastline)) from err
     provider = {"gshhg": LandmaskProvider.Gshhg, "osm": LandmaskProvider.Osm}[coastline]
     return RoaringLandmask.new_with_provider(provider)
 

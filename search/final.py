@@ -30,7 +30,7 @@ from search.candidate import evaluate_candidate, manifest_for, shift_sea_for_exp
 from search.config import FINAL_OVERRIDES
 from search.dataset import SearchData
 from search.export_ir import export_ir
-from search.fitness import latency_ms, uses_estimate, within_limit
+from search.fitness import latency_ms, ranked, uses_estimate, within_limit
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome
@@ -45,8 +45,7 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
     only after training: ``[fitness] latency = "measured"``, or a device without the cost model) is
     taken as it comes, and :func:`final_training` holds its final network to the limit."""
     fit = cfg["fitness"]
-    scored = sorted((r for r in records if r.get("fitness") is not None and within_limit(r, fit)),
-                    key=lambda r: (r["fitness"], r["key"]), reverse=True)
+    scored = [r for r in ranked(records) if within_limit(r, fit)]
     if float(fit["latency_limit_ms"]) == 0:
         return scored[0] if scored else None
     final_cfg = final_config(cfg)[0]

@@ -28,6 +28,7 @@ flight model is chosen, not stored in the records, so a search resumes across a 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 #: ``miou``, ``vessel_iou``, ``f1``: the mean over validation scenes (samples) of each one's score;
@@ -147,11 +148,16 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     return float(acc - penalty - cfg["size_weight"] * record["parameters"] / max_parameters)
 
 
+def ranked(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The scored records, fittest first (ties broken by key, so the order replays)."""
+    return sorted((r for r in records if r.get("fitness") is not None), key=lambda r: (r["fitness"], r["key"]),
+                  reverse=True)
+
+
 def flight_pick(records: list[dict[str, Any]], fitness_cfg: dict[str, Any], say: Any = print) -> dict[str, Any] | None:
     """The fittest scored record within ``[fitness] latency_limit_ms`` (:func:`within_limit`),
     or None when there is none; says which fitter ones the limit passed over."""
-    scored = sorted((r for r in records if r.get("fitness") is not None), key=lambda r: (r["fitness"], r["key"]),
-                    reverse=True)
+    scored = ranked(records)
     for record in scored:
         if within_limit(record, fitness_cfg):
             return record

@@ -279,7 +279,6 @@ def test_final_settings_are_checked_against_the_tables_they_override(tmp_path: P
         load_config(config)
 
 
-
 @pytest.mark.slow
 def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
         tiny_search: tuple[Path, Any], tiny_config_path: Path) -> None:
@@ -289,14 +288,13 @@ def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
     from search.config import load_config
     from search.dataset import prepare_data
     from search.final import final_config, final_pick, recipe_latency_ms
-    from search.fitness import flight_pick
+    from search.fitness import flight_pick, ranked
     from search.space import Genome
 
     out, result = tiny_search
     cfg = load_config(tiny_config_path)
     data = prepare_data(cfg, out / "data")
-    scored = sorted((r for r in result.records.values() if r.get("fitness") is not None),
-                    key=lambda r: (r["fitness"], r["key"]), reverse=True)
+    scored = ranked(result.records.values())
     assert len(scored) >= 2
     for r in scored:  # before training, the figure its trained record has
         assert recipe_latency_ms(Genome.from_dict(r["genome"]), cfg, data) == pytest.approx(
