@@ -34,7 +34,7 @@ from runtime.discriminate import check_kind
 from search.candidate import check_recipe, hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
-from search.final import add_second_stage, final_config, final_pick, final_training
+from search.final import add_second_stage, check_over_limit, final_config, final_pick, final_training
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
@@ -143,6 +143,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
     check_recipe(cfg)
     _check_candidates(cfg, "train")
     if int(cfg["final"]["fp32_epochs"]) > 0:
+        check_over_limit(cfg["final"]["over_limit"])
         check_recipe(final_config(cfg)[0], {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})
         _check_candidates(final_config(cfg)[0], "final.train" if cfg["final"].get("train") else "train")
 
@@ -243,7 +244,7 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     if best is not None and int(cfg["final"]["fp32_epochs"]) > 0:
         pick = final_pick(list(records.values()), cfg, data, say)
         if pick is not None:
-            best = final_training(best, cfg, data, out, say, pick)
+            best = final_training(best, cfg, data, out, say, pick.record, pick.candidates_gate)
     if best is not None:
         write_flight_model(best, out / "flight_model", cfg)
         check = verify_flight_model(

@@ -4,11 +4,14 @@ After the last generation (``[final]``, when ``fp32_epochs`` > 0) a genome is tr
 from scratch under the final recipe (:func:`final_config`: the ``[final]`` epochs, ``[final.train]``
 and ``[final.export]`` over the candidates' tables), exported and scored exactly as a candidate.
 
-Which genome: the fittest candidate whose network under the final recipe is within ``[fitness]
-latency_limit_ms`` (:func:`final_pick`). The final recipe may give the network a land gate, which
-costs latency (1.8 to 5 ms on the SAR search's pick: docs/models.md), and the cost model's estimate
-reads the IR's ops and shapes, not its weights, so it is known before training
-(:func:`recipe_latency_ms`) and no budget goes to a network that could not fly.
+Which genome, and with which gate (:func:`final_pick`): the final recipe may give the network a
+land gate, which costs latency (1.8 to 5 ms on the SAR search's pick: docs/models.md), and the cost
+model's estimate reads the IR's ops and shapes, not its weights, so it is known before training
+(:func:`recipe_latency_ms`) and no budget goes to a network that could not fly. When the gate
+takes the fittest candidate over ``[fitness] latency_limit_ms``, ``[final] over_limit`` says what
+gives way: the gate (``"drop_gate"``: the same genome, trained with the candidates' own gate; the
+search chose the genome, the gate is the recipe's add-on) or the genome (``"next_genome"``: the
+fittest candidate whose gated network fits).
 
 Whether it flies: when it is within the limit and at least as good on validation as the flight
 candidate the search chose (:func:`compare_final`); with a second stage (``[export] discriminate``)
@@ -22,7 +25,7 @@ import copy
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime.ov_api import read_ir
 from runtime.latency import estimate_latency
@@ -37,27 +40,61 @@ from search.space import Genome
 from search.state import write_json_atomic
 
 
+#: What gives way when the final recipe's land gate takes the fittest candidate over the limit
+#: (``[final] over_limit``; see the module's docstring).
+OVER_LIMIT = ("drop_gate", "next_genome")
+
+
+class FinalPick(NamedTuple):
+    """What the final training trains: ``record``'s genome, under the final recipe, or with the
+    candidates' own land gate instead of the recipe's when ``candidates_gate`` (:func:`final_config`)."""
+
+    record: dict[str, Any]
+    candidates_gate: bool = False
+
+
 def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchData,
-               say: Any = print) -> dict[str, Any] | None:
-    """The candidate whose genome the final training trains: the fittest one within ``[fitness]
-    latency_limit_ms`` whose network under the final recipe is too (:func:`recipe_latency_ms`);
-    None when there is none. With no limit the fittest; a candidate whose latency is measured (known
-    only after training: ``[fitness] latency = "measured"``, or a device without the cost model) is
-    taken as it comes, and :func:`final_training` holds its final network to the limit."""
-    fit = cfg["fitness"]
+               say: Any = print) -> FinalPick | None:
+    """The candidate whose genome the final training trains, and with which gate: the fittest one
+    within ``[fitness] latency_limit_ms`` whose network under the final recipe is too
+    (:func:`recipe_latency_ms`), or, with ``[final] over_limit = "drop_gate"``, under the final
+    recipe with the candidates' gate when only the recipe's gate is over; None when there is none.
+    With no limit the fittest; a candidate whose latency is measured (known only after training:
+    ``[fitness] latency = "measured"``, or a device without the cost model) is taken as it comes,
+    and :func:`final_training` holds its final network to the limit.
+
+    Raises:
+        ValueError: for an ``[final] over_limit`` not in :data:`OVER_LIMIT`.
+    """
+    fit, over = cfg["fitness"], check_over_limit(cfg["final"]["over_limit"])
     scored = [r for r in ranked(records) if within_limit(r, fit)]
     if float(fit["latency_limit_ms"]) == 0:
-        return scored[0] if scored else None
-    final_cfg = final_config(cfg)[0]
+        return FinalPick(scored[0]) if scored else None
+    limit = float(fit["latency_limit_ms"])
+    recipes = [False]
+    if over == "drop_gate" and final_config(cfg, candidates_gate=True)[0] != final_config(cfg)[0]:
+        recipes.append(True)
     for record in scored:
         if not uses_estimate(record, fit["latency"]):
-            return record  # a measured latency (asked for, or a device without the cost model): after training
-        ms = recipe_latency_ms(Genome.from_dict(record["genome"]), final_cfg, data)
-        if ms <= float(fit["latency_limit_ms"]):
-            return record
-        say(f"final training: {record['name']} would take {ms:.1f} ms under the final recipe, over "
-            f"[fitness] latency_limit_ms = {fit['latency_limit_ms']}; not trained again")
+            return FinalPick(record)  # a measured latency (asked for, or a device without the cost model): after training
+        genome = Genome.from_dict(record["genome"])
+        for candidates_gate in recipes:
+            ms = recipe_latency_ms(genome, final_config(cfg, candidates_gate)[0], data)
+            if ms <= limit:
+                return FinalPick(record, candidates_gate)
+            gate = final_config(cfg, candidates_gate)[0]["train"]["land_gate"]
+            say(f"final training: {record['name']} would take {ms:.1f} ms under the final recipe with the "
+                f"{gate!r} land gate, over [fitness] latency_limit_ms = {fit['latency_limit_ms']}"
+                + ("; trying it with the candidates' gate" if not candidates_gate and len(recipes) > 1
+                   else "; not trained again"))
     return None
+
+
+def check_over_limit(value: Any) -> str:
+    """``[final] over_limit`` if it is one of :data:`OVER_LIMIT`, else a ValueError listing them."""
+    if value not in OVER_LIMIT:
+        raise ValueError(f"[final] over_limit {value!r}; valid: {list(OVER_LIMIT)}")
+    return str(value)
 
 
 def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData) -> float:
@@ -74,9 +111,11 @@ def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData) -> 
 
 
 def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, out: Path,
-                   say: Any = print, pick: dict[str, Any] | None = None) -> dict[str, Any]:
+                   say: Any = print, pick: dict[str, Any] | None = None,
+                   candidates_gate: bool = False) -> dict[str, Any]:
     """The genome of ``pick`` (:func:`final_pick`; default ``best``, the flight candidate the search
-    chose) trained again from scratch with the ``[final]`` budget, exported and scored like a
+    chose) trained again from scratch with the ``[final]`` budget (with the candidates' land gate
+    when ``candidates_gate``: :func:`final_config`), exported and scored like a
     candidate; returns that record when its network is within ``[fitness] latency_limit_ms`` and it
     is at least as good on validation as ``best`` (:func:`compare_final`), else ``best``.
 
@@ -87,7 +126,7 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     older second-stage rows is judged again (not retrained) before it decides.
     """
     pick = best if pick is None else pick
-    final_cfg, budget = final_config(cfg)
+    final_cfg, budget = final_config(cfg, candidates_gate)
     path = out / "final" / "record.json"
     record = json.loads(path.read_text()) if path.exists() else None
     if record is None or record.get("key") != pick["key"] or record.get("final_budget") != budget:
@@ -131,9 +170,12 @@ def _over_limit(record: dict[str, Any], cfg: dict[str, Any]) -> bool:
     return record.get("fitness") is not None and not within_limit(record, cfg["fitness"])
 
 
-def final_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def final_config(cfg: dict[str, Any], candidates_gate: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """The config a candidate is trained under for the final training, and the budget that names it
     (the ``[final]`` epochs and its ``[final.train]`` / ``[final.export]`` settings).
+
+    ``candidates_gate``: the final recipe with the candidates' land gate (``[train] land_gate``) and
+    sea shift (``[export] sea_shift``) in place of its own (``[final] over_limit = "drop_gate"``).
 
     One place for the recipe, so that anything that retrains the flight model's recipe (the search,
     ``scripts/seed_study.py --final``) trains the same thing.
@@ -141,7 +183,11 @@ def final_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     epochs = {k: int(cfg["final"][k]) for k in ("fp32_epochs", "aligned_epochs")}
     # the recipe's own settings ([final.train], [final.export]) only where there are any, so a
     # record from before they existed still matches a config without them
-    changed = {t: cfg["final"][t] for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+    changed = {t: copy.deepcopy(cfg["final"][t]) for t in FINAL_OVERRIDES if cfg["final"].get(t)}
+    if candidates_gate:
+        for table, key in (("train", "land_gate"), ("export", "sea_shift")):
+            if key in changed.get(table, {}):
+                changed[table][key] = cfg[table][key]
     final_cfg = copy.deepcopy(cfg)
     final_cfg["candidate"].update(epochs)
     for table, settings in changed.items():

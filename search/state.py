@@ -27,7 +27,7 @@ from runtime.atomic import write_atomic
 #: result (more generations add candidates; the final training and the second stage come after the search).
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
                      ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs"),
-                     ("final", "train"), ("final", "export"),
+                     ("final", "train"), ("final", "export"), ("final", "over_limit"),
                      # applied when the flight model is chosen, not stored in the records (search.fitness)
                      ("fitness", "latency_limit_ms")}
 

@@ -308,7 +308,19 @@ def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
     assert flight_pick(scored, cfg["fitness"], said.append) is fittest  # flies as searched, ungated
     limit = cfg["fitness"]["latency_limit_ms"]
     fits = [r for r in scored if max(gated[r["key"]], r["device_metrics"]["estimated_latency_ms"]) <= limit]
-    assert final_pick(scored, cfg, data, said.append) is (fits[0] if fits else None)
-    assert f"{fittest['name']} would take" in said[0]
+    # the gate gives way (the default): the fittest genome, trained with the candidates' own gate
+    assert final_pick(scored, cfg, data, said.append) == (fittest, True)
+    assert f"{fittest['name']} would take" in said[0] and "trying it with the candidates' gate" in said[0]
+    assert final_config(cfg, candidates_gate=True)[0]["train"]["land_gate"] == "none"
+    assert final_config(cfg, candidates_gate=True)[1]["train"] == {"land_gate": "none"}  # a budget of its own
+    # the genome gives way: the fittest genome whose gated network fits
+    cfg["final"]["over_limit"] = "next_genome"
+    said.clear()
+    pick = final_pick(scored, cfg, data, said.append)
+    assert (pick.record if pick else None) is (fits[0] if fits else None) and pick in (None, (fits[0], False))
+    assert f"{fittest['name']} would take" in said[0] and "not trained again" in said[0]
     cfg["fitness"]["latency_limit_ms"] = 0.0  # no limit: the fittest, whatever its final network costs
-    assert final_pick(scored, cfg, data, said.append) is fittest
+    assert final_pick(scored, cfg, data, said.append) == (fittest, False)
+    cfg["final"]["over_limit"] = "drop_the_gate"
+    with pytest.raises(ValueError, match=r"over_limit 'drop_the_gate'; valid: \['drop_gate', 'next_genome'\]"):
+        final_pick(scored, cfg, data, said.append)

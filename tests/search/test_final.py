@@ -80,5 +80,5 @@ def test_a_measured_latency_is_held_to_the_limit_after_training_not_estimated_be
     dev = {"device": "NPU", "miou": 0.5, "estimated_latency_ms": None, "runtime_latency_p50_ms": 12.0}
     npu = {"key": "n", "name": "nas-n", "fitness": 0.5, "genome": {}, "parameters": 1, "device_metrics": dev}
     slow = {**npu, "key": "s", "fitness": 0.6, "device_metrics": {**dev, "runtime_latency_p50_ms": 40.0}}
-    assert final_pick([slow, npu], cfg, None) is npu  # type: ignore[arg-type]
+    assert final_pick([slow, npu], cfg, None) == (npu, False)  # type: ignore[arg-type]
     assert final_pick([slow], cfg, None) is None  # type: ignore[arg-type]
