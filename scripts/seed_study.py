@@ -14,7 +14,9 @@ With ``--discriminate`` each seed's bundle also gets its own second stage
 too (``test_discriminated``), so a searched and a hand-designed network are compared with the same
 post-processing. With ``--final`` each seed is trained as the search's final training trains its
 pick (``[final]``, its ``[final.train]`` and ``[final.export]``: ``search.final.final_config``)
-rather than as a candidate: the spread over training seeds of the flight model's own recipe. With
+rather than as a candidate: the spread over training seeds of the flight model's own recipe
+(``--candidates-gate``: with the candidates' land gate, as ``[final] over_limit = "drop_gate"``
+trains it). With
 ``--part val`` the bundles are scored on the validation split instead: a probe whose outcome
 chooses a recipe must not look at test (the figures keep their keys, and ``recipe.scored_on``
 says which part they are). Writes OUT/study.json (per seed and mean ± sd) and prints a line per seed.
@@ -94,11 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", choices=KINDS, help="the discriminator's kind (default: [export] discriminator_kind)")
     parser.add_argument("--final", action="store_true",
                         help="train each seed with the final training's recipe ([final]) instead of a candidate's")
+    parser.add_argument("--candidates-gate", action="store_true",
+                        help="with --final: that recipe with the candidates' land gate and sea shift, as the search "
+                             "trains it when the recipe's gate is over the latency limit ([final] over_limit)")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     budget = None
+    if args.candidates_gate and not args.final:
+        parser.error("--candidates-gate changes the final recipe: it needs --final")
     if args.final:
-        cfg, budget = final_config(cfg)
+        cfg, budget = final_config(cfg, args.candidates_gate)
     kind = args.kind or cfg["export"]["discriminator_kind"]
     genome = parse_genome(args.genome, cfg)
     data = prepare_data(cfg, args.out / "data")

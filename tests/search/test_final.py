@@ -82,3 +82,32 @@ def test_a_measured_latency_is_held_to_the_limit_after_training_not_estimated_be
     slow = {**npu, "key": "s", "fitness": 0.6, "device_metrics": {**dev, "runtime_latency_p50_ms": 40.0}}
     assert final_pick([slow, npu], cfg, None) == (npu, False)  # type: ignore[arg-type]
     assert final_pick([slow], cfg, None) is None  # type: ignore[arg-type]
+
+
+def test_the_seed_study_trains_the_final_recipe_with_the_candidates_gate_only_with_final(tmp_path: Path) -> None:
+    """scripts/seed_study.py --candidates-gate is the recipe [final] over_limit = "drop_gate" trains,
+    so alone it says nothing: refused before any data is read."""
+    from scripts.seed_study import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", "configs/sar.toml", "--out", str(tmp_path / "study"), "--candidates-gate"])
+    assert exc.value.code == 2
+    assert not (tmp_path / "study").exists()
+
+
+def test_the_candidates_gate_replaces_only_the_final_recipes_gate_and_sea_shift() -> None:
+    """final_config(cfg, candidates_gate=True): the final epochs and other [final.*] settings stay,
+    the gate and its sea shift are the candidates'; the budget says so, so a stored final training
+    of the gated recipe is not reused for it."""
+    from search.config import load_config
+    from search.final import final_config
+
+    cfg = load_config(Path("configs/sar.toml"))
+    gated, gated_budget = final_config(cfg)
+    plain, plain_budget = final_config(cfg, candidates_gate=True)
+    assert (gated["train"]["land_gate"], plain["train"]["land_gate"]) == ("wide", cfg["train"]["land_gate"])
+    assert (gated["export"]["sea_shift"], plain["export"]["sea_shift"]) == (1.0, cfg["export"]["sea_shift"])
+    assert plain["candidate"]["fp32_epochs"] == gated["candidate"]["fp32_epochs"] == 30
+    assert plain["export"]["min_scores"] == gated["export"]["min_scores"]
+    assert plain_budget != gated_budget and plain_budget["train"] == {"land_gate": "none"}
+    assert cfg["final"]["train"]["land_gate"] == "wide"  # the config itself is not changed
