@@ -2,7 +2,8 @@
 
 Each genome is built (untrained weights: the cost model reads shapes, not values), exported as the
 search exports a candidate (FP16 IR, the target check included) and priced by
-:func:`runtime.latency.estimate_latency`, with and without a land gate; the last column says what
+:func:`runtime.latency.estimate_latency`, with and without a land gate, by the function the search
+prices a final recipe with (``search.final.recipe_estimate``, float32 input); the last column says what
 would stop it from flying (the parameter budget, strides, the tile; a genome that cannot be built
 is not priced):
 
@@ -23,12 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.ov_api import read_ir  # noqa: E402
-from runtime.latency import estimate_latency  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
-from search.export_ir import export_ir  # noqa: E402
-from search.network import LAND_GATES, GenomeNet  # noqa: E402
+from search.final import recipe_estimate  # noqa: E402
+from search.network import LAND_GATES  # noqa: E402
 from search.space import SpaceConfig, count_parameters, violations  # noqa: E402
 
 
@@ -46,10 +45,10 @@ def price(genome_arg: str, land_gate: str, tile: int | None = None) -> dict[str,
                               "parameters": count_parameters(genome, land_gate), "estimated_ms": None, "by_unit": {}}
     if violations(genome, replace(space, max_parameters=sys.maxsize), within_space=False):
         return row  # it cannot be built or exported as it is; over the budget alone, it can still be priced
+    cfg["train"]["land_gate"], cfg["export"]["tile"] = land_gate, tile
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        xml, weights, _ = export_ir(GenomeNet(genome, land_gate), (1, genome.in_channels, tile, tile))
-    estimate = estimate_latency(read_ir(xml, weights))
+        estimate = recipe_estimate(genome, cfg, None)  # as the search prices a final recipe
     row.update(estimated_ms=round(estimate.total_ms, 1),
                by_unit={k: round(v, 1) for k, v in estimate.by_unit().items()})
     return row

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from runtime.ov_api import read_ir
-from runtime.latency import estimate_latency
+from runtime.latency import LatencyEstimate, estimate_latency
 from search.candidate import evaluate_candidate, manifest_for, shift_sea_for_export
 from search.config import FINAL_OVERRIDES
 from search.dataset import SearchData
@@ -97,17 +97,33 @@ def check_over_limit(value: Any) -> str:
     return str(value)
 
 
-def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData) -> float:
+def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData | None) -> float:
     """The Myriad X cost model's estimate for ``genome`` under the recipe ``cfg`` (its land gate,
-    export tile and input type), before any training: an untrained network exported as
-    :func:`search.candidate.evaluate_candidate` exports, estimated as the runtime estimates it."""
+    export tile and input type), before any training (:func:`recipe_estimate`)."""
+    return float(recipe_estimate(genome, cfg, data).total_ms)
+
+
+def recipe_estimate(genome: Genome, cfg: dict[str, Any], data: SearchData | None) -> LatencyEstimate:
+    """The cost model's estimate, layer by layer, of an untrained ``genome`` exported as
+    :func:`search.candidate.evaluate_candidate` exports it under ``cfg`` and estimated as the runtime
+    estimates it: the estimate reads the IR's ops and shapes, not its weights. ``data`` (the
+    search's, for the normalisation folded into the IR) is needed only when ``[export]
+    input_dtype`` is not float32 (``scripts/price_genome.py`` prices genomes without a split).
+
+    Raises:
+        ValueError: for an integer input type without ``data``.
+    """
     tile = int(cfg["export"]["tile"])
     net = GenomeNet(genome, land_gate=cfg["train"]["land_gate"])
     shift_sea_for_export(net, cfg, {})
     xml, bin_, _ = export_ir(net, (1, genome.in_channels, tile, tile), cfg["candidate"]["check_target"])
-    xml, bin_, _ = with_input_dtype(xml, bin_, manifest_for(genome, data, cfg, {}, xml, {}, "estimate"),
-                                    cfg["export"]["input_dtype"])
-    return float(estimate_latency(read_ir(xml, bin_)).total_ms)
+    dtype = cfg["export"]["input_dtype"]
+    if dtype != "float32":
+        if data is None:
+            raise ValueError(f"[export] input_dtype {dtype!r} folds the training data's normalisation into the IR: "
+                             f"pricing it needs the search's data")
+        xml, bin_, _ = with_input_dtype(xml, bin_, manifest_for(genome, data, cfg, {}, xml, {}, "estimate"), dtype)
+    return estimate_latency(read_ir(xml, bin_))
 
 
 def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, out: Path,

@@ -111,3 +111,18 @@ def test_the_candidates_gate_replaces_only_the_final_recipes_gate_and_sea_shift(
     assert plain["export"]["min_scores"] == gated["export"]["min_scores"]
     assert plain_budget != gated_budget and plain_budget["train"] == {"land_gate": "none"}
     assert cfg["final"]["train"]["land_gate"] == "wide"  # the config itself is not changed
+
+
+def test_pricing_an_integer_input_recipe_needs_the_searchs_data() -> None:
+    """An integer-input IR folds the training data's normalisation in: without the data the
+    estimate would price another graph, so it is refused, not guessed."""
+    from search.config import load_config
+    from search.final import recipe_estimate
+    from search.space import BlockGene, Genome
+
+    cfg = load_config()
+    genome = Genome((BlockGene("conv", 8), BlockGene("conv", 16, 2)))
+    assert recipe_estimate(genome, cfg, None).total_ms > 0  # float32 input: no data needed
+    cfg["export"]["input_dtype"] = "uint8"
+    with pytest.raises(ValueError, match="input_dtype 'uint8' folds the training data's normalisation"):
+        recipe_estimate(genome, cfg, None)
