@@ -234,13 +234,13 @@ def test_final_training_retrains_the_pick_and_ships_it_only_when_validation_says
     out = tmp_path / "search"
     shutil.copytree(tiny_search[0], out)
     cfg = load_config(tiny_config_path)
-    cfg["final"] = {"fp32_epochs": 2, "aligned_epochs": 1}
+    cfg["final"].update(fp32_epochs=2, aligned_epochs=1)
     result = run_search(cfg, out, progress=False)
     assert result.trained == 0  # no candidate of the search is trained again
     record = json.loads((out / "final" / "record.json").read_text())
     searched = tiny_search[1].best
     assert record["key"] == searched["key"] and record["status"] == "ok"
-    assert record["final_budget"] == cfg["final"] and record["searched"]["fitness"] == searched["fitness"]
+    assert record["final_budget"] == {"fp32_epochs": 2, "aligned_epochs": 1} and record["searched"]["fitness"] == searched["fitness"]
     assert record["training"]["trained_under"].startswith("fp32 2 epochs")
     assert record["compared"] == {"by": "validation fitness", "searched": searched["fitness"],
                                   "final": record["fitness"]}
