@@ -271,8 +271,8 @@ def test_final_settings_are_checked_against_the_tables_they_override(tmp_path: P
     config.write_text('[final]\nfp32_epochs = 3\n[final.train]\nland_gate = "context"\n'
                       '[final.export]\nmin_scores = [0.0, 0.5]\n')
     cfg = load_config(config)
-    assert cfg["final"] == {"fp32_epochs": 3, "aligned_epochs": 0, "train": {"land_gate": "context"},
-                            "export": {"min_scores": [0.0, 0.5]}}
+    assert cfg["final"] == {"fp32_epochs": 3, "aligned_epochs": 0, "over_limit": "drop_gate",
+                            "train": {"land_gate": "context"}, "export": {"min_scores": [0.0, 0.5]}}
     assert cfg["train"]["land_gate"] == load_config()["train"]["land_gate"]  # the candidates' own
     config.write_text('[final.train]\nland_gates = "context"\n')
     with pytest.raises(ValueError, match="final.train: unknown setting 'land_gates'; valid: .*land_gate"):
