@@ -100,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --final: that recipe with the candidates' land gate and sea shift, as the search "
                              "trains it when the recipe's gate is over the latency limit ([final] over_limit)")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config)
-    budget = None
     if args.candidates_gate and not args.final:
         parser.error("--candidates-gate changes the final recipe: it needs --final")
+    cfg = load_config(args.config)
+    budget = None
     if args.final:
         cfg, budget = final_config(cfg, args.candidates_gate)
     kind = args.kind or cfg["export"]["discriminator_kind"]

@@ -11,7 +11,9 @@ model's estimate reads the IR's ops and shapes, not its weights, so it is known 
 takes the fittest candidate over ``[fitness] latency_limit_ms``, ``[final] over_limit`` says what
 gives way: the gate (``"drop_gate"``: the same genome, trained with the candidates' own gate; the
 search chose the genome, the gate is the recipe's add-on) or the genome (``"next_genome"``: the
-fittest candidate whose gated network fits).
+fittest candidate whose gated network fits). With ``"drop_gate"``, a genome over the limit under
+both recipes (other ``[final.export]`` settings can do that) passes the choice to the next genome,
+gate first. Both apply to estimated latencies only: a measured one is known after training.
 
 Whether it flies: when it is within the limit and at least as good on validation as the flight
 candidate the search chose (:func:`compare_final`); with a second stage (``[export] discriminate``)
@@ -72,7 +74,7 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
         return FinalPick(scored[0]) if scored else None
     limit = float(fit["latency_limit_ms"])
     recipes = [False]
-    if over == "drop_gate" and final_config(cfg, candidates_gate=True)[0] != final_config(cfg)[0]:
+    if over == "drop_gate" and gate_differs(cfg):
         recipes.append(True)
     for record in scored:
         if not uses_estimate(record, fit["latency"]):
@@ -88,6 +90,12 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
                 + ("; trying it with the candidates' gate" if not candidates_gate and len(recipes) > 1
                    else "; not trained again"))
     return None
+
+
+def gate_differs(cfg: dict[str, Any]) -> bool:
+    """Whether the final recipe's land gate is another than the candidates' (what ``"drop_gate"``
+    can drop)."""
+    return final_config(cfg)[0]["train"]["land_gate"] != cfg["train"]["land_gate"]
 
 
 def check_over_limit(value: Any) -> str:

@@ -126,3 +126,21 @@ def test_pricing_an_integer_input_recipe_needs_the_searchs_data() -> None:
     cfg["export"]["input_dtype"] = "uint8"
     with pytest.raises(ValueError, match="input_dtype 'uint8' folds the training data's normalisation"):
         recipe_estimate(genome, cfg, None)
+
+
+def test_the_final_recipe_with_the_candidates_gate_is_checked_before_the_search() -> None:
+    """With "drop_gate" the final training may train the candidates' gate at the final recipe's
+    patch size: refused up front when that pair cannot train, not after the whole search."""
+    from search.config import load_config
+    from search.evolution import check_up_front
+
+    cfg = load_config()
+    cfg["space"]["max_downsamples"] = 3  # genomes of stride 8 at most
+    cfg["train"]["land_gate"] = "context"  # a cell gate: patches must be a multiple of its 16 px cell
+    cfg["final"].update(fp32_epochs=1, train={"land_gate": "local", "patch": 24})
+    cfg["fitness"]["latency_limit_ms"] = 30.0
+    cfg["final"]["over_limit"] = "next_genome"
+    check_up_front(cfg)  # only the gated recipe can be trained: local gate, 24 px patches
+    cfg["final"]["over_limit"] = "drop_gate"
+    with pytest.raises(ValueError, match=r"\[final.train\] patch 24 must be a multiple of 16 .*land gate's 16 px cell"):
+        check_up_front(cfg)
