@@ -34,8 +34,7 @@ from runtime.discriminate import check_kind
 from search.candidate import check_recipe, hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
-from search.final import (add_second_stage, check_over_limit, final_config, final_pick, final_training,
-                          gate_differs)
+from search.final import add_second_stage, final_config, final_pick, final_recipes, final_training
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
@@ -144,10 +143,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
     check_recipe(cfg)
     _check_candidates(cfg, "train")
     if int(cfg["final"]["fp32_epochs"]) > 0:
-        recipes = [False]
-        if check_over_limit(cfg["final"]["over_limit"]) == "drop_gate" and gate_differs(cfg):
-            recipes.append(True)  # the final recipe with the candidates' gate may be trained too
-        for candidates_gate in recipes:
+        for candidates_gate in final_recipes(cfg):  # with "drop_gate", the candidates' gate may be trained too
             recipe = final_config(cfg, candidates_gate)[0]
             check_recipe(recipe, {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})
             _check_candidates(recipe, "final.train" if cfg["final"].get("train") else "train")

@@ -68,34 +68,38 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
     Raises:
         ValueError: for an ``[final] over_limit`` not in :data:`OVER_LIMIT`.
     """
-    fit, over = cfg["fitness"], check_over_limit(cfg["final"]["over_limit"])
+    fit = cfg["fitness"]
+    recipes = [(candidates_gate, final_config(cfg, candidates_gate)[0]) for candidates_gate in final_recipes(cfg)]
     scored = [r for r in ranked(records) if within_limit(r, fit)]
     if float(fit["latency_limit_ms"]) == 0:
         return FinalPick(scored[0]) if scored else None
     limit = float(fit["latency_limit_ms"])
-    recipes = [False]
-    if over == "drop_gate" and gate_differs(cfg):
-        recipes.append(True)
     for record in scored:
         if not uses_estimate(record, fit["latency"]):
             return FinalPick(record)  # a measured latency (asked for, or a device without the cost model): after training
         genome = Genome.from_dict(record["genome"])
-        for candidates_gate in recipes:
-            ms = recipe_latency_ms(genome, final_config(cfg, candidates_gate)[0], data)
+        for candidates_gate, recipe in recipes:
+            ms = recipe_latency_ms(genome, recipe, data)
             if ms <= limit:
                 return FinalPick(record, candidates_gate)
-            gate = final_config(cfg, candidates_gate)[0]["train"]["land_gate"]
             say(f"final training: {record['name']} would take {ms:.1f} ms under the final recipe with the "
-                f"{gate!r} land gate, over [fitness] latency_limit_ms = {fit['latency_limit_ms']}"
+                f"{recipe['train']['land_gate']!r} land gate, over [fitness] latency_limit_ms = {fit['latency_limit_ms']}"
                 + ("; trying it with the candidates' gate" if not candidates_gate and len(recipes) > 1
                    else "; not trained again"))
     return None
 
 
-def gate_differs(cfg: dict[str, Any]) -> bool:
-    """Whether the final recipe's land gate is another than the candidates' (what ``"drop_gate"``
-    can drop)."""
-    return final_config(cfg)[0]["train"]["land_gate"] != cfg["train"]["land_gate"]
+def final_recipes(cfg: dict[str, Any]) -> tuple[bool, ...]:
+    """The recipes the final training may train, as :func:`final_config`'s ``candidates_gate``: the
+    final recipe, and, with ``[final] over_limit = "drop_gate"`` and a final gate other than the
+    candidates', the same with the candidates' gate. What the search checks up front and what
+    :func:`final_pick` tries, from one rule.
+
+    Raises:
+        ValueError: for an ``[final] over_limit`` not in :data:`OVER_LIMIT`.
+    """
+    drop = check_over_limit(cfg["final"]["over_limit"]) == "drop_gate"
+    return (False, True) if drop and final_config(cfg)[0]["train"]["land_gate"] != cfg["train"]["land_gate"] else (False,)
 
 
 def check_over_limit(value: Any) -> str:
