@@ -71,8 +71,8 @@ def test_aligned_epoch_vs_fp32(benchmark: Any, setup: dict[str, Any]) -> None:
     """Each aligned round follows an FP32 epoch timed right before it (pytest-benchmark's untimed
     ``setup``), and the figure is the median of the pairs' ratios: on a shared VM whose speed
     drifts by 20% within minutes, five FP32 rounds and then five aligned ones compare two moments
-    of the machine as much as two epochs (1.36 and 1.25 in two such runs, 1.08 interleaved, in
-    one hour of 2026-12-04)."""
+    of the machine as much as two epochs (1.36 and 1.25 in two such runs, 1.17 paired, in one
+    hour of 2026-12-04: docs/search.md)."""
     if "fp32" not in MEDIANS:
         pytest.skip("needs test_fp32_epoch first (run the whole file)")
     _epoch(setup, True)
