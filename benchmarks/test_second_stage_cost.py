@@ -114,7 +114,7 @@ def test_vectorize_with_stage(benchmark: Any, windows: dict[str, Any]) -> None:
     """Each timed round follows, untimed by the benchmark (its ``setup``), a round of inference and
     one without the stage over the same windows, each timed on its own: the stage's cost is a
     difference of two timings, which the VM's drift between two blocks of rounds can double
-    (0.077 and 0.14 of the inference in two runs of 2026-12-04 when the blocks came one after the
+    (0.076 and 0.139 of the inference in two runs of 2026-12-04 when the blocks came one after the
     other), so each round is compared with the rounds just before it."""
     COUNTS["kept"] = _vectorize_all(windows, True)
     PAIRED.update(without=[], infer=[])

@@ -8,9 +8,9 @@ smallest vessel chosen on the validation split, export, target check, golden til
 bundle through ``hil run`` on the held-out set alone on ``--device`` (the twin by default).
 
     .venv/bin/python scripts/leave_one_out.py --config configs/optical.toml --holdout 2 3 4 5 --rotate-val \\
-        --genome models/sar/manifest.json --out out/optical-lopo
+        --genome models/optical/manifest.json --out out/optical-lopo
     .venv/bin/python scripts/leave_one_out.py --config configs/optical.toml --holdout none \\
-        --genome models/sar/manifest.json --out out/optical --ship models/optical \\
+        --genome models/optical/manifest.json --out out/optical --ship models/optical \\
         --figures out/optical-lopo/leave_one_out.json
 
 ``--holdout none`` trains on every set as configured (the model to ship); with ``--ship DIR`` its
