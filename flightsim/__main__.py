@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from runtime.config import load_defaults, positive_int
+from runtime.config import load_defaults, positive_float, positive_int
 
 if TYPE_CHECKING:
     from flightsim.streamer import Streamer
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     stream.add_argument("--scene", type=Path, required=True)
     stream.add_argument("--tiles", required=True, help="the runtime's tile endpoint, e.g. tcp://127.0.0.1:5550")
     stream.add_argument("--tile-size", type=positive_int, help="pixels (default from the config: [stream] tile_size)")
-    stream.add_argument("--rate", type=float, help="tiles per second (default: as fast as acknowledged)")
+    stream.add_argument("--rate", type=positive_float, help="tiles per second (default: as fast as acknowledged)")
     stream.add_argument("--window", type=positive_int, help="tiles in flight without an ack (default from the config: "
                         "[stream] window)")
     stream.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): when the runtime "
@@ -71,8 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {len(duplicates)} tiles were already processed by this runtime (same scene id, tile "
                   "id and pixels): they produce no new result", file=sys.stderr)
         return 0
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:  # OSError: a file as --out, a key file zmq cannot read
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # a --size too large to hold: numpy names what it could not allocate
+        print(f"error: out of memory: {exc}", file=sys.stderr)
         return 2
     except (LinkError, zmq.ZMQError) as exc:  # no runtime answering, or an endpoint ZeroMQ cannot use
         print(f"error: {args.tiles}: {exc}{_progress(streamer)}", file=sys.stderr)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import zmq
+
 
 def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
     try:
@@ -19,6 +21,17 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
 
 
 ROLES = ("train", "val", "test")
+
+#: Transports a ``--runtime`` endpoint may use (ZeroMQ's; the runtime binds tcp or ipc).
+TRANSPORTS = ("tcp://", "ipc://", "inproc://")
+
+
+def _check_endpoint(endpoint: str) -> None:
+    """Refuse a ``--runtime`` that is no ZeroMQ endpoint (``127.0.0.1:5552`` without ``tcp://``)
+    before ZeroMQ answers it with "Invalid argument"."""
+    if not endpoint.startswith(TRANSPORTS) or endpoint.endswith("://"):
+        raise ValueError(f"--runtime {endpoint!r} is not a ZeroMQ endpoint; give TRANSPORT://ADDRESS with a transport "
+                         f"of {list(TRANSPORTS)}, e.g. tcp://127.0.0.1:5552")
 
 
 def split_source(spec: str):  # -> flightsim.sources.Subset
@@ -88,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from flightsim.sources import SOURCES
     from flightsim.timing import MODES
     from hil.settings import DEFAULTS, Settings
-    from runtime.config import positive_int
+    from runtime.config import positive_float, positive_int
 
     cfg = DEFAULTS.run  # the shipped defaults, for the help texts
     parser = argparse.ArgumentParser(prog="python -m hil", description=__doc__)
@@ -127,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--report", type=Path, help=f"output directory (default {cfg.report_dir})")
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
                      f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg.timing})")
-    run.add_argument("--rate", type=float, help="tiles per second (implies --timing rate)")
+    run.add_argument("--rate", type=positive_float, help="tiles per second (implies --timing rate)")
     run.add_argument("--burst", type=positive_int, help="tiles sent together at --rate")
-    run.add_argument("--line-rate", type=float, help="lines per second of the push-broom (default: 7 km/s / gsd)")
+    run.add_argument("--line-rate", type=positive_float, help="lines per second of the push-broom (default: 7 km/s / gsd)")
     run.add_argument("--window", type=positive_int, help=f"tiles in flight (default {cfg.window})")
     run.add_argument("--faults", help="fault spec, e.g. drop=0.05,duplicate=0.02,corrupt=0.02,truncate=0.01,"
                                       "bad_checksum=0.01,reorder=0.05,restart=1@40,seed=3")
@@ -162,7 +175,20 @@ def main(argv: list[str] | None = None) -> int:
             if ignored:
                 raise ValueError(f"{', '.join(ignored)} cannot be given with --split: the split file names the "
                                  "data set, its truth and its samples; use --scene KIND:PATH for these options")
+        if args.runtime:
+            _check_endpoint(args.runtime)
+            # These shape a runtime started here; a running one keeps its own (its report says which).
+            ignored = [opt for opt, value in (("--device", args.device), ("--profile", args.profile),
+                                              ("--runtime-config", args.runtime_config),
+                                              ("--ground-ack/--no-ground-ack", args.ground_ack)) if value is not None]
+            if ignored:
+                raise ValueError(f"{', '.join(ignored)} cannot be given with --runtime: they configure a runtime "
+                                 "that hil starts; the running runtime keeps its own (set them where it was started)")
         scene = split_source(args.split) if args.split else args.scene
+        if args.timing and args.timing != "rate" and args.rate is not None:
+            raise ValueError(f"--rate is for --timing rate, not --timing {args.timing}")
+        if args.timing == "rate" and args.rate is None:
+            raise ValueError("--timing rate needs --rate TILES_PER_S")
         mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg.timing)
         kwargs = {} if args.burst is None else {"burst": args.burst}  # 0 is refused by positive_int
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
@@ -175,8 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                          strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile,
                          signing_key=args.signing_key, ground_ack=args.ground_ack, config=config,
                          runtime_config=args.runtime_config)
-    except (ValueError, RuntimeError) as exc:
+    except (ValueError, RuntimeError, OSError) as exc:  # OSError: e.g. a file given as --report
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except zmq.ZMQError as exc:
+        print(f"error: ZeroMQ: {exc} (--runtime {args.runtime})" if args.runtime else f"error: ZeroMQ: {exc}",
+              file=sys.stderr)
         return 2
     r = result.report
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731

@@ -103,8 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.defaults(getattr(args, "config", None))  # an unknown key is a clear error too
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
                 "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign, "supervise": _supervise}[args.command](args, cfg)
-    except ValueError as exc:  # includes BundleError: a clear message, not a traceback
+    # A clear message, not a traceback: ValueError includes BundleError; OSError a path of the wrong
+    # kind (a folder for --output, a file for --out) and a file rasterio cannot read; RuntimeError a
+    # supervised runtime that never got ready, or OpenVINO refusing a model on the device.
+    except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError as exc:  # numpy names the size it could not allocate
+        print(f"error: out of memory: {exc}", file=sys.stderr)
         return 2
 
 

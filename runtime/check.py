@@ -19,7 +19,7 @@ from runtime import nce
 from runtime.bundle import IR_FILES, BundleError
 from runtime.device_names import TWINS
 from runtime.latency import load_costs
-from runtime.ov_api import Core, Model
+from runtime.ov_api import Model, read_ir
 from runtime.profiles import get_profile
 
 SEVERITIES = ("error", "warning", "info")
@@ -259,4 +259,8 @@ def check_bundle_dir(path: str | Path, target: str = "MYRIAD") -> list[Finding]:
     if missing:
         raise BundleError(f"{path}: missing {', '.join(missing)}")
     xml, bin_ = (path / n for n in IR_FILES)
-    return check_model(Core().read_model(str(xml), str(bin_)), target)
+    try:
+        model = read_ir(xml.read_bytes(), bin_.read_bytes())
+    except ValueError as exc:  # OpenVINO cannot read it: the same one line as infer and serve give
+        raise BundleError(f"{path}: {exc}") from None
+    return check_model(model, target)

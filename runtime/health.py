@@ -60,6 +60,7 @@ class Health:
     event: Callable[..., None]
     watchdog_file: str = ""
     fed_at: float | None = None
+    _unwritable: bool = False  # the last feed of watchdog_file failed (reported once per streak)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -92,8 +93,14 @@ class Health:
         if all_ok:
             self.fed_at = time.time()
             if self.watchdog_file:
-                Path(self.watchdog_file).touch()
-                os.utime(self.watchdog_file)
+                try:
+                    Path(self.watchdog_file).touch()
+                    os.utime(self.watchdog_file)
+                    self._unwritable = False
+                except OSError as exc:  # its folder gone, a full disk: said once, and Health goes on
+                    if not self._unwritable:
+                        self.event("watchdog_unwritable", path=self.watchdog_file, error=str(exc))
+                    self._unwritable = True
         return all_ok
 
     def report(self) -> dict[str, Any]:

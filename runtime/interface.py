@@ -37,6 +37,8 @@ EVENTS = {
     "scene_does_not_fit": "WARNING_LO",  # once per scene; its tiles are served unless strict_fit
     "inference_failed": "WARNING_HI",
     "stage_hung": "WARNING_HI",
+    # The watchdog file could not be touched: an external watchdog will starve and restart the payload.
+    "watchdog_unwritable": "WARNING_HI",
     "internal_error": "FATAL",
     "results_undeliverable": "WARNING_HI",
     "stage_restarted": "ACTIVITY_HI",

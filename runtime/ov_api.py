@@ -54,8 +54,23 @@ def save_model(model: Any, xml_path: str | os.PathLike[str], compress_to_fp16: b
 
 def read_ir(xml: bytes, bin_: bytes, core: Any = None) -> Any:
     """An IR held in memory (a bundle's ``model.xml`` and ``model.bin`` bytes) as an ``ov.Model``,
-    without writing it to disk; ``core`` reuses a ``Core`` the caller already has."""
-    return (core or Core()).read_model(model=xml.decode("utf-8"), weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    without writing it to disk; ``core`` reuses a ``Core`` the caller already has.
+
+    Raises:
+        ValueError: when OpenVINO cannot read it (XML that is no IR, weights that do not fit it),
+            with OpenVINO's reason in one line rather than its multi-line trace of source files.
+    """
+    try:
+        text = xml.decode("utf-8")
+        return (core or Core()).read_model(model=text, weights=Tensor(np.frombuffer(bin_, dtype=np.uint8)))
+    except (RuntimeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"OpenVINO cannot read this IR (model.xml, model.bin): {_reason(exc)}") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The last line of an OpenVINO error that is not one of its "Exception from FILE:LINE:" lines."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from ")]
+    return lines[-1] if lines else repr(exc)
 
 
 def opset(n: int) -> ModuleType:

@@ -9,6 +9,7 @@ default endpoints bind loopback only.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +21,32 @@ from zmq.auth.base import Authenticator
 SERVER_NAME = "server"
 
 
+#: What a client's name may be: it becomes the file names ``NAME.key`` and ``NAME.key_secret``.
+_KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
+def refuse_overwrite(paths: list[Path]) -> None:
+    """Raise ValueError naming the key files of ``paths`` that exist: a new pair over a deployed one
+    locks out every payload or ground station that holds the old public key, so it is never silent."""
+    there = [str(p) for p in paths if p.exists()]
+    if there:
+        raise ValueError(f"key files exist already: {', '.join(there)}; remove them first, or write the new keys to "
+                         "another --out (payloads and ground stations hold the old public keys)")
+
+
 def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
     """Write a server key pair and one pair per client name into ``out``; returns the secret files.
 
     ``out/authorized/`` receives the clients' public keys: point the runtime at it.
     """
     out = Path(out)
-    (out / "authorized").mkdir(parents=True, exist_ok=True)
     if not clients or len(set(clients)) != len(clients) or SERVER_NAME in clients:
         raise ValueError(f"client names must be distinct, non-empty and not {SERVER_NAME!r}: {clients}")
+    bad = [c for c in clients if not _KEY_NAME.fullmatch(c)]
+    if bad:  # a name is a file name in out/: "../x" would write outside it, "" a hidden ".key"
+        raise ValueError(f"client names {bad}: each must be letters, digits, '_', '-' or '.', not starting with '.'")
+    refuse_overwrite([out / f"{n}.{ext}" for n in (SERVER_NAME, *clients) for ext in ("key", "key_secret")])
+    (out / "authorized").mkdir(parents=True, exist_ok=True)
     made = {}
     for name in (SERVER_NAME, *clients):
         public, secret = zmq.auth.create_certificates(out, name)

@@ -27,12 +27,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from runtime.bundle import SIGNATURE_FILE, Bundle, BundleError, sha256
+from runtime.security import refuse_overwrite
 ALGORITHM = "ed25519"
 
 
 def make_signing_keys(out: str | Path, name: str = "uplink") -> tuple[Path, Path]:
     """Write ``NAME.signing.pem`` (private, mode 600) and ``NAME.verify.pem`` (public) into ``out``."""
     out = Path(out)
+    refuse_overwrite([out / f"{name}.signing.pem", out / f"{name}.verify.pem"])
     out.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     secret = out / f"{name}.signing.pem"

@@ -170,6 +170,8 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
         from search.input_types import retype_bundle
 
         dtype = args.input_dtype or load_config(args.config)["export"]["input_dtype"]
+        if dtype == "float32":  # the shipped default: the config says nothing to retype to
+            raise ValueError("give --input-dtype uint8 or uint16 (the config's [export] input_dtype is float32)")
         bundle = retype_bundle(args.model, args.out, dtype, command=shlex.join(["python", "-m", "search", *argv]))
         print(f"wrote {args.out} (bundle {bundle.id[:12]}): input {dtype}, normalised in the IR")
     elif args.command == "discriminate":

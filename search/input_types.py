@@ -111,10 +111,13 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     up to the f32 rounding of the normalisation.
 
     The manifest keeps the source's metrics (measured with its f32 input) and says so under
-    ``derived_from``. Raises ValueError for an unknown dtype or float32, BundleError for a bundle
+    ``derived_from``. Raises ValueError for an unknown dtype or float32, or an ``out_dir`` that is
+    the source bundle's own directory (the float32 model would be lost), BundleError for a bundle
     already normalised in its IR.
     """
     check_input_dtype(dtype)
+    if not isinstance(src, Bundle) and Path(out_dir).resolve() == Path(src).resolve():
+        raise ValueError(f"--out {out_dir} is the bundle being retyped: write the retyped copy elsewhere")
     bundle = src if isinstance(src, Bundle) else read_bundle(src)
     if dtype == "float32":
         raise ValueError(f"retyping to float32 changes nothing; valid: {sorted(_OV_TYPES)}")

@@ -1,0 +1,110 @@
+"""``python -m runtime``, ``python -m flightsim`` and ``python -m search retype``: the user mistakes an
+adversarial pass over the command lines found (2026-12-04) give one ``error:`` line and exit status
+2, never a traceback, and nothing the user holds is overwritten silently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.__main__ import main as runtime_main
+from runtime.bundle import extra_files, read_bundle, rewritable_manifest, write_bundle
+from runtime.config import load_defaults
+from runtime.health import Health
+from runtime.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def unreadable_ir(tmp_path: Path) -> Path:
+    """models/default with models/sar's weights: checksums that match, weights that do not fit the IR."""
+    bundle = read_bundle(REPO / "models/default")
+    write_bundle(tmp_path / "bad", bundle.files["model.xml"], (REPO / "models/sar/model.bin").read_bytes(),
+                 rewritable_manifest(bundle), extra_files(bundle))
+    return tmp_path / "bad"
+
+
+@pytest.mark.parametrize("command", [["infer", "--input", "IN", "--output", "OUT"], ["check"]])
+def test_an_ir_openvino_cannot_read_is_an_error_line(command: list[str], unreadable_ir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "in.npy", np.zeros((3, 64, 64), np.uint8))
+    argv = [a.replace("IN", str(tmp_path / "in.npy")).replace("OUT", str(tmp_path / "o.geojson")) for a in command]
+    assert runtime_main([*argv, "--model", str(unreadable_ir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "OpenVINO cannot read this IR" in err and "Incorrect weights" in err
+    assert "\n" not in err and "Exception from" not in err
+
+
+def test_a_folder_as_output_and_a_file_that_is_no_image_are_error_lines(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    np.save(tmp_path / "in.npy", np.zeros((3, 64, 64), np.uint8))
+    (tmp_path / "folder").mkdir()
+    assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "in.npy"),
+                         "--output", str(tmp_path / "folder")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    (tmp_path / "empty.tif").write_bytes(b"")
+    assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "empty.tif"),
+                         "--output", str(tmp_path / "o.geojson")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_keys_are_never_overwritten_and_client_names_stay_in_out(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "keys"
+    assert runtime_main(["keys", "--out", str(out), "--signing"]) == 0
+    before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    # a second run would lock out every payload holding the first public keys
+    assert runtime_main(["keys", "--out", str(out), "--signing"]) == 2
+    assert "key files exist already" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    for name in ("../escape", "", ".hidden"):
+        assert runtime_main(["keys", "--out", str(tmp_path / "k2"), "--client", name]) == 2
+        assert "client names" in capsys.readouterr().err
+    assert not (tmp_path / "escape.key").exists() and not (tmp_path / "k2").exists()
+
+
+def test_a_watchdog_file_without_a_folder_is_refused_before_serving(tmp_path: Path) -> None:
+    config = load_defaults(REPO / "runtime/defaults.toml")
+    with pytest.raises(ValueError, match="watchdog_file .*no folder"):
+        Settings.from_config(config, watchdog_file=str(tmp_path / "nodir" / "wd"))
+
+
+def test_health_goes_on_when_the_watchdog_file_cannot_be_fed(tmp_path: Path) -> None:
+    # The folder removed under a running payload: one event, and Health keeps pinging and feeding.
+    events: list[tuple[str, dict]] = []
+    health = Health([], period_s=1.0, hang_timeout_s=1.0, event=lambda name, **kw: events.append((name, kw)),
+                    watchdog_file=str(tmp_path / "gone" / "wd"))
+    assert health.check() and health.check()
+    assert [name for name, _ in events] == ["watchdog_unwritable"]
+    (tmp_path / "gone").mkdir()
+    assert health.check() and (tmp_path / "gone" / "wd").exists()
+
+
+def test_flightsim_generate_into_a_file_is_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flightsim.__main__ import main as flightsim_main
+
+    (tmp_path / "file").write_text("")
+    assert flightsim_main(["generate", "--seed", "1", "--size", "64", "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    with pytest.raises(SystemExit):
+        flightsim_main(["stream", "--scene", "x.tif", "--tiles", "tcp://127.0.0.1:1", "--rate", "nan"])
+
+
+def test_retype_refuses_to_overwrite_its_source_and_asks_for_a_type(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from search.__main__ import main as search_main
+
+    bundle = read_bundle(REPO / "models/default")
+    write_bundle(tmp_path / "m", bundle.files["model.xml"], bundle.files["model.bin"], rewritable_manifest(bundle),
+                 extra_files(bundle))
+    before = (tmp_path / "m" / "manifest.json").read_bytes()
+    assert search_main(["retype", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "m"),
+                        "--input-dtype", "uint8"]) == 2
+    assert "is the bundle being retyped" in capsys.readouterr().err
+    assert (tmp_path / "m" / "manifest.json").read_bytes() == before
+    assert search_main(["retype", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "u8")]) == 2
+    assert "give --input-dtype uint8 or uint16" in capsys.readouterr().err
