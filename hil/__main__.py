@@ -20,6 +20,17 @@ def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
     return values
 
 
+def _band_numbers(text: str) -> list[int]:
+    """``--bands``: 1-based band numbers, e.g. ``1,1,1``; a 1.7 or a nan is refused, not truncated."""
+    try:
+        bands = [int(v) for v in text.split(",")]
+    except ValueError:
+        bands = []
+    if not bands or min(bands) < 1:
+        raise argparse.ArgumentTypeError(f"must be comma-separated band numbers >= 1, e.g. 1,1,1; got {text!r}")
+    return bands
+
+
 ROLES = ("train", "val", "test")
 
 #: Transports a ``--runtime`` endpoint may use (ZeroMQ's; the runtime binds tcp or ipc).
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--gsd", type=float, help="metres per pixel: for images without a georeference, or in place of an image's own pixel size (its origin and CRS kept)")
     run.add_argument("--origin", type=lambda t: _floats(t, 2, "--origin"), help="X,Y map coordinates of the upper-left corner (in place of an image's own)")
     run.add_argument("--crs", help="CRS of --gsd/--origin (EPSG:... or WKT); without it an image keeps its own CRS, and one without a CRS given --gsd goes on a local metric plane")
-    run.add_argument("--bands", type=lambda t: [int(float(v)) for v in _floats(t, len(t.split(",")), "--bands")],
+    run.add_argument("--bands", type=_band_numbers,
                      help="1-based source bands feeding the model's bands, e.g. 1,1,1 (default: by count, name, or repeat)")
     run.add_argument("--overlap", type=int, help=f"pixels shared by neighbouring tiles (default {cfg.overlap_px})")
     run.add_argument("--model", type=Path, required=True, help="flight model bundle directory")
@@ -184,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             if ignored:
                 raise ValueError(f"{', '.join(ignored)} cannot be given with --runtime: they configure a runtime "
                                  "that hil starts; the running runtime keeps its own (set them where it was started)")
+        if args.seed is not None:  # else ignored: a GeoTIFF has no seed, and synthetic:seed=N wins
+            if not (args.scene or "").startswith("synthetic"):
+                raise ValueError("--seed is for --scene synthetic; this scene has no seed")
+            if "seed=" in args.scene:
+                raise ValueError(f"give the seed once: --seed {args.seed} or {args.scene!r}, not both")
         scene = split_source(args.split) if args.split else args.scene
         if args.timing and args.timing != "rate" and args.rate is not None:
             raise ValueError(f"--rate is for --timing rate, not --timing {args.timing}")

@@ -138,6 +138,8 @@ def run(
     config = config or DEFAULTS
     cfg = config.run
     device = device or cfg.device
+    if runtime is None:
+        _check_runtime_options(profile, runtime_config)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
@@ -173,8 +175,11 @@ def run(
         raise ValueError(f"{source.describe().get('path') or source.kind}: the scene source has no samples "
                          "(an empty data set or split role, or a limit of 0); nothing to run")
     if land_masks is not None and str(land_masks) not in COASTLINES:
-        for s in scenes:  # a mask that cannot be used must not cost the run it would come after
-            sea_mask(s.sample, Path(land_masks))
+        # a mask that cannot be used must not cost the run it would come after
+        masked = sum(sea_mask(s.sample, Path(land_masks)) is not None for s in scenes)
+        if not masked:  # the wrong folder (SSDD's parent of sealand/, say): scores unmasked, silently
+            raise ValueError(f"--land-masks {str(land_masks)!r}: none of the {len(scenes)} samples has a mask there "
+                             f"(<sample>.png, e.g. {str(scenes[0].sample.name).split('/')[-1]}.png)")
     elif land_masks is not None and any(s.sample.crs is not None for s in scenes):
         check_coastline(str(land_masks))  # the optional package, before the run, not at its scoring
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
@@ -316,6 +321,29 @@ def _scene_info(source: Source, scenes: list[_Scene]) -> dict[str, Any]:
         notes = Counter(s.bands_note for s in scenes)
         info.update(units=sorted({s.sample.units for s in scenes}), band_adaptation=dict(notes))
     return info
+
+
+def _check_runtime_options(profile: str | None, runtime_config: Path | None) -> None:
+    """What the runtime started here would refuse, refused here with its own words: else the
+    operator reads only "the runtime exited before it was ready" and looks for why in its log.
+
+    Raises:
+        ValueError: an unknown profile (listing the valid ones), a runtime config that is missing,
+            names an unknown setting or holds one out of its range.
+    """
+    from runtime.config import defaults as runtime_defaults
+    from runtime.profiles import get_profile
+    from runtime.settings import Settings as RuntimeSettings
+
+    if profile:
+        get_profile(profile)
+    if runtime_config is not None:
+        try:
+            RuntimeSettings.from_config(runtime_defaults(Path(runtime_config)))
+        except ValueError as exc:  # worded for `runtime serve --config`; here the option has another name
+            said = str(exc)
+            raise ValueError(said.replace("--config", "--runtime-config", 1) if said.startswith("--config ")
+                             else f"--runtime-config {runtime_config}: {said}") from None
 
 
 def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:

@@ -31,6 +31,8 @@ from runtime.host import describe_host
 from runtime.settings import check_cpu_precision
 
 RECORD_FORMAT = "vessel-compiled/1"
+#: The device families a blob can be compiled for (``runtime compile --target``).
+TARGET_FAMILIES = ("CPU", "MYRIAD", "NPU", "GPU")
 
 
 def compile_config(target: str, cpu_precision: str = "f32") -> dict[str, Any]:
@@ -55,8 +57,8 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship) or a
     device not attached here.
     """
-    if target in TWINS or target != device_family(target):
-        raise ValueError(f"--target is a device family (valid: CPU, MYRIAD, NPU, GPU), not {target!r}")
+    if target in TWINS or target != device_family(target) or target not in TARGET_FAMILIES:
+        raise ValueError(f"--target is a device family (valid: {list(TARGET_FAMILIES)}), not {target!r}")
     core = core or ov_api.Core()
     device = device or target
     attached = attached_devices(core)

@@ -35,7 +35,7 @@ def read_input(path: str | Path) -> tuple[np.ndarray, Affine, CRS | None, list[s
     measurement."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+        raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such file'}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         pixels = np.load(path, allow_pickle=False)
@@ -53,10 +53,10 @@ def read_input(path: str | Path) -> tuple[np.ndarray, Affine, CRS | None, list[s
             log.info("%s: alpha band dropped (%d bands in the file, %d used)", path, len(interp), len(keep))
     else:
         raise ValueError(f"{path}: unsupported input {suffix!r}; valid: ['.npy', '.tif', '.tiff']")
+    if pixels.ndim not in (2, 3) or pixels.dtype.name not in ("uint8", "uint16"):  # the shape as it was given
+        raise ValueError(f"{path}: need (bands, H, W) or (H, W) uint8 or uint16 counts, got {pixels.shape} {pixels.dtype}")
     if pixels.ndim == 2:
         pixels = pixels[None]
-    if pixels.ndim != 3 or pixels.dtype.name not in ("uint8", "uint16"):
-        raise ValueError(f"{path}: need (bands, H, W) uint8 or uint16 counts, got {pixels.shape} {pixels.dtype}")
     return pixels, transform, crs, names or [f"band{i + 1}" for i in range(pixels.shape[0])]
 
 

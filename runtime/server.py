@@ -135,7 +135,10 @@ class Runtime:
             if not (settings.curve_server_secret and settings.curve_authorized):
                 raise ValueError("CURVE needs both curve_server_secret and curve_authorized")
             channels = set(settings.curve_channels)
-            if not channels <= set(PORTS) or "control" not in channels:
+            unknown = sorted(channels - set(PORTS))
+            if unknown:
+                raise ValueError(f"curve_channels: unknown channel(s) {unknown}; valid: {list(PORTS)}")
+            if "control" not in channels:
                 raise ValueError(f"curve_channels {sorted(channels)}: must include 'control'; valid: {list(PORTS)}")
             self._curve = CurveServer(self._ctx, settings.curve_server_secret, settings.curve_authorized)
         self._uplink_key = None

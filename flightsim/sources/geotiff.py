@@ -46,6 +46,9 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
         with _open(path) as src:
             if (src.height, src.width) != shape_hw:
                 raise ValueError(f"{path}: mask is {src.height}x{src.width}, scene is {shape_hw[0]}x{shape_hw[1]}")
+            if src.count != 1:  # an image given as its own truth (its first band > 0 almost everywhere)
+                raise ValueError(f"{path}: a truth mask has one band (nonzero = vessel); this file has {src.count}: "
+                                 "is it the scene itself?")
             mask = (src.read(1) > 0).astype(np.uint8)
         sample.mask, sample.vessels = mask, mask_to_vessels(mask, sample.transform)
         return sample

@@ -315,3 +315,14 @@ def test_ssdd_names_and_truth_counts() -> None:
     assert len(source) == 928 and sum(len(a) for _, _, a in source.items) == len(coco["annotations"]) == 2040
     stems = [Path(im["file_name"]).stem for _, im, _ in source.items]
     assert [source[i].name for i in range(0, 928, 97)] == stems[::97]
+
+
+def test_a_many_band_image_as_truth_mask_is_refused(tmp_path: Path) -> None:
+    """The scene given as its own truth was taken as a mask (its first band > 0 almost everywhere:
+    mIoU 0.002, exit status 0); a truth mask has one band."""
+    scene = tmp_path / "rgb.tif"
+    with rasterio.open(scene, "w", driver="GTiff", height=100, width=100, count=3, dtype="uint8",
+                       crs="EPSG:32632", transform=Affine(2.0, 0, 600000.0, 0, -2.0, 5000000.0)) as d:
+        d.write(np.full((3, 100, 100), 30, np.uint8))
+    with pytest.raises(ValueError, match=r"a truth mask has one band .* this file has \d+: is it the scene itself\?"):
+        open_source(str(scene), truth=scene)[0]

@@ -64,3 +64,33 @@ def test_a_file_as_report_folder_is_an_error_line(tmp_path: Path, capsys: pytest
     assert main(["run", "--scene", "synthetic", "--model", str(REPO / "models/default"), "--limit", "1",
                  "--report", str(tmp_path / "file"), "--quiet"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize("option, said", [(["--profile", "nope"], "unknown target profile 'nope'; valid: "),
+                                          (["--runtime-config", "NONE"], "--runtime-config NONE: No such file"),
+                                          (["--runtime-config", "NEG"], "--runtime-config NEG: [vectorize] batch")])
+def test_what_the_started_runtime_would_refuse_is_said_by_hil(option: list[str], said: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # Else the operator reads only "the runtime exited before it was ready" and the reason is in its log.
+    (tmp_path / "neg.toml").write_text("[vectorize]\nbatch = -1\n")
+    names = {"NONE": str(tmp_path / "none.toml"), "NEG": str(tmp_path / "neg.toml")}
+    option = [names.get(o, o) for o in option]
+    assert main(["run", "--scene", "synthetic", "--model", str(REPO / "models/default"), "--quiet",
+                 "--report", str(tmp_path / "r"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and said.replace("NONE", names["NONE"]).replace("NEG", names["NEG"]) in err
+
+
+@pytest.mark.parametrize("bands", ["1.7,2,3", "nan,1,1", "0,1,2", ""])
+def test_bands_are_band_numbers(bands: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # 1.7 was truncated to band 1 and nan was "invalid <lambda> value"
+    with pytest.raises(SystemExit):
+        main(["run", "--scene", "synthetic", "--model", str(REPO / "models/default"), "--bands", bands])
+    assert "argument --bands: must be comma-separated band numbers >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scene, said", [("synthetic:seed=3", "give the seed once"),
+                                         ("some.tif", "--seed is for --scene synthetic")])
+def test_a_seed_that_would_be_ignored_is_refused(scene: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--scene", scene, "--seed", "4", "--model", str(REPO / "models/default")]) == 2
+    assert said in capsys.readouterr().err

@@ -207,6 +207,20 @@ def test_a_bad_land_mask_is_refused_before_the_run(split_file: Path, tmp_path: P
         hil.run(split_source(f"{split_file}:val"), bundle, tmp_path / "o", land_masks=masks)
 
 
+def test_a_mask_folder_with_no_mask_for_any_sample_is_refused_before_the_run(
+        split_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wrong folder (SSDD's, above its sealand/) scored the run unmasked with exit status 0; it is
+    refused before a runtime starts, with the file name it looked for."""
+    import hil
+
+    _no_runtime(monkeypatch)
+    bundle = tmp_path / "bright"
+    make_brightness_bundle(bundle, size=64)
+    (tmp_path / "elsewhere").mkdir()
+    with pytest.raises(ValueError, match=r"none of the 1 samples has a mask there \(<sample>\.png, e\.g\. p3\.png\)"):
+        hil.run(split_source(f"{split_file}:val"), bundle, tmp_path / "o", land_masks=tmp_path / "elsewhere")
+
+
 @pytest.mark.parametrize("georeferenced", [True, False])
 def test_a_coastline_without_its_package_is_refused_before_a_runtime_starts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, georeferenced: bool) -> None:

@@ -108,3 +108,13 @@ def test_retype_refuses_to_overwrite_its_source_and_asks_for_a_type(tmp_path: Pa
     assert (tmp_path / "m" / "manifest.json").read_bytes() == before
     assert search_main(["retype", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "u8")]) == 2
     assert "give --input-dtype uint8 or uint16" in capsys.readouterr().err
+
+
+def test_infer_names_a_folder_and_the_shape_it_was_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = ["--model", str(REPO / "models/default"), "--output", str(tmp_path / "o.geojson")]
+    (tmp_path / "folder").mkdir()
+    assert runtime_main(["infer", "--input", str(tmp_path / "folder"), *model]) == 2
+    assert "a folder, not an image file" in capsys.readouterr().err  # was "no such file"
+    np.save(tmp_path / "f.npy", np.zeros((64, 64), np.float32))
+    assert runtime_main(["infer", "--input", str(tmp_path / "f.npy"), *model]) == 2
+    assert "got (64, 64) float32" in capsys.readouterr().err  # was "(1, 64, 64)"

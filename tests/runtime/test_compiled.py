@@ -95,6 +95,9 @@ def test_compile_refuses_twins_and_absent_devices() -> None:
     bundle = read_bundle(DEFAULT)
     with pytest.raises(ValueError, match="device family"):
         compile_bundle(bundle, "myriadx-emu")
+    for name in ("foo", "cpu"):  # were told "device 'foo' is not a foo attached here"
+        with pytest.raises(ValueError, match=r"--target is a device family \(valid: \['CPU', 'MYRIAD', 'NPU', 'GPU'\]\)"):
+            compile_bundle(bundle, name)
     if "MYRIAD" not in ov_api.Core().available_devices:
         with pytest.raises(ValueError, match="not a MYRIAD attached here"):
             compile_bundle(bundle, "MYRIAD")
