@@ -20,6 +20,9 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
     """Union polygons that touch (within ``tolerance`` map units) and describe each result anew.
 
     Scores of merged pieces are averaged weighted by area; ``pieces`` says how many were merged.
+    A piece the payload kept only because a tile border cut it (``provisional_min_area_px``,
+    :func:`runtime.vectorize.vectorize`) counts once merged: a vessel smaller than the largest such
+    cut among its pieces is dropped, as the payload drops a whole component that small.
     """
     if not features:
         return []
@@ -47,9 +50,13 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
         groups.setdefault(find(i), []).append(i)
     merged = []
     for members in groups.values():
+        cut = max((features[i]["properties"].get("provisional_min_area_px") or 0 for i in members), default=0)
+        if cut and sum(features[i]["properties"].get("area_px", 0) for i in members) < cut:
+            continue
         if len(members) == 1:
             feature = dict(features[members[0]])
-            feature["properties"] = {**feature["properties"], "pieces": 1}
+            feature["properties"] = {k: v for k, v in feature["properties"].items() if k != "provisional_min_area_px"}
+            feature["properties"]["pieces"] = 1
             merged.append(feature)
             continue
         if tolerance:

@@ -107,6 +107,8 @@ def infer_file(
                 simplify_px=vectorize_opts["simplify_px"],
                 connectivity=vectorize_opts["connectivity"], min_score=bundle.min_score,
                 image=tile, discriminator=discriminator,
+                # a piece at an inner tile edge waits for the merge below to be judged by its size
+                borders=(row > 0, col > 0, row + valid[0] < pixels.shape[1], col + valid[1] < pixels.shape[2]),
             )
     # the pixel size from the whole transform: ``a`` alone is 0 on a grid turned by 90 degrees
     merged = merge_detections(features, crs, tolerance=0.01 * math.sqrt(abs(transform.determinant)))

@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 
 from runtime import protocol
 from runtime.discriminate import SecondStage
-from runtime.vectorize import vectorize
+from runtime.vectorize import tile_borders, vectorize
 
 
 @dataclass
@@ -63,6 +63,7 @@ def describe(output: np.ndarray, job: InFlight, t_inferred: float,
         min_score=job.min_score,
         image=job.pixels,
         discriminator=job.discriminator,
+        borders=tile_borders(header.get("window"), job.valid, prob.shape),
     )
     mask = None
     if header.get("want_mask"):

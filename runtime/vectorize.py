@@ -41,6 +41,7 @@ def vectorize(
     min_score: float = 0.0,
     image: np.ndarray | None = None,
     discriminator: SecondStage | None = None,
+    borders: tuple[bool, bool, bool, bool] = (False, False, False, False),
 ) -> list[dict[str, Any]]:
     """Turn one tile's probability map into GeoJSON Feature dicts, one per vessel.
 
@@ -60,6 +61,11 @@ def vectorize(
             ``discriminator`` (the contrast of each component against the clutter around it).
         discriminator: drops components it gives a ship probability below its cut
             (:mod:`runtime.discriminate`); kept components report it as ``ship_probability``.
+        borders: (top, left, bottom, right): which edges of the (valid) map are tile borders
+            with more of the scene beyond them. A component touching one may be a piece of a vessel
+            the ground merges with its neighbour's, so ``min_area_px`` is not applied to it here: it
+            is kept with ``provisional_min_area_px`` for the merge to apply
+            (:func:`runtime.merge.merge_detections`).
 
     Returns:
         Features whose geometry is a Polygon in map units of ``transform``/``crs`` and whose
@@ -134,8 +140,11 @@ def vectorize(
         else:
             row0, col0, inside = _pixels_inside(poly)
         count = int(inside.sum())
+        provisional = None
         if count < max(min_area_px, 1):
-            continue
+            if not (count and _touches(borders, row0, col0, inside.shape, prob.shape)):
+                continue
+            provisional = max(min_area_px, 1)  # a piece cut by a border: the merge judges the whole
         vals = prob[row0:row0 + inside.shape[0], col0:col0 + inside.shape[1]][inside].astype(np.float64)
         score = float(vals.sum() / count)
         max_score = float(vals.max())
@@ -157,9 +166,33 @@ def vectorize(
         }
         if ship_probability is not None:
             props["ship_probability"] = ship_probability
+        if provisional is not None:
+            props["provisional_min_area_px"] = provisional
         props.update(describe(map_poly, crs))
         features.append({"type": "Feature", "geometry": _geojson(map_poly), "properties": props})
     return features
+
+
+def _touches(borders: tuple[bool, bool, bool, bool], row0: int, col0: int, box: tuple[int, int],
+             shape: tuple[int, int]) -> bool:
+    """Whether a component whose bounding box is ``box`` at (row0, col0) reaches a map edge that
+    ``borders`` (top, left, bottom, right) calls a tile border."""
+    top, left, bottom, right = borders
+    return ((top and row0 == 0) or (left and col0 == 0) or (bottom and row0 + box[0] >= shape[0])
+            or (right and col0 + box[1] >= shape[1]))
+
+
+def tile_borders(window: Any, valid: tuple[int, int], padded_to: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
+    """Which edges of a tile's valid region have more of the scene beyond them, from its header's
+    ``window`` (row, col, h, w in the scene) and its size against the model input it was padded to:
+    a top or left edge at row or column 0 is the scene's; a tile shorter or narrower than the input
+    is the last of its column or row. A bottom or right edge of a full-size tile may be either, and
+    is taken for a border (a piece kept there costs a few bytes; one dropped loses part of a
+    vessel). Without a window the tile is a scene of its own: no borders."""
+    if not (isinstance(window, (list, tuple)) and len(window) == 4):
+        return (False, False, False, False)
+    row, col = int(window[0]), int(window[1])
+    return (row > 0, col > 0, valid[0] >= padded_to[0], valid[1] >= padded_to[1])
 
 
 def _geojson(poly: shapely.Polygon) -> dict[str, Any]:

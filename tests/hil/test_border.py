@@ -81,3 +81,35 @@ def test_grey_and_rgba_images_are_adapted_and_units_follow_gsd(
                 georef=Georef(gsd=1.5)).report
     lengths = [f["properties"]["length_m"] for f in json.loads((tmp_path / "m" / "detections.geojson").read_text())["features"]]
     assert r["units"] == "m" and lengths == pytest.approx([90.0, 90.0], rel=0.02)
+
+
+def test_a_small_vessel_cut_into_pieces_under_the_smallest_size_is_merged_not_dropped(
+        tmp_path: Path, running_runtime: Runtime, brightness_bundle: Path) -> None:
+    """A 32 px vessel cut by the border at column 64 into two 16 px pieces, under the model's 20 px:
+    each tile used to drop its piece on board, so the ground had nothing to merge and the vessel was
+    lost. Each piece now comes down provisional and the merge keeps the whole; a 9 px blob against
+    another border, with no piece beyond it, is still dropped."""
+    from runtime.bundle import read_bundle, rewritable_manifest, write_bundle
+
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    manifest["output"]["min_area_px"] = 20
+    small = tmp_path / "min20"
+    write_bundle(small, bundle.files["model.xml"], bundle.files["model.bin"], manifest)
+    pixels = np.full((200, 200), 15, np.uint8)
+    pixels[100:104, 60:68] = 250  # the vessel: 4 x 8 px across column 64
+    pixels[30:33, 125:128] = 250  # clutter: 3 x 3 px against column 128, whole in its tile
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", height=200, width=200, count=3, dtype="uint8",
+                       crs="EPSG:32632", transform=TRANSFORM) as dst:
+        dst.write(pixels[None].repeat(3, axis=0))
+    x0, y0 = TRANSFORM * (60, 100)
+    x1, y1 = TRANSFORM * (68, 104)
+    truth = tmp_path / "truth.geojson"
+    truth.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": mapping(box(x0, y1, x1, y0)), "properties": {}}]}))
+    r = hil.run(scene, small, tmp_path / "out", truth=truth, runtime=running_runtime.endpoints["control"]).report
+    detections = json.loads((tmp_path / "out" / "detections.geojson").read_text())["features"]
+    assert [(d["properties"]["pieces"], d["properties"]["area_px"]) for d in detections] == [(2, 32)]
+    assert "provisional_min_area_px" not in detections[0]["properties"]
+    assert r["f1"] == 1.0 and r["tiles_unaccounted"] == 0

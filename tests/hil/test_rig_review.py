@@ -221,3 +221,24 @@ def test_runtime_infer_merges_with_a_pixel_s_tolerance_on_a_turned_grid(
                             {"min_area_px": 4, "simplify_px": 0.0, "connectivity": 8})
     assert tolerances == [pytest.approx(0.007)]
     assert [f["properties"]["pieces"] for f in fc["features"]] == [2]
+
+
+def test_runtime_infer_keeps_a_small_vessel_that_a_tile_border_cuts(tmp_path: Path) -> None:
+    """``runtime infer`` tiles the image as the payload does: a 24 px vessel cut by the border at
+    column 64 into two 12 px pieces, under min_area_px 20, is one vessel, not two dropped pieces; a
+    12 px blob in the scene's last column (no tile beyond it) is still dropped."""
+    import rasterio
+
+    from runtime import offline
+    from tests.conftest import make_brightness_bundle
+
+    make_brightness_bundle(tmp_path / "b", size=64)
+    pixels = np.full((3, 128, 128), 15, np.uint8)
+    pixels[:, 30:33, 60:68] = 250
+    pixels[:, 90:96, 126:128] = 250
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", height=128, width=128, count=3, dtype="uint8",
+                       crs="EPSG:32631", transform=Affine(1.0, 0, 500000.0, 0, -1.0, 4000000.0)) as dst:
+        dst.write(pixels)
+    fc = offline.infer_file(tmp_path / "b", tmp_path / "s.tif", "CPU",
+                            {"min_area_px": 20, "simplify_px": 0.0, "connectivity": 8})
+    assert [(f["properties"]["pieces"], f["properties"]["area_px"]) for f in fc["features"]] == [(2, 24)]

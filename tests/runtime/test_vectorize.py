@@ -250,3 +250,34 @@ def test_each_component_reports_its_own_pixels(connectivity: int) -> None:
             inside = shapely.contains_xy(outline, cols + 0.5, rows + 0.5)
             assert np.all(prob[inside] >= THRESHOLD)
             assert int(inside.sum()) == feature["properties"]["area_px"]
+
+
+def test_a_small_piece_at_a_tile_border_is_kept_provisional_and_judged_by_the_merge() -> None:
+    """min_area_px drops a whole small component on board, but a piece against a border with more
+    of the scene beyond it may be part of a vessel the ground merges: it comes down marked."""
+    from runtime.merge import merge_detections
+
+    left = box(blank(), slice(40, 43), slice(126, 128))  # 6 px against the right edge
+    right = box(blank(), slice(40, 43), slice(0, 2))     # 6 px against the left edge of the next tile
+    kept = vectorize(left, THRESHOLD, Affine.identity(), None, min_area_px=10, borders=(False, False, False, True))
+    assert [f["properties"]["provisional_min_area_px"] for f in kept] == [10]
+    assert vectorize(left, THRESHOLD, Affine.identity(), None, min_area_px=10) == []  # no border there
+    inner = box(blank(), slice(40, 43), slice(60, 62))  # as small, but whole inside the tile
+    assert vectorize(inner, THRESHOLD, Affine.identity(), None, min_area_px=10, borders=(True,) * 4) == []
+    beyond = vectorize(right, THRESHOLD, Affine.translation(128, 0), None, min_area_px=10,
+                       borders=(False, True, False, False))
+    whole = merge_detections(kept + beyond, None, tolerance=0.01)
+    assert [(f["properties"]["area_px"], f["properties"]["pieces"]) for f in whole] == [(12, 2)]
+    assert "provisional_min_area_px" not in whole[0]["properties"]
+    assert merge_detections(kept, None) == []  # alone it is what min_area_px drops
+    big = vectorize(box(blank(), slice(40, 50), slice(118, 128)), THRESHOLD, Affine.identity(), None, min_area_px=10,
+                    borders=(False, False, False, True))
+    assert "provisional_min_area_px" not in big[0]["properties"]  # over the cut: a vessel like any other
+
+
+def test_tile_borders_from_the_window_and_the_padding() -> None:
+    from runtime.vectorize import tile_borders
+
+    assert tile_borders(None, (256, 256), (256, 256)) == (False, False, False, False)  # a scene of its own
+    assert tile_borders([0, 0, 256, 256], (256, 256), (256, 256)) == (False, False, True, True)
+    assert tile_borders([256, 512, 100, 256], (100, 256), (256, 256)) == (True, True, False, True)  # the last row
