@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             from flightsim.synthetic import generate_scene, write_scene
 
+            if args.out.exists() and not args.out.is_dir():
+                raise ValueError(f"--out {args.out}: a file, not a folder")
             scene = generate_scene(args.seed, size=args.size, gsd_m=args.gsd, dtype=args.dtype, config=cfg["synthetic"])
             paths = write_scene(scene, args.out, config=cfg["synthetic"])
             print(f"{len(scene.vessels)} vessels; " + ", ".join(f"{k}: {v}" for k, v in paths.items()))

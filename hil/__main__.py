@@ -33,8 +33,8 @@ def _band_numbers(text: str) -> list[int]:
 
 ROLES = ("train", "val", "test")
 
-#: Transports a ``--runtime`` endpoint may use (ZeroMQ's; the runtime binds tcp or ipc).
-TRANSPORTS = ("tcp://", "ipc://", "inproc://")
+#: Transports a ``--runtime`` endpoint may use: those the runtime binds (inproc cannot leave a process).
+TRANSPORTS = ("tcp://", "ipc://")
 
 
 def _check_endpoint(endpoint: str) -> None:
@@ -109,7 +109,7 @@ def _read_split(path: str, role: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flightsim.sources import SOURCES
+    from flightsim.sources import SOURCES, parse_spec
     from flightsim.timing import MODES
     from hil.settings import DEFAULTS, Settings
     from runtime.config import positive_float, positive_int
@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = Settings.load(args.config)
         cfg = config.run
+        if args.report is not None and args.report.exists() and not args.report.is_dir():
+            raise ValueError(f"--report {args.report}: a file, not a folder")
         if (args.scene is None) == (args.split is None):
             raise ValueError("give exactly one of --scene and --split")
         if args.split:
@@ -196,18 +198,21 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{', '.join(ignored)} cannot be given with --runtime: they configure a runtime "
                                  "that hil starts; the running runtime keeps its own (set them where it was started)")
         if args.seed is not None:  # else ignored: a GeoTIFF has no seed, and synthetic:seed=N wins
-            if not (args.scene or "").startswith("synthetic"):
+            kind, rest = parse_spec(args.scene) if args.scene else ("split", "")
+            if kind != "synthetic":
                 raise ValueError("--seed is for --scene synthetic; this scene has no seed")
-            if "seed=" in args.scene:
+            if {k.partition("=")[0].strip() for k in rest.split(",")} & {"seed", "seeds"}:
                 raise ValueError(f"give the seed once: --seed {args.seed} or {args.scene!r}, not both")
         scene = split_source(args.split) if args.split else args.scene
         if args.timing and args.timing != "rate" and args.rate is not None:
             raise ValueError(f"--rate is for --timing rate, not --timing {args.timing}")
-        if args.timing == "rate" and args.rate is None:
-            raise ValueError("--timing rate needs --rate TILES_PER_S")
-        mode = args.timing or ("rate" if args.rate else "pushbroom" if args.line_rate else cfg.timing)
+        rate = args.rate if args.rate is not None else (cfg.rate_hz or None)  # [run] rate_hz 0: none
+        if args.timing == "rate" and rate is None:
+            raise ValueError("--timing rate needs --rate TILES_PER_S (or [run] rate_hz in --config)")
+        # as rig.run reads [run]: a rate (given, or the config's) means rate timing
+        mode = args.timing or ("rate" if rate else "pushbroom" if args.line_rate else cfg.timing)
         kwargs = {} if args.burst is None else {"burst": args.burst}  # 0 is refused by positive_int
-        timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=args.rate, **kwargs)
+        timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=rate if mode == "rate" else args.rate, **kwargs)
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
         georef = Georef(args.gsd, args.origin, args.crs)
         result = run_rig(scene, args.model, args.report or cfg.report_dir, device=args.device, seed=args.seed,

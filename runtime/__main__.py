@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runtime import config
 from runtime.settings import CPU_PRECISIONS
+from runtime.supervisor import StartFailure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("--client", action="append", default=None, help="client name (repeatable; default: ground)")
     keys.add_argument("--signing", action="store_true", help="also an Ed25519 pair that signs uplinked models "
                       "(uplink.signing.pem stays on the ground; the payload gets uplink.verify.pem)")
+    keys.add_argument("--signing-only", action="store_true", help="only the Ed25519 pair, e.g. beside CURVE keys "
+                      "made before (existing key files are never overwritten)")
 
     sgn = sub.add_parser("sign", parents=[common], help="sign a bundle for a payload that takes only signed models")
     sgn.add_argument("--model", type=Path, required=True, help="bundle directory (signature.json is written into it)")
@@ -104,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
                 "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign, "supervise": _supervise}[args.command](args, cfg)
     # A clear message, not a traceback: ValueError includes BundleError; OSError a path of the wrong
-    # kind (a folder for --output, a file for --out) and a file rasterio cannot read; RuntimeError a
-    # supervised runtime that never got ready, or OpenVINO refusing a model on the device.
-    except (ValueError, OSError, RuntimeError) as exc:
+    # kind (a folder for --output, a file for --out) and a file rasterio cannot read; StartFailure a
+    # supervised runtime that never got ready (its own error printed above). Anything else is a bug
+    # and keeps its traceback.
+    except (ValueError, OSError, StartFailure) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except MemoryError as exc:  # numpy names the size it could not allocate
@@ -224,14 +228,21 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
 
 
 def _keys(args: argparse.Namespace, cfg: dict) -> int:
-    from runtime.security import make_keys
+    from runtime.security import curve_key_files, make_keys, refuse_overwrite
 
-    made = make_keys(args.out, args.client or ["ground"])
-    print(f"keys in {args.out}: serve with --curve-server-secret {made['server']} "
-          f"--curve-authorized {args.out / 'authorized'}; clients use their .key_secret and server.key")
-    if args.signing:
-        from runtime.signing import make_signing_keys
-
+    if args.signing_only and args.client:
+        raise ValueError("--signing-only makes the Ed25519 pair alone; --client names CURVE pairs")
+    signing = args.signing or args.signing_only
+    if signing:
+        from runtime.signing import make_signing_keys, signing_key_files
+    # Every file checked before any is written: half a key set is worse than none.
+    refuse_overwrite(([] if args.signing_only else curve_key_files(args.out, args.client or ["ground"]))
+                     + (signing_key_files(args.out) if signing else []))
+    if not args.signing_only:
+        made = make_keys(args.out, args.client or ["ground"])
+        print(f"keys in {args.out}: serve with --curve-server-secret {made['server']} "
+              f"--curve-authorized {args.out / 'authorized'}; clients use their .key_secret and server.key")
+    if signing:
         secret, public = make_signing_keys(args.out)
         print(f"signing pair: python -m runtime sign --model BUNDLE --key {secret}; "
               f"serve with --uplink-public-key {public}")

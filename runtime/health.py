@@ -106,6 +106,8 @@ class Health:
     def report(self) -> dict[str, Any]:
         return {
             "watchdog_fed_at": self.fed_at,
+            # False while the watchdog file cannot be touched: fed_at then advances, the file does not
+            "watchdog_file_ok": not self._unwritable,
             "stages": {p.name: {"stuck_s": round(p.age(), 3), "hung": p.hung, "restarts": p.restarts}
                        for p in self.probes},
         }

@@ -69,7 +69,7 @@ def read_ir(xml: bytes, bin_: bytes, core: Any = None) -> Any:
 
 def _reason(exc: Exception) -> str:
     """The last line of an OpenVINO error that is not one of its "Exception from FILE:LINE:" lines."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.startswith("Exception from ")]
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("Exception from ")]
     return lines[-1] if lines else repr(exc)
 
 

@@ -34,18 +34,30 @@ def refuse_overwrite(paths: list[Path]) -> None:
                          "another --out (payloads and ground stations hold the old public keys)")
 
 
-def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
-    """Write a server key pair and one pair per client name into ``out``; returns the secret files.
+def curve_key_files(out: str | Path, clients: list[str]) -> list[Path]:
+    """The key files :func:`make_keys` writes for ``clients`` into ``out``, the names checked first.
 
-    ``out/authorized/`` receives the clients' public keys: point the runtime at it.
+    Raises:
+        ValueError: for client names that repeat, are empty, are the server's, or are no file name
+            of ``out`` (``../x`` would write outside it, ``.x`` a hidden file).
     """
     out = Path(out)
     if not clients or len(set(clients)) != len(clients) or SERVER_NAME in clients:
         raise ValueError(f"client names must be distinct, non-empty and not {SERVER_NAME!r}: {clients}")
     bad = [c for c in clients if not _KEY_NAME.fullmatch(c)]
-    if bad:  # a name is a file name in out/: "../x" would write outside it, "" a hidden ".key"
+    if bad:
         raise ValueError(f"client names {bad}: each must be letters, digits, '_', '-' or '.', not starting with '.'")
-    refuse_overwrite([out / f"{n}.{ext}" for n in (SERVER_NAME, *clients) for ext in ("key", "key_secret")])
+    return [out / f"{n}.{ext}" for n in (SERVER_NAME, *clients) for ext in ("key", "key_secret")]
+
+
+def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
+    """Write a server key pair and one pair per client name into ``out``; returns the secret files.
+
+    ``out/authorized/`` receives the clients' public keys: point the runtime at it. Existing key
+    files are never overwritten (:func:`refuse_overwrite`).
+    """
+    out = Path(out)
+    refuse_overwrite(curve_key_files(out, clients))
     (out / "authorized").mkdir(parents=True, exist_ok=True)
     made = {}
     for name in (SERVER_NAME, *clients):

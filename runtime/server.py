@@ -120,6 +120,11 @@ class Runtime:
                 resolve(fallback)
             except ValueError as exc:
                 raise ValueError(f"[device_recovery] fallback_device: {exc}") from None
+        watchdog = settings.health["watchdog_file"]
+        if watchdog and not Path(watchdog).parent.is_dir():
+            # Else Health fails to feed it every period while the payload serves on (checked here, at
+            # serve, not in Settings: `runtime infer` reads a flight config on the ground too).
+            raise ValueError(f"[health] watchdog_file {watchdog!r}: no folder {str(Path(watchdog).parent)!r} to write it in")
         # The store first: a bad --store is a clear error before any socket is bound.
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         try:

@@ -8,7 +8,6 @@ second set of defaults to drift from the first.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -212,10 +211,6 @@ class Settings:
                 changes[key] = value
             else:
                 raise ValueError(f"unknown setting {key!r}; valid: {sorted(names | set(endpoints) | set(health))}")
-        watchdog = check_kind("health", "watchdog_file", health["watchdog_file"])
-        if watchdog and not Path(watchdog).parent.is_dir():
-            # Refused here: Health would fail to feed it on every period while the runtime served on.
-            raise ValueError(f"[health] watchdog_file {watchdog!r}: no folder {str(Path(watchdog).parent)!r} to write it in")
         # Read-only views: a running runtime's settings cannot be changed under it.
         settings = cls(
             endpoints=MappingProxyType(endpoints),

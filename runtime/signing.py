@@ -28,13 +28,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from runtime.bundle import SIGNATURE_FILE, Bundle, BundleError, sha256
 from runtime.security import refuse_overwrite
+
 ALGORITHM = "ed25519"
 
 
+def signing_key_files(out: str | Path, name: str = "uplink") -> list[Path]:
+    """The files :func:`make_signing_keys` writes: the private key, then the public one."""
+    return [Path(out) / f"{name}.signing.pem", Path(out) / f"{name}.verify.pem"]
+
+
 def make_signing_keys(out: str | Path, name: str = "uplink") -> tuple[Path, Path]:
-    """Write ``NAME.signing.pem`` (private, mode 600) and ``NAME.verify.pem`` (public) into ``out``."""
+    """Write ``NAME.signing.pem`` (private, mode 600) and ``NAME.verify.pem`` (public) into ``out``;
+    existing files are never overwritten (:func:`runtime.security.refuse_overwrite`)."""
     out = Path(out)
-    refuse_overwrite([out / f"{name}.signing.pem", out / f"{name}.verify.pem"])
+    refuse_overwrite(signing_key_files(out, name))
     out.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     secret = out / f"{name}.signing.pem"

@@ -52,6 +52,10 @@ def _say(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, "time": time.time(), **fields}), file=sys.stderr, flush=True)
 
 
+
+class StartFailure(RuntimeError):
+    """The first runtime a supervisor starts never got ready: its own error is in its output above."""
+
 class Supervisor:
     """Runs ``python -m runtime serve ARGS --watchdog-file F`` and restarts it when F starves."""
 
@@ -147,7 +151,7 @@ class Supervisor:
         """Supervise until the runtime exits cleanly or ``max_restarts`` is spent; its exit code.
 
         Raises:
-            RuntimeError: if the first runtime exits, or is not ready within ``start_timeout_s``,
+            StartFailure: (a RuntimeError) if the first runtime exits, or is not ready within ``start_timeout_s``,
                 before its ready line (a runtime that never served is no case for restarting).
         """
         try:
@@ -166,7 +170,7 @@ class Supervisor:
         if self.start() is None:
             if self._stopping:
                 return self._terminate()
-            raise RuntimeError(f"the runtime {self.start_failure}")
+            raise StartFailure(f"the runtime {self.start_failure}")
         delay = self.backoff_s
         reason: str | None = None  # set: the runtime is to be restarted, for this
         while True:

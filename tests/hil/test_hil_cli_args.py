@@ -38,7 +38,7 @@ def test_options_for_a_runtime_started_here_are_refused_with_runtime(option: lis
     assert err.startswith("error: ") and "cannot be given with --runtime" in err and option[0].split("/")[0] in err
 
 
-@pytest.mark.parametrize("endpoint", ["127.0.0.1:5552", "foo", "tcp://"])
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:5552", "foo", "tcp://", "inproc://runtime"])
 def test_a_runtime_that_is_no_endpoint_is_an_error_line(endpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--scene", "synthetic", "--model", str(REPO / "models/default"), "--runtime", endpoint]) == 2
     assert "is not a ZeroMQ endpoint" in capsys.readouterr().err
@@ -63,7 +63,7 @@ def test_a_file_as_report_folder_is_an_error_line(tmp_path: Path, capsys: pytest
     (tmp_path / "file").write_text("")
     assert main(["run", "--scene", "synthetic", "--model", str(REPO / "models/default"), "--limit", "1",
                  "--report", str(tmp_path / "file"), "--quiet"]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.strip() == f"error: --report {tmp_path / 'file'}: a file, not a folder"
 
 
 @pytest.mark.parametrize("option, said", [(["--profile", "nope"], "unknown target profile 'nope'; valid: "),
@@ -90,7 +90,20 @@ def test_bands_are_band_numbers(bands: str, capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.parametrize("scene, said", [("synthetic:seed=3", "give the seed once"),
-                                         ("some.tif", "--seed is for --scene synthetic")])
+                                         ("synthetic:seeds=100-101", "give the seed once"),
+                                         ("some.tif", "--seed is for --scene synthetic"),
+                                         ("synthetic_scene.tif", "--seed is for --scene synthetic")])
 def test_a_seed_that_would_be_ignored_is_refused(scene: str, said: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--scene", scene, "--seed", "4", "--model", str(REPO / "models/default")]) == 2
     assert said in capsys.readouterr().err
+
+
+def test_timing_rate_takes_the_config_s_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # [run] rate_hz in --config is a rate, as rig.run reads it; without one, --timing rate asks for --rate
+    (tmp_path / "rate.toml").write_text("[run]\nrate_hz = 5000.0\n")
+    assert main(["run", "--scene", "synthetic:size=256", "--model", str(REPO / "models/default"), "--device", "CPU",
+                 "--timing", "rate", "--config", str(tmp_path / "rate.toml"), "--quiet",
+                 "--report", str(tmp_path / "r")]) == 0
+    import json
+
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["timing"]["rate_hz"] == 5000.0

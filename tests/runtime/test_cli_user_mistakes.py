@@ -13,6 +13,7 @@ from runtime.__main__ import main as runtime_main
 from runtime.bundle import extra_files, read_bundle, rewritable_manifest, write_bundle
 from runtime.config import load_defaults
 from runtime.health import Health
+from runtime.server import Runtime
 from runtime.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,11 +45,12 @@ def test_a_folder_as_output_and_a_file_that_is_no_image_are_error_lines(tmp_path
     (tmp_path / "folder").mkdir()
     assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "in.npy"),
                          "--output", str(tmp_path / "folder")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert "Is a directory" in capsys.readouterr().err
     (tmp_path / "empty.tif").write_bytes(b"")
     assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "empty.tif"),
                          "--output", str(tmp_path / "o.geojson")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "empty.tif" in err and "Traceback" not in err
 
 
 def test_keys_are_never_overwritten_and_client_names_stay_in_out(tmp_path: Path,
@@ -67,10 +69,29 @@ def test_keys_are_never_overwritten_and_client_names_stay_in_out(tmp_path: Path,
     assert not (tmp_path / "escape.key").exists() and not (tmp_path / "k2").exists()
 
 
+def test_a_signing_pair_is_added_beside_curve_keys_and_never_half_a_set(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "keys"
+    assert runtime_main(["keys", "--out", str(out)]) == 0
+    curve = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert runtime_main(["keys", "--out", str(out), "--signing-only"]) == 0  # CURVE keys made before: kept
+    assert (out / "uplink.verify.pem").is_file() and all((out / n).read_bytes() == b for n, b in curve.items()
+                                                          if (out / n).is_file())
+    capsys.readouterr()
+    # a signing pair already there: nothing at all is written, not the CURVE half of the request
+    fresh = tmp_path / "fresh"
+    assert runtime_main(["keys", "--out", str(fresh), "--signing-only"]) == 0
+    assert runtime_main(["keys", "--out", str(fresh), "--signing"]) == 2
+    err = capsys.readouterr()
+    assert "key files exist already" in err.err and "keys in" not in err.out
+    assert sorted(p.name for p in fresh.iterdir()) == ["uplink.signing.pem", "uplink.verify.pem"]
+
+
 def test_a_watchdog_file_without_a_folder_is_refused_before_serving(tmp_path: Path) -> None:
     config = load_defaults(REPO / "runtime/defaults.toml")
+    settings = Settings.from_config(config, watchdog_file=str(tmp_path / "nodir" / "wd"))  # infer reads it too
     with pytest.raises(ValueError, match="watchdog_file .*no folder"):
-        Settings.from_config(config, watchdog_file=str(tmp_path / "nodir" / "wd"))
+        Runtime(settings)
 
 
 def test_health_goes_on_when_the_watchdog_file_cannot_be_fed(tmp_path: Path) -> None:
@@ -79,9 +100,12 @@ def test_health_goes_on_when_the_watchdog_file_cannot_be_fed(tmp_path: Path) -> 
     health = Health([], period_s=1.0, hang_timeout_s=1.0, event=lambda name, **kw: events.append((name, kw)),
                     watchdog_file=str(tmp_path / "gone" / "wd"))
     assert health.check() and health.check()
-    assert [name for name, _ in events] == ["watchdog_unwritable"]
+    assert [name for name, _ in events] == ["watchdog_unwritable"] and health.report()["watchdog_file_ok"] is False
     (tmp_path / "gone").mkdir()
-    assert health.check() and (tmp_path / "gone" / "wd").exists()
+    assert health.check() and (tmp_path / "gone" / "wd").exists() and health.report()["watchdog_file_ok"] is True
+    (tmp_path / "gone" / "wd").unlink()
+    (tmp_path / "gone").rmdir()
+    assert health.check() and [name for name, _ in events] == ["watchdog_unwritable"] * 2  # a new streak: said again
 
 
 def test_flightsim_generate_into_a_file_is_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,9 +113,10 @@ def test_flightsim_generate_into_a_file_is_an_error_line(tmp_path: Path, capsys:
 
     (tmp_path / "file").write_text("")
     assert flightsim_main(["generate", "--seed", "1", "--size", "64", "--out", str(tmp_path / "file")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.strip() == f"error: --out {tmp_path / 'file'}: a file, not a folder"
     with pytest.raises(SystemExit):
         flightsim_main(["stream", "--scene", "x.tif", "--tiles", "tcp://127.0.0.1:1", "--rate", "nan"])
+    assert "argument --rate: " in capsys.readouterr().err  # nan was taken, and sent as fast as acknowledged
 
 
 def test_retype_refuses_to_overwrite_its_source_and_asks_for_a_type(tmp_path: Path,
@@ -118,3 +143,11 @@ def test_infer_names_a_folder_and_the_shape_it_was_given(tmp_path: Path, capsys:
     np.save(tmp_path / "f.npy", np.zeros((64, 64), np.float32))
     assert runtime_main(["infer", "--input", str(tmp_path / "f.npy"), *model]) == 2
     assert "got (64, 64) float32" in capsys.readouterr().err  # was "(1, 64, 64)"
+
+
+def test_supervise_whose_first_runtime_never_gets_ready_is_an_error_line(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    endpoints = [a for name in ("tiles", "results", "control", "telemetry", "acks")
+                 for a in (f"--{name}", f"ipc://{tmp_path}/{name}")]
+    assert runtime_main(["supervise", "--max-restarts", "1", "--", "--model", str(tmp_path / "none"), *endpoints]) == 2
+    assert "error: the runtime exited before it was ready (code 2)" in capsys.readouterr().err
