@@ -179,7 +179,7 @@ def run(
         masked = sum(sea_mask(s.sample, Path(land_masks)) is not None for s in scenes)
         if not masked:  # the wrong folder (SSDD's parent of sealand/, say): scores unmasked, silently
             raise ValueError(f"--land-masks {str(land_masks)!r}: none of the {len(scenes)} samples has a mask there "
-                             f"(<sample>.png, e.g. {str(scenes[0].sample.name).split('/')[-1]}.png)")
+                             f"(<sample>.png, e.g. {mask_file(scenes[0].sample, Path(land_masks)).name})")
     elif land_masks is not None and any(s.sample.crs is not None for s in scenes):
         check_coastline(str(land_masks))  # the optional package, before the run, not at its scoring
     fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
@@ -346,13 +346,18 @@ def _check_runtime_options(profile: str | None, runtime_config: Path | None) -> 
                              else f"--runtime-config {runtime_config}: {said}") from None
 
 
+def mask_file(sample: Any, folder: Path) -> Path:
+    """Where ``folder`` holds the sample's sea/land mask: ``<stem>.png``, as SSDD's ``sealand/``."""
+    return folder / f"{str(sample.name).split('/')[-1]}.png"
+
+
 def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
     """The sample's sea mask (True = sea) from ``folder/<stem>.png`` (0 = land), or None.
 
     Raises:
         ValueError: naming the file: unreadable, or of another size than the image.
     """
-    path = folder / f"{str(sample.name).split('/')[-1]}.png"
+    path = mask_file(sample, folder)
     if not path.is_file():
         return None
     import rasterio
