@@ -66,20 +66,25 @@ NOISE_GAP = 2e-3
 
 
 def parse_genome(arg: str | None, cfg: dict[str, Any]) -> Genome:
-    """``--genome``: JSON text, a JSON file, or a bundle manifest with a ``genome``; default ``[ablate]``."""
+    """``--genome``: JSON text, a JSON file, a bundle manifest with a ``genome`` or its folder;
+    default ``[ablate]``."""
     if arg is None:
         return Genome.from_dict(cfg["ablate"])
     text = arg.strip()
-    source = "--genome" if text.startswith("{") else f"--genome {arg}"
+    inline = text.startswith(("{", "["))  # JSON text, not a path
+    path = Path(arg) / "manifest.json" if not inline and Path(arg).is_dir() else Path(arg)  # a bundle folder
+    source = "--genome" if inline else f"--genome {path}"
+    if not inline and not path.is_file():
+        raise ValueError(f"{source}: no such file (give a genome as JSON, a JSON file, or a bundle)")
     try:
-        data = json.loads(text if text.startswith("{") else Path(arg).read_text())
+        data = json.loads(text if inline else path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{source}: expected a JSON object (a genome or a manifest holding one)")
+        raise ValueError(f"{source}: expected a JSON object (a genome or a manifest holding one); got {type(data).__name__}")
     try:
         return Genome.from_dict(data.get("genome", data))
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"{source}: not a genome ({type(exc).__name__}: {exc})") from None
 
 

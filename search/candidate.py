@@ -161,10 +161,16 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
 def _check_training_settings(cfg: dict[str, Any], name: dict[str, str]) -> None:
     """:func:`check_recipe`'s rules for any training (the search's and the baseline's), each from the
     code that applies it: the sampler's options (``[train] augment``, ``vessel_fraction``:
-    :class:`search.data.SamplingOptions`), ``[candidate] torch_device`` and ``[data] modality``
-    (:data:`runtime.fit.MODALITIES`, what the manifest's ``trained_for`` must hold)."""
+    :class:`search.data.SamplingOptions`), the land gate (:func:`search.network.check_land_settings`),
+    ``[candidate] torch_device``, ``[data] modality`` (:data:`runtime.fit.MODALITIES`, what the
+    manifest's ``trained_for`` must hold), ``normalization_scale``
+    (:data:`runtime.bundle.NORMALIZATION_SCALES`) and the synthetic scenes' ``scene_mode`` and
+    ``scene_dtype`` (:mod:`flightsim.synthetic`)."""
+    from flightsim.synthetic.model import MODES, defaults
+    from runtime.bundle import NORMALIZATION_SCALES
     from runtime.fit import MODALITIES
     from search.data import SamplingOptions
+    from search.network import check_land_settings
 
     try:
         SamplingOptions.from_config(cfg["train"], cfg["data"])
@@ -175,8 +181,11 @@ def _check_training_settings(cfg: dict[str, Any], name: dict[str, str]) -> None:
     except (RuntimeError, TypeError):
         raise ValueError(f"[{name['candidate']}] torch_device {cfg['candidate']['torch_device']!r}; valid: 'auto', "
                          f"'cpu', 'cuda', 'cuda:N' or another torch device name") from None
-    if cfg["data"]["modality"] not in MODALITIES:
-        raise ValueError(f"[data] modality {cfg['data']['modality']!r}; valid: {list(MODALITIES)}")
+    check_land_settings(cfg["train"], cfg["data"]["land_masks"], name["train"])
+    for key, valid in (("modality", MODALITIES), ("normalization_scale", NORMALIZATION_SCALES),
+                       ("scene_mode", MODES), ("scene_dtype", tuple(defaults()["dtypes"]))):
+        if cfg["data"][key] not in valid:
+            raise ValueError(f"[data] {key} {cfg['data'][key]!r}; valid: {list(valid)}")
 
 
 def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:

@@ -7,8 +7,10 @@ an unknown key in the user's TOML is an error (:func:`runtime.config.merge_into`
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from runtime.config import check_number, load_defaults, merge_into, tomllib
 
@@ -56,12 +58,81 @@ _AT_LEAST = {
     "train": {"epochs": 1, "steps_per_epoch": 1, "batch": 1, "patch": 1},
     "export": {"tile": 1},
     "candidate": {"fp32_epochs": 1, "aligned_epochs": 0},
+    "data": {"train_scenes": 1, "val_scenes": 1, "train_scene_size": 1, "val_scene_size": 1,
+             "train_seed_start": 0, "val_seed_start": 0, "min_seed": 0},
+    "model": {"in_channels": 1},
+    "space": {"max_parameters": 1, "max_downsamples": 0},
     "evolution": {"population": 1, "generations": 1, "tournament": 1, "elite": 0, "novelty_tries": 0},
     "final": {"fp32_epochs": 0, "aligned_epochs": 0},
     "run": {"workers": 1},
 }
-#: Settings that are probabilities.
-_FRACTIONS = {"evolution": ("crossover_rate", "mutation_rate")}
+#: Number settings: (least, most or None, strict: the least itself refused). A string, a negative
+#: learning rate, a latency target of 0 or a fraction past 1 would otherwise train, or divide, and
+#: fail (or mislead) later. val_fraction > 0: candidates are selected on validation samples.
+_NUMBERS: dict[str, dict[str, tuple[float, float | None, bool]]] = {
+    "data": {"split_seed": (0, None, False), "val_fraction": (0, 1, True), "test_fraction": (0, 1, False)},
+    "train": {"seed": (0, None, False), "lr": (0, None, True), "weight_decay": (0, None, False),
+              "dice_weight": (0, None, False), "land_weight": (0, None, False), "land_focus": (0, None, False),
+              "threads": (1, None, False), "vessel_fraction": (0, 1, False), "hard_negative_fraction": (0, 1, False)},
+    "export": {"check_tolerance": (0, None, True), "sea_shift": (-math.inf, None, False)},
+    "candidate": {"aligned_lr_scale": (0, None, True), "range_penalty": (0, None, False)},
+    "evolution": {"seed": (0, None, False), "crossover_rate": (0, 1, False), "mutation_rate": (0, 1, False)},
+    "fitness": {"latency_target_ms": (0, None, True), "latency_weight": (0, None, False),
+                "size_weight": (0, None, False)},
+}
+#: Integer settings among :data:`_NUMBERS`.
+_INTEGERS = {"split_seed", "seed", "threads"}
+
+
+def _probability(name: str, value: Any, *, zero: bool) -> None:
+    """A probability strictly below 1, and above 0 unless ``zero``."""
+    try:
+        number = check_number(name, value, 0.0, strict=not zero)
+    except ValueError:
+        number = math.nan
+    if not (number < 1.0):
+        raise ValueError(f"{name} must be a number in {'[' if zero else '('}0, 1); got {value!r}")
+
+
+def _string(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string; got {value!r}")
+
+
+def _count(least: int) -> Callable[[str, Any], None]:
+    return lambda name, value: check_number(name, value, least, integer=True)
+
+
+#: List settings: (what each item must be, whether the list may be empty). TOML accepts a string
+#: where a list is meant, which would then be read character by character.
+_LISTS: dict[str, dict[str, tuple[Callable[[str, Any], None], bool]]] = {
+    "data": {"source_weights": (lambda n, v: check_number(n, v, 0.0), True), "source_roles": (_string, True)},
+    "train": {"augment": (_string, True)},
+    "export": {"thresholds": (functools.partial(_probability, zero=False), False),
+               "min_areas_px": (_count(0), False),
+               "min_scores": (functools.partial(_probability, zero=True), False), "bands": (_string, False)},
+    "candidate": {"robust_profiles": (_string, True)},
+    "model": {"widths": (_count(1), False)},
+    "space": {"kinds": (_string, False), "widths": (_count(1), False), "expansions": (_count(1), False),
+              "upsamplings": (_string, False)},
+}
+#: Names (which of them is valid is checked where each is used, listing the valid ones) and switches:
+#: a number where a name is meant gave a TypeError deep in the search, and a string such as "no"
+#: where true or false is meant switched a stage on.
+_STRINGS = {"data": ("modality", "land_masks", "normalization_scale", "scene_dtype", "scene_mode"),
+            "train": ("land_gate", "gate_loss"), "export": ("input_dtype", "discriminator_kind"),
+            "candidate": ("profile", "hil_device", "check_target", "torch_device"), "final": ("over_limit",),
+            "fitness": ("accuracy", "latency"), "run": ("ray_address",), "ablate": ("upsample",)}
+_BOOLEANS = {"export": ("choose_postprocessing", "discriminate")}
+
+
+def _check_list(name: str, value: Any, item: Callable[[str, Any], None], may_be_empty: bool) -> None:
+    if not isinstance(value, list):
+        raise ValueError(f"{name} must be a list (e.g. [{value!r}]); got {value!r}")
+    if not value and not may_be_empty:
+        raise ValueError(f"{name} must not be empty")
+    for i, entry in enumerate(value):
+        item(f"{name}[{i}]", entry)
 
 
 def _check_table(table: dict[str, Any], name: str, where: str) -> None:
@@ -69,21 +140,34 @@ def _check_table(table: dict[str, Any], name: str, where: str) -> None:
         if key not in table:
             continue
         check_number(f"[{where}] {key}", table[key], least, integer=True)
-    for key in _FRACTIONS.get(name, ()):
-        check_number(f"[{where}] {key}", table.get(key, 0.0), 0.0, high=1.0)
+    for key, (least, most, strict) in _NUMBERS.get(name, {}).items():
+        if key in table:
+            check_number(f"[{where}] {key}", table[key], least, integer=key in _INTEGERS, strict=strict, high=most)
+    for key, (item, may_be_empty) in _LISTS.get(name, {}).items():
+        if key in table:
+            _check_list(f"[{where}] {key}", table[key], item, may_be_empty)
+    for key in _STRINGS.get(name, ()):
+        if key in table:
+            _string(f"[{where}] {key}", table[key])
+    for key in _BOOLEANS.get(name, ()):
+        if key in table and not isinstance(table[key], bool):
+            raise ValueError(f"[{where}] {key} must be true or false; got {table[key]!r}")
 
 
 def check_values(cfg: dict[str, Any]) -> None:
     """Refuse values the search would accept now and fail on (or silently mistrain with) later.
 
-    Checks the integer settings of :data:`_AT_LEAST`, the rates of :data:`_FRACTIONS` and
-    ``[evolution] elite`` <= ``population``, and the same rules for the final training's tables
-    (``[final.train]``, ``[final.export]`` over ``[train]``, ``[export]``).
+    Checks the integer settings of :data:`_AT_LEAST`, the numbers of :data:`_NUMBERS`, the lists of
+    :data:`_LISTS`, the types of :data:`_STRINGS` and :data:`_BOOLEANS`, ``[data] source``,
+    ``[evolution] elite`` <= ``population``, ``[data] gsd_m`` (as a manifest's ``trained_for``
+    holds it), ``source_weights`` not all 0 and
+    ``[train] land_weight`` only with ``[data] land_masks``, and the same rules for the final
+    training's tables (``[final.train]``, ``[final.export]`` over ``[train]``, ``[export]``).
 
     Raises:
         ValueError: naming the setting, e.g. ``[evolution] tournament must be an integer >= 1; got 0``.
     """
-    for name in _AT_LEAST.keys() | _FRACTIONS.keys():
+    for name in _AT_LEAST.keys() | _NUMBERS.keys() | _LISTS.keys() | _STRINGS.keys() | _BOOLEANS.keys():
         if isinstance(cfg.get(name), dict):
             _check_table(cfg[name], name, name)
     evo = cfg.get("evolution", {})
@@ -93,3 +177,22 @@ def check_values(cfg: dict[str, Any]) -> None:
     for table in FINAL_OVERRIDES:
         if final.get(table):
             _check_table({**cfg.get(table, {}), **final[table]}, table, f"final.{table}")
+    data = cfg.get("data", {})
+    if "gsd_m" in data:
+        from runtime.fit import check_trained_for
+
+        try:  # the manifest's trained_for, refused here rather than when the first model is written
+            check_trained_for({"modality": data.get("modality"), "gsd_m": data["gsd_m"]})
+        except ValueError as exc:
+            raise ValueError(f"[data] {str(exc).removeprefix('trained_for.')}") from None
+    source = data.get("source", "synthetic")
+    if not (isinstance(source, str) or isinstance(source, list) and source and all(isinstance(p, str) for p in source)):
+        raise ValueError(f"[data] source must be \"synthetic\", a data set as KIND:PATH, or a non-empty list of "
+                         f"them; got {source!r}")
+    if data.get("source_weights") and not any(data["source_weights"]):
+        raise ValueError(f"[data] source_weights must not all be 0; got {data['source_weights']}")
+    for where, train in (("train", cfg.get("train", {})), ("final.train", {**cfg.get("train", {}), **final.get("train", {})})):
+        if train.get("land_weight") and not data.get("land_masks"):
+            # without masks the land loss has nothing to learn from, and was silently left out
+            raise ValueError(f"[{where}] land_weight = {train['land_weight']} needs [data] land_masks (a folder of "
+                             f"<sample>.png sea/land masks); set it, or land_weight = 0")

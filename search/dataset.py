@@ -390,18 +390,10 @@ def prepare_data(cfg: dict[str, Any], root: Path) -> SearchData:
     flightsim source spec, split by :func:`split_source`.
     """
     from flightsim.synthetic import generate_scene, write_scene
-    from search.network import GATE_LOSSES, LAND_GATES
+    from search.network import check_land_settings
 
-    tr = cfg["train"]
-    if tr["land_gate"] not in LAND_GATES:
-        raise ValueError(f"[train] land_gate {tr['land_gate']!r}; valid: {list(LAND_GATES)}")
-    if tr["gate_loss"] not in GATE_LOSSES:
-        raise ValueError(f"[train] gate_loss {tr['gate_loss']!r}; valid: {list(GATE_LOSSES)}")
-    if not float(tr["land_focus"]) >= 0:
-        raise ValueError(f"[train] land_focus {tr['land_focus']!r}; valid: a number >= 0 (0: every labelled pixel alike)")
-    if tr["land_gate"] != "none" and not (float(tr["land_weight"]) > 0 and cfg["data"]["land_masks"]):
-        raise ValueError(f"[train] land_gate = {tr['land_gate']!r} needs sea/land masks to learn from: "
-                         f"[train] land_weight > 0 (is {tr['land_weight']}) and [data] land_masks set (is {cfg['data']['land_masks']!r})")
+    # the scripts prepare data for configs they change in code, without search.evolution.check_up_front
+    check_land_settings(cfg["train"], cfg["data"]["land_masks"])
     if cfg["data"]["source"] != "synthetic":
         return _prepare_source(cfg, root)
     train, val = seed_ranges(cfg["data"])

@@ -27,6 +27,10 @@ was judged on board piece by piece; the piece that owns the centroid stands for 
 score and largest probability, recomputed from the network's probabilities on that tile
 (:class:`DeviceProbability`: the same bundle on the same device as the hil run), so that a ground
 row is the row the payload computed for that piece.
+
+Length: one procedure, from the arguments' checks through the hil runs and the rows they give to
+the fitted, cut and written stage; split, its steps would pass the same split, device and work
+folder between modules to no reader's gain.
 """
 
 from __future__ import annotations
@@ -328,6 +332,24 @@ def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device:
     return sha256(json.dumps(payload, sort_keys=True).encode())
 
 
+def _check_arguments(split: Path, device: str) -> None:
+    """``split`` a split file and ``device`` a device hil can run, before anything is opened: a hil
+    run would refuse an unknown device only once the runtime was up, and ``FILE:ROLE`` (as ``hil run``
+    takes a split) is no file here, since both roles are read."""
+    from runtime.device import resolve
+
+    if not Path(split).is_file():
+        path, sep, role = str(split).rpartition(":")
+        if sep and Path(path).is_file():
+            raise ValueError(f"--split {split}: give the split file itself ({path}); discriminate reads its train "
+                             f"and val samples, not one role ({role!r})")
+        raise ValueError(f"--split {split}: no such split file (the search writes OUT/data/split.json)")
+    try:
+        resolve(device)
+    except ValueError as exc:
+        raise ValueError(f"--device: {exc}") from None
+
+
 def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
                  floor_px: int = 4, fits: Path | None = None, kind: str = "logistic") -> dict[str, Any]:
     """Fit, choose the cut, and write ``out``; returns the record stored in the manifest.
@@ -336,6 +358,7 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     there on the same split and device is not run through hil again (most of the cost: minutes on a
     real split); its stage and record are taken as they were and only ``out`` is written.
     """
+    _check_arguments(split, device)
     before = open_cuts(model, work / "opened", floor_px)
     bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
     manifest = rewritable_manifest(bundle)

@@ -21,6 +21,7 @@ so the whole search replays identically from its records: that is how it resumes
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from search.final import add_second_stage, final_config, final_pick, final_recip
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
-from search.workers import make_evaluator
+from search.workers import RAY_EXTRA, make_evaluator
 
 
 @dataclass
@@ -126,7 +127,8 @@ def next_generation(population: list[Genome], records: dict[str, dict[str, Any]]
 def check_up_front(cfg: dict[str, Any]) -> None:
     """The settings each candidate (or the final training) would fail on only after it was trained,
     checked before anything is: ``[fitness] accuracy`` (a pooled one only with a real source) and
-    ``latency``, ``[space]`` (:func:`search_space`), and the candidates' recipe
+    ``latency``, ``[space]`` (:func:`search_space`), Ray installed for ``[run] ray_address``, and the
+    candidates' recipe
     (:func:`search.candidate.check_recipe`, :func:`_check_candidates`), the final training's too
     when there is one.
 
@@ -140,6 +142,9 @@ def check_up_front(cfg: dict[str, Any]) -> None:
                          f"figures are over a split's samples); valid with synthetic scenes: "
                          f"{[a for a in ACCURACIES if not a.endswith('_pooled')]}")
     search_space(cfg)  # [space] itself: refused here, not after the data is prepared
+    address = cfg["run"].get("ray_address")
+    if address and importlib.util.find_spec("ray") is None:  # before the data is prepared, not after
+        raise ValueError(f"[run] ray_address (--ray-address) {address!r} needs Ray, which is not installed: {RAY_EXTRA}")
     check_recipe(cfg)
     _check_candidates(cfg, "train")
     if int(cfg["final"]["fp32_epochs"]) > 0:

@@ -176,6 +176,10 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
         record.update(searched=_searched(best), compared=compare_final(best, record, cfg, out))
         write_json_atomic(path, record)
     compared = record["compared"]
+    if record.get("status") in ("failed", "infeasible"):  # said as a failure, not as a comparison the final network lost
+        say(f"final training of {record['name']} {record.get('status')}: {record.get('reason')}; the flight model "
+            f"is the searched one ({path}; a changed [final] recipe trains it again)")
+        return best
     if _over_limit(record, cfg):
         say(f"final training: its network takes {latency_ms(record, cfg['fitness']['latency']):.1f} ms, over "
             f"[fitness] latency_limit_ms = {cfg['fitness']['latency_limit_ms']}; the flight model is the searched one")

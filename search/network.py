@@ -19,6 +19,8 @@ Every layer has two forward passes:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -195,6 +197,23 @@ GATE_LOSSES = ("vessel", "flown")
 GATE_CELL = 16
 #: The gates that average over :data:`GATE_CELL` px cells: their tiles and patches must be multiples.
 CELL_GATES = ("context", "wide", "wide_texture")
+
+
+def check_land_settings(train: dict[str, Any], land_masks: str, table: str = "train") -> None:
+    """``[train] land_gate`` and ``gate_loss`` (``train`` is that table, named ``table`` in the
+    messages) each one of its choices, ``land_focus`` >= 0, and a flown gate only with a land loss to learn from
+    (``land_weight`` > 0 and ``[data] land_masks``): else a ValueError listing what is valid."""
+    if train["land_gate"] not in LAND_GATES:
+        raise ValueError(f"[{table}] land_gate {train['land_gate']!r}; valid: {list(LAND_GATES)}")
+    if train["gate_loss"] not in GATE_LOSSES:
+        raise ValueError(f"[{table}] gate_loss {train['gate_loss']!r}; valid: {list(GATE_LOSSES)}")
+    if not float(train["land_focus"]) >= 0:
+        raise ValueError(f"[{table}] land_focus {train['land_focus']!r}; valid: a number >= 0 (0: every labelled "
+                         f"pixel alike)")
+    if train["land_gate"] != "none" and not (float(train["land_weight"]) > 0 and land_masks):
+        raise ValueError(f"[{table}] land_gate = {train['land_gate']!r} needs sea/land masks to learn from: "
+                         f"[{table}] land_weight > 0 (is {train['land_weight']}) and [data] land_masks set "
+                         f"(is {land_masks!r})")
 
 
 class GenomeNet(nn.Module):

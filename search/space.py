@@ -231,7 +231,9 @@ def violations(genome: Genome, space: SpaceConfig, within_space: bool = True) ->
     out = []
     n = len(genome.blocks)
     kinds = space.kinds if within_space else BLOCK_KINDS
-    if within_space and not space.min_blocks <= n <= space.max_blocks:
+    if not n:  # within the space or not: the decoder needs an encoder to read
+        out.append("no blocks; a network needs at least one")
+    elif within_space and not space.min_blocks <= n <= space.max_blocks:
         out.append(f"{n} blocks; valid: {space.min_blocks}..{space.max_blocks}")
     for i, b in enumerate(genome.blocks):
         if b.kind not in kinds:

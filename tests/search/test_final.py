@@ -137,6 +137,7 @@ def test_the_final_recipe_with_the_candidates_gate_is_checked_before_the_search(
     cfg = load_config()
     cfg["space"]["max_downsamples"] = 3  # genomes of stride 8 at most
     cfg["train"]["land_gate"] = "context"  # a cell gate: patches must be a multiple of its 16 px cell
+    cfg["train"]["land_weight"], cfg["data"]["land_masks"] = 1.0, "masks"  # what any gate learns from
     cfg["final"].update(fp32_epochs=1, train={"land_gate": "local", "patch": 24})
     cfg["fitness"]["latency_limit_ms"] = 30.0
     cfg["final"]["over_limit"] = "next_genome"
@@ -144,3 +145,24 @@ def test_the_final_recipe_with_the_candidates_gate_is_checked_before_the_search(
     cfg["final"]["over_limit"] = "drop_gate"
     with pytest.raises(ValueError, match=r"\[final.train\] patch 24 must be a multiple of 16 .*land gate's 16 px cell"):
         check_up_front(cfg)
+
+
+def test_a_final_training_that_failed_is_said_to_have_failed(tmp_path: Path) -> None:
+    """A final training that crashed (or whose IR failed the target check) was reported as a
+    comparison it lost ("validation fitness None against ..."), and the search exited 0 as if so."""
+    from search.config import load_config
+    from search.final import final_config, final_training
+
+    cfg = load_config()
+    cfg["final"].update(fp32_epochs=2, aligned_epochs=1)
+    searched = {"key": "k", "name": "nas-k", "fitness": 0.6, "bundle": "searched", "parameters": 1000,
+                "device_metrics": {"device": "myriadx-emu", "miou": 0.6, "estimated_latency_ms": 25.0}}
+    failed = {"key": "k", "name": "nas-k", "status": "failed", "reason": "RuntimeError: out of memory",
+              "fitness": None, "final_budget": final_config(cfg)[1], "searched": {"bundle": "searched"},
+              "compared": {"by": "validation fitness", "searched": 0.6, "final": None}}
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "record.json").write_text(json.dumps(failed))
+    said: list[str] = []
+    assert final_training(searched, cfg, None, tmp_path, said.append) is searched  # type: ignore[arg-type]
+    assert said[-1].startswith("final training of nas-k failed: RuntimeError: out of memory; the flight model "
+                               "is the searched one")

@@ -60,45 +60,7 @@ def test_cli_model_that_is_not_a_bundle_is_an_error(tmp_path: Path, capsys: pyte
     assert rc == 2 and err.startswith("error: ")
 
 
-# -- 2. values that TOML accepts but the search breaks on later are refused at load -----------------
-
-@pytest.mark.parametrize("toml, match", [
-    ("[evolution]\ntournament = 0\n", r"\[evolution\] tournament must be an integer >= 1; got 0"),
-    ("[evolution]\npopulation = 0\n", r"\[evolution\] population"),
-    ("[evolution]\ngenerations = 0\n", r"\[evolution\] generations"),
-    ("[evolution]\nelite = -1\n", r"\[evolution\] elite"),
-    ("[evolution]\npopulation = 4\nelite = 5\n", r"\[evolution\] elite"),
-    ("[evolution]\ncrossover_rate = 1.5\n", r"\[evolution\] crossover_rate"),
-    ("[evolution]\nmutation_rate = -0.1\n", r"\[evolution\] mutation_rate"),
-    ("[candidate]\nfp32_epochs = 0\n", r"\[candidate\] fp32_epochs"),
-    ("[candidate]\naligned_epochs = -1\n", r"\[candidate\] aligned_epochs"),
-    ("[train]\nepochs = 0\n", r"\[train\] epochs"),
-    ("[train]\nsteps_per_epoch = 0\n", r"\[train\] steps_per_epoch"),
-    ("[train]\nbatch = 0\n", r"\[train\] batch"),
-    ("[train]\npatch = 0\n", r"\[train\] patch"),
-    ("[train]\nbatch = 2.5\n", r"\[train\] batch"),
-    ("[export]\ntile = 0\n", r"\[export\] tile"),
-    ("[final]\nfp32_epochs = -5\n", r"\[final\] fp32_epochs"),
-    ("[final]\nfp32_epochs = 3\n[final.train]\nsteps_per_epoch = 0\n", r"\[final.train\] steps_per_epoch"),
-])
-def test_load_config_refuses_values_that_break_later(tmp_path: Path, toml: str, match: str) -> None:
-    from search.config import load_config
-
-    path = tmp_path / "bad.toml"
-    path.write_text(toml)
-    with pytest.raises(ValueError, match=match):
-        load_config(path)
-
-
-def test_load_config_keeps_values_that_mean_skip(tmp_path: Path) -> None:
-    from search.config import load_config
-
-    path = tmp_path / "ok.toml"
-    path.write_text("[candidate]\naligned_epochs = 0\n[final]\nfp32_epochs = 0\n[evolution]\nelite = 0\n"
-                    "population = 2\ncrossover_rate = 0.0\nmutation_rate = 1.0\n")
-    cfg = load_config(path)
-    assert cfg["candidate"]["aligned_epochs"] == 0 and cfg["evolution"]["elite"] == 0
-
+# -- 2. values refused at load: tests/search/test_config_values.py; a config built in code -------
 
 def test_run_search_checks_values_of_a_config_built_in_code(tmp_path: Path, tiny_cfg: dict) -> None:
     from search.evolution import run_search

@@ -42,7 +42,8 @@ def test_patch_must_suit_the_land_gates_cell_and_the_final_recipe(tiny_cfg: dict
     tiny_cfg["train"]["patch"] = 36
     check_up_front(tiny_cfg)
     cfg = copy.deepcopy(tiny_cfg)
-    cfg["train"]["land_gate"] = "wide"
+    cfg["train"].update(land_gate="wide", land_weight=1.0)
+    cfg["data"]["land_masks"] = "masks"  # what the gate learns from (not read here)
     with pytest.raises(ValueError, match=r"\[train\] patch 36 must be a multiple of 16 .*land gate"):
         check_up_front(cfg)
     tiny_cfg["final"].update(fp32_epochs=1, train={"patch": 38})
