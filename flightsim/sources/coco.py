@@ -8,7 +8,9 @@ LEB128-like 5-bit groups, each count after the second stored as a difference to 
 No annotation leaves the truth unsaid: one without segmentation (a box-only export) is drawn as its
 ``bbox``; a polygon of fewer than 3 points is skipped (its annotation falls back to the bbox when
 nothing else is left); an outline that covers no pixel centre is drawn with every pixel it touches.
-Each sample's ``notes`` count these adaptations, and the annotations left out (other categories,
+Where outlines overlap, a pixel is the later annotation's, so one wholly under later ones (a
+duplicate, or a ship drawn inside another's outline) is no vessel of its own. Each sample's
+``notes`` count these adaptations, and the annotations left out (other categories,
 crowd regions), so that a report can say what the truth is made of.
 
 Length: one module because the RLE codec, the per-annotation rules and the file index with its
@@ -204,6 +206,7 @@ ADAPTATIONS = {
     "empty_rle_bbox": "with an empty RLE drawn as its bbox rectangle",
     "all_touched": "covering no pixel centre drawn with every pixel it touches (all_touched)",
     "empty": "covering no pixel of the image (outside it, or empty) left out of the truth",
+    "hidden": "wholly under later ones (a duplicate, or an outline inside another's) not a vessel of its own",
 }
 
 
@@ -395,13 +398,17 @@ class CocoSource(Source):
         mask = np.zeros(shape_hw, np.uint8)
         labels = np.zeros(shape_hw, np.int32)
         counts: Counter[str] = Counter()
+        drawn = []
         for n, a in enumerate(annotations, start=1):
             try:
                 m = annotation_mask(a, shape_hw, counts)
             except ValueError as exc:
                 raise ValueError(f"{path}: annotation {a.get('id')}: {exc}") from None
-            labels[m > 0] = n
+            labels[m > 0] = n  # where outlines overlap, a pixel is the later annotation's
             mask |= m
+            if m.any():
+                drawn.append(n)
+        counts["hidden"] = len(set(drawn) - set(np.unique(labels).tolist()))
         sample.mask = mask
         sample.vessels = mask_to_vessels(mask, sample.transform, labels=labels)
         sample.notes.append(f"truth: {len(annotations)} COCO annotations from {path.name}")

@@ -70,3 +70,20 @@ def test_truncated_rle_string_is_a_value_error() -> None:
     assert decode_rle_counts("52") == [5, 2]
     with pytest.raises(ValueError, match="truncated"):
         decode_rle_counts("5P")  # 'P' sets the continuation bit and nothing follows
+
+
+def test_an_annotation_wholly_under_a_later_one_is_said_in_the_notes(tmp_path: Path) -> None:
+    """A ship annotated twice (SSDD's 000002), or drawn inside another's outline, is one vessel in
+    the truth, since a pixel is the later annotation's; it was left out without a word, against the
+    module's rule that no annotation leaves the truth unsaid."""
+    def twice(coco: dict[str, Any]) -> None:
+        coco["annotations"].append({**coco["annotations"][0], "id": 2})  # the same outline again
+        coco["annotations"].append({"id": 3, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [40, 5, 15, 30],
+                                    "segmentation": [[40, 5, 55, 5, 55, 35, 40, 35]]})  # a ship of its own
+
+    sample = _open(tmp_path, twice)
+    assert len(sample.vessels) == 2
+    assert "truth: 1 annotation wholly under later ones (a duplicate, or an outline inside another's) not a " \
+           "vessel of its own" in sample.notes
+    (tmp_path / "once").mkdir()
+    assert not any("wholly under" in note for note in _open(tmp_path / "once", lambda c: None).notes)
