@@ -79,7 +79,7 @@ def check_number(name: str, value: Any, low: float, *, integer: bool = False, st
             raise ValueError(f"{name} must be {wanted}; got {value!r}")
         return value
     wanted = f"a number in {opening}{low:g}, {high:g}]" if high is not None else \
-        f"a finite number {'>' if strict else '>='} {low:g}"
+        f"a finite number {'>' if strict else '>='} {low:g}" if math.isfinite(low) else "a finite number"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be {wanted}; got {value!r}")
     number = float(value)

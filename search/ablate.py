@@ -51,6 +51,7 @@ from runtime.ov_api import Core, read_ir
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
 from search.candidate import fit, hil_scores, manifest_for, torch_device
+from search.recipe import check_recipe, check_scoring
 from search.dataset import make_sampler, prepare_data, split_arrays
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export_ir import export_ir
@@ -170,6 +171,8 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     space = SpaceConfig.from_dict({**cfg["space"], "upsamplings": list(UPSAMPLINGS)}, tile, land_gates=(gate,))
     genome = check_genome(parse_genome(genome_arg, cfg), space, within_space=False)
     cand = cfg["candidate"]
+    check_recipe(cfg)  # what the branches would fail on only once trained: threshold, profile, device
+    check_scoring(cand)
     data = prepare_data(cfg, out / "data")
     say(f"ablation of {genome} ({count_parameters(genome, gate)} parameters): {cand['fp32_epochs']} FP32 epochs, "
         f"then {cand['aligned_epochs']} epochs per branch")

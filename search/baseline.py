@@ -25,7 +25,8 @@ import numpy as np
 
 from runtime.bundle import Bundle, check_input_holds, write_bundle
 from runtime.golden import with_golden
-from search.candidate import check_recipe, fit, manifest_for, shift_sea_for_export, torch_device
+from search.candidate import fit, manifest_for, shift_sea_for_export, torch_device
+from search.recipe import check_recipe
 from search.config import check_values, load_config
 from search.dataset import make_sampler, prepare_data, split_arrays, training_counts
 from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor

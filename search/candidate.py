@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.bundle import check_input_holds, write_bundle
+from runtime.bundle import write_bundle
 from search.align import Aligner
 from search.data import LAND_UNKNOWN, PatchSampler
 from search.dataset import SearchData, make_sampler, split_arrays, training_counts
@@ -39,7 +39,7 @@ from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, o
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
 from runtime.golden import with_golden
-from search.input_types import check_input_dtype, with_input_dtype
+from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
 from search.train import adam_cosine, bce_dice_loss, land_loss, seed_everything
@@ -120,72 +120,6 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     net.eval()
     return {"seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
             **({"land_weight": land_weight} if use_land else {})}
-
-
-def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> None:
-    """Refuse, before anything is trained, the settings every candidate would otherwise fail on only
-    after its training: ``[export] threshold`` outside (0, 1), an unknown ``[candidate] profile`` or
-    ``robust_profiles`` entry, an ``[export] input_dtype`` that cannot hold the synthetic scenes'
-    counts, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``, and the training
-    settings of :func:`_check_training_settings`.
-
-    ``where`` names the tables in the messages (``{"export": "final.export"}`` for the final recipe).
-
-    Raises:
-        ValueError: naming the setting.
-    """
-    from runtime.profiles import get_profile
-
-    name = {"export": "export", "train": "train", "candidate": "candidate", **(where or {})}
-    exp, cand = cfg["export"], cfg["candidate"]
-    threshold = exp["threshold"]
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
-        raise ValueError(f"[{name['export']}] threshold must be a probability in (0, 1); got {threshold!r}")
-    for key, profiles in (("profile", [cand["profile"]]), ("robust_profiles", list(cand["robust_profiles"]))):
-        for profile in profiles:
-            try:
-                get_profile(profile)
-            except ValueError as exc:
-                raise ValueError(f"[{name['candidate']}] {key}: {exc}") from None
-    check_input_dtype(exp["input_dtype"], f"[{name['export']}] input_dtype")
-    if cfg["data"].get("source") in (None, "", "synthetic"):  # a real set's counts are known once read
-        check_input_holds(exp["input_dtype"], [cfg["data"]["scene_dtype"]], f"[{name['export']}] input_dtype",
-                          "[data] scene_dtype")
-    shift = exp.get("sea_shift", 0.0)
-    if shift and cfg["train"]["land_gate"] == "none":
-        raise ValueError(f"[{name['export']}] sea_shift = {shift} needs a land gate; [{name['train']}] land_gate "
-                         f"is 'none'")
-    _check_training_settings(cfg, name)
-
-
-def _check_training_settings(cfg: dict[str, Any], name: dict[str, str]) -> None:
-    """:func:`check_recipe`'s rules for any training (the search's and the baseline's), each from the
-    code that applies it: the sampler's options (``[train] augment``, ``vessel_fraction``:
-    :class:`search.data.SamplingOptions`), the land gate (:func:`search.network.check_land_settings`),
-    ``[candidate] torch_device``, ``[data] modality`` (:data:`runtime.fit.MODALITIES`, what the
-    manifest's ``trained_for`` must hold), ``normalization_scale``
-    (:data:`runtime.bundle.NORMALIZATION_SCALES`) and the synthetic scenes' ``scene_mode`` and
-    ``scene_dtype`` (:mod:`flightsim.synthetic`)."""
-    from flightsim.synthetic.model import MODES, defaults
-    from runtime.bundle import NORMALIZATION_SCALES
-    from runtime.fit import MODALITIES
-    from search.data import SamplingOptions
-    from search.network import check_land_settings
-
-    try:
-        SamplingOptions.from_config(cfg["train"], cfg["data"])
-    except ValueError as exc:
-        raise ValueError(f"[{name['train']}] {exc}") from None
-    try:
-        torch_device(cfg["candidate"]["torch_device"])
-    except (RuntimeError, TypeError):
-        raise ValueError(f"[{name['candidate']}] torch_device {cfg['candidate']['torch_device']!r}; valid: 'auto', "
-                         f"'cpu', 'cuda', 'cuda:N' or another torch device name") from None
-    check_land_settings(cfg["train"], cfg["data"]["land_masks"], name["train"])
-    for key, valid in (("modality", MODALITIES), ("normalization_scale", NORMALIZATION_SCALES),
-                       ("scene_mode", MODES), ("scene_dtype", tuple(defaults()["dtypes"]))):
-        if cfg["data"][key] not in valid:
-            raise ValueError(f"[data] {key} {cfg['data'][key]!r}; valid: {list(valid)}")
 
 
 def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:

@@ -61,16 +61,16 @@ _AT_LEAST = {
     "data": {"train_scenes": 1, "val_scenes": 1, "train_scene_size": 1, "val_scene_size": 1,
              "train_seed_start": 0, "val_seed_start": 0, "min_seed": 0},
     "model": {"in_channels": 1},
-    "space": {"max_parameters": 1, "max_downsamples": 0},
+    "space": {"max_parameters": 1, "max_downsamples": 0, "min_blocks": 1, "max_blocks": 1},
     "evolution": {"population": 1, "generations": 1, "tournament": 1, "elite": 0, "novelty_tries": 0},
     "final": {"fp32_epochs": 0, "aligned_epochs": 0},
     "run": {"workers": 1},
 }
 #: Number settings: (least, most or None, strict: the least itself refused). A string, a negative
 #: learning rate, a latency target of 0 or a fraction past 1 would otherwise train, or divide, and
-#: fail (or mislead) later. val_fraction > 0: candidates are selected on validation samples.
+#: fail (or mislead) later. val_fraction > 0 where a data set is split: :func:`check_values`.
 _NUMBERS: dict[str, dict[str, tuple[float, float | None, bool]]] = {
-    "data": {"split_seed": (0, None, False), "val_fraction": (0, 1, True), "test_fraction": (0, 1, False)},
+    "data": {"split_seed": (0, None, False), "val_fraction": (0, 1, False), "test_fraction": (0, 1, False)},
     "train": {"seed": (0, None, False), "lr": (0, None, True), "weight_decay": (0, None, False),
               "dice_weight": (0, None, False), "land_weight": (0, None, False), "land_focus": (0, None, False),
               "threads": (1, None, False), "vessel_fraction": (0, 1, False), "hard_negative_fraction": (0, 1, False)},
@@ -189,6 +189,9 @@ def check_values(cfg: dict[str, Any]) -> None:
     if not (isinstance(source, str) or isinstance(source, list) and source and all(isinstance(p, str) for p in source)):
         raise ValueError(f"[data] source must be \"synthetic\", a data set as KIND:PATH, or a non-empty list of "
                          f"them; got {source!r}")
+    roles = data.get("source_roles") or ["split"]
+    if data.get("val_fraction") == 0 and "split" in roles:  # candidates are selected on validation samples
+        raise ValueError(f"[data] val_fraction must be > 0 where a data set is split (source_roles {roles}); got 0")
     if data.get("source_weights") and not any(data["source_weights"]):
         raise ValueError(f"[data] source_weights must not all be 0; got {data['source_weights']}")
     for where, train in (("train", cfg.get("train", {})), ("final.train", {**cfg.get("train", {}), **final.get("train", {})})):

@@ -32,11 +32,12 @@ import numpy as np
 
 from runtime.bundle import check_input_holds
 from runtime.discriminate import check_kind
-from search.candidate import check_recipe, hil_scores
+from search.candidate import hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
 from search.final import add_second_stage, final_config, final_pick, final_recipes, final_training
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
+from search.recipe import check_recipe, check_scoring
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
 from search.workers import RAY_EXTRA, make_evaluator
@@ -129,7 +130,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
     checked before anything is: ``[fitness] accuracy`` (a pooled one only with a real source) and
     ``latency``, ``[space]`` (:func:`search_space`), Ray installed for ``[run] ray_address``, and the
     candidates' recipe
-    (:func:`search.candidate.check_recipe`, :func:`_check_candidates`), the final training's too
+    (:func:`search.recipe.check_recipe`, :func:`_check_candidates`), the final training's too
     when there is one.
 
     Raises:
@@ -156,26 +157,18 @@ def check_up_front(cfg: dict[str, Any]) -> None:
 
 def _check_candidates(cfg: dict[str, Any], train: str) -> None:
     """What a search's candidate is scored and trained with, each rule from the code that applies it:
-    ``[candidate] hil_device`` (:func:`runtime.device.resolve`; not with ``[run] ray_address``, whose
-    workers may have devices this host lacks), ``check_target`` (:data:`runtime.check.RULES`), and
+    ``[candidate] hil_device`` and ``check_target`` (:func:`search.recipe.check_scoring`; the
+    device not with ``[run] ray_address``, whose workers may have devices this host lacks), and
     ``[train] patch`` (``train`` names the table) a multiple of the largest total stride a genome of
     ``[space]`` can have, and of the land gate's cell: else some candidates fail on their first batch.
 
     Raises:
         ValueError: naming the setting and what is valid.
     """
-    from runtime.check import RULES
-    from runtime.device import resolve
     from search.network import CELL_GATES, GATE_CELL
 
-    cand, tr = cfg["candidate"], cfg["train"]
-    if not cfg["run"].get("ray_address"):
-        try:
-            resolve(cand["hil_device"])
-        except ValueError as exc:
-            raise ValueError(f"[candidate] hil_device: {exc}") from None
-    if cand["check_target"] not in RULES:
-        raise ValueError(f"[candidate] check_target {cand['check_target']!r}; valid: {sorted(RULES)}")
+    tr = cfg["train"]
+    check_scoring(cfg["candidate"], here=not cfg["run"].get("ray_address"))
     # block 0 keeps full resolution (search.space), so at most max_blocks - 1 blocks downsample
     stride = 2 ** max(0, min(int(cfg["space"]["max_downsamples"]), int(cfg["space"]["max_blocks"]) - 1))
     cell = tr["land_gate"] in CELL_GATES  # the gate averages over GATE_CELL px cells

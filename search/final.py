@@ -91,14 +91,15 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
 
 def final_recipes(cfg: dict[str, Any]) -> tuple[bool, ...]:
     """The recipes the final training may train, as :func:`final_config`'s ``candidates_gate``: the
-    final recipe, and, with ``[final] over_limit = "drop_gate"`` and a final gate other than the
-    candidates', the same with the candidates' gate. What the search checks up front and what
-    :func:`final_pick` tries, from one rule.
+    final recipe, and, with ``[final] over_limit = "drop_gate"``, a ``[fitness] latency_limit_ms``
+    (without one no recipe is over it) and a final gate other than the candidates', the same with
+    the candidates' gate. What the search checks up front and what :func:`final_pick` tries, from
+    one rule.
 
     Raises:
         ValueError: for an ``[final] over_limit`` not in :data:`OVER_LIMIT`.
     """
-    drop = check_over_limit(cfg["final"]["over_limit"]) == "drop_gate"
+    drop = check_over_limit(cfg["final"]["over_limit"]) == "drop_gate" and float(cfg["fitness"]["latency_limit_ms"]) > 0
     return (False, True) if drop and final_config(cfg)[0]["train"]["land_gate"] != cfg["train"]["land_gate"] else (False,)
 
 
@@ -202,12 +203,19 @@ def _over_limit(record: dict[str, Any], cfg: dict[str, Any]) -> bool:
     return record.get("fitness") is not None and not within_limit(record, cfg["fitness"])
 
 
+#: What "the candidates' gate" is (:func:`final_config`): the gate, the land loss it learns from
+#: (without which a gate cannot train), how that loss is computed, and the sea shift of its export.
+GATE_SETTINGS = (("train", "land_gate"), ("train", "land_weight"), ("train", "gate_loss"), ("train", "land_focus"),
+                 ("export", "sea_shift"))
+
+
 def final_config(cfg: dict[str, Any], candidates_gate: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
     """The config a candidate is trained under for the final training, and the budget that names it
     (the ``[final]`` epochs and its ``[final.train]`` / ``[final.export]`` settings).
 
-    ``candidates_gate``: the final recipe with the candidates' land gate (``[train] land_gate``) and
-    sea shift (``[export] sea_shift``) in place of its own (``[final] over_limit = "drop_gate"``).
+    ``candidates_gate``: the final recipe with the candidates' land gate in place of its own
+    (``[final] over_limit = "drop_gate"``): the gate and how it learns (``[train]`` settings of
+    :data:`GATE_SETTINGS`) and its sea shift (``[export] sea_shift``).
 
     One place for the recipe, so that anything that retrains the flight model's recipe (the search,
     ``scripts/seed_study.py --final``) trains the same thing.
@@ -217,7 +225,7 @@ def final_config(cfg: dict[str, Any], candidates_gate: bool = False) -> tuple[di
     # record from before they existed still matches a config without them
     changed = {t: copy.deepcopy(cfg["final"][t]) for t in FINAL_OVERRIDES if cfg["final"].get(t)}
     if candidates_gate:
-        for table, key in (("train", "land_gate"), ("export", "sea_shift")):
+        for table, key in GATE_SETTINGS:
             if key in changed.get(table, {}):
                 changed[table][key] = cfg[table][key]
     final_cfg = copy.deepcopy(cfg)

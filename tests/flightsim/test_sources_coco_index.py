@@ -73,7 +73,7 @@ def test_truncated_rle_string_is_a_value_error() -> None:
 
 
 def test_an_annotation_wholly_under_a_later_one_is_said_in_the_notes(tmp_path: Path) -> None:
-    """A ship annotated twice (SSDD's 000002), or drawn inside another's outline, is one vessel in
+    """A ship annotated twice (an exporter's duplicate; none in SSDD or sen2ships), or drawn inside another's outline, is one vessel in
     the truth, since a pixel is the later annotation's; it was left out without a word, against the
     module's rule that no annotation leaves the truth unsaid."""
     def twice(coco: dict[str, Any]) -> None:

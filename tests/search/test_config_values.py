@@ -42,8 +42,10 @@ MODELS = Path(__file__).parents[2] / "models"
     ("[candidate]\naligned_lr_scale = -1.0", r"\[candidate\] aligned_lr_scale must be a finite number > 0"),
     ("[fitness]\nlatency_target_ms = 0.0", r"\[fitness\] latency_target_ms must be a finite number > 0"),
     ("[fitness]\nlatency_weight = -1.0", r"\[fitness\] latency_weight must be a finite number >= 0"),
-    ("[data]\nval_fraction = 0.0", r"\[data\] val_fraction must be a number in \(0, 1\]; got 0.0"),
-    ("[data]\nval_fraction = 1.5", r"\[data\] val_fraction must be a number in \(0, 1\]; got 1.5"),
+    ("[data]\nval_fraction = 0.0", r"\[data\] val_fraction must be > 0 where a data set is split \(source_roles \['split'\]\); got 0"),
+    ("[export]\nsea_shift = nan", r"\[export\] sea_shift must be a finite number; got nan"),
+    ("[space]\nmax_blocks = 2.7", r"\[space\] max_blocks must be an integer >= 1; got 2.7"),
+    ("[data]\nval_fraction = 1.5", r"\[data\] val_fraction must be a number in \[0, 1\]; got 1.5"),
     ("[data]\ntest_fraction = -0.1", r"\[data\] test_fraction must be a number in \[0, 1\]; got -0.1"),
     ("[data]\ngsd_m = 3.0", r"\[data\] gsd_m must be \[lo, hi\]: two positive finite metres per pixel"),
     ("[data]\nsource_weights = [1.0, -1.0]", r"\[data\] source_weights\[1\] must be a finite number >= 0"),
@@ -106,6 +108,10 @@ def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path: Path) -> Non
     cfg = load_config(path)
     assert cfg["export"]["min_areas_px"] == [0] and cfg["export"]["sea_shift"] == -2.0
     assert cfg["candidate"]["aligned_epochs"] == 0 and cfg["evolution"]["elite"] == 0
+    # no set split: a whole set validates, and val_fraction is not read
+    path.write_text('[data]\nsource = ["hrsid-mini:a", "hrsid-official:b"]\nsource_roles = ["train", "val"]\n'
+                    "val_fraction = 0.0\n")
+    assert load_config(path)["data"]["val_fraction"] == 0.0
 
 
 def _exit(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -152,3 +158,19 @@ def test_discriminate_refuses_a_role_and_an_unknown_device_before_any_run(
     rc, err = _exit([*base, "--split", str(split), "--device", "GPU7"], capsys)
     assert rc == 2 and err.startswith("error: --device: ") and "valid" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("toml,says", [
+    ("[candidate]\nhil_device = 'GPU7'", "error: [candidate] hil_device: "),
+    ("[candidate]\nprofile = 'fp16-myriad'", "error: [candidate] profile: unknown target profile 'fp16-myriad'"),
+    ("[export]\nthreshold = 1.5", "error: [export] threshold must be a probability in (0, 1); got 1.5"),
+])
+def test_ablate_refuses_what_its_branches_would_fail_on_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], toml: str, says: str) -> None:
+    """The ablation trained every branch, then died on the hil run's device (a traceback), or on a
+    misspelt profile after the shared FP32 training."""
+    path = tmp_path / "bad.toml"
+    path.write_text(toml + "\n")
+    rc, err = _exit(["ablate", "--out", str(tmp_path / "a"), "--config", str(path), "--quiet"], capsys)
+    assert rc == 2 and err.startswith(says)
+    assert not (tmp_path / "a" / "data").exists()  # before the data was prepared

@@ -166,3 +166,26 @@ def test_a_final_training_that_failed_is_said_to_have_failed(tmp_path: Path) -> 
     assert final_training(searched, cfg, None, tmp_path, said.append) is searched  # type: ignore[arg-type]
     assert said[-1].startswith("final training of nas-k failed: RuntimeError: out of memory; the flight model "
                                "is the searched one")
+
+
+def test_the_candidates_gate_is_trained_as_the_candidates_trained_it() -> None:
+    """A final recipe without a gate ([final.train] land_gate "none", land_weight 0) beside gated
+    candidates: with no latency limit the candidates' gate is never tried, so it is not checked
+    (it was refused, naming a gate the user had not set there); with one, "drop_gate" trains the
+    candidates' gate with their land loss, which it cannot train without."""
+    from search.config import load_config
+    from search.evolution import check_up_front
+    from search.final import final_config, final_recipes
+
+    cfg = load_config()
+    cfg["train"].update(land_gate="context", land_weight=1.0, land_focus=2.0)
+    cfg["data"]["land_masks"] = "masks"
+    cfg["final"].update(fp32_epochs=30, train={"land_gate": "none", "land_weight": 0.0, "land_focus": 0.0})
+    assert final_recipes(cfg) == (False,)
+    check_up_front(cfg)
+    cfg["fitness"]["latency_limit_ms"] = 30.0
+    assert final_recipes(cfg) == (False, True)
+    check_up_front(cfg)
+    gated = final_config(cfg, candidates_gate=True)[0]["train"]
+    assert (gated["land_gate"], gated["land_weight"], gated["land_focus"]) == ("context", 1.0, 2.0)
+    assert final_config(cfg)[0]["train"]["land_weight"] == 0.0
