@@ -29,7 +29,8 @@ import torch
 from runtime.host import host_line
 from search.align import Aligner
 from search.config import load_config
-from search.candidate import fit, hil_scores, manifest_for
+from search.candidate import hil_scores, manifest_for
+from search.train import fit
 from search.dataset import SearchData, prepare_data
 from search.data import PatchSampler, load_scenes, estimate_normalization
 from search.export_ir import export_ir

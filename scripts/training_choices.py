@@ -30,12 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
-from search.candidate import choose_on_validation, torch_device  # noqa: E402
+from search.candidate import choose_on_validation  # noqa: E402
 from search.dataset import make_sampler, normalised, prepare_data, split_arrays  # noqa: E402
-from search.candidate import fit  # noqa: E402
 from search.evaluate import confusion_of, object_scores, predict_scenes, torch_predictor  # noqa: E402
 from search.network import GenomeNet  # noqa: E402
-from search.train import seed_everything  # noqa: E402
+from search.train import fit, seed_everything, torch_device  # noqa: E402
 
 #: Score cuts (output.min_score) from 0 to 0.99, finer than configs/sar.toml's.
 FINE_CUTS = [0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]

@@ -50,7 +50,8 @@ from runtime.emulate import compile_twin, emulation_cpu_config
 from runtime.ov_api import Core, read_ir
 from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
-from search.candidate import fit, hil_scores, manifest_for, torch_device
+from search.candidate import hil_scores, manifest_for
+from search.train import fit, torch_device
 from search.recipe import check_recipe, check_scoring
 from search.dataset import make_sampler, prepare_data, split_arrays
 from search.evaluate import ir_predictor, score_scenes, torch_predictor

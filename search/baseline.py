@@ -1,7 +1,7 @@
 """The hand-designed baseline flight model, made on the search's road.
 
 The baseline is one fixed genome of the search's network family (:func:`search.space.unet_genome`
-of ``[model] widths``), trained by the candidates' training loop (:func:`search.candidate.fit`,
+of ``[model] widths``), trained by the candidates' training loop (:func:`search.train.fit`,
 FP32 only: no aligned epochs), exported by the candidates' exporter (:func:`search.export_ir.export_ir`,
 checked against the Myriad X rules) and described by the candidates' manifest
 (:func:`search.candidate.manifest_for`). So "the search beats the baseline" compares networks, not
@@ -25,7 +25,8 @@ import numpy as np
 
 from runtime.bundle import Bundle, check_input_holds, write_bundle
 from runtime.golden import with_golden
-from search.candidate import fit, manifest_for, shift_sea_for_export, torch_device
+from search.candidate import manifest_for, shift_sea_for_export
+from search.train import fit, torch_device
 from search.recipe import check_recipe
 from search.config import check_values, load_config
 from search.dataset import make_sampler, prepare_data, split_arrays, training_counts

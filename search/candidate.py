@@ -17,8 +17,6 @@ Its data (what is trained on, validated on and held out) is :mod:`search.dataset
 
 from __future__ import annotations
 
-import copy
-import math
 import os
 import shutil
 import socket
@@ -28,12 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from runtime.bundle import write_bundle
-from search.align import Aligner
-from search.data import LAND_UNKNOWN, PatchSampler
-from search.dataset import SearchData, make_sampler, split_arrays, training_counts
+from search.dataset import SearchData, split_arrays, training_counts
 from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, object_scores, predict_scenes,
                              torch_predictor)
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
@@ -42,84 +37,10 @@ from runtime.golden import with_golden
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
-from search.train import adam_cosine, bce_dice_loss, land_loss, seed_everything
+from search.train import train_genome
 
 #: Written into every record, so a resumed search can tell an old record format from a new one.
 RECORD_VERSION = 1
-
-
-def torch_device(name: str) -> torch.device:
-    """``auto``: the first CUDA device when there is one, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int, lr: float,
-        device: torch.device, aligner: Aligner | list[Aligner] | None = None,
-        range_penalty: float = 0.0) -> dict[str, Any]:
-    """Train ``net`` for ``epochs`` x ``train.steps_per_epoch`` steps; FP32, or aligned to ``aligner``.
-
-    A list of aligners is robust alignment: each step's forward pass is drawn from the list
-    (seeded), so the network learns to hold under every device hypothesis of the set.
-
-    With ``[train] land_weight`` > 0 and sea/land masks in the data (``[data] land_masks``), a
-    second 1x1 head on the decoder's last features learns land from every labelled pixel, and its
-    loss is added with that weight: the features the vessel head reads must then tell land from
-    sea, where most SAR false alarms lie. Without ``[train] land_gate`` that head exists for training
-    only (``net.land_head``): the exported network has the vessel output alone. With it, the head is
-    the network's own sea head (:class:`search.network.GenomeNet`), which gates the output on board;
-    the vessel loss is on the ungated vessel logits, so each head learns its own question, or, with
-    ``[train] gate_loss = "flown"``, on the gated output the payload thresholds."""
-    tr = cfg["train"]
-    land_weight = float(tr.get("land_weight", 0.0))
-    use_land = land_weight > 0 and sampler.has_land
-    if net.sea_head is not None and not use_land:
-        raise ValueError("[train] land_gate needs sea/land masks to learn from: set [train] land_weight > 0 "
-                         "and [data] land_masks to a folder of masks for the training samples")
-    if use_land and net.sea_head is None and getattr(net, "land_head", None) is None:
-        net.land_head = torch.nn.Conv2d(net.head.conv.in_channels, 1, 1)
-    flown_loss = net.sea_head is not None and tr.get("gate_loss", "vessel") == "flown"
-    land_focus = float(tr.get("land_focus", 0.0))
-    net.to(device).train()
-    aligners = aligner if isinstance(aligner, list) else [aligner]
-    draws = np.random.default_rng(len(aligners))
-    net.aligner = aligners[0]
-    opt, sched = adam_cosine(net.parameters(), lr, tr["weight_decay"], epochs * tr["steps_per_epoch"])
-    losses: list[float] = []
-    start = time.perf_counter()
-    for _ in range(epochs * tr["steps_per_epoch"]):
-        if len(aligners) > 1:
-            net.aligner = aligner = aligners[int(draws.integers(len(aligners)))]
-        if use_land:
-            images, masks, land = sampler.batch_with_land(tr["batch"])
-            x = torch.from_numpy(images).to(device)
-            features = net.features(x)
-            logits = net.head(features)
-            # land from the gate's sea head (computed once, for both losses), or the training-only head
-            sea = net.sea_logits(features, x) if net.sea_head is not None else None
-            # the land loss weighted towards the pixels the vessel head calls vessels ([train] land_focus)
-            focus = land_focus * torch.sigmoid(logits.detach()) if land_focus else None
-            if flown_loss:
-                logits = net.flown_logits(logits, sea)
-            land_logits = -sea if sea is not None else net.land_head(features)
-            loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"]) + land_weight * \
-                land_loss(land_logits, torch.from_numpy(land).to(device), LAND_UNKNOWN, focus)
-        else:
-            images, masks = sampler.batch(tr["batch"])
-            logits = net.logits(torch.from_numpy(images).to(device))
-            loss = bce_dice_loss(logits, torch.from_numpy(masks).to(device), tr["dice_weight"])
-        if aligner is not None and range_penalty:
-            loss = loss + range_penalty * aligner.range_penalty()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(float(loss.item()))
-    net.aligner = None
-    net.eval()
-    return {"seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
-            **({"land_weight": land_weight} if use_land else {})}
 
 
 def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:
@@ -129,24 +50,6 @@ def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any
     net.shift_sea(shift)
     if shift:
         log["sea_shift"] = shift
-
-
-def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: int,
-                 fp32_epochs: int, aligned_epochs: int) -> tuple[GenomeNet, GenomeNet, dict[str, Any]]:
-    """FP32 training then aligned fine-tuning; returns (FP32 net, aligned net, training log)."""
-    tr, cand = cfg["train"], cfg["candidate"]
-    rng = seed_everything(seed, tr["threads"])
-    device = torch_device(cand["torch_device"])
-    sampler = make_sampler(cfg, data, rng)
-    net = GenomeNet(genome, land_gate=tr["land_gate"])
-    log = {"torch_device": str(device), "fp32": fit(net, sampler, cfg, fp32_epochs, tr["lr"], device)}
-    fp32_net = copy.deepcopy(net).cpu()
-    robust = list(cand["robust_profiles"])
-    aligner: Aligner | list[Aligner] = ([Aligner.for_profile(p) for p in robust] if robust
-                                        else Aligner.for_profile(cand["profile"]))
-    log["aligned"] = fit(net, sampler, cfg, aligned_epochs, tr["lr"] * cand["aligned_lr_scale"], device,
-                         aligner, cand["range_penalty"])
-    return fp32_net, net.cpu(), log
 
 
 def choose_on_validation(probs: list[np.ndarray], cfg: dict[str, Any], data: SearchData) -> dict[str, Any] | None:
@@ -257,8 +160,13 @@ def _unpriced(report: dict[str, Any]) -> list[str]:
     return list((report.get("latency_estimate") or {}).get("unpriced_ops") or [])
 
 
-def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, out_dir: Path) -> dict[str, Any]:
+def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, out_dir: Path,
+                       trained: tuple[GenomeNet, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train, align, export, check and score ``genome`` through hil; returns the candidate record.
+
+    ``trained``: an aligned network and its training log from :func:`search.train.train_genome` run
+    elsewhere (``scripts/train_elsewhere.py``: a GPU machine without OpenVINO); it is exported and
+    scored here exactly as one trained here would be.
 
     Never raises for a bad candidate: a target-check error or a crash becomes a record with
     ``status`` ``"infeasible"`` or ``"failed"`` (persisted, so it is not retried on resume).
@@ -275,7 +183,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
     try:
         cand = cfg["candidate"]
         seed = int(cfg["evolution"]["seed"])
-        _, net, log = train_genome(genome, cfg, data, seed, cand["fp32_epochs"], cand["aligned_epochs"])
+        net, log = trained or train_genome(genome, cfg, data, seed, cand["fp32_epochs"], cand["aligned_epochs"])[1:]
         shift_sea_for_export(net, cfg, log)
         tile, threshold = int(cfg["export"]["tile"]), float(cfg["export"]["threshold"])
         val = split_arrays(data, "val")

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from flightsim.synthetic import generate_scene
 from runtime.bundle import NORMALIZATION_SCALES
 from runtime.preprocess import normalise_counts
 
@@ -63,6 +62,8 @@ def synthetic_kwargs(data: dict[str, Any], size: int) -> dict[str, Any]:
 
 def load_scenes(seeds: Iterable[int], scene_kwargs: dict[str, object]) -> list[SceneArrays]:
     """Generate the synthetic scenes for ``seeds`` (``scene_kwargs`` go to ``generate_scene``)."""
+    from flightsim.synthetic import generate_scene  # rasterio: not needed where arrays are only trained on
+
     scenes = []
     for seed in seeds:
         scene = generate_scene(int(seed), **scene_kwargs)

@@ -222,7 +222,7 @@ class GenomeNet(nn.Module):
     ``land_gate`` (one of :data:`LAND_GATES`): ``"local"``: a second 1x1 head on the decoder's last
     features gives the probability that a pixel is sea, and the output is the vessel probability
     times it, so a payload drops vessel pixels it judges to be on land without a coastline database
-    (``[train] land_gate``; taught by sea/land masks in :func:`search.candidate.fit`). In the IR that
+    (``[train] land_gate``; taught by sea/land masks in :func:`search.train.fit`). In the IR that
     is a Convolution, a Sigmoid and a Multiply; the network keeps one output. ``"context"``: the sea
     logit also gets a term from the same features averaged over :data:`GATE_CELL` px cells (a
     Reshape and a ReduceMean, a 1x1 Convolution and a copy back to full size), since land is a
@@ -282,7 +282,7 @@ class GenomeNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's last feature map, the vessel head's input (and, in training with land
-        supervision, the land head's: :func:`search.candidate.fit`)."""
+        supervision, the land head's: :func:`search.train.fit`)."""
         if self.ctx.aligner is not None:
             x = self.ctx.aligner.input(x)
         skips = []

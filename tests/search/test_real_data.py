@@ -164,7 +164,7 @@ def test_land_masks_teach_a_training_only_land_head(tmp_path: Path, tiny_cfg: di
     [train] land_weight trains a land head beside the vessel head that the exported network lacks."""
     import torch
 
-    from search.candidate import fit
+    from search.train import fit
     from search.dataset import make_sampler, split_arrays
     from search.network import GenomeNet
     from search.train import land_loss
@@ -230,7 +230,7 @@ def test_a_land_gate_flies_the_sea_head_and_masks_land_on_board(tmp_path: Path, 
     with an unknown gate or gate loss, it is refused."""
     import torch
 
-    from search.candidate import fit
+    from search.train import fit
     from search.dataset import make_sampler
     from search.network import GenomeNet
     from search.space import count_parameters

@@ -1,0 +1,246 @@
+"""Train a genome on another machine (a GPU box with torch but no OpenVINO, rasterio or the data),
+then export and score it here exactly as the search scores a candidate.
+
+Three steps, the middle one on the other machine:
+
+    # here: the training arrays and what training needs to know, in one folder (a few tens of MB)
+    .venv/bin/python scripts/train_elsewhere.py pack --config configs/sar.toml \\
+        --genome models/sar/manifest.json --out pack
+    # there (torch and numpy only; CUDA when torch sees it, as [candidate] torch_device = "auto")
+    python3 scripts/train_elsewhere.py train --pack pack --seeds 0 1 2 --fp32-epochs 60 \\
+        --aligned-epochs 4 --out trained
+    # here: each trained network exported, checked, given its golden tile and scored through hil on
+    # the validation split, as search.candidate.evaluate_candidate does for a candidate it trained
+    .venv/bin/python scripts/train_elsewhere.py finish --config configs/sar.toml --pack pack \\
+        --trained trained --out out/elsewhere
+
+The training is :func:`search.train.train_genome`, the search's own (FP32, then aligned to the
+target's numerics), with the epochs given; only the place and the budget differ. The validation
+figures are what a recipe may be chosen on; the test split is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from search.network import GenomeNet  # noqa: E402
+from search.space import Genome  # noqa: E402
+from search.train import train_genome  # noqa: E402
+
+#: What ``pack`` writes: the config, the genome and the data's description.
+META = "meta.pkl"
+#: The training arrays without their images (compressed), and the images' sha256 and where each is.
+REST = "train_rest.npz"
+#: The image files whose decoded pixels are a training image, byte for byte (a SAR chip's JPEG is a
+#: tenth of its pixels: the arrays themselves are far over what a device call can carry).
+FILES = "images"
+
+
+def _key(image: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
+
+
+def _decode(path: Path) -> np.ndarray:
+    """A JPEG or PNG as the search holds it: bands first, a grey image repeated to three bands."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = np.asarray(im)
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[None], 3, axis=0)
+    else:
+        pixels = pixels.transpose(2, 0, 1)
+    return np.ascontiguousarray(pixels)
+
+
+def _compact(data_root: Path, image_folders: list[Path], out: Path) -> dict[str, int]:
+    """Write ``train.npz`` of ``data_root`` as REST plus the image files that decode to its images."""
+    by_key: dict[str, Path] = {}
+    for folder in image_folders:
+        for path in sorted(folder.rglob("*")):
+            if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+                try:
+                    by_key.setdefault(_key(_decode(path)), path)
+                except Exception:  # noqa: BLE001 - a file PIL cannot read is simply not used
+                    continue
+    (out / FILES).mkdir(parents=True, exist_ok=True)
+    rest: dict[str, np.ndarray] = {}
+    counts = {"as_files": 0, "as_arrays": 0}
+    with np.load(data_root / "train.npz") as f:
+        for name in f.files:
+            array = f[name]
+            if not name.startswith("image_"):
+                rest[name] = array
+                continue
+            key = _key(array)
+            rest["sha256_" + name] = np.array(key)
+            if key in by_key:
+                target = out / FILES / (name + by_key[key].suffix.lower())
+                shutil.copyfile(by_key[key], target)
+                counts["as_files"] += 1
+            else:
+                rest[name] = array
+                counts["as_arrays"] += 1
+    np.savez_compressed(out / REST, **rest)
+    return counts
+
+
+def _unpack(folder: Path) -> None:
+    """Rebuild ``data/train.npz`` from REST and the image files; refuses any image whose pixels differ."""
+    target = folder / "data" / "train.npz"
+    if target.exists():
+        return
+    arrays: dict[str, np.ndarray] = {}
+    with np.load(folder / REST) as f:
+        for name in f.files:
+            if name.startswith("sha256_"):
+                image = name[len("sha256_"):]
+                pixels = f[image] if image in f.files else _decode(next((folder / FILES).glob(image + ".*")))
+                if _key(pixels) != str(f[name]):
+                    raise ValueError(f"{image}: the pixels decoded here differ from those packed (another JPEG decoder?)")
+                arrays[image] = pixels
+            elif not name.startswith("image_"):
+                arrays[name] = f[name]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(target, **arrays)
+
+
+def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
+    """Prepare the data of ``config`` under ``out/data`` and write what ``train`` needs to ``out``."""
+    from search.ablate import parse_genome
+    from search.config import load_config
+    from search.dataset import prepare_data
+
+    from flightsim.sources import parse_spec
+    from search.dataset import source_spec
+
+    cfg = load_config(config)
+    genome = parse_genome(genome_arg, cfg)
+    # the full data under a folder of its own, and the pack beside it without it (what travels)
+    data = prepare_data(cfg, out.parent / (out.name + ".data"))
+    specs = source_spec(cfg["data"]["source"])
+    # the folders (or a file's folder) the data sets read from; synthetic scenes have none
+    paths = [Path(parse_spec(spec)[1]) for spec in ([specs] if isinstance(specs, str) else specs)
+             if parse_spec(spec)[0] != "synthetic"]
+    out.mkdir(parents=True, exist_ok=True)
+    counts = _compact(data.root, [p if p.is_dir() else p.parent for p in paths], out)
+    with open(out / META, "wb") as f:
+        pickle.dump({"cfg": cfg, "genome": genome.to_dict(), "data": data, "config": str(config)}, f)
+    print(f"{out}: {counts['as_files']} training images as their files, {counts['as_arrays']} as arrays")
+    return out
+
+
+def _load_pack(folder: Path) -> tuple[dict[str, Any], Genome, Any]:
+    _unpack(folder)
+    with open(folder / META, "rb") as f:
+        meta = pickle.load(f)
+    # the arrays are read from wherever the pack is now
+    return meta["cfg"], Genome.from_dict(meta["genome"]), replace(meta["data"], root=(folder / "data").resolve())
+
+
+def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int, out: Path,
+          genome_file: Path | None = None) -> None:
+    """Train the pack's genome (or that of ``genome_file``: a genome's JSON or a bundle manifest)
+    once per seed; writes ``out/NAME_seed_S_F_A.pt`` (aligned weights and training log)."""
+    cfg, genome, data = _load_pack(folder)
+    if genome_file is not None:
+        spec = json.loads(genome_file.read_text())
+        genome = Genome.from_dict(spec.get("genome", spec))
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        t0 = time.perf_counter()
+        _, net, log = train_genome(genome, cfg, data, seed, fp32_epochs, aligned_epochs)
+        # the training-only land head (no land gate) is not part of the flight network
+        state = {k: v for k, v in net.state_dict().items() if not k.startswith("land_head.")}
+        torch.save({"state": state, "log": log, "seed": seed, "fp32_epochs": fp32_epochs,
+                    "aligned_epochs": aligned_epochs, "genome": genome.to_dict(),
+                    "where": {"torch": torch.__version__, "device": log["torch_device"],
+                              "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}},
+                   out / f"{genome.key[:8]}_seed_{seed}_{fp32_epochs}_{aligned_epochs}.pt")
+        print(f"seed {seed}: {fp32_epochs}+{aligned_epochs} epochs in {time.perf_counter() - t0:.0f} s, "
+              f"final loss {log['aligned']['final_loss']:.4f}", flush=True)
+
+
+def finish(config: Path, folder: Path, trained: Path, out: Path) -> list[dict[str, Any]]:
+    """Export and score each ``trained/*.pt`` on the validation split; writes ``out/study.json``."""
+    import copy
+
+    from runtime.host import host_line
+    from search.candidate import evaluate_candidate
+    from search.config import load_config
+    from search.dataset import prepare_data
+
+    cfg = load_config(config)
+    data = prepare_data(cfg, folder.parent / (folder.name + ".data"))
+    rows = []
+    for path in sorted(trained.glob("*.pt")):
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        genome = Genome.from_dict(saved["genome"])
+        c = copy.deepcopy(cfg)
+        c["evolution"]["seed"] = saved["seed"]
+        c["candidate"]["fp32_epochs"], c["candidate"]["aligned_epochs"] = saved["fp32_epochs"], saved["aligned_epochs"]
+        net = GenomeNet(genome, land_gate=c["train"]["land_gate"])
+        net.load_state_dict(saved["state"])
+        net.eval()
+        record = evaluate_candidate(genome, c, data, out / path.stem, trained=(net, saved["log"] | {"where": saved["where"]}))
+        if record["status"] != "ok":
+            raise RuntimeError(f"{path}: {record['status']}: {record.get('reason')}")
+        pooled = record["device_metrics"]["pooled"]
+        rows.append({"run": path.stem, "genome": str(genome), "seed": saved["seed"], "epochs": [saved["fp32_epochs"], saved["aligned_epochs"]],
+                     "where": saved["where"], "train_seconds": saved["log"]["fp32"]["seconds"] + saved["log"]["aligned"]["seconds"],
+                     "pooled_val": pooled, "postprocessing": record["training"].get("postprocessing", {}).get("chosen"),
+                     "fitness": record["fitness"], "bundle": record["bundle"]})
+        print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "study.json").write_text(json.dumps({"host": host_line(), "config": str(config),
+                                                "scored_on": "validation split, twin", "runs": rows}, indent=2))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("pack", help="prepare the training data and what training needs, here")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
+    p.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("train", help="train the pack's genome (torch only; CUDA when there is one)")
+    t.add_argument("--pack", type=Path, required=True)
+    t.add_argument("--seeds", type=int, nargs="+", required=True)
+    t.add_argument("--fp32-epochs", type=int, required=True)
+    t.add_argument("--aligned-epochs", type=int, required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--genome", type=Path, help="a genome's JSON file or a bundle manifest (default: the pack's)")
+    f = sub.add_parser("finish", help="export and score the trained networks on the validation split, here")
+    f.add_argument("--config", type=Path, required=True)
+    f.add_argument("--pack", type=Path, required=True)
+    f.add_argument("--trained", type=Path, required=True)
+    f.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.step == "pack":
+        pack(args.config, args.genome, args.out)
+    elif args.step == "train":
+        if min(args.fp32_epochs, args.aligned_epochs) < 0:
+            parser.error("--fp32-epochs and --aligned-epochs must be >= 0")
+        train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome)
+    else:
+        finish(args.config, args.pack, args.trained, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

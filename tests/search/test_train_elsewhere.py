@@ -1,0 +1,87 @@
+"""scripts/train_elsewhere.py: a pack carries the training arrays exactly (images as the files they
+decode from), a network trained from it is the one training here gives, and it is finished here
+through the candidate's own export and scoring."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import torch
+
+from search.config import load_config
+from search.dataset import prepare_data
+from search.space import BlockGene, Genome
+from search.train import train_genome
+from tests.search.conftest import TINY_SEARCH
+from tests.search.test_real_data import _hrsid_mini
+
+REPO = Path(__file__).resolve().parents[2]
+GENOME = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_elsewhere", REPO / "scripts" / "train_elsewhere.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def packed(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
+    _hrsid_mini(tmp_path / "set", 5)
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "hrsid-mini:{tmp_path / "set"}"\n'))
+    (tmp_path / "genome.json").write_text(__import__("json").dumps(GENOME.to_dict()))
+    script = _script()
+    assert script.main(["pack", "--config", str(config), "--genome", str(tmp_path / "genome.json"),
+                        "--out", str(tmp_path / "pack")]) == 0
+    return script, config, tmp_path
+
+
+@pytest.mark.slow
+def test_a_pack_trains_the_network_training_here_gives_and_is_finished_here(packed) -> None:
+    script, config, tmp = packed
+    pack = tmp / "pack"
+    assert not (pack / "data").exists(), "the full arrays must not travel with the pack"
+    assert list((pack / script.FILES).iterdir()), "the JPEGs the images decode from travel instead"
+    # the other machine: only the pack, moved elsewhere
+    there = tmp / "elsewhere" / "pack"
+    shutil.copytree(pack, there)
+    assert script.main(["train", "--pack", str(there), "--seeds", "3", "--fp32-epochs", "1",
+                        "--aligned-epochs", "1", "--out", str(tmp / "trained")]) == 0
+    with np.load(there / "data" / "train.npz") as rebuilt, np.load(tmp / "pack.data" / "train.npz") as here:
+        assert sorted(rebuilt.files) == sorted(here.files)
+        for name in here.files:
+            np.testing.assert_array_equal(rebuilt[name], here[name], err_msg=name)
+
+    cfg = load_config(config)
+    _, net, _ = train_genome(GENOME, cfg, prepare_data(cfg, tmp / "pack.data"), 3, 1, 1)
+    saved = torch.load(next((tmp / "trained").glob("*_seed_3_1_1.pt")), weights_only=False)
+    for name, value in net.state_dict().items():
+        if not name.startswith("land_head."):
+            torch.testing.assert_close(saved["state"][name], value, rtol=0, atol=0, msg=name)
+
+    rows = script.finish(config, pack, tmp / "trained", tmp / "finished")
+    assert [r["seed"] for r in rows] == [3] and rows[0]["epochs"] == [1, 1]
+    assert (tmp / "finished" / "study.json").is_file()
+    assert set(rows[0]["pooled_val"]) >= {"vessel_iou", "f1"} and (Path(rows[0]["bundle"]) / "model.xml").is_file()
+
+
+def test_an_image_that_decodes_otherwise_there_is_refused(packed) -> None:
+    script, _, tmp = packed
+    image = sorted((tmp / "pack" / script.FILES).iterdir())[0]
+    from PIL import Image
+
+    with Image.open(image) as im:
+        pixels = np.asarray(im).copy()
+    pixels[0, 0] ^= 1
+    Image.fromarray(pixels).save(image.with_suffix(".png"))
+    image.unlink()
+    with pytest.raises(ValueError, match="differ from those packed"):
+        script.train(tmp / "pack", [0], 1, 0, tmp / "trained")
