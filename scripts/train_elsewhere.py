@@ -12,7 +12,7 @@ Three steps, the middle one on the other machine:
     # here: each trained network exported, checked, given its golden tile and scored through hil on
     # the validation split, as search.candidate.evaluate_candidate does for a candidate it trained
     .venv/bin/python scripts/train_elsewhere.py finish --config configs/sar.toml --pack pack \\
-        --trained trained --out out/elsewhere
+        --trained trained --out out/elsewhere [--second-stage]
 
 The training is :func:`search.train.train_genome`, the search's own (FP32, then aligned to the
 target's numerics), with the epochs given; only the place and the budget differ. The validation
@@ -175,8 +175,13 @@ def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int,
               f"final loss {log['aligned']['final_loss']:.4f}", flush=True)
 
 
-def finish(config: Path, folder: Path, trained: Path, out: Path) -> list[dict[str, Any]]:
-    """Export and score each ``trained/*.pt`` on the validation split; writes ``out/study.json``."""
+def finish(config: Path, folder: Path, trained: Path, out: Path, second_stage: bool = False,
+           only: str = "*") -> list[dict[str, Any]]:
+    """Export and score each ``trained/ONLY.pt`` on the validation split; writes ``out/study.json``.
+
+    ``second_stage``: each bundle also gets its own second stage as the search fits one
+    (:func:`search.discriminate.discriminate` of ``[export] discriminator_kind``: fitted on the
+    training split, its cut chosen on validation), whose validation F1 is recorded."""
     import copy
 
     from runtime.host import host_line
@@ -187,7 +192,7 @@ def finish(config: Path, folder: Path, trained: Path, out: Path) -> list[dict[st
     cfg = load_config(config)
     data = prepare_data(cfg, folder.parent / (folder.name + ".data"))
     rows = []
-    for path in sorted(trained.glob("*.pt")):
+    for path in sorted(trained.glob(f"{only}.pt")):
         saved = torch.load(path, map_location="cpu", weights_only=False)
         genome = Genome.from_dict(saved["genome"])
         c = copy.deepcopy(cfg)
@@ -204,7 +209,15 @@ def finish(config: Path, folder: Path, trained: Path, out: Path) -> list[dict[st
                      "where": saved["where"], "train_seconds": saved["log"]["fp32"]["seconds"] + saved["log"]["aligned"]["seconds"],
                      "pooled_val": pooled, "postprocessing": record["training"].get("postprocessing", {}).get("chosen"),
                      "fitness": record["fitness"], "bundle": record["bundle"]})
-        print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}", flush=True)
+        if second_stage:
+            from search.discriminate import discriminate
+
+            run_dir = out / path.stem
+            stage = discriminate(Path(record["bundle"]), data.root / "split.json", run_dir / "discriminated",
+                                 run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"])
+            rows[-1]["second_stage"] = {k: stage[k] for k in ("kind", "cut", "val_f1", "val_f1_cuts_replaced")}
+        print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"
+              + (f", with its second stage {rows[-1]['second_stage']['val_f1']:.3f}" if second_stage else ""), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / "study.json").write_text(json.dumps({"host": host_line(), "config": str(config),
                                                 "scored_on": "validation split, twin", "runs": rows}, indent=2))
@@ -230,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--pack", type=Path, required=True)
     f.add_argument("--trained", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
+    f.add_argument("--second-stage", action="store_true",
+                   help="fit each network's own second stage (minutes each: hil over the training split)")
+    f.add_argument("--only", default="*", help="a glob of the trained files' names to finish (default: all)")
     args = parser.parse_args(argv)
     if args.step == "pack":
         pack(args.config, args.genome, args.out)
@@ -238,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--fp32-epochs and --aligned-epochs must be >= 0")
         train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome)
     else:
-        finish(args.config, args.pack, args.trained, args.out)
+        finish(args.config, args.pack, args.trained, args.out, args.second_stage, args.only)
     return 0
 
 

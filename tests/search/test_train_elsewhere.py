@@ -5,6 +5,7 @@ through the candidate's own export and scoring."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 from types import ModuleType
@@ -37,7 +38,7 @@ def packed(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
     _hrsid_mini(tmp_path / "set", 5)
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "hrsid-mini:{tmp_path / "set"}"\n'))
-    (tmp_path / "genome.json").write_text(__import__("json").dumps(GENOME.to_dict()))
+    (tmp_path / "genome.json").write_text(json.dumps(GENOME.to_dict()))
     script = _script()
     assert script.main(["pack", "--config", str(config), "--genome", str(tmp_path / "genome.json"),
                         "--out", str(tmp_path / "pack")]) == 0
@@ -85,3 +86,15 @@ def test_an_image_that_decodes_otherwise_there_is_refused(packed) -> None:
     image.unlink()
     with pytest.raises(ValueError, match="differ from those packed"):
         script.train(tmp / "pack", [0], 1, 0, tmp / "trained")
+
+
+@pytest.mark.slow
+def test_finish_fits_each_network_its_own_second_stage(packed) -> None:
+    script, config, tmp = packed
+    # trained long enough to find the bright ships and some clutter: candidates of both kinds
+    script.train(tmp / "pack", [0], 40, 1, tmp / "trained")
+    rows = script.finish(config, tmp / "pack", tmp / "trained", tmp / "finished", second_stage=True)
+    stage = rows[0]["second_stage"]
+    assert stage["kind"] == load_config(config)["export"]["discriminator_kind"] and 0.0 <= stage["val_f1"] <= 1.0
+    manifest = json.loads((tmp / "finished" / rows[0]["run"] / "discriminated" / "manifest.json").read_text())
+    assert manifest["output"]["discriminator"]["cut"] == stage["cut"]
