@@ -4,7 +4,6 @@ through the candidate's own export and scoring."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -18,19 +17,11 @@ from search.config import load_config
 from search.dataset import prepare_data
 from search.space import BlockGene, Genome
 from search.train import train_genome
+from tests.runtime.test_soak_scripts import load_script
 from tests.search.conftest import TINY_SEARCH
 from tests.search.test_real_data import _hrsid_mini
 
-REPO = Path(__file__).resolve().parents[2]
 GENOME = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_elsewhere", REPO / "scripts" / "train_elsewhere.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()
@@ -39,7 +30,7 @@ def packed(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "hrsid-mini:{tmp_path / "set"}"\n'))
     (tmp_path / "genome.json").write_text(json.dumps(GENOME.to_dict()))
-    script = _script()
+    script = load_script("train_elsewhere")
     assert script.main(["pack", "--config", str(config), "--genome", str(tmp_path / "genome.json"),
                         "--out", str(tmp_path / "pack")]) == 0
     return script, config, tmp_path
