@@ -6,24 +6,30 @@ Three steps, the middle one on the other machine:
     # here: the training arrays and what training needs to know, in one folder (a few tens of MB)
     .venv/bin/python scripts/train_elsewhere.py pack --config configs/sar.toml \\
         --genome models/sar/manifest.json --out pack
-    # there (torch and numpy only; CUDA when torch sees it, as [candidate] torch_device = "auto")
+    # there (torch, numpy, Pillow and this repository; CUDA when torch sees it, as
+    # [candidate] torch_device = "auto")
     python3 scripts/train_elsewhere.py train --pack pack --seeds 0 1 2 --fp32-epochs 60 \\
         --aligned-epochs 4 --out trained
     # here: each trained network exported, checked, given its golden tile and scored through hil on
     # the validation split, as search.candidate.evaluate_candidate does for a candidate it trained
-    .venv/bin/python scripts/train_elsewhere.py finish --config configs/sar.toml --pack pack \\
-        --trained trained --out out/elsewhere [--second-stage]
+    .venv/bin/python scripts/train_elsewhere.py finish --pack pack --trained trained \\
+        --out out/elsewhere [--second-stage]
 
 The training is :func:`search.train.train_genome`, the search's own (FP32, then aligned to the
-target's numerics), with the epochs given; only the place and the budget differ. The validation
-figures are what a recipe may be chosen on; the test split is never read here.
+target's numerics), with the epochs given; only the place and the budget differ. ``finish`` scores
+with the config and data the pack was made from (the full arrays stay here, in ``PACK.data``
+beside the pack) and refuses data that has changed since. The validation figures are what a
+recipe may be chosen on; the test split is never read here.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import fcntl
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import sys
@@ -37,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from search.dataset import SearchData  # noqa: E402
 from search.network import GenomeNet  # noqa: E402
 from search.space import Genome  # noqa: E402
 from search.train import train_genome  # noqa: E402
@@ -48,10 +55,19 @@ REST = "train_rest.npz"
 #: The image files whose decoded pixels are a training image, byte for byte (a SAR chip's JPEG is a
 #: tenth of its pixels: the arrays themselves are far over what a device call can carry).
 FILES = "images"
+#: Beside the rebuilt ``data/train.npz``: the sha256 of the REST it was rebuilt from, so that a pack
+#: made again in the same folder is unpacked again rather than trained on stale arrays.
+UNPACKED_FROM = "unpacked_from"
 
 
 def _key(image: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
+    """An array's identity: its bytes, shape and dtype (sha256)."""
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()
+                          + image.dtype.str.encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -100,33 +116,48 @@ def _compact(data_root: Path, image_folders: list[Path], out: Path) -> dict[str,
 
 
 def _unpack(folder: Path) -> None:
-    """Rebuild ``data/train.npz`` from REST and the image files; refuses any image whose pixels differ."""
+    """Rebuild ``data/train.npz`` from REST and the image files, unless it was rebuilt from this very
+    REST; refuses any image whose pixels differ. Several ``train`` processes may start on one pack at
+    once: one rebuilds (under a lock), the others wait, and the file appears whole (renamed into
+    place) or not at all."""
     target = folder / "data" / "train.npz"
-    if target.exists():
-        return
-    arrays: dict[str, np.ndarray] = {}
-    with np.load(folder / REST) as f:
-        for name in f.files:
-            if name.startswith("sha256_"):
-                image = name[len("sha256_"):]
-                pixels = f[image] if image in f.files else _decode(next((folder / FILES).glob(image + ".*")))
-                if _key(pixels) != str(f[name]):
-                    raise ValueError(f"{image}: the pixels decoded here differ from those packed (another JPEG decoder?)")
-                arrays[image] = pixels
-            elif not name.startswith("image_"):
-                arrays[name] = f[name]
+    stamp = target.parent / UNPACKED_FROM
+    rest_id = _file_sha256(folder / REST)
     target.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(target, **arrays)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists() and stamp.exists() and stamp.read_text() == rest_id:
+            return
+        arrays: dict[str, np.ndarray] = {}
+        with np.load(folder / REST) as f:
+            for name in f.files:
+                if name.startswith("sha256_"):
+                    image = name[len("sha256_"):]
+                    if image in f.files:
+                        pixels = f[image]
+                    else:
+                        files = sorted((folder / FILES).glob(image + ".*"))
+                        if not files:
+                            raise FileNotFoundError(f"{folder / FILES}: no file for {image}; the pack is incomplete")
+                        pixels = _decode(files[0])
+                    if _key(pixels) != str(f[name]):
+                        raise ValueError(f"{image}: the pixels decoded here differ from those packed "
+                                         "(another JPEG decoder?)")
+                    arrays[image] = pixels
+                elif not name.startswith("image_"):
+                    arrays[name] = f[name]
+        partial = target.with_name(f"train.{os.getpid()}.tmp.npz")
+        np.savez(partial, **arrays)
+        partial.replace(target)
+        stamp.write_text(rest_id)
 
 
 def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
     """Prepare the data of ``config`` under ``out/data`` and write what ``train`` needs to ``out``."""
+    from flightsim.sources import parse_spec
     from search.ablate import parse_genome
     from search.config import load_config
-    from search.dataset import prepare_data
-
-    from flightsim.sources import parse_spec
-    from search.dataset import source_spec
+    from search.dataset import prepare_data, source_spec
 
     cfg = load_config(config)
     genome = parse_genome(genome_arg, cfg)
@@ -136,6 +167,14 @@ def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
     # the folders (or a file's folder) the data sets read from; synthetic scenes have none
     paths = [Path(parse_spec(spec)[1]) for spec in ([specs] if isinstance(specs, str) else specs)
              if parse_spec(spec)[0] != "synthetic"]
+    # a pack made again in the same folder starts empty: no image or rebuilt array of the last one
+    if out.exists() and any(out.iterdir()) and not (out / META).exists():
+        raise ValueError(f"--out {out} holds files and is not a pack: give a new folder")
+    for part in (META, REST, FILES, "data"):
+        if (out / part).is_dir():
+            shutil.rmtree(out / part)
+        else:
+            (out / part).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     counts = _compact(data.root, [p if p.is_dir() else p.parent for p in paths], out)
     with open(out / META, "wb") as f:
@@ -144,10 +183,16 @@ def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
     return out
 
 
-def _load_pack(folder: Path) -> tuple[dict[str, Any], Genome, Any]:
-    _unpack(folder)
+def _read_meta(folder: Path) -> dict[str, Any]:
+    """What ``pack`` wrote to META: ``cfg``, ``genome`` (a dict), ``data`` (SearchData), ``config``."""
     with open(folder / META, "rb") as f:
-        meta = pickle.load(f)
+        return pickle.load(f)
+
+
+def _load_pack(folder: Path) -> tuple[dict[str, Any], Genome, SearchData]:
+    """The pack's config, genome and data, its arrays rebuilt under ``folder/data``."""
+    _unpack(folder)
+    meta = _read_meta(folder)
     # the arrays are read from wherever the pack is now
     return meta["cfg"], Genome.from_dict(meta["genome"]), replace(meta["data"], root=(folder / "data").resolve())
 
@@ -168,70 +213,89 @@ def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int,
         state = {k: v for k, v in net.state_dict().items() if not k.startswith("land_head.")}
         torch.save({"state": state, "log": log, "seed": seed, "fp32_epochs": fp32_epochs,
                     "aligned_epochs": aligned_epochs, "genome": genome.to_dict(),
-                    "where": {"torch": torch.__version__, "device": log["torch_device"],
+                    "where": {"torch": str(torch.__version__), "device": log["torch_device"],
                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}},
                    out / f"{genome.key[:8]}_seed_{seed}_{fp32_epochs}_{aligned_epochs}.pt")
         print(f"seed {seed}: {fp32_epochs}+{aligned_epochs} epochs in {time.perf_counter() - t0:.0f} s, "
               f"final loss {log['aligned']['final_loss']:.4f}", flush=True)
 
 
-def finish(config: Path, folder: Path, trained: Path, out: Path, second_stage: bool = False,
-           only: str = "*") -> list[dict[str, Any]]:
-    """Export and score each ``trained/ONLY.pt`` on the validation split; writes ``out/study.json``.
+def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False, only: str = "*") -> list[dict[str, Any]]:
+    """Export and score each ``trained/ONLY.pt`` on the validation split with the pack's config and
+    data; writes ``out/study.json`` after each run (a failed run is a row with its reason).
 
     ``second_stage``: each bundle also gets its own second stage as the search fits one
     (:func:`search.discriminate.discriminate` of ``[export] discriminator_kind``: fitted on the
-    training split, its cut chosen on validation), whose validation F1 is recorded."""
-    import copy
+    training split, its cut chosen on validation), whose validation F1 is recorded.
 
+    Raises:
+        ValueError: when no trained file matches ``only``, or the data prepared here from the
+            pack's config is not the data the pack was made from (the sources changed since).
+    """
     from runtime.host import host_line
     from search.candidate import evaluate_candidate
-    from search.config import load_config
     from search.dataset import prepare_data
 
-    cfg = load_config(config)
+    runs = sorted(trained.glob(f"{only}.pt"))
+    if not runs:
+        raise ValueError(f"no {only}.pt in {trained}: --only is a glob of the names without .pt")
+    meta = _read_meta(folder)
+    cfg = meta["cfg"]
     data = prepare_data(cfg, folder.parent / (folder.name + ".data"))
-    rows = []
-    for path in sorted(trained.glob(f"{only}.pt")):
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+    if replace(data, root=meta["data"].root) != meta["data"]:
+        raise ValueError(f"the data prepared from {meta['config']} is no longer the data {folder} was packed "
+                         "from (another split or normalisation): pack again")
+    out.mkdir(parents=True, exist_ok=True)
+    study = {"host": host_line(), "config": meta["config"], "scored_on": "validation split, twin", "runs": []}
+    for path in runs:
+        # plain data and tensors only (files of 2026-12-04 hold torch's version object)
+        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
+            saved = torch.load(path, map_location="cpu", weights_only=True)
         genome = Genome.from_dict(saved["genome"])
         c = copy.deepcopy(cfg)
         c["evolution"]["seed"] = saved["seed"]
-        c["candidate"]["fp32_epochs"], c["candidate"]["aligned_epochs"] = saved["fp32_epochs"], saved["aligned_epochs"]
         net = GenomeNet(genome, land_gate=c["train"]["land_gate"])
         net.load_state_dict(saved["state"])
         net.eval()
-        record = evaluate_candidate(genome, c, data, out / path.stem, trained=(net, saved["log"] | {"where": saved["where"]}))
+        log = copy.deepcopy(saved["log"]) | {"where": saved["where"]}
+        # files trained before the training log carried its epochs
+        log["fp32"].setdefault("epochs", saved["fp32_epochs"])
+        log["aligned"].setdefault("epochs", saved["aligned_epochs"])
+        record = evaluate_candidate(genome, c, data, out / path.stem, trained=(net, log))
+        row: dict[str, Any] = {"run": path.stem, "genome": str(genome), "seed": saved["seed"],
+                               "epochs": [saved["fp32_epochs"], saved["aligned_epochs"]], "where": saved["where"],
+                               "train_seconds": saved["log"]["fp32"]["seconds"] + saved["log"]["aligned"]["seconds"],
+                               "status": record["status"]}
+        study["runs"].append(row)
         if record["status"] != "ok":
-            raise RuntimeError(f"{path}: {record['status']}: {record.get('reason')}")
-        pooled = record["device_metrics"]["pooled"]
-        rows.append({"run": path.stem, "genome": str(genome), "seed": saved["seed"], "epochs": [saved["fp32_epochs"], saved["aligned_epochs"]],
-                     "where": saved["where"], "train_seconds": saved["log"]["fp32"]["seconds"] + saved["log"]["aligned"]["seconds"],
-                     "pooled_val": pooled, "postprocessing": record["training"].get("postprocessing", {}).get("chosen"),
-                     "fitness": record["fitness"], "bundle": record["bundle"]})
-        if second_stage:
-            from search.discriminate import discriminate
+            row["reason"] = record.get("reason")
+            print(f"{path.stem}: {record['status']}: {record.get('reason')}", flush=True)
+        else:
+            pooled = record["device_metrics"]["pooled"]
+            row.update(pooled_val=pooled, postprocessing=(record["training"].get("postprocessing") or {}).get("chosen"),
+                       fitness=record["fitness"], bundle=record["bundle"], trained_under=record["training"]["trained_under"])
+            if second_stage:
+                from search.discriminate import discriminate
 
-            run_dir = out / path.stem
-            stage = discriminate(Path(record["bundle"]), data.root / "split.json", run_dir / "discriminated",
-                                 run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"])
-            rows[-1]["second_stage"] = {k: stage[k] for k in ("kind", "cut", "val_f1", "val_f1_cuts_replaced")}
-        print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"
-              + (f", with its second stage {rows[-1]['second_stage']['val_f1']:.3f}" if second_stage else ""), flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "study.json").write_text(json.dumps({"host": host_line(), "config": str(config),
-                                                "scored_on": "validation split, twin", "runs": rows}, indent=2))
-    return rows
+                run_dir = out / path.stem
+                stage = discriminate(Path(record["bundle"]), data.root / "split.json", run_dir / "discriminated",
+                                     run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"])
+                row["second_stage"] = {k: stage[k] for k in ("kind", "cut", "val_f1", "val_f1_cuts_replaced")}
+            print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"
+                  + (f", with its second stage {row['second_stage']['val_f1']:.3f}" if second_stage else ""), flush=True)
+        (out / "study.json").write_text(json.dumps(study, indent=2))
+    return study["runs"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: ``pack``, ``train`` or ``finish`` (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
     p = sub.add_parser("pack", help="prepare the training data and what training needs, here")
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
     p.add_argument("--out", type=Path, required=True)
-    t = sub.add_parser("train", help="train the pack's genome (torch only; CUDA when there is one)")
+    t = sub.add_parser("train", help="train the pack's genome (torch, numpy, Pillow; CUDA when there is one)")
     t.add_argument("--pack", type=Path, required=True)
     t.add_argument("--seeds", type=int, nargs="+", required=True)
     t.add_argument("--fp32-epochs", type=int, required=True)
@@ -239,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--genome", type=Path, help="a genome's JSON file or a bundle manifest (default: the pack's)")
     f = sub.add_parser("finish", help="export and score the trained networks on the validation split, here")
-    f.add_argument("--config", type=Path, required=True)
     f.add_argument("--pack", type=Path, required=True)
     f.add_argument("--trained", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
@@ -254,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--fp32-epochs and --aligned-epochs must be >= 0")
         train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome)
     else:
-        finish(args.config, args.pack, args.trained, args.out, args.second_stage, args.only)
+        finish(args.pack, args.trained, args.out, args.second_stage, args.only)
     return 0
 
 

@@ -195,8 +195,9 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
         # robust alignment draws each step's profile from robust_profiles, not [candidate] profile
         aligned_under = (f"aligned under each of {list(cand['robust_profiles'])} (one drawn per step)"
                          if cand["robust_profiles"] else f"{cand['profile']}-aligned")
-        training = {"trained_under": f"fp32 {cand['fp32_epochs']} epochs, then {aligned_under} "
-                                    f"{cand['aligned_epochs']} epochs", "seed": seed, **log,
+        # from the log, which says how this network was trained (here, or elsewhere: ``trained``)
+        training = {"trained_under": f"fp32 {log['fp32']['epochs']} epochs, then {aligned_under} "
+                                    f"{log['aligned']['epochs']} epochs", "seed": seed, **log,
                     "data": data.source,
                     **({"train_seeds": [data.train_seeds[0], data.train_seeds[-1]]} if data.synthetic
                        else {"train_samples": list(data.train_seeds)})}

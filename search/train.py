@@ -151,7 +151,7 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
         losses.append(float(loss.item()))
     net.aligner = None
     net.eval()
-    return {"seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
+    return {"epochs": epochs, "seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
             **({"land_weight": land_weight} if use_land else {})}
 
 
@@ -163,7 +163,7 @@ def train_genome(genome: Genome, cfg: dict[str, Any], data: SearchData, seed: in
     device = torch_device(cand["torch_device"])
     sampler = make_sampler(cfg, data, rng)
     net = GenomeNet(genome, land_gate=tr["land_gate"])
-    log = {"torch_device": str(device), "fp32": fit(net, sampler, cfg, fp32_epochs, tr["lr"], device)}
+    log = {"seed": seed, "torch_device": str(device), "fp32": fit(net, sampler, cfg, fp32_epochs, tr["lr"], device)}
     fp32_net = copy.deepcopy(net).cpu()
     robust = list(cand["robust_profiles"])
     aligner: Aligner | list[Aligner] = ([Aligner.for_profile(p) for p in robust] if robust

@@ -19,16 +19,19 @@ from search.space import BlockGene, Genome
 from search.train import train_genome
 from tests.runtime.test_soak_scripts import load_script
 from tests.search.conftest import TINY_SEARCH
-from tests.search.test_real_data import _hrsid_mini
+from tests.search.test_real_data import _with_land_masks
 
 GENOME = Genome((BlockGene("conv", 8), BlockGene("conv", 8, 2)))
 
 
 @pytest.fixture()
 def packed(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
-    _hrsid_mini(tmp_path / "set", 5)
+    """Five hrsid-mini tiles, four with a sea/land mask (the land loss on), packed with GENOME."""
+    cfg = _with_land_masks(tmp_path, load_config())  # writes the tiles and the masks
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "hrsid-mini:{tmp_path / "set"}"\n'))
+    config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "{cfg["data"]["source"]}"\n'
+                                                     f'land_masks = "{cfg["data"]["land_masks"]}"\n')
+                      .replace("[train]\n", "[train]\nland_weight = 1.0\n"))
     (tmp_path / "genome.json").write_text(json.dumps(GENOME.to_dict()))
     script = load_script("train_elsewhere")
     assert script.main(["pack", "--config", str(config), "--genome", str(tmp_path / "genome.json"),
@@ -37,7 +40,8 @@ def packed(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
 
 
 @pytest.mark.slow
-def test_a_pack_trains_the_network_training_here_gives_and_is_finished_here(packed) -> None:
+def test_a_pack_trains_the_network_training_here_gives_and_is_finished_here(
+        packed: tuple[ModuleType, Path, Path]) -> None:
     script, config, tmp = packed
     pack = tmp / "pack"
     assert not (pack / "data").exists(), "the full arrays must not travel with the pack"
@@ -49,6 +53,7 @@ def test_a_pack_trains_the_network_training_here_gives_and_is_finished_here(pack
                         "--aligned-epochs", "1", "--out", str(tmp / "trained")]) == 0
     with np.load(there / "data" / "train.npz") as rebuilt, np.load(tmp / "pack.data" / "train.npz") as here:
         assert sorted(rebuilt.files) == sorted(here.files)
+        assert any(name.startswith("land_") for name in here.files), "the land masks must travel too"
         for name in here.files:
             np.testing.assert_array_equal(rebuilt[name], here[name], err_msg=name)
 
@@ -59,13 +64,15 @@ def test_a_pack_trains_the_network_training_here_gives_and_is_finished_here(pack
         if not name.startswith("land_head."):
             torch.testing.assert_close(saved["state"][name], value, rtol=0, atol=0, msg=name)
 
-    rows = script.finish(config, pack, tmp / "trained", tmp / "finished")
-    assert [r["seed"] for r in rows] == [3] and rows[0]["epochs"] == [1, 1]
+    rows = script.finish(pack, tmp / "trained", tmp / "finished")
+    assert [r["seed"] for r in rows] == [3] and rows[0]["epochs"] == [1, 1] and rows[0]["status"] == "ok"
+    assert rows[0]["trained_under"] == "fp32 1 epochs, then fp16-myriadx-aligned 1 epochs"
+    assert saved["log"]["fp32"]["land_weight"] == 1.0  # trained with the land loss, from the packed masks
     assert (tmp / "finished" / "study.json").is_file()
     assert set(rows[0]["pooled_val"]) >= {"vessel_iou", "f1"} and (Path(rows[0]["bundle"]) / "model.xml").is_file()
 
 
-def test_an_image_that_decodes_otherwise_there_is_refused(packed) -> None:
+def test_an_image_that_decodes_otherwise_there_is_refused(packed: tuple[ModuleType, Path, Path]) -> None:
     script, _, tmp = packed
     image = sorted((tmp / "pack" / script.FILES).iterdir())[0]
     from PIL import Image
@@ -80,12 +87,32 @@ def test_an_image_that_decodes_otherwise_there_is_refused(packed) -> None:
 
 
 @pytest.mark.slow
-def test_finish_fits_each_network_its_own_second_stage(packed) -> None:
+def test_finish_fits_each_network_its_own_second_stage(packed: tuple[ModuleType, Path, Path]) -> None:
     script, config, tmp = packed
     # trained long enough to find the bright ships and some clutter: candidates of both kinds
     script.train(tmp / "pack", [0], 40, 1, tmp / "trained")
-    rows = script.finish(config, tmp / "pack", tmp / "trained", tmp / "finished", second_stage=True)
+    rows = script.finish(tmp / "pack", tmp / "trained", tmp / "finished", second_stage=True)
     stage = rows[0]["second_stage"]
     assert stage["kind"] == load_config(config)["export"]["discriminator_kind"] and 0.0 <= stage["val_f1"] <= 1.0
     manifest = json.loads((tmp / "finished" / rows[0]["run"] / "discriminated" / "manifest.json").read_text())
     assert manifest["output"]["discriminator"]["cut"] == stage["cut"]
+
+
+def test_a_pack_made_again_is_unpacked_again_and_finish_refuses_an_empty_glob(
+        packed: tuple[ModuleType, Path, Path]) -> None:
+    script, config, tmp = packed
+    pack = tmp / "pack"
+    script._unpack(pack)
+    assert script.main(["pack", "--config", str(config), "--out", str(pack)]) == 0
+    assert not (pack / "data").exists(), "a pack made again keeps nothing of the last one"
+    # arrays rebuilt from another pack (copied over this folder, say) are not trained on
+    (pack / "data").mkdir()
+    np.savez(pack / "data" / "train.npz", seeds=np.array([0]))
+    (pack / "data" / script.UNPACKED_FROM).write_text("another pack")
+    script._unpack(pack)
+    with np.load(pack / "data" / "train.npz") as rebuilt, np.load(tmp / "pack.data" / "train.npz") as here:
+        assert sorted(rebuilt.files) == sorted(here.files)
+    with pytest.raises(ValueError, match="not a pack"):
+        script.main(["pack", "--config", str(config), "--out", str(tmp)])
+    with pytest.raises(ValueError, match="no nothing.pt"):
+        script.finish(pack, tmp, tmp / "finished", only="nothing")
