@@ -141,8 +141,8 @@ def _unpack(folder: Path) -> None:
                             raise FileNotFoundError(f"{folder / FILES}: no file for {image}; the pack is incomplete")
                         pixels = _decode(files[0])
                     if _key(pixels) != str(f[name]):
-                        raise ValueError(f"{image}: the pixels decoded here differ from those packed "
-                                         "(another JPEG decoder?)")
+                        raise ValueError(f"{image}: the pixels decoded here differ from those packed (another "
+                                         "JPEG decoder, or a pack from an older version of this script: pack again)")
                     arrays[image] = pixels
                 elif not name.startswith("image_"):
                     arrays[name] = f[name]
@@ -197,14 +197,41 @@ def _load_pack(folder: Path) -> tuple[dict[str, Any], Genome, SearchData]:
     return meta["cfg"], Genome.from_dict(meta["genome"]), replace(meta["data"], root=(folder / "data").resolve())
 
 
+#: Optimiser steps of each phase that ``--budget-s`` times before it plans a training.
+PROBE_STEPS = 10
+
+
+def projected_seconds(genome: Genome, cfg: dict[str, Any], data: SearchData, fp32_epochs: int,
+                      aligned_epochs: int) -> float:
+    """The time ``train_genome`` would take here, from :data:`PROBE_STEPS` timed steps of each
+    phase (a throwaway network, the same loop, device and machine load): a remote call has a hard
+    time limit, and a training killed by it returns nothing."""
+    probe = copy.deepcopy(cfg)
+    probe["train"]["steps_per_epoch"] = PROBE_STEPS
+    _, _, log = train_genome(genome, probe, data, 0, 1, 1)
+    steps = cfg["train"]["steps_per_epoch"]
+    return (log["fp32"]["seconds"] * fp32_epochs + log["aligned"]["seconds"] * aligned_epochs) * steps / PROBE_STEPS
+
+
 def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int, out: Path,
-          genome_file: Path | None = None) -> None:
+          genome_file: Path | None = None, budget_s: float | None = None) -> None:
     """Train the pack's genome (or that of ``genome_file``: a genome's JSON or a bundle manifest)
-    once per seed; writes ``out/NAME_seed_S_F_A.pt`` (aligned weights and training log)."""
+    once per seed; writes ``out/NAME_seed_S_F_A.pt`` (aligned weights and training log).
+
+    Raises:
+        ValueError: with ``budget_s``, when the trainings asked for are projected
+            (:func:`projected_seconds`) to take longer than that, before any of them starts.
+    """
     cfg, genome, data = _load_pack(folder)
     if genome_file is not None:
         spec = json.loads(genome_file.read_text())
         genome = Genome.from_dict(spec.get("genome", spec))
+    if budget_s is not None:
+        need = len(seeds) * projected_seconds(genome, cfg, data, fp32_epochs, aligned_epochs)
+        if need > budget_s:
+            raise ValueError(f"{len(seeds)} training(s) of {fp32_epochs} + {aligned_epochs} epochs would take about "
+                             f"{need:.0f} s here, over --budget-s {budget_s:.0f}: ask for fewer epochs or seeds")
+        print(f"projected {need:.0f} s of {budget_s:.0f}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         t0 = time.perf_counter()
@@ -302,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--aligned-epochs", type=int, required=True)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--genome", type=Path, help="a genome's JSON file or a bundle manifest (default: the pack's)")
+    t.add_argument("--budget-s", type=float,
+                   help="refuse, after timing a few steps, trainings projected to take longer than this")
     f = sub.add_parser("finish", help="export and score the trained networks on the validation split, here")
     f.add_argument("--pack", type=Path, required=True)
     f.add_argument("--trained", type=Path, required=True)
@@ -315,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "train":
         if min(args.fp32_epochs, args.aligned_epochs) < 0:
             parser.error("--fp32-epochs and --aligned-epochs must be >= 0")
-        train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome)
+        if args.budget_s is not None and args.budget_s <= 0:
+            parser.error("--budget-s must be > 0 seconds")
+        train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome, args.budget_s)
     else:
         finish(args.pack, args.trained, args.out, args.second_stage, args.only)
     return 0

@@ -116,3 +116,15 @@ def test_a_pack_made_again_is_unpacked_again_and_finish_refuses_an_empty_glob(
         script.main(["pack", "--config", str(config), "--out", str(tmp)])
     with pytest.raises(ValueError, match="no nothing.pt"):
         script.finish(pack, tmp, tmp / "finished", only="nothing")
+
+
+def test_a_training_over_its_budget_is_refused_before_it_starts(packed: tuple[ModuleType, Path, Path]) -> None:
+    script, _, tmp = packed
+    cfg, genome, data = script._load_pack(tmp / "pack")
+    one_epoch = script.projected_seconds(genome, cfg, data, 1, 0)
+    assert one_epoch > 0
+    with pytest.raises(ValueError, match="over --budget-s"):
+        script.train(tmp / "pack", [0, 1], 100_000, 0, tmp / "trained", budget_s=60.0)
+    assert not (tmp / "trained").exists(), "nothing trained, nothing written"
+    script.train(tmp / "pack", [0], 1, 0, tmp / "trained", budget_s=3600.0)
+    assert len(list((tmp / "trained").glob("*.pt"))) == 1
