@@ -5,7 +5,9 @@ through the candidate's own export and scoring."""
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -116,6 +118,13 @@ def test_a_pack_made_again_is_unpacked_again_and_finish_refuses_an_empty_glob(
         script.main(["pack", "--config", str(config), "--out", str(tmp)])
     with pytest.raises(ValueError, match="no nothing.pt"):
         script.finish(pack, tmp, tmp / "finished", only="nothing")
+    # data prepared here that is no longer what was packed (here: another normalisation) is refused
+    script.train(pack, [0], 1, 0, tmp / "trained")
+    meta = script._read_meta(pack)
+    meta["data"] = replace(meta["data"], norm=replace(meta["data"].norm, mean=(1.0,) * len(meta["data"].norm.mean)))
+    (pack / script.META).write_bytes(pickle.dumps(meta))
+    with pytest.raises(ValueError, match="no longer the data"):
+        script.finish(pack, tmp / "trained", tmp / "finished")
 
 
 def test_a_training_over_its_budget_is_refused_before_it_starts(packed: tuple[ModuleType, Path, Path]) -> None:
