@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import fcntl
-import hashlib
 import json
 import os
 import pickle
@@ -43,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from runtime.bundle import sha256  # noqa: E402
 from search.dataset import SearchData  # noqa: E402
 from search.network import GenomeNet  # noqa: E402
 from search.space import Genome  # noqa: E402
@@ -62,12 +62,12 @@ UNPACKED_FROM = "unpacked_from"
 
 def _key(image: np.ndarray) -> str:
     """An array's identity: its bytes, shape and dtype (sha256)."""
-    return hashlib.sha256(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()
-                          + image.dtype.str.encode()).hexdigest()
+    return sha256(np.ascontiguousarray(image).tobytes() + str(image.shape).encode() + image.dtype.str.encode())
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _data_root(folder: Path) -> Path:
+    """Where ``pack`` keeps the full data of the pack in ``folder``: beside it, so that it does not travel."""
+    return folder.parent / (folder.name + ".data")
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -122,7 +122,7 @@ def _unpack(folder: Path) -> None:
     place) or not at all."""
     target = folder / "data" / "train.npz"
     stamp = target.parent / UNPACKED_FROM
-    rest_id = _file_sha256(folder / REST)
+    rest_id = sha256((folder / REST).read_bytes())
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -153,7 +153,8 @@ def _unpack(folder: Path) -> None:
 
 
 def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
-    """Prepare the data of ``config`` under ``out/data`` and write what ``train`` needs to ``out``."""
+    """Prepare the data of ``config`` beside ``out`` (:func:`_data_root`) and write what ``train``
+    needs to ``out``."""
     from flightsim.sources import parse_spec
     from search.ablate import parse_genome
     from search.config import load_config
@@ -161,8 +162,7 @@ def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
 
     cfg = load_config(config)
     genome = parse_genome(genome_arg, cfg)
-    # the full data under a folder of its own, and the pack beside it without it (what travels)
-    data = prepare_data(cfg, out.parent / (out.name + ".data"))
+    data = prepare_data(cfg, _data_root(out))
     specs = source_spec(cfg["data"]["source"])
     # the folders (or a file's folder) the data sets read from; synthetic scenes have none
     paths = [Path(parse_spec(spec)[1]) for spec in ([specs] if isinstance(specs, str) else specs)
@@ -247,7 +247,8 @@ def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int,
               f"final loss {log['aligned']['final_loss']:.4f}", flush=True)
 
 
-def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False, only: str = "*") -> list[dict[str, Any]]:
+def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False,
+           only: str = "*") -> list[dict[str, Any]]:
     """Export and score each ``trained/ONLY.pt`` on the validation split with the pack's config and
     data; writes ``out/study.json`` after each run (a failed run is a row with its reason).
 
@@ -268,26 +269,21 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False, o
         raise ValueError(f"no {only}.pt in {trained}: --only is a glob of the names without .pt")
     meta = _read_meta(folder)
     cfg = meta["cfg"]
-    data = prepare_data(cfg, folder.parent / (folder.name + ".data"))
+    data = prepare_data(cfg, _data_root(folder))
     if replace(data, root=meta["data"].root) != meta["data"]:
         raise ValueError(f"the data prepared from {meta['config']} is no longer the data {folder} was packed "
                          "from (another split or normalisation): pack again")
     out.mkdir(parents=True, exist_ok=True)
     study = {"host": host_line(), "config": meta["config"], "scored_on": "validation split, twin", "runs": []}
     for path in runs:
-        # plain data and tensors only (files of 2026-12-04 hold torch's version object)
-        with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # plain data and tensors only
         genome = Genome.from_dict(saved["genome"])
         c = copy.deepcopy(cfg)
         c["evolution"]["seed"] = saved["seed"]
         net = GenomeNet(genome, land_gate=c["train"]["land_gate"])
         net.load_state_dict(saved["state"])
         net.eval()
-        log = copy.deepcopy(saved["log"]) | {"where": saved["where"]}
-        # files trained before the training log carried its epochs
-        log["fp32"].setdefault("epochs", saved["fp32_epochs"])
-        log["aligned"].setdefault("epochs", saved["aligned_epochs"])
+        log = saved["log"] | {"where": saved["where"]}
         record = evaluate_candidate(genome, c, data, out / path.stem, trained=(net, log))
         row: dict[str, Any] = {"run": path.stem, "genome": str(genome), "seed": saved["seed"],
                                "epochs": [saved["fp32_epochs"], saved["aligned_epochs"]], "where": saved["where"],
@@ -300,7 +296,8 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False, o
         else:
             pooled = record["device_metrics"]["pooled"]
             row.update(pooled_val=pooled, postprocessing=(record["training"].get("postprocessing") or {}).get("chosen"),
-                       fitness=record["fitness"], bundle=record["bundle"], trained_under=record["training"]["trained_under"])
+                       fitness=record["fitness"], bundle=record["bundle"],
+                       trained_under=record["training"]["trained_under"])
             if second_stage:
                 from search.discriminate import discriminate
 
@@ -308,8 +305,9 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False, o
                 stage = discriminate(Path(record["bundle"]), data.root / "split.json", run_dir / "discriminated",
                                      run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"])
                 row["second_stage"] = {k: stage[k] for k in ("kind", "cut", "val_f1", "val_f1_cuts_replaced")}
+            stage_f1 = f", with its second stage {row['second_stage']['val_f1']:.3f}" if second_stage else ""
             print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"
-                  + (f", with its second stage {row['second_stage']['val_f1']:.3f}" if second_stage else ""), flush=True)
+                  + stage_f1, flush=True)
         (out / "study.json").write_text(json.dumps(study, indent=2))
     return study["runs"]
 

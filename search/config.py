@@ -194,7 +194,8 @@ def check_values(cfg: dict[str, Any]) -> None:
         raise ValueError(f"[data] val_fraction must be > 0 where a data set is split (source_roles {roles}); got 0")
     if data.get("source_weights") and not any(data["source_weights"]):
         raise ValueError(f"[data] source_weights must not all be 0; got {data['source_weights']}")
-    for where, train in (("train", cfg.get("train", {})), ("final.train", {**cfg.get("train", {}), **final.get("train", {})})):
+    trains = (("train", cfg.get("train", {})), ("final.train", {**cfg.get("train", {}), **final.get("train", {})}))
+    for where, train in trains:
         if train.get("land_weight") and not data.get("land_masks"):
             # without masks the land loss has nothing to learn from, and was silently left out
             raise ValueError(f"[{where}] land_weight = {train['land_weight']} needs [data] land_masks (a folder of "

@@ -77,10 +77,10 @@ def _check_training_settings(cfg: dict[str, Any], name: dict[str, str]) -> None:
     ``scene_dtype`` (:mod:`flightsim.synthetic`)."""
     from flightsim.synthetic.model import MODES, defaults
     from runtime.bundle import NORMALIZATION_SCALES
-    from search.train import torch_device
     from runtime.fit import MODALITIES
     from search.data import SamplingOptions
     from search.network import check_land_settings
+    from search.train import torch_device
 
     try:
         SamplingOptions.from_config(cfg["train"], cfg["data"])

@@ -151,7 +151,8 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
         losses.append(float(loss.item()))
     net.aligner = None
     net.eval()
-    return {"epochs": epochs, "seconds": time.perf_counter() - start, "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
+    return {"epochs": epochs, "seconds": time.perf_counter() - start,
+            "final_loss": float(np.mean(losses[-tr["steps_per_epoch"]:] or [math.nan])),
             **({"land_weight": land_weight} if use_land else {})}
 
 
