@@ -200,17 +200,29 @@ def _load_pack(folder: Path) -> tuple[dict[str, Any], Genome, SearchData]:
 #: Optimiser steps of each phase that ``--budget-s`` times before it plans a training.
 PROBE_STEPS = 10
 
+#: What the projection adds to the probed steps' time: the steps of a long training vary with the
+#: machine's load, and a training that overruns its call's limit returns nothing.
+PROJECTION_MARGIN = 1.2
+
 
 def projected_seconds(genome: Genome, cfg: dict[str, Any], data: SearchData, fp32_epochs: int,
                       aligned_epochs: int) -> float:
     """The time ``train_genome`` would take here, from :data:`PROBE_STEPS` timed steps of each
-    phase (a throwaway network, the same loop, device and machine load): a remote call has a hard
-    time limit, and a training killed by it returns nothing."""
+    phase (a throwaway network, the same loop, device and machine load) and
+    :data:`PROJECTION_MARGIN`: a remote call has a hard time limit, and a training killed by it
+    returns nothing.
+
+    The timed probe follows an untimed one: a GPU's first steps in a process pay for its context,
+    kernel choice and memory pool, once. A projection that timed them (until 2026-12-04) was 1.8 to
+    3.3 times what the H200's trainings then took (261 s for 146, 660-750 s for 225), and a budget
+    that would have held a 120 + 4 training refused it (docs/search.md "Scale")."""
     probe = copy.deepcopy(cfg)
     probe["train"]["steps_per_epoch"] = PROBE_STEPS
+    train_genome(genome, probe, data, 0, 1, 1)
     _, _, log = train_genome(genome, probe, data, 0, 1, 1)
     steps = cfg["train"]["steps_per_epoch"]
-    return (log["fp32"]["seconds"] * fp32_epochs + log["aligned"]["seconds"] * aligned_epochs) * steps / PROBE_STEPS
+    probed = (log["fp32"]["seconds"] * fp32_epochs + log["aligned"]["seconds"] * aligned_epochs) * steps / PROBE_STEPS
+    return PROJECTION_MARGIN * probed
 
 
 def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int, out: Path,
