@@ -34,8 +34,10 @@ class Preprocessor:
     Where the normalisation happens is the bundle's choice (``input.normalization.where``): on the
     host, here, in f32 before the device sees the tile, so that 16-bit counts never meet FP16 range
     limits; or in the IR, in which case the counts go to the model in its input type
-    (``input.dtype``: float32, uint8 or uint16), one copy and no conversion when the tile already
-    has that type. Edge tiles are padded with ``normalization.pad`` (counts per band; 0 if absent)
+    (``input.dtype``: float32, uint8 or uint16), with no conversion when the tile already has that
+    type, and no copy either when it also fills the input and its buffer may be lent to the device
+    (a tile received from ZeroMQ: its frame's memory, held by the tile until its inference is
+    collected). Edge tiles are padded with ``normalization.pad`` (counts per band; 0 if absent)
     for a model normalised in the IR, and with 0 after normalising on the host.
     """
 
@@ -70,8 +72,12 @@ class Preprocessor:
                 f"(or a type that converts to it without loss)",
                 header,
             )
+        full = height == self.height and width == self.width
+        if (full and not self.on_host and pixels.dtype == self.dtype and pixels.flags.c_contiguous
+                and pixels.flags.writeable):  # OpenVINO shares only writeable memory
+            return pixels[None], (height, width)
         batch = np.empty((1, bands, self.height, self.width), dtype=self.dtype)
-        if height < self.height or width < self.width:
+        if not full:
             batch[0] = self.pad
         view = batch[0, :, :height, :width]
         if self.on_host:
