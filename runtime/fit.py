@@ -13,7 +13,6 @@ counts.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -118,13 +117,27 @@ def tile_fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | Non
     return fit_warnings(trained_for, modality, [] if gsd is None else [gsd], [dtype] if dtype else [])
 
 
-@functools.lru_cache(maxsize=64)
+#: :func:`_metres_per_unit`'s answers by CRS object (``id``), each entry holding its CRS so that the
+#: id cannot be reused while the entry lives. Not an ``lru_cache``: that hashes the CRS, and rasterio
+#: hashes a CRS by its WKT, which inside the serving process (where OpenVINO's streams keep the
+#: caches cold) cost 0.11 ms of thread CPU per tile, a tenth of the main loop's
+#: (``scripts/host_time.py``). The runtime parses each CRS text once (``runtime.server._parse_crs``),
+#: so a stream's tiles bring the same object.
+_UNITS: dict[int, tuple[CRS, float | None]] = {}
+_UNITS_KEPT = 64
+
+
 def _metres_per_unit(crs: CRS) -> float | None:
     """Metres per map unit of a projected CRS; None for a geographic or unknown one."""
-    if not crs.is_projected:
-        return None
-    factor = crs.linear_units_factor
-    return float(factor[1]) if factor else None
+    known = _UNITS.get(id(crs))
+    if known is not None:
+        return known[1]
+    factor = crs.linear_units_factor if crs.is_projected else None
+    unit = float(factor[1]) if factor else None
+    if len(_UNITS) >= _UNITS_KEPT:  # a stream has one CRS; many means a changing stream: start again
+        _UNITS.clear()
+    _UNITS[id(crs)] = (crs, unit)
+    return unit
 
 
 def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | None:

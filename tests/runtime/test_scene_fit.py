@@ -131,3 +131,14 @@ def test_the_runtime_warns_once_per_unfit_scene_or_refuses_its_tiles(sar_bundle:
         assert sorted(e["scene_id"] for e in seen) == ["optical", "scene"]  # once per scene, not per tile
         assert all(e["severity"] == "WARNING_LO" and e["refused"] is strict for e in seen)
         assert ControlClient(runtime.endpoints["control"]).status()["counters"]["tiles_unfit"] == 4
+
+
+def test_metres_per_unit_follow_each_crs_object_not_an_id_it_once_had() -> None:
+    """The unit is remembered per CRS object (runtime.fit._metres_per_unit): fresh objects whose ids
+    come back after others are freed, and more of them than it keeps, each get their own unit."""
+    us_foot = 1200 / 3937  # EPSG:2227 is in US survey feet
+    for i in range(300):
+        crs = CRS.from_epsg(2227 if i % 3 == 0 else 32631)
+        expected = us_foot if i % 3 == 0 else 1.0
+        assert tile_gsd_m((1.0, 0.0, 0.0, 0.0, -1.0, 0.0), crs) == pytest.approx(expected)
+        del crs
