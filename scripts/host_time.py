@@ -45,7 +45,8 @@ sys.path.insert(0, str(REPO))
 WRAPPED = [("runtime.server", "Runtime", "_on_tile"), ("runtime.server", "Runtime", "_post_process"),
            ("runtime.results", None, "vectorize"), ("runtime.protocol", None, "decode_tile"),
            ("runtime.protocol", None, "encode_result"), ("runtime.preprocess", "Preprocessor", "__call__"),
-           ("runtime.device", "OpenVINOAdapter", "start_async"), ("runtime.device", "OpenVINOAdapter", "_result")]
+           ("runtime.device", "OpenVINOAdapter", "start_async"), ("runtime.device", "OpenVINOAdapter", "_result"),
+           ("runtime.fit", None, "tile_gsd_m")]
 
 
 def _serve_instrumented(argv: list[str]) -> int:
