@@ -120,7 +120,7 @@ def tile_fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | Non
 #: :func:`_metres_per_unit`'s answers by CRS object (``id``), each entry holding its CRS so that the
 #: id cannot be reused while the entry lives. Not an ``lru_cache``: that hashes the CRS, and rasterio
 #: hashes a CRS by its WKT, which inside the serving process (where OpenVINO's streams keep the
-#: caches cold) cost 0.11 ms of thread CPU per tile, a tenth of the main loop's
+#: caches cold) cost 0.11 ms of thread CPU per tile, an eighth of the main loop's
 #: (``scripts/host_time.py``). The runtime parses each CRS text once (``runtime.server._parse_crs``),
 #: so a stream's tiles bring the same object.
 _UNITS: dict[int, tuple[CRS, float | None]] = {}
