@@ -188,23 +188,23 @@ def _probe(args: argparse.Namespace, cfg: dict) -> int:
 
 
 def _compile(args: argparse.Namespace, cfg: dict) -> int:
-    from runtime.bundle import SIGNATURE_FILE, read_bundle, write_compiled
+    from dataclasses import replace
+
+    from runtime.bundle import SIGNATURE_FILE, read_bundle, write_bundle_as_is, write_compiled
     from runtime.compiled import compile_bundle
 
     source = read_bundle(args.model)
     bundle = compile_bundle(source, args.target, args.device, cfg["inference"]["cpu_precision"])
     out = args.out or args.model
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:  # the bundle whole, over what the folder held (another model's blobs go)
         # The manifest is unchanged, so its signature still holds for it: it goes along.
-        signature = () if source.signature is None else ((SIGNATURE_FILE, source.signature),)
-        for name, data in (*bundle.files.items(), ("manifest.json", bundle.manifest_bytes), *signature):
-            (args.out / name).write_bytes(data)
-    write_compiled(out, bundle)
+        write_bundle_as_is(args.out, replace(bundle, signature=source.signature))
+    else:  # in place: this target's artefact only, so that a compile of another target meanwhile stands
+        write_compiled(out, bundle, [args.target])
     record = json.loads(bundle.compiled[args.target][0])
     print(f"{out}/compiled/{args.target}.blob: {len(bundle.compiled[args.target][1])} bytes, OpenVINO "
           f"{record['openvino']}, compiled on {record['compiled_on']} in {record['compile_seconds']} s")
-    if source.signature is not None:  # the signature covers the manifest, not this new blob
+    if (Path(out) / SIGNATURE_FILE).is_file():  # the signature covers the manifest, not this new blob
         print(f"{out} is signed, but its signature does not cover the new blob: a runtime compiles the signed "
               f"IR instead of importing it until you sign again (python -m runtime sign --model {out} --key ...)")
     return 0

@@ -26,3 +26,12 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sync_dir(folder: Path) -> None:
+    """fsync a folder, so that the renames and removals in it are on disk before what follows."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

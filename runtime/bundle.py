@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.atomic import write_atomic
+from runtime.atomic import sync_dir, write_atomic
 from runtime.config import check_number
 from runtime.discriminate import SecondStage, discriminator_from_manifest
 from runtime.fit import check_trained_for
@@ -41,6 +41,8 @@ IR_FILES = ("model.xml", "model.bin")
 GOLDEN_FILE = "golden.npz"
 OPTIONAL_FILES = (GOLDEN_FILE,)
 COMPILED_DIR = "compiled"
+#: The format of a compiled artefact's record (``compiled/<TARGET>.json``, runtime.compiled).
+COMPILED_FORMAT = "vessel-compiled/1"
 SIGNATURE_FILE = "signature.json"
 BUNDLE_FORMAT = "vessel-bundle/1"
 NORMALIZATION_PLACES = ("host", "ir")
@@ -300,6 +302,8 @@ def from_frames(manifest_bytes: bytes, files: dict[str, bytes], manifest_sha256:
     artefacts = {}
     for record_bytes, blob in compiled or []:
         record = _compiled_record(record_bytes, blob, manifest)
+        if record["target"] in artefacts:  # which one would run would depend on their order
+            raise BundleError(f"two compiled artefacts for {record['target']}")
         artefacts[record["target"]] = (record_bytes, blob)
     return Bundle(manifest=manifest, files={n: files[n] for n in file_names(manifest)}, manifest_bytes=manifest_bytes,
                   compiled=artefacts)
@@ -315,6 +319,9 @@ def _compiled_record(record_bytes: bytes, blob: bytes, manifest: dict[str, Any])
         raise BundleError(f"compiled artefact record is not a JSON object with a target: {exc}") from None
     if not (isinstance(target, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", target)):
         raise BundleError(f"compiled artefact target {target!r} is not a device name")
+    if record.get("format") != COMPILED_FORMAT:
+        raise BundleError(f"compiled/{target}.json has format {record.get('format')!r}; this runtime reads "
+                          f"[{COMPILED_FORMAT!r}]")
     if sha256(blob) != record.get("blob_sha256"):
         raise BundleError(f"compiled/{target}.blob sha256 is {sha256(blob)}, its record says {record.get('blob_sha256')}")
     if record.get("ir_sha256") != manifest["files"]:
@@ -332,8 +339,9 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     if missing:
         raise BundleError(f"{path}: missing {', '.join(missing)}")
     optional = {n: (path / n).read_bytes() for n in OPTIONAL_FILES if (path / n).is_file()}
+    records = sorted((path / COMPILED_DIR).glob("*.json"))
     compiled = []
-    for record in sorted((path / COMPILED_DIR).glob("*.json")):
+    for record in records:
         if not record.with_suffix(".blob").is_file():
             raise BundleError(f"{path}: {record.relative_to(path)} has no .blob beside it")
         compiled.append((record.read_bytes(), record.with_suffix(".blob").read_bytes()))
@@ -341,6 +349,11 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     try:
         bundle = from_frames((path / MANIFEST).read_bytes(),
                              {**{n: (path / n).read_bytes() for n in IR_FILES}, **optional}, compiled=compiled)
+        for record, (record_bytes, _) in zip(records, compiled):
+            target = json.loads(record_bytes)["target"]  # a JSON object with a target: from_frames checked
+            if record.stem != target:  # a copy kept as CPU.old.json would be served as CPU's
+                raise BundleError(f"{COMPILED_DIR}/{record.name} is the record of {target}: a record is named "
+                                  f"after its target ({COMPILED_DIR}/{target}.json)")
         return replace(bundle, signature=signature)
     except BundleError as exc:
         raise BundleError(f"{path}: {exc}") from None
@@ -365,14 +378,28 @@ def write_bundle(
         "files": {name: sha256(data) for name, data in files.items()},
     }
     validate_manifest(full)
-    manifest_bytes = (manifest_json(full) + "\n").encode("utf-8")
-    for stale in OPTIONAL_FILES:  # a rewritten bundle does not keep files its manifest no longer lists
-        if stale not in files:
+    bundle = Bundle(manifest=full, files=files, manifest_bytes=(manifest_json(full) + "\n").encode("utf-8"))
+    write_bundle_as_is(out, bundle)
+    return bundle
+
+
+def write_bundle_as_is(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:
+    """Write ``bundle`` as it is (its manifest's own bytes, its files, blobs and signature) into
+    ``out_dir``, over whatever bundle was there. What of the old one the new one does not have goes
+    first: files its manifest no longer lists, blobs of another IR and a signature of another
+    manifest, which read_bundle (or the payload) would refuse the new bundle for; blobs of the same
+    IR stay valid and are kept."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in OPTIONAL_FILES:
+        if stale not in bundle.files:
             (out / stale).unlink(missing_ok=True)
-    _drop_stale_artefacts(out, full, manifest_bytes)
-    for name, data in (*files.items(), (MANIFEST, manifest_bytes)):
+    _drop_stale_artefacts(out, bundle.manifest, bundle.manifest_bytes)
+    for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
         write_atomic(out / name, data)
-    return Bundle(manifest=full, files=files, manifest_bytes=manifest_bytes)
+    write_compiled(out, bundle)
+    if bundle.signature is not None:
+        write_atomic(out / SIGNATURE_FILE, bundle.signature)
 
 
 def _drop_stale_artefacts(out: Path, manifest: dict[str, Any], manifest_bytes: bytes) -> None:
@@ -413,12 +440,25 @@ def manifest_json(value: Any, level: int = 0) -> str:
     return json.dumps(value)
 
 
-def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:
-    """Write the bundle's compiled artefacts as ``compiled/<TARGET>.json`` and ``.blob``."""
-    if not bundle.compiled:
+def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle, targets: list[str] | None = None) -> None:
+    """Write the bundle's compiled artefacts (those of ``targets`` only, when given) as
+    ``compiled/<TARGET>.json`` and ``.blob``, leaving the folder's others as they are.
+
+    Only the targets asked for: ``runtime compile`` for one target must not write back the others
+    as it read them (a compile of another target running meanwhile would be undone). Each is
+    replaced so that the bundle reads back whole whatever point a writer is stopped at: the old
+    record goes first (a blob without a record is ignored when read; a new blob beside the old
+    record would make read_bundle refuse the whole bundle), the new record last."""
+    chosen = sorted(bundle.compiled) if targets is None else targets
+    if not chosen:
         return
     folder = Path(out_dir) / COMPILED_DIR
     folder.mkdir(exist_ok=True)
-    for target, (record, blob) in bundle.compiled.items():
+    for target in chosen:
+        record, blob = bundle.compiled[target]
+        if (folder / f"{target}.json").is_file() and (folder / f"{target}.json").read_bytes() == record:
+            continue  # the same artefact (the record holds the blob's sha256)
+        (folder / f"{target}.json").unlink(missing_ok=True)
+        sync_dir(folder)
         write_atomic(folder / f"{target}.blob", blob)
-        write_atomic(folder / f"{target}.json", record)  # last: a record always has its blob
+        write_atomic(folder / f"{target}.json", record)

@@ -25,12 +25,12 @@ import time
 from typing import Any
 
 from runtime import ov_api
-from runtime.bundle import Bundle, sha256
+from runtime.bundle import COMPILED_FORMAT, Bundle, sha256
 from runtime.device_names import TWINS, attached_devices, device_family
 from runtime.host import describe_host
 from runtime.settings import check_cpu_precision
 
-RECORD_FORMAT = "vessel-compiled/1"
+RECORD_FORMAT = COMPILED_FORMAT  # the record format, defined with the bundle format it is read with
 #: The device families a blob can be compiled for (``runtime compile --target``).
 TARGET_FAMILIES = ("CPU", "MYRIAD", "NPU", "GPU")
 

@@ -12,17 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from runtime.atomic import write_atomic
-from runtime.bundle import COMPILED_DIR, MANIFEST, SIGNATURE_FILE, Bundle, BundleError, read_bundle, write_compiled
-
-
-def _sync_dir(folder: Path) -> None:
-    """fsync a folder, so that the renames and removals in it are on disk before what follows."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from runtime.atomic import sync_dir, write_atomic
+from runtime.bundle import (COMPILED_DIR, SIGNATURE_FILE, Bundle, BundleError, read_bundle, write_bundle_as_is,
+                            write_compiled)
 
 
 class BundleStore:
@@ -93,7 +85,7 @@ class BundleStore:
             broken = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-broken-"))
             os.replace(target, broken / "bundle")
             os.replace(staged, target)
-            _sync_dir(self.root / "bundles")
+            sync_dir(self.root / "bundles")
             shutil.rmtree(broken, ignore_errors=True)
         else:
             self._update(target, bundle)
@@ -107,12 +99,8 @@ class BundleStore:
     def _staged(self, bundle: Bundle) -> Path:
         """``bundle`` written whole into a new staging folder of the store (a rename away from installed)."""
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
-        for name, data in (*bundle.files.items(), (MANIFEST, bundle.manifest_bytes)):
-            write_atomic(staging / name, data)
-        write_compiled(staging, bundle)
-        if bundle.signature is not None:
-            write_atomic(staging / SIGNATURE_FILE, bundle.signature)
-        _sync_dir(staging)
+        write_bundle_as_is(staging, bundle)
+        sync_dir(staging)
         return staging
 
     @staticmethod
@@ -130,21 +118,11 @@ class BundleStore:
         that reads back whole: the old signature or the new, and no blob beside a record of another."""
         if bundle.signature is not None:
             write_atomic(target / SIGNATURE_FILE, bundle.signature)
+        write_compiled(target, bundle)  # each artefact replaced so that it reads back whole throughout
+        sync_dir(target)
         folder = target / COMPILED_DIR
-        if bundle.compiled:
-            folder.mkdir(exist_ok=True)
-        for name, (record, blob) in sorted(bundle.compiled.items()):
-            if (folder / f"{name}.json").is_file() and (folder / f"{name}.json").read_bytes() == record:
-                continue  # the same artefact
-            # The old record goes first: a blob without a record is ignored when read, a new blob
-            # beside the old record would make read_bundle refuse the whole bundle.
-            (folder / f"{name}.json").unlink(missing_ok=True)
-            _sync_dir(folder)
-            write_atomic(folder / f"{name}.blob", blob)
-            write_atomic(folder / f"{name}.json", record)  # last: a record always has its blob
-        _sync_dir(target)
         if folder.is_dir():
-            _sync_dir(folder)
+            sync_dir(folder)
 
     def current_path(self) -> Path | None:
         """The ``current`` link, if it points at a folder (None also for a dangling link)."""
@@ -176,7 +154,7 @@ class BundleStore:
         target = self.root / "bundles" / previous.resolve().name
         self._link("current", target)
         (self.root / "previous").unlink()
-        _sync_dir(self.root)
+        sync_dir(self.root)
         self._prune()
         return self.root / "current"
 
