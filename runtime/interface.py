@@ -43,7 +43,7 @@ EVENTS = {
     "results_undeliverable": "WARNING_HI",
     "stage_restarted": "ACTIVITY_HI",
     "stopping": "ACTIVITY_HI",
-    **RECOVERY_EVENTS,  # device_error, device_reopened, device_replaced, device_reopen_failed
+    **RECOVERY_EVENTS,  # device_error, device_reopened, device_replaced, device_reopen_failed, device_recovery_error
 }
 TELEMETRY = (
     "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",

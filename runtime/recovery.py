@@ -20,17 +20,25 @@ lost, and the Health probe must see it. Events: ``device_error`` (each failure),
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+log = logging.getLogger(__name__)
+
+#: Back-off doublings past which the delay is ``max_backoff_s`` anyway: the streak of a device that
+#: stays lost grows without bound, and 2 ** 1024 does not fit a float.
+MAX_DOUBLINGS = 60
+
 #: The component's interface, F´-style: what it is told, what it does, what it reports.
 PORTS = {
     "failed(job, error)": "in: an inference failed; the job holds its input",
     "succeeded()": "in: an inference completed; the failure streak ends",
-    "resubmit(job)": "out: run the job again on the serving adapter (may raise)",
+    "resubmit(job)": "out: run the job again on the serving adapter (may raise; CannotRun: the job is "
+                     "given up)",
     "reopen() -> (device, replaced)": "out: a new serving adapter, on the fallback device if the "
                                       "device itself cannot be opened (replaced); raises if neither opens",
     "give_up(job, error)": "out: the job is rejected (inference_failed) through the normal result path",
@@ -40,7 +48,13 @@ EVENTS = {
     "device_reopened": "ACTIVITY_HI",
     "device_replaced": "WARNING_HI",
     "device_reopen_failed": "WARNING_HI",
+    "device_recovery_error": "WARNING_HI",
 }
+
+
+class CannotRun(Exception):
+    """Raised by ``resubmit`` for a job that nothing serving now can run (a model loaded since takes
+    another input): it is given up, not retried."""
 
 
 class DeviceRecovery:
@@ -78,9 +92,17 @@ class DeviceRecovery:
                     self._streak_since = time.monotonic()
             self.counts["errors"] += 1
             streak = self._streak
-        self._event("device_error", detail=f"{type(error).__name__}: {error}", attempt=getattr(job, "attempts", 1),
-                    consecutive_failures=streak)
+        self._emit("device_error", detail=f"{type(error).__name__}: {error}", attempt=getattr(job, "attempts", 1),
+                   consecutive_failures=streak)
         self._queue.put((job, error))
+
+    def _emit(self, name: str, **fields: Any) -> None:
+        """An event; one that cannot be sent is logged, and changes nothing of what happens to a tile
+        (a job counted pending must reach the queue, or a shutdown would wait for it for ever)."""
+        try:
+            self._event(name, **fields)
+        except Exception:
+            log.exception("the %s event could not be sent", name)
 
     def succeeded(self) -> None:
         with self._lock:
@@ -115,23 +137,34 @@ class DeviceRecovery:
             self._thread.join()
 
     def _delay(self, streak: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2 ** max(0, streak - 1))
+        return min(self.max_backoff_s, self.backoff_s * 2.0 ** min(max(0, streak - 1), MAX_DOUBLINGS))
 
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
             job, error = item
             try:
                 self._handle(job, error)
+            except Exception as exc:  # a bug here must not end recovery: this tile is rejected, the rest go on
+                log.exception("device recovery failed on a job")
+                self._emit("device_recovery_error", detail=f"{type(exc).__name__}: {exc}")
+                self._count_given_up()
+                try:
+                    self._give_up(job, exc)
+                except Exception:
+                    log.exception("giving up a job failed")
             finally:
                 with self._settled:
                     self._pending -= 1
                     self._settled.notify_all()
 
+    def _count_given_up(self) -> None:
+        with self._lock:
+            self.counts["given_up"] += 1
+
     def _handle(self, job: Any, error: BaseException) -> None:
         attempts = getattr(job, "attempts", 1)
         if attempts >= self.max_attempts:
-            with self._lock:
-                self.counts["given_up"] += 1
+            self._count_given_up()
             self._give_up(job, error)
             return
         with self._lock:
@@ -141,22 +174,31 @@ class DeviceRecovery:
         if reopen:
             self._reopen_device()
         job.attempts = attempts + 1
-        with self._lock:
-            self.counts["retries"] += 1
         try:
             self._resubmit(job)
+        except CannotRun as exc:  # not a retry: nothing serving can run it
+            self._count_given_up()
+            self._give_up(job, exc)
+            return
         except Exception as exc:  # the device refused the request outright: a failure like any other
+            self._count_retry()
             self.failed(job, exc)
+            return
+        self._count_retry()
+
+    def _count_retry(self) -> None:
+        with self._lock:
+            self.counts["retries"] += 1
 
     def _reopen_device(self) -> None:
         try:
             device, replaced = self._reopen()
         except Exception as exc:  # nothing could be opened: the tiles keep retrying, then are rejected
-            self._event("device_reopen_failed", detail=f"{type(exc).__name__}: {exc}")
+            self._emit("device_reopen_failed", detail=f"{type(exc).__name__}: {exc}")
             return
         with self._lock:
             self.counts["replaced" if replaced else "reopened"] += 1
             # A fresh device starts a fresh count towards the next reopen (failures still coming
             # from the old one are stale); the streak's clock runs on until an inference succeeds.
             self._streak = 0
-        self._event("device_replaced" if replaced else "device_reopened", device=device)
+        self._emit("device_replaced" if replaced else "device_reopened", device=device)

@@ -46,7 +46,7 @@ from runtime.host import cpu_by_thread
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
-from runtime.recovery import DeviceRecovery
+from runtime.recovery import CannotRun, DeviceRecovery
 from runtime.results import InFlight, describe
 from runtime.security import CurveServer
 from runtime.settings import Settings
@@ -188,6 +188,9 @@ class Runtime:
         # Held while self.serving is replaced: a reopen (recovery thread) and a model load (main
         # thread) each swap only the model they saw, so neither puts back what the other replaced.
         self._swap = threading.Lock()
+        # Adapters replaced by a reopen, closing in the background: their requests still fail into
+        # recovery, so the drain at shutdown waits for them (_drain_device).
+        self._closing: list[threading.Thread] = []
         self._ingest = Heartbeat("ingest")
         # Results out, and the ground's acknowledgements in (runtime/delivery.py).
         self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
@@ -354,9 +357,8 @@ class Runtime:
             try:
                 job.batch, job.valid = serving.preprocess(job.pixels, job.header)
             except TileRejected as exc:
-                self._give_up(job, RuntimeError(f"model {serving.bundle.name} now serves and cannot take "
-                                                f"this tile: {exc.detail}"))
-                return
+                raise CannotRun(f"model {serving.bundle.name} now serves and cannot take this tile: "
+                                f"{exc.detail}") from None
             job.discriminator = serving.bundle.discriminator
         job.model, job.threshold, job.min_area_px = serving.info, serving.bundle.threshold, serving.bundle.min_area_px
         job.min_score = serving.bundle.min_score
@@ -411,7 +413,10 @@ class Runtime:
                 adapter.close()  # nothing was submitted to it
                 assert current is not None
                 return current.adapter.device, False
-            threading.Thread(target=old.adapter.close, name="close-lost-device", daemon=True).start()
+            closing = threading.Thread(target=old.adapter.close, name="close-lost-device", daemon=True)
+            with self._lock:
+                self._closing = [t for t in self._closing if t.is_alive()] + [closing]
+            closing.start()
             return adapter.device, replaced
         raise RuntimeError("; ".join(errors))
 
@@ -787,13 +792,21 @@ class Runtime:
             self.close()
 
     def _drain_device(self) -> None:
-        """Until every accepted tile has left the device: in-flight requests collected, and the
-        re-runs of failed ones (which may submit again, or reopen the device) done."""
+        """Until every accepted tile has left the device: in-flight requests collected, on the
+        serving adapter and on any a reopen replaced (their failures come back for a re-run), and
+        the re-runs of failed ones (which may submit again, or reopen the device) done."""
         while self.serving is not None:
             adapter = self.serving.adapter
             adapter.wait_all()
+            with self._lock:
+                closing = list(self._closing)
+            for thread in closing:
+                thread.join()
             self.recovery.settle()
-            if self.serving.adapter is adapter and adapter.in_flight == 0 and self.recovery.pending == 0:
+            with self._lock:
+                still_closing = any(t.is_alive() for t in self._closing)
+            if (self.serving.adapter is adapter and adapter.in_flight == 0 and self.recovery.pending == 0
+                    and not still_closing):
                 return
 
     def stop(self) -> None:
