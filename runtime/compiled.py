@@ -26,7 +26,7 @@ from typing import Any
 
 from runtime import ov_api
 from runtime.bundle import COMPILED_FORMAT, Bundle, sha256
-from runtime.device_names import TWINS, attached_devices, device_family
+from runtime.device_names import TWINS, attached_devices, device_family, names_attached
 from runtime.host import describe_host
 from runtime.settings import check_cpu_precision
 
@@ -62,7 +62,7 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     core = core or ov_api.Core()
     device = device or target
     attached = attached_devices(core)
-    if device not in attached or device_family(device) != target:
+    if not names_attached(device, attached) or device_family(device) != target:
         raise ValueError(f"device {device!r} is not a {target} attached here; valid: {attached}")
     model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
     config = compile_config(target, cpu_precision)

@@ -28,7 +28,8 @@ import numpy as np
 from runtime import ov_api
 from runtime.bundle import Bundle
 from runtime.compiled import compile_config, import_blob, matching_blob
-from runtime.device_names import FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family
+from runtime.device_names import (FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family,
+                                   names_attached)
 from runtime.host import describe_host
 
 __all__ = ["FLIGHT_PREFERENCE", "MYRIAD_LIKE", "TWINS", "attached_devices", "device_family", "open_device",
@@ -81,8 +82,7 @@ def resolve(device: str, core: Any | None = None) -> str:
     if device in TWINS:
         return device
     attached = attached_devices(core)
-    bare_family = "." not in device and device in {device_family(d) for d in attached}
-    if device not in attached and not bare_family:
+    if not names_attached(device, attached):
         valid = [*attached, *TWINS, "flight"]
         raise ValueError(f"device {device!r} is not available here; valid: {valid}")
     return device

@@ -26,3 +26,10 @@ def device_family(device: str) -> str:
 def attached_devices(core: Any | None = None) -> list[str]:
     """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...)."""
     return list((core or ov_api.Core()).available_devices)
+
+
+def names_attached(device: str, attached: list[str]) -> bool:
+    """Whether ``device`` is one of ``attached`` as OpenVINO lists it (``MYRIAD.1.2-ma2480``,
+    ``GPU.0``), or a bare family one of them belongs to (``GPU`` with ``GPU.0`` and ``GPU.1``
+    attached: OpenVINO picks the instance). Any other instance suffix (``CPU.7``) is not."""
+    return device in attached or ("." not in device and device in {device_family(d) for d in attached})

@@ -1,6 +1,7 @@
 """Compiled blobs written into bundles (``runtime compile``, runtime.bundle.write_compiled): the
 bundle reads back whole whatever the folder held before, wherever a writer is stopped, and whatever
-another compile of the same bundle wrote meanwhile; a record is read only as what it says it is.
+another compile of the same bundle wrote meanwhile; a record is read only as what it says it is;
+and a target is named as the runtime names devices.
 
 Found by a review of 2026-12-04; each test here but the second (which holds the fix of the first
 to what it must keep) failed on the code before it, the stopped recompile when stopped before its record."""
@@ -14,7 +15,9 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import openvino as ov
 import pytest
 
 import runtime.bundle
@@ -156,3 +159,23 @@ def test_a_blob_the_plugin_refuses_is_compiled_with_the_plugins_own_reason(tmp_p
     detail = load["detail"]
     assert "Cannot import compiled blob" in detail and detail.count("isa=") == 2, detail
     assert "Exception from" not in detail, detail
+
+
+class TwoGPUs(ov.Core):
+    """A ground machine with two GPUs: OpenVINO lists only GPU.0 and GPU.1 (compiled on the CPU here)."""
+
+    @property
+    def available_devices(self) -> list[str]:
+        return ["CPU", "GPU.0", "GPU.1"]
+
+    def compile_model(self, model: Any, device: str, config: dict | None = None) -> Any:
+        return super().compile_model(model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+
+
+def test_compile_takes_a_bare_family_as_the_runtime_does() -> None:
+    """``--target GPU`` with only numbered GPUs listed: the runtime serves on ``GPU`` (OpenVINO picks
+    the instance), so compile must not call it "not attached"; another instance suffix still is."""
+    bundle = runtime.compiled.compile_bundle(read_bundle(DEFAULT), "GPU", core=TwoGPUs())
+    assert json.loads(bundle.compiled["GPU"][0])["compiled_on"] == "GPU"
+    with pytest.raises(ValueError, match=r"'GPU.7' is not a GPU attached here; valid: \['CPU', 'GPU.0', 'GPU.1'\]"):
+        runtime.compiled.compile_bundle(read_bundle(DEFAULT), "GPU", "GPU.7", core=TwoGPUs())
