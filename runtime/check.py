@@ -51,6 +51,11 @@ _SRC_DECONV = "myriadx.md: ConvTranspose is listed as unsupported in VPU.md"
 _SRC_CHANNELS = "myriadx.md, Plugin hardware limits: <= 2048 in/out channels [vpu hw/tiling.hpp]"
 _SRC_DEPTHWISE = "myriadx.md: depthwise rewritten as block-diagonal dense conv [split_hw_depth_convolution.cpp]"
 _SRC_DYNAMIC = "inference: a MYRIAD blob has fixed tensor sizes; myriadx.md lists no dynamic-shape support"
+_SRC_INPUT = ("OpenVINO 2022 docs, Supported_Devices.md, Supported Input Precision: VPU plugins take FP32, FP16 "
+              "and U8, not U16, I8 or I16; intel_myriad vpu/model/data_desc.hpp: the graph's data types are FP16, "
+              "U8, S32, FP32 and I8 (sourced, not tried on a stick)")
+#: Input element types the MYRIAD plugin takes (:data:`_SRC_INPUT`).
+MYRIAD_INPUT_TYPES = ("f32", "f16", "u8")
 
 
 @dataclass(frozen=True)
@@ -201,10 +206,22 @@ def _dynamic_shape(node: Any, limits: dict[str, Any]) -> str | None:
     return None
 
 
+def _input_type(node: Any, limits: dict[str, Any]) -> str | None:
+    kind = node.get_output_element_type(0).get_type_name()
+    if kind in MYRIAD_INPUT_TYPES:
+        return None
+    return (f"a {kind} input: the MYRIAD plugin takes {list(MYRIAD_INPUT_TYPES)} inputs and has no {kind} data "
+            f"type, so a stick would most likely refuse this IR; for the stick, take uint8 counts or float32. "
+            f"The twin runs it (a study of such counts on the device's arithmetic, not a flight model)")
+
+
 RULES: dict[str, tuple[Rule, ...]] = {
     "MYRIAD": (
         Rule("opset", "error", None, _too_new_opset, _SRC_OPSET),
         Rule("dynamic-shape", "error", None, _dynamic_shape, _SRC_DYNAMIC),
+        # A warning, though a stick would most likely refuse such an IR: the twin refuses errors, and the
+        # 16-bit studies (configs/ablate-u16*.toml) run uint16 models on it on purpose.
+        Rule("input-type", "warning", ("Parameter",), _input_type, _SRC_INPUT),
         Rule("deconvolution", "error", DECONVOLUTIONS, _deconvolution, _SRC_DECONV),
         Rule("interpolate-mode", "error", ("Interpolate",), _interpolate_not_implemented, _SRC_INTERP),
         Rule("interpolate-remapped", "warning", ("Interpolate",), _interpolate_remapped, _SRC_INTERP),

@@ -52,7 +52,8 @@ class Preprocessor:
             self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).reshape(-1, 1, 1)
             self.pad = np.zeros((self.bands, 1, 1), dtype=self.dtype)
         else:
-            self.pad = np.asarray(norm.get("pad", [0] * self.bands), dtype=self.dtype).reshape(-1, 1, 1)
+            pad = norm.get("pad")  # absent or null: not recorded (runtime.bundle reads both so), 0 counts
+            self.pad = np.asarray([0] * self.bands if pad is None else pad, dtype=self.dtype).reshape(-1, 1, 1)
 
     def __call__(self, pixels: np.ndarray, header: dict[str, Any]) -> tuple[np.ndarray, tuple[int, int]]:
         """Return the (1, C, H, W) batch in the model's input type and the (height, width) of the

@@ -19,7 +19,8 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     """Refuse, before anything is trained, the settings every candidate would otherwise fail on only
     after its training: ``[export] threshold`` outside (0, 1), an unknown ``[candidate] profile`` or
     ``robust_profiles`` entry, an ``[export] input_dtype`` that cannot hold the synthetic scenes'
-    counts, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``, and the training
+    counts, an integer ``input_dtype`` (normalised in the IR) with a ``[data] normalization_scale``
+    only the host applies, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``, and the training
     settings of :func:`_check_training_settings`.
 
     ``where`` names the tables in the messages (``{"export": "final.export"}`` for the final recipe).
@@ -41,6 +42,11 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
             except ValueError as exc:
                 raise ValueError(f"[{name['candidate']}] {key}: {exc}") from None
     check_input_dtype(exp["input_dtype"], f"[{name['export']}] input_dtype")
+    if exp["input_dtype"] != "float32" and cfg["data"]["normalization_scale"] != "linear":
+        # search.input_types.input_manifest refuses it too, but only once a network is trained
+        raise ValueError(f"[{name['export']}] input_dtype {exp['input_dtype']!r} normalises in the IR, and [data] "
+                         f"normalization_scale {cfg['data']['normalization_scale']!r} is applied on the host only; "
+                         f"valid input_dtype with it: ['float32']")
     if cfg["data"].get("source") in (None, "", "synthetic"):  # a real set's counts are known once read
         check_input_holds(exp["input_dtype"], [cfg["data"]["scene_dtype"]], f"[{name['export']}] input_dtype",
                           "[data] scene_dtype")

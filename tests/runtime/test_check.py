@@ -95,6 +95,18 @@ def test_dynamic_shape_is_an_error() -> None:
     assert [(f.severity, f.op_type) for f in findings] == [("error", "Parameter")]
 
 
+@pytest.mark.parametrize("kind, finding", [(np.float32, False), (np.float16, False), (np.uint8, False),
+                                            (np.uint16, True), (np.int8, True), (np.int16, True)])
+def test_an_input_type_the_myriad_plugin_does_not_take_is_a_warning(kind: type, finding: bool) -> None:
+    """U16 (and I8, I16) inputs: no MYRIAD data type holds them (sourced); a warning, since the
+    twin must still run the 16-bit studies' models."""
+    x = ops.parameter([1, 4, 16, 16], kind, name="x")
+    found = check_model(ov.Model([ops.relu(ops.convert(x, np.float32))], [x]))
+    assert [(f.severity, f.op_type, f.op_name) for f in found] == ([("warning", "Parameter", "x")] if finding else [])
+    if finding:
+        assert "Supported Input Precision" in found[0].source and "uint8" in found[0].message
+
+
 def test_clean_convolution_network_has_no_findings() -> None:
     model = model_of(lambda x: ops.sigmoid(ops.relu(conv(ops.relu(conv(x, stride=2))))))
     assert check_model(model) == []

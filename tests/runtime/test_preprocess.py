@@ -66,6 +66,15 @@ def test_an_edge_tile_is_copied_into_its_padding() -> None:
     assert (batch[0, :, :40] == 3).all() and (batch[0, :, 40:] == 7).all()
 
 
+@pytest.mark.parametrize("said", [{}, {"pad": None}])
+def test_a_pad_not_recorded_pads_with_zero_counts_whether_absent_or_null(said: dict) -> None:
+    """The bundle reader takes a null ``pad`` as not recorded, like an absent one; the preprocessor
+    raised a numpy TypeError on it, and the model could not be loaded."""
+    pre = Preprocessor({"dtype": "uint8", "normalization": {"where": "ir", **said}}, SHAPE)
+    batch, _ = pre(np.full((3, 40, 64), 3, np.uint8), {})
+    assert (batch[0, :, :40] == 3).all() and (batch[0, :, 40:] == 0).all()
+
+
 def test_a_narrower_type_is_converted_into_a_copy() -> None:
     tile = received(np.full((3, 64, 64), 250, np.uint8))
     batch, _ = in_ir("uint16")(tile, {})

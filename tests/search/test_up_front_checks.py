@@ -129,3 +129,20 @@ def test_the_ablation_trains_the_gate_its_manifests_describe(tiny_cfg: dict[str,
     for net in branches.values():
         assert net.sea_head is not None and net.land_gate == "wide"
         assert sum(p.numel() for p in net.parameters()) == count_parameters(genome, "wide")
+
+
+@pytest.mark.parametrize("table", ["export", "final.export"])
+def test_an_integer_input_with_a_host_only_log_scale_is_refused_before_training(
+        tiny_cfg: dict[str, Any], table: str) -> None:
+    """Normalised in the IR, a model cannot take log(1 + counts), which only the host applies: the
+    exporter refused it, but only after every candidate (or the final network) had trained."""
+    tiny_cfg["data"]["normalization_scale"] = "log"
+    tiny_cfg["export"]["input_dtype"] = "float32"
+    if table == "export":
+        tiny_cfg["export"]["input_dtype"] = "uint8"
+    else:
+        tiny_cfg["final"]["fp32_epochs"] = 1  # a final training: its recipe is checked too
+        tiny_cfg["final"].setdefault("export", {})["input_dtype"] = "uint16"
+    says = rf"\[{table}\] input_dtype 'uint(8|16)' normalises in the IR, and \[data\] normalization_scale 'log'"
+    with pytest.raises(ValueError, match=says):
+        check_up_front(tiny_cfg)
