@@ -49,7 +49,10 @@ class ResultCollector:
                 self.malformed += 1
                 continue
             self.results.append((time.monotonic(), result, mask))
-            if self._acks is not None and result.get("scene_id") is not None and result.get("tile_id") is not None:
+            # Not a result the runtime holds for the ground ("acknowledge": false: a tile refused before it
+            # was accepted, perhaps a corrupted copy of an accepted one): acking it would release that one's.
+            if (self._acks is not None and result.get("acknowledge") is not False
+                    and result.get("scene_id") is not None and result.get("tile_id") is not None):
                 key = [result.get("scene_id"), result.get("tile_id"), result.get("checksum")]
                 if all(isinstance(k, str) for k in key):
                     self._ack(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))

@@ -391,6 +391,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
     land_dropped = land_samples = 0
     first: dict[str, dict[str, Any]] = {}
+    first_held: dict[str, bool] = {}
     masks: dict[str, np.ndarray | None] = {}
     answers: Counter[str] = Counter()
     unknown, anonymous = 0, []
@@ -406,11 +407,14 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             unknown += 1
             continue
         answers[tile_id] += 1
-        if tile_id in first:
+        # A result the runtime holds for the ground's ack answers the tile over one it does not (a
+        # rejection of a corrupted copy, "acknowledge": false, which may come first).
+        held = result.get("acknowledge") is not False
+        if tile_id in first and (first_held[tile_id] or not held):
             continue  # a second result for a tile (a duplicate, a resend): never counted twice
-        first[tile_id], masks[tile_id] = result, mask
-        if tile_id in log.sent_at:
+        if tile_id not in first and tile_id in log.sent_at:
             latencies.append(1e3 * (received_at - log.sent_at[tile_id]))
+        first[tile_id], masks[tile_id], first_held[tile_id] = result, mask, held
         if result["status"] == "ok":
             runtime_latencies.append(result["timings_ms"]["total"])
     processed = {t for t, r in first.items() if r["status"] == "ok"}

@@ -507,14 +507,17 @@ class Runtime:
             self._remember(key, "done", outcome)
             self._tiles.send_multipart([identity, done])
 
-    def _rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> list[bytes]:
+    def _rejection(self, header: dict[str, Any], reason: Reason, detail: str, held: bool = True) -> list[bytes]:
+        """A rejection result. ``held=False``: one the runtime does not hold for the ground's ack (a tile
+        refused before it was accepted) says ``"acknowledge": false``, since it carries the ids of any
+        accepted tile it is a corrupted copy of, and a ground's ack of it would release that tile's own
+        result, unreceived (docs/protocol.md, "Ground acknowledgement")."""
         self.telemetry.reject(reason.value)
         self._event("tile_rejected", reason=reason.value, detail=detail, **protocol.tile_ids(header))
         model = self.serving.info if self.serving else None
-        return protocol.encode_result(
-            {**protocol.tile_ids(header), "status": "rejected", "reason": reason.value,
-             "detail": detail, "model": model}
-        )
+        result = {**protocol.tile_ids(header), "status": "rejected", "reason": reason.value, "detail": detail,
+                  "model": model}
+        return protocol.encode_result(result if held else {**result, "acknowledge": False})
 
     def _room(self) -> bool:
         with self._lock:
@@ -579,7 +582,7 @@ class Runtime:
             # Sent once, outside the ground-ack ledger (key None): the tile was never accepted, its
             # sender has the rejected ack below, and a corrupted copy of an accepted tile carries that
             # tile's key, which must stay free for the accepted tile's own result (docs/protocol.md).
-            self._sender.put(self._rejection(header, reason, detail), b"", b"", None)
+            self._sender.put(self._rejection(header, reason, detail, held=False), b"", b"", None)
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
         self._remember(job.key, "in_flight")
