@@ -564,6 +564,9 @@ class Runtime:
             # The counts are held until the inference succeeds: a re-run on a model loaded meanwhile
             # prepares the tile again (_resubmit); the discriminator measures each vessel against them.
             job.discriminator, job.pixels = serving.bundle.discriminator, pixels
+            # In flight before it can be done: its result may be sent and acknowledged (and the tile
+            # remembered as done, by the sender thread) before start_async even returns here.
+            self._remember(job.key, "in_flight")
             with self._lock:
                 self._submitted[id(job)] = time.monotonic()
             try:
@@ -585,7 +588,6 @@ class Runtime:
             self._sender.put(self._rejection(header, reason, detail, held=False), b"", b"", None)
             self._tiles.send_multipart([identity, protocol.encode_ack(header, False, reason)])
             return
-        self._remember(job.key, "in_flight")
         self._count("tiles_accepted")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True)])
         if refused is not None:  # accepted all the same: recovery re-runs it, as a request failed on wait

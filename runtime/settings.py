@@ -174,7 +174,8 @@ class Settings:
         configured (a quoted ``"false"`` taken as true), is refused at start, naming the setting.
 
         Raises:
-            ValueError: naming the first setting out of range or of the wrong type, and what is valid.
+            ValueError: naming the first setting out of range or of the wrong type, and what is valid,
+                or a ``remember_tiles`` not above ``max_tiles_inside``.
         """
         for name, (table, key) in _KIND_FIELDS.items():
             object.__setattr__(self, name, check_kind(table, key, getattr(self, name)))
@@ -186,6 +187,11 @@ class Settings:
         for name, table in _TABLES.items():
             object.__setattr__(self, name, _checked_table(table, getattr(self, name)))
         check_cpu_precision(self.cpu_precision)
+        if self.remember_tiles <= self.max_tiles_inside:
+            # Up to max_tiles_inside tiles are in flight, and the memory must hold them all beside at
+            # least one done: else it forgets a tile in flight, and a resend of it is processed again.
+            raise ValueError(f"[delivery] remember_tiles ({self.remember_tiles}) must be more than [limits] "
+                             f"max_tiles_inside ({self.max_tiles_inside}): every tile in flight is remembered")
 
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> Settings:

@@ -101,8 +101,11 @@ class VectorisePool(Generic[Item, Result]):
         """:meth:`restart` under the lock; ``give_up_now`` answers the item with ``give_up`` even on
         its first hang (at shutdown, where nothing else would ever answer it)."""
         item = self._beats[i].item
-        for later in self._held[i][1:]:  # the rest of its batch waits for the fresh worker
-            self._enqueue(later)
+        # The rest of its batch waits for the fresh worker: every held item but the one it is on. (Not
+        # held[1:]: between two items of a batch none is begun, and held[0] is the next one, not done.)
+        for later in self._held[i]:
+            if later is not item:
+                self._enqueue(later)
         if item is not None:
             if (give_up_now or id(item) in self._handed_on) and self._give_up is not None:
                 self._handed_on.discard(id(item))

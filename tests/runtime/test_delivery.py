@@ -383,8 +383,9 @@ def test_a_tile_awaiting_the_ground_is_not_forgotten_by_the_duplicate_memory(bri
     from runtime.settings import Settings
     from tests.conftest import runtime_thread
 
-    settings = Settings.from_config(config.defaults(), device="CPU", remember_tiles=2, ground_ack_timeout_s=60.0,
-                                    **ipc_endpoints)
+    # The smallest memory the settings allow beside two tiles inside (it must hold every tile in flight).
+    settings = Settings.from_config(config.defaults(), device="CPU", remember_tiles=3, max_tiles_inside=2,
+                                    ground_ack_timeout_s=60.0, **ipc_endpoints)
     ctx = zmq.Context.instance()
     with runtime_thread(settings, brightness_bundle):
         ground = ctx.socket(zmq.PULL)
@@ -407,7 +408,7 @@ def test_a_tile_awaiting_the_ground_is_not_forgotten_by_the_duplicate_memory(bri
             (accepted,) = _messages(sender, 1)
             first = result()  # read, not acknowledged: tile 0 stays awaiting the ground
             assert accepted["status"] == "accepted" and first["tile_id"] == "s/0"
-            for i in (1, 2, 3):  # more tiles than remember_tiles, each acknowledged
+            for i in (1, 2, 3, 4):  # more tiles than remember_tiles, each acknowledged
                 sender.send_multipart(_tile(i).frames())
                 ack(result())
                 assert [m["type"] for m in _messages(sender, 2)] == ["ack", "done"]

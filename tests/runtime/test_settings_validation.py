@@ -55,6 +55,15 @@ def test_an_override_out_of_range_is_refused_too() -> None:
         Settings.from_config(config.defaults(), max_tiles_inside=0)
 
 
+def test_a_memory_of_tiles_too_small_for_the_tiles_in_flight_is_refused() -> None:
+    """remember_tiles at or under max_tiles_inside forgot tiles in flight: a resend of one was
+    processed a second time and its sender told done before the ground had anything (a review of
+    2026-12-04)."""
+    with pytest.raises(ValueError, match=r"remember_tiles \(64\) must be more than \[limits\] max_tiles_inside \(64\)"):
+        Settings.from_config(config.defaults(), remember_tiles=64)
+    assert Settings.from_config(config.defaults(), remember_tiles=65).remember_tiles == 65
+
+
 def test_the_shipped_defaults_and_the_edges_of_each_range_are_taken() -> None:
     cfg = config.defaults()
     Settings.from_config(cfg)

@@ -172,3 +172,32 @@ def test_stop_gives_up_on_a_tile_stuck_for_good() -> None:
         assert sorted(delivered) == [("A", "gave-up"), ("B", "B")]
     finally:
         release.set()
+
+
+def test_a_restart_between_two_items_of_a_batch_hands_on_the_next_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Health reads a worker's age, then restarts it: if the worker has meanwhile delivered A and not
+    yet begun B (the next of its batch), B must go to the fresh worker. It was lost (found by a
+    review of 2026-12-04; the window, a few bytecodes, is widened here by a pause before B begins)."""
+    import runtime.vectorise_pool as pool_module
+    from runtime.health import Heartbeat
+
+    between = threading.Event()
+
+    class PausesBeforeB(Heartbeat):
+        def begin(self, item: object) -> None:
+            if item == "B" and not between.is_set():
+                between.set()
+                time.sleep(0.3)  # the worker descheduled after A's delivery, before B begins
+            super().begin(item)
+
+    monkeypatch.setattr(pool_module, "Heartbeat", PausesBeforeB)
+    delivered: list[str] = []
+    pool = VectorisePool(1, work=lambda item: f"result {item}", deliver=lambda item, result: delivered.append(item),
+                         give_up=lambda item: "given up", batch=2, batch_wait_s=0.5)
+    pool.start()
+    pool.put("A")
+    pool.put("B")  # one batch: [A, B]
+    assert between.wait(5)
+    pool.restart(0)  # as Health does, on the age it read while A was being worked
+    pool.stop(stuck_s=5)
+    assert delivered == ["A", "B"]
