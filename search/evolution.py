@@ -185,11 +185,17 @@ def search_space(cfg: dict[str, Any]) -> SpaceConfig:
     counted with every land gate a genome is trained with: the candidates' (``[train] land_gate``)
     and, when there is a final training, the final one's (``[final.train] land_gate``), whose
     network is the flight model."""
+    return SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]), int(cfg["model"]["in_channels"]),
+                                 budget_gates(cfg))
+
+
+def budget_gates(cfg: dict[str, Any]) -> tuple[str, ...]:
+    """The land gates the parameter budget counts (:func:`search_space`): so a [final] setting
+    changes the space, and a search may not resume across such a change (search.state)."""
     gates = [cfg["train"]["land_gate"]]
     if int(cfg["final"]["fp32_epochs"]) > 0:
         gates.append(final_config(cfg)[0]["train"]["land_gate"])
-    return SpaceConfig.from_dict(cfg["space"], int(cfg["export"]["tile"]), int(cfg["model"]["in_channels"]),
-                                 tuple(dict.fromkeys(gates)))
+    return tuple(dict.fromkeys(gates))
 
 
 def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:

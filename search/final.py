@@ -29,6 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from runtime.bundle import BundleError, read_bundle
 from runtime.ov_api import read_ir
 from runtime.latency import LatencyEstimate, estimate_latency
 from search.candidate import evaluate_candidate, manifest_for, shift_sea_for_export
@@ -158,7 +159,11 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     final_cfg, budget = final_config(cfg, candidates_gate)
     path = out / "final" / "record.json"
     record = json.loads(path.read_text()) if path.exists() else None
-    if record is None or record.get("key") != pick["key"] or record.get("final_budget") != budget:
+    stale = record is not None and not _measured_bundle_is_there(record)
+    if stale:  # every budget of a genome writes one bundle folder: another budget's training replaced it
+        say(f"final training: {record['bundle']} is not the bundle its record measured; trained again")
+    if (record is None or stale or record.get("key") != pick["key"]
+            or record.get("final_budget") != budget):
         changed = {t: v for t, v in budget.items() if t in FINAL_OVERRIDES}
         say(f"final training of {pick['name']}: {budget['fp32_epochs']} FP32 + {budget['aligned_epochs']} "
             f"aligned epochs" + (f", with {changed}" if changed else ""))
@@ -190,6 +195,19 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
         f"{compared['searched']} for {best['name']} as searched; the flight model is the "
         f"{'final' if kept else 'searched'} one")
     return record if kept else best
+
+
+def _measured_bundle_is_there(record: dict[str, Any]) -> bool:
+    """Whether a final record's bundle is still the one its figures were measured on (by its id, which
+    the hil report names): a training of another budget of the same genome, killed after it rewrote
+    the folder and before its own record, leaves another network there."""
+    measured = (record.get("device_metrics") or {}).get("bundle_sha256")
+    if measured is None or not record.get("bundle"):
+        return True  # a failed training: nothing was measured, nothing is shipped from it
+    try:
+        return read_bundle(record["bundle"]).id == measured
+    except (BundleError, OSError):
+        return False
 
 
 def _searched(best: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,9 @@ from typing import Any
 from runtime.atomic import write_atomic
 
 #: Settings that may change between a search and its resumption without changing any candidate's
-#: result (more generations add candidates; the final training and the second stage come after the search).
+#: result (more generations add candidates; the final training and the second stage come after the search),
+#: except where a [final] change moves the space's parameter budget (search.evolution.budget_gates):
+#: checked apart, in check_resumable.
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
                      ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs"),
                      ("final", "train"), ("final", "export"), ("final", "over_limit"),
@@ -82,6 +84,13 @@ def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True) -> None:
 
         diffs = [f"{t}.{k}: {recorded(t, k)!r} -> {v!r}" for t, table in cfg.items() if isinstance(table, dict)
                  for k, v in table.items() if (t, k) not in RESUMABLE_CHANGES and recorded(t, k) != v]
+        from search.evolution import budget_gates  # here: search.evolution imports this module
+
+        merged = {t: {**table, **old.get(t, {})} if isinstance(table, dict) else old.get(t, table)
+                  for t, table in defaults.items()}
+        if budget_gates(merged) != budget_gates(cfg):  # the [final] settings that do change candidates
+            diffs.append(f"the parameter budget's land gates (counted with [final.train] land_gate when "
+                         f"[final] fp32_epochs > 0): {list(budget_gates(merged))} -> {list(budget_gates(cfg))}")
         if diffs:
             raise ValueError(f"{out} holds a search with other settings; use a new --out or the same config. "
                              f"Differences: {diffs}")

@@ -113,6 +113,19 @@ def test_resume_refuses_a_different_configuration(tmp_path: Path, tiny_cfg: dict
         check_resumable(tmp_path, changed)
 
 
+def test_resume_refuses_a_final_setting_that_moves_the_parameter_budget(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    """The budget counts the final training's land gate (search.evolution.search_space): a [final]
+    change that brings a gate in or out changes which genomes the search may draw, so a resumed
+    search would not be the one that ran (found by a review of 2026-12-04: resumed, it trained other
+    candidates and left finished ones unvisited)."""
+    check_resumable(tmp_path, tiny_cfg)
+    gated = {**tiny_cfg, "final": {**tiny_cfg["final"], "fp32_epochs": 30, "train": {"land_gate": "wide"}}}
+    with pytest.raises(ValueError, match=r"land gates .*\['none'\] -> \['none', 'wide'\]"):
+        check_resumable(tmp_path, gated)
+    # a longer final training with the candidates' own gate leaves the budget as it was
+    check_resumable(tmp_path, {**tiny_cfg, "final": {**tiny_cfg["final"], "fp32_epochs": 30}})
+
+
 def test_resume_takes_a_setting_added_since_as_its_default(tmp_path: Path) -> None:
     import json
 

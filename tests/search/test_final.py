@@ -189,3 +189,44 @@ def test_the_candidates_gate_is_trained_as_the_candidates_trained_it() -> None:
     gated = final_config(cfg, candidates_gate=True)[0]["train"]
     assert (gated["land_gate"], gated["land_weight"], gated["land_focus"]) == ("context", 1.0, 2.0)
     assert final_config(cfg)[0]["train"]["land_weight"] == 0.0
+
+
+def test_a_final_record_whose_bundle_was_replaced_is_trained_again(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every budget of a genome writes one bundle folder: a training of another budget, killed after
+    it rewrote the folder and before its record, left a record whose bundle was another network,
+    and the search shipped that bundle with the record's figures (found by a review of 2026-12-04)."""
+    import shutil
+
+    import search.final as final_module
+    from runtime.bundle import read_bundle
+    from search.config import load_config
+    from search.final import final_training
+
+    cfg = load_config()
+    cfg["final"].update(fp32_epochs=2, aligned_epochs=1)
+    bundle = tmp_path / "final" / "candidates" / "k" / "bundle"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "default", bundle)
+    genome = {"blocks": [{"kind": "conv", "width": 8}]}
+    searched = {"key": "k", "name": "nas-k", "fitness": 0.6, "bundle": "searched", "parameters": 1000,
+                "genome": genome, "training": {"trained_under": "fp32"},
+                "device_metrics": {"device": "myriadx-emu", "miou": 0.6, "estimated_latency_ms": 25.0}}
+
+    def record(measured: str) -> dict[str, Any]:
+        return {**searched, "fitness": 0.7, "bundle": str(bundle),
+                "device_metrics": {**searched["device_metrics"], "bundle_sha256": measured},
+                "final_budget": final_module.final_config(cfg)[1], "searched": final_module._searched(searched),
+                "compared": {"by": "validation fitness", "searched": 0.6, "final": 0.7}}
+
+    trained: list[Any] = []
+    monkeypatch.setattr(final_module, "evaluate_candidate",
+                        lambda g, c, d, out: trained.append(g) or record(read_bundle(bundle).id))
+    monkeypatch.setattr(final_module, "compare_final",
+                        lambda best, rec, c, out: {"by": "validation fitness", "searched": 0.6, "final": 0.7})
+    said: list[str] = []
+    (tmp_path / "final" / "record.json").write_text(json.dumps(record(read_bundle(bundle).id)))
+    assert final_training(searched, cfg, None, tmp_path, said.append)["bundle"] == str(bundle)  # type: ignore[arg-type]
+    assert trained == []  # the bundle is the one measured: reused
+    (tmp_path / "final" / "record.json").write_text(json.dumps(record("0" * 64)))
+    final_training(searched, cfg, None, tmp_path, said.append)  # type: ignore[arg-type]
+    assert len(trained) == 1 and "is not the bundle its record measured" in " ".join(said)
