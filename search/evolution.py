@@ -39,7 +39,7 @@ from search.final import add_second_stage, final_config, final_pick, final_recip
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
 from search.recipe import check_recipe, check_scoring
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
-from search.state import CandidateStore, check_resumable, record_config, write_json_atomic
+from search.state import CandidateStore, check_resumable, record_config, search_lock, write_json_atomic
 from search.workers import RAY_EXTRA, make_evaluator
 
 
@@ -200,7 +200,13 @@ def budget_gates(cfg: dict[str, Any]) -> tuple[str, ...]:
 
 def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
     """Run (or resume) the search configured by ``cfg`` in ``out``; writes the best flight model,
-    the report and ``generations.json``."""
+    the report and ``generations.json``. One search at a time in a folder (:func:`search_lock`)."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    with search_lock(Path(out)):
+        return _run_search(cfg, out, progress)
+
+
+def _run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
     from search.report import verify_flight_model, write_flight_model, write_report
 
     check_values(cfg)  # a config built or changed in code, not only one loaded from TOML

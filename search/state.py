@@ -17,7 +17,11 @@ none is repeated, none lost.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,31 @@ RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "
                      ("final", "train"), ("final", "export"), ("final", "over_limit"),
                      # applied when the flight model is chosen, not stored in the records (search.fitness)
                      ("fitness", "latency_limit_ms")}
+
+
+@contextlib.contextmanager
+def search_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/.lock`` while a search runs there: a second search on the same folder is refused
+    (two trained the same genomes into the same candidate folders, and one shipped a bundle it had not
+    measured). An flock, so a search killed (even by SIGKILL) leaves nothing to clear by hand.
+
+    Raises:
+        ValueError: naming the process that holds the folder.
+    """
+    path = Path(out) / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+            raise ValueError(f"{out} is in use by another search (pid {holder}); wait for it, or use another --out"
+                             ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -337,3 +337,28 @@ def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
     cfg["final"]["over_limit"] = "drop_the_gate"
     with pytest.raises(ValueError, match=r"over_limit 'drop_the_gate'; valid: \['drop_gate', 'next_genome'\]"):
         final_pick(scored, cfg, data, said.append)
+
+
+def test_a_second_search_on_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Two searches on one --out trained the same genomes into the same folders, and one shipped a
+    bundle it had not measured (found by a review of 2026-12-04). The lock is the search's for as
+    long as it runs, in any process, and goes with it."""
+    import subprocess
+    import sys
+
+    from search.state import search_lock
+
+    code = ("import sys, time; from pathlib import Path; from search.state import search_lock\n"
+            "with search_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match=rf"in use by another search \(pid {holder.pid}\)"):
+            with search_lock(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with search_lock(tmp_path):  # killed, it holds nothing
+        pass
