@@ -68,16 +68,27 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
+def rooted(record: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``record`` with its bundle where it is now: ``root/candidates/<key>/bundle`` (``root`` the search
+    folder, or its ``final`` folder for the final training's record). A record keeps the path its
+    search was given, relative to where that ran or absolute, and a search resumed from elsewhere,
+    or moved, must not read (or ship) the bundles of another folder."""
+    if record.get("bundle") and record.get("key"):
+        record = {**record, "bundle": str(Path(root) / "candidates" / record["key"] / "bundle")}
+    return record
+
+
 class CandidateStore:
     """Finished candidates keyed by genome key: the cache that keeps any genome from training twice."""
 
     def __init__(self, out: Path):
-        self.dir = Path(out) / "records"
+        self.out = Path(out)
+        self.dir = self.out / "records"
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.dir / f"{key}.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return rooted(json.loads(path.read_text()), self.out) if path.exists() else None
 
     def put(self, record: dict[str, Any]) -> None:
         write_json_atomic(self.dir / f"{record['key']}.json", record)
@@ -86,7 +97,7 @@ class CandidateStore:
         return (self.dir / f"{key}.json").exists()
 
     def all(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.dir.glob("*.json"))]
+        return [rooted(json.loads(p.read_text()), self.out) for p in sorted(self.dir.glob("*.json"))]
 
 
 def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True) -> None:

@@ -362,3 +362,16 @@ def test_a_second_search_on_the_same_folder_is_refused(tmp_path: Path) -> None:
         holder.wait()
     with search_lock(tmp_path):  # killed, it holds nothing
         pass
+
+
+def test_a_record_reads_its_bundle_where_the_search_is_now(tmp_path: Path) -> None:
+    """A record keeps the bundle path its search was given (relative to where it ran, or absolute):
+    resumed from another directory, or moved, the search failed on it or read another folder's
+    bundles (found by a review of 2026-12-04)."""
+    from search.state import CandidateStore
+
+    store = CandidateStore(tmp_path / "moved")
+    store.put({"key": "abc", "name": "nas-abc", "bundle": "elsewhere/candidates/abc/bundle"})
+    here = str(tmp_path / "moved" / "candidates" / "abc" / "bundle")
+    assert store.get("abc")["bundle"] == here  # type: ignore[index]
+    assert [r["bundle"] for r in store.all()] == [here]

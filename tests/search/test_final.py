@@ -26,22 +26,29 @@ def test_a_final_training_over_the_latency_limit_does_not_fly(tmp_path: Path) ->
                 "training": {"trained_under": "fp32"},
                 "device_metrics": {"device": "myriadx-emu", "miou": fitness, "estimated_latency_ms": latency}}
 
-    searched = scored(0.6, "searched", 25.0)
-    final = {**scored(0.7, "final", 33.0), "final_budget": final_config(cfg)[1], "searched": {"bundle": "searched"},
+    # where a search in tmp_path keeps them (search.state.rooted)
+    searched_bundle, final_bundle = str(tmp_path / "candidates" / "k" / "bundle"), str(
+        tmp_path / "final" / "candidates" / "k" / "bundle")
+    searched = scored(0.6, searched_bundle, 25.0)
+    final = {**scored(0.7, final_bundle, 33.0), "final_budget": final_config(cfg)[1],
+             "searched": {"key": "k", "bundle": searched_bundle},
              "compared": {"by": "validation fitness", "searched": 0.6, "final": 0.7}}
     (tmp_path / "final").mkdir()
     (tmp_path / "final" / "record.json").write_text(json.dumps(final))
     said: list[str] = []
-    assert final_training(searched, cfg, None, tmp_path, said.append)["bundle"] == "final"  # type: ignore[arg-type]
+    kept = final_training(searched, cfg, None, tmp_path, said.append)  # type: ignore[arg-type]
+    assert kept["bundle"] == final_bundle
     assert not any("judged again" in line for line in said)
     # the genome trained again (pick) compared with another flight candidate than the one the
     # search now chose: judged again, not retrained
-    other = {**scored(0.75, "other", 20.0), "key": "o", "name": "nas-o"}
-    assert final_training(other, cfg, None, tmp_path, said.append, searched)["bundle"] == "other"  # type: ignore[arg-type]
+    other = {**scored(0.75, str(tmp_path / "candidates" / "o" / "bundle"), 20.0), "key": "o", "name": "nas-o"}
+    kept = final_training(other, cfg, None, tmp_path, said.append, searched)  # type: ignore[arg-type]
+    assert kept["bundle"] == other["bundle"]
     assert "judged again" in said[-2]
     stored = json.loads((tmp_path / "final" / "record.json").read_text())
     assert stored["searched"]["key"] == "o" and stored["compared"]["searched"] == 0.75
-    assert final_training(searched, cfg, None, tmp_path, said.append)["bundle"] == "final"  # type: ignore[arg-type]
+    kept = final_training(searched, cfg, None, tmp_path, said.append)  # type: ignore[arg-type]
+    assert kept["bundle"] == final_bundle
     cfg["fitness"]["latency_limit_ms"] = 30.0
     assert final_training(searched, cfg, None, tmp_path, said.append) is searched  # type: ignore[arg-type]
     assert "33.0 ms, over [fitness] latency_limit_ms = 30.0" in said[-1]
