@@ -55,6 +55,8 @@ REST = "train_rest.npz"
 #: The image files whose decoded pixels are a training image, byte for byte (a SAR chip's JPEG is a
 #: tenth of its pixels: the arrays themselves are far over what a device call can carry).
 FILES = "images"
+#: Present while ``pack`` writes a pack (a killed one leaves it, and is made again in place).
+PACKING = ".packing"
 #: Beside the rebuilt ``data/train.npz``: the sha256 of the REST it was rebuilt from, so that a pack
 #: made again in the same folder is unpacked again rather than trained on stale arrays.
 UNPACKED_FROM = "unpacked_from"
@@ -168,19 +170,29 @@ def pack(config: Path, genome_arg: str | None, out: Path) -> Path:
     paths = [Path(parse_spec(spec)[1]) for spec in ([specs] if isinstance(specs, str) else specs)
              if parse_spec(spec)[0] != "synthetic"]
     # a pack made again in the same folder starts empty: no image or rebuilt array of the last one
-    if out.exists() and any(out.iterdir()) and not (out / META).exists():
+    # PACKING marks a pack being made: one killed half-way is made again in place, not refused
+    if out.exists() and any(out.iterdir()) and not (out / META).exists() and not (out / PACKING).exists():
         raise ValueError(f"--out {out} holds files and is not a pack: give a new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PACKING).touch()
     for part in (META, REST, FILES, "data"):
         if (out / part).is_dir():
             shutil.rmtree(out / part)
         else:
             (out / part).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
     counts = _compact(data.root, [p if p.is_dir() else p.parent for p in paths], out)
     with open(out / META, "wb") as f:
         pickle.dump({"cfg": cfg, "genome": genome.to_dict(), "data": data, "config": str(config)}, f)
+    (out / PACKING).unlink()
     print(f"{out}: {counts['as_files']} training images as their files, {counts['as_arrays']} as arrays")
     return out
+
+
+def pack_id(folder: Path) -> str:
+    """The pack's identity: the sha256 of its META and of its REST (the training arrays), so that a
+    pack made again in the same folder, or another pack, is not taken for it. ``train`` writes it
+    into each network it saves, and ``finish`` refuses a network trained from another."""
+    return sha256((folder / META).read_bytes() + (folder / REST).read_bytes())
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -250,7 +262,7 @@ def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int,
         _, net, log = train_genome(genome, cfg, data, seed, fp32_epochs, aligned_epochs)
         # the training-only land head (no land gate) is not part of the flight network
         state = {k: v for k, v in net.state_dict().items() if not k.startswith("land_head.")}
-        torch.save({"state": state, "log": log, "seed": seed, "fp32_epochs": fp32_epochs,
+        torch.save({"state": state, "log": log, "seed": seed, "fp32_epochs": fp32_epochs, "pack": pack_id(folder),
                     "aligned_epochs": aligned_epochs, "genome": genome.to_dict(),
                     "where": {"torch": str(torch.__version__), "device": log["torch_device"],
                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}},
@@ -285,10 +297,15 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False,
     if replace(data, root=meta["data"].root) != meta["data"]:
         raise ValueError(f"the data prepared from {meta['config']} is no longer the data {folder} was packed "
                          "from (another split or normalisation): pack again")
+    saved_runs = [(path, torch.load(path, map_location="cpu", weights_only=True)) for path in runs]  # plain data
+    ours = pack_id(folder)
+    others = [path.name for path, saved in saved_runs if saved.get("pack") != ours]
+    if others:  # its record would claim this pack's data, seeds and normalisation
+        raise ValueError(f"{others} were not trained from the pack in {folder} (another pack, the pack made again, "
+                         f"or trained before packs were named): train them again from this pack")
     out.mkdir(parents=True, exist_ok=True)
     study = {"host": host_line(), "config": meta["config"], "scored_on": "validation split, twin", "runs": []}
-    for path in runs:
-        saved = torch.load(path, map_location="cpu", weights_only=True)  # plain data and tensors only
+    for path, saved in saved_runs:
         genome = Genome.from_dict(saved["genome"])
         c = copy.deepcopy(cfg)
         c["evolution"]["seed"] = saved["seed"]
@@ -306,7 +323,8 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False,
             row["reason"] = record.get("reason")
             print(f"{path.stem}: {record['status']}: {record.get('reason')}", flush=True)
         else:
-            pooled = record["device_metrics"]["pooled"]
+            metrics = record["device_metrics"]  # real data: pooled over the split; synthetic: per scene
+            pooled = metrics.get("pooled") or {k: metrics.get(k) for k in ("miou", "vessel_iou", "f1")}
             row.update(pooled_val=pooled, postprocessing=(record["training"].get("postprocessing") or {}).get("chosen"),
                        fitness=record["fitness"], bundle=record["bundle"],
                        trained_under=record["training"]["trained_under"])
@@ -318,7 +336,8 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False,
                                      run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"])
                 row["second_stage"] = {k: stage[k] for k in ("kind", "cut", "val_f1", "val_f1_cuts_replaced")}
             stage_f1 = f", with its second stage {row['second_stage']['val_f1']:.3f}" if second_stage else ""
-            print(f"{path.stem}: pooled validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"
+            how = "pooled" if metrics.get("pooled") else "mean over scenes of"
+            print(f"{path.stem}: {how} validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"
                   + stage_f1, flush=True)
         (out / "study.json").write_text(json.dumps(study, indent=2))
     return study["runs"]

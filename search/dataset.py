@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.atomic import write_atomic
 from search.data import (Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes,
                          synthetic_kwargs)
 
@@ -306,7 +307,7 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                 scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8),
                                           _land(sample, land_masks)))
             _save_arrays(root / f"{name}.npz", ids, scenes)
-        split_path.write_text(json.dumps(split, indent=1))
+        write_atomic(split_path, json.dumps(split, indent=1).encode())  # a kill mid-write must not break resume
     groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
     return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups), cfg)
 

@@ -137,3 +137,34 @@ def test_a_training_over_its_budget_is_refused_before_it_starts(packed: tuple[Mo
     assert not (tmp / "trained").exists(), "nothing trained, nothing written"
     script.train(tmp / "pack", [0], 1, 0, tmp / "trained", budget_s=3600.0)
     assert len(list((tmp / "trained").glob("*.pt"))) == 1
+
+
+def test_finish_refuses_a_network_trained_from_another_pack(packed: tuple[ModuleType, Path, Path]) -> None:
+    """A network carries the identity of the pack it was trained from; finished with another (or the
+    pack made again from another genome or data), its record would claim that pack's data, seeds
+    and normalisation (found by a review of 2026-12-04)."""
+    script, config, tmp = packed
+    script.train(tmp / "pack", [0], 1, 0, tmp / "trained")
+    other = Genome((BlockGene("conv", 8), BlockGene("conv", 16, 2)))
+    (tmp / "other.json").write_text(json.dumps(other.to_dict()))
+    assert script.main(["pack", "--config", str(config), "--genome", str(tmp / "other.json"),
+                        "--out", str(tmp / "pack2")]) == 0
+    with pytest.raises(ValueError, match=r"were not trained from the pack in .*pack2"):
+        script.finish(tmp / "pack2", tmp / "trained", tmp / "finished")
+
+
+def test_a_pack_killed_half_way_is_made_again_in_place(packed: tuple[ModuleType, Path, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """pack removes the last pack's META first: killed while it wrote the images, it left a folder
+    that the same command then refused as "not a pack" (found by a review of 2026-12-04)."""
+    script, config, tmp = packed
+
+    def killed(*args: object) -> None:
+        raise KeyboardInterrupt("killed while writing the images")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(script, "_compact", killed)
+        with pytest.raises(KeyboardInterrupt):
+            script.main(["pack", "--config", str(config), "--out", str(tmp / "pack")])
+    assert script.main(["pack", "--config", str(config), "--out", str(tmp / "pack")]) == 0
+    assert (tmp / "pack" / script.META).is_file() and not (tmp / "pack" / script.PACKING).exists()
