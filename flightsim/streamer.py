@@ -28,6 +28,9 @@ class StreamLog:
     n_acks: int = 0                                               # every ack received (a duplicate gets two)
     done: set[str] = field(default_factory=set)                    # tiles whose result the runtime has sent
     resends: dict[str, int] = field(default_factory=dict)         # tile_id -> times sent again
+    # tile_id -> the rejection of a later copy of a tile already accepted (a resend the link corrupted,
+    # or one a restarted runtime refused): the accepted ack stays in ``acks``, the tile unfinished
+    rejected_copies: dict[str, dict] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> list[str]:
@@ -88,6 +91,12 @@ class Streamer:
         ``lost_in_transit``: the sender does everything it does for a sent tile, but the link loses
         the message (a fault injector's link drop): only a resend can save it.
         """
+        if self.resend_after_s is not None:
+            # Resend what is stale now, not only when acks fall silent: a tile lost in transit would
+            # otherwise wait, holding its credit, for a lull (in practice the end of the stream).
+            if self._sock.poll(0):
+                self._read_waiting()  # first: a tile whose "done" is waiting unread is not stale
+            self._resend_stale()
         while self._outstanding >= self.window:
             self._wait_ack(self.ack_timeout_s)
         now = time.monotonic()  # before it leaves: its result may come back before the next line
@@ -218,6 +227,8 @@ class Streamer:
             if time.monotonic() >= self._progress_at + timeout_s:
                 raise self._stalled(timeout_s)
         self._read_waiting()
+        if self.resend_after_s is not None:  # also while acks keep coming (see send_frames)
+            self._resend_stale()
         if time.monotonic() >= self._progress_at + timeout_s:
             raise self._stalled(timeout_s)
 
@@ -243,10 +254,19 @@ class Streamer:
             else:
                 self._free_credit(tile_id)
                 self.log.n_acks += 1
-                # Progress unless it is the ack of a resend of a tile the runtime already holds.
-                if not (ack.get("duplicate") and tile_id in self.log.resends):
+                earlier = self.log.acks.get(tile_id)
+                # A rejected copy of a tile accepted before, still unfinished: not the tile's end, whose
+                # accepted copy's "done" is to come (or, the runtime gone, a resend will be taken).
+                copy = (ack.get("status") == "rejected" and tile_id in self._unfinished and earlier is not None
+                        and earlier.get("status") == "accepted")
+                # Progress unless it is the ack of a resend of a tile the runtime already holds, or
+                # the rejection of such a copy (a runtime that refuses every resend must not keep a
+                # drain alive).
+                if not (ack.get("duplicate") and tile_id in self.log.resends) and not copy:
                     self._progress_at = time.monotonic()
-                if tile_id in self.log.sent_at:
+                if copy:
+                    self.log.rejected_copies[tile_id] = ack
+                elif tile_id in self.log.sent_at:
                     self.log.acks[tile_id] = ack
                     if ack.get("status") == "rejected":  # final: a rejected tile has no "done"
                         self._unfinished.pop(tile_id, None)
