@@ -71,6 +71,19 @@ def _other_bundle(tmp_path: Path, name: str = "other") -> Path:
     return out
 
 
+def first_device_as(kind: type, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first adapter the runtime opens is a ``kind`` (a device that fails on cue), the later ones
+    (reopens, uplinks) plain ones; returns the names of the bundles opened, in order."""
+    opened: list[str] = []
+
+    def devices(bundle: Bundle, device: str, on_complete: Any, **options: Any) -> Any:
+        opened.append(bundle.name)
+        return (kind if len(opened) == 1 else OpenVINOAdapter)(bundle, device, on_complete, **options)
+
+    monkeypatch.setattr(server_module, "open_device", devices)
+    return opened
+
+
 def _one_result(ground: Ground, timeout_s: float = 15.0) -> dict[str, Any]:
     results = ground.results(1, timeout_s=timeout_s)
     return results[0]
@@ -189,14 +202,7 @@ def test_a_tile_submitted_to_an_adapter_closed_meanwhile_is_re_run(
         brightness_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The main loop submits to the adapter it read before the reopen replaced and closed it: the
     refusal goes to recovery, and the tile is re-run on the new adapter and delivered."""
-    opened: list[str] = []
-
-    def devices(bundle: Bundle, device: str, on_complete: Any, **options: Any) -> Any:
-        opened.append(device)
-        kind = LostAndRefusesOnceClosed if len(opened) == 1 else OpenVINOAdapter
-        return kind(bundle, device, on_complete, **options)
-
-    monkeypatch.setattr(server_module, "open_device", devices)
+    first_device_as(LostAndRefusesOnceClosed, monkeypatch)
     with runtime_thread(_settings(reopen_after=1), brightness_bundle) as runtime:
         ground = Ground(runtime.endpoints)
         streamer = Streamer(runtime.endpoints["tiles"], window=8)
@@ -253,14 +259,7 @@ def test_a_tile_re_run_on_a_new_model_is_prepared_for_it(
         brightness_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tile that failed on model A and is re-run after B was uplinked is normalised as B wants:
     its result, labelled B, is what B gives for the same pixels sent afresh."""
-    opened: list[str] = []
-
-    def devices(bundle: Bundle, device: str, on_complete: Any, **options: Any) -> Any:
-        opened.append(bundle.name)
-        kind = FailsEveryRequest if len(opened) == 1 else OpenVINOAdapter
-        return kind(bundle, device, on_complete, **options)
-
-    monkeypatch.setattr(server_module, "open_device", devices)
+    first_device_as(FailsEveryRequest, monkeypatch)
     a = read_bundle(brightness_bundle)
     manifest = json.loads(json.dumps({k: v for k, v in a.manifest.items() if k not in ("format", "files", "created")}))
     manifest["name"] = "B"

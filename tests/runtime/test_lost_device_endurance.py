@@ -20,15 +20,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-import runtime.server as server_module
 from flightsim.streamer import Streamer
-from runtime.bundle import Bundle
 from runtime.client import ControlClient
 from runtime.device import OpenVINOAdapter
 from runtime.recovery import MAX_DOUBLINGS, DeviceRecovery
 from runtime.server import Runtime
 from tests.conftest import make_brightness_bundle, runtime_thread
-from tests.runtime.test_device_loss_review import FailsEveryRequest, _settings
+from tests.runtime.test_device_loss_review import FailsEveryRequest, _settings, first_device_as
 from tests.runtime.test_server import Ground, _tile
 
 
@@ -135,14 +133,7 @@ class SlowToFail(OpenVINOAdapter):
 
 def test_a_shutdown_after_a_reopen_waits_for_the_replaced_devices_tiles(
         brightness_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    opened: list[str] = []
-
-    def devices(bundle: Bundle, device: str, on_complete: Any, **options: Any) -> Any:
-        opened.append(device)
-        kind = SlowToFail if len(opened) == 1 else OpenVINOAdapter
-        return kind(bundle, device, on_complete, **options)
-
-    monkeypatch.setattr(server_module, "open_device", devices)
+    first_device_as(SlowToFail, monkeypatch)
     SlowToFail.failed = 0
     runtime = Runtime(_settings(reopen_after=1), model=brightness_bundle)
     thread = threading.Thread(target=runtime.serve, daemon=True)
@@ -167,14 +158,7 @@ def test_a_shutdown_after_a_reopen_waits_for_the_replaced_devices_tiles(
 
 def test_a_tile_the_new_model_cannot_take_is_counted_as_given_up(
         brightness_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    opened: list[str] = []
-
-    def devices(bundle: Bundle, device: str, on_complete: Any, **options: Any) -> Any:
-        opened.append(bundle.name)
-        kind = FailsEveryRequest if len(opened) == 1 else OpenVINOAdapter
-        return kind(bundle, device, on_complete, **options)
-
-    monkeypatch.setattr(server_module, "open_device", devices)
+    first_device_as(FailsEveryRequest, monkeypatch)
     four_bands = tmp_path / "fourband"
     make_brightness_bundle(four_bands, name="fourband", bands=4)
     settings = _settings(backoff_s=0.5, max_backoff_s=0.5, reopen_after=100, max_attempts=20)
