@@ -800,16 +800,26 @@ class Runtime:
         """Until every accepted tile has left the device: in-flight requests collected, on the
         serving adapter and on any a reopen replaced (their failures come back for a re-run), and
         the re-runs of failed ones (which may submit again, or reopen the device) done."""
+        # A replaced device may hang rather than fail (a request whose wait never returns): it is
+        # waited for as long as a stuck vectorise worker is at shutdown, then left; its tiles got no
+        # "done", so their senders resend them to the next runtime.
+        patience_s = 2 * float(self.settings.health["hang_timeout_s"])
         while self.serving is not None:
             adapter = self.serving.adapter
             adapter.wait_all()
             with self._lock:
-                closing = list(self._closing)
+                closing = [t for t in self._closing if t.is_alive()]
+            deadline = time.monotonic() + patience_s
             for thread in closing:
-                thread.join()
-            self.recovery.settle()
+                thread.join(max(0.0, deadline - time.monotonic()))
+            hung = [t for t in closing if t.is_alive()]
+            if hung:
+                log.warning("a replaced device has not closed in %.0f s: its tiles in flight are left to "
+                            "their senders' resends", patience_s)
             with self._lock:
-                still_closing = any(t.is_alive() for t in self._closing)
+                self._closing = [t for t in self._closing if t.is_alive() and t not in hung]
+                still_closing = bool(self._closing)
+            self.recovery.settle()
             if (self.serving.adapter is adapter and adapter.in_flight == 0 and self.recovery.pending == 0
                     and not still_closing):
                 return

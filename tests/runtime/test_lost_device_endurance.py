@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from types import SimpleNamespace
 from typing import Any
 
@@ -177,3 +179,46 @@ def test_a_tile_the_new_model_cannot_take_is_counted_as_given_up(
     assert (result["status"], result["reason"]) == ("rejected", "inference_failed")
     assert "cannot take this tile" in result["detail"]
     assert recovery["given_up"] == 1, recovery
+
+
+class HangsAfterTheFirst(OpenVINOAdapter):
+    """A stick lost mid-stream whose first request fails and whose later ones never return."""
+
+    calls = 0
+    release = threading.Event()
+
+    def _result(self, request: Any) -> np.ndarray:
+        super()._result(request)
+        HangsAfterTheFirst.calls += 1
+        if HangsAfterTheFirst.calls > 1:
+            HangsAfterTheFirst.release.wait()  # hung until the test ends
+        raise RuntimeError("[ NC_ERROR ] injected: device lost")
+
+
+def test_a_shutdown_does_not_wait_for_ever_for_a_replaced_device_that_hangs(
+        brightness_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for a replaced device's requests must not hang a shutdown on a device that never
+    answers: it is waited for twice [health] hang_timeout_s, then left to the senders' resends."""
+    first_device_as(HangsAfterTheFirst, monkeypatch)
+    HangsAfterTheFirst.calls = 0
+    HangsAfterTheFirst.release.clear()
+    settings = _settings(reopen_after=1)
+    settings = replace(settings, health=MappingProxyType({**settings.health, "hang_timeout_s": 1.0}))
+    runtime = Runtime(settings, model=brightness_bundle)
+    thread = threading.Thread(target=runtime.serve, daemon=True)
+    thread.start()
+    ground = Ground(runtime.endpoints)
+    streamer = Streamer(runtime.endpoints["tiles"], window=4)
+    try:
+        streamer.stream([_tile(i) for i in range(3)])
+        ground.results(1, timeout_s=20)  # the first, re-run on the reopened device
+        started = time.monotonic()
+        runtime.stop()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the shutdown waited for a hung device"
+        assert time.monotonic() - started < 15
+    finally:
+        HangsAfterTheFirst.release.set()
+        streamer.close()
+        runtime.stop()
+        thread.join(timeout=30)
