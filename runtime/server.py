@@ -817,9 +817,10 @@ class Runtime:
                 log.warning("a replaced device has not closed in %.0f s: its tiles in flight are left to "
                             "their senders' resends", patience_s)
             with self._lock:
-                self._closing = [t for t in self._closing if t.is_alive() and t not in hung]
-                still_closing = bool(self._closing)
+                self._closing = [t for t in self._closing if t not in hung]
             self.recovery.settle()
+            with self._lock:  # after the re-runs: one of them may have reopened the device again
+                still_closing = any(t.is_alive() for t in self._closing)
             if (self.serving.adapter is adapter and adapter.in_flight == 0 and self.recovery.pending == 0
                     and not still_closing):
                 return
