@@ -201,14 +201,6 @@ def budget_gates(cfg: dict[str, Any]) -> tuple[str, ...]:
 def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
     """Run (or resume) the search configured by ``cfg`` in ``out``; writes the best flight model,
     the report and ``generations.json``. One search at a time in a folder (:func:`search_lock`)."""
-    Path(out).mkdir(parents=True, exist_ok=True)
-    with search_lock(Path(out)):
-        return _run_search(cfg, out, progress)
-
-
-def _run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchResult:
-    from search.report import verify_flight_model, write_flight_model, write_report
-
     check_values(cfg)  # a config built or changed in code, not only one loaded from TOML
     check_up_front(cfg)
     check_kind(cfg["export"]["discriminator_kind"], "[export] discriminator_kind")
@@ -216,7 +208,15 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> Search
         raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_resumable(out, cfg, write=False)
+    with search_lock(out):
+        return _run_search(cfg, out, progress)
+
+
+def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
+    """:func:`run_search` once its config has passed the checks that need no folder, and the folder is its."""
+    from search.report import verify_flight_model, write_flight_model, write_report
+
+    check_resumable(out, cfg, write=False, space=budget_gates)
     evo = cfg["evolution"]
     space = search_space(cfg)
     population = initial_population(space, int(evo["population"]), int(evo["seed"]))

@@ -21,7 +21,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from runtime.atomic import write_atomic
 #: Settings that may change between a search and its resumption without changing any candidate's
 #: result (more generations add candidates; the final training and the second stage come after the search),
 #: except where a [final] change moves the space's parameter budget (search.evolution.budget_gates):
-#: checked apart, in check_resumable.
+#: checked apart, by check_resumable's ``space``.
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
                      ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs"),
                      ("final", "train"), ("final", "export"), ("final", "over_limit"),
@@ -70,11 +70,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 def rooted(record: dict[str, Any], root: Path) -> dict[str, Any]:
     """``record`` with its bundle where it is now: ``root/candidates/<key>/bundle`` (``root`` the search
-    folder, or its ``final`` folder for the final training's record). A record keeps the path its
-    search was given, relative to where that ran or absolute, and a search resumed from elsewhere,
-    or moved, must not read (or ship) the bundles of another folder."""
+    folder, or its ``final`` folder for the final training's record) when that holds one. A record
+    keeps the path its search was given, relative to where that ran or absolute, and a search resumed
+    from elsewhere, or moved (or copied), must not read, or ship, the bundles of another folder."""
     if record.get("bundle") and record.get("key"):
-        record = {**record, "bundle": str(Path(root) / "candidates" / record["key"] / "bundle")}
+        here = Path(root) / "candidates" / record["key"] / "bundle"
+        if here.is_dir():
+            record = {**record, "bundle": str(here)}
     return record
 
 
@@ -100,11 +102,15 @@ class CandidateStore:
         return [rooted(json.loads(p.read_text()), self.out) for p in sorted(self.dir.glob("*.json"))]
 
 
-def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True) -> None:
+def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True,
+                    space: Callable[[dict[str, Any]], Any] | None = None) -> None:
     """Record ``cfg`` in ``OUT/search.json``, or check it matches the one a previous run recorded.
 
     With ``write=False`` only the check: the search validates its config before it records it
     (:func:`record_config`), so that a config refused on its values does not become the folder's.
+    ``space``: what of a config decides the search's space beyond its own tables (the search passes
+    :func:`search.evolution.budget_gates`: a [final] change can move the parameter budget); a
+    resumable change that changes it is refused too.
 
     Raises:
         ValueError: listing the settings that differ (other than :data:`RESUMABLE_CHANGES`). A
@@ -124,13 +130,12 @@ def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True) -> None:
 
         diffs = [f"{t}.{k}: {recorded(t, k)!r} -> {v!r}" for t, table in cfg.items() if isinstance(table, dict)
                  for k, v in table.items() if (t, k) not in RESUMABLE_CHANGES and recorded(t, k) != v]
-        from search.evolution import budget_gates  # here: search.evolution imports this module
-
-        merged = {t: {**table, **old.get(t, {})} if isinstance(table, dict) else old.get(t, table)
-                  for t, table in defaults.items()}
-        if budget_gates(merged) != budget_gates(cfg):  # the [final] settings that do change candidates
-            diffs.append(f"the parameter budget's land gates (counted with [final.train] land_gate when "
-                         f"[final] fp32_epochs > 0): {list(budget_gates(merged))} -> {list(budget_gates(cfg))}")
+        if space is not None:  # what a resumable setting may still change: the space
+            merged = {t: {**table, **old.get(t, {})} if isinstance(table, dict) else old.get(t, table)
+                      for t, table in defaults.items()}
+            if space(merged) != space(cfg):
+                diffs.append(f"the search space ({getattr(space, '__name__', 'space')}): {space(merged)!r} -> "
+                             f"{space(cfg)!r}")
         if diffs:
             raise ValueError(f"{out} holds a search with other settings; use a new --out or the same config. "
                              f"Differences: {diffs}")
