@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="TOML overriding runtime/defaults.toml (an unknown key is an error)")
 
-    serve = sub.add_parser("serve", parents=[common], help="bind the sockets and serve tiles until shutdown")
+    # No abbreviations: the supervisor reads serve's options (--model, --store) to restart it, and an
+    # abbreviated --mod or --stor it did not recognise reinstalled the model or ignored the store.
+    serve = sub.add_parser("serve", parents=[common], allow_abbrev=False,
+                           help="bind the sockets and serve tiles until shutdown")
     serve.add_argument("--model", type=Path, help="bundle directory to serve from the start")
     serve.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
     serve.add_argument("--profile", help="the twin's target profile (default: the model's numerics.profile, "

@@ -9,6 +9,7 @@ default endpoints bind loopback only.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ _KEY_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")
 def refuse_overwrite(paths: list[Path]) -> None:
     """Raise ValueError naming the key files of ``paths`` that exist: a new pair over a deployed one
     locks out every payload or ground station that holds the old public key, so it is never silent."""
-    there = [str(p) for p in paths if p.exists()]
+    there = [str(p) for p in paths if os.path.lexists(p)]  # a dangling symlink too: a key written through it
     if there:
         raise ValueError(f"key files exist already: {', '.join(there)}; remove them first, or write the new keys to "
                          "another --out (payloads and ground stations hold the old public keys)")
@@ -47,7 +48,8 @@ def curve_key_files(out: str | Path, clients: list[str]) -> list[Path]:
     bad = [c for c in clients if not _KEY_NAME.fullmatch(c)]
     if bad:
         raise ValueError(f"client names {bad}: each must be letters, digits, '_', '-' or '.', not starting with '.'")
-    return [out / f"{n}.{ext}" for n in (SERVER_NAME, *clients) for ext in ("key", "key_secret")]
+    return [*(out / f"{n}.{ext}" for n in (SERVER_NAME, *clients) for ext in ("key", "key_secret")),
+            *(out / "authorized" / f"{n}.key" for n in clients)]
 
 
 def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
@@ -60,11 +62,20 @@ def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
     refuse_overwrite(curve_key_files(out, clients))
     (out / "authorized").mkdir(parents=True, exist_ok=True)
     made = {}
-    for name in (SERVER_NAME, *clients):
-        public, secret = zmq.auth.create_certificates(out, name)
-        made[name] = Path(secret)
-        if name != SERVER_NAME:
-            (out / "authorized" / Path(public).name).write_bytes(Path(public).read_bytes())
+    # pyzmq writes the files with a plain open(): under umask 077 the secret ones are never readable by
+    # others, not even for a moment (they were 0644 under the usual umask); public keys are then opened up
+    mask = os.umask(0o077)
+    try:
+        for name in (SERVER_NAME, *clients):
+            public, secret = zmq.auth.create_certificates(out, name)
+            made[name] = Path(secret)
+            os.chmod(public, 0o644)
+            if name != SERVER_NAME:
+                copy = out / "authorized" / Path(public).name
+                copy.write_bytes(Path(public).read_bytes())
+                os.chmod(copy, 0o644)
+    finally:
+        os.umask(mask)
     return made
 
 

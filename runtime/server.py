@@ -254,7 +254,12 @@ class Runtime:
         Why: ``previous`` is kept for exactly this (a ``current`` a crash left unreadable, or one this
         device now refuses); without the fall-back such a payload would not start at all. The store
         is rolled back too where it can be written, so that the next uplink keeps the good bundle
-        as ``previous``, not the broken one.
+        as ``previous``, not the broken one; but only when the bundle itself is refused (unreadable,
+        unsigned, or refused by the target check or its acceptance test: a ValueError). A failure of
+        the device or host (a device still held by the runtime just killed) serves ``previous`` for
+        this start and keeps ``current``: rolling back deleted an intact, accepted model for good.
+        ``current`` is served as installed, not installed again: a read-only store served
+        ``previous`` at every start, its links not writable.
 
         Raises:
             BundleError: if ``current`` fails and there is no ``previous``, or it fails too (both reasons).
@@ -263,10 +268,11 @@ class Runtime:
         try:
             if current is None:
                 raise BundleError(f"{self.store.root / 'current'}: its bundle is missing")
-            self._load(read_bundle(current))
+            self._load(read_bundle(current), installed=True)
             return
         except Exception as exc:  # unreadable, refused by the device or by its acceptance test
             failure = str(exc)
+            refused = isinstance(exc, ValueError)  # the bundle's fault (BundleError, TargetError), not the device's
         previous = self.store.previous_path()
         if previous is None:
             raise BundleError(f"the store's current model cannot serve ({failure}) and there is no previous one")
@@ -275,21 +281,24 @@ class Runtime:
         except Exception as exc:
             raise BundleError(f"the store's current model cannot serve ({failure}), nor its previous one "
                               f"({exc})") from None
-        try:
-            self.store.roll_back()
-            rolled = True
-        except OSError:  # a read-only store: previous serves, and is fallen back to at every start
-            rolled = False
-        self._event("model_rolled_back", model=serving.info, detail=f"current model refused: {failure}",
-                    store_rolled_back=rolled)
+        rolled = False
+        if refused:
+            try:
+                self.store.roll_back()
+                rolled = True
+            except OSError:  # a read-only store: previous serves, and is fallen back to at every start
+                pass
+        why = "current model refused" if refused else "current model could not be opened (kept for the next start)"
+        self._event("model_rolled_back", model=serving.info, detail=f"{why}: {failure}", store_rolled_back=rolled)
         self._event("model_loaded", model=serving.info, device=self.settings.device, load=serving.adapter.load)
 
-    def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False) -> Serving:
+    def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False, installed: bool = False) -> Serving:
         """Compile ``bundle`` and run it once; only then does it replace the serving model.
 
         ``persist=False`` (a model given at start-up with a read-only store) serves it without
         installing it, and says so in an event, rather than refusing to start. ``quiet``: no events
-        (the caller reports the load its own way: :meth:`_load_stored`'s fall-back).
+        (the caller reports the load its own way: :meth:`_load_stored`'s fall-back). ``installed``:
+        the store's own ``current``, served as it is (nothing to install, nothing to say about it).
         """
         if self._uplink_key is not None:  # who made the model, before anything runs it
             from runtime.signing import verify
@@ -302,7 +311,9 @@ class Runtime:
             adapter.close()
             raise
         serving = Serving(bundle, adapter, preprocess)
-        if persist:
+        if installed:
+            pass
+        elif persist:
             try:
                 self.store.install(bundle)
             except Exception:

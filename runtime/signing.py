@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,11 @@ def make_signing_keys(out: str | Path, name: str = "uplink") -> tuple[Path, Path
     out.mkdir(parents=True, exist_ok=True)
     private = Ed25519PrivateKey.generate()
     secret = out / f"{name}.signing.pem"
-    secret.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()))
-    secret.chmod(0o600)
+    # made 0600 and new (O_EXCL: never through a symlink, never over a file) before a byte is written
+    fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
     public = out / f"{name}.verify.pem"
     public.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
                                                          serialization.PublicFormat.SubjectPublicKeyInfo))

@@ -31,7 +31,9 @@ class BundleStore:
             ValueError: if ``root`` (or its ``bundles`` folder) exists and is not a directory: a
                 clear error for ``serve --store FILE`` rather than a NotADirectoryError traceback.
         """
-        self.root = Path(root)
+        # Resolved: links are written relative to it from resolved bundle paths, and a store given
+        # as a relative path, or under a symlink, refused every uplink after the first.
+        self.root = Path(root).resolve()
         for folder in (self.root, self.root / "bundles"):
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"--store {folder}: not a directory")

@@ -257,6 +257,11 @@ def _with_store(serve_args: list[str]) -> tuple[list[str], Path, bool]:
     uplinked before it, so one is made here, once, and named on stderr (``supervisor_store``). It
     outlives the supervisor, so that the operator can start again on it with ``--store``.
     """
+    for arg in serve_args:  # serve takes no abbreviation (runtime.__main__), nor does what reads its options
+        opt = arg.split("=", 1)[0]
+        for name in ("--model", "--store", "--config"):
+            if opt.startswith("--") and len(opt) > 2 and opt != name and name.startswith(opt):
+                raise ValueError(f"{opt}: write {name} in full (serve's options take no abbreviations)")
     given = _option(serve_args, "--store")
     if given:
         return list(serve_args), Path(given), False
