@@ -136,21 +136,26 @@ class Runtime:
         self._ctx = zmq.Context()
         self._bound: list[zmq.Socket] = []  # closed again if a later bind fails (_close_bound)
         self._curve: CurveServer | None = None
-        if settings.curve_server_secret or settings.curve_authorized:
-            if not (settings.curve_server_secret and settings.curve_authorized):
-                raise ValueError("CURVE needs both curve_server_secret and curve_authorized")
-            channels = set(settings.curve_channels)
-            unknown = sorted(channels - set(PORTS))
-            if unknown:
-                raise ValueError(f"curve_channels: unknown channel(s) {unknown}; valid: {list(PORTS)}")
-            if "control" not in channels:
-                raise ValueError(f"curve_channels {sorted(channels)}: must include 'control'; valid: {list(PORTS)}")
-            self._curve = CurveServer(self._ctx, settings.curve_server_secret, settings.curve_authorized)
-        self._uplink_key = None
-        if settings.uplink_public_key:  # only a payload that checks signatures needs the library
-            from runtime.signing import load_public_key
+        try:  # refused settings release what was made so far: the context, the ZAP thread, the store
+            if settings.curve_server_secret or settings.curve_authorized:
+                if not (settings.curve_server_secret and settings.curve_authorized):
+                    raise ValueError("CURVE needs both curve_server_secret and curve_authorized")
+                channels = set(settings.curve_channels)
+                unknown = sorted(channels - set(PORTS))
+                if unknown:
+                    raise ValueError(f"curve_channels: unknown channel(s) {unknown}; valid: {list(PORTS)}")
+                if "control" not in channels:
+                    raise ValueError(f"curve_channels {sorted(channels)}: must include 'control'; "
+                                     f"valid: {list(PORTS)}")
+                self._curve = CurveServer(self._ctx, settings.curve_server_secret, settings.curve_authorized)
+            self._uplink_key = None
+            if settings.uplink_public_key:  # only a payload that checks signatures needs the library
+                from runtime.signing import load_public_key
 
-            self._uplink_key = load_public_key(settings.uplink_public_key)
+                self._uplink_key = load_public_key(settings.uplink_public_key)
+        except Exception:
+            self._close_bound()
+            raise
         self._tiles = self._socket(zmq.ROUTER, "tiles")
         self._control = self._socket(zmq.ROUTER, "control")
         self._telemetry = self._socket(zmq.PUB, "telemetry")

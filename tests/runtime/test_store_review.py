@@ -147,3 +147,25 @@ def test_secret_key_files_are_never_readable_by_others_and_never_written_through
     with pytest.raises(ValueError, match="authorized/ground.key"):
         make_keys(tmp_path / "a", ["ground"])
     assert (tmp_path / "a" / "authorized" / "ground.key").read_text() == "deployed"
+
+
+def test_a_runtime_refusing_its_key_settings_leaves_no_thread_or_store_behind(tmp_path: Path) -> None:
+    """CURVE configured and the uplink key unreadable: the start is refused, and the ZAP thread, the
+    ZeroMQ context and the temporary store it had made went on living (the review of 2026-12-04)."""
+    import threading
+
+    from runtime.security import make_keys
+
+    made = make_keys(tmp_path / "keys", ["ground"])
+    before = {t.ident for t in threading.enumerate()}
+    stores = set(Path(tempfile.gettempdir()).glob("runtime-store-*"))
+    short = Path(tempfile.mkdtemp(prefix="sr-", dir="/tmp"))
+    endpoints = {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
+    settings = Settings.from_config(config.defaults(), device="CPU", curve_server_secret=str(made["server"]),
+                                    curve_authorized=str(tmp_path / "keys" / "authorized"),
+                                    uplink_public_key=str(tmp_path / "no-such.pem"), **endpoints)
+    with pytest.raises(ValueError, match="no-such.pem: not a readable PEM public key"):
+        Runtime(settings)
+    left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert left == [], left
+    assert set(Path(tempfile.gettempdir()).glob("runtime-store-*")) == stores
