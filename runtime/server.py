@@ -316,15 +316,13 @@ class Runtime:
             adapter.close()
             raise
         serving = Serving(bundle, adapter, preprocess)
-        if installed:
-            pass
-        elif persist:
+        if persist and not installed:
             try:
                 self.store.install(bundle)
             except Exception:
                 adapter.close()  # refused: the old model keeps serving
                 raise
-        elif not quiet:
+        elif not persist and not quiet:
             self._event("model_not_persisted", model={"name": bundle.name, "sha256": bundle.id},
                         detail=f"store {self.store.root} is read-only: the model serves until the runtime stops")
         # Switched before the old adapter closes, so that a re-run meanwhile (recovery thread)

@@ -257,12 +257,13 @@ def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int,
                              f"{need:.0f} s here, over --budget-s {budget_s:.0f}: ask for fewer epochs or seeds")
         print(f"projected {need:.0f} s of {budget_s:.0f}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
+    pack = pack_id(folder)  # once: it reads the whole pack
     for seed in seeds:
         t0 = time.perf_counter()
         _, net, log = train_genome(genome, cfg, data, seed, fp32_epochs, aligned_epochs)
         # the training-only land head (no land gate) is not part of the flight network
         state = {k: v for k, v in net.state_dict().items() if not k.startswith("land_head.")}
-        torch.save({"state": state, "log": log, "seed": seed, "fp32_epochs": fp32_epochs, "pack": pack_id(folder),
+        torch.save({"state": state, "log": log, "seed": seed, "fp32_epochs": fp32_epochs, "pack": pack,
                     "aligned_epochs": aligned_epochs, "genome": genome.to_dict(),
                     "where": {"torch": str(torch.__version__), "device": log["torch_device"],
                               "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}},
