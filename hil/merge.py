@@ -49,9 +49,11 @@ def clip_to_owned(features: list[dict[str, Any]], region: shapely.Polygon, crs: 
     return out
 
 
-def whole_vessels(pieces: list[dict[str, Any]], crs: CRS | None, tolerance: float) -> list[dict[str, Any]]:
-    """Touching pieces as one vessel each (``runtime.merge.merge_detections``)."""
-    return merge_detections(pieces, crs, tolerance=tolerance)
+def whole_vessels(pieces: list[dict[str, Any]], crs: CRS | None, tolerance: float,
+                  connectivity: int = 8) -> list[dict[str, Any]]:
+    """Touching pieces as one vessel each (``runtime.merge.merge_detections``), with 4-connectivity
+    only pieces that share an edge."""
+    return merge_detections(pieces, crs, tolerance=tolerance, connectivity=connectivity)
 
 
 __all__ = ["clip_to_owned", "owned_box", "whole_vessels"]

@@ -42,6 +42,7 @@ from hil.score import ious, match_objects, percentiles, pixel_counts, pixel_scor
 from runtime.bands import model_band_names
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
+from runtime.fit import tile_gsd_m
 from hil.settings import DEFAULTS, ScoreSettings, Settings
 _RUNS = itertools.count()
 
@@ -182,7 +183,7 @@ def run(
                              f"(<sample>.png, e.g. {mask_file(scenes[0].sample, Path(land_masks)).name})")
     elif land_masks is not None and any(s.sample.crs is not None for s in scenes):
         check_coastline(str(land_masks))  # the optional package, before the run, not at its scoring
-    fit = model_fit(bundle.manifest, source, [abs(s.sample.transform.a) for s in scenes if s.sample.units == "m"],
+    fit = model_fit(bundle.manifest, source, [g for g in map(_gsd, (s.sample for s in scenes)) if g is not None],
                     modality, [s.sample.dtype for s in scenes])
     if fit["warnings"] and strict_fit:
         raise ValueError("the scene does not suit the model: " + "; ".join(fit["warnings"]))
@@ -256,7 +257,7 @@ def run(
             if link is not None:
                 link.close()
     report, detections = _score(log, collector, scenes, all_tiles, injector, t_stream, deduplicated, config.score,
-                                land_masks)
+                                land_masks, connectivity=status.get("vectorize", {}).get("connectivity", 8))
     report.update(
         device=status["numerics"]["device"], profile=status["numerics"].get("profile"),
         numerics=status["numerics"], model=uplink["model"], delivery=delivery,
@@ -298,7 +299,9 @@ def _tile_size(manifest: dict[str, Any], model: str | Path) -> int:
 
 
 def _gsd(sample: Sample) -> float | None:
-    return abs(sample.transform.a) if sample.units == "m" and sample.crs is not None and sample.crs.is_projected else None
+    """Metres per pixel as the runtime reads them from a tile (its CRS's unit, either axis of a
+    turned grid); None where the CRS cannot say (none, or geographic: degrees)."""
+    return tile_gsd_m(tuple(sample.transform)[:6], sample.crs)
 
 
 def _rereadable(sample: Sample) -> bool:
@@ -387,8 +390,9 @@ def drop_on_land(vessels: list[dict[str, Any]], sample: Any, sea: np.ndarray) ->
 
 def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles: dict[str, _Scene],
            injector: FaultInjector | None, t_stream: float, deduplicated: set[str], score_cfg: ScoreSettings,
-           land_masks: str | Path | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Account for every tile, stitch the masks, merge border pieces, and score each image and the set."""
+           land_masks: str | Path | None = None, connectivity: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Account for every tile, stitch the masks, merge border pieces (joined as the runtime's
+    ``connectivity`` joins pixels), and score each image and the set."""
     land_dropped = land_samples = 0
     first: dict[str, dict[str, Any]] = {}
     first_held: dict[str, bool] = {}
@@ -451,7 +455,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
                                     sample.crs, pixel_area)
         # the pixel size from the whole grid: ``a`` alone is 0 on a grid turned by 90 degrees
-        vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area))
+        vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area), connectivity)
         sea = None if land_masks is None else (coastline_sea_mask(sample, str(land_masks))
                                                if str(land_masks) in COASTLINES else sea_mask(sample, Path(land_masks)))
         if sea is not None:

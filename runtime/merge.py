@@ -16,8 +16,12 @@ from shapely.geometry import mapping, shape
 from runtime.vectorize import describe
 
 
-def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance: float = 0.0) -> list[dict[str, Any]]:
+def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance: float = 0.0,
+                     connectivity: int = 8) -> list[dict[str, Any]]:
     """Union polygons that touch (within ``tolerance`` map units) and describe each result anew.
+
+    ``connectivity`` is the vectorisation's: with 4, pieces that meet only at a corner are two
+    vessels, as the payload judged them, and only pieces sharing an edge (or overlapping) are joined.
 
     Scores of merged pieces are averaged weighted by area; ``pieces`` says how many were merged.
     A piece the payload kept only because a tile border cut it (``provisional_min_area_px``,
@@ -42,6 +46,8 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
 
     left, right = tree.query(grown, predicate="intersects")
     for i, j in zip(left.tolist(), right.tolist()):
+        if connectivity == 4 and i != j and not _share_edge(grown[i], grown[j], tolerance):
+            continue
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[ri] = rj
@@ -80,3 +86,11 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
             }
         )
     return merged
+
+
+def _share_edge(a: Any, b: Any, tolerance: float) -> bool:
+    """Whether two (grown) pieces meet along more than a corner: a corner of pieces grown by
+    ``tolerance`` is a square 2 tolerance wide (perimeter 8 tolerance); a shared pixel edge is a
+    strip at least a pixel long."""
+    meet = a.intersection(b)
+    return meet.length > 12 * tolerance  # 0 for a corner point at tolerance 0, a shared edge more

@@ -49,6 +49,8 @@ def read_input(path: str | Path) -> tuple[np.ndarray, Affine, CRS | None, list[s
             pixels, transform, crs = src.read([i + 1 for i in keep]), src.transform, src.crs
             names = [src.descriptions[i] or (interp[i] if interp[i] not in ("undefined", "gray") else f"band{i + 1}")
                      for i in keep]
+        if crs is None:  # a geotransform without a CRS: units unknown; the pixel grid, as hil reads it
+            transform = Affine.identity()
         if len(keep) < len(interp):
             log.info("%s: alpha band dropped (%d bands in the file, %d used)", path, len(interp), len(keep))
     else:
@@ -111,7 +113,8 @@ def infer_file(
                 borders=(row > 0, col > 0, row + valid[0] < pixels.shape[1], col + valid[1] < pixels.shape[2]),
             )
     # the pixel size from the whole transform: ``a`` alone is 0 on a grid turned by 90 degrees
-    merged = merge_detections(features, crs, tolerance=0.01 * math.sqrt(abs(transform.determinant)))
+    merged = merge_detections(features, crs, tolerance=0.01 * math.sqrt(abs(transform.determinant)),
+                              connectivity=vectorize_opts["connectivity"])
     return {
         "type": "FeatureCollection",
         "crs": {"type": "name", "properties": {"name": crs.to_string()}} if crs else None,

@@ -81,9 +81,9 @@ def _parse_crs(text: str | None) -> CRS | None:
 
 
 #: Bounds on a geographic tile's corners, in degrees. Latitude beyond ±90 is not on the Earth;
-#: longitude beyond ±180 is refused too, because each vessel is measured in the UTM zone of its
-#: longitude (runtime/vectorize.py), which clamps to zones 1..60 and so measures longitudes past
-#: the antimeridian in the wrong zone (wrong lengths) or, from about ±265, not at all (PROJ raises).
+#: longitude beyond ±180 is refused too: a tile written in 0-360 longitudes is unusual, and beyond
+#: about ±265 PROJ refuses to measure it (each vessel is measured in a transverse Mercator on its own
+#: meridian, runtime/vectorize.py).
 MAX_LATITUDE, MAX_LONGITUDE = 90.0, 180.0
 
 
@@ -720,6 +720,8 @@ class Runtime:
             "health": self.health.report(),
             "device_recovery": self.recovery.report(),
             "host_cpu_s": cpu_by_thread(),
+            # what a ground that merges border pieces must join by (hil.merge.whole_vessels)
+            "vectorize": {"connectivity": int(self.settings.vectorize["connectivity"])},
             "delivery": {**self._sender.report(),
                          "results_acked": counts.get("results_acked", 0),
                          "results_resent": counts.get("results_resent", 0),

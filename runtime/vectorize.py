@@ -185,14 +185,17 @@ def _touches(borders: tuple[bool, bool, bool, bool], row0: int, col0: int, box: 
 def tile_borders(window: Any, valid: tuple[int, int], padded_to: tuple[int, int]) -> tuple[bool, bool, bool, bool]:
     """Which edges of a tile's valid region have more of the scene beyond them, from its header's
     ``window`` (row, col, h, w in the scene) and its size against the model input it was padded to:
-    a top or left edge at row or column 0 is the scene's; a tile shorter or narrower than the input
-    is the last of its column or row. A bottom or right edge of a full-size tile may be either, and
-    is taken for a border (a piece kept there costs a few bytes; one dropped loses part of a
-    vessel). Without a window the tile is a scene of its own: no borders."""
+    a top or left edge at row or column 0 is the scene's. A bottom or right edge may be either (a
+    tile shorter than the input may be the last of its column, or one of tiles cut smaller than
+    the input), and is taken for a border (a piece kept there costs a few bytes; one dropped loses
+    part of a vessel). Without a window the tile is a scene of its own: no borders."""
     if not (isinstance(window, (list, tuple)) and len(window) == 4):
         return (False, False, False, False)
     row, col = int(window[0]), int(window[1])
-    return (row > 0, col > 0, valid[0] >= padded_to[0], valid[1] >= padded_to[1])
+    # A tile shorter than the input is not always the last of its column: a sender may cut tiles
+    # smaller than the model's input (flightsim stream --tile-size), and then every tile is. The
+    # header does not give the scene's size, so a bottom or right edge is always taken for a border.
+    return (row > 0, col > 0, True, True)
 
 
 def _geojson(poly: shapely.Polygon) -> dict[str, Any]:
@@ -257,8 +260,9 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     ``length_m``, ``width_m``) and ``units`` says what they are in:
 
     * projected CRS: map units converted to metres with the CRS's linear unit factor; ``"m"``.
-    * geographic CRS: the polygon is reprojected to the UTM zone of its centroid before measuring;
-      ``"m"``. The centroid stays in the CRS's lon/lat.
+    * geographic CRS: the polygon is reprojected to a transverse Mercator centred on its centroid
+      (scale 1 and grid north = true north there) before measuring; ``"m"``. The centroid stays in
+      the CRS's lon/lat.
     * None (no georeferencing), or a CRS neither projected nor geographic: the transform's own
       units, usually pixels; ``"px"``. Heading is then relative to +y of those coordinates,
       which points down the image for an identity transform.
@@ -273,7 +277,7 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     if crs is None:
         plane, scale, units = polygon, 1.0, "px"
     elif crs.is_geographic:
-        plane = shape(rasterio.warp.transform_geom(crs, _utm_crs(*centre), mapping(polygon)))
+        plane = shape(rasterio.warp.transform_geom(crs, _local_tm_crs(*centre), mapping(polygon)))
         scale, units = 1.0, "m"
     elif crs.is_projected:
         plane, scale, units = polygon, float(crs.linear_units_factor[1]), "m"
@@ -311,7 +315,10 @@ def _rectangle(geom: shapely.Geometry) -> tuple[float, float, float]:
     return float(math.hypot(dx, dy)), float(math.hypot(*short)), float(heading)
 
 
-def _utm_crs(lon: float, lat: float) -> rasterio.crs.CRS:
-    """The WGS 84 UTM zone holding (lon, lat); the Norway and Svalbard exceptions are ignored."""
-    zone = min(max(int((lon + 180.0) // 6.0) + 1, 1), 60)
-    return rasterio.crs.CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+def _local_tm_crs(lon: float, lat: float) -> rasterio.crs.CRS:
+    """A WGS 84 transverse Mercator whose central meridian runs through (lon, lat), scale 1 on it:
+    its grid north is true north there and its distances are ground distances to a few parts per
+    million over a ship's extent, wherever in a UTM zone (or past the antimeridian, lon > 180) it is.
+    A UTM zone's grid north is off true north by up to about 3 degrees at its edges at high latitude."""
+    return rasterio.crs.CRS.from_proj4(f"+proj=tmerc +lat_0={lat!r} +lon_0={lon!r} +k=1 +x_0=0 +y_0=0 "
+                                       "+datum=WGS84 +units=m +no_defs")

@@ -92,8 +92,9 @@ class Georef:
             return Affine.identity(), None
         fallback = gsd if gsd is not None else 1.0
         out = transform if transform is not None else Affine(fallback, 0.0, 0.0, 0.0, -fallback, 0.0)
-        if self.gsd is not None:
-            out = Affine(self.gsd, 0.0, out.c, 0.0, -self.gsd, out.f)
+        if self.gsd is not None:  # a new pixel size; the grid keeps its orientation (south-up, turned)
+            k = self.gsd / math.sqrt(abs(out.determinant))
+            out = Affine(out.a * k, out.b * k, out.c, out.d * k, out.e * k, out.f)
         if self.origin is not None:
             out = Affine(out.a, out.b, self.origin[0], out.d, out.e, self.origin[1])
         if self.crs is not None:

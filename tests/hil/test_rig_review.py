@@ -212,9 +212,9 @@ def test_runtime_infer_merges_with_a_pixel_s_tolerance_on_a_turned_grid(
     tolerances: list[float] = []
     real = offline.merge_detections
 
-    def recording(features: Any, crs: Any, tolerance: float = 0.0) -> Any:
+    def recording(features: Any, crs: Any, tolerance: float = 0.0, **kwargs: Any) -> Any:
         tolerances.append(tolerance)
-        return real(features, crs, tolerance=tolerance)
+        return real(features, crs, tolerance=tolerance, **kwargs)
 
     monkeypatch.setattr(offline, "merge_detections", recording)
     fc = offline.infer_file(tmp_path / "b", tmp_path / "s.tif", "CPU",
