@@ -123,8 +123,9 @@ class InferenceAdapter(abc.ABC):
         """Queue one input; blocks while every infer request is busy (backpressure)."""
 
     @abc.abstractmethod
-    def wait_all(self) -> None:
-        """Block until every queued request has completed and its callback has run."""
+    def wait_all(self, timeout_s: float | None = None) -> bool:
+        """Block until every queued request has completed and its callback has run, or at most
+        ``timeout_s``; whether they all did (False: a request hung on the device)."""
 
     @property
     @abc.abstractmethod
@@ -336,9 +337,9 @@ class OpenVINOAdapter(InferenceAdapter):
         request.wait()
         return request.get_output_tensor(0).data.copy()
 
-    def wait_all(self) -> None:
+    def wait_all(self, timeout_s: float | None = None) -> bool:
         with self._drained:
-            self._drained.wait_for(lambda: self._in_flight == 0)
+            return self._drained.wait_for(lambda: self._in_flight == 0, timeout_s)
 
     @property
     def in_flight(self) -> int:

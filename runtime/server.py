@@ -800,8 +800,8 @@ class Runtime:
         finally:
             self._event("stopping")
             self._ingest.end()
-            self._drain_device()
-            if self.serving is not None:
+            drained = self._drain_device()
+            if self.serving is not None and drained:  # a hung device is left as it is (close waits for it)
                 self.serving.adapter.close()
             # Health still runs: a worker stuck on a tile is restarted as ever; one that stays stuck
             # twice the hang timeout has its tile given up on, so that shutdown never hangs on it.
@@ -812,17 +812,22 @@ class Runtime:
             self._publish()
             self.close()
 
-    def _drain_device(self) -> None:
+    def _drain_device(self) -> bool:
         """Until every accepted tile has left the device: in-flight requests collected, on the
         serving adapter and on any a reopen replaced (their failures come back for a re-run), and
-        the re-runs of failed ones (which may submit again, or reopen the device) done."""
+        the re-runs of failed ones (which may submit again, or reopen the device) done. False when
+        the serving device hung (a request neither done nor failed in ``patience_s``): its tiles are
+        left to their senders' resends, as a replaced device's are."""
         # A replaced device may hang rather than fail (a request whose wait never returns): it is
         # waited for as long as a stuck vectorise worker is at shutdown, then left; its tiles got no
         # "done", so their senders resend them to the next runtime.
         patience_s = 2 * float(self.settings.health["hang_timeout_s"])
         while self.serving is not None:
             adapter = self.serving.adapter
-            adapter.wait_all()
+            if not adapter.wait_all(patience_s):
+                log.warning("the serving device has not answered its requests in %.0f s: its tiles in "
+                            "flight are left to their senders' resends", patience_s)
+                return False
             with self._lock:
                 closing = [t for t in self._closing if t.is_alive()]
             deadline = time.monotonic() + patience_s
@@ -839,7 +844,8 @@ class Runtime:
                 still_closing = any(t.is_alive() for t in self._closing)
             if (self.serving.adapter is adapter and adapter.in_flight == 0 and self.recovery.pending == 0
                     and not still_closing):
-                return
+                return True
+        return True
 
     def stop(self) -> None:
         """Ask the loop to finish (from a signal handler or another thread)."""

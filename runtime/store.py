@@ -77,6 +77,8 @@ class BundleStore:
         target = self.root / "bundles" / bundle.id
         if not target.exists():
             os.replace(self._staged(bundle), target)
+            sync_dir(self.root / "bundles")  # the bundle is in bundles/ on disk before a link names it
+            sync_dir(self.root)  # and its staging name is gone from the root
         elif not self._reads_back(target):
             # A folder of this id that does not read back (a crash in the middle of removing it)
             # is written again whole: linking ``current`` to it would leave a store whose next start
@@ -102,6 +104,8 @@ class BundleStore:
         """``bundle`` written whole into a new staging folder of the store (a rename away from installed)."""
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
         write_bundle_as_is(staging, bundle)
+        if (staging / COMPILED_DIR).is_dir():
+            sync_dir(staging / COMPILED_DIR)
         sync_dir(staging)
         return staging
 
@@ -165,6 +169,7 @@ class BundleStore:
         tmp.unlink(missing_ok=True)
         os.symlink(target.relative_to(self.root), tmp)
         os.replace(tmp, self.root / name)
+        sync_dir(self.root)  # the link's move is on disk before the caller (the ground's "ok") goes on
 
     def _prune(self) -> None:
         """Remove every bundle folder that neither ``current`` nor ``previous`` points to."""

@@ -46,6 +46,9 @@ from typing import Any
 from runtime.config import check_number
 
 POLL_S = 0.2
+#: Runtimes in a row that got ready on the store's current bundle and then failed before a healthy
+#: run, after which that bundle (if it never had a healthy run here) is rolled back to ``previous``.
+ROLL_BACK_AFTER = 3
 
 
 def _say(event: str, **fields: Any) -> None:
@@ -90,6 +93,8 @@ class Supervisor:
         self.restarts = 0
         self.proc: subprocess.Popen | None = None
         self._stopping = False
+        self._proven: set[str] = set()  # bundles that served a healthy run under this supervisor
+        self._crashes: tuple[str | None, int] = (None, 0)  # (current bundle, ready runtimes failed on it in a row)
 
     def command(self, restart: bool) -> list[str]:
         """The command of a runtime: :attr:`cmd`, less ``--model`` on a restart when the store has a
@@ -190,6 +195,12 @@ class Supervisor:
                 self._kill()
                 return 1
             self._kill()
+            # A runtime that served (ready, then healthy) for longer than a hang takes to be seen plus
+            # the longest pause failed on its own: the next restart is a first one again, not one more
+            # of a streak (a crash a day kept the pause at max_backoff_s for good).
+            if self.start_failure is None and time.monotonic() - self._started >= self._healthy_s:
+                delay = self.backoff_s
+            self._judge_current()
             if self._pause(delay):
                 return self._terminate()
             delay = min(self.max_backoff_s, delay * 2)
@@ -201,6 +212,44 @@ class Supervisor:
             _say("runtime_restarted", reason=reason, restarts=self.restarts, pid=self.proc.pid,  # type: ignore[union-attr]
                  ready=ready is not None, **failed)
             reason = self.start_failure  # a runtime not ready is one more to restart, after the next pause
+
+    @property
+    def _healthy_s(self) -> float:
+        """Seconds of serving that make a run healthy: longer than a hang takes to starve the
+        watchdog, plus the longest pause before a restart."""
+        return self.starve_s + self.max_backoff_s
+
+    def _judge_current(self) -> None:
+        """After a runtime failed: roll the store back when its ``current`` bundle, never proven by a
+        healthy run here, has now taken ROLL_BACK_AFTER ready runtimes down in a row (a model that
+        passes its acceptance test but crashes or hangs the runtime on real tiles), so that the next
+        start serves ``previous`` rather than the same crash for ever. A bundle is proven by serving
+        ``_healthy_s`` since it became current (the link's time, for one uplinked into a runtime that
+        had run for hours), not by its runtime's age. Called with no runtime running."""
+        link = self.store / "current"
+        if not os.path.islink(link):
+            return
+        current = os.path.basename(os.readlink(link))
+        if self.start_failure is not None:
+            return  # not ready: the runtime's own start-up falls back (runtime.server._load_stored)
+        served_s = min(time.monotonic() - self._started, time.time() - os.lstat(link).st_mtime)
+        if served_s >= self._healthy_s:
+            self._proven.add(current)
+            self._crashes = (current, 0)
+            return
+        failed = self._crashes[1] + 1 if self._crashes[0] == current else 1
+        self._crashes = (current, failed)
+        if failed < ROLL_BACK_AFTER or current in self._proven:
+            return
+        from runtime.store import BundleStore
+        try:
+            BundleStore(self.store).roll_back()
+        except (OSError, ValueError) as exc:  # no previous, or a read-only store: nothing to fall back to
+            _say("model_roll_back_failed", bundle=current, failures=failed, detail=str(exc))
+            return
+        self._crashes = (None, 0)
+        _say("model_rolled_back", bundle=current, failures=failed,
+             detail=f"the current model took {failed} runtimes in a row down before it had served {self._healthy_s:g} s")
 
     def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds`` or until :meth:`stop`; whether stop() was called."""

@@ -224,10 +224,13 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
     for recipe, table in ((cfg, "export"), (final_config(cfg)[0], "final.export")):
         check_input_holds(recipe["export"]["input_dtype"], training_counts(data), f"[{table}] input_dtype",
                           "the training data")
+    store = CandidateStore(out)
+    scoring = _scoring_device(cfg, store)
     # recorded only once the config has passed every check above: a refused one must not become
     # the folder's, or the corrected config would be refused on resume
     record_config(out, cfg)
-    store = CandidateStore(out)
+    if scoring is not None:  # every candidate of this run on that device, not each on what flight is then
+        cfg = {**cfg, "candidate": {**cfg["candidate"], "hil_device": scoring}}
     say = print if progress else (lambda *_: None)
     seen: set[Genome] = set(population)
     generations: list[dict[str, Any]] = []
@@ -269,6 +272,31 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)
+
+
+def _scoring_device(cfg: dict[str, Any], store: CandidateStore) -> str | None:
+    """The device ``[candidate] hil_device`` names here (``flight``: MYRIAD, else NPU, else the twin),
+    resolved once for the whole run; None with ``[run] ray_address`` (resolved by each worker).
+
+    Raises:
+        ValueError: when the folder's candidates were scored on another device (a search resumed
+            where ``flight`` is another device than where it began): their fitness and this run's
+            would rank two devices' accuracy and latency (an estimate against a measurement) as one.
+    """
+    if cfg["run"].get("ray_address"):
+        return None
+    from runtime.device import resolve
+    from runtime.device_names import device_family
+
+    here = resolve(cfg["candidate"]["hil_device"])
+    # by family: the same stick on another USB port (MYRIAD.3.1 for MYRIAD.1.2) is the same device
+    before = sorted({r["device_metrics"]["device"] for r in store.all() if r.get("device_metrics")
+                     and device_family(r["device_metrics"]["device"]) != device_family(here)})
+    if before:
+        raise ValueError(f"[candidate] hil_device {cfg['candidate']['hil_device']!r} is {here} here, but the "
+                         f"candidates of {store.out} were scored on {before}: one search ranks one device's "
+                         f"figures; resume where it is {before[0]}, or use another --out")
+    return here
 
 
 def load_generations(out: Path) -> list[dict[str, Any]]:

@@ -134,8 +134,9 @@ def within_limit(record: dict[str, Any], cfg: dict[str, Any]) -> bool:
 
 
 def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) -> float | None:
-    """F of a candidate record: None without on-device scores, or when the latency is an estimate
-    with unpriced op types (:func:`latency_used` says which: it may not meet the target by omission)."""
+    """F of a candidate record: None without on-device scores, when the latency is an estimate
+    with unpriced op types (:func:`latency_used` says which: it may not meet the target by omission),
+    or when the figures give no finite value."""
     check_fitness_settings(cfg)
     acc = accuracy(record, cfg["accuracy"])
     if acc is None:
@@ -145,7 +146,9 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     lat = latency_ms(record, cfg["latency"])
     target = float(cfg["latency_target_ms"])
     penalty = cfg["latency_weight"] * math.log2(max(lat, target) / target)
-    return float(acc - penalty - cfg["size_weight"] * record["parameters"] / max_parameters)
+    value = float(acc - penalty - cfg["size_weight"] * record["parameters"] / max_parameters)
+    # a NaN would not rank last but scramble the whole order (every comparison with it is false)
+    return value if math.isfinite(value) else None
 
 
 def ranked(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

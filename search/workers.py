@@ -18,7 +18,13 @@ at once.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -62,12 +68,39 @@ class Evaluator:
                 yield record
 
 
+def _die_with(parent: int) -> None:
+    """A worker's initializer: end this process when the search that started it ends, however it
+    ends. A search killed alone (SIGKILL, the OOM killer, a plain SIGTERM) runs no cleanup, and its
+    workers, blocked on the pool's queue whose write end they hold themselves, trained what was
+    queued into OUT/candidates and then idled forever, beside a resumed search that no longer
+    saw the folder's lock. Linux: the kernel's parent-death signal; elsewhere (and for a parent
+    already gone before it was set) a thread watching the parent's pid."""
+    if sys.platform.startswith("linux"):
+        try:
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, ctypes.c_ulong(signal.SIGKILL),
+                                                    *[ctypes.c_ulong(0)] * 3)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=watch, name="watch-search", daemon=True).start()
+
+
 class ProcessEvaluator(Evaluator):
-    """A pool of spawned local processes (fork and torch threads do not mix)."""
+    """A pool of spawned local processes (fork and torch threads do not mix), which end with the
+    search (:func:`_die_with`)."""
 
     def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path, workers: int):
         super().__init__(cfg, data, out)
-        self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_die_with, initargs=(os.getpid(),))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -88,3 +88,16 @@ def test_a_latency_limit_that_is_not_a_budget_is_refused(limit: Any) -> None:
     cfg = {**load_config()["fitness"], "latency_limit_ms": limit}
     with pytest.raises(ValueError, match=r"\[fitness\] latency_limit_ms must be a finite number"):
         fitness(record("a", 0.8, 10.0, 1), cfg, 100_000)
+
+
+def test_a_figure_that_is_not_a_number_gives_no_fitness_and_leaves_the_ranking_alone() -> None:
+    """A NaN fitness would not rank last: every comparison with it is false, so it scrambled the
+    order of the others (``ranked`` gave 0.5 before 0.7, and ``flight_pick`` the wrong model)."""
+    from search.fitness import ranked
+
+    cfg = load_config()["fitness"]
+    broken = record("b", math.nan, 10, 50_000)
+    assert fitness(broken, cfg, 100_000) is None
+    recs = [{**record(k, m, 10, 50_000), "fitness": fitness(record(k, m, 10, 50_000), cfg, 100_000)}
+            for k, m in (("a", 0.5), ("b", math.nan), ("c", 0.7))]
+    assert [r["key"] for r in ranked(recs)] == ["c", "a"]
