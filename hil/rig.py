@@ -38,7 +38,8 @@ from hil.fit import model_fit
 from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
-from hil.score import ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts
+from hil.score import (ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts,
+                        within)
 from runtime.bands import model_band_names
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
@@ -234,7 +235,9 @@ def run(
             sender = injector = FaultInjector(streamer, spec)
         t_stream = time.monotonic()
         log = sender.stream(timing.apply(tiles()), want_mask=True, total=len(all_tiles), progress=progress)
-        expected = set(log.sent_at) - (injector.ledger.dropped if injector else set())
+        # A tile refused before it was accepted is answered by its rejected ack: its rejection result
+        # is sent once and held for no ground, so it may never come here (_told_rejected).
+        expected = set(log.sent_at) - (injector.ledger.dropped if injector else set()) - set(_told_rejected(log))
         # A copy the runtime acknowledged as a duplicate gets no result of its own.
         deduplicated = {t for t, a in log.acks.items() if a.get("duplicate")}
         complete = collector.wait_for_tiles(expected, cfg.result_timeout_s,
@@ -399,7 +402,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     masks: dict[str, np.ndarray | None] = {}
     answers: Counter[str] = Counter()
     unknown, anonymous = 0, []
-    latencies, runtime_latencies = [], []
+    latencies: dict[str, float] = {}  # of the result that answers each tile (one held over one not)
+    runtime_latencies = []
     last = t_stream
     for received_at, result, mask in collector.results:
         tile_id = result.get("tile_id")
@@ -416,15 +420,16 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         held = result.get("acknowledge") is not False
         if tile_id in first and (first_held[tile_id] or not held):
             continue  # a second result for a tile (a duplicate, a resend): never counted twice
-        if tile_id not in first and tile_id in log.sent_at:
-            latencies.append(1e3 * (received_at - log.sent_at[tile_id]))
+        if tile_id in log.sent_at:
+            latencies[tile_id] = 1e3 * (received_at - log.sent_at[tile_id])
         first[tile_id], masks[tile_id], first_held[tile_id] = result, mask, held
         if result["status"] == "ok":
             runtime_latencies.append(result["timings_ms"]["total"])
     processed = {t for t, r in first.items() if r["status"] == "ok"}
-    rejected = {t: r.get("reason") for t, r in first.items() if r["status"] != "ok"}
+    told = {t: reason for t, reason in _told_rejected(log).items() if t in all_tiles and t not in first}
+    rejected = {**{t: r.get("reason") for t, r in first.items() if r["status"] != "ok"}, **told}
     dropped = injector.ledger.dropped if injector else set()
-    unanswered = set(all_tiles) - set(first)
+    unanswered = set(all_tiles) - set(first) - set(told)
     lost_by_link = {t for t in unanswered if t in dropped}
     lost_by_fault = Counter(injector.ledger.faults[t] for t in lost_by_link) if injector else Counter()
     # An anonymous rejection (a header too garbled to name its tile) may stand for a tile that has
@@ -475,10 +480,10 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             entry["outline_vessel_iou"] = ious(outline_counts[-1])["vessel_iou"]
             # kept, so that a subset of the images (one data set of several) can be pooled again
             entry["pixel_counts"], entry["outline_pixel_counts"] = counts[-1], outline_counts[-1]
-            obj = match_objects([shape(f["geometry"]) for f in vessels], sample.vessels or [],
-                                score_cfg.match_iou)
+            truth = within(sample.vessels or [], owned_box(sample.transform, (0, 0, sample.height, sample.width)))
+            obj = match_objects([shape(f["geometry"]) for f in vessels], truth, score_cfg.match_iou)
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
-            entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, sample)
+            entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, truth, sample)
             obj.pop("matched_indices")
             objects.append(obj)
             entry.update(obj)
@@ -496,7 +501,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "duplicates_dropped_by_runtime": len(deduplicated),
         "unknown_results": unknown,
         "anonymous_results": len(anonymous) - len(counted),
-        "latency_ms": percentiles(latencies),
+        "latency_ms": percentiles(list(latencies.values())),
         "runtime_latency_ms": percentiles(runtime_latencies),
         "throughput_tiles_per_s": len(processed) / (last - t_stream) if last > t_stream else None,
         "n_detections": len(detections),
@@ -506,6 +511,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     }
     if injector is not None:
         first_status = {t: "processed" if r["status"] == "ok" else f"rejected:{r.get('reason')}" for t, r in first.items()}
+        first_status.update({t: f"rejected:{reason}" for t, reason in told.items()})
         report["faults"] = {"spec": str(injector.spec), **fault_outcomes(injector.ledger, first_status, dict(answers),
                                                                        deduplicated)}
     if counts:
@@ -523,6 +529,16 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
     return report, detections
 
 
+def _told_rejected(log: Any) -> dict[str, str | None]:
+    """Tiles the runtime refused before accepting them, by their rejected acks on the tile link, with
+    the reason: the runtime's answer for such a tile (runtime/delivery.py). Its rejection result is
+    sent once, held for no ground, and a collector can miss it (another ground on the same PUSH
+    socket takes every other result, a reconnect): the tile is rejected, not lost. A rejected copy
+    of a tile accepted before is not in ``log.acks`` (``log.rejected_copies``): that tile's own
+    result is still to come."""
+    return {t: a.get("reason") for t, a in log.acks.items() if a.get("status") == "rejected"}
+
+
 def _burn(vessels: list[dict[str, Any]], sample: Sample) -> np.ndarray:
     """The pixels of ``sample`` inside the outlines of ``vessels`` (map coordinates of its grid)."""
     if not vessels:
@@ -531,13 +547,14 @@ def _burn(vessels: list[dict[str, Any]], sample: Sample) -> np.ndarray:
                                        transform=sample.transform, dtype="uint8").astype(bool)
 
 
-def _length_errors(pairs: list[tuple[int, int]], vessels: list[dict[str, Any]], sample: Sample) -> dict[str, Any]:
+def _length_errors(pairs: list[tuple[int, int]], vessels: list[dict[str, Any]], truth: list[Any],
+                   sample: Sample) -> dict[str, Any]:
     """Relative error of the detected length of each matched vessel (the truth measured the same way)."""
     from runtime.vectorize import describe
 
     values = []
     for i, j in pairs:
-        true_len = describe(sample.vessels[j], sample.crs)["length_m"]  # type: ignore[index]
+        true_len = describe(truth[j], sample.crs)["length_m"]
         if true_len > 0:
             values.append(abs(vessels[i]["properties"]["length_m"] - true_len) / true_len)
     return {**_summary(values), "values": values}

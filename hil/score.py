@@ -83,6 +83,22 @@ def areal(geometries: list[BaseGeometry]) -> list[BaseGeometry]:
     return out
 
 
+def within(geometries: list[BaseGeometry], region: BaseGeometry) -> list[BaseGeometry]:
+    """The parts of ``geometries`` inside ``region`` (a scene's footprint), in order; one with no
+    area inside is left out. A truth outline beyond the image cannot be seen, so it cannot be
+    found: the pixel scores ignore it (the truth mask is rasterised on the image's grid), and the
+    object scores must too, or it is a miss (or, half outside, a match by its visible half only)."""
+    out = []
+    for g in areal(list(geometries)):
+        if region.contains(g):
+            out.append(g)
+            continue
+        part = areal_part(g.intersection(region))
+        if part is not None and part.area > 0:
+            out.append(part)
+    return out
+
+
 def match_objects(pred: list[BaseGeometry], truth: list[BaseGeometry], min_iou: float) -> dict[str, Any]:
     """Greedy one-to-one matching by polygon IoU, best pairs first; a pair counts at IoU >= min_iou.
 

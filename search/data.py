@@ -21,12 +21,16 @@ from runtime.preprocess import normalise_counts
 @dataclass(frozen=True)
 class SceneArrays:
     """One scene as arrays: ``image`` (bands, H, W) in raw counts, ``mask`` (H, W) with vessel=1,
-    and, where a sea/land mask is known, ``land`` (H, W) with land=1 (``[data] land_masks``)."""
+    and, where a sea/land mask is known, ``land`` (H, W) with land=1 (``[data] land_masks``).
+    ``labels`` (H, W), where the truth has instances: each vessel's pixels numbered 1, 2, ... (0
+    elsewhere), so that the object scores count the vessels hil counts (two ships moored side by
+    side are two, not one connected blob: :func:`search.evaluate.object_scores`)."""
 
     seed: int
     image: np.ndarray
     mask: np.ndarray
     land: np.ndarray | None = None
+    labels: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def training_counts(data: SearchData) -> list[str]:
 def read_split(root: Path, split: str) -> list[SceneArrays]:
     """The scenes of ``split`` as :func:`prepare_data` wrote them under ``root`` (not cached)."""
     with np.load(root / f"{split}.npz") as f:
-        return [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"], f[f"land_{s}"] if f"land_{s}" in f.files else None)
+        return [SceneArrays(int(s), f[f"image_{s}"], f[f"mask_{s}"], f[f"land_{s}"] if f"land_{s}" in f.files else None,
+                            f[f"labels_{s}"] if f"labels_{s}" in f.files else None)
                 for s in f["seeds"]]
 
 
@@ -92,6 +93,8 @@ def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays], generato
         arrays[f"image_{s.seed}"], arrays[f"mask_{s.seed}"] = s.image, s.mask
         if s.land is not None:
             arrays[f"land_{s.seed}"] = s.land
+        if s.labels is not None:
+            arrays[f"labels_{s.seed}"] = s.labels
     np.savez(path.with_suffix(".tmp.npz"), **arrays)
     path.with_suffix(".tmp.npz").replace(path)
 
@@ -305,7 +308,7 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                                      f"{'a' if sample.mask is not None else 'no'} mask; the search needs "
                                      f"{bands} bands (model.in_channels) and a truth mask")
                 scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8),
-                                          _land(sample, land_masks)))
+                                          _land(sample, land_masks), instance_labels(sample)))
             _save_arrays(root / f"{name}.npz", ids, scenes)
         write_atomic(split_path, json.dumps(split, indent=1).encode())  # a kill mid-write must not break resume
     groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
@@ -343,6 +346,21 @@ def _parts_by_name(split: dict[str, Any]) -> dict[str, list[str]]:
     """The sample names of each part of a split.json (what a leak into the test split is about)."""
     names = split.get("names", {})
     return {part: sorted(names.get(str(i), f"#{i}") for i in split.get(part, [])) for part in ("train", "val", "test")}
+
+
+def instance_labels(sample: Any) -> np.ndarray | None:
+    """The sample's truth vessels as instance labels (H, W): vessel k's pixels (centre inside, as the
+    mask is drawn) are k, a later vessel over an earlier one where outlines overlap; None without
+    vessels. What :func:`search.evaluate.object_scores` takes its truth from, so that it counts the
+    vessels hil counts (``sample.vessels``), not the mask's connected components."""
+    if not sample.vessels:
+        return None
+    import rasterio.features
+
+    n = len(sample.vessels)
+    return rasterio.features.rasterize([(v, k) for k, v in enumerate(sample.vessels, start=1)],
+                                       out_shape=(sample.height, sample.width), transform=sample.transform,
+                                       fill=0, dtype="uint16" if n < 65536 else "int32")
 
 
 def _land(sample: Any, folder: str) -> np.ndarray | None:

@@ -143,7 +143,9 @@ def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds
     from hil.score import match_objects, precision_recall_f1
     from runtime.vectorize import vectorize
 
-    truths = [mask_to_vessels(s.mask, Affine.identity()) for s in scenes]
+    # hil's truth: each annotated vessel (its instance labels), not the mask's connected components
+    truths = [mask_to_vessels(s.mask, Affine.identity()) if getattr(s, "labels", None) is None
+              else mask_to_vessels(s.labels > 0, Affine.identity(), labels=s.labels) for s in scenes]
     rows = []
     for threshold in thresholds:
         found = [[(shapely.geometry.shape(f["geometry"]), f["properties"]["area_px"], f["properties"]["score"])
