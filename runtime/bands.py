@@ -7,7 +7,9 @@ It lives in the runtime because ``runtime infer`` needs it and the runtime impor
 package (docs/architecture.md); flightsim re-exports it. The rules, first match wins:
 
 1. ``select`` given by the user (``--bands 1,1,1``: 1-based source bands): exactly that.
-2. Same count: as is.
+2. Same count: as is, unless the source names the model's bands in another order (a BGR file into
+   an RGB model): then reordered by name (the runtime refuses a tile that names the model's bands
+   in another order, ``bad_shape``).
 3. The model's band names all among the source's: picked by name (a 4-band red/green/blue/nir
    GeoTIFF into an RGB model).
 4. One source band, several model bands: the band repeated (a grey SAR amplitude into an RGB model).
@@ -48,9 +50,13 @@ def adapt_bands(source_bands: list[str], model_bands: list[str], select: list[in
             raise ValueError(f"{option or 'select'} {select}: valid source bands are 1..{n_src} ({source_bands})")
         index = [b - 1 for b in select]
         return index, f"source bands {select} (1-based, given by {option or 'select'}) feed model bands {model_bands}"
-    if n_src == n_model:
-        return None, f"{n_src} source bands {source_bands} fed as is to model bands {model_bands}"
     lower = [b.lower() for b in source_bands]
+    if n_src == n_model:
+        wanted = [b.lower() for b in model_bands]
+        if lower != wanted and sorted(lower) == sorted(wanted) and len(set(wanted)) == n_model:
+            index = [lower.index(b) for b in wanted]
+            return index, f"source bands {source_bands} reordered by name to the model's {model_bands}"
+        return None, f"{n_src} source bands {source_bands} fed as is to model bands {model_bands}"
     if all(b.lower() in lower for b in model_bands):
         index = [lower.index(b.lower()) for b in model_bands]
         return index, f"source bands picked by name: {[source_bands[i] for i in index]} of {source_bands}"

@@ -44,6 +44,10 @@ class Preprocessor:
     def __init__(self, manifest_input: dict[str, Any], model_shape: tuple[int, int, int, int]):
         _, self.bands, self.height, self.width = model_shape
         norm = manifest_input["normalization"]
+        names = [str(b).lower() for b in manifest_input.get("bands") or []]
+        # The model's band names, when they name each band once: a tile naming the same bands in
+        # another order is refused rather than fed to the model as if in its order.
+        self.band_names = names if len(set(names)) == len(names) == self.bands else None
         self.dtype = np.dtype(manifest_input.get("dtype", "float32"))
         self.on_host = norm["where"] == "host"
         self.log = norm.get("scale", "linear") == "log"  # runtime.bundle.NORMALIZATION_SCALES
@@ -64,6 +68,15 @@ class Preprocessor:
                 Reason.BAD_SHAPE,
                 f"tile is {bands}x{height}x{width}; the model takes {self.bands} bands and at most "
                 f"{self.height}x{self.width} pixels",
+                header,
+            )
+        said = header.get("bands")
+        if (self.band_names and isinstance(said, list) and all(isinstance(b, str) for b in said)
+                and [b.lower() for b in said] != self.band_names
+                and sorted(b.lower() for b in said) == sorted(self.band_names)):
+            raise TileRejected(
+                Reason.BAD_SHAPE,
+                f"tile's bands are {said}; the model takes {self.band_names} in that order",
                 header,
             )
         if not self.on_host and not np.can_cast(pixels.dtype, self.dtype, "safe"):

@@ -184,11 +184,16 @@ def decode_tile(
     transform = header.get("transform", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     if len(transform) != 6 or not all(_is_finite(t, MAX_TRANSFORM) for t in transform):
         raise TileRejected(Reason.BAD_HEADER, f"transform must be 6 finite numbers within ±{MAX_TRANSFORM:g}", header)
+    a, b, _, d, e, _ = (float(t) for t in transform)
+    if a * e - b * d == 0.0:  # every pixel on one point or one line: no place on the map
+        raise TileRejected(Reason.BAD_HEADER, f"transform {transform} is singular (determinant 0)", header)
+    if not _is_finite(header["seq"]):  # echoed in every ack, result and done: it must fit a double
+        raise TileRejected(Reason.BAD_HEADER, "seq must be an integer that fits a double", header)
     if "time" in header and not _is_finite(header["time"]):
         raise TileRejected(Reason.BAD_HEADER, "time must be a finite number that fits a float", header)
     window = header.get("window")
-    if window is not None and (len(window) != 4 or not all(isinstance(w, int) and not isinstance(w, bool) for w in window)):
-        raise TileRejected(Reason.BAD_HEADER, "window must be 4 integers", header)
+    if window is not None and (len(window) != 4 or not all(isinstance(w, int) and _is_finite(w) for w in window)):
+        raise TileRejected(Reason.BAD_HEADER, "window must be 4 integers that fit a double", header)
     if header["dtype"] not in TILE_DTYPES:
         raise TileRejected(
             Reason.UNSUPPORTED_DTYPE, f"dtype {header['dtype']!r}; valid: {TILE_DTYPES}", header
@@ -283,7 +288,8 @@ def tile_ids(header: dict[str, Any]) -> dict[str, Any]:
     for key in ("scene_id", "tile_id", "seq", "checksum"):
         value = header.get(key)
         kind = _REQUIRED[key]
-        ok = isinstance(value, kind) and not isinstance(value, bool) and (not isinstance(value, str) or len(value) <= MAX_ID_CHARS)
+        ok = (isinstance(value, kind) and not isinstance(value, bool) and (not isinstance(value, str) or len(value) <= MAX_ID_CHARS)
+              and (not isinstance(value, int) or _is_finite(value)))
         ids[key] = value if ok else None
     return ids
 

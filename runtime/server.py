@@ -53,6 +53,7 @@ from runtime.settings import Settings
 from runtime.store import BundleStore
 from runtime.telemetry import Telemetry
 from runtime.vectorise_pool import VectorisePool
+from runtime.vectorize import lonlat_degrees
 
 log = logging.getLogger("runtime")
 
@@ -100,7 +101,10 @@ def _check_on_the_earth(header: dict[str, Any], crs: CRS | None) -> None:
     _, height, width = header["shape"]
     a, b, c, d, e, f = (float(t) for t in header.get("transform", (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)))
     corners = [(a * col + b * row + c, d * col + e * row + f) for col in (0, width) for row in (0, height)]
-    lons, lats = [x for x, _ in corners], [y for _, y in corners]  # rasterio's GIS order: x is longitude
+    try:  # in WGS 84 degrees from Greenwich, whatever the CRS's units and prime meridian
+        lons, lats = lonlat_degrees(crs, [x for x, _ in corners], [y for _, y in corners])  # x is longitude
+    except ValueError as exc:
+        raise TileRejected(Reason.BAD_HEADER, f"a geographic tile not on the Earth: {exc}", header) from None
     if max(abs(v) for v in lats) > MAX_LATITUDE:
         raise TileRejected(Reason.BAD_HEADER, f"a geographic tile ({crs}) whose corners reach latitude "
                            f"{min(lats):g} to {max(lats):g}: latitude must be within ±{MAX_LATITUDE:g}", header)

@@ -277,7 +277,8 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     if crs is None:
         plane, scale, units = polygon, 1.0, "px"
     elif crs.is_geographic:
-        plane = shape(rasterio.warp.transform_geom(crs, _local_tm_crs(*centre), mapping(polygon)))
+        lon, lat = lonlat_degrees(crs, [centre[0]], [centre[1]])  # the CRS's units and meridian may differ
+        plane = shape(rasterio.warp.transform_geom(crs, _local_tm_crs(lon[0], lat[0]), mapping(polygon)))
         scale, units = 1.0, "m"
     elif crs.is_projected:
         plane, scale, units = polygon, float(crs.linear_units_factor[1]), "m"
@@ -313,6 +314,42 @@ def _rectangle(geom: shapely.Geometry) -> tuple[float, float, float]:
     if heading >= 180.0:  # -tiny % 180 rounds up to 180.0
         heading = 0.0
     return float(math.hypot(dx, dy)), float(math.hypot(*short)), float(heading)
+
+
+#: Geographic CRSs by id (each entry holding its CRS, so that the id cannot be reused while it lives):
+#: whether their coordinates are WGS 84 degrees from Greenwich, to a hundredth of a degree.
+_PLAIN_DEGREES: dict[int, tuple[rasterio.crs.CRS, bool]] = {}
+_WGS84 = rasterio.crs.CRS.from_epsg(4326)
+
+
+def lonlat_degrees(crs: rasterio.crs.CRS, xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    """Points of the geographic ``crs`` as WGS 84 longitudes and latitudes in degrees from Greenwich:
+    as they are for the usual CRSs (checked once per CRS), converted for one in other units or from
+    another prime meridian (EPSG:4807: grads from Paris).
+
+    Raises:
+        ValueError: for a CRS PROJ cannot relate to WGS 84 (one of another body: IAU_2015:49900, Mars).
+    """
+    known = _PLAIN_DEGREES.get(id(crs))
+    if known is None:
+        probe_x, probe_y = [0.0, 45.0, -120.0], [0.0, 30.0, -60.0]
+        try:
+            lon, lat = rasterio.warp.transform(crs, _WGS84, probe_x, probe_y)
+        except Exception as exc:
+            raise ValueError(f"{crs} cannot be related to WGS 84 (a CRS of another body?): {exc}") from None
+        plain = all(abs(a - b) < 1e-2 for a, b in zip([*lon, *lat], [*probe_x, *probe_y]))
+        if len(_PLAIN_DEGREES) >= 64:  # a stream has one CRS; many means a changing stream: start again
+            _PLAIN_DEGREES.clear()
+        _PLAIN_DEGREES[id(crs)] = known = (crs, plain)
+    if known[1]:
+        return list(xs), list(ys)
+    try:
+        lon, lat = rasterio.warp.transform(crs, _WGS84, list(xs), list(ys))
+    except Exception as exc:
+        raise ValueError(f"points of {crs} not on the Earth: {exc}") from None
+    if not all(math.isfinite(v) for v in (*lon, *lat)):
+        raise ValueError(f"points of {crs} not on the Earth")
+    return list(lon), list(lat)
 
 
 def _local_tm_crs(lon: float, lat: float) -> rasterio.crs.CRS:
