@@ -59,9 +59,18 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
         cut = max((features[i]["properties"].get("provisional_min_area_px") or 0 for i in members), default=0)
         if cut and sum(features[i]["properties"].get("area_px", 0) for i in members) < cut:
             continue
+        # the payload's min_score, left to the ground for pieces a border cut: on the whole vessel's score
+        score_cut = max((features[i]["properties"].get("provisional_min_score") or 0.0 for i in members), default=0.0)
+        if score_cut:
+            weights = [shape(features[i]["geometry"]).area for i in members]
+            whole = (sum(features[i]["properties"]["score"] * a for i, a in zip(members, weights))
+                     / (sum(weights) or 1.0))
+            if whole < score_cut:
+                continue
         if len(members) == 1:
             feature = dict(features[members[0]])
-            feature["properties"] = {k: v for k, v in feature["properties"].items() if k != "provisional_min_area_px"}
+            feature["properties"] = {k: v for k, v in feature["properties"].items()
+                                     if k not in ("provisional_min_area_px", "provisional_min_score")}
             feature["properties"]["pieces"] = 1
             merged.append(feature)
             continue

@@ -141,14 +141,18 @@ def vectorize(
             row0, col0, inside = _pixels_inside(poly)
         count = int(inside.sum())
         provisional = None
+        at_border = bool(count) and _touches(borders, row0, col0, inside.shape, prob.shape)
         if count < max(min_area_px, 1):
-            if not (count and _touches(borders, row0, col0, inside.shape, prob.shape)):
+            if not at_border:
                 continue
             provisional = max(min_area_px, 1)  # a piece cut by a border: the merge judges the whole
         vals = prob[row0:row0 + inside.shape[0], col0:col0 + inside.shape[1]][inside].astype(np.float64)
         score = float(vals.sum() / count)
         max_score = float(vals.max())
-        if score < min_score:  # on the reported score, as search.evaluate.object_scores compares it
+        # On the reported score, as search.evaluate.object_scores compares it: of the whole vessel,
+        # so a piece cut by a border comes down with the cut for the merge to apply to the whole.
+        provisional_score = min_score if at_border and min_score > 0 else None
+        if score < min_score and provisional_score is None:
             continue
         ship_probability = None
         if discriminator is not None:
@@ -168,6 +172,8 @@ def vectorize(
             props["ship_probability"] = ship_probability
         if provisional is not None:
             props["provisional_min_area_px"] = provisional
+        if provisional_score is not None:
+            props["provisional_min_score"] = provisional_score
         props.update(describe(map_poly, crs))
         features.append({"type": "Feature", "geometry": _geojson(map_poly), "properties": props})
     return features

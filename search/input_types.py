@@ -63,7 +63,8 @@ def normalise_in_ir(model: Any, dtype: str, mean: list[float], std: list[float])
 
 def pad_counts(norm: dict[str, Any], dtype: str) -> list[int]:
     """The counts an edge tile is padded with: each band's mean, so that padding normalises to
-    about 0 as it does when the host pads after normalising."""
+    about 0 as it does when the host pads after normalising (about: a count is whole, a mean is not;
+    :func:`retype_bundle` says what that changes)."""
     top = np.iinfo(dtype).max
     return [int(np.clip(round(float(m)), 0, top)) for m in norm["mean"]]
 
@@ -107,8 +108,12 @@ def with_input_dtype(xml: bytes, bin_: bytes, manifest: dict[str, Any], dtype: s
 
 
 def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, command: str | None = None) -> Bundle:
-    """Write a copy of bundle ``src`` whose IR takes ``dtype`` counts; same weights, same outputs
-    up to the f32 rounding of the normalisation.
+    """Write a copy of bundle ``src`` whose IR takes ``dtype`` counts; same weights, same outputs on
+    full tiles up to the f32 rounding of the normalisation. Not on an edge tile: its padding is whole
+    counts (:func:`pad_counts`, each band's mean rounded), which normalise to about 0, not to 0 as
+    the host's padding does, and a network that averages over the whole tile (a squeeze-excitation
+    block) carries that everywhere (models/sar retyped to uint8: probabilities up to 0.08 apart on
+    SSDD edge tiles, 6e-7 on full ones, by a script of the fifteenth session's review, not kept).
 
     The manifest keeps the source's metrics (measured with its f32 input) and says so under
     ``derived_from``. Raises ValueError for an unknown dtype or float32, or an ``out_dir`` that is
