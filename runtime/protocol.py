@@ -40,10 +40,17 @@ class Reason(str, enum.Enum):
     MODEL_MISMATCH = "model_mismatch"      # strict_fit: the scene is not what the model was trained for
 
 
+#: Characters of a rejection's detail that are sent: a detail quotes what it refuses, and a header
+#: field of megabytes would otherwise come back whole in the rejection and its event.
+MAX_DETAIL_CHARS = 2000
+
+
 class TileRejected(Exception):
     """A tile could not be accepted; carries the reason code and whatever ids could be read."""
 
     def __init__(self, reason: Reason, detail: str, header: dict[str, Any] | None = None):
+        if len(detail) > MAX_DETAIL_CHARS:
+            detail = f"{detail[:MAX_DETAIL_CHARS]}... ({len(detail)} characters in all)"
         super().__init__(f"{reason.value}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -175,6 +182,11 @@ def decode_tile(
     for name, kind in _OPTIONAL.items():
         if name in header and not isinstance(header[name], kind):
             raise TileRejected(Reason.BAD_HEADER, f"field {name!r} has the wrong type", header)
+    if header.get("type", "tile") != "tile":
+        raise TileRejected(Reason.BAD_HEADER, f"type must be \"tile\" on the tile link, got {str(header['type'])[:50]!r}",
+                           header)
+    if "bands" in header and not all(isinstance(b, str) for b in header["bands"]):
+        raise TileRejected(Reason.BAD_HEADER, "bands must be a list of band names (strings)", header)
     shape = header["shape"]
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise TileRejected(Reason.BAD_HEADER, f"shape must be 3 positive integers, got {shape!r}", header)

@@ -27,9 +27,27 @@ def _ship() -> np.ndarray:
     return pixels
 
 
+#: One ground per runtime for a whole test: a ground closed after one tile may still be connected
+#: as the runtime sends the next result, which its PUSH socket can deal to it, and a rejection is
+#: sent once (it is held for no ground), so it would be lost with the closed ground.
+_GROUNDS: dict[str, Ground] = {}
+
+
+@pytest.fixture(autouse=True)
+def _close_grounds():
+    yield
+    while _GROUNDS:
+        ground = _GROUNDS.popitem()[1]
+        ground.sock.close()
+        if ground.acks is not None:
+            ground.acks.close()
+
+
 def _send(runtime: Runtime, frames: list[bytes]) -> tuple[dict, dict]:
     """(the ack, the result) of one tile message."""
-    ground = Ground(runtime.endpoints)
+    ground = _GROUNDS.get(runtime.endpoints["results"])
+    if ground is None:
+        ground = _GROUNDS[runtime.endpoints["results"]] = Ground(runtime.endpoints)
     sender = zmq.Context.instance().socket(zmq.DEALER)
     sender.setsockopt(zmq.LINGER, 0)
     sender.connect(runtime.endpoints["tiles"])
@@ -40,7 +58,6 @@ def _send(runtime: Runtime, frames: list[bytes]) -> tuple[dict, dict]:
         [result] = ground.results(1)
     finally:
         sender.close()
-        ground.sock.close()
     return ack, result
 
 
@@ -153,3 +170,25 @@ def test_the_rig_reorders_a_scene_whose_bands_name_the_models_in_another_order(t
         dst.descriptions = ("blue", "green", "red")
     report = hil.run(tmp_path / "bgr.tif", tmp_path / "rgb", tmp_path / "out", device="CPU").report
     assert report["tiles_processed"] == report["tiles_sent"] == 4, report
+
+
+@pytest.mark.parametrize("fields, words", [({"type": "result"}, "type"), ({"bands": [1, {}, None]}, "bands")])
+def test_a_header_field_of_the_wrong_kind_is_a_bad_header(running_runtime: Runtime, fields: dict,
+                                                          words: str) -> None:
+    """docs/protocol.md: ``type`` is "tile" and ``bands`` a list of names. A message of another type
+    was served as a tile, and bands that are not names were taken."""
+    ack, result = _send(running_runtime, _frames(_ship(), tile_id=f"kind-{words}", **fields))
+    assert (ack["status"], ack["reason"]) == ("rejected", "bad_header"), ack
+    assert words in result["detail"]
+
+
+def test_a_rejection_does_not_echo_a_megabyte_field(running_runtime: Runtime) -> None:
+    """A rejection's detail quotes what it refuses: a dtype of a million characters came back whole
+    in the rejection result (and its event), a megabyte on the downlink for one refused tile."""
+    from runtime.protocol import MAX_DETAIL_CHARS
+
+    header, pixels = _frames(_ship(), tile_id="huge-dtype")
+    huge = json.dumps({**json.loads(header), "dtype": "x" * 1_000_000}).encode()
+    ack, result = _send(running_runtime, [huge, pixels])
+    assert result["reason"] == "unsupported_dtype", result["reason"]
+    assert len(result["detail"]) < MAX_DETAIL_CHARS + 100
