@@ -61,7 +61,7 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
 
     if coastline not in COASTLINES:
         raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
-    if sample.crs is None:  # before the seconds of loading the mask: a chip set may have no CRS at all
+    if not on_the_earth(sample.crs):  # before the seconds of loading the mask: a chip set may have no CRS at all
         return None
     landmask = _landmask(coastline)
     step = max(1, math.ceil(math.sqrt(sample.height * sample.width / MAX_LOOKUPS)))
@@ -78,6 +78,19 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     if step > 1:
         sea = np.repeat(np.repeat(sea, step, axis=0), step, axis=1)[:sample.height, :sample.width]
     return sea
+
+
+def on_the_earth(crs: Any) -> bool:
+    """Whether a sample's CRS places its pixels on the Earth: not none (a pixel grid), nor the local
+    metric plane a gsd without a CRS gets (``[sources] local_crs``, whose origin is 0 N 0 E: the
+    Gulf of Guinea, all sea, for any image)."""
+    if crs is None:
+        return False
+    from rasterio.crs import CRS
+
+    from flightsim.sources.base import DEFAULTS
+
+    return crs != CRS.from_user_input(DEFAULTS["sources"]["local_crs"])
 
 
 def _block_centres(n: int, step: int) -> np.ndarray:

@@ -9,6 +9,7 @@ with the scene before streaming and warns, or refuses with ``strict``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,17 @@ def scene_modality(source: Source) -> str | None:
     return MODALITY_OF_KIND.get(source.kind)
 
 
+def sample_modalities(source: Source) -> list[str | None]:
+    """The modality of each sample of ``source``, in order, as its own data set's format says it:
+    a list of sources may join a set that says (HRSID: SAR) to one that does not (COCO)."""
+    if isinstance(source, Subset):
+        inner = sample_modalities(source.source)
+        return [inner[i] for i in source.indices]
+    if isinstance(source, Concat):
+        return [m for part in source.parts for m in sample_modalities(part)]
+    return [scene_modality(source)] * len(source)
+
+
 def model_fit(manifest: dict[str, Any], source: Source, gsds_m: list[float],
               modality: str | None = None, counts: Sequence[str] = ()) -> dict[str, Any]:
     """Warnings where the scene is not what the model was trained for.
@@ -47,5 +59,9 @@ def model_fit(manifest: dict[str, Any], source: Source, gsds_m: list[float],
     if not trained:
         return {"checked": False, "warnings": [], "note": "the model's manifest does not say what it was trained for"}
     scene = modality or scene_modality(source)
-    return {"checked": True, "scene_modality": scene, "trained_for": trained,
-            "warnings": fit_warnings(trained, scene, gsds_m, counts)}
+    warnings = fit_warnings(trained, scene, gsds_m, counts)
+    if scene is None:  # samples whose own data set says what they are, in a list that does not agree
+        found = Counter(m for m in sample_modalities(source) if m is not None and m != trained["modality"])
+        warnings = [f"{n} of the samples are {m}; the model was trained on {trained['modality']} imagery"
+                    for m, n in sorted(found.items())] + warnings
+    return {"checked": True, "scene_modality": scene, "trained_for": trained, "warnings": warnings}

@@ -32,9 +32,9 @@ from flightsim.sources import Georef, Sample, Source, adapt_bands, open_source
 from flightsim.streamer import Streamer
 from flightsim.tiles import owned_windows, tile_grid, tile_sample
 from flightsim.timing import Timing
-from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask
+from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask, on_the_earth
 from hil.collector import ResultCollector
-from hil.fit import model_fit
+from hil.fit import model_fit, sample_modalities
 from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
@@ -178,16 +178,19 @@ def run(
                          "(an empty data set or split role, or a limit of 0); nothing to run")
     if land_masks is not None and str(land_masks) not in COASTLINES:
         # a mask that cannot be used must not cost the run it would come after
+        check_mask_files((s.sample for s in scenes), Path(land_masks))
         masked = sum(sea_mask(s.sample, Path(land_masks)) is not None for s in scenes)
         if not masked:  # the wrong folder (SSDD's parent of sealand/, say): scores unmasked, silently
             raise ValueError(f"--land-masks {str(land_masks)!r}: none of the {len(scenes)} samples has a mask there "
                              f"(<sample>.png, e.g. {mask_file(scenes[0].sample, Path(land_masks)).name})")
-    elif land_masks is not None and any(s.sample.crs is not None for s in scenes):
+    elif land_masks is not None and any(on_the_earth(s.sample.crs) for s in scenes):
         check_coastline(str(land_masks))  # the optional package, before the run, not at its scoring
     fit = model_fit(bundle.manifest, source, [g for g in map(_gsd, (s.sample for s in scenes)) if g is not None],
                     modality, [s.sample.dtype for s in scenes])
     if fit["warnings"] and strict_fit:
         raise ValueError("the scene does not suit the model: " + "; ".join(fit["warnings"]))
+    # what each sample's tiles tell the runtime they are: the user's word, else the sample's own data set's
+    modalities = [modality] * len(scenes) if modality else sample_modalities(source)
     # Scene ids unique to this run: a runtime that has seen (scene_id, tile_id) takes it as a resend.
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{next(_RUNS)}"
     for s in scenes:
@@ -208,7 +211,8 @@ def run(
             if k < max_panels:
                 s.preview = s.sample.preview(config.overview.max_side_px // (1 if len(scenes) == 1 else 4))
             yield (tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
-                               scene_id=f"{run_id}/{s.sample.name}", modality=fit.get("scene_modality")),
+                               scene_id=f"{run_id}/{s.sample.name}",
+                               modality=modalities[k] if fit.get("checked") else None),
                    s.sample.height, _gsd(s.sample))
             seq += len(s.windows)
             if _rereadable(s.sample):
@@ -252,7 +256,9 @@ def run(
             final = control.status()
             delivery = final["delivery"]
         # the runtime's own judgement of the scene (its tiles carry the modality the rig knows)
-        fit["runtime_tiles_unfit"] = final.get("counters", {}).get("tiles_unfit")
+        # a counter over the runtime's life: this run's tiles are what it added since the uplink
+        unfit, before = final.get("counters", {}).get("tiles_unfit"), status.get("counters", {}).get("tiles_unfit")
+        fit["runtime_tiles_unfit"] = None if unfit is None else unfit - (before or 0)
     finally:
         # On every way out, a failed run included: the collector's thread and every socket stop
         # here, or each failed run would leave them running in the caller's process.
@@ -355,6 +361,26 @@ def _check_runtime_options(profile: str | None, runtime_config: Path | None) -> 
 def mask_file(sample: Any, folder: Path) -> Path:
     """Where ``folder`` holds the sample's sea/land mask: ``<stem>.png``, as SSDD's ``sealand/``."""
     return folder / f"{str(sample.name).split('/')[-1]}.png"
+
+
+def check_mask_files(samples: Any, folder: Path) -> None:
+    """Refuse a folder of masks that two samples of different images would share: it is matched by
+    the stem of each sample's name (``coco.1/0001`` and ``coco.2/0001``, two data sets of one list,
+    both take ``0001.png``), and which of them it was drawn for cannot be told.
+
+    Raises:
+        ValueError: naming the mask file and the samples.
+    """
+    takers: dict[Path, dict[Any, str]] = {}
+    for sample in samples:
+        path = mask_file(sample, folder)
+        image = sample.path.resolve() if sample.path is not None else sample.name  # one chip listed twice is one
+        takers.setdefault(path, {})[image] = sample.name
+    for path, names in takers.items():
+        if len(names) > 1 and path.is_file():
+            raise ValueError(f"{path}: the sea/land mask of which sample? {sorted(names.values())} are different "
+                             f"images that share its stem; give each data set its own folder of masks, or run "
+                             f"them apart")
 
 
 def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:

@@ -154,6 +154,25 @@ def _check_table(table: dict[str, Any], name: str, where: str) -> None:
             raise ValueError(f"[{where}] {key} must be true or false; got {table[key]!r}")
 
 
+def _implied_modalities(source: str | list[str], scene_mode: str) -> set[str]:
+    """The modalities the formats of ``[data] source`` say their data is (HRSID: SAR; synthetic
+    scenes: their mode, ``[data] scene_mode`` for ``"synthetic"``); a format that does not say
+    (COCO, GeoTIFF) adds none."""
+    from flightsim.sources import parse_spec
+    from hil.fit import MODALITY_OF_KIND
+    from runtime.fit import MODALITIES
+
+    implied = set()
+    for spec in [source] if isinstance(source, str) else source:
+        kind, rest = parse_spec(spec)
+        if kind == "synthetic":
+            options = dict(o.split("=", 1) for o in rest.split(",") if "=" in o)
+            implied.add(options.get("mode", scene_mode if spec == "synthetic" else "optical").strip())
+        elif kind in MODALITY_OF_KIND:
+            implied.add(MODALITY_OF_KIND[kind])
+    return implied & set(MODALITIES)  # a mode that is none of them is refused by its own check
+
+
 def check_values(cfg: dict[str, Any]) -> None:
     """Refuse values the search would accept now and fail on (or silently mistrain with) later.
 
@@ -189,6 +208,12 @@ def check_values(cfg: dict[str, Any]) -> None:
     if not (isinstance(source, str) or isinstance(source, list) and source and all(isinstance(p, str) for p in source)):
         raise ValueError(f"[data] source must be \"synthetic\", a data set as KIND:PATH, or a non-empty list of "
                          f"them; got {source!r}")
+    if "modality" in data:  # what every model's manifest will say it was trained on (trained_for)
+        said = sorted(_implied_modalities(source, data.get("scene_mode", "optical")) - {data["modality"]})
+        if said:
+            raise ValueError(f"[data] modality {data['modality']!r}, but the data's format says it is {said}: the "
+                             f"models' manifests would call them unfit for their own scenes; set [data] modality "
+                             f"(and gsd_m) to what the data is")
     roles = data.get("source_roles") or ["split"]
     if data.get("val_fraction") == 0 and "split" in roles:  # candidates are selected on validation samples
         raise ValueError(f"[data] val_fraction must be > 0 where a data set is split (source_roles {roles}); got 0")

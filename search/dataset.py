@@ -287,6 +287,10 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     land_masks = cfg["data"].get("land_masks") or ""
     if land_masks and not Path(land_masks).is_dir():
         raise ValueError(f"[data] land_masks {land_masks!r}: no such folder of <sample>.png sea/land masks")
+    if land_masks:
+        from hil.rig import check_mask_files
+
+        check_mask_files((source[i] for i in sorted({*train, *val})), Path(land_masks))
     split = {"source": spec if isinstance(spec, str) else list(spec), "split_seed": cfg["data"]["split_seed"],
              **({"roles": roles} if set(roles) != {"split"} else {}),
              **({"land_masks": str(Path(land_masks).resolve())} if land_masks else {}),

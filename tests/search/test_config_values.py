@@ -110,7 +110,7 @@ def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path: Path) -> Non
     assert cfg["candidate"]["aligned_epochs"] == 0 and cfg["evolution"]["elite"] == 0
     # no set split: a whole set validates, and val_fraction is not read
     path.write_text('[data]\nsource = ["hrsid-mini:a", "hrsid-official:b"]\nsource_roles = ["train", "val"]\n'
-                    "val_fraction = 0.0\n")
+                    'val_fraction = 0.0\nmodality = "sar"\n')
     assert load_config(path)["data"]["val_fraction"] == 0.0
 
 
