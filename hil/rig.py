@@ -309,7 +309,7 @@ def _tile_size(manifest: dict[str, Any], model: str | Path) -> int:
 
 def _gsd(sample: Sample) -> float | None:
     """Metres per pixel as the runtime reads them from a tile (its CRS's unit, either axis of a
-    turned grid); None where the CRS cannot say (none, or geographic: degrees)."""
+    turned grid, degrees at the scene's latitude); None where the CRS cannot say (none)."""
     return tile_gsd_m(tuple(sample.transform)[:6], sample.crs)
 
 

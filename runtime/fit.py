@@ -123,17 +123,26 @@ def tile_fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | Non
 #: caches cold) cost 0.11 ms of thread CPU per tile, an eighth of the main loop's
 #: (``scripts/host_time.py``). The runtime parses each CRS text once (``runtime.server._parse_crs``),
 #: so a stream's tiles bring the same object.
-_UNITS: dict[int, tuple[CRS, float | None]] = {}
+_UNITS: dict[int, tuple[CRS, tuple[float, bool] | None]] = {}
 _UNITS_KEPT = 64
 
 
-def _metres_per_unit(crs: CRS) -> float | None:
-    """Metres per map unit of a projected CRS; None for a geographic or unknown one."""
+#: The Earth's mean radius (IUGG), metres: a geographic tile's pixel size in metres to a few parts in
+#: a thousand, which is what a check against a model's metres-per-pixel range needs.
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def _metres_per_unit(crs: CRS) -> tuple[float, bool] | None:
+    """(metres per map unit of a projected CRS, False), (radians per angular unit of a geographic
+    one, True), or None for a CRS that is neither."""
     known = _UNITS.get(id(crs))
     if known is not None:
         return known[1]
-    factor = crs.linear_units_factor if crs.is_projected else None
-    unit = float(factor[1]) if factor else None
+    unit: tuple[float, bool] | None = None
+    if crs.is_projected and crs.linear_units_factor:
+        unit = (float(crs.linear_units_factor[1]), False)
+    elif crs.is_geographic and crs.units_factor and crs.units_factor[1]:
+        unit = (float(crs.units_factor[1]), True)
     if len(_UNITS) >= _UNITS_KEPT:  # a stream has one CRS; many means a changing stream: start again
         _UNITS.clear()
     _UNITS[id(crs)] = (crs, unit)
@@ -141,14 +150,20 @@ def _metres_per_unit(crs: CRS) -> float | None:
 
 
 def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | None:
-    """Metres per pixel of a tile (the mean of its two axes), or None when its CRS cannot say."""
+    """Metres per pixel of a tile (the mean of its two axes), or None when its CRS cannot say. In a
+    geographic CRS, on a sphere at the latitude of the tile's origin: a degree of longitude shrinks
+    with it (a 10 m Sentinel-2 export in EPSG:4326 is 10 m, not unknown)."""
     if transform is None or crs is None:
         return None
     unit = _metres_per_unit(crs)
     if unit is None:
         return None
-    a, b, _, d, e, _ = transform[:6]
-    return unit * (math.hypot(a, d) + math.hypot(b, e)) / 2
+    a, b, _, d, e, f = transform[:6]
+    if not unit[1]:
+        return unit[0] * (math.hypot(a, d) + math.hypot(b, e)) / 2
+    along = EARTH_RADIUS_M * unit[0]  # metres per unit of latitude
+    across = along * math.cos(min(abs(f * unit[0]), math.pi / 2))  # ... and of longitude there
+    return (math.hypot(a * across, d * along) + math.hypot(b * across, e * along)) / 2
 
 
 class SceneFit:

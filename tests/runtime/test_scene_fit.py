@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -54,10 +55,21 @@ def test_the_count_type_comes_from_the_golden_tile_where_the_manifest_does_not_s
     assert manifest_trained_for({"golden": {"dtype": "uint8"}}) is None
 
 
-def test_a_tile_says_its_metres_per_pixel_only_in_a_metric_crs() -> None:
+def test_a_tile_says_its_metres_per_pixel_in_a_metric_or_a_geographic_crs() -> None:
+    """In degrees (or grads) too, at the tile's latitude: a 10 m export in EPSG:4326 sent to a 3 m
+    model was not checked at all. Checked against the distances between the pixel's corners
+    projected to UTM (rasterio's PROJ on the ellipsoid; the runtime's sphere is within 0.5%)."""
+    from rasterio.warp import transform as project
+
     utm = CRS.from_epsg(32631)
     assert tile_gsd_m((10.0, 0.0, 5e5, 0.0, -10.0, 4e6), utm) == pytest.approx(10.0)
-    assert tile_gsd_m((1e-4, 0.0, 2.0, 0.0, -1e-4, 41.0), CRS.from_epsg(4326)) is None
+    for crs, t in ((CRS.from_epsg(4326), (1e-4, 0.0, 2.0, 0.0, -1e-4, 41.0)),
+                   (CRS.from_epsg(4326), (9e-5, 0.0, 2.0, 0.0, 9e-5, -70.0)),  # south-up, far south
+                   (CRS.from_epsg(4807), (1e-4, 0.0, 0.2, 0.0, -1e-4, 50.0))):  # grads from Paris
+        a, _, c, _, e, f = t
+        xs, ys = project(crs, utm, [c, c + a, c], [f, f, f + e])
+        expected = (math.dist((xs[0], ys[0]), (xs[1], ys[1])) + math.dist((xs[0], ys[0]), (xs[2], ys[2]))) / 2
+        assert tile_gsd_m(t, crs) == pytest.approx(expected, rel=0.005), crs
     assert tile_gsd_m((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), None) is None
 
 
