@@ -46,8 +46,13 @@ EVENTS = {
     **RECOVERY_EVENTS,  # device_error, device_reopened, device_replaced, device_reopen_failed, device_recovery_error
 }
 TELEMETRY = (
-    "tiles_received", "tiles_accepted", "tiles_rejected", "results_sent", "in_flight",
-    "rejected_by_reason", "latency_ms_p50", "latency_ms_p99", "model", "device", "health", "host_cpu_s",
+    # status()'s fields (docs/protocol.md, "Telemetry", describes each)
+    "protocol", "state", "device", "numerics", "latency_estimate", "model", "endpoints", "health",
+    "device_recovery", "host_cpu_s", "vectorize", "delivery", "counters",
+    # status()["counters"]
+    "tiles_received", "tiles_accepted", "tiles_ok", "tiles_rejected", "results_sent", "in_flight",
+    "duplicates", "internal_errors", "tiles_unfit", "queue_depth", "rejected_by_reason",
+    "latency_ms_p50", "latency_ms_p99",
 )
 #: The most frames one command may carry: load_model's manifest, three files and compiled blobs.
 MAX_COMMAND_FRAMES = 32

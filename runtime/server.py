@@ -201,6 +201,7 @@ class Runtime:
         # recovery, so the drain at shutdown waits for them (_drain_device).
         self._closing: list[threading.Thread] = []
         self._ingest = Heartbeat("ingest")
+        self._loading_since: float | None = None  # when the model load on the main loop began
         # Results out, and the ground's acknowledgements in (runtime/delivery.py).
         self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
                                     settings.ground_ack_timeout_s, self._count, self._event, self._left,
@@ -450,19 +451,33 @@ class Runtime:
                 oldest = min(self._submitted.values(), default=None)
             return 0.0 if oldest is None else time.monotonic() - oldest
 
-        probes = [StageProbe("ingest", self._ingest.age), StageProbe("inference", oldest_inference),
+        probes = [StageProbe("ingest", self._ingest_age), StageProbe("inference", oldest_inference),
                   StageProbe("device", self.recovery.failing_for)]
         probes += self._vectorise.probes()
         probes.append(StageProbe("output", self._sender.beat.age))
         return probes
 
+    def _ingest_age(self) -> float:
+        """How long the main loop has been on one item; an uplink's model load (a compile and the
+        acceptance test, on the main loop) is not a hang until it has taken ``[health]
+        load_timeout_s``: else the watchdog starved, and a supervisor killed the runtime mid-uplink."""
+        loading = self._loading_since
+        if loading is not None and time.monotonic() - loading < float(self.settings.health["load_timeout_s"]):
+            return 0.0
+        return self._ingest.age()
+
     def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], bool]) -> None:
         """A worker's result for one tile: counted, and queued for the sender with the tile's
         "done" (made here, off the main loop, which only forwards it)."""
         frames, ok = result
+        job = item[1]
         if ok:
             self._count("tiles_ok")
-        job = item[1]
+        else:  # counted as delivered, not as made: a restarted worker's late result is discarded
+            rejected = protocol.loads(frames[0])
+            self._account_rejection(job.header, Reason(rejected["reason"]), rejected["detail"])
+            if not isinstance(item[0], BaseException):  # lost in post-processing (_give_up said the device's)
+                self._event("inference_failed", detail=rejected["detail"], **protocol.tile_ids(job.header))
         outcome: Outcome = OK if ok else ("rejected", Reason.INFERENCE_FAILED.value)
         done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
         if protocol.wants_done(job.header):
@@ -476,14 +491,14 @@ class Runtime:
         header = job.header
         if isinstance(output, BaseException):
             return self._rejection(header, Reason.INFERENCE_FAILED,
-                                   f"the device failed it {job.attempts} times: {output}"), False
+                                   f"the device failed it {job.attempts} times: {output}", account=False), False
         try:
             result, mask = describe(output, job, t_inferred, self.settings.vectorize)
             self.telemetry.latency(result["timings_ms"]["total"] / 1e3)
             return protocol.encode_result(result, mask), True
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
-            return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}"), False
+            return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}", account=False), False
 
     def _post_processing_stuck(self, item: tuple[np.ndarray, InFlight, float]) -> tuple[list[bytes], bool]:
         """The result of a tile whose post-processing got two workers stuck, or one for twice the
@@ -491,7 +506,7 @@ class Runtime:
         timeout = self.settings.health["hang_timeout_s"]
         return self._rejection(item[1].header, Reason.INFERENCE_FAILED,
                                f"post-processing: stuck for over {timeout} s on two workers, or for over "
-                               f"{2 * timeout} s on one at shutdown"), False
+                               f"{2 * timeout} s on one at shutdown", account=False), False
 
     def _remember(self, key: tuple[str, str, str] | None, state: str, outcome: Outcome = OK) -> None:
         """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said).
@@ -525,17 +540,23 @@ class Runtime:
             self._remember(key, "done", outcome)
             self._tiles.send_multipart([identity, done])
 
-    def _rejection(self, header: dict[str, Any], reason: Reason, detail: str, held: bool = True) -> list[bytes]:
+    def _rejection(self, header: dict[str, Any], reason: Reason, detail: str, held: bool = True,
+                   account: bool = True) -> list[bytes]:
         """A rejection result. ``held=False``: one the runtime does not hold for the ground's ack (a tile
         refused before it was accepted) says ``"acknowledge": false``, since it carries the ids of any
         accepted tile it is a corrupted copy of, and a ground's ack of it would release that tile's own
-        result, unreceived (docs/protocol.md, "Ground acknowledgement")."""
-        self.telemetry.reject(reason.value)
-        self._event("tile_rejected", reason=reason.value, detail=detail, **protocol.tile_ids(header))
+        result, unreceived (docs/protocol.md, "Ground acknowledgement"). ``account=False``: made by a
+        vectorise worker, counted and said only if it is delivered (:meth:`_vectorised`)."""
+        if account:
+            self._account_rejection(header, reason, detail)
         model = self.serving.info if self.serving else None
         result = {**protocol.tile_ids(header), "status": "rejected", "reason": reason.value, "detail": detail,
                   "model": model}
         return protocol.encode_result(result if held else {**result, "acknowledge": False})
+
+    def _account_rejection(self, header: dict[str, Any], reason: Reason, detail: str) -> None:
+        self.telemetry.reject(reason.value)
+        self._event("tile_rejected", reason=reason.value, detail=detail, **protocol.tile_ids(header))
 
     def _room(self) -> bool:
         with self._lock:
@@ -668,14 +689,21 @@ class Runtime:
                 raise ValueError(f"a command of {len(body)} frames and {total} bytes; at most {MAX_COMMAND_FRAMES} "
                                  f"frames and {self.settings.max_message_bytes} bytes in all ([limits] max_message_bytes)")
             request = protocol.loads(body[0]) if body else None
-            if not isinstance(request, dict) or request.get("v") != protocol.PROTOCOL_VERSION:
+            if (not isinstance(request, dict) or type(request.get("v")) is not int
+                    or request["v"] != protocol.PROTOCOL_VERSION):  # true is no version, though == 1
                 raise ValueError(f"a command is a JSON object with v={protocol.PROTOCOL_VERSION}")
             cmd = request.get("cmd")
-            if cmd not in COMMANDS:
+            if not isinstance(cmd, str) or cmd not in COMMANDS:  # a list or an object is not hashable
                 raise ValueError(f"unknown command {cmd!r}; valid: {sorted(COMMANDS)}")
             reply = getattr(self, f"_cmd_{cmd}")(request, body[1:])
         except (ValueError, BundleError) as exc:
             reply = {"ok": False, "error": str(exc)}
+        except Exception as exc:
+            # a bug in a command: its client is still answered (a REQ client waits for a reply for
+            # ever), and the bug is reported as any other is (_guarded: internal_error)
+            reply = {"ok": False, "error": f"internal error: {exc!r}"}
+            self._control.send_multipart([*envelope, protocol.dumps({"v": protocol.PROTOCOL_VERSION, **reply})])
+            raise
         self._control.send_multipart([*envelope, protocol.dumps({"v": protocol.PROTOCOL_VERSION, **reply})])
 
     def _cmd_status(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
@@ -697,7 +725,11 @@ class Runtime:
             )
             if isinstance(request.get("signature"), str):
                 bundle = replace(bundle, signature=request["signature"].encode("utf-8"))
-            serving = self._load(bundle)
+            self._loading_since = time.monotonic()
+            try:
+                serving = self._load(bundle)
+            finally:
+                self._loading_since = None
         except Exception as exc:
             self._event("model_refused", detail=str(exc))
             kept = self.serving.info if self.serving else None

@@ -50,6 +50,7 @@ RANGES: dict[tuple[str, str], tuple[bool, float, bool]] = {
     ("delivery", "ground_ack_timeout_s"): (False, 0.0, False),
     ("health", "period_s"): (False, 0.0, False),
     ("health", "hang_timeout_s"): (False, 0.0, False),
+    ("health", "load_timeout_s"): (False, 0.0, False),
     ("device_recovery", "max_attempts"): (True, 1, True),
     ("device_recovery", "backoff_s"): (False, 0.0, True),
     ("device_recovery", "max_backoff_s"): (False, 0.0, True),

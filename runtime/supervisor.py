@@ -51,8 +51,20 @@ POLL_S = 0.2
 ROLL_BACK_AFTER = 3
 
 
+#: The supervisor's events (JSON lines on stderr) with their severity, as runtime/interface.py EVENTS
+#: gives the runtime's; docs/reliability.md describes each.
+EVENTS = {
+    "supervisor_store": "ACTIVITY_LO",
+    "runtime_restarted": "WARNING_HI",
+    "supervisor_gave_up": "FATAL",
+    "model_rolled_back": "WARNING_HI",
+    "model_roll_back_failed": "WARNING_HI",
+}
+
+
 def _say(event: str, **fields: Any) -> None:
-    print(json.dumps({"event": event, "time": time.time(), **fields}), file=sys.stderr, flush=True)
+    line = {"event": event, "severity": EVENTS[event], "time": time.time(), **fields}
+    print(json.dumps(line), file=sys.stderr, flush=True)
 
 
 

@@ -116,7 +116,9 @@ def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int,
     land_focus = float(tr.get("land_focus", 0.0))
     net.to(device).train()
     aligners = aligner if isinstance(aligner, list) else [aligner]
-    draws = np.random.default_rng(len(aligners))
+    # each step's profile of robust alignment, drawn from the run's seed (seed_everything seeds torch);
+    # torch's generator is read only then, so that a training with one profile is unchanged
+    draws = np.random.default_rng(int(torch.randint(2**62, ())) if len(aligners) > 1 else 0)
     net.aligner = aligners[0]
     opt, sched = adam_cosine(net.parameters(), lr, tr["weight_decay"], epochs * tr["steps_per_epoch"])
     losses: list[float] = []

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from flightsim.tiles import Tile
 from runtime import config, protocol
 from runtime.client import ControlClient
 from runtime.server import Runtime, Settings
+from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground
 
 
@@ -46,7 +48,7 @@ def test_a_hung_vectorise_stage_is_restarted_and_nothing_is_lost(
     monkeypatch.setattr(results_module, "vectorize", hangs_once)
     cfg = config.defaults()
     watchdog = tmp_path / "watchdog"
-    cfg["health"] = {"period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": str(watchdog)}
+    cfg["health"] = {**cfg["health"], "period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": str(watchdog)}
     runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
     events = zmq.Context.instance().socket(zmq.SUB)
     events.setsockopt(zmq.SUBSCRIBE, b"event")
@@ -111,7 +113,7 @@ def test_a_tile_that_gets_two_workers_stuck_is_rejected_not_handed_on_forever(
     monkeypatch.setattr(results_module, "vectorize", hangs_on_tile_3)
     monkeypatch.setattr(Runtime, "_post_process", post_process)
     cfg = config.defaults()
-    cfg["health"] = {"period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": ""}
+    cfg["health"] = {**cfg["health"], "period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": ""}
     runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
     thread = threading.Thread(target=runtime.serve, daemon=True)
     thread.start()
@@ -130,3 +132,37 @@ def test_a_tile_that_gets_two_workers_stuck_is_rejected_not_handed_on_forever(
         release.set()
         runtime.stop()
         thread.join(30)
+
+
+@pytest.mark.parametrize("load_timeout_s, fed", [(10.0, True), (0.3, False)])
+def test_an_uplink_s_model_load_feeds_the_watchdog_up_to_its_timeout(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, brightness_bundle: Path, ipc_endpoints: dict[str, str],
+    load_timeout_s: float, fed: bool
+) -> None:
+    """A model load runs on the main loop (a compile on a stick can take many seconds): ingest is not
+    hung, and the watchdog stays fed, for [health] load_timeout_s of it (a supervisor starved the
+    runtime and killed it mid-uplink); a load that takes longer is a hang as any other."""
+    from runtime.bundle import read_bundle
+
+    real_load = Runtime._load
+    uplinked = threading.Event()
+
+    def slow_load(self: Runtime, bundle: Any, *args: Any, **kwargs: Any) -> Any:
+        if uplinked.is_set():
+            time.sleep(2.0)  # a compile on the device
+        return real_load(self, bundle, *args, **kwargs)
+
+    monkeypatch.setattr(Runtime, "_load", slow_load)
+    cfg = config.defaults()
+    watchdog = tmp_path / "watchdog"
+    cfg["health"] = {**cfg["health"], "period_s": 0.1, "hang_timeout_s": 0.5, "watchdog_file": str(watchdog),
+                     "load_timeout_s": load_timeout_s}
+    with runtime_thread(Settings.from_config(cfg, device="CPU", **ipc_endpoints), brightness_bundle):
+        uplinked.set()
+        bundle = read_bundle(brightness_bundle)
+        uplink = threading.Thread(target=lambda: ControlClient(ipc_endpoints["control"], timeout_s=30).load_model(bundle))
+        uplink.start()
+        time.sleep(1.6)  # well inside the load, past three hang timeouts
+        fed_s_ago = time.time() - watchdog.stat().st_mtime
+        uplink.join(30)
+    assert (fed_s_ago < 0.5) is fed, f"the watchdog was last fed {fed_s_ago:.2f} s ago"
