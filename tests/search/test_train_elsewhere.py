@@ -31,7 +31,7 @@ def packed(tmp_path: Path) -> tuple[ModuleType, Path, Path]:
     """Five hrsid-mini tiles, four with a sea/land mask (the land loss on), packed with GENOME."""
     cfg = _with_land_masks(tmp_path, load_config())  # writes the tiles and the masks
     config = tmp_path / "tiny.toml"
-    config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "{cfg["data"]["source"]}"\n'
+    config.write_text(TINY_SEARCH.replace("[data]\n", f'[data]\nsource = "{cfg["data"]["source"]}"\nmodality = "sar"\n'
                                                      f'land_masks = "{cfg["data"]["land_masks"]}"\n')
                       .replace("[train]\n", "[train]\nland_weight = 1.0\n"))
     (tmp_path / "genome.json").write_text(json.dumps(GENOME.to_dict()))
