@@ -59,7 +59,7 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     """
     if target in TWINS or target != device_family(target) or target not in TARGET_FAMILIES:
         raise ValueError(f"--target is a device family (valid: {list(TARGET_FAMILIES)}), not {target!r}")
-    core = core or ov_api.Core()
+    core = core or ov_api.shared_core()
     device = device or target
     attached = attached_devices(core)
     if not names_attached(device, attached) or device_family(device) != target:

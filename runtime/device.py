@@ -44,7 +44,7 @@ Completion = Callable[[np.ndarray, Any], None]
 
 def available_devices(core: Any | None = None) -> list[dict[str, str]]:
     """Every device a runtime here can serve on: the attached ones and the twins, described."""
-    core = core or ov_api.Core()
+    core = core or ov_api.shared_core()
     out = []
     for name in attached_devices(core):
         try:
@@ -195,7 +195,7 @@ class OpenVINOAdapter(InferenceAdapter):
         cpu_precision: str = "f32",
         profile: str | None = None,
     ):
-        core = ov_api.Core()
+        core = ov_api.shared_core()  # one per process: a second one's MYRIAD plugin cannot see the stick
         self.device = resolve(device, core)
         model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
         if device_family(self.device) in MYRIAD_LIKE:

@@ -24,8 +24,24 @@ def device_family(device: str) -> str:
 
 
 def attached_devices(core: Any | None = None) -> list[str]:
-    """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...)."""
-    return list((core or ov_api.Core()).available_devices)
+    """OpenVINO devices present on this host (``CPU``, ``GPU.0``, ``MYRIAD``...).
+
+    OpenVINO lists a family with a single instance bare (``MYRIAD``, not ``MYRIAD.1.2-ma2480``:
+    Core::get_available_devices adds the id only when a plugin reports more than one); that
+    instance's full name, which OpenVINO accepts too, is listed after it."""
+    core = core or ov_api.shared_core()
+    listed = list(core.available_devices)
+    out = list(listed)
+    for name in listed:
+        if "." in name:
+            continue
+        try:
+            ids = [str(i) for i in core.get_property(name, "AVAILABLE_DEVICES")]
+        except Exception:  # a plugin that does not say; the bare name is enough
+            continue
+        if len(ids) == 1 and ids[0] and f"{name}.{ids[0]}" not in out:
+            out.append(f"{name}.{ids[0]}")
+    return out
 
 
 def names_attached(device: str, attached: list[str]) -> bool:

@@ -8,6 +8,7 @@ lives in ``openvino.runtime``; modern releases expose the same classes from ``op
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import importlib
@@ -31,7 +32,28 @@ except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
     API = "openvino.runtime"
 
 __all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "convert_model", "opset", "opset1",
-           "read_ir", "save_ir", "save_model", "version"]
+           "read_ir", "save_ir", "save_model", "shared_core", "version"]
+
+
+_SHARED_CORE: Any = None
+_SHARED_CORE_LOCK = threading.Lock()
+
+
+def shared_core() -> Any:
+    """The process's one ``Core``, for everything that opens or lists devices.
+
+    Each ``Core()`` loads its own plugin objects, and a MYRIAD plugin sees only the sticks nobody has
+    booted plus the ones it booted itself (2022.3 intel_myriad myriad_metrics.cpp
+    AvailableDevicesNames; mvnc ncAvailableDevices lists X_LINK_UNBOOTED devices): a second Core
+    does not see the stick a serving model holds, so an uplinked model or a reopen would resolve
+    ``flight`` to the twin, or refuse ``MYRIAD``. One Core puts the second network on the same
+    stick (myriad_executor.cpp openDevice). ``ov.Core`` is thread-safe.
+    """
+    global _SHARED_CORE
+    with _SHARED_CORE_LOCK:
+        if _SHARED_CORE is None:
+            _SHARED_CORE = Core()
+        return _SHARED_CORE
 
 
 def convert_model(model: Any, **options: Any) -> Any:
