@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         recipe["scored_on"] = args.part
     if study.get("recipe", recipe) != recipe:
         raise SystemExit(f"{path} was made with {study['recipe']}, not {recipe}: use another --out")
+    if study["genome"] != genome.to_dict() or Path(study["config"]).resolve() != Path(args.config).resolve():
+        raise SystemExit(f"{path} is a study of {study['name']} under {study['config']}, not of {genome} under "
+                         f"{args.config}: use another --out")
     study["recipe"] = recipe
     study.update(host=host_line(), date=time.strftime("%Y-%m-%d"))
     for seed in args.seeds:

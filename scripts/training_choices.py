@@ -158,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
                               "host": host_line(), "date": time.strftime("%Y-%m-%d"), "variants": {}}
     out_json = args.out / "choices.json"
     if out_json.exists():
-        record["variants"] = json.loads(out_json.read_text()).get("variants", {})
+        earlier = json.loads(out_json.read_text())
+        if (earlier.get("genome") != record["genome"]
+                or Path(str(earlier.get("config"))).resolve() != Path(str(record["config"])).resolve()):
+            raise SystemExit(f"{out_json} measured {earlier.get('genome')} under {earlier.get('config')}, not "
+                             f"{genome} under {args.config}: use another --out")
+        record["variants"] = earlier.get("variants", {})
     for name in args.variants or list(VARIANTS):
         runs = record["variants"].setdefault(name, [])
         for seed in args.seeds:
