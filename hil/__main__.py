@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                           "for georeferenced scenes (roaring-landmask: pip install '.[coastline]'): detections "
                           "on land are dropped on the ground before scoring")
     run.add_argument("--strict-fit", action="store_true",
-                     help="refuse a scene the model was not trained for (modality, ground sample distance) "
+                     help="refuse a scene the model was not trained for (modality, ground sample distance, count type) "
                           "instead of warning")
     args = parser.parse_args(argv)
 
@@ -246,6 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s (measured on this host)"
         + (f"; Myriad X estimate {r['estimated_latency_ms']:.1f} ms/tile (cost model)" if r.get("estimated_latency_ms") else ""),
     ]
+    land = r.get("land_masked")
+    if land:
+        lines.append(f"land masks {land['source']}: {land['samples_with_a_mask']} of {len(r['per_scene'])} image(s) "
+                     f"masked, {land['detections_dropped']} detection(s) dropped")
+        if not land["samples_with_a_mask"]:  # e.g. a coastline asked for images that have no place on the Earth
+            lines.append(f"warning: --land-masks {land['source']} masked no image (a coastline needs georeferenced "
+                         "images, not ones placed by --gsd alone; a folder needs <sample stem>.png masks)")
     for warning in r["model_fit"]["warnings"]:
         lines.append(f"warning: {warning}")
     for kind, f in (r.get("faults") or {}).items():

@@ -141,7 +141,7 @@ def run(
     cfg = config.run
     device = device or cfg.device
     if runtime is None:
-        _check_runtime_options(profile, runtime_config)
+        _check_runtime_options(profile, runtime_config, device)
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
@@ -335,12 +335,13 @@ def _scene_info(source: Source, scenes: list[_Scene]) -> dict[str, Any]:
     return info
 
 
-def _check_runtime_options(profile: str | None, runtime_config: Path | None) -> None:
+def _check_runtime_options(profile: str | None, runtime_config: Path | None, device: str | None = None) -> None:
     """What the runtime started here would refuse, refused here with its own words: else the
     operator reads only "the runtime exited before it was ready" and looks for why in its log.
 
     Raises:
-        ValueError: an unknown profile (listing the valid ones), a runtime config that is missing,
+        ValueError: an unknown profile (listing the valid ones), a profile for a device that is no
+            twin (it would be ignored: `runtime.device_names.check_profile_device`), a runtime config that is missing,
             names an unknown setting or holds one out of its range.
     """
     from runtime.config import defaults as runtime_defaults
@@ -349,6 +350,13 @@ def _check_runtime_options(profile: str | None, runtime_config: Path | None) -> 
 
     if profile:
         get_profile(profile)
+        if device:
+            from runtime.device_names import check_profile_device
+
+            try:
+                check_profile_device(device, profile)
+            except ValueError as exc:
+                raise ValueError(f"--profile {str(exc).removeprefix('profile ')}") from None
     if runtime_config is not None:
         try:
             RuntimeSettings.from_config(runtime_defaults(Path(runtime_config)))

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                        "socket (default from the config: on; [delivery] ground_ack)")
     serve.add_argument("--strict-fit", action=argparse.BooleanOptionalAction, default=None,
                        help="reject the tiles of a scene the model was not trained for (modality, metres per "
-                       "pixel) instead of serving them with a warning event (default from the config: off)")
+                       "pixel, count type) instead of serving them with a warning event (default from the config: off)")
     serve.add_argument("--store", help="directory of installed bundles (current, previous)")
     serve.add_argument("--watchdog-file", help="touched each health period while every stage answers "
                        "(for a supervisor: python -m runtime supervise)")

@@ -18,6 +18,21 @@ FLIGHT_PREFERENCE = ("MYRIAD", "NPU", "myriadx-emu")
 MYRIAD_LIKE = ("MYRIAD", "myriadx-emu")
 
 
+def check_profile_device(device: str, profile: str | None) -> None:
+    """Refuse a twin profile asked for on a device that is no twin: that device computes in its own
+    numerics, so the profile would be ignored and its scores reported as the device's own.
+
+    ``flight`` is taken: it is the twin wherever no MYRIAD or NPU is attached.
+
+    Raises:
+        ValueError: naming the profile, the device, and where a profile applies.
+    """
+    if profile and device != "flight" and device_family(device) not in TWINS:
+        raise ValueError(f"profile {profile!r} is the twin's target profile: it applies to "
+                         f"{' or '.join(TWINS)} (or flight where that is the twin), not {device}, which "
+                         "computes in its own numerics; give --device myriadx-emu, or no profile")
+
+
 def device_family(device: str) -> str:
     """``MYRIAD.1.2-ma2480`` (a numbered stick), ``NPU.0``: the plugin name without the instance."""
     return device if device in TWINS else device.split(".")[0]

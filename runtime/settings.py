@@ -182,6 +182,9 @@ class Settings:
             object.__setattr__(self, name, check_kind(table, key, getattr(self, name)))
         if self.profile is not None:
             check_kind("inference", "profile", self.profile)
+            from runtime.device_names import check_profile_device
+
+            check_profile_device(self.device, self.profile)
         object.__setattr__(self, "endpoints", _checked_table("endpoints", self.endpoints))
         for name, (table, key) in _FIELDS.items():
             object.__setattr__(self, name, check_setting(table, key, getattr(self, name)))

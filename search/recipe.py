@@ -60,9 +60,18 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
 def check_scoring(cand: dict[str, Any], here: bool = True) -> None:
     """``[candidate] check_target`` one of :data:`runtime.check.RULES`, and, when the scoring runs
     ``here`` (on this host), ``hil_device`` a device it has (:func:`runtime.device.resolve`): else
-    the hil run would refuse it only once a network was trained and exported."""
+    the hil run would refuse it only once a network was trained and exported; ``robust_profiles``
+    only with a twin (or ``flight``) as ``hil_device``, since hil refuses a profile elsewhere
+    (:func:`runtime.device_names.check_profile_device`)."""
     from runtime.check import RULES
     from runtime.device import resolve
+    from runtime.device_names import check_profile_device
+
+    for profile in cand.get("robust_profiles") or []:
+        try:
+            check_profile_device(cand["hil_device"], profile)
+        except ValueError as exc:
+            raise ValueError(f"[candidate] robust_profiles with hil_device {cand['hil_device']!r}: {exc}") from None
 
     if here:
         try:
