@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     budget = None
     if args.final:
+        if int(cfg["final"]["fp32_epochs"]) < 1:  # else a network of 0 FP32 epochs is scored as the final recipe
+            parser.error(f"--final needs a final training: {args.config} has [final] fp32_epochs = "
+                         f"{cfg['final']['fp32_epochs']} (0: none)")
         cfg, budget = final_config(cfg, args.candidates_gate)
     kind = args.kind or cfg["export"]["discriminator_kind"]
     genome = parse_genome(args.genome, cfg)

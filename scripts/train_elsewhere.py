@@ -254,8 +254,8 @@ def train(folder: Path, seeds: list[int], fp32_epochs: int, aligned_epochs: int,
         need = len(seeds) * projected_seconds(genome, cfg, data, fp32_epochs, aligned_epochs)
         if need > budget_s:
             raise ValueError(f"{len(seeds)} training(s) of {fp32_epochs} + {aligned_epochs} epochs would take about "
-                             f"{need:.0f} s here, over --budget-s {budget_s:.0f}: ask for fewer epochs or seeds")
-        print(f"projected {need:.0f} s of {budget_s:.0f}", flush=True)
+                             f"{need:.0f} s here, over --budget-s {budget_s:g}: ask for fewer epochs or seeds")
+        print(f"projected {need:.0f} s of {budget_s:g}", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     pack = pack_id(folder)  # once: it reads the whole pack
     for seed in seeds:
@@ -376,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--fp32-epochs and --aligned-epochs must be >= 0")
         if args.budget_s is not None and args.budget_s <= 0:
             parser.error("--budget-s must be > 0 seconds")
-        train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome, args.budget_s)
+        try:
+            train(args.pack, args.seeds, args.fp32_epochs, args.aligned_epochs, args.out, args.genome, args.budget_s)
+        except ValueError as exc:  # a projected overrun (--budget-s): refused before training, as a usage error
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         finish(args.pack, args.trained, args.out, args.second_stage, args.only)
     return 0

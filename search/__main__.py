@@ -150,7 +150,12 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
         result = run_search(cfg, args.out, progress=not args.quiet)
         best = result.best
         if best is None:
-            print(f"no candidate could be scored; see {args.out}/report/candidates.md")
+            limit = float(cfg["fitness"]["latency_limit_ms"])
+            if limit > 0 and any(r.get("fitness") is not None for r in result.records.values()):
+                print(f"no candidate is within [fitness] latency_limit_ms = {limit}: no flight model; "
+                      f"see {args.out}/report/candidates.md")
+            else:
+                print(f"no candidate could be scored; see {args.out}/report/candidates.md")
             return 1
         dev = best["device_metrics"]
         print(f"best {best['name']} ({best['parameters']} parameters): fitness {best['fitness']:.4f}, "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,10 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
             say(f"warning: the shipped flight model does not reproduce its search figures: {check}")
         if cfg["export"].get("discriminate"):
             add_second_stage(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say)
+    else:  # no flight model this run: none of an earlier run's (e.g. over a limit set since) may stay to ship
+        shutil.rmtree(out / "flight_model", ignore_errors=True)
+        shutil.rmtree(out / "report" / "flight_model_hil", ignore_errors=True)
+        (out / "report" / "flight_model_check.json").unlink(missing_ok=True)
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)

@@ -383,3 +383,25 @@ def test_a_record_reads_its_bundle_where_the_search_is_now(tmp_path: Path) -> No
     assert [r["bundle"] for r in store.all()] == [str(here)]
     here.rmdir()  # a record whose bundle is not in this folder (a test's, say) keeps the path it has
     assert store.get("abc")["bundle"] == "elsewhere/candidates/abc/bundle"  # type: ignore[index]
+
+
+@pytest.mark.slow
+def test_a_search_with_no_candidate_within_the_latency_limit_leaves_no_flight_model(
+        tiny_search: tuple[Path, Any], tiny_config_path: Path, tmp_path: Path) -> None:
+    """Resumed with a `[fitness] latency_limit_ms` no candidate meets (docs/search.md: "the flight
+    model is the fittest candidate within it"), the search has no flight model: the folder's
+    OUT/flight_model of the run before (over the limit) must not stay behind for ship_model.py or
+    `hil run --model OUT/flight_model`, and the command says why rather than "could be scored"."""
+    import shutil
+
+    out = tmp_path / "search"
+    shutil.copytree(tiny_search[0], out)
+    assert (out / "flight_model").is_dir()
+    config = tmp_path / "limit.toml"
+    config.write_text(tiny_config_path.read_text() + "\n[fitness]\nlatency_limit_ms = 0.001\n")
+    cmd = [sys.executable, "-m", "search", "run", "--config", str(config), "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "latency_limit_ms" in done.stdout and "could be scored" not in done.stdout, done.stdout
+    assert not (out / "flight_model").exists()
+    assert not (out / "report" / "flight_model_check.json").exists()
