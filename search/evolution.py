@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from runtime.discriminate import check_kind
 from search.candidate import hil_scores
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
-from search.final import add_second_stage, final_config, final_pick, final_recipes, final_training
+from search.final import add_second_stage, drop_flight_model, final_config, final_pick, final_recipes, final_training
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
 from search.recipe import check_recipe, check_scoring
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
@@ -271,9 +270,7 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
         if cfg["export"].get("discriminate"):
             add_second_stage(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say)
     else:  # no flight model this run: none of an earlier run's (e.g. over a limit set since) may stay to ship
-        shutil.rmtree(out / "flight_model", ignore_errors=True)
-        shutil.rmtree(out / "report" / "flight_model_hil", ignore_errors=True)
-        (out / "report" / "flight_model_check.json").unlink(missing_ok=True)
+        drop_flight_model(out)
     write_report(out, generations, records, cfg, best)
     say(f"trained {trained} candidates in this run; {len(records)} distinct in the search")
     return SearchResult(out, generations, records, trained, best)

@@ -304,16 +304,30 @@ def _rows_version() -> int:
 FITS = Path("discriminate") / "fits"
 
 
+def drop_flight_model(out: Path) -> None:
+    """Remove ``out/flight_model`` and its checks: a run that has no flight model (none within the
+    latency limit, a second stage that could not be fitted) leaves none of an earlier run's to ship."""
+    shutil.rmtree(out / "flight_model", ignore_errors=True)
+    shutil.rmtree(out / "report" / "flight_model_hil", ignore_errors=True)
+    (out / "report" / "flight_model_check.json").unlink(missing_ok=True)
+
+
 def add_second_stage(out: Path, device: str, kind: str, say: Any) -> None:
     """Give ``out/flight_model`` its second stage (``[export] discriminate``), fitted on the
-    search's own split: training candidates, cut on validation, the test split never read."""
+    search's own split: training candidates, cut on validation, the test split never read. When it
+    cannot be fitted, the flight model is removed (the config's has a second stage) and the error
+    raised."""
     from search.discriminate import discriminate
 
     staged = out / "flight_model.discriminated"
     shutil.rmtree(staged, ignore_errors=True)
     # run_search refused the setting without a real source, so prepare_data wrote this split
-    record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
-                          device=device, fits=out / FITS, kind=kind)
+    try:
+        record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
+                              device=device, fits=out / FITS, kind=kind)
+    except Exception:
+        drop_flight_model(out)
+        raise
     shutil.rmtree(out / "flight_model")
     staged.rename(out / "flight_model")
     say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "

@@ -237,3 +237,21 @@ def test_a_final_record_whose_bundle_was_replaced_is_trained_again(tmp_path: Pat
     (tmp_path / "final" / "record.json").write_text(json.dumps(record("0" * 64)))
     final_training(searched, cfg, None, tmp_path, said.append)  # type: ignore[arg-type]
     assert len(trained) == 1 and "is not the bundle its record measured" in " ".join(said)
+
+
+def test_a_second_stage_that_cannot_be_fitted_leaves_no_flight_model(tmp_path: Path) -> None:
+    """[export] discriminate: the flight model has a second stage. One that cannot be fitted (here no
+    split to fit it on; in the review, a tiny model finding no ship) raised after OUT/flight_model
+    had been written without it, and that model stayed to be shipped."""
+    import shutil
+
+    from search.final import add_second_stage
+
+    out = tmp_path / "search"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "default", out / "flight_model")
+    (out / "report").mkdir()
+    (out / "report" / "flight_model_check.json").write_text("{}")
+    with pytest.raises(Exception):
+        add_second_stage(out, "CPU", "trees", print)
+    assert not (out / "flight_model").exists()
+    assert not (out / "report" / "flight_model_check.json").exists()
