@@ -218,6 +218,10 @@ def run(
             if _rereadable(s.sample):
                 s.sample.image = None  # the truth is what scoring needs
 
+    # The checks passed: the folder's outputs are this run's from here on, none of a run before it
+    # (a failed run must not leave the last one's report beside its own runtime.log)
+    for name in ("report.json", "detections.geojson", "overview.png"):
+        (report_dir / name).unlink(missing_ok=True)
     t0 = time.monotonic()
     proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg.startup_timeout_s, profile,
                                                 ground_ack, config=runtime_config)
@@ -279,7 +283,11 @@ def run(
         # results that could not be read (dropped, and their tiles counted lost unless answered again)
         malformed_results=collector.malformed,
     )
-    crs = scenes[0].sample.crs if len(scenes) == 1 else None
+    # one CRS for the file: the samples' own where they share one (a set's seeds, a data set placed
+    # by --gsd); without it GDAL and QGIS read the coordinates as WGS 84 degrees (RFC 7946)
+    crs = scenes[0].sample.crs
+    if crs is not None and not all(s.sample.crs is not None and s.sample.crs == crs for s in scenes[1:]):
+        crs = None
     out_geojson = report_dir / "detections.geojson"
     out_geojson.write_text(json.dumps({
         "type": "FeatureCollection",
