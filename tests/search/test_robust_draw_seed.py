@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from search.align import Aligner
-from search.config import load_config
 from search.data import Normalization, PatchSampler, SamplingOptions, SceneArrays
 from search.network import GenomeNet
 from search.space import BlockGene, Genome
