@@ -135,3 +135,33 @@ def test_a_runtime_serves_on_2022(tmp_path: Path) -> None:
     finally:
         runtime.stop()
         thread.join(30)
+
+
+def test_a_one_band_u16_input_read_by_two_convolutions_is_normalised_for_both() -> None:
+    """A one-band model whose tile feeds two convolutions (a residual block 0: its 3x3 body and its
+    1x1 skip), retyped to uint16 counts: on the 2022.3 CPU plugin it computes what the float32
+    model computes on the host-normalised counts. With one normalisation head shared by both, the
+    plugin ran the 1x1 convolution on the raw counts (outputs ~1e2 times too large)."""
+    from search.input_types import normalise_in_ir
+
+    ops = ov_api.opset1
+    rng = np.random.default_rng(0)
+    image = ops.parameter([1, 1, 16, 16], np.float32, name="x")
+    image.output(0).get_tensor().set_names({"image"})
+    body = ops.convolution(image, ops.constant(rng.standard_normal((4, 1, 3, 3)).astype(np.float32)),
+                           [1, 1], [1, 1], [1, 1], [1, 1])
+    skip = ops.convolution(image, ops.constant(rng.standard_normal((4, 1, 1, 1)).astype(np.float32)),
+                           [1, 1], [0, 0], [0, 0], [1, 1])
+    model = ov_api.Model([ops.result(ops.add(body, skip))], [image])
+    mean, std = [1000.0], [500.0]
+    counts = rng.integers(0, 65536, (1, 1, 16, 16)).astype(np.uint16)
+    normalised = (counts.astype(np.float32) - np.float32(mean[0])) * (np.float32(1) / np.float32(std[0]))
+    core = ov_api.Core()
+
+    def run(m, x):
+        compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return compiled({"image": x})[compiled.output(0)]
+
+    expected = run(model, normalised)
+    got = run(normalise_in_ir(model, "uint16", mean, std), counts)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4 * np.abs(expected).max())

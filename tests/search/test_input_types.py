@@ -126,3 +126,34 @@ def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg:
     assert bundle.manifest["trained_for"]["counts"] == base.manifest["trained_for"]["counts"] == ["uint8"]
     assert base.manifest["golden"]["shape"] == [3, 128, 128]  # [export] tile of the tiny configuration
     assert record["device_metrics"]["device"] == "myriadx-emu" and record["device_metrics"]["miou"] is not None
+
+
+def test_each_op_reading_the_tile_gets_its_own_normalisation() -> None:
+    """A real export of a one-band genome whose block 0 is residual (the tile feeds its 3x3 body and
+    its 1x1 skip), retyped to uint16: every op that read the float tile reads a normalisation head
+    of its own (a shared one is miscomputed by the OpenVINO 2022.3 CPU plugin, tests/ov2022), and
+    the retyped IR computes what the float IR computes on the host-normalised counts."""
+    from search.export import compile_ir
+    from search.export_ir import export_ir
+    from search.input_types import retype_ir
+    from search.network import GenomeNet
+    from search.space import BlockGene, Genome
+
+    net = GenomeNet(Genome((BlockGene("residual", 8),), "nearest", 1))
+    xml, bin_, _ = export_ir(net, (1, 1, 16, 16))
+    norm = {"where": "host", "mean": [1000.0], "std": [500.0]}
+    rxml, rbin = retype_ir(xml, bin_, "uint16", norm)
+    model = ov_api.read_ir(rxml, rbin)
+    (param,) = model.get_parameters()
+    heads = [t.get_node() for t in param.output(0).get_target_inputs()]
+    assert len(heads) == 2 and all(h.get_type_name() == "Convert" for h in heads)
+    for convert in heads:
+        node = convert
+        for _ in range(2):  # Convert -> Subtract -> Multiply, each read by one op only
+            (target,) = node.output(0).get_target_inputs()
+            node = target.get_node()
+        assert node.get_type_name() == "Multiply" and len(node.output(0).get_target_inputs()) == 1
+    counts = np.random.default_rng(0).integers(0, 65536, (1, 1, 16, 16)).astype(np.uint16)
+    normalised = (counts.astype(np.float32) - np.float32(1000.0)) * (np.float32(1) / np.float32(500.0))
+    f, r = compile_ir(xml, bin_), compile_ir(rxml, rbin)
+    np.testing.assert_allclose(r({"image": counts})[r.output(0)], f({"image": normalised})[f.output(0)], atol=1e-6)
