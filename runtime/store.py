@@ -75,8 +75,16 @@ class BundleStore:
         against the IR when read), and an install without one happens only where none is required.
         """
         target = self.root / "bundles" / bundle.id
+        # A staging folder is removed again whatever stops the install (a full disk: ENOSPC): the
+        # open that removes leftovers runs only at a start, and a payload that runs for months while
+        # the ground retries an uplink would keep one per try (tests/runtime/test_growth_review.py).
         if not target.exists():
-            os.replace(self._staged(bundle), target)
+            staged = self._staged(bundle)
+            try:
+                os.replace(staged, target)
+            except BaseException:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
             sync_dir(self.root / "bundles")  # the bundle is in bundles/ on disk before a link names it
             sync_dir(self.root)  # and its staging name is gone from the root
         elif not self._reads_back(target):
@@ -86,11 +94,16 @@ class BundleStore:
             # cannot be replaced by rename while it holds files), so that a crash in between leaves
             # only what the next open removes.
             staged = self._staged(bundle)
-            broken = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-broken-"))
-            os.replace(target, broken / "bundle")
-            os.replace(staged, target)
-            sync_dir(self.root / "bundles")
-            shutil.rmtree(broken, ignore_errors=True)
+            broken: Path | None = None
+            try:
+                broken = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-broken-"))
+                os.replace(target, broken / "bundle")
+                os.replace(staged, target)
+                sync_dir(self.root / "bundles")
+            finally:  # what is left of either (staged: only if its rename did not happen)
+                for leftover in (staged, broken):
+                    if leftover is not None and leftover.exists():
+                        shutil.rmtree(leftover, ignore_errors=True)
         else:
             self._update(target, bundle)
         current = self.current_path()
@@ -103,10 +116,14 @@ class BundleStore:
     def _staged(self, bundle: Bundle) -> Path:
         """``bundle`` written whole into a new staging folder of the store (a rename away from installed)."""
         staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".incoming-"))
-        write_bundle_as_is(staging, bundle)
-        if (staging / COMPILED_DIR).is_dir():
-            sync_dir(staging / COMPILED_DIR)
-        sync_dir(staging)
+        try:
+            write_bundle_as_is(staging, bundle)
+            if (staging / COMPILED_DIR).is_dir():
+                sync_dir(staging / COMPILED_DIR)
+            sync_dir(staging)
+        except BaseException:  # half written: removed now, not at the next start
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return staging
 
     @staticmethod

@@ -260,6 +260,11 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
     with _open(path) as src:
         if src.dtypes[0] not in ("uint8", "uint16"):
             raise ValueError(f"{path}: pixels are {src.dtypes[0]}; a payload sends uint8 or uint16 counts")
+        orientation = src.tags().get("EXIF_Orientation", "1").strip() or "1"
+        if orientation != "1":  # GDAL reads the stored grid; annotation tools draw on the turned one
+            raise ValueError(f"{path}: EXIF orientation {orientation}: viewers and annotation tools show this image "
+                             "turned or mirrored, GDAL reads it as stored, so its truth would not lie on its "
+                             "pixels; write the image upright (e.g. PIL ImageOps.exif_transpose) without the tag")
         interp = [ci.name for ci in src.colorinterp]
         keep = [i for i, ci in enumerate(interp) if ci != "alpha"]
         notes = []

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from flightsim.sources.base import Georef, Sample, Source, mask_to_vessels, read_image, read_mask_file
+import numpy as np
+
+from flightsim.sources.base import Georef, Sample, Source, _open, mask_to_vessels, read_image, read_mask_file
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Layout:
     channel: int           # 0-based band of the mask
     threshold: int
     exclude: tuple[str, ...] = ()   # image stems ending so are annotation files, not images
+    instances: str = ""    # per-instance colour file (formatted with ``stem``): one vessel per colour
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -30,7 +33,8 @@ LAYOUTS: dict[str, Layout] = {
     "hrsid-mini": Layout("images", "*.jpg", "masks", "{stem}.png", channel=1, threshold=127),
     # data/<stem>.png with data/<stem>_instance_color_RGB.png: ship = red > 0.
     "hrsid-official": Layout("data", "*.png", "data", "{stem}_instance_color_RGB.png", channel=0, threshold=0,
-                             exclude=("_instance_color_RGB", "_instance_id_RGB")),
+                             exclude=("_instance_color_RGB", "_instance_id_RGB"),
+                             instances="{stem}_instance_id_RGB.png"),
 }
 
 
@@ -68,7 +72,19 @@ class MaskFolderSource(Source):
         if not mask_path.is_file():
             raise ValueError(f"{image}: its mask {mask_path} does not exist (layout {self.kind!r})")
         mask = read_mask_file(mask_path, self.layout.channel, self.layout.threshold, (sample.height, sample.width))
-        sample.mask, sample.vessels = mask, mask_to_vessels(mask, sample.transform)
+        ids_path = self.mask_dir / self.layout.instances.format(stem=image.stem) if self.layout.instances else None
+        labels = None
+        if ids_path is not None and ids_path.is_file():
+            # Ships whose outlines touch are separate instances: one vessel per instance colour.
+            with _open(ids_path) as src:
+                if (src.height, src.width) != mask.shape:
+                    raise ValueError(f"{ids_path}: is {src.height}x{src.width}, image is {mask.shape[0]}x{mask.shape[1]}")
+                rgb = src.read().astype(np.int64)
+            key = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2] if rgb.shape[0] >= 3 else rgb[0]
+            labels = np.unique(key, return_inverse=True)[1].reshape(mask.shape).astype(np.int32) + 1
+            labels[mask == 0] = 0
+        sample.mask, sample.vessels = mask, mask_to_vessels(mask, sample.transform, labels=labels)
         sample.notes.append(f"truth: {mask_path.name} band {self.layout.channel + 1} > {self.layout.threshold}; "
-                            "one vessel per 8-connected component")
+                            + (f"one vessel per instance colour of {ids_path.name}" if labels is not None
+                               else "one vessel per 8-connected component"))
         return sample

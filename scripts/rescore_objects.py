@@ -1,0 +1,73 @@
+"""Object scores of finished hil runs against the truth as the loaders read it now, without running
+the model again: each report's detections (``detections.geojson``, merged vessels with their
+``scene``) matched one to one at IoU >= 0.5 (``hil.score.match_objects``) against the samples'
+``vessels``, pooled over the samples of the data sets named.
+
+For a truth that changed under finished runs (since 2026-12-04 hrsid-official counts each ship of
+its instance-id PNG, where touching ships had been one vessel), so that the figures of those runs
+can be given again for the truth as it is, each with the detections it had:
+
+    .venv/bin/python scripts/rescore_objects.py out/sar-test-amx \\
+        --set hrsid-mini=hrsid-mini:../shared/data/hrsid-mini \\
+        --set hrsid-official=hrsid-official:../shared/data/hrsid-official
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from shapely.geometry import shape  # noqa: E402
+
+from flightsim.sources import open_source  # noqa: E402
+from hil.score import match_objects, precision_recall_f1  # noqa: E402
+
+
+def rescore(report_dir: Path, sets: dict[str, str], min_iou: float = 0.5) -> dict[str, float | int]:
+    """Pooled true positives, detections and true vessels of ``report_dir``'s samples of ``sets``
+    (name prefix -> source spec), before (the report's) and now, with precision, recall and F1."""
+    report = json.loads((report_dir / "report.json").read_text())
+    features = json.loads((report_dir / "detections.geojson").read_text())["features"]
+    samples = {}
+    for prefix, spec in sets.items():
+        source = open_source(spec)
+        samples.update({f"{prefix}/{source[i].name}": source[i] for i in range(len(source))})
+    before = [0, 0, 0]
+    now = [0, 0, 0]
+    for entry in report["per_scene"]:
+        if entry["name"] not in samples:
+            continue
+        truth = samples[entry["name"]].load().vessels or []
+        found = [shape(f["geometry"]) for f in features if f["properties"].get("scene") == entry["name"]]
+        matched = match_objects(found, truth, min_iou)
+        now = [now[0] + round(matched["recall"] * len(truth)), now[1] + len(found), now[2] + len(truth)]
+        before = [before[0] + round(entry["recall"] * entry["n_truth"]), before[1] + entry["n_detections"],
+                  before[2] + entry["n_truth"]]
+    out: dict[str, float | int] = {}
+    for when, (tp, det, n) in (("before", before), ("now", now)):
+        p, r, f1 = precision_recall_f1(tp, det, n)
+        out.update({f"{when}_tp": tp, f"{when}_detections": det, f"{when}_truth": n,
+                    f"{when}_precision": p, f"{when}_recall": r, f"{when}_f1": f1})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("reports", nargs="+", type=Path, help="hil report folders")
+    parser.add_argument("--set", action="append", required=True, metavar="PREFIX=SPEC",
+                        help="a data set of the runs: the samples' name prefix and its source spec")
+    args = parser.parse_args(argv)
+    sets = dict(s.split("=", 1) for s in args.set)
+    for report_dir in args.reports:
+        print(report_dir, json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                      for k, v in rescore(report_dir, sets).items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
