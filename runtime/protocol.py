@@ -183,7 +183,8 @@ def decode_tile(
         if name in header and not isinstance(header[name], kind):
             raise TileRejected(Reason.BAD_HEADER, f"field {name!r} has the wrong type", header)
     if header.get("type", "tile") != "tile":
-        raise TileRejected(Reason.BAD_HEADER, f"type must be \"tile\" on the tile link, got {str(header['type'])[:50]!r}",
+        raise TileRejected(Reason.BAD_HEADER,
+                           f"type must be \"tile\" on the tile link, got {str(header['type'])[:50]!r}",
                            header)
     if "bands" in header and not all(isinstance(b, str) for b in header["bands"]):
         raise TileRejected(Reason.BAD_HEADER, "bands must be a list of band names (strings)", header)
@@ -300,7 +301,8 @@ def tile_ids(header: dict[str, Any]) -> dict[str, Any]:
     for key in ("scene_id", "tile_id", "seq", "checksum"):
         value = header.get(key)
         kind = _REQUIRED[key]
-        ok = (isinstance(value, kind) and not isinstance(value, bool) and (not isinstance(value, str) or len(value) <= MAX_ID_CHARS)
+        ok = (isinstance(value, kind) and not isinstance(value, bool)
+              and (not isinstance(value, str) or len(value) <= MAX_ID_CHARS)
               and (not isinstance(value, int) or _is_finite(value)))
         ids[key] = value if ok else None
     return ids

@@ -261,7 +261,8 @@ class Supervisor:
             return
         self._crashes = (None, 0)
         _say("model_rolled_back", bundle=current, failures=failed,
-             detail=f"the current model took {failed} runtimes in a row down before it had served {self._healthy_s:g} s")
+             detail=f"the current model took {failed} runtimes in a row down before it had served "
+                    f"{self._healthy_s:g} s")
 
     def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds`` or until :meth:`stop`; whether stop() was called."""

@@ -78,7 +78,8 @@ class MaskFolderSource(Source):
             # Ships whose outlines touch are separate instances: one vessel per instance colour.
             with _open(ids_path) as src:
                 if (src.height, src.width) != mask.shape:
-                    raise ValueError(f"{ids_path}: is {src.height}x{src.width}, image is {mask.shape[0]}x{mask.shape[1]}")
+                    raise ValueError(f"{ids_path}: is {src.height}x{src.width}, image is "
+                                     f"{mask.shape[0]}x{mask.shape[1]}")
                 rgb = src.read().astype(np.int64)
             key = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2] if rgb.shape[0] >= 3 else rgb[0]
             labels = np.unique(key, return_inverse=True)[1].reshape(mask.shape).astype(np.int32) + 1
