@@ -74,7 +74,9 @@ def _die_with(parent: int) -> None:
     workers, blocked on the pool's queue whose write end they hold themselves, trained what was
     queued into OUT/candidates and then idled forever, beside a resumed search that no longer
     saw the folder's lock. Linux: the kernel's parent-death signal; elsewhere (and for a parent
-    already gone before it was set) a thread watching the parent's pid."""
+    already gone before it was set) a thread watching the parent's pid. The signal follows the
+    thread that started the worker (``pool.submit`` spawns it: the search's own thread, which
+    outlives the pool, closed at the end of the search)."""
     if sys.platform.startswith("linux"):
         try:
             pr_set_pdeathsig = 1
