@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from runtime.crs_memo import PerCrs
 from runtime.protocol import TILE_DTYPES
 
 if TYPE_CHECKING:  # only named in annotations: runtime.bundle checks manifests with this module, without rasterio
@@ -117,36 +118,23 @@ def tile_fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | Non
     return fit_warnings(trained_for, modality, [] if gsd is None else [gsd], [dtype] if dtype else [])
 
 
-#: :func:`_metres_per_unit`'s answers by CRS object (``id``), each entry holding its CRS so that the
-#: id cannot be reused while the entry lives. Not an ``lru_cache``: that hashes the CRS, and rasterio
-#: hashes a CRS by its WKT, which inside the serving process (where OpenVINO's streams keep the
-#: caches cold) cost 0.11 ms of thread CPU per tile, an eighth of the main loop's
-#: (``scripts/host_time.py``). The runtime parses each CRS text once (``runtime.server._parse_crs``),
-#: so a stream's tiles bring the same object.
-_UNITS: dict[int, tuple[CRS, tuple[float, bool] | None]] = {}
-_UNITS_KEPT = 64
-
-
 #: The Earth's mean radius (IUGG), metres: a geographic tile's pixel size in metres to a few parts in
 #: a thousand, which is what a check against a model's metres-per-pixel range needs.
 EARTH_RADIUS_M = 6_371_008.8
 
 
-def _metres_per_unit(crs: CRS) -> tuple[float, bool] | None:
+def _unit_of(crs: CRS) -> tuple[float, bool] | None:
     """(metres per map unit of a projected CRS, False), (radians per angular unit of a geographic
     one, True), or None for a CRS that is neither."""
-    known = _UNITS.get(id(crs))
-    if known is not None:
-        return known[1]
-    unit: tuple[float, bool] | None = None
     if crs.is_projected and crs.linear_units_factor:
-        unit = (float(crs.linear_units_factor[1]), False)
-    elif crs.is_geographic and crs.units_factor and crs.units_factor[1]:
-        unit = (float(crs.units_factor[1]), True)
-    if len(_UNITS) >= _UNITS_KEPT:  # a stream has one CRS; many means a changing stream: start again
-        _UNITS.clear()
-    _UNITS[id(crs)] = (crs, unit)
-    return unit
+        return float(crs.linear_units_factor[1]), False
+    if crs.is_geographic and crs.units_factor and crs.units_factor[1]:
+        return float(crs.units_factor[1]), True
+    return None
+
+
+#: :func:`_unit_of` of each CRS object a tile brings (runtime.crs_memo: not by its value).
+_metres_per_unit = PerCrs(_unit_of)
 
 
 def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | None:

@@ -466,47 +466,50 @@ class Runtime:
             return 0.0
         return self._ingest.age()
 
-    def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], bool]) -> None:
-        """A worker's result for one tile: counted, and queued for the sender with the tile's
-        "done" (made here, off the main loop, which only forwards it)."""
-        frames, ok = result
+    def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], str | None]) -> None:
+        """A worker's result for one tile (its frames, and why it was rejected: None when ok):
+        counted, and queued for the sender with the tile's "done" (made here, off the main loop,
+        which only forwards it)."""
+        frames, rejected = result
         job = item[1]
-        if ok:
+        if rejected is None:
             self._count("tiles_ok")
         else:  # counted as delivered, not as made: a restarted worker's late result is discarded
-            rejected = protocol.loads(frames[0])
-            self._account_rejection(job.header, Reason(rejected["reason"]), rejected["detail"])
+            self._account_rejection(job.header, Reason.INFERENCE_FAILED, rejected)
             if not isinstance(item[0], BaseException):  # lost in post-processing (_give_up said the device's)
-                self._event("inference_failed", detail=rejected["detail"], **protocol.tile_ids(job.header))
-        outcome: Outcome = OK if ok else ("rejected", Reason.INFERENCE_FAILED.value)
+                self._event("inference_failed", detail=rejected, **protocol.tile_ids(job.header))
+        outcome: Outcome = OK if rejected is None else ("rejected", Reason.INFERENCE_FAILED.value)
         done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
         if protocol.wants_done(job.header):
             done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0], "reason": outcome[1]})
         self._sender.put(frames, job.identity, done, job.key, outcome)
 
     def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
-                      t_inferred: float) -> tuple[list[bytes], bool]:
-        """Threshold, vectorise and describe one output; returns the result frames and whether ok.
-        ``output`` is the device's error for a tile recovery gave up on: it is rejected."""
-        header = job.header
+                      t_inferred: float) -> tuple[list[bytes], str | None]:
+        """Threshold, vectorise and describe one output; returns the result frames and why the tile
+        was rejected (None: ok). ``output`` is the device's error for a tile recovery gave up on: it
+        is rejected."""
         if isinstance(output, BaseException):
-            return self._rejection(header, Reason.INFERENCE_FAILED,
-                                   f"the device failed it {job.attempts} times: {output}", account=False), False
+            return self._lost(job.header, f"the device failed it {job.attempts} times: {output}")
         try:
             result, mask = describe(output, job, t_inferred, self.settings.vectorize)
             self.telemetry.latency(result["timings_ms"]["total"] / 1e3)
-            return protocol.encode_result(result, mask), True
+            return protocol.encode_result(result, mask), None
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
-            return self._rejection(header, Reason.INFERENCE_FAILED, f"post-processing: {exc}", account=False), False
+            return self._lost(job.header, f"post-processing: {exc}")
 
-    def _post_processing_stuck(self, item: tuple[np.ndarray, InFlight, float]) -> tuple[list[bytes], bool]:
+    def _post_processing_stuck(self, item: tuple[np.ndarray, InFlight, float]) -> tuple[list[bytes], str | None]:
         """The result of a tile whose post-processing got two workers stuck, or one for twice the
         hang timeout at shutdown (VectorisePool.stop): rejected, with why."""
         timeout = self.settings.health["hang_timeout_s"]
-        return self._rejection(item[1].header, Reason.INFERENCE_FAILED,
-                               f"post-processing: stuck for over {timeout} s on two workers, or for over "
-                               f"{2 * timeout} s on one at shutdown", account=False), False
+        return self._lost(item[1].header, f"post-processing: stuck for over {timeout} s on two workers, or for "
+                                          f"over {2 * timeout} s on one at shutdown")
+
+    def _lost(self, header: dict[str, Any], detail: str) -> tuple[list[bytes], str]:
+        """A vectorise worker's rejection of an accepted tile (inference_failed), with its detail:
+        counted and said only if it is delivered (:meth:`_vectorised`)."""
+        return self._rejection(header, Reason.INFERENCE_FAILED, detail, account=False), detail
 
     def _remember(self, key: tuple[str, str, str] | None, state: str, outcome: Outcome = OK) -> None:
         """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said).

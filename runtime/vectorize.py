@@ -19,6 +19,7 @@ from affine import Affine
 from shapely.affinity import affine_transform
 from shapely.geometry import mapping, shape
 
+from runtime.crs_memo import PerCrs
 from runtime.discriminate import SecondStage, component_features
 
 CONNECTIVITIES = (4, 8)
@@ -322,10 +323,22 @@ def _rectangle(geom: shapely.Geometry) -> tuple[float, float, float]:
     return float(math.hypot(dx, dy)), float(math.hypot(*short)), float(heading)
 
 
-#: Geographic CRSs by id (each entry holding its CRS, so that the id cannot be reused while it lives):
-#: whether their coordinates are WGS 84 degrees from Greenwich, to a hundredth of a degree.
-_PLAIN_DEGREES: dict[int, tuple[rasterio.crs.CRS, bool]] = {}
 _WGS84 = rasterio.crs.CRS.from_epsg(4326)
+
+
+def _plain_degrees(crs: rasterio.crs.CRS) -> bool:
+    """Whether the geographic ``crs``'s coordinates are WGS 84 degrees from Greenwich, to a
+    hundredth of a degree. Raises ValueError for a CRS PROJ cannot relate to WGS 84."""
+    probe_x, probe_y = [0.0, 45.0, -120.0], [0.0, 30.0, -60.0]
+    try:
+        lon, lat = rasterio.warp.transform(crs, _WGS84, probe_x, probe_y)
+    except Exception as exc:
+        raise ValueError(f"{crs} cannot be related to WGS 84 (a CRS of another body?): {exc}") from None
+    return all(abs(a - b) < 1e-2 for a, b in zip([*lon, *lat], [*probe_x, *probe_y]))
+
+
+#: :func:`_plain_degrees` of each CRS object a tile brings (runtime.crs_memo: not by its value).
+_is_plain_degrees = PerCrs(_plain_degrees)
 
 
 def lonlat_degrees(crs: rasterio.crs.CRS, xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
@@ -336,18 +349,7 @@ def lonlat_degrees(crs: rasterio.crs.CRS, xs: list[float], ys: list[float]) -> t
     Raises:
         ValueError: for a CRS PROJ cannot relate to WGS 84 (one of another body: IAU_2015:49900, Mars).
     """
-    known = _PLAIN_DEGREES.get(id(crs))
-    if known is None:
-        probe_x, probe_y = [0.0, 45.0, -120.0], [0.0, 30.0, -60.0]
-        try:
-            lon, lat = rasterio.warp.transform(crs, _WGS84, probe_x, probe_y)
-        except Exception as exc:
-            raise ValueError(f"{crs} cannot be related to WGS 84 (a CRS of another body?): {exc}") from None
-        plain = all(abs(a - b) < 1e-2 for a, b in zip([*lon, *lat], [*probe_x, *probe_y]))
-        if len(_PLAIN_DEGREES) >= 64:  # a stream has one CRS; many means a changing stream: start again
-            _PLAIN_DEGREES.clear()
-        _PLAIN_DEGREES[id(crs)] = known = (crs, plain)
-    if known[1]:
+    if _is_plain_degrees(crs):
         return list(xs), list(ys)
     try:
         lon, lat = rasterio.warp.transform(crs, _WGS84, list(xs), list(ys))

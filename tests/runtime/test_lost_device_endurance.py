@@ -32,6 +32,15 @@ from tests.runtime.test_device_loss_review import FailsEveryRequest, _settings, 
 from tests.runtime.test_server import Ground, _tile
 
 
+def assert_stops_within(runtime: Runtime, thread: threading.Thread, seconds: float, why: str) -> None:
+    """Ask ``runtime`` (served by ``thread``) to stop; it must have returned within ``seconds``."""
+    started = time.monotonic()
+    runtime.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), why
+    assert time.monotonic() - started < seconds
+
+
 def _recovery(resubmit: Any, reopen: Any, event: Any = None, **settings: Any) -> tuple[DeviceRecovery, list]:
     given_up: list = []
     recovery = DeviceRecovery({"max_attempts": 4, "backoff_s": 0.0, "max_backoff_s": 0.0, "reopen_after": 1,
@@ -212,11 +221,7 @@ def test_a_shutdown_does_not_wait_for_ever_for_a_replaced_device_that_hangs(
     try:
         streamer.stream([_tile(i) for i in range(3)])
         ground.results(1, timeout_s=20)  # the first, re-run on the reopened device
-        started = time.monotonic()
-        runtime.stop()
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the shutdown waited for a hung device"
-        assert time.monotonic() - started < 15
+        assert_stops_within(runtime, thread, 15, "the shutdown waited for a hung device")
     finally:
         HangsAfterTheFirst.release.set()
         streamer.close()
