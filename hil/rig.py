@@ -35,6 +35,7 @@ from flightsim.timing import Timing
 from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask, on_the_earth
 from hil.collector import ResultCollector
 from hil.fit import model_fit, sample_modalities
+from hil.geojson import detections_collection
 from hil.merge import clip_to_owned, owned_box, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
@@ -283,17 +284,9 @@ def run(
         # results that could not be read (dropped, and their tiles counted lost unless answered again)
         malformed_results=collector.malformed,
     )
-    # one CRS for the file: the samples' own where they share one (a set's seeds, a data set placed
-    # by --gsd); without it GDAL and QGIS read the coordinates as WGS 84 degrees (RFC 7946)
-    crs = scenes[0].sample.crs
-    if crs is not None and not all(s.sample.crs is not None and s.sample.crs == crs for s in scenes[1:]):
-        crs = None
-    out_geojson = report_dir / "detections.geojson"
-    out_geojson.write_text(json.dumps({
-        "type": "FeatureCollection",
-        "crs": {"type": "name", "properties": {"name": crs.to_string()}} if crs else None,
-        "features": detections,
-    }))
+    collection, report["detections_crs"] = detections_collection(
+        detections, {s.sample.name: s.sample.crs for s in scenes})
+    (report_dir / "detections.geojson").write_text(json.dumps(collection))
     panels = [Panel(s.sample.name, *s.preview, s.sample.transform,  # type: ignore[misc]
                     s.sample.vessels or [], [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
               for s in scenes if s.preview is not None]

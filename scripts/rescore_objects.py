@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shapely.geometry import shape  # noqa: E402
 
 from flightsim.sources import open_source  # noqa: E402
+from hil.geojson import own_geometry  # noqa: E402
 from hil.score import match_objects, precision_recall_f1  # noqa: E402
 
 
@@ -32,7 +32,8 @@ def rescore(report_dir: Path, sets: dict[str, str], min_iou: float = 0.5) -> dic
     """Pooled true positives, detections and true vessels of ``report_dir``'s samples of ``sets``
     (name prefix -> source spec), before (the report's) and now, with precision, recall and F1."""
     report = json.loads((report_dir / "report.json").read_text())
-    features = json.loads((report_dir / "detections.geojson").read_text())["features"]
+    collection = json.loads((report_dir / "detections.geojson").read_text())
+    features = collection["features"]
     samples = {}
     for prefix, spec in sets.items():
         source = open_source(spec)
@@ -43,7 +44,7 @@ def rescore(report_dir: Path, sets: dict[str, str], min_iou: float = 0.5) -> dic
         if entry["name"] not in samples:
             continue
         truth = samples[entry["name"]].load().vessels or []
-        found = [shape(f["geometry"]) for f in features if f["properties"].get("scene") == entry["name"]]
+        found = [own_geometry(f, collection) for f in features if f["properties"].get("scene") == entry["name"]]
         matched = match_objects(found, truth, min_iou)
         now = [now[0] + round(matched["recall"] * len(truth)), now[1] + len(found), now[2] + len(truth)]
         before = [before[0] + round(entry["recall"] * entry["n_truth"]), before[1] + entry["n_detections"],
