@@ -220,8 +220,9 @@ def run(
                 s.sample.image = None  # the truth is what scoring needs
 
     # The checks passed: the folder's outputs are this run's from here on, none of a run before it
-    # (a failed run must not leave the last one's report beside its own runtime.log)
-    for name in ("report.json", "detections.geojson", "overview.png"):
+    # (a failed run must not leave the last one's report beside its own runtime.log, nor a run on a
+    # runtime already running the log of a runtime an earlier run started)
+    for name in ("report.json", "detections.geojson", "overview.png") + (("runtime.log",) if runtime else ()):
         (report_dir / name).unlink(missing_ok=True)
     t0 = time.monotonic()
     proc = None if runtime else RuntimeProcess(device, report_dir / "runtime.log", cfg.startup_timeout_s, profile,

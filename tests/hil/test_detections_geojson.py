@@ -12,6 +12,7 @@ import hil
 from flightsim.sources import open_source
 from hil.geojson import own_geometry
 from hil.merge import owned_box
+from runtime.server import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,3 +107,17 @@ def test_a_pixel_grid_beside_a_georeferenced_scene_is_described_feature_by_featu
     assert result.report["detections_crs"] == "per-feature" and g["crs"] is None
     crs_by_scene = {f["properties"]["scene"].rpartition("/")[2]: f["properties"]["crs"] for f in g["features"]}
     assert crs_by_scene["grid"] is None and CRS.from_user_input(crs_by_scene["utm"]) == CRS.from_epsg(32632)
+
+
+def test_a_run_on_a_runtime_already_running_leaves_no_runtime_log_of_the_run_before(
+        tmp_path: Path, brightness_bundle: Path, running_runtime: Runtime) -> None:
+    """``hil run --runtime`` into a folder where a run started its own runtime: that run's
+    runtime.log beside this run's report would be read as the log of the runtime this run used."""
+    from affine import Affine
+
+    scene = _bright_scene(tmp_path / "a", "utm", "EPSG:32632", Affine(2.0, 0, 600000.0, 0, -2.0, 5000000.0))
+    out = tmp_path / "out"
+    hil.run(str(scene), brightness_bundle, out, device="CPU")
+    assert (out / "runtime.log").exists()
+    hil.run(str(scene), brightness_bundle, out, runtime=running_runtime.endpoints["control"])
+    assert sorted(p.name for p in out.iterdir()) == ["detections.geojson", "overview.png", "report.json"]
