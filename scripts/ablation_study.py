@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from hil.score import summed_counts
 from runtime.emulate import compile_twin
 from runtime.host import host_line
 from search.ablate import NOISE_GAP, train_branches
@@ -42,6 +43,29 @@ from search.space import Genome
 
 NETWORKS = {"native": "bilinear_corners", "remapped": "bilinear"}
 METRICS = ("miou", "vessel_iou")
+#: ``--profiles`` of a new study.
+PROFILES = ("fp16-myriadx", "myriadx-native-interp", "fp16-ieee")
+
+
+def study_profiles(rows: list[dict[str, Any]], asked: list[str] | None) -> list[str]:
+    """The profiles to score and summarise: ``asked`` (``--profiles``), else those every finished run
+    was scored under, else :data:`PROFILES`. A run is scored once, under the profiles of its own
+    invocation, so a profile some finished run lacks cannot be summarised (it was a KeyError after
+    the study's training, or at once with ``--summary-only`` of a study not run with the defaults).
+
+    Raises:
+        ValueError: naming the profiles and the runs that lack them, and the profiles they share.
+    """
+    shared = [p for p in rows[0]["post_training"] if all(p in r["post_training"] for r in rows)] if rows else []
+    profiles = list(asked or shared or PROFILES)
+    missing = {r["key"]: [p for p in profiles if p not in r["post_training"]] for r in rows}
+    missing = {k: v for k, v in missing.items() if v}
+    if missing:
+        lacking = sorted({p for v in missing.values() for p in v})
+        raise ValueError(f"--profiles {profiles}: finished runs were not scored under {lacking} "
+                         f"({len(missing)} of {len(rows)} runs, e.g. {next(iter(missing))}); profiles every run has: "
+                         f"{shared}; use those, or another --out for a study under the others")
+    return profiles
 
 
 def test_split(data_root: Path) -> list[tuple[str, SceneArrays]]:
@@ -67,8 +91,8 @@ def scores(predict: Any, test: list[tuple[str, SceneArrays]], norm: Any, tile: i
         per.append((name.split("/")[0], c))
 
     def pooled(confs: list[Confusion]) -> dict[str, float]:
-        total = Confusion(sum(c.tp for c in confs), sum(c.fp for c in confs), sum(c.fn for c in confs),
-                          sum(c.tn for c in confs))
+        # every pixel of the samples together (Confusion holds the rig's counts: hil.score.COUNTS)
+        total = Confusion(summed_counts([c.counts for c in confs]))
         return {"miou": total.miou, "vessel_iou": total.vessel_iou,
                 "miou_mean": float(np.mean([c.miou for c in confs])),
                 "vessel_iou_mean": float(np.mean([c.vessel_iou for c in confs]))}
@@ -149,12 +173,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
-    parser.add_argument("--profiles", nargs="+", default=["fp16-myriadx", "myriadx-native-interp", "fp16-ieee"])
+    parser.add_argument("--profiles", nargs="+", default=None,
+                        help=f"twin profiles each branch is scored under (default: those of the finished runs in "
+                             f"--out, else {' '.join(PROFILES)})")
     parser.add_argument("--summary-only", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     runs_path = args.out / "runs.jsonl"
     rows = [json.loads(line) for line in runs_path.read_text().splitlines()] if runs_path.exists() else []
+    try:  # before any training: a profile the finished runs lack cannot be summarised with them
+        args.profiles = study_profiles(rows, args.profiles)
+    except ValueError as exc:
+        parser.error(str(exc))
     if not args.summary_only:
         base = load_config(args.config)
         for net in args.networks:

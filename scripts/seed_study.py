@@ -19,7 +19,8 @@ rather than as a candidate: the spread over training seeds of the flight model's
 trains it). With
 ``--part val`` the bundles are scored on the validation split instead: a probe whose outcome
 chooses a recipe must not look at test (the figures keep their keys, and ``recipe.scored_on``
-says which part they are). Writes OUT/study.json (per seed and mean ± sd) and prints a line per seed.
+says which part they are). Writes OUT/study.json (per seed, and mean ± sample sd over the runs with the seeds
+they are over: :func:`spreads`) and prints a line per seed.
 """
 
 from __future__ import annotations
@@ -150,16 +151,27 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(json.dumps(study, indent=1))
         print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"],
                           "discriminated": run.get("test_discriminated")}), flush=True)
-    runs = study["runs"]
-    for key in ("test", "test_discriminated"):
-        scored = [r[key] for r in runs if key in r]
-        if scored:
-            study[f"{key}_mean_sd"] = {k: [float(np.mean([t[k] for t in scored])),
-                                           float(np.std([t[k] for t in scored], ddof=1)) if len(scored) > 1 else 0.0]
-                                       for k in KEYS}
+    study.update(spreads(study["runs"]))
     path.write_text(json.dumps(study, indent=1))
-    print(json.dumps({"genome": study["name"], **{k: v for k, v in study.items() if k.endswith("_mean_sd")}}))
+    print(json.dumps({"genome": study["name"], **{k: v for k, v in study.items()
+                                                  if k.endswith(("_mean_sd", "_seeds"))}}))
     return 0
+
+
+def spreads(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """``test_mean_sd`` (and ``test_discriminated_mean_sd``): per score ``[mean, sd]`` over the runs,
+    the sample standard deviation (ddof 1), None for a single run, whose spread is unknown (it was
+    0.0, which reads as seeds that agree); ``test_seeds`` (``test_discriminated_seeds``) the seeds
+    they are over, so that the number of runs is stated beside them."""
+    out: dict[str, Any] = {}
+    for key in ("test", "test_discriminated"):
+        scored = [r for r in runs if key in r]
+        if scored:
+            out[f"{key}_mean_sd"] = {k: [float(np.mean([r[key][k] for r in scored])),
+                                         float(np.std([r[key][k] for r in scored], ddof=1)) if len(scored) > 1
+                                         else None] for k in KEYS}
+            out[f"{key}_seeds"] = [r["seed"] for r in scored]
+    return out
 
 
 if __name__ == "__main__":

@@ -157,10 +157,15 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
             else:
                 print(f"no candidate could be scored; see {args.out}/report/candidates.md")
             return 1
+        from search.fitness import latency_used
+
         dev = best["device_metrics"]
+        # the latency the fitness used: the Myriad X estimate, or the measured p50 on a device the cost
+        # model does not price (a CPU or an NPU has no estimate: formatting None was a TypeError)
+        latency, kind = latency_used(best, cfg["fitness"]["latency"])
         print(f"best {best['name']} ({best['parameters']} parameters): fitness {best['fitness']:.4f}, "
               f"on-device ({dev['device']}) val mIoU {dev['miou']:.4f}, vessel IoU {dev['vessel_iou']:.4f}, "
-              f"estimated Myriad X latency {dev['estimated_latency_ms']:.1f} ms; wrote {args.out}/flight_model, "
+              f"latency {latency:.1f} ms per tile ({kind}); wrote {args.out}/flight_model, "
               f"{args.out}/report; trained {result.trained} candidates in this run")
     elif args.command == "ablate":
         from search.ablate import format_ablation, run_ablation

@@ -1,0 +1,40 @@
+"""scripts/seed_study.py's spread over seeds: the sample sd, none for one run, and the seeds it is over."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "scripts"), str(ROOT)]
+
+import seed_study  # noqa: E402
+from search.ablate import parse_genome  # noqa: E402
+from search.config import load_config  # noqa: E402
+
+
+def _study(out: Path, config: Path, f1s: dict[int, float]) -> None:
+    """A study whose seeds are all finished: main trains nothing and summarises them."""
+    genome = parse_genome(None, load_config(config))
+    runs = [{"seed": seed, "test": {**dict.fromkeys(seed_study.KEYS, 0.5), "f1": f1}} for seed, f1 in f1s.items()]
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"config": str(config), "genome": genome.to_dict(),
+                                                "name": str(genome), "runs": runs}))
+
+
+@pytest.mark.parametrize("f1s, sd", [({0: 0.7}, None), ({0: 0.6, 1: 0.8, 2: 0.7}, 0.1)])
+def test_mean_and_sample_sd_with_the_seeds_they_are_over(
+        tmp_path: Path, tiny_config_path: Path, f1s: dict[int, float], sd: float | None) -> None:
+    """One seed's spread was written as 0.0 (seeds that agree exactly), and the summary did not say
+    over how many seeds it was."""
+    _study(tmp_path / "study", tiny_config_path, f1s)
+    assert seed_study.main(["--config", str(tiny_config_path), "--out", str(tmp_path / "study"),
+                            "--seeds", *map(str, f1s), "--part", "val"]) == 0
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    mean, got = study["test_mean_sd"]["f1"]
+    assert mean == pytest.approx(sum(f1s.values()) / len(f1s))
+    assert got == (None if sd is None else pytest.approx(sd))  # sample sd: sqrt(0.02 / 2)
+    assert study["test_seeds"] == list(f1s)
