@@ -50,6 +50,9 @@ from search.discriminate import discriminate  # noqa: E402
 from search.final import final_config  # noqa: E402
 
 #: The parts of a split a study may score on: the test split for figures to report, the validation
+#: the flight device a study is scored on unless ``--device`` says otherwise (the twin).
+DEFAULT_DEVICE = "myriadx-emu"
+
 #: split for a probe whose outcome chooses a recipe (choosing on test would tune to it).
 PARTS = ("test", "val")
 
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--genome", help="JSON, a JSON file or a bundle manifest (default: [ablate])")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--device", default="myriadx-emu", help="flight device for the scored split (default the twin)")
+    parser.add_argument("--device", default=DEFAULT_DEVICE, help="flight device for the scored split (default the twin)")
     parser.add_argument("--part", choices=PARTS, default="test",
                         help="score on the test split (default) or on validation, for a probe that chooses something; "
                              "the figures keep their keys (test, test_discriminated) and study.json records the part")
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = {"final_budget": budget, "discriminator_kind": kind if args.discriminate else None}
     if args.part != "test":  # a study scored on validation is another study (older ones have no key)
         recipe["scored_on"] = args.part
+    if args.device != DEFAULT_DEVICE:  # so is one scored on another device: one mean must not mix two
+        recipe["device"] = args.device
     if study.get("recipe", recipe) != recipe:
         raise SystemExit(f"{path} was made with {study['recipe']}, not {recipe}: use another --out")
     if study["genome"] != genome.to_dict() or Path(study["config"]).resolve() != Path(args.config).resolve():

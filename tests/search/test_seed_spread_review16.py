@@ -38,3 +38,13 @@ def test_mean_and_sample_sd_with_the_seeds_they_are_over(
     assert mean == pytest.approx(sum(f1s.values()) / len(f1s))
     assert got == (None if sd is None else pytest.approx(sd))  # sample sd: sqrt(0.02 / 2)
     assert study["test_seeds"] == list(f1s)
+
+
+def test_a_study_resumed_on_another_device_is_refused(tmp_path: Path, tiny_config_path: Path) -> None:
+    """A study scored on the twin and resumed with ``--device CPU`` would put two devices' test scores
+    in one mean +- sd; like a study scored on another split, it is another study."""
+    _study(tmp_path / "study", tiny_config_path, {0: 0.7})
+    assert seed_study.main(["--config", str(tiny_config_path), "--out", str(tmp_path / "study"), "--seeds", "0"]) == 0
+    with pytest.raises(SystemExit, match="CPU"):
+        seed_study.main(["--config", str(tiny_config_path), "--out", str(tmp_path / "study"),
+                         "--seeds", "0", "1", "--device", "CPU"])
