@@ -52,6 +52,9 @@ def merge_into(base: dict[str, Any], new: dict[str, Any], where: str) -> None:
             raise ValueError(f"{where}: unknown setting {key!r}; valid: {sorted(base)}")
         if isinstance(base[key], dict) and isinstance(value, dict):
             merge_into(base[key], value, f"{where}:{key}")
+        elif isinstance(base[key], dict):  # else found later as a TypeError far from the file
+            raise ValueError(f"{where}: {key!r} is a table ([{key}] with keys {sorted(base[key])}), "
+                             f"not a value ({value!r})")
         else:
             base[key] = value
 

@@ -102,3 +102,17 @@ def test_a_misspelt_search_setting_is_refused_with_the_valid_ones(tmp_path: Path
     bad.write_text("[train]\nsteps_per_epoc = 10\n")
     with pytest.raises(ValueError, match="unknown setting 'steps_per_epoc'.*steps_per_epoch"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_value_where_a_table_belongs_is_a_clear_error(package: str, tmp_path: Path) -> None:
+    """``evolution = 3`` for ``[evolution]`` (say) was merged as given and found later as a TypeError
+    far from the file; it is refused when the file is read, naming the table and its keys."""
+    from runtime.config import load_defaults
+
+    defaults = REPO / package / "defaults.toml"
+    table = next(k for k, v in tomllib.loads(defaults.read_text()).items() if isinstance(v, dict))
+    user = tmp_path / "user.toml"
+    user.write_text(f"{table} = 3\n")
+    with pytest.raises(ValueError, match=rf"'{table}' is a table"):
+        load_defaults(defaults, user)
