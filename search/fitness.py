@@ -151,6 +151,21 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     return value if math.isfinite(value) else None
 
 
+def unranked_reason(record: dict[str, Any], cfg: dict[str, Any]) -> str | None:
+    """Why a candidate has no fitness (``[fitness]`` ``cfg``), as the report says beside it; None for
+    one that has a fitness. The cases are :func:`fitness`'s own, in its order."""
+    if record.get("fitness") is not None:
+        return None
+    if record.get("status") != "ok":
+        return f"status {record.get('status')}"
+    if accuracy(record, cfg["accuracy"]) is None:
+        return f"no on-device {cfg['accuracy']}"
+    unpriced = unpriced_ops(record) if uses_estimate(record, cfg["latency"]) else []
+    if unpriced:
+        return f"latency estimate leaves op types unpriced: {', '.join(unpriced)}"
+    return "figures give no finite fitness"
+
+
 def ranked(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The scored records, fittest first (ties broken by key, so the order replays)."""
     return sorted((r for r in records if r.get("fitness") is not None), key=lambda r: (r["fitness"], r["key"]),

@@ -25,13 +25,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
-from search.fitness import latency_kind, latency_used, objectives, pareto_front  # noqa: E402
+from search.fitness import latency_kind, latency_used, objectives, pareto_front, unranked_reason  # noqa: E402
 from search.state import write_json_atomic  # noqa: E402
 
 COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "pooled_vessel_iou", "pooled_f1",
            "est_latency_ms",
            "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device", "postprocessing", "val_f1_torch",
-           "val_f1_torch_no_score_cut")
+           "val_f1_torch_no_score_cut", "unranked_because")
 
 
 #: The flight manifest's note beside a cost-model estimate.
@@ -129,7 +129,8 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     """Write ``OUT/report/`` (plots, tables, front); returns its path."""
     rep = Path(out) / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    rows = sorted((_row(r) for r in records.values()), key=lambda x: -(x["fitness"] if x["fitness"] is not None else -1e9))
+    rows = sorted(({**_row(r), "unranked_because": unranked_reason(r, cfg["fitness"])} for r in records.values()),
+                  key=lambda x: -(x["fitness"] if x["fitness"] is not None else -1e9))
     with open(rep / "candidates.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
         writer.writeheader()
@@ -142,7 +143,7 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
             "cost-model ESTIMATE per tile. host_latency_p50_ms: measured in the runtime on this host. "
             "postprocessing: threshold / smallest vessel (px) / score cut chosen on validation by pooled "
             "object F1 of the torch FP32 forward (val_f1_torch), beside the best such F1 without a score "
-            "cut (val_f1_torch_no_score_cut).")
+            "cut (val_f1_torch_no_score_cut). unranked_because: why a candidate has no fitness and no rank.")
     (rep / "candidates.md").write_text("\n".join([note, "", *lines]) + "\n")
     front = pareto_front(list(records.values()), cfg["fitness"])
     source = cfg["fitness"]["latency"]
