@@ -143,6 +143,11 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise BundleError(f"input.normalization.scale {scale!r}; valid: {list(NORMALIZATION_SCALES)}")
     if scale != "linear" and norm["where"] != "host":
         raise BundleError(f"input.normalization.scale {scale!r} is applied on the host only: where must be 'host'")
+    bands = inp.get("bands")
+    if bands is not None and not (isinstance(bands, list) and len(bands) == shape[1]
+                                  and all(isinstance(b, str) and b for b in bands)):
+        # the runtime matches a tile's bands to these names and feeds them in this order
+        raise BundleError(f"input.bands must name each of the input's {shape[1]} bands (input.shape[1]); got {bands!r}")
     _check_band_values(norm, shape[1], dtype)
     _check_input_holds_counts(manifest, dtype)
     threshold = manifest["output"].get("threshold")

@@ -189,6 +189,13 @@ def check_values(cfg: dict[str, Any]) -> None:
     for name in _AT_LEAST.keys() | _NUMBERS.keys() | _LISTS.keys() | _STRINGS.keys() | _BOOLEANS.keys():
         if isinstance(cfg.get(name), dict):
             _check_table(cfg[name], name, name)
+    channels = cfg.get("model", {}).get("in_channels")
+    final_export = cfg.get("final", {}).get("export") or {}
+    for where, export in (("export", cfg.get("export", {})), ("final.export", final_export)):
+        bands = export.get("bands")
+        if isinstance(bands, list) and isinstance(channels, int) and len(bands) != channels:
+            raise ValueError(f"[{where}] bands names {len(bands)} bands ({bands}) but [model] in_channels is "
+                             f"{channels}: each model's manifest names its input's bands, one per channel")
     evo = cfg.get("evolution", {})
     if "elite" in evo and "population" in evo and evo["elite"] > evo["population"]:
         raise ValueError(f"[evolution] elite must be within [0, population = {evo['population']}]; got {evo['elite']}")

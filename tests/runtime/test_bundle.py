@@ -281,3 +281,16 @@ def test_a_null_normalisation_value_is_absent_or_refused_never_a_type_error(tmp_
     else:
         with pytest.raises(BundleError, match=f"input.normalization.{key} must list one finite number per band"):
             rewrite_bundle(bundle, tmp_path / "m", manifest)
+
+
+@pytest.mark.parametrize("bands", [["red"], ["red", "green", "blue", "nir"], "rgb", ["red", "", "blue"], ["r", 2, "b"]])
+def test_input_bands_name_each_channel_of_the_input(tmp_path: Path, brightness_bundle: Path, bands: object) -> None:
+    """The runtime matches a tile's bands to ``input.bands`` by name and feeds them in that order: a
+    list of another length than the input's channels was loaded, and a tile naming three bands then
+    fitted no model band or one."""
+    bundle = read_bundle(brightness_bundle)
+    manifest = rewritable_manifest(bundle)
+    assert manifest["input"]["shape"][1] == 3
+    manifest["input"]["bands"] = bands
+    with pytest.raises(BundleError, match=r"input.bands must name each of the input's 3 bands"):
+        rewrite_bundle(bundle, tmp_path / "m", manifest)

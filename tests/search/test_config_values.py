@@ -73,6 +73,9 @@ MODELS = Path(__file__).parents[2] / "models"
     ("[export]\ndiscriminate = 'no'", r"\[export\] discriminate must be true or false; got 'no'"),
     ("[data]\nsource = []", r"\[data\] source must be \"synthetic\", a data set as KIND:PATH, or a non-empty list"),
     ("[data]\ntrain_scenes = 0", r"\[data\] train_scenes must be an integer >= 1; got 0"),
+    # a manifest naming one band of a three-channel input: the runtime matches tiles' bands by these names
+    ("[export]\nbands = ['red']", r"\[export\] bands names 1 bands \(\['red'\]\) but \[model\] in_channels is 3"),
+    ("[final]\nfp32_epochs = 1\n[final.export]\nbands = ['hh', 'hv']", r"\[final.export\] bands names 2 bands"),
 ])
 def test_a_value_the_search_would_fail_on_later_is_refused_when_loaded(tmp_path: Path, toml: str, says: str) -> None:
     path = tmp_path / "bad.toml"
