@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import zmq
 
-from runtime.config import load_defaults, positive_float, positive_int
+from runtime.config import check_number, load_defaults, positive_float, positive_int
 
 if TYPE_CHECKING:
     from flightsim.streamer import Streamer
@@ -59,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             from runtime.security import ClientKeys
 
             keys = ClientKeys.from_dir(args.keys, args.key_name)
-        # None: not given (0 is refused by positive_int, never replaced by the default)
-        window = cfg["stream"]["window"] if args.window is None else args.window
-        tile_size = cfg["stream"]["tile_size"] if args.tile_size is None else args.tile_size
+        # None: not given (0 is refused by positive_int, never replaced by the default); a --config
+        # value is checked as the option is (a float or a bool there broke the tiler or was taken as 1)
+        window = check_number("[stream] window", cfg["stream"]["window"], 1, integer=True) \
+            if args.window is None else args.window
+        tile_size = check_number("[stream] tile_size", cfg["stream"]["tile_size"], 1, integer=True) \
+            if args.tile_size is None else args.tile_size
         streamer = Streamer(args.tiles, window=window, rate_hz=args.rate, keys=keys)
         log = streamer.stream(tile_scene(args.scene, tile_size), progress=True)
         accepted = sum(1 for a in log.acks.values() if a["status"] == "accepted")

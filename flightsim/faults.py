@@ -11,7 +11,10 @@ kind            what happens to the tile                               what the 
 ``link_loss``   leaves the sender and is lost in transit               nothing; the sender resends it
                                                                        when no "done" comes (needs a
                                                                        streamer with resend_after_s)
-``duplicate``   sent twice                                             two results; the rig keeps one
+``duplicate``   sent twice                                             one result: the copy is acked
+                                                                       as a duplicate (a runtime that
+                                                                       forgot the tile answers twice;
+                                                                       the rig keeps one)
 ``corrupt``     lines of garbage in its pixels *before* framing (a     process it: the checksum is
                 readout fault), so the checksum matches                right; the picture is wrong
 ``truncate``    its pixel frame cut short in transit                   reject ``wrong_byte_count``
@@ -48,6 +51,8 @@ DEFAULTS = load_defaults(Path(__file__).with_name("defaults.toml"))["faults"]
 TILE_FAULTS = ("drop", "duplicate", "corrupt", "truncate", "bad_checksum", "reorder", "link_loss")
 #: Every fault kind a spec may name.
 FAULT_KINDS = (*TILE_FAULTS, "restart")
+_LINK_LOSS_NEEDS_RESENDS = ("link_loss needs a streamer that resends (resend_after_s; hil: [run] resend_after_s > 0): "
+                            "only a resend brings back a tile lost in transit; valid without resends: drop")
 
 
 @dataclass
@@ -187,7 +192,7 @@ class FaultInjector:
             pass  # the link loses it: nothing goes out
         elif kind == "link_loss":
             if s.resend_after_s is None:
-                raise ValueError("link_loss needs a streamer that resends (resend_after_s); valid: drop")
+                raise ValueError(_LINK_LOSS_NEEDS_RESENDS)
             # Kept like any tile sent: a restart before its resend sends it again with the rest.
             self._out(tile.tile_id, tile.frames(want_mask, s.want_done), lost_in_transit=True)
         elif kind == "corrupt":
@@ -232,7 +237,15 @@ class FaultInjector:
 
     def stream(self, tiles: Iterable[Tile], want_mask: bool = False, total: int | None = None,
                progress: bool = False) -> StreamLog:
-        """As :meth:`Streamer.stream`, with the faults; the ledger says which tile got which."""
+        """As :meth:`Streamer.stream`, with the faults; the ledger says which tile got which.
+
+        Raises:
+            ValueError: before any tile, for ``link_loss`` on a streamer that does not resend (not on
+                the first tile drawn for it: a small rate on a short stream may draw none, and the
+                spec was then reported as applied by a sender that could not apply it).
+        """
+        if self.spec.rates.get("link_loss") and self.streamer.resend_after_s is None:
+            raise ValueError(_LINK_LOSS_NEEDS_RESENDS)
         return self.streamer.stream(self._reordered(tiles), want_mask=want_mask, total=total,
                                     progress=progress, send=self._send)
 

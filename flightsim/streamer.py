@@ -84,6 +84,9 @@ class Streamer:
         # send) or a new tile left: the ack deadline runs from here, so that acks of resends of
         # tiles the runtime already holds ("duplicate") cannot keep a stalled drain alive.
         self._progress_at = time.monotonic()
+        # When send_frames last had credit again after waiting for it (0.0: it has not waited since
+        # stream() reset it): a burst held by the window paces the bursts after it from then.
+        self._credit_at = 0.0
 
     def send_frames(self, tile_id: str, frames: list[bytes], lost_in_transit: bool = False) -> None:
         """Send one message (any frames: a fault injector sends broken ones) within the window.
@@ -97,8 +100,10 @@ class Streamer:
             if self._sock.poll(0):
                 self._read_waiting()  # first: a tile whose "done" is waiting unread is not stale
             self._resend_stale()
-        while self._outstanding >= self.window:
-            self._wait_ack(self.ack_timeout_s)
+        if self._outstanding >= self.window:
+            while self._outstanding >= self.window:
+                self._wait_ack(self.ack_timeout_s)
+            self._credit_at = time.monotonic()
         now = time.monotonic()  # before it leaves: its result may come back before the next line
         if not lost_in_transit:
             self._send(frames)
@@ -166,16 +171,22 @@ class Streamer:
         send = send or (lambda tile, mask: self.send_frames(tile.tile_id, tile.frames(mask, self.want_done)))
         burst: tuple[float, float] | None = None  # (ready_s, when it went out) of the last burst sent
         for i, tile in enumerate(tqdm(tiles, total=total, disable=not progress, unit="tile", desc="stream")):
+            here = time.monotonic()  # the tile is here: later than its slot if the tile source stalled
             due = start + max(i / self.rate_hz if self.rate_hz else 0.0, tile.ready_s)
             new_burst = burst is None or tile.ready_s > burst[0]
             if tile.keeps_pace and new_burst and burst is not None:
                 due = max(due, burst[1] + tile.ready_s - burst[0])
-            delay = due - time.monotonic()
+            delay = due - here
             if delay > 0:
                 time.sleep(delay)
+            self._credit_at = 0.0
             send(tile, want_mask)
-            if new_burst:  # once out: waiting for credit delays the bursts after it too
-                burst = (tile.ready_s, time.monotonic())
+            if new_burst:
+                # When the burst could leave: its slot, or later when the tile source or the window
+                # (waiting for credit) held it, which delays the bursts after it too. Not when the send
+                # returned: the time each send takes (and the sleep's overshoot) added to every interval
+                # and a rate of 50 tiles/s sent 47.
+                burst = (tile.ready_s, max(due, here, self._credit_at))
         self.drain()
         return self.log
 

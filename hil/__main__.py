@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--timing rate needs --rate TILES_PER_S (or [run] rate_hz in --config)")
         # as rig.run reads [run]: a rate (given, or the config's) means rate timing
         mode = args.timing or ("rate" if rate else "pushbroom" if args.line_rate else cfg.timing)
+        if args.burst is not None and mode != "rate":  # as --rate: a burst is a rate mode's, else ignored
+            raise ValueError(f"--burst is for --timing rate (with --rate), not --timing {mode}")
         kwargs = {} if args.burst is None else {"burst": args.burst}  # 0 is refused by positive_int
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=rate if mode == "rate" else args.rate, **kwargs)
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
