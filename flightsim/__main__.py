@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,13 +36,14 @@ def main(argv: list[str] | None = None) -> int:
                         "[stream] window)")
     stream.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): when the runtime "
                         "protects its tile socket")
-    stream.add_argument("--key-name", default="ground", help="this sender's key pair in --keys (default ground)")
+    stream.add_argument("--key-name", help="this sender's key pair in --keys (default ground)")
     args = parser.parse_args(argv)
     from flightsim.streamer import LinkError
 
     streamer = None
     try:
         cfg = load_defaults(Path(__file__).with_name("defaults.toml"), args.config)
+        _check_tables_read(args.config, args.command)
         if args.command == "generate":
             from flightsim.synthetic import generate_scene, write_scene
 
@@ -55,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         from flightsim.tiles import tile_scene
 
         keys = None
+        if args.key_name is not None and args.keys is None:  # else ignored: the stream went out unprotected
+            raise ValueError("--key-name names a key pair in --keys: give --keys DIR too")
         if args.keys is not None:
             from runtime.security import ClientKeys
 
-            keys = ClientKeys.from_dir(args.keys, args.key_name)
+            keys = ClientKeys.from_dir(args.keys, args.key_name or "ground")
         # None: not given (0 is refused by positive_int, never replaced by the default); a --config
         # value is checked as the option is (a float or a bool there broke the tiler or was taken as 1)
         window = check_number("[stream] window", cfg["stream"]["window"], 1, integer=True) \
@@ -75,6 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         if duplicates:
             print(f"warning: {len(duplicates)} tiles were already processed by this runtime (same scene id, tile "
                   "id and pixels): they produce no new result", file=sys.stderr)
+        if rejected:  # exit 1: not every tile was taken, and the reasons say what to change
+            reasons = Counter(a.get("reason") for a in [*log.acks.values(), *log.anonymous_acks]
+                              if a.get("status") != "accepted")
+            print(f"warning: {rejected} tiles rejected by the runtime: "
+                  + ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+                  + " (docs/protocol.md lists the reasons; the runtime's log and events give each one's detail)",
+                  file=sys.stderr)
+            return 1
         return 0
     except (ValueError, OSError) as exc:  # OSError: a file as --out, a key file zmq cannot read
         print(f"error: {exc}", file=sys.stderr)
@@ -85,6 +97,26 @@ def main(argv: list[str] | None = None) -> int:
     except (LinkError, zmq.ZMQError) as exc:  # no runtime answering, or an endpoint ZeroMQ cannot use
         print(f"error: {args.tiles}: {exc}{_progress(streamer)}", file=sys.stderr)
         return 2
+
+
+#: The tables of flightsim/defaults.toml each command reads from ``--config``; the others are read
+#: from the shipped file by hil and the sources (a user's copy of them here would do nothing).
+READS = {"generate": ("synthetic",), "stream": ("stream",)}
+
+
+def _check_tables_read(config: Path | None, command: str) -> None:
+    """Refuse a ``--config`` that sets tables ``command`` does not read (``[timing]``, ``[faults]``,
+    ``[sources]`` were accepted and silently ignored)."""
+    if config is None:
+        return
+    from runtime.config import tomllib
+
+    with open(config, "rb") as f:
+        ignored = sorted(set(tomllib.load(f)) - set(READS[command]))
+    if ignored:
+        raise ValueError(f"--config {config}: flightsim {command} reads only {[f'[{t}]' for t in READS[command]]} "
+                         f"from it, not {[f'[{t}]' for t in ignored]}: those are the shipped defaults hil run and "
+                         f"the sources read (hil run's --timing, --rate and --faults set a run's own)")
 
 
 def _progress(streamer: Streamer | None) -> str:
