@@ -113,6 +113,9 @@ def open_source(spec: str | list[str] | tuple[str, ...], *, truth: str | Path | 
         raise ValueError(f"--scene {spec!r}: give a path, as {kind}:PATH")
     if kind == "geotiff":
         path = Path(rest)
+        if path.is_dir():  # a data set's folder with its KIND forgotten: it exists, "no such file" would mislead
+            raise ValueError(f"--scene {spec!r} is a folder, not an image file: a data set needs its KIND, e.g. "
+                             f"coco:{rest}; KIND one of {sorted(set(SOURCES) - {'geotiff', 'synthetic'})}")
         if not path.is_file():
             raise ValueError(f"--scene {spec!r}: no such file; give a GeoTIFF path, 'synthetic' or KIND:PATH "
                              f"with KIND one of {sorted(SOURCES)}")

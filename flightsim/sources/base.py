@@ -255,8 +255,8 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
     ``gsd`` (metres per pixel stated by the image's data set, ``gsd_from`` saying where, for the note)
     fills in where neither the user nor the file's own geotransform gives one.
     """
-    if not path.is_file():
-        raise ValueError(f"{path}: no such image file")
+    if not path.is_file():  # a folder exists: "no such" would send the user looking for a missing path
+        raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
     with _open(path) as src:
         if src.dtypes[0] not in ("uint8", "uint16"):
             raise ValueError(f"{path}: pixels are {src.dtypes[0]}; a payload sends uint8 or uint16 counts")

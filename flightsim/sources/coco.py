@@ -269,7 +269,21 @@ class CocoSource(Source):
             self._index(f)
         if not self.items:
             raise ValueError(f"{self.root}: no image of the COCO files exists beside them")
+        self._refuse_twice()
         self.names = self._names()
+
+    def _refuse_twice(self) -> None:
+        """Raise where one image file is listed twice (by two COCO files under the folder, a test set's
+        ``test.json`` and a ``test_inshore.json`` of some of its chips, or twice by one): it would be
+        streamed and scored twice, its ships counted twice."""
+        first: dict[Path, tuple[Path, Any]] = {}
+        for (path, im, _), file in zip(self.items, self.files):
+            seen = first.setdefault(file.resolve(), (path, im["id"]))
+            if seen != (path, im["id"]):
+                by = f"twice by {path.name}" if seen[0] == path else f"by {seen[0].name} and {path.name}"
+                raise ValueError(f"{file}: listed {by} (image ids {seen[1]!r} and {im['id']!r}): read twice, it "
+                                 "would be scored twice and its ships counted twice; give one COCO file as "
+                                 f"coco:FILE (e.g. coco:{path}), or list each image once")
 
     def _keep_categories(self, path: Path, names: dict[Any, str]) -> tuple[set[Any] | None, str | None]:
         """The category ids to keep (None: all) and a note on the choice."""
@@ -340,8 +354,11 @@ class CocoSource(Source):
             file = next((p for p in tried if p.is_file()), None)
             if file is None:
                 if by_image[im["id"]]:
-                    raise ValueError(f"{path}: image {im['file_name']!r} has {len(by_image[im['id']])} annotations "
-                                     f"but does not exist; tried {', '.join(str(p) for p in tried)}")
+                    raise ValueError(f"{path}: image {im['file_name']!r} "
+                                     f"({_count(len(by_image[im['id']]), 'annotation')}) does not exist where the "
+                                     "coco layout keeps images: beside its JSON, or in images/ beside the JSON's "
+                                     f"folder (annotations/ + images/); tried {', '.join(str(p) for p in tried)}; "
+                                     "put or link the images there")
                 self.skipped.append(f"{Path(im['file_name']).name}: listed in {path.name}, not on disk, "
                                     "no annotations")
                 continue

@@ -57,6 +57,9 @@ class MaskFolderSource(Source):
         self.image_dir = image_dir if image_dir.is_dir() else self.root
         bases = [self.root] if image_dir.is_dir() else [self.root, self.root.parent]
         self.mask_dir = next((b / layout.mask_dir for b in bases if (b / layout.mask_dir).is_dir()), self.image_dir)
+        # Where no mask folder was found the masks are looked for beside the images: a missing one says so.
+        self.mask_dir_missing = [b / layout.mask_dir for b in bases] if self.mask_dir == self.image_dir \
+            and self.image_dir.name != layout.mask_dir else []
         self.images = sorted(p for p in self.image_dir.glob(layout.image_glob)
                              if not p.stem.endswith(layout.exclude or ("\0",)))
         if not self.images:
@@ -70,7 +73,11 @@ class MaskFolderSource(Source):
         sample = read_image(image, self.georef)
         mask_path = self.mask_dir / self.layout.mask_name.format(stem=image.stem)
         if not mask_path.is_file():
-            raise ValueError(f"{image}: its mask {mask_path} does not exist (layout {self.kind!r})")
+            where = (f"; there is no {self.layout.mask_dir}/ folder ({', '.join(map(str, self.mask_dir_missing))}), "
+                     "so the masks were looked for beside the images" if self.mask_dir_missing else "")
+            raise ValueError(f"{image}: its mask {mask_path} does not exist (layout {self.kind!r}: "
+                             f"{self.layout.images or '.'}/{self.layout.image_glob} with {self.layout.mask_dir}/"
+                             f"{self.layout.mask_name.format(stem='<stem>')}{where})")
         mask = read_mask_file(mask_path, self.layout.channel, self.layout.threshold, (sample.height, sample.width))
         ids_path = self.mask_dir / self.layout.instances.format(stem=image.stem) if self.layout.instances else None
         labels = None
