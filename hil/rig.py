@@ -384,6 +384,10 @@ def check_mask_files(samples: Any, folder: Path) -> None:
     takers: dict[Path, dict[Any, str]] = {}
     for sample in samples:
         path = mask_file(sample, folder)
+        if sample.path is not None and path.is_file() and path.resolve() == sample.path.resolve():
+            # the images' own folder given as the masks: every bright pixel would be called sea
+            raise ValueError(f"{path}: the sea/land mask of {sample.name} is the image itself; --land-masks is a "
+                             f"folder of <stem>.png masks (0 = land, as SSDD's sealand/), not the images' folder")
         image = sample.path.resolve() if sample.path is not None else sample.name  # one chip listed twice is one
         takers.setdefault(path, {})[image] = sample.name
     for path, names in takers.items():
