@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def model_band_names(input_spec: dict[str, Any]) -> list[str]:
     """The band names of a manifest's ``input``: its ``bands``, else ``b0``, ``b1``, ... by count
@@ -69,3 +71,28 @@ def adapt_bands(source_bands: list[str], model_bands: list[str], select: list[in
     if strict:
         raise ValueError(problem)
     return None, f"not adapted: {problem}; sent as they are, so the runtime rejects them (bad_shape)"
+
+
+def palette_table(src: Any) -> tuple[np.ndarray, list[str], str]:
+    """The colour table of band 1 of a palette image as a (bands, entries) lookup array, the band names
+    and the note: one grey band where every entry has R = G = B, else red, green, blue. Indices are not
+    counts of a sensor; what a payload sends is the colour they stand for. ``src``: an open rasterio
+    dataset whose band 1 is the palette's (the readers of hil and of ``runtime infer`` both expand
+    through it, so both feed a model the same bands)."""
+    try:
+        cmap = src.colormap(1)
+    except ValueError as exc:
+        raise ValueError(f"{src.name}: palette image without a readable colour table: {exc}") from None
+    n = 256 if src.dtypes[0] == "uint8" else 65536
+    table = np.zeros((n, 4), np.uint8)
+    for i, rgba in cmap.items():
+        if 0 <= i < n:
+            table[i] = rgba[:4] if len(rgba) >= 4 else (*rgba[:3], 255)
+    used = np.array(sorted(i for i in cmap if 0 <= i < n), dtype=np.int64)
+    grey = bool((table[used, 0] == table[used, 1]).all() and (table[used, 1] == table[used, 2]).all())
+    alpha = " (its transparency ignored)" if (table[used, 3] < 255).any() else ""
+    if grey:
+        return (table[:, :1].T.copy(), ["band1"],
+                f"palette image: {len(used)} colours, all grey, expanded to one grey band{alpha}")
+    return (table[:, :3].T.copy(), ["red", "green", "blue"],
+            f"palette image: {len(used)} colours expanded to RGB{alpha}")

@@ -16,6 +16,10 @@ from shapely.geometry import mapping, shape
 from runtime.vectorize import describe
 
 
+#: What the payload leaves to the merge (:func:`runtime.vectorize.vectorize`), gone once it is applied.
+_PROVISIONAL = ("provisional_min_area_px", "provisional_min_score", "provisional_ship_probability")
+
+
 def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance: float = 0.0,
                      connectivity: int = 8) -> list[dict[str, Any]]:
     """Union polygons that touch (within ``tolerance`` map units) and describe each result anew.
@@ -23,10 +27,14 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
     ``connectivity`` is the vectorisation's: with 4, pieces that meet only at a corner are two
     vessels, as the payload judged them, and only pieces sharing an edge (or overlapping) are joined.
 
-    Scores of merged pieces are averaged weighted by area; ``pieces`` says how many were merged.
+    Scores of merged pieces are averaged weighted by area, a second stage's ``ship_probability`` is its
+    highest; ``pieces`` says how many were merged.
     A piece the payload kept only because a tile border cut it (``provisional_min_area_px``,
     :func:`runtime.vectorize.vectorize`) counts once merged: a vessel smaller than the largest such
-    cut among its pieces is dropped, as the payload drops a whole component that small.
+    cut among its pieces is dropped, as the payload drops a whole component that small. Likewise a
+    vessel with a piece kept under ``provisional_min_score`` is kept only if its whole (area-weighted)
+    score reaches that cut, and one with a piece kept under ``provisional_ship_probability`` (the
+    second stage's cut) only if one of its pieces reaches that cut, as the payload would have kept it.
     """
     if not features:
         return []
@@ -67,10 +75,15 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
                      / (sum(weights) or 1.0))
             if whole < score_cut:
                 continue
+        # and the second stage's cut: the vessel stands if one of its pieces passes it (the payload
+        # kept that piece whatever the others; now it comes down whole, not cut short at the border)
+        ship_cut = max((features[i]["properties"].get("provisional_ship_probability") or 0.0 for i in members),
+                       default=0.0)
+        if ship_cut and max(features[i]["properties"].get("ship_probability", 0.0) for i in members) < ship_cut:
+            continue
         if len(members) == 1:
             feature = dict(features[members[0]])
-            feature["properties"] = {k: v for k, v in feature["properties"].items()
-                                     if k not in ("provisional_min_area_px", "provisional_min_score")}
+            feature["properties"] = {k: v for k, v in feature["properties"].items() if k not in _PROVISIONAL}
             feature["properties"]["pieces"] = 1
             merged.append(feature)
             continue
@@ -81,6 +94,10 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
         areas = [geoms[i].area for i in members]
         props = [features[i]["properties"] for i in members]
         total = sum(areas) or 1.0
+        # a second stage's verdict, that of the piece it kept the vessel for: every vessel of a model
+        # with a second stage carries it (docs/protocol.md), merged or not
+        second = ({"ship_probability": float(max(p["ship_probability"] for p in props))}
+                  if all("ship_probability" in p for p in props) else {})
         merged.append(
             {
                 "type": "Feature",
@@ -88,6 +105,7 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
                 "properties": {
                     "score": float(sum(p["score"] * a for p, a in zip(props, areas)) / total),
                     "max_score": float(max(p.get("max_score", p["score"]) for p in props)),
+                    **second,
                     **describe(union, crs),
                     "area_px": int(sum(p.get("area_px", 0) for p in props)),
                     "pieces": len(members),
@@ -100,6 +118,9 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
 def _share_edge(a: Any, b: Any, tolerance: float) -> bool:
     """Whether two (grown) pieces meet along more than a corner: a corner of pieces grown by
     ``tolerance`` is a square 2 tolerance wide (perimeter 8 tolerance); a shared pixel edge is a
-    strip at least a pixel long."""
+    strip at least a pixel long. Each part of where they meet is judged on its own: pieces that meet
+    at two or more corners only (a bar across a border touching the two arms of a C) share no edge,
+    though the corners' perimeters add up to more than one corner's."""
     meet = a.intersection(b)
-    return meet.length > 12 * tolerance  # 0 for a corner point at tolerance 0, a shared edge more
+    # 0 for a corner point at tolerance 0, a shared edge more
+    return any(part.length > 12 * tolerance for part in getattr(meet, "geoms", [meet]))

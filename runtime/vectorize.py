@@ -52,7 +52,9 @@ def vectorize(
         transform: pixel-to-map affine transform of the tile (rasterio convention).
         crs: the tile's CRS, or None for an ungeoreferenced pixel grid (see :func:`describe`).
         min_area_px: components with fewer pixels are noise and are dropped.
-        simplify_px: Douglas-Peucker tolerance in pixels; 0 keeps the raster outline.
+        simplify_px: Douglas-Peucker tolerance in pixels; 0 keeps the raster outline. A component
+            touching one of ``borders`` keeps its raster outline, so that it still meets its
+            neighbour's piece along the border for the ground's merge.
         connectivity: 4 or 8, the pixel neighbourhood that joins pixels into one vessel.
         valid: (h, w) when only the top-left h x w of ``prob`` is image and the rest is padding
             added to reach the model's input size; the padding is ignored.
@@ -61,7 +63,10 @@ def vectorize(
         image: the tile's counts, (bands, H, W) or (H, W), aligned with ``prob``; needed by
             ``discriminator`` (the contrast of each component against the clutter around it).
         discriminator: drops components it gives a ship probability below its cut
-            (:mod:`runtime.discriminate`); kept components report it as ``ship_probability``.
+            (:mod:`runtime.discriminate`); kept components report it as ``ship_probability``. A
+            component touching one of ``borders`` is kept whatever its probability, with
+            ``provisional_ship_probability`` (the cut): the merge keeps the vessel if one of its pieces
+            reaches it.
         borders: (top, left, bottom, right): which edges of the (valid) map are tile borders
             with more of the scene beyond them. A component touching one may be a piece of a vessel
             the ground merges with its neighbour's, so ``min_area_px`` is not applied to it here: it
@@ -155,13 +160,19 @@ def vectorize(
         provisional_score = min_score if at_border and min_score > 0 else None
         if score < min_score and provisional_score is None:
             continue
-        ship_probability = None
+        ship_probability = provisional_ship = None
         if discriminator is not None:
             row = component_features(image, inside, row0, col0, score, max_score, discriminator.ring_px)
             ship_probability = float(discriminator.probability(row[None])[0])
-            if ship_probability < discriminator.cut:
+            # Likewise the second stage's cut: judged piece by piece, one piece of a vessel a border cuts
+            # could be dropped and the rest kept, a vessel cut short at the border on the ground; the merge
+            # keeps the whole vessel where one of its pieces passes.
+            provisional_ship = discriminator.cut if at_border else None
+            if ship_probability < discriminator.cut and provisional_ship is None:
                 continue
-        if simplify_px > 0:
+        # Not a piece a border cut: simplified, its edge along the border could leave the border line,
+        # and the ground's merge would then take the pieces of one vessel for two.
+        if simplify_px > 0 and not at_border:
             poly = poly.simplify(simplify_px, preserve_topology=True)
         map_poly = affine_transform(poly, coeffs)
         props: dict[str, Any] = {
@@ -175,6 +186,8 @@ def vectorize(
             props["provisional_min_area_px"] = provisional
         if provisional_score is not None:
             props["provisional_min_score"] = provisional_score
+        if provisional_ship is not None:
+            props["provisional_ship_probability"] = provisional_ship
         props.update(describe(map_poly, crs))
         features.append({"type": "Feature", "geometry": _geojson(map_poly), "properties": props})
     return features

@@ -33,6 +33,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 from shapely.geometry import Polygon, shape
 
+from runtime.bands import palette_table
 from runtime.config import load_defaults
 
 DEFAULTS = load_defaults(Path(__file__).parents[1] / "defaults.toml")
@@ -286,7 +287,7 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
             notes.append("no georeference: pixel grid, measurements in pixels")
         palette = None
         if interp[0] == "palette":
-            palette, names, note = _palette(src)
+            palette, names, note = palette_table(src)
             keep = [0]
             notes.append(note)
         image = src.read([i + 1 for i in keep]) if path.suffix.lower() not in (".tif", ".tiff") else None
@@ -296,29 +297,6 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
                       bands=names, dtype="uint8" if interp[0] == "palette" else src.dtypes[0], image=image,
                       path=path, band_index=keep if len(keep) < src.count and interp[0] != "palette" else None,
                       notes=notes, palette=palette)
-
-
-def _palette(src: Any) -> tuple[np.ndarray, list[str], str]:
-    """The colour table of band 1 of a palette image as a (bands, entries) lookup array, the band names
-    and the note: one grey band where every entry has R = G = B, else red, green, blue. Indices are not
-    counts of a sensor; what a payload sends is the colour they stand for."""
-    try:
-        cmap = src.colormap(1)
-    except ValueError as exc:
-        raise ValueError(f"{src.name}: palette image without a readable colour table: {exc}") from None
-    n = 256 if src.dtypes[0] == "uint8" else 65536
-    table = np.zeros((n, 4), np.uint8)
-    for i, rgba in cmap.items():
-        if 0 <= i < n:
-            table[i] = rgba[:4] if len(rgba) >= 4 else (*rgba[:3], 255)
-    used = np.array(sorted(i for i in cmap if 0 <= i < n), dtype=np.int64)
-    grey = bool((table[used, 0] == table[used, 1]).all() and (table[used, 1] == table[used, 2]).all())
-    alpha = " (its transparency ignored)" if (table[used, 3] < 255).any() else ""
-    if grey:
-        return (table[:, :1].T.copy(), ["band1"],
-                f"palette image: {len(used)} colours, all grey, expanded to one grey band{alpha}")
-    return (table[:, :3].T.copy(), ["red", "green", "blue"],
-            f"palette image: {len(used)} colours expanded to RGB{alpha}")
 
 
 def read_mask_file(path: Path, channel: int, threshold: int, shape_hw: tuple[int, int]) -> np.ndarray:
