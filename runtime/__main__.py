@@ -219,6 +219,9 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
 
     # The same checks as a serving runtime's: a bad [vectorize] value is refused here, not per tile.
     settings = Settings.from_config(cfg)
+    if args.output.is_dir():  # found only after the whole scene was inferred, its vessels then lost
+        raise ValueError(f"--output {args.output}: a folder; give the GeoJSON file to write, e.g. "
+                         f"{args.output / 'vessels.geojson'}")
     collection = infer_file(
         args.model, args.input, args.device or settings.device, dict(settings.vectorize), settings.cpu_precision,
     )

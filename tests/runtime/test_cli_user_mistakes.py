@@ -45,7 +45,11 @@ def test_a_folder_as_output_and_a_file_that_is_no_image_are_error_lines(tmp_path
     (tmp_path / "folder").mkdir()
     assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "in.npy"),
                          "--output", str(tmp_path / "folder")]) == 2
-    assert "Is a directory" in capsys.readouterr().err
+    assert "a folder; give the GeoJSON file to write" in capsys.readouterr().err
+    # refused before the scene is read (and inferred): here one that does not exist is not reached
+    assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "none.tif"),
+                         "--output", str(tmp_path / "folder")]) == 2
+    assert "a folder; give the GeoJSON file to write" in capsys.readouterr().err
     (tmp_path / "empty.tif").write_bytes(b"")
     assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "empty.tif"),
                          "--output", str(tmp_path / "o.geojson")]) == 2
