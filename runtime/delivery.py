@@ -318,8 +318,16 @@ class ResultSender:
                               "deadline (no ground connected, or it stopped reading): its sender resends the tile")
                     return False
                 # Sleep until the socket can take the result (a ground connects or drains), but
-                # wake now and then to see whether shutdown has set a deadline meanwhile.
-                self._results.poll(100, zmq.POLLOUT)
+                # wake now and then to see whether shutdown has set a deadline meanwhile. Waiting
+                # for a ground is back-pressure, not a hang: the heartbeat is idle meanwhile, or
+                # Health reported output hung and starved the watchdog whenever no ground was
+                # connected for hang_timeout_s (a supervisor then killed a healthy payload).
+                item = self.beat.item
+                self.beat.end()
+                try:
+                    self._results.poll(100, zmq.POLLOUT)
+                finally:
+                    self.beat.begin(item)
 
 
 def _tell(notify: zmq.Socket, identity: bytes, done: bytes, key: Key | None, outcome: Outcome = OK) -> None:

@@ -192,6 +192,9 @@ class Runtime:
         self._notify.bind(self._notify_endpoint)
         self._lock = threading.Lock()
         self.telemetry = Telemetry()
+        # A vectorise worker's last tile latency, recorded by _vectorised only if that tile's result is
+        # delivered: a restarted worker's late result is discarded, and so must its latency be.
+        self._served = threading.local()
         self._running = False
         self.serving: Serving | None = None
         # Held while self.serving is replaced: a reopen (recovery thread) and a model load (main
@@ -472,8 +475,11 @@ class Runtime:
         which only forwards it)."""
         frames, rejected = result
         job = item[1]
+        latency_s, self._served.latency_s = getattr(self._served, "latency_s", None), None
         if rejected is None:
             self._count("tiles_ok")
+            if latency_s is not None:  # "of the tiles served ok": one sample per tile delivered
+                self.telemetry.latency(latency_s)
         else:  # counted as delivered, not as made: a restarted worker's late result is discarded
             self._account_rejection(job.header, Reason.INFERENCE_FAILED, rejected)
             if not isinstance(item[0], BaseException):  # lost in post-processing (_give_up said the device's)
@@ -489,11 +495,13 @@ class Runtime:
         """Threshold, vectorise and describe one output; returns the result frames and why the tile
         was rejected (None: ok). ``output`` is the device's error for a tile recovery gave up on: it
         is rejected."""
+        self._served.latency_s = None
         if isinstance(output, BaseException):
             return self._lost(job.header, f"the device failed it {job.attempts} times: {output}")
         try:
             result, mask = describe(output, job, t_inferred, self.settings.vectorize)
-            self.telemetry.latency(result["timings_ms"]["total"] / 1e3)
+            # counted by _vectorised, on this thread, if delivered (a stuck worker's late result is not)
+            self._served.latency_s = result["timings_ms"]["total"] / 1e3
             return protocol.encode_result(result, mask), None
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
