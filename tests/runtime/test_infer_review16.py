@@ -194,10 +194,10 @@ def test_the_second_stage_does_not_cut_a_vessel_short_at_a_tile_border(tmp_path:
 
 
 def test_the_merge_applies_the_second_stage_s_cut_to_the_whole_vessel() -> None:
-    """Pieces at a border come down whatever the second stage said, with its cut; the merge judges the
-    whole vessel by its largest piece's ship probability (the rule that did best on models/sar's
-    validation split): a ship whose small piece fails is kept whole, land clutter whose small piece
-    passes is dropped whole, as is a vessel none of whose pieces passes."""
+    """Pieces at a border come down whatever the second stage said, with its cut; the merge keeps the
+    vessel whole where its largest piece passes (a ship whose small piece fails), and otherwise only
+    the pieces that pass, as the payload judged them (land clutter whose small piece looks like a
+    ship stays that small piece, not the whole blob): the merge never drops a piece the stage passed."""
     def piece(x0: float, x1: float, p: float) -> dict:
         ring = [(x0, 0.0), (x1, 0.0), (x1, 3.0), (x0, 3.0), (x0, 0.0)]
         return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
@@ -208,7 +208,9 @@ def test_the_merge_applies_the_second_stage_s_cut_to_the_whole_vessel() -> None:
     assert [(f["properties"]["pieces"], f["properties"]["length_m"], f["properties"]["ship_probability"])
             for f in kept] == [(2, pytest.approx(14.0), 0.8)]
     assert "provisional_ship_probability" not in kept[0]["properties"]
-    assert merge_detections([piece(0, 4, 0.8), piece(4, 40, 0.2)], None, tolerance=0.01) == []  # clutter
+    [small] = merge_detections([piece(0, 4, 0.8), piece(4, 40, 0.2)], None, tolerance=0.01)  # clutter
+    assert (small["properties"]["pieces"], small["properties"]["ship_probability"]) == (1, 0.8)
+    assert "provisional_ship_probability" not in small["properties"]
     assert merge_detections([piece(0, 10, 0.3), piece(10, 14, 0.2)], None, tolerance=0.01) == []
     assert merge_detections([piece(20, 24, 0.2)], None, tolerance=0.01) == []
     [alone] = merge_detections([piece(20, 30, 0.7)], None, tolerance=0.01)
