@@ -20,8 +20,46 @@ from runtime.vectorize import describe
 _PROVISIONAL = ("provisional_min_area_px", "provisional_min_score", "provisional_ship_probability")
 
 
+#: How the merge applies a second stage's cut (``provisional_ship_probability``) to a vessel some of
+#: whose pieces a tile border cut, each judged by the stage on its own on board. Judged piece by
+#: piece, a ship lost its failing pieces and came down cut short at the border; a piece's verdict is
+#: the less sure the less of the vessel's shape and surroundings it holds. The default keeps every
+#: piece the stage passed (the merge never drops what the payload alone would have delivered) and
+#: was chosen among such rules on models/sar's validation split (docs/models.md, "Border pieces and
+#: the second stage", ``scripts/border_rules.py``); the others are there to measure against it.
+BORDER_RULES = {
+    "largest-else-passed": "whole where its largest piece passes, else the pieces that pass",
+    "piecewise": "the pieces that pass (as the payload judged them before 2026-12-05)",
+    "any": "whole where any piece passes",
+    "weighted": "whole where the area-weighted ship probability passes, else nothing",
+    "largest": "whole where its largest piece passes, else nothing",
+}
+
+
+def _second_stage(features: list[dict[str, Any]], geoms: list[Any], members: list[int], largest: int,
+                  cut: float, rule: str) -> list[int] | None:
+    """The members of one vessel that stand under ``rule`` (:data:`BORDER_RULES`): all of them (the
+    vessel whole), some (the pieces that passed), or None (the vessel dropped)."""
+    def p(i: int) -> float:
+        return features[i]["properties"].get("ship_probability", 1.0)
+
+    passed = [i for i in members if p(i) >= (features[i]["properties"].get("provisional_ship_probability") or 0.0)]
+    if rule == "piecewise":
+        whole = False
+    elif rule == "any":
+        whole = bool(passed)
+    elif rule == "weighted":
+        areas = [geoms[i].area for i in members]
+        whole = sum(p(i) * a for i, a in zip(members, areas)) / (sum(areas) or 1.0) >= cut
+        passed = []
+    else:  # largest, largest-else-passed
+        whole = p(largest) >= cut
+        passed = [] if rule == "largest" else passed
+    return members if whole else (passed or None)
+
+
 def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance: float = 0.0,
-                     connectivity: int = 8) -> list[dict[str, Any]]:
+                     connectivity: int = 8, border_rule: str = "largest-else-passed") -> list[dict[str, Any]]:
     """Union polygons that touch (within ``tolerance`` map units) and describe each result anew.
 
     ``connectivity`` is the vectorisation's: with 4, pieces that meet only at a corner are two
@@ -34,9 +72,14 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
     cut among its pieces is dropped, as the payload drops a whole component that small. Likewise a
     vessel with a piece kept under ``provisional_min_score`` is kept only if its whole (area-weighted)
     score reaches that cut, and one with a piece kept under ``provisional_ship_probability`` (the
-    second stage's cut) whole only if its largest piece's ship probability reaches that cut, and
-    otherwise as the pieces that reach it.
+    second stage's cut) as ``border_rule`` says (:data:`BORDER_RULES`; by default whole where its
+    largest piece reaches the cut, else as the pieces that reach it).
+
+    Raises:
+        ValueError: for a ``border_rule`` not in :data:`BORDER_RULES`, listing them.
     """
+    if border_rule not in BORDER_RULES:
+        raise ValueError(f"border_rule {border_rule!r}; valid: {list(BORDER_RULES)}")
     if not features:
         return []
     geoms = [shape(f["geometry"]) for f in features]
@@ -76,21 +119,17 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
                      / (sum(weights) or 1.0))
             if whole < score_cut:
                 continue
-        # and the second stage's cut, left to the ground for pieces a border cut. Judged piece by piece,
-        # a ship lost its failing pieces and came down cut short at the border. The vessel comes down
-        # whole where its largest piece (the one with the most of its shape and surroundings) passes;
-        # else the pieces that passed come down as the payload judged them, so the merge never drops
-        # a piece the stage passed. Chosen on models/sar's validation split among the rules that keep
-        # every passed piece (docs/models.md, "Border pieces and the second stage").
+        # and the second stage's cut, left to the ground for pieces a border cut (BORDER_RULES)
         ship_cut = max((features[i]["properties"].get("provisional_ship_probability") or 0.0 for i in members),
                        default=0.0)
         largest = max(members, key=lambda i: geoms[i].area)
-        if ship_cut and features[largest]["properties"].get("ship_probability", 0.0) < ship_cut:
-            passed = [features[i] for i in members if features[i]["properties"].get("ship_probability", 1.0)
-                      >= (features[i]["properties"].get("provisional_ship_probability") or 0.0)]
-            # none of them is the largest, so this ends: they merge among themselves, whole where they meet
-            merged += merge_detections(passed, crs, tolerance, connectivity) if passed else []
-            continue
+        if ship_cut:
+            kept = _second_stage(features, geoms, members, largest, ship_cut, border_rule)
+            if kept is None:
+                continue
+            if kept != members:  # the pieces that passed, merged among themselves as the payload judged them
+                merged += merge_detections([features[i] for i in kept], crs, tolerance, connectivity, "piecewise")
+                continue
         if len(members) == 1:
             feature = dict(features[members[0]])
             feature["properties"] = {k: v for k, v in feature["properties"].items() if k not in _PROVISIONAL}

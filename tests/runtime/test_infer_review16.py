@@ -215,3 +215,22 @@ def test_the_merge_applies_the_second_stage_s_cut_to_the_whole_vessel() -> None:
     assert merge_detections([piece(20, 24, 0.2)], None, tolerance=0.01) == []
     [alone] = merge_detections([piece(20, 30, 0.7)], None, tolerance=0.01)
     assert "provisional_ship_probability" not in alone["properties"]
+
+
+@pytest.mark.parametrize("rule, kept", [
+    ("largest-else-passed", [(1, 0.8)]), ("piecewise", [(1, 0.8)]), ("any", [(2, 0.2)]), ("weighted", []),
+    ("largest", []),
+])
+def test_each_border_rule_judges_a_vessel_whose_small_piece_passes(rule: str, kept: list) -> None:
+    """The rules scripts/border_rules.py measures, on clutter whose small piece passes the stage: only
+    the default and piecewise keep exactly the piece the stage passed."""
+    def piece(x0: float, x1: float, p: float) -> dict:
+        ring = [(x0, 0.0), (x1, 0.0), (x1, 3.0), (x0, 3.0), (x0, 0.0)]
+        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"score": 0.9, "area_px": int(3 * (x1 - x0)), "ship_probability": p,
+                               "provisional_ship_probability": 0.5}}
+
+    out = merge_detections([piece(0, 4, 0.8), piece(4, 40, 0.2)], None, tolerance=0.01, border_rule=rule)
+    assert [(f["properties"]["pieces"], f["properties"]["ship_probability"]) for f in out] == kept
+    with pytest.raises(ValueError, match="valid: \\['largest-else-passed'"):
+        merge_detections([], None, border_rule="nope")
