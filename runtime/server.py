@@ -724,6 +724,9 @@ class Runtime:
         if len(frames) < 3:
             raise ValueError("load_model takes the manifest, then one frame per file it lists (model.xml, model.bin, "
                              "golden.npz if any), then a (record, blob) pair per compiled artefact")
+        if not isinstance(request.get("manifest_sha256"), str):  # else the manifest itself went unchecked
+            raise ValueError("load_model carries manifest_sha256, the sha256 of the manifest frame (docs/protocol.md): "
+                             f"got {request.get('manifest_sha256')!r}")
         try:
             names = file_names(parse_manifest(frames[0]))  # the manifest says which frames follow
             if len(frames) < len(names) + 1 or (len(frames) - 1 - len(names)) % 2:

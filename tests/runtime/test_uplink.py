@@ -105,6 +105,10 @@ def test_each_bad_upload_is_refused_and_the_old_model_serves(emu_runtime: Runtim
     with pytest.raises(ControlError, match="one frame per file it lists"):
         control.request("load_model", frames[:2], manifest_sha256=good.id)
 
+    # without manifest_sha256 the manifest frame itself went unchecked (the files are checked against it)
+    with pytest.raises(ControlError, match="load_model carries manifest_sha256"):
+        control.request("load_model", frames)
+
     status = control.status()
     assert status["model"] == serving and status["device"] == "myriadx-emu"
     assert status["numerics"]["profile"] == "fp16-myriadx" and status["latency_estimate"]["kind"] == "ESTIMATE"
