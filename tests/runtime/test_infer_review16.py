@@ -193,27 +193,29 @@ def test_the_second_stage_does_not_cut_a_vessel_short_at_a_tile_border(tmp_path:
     assert sorted(f["properties"]["pieces"] for f in features) == [1, 2, 2]
 
 
+def _piece(x0: float, x1: float, p: float) -> dict:
+    """A 3 px high piece of a vessel from x0 to x1 that a border cut, the stage's verdict ``p``, cut 0.5."""
+    ring = [(x0, 0.0), (x1, 0.0), (x1, 3.0), (x0, 3.0), (x0, 0.0)]
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"score": 0.9, "max_score": 0.95, "area_px": int(3 * (x1 - x0)), "ship_probability": p,
+                           "provisional_ship_probability": 0.5}}
+
+
 def test_the_merge_applies_the_second_stage_s_cut_to_the_whole_vessel() -> None:
     """Pieces at a border come down whatever the second stage said, with its cut; the merge keeps the
     vessel whole where its largest piece passes (a ship whose small piece fails), and otherwise only
     the pieces that pass, as the payload judged them (land clutter whose small piece looks like a
     ship stays that small piece, not the whole blob): the merge never drops a piece the stage passed."""
-    def piece(x0: float, x1: float, p: float) -> dict:
-        ring = [(x0, 0.0), (x1, 0.0), (x1, 3.0), (x0, 3.0), (x0, 0.0)]
-        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {"score": 0.9, "max_score": 0.95, "area_px": int(3 * (x1 - x0)), "ship_probability": p,
-                               "provisional_ship_probability": 0.5}}
-
-    kept = merge_detections([piece(0, 10, 0.8), piece(10, 14, 0.2)], None, tolerance=0.01)
+    kept = merge_detections([_piece(0, 10, 0.8), _piece(10, 14, 0.2)], None, tolerance=0.01)
     assert [(f["properties"]["pieces"], f["properties"]["length_m"], f["properties"]["ship_probability"])
             for f in kept] == [(2, pytest.approx(14.0), 0.8)]
     assert "provisional_ship_probability" not in kept[0]["properties"]
-    [small] = merge_detections([piece(0, 4, 0.8), piece(4, 40, 0.2)], None, tolerance=0.01)  # clutter
+    [small] = merge_detections([_piece(0, 4, 0.8), _piece(4, 40, 0.2)], None, tolerance=0.01)  # clutter
     assert (small["properties"]["pieces"], small["properties"]["ship_probability"]) == (1, 0.8)
     assert "provisional_ship_probability" not in small["properties"]
-    assert merge_detections([piece(0, 10, 0.3), piece(10, 14, 0.2)], None, tolerance=0.01) == []
-    assert merge_detections([piece(20, 24, 0.2)], None, tolerance=0.01) == []
-    [alone] = merge_detections([piece(20, 30, 0.7)], None, tolerance=0.01)
+    assert merge_detections([_piece(0, 10, 0.3), _piece(10, 14, 0.2)], None, tolerance=0.01) == []
+    assert merge_detections([_piece(20, 24, 0.2)], None, tolerance=0.01) == []
+    [alone] = merge_detections([_piece(20, 30, 0.7)], None, tolerance=0.01)
     assert "provisional_ship_probability" not in alone["properties"]
 
 
@@ -224,13 +226,7 @@ def test_the_merge_applies_the_second_stage_s_cut_to_the_whole_vessel() -> None:
 def test_each_border_rule_judges_a_vessel_whose_small_piece_passes(rule: str, kept: list) -> None:
     """The rules scripts/border_rules.py measures, on clutter whose small piece passes the stage: only
     the default and piecewise keep exactly the piece the stage passed."""
-    def piece(x0: float, x1: float, p: float) -> dict:
-        ring = [(x0, 0.0), (x1, 0.0), (x1, 3.0), (x0, 3.0), (x0, 0.0)]
-        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": {"score": 0.9, "area_px": int(3 * (x1 - x0)), "ship_probability": p,
-                               "provisional_ship_probability": 0.5}}
-
-    out = merge_detections([piece(0, 4, 0.8), piece(4, 40, 0.2)], None, tolerance=0.01, border_rule=rule)
+    out = merge_detections([_piece(0, 4, 0.8), _piece(4, 40, 0.2)], None, tolerance=0.01, border_rule=rule)
     assert [(f["properties"]["pieces"], f["properties"]["ship_probability"]) for f in out] == kept
     with pytest.raises(ValueError, match="valid: \\['largest-else-passed'"):
         merge_detections([], None, border_rule="nope")
