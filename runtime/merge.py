@@ -73,7 +73,11 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
     vessel with a piece kept under ``provisional_min_score`` is kept only if its whole (area-weighted)
     score reaches that cut, and one with a piece kept under ``provisional_ship_probability`` (the
     second stage's cut) as ``border_rule`` says (:data:`BORDER_RULES`; by default whole where its
-    largest piece reaches the cut, else as the pieces that reach it).
+    largest piece reaches the cut, else as the pieces that reach it). The second stage is applied first:
+    where it leaves only the pieces that passed, those are judged by the other cuts among themselves,
+    as the payload judged them, not with the failed pieces' pixels and scores; and where a vessel kept
+    whole falls under those cuts, the pieces that passed still stand on their own under the rules that
+    never drop a piece the stage passed (largest-else-passed, any, piecewise).
 
     Raises:
         ValueError: for a ``border_rule`` not in :data:`BORDER_RULES`, listing them.
@@ -108,21 +112,13 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
         groups.setdefault(find(i), []).append(i)
     merged = []
     for members in groups.values():
-        cut = max((features[i]["properties"].get("provisional_min_area_px") or 0 for i in members), default=0)
-        if cut and sum(features[i]["properties"].get("area_px", 0) for i in members) < cut:
-            continue
-        # the payload's min_score, left to the ground for pieces a border cut: on the whole vessel's score
-        score_cut = max((features[i]["properties"].get("provisional_min_score") or 0.0 for i in members), default=0.0)
-        if score_cut:
-            weights = [shape(features[i]["geometry"]).area for i in members]
-            whole = (sum(features[i]["properties"]["score"] * a for i, a in zip(members, weights))
-                     / (sum(weights) or 1.0))
-            if whole < score_cut:
-                continue
-        # and the second stage's cut, left to the ground for pieces a border cut (BORDER_RULES)
+        # the second stage's cut first, left to the ground for pieces a border cut (BORDER_RULES): where
+        # the vessel stands only as the pieces that passed, they are judged by the other cuts among
+        # themselves, as the payload judged them, not with the failed pieces' pixels and scores
         ship_cut = max((features[i]["properties"].get("provisional_ship_probability") or 0.0 for i in members),
                        default=0.0)
         largest = max(members, key=lambda i: geoms[i].area)
+        passed = members
         if ship_cut:
             kept = _second_stage(features, geoms, members, largest, ship_cut, border_rule)
             if kept is None:
@@ -130,6 +126,13 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
             if kept != members:  # the pieces that passed, merged among themselves as the payload judged them
                 merged += merge_detections([features[i] for i in kept], crs, tolerance, connectivity, "piecewise")
                 continue
+            if border_rule in ("largest-else-passed", "any", "piecewise"):  # never drops a piece that passed
+                passed = _second_stage(features, geoms, members, largest, ship_cut, "piecewise") or []
+        if not _meets_cuts(features, geoms, members):
+            # the whole vessel falls under min_area_px or min_score; the pieces the stage passed may not
+            if passed != members and passed:
+                merged += merge_detections([features[i] for i in passed], crs, tolerance, connectivity, "piecewise")
+            continue
         if len(members) == 1:
             feature = dict(features[members[0]])
             feature["properties"] = {k: v for k, v in feature["properties"].items() if k not in _PROVISIONAL}
@@ -162,6 +165,23 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
             }
         )
     return merged
+
+
+def _meets_cuts(features: list[dict[str, Any]], geoms: list[Any], members: list[int]) -> bool:
+    """Whether a vessel of pieces ``members`` reaches the payload's cuts its border pieces left to the
+    ground: ``provisional_min_area_px`` on its pixels, ``provisional_min_score`` on its whole
+    (area-weighted) score."""
+    cut = max((features[i]["properties"].get("provisional_min_area_px") or 0 for i in members), default=0)
+    if cut and sum(features[i]["properties"].get("area_px", 0) for i in members) < cut:
+        return False
+    # the payload's min_score, left to the ground for pieces a border cut: on the whole vessel's score
+    score_cut = max((features[i]["properties"].get("provisional_min_score") or 0.0 for i in members), default=0.0)
+    if score_cut:
+        weights = [geoms[i].area for i in members]
+        whole = sum(features[i]["properties"]["score"] * a for i, a in zip(members, weights)) / (sum(weights) or 1.0)
+        if whole < score_cut:
+            return False
+    return True
 
 
 def _share_edge(a: Any, b: Any, tolerance: float) -> bool:
