@@ -1,0 +1,34 @@
+"""The in-process cache of the split arrays (:func:`search.dataset.split_arrays`) must follow a
+split written again under the same folder: else the sampler and the normalisation of the second
+split train on the first split's training samples, some of which it holds out as test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from search.dataset import prepare_data, split_arrays
+
+
+def test_a_split_made_again_in_one_process_trains_on_its_own_samples(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "set"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for k in range(10):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / "images" / f"img{k}.jpg")
+        mask = np.zeros((16, 16, 3), np.uint8)
+        mask[4:8, 4:8, 1] = 255
+        Image.fromarray(mask).save(root / "masks" / f"img{k}.png")
+    out = tmp_path / "out" / "data"
+    tiny_cfg["data"].update(source=f"hrsid-mini:{root}", split_seed=0, val_fraction=0.2, test_fraction=0.2)
+    first = prepare_data(tiny_cfg, out)
+    assert [s.seed for s in split_arrays(first, "train")] == list(first.train_seeds)
+    tiny_cfg["data"]["split_seed"] = 1  # no records yet: the data is simply prepared again
+    second = prepare_data(tiny_cfg, out)
+    assert second.train_seeds != first.train_seeds
+    assert [s.seed for s in split_arrays(second, "train")] == list(second.train_seeds)
+    assert [s.seed for s in split_arrays(second, "val")] == list(second.val_seeds)
