@@ -215,7 +215,7 @@ class Runtime:
                              self._event, settings.health["watchdog_file"])
         try:
             if model is not None:
-                self._load(read_bundle(model), persist=self.store.writable)
+                self._load(read_bundle(model), persist=self.store.writable, starting=True)
             elif self.store.has_current():
                 self._load_stored()
         except Exception:
@@ -305,13 +305,16 @@ class Runtime:
         self._event("model_rolled_back", model=serving.info, detail=f"{why}: {failure}", store_rolled_back=rolled)
         self._event("model_loaded", model=serving.info, device=self.settings.device, load=serving.adapter.load)
 
-    def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False, installed: bool = False) -> Serving:
+    def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False, installed: bool = False,
+              starting: bool = False) -> Serving:
         """Compile ``bundle`` and run it once; only then does it replace the serving model.
 
         ``persist=False`` (a model given at start-up with a read-only store) serves it without
         installing it, and says so in an event, rather than refusing to start. ``quiet``: no events
         (the caller reports the load its own way: :meth:`_load_stored`'s fall-back). ``installed``:
         the store's own ``current``, served as it is (nothing to install, nothing to say about it).
+        ``starting``: the ``--model`` of a start-up, which a store that cannot take it (a disk too
+        full for the bundle, found only by installing) serves unpersisted too, as a read-only one.
         """
         if self._uplink_key is not None:  # who made the model, before anything runs it
             from runtime.signing import verify
@@ -324,15 +327,21 @@ class Runtime:
             adapter.close()
             raise
         serving = Serving(bundle, adapter, preprocess)
+        why = f"store {self.store.root} is read-only"
         if persist and not installed:
             try:
                 self.store.install(bundle)
+            except OSError as exc:
+                if not starting:
+                    adapter.close()  # refused: the old model keeps serving
+                    raise
+                persist, why = False, f"store {self.store.root} cannot take it ({exc})"
             except Exception:
                 adapter.close()  # refused: the old model keeps serving
                 raise
-        elif not persist and not quiet:
+        if not persist and not installed and not quiet:
             self._event("model_not_persisted", model={"name": bundle.name, "sha256": bundle.id},
-                        detail=f"store {self.store.root} is read-only: the model serves until the runtime stops")
+                        detail=f"{why}: the model serves until the runtime stops")
         # Switched before the old adapter closes, so that a re-run meanwhile (recovery thread)
         # goes to the new one; tiles already on the old model finish on it, or fail into recovery.
         with self._swap:
@@ -408,7 +417,10 @@ class Runtime:
         On the fallback device the model must pass the acceptance test an uplink runs (shapes,
         finite output, the golden tile) before it serves: the model was accepted on the serving
         device, and a device that computes differently can get it wrong (a golden tile that does
-        not reproduce). A refusal there counts as a failed open, its reason in the error."""
+        not reproduce). A refusal there counts as a failed open, its reason in the error. So does
+        any other device than the one that served: ``flight`` is resolved again at each open, and
+        with the stick it picked gone it resolves to the twin (it was reported as a reopen, and the
+        twin served untested: tests/runtime/test_flight_reopen_review16b.py)."""
         old = self.serving
         assert old is not None
         fallback = self.settings.recovery.get("fallback_device") or ""
@@ -420,6 +432,7 @@ class Runtime:
             except Exception as exc:
                 errors.append(f"{device}: {exc}")
                 continue
+            replaced = replaced or adapter.device != old.adapter.device
             if replaced:
                 try:
                     acceptance_test(old.bundle, adapter)

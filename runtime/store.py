@@ -17,6 +17,28 @@ from runtime.bundle import (COMPILED_DIR, SIGNATURE_FILE, Bundle, BundleError, r
                             write_compiled)
 
 
+def can_write(folder: Path) -> bool:
+    """Whether files can be written into ``folder``, found by trying: a read-only mount or a full disk
+    says no to root too, whatever the permission bits (``os.access`` says yes to both).
+
+    The probe holds a block of data, synced: a full disk still makes an empty file (a directory entry
+    needs no data block), and the runtime took a full store for writable, tried to install its
+    ``--model`` and died of ENOSPC (tests/runtime/test_full_store_review16b.py)."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
 class BundleStore:
     """Installed bundles on disk: ``current`` and ``previous`` are symlinks swapped atomically.
 
@@ -53,15 +75,9 @@ class BundleStore:
     def writable(self) -> bool:
         """Whether new bundles can be installed (a read-only store can still serve its current one).
 
-        Found by trying, not by permission bits: a read-only mount or a full disk says no to root too.
+        Found by trying, not by permission bits (:func:`can_write`).
         """
-        try:
-            fd, probe = tempfile.mkstemp(dir=self.root / "bundles", prefix=".probe-")
-        except OSError:
-            return False
-        os.close(fd)
-        os.unlink(probe)
-        return True
+        return can_write(self.root / "bundles")
 
     def install(self, bundle: Bundle) -> Path:
         """Install ``bundle`` and make it ``current`` (the one before it ``previous``).

@@ -113,9 +113,12 @@ class Supervisor:
         ``current`` bundle and can be written, so that a model uplinked since the first start (and
         installed as ``current``) is what serves again, not ``--model`` reinstalled over it. A store
         that cannot be written installed nothing (the first runtime served ``--model`` without
-        persisting it), so there ``--model`` stays."""
-        if not (restart and os.path.lexists(self.store / "current")
-                and os.access(self.store / "bundles", os.W_OK)):
+        persisting it), so there ``--model`` stays; so does a full one, which ``os.access`` calls writable
+        (:func:`runtime.store.can_write`: the probe a runtime asks too)."""
+        if not (restart and os.path.lexists(self.store / "current")):
+            return list(self.cmd)
+        from runtime.store import can_write
+        if not can_write(self.store / "bundles"):
             return list(self.cmd)
         return _without_model(self.cmd)
 
