@@ -141,7 +141,7 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop())
     # One JSON line on stdout says where the sockets are: a parent process waits for it.
-    print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": settings.device}), flush=True)
+    print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": runtime.device_in_use}), flush=True)
     runtime.serve()
     return 0
 

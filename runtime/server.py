@@ -303,7 +303,7 @@ class Runtime:
                 pass
         why = "current model refused" if refused else "current model could not be opened (kept for the next start)"
         self._event("model_rolled_back", model=serving.info, detail=f"{why}: {failure}", store_rolled_back=rolled)
-        self._event("model_loaded", model=serving.info, device=self.settings.device, load=serving.adapter.load)
+        self._event("model_loaded", model=serving.info, device=serving.adapter.device, load=serving.adapter.load)
 
     def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False, installed: bool = False,
               starting: bool = False) -> Serving:
@@ -349,7 +349,7 @@ class Runtime:
         if old is not None:
             old.adapter.close()
         if not quiet:
-            self._event("model_loaded", model=serving.info, device=self.settings.device, load=adapter.load)
+            self._event("model_loaded", model=serving.info, device=adapter.device, load=adapter.load)
         return serving
 
     def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
@@ -730,6 +730,13 @@ class Runtime:
             raise
         self._control.send_multipart([*envelope, protocol.dumps({"v": protocol.PROTOCOL_VERSION, **reply})])
 
+    @property
+    def device_in_use(self) -> str:
+        """The device serving the model (``flight`` resolved: a stick, an NPU or the twin), or the
+        configured one while no model serves: what every report and event names."""
+        serving = self.serving
+        return serving.adapter.device if serving is not None else self.settings.device
+
     def _cmd_status(self, request: dict[str, Any], frames: list[bytes]) -> dict[str, Any]:
         return {"ok": True, **self.status()}
 
@@ -775,7 +782,7 @@ class Runtime:
         return {
             "protocol": protocol.PROTOCOL_VERSION,
             "state": "serving" if self.serving else "no_model",
-            "device": self.serving.adapter.device if self.serving else self.settings.device,
+            "device": self.device_in_use,
             "numerics": self.serving.adapter.numerics if self.serving else None,
             "latency_estimate": self.serving.adapter.latency_estimate if self.serving else None,
             "model": self.serving.info if self.serving else None,
@@ -829,7 +836,7 @@ class Runtime:
         poller.register(self._control, zmq.POLLIN)
         poller.register(self._notify, zmq.POLLIN)
         self._running = True
-        self._event("started", endpoints=self.endpoints, device=self.settings.device)
+        self._event("started", endpoints=self.endpoints, device=self.device_in_use)
         next_telemetry = time.monotonic()
         # The loop wakes at least once per health period, so an idle ingest still answers its ping.
         period_ms = int(min(self.settings.telemetry_period_s, self.settings.health["period_s"]) * 1000)
