@@ -65,8 +65,8 @@ def vectorize(
         discriminator: drops components it gives a ship probability below its cut
             (:mod:`runtime.discriminate`); kept components report it as ``ship_probability``. A
             component touching one of ``borders`` is kept whatever its probability, with
-            ``provisional_ship_probability`` (the cut): the merge keeps the vessel if one of its pieces
-            reaches it.
+            ``provisional_ship_probability`` (the cut): the merge applies the cut to the whole vessel
+            (:data:`runtime.merge.BORDER_RULES`).
         borders: (top, left, bottom, right): which edges of the (valid) map are tile borders
             with more of the scene beyond them. A component touching one may be a piece of a vessel
             the ground merges with its neighbour's, so ``min_area_px`` is not applied to it here: it
@@ -166,7 +166,7 @@ def vectorize(
             ship_probability = float(discriminator.probability(row[None])[0])
             # Likewise the second stage's cut: judged piece by piece, one piece of a vessel a border cuts
             # could be dropped and the rest kept, a vessel cut short at the border on the ground; the merge
-            # keeps the whole vessel where one of its pieces passes.
+            # applies the cut to the vessel (runtime.merge.BORDER_RULES).
             provisional_ship = discriminator.cut if at_border else None
             if ship_probability < discriminator.cut and provisional_ship is None:
                 continue
