@@ -83,6 +83,13 @@ def input_manifest(host_input: dict[str, Any], dtype: str) -> dict[str, Any]:
     if norm.get("scale", "linear") != "linear":
         raise ValueError(f"input normalised on the {norm['scale']!r} scale, which only the host applies; "
                          "valid input types for it: ['float32']")
+    top = np.iinfo(dtype).max
+    if not all(0 <= float(m) <= top for m in norm["mean"]):
+        # the mean of counts a dtype cannot hold: no tile of that type is the model's data, and its
+        # padding (the mean, clipped) would not normalise to about 0
+        valid = ["float32", *(t for t in _OV_TYPES if all(0 <= float(m) <= np.iinfo(t).max for m in norm["mean"]))]
+        raise ValueError(f"input normalised around mean counts {list(norm['mean'])}, outside {dtype}'s 0 to {top}: "
+                         f"the model was not trained on {dtype} counts; valid input types for it: {valid}")
     return {**host_input, "dtype": dtype,
             "normalization": {"where": "ir", "mean": list(norm["mean"]), "std": list(norm["std"]),
                               "pad": pad_counts(norm, dtype)}}
@@ -119,9 +126,9 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     SSDD edge tiles, 6e-7 on full ones, by a script of the fifteenth session's review, not kept).
 
     The manifest keeps the source's metrics (measured with its f32 input) and says so under
-    ``derived_from``. Raises ValueError for an unknown dtype or float32, or an ``out_dir`` that is
-    the source bundle's own directory (the float32 model would be lost), BundleError for a bundle
-    already normalised in its IR.
+    ``derived_from``. Raises ValueError for an unknown dtype or float32, a dtype that cannot hold the
+    normalisation's mean counts, or an ``out_dir`` that is the source bundle's own directory (the
+    float32 model would be lost), BundleError for a bundle already normalised in its IR.
     """
     check_input_dtype(dtype)
     if not isinstance(src, Bundle) and Path(out_dir).resolve() == Path(src).resolve():
@@ -136,8 +143,9 @@ def retype_bundle(src: str | Path | Bundle, out_dir: str | Path, dtype: str, com
     norm = manifest["input"]["normalization"]
     if norm["where"] != "host":
         raise BundleError("only a model normalised on the host can be retyped")
+    retyped_input = input_manifest(manifest["input"], dtype)  # refuses before any work
     xml, bin_ = retype_ir(bundle.files["model.xml"], bundle.files["model.bin"], dtype, norm)
-    manifest["input"] = input_manifest(manifest["input"], dtype)
+    manifest["input"] = retyped_input
     manifest["derived_from"] = {"sha256": bundle.id, "name": bundle.name,
                                 "change": f"input retyped float32 -> {dtype}, normalisation moved into the IR",
                                 "command": command or f"search.input_types.retype_bundle(..., {dtype!r})"}
