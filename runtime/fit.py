@@ -123,13 +123,25 @@ def tile_fit_warnings(trained_for: Mapping[str, Any] | None, modality: str | Non
 EARTH_RADIUS_M = 6_371_008.8
 
 
-def _unit_of(crs: CRS) -> tuple[float, bool] | None:
-    """(metres per map unit of a projected CRS, False), (radians per angular unit of a geographic
-    one, True), or None for a CRS that is neither."""
+def _mercator_of(crs: CRS) -> tuple[float, float, float] | None:
+    """(false northing in metres, semi-major axis in metres, scale on the equator) of a Mercator CRS,
+    whose map unit is a ground metre only on the equator (at 54 degrees a Web Mercator unit is 0.59
+    ground metres), else None."""
+    params = crs.to_dict()
+    if params.get("proj") != "merc":
+        return None
+    k0 = (math.cos(math.radians(float(params["lat_ts"]))) if "lat_ts" in params
+          else float(params.get("k", params.get("k_0", 1.0))))
+    return float(params.get("y_0", 0.0)), float(params.get("a", 6_378_137.0)), k0
+
+
+def _unit_of(crs: CRS) -> tuple[float, bool, tuple[float, float, float] | None] | None:
+    """(metres per map unit of a projected CRS, False, :func:`_mercator_of` it), (radians per angular
+    unit of a geographic one, True, None), or None for a CRS that is neither."""
     if crs.is_projected and crs.linear_units_factor:
-        return float(crs.linear_units_factor[1]), False
+        return float(crs.linear_units_factor[1]), False, _mercator_of(crs)
     if crs.is_geographic and crs.units_factor and crs.units_factor[1]:
-        return float(crs.units_factor[1]), True
+        return float(crs.units_factor[1]), True, None
     return None
 
 
@@ -140,7 +152,8 @@ _metres_per_unit = PerCrs(_unit_of)
 def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | None:
     """Metres per pixel of a tile (the mean of its two axes), or None when its CRS cannot say. In a
     geographic CRS, on a sphere at the latitude of the tile's origin: a degree of longitude shrinks
-    with it (a 10 m Sentinel-2 export in EPSG:4326 is 10 m, not unknown)."""
+    with it (a 10 m Sentinel-2 export in EPSG:4326 is 10 m, not unknown); in a Mercator one (EPSG:3857)
+    so does a map metre, and the pixel is its ground metres there (17 map units at 54 degrees are 10 m)."""
     if transform is None or crs is None:
         return None
     unit = _metres_per_unit(crs)
@@ -148,7 +161,11 @@ def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | No
         return None
     a, b, _, d, e, f = transform[:6]
     if not unit[1]:
-        return unit[0] * (math.hypot(a, d) + math.hypot(b, e)) / 2
+        gsd = unit[0] * (math.hypot(a, d) + math.hypot(b, e)) / 2
+        if unit[2] is None:
+            return gsd
+        y0, radius, k0 = unit[2]  # Mercator's scale k0 / cos(latitude), on the sphere: within a percent
+        return gsd / (k0 * math.cosh(min((f * unit[0] - y0) / (radius * k0), 700.0)))
     along = EARTH_RADIUS_M * unit[0]  # metres per unit of latitude
     across = along * math.cos(min(abs(f * unit[0]), math.pi / 2))  # ... and of longitude there
     return (math.hypot(a * across, d * along) + math.hypot(b * across, e * along)) / 2
