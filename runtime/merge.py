@@ -36,10 +36,16 @@ BORDER_RULES = {
 }
 
 
+#: The rules that never drop a piece the stage passed: where the whole vessel falls under the other
+#: cuts (min_area_px, min_score), those pieces still stand on their own.
+KEEPS_PASSED = ("largest-else-passed", "piecewise", "any")
+
+
 def _second_stage(features: list[dict[str, Any]], geoms: list[Any], members: list[int], largest: int,
-                  cut: float, rule: str) -> list[int] | None:
+                  cut: float, rule: str) -> tuple[list[int] | None, list[int]]:
     """The members of one vessel that stand under ``rule`` (:data:`BORDER_RULES`): all of them (the
-    vessel whole), some (the pieces that passed), or None (the vessel dropped)."""
+    vessel whole), some (the pieces that passed), or None (the vessel dropped); and the pieces that
+    passed where ``rule`` is one of :data:`KEEPS_PASSED` (else none)."""
     def p(i: int) -> float:
         return features[i]["properties"].get("ship_probability", 1.0)
 
@@ -51,11 +57,10 @@ def _second_stage(features: list[dict[str, Any]], geoms: list[Any], members: lis
     elif rule == "weighted":
         areas = [geoms[i].area for i in members]
         whole = sum(p(i) * a for i, a in zip(members, areas)) / (sum(areas) or 1.0) >= cut
-        passed = []
     else:  # largest, largest-else-passed
         whole = p(largest) >= cut
-        passed = [] if rule == "largest" else passed
-    return members if whole else (passed or None)
+    kept = passed if rule in KEEPS_PASSED else []
+    return (members if whole else (kept or None)), kept
 
 
 def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance: float = 0.0,
@@ -120,16 +125,15 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
         largest = max(members, key=lambda i: geoms[i].area)
         passed = members
         if ship_cut:
-            kept = _second_stage(features, geoms, members, largest, ship_cut, border_rule)
+            kept, passed = _second_stage(features, geoms, members, largest, ship_cut, border_rule)
             if kept is None:
                 continue
             if kept != members:  # the pieces that passed, merged among themselves as the payload judged them
                 merged += merge_detections([features[i] for i in kept], crs, tolerance, connectivity, "piecewise")
                 continue
-            if border_rule in ("largest-else-passed", "any", "piecewise"):  # never drops a piece that passed
-                passed = _second_stage(features, geoms, members, largest, ship_cut, "piecewise") or []
         if not _meets_cuts(features, geoms, members):
-            # the whole vessel falls under min_area_px or min_score; the pieces the stage passed may not
+            # the whole vessel falls under min_area_px or min_score; the pieces the stage passed (a rule of
+            # KEEPS_PASSED) may not
             if passed != members and passed:
                 merged += merge_detections([features[i] for i in passed], crs, tolerance, connectivity, "piecewise")
             continue
