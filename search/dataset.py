@@ -199,8 +199,8 @@ def _names_and_digests(source: Any) -> tuple[list[str], list[str]]:
         h = hashlib.sha256(f"{pixels.dtype.name}{pixels.shape}".encode())
         h.update(pixels.tobytes())
         digests.append(h.hexdigest())
-        thumbs.append(_thumbnail(pixels))
-        grey = pixels.reshape(-1, *pixels.shape[-2:]).astype(np.float64).mean(axis=0)
+        grey = _grey(pixels)
+        thumbs.append(_thumbnail(grey))
         stats.append((grey.mean(), grey.std()))
         shapes.append(pixels.shape)
     group = list(range(len(digests)))  # union-find over exact and near twins
@@ -224,9 +224,14 @@ def _names_and_digests(source: Any) -> tuple[list[str], list[str]]:
 _THUMB, _NEAR_CORR, _NEAR_STATS, _NEAR_SIDE, _NEAR_DIFF = 16, 0.9, 0.05, 0.04, 0.05
 
 
-def _thumbnail(pixels: np.ndarray) -> np.ndarray:
-    """A ``_THUMB`` x ``_THUMB`` block average of the band mean, zero-mean and unit-norm (zeros for a flat image)."""
-    grey = pixels.reshape(-1, *pixels.shape[-2:]).astype(np.float64).mean(axis=0)
+def _grey(pixels: np.ndarray) -> np.ndarray:
+    """The mean over an image's bands, (H, W) in float64: what the near-twin tests compare."""
+    return pixels.reshape(-1, *pixels.shape[-2:]).astype(np.float64).mean(axis=0)
+
+
+def _thumbnail(grey: np.ndarray) -> np.ndarray:
+    """A ``_THUMB`` x ``_THUMB`` block average of a band mean (:func:`_grey`), zero-mean and unit-norm
+    (zeros for a flat image)."""
     ys = np.linspace(0, grey.shape[0], _THUMB + 1).astype(int)
     xs = np.linspace(0, grey.shape[1], _THUMB + 1).astype(int)
     t = np.array([[grey[ys[a]:max(ys[a + 1], ys[a] + 1), xs[b]:max(xs[b + 1], xs[b] + 1)].mean()
@@ -264,8 +269,7 @@ def _near_twins(source: Any, thumbs: list[np.ndarray], stats: np.ndarray,
 
 def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether ``a`` and ``b`` agree on a shared window, each cut at one of its four corners."""
-    ga = a.reshape(-1, *a.shape[-2:]).astype(np.float64).mean(axis=0)
-    gb = b.reshape(-1, *b.shape[-2:]).astype(np.float64).mean(axis=0)
+    ga, gb = _grey(a), _grey(b)
     h, w = min(ga.shape[0], gb.shape[0]), min(ga.shape[1], gb.shape[1])
     ends = (slice(0, h), slice(-h, None)), (slice(0, w), slice(-w, None))
     for ya in ends[0]:
