@@ -37,6 +37,7 @@ MAX_DOUBLINGS = 60
 PORTS = {
     "failed(job, error)": "in: an inference failed; the job holds its input",
     "succeeded()": "in: an inference completed; the failure streak ends",
+    "replaced_at_load()": "in: a model load opened on the fallback device, its own being gone",
     "resubmit(job)": "out: run the job again on the serving adapter (may raise; CannotRun: the job is "
                      "given up)",
     "reopen() -> (device, replaced)": "out: a new serving adapter, on the fallback device if the "
@@ -108,6 +109,12 @@ class DeviceRecovery:
         with self._lock:
             self._streak = 0
             self._streak_since = None
+
+    def replaced_at_load(self) -> None:
+        """A model load found the device gone and opened on the fallback device: counted with the
+        replacements in flight, so that ``status()`` shows the payload is not on its own device."""
+        with self._lock:
+            self.counts["replaced"] += 1
 
     def failing_for(self) -> float:
         """Seconds since the current streak of failures began (0 when the device works): the

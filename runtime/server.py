@@ -39,7 +39,7 @@ from runtime import protocol
 from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import OK, Outcome, ResultSender, read_told
-from runtime.device import InferenceAdapter, open_device, resolve
+from runtime.device import InferenceAdapter, TargetError, open_device, resolve
 from runtime.fit import SceneFit, manifest_trained_for
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.host import cpu_by_thread
@@ -320,7 +320,7 @@ class Runtime:
             from runtime.signing import verify
 
             verify(bundle, self._uplink_key)
-        adapter = self._open_device(bundle, self.settings.device)
+        adapter, device_failure = self._open_for_load(bundle)
         try:
             preprocess = acceptance_test(bundle, adapter)
         except Exception:
@@ -348,9 +348,40 @@ class Runtime:
             old, self.serving = self.serving, serving
         if old is not None:
             old.adapter.close()
+        if device_failure is not None:
+            self.recovery.replaced_at_load()
+            self._event("device_replaced", device=adapter.device, model=serving.info,
+                        detail=f"at model load, {device_failure}")
         if not quiet:
             self._event("model_loaded", model=serving.info, device=adapter.device, load=adapter.load)
         return serving
+
+    def _open_for_load(self, bundle: Bundle) -> tuple[InferenceAdapter, str | None]:
+        """``bundle`` opened on the configured device or, if that device cannot be opened at all
+        (not attached at boot, unplugged since, NC_ERROR on compile) and ``fallback_device`` is set,
+        on the fallback; with why the configured device was passed over (None: it opened).
+
+        Why: a supervisor restarting a payload whose stick died would otherwise fail every start
+        and serve nothing, while a reopen in flight already falls back (:meth:`_reopen`); an uplink
+        after such a replacement would likewise be refused. A model the device refuses (TargetError:
+        an IR it cannot run) is the model's fault, not the device's, and is not retried elsewhere;
+        nor is one that fails its acceptance test on the device that opened (the caller runs it,
+        on whichever device this returns).
+        """
+        try:
+            return self._open_device(bundle, self.settings.device), None
+        except TargetError:
+            raise
+        except Exception as exc:
+            fallback = self.settings.recovery.get("fallback_device") or ""
+            if not fallback:
+                raise
+            failure = f"{self.settings.device}: {exc}"
+        try:
+            return self._open_device(bundle, fallback), failure
+        except Exception as exc:
+            raise RuntimeError(f"the model cannot be opened on the device ({failure}) nor on the fallback_device "
+                               f"({fallback}: {exc})") from None
 
     def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
         """``bundle`` compiled (or imported) on ``device`` with this runtime's settings."""
