@@ -29,15 +29,15 @@ def _tiles(n: int) -> Iterator[Tile]:
 
 def test_rate_mode_sends_at_its_rate_when_each_send_takes_time(running_runtime: Runtime,
                                                                ipc_endpoints: dict[str, str]) -> None:
-    """40 tiles at 50 tiles/s, each send taking 5 ms: the first and last leave 39 slots apart (0.78 s),
-    not 39 x (20 + 5) ms = 0.975 s."""
+    """40 tiles at 50 tiles/s, each send taking 10 ms: the first and last leave 39 slots apart (0.78 s),
+    not 39 x (20 + 10) ms = 1.17 s."""
     collector = ResultCollector(ipc_endpoints["results"], acks=ipc_endpoints["acks"])
     streamer = Streamer(ipc_endpoints["tiles"], window=16, want_done=False, ack_timeout_s=20.0)
     stamps: list[float] = []
 
     def slow_send(tile: Tile, want_mask: bool) -> None:
         stamps.append(time.monotonic())
-        time.sleep(0.005)  # a send that takes time: a large tile's encoding, a slow link
+        time.sleep(0.010)  # a send that takes time: a large tile's encoding, a slow link
         streamer.send_frames(tile.tile_id, tile.frames(want_mask, streamer.want_done))
 
     try:
@@ -49,5 +49,6 @@ def test_rate_mode_sends_at_its_rate_when_each_send_takes_time(running_runtime: 
         streamer.close()
         collector.close()
     span = stamps[-1] - stamps[0]
-    # halfway between the 0.78 s due and the 0.975 s that the sends' own time added (at least) before
-    assert span < 0.88, f"40 tiles at 50 tiles/s took {span:.3f} s (0.78 s due): {39 / span:.1f} tiles/s"
+    # halfway between the 0.78 s due and the 1.17 s that the sends' own time added (at least) before: a
+    # loaded 2-core CI host may hold the last slot back by a GIL switch or two, never by 0.2 s
+    assert span < 0.975, f"40 tiles at 50 tiles/s took {span:.3f} s (0.78 s due): {39 / span:.1f} tiles/s"
