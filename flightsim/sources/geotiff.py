@@ -1,6 +1,6 @@
 """Any GeoTIFF (or other single image GDAL reads), with an optional truth file.
 
-The truth is a mask GeoTIFF on the scene's grid (nonzero = vessel) or a GeoJSON of vessel polygons;
+The truth is a mask GeoTIFF on the scene's grid (nonzero = vessel, nodata = none) or a GeoJSON of vessel polygons;
 either way both forms come back, so pixel and object scores use one truth. A GeoJSON with a top-level
 ``crs`` member (``{"type": "name", "properties": {"name": "EPSG:4326"}}``, what ``flightsim generate``
 writes) is reprojected from it to the scene's CRS; one without is taken to be in the scene's CRS. A
@@ -32,7 +32,7 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
     """Attach the truth in ``path`` (mask GeoTIFF or vessel GeoJSON) to ``sample``.
 
     Raises:
-        ValueError: naming the file: missing, of another size than the scene, not a FeatureCollection,
+        ValueError: naming the file: missing, of another size or grid than the scene, not a FeatureCollection,
             with a geometry other than a Polygon or MultiPolygon (``AREAL_TYPES``), with a crs member
             not understood, lying wholly outside the scene (both extents named), or of a suffix other
             than those in ``TRUTH_SUFFIXES``. An invalid polygon is made valid, with a note.
@@ -49,7 +49,10 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
             if src.count != 1:  # an image given as its own truth (its first band > 0 almost everywhere)
                 raise ValueError(f"{path}: a truth mask has one band (nonzero = vessel); this file has {src.count}: "
                                  "is it the scene itself?")
-            mask = (src.read(1) > 0).astype(np.uint8)
+            _check_same_grid(path, src, sample)
+            # A nodata pixel (outside a mask's surveyed footprint, say 255) is no vessel: read as a count
+            # it was one, a false vessel as large as the unsurveyed area.
+            mask = (src.read(1, masked=True).filled(0) > 0).astype(np.uint8)
         sample.mask, sample.vessels = mask, mask_to_vessels(mask, sample.transform)
         return sample
     if suffix in (".geojson", ".json"):
@@ -72,6 +75,39 @@ def read_truth_file(path: str | Path, sample: Sample) -> Sample:
         sample.vessels, sample.mask = vessels, vessels_to_mask(vessels, sample.transform, shape_hw)
         return sample
     raise ValueError(f"{path}: truth must be a mask GeoTIFF or a GeoJSON; valid: {list(TRUTH_SUFFIXES)}")
+
+
+#: How far (in pixels) a corner of the scene may land from the same corner of its truth mask's grid.
+SAME_GRID_PX = 0.01
+
+
+def _check_same_grid(path: Path, mask: Any, sample: Sample) -> None:
+    """Raise where a georeferenced truth mask lies on another grid than its georeferenced scene.
+
+    A mask is read pixel for pixel onto the scene: one of the same size but stored south-up, shifted,
+    of another pixel size or in another CRS put every vessel in the wrong place and scored the run
+    against it without a word. A mask or a scene without a georeference of its own cannot be
+    compared, and is taken to be on the scene's pixel grid, as before.
+    """
+    if sample.path is None or (mask.crs is None and mask.transform.is_identity):
+        return
+    with _open(sample.path) as scene:
+        own_crs, own = scene.crs, scene.transform
+    if own_crs is None and own.is_identity:
+        return
+    if own_crs is not None and mask.crs is not None and own_crs != mask.crs:
+        raise ValueError(f"{path}: truth mask is in {mask.crs.to_string()}, the scene {sample.path} in "
+                         f"{own_crs.to_string()}: a mask must be on the scene's grid (same CRS and transform)")
+    if mask.transform.is_identity:  # a CRS but no geotransform: nothing to compare the grid with
+        return
+    inverse = ~mask.transform
+    corners = [(0, 0), (sample.width, 0), (0, sample.height), (sample.width, sample.height)]
+    off = max(abs(x - col) + abs(y - row) for col, row in corners for x, y in [inverse * (own * (col, row))])
+    if off > SAME_GRID_PX:
+        raise ValueError(f"{path}: truth mask is on another grid than the scene {sample.path} (transform "
+                         f"{tuple(mask.transform)[:6]}, the scene's {tuple(own)[:6]}: corners up to {off:.3g} px "
+                         "apart); a mask must be on the scene's grid (same CRS and transform), or give the truth "
+                         "as a GeoJSON")
 
 
 #: GeoJSON geometry types a truth vessel may have: an outline with an area.
