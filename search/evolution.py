@@ -131,7 +131,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
     ``latency``, ``[space]`` (:func:`search_space`), Ray installed for ``[run] ray_address``, and the
     candidates' recipe
     (:func:`search.recipe.check_recipe`, :func:`_check_candidates`), the final training's too
-    when there is one.
+    when there is one, with its export tile (:func:`_check_final_tile`).
 
     Raises:
         ValueError: naming the setting.
@@ -153,6 +153,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
             recipe = final_config(cfg, candidates_gate)[0]
             check_recipe(recipe, {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})
             _check_candidates(recipe, "final.train" if cfg["final"].get("train") else "train")
+            _check_final_tile(cfg, recipe)
 
 
 def _check_candidates(cfg: dict[str, Any], train: str) -> None:
@@ -178,6 +179,27 @@ def _check_candidates(cfg: dict[str, Any], train: str) -> None:
         raise ValueError(f"[{train}] patch {tr['patch']} must be a multiple of {multiple} (the largest total stride "
                          f"of a genome of [space], 2**max_downsamples{why}); valid: e.g. "
                          f"{max(multiple, int(tr['patch']) // multiple * multiple)}")
+
+
+def _check_final_tile(cfg: dict[str, Any], recipe: dict[str, Any]) -> None:
+    """The final recipe's ``[final.export] tile`` a multiple of the largest total stride a genome of
+    the space can have: the space admits a genome whose stride divides ``[export] tile``, the
+    candidates' tile, and its final network is exported at the final one, where a stride that does
+    not divide it leaves skips that do not line up: the export failed only once the whole search
+    (and, without a latency limit, the final training) had run.
+
+    Raises:
+        ValueError: naming the setting and what is valid.
+    """
+    tile, final_tile = int(cfg["export"]["tile"]), int(recipe["export"]["tile"])
+    # the space's genomes: block 0 keeps full resolution, and their stride divides the candidates' tile
+    stride = 2 ** max(0, min(int(cfg["space"]["max_downsamples"]), int(cfg["space"]["max_blocks"]) - 1))
+    while tile % stride:
+        stride //= 2
+    if final_tile % stride:
+        raise ValueError(f"[final.export] tile {final_tile} must be a multiple of {stride} (the largest total "
+                         f"stride of a genome of [space] at [export] tile {tile}); valid: e.g. "
+                         f"{max(stride, final_tile // stride * stride)}")
 
 
 def search_space(cfg: dict[str, Any]) -> SpaceConfig:

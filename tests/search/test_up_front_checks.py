@@ -146,3 +146,30 @@ def test_an_integer_input_with_a_host_only_log_scale_is_refused_before_training(
     says = rf"\[{table}\] input_dtype 'uint(8|16)' normalises in the IR, and \[data\] normalization_scale 'log'"
     with pytest.raises(ValueError, match=says):
         check_up_front(tiny_cfg)
+
+
+def test_a_final_tile_the_searched_genomes_cannot_be_exported_at_is_refused_up_front(
+        tiny_cfg: dict[str, Any]) -> None:
+    """[final.export] tile was checked only to be >= 1, while the space admits genomes whose total
+    stride divides [export] tile alone: at a final tile it does not divide, the final network's
+    skips do not line up, and the search failed on it only once every generation had trained (its
+    export in final_pick with a latency limit, or after the whole final training without one)."""
+    from search.final import final_config, recipe_latency_ms
+
+    # max_blocks 3: up to two downsamplings, a total stride of 4, which divides the tile of 128
+    g = Genome.from_dict({"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 8, "stride": 2},
+                                     {"kind": "conv", "width": 8, "stride": 2}]})
+    assert not violations(g, search_space(tiny_cfg))
+    tiny_cfg["final"].update(fp32_epochs=1, export={"tile": 98})
+    with pytest.raises(RuntimeError):  # what the search met at its end
+        recipe_latency_ms(g, final_config(tiny_cfg)[0], None)
+    with pytest.raises(ValueError, match=r"\[final.export\] tile 98 must be a multiple of 4 "):
+        check_up_front(tiny_cfg)
+    tiny_cfg["final"]["export"] = {"tile": 100}  # a multiple of every stride the space holds
+    check_up_front(tiny_cfg)
+    tiny_cfg["export"]["tile"] = 132  # 132 = 4 x 33: stride 4 stays in the space, and 98 is still refused
+    tiny_cfg["final"]["export"] = {"tile": 98}
+    with pytest.raises(ValueError, match=r"\[final.export\] tile 98 must be a multiple of 4 "):
+        check_up_front(tiny_cfg)
+    tiny_cfg["export"]["tile"] = 130  # 130 = 2 x 65: no genome downsamples past 2, so 98 exports
+    check_up_front(tiny_cfg)
