@@ -160,6 +160,20 @@ def _unpriced(report: dict[str, Any]) -> list[str]:
     return list((report.get("latency_estimate") or {}).get("unpriced_ops") or [])
 
 
+def _record_head(genome: Genome, cfg: dict[str, Any]) -> dict[str, Any]:
+    """What every candidate record begins with: the genome, its size, and where it ran."""
+    return {"version": RECORD_VERSION, "key": genome.key, "genome": genome.to_dict(),
+            "name": str(genome), "parameters": count_parameters(genome, cfg["train"]["land_gate"]),
+            # where it ran: on a cluster, the first place to look when one is slow
+            "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
+
+
+def crashed_record(genome: Genome, cfg: dict[str, Any], reason: str) -> dict[str, Any]:
+    """The ``failed`` record of a candidate whose worker process died under it (no traceback: the
+    process is gone; ``worker`` names the search's process, which wrote it)."""
+    return {**_record_head(genome, cfg), "status": "failed", "reason": reason, "fitness": None, "seconds": None}
+
+
 def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, out_dir: Path,
                        trained: tuple[GenomeNet, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train, align, export, check and score ``genome`` through hil; returns the candidate record.
@@ -174,10 +188,7 @@ def evaluate_candidate(genome: Genome, cfg: dict[str, Any], data: SearchData, ou
     from search.fitness import accuracy, fitness, latency_used
 
     t0 = time.perf_counter()
-    record: dict[str, Any] = {"version": RECORD_VERSION, "key": genome.key, "genome": genome.to_dict(),
-                              "name": str(genome), "parameters": count_parameters(genome, cfg["train"]["land_gate"]),
-                              # where it ran: on a cluster, the first place to look when one is slow
-                              "worker": {"host": socket.gethostname(), "pid": os.getpid()}}
+    record = _record_head(genome, cfg)
     cand_dir = out_dir / "candidates" / genome.key
     shutil.rmtree(cand_dir, ignore_errors=True)
     try:

@@ -18,6 +18,7 @@ at once.
 from __future__ import annotations
 
 import concurrent.futures as cf
+from concurrent.futures.process import BrokenProcessPool
 import ctypes
 import multiprocessing
 import os
@@ -25,14 +26,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from tqdm import tqdm
 
-from search.candidate import evaluate_candidate
+from search.candidate import crashed_record, evaluate_candidate
 from search.dataset import SearchData
 from search.space import Genome
 
@@ -97,20 +98,53 @@ def _die_with(parent: int) -> None:
 
 class ProcessEvaluator(Evaluator):
     """A pool of spawned local processes (fork and torch threads do not mix), which end with the
-    search (:func:`_die_with`)."""
+    search (:func:`_die_with`).
 
-    def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path, workers: int):
+    A worker that dies (the OOM killer, a segfault in a native library) breaks the whole pool, and
+    every candidate still in it with it: that ended the search, and a resume met the same death.
+    Now the pool is made anew and the candidates the crash left unfinished are evaluated again one
+    at a time, each alone in the pool, so that the one whose worker dies again is known: it gets a
+    ``failed`` record saying so (persisted, as any failed candidate's), and the others their own.
+    ``evaluate`` is what a worker runs for a genome (module-level, so that it pickles).
+    """
+
+    def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path, workers: int,
+                 evaluate: Callable[[Genome, dict[str, Any], SearchData, Path], dict[str, Any]] = evaluate_candidate):
         super().__init__(cfg, data, out)
-        self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_die_with, initargs=(os.getpid(),))
+        self.workers, self._evaluate_one = workers, evaluate
+        self.pool = self._pool()
+
+    def _pool(self) -> cf.ProcessPoolExecutor:
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_die_with, initargs=(os.getpid(),))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, genomes: list[Genome]) -> Iterator[dict[str, Any]]:
-        futures = [self.pool.submit(evaluate_candidate, g, self.cfg, self.data, self.out) for g in genomes]
-        for future in cf.as_completed(futures):
-            yield future.result()
+        futures = {self.pool.submit(self._evaluate_one, g, self.cfg, self.data, self.out): g for g in genomes}
+        unfinished = dict.fromkeys(genomes)
+        try:
+            for future in cf.as_completed(futures):
+                record = future.result()
+                unfinished.pop(futures[future], None)
+                yield record
+            return
+        except BrokenProcessPool:
+            self._renew()
+        for genome in unfinished:  # alone: a death now is this genome's own
+            try:
+                record = self.pool.submit(self._evaluate_one, genome, self.cfg, self.data, self.out).result()
+            except BrokenProcessPool as err:
+                self._renew()
+                record = crashed_record(genome, self.cfg, f"its worker process died while evaluating it, twice "
+                                                          f"(the second time alone in the pool): {err}")
+            yield record
+
+    def _renew(self) -> None:
+        """A fresh pool in place of a broken one (its surviving workers are told to stop)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._pool()
 
 
 class RayEvaluator(Evaluator):
