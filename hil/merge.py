@@ -49,6 +49,46 @@ def clip_to_owned(features: list[dict[str, Any]], region: shapely.Polygon, crs: 
     return out
 
 
+def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely.Polygon]], scene: shapely.Polygon,
+                crs: CRS | None, pixel_area: float) -> list[dict[str, Any]]:
+    """What each tile of a scene answers for, ready for :func:`whole_vessels`.
+
+    ``tiles``: (features, window, owned) for each tile with a result, its window and its owned part
+    as map polygons (:func:`owned_box`); ``scene``: the scene's. A feature that reaches one of its
+    tile's borders (an edge with more of the scene beyond it) is a piece, clipped to the owned part
+    (:func:`clip_to_owned`). One that does not is the vessel whole as that tile saw it, and is kept
+    whole where its tile owns its centroid, or where the tile owning its centroid saw only a piece
+    of it (the whole beats the piece, which is then dropped); where the owning tile saw it whole too,
+    the owner's verdict stands and this copy goes. Clipped as a piece, a vessel lying inside an
+    overlap and across its ownership line came down cut short wherever only one of its two tiles kept
+    it (the payload judges each tile alone: its second stage or its minimum score can differ).
+    Without overlap every tile owns its whole window, and nothing changes.
+    """
+    eps = 0.25 * pixel_area ** 0.5  # a quarter pixel: edges of neighbouring tiles agree to rounding
+    outer = scene.boundary.buffer(eps)
+    whole: list[tuple[int, shapely.Geometry, dict[str, Any]]] = []
+    cut: list[tuple[int, dict[str, Any]]] = []
+    for k, (features, window, _) in enumerate(tiles):
+        borders = window.boundary.difference(outer)
+        for f in features:
+            geom = shape(f["geometry"])
+            if not borders.is_empty and geom.distance(borders) <= eps:
+                cut.append((k, f))
+                continue
+            owner = next((j for j in [k, *range(len(tiles))] if tiles[j][2].contains(geom.centroid)), None)
+            if owner is None or owner == k:
+                whole.append((k, geom, f))
+            elif not tiles[owner][1].buffer(eps).contains(geom):  # the owner saw a piece: the whole wins
+                whole.append((k, geom, f))
+    pieces = [f for _, _, f in whole]
+    for k, f in cut:
+        for piece in clip_to_owned([f], tiles[k][2], crs, pixel_area):
+            part = shape(piece["geometry"])
+            if not any(j != k and geom.intersects(part) for j, geom, _ in whole):  # else a vessel seen whole
+                pieces.append(piece)
+    return pieces
+
+
 def whole_vessels(pieces: list[dict[str, Any]], crs: CRS | None, tolerance: float,
                   connectivity: int = 8) -> list[dict[str, Any]]:
     """Touching pieces as one vessel each (``runtime.merge.merge_detections``), with 4-connectivity
@@ -56,4 +96,4 @@ def whole_vessels(pieces: list[dict[str, Any]], crs: CRS | None, tolerance: floa
     return merge_detections(pieces, crs, tolerance=tolerance, connectivity=connectivity)
 
 
-__all__ = ["clip_to_owned", "owned_box", "whole_vessels"]
+__all__ = ["clip_to_owned", "owned_box", "tile_pieces", "whole_vessels"]

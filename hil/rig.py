@@ -36,7 +36,7 @@ from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask, on_th
 from hil.collector import ResultCollector
 from hil.fit import model_fit, sample_modalities
 from hil.geojson import detections_collection
-from hil.merge import clip_to_owned, owned_box, whole_vessels
+from hil.merge import owned_box, tile_pieces, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeProcess, remote_endpoints
 from hil.score import (ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts,
@@ -487,7 +487,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         sample = s.sample
         pred = np.zeros((sample.height, sample.width), np.uint8)
         pixel_area = abs(sample.transform.a * sample.transform.e - sample.transform.b * sample.transform.d)
-        pieces: list[dict[str, Any]] = []
+        answered: list[tuple[list[dict[str, Any]], Any, Any]] = []
         for tile_id, (window, owned) in s.windows.items():
             result = first.get(tile_id)
             if result is None or result["status"] != "ok":
@@ -497,8 +497,10 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             r0, c0, oh, ow = owned
             if mask is not None:
                 pred[r0:r0 + oh, c0:c0 + ow] = mask[r0 - row:r0 - row + oh, c0 - col:c0 - col + ow]
-            pieces += clip_to_owned(result["detections"]["features"], owned_box(sample.transform, owned),
-                                    sample.crs, pixel_area)
+            answered.append((result["detections"]["features"], owned_box(sample.transform, window),
+                             owned_box(sample.transform, owned)))
+        pieces = tile_pieces(answered, owned_box(sample.transform, (0, 0, sample.height, sample.width)),
+                             sample.crs, pixel_area)
         # the pixel size from the whole grid: ``a`` alone is 0 on a grid turned by 90 degrees
         vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area), connectivity)
         sea = None if land_masks is None else (coastline_sea_mask(sample, str(land_masks))
