@@ -110,9 +110,18 @@ def _too_new_opset(node: Any, limits: dict[str, Any]) -> str | None:
 
 
 def _interpolate_not_implemented(node: Any, limits: dict[str, Any]) -> str | None:
-    mode = node.get_attributes().get("mode")
+    attrs = node.get_attributes()
+    mode = attrs.get("mode")
     if mode not in ("nearest", "linear", "linear_onnx"):
         return f"mode {mode!r}: the VPU implements only nearest and linear"
+    # The same frontend throws on these before it looks at the coordinate mode [interpolate.cpp].
+    if any(attrs.get("pads_begin", [])) or any(attrs.get("pads_end", [])):
+        return "pads_begin/pads_end not zero: the MYRIAD plugin refuses an Interpolate with paddings"
+    data, out = node.input(0).get_partial_shape(), node.get_output_partial_shape(0)
+    channels = {4: 1, 3: 0}.get(len(data))  # the plugin's Dim::C of NCHW/NHWC and CHW/HWC (IR order: C first)
+    if channels is not None and data[channels].is_static and out[channels].is_static \
+            and data[channels].get_length() != out[channels].get_length():
+        return "resizes the channels axis: the MYRIAD plugin refuses an Interpolate that resizes channels"
     return None
 
 

@@ -127,3 +127,25 @@ def test_check_bundle_dir(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (DEFAULT_BUNDLE / "model.xml").is_file(), reason="no default flight model in models/default")
 def test_default_flight_model_has_no_errors() -> None:
     assert only(check_bundle_dir(DEFAULT_BUNDLE), "error") == []
+
+
+def test_interpolate_with_pads_or_over_channels_is_an_error() -> None:
+    """The 2022.3 MYRIAD frontend (intel_myriad stages/interpolate.cpp, the file myriadx.md cites for
+    Interpolate) throws "Current Interpolate does not support paddings" and "... does not support
+    resize by channels": both compiled on the twin and passed the check without a word."""
+    def padded(x: ov.Node) -> ov.Node:
+        return opset10.interpolate(x, ops.constant(np.array([36, 36], np.int64)),
+                                   ops.constant(np.array([2.0, 2.0], np.float32)), "nearest", "sizes",
+                                   pads_begin=[0, 0, 1, 1], pads_end=[0, 0, 1, 1],
+                                   coordinate_transformation_mode="asymmetric", nearest_mode="floor",
+                                   axes=ops.constant(AXES))
+
+    def over_channels(x: ov.Node) -> ov.Node:
+        return opset10.interpolate(x, ops.constant(np.array([8], np.int64)), ops.constant(np.array([2.0], np.float32)),
+                                   "nearest", "sizes", coordinate_transformation_mode="asymmetric",
+                                   nearest_mode="floor", axes=ops.constant(np.array([1], np.int64)))
+
+    for build, words in ((padded, "pads"), (over_channels, "channels")):
+        errors = only(check_model(model_of(build)), "error")
+        assert [f.op_type for f in errors] == ["Interpolate"] and words in errors[0].message, errors
+    assert check_model(model_of(lambda x: interpolate4(x, "nearest", "asymmetric", "floor"))) == []

@@ -160,3 +160,18 @@ def test_default_flight_model_has_a_finite_positive_estimate() -> None:
     est = estimate_latency(ov.Core().read_model(str(DEFAULT_MODEL)))
     assert math.isfinite(est.total_ms) and est.total_ms > 0
     assert all(math.isfinite(la.ms) and la.ms >= 0 for la in est.layers)
+
+
+@pytest.mark.parametrize(("dtype", "in_bytes"), [(np.uint8, 1), (np.uint16, 2), (np.float32, 2)])
+def test_a_shave_kernel_reads_an_integer_input_in_its_own_bytes(dtype: type, in_bytes: int) -> None:
+    """The Convert that makes a u8 model's counts floating point reads 1 byte per count (U8 is a
+    VPU data type, intel_myriad data_desc.hpp), not 2: it was priced as if it read FP16, so a u8
+    and a u16 model cost the same SHAVE time. Floating tensors stay FP16 whatever the IR names."""
+    x = ops.parameter([1, 3, 64, 64], dtype, name="x")
+    y = ops.relu(ops.convert(x, "f32"))
+    (kernel,) = [la for la in estimate_latency(ov.Model([y], [x], "counts")).layers if la.type == "Convert"] or [None]
+    n = 3 * 64 * 64
+    if dtype == np.float32:  # a float Convert is a relabelling on the VPU: not a kernel
+        assert kernel is None
+    else:
+        assert kernel is not None and kernel.bytes == n * (in_bytes + 2)
