@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from runtime.atomic import write_atomic
+from runtime.bands import adapt_bands
 from search.data import (Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes,
                          synthetic_kwargs)
 
@@ -391,6 +392,7 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
         _refuse_changed_split(root, old, split)
     if old != split:
         bands = int(cfg["model"]["in_channels"])
+        model_bands = [str(b) for b in cfg["export"]["bands"]]  # the manifest's input.bands
         for name, ids in (("train", train), ("val", val)):
             scenes = []
             for i in ids:
@@ -399,7 +401,14 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                     raise ValueError(f"{spec}: sample {sample.name!r} has {sample.count} bands and "
                                      f"{'a' if sample.mask is not None else 'no'} mask; the search needs "
                                      f"{bands} bands (model.in_channels) and a truth mask")
-                scenes.append(SceneArrays(i, np.asarray(sample.image), sample.mask.astype(np.uint8),
+                image = np.asarray(sample.image)
+                if len(model_bands) == bands:
+                    # The rig (and runtime infer) reorder a sample naming the model's bands in another
+                    # order by name (runtime.bands.adapt_bands): a blue, green, red file reaches the
+                    # payload as red, green, blue, so it is trained on, and normalised, in that order.
+                    index, _ = adapt_bands(list(sample.bands), model_bands, strict=False)
+                    image = image if index is None else image[index]
+                scenes.append(SceneArrays(i, image, sample.mask.astype(np.uint8),
                                           _land(sample, land_masks), instance_labels(sample)))
             _save_arrays(root / f"{name}.npz", ids, scenes)
         write_atomic(split_path, json.dumps(split, indent=1).encode())  # a kill mid-write must not break resume

@@ -101,6 +101,43 @@ def test_a_sample_without_the_model_bands_is_refused(tmp_path: Path, tiny_cfg: d
         prepare_data(cfg, tmp_path / "data")
 
 
+def test_a_sample_storing_the_model_bands_in_another_order_is_trained_in_the_models_order(
+        tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    """A GeoTIFF stored blue, green, red (a Sentinel-2 stack: B2, B3, B4) reaches the payload reordered
+    by name to the model's red, green, blue (runtime.bands.adapt_bands, the rig's rule); training must
+    see it in that order too, and the normalisation recorded per model band must be that band's."""
+    from flightsim.sources import open_source
+    from runtime.bands import adapt_bands
+    from search.dataset import split_arrays
+
+    images, annotations = [], []
+    (tmp_path / "set").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        counts = np.stack([np.full((96, 96), v, np.uint8) for v in (20, 90, 200)])  # blue, green, red
+        counts = counts + rng.integers(0, 10, counts.shape).astype(np.uint8)
+        counts[:, 40:46, 30:60] = 250
+        with rasterio.open(tmp_path / "set" / f"s{i}.tif", "w", driver="GTiff", height=96, width=96, count=3,
+                           dtype="uint8") as dst:
+            dst.write(counts)
+            for band, name in enumerate(("blue", "green", "red"), start=1):
+                dst.set_band_description(band, name)
+        images.append({"id": i, "file_name": f"s{i}.tif", "height": 96, "width": 96})
+        annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [30, 40, 30, 6], "iscrowd": 0})
+    (tmp_path / "set" / "ships.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "ship"}]}))
+    cfg = {**tiny_cfg, "data": {**tiny_cfg["data"], "source": f"coco:{tmp_path / 'set'}"}}
+    data = prepare_data(cfg, tmp_path / "data")
+    assert cfg["export"]["bands"] == ["red", "green", "blue"]
+    assert data.norm.mean[0] > 150 > 50 > data.norm.mean[2]  # red's counts, then blue's
+    source = open_source(cfg["data"]["source"])
+    for scene in split_arrays(data, "train") + split_arrays(data, "val"):
+        sample = source[scene.seed]
+        index, _ = adapt_bands(sample.bands, cfg["export"]["bands"])
+        assert index is not None
+        np.testing.assert_array_equal(scene.image, sample.read()[index])  # what the rig sends the payload
+
+
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
