@@ -33,6 +33,7 @@ what became of each tile.
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,19 @@ class FaultSpec:
 
     def __post_init__(self) -> None:
         _check_seed(self.seed)
+        # Built directly (hil.run takes a FaultSpec as well as a text), a spec gets the checks that
+        # parse makes: else an unknown kind is silently not injected, and restart_every=0 fails
+        # mid-stream (a ZeroDivisionError after the first tile went) rather than before the run.
+        for key, p in self.rates.items():
+            if key not in TILE_FAULTS:
+                raise ValueError(f"unknown fault {key!r}; valid: {list(FAULT_KINDS)} and seed")
+            if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+                raise ValueError(f"fault {key}={p!r}: a probability must be in [0, 1]")
+        if sum(self.rates.values()) > 1.0 + 1e-9:
+            raise ValueError(f"fault probabilities add up to {sum(self.rates.values()):.3f}; each tile gets at most "
+                             "one fault, so they must add up to at most 1")
+        if self.restarts and (self.restarts < 0 or self.restart_every < 1):
+            raise ValueError(f"restart={self.restarts}@{self.restart_every}: expected N@K with N >= 0 and K >= 1")
 
     @classmethod
     def parse(cls, text: str, seed: int | None = None) -> FaultSpec:

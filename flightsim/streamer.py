@@ -223,7 +223,7 @@ class Streamer:
         Raises:
             LinkError: when the runtime has made no progress for ``ack_timeout_s`` (no "done", no
                 rejection, no ack of a tile's first send: acks of resends it already holds do not
-                count), naming the tiles still unfinished.
+                count, nor, resending, acks naming no tile), naming the tiles still unfinished.
         """
         while self._outstanding > 0 or self._unfinished:
             self._wait_ack(self.ack_timeout_s)
@@ -272,8 +272,11 @@ class Streamer:
                         and earlier.get("status") == "accepted")
                 # Progress unless it is the ack of a resend of a tile the runtime already holds, or
                 # the rejection of such a copy (a runtime that refuses every resend must not keep a
-                # drain alive).
-                if not (ack.get("duplicate") and tile_id in self.log.resends) and not copy:
+                # drain alive). Resending, an ack naming no tile we sent is none either: it ends no
+                # tile, and a tile whose id the runtime cannot echo is refused so on every resend,
+                # which kept the drain alive for ever (without resends it frees credit, all a drain waits for).
+                can_progress = tile_id in self.log.sent_at or self.resend_after_s is None
+                if can_progress and not (ack.get("duplicate") and tile_id in self.log.resends) and not copy:
                     self._progress_at = time.monotonic()
                 if copy:
                     self.log.rejected_copies[tile_id] = ack

@@ -322,8 +322,9 @@ def decode_result(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | Non
     """Parse a result message; returns the header and the mask (or None).
 
     Raises ValueError, naming the problem, for anything malformed (a mask description without a
-    usable shape, a mask frame of the wrong size...): a receiver then needs to catch one exception
-    type to drop one bad result and keep the rest."""
+    usable shape, a mask frame of the wrong size, an id that is neither a string nor null, a status
+    other than ``ok`` or ``rejected``...): a receiver then needs to catch one exception type to drop
+    one bad result and keep the rest."""
     if not frames:
         raise ValueError("result message has no frames")
     result = loads(frames[0])
@@ -344,6 +345,13 @@ def decode_result(frames: list[bytes]) -> tuple[dict[str, Any], np.ndarray | Non
             raise ValueError(f"result's mask frame has {len(frames[1])} bytes, its shape {shape} needs "
                              f"{int(np.prod(shape))}")
         mask = np.frombuffer(frames[1], dtype=np.uint8).reshape(shape)
+    # What a receiver keys and counts a result by: an id that is a list reached the ground's wait as
+    # an unhashable key (TypeError), and no status a KeyError in its scoring, ending the run.
+    for key in ("scene_id", "tile_id", "checksum"):
+        if not isinstance(result.get(key), (str, type(None))):
+            raise ValueError(f"result's {key} is not a string or null: {str(result.get(key))[:200]}")
+    if result.get("status") not in ("ok", "rejected"):
+        raise ValueError(f"result's status is {str(result.get('status'))[:50]!r}, not 'ok' or 'rejected'")
     return result, mask
 
 

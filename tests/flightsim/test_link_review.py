@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,6 +136,28 @@ def test_a_negative_seed_given_as_an_override_is_refused_at_parse() -> None:
     assert FaultSpec.parse("drop=0.1", seed=7).seed == 7
     with pytest.raises(ValueError, match="fault seed must be a non-negative integer"):
         FaultSpec(seed=-1)  # built directly, as hil.run takes one: refused before numpy's generator
+
+
+@pytest.mark.parametrize("fields, said", [
+    ({"restarts": 1, "restart_every": 0}, "restart"),  # was ZeroDivisionError after the first tile went
+    ({"restarts": -1, "restart_every": 3}, "restart"),
+    ({"rates": {"link_los": 0.2}}, "unknown fault 'link_los'"),  # was ignored: a run with no faults at all
+    ({"rates": {"drop": 1.5}}, "probability"),
+    ({"rates": {"drop": -0.5, "duplicate": 0.5}}, "probability"),
+    ({"rates": {"drop": 0.7, "truncate": 0.7}}, "add up to"),
+], ids=["restart_every_0", "restarts_negative", "unknown_kind", "above_1", "negative", "sum_above_1"])
+def test_a_fault_spec_built_directly_is_checked_as_a_parsed_one_is(endpoint: str, fields: dict[str, Any],
+                                                                   said: str) -> None:
+    """hil.run takes a FaultSpec as well as a text: one built directly was checked for its seed only,
+    so an unknown kind was silently not injected and ``restart_every=0`` failed mid-stream."""
+    fake = FakeRuntime(endpoint)
+    streamer = Streamer(endpoint, window=4)
+    try:
+        with pytest.raises(ValueError, match=said):
+            FaultInjector(streamer, FaultSpec(**fields)).stream([_tile(i) for i in range(3)])
+    finally:
+        fake.close()
+        streamer.close()
 
 
 @pytest.mark.parametrize("text, key", [("drop=0.9,drop=0.1", "drop"), ("restart=1@5,restart=3@2", "restart"),

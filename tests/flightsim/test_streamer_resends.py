@@ -19,6 +19,7 @@ from affine import Affine
 
 from flightsim.streamer import Streamer
 from flightsim.tiles import Tile
+from hil.collector import ResultCollector
 from runtime import config, protocol
 from runtime.settings import Settings
 from tests.conftest import runtime_thread
@@ -127,3 +128,37 @@ def test_a_rejected_resend_of_an_accepted_tile_does_not_end_it(brightness_bundle
             streamer.close()
             ground.close()
     assert "scene/1" in streamer.log.done
+
+
+def test_a_tile_the_runtime_can_only_refuse_anonymously_ends_the_drain_with_a_link_error(
+        running_runtime: Any) -> None:
+    """A tile id longer than the runtime echoes (protocol.MAX_ID_CHARS) is refused with an ack that
+    names no tile. Each resend of it was refused the same way and each such ack counted as progress:
+    the drain resent it every resend_after_s for ever and never raised. It must end, naming it."""
+    tile = Tile("s", "x" * (protocol.MAX_ID_CHARS + 1), 0, np.zeros((3, 64, 64), np.uint8),
+                Affine(1, 0, 0, 0, -1, 0), None, (0, 0, 64, 64))
+    # A ground that takes every result: else the rejections wait for one, max_tiles_inside fills and the
+    # runtime stops acknowledging, which ends the drain for another reason.
+    ground = ResultCollector(running_runtime.endpoints["results"], acks=running_runtime.endpoints["acks"])
+    streamer = Streamer(running_runtime.endpoints["tiles"], window=4, resend_after_s=0.2, ack_timeout_s=1.5)
+    out: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            streamer.stream([tile])
+            out["end"] = "returned"
+        except Exception as exc:  # noqa: BLE001 - the test looks at what it was
+            out["end"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    thread.join(15)
+    try:
+        assert not thread.is_alive(), f"the drain still resends it: {streamer.log.resends}"
+        assert type(out["end"]).__name__ == "LinkError" and "1 tiles unfinished" in str(out["end"]), out
+        assert streamer.log.anonymous_acks and streamer.log.anonymous_acks[0]["reason"] == "bad_header"
+    finally:
+        running_runtime.stop()  # the runtime's own teardown, so the thread's socket is not closed under it
+        thread.join(5)
+        streamer.close()
+        ground.close()

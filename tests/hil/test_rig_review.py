@@ -136,6 +136,22 @@ def test_a_malformed_result_is_counted_and_the_collector_keeps_going(link: Any) 
     assert collector.malformed == 4 and collector._thread.is_alive()
 
 
+@pytest.mark.parametrize("bad", [{"tile_id": ["t0"], "status": "ok"}, {"tile_id": {"t": 0}, "status": "ok"},
+                                 {"scene_id": 7, "tile_id": "t0", "status": "ok"}, {"tile_id": "t0"},
+                                 {"tile_id": "t0", "status": None}],
+                         ids=["list_id", "object_id", "number_scene", "no_status", "null_status"])
+def test_a_result_with_an_id_or_status_of_the_wrong_type_is_malformed_and_the_rig_goes_on(
+        link: Any, bad: dict[str, Any]) -> None:
+    """Valid JSON of version 1 with a tile id that is a list reached the rig: the wait for the tiles
+    raised TypeError (unhashable), and a result with no status raised KeyError in the scoring: one
+    bad message ended the run. It is malformed: counted, and the tile still waits for its own."""
+    push, collector = link
+    push.send_multipart([protocol.dumps({"v": 1, "type": "result", **bad})])
+    push.send_multipart(_result("t0"))
+    assert collector.wait_for_tiles({"t0"}, timeout_s=5.0)
+    assert collector.malformed == 1 and [r["tile_id"] for _, r, _ in collector.results] == ["t0"]
+
+
 def test_an_anonymous_result_does_not_end_the_wait_before_a_tile_s_own_result(link: Any) -> None:
     push, collector = link
     push.send_multipart(_result("t0"))
