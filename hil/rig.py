@@ -419,14 +419,15 @@ def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
     return sea
 
 
-def drop_on_land(vessels: list[dict[str, Any]], sample: Any, sea: np.ndarray) -> list[dict[str, Any]]:
-    """The detections whose centroid is at sea (``sea``: the sample's mask, True = sea)."""
+def centroids_in(vessels: list[dict[str, Any]], sample: Any, allowed: np.ndarray) -> list[dict[str, Any]]:
+    """The detections whose centroid lies on an ``allowed`` pixel of the sample (True: at sea, or
+    image rather than no data)."""
     inv = ~sample.transform
     kept = []
     for v in vessels:
         c = shape(v["geometry"]).centroid
         col, row = inv * (c.x, c.y)
-        if sea[int(np.clip(row, 0, sea.shape[0] - 1)), int(np.clip(col, 0, sea.shape[1] - 1))]:
+        if allowed[int(np.clip(row, 0, allowed.shape[0] - 1)), int(np.clip(col, 0, allowed.shape[1] - 1))]:
             kept.append(v)
     return kept
 
@@ -436,7 +437,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
            land_masks: str | Path | None = None, connectivity: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Account for every tile, stitch the masks, merge border pieces (joined as the runtime's
     ``connectivity`` joins pixels), and score each image and the set."""
-    land_dropped = land_samples = 0
+    land_dropped = land_samples = no_data_dropped = 0
     first: dict[str, dict[str, Any]] = {}
     first_held: dict[str, bool] = {}
     masks: dict[str, np.ndarray | None] = {}
@@ -503,11 +504,20 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
                              sample.crs, pixel_area)
         # the pixel size from the whole grid: ``a`` alone is 0 on a grid turned by 90 degrees
         vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area), connectivity)
+        no_data = sample.no_data()
+        if no_data is not None:
+            # What the file marks as no data (a nodata value, an alpha band, a mask) holds no vessel, as in
+            # runtime infer: the payload sees only counts there, and a scene's black border was scored as
+            # false alarms and vessel pixels.
+            kept = centroids_in(vessels, sample, ~no_data)
+            no_data_dropped += len(vessels) - len(kept)
+            vessels = kept
+            pred[no_data] = 0
         sea = None if land_masks is None else (coastline_sea_mask(sample, str(land_masks))
                                                if str(land_masks) in COASTLINES else sea_mask(sample, Path(land_masks)))
         if sea is not None:
             land_samples += 1
-            kept = drop_on_land(vessels, sample, sea)
+            kept = centroids_in(vessels, sample, sea)
             land_dropped += len(vessels) - len(kept)
             vessels = kept
             pred &= sea  # land pixels are never vessel pixels once masked
@@ -549,6 +559,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "n_detections": len(detections),
         "land_masked": None if land_masks is None else {"source": str(land_masks), "samples_with_a_mask": land_samples,
                                                         "detections_dropped": land_dropped},
+        "no_data_dropped": no_data_dropped,  # detections on what the files mark as no data (Sample.no_data)
         "units": sorted({s.sample.units for s in scenes})[0] if len({s.sample.units for s in scenes}) == 1 else "mixed",
     }
     if injector is not None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.enums
 import rasterio.features
 import shapely
 from affine import Affine
@@ -164,6 +165,20 @@ class Sample:
                 return self.palette[:, src.read(1, window=Window(col, row, w, h))]
             indexes = [i + 1 for i in self.band_index] if self.band_index else None
             return src.read(indexes, window=Window(col, row, w, h))
+
+    def no_data(self) -> np.ndarray | None:
+        """(H, W), True where the sample's file marks no image (its nodata value, an alpha band, a mask):
+        what runtime infer keeps vessels off, and hil's scoring too. None where the file marks none
+        (every pixel valid), or the sample has no file of its own size (synthetic, or pixels in memory)."""
+        if self.path is None:
+            return None
+        with _open(self.path) as src:
+            if (src.height, src.width) != (self.height, self.width):
+                return None
+            if all(flags == [rasterio.enums.MaskFlags.all_valid] for flags in src.mask_flag_enums):
+                return None
+            missing = src.dataset_mask() == 0
+        return missing if missing.any() else None
 
     def load(self) -> Sample:
         """This sample with its pixels in memory (training wants arrays)."""

@@ -245,3 +245,26 @@ def test_a_model_of_non_square_input_is_refused_before_the_run(tmp_path: Path, m
     scene, truth = _write_scene(tmp_path)
     with pytest.raises(ValueError, match=r"wide: the model's input is 64x128 \(HxW\); the rig streams square tiles"):
         hil.run(scene, _non_square_bundle(tmp_path / "wide"), tmp_path / "out", truth=truth)
+
+
+def test_what_the_scene_marks_as_no_data_holds_no_vessel(tmp_path: Path, bright64: Path) -> None:
+    """A scene's no-data stripe (nodata = 255, bright to the model) is no vessel and no vessel pixel, as
+    in runtime infer: hil scored it as a false alarm, and its pixels against the vessel IoU."""
+    import rasterio
+
+    scene, truth = _write_scene(tmp_path)
+    with rasterio.open(scene, "r+") as dst:
+        pixels = dst.read()
+        pixels[:, 60:70, 0:60] = 255  # a 60 x 10 px "ship" of no data, away from the true ones
+        dst.write(pixels)
+        dst.nodata = 255
+    r = hil.run(scene, bright64, tmp_path / "out", truth=truth, device="CPU").report
+    assert r["no_data_dropped"] == 1
+    assert r["f1"] == pytest.approx(1.0) and r["vessel_iou"] == pytest.approx(1.0)
+    assert r["outline_vessel_iou"] == pytest.approx(1.0)
+
+
+def test_a_scene_without_no_data_drops_nothing(tmp_path: Path, bright64: Path) -> None:
+    scene, truth = _write_scene(tmp_path)
+    r = hil.run(scene, bright64, tmp_path / "out", truth=truth, device="CPU").report
+    assert r["no_data_dropped"] == 0 and r["n_detections"] == 2 and r["f1"] == pytest.approx(1.0)
