@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from runtime.bundle import GOLDEN_FILE, Bundle, BundleError, read_bundle, rewritable_manifest, rewrite_bundle
+from runtime.protocol import TileRejected
 
 #: Defaults of the manifest's golden table.
 MAX_MEAN_ABS = 0.02
@@ -94,7 +95,10 @@ def check_golden(bundle: Bundle, adapter: Any, preprocess: Any) -> dict[str, flo
         raise BundleError(f"{GOLDEN_FILE} is not a golden tile (tile, expected): {exc}") from None
     if tile.ndim != 3:  # the preprocessing would fail on it with an unpacking error, not a verdict
         raise BundleError(f"{GOLDEN_FILE}: its tile must be (bands, H, W) counts; got shape {tile.shape}")
-    got = _predict(bundle, tile, "", adapter, preprocess)
+    try:
+        got = _predict(bundle, tile, "", adapter, preprocess)
+    except TileRejected as exc:  # the bundle's fault, not a tile's: a BundleError naming its golden tile
+        raise BundleError(f"{GOLDEN_FILE}: the model cannot take its tile: {exc.detail}") from None
     if got.shape != expected.shape:
         raise BundleError(f"golden tile: the model gave {got.shape}, expected {expected.shape}")
     mean_abs = float(np.abs(got - expected).mean()) if np.isfinite(got).all() else float("inf")

@@ -778,6 +778,10 @@ class Runtime:
         if not isinstance(request.get("manifest_sha256"), str):  # else the manifest itself went unchecked
             raise ValueError("load_model carries manifest_sha256, the sha256 of the manifest frame (docs/protocol.md): "
                              f"got {request.get('manifest_sha256')!r}")
+        if request.get("signature") is not None and not isinstance(request["signature"], str):
+            # dropped, it read as unsigned: refused by a payload with a key, installed unsigned by one without
+            raise ValueError("load_model's signature is the signature.json text (docs/protocol.md): got "
+                             f"{type(request['signature']).__name__}")
         try:
             names = file_names(parse_manifest(frames[0]))  # the manifest says which frames follow
             if len(frames) < len(names) + 1 or (len(frames) - 1 - len(names)) % 2:

@@ -73,6 +73,43 @@ def test_a_golden_tile_without_its_band_axis_is_refused_saying_bands_h_w(tmp_pat
         adapter.close()
 
 
+def test_a_golden_tile_the_model_cannot_take_is_a_bundle_error_naming_it(tmp_path: Path) -> None:
+    """A golden tile with another band count (or too large, or of counts the input type cannot hold)
+    was refused by the preprocessing with a TileRejected: ``serve --model`` printed a traceback, an
+    uplink was refused with "tile is 4x64x64" (what tile? the ground sent none), and a start-up
+    took it for a failure of the device, not of the bundle."""
+    import subprocess
+    import sys
+    import tempfile
+
+    make_brightness_bundle(tmp_path / "b")
+    source = read_bundle(tmp_path / "b")
+    tile = io.BytesIO()
+    np.savez_compressed(tile, tile=np.full((4, 64, 64), 200, np.uint8), expected=np.ones((64, 64), np.float16))
+    manifest = {k: v for k, v in json.loads(source.manifest_bytes).items() if k not in ("format", "files", "created")}
+    manifest["golden"] = {"file": GOLDEN_FILE, "max_mean_abs": 0.02, "min_mask_iou": 0.9, "dtype": "uint8"}
+    write_bundle(tmp_path / "bad", source.files["model.xml"], source.files["model.bin"], manifest,
+                 {GOLDEN_FILE: tile.getvalue()})
+    from runtime.acceptance import acceptance_test
+    from runtime.device import open_device
+
+    bad = read_bundle(tmp_path / "bad")  # its checksums are good: only the tile is wrong for the model
+    adapter = open_device(bad, "CPU", lambda *_: None, infer_requests=1)
+    try:
+        with pytest.raises(BundleError, match=r"golden\.npz.*4x64x64; the model takes 3 bands"):
+            acceptance_test(bad, adapter)
+    finally:
+        adapter.close()
+    sockets = Path(tempfile.mkdtemp(prefix="gt-", dir="/tmp"))  # ipc paths are limited to ~100 characters
+    endpoints = [a for n in ("tiles", "results", "control", "telemetry", "acks")
+                 for a in (f"--{n}", f"ipc://{sockets}/{n}")]
+    proc = subprocess.run([sys.executable, "-m", "runtime", "serve", "--model", str(tmp_path / "bad"),
+                           "--device", "CPU", "--store", str(tmp_path / "store"), *endpoints],
+                          cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "golden.npz" in proc.stderr
+
+
 def test_an_uplink_whose_golden_tile_does_not_reproduce_is_refused(tmp_path: Path, runtime_proc: RuntimeProcess) -> None:
     good = tmp_path / "good"
     make_brightness_bundle(good, name="good")

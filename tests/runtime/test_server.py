@@ -114,6 +114,21 @@ def test_padded_edge_tile_and_mask_frame(running_runtime: Runtime) -> None:
     assert mask.sum() == 4 * 20 and mask[2:6, 10:30].all()
 
 
+def test_a_load_model_signature_that_is_not_text_is_refused_saying_so(running_runtime: Runtime, tmp_path: Path) -> None:
+    """``signature`` is the signature.json text (docs/protocol.md). Sent as anything else (the parsed
+    JSON object), it was dropped without a word: a payload with a ground key answered "the bundle is
+    unsigned", one without installed the model without its signature, refused at the first start
+    after a key is configured."""
+    control = ControlClient(running_runtime.endpoints["control"])
+    before = control.status()["model"]
+    bundle = make_brightness_bundle(tmp_path / "other", name="other")
+    with pytest.raises(ControlError, match="signature.*text.*got dict"):
+        control.request("load_model", bundle.frames(), manifest_sha256=bundle.id,
+                        signature={"algorithm": "ed25519", "signature": "00"})
+    assert control.status()["model"] == before
+    assert control.load_model(bundle)["model"]["name"] == "other"  # no signature at all: as before
+
+
 def test_bad_bundle_is_refused_and_old_model_keeps_serving(running_runtime: Runtime, tmp_path: Path) -> None:
     control = ControlClient(running_runtime.endpoints["control"])
     before = control.status()["model"]
