@@ -90,10 +90,11 @@ def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely
 
 
 def whole_vessels(pieces: list[dict[str, Any]], crs: CRS | None, tolerance: float,
-                  connectivity: int = 8) -> list[dict[str, Any]]:
+                  connectivity: int = 8, border_rule: str = "largest-else-passed") -> list[dict[str, Any]]:
     """Touching pieces as one vessel each (``runtime.merge.merge_detections``), with 4-connectivity
-    only pieces that share an edge."""
-    return merge_detections(pieces, crs, tolerance=tolerance, connectivity=connectivity)
+    only pieces that share an edge; a second stage's cut applied as ``border_rule`` says
+    (``runtime.merge.BORDER_RULES``, hil's ``[score] border_rule``)."""
+    return merge_detections(pieces, crs, tolerance=tolerance, connectivity=connectivity, border_rule=border_rule)
 
 
 __all__ = ["clip_to_owned", "owned_box", "tile_pieces", "whole_vessels"]

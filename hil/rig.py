@@ -503,7 +503,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         pieces = tile_pieces(answered, owned_box(sample.transform, (0, 0, sample.height, sample.width)),
                              sample.crs, pixel_area)
         # the pixel size from the whole grid: ``a`` alone is 0 on a grid turned by 90 degrees
-        vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area), connectivity)
+        vessels = whole_vessels(pieces, sample.crs, tolerance * math.sqrt(pixel_area), connectivity,
+                                score_cfg.border_rule)
         no_data = sample.no_data()
         if no_data is not None:
             # What the file marks as no data (a nodata value, an alpha band, a mask) holds no vessel, as in

@@ -61,11 +61,17 @@ class ScoreSettings:
 
     match_iou: float
     merge_tolerance_px: float
+    border_rule: str
 
     @classmethod
     def from_table(cls, t: dict[str, Any]) -> ScoreSettings:
+        from runtime.merge import BORDER_RULES
+
+        if t["border_rule"] not in BORDER_RULES:
+            raise ValueError(f"[score] border_rule {t['border_rule']!r}; valid: {list(BORDER_RULES)}")
         return cls(match_iou=check_number("[score] match_iou", t["match_iou"], 0, strict=True, high=1),
-                   merge_tolerance_px=check_number("[score] merge_tolerance_px", t["merge_tolerance_px"], 0))
+                   merge_tolerance_px=check_number("[score] merge_tolerance_px", t["merge_tolerance_px"], 0),
+                   border_rule=str(t["border_rule"]))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ rule (pooled object F1, outline and mask vessel IoU) and writes OUT/rules.json.
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import hil  # noqa: E402
-import hil.merge  # noqa: E402
 from hil.__main__ import split_source  # noqa: E402
-from runtime.merge import BORDER_RULES, merge_detections  # noqa: E402
+from hil.settings import DEFAULTS  # noqa: E402
+from runtime.merge import BORDER_RULES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for bundle in args.bundles:
         for rule in args.rules:
-            hil.merge.merge_detections = functools.partial(merge_detections, border_rule=rule)  # the ground's merge
+            config = dataclasses.replace(DEFAULTS, score=dataclasses.replace(DEFAULTS.score, border_rule=rule))
             report = hil.run(split_source(args.split), bundle, args.out / rule / "_".join(bundle.parts), device=args.device,
-                             progress=False).report
+                             progress=False, config=config).report
             rows.append({"bundle": str(bundle), "rule": rule, "f1": report["f1"],
                          "outline_vessel_iou": report["outline_vessel_iou"], "vessel_iou": report["vessel_iou"]})
             print(json.dumps(rows[-1]), flush=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import rasterio.crs
 from affine import Affine
-from shapely.geometry import box, mapping, shape
+from shapely.geometry import box, mapping
 
 from hil.merge import owned_box, tile_pieces, whole_vessels
 from runtime.vectorize import describe
@@ -78,3 +78,15 @@ def test_vessels_cut_by_a_border_without_overlap_are_merged_as_before() -> None:
         OWNED.update(owned)
     assert len(got) == 1 and got[0]["properties"]["pieces"] == 2
     assert got[0]["properties"]["length_m"] == pytest.approx(40.0)
+
+
+def test_the_configured_border_rule_is_the_one_the_merge_applies() -> None:
+    """[score] border_rule reaches the merge (scripts/border_rules.py had to replace hil's merge to vary it)."""
+    small, large = _vessel(40, 48), _vessel(48, 80)
+    for piece, p in ((small, 0.9), (large, 0.2)):  # the small piece passes the stage's cut, the large one not
+        piece["properties"].update(ship_probability=p, provisional_ship_probability=0.5)
+    pieces = [small, large]
+    kept = {rule: whole_vessels([dict(f) for f in pieces], CRS, 1e-3, border_rule=rule)
+            for rule in ("largest", "any", "largest-else-passed")}
+    assert kept["largest"] == [] and len(kept["any"]) == 1 and kept["any"][0]["properties"]["pieces"] == 2
+    assert len(kept["largest-else-passed"]) == 1 and kept["largest-else-passed"][0]["properties"]["area_px"] == 48
