@@ -138,11 +138,10 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     with unpriced op types (:func:`latency_used` says which: it may not meet the target by omission),
     or when the figures give no finite value."""
     check_fitness_settings(cfg)
+    if _why_unscorable(record, cfg) is not None:
+        return None
     acc = accuracy(record, cfg["accuracy"])
-    if acc is None:
-        return None
-    if uses_estimate(record, cfg["latency"]) and unpriced_ops(record):
-        return None
+    assert acc is not None  # _why_unscorable said so
     lat = latency_ms(record, cfg["latency"])
     target = float(cfg["latency_target_ms"])
     penalty = cfg["latency_weight"] * math.log2(max(lat, target) / target)
@@ -151,19 +150,25 @@ def fitness(record: dict[str, Any], cfg: dict[str, Any], max_parameters: int) ->
     return value if math.isfinite(value) else None
 
 
-def unranked_reason(record: dict[str, Any], cfg: dict[str, Any]) -> str | None:
-    """Why a candidate has no fitness (``[fitness]`` ``cfg``), as the report says beside it; None for
-    one that has a fitness. The cases are :func:`fitness`'s own, in its order."""
-    if record.get("fitness") is not None:
-        return None
-    if record.get("status") != "ok":
-        return f"status {record.get('status')}"
+def _why_unscorable(record: dict[str, Any], cfg: dict[str, Any]) -> str | None:
+    """Why :func:`fitness` gives ``record`` none before any arithmetic, in its order; None when it
+    computes one (which may still not be finite)."""
     if accuracy(record, cfg["accuracy"]) is None:
         return f"no on-device {cfg['accuracy']}"
     unpriced = unpriced_ops(record) if uses_estimate(record, cfg["latency"]) else []
     if unpriced:
         return f"latency estimate leaves op types unpriced: {', '.join(unpriced)}"
-    return "figures give no finite fitness"
+    return None
+
+
+def unranked_reason(record: dict[str, Any], cfg: dict[str, Any]) -> str | None:
+    """Why a candidate has no fitness (``[fitness]`` ``cfg``), as the report says beside it; None for
+    one that has a fitness. The cases are :func:`fitness`'s own (:func:`_why_unscorable`)."""
+    if record.get("fitness") is not None:
+        return None
+    if record.get("status") != "ok":
+        return f"status {record.get('status')}"
+    return _why_unscorable(record, cfg) or "figures give no finite fitness"
 
 
 def ranked(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
