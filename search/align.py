@@ -37,6 +37,10 @@ from runtime.profiles import ROUNDINGS, Numerics, TargetProfile, get_profile
 _SIGN = -(2**31)  # 0x80000000 as an int32
 _MAG = 0x7FFFFFFF
 _FP16_CAST_TO_INF = 65520.0  # the smallest float32 magnitude the float->half cast sends to inf
+#: How search.export_ir stores a float weight in the IR (ov.save_model(compress_to_fp16=True)):
+#: IEEE FP16 rounded to nearest even, subnormals kept, magnitudes past 65504 clamped to it (checked
+#: on OpenVINO 2026.4). The twin and the device start from these values, whatever their own format.
+IR_WEIGHTS = Numerics("fp16", rounding="nearest_even", overflow="saturate", subnormals="keep")
 
 
 def peak(x: torch.Tensor) -> float:
@@ -244,10 +248,13 @@ class Aligner:
         return project_ste(x, self.numerics, self.numerics.conversion_rounding, peak(x))
 
     def weight(self, w: torch.Tensor) -> torch.Tensor:
-        """A weight as the device holds it: the exporter writes FP16 rounded to nearest even, and the
-        twin then applies the profile's conversion (flush and saturation) to the stored constant."""
-        return project_ste(project_ste(w, self.numerics, "nearest_even"), self.numerics,
-                           self.numerics.conversion_rounding)
+        """A weight as the device holds it: the exporter writes FP16 (:data:`IR_WEIGHTS`), and the
+        twin then applies the profile's conversion (rounding, flush and saturation) to the stored
+        constant. The first step is FP16 whatever the profile's format: a bf16 target reads the
+        FP16 IR's weights, so its weight is bf16(fp16(w)), which is not bf16(w) (double rounding)."""
+        if self.numerics.is_identity:  # as before: the fp32 profile (ablation's post-training branch) keeps f32
+            return w
+        return project_ste(project_ste(w, IR_WEIGHTS), self.numerics, self.numerics.conversion_rounding)
 
     def interpolate_mode(self, mode: str, coordinate_mode: str, nearest_mode: str = "round_prefer_floor") -> str:
         """The coordinate mode the target runs for an Interpolate written with ``coordinate_mode``."""

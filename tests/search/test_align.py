@@ -121,6 +121,50 @@ def test_aligned_forward_accumulates_in_fp16_as_the_twin_does() -> None:
     assert np.abs(summed - summed_twin).max() <= 2.0**-10  # and the aligned pass follows it
 
 
+@pytest.mark.parametrize("name", [p for p in profile_names() if not get_profile(p).numerics.is_identity])
+def test_aligned_weights_are_the_twins_constants_bit_for_bit(name: str) -> None:
+    """The twin reads the FP16 IR's weights and converts them to the profile's format, so a bf16
+    target holds bf16(fp16(w)); the aligned pass held bf16(w), one bf16 ulp off for about one weight
+    in sixteen (double rounding), and every convolution after the input diverged from the twin.
+    Weights spread over the FP16 subnormal range and past 65504 too, where the exporter clamps."""
+    from runtime.emulate import apply_profile
+    from runtime import ov_api
+    from search.network import ConvBN, Conv1x1Bias
+
+    torch.manual_seed(0)
+    net = GenomeNet(Genome((BlockGene("conv", 8), BlockGene("se", 12, 2), BlockGene("dwsep", 8)), "nearest"))
+    with torch.no_grad():
+        net.train()
+        for _ in range(3):
+            net(torch.randn(4, 3, 32, 32) * 2)
+        net.eval()
+        conv = net.blocks[0].body[0].conv.weight
+        spread = torch.logspace(-9, -3, conv.numel()) * torch.sign(torch.randn(conv.numel()))
+        spread[:2] = torch.tensor([1e5, -7e4])  # clamped to +-65504 by the exporter (a few values only)
+        conv.copy_(spread.reshape(conv.shape))
+        net.blocks[0].body[0].bn.weight.fill_(1.0)
+        net.blocks[0].body[0].bn.running_var.fill_(1.0 - net.blocks[0].body[0].bn.eps)
+    xml, bin_, _ = export_ir(net, (1, 3, 32, 32))
+    model, _ = apply_profile(ov_api.read_ir(xml, bin_), get_profile(name))
+    twin = [np.asarray(n.get_data(), np.float32).reshape(-1) for n in model.get_ordered_ops()
+            if n.get_type_name() == "Constant" and n.get_friendly_name().endswith("/emu/projected")]
+    aligner = Aligner.for_profile(name)
+    aligned = []
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, ConvBN):
+                bn = module.bn
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                aligned += [aligner.weight(module.conv.weight * scale[:, None, None, None]),
+                            aligner.weight(bn.bias - bn.running_mean * scale)]
+            elif isinstance(module, Conv1x1Bias):
+                aligned += [aligner.weight(module.conv.weight), aligner.weight(module.conv.bias)]
+    for w in aligned:
+        values = w.numpy().reshape(-1)
+        assert any(t.shape == values.shape and np.array_equal(t.view(np.uint32), values.view(np.uint32))
+                   for t in twin), f"an aligned weight of {values.size} values is none of the twin's constants"
+
+
 @pytest.mark.parametrize("numerics", [get_profile("fp16-myriadx").numerics, get_profile("fp16-ieee").numerics,
                                       Numerics("fp16", overflow="saturate", subnormals="flush"),
                                       Numerics("fp16", subnormals="daz")],
