@@ -174,6 +174,9 @@ class ResultSender:
         """Owns the results socket (and the acks socket): sends each result, then either tells the
         tile's sender "done" at once or, with ground_ack, once the ground has acknowledged it."""
         notify = self._ctx.socket(zmq.PAIR)
+        # Unbounded, as the main loop's end (Runtime.__init__): a "done" sent here must never block,
+        # since the main loop reads none while it waits for this thread to stop.
+        notify.setsockopt(zmq.SNDHWM, 0)
         notify.connect(self._notify_endpoint)
         wait = None if self._acks is None else 0.05
         while True:

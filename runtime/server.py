@@ -189,6 +189,10 @@ class Runtime:
         self._fit = SceneFit(settings.remember_tiles)  # only the main loop uses it
         self._notify_endpoint = f"inproc://notify-{id(self)}"
         self._notify = self._ctx.socket(zmq.PAIR)
+        # No high-water mark: at shutdown this loop forwards no "done" until the sender has stopped,
+        # and a sender blocked on a full pipe (2,000 "done"s: the ground acking that many results in
+        # the grace period) never stopped, so shutdown hung. One "done" per accepted tile, no more.
+        self._notify.setsockopt(zmq.RCVHWM, 0)
         self._notify.bind(self._notify_endpoint)
         self._lock = threading.Lock()
         self.telemetry = Telemetry()
@@ -873,8 +877,13 @@ class Runtime:
         self._running = True
         self._event("started", endpoints=self.endpoints, device=self.device_in_use)
         next_telemetry = time.monotonic()
-        # The loop wakes at least once per health period, so an idle ingest still answers its ping.
-        period_ms = int(min(self.settings.telemetry_period_s, self.settings.health["period_s"]) * 1000)
+        # The loop wakes at least once per health period, so an idle ingest still answers its ping;
+        # and within half the hang timeout, which may be shorter than the period: else a poll that
+        # slept a whole period aged the ingest heartbeat past it, and an idle runtime was "hung".
+        # At least 1 ms: a poll of 0 ms would spin.
+        wake_s = min(self.settings.telemetry_period_s, self.settings.health["period_s"],
+                     self.settings.health["hang_timeout_s"] / 2)
+        period_ms = max(1, int(wake_s * 1000))
         try:
             while self._running:
                 self._ingest.begin(None)

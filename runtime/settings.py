@@ -56,6 +56,9 @@ RANGES: dict[tuple[str, str], tuple[bool, float, bool]] = {
     ("device_recovery", "max_backoff_s"): (False, 0.0, True),
     ("device_recovery", "reopen_after"): (True, 1, True),
 }
+#: The highest value of a setting ZeroMQ takes as a C integer (ZMQ_SNDHWM an int, ZMQ_MAXMSGSIZE an
+#: int64): above it, serve failed setting the socket option, an OverflowError traceback far from the file.
+HIGHEST: dict[tuple[str, str], int] = {("limits", "results_hwm"): 2**31 - 1, ("limits", "max_message_bytes"): 2**63 - 1}
 #: The type of each setting that is not a number, by its [table] and key: ``str``, ``bool`` (a TOML
 #: boolean: ``bool("false")`` would be True) or ``list`` (of strings, e.g. ``curve_channels``: a string
 #: would be taken character by character). Checked at load like :data:`RANGES`, so a quoted boolean,
@@ -105,7 +108,11 @@ def check_setting(table: str, key: str, value: Any) -> int | float:
             raise ValueError(f"{name} must be one of {list(CONNECTIVITIES)}; got {value!r}")
         return int(value)
     integer, lowest, inclusive = RANGES[(table, key)]
-    return check_number(name, value, lowest, integer=integer, strict=not inclusive)
+    number = check_number(name, value, lowest, integer=integer, strict=not inclusive)
+    highest = HIGHEST.get((table, key))
+    if highest is not None and number > highest:
+        raise ValueError(f"{name} must be at most {highest}, the largest its ZeroMQ socket option holds; got {value!r}")
+    return number
 
 
 def check_kind(table: str, key: str, value: Any) -> Any:

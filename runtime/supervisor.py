@@ -97,6 +97,12 @@ class Supervisor:
         self.max_backoff_s = check_number("[supervise] max_backoff_s", max_backoff_s, self.backoff_s)
         self.max_restarts = None if max_restarts is None else check_number("--max-restarts", max_restarts, 0,
                                                                            integer=True)
+        # A runtime feeds its watchdog once per [health] period_s at best: a starve_s no longer than
+        # that restarted a healthy, idle runtime every starve_s, for ever.
+        period_s = _health_period_s(serve_args)
+        if self.starve_s <= period_s:
+            raise ValueError(f"[supervise] starve_s (--starve-s) {self.starve_s:g} must be more than the runtime's "
+                             f"[health] period_s ({period_s:g}), how often a healthy runtime feeds its watchdog")
         self.start_failure: str | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="supervise-")
         self.watchdog = Path(self._dir.name) / "watchdog"
@@ -298,6 +304,22 @@ def _option(args: list[str], name: str) -> str | None:
         elif arg.startswith(name + "="):
             value = arg[len(name) + 1:]
     return value
+
+
+def _health_period_s(serve_args: list[str]) -> float:
+    """The ``[health] period_s`` of a runtime started with ``serve_args``: its ``--config``'s, else the
+    default (a ``--config`` that cannot be read, or a period that is no number, is serve's to report)."""
+    from runtime import config
+
+    default = float(config.defaults()["health"]["period_s"])
+    config_file = _option(serve_args, "--config")
+    if not config_file:
+        return default
+    try:
+        period = config.defaults(Path(config_file))["health"]["period_s"]
+    except (OSError, ValueError):
+        return default
+    return float(period) if isinstance(period, (int, float)) and not isinstance(period, bool) else default
 
 
 def _without_model(cmd: list[str]) -> list[str]:

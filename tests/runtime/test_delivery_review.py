@@ -3,9 +3,11 @@ on at shutdown is counted and reported once."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +123,56 @@ def test_status_publishes_undeliverable_results_and_bad_acks(running_runtime: Ru
         assert delivery["bad_acks"] == 1 and delivery["results_undeliverable"] == 0
     finally:
         acks.close()
+
+
+def test_a_shutdown_while_the_ground_acks_thousands_of_results_does_not_hang(
+    brightness_bundle: Path, ipc_endpoints: dict[str, str]
+) -> None:
+    """At shutdown the main loop forwards no "done" until the sender thread has stopped; the ground's
+    acks of 2,500 results in the grace period made 2,500 "done"s for the sender to hand it, and the
+    inproc pipe between them held 2,000: the sender blocked on it for good, so the runtime never
+    stopped and its tile senders heard no "done" at all (a valid [limits] max_tiles_inside of 2,600)."""
+    import numpy as np
+    from affine import Affine
+
+    from flightsim.tiles import Tile
+    from runtime import config
+    from runtime.server import Settings
+
+    n = 2500
+    cfg = config.defaults()
+    cfg["limits"]["max_tiles_inside"] = n + 100
+    cfg["delivery"] = {**cfg["delivery"], "ground_ack_timeout_s": 120.0, "shutdown_grace_s": 10.0}
+    runtime = Runtime(Settings.from_config(cfg, device="CPU", **ipc_endpoints), model=brightness_bundle)
+    serving = threading.Thread(target=runtime.serve, daemon=True)
+    serving.start()
+    ctx = zmq.Context.instance()
+    ground, acks, tiles = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH), ctx.socket(zmq.DEALER)
+    for sock, option in ((ground, zmq.RCVHWM), (acks, zmq.SNDHWM), (tiles, zmq.SNDHWM), (tiles, zmq.RCVHWM)):
+        sock.setsockopt(option, 0)
+        sock.setsockopt(zmq.LINGER, 0)
+    ground.connect(ipc_endpoints["results"])
+    acks.connect(ipc_endpoints["acks"])
+    tiles.connect(ipc_endpoints["tiles"])
+    try:
+        pixels, transform = np.zeros((3, 64, 64), np.uint8), Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4200000.0)
+        for i in range(n):
+            tiles.send_multipart(Tile("s", f"s/{i}", i, pixels, transform, "EPSG:32631", (0, 0, 64, 64)).frames())
+        keys = []
+        for _ in range(n):  # every result out, none acknowledged yet
+            assert ground.poll(60_000), f"only {len(keys)} of {n} results arrived"
+            result = protocol.decode_result(ground.recv_multipart())[0]
+            keys.append([result["scene_id"], result["tile_id"], result["checksum"]])
+        assert ControlClient(ipc_endpoints["control"], timeout_s=10).shutdown()["ok"]
+        for key in keys:
+            acks.send(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))
+        serving.join(20)
+        assert not serving.is_alive(), "the runtime did not stop: its sender is blocked handing on a \"done\""
+        done = 0
+        while tiles.poll(500):
+            done += protocol.loads(tiles.recv_multipart()[-1]).get("type") == "done"
+        assert done == n, f"{done} of {n} tiles were told done"
+    finally:
+        runtime.stop()
+        for sock in (ground, acks, tiles):
+            sock.close()

@@ -166,3 +166,19 @@ def test_an_uplink_s_model_load_feeds_the_watchdog_up_to_its_timeout(
         fed_s_ago = time.time() - watchdog.stat().st_mtime
         uplink.join(30)
     assert (fed_s_ago < 0.5) is fed, f"the watchdog was last fed {fed_s_ago:.2f} s ago"
+
+
+def test_an_idle_runtime_feeds_the_watchdog_when_the_hang_timeout_is_below_the_period(
+    ipc_endpoints: dict[str, str]
+) -> None:
+    """An idle main loop slept a whole health (or telemetry) period in its poll, and its ingest
+    heartbeat aged meanwhile: with a hang timeout shorter than the period (check every 1 s, a stage
+    stuck 0.8 s is hung) every check found ingest "stuck" for about 1 s, so an idle, healthy
+    runtime was reported hung and never fed its watchdog (a supervisor then killed it)."""
+    cfg = config.defaults()
+    cfg["health"] = {**cfg["health"], "period_s": 1.0, "hang_timeout_s": 0.8}
+    with runtime_thread(Settings.from_config(cfg, device="CPU", **ipc_endpoints)) as runtime:
+        time.sleep(4.5)  # four health checks, with no tile and no command
+        report = runtime.health.report()
+    assert report["watchdog_fed_at"] is not None, f"an idle runtime never fed its watchdog: {report}"
+    assert not report["stages"]["ingest"]["hung"], report

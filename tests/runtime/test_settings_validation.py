@@ -110,3 +110,18 @@ def test_an_unknown_setting_in_the_config_is_a_clear_error_not_a_traceback(
     assert main(["infer", "--config", str(bad), "--model", str(REPO / "models/default"),
                  "--input", str(tmp_path / "none.tif"), "--output", str(tmp_path / "v.geojson")]) == 2
     assert "unknown setting 'conectivity'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("key", "value", "highest"), [
+    ("results_hwm", 2**31, 2**31 - 1),               # ZMQ_SNDHWM is a C int
+    ("max_message_bytes", 2**63, 2**63 - 1),         # ZMQ_MAXMSGSIZE an int64
+])
+def test_a_limit_too_large_for_its_zeromq_option_is_refused_naming_it(key: str, value: int, highest: int) -> None:
+    """Taken by Settings, such a limit failed only when serve set the socket option: an OverflowError
+    traceback (exit status 1), not the setting named (status 2). The largest the option holds is taken."""
+    cfg = config.defaults()
+    cfg["limits"][key] = value
+    with pytest.raises(ValueError, match=rf"\[limits\] {key} must be at most {highest}, .*; got {value}"):
+        Settings.from_config(cfg, device="CPU")
+    cfg["limits"][key] = highest
+    assert getattr(Settings.from_config(cfg, device="CPU"), key) == highest

@@ -109,7 +109,7 @@ def test_the_restart_back_off_resets_after_a_long_healthy_run(tmp_path: Path, mo
     as a crash a day would be, not after the cap for ever."""
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
-    supervisor = Supervisor(["--store", str(tmp_path / "store")], starve_s=1, backoff_s=0.05,
+    supervisor = Supervisor(["--store", str(tmp_path / "store")], starve_s=2, backoff_s=0.05,
                             max_backoff_s=0.4, max_restarts=5, start_timeout_s=20)
     supervisor.cmd = [sys.executable, str(script), str(tmp_path / "runs"), "--watchdog-file",
                       str(supervisor.watchdog)]
@@ -249,7 +249,7 @@ def _supervised_store(tmp_path: Path, brightness_bundle: Path) -> tuple[BundleSt
     store = BundleStore(tmp_path / "store")
     store.install(_variant(brightness_bundle, tmp_path, "good"))
     store.install(_variant(brightness_bundle, tmp_path, "uplinked"))
-    supervisor = Supervisor(["--store", str(store.root)], starve_s=1, backoff_s=0.05, max_backoff_s=0.1,
+    supervisor = Supervisor(["--store", str(store.root)], starve_s=2, backoff_s=0.05, max_backoff_s=0.1,
                             max_restarts=5, start_timeout_s=5)
     supervisor.start_failure = None
     return store, supervisor

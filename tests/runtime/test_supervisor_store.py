@@ -125,3 +125,17 @@ def test_a_model_uplinked_before_a_restart_serves_after_it(tmp_path: Path, brigh
         for event in _events(log.read_text()):
             if event["event"] == "supervisor_store":  # it outlives the supervisor, by design
                 shutil.rmtree(event["path"], ignore_errors=True)
+
+
+def test_a_starve_s_not_above_the_runtime_s_health_period_is_refused(tmp_path: Path) -> None:
+    """A runtime feeds its watchdog once per [health] period_s: a supervisor told to restart it when
+    unfed for less than that (--starve-s 2 with a serve --config of period_s = 3) killed a healthy,
+    idle runtime every 2 s, for ever. Refused at start, naming both; a longer starve_s is taken."""
+    (tmp_path / "serve.toml").write_text("[health]\nperiod_s = 3.0\n")
+    serve = ["--config", str(tmp_path / "serve.toml"), "--store", str(tmp_path / "store")]
+    with pytest.raises(ValueError, match=r"starve_s \(--starve-s\) 2 must be more than the runtime's \[health\] "
+                                         r"period_s \(3\)"):
+        Supervisor(serve, **{**TIMINGS, "starve_s": 2.0})
+    with pytest.raises(ValueError, match=r"period_s \(1\)"):  # the default period, without a --config
+        Supervisor(["--store", str(tmp_path / "store")], **{**TIMINGS, "starve_s": 0.5})
+    assert Supervisor(serve, **{**TIMINGS, "starve_s": 4.0}).starve_s == 4.0
