@@ -8,9 +8,13 @@ from typing import Any
 
 import zmq
 
-from runtime import protocol
+from runtime import config, protocol
 from runtime.bundle import Bundle, read_bundle
 from runtime.security import ClientKeys
+
+
+#: How long a reply is waited for when the caller does not say (a load_model: :meth:`ControlClient.load_model`).
+DEFAULT_TIMEOUT_S = 30.0
 
 
 class ControlError(RuntimeError):
@@ -24,11 +28,14 @@ class ControlClient:
     fresh one is made (the ZeroMQ guide's Lazy Pirate).
     """
 
-    def __init__(self, endpoint: str, timeout_s: float = 30.0, context: zmq.Context | None = None,
+    def __init__(self, endpoint: str, timeout_s: float | None = None, context: zmq.Context | None = None,
                  keys: ClientKeys | None = None):
+        """``timeout_s``: how long every reply is waited for; by default 30 s, and for a
+        ``load_model`` the time a runtime allows a load (:meth:`load_model`)."""
         self.endpoint = endpoint
         self.keys = keys
-        self.timeout_ms = int(timeout_s * 1000)
+        self._timeout_given = timeout_s is not None
+        self.timeout_ms = int((DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s) * 1000)
         self._ctx = context or zmq.Context.instance()
         self._sock = self._connect()
 
@@ -62,12 +69,19 @@ class ControlClient:
     def status(self, timeout_s: float | None = None) -> dict[str, Any]:
         return self.request("status", timeout_s=timeout_s)
 
-    def load_model(self, bundle: Bundle | str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload a bundle; the runtime verifies, compiles and test-runs it before it serves."""
+    def load_model(self, bundle: Bundle | str | os.PathLike[str], timeout_s: float | None = None) -> dict[str, Any]:
+        """Upload a bundle; the runtime verifies, compiles and test-runs it before it serves.
+
+        The reply is waited for ``timeout_s``, else the client's own timeout where one was given,
+        else the time a runtime allows a load (``[health] load_timeout_s``, 120 s): a compile on a
+        stick can take longer than a status takes, and a client that gave up at 30 s said "no
+        reply" for a model the runtime went on to install and serve."""
         if not isinstance(bundle, Bundle):
             bundle = read_bundle(Path(bundle))
+        if timeout_s is None and not self._timeout_given:
+            timeout_s = max(DEFAULT_TIMEOUT_S, float(config.defaults()["health"]["load_timeout_s"]))
         signature = {} if bundle.signature is None else {"signature": bundle.signature.decode("utf-8")}
-        return self.request("load_model", bundle.frames(), manifest_sha256=bundle.id, **signature)
+        return self.request("load_model", bundle.frames(), timeout_s=timeout_s, manifest_sha256=bundle.id, **signature)
 
     def shutdown(self) -> dict[str, Any]:
         return self.request("shutdown")

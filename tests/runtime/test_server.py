@@ -211,3 +211,17 @@ def test_a_geographic_tile_on_the_earth_is_measured_in_metres(running_runtime: R
     assert result["status"] == "ok", result
     [vessel] = result["detections"]["features"]
     assert vessel["properties"]["units"] == "m" and vessel["properties"]["length_m"] > 0
+
+
+def test_an_uplink_waits_for_the_load_as_long_as_a_runtime_allows_it(running_runtime: Runtime, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compile on a stick can outlast a command's reply timeout (30 s): the client said "no reply" for a
+    model the runtime went on to install. A load is now waited for [health] load_timeout_s by default;
+    here the command timeout is cut to 1 ms so that any real load outlasts it."""
+    import runtime.client as client_module
+
+    monkeypatch.setattr(client_module, "DEFAULT_TIMEOUT_S", 0.001)
+    make_brightness_bundle(tmp_path / "slow", name="slow")
+    assert ControlClient(running_runtime.endpoints["control"]).load_model(tmp_path / "slow")["model"]["name"] == "slow"
+    with pytest.raises(ControlError, match="no reply to 'load_model'|could not send 'load_model'"):  # the caller's
+        ControlClient(running_runtime.endpoints["control"], timeout_s=0.001).load_model(tmp_path / "slow")
