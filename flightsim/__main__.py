@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from flightsim.streamer import Streamer
         from flightsim.tiles import tile_scene
+        from runtime.config import check_endpoint
 
         keys = None
         if args.key_name is not None and args.keys is None:  # else ignored: the stream went out unprotected
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.window is None else args.window
         tile_size = check_number("[stream] tile_size", cfg["stream"]["tile_size"], 1, integer=True) \
             if args.tile_size is None else args.tile_size
+        check_endpoint("--tiles", args.tiles, "tcp://127.0.0.1:5550")
         streamer = Streamer(args.tiles, window=window, rate_hz=args.rate, keys=keys)
         log = streamer.stream(tile_scene(args.scene, tile_size), progress=True)
         accepted = sum(1 for a in log.acks.values() if a["status"] == "accepted")

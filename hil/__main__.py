@@ -9,6 +9,8 @@ from typing import Any
 
 import zmq
 
+from runtime.config import check_endpoint
+
 
 def _floats(text: str, n: int, what: str) -> tuple[float, ...]:
     try:
@@ -32,17 +34,6 @@ def _band_numbers(text: str) -> list[int]:
 
 
 ROLES = ("train", "val", "test")
-
-#: Transports a ``--runtime`` endpoint may use: those the runtime binds (inproc cannot leave a process).
-TRANSPORTS = ("tcp://", "ipc://")
-
-
-def _check_endpoint(endpoint: str) -> None:
-    """Refuse a ``--runtime`` that is no ZeroMQ endpoint (``127.0.0.1:5552`` without ``tcp://``)
-    before ZeroMQ answers it with "Invalid argument"."""
-    if not endpoint.startswith(TRANSPORTS) or endpoint.endswith("://"):
-        raise ValueError(f"--runtime {endpoint!r} is not a ZeroMQ endpoint; give TRANSPORT://ADDRESS with a transport "
-                         f"of {list(TRANSPORTS)}, e.g. tcp://127.0.0.1:5552")
 
 
 def split_source(spec: str):  # -> flightsim.sources.Subset
@@ -189,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{', '.join(ignored)} cannot be given with --split: the split file names the "
                                  "data set, its truth and its samples; use --scene KIND:PATH for these options")
         if args.runtime:
-            _check_endpoint(args.runtime)
+            check_endpoint("--runtime", args.runtime, "tcp://127.0.0.1:5552")
             # These shape a runtime started here; a running one keeps its own (its report says which).
             ignored = [opt for opt, value in (("--device", args.device), ("--profile", args.profile),
                                               ("--runtime-config", args.runtime_config),

@@ -117,3 +117,15 @@ def _float_argument(text: str, strict: bool) -> float:
         return float(check_number("the value", float(text), 0.0, strict=strict))
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} 0, got {text!r}") from None
+
+
+#: Transports of the endpoints a payload binds and its grounds connect to (inproc cannot leave a process).
+TRANSPORTS = ("tcp://", "ipc://")
+
+
+def check_endpoint(option: str, endpoint: Any, example: str) -> None:
+    """Refuse an ``endpoint`` (the setting or flag ``option``) that is no ZeroMQ endpoint, such as
+    ``127.0.0.1:5550`` without ``tcp://``, before ZeroMQ answers it with "Invalid argument"."""
+    if not isinstance(endpoint, str) or not endpoint.startswith(TRANSPORTS) or endpoint.endswith("://"):
+        raise ValueError(f"{option} {endpoint!r} is not a ZeroMQ endpoint; give TRANSPORT://ADDRESS with a transport "
+                         f"of {list(TRANSPORTS)}, e.g. {example}")

@@ -35,9 +35,9 @@ def test_zero_is_refused_not_replaced_by_the_default(option: str, scene: Path,
 
 
 def test_an_endpoint_zeromq_cannot_use_is_an_error_line(scene: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Defect 7: --tiles nonsense was a ZMQError traceback."""
+    """Defect 7: --tiles nonsense was a ZMQError traceback; since 2026-12-05 it says what an endpoint is."""
     assert main(["stream", "--scene", str(scene), "--tiles", "nonsense"]) == 2
-    assert capsys.readouterr().err.startswith("error: nonsense: Invalid argument")
+    assert capsys.readouterr().err.startswith("error: --tiles 'nonsense' is not a ZeroMQ endpoint")
 
 
 def test_no_runtime_listening_is_an_error_line(scene: Path, capsys: pytest.CaptureFixture[str],
