@@ -239,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput {fmt(r['throughput_tiles_per_s'])} tiles/s (measured on this host)"
         + (f"; Myriad X estimate {r['estimated_latency_ms']:.1f} ms/tile (cost model)" if r.get("estimated_latency_ms") else ""),
     ]
+    if not any(s.get("pixel_counts") for s in r["per_scene"]):
+        lines.append("no truth: nothing was scored (give --truth, a mask GeoTIFF or a GeoJSON of the vessels, "
+                     "or a data set with its annotations)")
     land = r.get("land_masked")
     if land:
         lines.append(f"land masks {land['source']}: {land['samples_with_a_mask']} of {len(r['per_scene'])} image(s) "

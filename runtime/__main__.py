@@ -222,6 +222,9 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
     if args.output.is_dir():  # found only after the whole scene was inferred, its vessels then lost
         raise ValueError(f"--output {args.output}: a folder; give the GeoJSON file to write, e.g. "
                          f"{args.output / 'vessels.geojson'}")
+    if args.output.suffix.lower() not in (".geojson", ".json"):  # GeoJSON under a .tif name read as a broken raster
+        raise ValueError(f"--output {args.output}: the vessels are written as GeoJSON; give a .geojson or .json "
+                         f"file, e.g. {args.output.with_suffix('.geojson')}")
     collection = infer_file(
         args.model, args.input, args.device or settings.device, dict(settings.vectorize), settings.cpu_precision,
     )

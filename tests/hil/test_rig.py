@@ -268,3 +268,18 @@ def test_a_scene_without_no_data_drops_nothing(tmp_path: Path, bright64: Path) -
     scene, truth = _write_scene(tmp_path)
     r = hil.run(scene, bright64, tmp_path / "out", truth=truth, device="CPU").report
     assert r["no_data_dropped"] == 0 and r["n_detections"] == 2 and r["f1"] == pytest.approx(1.0)
+
+
+def test_a_run_without_truth_says_nothing_was_scored(tmp_path: Path, bright64: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A GeoTIFF without --truth printed "n/a" for every score without saying why (new-user walkthrough)."""
+    from hil.__main__ import main
+
+    scene, _ = _write_scene(tmp_path)
+    assert main(["run", "--scene", str(scene), "--model", str(bright64), "--device", "CPU",
+                 "--report", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "F1 n/a" in out and "no truth: nothing was scored (give --truth" in out
+    assert main(["run", "--scene", str(scene), "--truth", str(tmp_path / "truth.tif"), "--model", str(bright64),
+                 "--device", "CPU", "--report", str(tmp_path / "scored")]) == 0
+    assert "no truth" not in capsys.readouterr().out

@@ -155,3 +155,13 @@ def test_supervise_whose_first_runtime_never_gets_ready_is_an_error_line(tmp_pat
                  for a in (f"--{name}", f"ipc://{tmp_path}/{name}")]
     assert runtime_main(["supervise", "--max-restarts", "1", "--", "--model", str(tmp_path / "none"), *endpoints]) == 2
     assert "error: the runtime exited before it was ready (code 2)" in capsys.readouterr().err
+
+
+def test_an_output_that_is_no_geojson_file_name_is_an_error_line(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`--output out/v.tif` wrote GeoJSON under a raster's name, without a word (new-user walkthrough)."""
+    np.save(tmp_path / "in.npy", np.zeros((3, 64, 64), np.uint8))
+    assert runtime_main(["infer", "--model", str(REPO / "models/default"), "--input", str(tmp_path / "in.npy"),
+                         "--output", str(tmp_path / "v.tif")]) == 2
+    assert f"give a .geojson or .json file, e.g. {tmp_path / 'v.geojson'}" in capsys.readouterr().err
+    assert not (tmp_path / "v.tif").exists()
