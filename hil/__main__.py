@@ -252,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     for warning in r["model_fit"]["warnings"]:
         lines.append(f"warning: {warning}")
     for kind, f in (r.get("faults") or {}).items():
-        if kind != "spec":
+        if kind == "not_injected":
+            lines += [f"warning: fault {what}: never injected" for what in f]
+        elif kind != "spec":
             lines.append(f"fault {kind}: injected {f['injected']}, outcomes {f['outcomes']}")
     lines.append(f"outputs: {result.report_dir}/ (report.json, detections.geojson, overview.png)")
     print("\n".join(lines))

@@ -568,6 +568,16 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         first_status.update({t: f"rejected:{reason}" for t, reason in told.items()})
         report["faults"] = {"spec": str(injector.spec), **fault_outcomes(injector.ledger, first_status, dict(answers),
                                                                        deduplicated)}
+        # A fault asked for and never injected (a restart scheduled past the last tile, a rate too low for so
+        # few tiles) is said, not left to be read from what the section lacks.
+        spec, restarts = injector.spec, len(injector.ledger.restarts)
+        missing = [f"{kind}={p:g}: no tile of {len(all_tiles)}" for kind, p in spec.rates.items()
+                   if p > 0 and kind not in report["faults"]]
+        if restarts < spec.restarts:
+            missing.append(f"restart={spec.restarts}@{spec.restart_every}: {restarts} of {spec.restarts} "
+                           f"({len(all_tiles)} tiles sent, one restart after every {spec.restart_every})")
+        if missing:
+            report["faults"]["not_injected"] = missing
     if counts:
         report.update(pooled_scores(counts, objects))
         # What the payload reports, rather than the network's mask: its outlines burnt back into

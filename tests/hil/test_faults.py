@@ -94,3 +94,20 @@ def test_all_faults_at_once(scene: Path, running_runtime: Runtime, brightness_bu
     _accounted(r)
     rejected = sum(r["faults"].get(k, {}).get("injected", 0) for k in ("truncate", "bad_checksum"))
     assert r["tiles_rejected"] == rejected
+
+
+def test_a_fault_asked_for_and_never_injected_is_said(scene: Path, running_runtime: Runtime, brightness_bundle: Path,
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """restart=1@40 on 25 tiles restarted nothing, and the report said only the spec (new-user walkthrough)."""
+    r = _run(scene, running_runtime, brightness_bundle, tmp_path, "restart=1@40,seed=1")
+    _accounted(r)
+    assert r["faults"]["not_injected"] == ["restart=1@40: 0 of 1 (25 tiles sent, one restart after every 40)"]
+    r = _run(scene, running_runtime, brightness_bundle, tmp_path, "restart=1@8,seed=1")
+    assert "not_injected" not in r["faults"] and r["faults"]["restart"]["injected"] == 1
+    from hil.__main__ import main
+
+    assert main(["run", "--scene", str(scene), "--model", str(brightness_bundle), "--runtime",
+                 running_runtime.endpoints["control"], "--faults", "restart=1@40,seed=1", "--report",
+                 str(tmp_path / "cli")]) == 0
+    assert "warning: fault restart=1@40: 0 of 1 (25 tiles sent, one restart after every 40): never injected" \
+        in capsys.readouterr().out
