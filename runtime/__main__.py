@@ -196,6 +196,8 @@ def _compile(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.bundle import SIGNATURE_FILE, read_bundle, write_bundle_as_is, write_compiled
     from runtime.compiled import compile_bundle
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():  # else a bare "[Errno 17] File exists"
+        raise ValueError(f"--out {args.out}: a file, not a folder; give the folder to write the bundle in")
     source = read_bundle(args.model)
     bundle = compile_bundle(source, args.target, args.device, cfg["inference"]["cpu_precision"])
     out = args.out or args.model

@@ -165,3 +165,12 @@ def test_an_output_that_is_no_geojson_file_name_is_an_error_line(tmp_path: Path,
                          "--output", str(tmp_path / "v.tif")]) == 2
     assert f"give a .geojson or .json file, e.g. {tmp_path / 'v.geojson'}" in capsys.readouterr().err
     assert not (tmp_path / "v.tif").exists()
+
+
+def test_compile_out_onto_a_file_is_an_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`runtime compile --out README.md` printed a bare "[Errno 17] File exists" (new-user walkthrough)."""
+    (tmp_path / "notes.txt").write_text("mine")
+    assert runtime_main(["compile", "--model", str(REPO / "models/default"), "--target", "CPU",
+                         "--out", str(tmp_path / "notes.txt")]) == 2
+    assert "--out " + str(tmp_path / "notes.txt") + ": a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
