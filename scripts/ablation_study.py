@@ -120,9 +120,11 @@ def one_run(cfg: dict[str, Any], genome: Genome, data: Any, test: list[tuple[str
     return row
 
 
-def _bootstrap(values: np.ndarray, rng: np.random.Generator, n: int = 10_000) -> list[float]:
+def _bootstrap(values: np.ndarray, rng: np.random.Generator, n: int = 10_000) -> list[float] | None:
+    """95% percentile interval of the mean of ``values`` over ``n`` resamples of them; None under two
+    values, whose spread is unknown (as their sd is): [x, x] for one run read as certainty."""
     if len(values) < 2:
-        return [float(values.mean()), float(values.mean())] if len(values) else [float("nan")] * 2
+        return None
     means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
@@ -154,7 +156,8 @@ def markdown(summary: dict[str, Any]) -> str:
         if c["mean"] is None:
             return "n/a (gap below noise in every run)"
         sd = f" ± {c['sd']:.4f}" if c["sd"] is not None else ""
-        return f"{c['mean']:.4f}{sd} [{c['ci95'][0]:.4f}, {c['ci95'][1]:.4f}] (n={c['n']})"
+        ci = f" [{c['ci95'][0]:.4f}, {c['ci95'][1]:.4f}]" if c["ci95"] is not None else ""
+        return f"{c['mean']:.4f}{sd}{ci} (n={c['n']})"
     lines = ["| network | profile | metric | FP32 (torch) | post-training FP16 | aligned | aligned - post | fraction recovered |",
              "|---|---|---|---|---|---|---|---|"]
     for key, c in summary.items():

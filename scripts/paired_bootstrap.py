@@ -25,8 +25,11 @@ def counts(report: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def pooled_f1(x: np.ndarray) -> np.ndarray:
-    """Pooled F1 of (..., samples, 3) counts: 2 TP / (detections + vessels)."""
-    return 2 * x[..., 0].sum(-1) / np.maximum(x[..., 1].sum(-1) + x[..., 2].sum(-1), 1)
+    """Pooled F1 of (..., samples, 3) counts: 2 TP / (detections + vessels), and 1 where there are
+    neither (hil.score.precision_recall_f1: nothing there and nothing found is perfect), so that the
+    figure is the report's own."""
+    both = x[..., 1].sum(-1) + x[..., 2].sum(-1)
+    return np.where(both > 0, 2 * x[..., 0].sum(-1) / np.maximum(both, 1), 1.0)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,3 +64,18 @@ def test_a_profile_the_finished_runs_lack_is_refused_before_training(
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "myriadx-fp16-accumulate" in err
     assert "profiles every run has: ['fp16-myriadx']" in err
+
+
+def test_a_single_run_has_no_bootstrap_interval() -> None:
+    """One run's value was given a 95% bootstrap interval [x, x]: a spread of zero, which reads as
+    certainty where one run says nothing about the spread (its sd is None for the same reason). The
+    fraction recovered often has one run left once the gaps under the noise are dropped."""
+    rng = np.random.default_rng(0)
+    assert ablation_study._bootstrap(np.array([0.47]), rng) is None
+    assert ablation_study._bootstrap(np.array([]), rng) is None
+    low, high = ablation_study._bootstrap(np.array([0.0, 1.0]), rng)
+    assert 0.0 <= low < high <= 1.0  # two runs: a real interval, over the means of the resamples
+    cell = {"mean": 0.47, "sd": None, "ci95": None, "n": 1}
+    row = ablation_study.markdown({"native/fp16-myriadx/miou": dict.fromkeys(
+        ("fp32", "post_training", "aligned", "aligned_minus_post", "recovered"), cell)})
+    assert "0.4700 (n=1)" in row and "[0.4700, 0.4700]" not in row
