@@ -85,16 +85,19 @@ def train_baseline(
     if tile % genome.stride:
         raise ValueError(f"export tile {tile} must be a multiple of {genome.stride} for widths {cfg['model']['widths']}")
     budget = int(cfg["space"]["max_parameters"])
-    if count_parameters(genome) > budget:
-        raise ValueError(f"widths {cfg['model']['widths']} make {count_parameters(genome)} parameters; "
-                         f"the budget ([space] max_parameters) is {budget}")
+    # counted with the land gate it is trained and flown with, as the search counts its genomes
+    n_params = count_parameters(genome, tr["land_gate"])
+    if n_params > budget:
+        raise ValueError(f"widths {cfg['model']['widths']} make {n_params} parameters"
+                         + (f" with land gate {tr['land_gate']!r}" if tr["land_gate"] != "none" else "")
+                         + f"; the budget ([space] max_parameters) is {budget}")
     say = print if progress else (lambda *_: None)
     tmp = None if data_dir is not None else tempfile.mkdtemp(prefix="baseline-data-")
     try:
         data = prepare_data(cfg, Path(data_dir or tmp))
         check_input_holds(exp["input_dtype"], training_counts(data), "[export] input_dtype", "the training data")
         val = split_arrays(data, "val")
-        say(f"training {genome} ({count_parameters(genome)} parameters) for {tr['epochs']} FP32 epochs")
+        say(f"training {genome} ({n_params} parameters) for {tr['epochs']} FP32 epochs")
         rng = seed_everything(int(tr["seed"]), int(tr["threads"]))
         net = GenomeNet(genome, land_gate=tr["land_gate"])
         log = {"fp32": fit(net, make_sampler(cfg, data, rng), cfg, int(tr["epochs"]), float(tr["lr"]),

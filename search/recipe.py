@@ -20,8 +20,9 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     after its training: ``[export] threshold`` outside (0, 1), an unknown ``[candidate] profile`` or
     ``robust_profiles`` entry, an ``[export] input_dtype`` that cannot hold the synthetic scenes'
     counts, an integer ``input_dtype`` (normalised in the IR) with a ``[data] normalization_scale``
-    only the host applies, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``, and the training
-    settings of :func:`_check_training_settings`.
+    only the host applies, a non-zero ``[export] sea_shift`` without a ``[train] land_gate``, an ``[export] tile``
+    that a cell-averaging land gate's cell does not divide, and the training settings of
+    :func:`_check_training_settings`.
 
     ``where`` names the tables in the messages (``{"export": "final.export"}`` for the final recipe).
 
@@ -54,6 +55,14 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     if shift and cfg["train"]["land_gate"] == "none":
         raise ValueError(f"[{name['export']}] sea_shift = {shift} needs a land gate; [{name['train']}] land_gate "
                          f"is 'none'")
+    from search.network import CELL_GATES, GATE_CELL
+
+    if cfg["train"]["land_gate"] in CELL_GATES and int(exp["tile"]) % GATE_CELL:
+        # The gate averages the exported tile over GATE_CELL px cells: any other tile fails at the
+        # export, which each candidate reached only once trained (the patch is checked; the tile was not).
+        raise ValueError(f"[{name['export']}] tile {exp['tile']} must be a multiple of {GATE_CELL} (the "
+                         f"{cfg['train']['land_gate']!r} land gate's cell, [{name['train']}] land_gate); valid: "
+                         f"e.g. {max(GATE_CELL, int(exp['tile']) // GATE_CELL * GATE_CELL)}")
     _check_training_settings(cfg, name)
 
 

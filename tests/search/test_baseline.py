@@ -56,6 +56,19 @@ def test_oversized_network_is_refused(tmp_path: Path) -> None:
         train_baseline(tmp_path / "out", config_path=config, progress=False)
 
 
+def test_the_baseline_budget_counts_the_land_gate_it_is_trained_with(tmp_path: Path) -> None:
+    """The baseline was held to [space] max_parameters without its [train] land_gate, so a U-Net of
+    96,809 parameters trained with the wide gate (101,515 once built) passed a budget of 100,000."""
+    widths = [16, 24, 36, 36]
+    assert count_parameters(unet_genome(widths)) <= 100_000 < count_parameters(unet_genome(widths), "wide") \
+        == sum(p.numel() for p in GenomeNet(unet_genome(widths), "wide").parameters())
+    config = tmp_path / "gated.toml"
+    config.write_text(f"[model]\nwidths = {widths}\n[train]\nland_gate = \"wide\"\nland_weight = 1.0\n"
+                      f"[data]\nland_masks = \"masks\"\n[space]\nmax_parameters = 100000\n")
+    with pytest.raises(ValueError, match="101515 parameters with land gate 'wide'; the budget"):
+        train_baseline(tmp_path / "out", config_path=config, progress=False)
+
+
 def test_network_is_fully_convolutional() -> None:
     model = GenomeNet(default_genome()).eval()
     with torch.no_grad():

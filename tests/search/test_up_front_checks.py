@@ -173,3 +173,30 @@ def test_a_final_tile_the_searched_genomes_cannot_be_exported_at_is_refused_up_f
         check_up_front(tiny_cfg)
     tiny_cfg["export"]["tile"] = 130  # 130 = 2 x 65: no genome downsamples past 2, so 98 exports
     check_up_front(tiny_cfg)
+
+
+def test_an_export_tile_the_land_gates_cell_does_not_divide_is_refused_before_training(
+        tiny_cfg: dict[str, Any]) -> None:
+    """A cell-averaging land gate ("context", "wide", "wide_texture") needs tiles that are multiples
+    of its 16 px cell: only [train] patch was checked, so a tile of 200 (a multiple of every stride of
+    the space) passed, and every candidate failed at its export, after its training."""
+    import torch
+
+    from search.network import GATE_CELL, GenomeNet
+
+    tiny_cfg["train"].update(land_gate="context", land_weight=1.0)
+    tiny_cfg["data"]["land_masks"] = "masks"  # what the gate learns from (not read here)
+    tiny_cfg["export"]["tile"] = 200
+    g = Genome.from_dict({"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 8, "stride": 2}]})
+    assert not violations(g, search_space(tiny_cfg)) and 200 % GATE_CELL
+    with pytest.raises(RuntimeError):  # what each candidate met at its export, once trained
+        GenomeNet(g, "context").eval()(torch.zeros(1, 3, 200, 200))
+    with pytest.raises(ValueError, match=r"\[export\] tile 200 must be a multiple of 16 .*'context' land gate"):
+        check_up_front(tiny_cfg)
+    tiny_cfg["export"]["tile"] = 208
+    check_up_front(tiny_cfg)
+    # the final recipe's gate and tile: an ungated search whose flight model is gated at 200 px
+    tiny_cfg["train"].update(land_gate="none", land_weight=0.0)
+    tiny_cfg["final"].update(fp32_epochs=1, train={"land_gate": "wide", "land_weight": 1.0}, export={"tile": 200})
+    with pytest.raises(ValueError, match=r"\[final.export\] tile 200 must be a multiple of 16"):
+        check_up_front(tiny_cfg)
