@@ -75,7 +75,8 @@ def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely
             if not borders.is_empty and geom.distance(borders) <= eps:
                 cut.append((k, f))
                 continue
-            owner = next((j for j in [k, *range(len(tiles))] if tiles[j][2].contains(geom.centroid)), None)
+            # the first tile whose owned part covers the centre: one owner, even for a centre on an ownership line
+            owner = next((j for j in range(len(tiles)) if tiles[j][2].covers(geom.centroid)), None)
             if owner is None or owner == k:
                 whole.append((k, geom, f))
             elif not tiles[owner][1].buffer(eps).contains(geom):  # the owner saw a piece: the whole wins

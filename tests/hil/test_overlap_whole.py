@@ -90,3 +90,11 @@ def test_the_configured_border_rule_is_the_one_the_merge_applies() -> None:
             for rule in ("largest", "any", "largest-else-passed")}
     assert kept["largest"] == [] and len(kept["any"]) == 1 and kept["any"][0]["properties"]["pieces"] == 2
     assert len(kept["largest-else-passed"]) == 1 and kept["largest-else-passed"][0]["properties"]["area_px"] == 48
+
+
+def test_a_vessel_centred_on_the_ownership_line_comes_down_once() -> None:
+    """36-60: its centre is on the line at column 48, which both owned parts' edges touch."""
+    got = _vessels({"A": [_vessel(36, 60)], "B": [_vessel(36, 60)]})
+    assert len(got) == 1 and got[0]["properties"]["pieces"] == 1 and got[0]["properties"]["area_px"] == 144
+    # one owner on the line (the first tile whose owned part covers the centre, A): its verdict stands
+    assert len(_vessels({"A": [_vessel(36, 60)], "B": []})) == 1 and _vessels({"A": [], "B": [_vessel(36, 60)]}) == []
