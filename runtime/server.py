@@ -375,10 +375,12 @@ class Runtime:
 
         Why: a supervisor restarting a payload whose stick died would otherwise fail every start
         and serve nothing, while a reopen in flight already falls back (:meth:`_reopen`); an uplink
-        after such a replacement would likewise be refused. A model the device refuses (TargetError:
-        an IR it cannot run) is the model's fault, not the device's, and is not retried elsewhere;
-        nor is one that fails its acceptance test on the device that opened (the caller runs it,
-        on whichever device this returns).
+        after such a replacement would likewise be refused. Only a device that is not there falls
+        back: one still attached that fails to open this model (a compile error, TargetError: an IR
+        it cannot run) refused the model, not the device, and an uplink so refused must leave the
+        old model serving on the device, as a start must roll back to the store's previous model
+        there (:meth:`_load_stored`) rather than fly the refused one on the twin. A model that fails
+        its acceptance test is refused too (the caller runs it, on whichever device this returns).
         """
         try:
             return self._open_device(bundle, self.settings.device), None
@@ -386,7 +388,7 @@ class Runtime:
             raise
         except Exception as exc:
             fallback = self.settings.recovery.get("fallback_device") or ""
-            if not fallback:
+            if not fallback or self._device_attached():
                 raise
             failure = f"{self.settings.device}: {exc}"
         try:
@@ -394,6 +396,14 @@ class Runtime:
         except Exception as exc:
             raise RuntimeError(f"the model cannot be opened on the device ({failure}) nor on the fallback_device "
                                f"({fallback}: {exc})") from None
+
+    def _device_attached(self) -> bool:
+        """Whether the configured device is there (``flight`` always is: it resolves to the twin)."""
+        try:
+            resolve(self.settings.device)
+        except ValueError:
+            return False
+        return True
 
     def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
         """``bundle`` compiled (or imported) on ``device`` with this runtime's settings."""

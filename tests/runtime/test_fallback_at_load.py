@@ -99,3 +99,31 @@ def test_a_fallback_that_cannot_open_either_names_both_failures(brightness_bundl
     with pytest.raises(RuntimeError, match=rf"on the device \({ABSENT}: .*not available here.*\) nor on the "
                                            rf"fallback_device \({FALLBACK}: injected: the twin cannot compile\)"):
         Runtime(_settings(), model=brightness_bundle)
+
+
+def test_a_model_the_attached_device_cannot_open_is_refused_not_flown_on_the_fallback(
+        brightness_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device is there and serves; an uplinked model it fails to compile is the model's fault: refused,
+    the old model serving on, not the new one flown on the twin (the compile failure is injected where the
+    runtime opens devices; the device, CPU, is really attached)."""
+    import runtime.server as server_module
+    from runtime.client import ControlClient, ControlError
+    from tests.conftest import make_brightness_bundle
+
+    real = server_module.open_device
+
+    def refuses_next(bundle, device, on_complete, **options):  # type: ignore[no-untyped-def]
+        if bundle.name == "next" and device == "CPU":
+            raise RuntimeError("injected: the plugin cannot compile this IR")
+        return real(bundle, device, on_complete, **options)
+
+    monkeypatch.setattr(server_module, "open_device", refuses_next)
+    make_brightness_bundle(tmp_path / "next", name="next")
+    with runtime_thread(_settings(device="CPU"), brightness_bundle) as runtime:
+        with pytest.raises(ControlError, match="cannot compile this IR"):
+            ControlClient(runtime.endpoints["control"]).load_model(tmp_path / "next")
+        status = runtime.status()
+        assert status["device"] == "CPU" and status["model"]["name"] == "brightness"
+        assert status["device_recovery"]["replaced"] == 0
+    with pytest.raises(RuntimeError, match="cannot compile this IR"):  # nor at a start
+        Runtime(_settings(device="CPU"), model=tmp_path / "next")
