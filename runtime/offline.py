@@ -27,6 +27,7 @@ from runtime.fit import manifest_trained_for, tile_fit_warnings
 from runtime.merge import merge_detections
 from runtime.preprocess import Preprocessor
 from runtime.protocol import TileRejected
+from runtime.server import _check_on_the_earth
 from runtime.vectorize import describe, vectorize
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ def infer_file(
 
     Raises:
         ValueError: when no rule makes the image's bands the model's, or the runtime would reject
-            its tiles (their count type), saying why, as a serving runtime's rejection would.
+            its tiles (their count type, or a geographic georeference off the Earth), saying why, as a
+            serving runtime's rejection would.
     """
     bundle = read_bundle(model)
     with InputImage(input_path) as image:
@@ -150,6 +152,13 @@ def infer_file(
             log.info("%s: bands: %s", input_path, adaptation)
         fit = tile_fit_warnings(manifest_trained_for(bundle.manifest), None, tuple(transform)[:6], crs,
                                 image.dtype.name)
+        # A geographic scene off the Earth: the runtime refuses every tile of it (bad_header); unchecked, it
+        # was inferred whole and then failed in PROJ where a vessel was measured, or came back off the Earth.
+        # The transform is affine, so the image's corners bound every tile's.
+        try:
+            _check_on_the_earth({"shape": image.shape, "transform": tuple(transform)[:6]}, crs)
+        except TileRejected as exc:
+            raise ValueError(f"{input_path}: the runtime rejects its tiles: {exc}") from None
         adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)
         prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
         _, _, th, tw = adapter.input_shape

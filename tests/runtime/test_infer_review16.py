@@ -230,3 +230,19 @@ def test_each_border_rule_judges_a_vessel_whose_small_piece_passes(rule: str, ke
     assert [(f["properties"]["pieces"], f["properties"]["ship_probability"]) for f in out] == kept
     with pytest.raises(ValueError, match="valid: \\['largest-else-passed'"):
         merge_detections([], None, border_rule="nope")
+
+
+@pytest.mark.parametrize("crs, top, ship", [("EPSG:4326", 95.0, True), ("EPSG:4326", 95.0, False),
+                                           ("IAU_2015:30100", 50.0, False)])
+def test_infer_refuses_a_geographic_scene_off_the_earth_as_the_runtime_does(bundle: Path, tmp_path: Path, crs: str,
+                                                                             top: float, ship: bool) -> None:
+    """A geographic GeoTIFF whose corners reach latitude 95, or one in a CRS of the Moon: the runtime
+    refuses every tile (bad_header, runtime.server._check_on_the_earth), so hil gets no vessel; infer
+    inferred it all and then failed on PROJ's internal error where a vessel was to be measured, or,
+    with no vessel, wrote a result off the Earth."""
+    pixels = np.full((3, 128, 128), SEA, np.uint8)
+    if ship:
+        pixels[:, 60:66, 20:60] = SHIP
+    path = _write(tmp_path / "off.tif", pixels, crs=crs, transform=Affine(3e-5, 0, 10.0, 0, -3e-5, top))
+    with pytest.raises(ValueError, match="the runtime rejects its tiles: bad_header: a geographic tile"):
+        _infer(bundle, path)
