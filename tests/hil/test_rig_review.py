@@ -21,7 +21,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import shape
 
-from flightsim.faults import FaultLedger
+from flightsim.faults import FaultLedger, FaultSpec
 from flightsim.sources.base import Sample
 from flightsim.tiles import owned_windows, tile_grid
 from hil.collector import ResultCollector
@@ -97,7 +97,8 @@ def test_an_anonymous_rejection_counts_for_no_more_tiles_than_went_unanswered() 
     assert (r["tiles_processed"], r["tiles_rejected"], r["tiles_lost"], r["anonymous_results"]) == (3, 1, 0, 1)
     assert _balanced(r) and r["rejected_by_reason"] == {"bad_header": 1}
     # the unanswered tile was dropped by the link: it never reached the runtime to be rejected
-    injector = SimpleNamespace(ledger=FaultLedger(faults={"run/s/r64c64": "drop"}), spec="drop=0.25,seed=0")
+    injector = SimpleNamespace(ledger=FaultLedger(faults={"run/s/r64c64": "drop"}),
+                               spec=FaultSpec.parse("drop=0.25,seed=0"))
     r = _perfect(sample, 64, 0, drop={"run/s/r64c64"}, extra=[(0.0, ANONYMOUS, None)], injector=injector)
     assert (r["tiles_lost"], r["tiles_lost_by_link"], r["tiles_unaccounted"], r["anonymous_results"]) == \
         (1, {"drop": 1}, 0, 1)
