@@ -81,10 +81,12 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
 
 
 def on_the_earth(crs: Any) -> bool:
-    """Whether a sample's CRS places its pixels on the Earth: not none (a pixel grid), nor the local
-    metric plane a gsd without a CRS gets (``[sources] local_crs``, whose origin is 0 N 0 E: the
-    Gulf of Guinea, all sea, for any image)."""
-    if crs is None:
+    """Whether a sample's CRS places its pixels on the Earth: not none (a pixel grid), nor an
+    engineering CRS (a site's own grid), nor the local metric plane a gsd without a CRS gets
+    (``[sources] local_crs``, whose origin is 0 N 0 E: the Gulf of Guinea, all sea, for any image)."""
+    if crs is None or not (crs.is_geographic or crs.is_projected):
+        # an engineering (local) CRS, as a GeoTIFF may carry: PROJ cannot place it on the Earth, and
+        # looking it up failed at the scoring, after the whole run (its units are "px" too: units_of)
         return False
     from rasterio.crs import CRS
 

@@ -421,11 +421,17 @@ def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
 
 def centroids_in(vessels: list[dict[str, Any]], sample: Any, allowed: np.ndarray) -> list[dict[str, Any]]:
     """The detections whose centroid lies on an ``allowed`` pixel of the sample (True: at sea, or
-    image rather than no data)."""
+    image rather than no data); for a detection whose centroid lies outside it (a crescent, a C
+    around a pier's tip), a point inside it instead."""
     inv = ~sample.transform
     kept = []
     for v in vessels:
-        c = shape(v["geometry"]).centroid
+        geom = shape(v["geometry"])
+        c = geom.centroid
+        if not geom.contains(c):
+            # the centroid of a bent outline can fall in the water or on the land it wraps around,
+            # which judges the detection by a pixel that is none of its own
+            c = geom.representative_point()
         col, row = inv * (c.x, c.y)
         if allowed[int(np.clip(row, 0, allowed.shape[0] - 1)), int(np.clip(col, 0, allowed.shape[1] - 1))]:
             kept.append(v)

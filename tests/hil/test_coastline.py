@@ -126,3 +126,23 @@ def test_synthetic_open_sea_scenes_are_placed_at_sea_by_the_coastline() -> None:
     for coastline in ("gshhg", "osm"):
         land = _landmask(coastline).contains_many(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
         assert not np.asarray(land).any(), coastline
+
+
+def test_a_scene_in_an_engineering_crs_is_not_looked_up_on_the_coastline(tmp_path: Path, bright64: Path) -> None:
+    """A GeoTIFF may carry an engineering CRS (a site's own grid, LOCAL_CS): the runtime measures it in
+    pixels, but the coastline tried to reproject it to longitude, latitude, and the run failed at its
+    scoring (CPLE_NotSupportedError, after every tile was processed)."""
+    from hil.coastline import on_the_earth
+
+    crs = rasterio.crs.CRS.from_wkt('LOCAL_CS["harbour grid",UNIT["metre",1,AUTHORITY["EPSG","9001"]],'
+                                    'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    pixels = np.full((3, 64, 64), 20, dtype=np.uint8)
+    pixels[:, 10:14, 15:35] = 250
+    scene = tmp_path / "local.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs=crs,
+                       transform=Affine(3.0, 0.0, 0.0, 0.0, -3.0, 192.0)) as dst:
+        dst.write(pixels)
+    assert not on_the_earth(crs)
+    report = hil.run(scene, bright64, tmp_path / "r", land_masks="gshhg").report
+    assert report["land_masked"] == {"source": "gshhg", "samples_with_a_mask": 0, "detections_dropped": 0}
+    assert report["n_detections"] == 1

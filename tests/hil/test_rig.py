@@ -283,3 +283,30 @@ def test_a_run_without_truth_says_nothing_was_scored(tmp_path: Path, bright64: P
     assert main(["run", "--scene", str(scene), "--truth", str(tmp_path / "truth.tif"), "--model", str(bright64),
                  "--device", "CPU", "--report", str(tmp_path / "scored")]) == 0
     assert "no truth" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pier", [0, 255])  # land: a pier; then the mirror case, a water basin in a quay
+def test_a_crescent_detection_is_judged_by_its_own_pixels_not_its_centroid(tmp_path: Path, pier: int) -> None:
+    """A C-shaped detection around the tip of a pier has its centroid on the pier, outside the outline:
+    all at sea, it was dropped as on land; and one on land around a basin was kept as at sea."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from flightsim.sources.base import Sample
+    from hil.rig import centroids_in, sea_mask
+    from runtime.vectorize import vectorize
+
+    sealand = np.full((64, 64), 255 - pier, np.uint8)
+    sealand[26:39, 0:31] = pier  # the pier (or basin) from the west edge, its tip at column 30
+    with rasterio.open(tmp_path / "harbour.png", "w", driver="PNG", width=64, height=64, count=1,
+                       dtype="uint8") as dst:
+        dst.write(sealand, 1)
+    transform = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 5000000.0)
+    sample = Sample("harbour", 64, 64, transform, CRS.from_epsg(32631), ["b"], "uint8")
+    prob = np.zeros((64, 64), np.float32)
+    prob[20:24, 20:37] = prob[41:45, 20:37] = prob[20:45, 33:37] = 1.0  # a C around the tip, never on it
+    vessels = vectorize(prob, 0.5, transform, sample.crs, min_area_px=1)
+    sea = sea_mask(sample, tmp_path)
+    assert len(vessels) == 1 and sea is not None
+    assert (sea[prob > 0] == bool(255 - pier)).all()  # every pixel of it at sea (or every one on land)
+    assert len(centroids_in(vessels, sample, sea)) == (1 if pier == 0 else 0)
