@@ -41,6 +41,8 @@ import hil  # noqa: E402
 from hil.__main__ import split_source  # noqa: E402
 from hil.score import ious, precision_recall_f1, summed_counts  # noqa: E402
 from runtime.discriminate import KINDS  # noqa: E402
+from runtime.device import resolve  # noqa: E402
+from runtime.device_names import device_family  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
@@ -68,8 +70,11 @@ def test_scores(bundle: Path, split: Path, out: Path, device: str, part: str = "
     by_set: dict[str, list[dict[str, Any]]] = {}
     for scene in report["per_scene"]:
         by_set.setdefault(str(scene.get("name", "")).split("/")[0], []).append(scene)
+    # the device and profile as the rig resolved them: "flight" names the stick, an NPU or the twin
     return {**{k: report.get(k) for k in KEYS}, "tiles_lost": report["tiles_lost"],
-            "by_set": {name: _pool(rows) for name, rows in by_set.items()}, "bundle_sha256": report["model"]["sha256"]}
+            "by_set": {name: _pool(rows) for name, rows in by_set.items()},
+            "bundle_sha256": report["model"]["sha256"], "device": report.get("device"),
+            "profile": report.get("profile")}
 
 
 def _pool(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -122,8 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     recipe = {"final_budget": budget, "discriminator_kind": kind if args.discriminate else None}
     if args.part != "test":  # a study scored on validation is another study (older ones have no key)
         recipe["scored_on"] = args.part
-    if args.device != DEFAULT_DEVICE:  # so is one scored on another device: one mean must not mix two
-        recipe["device"] = args.device
+    # so is one scored on another device: one mean must not mix two. By the device the name is here:
+    # "flight" is the stick on one host and the twin on another (by family: the same stick on another
+    # port is the same device)
+    try:
+        device = device_family(resolve(args.device))
+    except ValueError as exc:
+        parser.error(f"--device: {exc}")
+    if device != DEFAULT_DEVICE:
+        recipe["device"] = device
     if study.get("recipe", recipe) != recipe:
         raise SystemExit(f"{path} was made with {study['recipe']}, not {recipe}: use another --out")
     if study["genome"] != genome.to_dict() or Path(study["config"]).resolve() != Path(args.config).resolve():

@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     measured = rewrite_bundle(best, staging, manifest)
     split = args.search / "data" / "split.json"
     test = test_scores(staging, split, args.search / "test_report", args.device)
+    # the device the rig measured on, not the name asked for: "flight" is the stick, an NPU or the twin
+    device = test.get("device") or args.device
     manifest["metrics"] = {**manifest.get("metrics", {}), "test": {
-        **test, "measured_bundle_id": measured.id, "device": args.device, "host": host_line(),
+        **test, "measured_bundle_id": measured.id, "device": device, "host": host_line(),
         "date": time.strftime("%Y-%m-%d"),
-        "measured_on": f"hil run --split {split}:test on {args.device}: pooled over every test sample; "
+        "measured_on": f"hil run --split {split}:test on {device}: pooled over every test sample; "
                        "never trained on nor used to select"}}
     shutil.rmtree(args.out, ignore_errors=True)
     shipped = rewrite_bundle(best, args.out, manifest)

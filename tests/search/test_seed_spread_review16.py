@@ -48,3 +48,28 @@ def test_a_study_resumed_on_another_device_is_refused(tmp_path: Path, tiny_confi
     with pytest.raises(SystemExit, match="CPU"):
         seed_study.main(["--config", str(tiny_config_path), "--out", str(tmp_path / "study"),
                          "--seeds", "0", "1", "--device", "CPU"])
+
+
+class _Trained(Exception):
+    """Raised by the stand-in trainer: the study went on to train another seed."""
+
+
+def test_a_study_on_flight_is_held_to_the_device_flight_named_when_it_began(
+        tmp_path: Path, tiny_config_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--device flight`` is the stick on one host and the twin on another: a study begun where it
+    was MYRIAD and resumed where it is the twin put both devices' test scores in one mean +- sd,
+    since the study recorded the word "flight", not the device."""
+    import runtime.device
+
+    def trained(*_: object, **__: object) -> None:
+        raise _Trained
+
+    monkeypatch.setattr(seed_study, "evaluate_candidate", trained)
+    _study(tmp_path / "begun", tiny_config_path, {0: 0.7})
+    args = ["--config", str(tiny_config_path), "--out", str(tmp_path / "begun"), "--device", "flight"]
+    monkeypatch.setattr(runtime.device, "flight_default", lambda core=None: ("MYRIAD", "attached"))
+    assert seed_study.main([*args, "--seeds", "0"]) == 0  # begun where flight is the stick
+    assert json.loads((tmp_path / "begun" / "study.json").read_text())["recipe"]["device"] == "MYRIAD"
+    monkeypatch.setattr(runtime.device, "flight_default", lambda core=None: ("myriadx-emu", "no stick"))
+    with pytest.raises(SystemExit, match="MYRIAD"):  # before the fix: _Trained, seed 1 scored on the twin
+        seed_study.main([*args, "--seeds", "0", "1"])
