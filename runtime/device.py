@@ -17,6 +17,7 @@ Devices by name:
 from __future__ import annotations
 
 import abc
+import logging
 import queue
 import re
 import threading
@@ -34,6 +35,9 @@ from runtime.host import describe_host
 
 __all__ = ["FLIGHT_PREFERENCE", "MYRIAD_LIKE", "TWINS", "attached_devices", "device_family", "open_device",
            "resolve", "flight_default", "available_devices", "InferenceAdapter", "OpenVINOAdapter", "TargetError"]
+
+log = logging.getLogger(__name__)
+
 
 class TargetError(ValueError):
     """The IR uses something the target device cannot run (runtime.check)."""
@@ -326,6 +330,9 @@ class OpenVINOAdapter(InferenceAdapter):
             self._idle.put(request)
             try:
                 self._on_complete(output, userdata)
+            except Exception:  # a bug in the runtime's handler: this tile's, not every later one's
+                # Uncaught, it ended this thread, and every request after it stayed in flight for ever.
+                log.exception("the completion handler failed on a request; collecting the next")
             finally:
                 with self._drained:
                     self._in_flight -= 1

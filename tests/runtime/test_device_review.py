@@ -209,3 +209,24 @@ def test_sign_bundle_dir_covers_the_blobs_there(bundle_dir: Path, tmp_path: Path
         assert adapter.load["how"] == "imported", adapter.load
     finally:
         adapter.close()
+
+
+def test_a_completion_handler_that_fails_once_does_not_stop_the_collector(bundle_dir: Path) -> None:
+    """An exception from the runtime's completion handler ended the adapter's collector thread, and every
+    request after it stayed in flight for ever (review). The adapter and its model are real; the handler is
+    its port, failing on the first request as a bug in it would."""
+    done: list[Any] = []
+
+    def handler(output: Any, userdata: Any) -> None:
+        if userdata == 0:
+            raise RuntimeError("injected: a bug in the runtime's handler")
+        done.append(userdata)
+
+    adapter = open_device(read_bundle(bundle_dir), "CPU", handler, infer_requests=2)
+    try:
+        for i in range(4):
+            adapter.start_async(np.zeros(adapter.input_shape, np.float32), i)
+        assert adapter.wait_all(30), "requests stayed in flight"
+        assert sorted(done) == [1, 2, 3] and adapter.in_flight == 0
+    finally:
+        adapter.close()
