@@ -123,9 +123,14 @@ def _float_argument(text: str, strict: bool) -> float:
 TRANSPORTS = ("tcp://", "ipc://")
 
 
+def is_endpoint(endpoint: Any) -> bool:
+    """Whether ``endpoint`` is TRANSPORT://ADDRESS with a transport of :data:`TRANSPORTS`."""
+    return isinstance(endpoint, str) and endpoint.startswith(TRANSPORTS) and not endpoint.endswith("://")
+
+
 def check_endpoint(option: str, endpoint: Any, example: str) -> None:
     """Refuse an ``endpoint`` (the setting or flag ``option``) that is no ZeroMQ endpoint, such as
     ``127.0.0.1:5550`` without ``tcp://``, before ZeroMQ answers it with "Invalid argument"."""
-    if not isinstance(endpoint, str) or not endpoint.startswith(TRANSPORTS) or endpoint.endswith("://"):
+    if not is_endpoint(endpoint):
         raise ValueError(f"{option} {endpoint!r} is not a ZeroMQ endpoint; give TRANSPORT://ADDRESS with a transport "
                          f"of {list(TRANSPORTS)}, e.g. {example}")

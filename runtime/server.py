@@ -35,7 +35,7 @@ import zmq
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
-from runtime import config, protocol
+from runtime import protocol
 from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, file_names, from_frames, parse_manifest, read_bundle
 from runtime.delivery import OK, Outcome, ResultSender, read_told
@@ -56,8 +56,6 @@ from runtime.vectorise_pool import VectorisePool
 from runtime.vectorize import lonlat_degrees
 
 log = logging.getLogger("runtime")
-#: The shipped endpoints (runtime/defaults.toml), shown as the example when one given is no endpoint.
-DEFAULT_ENDPOINTS: dict[str, str] = config.defaults()["endpoints"]
 
 @dataclass
 class Serving:
@@ -246,12 +244,6 @@ class Runtime:
         if self._curve is not None and channel in self.settings.curve_channels:
             self._curve.apply(sock)  # only authorised clients may command, send, read or listen
         address = self.settings.endpoints[name]
-        try:
-            config.check_endpoint(f"[endpoints] {name} (--{name})", address, DEFAULT_ENDPOINTS[name])
-        except ValueError:
-            sock.close(linger=0)
-            self._close_bound()
-            raise
         try:
             sock.bind(address)
         except zmq.ZMQError as exc:

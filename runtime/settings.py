@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from runtime.config import check_number
+from runtime.config import check_endpoint, check_number, is_endpoint
 from runtime.vectorize import CONNECTIVITIES
 
 #: What the CPU plugin may be told to compute in (``INFERENCE_PRECISION_HINT``); the runtime's is
@@ -131,6 +131,13 @@ def check_kind(table: str, key: str, value: Any) -> Any:
     return value
 
 
+def _default_endpoint(name: str) -> str:
+    """The shipped address of endpoint ``name`` (runtime/defaults.toml), the example an error gives."""
+    from runtime.config import defaults
+
+    return str(defaults()["endpoints"].get(name, "tcp://127.0.0.1:5550"))
+
+
 def _checked_table(table: str, values: Mapping[str, Any]) -> MappingProxyType[str, Any]:
     """A table's values, each numeric one checked (:func:`check_setting`) and each other one's type
     (:func:`check_kind`), as a read-only view."""
@@ -193,6 +200,9 @@ class Settings:
 
             check_profile_device(self.device, self.profile)
         object.__setattr__(self, "endpoints", _checked_table("endpoints", self.endpoints))
+        for name, address in self.endpoints.items():  # else ZeroMQ's bare "Invalid argument" at bind
+            if not is_endpoint(address):  # the example (the shipped address) read only then
+                check_endpoint(f"[endpoints] {name} (--{name})", address, _default_endpoint(name))
         for name, (table, key) in _FIELDS.items():
             object.__setattr__(self, name, check_setting(table, key, getattr(self, name)))
         for name, table in _TABLES.items():
