@@ -26,8 +26,8 @@ from runtime.device import open_device
 from runtime.fit import manifest_trained_for, tile_fit_warnings
 from runtime.merge import merge_detections
 from runtime.preprocess import Preprocessor
+from runtime.on_the_earth import check_on_the_earth
 from runtime.protocol import TileRejected
-from runtime.server import _check_on_the_earth
 from runtime.vectorize import describe, vectorize
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def infer_file(
         # was inferred whole and then failed in PROJ where a vessel was measured, or came back off the Earth.
         # The transform is affine, so the image's corners bound every tile's.
         try:
-            _check_on_the_earth({"shape": image.shape, "transform": tuple(transform)[:6]}, crs)
+            check_on_the_earth({"shape": image.shape, "transform": tuple(transform)[:6]}, crs)
         except TileRejected as exc:
             raise ValueError(f"{input_path}: the runtime rejects its tiles: {exc}") from None
         adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)

@@ -237,7 +237,7 @@ def test_each_border_rule_judges_a_vessel_whose_small_piece_passes(rule: str, ke
 def test_infer_refuses_a_geographic_scene_off_the_earth_as_the_runtime_does(bundle: Path, tmp_path: Path, crs: str,
                                                                              top: float, ship: bool) -> None:
     """A geographic GeoTIFF whose corners reach latitude 95, or one in a CRS of the Moon: the runtime
-    refuses every tile (bad_header, runtime.server._check_on_the_earth), so hil gets no vessel; infer
+    refuses every tile (bad_header, runtime.on_the_earth.check_on_the_earth), so hil gets no vessel; infer
     inferred it all and then failed on PROJ's internal error where a vessel was to be measured, or,
     with no vessel, wrote a result off the Earth."""
     pixels = np.full((3, 128, 128), SEA, np.uint8)
