@@ -75,8 +75,12 @@ def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely
             if not borders.is_empty and geom.distance(borders) <= eps:
                 cut.append((k, f))
                 continue
-            # the first tile whose owned part covers the centre: one owner, even for a centre on an ownership line
-            owner = next((j for j in range(len(tiles)) if tiles[j][2].covers(geom.centroid)), None)
+            # the first tile whose owned part covers the centre: one owner, even for a centre on an ownership line;
+            # one strictly inside its own tile's part is that tile's (owned parts meet only on their edges), and
+            # the scan over every tile is left to the few on a line or outside
+            centre = geom.centroid
+            owner = k if tiles[k][2].contains(centre) else next(
+                (j for j in range(len(tiles)) if tiles[j][2].covers(centre)), None)
             if owner is None or owner == k:
                 whole.append((k, geom, f))
             elif not tiles[owner][1].buffer(eps).contains(geom):  # the owner saw a piece: the whole wins

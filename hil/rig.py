@@ -513,9 +513,9 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
                                 score_cfg.border_rule)
         no_data = sample.no_data()
         if no_data is not None:
-            # What the file marks as no data (a nodata value, an alpha band, a mask) holds no vessel, as in
-            # runtime infer: the payload sees only counts there, and a scene's black border was scored as
-            # false alarms and vessel pixels.
+            # What the file marks as no data (a nodata value, an alpha band, a mask) holds no vessel, as runtime
+            # infer keeps vessels off it too: the payload sees only counts there, and a scene's black border was
+            # scored as false alarms and vessel pixels.
             kept = centroids_in(vessels, sample, ~no_data)
             no_data_dropped += len(vessels) - len(kept)
             vessels = kept
