@@ -142,7 +142,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
         raise ValueError(f"[fitness] accuracy {cfg['fitness']['accuracy']!r} needs a real [data] source (pooled "
                          f"figures are over a split's samples); valid with synthetic scenes: "
                          f"{[a for a in ACCURACIES if not a.endswith('_pooled')]}")
-    search_space(cfg)  # [space] itself: refused here, not after the data is prepared
+    space = search_space(cfg)  # [space] itself: refused here, not after the data is prepared
     address = cfg["run"].get("ray_address")
     if address and importlib.util.find_spec("ray") is None:  # before the data is prepared, not after
         raise ValueError(f"[run] ray_address (--ray-address) {address!r} needs Ray, which is not installed: {RAY_EXTRA}")
@@ -153,7 +153,7 @@ def check_up_front(cfg: dict[str, Any]) -> None:
             recipe = final_config(cfg, candidates_gate)[0]
             check_recipe(recipe, {t: f"final.{t}" for t in FINAL_OVERRIDES if cfg["final"].get(t)})
             _check_candidates(recipe, "final.train" if cfg["final"].get("train") else "train")
-            _check_final_tile(cfg, recipe)
+            _check_final_tile(space, int(recipe["export"]["tile"]))
 
 
 def _check_candidates(cfg: dict[str, Any], train: str) -> None:
@@ -181,24 +181,20 @@ def _check_candidates(cfg: dict[str, Any], train: str) -> None:
                          f"{max(multiple, int(tr['patch']) // multiple * multiple)}")
 
 
-def _check_final_tile(cfg: dict[str, Any], recipe: dict[str, Any]) -> None:
+def _check_final_tile(space: SpaceConfig, final_tile: int) -> None:
     """The final recipe's ``[final.export] tile`` a multiple of the largest total stride a genome of
-    the space can have: the space admits a genome whose stride divides ``[export] tile``, the
-    candidates' tile, and its final network is exported at the final one, where a stride that does
-    not divide it leaves skips that do not line up: the export failed only once the whole search
-    (and, without a latency limit, the final training) had run.
+    the ``space`` can have (:attr:`SpaceConfig.max_stride`): the space admits a genome whose stride
+    divides ``[export] tile``, the candidates' tile, and its final network is exported at the final
+    one, where a stride that does not divide it leaves skips that do not line up: the export failed
+    only once the whole search (and, without a latency limit, the final training) had run.
 
     Raises:
         ValueError: naming the setting and what is valid.
     """
-    tile, final_tile = int(cfg["export"]["tile"]), int(recipe["export"]["tile"])
-    # the space's genomes: block 0 keeps full resolution, and their stride divides the candidates' tile
-    stride = 2 ** max(0, min(int(cfg["space"]["max_downsamples"]), int(cfg["space"]["max_blocks"]) - 1))
-    while tile % stride:
-        stride //= 2
+    stride = space.max_stride
     if final_tile % stride:
         raise ValueError(f"[final.export] tile {final_tile} must be a multiple of {stride} (the largest total "
-                         f"stride of a genome of [space] at [export] tile {tile}); valid: e.g. "
+                         f"stride of a genome of [space] at [export] tile {space.tile}); valid: e.g. "
                          f"{max(stride, final_tile // stride * stride)}")
 
 

@@ -164,6 +164,16 @@ class SpaceConfig:
             raise ValueError(f"[space] needs 1 <= min_blocks <= max_blocks <= 6 (got {cfg.min_blocks}, {cfg.max_blocks})")
         return cfg
 
+    @property
+    def max_stride(self) -> int:
+        """The largest total stride a genome of the space has (:func:`violations`' rules): a factor 2
+        per downsampling, at most ``max_downsamples`` and one per block after block 0 (which keeps
+        full resolution), and a divisor of the tile."""
+        stride = 2 ** max(0, min(self.max_downsamples, self.max_blocks - 1))
+        while self.tile % stride:
+            stride //= 2
+        return stride
+
 
 # -- parameter count, without allocating anything ----------------------------------------------------
 
