@@ -4,14 +4,14 @@ are not byte-identical, so the pixel digest alone let one sit in test and the ot
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from search.dataset import prepare_data, split_source
+from search.dataset import split_source
+from tests.search.test_split_leaks import split_with_a_twin_in_test
 
 
 def _set_with_near_twins(root: Path) -> Path:
@@ -36,15 +36,8 @@ def test_a_near_twin_of_a_test_chip_leaves_training(tmp_path: Path, tiny_cfg: di
     a = np.asarray(Image.open(whole / "images" / "img00.jpg"))
     b = np.asarray(Image.open(whole / "images" / "img10.jpg"))
     assert a[:62].tobytes() != b.tobytes(), "not byte-identical: the digest alone cannot tell them"
-    fractions = {"test_fraction": 0.2, "val_fraction": 0.2}
-    seed = next(s for s in range(50) if (lambda tr, va, te: any((i + 10) % 20 in te for i in tr + va))(
-        *split_source(20, {**fractions, "split_seed": s})))
-    tiny_cfg["data"].update(source=f"hrsid-mini:{whole}", split_seed=seed, **fractions)
-    root = tmp_path / "out" / "data"
-    prepare_data(tiny_cfg, root)
-    split = json.loads((root / "split.json").read_text())
-    chip = {int(i): int(n.split("/")[-1].removeprefix("img")) % 10 for i, n in split["names"].items()}
-    train, val, test = ({chip[i] for i in split[k]} for k in ("train", "val", "test"))
+    split, (train, val, test), _ = split_with_a_twin_in_test(tiny_cfg, f"hrsid-mini:{whole}",
+                                                               tmp_path / "out" / "data")
     assert not test & train and not test & val and not val & train
     assert split["test"] == split_source(20, tiny_cfg["data"])[2]
     # only twins leave: every chip of the set is still somewhere

@@ -34,6 +34,21 @@ def _real_cfg(tiny_cfg: dict[str, Any], source: Any, split_seed: int, fractions:
     return tiny_cfg
 
 
+def split_with_a_twin_in_test(tiny_cfg: dict[str, Any], source: str,
+                              root: Path) -> tuple[dict[str, Any], tuple[set[int], ...], dict[str, Any]]:
+    """``prepare_data`` on a 20-sample ``source`` whose img1N twins img0N, at the first split seed
+    (20% test, 20% validation) that puts a twin of a training or validation sample in test: the
+    split file, the chips N of (train, val, test), and the config."""
+    fractions = {"test_fraction": 0.2, "val_fraction": 0.2}
+    seed = next(s for s in range(50) if (lambda tr, va, te: any((i + 10) % 20 in te for i in tr + va))(
+        *split_source(20, {**fractions, "split_seed": s})))
+    cfg = _real_cfg(tiny_cfg, source, seed, 0.2)
+    prepare_data(cfg, root)
+    split = json.loads((root / "split.json").read_text())
+    chip = {int(i): int(n.split("/")[-1].removeprefix("img")) % 10 for i, n in split["names"].items()}
+    return split, tuple({chip[i] for i in split[k]} for k in ("train", "val", "test")), cfg
+
+
 def _pixels(path: Path) -> bytes:
     return np.asarray(Image.open(path)).tobytes()
 
@@ -84,15 +99,8 @@ def test_twin_images_within_one_data_set_keep_only_their_most_held_out_copy(tmp_
             target = whole / folder / f"{names[10 + k]}.{ext}"
             target.unlink()
             target.write_bytes((whole / folder / f"{names[k]}.{ext}").read_bytes())
-    fractions = {"split_seed": 0, "test_fraction": 0.2, "val_fraction": 0.2}
-    seed = next(s for s in range(50) if (lambda tr, va, te: any((i + 10) % 20 in te for i in tr + va))(
-        *split_source(20, {**fractions, "split_seed": s})))
-    cfg = _real_cfg(tiny_cfg, f"hrsid-mini:{whole}", seed, 0.2)
-    root = tmp_path / "out" / "data"
-    prepare_data(cfg, root)
-    split = json.loads((root / "split.json").read_text())
-    stem = {int(i): int(n.split("/")[-1].removeprefix("img")) % 10 for i, n in split["names"].items()}
-    train, val, test = ({stem[i] for i in split[k]} for k in ("train", "val", "test"))
+    split, (train, val, test), cfg = split_with_a_twin_in_test(tiny_cfg, f"hrsid-mini:{whole}",
+                                                               tmp_path / "out" / "data")
     assert not test & train and not test & val and not val & train
     assert split["test"] == split_source(20, cfg["data"])[2]
     assert split["dropped"]["duplicates"]
