@@ -373,8 +373,6 @@ def write_bundle(
 
     ``manifest`` supplies everything but ``format``, ``files`` and (unless given) ``created``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     files = {"model.xml": xml, "model.bin": bin_, **(extra or {})}
     full = {
         "format": BUNDLE_FORMAT,
@@ -382,9 +380,9 @@ def write_bundle(
         **manifest,
         "files": {name: sha256(data) for name, data in files.items()},
     }
-    validate_manifest(full)
+    validate_manifest(full)  # before the directory is made: a refused bundle leaves no empty --out behind
     bundle = Bundle(manifest=full, files=files, manifest_bytes=(manifest_json(full) + "\n").encode("utf-8"))
-    write_bundle_as_is(out, bundle)
+    write_bundle_as_is(Path(out_dir), bundle)
     return bundle
 
 

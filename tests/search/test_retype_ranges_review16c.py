@@ -36,3 +36,16 @@ def test_uint16_retype_of_a_model_of_wider_counts_pads_with_its_mean(tmp_path: P
     src = _wide_model(tmp_path / "wide")
     bundle = retype_bundle(src, tmp_path / "u16", "uint16")
     assert bundle.manifest["input"]["normalization"]["pad"] == [1200, 1300, 1400]
+
+
+def test_uint8_retype_of_a_model_trained_on_uint16_counts_is_refused_leaving_no_out_dir(tmp_path: Path) -> None:
+    """The manifest's ``trained_for.counts`` refuses a uint8 copy of a uint16-trained network (the
+    bundle reader's check); the refused write had made ``--out`` first and left it there, empty."""
+    src = read_bundle(DEFAULT)
+    manifest = rewritable_manifest(src)
+    manifest["trained_for"]["counts"] = ["uint16"]
+    write_bundle(tmp_path / "wide", src.files["model.xml"], src.files["model.bin"], manifest, extra_files(src))
+    with pytest.raises(ValueError, match=r"cannot hold the uint16 counts of trained_for.counts; valid for them: "
+                                         r"\['float32', 'uint16'\]"):
+        retype_bundle(tmp_path / "wide", tmp_path / "u8", "uint8")
+    assert not (tmp_path / "u8").exists()
