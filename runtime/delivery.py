@@ -55,6 +55,9 @@ class Waiting:
     sent_at: float
     sends: int = 1
     outcome: Outcome = OK
+    #: When it was first sent: ``sent_at`` moves with every resend, and the age of the oldest result
+    #: (``oldest_s``) measured from it never passed ``timeout_s`` however long the ground was away.
+    first_sent_at: float = 0.0
 
 
 class AwaitingGround:
@@ -71,7 +74,8 @@ class AwaitingGround:
         with self._lock:
             if key in self._items:
                 return False
-            self._items[key] = Waiting(frames, identity, done, time.monotonic(), outcome=outcome)
+            now = time.monotonic()
+            self._items[key] = Waiting(frames, identity, done, now, outcome=outcome, first_sent_at=now)
             return True
 
     def acked(self, key: Key) -> Waiting | None:
@@ -115,7 +119,7 @@ class AwaitingGround:
 
     def report(self) -> dict[str, Any]:
         with self._lock:
-            oldest = min((i.sent_at for i in self._items.values()), default=None)
+            oldest = min((i.first_sent_at for i in self._items.values()), default=None)
             return {"awaiting_ground": len(self._items),
                     "oldest_s": None if oldest is None else round(time.monotonic() - oldest, 3)}
 
@@ -264,7 +268,9 @@ class ResultSender:
                 return
             try:
                 ack = protocol.loads(frames[0])
-                key = tuple(ack["ack"])
+                # A list only: tuple() of a 3-character string or a 3-key object made a "key" too, an
+                # ack that is not [scene_id, tile_id, checksum] passed over uncounted in bad_acks.
+                key = tuple(ack["ack"]) if isinstance(ack["ack"], list) else ()
                 if len(key) != 3 or not all(isinstance(k, str) for k in key):
                     raise ValueError(f"ack {ack['ack']!r} is not [scene_id, tile_id, checksum]")
             except (ValueError, KeyError, TypeError, IndexError) as exc:

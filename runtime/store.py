@@ -62,7 +62,10 @@ class BundleStore:
         try:
             (self.root / "bundles").mkdir(parents=True, exist_ok=True)
         except OSError:
-            if not (self.root / "bundles").is_dir():
+            # A read-only store folder never written to (no bundles/ yet) is a store with nothing
+            # installed, as a read-only one is with its bundles: `serve --model` serves unpersisted
+            # there too, rather than exiting on EROFS. A store folder that cannot be made is an error.
+            if not self.root.is_dir():
                 raise
         # An install interrupted before its rename leaves a staging folder that nothing points to.
         for stale in self.root.glob(".incoming-*"):
@@ -207,6 +210,8 @@ class BundleStore:
     def _prune(self) -> None:
         """Remove every bundle folder that neither ``current`` nor ``previous`` points to."""
         keep = {p.resolve() for p in (self.current_path(), self.previous_path()) if p is not None}
+        if not (self.root / "bundles").is_dir():  # a read-only store never written to: nothing to prune
+            return
         for path in (self.root / "bundles").iterdir():
             if path.resolve() not in keep:
                 shutil.rmtree(path, ignore_errors=True)
