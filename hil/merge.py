@@ -68,8 +68,9 @@ def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely
     outer = scene.boundary.buffer(eps)
     whole: list[tuple[int, shapely.Geometry, dict[str, Any]]] = []
     cut: list[tuple[int, dict[str, Any]]] = []
+    inner = [window.boundary.difference(outer) for _, window, _ in tiles]  # the borders of each tile's pieces
     for k, (features, window, _) in enumerate(tiles):
-        borders = window.boundary.difference(outer)
+        borders = inner[k]
         for f in features:
             geom = shape(f["geometry"])
             if not borders.is_empty and geom.distance(borders) <= eps:
@@ -83,8 +84,10 @@ def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely
                 (j for j in range(len(tiles)) if tiles[j][2].covers(centre)), None)
             if owner is None or owner == k:
                 whole.append((k, geom, f))
-            elif not tiles[owner][1].buffer(eps).contains(geom):  # the owner saw a piece: the whole wins
-                whole.append((k, geom, f))
+            elif not _seen_whole(geom, tiles[owner][1], inner[owner], eps):  # the owner saw a piece: the whole wins
+                # once: with overlap at a corner two other tiles may each have seen it whole (summed twice)
+                if not any(j != k and j != owner and g.intersects(geom) for j, g, _ in whole):
+                    whole.append((k, geom, f))
     pieces = [f for _, _, f in whole]
     for k, f in cut:
         for piece in clip_to_owned([f], tiles[k][2], crs, pixel_area):
@@ -92,6 +95,13 @@ def tile_pieces(tiles: list[tuple[list[dict[str, Any]], shapely.Polygon, shapely
             if not any(j != k and geom.intersects(part) for j, geom, _ in whole):  # else a vessel seen whole
                 pieces.append(piece)
     return pieces
+
+
+def _seen_whole(geom: shapely.Geometry, window: shapely.Polygon, borders: shapely.Geometry, eps: float) -> bool:
+    """Whether a tile of ``window`` saw ``geom`` whole: inside its window and off its ``borders`` (where
+    it would be a piece of that tile's, as :func:`tile_pieces` sorts them); inside the window alone, a
+    vessel in an overlap reaching the owner's border was taken for seen whole, and both copies went."""
+    return window.buffer(eps).contains(geom) and (borders.is_empty or geom.distance(borders) > eps)
 
 
 def whole_vessels(pieces: list[dict[str, Any]], crs: CRS | None, tolerance: float,
