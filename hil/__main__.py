@@ -204,8 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         mode = args.timing or ("rate" if rate else "pushbroom" if args.line_rate else cfg.timing)
         if args.burst is not None and mode != "rate":  # as --rate: a burst is a rate mode's, else ignored
             raise ValueError(f"--burst is for --timing rate (with --rate), not --timing {mode}")
+        if args.line_rate is not None and mode != "pushbroom":  # else ignored, yet written in the report's timing
+            raise ValueError(f"--line-rate is for --timing pushbroom, not --timing {mode}")
         kwargs = {} if args.burst is None else {"burst": args.burst}  # 0 is refused by positive_int
         timing = Timing(mode, line_rate_hz=args.line_rate, rate_hz=rate if mode == "rate" else args.rate, **kwargs)
+        if args.fault_seed is not None and not args.faults:  # else ignored: no fault is drawn
+            raise ValueError("--fault-seed is the seed of --faults draws; give --faults too (e.g. drop=0.05)")
         faults = FaultSpec.parse(args.faults, seed=args.fault_seed) if args.faults else None
         georef = Georef(args.gsd, args.origin, args.crs)
         result = run_rig(scene, args.model, args.report or cfg.report_dir, device=args.device, seed=args.seed,

@@ -29,14 +29,24 @@ def detections_collection(detections: list[dict[str, Any]], crs_of: dict[str, An
     features = [{**f, "properties": {**f["properties"], "crs": _name(crs_of[f["properties"]["scene"]])}}
                 for f in detections]
     if all((c is None) == (first is None) and (c is None or c == first) for c in crss):
-        return _collection(_name(first), features), "shared"
+        return _collection(_name(first), _right_hand(features)), "shared"
     if all(on_the_earth(c) for c in crss):
         from rasterio.warp import transform_geom
 
         for f in features:
             f["geometry"] = transform_geom(crs_of[f["properties"]["scene"]], "OGC:CRS84", f["geometry"])
-        return _collection(CRS84, features), "crs84"
-    return _collection(None, features), "per-feature"
+        return _collection(CRS84, _right_hand(features)), "crs84"
+    return _collection(None, _right_hand(features)), "per-feature"
+
+
+def _right_hand(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``features`` with their rings as RFC 7946 wants them (exterior counterclockwise, holes
+    clockwise, in the coordinates written): the runtime's merge of border pieces (a GEOS union)
+    gives clockwise exteriors, which renderers of spherical GeoJSON (d3) read as the rest of the Earth."""
+    import shapely
+    from shapely.geometry import mapping, shape
+
+    return [{**f, "geometry": mapping(shapely.orient_polygons(shape(f["geometry"])))} for f in features]
 
 
 def _name(crs: Any) -> str | None:

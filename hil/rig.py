@@ -210,7 +210,7 @@ def run(
             if _rereadable(s.sample):
                 s.sample.load()  # one decode for the preview and every window (a JPEG or PNG has no cheap windows)
             if k < max_panels:
-                s.preview = s.sample.preview(config.overview.max_side_px // (1 if len(scenes) == 1 else 4))
+                s.preview = s.sample.preview(max(1, config.overview.max_side_px // (1 if len(scenes) == 1 else 4)))
             yield (tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
                                scene_id=f"{run_id}/{s.sample.name}",
                                modality=modalities[k] if fit.get("checked") else None),

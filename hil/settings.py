@@ -40,6 +40,8 @@ class RunSettings:
             raise ValueError(f"[run] timing must be one of {list(MODES)}; got {t['timing']!r}")
         if not isinstance(t["device"], str) or not t["device"]:
             raise ValueError(f"[run] device must be a device name, e.g. 'flight', 'CPU', 'myriadx-emu'; got {t['device']!r}")
+        if not isinstance(t["report_dir"], str) or not t["report_dir"]:  # Path(3) is a TypeError: a traceback
+            raise ValueError(f"[run] report_dir must be a folder path, e.g. 'out/hil'; got {t['report_dir']!r}")
         return cls(
             device=t["device"],
             report_dir=Path(t["report_dir"]),

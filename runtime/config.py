@@ -41,7 +41,11 @@ def load_defaults(path: Path, override: Path | None = None) -> dict[str, Any]:
                 text = f.read()
         except OSError as exc:
             raise ValueError(f"--config {override}: {exc.strerror}") from None
-        merge_into(merged, tomllib.loads(text.decode()), str(override))
+        try:  # else the parser's words alone ("Expected '=' after a key"), naming no file
+            table = tomllib.loads(text.decode())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--config {override}: not valid TOML: {exc}") from None
+        merge_into(merged, table, str(override))
     return merged
 
 

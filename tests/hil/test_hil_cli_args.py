@@ -107,3 +107,12 @@ def test_timing_rate_takes_the_config_s_rate(tmp_path: Path, capsys: pytest.Capt
     import json
 
     assert json.loads((tmp_path / "r" / "report.json").read_text())["timing"]["rate_hz"] == 5000.0
+
+
+@pytest.mark.parametrize("content", [b"window 4\n", b"\xff\xfe\x00"])
+def test_a_config_that_is_no_toml_is_an_error_naming_it(content: bytes, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "h.toml").write_bytes(content)
+    assert main(["run", "--config", str(tmp_path / "h.toml"), "--scene", "synthetic",
+                 "--model", str(REPO / "models/default")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --config {tmp_path / 'h.toml'}: not valid TOML: ")

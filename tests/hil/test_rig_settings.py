@@ -35,6 +35,7 @@ def test_the_shipped_defaults_are_the_toml_values_typed() -> None:
     ("[score]\nmatch_iou = 1.5\n", r"\[score\] match_iou must be a number in \(0, 1\]; got 1.5"),
     ("[score]\nmatch_iou = 0\n", r"\[score\] match_iou must be a number in \(0, 1\]; got 0"),
     ("[overview]\nmax_panels = 0\n", r"\[overview\] max_panels must be an integer >= 1"),
+    ("[run]\nreport_dir = 3\n", r"\[run\] report_dir must be a folder path, e.g. 'out/hil'; got 3"),
     ('[score]\nborder_rule = "largest-or-passed"\n',
      r"\[score\] border_rule 'largest-or-passed'; valid: \['largest-else-passed', 'piecewise'"),
     ("[run]\nwindw = 4\n", r"unknown setting 'windw'; valid: .*'window'"),
