@@ -82,9 +82,10 @@ class Georef:
         known of the others: the gsd is the user's, else the image's own transform's, else ``gsd``, else
         1; the origin the user's, else the own transform's, else (0, 0); the CRS the user's, else the
         image's own, else ``[sources] local_crs`` where a gsd in metres is known (the user's or
-        ``gsd``), else none. A transform without a CRS is used only with a CRS the user gives: on its
-        own its units are unknown. An image with no georeference and nothing given stays on the pixel
-        grid (identity transform, no CRS: measurements in pixels).
+        ``gsd``), else none. A CRS given for an image with no transform and no gsd known is a
+        ValueError: its pixel size would be a guess. A transform without a CRS is used only with a CRS
+        the user gives: on its own its units are unknown. An image with no georeference and nothing
+        given stays on the pixel grid (identity transform, no CRS: measurements in pixels).
         """
         if crs is None and self.crs is None:
             transform = None  # a geotransform without a CRS: units unknown, the pixel grid is honest
@@ -92,6 +93,10 @@ class Georef:
             if crs is not None and transform is not None:
                 return transform, crs
             return Affine.identity(), None
+        if self.crs is not None and transform is None and self.gsd is None and gsd is None:
+            # Else a pixel of 1 map unit, a metre in most CRSs: lengths in "m" that are pixel counts.
+            raise ValueError(f"--crs {self.crs} on an image without georeference needs --gsd (its metres, or map "
+                             "units, per pixel); without it the image stays on its pixel grid, measured in pixels")
         fallback = gsd if gsd is not None else 1.0
         out = transform if transform is not None else Affine(fallback, 0.0, 0.0, 0.0, -fallback, 0.0)
         if self.gsd is not None:  # a new pixel size; the grid keeps its orientation (south-up, turned)

@@ -172,3 +172,12 @@ def test_preview_of_a_strip_far_longer_than_wide(tmp_path: Path, side: int) -> N
     s = open_source(str(_tif(tmp_path / "strip.tif", "EPSG:32631", h=6, w=4000)))[0]
     rgb, factor = s.preview(side)
     assert factor == -(-4000 // side) and rgb.shape == (1, 4000 // factor, 3)
+
+
+def test_a_crs_alone_for_an_image_without_georeference_needs_a_gsd(tmp_path: Path) -> None:
+    """Review (2026-12-05): ``--crs`` alone on a PNG put it on a grid of 1 map unit per pixel, and its
+    vessels came down in "m" that were pixel counts; with ``--gsd`` it is placed as asked."""
+    with pytest.raises(ValueError, match=r"--crs EPSG:32631 on an image without georeference needs --gsd"):
+        open_source(str(_png(tmp_path / "a.png")), georef=Georef(crs="EPSG:32631"))[0]
+    s = open_source(str(_png(tmp_path / "a.png")), georef=Georef(gsd=2.0, crs="EPSG:32631"))[0]
+    assert s.transform.a == 2.0 and s.crs.to_epsg() == 32631 and s.units == "m"
