@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                      "started here (`runtime serve --config`), e.g. [vectorize] batch = 1")
     run.add_argument("--signing-key", type=Path, help="Ed25519 private key: sign the uplinked model with it "
                      "(for a runtime started with --uplink-public-key)")
+    run.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): for a --runtime that "
+                     "protects its sockets with CURVE (those its status names are opened with this sender's pair)")
+    run.add_argument("--key-name", help="this rig's key pair in --keys (default ground)")
     run.add_argument("--report", type=Path, help=f"output directory (default {cfg.report_dir})")
     run.add_argument("--timing", choices=MODES, help=f"asap: as fast as acknowledged; rate: --rate tiles/s in --burst; "
                      f"pushbroom: each tile row when its last line is read at --line-rate (default {cfg.timing})")
@@ -194,6 +197,15 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--seed is for --scene synthetic; this scene has no seed")
             if {k.partition("=")[0].strip() for k in rest.split(",")} & {"seed", "seeds"}:
                 raise ValueError(f"give the seed once: --seed {args.seed} or {args.scene!r}, not both")
+        if args.key_name is not None and args.keys is None:  # else ignored: the run went out unprotected
+            raise ValueError("--key-name names a key pair in --keys: give --keys DIR too")
+        if args.keys is not None and not args.runtime:
+            raise ValueError("--keys is for a --runtime already running under CURVE: the runtime hil starts has none")
+        keys = None
+        if args.keys is not None:
+            from runtime.security import ClientKeys
+
+            keys = ClientKeys.from_dir(args.keys, args.key_name or "ground")
         scene = split_source(args.split) if args.split else args.scene
         if args.timing and args.timing != "rate" and args.rate is not None:
             raise ValueError(f"--rate is for --timing rate, not --timing {args.timing}")
@@ -217,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                          progress=not args.quiet, georef=georef, bands=args.bands, overlap=args.overlap,
                          timing=timing, faults=faults, limit=args.limit, modality=args.modality,
                          strict_fit=args.strict_fit, land_masks=args.land_masks, profile=args.profile,
-                         signing_key=args.signing_key, ground_ack=args.ground_ack, config=config,
+                         signing_key=args.signing_key, keys=keys, ground_ack=args.ground_ack, config=config,
                          runtime_config=args.runtime_config)
     except (ValueError, RuntimeError, OSError) as exc:  # OSError: e.g. a file given as --report
         print(f"error: {exc}", file=sys.stderr)

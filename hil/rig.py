@@ -45,6 +45,7 @@ from runtime.bands import model_band_names
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from runtime.fit import tile_gsd_m
+from runtime.security import ClientKeys
 from hil.settings import DEFAULTS, ScoreSettings, Settings
 _RUNS = itertools.count()
 
@@ -89,6 +90,7 @@ def run(
     land_masks: str | Path | None = None,
     profile: str | None = None,
     signing_key: str | Path | None = None,
+    keys: ClientKeys | None = None,
     ground_ack: bool | None = None,
     config: Settings | None = None,
     runtime_config: Path | None = None,
@@ -124,6 +126,8 @@ def run(
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
         signing_key: the ground's Ed25519 private key: the uplink carries the bundle signed with it
             (for a runtime that takes only signed models; ``runtime.signing``).
+        keys: the ground's CURVE keys (``ClientKeys.from_dir``) for a ``runtime`` whose sockets are
+            under CURVE: control, tiles and results (with its acks) are opened with them.
         ground_ack: override the started runtime's ``[delivery] ground_ack`` (on by default: each
             result counts as delivered only once this rig acknowledges it; docs/protocol.md).
         config: the rig's settings (``hil/defaults.toml`` merged with a user TOML:
@@ -143,6 +147,9 @@ def run(
     device = device or cfg.device
     if runtime is None:
         _check_runtime_options(profile, runtime_config, device)
+        if keys is not None:  # a runtime started here has no CURVE: a CURVE client never gets through to it
+            raise ValueError("CURVE keys are for a runtime already running under CURVE (--runtime): the runtime "
+                             "hil starts has none")
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     bundle = read_bundle(model)
@@ -229,17 +236,19 @@ def run(
                                                 ground_ack, config=runtime_config)
     injector = control = collector = streamer = None
     try:
-        endpoints = remote_endpoints(runtime) if runtime else proc.endpoints  # type: ignore[union-attr]
-        control = ControlClient(endpoints["control"])
+        endpoints = remote_endpoints(runtime, keys=keys) if runtime else proc.endpoints  # type: ignore[union-attr]
+        control = ControlClient(endpoints["control"], keys=keys)
         if signing_key is not None:
             from runtime.signing import sign
 
             bundle = replace(bundle, signature=sign(bundle, signing_key))
         uplink = control.load_model(bundle)
         status = control.status()
-        collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"))  # acks: ground_ack runtimes
+        curve = set(status.get("curve_channels", [])) if keys is not None else set()  # the others take no keys
+        collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"),  # acks: ground_ack runtimes
+                                    keys=keys if "results" in curve else None)
         streamer = Streamer(endpoints["tiles"], window=window or cfg.window,
-                            resend_after_s=cfg.resend_after_s or None)
+                            resend_after_s=cfg.resend_after_s or None, keys=keys if "tiles" in curve else None)
         sender: Streamer | FaultInjector = streamer
         if spec is not None:
             sender = injector = FaultInjector(streamer, spec)

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from runtime.client import ControlClient, ControlError
+from runtime.security import ClientKeys
 
 
 class RuntimeProcess:
@@ -94,9 +95,10 @@ class RuntimeProcess:
         return self.proc.returncode
 
 
-def remote_endpoints(control: str, timeout_s: float = 10.0) -> dict[str, str]:
-    """Endpoints of a running runtime, from its ``status``; wildcard hosts become the control host."""
-    status = ControlClient(control, timeout_s=timeout_s).status()
+def remote_endpoints(control: str, timeout_s: float = 10.0, keys: ClientKeys | None = None) -> dict[str, str]:
+    """Endpoints of a running runtime, from its ``status``; wildcard hosts become the control host.
+    ``keys``: the ground's CURVE keys, for a runtime that protects its control socket with CURVE."""
+    status = ControlClient(control, timeout_s=timeout_s, keys=keys).status()
     host = urlparse(control).hostname
     endpoints = {}
     for name, endpoint in status["endpoints"].items():

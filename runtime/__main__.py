@@ -137,6 +137,10 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         curve_channels=tuple(args.curve_channels.split(",")) if args.curve_channels else None,
         uplink_public_key=args.uplink_public_key, watchdog_file=args.watchdog_file,
     )
+    if args.curve_channels and not (settings.curve_server_secret or settings.curve_authorized):
+        # else ignored: the operator took the sockets named for protected while all of them were open
+        raise ValueError(f"--curve-channels {args.curve_channels}: CURVE needs --curve-server-secret and "
+                         "--curve-authorized (or [security] in --config)")
     runtime = Runtime(settings, model=args.model)
     signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
     signal.signal(signal.SIGINT, lambda *_: runtime.stop())

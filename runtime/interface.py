@@ -47,8 +47,8 @@ EVENTS = {
 }
 TELEMETRY = (
     # status()'s fields (docs/protocol.md, "Telemetry", describes each)
-    "protocol", "state", "device", "numerics", "latency_estimate", "model", "endpoints", "health",
-    "device_recovery", "host_cpu_s", "vectorize", "delivery", "counters",
+    "protocol", "state", "device", "numerics", "latency_estimate", "model", "endpoints", "curve_channels",
+    "health", "device_recovery", "host_cpu_s", "vectorize", "delivery", "counters",
     # status()["counters"]
     "tiles_received", "tiles_accepted", "tiles_ok", "tiles_rejected", "results_sent", "in_flight",
     "duplicates", "internal_errors", "tiles_unfit", "queue_depth", "rejected_by_reason",

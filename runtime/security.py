@@ -18,6 +18,7 @@ from pathlib import Path
 import zmq
 import zmq.auth
 from zmq.auth.base import Authenticator
+from zmq.utils import z85
 
 SERVER_NAME = "server"
 
@@ -79,6 +80,34 @@ def make_keys(out: str | Path, clients: list[str]) -> dict[str, Path]:
     return made
 
 
+def _curve_key(path: str | Path, key: bytes | None, what: str) -> bytes:
+    """``key`` (Z85 text from ``path``) if it is a 32-byte CURVE key; else ValueError naming the file.
+
+    Why: a truncated or edited key loads from its file as any text, and libzmq refuses it only when
+    it is set on a socket, as a bare ``ZMQError: Invalid argument`` with no file named (a serve
+    traceback; flightsim blamed its endpoint)."""
+    try:
+        good = key is not None and len(z85.decode(key)) == 32
+    except (ValueError, KeyError):  # a length not a multiple of 5, a character outside Z85
+        good = False
+    if not good:
+        raise ValueError(f"{path}: its {what} is not a 40-character Z85 CURVE key (python -m runtime keys makes them)")
+    return key  # type: ignore[return-value]
+
+
+def _load_authorized(authorized: Path) -> None:
+    """Check every ``*.key`` in ``authorized`` as the ZAP authenticator will load it.
+
+    Why: pyzmq's ``configure_curve`` logs a file it cannot read and then trusts no key at all, so one
+    stray or truncated file locked every ground station out of a payload that started as if well."""
+    for path in sorted(authorized.glob("*.key")):
+        try:
+            public, _ = zmq.auth.load_certificate(path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a CURVE public key file of --curve-authorized ({exc})") from None
+        _curve_key(path, public, "public-key")
+
+
 @dataclass(frozen=True)
 class ClientKeys:
     """What a client needs: its own key pair and the server's public key."""
@@ -93,7 +122,8 @@ class ClientKeys:
         server, _ = zmq.auth.load_certificate(server_public)
         if secret is None:
             raise ValueError(f"{client_secret}: not a secret key file (it holds no secret-key)")
-        return cls(public, secret, server)
+        return cls(_curve_key(client_secret, public, "public-key"), _curve_key(client_secret, secret, "secret-key"),
+                   _curve_key(server_public, server, "public-key"))
 
     @classmethod
     def from_dir(cls, keys: str | Path, name: str) -> ClientKeys:
@@ -127,6 +157,9 @@ class CurveServer:
         self.public, self.secret = zmq.auth.load_certificate(server_secret)
         if self.secret is None:
             raise ValueError(f"{server_secret}: not a secret key file")
+        _curve_key(server_secret, self.public, "public-key")
+        _curve_key(server_secret, self.secret, "secret-key")
+        _load_authorized(authorized)
         self._auth = Authenticator(context)
         self._auth.configure_curve(domain="*", location=str(authorized))
         self._auth.start()  # binds the context's ZAP endpoint before any CURVE socket binds

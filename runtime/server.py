@@ -38,6 +38,7 @@ from rasterio.errors import CRSError
 from runtime import protocol
 from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, file_names, from_frames, parse_manifest, read_bundle
+from runtime.compiled import signature_covers
 from runtime.delivery import OK, Outcome, ResultSender, read_told
 from runtime.device import InferenceAdapter, TargetError, open_device, resolve
 from runtime.fit import SceneFit, manifest_trained_for
@@ -232,6 +233,15 @@ class Runtime:
         if self._tmp is not None:
             self._tmp.cleanup()
 
+    def _signed_blobs_only(self, bundle: Bundle) -> Bundle:
+        """``bundle`` without the compiled blobs its signature does not cover, where signatures are
+        checked: this payload never imports those (runtime.compiled.matching_blob), and installed over
+        a bundle of the same id one replaced the signed blob of its target in the store for good
+        (a blob recompiled on the ground and uplinked before it was signed again)."""
+        if self._uplink_key is None:
+            return bundle
+        return replace(bundle, compiled={t: a for t, a in bundle.compiled.items() if signature_covers(bundle, t)})
+
     def _load_stored(self) -> None:
         """Serve the store's ``current`` bundle; if it cannot be read or fails its acceptance test,
         serve ``previous`` instead and say so (event ``model_rolled_back``).
@@ -302,7 +312,7 @@ class Runtime:
         why = f"store {self.store.root} is read-only"
         if persist and not installed:
             try:
-                self.store.install(bundle)
+                self.store.install(self._signed_blobs_only(bundle))
             except OSError as exc:
                 if not starting:
                     adapter.close()  # refused: the old model keeps serving
@@ -804,6 +814,8 @@ class Runtime:
             "latency_estimate": self.serving.adapter.latency_estimate if self.serving else None,
             "model": self.serving.info if self.serving else None,
             "endpoints": self.endpoints,
+            # which sockets a ground must open with its CURVE keys (hil run --keys): no others take them
+            "curve_channels": sorted(self.settings.curve_channels) if self._curve is not None else [],
             "health": self.health.report(),
             "device_recovery": self.recovery.report(),
             "host_cpu_s": cpu_by_thread(),
