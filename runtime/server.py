@@ -168,7 +168,9 @@ class Runtime:
         # A vectorise worker's last tile latency, recorded by _vectorised only if that tile's result is
         # delivered: a restarted worker's late result is discarded, and so must its latency be.
         self._served = threading.local()
-        self._running = False
+        # True until stop() or a shutdown command; never set by serve(), so that a stop asked before
+        # serve() starts (a SIGTERM just after "ready") is kept rather than overwritten and lost.
+        self._running = True
         self.serving: Serving | None = None
         # Held while self.serving is replaced: a reopen (recovery thread) and a model load (main
         # thread) each swap only the model they saw, so neither puts back what the other replaced.
@@ -864,7 +866,6 @@ class Runtime:
         poller.register(self._tiles, zmq.POLLIN)
         poller.register(self._control, zmq.POLLIN)
         poller.register(self._notify, zmq.POLLIN)
-        self._running = True
         self._event("started", endpoints=self.endpoints, device=self.device_in_use)
         next_telemetry = time.monotonic()
         # The loop wakes at least once per health period, so an idle ingest still answers its ping;
