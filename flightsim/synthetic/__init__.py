@@ -148,5 +148,8 @@ def _validate(cfg: dict[str, Any], seed: int, size: int, gsd: float, n_ships: in
             raise ValueError(f"{key} has {len(value)} values; it needs one per band of {cfg['bands']}")
     if any(len(c) != n_bands for c in cfg["deck_colours"]):
         raise ValueError(f"every deck_colours entry needs one value per band of {cfg['bands']}")
+    block = cfg["geotiff_block_px"]
+    if not is_int(block) or block <= 0 or block % 16:  # GDAL refuses it at the write, after the whole drawing
+        raise ValueError(f"geotiff_block_px must be a positive multiple of 16 (a GeoTIFF tile side), got {block!r}")
     if len(cfg["ship_types"]) != len(cfg["ship_type_weights"]):
         raise ValueError("ship_types and ship_type_weights must have the same length")

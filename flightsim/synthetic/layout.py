@@ -84,6 +84,13 @@ def _place_ships(
     lmax = min(lmax, 0.9 * (side_m - 2 * margin))
     if lmax < lmin:
         return []
+    # Nor are ships tried that could never cover min_vessel_px: at a coarse gsd every ship was tried
+    # placement_attempts times, each one rasterised, and generation ran for minutes to place none.
+    # The bound: a convex shape of area A and perimeter P holds at most A + P/2 + 1 pixel centres
+    # (Nosarzewska), here for the largest hull's box, in pixels.
+    length_px, width_px = lmax / gsd, lmax / min(cfg["length_to_width"]) / gsd
+    if length_px * width_px + (length_px + width_px) + 1 < cfg["min_vessel_px"]:
+        return []
     occupied = np.zeros(shape, dtype=bool) if occupied is None else occupied
     looks: list[_Look] = []
     for _ in range(n_ships):

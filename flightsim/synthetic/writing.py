@@ -35,6 +35,10 @@ def write_scene(scene: Scene, out_dir: str | Path, config: dict[str, Any] | None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"scene": out / "scene.tif", "mask": out / "truth_mask.tif", "vessels": out / "truth.geojson"}
+    for path in (paths["scene"], paths["mask"]):
+        # GDAL opens a GeoTIFF it is to overwrite (to delete it as a dataset): one left broken by an
+        # interrupted write failed every later write to this folder with a GDAL traceback.
+        path.unlink(missing_ok=True)
     n_bands, height, width = scene.image.shape
     profile: dict[str, Any] = {
         "driver": "GTiff", "height": height, "width": width, "crs": scene.crs,
