@@ -110,7 +110,8 @@ VALUE_PORTS: dict[str, tuple[int, ...]] = {
 NOT_MODELLED = (
     "sums inside Convolution/MatMul accumulate in f32 on the CPU unless the profile says accumulate = "
     "fp16 (then per chunk of input channels, the partial sums added in the format); GroupConvolution, "
-    "AvgPool and Interpolate always sum in f32, and only each op's stored result is rounded",
+    "AvgPool, Interpolate and the reductions (ReduceMean, ReduceSum, MVN, Softmax, NormalizeL2) always "
+    "sum in f32, and only each op's stored result is rounded",
     "Sigmoid/Exp/Tanh and other transcendental ops are computed in f32 and then rounded; the "
     "target's own approximations (and their errors) are not reproduced",
     "ops fused by the target's compiler (e.g. Conv+ReLU) still round between the fused ops here, "
@@ -290,16 +291,22 @@ def _constant_values(node: Any) -> np.ndarray:
 
 
 def _project_constants(model: Model, numerics: Numerics, report: EmulationReport) -> None:
-    """Replace every floating weight (Constant, or Constant -> Convert) by its projected f32 value."""
+    """Replace every floating weight (Constant, or Constant -> Convert) by its projected f32 value.
+
+    An integer Constant converted to floating point is a weight too: the plugin folds it into an f32
+    constant that the host converts like any other (``_project_activations`` skips such Converts).
+    """
     for node in model.get_ordered_ops():
-        if node.get_type_name() != "Constant" or not _is_real(node.output(0)):
+        if node.get_type_name() != "Constant":
             continue
-        sources = [node.output(0)]
+        sources = [node.output(0)] if _is_real(node.output(0)) else []
         # An FP16 IR stores weights as f16 Constants decompressed by a Convert to f32.
         for target in node.output(0).get_target_inputs():
             consumer = target.get_node()
             if consumer.get_type_name() == "Convert" and _is_real(consumer.output(0)):
                 sources.append(consumer.output(0))
+        if not sources:
+            continue
         values = _constant_values(node)
         projected = convert(values, numerics)
         replacement = None

@@ -98,6 +98,13 @@ class Numerics:
         # a real boolean: the string "false" is truthy and would convert the input
         if not isinstance(self.convert_input, bool):
             raise ValueError(f"convert_input {self.convert_input!r} must be true or false (a TOML boolean)")
+        # fp32 is the identity: project() and the twin store every f32 value unchanged, so a flush
+        # or saturation rule (an f32 device that flushes denormals, as runtime probe measures a GPU)
+        # would be silently ignored by both; refused, so the probe writes such a profile commented out
+        if self.format == "fp32" and (self.subnormals, self.overflow) != ("keep", "inf"):
+            raise ValueError(f"format 'fp32' is the identity (nothing is rounded, flushed or saturated): "
+                             f"subnormals must be 'keep' and overflow 'inf', not {self.subnormals!r} and "
+                             f"{self.overflow!r}; valid formats for such rules: {[f for f in FORMATS if f != 'fp32']}")
 
     @property
     def spec(self) -> FormatSpec:
@@ -230,6 +237,9 @@ def _interpolate(table: dict[str, Any]) -> InterpolateSemantics:
     the native lists are required. A remap target may be left out: the profile then does not know
     what a non-native setting runs (a probe that matched no candidate), and the twin refuses it.
     """
+    if not isinstance(table, dict):
+        raise ValueError(f"ops.interpolate must be a table with keys {list(INTERPOLATE_KEYS)} (or false under a "
+                         f"base: every Interpolate as written); got {table!r}")
     honour_all = table.get("honour_all", False)
     required = ("supported_modes",) if honour_all is True else ("supported_modes", "native_nearest", "native_linear")
     _keys("ops.interpolate", table, INTERPOLATE_KEYS, required)
@@ -266,6 +276,11 @@ def _resolve(name: str, tables: dict[str, Any], seen: tuple[str, ...] = ()) -> d
     Interpolate as written). So a hypothesis that differs from a target in one field states that
     field only, and the target's other facts stay in one place."""
     table = tables[name]
+    # a scalar where a table belongs failed inside the merge or the checks as a TypeError, naming
+    # neither the file nor the profile
+    for key in ("numerics", "ops", "status"):
+        if not isinstance(table.get(key, {}), dict):
+            raise ValueError(f"{key} must be a table; got {table[key]!r}")
     base = table.get("base")
     if base is None:
         return table
@@ -287,12 +302,14 @@ def _resolve(name: str, tables: dict[str, Any], seen: tuple[str, ...] = ()) -> d
 def _inherit_caveats(name: str, inherited: list[str], table: dict[str, Any]) -> list[str]:
     """The base's caveats, but those the profile contradicts (``drop_caveats``: the start of each),
     then its own: what the base's twin knowingly does not reproduce, its hypotheses do not either."""
-    drops = list(table.get("drop_caveats", []))
+    # lists of strings: a bare string was split into its characters, each one a caveat (or a prefix)
+    drops = list(_strings("drop_caveats", table.get("drop_caveats", [])))
+    inherited = list(_strings("caveats", inherited))
     unknown = [d for d in drops if not any(c.startswith(d) for c in inherited)]
     if unknown:
         raise ValueError(f"profile {name!r} drop_caveats {unknown} begin none of its base's caveats: {inherited}")
     kept = [c for c in inherited if not any(c.startswith(d) for d in drops)]
-    return kept + list(table.get("caveats", []))
+    return kept + list(_strings("caveats", table.get("caveats", [])))
 
 
 def read_profiles(path: Path) -> dict[str, TargetProfile]:

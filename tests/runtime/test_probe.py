@@ -136,6 +136,16 @@ def test_a_measured_value_the_schema_cannot_hold_never_breaks_profiles_toml(tmp_
     assert read_profiles(appended)["measured.cpu"].numerics == get_profile("fp32").numerics
 
 
+def test_an_f32_device_that_flushes_denormals_is_written_commented_out() -> None:
+    """An f32 device measured with subnormals = "flush" (a GPU with flush-to-zero) was written as a
+    profile that loaded, and the twin under it kept every denormal: fp32 is the identity."""
+    result = _probed("CPU")
+    result["numerics"]["subnormals"]["value"] = "flush"
+    text = to_toml(result, "measured-gpu")
+    assert text.startswith("# runtime probe: profile 'measured-gpu' is commented out")
+    assert "format 'fp32' is the identity" in text
+
+
 def _cubic() -> Model:
     ops1, ops10 = opset(1), opset(10)
     p = ops1.parameter([1, 1, 4, 4], Type.f32, name="image")

@@ -135,6 +135,15 @@ def test_fp32_is_the_identity() -> None:
     assert bits_equal(project(x, get_profile("fp32").numerics), x)
 
 
+@pytest.mark.parametrize(("subnormals", "overflow"), [("flush", "inf"), ("daz", "inf"), ("keep", "saturate")])
+def test_an_fp32_profile_with_a_rule_it_cannot_apply_is_refused(subnormals: str, overflow: str) -> None:
+    """fp32 is the identity: project() and the twin stored f32 denormals unchanged under a profile
+    that said subnormals = "flush" (what runtime probe measures on an f32 device that flushes them)."""
+    with pytest.raises(ValueError, match=r"format 'fp32' is the identity.*valid formats for such rules: "
+                                         r"\['fp16', 'bf16'\]"):
+        Numerics(format="fp32", subnormals=subnormals, overflow=overflow)
+
+
 def test_representable() -> None:
     halves = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float32)
     subnormal = (halves > 0) & (halves < 2.0**-14)
@@ -324,6 +333,26 @@ def test_a_profile_file_is_checked_key_by_key_and_errors_name_the_file_and_profi
     with pytest.raises(ValueError, match=error) as caught:
         read_profiles(path)
     assert str(caught.value).startswith(f"{path}: profile ")
+
+
+_HYPOTHESIS = '["x"]\nbase = "fp16-myriadx"\ndescription = "d"\nsource = "s"\n'
+
+
+@pytest.mark.parametrize(("table", "error"), [
+    # TypeError / AttributeError tracebacks before, naming neither the file nor the profile
+    (_HYPOTHESIS + "numerics = 3\n", r"'x': numerics must be a table; got 3"),
+    (_HYPOTHESIS + 'status = "hypothesis: x"\n', r"'x': status must be a table"),
+    (_HYPOTHESIS + '["x".ops]\ninterpolate = 3\n', r"'x': ops.interpolate must be a table"),
+    (_HYPOTHESIS + "drop_caveats = [1]\n", r"'x': drop_caveats must be a list"),
+    # loaded before, each character of the string a caveat of its own
+    (_HYPOTHESIS + 'caveats = "untested"\n', r"'x': caveats must be a list"),
+    (_HYPOTHESIS + 'drop_caveats = "the accumulator"\n', r"'x': drop_caveats must be a list"),
+], ids=["numerics", "status", "interpolate", "drop-int", "caveats-string", "drop-string"])
+def test_a_hypothesis_profile_of_the_wrong_shape_is_a_value_error_naming_it(table: str, error: str) -> None:
+    from runtime.profiles import PROFILES_TOML, parse_profiles
+
+    with pytest.raises(ValueError, match=r"^the file: profile " + error):
+        parse_profiles(PROFILES_TOML.read_text() + "\n" + table, "the file")
 
 
 def test_interpolate_semantics_built_in_code_are_checked_too() -> None:
