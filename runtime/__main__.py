@@ -141,9 +141,22 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         # else ignored: the operator took the sockets named for protected while all of them were open
         raise ValueError(f"--curve-channels {args.curve_channels}: CURVE needs --curve-server-secret and "
                          "--curve-authorized (or [security] in --config)")
+    # Installed before the start, which may compile for minutes: a SIGINT then was a KeyboardInterrupt
+    # traceback and a SIGTERM a kill that left the temporary store; now either ends the start cleanly.
+    stop_asked: list[bool] = []
+    runtime: Runtime | None = None
+
+    def _stop(*_: object) -> None:
+        stop_asked.append(True)
+        if runtime is not None:
+            runtime.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     runtime = Runtime(settings, model=args.model)
-    signal.signal(signal.SIGTERM, lambda *_: runtime.stop())
-    signal.signal(signal.SIGINT, lambda *_: runtime.stop())
+    if stop_asked:  # told to stop while starting: no ready line, nothing served
+        runtime.close()
+        return 0
     # One JSON line on stdout says where the sockets are: a parent process waits for it.
     print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": runtime.device_in_use}), flush=True)
     runtime.serve()
@@ -154,6 +167,10 @@ def _supervise(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.supervisor import main as supervise
 
     serve_args = args.serve_args[1:] if args.serve_args[:1] == ["--"] else args.serve_args
+    if args.config is not None and not any(a == "--config" or a.startswith("--config=") for a in serve_args):
+        # The runtime it starts reads the same file: else it served on the defaults (other endpoints,
+        # limits, ground_ack), the supervisor alone reading the file's [supervise] table.
+        serve_args = ["--config", str(args.config), *serve_args]
     return supervise(serve_args, cfg["supervise"], args.starve_s, args.max_restarts)
 
 
@@ -223,8 +240,9 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.offline import infer_file
     from runtime.settings import Settings
 
-    # The same checks as a serving runtime's: a bad [vectorize] value is refused here, not per tile.
-    settings = Settings.from_config(cfg)
+    # The same checks as a serving runtime's: a bad [vectorize] value is refused here, not per tile, and
+    # [inference] profile is the payload's (it was ignored: the file computed in other numerics).
+    settings = Settings.from_config(cfg, device=args.device)
     if args.output.is_dir():  # found only after the whole scene was inferred, its vessels then lost
         raise ValueError(f"--output {args.output}: a folder; give the GeoJSON file to write, e.g. "
                          f"{args.output / 'vessels.geojson'}")
@@ -232,7 +250,7 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
         raise ValueError(f"--output {args.output}: the vessels are written as GeoJSON; give a .geojson or .json "
                          f"file, e.g. {args.output.with_suffix('.geojson')}")
     collection = infer_file(
-        args.model, args.input, args.device or settings.device, dict(settings.vectorize), settings.cpu_precision,
+        args.model, args.input, settings.device, dict(settings.vectorize), settings.cpu_precision, settings.profile,
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(collection, indent=1))
@@ -280,9 +298,11 @@ def _devices(args: argparse.Namespace, cfg: dict) -> int:
 
 def _benchmark(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.bench import benchmark
+    from runtime.settings import Settings
 
     seconds = cfg["benchmark"]["seconds"] if args.seconds is None else args.seconds  # 0 is refused, not "unset"
-    result = benchmark(args.model, args.device or cfg["inference"]["device"], seconds, cfg["inference"]["cpu_precision"])
+    settings = Settings.from_config(cfg, device=args.device)  # [inference] profile too, as a serving runtime's
+    result = benchmark(args.model, settings.device, seconds, settings.cpu_precision, settings.profile)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0

@@ -27,7 +27,8 @@ def check_seconds(seconds: Any) -> float:
     return float(check_number(SECONDS_SETTING, seconds, 0.0, strict=True))
 
 
-def benchmark(model: str | Path, device: str, seconds: float, cpu_precision: str) -> dict[str, Any]:
+def benchmark(model: str | Path, device: str, seconds: float, cpu_precision: str,
+              profile: str | None = None) -> dict[str, Any]:
     """Run the bundle on random input for ``seconds`` (async, all requests busy) and report.
 
     At least one timed inference runs, however short ``seconds`` is, so every figure exists.
@@ -44,7 +45,7 @@ def benchmark(model: str | Path, device: str, seconds: float, cpu_precision: str
         with lock:
             done.append(time.perf_counter() - started)
 
-    adapter = open_device(bundle, device, on_complete, cpu_precision=cpu_precision)
+    adapter = open_device(bundle, device, on_complete, cpu_precision=cpu_precision, profile=profile)
     rng = np.random.default_rng(0)
     if np.dtype(adapter.input_dtype).kind == "f":
         batch = rng.standard_normal(adapter.input_shape).astype(adapter.input_dtype)

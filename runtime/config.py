@@ -128,13 +128,27 @@ TRANSPORTS = ("tcp://", "ipc://")
 
 
 def is_endpoint(endpoint: Any) -> bool:
-    """Whether ``endpoint`` is TRANSPORT://ADDRESS with a transport of :data:`TRANSPORTS`."""
-    return isinstance(endpoint, str) and endpoint.startswith(TRANSPORTS) and not endpoint.endswith("://")
+    """Whether ``endpoint`` is TRANSPORT://ADDRESS with a transport of :data:`TRANSPORTS`, and a tcp
+    port, where it is a number, in 0-65535."""
+    return (isinstance(endpoint, str) and endpoint.startswith(TRANSPORTS) and not endpoint.endswith("://")
+            and _tcp_port_error(endpoint) is None)
+
+
+def _tcp_port_error(endpoint: str) -> str | None:
+    """Why a tcp ``endpoint``'s numeric port is out of range, else None. ZeroMQ takes a port modulo
+    65536: ``tcp://127.0.0.1:99999`` bound port 34463 and ``:-5`` port 65531, with no error."""
+    port = endpoint.rsplit(":", 1)[-1] if endpoint.startswith("tcp://") else ""
+    if port.lstrip("-").isdigit() and not 0 <= int(port) <= 65535:
+        return f"port {port} is not in 0-65535 (ZeroMQ would take it modulo 65536: port {int(port) % 65536})"
+    return None
 
 
 def check_endpoint(option: str, endpoint: Any, example: str) -> None:
     """Refuse an ``endpoint`` (the setting or flag ``option``) that is no ZeroMQ endpoint, such as
     ``127.0.0.1:5550`` without ``tcp://``, before ZeroMQ answers it with "Invalid argument"."""
+    port_error = _tcp_port_error(endpoint) if isinstance(endpoint, str) else None
+    if port_error is not None:
+        raise ValueError(f"{option} {endpoint!r}: {port_error}; e.g. {example}")
     if not is_endpoint(endpoint):
         raise ValueError(f"{option} {endpoint!r} is not a ZeroMQ endpoint; give TRANSPORT://ADDRESS with a transport "
                          f"of {list(TRANSPORTS)}, e.g. {example}")

@@ -123,7 +123,8 @@ class InputImage:
 
 
 def infer_file(
-    model: str | Path, input_path: str | Path, device: str, vectorize_opts: dict[str, Any], cpu_precision: str = "f32"
+    model: str | Path, input_path: str | Path, device: str, vectorize_opts: dict[str, Any], cpu_precision: str = "f32",
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Segment a whole image tile by tile and return a GeoJSON FeatureCollection of vessels, with
     ``fit``: the reasons the image is not what the model was trained for (:mod:`runtime.fit`: its
@@ -134,6 +135,8 @@ def infer_file(
     The image's bands are adapted to the model's by the rig's rule (:func:`runtime.bands.adapt_bands`:
     as is, by name, or a single band repeated), so a file inferred here and the same file run
     through ``python -m hil run`` feed the model the same bands; a repeat or a pick is logged.
+    ``profile``: the twin's target profile, as ``[inference] profile`` gives a serving runtime
+    (None: the model's, else the twin's own), so that the file is computed in the payload's numerics.
 
     Raises:
         ValueError: when no rule makes the image's bands the model's, or the runtime would reject
@@ -159,7 +162,8 @@ def infer_file(
             check_on_the_earth({"shape": image.shape, "transform": tuple(transform)[:6]}, crs)
         except TileRejected as exc:
             raise ValueError(f"{input_path}: the runtime rejects its tiles: {exc}") from None
-        adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision)
+        adapter = open_device(bundle, device, lambda out, data: None, infer_requests=1, cpu_precision=cpu_precision,
+                              profile=profile)
         prep = Preprocessor(bundle.manifest["input"], adapter.input_shape)
         _, _, th, tw = adapter.input_shape
         _, height, width = image.shape

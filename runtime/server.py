@@ -110,13 +110,13 @@ class Runtime:
         self._bound: list[zmq.Socket] = []  # closed again if a later bind fails (_close_bound)
         self._curve: CurveServer | None = None
         try:  # refused settings release what was made so far: the context, the ZAP thread, the store
+            channels = set(settings.curve_channels)
+            unknown = sorted(channels - set(PORTS))
+            if unknown:  # checked with or without keys: a typo is refused before the keys are added
+                raise ValueError(f"curve_channels: unknown channel(s) {unknown}; valid: {list(PORTS)}")
             if settings.curve_server_secret or settings.curve_authorized:
                 if not (settings.curve_server_secret and settings.curve_authorized):
                     raise ValueError("CURVE needs both curve_server_secret and curve_authorized")
-                channels = set(settings.curve_channels)
-                unknown = sorted(channels - set(PORTS))
-                if unknown:
-                    raise ValueError(f"curve_channels: unknown channel(s) {unknown}; valid: {list(PORTS)}")
                 if "control" not in channels:
                     raise ValueError(f"curve_channels {sorted(channels)}: must include 'control'; "
                                      f"valid: {list(PORTS)}")
