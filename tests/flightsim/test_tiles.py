@@ -62,3 +62,15 @@ def test_fault_spec_parsing() -> None:
                          ("drop", "not kind=value")):
         with pytest.raises(ValueError, match=message):
             FaultSpec.parse(bad)
+
+
+@pytest.mark.parametrize("n", [119, 120, 121])
+def test_overlapping_tiles_reach_the_last_row_and_column(n: int) -> None:
+    """With 64 px tiles overlapping by 8 (a step of 56) the first two tiles end at 120: an image one
+    pixel wider or taller needs a third, pulled back to end at its edge, or its last pixel goes unseen."""
+    grid = tile_grid(n, n, 64, 8)
+    cover = np.zeros((n, n), bool)
+    for r, c, h, w in grid:
+        cover[r:r + h, c:c + w] = True
+    assert cover.all()
+    assert max(r + h for r, _, h, _ in grid) == n and max(c + w for _, c, _, w in grid) == n

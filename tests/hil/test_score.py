@@ -116,3 +116,12 @@ def test_one_data_set_of_several_is_pooled_from_its_own_images() -> None:
     assert pooled["vessel_iou"] == pytest.approx(1 / 4)        # 1 shared pixel of 2 + 2 vessel pixels
     assert pooled["outline_vessel_iou"] == 0.0
     assert "vessel_iou" not in _pool([{"true_positives": 0, "n_predicted": 0, "n_truth": 0}])
+
+
+def test_pooled_scores_count_false_alarms_and_misses_apart() -> None:
+    """Three detections, one true, over two truths: 2 false positives, 1 false negative, not the reverse."""
+    r = match_objects([box(0, 0, 10, 10), box(50, 50, 60, 60), box(80, 80, 90, 90)],
+                      [box(0, 0, 10, 10), box(20, 20, 30, 30)], 0.5)
+    pooled = pooled_scores([], [r])
+    assert (pooled["true_positives"], pooled["false_positives"], pooled["false_negatives"]) == (1, 2, 1)
+    assert (pooled["precision"], pooled["recall"]) == pytest.approx((1 / 3, 1 / 2))

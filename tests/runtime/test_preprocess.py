@@ -89,3 +89,17 @@ def test_a_tile_normalised_on_the_host_is_never_lent() -> None:
     assert not np.shares_memory(batch, tile)
     np.testing.assert_allclose(batch, 2.0)
     assert (tile == 5.0).all()  # the counts themselves are left as they came
+
+
+def test_a_log_scale_takes_log_of_one_plus_the_counts_so_a_dark_pixel_stays_finite() -> None:
+    """``normalization.scale = "log"`` is ``(log(1 + counts) - mean) / std``: a zero count (SAR shadow,
+    no-data) is log(1) = 0, never -inf fed to the model."""
+    norm = {"where": "host", "scale": "log", "mean": [1.0, 2.0, 3.0], "std": [2.0, 4.0, 8.0]}
+    pre = Preprocessor({"dtype": "float32", "normalization": norm}, SHAPE)
+    pixels = np.zeros((3, 64, 64), np.uint16)
+    pixels[:, 0, 0] = 1000
+    batch, _ = pre(pixels, {})
+    mean, std = np.array(norm["mean"]), np.array(norm["std"])
+    assert np.isfinite(batch).all()
+    np.testing.assert_allclose(batch[0, :, 1, 1], (0.0 - mean) / std, rtol=1e-6)
+    np.testing.assert_allclose(batch[0, :, 0, 0], (np.log1p(1000.0) - mean) / std, rtol=1e-6)

@@ -144,3 +144,11 @@ def test_a_malformed_result_raises_value_error_naming_the_problem(frames: list[b
     """Whoever reads results catches ValueError to drop one bad result: nothing else may escape."""
     with pytest.raises(ValueError, match="result"):
         protocol.decode_result(frames)
+
+
+def test_a_tile_of_exactly_the_pixel_and_band_limits_is_accepted() -> None:
+    """``max_tile_pixels`` and ``max_tile_bands`` are the largest tile taken, not the first refused."""
+    frames = protocol.encode_tile(*_tile())
+    _, pixels = protocol.decode_tile(frames, max_pixels=5 * 7, max_bands=2)
+    assert pixels.shape == (2, 5, 7)
+    assert _reason(frames, max_pixels=5 * 7 - 1).reason is Reason.TOO_LARGE

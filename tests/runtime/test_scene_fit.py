@@ -16,7 +16,7 @@ from flightsim.streamer import Streamer
 from runtime import config, protocol
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
 from runtime.client import ControlClient
-from runtime.fit import SceneFit, fit_warnings, manifest_trained_for, tile_gsd_m
+from runtime.fit import GSD_SLACK, SceneFit, fit_warnings, manifest_trained_for, tile_gsd_m
 from runtime.server import Settings
 from tests.conftest import runtime_thread
 from tests.runtime.test_server import Ground, _tile
@@ -154,3 +154,9 @@ def test_metres_per_unit_follow_each_crs_object_not_an_id_it_once_had() -> None:
         expected = us_foot if i % 3 == 0 else 1.0
         assert tile_gsd_m((1.0, 0.0, 0.0, 0.0, -1.0, 0.0), crs) == pytest.approx(expected)
         del crs
+
+
+def test_a_scene_at_exactly_the_slack_still_fits() -> None:
+    """``GSD_SLACK``: a scene within 1.5 times the trained range counts as inside it, its edge included."""
+    assert fit_warnings(SAR_1M, None, [1.0 * GSD_SLACK]) == []
+    assert fit_warnings(SAR_1M, None, [1.0 * GSD_SLACK + 0.01]) != []
