@@ -142,6 +142,9 @@ def _validate(cfg: dict[str, Any], seed: int, size: int, gsd: float, n_ships: in
         raise ValueError(f"n_ships must be a non-negative integer or None (the default), got {n_ships!r}")
     if dtype not in cfg["dtypes"]:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {sorted(cfg['dtypes'])}")
+    _check_kinds(cfg, defaults(), "[synthetic]")
+    if min(cfg["length_to_width"]) <= 0:  # a ship's width is its length divided by a draw of it
+        raise ValueError(f"[synthetic] length_to_width must be two numbers > 0; got {cfg['length_to_width']!r}")
     n_bands = len(cfg["bands"])
     for key, value in cfg.items():
         if key.endswith("_colour") and len(value) != n_bands:
@@ -153,3 +156,30 @@ def _validate(cfg: dict[str, Any], seed: int, size: int, gsd: float, n_ships: in
         raise ValueError(f"geotiff_block_px must be a positive multiple of 16 (a GeoTIFF tile side), got {block!r}")
     if len(cfg["ship_types"]) != len(cfg["ship_type_weights"]):
         raise ValueError("ship_types and ship_type_weights must have the same length")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {str: "a string", list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def _check_kinds(cfg: dict[str, Any], reference: dict[str, Any], where: str) -> None:
+    """Each value of ``cfg`` of the kind of its default in ``reference`` (numbers finite; list items
+    of the kind of the default's first item), else a ValueError naming it: a wrong type in a
+    ``--config`` was a TypeError or ZeroDivisionError deep in the drawing, after part of it ran."""
+    for key, default in reference.items():
+        _check_value(f"{where} {key}", default, cfg.get(key, default))
+
+
+def _check_value(name: str, want: Any, got: Any) -> None:
+    if _kind(got) != _kind(want) or (_kind(got) == "a number" and not math.isfinite(got)):
+        raise ValueError(f"{name} must be {_kind(want)}{' (finite)' if _kind(want) == 'a number' else ''}, "
+                         f"like its default {want!r}; got {got!r}")
+    if isinstance(want, dict):
+        _check_kinds(got, want, name)
+    elif isinstance(want, list) and want:
+        for item in got:
+            _check_value(f"{name} item", want[0], item)

@@ -45,3 +45,19 @@ def test_a_gsd_too_coarse_for_any_ship_draws_a_scene_without_ships_at_once() -> 
     start = time.process_time()
     scene = generate_scene(1, size=256, gsd_m=300.0)
     assert scene.vessels == [] and time.process_time() - start < 20
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("cloud_probability", "x", r"\[synthetic\] cloud_probability must be a number \(finite\), like its default 0.4"),
+    ("length_to_width", [0.0, 0.0], r"\[synthetic\] length_to_width must be two numbers > 0"),
+    ("deck_colours", [[0.1, "a", 0.2]], r"\[synthetic\] deck_colours item item must be a number"),
+    ("sensor_noise", [0.003, float("nan")], r"\[synthetic\] sensor_noise item must be a number \(finite\)"),
+])
+def test_a_synthetic_setting_of_the_wrong_kind_is_a_value_error_naming_it(key: str, value: object, message: str) -> None:
+    """Review (2026-12-05): such values were a TypeError or ZeroDivisionError deep in the drawing."""
+    from flightsim.synthetic import defaults, generate_scene
+
+    cfg = defaults()
+    cfg[key] = value
+    with pytest.raises(ValueError, match=message):
+        generate_scene(7, size=64, config=cfg)
