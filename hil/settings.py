@@ -71,8 +71,12 @@ class ScoreSettings:
 
         if t["border_rule"] not in BORDER_RULES:
             raise ValueError(f"[score] border_rule {t['border_rule']!r}; valid: {list(BORDER_RULES)}")
+        tolerance = check_number("[score] merge_tolerance_px", t["merge_tolerance_px"], 0)
+        if tolerance >= 0.5:  # runtime.merge._share_edge: a shared edge of one pixel then reads as a corner
+            raise ValueError(f"[score] merge_tolerance_px must be a number in [0, 0.5); got {tolerance!r}: from 0.5 "
+                             "a one-pixel-wide vessel across a border with 4-connectivity comes down in two")
         return cls(match_iou=check_number("[score] match_iou", t["match_iou"], 0, strict=True, high=1),
-                   merge_tolerance_px=check_number("[score] merge_tolerance_px", t["merge_tolerance_px"], 0),
+                   merge_tolerance_px=tolerance,
                    border_rule=str(t["border_rule"]))
 
 

@@ -39,6 +39,7 @@ def test_the_shipped_defaults_are_the_toml_values_typed() -> None:
     ('[score]\nborder_rule = "largest-or-passed"\n',
      r"\[score\] border_rule 'largest-or-passed'; valid: \['largest-else-passed', 'piecewise'"),
     ("[run]\nwindw = 4\n", r"unknown setting 'windw'; valid: .*'window'"),
+    ("[score]\nmerge_tolerance_px = 0.5\n", r"merge_tolerance_px must be a number in \[0, 0.5\); got 0.5"),
 ])
 def test_a_bad_value_is_refused_with_what_is_valid(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "h.toml"
