@@ -33,6 +33,20 @@ def check_profile_device(device: str, profile: str | None) -> None:
                          "computes in its own numerics; give --device myriadx-emu, or no profile")
 
 
+#: OpenVINO's device plugins (2022.3 and 2024+) by the family part of their device names.
+PLUGIN_FAMILIES = ("CPU", "GPU", "NPU", "MYRIAD", "HDDL", "GNA", "VPUX")
+
+
+def check_device_name(setting: str, device: str) -> None:
+    """Refuse a device name of no known plugin family (a typo such as ``CPUU``): a runtime started
+    without a model looks for its device only at the first uplink, and said "ready" on it until then.
+    A family known but not attached here passes: a stick may be plugged in later, and a load falls
+    back (``[device_recovery] fallback_device``)."""
+    if device != "flight" and device_family(device) not in (*PLUGIN_FAMILIES, *TWINS):
+        raise ValueError(f"{setting} {device!r}: no such device family; valid: 'flight', "
+                         f"{list(TWINS)}, or a device of {list(PLUGIN_FAMILIES)} (e.g. MYRIAD.1.2-ma2480)")
+
+
 def device_family(device: str) -> str:
     """``MYRIAD.1.2-ma2480`` (a numbered stick), ``NPU.0``: the plugin name without the instance."""
     return device if device in TWINS else device.split(".")[0]

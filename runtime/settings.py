@@ -194,10 +194,11 @@ class Settings:
         """
         for name, (table, key) in _KIND_FIELDS.items():
             object.__setattr__(self, name, check_kind(table, key, getattr(self, name)))
+        from runtime.device_names import check_device_name, check_profile_device
+
+        check_device_name("[inference] device (--device)", self.device)
         if self.profile is not None:
             check_kind("inference", "profile", self.profile)
-            from runtime.device_names import check_profile_device
-
             check_profile_device(self.device, self.profile)
         object.__setattr__(self, "endpoints", _checked_table("endpoints", self.endpoints))
         for name, address in self.endpoints.items():  # else ZeroMQ's bare "Invalid argument" at bind
@@ -208,6 +209,8 @@ class Settings:
         for name, table in _TABLES.items():
             object.__setattr__(self, name, _checked_table(table, getattr(self, name)))
         check_cpu_precision(self.cpu_precision)
+        if self.recovery["fallback_device"]:  # empty: none
+            check_device_name("[device_recovery] fallback_device", self.recovery["fallback_device"])
         if self.remember_tiles <= self.max_tiles_inside:
             # Up to max_tiles_inside tiles are in flight, and the memory must hold them all beside at
             # least one done: else it forgets a tile in flight, and a resend of it is processed again.

@@ -152,3 +152,19 @@ def test_infer_and_benchmark_compute_in_the_configured_profile(tmp_path: Path, b
     assert main(["benchmark", "--config", str(conf), "--model", str(brightness_bundle), "--device", "myriadx-emu",
                  "--json"]) == 0
     assert seen[-1][1:] == ("myriadx-emu", 5.0, "f32", "fp32")
+
+
+@pytest.mark.parametrize(("setting", "value"), [("device", "CPUU"), ("fallback_device", "myriadx_emu")])
+def test_a_device_of_no_known_family_is_refused_at_start(setting: str, value: str) -> None:
+    """``serve --device CPUU`` with no model said "ready" on it, the typo found only at the first
+    uplink (review, 2026-12-05); a family known but absent (a stick plugged in later) still passes."""
+    cfg = config.defaults()
+    if setting == "device":
+        cfg["inference"] = {**cfg["inference"], "device": value}
+    else:
+        cfg["device_recovery"] = {**cfg["device_recovery"], "fallback_device": value}
+    with pytest.raises(ValueError, match=rf"{setting} .*'{value}': no such device family; valid: 'flight'"):
+        Settings.from_config(cfg)
+    cfg["inference"] = {**cfg["inference"], "device": "MYRIAD.1.2-ma2480"}
+    cfg["device_recovery"] = {**cfg["device_recovery"], "fallback_device": "myriadx-emu"}
+    assert Settings.from_config(cfg).device == "MYRIAD.1.2-ma2480"
