@@ -52,6 +52,8 @@ def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
     where each numpy call's fixed cost is most of the work on a box a few tens of pixels across)."""
     if r <= 0:
         return mask.copy()
+    # past the box's size a wider window adds nothing: a manifest's huge ring_px must not allocate it
+    r = min(r, max(mask.shape))
     out = mask
     for axis in (0, 1):
         n = out.shape[axis]
@@ -195,7 +197,7 @@ class Discriminator:
         try:
             return cls(tuple(_strings(table, "features")), *(tuple(_numbers(table, k)) for k in ("mean", "scale", "weights")),
                        float(table["bias"]), float(table["cut"]), _ring(table))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError("output.discriminator needs features, mean, scale, weights, bias and cut "
                              f"(and optionally ring_px): {exc!r}") from None
 
@@ -246,7 +248,7 @@ class TreeDiscriminator:
                            for name in TREE_ARRAYS} for tree in table["trees"])
             return cls(tuple(_strings(table, "features")), float(table["baseline"]), trees, float(table["cut"]),
                        _ring(table))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError("a trees discriminator needs features, baseline, trees (each with "
                              f"{', '.join(TREE_ARRAYS)}) and cut (and optionally ring_px): {exc!r}") from None
 
