@@ -17,7 +17,7 @@ from typing import Any
 
 from runtime import nce
 from runtime.bundle import IR_FILES, BundleError
-from runtime.device_names import TWINS
+from runtime.device_names import TWINS, device_family
 from runtime.latency import load_costs
 from runtime.ov_api import Model, read_ir
 from runtime.profiles import get_profile
@@ -251,9 +251,13 @@ def _limits() -> dict[str, Any]:
 def check_model(model: Model, target: str = "MYRIAD") -> list[Finding]:
     """Every op of ``model`` that ``target`` cannot run, or runs differently, most severe first.
 
+    ``target`` may name one device as ``runtime devices`` lists it (``MYRIAD.1.2-ma2480``): its
+    family's rules apply, as they do when the runtime opens a model on it.
+
     Raises:
         ValueError: if ``target`` has no rules.
     """
+    target = device_family(target)
     if target not in RULES:
         raise ValueError(f"no rules for target {target!r}; valid targets: {sorted(RULES)}")
     limits = _limits()

@@ -117,6 +117,15 @@ def test_unknown_target_lists_valid_ones() -> None:
         check_model(model_of(conv), target="NPU")
 
 
+def test_a_numbered_device_is_checked_under_its_family_rules() -> None:
+    """``runtime devices`` lists ``MYRIAD.1.2-ma2480``; ``runtime check --target`` with that name
+    was refused as a target with no rules, while the runtime opening a model there checks it."""
+    model = model_of(lambda x: conv(x, dilation=2))
+    assert check_model(model, target="MYRIAD.1.2-ma2480") == check_model(model, target="MYRIAD") != []
+    with pytest.raises(ValueError, match="MYRIAD"):
+        check_model(model, target="NPU.0")
+
+
 def test_check_bundle_dir(tmp_path: Path) -> None:
     ov.save_model(model_of(lambda x: conv(x, dilation=2)), tmp_path / "model.xml", compress_to_fp16=True)
     assert [f.severity for f in check_bundle_dir(tmp_path)] == ["warning"]
