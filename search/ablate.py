@@ -52,7 +52,7 @@ from runtime.profiles import OpSemantics, get_profile
 from search.align import Aligner
 from search.candidate import hil_scores, manifest_for
 from search.train import fit, torch_device
-from search.recipe import check_recipe, check_scoring
+from search.recipe import check_patch, check_recipe, check_scoring
 from search.dataset import make_sampler, prepare_data, split_arrays
 from search.evaluate import ir_predictor, score_scenes, torch_predictor
 from search.export_ir import export_ir
@@ -69,9 +69,9 @@ NOISE_GAP = 2e-3
 
 def parse_genome(arg: str | None, cfg: dict[str, Any]) -> Genome:
     """``--genome``: JSON text, a JSON file, a bundle manifest with a ``genome`` or its folder;
-    default ``[ablate]``."""
+    default ``[ablate]``, refused the same way (a ValueError, not a traceback) when it is no genome."""
     if arg is None:
-        return Genome.from_dict(cfg["ablate"])
+        return _genome(cfg["ablate"], "[ablate]")
     text = arg.strip()
     inline = text.startswith(("{", "["))  # JSON text, not a path
     path = Path(arg) / "manifest.json" if not inline and Path(arg).is_dir() else Path(arg)  # a bundle folder
@@ -84,8 +84,24 @@ def parse_genome(arg: str | None, cfg: dict[str, Any]) -> Genome:
         raise ValueError(f"{source}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a JSON object (a genome or a manifest holding one); got {type(data).__name__}")
+    return _genome(data.get("genome", data), source)
+
+
+#: The keys of a block of a genome (:meth:`search.space.BlockGene.to_dict`).
+BLOCK_KEYS = ("kind", "width", "stride", "expansion")
+
+
+def _genome(data: Any, source: str) -> Genome:
+    """``data`` read as a genome, else a ValueError naming ``source``: a block's misspelt key (``strid``)
+    was ignored, and the ablation trained a network other than the one written, at its default."""
     try:
-        return Genome.from_dict(data.get("genome", data))
+        for k, block in enumerate(data.get("blocks", [])):  # a U-Net genome has none
+            if not isinstance(block, dict):
+                raise ValueError(f"block {k}: {block!r} is not a table of {list(BLOCK_KEYS)}")
+            unknown = sorted(set(block) - set(BLOCK_KEYS))
+            if unknown:
+                raise ValueError(f"block {k}: unknown key(s) {unknown}; valid: {list(BLOCK_KEYS)}")
+        return Genome.from_dict(data)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"{source}: not a genome ({type(exc).__name__}: {exc})") from None
 
@@ -174,6 +190,7 @@ def run_ablation(cfg: dict[str, Any], out: Path, genome_arg: str | None = None, 
     cand = cfg["candidate"]
     check_recipe(cfg)  # what the branches would fail on only once trained: threshold, profile, device
     check_scoring(cand)
+    check_patch(genome.stride, cfg)  # before the data is prepared, not in the first batch
     data = prepare_data(cfg, out / "data")
     say(f"ablation of {genome} ({count_parameters(genome, gate)} parameters): {cand['fp32_epochs']} FP32 epochs, "
         f"then {cand['aligned_epochs']} epochs per branch")

@@ -27,7 +27,7 @@ from runtime.bundle import Bundle, check_input_holds, write_bundle
 from runtime.golden import with_golden
 from search.candidate import manifest_for, shift_sea_for_export
 from search.train import fit, torch_device
-from search.recipe import check_recipe
+from search.recipe import check_patch, check_recipe
 from search.config import check_values, load_config
 from search.dataset import make_sampler, prepare_data, split_arrays, training_counts
 from search.evaluate import golden_tile, ir_predictor, score_scenes, torch_predictor
@@ -84,6 +84,7 @@ def train_baseline(
     tile, threshold = int(exp["tile"]), float(exp["threshold"])
     if tile % genome.stride:
         raise ValueError(f"export tile {tile} must be a multiple of {genome.stride} for widths {cfg['model']['widths']}")
+    check_patch(genome.stride, cfg)  # before the data is prepared, not in the first batch
     budget = int(cfg["space"]["max_parameters"])
     # counted with the land gate it is trained and flown with, as the search counts its genomes
     n_params = count_parameters(genome, tr["land_gate"])

@@ -66,6 +66,27 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     _check_training_settings(cfg, name)
 
 
+def check_patch(stride: int, cfg: dict[str, Any]) -> None:
+    """``[train] patch`` a multiple of a network's total ``stride`` (and of the land gate's cell for a
+    cell-averaging gate), as :func:`search.evolution.check_up_front` checks the candidates' patch:
+    ``search train-baseline`` and ``search ablate`` train one fixed genome, and another patch failed
+    with a torch size mismatch in its first training batch, after the data was prepared.
+
+    Raises:
+        ValueError: naming the setting and a valid patch.
+    """
+    import math
+
+    from search.network import CELL_GATES, GATE_CELL
+
+    patch, gate = int(cfg["train"]["patch"]), cfg["train"]["land_gate"]
+    multiple = math.lcm(stride, GATE_CELL) if gate in CELL_GATES else stride
+    if patch % multiple:
+        why = f" and of the {gate!r} land gate's {GATE_CELL} px cell" if gate in CELL_GATES else ""
+        raise ValueError(f"[train] patch {patch} must be a multiple of {multiple} (the network's total stride "
+                         f"{stride}{why}); valid: e.g. {max(multiple, patch // multiple * multiple)}")
+
+
 def check_scoring(cand: dict[str, Any], here: bool = True) -> None:
     """``[candidate] check_target`` one of :data:`runtime.check.RULES`, and, when the scoring runs
     ``here`` (on this host), ``hil_device`` a device it has (:func:`runtime.device.resolve`): else

@@ -30,7 +30,8 @@ from search.state import write_json_atomic  # noqa: E402
 
 COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "pooled_vessel_iou", "pooled_f1",
            "est_latency_ms",
-           "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device", "postprocessing", "val_f1_torch",
+           "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device", "profile", "host", "postprocessing",
+           "val_f1_torch",
            "val_f1_torch_no_score_cut", "unranked_because")
 
 
@@ -105,7 +106,11 @@ def _row(r: dict[str, Any]) -> dict[str, Any]:
         "est_latency_ms": dev.get("estimated_latency_ms"), "host_latency_p50_ms": dev.get("runtime_latency_p50_ms"),
         "fitness": r.get("fitness"),
         "train_s": (tr.get("fp32", {}).get("seconds", 0) + tr.get("aligned", {}).get("seconds", 0)) if tr else None,
-        "hil_s": r.get("hil_seconds"), "device": dev.get("device"), **_postprocessing(tr.get("postprocessing")),
+        "hil_s": r.get("hil_seconds"), "device": dev.get("device"),
+        # the numerics the figures were measured under (with robust_profiles: the worst one), and the
+        # machine whose runtime measured host_latency_p50_ms (a Ray worker, not always this one)
+        "profile": dev.get("profile"), "host": (r.get("worker") or {}).get("host"),
+        **_postprocessing(tr.get("postprocessing")),
     }
 
 
@@ -121,7 +126,10 @@ def _postprocessing(post: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+    """A markdown table cell: a genome's name holds a "|" (``conv8-conv8/2|nearest``), which split
+    its cell in two and shifted every later column of the row by one."""
+    text = f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str, dict[str, Any]],
@@ -140,7 +148,9 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     note = ("Accuracy: on-device validation scores through hil (device column); miou, vessel_iou and f1 are "
             "means over the validation samples (or scenes), pooled_vessel_iou and pooled_f1 are pooled over "
             "every pixel and vessel of them (real data only). est_latency_ms: Myriad X "
-            "cost-model ESTIMATE per tile. host_latency_p50_ms: measured in the runtime on this host. "
+            "cost-model ESTIMATE per tile. host_latency_p50_ms: measured in the runtime on the host column's "
+            "machine. profile: the numerics the device figures were measured under (with robust_profiles the "
+            "worst of them). "
             "postprocessing: threshold / smallest vessel (px) / score cut chosen on validation by pooled "
             "object F1 of the torch FP32 forward (val_f1_torch), beside the best such F1 without a score "
             "cut (val_f1_torch_no_score_cut). unranked_because: why a candidate has no fitness and no rank.")
