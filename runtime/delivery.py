@@ -190,11 +190,18 @@ class ResultSender:
                 item = ()
             if item is None:
                 break
-            if item:
-                self._send_one(notify, *item)
-            if self._acks is not None:
-                self._guarded(self._take_acks, notify)
-                self._guarded(self._resend_overdue)
+            # The heartbeat covers the whole pass, not the send alone: a pass stuck on taking an ack,
+            # releasing a tile or telling its sender looked idle to Health, which fed the watchdog while
+            # no result left. Waiting for a ground to read is not a hang (_send_result ends it meanwhile).
+            self.beat.begin(None)
+            try:
+                if item:
+                    self._send_one(notify, *item)
+                if self._acks is not None:
+                    self._guarded(self._take_acks, notify)
+                    self._guarded(self._resend_overdue)
+            finally:
+                self.beat.end()
         if self._acks is not None:  # at shutdown: the ground has until the grace deadline to ack
             while len(self.awaiting) and time.monotonic() < (self._stop_deadline or 0):
                 self._acks.poll(100)
@@ -216,11 +223,7 @@ class ResultSender:
         inside = True  # the tile counts in max_tiles_inside until released here or ledgered
         stage = "sending"  # then "sent" (the result is out), then "told" (its sender answered)
         try:
-            self.beat.begin(None)
-            try:
-                sent = self._send_result(frames)
-            finally:
-                self.beat.end()
+            sent = self._send_result(frames)
             if not sent:
                 inside = False
                 self._released()

@@ -670,6 +670,8 @@ class Runtime:
                 log.exception("internal error on a tile")
                 self._count("internal_errors")
                 reason, detail = Reason.INTERNAL_ERROR, f"internal error: {exc!r}"
+                # as every other bug is (docs/protocol.md): tile_rejected alone is a sender's WARNING_LO
+                self._event("internal_error", handler="_on_tile", detail=repr(exc), **protocol.tile_ids(header))
             # Sent once, outside the ground-ack ledger (key None): the tile was never accepted, its
             # sender has the rejected ack below, and a corrupted copy of an accepted tile carries that
             # tile's key, which must stay free for the accepted tile's own result (docs/protocol.md).
