@@ -53,7 +53,8 @@ def test_a_gsd_too_coarse_for_any_ship_draws_a_scene_without_ships_at_once() -> 
     ("deck_colours", [[0.1, "a", 0.2]], r"\[synthetic\] deck_colours item item must be a number"),
     ("sensor_noise", [0.003, float("nan")], r"\[synthetic\] sensor_noise item must be a number \(finite\)"),
 ])
-def test_a_synthetic_setting_of_the_wrong_kind_is_a_value_error_naming_it(key: str, value: object, message: str) -> None:
+def test_a_synthetic_setting_of_the_wrong_kind_is_a_value_error_naming_it(key: str, value: object,
+                                                                         message: str) -> None:
     """Review (2026-12-05): such values were a TypeError or ZeroDivisionError deep in the drawing."""
     from flightsim.synthetic import defaults, generate_scene
 

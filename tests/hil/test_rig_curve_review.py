@@ -24,7 +24,8 @@ def test_the_rig_runs_against_a_curve_runtime_with_the_ground_keys(
     keys = tmp_path / "keys"
     make_keys(keys, ["ground"])
     scene, truth = _write_scene(tmp_path)
-    settings = Settings.from_config(config.defaults(), device="CPU", curve_server_secret=str(keys / "server.key_secret"),
+    settings = Settings.from_config(config.defaults(), device="CPU",
+                                    curve_server_secret=str(keys / "server.key_secret"),
                                     curve_authorized=str(keys / "authorized"), curve_channels=channels,
                                     **ipc_endpoints)
     runtime = Runtime(settings)
