@@ -45,6 +45,24 @@ REPLY_TIMEOUT_S = 30.0
 MAX_TIMEOUTS_IN_A_ROW = 3
 #: The outcome of a rejection whose result gives no reason (a runtime bug: every rejection must say why).
 NO_REASON = "rejected without reason"
+#: The outcome of a tile whose id the runtime took for a resend of one already taken.
+DUPLICATE = "duplicate id: acknowledged, not processed again"
+#: Rejection reasons that are a runtime bug whatever the input (the runtime turns a bug met on a tile
+#: into this reason instead of stopping): the campaign would otherwise pass the very bugs it looks for.
+BUG_REASONS = frozenset({"internal_error"})
+#: kind -> the only outcomes a correct runtime gives it: every message of these kinds is invalid by
+#: construction (or, for ``same_name_scene``, valid), so any other outcome ("processed" included)
+#: means a check of the runtime is gone. Kinds not listed mutate at random and may leave a valid tile.
+EXPECTED_OUTCOMES: dict[str, frozenset[str]] = {
+    "pixel_bit_flips": frozenset({"bad_checksum"}), "truncated_pixels": frozenset({"wrong_byte_count"}),
+    "extra_bytes": frozenset({"wrong_byte_count"}), "missing_frame": frozenset({"bad_frames"}),
+    "extra_frame": frozenset({"bad_frames"}), "required_field_removed": frozenset({"bad_header"}),
+    "unknown_version": frozenset({"unknown_version"}), "huge_shape": frozenset({"too_large"}),
+    "float_pixels": frozenset({"unsupported_dtype"}), "nan_inf_in_header": frozenset({"bad_header"}),
+    "wrong_band_count": frozenset({"bad_shape"}), "deep_nesting": frozenset({"bad_header"}),
+    "long_ids": frozenset({"bad_header"}), "extreme_numbers": frozenset({"bad_header"}),
+    "same_name_scene": frozenset({"processed"}),
+}
 
 
 def outcome(result: dict[str, Any]) -> str:
@@ -69,6 +87,26 @@ def message_key(frames: list[bytes], fallback: str) -> str:
     return fallback
 
 
+def unexpected_outcomes(kind: str, outcomes: dict[str, int]) -> dict[str, int]:
+    """The outcomes of ``kind`` a correct runtime does not give: a bug reason (any kind), or, for a
+    kind in ``EXPECTED_OUTCOMES``, anything else than what it expects. A rejection without a reason
+    is counted apart (``NO_REASON``)."""
+    allowed = EXPECTED_OUTCOMES.get(kind)
+    return {o: n for o, n in outcomes.items() if o != NO_REASON
+            and (o in BUG_REASONS or (allowed is not None and o not in allowed))}
+
+
+def control_outcome(reply: dict[str, Any]) -> str:
+    """A control reply's row: every campaign command is malformed, so only a refusal that says why
+    is right; "ok" (the runtime took a malformed command) and a bug in a command are failures."""
+    error = reply.get("error")
+    if reply.get("ok"):
+        return "ok"
+    if not isinstance(error, str) or not error:
+        return "refused without error"
+    return "internal error" if error.startswith("internal error") else "refused with error"
+
+
 def runtime_alive(proc: RuntimeProcess) -> bool:
     """Whether the runtime process is still running."""
     return proc.proc.poll() is None
@@ -85,6 +123,12 @@ def failures(summary: dict[str, Any]) -> list[str]:
         why.append(f"{summary['lost']} tiles lost")
     if summary.get("rejected_without_reason"):
         why.append(f"{summary['rejected_without_reason']} rejections without a reason")
+    if summary.get("unexpected_outcomes"):
+        why.append(f"{summary['unexpected_outcomes']} tiles answered other than their kind expects "
+                   "(internal_error, or a malformed tile processed or rejected for another reason)")
+    if summary.get("control_not_refused"):
+        why.append(f"{summary['control_not_refused']} malformed commands not refused with an error "
+                   "(answered ok, without an error, or with an internal error)")
     if summary.get("control_timeouts"):
         why.append(f"{summary['control_timeouts']} control messages got no reply in {REPLY_TIMEOUT_S:g} s")
     if summary.get("valid_tile_after_campaign") != "ok":
@@ -102,12 +146,15 @@ def print_table(summary: dict[str, Any]) -> None:
     for kind, row in summary["tiles"].items():
         extra = f" rejected without reason {row['rejected_without_reason']}" if row["rejected_without_reason"] else ""
         link = f" LINK ERROR: {row['link_error']}" if row.get("link_error") else ""
-        print(f"tile/{kind:<17}{row['sent']:>6}  {row['outcomes']} lost {row['lost']}{extra}{link}")
+        bad = f" UNEXPECTED {row['unexpected']}" if row.get("unexpected") else ""
+        print(f"tile/{kind:<17}{row['sent']:>6}  {row['outcomes']} lost {row['lost']}{extra}{bad}{link}")
     for kind, row in summary["control"].items():
         timeouts = f" timeouts {row['timeouts']}" if row["timeouts"] else ""
         print(f"control/{kind:<14}{row['sent']:>6}  {row['replies']}{timeouts}")
     print(f"{total_tiles} malformed tiles, {total_control} malformed commands; crashes {summary['crashes']}, "
           f"lost {summary['lost']}, rejected without reason {summary['rejected_without_reason']}, "
+          f"unexpected outcomes {summary['unexpected_outcomes']}, "
+          f"commands not refused {summary['control_not_refused']}, "
           f"control timeouts {summary['control_timeouts']}; valid tile afterwards: "
           f"{summary['valid_tile_after_campaign']}; runtime exit code {summary['runtime_exit_code']}")
 
@@ -124,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     log = work / "runtime.log"
     summary: dict[str, Any] = {"tiles": {}, "control": {}, "crashes": 0, "lost": 0, "rejected_without_reason": 0,
-                               "control_timeouts": 0, "valid_tile_after_campaign": "not tried", "error": None}
+                               "unexpected_outcomes": 0, "control_not_refused": 0, "control_timeouts": 0,
+                               "valid_tile_after_campaign": "not tried", "error": None}
     proc: RuntimeProcess | None = None
     code: int | None = None
     try:
@@ -165,17 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             seen = len(collector.results)
             outcomes = Counter(outcome(r) for _, r, _ in batch)
             if dup:
-                outcomes["duplicate id: acknowledged, not processed again"] = dup
+                outcomes[DUPLICATE] = dup
             lost = max(0, args.per_kind - len(batch) - dup)  # with a crash: the kind's unsent tiles too
             no_reason = outcomes.get(NO_REASON, 0)
             summary["lost"] += lost
             summary["rejected_without_reason"] += no_reason
+            unexpected = unexpected_outcomes(kind, outcomes)
+            summary["unexpected_outcomes"] += sum(unexpected.values())
             # Acks naming no tile (the header was unreadable) answer this kind's unreadable messages;
             # the ids listed are the keyed messages the runtime never acknowledged.
             anonymous = len(streamer.log.anonymous_acks)
             unacked = [k for k in dict.fromkeys(keys) if k not in streamer.log.acks]
             summary["tiles"][kind] = {"sent": len(keys), "planned": args.per_kind, "outcomes": dict(outcomes),
-                                      "lost": lost, "rejected_without_reason": no_reason,
+                                      "lost": lost, "rejected_without_reason": no_reason, "unexpected": unexpected,
                                       "link_error": link_error, "anonymous_acks": anonymous,
                                       "unacknowledged": max(0, len(unacked) - anonymous),
                                       "unacknowledged_ids": unacked[:20]}
@@ -219,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                         continue
                     in_a_row = 0
                     reply = protocol.loads(sock.recv())
-                    replies["ok" if reply.get("ok") else "refused with error"] += 1
+                    replies[control_outcome(reply)] += 1
                 summary["control_timeouts"] += timeouts
+                summary["control_not_refused"] += sum(n for r, n in replies.items() if r != "refused with error")
                 summary["control"][kind] = {"sent": sent, "replies": dict(replies), "timeouts": timeouts}
                 if not runtime_alive(proc):
                     summary["crashes"] += 1

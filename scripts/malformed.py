@@ -35,11 +35,20 @@ def _random_json(rng: np.random.Generator) -> object:
     return choices[int(rng.integers(len(choices)))]
 
 
-def _flip(data: bytes, rng: np.random.Generator, n: int) -> bytes:
+def _flip(data: bytes, rng: np.random.Generator, n: int, distinct: bool = False) -> bytes:
+    """``data`` with ``n`` random bits flipped. ``distinct``: a bit drawn again stays flipped (the same
+    draws, so the same stream of random numbers), so the result always differs from ``data``: a
+    second flip of the same bit gave back a valid tile, which the campaign must then not expect
+    rejected."""
     buf = bytearray(data)
+    flipped: set[tuple[int, int]] = set()
     for _ in range(n):
         i = int(rng.integers(len(buf)))
-        buf[i] ^= 1 << int(rng.integers(8))
+        bit = int(rng.integers(8))
+        if distinct and (i, bit) in flipped:
+            continue
+        flipped.add((i, bit))
+        buf[i] ^= 1 << bit
     return bytes(buf)
 
 
@@ -50,7 +59,7 @@ FIELDS = ("v", "scene_id", "tile_id", "seq", "shape", "dtype", "checksum", "tran
 TILE_KINDS: dict[str, Callable[[np.random.Generator, int], list[bytes]]] = {
     "random_bytes": lambda rng, i: [rng.bytes(int(rng.integers(0, 200))) for _ in range(int(rng.integers(1, 5)))],
     "header_bit_flips": lambda rng, i: (lambda f: [_flip(f[0], rng, int(rng.integers(1, 8))), f[1]])(valid_tile(rng, i)),
-    "pixel_bit_flips": lambda rng, i: (lambda f: [f[0], _flip(f[1], rng, int(rng.integers(1, 8)))])(valid_tile(rng, i)),
+    "pixel_bit_flips": lambda rng, i: (lambda f: [f[0], _flip(f[1], rng, int(rng.integers(1, 8)), True)])(valid_tile(rng, i)),
     "truncated_pixels": lambda rng, i: (lambda f: [f[0], f[1][: int(rng.integers(0, len(f[1])))]])(valid_tile(rng, i)),
     "extra_bytes": lambda rng, i: (lambda f: [f[0], f[1] + rng.bytes(int(rng.integers(1, 64)))])(valid_tile(rng, i)),
     "missing_frame": lambda rng, i: valid_tile(rng, i)[:1],

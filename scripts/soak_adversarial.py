@@ -16,8 +16,8 @@ A real runtime process (``runtime serve --ground-ack``, CPU, the brightness mode
    reader is restarted once halfway (results in its buffers are lost with it, and sent again).
 
 Every ``--sample-s``: the runtime's resident memory and the tiles inside it. At the end every tile
-sent must have reached the ground and be reported done to its sender; exits 1 otherwise, or if no
-noise tile was accepted, fewer than ``max_tiles_inside`` before the reader closed, more tiles than
+sent must have reached the ground as an "ok" result and be reported done to its sender; exits 1
+otherwise, or if no noise tile was accepted, fewer than ``max_tiles_inside`` before the reader closed, more tiles than
 ``max_tiles_inside`` were ever inside, memory during the flood rose more than ``--rss-bound-mb``
 above its level at the end of the steady phase, the runtime exited with a code other than 0, or the
 run stopped early (the summary is written all the same). The work folder is removed on success and
@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,8 @@ def failures(summary: dict[str, Any]) -> list[str]:
         why.append(f"runtime exit code {summary.get('runtime_exit_code')}, not 0")
     if summary.get("tiles_lost"):
         why.append(f"{summary['tiles_lost']} tiles lost")
+    if summary.get("rejected"):
+        why.append(f"{summary['rejected']} tiles rejected: {summary.get('rejected_reasons')}")
     if summary.get("not_done"):
         why.append(f"{summary['not_done']} tiles not reported done")
     why += flood_failures(summary)
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     streamer: Streamer | None = None
     reader: ResultCollector | None = None
     received: set[str] = set()
+    not_ok: dict[str, str] = {}   # tile_id -> the reason of a result that was not "ok"
     done: set[str] = set()
     sent_ids: set[str] = set()
     error: str | None = None
@@ -144,6 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             counters["sent"] += 1
             yield Tile("soak", tile_id, i, noise[i % 16] if flood else ship, Affine(3, 0, 5e5, 0, -3, 4.2e6),
                        "EPSG:32631", (0, 0, 64, 64))
+
+    def take(results: list[tuple[float, dict[str, Any], Any]]) -> None:
+        """Note the tiles answered, and those answered other than "ok": a runtime that rejected every
+        noise tile (an internal_error in vectorisation) still answered each one, and passed."""
+        for _, r, _ in list(results):
+            received.add(r["tile_id"])
+            if r.get("status") != "ok":
+                not_ok.setdefault(r["tile_id"], str(r.get("reason")))
 
     def noise_accepted() -> int:
         """Noise tiles the runtime has acknowledged as accepted (the sender thread fills the log)."""
@@ -198,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         accepted_before_close = noise_accepted()
         reader.close()  # no reader from here
-        received |= {r["tile_id"] for _, r, _ in reader.results}
+        take(reader.results)
         print(json.dumps({"reader_closed_after_noise_accepted": accepted_before_close}), flush=True)
         sample_until(time.monotonic() + args.phase_s)
         flood_rss = max(s["rss_mb"] for s in samples if s["phase"] == "flood")
@@ -206,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         reader = ResultCollector(proc.endpoints["results"], acks=proc.endpoints["acks"])
         sample_until(time.monotonic() + args.phase_s / 2)
         reader.close()  # a ground restart mid-stream
-        received |= {r["tile_id"] for _, r, _ in reader.results}
+        take(reader.results)
         reader = ResultCollector(proc.endpoints["results"], acks=proc.endpoints["acks"])
         sample_until(time.monotonic() + args.phase_s / 2)
         stop.set()
@@ -216,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         while not sent_ids <= received | {r["tile_id"] for _, r, _ in reader.results} and time.monotonic() < deadline:
             time.sleep(0.2)
         reader.close()
-        received |= {r["tile_id"] for _, r, _ in reader.results}
+        take(reader.results)
         done = set(streamer.log.done)
         streamer.close()
     except Exception as exc:  # noqa: BLE001 - report what was measured, with the error
@@ -225,14 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         sent_ids = sent_ids or {f"soak/{i}" for i in range(counters["sent"])}
         if reader is not None:
-            received |= {r["tile_id"] for _, r, _ in reader.results}
+            take(reader.results)
     finally:
         if proc is not None:
             code = proc.close()
     summary: dict[str, Any] = {
         "phase_s": args.phase_s, "tiles_sent": len(sent_ids), "results_received": len(received & sent_ids),
         "reported_done": len(done & sent_ids), "tiles_lost": len(sent_ids - received),
-        "not_done": len(sent_ids - done), "noise_tiles_sent": counters["noise_sent"],
+        "not_done": len(sent_ids - done),
+        "rejected": len(set(not_ok) & sent_ids), "rejected_reasons": dict(Counter(not_ok.values())),
+        "noise_tiles_sent": counters["noise_sent"],
         "noise_tiles_accepted": noise_accepted() if streamer is not None else 0,
         "noise_accepted_before_reader_closed": accepted_before_close, "max_tiles_inside": bound,
         "max_inside_seen": max((s["inside"] for s in samples), default=None),

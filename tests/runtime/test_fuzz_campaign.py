@@ -166,3 +166,52 @@ def test_a_control_reply_timeout_is_recorded_and_the_campaign_goes_on(brightness
     assert summary["control_timeouts"] >= 1 and summary["control"]["not_an_object"]["timeouts"] >= 1
     assert summary["control"]["unknown_command"] == {"sent": 4, "replies": {"refused with error": 4}, "timeouts": 0}
     assert summary["crashes"] == 0 and summary["runtime_exit_code"] == 0
+
+
+# -- review: the campaign checked only "answered", not "answered rightly" ------------------------------
+
+
+def test_outcomes_a_correct_runtime_does_not_give_fail_the_campaign() -> None:
+    """A malformed tile processed (a check of the runtime gone), an internal_error on any kind (a bug
+    the runtime turned into a rejection), and a malformed command answered ok or with an internal
+    error were all passes before."""
+    fc = load_campaign()
+    assert fc.unexpected_outcomes("pixel_bit_flips", {"bad_checksum": 3, "processed": 2}) == {"processed": 2}
+    assert fc.unexpected_outcomes("truncated_pixels", {"bad_checksum": 1}) == {"bad_checksum": 1}
+    # Kinds that mutate at random may leave a valid tile, but never meet a bug.
+    assert fc.unexpected_outcomes("field_wrong_type", {"processed": 2, "bad_header": 1}) == {}
+    assert fc.unexpected_outcomes("field_wrong_type", {"internal_error": 1}) == {"internal_error": 1}
+    assert fc.unexpected_outcomes("same_name_scene", {fc.DUPLICATE: 1}) == {fc.DUPLICATE: 1}
+    assert set(fc.EXPECTED_OUTCOMES) <= set(malformed.TILE_KINDS)
+    assert fc.control_outcome({"ok": False, "error": "unknown command 'x'"}) == "refused with error"
+    assert fc.control_outcome({"ok": True}) == "ok"
+    assert fc.control_outcome({"ok": False, "error": "internal error: KeyError('x')"}) == "internal error"
+    assert fc.control_outcome({"ok": False}) == "refused without error"
+    ok = {"valid_tile_after_campaign": "ok", "runtime_exit_code": 0}
+    assert fc.failures(ok) == []
+    assert fc.failures({**ok, "unexpected_outcomes": 1}) and fc.failures({**ok, "control_not_refused": 1})
+
+
+def test_pixel_bit_flips_always_change_the_pixels() -> None:
+    """A bit drawn twice flipped back: a 1-byte frame flipped twice at the same bit came back valid."""
+    for seed in range(200):
+        assert malformed._flip(b"\x00", np.random.default_rng(seed), 2, True) != b"\x00"
+        assert malformed._flip(b"\x00\x00\x00", np.random.default_rng(seed), 7, True) != b"\x00\x00\x00"
+
+
+@pytest.mark.slow
+def test_a_runtime_that_accepts_malformed_input_fails_the_campaign(brightness_bundle: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand-ins for a runtime that lost its checks: the "pixel bit flips" sent are valid tiles (as if
+    the runtime no longer checked checksums: each is processed) and the "unknown command" is a valid
+    status command (answered ok). The campaign passed both before."""
+    fc = load_campaign()
+    small_campaign(fc, monkeypatch, {"pixel_bit_flips": malformed.valid_tile},
+                   {"unknown_command": lambda rng: [json.dumps({"v": 1, "cmd": "status"}).encode()]})
+    out = tmp_path / "fuzz.json"
+    code = run_campaign(fc, monkeypatch, ["--per-kind", "3", "--model", str(brightness_bundle), "--out", str(out)])
+    summary = json.loads(out.read_text())
+    assert code == 1
+    assert summary["tiles"]["pixel_bit_flips"]["unexpected"] == {"processed": 3}
+    assert summary["unexpected_outcomes"] == 3 and summary["control_not_refused"] == 3
+    assert summary["crashes"] == 0 and summary["lost"] == 0 and summary["runtime_exit_code"] == 0

@@ -87,6 +87,17 @@ def test_soak_windows_never_overlap_and_need_two_samples() -> None:
     assert soak.failures(summary) == [why]
 
 
+def test_soak_fails_on_a_leak_or_a_drift_at_its_limits() -> None:
+    """What the soak measures for a leak: resident memory growth between the windows, failing at 5%
+    (no test injected one before: the thresholds were not exercised)."""
+    soak = load_script("soak")
+    base = {"runtime_exit_code": 0, "tiles_lost": 0, "rejected": 0, "rss_growth_pct": 4.9, "p99_drift_pct": -9.9}
+    assert soak.failures(base) == []
+    assert soak.failures({**base, "rss_growth_pct": 5.0}) == ["resident memory growth 5.0 %, limit 5.0 %"]
+    assert soak.failures({**base, "p99_drift_pct": 10.0}) == ["p99 latency drift 10.0 %, limit ±10.0 %"]
+    assert len(soak.failures({**base, "rss_growth_pct": None, "p99_drift_pct": None})) == 2
+
+
 @pytest.mark.parametrize("args, message", [
     (["--sample-s", "0"], "--sample-s: must be a finite number > 0"),
     (["--minutes", "0"], "--minutes: must be a finite number > 0"),
@@ -246,3 +257,38 @@ def test_adversarial_soak_floods_the_runtime_with_noise(brightness_bundle: Path,
     assert summary["max_inside_seen"] <= summary["max_tiles_inside"]
     assert summary["runtime_exit_code"] == 0 and summary["tiles_lost"] == 0
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_adversarial_fails_on_rejected_tiles() -> None:
+    adv = load_script("soak_adversarial")
+    summary = {"runtime_exit_code": 0, "tiles_lost": 0, "not_done": 0, "max_tiles_inside": 64, "max_inside_seen": 64,
+               "noise_accepted_before_reader_closed": 64, "noise_tiles_sent": 100, "noise_tiles_accepted": 100,
+               "rss_steady_mb": 150.0, "rss_flood_max_mb": 155.0, "rss_bound_mb": 100.0}
+    assert adv.failures(summary) == []
+    why = adv.failures({**summary, "rejected": 3, "rejected_reasons": {"internal_error": 3}})
+    assert why == ["3 tiles rejected: {'internal_error': 3}"]
+
+
+@pytest.mark.slow
+def test_adversarial_soak_fails_when_tiles_come_back_rejected(brightness_bundle: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: a result is an answer, not a success. Tiles rejected (here: every 10th result read as an
+    internal_error) were counted as received, and the soak passed with "0 lost"."""
+    import runtime.protocol as protocol
+
+    decode = protocol.decode_result
+
+    def some_rejected(frames: list[bytes]) -> tuple[dict[str, Any], Any]:
+        result, mask = decode(frames)
+        if result.get("tile_id", "").endswith("0"):
+            result = {**result, "status": "rejected", "reason": "internal_error"}
+        return result, mask
+
+    monkeypatch.setattr(protocol, "decode_result", some_rejected)
+    adv = load_script("soak_adversarial")
+    out = tmp_path / "adv.json"
+    code = adv.main(["--phase-s", "4", "--sample-s", "1", "--model", str(brightness_bundle), "--out", str(out)])
+    summary = json.loads(out.read_text())
+    assert code == 1 and summary["tiles_lost"] == 0
+    assert summary["rejected"] > 0 and summary["rejected_reasons"] == {"internal_error": summary["rejected"]}
+    assert any("rejected" in why for why in summary["failures"])
