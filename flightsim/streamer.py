@@ -56,11 +56,16 @@ class Streamer:
     ``want_done=False`` tells the runtime, in each tile's header, that this sender will not resend
     and so need not hear "done": one message fewer per tile on the link and on both hosts
     (``log.done`` then stays empty). It cannot go with ``resend_after_s``, which waits for them.
+
+    ``check``: called before each send and at least every half second while acknowledgements are
+    awaited; what it raises ends the stream (a rig whose runtime process died: said at once, not
+    after ``ack_timeout_s``).
     """
 
     def __init__(self, endpoint: str, window: int = 16, rate_hz: float | None = None,
                  ack_timeout_s: float = 30.0, context: zmq.Context | None = None,
-                 resend_after_s: float | None = None, keys: Any = None, want_done: bool = True):
+                 resend_after_s: float | None = None, keys: Any = None, want_done: bool = True,
+                 check: Callable[[], None] | None = None):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
         if rate_hz is not None and rate_hz <= 0:
@@ -68,7 +73,7 @@ class Streamer:
         if resend_after_s is not None and not want_done:
             raise ValueError("resend_after_s needs want_done=True: a resending sender keeps each tile "
                              "until it hears \"done\"")
-        self.want_done = want_done
+        self.want_done, self.check = want_done, check
         self.window, self.rate_hz, self.ack_timeout_s = window, rate_hz, ack_timeout_s
         self.endpoint, self._context = endpoint, context or zmq.Context.instance()
         self.keys = keys  # runtime.security.ClientKeys when the runtime protects its tile socket
@@ -94,6 +99,8 @@ class Streamer:
         ``lost_in_transit``: the sender does everything it does for a sent tile, but the link loses
         the message (a fault injector's link drop): only a resend can save it.
         """
+        if self.check is not None:
+            self.check()
         if self.resend_after_s is not None:
             # Resend what is stale now, not only when acks fall silent: a tile lost in transit would
             # otherwise wait, holding its credit, for a lull (in practice the end of the stream).
@@ -232,7 +239,11 @@ class Streamer:
         """Read the acks waiting, or wait for one; raise :class:`LinkError` once ``timeout_s`` has
         passed since the last progress (see :meth:`drain`), resending stale tiles meanwhile."""
         step = timeout_s if self.resend_after_s is None else min(timeout_s, self.resend_after_s / 2)
+        if self.check is not None:
+            step = min(step, 0.5)
         while not self._sock.poll(int(step * 1000)):
+            if self.check is not None:
+                self.check()
             if self.resend_after_s is not None:
                 self._resend_stale()
             if time.monotonic() >= self._progress_at + timeout_s:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,11 @@ def _read_split(path: str, role: str) -> dict[str, Any]:
     if not isinstance(split.get("names", {}), dict):
         raise ValueError(f"--split {path}: 'names' must be an object of sample index -> sample name")
     return split
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM handler: stop the run as Ctrl-C does, so that its clean-up runs."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: ZeroMQ: {exc} (--runtime {args.runtime})" if args.runtime else f"error: ZeroMQ: {exc}",
               file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (_terminated): a clear line, not a traceback
+        print("error: interrupted: the run was stopped (and a runtime started here with it); no report written",
+              file=sys.stderr)
+        return 130
     r = result.report
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     scene = r["scene"]
@@ -278,4 +288,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (kill, a job scheduler) ends a run as Ctrl-C does, through rig.run's clean-up: by
+    # default it ended this process at once and left the runtime started here running, orphaned.
+    signal.signal(signal.SIGTERM, _terminated)
     sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,7 @@ class ResultCollector:
         return len(self.results) >= n
 
     def wait_for_tiles(self, tile_ids: set[str], timeout_s: float, messages: int = 0, grace_s: float = 0.0,
-                       settle_s: float = 1.0) -> bool:
+                       settle_s: float = 1.0, check: Callable[[], None] | None = None) -> bool:
         """Wait until every tile of ``tile_ids`` has a result, counting results without a tile id
         (rejections of unreadable headers) towards the rest; False if the timeout came first.
 
@@ -88,6 +89,8 @@ class ResultCollector:
         An anonymous result cannot say which tile it answers, and may answer none of them (a stray
         unreadable message): it ends the wait only once no result has come for ``settle_s``, so a
         tile's own result still on its way is not cut off. At the timeout, it counts as before.
+
+        ``check``: called as it waits; what it raises ends the wait (the runtime process died).
         """
         deadline = time.monotonic() + timeout_s
         covered_at = None
@@ -105,6 +108,8 @@ class ResultCollector:
                 return True  # the tiles' own results stopped coming: the anonymous ones answer the rest
             if now >= deadline:
                 return False
+            if check is not None:
+                check()
             time.sleep(0.01)
 
     def close(self) -> None:

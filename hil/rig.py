@@ -38,7 +38,7 @@ from hil.fit import model_fit, sample_modalities
 from hil.geojson import detections_collection
 from hil.merge import owned_box, tile_pieces, whole_vessels
 from hil.overview import Panel, draw_overview
-from hil.runtime_proc import RuntimeProcess, remote_endpoints
+from hil.runtime_proc import RuntimeExited, RuntimeProcess, remote_endpoints
 from hil.score import (ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts,
                         within)
 from runtime.bands import model_band_names
@@ -248,7 +248,8 @@ def run(
         collector = ResultCollector(endpoints["results"], acks=endpoints.get("acks"),  # acks: ground_ack runtimes
                                     keys=keys if "results" in curve else None)
         streamer = Streamer(endpoints["tiles"], window=window or cfg.window,
-                            resend_after_s=cfg.resend_after_s or None, keys=keys if "tiles" in curve else None)
+                            resend_after_s=cfg.resend_after_s or None, keys=keys if "tiles" in curve else None,
+                            check=proc.check if proc is not None else None)
         sender: Streamer | FaultInjector = streamer
         if spec is not None:
             sender = injector = FaultInjector(streamer, spec)
@@ -261,7 +262,8 @@ def run(
         deduplicated = {t for t, a in log.acks.items() if a.get("duplicate")}
         complete = collector.wait_for_tiles(expected, cfg.result_timeout_s,
                                             messages=log.n_acks - len(deduplicated),
-                                            grace_s=cfg.duplicate_grace_s)
+                                            grace_s=cfg.duplicate_grace_s,
+                                            check=proc.check if proc is not None else None)
         # With ground_ack: what the ground acknowledged, once the last acks have been taken.
         final = control.status()
         delivery = final.get("delivery")
@@ -274,6 +276,11 @@ def run(
         # a counter over the runtime's life: this run's tiles are what it added since the uplink
         unfit, before = final.get("counters", {}).get("tiles_unfit"), status.get("counters", {}).get("tiles_unfit")
         fit["runtime_tiles_unfit"] = None if unfit is None else unfit - (before or 0)
+    except RuntimeError as exc:  # LinkError, ControlError: when the runtime started here died, say so
+        if proc is None or isinstance(exc, RuntimeExited) or proc.proc.poll() is None:
+            raise
+        raise RuntimeError(f"the runtime exited with code {proc.proc.poll()} during the run ({exc}); "
+                           f"see {report_dir / 'runtime.log'}") from exc
     finally:
         # On every way out, a failed run included: the collector's thread and every socket stop
         # here, or each failed run would leave them running in the caller's process.

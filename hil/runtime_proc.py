@@ -14,6 +14,10 @@ from runtime.client import ControlClient, ControlError
 from runtime.security import ClientKeys
 
 
+class RuntimeExited(RuntimeError):
+    """The runtime process ended while the rig was using it."""
+
+
 class RuntimeProcess:
     """``python -m runtime serve`` on ipc sockets in a private directory; stopped on close.
 
@@ -41,7 +45,11 @@ class RuntimeProcess:
             cmd += [f"--{name}", endpoint]
         self._log = open(log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log)
-        self.endpoints = self._wait_ready(startup_timeout_s)
+        try:
+            self.endpoints = self._wait_ready(startup_timeout_s)
+        except BaseException:  # Ctrl-C (or SIGTERM) in the wait: else the child was left running, orphaned
+            self.close()
+            raise
 
     def _wait_ready(self, timeout_s: float) -> dict[str, str]:
         """The endpoints from the child's ready line: the first stdout line that is a JSON object
@@ -75,6 +83,13 @@ class RuntimeProcess:
         if code is not None:
             raise RuntimeError(f"runtime exited with code {code} before it was ready; see {self._log.name}")
         raise RuntimeError(f"runtime did not start in {timeout_s} s; see {self._log.name}")
+
+    def check(self) -> None:
+        """Raise :class:`RuntimeExited` if the runtime has exited: a rig waiting on its links then
+        stops at once and says why, rather than after its timeouts as a link that fell silent."""
+        code = self.proc.poll()
+        if code is not None:
+            raise RuntimeExited(f"the runtime exited with code {code} during the run; see {self._log.name}")
 
     def close(self, timeout_s: float = 30.0) -> int | None:
         """Ask for a shutdown (the runtime drains first), then make sure the process is gone."""
