@@ -8,7 +8,8 @@ Each probe is a tiny IR with inputs chosen so that the candidate behaviours give
 Inputs are exactly representable in the format found, so the input conversion cannot hide what an
 op does:
 
-* **format**: ``1 + 2^-k`` for k = 1..24 through Add; the largest k kept gives the significand bits;
+* **format**: ``1 + 2^-k`` for k = 1..24 through Add and through a 1x1 Convolution with a constant
+  weight; the largest k kept gives the significand bits (unknown where the two disagree);
 * **rounding** of results: sums that are exact ties in the format (``1 + u/2``, ``1 + 3u/2``, and
   their negatives; u the ulp at 1): nearest-even, nearest-away or truncation;
 * **conversion** of the input: the same ties as input values, through a Reshape (no arithmetic);
@@ -130,6 +131,23 @@ def _matmul(runner: Runner, a: list[float], b: list[float]) -> float:
     return float(runner.run(_model(out, [pa, pb]), np.array([a]), np.array(b).reshape(-1, 1))[0].reshape(-1)[0])
 
 
+def _convolution(runner: Runner, x: list[float]) -> np.ndarray:
+    """``x`` through a 1x1 Convolution with the constant weight 1: a device may compute the layers
+    with weights in a format other than its element-wise ops', and a network spends its arithmetic
+    in those."""
+    ops, _ = _opsets()
+    (p,) = _params([1, 1, 1, len(x)])
+    out = ops.convolution(p, ops.constant(np.ones((1, 1, 1, 1), np.float32)), [1, 1], [0, 0], [0, 0], [1, 1])
+    return runner.run(_model(out, [p]), np.array(x).reshape(1, 1, 1, -1))[0].reshape(-1)
+
+
+def _bits_kept(got: np.ndarray) -> int:
+    """Significant bits of a format from ``got[k - 1]``, the device's 1 + 2^-k for k = 1..24: the
+    largest k kept exactly, with every smaller k kept too, plus the hidden bit."""
+    kept = [k for k in range(1, len(got) + 1) if float(got[k - 1]) == 1.0 + _pow2(-k)]
+    return 1 + max((k for k in kept if all(j in kept for j in range(1, k + 1))), default=0)
+
+
 def _classify_ties(got: np.ndarray, one_plus: float, u: float) -> str:
     """Which rounding turned [1+u/2, 1+3u/2, -(1+u/2), -(1+3u/2)] into ``got``."""
     expect = {
@@ -151,11 +169,12 @@ def probe_numerics(runner: Runner) -> dict[str, Any]:
     """The numerics fields, each with the outputs that decided it."""
     out: dict[str, Any] = {}
     ks = list(range(1, 25))
-    got = _binary(runner, "add", [1.0] * len(ks), [_pow2(-k) for k in ks])
-    kept = [k for k in ks if float(got[k - 1]) == 1.0 + _pow2(-k)]
-    bits = 1 + max((k for k in kept if all(j in kept for j in range(1, k + 1))), default=0)
+    bits = _bits_kept(_binary(runner, "add", [1.0] * len(ks), [_pow2(-k) for k in ks]))
+    conv_bits = _bits_kept(_convolution(runner, [1.0 + _pow2(-k) for k in ks]))
     fmt = _BITS_TO_FORMAT.get(bits, f"unknown ({bits} significant bits)")
-    out["format"] = {"value": fmt, "evidence": {"significant_bits": bits}}
+    if conv_bits != bits:  # e.g. the CPU plugin told bf16 lowers only the layers with weights
+        fmt = f"unknown (Add keeps {bits} significant bits, a Convolution with weights {conv_bits})"
+    out["format"] = {"value": fmt, "evidence": {"significant_bits": bits, "convolution_significant_bits": conv_bits}}
     spec = FORMATS.get(fmt, FORMATS["fp32"])
     u = _pow2(-(spec.bits - 1))
     ties_a, ties_b = [1.0, 1.0, -1.0, -1.0], [u / 2, 3 * u / 2, -u / 2, -3 * u / 2]
@@ -347,9 +366,9 @@ def probe(device: str, profile: str | None = None, cpu_precision: str = "f32") -
     interp = probe_interpolate(runner, numerics["format"]["evidence"]["significant_bits"])
     matches, mismatches = matching_profiles(numerics, interp)
     fmt = numerics["format"]["value"]
-    return {
-        "device": device, "twin_profile": runner.profile, "openvino": ov_api.version(),
-        "cpu_precision": cpu_precision if device.startswith("CPU") else None,
+    return {  # the device resolved: a profile measured through "flight" names what it ran on
+        "device": runner.device, "twin_profile": runner.profile, "openvino": ov_api.version(),
+        "cpu_precision": cpu_precision if runner.device.startswith("CPU") else None,
         "probe_version": PROBE_VERSION, "date": _dt.date.today().isoformat(), "host": describe_host(),
         "numerics": numerics, "interpolate": interp, "interpolate_semantics": _semantics(interp),
         "sigmoid": probe_sigmoid(runner, {"fp16": "fp16-ieee", "bf16": "bf16"}.get(fmt, "fp32")),

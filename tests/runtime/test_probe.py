@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 _probe_once = functools.lru_cache(maxsize=None)(probe)
 
 
-def _probed(device: str, profile: str | None = None) -> dict[str, Any]:
-    return copy.deepcopy(_probe_once(device, profile))
+def _probed(device: str, profile: str | None = None, cpu_precision: str = "f32") -> dict[str, Any]:
+    return copy.deepcopy(_probe_once(device, profile, cpu_precision))
 
 
 def _same_semantics(measured, profile) -> bool:
@@ -203,3 +203,25 @@ def test_each_numerics_field_is_read_whatever_the_others_are(monkeypatch: pytest
     monkeypatch.setattr(profiles, "_load", lambda: table)  # the registry, so the twin can name it
     got = probe_numerics(Runner("myriadx-emu", "probe-case"))
     assert {k: v["value"] for k, v in got.items()} == {k: getattr(numerics, k) for k in got}
+
+
+def test_a_device_whose_weighted_layers_use_another_format_reads_unknown() -> None:
+    """The CPU plugin told bf16 keeps Add in f32 but runs Convolution in bf16: the probe read only
+    Add and wrote a loadable ``format = "fp32"`` profile, every field "measured", whose twin then
+    computed in f32 what the device computes in bf16. Two formats read as unknown, not as one."""
+    result = _probed("CPU", cpu_precision="bf16")
+    evidence = result["numerics"]["format"]["evidence"]
+    if evidence["significant_bits"] == evidence.get("convolution_significant_bits"):
+        pytest.skip(f"the CPU plugin told bf16 computes Add and Convolution alike here: {evidence}")
+    assert result["numerics"]["format"]["value"].startswith("unknown (Add keeps 24 significant bits")
+    assert result["matches"] == []
+    assert to_toml(result, "measured-cpu-bf16").startswith("# runtime probe: profile 'measured-cpu-bf16' is commented")
+
+
+def test_a_profile_probed_through_flight_names_the_device_it_ran_on() -> None:
+    """``--device flight`` wrote "measured ... on flight": which device (MYRIAD, NPU, the twin) was lost."""
+    from runtime.device import resolve
+
+    result = _probed("flight")
+    assert result["device"] == resolve("flight") != "flight"
+    assert "on flight" not in to_toml(result)
