@@ -440,6 +440,22 @@ def _profile_lines(result: dict[str, Any], name: str) -> list[str]:
     lines += ["", f"[{key}.ops.interpolate]"]
     lines += [f"{k} = {_toml_value(semantics[k])}" for k in written if semantics[k] is not None]
     lines += ["", f"[{key}.status]"]
-    lines += [f"{k} = {_toml_value(how)}" for k in ("format", "rounding", "conversion_rounding", "overflow", "subnormals",
-                                                   "accumulate", "convert_input", "interpolate")]
+    lines += [f"{k} = {_toml_value(_status(result, k, how))}" for k in ("format", "rounding", "conversion_rounding",
+                                                                       "overflow", "subnormals", "accumulate",
+                                                                       "convert_input", "interpolate")]
     return lines
+
+
+def _status(result: dict[str, Any], field: str, how: str) -> str:
+    """``how`` for a field the battery observed; a hypothesis saying why for one it wrote without
+    seeing (a device that converts no input shows no conversion rounding; f32 storage hides how it
+    sums): the project labels every device behaviour measured, sourced or hypothesis, and such a
+    value is the schema's placeholder, not a measurement."""
+    numerics = result["numerics"]
+    if field == "conversion_rounding" and not numerics["convert_input"]["value"]:
+        note = numerics["conversion_rounding"].get("evidence", {}).get("note", "the input is not converted")
+        return f"hypothesis: not observed ({note}), a placeholder written by runtime probe ({how})"
+    if field == "accumulate" and "sum" not in numerics["accumulate"].get("evidence", {}):
+        note = numerics["accumulate"].get("evidence", {}).get("note", "no sum measured")
+        return f"hypothesis: not observed ({note}), a placeholder written by runtime probe ({how})"
+    return how

@@ -57,7 +57,11 @@ def test_the_probe_recovers_each_profile_on_the_twin(name: str, tmp_path: Path) 
     measured = read_profiles(path)["measured"]
     assert measured.numerics == expected.numerics
     assert _same_semantics(measured.ops.interpolate, expected.ops.interpolate)
-    assert all(v.startswith("measured: runtime probe") for v in measured.status.values())
+    unseen = {"conversion_rounding"} if not expected.numerics.convert_input else set()
+    unseen |= {"accumulate"} if expected.numerics.format == "fp32" else set()
+    assert all(v.startswith("measured: runtime probe") for k, v in measured.status.items() if k not in unseen)
+    # a value the battery could not see is labelled so, not "measured" (review, 2026-12-05)
+    assert all(measured.status[k].startswith("hypothesis: not observed (") for k in unseen), measured.status
 
 
 def test_the_cpu_in_f32_is_fp32() -> None:
