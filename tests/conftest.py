@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import tempfile
 import threading
 import time
@@ -127,3 +129,19 @@ def running_runtime(brightness_bundle: Path, ipc_endpoints: dict[str, str]) -> I
     with runtime_thread(Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints),
                         brightness_bundle) as runtime:
         yield runtime
+
+
+def make_read_only(path: Path) -> list[list[str]]:
+    """Make the folder ``path`` (and its ``bundles`` if there is one) read-only for real; returns the
+    commands that undo it. As root, permission bits do not stop writes, so a read-only bind mount is
+    used (skip where mounting is not allowed)."""
+    if os.geteuid() != 0:
+        for p in (path / "bundles", path):
+            if p.exists():
+                os.chmod(p, 0o555)
+        return []
+    for cmd in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,ro,bind", str(path)]):
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            subprocess.run(["umount", str(path)], capture_output=True)
+            pytest.skip("running as root without permission to mount: cannot make a store read-only here")
+    return [["umount", str(path)]]

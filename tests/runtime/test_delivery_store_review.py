@@ -19,6 +19,7 @@ import pytest
 import zmq
 
 from runtime.client import ControlClient
+from tests.conftest import make_read_only
 from runtime.server import Runtime
 from runtime.store import BundleStore
 
@@ -65,25 +66,13 @@ def test_an_ack_that_is_not_a_list_of_three_ids_counts_as_bad(running_runtime: R
         acks.close()
 
 
-def _read_only(path: Path) -> list[list[str]]:
-    """Make the folder ``path`` read-only for real; the commands that undo it (a bind mount as root)."""
-    if os.geteuid() != 0:
-        os.chmod(path, 0o555)
-        return []
-    for cmd in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,ro,bind", str(path)]):
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            subprocess.run(["umount", str(path)], capture_output=True)
-            pytest.skip("running as root without permission to mount: cannot make a store read-only here")
-    return [["umount", str(path)]]
-
-
 def test_a_read_only_store_never_written_to_serves_the_model_given(tmp_path: Path, brightness_bundle: Path) -> None:
     """An empty read-only store folder (no ``bundles`` in it yet) was "error: [Errno 30] Read-only
     file system", exit 1, where a read-only store with bundles serves ``--model`` unpersisted."""
     short = Path(tempfile.mkdtemp(prefix="roe-", dir="/tmp"))
     store = short / "store"
     store.mkdir()
-    undo = _read_only(store)
+    undo = make_read_only(store)
     endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     cmd = [sys.executable, "-m", "runtime", "serve", "--device", "CPU", "--model", str(brightness_bundle),
            "--store", str(store)]

@@ -11,11 +11,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pytest
 
 from runtime.bundle import read_bundle
 from runtime.store import BundleStore
 from runtime.client import ControlClient
+from tests.conftest import make_read_only
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,27 +30,13 @@ def test_staging_folders_of_an_interrupted_install_are_removed(tmp_path: Path, b
     assert not stale.exists() and again.current_path() is not None and again.writable
 
 
-def _make_read_only(path: Path) -> list[list[str]]:
-    """Make ``path`` read-only for real; returns the commands that undo it. As root, permission bits
-    do not stop writes, so a read-only bind mount is used (skip where mounting is not allowed)."""
-    if os.geteuid() != 0:
-        for p in (path / "bundles", path):
-            os.chmod(p, 0o555)
-        return []
-    for cmd in (["mount", "--bind", str(path), str(path)], ["mount", "-o", "remount,ro,bind", str(path)]):
-        if subprocess.run(cmd, capture_output=True).returncode != 0:
-            subprocess.run(["umount", str(path)], capture_output=True)
-            pytest.skip("running as root without permission to mount: cannot make a store read-only here")
-    return [["umount", str(path)]]
-
-
 def test_a_runtime_starts_and_serves_its_model_from_a_read_only_store(tmp_path: Path, brightness_bundle: Path) -> None:
     """It used to exit with a traceback; now it serves the model without installing it."""
     short = Path(tempfile.mkdtemp(prefix="ro-", dir="/tmp"))
     store, model = short / "store", short / "model"
     shutil.copytree(brightness_bundle, model)
     BundleStore(store)
-    undo = _make_read_only(store)
+    undo = make_read_only(store)
     endpoints = {n: f"ipc://{short}/{n}" for n in ("tiles", "results", "control", "telemetry", "acks")}
     cmd = [sys.executable, "-m", "runtime", "serve", "--device", "CPU", "--model", str(model), "--store", str(store)]
     for name, endpoint in endpoints.items():
