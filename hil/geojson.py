@@ -43,10 +43,16 @@ def _right_hand(features: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``features`` with their rings as RFC 7946 wants them (exterior counterclockwise, holes
     clockwise, in the coordinates written): the runtime's merge of border pieces (a GEOS union)
     gives clockwise exteriors, which renderers of spherical GeoJSON (d3) read as the rest of the Earth."""
-    import shapely
-    from shapely.geometry import mapping, shape
+    from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+    from shapely.geometry.polygon import orient
 
-    return [{**f, "geometry": mapping(shapely.orient_polygons(shape(f["geometry"])))} for f in features]
+    def oriented(geom: Any) -> Any:
+        # polygon.orient, not shapely.orient_polygons: that is shapely 2.1's, and pyproject takes 2.0
+        if isinstance(geom, Polygon):
+            return orient(geom, 1.0)
+        return MultiPolygon([orient(p, 1.0) for p in geom.geoms]) if isinstance(geom, MultiPolygon) else geom
+
+    return [{**f, "geometry": mapping(oriented(shape(f["geometry"])))} for f in features]
 
 
 def _name(crs: Any) -> str | None:
