@@ -141,8 +141,10 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         # else ignored: the operator took the sockets named for protected while all of them were open
         raise ValueError(f"--curve-channels {args.curve_channels}: CURVE needs --curve-server-secret and "
                          "--curve-authorized (or [security] in --config)")
-    # Installed before the start, which may compile for minutes: a SIGINT then was a KeyboardInterrupt
-    # traceback and a SIGTERM a kill that left the temporary store; now either ends the start cleanly.
+    # Ctrl-C during the start (which may compile for minutes) ends it cleanly, with no traceback: the
+    # handler is installed first. SIGTERM keeps its default action until the start is done: a start
+    # hung in native code (a device open) never runs a Python handler, and a supervisor's SIGTERM
+    # must end it at once, as it always did, rather than wait for its SIGKILL.
     stop_asked: list[bool] = []
     runtime: Runtime | None = None
 
@@ -151,9 +153,9 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         if runtime is not None:
             runtime.stop()
 
-    signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     runtime = Runtime(settings, model=args.model)
+    signal.signal(signal.SIGTERM, _stop)
     if stop_asked:  # told to stop while starting: no ready line, nothing served
         runtime.close()
         return 0

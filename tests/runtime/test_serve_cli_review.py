@@ -78,7 +78,7 @@ class _StartInterrupted:
         self.endpoints: dict[str, str] = {}
         self.device_in_use = "CPU"
         _StartInterrupted.made.append(self)
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while starting
 
     def stop(self) -> None:
         self.calls.append("stop")
@@ -168,3 +168,28 @@ def test_a_device_of_no_known_family_is_refused_at_start(setting: str, value: st
     cfg["inference"] = {**cfg["inference"], "device": "MYRIAD.1.2-ma2480"}
     cfg["device_recovery"] = {**cfg["device_recovery"], "fallback_device": "myriadx-emu"}
     assert Settings.from_config(cfg).device == "MYRIAD.1.2-ma2480"
+
+
+def test_sigterm_ends_a_hung_start_at_once(tmp_path: Path) -> None:
+    """A start that hangs (a device open blocked in native code runs no Python handler) ends at the
+    first SIGTERM, as a supervisor expects: review of 2026-12-05's change, which had made SIGTERM
+    during the start wait for the start to finish (a supervisor then waited for its SIGKILL)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import time\nimport runtime.server as s\n"
+        "def _hang(self, *a, **k):\n    time.sleep(60)\n"
+        "s.Runtime.__init__ = _hang\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "serve", "--device", "CPU"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(3)  # the start is under way, inside the hanging constructor
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
