@@ -160,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     def noise_accepted() -> int:
         """Noise tiles the runtime has acknowledged as accepted (the sender thread fills the log)."""
         assert streamer is not None
-        acks = list(streamer.log.acks.items())  # a copy: the sender thread adds to it
-        return sum(1 for t, a in acks if t in noise_ids and a.get("status") == "accepted")
+        # dict.copy(), not list(acks.items()): that makes a tuple per item, and a garbage collection
+        # it sets off can run Python code and let the sender thread add an ack mid-iteration
+        # ("dictionary changed size during iteration", seen once under load); the copy runs no Python
+        acks = streamer.log.acks.copy()
+        return sum(1 for t, a in acks.items() if t in noise_ids and a.get("status") == "accepted")
 
     try:
         if args.model is None:
