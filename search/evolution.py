@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
 from search.final import add_second_stage, drop_flight_model, final_config, final_pick, final_recipes, final_training
 from search.fitness import ACCURACIES, check_fitness_settings, flight_pick
-from search.recipe import check_recipe, check_scoring
+from search.recipe import check_patch, check_recipe, check_scoring
 from search.space import Genome, SpaceConfig, crossover, mutate, random_genome
 from search.state import CandidateStore, check_resumable, record_config, search_lock, write_json_atomic
 from search.workers import RAY_EXTRA, make_evaluator
@@ -166,19 +165,10 @@ def _check_candidates(cfg: dict[str, Any], train: str) -> None:
     Raises:
         ValueError: naming the setting and what is valid.
     """
-    from search.network import CELL_GATES, GATE_CELL
-
-    tr = cfg["train"]
     check_scoring(cfg["candidate"], here=not cfg["run"].get("ray_address"))
     # block 0 keeps full resolution (search.space), so at most max_blocks - 1 blocks downsample
     stride = 2 ** max(0, min(int(cfg["space"]["max_downsamples"]), int(cfg["space"]["max_blocks"]) - 1))
-    cell = tr["land_gate"] in CELL_GATES  # the gate averages over GATE_CELL px cells
-    multiple = math.lcm(stride, GATE_CELL) if cell else stride
-    if int(tr["patch"]) % multiple:
-        why = f" and of the land gate's {GATE_CELL} px cell" if cell else ""
-        raise ValueError(f"[{train}] patch {tr['patch']} must be a multiple of {multiple} (the largest total stride "
-                         f"of a genome of [space], 2**max_downsamples{why}); valid: e.g. "
-                         f"{max(multiple, int(tr['patch']) // multiple * multiple)}")
+    check_patch(stride, cfg, train, "the largest total stride of a genome of [space], 2**max_downsamples")
 
 
 def _check_final_tile(space: SpaceConfig, final_tile: int) -> None:

@@ -66,11 +66,14 @@ def check_recipe(cfg: dict[str, Any], where: dict[str, str] | None = None) -> No
     _check_training_settings(cfg, name)
 
 
-def check_patch(stride: int, cfg: dict[str, Any]) -> None:
-    """``[train] patch`` a multiple of a network's total ``stride`` (and of the land gate's cell for a
-    cell-averaging gate), as :func:`search.evolution.check_up_front` checks the candidates' patch:
-    ``search train-baseline`` and ``search ablate`` train one fixed genome, and another patch failed
-    with a torch size mismatch in its first training batch, after the data was prepared.
+def check_patch(stride: int, cfg: dict[str, Any], table: str = "train",
+                stride_is: str | None = None) -> None:
+    """``cfg``'s ``[train] patch`` a multiple of a network's total ``stride`` (and of the land gate's
+    cell for a cell-averaging gate): another patch fails with a torch size mismatch in its first
+    training batch, after the data was prepared. The one check of ``search train-baseline`` and
+    ``search ablate`` (one fixed genome) and of :func:`search.evolution.check_up_front` (the largest
+    stride of the space's genomes); ``table`` names the setting (``final.train``), ``stride_is``
+    says what the stride is (default: the network's).
 
     Raises:
         ValueError: naming the setting and a valid patch.
@@ -83,8 +86,9 @@ def check_patch(stride: int, cfg: dict[str, Any]) -> None:
     multiple = math.lcm(stride, GATE_CELL) if gate in CELL_GATES else stride
     if patch % multiple:
         why = f" and of the {gate!r} land gate's {GATE_CELL} px cell" if gate in CELL_GATES else ""
-        raise ValueError(f"[train] patch {patch} must be a multiple of {multiple} (the network's total stride "
-                         f"{stride}{why}); valid: e.g. {max(multiple, patch // multiple * multiple)}")
+        what = stride_is or f"the network's total stride {stride}"
+        raise ValueError(f"[{table}] patch {patch} must be a multiple of {multiple} ({what}{why}); "
+                         f"valid: e.g. {max(multiple, patch // multiple * multiple)}")
 
 
 def check_scoring(cand: dict[str, Any], here: bool = True) -> None:
