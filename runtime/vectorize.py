@@ -298,13 +298,11 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     centre = [float(centroid.x), float(centroid.y)] if not centroid.is_empty else [0.0, 0.0]
     if crs is None:
         plane, scale, units = polygon, 1.0, "px"
-    elif crs.is_geographic:
-        lon, lat = lonlat_degrees(crs, [centre[0]], [centre[1]])  # the CRS's units and meridian may differ
+    elif crs.is_geographic or (crs.is_projected and _is_mercator(crs)):
+        # degrees, or a Mercator's map metre (a ground metre only on the equator): measured in a
+        # transverse Mercator on the vessel's own meridian; the CRS's units and meridian may differ
+        lon, lat = lonlat_degrees(crs, [centre[0]], [centre[1]])
         plane = shape(rasterio.warp.transform_geom(crs, _local_tm_crs(lon[0], lat[0]), mapping(polygon)))
-        scale, units = 1.0, "m"
-    elif crs.is_projected and _is_mercator(crs):  # a map metre is a ground metre only on the equator
-        (lon,), (lat,) = rasterio.warp.transform(crs, _WGS84, [centre[0]], [centre[1]])
-        plane = shape(rasterio.warp.transform_geom(crs, _local_tm_crs(lon, lat), mapping(polygon)))
         scale, units = 1.0, "m"
     elif crs.is_projected:
         plane, scale, units = polygon, float(crs.linear_units_factor[1]), "m"
@@ -364,7 +362,7 @@ _is_plain_degrees = PerCrs(_plain_degrees)
 
 
 def lonlat_degrees(crs: rasterio.crs.CRS, xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
-    """Points of the geographic ``crs`` as WGS 84 longitudes and latitudes in degrees from Greenwich:
+    """Points of the geographic (or Mercator) ``crs`` as WGS 84 longitudes and latitudes in degrees from Greenwich:
     as they are for the usual CRSs (checked once per CRS), converted for one in other units or from
     another prime meridian (EPSG:4807: grads from Paris).
 
