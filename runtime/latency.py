@@ -90,8 +90,10 @@ def check_costs(costs: dict[str, Any]) -> None:
 
     Why: an override such as ``{"nce": {"cycles_per_s": 0}}`` or a negative transfer latency was
     accepted and priced every model at ``inf`` or below zero. Rates must be > 0, fixed times >= 0,
-    the NCE geometry positive integers (``mode_cost_cycles`` integers >= 0, one per RAM block) and
-    the CMX budget an integer >= 0.
+    the NCE geometry positive integers (``ram_blocks`` and ``mode_cost_cycles`` lists, the latter of
+    integers >= 0, one per RAM block), the CMX budget an integer >= 0, ``hw_dilation`` a bool (the
+    string ``"false"`` is truthy and moved every dilated convolution onto the NCE) and each ``[ops]``
+    entry a list of op type names (a bare string was read letter by letter).
 
     Raises:
         ValueError: naming the first key out of range and what it must be.
@@ -107,6 +109,11 @@ def check_costs(costs: dict[str, Any]) -> None:
         check_number(f"costs [nce] {key}", nce_table[key], 1, integer=True)
     check_number("costs [memory] activation_cmx_budget_bytes", costs["memory"]["activation_cmx_budget_bytes"],
                  0, integer=True)
+    if not isinstance(nce_table["hw_dilation"], bool):  # "false" would be truthy: dilations on the NCE
+        raise ValueError(f"costs [nce] hw_dilation must be true or false; got {nce_table['hw_dilation']!r}")
+    for key in ("ram_blocks", "mode_cost_cycles"):  # an int here was a TypeError from list()
+        if not isinstance(nce_table[key], (list, tuple)):
+            raise ValueError(f"costs [nce] {key} must be a list of integers (one per mode); got {nce_table[key]!r}")
     blocks, mode_costs = list(nce_table["ram_blocks"]), list(nce_table["mode_cost_cycles"])
     if not blocks or len(blocks) != len(mode_costs):
         raise ValueError(f"costs [nce] ram_blocks and mode_cost_cycles must be non-empty lists of the same "
@@ -114,6 +121,9 @@ def check_costs(costs: dict[str, Any]) -> None:
     for i, (b, m) in enumerate(zip(blocks, mode_costs)):
         check_number(f"costs [nce] ram_blocks[{i}]", b, 1, integer=True)
         check_number(f"costs [nce] mode_cost_cycles[{i}]", m, 0, integer=True)
+    for category, names in costs["ops"].items():  # a bare string was iterated letter by letter
+        if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"costs [ops] {category} must be a list of op type names; got {names!r}")
 
 
 class NceSpec(NamedTuple):
@@ -382,11 +392,16 @@ class _Walker:
         x, y = _in_shape(node, 0), _out_shape(node, 0)
         attrs = node.get_attributes()
         kernel, strides = list(attrs["kernel"]), list(attrs["strides"])
-        nce = self.costs["nce"]
-        if list(x[2:]) == kernel or max(kernel) > nce["max_kernel"] or max(strides) > nce["max_stride"]:
-            return self._shave(node, kind, sources, note="SHAVE pooling (global or outside NCE limits)")
+        limits = self.costs["nce"]
+        if list(x[2:]) == kernel:
+            return self._shave(node, kind, sources, note="SHAVE pooling (global)")
+        # unequal strides: the plugin's pooling parser sets tryHW = false, as for a convolution
+        # (frontend/parse_pooling.cpp, "HW restrictions"); so do a stride or kernel over the NCE's limits
+        problems = nce.outside_limits(strides, kernel, limits)
+        if problems:
+            return self._shave(node, kind, sources, note="SHAVE pooling: " + "; ".join(problems))
         # the pooling unit reads every window element once: an inference, not a documented rate
-        cycles = _numel(y) * _numel(kernel) / nce["macs_per_cycle"]
+        cycles = _numel(y) * _numel(kernel) / limits["macs_per_cycle"]
         return self._nce(node, kind, sources, 0, cycles, note="NCE pooling")
 
     def _fusable_activation(self, node: Any, kind: str, sources: Sequence[Any]) -> Work | None:

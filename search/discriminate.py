@@ -21,12 +21,14 @@
 
 On board the ring and the wider context stop at the tile's edge, so on the ground each candidate
 is measured as the payload measured it: on the tile (hil's grid: the bundle's tile size and
-hil's overlap) that owns its centroid, with the part of it that lies in that tile. A vessel cut by
-a border reaches the ground as one merged outline (its score the pieces' area-weighted mean) but
-was judged on board piece by piece; the piece that owns the centroid stands for it, with its own
-score and largest probability, recomputed from the network's probabilities on that tile
+hil's overlap) whose verdict decides it in flight (:func:`_judging_tile`), with the part of it
+that lies in that tile. A vessel one tile saw whole is that tile's (the one owning its centroid
+first). A vessel cut by a border reaches the ground as one merged outline (its score the pieces'
+area-weighted mean) but was judged on board piece by piece, and the ground's merge keeps or drops it
+on its largest piece (hil's default border rule); that piece stands for it, with its own score and
+largest probability, recomputed from the network's probabilities on its tile
 (:class:`DeviceProbability`: the same bundle on the same device as the hil run), so that a ground
-row is the row the payload computed for that piece.
+row is the row the payload computed for the piece that decides.
 
 Length: one procedure, from the arguments' checks through the hil runs and the rows they give to
 the fitted, cut and written stage; split, its steps would pass the same split, device and work
@@ -64,8 +66,10 @@ CUTS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
 
 #: What a fit's rows mean, in :func:`fit_key`: raised whenever they are computed otherwise, so a
 #: store of fits made the old way is not reused. 2: a merged vessel's piece with its own scores,
-#: the rig's bands, detections matched by the full sample name, the replaced cuts' area exact.
-ROWS_VERSION = 2
+#: the rig's bands, detections matched by the full sample name, the replaced cuts' area exact. 3: a
+#: vessel's row from the tile whose verdict decides it in flight (:func:`_judging_tile`), no longer
+#: always from the tile owning its centroid.
+ROWS_VERSION = 3
 
 #: The manifest's ``metrics`` that describe the bundle's detections as they were before its cuts
 #: were replaced by the second stage: :func:`discriminate` moves them under ``before_second_stage``.
@@ -179,6 +183,44 @@ def _tile_view(burnt: np.ndarray, grid: list[tuple[int, int, int, int]],
     return (0, 0, burnt.shape[0], burnt.shape[1])
 
 
+def _seen_whole(burnt: np.ndarray, window: tuple[int, int, int, int], total: int) -> bool:
+    """Whether the tile of ``window`` holds all ``total`` pixels of ``burnt`` and none on a border of
+    it with more of the scene beyond: the payload then sent the vessel whole from that tile, with
+    its own verdict (:func:`runtime.vectorize.tile_borders`), not as a piece for the ground."""
+    row, col, h, w = window
+    view = burnt[row:row + h, col:col + w]
+    if int(view.sum()) != total:
+        return False
+    height, width = burnt.shape
+    edges = ((row > 0, view[0]), (col > 0, view[:, 0]), (row + h < height, view[-1]), (col + w < width, view[:, -1]))
+    return not any(inner and edge.any() for inner, edge in edges)
+
+
+def _judging_tile(burnt: np.ndarray, grid: list[tuple[int, int, int, int]],
+                  owned: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The window of the tile whose verdict decides a burnt candidate in flight, so that its row is
+    the one the second stage is judged by there:
+
+    - a vessel some tile saw whole is kept or dropped as that tile judged it, the tile owning its
+      centroid first (:func:`hil.merge.tile_pieces`);
+    - a vessel that every tile saw cut reaches the ground as pieces clipped to each tile's owned part,
+      and the merge keeps or drops it on its largest piece's probability (hil's default border rule,
+      ``largest-else-passed``: :data:`runtime.merge.BORDER_RULES`), so the tile whose owned part
+      holds most of it (the first in the grid's order on a tie).
+
+    Until rows version 3 the centroid's tile stood for every vessel, and for a cut one that was
+    not always the piece the merge decided on."""
+    total = int(burnt.sum())
+    owner = _tile_view(burnt, grid, owned)
+    if _seen_whole(burnt, owner, total):
+        return owner
+    for window in grid:
+        if _seen_whole(burnt, window, total):
+            return window
+    areas = [int(burnt[r:r + h, c:c + w].sum()) for r, c, h, w in owned]
+    return grid[int(np.argmax(areas))]
+
+
 def candidates(split: Path, which: str, detections: Path, tile_size: int, overlap: int = 0,
                model_bands: list[str] | None = None, probability: TileProbability | None = None,
                ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -210,14 +252,9 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
                               transform=sample.transform).astype(bool)
             if not burnt.any():
                 continue
-            window = _tile_view(burnt, grid, owned)
+            window = _judging_tile(burnt, grid, owned)
             row, col, h, w = window
             piece = burnt[row:row + h, col:col + w]
-            if not piece.any():
-                # its centroid lies off it (a bent vessel across a border): the tile holding most of it
-                window = max(grid, key=lambda g: int(burnt[g[0]:g[0] + g[2], g[1]:g[1] + g[3]].sum()))
-                row, col, h, w = window
-                piece = burnt[row:row + h, col:col + w]
             rr, cc = np.nonzero(piece)
             top, left = int(rr.min()), int(cc.min())
             box = piece[top:rr.max() + 1, left:cc.max() + 1]
