@@ -56,9 +56,9 @@ def _landmask(coastline: str) -> Any:
 
 def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     """The sample's sea mask (True = sea) from ``coastline``, or None for a sample without a CRS
-    (a pixel grid or a local metric plane: nowhere on Earth to look up)."""
-    import rasterio.warp
-
+    (a pixel grid or a local metric plane: nowhere on Earth to look up) or none of whose pixels its
+    CRS places on the Earth. A pixel it does not place (beyond a geostationary disk's rim) is sea:
+    there is no land there to mask."""
     if coastline not in COASTLINES:
         raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
     if not on_the_earth(sample.crs):  # before the seconds of loading the mask: a chip set may have no CRS at all
@@ -72,12 +72,41 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     cols = _block_centres(sample.width, step)
     cc, rr = np.meshgrid(cols, rows)
     xs, ys = sample.transform * (cc.ravel(), rr.ravel())
-    lon, lat = rasterio.warp.transform(sample.crs, "EPSG:4326", xs, ys)
-    land = landmask.contains_many(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
-    sea = ~np.asarray(land, dtype=bool).reshape(len(rows), len(cols))
+    lon, lat = _lon_lat(sample.crs, np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
+    # A point with no place on the Earth (beyond a geostationary disk's rim, or past a pole) has no land
+    # to mask: roaring-landmask panics on a latitude past 90 (a PanicException, not an Exception)
+    placed = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0)
+    if not placed.any():  # no pixel of it on the Earth: nothing masked, as for a sample without a CRS
+        return None
+    land = np.zeros(lon.shape, dtype=bool)
+    land[placed] = np.asarray(landmask.contains_many(np.ascontiguousarray(lon[placed]),
+                                                     np.ascontiguousarray(lat[placed])), dtype=bool)
+    sea = ~land.reshape(len(rows), len(cols))
     if step > 1:
         sea = np.repeat(np.repeat(sea, step, axis=0), step, axis=1)[:sample.height, :sample.width]
     return sea
+
+
+def _lon_lat(crs: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Longitude and latitude of the map points ``xs, ys`` of ``crs``; NaN for a point PROJ cannot
+    place. GDAL refuses the whole call when one point is outside the projection's domain (the corners
+    of a geostationary full disk, the far side of an orthographic view), which failed the run at its
+    scoring, after every tile: such a call is split in halves until the points it cannot place are
+    found (a few calls per run of them, each of some tens of microseconds)."""
+    import rasterio.warp
+    from rasterio._err import CPLE_BaseError  # what GDAL's errors are raised as (rasterio.errors has no name for it)
+
+    lon = np.full(xs.shape, np.nan)
+    lat = np.full(xs.shape, np.nan)
+    pending = [(0, len(xs))]
+    while pending:
+        i, j = pending.pop()
+        try:
+            lon[i:j], lat[i:j] = rasterio.warp.transform(crs, "EPSG:4326", xs[i:j], ys[i:j])
+        except CPLE_BaseError:
+            if j - i > 1:
+                pending += [(i, (i + j) // 2), ((i + j) // 2, j)]
+    return lon, lat
 
 
 def on_the_earth(crs: Any) -> bool:

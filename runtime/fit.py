@@ -165,7 +165,8 @@ def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | No
         if unit[2] is None:
             return gsd
         y0, radius, k0 = unit[2]  # Mercator's scale k0 / cos(latitude), on the sphere: within a percent
-        return gsd / (k0 * math.cosh(min((f * unit[0] - y0) / (radius * k0), 700.0)))
+        # cosh is even: bounded on both sides, or a tile far south (within MAX_TRANSFORM) overflows
+        return gsd / (k0 * math.cosh(min(abs(f * unit[0] - y0) / (radius * k0), 700.0)))
     along = EARTH_RADIUS_M * unit[0]  # metres per unit of latitude
     across = along * math.cos(min(abs(f * unit[0]), math.pi / 2))  # ... and of longitude there
     return (math.hypot(a * across, d * along) + math.hypot(b * across, e * along)) / 2
