@@ -179,7 +179,8 @@ def check_values(cfg: dict[str, Any]) -> None:
     Checks the integer settings of :data:`_AT_LEAST`, the numbers of :data:`_NUMBERS`, the lists of
     :data:`_LISTS`, the types of :data:`_STRINGS` and :data:`_BOOLEANS`, ``[data] source``,
     ``[evolution] elite`` <= ``population``, ``[data] gsd_m`` (as a manifest's ``trained_for``
-    holds it), ``source_weights`` not all 0 and
+    holds it), ``source_weights`` not all 0 (nor on every set that trains), no ``source_roles`` or
+    ``source_weights`` with a ``"synthetic"`` source (which ignores them), and
     ``[train] land_weight`` only with ``[data] land_masks``, and the same rules for the final
     training's tables (``[final.train]``, ``[final.export]`` over ``[train]``, ``[export]``).
 
@@ -226,6 +227,17 @@ def check_values(cfg: dict[str, Any]) -> None:
         raise ValueError(f"[data] val_fraction must be > 0 where a data set is split (source_roles {roles}); got 0")
     if data.get("source_weights") and not any(data["source_weights"]):
         raise ValueError(f"[data] source_weights must not all be 0; got {data['source_weights']}")
+    if source == "synthetic":  # the seed ranges' scenes: one set, never split (search.dataset.seed_ranges)
+        given = [k for k in ("source_roles", "source_weights") if data.get(k)]
+        if given:
+            raise ValueError(f"[data] {' and '.join(given)} apply to a real [data] source (KIND:PATH or a list of "
+                             "them); [data] source is \"synthetic\", which would ignore them: remove them")
+    weights = data.get("source_weights") or []
+    if weights and len(data.get("source_roles") or []) == len(weights) \
+            and not any(w for w, r in zip(weights, data["source_roles"]) if r in ("split", "train")):
+        # a set held out whole (val, test) never trains: its weight draws nothing
+        raise ValueError(f"[data] source_weights {weights} give weight 0 to every data set that trains "
+                         f"(source_roles {data['source_roles']}: 'split' and 'train' sets train)")
     trains = (("train", cfg.get("train", {})), ("final.train", {**cfg.get("train", {}), **final.get("train", {})}))
     for where, train in trains:
         if train.get("land_weight") and not data.get("land_masks"):

@@ -196,13 +196,23 @@ class PatchSampler:
         # Per-scene probability: the data set's weight shared among its scenes.
         counts = np.bincount(groups, minlength=len(weights))
         p = np.array([weights[g] / counts[g] for g in groups])
+        if not p.sum() > 0:  # the sets with a weight hold no training sample (held out whole by source_roles)
+            raise ValueError(f"source weights {[float(w) for w in weights]} give every training sample weight 0 "
+                             f"(training samples come from data set(s) {sorted(set(groups))} only); "
+                             "give one of those a weight > 0")
         self.scene_p = p / p.sum()
         # The draw among each set of candidate scenes, made once: (scene indices, their probabilities).
         self._draws = {name: self._conditional(ids) for name, ids in
                        (("vessel", self.with_vessels), ("bright", self.with_bright), ("any", range(len(scenes))))}
+        # a patch kind whose scenes all have weight 0 is drawn as the other kinds are (uniformly placed)
+        self.with_vessels = [int(i) for i in self._draws["vessel"][0]]
+        self.with_bright = [int(i) for i in self._draws["bright"][0]]
 
     def _conditional(self, ids: Any) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.asarray(list(ids), dtype=np.int64)
+        """The scenes of ``ids`` that may be drawn (weight > 0) and their probabilities: a set of
+        weight 0 never draws, even where it alone has vessels (a draw among weights that are all 0
+        would be NaN)."""
+        ids = np.asarray([i for i in ids if self.scene_p[i] > 0], dtype=np.int64)
         p = self.scene_p[ids]
         return ids, p / p.sum() if len(ids) else p
 

@@ -86,10 +86,13 @@ def read_split(root: Path, split: str) -> list[SceneArrays]:
                 for s in f["seeds"]]
 
 
-def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays], generator: dict[str, Any] | None = None) -> None:
+def _save_arrays(path: Path, ids: list[int], scenes: list[SceneArrays], generator: dict[str, Any] | None = None,
+                 layout: dict[str, Any] | None = None) -> None:
     arrays = {"seeds": np.array(ids)}
     if generator is not None:  # synthetic scenes: the generate_scene keywords they were made with
         arrays["generator"] = np.array(json.dumps(generator, sort_keys=True))
+    if layout is not None:  # real samples: the model bands they were cut to (:func:`_arrays_layout`)
+        arrays["layout"] = np.array(json.dumps(layout, sort_keys=True))
     for s in scenes:
         arrays[f"image_{s.seed}"], arrays[f"mask_{s.seed}"] = s.image, s.mask
         if s.land is not None:
@@ -390,9 +393,10 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     old = json.loads(split_path.read_text()) if split_path.exists() else None
     if old is not None and old != split:
         _refuse_changed_split(root, old, split)
-    if old != split:
-        bands = int(cfg["model"]["in_channels"])
-        model_bands = [str(b) for b in cfg["export"]["bands"]]  # the manifest's input.bands
+    bands = int(cfg["model"]["in_channels"])
+    model_bands = [str(b) for b in cfg["export"]["bands"]]  # the manifest's input.bands
+    layout = {"in_channels": bands, "bands": model_bands}
+    if old != split or any(_arrays_layout(root / f"{name}.npz") != layout for name in ("train", "val")):
         for name, ids in (("train", train), ("val", val)):
             scenes = []
             for i in ids:
@@ -410,10 +414,21 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                     image = image if index is None else image[index]
                 scenes.append(SceneArrays(i, image, sample.mask.astype(np.uint8),
                                           _land(sample, land_masks), instance_labels(sample)))
-            _save_arrays(root / f"{name}.npz", ids, scenes)
+            _save_arrays(root / f"{name}.npz", ids, scenes, layout=layout)
         write_atomic(split_path, json.dumps(split, indent=1).encode())  # a kill mid-write must not break resume
     groups = tuple(source.part_of(i) if isinstance(source, Concat) else 0 for i in train)
     return normalised(SearchData(root, tuple(train), tuple(val), Normalization((0.0,), (1.0,)), spec, groups), cfg)
+
+
+def _arrays_layout(path: Path) -> dict[str, Any] | None:
+    """The model bands (``in_channels`` and ``[export] bands``) the arrays at ``path`` were written
+    for, or None (no such file, or one from before the layout was stored). The split alone does not
+    say it: a config naming the bands in another order, or another number of them, must not train on
+    arrays cut for the old one (the manifest would name bands the model was not trained on)."""
+    if not path.exists():
+        return None
+    with np.load(path) as f:
+        return json.loads(str(f["layout"])) if "layout" in f.files else None
 
 
 def _refuse_changed_split(root: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
