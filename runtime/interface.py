@@ -39,7 +39,10 @@ EVENTS = {
     "stage_hung": "WARNING_HI",
     # The watchdog file could not be touched: an external watchdog will starve and restart the payload.
     "watchdog_unwritable": "WARNING_HI",
-    "internal_error": "FATAL",
+    # A bug met on one tile, message or result: that item is refused (reason internal_error) and the
+    # payload serves on, so not FATAL, which in F´ says the component cannot go on (until 2026-12-05 it
+    # was declared FATAL; tests/runtime/test_severity_review19.py). No runtime event is FATAL.
+    "internal_error": "WARNING_HI",
     "results_undeliverable": "WARNING_HI",
     "stage_restarted": "ACTIVITY_HI",
     "stopping": "ACTIVITY_HI",

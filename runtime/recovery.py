@@ -14,8 +14,12 @@ tile in flight was rejected. Now a failed request puts its tile here, with its i
 
 Any success resets the streak. A reopen starts a fresh count towards the next reopen, but not the
 clock of the streak (``failing_for``): a device that reopens and then fails every request is still
-lost, and the Health probe must see it. Events: ``device_error`` (each failure), ``device_reopened``,
-``device_replaced``, ``device_reopen_failed``; the state is in ``status()["device_recovery"]``.
+lost, and the Health probe must see it. The probe reads that clock only while recovery holds a tile
+(failed, and neither run again to completion nor given up): a payload idle after giving up its tiles,
+its device reopened or replaced meanwhile, has nothing stuck on the device, and until 2026-12-05 it
+starved the watchdog for ever (tests/runtime/test_device_idle_review19.py). The clock is kept while
+idle, so the next tile a still-lost device fails shows it lost at once. Events: ``device_error``
+(each failure), ``device_reopened``, ``device_replaced``, ``device_reopen_failed``; the state is in ``status()["device_recovery"]``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ MAX_DOUBLINGS = 60
 #: The component's interface, F´-style: what it is told, what it does, what it reports.
 PORTS = {
     "failed(job, error)": "in: an inference failed; the job holds its input",
-    "succeeded()": "in: an inference completed; the failure streak ends",
+    "succeeded(job)": "in: an inference completed; the failure streak ends, and the job is held here no more",
     "replaced_at_load()": "in: a model load opened on the fallback device, its own being gone",
     "resubmit(job)": "out: run the job again on the serving adapter (may raise; CannotRun: the job is "
                      "given up)",
@@ -76,6 +80,9 @@ class DeviceRecovery:
         self._streak = 0           # consecutive failures since the last success or reopen
         # Monotonic time of the first failure since the last success; a reopen does not reset it.
         self._streak_since: float | None = None
+        # id() of each job failed and neither completed since nor given up: while there is none the
+        # device has nothing stuck on it, and the Health probe answers (failing_for).
+        self._held: set[int] = set()
         self.counts = {"errors": 0, "retries": 0, "reopened": 0, "replaced": 0, "given_up": 0}
         self._thread = threading.Thread(target=self._loop, name="device-recovery", daemon=True)
         self._thread.start()
@@ -87,6 +94,7 @@ class DeviceRecovery:
         device serving now, so it does not lengthen the streak (or trigger another reopen)."""
         with self._lock:
             self._pending += 1
+            self._held.add(id(job))
             if not stale:
                 self._streak += 1
                 if self._streak_since is None:
@@ -105,10 +113,13 @@ class DeviceRecovery:
         except Exception:
             log.exception("the %s event could not be sent", name)
 
-    def succeeded(self) -> None:
+    def succeeded(self, job: Any = None) -> None:
+        """An inference completed (``job``: the one that did, if recovery held it it holds it no more)."""
         with self._lock:
             self._streak = 0
             self._streak_since = None
+            if self._held:
+                self._held.discard(id(job))
 
     def replaced_at_load(self) -> None:
         """A model load found the device gone and opened on the fallback device: counted with the
@@ -117,10 +128,13 @@ class DeviceRecovery:
             self.counts["replaced"] += 1
 
     def failing_for(self) -> float:
-        """Seconds since the current streak of failures began (0 when the device works): the
-        Health component's probe, so that a device that stays lost stops the watchdog."""
+        """Seconds since the current streak of failures began, while recovery holds a failed tile (0
+        when the device works, or has no failed tile to run): the Health component's probe, so that
+        a device that stays lost stops the watchdog, and one left idle does not."""
         with self._lock:
-            return 0.0 if self._streak_since is None else time.monotonic() - self._streak_since
+            if self._streak_since is None or not self._held:
+                return 0.0
+            return time.monotonic() - self._streak_since
 
     @property
     def pending(self) -> int:
@@ -154,9 +168,8 @@ class DeviceRecovery:
             except Exception as exc:  # a bug here must not end recovery: this tile is rejected, the rest go on
                 log.exception("device recovery failed on a job")
                 self._emit("device_recovery_error", detail=f"{type(exc).__name__}: {exc}")
-                self._count_given_up()
                 try:
-                    self._give_up(job, exc)
+                    self._abandon(job, exc)
                 except Exception:
                     log.exception("giving up a job failed")
             finally:
@@ -164,15 +177,17 @@ class DeviceRecovery:
                     self._pending -= 1
                     self._settled.notify_all()
 
-    def _count_given_up(self) -> None:
+    def _abandon(self, job: Any, error: BaseException) -> None:
+        """``job`` is given up (rejected through ``give_up``): counted, and held here no more."""
         with self._lock:
             self.counts["given_up"] += 1
+            self._held.discard(id(job))
+        self._give_up(job, error)
 
     def _handle(self, job: Any, error: BaseException) -> None:
         attempts = getattr(job, "attempts", 1)
         if attempts >= self.max_attempts:
-            self._count_given_up()
-            self._give_up(job, error)
+            self._abandon(job, error)
             return
         with self._lock:
             streak = self._streak
@@ -184,8 +199,7 @@ class DeviceRecovery:
         try:
             self._resubmit(job)
         except CannotRun as exc:  # not a retry: nothing serving can run it
-            self._count_given_up()
-            self._give_up(job, exc)
+            self._abandon(job, exc)
             return
         except Exception as exc:  # the device refused the request outright: a failure like any other
             self._count_retry()

@@ -390,7 +390,7 @@ class Runtime:
         if isinstance(output, BaseException):  # the device failed this request: re-run it
             self.recovery.failed(job, output, stale=job.adapter is not self.serving_adapter())
             return
-        self.recovery.succeeded()
+        self.recovery.succeeded(job)
         job.batch = None
         if job.discriminator is None:
             job.pixels = None  # held only so that a re-run on another model could prepare it again

@@ -3,10 +3,22 @@
 A bundle (runtime/bundle.py) is what travels; the store is what the payload keeps of the bundles it
 accepted, so that a restart serves the last one (and can fall back to the one before), whatever
 power cut came in between.
+
+What the store owns, and cleans when it is opened: its ``bundles/`` folder, where nothing but the
+bundle folders that ``current`` and ``previous`` name is kept (a folder, file or link left there by
+an interrupted prune or copy is removed; until 2026-12-05 only folders were, and a stray file stayed
+for ever); and, in its root, only the names it writes itself: ``.incoming-*`` staging folders,
+``.current.tmp`` / ``.previous.tmp`` links of an interrupted swap (a ``.probe-*`` file of an
+interrupted :func:`can_write` is in ``bundles/``). Anything else in the root is left alone (a store may be a folder
+shared with other files). A ``current`` or ``previous`` that is not the store's own link into
+``bundles/`` (a folder or file put there by hand) is refused when the store is opened, naming it and
+what to do: installs used to fail on it with "Is a directory", and a prune kept the hand-made folder
+while removing the bundles it stood for (tests/runtime/test_store_leftovers_review19.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -17,6 +29,12 @@ from runtime.bundle import (COMPILED_DIR, SIGNATURE_FILE, Bundle, BundleError, r
                             write_compiled)
 
 
+#: The links the store makes, each to a bundle folder in ``bundles/``.
+LINKS = ("current", "previous")
+#: can_write's probe files: a crash between their creation and removal leaves one (pruned from bundles/).
+PROBE_PREFIX = ".probe-"
+
+
 def can_write(folder: Path) -> bool:
     """Whether files can be written into ``folder``, found by trying: a read-only mount or a full disk
     says no to root too, whatever the permission bits (``os.access`` says yes to both).
@@ -25,7 +43,7 @@ def can_write(folder: Path) -> bool:
     needs no data block), and the runtime took a full store for writable, tried to install its
     ``--model`` and died of ENOSPC (tests/runtime/test_full_store_review16b.py)."""
     try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=PROBE_PREFIX)
     except OSError:
         return False
     try:
@@ -36,7 +54,8 @@ def can_write(folder: Path) -> bool:
         return False
     finally:
         os.close(fd)
-        os.unlink(probe)
+        with contextlib.suppress(FileNotFoundError):  # a prune of bundles/ meanwhile took it as a leftover
+            os.unlink(probe)
 
 
 class BundleStore:
@@ -51,7 +70,8 @@ class BundleStore:
 
         Raises:
             ValueError: if ``root`` (or its ``bundles`` folder) exists and is not a directory: a
-                clear error for ``serve --store FILE`` rather than a NotADirectoryError traceback.
+                clear error for ``serve --store FILE`` rather than a NotADirectoryError traceback; or
+                if ``current`` or ``previous`` is not the store's own link (:meth:`_check_links`).
         """
         # Resolved: links are written relative to it from resolved bundle paths, and a store given
         # as a relative path, or under a symlink, refused every uplink after the first.
@@ -67,12 +87,39 @@ class BundleStore:
             # there too, rather than exiting on EROFS. A store folder that cannot be made is an error.
             if not self.root.is_dir():
                 raise
+        # Before anything is removed: a prune reads the links to know which bundles to keep.
+        self._check_links()
         # An install interrupted before its rename leaves a staging folder that nothing points to.
         for stale in self.root.glob(".incoming-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        # A swap interrupted between making its link and renaming it over current or previous.
+        for name in LINKS:
+            tmp = self.root / f".{name}.tmp"
+            if tmp.is_symlink():
+                _remove(tmp)
         # A prune interrupted mid-rmtree leaves a partial bundle that no link points to; left there,
         # a later install of the same model would find the folder and take it for installed.
         self._prune()
+
+    def _check_links(self) -> None:
+        """Refuse a ``current`` or ``previous`` that the store did not make: a folder or file put
+        there by hand, or a link to anything but a folder in ``bundles/``. Installing over one
+        failed with a bare "Is a directory" (a link cannot be renamed over a folder) after making
+        ``previous`` name the hand-made folder, and a prune removed the bundles that were not it."""
+        bundles = self.root / "bundles"
+        for name in LINKS:
+            path = self.root / name
+            if not os.path.lexists(path):
+                continue
+            if path.is_symlink():
+                if Path(os.path.realpath(path)).parent == bundles:
+                    continue
+                what = f"a link to {os.readlink(path)}, not to a bundle folder in {bundles}"
+            else:
+                what = f"a {'folder' if path.is_dir() else 'file'}, not the link into {bundles} that the store makes"
+            raise ValueError(f"store {self.root}: {path} is {what}. The store did not make it and will not "
+                             f"replace it: move it out of the store (a bundle to serve is given with --model, "
+                             f"or uplinked, and installed here) and start again")
 
     @property
     def writable(self) -> bool:
@@ -208,10 +255,21 @@ class BundleStore:
         sync_dir(self.root)  # the link's move is on disk before the caller (the ground's "ok") goes on
 
     def _prune(self) -> None:
-        """Remove every bundle folder that neither ``current`` nor ``previous`` points to."""
+        """Remove everything in ``bundles/`` that neither ``current`` nor ``previous`` points to:
+        bundle folders, and files or links left there (``rmtree`` alone skipped those silently)."""
         keep = {p.resolve() for p in (self.current_path(), self.previous_path()) if p is not None}
         if not (self.root / "bundles").is_dir():  # a read-only store never written to: nothing to prune
             return
         for path in (self.root / "bundles").iterdir():
             if path.resolve() not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+                _remove(path)
+
+
+def _remove(path: Path) -> None:
+    """Remove ``path``, a folder with what it holds, or a file or link (never what a link points to);
+    a store that cannot be written keeps it (a read-only store still serves)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    with contextlib.suppress(OSError):
+        path.unlink()

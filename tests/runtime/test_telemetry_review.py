@@ -34,7 +34,7 @@ def test_a_command_name_of_the_wrong_type_is_answered_with_an_error(
     running_runtime: Runtime, ipc_endpoints: dict[str, str], cmd: object
 ) -> None:
     """{"cmd": ["status"]} (a list, not a string) must get {"ok": false, "error": ...}: a REQ client
-    that gets no reply is stuck, and a client's typo is not the runtime's FATAL internal_error."""
+    that gets no reply is stuck, and a client's typo is not the runtime's internal_error (a bug)."""
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(ipc_endpoints["control"])
