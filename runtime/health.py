@@ -86,8 +86,10 @@ class Health:
                 self.event("stage_hung", stage=probe.name, stuck_s=round(age, 3))
             probe.hung = True
             if probe.restart is not None:
-                probe.restart()
+                # Counted first: a restart may deliver the stuck item's result (a tile given up on), and
+                # a status read as soon as that result arrived still said one restart fewer.
                 probe.restarts += 1
+                probe.restart()
                 probe.hung = False
                 self.event("stage_restarted", stage=probe.name, restarts=probe.restarts)
         if all_ok:

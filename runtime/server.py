@@ -150,7 +150,7 @@ class Runtime:
         self._vectorise: VectorisePool[tuple[np.ndarray, InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
             give_up=self._post_processing_stuck, batch=int(settings.vectorize["batch"]),
-            batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3)
+            batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3, failed=self._post_processing_failed)
         # Tiles seen, by (scene_id, tile_id, checksum): "in_flight" or "done", with the outcome the
         # tile's "done" said, so that a resent tile is not processed again and hears the same answer.
         # Bounded; the oldest are forgotten first.
@@ -535,7 +535,7 @@ class Runtime:
         is rejected."""
         self._served.latency_s = None
         if isinstance(output, BaseException):
-            return self._lost(job.header, f"the device failed it {job.attempts} times: {output}")
+            return self._lost(job, f"the device failed it {job.attempts} times: {output}")
         try:
             result, mask = describe(output, job, t_inferred, self.settings.vectorize)
             # counted by _vectorised, on this thread, if delivered (a stuck worker's late result is not)
@@ -543,19 +543,29 @@ class Runtime:
             return protocol.encode_result(result, mask), None
         except Exception as exc:  # one bad output must not stop the pipeline
             log.exception("vectorise failed")
-            return self._lost(job.header, f"post-processing: {exc}")
+            return self._lost(job, f"post-processing: {exc}")
 
     def _post_processing_stuck(self, item: tuple[np.ndarray, InFlight, float]) -> tuple[list[bytes], str | None]:
         """The result of a tile whose post-processing got two workers stuck, or one for twice the
         hang timeout at shutdown (VectorisePool.stop): rejected, with why."""
         timeout = self.settings.health["hang_timeout_s"]
-        return self._lost(item[1].header, f"post-processing: stuck for over {timeout} s on two workers, or for "
-                                          f"over {2 * timeout} s on one at shutdown")
+        return self._lost(item[1], f"post-processing: stuck for over {timeout} s on two workers, or for "
+                                   f"over {2 * timeout} s on one at shutdown")
 
-    def _lost(self, header: dict[str, Any], detail: str) -> tuple[list[bytes], str]:
+    def _post_processing_failed(self, item: tuple[np.ndarray, InFlight, float],
+                                exc: Exception) -> tuple[list[bytes], str | None]:
+        """The result of a tile whose post-processing raised past :meth:`_post_process`'s own guard (a
+        bug): an internal error, counted and said as every other is, and the tile rejected, with why."""
+        self._count("internal_errors")
+        self._event("internal_error", handler="_post_process", detail=repr(exc), **protocol.tile_ids(item[1].header))
+        return self._lost(item[1], f"post-processing: internal error {exc!r}")
+
+    def _lost(self, job: InFlight, detail: str) -> tuple[list[bytes], str]:
         """A vectorise worker's rejection of an accepted tile (inference_failed), with its detail:
-        counted and said only if it is delivered (:meth:`_vectorised`)."""
-        return self._rejection(header, Reason.INFERENCE_FAILED, detail, account=False), detail
+        counted and said only if it is delivered (:meth:`_vectorised`). It names the model that ran
+        the tile, as an ok result does, not the one serving when it is made (a model loaded meanwhile
+        never saw the tile)."""
+        return self._rejection(job.header, Reason.INFERENCE_FAILED, detail, account=False, model=job.model), detail
 
     def _remember(self, key: tuple[str, str, str] | None, state: str, outcome: Outcome = OK) -> None:
         """Note a tile as ``state`` ("in_flight", or "done" with the ``outcome`` its "done" said).
@@ -590,15 +600,17 @@ class Runtime:
             self._tiles.send_multipart([identity, done])
 
     def _rejection(self, header: dict[str, Any], reason: Reason, detail: str, held: bool = True,
-                   account: bool = True) -> list[bytes]:
+                   account: bool = True, model: dict[str, str] | None = None) -> list[bytes]:
         """A rejection result. ``held=False``: one the runtime does not hold for the ground's ack (a tile
         refused before it was accepted) says ``"acknowledge": false``, since it carries the ids of any
         accepted tile it is a corrupted copy of, and a ground's ack of it would release that tile's own
         result, unreceived (docs/protocol.md, "Ground acknowledgement"). ``account=False``: made by a
-        vectorise worker, counted and said only if it is delivered (:meth:`_vectorised`)."""
+        vectorise worker, counted and said only if it is delivered (:meth:`_vectorised`). ``model``:
+        the model that ran the tile, else the one serving now."""
         if account:
             self._account_rejection(header, reason, detail)
-        model = self.serving.info if self.serving else None
+        if model is None:
+            model = self.serving.info if self.serving else None
         result = {**protocol.tile_ids(header), "status": "rejected", "reason": reason.value, "detail": detail,
                   "model": model}
         return protocol.encode_result(result if held else {**result, "acknowledge": False})

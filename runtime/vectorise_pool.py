@@ -15,11 +15,18 @@ then waits up to ``batch_wait_s`` longer for its result, but only while tiles co
 fill a batch within that wait (the last ``batch - 1`` came within ``batch_wait_s``): slower than
 that the device is not the bottleneck, a batch could not fill anyway, and each tile is taken at
 once with whatever is already queued. ``batch = 1`` takes each tile at once always.
+
+A ``work`` that raises (a bug: the runtime's own catches what an output can make it raise) ends
+neither the worker nor the item: the item is answered as ``failed(item, error)`` makes it, and the
+worker goes on with the rest of its batch. It used to end the thread: the item and the rest of its
+batch waited for Health to take the dead worker for a stuck one, and at shutdown, where a dead
+thread is not waited for, they were never answered.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import queue
 import threading
 import time
@@ -30,21 +37,27 @@ import rasterio
 
 from runtime.health import Heartbeat, StageProbe
 
+log = logging.getLogger("runtime")
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
 class VectorisePool(Generic[Item, Result]):
     """``workers`` threads running ``work(item)`` on each queued item, then ``deliver(item, result)``
-    (under the pool's lock, and only if that worker was not restarted meanwhile)."""
+    (under the pool's lock, and only if that worker was not restarted meanwhile). ``failed(item,
+    error)`` makes the result of an item whose ``work`` raised; without it ``give_up(item)`` does, and
+    without either the item is logged and not delivered."""
 
     def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None],
-                 give_up: Callable[[Item], Result] | None = None, batch: int = 1, batch_wait_s: float = 0.0):
-        if int(batch) < 1 or batch_wait_s < 0:
-            raise ValueError(f"batch must be >= 1 and batch_wait_s >= 0; got {batch}, {batch_wait_s}")
-        self.size = max(1, int(workers))
+                 give_up: Callable[[Item], Result] | None = None, batch: int = 1, batch_wait_s: float = 0.0,
+                 failed: Callable[[Item, Exception], Result] | None = None):
+        if int(workers) < 1 or int(batch) < 1 or not batch_wait_s >= 0:  # "not >=": a NaN wait is refused too
+            raise ValueError(f"workers and batch must be >= 1 and batch_wait_s >= 0; "
+                             f"got {workers}, {batch}, {batch_wait_s}")
+        self.size = int(workers)
         self.batch, self.batch_wait_s = int(batch), float(batch_wait_s)
-        self._work, self._deliver, self._give_up = work, deliver, give_up
+        self._work, self._deliver, self._give_up, self._failed = work, deliver, give_up, failed
         self._held: list[list[Item | None]] = []  # per worker: its batch's items not yet delivered
         self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -177,14 +190,29 @@ class VectorisePool(Generic[Item, Result]):
                             self._enqueue(None)
                         break
                     beat.begin(item)
-                    result = self._work(item)
+                    try:
+                        result = self._work(item)
+                        answered = True
+                    except Exception as exc:  # a bug: the item is answered, the worker lives on
+                        result, answered = self._after_failure(i, item, exc)
                     with self._lock:
                         if self._beats[i] is not beat:
                             return  # restarted while stuck: the item and the rest went to the new worker
-                        self._deliver(item, result)
+                        if answered:
+                            self._deliver(item, result)
                         self._handed_on.discard(id(item))
                         self._held[i] = items[n + 1:]
                         beat.end()
+
+    def _after_failure(self, i: int, item: Item, exc: Exception) -> tuple[Result | None, bool]:
+        """The result of ``item``, whose ``work`` raised ``exc`` on worker ``i`` (logged), and whether
+        there is one to deliver: ``failed`` makes it, else ``give_up``, else there is none."""
+        log.error("vectorise worker %d: work raised on an item", i, exc_info=exc)
+        if self._failed is not None:
+            return self._failed(item, exc), True
+        if self._give_up is not None:
+            return self._give_up(item), True
+        return None, False
 
     def _take(self) -> list[Item | None]:
         """The next item, and up to ``batch - 1`` more that come within ``batch_wait_s``, or that are
