@@ -1,4 +1,4 @@
-"""``python -m runtime``: serve the payload, or run its processing on one file."""
+"""``python -m runtime``: serve the payload, command a serving one, or run its processing on one file."""
 
 from __future__ import annotations
 
@@ -65,11 +65,30 @@ def main(argv: list[str] | None = None) -> int:
     sgn.add_argument("--model", type=Path, required=True, help="bundle directory (signature.json is written into it)")
     sgn.add_argument("--key", type=Path, required=True, help="Ed25519 private key (python -m runtime keys --signing)")
 
-    infer = sub.add_parser("infer", parents=[common], help="segment one .npy or GeoTIFF and write a GeoJSON")
+    infer = sub.add_parser("infer", parents=[common], help="segment one image (.npy, or any raster GDAL reads: "
+                           "GeoTIFF, PNG, JPEG, ...) and write a GeoJSON")
     infer.add_argument("--model", type=Path, required=True)
     infer.add_argument("--input", type=Path, required=True)
     infer.add_argument("--output", type=Path, required=True)
     infer.add_argument("--device", help="OpenVINO device, myriadx-emu or flight (default from the config: flight)")
+
+    ctl = sub.add_parser("control", parents=[common],
+                         help="command a serving runtime over its control socket and print its JSON reply",
+                         description="Send one command to a runtime's control socket (python -m runtime serve) and "
+                         "print the reply as JSON; the exit status is 1 when the runtime refused it or did not "
+                         "answer, 2 for a mistake in the arguments.")
+    ctl.add_argument("--endpoint", help="the runtime's control socket (default from the config: [endpoints] control)")
+    ctl.add_argument("--keys", type=Path, help="CURVE key directory (python -m runtime keys): for a runtime that "
+                     "protects its control socket with CURVE")
+    ctl.add_argument("--key-name", help="this client's key pair in --keys (default ground)")
+    ctl.add_argument("--timeout-s", type=config.positive_float,
+                     help="how long the reply is waited for (default: 30 s; a load-model: [health] load_timeout_s "
+                     "of the config, at least 30 s)")
+    ctl_sub = ctl.add_subparsers(dest="control_command", required=True, metavar="COMMAND")
+    ctl_sub.add_parser("status", help="the runtime's state, model, device, counters and health")
+    load = ctl_sub.add_parser("load-model", help="upload a bundle; the runtime verifies, compiles and test-runs it")
+    load.add_argument("model", type=Path, help="bundle directory (its signature.json goes along when there is one)")
+    ctl_sub.add_parser("shutdown", help="finish the tiles accepted, send their results, then exit")
 
     devices = sub.add_parser("devices", parents=[common], help="list the devices a runtime here can serve on")
     devices.add_argument("--json", action="store_true")
@@ -107,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         cfg = config.defaults(getattr(args, "config", None))  # an unknown key is a clear error too
-        return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark,
+        return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark, "control": _control,
                 "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign, "supervise": _supervise}[args.command](args, cfg)
     # A clear message, not a traceback: ValueError includes BundleError; OSError a path of the wrong
     # kind (a folder for --output, a file for --out) and a file rasterio cannot read; StartFailure a
@@ -260,6 +279,30 @@ def _infer(args: argparse.Namespace, cfg: dict) -> int:
         print(f"warning: {args.input} does not suit the model: {warning}", file=sys.stderr)
     print(f"{len(collection['features'])} vessels -> {args.output}")
     return 0
+
+
+def _control(args: argparse.Namespace, cfg: dict) -> int:
+    """``control``: one command to a serving runtime, its reply printed as JSON (exit status 1 on an
+    error reply or none), so that an operator need not write Python to reach the control socket."""
+    from runtime.client import DEFAULT_TIMEOUT_S, control_command
+
+    keys = None
+    if args.key_name is not None and args.keys is None:  # else ignored: the command went out unprotected
+        raise ValueError("--key-name names a key pair in --keys: give --keys DIR too")
+    if args.keys is not None:
+        from runtime.security import ClientKeys
+
+        keys = ClientKeys.from_dir(args.keys, args.key_name or "ground")
+    timeout_s = args.timeout_s
+    if timeout_s is None and args.control_command == "load-model":  # the load time of this config's runtime
+        timeout_s = max(DEFAULT_TIMEOUT_S, float(cfg["health"]["load_timeout_s"]))
+    model = args.model if args.control_command == "load-model" else None
+    status, reply = control_command(args.endpoint or cfg["endpoints"]["control"], args.control_command, model,
+                                    keys, timeout_s)
+    print(json.dumps(reply, indent=1))
+    if status:
+        print(f"error: {reply.get('error')}", file=sys.stderr)
+    return status
 
 
 def _keys(args: argparse.Namespace, cfg: dict) -> int:

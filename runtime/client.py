@@ -18,7 +18,12 @@ DEFAULT_TIMEOUT_S = 30.0
 
 
 class ControlError(RuntimeError):
-    """The runtime did not answer, or answered that the command failed."""
+    """The runtime did not answer, or answered that the command failed: ``reply`` holds that
+    answer (None when there was none), so that a caller can show what the runtime said."""
+
+    def __init__(self, message: str, reply: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.reply = reply
 
 
 class ControlClient:
@@ -63,7 +68,7 @@ class ControlClient:
             raise ControlError(f"no reply to {cmd!r} from {self.endpoint} in {timeout / 1000:.0f} s")
         reply = protocol.loads(self._sock.recv_multipart()[0])
         if not reply.get("ok"):
-            raise ControlError(f"{cmd} refused: {reply.get('error')}")
+            raise ControlError(f"{cmd} refused: {reply.get('error')}", reply)
         return reply
 
     def status(self, timeout_s: float | None = None) -> dict[str, Any]:
@@ -88,3 +93,34 @@ class ControlClient:
 
     def close(self) -> None:
         self._sock.close()
+
+
+#: The commands of ``python -m runtime control``, as typed, and what each asks the runtime.
+CLI_COMMANDS = {"status": "status", "load-model": "load_model", "shutdown": "shutdown"}
+
+
+def control_command(endpoint: str, command: str, model: str | os.PathLike[str] | None = None,
+                    keys: ClientKeys | None = None, timeout_s: float | None = None) -> tuple[int, dict[str, Any]]:
+    """One command of ``python -m runtime control`` (an operator's client of a serving runtime, so
+    that the control socket is not reachable from Python alone): the exit status (0 ok, 1 an error
+    reply or no reply) and the JSON to print, the runtime's reply, or ``{"ok": false, "error": ...}``
+    where none came. ``model``: the bundle of ``load-model``, read (and refused when it is none)
+    before anything is sent. ``timeout_s``: as :class:`ControlClient`'s (None: its defaults).
+
+    Raises:
+        ValueError: for a command not in :data:`CLI_COMMANDS` (listing them), a ``load-model``
+            without ``model``, or a ``model`` that is no bundle (BundleError).
+    """
+    if command not in CLI_COMMANDS:
+        raise ValueError(f"unknown control command {command!r}; valid: {list(CLI_COMMANDS)}")
+    if (command == "load-model") != (model is not None):
+        raise ValueError("load-model takes the bundle directory to upload; status and shutdown take none")
+    bundle = read_bundle(Path(model)) if model is not None else None
+    client = ControlClient(endpoint, timeout_s=timeout_s, keys=keys)
+    try:
+        reply = client.load_model(bundle) if bundle is not None else client.request(CLI_COMMANDS[command])
+    except ControlError as exc:
+        return 1, exc.reply if exc.reply is not None else {"ok": False, "error": str(exc)}
+    finally:
+        client.close()
+    return 0, reply

@@ -1,4 +1,5 @@
-"""``runtime infer``: the payload's per-tile processing applied to one file, without sockets.
+"""``runtime infer``: the payload's per-tile processing applied to one file (.npy, GeoTIFF, PNG, JPEG,
+...), without sockets.
 
 The same preprocessing, device adapter and vectorisation as the server, so a file run here and the
 same pixels streamed to a runtime give the same vessels, merged across tile borders as the rig merges
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,17 +36,21 @@ log = logging.getLogger(__name__)
 
 
 class InputImage:
-    """A ``.npy`` array ((bands, H, W) or (H, W), memory-mapped) or a GeoTIFF, read a tile at a time
+    """A ``.npy`` array ((bands, H, W) or (H, W), memory-mapped) or any raster GDAL reads (GeoTIFF,
+    PNG, JPEG, BMP, ...: many chip sets, SSDD among them, come as JPEG), read a tile at a time
     (:meth:`read`), so that a scene of any size costs a tile's memory, with its georeference and each
-    band's name: a GeoTIFF's band description or colour interpretation, else ``band<n>`` (1-based),
+    band's name: a raster's band description or colour interpretation, else ``band<n>`` (1-based),
     as the rig's readers name them, so :func:`runtime.bands.adapt_bands` picks the same bands here as
-    there; a palette GeoTIFF's indices are the colours of its table (:func:`runtime.bands.palette_table`),
-    as the rig reads them. A GeoTIFF's alpha band is left out, as the rig leaves it out: it is not a
-    measurement; what it, a nodata value or a mask says is no data is what :meth:`read` returns as such.
+    there; a palette image's indices are the colours of its table (:func:`runtime.bands.palette_table`),
+    as the rig reads them. A raster without a CRS (PNG and JPEG have none) is a pixel grid, as hil
+    reads it. An alpha band is left out, as the rig leaves it out: it is not a measurement; what it,
+    a nodata value or a mask says is no data is what :meth:`read` returns as such.
 
     Raises:
-        ValueError: for a path that is no file, a format other than ``.npy``/GeoTIFF, or counts that
-            are not uint8 or uint16 in (bands, H, W) or (H, W), before any pixel is read.
+        ValueError: for a path that is no file, a file neither ``.npy`` nor a raster GDAL reads, an
+            image with an EXIF orientation (viewers show it turned; GDAL reads it as stored, as the
+            rig refuses it), or counts that are not uint8 or uint16 in (bands, H, W) or (H, W), before
+            any pixel is read.
     """
 
     def __init__(self, path: str | Path):
@@ -61,10 +67,17 @@ class InputImage:
             shape, dtype = array.shape, array.dtype
             self.transform, self.crs, names = Affine.identity(), None, None
             self._array = array[None] if array.ndim == 2 else array
-        elif suffix in (".tif", ".tiff"):
+        else:
             import rasterio
 
-            self._src = src = rasterio.open(path)
+            self._src = src = _open_raster(path)
+            orientation = src.tags().get("EXIF_Orientation", "1").strip() or "1"
+            if orientation != "1":  # the vessels would be placed on a grid other than the one viewers show
+                self.close()
+                raise ValueError(f"{path}: EXIF orientation {orientation}: viewers show this image turned or "
+                                 "mirrored, GDAL reads it as stored, so the vessels' pixel coordinates would not "
+                                 "be where they are seen; write the image upright (e.g. PIL ImageOps.exif_transpose) "
+                                 "without the tag")
             interp = [ci.name for ci in src.colorinterp]
             self._keep = [i for i, ci in enumerate(interp) if ci != "alpha"] or list(range(src.count))
             shape, dtype = (len(self._keep), src.height, src.width), np.dtype(src.dtypes[0])
@@ -82,8 +95,6 @@ class InputImage:
                 self.transform = Affine.identity()
             if len(self._keep) < len(interp):
                 log.info("%s: alpha band dropped (%d bands in the file, %d used)", path, len(interp), len(self._keep))
-        else:
-            raise ValueError(f"{path}: unsupported input {suffix!r}; valid: ['.npy', '.tif', '.tiff']")
         if len(shape) not in (2, 3) or dtype.name not in ("uint8", "uint16"):  # the shape as it was given
             self.close()
             raise ValueError(f"{path}: need (bands, H, W) or (H, W) uint8 or uint16 counts, got {shape} {dtype}")
@@ -120,6 +131,22 @@ class InputImage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _open_raster(path: Path) -> Any:
+    """``rasterio.open`` with the not-georeferenced warning silenced (PNG and JPEG have no
+    georeference: a pixel grid) and a ValueError naming the file and what is read when GDAL cannot
+    read it."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            return rasterio.open(path)
+        except RasterioIOError as exc:
+            raise ValueError(f"{path}: not a readable image ({exc}); valid: a .npy array or a raster GDAL reads "
+                             f"(GeoTIFF, PNG, JPEG, ...)") from None
 
 
 def infer_file(

@@ -3,7 +3,7 @@
 ``python -m search train-baseline --out models/default [--epochs N] [--seed S] [--config FILE]``
 ``python -m search run --config configs/smoke.toml --out OUT [--workers N] [--ray-address ADDR]``
 ``python -m search ablate --config FILE --out OUT [--genome JSON_OR_FILE]``
-``python -m search retype --model BUNDLE --input-dtype uint8 --out OUT [--config FILE]``
+``python -m search retype --model BUNDLE (--input-dtype uint8 | --config FILE) --out OUT``
 ``python -m search discriminate --model BUNDLE --split SPLIT.json --out OUT [--device DEV]``
 """
 
@@ -77,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "are kept and the manifest says under derived_from what changed.",
     )
     ret.add_argument("--model", type=Path, required=True, help="bundle with float32 input, normalised on the host")
-    ret.add_argument("--config", type=Path, default=None, help="TOML merged over search/defaults.toml")
+    ret.add_argument("--config", type=Path, default=None,
+                     help="TOML merged over search/defaults.toml, read for its [export] input_dtype only "
+                     "(so not with --input-dtype)")
     ret.add_argument("--input-dtype", choices=["uint8", "uint16"],
-                     help="counts the new IR takes (default from the config: [export] input_dtype)")
+                     help="counts the new IR takes (default from --config: [export] input_dtype)")
     ret.add_argument("--out", type=Path, required=True, help="bundle directory to write")
 
     dis = sub.add_parser(
@@ -179,6 +181,10 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
         from search.config import load_config
         from search.input_types import retype_bundle
 
+        if args.input_dtype is not None and args.config is not None:
+            # the config's only use here is the input type: given both, one of them was ignored
+            raise ValueError(f"--config {args.config} is read only for its [export] input_dtype, which "
+                             f"--input-dtype {args.input_dtype} gives: give one of them")
         dtype = args.input_dtype or load_config(args.config)["export"]["input_dtype"]
         if dtype == "float32":  # the shipped default: the config says nothing to retype to
             raise ValueError("give --input-dtype uint8 or uint16 (the config's [export] input_dtype is float32)")

@@ -47,6 +47,8 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
                 raise ValueError(f"{path}: [final.{table}] {key} has no effect on the final training; "
                                  f"set {NOT_IN_FINAL[table][key]} instead")
         cfg["final"][table] = override
+    # over_limit only when given (its default is there either way); check_values checks the rest again
+    _check_final_is_trained(cfg["final"], ("over_limit",) if "over_limit" in user.get("final", {}) else ())
     check_values(cfg)
     return cfg
 
@@ -173,6 +175,26 @@ def _implied_modalities(source: str | list[str], scene_mode: str) -> set[str]:
     return implied & set(MODALITIES)  # a mode that is none of them is refused by its own check
 
 
+def _check_final_is_trained(final: dict[str, Any], given: tuple[str, ...] = ()) -> None:
+    """Refuse final-training settings under ``[final] fp32_epochs = 0`` (no final training), which
+    would otherwise be silently ignored: a non-empty ``[final.train]`` or ``[final.export]``, an
+    ``aligned_epochs`` above 0, and the keys of ``given`` (those the user's TOML set).
+
+    Raises:
+        ValueError: naming the setting and ``[final] fp32_epochs``.
+    """
+    if final.get("fp32_epochs") != 0:
+        return
+    ignored = [f"[final.{t}] {', '.join(sorted(final[t]))}" for t in FINAL_OVERRIDES
+               if isinstance(final.get(t), dict) and final[t]]
+    if final.get("aligned_epochs"):
+        ignored.append(f"[final] aligned_epochs = {final['aligned_epochs']}")
+    ignored += [f"[final] {key}" for key in given]
+    if ignored:
+        raise ValueError(f"{'; '.join(ignored)} would have no effect: [final] fp32_epochs = 0 is no final "
+                         f"training; set [final] fp32_epochs >= 1 to train the final network, or remove them")
+
+
 def check_values(cfg: dict[str, Any]) -> None:
     """Refuse values the search would accept now and fail on (or silently mistrain with) later.
 
@@ -201,6 +223,7 @@ def check_values(cfg: dict[str, Any]) -> None:
     if "elite" in evo and "population" in evo and evo["elite"] > evo["population"]:
         raise ValueError(f"[evolution] elite must be within [0, population = {evo['population']}]; got {evo['elite']}")
     final = cfg.get("final", {})
+    _check_final_is_trained(final)
     for table in FINAL_OVERRIDES:
         if final.get(table):
             _check_table({**cfg.get(table, {}), **final[table]}, table, f"final.{table}")

@@ -17,7 +17,8 @@ PACKAGES = ("runtime", "flightsim", "hil", "search")
 
 #: Every command of every package CLI.
 COMMANDS = {
-    "runtime": ["serve", "supervise", "keys", "sign", "infer", "devices", "benchmark", "check", "probe", "compile"],
+    "runtime": ["serve", "supervise", "control", "keys", "sign", "infer", "devices", "benchmark", "check", "probe",
+                "compile"],
     "flightsim": ["generate", "stream"],
     "hil": ["run"],
     "search": ["train-baseline", "run", "ablate", "retype"],

@@ -50,7 +50,7 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, brightness_bundle: Path) ->
     (tmp_path / "x.png").write_bytes(b"not an image")
     proc = _runtime("infer", "--model", str(brightness_bundle), "--input", str(tmp_path / "x.png"),
                     "--output", str(tmp_path / "v.geojson"))
-    assert proc.returncode == 2 and "unsupported input" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "not a readable image" in proc.stderr and "Traceback" not in proc.stderr
     proc = _runtime("infer", "--model", str(tmp_path), "--input", str(tmp_path / "x.png"),
                     "--output", str(tmp_path / "v.geojson"))
     assert proc.returncode == 2 and "missing manifest.json" in proc.stderr
