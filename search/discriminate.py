@@ -112,8 +112,8 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     settings (100 trees of at most 31 leaves, learning rate 0.1) but early stopping, which is off:
     its default ("auto") turns it on above 10,000 rows, and would then hold back a tenth of the
     training candidates and stop at fewer trees, unlike the fit this stage is documented as. The
-    fitted model is read out into plain arrays for the runtime. The read-out uses the fitted predictors' node arrays, which are
-    not public API, so it is checked against scikit-learn's own probabilities on the rows it was
+    fitted model is read out into plain arrays for the runtime. The read-out uses the fitted
+    predictors' node arrays, which are not public API, so it is checked against scikit-learn's own probabilities on the rows it was
     fitted on: a version that stores them otherwise fails here, not in flight."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
