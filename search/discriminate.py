@@ -113,8 +113,8 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     its default ("auto") turns it on above 10,000 rows, and would then hold back a tenth of the
     training candidates and stop at fewer trees, unlike the fit this stage is documented as. The
     fitted model is read out into plain arrays for the runtime. The read-out uses the fitted
-    predictors' node arrays, which are not public API, so it is checked against scikit-learn's own probabilities on the rows it was
-    fitted on: a version that stores them otherwise fails here, not in flight."""
+    predictors' node arrays, which are not public API, so it is checked against scikit-learn's own
+    probabilities on the rows it was fitted on: a version that stores them otherwise fails here, not in flight."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     columns = [FEATURES.index(f) for f in features]
