@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     check = sub.add_parser("check", parents=[common], help="what a target cannot run, or runs differently, in a bundle")
     check.add_argument("--model", type=Path, required=True)
-    check.add_argument("--target", default="MYRIAD")
+    check.add_argument("--target", default="MYRIAD",
+                       help="MYRIAD, a MYRIAD device as `devices` lists it, or myriadx-emu (the twin, checked under "
+                            "MYRIAD's rules, as the runtime checks a model it opens there)")
     check.add_argument("--json", action="store_true")
 
     prb = sub.add_parser("probe", parents=[common], help="measure how a device computes and write its profile (profiles.toml schema)")

@@ -17,7 +17,7 @@ from typing import Any
 
 from runtime import nce
 from runtime.bundle import IR_FILES, BundleError
-from runtime.device_names import TWINS, device_family
+from runtime.device_names import MYRIAD_LIKE, TWINS, device_family
 from runtime.latency import load_costs
 from runtime.ov_api import Model, read_ir
 from runtime.profiles import get_profile
@@ -118,6 +118,8 @@ def _interpolate_not_implemented(node: Any, limits: dict[str, Any]) -> str | Non
     if any(attrs.get("pads_begin", [])) or any(attrs.get("pads_end", [])):
         return "pads_begin/pads_end not zero: the MYRIAD plugin refuses an Interpolate with paddings"
     data, out = node.input(0).get_partial_shape(), node.get_output_partial_shape(0)
+    if not (data.rank.is_static and out.rank.is_static):
+        return None  # reported by the dynamic-shape rule
     channels = {4: 1, 3: 0}.get(len(data))  # the plugin's Dim::C of NCHW/NHWC and CHW/HWC (IR order: C first)
     if channels is not None and data[channels].is_static and out[channels].is_static \
             and data[channels].get_length() != out[channels].get_length():
@@ -149,9 +151,19 @@ def _interpolate_remapped(node: Any, limits: dict[str, Any]) -> str | None:
     return "; ".join(problems) or None
 
 
-def _conv_geometry(node: Any) -> tuple[int, list[int], list[int], list[int]]:
-    """(rank, strides, dilations, kernel) of a convolution."""
+def _ranks_known(node: Any) -> bool:
+    """Whether every input of ``node`` has a known rank. A rule that reads dimensions passes over one
+    that has not: the ``dynamic-shape`` rule reports it (reading them raised OpenVINO's RuntimeError,
+    and ``runtime check`` ended in a traceback, not the finding)."""
+    return all(node.input(i).get_partial_shape().rank.is_static for i in range(node.get_input_size()))
+
+
+def _conv_geometry(node: Any) -> tuple[int, list[int], list[int], list[int]] | None:
+    """(rank, strides, dilations, kernel) of a convolution; None when a rank or the weights' shape is
+    not known (see :func:`_ranks_known`)."""
     attrs = node.get_attributes()
+    if not (_ranks_known(node) and node.input(1).get_partial_shape().is_static):
+        return None
     rank = len(node.input(0).get_partial_shape())
     weights = [int(d) for d in node.input(1).get_partial_shape().to_shape()]
     kernel = weights[-(rank - 2):] if rank > 2 else []
@@ -159,7 +171,10 @@ def _conv_geometry(node: Any) -> tuple[int, list[int], list[int], list[int]]:
 
 
 def _dilated(node: Any, limits: dict[str, Any]) -> str | None:
-    _, _, dilations, _ = _conv_geometry(node)
+    geometry = _conv_geometry(node)
+    if geometry is None:
+        return None
+    _, _, dilations, _ = geometry
     reason = nce.dilated(dilations, limits)
     if reason:
         return (f"{reason}: runs in software on the SHAVE cores (MYRIAD_HW_DILATION is off by "
@@ -168,7 +183,10 @@ def _dilated(node: Any, limits: dict[str, Any]) -> str | None:
 
 
 def _outside_hw_limits(node: Any, limits: dict[str, Any]) -> str | None:
-    _, strides, _, kernel = _conv_geometry(node)
+    geometry = _conv_geometry(node)
+    if geometry is None:
+        return None
+    _, strides, _, kernel = geometry
     problems = nce.outside_limits(strides, kernel, limits)
     if problems:
         return "; ".join(problems) + ": outside the NCE limits, runs in software on the SHAVE cores"
@@ -176,6 +194,8 @@ def _outside_hw_limits(node: Any, limits: dict[str, Any]) -> str | None:
 
 
 def _not_4d(node: Any, limits: dict[str, Any]) -> str | None:
+    if not _ranks_known(node):
+        return None
     reason = nce.not_4d(len(node.input(0).get_partial_shape()))
     if reason:
         return f"{reason}: this convolution runs in software on the SHAVEs"
@@ -183,6 +203,8 @@ def _not_4d(node: Any, limits: dict[str, Any]) -> str | None:
 
 
 def _too_many_channels(node: Any, limits: dict[str, Any]) -> str | None:
+    if not (_ranks_known(node) and node.get_output_partial_shape(0).rank.is_static):
+        return None
     cin, cout = node.input(0).get_partial_shape()[1], node.get_output_partial_shape(0)[1]
     big = [f"{name} {d.get_length()}" for name, d in (("input channels", cin), ("output channels", cout))
            if d.is_static and d.get_length() > limits["max_channels"]]
@@ -252,14 +274,19 @@ def check_model(model: Model, target: str = "MYRIAD") -> list[Finding]:
     """Every op of ``model`` that ``target`` cannot run, or runs differently, most severe first.
 
     ``target`` may name one device as ``runtime devices`` lists it (``MYRIAD.1.2-ma2480``): its
-    family's rules apply, as they do when the runtime opens a model on it.
+    family's rules apply, as they do when the runtime opens a model on it. The Myriad X twin
+    (``myriadx-emu``) is checked under ``MYRIAD``'s rules, as the runtime checks a model it opens
+    there (:data:`runtime.device_names.MYRIAD_LIKE`): refused as a target with no rules, a model the
+    twin would refuse to load passed ``runtime check --target myriadx-emu`` only by not being checked.
 
     Raises:
-        ValueError: if ``target`` has no rules.
+        ValueError: if ``target`` has no rules, listing the targets that have.
     """
-    target = device_family(target)
+    family = device_family(target)
+    target = "MYRIAD" if family in MYRIAD_LIKE else family
     if target not in RULES:
-        raise ValueError(f"no rules for target {target!r}; valid targets: {sorted(RULES)}")
+        valid = sorted({*RULES, *MYRIAD_LIKE})
+        raise ValueError(f"no rules for target {family!r}; valid targets: {valid}")
     limits = _limits()
     findings = []
     for node in model.get_ordered_ops():

@@ -13,7 +13,9 @@ A runtime is ready when it prints its ready line, after it has opened the device
 model; the supervisor waits for that line at most ``start_timeout_s``, and only until it is told to
 stop. A restarted runtime that exits or stays silent that long (a device that hangs on opening, or
 is still held by the runtime just killed) is killed and counts as one more restart, with the same
-back-off and ``max_restarts``; a first start that fails so is an error, as it always was.
+back-off and ``max_restarts``; a first start that fails so is an error, as it always was. Any other
+line a runtime writes on stdout (a native library's chatter, before or after the ready line) is
+copied to the supervisor's stderr, and its stdout is read to its end, so that it never fills.
 
 Every runtime it starts uses the same store, so that a model uplinked to one is what the next serves:
 the operator's ``--store`` (or ``[models] store`` of a ``--config``), else a store made once, in the
@@ -26,6 +28,10 @@ the supervisor's first start; a store that cannot be written keeps ``--model``, 
 Each restart is a JSON line on stderr: ``{"event": "runtime_restarted", "reason": ..., "restarts": n,
 "ready": true}``; one whose runtime was not ready has ``"ready": false`` and ``"failure"``, which is
 also the reason of the next restart.
+
+Length: one process's life cycle. Starting a runtime, judging it, backing off, rolling the store
+back and the helpers that read serve's options all decide together when a runtime is restarted;
+split, each would need the others' state.
 """
 
 from __future__ import annotations
@@ -138,9 +144,9 @@ class Supervisor:
         self.start_failure = None
         proc = self.proc = subprocess.Popen(self.command(restart=self.restarts > 0), stdout=subprocess.PIPE)
         # A thread reads the line, so that the wait for it can end: readline() itself cannot time out.
+        # It reads the runtime's stdout to its end (see _read_stdout), not only that line.
         lines: queue.Queue[bytes] = queue.Queue(1)
-        reader = threading.Thread(target=lambda: lines.put(proc.stdout.readline()),  # type: ignore[union-attr]
-                                  name="supervisor-ready-line", daemon=True)
+        reader = threading.Thread(target=_read_stdout, args=(proc, lines), name="supervisor-stdout", daemon=True)
         reader.start()
         deadline = time.monotonic() + self.start_timeout_s
         line: bytes | None = None
@@ -286,13 +292,54 @@ class Supervisor:
             self.proc.wait()
 
     def _terminate(self) -> int:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)  # the runtime drains and exits
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self._kill()
-        return self.proc.returncode if self.proc is not None else 0
+        """Stop the running runtime (SIGTERM, SIGKILL after 30 s) at :meth:`stop`; the exit code.
+
+        That is the runtime's own; 0 when it ended of that SIGTERM (a runtime still starting keeps
+        SIGTERM's default action), or when no runtime was running (a stop during a back-off: the one
+        before was killed or had failed, and is what the restart that was stopped was for; its code,
+        -9 after a starved watchdog, was returned); another death by signal N is 128 + N, as a shell
+        says (a negative code given to ``sys.exit`` became 247 for a SIGKILL)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)  # the runtime drains and exits
+        try:
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self._kill()
+            code = self.proc.returncode
+        if code == -signal.SIGTERM:
+            return 0
+        return 128 - code if code < 0 else code
+
+
+def _is_ready_line(line: bytes) -> bool:
+    """Whether ``line`` is a runtime's ready line: a JSON object (serve's says ``"event": "ready"``;
+    any object is taken, as it always was, so that a stand-in's may say less)."""
+    try:
+        said = json.loads(line)
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        return False
+    return isinstance(said, dict)
+
+
+def _read_stdout(proc: subprocess.Popen, lines: queue.Queue[bytes]) -> None:
+    """Read ``proc``'s stdout to its end: its ready line is put on ``lines`` (b"" if it ends first);
+    every other line is copied to stderr. Why: a native library may write to stdout before that
+    line (json.loads of such a line ended the supervisor with "Expecting value", a restart too), and
+    a pipe no one reads blocks the runtime at its 64 KiB'th byte, which then starves the watchdog."""
+    ready = False
+    for line in proc.stdout:  # type: ignore[union-attr]
+        if not ready and _is_ready_line(line):
+            ready = True
+            lines.put(line)
+            continue
+        try:
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):  # a stderr with no buffer (a test's capture), or closed
+            pass
+    if not ready:
+        lines.put(b"")
 
 
 def _option(args: list[str], name: str) -> str | None:
