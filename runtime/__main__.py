@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, cfg: dict) -> int:
     from runtime.server import Runtime, Settings
+    from runtime.supervisor import die_with_parent
+
+    die_with_parent()  # under `supervise`: SIGTERM when the supervisor dies, however it dies
 
     if args.profile:
         from runtime.profiles import get_profile

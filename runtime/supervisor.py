@@ -142,7 +142,10 @@ class Supervisor:
         after the first (``restarts`` > 0) is a restart (see :meth:`command`)."""
         self.watchdog.unlink(missing_ok=True)
         self.start_failure = None
-        proc = self.proc = subprocess.Popen(self.command(restart=self.restarts > 0), stdout=subprocess.PIPE)
+        # The runtime is told who supervises it (die_with_parent): a supervisor killed outright (SIGKILL,
+        # the OOM killer) runs no clean-up, and its runtime would serve on unsupervised, holding the device.
+        proc = self.proc = subprocess.Popen(self.command(restart=self.restarts > 0), stdout=subprocess.PIPE,
+                                            env={**os.environ, PARENT_ENV: str(os.getpid())})
         # A thread reads the line, so that the wait for it can end: readline() itself cannot time out.
         # It reads the runtime's stdout to its end (see _read_stdout), not only that line.
         lines: queue.Queue[bytes] = queue.Queue(1)
@@ -310,6 +313,41 @@ class Supervisor:
         if code == -signal.SIGTERM:
             return 0
         return 128 - code if code < 0 else code
+
+
+#: The environment variable that tells a runtime its supervisor's pid (:func:`die_with_parent`).
+PARENT_ENV = "RUNTIME_SUPERVISOR_PID"
+
+#: Linux's prctl option that asks for a signal when the parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """In a runtime started by a supervisor (:data:`PARENT_ENV` set): ask Linux to send it SIGTERM
+    when the supervisor dies, so that it drains and exits (or, still starting, ends at once) rather
+    than serve on unsupervised, holding the device the next supervisor's runtime must open. A
+    supervisor stopped cleanly stops its runtime itself; this covers one killed outright (SIGKILL,
+    the OOM killer), which runs no clean-up. A supervisor gone before the request was made ends the
+    runtime at once. Elsewhere than on Linux, or without the variable, nothing is done.
+
+    Returns:
+        Whether the request was made.
+    """
+    supervisor = os.environ.get(PARENT_ENV, "")
+    if not supervisor.isdigit() or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        return False
+    try:
+        os.kill(int(supervisor), 0)
+    except ProcessLookupError:  # it died before the request: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
+    except PermissionError:  # alive, under another user
+        pass
+    return True
 
 
 def _is_ready_line(line: bytes) -> bool:
