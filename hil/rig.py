@@ -529,9 +529,12 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
                                 score_cfg.border_rule)
         no_data = sample.no_data()
         if no_data is not None:
-            # What the file marks as no data (a nodata value, an alpha band, a mask) holds no vessel, as runtime
-            # infer keeps vessels off it too: the payload sees only counts there, and a scene's black border was
-            # scored as false alarms and vessel pixels.
+            # What the file marks as no data (a nodata value, an alpha band, a mask) holds no vessel: a scene's black
+            # border was scored as false alarms and vessel pixels. Not runtime infer's rule, which zeroes the
+            # probabilities there before vectorising: the payload sees only counts (no tile says where its no data
+            # is), so the rig can only keep or drop each vessel the payload sent, by the pixel under its centre, not
+            # trim it (its score, the mean over its pixels, could not be recomputed). A vessel partly on no data
+            # thus comes out whole (or not at all) here and trimmed to its image part there (README).
             kept = centroids_in(vessels, sample, ~no_data)
             no_data_dropped += len(vessels) - len(kept)
             vessels = kept

@@ -13,7 +13,7 @@ import shapely
 from rasterio.crs import CRS
 from shapely.geometry import mapping, shape
 
-from runtime.vectorize import describe
+from runtime.vectorize import BRIDGE_PX, describe
 
 
 #: What the payload leaves to the merge (:func:`runtime.vectorize.vectorize`), gone once it is applied.
@@ -70,6 +70,8 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
     ``connectivity`` is the vectorisation's: with 4, pieces that meet only at a corner are two
     vessels, as the payload judged them, and only pieces sharing an edge (or overlapping) are joined.
 
+    Each vessel is one Polygon: pieces meeting only at a corner are joined by a hair-thin bridge
+    (:func:`_bridged`), as the payload joins an 8-connected component's pixels.
     Scores of merged pieces are averaged weighted by area, a second stage's ``ship_probability`` is
     that of the largest piece; ``pieces`` says how many were merged.
     A piece the payload kept only because a tile border cut it (``provisional_min_area_px``,
@@ -149,6 +151,9 @@ def merge_detections(features: list[dict[str, Any]], crs: CRS | None, tolerance:
             union = shapely.union_all([geoms[i] for i in members])
         areas = [geoms[i].area for i in members]
         props = [features[i]["properties"] for i in members]
+        if not isinstance(union, shapely.Polygon):  # pieces meeting only at a corner (8-connectivity)
+            pixels = sum(p.get("area_px", 0) for p in props)
+            union = _bridged(union, BRIDGE_PX * (sum(areas) / pixels if pixels else sum(areas)) ** 0.5)
         total = sum(areas) or 1.0
         # a second stage's verdict on the whole vessel, its largest piece's as the cut above read it:
         # every vessel of a model with a second stage carries it (docs/protocol.md), merged or not
@@ -186,6 +191,28 @@ def _meets_cuts(features: list[dict[str, Any]], geoms: list[Any], members: list[
         if whole < score_cut:
             return False
     return True
+
+
+def _bridged(union: Any, width: float) -> shapely.Polygon:
+    """One Polygon of the parts of ``union``: each joined to the nearest of those already joined by a
+    bridge ``width`` wide (a hair: :data:`runtime.vectorize.BRIDGE_PX` of a pixel), as the payload
+    joins the pixels of an 8-connected component that touch only at a corner (``_clean``).
+
+    Why: pieces that meet only at a corner (a diagonal ship cut by a border right at a corner pixel)
+    are one vessel under 8-connectivity, but their union is a MultiPolygon, which GeoJSON consumers
+    (and :func:`runtime.vectorize.describe`) take for several shapes where the payload's own outlines
+    give one Polygon per vessel. The bridge moves no measurement: it lies within the convex hull of
+    the parts but for its hair width. Parts the merge joined across a rounding gap (within its
+    ``tolerance``) are bridged the same way."""
+    parts = sorted(getattr(union, "geoms", [union]), key=lambda g: g.area, reverse=True)
+    joined, rest = parts[0], parts[1:]
+    while rest:
+        k = min(range(len(rest)), key=lambda i: joined.distance(rest[i]))
+        bridge = shapely.shortest_line(joined, rest[k]).buffer(width, join_style="mitre")
+        joined = shapely.union_all([joined, rest.pop(k), bridge])
+    if not isinstance(joined, shapely.Polygon):  # never expected; the largest rather than a MultiPolygon
+        joined = max(getattr(joined, "geoms", [joined]), key=lambda g: g.area)
+    return joined
 
 
 def _share_edge(a: Any, b: Any, tolerance: float) -> bool:

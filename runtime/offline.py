@@ -6,6 +6,11 @@ same pixels streamed to a runtime give the same vessels, merged across tile bord
 them; but for two things a ground that holds the whole file can do better: pixels the file marks as no
 data (its nodata value, alpha band or mask) hold no vessel, and ``[vectorize] simplify_px`` simplifies
 each vessel after the merge, not each tile's piece before it. The file is read a tile at a time.
+
+No data differs from the rig on purpose: here the probabilities of no-data pixels are zeroed before
+vectorising, so a vessel partly on no data comes out trimmed to its image part (and a ship beside a
+white-filled no-data border stays apart from it); the rig, scoring what a payload sent (a payload sees
+only counts), can only drop a vessel whose centre lies on no data and keeps the others' outlines whole.
 """
 
 from __future__ import annotations

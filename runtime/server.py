@@ -51,7 +51,7 @@ from runtime.protocol import Reason, TileRejected
 from runtime.recovery import CannotRun, DeviceRecovery
 from runtime.results import InFlight, describe
 from runtime.security import CurveServer
-from runtime.settings import Settings
+from runtime.settings import Settings, check_serving_simplify
 from runtime.store import BundleStore
 from runtime.telemetry import Telemetry
 from runtime.vectorise_pool import VectorisePool
@@ -93,6 +93,8 @@ class Runtime:
                 resolve(fallback)
             except ValueError as exc:
                 raise ValueError(f"[device_recovery] fallback_device: {exc}") from None
+        # At serve, not in Settings: `runtime infer` simplifies after its merge, where any value is safe.
+        check_serving_simplify(float(settings.vectorize["simplify_px"]))
         watchdog = settings.health["watchdog_file"]
         if watchdog and not Path(watchdog).parent.is_dir():
             # Else Health fails to feed it every period while the payload serves on (checked here, at

@@ -21,6 +21,27 @@ from runtime.vectorize import CONNECTIVITIES
 CPU_PRECISIONS = ("f32", "bf16", "f16")
 
 
+#: The ``simplify_px`` a serving runtime must stay below. Douglas-Peucker moves an outline by up to its
+#: tolerance, each vessel's on its own (preserve_topology keeps one polygon valid, not two apart), and
+#: two vessels can come as close as one pixel (8-connected components never touch): from half a pixel
+#: each may reach half-way, so the two come down touching or overlapping, and the ground's merge
+#: (:func:`runtime.merge.merge_detections`, as hil and any ground that joins border pieces run it)
+#: reports them as one vessel. ``runtime infer`` simplifies after its merge, so any value is safe there.
+SERVING_SIMPLIFY_LIMIT_PX = 0.5
+
+
+def check_serving_simplify(simplify_px: float) -> float:
+    """``simplify_px`` if a serving runtime may use it (below :data:`SERVING_SIMPLIFY_LIMIT_PX`),
+    else a ValueError saying why (close vessels would be welded into one by the ground's merge)."""
+    if simplify_px >= SERVING_SIMPLIFY_LIMIT_PX:
+        raise ValueError(
+            f"[vectorize] simplify_px must lie in [0, {SERVING_SIMPLIFY_LIMIT_PX}) for a serving runtime; got "
+            f"{simplify_px!r}: simplified one by one, two vessels a pixel apart can come down touching, and the "
+            "ground's merge (runtime.merge, hil) then reports them as one. runtime infer, which simplifies "
+            "after its merge, takes any value")
+    return simplify_px
+
+
 def check_cpu_precision(cpu_precision: str) -> str:
     """``cpu_precision`` if it is one of :data:`CPU_PRECISIONS`, else a ``ValueError`` listing them."""
     if cpu_precision not in CPU_PRECISIONS:

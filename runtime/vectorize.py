@@ -26,7 +26,7 @@ CONNECTIVITIES = (4, 8)
 
 # Width, in pixels, of the bridge that joins the pieces of an 8-connected component touching only
 # at corners: wide enough for GEOS to see one polygon, far too thin to change any measurement.
-_BRIDGE_PX = 1e-4
+BRIDGE_PX = 1e-4
 
 
 def vectorize(
@@ -54,7 +54,10 @@ def vectorize(
         min_area_px: components with fewer pixels are noise and are dropped.
         simplify_px: Douglas-Peucker tolerance in pixels; 0 keeps the raster outline. A component
             touching one of ``borders`` keeps its raster outline, so that it still meets its
-            neighbour's piece along the border for the ground's merge.
+            neighbour's piece along the border for the ground's merge. From half a pixel up, two
+            vessels a pixel apart may come out touching, and a ground that merges takes them for
+            one: a serving runtime refuses such a value
+            (:func:`runtime.settings.check_serving_simplify`); called directly, the caller's choice.
         connectivity: 4 or 8, the pixel neighbourhood that joins pixels into one vessel.
         valid: (h, w) when only the top-left h x w of ``prob`` is image and the rest is padding
             added to reach the model's input size; the padding is ignored.
@@ -262,7 +265,7 @@ def _clean(poly: shapely.Polygon) -> shapely.Polygon | None:
     """
     if poly.is_valid:
         return poly
-    joined = poly.buffer(_BRIDGE_PX, join_style="mitre")
+    joined = poly.buffer(BRIDGE_PX, join_style="mitre")
     if isinstance(joined, shapely.Polygon):
         return None if joined.is_empty else joined
     # Pieces that do not touch cannot come from one component; keep the largest, never crash.
