@@ -196,7 +196,7 @@ class Discriminator:
         """From ``output.discriminator``; ``ValueError`` names what is wrong."""
         try:
             return cls(tuple(_strings(table, "features")), *(tuple(_numbers(table, k)) for k in ("mean", "scale", "weights")),
-                       float(table["bias"]), float(table["cut"]), _ring(table))
+                       _number(table, "bias"), _number(table, "cut"), _ring(table))
         except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError("output.discriminator needs features, mean, scale, weights, bias and cut "
                              f"(and optionally ring_px): {exc!r}") from None
@@ -246,7 +246,7 @@ class TreeDiscriminator:
             trees = tuple({name: np.asarray(_numbers(tree, name, whole=name in ("feature", "left", "right")),
                                             np.int64 if name in ("feature", "left", "right") else np.float64)
                            for name in TREE_ARRAYS} for tree in table["trees"])
-            return cls(tuple(_strings(table, "features")), float(table["baseline"]), trees, float(table["cut"]),
+            return cls(tuple(_strings(table, "features")), _number(table, "baseline"), trees, _number(table, "cut"),
                        _ring(table))
         except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError("a trees discriminator needs features, baseline, trees (each with "
@@ -295,6 +295,16 @@ def _numbers(table: Mapping[str, Any], key: str, whole: bool = False) -> list[fl
     if not (isinstance(values, list) and all(isinstance(v, kinds) and not isinstance(v, bool) for v in values)):
         raise TypeError(f"{key} must be a list of {'integers' if whole else 'numbers'}; got {str(values)[:80]}")
     return values
+
+
+def _number(table: Mapping[str, Any], key: str) -> float:
+    """``table[key]`` as a float if it is a number, else a TypeError naming it: ``float()`` alone
+    would take the string ``"0.5"`` or ``true`` (1.0) for a cut or a bias, as :func:`_numbers`
+    refuses them in a list."""
+    value = table[key]
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{key} must be a number; got {str(value)[:80]}")
+    return float(value)
 
 
 def _ring(table: Mapping[str, Any]) -> tuple[int, int]:
