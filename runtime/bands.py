@@ -9,7 +9,10 @@ package (docs/architecture.md); flightsim re-exports it. The rules, first match 
 1. ``select`` given by the user (``--bands 1,1,1``: 1-based source bands): exactly that.
 2. Same count: as is, unless the source names the model's bands in another order (a BGR file into
    an RGB model): then reordered by name (the runtime refuses a tile that names the model's bands
-   in another order, ``bad_shape``).
+   in another order, ``bad_shape``). A source that names some of the model's bands at other
+   positions, and not all of them (near-infrared, red, green into a red, green, blue model), fits
+   no rule: as is, its red would feed the model's green (:func:`misplaced_bands`; until 2026-12-05
+   it went as is, and the runtime took such tiles too).
 3. The model's band names all among the source's: picked by name (a 4-band red/green/blue/nir
    GeoTIFF into an RGB model).
 4. One source band, several model bands: the band repeated (a grey SAR amplitude into an RGB model).
@@ -53,12 +56,15 @@ def adapt_bands(source_bands: list[str], model_bands: list[str], select: list[in
         index = [b - 1 for b in select]
         return index, f"source bands {select} (1-based, given by {option or 'select'}) feed model bands {model_bands}"
     lower = [b.lower() for b in source_bands]
+    misplaced: list[str] = []
     if n_src == n_model:
         wanted = [b.lower() for b in model_bands]
         if lower != wanted and sorted(lower) == sorted(wanted) and len(set(wanted)) == n_model:
             index = [lower.index(b) for b in wanted]
             return index, f"source bands {source_bands} reordered by name to the model's {model_bands}"
-        return None, f"{n_src} source bands {source_bands} fed as is to model bands {model_bands}"
+        misplaced = misplaced_bands(source_bands, model_bands)
+        if not misplaced:
+            return None, f"{n_src} source bands {source_bands} fed as is to model bands {model_bands}"
     if all(b.lower() in lower for b in model_bands):
         index = [lower.index(b.lower()) for b in model_bands]
         return index, f"source bands picked by name: {[source_bands[i] for i in index]} of {source_bands}"
@@ -67,10 +73,22 @@ def adapt_bands(source_bands: list[str], model_bands: list[str], select: list[in
     remedy = (f"give {option} with {n_model} comma-separated 1-based source band numbers" if option else
               "no rule applies (the same count, the model's band names among the source's, or a single band "
               f"repeated): make a file of the {n_model} bands the model takes")
-    problem = f"the scene has {n_src} bands {source_bands}, the model takes {n_model} {model_bands}; {remedy}"
+    wrong = (f" (it names the model's {misplaced} at other positions: as they are, they would feed other model "
+             "bands)") if misplaced else ""
+    problem = f"the scene has {n_src} bands {source_bands}, the model takes {n_model} {model_bands}{wrong}; {remedy}"
     if strict:
         raise ValueError(problem)
     return None, f"not adapted: {problem}; sent as they are, so the runtime rejects them (bad_shape)"
+
+
+def misplaced_bands(source_bands: list[str], model_bands: list[str]) -> list[str]:
+    """The model's band names (lower case) that ``source_bands``, as many as the model's, names at
+    another position than the model's, compared without case: fed as they are, those bands would
+    reach model bands they are not. Empty for lists of other lengths."""
+    if len(source_bands) != len(model_bands):
+        return []
+    lower = [str(b).lower() for b in source_bands]
+    return [m for m, own in zip((str(b).lower() for b in model_bands), lower) if m != own and m in lower]
 
 
 def palette_table(src: Any) -> tuple[np.ndarray, list[str], str]:

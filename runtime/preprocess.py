@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.bands import misplaced_bands
 from runtime.protocol import Reason, TileRejected
 
 
@@ -72,13 +73,16 @@ class Preprocessor:
             )
         said = header.get("bands")
         if (self.band_names and isinstance(said, list) and all(isinstance(b, str) for b in said)
-                and [b.lower() for b in said] != self.band_names
-                and sorted(b.lower() for b in said) == sorted(self.band_names)):
-            raise TileRejected(
-                Reason.BAD_SHAPE,
-                f"tile's bands are {said}; the model takes {self.band_names} in that order",
-                header,
-            )
+                and [b.lower() for b in said] != self.band_names):
+            # the model's bands in another order, or some of them at other positions (runtime.bands' rule 2)
+            misplaced = misplaced_bands(said, self.band_names)
+            if misplaced:
+                raise TileRejected(
+                    Reason.BAD_SHAPE,
+                    f"tile's bands are {said}; the model takes {self.band_names} in that order ({misplaced} would "
+                    "feed other model bands)",
+                    header,
+                )
         if not self.on_host and not np.can_cast(pixels.dtype, self.dtype, "safe"):
             raise TileRejected(
                 Reason.UNSUPPORTED_DTYPE,
