@@ -274,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"masked, {land['detections_dropped']} detection(s) dropped")
         if not land["samples_with_a_mask"]:  # e.g. a coastline asked for images that have no place on the Earth
             lines.append(f"warning: --land-masks {land['source']} masked no image (a coastline needs georeferenced "
-                         "images, not ones placed by --gsd alone; a folder needs <sample stem>.png masks)")
+                         "images, not ones placed by --gsd or --crs without --origin; a folder needs "
+                         "<sample stem>.png masks)")
     for warning in r["model_fit"]["warnings"]:
         lines.append(f"warning: {warning}")
     for kind, f in (r.get("faults") or {}).items():

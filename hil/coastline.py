@@ -56,12 +56,13 @@ def _landmask(coastline: str) -> Any:
 
 def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     """The sample's sea mask (True = sea) from ``coastline``, or None for a sample without a CRS
-    (a pixel grid or a local metric plane: nowhere on Earth to look up) or none of whose pixels its
-    CRS places on the Earth. A pixel it does not place (beyond a geostationary disk's rim) is sea:
-    there is no land there to mask."""
+    (a pixel grid or a local metric plane: nowhere on Earth to look up), one whose position is only
+    assumed (placed by ``--crs``/``--gsd`` without ``--origin``: :func:`placed_on_the_earth`) or none
+    of whose pixels its CRS places on the Earth. A pixel it does not place (beyond a geostationary
+    disk's rim) is sea: there is no land there to mask."""
     if coastline not in COASTLINES:
         raise ValueError(f"coastline {coastline!r}; valid: {list(COASTLINES)}")
-    if not on_the_earth(sample.crs):  # before the seconds of loading the mask: a chip set may have no CRS at all
+    if not placed_on_the_earth(sample):  # before the seconds of loading the mask: a chip set may have no CRS at all
         return None
     landmask = _landmask(coastline)
     step = max(1, math.ceil(math.sqrt(sample.height * sample.width / MAX_LOOKUPS)))
@@ -107,6 +108,14 @@ def _lon_lat(crs: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.n
             if j - i > 1:
                 pending += [(i, (i + j) // 2), ((i + j) // 2, j)]
     return lon, lat
+
+
+def placed_on_the_earth(sample: Any) -> bool:
+    """Whether ``sample`` has a known place on the Earth to look up: a CRS :func:`on_the_earth` and a
+    position of its own or the user's ``--origin``, not the (0, 0) an image given only ``--crs`` and
+    ``--gsd`` is put at (``Sample.position_assumed``: the Gulf of Guinea in EPSG:3857, open sea in a
+    UTM zone), which would be masked as all sea and counted as masked."""
+    return on_the_earth(sample.crs) and not getattr(sample, "position_assumed", False)
 
 
 def on_the_earth(crs: Any) -> bool:

@@ -32,7 +32,7 @@ from flightsim.sources import Georef, Sample, Source, adapt_bands, open_source
 from flightsim.streamer import Streamer
 from flightsim.tiles import owned_windows, tile_grid, tile_sample
 from flightsim.timing import Timing
-from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask, on_the_earth
+from hil.coastline import COASTLINES, check_coastline, coastline_sea_mask, placed_on_the_earth
 from hil.collector import ResultCollector
 from hil.fit import model_fit, sample_modalities
 from hil.geojson import detections_collection
@@ -120,7 +120,8 @@ def run(
             ``sealand/``), or a coastline data set (:data:`hil.coastline.COASTLINES`) for
             georeferenced samples: detections whose centroid is on land are dropped on the ground,
             and land pixels cleared from the mask, before scoring (samples without a mask, or
-            without a CRS for a coastline, are left as they are). Each mask file is read and
+            without a CRS or with an assumed position (``Sample.position_assumed``) for a coastline,
+            are left as they are). Each mask file is read and
             checked before the runtime starts.
         profile: the twin's target profile (e.g. a hypothesis profile; ``runtime/profiles.toml``)
             for a runtime started here; default the model's ``numerics.profile``, else the twin's.
@@ -191,7 +192,7 @@ def run(
         if not masked:  # the wrong folder (SSDD's parent of sealand/, say): scores unmasked, silently
             raise ValueError(f"--land-masks {str(land_masks)!r}: none of the {len(scenes)} samples has a mask there "
                              f"(<sample>.png, e.g. {mask_file(scenes[0].sample, Path(land_masks)).name})")
-    elif land_masks is not None and any(on_the_earth(s.sample.crs) for s in scenes):
+    elif land_masks is not None and any(placed_on_the_earth(s.sample) for s in scenes):
         check_coastline(str(land_masks))  # the optional package, before the run, not at its scoring
     fit = model_fit(bundle.manifest, source, [g for g in map(_gsd, (s.sample for s in scenes)) if g is not None],
                     modality, [s.sample.dtype for s in scenes])

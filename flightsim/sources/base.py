@@ -126,7 +126,11 @@ class Sample:
     held whole. ``mask`` (H, W) uint8 is 1 on vessel pixels and ``vessels`` their outlines in map
     coordinates (the image's ``transform``/``crs``); both are ``None`` when the sample has no truth.
     ``notes`` says what was done to the data on the way in (an alpha band dropped, a georeference
-    given by the user), so that a report can state it.
+    given by the user), so that a report can state it. ``position_assumed`` is True where the map
+    position of the image's upper-left corner is neither its file's nor the user's (``--origin``) but
+    the (0, 0) :meth:`Georef.resolve` falls back to: such an image (``--crs EPSG:3857 --gsd 10`` alone)
+    is measured in metres, yet where it lies on the Earth is unknown, so that nothing that looks its
+    place up (the coastline of ``hil run --land-masks gshhg``) may take (0, 0) for it.
     """
 
     name: str
@@ -145,6 +149,7 @@ class Sample:
     #: Colour table (bands, entries) of a palette image at ``path``: what it holds are indices into it,
     #: and every read looks them up, so windows and whole reads give the same expanded counts.
     palette: np.ndarray | None = None
+    position_assumed: bool = False
 
     @property
     def units(self) -> str:
@@ -299,8 +304,12 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
         own_transform = src.transform if own_crs is not None or not src.transform.is_identity else None
         transform, crs = georef.resolve(own_transform, own_crs, gsd)
         kept_own = own_transform is not None and (own_crs is not None or georef.crs is not None)
+        # the upper-left corner is where the file or the user puts it, else resolve's (0, 0): no known place
+        assumed = georef.origin is None and not kept_own
         if georef.given:
-            notes.append(f"georeference given by the user: transform {tuple(transform)[:6]}, crs {crs}")
+            notes.append(f"georeference given by the user: transform {tuple(transform)[:6]}, crs {crs}"
+                         + ("; no --origin: its place on the Earth is unknown (origin 0, 0 assumed)"
+                            if assumed and crs is not None else ""))
         if gsd is not None and georef.gsd is None and not kept_own:
             notes.append(f"gsd {gsd} m from {gsd_from}")
         elif crs is None and not georef.given:
@@ -316,7 +325,7 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
         return Sample(name=name or path.stem, height=src.height, width=src.width, transform=transform, crs=crs,
                       bands=names, dtype="uint8" if interp[0] == "palette" else src.dtypes[0], image=image,
                       path=path, band_index=keep if len(keep) < src.count and interp[0] != "palette" else None,
-                      notes=notes, palette=palette)
+                      notes=notes, palette=palette, position_assumed=assumed)
 
 
 def read_mask_file(path: Path, channel: int, threshold: int, shape_hw: tuple[int, int]) -> np.ndarray:
