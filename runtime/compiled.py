@@ -7,8 +7,9 @@ adds the result to the bundle (``compiled/<TARGET>.blob`` + ``<TARGET>.json``); 
 a matching blob instead of compiling, and compiles (and says why) when none matches.
 
 A blob matches when its record names the device family the runtime serves on (``CPU``, ``MYRIAD``,
-``NPU``...), the exact OpenVINO build of the payload, this bundle's IR (sha256 of both files; also
-checked when the bundle is read) and the compile configuration the runtime would use. OpenVINO's
+``NPU``...), the exact OpenVINO build of the payload, this bundle's files (the sha256 of each file the
+manifest lists: the IR, and the golden tile where there is one; checked when the bundle is read, not
+here) and the compile configuration the runtime would use. OpenVINO's
 own ``export_model``/``import_model`` make and read the blob, on both Python APIs.
 
 A signed bundle's blob is imported only when the signature covers its record (which holds the
@@ -54,8 +55,9 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     """A copy of ``bundle`` with a blob for ``target`` (family name: CPU, MYRIAD, NPU, GPU).
 
     ``device`` picks the instance to compile on (``MYRIAD.1.2-ma2480``); default the family name.
-    Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship) or a
-    device not attached here.
+    Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship), a
+    device not attached here, or an IR its plugin will not compile or export (with the plugin's
+    reason, not its trace of source files: ``runtime compile`` says it in one line).
     """
     if target in TWINS or target != device_family(target) or target not in TARGET_FAMILIES:
         raise ValueError(f"--target is a device family (valid: {list(TARGET_FAMILIES)}), not {target!r}")
@@ -67,7 +69,11 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
     config = compile_config(target, cpu_precision)
     started = time.perf_counter()
-    blob = export_blob(core.compile_model(model, device, config))
+    try:
+        blob = export_blob(core.compile_model(model, device, config))
+    except RuntimeError as exc:  # the plugin refuses the IR (an op it lacks, a dynamic rank) or cannot export it
+        raise ValueError(f"{device} cannot compile this bundle's IR into a blob: "
+                         f"{ov_api.plugin_message(exc)}") from None
     record = {
         "format": RECORD_FORMAT,
         "target": target,
@@ -98,11 +104,13 @@ def matching_blob(bundle: Bundle, target: str, config: dict[str, Any]) -> tuple[
                       "was added, or the blob was replaced): compiled the signed IR instead; sign the bundle "
                       "again (python -m runtime sign) to ship the blob")
     if record.get("openvino") != ov_api.version():
-        return None, f"blob for {target} was made by OpenVINO {record.get('openvino')}, this payload runs {ov_api.version()}"
+        return None, (f"blob for {target} was made by OpenVINO {record.get('openvino')}, "
+                      f"this payload runs {ov_api.version()}")
     wanted = {k: str(v) for k, v in config.items()}
     if record.get("config") != wanted:
         return None, f"blob for {target} was compiled with {record.get('config')}, the runtime needs {wanted}"
-    return blob, f"imported compiled/{target}.blob (OpenVINO {record['openvino']}, compiled on {record.get('compiled_on')})"
+    return blob, (f"imported compiled/{target}.blob (OpenVINO {record['openvino']}, "
+                  f"compiled on {record.get('compiled_on')})")
 
 
 def signature_covers(bundle: Bundle, target: str) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import abc
 import logging
 import queue
-import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -141,16 +140,6 @@ class InferenceAdapter(abc.ABC):
         self.wait_all()
 
 
-def _plugin_message(exc: BaseException) -> str:
-    """A plugin exception in one line for a load detail: OpenVINO's open with a trace of the source
-    files it passed through ("Exception from src/...", "Check '...' failed at ..."), left out here,
-    and say why on the lines after, all kept (a refused CPU blob names the instruction set it was
-    built for on one line and this host's on the next)."""
-    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
-    said = [line for line in lines if not re.match(r"(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$", line)]
-    return "; ".join(said or lines or [type(exc).__name__])[:600]
-
-
 def _type_name(value: Any) -> str:
     # ov.Type has to_string() from 2023 on; get_type_name() exists in both APIs.
     return value.get_type_name() if hasattr(value, "get_type_name") else str(value)
@@ -237,7 +226,7 @@ class OpenVINOAdapter(InferenceAdapter):
                     self._compiled = import_blob(core, blob, target, config)
                     self.load = {"how": "imported", "detail": why}
                 except Exception as exc:  # a damaged blob (truncated on the ground): the IR still compiles
-                    blob, why = None, f"blob could not be imported: {_plugin_message(exc)}"
+                    blob, why = None, f"blob could not be imported: {ov_api.plugin_message(exc)}"
             if blob is None:
                 self._compiled = core.compile_model(model, target, config)
                 self.load = {"how": "compiled", "detail": f"compiled on board: {why}"}

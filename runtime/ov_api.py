@@ -8,6 +8,7 @@ lives in ``openvino.runtime``; modern releases expose the same classes from ``op
 from __future__ import annotations
 
 import os
+import re
 import threading
 from typing import Any
 
@@ -32,7 +33,7 @@ except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
     API = "openvino.runtime"
 
 __all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "convert_model", "opset", "opset1",
-           "read_ir", "save_ir", "save_model", "shared_core", "version"]
+           "plugin_message", "read_ir", "save_ir", "save_model", "shared_core", "version"]
 
 
 _SHARED_CORE: Any = None
@@ -93,6 +94,16 @@ def _reason(exc: Exception) -> str:
     """The last line of an OpenVINO error that is not one of its "Exception from FILE:LINE:" lines."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and not ln.strip().startswith("Exception from ")]
     return lines[-1] if lines else repr(exc)
+
+
+def plugin_message(exc: BaseException) -> str:
+    """A plugin exception in one line for a load detail or a command's error: OpenVINO's open with a
+    trace of the source files it passed through ("Exception from src/...", "Check '...' failed at
+    ..."), left out here, and say why on the lines after, all kept (a refused CPU blob names the
+    instruction set it was built for on one line and this host's on the next)."""
+    lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
+    said = [line for line in lines if not re.match(r"(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$", line)]
+    return "; ".join(said or lines or [type(exc).__name__])[:600]
 
 
 def opset(n: int) -> ModuleType:
