@@ -82,13 +82,19 @@ BEFORE_SECOND_STAGE = ("val_f1", "fitness", "runtime_latency_p50_ms")
 TileProbability = Callable[[np.ndarray, tuple[int, int, int, int]], np.ndarray]
 
 
+class NoBothKinds(ValueError):
+    """A network's candidates hold no ship, or nothing but ships: no second stage can be fitted for
+    it. A fact about that network (the search's comparison of two networks judges it as one that
+    cannot fly a second stage: :func:`search.final.compare_final`), not a mistake in the call."""
+
+
 def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = FEATURES,
                  l2: float = 1e-2, cut: float = 0.5) -> Discriminator:
     """A :class:`Discriminator` fitted by Newton's method (the L2 penalty keeps it finite on separable data)."""
     x = np.asarray(rows, np.float64)[:, [FEATURES.index(f) for f in features]]
     y = np.asarray(labels, np.float64)
     if len(y) != len(x) or not 0 < y.sum() < len(y):
-        raise ValueError("a discriminator needs candidates of both kinds (ships and not), one label per row")
+        raise NoBothKinds("a discriminator needs candidates of both kinds (ships and not), one label per row")
     mean, scale = x.mean(0), x.std(0)
     scale[scale == 0] = 1.0
     z = np.c_[np.ones(len(x)), (x - mean) / scale]
@@ -121,7 +127,7 @@ def fit_trees(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...] = 
     x = np.asarray(rows, np.float64)[:, columns]
     y = np.asarray(labels, bool)
     if len(y) != len(x) or not 0 < y.sum() < len(y):
-        raise ValueError("a discriminator needs candidates of both kinds (ships and not), one label per row")
+        raise NoBothKinds("a discriminator needs candidates of both kinds (ships and not), one label per row")
     model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed).fit(x, y)
     trees = []
     for (predictor,) in model._predictors:

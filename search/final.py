@@ -77,14 +77,16 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
     limit = float(fit["latency_limit_ms"])
     for record in scored:
         if not uses_estimate(record, fit["latency"]):
-            return FinalPick(record)  # a measured latency (asked for, or a device without the cost model): after training
+            # a measured latency (asked for, or a device without the cost model): after training
+            return FinalPick(record)
         genome = Genome.from_dict(record["genome"])
         for candidates_gate, recipe in recipes:
             ms = recipe_latency_ms(genome, recipe, data)
             if ms <= limit:
                 return FinalPick(record, candidates_gate)
             say(f"final training: {record['name']} would take {ms:.1f} ms under the final recipe with the "
-                f"{recipe['train']['land_gate']!r} land gate, over [fitness] latency_limit_ms = {fit['latency_limit_ms']}"
+                f"{recipe['train']['land_gate']!r} land gate, over [fitness] latency_limit_ms = "
+                f"{fit['latency_limit_ms']}"
                 + ("; trying it with the candidates' gate" if not candidates_gate and len(recipes) > 1
                    else "; not trained again"))
     return None
@@ -101,7 +103,9 @@ def final_recipes(cfg: dict[str, Any]) -> tuple[bool, ...]:
         ValueError: for an ``[final] over_limit`` not in :data:`OVER_LIMIT`.
     """
     drop = check_over_limit(cfg["final"]["over_limit"]) == "drop_gate" and float(cfg["fitness"]["latency_limit_ms"]) > 0
-    return (False, True) if drop and final_config(cfg)[0]["train"]["land_gate"] != cfg["train"]["land_gate"] else (False,)
+    if drop and final_config(cfg)[0]["train"]["land_gate"] != cfg["train"]["land_gate"]:
+        return (False, True)
+    return (False,)
 
 
 def check_over_limit(value: Any) -> str:
@@ -151,7 +155,8 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
 
     The record is kept in ``OUT/final/record.json`` (with the budget, the searched candidate it was
     compared with, and the comparison) and reused on resume while the genome and the budget are
-    unchanged, so a finished search run again trains nothing here either. A reused record whose
+    unchanged, so a finished search run again trains nothing here either (it is written before the
+    comparison too, so a comparison that fails loses no training). A reused record whose
     comparison was made against another candidate, under another ``[export]`` second stage or on
     older second-stage rows is judged again (not retrained) before it decides.
     """
@@ -171,20 +176,23 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
             f"aligned epochs" + (f", with {changed}" if changed else ""))
         record = evaluate_candidate(Genome.from_dict(pick["genome"]), final_cfg, data, out / "final")
         record.update(final_budget=budget, searched=_searched(best))
+        # kept before it is judged: a comparison that ends in an error (its second stages' hil runs)
+        # lost the training, the longest of the search, and the rerun trained it again
+        write_json_atomic(path, record)
         record["compared"] = compare_final(best, record, cfg, out)
         write_json_atomic(path, record)
     elif _over_limit(record, cfg):
         pass  # not kept whatever a comparison says, so none is made again
-    elif record.get("searched", {}).get("bundle") != best["bundle"] or not _compared_as_configured(
-            record["compared"], cfg):
+    elif (record.get("compared") is None or record.get("searched", {}).get("bundle") != best["bundle"]
+          or not _compared_as_configured(record["compared"], cfg)):
         # the same training judged against another flight candidate, under another second stage
         # or on rows older code made: judged again, not retrained
         say("final training: judged again (the candidate it is compared with, the second stage "
             "([export] discriminate) or its rows have changed)")
         record.update(searched=_searched(best), compared=compare_final(best, record, cfg, out))
         write_json_atomic(path, record)
-    compared = record["compared"]
-    if record.get("status") in ("failed", "infeasible"):  # said as a failure, not as a comparison the final network lost
+    # said as a failure, not as a comparison the final network lost
+    if record.get("status") in ("failed", "infeasible"):
         say(f"final training of {record['name']} {record.get('status')}: {record.get('reason')}; the flight model "
             f"is the searched one ({path}; a changed [final] recipe trains it again)")
         return best
@@ -192,7 +200,9 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
         say(f"final training: its network takes {latency_ms(record, cfg['fitness']['latency']):.1f} ms, over "
             f"[fitness] latency_limit_ms = {cfg['fitness']['latency_limit_ms']}; the flight model is the searched one")
         return best
-    kept = compared["final"] is not None and compared["final"] >= compared["searched"]
+    compared = record["compared"]
+    # a network for which no second stage could be fitted (None) cannot fly the config's flight model
+    kept = compared["final"] is not None and (compared["searched"] is None or compared["final"] >= compared["searched"])
     say(f"final training of {record['name']}: {compared['by']} {compared['final']} against "
         f"{compared['searched']} for {best['name']} as searched; the flight model is the "
         f"{'final' if kept else 'searched'} one")
@@ -259,21 +269,29 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
     """What decides between the searched candidate and its final training, on validation only: the
     fitness; or, when the flight model flies a second stage (``[export] discriminate``), the
     validation F1 each reaches with its own, fitted the same way (the cuts the fitness was measured
-    with are replaced by it). Latency is not judged here: :func:`final_training` holds both to the limit."""
+    with are replaced by it). A network whose candidates hold no ship (or nothing else) gets no second
+    stage: its F1 is None, with the reason under ``unfitted``, and it loses (a tiny final network that
+    finds no ship ended the whole search here, and every rerun with it). Latency is not judged here:
+    :func:`final_training` holds both to the limit."""
     if final.get("fitness") is None:
         return {"by": "validation fitness", "searched": best["fitness"], "final": None}
     if not cfg["export"].get("discriminate"):
         return {"by": "validation fitness", "searched": best["fitness"], "final": final["fitness"]}
-    from search.discriminate import discriminate
+    from search.discriminate import NoBothKinds, discriminate
 
-    f1 = {}
+    f1: dict[str, float | None] = {}
+    unfitted: dict[str, str] = {}
     for tag, record in (("searched", best), ("final", final)):
         root = out / "final" / "second_stage" / tag
         shutil.rmtree(root, ignore_errors=True)
-        f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
-                               device=record["device_metrics"]["device"], fits=out / FITS,
-                               kind=cfg["export"]["discriminator_kind"])["val_f1"]
-    return {"by": BY_SECOND_STAGE, "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(), **f1}
+        try:
+            f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle",
+                                   root / "work", device=record["device_metrics"]["device"], fits=out / FITS,
+                                   kind=cfg["export"]["discriminator_kind"])["val_f1"]
+        except NoBothKinds as err:  # this network cannot fly a second stage: it loses, the search goes on
+            f1[tag], unfitted[tag] = None, str(err)
+    return {"by": BY_SECOND_STAGE, "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(), **f1,
+            **({"unfitted": unfitted} if unfitted else {})}
 
 
 #: How :func:`compare_final` judges when the flight model flies a second stage.
@@ -283,7 +301,7 @@ BY_SECOND_STAGE = "validation F1 with its own second stage"
 def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bool:
     """Whether a stored comparison was made the way ``cfg`` would make it now: a resumed search whose
     ``[export] discriminate`` or ``discriminator_kind`` changed must not ship on the old verdict."""
-    if compared.get("final") is None:
+    if compared.get("final") is None and compared.get("by") != BY_SECOND_STAGE:
         return True  # the final training failed: nothing to judge, whatever the second stage
     if cfg["export"].get("discriminate"):
         return (compared.get("by") == BY_SECOND_STAGE and compared.get("kind") == cfg["export"]["discriminator_kind"]
