@@ -31,6 +31,7 @@ from runtime.compiled import compile_config, import_blob, matching_blob
 from runtime.device_names import (FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family,
                                    names_attached)
 from runtime.host import describe_host
+from runtime.model_cache import compile_with_cache
 
 __all__ = ["FLIGHT_PREFERENCE", "MYRIAD_LIKE", "TWINS", "attached_devices", "device_family", "open_device",
            "resolve", "flight_default", "available_devices", "InferenceAdapter", "OpenVINOAdapter", "TargetError"]
@@ -99,7 +100,8 @@ class InferenceAdapter(abc.ABC):
     numerics: dict[str, Any]
     #: The Myriad X cost model's estimate for MYRIAD and its twin (runtime.latency); else None.
     latency_estimate: dict[str, Any] | None = None
-    #: How the model got onto the device ("compiled" here or "imported" from a blob) and why.
+    #: How the model got onto the device ("compiled" here or "imported" from a blob), from where
+    #: (``from``: "blob", "cache": OpenVINO's model cache, or "compile": compiled afresh) and why.
     load: dict[str, str]
 
     @property
@@ -187,7 +189,10 @@ class OpenVINOAdapter(InferenceAdapter):
         infer_requests: int = 0,
         cpu_precision: str = "f32",
         profile: str | None = None,
+        cache_dir: str = "",
     ):
+        """Compile (or import) ``bundle`` for ``device``; ``cache_dir`` is OpenVINO's model cache for
+        a compile made here ("": none; :mod:`runtime.model_cache`), a matching blob needs none."""
         core = ov_api.shared_core()  # one per process: a second one's MYRIAD plugin cannot see the stick
         self.device = resolve(device, core)
         model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
@@ -208,15 +213,25 @@ class OpenVINOAdapter(InferenceAdapter):
         config: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT"}
         self.emulation: dict[str, Any] | None = None
         self.profile_source: str | None = None
-        #: How the model got onto the device: compiled here, or imported from the bundle's blob.
-        self.load: dict[str, str] = {"how": "compiled", "detail": "twin: the rewritten IR is compiled for the CPU"}
+        #: How the model got onto the device: compiled here (afresh or from the model cache), or
+        #: imported from the bundle's blob.
+        self.load: dict[str, str] = {}
+        source = {"from": "compile", "cache": ""}
+
+        def compile_here(compiled_model: Any, target_name: str, properties: dict[str, Any]) -> Any:
+            compiled, source["from"], source["cache"] = compile_with_cache(core, compiled_model, target_name,
+                                                                           properties, cache_dir)
+            return compiled
+
         if self.device in TWINS:
             from runtime.emulate import compile_twin
 
             profile, self.profile_source = twin_profile(self.device, bundle, profile)
-            self._compiled, report = compile_twin(model, profile, core, config)
+            self._compiled, report = compile_twin(model, profile, core, config,
+                                                  lambda rewritten, full: compile_here(rewritten, "CPU", full))
             self.emulation = report.as_dict()
             target = "CPU"
+            self.load = _compiled_load("twin: the rewritten IR is compiled for the CPU", source)
         else:
             target = self.device
             config = compile_config(target, cpu_precision)
@@ -224,12 +239,12 @@ class OpenVINOAdapter(InferenceAdapter):
             if blob is not None:
                 try:
                     self._compiled = import_blob(core, blob, target, config)
-                    self.load = {"how": "imported", "detail": why}
+                    self.load = {"how": "imported", "from": "blob", "detail": why}
                 except Exception as exc:  # a damaged blob (truncated on the ground): the IR still compiles
                     blob, why = None, f"blob could not be imported: {ov_api.plugin_message(exc)}"
             if blob is None:
-                self._compiled = core.compile_model(model, target, config)
-                self.load = {"how": "compiled", "detail": f"compiled on board: {why}"}
+                self._compiled = compile_here(model, target, config)
+                self.load = _compiled_load(f"compiled on board: {why}", source)
         if target.startswith("CPU"):
             host = _type_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         else:
@@ -350,6 +365,12 @@ class OpenVINOAdapter(InferenceAdapter):
         self.wait_all()
         self._pending.put(None)
         self._collector.join()
+
+
+def _compiled_load(why: str, source: dict[str, str]) -> dict[str, str]:
+    """The ``load`` of a model compiled here: from the model cache or afresh, and why."""
+    return {"how": "compiled", "from": source["from"],
+            "detail": f"{why}; {source['cache'] or 'compiled afresh (no model cache)'}"}
 
 
 def open_device(bundle: Bundle, device: str, on_complete: Completion, **options: Any) -> InferenceAdapter:

@@ -50,6 +50,7 @@ report, so they stay in one module. The numerics themselves live in runtime/prof
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -522,13 +523,20 @@ def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, Emulatio
 
 
 def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfile, core: Core | None = None,
-                 config: dict[str, Any] | None = None) -> tuple[CompiledModel, EmulationReport]:
+                 config: dict[str, Any] | None = None,
+                 compile_cpu: Callable[[Model, dict[str, Any]], CompiledModel] | None = None,
+                 ) -> tuple[CompiledModel, EmulationReport]:
     """The twin of a target: ``model`` rewritten for ``profile`` and compiled on the CPU in f32.
 
     The one place a twin is made: the runtime's ``myriadx-emu`` device, the probe, the ablation and
     the tests all come here, so they cannot disagree on what the twin is. ``model`` is an OpenVINO
     model or an IR as (xml, bin) bytes; ``profile`` a name in profiles.toml or a profile built in
     code; ``config`` more CPU properties (e.g. a performance hint), never the precision ones.
+    ``compile_cpu`` compiles the rewritten model with its full configuration for the CPU (default
+    ``core.compile_model``): the runtime's passes it through OpenVINO's model cache
+    (:mod:`runtime.model_cache`). The rewrite is deterministic, and the cache's key hashes the
+    rewritten graph with the configuration, so an entry is found only for the same twin of the same
+    model under the same profile.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     core = core or Core()
@@ -536,4 +544,7 @@ def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfil
         xml, bin_ = model
         model = read_ir(xml, bin_, core)
     model, report = apply_profile(model, profile)
-    return core.compile_model(model, "CPU", {**(config or {}), **emulation_cpu_config(core)}), report
+    full = {**(config or {}), **emulation_cpu_config(core)}
+    if compile_cpu is None:
+        return core.compile_model(model, "CPU", full), report
+    return compile_cpu(model, full), report

@@ -32,8 +32,9 @@ except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
 
     API = "openvino.runtime"
 
-__all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "convert_model", "opset", "opset1",
-           "plugin_message", "read_ir", "save_ir", "save_model", "shared_core", "version"]
+__all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "compile_cached", "convert_model",
+           "loaded_from_cache", "opset", "opset1", "plugin_message", "read_ir", "save_ir", "save_model", "shared_core",
+           "version"]
 
 
 _SHARED_CORE: Any = None
@@ -55,6 +56,39 @@ def shared_core() -> Any:
         if _SHARED_CORE is None:
             _SHARED_CORE = Core()
         return _SHARED_CORE
+
+
+#: Held while the 2022.3 API's Core-wide CACHE_DIR is set for one compile (see :func:`compile_cached`).
+_CACHE_DIR_LOCK = threading.Lock()
+
+
+def compile_cached(core: Any, model: Any, device: str, config: dict[str, Any], cache_dir: str) -> Any:
+    """``core.compile_model(model, device, config)`` with OpenVINO's model cache in ``cache_dir``.
+
+    OpenVINO hashes the model, the device and the configuration; a compile whose hash has an entry
+    in the folder imports it instead of compiling, and one without writes the entry. The modern API
+    takes ``CACHE_DIR`` in the compile's own configuration. The 2022.3 API is given it Core-wide
+    (``Core.set_property({"CACHE_DIR": ...})``, which creates the folder; "" turns it off again) and
+    the process has one Core (:func:`shared_core`), so it is set for this compile only, under a lock,
+    and cleared after: another compile (the ground's ``runtime compile``) must not write entries.
+    """
+    if API == "openvino":
+        return core.compile_model(model, device, {**config, "CACHE_DIR": cache_dir})
+    with _CACHE_DIR_LOCK:
+        core.set_property({"CACHE_DIR": cache_dir})
+        try:
+            return core.compile_model(model, device, config)
+        finally:
+            core.set_property({"CACHE_DIR": ""})
+
+
+def loaded_from_cache(compiled: Any) -> bool | None:
+    """Whether OpenVINO took ``compiled`` from its model cache (``LOADED_FROM_CACHE``), or None where
+    the plugin or the API does not say (the caller then judges by the files the compile wrote)."""
+    try:
+        return bool(compiled.get_property("LOADED_FROM_CACHE"))
+    except Exception:  # 2022.3 and plugins that do not report it: "unsupported property"
+        return None
 
 
 def convert_model(model: Any, **options: Any) -> Any:

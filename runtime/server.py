@@ -45,6 +45,7 @@ from runtime.fit import SceneFit, manifest_trained_for
 from runtime.health import Health, Heartbeat, StageProbe
 from runtime.host import cpu_by_thread
 from runtime.interface import COMMANDS, MAX_COMMAND_FRAMES, PORTS
+from runtime.model_cache import cache_folder
 from runtime.on_the_earth import check_on_the_earth
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
@@ -382,7 +383,8 @@ class Runtime:
     def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
         """``bundle`` compiled (or imported) on ``device`` with this runtime's settings."""
         return open_device(bundle, device, self._on_inferred, infer_requests=self.settings.infer_requests,
-                           cpu_precision=self.settings.cpu_precision, profile=self.settings.profile)
+                           cpu_precision=self.settings.cpu_precision, profile=self.settings.profile,
+                           cache_dir=cache_folder(self.settings.cache_dir, self.store.root))
 
     # -- the pipeline ---------------------------------------------------------------------
 

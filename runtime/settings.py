@@ -90,6 +90,7 @@ KINDS: dict[tuple[str, str], type] = {
     ("inference", "device"): str,
     ("inference", "cpu_precision"): str,
     ("inference", "profile"): str,
+    ("inference", "cache_dir"): str,
     ("device_recovery", "fallback_device"): str,
     ("models", "store"): str,
     ("models", "strict_fit"): bool,
@@ -103,6 +104,7 @@ KINDS: dict[tuple[str, str], type] = {
 #: Settings that are one non-numeric value of a table: the field, and its [table] key (the endpoints,
 #: health and recovery tables are checked key by key).
 _KIND_FIELDS = {"device": ("inference", "device"), "cpu_precision": ("inference", "cpu_precision"),
+                "cache_dir": ("inference", "cache_dir"),
                 "store": ("models", "store"), "strict_fit": ("models", "strict_fit"),
                 "curve_server_secret": ("security", "curve_server_secret"),
                 "curve_authorized": ("security", "curve_authorized"),
@@ -184,6 +186,7 @@ class Settings:
     profile: str | None                 # the twin's profile; None: the manifest's, else the twin's default
     cpu_precision: str
     infer_requests: int
+    cache_dir: str                      # OpenVINO's model cache; "{store}" is the store's folder, "": none
     max_message_bytes: int
     max_tile_pixels: int
     max_tile_bands: int
@@ -272,6 +275,7 @@ class Settings:
             # Numbers as the TOML has them: __post_init__ checks each (a 2.5 where an integer is
             # needed is an error, not a 2) and gives it its type.
             infer_requests=inference["infer_requests"],
+            cache_dir=inference["cache_dir"],
             max_message_bytes=limits["max_message_bytes"],
             max_tile_pixels=limits["max_tile_pixels"],
             max_tile_bands=limits["max_tile_bands"],
