@@ -149,6 +149,9 @@ class Runtime:
         # socket and the results socket is bounded by it: overload backs up to the senders (they
         # stop getting acks), it never grows memory. See docs/reliability.md.
         self._inside = 0
+        # The most tiles ever inside at once since start (status' tiles_inside_peak): the soak checks
+        # the bound against it, since samples of _inside miss a burst between two of them.
+        self._inside_peak = 0
         # Device outputs wait here for a vectorise worker (runtime/vectorise_pool.py).
         self._vectorise: VectorisePool[tuple[np.ndarray, InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
@@ -635,6 +638,8 @@ class Runtime:
     def _on_tile(self, frames: list[zmq.Frame]) -> None:
         with self._lock:
             self._inside += 1  # until its outbox entry is sent; a duplicate leaves at once
+            if self._inside > self._inside_peak:
+                self._inside_peak = self._inside
         identity, payload = frames[0].bytes, [f.buffer for f in frames[1:]]
         t_received = time.perf_counter()
         self._count("tiles_received")
@@ -857,7 +862,8 @@ class Runtime:
                 "internal_errors": counts.get("internal_errors", 0),
                 "tiles_unfit": counts.get("tiles_unfit", 0),  # of scenes the model was not trained for
                 "queue_depth": {"vectorise": self._vectorise.depth(), "output": self._sender.depth(),
-                                "tiles_inside": self._inside, "max_tiles_inside": self.settings.max_tiles_inside},
+                                "tiles_inside": self._inside, "tiles_inside_peak": self._inside_peak,
+                                "max_tiles_inside": self.settings.max_tiles_inside},
                 "rejected_by_reason": rejected,
                 "latency_ms_p50": lat["p50"],
                 "latency_ms_p99": lat["p99"],

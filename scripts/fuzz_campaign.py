@@ -9,17 +9,30 @@ happened (a runtime that crashes mid-campaign is what the campaign exists to rep
 any crash, loss, rejection without a reason, control reply timeout, a valid tile not served
 afterwards, or a runtime exit code other than 0. The runtime's log is kept, its path printed, on
 failure only.
+
+Tiles are accounted per message, not per kind (:func:`account`): each result is matched to the
+message whose ids it echoes, and a message answered twice, a message not answered, and a result
+that answers no message sent each fail the campaign; counted per kind, one message answered twice
+and another not at all cancelled out (review 19). Messages whose results cannot be told apart (a
+header no one can read: every such result echoes no id) are sent one at a time, each once the
+answer to the one before has come, so that each answer still belongs to one message.
+
+Length: over 400 lines, kept in one file because it is one campaign: the tile phase, its per-message
+accounting and the control phase share the runtime, the sockets and the summary they fill; the
+malformed messages themselves live apart (scripts/malformed.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import sys
 import tempfile
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import zmq
@@ -63,6 +76,91 @@ EXPECTED_OUTCOMES: dict[str, frozenset[str]] = {
     "long_ids": frozenset({"bad_header"}), "extreme_numbers": frozenset({"bad_header"}),
     "same_name_scene": frozenset({"processed"}),
 }
+#: What a result echoes of the tile message it answers (``protocol.tile_ids``): scene_id, tile_id, seq
+#: and checksum, each None where the message's was missing or unusable.
+AnswerKey = tuple[Any, Any, Any, Any]
+#: Seconds to wait for the answer to the last message with the same answer key before sending one
+#: whose answer could not be told apart from it (see the module docstring).
+ANSWER_WAIT_S = 5.0
+#: The tile sent after the campaign to see the runtime still serve; not a campaign message.
+AFTER_ID = "after/0"
+
+
+class Sent(NamedTuple):
+    """One malformed tile message sent: its campaign id (``kind/index``), its kind, the ids its
+    answer will echo, and when it was sent (``time.monotonic``, the clock of the collector's results).
+    A NamedTuple, not a dataclass: tests load this script as a module that is not in sys.modules."""
+
+    msg_id: str
+    kind: str
+    key: AnswerKey
+    t_sent: float
+
+
+def result_key(result: dict[str, Any]) -> AnswerKey:
+    """The ids a result (or a tile header) echoes, as :data:`AnswerKey`."""
+    ids = protocol.tile_ids(result)
+    return ids["scene_id"], ids["tile_id"], ids["seq"], ids["checksum"]
+
+
+def answer_key(frames: list[bytes]) -> AnswerKey:
+    """The ids the runtime's answer to a tile message will echo: those of its header as the runtime's
+    own decoder reads it (``protocol.decode_tile``; of a refused message, what it could read)."""
+    try:
+        header, _ = protocol.decode_tile(frames, 1 << 62, 1 << 20)  # limits above any: the header is all we want
+    except protocol.TileRejected as exc:
+        header = exc.header
+    except Exception:  # noqa: BLE001 - the runtime would answer a bug here with no ids either
+        header = {}
+    return result_key(header)
+
+
+def _accepted(result: dict[str, Any]) -> bool:
+    """Whether a result says its tile was accepted first (processed, or failed in inference): a
+    resend of that tile is then acknowledged as a duplicate and not answered again."""
+    return result.get("status") == "ok" or result.get("reason") == "inference_failed"
+
+
+def account(sent: list[Sent], answers: list[tuple[float, dict[str, Any]]]) -> dict[str, Any]:
+    """Each message's answers: ``answers`` (time received, result) matched to the messages ``sent``.
+
+    A result belongs to the message whose ids it echoes (:func:`answer_key`); of several messages
+    with those ids (sent one at a time), to the last one sent before it came. A message not answered
+    is a resend, not a loss, when an earlier message of the same (scene_id, tile_id, checksum) was
+    accepted: the runtime acknowledges it as a duplicate and by design does not answer it again.
+
+    Returns ``answers`` (per message, in the order of ``sent``, the results that answered it),
+    ``not_answered`` and ``duplicates`` (message ids), ``answered_twice`` (message id -> answers),
+    and ``stray`` (results that answer no message sent). Nothing cancels out: a message answered
+    twice and another not answered are both reported."""
+    by_key: dict[AnswerKey, list[int]] = defaultdict(list)
+    for i, message in enumerate(sent):
+        by_key[message.key].append(i)
+    times = {key: [sent[i].t_sent for i in idx] for key, idx in by_key.items()}
+    got: list[list[dict[str, Any]]] = [[] for _ in sent]
+    stray: list[dict[str, Any]] = []
+    for t, result in sorted(answers, key=lambda a: a[0]):
+        key = result_key(result)
+        n = bisect.bisect_right(times.get(key, []), t)
+        if n == 0:  # no message with these ids, or none sent yet
+            stray.append(result)
+        else:
+            got[by_key[key][n - 1]].append(result)
+    accepted: set[tuple[Any, Any, Any]] = set()
+    not_answered: list[str] = []
+    duplicates: list[str] = []
+    twice: dict[str, int] = {}
+    for message, results in zip(sent, got):
+        tile = (message.key[0], message.key[1], message.key[3])
+        known = None not in tile
+        if not results:
+            (duplicates if known and tile in accepted else not_answered).append(message.msg_id)
+        elif len(results) > 1:
+            twice[message.msg_id] = len(results)
+        if known and results and _accepted(results[0]):
+            accepted.add(tile)
+    return {"answers": got, "not_answered": not_answered, "duplicates": duplicates, "answered_twice": twice,
+            "stray": stray}
 
 
 def outcome(result: dict[str, Any]) -> str:
@@ -121,6 +219,10 @@ def failures(summary: dict[str, Any]) -> list[str]:
         why.append(f"{summary['crashes']} runtime crash(es)")
     if summary.get("lost"):
         why.append(f"{summary['lost']} tiles lost")
+    if summary.get("answered_twice"):
+        why.append(f"{summary['answered_twice']} tiles answered more than once")
+    if summary.get("stray_answers"):
+        why.append(f"{summary['stray_answers']} results answering no tile sent")
     if summary.get("rejected_without_reason"):
         why.append(f"{summary['rejected_without_reason']} rejections without a reason")
     if summary.get("unexpected_outcomes"):
@@ -138,6 +240,31 @@ def failures(summary: dict[str, Any]) -> list[str]:
     return why
 
 
+def tile_rows(summary: dict[str, Any], sent: list[Sent], answers: list[tuple[float, dict[str, Any]]]) -> None:
+    """Fill ``summary``'s rows by kind, and its totals, from the messages ``sent`` and the results
+    received (:func:`account`). A message's outcome is its first answer's (``DUPLICATE`` for a resend);
+    ``lost`` counts the messages not answered and those of the kind planned but never sent (a crash)."""
+    books = account(sent, answers)
+    not_answered, twice = set(books["not_answered"]), books["answered_twice"]
+    duplicates = set(books["duplicates"])
+    for kind, row in summary["tiles"].items():
+        mine = [(m, got) for m, got in zip(sent, books["answers"]) if m.kind == kind]
+        outcomes = Counter(DUPLICATE if m.msg_id in duplicates else outcome(got[0]) for m, got in mine
+                           if got or m.msg_id in duplicates)
+        lost = sum(m.msg_id in not_answered for m, _ in mine) + max(0, row["planned"] - len(mine))
+        unexpected = unexpected_outcomes(kind, outcomes)
+        row.update({"outcomes": dict(outcomes), "lost": lost, "rejected_without_reason": outcomes.get(NO_REASON, 0),
+                    "unexpected": unexpected, "answered_twice": sum(m.msg_id in twice for m, _ in mine),
+                    "not_answered_ids": [m.msg_id for m, _ in mine if m.msg_id in not_answered][:20],
+                    "answered_twice_ids": {m.msg_id: twice[m.msg_id] for m, _ in mine if m.msg_id in twice}})
+        summary["lost"] += lost
+        summary["rejected_without_reason"] += row["rejected_without_reason"]
+        summary["unexpected_outcomes"] += sum(unexpected.values())
+        summary["answered_twice"] += row["answered_twice"]
+    summary["stray_answers"] = len(books["stray"])
+    summary["stray_answer_ids"] = [protocol.tile_ids(r) for r in books["stray"][:20]]
+
+
 def print_table(summary: dict[str, Any]) -> None:
     """The campaign's table: one row per kind, then the totals."""
     total_tiles = sum(k["sent"] for k in summary["tiles"].values())
@@ -147,12 +274,15 @@ def print_table(summary: dict[str, Any]) -> None:
         extra = f" rejected without reason {row['rejected_without_reason']}" if row["rejected_without_reason"] else ""
         link = f" LINK ERROR: {row['link_error']}" if row.get("link_error") else ""
         bad = f" UNEXPECTED {row['unexpected']}" if row.get("unexpected") else ""
-        print(f"tile/{kind:<17}{row['sent']:>6}  {row['outcomes']} lost {row['lost']}{extra}{bad}{link}")
+        twice = f" ANSWERED TWICE {row['answered_twice']}" if row.get("answered_twice") else ""
+        print(f"tile/{kind:<17}{row['sent']:>6}  {row['outcomes']} lost {row['lost']}{extra}{bad}{twice}{link}")
     for kind, row in summary["control"].items():
         timeouts = f" timeouts {row['timeouts']}" if row["timeouts"] else ""
         print(f"control/{kind:<14}{row['sent']:>6}  {row['replies']}{timeouts}")
     print(f"{total_tiles} malformed tiles, {total_control} malformed commands; crashes {summary['crashes']}, "
-          f"lost {summary['lost']}, rejected without reason {summary['rejected_without_reason']}, "
+          f"lost {summary['lost']}, answered twice {summary['answered_twice']}, "
+          f"answers to no tile {summary['stray_answers']}, "
+          f"rejected without reason {summary['rejected_without_reason']}, "
           f"unexpected outcomes {summary['unexpected_outcomes']}, "
           f"commands not refused {summary['control_not_refused']}, "
           f"control timeouts {summary['control_timeouts']}; valid tile afterwards: "
@@ -170,11 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     log = work / "runtime.log"
-    summary: dict[str, Any] = {"tiles": {}, "control": {}, "crashes": 0, "lost": 0, "rejected_without_reason": 0,
+    summary: dict[str, Any] = {"tiles": {}, "control": {}, "crashes": 0, "lost": 0, "answered_twice": 0,
+                               "stray_answers": 0, "rejected_without_reason": 0,
                                "unexpected_outcomes": 0, "control_not_refused": 0, "control_timeouts": 0,
                                "valid_tile_after_campaign": "not tried", "error": None}
     proc: RuntimeProcess | None = None
     code: int | None = None
+    collector: ResultCollector | None = None
+    messages: list[Sent] = []  # every malformed tile message sent, in order
     try:
         proc = RuntimeProcess("CPU", log, 60)
         control = ControlClient(proc.endpoints["control"], timeout_s=REPLY_TIMEOUT_S)
@@ -182,6 +315,25 @@ def main(argv: list[str] | None = None) -> int:
         collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
         streamer = Streamer(proc.endpoints["tiles"], window=32)
         seen = 0
+        sent_by_key: Counter[AnswerKey] = Counter()  # messages sent, by the ids their answers echo
+        answered: Counter[AnswerKey] = Counter()     # results received, likewise
+        tallied = 0                                  # of collector.results, counted in answered
+
+        def wait_answered(key: AnswerKey) -> bool:
+            """Wait (up to ANSWER_WAIT_S) until every message sent with ids ``key`` has an answer:
+            the next such message's answer could not be told apart from theirs."""
+            nonlocal tallied
+            assert collector is not None
+            deadline = time.monotonic() + ANSWER_WAIT_S
+            while True:
+                new = collector.results[tallied:]
+                tallied += len(new)
+                answered.update(result_key(r) for _, r, _ in new)
+                if answered[key] >= sent_by_key[key]:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.001)
 
         def duplicates() -> int | None:
             # A mutated header may repeat an id already seen: the runtime acknowledges it as a resend
@@ -196,12 +348,19 @@ def main(argv: list[str] | None = None) -> int:
             dup_before = duplicates() or 0
             keys: list[str] = []
             link_error = None
+            missed = 0  # waits for an answer missed in a row: past MAX_TIMEOUTS_IN_A_ROW, the runtime stalls
             try:
                 for i in range(args.per_kind):
                     frames = make(rng, i)
                     key = message_key(frames, f"{kind}/{i}")
                     keys.append(key)
+                    ids = answer_key(frames)
+                    if sent_by_key[ids] and missed < MAX_TIMEOUTS_IN_A_ROW:
+                        missed = 0 if wait_answered(ids) else missed + 1
+                    t_sent = time.monotonic()
                     streamer.send_frames(key, frames)
+                    messages.append(Sent(f"{kind}/{i}", kind, ids, t_sent))
+                    sent_by_key[ids] += 1
                 streamer.drain()
             except LinkError as exc:
                 link_error = str(exc)
@@ -209,23 +368,12 @@ def main(argv: list[str] | None = None) -> int:
             dup_after = duplicates() if alive else None
             dup = max(0, dup_after - dup_before) if dup_after is not None else 0
             complete = collector.wait_for(seen + args.per_kind - dup, 60 if alive and not link_error else 5)
-            batch = collector.results[seen:]
-            seen = len(collector.results)
-            outcomes = Counter(outcome(r) for _, r, _ in batch)
-            if dup:
-                outcomes[DUPLICATE] = dup
-            lost = max(0, args.per_kind - len(batch) - dup)  # with a crash: the kind's unsent tiles too
-            no_reason = outcomes.get(NO_REASON, 0)
-            summary["lost"] += lost
-            summary["rejected_without_reason"] += no_reason
-            unexpected = unexpected_outcomes(kind, outcomes)
-            summary["unexpected_outcomes"] += sum(unexpected.values())
+            seen = len(collector.results)  # the outcomes are accounted per message at the end (tile_rows)
             # Acks naming no tile (the header was unreadable) answer this kind's unreadable messages;
             # the ids listed are the keyed messages the runtime never acknowledged.
             anonymous = len(streamer.log.anonymous_acks)
             unacked = [k for k in dict.fromkeys(keys) if k not in streamer.log.acks]
-            summary["tiles"][kind] = {"sent": len(keys), "planned": args.per_kind, "outcomes": dict(outcomes),
-                                      "lost": lost, "rejected_without_reason": no_reason, "unexpected": unexpected,
+            summary["tiles"][kind] = {"sent": len(keys), "planned": args.per_kind,
                                       "link_error": link_error, "anonymous_acks": anonymous,
                                       "unacknowledged": max(0, len(unacked) - anonymous),
                                       "unacknowledged_ids": unacked[:20]}
@@ -284,10 +432,10 @@ def main(argv: list[str] | None = None) -> int:
             sock.close()
         if runtime_alive(proc):
             # Still serving: a valid tile after all that.
-            streamer.send_frames("after/0", valid_tile(rng, 0, "after/0"))
+            streamer.send_frames(AFTER_ID, valid_tile(rng, 0, AFTER_ID))
             streamer.drain()
             collector.wait_for(seen + 1, 30)
-            after = [r for _, r, _ in collector.results[seen:] if r.get("tile_id") == "after/0"]
+            after = [r for _, r, _ in collector.results[seen:] if r.get("tile_id") == AFTER_ID]
             summary["valid_tile_after_campaign"] = after[0]["status"] if after else "missing"
             summary["status_after"] = control.status()["counters"]
         else:
@@ -303,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
         if proc is not None:
             code = proc.close()
     summary["runtime_exit_code"] = code
+    received = collector.results if collector is not None else []
+    answers = [(t, r) for t, r, _ in received if r.get("tile_id") != AFTER_ID]
+    tile_rows(summary, messages, answers)
     print_table(summary)
     why = failures(summary)
     summary["failures"] = why

@@ -234,11 +234,11 @@ def test_soak_writes_a_partial_summary_when_the_runtime_dies_mid_soak(brightness
 
 def test_adversarial_flood_that_sent_nothing_fails() -> None:
     adv = load_script("soak_adversarial")
-    base = {"max_tiles_inside": 64, "max_inside_seen": 64, "noise_accepted_before_reader_closed": 64,
+    base = {"max_tiles_inside": 64, "tiles_inside_peak": 64, "noise_accepted_before_reader_closed": 64,
             "noise_tiles_sent": 100, "noise_tiles_accepted": 100}
     assert adv.flood_failures(base) == []
     assert "tested nothing" in adv.flood_failures({**base, "noise_tiles_sent": 0, "noise_tiles_accepted": 0})[0]
-    assert "above its bound" in adv.flood_failures({**base, "max_inside_seen": 65})[0]
+    assert "above its bound" in adv.flood_failures({**base, "tiles_inside_peak": 65})[0]
     assert "before the reader closed" in adv.flood_failures({**base, "noise_accepted_before_reader_closed": 3})[0]
 
 
@@ -254,14 +254,14 @@ def test_adversarial_soak_floods_the_runtime_with_noise(brightness_bundle: Path,
     summary = json.loads(out.read_text())
     assert summary["noise_accepted_before_reader_closed"] >= summary["max_tiles_inside"] > 0
     assert summary["noise_tiles_sent"] >= summary["noise_tiles_accepted"] > 0
-    assert summary["max_inside_seen"] <= summary["max_tiles_inside"]
+    assert summary["max_inside_seen"] <= summary["tiles_inside_peak"] <= summary["max_tiles_inside"]
     assert summary["runtime_exit_code"] == 0 and summary["tiles_lost"] == 0
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 def test_adversarial_fails_on_rejected_tiles() -> None:
     adv = load_script("soak_adversarial")
-    summary = {"runtime_exit_code": 0, "tiles_lost": 0, "not_done": 0, "max_tiles_inside": 64, "max_inside_seen": 64,
+    summary = {"runtime_exit_code": 0, "tiles_lost": 0, "not_done": 0, "max_tiles_inside": 64, "tiles_inside_peak": 64,
                "noise_accepted_before_reader_closed": 64, "noise_tiles_sent": 100, "noise_tiles_accepted": 100,
                "rss_steady_mb": 150.0, "rss_flood_max_mb": 155.0, "rss_bound_mb": 100.0}
     assert adv.failures(summary) == []
