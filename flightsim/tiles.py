@@ -100,19 +100,28 @@ def owned_windows(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, i
 
 
 def tile_sample(sample: Sample, size: int, overlap: int = 0, band_index: list[int] | None = None,
-                seq0: int = 0, scene_id: str | None = None, modality: str | None = None) -> Iterator[Tile]:
+                seq0: int = 0, scene_id: str | None = None, modality: str | None = None,
+                band_names: list[str] | None = None) -> Iterator[Tile]:
     """The tiles of a source sample (flightsim.sources), windows read on demand.
 
     ``band_index`` picks (and may repeat) source bands, 0-based, so the tiles carry what the model
     takes (:func:`flightsim.sources.adapt_bands`). ``scene_id`` (default: the sample's name) names
     the acquisition; a runtime treats a (scene_id, tile_id) it has seen as a resend, so two passes
     over one image need two ids. ``modality`` (``optical`` or ``sar``), when known, travels in each
-    tile's header so the runtime can tell whether its model suits the scene.
+    tile's header so the runtime can tell whether its model suits the scene. ``band_names``: the
+    names the tiles' bands go under (default: the source bands picked); the rig passes the model's
+    where the user chose the bands (``--bands``): the user's word that those source bands are the
+    model's, which the runtime would otherwise refuse as misplaced (nir, red, green into red, green,
+    blue: ``bad_shape``).
     """
     scene_id = scene_id or sample.name
     windows = tile_grid(sample.height, sample.width, size, overlap)
     crs = sample.crs.to_string() if sample.crs is not None else None
     bands = [sample.bands[i] for i in band_index] if band_index else list(sample.bands)
+    if band_names is not None:
+        if len(band_names) != len(bands):
+            raise ValueError(f"band_names {band_names} name {len(band_names)} bands; the tiles carry {len(bands)}")
+        bands = list(band_names)
     for i, (window, owned) in enumerate(zip(windows, owned_windows(windows))):
         row, col, h, w = window
         pixels = sample.read(window)

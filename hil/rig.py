@@ -221,7 +221,9 @@ def run(
                 s.preview = s.sample.preview(max(1, config.overview.max_side_px // (1 if len(scenes) == 1 else 4)))
             yield (tile_sample(s.sample, tile_size, overlap, s.band_index, seq0=seq,
                                scene_id=f"{run_id}/{s.sample.name}",
-                               modality=modalities[k] if fit.get("checked") else None),
+                               modality=modalities[k] if fit.get("checked") else None,
+                               # --bands: the user's word that these source bands are the model's
+                               band_names=list(model_bands) if bands is not None else None),
                    s.sample.height, _gsd(s.sample))
             seq += len(s.windows)
             if _rereadable(s.sample):

@@ -6,7 +6,9 @@ tool chooses, before streaming or inferring, which source band feeds each model 
 It lives in the runtime because ``runtime infer`` needs it and the runtime imports no ground
 package (docs/architecture.md); flightsim re-exports it. The rules, first match wins:
 
-1. ``select`` given by the user (``--bands 1,1,1``: 1-based source bands): exactly that.
+1. ``select`` given by the user (``--bands 1,1,1``: 1-based source bands): exactly that; the rig's
+   tiles then go under the model's band names, the user's word that those bands are the model's
+   (``flightsim.tiles.tile_sample``'s ``band_names``), so a false-colour choice is not refused below.
 2. Same count: as is, unless the source names the model's bands in another order (a BGR file into
    an RGB model): then reordered by name (the runtime refuses a tile that names the model's bands
    in another order, ``bad_shape``). A source that names some of the model's bands at other
