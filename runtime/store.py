@@ -13,12 +13,15 @@ interrupted :func:`can_write` is in ``bundles/``). Anything else in the root is 
 shared with other files). A ``current`` or ``previous`` that is not the store's own link into
 ``bundles/`` (a folder or file put there by hand) is refused when the store is opened, naming it and
 what to do: installs used to fail on it with "Is a directory", and a prune kept the hand-made folder
-while removing the bundles it stood for (tests/runtime/test_store_leftovers_review19.py).
+while removing the bundles it stood for (tests/runtime/test_store_leftovers_review19.py). A store that
+cannot be written is only warned of (it installs and prunes nothing, and serves what ``current`` holds);
+``bundles/`` may itself be a link (tests/runtime/test_store_links_review19b.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +31,7 @@ from runtime.atomic import sync_dir, write_atomic
 from runtime.bundle import (COMPILED_DIR, SIGNATURE_FILE, Bundle, BundleError, read_bundle, write_bundle_as_is,
                             write_compiled)
 
+log = logging.getLogger(__name__)
 
 #: The links the store makes, each to a bundle folder in ``bundles/``.
 LINKS = ("current", "previous")
@@ -105,18 +109,30 @@ class BundleStore:
         """Refuse a ``current`` or ``previous`` that the store did not make: a folder or file put
         there by hand, or a link to anything but a folder in ``bundles/``. Installing over one
         failed with a bare "Is a directory" (a link cannot be renamed over a folder) after making
-        ``previous`` name the hand-made folder, and a prune removed the bundles that were not it."""
+        ``previous`` name the hand-made folder, and a prune removed the bundles that were not it.
+        A store that cannot be written is not refused, only warned of: nothing is installed or pruned
+        there, it serves what ``current`` holds (as it did before the refusal), and the advice to move
+        the folder out could not be followed on a read-only mount; refused, the payload did not start."""
         bundles = self.root / "bundles"
+        writable: bool | None = None  # found by trying, once, and only for a link the store did not make
+        # resolved as the links are: bundles/ may itself be a link (the bundles on another partition)
+        real_bundles = Path(os.path.realpath(bundles))
         for name in LINKS:
             path = self.root / name
             if not os.path.lexists(path):
                 continue
             if path.is_symlink():
-                if Path(os.path.realpath(path)).parent == bundles:
+                if Path(os.path.realpath(path)).parent == real_bundles:
                     continue
                 what = f"a link to {os.readlink(path)}, not to a bundle folder in {bundles}"
             else:
                 what = f"a {'folder' if path.is_dir() else 'file'}, not the link into {bundles} that the store makes"
+            if writable is None:
+                writable = self.writable
+            if not writable:
+                log.warning("store %s (read-only): %s is %s; served as it is, nothing can be installed", self.root,
+                            path, what)
+                continue
             raise ValueError(f"store {self.root}: {path} is {what}. The store did not make it and will not "
                              f"replace it: move it out of the store (a bundle to serve is given with --model, "
                              f"or uplinked, and installed here) and start again")

@@ -190,23 +190,33 @@ class VectorisePool(Generic[Item, Result]):
                             self._enqueue(None)
                         break
                     beat.begin(item)
+                    error: Exception | None = None
                     try:
-                        result = self._work(item)
-                        answered = True
+                        result: Result | None = self._work(item)
                     except Exception as exc:  # a bug: the item is answered, the worker lives on
-                        result, answered = self._after_failure(i, item, exc)
+                        result, error = None, exc
                     with self._lock:
                         if self._beats[i] is not beat:
-                            return  # restarted while stuck: the item and the rest went to the new worker
+                            # restarted while stuck: the item and the rest went to the new worker, which
+                            # answers it; failed (which the runtime counts and says) is not asked here
+                            if error is not None:
+                                log.error("vectorise worker %d, restarted meanwhile: work raised on an item",
+                                          i, exc_info=error)
+                            return
+                        answered = error is None
+                        if error is not None:
+                            result, answered = self._after_failure(i, item, error)
                         if answered:
-                            self._deliver(item, result)
+                            self._deliver(item, result)  # type: ignore[arg-type]
                         self._handed_on.discard(id(item))
                         self._held[i] = items[n + 1:]
                         beat.end()
 
     def _after_failure(self, i: int, item: Item, exc: Exception) -> tuple[Result | None, bool]:
         """The result of ``item``, whose ``work`` raised ``exc`` on worker ``i`` (logged), and whether
-        there is one to deliver: ``failed`` makes it, else ``give_up``, else there is none."""
+        there is one to deliver: ``failed`` makes it, else ``give_up``, else there is none. Called under
+        the lock, as ``deliver`` and ``give_up`` are, and only while worker ``i`` is the current one: a
+        worker restarted meanwhile has handed its item on, and its late exception is only logged."""
         log.error("vectorise worker %d: work raised on an item", i, exc_info=exc)
         if self._failed is not None:
             return self._failed(item, exc), True

@@ -409,8 +409,13 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
                 if len(model_bands) == bands:
                     # The rig (and runtime infer) reorder a sample naming the model's bands in another
                     # order by name (runtime.bands.adapt_bands): a blue, green, red file reaches the
-                    # payload as red, green, blue, so it is trained on, and normalised, in that order.
-                    index, _ = adapt_bands(list(sample.bands), model_bands, strict=False)
+                    # payload as red, green, blue, so it is trained on, and normalised, in that order. One
+                    # naming some of them at other positions fits no rule (strict: refused here), as the
+                    # runtime refuses its tiles (bad_shape): trained on as it was, no candidate could be scored.
+                    try:
+                        index, _ = adapt_bands(list(sample.bands), model_bands, strict=True)
+                    except ValueError as exc:
+                        raise ValueError(f"{spec}: sample {sample.name!r}: {exc}") from None
                     image = image if index is None else image[index]
                 scenes.append(SceneArrays(i, image, sample.mask.astype(np.uint8),
                                           _land(sample, land_masks), instance_labels(sample)))
