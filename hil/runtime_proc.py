@@ -53,26 +53,38 @@ class RuntimeProcess:
 
     def _wait_ready(self, timeout_s: float) -> dict[str, str]:
         """The endpoints from the child's ready line: the first stdout line that is a JSON object
-        with ``endpoints`` (a library's banner before it is skipped). On failure the child is
-        stopped and the error says why: it exited (with its code: a bad config fails at once, not
-        after the timeout), or it printed no ready line in ``timeout_s``."""
+        with ``endpoints``. Every other line (a library's banner before it, a native plugin's
+        chatter after it) goes to the log, and stdout is read to its end: a pipe no one reads blocks
+        the writer at its 64 KiB'th byte, and a runtime thread that logs there would stop serving.
+        On failure the child is stopped and the error says why: it exited (with its code: a bad
+        config fails at once, not after the timeout), or it printed no ready line in ``timeout_s``."""
         ready: list[dict[str, str]] = []
+        said = threading.Event()  # the ready line came, or stdout ended
 
         def read() -> None:
             for raw in iter(self.proc.stdout.readline, b""):  # type: ignore[union-attr]
+                if not ready:
+                    try:
+                        message = json.loads(raw)
+                    except ValueError:
+                        message = None
+                    if isinstance(message, dict) and isinstance(message.get("endpoints"), dict):
+                        ready.append(message["endpoints"])
+                        said.set()
+                        continue
                 try:
-                    message = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(message, dict) and isinstance(message.get("endpoints"), dict):
-                    ready.append(message["endpoints"])
-                    return
+                    self._log.write(raw)
+                    self._log.flush()
+                except (ValueError, OSError):  # the log closed (close()): the lines are only drained
+                    pass
+            said.set()
 
-        reader = threading.Thread(target=read, daemon=True)
+        reader = threading.Thread(target=read, name="runtime-stdout", daemon=True)
         reader.start()
-        reader.join(timeout_s)
+        said.wait(timeout_s)
         if ready:
             return ready[0]
+        reader.join(1.0)  # stdout ended: the thread is on its way out
         if self.proc.poll() is None and not reader.is_alive():  # stdout closed: the child is on its way out
             try:
                 self.proc.wait(5)
