@@ -137,8 +137,9 @@ class ProcessEvaluator(Evaluator):
                 record = self.pool.submit(self._evaluate_one, genome, self.cfg, self.data, self.out).result()
             except BrokenProcessPool as err:
                 self._renew()
-                record = crashed_record(genome, self.cfg, f"its worker process died while evaluating it, twice "
-                                                          f"(the second time alone in the pool): {err}")
+                # alone in the pool, after a death broke the shared one (where it may not have begun yet)
+                record = crashed_record(genome, self.cfg, f"its worker process died while evaluating it alone in "
+                                                          f"the pool, after a worker death broke the shared pool: {err}")
             yield record
 
     def _renew(self) -> None:
