@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from runtime.atomic import write_atomic
 from runtime.bundle import SIGNATURE_FILE, Bundle, BundleError, sha256
 from runtime.security import refuse_overwrite
 
@@ -103,7 +104,8 @@ def sign_bundle_dir(bundle_dir: str | Path, private_key: str | Path) -> Path:
     from runtime.bundle import read_bundle
 
     path = Path(bundle_dir) / SIGNATURE_FILE
-    path.write_bytes(sign(read_bundle(bundle_dir), private_key))
+    # atomic: an interrupted sign must not leave a truncated signature that refuses the whole bundle
+    write_atomic(path, sign(read_bundle(bundle_dir), private_key))
     return path
 
 
