@@ -257,7 +257,8 @@ class ResultSender:
 
     def _fault(self, where: str, exc: BaseException, key: Any) -> None:
         """A bug met in this thread: logged with its traceback, counted, and raised as the
-        ``internal_error`` event (WARNING_HI in runtime/interface.py: the sender goes on), naming the tile when there is one."""
+        ``internal_error`` event (WARNING_HI in runtime/interface.py: the sender goes on), naming the tile
+        when there is one."""
         log.error("internal error in the sender thread (%s)", where, exc_info=exc)
         self._counted("internal_errors")
         ids = dict(zip(("scene_id", "tile_id", "checksum"), key)) if isinstance(key, tuple) and len(key) == 3 else {}

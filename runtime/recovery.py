@@ -19,7 +19,8 @@ lost, and the Health probe must see it. The probe reads that clock only while re
 its device reopened or replaced meanwhile, has nothing stuck on the device, and until 2026-12-05 it
 starved the watchdog for ever (tests/runtime/test_device_idle_review19.py). The clock is kept while
 idle, so the next tile a still-lost device fails shows it lost at once. Events: ``device_error``
-(each failure), ``device_reopened``, ``device_replaced``, ``device_reopen_failed``; the state is in ``status()["device_recovery"]``.
+(each failure), ``device_reopened``, ``device_replaced``, ``device_reopen_failed``; the state is in
+``status()["device_recovery"]``.
 """
 
 from __future__ import annotations

@@ -138,8 +138,8 @@ class ProcessEvaluator(Evaluator):
             except BrokenProcessPool as err:
                 self._renew()
                 # alone in the pool, after a death broke the shared one (where it may not have begun yet)
-                record = crashed_record(genome, self.cfg, f"its worker process died while evaluating it alone in "
-                                                          f"the pool, after a worker death broke the shared pool: {err}")
+                record = crashed_record(genome, self.cfg, "its worker process died while evaluating it alone in "
+                                        f"the pool, after a worker death broke the shared pool: {err}")
             yield record
 
     def _renew(self) -> None:

@@ -76,7 +76,8 @@ def test_messages_with_no_readable_ids_are_told_apart_by_when_they_were_sent() -
 def test_a_resend_of_an_accepted_tile_is_a_duplicate_and_a_result_for_no_message_is_stray() -> None:
     fc = load_campaign()
     ok = {**_result("a", 0, "crc32:1"), "status": "ok", "reason": None}
-    sent = [fc.Sent("k/0", "k", ("fuzz", "a", 0, "crc32:1"), 1.0), fc.Sent("k/1", "k", ("fuzz", "a", 7, "crc32:1"), 1.1)]
+    sent = [fc.Sent("k/0", "k", ("fuzz", "a", 0, "crc32:1"), 1.0),
+            fc.Sent("k/1", "k", ("fuzz", "a", 7, "crc32:1"), 1.1)]
     books = fc.account(sent, [(2.0, ok), (2.1, _result("zzz"))])
     assert books["duplicates"] == ["k/1"] and books["not_answered"] == [] and books["answered_twice"] == {}
     assert [r["tile_id"] for r in books["stray"]] == ["zzz"]
