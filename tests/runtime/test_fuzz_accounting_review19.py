@@ -6,34 +6,14 @@ the campaign."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import malformed  # noqa: E402
-
-
-def load_campaign() -> ModuleType:
-    """scripts/fuzz_campaign.py as a fresh module, so tests can call and patch it."""
-    spec = importlib.util.spec_from_file_location("fuzz_campaign_review19", REPO / "scripts" / "fuzz_campaign.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(autouse=True)
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The runtime log the campaign keeps on failure goes under this test's tmp_path, not /tmp."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+# the campaign loaded fresh, and the runtime log kept on failure under each test's tmp_path (autouse)
+from tests.runtime.test_fuzz_campaign import load_campaign, malformed, private_tmp  # noqa: F401
 
 
 def _result(tile_id: str | None, seq: int | None = 0, checksum: str | None = "crc32:1",

@@ -14,8 +14,10 @@ import rasterio
 from search.dataset import prepare_data, split_arrays
 
 
-def _coco_bgr(root: Path, n: int = 5, size: int = 64) -> str:
-    """``n`` 3-band GeoTIFFs stored blue, green, red (band descriptions) with one bright ship each."""
+def coco_chips(root: Path, names: tuple[str, str, str] = ("blue", "green", "red"), n: int = 5,
+               size: int = 64) -> str:
+    """``n`` 3-band GeoTIFFs whose band descriptions are ``names`` (by default stored blue, green, red),
+    one bright ship each (COCO); no two samples alike, since the split drops duplicates."""
     images, annotations = [], []
     root.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -26,7 +28,7 @@ def _coco_bgr(root: Path, n: int = 5, size: int = 64) -> str:
         with rasterio.open(root / f"s{i}.tif", "w", driver="GTiff", height=size, width=size, count=3,
                            dtype="uint8") as dst:
             dst.write(counts)
-            for band, name in enumerate(("blue", "green", "red"), start=1):
+            for band, name in enumerate(names, start=1):
                 dst.set_band_description(band, name)
         images.append({"id": i, "file_name": f"s{i}.tif", "height": size, "width": size})
         annotations.append({"id": i, "image_id": i, "category_id": 1, "bbox": [10, 20, 30, 6], "iscrowd": 0})
@@ -41,7 +43,7 @@ def test_arrays_follow_the_model_bands_when_only_the_band_order_changes(tmp_path
     another order (or another number of them) trained on arrays cut for the old one, and normalised
     them per band in the old order, while the manifest named the new."""
     cfg = copy.deepcopy(tiny_cfg)
-    cfg["data"]["source"] = _coco_bgr(tmp_path / "set")
+    cfg["data"]["source"] = coco_chips(tmp_path / "set")
     first = prepare_data(cfg, tmp_path / "data")
     assert first.norm.mean[0] > 150 > 50 > first.norm.mean[2]  # red first
     cfg["export"]["bands"] = ["blue", "green", "red"]
