@@ -5,7 +5,8 @@ search exports a candidate (FP16 IR, the target check included) and priced by
 :func:`runtime.latency.estimate_latency`, with and without a land gate, by the function the search
 prices a final recipe with (``search.final.recipe_estimate``, float32 input); the last column says what
 would stop it from flying (the parameter budget, strides, the tile; a genome that cannot be built
-is not priced):
+is not priced). An estimate with op types the cost table does not price is shown as a lower bound
+(``>= ms``, naming them), as the search holds it:
 
     .venv/bin/python scripts/price_genome.py models/sar/manifest.json \\
         '{"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 16, "stride": 2}]}'
@@ -42,14 +43,15 @@ def price(genome_arg: str, land_gate: str, tile: int | None = None) -> dict[str,
     space = SpaceConfig.from_dict(cfg["space"], tile)
     problems = violations(genome, space, within_space=False)
     row: dict[str, object] = {"genome": str(genome), "land_gate": land_gate, "problems": problems,
-                              "parameters": count_parameters(genome, land_gate), "estimated_ms": None, "by_unit": {}}
+                              "parameters": count_parameters(genome, land_gate), "estimated_ms": None, "by_unit": {},
+                              "unpriced_ops": []}
     if violations(genome, replace(space, max_parameters=sys.maxsize), within_space=False):
         return row  # it cannot be built or exported as it is; over the budget alone, it can still be priced
     cfg["train"]["land_gate"], cfg["export"]["tile"] = land_gate, tile
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         estimate = recipe_estimate(genome, cfg, None)  # as the search prices a final recipe
-    row.update(estimated_ms=round(estimate.total_ms, 1),
+    row.update(estimated_ms=round(estimate.total_ms, 1), unpriced_ops=estimate.unpriced_ops,
                by_unit={k: round(v, 1) for k, v in estimate.by_unit().items()})
     return row
 
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             name = str(row["genome"]).replace("|", "\\|")  # a pipe would split the markdown cell
             problems = "; ".join(row["problems"]) or "nothing"  # type: ignore[arg-type]
             ms = "-" if row["estimated_ms"] is None else row["estimated_ms"]
+            if row["unpriced_ops"]:  # priced by their bytes alone: the total is a lower bound
+                ms = f">= {ms} (unpriced: {', '.join(row['unpriced_ops'])})"  # type: ignore[arg-type]
             print(f"| `{name}` | {gate} | {row['parameters']:,} | {ms} | {row['by_unit'] or '-'} | {problems} |")
     return 0
 

@@ -7,7 +7,8 @@ and ``[final.export]`` over the candidates' tables), exported and scored exactly
 Which genome, and with which gate (:func:`final_pick`): the final recipe may give the network a
 land gate, which costs latency (1.8 to 5 ms on the SAR search's pick: docs/models.md), and the cost
 model's estimate reads the IR's ops and shapes, not its weights, so it is known before training
-(:func:`recipe_latency_ms`) and no budget goes to a network that could not fly. When the gate
+(:func:`recipe_estimate`) and no budget goes to a network that could not fly (nor to one whose
+estimate leaves op types unpriced: a lower bound cannot show it fits). When the gate
 takes the fittest candidate over ``[fitness] latency_limit_ms``, ``[final] over_limit`` says what
 gives way: the gate (``"drop_gate"``: the same genome, trained with the candidates' own gate; the
 search chose the genome, the gate is the recipe's add-on) or the genome (``"next_genome"``: the
@@ -60,7 +61,7 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
                say: Any = print) -> FinalPick | None:
     """The candidate whose genome the final training trains, and with which gate: the fittest one
     within ``[fitness] latency_limit_ms`` whose network under the final recipe is too
-    (:func:`recipe_latency_ms`), or, with ``[final] over_limit = "drop_gate"``, under the final
+    (:func:`recipe_estimate`, with every op type priced), or, with ``[final] over_limit = "drop_gate"``, under the final
     recipe with the candidates' gate when only the recipe's gate is over; None when there is none.
     With no limit the fittest; a candidate whose latency is measured (known only after training:
     ``[fitness] latency = "measured"``, or a device without the cost model) is taken as it comes,
@@ -81,12 +82,16 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
             return FinalPick(record)
         genome = Genome.from_dict(record["genome"])
         for candidates_gate, recipe in recipes:
-            ms = recipe_latency_ms(genome, recipe, data)
-            if ms <= limit:
+            estimate = recipe_estimate(genome, recipe, data)
+            ms, unpriced = estimate.total_ms, estimate.unpriced_ops
+            if ms <= limit and not unpriced:
                 return FinalPick(record, candidates_gate)
-            say(f"final training: {record['name']} would take {ms:.1f} ms under the final recipe with the "
-                f"{recipe['train']['land_gate']!r} land gate, over [fitness] latency_limit_ms = "
-                f"{fit['latency_limit_ms']}"
+            # an estimate with unpriced op types is a lower bound (as fitness() treats a candidate's):
+            # under the limit it proves nothing, so the network is not taken for one that fits
+            why = (f"would take at least {ms:.1f} ms (op types the cost model does not price: "
+                   f"{', '.join(unpriced)}; not taken as within" if unpriced else f"would take {ms:.1f} ms (over")
+            say(f"final training: {record['name']} {why} [fitness] latency_limit_ms = {fit['latency_limit_ms']}) "
+                f"under the final recipe with the {recipe['train']['land_gate']!r} land gate"
                 + ("; trying it with the candidates' gate" if not candidates_gate and len(recipes) > 1
                    else "; not trained again"))
     return None
