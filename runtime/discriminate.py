@@ -16,7 +16,10 @@ features: a logistic model (:class:`Discriminator`) and an ensemble of boosted d
 component) where a linear score cannot; :func:`discriminator_from_manifest` reads either.
 
 Features are computed in pixels and counts, never map units, so a model fitted on chips without a
-georeference applies to a georeferenced scene alike.
+georeference applies to a georeferenced scene alike. Counts below zero (a float tile in decibels)
+get the same log features mirrored (:func:`_log1p`), not NaN, and a probability that comes out
+undefined anyway (coefficients so extreme that their terms overflow against each other) is 0: the
+stage keeps only what it can vouch for (:func:`_sigmoid`).
 """
 
 from __future__ import annotations
@@ -122,10 +125,26 @@ def component_features(image: np.ndarray, component: np.ndarray, top: int, left:
     ring_mean, ring_std = _mean_std(around)
     context_mean, context_std = _mean_std(context)
     inside_mean = float(np.add.reduce(inside) / inside.size)
-    return np.array([score, max_score, np.log(inside.size), np.log1p(inside_mean), np.log1p(ring_mean),
-                     np.log1p(ring_std), (inside_mean - ring_mean) / (ring_std + 1.0),
-                     np.log1p(_p90(inside)), np.log1p(context_mean), np.log1p(context_std),
-                     np.log1p(_p90(context)), *shape_features(component)])
+    return np.array([score, max_score, np.log(inside.size), _log1p(inside_mean), _log1p(ring_mean),
+                     _log1p(ring_std), (inside_mean - ring_mean) / (ring_std + 1.0),
+                     _log1p(_p90(inside)), _log1p(context_mean), _log1p(context_std),
+                     _log1p(_p90(context)), *shape_features(component)])
+
+
+def _log1p(value: float) -> float:
+    """``log1p`` for counts, mirrored below zero (``-log1p(-value)``): the same for every count a
+    model was fitted on (unsigned counts, amplitude), and finite for a float tile whose values go
+    negative (decibels), where ``log1p`` gives NaN below -1 and a NaN feature would decide alone."""
+    return float(np.log1p(value)) if value >= 0 else -float(np.log1p(-value))
+
+
+def _sigmoid(raw: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-raw))``, 0 where ``raw`` is NaN (terms that overflowed against each other:
+    no probability at all, so not a ship the stage can vouch for) and without overflow warnings
+    at the extremes, where it is 0 or 1."""
+    raw = np.where(np.isnan(raw), -np.inf, raw)
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-raw))
 
 
 def _p90(values: np.ndarray) -> float:
@@ -207,8 +226,9 @@ class Discriminator:
 
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
-        x = (_columns(rows, self.features) - np.array(self.mean)) / np.array(self.scale)
-        return 1.0 / (1.0 + np.exp(-(self.bias + x @ np.array(self.weights))))
+        with np.errstate(over="ignore", invalid="ignore"):  # 0 * inf or inf - inf: NaN, which _sigmoid takes
+            x = (_columns(rows, self.features) - np.array(self.mean)) / np.array(self.scale)
+            return _sigmoid(self.bias + x @ np.array(self.weights))
 
 
 #: The arrays that describe each tree of a :class:`TreeDiscriminator`, one entry per node: the
@@ -275,7 +295,8 @@ class TreeDiscriminator:
                     node = left[node] if values[feature[node]] <= threshold[node] else right[node]
                 raw_value += value[node]
             raw_rows.append(raw_value)
-        return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _sigmoid(np.array(raw_rows, np.float64))
 
 
 def _strings(table: Mapping[str, Any], key: str) -> list[str]:
