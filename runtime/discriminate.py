@@ -5,8 +5,8 @@ candidate by features of the candidate and of the clutter around it, because lan
 clutter make candidates that a pixel test alone cannot tell from ships. Here the network's
 components are the candidates, and each is described by its scores, its size and the contrast of
 its pixels against a ring of clutter around it and by the wider neighbourhood it lies in (land and
-coast are bright and busy over tens of pixels; open sea is dark and calm), in the tile's own counts. A logistic model over
-these features and its shape (how much of its own spread it fills, how elongated it is, how much
+coast are bright and busy over tens of pixels; open sea is dark and calm), in the tile's own counts.
+A logistic model over these features and its shape (how much of its own spread it fills, how elongated it is, how much
 of its box it covers: a hull is a filled, elongated blob, built-up land is ragged), fitted on the
 ground on a training split's detections and cut where object F1 is best on the validation split
 (:mod:`search.discriminate`), travels in the manifest as ``output.discriminator``; the runtime
@@ -214,7 +214,8 @@ class Discriminator:
     def from_manifest(cls, table: Mapping[str, Any]) -> Discriminator:
         """From ``output.discriminator``; ``ValueError`` names what is wrong."""
         try:
-            return cls(tuple(_strings(table, "features")), *(tuple(_numbers(table, k)) for k in ("mean", "scale", "weights")),
+            return cls(tuple(_strings(table, "features")),
+                       *(tuple(_numbers(table, k)) for k in ("mean", "scale", "weights")),
                        _number(table, "bias"), _number(table, "cut"), _ring(table))
         except (KeyError, TypeError, OverflowError) as exc:
             raise ValueError("output.discriminator needs features, mean, scale, weights, bias and cut "
