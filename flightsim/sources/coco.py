@@ -248,7 +248,9 @@ class CocoSource(Source):
     A sample is named by its file stem; where the stem is not unique, or the ``file_name`` has a
     folder, by its path relative to the folder read (without suffix, or with it if that still clashes),
     so that tile ids never clash. An image is looked for beside its JSON, then in an ``images/`` folder
-    beside the JSON's folder (the usual ``annotations/`` + ``images/`` layout).
+    beside the JSON's folder (the usual ``annotations/`` + ``images/`` layout). Samples come in the
+    order of the JSON files' paths, then of each file's ``file_name``s, whatever order a file lists
+    them in, so that a seeded split of them does not depend on it.
     """
 
     kind = "coco"
@@ -349,7 +351,10 @@ class CocoSource(Source):
             else:
                 by_image[a["image_id"]].append(a)
         others = sorted({n for i, n in names.items() if keep is not None and i not in keep})
-        for im in images:
+        # In file-name order, not the JSON's: the same images listed in another order (a tool that
+        # rewrote the JSON) must make the same samples in the same order, or a seeded split of them
+        # (search.dataset) would move images between training and test.
+        for im in sorted(images, key=lambda im: (im["file_name"], str(im["id"]))):
             tried = list(dict.fromkeys([path.parent / im["file_name"], path.parent.parent / "images" / im["file_name"]]))
             file = next((p for p in tried if p.is_file()), None)
             if file is None:
