@@ -245,7 +245,9 @@ def _compile(args: argparse.Namespace, cfg: dict) -> int:
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():  # else a bare "[Errno 17] File exists"
         raise ValueError(f"--out {args.out}: a file, not a folder; give the folder to write the bundle in")
-    source = read_bundle(args.model)
+    # This target's own artefact is not read: a damaged or stale blob (its checksum or IR not matching)
+    # made the bundle unreadable, and so the compile that replaces it refused to run.
+    source = read_bundle(args.model, skip_compiled=(args.target,))
     bundle = compile_bundle(source, args.target, args.device, cfg["inference"]["cpu_precision"])
     out = args.out or args.model
     if args.out is not None:  # the bundle whole, over what the folder held (another model's blobs go)

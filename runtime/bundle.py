@@ -329,14 +329,37 @@ def _compiled_record(record_bytes: bytes, blob: bytes, manifest: dict[str, Any])
                           f"[{COMPILED_FORMAT!r}]")
     if sha256(blob) != record.get("blob_sha256"):
         raise BundleError(f"compiled/{target}.blob sha256 is {sha256(blob)}, its record says {record.get('blob_sha256')}")
-    if record.get("ir_sha256") != manifest["files"]:
+    if not made_from_ir(record.get("ir_sha256"), manifest):
         raise BundleError(f"compiled/{target}.blob was compiled from another IR ({record.get('ir_sha256')}), "
-                          f"not this bundle's ({manifest['files']})")
+                          f"not this bundle's ({ir_checksums(manifest)})")
     return record
 
 
-def read_bundle(path: str | os.PathLike[str]) -> Bundle:
-    """Read and verify a bundle directory."""
+def ir_checksums(manifest: dict[str, Any]) -> dict[str, str]:
+    """The sha256 of the IR files alone (``model.xml``, ``model.bin``): what a compiled blob is made
+    from, and so what its record names (``ir_sha256``, :mod:`runtime.compiled`)."""
+    return {name: manifest["files"][name] for name in IR_FILES}
+
+
+def made_from_ir(record_ir: Any, manifest: dict[str, Any]) -> bool:
+    """Whether a compiled record's ``ir_sha256`` names this manifest's IR files.
+
+    Only the IR counts: a blob is the IR compiled, and a golden tile added, replaced or removed after
+    compiling changes nothing the blob was made from. (Records made before 2026-12-06 list every file
+    of the manifest, the golden tile's too; their IR entries are what is compared, so they stay valid.)
+    Until then a golden tile written into a compiled bundle discarded its blobs.
+    """
+    return isinstance(record_ir, dict) and all(record_ir.get(name) == sha for name, sha in
+                                               ir_checksums(manifest).items())
+
+
+def read_bundle(path: str | os.PathLike[str], skip_compiled: tuple[str, ...] = ()) -> Bundle:
+    """Read and verify a bundle directory.
+
+    ``skip_compiled``: targets whose ``compiled/<TARGET>.json`` and ``.blob`` are not read at all
+    (``runtime compile`` of a target replaces its artefact: one that is damaged or of another IR must
+    not stop the compile that repairs it).
+    """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"{path}: not a bundle directory")
@@ -344,7 +367,7 @@ def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     if missing:
         raise BundleError(f"{path}: missing {', '.join(missing)}")
     optional = {n: (path / n).read_bytes() for n in OPTIONAL_FILES if (path / n).is_file()}
-    records = sorted((path / COMPILED_DIR).glob("*.json"))
+    records = [r for r in sorted((path / COMPILED_DIR).glob("*.json")) if r.stem not in skip_compiled]
     compiled = []
     for record in records:
         if not record.with_suffix(".blob").is_file():
@@ -408,9 +431,10 @@ def write_bundle_as_is(out_dir: str | os.PathLike[str], bundle: Bundle) -> None:
 def _drop_stale_artefacts(out: Path, manifest: dict[str, Any], manifest_bytes: bytes) -> None:
     """Before a bundle is written over an older one: remove its compiled blobs made from other files
     and a signature of another manifest, which read_bundle (or the payload) would refuse the new
-    bundle for. Blobs of the same IR and files stay valid and are kept."""
+    bundle for. Blobs of the same IR stay valid (a new golden tile or manifest does not change what
+    they were compiled from) and are kept."""
     for record in sorted((out / COMPILED_DIR).glob("*.json")):
-        if _json_field(record, "ir_sha256") != manifest["files"]:
+        if not made_from_ir(_json_field(record, "ir_sha256"), manifest):
             record.with_suffix(".blob").unlink(missing_ok=True)
             record.unlink()
     signature = out / SIGNATURE_FILE
@@ -459,8 +483,9 @@ def write_compiled(out_dir: str | os.PathLike[str], bundle: Bundle, targets: lis
     folder.mkdir(exist_ok=True)
     for target in chosen:
         record, blob = bundle.compiled[target]
-        if (folder / f"{target}.json").is_file() and (folder / f"{target}.json").read_bytes() == record:
-            continue  # the same artefact (the record holds the blob's sha256)
+        if all((folder / f"{target}{ext}").is_file() and (folder / f"{target}{ext}").read_bytes() == data
+               for ext, data in ((".json", record), (".blob", blob))):
+            continue  # the same artefact; a blob damaged on disk under the same record is written again
         (folder / f"{target}.json").unlink(missing_ok=True)
         sync_dir(folder)
         write_atomic(folder / f"{target}.blob", blob)

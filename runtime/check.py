@@ -300,6 +300,14 @@ def check_model(model: Model, target: str = "MYRIAD") -> list[Finding]:
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
 
 
+def refused_ops(model: Model, target: str = "MYRIAD") -> str:
+    """The ops of ``model`` that ``target`` refuses (the errors of :func:`check_model`) in one line,
+    ``"OpType name: why; ..."``; "" when there are none. What the runtime refuses a model for when it
+    opens it on a MYRIAD (or its twin), and ``runtime compile --target MYRIAD`` before it compiles."""
+    return "; ".join(f"{f.op_type} {f.op_name}: {f.message}" for f in check_model(model, target)
+                     if f.severity == "error")
+
+
 def check_bundle_dir(path: str | Path, target: str = "MYRIAD") -> list[Finding]:
     """:func:`check_model` on the ``model.xml`` / ``model.bin`` of a bundle directory (its manifest
     is not needed: the IR of a bundle still being made can be checked).

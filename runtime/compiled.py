@@ -7,9 +7,10 @@ adds the result to the bundle (``compiled/<TARGET>.blob`` + ``<TARGET>.json``); 
 a matching blob instead of compiling, and compiles (and says why) when none matches.
 
 A blob matches when its record names the device family the runtime serves on (``CPU``, ``MYRIAD``,
-``NPU``...), the exact OpenVINO build of the payload, this bundle's files (the sha256 of each file the
-manifest lists: the IR, and the golden tile where there is one; checked when the bundle is read, not
-here) and the compile configuration the runtime would use. OpenVINO's
+``NPU``...), the exact OpenVINO build of the payload, this bundle's IR (the sha256 of ``model.xml`` and
+``model.bin``, checked when the bundle is read, not here: a golden tile added after compiling leaves
+the blob valid, since nothing of it went into the blob) and the compile configuration the runtime
+would use. OpenVINO's
 own ``export_model``/``import_model`` make and read the blob, on both Python APIs.
 
 A signed bundle's blob is imported only when the signature covers its record (which holds the
@@ -26,8 +27,9 @@ import time
 from typing import Any
 
 from runtime import ov_api
-from runtime.bundle import COMPILED_FORMAT, Bundle, sha256
-from runtime.device_names import TWINS, attached_devices, device_family, names_attached
+from runtime.bundle import COMPILED_FORMAT, Bundle, ir_checksums, sha256
+from runtime.check import refused_ops
+from runtime.device_names import MYRIAD_LIKE, TWINS, attached_devices, device_family, names_attached
 from runtime.host import describe_host
 from runtime.settings import check_cpu_precision
 
@@ -55,18 +57,27 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
     """A copy of ``bundle`` with a blob for ``target`` (family name: CPU, MYRIAD, NPU, GPU).
 
     ``device`` picks the instance to compile on (``MYRIAD.1.2-ma2480``); default the family name.
-    Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship), a
-    device not attached here, or an IR its plugin will not compile or export (with the plugin's
-    reason, not its trace of source files: ``runtime compile`` says it in one line).
+    Raises ValueError for a twin (it compiles a rewritten model on the CPU; nothing to ship), an IR
+    with ops the MYRIAD rules of ``runtime check`` refuse (for a MYRIAD target, before anything is
+    compiled or a stick looked for), a device not attached here, or an IR its plugin will not compile
+    or export (with the plugin's reason, not its trace of source files: ``runtime compile`` says it
+    in one line).
     """
     if target in TWINS or target != device_family(target) or target not in TARGET_FAMILIES:
         raise ValueError(f"--target is a device family (valid: {list(TARGET_FAMILIES)}), not {target!r}")
     core = core or ov_api.shared_core()
     device = device or target
+    model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
+    if target in MYRIAD_LIKE:
+        # The runtime refuses such an IR when it opens it on a MYRIAD (runtime.device); its blob would
+        # be shipped and never run. Checked first, so that no stick (or 2022.3 toolkit) is needed to hear it.
+        errors = refused_ops(model, target)
+        if errors:
+            raise ValueError(f"{target} cannot run this bundle's IR (python -m runtime check --target {target}), "
+                             f"nothing compiled: {errors}")
     attached = attached_devices(core)
     if not names_attached(device, attached) or device_family(device) != target:
         raise ValueError(f"device {device!r} is not a {target} attached here; valid: {attached}")
-    model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
     config = compile_config(target, cpu_precision)
     started = time.perf_counter()
     try:
@@ -80,7 +91,7 @@ def compile_bundle(bundle: Bundle, target: str, device: str | None = None, cpu_p
         "compiled_on": device,
         "openvino": ov_api.version(),
         "config": {k: str(v) for k, v in config.items()},
-        "ir_sha256": dict(bundle.manifest["files"]),
+        "ir_sha256": ir_checksums(bundle.manifest),  # the IR alone: what the blob is made from
         "blob_sha256": sha256(blob),
         "compile_seconds": round(time.perf_counter() - started, 3),
         "host": describe_host(),

@@ -197,14 +197,13 @@ class OpenVINOAdapter(InferenceAdapter):
         self.device = resolve(device, core)
         model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
         if device_family(self.device) in MYRIAD_LIKE:
-            from runtime.check import check_model
+            from runtime.check import refused_ops
             from runtime.latency import estimate_latency
 
             # What the VPU cannot run is refused here, before compilation, as the device would.
-            errors = [f for f in check_model(model, "MYRIAD") if f.severity == "error"]
+            errors = refused_ops(model, "MYRIAD")
             if errors:
-                raise TargetError("the Myriad X cannot run this IR: " + "; ".join(
-                    f"{f.op_type} {f.op_name}: {f.message}" for f in errors))
+                raise TargetError("the Myriad X cannot run this IR: " + errors)
 
             self.latency_estimate = estimate_latency(model).to_json()
             # The per-layer list is too long for every status; its summary of op types priced by

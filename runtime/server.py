@@ -35,7 +35,7 @@ import zmq
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
 
-from runtime import protocol
+from runtime import ov_api, protocol
 from runtime.acceptance import acceptance_test
 from runtime.bundle import Bundle, BundleError, file_names, from_frames, parse_manifest, read_bundle
 from runtime.compiled import signature_covers
@@ -260,7 +260,10 @@ class Runtime:
         as ``previous``, not the broken one; but only when the bundle itself is refused (unreadable,
         unsigned, or refused by the target check or its acceptance test: a ValueError). A failure of
         the device or host (a device still held by the runtime just killed) serves ``previous`` for
-        this start and keeps ``current``: rolling back deleted an intact, accepted model for good.
+        this start and keeps ``current``: rolling back deleted an intact, accepted model for good. But
+        once ``previous`` has opened on the configured device, that device works: ``current`` is opened
+        there once more, and served if it opens (the device was busy), or rolled back as refused if the
+        plugin fails it again (a compile error on a working device is the model's fault).
         ``current`` is served as installed, not installed again: a read-only store served
         ``previous`` at every start, its links not writable.
 
@@ -274,8 +277,8 @@ class Runtime:
             self._load(read_bundle(current), installed=True)
             return
         except Exception as exc:  # unreadable, refused by the device or by its acceptance test
-            failure = str(exc)
             refused = isinstance(exc, ValueError)  # the bundle's fault (BundleError, TargetError), not the device's
+            failure = str(exc) if refused else ov_api.plugin_message(exc)  # one line, not the plugin's trace
         previous = self.store.previous_path()
         if previous is None:
             raise BundleError(f"the store's current model cannot serve ({failure}) and there is no previous one")
@@ -284,6 +287,23 @@ class Runtime:
         except Exception as exc:
             raise BundleError(f"the store's current model cannot serve ({failure}), nor its previous one "
                               f"({exc})") from None
+        if not refused and self._on_configured_device(serving):
+            # The previous model opened on the configured device, so that device works now: current is
+            # opened there once more. A device that was busy at the first try (still held by the runtime
+            # just killed) serves it now; a plugin that refuses it again (a compile error: an op or a
+            # shape it cannot take) refused the model, which is rolled back as a refused one is. Until
+            # 2026-12-06 such a current was kept: compiled again, and refused, at every start, and the
+            # next uplink made it `previous`, pruning the good model.
+            try:
+                self._load(read_bundle(current), installed=True)  # type: ignore[arg-type]  # current was read
+            except Exception as exc:
+                refused, said = True, str(exc) if isinstance(exc, ValueError) else ov_api.plugin_message(exc)
+                again = f"again after the previous model opened on {serving.adapter.device}"
+                failure = f"{failure} ({again})" if said == failure else f"{failure}; {again}: {said}"
+            else:
+                log.warning("the store's current model failed to open (%s), and opened once the previous one "
+                            "had opened on %s: serving it", failure, serving.adapter.device)
+                return
         rolled = False
         if refused:
             try:
@@ -294,6 +314,13 @@ class Runtime:
         why = "current model refused" if refused else "current model could not be opened (kept for the next start)"
         self._event("model_rolled_back", model=serving.info, detail=f"{why}: {failure}", store_rolled_back=rolled)
         self._event("model_loaded", model=serving.info, device=serving.adapter.device, load=serving.adapter.load)
+
+    def _on_configured_device(self, serving: Serving) -> bool:
+        """Whether ``serving`` runs on the configured device (not on ``fallback_device``)."""
+        try:
+            return serving.adapter.device == resolve(self.settings.device)
+        except ValueError:  # the configured device is not there
+            return False
 
     def _load(self, bundle: Bundle, persist: bool = True, quiet: bool = False, installed: bool = False,
               starting: bool = False) -> Serving:
