@@ -78,6 +78,12 @@ class FaultSpec:
         if sum(self.rates.values()) > 1.0 + 1e-9:
             raise ValueError(f"fault probabilities add up to {sum(self.rates.values()):.3f}; each tile gets at most "
                              "one fault, so they must add up to at most 1")
+        # Integers, as parse gives them: restart_every=NaN passed "< 1" and no restart was ever made (the
+        # "% K == 0" of injection never held), 2.5 restarted after every 5 tiles, and restarts=1.5 made two.
+        for n in (self.restarts, self.restart_every):
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+                raise ValueError(f"restart={self.restarts}@{self.restart_every}: expected N@K with integers N >= 0 "
+                                 "and K >= 1")
         if self.restarts and (self.restarts < 0 or self.restart_every < 1):
             raise ValueError(f"restart={self.restarts}@{self.restart_every}: expected N@K with N >= 0 and K >= 1")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -12,6 +13,7 @@ from tqdm import tqdm
 
 from flightsim.tiles import Tile
 from runtime import protocol
+from runtime.config import check_number
 
 
 class LinkError(RuntimeError):
@@ -60,16 +62,26 @@ class Streamer:
     ``check``: called before each send and at least every half second while acknowledgements are
     awaited; what it raises ends the stream (a rig whose runtime process died: said at once, not
     after ``ack_timeout_s``).
+
+    Raises:
+        ValueError: a ``window`` that is not an integer >= 1, or a ``rate_hz``, ``ack_timeout_s`` or
+            ``resend_after_s`` that is not a finite number > 0 (the first and last may be None).
     """
 
     def __init__(self, endpoint: str, window: int = 16, rate_hz: float | None = None,
                  ack_timeout_s: float = 30.0, context: zmq.Context | None = None,
                  resend_after_s: float | None = None, keys: Any = None, want_done: bool = True,
                  check: Callable[[], None] | None = None):
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        if rate_hz is not None and rate_hz <= 0:
-            raise ValueError(f"rate_hz must be positive or None, got {rate_hz}")
+        # Each checked for what it is, not only its sign: NaN passed "< 1" and "<= 0" (a NaN window let
+        # every tile out unacknowledged, a NaN rate sent unpaced), and a negative or NaN timeout reached
+        # zmq's poll, where a negative wait is for ever and NaN raised mid-stream.
+        integral = isinstance(window, numbers.Integral) and not isinstance(window, bool)  # numpy ints too
+        window = check_number("window", int(window) if integral else window, 1, integer=True)
+        if rate_hz is not None:
+            rate_hz = check_number("rate_hz (None: unpaced)", rate_hz, 0.0, strict=True)
+        ack_timeout_s = check_number("ack_timeout_s", ack_timeout_s, 0.0, strict=True)
+        if resend_after_s is not None:
+            resend_after_s = check_number("resend_after_s (None: never)", resend_after_s, 0.0, strict=True)
         if resend_after_s is not None and not want_done:
             raise ValueError("resend_after_s needs want_done=True: a resending sender keeps each tile "
                              "until it hears \"done\"")

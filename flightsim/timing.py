@@ -13,13 +13,15 @@ mode (``rate_hz`` with ``burst``) paces by tiles instead of lines.
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from flightsim.tiles import Tile
-from runtime.config import load_defaults
+from runtime.config import check_number, load_defaults
 
 DEFAULTS = load_defaults(Path(__file__).with_name("defaults.toml"))["timing"]
 MODES = ("asap", "rate", "pushbroom")
@@ -44,12 +46,19 @@ class Timing:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown timing mode {self.mode!r}; valid: {list(MODES)}")
-        if self.mode == "rate" and not (self.rate_hz and self.rate_hz > 0):
+        # Finite, not only positive: a NaN line rate passed "<= 0" and stamped every tile's time NaN (its
+        # frames then raised mid-stream), an infinite one stamped every tile with the epoch, and an
+        # infinite rate_hz sent "rate" tiles unpaced.
+        if self.mode == "rate" and self.rate_hz is None:
             raise ValueError(f"timing mode 'rate' needs a positive rate_hz, got {self.rate_hz}")
-        if self.line_rate_hz is not None and self.line_rate_hz <= 0:
-            raise ValueError(f"line_rate_hz must be positive, got {self.line_rate_hz}")
-        if self.burst < 1:
-            raise ValueError(f"burst must be >= 1 tile, got {self.burst}")
+        if self.rate_hz is not None:
+            self.rate_hz = check_number("timing rate_hz", self.rate_hz, 0.0, strict=True)
+        if self.line_rate_hz is not None:
+            self.line_rate_hz = check_number("timing line_rate_hz", self.line_rate_hz, 0.0, strict=True)
+        integral = isinstance(self.burst, numbers.Integral) and not isinstance(self.burst, bool)
+        self.burst = check_number("timing burst (tiles)", int(self.burst) if integral else self.burst, 1, integer=True)
+        if self.epoch is not None:
+            self.epoch = check_number("timing epoch (Unix seconds)", self.epoch, -math.inf)
 
     def line_rate(self, gsd_m: float | None) -> float:
         """Lines per second: as given, else ground speed / gsd, else the default for pixel scenes."""
