@@ -28,6 +28,7 @@ class StreamLog:
     acks: dict[str, dict] = field(default_factory=dict)           # tile_id -> ack message
     anonymous_acks: list[dict] = field(default_factory=list)      # acks of tiles whose id was unreadable
     n_acks: int = 0                                               # every ack received (a duplicate gets two)
+    n_duplicate_acks: int = 0                                     # acks of copies the runtime already held
     done: set[str] = field(default_factory=set)                    # tiles whose result the runtime has sent
     resends: dict[str, int] = field(default_factory=dict)         # tile_id -> times sent again
     # tile_id -> the rejection of a later copy of a tile already accepted (a resend the link corrupted,
@@ -288,6 +289,7 @@ class Streamer:
             else:
                 self._free_credit(tile_id)
                 self.log.n_acks += 1
+                self.log.n_duplicate_acks += bool(ack.get("duplicate"))  # per copy: a tile may have several
                 earlier = self.log.acks.get(tile_id)
                 # A rejected copy of a tile accepted before, still unfinished: not the tile's end, whose
                 # accepted copy's "done" is to come (or, the runtime gone, a resend will be taken).

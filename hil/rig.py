@@ -261,10 +261,12 @@ def run(
         # A tile refused before it was accepted is answered by its rejected ack: its rejection result
         # is sent once and held for no ground, so it may never come here (_told_rejected).
         expected = set(log.sent_at) - (injector.ledger.dropped if injector else set()) - set(_told_rejected(log))
-        # A copy the runtime acknowledged as a duplicate gets no result of its own.
+        # A copy the runtime acknowledged as a duplicate gets no result of its own: counted per copy,
+        # as n_acks is (a tile resent twice has two such acks; by tiles, the collector waited out its
+        # grace for a result that was never to come).
         deduplicated = {t for t, a in log.acks.items() if a.get("duplicate")}
         complete = collector.wait_for_tiles(expected, cfg.result_timeout_s,
-                                            messages=log.n_acks - len(deduplicated),
+                                            messages=log.n_acks - log.n_duplicate_acks,
                                             grace_s=cfg.duplicate_grace_s,
                                             check=proc.check if proc is not None else None)
         # With ground_ack: what the ground acknowledged, once the last acks have been taken.

@@ -142,3 +142,16 @@ def test_an_integer_restart_schedule_restarts_as_asked(acking_runtime: str) -> N
         streamer.close()
     assert [r["after_tile"] for r in injector.ledger.restarts] == [2, 4]
     assert log.done == {f"s/{i}" for i in range(7)}
+
+
+def test_every_duplicate_ack_is_counted_not_every_duplicated_tile(acking_runtime: str) -> None:
+    """hil's rig waits for n_acks minus the duplicate acks results: a tile sent three times has two
+    duplicate acks, and counting it once made the rig wait its whole duplicate grace for a result
+    the runtime was never to send."""
+    streamer = Streamer(acking_runtime, window=4)
+    try:
+        log = streamer.stream([_tile(0), _tile(0), _tile(0), _tile(1)])
+    finally:
+        streamer.close()
+    assert log.n_acks == 4 and log.n_duplicate_acks == 2
+    assert log.duplicates == ["s/0"]
