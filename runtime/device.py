@@ -31,7 +31,7 @@ from runtime.compiled import compile_config, import_blob, matching_blob
 from runtime.device_names import (FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family,
                                    names_attached)
 from runtime.host import describe_host
-from runtime.model_cache import compile_with_cache
+from runtime.model_cache import CacheCompile, compile_with_cache
 
 __all__ = ["FLIGHT_PREFERENCE", "MYRIAD_LIKE", "TWINS", "attached_devices", "device_family", "open_device",
            "resolve", "flight_default", "available_devices", "InferenceAdapter", "OpenVINOAdapter", "TargetError"]
@@ -215,22 +215,18 @@ class OpenVINOAdapter(InferenceAdapter):
         #: How the model got onto the device: compiled here (afresh or from the model cache), or
         #: imported from the bundle's blob.
         self.load: dict[str, str] = {}
-        source = {"from": "compile", "cache": ""}
-
-        def compile_here(compiled_model: Any, target_name: str, properties: dict[str, Any]) -> Any:
-            compiled, source["from"], source["cache"] = compile_with_cache(core, compiled_model, target_name,
-                                                                           properties, cache_dir)
-            return compiled
-
         if self.device in TWINS:
             from runtime.emulate import compile_twin
 
             profile, self.profile_source = twin_profile(self.device, bundle, profile)
-            self._compiled, report = compile_twin(model, profile, core, config,
-                                                  lambda rewritten, full: compile_here(rewritten, "CPU", full))
+            # compile_twin hands back what its compile_cpu made: here the compile with its outcome
+            twin, report = compile_twin(model, profile, core, config,
+                                        lambda rewritten, full: compile_with_cache(core, rewritten, "CPU", full,
+                                                                                   cache_dir))
+            self._compiled = twin.compiled
             self.emulation = report.as_dict()
             target = "CPU"
-            self.load = _compiled_load("twin: the rewritten IR is compiled for the CPU", source)
+            self.load = _compiled_load("twin: the rewritten IR is compiled for the CPU", twin)
         else:
             target = self.device
             config = compile_config(target, cpu_precision)
@@ -242,8 +238,9 @@ class OpenVINOAdapter(InferenceAdapter):
                 except Exception as exc:  # a damaged blob (truncated on the ground): the IR still compiles
                     blob, why = None, f"blob could not be imported: {ov_api.plugin_message(exc)}"
             if blob is None:
-                self._compiled = compile_here(model, target, config)
-                self.load = _compiled_load(f"compiled on board: {why}", source)
+                here = compile_with_cache(core, model, target, config, cache_dir)
+                self._compiled = here.compiled
+                self.load = _compiled_load(f"compiled on board: {why}", here)
         if target.startswith("CPU"):
             host = _type_name(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
         else:
@@ -366,10 +363,10 @@ class OpenVINOAdapter(InferenceAdapter):
         self._collector.join()
 
 
-def _compiled_load(why: str, source: dict[str, str]) -> dict[str, str]:
+def _compiled_load(why: str, outcome: CacheCompile) -> dict[str, str]:
     """The ``load`` of a model compiled here: from the model cache or afresh, and why."""
-    return {"how": "compiled", "from": source["from"],
-            "detail": f"{why}; {source['cache'] or 'compiled afresh (no model cache)'}"}
+    return {"how": "compiled", "from": outcome.source,
+            "detail": f"{why}; {outcome.said or 'compiled afresh (no model cache)'}"}
 
 
 def open_device(bundle: Bundle, device: str, on_complete: Completion, **options: Any) -> InferenceAdapter:

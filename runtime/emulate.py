@@ -52,7 +52,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import numpy as np
 
@@ -61,6 +61,9 @@ from runtime.profiles import InterpolateSemantics, Numerics, TargetProfile, conv
 from runtime.ov_api import CompiledModel, Core, Model, Output, opset, read_ir
 
 ops1, ops5, ops10 = opset(1), opset(5), opset(10)
+
+#: What a caller's ``compile_cpu`` makes of the twin (compile_twin returns it as it is).
+Compiled = TypeVar("Compiled")
 
 #: The emulation relies on f32 arithmetic for its rounding steps, so this is not a tunable default:
 #: bf16 or f16 inference precision would round the rounding.
@@ -522,10 +525,22 @@ def apply_profile(model: Model, profile: TargetProfile) -> tuple[Model, Emulatio
     return model, report
 
 
+@overload
+def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfile, core: Core | None = None,
+                 config: dict[str, Any] | None = None, compile_cpu: None = None,
+                 ) -> tuple[CompiledModel, EmulationReport]: ...
+
+
+@overload
+def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfile, core: Core | None,
+                 config: dict[str, Any] | None, compile_cpu: Callable[[Model, dict[str, Any]], Compiled],
+                 ) -> tuple[Compiled, EmulationReport]: ...
+
+
 def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfile, core: Core | None = None,
                  config: dict[str, Any] | None = None,
-                 compile_cpu: Callable[[Model, dict[str, Any]], CompiledModel] | None = None,
-                 ) -> tuple[CompiledModel, EmulationReport]:
+                 compile_cpu: Callable[[Model, dict[str, Any]], Any] | None = None,
+                 ) -> tuple[Any, EmulationReport]:
     """The twin of a target: ``model`` rewritten for ``profile`` and compiled on the CPU in f32.
 
     The one place a twin is made: the runtime's ``myriadx-emu`` device, the probe, the ablation and
@@ -533,10 +548,11 @@ def compile_twin(model: Model | tuple[bytes, bytes], profile: str | TargetProfil
     model or an IR as (xml, bin) bytes; ``profile`` a name in profiles.toml or a profile built in
     code; ``config`` more CPU properties (e.g. a performance hint), never the precision ones.
     ``compile_cpu`` compiles the rewritten model with its full configuration for the CPU (default
-    ``core.compile_model``): the runtime's passes it through OpenVINO's model cache
-    (:mod:`runtime.model_cache`). The rewrite is deterministic, and the cache's key hashes the
-    rewritten graph with the configuration, so an entry is found only for the same twin of the same
-    model under the same profile.
+    ``core.compile_model``), and what it returns is returned: the runtime's passes it through
+    OpenVINO's model cache (:mod:`runtime.model_cache`) and returns the compile with its outcome.
+    The rewrite is deterministic, and the cache's key hashes the rewritten graph with the
+    configuration, so an entry is found only for the same twin of the same model under the same
+    profile.
     """
     profile = get_profile(profile) if isinstance(profile, str) else profile
     core = core or Core()

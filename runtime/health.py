@@ -7,6 +7,10 @@ the watchdog fed (a timestamp in telemetry, and a file touched for an external s
 systemd's WatchdogSec or a hardware watchdog driver). A stage that does not answer is reported
 (``stage_hung``, WARNING_HI) and, if it can be restarted safely, restarted (``stage_restarted``): its
 work item is handed to a fresh worker, and whatever the stuck one produces later is discarded.
+
+A stage whose thread has died (a vectorise worker, whose probe says so) is as bad as a hung one and is
+treated as one, without waiting for the hang timeout: reported (``stage_dead``, WARNING_HI), restarted
+and counted. Its age alone could not say so: a thread that dies idle looks idle for ever.
 """
 
 from __future__ import annotations
@@ -41,13 +45,15 @@ class Heartbeat:
 
 @dataclass
 class StageProbe:
-    """How Health asks a stage: seconds stuck on one item, and how to restart it (None: cannot)."""
+    """How Health asks a stage: seconds stuck on one item, how to restart it (None: cannot), and
+    whether its thread has died (None: the stage cannot tell)."""
 
     name: str
     age: Callable[[], float]
     restart: Callable[[], None] | None = None
     restarts: int = 0
     hung: bool = False
+    dead: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -77,6 +83,12 @@ class Health:
         """One round: every stage answers, or is reported (and restarted where that is safe)."""
         all_ok = True
         for probe in self.probes:
+            if probe.dead is not None and probe.dead():
+                all_ok = False
+                if not probe.hung:  # reported once while it stays dead (one that cannot be restarted)
+                    self.event("stage_dead", stage=probe.name)
+                self._restart(probe)
+                continue
             age = probe.age()
             if age < self.hang_timeout_s:
                 probe.hung = False
@@ -84,14 +96,7 @@ class Health:
             all_ok = False
             if not probe.hung:  # report a hang once, not every period
                 self.event("stage_hung", stage=probe.name, stuck_s=round(age, 3))
-            probe.hung = True
-            if probe.restart is not None:
-                # Counted first: a restart may deliver the stuck item's result (a tile given up on), and
-                # a status read as soon as that result arrived still said one restart fewer.
-                probe.restarts += 1
-                probe.restart()
-                probe.hung = False
-                self.event("stage_restarted", stage=probe.name, restarts=probe.restarts)
+            self._restart(probe)
         if all_ok:
             self.fed_at = time.time()
             if self.watchdog_file:
@@ -104,6 +109,18 @@ class Health:
                         self.event("watchdog_unwritable", path=self.watchdog_file, error=str(exc))
                     self._unwritable = True
         return all_ok
+
+    def _restart(self, probe: StageProbe) -> None:
+        """Restart a hung or dead stage where that is safe (counted, with ``stage_restarted``); a stage
+        that cannot be restarted stays marked hung, so it is reported once."""
+        probe.hung = True
+        if probe.restart is not None:
+            # Counted first: a restart may deliver the stuck item's result (a tile given up on), and
+            # a status read as soon as that result arrived still said one restart fewer.
+            probe.restarts += 1
+            probe.restart()
+            probe.hung = False
+            self.event("stage_restarted", stage=probe.name, restarts=probe.restarts)
 
     def report(self) -> dict[str, Any]:
         return {

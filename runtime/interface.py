@@ -37,6 +37,8 @@ EVENTS = {
     "scene_does_not_fit": "WARNING_LO",  # once per scene; its tiles are served unless strict_fit
     "inference_failed": "WARNING_HI",
     "stage_hung": "WARNING_HI",
+    # A stage's thread died (a vectorise worker): restarted as a hung one is (stage_restarted).
+    "stage_dead": "WARNING_HI",
     # The watchdog file could not be touched: an external watchdog will starve and restart the payload.
     "watchdog_unwritable": "WARNING_HI",
     # A bug met on one tile, message or result: that item is refused (reason internal_error) and the

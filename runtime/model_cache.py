@@ -19,16 +19,27 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from runtime import ov_api
 
-__all__ = ["STORE_TOKEN", "cache_folder", "compile_with_cache", "unwritable"]
+__all__ = ["STORE_TOKEN", "CacheCompile", "cache_folder", "compile_with_cache", "unwritable"]
 
 log = logging.getLogger(__name__)
 
 #: Replaced in ``[inference] cache_dir`` by the model store's folder (the temporary one included).
 STORE_TOKEN = "{store}"
+
+
+@dataclass(frozen=True)
+class CacheCompile:
+    """What :func:`compile_with_cache` made: the compiled model, where it came from (``cache``: an entry
+    was imported; ``compile``: compiled here), and what to say about it ("" when there is no cache)."""
+
+    compiled: Any
+    source: Literal["cache", "compile"]
+    said: str
 
 
 def cache_folder(cache_dir: str, store: str | os.PathLike[str]) -> str:
@@ -60,17 +71,18 @@ def _entries(cache_dir: str) -> set[str]:
 
 
 def compile_with_cache(core: Any, model: Any, device: str, config: dict[str, Any],
-                       cache_dir: str) -> tuple[Any, str, str]:
+                       cache_dir: str) -> CacheCompile:
     """``model`` compiled for ``device``, through the model cache in ``cache_dir`` ("": none).
 
-    Returns the compiled model, where it came from (``cache``: an entry was imported; ``compile``:
-    compiled here) and what to say about it ("" when there is no cache). A cache that cannot be
-    written is logged as a warning and the model compiled without it; so is a compile that fails
-    with the cache and succeeds without (an entry OpenVINO could not write or read). A compile that
-    fails without the cache too raises what the plugin raised.
+    Returns the compiled model with where it came from and what to say about it (:class:`CacheCompile`:
+    one value, so that a caller reporting ``load["from"]`` reads it from the compile it made, not from
+    state a callback left behind). A cache that cannot be written is logged as a warning and the model
+    compiled without it; so is a compile that fails with the cache and succeeds without (an entry
+    OpenVINO could not write or read). A compile that fails without the cache too raises what the
+    plugin raised.
     """
     if not cache_dir:
-        return core.compile_model(model, device, config), "compile", ""
+        return CacheCompile(core.compile_model(model, device, config), "compile", "")
     why = unwritable(cache_dir)
     if why is None:
         before = _entries(cache_dir)
@@ -84,9 +96,9 @@ def compile_with_cache(core: Any, model: Any, device: str, config: dict[str, Any
             if hit is None:  # the 2022.3 API does not say: an import writes no entry, a compile does
                 hit = bool(before) and not _entries(cache_dir) - before
             if hit:
-                return compiled, "cache", f"from the model cache {cache_dir}"
-            return compiled, "compile", f"compiled afresh and written to the model cache {cache_dir}"
+                return CacheCompile(compiled, "cache", f"from the model cache {cache_dir}")
+            return CacheCompile(compiled, "compile", f"compiled afresh and written to the model cache {cache_dir}")
     else:
         compiled = core.compile_model(model, device, config)
     log.warning("model cache %s not used: %s; compiled without it", cache_dir, why)
-    return compiled, "compile", f"compiled afresh: model cache not used ({why})"
+    return CacheCompile(compiled, "compile", f"compiled afresh: model cache not used ({why})")

@@ -55,7 +55,7 @@ from runtime.security import CurveServer
 from runtime.settings import Settings, check_serving_simplify
 from runtime.store import BundleStore
 from runtime.telemetry import Telemetry
-from runtime.vectorise_pool import VectorisePool
+from runtime.vectorise_pool import DeliverFailed, VectorisePool
 
 log = logging.getLogger("runtime")
 
@@ -544,10 +544,17 @@ class Runtime:
     def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], str | None]) -> None:
         """A worker's result for one tile (its frames, and why it was rejected: None when ok):
         counted, and queued for the sender with the tile's "done" (made here, off the main loop,
-        which only forwards it)."""
+        which only forwards it). The queuing comes last: what raises here has sent nothing, and the
+        pool answers the tile with :meth:`_post_processing_failed` (VectorisePool's ``deliver``)."""
         frames, rejected = result
         job = item[1]
         latency_s, self._served.latency_s = getattr(self._served, "latency_s", None), None
+        # The "done" is made before anything is counted: if making it raises, the rejection the pool
+        # delivers instead is the tile's only count (not an ok and a rejection of one tile).
+        outcome: Outcome = OK if rejected is None else ("rejected", Reason.INFERENCE_FAILED.value)
+        done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
+        if protocol.wants_done(job.header):
+            done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0], "reason": outcome[1]})
         if rejected is None:
             self._count("tiles_ok")
             if latency_s is not None:  # "of the tiles served ok": one sample per tile delivered
@@ -556,10 +563,6 @@ class Runtime:
             self._account_rejection(job.header, Reason.INFERENCE_FAILED, rejected)
             if not isinstance(item[0], BaseException):  # lost in post-processing (_give_up said the device's)
                 self._event("inference_failed", detail=rejected, **protocol.tile_ids(job.header))
-        outcome: Outcome = OK if rejected is None else ("rejected", Reason.INFERENCE_FAILED.value)
-        done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
-        if protocol.wants_done(job.header):
-            done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0], "reason": outcome[1]})
         self._sender.put(frames, job.identity, done, job.key, outcome)
 
     def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
@@ -588,11 +591,17 @@ class Runtime:
 
     def _post_processing_failed(self, item: tuple[np.ndarray, InFlight, float],
                                 exc: Exception) -> tuple[list[bytes], str | None]:
-        """The result of a tile whose post-processing raised past :meth:`_post_process`'s own guard (a
-        bug): an internal error, counted and said as every other is, and the tile rejected, with why."""
+        """The result of a tile whose post-processing raised past :meth:`_post_process`'s own guard, or
+        whose result :meth:`_vectorised` raised on before queuing it (the pool then says
+        :class:`DeliverFailed`; a bug either way): an internal error, counted and said as every other
+        is, and the tile rejected, with why."""
+        if isinstance(exc, DeliverFailed):
+            handler, step, bug = "_vectorised", "delivering its result", exc.__cause__ or exc
+        else:
+            handler, step, bug = "_post_process", "post-processing", exc
         self._count("internal_errors")
-        self._event("internal_error", handler="_post_process", detail=repr(exc), **protocol.tile_ids(item[1].header))
-        return self._lost(item[1], f"post-processing: internal error {exc!r}")
+        self._event("internal_error", handler=handler, detail=repr(bug), **protocol.tile_ids(item[1].header))
+        return self._lost(item[1], f"{step}: internal error {bug!r}")
 
     def _lost(self, job: InFlight, detail: str) -> tuple[list[bytes], str]:
         """A vectorise worker's rejection of an accepted tile (inference_failed), with its detail:

@@ -21,6 +21,21 @@ neither the worker nor the item: the item is answered as ``failed(item, error)``
 worker goes on with the rest of its batch. It used to end the thread: the item and the rest of its
 batch waited for Health to take the dead worker for a stuck one, and at shutdown, where a dead
 thread is not waited for, they were never answered.
+
+A ``deliver`` that raises (a bug in what sends a result onwards) ends neither the worker nor the item
+either: ``deliver`` raises only before the result has left (the runtime's queues it last), so the item
+is answered as a raising ``work`` is, ``failed(item, DeliverFailed(...))``, delivered once more; if that
+raises too the item is logged, never tried a third time. It used to end the thread, as above.
+
+A worker that dies all the same (a BaseException, or a bug in the pool's own queue handling) is seen:
+each probe says whether its worker is dead (``StageProbe.dead``), and Health restarts a dead worker as
+it restarts a stuck one (``stage_dead``, then ``stage_restarted``, counted). The items it had taken
+from the queue are handed to the fresh one (the one it was on as a stuck one's is: once, then given
+up on), and :meth:`VectorisePool.stop` restarts a dead worker too, so shutdown answers them. Before,
+a worker that died idle looked idle for ever: its items, and with one worker every later one, were
+never answered, and Health fed the watchdog. (One window is left: an asynchronous exception, which
+Python raises between any two bytecodes, landing between the queue's ``get`` and the worker's list
+loses that item; only ``PyThreadState_SetAsyncExc`` raises one there.)
 """
 
 from __future__ import annotations
@@ -43,11 +58,23 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+#: How many times :meth:`VectorisePool.stop` restarts a worker found dead before giving up on its
+#: items: one that dies at every start (its GDAL environment cannot open) would loop for ever.
+SHUTDOWN_RESTARTS = 3
+
+
+class DeliverFailed(Exception):
+    """The error ``failed`` is told of for an item whose result was made but whose ``deliver`` raised
+    (its ``__cause__``): so that ``failed`` can say which step failed. ``deliver`` raises only before
+    the result has left, so the result ``failed`` makes is the item's one answer."""
+
+
 class VectorisePool(Generic[Item, Result]):
     """``workers`` threads running ``work(item)`` on each queued item, then ``deliver(item, result)``
     (under the pool's lock, and only if that worker was not restarted meanwhile). ``failed(item,
-    error)`` makes the result of an item whose ``work`` raised; without it ``give_up(item)`` does, and
-    without either the item is logged and not delivered."""
+    error)`` makes the result of an item whose ``work`` raised, or whose ``deliver`` raised (the error
+    is then a :class:`DeliverFailed`); without it ``give_up(item)`` does, and without either the item is
+    logged and not delivered. ``deliver`` must raise only before the result has left."""
 
     def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None],
                  give_up: Callable[[Item], Result] | None = None, batch: int = 1, batch_wait_s: float = 0.0,
@@ -69,11 +96,15 @@ class VectorisePool(Generic[Item, Result]):
         self._recent: collections.deque[float] = collections.deque(maxlen=max(1, self.batch - 1))
         self._beats: list[Heartbeat] = []
         self._threads: list[threading.Thread] = []
+        # Per worker: whether its current thread ended as it should (on a stop signal). A current thread
+        # not alive that did not is dead, and is restarted (by Health, or by stop()).
+        self._ended: list[bool] = []
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        for i in range(self.size):
-            self._start(i)
+        with self._lock:  # under the lock: a probe must not see a worker not yet started as dead
+            for i in range(self.size):
+                self._start(i)
 
     def put(self, item: Item) -> None:
         self._recent.append(time.monotonic())
@@ -100,9 +131,19 @@ class VectorisePool(Generic[Item, Result]):
         return self._queue.qsize() + held
 
     def probes(self) -> list[StageProbe]:
-        """One Health probe per worker: how long it has been on its item, and how to restart it."""
+        """One Health probe per worker: how long it has been on its item, how to restart it, and
+        whether it is dead (which Health treats as a hang: else a worker that died idle looked idle)."""
         return [StageProbe(f"vectorise-{i}", lambda i=i: self._beats[i].age() if self._beats else 0.0,
-                           lambda i=i: self.restart(i)) for i in range(self.size)]
+                           lambda i=i: self.restart(i), dead=lambda i=i: self.dead(i)) for i in range(self.size)]
+
+    def dead(self, i: int) -> bool:
+        """Whether worker ``i``'s thread has ended without being told to (see :meth:`_dead`)."""
+        with self._lock:
+            return self._dead(i)
+
+    def _dead(self, i: int) -> bool:
+        """:meth:`dead` under the lock. Not started yet is not dead; ended on a stop signal is not."""
+        return i < len(self._threads) and not self._threads[i].is_alive() and not self._ended[i]
 
     def restart(self, i: int) -> None:
         """Hand worker ``i``'s item to a fresh worker; the stuck one's result will be discarded.
@@ -122,7 +163,7 @@ class VectorisePool(Generic[Item, Result]):
         if item is not None:
             if (give_up_now or id(item) in self._handed_on) and self._give_up is not None:
                 self._handed_on.discard(id(item))
-                self._deliver(item, self._give_up(item))
+                self._deliver_or_fail(i, item, self._give_up(item))
             else:
                 self._handed_on.add(id(item))
                 self._enqueue(item)
@@ -145,9 +186,23 @@ class VectorisePool(Generic[Item, Result]):
             self._stopping = True
             for _ in range(self.size):
                 self._enqueue(None)
+        deaths = [0] * self.size
         while True:
             with self._lock:
+                for i in range(self.size):
+                    if not self._dead(i):
+                        continue
+                    deaths[i] += 1
+                    if deaths[i] <= SHUTDOWN_RESTARTS:  # its items, and those queued, need a live worker
+                        log.error("vectorise worker %d found dead at shutdown: restarted", i)
+                        self._restart(i, give_up_now=False)
+                    else:  # it dies at every start: restarting it again would loop for ever
+                        log.error("vectorise worker %d died %d times at shutdown: its items are given up on",
+                                  i, deaths[i])
+                        self._abandon(i)
                 live = [(i, t) for i, t in enumerate(self._threads) if t.is_alive()]
+                if not live:
+                    self._give_up_queued()  # every worker abandoned: nothing else will answer them
             if not live:
                 return
             for i, thread in live:
@@ -156,79 +211,154 @@ class VectorisePool(Generic[Item, Result]):
                     if self._threads[i] is thread and thread.is_alive() and self._beats[i].age() >= stuck_s:
                         self._restart(i, give_up_now=True)
 
+    def _abandon(self, i: int) -> None:
+        """At shutdown, worker ``i`` (dead, and dead again after every restart) is given up: its held items
+        are answered with ``give_up`` (or logged without one), and it counts as ended."""
+        for item in self._held[i]:
+            self._answer_given_up(i, item)
+        self._held[i], self._ended[i] = [], True
+
+    def _give_up_queued(self) -> None:
+        """Answer with ``give_up`` every item still queued when no worker is left to take it."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                self._queued -= 1
+                self._answer_given_up(None, item)
+
+    def _answer_given_up(self, i: int | None, item: Item) -> None:
+        if self._give_up is None:
+            log.error("vectorise worker %s: an item was never answered (no give_up)", i)
+            return
+        self._handed_on.discard(id(item))
+        self._deliver_or_fail(-1 if i is None else i, item, self._give_up(item))
+
     def _start(self, i: int) -> None:
         beat = Heartbeat(f"vectorise-{i}")
         thread = threading.Thread(target=self._run, args=(i, beat), name=beat.name, daemon=True)
         if i < len(self._beats):
-            self._beats[i], self._threads[i], self._held[i] = beat, thread, []
+            self._beats[i], self._threads[i], self._held[i], self._ended[i] = beat, thread, [], False
         else:
             self._beats.append(beat)
             self._threads.append(thread)
             self._held.append([])
+            self._ended.append(False)
         thread.start()
 
     def _run(self, i: int, beat: Heartbeat) -> None:
-        # One GDAL environment for the worker's life: each rasterio.features call otherwise opens
-        # and closes its own (a measurable share of a tile's host time).
-        with rasterio.Env():
-            while True:
-                items = self._take()
-                with self._lock:
-                    self._queued -= sum(item is not None for item in items)
-                    if self._beats[i] is not beat:  # restarted meanwhile (never while idle): hand back
-                        for item in items:
-                            self._enqueue(item)
-                        return
-                    self._held[i] = items
-                for n, item in enumerate(items):
-                    if item is None:
-                        with self._lock:
-                            if self._queued == 0 or self._beats[i] is not beat:
-                                return
-                            # Items were handed back behind this stop signal (a restart while
-                            # stopping): do them first, and leave the signal for later.
-                            self._enqueue(None)
-                        break
-                    beat.begin(item)
-                    error: Exception | None = None
-                    try:
-                        result: Result | None = self._work(item)
-                    except Exception as exc:  # a bug: the item is answered, the worker lives on
-                        result, error = None, exc
+        """Worker ``i``'s thread: :meth:`_serve` until a stop signal, or until it dies (:meth:`_died`)."""
+        taken: list[Item | None] = []  # what _take got from the queue and _serve does not hold yet
+        try:
+            # One GDAL environment for the worker's life: each rasterio.features call otherwise opens
+            # and closes its own (a measurable share of a tile's host time).
+            with rasterio.Env():
+                self._serve(i, beat, taken)
+        except BaseException as exc:  # the thread ends either way: what it took must not go with it
+            self._died(i, beat, taken, exc)
+
+    def _died(self, i: int, beat: Heartbeat, taken: list[Item | None], exc: BaseException) -> None:
+        """Worker ``i`` died of ``exc`` (logged). The items it had taken from the queue but not yet held
+        join its held ones, which the restart that its death calls for (Health's, or stop()'s) hands on.
+        A worker restarted meanwhile (stuck, then dead) puts them back itself: none will restart it."""
+        log.error("vectorise worker %d died; Health restarts it", i, exc_info=exc)
+        with self._lock:
+            # A stop signal it took is not kept: a restart while stopping gives the fresh worker its own.
+            items = [item for item in taken if item is not None]
+            if self._beats[i] is beat:
+                self._queued -= len(items)
+                self._held[i] = [*self._held[i], *items]
+            else:
+                for item in items:
+                    self._queue.put(item)  # still counted in _queued: _serve had not taken it out
+
+    def _serve(self, i: int, beat: Heartbeat, taken: list[Item | None]) -> None:
+        """Worker ``i``'s loop: take a batch into ``taken``, hold it, work and deliver each item."""
+        while True:
+            taken.clear()
+            self._take(taken)
+            with self._lock:
+                items = list(taken)
+                taken.clear()  # held from here (or handed back), so no longer only in taken
+                self._queued -= sum(item is not None for item in items)
+                if self._beats[i] is not beat:  # restarted meanwhile (never while idle and alive): hand back
+                    for item in items:
+                        self._enqueue(item)
+                    return
+                self._held[i] = items
+            for n, item in enumerate(items):
+                if item is None:
                     with self._lock:
                         if self._beats[i] is not beat:
-                            # restarted while stuck: the item and the rest went to the new worker, which
-                            # answers it; failed (which the runtime counts and says) is not asked here
-                            if error is not None:
-                                log.error("vectorise worker %d, restarted meanwhile: work raised on an item",
-                                          i, exc_info=error)
                             return
-                        answered = error is None
+                        if self._queued == 0:
+                            self._ended[i] = True  # ended as told: not dead
+                            return
+                        # Items were handed back behind this stop signal (a restart while
+                        # stopping): do them first, and leave the signal for later.
+                        self._enqueue(None)
+                    break
+                beat.begin(item)
+                error: Exception | None = None
+                try:
+                    result: Result | None = self._work(item)
+                except Exception as exc:  # a bug: the item is answered, the worker lives on
+                    result, error = None, exc
+                with self._lock:
+                    if self._beats[i] is not beat:
+                        # restarted while stuck: the item and the rest went to the new worker, which
+                        # answers it; failed (which the runtime counts and says) is not asked here
                         if error is not None:
-                            result, answered = self._after_failure(i, item, error)
-                        if answered:
-                            self._deliver(item, result)  # type: ignore[arg-type]
-                        self._handed_on.discard(id(item))
-                        self._held[i] = items[n + 1:]
-                        beat.end()
+                            log.error("vectorise worker %d, restarted meanwhile: work raised on an item",
+                                      i, exc_info=error)
+                        return
+                    answered = error is None
+                    if error is not None:
+                        log.error("vectorise worker %d: work raised on an item", i, exc_info=error)
+                        result, answered = self._after_failure(item, error)
+                    if answered:
+                        self._deliver_or_fail(i, item, result)  # type: ignore[arg-type]
+                    self._handed_on.discard(id(item))
+                    self._held[i] = items[n + 1:]
+                    beat.end()
 
-    def _after_failure(self, i: int, item: Item, exc: Exception) -> tuple[Result | None, bool]:
-        """The result of ``item``, whose ``work`` raised ``exc`` on worker ``i`` (logged), and whether
-        there is one to deliver: ``failed`` makes it, else ``give_up``, else there is none. Called under
-        the lock, as ``deliver`` and ``give_up`` are, and only while worker ``i`` is the current one: a
-        worker restarted meanwhile has handed its item on, and its late exception is only logged."""
-        log.error("vectorise worker %d: work raised on an item", i, exc_info=exc)
+    def _deliver_or_fail(self, i: int, item: Item, result: Result) -> None:
+        """``deliver(item, result)``, under the lock. A ``deliver`` that raises (a bug) has not
+        delivered: the item is answered as a raising ``work``'s is, with a :class:`DeliverFailed`, and
+        if that raises too it is logged, not tried again (the same bug would raise a third time)."""
+        try:
+            self._deliver(item, result)
+            return
+        except Exception as exc:
+            log.error("vectorise worker %d: deliver raised on an item", i, exc_info=exc)
+            failure = DeliverFailed(f"deliver raised {exc!r}")
+            failure.__cause__ = exc
+        try:
+            answer, answered = self._after_failure(item, failure)
+            if answered:
+                self._deliver(item, answer)  # type: ignore[arg-type]
+        except Exception as exc:
+            log.error("vectorise worker %d: an item whose deliver raised could not be answered", i, exc_info=exc)
+
+    def _after_failure(self, item: Item, exc: Exception) -> tuple[Result | None, bool]:
+        """The result of ``item``, whose ``work`` or ``deliver`` raised ``exc``, and whether there is one
+        to deliver: ``failed`` makes it, else ``give_up``, else there is none. Called under the lock, as
+        ``deliver`` and ``give_up`` are, and only while the worker is the current one: a worker restarted
+        meanwhile has handed its item on, and its late exception is only logged."""
         if self._failed is not None:
             return self._failed(item, exc), True
         if self._give_up is not None:
             return self._give_up(item), True
         return None, False
 
-    def _take(self) -> list[Item | None]:
-        """The next item, and up to ``batch - 1`` more that come within ``batch_wait_s``, or that are
-        queued already when tiles come too slowly to fill a batch (a None, the signal to stop, ends
-        the batch)."""
-        items = [self._queue.get()]
+    def _take(self, items: list[Item | None]) -> None:
+        """Into ``items``: the next item, and up to ``batch - 1`` more that come within ``batch_wait_s``,
+        or that are queued already when tiles come too slowly to fill a batch (a None, the signal to
+        stop, ends the batch). Into the caller's list as each is taken, not returned at the end: a
+        worker that dies in here still has them (:meth:`_died`)."""
+        items.append(self._queue.get())
         deadline = time.monotonic() + (self.batch_wait_s if self.batch_fills_in_time() else 0.0)
         while len(items) < self.batch and items[-1] is not None:
             left = deadline - time.monotonic()
@@ -236,7 +366,6 @@ class VectorisePool(Generic[Item, Result]):
                 items.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
             except queue.Empty:
                 break
-        return items
 
 
-__all__ = ["VectorisePool"]
+__all__ = ["DeliverFailed", "VectorisePool"]
