@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import queue
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+from runtime.child_stdout import json_object, start_reader
 from runtime.client import ControlClient, ControlError
 from runtime.security import ClientKeys
 
@@ -57,33 +57,16 @@ class RuntimeProcess:
         chatter after it) goes to the log, and stdout is read to its end: a pipe no one reads blocks
         the writer at its 64 KiB'th byte, and a runtime thread that logs there would stop serving.
         On failure the child is stopped and the error says why: it exited (with its code: a bad
-        config fails at once, not after the timeout), or it printed no ready line in ``timeout_s``."""
-        ready: list[dict[str, str]] = []
-        said = threading.Event()  # the ready line came, or stdout ended
-
-        def read() -> None:
-            for raw in iter(self.proc.stdout.readline, b""):  # type: ignore[union-attr]
-                if not ready:
-                    try:
-                        message = json.loads(raw)
-                    except ValueError:
-                        message = None
-                    if isinstance(message, dict) and isinstance(message.get("endpoints"), dict):
-                        ready.append(message["endpoints"])
-                        said.set()
-                        continue
-                try:
-                    self._log.write(raw)
-                    self._log.flush()
-                except (ValueError, OSError):  # the log closed (close()): the lines are only drained
-                    pass
-            said.set()
-
-        reader = threading.Thread(target=read, name="runtime-stdout", daemon=True)
-        reader.start()
-        said.wait(timeout_s)
-        if ready:
-            return ready[0]
+        config fails at once, not after the timeout), or it printed no ready line in ``timeout_s``.
+        The reader is the supervisor's too (:func:`runtime.child_stdout.start_reader`)."""
+        reader, said = start_reader(self.proc.stdout, _endpoints, self._to_log,  # type: ignore[arg-type]
+                                    name="runtime-stdout")
+        try:
+            endpoints = said.get(timeout=timeout_s)  # None: stdout ended first
+        except queue.Empty:
+            endpoints = None
+        if endpoints is not None:
+            return endpoints
         reader.join(1.0)  # stdout ended: the thread is on its way out
         if self.proc.poll() is None and not reader.is_alive():  # stdout closed: the child is on its way out
             try:
@@ -95,6 +78,11 @@ class RuntimeProcess:
         if code is not None:
             raise RuntimeError(f"runtime exited with code {code} before it was ready; see {self._log.name}")
         raise RuntimeError(f"runtime did not start in {timeout_s} s; see {self._log.name}")
+
+    def _to_log(self, line: bytes) -> None:
+        """A stdout line that is not the ready line: into the log (dropped once close() closed it)."""
+        self._log.write(line)
+        self._log.flush()
 
     def check(self) -> None:
         """Raise :class:`RuntimeExited` if the runtime has exited: a rig waiting on its links then
@@ -120,6 +108,12 @@ class RuntimeProcess:
         self._log.close()
         self._dir.cleanup()
         return self.proc.returncode
+
+
+def _endpoints(line: bytes) -> dict[str, str] | None:
+    """The endpoints of a runtime's ready line: a JSON object with ``endpoints``; None for any other line."""
+    endpoints = (json_object(line) or {}).get("endpoints")
+    return endpoints if isinstance(endpoints, dict) else None
 
 
 def remote_endpoints(control: str, timeout_s: float = 10.0, keys: ClientKeys | None = None) -> dict[str, str]:

@@ -7,7 +7,10 @@ not been touched for ``starve_s`` (or the runtime exits without being asked to),
 and starts it again with the same arguments. The store keeps the installed model, so the new runtime
 serves it at once; senders resend every tile that had no "done" (docs/protocol.md), so the restart
 loses nothing. Restarts back off (``backoff_s`` doubling up to ``max_backoff_s``); a runtime that
-exits cleanly (a ``shutdown`` command) ends the supervisor too.
+exits cleanly (a ``shutdown`` command) ends the supervisor too. Told to stop (SIGTERM, SIGINT), it
+passes SIGTERM on and SIGKILLs a runtime still running ``stop_grace_s`` later. Starvation is judged
+on the monotonic clock, from when the supervisor saw the file's mtime change (:meth:`Supervisor.starved_for`):
+the mtime itself is wall-clock time, which NTP may step.
 
 A runtime is ready when it prints its ready line, after it has opened the device and loaded the
 model; the supervisor waits for that line at most ``start_timeout_s``, and only until it is told to
@@ -15,7 +18,8 @@ stop. A restarted runtime that exits or stays silent that long (a device that ha
 is still held by the runtime just killed) is killed and counts as one more restart, with the same
 back-off and ``max_restarts``; a first start that fails so is an error, as it always was. Any other
 line a runtime writes on stdout (a native library's chatter, before or after the ready line) is
-copied to the supervisor's stderr, and its stdout is read to its end, so that it never fills.
+copied to the supervisor's stderr, and its stdout is read to its end, so that it never fills
+(runtime/child_stdout.py, the reader the rig's runtime uses too).
 
 Every runtime it starts uses the same store, so that a model uplinked to one is what the next serves:
 the operator's ``--store`` (or ``[models] store`` of a ``--config``), else a store made once, in the
@@ -44,11 +48,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from runtime.child_stdout import json_object, start_reader
 from runtime.config import check_number
 
 POLL_S = 0.2
@@ -81,9 +85,10 @@ class Supervisor:
     """Runs ``python -m runtime serve ARGS --watchdog-file F`` and restarts it when F starves."""
 
     def __init__(self, serve_args: list[str], starve_s: float, backoff_s: float, max_backoff_s: float,
-                 max_restarts: int | None = None, start_timeout_s: float | None = None):
+                 max_restarts: int | None = None, start_timeout_s: float | None = None,
+                 stop_grace_s: float | None = None):
         """Timings come from ``[supervise]`` of runtime/defaults.toml (see :func:`main`); without
-        ``start_timeout_s``, that table's own.
+        ``start_timeout_s`` or ``stop_grace_s``, that table's own.
 
         Raises:
             ValueError: if a timing is not a finite number > 0 (``max_backoff_s`` at least
@@ -92,12 +97,17 @@ class Supervisor:
         """
         if any(arg == "--watchdog-file" or arg.startswith("--watchdog-file=") for arg in serve_args):
             raise ValueError("the supervisor sets --watchdog-file itself")
-        if start_timeout_s is None:
+        if start_timeout_s is None or stop_grace_s is None:
             from runtime import config
-            start_timeout_s = float(config.defaults()["supervise"]["start_timeout_s"])
+            table = config.defaults()["supervise"]
+            start_timeout_s = table["start_timeout_s"] if start_timeout_s is None else start_timeout_s
+            stop_grace_s = table["stop_grace_s"] if stop_grace_s is None else stop_grace_s
         # Each must be > 0: a starve_s <= 0 restarts a healthy runtime in a loop, a back-off of 0
         # restarts without a pause.
         self.start_timeout_s = check_number("[supervise] start_timeout_s", start_timeout_s, 0, strict=True)
+        # 0 would SIGKILL a runtime at once, with no drain: its senders resend what it held, but a stop is
+        # then no cleaner than a crash.
+        self.stop_grace_s = check_number("[supervise] stop_grace_s", stop_grace_s, 0, strict=True)
         self.starve_s = check_number("[supervise] starve_s (--starve-s)", starve_s, 0, strict=True)
         self.backoff_s = check_number("[supervise] backoff_s", backoff_s, 0, strict=True)
         self.max_backoff_s = check_number("[supervise] max_backoff_s", max_backoff_s, self.backoff_s)
@@ -119,6 +129,11 @@ class Supervisor:
         self._stopping = False
         self._proven: set[str] = set()  # bundles that served a healthy run under this supervisor
         self._crashes: tuple[str | None, int] = (None, 0)  # (current bundle, ready runtimes failed on it in a row)
+        # Feeds and uplinks are judged on the monotonic clock, from when this supervisor saw a file
+        # change: a file's mtime is wall-clock time, which NTP may step (see starved_for).
+        self._started = self._fed_at = time.monotonic()
+        self._fed_stamp: int | None = None  # the watchdog's mtime (ns) when last seen; None: not fed yet
+        self._current_seen: tuple[tuple[str, int] | None, float] = (None, 0.0)  # see _current_since
 
     def command(self, restart: bool) -> list[str]:
         """The command of a runtime: :attr:`cmd`, less ``--model`` on a restart when the store has a
@@ -147,37 +162,53 @@ class Supervisor:
         proc = self.proc = subprocess.Popen(self.command(restart=self.restarts > 0), stdout=subprocess.PIPE,
                                             env={**os.environ, PARENT_ENV: str(os.getpid())})
         # A thread reads the line, so that the wait for it can end: readline() itself cannot time out.
-        # It reads the runtime's stdout to its end (see _read_stdout), not only that line.
-        lines: queue.Queue[bytes] = queue.Queue(1)
-        reader = threading.Thread(target=_read_stdout, args=(proc, lines), name="supervisor-stdout", daemon=True)
-        reader.start()
+        # It reads the runtime's stdout to its end, not only that line: a native library may write
+        # there before it, and a pipe no one reads blocks the runtime at its 64 KiB'th byte, which then
+        # starves the watchdog. Every other line is copied to stderr (runtime.child_stdout).
+        reader, lines = start_reader(proc.stdout, _ready_line, _to_stderr,  # type: ignore[arg-type]
+                                     name="supervisor-stdout")
         deadline = time.monotonic() + self.start_timeout_s
         line: bytes | None = None
-        while line is None and not self._stopping and (left := deadline - time.monotonic()) > 0:
+        ended = False  # stdout ended before the ready line
+        while line is None and not ended and not self._stopping and (left := deadline - time.monotonic()) > 0:
             try:
                 line = lines.get(timeout=min(POLL_S, left))
+                ended = line is None
             except queue.Empty:
                 pass
-        if line:
+        if line is not None:
             print(line.decode().strip(), flush=True)
-            self._started = time.monotonic()
+            self._started = self._fed_at = time.monotonic()
+            self._fed_stamp = None
             return json.loads(line)
-        if line is None and self._stopping:
+        if not ended and self._stopping:
             self.start_failure = "was stopped before it was ready"
             return None
         self._kill()  # SIGKILL and wait: the runtime has taken no tile yet
         reader.join(1.0)  # ends at the pipe's end (unless a child of the runtime still holds it open)
-        self.start_failure = (f"exited before it was ready (code {proc.returncode})" if line == b"" else
+        self.start_failure = (f"exited before it was ready (code {proc.returncode})" if ended else
                               f"was not ready within {self.start_timeout_s:g} s (start_timeout_s)")
         return None
 
     def starved_for(self) -> float:
-        """Seconds since the watchdog was last fed (since the start, before the first feed)."""
+        """Seconds since the supervisor last saw the watchdog fed (since the ready line, before the
+        first feed), on the monotonic clock.
+
+        A feed is a change of the file's mtime, whatever its value: the runtime touches the file
+        each health period, and the time it writes is the wall clock's. Until 2026-12-05 that mtime
+        was compared with ``time.time()``: a wall-clock step (NTP, a GPS fix, an RTC set at boot)
+        between a feed and the check faked a starvation (a step forward: a healthy runtime killed)
+        or hid one (a step back: a feed dated in the future, and a hung runtime left hung). Called
+        each poll (``POLL_S``), so a feed is seen at most that late.
+        """
         try:
-            fed = self.watchdog.stat().st_mtime
-            return max(0.0, time.time() - fed)
+            stamp: int | None = self.watchdog.stat().st_mtime_ns
         except FileNotFoundError:
-            return time.monotonic() - self._started
+            stamp = None  # not fed since the start (start() removes it)
+        now = time.monotonic()
+        if stamp is not None and stamp != self._fed_stamp:
+            self._fed_stamp, self._fed_at = stamp, now
+        return now - self._fed_at
 
     def stop(self) -> None:
         self._stopping = True
@@ -216,8 +247,10 @@ class Supervisor:
                     return self._terminate()
                 if code == 0:
                     return 0  # asked to stop (shutdown command): not a failure
+                self._current_since()  # an uplink's time is when it is seen (see _judge_current)
+                starved_s = self.starved_for()
                 reason = f"exited with code {code}" if code is not None else (
-                    f"watchdog starved for {self.starved_for():.1f} s" if self.starved_for() > self.starve_s else None)
+                    f"watchdog starved for {starved_s:.1f} s" if starved_s > self.starve_s else None)
                 if reason is None:
                     continue
             if self.max_restarts is not None and self.restarts >= self.max_restarts:
@@ -254,15 +287,17 @@ class Supervisor:
         healthy run here, has now taken ROLL_BACK_AFTER ready runtimes down in a row (a model that
         passes its acceptance test but crashes or hangs the runtime on real tiles), so that the next
         start serves ``previous`` rather than the same crash for ever. A bundle is proven by serving
-        ``_healthy_s`` since it became current (the link's time, for one uplinked into a runtime that
-        had run for hours), not by its runtime's age. Called with no runtime running."""
+        ``_healthy_s`` since it became current (:meth:`_current_since`, for one uplinked into a runtime
+        that had run for hours), not by its runtime's age. Called with no runtime running."""
         link = self.store / "current"
-        if not os.path.islink(link):
+        since = self._current_since()
+        if since is None:
             return
         current = os.path.basename(os.readlink(link))
         if self.start_failure is not None:
             return  # not ready: the runtime's own start-up falls back (runtime.server._load_stored)
-        served_s = min(time.monotonic() - self._started, time.time() - os.lstat(link).st_mtime)
+        now = time.monotonic()
+        served_s = min(now - self._started, now - since)
         if served_s >= self._healthy_s:
             self._proven.add(current)
             self._crashes = (current, 0)
@@ -282,6 +317,30 @@ class Supervisor:
              detail=f"the current model took {failed} runtimes in a row down before it had served "
                     f"{self._healthy_s:g} s")
 
+    def _current_since(self) -> float | None:
+        """The monotonic time since which the store's ``current`` link has been what it is now; None
+        when there is none (or it is no link).
+
+        Why not the link's mtime: that is wall-clock time, and a step of the wall clock would prove an
+        uplink that crashed at once (a step forward) or never prove one (a step back). The supervisor
+        looks at the link each poll and dates a change (a new link: the store renames one over it) by
+        its own monotonic clock. A link it sees for the first time (made before this supervisor, or
+        first looked at here) is dated by its mtime's age on the wall clock, at most now: a step before
+        that first look cannot be told apart, but its runtime's age still bounds what the link's age
+        proves (:meth:`_judge_current`).
+        """
+        try:
+            target = os.readlink(self.store / "current")
+            st = os.lstat(self.store / "current")
+        except OSError:  # none, or not a link
+            return None
+        seen = (target, st.st_ino)  # a new link each install or roll-back (a rename); not its mtime, a clock's
+        if seen != self._current_seen[0]:
+            now = time.monotonic()
+            first = self._current_seen[0] is None
+            self._current_seen = (seen, now - max(0.0, time.time() - st.st_mtime) if first else now)
+        return self._current_seen[1]
+
     def _pause(self, seconds: float) -> bool:
         """Sleep ``seconds`` or until :meth:`stop`; whether stop() was called."""
         end = time.monotonic() + seconds
@@ -295,7 +354,7 @@ class Supervisor:
             self.proc.wait()
 
     def _terminate(self) -> int:
-        """Stop the running runtime (SIGTERM, SIGKILL after 30 s) at :meth:`stop`; the exit code.
+        """Stop the running runtime (SIGTERM, SIGKILL after ``stop_grace_s``) at :meth:`stop`; the exit code.
 
         That is the runtime's own; 0 when it ended of that SIGTERM (a runtime still starting keeps
         SIGTERM's default action), or when no runtime was running (a stop during a back-off: the one
@@ -306,7 +365,7 @@ class Supervisor:
             return 0
         self.proc.send_signal(signal.SIGTERM)  # the runtime drains and exits
         try:
-            code = self.proc.wait(30)
+            code = self.proc.wait(self.stop_grace_s)
         except subprocess.TimeoutExpired:
             self._kill()
             code = self.proc.returncode
@@ -350,34 +409,20 @@ def die_with_parent() -> bool:
     return True
 
 
-def _is_ready_line(line: bytes) -> bool:
-    """Whether ``line`` is a runtime's ready line: a JSON object (serve's says ``"event": "ready"``;
-    any object is taken, as it always was, so that a stand-in's may say less)."""
-    try:
-        said = json.loads(line)
-    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
-        return False
-    return isinstance(said, dict)
+def _ready_line(line: bytes) -> bytes | None:
+    """``line`` if it is a runtime's ready line, else None: a JSON object (serve's says ``"event":
+    "ready"``; any object is taken, as it always was, so that a stand-in's may say less)."""
+    return line if json_object(line) is not None else None
 
 
-def _read_stdout(proc: subprocess.Popen, lines: queue.Queue[bytes]) -> None:
-    """Read ``proc``'s stdout to its end: its ready line is put on ``lines`` (b"" if it ends first);
-    every other line is copied to stderr. Why: a native library may write to stdout before that
-    line (json.loads of such a line ended the supervisor with "Expecting value", a restart too), and
-    a pipe no one reads blocks the runtime at its 64 KiB'th byte, which then starves the watchdog."""
-    ready = False
-    for line in proc.stdout:  # type: ignore[union-attr]
-        if not ready and _is_ready_line(line):
-            ready = True
-            lines.put(line)
-            continue
-        try:
-            sys.stderr.buffer.write(line)
-            sys.stderr.flush()
-        except (AttributeError, OSError, ValueError):  # a stderr with no buffer (a test's capture), or closed
-            pass
-    if not ready:
-        lines.put(b"")
+def _to_stderr(line: bytes) -> None:
+    """A runtime's stdout line other than its ready line: copied to the supervisor's stderr, as it
+    came (bytes: a native library's output need not be UTF-8)."""
+    buffer = getattr(sys.stderr, "buffer", None)
+    if buffer is None:  # a stderr with no buffer (a test's capture): dropped, only drained
+        return
+    buffer.write(line)
+    sys.stderr.flush()
 
 
 def _option(args: list[str], name: str) -> str | None:
@@ -458,7 +503,7 @@ def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, ma
     overrides its own, and is checked like it (> 0: a 0 is not taken for "the default")."""
     supervisor = Supervisor(argv, starve_s=cfg["starve_s"] if starve_s is None else starve_s,
                             backoff_s=cfg["backoff_s"], max_backoff_s=cfg["max_backoff_s"], max_restarts=max_restarts,
-                            start_timeout_s=cfg["start_timeout_s"])
+                            start_timeout_s=cfg["start_timeout_s"], stop_grace_s=cfg["stop_grace_s"])
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     try:

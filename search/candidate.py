@@ -37,10 +37,8 @@ from runtime.golden import with_golden
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome, count_parameters
+from search.state import RECORD_VERSION
 from search.train import train_genome
-
-#: Written into every record, so a resumed search can tell an old record format from a new one.
-RECORD_VERSION = 1
 
 
 def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,11 +229,15 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
     evo = cfg["evolution"]
     space = search_space(cfg)
     population = initial_population(space, int(evo["population"]), int(evo["seed"]))
+    store = CandidateStore(out)
+    store.all()  # every record of another version refused now (search.state.read_record), not after a generation
+    mixed = _training_device(cfg, store)
+    if mixed:  # said whatever --progress says: a resume that changes the numerics must not pass unnoticed
+        print(f"warning: {mixed}", file=sys.stderr)
     data: SearchData = prepare_data(cfg, out / "data")
     for recipe, table in ((cfg, "export"), (final_config(cfg)[0], "final.export")):
         check_input_holds(recipe["export"]["input_dtype"], training_counts(data), f"[{table}] input_dtype",
                           "the training data")
-    store = CandidateStore(out)
     scoring = _scoring_device(cfg, store)
     # recorded only once the config has passed every check above: a refused one must not become
     # the folder's, or the corrected config would be refused on resume
@@ -307,6 +312,43 @@ def _scoring_device(cfg: dict[str, Any], store: CandidateStore) -> str | None:
                          f"candidates of {store.out} were scored on {before}: one search ranks one device's "
                          f"figures; resume where it is {before[0]}, or use another --out")
     return here
+
+
+def _training_device(cfg: dict[str, Any], store: CandidateStore) -> str | None:
+    """Check the torch device ``[candidate] torch_device`` names here against this host and the
+    folder's records (each says where it trained: ``training.torch_device``); nothing with ``[run]
+    ray_address`` (each worker resolves its own). A resume loads no torch state (the records hold
+    figures and IR bundles), so there is nothing to map from one device to another.
+
+    Returns a warning when the folder's candidates were trained on another kind of device (a search
+    begun with ``auto`` on a lent GPU machine and resumed on the CPU, as a search spanning sessions
+    is): allowed, since that is how such a search is finished, but one search's fitness then ranks
+    two trainings' numerics (CUDA convolutions run in TF32 by default), which the warning says, and
+    each record names its device. None otherwise.
+
+    Raises:
+        ValueError: for a CUDA device this host does not have (every candidate failed on it, and
+            those records, persisted, kept the genomes from ever being trained).
+    """
+    if cfg["run"].get("ray_address"):
+        return None
+    import torch
+
+    from search.train import torch_device
+
+    name = cfg["candidate"]["torch_device"]
+    here = torch_device(name)
+    if here.type == "cuda" and not (torch.cuda.is_available() and (here.index or 0) < torch.cuda.device_count()):
+        raise ValueError(f"[candidate] torch_device {name!r}: this host has no such CUDA device "
+                         f"({torch.cuda.device_count()} CUDA devices); valid here: 'auto' or 'cpu'")
+    before = sorted({str(r["training"]["torch_device"]) for r in store.all()
+                     if (r.get("training") or {}).get("torch_device")
+                     and torch.device(r["training"]["torch_device"]).type != here.type})
+    if not before:
+        return None
+    return (f"[candidate] torch_device {name!r} is {here} here, but candidates of {store.out} were trained on "
+            f"{before}: this search's fitness ranks both devices' training (CUDA convolutions run in TF32); "
+            f"each record's training.torch_device says which")
 
 
 def load_generations(out: Path) -> list[dict[str, Any]]:

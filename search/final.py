@@ -25,7 +25,6 @@ model then gets its second stage here (:func:`add_second_stage`).
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +40,7 @@ from search.fitness import latency_ms, ranked, uses_estimate, within_limit
 from search.input_types import with_input_dtype
 from search.network import GenomeNet
 from search.space import Genome
-from search.state import rooted, write_json_atomic
+from search.state import read_record, rooted, write_json_atomic
 
 
 #: What gives way when the final recipe's land gate takes the fittest candidate over the limit
@@ -168,7 +167,7 @@ def final_training(best: dict[str, Any], cfg: dict[str, Any], data: SearchData, 
     pick = best if pick is None else pick
     final_cfg, budget = final_config(cfg, candidates_gate)
     path = out / "final" / "record.json"
-    record = rooted(json.loads(path.read_text()), out / "final") if path.exists() else None
+    record = read_record(path, out / "final") if path.exists() else None
     if record is not None and record.get("searched", {}).get("key"):
         record["searched"] = rooted(record["searched"], out)
     stale = record is not None and not _measured_bundle_is_there(record)

@@ -27,6 +27,10 @@ from typing import Any
 
 from runtime.atomic import write_atomic
 
+#: Written into every candidate record (search.candidate), so a resumed search can tell an old
+#: record format from a new one: a record of another version is refused (:func:`read_record`).
+RECORD_VERSION = 1
+
 #: Settings that may change between a search and its resumption without changing any candidate's
 #: result (more generations add candidates; the final training and the second stage come after the search),
 #: except where a [final] change moves the space's parameter budget (search.evolution.budget_gates):
@@ -80,6 +84,24 @@ def rooted(record: dict[str, Any], root: Path) -> dict[str, Any]:
     return record
 
 
+def read_record(path: Path, root: Path) -> dict[str, Any]:
+    """The record at ``path``, :func:`rooted` at ``root``, if it is of this code's
+    :data:`RECORD_VERSION`. A record without a version is taken as this one's (the search has
+    written one into every record since the first format; only hand-made records, as tests', lack it).
+
+    Raises:
+        ValueError: for a record of another version, naming both (no migration exists: a record
+            of another format read as this one's would rank candidates on fields it lacks or means
+            otherwise).
+    """
+    record = json.loads(Path(path).read_text())
+    version = record.get("version", RECORD_VERSION)
+    if version != RECORD_VERSION:
+        raise ValueError(f"{path} is a record of version {version!r}, and this search reads version "
+                         f"{RECORD_VERSION} only; resume it with the code that wrote it, or use a new --out")
+    return rooted(record, root)
+
+
 class CandidateStore:
     """Finished candidates keyed by genome key: the cache that keeps any genome from training twice."""
 
@@ -90,7 +112,7 @@ class CandidateStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         path = self.dir / f"{key}.json"
-        return rooted(json.loads(path.read_text()), self.out) if path.exists() else None
+        return read_record(path, self.out) if path.exists() else None
 
     def put(self, record: dict[str, Any]) -> None:
         write_json_atomic(self.dir / f"{record['key']}.json", record)
@@ -99,7 +121,7 @@ class CandidateStore:
         return (self.dir / f"{key}.json").exists()
 
     def all(self) -> list[dict[str, Any]]:
-        return [rooted(json.loads(p.read_text()), self.out) for p in sorted(self.dir.glob("*.json"))]
+        return [read_record(p, self.out) for p in sorted(self.dir.glob("*.json"))]
 
 
 def check_resumable(out: Path, cfg: dict[str, Any], write: bool = True,

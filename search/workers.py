@@ -9,7 +9,8 @@
   asking for ``train.threads`` CPUs and, when ``candidate.torch_device`` is not ``cpu`` and the
   cluster has GPUs, one GPU. Ray is an optional extra: ``pip install -e .[distributed]``. The
   search directory must be on a file system every node sees (records are written by the driver,
-  bundles and hil reports by the workers).
+  bundles and hil reports by the workers). A task whose worker dies is run once more, then given a
+  ``failed`` record, as a crash in the local pool (:func:`run_ray_tasks`).
 
 Every evaluator yields records as candidates finish, in completion order; the caller persists each
 at once.
@@ -149,7 +150,7 @@ class ProcessEvaluator(Evaluator):
 
 
 class RayEvaluator(Evaluator):
-    """Ray tasks on the cluster at ``address``, at most ``workers`` in flight."""
+    """Ray tasks on the cluster at ``address``, at most ``workers`` in flight (:func:`run_ray_tasks`)."""
 
     def __init__(self, cfg: dict[str, Any], data: SearchData, out: Path, workers: int, address: str):
         super().__init__(cfg, data, out)
@@ -159,17 +160,69 @@ class RayEvaluator(Evaluator):
         if not ray.is_initialized():
             ray.init(address=address)
         gpu = cfg["candidate"]["torch_device"] != "cpu" and ray.cluster_resources().get("GPU", 0) > 0
-        self.task = ray.remote(num_cpus=int(cfg["train"]["threads"]), num_gpus=1 if gpu else 0)(evaluate_candidate)
+        # max_retries=0: Ray's own default retries a task whose worker died 3 times, each a whole
+        # training (of a candidate that may be what kills its workers); run_ray_tasks retries once,
+        # the local pool's rule
+        self.task = ray.remote(num_cpus=int(cfg["train"]["threads"]), num_gpus=1 if gpu else 0,
+                               max_retries=0)(evaluate_candidate)
         self.workers = workers
 
     def _run(self, genomes: list[Genome]) -> Iterator[dict[str, Any]]:
-        pending_genomes = list(genomes)
-        running: list[Any] = []
-        while pending_genomes or running:
-            while pending_genomes and len(running) < self.workers:
-                running.append(self.task.remote(pending_genomes.pop(0), self.cfg, self.data, self.out))
-            done, running = self.ray.wait(running, num_returns=1)
-            yield self.ray.get(done[0])
+        return run_ray_tasks(self.ray, self.task, genomes, self.cfg, self.data, self.out, self.workers)
+
+
+#: Ray's exceptions that say a task's process (or its node) died under it, not that the candidate's
+#: code raised (evaluate_candidate turns every Exception of its own into a ``failed`` record):
+#: matched by name along the exception's classes, so that this module and its tests need no Ray.
+RAY_DEATHS = frozenset({"WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "LocalRayletDiedError",
+                        "ObjectLostError", "OwnerDiedError", "RaySystemError"})
+
+
+def worker_died(err: BaseException) -> bool:
+    """Whether ``err``, raised by ``ray.get`` of a candidate's task, is its worker's death: one of
+    :data:`RAY_DEATHS` (or a subclass), or a ``RayTaskError`` whose cause is one, or is a
+    ``SystemExit`` / ``KeyboardInterrupt`` (the process told to end: evaluate_candidate catches
+    every ``Exception``, so only these get through it). Anything else is a fault of the search's own
+    code (an argument that does not pickle, say) and ends the search, as in the local pool."""
+    names = {c.__name__ for c in type(err).__mro__}
+    if names & RAY_DEATHS:
+        return True
+    if "RayTaskError" in names:
+        cause = getattr(err, "cause", None)
+        return isinstance(cause, (SystemExit, KeyboardInterrupt)) or (
+            isinstance(cause, BaseException) and cause is not err and worker_died(cause))
+    return False
+
+
+def run_ray_tasks(ray: Any, task: Any, genomes: list[Genome], cfg: dict[str, Any], data: SearchData, out: Path,
+                  workers: int) -> Iterator[dict[str, Any]]:
+    """Records of ``genomes`` as Ray tasks (``task.remote``; ``ray``: the module, for ``wait`` and
+    ``get``) finish, at most ``workers`` at a time.
+
+    A task whose worker died (:func:`worker_died`) is the local pool's crash: the search goes on,
+    the candidate is run once more, and a second death gives it a ``failed`` record saying so
+    (:func:`search.candidate.crashed_record`). A death of its own or a neighbour's (Ray's memory
+    monitor kills the newest task, not the greediest) cannot be told apart from here: hence the
+    one retry, as a death in the shared local pool gets."""
+    pending: list[tuple[Genome, int]] = [(g, 0) for g in genomes]  # (genome, deaths so far)
+    running: dict[Any, tuple[Genome, int]] = {}
+    while pending or running:
+        while pending and len(running) < workers:
+            genome, deaths = pending.pop(0)
+            running[task.remote(genome, cfg, data, out)] = (genome, deaths)
+        done, _ = ray.wait(list(running), num_returns=1)
+        genome, deaths = running.pop(done[0])
+        try:
+            record = ray.get(done[0])
+        except BaseException as err:
+            if not worker_died(err):
+                raise
+            if deaths == 0:
+                pending.insert(0, (genome, 1))  # first in line: its slot was just freed
+                continue
+            record = crashed_record(genome, cfg, f"its Ray task's worker died twice while evaluating it: "
+                                    f"{type(err).__name__}: {err}")
+        yield record
 
 
 def make_evaluator(cfg: dict[str, Any], data: SearchData, out: Path) -> Evaluator:
