@@ -91,8 +91,9 @@ def test_coco_names_stay_unique(tmp_path: Path) -> None:
     _coco(tmp_path / "ann.json", images, anns)
     source = CocoSource(tmp_path / "ann.json")
     names = [s.name for s in source]
-    # A directory part or a clashing stem: the relative path, and with its suffix if that still clashes.
-    assert names == ["s1/0001", "s2/0001", "g.png", "g.jpg", "solo"]
+    # A directory part or a clashing stem: the relative path, and with its suffix if that still clashes
+    # (in file-name order, whatever order the JSON lists them in: tests/flightsim/test_coco_order.py).
+    assert names == ["g.jpg", "g.png", "s1/0001", "s2/0001", "solo"]
     assert any("named by its path" in n for n in source[0].notes)
     # An absolute file_name with a unique stem keeps the stem.
     _coco(tmp_path / "abs" / "ann.json", [{"id": 1, "file_name": str(tmp_path / "solo.png")}], anns[:1])
