@@ -187,12 +187,17 @@ def check_synthetic_parts(parts: list[Any], data: dict[str, Any]) -> None:
 _TILE_NAME = re.compile(r"(?:^|/)(P\d+)_(\d+)_(\d+)_(\d+)_(\d+)(?:\.\w+)?$")
 
 
-def _names_and_digests(source: Any) -> tuple[list[str], list[str]]:
-    """Every sample's name and a sha256 of its pixels (dtype, shape and counts): what tells the same
+def _names_and_digests(source: Any) -> tuple[list[str], list[str], list[str]]:
+    """Every sample's name, a sha256 of its pixels (dtype, shape and counts): what tells the same
     image apart under two names (the same files symlinked in another folder, SSDD's twin chips);
-    with near twins (:func:`_near_twins`) the digest of the first of its group of near twins."""
+    with near twins (:func:`_near_twins`) the digest of the first of its group of near twins; and a
+    sha256 of its pixels and its truth (mask and vessel outlines), what the arrays were written from
+    (:func:`_prepare_source` writes them again when it changes)."""
+    import shapely
+
     names: list[str] = []
     digests: list[str] = []
+    contents: list[str] = []
     thumbs: list[np.ndarray] = []
     shapes: list[tuple[int, ...]] = []
     stats: list[tuple[float, float]] = []
@@ -203,6 +208,13 @@ def _names_and_digests(source: Any) -> tuple[list[str], list[str]]:
         h = hashlib.sha256(f"{pixels.dtype.name}{pixels.shape}".encode())
         h.update(pixels.tobytes())
         digests.append(h.hexdigest())
+        c = hashlib.sha256(h.digest())  # the truth is read with the sample: hashing it costs no file read
+        if sample.mask is not None:
+            c.update(f"{sample.mask.dtype.name}{sample.mask.shape}".encode())
+            c.update(np.ascontiguousarray(sample.mask).tobytes())
+        for wkb in shapely.to_wkb(sample.vessels or []):
+            c.update(wkb)
+        contents.append(c.hexdigest())
         grey = _grey(pixels)
         thumbs.append(_thumbnail(grey))
         stats.append((grey.mean(), grey.std()))
@@ -217,7 +229,7 @@ def _names_and_digests(source: Any) -> tuple[list[str], list[str]]:
 
     for i, j in _near_twins(source, thumbs, np.array(stats), shapes):
         group[root(j)] = root(i)
-    return names, [digests[root(i)] for i in range(len(digests))]
+    return names, [digests[root(i)] for i in range(len(digests))], contents
 
 
 #: Near twins (:func:`_near_twins`): thumbnail side, thumbnail correlation of a candidate pair (or
@@ -370,7 +382,7 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
         for ids, part_ids in zip((train, val, test), chosen):
             ids.extend(offset + i for i in part_ids)
     # one pass over the samples for their names (and, across parts, their pixels' hashes)
-    names, digests = _names_and_digests(source)
+    names, digests, contents = _names_and_digests(source)
     dropped = {"duplicates": _drop_duplicates(train, val, test, digests, names),
                "overlaps": _drop_overlaps(train, val, test, names)}
     if not train or not val:
@@ -395,7 +407,10 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
         _refuse_changed_split(root, old, split)
     bands = int(cfg["model"]["in_channels"])
     model_bands = [str(b) for b in cfg["export"]["bands"]]  # the manifest's input.bands
-    layout = {"in_channels": bands, "bands": model_bands}
+    # A corrected annotation (a mask or COCO file edited in place) keeps every name and so the split: only the
+    # content says the arrays hold the old truth, which the search would otherwise go on training against.
+    content = hashlib.sha256(json.dumps([contents[i] for i in train + val]).encode()).hexdigest()
+    layout = {"in_channels": bands, "bands": model_bands, "content": content}
     if old != split or any(_arrays_layout(root / f"{name}.npz") != layout for name in ("train", "val")):
         for name, ids in (("train", train), ("val", val)):
             scenes = []
@@ -427,9 +442,11 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
 
 def _arrays_layout(path: Path) -> dict[str, Any] | None:
     """The model bands (``in_channels`` and ``[export] bands``) the arrays at ``path`` were written
-    for, or None (no such file, or one from before the layout was stored). The split alone does not
-    say it: a config naming the bands in another order, or another number of them, must not train on
-    arrays cut for the old one (the manifest would name bands the model was not trained on)."""
+    for, and the ``content`` digest of the samples' pixels and truth they hold, or None (no such file,
+    or one from before the layout was stored). The split alone does not say it: a config naming the
+    bands in another order, or another number of them, must not train on arrays cut for the old one
+    (the manifest would name bands the model was not trained on), nor a search on the truth of
+    annotations since corrected."""
     if not path.exists():
         return None
     with np.load(path) as f:

@@ -284,6 +284,10 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
     if not path.is_file():  # a folder exists: "no such" would send the user looking for a missing path
         raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
     with _open(path) as src:
+        # Every band: a VRT stacking files may mix types, and rasterio's read then fails without the file's name.
+        if len(set(src.dtypes)) > 1:
+            raise ValueError(f"{path}: bands of mixed types {list(src.dtypes)}; a payload sends one type of counts, "
+                             "uint8 or uint16, in every band")
         if src.dtypes[0] not in ("uint8", "uint16"):
             raise ValueError(f"{path}: pixels are {src.dtypes[0]}; a payload sends uint8 or uint16 counts")
         orientation = src.tags().get("EXIF_Orientation", "1").strip() or "1"
@@ -329,15 +333,25 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
 
 
 def read_mask_file(path: Path, channel: int, threshold: int, shape_hw: tuple[int, int]) -> np.ndarray:
-    """A binary mask from band ``channel`` (0-based) of an image file: ``band > threshold``."""
+    """A binary mask from band ``channel`` (0-based) of an image file: ``band > threshold``.
+
+    A palette (indexed-colour) mask is expanded through its colour table first, as :func:`read_image`
+    expands a palette image: a layout's rule is about colours ("green > 127"), and the indices a palette
+    file stores are not colours (index 2 may be red, index 1 green), so read raw they marked the wrong
+    pixels as ships, or refused a green channel that the colours have.
+    """
     if not path.is_file():
         raise ValueError(f"{path}: no such mask file")
     with _open(path) as src:
-        if channel >= src.count:
-            raise ValueError(f"{path}: mask has {src.count} bands; channel {channel} (0-based) does not exist")
+        palette = palette_table(src)[0] if src.colorinterp[0].name == "palette" else None
+        count = src.count if palette is None else palette.shape[0]
+        if channel >= count:
+            kind = "bands" if palette is None else "bands once its palette is expanded"
+            raise ValueError(f"{path}: mask has {count} {kind}; channel {channel} (0-based) does not exist")
         if (src.height, src.width) != shape_hw:
             raise ValueError(f"{path}: mask is {src.height}x{src.width}, image is {shape_hw[0]}x{shape_hw[1]}")
-        return (src.read(channel + 1) > threshold).astype(np.uint8)
+        band = src.read(channel + 1) if palette is None else palette[channel][src.read(1)]
+        return (band > threshold).astype(np.uint8)
 
 
 def mask_to_vessels(mask: np.ndarray, transform: Affine, labels: np.ndarray | None = None) -> list[Polygon]:

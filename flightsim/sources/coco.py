@@ -112,20 +112,41 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
 VESSEL_WORDS = ("ship", "vessel", "boat")
 
 
+def check_ring(ring: Any) -> None:
+    """Raise unless ``ring`` is a flat list of finite numbers ``[x1, y1, x2, y2, ...]``, as COCO writes it.
+
+    Checked before a ring is counted as short: a ring of ``[x, y]`` pairs (another format's habit) was
+    read in three ways by its length (4 pairs skipped as "fewer than 3 points", 5 refused, 6 read), and a
+    NaN or infinite coordinate (``json`` writes and reads them) failed deep inside GEOS.
+
+    Raises:
+        ValueError: naming what the ring holds that is not a finite number.
+    """
+    if not isinstance(ring, list):
+        raise ValueError("segmentation is a list of polygons, each a list [x1, y1, x2, y2, ...]; "
+                         f"it holds {_kind(ring)}")
+    bad = next((v for v in ring if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+    if bad is not None:
+        raise ValueError(f"a polygon's coordinates must be numbers in one flat list [x1, y1, x2, y2, ...]; "
+                         f"it holds {bad!r} ({_kind(bad)})")
+    if not all(math.isfinite(v) for v in ring):
+        raise ValueError(f"a polygon's coordinates must be finite numbers; it holds "
+                         f"{next(v for v in ring if not math.isfinite(v))}")
+
+
 def polygons_from_coco(segmentation: list[list[float]]) -> list[Polygon]:
     """COCO polygon segmentation ``[[x1, y1, x2, y2, ...], ...]`` (pixel coordinates) as polygons.
 
     Raises:
-        ValueError: for a ring that is not a list of an even number (at least 6) of coordinates.
+        ValueError: for a ring that is not a flat list of an even number (at least 6) of finite
+            coordinates (:func:`check_ring`).
     """
     polys = []
     for ring in segmentation:
-        if not isinstance(ring, list) or len(ring) < 6 or len(ring) % 2:
+        check_ring(ring)
+        if len(ring) < 6 or len(ring) % 2:
             raise ValueError("a polygon needs an even number of coordinates, at least 3 points")
-        try:
-            points = np.asarray(ring, dtype=float).reshape(-1, 2)
-        except (TypeError, ValueError):
-            raise ValueError("a polygon's coordinates must be numbers") from None
+        points = np.asarray(ring, dtype=float).reshape(-1, 2)
         poly = shapely.make_valid(Polygon(points))
         polys.extend(g for g in getattr(poly, "geoms", [poly]) if isinstance(g, Polygon) and g.area > 0)
     return polys
@@ -179,7 +200,9 @@ def annotation_mask(a: dict[str, Any], shape_hw: tuple[int, int], counts: Counte
                              "nothing to draw the vessel from")
         counts["box_only"] += 1
     elif isinstance(seg, list):
-        rings = [r for r in seg if not (isinstance(r, list) and len(r) < 6)]
+        for ring in seg:
+            check_ring(ring)
+        rings = [r for r in seg if len(r) >= 6]
         counts["short_rings"] += len(seg) - len(rings)
         polys = polygons_from_coco(rings)
         if not polys:
