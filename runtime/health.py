@@ -11,10 +11,17 @@ work item is handed to a fresh worker, and whatever the stuck one produces later
 A stage whose thread has died (a vectorise worker, whose probe says so) is as bad as a hung one and is
 treated as one, without waiting for the hang timeout: reported (``stage_dead``, WARNING_HI), restarted
 and counted. Its age alone could not say so: a thread that dies idle looks idle for ever.
+
+A restart that raises (a bug in it) is a failed restart: logged and said (``stage_restart_failed``,
+WARNING_HI, once while it keeps failing), the stage stays hung (so the watchdog is not fed) and is
+restarted again at the next check. It used to end Health's thread: nothing watched the stages again,
+and the watchdog went unfed with no event saying why (tests/runtime/test_post_processing_review21.py).
+A check that raises anywhere else is logged and said as well (``internal_error``), and Health goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -22,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("runtime")
 
 
 @dataclass
@@ -54,6 +63,7 @@ class StageProbe:
     restarts: int = 0
     hung: bool = False
     dead: Callable[[], bool] | None = None
+    restart_failed: bool = False  # the last restart raised (said once per streak of failures)
 
 
 @dataclass
@@ -118,8 +128,15 @@ class Health:
             # Counted first: a restart may deliver the stuck item's result (a tile given up on), and
             # a status read as soon as that result arrived still said one restart fewer.
             probe.restarts += 1
-            probe.restart()
-            probe.hung = False
+            try:
+                probe.restart()
+            except Exception as exc:  # a bug in the restart: this thread must go on watching
+                log.exception("restarting stage %s raised", probe.name)
+                if not probe.restart_failed:
+                    self.event("stage_restart_failed", stage=probe.name, restarts=probe.restarts, detail=repr(exc))
+                probe.restart_failed = True
+                return  # still hung: the watchdog is not fed, and the next check restarts it again
+            probe.hung = probe.restart_failed = False
             self.event("stage_restarted", stage=probe.name, restarts=probe.restarts)
 
     def report(self) -> dict[str, Any]:
@@ -133,4 +150,11 @@ class Health:
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
-            self.check()
+            try:
+                self.check()
+            except Exception as exc:  # a probe's bug: the round is not fed, and Health watches on
+                log.exception("a health check raised")
+                try:
+                    self.event("internal_error", handler="Health.check", detail=repr(exc))
+                except Exception:
+                    log.exception("saying a health check raised failed too")

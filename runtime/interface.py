@@ -39,6 +39,9 @@ EVENTS = {
     "stage_hung": "WARNING_HI",
     # A stage's thread died (a vectorise worker): restarted as a hung one is (stage_restarted).
     "stage_dead": "WARNING_HI",
+    # A hung or dead stage's restart raised (a bug in it): it stays hung, is restarted again at the next
+    # check, and the watchdog is not fed meanwhile (runtime.health.Health._restart).
+    "stage_restart_failed": "WARNING_HI",
     # The watchdog file could not be touched: an external watchdog will starve and restart the payload.
     "watchdog_unwritable": "WARNING_HI",
     # A bug met on one tile, message or result: that item is refused (reason internal_error) and the

@@ -156,7 +156,8 @@ class Runtime:
         self._vectorise: VectorisePool[tuple[np.ndarray, InFlight, float], tuple[list[bytes], bool]] = VectorisePool(
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
             give_up=self._post_processing_stuck, batch=int(settings.vectorize["batch"]),
-            batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3, failed=self._post_processing_failed)
+            batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3, failed=self._post_processing_failed,
+            lost=self._post_processing_lost)
         # Tiles seen, by (scene_id, tile_id, checksum): "in_flight" or "done", with the outcome the
         # tile's "done" said, so that a resent tile is not processed again and hears the same answer.
         # Bounded; the oldest are forgotten first.
@@ -544,25 +545,29 @@ class Runtime:
     def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], str | None]) -> None:
         """A worker's result for one tile (its frames, and why it was rejected: None when ok):
         counted, and queued for the sender with the tile's "done" (made here, off the main loop,
-        which only forwards it). The queuing comes last: what raises here has sent nothing, and the
-        pool answers the tile with :meth:`_post_processing_failed` (VectorisePool's ``deliver``)."""
+        which only forwards it). What raises here has counted and sent nothing, and the pool answers
+        the tile with :meth:`_post_processing_failed` (VectorisePool's ``deliver``): so the count, one
+        increment, is the last thing that can raise, and only the queuing (which cannot) follows it.
+        Until review 21 the latency sample and the events came after the count: one that raised left
+        an ok and then a rejection counted for one tile (tests/runtime/test_post_processing_review21.py)."""
         frames, rejected = result
         job = item[1]
         latency_s, self._served.latency_s = getattr(self._served, "latency_s", None), None
-        # The "done" is made before anything is counted: if making it raises, the rejection the pool
-        # delivers instead is the tile's only count (not an ok and a rejection of one tile).
         outcome: Outcome = OK if rejected is None else ("rejected", Reason.INFERENCE_FAILED.value)
         done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
         if protocol.wants_done(job.header):
             done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0], "reason": outcome[1]})
         if rejected is None:
-            self._count("tiles_ok")
             if latency_s is not None:  # "of the tiles served ok": one sample per tile delivered
                 self.telemetry.latency(latency_s)
+            self._count("tiles_ok")
         else:  # counted as delivered, not as made: a restarted worker's late result is discarded
-            self._account_rejection(job.header, Reason.INFERENCE_FAILED, rejected)
+            ids = protocol.tile_ids(job.header)
+            # _account_rejection's event and count, the count last (see above)
+            self._event("tile_rejected", reason=Reason.INFERENCE_FAILED.value, detail=rejected, **ids)
             if not isinstance(item[0], BaseException):  # lost in post-processing (_give_up said the device's)
-                self._event("inference_failed", detail=rejected, **protocol.tile_ids(job.header))
+                self._event("inference_failed", detail=rejected, **ids)
+            self.telemetry.reject(Reason.INFERENCE_FAILED.value)
         self._sender.put(frames, job.identity, done, job.key, outcome)
 
     def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
@@ -602,6 +607,40 @@ class Runtime:
         self._count("internal_errors")
         self._event("internal_error", handler=handler, detail=repr(bug), **protocol.tile_ids(item[1].header))
         return self._lost(item[1], f"{step}: internal error {bug!r}")
+
+    def _post_processing_lost(self, item: tuple[np.ndarray, InFlight, float], exc: Exception) -> None:
+        """The vectorise pool's last resort (its ``lost``) for a tile no answer could be made or delivered
+        for: :meth:`_post_processing_failed` raised ``exc``, or :meth:`_vectorised` raised on its answer
+        too. The tile is counted rejected here (nothing counted it: _vectorised counts nothing when it
+        raises), said, and answered with a rejection made without the helpers that raised; if even that
+        cannot be made, it is released here and remembered as done, so it does not stay inside for ever.
+        Each step is guarded on its own: one that raises must not keep the next from freeing the tile.
+        Until review 21 such a tile was only logged (tests/runtime/test_post_processing_review21.py)."""
+        job = item[1]
+        outcome: Outcome = ("rejected", Reason.INFERENCE_FAILED.value)
+        detail = f"post-processing: internal error {exc!r}, and the tile's rejection could not be made"
+        log.error("a tile could not be answered: rejected as a last resort", exc_info=exc)
+        try:
+            self.telemetry.reject(Reason.INFERENCE_FAILED.value)
+            self._count("internal_errors")
+            ids = protocol.tile_ids(job.header)
+            self._event("internal_error", handler="_post_processing_lost", detail=repr(exc), **ids)
+            self._event("tile_rejected", reason=outcome[1], detail=detail, **ids)
+        except Exception:
+            log.exception("counting or saying a tile rejected as a last resort raised")
+        try:
+            frames = protocol.encode_result({**protocol.tile_ids(job.header), "status": outcome[0],
+                                             "reason": outcome[1], "detail": detail, "model": job.model})
+            done = b""
+            if protocol.wants_done(job.header):
+                done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0],
+                                             "reason": outcome[1]})
+        except Exception:
+            log.exception("no rejection could be made for a tile: it is released unanswered")
+            self._left()  # the sender, which releases it once its result has left, never gets one
+            self._remember(job.key, "done", outcome)  # a resend hears it was rejected
+            return
+        self._sender.put(frames, job.identity, done, job.key, outcome)
 
     def _lost(self, job: InFlight, detail: str) -> tuple[list[bytes], str]:
         """A vectorise worker's rejection of an accepted tile (inference_failed), with its detail:

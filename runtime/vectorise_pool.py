@@ -24,8 +24,15 @@ thread is not waited for, they were never answered.
 
 A ``deliver`` that raises (a bug in what sends a result onwards) ends neither the worker nor the item
 either: ``deliver`` raises only before the result has left (the runtime's queues it last), so the item
-is answered as a raising ``work`` is, ``failed(item, DeliverFailed(...))``, delivered once more; if that
-raises too the item is logged, never tried a third time. It used to end the thread, as above.
+is answered as a raising ``work`` is, ``failed(item, DeliverFailed(...))``, delivered once more. It used to
+end the thread, as above.
+
+An item that cannot be answered at all (``failed`` raised, or so did the ``deliver`` of its answer, or a
+``give_up`` raised with no ``failed`` to fall back on, or there is neither) is handed to ``lost(item,
+error)``, the caller's last resort, and never tried a third time: the runtime still releases and counts
+its tile there. Before, such an item was only logged and the runtime's tile stayed inside for ever; a
+``failed`` that raised on a ``work`` error ended the worker, and a ``give_up`` that raised in a restart
+reached Health's thread (tests/runtime/test_post_processing_review21.py).
 
 A worker that dies all the same (a BaseException, or a bug in the pool's own queue handling) is seen:
 each probe says whether its worker is dead (``StageProbe.dead``), and Health restarts a dead worker as
@@ -36,6 +43,10 @@ a worker that died idle looked idle for ever: its items, and with one worker eve
 never answered, and Health fed the watchdog. (One window is left: an asynchronous exception, which
 Python raises between any two bytecodes, landing between the queue's ``get`` and the worker's list
 loses that item; only ``PyThreadState_SetAsyncExc`` raises one there.)
+
+Length: one class, kept whole because its parts share one lock and one invariant (each item answered
+once, whichever worker, restart or shutdown answers it): batching, restarts, shutdown and the failure
+paths would each need the others' state if split.
 """
 
 from __future__ import annotations
@@ -72,19 +83,22 @@ class DeliverFailed(Exception):
 class VectorisePool(Generic[Item, Result]):
     """``workers`` threads running ``work(item)`` on each queued item, then ``deliver(item, result)``
     (under the pool's lock, and only if that worker was not restarted meanwhile). ``failed(item,
-    error)`` makes the result of an item whose ``work`` raised, or whose ``deliver`` raised (the error
-    is then a :class:`DeliverFailed`); without it ``give_up(item)`` does, and without either the item is
-    logged and not delivered. ``deliver`` must raise only before the result has left."""
+    error)`` makes the result of an item whose ``work``, ``deliver`` (the error is then a
+    :class:`DeliverFailed`) or ``give_up`` raised; without it ``give_up(item)`` does. An item none of
+    them can answer goes to ``lost(item, error)`` (without it, it is only logged). ``deliver`` must raise
+    only before the result has left, and before it has counted anything."""
 
     def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None],
                  give_up: Callable[[Item], Result] | None = None, batch: int = 1, batch_wait_s: float = 0.0,
-                 failed: Callable[[Item, Exception], Result] | None = None):
+                 failed: Callable[[Item, Exception], Result] | None = None,
+                 lost: Callable[[Item, Exception], None] | None = None):
         if int(workers) < 1 or int(batch) < 1 or not batch_wait_s >= 0:  # "not >=": a NaN wait is refused too
             raise ValueError(f"workers and batch must be >= 1 and batch_wait_s >= 0; "
                              f"got {workers}, {batch}, {batch_wait_s}")
         self.size = int(workers)
         self.batch, self.batch_wait_s = int(batch), float(batch_wait_s)
         self._work, self._deliver, self._give_up, self._failed = work, deliver, give_up, failed
+        self._lost = lost
         self._held: list[list[Item | None]] = []  # per worker: its batch's items not yet delivered
         self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -163,7 +177,7 @@ class VectorisePool(Generic[Item, Result]):
         if item is not None:
             if (give_up_now or id(item) in self._handed_on) and self._give_up is not None:
                 self._handed_on.discard(id(item))
-                self._deliver_or_fail(i, item, self._give_up(item))
+                self._give_up_on(i, item)
             else:
                 self._handed_on.add(id(item))
                 self._enqueue(item)
@@ -230,11 +244,23 @@ class VectorisePool(Generic[Item, Result]):
                 self._answer_given_up(None, item)
 
     def _answer_given_up(self, i: int | None, item: Item) -> None:
-        if self._give_up is None:
-            log.error("vectorise worker %s: an item was never answered (no give_up)", i)
-            return
         self._handed_on.discard(id(item))
-        self._deliver_or_fail(-1 if i is None else i, item, self._give_up(item))
+        if self._give_up is None:
+            self._lose(-1 if i is None else i, item, RuntimeError("abandoned at shutdown, and no give_up"))
+            return
+        self._give_up_on(-1 if i is None else i, item)
+
+    def _give_up_on(self, i: int, item: Item) -> None:
+        """Deliver what ``give_up`` makes of ``item``. A ``give_up`` that raises (a bug) has the item
+        answered as a raising ``work``'s is (:meth:`_fail`): it must not reach the restart's caller
+        (Health's thread, or stop()) with the item unanswered."""
+        try:
+            result = self._give_up(item)  # type: ignore[misc]
+        except Exception as exc:
+            log.error("vectorise worker %d: give_up raised on an item", i, exc_info=exc)
+            self._fail(i, item, exc)
+            return
+        self._deliver_or_fail(i, item, result)
 
     def _start(self, i: int) -> None:
         beat = Heartbeat(f"vectorise-{i}")
@@ -314,11 +340,10 @@ class VectorisePool(Generic[Item, Result]):
                             log.error("vectorise worker %d, restarted meanwhile: work raised on an item",
                                       i, exc_info=error)
                         return
-                    answered = error is None
                     if error is not None:
                         log.error("vectorise worker %d: work raised on an item", i, exc_info=error)
-                        result, answered = self._after_failure(item, error)
-                    if answered:
+                        self._fail(i, item, error)
+                    else:
                         self._deliver_or_fail(i, item, result)  # type: ignore[arg-type]
                     self._handed_on.discard(id(item))
                     self._held[i] = items[n + 1:]
@@ -326,8 +351,8 @@ class VectorisePool(Generic[Item, Result]):
 
     def _deliver_or_fail(self, i: int, item: Item, result: Result) -> None:
         """``deliver(item, result)``, under the lock. A ``deliver`` that raises (a bug) has not
-        delivered: the item is answered as a raising ``work``'s is, with a :class:`DeliverFailed`, and
-        if that raises too it is logged, not tried again (the same bug would raise a third time)."""
+        delivered: the item is answered as a raising ``work``'s is (:meth:`_fail`), with a
+        :class:`DeliverFailed`."""
         try:
             self._deliver(item, result)
             return
@@ -335,15 +360,37 @@ class VectorisePool(Generic[Item, Result]):
             log.error("vectorise worker %d: deliver raised on an item", i, exc_info=exc)
             failure = DeliverFailed(f"deliver raised {exc!r}")
             failure.__cause__ = exc
+        self._fail(i, item, failure)
+
+    def _fail(self, i: int, item: Item, error: Exception) -> None:
+        """Answer ``item``, whose ``work``, ``deliver`` or ``give_up`` raised ``error``, with what
+        :meth:`_after_failure` makes, delivered once. If that raises too (the same bug would raise a
+        third time), or nothing can make it, the item is :meth:`_lose`'s."""
         try:
-            answer, answered = self._after_failure(item, failure)
+            answer, answered = self._after_failure(item, error)
             if answered:
                 self._deliver(item, answer)  # type: ignore[arg-type]
+                return
         except Exception as exc:
-            log.error("vectorise worker %d: an item whose deliver raised could not be answered", i, exc_info=exc)
+            log.error("vectorise worker %d: an item whose work, deliver or give_up raised could not be answered",
+                      i, exc_info=exc)
+            error = exc
+        self._lose(i, item, error)
+
+    def _lose(self, i: int, item: Item, error: Exception) -> None:
+        """The last resort for an item nothing else could answer: ``lost(item, error)``, which frees it
+        (the runtime releases and counts its tile). Never raises: its caller is a worker, Health's
+        thread (a restart) or stop()."""
+        if self._lost is None:
+            log.error("vectorise worker %d: an item was never answered (no lost)", i, exc_info=error)
+            return
+        try:
+            self._lost(item, error)
+        except Exception as exc:
+            log.error("vectorise worker %d: lost raised on an item, which is never answered", i, exc_info=exc)
 
     def _after_failure(self, item: Item, exc: Exception) -> tuple[Result | None, bool]:
-        """The result of ``item``, whose ``work`` or ``deliver`` raised ``exc``, and whether there is one
+        """The result of ``item``, whose ``work``, ``deliver`` or ``give_up`` raised ``exc``, and whether there is one
         to deliver: ``failed`` makes it, else ``give_up``, else there is none. Called under the lock, as
         ``deliver`` and ``give_up`` are, and only while the worker is the current one: a worker restarted
         meanwhile has handed its item on, and its late exception is only logged."""
