@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from runtime import ov_api
-from runtime.bundle import Bundle
+from runtime.bundle import Bundle, ir_checksums
+from runtime.cache_index import compile_key
 from runtime.compiled import compile_config, import_blob, matching_blob
 from runtime.device_names import (FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family,
                                    names_attached)
@@ -219,10 +220,11 @@ class OpenVINOAdapter(InferenceAdapter):
             from runtime.emulate import compile_twin
 
             profile, self.profile_source = twin_profile(self.device, bundle, profile)
+            key = compile_key(ir_checksums(bundle.manifest), self.device, config, profile)
             # compile_twin hands back what its compile_cpu made: here the compile with its outcome
             twin, report = compile_twin(model, profile, core, config,
                                         lambda rewritten, full: compile_with_cache(core, rewritten, "CPU", full,
-                                                                                   cache_dir))
+                                                                                   cache_dir, key, bundle.id))
             self._compiled = twin.compiled
             self.emulation = report.as_dict()
             target = "CPU"
@@ -238,7 +240,8 @@ class OpenVINOAdapter(InferenceAdapter):
                 except Exception as exc:  # a damaged blob (truncated on the ground): the IR still compiles
                     blob, why = None, f"blob could not be imported: {ov_api.plugin_message(exc)}"
             if blob is None:
-                here = compile_with_cache(core, model, target, config, cache_dir)
+                key = compile_key(ir_checksums(bundle.manifest), target, config)
+                here = compile_with_cache(core, model, target, config, cache_dir, key, bundle.id)
                 self._compiled = here.compiled
                 self.load = _compiled_load(f"compiled on board: {why}", here)
         if target.startswith("CPU"):

@@ -12,6 +12,10 @@ A cache that cannot be written (a read-only store, a full disk) is a warning, an
 compiled without it: the cache saves time, it must never stop a payload. Where the network came
 from (``load["from"]``: ``blob``, ``cache`` or ``compile``) is said in the ``model_loaded`` event and
 the ``load_model`` reply, so a ground can see that a restart did not compile.
+
+OpenVINO never removes an entry; the runtime notes which bundle each belongs to
+(:mod:`runtime.cache_index`), and the model store removes the entries of the bundles it no longer
+holds when it prunes them.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from runtime import ov_api
+from runtime import cache_index, ov_api
 
 __all__ = ["STORE_TOKEN", "CacheCompile", "cache_folder", "compile_with_cache", "unwritable"]
 
@@ -62,17 +66,12 @@ def unwritable(cache_dir: str) -> str | None:
     return None
 
 
-def _entries(cache_dir: str) -> set[str]:
-    """The files in ``cache_dir`` (OpenVINO's ``<hash>.blob``, the GPU plugin's ``.cl_cache``)."""
-    try:
-        return {entry.name for entry in os.scandir(cache_dir) if entry.is_file()}
-    except OSError:
-        return set()
-
-
 def compile_with_cache(core: Any, model: Any, device: str, config: dict[str, Any],
-                       cache_dir: str) -> CacheCompile:
+                       cache_dir: str, key: str = "", bundle_id: str = "") -> CacheCompile:
     """``model`` compiled for ``device``, through the model cache in ``cache_dir`` ("": none).
+
+    ``key`` (:func:`runtime.cache_index.compile_key`) and ``bundle_id``, when given, record in the
+    cache's index which bundle the entry belongs to, so that the store can prune it with the bundle.
 
     Returns the compiled model with where it came from and what to say about it (:class:`CacheCompile`:
     one value, so that a caller reporting ``load["from"]`` reads it from the compile it made, not from
@@ -85,16 +84,21 @@ def compile_with_cache(core: Any, model: Any, device: str, config: dict[str, Any
         return CacheCompile(core.compile_model(model, device, config), "compile", "")
     why = unwritable(cache_dir)
     if why is None:
-        before = _entries(cache_dir)
+        before = cache_index.snapshot(cache_dir)
         try:
             compiled = ov_api.compile_cached(core, model, device, config, cache_dir)
         except Exception as exc:
             compiled = core.compile_model(model, device, config)  # raises again if the model is at fault
             why = f"OpenVINO failed with it ({ov_api.plugin_message(exc)})"
         else:
+            wrote = cache_index.written(before, cache_index.snapshot(cache_dir))
             hit = ov_api.loaded_from_cache(compiled)
-            if hit is None:  # the 2022.3 API does not say: an import writes no entry, a compile does
-                hit = bool(before) and not _entries(cache_dir) - before
+            if hit is None:
+                # The 2022.3 API does not say: an import writes no entry, a compile writes one, also
+                # over a damaged entry of the same name (so a rewritten file counts, not only a new one).
+                hit = bool(before) and not wrote
+            if key and bundle_id:
+                cache_index.record(cache_dir, key, bundle_id, set() if hit else wrote)
             if hit:
                 return CacheCompile(compiled, "cache", f"from the model cache {cache_dir}")
             return CacheCompile(compiled, "compile", f"compiled afresh and written to the model cache {cache_dir}")

@@ -104,7 +104,9 @@ class Runtime:
         # The store first: a bad --store is a clear error before any socket is bound.
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         try:
-            self.store = BundleStore(settings.store or self._tmp.name)  # type: ignore[union-attr]
+            root = Path(settings.store or self._tmp.name).resolve()  # type: ignore[union-attr]
+            # The model cache is pruned with the store's bundles: its entries are theirs.
+            self.store = BundleStore(root, cache_dir=cache_folder(settings.cache_dir, root))
         except Exception:
             if self._tmp is not None:
                 self._tmp.cleanup()
@@ -415,7 +417,7 @@ class Runtime:
         """``bundle`` compiled (or imported) on ``device`` with this runtime's settings."""
         return open_device(bundle, device, self._on_inferred, infer_requests=self.settings.infer_requests,
                            cpu_precision=self.settings.cpu_precision, profile=self.settings.profile,
-                           cache_dir=cache_folder(self.settings.cache_dir, self.store.root))
+                           cache_dir=self.store.cache_dir)
 
     # -- the pipeline ---------------------------------------------------------------------
 

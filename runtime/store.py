@@ -16,6 +16,10 @@ what to do: installs used to fail on it with "Is a directory", and a prune kept 
 while removing the bundles it stood for (tests/runtime/test_store_leftovers_review19.py). A store that
 cannot be written is only warned of (it installs and prunes nothing, and serves what ``current`` holds);
 ``bundles/`` may itself be a link (tests/runtime/test_store_links_review19b.py).
+
+A store given the model cache's folder (``cache_dir``) prunes, with its bundles, the cache entries
+its index says belong only to bundles it no longer holds (:mod:`runtime.cache_index`): OpenVINO
+never removes one, and every bundle ever served left its entries on the flash.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from runtime import cache_index
 from runtime.atomic import sync_dir, write_atomic
 from runtime.bundle import (COMPILED_DIR, SIGNATURE_FILE, Bundle, BundleError, read_bundle, write_bundle_as_is,
                             write_compiled)
@@ -69,8 +74,11 @@ class BundleStore:
     written and fsynced in its own directory before a single ``rename`` moves the link.
     """
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], cache_dir: str = ""):
         """Open (creating it if need be) the store at ``root``, and clear what a crash left in it.
+
+        ``cache_dir``: OpenVINO's model cache of the compiles made for this store's bundles ("": none),
+        whose entries are pruned with the bundles (:meth:`_prune`).
 
         Raises:
             ValueError: if ``root`` (or its ``bundles`` folder) exists and is not a directory: a
@@ -80,6 +88,7 @@ class BundleStore:
         # Resolved: links are written relative to it from resolved bundle paths, and a store given
         # as a relative path, or under a symlink, refused every uplink after the first.
         self.root = Path(root).resolve()
+        self.cache_dir = cache_dir
         for folder in (self.root, self.root / "bundles"):
             if folder.exists() and not folder.is_dir():
                 raise ValueError(f"--store {folder}: not a directory")
@@ -272,13 +281,16 @@ class BundleStore:
 
     def _prune(self) -> None:
         """Remove everything in ``bundles/`` that neither ``current`` nor ``previous`` points to:
-        bundle folders, and files or links left there (``rmtree`` alone skipped those silently)."""
+        bundle folders, and files or links left there (``rmtree`` alone skipped those silently); and
+        the model cache's entries of bundles no longer here (the folder name is the bundle's id)."""
         keep = {p.resolve() for p in (self.current_path(), self.previous_path()) if p is not None}
         if not (self.root / "bundles").is_dir():  # a read-only store never written to: nothing to prune
             return
         for path in (self.root / "bundles").iterdir():
             if path.resolve() not in keep:
                 _remove(path)
+        if self.cache_dir:
+            cache_index.prune(self.cache_dir, {path.name for path in keep})
 
 
 def _remove(path: Path) -> None:
