@@ -3,6 +3,10 @@
 Every message is a ZeroMQ multipart message whose first frame is a UTF-8 JSON header; binary
 payloads (pixels, masks, model files) ride in the frames after it. Nothing is pickled: a header that
 is not JSON, or that does not match the schema below, is refused with a reason code.
+
+Length: just over 400 lines, kept in one module because it is the wire format, one spec
+(docs/protocol.md) on both ends: the tile, result, ack and done messages, their encoders and the
+tile decoder's checks, which the runtime, flightsim, hil and the fuzz scripts all share.
 """
 
 from __future__ import annotations
@@ -151,14 +155,20 @@ def encode_tile(header: TileHeader, pixels: np.ndarray) -> list[bytes]:
 
 
 def decode_tile(
-    frames: list[bytes] | list[memoryview], max_pixels: int, max_bands: int
+    frames: list[bytes] | list[memoryview], max_pixels: int, max_bands: int, max_header_bytes: int
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Validate a tile message and return its header and a (bands, height, width) array.
+
+    ``max_header_bytes`` bounds the header frame before it is parsed (``[limits] max_header_bytes``):
+    parsing takes up to 23 bytes of memory per byte of JSON, and an accepted tile keeps its header.
 
     Raises:
         TileRejected: with the reason code of the first check that failed. The checks run from
             the cheapest to the dearest, and the pixel buffer is never copied before it passed.
     """
+    if frames and len(frames[0]) > max_header_bytes:  # never parsed: its ids are not read either
+        raise TileRejected(Reason.BAD_HEADER, f"header frame of {len(frames[0])} bytes; at most {max_header_bytes} "
+                           "([limits] max_header_bytes)")
     if len(frames) != 2:
         header = _best_effort_header(frames[0]) if frames else {}
         raise TileRejected(Reason.BAD_FRAMES, f"expected 2 frames, got {len(frames)}", header)
@@ -191,6 +201,13 @@ def decode_tile(
     shape = header["shape"]
     if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise TileRejected(Reason.BAD_HEADER, f"shape must be 3 positive integers, got {shape!r}", header)
+    named = header.get("bands") or []  # empty: the bands are not named
+    if named and len(named) != shape[0]:
+        # Which name is which band is then unknown, and the band-order check (runtime.preprocess)
+        # compares lists of equal length only: blue, green, red, nir on a 3-band tile went to a
+        # red, green, blue model as they were, its blue into the model's red.
+        raise TileRejected(Reason.BAD_HEADER, f"bands names {len(named)} bands {named!r}; shape says the tile has "
+                           f"{shape[0]} (one name per band, or none)", header)
     for name in ("scene_id", "tile_id", "checksum"):
         if not _is_utf8(header[name]):
             raise TileRejected(Reason.BAD_HEADER, f"{name} is not UTF-8 text (a lone surrogate such as \\ud800)", header)

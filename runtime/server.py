@@ -724,7 +724,7 @@ class Runtime:
         refused: Exception | None = None  # what start_async raised, if it did
         try:
             header, pixels = protocol.decode_tile(
-                payload, self.settings.max_tile_pixels, self.settings.max_tile_bands
+                payload, self.settings.max_tile_pixels, self.settings.max_tile_bands, self.settings.max_header_bytes
             )
             try:
                 crs = _parse_crs(header.get("crs"))
@@ -837,6 +837,9 @@ class Runtime:
             if total > self.settings.max_message_bytes or len(body) > MAX_COMMAND_FRAMES:
                 raise ValueError(f"a command of {len(body)} frames and {total} bytes; at most {MAX_COMMAND_FRAMES} "
                                  f"frames and {self.settings.max_message_bytes} bytes in all ([limits] max_message_bytes)")
+            if body and len(body[0]) > self.settings.max_header_bytes:  # refused unparsed, as a tile's header
+                raise ValueError(f"a command's JSON frame of {len(body[0])} bytes; at most "
+                                 f"{self.settings.max_header_bytes} ([limits] max_header_bytes)")
             request = protocol.loads(body[0]) if body else None
             if (not isinstance(request, dict) or type(request.get("v")) is not int
                     or request["v"] != protocol.PROTOCOL_VERSION):  # true is no version, though == 1

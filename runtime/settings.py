@@ -57,6 +57,7 @@ RANGES: dict[tuple[str, str], tuple[bool, float, bool]] = {
     ("limits", "max_message_bytes"): (True, 1, True),
     ("limits", "max_tile_pixels"): (True, 1, True),
     ("limits", "max_tile_bands"): (True, 1, True),
+    ("limits", "max_header_bytes"): (True, 1, True),
     ("limits", "results_hwm"): (True, 1, True),        # 0 would be ZeroMQ's "no limit": unbounded memory
     ("limits", "max_tiles_inside"): (True, 1, True),
     ("inference", "infer_requests"): (True, 0, True),  # 0: as many as the device suggests
@@ -112,7 +113,8 @@ _KIND_FIELDS = {"device": ("inference", "device"), "cpu_precision": ("inference"
                 "uplink_public_key": ("security", "uplink_public_key"), "ground_ack": ("delivery", "ground_ack")}
 #: Settings that are one numeric value of a table: the field, and its [table] key.
 _FIELDS = {"max_message_bytes": ("limits", "max_message_bytes"), "max_tile_pixels": ("limits", "max_tile_pixels"),
-           "max_tile_bands": ("limits", "max_tile_bands"), "results_hwm": ("limits", "results_hwm"),
+           "max_tile_bands": ("limits", "max_tile_bands"),
+           "max_header_bytes": ("limits", "max_header_bytes"), "results_hwm": ("limits", "results_hwm"),
            "max_tiles_inside": ("limits", "max_tiles_inside"), "infer_requests": ("inference", "infer_requests"),
            "telemetry_period_s": ("telemetry", "period_s"), "remember_tiles": ("delivery", "remember_tiles"),
            "shutdown_grace_s": ("delivery", "shutdown_grace_s"),
@@ -190,6 +192,7 @@ class Settings:
     max_message_bytes: int
     max_tile_pixels: int
     max_tile_bands: int
+    max_header_bytes: int
     results_hwm: int
     max_tiles_inside: int
     vectorize: Mapping[str, Any]
@@ -279,6 +282,7 @@ class Settings:
             max_message_bytes=limits["max_message_bytes"],
             max_tile_pixels=limits["max_tile_pixels"],
             max_tile_bands=limits["max_tile_bands"],
+            max_header_bytes=limits["max_header_bytes"],
             results_hwm=limits["results_hwm"],
             max_tiles_inside=limits["max_tiles_inside"],
             vectorize=MappingProxyType(dict(config["vectorize"])),

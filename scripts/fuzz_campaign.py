@@ -46,8 +46,11 @@ from hil.collector import ResultCollector  # noqa: E402
 from hil.runtime_proc import RuntimeProcess  # noqa: E402
 from runtime import protocol  # noqa: E402
 from runtime.client import ControlClient, ControlError  # noqa: E402
-from runtime.config import positive_int  # noqa: E402
+from runtime.config import defaults, positive_int  # noqa: E402
 from scripts.verdict import finish  # noqa: E402
+
+#: The served runtime's [limits] max_header_bytes (RuntimeProcess serves the defaults).
+HEADER_LIMIT = int(defaults()["limits"]["max_header_bytes"])
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +110,9 @@ def answer_key(frames: list[bytes]) -> AnswerKey:
     """The ids the runtime's answer to a tile message will echo: those of its header as the runtime's
     own decoder reads it (``protocol.decode_tile``; of a refused message, what it could read)."""
     try:
-        header, _ = protocol.decode_tile(frames, 1 << 62, 1 << 20)  # limits above any: the header is all we want
+        # pixel limits above any: the header is all we want; the header's own, the runtime's (a header
+        # over it is refused unread, its ids null)
+        header, _ = protocol.decode_tile(frames, 1 << 62, 1 << 20, HEADER_LIMIT)
     except protocol.TileRejected as exc:
         header = exc.header
     except Exception:  # noqa: BLE001 - the runtime would answer a bug here with no ids either

@@ -43,7 +43,7 @@ class SlowRuntime:
             if not self.sock.poll(20):
                 continue
             ident, *frames = self.sock.recv_multipart()
-            header, _ = protocol.decode_tile(frames, 10**8, 16)
+            header, _ = protocol.decode_tile(frames, 10**8, 16, 1 << 16)
             duplicate = header["tile_id"] in self.seen
             self.seen.add(header["tile_id"])
             if self.ack_delay_s and not duplicate:

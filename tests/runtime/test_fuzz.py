@@ -35,7 +35,7 @@ JSON = st.recursive(
 @given(st.lists(st.binary(max_size=300), min_size=0, max_size=4))
 def test_decoder_answers_arbitrary_frames_with_a_reason(frames: list[bytes]) -> None:
     try:
-        protocol.decode_tile(frames, 4096 * 4096, 16)
+        protocol.decode_tile(frames, 4096 * 4096, 16, 1 << 16)
     except TileRejected as rej:
         assert rej.reason in protocol.Reason and rej.detail
         protocol.dumps(protocol.tile_ids(rej.header))  # echoable as it stands
@@ -52,7 +52,7 @@ def test_decoder_on_mutated_headers(field: str, value: object, seed: int) -> Non
     except ValueError:
         return
     try:
-        got_header, pixels = protocol.decode_tile([mutated, frames[1]], 4096 * 4096, 16)
+        got_header, pixels = protocol.decode_tile([mutated, frames[1]], 4096 * 4096, 16, 1 << 16)
     except TileRejected as rej:
         assert rej.detail
         return

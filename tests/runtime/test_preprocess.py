@@ -29,7 +29,7 @@ def received(pixels: np.ndarray) -> np.ndarray:
         header = protocol.TileHeader("s", "t", 0, (0, 0, 0), "", "")
         a.send_multipart(protocol.encode_tile(header, pixels), copy=False)
         frames = b.recv_multipart(copy=False)
-        _, decoded = protocol.decode_tile([f.buffer for f in frames], 1 << 20, 16)
+        _, decoded = protocol.decode_tile([f.buffer for f in frames], 1 << 20, 16, 1 << 16)
     finally:
         a.close(0)
         b.close(0)

@@ -23,7 +23,7 @@ def _tile(dtype: str = "uint16") -> tuple[TileHeader, np.ndarray]:
 def test_tile_round_trip(dtype: str) -> None:
     header, pixels = _tile(dtype)
     frames = protocol.encode_tile(header, pixels)
-    got_header, got = protocol.decode_tile(frames, max_pixels=10_000, max_bands=4)
+    got_header, got = protocol.decode_tile(frames, max_pixels=10_000, max_bands=4, max_header_bytes=1 << 16)
     np.testing.assert_array_equal(got, pixels)
     assert got.dtype == pixels.dtype
     assert got_header["tile_id"] == "s/0" and got_header["shape"] == [2, 5, 7]
@@ -39,7 +39,8 @@ def test_want_done_is_on_the_wire_only_when_false() -> None:
     waived = json.loads(protocol.encode_tile(header, pixels)[0])
     assert waived["want_done"] is False and not protocol.wants_done(waived)
     frames = protocol.encode_tile(header, pixels)
-    assert protocol.decode_tile(frames, max_pixels=10_000, max_bands=4)[0]["want_done"] is False
+    assert protocol.decode_tile(frames, max_pixels=10_000, max_bands=4,
+                                 max_header_bytes=1 << 16)[0]["want_done"] is False
     assert _reason(_with_header(frames, want_done="no")).reason is Reason.BAD_HEADER
 
 
@@ -53,7 +54,8 @@ def test_result_round_trip_with_mask() -> None:
 
 def _reason(frames: list[bytes], **limits: int) -> TileRejected:
     with pytest.raises(TileRejected) as info:
-        protocol.decode_tile(frames, limits.get("max_pixels", 10_000), limits.get("max_bands", 4))
+        protocol.decode_tile(frames, limits.get("max_pixels", 10_000), limits.get("max_bands", 4),
+                             limits.get("max_header_bytes", 1 << 16))
     return info.value
 
 
@@ -90,7 +92,7 @@ def test_a_deeply_nested_header_is_a_bad_header_not_an_internal_error() -> None:
     """Adversarial test (issue 13): 100,000 nested arrays made json raise RecursionError."""
     frames = protocol.encode_tile(*_tile())
     deep = b"[" * 100_000 + b"]" * 100_000
-    rej = _reason([deep, frames[1]])
+    rej = _reason([deep, frames[1]], max_header_bytes=1 << 20)  # 200 kB: the nesting, not the size, is refused
     assert rej.reason is Reason.BAD_HEADER and "nested" in rej.detail
     with pytest.raises(ValueError, match="nested"):
         protocol.loads(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
@@ -149,6 +151,6 @@ def test_a_malformed_result_raises_value_error_naming_the_problem(frames: list[b
 def test_a_tile_of_exactly_the_pixel_and_band_limits_is_accepted() -> None:
     """``max_tile_pixels`` and ``max_tile_bands`` are the largest tile taken, not the first refused."""
     frames = protocol.encode_tile(*_tile())
-    _, pixels = protocol.decode_tile(frames, max_pixels=5 * 7, max_bands=2)
+    _, pixels = protocol.decode_tile(frames, max_pixels=5 * 7, max_bands=2, max_header_bytes=1 << 16)
     assert pixels.shape == (2, 5, 7)
     assert _reason(frames, max_pixels=5 * 7 - 1).reason is Reason.TOO_LARGE

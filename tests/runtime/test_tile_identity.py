@@ -55,8 +55,8 @@ def test_ids_too_long_to_echo_are_refused_with_a_reason() -> None:
     pixels = np.zeros((1, 4, 4), np.uint8)
     frames = encode_tile(TileHeader("s", "t" * (MAX_ID_CHARS + 1), 0, (1, 4, 4), "uint8", ""), pixels)
     with pytest.raises(TileRejected, match="tile_id is longer") as err:
-        decode_tile(frames, 1 << 20, 4)
+        decode_tile(frames, 1 << 20, 4, 1 << 16)
     assert err.value.reason.value == "bad_header"
     ok = encode_tile(TileHeader("s", "t" * MAX_ID_CHARS, 0, (1, 4, 4), "uint8", ""), pixels)
-    header, _ = decode_tile(ok, 1 << 20, 4)
+    header, _ = decode_tile(ok, 1 << 20, 4, 1 << 16)
     assert tile_key(header) == ("s", "t" * MAX_ID_CHARS, header["checksum"])
