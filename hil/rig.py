@@ -316,7 +316,8 @@ def run(
         detections, {s.sample.name: s.sample.crs for s in scenes})
     (report_dir / "detections.geojson").write_text(json.dumps(collection))
     panels = [Panel(s.sample.name, *s.preview, s.sample.transform,  # type: ignore[misc]
-                    s.sample.vessels or [], [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
+                    s.sample.vessels or [],
+                    [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
               for s in scenes if s.preview is not None]
     draw_overview(panels, report_dir / "overview.png", config.overview.max_side_px,
                   title=f"{report['scene'].get('source')}: {report.get('n_truth', 0)} true vessels (green), "
@@ -614,7 +615,8 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         "units": sorted({s.sample.units for s in scenes})[0] if len({s.sample.units for s in scenes}) == 1 else "mixed",
     }
     if injector is not None:
-        first_status = {t: "processed" if r["status"] == "ok" else f"rejected:{r.get('reason')}" for t, r in first.items()}
+        first_status = {t: "processed" if r["status"] == "ok" else f"rejected:{r.get('reason')}"
+                        for t, r in first.items()}
         first_status.update({t: f"rejected:{reason}" for t, reason in told.items()})
         report["faults"] = {"spec": str(injector.spec), **fault_outcomes(injector.ledger, first_status, dict(answers),
                                                                        deduplicated)}

@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     # Every command reads its defaults from runtime/defaults.toml; --config overrides any subset.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, help="TOML overriding runtime/defaults.toml (an unknown key is an error)")
+    common.add_argument("--config", type=Path,
+                        help="TOML overriding runtime/defaults.toml (an unknown key is an error)")
 
     # No abbreviations: the supervisor reads serve's options (--model, --store) to restart it, and an
     # abbreviated --mod or --stor it did not recognise reinstalled the model or ignored the store.
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--uplink-public-key", help="Ed25519 public key: uplinked models must be signed by its "
                        "private key (python -m runtime sign)")
 
-    sup = sub.add_parser("supervise", parents=[common], help="run 'serve' under a parent that restarts it when its watchdog starves")
+    sup = sub.add_parser("supervise", parents=[common],
+                         help="run 'serve' under a parent that restarts it when its watchdog starves")
     sup.add_argument("--starve-s", type=float, help="restart after the watchdog is unfed this long "
                      "(default from the config: [supervise] starve_s)")
     sup.add_argument("--max-restarts", type=int, default=None, help="give up after this many (default: never)")
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     devices = sub.add_parser("devices", parents=[common], help="list the devices a runtime here can serve on")
     devices.add_argument("--json", action="store_true")
 
-    bench = sub.add_parser("benchmark", parents=[common], help="host latency/throughput of a bundle, and the Myriad X estimate")
+    bench = sub.add_parser("benchmark", parents=[common],
+                           help="host latency/throughput of a bundle, and the Myriad X estimate")
     bench.add_argument("--model", type=Path, required=True)
     bench.add_argument("--device", help="device name, or 'flight' (default from the config: [inference] device)")
     bench.add_argument("--seconds", type=config.positive_float,
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                             "MYRIAD's rules, as the runtime checks a model it opens there)")
     check.add_argument("--json", action="store_true")
 
-    prb = sub.add_parser("probe", parents=[common], help="measure how a device computes and write its profile (profiles.toml schema)")
+    prb = sub.add_parser("probe", parents=[common],
+                         help="measure how a device computes and write its profile (profiles.toml schema)")
     prb.add_argument("--device", required=True, help="CPU, MYRIAD, NPU..., or myriadx-emu (the twin)")
     prb.add_argument("--profile", help="the twin's profile to probe (default: the twin's own)")
     prb.add_argument("--cpu-precision", choices=CPU_PRECISIONS,
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     prb.add_argument("--name", help="the profile's name in --out (default: measured-DEVICE)")
     prb.add_argument("--json", action="store_true", help="print the whole result as JSON")
 
-    comp = sub.add_parser("compile", parents=[common], help="compile a bundle on the ground for one target and add the blob to it")
+    comp = sub.add_parser("compile", parents=[common],
+                          help="compile a bundle on the ground for one target and add the blob to it")
     comp.add_argument("--model", type=Path, required=True, help="bundle directory (the blob is added to it)")
     comp.add_argument("--target", required=True, help="device family: CPU, MYRIAD, NPU, GPU")
     comp.add_argument("--device", help="instance to compile on, e.g. MYRIAD.1.2-ma2480 (default: the target)")
@@ -128,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         cfg = config.defaults(getattr(args, "config", None))  # an unknown key is a clear error too
-        return {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark, "control": _control,
-                "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign, "supervise": _supervise}[args.command](args, cfg)
+        commands = {"serve": _serve, "infer": _infer, "devices": _devices, "benchmark": _benchmark, "control": _control,
+                    "check": _check, "keys": _keys, "compile": _compile, "probe": _probe, "sign": _sign,
+                    "supervise": _supervise}
+        return commands[args.command](args, cfg)
     # A clear message, not a traceback: ValueError includes BundleError; OSError a path of the wrong
     # kind (a folder for --output, a file for --out) and a file rasterio cannot read; StartFailure a
     # supervised runtime that never got ready (its own error printed above). Anything else is a bug
@@ -224,10 +231,11 @@ def _probe(args: argparse.Namespace, cfg: dict) -> int:
     for field, seen in result["numerics"].items():
         print(f"  {field:20s} {seen['value']}")
     semantics = result["interpolate_semantics"]
-    print(f"  {'interpolate':20s} " + ("every probed setting as written" if semantics is None or semantics.get("honour_all")
+    as_written = semantics is None or semantics.get("honour_all")
+    print(f"  {'interpolate':20s} " + ("every probed setting as written" if as_written
                                         else f"native nearest {semantics['native_nearest']}, native linear "
-                                             f"{semantics['native_linear']}, others -> {semantics.get('remap_nearest')} / "
-                                             f"{semantics.get('remap_linear')}")
+                                             f"{semantics['native_linear']}, others -> "
+                                             f"{semantics.get('remap_nearest')} / {semantics.get('remap_linear')}")
           + (f"; modes {semantics['supported_modes']}" if semantics and semantics.get("supported_modes") else ""))
     print(f"  sigmoid max error {result['sigmoid']['max_abs_error']:.3g} "
           f"(exact value rounded: {result['sigmoid']['max_abs_error_of_exact_rounded']:.3g})")

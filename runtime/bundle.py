@@ -328,7 +328,8 @@ def _compiled_record(record_bytes: bytes, blob: bytes, manifest: dict[str, Any])
         raise BundleError(f"compiled/{target}.json has format {record.get('format')!r}; this runtime reads "
                           f"[{COMPILED_FORMAT!r}]")
     if sha256(blob) != record.get("blob_sha256"):
-        raise BundleError(f"compiled/{target}.blob sha256 is {sha256(blob)}, its record says {record.get('blob_sha256')}")
+        raise BundleError(f"compiled/{target}.blob sha256 is {sha256(blob)}, its record says "
+                          f"{record.get('blob_sha256')}")
     if not made_from_ir(record.get("ir_sha256"), manifest):
         raise BundleError(f"compiled/{target}.blob was compiled from another IR ({record.get('ir_sha256')}), "
                           f"not this bundle's ({ir_checksums(manifest)})")

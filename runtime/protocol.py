@@ -210,7 +210,8 @@ def decode_tile(
                            f"{shape[0]} (one name per band, or none)", header)
     for name in ("scene_id", "tile_id", "checksum"):
         if not _is_utf8(header[name]):
-            raise TileRejected(Reason.BAD_HEADER, f"{name} is not UTF-8 text (a lone surrogate such as \\ud800)", header)
+            raise TileRejected(Reason.BAD_HEADER, f"{name} is not UTF-8 text (a lone surrogate such as \\ud800)",
+                               header)
     transform = header.get("transform", [1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     if len(transform) != 6 or not all(_is_finite(t, MAX_TRANSFORM) for t in transform):
         raise TileRejected(Reason.BAD_HEADER, f"transform must be 6 finite numbers within ±{MAX_TRANSFORM:g}", header)

@@ -100,7 +100,8 @@ class Runtime:
         if watchdog and not Path(watchdog).parent.is_dir():
             # Else Health fails to feed it every period while the payload serves on (checked here, at
             # serve, not in Settings: `runtime infer` reads a flight config on the ground too).
-            raise ValueError(f"[health] watchdog_file {watchdog!r}: no folder {str(Path(watchdog).parent)!r} to write it in")
+            raise ValueError(f"[health] watchdog_file {watchdog!r}: no folder {str(Path(watchdog).parent)!r} "
+                             "to write it in")
         # The store first: a bad --store is a clear error before any socket is bound.
         self._tmp = None if settings.store else tempfile.TemporaryDirectory(prefix="runtime-store-")
         try:
@@ -229,7 +230,8 @@ class Runtime:
         except zmq.ZMQError as exc:
             sock.close(linger=0)
             self._close_bound()
-            raise ValueError(f"[endpoints] {name} (--{name}) {address!r} cannot be bound: {zmq.strerror(exc.errno)}") from None
+            raise ValueError(f"[endpoints] {name} (--{name}) {address!r} cannot be bound: "
+                             f"{zmq.strerror(exc.errno)}") from None
         self._bound.append(sock)
         return sock
 
@@ -520,7 +522,8 @@ class Runtime:
     def _give_up(self, job: InFlight, error: BaseException) -> None:
         """A tile the device failed ``max_attempts`` times: rejected through the result path."""
         job.batch = None
-        self._event("inference_failed", detail=f"after {job.attempts} attempts: {error}", **protocol.tile_ids(job.header))
+        self._event("inference_failed", detail=f"after {job.attempts} attempts: {error}",
+                    **protocol.tile_ids(job.header))
         self._vectorise.put((error, job, time.perf_counter()))
 
     def _probes(self) -> list[StageProbe]:
@@ -836,7 +839,8 @@ class Runtime:
             total = sum(len(f) for f in body)
             if total > self.settings.max_message_bytes or len(body) > MAX_COMMAND_FRAMES:
                 raise ValueError(f"a command of {len(body)} frames and {total} bytes; at most {MAX_COMMAND_FRAMES} "
-                                 f"frames and {self.settings.max_message_bytes} bytes in all ([limits] max_message_bytes)")
+                                 f"frames and {self.settings.max_message_bytes} bytes in all "
+                                 "([limits] max_message_bytes)")
             if body and len(body[0]) > self.settings.max_header_bytes:  # refused unparsed, as a tile's header
                 raise ValueError(f"a command's JSON frame of {len(body[0])} bytes; at most "
                                  f"{self.settings.max_header_bytes} ([limits] max_header_bytes)")

@@ -272,7 +272,8 @@ class Supervisor:
             if self._stopping:
                 return self._terminate()
             failed = {} if ready is not None else {"failure": self.start_failure}
-            _say("runtime_restarted", reason=reason, restarts=self.restarts, pid=self.proc.pid,  # type: ignore[union-attr]
+            pid = self.proc.pid  # type: ignore[union-attr]
+            _say("runtime_restarted", reason=reason, restarts=self.restarts, pid=pid,
                  ready=ready is not None, **failed)
             reason = self.start_failure  # a runtime not ready is one more to restart, after the next pause
 

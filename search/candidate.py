@@ -77,7 +77,8 @@ def manifest_for(genome: Genome, data: SearchData, cfg: dict[str, Any], metrics:
                   "bands": list(exp["bands"]), "dtype": "float32", "normalization": data.norm.to_manifest()},
         "output": {"name": OUTPUT_NAME, "shape": [1, 1, tile, tile],
                    "meaning": ("vessel probability per pixel times the network's own sea probability "
-                               "(land gate)" if cfg["train"]["land_gate"] != "none" else "vessel probability per pixel"),
+                               "(land gate)" if cfg["train"]["land_gate"] != "none"
+                               else "vessel probability per pixel"),
                    "threshold": float(exp["threshold"]), "activation": "sigmoid"}
         | ({"threshold": float(post["threshold"]), "min_area_px": int(post["min_area_px"]),
             **({"min_score": float(post["min_score"])} if post.get("min_score") else {})}

@@ -15,8 +15,9 @@ After the last generation the best genome may be trained again with its own budg
 (``[export] discriminate``).
 
 Selection uses validation scores only (synthetic seeds ``data.val_seed_start ..``, or the validation
-split of a real set); the test seeds (< 100) and a real set's test split are never seen by the search. Generation ``g`` draws from ``numpy.random.default_rng([seed, g])``,
-so the whole search replays identically from its records: that is how it resumes (:mod:`search.state`).
+split of a real set); the test seeds (< 100) and a real set's test split are never seen by the search.
+Generation ``g`` draws from ``numpy.random.default_rng([seed, g])``, so the whole search replays
+identically from its records: that is how it resumes (:mod:`search.state`).
 """
 
 from __future__ import annotations
@@ -145,7 +146,8 @@ def check_up_front(cfg: dict[str, Any]) -> None:
     space = search_space(cfg)  # [space] itself: refused here, not after the data is prepared
     address = cfg["run"].get("ray_address")
     if address and importlib.util.find_spec("ray") is None:  # before the data is prepared, not after
-        raise ValueError(f"[run] ray_address (--ray-address) {address!r} needs Ray, which is not installed: {RAY_EXTRA}")
+        raise ValueError(f"[run] ray_address (--ray-address) {address!r} needs Ray, which is not installed: "
+                         f"{RAY_EXTRA}")
     check_recipe(cfg)
     _check_candidates(cfg, "train")
     if int(cfg["final"]["fp32_epochs"]) > 0:

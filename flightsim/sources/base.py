@@ -400,7 +400,8 @@ def with_truth_from_pixels(sample: Sample, pixel_polys: list[Polygon], mask: np.
     """Attach truth given as pixel-coordinate polygons (and optionally a mask that wins over them)."""
     vessels = [pixel_polygon_to_map(p, sample.transform) for p in pixel_polys]
     sample.vessels = vessels
-    sample.mask = mask if mask is not None else vessels_to_mask(vessels, sample.transform, (sample.height, sample.width))
+    shape_hw = (sample.height, sample.width)
+    sample.mask = mask if mask is not None else vessels_to_mask(vessels, sample.transform, shape_hw)
     return sample
 
 

@@ -350,7 +350,8 @@ class CocoSource(Source):
                     raise ValueError(f"{path}: image entry {n} has no {key}")
             _check_id(path, f"image entry {n}", "id", im["id"])
             if not isinstance(im["file_name"], str) or not im["file_name"]:
-                raise ValueError(f"{path}: image entry {n} (id {im['id']!r}) has file_name {json.dumps(im['file_name'])}; "
+                raise ValueError(f"{path}: image entry {n} (id {im['id']!r}) has file_name "
+                                 f"{json.dumps(im['file_name'])}; "
                                  "it must be the image's path, a non-empty string")
             for key in ("height", "width"):
                 value = im.get(key)
@@ -378,7 +379,8 @@ class CocoSource(Source):
         # rewrote the JSON) must make the same samples in the same order, or a seeded split of them
         # (search.dataset) would move images between training and test.
         for im in sorted(images, key=lambda im: (im["file_name"], str(im["id"]))):
-            tried = list(dict.fromkeys([path.parent / im["file_name"], path.parent.parent / "images" / im["file_name"]]))
+            tried = list(dict.fromkeys([path.parent / im["file_name"],
+                                        path.parent.parent / "images" / im["file_name"]]))
             file = next((p for p in tried if p.is_file()), None)
             if file is None:
                 if by_image[im["id"]]:
@@ -462,6 +464,7 @@ class CocoSource(Source):
         sample.notes.extend(self.item_notes[index])
         for key, text in ADAPTATIONS.items():
             if counts[key]:
-                sample.notes.append(f"truth: {_count(counts[key], 'polygon' if key == 'short_rings' else 'annotation')} "
+                what = 'polygon' if key == 'short_rings' else 'annotation'
+                sample.notes.append(f"truth: {_count(counts[key], what)} "
                                     f"{text}")
         return sample

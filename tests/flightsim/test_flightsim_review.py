@@ -178,7 +178,8 @@ def test_faulty_tiles_carry_the_streamers_want_done(endpoint: str, kind: str) ->
     """Review: every fault path framed its tile with want_done true, whatever the streamer said."""
     streamer = Streamer(endpoint, want_done=False)
     headers: list[dict] = []
-    streamer.send_frames = lambda t, f, lost_in_transit=False: headers.append(protocol.loads(f[0]))  # type: ignore[method-assign]
+    streamer.send_frames = (  # type: ignore[method-assign]
+        lambda t, f, lost_in_transit=False: headers.append(protocol.loads(f[0])))
     injector = FaultInjector(streamer, f"{kind}=1.0,seed=0")
     for tile in injector._reordered([_tile(i) for i in range(3)]):
         injector._send(tile, False)

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_two_scenes_with_the_same_file_name_both_get_results(tmp_path: Path, runtime_proc: RuntimeProcess) -> None:
-    scenes = [write_scene(generate_scene(seed, size=128), tmp_path / name)["scene"] for seed, name in ((42, "a"), (7, "b"))]
+    scenes = [write_scene(generate_scene(seed, size=128), tmp_path / name)["scene"]
+              for seed, name in ((42, "a"), (7, "b"))]
     assert Path(scenes[0]).name == Path(scenes[1]).name == "scene.tif"
     collector = ResultCollector(runtime_proc.endpoints["results"], acks=runtime_proc.endpoints.get("acks"))
     try:
