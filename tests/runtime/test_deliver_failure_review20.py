@@ -6,18 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import zmq
-from affine import Affine
 
-from flightsim.streamer import Streamer
-from flightsim.tiles import Tile
-from runtime import config, protocol
-from runtime.client import ControlClient
-from runtime.server import Runtime, Settings
-from tests.conftest import runtime_thread
-from tests.runtime.test_server import Ground
+from runtime import protocol
+from runtime.server import Runtime
+from tests.runtime.test_post_processing_review21 import _runtime, _stream_three
 
 
 def test_a_bug_raised_delivering_a_result_rejects_the_tile_and_the_worker_goes_on(
@@ -35,29 +29,19 @@ def test_a_bug_raised_delivering_a_result_rejects_the_tile_and_the_worker_goes_o
         real_vectorised(self, item, result)
 
     monkeypatch.setattr(Runtime, "_vectorised", raises_once_on_tile_1)
-    cfg = config.defaults()
-    cfg["vectorize"] = {**cfg["vectorize"], "workers": 1, "batch": 1}
-    cfg["health"] = {**cfg["health"], "period_s": 0.1, "hang_timeout_s": 5.0, "watchdog_file": ""}
-    pixels = np.zeros((3, 64, 64), dtype=np.uint8)
-    t = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4200000.0)
-    tiles = [Tile("s", f"s/{i}", i, pixels, t, "EPSG:32631", (0, 0, 64, 64)) for i in range(3)]
-    with runtime_thread(Settings.from_config(cfg, device="CPU", **ipc_endpoints), brightness_bundle):
+    with _runtime(brightness_bundle, ipc_endpoints) as runtime:
         events = zmq.Context.instance().socket(zmq.SUB)
         events.setsockopt(zmq.SUBSCRIBE, b"event")
         events.connect(ipc_endpoints["telemetry"])
-        ground = Ground(ipc_endpoints)
-        control = ControlClient(ipc_endpoints["control"])
         try:
-            Streamer(ipc_endpoints["tiles"]).stream(tiles)
-            got = {r["tile_id"]: r for r in ground.results(3, timeout_s=4.0)}  # within one hang timeout
-            status = control.status()
+            got = _stream_three(ipc_endpoints)
+            status = runtime.status()
             bugs = []
             while events.poll(500):
                 event = protocol.loads(events.recv_multipart()[1])
                 if event["event"] == "internal_error":
                     bugs.append(event)
         finally:
-            control.close()
             events.close()
     assert raised == ["s/1"]
     assert got["s/1"]["status"] == "rejected", got["s/1"]

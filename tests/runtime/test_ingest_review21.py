@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 from runtime import config, protocol
 from runtime.bundle import write_bundle
@@ -60,17 +59,7 @@ def rgb_runtime(tmp_path: Path, ipc_endpoints: dict[str, str]) -> Iterator[tuple
 def _send(served: tuple[Runtime, Ground], frames: list[bytes]) -> tuple[dict, dict]:
     """(the ack, the result) of one tile message."""
     runtime, ground = served
-    sender = zmq.Context.instance().socket(zmq.DEALER)
-    sender.setsockopt(zmq.LINGER, 0)
-    sender.connect(runtime.endpoints["tiles"])
-    try:
-        sender.send_multipart(frames)
-        assert sender.poll(10_000), "no ack"
-        ack = protocol.loads(sender.recv())
-        [result] = ground.results(1)
-    finally:
-        sender.close()
-    return ack, result
+    return ground.exchange(runtime.endpoints["tiles"], frames)
 
 
 @pytest.mark.parametrize("names", [["blue", "green", "red", "nir"], ["blue", "green"]])

@@ -16,6 +16,7 @@ from runtime import config, protocol
 from runtime.client import ControlClient
 from runtime.server import Settings
 from tests.conftest import make_brightness_bundle, runtime_thread
+from tests.runtime.test_post_processing_review21 import _runtime, _stream_three
 from tests.runtime.test_server import Ground
 
 
@@ -75,20 +76,9 @@ def test_a_bug_raised_in_post_processing_rejects_the_tile_and_the_worker_goes_on
         return real_post(self, output, job, t)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Runtime, "_post_process", raises_on_tile_1)
-    cfg = config.defaults()
-    cfg["health"] = {**cfg["health"], "period_s": 0.1, "hang_timeout_s": 5.0, "watchdog_file": ""}
-    pixels = np.zeros((3, 64, 64), dtype=np.uint8)
-    t = Affine(3.0, 0.0, 500000.0, 0.0, -3.0, 4200000.0)
-    tiles = [Tile("s", f"s/{i}", i, pixels, t, "EPSG:32631", (0, 0, 64, 64)) for i in range(3)]
-    with runtime_thread(Settings.from_config(cfg, device="CPU", **ipc_endpoints), brightness_bundle):
-        ground = Ground(ipc_endpoints)
-        control = ControlClient(ipc_endpoints["control"])
-        try:
-            Streamer(ipc_endpoints["tiles"]).stream(tiles)
-            got = {r["tile_id"]: r for r in ground.results(3, timeout_s=4.0)}  # within one hang timeout
-            status = control.status()
-        finally:
-            control.close()
+    with _runtime(brightness_bundle, ipc_endpoints) as runtime:
+        got = _stream_three(ipc_endpoints)
+        status = runtime.status()
     assert got["s/1"]["status"] == "rejected" and "internal error" in got["s/1"]["detail"], got["s/1"]
     assert got["s/0"]["status"] == got["s/2"]["status"] == "ok"
     assert status["counters"]["internal_errors"] == 1

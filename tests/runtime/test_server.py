@@ -53,6 +53,20 @@ class Ground:
             out.append(result)
         return out
 
+    def exchange(self, tiles: str, frames: list[bytes]) -> tuple[dict, dict]:
+        """(the ack, the result) of one tile message sent raw to the runtime's ``tiles`` endpoint."""
+        sender = zmq.Context.instance().socket(zmq.DEALER)
+        sender.setsockopt(zmq.LINGER, 0)
+        sender.connect(tiles)
+        try:
+            sender.send_multipart(frames)
+            assert sender.poll(10_000), "no ack"
+            ack = protocol.loads(sender.recv())
+            [result] = self.results(1)
+        finally:
+            sender.close()
+        return ack, result
+
 
 def test_a_tile_becomes_a_described_vessel(running_runtime: Runtime) -> None:
     ground = Ground(running_runtime.endpoints)

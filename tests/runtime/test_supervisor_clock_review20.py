@@ -19,13 +19,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from runtime import config
 from runtime.store import BundleStore, read_bundle
 from runtime.supervisor import ROLL_BACK_AFTER, Supervisor, main
+from tests.runtime.test_supervisor_stdout_review19 import supervise_for
 
 READY = '{"event": "ready", "endpoints": {}}'
 REPO = Path(__file__).resolve().parents[2]
@@ -45,18 +45,10 @@ def _feeding(watchdog: Path, offset_s: float | str, feed_s: float, then: str) ->
 
 def _run(sup: Supervisor, seconds: float) -> tuple[int | None, float]:
     """``sup.run()`` in a thread, for at most ``seconds``: its result and how long it took."""
-    out: dict[str, Any] = {}
-    started = time.monotonic()
-    thread = threading.Thread(target=lambda: out.setdefault("code", sup.run()), daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        sup.stop()
-        if sup.proc is not None and sup.proc.poll() is None:
-            sup.proc.kill()
-        thread.join(40)
-        pytest.fail(f"the supervisor was still running after {seconds} s")
-    return out.get("code"), time.monotonic() - started
+    code, error, took = supervise_for(sup, seconds)
+    if error is not None:
+        raise error
+    return code, took
 
 
 @pytest.mark.timeout(60)

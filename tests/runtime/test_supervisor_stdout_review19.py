@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import pytest
 
@@ -20,11 +21,11 @@ from runtime.supervisor import Supervisor
 READY = '{"event": "ready", "endpoints": {}}'
 
 
-def _run(code: str, seconds: float) -> tuple[int | None, BaseException | None, Supervisor]:
-    """Supervise ``python -c code`` (a stand-in runtime) in a thread, for at most ``seconds``."""
-    sup = Supervisor([], starve_s=60.0, backoff_s=0.05, max_backoff_s=0.2, max_restarts=2, start_timeout_s=30.0)
-    sup.cmd = [sys.executable, "-c", code]
+def supervise_for(sup: Supervisor, seconds: float) -> tuple[int | None, BaseException | None, float]:
+    """``sup.run()`` in a thread, for at most ``seconds`` (else the test fails, the runtime killed):
+    its exit code, what it raised, and how long it took."""
     out: dict[str, object] = {}
+    started = time.monotonic()
 
     def run() -> None:
         try:
@@ -39,9 +40,17 @@ def _run(code: str, seconds: float) -> tuple[int | None, BaseException | None, S
         sup.stop()
         if sup.proc is not None and sup.proc.poll() is None:
             sup.proc.kill()
-        thread.join(10)
+        thread.join(40)
         pytest.fail(f"the supervisor was still running after {seconds} s")
-    return out.get("code"), out.get("error"), sup  # type: ignore[return-value]
+    return out.get("code"), out.get("error"), time.monotonic() - started  # type: ignore[return-value]
+
+
+def _run(code: str, seconds: float) -> tuple[int | None, BaseException | None, Supervisor]:
+    """Supervise ``python -c code`` (a stand-in runtime) in a thread, for at most ``seconds``."""
+    sup = Supervisor([], starve_s=60.0, backoff_s=0.05, max_backoff_s=0.2, max_restarts=2, start_timeout_s=30.0)
+    sup.cmd = [sys.executable, "-c", code]
+    code_, error, _ = supervise_for(sup, seconds)
+    return code_, error, sup
 
 
 @pytest.mark.timeout(60)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import zmq
 
 from runtime import protocol
 from runtime.server import Runtime
@@ -48,17 +47,7 @@ def _send(runtime: Runtime, frames: list[bytes]) -> tuple[dict, dict]:
     ground = _GROUNDS.get(runtime.endpoints["results"])
     if ground is None:
         ground = _GROUNDS[runtime.endpoints["results"]] = Ground(runtime.endpoints)
-    sender = zmq.Context.instance().socket(zmq.DEALER)
-    sender.setsockopt(zmq.LINGER, 0)
-    sender.connect(runtime.endpoints["tiles"])
-    try:
-        sender.send_multipart(frames)
-        assert sender.poll(10_000), "no ack"
-        ack = protocol.loads(sender.recv())
-        [result] = ground.results(1)
-    finally:
-        sender.close()
-    return ack, result
+    return ground.exchange(runtime.endpoints["tiles"], frames)
 
 
 @pytest.mark.parametrize("field", ["seq", "window"])

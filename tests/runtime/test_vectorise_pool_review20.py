@@ -41,6 +41,19 @@ def _env_fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rasterio, "Env", env)
 
 
+def _stop_with_two_queued(pool: VectorisePool[Any, Any]) -> bool:
+    """Start ``pool``, wait for its one worker to be dead, queue "a" and "b", and stop it; whether
+    stop() returned within 15 s."""
+    pool.start()
+    assert _until(lambda: pool.dead(0), 5.0)
+    pool.put("a")
+    pool.put("b")
+    stopper = threading.Thread(target=pool.stop, kwargs={"stuck_s": 2.0})
+    stopper.start()
+    stopper.join(15)
+    return not stopper.is_alive()
+
+
 def _health(pool: VectorisePool[Any, Any], said: list[tuple[str, dict[str, Any]]]) -> Health:
     """Health checking every 50 ms, with a hang timeout no test here waits for: what it does within
     seconds it does because a worker is dead, not because it looks stuck."""
@@ -111,14 +124,7 @@ def test_stop_restarts_a_dead_worker_so_every_item_is_answered(monkeypatch: pyte
     _env_fails_once(monkeypatch)
     delivered: list[tuple[str, str]] = []
     pool = VectorisePool(1, str.upper, lambda item, result: delivered.append((item, result)))
-    pool.start()
-    assert _until(lambda: pool.dead(0), 5.0)
-    pool.put("a")
-    pool.put("b")
-    stopper = threading.Thread(target=pool.stop, kwargs={"stuck_s": 2.0})
-    stopper.start()
-    stopper.join(15)
-    assert not stopper.is_alive()
+    assert _stop_with_two_queued(pool), "stop() did not return"
     assert delivered == [("a", "A"), ("b", "B")]
     assert not pool.dead(0), "a worker that ended on its stop signal is not dead"
 
@@ -202,13 +208,6 @@ def test_stop_gives_up_on_a_worker_that_dies_at_every_start(monkeypatch: pytest.
     delivered: list[tuple[str, str]] = []
     pool = VectorisePool(1, str.upper, lambda item, result: delivered.append((item, result)),
                          give_up=lambda item: f"gave up {item}")
-    pool.start()
-    assert _until(lambda: pool.dead(0), 5.0)
-    pool.put("a")
-    pool.put("b")
-    stopper = threading.Thread(target=pool.stop, kwargs={"stuck_s": 2.0})
-    stopper.start()
-    stopper.join(15)
-    assert not stopper.is_alive(), "stop() restarted a worker that dies at every start for ever"
+    assert _stop_with_two_queued(pool), "stop() restarted a worker that dies at every start for ever"
     assert sorted(delivered) == [("a", "gave up a"), ("b", "gave up b")]
     assert len(starts) == 1 + SHUTDOWN_RESTARTS

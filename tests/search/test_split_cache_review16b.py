@@ -13,16 +13,22 @@ from PIL import Image
 from search.dataset import prepare_data, split_arrays
 
 
-def test_a_split_made_again_in_one_process_trains_on_its_own_samples(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+def write_mini_hrsid(root: Path, side: int = 4) -> Path:
+    """``root`` as an hrsid-mini set of ten 16 x 16 noise images, each with one ``side``-pixel square
+    ship in its mask (green): small enough to split and prepare in a test."""
     rng = np.random.default_rng(0)
-    root = tmp_path / "set"
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
     for k in range(10):
         Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / "images" / f"img{k}.jpg")
         mask = np.zeros((16, 16, 3), np.uint8)
-        mask[4:8, 4:8, 1] = 255
+        mask[4:4 + side, 4:4 + side, 1] = 255
         Image.fromarray(mask).save(root / "masks" / f"img{k}.png")
+    return root
+
+
+def test_a_split_made_again_in_one_process_trains_on_its_own_samples(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    root = write_mini_hrsid(tmp_path / "set")
     out = tmp_path / "out" / "data"
     tiny_cfg["data"].update(source=f"hrsid-mini:{root}", split_seed=0, val_fraction=0.2, test_fraction=0.2)
     first = prepare_data(tiny_cfg, out)
