@@ -8,7 +8,8 @@
 2. each candidate is described on the ground by the features the runtime computes on board
    (:func:`runtime.discriminate.component_features`, on the sample's counts in the bands the rig
    sent: :func:`runtime.bands.adapt_bands`, as ``hil run`` picks them) and labelled a ship when it
-   matches a true vessel (polygon IoU >= 0.5, as the object F1 counts);
+   matches a true vessel as hil's object F1 counts it (polygon IoU >= ``[score] match_iou``, 0.5, with
+   hil's slack, against the outlines' parts inside the image: :func:`scored_truth`, :func:`is_match`);
 3. a model of the ``kind`` asked for (:data:`runtime.discriminate.KINDS`: a logistic model, or
    boosted decision trees fitted by scikit-learn's ``HistGradientBoostingClassifier`` with its
    default settings but early stopping, which is off: 100 trees, not tuned here) is fitted on the
@@ -52,13 +53,16 @@ from rasterio.features import rasterize
 from shapely.geometry import shape
 
 from flightsim.tiles import owned_windows, tile_grid
-from hil.score import precision_recall_f1
+from hil.merge import owned_box
+from hil.score import IOU_SLACK, match_objects, precision_recall_f1, within
 from runtime.bands import adapt_bands, model_band_names
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
 from runtime.discriminate import FEATURES, Discriminator, SecondStage, TreeDiscriminator, check_kind, component_features
 from search.state import write_json_atomic
 
 if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
     from flightsim.sources.base import Sample
 
 #: Cuts tried on the validation candidates.
@@ -68,8 +72,10 @@ CUTS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
 #: store of fits made the old way is not reused. 2: a merged vessel's piece with its own scores,
 #: the rig's bands, detections matched by the full sample name, the replaced cuts' area exact. 3: a
 #: vessel's row from the tile whose verdict decides it in flight (:func:`_judging_tile`), no longer
-#: always from the tile owning its centroid.
-ROWS_VERSION = 3
+#: always from the tile owning its centroid. 4: labels and the number of true vessels as hil's object
+#: F1 counts them (:func:`scored_truth`, :func:`is_match`): truth clipped to the image, IoU with hil's slack;
+#: a centroid's tile found from the outline's centroid, as hil finds it (:func:`_tile_view`).
+ROWS_VERSION = 4
 
 #: The manifest's ``metrics`` that describe the bundle's detections as they were before its cuts
 #: were replaced by the second stage: :func:`discriminate` moves them under ``before_second_stage``.
@@ -157,7 +163,8 @@ def fit_stage(kind: str, rows: np.ndarray, labels: np.ndarray) -> SecondStage:
 def matched_detections(split: Path, which: str, detections: Path
                        ) -> Iterator[tuple[Sample, list[tuple[dict[str, Any], float]]]]:
     """Each sample of one part of a split (pixels loaded), with the detections a hil run made on it
-    and each detection's best IoU with the sample's vessel outlines (what hil's object F1 matches).
+    and each detection's best IoU with the sample's vessel outlines as hil's object F1 sees them
+    (:func:`scored_truth`; a match where :func:`is_match`).
 
     Detections are matched by the full sample name (hil writes ``sample.name`` into each one's
     ``properties.scene``): two sets of a split may hold images of the same stem
@@ -170,21 +177,44 @@ def matched_detections(split: Path, which: str, detections: Path
         by_scene[str(feature["properties"]["scene"])].append(feature)
     for sample in split_source(f"{split}:{which}"):
         sample.load()
-        truth = sample.vessels or []
-        found = []
-        for feature in by_scene.get(sample.name, []):
-            geom = shape(feature["geometry"])
-            found.append((feature, max((geom.intersection(t).area / geom.union(t).area for t in truth), default=0.0)))
+        truth = scored_truth(sample)
+        # each detection's best IoU as hil's match_objects computes it (valid areal forms, moved near the
+        # origin): on its own, with no floor, the best pair is the one it takes first
+        found = [(feature, match_objects([shape(feature["geometry"])], truth, 0.0)["matched_mean_iou"] or 0.0)
+                 for feature in by_scene.get(sample.name, [])]
         yield sample, found
+
+
+def scored_truth(sample: Sample) -> list[BaseGeometry]:
+    """The true vessels of ``sample`` that hil's object F1 counts (``hil.rig``): each outline's part
+    inside the image (:func:`hil.score.within`), an outline wholly outside it left out. Matched against
+    the raw outlines, a ship whose box runs past the image edge was a false alarm here and a hit in hil,
+    and a bow-tie outline stopped the fit with GEOS's TopologyException."""
+    return within(sample.vessels or [], owned_box(sample.transform, (0, 0, sample.height, sample.width)))
+
+
+def is_match(best_iou: float) -> bool:
+    """Whether a detection of best IoU ``best_iou`` (:func:`matched_detections`) is a true positive under
+    hil's rule: ``[score] match_iou`` less :data:`hil.score.IOU_SLACK`, so that a pair of exactly 0.5 in
+    whole pixels counts though map coordinates' rounding computed it a hair under. (hil's greedy
+    one-to-one matching pairs the same detections: ours are disjoint, and so are the truths of a sample
+    at a match_iou of 0.5 or more, :func:`hil.score.match_objects`.)"""
+    from hil.settings import DEFAULTS
+
+    return best_iou >= DEFAULTS.score.match_iou - IOU_SLACK
 
 
 def _tile_view(burnt: np.ndarray, grid: list[tuple[int, int, int, int]],
                owned: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
-    """The window (row, col, h, w) of the tile that owns the centroid of a burnt candidate."""
+    """The window (row, col, h, w) of the tile that owns the centroid of a burnt candidate, as
+    :func:`hil.merge.tile_pieces` finds it: the centroid of its outline (its pixels' centres, half a
+    pixel past their indices: an index's mean just short of an ownership line put a centroid just past
+    it in the tile before), in the first owned part that covers it (edges included, in the grid's
+    order, so a centroid on an ownership line is the earlier tile's)."""
     rr, cc = np.nonzero(burnt)
-    r, c = rr.mean(), cc.mean()
+    r, c = rr.mean() + 0.5, cc.mean() + 0.5
     for window, (row, col, h, w) in zip(grid, owned):
-        if row <= r < row + h and col <= c < col + w:
+        if row <= r <= row + h and col <= c <= col + w:
             return window
     return (0, 0, burnt.shape[0], burnt.shape[1])
 
@@ -232,7 +262,7 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
                ) -> tuple[np.ndarray, np.ndarray, int]:
     """Feature rows of a hil run's detections on one part of a split, measured on the tile the
     payload saw each on (``tile_size``, ``overlap``: the run's grid), their labels (matches a true
-    vessel at IoU >= 0.5) and the number of true vessels there.
+    vessel as hil counts it: :func:`is_match`) and the number of true vessels hil counts there.
 
     ``model_bands``: the model's band names; each sample's bands are made the model's by the rig's
     rule (:func:`runtime.bands.adapt_bands`, as ``hil run`` applies it without ``--bands``), so the
@@ -243,7 +273,7 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
     """
     rows, labels, n_truth = [], [], 0
     for sample, found in matched_detections(split, which, detections):
-        n_truth += len(sample.vessels or [])
+        n_truth += len(scored_truth(sample))
         grid = tile_grid(sample.height, sample.width, tile_size, overlap)
         owned = owned_windows(grid)
         image = sample.image
@@ -275,7 +305,7 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
                     tile_probs[window] = np.asarray(probability(tile, window))
                 score, max_score = _piece_scores(tile_probs[window], box, top, left)
             rows.append(component_features(tile, box, top, left, score, max_score))
-            labels.append(best >= 0.5)
+            labels.append(is_match(best))
     return np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth
 
 

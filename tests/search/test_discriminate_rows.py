@@ -118,8 +118,8 @@ def test_each_set_gets_its_own_detections_though_two_share_a_stem(tmp_path: Path
     ``ssdd/000001`` the detections of ``hrsid/000001`` as well."""
     import hil.__main__
 
-    samples = [SimpleNamespace(name=name, vessels=[shapely_box(0, 0, 4, 4)], load=lambda: None)
-               for name in ("ssdd/000001", "hrsid/000001")]
+    samples = [SimpleNamespace(name=name, vessels=[shapely_box(0, 0, 4, 4)], load=lambda: None, height=16, width=16,
+                               transform=Affine.identity()) for name in ("ssdd/000001", "hrsid/000001")]
     features = [{"type": "Feature", "geometry": shapely_box(0, 0, 4, 4).__geo_interface__,
                  "properties": {"scene": "ssdd/000001", "score": 0.9, "max_score": 0.95}},
                 {"type": "Feature", "geometry": shapely_box(10, 10, 12, 12).__geo_interface__,
