@@ -102,7 +102,9 @@ def fit_logistic(rows: np.ndarray, labels: np.ndarray, features: tuple[str, ...]
     if len(y) != len(x) or not 0 < y.sum() < len(y):
         raise NoBothKinds("a discriminator needs candidates of both kinds (ships and not), one label per row")
     mean, scale = x.mean(0), x.std(0)
-    scale[scale == 0] = 1.0
+    # A column that never varies (all its values equal) has std 0 in theory but 1e-17 to 1e-15 in
+    # float64 (the mean's rounding): divided by that, any other value in flight became enormous.
+    scale[np.ptp(x, axis=0) == 0] = 1.0
     z = np.c_[np.ones(len(x)), (x - mean) / scale]
     w = np.zeros(z.shape[1])
     penalty = l2 * np.eye(len(w))
