@@ -117,7 +117,8 @@ def run(
         strict_fit: refuse (ValueError) a scene that does not suit the model (:mod:`hil.fit`)
             instead of warning in the report.
         land_masks: a folder of ``<sample stem>.png`` sea/land masks (0 = land, as SSDD's
-            ``sealand/``), or a coastline data set (:data:`hil.coastline.COASTLINES`) for
+            ``sealand/``; black in a colour or palette PNG: :func:`sea_mask`), or a coastline data
+            set (:data:`hil.coastline.COASTLINES`) for
             georeferenced samples: detections whose centroid is on land are dropped on the ground,
             and land pixels cleared from the mask, before scoring (samples without a mask, or
             without a CRS or with an assumed position (``Sample.position_assumed``) for a coastline,
@@ -439,6 +440,10 @@ def check_mask_files(samples: Any, folder: Path) -> None:
 def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
     """The sample's sea mask (True = sea) from ``folder/<stem>.png`` (0 = land), or None.
 
+    Land is black: 0 in a grey mask, (0, 0, 0) in a colour one, alpha aside. A palette PNG's values
+    are indices into its colour table, read through it: PIL's palette conversion may put white at
+    index 0, and the index taken for the grey made its sea land and its land sea, without a word.
+
     Raises:
         ValueError: naming the file: unreadable, or of another size than the image.
     """
@@ -446,11 +451,20 @@ def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
     import rasterio
+    from rasterio.enums import ColorInterp
     from rasterio.errors import RasterioError
 
     try:
         with rasterio.open(path) as src:
-            sea = src.read(1) > 0
+            if src.colorinterp[0] == ColorInterp.palette:
+                colours = src.colormap(1)  # index: (r, g, b, a); an index the table lacks is black
+                not_black = np.zeros(max(256, max(colours) + 1), dtype=bool)
+                for index, (r, g, b, _) in colours.items():
+                    not_black[index] = max(r, g, b) > 0
+                sea = not_black[src.read(1)]
+            else:
+                bands = [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha] or [1]
+                sea = (src.read(bands) > 0).any(axis=0)
     except RasterioError as exc:
         raise ValueError(f"{path}: not a readable sea/land mask: {exc}") from None
     if sea.shape != (sample.height, sample.width):
