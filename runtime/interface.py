@@ -18,7 +18,8 @@ PORTS = {
             "per result the ground has taken (runtime/delivery.py).",
 }
 COMMANDS = {
-    "status": "State, serving model, device, counters, health, host CPU by thread.",
+    "status": "Every channel in TELEMETRY: state, serving model, device, health, device recovery, delivery, "
+              "counters, host CPU by thread.",
     "load_model": "Frames: manifest, model.xml, model.bin, golden.npz if listed, then (record, blob) per compiled "
                   "artefact; the request "
                   "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
