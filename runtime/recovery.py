@@ -200,6 +200,8 @@ class DeviceRecovery:
         try:
             self._resubmit(job)
         except CannotRun as exc:  # not a retry: nothing serving can run it
+            # Nor a run: the tile reports the runs it had ("after N attempts"), not the one refused.
+            job.attempts = attempts
             self._abandon(job, exc)
             return
         except Exception as exc:  # the device refused the request outright: a failure like any other
