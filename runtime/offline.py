@@ -84,6 +84,10 @@ class InputImage:
                                  "be where they are seen; write the image upright (e.g. PIL ImageOps.exif_transpose) "
                                  "without the tag")
             interp = [ci.name for ci in src.colorinterp]
+            if len(set(src.dtypes)) > 1:  # a VRT may stack files of other types: rasterio's read then fails
+                self.close()
+                raise ValueError(f"{path}: bands of mixed types {list(src.dtypes)}; a payload sends one type of "
+                                 "counts, uint8 or uint16, in every band")
             self._keep = [i for i, ci in enumerate(interp) if ci != "alpha"] or list(range(src.count))
             shape, dtype = (len(self._keep), src.height, src.width), np.dtype(src.dtypes[0])
             self.transform, self.crs = src.transform, src.crs

@@ -100,3 +100,8 @@ def test_a_raster_with_bands_of_mixed_types_is_refused_naming_the_file(tmp_path:
         read_image(vrt, Georef())
     with pytest.raises(ValueError, match=r"stack\.vrt: bands of mixed types"):
         next(tile_scene(vrt, 16))
+    # runtime infer's reader too (runtime.offline.InputImage): it checked band 1 alone as well
+    from runtime.offline import InputImage
+
+    with pytest.raises(ValueError, match=r"stack\.vrt: bands of mixed types \['uint8', 'float32'\]"):
+        InputImage(vrt)
