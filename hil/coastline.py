@@ -77,6 +77,9 @@ def coastline_sea_mask(sample: Any, coastline: str) -> np.ndarray | None:
     # A point with no place on the Earth (beyond a geostationary disk's rim, or past a pole) has no land
     # to mask: roaring-landmask panics on a latitude past 90 (a PanicException, not an Exception)
     placed = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0)
+    # A geographic grid may run past the antimeridian (-182 is Fiji): roaring-landmask reads longitudes
+    # past +180 but took those past -180 for the sea.
+    lon = np.where(np.isfinite(lon), (lon + 180.0) % 360.0 - 180.0, lon)
     if not placed.any():  # no pixel of it on the Earth: nothing masked, as for a sample without a CRS
         return None
     land = np.zeros(lon.shape, dtype=bool)

@@ -75,3 +75,14 @@ def test_a_run_on_a_geostationary_disk_is_scored_with_the_coastline(tmp_path: Pa
     report = hil.run(scene, tmp_path / "b", tmp_path / "r", land_masks="gshhg").report
     assert report["land_masked"] == {"source": "gshhg", "samples_with_a_mask": 1, "detections_dropped": 0}
     assert report["n_detections"] == 1
+
+
+def test_a_geographic_grid_past_the_antimeridian_is_looked_up_where_it_is() -> None:
+    """Longitudes past -180 (a scene of Fiji written from -182) were taken for the open sea: its land
+    was left unmasked; past +180 they were read right. (Review 23.)"""
+    west = Sample("fiji-west", 1, 1, Affine(0.01, 0.0, -182.58, 0.0, -0.01, -17.79), rasterio.crs.CRS.from_epsg(4326),
+                  ["b"], "uint8")
+    east = Sample("fiji-east", 1, 1, Affine(0.01, 0.0, 177.42, 0.0, -0.01, -17.79), rasterio.crs.CRS.from_epsg(4326),
+                  ["b"], "uint8")
+    assert not coastline_sea_mask(east, "gshhg")[0, 0]  # Viti Levu, 177.4 E 17.8 S: land
+    assert not coastline_sea_mask(west, "gshhg")[0, 0]  # the same place, 360 degrees west
