@@ -339,10 +339,10 @@ def _training_device(cfg: dict[str, Any], store: CandidateStore) -> str | None:
     from search.train import torch_device
 
     name = cfg["candidate"]["torch_device"]
-    here = torch_device(name)
-    if here.type == "cuda" and not (torch.cuda.is_available() and (here.index or 0) < torch.cuda.device_count()):
-        raise ValueError(f"[candidate] torch_device {name!r}: this host has no such CUDA device "
-                         f"({torch.cuda.device_count()} CUDA devices); valid here: 'auto' or 'cpu'")
+    try:
+        here = torch_device(name)  # a CUDA device this host lacks is refused there, listing the valid ones
+    except ValueError as exc:
+        raise ValueError(f"[candidate] {exc}") from None
     before = sorted({str(r["training"]["torch_device"]) for r in store.all()
                      if (r.get("training") or {}).get("torch_device")
                      and torch.device(r["training"]["torch_device"]).type != here.type})

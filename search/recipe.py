@@ -140,6 +140,8 @@ def _check_training_settings(cfg: dict[str, Any], name: dict[str, str]) -> None:
     except (RuntimeError, TypeError):
         raise ValueError(f"[{name['candidate']}] torch_device {cfg['candidate']['torch_device']!r}; valid: 'auto', "
                          f"'cpu', 'cuda', 'cuda:N' or another torch device name") from None
+    except ValueError as exc:  # a CUDA device this host lacks
+        raise ValueError(f"[{name['candidate']}] {exc}") from None
     check_land_settings(cfg["train"], cfg["data"]["land_masks"], name["train"])
     for key, valid in (("modality", MODALITIES), ("normalization_scale", NORMALIZATION_SCALES),
                        ("scene_mode", MODES), ("scene_dtype", tuple(defaults()["dtypes"]))):

@@ -82,10 +82,20 @@ def land_loss(logits: torch.Tensor, land: torch.Tensor, unknown: float,
 
 
 def torch_device(name: str) -> torch.device:
-    """``auto``: the first CUDA device when there is one, else the CPU."""
+    """``auto``: the first CUDA device when there is one, else the CPU.
+
+    Raises:
+        ValueError: for a CUDA device this host does not have, listing what it has: every training
+            (a candidate's, the baseline's, an ablation's) failed deep inside torch on it instead.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        have = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+        raise ValueError(f"torch device {name!r}: this host has no such CUDA device; valid here: "
+                         f"{['auto', 'cpu', *have]}")
+    return device
 
 
 def fit(net: GenomeNet, sampler: PatchSampler, cfg: dict[str, Any], epochs: int, lr: float,

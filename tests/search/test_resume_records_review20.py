@@ -74,6 +74,7 @@ def test_a_cuda_device_the_host_lacks_is_refused_before_any_candidate_fails_on_i
     """Each candidate failed on it, and its persisted ``failed`` record kept the genome from ever
     being trained on resume."""
     tiny_cfg["candidate"]["torch_device"] = "cuda"
-    with pytest.raises(ValueError, match=r"torch_device 'cuda': this host has no such CUDA device.*valid here"):
+    with pytest.raises(ValueError,
+                       match=r"\[candidate\] torch device 'cuda': this host has no such CUDA device.*valid here"):
         run_search(tiny_cfg, tmp_path, progress=False)
     assert not (tmp_path / "data").exists() and not list((tmp_path / "records").glob("*.json"))
