@@ -16,7 +16,8 @@ A restart that raises (a bug in it) is a failed restart: logged and said (``stag
 WARNING_HI, once while it keeps failing), the stage stays hung (so the watchdog is not fed) and is
 restarted again at the next check. It used to end Health's thread: nothing watched the stages again,
 and the watchdog went unfed with no event saying why (tests/runtime/test_post_processing_review21.py).
-A check that raises anywhere else is logged and said as well (``internal_error``), and Health goes on.
+A check that raises anywhere else is logged and said as well (``internal_error``, once while checks keep
+failing), and Health goes on.
 """
 
 from __future__ import annotations
@@ -149,11 +150,16 @@ class Health:
         }
 
     def _run(self) -> None:
+        failing = False  # said once per run of failing checks, as a failed restart is: not every period
         while not self._stop.wait(self.period_s):
             try:
                 self.check()
+                failing = False
             except Exception as exc:  # a probe's bug: the round is not fed, and Health watches on
                 log.exception("a health check raised")
+                if failing:
+                    continue
+                failing = True
                 try:
                     self.event("internal_error", handler="Health.check", detail=repr(exc))
                 except Exception:
