@@ -39,9 +39,9 @@ from hil.geojson import detections_collection
 from hil.merge import owned_box, tile_pieces, whole_vessels
 from hil.overview import Panel, draw_overview
 from hil.runtime_proc import RuntimeExited, RuntimeProcess, remote_endpoints
-from hil.score import (ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, summed_counts,
-                        within)
-from runtime.bands import model_band_names
+from hil.score import (ious, match_objects, percentiles, pixel_counts, pixel_scores, pooled_scores, scored_truth,
+                        summed_counts)
+from runtime.bands import model_band_names, palette_table
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
 from runtime.fit import tile_gsd_m
@@ -456,12 +456,8 @@ def sea_mask(sample: Any, folder: Path) -> np.ndarray | None:
 
     try:
         with rasterio.open(path) as src:
-            if src.colorinterp[0] == ColorInterp.palette:
-                colours = src.colormap(1)  # index: (r, g, b, a); an index the table lacks is black
-                not_black = np.zeros(max(256, max(colours) + 1), dtype=bool)
-                for index, (r, g, b, _) in colours.items():
-                    not_black[index] = max(r, g, b) > 0
-                sea = not_black[src.read(1)]
+            if src.colorinterp[0] == ColorInterp.palette:  # the colours its indices stand for, as images are read
+                sea = (palette_table(src)[0][:, src.read(1)] > 0).any(axis=0)
             else:
                 bands = [i for i, ci in enumerate(src.colorinterp, 1) if ci != ColorInterp.alpha] or [1]
                 sea = (src.read(bands) > 0).any(axis=0)
@@ -595,7 +591,7 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             entry["outline_vessel_iou"] = ious(outline_counts[-1])["vessel_iou"]
             # kept, so that a subset of the images (one data set of several) can be pooled again
             entry["pixel_counts"], entry["outline_pixel_counts"] = counts[-1], outline_counts[-1]
-            truth = within(sample.vessels or [], owned_box(sample.transform, (0, 0, sample.height, sample.width)))
+            truth = scored_truth(sample)
             obj = match_objects([shape(f["geometry"]) for f in vessels], truth, score_cfg.match_iou)
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
             entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, truth, sample)

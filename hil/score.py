@@ -9,6 +9,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from flightsim.sources.base import areal_part
+from hil.merge import owned_box
 
 
 #: Pixel counts of one or several images: intersection and union of each class.
@@ -97,6 +98,15 @@ def within(geometries: list[BaseGeometry], region: BaseGeometry) -> list[BaseGeo
         if part is not None and part.area > 0:
             out.append(part)
     return out
+
+
+def scored_truth(sample: Any) -> list[BaseGeometry]:
+    """The true vessels of ``sample`` (a :class:`flightsim.sources.base.Sample`) that the object F1
+    counts: each outline's part inside the image (:func:`within`), an outline wholly outside it left
+    out. The rig scores against these, and the second stage's fit (search.discriminate) labels its
+    candidates against the same: matched against the raw outlines, a ship whose box ran past the image
+    edge was a false alarm there and a hit here, and a bow-tie outline stopped the fit."""
+    return within(sample.vessels or [], owned_box(sample.transform, (0, 0, sample.height, sample.width)))
 
 
 #: How far under ``min_iou`` a computed IoU may fall and still count: the rounding of map coordinates,

@@ -83,6 +83,16 @@ def _parse_crs(text: str | None) -> CRS | None:
     return None if text is None else CRS.from_user_input(text)
 
 
+def _done_frame(header: dict[str, Any], outcome: Outcome, duplicate: bool = False) -> bytes:
+    """The tile's "done" with its ``outcome``; b"" for a sender that asked for none and is not told
+    (runtime.delivery.ResultSender). ``duplicate``: the answer to a copy of a tile already done."""
+    if not protocol.wants_done(header):
+        return b""
+    status, reason = outcome
+    return protocol.encode_done({**protocol.tile_ids(header), "status": status, "reason": reason,
+                                 **({"duplicate": True} if duplicate else {})})
+
+
 class Runtime:
     """One payload runtime: bind the sockets, then :meth:`serve` until ``shutdown``."""
 
@@ -559,9 +569,7 @@ class Runtime:
         job = item[1]
         latency_s, self._served.latency_s = getattr(self._served, "latency_s", None), None
         outcome: Outcome = OK if rejected is None else ("rejected", Reason.INFERENCE_FAILED.value)
-        done = b""  # a sender that never resends is not told (runtime.delivery.ResultSender)
-        if protocol.wants_done(job.header):
-            done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0], "reason": outcome[1]})
+        done = _done_frame(job.header, outcome)
         if rejected is None:
             if latency_s is not None:  # "of the tiles served ok": one sample per tile delivered
                 self.telemetry.latency(latency_s)
@@ -617,8 +625,9 @@ class Runtime:
         """The vectorise pool's last resort (its ``lost``) for a tile no answer could be made or delivered
         for: :meth:`_post_processing_failed` raised ``exc``, or :meth:`_vectorised` raised on its answer
         too. The tile is counted rejected here (nothing counted it: _vectorised counts nothing when it
-        raises), said, and answered with a rejection made without the helpers that raised; if even that
-        cannot be made, it is released here and remembered as done, so it does not stay inside for ever.
+        raises), said, and answered with its rejection (:meth:`_lost`, queued here, not through the
+        _vectorised that raised); if even that cannot be made, it is released here and remembered as
+        done, so it does not stay inside for ever.
         Each step is guarded on its own: one that raises must not keep the next from freeing the tile.
         Until review 21 such a tile was only logged (tests/runtime/test_post_processing_review21.py)."""
         job = item[1]
@@ -634,12 +643,8 @@ class Runtime:
         except Exception:
             log.exception("counting or saying a tile rejected as a last resort raised")
         try:
-            frames = protocol.encode_result({**protocol.tile_ids(job.header), "status": outcome[0],
-                                             "reason": outcome[1], "detail": detail, "model": job.model})
-            done = b""
-            if protocol.wants_done(job.header):
-                done = protocol.encode_done({**protocol.tile_ids(job.header), "status": outcome[0],
-                                             "reason": outcome[1]})
+            frames, _ = self._lost(job, detail)
+            done = _done_frame(job.header, outcome)
         except Exception:
             log.exception("no rejection could be made for a tile: it is released unanswered")
             self._left()  # the sender, which releases it once its result has left, never gets one
@@ -811,9 +816,7 @@ class Runtime:
         self._count("duplicates")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True, duplicate=True)])
         if state == "done" and protocol.wants_done(header):
-            status, reason = outcome
-            self._tiles.send_multipart([identity, protocol.encode_done({**protocol.tile_ids(header), "status": status,
-                                                                        "reason": reason, "duplicate": True})])
+            self._tiles.send_multipart([identity, _done_frame(header, outcome, duplicate=True)])
 
     def _guarded(self, handler: Any, *args: Any) -> None:
         """Run one message's handler; a bug it hits is an event, never the end of the payload."""

@@ -241,14 +241,15 @@ class VectorisePool(Generic[Item, Result]):
                 return
             if item is not None:
                 self._queued -= 1
-                self._answer_given_up(None, item)
+                self._answer_given_up(-1, item)  # -1: no worker's
 
-    def _answer_given_up(self, i: int | None, item: Item) -> None:
+    def _answer_given_up(self, i: int, item: Item) -> None:
+        """At shutdown: ``item``, which no worker will take, answered by ``give_up`` (else lost)."""
         self._handed_on.discard(id(item))
         if self._give_up is None:
-            self._lose(-1 if i is None else i, item, RuntimeError("abandoned at shutdown, and no give_up"))
+            self._lose(i, item, RuntimeError("abandoned at shutdown, and no give_up"))
             return
-        self._give_up_on(-1 if i is None else i, item)
+        self._give_up_on(i, item)
 
     def _give_up_on(self, i: int, item: Item) -> None:
         """Deliver what ``give_up`` makes of ``item``. A ``give_up`` that raises (a bug) has the item

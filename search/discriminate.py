@@ -9,7 +9,7 @@
    (:func:`runtime.discriminate.component_features`, on the sample's counts in the bands the rig
    sent: :func:`runtime.bands.adapt_bands`, as ``hil run`` picks them) and labelled a ship when it
    matches a true vessel as hil's object F1 counts it (polygon IoU >= ``[score] match_iou``, 0.5, with
-   hil's slack, against the outlines' parts inside the image: :func:`scored_truth`, :func:`is_match`);
+   hil's slack, against the outlines' parts inside the image: :func:`hil.score.scored_truth`, :func:`is_match`);
 3. a model of the ``kind`` asked for (:data:`runtime.discriminate.KINDS`: a logistic model, or
    boosted decision trees fitted by scikit-learn's ``HistGradientBoostingClassifier`` with its
    default settings but early stopping, which is off: 100 trees, not tuned here) is fitted on the
@@ -53,16 +53,13 @@ from rasterio.features import rasterize
 from shapely.geometry import shape
 
 from flightsim.tiles import owned_windows, tile_grid
-from hil.merge import owned_box
-from hil.score import IOU_SLACK, match_objects, precision_recall_f1, within
+from hil.score import IOU_SLACK, match_objects, precision_recall_f1, scored_truth
 from runtime.bands import adapt_bands, model_band_names
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
 from runtime.discriminate import FEATURES, Discriminator, SecondStage, TreeDiscriminator, check_kind, component_features
 from search.state import write_json_atomic
 
 if TYPE_CHECKING:
-    from shapely.geometry.base import BaseGeometry
-
     from flightsim.sources.base import Sample
 
 #: Cuts tried on the validation candidates.
@@ -73,7 +70,7 @@ CUTS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
 #: the rig's bands, detections matched by the full sample name, the replaced cuts' area exact. 3: a
 #: vessel's row from the tile whose verdict decides it in flight (:func:`_judging_tile`), no longer
 #: always from the tile owning its centroid. 4: labels and the number of true vessels as hil's object
-#: F1 counts them (:func:`scored_truth`, :func:`is_match`): truth clipped to the image, IoU with hil's slack;
+#: F1 counts them (:func:`hil.score.scored_truth`, :func:`is_match`): truth clipped to the image, IoU with hil's slack;
 #: a centroid's tile found from the outline's centroid, as hil finds it (:func:`_tile_view`).
 ROWS_VERSION = 4
 
@@ -166,7 +163,7 @@ def matched_detections(split: Path, which: str, detections: Path
                        ) -> Iterator[tuple[Sample, list[tuple[dict[str, Any], float]]]]:
     """Each sample of one part of a split (pixels loaded), with the detections a hil run made on it
     and each detection's best IoU with the sample's vessel outlines as hil's object F1 sees them
-    (:func:`scored_truth`; a match where :func:`is_match`).
+    (:func:`hil.score.scored_truth`; a match where :func:`is_match`).
 
     Detections are matched by the full sample name (hil writes ``sample.name`` into each one's
     ``properties.scene``): two sets of a split may hold images of the same stem
@@ -185,14 +182,6 @@ def matched_detections(split: Path, which: str, detections: Path
         found = [(feature, match_objects([shape(feature["geometry"])], truth, 0.0)["matched_mean_iou"] or 0.0)
                  for feature in by_scene.get(sample.name, [])]
         yield sample, found
-
-
-def scored_truth(sample: Sample) -> list[BaseGeometry]:
-    """The true vessels of ``sample`` that hil's object F1 counts (``hil.rig``): each outline's part
-    inside the image (:func:`hil.score.within`), an outline wholly outside it left out. Matched against
-    the raw outlines, a ship whose box runs past the image edge was a false alarm here and a hit in hil,
-    and a bow-tie outline stopped the fit with GEOS's TopologyException."""
-    return within(sample.vessels or [], owned_box(sample.transform, (0, 0, sample.height, sample.width)))
 
 
 def is_match(best_iou: float) -> bool:

@@ -326,11 +326,8 @@ def _training_device(cfg: dict[str, Any], store: CandidateStore) -> str | None:
     begun with ``auto`` on a lent GPU machine and resumed on the CPU, as a search spanning sessions
     is): allowed, since that is how such a search is finished, but one search's fitness then ranks
     two trainings' numerics (CUDA convolutions run in TF32 by default), which the warning says, and
-    each record names its device. None otherwise.
-
-    Raises:
-        ValueError: for a CUDA device this host does not have (every candidate failed on it, and
-            those records, persisted, kept the genomes from ever being trained).
+    each record names its device. None otherwise. (A CUDA device this host lacks never gets here:
+    :func:`check_up_front` refuses it, through :func:`search.train.torch_device`.)
     """
     if cfg["run"].get("ray_address"):
         return None
@@ -339,10 +336,7 @@ def _training_device(cfg: dict[str, Any], store: CandidateStore) -> str | None:
     from search.train import torch_device
 
     name = cfg["candidate"]["torch_device"]
-    try:
-        here = torch_device(name)  # a CUDA device this host lacks is refused there, listing the valid ones
-    except ValueError as exc:
-        raise ValueError(f"[candidate] {exc}") from None
+    here = torch_device(name)
     before = sorted({str(r["training"]["torch_device"]) for r in store.all()
                      if (r.get("training") or {}).get("torch_device")
                      and torch.device(r["training"]["torch_device"]).type != here.type})

@@ -119,12 +119,6 @@ def check_over_limit(value: Any) -> str:
     return str(value)
 
 
-def recipe_latency_ms(genome: Genome, cfg: dict[str, Any], data: SearchData | None) -> float:
-    """The Myriad X cost model's estimate for ``genome`` under the recipe ``cfg`` (its land gate,
-    export tile and input type), before any training (:func:`recipe_estimate`)."""
-    return float(recipe_estimate(genome, cfg, data).total_ms)
-
-
 def recipe_estimate(genome: Genome, cfg: dict[str, Any], data: SearchData | None) -> LatencyEstimate:
     """The cost model's estimate, layer by layer, of an untrained ``genome`` exported as
     :func:`search.candidate.evaluate_candidate` exports it under ``cfg`` and estimated as the runtime

@@ -305,7 +305,7 @@ def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
     passed over for the final training, and the fittest that fits is trained instead."""
     from search.config import load_config
     from search.dataset import prepare_data
-    from search.final import final_config, final_pick, recipe_latency_ms
+    from search.final import final_config, final_pick, recipe_estimate
     from search.fitness import flight_pick, ranked
     from search.space import Genome
 
@@ -315,10 +315,11 @@ def test_the_final_training_trains_the_fittest_genome_whose_final_network_fits(
     scored = ranked(result.records.values())
     assert len(scored) >= 2
     for r in scored:  # before training, the figure its trained record has
-        assert recipe_latency_ms(Genome.from_dict(r["genome"]), cfg, data) == pytest.approx(
+        assert recipe_estimate(Genome.from_dict(r["genome"]), cfg, data).total_ms == pytest.approx(
             r["device_metrics"]["estimated_latency_ms"], abs=1e-3)
     cfg["final"].update(fp32_epochs=1, aligned_epochs=1, train={"land_gate": "local"})
-    gated = {r["key"]: recipe_latency_ms(Genome.from_dict(r["genome"]), final_config(cfg)[0], data) for r in scored}
+    gated = {r["key"]: recipe_estimate(Genome.from_dict(r["genome"]), final_config(cfg)[0], data).total_ms
+             for r in scored}
     assert all(gated[r["key"]] > r["device_metrics"]["estimated_latency_ms"] for r in scored)
     fittest = scored[0]
     cfg["fitness"]["latency_limit_ms"] = gated[fittest["key"]] - 1e-6

@@ -154,7 +154,7 @@ def test_a_final_tile_the_searched_genomes_cannot_be_exported_at_is_refused_up_f
     stride divides [export] tile alone: at a final tile it does not divide, the final network's
     skips do not line up, and the search failed on it only once every generation had trained (its
     export in final_pick with a latency limit, or after the whole final training without one)."""
-    from search.final import final_config, recipe_latency_ms
+    from search.final import final_config, recipe_estimate
 
     # max_blocks 3: up to two downsamplings, a total stride of 4, which divides the tile of 128
     g = Genome.from_dict({"blocks": [{"kind": "conv", "width": 8}, {"kind": "conv", "width": 8, "stride": 2},
@@ -162,7 +162,7 @@ def test_a_final_tile_the_searched_genomes_cannot_be_exported_at_is_refused_up_f
     assert not violations(g, search_space(tiny_cfg))
     tiny_cfg["final"].update(fp32_epochs=1, export={"tile": 98})
     with pytest.raises(RuntimeError):  # what the search met at its end
-        recipe_latency_ms(g, final_config(tiny_cfg)[0], None)
+        recipe_estimate(g, final_config(tiny_cfg)[0], None)
     with pytest.raises(ValueError, match=r"\[final.export\] tile 98 must be a multiple of 4 "):
         check_up_front(tiny_cfg)
     tiny_cfg["final"]["export"] = {"tile": 100}  # a multiple of every stride the space holds
