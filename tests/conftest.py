@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -87,6 +88,32 @@ def wait_until_dropped(sock: zmq.Socket, timeout_s: float = 10.0) -> bool:
     while sock.poll(0, zmq.POLLOUT) and time.monotonic() < deadline:
         time.sleep(0.05)
     return not sock.poll(0, zmq.POLLOUT)
+
+
+@contextlib.contextmanager
+def event_subscriber(telemetry: str) -> Iterator[zmq.Socket]:
+    """A SUB socket on a runtime's ``telemetry`` endpoint, subscribed to its events; closed after."""
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.setsockopt(zmq.SUBSCRIBE, b"event")
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(telemetry)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+def drained_events(sock: zmq.Socket, name: str, quiet_ms: int = 500) -> list[dict[str, Any]]:
+    """The events called ``name`` that ``sock`` (:func:`event_subscriber`) receives until it has been
+    quiet for ``quiet_ms``."""
+    from runtime import protocol
+
+    out = []
+    while sock.poll(quiet_ms):
+        event = protocol.loads(sock.recv_multipart()[1])
+        if event["event"] == name:
+            out.append(event)
+    return out
 
 
 @contextlib.contextmanager

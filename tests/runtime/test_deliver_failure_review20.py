@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 
 from runtime import protocol
 from runtime.server import Runtime
+from tests.conftest import drained_events, event_subscriber
 from tests.runtime.test_post_processing_review21 import _runtime, _stream_three
 
 
@@ -29,20 +29,10 @@ def test_a_bug_raised_delivering_a_result_rejects_the_tile_and_the_worker_goes_o
         real_vectorised(self, item, result)
 
     monkeypatch.setattr(Runtime, "_vectorised", raises_once_on_tile_1)
-    with _runtime(brightness_bundle, ipc_endpoints) as runtime:
-        events = zmq.Context.instance().socket(zmq.SUB)
-        events.setsockopt(zmq.SUBSCRIBE, b"event")
-        events.connect(ipc_endpoints["telemetry"])
-        try:
-            got = _stream_three(ipc_endpoints)
-            status = runtime.status()
-            bugs = []
-            while events.poll(500):
-                event = protocol.loads(events.recv_multipart()[1])
-                if event["event"] == "internal_error":
-                    bugs.append(event)
-        finally:
-            events.close()
+    with _runtime(brightness_bundle, ipc_endpoints) as runtime, event_subscriber(ipc_endpoints["telemetry"]) as events:
+        got = _stream_three(ipc_endpoints)
+        status = runtime.status()
+        bugs = drained_events(events, "internal_error")
     assert raised == ["s/1"]
     assert got["s/1"]["status"] == "rejected", got["s/1"]
     assert got["s/1"]["reason"] == protocol.Reason.INFERENCE_FAILED.value

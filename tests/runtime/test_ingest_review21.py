@@ -3,67 +3,21 @@ things, sent through the real sockets of a real runtime serving a real IR on the
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
-from pathlib import Path
-
-import numpy as np
 import pytest
 
-from runtime import config, protocol
-from runtime.bundle import write_bundle
+from runtime import config
 from runtime.client import ControlClient, ControlError
-from runtime.server import Runtime, Settings
-from tests.conftest import make_brightness_bundle, runtime_thread
-from tests.runtime.test_server import Ground
-
-
-def _frames(pixels: np.ndarray, **fields: object) -> list[bytes]:
-    """A well-formed tile message of ``pixels`` whose header carries ``fields`` besides its own."""
-    data = np.ascontiguousarray(pixels).tobytes()
-    header = {"v": 1, "type": "tile", "scene_id": "s", "tile_id": "t", "seq": 0, "shape": list(pixels.shape),
-              "dtype": pixels.dtype.name, "checksum": protocol.checksum(data), **fields}
-    return [json.dumps(header).encode(), data]
-
+from runtime.server import Runtime
+# the same real runtime serving red, green, blue, its tile messages and one ground per test (a
+# rejection is sent once: a ground closed early could miss it)
+from tests.runtime.test_unusual_tiles import _close_grounds, _frames, _send, _ship, rgb_runtime  # noqa: F401
 
 #: The shipped [limits] max_header_bytes (checked against defaults.toml by the tests that use it).
 HEADER_LIMIT = 65536
 
 
-def _ship() -> np.ndarray:
-    """Three bands, one bright 40 x 10 pixel "ship": the brightness model finds it."""
-    pixels = np.zeros((3, 64, 64), np.uint8)
-    pixels[:, 10:20, 5:45] = 255
-    return pixels
-
-
-@pytest.fixture()
-def rgb_runtime(tmp_path: Path, ipc_endpoints: dict[str, str]) -> Iterator[tuple[Runtime, Ground]]:
-    """A runtime serving the brightness model with its bands named red, green, blue, and one ground
-    for the whole test (a rejection is sent once: a ground closed early could miss it)."""
-    plain = make_brightness_bundle(tmp_path / "plain")
-    manifest = {k: v for k, v in plain.manifest.items() if k not in ("files", "format")}
-    manifest["input"] = {**manifest["input"], "bands": ["red", "green", "blue"]}
-    write_bundle(tmp_path / "rgb", plain.files["model.xml"], plain.files["model.bin"], manifest)
-    with runtime_thread(Settings.from_config(config.defaults(), device="CPU", **ipc_endpoints),
-                        tmp_path / "rgb") as runtime:
-        ground = Ground(runtime.endpoints)
-        try:
-            yield runtime, ground
-        finally:
-            ground.sock.close()
-            if ground.acks is not None:
-                ground.acks.close()
-
-
-def _send(served: tuple[Runtime, Ground], frames: list[bytes]) -> tuple[dict, dict]:
-    """(the ack, the result) of one tile message."""
-    runtime, ground = served
-    return ground.exchange(runtime.endpoints["tiles"], frames)
-
-
 @pytest.mark.parametrize("names", [["blue", "green", "red", "nir"], ["blue", "green"]])
-def test_a_tile_naming_another_number_of_bands_than_it_carries_is_refused(rgb_runtime: tuple[Runtime, Ground],
+def test_a_tile_naming_another_number_of_bands_than_it_carries_is_refused(rgb_runtime: Runtime,
                                                                             names: list[str]) -> None:
     """A 3-band tile whose header names 4 (or 2) bands: which name is which band is unknown, and the
     band-order check compared equal-length lists only, so blue, green, red, nir went to the red,
@@ -77,12 +31,12 @@ def test_a_tile_naming_another_number_of_bands_than_it_carries_is_refused(rgb_ru
 
 
 def test_a_header_over_the_limit_is_refused_unparsed_and_the_payload_serves_on(
-        rgb_runtime: tuple[Runtime, Ground]) -> None:
+        rgb_runtime: Runtime) -> None:
     """A well-formed header padded past [limits] max_header_bytes: parsing JSON takes up to 23 bytes of
     memory per byte ([{},{},...]: 30 MB became 700 MB), and an accepted tile keeps its header until its
     result leaves, so 64 tiles inside of 256 MiB headers could take the payload's memory many times
     over. It was accepted; it is now refused as bad_header, counted, and the next tile is served."""
-    runtime, _ = rgb_runtime
+    runtime = rgb_runtime
     limit = HEADER_LIMIT
     header, pixels = _frames(_ship(), tile_id="padded", pad=[{}] * (limit // 3))
     assert len(header) > limit
@@ -99,11 +53,11 @@ def test_a_header_over_the_limit_is_refused_unparsed_and_the_payload_serves_on(
 
 
 def test_a_command_over_the_header_limit_is_refused_and_control_serves_on(
-        rgb_runtime: tuple[Runtime, Ground]) -> None:
+        rgb_runtime: Runtime) -> None:
     """A status command whose JSON frame is padded past [limits] max_header_bytes: parsed, it cost the
     main loop (tiles, control, telemetry) the same 23 bytes of memory per byte as a tile's header.
     It is refused with an error naming the limit, and the next command is answered."""
-    runtime, _ = rgb_runtime
+    runtime = rgb_runtime
     client = ControlClient(runtime.endpoints["control"], timeout_s=20)
     try:
         with pytest.raises(ControlError, match="max_header_bytes") as err:

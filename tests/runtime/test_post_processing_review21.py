@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-import zmq
 from affine import Affine
 
 from flightsim.streamer import Streamer
@@ -24,7 +23,7 @@ from runtime.health import Health
 from runtime.server import Runtime, Settings
 from runtime.telemetry import Telemetry
 from runtime.vectorise_pool import DeliverFailed, VectorisePool
-from tests.conftest import runtime_thread
+from tests.conftest import drained_events, event_subscriber, runtime_thread
 from tests.runtime.test_server import Ground
 
 
@@ -206,20 +205,10 @@ def test_a_tile_whose_rejection_cannot_be_made_is_still_rejected_once_and_leaves
         Runtime._vectorised, lambda self, item, result: item[1].header["tile_id"] == "s/1", "a bug in delivery"))
     monkeypatch.setattr(Runtime, "_post_processing_failed", _raises_once(
         Runtime._post_processing_failed, lambda self, item, exc: isinstance(exc, DeliverFailed), "a bug in failed"))
-    with _runtime(brightness_bundle, ipc_endpoints) as runtime:
-        events = zmq.Context.instance().socket(zmq.SUB)
-        events.setsockopt(zmq.SUBSCRIBE, b"event")
-        events.connect(runtime.endpoints["telemetry"])
-        try:
-            got = _stream_three(runtime.endpoints)
-            counters = _counted_once(runtime)
-            rejected = []
-            while events.poll(500):
-                event = protocol.loads(events.recv_multipart()[1])
-                if event["event"] == "tile_rejected":
-                    rejected.append(event)
-        finally:
-            events.close()
+    with _runtime(brightness_bundle, ipc_endpoints) as runtime, event_subscriber(ipc_endpoints["telemetry"]) as events:
+        got = _stream_three(runtime.endpoints)
+        counters = _counted_once(runtime)
+        rejected = drained_events(events, "tile_rejected")
     assert got["s/1"]["status"] == "rejected", got["s/1"]
     assert got["s/1"]["reason"] == protocol.Reason.INFERENCE_FAILED.value
     assert "internal error RuntimeError('a bug in failed')" in got["s/1"]["detail"]
