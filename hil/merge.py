@@ -21,7 +21,8 @@ from rasterio.crs import CRS
 from shapely.geometry import shape
 
 from runtime.merge import merge_detections
-from runtime.vectorize import _geojson, describe
+from runtime.measure import describe
+from runtime.vectorize import _geojson
 
 
 def owned_box(transform: Affine, owned: tuple[int, int, int, int]) -> shapely.Polygon:

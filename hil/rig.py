@@ -676,7 +676,7 @@ def _burn(vessels: list[dict[str, Any]], sample: Sample) -> np.ndarray:
 def _length_errors(pairs: list[tuple[int, int]], vessels: list[dict[str, Any]], truth: list[Any],
                    sample: Sample) -> dict[str, Any]:
     """Relative error of the detected length of each matched vessel (the truth measured the same way)."""
-    from runtime.vectorize import describe
+    from runtime.measure import describe
 
     values = []
     for i, j in pairs:

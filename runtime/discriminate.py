@@ -1,25 +1,17 @@
 """Discrimination: the second stage of a SAR ship detector, after the segmentation has prescreened.
 
-Classical SAR ship detection prescreens bright pixels (a CFAR test) and then discriminates each
-candidate by features of the candidate and of the clutter around it, because land, coast and sea
-clutter make candidates that a pixel test alone cannot tell from ships. Here the network's
-components are the candidates, and each is described by its scores, its size and the contrast of
-its pixels against a ring of clutter around it and by the wider neighbourhood it lies in (land and
-coast are bright and busy over tens of pixels; open sea is dark and calm), in the tile's own counts.
-A logistic model over these features and its shape (how much of its own spread it fills, how elongated it is, how much
-of its box it covers: a hull is a filled, elongated blob, built-up land is ragged), fitted on the
-ground on a training split's detections and cut where object F1 is best on the validation split
-(:mod:`search.discriminate`), travels in the manifest as ``output.discriminator``; the runtime
-drops each component whose probability is below its cut. Two kinds of model read the same
+Land, coast and sea clutter make candidates that a pixel test alone cannot tell from ships, so each
+of the network's components is described by features of itself and of the clutter around it
+(:mod:`runtime.candidate_features`) and judged by a model fitted on the ground on a training
+split's detections and cut where object F1 is best on the validation split
+(:mod:`search.discriminate`). The model travels in the manifest as ``output.discriminator``; the
+runtime drops each component whose probability is below its cut. Two kinds of model read the same
 features: a logistic model (:class:`Discriminator`) and an ensemble of boosted decision trees
 (:class:`TreeDiscriminator`), which can combine them (a bright, ragged, busy-neighbourhood
 component) where a linear score cannot; :func:`discriminator_from_manifest` reads either.
 
-Features are computed in pixels and counts, never map units, so a model fitted on chips without a
-georeference applies to a georeferenced scene alike. Counts below zero (a float tile in decibels)
-get the same log features mirrored (:func:`_log1p`), not NaN, and a probability that comes out
-undefined anyway (coefficients so extreme that their terms overflow against each other) is 0: the
-stage keeps only what it can vouch for (:func:`_sigmoid`).
+A probability that comes out undefined (coefficients so extreme that their terms overflow against
+each other) is 0: the stage keeps only what it can vouch for (:func:`_sigmoid`).
 """
 
 from __future__ import annotations
@@ -31,112 +23,11 @@ from typing import Any
 
 import numpy as np
 
-#: Every feature a discriminator may use, in the order :func:`component_features` returns them.
-FEATURES = ("score", "max_score", "log_area", "log_inside", "log_ring", "log_ring_std", "contrast",
-            "log_inside_p90", "log_context", "log_context_std", "log_context_p90",
-            "fill", "log_elongation", "extent")
+from runtime.candidate_features import FEATURES, RING_PX
+from runtime.leaf_masks import LeafMasks
 
 #: The kinds of model ``output.discriminator`` may hold (its ``kind``; absent: ``logistic``).
 KINDS = ("logistic", "trees")
-
-#: Inner and outer radius (pixels) of the clutter ring: the inner gap keeps the ship's own
-#: sidelobes and a loose outline out of the clutter estimate.
-RING_PX = (2, 6)
-
-#: How far (pixels) beyond the candidate's box the wide context reaches: land and coast are
-#: properties of a neighbourhood tens of pixels across, which the narrow ring does not see.
-CONTEXT_PX = 32
-
-
-def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Square dilation by ``r`` pixels, separable: along each axis a pixel is set when any pixel
-    within ``r`` of it is, an OR over a window of 2r + 1 grown by doubling (a few slices per axis
-    instead of 2r + 1 shifted copies or a running count: this runs on board for every candidate,
-    where each numpy call's fixed cost is most of the work on a box a few tens of pixels across)."""
-    if r <= 0:
-        return mask.copy()
-    # past the box's size a wider window adds nothing: a manifest's huge ring_px must not allocate it
-    r = min(r, max(mask.shape))
-    out = mask
-    for axis in (0, 1):
-        n = out.shape[axis]
-        shape = list(out.shape)
-        shape[axis] = n + 2 * r
-        padded = np.zeros(shape, bool)
-        padded[(slice(None),) * axis + (slice(r, r + n),)] = out
-        out, span = padded, 1
-        while span < 2 * r + 1:  # out[i] is the OR of padded[i : i + span]
-            step = min(span, 2 * r + 1 - span)
-            head = (slice(None),) * axis + (slice(None, out.shape[axis] - step),)
-            tail = (slice(None),) * axis + (slice(step, None),)
-            out, span = out[head] | out[tail], span + step
-    return out
-
-
-def _mean_std(values: np.ndarray) -> tuple[float, float]:
-    """``values.mean()`` and ``values.std()`` of a 1-D float64 array, bit for bit (numpy's own
-    reductions and arithmetic, in its order), without the generic wrappers' cost per call."""
-    mean = np.add.reduce(values) / values.size
-    deviations = values - mean
-    np.multiply(deviations, deviations, out=deviations)
-    return float(mean), float(np.sqrt(np.add.reduce(deviations) / values.size))
-
-
-def component_features(image: np.ndarray, component: np.ndarray, top: int, left: int, score: float,
-                       max_score: float, ring_px: tuple[int, int] = RING_PX) -> np.ndarray:
-    """The :data:`FEATURES` of one candidate.
-
-    Args:
-        image: the tile's counts, (H, W) or (bands, H, W) (then their mean is the intensity), the
-            valid part only.
-        component: boolean mask of the candidate's pixels, cropped to its bounding box.
-        top, left: where ``component``'s box lies in ``image``.
-        score, max_score: the candidate's mean and largest vessel probability.
-        ring_px: inner and outer radius of the clutter ring; the wide context is every pixel
-            within :data:`CONTEXT_PX` of the box that is not the candidate or within its ring.
-    """
-    inner, outer = ring_px
-    h, w = component.shape
-    reach = max(outer, CONTEXT_PX)
-    r0, c0 = max(top - reach, 0), max(left - reach, 0)
-    r1, c1 = min(top + h + reach, image.shape[-2]), min(left + w + reach, image.shape[-1])
-    window = image[..., r0:r1, c0:c1]
-    # the bands' mean straight from the counts: one pass, no float64 copy of every band
-    window = window.mean(axis=0, dtype=np.float64) if window.ndim == 3 else window.astype(np.float64)
-    # The ring and the candidate's neighbourhood are local: dilate within a box just past the ring.
-    b0, d0 = max(top - r0 - outer, 0), max(left - c0 - outer, 0)
-    near = (slice(b0, top - r0 + h + outer), slice(d0, left - c0 + w + outer))
-    local = np.zeros((min(top - r0 + h + outer, window.shape[0]) - b0,
-                      min(left - c0 + w + outer, window.shape[1]) - d0), bool)
-    local[top - r0 - b0:top - r0 - b0 + h, left - c0 - d0:left - c0 - d0 + w] = component
-    # A square dilation by the outer radius is the inner one dilated by the difference (also where
-    # the box clips it: the box is convex), so the two share their first pass.
-    shut = _dilate(local, inner)
-    grown_near = _dilate(shut, outer - inner)
-    grown = np.zeros(window.shape, bool)
-    grown[near] = grown_near
-    ring_near = grown_near & ~shut
-    # boolean indexing walks in row-major order, so the candidate's box and the ring's box give
-    # the same values in the same order as masks over the whole window would
-    inside = window[top - r0:top - r0 + h, left - c0:left - c0 + w][component]
-    # A candidate filling its whole tile has no clutter around it: its own pixels stand in.
-    around = window[near][ring_near] if ring_near.any() else inside
-    context = window[~grown] if not grown.all() else around
-    ring_mean, ring_std = _mean_std(around)
-    context_mean, context_std = _mean_std(context)
-    inside_mean = float(np.add.reduce(inside) / inside.size)
-    return np.array([score, max_score, np.log(inside.size), _log1p(inside_mean), _log1p(ring_mean),
-                     _log1p(ring_std), (inside_mean - ring_mean) / (ring_std + 1.0),
-                     _log1p(_p90(inside)), _log1p(context_mean), _log1p(context_std),
-                     _log1p(_p90(context)), *shape_features(component)])
-
-
-def _log1p(value: float) -> float:
-    """``log1p`` for counts, mirrored below zero (``-log1p(-value)``): the same for every count a
-    model was fitted on (unsigned counts, amplitude), and finite for a float tile whose values go
-    negative (decibels), where ``log1p`` gives NaN below -1 and a NaN feature would decide alone."""
-    return float(np.log1p(value)) if value >= 0 else -float(np.log1p(-value))
-
 
 def _sigmoid(raw: np.ndarray) -> np.ndarray:
     """``1 / (1 + exp(-raw))``, 0 where ``raw`` is NaN (terms that overflowed against each other:
@@ -145,45 +36,6 @@ def _sigmoid(raw: np.ndarray) -> np.ndarray:
     raw = np.where(np.isnan(raw), -np.inf, raw)
     with np.errstate(over="ignore"):
         return 1.0 / (1.0 + np.exp(-raw))
-
-
-def _p90(values: np.ndarray) -> float:
-    """``np.percentile(values, 90)`` (its default, linear method), bit for bit, for a 1-D float64
-    array: one partition and numpy's own interpolation, without the generic machinery that cost
-    most of the features' time on board."""
-    n = values.size
-    virtual = (n - 1) * 0.9
-    lo = min(int(np.floor(virtual)), n - 1)
-    hi = min(lo + 1, n - 1)
-    part = np.partition(values, (lo, hi))
-    a, b = float(part[lo]), float(part[hi])
-    gamma = virtual - lo
-    # numpy's _lerp: from the nearer end, so that gamma 1 gives b exactly
-    return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma
-
-
-def shape_features(component: np.ndarray) -> tuple[float, float, float]:
-    """(fill, log_elongation, extent) of a component's pixels (a boolean crop to its box).
-
-    From the second moments of its pixels, each a unit square (so one pixel has variance 1/12 along
-    each axis and no moment is zero): a solid L x W rectangle at any angle has principal variances
-    L^2/12 and W^2/12, so ``fill`` = area / (12 sqrt(l1 l2)) is about 1 for a hull-like blob and
-    less for a ragged or hollow one; ``log_elongation`` = log(L / W) = log(l1 / l2) / 2; ``extent``
-    is the share of its axis-aligned box it covers.
-    """
-    rows, cols = np.nonzero(component)
-    area = rows.size
-    if area > 1:
-        # np.cov(..., bias=True)'s own arithmetic, bit for bit, without its argument handling (a
-        # tenth of the features' time on board)
-        centred = np.stack([rows, cols]).astype(np.float64)
-        centred -= centred.mean(axis=1)[:, None]
-        cov = np.dot(centred, centred.T.conj()) * (1.0 / area)
-    else:
-        cov = np.zeros((2, 2))
-    small, large = np.linalg.eigvalsh(cov + np.eye(2) / 12.0)
-    return (float(area / (12.0 * np.sqrt(large * small))), float(0.5 * np.log(large / small)),
-            float(area / component.size))
 
 
 @dataclass(frozen=True)
@@ -282,11 +134,22 @@ class TreeDiscriminator:
     def _walkable(self) -> list[tuple[list[int], list[float], list[int], list[int], list[float]]]:
         return [tuple(tree[name].tolist() for name in TREE_ARRAYS) for tree in self.trees]  # type: ignore[misc]
 
+    @functools.cached_property
+    def _masks(self) -> LeafMasks | None:
+        return LeafMasks.of(self.trees, len(self.features))
+
     def probability(self, rows: np.ndarray) -> np.ndarray:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
         x = _columns(rows, self.features)
-        # A tile has a few candidates, each judged alone: walking plain lists costs a tenth of an
-        # array walk, whose per-step numpy overhead a single row cannot share.
+        masks = self._masks
+        raw = masks.raw(x, self.baseline) if masks is not None else self._walk(x)
+        # Finite leaves sum to a finite raw score or overflow to an infinity, never NaN: no _sigmoid
+        # (its guards cost a tenth of the walk, per candidate, on board).
+        return 1.0 / (1.0 + np.exp(-raw))
+
+    def _walk(self, x: np.ndarray) -> np.ndarray:
+        """The raw scores, each tree walked node by node from its root (trees of more than 64
+        leaves, which :class:`LeafMasks` cannot hold)."""
         raw_rows = []
         for values in x.tolist():
             raw_value = self.baseline
@@ -296,9 +159,7 @@ class TreeDiscriminator:
                     node = left[node] if values[feature[node]] <= threshold[node] else right[node]
                 raw_value += value[node]
             raw_rows.append(raw_value)
-        # Finite leaves sum to a finite raw score or overflow to an infinity, never NaN: no _sigmoid
-        # (its guards cost a tenth of the walk, per candidate, on board).
-        return 1.0 / (1.0 + np.exp(-np.array(raw_rows, np.float64)))
+        return np.array(raw_rows, np.float64)
 
 
 def _strings(table: Mapping[str, Any], key: str) -> list[str]:

@@ -13,7 +13,8 @@ import shapely
 from rasterio.crs import CRS
 from shapely.geometry import mapping, shape
 
-from runtime.vectorize import BRIDGE_PX, describe
+from runtime.measure import describe
+from runtime.vectorize import BRIDGE_PX
 
 
 #: What the payload leaves to the merge (:func:`runtime.vectorize.vectorize`), gone once it is applied.
@@ -200,7 +201,7 @@ def _bridged(union: Any, width: float) -> shapely.Polygon:
 
     Why: pieces that meet only at a corner (a diagonal ship cut by a border right at a corner pixel)
     are one vessel under 8-connectivity, but their union is a MultiPolygon, which GeoJSON consumers
-    (and :func:`runtime.vectorize.describe`) take for several shapes where the payload's own outlines
+    (and :func:`runtime.measure.describe`) take for several shapes where the payload's own outlines
     give one Polygon per vessel. The bridge moves no measurement: it lies within the convex hull of
     the parts but for its hair width. Parts the merge joined across a rounding gap (within its
     ``tolerance``) are bridged the same way."""

@@ -35,7 +35,8 @@ from runtime.merge import merge_detections
 from runtime.preprocess import Preprocessor
 from runtime.on_the_earth import check_on_the_earth
 from runtime.protocol import TileRejected
-from runtime.vectorize import describe, vectorize
+from runtime.measure import describe
+from runtime.vectorize import vectorize
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 from rasterio.crs import CRS
 
 from runtime.protocol import Reason, TileRejected
-from runtime.vectorize import lonlat_degrees
+from runtime.measure import lonlat_degrees
 
 #: Bounds on a geographic tile's corners, in degrees. Latitude beyond ±90 is not on the Earth;
 #: longitude beyond ±180 is refused too: a tile written in 0-360 longitudes is unusual, and beyond

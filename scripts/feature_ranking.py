@@ -1,5 +1,5 @@
 """How well each feature of the runtime's second stage separates ships from the rest on its own:
-the area under the ROC curve of every :data:`runtime.discriminate.FEATURES` over a model's
+the area under the ROC curve of every :data:`runtime.candidate_features.FEATURES` over a model's
 candidates on one part of a split (the validation part by default; never the test part).
 
     .venv/bin/python scripts/feature_ranking.py --model models/sar --split out/sar2/data/split.json
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runtime.discriminate import FEATURES  # noqa: E402
+from runtime.candidate_features import FEATURES  # noqa: E402
 from search.discriminate import open_cuts, split_candidates  # noqa: E402
 
 

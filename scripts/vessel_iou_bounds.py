@@ -42,7 +42,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flightsim.tiles import tile_grid  # noqa: E402
-from runtime.discriminate import SecondStage, component_features  # noqa: E402
+from runtime.candidate_features import component_features  # noqa: E402
+from runtime.discriminate import SecondStage  # noqa: E402
 
 EIGHT = np.ones((3, 3), bool)
 

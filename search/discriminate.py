@@ -6,7 +6,7 @@
    cuts opened (``min_score`` 0, ``min_area_px`` down to ``floor_px``), so that every candidate the
    network makes is seen;
 2. each candidate is described on the ground by the features the runtime computes on board
-   (:func:`runtime.discriminate.component_features`, on the sample's counts in the bands the rig
+   (:func:`runtime.candidate_features.component_features`, on the sample's counts in the bands the rig
    sent: :func:`runtime.bands.adapt_bands`, as ``hil run`` picks them) and labelled a ship when it
    matches a true vessel as hil's object F1 counts it (polygon IoU >= ``[score] match_iou``, 0.5, with
    hil's slack, against the outlines' parts inside the image: :func:`hil.score.scored_truth`, :func:`is_match`);
@@ -56,7 +56,8 @@ from flightsim.tiles import owned_windows, tile_grid
 from hil.score import IOU_SLACK, match_objects, precision_recall_f1, scored_truth
 from runtime.bands import adapt_bands, model_band_names
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
-from runtime.discriminate import FEATURES, Discriminator, SecondStage, TreeDiscriminator, check_kind, component_features
+from runtime.candidate_features import FEATURES, component_features
+from runtime.discriminate import Discriminator, SecondStage, TreeDiscriminator, check_kind
 from search.state import write_json_atomic
 
 if TYPE_CHECKING:

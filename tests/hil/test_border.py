@@ -15,7 +15,7 @@ from shapely.geometry import box, mapping
 
 import hil
 from runtime.server import Runtime
-from runtime.vectorize import describe
+from runtime.measure import describe
 
 GSD = 2.0
 TRANSFORM = Affine(GSD, 0.0, 600000.0, 0.0, -GSD, 5000000.0)

@@ -14,7 +14,7 @@ from affine import Affine
 from shapely.geometry import box, mapping
 
 from hil.merge import owned_box, tile_pieces, whole_vessels
-from runtime.vectorize import describe
+from runtime.measure import describe
 
 CRS = rasterio.crs.CRS.from_epsg(32631)
 T = Affine(2.0, 0.0, 500000.0, 0.0, -2.0, 4200000.0)

@@ -12,8 +12,8 @@ from affine import Affine
 
 import hil
 from runtime.bundle import BundleError, read_bundle, rewritable_manifest, rewrite_bundle
-from runtime.discriminate import (CONTEXT_PX, FEATURES, Discriminator, TreeDiscriminator, component_features,
-                                  discriminator_from_manifest, shape_features)
+from runtime.candidate_features import CONTEXT_PX, FEATURES, component_features, shape_features
+from runtime.discriminate import Discriminator, TreeDiscriminator, discriminator_from_manifest
 from runtime.vectorize import vectorize
 from tests.conftest import make_brightness_bundle, write_scene_with_truth
 
@@ -199,7 +199,7 @@ def test_a_served_bundle_applies_its_discriminator_and_a_bad_one_is_refused(tmp_
 def test_the_ring_dilation_is_the_square_neighbourhood() -> None:
     """``_dilate(mask, r)`` sets exactly the pixels within Chebyshev distance r of a set pixel, at
     the tile's edges too (the definition, written as (2r+1)^2 clipped shifts, on random masks)."""
-    from runtime.discriminate import _dilate
+    from runtime.candidate_features import _dilate
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -220,7 +220,7 @@ def test_the_ring_dilation_is_the_square_neighbourhood() -> None:
 def test_the_p90_feature_is_numpys_percentile_bit_for_bit() -> None:
     """The features' 90th percentile is ``np.percentile(x, 90)`` exactly, so a second stage fitted
     with either judges every candidate the same (sizes 1 to 300, counts, means of bands, reals)."""
-    from runtime.discriminate import _p90
+    from runtime.candidate_features import _p90
 
     rng = np.random.default_rng(0)
     for i in range(3000):
@@ -233,7 +233,7 @@ def test_the_features_moments_are_numpys_bit_for_bit() -> None:
     """The ring's and context's mean and spread, and the shape's covariance, are numpy's ``mean``,
     ``std`` and ``cov(bias=True)`` exactly (written out for speed on board), so the shipped second
     stage, fitted with numpy's, judges every candidate the same."""
-    from runtime.discriminate import _mean_std, shape_features
+    from runtime.candidate_features import _mean_std, shape_features
 
     rng = np.random.default_rng(1)
     for i in range(3000):

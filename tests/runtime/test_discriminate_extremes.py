@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 
-from runtime.discriminate import FEATURES, Discriminator, component_features
+from runtime.candidate_features import FEATURES, component_features
+from runtime.discriminate import Discriminator
 
 
 def _component() -> np.ndarray:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.discriminate import TreeDiscriminator, component_features, discriminator_from_manifest
+from runtime.candidate_features import component_features
+from runtime.discriminate import TreeDiscriminator, discriminator_from_manifest
 
 #: One split on the score, two leaves.
 STUMP = {"kind": "trees", "features": ["score", "contrast"], "baseline": 0.0, "cut": 0.5,

@@ -11,7 +11,7 @@ from rasterio.crs import CRS
 from shapely.affinity import rotate
 from shapely.geometry import mapping, shape
 
-from runtime.vectorize import describe
+from runtime.measure import describe
 
 UTM = CRS.from_epsg(32633)
 

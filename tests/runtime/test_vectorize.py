@@ -13,7 +13,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import shape
 
-from runtime.vectorize import describe, vectorize
+from runtime.measure import describe
+from runtime.vectorize import vectorize
 
 UTM = CRS.from_epsg(32631)
 NORTH_UP_3M = Affine(3, 0, 500000, 0, -3, 4_200_000)

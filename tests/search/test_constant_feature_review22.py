@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.discriminate import FEATURES
+from runtime.candidate_features import FEATURES
 from search.discriminate import fit_logistic
 
 

@@ -20,7 +20,7 @@ import search.discriminate as sd
 from flightsim.tiles import owned_windows, tile_grid
 from hil.merge import whole_vessels
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
-from runtime.discriminate import FEATURES, RING_PX
+from runtime.candidate_features import FEATURES, RING_PX
 from runtime.vectorize import vectorize
 from tests.conftest import make_brightness_bundle
 
@@ -35,8 +35,8 @@ class _Recorder:
         self.rows: list[np.ndarray] = []
 
     def probability(self, rows: np.ndarray) -> np.ndarray:
-        self.rows.append(np.array(rows[0]))
-        return np.array([0.5])
+        self.rows += [np.array(row) for row in rows]  # the tile's candidates, in one call
+        return np.full(len(rows), 0.5)
 
 
 def _board(prob: np.ndarray, image: np.ndarray, tile: int) -> list[tuple[dict[str, Any], np.ndarray, tuple]]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle
-from runtime.discriminate import FEATURES
+from runtime.candidate_features import FEATURES
 from flightsim.tiles import owned_windows, tile_grid
 from search.discriminate import ROWS_VERSION, _tile_view, discriminate, fit_logistic, fit_trees, object_f1
 from tests.conftest import make_brightness_bundle
