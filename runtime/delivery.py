@@ -147,7 +147,8 @@ class ResultSender:
         self._ctx, self._results, self._acks, self._notify_endpoint = ctx, results, acks, notify_endpoint
         self._counted, self._say, self._released = counted, say, released
         self._delivered = delivered
-        self._queue: queue.SimpleQueue[tuple[list[bytes], bytes, bytes, Any, Outcome] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[list[bytes] | None, bytes, bytes, Any, Outcome] | None] = \
+            queue.SimpleQueue()
         self.awaiting = AwaitingGround(ack_timeout_s)
         self.beat = Heartbeat("output")
         self._stop_deadline: float | None = None
@@ -156,10 +157,11 @@ class ResultSender:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, frames: list[bytes], identity: bytes, done: bytes, key: Any, outcome: Outcome = OK) -> None:
+    def put(self, frames: list[bytes] | None, identity: bytes, done: bytes, key: Any, outcome: Outcome = OK) -> None:
         """A result to send; ``identity`` and ``done`` tell its tile's sender, ``key`` identifies it
         to the ground's acknowledgement (empty identity, None key: a rejection nobody waits for),
-        ``outcome`` is what its "done" says, remembered for a resend of the tile."""
+        ``outcome`` is what its "done" says, remembered for a resend of the tile. ``frames`` None: a
+        tile no result could be made for (a last resort): released and its sender told, nothing sent."""
         self._queue.put((frames, identity, done, key, outcome))
 
     def depth(self) -> int:
@@ -216,13 +218,20 @@ class ResultSender:
                                                             "shutdown: their senders resend the tiles")
         notify.close()
 
-    def _send_one(self, notify: zmq.Socket, frames: list[bytes], identity: bytes, done: bytes, key: Any,
+    def _send_one(self, notify: zmq.Socket, frames: list[bytes] | None, identity: bytes, done: bytes, key: Any,
                   outcome: Outcome = OK) -> None:
         """Send one result and release or ledger its tile; a bug met on the way is the tile's, not
-        the thread's: every tile is still released once and its sender answered once."""
+        the thread's: every tile is still released once and its sender answered once. ``frames`` None:
+        there is no result to send (:meth:`put`), the tile is released and its sender told at once."""
         inside = True  # the tile counts in max_tiles_inside until released here or ledgered
         stage = "sending"  # then "sent" (the result is out), then "told" (its sender answered)
         try:
+            if frames is None:  # nothing for a ground to have or acknowledge: its sender must not wait for it
+                inside = False
+                self._released()
+                stage = "told"
+                self._finished(notify, identity, done, key, outcome)
+                return
             sent = self._send_result(frames)
             if not sent:
                 inside = False

@@ -6,7 +6,8 @@ tile in flight was rejected. Now a failed request puts its tile here, with its i
 
 1. it is re-run after a back-off (``backoff_s``, doubled per consecutive failure, at most
    ``max_backoff_s``) on whatever device is serving then;
-2. after ``reopen_after`` consecutive failures the device is reopened (a new adapter: recompiled,
+2. after ``reopen_after`` consecutive failures, still so once the back-off has passed (an inference
+   that succeeded meanwhile ended the streak), the device is reopened (a new adapter: recompiled,
    or imported from the bundle's blob); if that fails and ``fallback_device`` is set, the model is
    served on that device instead (the twin, or the CPU), and an event says so;
 3. a tile that failed ``max_attempts`` times is rejected with ``inference_failed``: accounted for,
@@ -43,8 +44,9 @@ PORTS = {
     "failed(job, error)": "in: an inference failed; the job holds its input",
     "succeeded(job)": "in: an inference completed; the failure streak ends, and the job is held here no more",
     "replaced_at_load()": "in: a model load opened on the fallback device, its own being gone",
-    "resubmit(job)": "out: run the job again on the serving adapter (may raise; CannotRun: the job is "
-                     "given up)",
+    "resubmit(job)": "out: run the job again on the serving adapter (may raise: the device refused it, a "
+                     "failure of the device; CannotRun: the job itself cannot run, given up and not "
+                     "counted against the device)",
     "reopen() -> (device, replaced)": "out: a new serving adapter, on the fallback device if the "
                                       "device itself cannot be opened (replaced); raises if neither opens",
     "give_up(job, error)": "out: the job is rejected (inference_failed) through the normal result path",
@@ -60,7 +62,8 @@ EVENTS = {
 
 class CannotRun(Exception):
     """Raised by ``resubmit`` for a job that nothing serving now can run (a model loaded since takes
-    another input): it is given up, not retried."""
+    another input, or preparing the tile again met a bug): it is given up, not retried, and says
+    nothing about the device (only what the device raises counts towards a reopen)."""
 
 
 class DeviceRecovery:
@@ -74,7 +77,8 @@ class DeviceRecovery:
         self.max_backoff_s = float(settings["max_backoff_s"])
         self.reopen_after = int(settings["reopen_after"])
         self._resubmit, self._reopen, self._give_up, self._event = resubmit, reopen, give_up, event
-        self._queue: queue.SimpleQueue[tuple[Any, BaseException] | None] = queue.SimpleQueue()
+        # Each failed job with its error and the monotonic time it failed at (its back-off runs from then).
+        self._queue: queue.SimpleQueue[tuple[Any, BaseException, float] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._settled = threading.Condition(self._lock)
         self._pending = 0          # jobs handed here and not yet resubmitted or given up
@@ -104,7 +108,7 @@ class DeviceRecovery:
             streak = self._streak
         self._emit("device_error", detail=f"{type(error).__name__}: {error}", attempt=getattr(job, "attempts", 1),
                    consecutive_failures=streak)
-        self._queue.put((job, error))
+        self._queue.put((job, error, time.monotonic()))
 
     def _emit(self, name: str, **fields: Any) -> None:
         """An event; one that cannot be sent is logged, and changes nothing of what happens to a tile
@@ -163,9 +167,9 @@ class DeviceRecovery:
 
     def _loop(self) -> None:
         while (item := self._queue.get()) is not None:
-            job, error = item
+            job, error, failed_at = item
             try:
-                self._handle(job, error)
+                self._handle(job, error, failed_at)
             except Exception as exc:  # a bug here must not end recovery: this tile is rejected, the rest go on
                 log.exception("device recovery failed on a job")
                 self._emit("device_recovery_error", detail=f"{type(exc).__name__}: {exc}")
@@ -185,15 +189,22 @@ class DeviceRecovery:
             self._held.discard(id(job))
         self._give_up(job, error)
 
-    def _handle(self, job: Any, error: BaseException) -> None:
+    def _handle(self, job: Any, error: BaseException, failed_at: float) -> None:
         attempts = getattr(job, "attempts", 1)
         if attempts >= self.max_attempts:
             self._abandon(job, error)
             return
         with self._lock:
             streak = self._streak
-        reopen = streak >= self.reopen_after
-        time.sleep(self._delay(streak))
+        # The back-off runs from the job's failure, not from its turn here: tiles that failed together
+        # wait one back-off together, where each waited its own after the one before (the last of N
+        # after N back-offs; tests/runtime/test_recovery_review24.py).
+        time.sleep(max(0.0, failed_at + self._delay(streak) - time.monotonic()))
+        # Decided after the back-off, not before it: an inference that succeeded meanwhile ended the
+        # streak (the device works), and a reopen decided before the sleep replaced a working device
+        # (tests/runtime/test_recovery_review24.py).
+        with self._lock:
+            reopen = self._streak >= self.reopen_after
         if reopen:
             self._reopen_device()
         job.attempts = attempts + 1

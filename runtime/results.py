@@ -42,6 +42,7 @@ class InFlight:
     adapter: Any = None                   # the adapter it was last submitted to
     discriminator: SecondStage | None = None  # the model's second stage (manifest), if it has one
     pixels: np.ndarray | None = None      # the tile's counts: for the discriminator, and a re-run on another model
+    internal_error: bool = False          # a bug met on it has been counted and said (once per tile)
 
 
 def describe(output: np.ndarray, job: InFlight, t_inferred: float,

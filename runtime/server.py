@@ -456,17 +456,17 @@ class Runtime:
         so the tile is prepared again for it: its result says which model ran it, and that model
         must have seen the input it expects. One it cannot take is rejected (inference_failed)."""
         serving = self.serving
-        assert serving is not None and job.batch is not None
-        if job.model != serving.info:
-            assert job.pixels is not None
-            try:
-                job.batch, job.valid = serving.preprocess(job.pixels, job.header)
-            except TileRejected as exc:
-                raise CannotRun(f"model {serving.bundle.name} now serves and cannot take this tile: "
-                                f"{exc.detail}") from None
-            job.discriminator = serving.bundle.discriminator
-        job.model, job.threshold, job.min_area_px = serving.info, serving.bundle.threshold, serving.bundle.min_area_px
-        job.min_score = serving.bundle.min_score
+        assert serving is not None
+        try:
+            self._prepare_again(job, serving)
+        except CannotRun:
+            raise
+        except Exception as exc:  # a bug met on the tile: its own, not the device's
+            # Only what the device raises counts against it: raised as a plain error, this reached
+            # recovery as a device failure, which lengthened the streak and reopened a working device.
+            log.exception("preparing a tile for its re-run failed")
+            self._tile_bug(job, "_resubmit", exc)
+            raise CannotRun(f"preparing the tile for its re-run raised {exc!r}") from exc
         job.t_submitted = time.perf_counter()
         job.adapter = serving.adapter
         with self._lock:
@@ -480,6 +480,21 @@ class Runtime:
                 raise  # the serving device refused it: recovery counts it against that device
             # An adapter replaced (and closed) meanwhile refused it: re-run, without blaming the new one.
             self.recovery.failed(job, exc, stale=True)
+
+    def _prepare_again(self, job: InFlight, serving: Serving) -> None:
+        """Make ``job`` ready to run on ``serving``: prepared again if another model serves now
+        (CannotRun: that model cannot take it), and labelled with the model that will run it."""
+        assert job.batch is not None
+        if job.model != serving.info:
+            assert job.pixels is not None
+            try:
+                job.batch, job.valid = serving.preprocess(job.pixels, job.header)
+            except TileRejected as exc:
+                raise CannotRun(f"model {serving.bundle.name} now serves and cannot take this tile: "
+                                f"{exc.detail}") from None
+            job.discriminator = serving.bundle.discriminator
+        job.model, job.threshold, job.min_area_px = serving.info, serving.bundle.threshold, serving.bundle.min_area_px
+        job.min_score = serving.bundle.min_score
 
     def _reopen(self) -> tuple[str, bool]:
         """A new adapter for the serving model: on the device again, else on the fallback device.
@@ -617,39 +632,53 @@ class Runtime:
             handler, step, bug = "_vectorised", "delivering its result", exc.__cause__ or exc
         else:
             handler, step, bug = "_post_process", "post-processing", exc
-        self._count("internal_errors")
-        self._event("internal_error", handler=handler, detail=repr(bug), **protocol.tile_ids(item[1].header))
+        self._tile_bug(item[1], handler, bug)
         return self._lost(item[1], f"{step}: internal error {bug!r}")
+
+    def _tile_bug(self, job: InFlight, handler: str, bug: BaseException) -> None:
+        """A bug met on an accepted tile: counted and said (``internal_error``) once per tile, by the
+        first step that meets one; a later step failing on the same tile is only logged. Until review
+        24 a tile whose rejection for a bug failed to deliver too was counted and said twice (by
+        :meth:`_post_processing_failed`, then by :meth:`_post_processing_lost`)."""
+        if job.internal_error:
+            return
+        self._count("internal_errors")
+        job.internal_error = True  # set once counted: a said event that raises must not count it again
+        self._event("internal_error", handler=handler, detail=repr(bug), **protocol.tile_ids(job.header))
 
     def _post_processing_lost(self, item: tuple[np.ndarray, InFlight, float], exc: Exception) -> None:
         """The vectorise pool's last resort (its ``lost``) for a tile no answer could be made or delivered
         for: :meth:`_post_processing_failed` raised ``exc``, or :meth:`_vectorised` raised on its answer
         too. The tile is counted rejected here (nothing counted it: _vectorised counts nothing when it
         raises), said, and answered with its rejection (:meth:`_lost`, queued here, not through the
-        _vectorised that raised); if even that cannot be made, it is released here and remembered as
-        done, so it does not stay inside for ever.
+        _vectorised that raised); if even that cannot be made, it leaves with no result, its sender told
+        "done" (rejected) all the same and the tile remembered as done, so it does not stay inside for ever.
         Each step is guarded on its own: one that raises must not keep the next from freeing the tile.
-        Until review 21 such a tile was only logged (tests/runtime/test_post_processing_review21.py)."""
+        Until review 21 such a tile was only logged (tests/runtime/test_post_processing_review21.py); until
+        review 24 one with no result was released with no "done" (tests/runtime/test_post_processing_review24.py)."""
         job = item[1]
         outcome: Outcome = ("rejected", Reason.INFERENCE_FAILED.value)
         detail = f"post-processing: internal error {exc!r}, and the tile's rejection could not be made"
         log.error("a tile could not be answered: rejected as a last resort", exc_info=exc)
         try:
             self.telemetry.reject(Reason.INFERENCE_FAILED.value)
-            self._count("internal_errors")
-            ids = protocol.tile_ids(job.header)
-            self._event("internal_error", handler="_post_processing_lost", detail=repr(exc), **ids)
-            self._event("tile_rejected", reason=outcome[1], detail=detail, **ids)
+            self._tile_bug(job, "_post_processing_lost", exc)
+            self._event("tile_rejected", reason=outcome[1], detail=detail, **protocol.tile_ids(job.header))
         except Exception:
             log.exception("counting or saying a tile rejected as a last resort raised")
         try:
-            frames, _ = self._lost(job, detail)
             done = _done_frame(job.header, outcome)
         except Exception:
-            log.exception("no rejection could be made for a tile: it is released unanswered")
-            self._left()  # the sender, which releases it once its result has left, never gets one
-            self._remember(job.key, "done", outcome)  # a resend hears it was rejected
-            return
+            log.exception("no \"done\" could be made for a tile rejected as a last resort")
+            done = b""  # its sender is not told; the tile is still released and remembered as rejected
+        try:
+            frames: list[bytes] | None = self._lost(job, detail)[0]
+        except Exception:
+            log.exception("no rejection could be made for a tile: it is released with no result")
+            frames = None
+        # Through the sender thread either way, which releases the tile and tells its sender "done" (the
+        # main loop remembers it, so a resend hears it was rejected): with no result, it used to be only
+        # released here, and a sender waiting for its "done" waited for ever.
         self._sender.put(frames, job.identity, done, job.key, outcome)
 
     def _lost(self, job: InFlight, detail: str) -> tuple[list[bytes], str]:
