@@ -127,7 +127,7 @@ def on_the_earth(crs: Any) -> bool:
     (``[sources] local_crs``, whose origin is 0 N 0 E: the Gulf of Guinea, all sea, for any image)."""
     if crs is None or not (crs.is_geographic or crs.is_projected):
         # an engineering (local) CRS, as a GeoTIFF may carry: PROJ cannot place it on the Earth, and
-        # looking it up failed at the scoring, after the whole run (its units are "px" too: units_of)
+        # looking it up failed at the scoring, after the whole run (it is measured in its own unit)
         return False
     from rasterio.crs import CRS
 

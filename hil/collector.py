@@ -34,6 +34,10 @@ class ResultCollector:
                 keys.apply(self._acks)
             self._acks.connect(acks)
         self.results: list[tuple[float, dict[str, Any], np.ndarray | None]] = []
+        # (scene_id, tile_id, checksum) of each result acknowledged: the rig tells its own run's from
+        # those a runtime held from before it (:meth:`acked_keys`); read while the thread adds to it
+        self._acked: set[tuple[str, str, str]] = set()
+        self._acked_lock = threading.Lock()
         self.malformed = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="collector", daemon=True)
@@ -55,19 +59,30 @@ class ResultCollector:
             if (self._acks is not None and result.get("acknowledge") is not False
                     and result.get("scene_id") is not None and result.get("tile_id") is not None):
                 key = [result.get("scene_id"), result.get("tile_id"), result.get("checksum")]
-                if all(isinstance(k, str) for k in key):
-                    self._ack(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key}))
+                if all(isinstance(k, str) for k in key) and \
+                        self._ack(protocol.dumps({"v": protocol.PROTOCOL_VERSION, "ack": key})):
+                    with self._acked_lock:
+                        self._acked.add((key[0], key[1], key[2]))
 
-    def _ack(self, message: bytes) -> None:
+    def _ack(self, message: bytes) -> bool:
         """Send one acknowledgement, waiting for room as long as it takes but never past close():
-        a PUSH socket with no live connection (a failed handshake drops it) blocks a plain send."""
+        a PUSH socket with no live connection (a failed handshake drops it) blocks a plain send.
+        Whether it was sent (False: closed first)."""
         assert self._acks is not None
         while not self._stop.is_set():
             try:
                 self._acks.send(message, zmq.NOBLOCK)
-                return
+                return True
             except zmq.Again:
                 self._acks.poll(50, zmq.POLLOUT)
+        return False
+
+    def acked_keys(self) -> set[tuple[str, str, str]]:
+        """The (scene_id, tile_id, checksum) of every result acknowledged so far, each once (a copy
+        resent is acknowledged again, and a runtime counts the first), including results a runtime
+        held from before this collector connected (a bare ``flightsim stream``'s, which no ground took)."""
+        with self._acked_lock:
+            return set(self._acked)
 
     def wait_for(self, n: int, timeout_s: float) -> bool:
         """Wait until at least ``n`` results have arrived; False if the timeout came first."""

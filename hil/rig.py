@@ -288,6 +288,14 @@ def run(
             start = status.get("delivery") or {}
             delivery = {**delivery, **{k: _since(start.get(k), delivery[k]) for k in _DELIVERY_COUNTS
                                        if isinstance(delivery.get(k), int)}}
+            if delivery.get("ground_ack") and isinstance(delivery.get("results_acked"), int):
+                # ... and during the run too: results the runtime held from before it (a bare `flightsim
+                # stream`'s, which no ground took) come to this run's collector, which acknowledges them
+                # (or the runtime would hold them for ever), and were counted as its own (results_acked
+                # 32 for 16 tiles). A runtime counts an ack once per result: so does acked_keys.
+                earlier = sum(1 for key in collector.acked_keys() if key[1] not in all_tiles)
+                delivery["results_acked"] = max(0, delivery["results_acked"] - earlier)
+                delivery["earlier_results_acked"] = earlier
     except RuntimeError as exc:  # LinkError, ControlError: when the runtime started here died, say so
         if proc is None or isinstance(exc, RuntimeExited) or proc.proc.poll() is None:
             raise

@@ -32,9 +32,17 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     * geographic CRS: the polygon is reprojected to a transverse Mercator centred on its centroid
       (scale 1 and grid north = true north there) before measuring; ``"m"``. The centroid stays in
       the CRS's lon/lat.
-    * None (no georeferencing), or a CRS neither projected nor geographic: the transform's own
-      units, usually pixels; ``"px"``. Heading is then relative to +y of those coordinates,
-      which points down the image for an identity transform.
+    * engineering (local) CRS, a site's own grid (``LOCAL_CS``) in a unit of length: its units
+      converted to metres with the unit's factor; ``"m"``. Heading is from the grid's +y axis, the
+      only north it has. It is not pixels: measuring it as such reported a 3 m grid's lengths a third of
+      what they are, and called them ``"px"``.
+    * None (no georeferencing): the transform's own units, usually pixels; ``"px"``. Heading is then
+      relative to +y of those coordinates, which points down the image for an identity transform.
+
+    Any other CRS is refused (:func:`plane_refusal` says why): a geocentric one (EPSG:4978: X, Y, Z
+    from the Earth's centre) has no plane a 2-D image could lie in, and an engineering one in degrees
+    or an unknown unit, or a vertical one, has no length to give; the runtime refuses such tiles
+    before inferring them (:func:`runtime.on_the_earth.check_on_the_earth`).
 
     A projected CRS is taken at its word: its plane distances are ground distances, which holds
     to 0.1% in UTM. A Mercator one (EPSG:3857, 3395) is measured as a geographic one: its map metre
@@ -42,6 +50,9 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     their length while :func:`runtime.fit.tile_gsd_m` judged the scene by its ground metres).
 
     A degenerate polygon (a line or a point) gives width 0 (and length 0 for a point).
+
+    Raises:
+        ValueError: for a CRS :func:`plane_refusal` refuses, naming it and why.
     """
     centroid = polygon.centroid
     centre = [float(centroid.x), float(centroid.y)] if not centroid.is_empty else [0.0, 0.0]
@@ -55,8 +66,11 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
         scale, units = 1.0, "m"
     elif crs.is_projected:
         plane, scale, units = polygon, float(crs.linear_units_factor[1]), "m"
-    else:  # neither (an engineering CRS): no known way to metres, so treat it as a bare grid
-        plane, scale, units = polygon, 1.0, "px"
+    else:  # an engineering grid in a unit of length; any other CRS is no plane of lengths
+        refusal, metres = _plane_of(crs)
+        if refusal is not None:
+            raise ValueError(f"cannot measure a vessel in {crs}: {refusal}")
+        plane, scale, units = polygon, float(metres), "m"  # type: ignore[arg-type]
 
     length, width, heading = _rectangle(plane)
     return {
@@ -87,6 +101,48 @@ def _rectangle(geom: shapely.Geometry) -> tuple[float, float, float]:
     if heading >= 180.0:  # -tiny % 180 rounds up to 180.0
         heading = 0.0
     return float(math.hypot(dx, dy)), float(math.hypot(*short)), float(heading)
+
+
+#: Names of angular units a ``LOCAL_CS`` may be written with (GDAL keeps them as they are, PROJ
+#: even calls them lengths), and "unknown": none of them a length a vessel can be measured in.
+_NOT_LENGTHS = ("degree", "grad", "gon", "radian", "arc", "unknown")
+
+
+def _engineering_or_refusal(crs: rasterio.crs.CRS) -> tuple[str | None, float | None]:
+    """(None, metres per unit) for an engineering CRS in a unit of length, (None, None) for a
+    geographic or projected one (:func:`describe` has their own ways to metres), else (why a 2-D
+    image cannot be measured in ``crs``, None)."""
+    if crs.is_geographic or crs.is_projected:
+        return None, None
+    wkt = crs.to_wkt()  # WKT1 (GDAL's): its first keyword says the kind of CRS
+    if wkt.startswith("GEOCCS["):
+        return ("a geocentric CRS (X, Y, Z from the Earth's centre) has no plane a 2-D image lies in; "
+                "georeference the image in a projected (e.g. UTM) or geographic CRS"), None
+    if not wkt.startswith("LOCAL_CS["):
+        return (f"a {wkt.split('[', 1)[0]} CRS is neither geographic, projected nor an engineering grid, "
+                "so it gives no plane of lengths"), None
+    name, factor = crs.units_factor
+    if any(word in name.lower() for word in _NOT_LENGTHS) or not factor or factor <= 0:
+        return f"an engineering CRS whose unit ({name}) is not a length", None
+    return None, float(factor)
+
+
+#: :func:`_engineering_or_refusal` of each CRS object (runtime.crs_memo: a stream's tiles share one, and
+#: the runtime asks of every tile, :func:`runtime.on_the_earth.check_on_the_earth`).
+_plane_of = PerCrs(_engineering_or_refusal)
+
+
+def plane_refusal(crs: rasterio.crs.CRS | None) -> str | None:
+    """Why vessels cannot be measured in ``crs`` (a geocentric CRS, a vertical one, an engineering
+    grid in degrees or an unknown unit), or None where :func:`describe` can (none, geographic,
+    projected, an engineering grid in a unit of length)."""
+    return None if crs is None else _plane_of(crs)[0]
+
+
+def units_of(crs: rasterio.crs.CRS | None) -> str:
+    """The ``units`` :func:`describe` reports for ``crs``: ``"px"`` without one, else ``"m"`` (for a
+    CRS :func:`plane_refusal` refuses, ``"px"``: nothing is measured in it)."""
+    return "px" if crs is None or plane_refusal(crs) is not None else "m"
 
 
 _WGS84 = rasterio.crs.CRS.from_epsg(4326)

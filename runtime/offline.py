@@ -31,6 +31,7 @@ from runtime.bands import adapt_bands, model_band_names, palette_table
 from runtime.bundle import read_bundle
 from runtime.device import open_device
 from runtime.fit import manifest_trained_for, tile_fit_warnings
+from runtime.gcps import gcp_georeference
 from runtime.merge import merge_detections
 from runtime.preprocess import Preprocessor
 from runtime.on_the_earth import check_on_the_earth
@@ -49,14 +50,16 @@ class InputImage:
     as the rig's readers name them, so :func:`runtime.bands.adapt_bands` picks the same bands here as
     there; a palette image's indices are the colours of its table (:func:`runtime.bands.palette_table`),
     as the rig reads them. A raster without a CRS (PNG and JPEG have none) is a pixel grid, as hil
-    reads it. An alpha band is left out, as the rig leaves it out: it is not a measurement; what it,
-    a nodata value or a mask says is no data is what :meth:`read` returns as such.
+    reads it; one georeferenced only by ground control points is on the affine transform they fit
+    (:func:`runtime.gcps.gcp_georeference`, as hil reads it). An alpha band is left out, as the rig
+    leaves it out: it is not a measurement; what it, a nodata value or a mask says is no data is what
+    :meth:`read` returns as such.
 
     Raises:
         ValueError: for a path that is no file, a file neither ``.npy`` nor a raster GDAL reads, an
             image with an EXIF orientation (viewers show it turned; GDAL reads it as stored, as the
-            rig refuses it), or counts that are not uint8 or uint16 in (bands, H, W) or (H, W), before
-            any pixel is read.
+            rig refuses it), ground control points no affine transform fits within a pixel, or counts
+            that are not uint8 or uint16 in (bands, H, W) or (H, W), before any pixel is read.
     """
 
     def __init__(self, path: str | Path):
@@ -92,6 +95,14 @@ class InputImage:
             self._keep = [i for i, ci in enumerate(interp) if ci != "alpha"] or list(range(src.count))
             shape, dtype = (len(self._keep), src.height, src.width), np.dtype(src.dtypes[0])
             self.transform, self.crs = src.transform, src.crs
+            try:  # georeferenced by GCPs alone: their affine fit, or a refusal naming the file (runtime.gcps)
+                fitted = gcp_georeference(src, path)
+            except ValueError:
+                self.close()
+                raise
+            if fitted is not None:
+                self.transform, self.crs = fitted.transform, fitted.crs
+                log.info("%s: %s", path, fitted.note)
             names = [src.descriptions[i] or (interp[i] if interp[i] not in ("undefined", "gray") else f"band{i + 1}")
                      for i in self._keep]
             if interp[0] == "palette" and dtype.name in ("uint8", "uint16"):  # colours, as the rig reads them

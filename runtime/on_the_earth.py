@@ -1,4 +1,5 @@
-"""Where a tile may lie: a tile in a geographic CRS must have its corners on the Earth.
+"""Where a tile may lie: a tile in a geographic CRS must have its corners on the Earth, and a tile's
+CRS must give a plane its vessels can be measured in (not a geocentric one: runtime.measure).
 
 One check for every path that takes tiles: the serving runtime refuses such a tile (bad_header),
 and ``runtime infer`` refuses such a scene before inferring it, as the runtime would its tiles.
@@ -11,7 +12,7 @@ from typing import Any
 from rasterio.crs import CRS
 
 from runtime.protocol import Reason, TileRejected
-from runtime.measure import lonlat_degrees
+from runtime.measure import lonlat_degrees, plane_refusal
 
 #: Bounds on a geographic tile's corners, in degrees. Latitude beyond ±90 is not on the Earth;
 #: longitude beyond ±180 is refused too: a tile written in 0-360 longitudes is unusual, and beyond
@@ -27,7 +28,14 @@ def check_on_the_earth(header: dict[str, Any], crs: CRS | None) -> None:
     tile needs no measuring), so the same tile was ok or inference_failed depending on its content.
     Vessel polygons lie inside the tile's pixel rectangle, and the transform is affine, so its four
     corners bound every coordinate a result can hold.
+
+    A tile in a CRS no vessel can be measured in (:func:`runtime.measure.plane_refusal`: a geocentric
+    one, EPSG:4978; a vertical one; an engineering grid in degrees) is refused too, for the same reason:
+    it was measured as a pixel grid and reported ``units: "px"``, which its coordinates are not.
     """
+    refusal = plane_refusal(crs)
+    if refusal is not None:
+        raise TileRejected(Reason.BAD_HEADER, f"crs {crs}: {refusal}", header)
     if crs is None or not crs.is_geographic:
         return
     _, height, width = header["shape"]

@@ -36,6 +36,8 @@ from shapely.geometry import Polygon, shape
 
 from runtime.bands import palette_table
 from runtime.config import load_defaults
+from runtime.gcps import gcp_georeference
+from runtime.measure import units_of as measured_units_of
 
 DEFAULTS = load_defaults(Path(__file__).parents[1] / "defaults.toml")
 
@@ -113,8 +115,9 @@ class Georef:
 
 
 def units_of(crs: CRS | None) -> str:
-    """``"m"`` where the runtime can measure in metres (projected or geographic CRS), else ``"px"``."""
-    return "m" if crs is not None and (crs.is_projected or crs.is_geographic) else "px"
+    """``"m"`` where the runtime measures in metres (a projected, geographic or engineering CRS in a
+    unit of length), else ``"px"``: the runtime's own rule (:func:`runtime.measure.units_of`)."""
+    return measured_units_of(crs)
 
 
 @dataclass
@@ -279,7 +282,9 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
     indices are expanded through its colour table (one grey band, or RGB) and the note says so. Pixels
     must be uint8 or uint16 counts, what a payload sends. The georeference is :meth:`Georef.resolve`'s:
     ``gsd`` (metres per pixel stated by the image's data set, ``gsd_from`` saying where, for the note)
-    fills in where neither the user nor the file's own geotransform gives one.
+    fills in where neither the user nor the file's own geotransform gives one. A file georeferenced
+    only by ground control points has the affine transform they fit as its own
+    (:func:`runtime.gcps.gcp_georeference`: refused, naming the file, where none fits within a pixel).
     """
     if not path.is_file():  # a folder exists: "no such" would send the user looking for a missing path
         raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
@@ -302,10 +307,16 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
             notes.append(f"alpha band dropped ({src.count} bands in the file, {len(keep)} used)")
         names = [src.descriptions[i] or (interp[i] if interp[i] not in ("undefined", "gray") else f"band{i + 1}")
                  for i in keep]
-        own_crs = src.crs
+        # GCPs alone (a Sentinel-1 GRD GeoTIFF): the affine transform they fit, or a refusal naming the
+        # file; GDAL reports such a file without a CRS, and it was read as a pixel grid without a word
+        fitted = gcp_georeference(src, path)
+        own_crs = src.crs if fitted is None else fitted.crs
         # GDAL reports the identity for a file without a geotransform (PNG, JPEG): that is no transform.
         # One without a CRS still goes to resolve, which keeps it when the user gives the CRS.
         own_transform = src.transform if own_crs is not None or not src.transform.is_identity else None
+        if fitted is not None:
+            own_transform = fitted.transform
+            notes.append(fitted.note)
         transform, crs = georef.resolve(own_transform, own_crs, gsd)
         kept_own = own_transform is not None and (own_crs is not None or georef.crs is not None)
         # the upper-left corner is where the file or the user puts it, else resolve's (0, 0): no known place
