@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -13,7 +12,7 @@ from tqdm import tqdm
 
 from flightsim.tiles import Tile
 from runtime import protocol
-from runtime.config import check_number
+from runtime.config import check_count, check_number
 
 
 class LinkError(RuntimeError):
@@ -76,8 +75,7 @@ class Streamer:
         # Each checked for what it is, not only its sign: NaN passed "< 1" and "<= 0" (a NaN window let
         # every tile out unacknowledged, a NaN rate sent unpaced), and a negative or NaN timeout reached
         # zmq's poll, where a negative wait is for ever and NaN raised mid-stream.
-        integral = isinstance(window, numbers.Integral) and not isinstance(window, bool)  # numpy ints too
-        window = check_number("window", int(window) if integral else window, 1, integer=True)
+        window = check_count("window", window)  # numpy ints too
         if rate_hz is not None:
             rate_hz = check_number("rate_hz (None: unpaced)", rate_hz, 0.0, strict=True)
         ack_timeout_s = check_number("ack_timeout_s", ack_timeout_s, 0.0, strict=True)

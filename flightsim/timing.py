@@ -14,14 +14,13 @@ mode (``rate_hz`` with ``burst``) paces by tiles instead of lines.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from flightsim.tiles import Tile
-from runtime.config import check_number, load_defaults
+from runtime.config import check_count, check_number, load_defaults
 
 DEFAULTS = load_defaults(Path(__file__).with_name("defaults.toml"))["timing"]
 MODES = ("asap", "rate", "pushbroom")
@@ -55,8 +54,7 @@ class Timing:
             self.rate_hz = check_number("timing rate_hz", self.rate_hz, 0.0, strict=True)
         if self.line_rate_hz is not None:
             self.line_rate_hz = check_number("timing line_rate_hz", self.line_rate_hz, 0.0, strict=True)
-        integral = isinstance(self.burst, numbers.Integral) and not isinstance(self.burst, bool)
-        self.burst = check_number("timing burst (tiles)", int(self.burst) if integral else self.burst, 1, integer=True)
+        self.burst = check_count("timing burst (tiles)", self.burst)  # numpy ints too
         if self.epoch is not None:
             self.epoch = check_number("timing epoch (Unix seconds)", self.epoch, -math.inf)
 

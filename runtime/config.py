@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import numbers
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,18 @@ def check_number(name: str, value: Any, low: float, *, integer: bool = False, st
     if not math.isfinite(number) or number < low or (strict and number == low) or (high is not None and number > high):
         raise ValueError(f"{name} must be {wanted}; got {value!r}")
     return number
+
+
+def check_count(name: str, value: Any, low: int = 1) -> int:
+    """``value`` of the argument ``name`` if it is an integer >= ``low``, as an int; else the ValueError
+    of :func:`check_number`.
+
+    For counts given from Python rather than read from a TOML (``Streamer(window=...)``, ``Timing(burst=...)``):
+    a numpy integer (a window taken from an array) is an integer there too, turned into an int before
+    :func:`check_number`, which takes Python ints only. A bool is still refused.
+    """
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy ints too
+    return check_number(name, int(value) if integral else value, low, integer=True)
 
 
 def positive_int(text: str) -> int:

@@ -135,6 +135,11 @@ class ResultSender:
     A tile whose sender wants no "done" (an empty ``done`` frame) is handed to
     ``delivered(key, outcome)`` instead, here: the main loop is not woken for it.
 
+    ``max_ack_bytes`` bounds an ack's JSON frame before it is parsed (``[limits] max_header_bytes``, as
+    a tile's header and a command's are bounded): parsing JSON takes up to 23 bytes of memory per byte,
+    and an ack is under 1 KiB. One over it is a bad ack (``bad_acks``), refused unparsed; None: no
+    bound (a rig that tests the sender alone).
+
     A bug met while handling one result must not end the thread (every later tile would be acked
     and never answered): it is logged, counted and said as an ``internal_error`` event, and the
     tile leaves the runtime, its sender told it was rejected (``internal_error``) if its result
@@ -143,7 +148,9 @@ class ResultSender:
 
     def __init__(self, ctx: zmq.Context, results: zmq.Socket, acks: zmq.Socket | None, notify_endpoint: str,
                  ack_timeout_s: float, counted: Callable[..., None], say: Callable[..., None],
-                 released: Callable[[], None], delivered: Callable[[Key, Outcome], None] | None = None):
+                 released: Callable[[], None], delivered: Callable[[Key, Outcome], None] | None = None,
+                 max_ack_bytes: int | None = None):
+        self._max_ack_bytes = max_ack_bytes
         self._ctx, self._results, self._acks, self._notify_endpoint = ctx, results, acks, notify_endpoint
         self._counted, self._say, self._released = counted, say, released
         self._delivered = delivered
@@ -280,6 +287,10 @@ class ResultSender:
             except zmq.Again:
                 return
             try:
+                limit = self._max_ack_bytes
+                if limit is not None and len(frames[0]) > limit:  # never parsed, as an oversized tile header
+                    raise ValueError(f"an ack frame of {len(frames[0])} bytes; at most {limit} "
+                                     "([limits] max_header_bytes)")
                 ack = protocol.loads(frames[0])
                 # A list only: tuple() of a 3-character string or a 3-key object made a "key" too, an
                 # ack that is not [scene_id, tile_id, checksum] passed over uncounted in bad_acks.

@@ -24,7 +24,8 @@ COMMANDS = {
                   "artefact; the request "
                   "may carry the ground's signature. Verified (checksums, signature when a key is configured), "
                   "compiled or imported, and run once before it serves.",
-    "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit.",
+    "shutdown": "Stop taking tiles, finish those accepted, send their results, then exit; meanwhile status "
+                "is answered (state: stopping) and other commands get an error reply.",
 }
 EVENTS = {
     "started": "ACTIVITY_HI",

@@ -6,7 +6,8 @@ Threads, each owning what it touches (ZeroMQ sockets are not thread-safe):
   tile, submits it to the device through asynchronous infer requests, and acknowledges it;
 - the **device** runs requests on its own threads and hands each output to the vectorise queue;
 - **vectorise workers** threshold and vectorise outputs while the device computes later tiles;
-- the **sender** owns the results socket and sends one result per tile, in completion order.
+- the **sender** owns the results socket and sends one result per tile, in completion order;
+- at shutdown the **drain** finishes accepted tiles while the main loop still answers ``status``.
 
 So decode, inference and vectorisation of different tiles overlap, and a full device blocks the main
 loop, which stops acknowledging tiles: that is the sender's backpressure.
@@ -58,6 +59,11 @@ from runtime.telemetry import Telemetry
 from runtime.vectorise_pool import DeliverFailed, VectorisePool
 
 log = logging.getLogger("runtime")
+
+#: The commands answered while the runtime drains at shutdown (its state then says "stopping"); any other
+#: gets an error reply saying the runtime is stopping.
+ANSWERED_WHILE_STOPPING = frozenset({"status", "shutdown"})
+
 
 @dataclass
 class Serving:
@@ -191,6 +197,9 @@ class Runtime:
         # True until stop() or a shutdown command; never set by serve(), so that a stop asked before
         # serve() starts (a SIGTERM just after "ready") is kept rather than overwritten and lost.
         self._running = True
+        # True from the start of the shutdown drain: status says "stopping", and commands that would
+        # change the payload (a model load) are refused while accepted tiles are finished.
+        self._stopping = False
         self.serving: Serving | None = None
         # Held while self.serving is replaced: a reopen (recovery thread) and a model load (main
         # thread) each swap only the model they saw, so neither puts back what the other replaced.
@@ -203,7 +212,8 @@ class Runtime:
         # Results out, and the ground's acknowledgements in (runtime/delivery.py).
         self._sender = ResultSender(self._ctx, self._results, self._acks, self._notify_endpoint,
                                     settings.ground_ack_timeout_s, self._count, self._event, self._left,
-                                    delivered=lambda key, outcome: self._remember(key, "done", outcome))
+                                    delivered=lambda key, outcome: self._remember(key, "done", outcome),
+                                    max_ack_bytes=settings.max_header_bytes)
         self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
         self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
@@ -883,6 +893,11 @@ class Runtime:
             cmd = request.get("cmd")
             if not isinstance(cmd, str) or cmd not in COMMANDS:  # a list or an object is not hashable
                 raise ValueError(f"unknown command {cmd!r}; valid: {sorted(COMMANDS)}")
+            if self._stopping and cmd not in ANSWERED_WHILE_STOPPING:
+                # A model swapped in under the drain would serve nothing, and be installed by a payload
+                # about to exit: the client hears so now rather than at its timeout.
+                raise ValueError(f"the runtime is stopping: {cmd} is refused; only "
+                                 f"{', '.join(sorted(ANSWERED_WHILE_STOPPING))} are answered until it exits")
             reply = getattr(self, f"_cmd_{cmd}")(request, body[1:])
         except (ValueError, BundleError) as exc:
             reply = {"ok": False, "error": str(exc)}
@@ -949,7 +964,7 @@ class Runtime:
         )
         return {
             "protocol": protocol.PROTOCOL_VERSION,
-            "state": "serving" if self.serving else "no_model",
+            "state": "stopping" if self._stopping else "serving" if self.serving else "no_model",
             "device": self.device_in_use,
             "numerics": self.serving.adapter.numerics if self.serving else None,
             "latency_estimate": self.serving.adapter.latency_estimate if self.serving else None,
@@ -1045,17 +1060,65 @@ class Runtime:
         finally:
             self._event("stopping")
             self._ingest.end()
-            drained = self._drain_device()
-            if self.serving is not None and drained:  # a hung device is left as it is (close waits for it)
-                self.serving.adapter.close()
-            # Health still runs: a worker stuck on a tile is restarted as ever; one that stays stuck
-            # twice the hang timeout has its tile given up on, so that shutdown never hangs on it.
-            self._vectorise.stop(stuck_s=2 * self.settings.health["hang_timeout_s"])
-            self.health.stop()
-            self._sender.stop(self.settings.shutdown_grace_s)
+            self._stopping = True
+            failure = self._drain_answering_control()
             self._forward_done()  # the last "done"s, so senders know these tiles are delivered
             self._publish()
             self.close()
+            if failure is not None:  # a bug in the drain is raised as before, once the sockets are closed
+                raise failure
+
+    def _drain(self) -> None:
+        """Finish every accepted tile at shutdown: the device's requests, post-processing, and the
+        results' delivery (up to ``shutdown_grace_s`` for the ground's acks). Runs on its own thread
+        (:meth:`_drain_answering_control`)."""
+        drained = self._drain_device()
+        if self.serving is not None and drained:  # a hung device is left as it is (close waits for it)
+            self.serving.adapter.close()
+        # Health still runs: a worker stuck on a tile is restarted as ever; one that stays stuck
+        # twice the hang timeout has its tile given up on, so that shutdown never hangs on it.
+        self._vectorise.stop(stuck_s=2 * self.settings.health["hang_timeout_s"])
+        self.health.stop()
+        self._sender.stop(self.settings.shutdown_grace_s)
+
+    def _drain_answering_control(self) -> BaseException | None:
+        """Run :meth:`_drain` on a thread of its own while this one, which owns the control and tile
+        sockets, answers commands (:data:`ANSWERED_WHILE_STOPPING`; others get an error reply), forwards
+        "done"s as results are acknowledged and publishes events. Returns what the drain raised, if anything.
+
+        Why: the drain lasts as long as the ground takes to acknowledge (``shutdown_grace_s``) or a stuck
+        tile takes to be given up on (twice ``hang_timeout_s``), and no control message was read meanwhile:
+        a client asking ``status`` waited for a reply that never came, and the socket closed under it.
+        """
+        failure: list[BaseException] = []
+
+        def drain() -> None:
+            try:
+                self._drain()
+            except BaseException as exc:  # handed back to serve(), which raises it as the drain did inline
+                failure.append(exc)
+
+        thread = threading.Thread(target=drain, name="drain", daemon=True)
+        thread.start()
+        poller = zmq.Poller()
+        poller.register(self._control, zmq.POLLIN)
+        poller.register(self._notify, zmq.POLLIN)
+        while thread.is_alive():
+            ready = dict(poller.poll(50))
+            if self._notify in ready:
+                self._guarded(self._forward_done)
+            if self._control in ready:
+                self._guarded(self._on_control, self._control.recv_multipart())
+            self._publish()
+        # Commands that came as the drain ended are answered too, a burst's worth at most: a client
+        # sending without pause cannot hold the exit.
+        for _ in range(64):
+            try:
+                frames = self._control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._guarded(self._on_control, frames)
+        return failure[0] if failure else None
 
     def _drain_device(self) -> bool:
         """Until every accepted tile has left the device: in-flight requests collected, on the

@@ -168,19 +168,20 @@ class Supervisor:
         reader, lines = start_reader(proc.stdout, _ready_line, _to_stderr,  # type: ignore[arg-type]
                                      name="supervisor-stdout")
         deadline = time.monotonic() + self.start_timeout_s
-        line: bytes | None = None
+        ready: tuple[bytes, dict[str, Any]] | None = None
         ended = False  # stdout ended before the ready line
-        while line is None and not ended and not self._stopping and (left := deadline - time.monotonic()) > 0:
+        while ready is None and not ended and not self._stopping and (left := deadline - time.monotonic()) > 0:
             try:
-                line = lines.get(timeout=min(POLL_S, left))
-                ended = line is None
+                ready = lines.get(timeout=min(POLL_S, left))
+                ended = ready is None
             except queue.Empty:
                 pass
-        if line is not None:
+        if ready is not None:
+            line, said = ready  # parsed once, by the reader (_ready_line)
             print(line.decode().strip(), flush=True)
             self._started = self._fed_at = time.monotonic()
             self._fed_stamp = None
-            return json.loads(line)
+            return said
         if not ended and self._stopping:
             self.start_failure = "was stopped before it was ready"
             return None
@@ -410,10 +411,13 @@ def die_with_parent() -> bool:
     return True
 
 
-def _ready_line(line: bytes) -> bytes | None:
-    """``line`` if it is a runtime's ready line, else None: a JSON object (serve's says ``"event":
-    "ready"``; any object is taken, as it always was, so that a stand-in's may say less)."""
-    return line if json_object(line) is not None else None
+def _ready_line(line: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """``line`` and what it says if it is a runtime's ready line, else None: a JSON object (serve's says
+    ``"event": "ready"``; any object is taken, as it always was, so that a stand-in's may say less). The
+    line is kept as it came, to be printed as it came; the object is what :meth:`Supervisor.start` returns,
+    so that the line is parsed here only."""
+    said = json_object(line)
+    return None if said is None else (line, said)
 
 
 def _to_stderr(line: bytes) -> None:
