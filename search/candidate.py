@@ -30,7 +30,7 @@ import numpy as np
 from runtime.bundle import write_bundle
 from search.dataset import SearchData, split_arrays, training_counts
 from search.evaluate import (choose_postprocessing, confusion_of, golden_tile, object_scores, predict_scenes,
-                             torch_predictor)
+                             require_true_vessels, torch_predictor)
 from search.export import INPUT_NAME, OUTPUT_NAME, ir_opsets
 from search.export_ir import TargetCheckError, export_ir
 from runtime.golden import with_golden
@@ -50,16 +50,37 @@ def shift_sea_for_export(net: GenomeNet, cfg: dict[str, Any], log: dict[str, Any
         log["sea_shift"] = shift
 
 
+def require_val_vessels(data: SearchData, needed_by: str) -> None:
+    """Refuse ``data`` whose validation split holds no true vessel, for ``needed_by`` (the settings
+    that would choose a cut on it by object F1: :func:`search.evaluate.require_true_vessels` says why
+    such a cut means nothing). The search calls it before anything trains; :func:`choose_on_validation`
+    again where the cut is chosen, for callers that did not.
+
+    Raises:
+        ValueError: naming the split and what to change.
+    """
+    grow = ("more or larger validation scenes ([data] val_scenes, val_scene_size)" if data.synthetic
+            else "a larger [data] val_fraction, or a [data] source with ships in it")
+    require_true_vessels(split_arrays(data, "val"), f"the validation split of {data.source!r}",
+                         f"ships are needed there by {needed_by}: give it {grow}, or turn off {needed_by}")
+
+
 def choose_on_validation(probs: list[np.ndarray], cfg: dict[str, Any], data: SearchData) -> dict[str, Any] | None:
     """With ``[export] choose_postprocessing``: object F1 on the validation samples (``probs``:
     the network's probability maps of them) for each threshold and smallest vessel of
-    ``[export]``, and the pair chosen (None when off)."""
+    ``[export]``, and the pair chosen (None when off).
+
+    Raises:
+        ValueError: on bad ``[export] min_scores``, or a validation split without a true vessel
+            (:func:`require_val_vessels`: every cut would tie, and the one that finds nothing win).
+    """
     exp = cfg["export"]
     if not exp["choose_postprocessing"]:
         return None
     min_scores = [float(s) for s in exp["min_scores"]]
     if not min_scores or not all(0.0 <= s < 1.0 for s in min_scores):
         raise ValueError(f"[export] min_scores must be a non-empty list of numbers in [0, 1); got {min_scores}")
+    require_val_vessels(data, "[export] choose_postprocessing")
     rows = object_scores(probs, split_arrays(data, "val"), [float(t) for t in exp["thresholds"]],
                          [int(a) for a in exp["min_areas_px"]], min_scores=min_scores)
     return {"chosen": choose_postprocessing(rows), "table": rows,

@@ -164,6 +164,30 @@ def object_scores(probs: list[np.ndarray], scenes: list[SceneArrays], thresholds
     return rows
 
 
+def has_true_vessel(scene: SceneArrays) -> bool:
+    """Whether ``scene`` holds a vessel that :func:`object_scores` counts as truth (its instance
+    labels where it has them, else its mask): a pixel of either is at least one vessel."""
+    labels = getattr(scene, "labels", None)
+    return bool((labels > 0).any()) if labels is not None else bool(scene.mask.any())
+
+
+def require_true_vessels(scenes: list[SceneArrays], where: str, remedy: str) -> None:
+    """Refuse to choose a cut by object F1 on ``scenes`` (``where``: which split, for the message)
+    when none of them holds a true vessel.
+
+    Why: with no truth, hil's F1 (:func:`hil.score.precision_recall_f1`) is 1 for a cut that finds
+    nothing and 0 for every other, so the "best" cut is the one that blinds the model, and it
+    would be written into the flight manifest as if chosen on evidence.
+
+    Raises:
+        ValueError: naming ``where``, how many samples it holds, and ``remedy`` (what to change).
+    """
+    if not any(has_true_vessel(s) for s in scenes):
+        raise ValueError(f"{where} holds no true vessel in its {len(scenes)} sample(s): object F1 there is 1 for a "
+                         "cut that finds nothing and 0 for any other, so no threshold or cut can be chosen on it; "
+                         f"{remedy}")
+
+
 def choose_postprocessing(rows: list[dict[str, float]]) -> dict[str, float]:
     """The row with the best F1; ties go to the threshold nearest 0.5, then the smaller size, then
     the lower score cut."""

@@ -33,7 +33,7 @@ import numpy as np
 
 from runtime.bundle import check_input_holds
 from runtime.discriminate import check_kind
-from search.candidate import hil_scores
+from search.candidate import hil_scores, require_val_vessels
 from search.config import FINAL_OVERRIDES, check_values
 from search.dataset import SearchData, prepare_data, training_counts
 from search.final import add_second_stage, drop_flight_model, final_config, final_pick, final_recipes, final_training
@@ -90,6 +90,10 @@ def next_generation(population: list[Genome], records: dict[str, dict[str, Any]]
         ValueError: when not even random draws find enough distinct genomes.
     """
     rng = np.random.default_rng([int(evo["seed"]), generation])
+    # fittest first, equal fitness by key ASCENDING: the elite and the tournament's pool order (and so
+    # every draw that replays from the records) rest on it. search.fitness.ranked, which the flight
+    # pick reads, breaks the same ties by key descending; neither is changed, as either change could
+    # alter what a shipped search draws or ships (its docstring says which to move if they are unified)
     ranked = sorted(population, key=lambda g: (-_fit(records.get(g.key)), g.key))
     scored = [g for g in ranked if np.isfinite(_fit(records.get(g.key)))]
     nxt = scored[: int(evo["elite"])]
@@ -240,6 +244,14 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
     for recipe, table in ((cfg, "export"), (final_config(cfg)[0], "final.export")):
         check_input_holds(recipe["export"]["input_dtype"], training_counts(data), f"[{table}] input_dtype",
                           "the training data")
+    # a cut chosen by object F1 on a validation split without ships would be arbitrary: refused
+    # before anything trains, not found by every candidate after its training
+    final_on = int(cfg["final"]["fp32_epochs"]) > 0 and final_config(cfg)[0]["export"]["choose_postprocessing"]
+    cuts = [name for name, on in (("[export] choose_postprocessing", cfg["export"]["choose_postprocessing"]),
+                                  ("[final.export] choose_postprocessing", final_on),
+                                  ("[export] discriminate", cfg["export"].get("discriminate"))) if on]
+    if cuts:
+        require_val_vessels(data, " and ".join(cuts))
     scoring = _scoring_device(cfg, store)
     # recorded only once the config has passed every check above: a refused one must not become
     # the folder's, or the corrected config would be refused on resume

@@ -62,7 +62,8 @@ def final_pick(records: list[dict[str, Any]], cfg: dict[str, Any], data: SearchD
     within ``[fitness] latency_limit_ms`` whose network under the final recipe is too
     (:func:`recipe_estimate`, with every op type priced), or, with ``[final] over_limit = "drop_gate"``, under the final
     recipe with the candidates' gate when only the recipe's gate is over; None when there is none.
-    With no limit the fittest; a candidate whose latency is measured (known only after training:
+    With no limit the fittest (of equal fitness, the greater key: :func:`search.fitness.ranked`'s order,
+    the flight pick's); a candidate whose latency is measured (known only after training:
     ``[fitness] latency = "measured"``, or a device without the cost model) is taken as it comes,
     and :func:`final_training` holds its final network to the limit.
 

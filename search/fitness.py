@@ -172,14 +172,27 @@ def unranked_reason(record: dict[str, Any], cfg: dict[str, Any]) -> str | None:
 
 
 def ranked(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The scored records, fittest first (ties broken by key, so the order replays)."""
+    """The scored records, fittest first; records of equal fitness by key DESCENDING (``reverse``
+    applies to the key too), so the order replays whatever order the records come in.
+
+    The flight pick (:func:`flight_pick`) and the final training's pick (:func:`search.final.final_pick`)
+    read this order. The evolution ranks its population the other way round among equals (key
+    ascending: :func:`search.evolution.next_generation`), so of two genomes tied in fitness the
+    evolution's elite is one and the flight model the other. Kept as it is: reversing either would
+    change which model a finished search ships or the draws it replays from its records, and no
+    shipped search has been shown free of such a tie. Should they ever be made one rule, the flight
+    pick is the one to move (to key ascending): it reads one record, while the evolution's order
+    feeds every later draw.
+    """
+    # (fitness, key) both descending: NOT the evolution's (-fitness, key ascending); see above
     return sorted((r for r in records if r.get("fitness") is not None), key=lambda r: (r["fitness"], r["key"]),
                   reverse=True)
 
 
 def flight_pick(records: list[dict[str, Any]], fitness_cfg: dict[str, Any], say: Any = print) -> dict[str, Any] | None:
     """The fittest scored record within ``[fitness] latency_limit_ms`` (:func:`within_limit`),
-    or None when there is none; says which fitter ones the limit passed over."""
+    or None when there is none; says which fitter ones the limit passed over. Among records of equal
+    fitness the one of the greater key (:func:`ranked`'s order, not the evolution's)."""
     scored = ranked(records)
     for record in scored:
         if within_limit(record, fitness_cfg):

@@ -4,7 +4,8 @@
 metrics, the device and profile they were measured on, the fitness and the search that found it.
 ``OUT/report/``: ``fitness.png`` (fitness per generation), ``pareto.png`` (accuracy against the
 latency the fitness used, size as marker area, the Pareto front joined), ``candidates.md`` and
-``candidates.csv`` (one row per distinct candidate) and ``pareto.json``.
+``candidates.csv`` (one row per distinct candidate; its ``flight`` column marks the flight model's
+candidate and those over the latency limit or the parameter budget, which never fly) and ``pareto.json``.
 
 The latency the fitness used is the Myriad X cost model's estimate or a measured runtime p50
 (:func:`search.fitness.latency_used`: measured where asked for, or where the device has no cost
@@ -25,11 +26,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
-from search.fitness import latency_kind, latency_used, objectives, pareto_front, unranked_reason  # noqa: E402
+from search.fitness import (latency_kind, latency_ms, latency_used, objectives, pareto_front,  # noqa: E402
+                            unranked_reason, within_limit)
 from search.state import write_json_atomic  # noqa: E402
 
-COLUMNS = ("key", "name", "status", "parameters", "miou", "vessel_iou", "f1", "pooled_vessel_iou", "pooled_f1",
-           "est_latency_ms",
+COLUMNS = ("key", "name", "status", "flight", "parameters", "miou", "vessel_iou", "f1", "pooled_vessel_iou",
+           "pooled_f1", "est_latency_ms",
            "host_latency_p50_ms", "fitness", "train_s", "hil_s", "device", "profile", "host", "postprocessing",
            "val_f1_torch",
            "val_f1_torch_no_score_cut", "unranked_because")
@@ -125,6 +127,29 @@ def _postprocessing(post: dict[str, Any] | None) -> dict[str, Any]:
             "val_f1_torch": chosen["f1"], "val_f1_torch_no_score_cut": max(uncut, default=None)}
 
 
+def _flight(r: dict[str, Any], cfg: dict[str, Any], best: dict[str, Any] | None) -> str | None:
+    """The ``flight`` cell of record ``r``: whether it became the flight model ``best`` (directly, or
+    as the genome a ``[final]`` training trained again), or why it may not fly although ranked (over
+    ``[fitness] latency_limit_ms`` as :func:`search.fitness.within_limit` judges it, or over ``[space]
+    max_parameters``); None otherwise. So a reader sees why the pick is not simply the top row."""
+    marks = []
+    if best is not None and "final_budget" in best:  # the [final] network flies, not a searched bundle
+        if r["key"] == best["key"]:
+            marks.append("flight model's genome, trained again ([final])")
+        elif r["key"] == (best.get("searched") or {}).get("key"):
+            marks.append(f"flight candidate; the [final] training of {best['name']} flies in its place")
+    elif best is not None and r["key"] == best["key"]:
+        marks.append("flight model")
+    fit = cfg["fitness"]
+    if r.get("fitness") is not None and not within_limit(r, fit):
+        marks.append(f"over the latency limit ({latency_ms(r, fit['latency']):.1f} > {fit['latency_limit_ms']} ms): "
+                     "does not fly")
+    budget = int(cfg["space"]["max_parameters"])
+    if r.get("parameters") is not None and int(r["parameters"]) > budget:
+        marks.append(f"over the parameter budget ({r['parameters']} > {budget}): does not fly")
+    return "; ".join(marks) or None
+
+
 def _fmt(v: Any) -> str:
     """A markdown table cell: a genome's name holds a "|" (``conv8-conv8/2|nearest``), which split
     its cell in two and shifted every later column of the row by one."""
@@ -137,7 +162,8 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     """Write ``OUT/report/`` (plots, tables, front); returns its path."""
     rep = Path(out) / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    rows = sorted(({**_row(r), "unranked_because": unranked_reason(r, cfg["fitness"])} for r in records.values()),
+    rows = sorted(({**_row(r), "flight": _flight(r, cfg, best), "unranked_because": unranked_reason(r, cfg["fitness"])}
+                   for r in records.values()),
                   key=lambda x: -(x["fitness"] if x["fitness"] is not None else -1e9))
     with open(rep / "candidates.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, COLUMNS)
@@ -153,8 +179,14 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
             "worst of them). "
             "postprocessing: threshold / smallest vessel (px) / score cut chosen on validation by pooled "
             "object F1 of the torch FP32 forward (val_f1_torch), beside the best such F1 without a score "
-            "cut (val_f1_torch_no_score_cut). unranked_because: why a candidate has no fitness and no rank.")
-    (rep / "candidates.md").write_text("\n".join([note, "", *lines]) + "\n")
+            "cut (val_f1_torch_no_score_cut). unranked_because: why a candidate has no fitness and no rank. "
+            "flight: the candidate that became the flight model (the fittest within the latency limit), and "
+            f"those that may not fly: over [fitness] latency_limit_ms = {cfg['fitness']['latency_limit_ms']} "
+            "(0: none; the latency the fitness used) or over [space] max_parameters = "
+            f"{cfg['space']['max_parameters']}.")
+    pick = ("Flight model: none (no candidate was scored within the limits)" if best is None
+            else f"Flight model: {best['name']} (key {best['key']}, fitness {_fmt(best['fitness'])})")
+    (rep / "candidates.md").write_text("\n".join([note, "", _fmt(pick), "", *lines]) + "\n")
     front = pareto_front(list(records.values()), cfg["fitness"])
     source = cfg["fitness"]["latency"]
     write_json_atomic(rep / "pareto.json", [{"key": r["key"], "name": r["name"], "fitness": r["fitness"],
