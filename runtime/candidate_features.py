@@ -159,7 +159,8 @@ def _log1p(value: float) -> float:
 def _p90(values: np.ndarray) -> float:
     """``np.percentile(values, 90)`` (its default, linear method), bit for bit, for a 1-D float64
     array: one partition and numpy's own interpolation, without the generic machinery that cost
-    most of the features' time on board."""
+    most of the features' time on board. (A zero answer's sign is that of the partition at the
+    two order statistics the shipped stage was fitted with, which np.percentile's may not share.)"""
     n = values.size
     virtual = (n - 1) * 0.9
     lo = min(int(np.floor(virtual)), n - 1)
@@ -169,6 +170,11 @@ def _p90(values: np.ndarray) -> float:
     part = np.partition(values, lo)
     a = float(part[lo])
     b = float(np.fmin.reduce(part[lo + 1:])) if lo + 1 < n else a
+    if a == 0.0 and b == 0.0:
+        # 0.0 and -0.0 tie, and which of them the answer's sign comes from is the partition's
+        # doing: here (a float tile with zeros, rare) the two-index partition decides, as it did
+        part = np.partition(values, (lo, min(lo + 1, n - 1)))
+        a, b = float(part[lo]), float(part[min(lo + 1, n - 1)])
     gamma = virtual - lo
     # numpy's _lerp: from the nearer end, so that gamma 1 gives b exactly
     return b - (b - a) * (1 - gamma) if gamma >= 0.5 else a + (b - a) * gamma

@@ -81,7 +81,13 @@ class Discriminator:
         """Ship probability of each row of :func:`component_features` values ((N, len(FEATURES)))."""
         with np.errstate(over="ignore", invalid="ignore"):  # 0 * inf or inf - inf: NaN, which _sigmoid takes
             x = (_columns(rows, self.features) - np.array(self.mean)) / np.array(self.scale)
-            return _sigmoid(self.bias + x @ np.array(self.weights))
+            # Each row's dot product on its own, as a stack of (1, k) @ (k, 1) over rows laid out
+            # contiguously, as one row alone is: a matrix times the weights goes through another
+            # BLAS kernel (gemv), and a row strided across memory (the column pick lays many rows
+            # out column by column) through another dot loop, whose sums differ in the last bits,
+            # so a candidate's probability would depend on how many others share its tile.
+            x = np.ascontiguousarray(x)[:, None, :]
+            return _sigmoid(self.bias + (x @ np.array(self.weights)[:, None])[:, 0, 0])
 
 
 #: The arrays that describe each tree of a :class:`TreeDiscriminator`, one entry per node: the
@@ -149,7 +155,8 @@ class TreeDiscriminator:
 
     def _walk(self, x: np.ndarray) -> np.ndarray:
         """The raw scores, each tree walked node by node from its root (trees of more than 64
-        leaves, which :class:`LeafMasks` cannot hold)."""
+        leaves or with a node reached twice, which :class:`LeafMasks` cannot hold, and ensembles
+        whose table would exceed :data:`runtime.leaf_masks.MAX_TABLE_BYTES`)."""
         raw_rows = []
         for values in x.tolist():
             raw_value = self.baseline
@@ -216,6 +223,11 @@ def _check_features(features: tuple[str, ...]) -> None:
     unknown = [f for f in features if f not in FEATURES]
     if unknown or not features:
         raise ValueError(f"discriminator features must be among {FEATURES}; got {list(features)}")
+    # A feature named twice means nothing a fit makes, and each copy costs a column of every
+    # candidate's row and a bisection per candidate on board: 100,000 copies took gigabytes per tile.
+    repeated = sorted({f for f in features if features.count(f) > 1})
+    if repeated:
+        raise ValueError(f"discriminator features must each be named once; {repeated} repeated")
 
 
 def _check_cut_and_ring(cut: float, ring_px: tuple[int, int]) -> None:

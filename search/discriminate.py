@@ -415,28 +415,6 @@ def _check_arguments(split: Path, device: str) -> None:
         raise ValueError(f"--device: {exc}") from None
 
 
-def _require_val_vessels(split: Path) -> None:
-    """Refuse a ``split`` whose val samples hold no true vessel as hil counts them
-    (:func:`hil.score.scored_truth`): the cut is chosen there by object F1, which without truth is 1
-    for the cut that keeps nothing and 0 for every other, so the stage would ship blind.
-
-    Raises:
-        ValueError: naming the split and what to change.
-    """
-    from hil.__main__ import split_source
-
-    samples = split_source(f"{split}:val")
-    n_truth = 0
-    for sample in samples:
-        sample.load()
-        n_truth += len(scored_truth(sample))
-    if not n_truth:
-        raise ValueError(f"--split {split}: its val samples ({len(samples)}) hold no true vessel, and the second "
-                         "stage's cut is chosen there by object F1 (1 for a cut that keeps nothing, 0 for any "
-                         "other): no cut can be chosen; give it a split whose val holds ships (python -m search "
-                         "run: a larger [data] val_fraction, or a [data] source with ships in it)")
-
-
 def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
                  floor_px: int = 4, fits: Path | None = None, kind: str = "logistic") -> dict[str, Any]:
     """Fit, choose the cut, and write ``out``; returns the record stored in the manifest.
@@ -454,9 +432,16 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     if stored is not None and stored.exists():
         fit = json.loads(stored.read_text())
         return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
-    _require_val_vessels(split)  # before the hil runs: minutes on a real split
-    parts = {which: split_candidates(work / "opened", split, which, work, device) for which in ("train", "val")}
-    (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
+    # val first: a val without a true vessel (as hil counts them) is refused before the train split's
+    # hil run, the longer one. The cut is chosen there by object F1, which without truth is 1 for the
+    # cut that keeps nothing and 0 for every other: the stage would ship blind.
+    x_val, y_val, n_val = split_candidates(work / "opened", split, "val", work, device)
+    if not n_val:
+        raise ValueError(f"--split {split}: its val samples hold no true vessel, and the second stage's cut is "
+                         "chosen there by object F1 (1 for a cut that keeps nothing, 0 for any other): no cut can "
+                         "be chosen; give it a split whose val holds ships (python -m search run: a larger "
+                         "[data] val_fraction, or a [data] source with ships in it)")
+    x_train, y_train, _ = split_candidates(work / "opened", split, "train", work, device)
     fitted = fit_stage(kind, x_train, y_train)
     p_val = fitted.probability(x_val)
     f1_by_cut = {float(c): object_f1(p_val >= c, y_val, n_val) for c in CUTS}
