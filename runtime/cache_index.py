@@ -16,6 +16,13 @@ cache written before the index existed) is left as it is, and so is any file the
 entry costs a compile at the next open, never a failure, so the index is written on a best-effort
 basis: a failure to read or write it is a warning.
 
+Entries the index does not name are reported, not removed (:func:`unindexed`; the store logs them at
+each prune). Removing them is not provably safe even in the runtime's own ``[inference] cache_dir``:
+an entry written before the index existed may be the one ``current`` imports at every open (an import
+writes nothing, so the runtime cannot tell which file it read, and records none), and a folder the
+configuration names may be shared with another program. Their count and size let an operator who
+knows the folder is the runtime's alone remove them by hand (the next open compiles again).
+
 The module imports no OpenVINO: the store uses it.
 """
 
@@ -32,7 +39,7 @@ from typing import Any
 
 from runtime.atomic import write_atomic
 
-__all__ = ["INDEX_NAME", "Snapshot", "compile_key", "prune", "record", "snapshot", "written"]
+__all__ = ["INDEX_NAME", "Snapshot", "compile_key", "prune", "record", "snapshot", "unindexed", "written"]
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +171,15 @@ def prune(cache_dir: str, keep: set[str]) -> list[str]:
         if removed:
             log.info("model cache %s: removed %d entries of bundles the store no longer holds", cache_dir, len(removed))
         return removed
+
+
+def unindexed(cache_dir: str) -> tuple[int, int]:
+    """(how many, how many bytes) of the entry files in ``cache_dir`` that the runtime's index does
+    not name: kept by :func:`prune` for ever (see the module's docstring for why they are reported
+    rather than removed). Every entry counts in a folder without a readable index of ours."""
+    with _LOCK:  # not between a prune's removals and its rewrite of the index
+        index = _read(cache_dir)
+        named = set() if index is None else {name for entry in index["compiles"].values()
+                                             for name in entry.get("files", [])}
+        others = {name: state for name, state in snapshot(cache_dir).items() if name not in named}
+    return len(others), sum(state[0] for state in others.values())

@@ -5,10 +5,10 @@ A SAR model fed Sentinel-2 optical tiles, or a 3 m model fed 30 cm tiles, answer
 nonsense. The rule lives here, once: the rig (:mod:`hil.fit`) applies it to a scene before
 streaming it, and the runtime to each scene it receives (:class:`SceneFit`), where a tile says what
 it is: its ``modality`` header field (optional), its metres per pixel from its transform when
-its CRS is projected in metres, and its ``dtype``. A model trained on 8-bit amplitude fed 16-bit
-counts normalises them with 8-bit statistics and calls much of the scene vessel (docs/models.md,
-"Which model for which scene"), without a word from anything else: a float32 model takes any
-counts.
+its CRS gives them (geographic, projected, or an engineering grid in a unit of length), and its
+``dtype``. A model trained on 8-bit amplitude fed 16-bit counts normalises them with 8-bit
+statistics and calls much of the scene vessel (docs/models.md, "Which model for which scene"),
+without a word from anything else: a float32 model takes any counts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime.crs_memo import PerCrs
+from runtime.crs_plane import plane_of
 from runtime.protocol import TILE_DTYPES
 
 if TYPE_CHECKING:  # only named in annotations: runtime.bundle checks manifests with this module, without rasterio
@@ -137,12 +138,19 @@ def _mercator_of(crs: CRS) -> tuple[float, float, float] | None:
 
 def _unit_of(crs: CRS) -> tuple[float, bool, tuple[float, float, float] | None] | None:
     """(metres per map unit of a projected CRS, False, :func:`_mercator_of` it), (radians per angular
-    unit of a geographic one, True, None), or None for a CRS that is neither."""
+    unit of a geographic one, True, None), (metres per unit of an engineering grid in a unit of
+    length, False, None), or None for any other CRS.
+
+    The engineering grid is :func:`runtime.crs_plane.plane_of`'s rule, the one vessels are measured
+    by (:func:`runtime.measure.describe`): a scene whose vessels get lengths in metres is also judged
+    by its metres per pixel, and one whose CRS is refused (a grid in degrees, a geocentric CRS) is
+    not judged here."""
     if crs.is_projected and crs.linear_units_factor:
         return float(crs.linear_units_factor[1]), False, _mercator_of(crs)
     if crs.is_geographic and crs.units_factor and crs.units_factor[1]:
         return float(crs.units_factor[1]), True, None
-    return None
+    metres = plane_of(crs)[1]
+    return None if metres is None else (metres, False, None)
 
 
 #: :func:`_unit_of` of each CRS object a tile brings (runtime.crs_memo: not by its value).
@@ -153,7 +161,9 @@ def tile_gsd_m(transform: Sequence[float] | None, crs: CRS | None) -> float | No
     """Metres per pixel of a tile (the mean of its two axes), or None when its CRS cannot say. In a
     geographic CRS, on a sphere at the latitude of the tile's origin: a degree of longitude shrinks
     with it (a 10 m Sentinel-2 export in EPSG:4326 is 10 m, not unknown); in a Mercator one (EPSG:3857)
-    so does a map metre, and the pixel is its ground metres there (17 map units at 54 degrees are 10 m)."""
+    so does a map metre, and the pixel is its ground metres there (17 map units at 54 degrees are 10 m);
+    in an engineering grid (``LOCAL_CS``) in a unit of length, that unit in metres (a 10 ft pixel is
+    3.048 m), as its vessels are measured."""
     if transform is None or crs is None:
         return None
     unit = _metres_per_unit(crs)

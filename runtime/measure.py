@@ -16,6 +16,7 @@ import shapely
 from shapely.geometry import mapping, shape
 
 from runtime.crs_memo import PerCrs
+from runtime.crs_plane import plane_of
 
 
 def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def describe(polygon: shapely.Polygon, crs: rasterio.crs.CRS | None) -> dict[str
     elif crs.is_projected:
         plane, scale, units = polygon, float(crs.linear_units_factor[1]), "m"
     else:  # an engineering grid in a unit of length; any other CRS is no plane of lengths
-        refusal, metres = _plane_of(crs)
+        refusal, metres = plane_of(crs)
         if refusal is not None:
             raise ValueError(f"cannot measure a vessel in {crs}: {refusal}")
         plane, scale, units = polygon, float(metres), "m"  # type: ignore[arg-type]
@@ -103,40 +104,11 @@ def _rectangle(geom: shapely.Geometry) -> tuple[float, float, float]:
     return float(math.hypot(dx, dy)), float(math.hypot(*short)), float(heading)
 
 
-#: Names of angular units a ``LOCAL_CS`` may be written with (GDAL keeps them as they are, PROJ
-#: even calls them lengths), and "unknown": none of them a length a vessel can be measured in.
-_NOT_LENGTHS = ("degree", "grad", "gon", "radian", "arc", "unknown")
-
-
-def _engineering_or_refusal(crs: rasterio.crs.CRS) -> tuple[str | None, float | None]:
-    """(None, metres per unit) for an engineering CRS in a unit of length, (None, None) for a
-    geographic or projected one (:func:`describe` has their own ways to metres), else (why a 2-D
-    image cannot be measured in ``crs``, None)."""
-    if crs.is_geographic or crs.is_projected:
-        return None, None
-    wkt = crs.to_wkt()  # WKT1 (GDAL's): its first keyword says the kind of CRS
-    if wkt.startswith("GEOCCS["):
-        return ("a geocentric CRS (X, Y, Z from the Earth's centre) has no plane a 2-D image lies in; "
-                "georeference the image in a projected (e.g. UTM) or geographic CRS"), None
-    if not wkt.startswith("LOCAL_CS["):
-        return (f"a {wkt.split('[', 1)[0]} CRS is neither geographic, projected nor an engineering grid, "
-                "so it gives no plane of lengths"), None
-    name, factor = crs.units_factor
-    if any(word in name.lower() for word in _NOT_LENGTHS) or not factor or factor <= 0:
-        return f"an engineering CRS whose unit ({name}) is not a length", None
-    return None, float(factor)
-
-
-#: :func:`_engineering_or_refusal` of each CRS object (runtime.crs_memo: a stream's tiles share one, and
-#: the runtime asks of every tile, :func:`runtime.on_the_earth.check_on_the_earth`).
-_plane_of = PerCrs(_engineering_or_refusal)
-
-
 def plane_refusal(crs: rasterio.crs.CRS | None) -> str | None:
     """Why vessels cannot be measured in ``crs`` (a geocentric CRS, a vertical one, an engineering
     grid in degrees or an unknown unit), or None where :func:`describe` can (none, geographic,
     projected, an engineering grid in a unit of length)."""
-    return None if crs is None else _plane_of(crs)[0]
+    return None if crs is None else plane_of(crs)[0]
 
 
 def units_of(crs: rasterio.crs.CRS | None) -> str:

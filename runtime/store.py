@@ -19,7 +19,9 @@ cannot be written is only warned of (it installs and prunes nothing, and serves 
 
 A store given the model cache's folder (``cache_dir``) prunes, with its bundles, the cache entries
 its index says belong only to bundles it no longer holds (:mod:`runtime.cache_index`): OpenVINO
-never removes one, and every bundle ever served left its entries on the flash.
+never removes one, and every bundle ever served left its entries on the flash. Entries the index does
+not name (written before it, or by another program) are kept and logged as a warning with their count
+and bytes at each prune.
 """
 
 from __future__ import annotations
@@ -291,6 +293,12 @@ class BundleStore:
                 _remove(path)
         if self.cache_dir:
             cache_index.prune(self.cache_dir, {path.name for path in keep})
+            count, size = cache_index.unindexed(self.cache_dir)
+            if count:  # reported, never removed: they may be current's, or not the runtime's (cache_index)
+                log.warning("model cache %s holds %d entries (%d bytes) its index does not name (written before "
+                            "the index, or not by this runtime): kept; if the folder is the runtime's alone, they "
+                            "may be removed by hand (a model whose entry goes is compiled again at its next open)",
+                            self.cache_dir, count, size)
 
 
 def _remove(path: Path) -> None:

@@ -410,7 +410,9 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     # A corrected annotation (a mask or COCO file edited in place) keeps every name and so the split: only the
     # content says the arrays hold the old truth, which the search would otherwise go on training against.
     content = hashlib.sha256(json.dumps([contents[i] for i in train + val]).encode()).hexdigest()
-    layout = {"in_channels": bands, "bands": model_bands, "content": content}
+    layout = {"in_channels": bands, "bands": model_bands, "content": content,
+              # only with land masks: the layout (so the arrays) of a search without them stays as it was
+              **({"land": _land_digest(source, train + val, Path(land_masks))} if land_masks else {})}
     if old != split or any(_arrays_layout(root / f"{name}.npz") != layout for name in ("train", "val")):
         for name, ids in (("train", train), ("val", val)):
             scenes = []
@@ -442,7 +444,8 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
 
 def _arrays_layout(path: Path) -> dict[str, Any] | None:
     """The model bands (``in_channels`` and ``[export] bands``) the arrays at ``path`` were written
-    for, and the ``content`` digest of the samples' pixels and truth they hold, or None (no such file,
+    for, the ``content`` digest of the samples' pixels and truth they hold, and with land masks the
+    ``land`` digest of their mask files (:func:`_land_digest`), or None (no such file,
     or one from before the layout was stored). The split alone does not say it: a config naming the
     bands in another order, or another number of them, must not train on arrays cut for the old one
     (the manifest would name bands the model was not trained on), nor a search on the truth of
@@ -499,6 +502,22 @@ def instance_labels(sample: Any) -> np.ndarray | None:
     return rasterio.features.rasterize([(v, k) for k, v in enumerate(sample.vessels, start=1)],
                                        out_shape=(sample.height, sample.width), transform=sample.transform,
                                        fill=0, dtype="uint16" if n < 65536 else "int32")
+
+
+def _land_digest(source: Any, ids: list[int], folder: Path) -> str:
+    """A sha256 of the sea/land mask files (``[data] land_masks``) of samples ``ids``, in their order,
+    a missing one marked as such: part of the arrays' layout (:func:`_arrays_layout`), so that a mask
+    edited, added or removed in place under the same name writes the arrays again. The split and the
+    samples' ``content`` do not see it (the masks are no part of a sample), and the search went on
+    training its land head on the old masks. The files' bytes, not the decoded masks: no decode at
+    each start, and a file saved again unchanged costs only a rewrite of arrays that come out the same."""
+    from hil.rig import mask_file
+
+    h = hashlib.sha256()
+    for i in ids:
+        path = mask_file(source[i], folder)
+        h.update(hashlib.sha256(path.read_bytes()).digest() if path.is_file() else b"no mask")
+    return h.hexdigest()
 
 
 def _land(sample: Any, folder: str) -> np.ndarray | None:
