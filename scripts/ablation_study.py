@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from hil.score import summed_counts
+from runtime.atomic import write_atomic
 from runtime.emulate import compile_twin
 from runtime.host import host_line
 from search.ablate import NOISE_GAP, train_branches
@@ -206,13 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"key": key, "network": net, "genome": genome.to_dict(), "split_seed": split_seed,
                            "seed": seed, **one_run(cfg, genome, data, test, seed, args.profiles)}
                     rows.append(row)
-                    with runs_path.open("a") as fh:
-                        fh.write(json.dumps(row) + "\n")
+                    # the whole file again, atomically: an append cut short (disk full, a kill) left a
+                    # torn last line, on which the next run's json.loads stopped (and the next append
+                    # glued a run to it)
+                    write_atomic(runs_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
                     print(f"{key}: fp32 {row['fp32']['miou']:.4f}, post {row['post_training'][args.profiles[0]]['miou']:.4f}, "
                           f"aligned {row['aligned'][args.profiles[0]]['miou']:.4f} ({row['seconds']:.0f} s)", flush=True)
     summary = summarise(rows, args.profiles)
-    (args.out / "summary.json").write_text(json.dumps({"summary": summary, "runs": len(rows), "host": host_line(),
-                                                       "date": time.strftime("%Y-%m-%d")}, indent=1))
+    write_atomic(args.out / "summary.json", json.dumps({"summary": summary, "runs": len(rows), "host": host_line(),
+                                                        "date": time.strftime("%Y-%m-%d")}, indent=1).encode())
     print(markdown(summary))
     return 0
 

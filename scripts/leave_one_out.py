@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hil  # noqa: E402
 from flightsim.sources import open_source  # noqa: E402
+from runtime.atomic import write_atomic  # noqa: E402
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         name = "all" if holdout is None else f"holdout_{holdout}"
         rotation = [h for h in holdouts if h is not None] if args.rotate_val else None
         study["folds"].append(run_fold(cfg, genome, holdout, args.out / name, args.device, rotation))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(study, indent=1))
+        # atomically: the next run resumes from it, and one cut short in place was a half JSON there
+        write_atomic(path, json.dumps(study, indent=1).encode())
         print(json.dumps(study["folds"][-1]), flush=True)
     print("\n| held out | ships | precision | recall | F1 | vessel IoU | threshold, px |")
     print("|---|---|---|---|---|---|---|")

@@ -42,6 +42,7 @@ from hil.__main__ import split_source  # noqa: E402
 from hil.score import ious, precision_recall_f1, summed_counts  # noqa: E402
 from runtime.discriminate import KINDS  # noqa: E402
 from runtime.device import resolve  # noqa: E402
+from runtime.atomic import write_atomic  # noqa: E402
 from runtime.device_names import device_family  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
@@ -165,14 +166,21 @@ def main(argv: list[str] | None = None) -> int:
             run["test_discriminated"] = test_scores(seed_dir / "discriminated", args.out / "data" / "split.json",
                                                     seed_dir / f"{args.part}_discriminated", args.device, args.part)
         study["runs"].append(run)
-        path.write_text(json.dumps(study, indent=1))
+        save_study(path, study)
         print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"],
                           "discriminated": run.get("test_discriminated")}), flush=True)
     study.update(spreads(study["runs"]))
-    path.write_text(json.dumps(study, indent=1))
+    save_study(path, study)
     print(json.dumps({"genome": study["name"], **{k: v for k, v in study.items()
                                                   if k.endswith(("_mean_sd", "_seeds"))}}))
     return 0
+
+
+def save_study(path: Path, study: dict[str, Any]) -> None:
+    """Write ``study`` to ``path`` (OUT/study.json) atomically: a resume reads it back, and a write cut
+    short (disk full, a kill) truncated it in place, so the next run stopped on a half JSON and every
+    finished seed's record (hours of training each) was lost with it."""
+    write_atomic(path, json.dumps(study, indent=1).encode())
 
 
 def spreads(runs: list[dict[str, Any]]) -> dict[str, Any]:

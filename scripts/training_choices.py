@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtime.atomic import write_atomic  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
 from search.config import load_config  # noqa: E402
@@ -170,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             if any(r["seed"] == seed for r in runs):
                 continue  # resumable: a variant and seed already measured is kept
             runs.append(run_variant(_merged(cfg, VARIANTS[name]), genome, data, seed))
-            out_json.write_text(json.dumps(record, indent=1))
+            # atomically: the next run resumes from it, and one cut short in place was a half JSON there
+            write_atomic(out_json, json.dumps(record, indent=1).encode())
             print(name, runs[-1], flush=True)
     print("\n| variant | F1 @0.5/4px | vessel IoU @0.5 | F1, threshold and size chosen on val | seeds |")
     print("|---|---|---|---|---|")

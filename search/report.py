@@ -16,6 +16,7 @@ model); the plot's label, each ``pareto.json`` entry's ``latency_kind`` and the 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from runtime.atomic import write_atomic  # noqa: E402
 from runtime.bundle import read_bundle, rewritable_manifest, rewrite_bundle  # noqa: E402
 from search.fitness import (latency_kind, latency_ms, latency_used, objectives, pareto_front,  # noqa: E402
                             unranked_reason, within_limit)
@@ -157,6 +159,14 @@ def _fmt(v: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _save_png(fig: Any, path: Path) -> None:
+    """Save ``fig`` as a PNG at ``path`` whole or not at all, as every file of the report (the figure
+    a reader opens must not be the top half of a plot)."""
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=120)
+    write_atomic(path, image.getvalue())
+
+
 def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str, dict[str, Any]],
                  cfg: dict[str, Any], best: dict[str, Any] | None) -> Path:
     """Write ``OUT/report/`` (plots, tables, front); returns its path."""
@@ -165,10 +175,13 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     rows = sorted(({**_row(r), "flight": _flight(r, cfg, best), "unranked_because": unranked_reason(r, cfg["fitness"])}
                    for r in records.values()),
                   key=lambda x: -(x["fitness"] if x["fitness"] is not None else -1e9))
-    with open(rep / "candidates.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    # every file of the report is written whole or not at all (runtime.atomic): one cut short (disk
+    # full, a kill) was left truncated in place, a table with its last rows missing and nothing to say so
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(rep / "candidates.csv", table.getvalue().encode())
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_fmt(row[c]) for c in COLUMNS) + " |" for row in rows]
     note = ("Accuracy: on-device validation scores through hil (device column); miou, vessel_iou and f1 are "
@@ -186,7 +199,7 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
             f"{cfg['space']['max_parameters']}.")
     pick = ("Flight model: none (no candidate was scored within the limits)" if best is None
             else f"Flight model: {best['name']} (key {best['key']}, fitness {_fmt(best['fitness'])})")
-    (rep / "candidates.md").write_text("\n".join([note, "", _fmt(pick), "", *lines]) + "\n")
+    write_atomic(rep / "candidates.md", ("\n".join([note, "", _fmt(pick), "", *lines]) + "\n").encode())
     front = pareto_front(list(records.values()), cfg["fitness"])
     source = cfg["fitness"]["latency"]
     write_json_atomic(rep / "pareto.json", [{"key": r["key"], "name": r["name"], "fitness": r["fitness"],
@@ -206,7 +219,7 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
     ax.set(xlabel="generation", ylabel="fitness", title="fitness per generation")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(rep / "fitness.png", dpi=120)
+    _save_png(fig, rep / "fitness.png")
     plt.close(fig)
 
     scored = [r for r in records.values() if r.get("fitness") is not None]
@@ -224,11 +237,11 @@ def write_report(out: Path, generations: list[dict[str, Any]], records: dict[str
            ylabel=f"on-device validation {cfg['fitness']['accuracy']}", title="accuracy vs latency")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(rep / "pareto.png", dpi=120)
+    _save_png(fig, rep / "pareto.png")
     plt.close(fig)
     summary = {"best": None if best is None else {"key": best["key"], "name": best["name"], "fitness": best["fitness"],
                                                   # [final]: the pick trained again (search.final.final_training)
                                                   "final_budget": best.get("final_budget")},
                "candidates": len(records), "generations": len(generations)}
-    (rep / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(rep / "summary.json", json.dumps(summary, indent=1).encode())
     return rep

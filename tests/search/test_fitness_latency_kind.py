@@ -19,7 +19,9 @@ MAX_PARAMETERS = 100_000
 
 def _cfg(latency: str) -> dict[str, Any]:
     return {"fitness": {"accuracy": "miou", "latency": latency, "latency_target_ms": 30.0, "latency_weight": 0.05,
-                        "size_weight": 0.02, "latency_limit_ms": 0.0}}
+                        "size_weight": 0.02, "latency_limit_ms": 0.0},
+            # the report's flight column reads the budget (search.report._flight), as a loaded config has it
+            "space": {"max_parameters": MAX_PARAMETERS}}
 
 
 def _record(device: str = "myriadx-emu", estimate: float | None = 25.0, **dev: Any) -> dict[str, Any]:
