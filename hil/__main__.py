@@ -268,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     if not any(s.get("pixel_counts") for s in r["per_scene"]):
         lines.append("no truth: nothing was scored (give --truth, a mask GeoTIFF or a GeoJSON of the vessels, "
                      "or a data set with its annotations)")
+    if r.get("truth_on_nodata") or r.get("truth_on_land"):
+        # the misses no detection could have been kept for: in the recall, as published, but said
+        lines.append(f"true vessels centred on no data {r['truth_on_nodata']} ({r['truth_on_nodata_missed']} missed), "
+                     f"on masked land {r['truth_on_land'] or 0} ({r['truth_on_land_missed'] or 0} missed): "
+                     f"{fmt(r['misses_on_nodata_or_land_share'])} of the misses")
     land = r.get("land_masked")
     if land:
         lines.append(f"land masks {land['source']}: {land['samples_with_a_mask']} of {len(r['per_scene'])} image(s) "

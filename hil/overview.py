@@ -21,11 +21,16 @@ from shapely.geometry.base import BaseGeometry
 
 @dataclass
 class Panel:
-    """One scene of the picture: an RGB preview (h, w, 3) in [0, 1] decimated by ``factor``."""
+    """One scene of the picture: an RGB preview (h, w, 3) in [0, 1] of a scene ``size`` = (height, width)
+    pixels large, which it covers corner to corner (``Sample.preview``).
+
+    The picture is drawn in scene pixels: the preview stretched over (0, width) x (0, height), the
+    outlines through ``~transform``. A decimation factor would not do for the stretch: ``size`` is seldom
+    a multiple of it, and a preview's pixels each cover ``width / w`` scene pixels, not the factor."""
 
     name: str
     rgb: np.ndarray
-    factor: int
+    size: tuple[int, int]
     transform: Affine
     truth: list[BaseGeometry]
     predicted: list[BaseGeometry]
@@ -41,8 +46,8 @@ def draw_overview(panels: list[Panel], out: Path, max_side_px: int, title: str =
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, p in zip(axes.flat, panels):
-        h, w = p.rgb.shape[:2]
-        ax.imshow(p.rgb, extent=(0, w * p.factor, h * p.factor, 0))
+        h, w = p.size
+        ax.imshow(p.rgb, extent=(0, w, h, 0))
         inv = ~p.transform
         for geoms, colour, label in ((p.truth, "lime", "truth"), (p.predicted, "red", "predicted")):
             first = True
@@ -55,8 +60,8 @@ def draw_overview(panels: list[Panel], out: Path, max_side_px: int, title: str =
                     ax.plot(cols, rows, color=colour, linewidth=0.8 if n == 1 else 0.5,
                             label=label if first else None)
                     first = False
-        ax.set_xlim(0, w * p.factor)
-        ax.set_ylim(h * p.factor, 0)
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
         ax.set_title(f"{p.name}: {len(p.truth)} true, {len(p.predicted)} detected", fontsize=9 if n == 1 else 6)
     if panels and n == 1:
         axes.flat[0].legend(loc="upper right", fontsize=8)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import rasterio.features
+from affine import Affine
 from shapely.geometry import shape
 
 from flightsim.faults import FaultInjector, FaultSpec, fault_outcomes
@@ -324,7 +325,7 @@ def run(
     collection, report["detections_crs"] = detections_collection(
         detections, {s.sample.name: s.sample.crs for s in scenes})
     (report_dir / "detections.geojson").write_text(json.dumps(collection))
-    panels = [Panel(s.sample.name, *s.preview, s.sample.transform,  # type: ignore[misc]
+    panels = [Panel(s.sample.name, s.preview[0], (s.sample.height, s.sample.width), s.sample.transform,
                     s.sample.vessels or [],
                     [shape(f["geometry"]) for f in detections if f["properties"]["scene"] == s.sample.name])
               for s in scenes if s.preview is not None]
@@ -481,18 +482,33 @@ def centroids_in(vessels: list[dict[str, Any]], sample: Any, allowed: np.ndarray
     image rather than no data); for a detection whose centroid lies outside it (a crescent, a C
     around a pier's tip), a point inside it instead."""
     inv = ~sample.transform
-    kept = []
-    for v in vessels:
-        geom = shape(v["geometry"])
-        c = geom.centroid
-        if not geom.contains(c):
-            # the centroid of a bent outline can fall in the water or on the land it wraps around,
-            # which judges the detection by a pixel that is none of its own
-            c = geom.representative_point()
-        col, row = inv * (c.x, c.y)
-        if allowed[int(np.clip(row, 0, allowed.shape[0] - 1)), int(np.clip(col, 0, allowed.shape[1] - 1))]:
-            kept.append(v)
-    return kept
+    return [v for v in vessels if _centred_in(shape(v["geometry"]), inv, allowed)]
+
+
+def _centred_in(geom: Any, inv: Affine, allowed: np.ndarray) -> bool:
+    """Whether the pixel under ``geom``'s centre (through ``inv``, map to pixel) is ``allowed``."""
+    c = geom.centroid
+    if not geom.contains(c):
+        # the centroid of a bent outline can fall in the water or on the land it wraps around,
+        # which judges the detection by a pixel that is none of its own
+        c = geom.representative_point()
+    col, row = inv * (c.x, c.y)
+    return bool(allowed[int(np.clip(row, 0, allowed.shape[0] - 1)), int(np.clip(col, 0, allowed.shape[1] - 1))])
+
+
+def unreachable_truth(truth: list[Any], sample: Any, no_data: np.ndarray | None,
+                      sea: np.ndarray | None) -> tuple[set[int], set[int]]:
+    """The indices of the true vessels ``truth`` (map outlines) centred on no data, and of the rest
+    centred on land (``sea`` False), by the rule that drops a detection there (:func:`centroids_in`).
+
+    A detection there is dropped before scoring, so such a vessel is all but bound to be a miss, yet
+    it stays in ``n_truth`` (the object scores are left as published); the report counts them apart,
+    so that a reader can tell how much of the recall they cost. Either set is empty without its mask."""
+    inv = ~sample.transform
+    on_no_data = set() if no_data is None else {i for i, g in enumerate(truth) if _centred_in(g, inv, no_data)}
+    on_land = set() if sea is None else {i for i, g in enumerate(truth)
+                                         if i not in on_no_data and not _centred_in(g, inv, sea)}
+    return on_no_data, on_land
 
 
 def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles: dict[str, _Scene],
@@ -601,6 +617,11 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
             entry["pixel_counts"], entry["outline_pixel_counts"] = counts[-1], outline_counts[-1]
             truth = scored_truth(sample)
             obj = match_objects([shape(f["geometry"]) for f in vessels], truth, score_cfg.match_iou)
+            on_no_data, on_land = unreachable_truth(truth, sample, no_data, sea)
+            found = {j for _, j in obj["matched_pairs"]}
+            entry.update(truth_on_nodata=len(on_no_data), truth_on_nodata_missed=len(on_no_data - found),
+                         truth_on_land=None if land_masks is None else len(on_land),
+                         truth_on_land_missed=None if land_masks is None else len(on_land - found))
             entry.update(pixel_scores(pred, sample.mask))  # type: ignore[arg-type]
             entry["length_rel_error"] = _length_errors(obj.pop("matched_pairs"), vessels, truth, sample)
             obj.pop("matched_indices")
@@ -655,12 +676,28 @@ def _score(log: Any, collector: ResultCollector, scenes: list[_Scene], all_tiles
         report["outline_vessel_iou"] = ious(summed_counts(outline_counts))["vessel_iou"]
         errors = [e for p in per_scene for e in p.get("length_rel_error", {}).get("values", [])]
         report["length_rel_error"] = _summary(errors)
+        report.update(_unreachable_summary([p for p in per_scene if "truth_on_nodata" in p],
+                                           report["false_negatives"], land_masks is not None))
     else:
-        report.update(miou=None, vessel_iou=None, outline_vessel_iou=None, precision=None, recall=None, f1=None)
+        report.update(miou=None, vessel_iou=None, outline_vessel_iou=None, precision=None, recall=None, f1=None,
+                      truth_on_nodata=None, truth_on_nodata_missed=None, truth_on_land=None,
+                      truth_on_land_missed=None, misses_on_nodata_or_land_share=None)
     for p in per_scene:
         p.get("length_rel_error", {}).pop("values", None)
     report["per_scene"] = per_scene
     return report, detections
+
+
+def _unreachable_summary(scored: list[dict[str, Any]], misses: int, land: bool) -> dict[str, Any]:
+    """The set's counts of true vessels centred on no data or on masked land (:func:`unreachable_truth`),
+    summed over the ``scored`` images, and the share of the set's ``misses`` (false negatives) that
+    they are: 1.0 says every miss was one the payload's detection could not have been kept for."""
+    out: dict[str, Any] = {}
+    for key in ("truth_on_nodata", "truth_on_nodata_missed", "truth_on_land", "truth_on_land_missed"):
+        out[key] = sum(p[key] for p in scored) if land or "land" not in key else None
+    unreachable_missed = out["truth_on_nodata_missed"] + (out["truth_on_land_missed"] or 0)
+    out["misses_on_nodata_or_land_share"] = unreachable_missed / misses if misses else None
+    return out
 
 
 def _told_rejected(log: Any) -> dict[str, str | None]:

@@ -200,7 +200,13 @@ class Sample:
         return self
 
     def preview(self, max_side_px: int) -> tuple[np.ndarray, int]:
-        """An RGB float picture in [0, 1] at most ``max_side_px`` on a side, and its decimation factor."""
+        """An RGB float picture in [0, 1] at most ``max_side_px`` on a side, and its decimation factor.
+
+        The picture covers the whole scene, corner to corner: its ``height // factor`` x ``width // factor``
+        pixels (at least one a side) are each the mean of an equal share of the scene (to within one
+        scene pixel in memory), whether read from the file or from memory, so that a drawing stretches
+        it over (0, width) x (0, height) and the scene's outlines land on what they outline (not every
+        ``factor``-th pixel, which showed its content up to ``factor - 1`` pixels off)."""
         factor = max(1, int(math.ceil(max(self.height, self.width) / max_side_px)))
         if self.image is None and self.path is not None and self.palette is None:
             with _open(self.path) as src:
@@ -211,10 +217,29 @@ class Sample:
                 out_shape = (self.count, max(1, self.height // factor), max(1, self.width // factor))
                 img = src.read(indexes, out_shape=out_shape, resampling=Resampling.average).astype(np.float32)
         else:
-            img = self.read()[:, ::factor, ::factor].astype(np.float32)
+            img = block_means(self.read(), (max(1, self.height // factor), max(1, self.width // factor)))
         img = img[:3] if img.shape[0] >= 3 else np.repeat(img[:1], 3, axis=0)
         lo, hi = np.percentile(img, (1, 99.5))
         return np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0), factor
+
+
+def block_means(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """(bands, H, W) -> (bands, h, w) float32: each output pixel the mean of its block of ``img``.
+
+    The blocks tile the whole image, their edges at ``i * H // h`` (and ``j * W // w``), so a side that
+    is no multiple of the output's still maps corner to corner (blocks differ by at most one pixel),
+    the same geometry as rasterio's average read to that shape."""
+    out = img
+    for axis, n in ((1, out_hw[0]), (2, out_hw[1])):
+        size = out.shape[axis]
+        edges = (np.arange(n + 1) * size) // n
+        # Summed in float64 straight from the counts: no whole-scene float copy (a loaded scene can be
+        # hundreds of MB of uint8), and uint16 sums cannot overflow.
+        sums = np.add.reduceat(out, edges[:-1], axis=axis, dtype=np.float64)
+        shape = [1, 1, 1]
+        shape[axis] = n
+        out = sums / np.diff(edges).reshape(shape)
+    return out.astype(np.float32)
 
 
 class Source(Sequence[Sample]):
