@@ -12,11 +12,13 @@ adapter fails on cue (here: while ``LOST`` is set); the runtime, its sockets and
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,24 @@ def _wait_device(runtime: Runtime, hung: bool, timeout_s: float) -> dict[str, An
     return status
 
 
+@contextlib.contextmanager
+def lost_device(settings: Any, bundle: Path, window: int = 2) -> Iterator[tuple[Runtime, Ground, Streamer]]:
+    """A runtime served by :class:`LostWhileSet` adapters (``open_device`` patched by the caller),
+    lost from the start (:data:`LOST` set, and cleared however the test ends), with a ground and a
+    streamer of ``window`` tiles connected to it."""
+    LOST.set()
+    try:
+        with runtime_thread(settings, bundle) as runtime:
+            ground = Ground(runtime.endpoints)
+            streamer = Streamer(runtime.endpoints["tiles"], window=window)
+            try:
+                yield runtime, ground, streamer
+            finally:
+                streamer.close()
+    finally:
+        LOST.clear()
+
+
 def test_the_device_stage_answers_again_once_recovery_holds_no_tile(
         brightness_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(server_module, "open_device",
@@ -63,39 +83,30 @@ def test_the_device_stage_answers_again_once_recovery_holds_no_tile(
     # A failed tile is held here 0.6 s before its re-run: long enough for Health (every 0.1 s) to see it.
     settings = _settings(max_attempts=2, reopen_after=1, backoff_s=0.6, max_backoff_s=0.6)
     settings = replace(settings, health={**settings.health, "period_s": 0.1, "hang_timeout_s": 0.5})
-    LOST.set()
-    try:
-        with runtime_thread(settings, brightness_bundle) as runtime:
-            ground = Ground(runtime.endpoints)
-            streamer = Streamer(runtime.endpoints["tiles"], window=2)
-            try:
-                streamer.stream([_tile(0)])
-                rejected = _one_result(ground)
-                assert (rejected["status"], rejected["reason"]) == ("rejected", "inference_failed")
-                # Idle, the device stage has nothing in flight: it answers, and the watchdog is fed.
-                time.sleep(1.0)  # twice the hang timeout
-                status = _wait_device(runtime, hung=False, timeout_s=0.5)
-                assert status["health"]["stages"]["device"]["hung"] is False, status["health"]
-                assert status["device_recovery"]["given_up"] == 1 and status["device_recovery"]["retrying"] == 0
-                fed = status["health"]["watchdog_fed_at"]
-                assert fed is not None and time.time() - fed < 0.5, f"the watchdog starved: {status['health']}"
-                # Still lost: the next tile fails, and the stage is hung at once (no success since).
-                streamer.stream([_tile(1)])
-                status = _wait_device(runtime, hung=True, timeout_s=5)
-                assert status["health"]["stages"]["device"]["hung"] is True, status["health"]
-                assert _one_result(ground)["reason"] == "inference_failed"
-                # The device is back: the next tile is served, and the stage answers.
-                LOST.clear()
-                streamer.stream([_tile(2)])
-                served = _one_result(ground)
-                assert served["status"] == "ok", served
-                status = _wait_device(runtime, hung=False, timeout_s=5)
-                assert status["health"]["stages"]["device"]["hung"] is False, status["health"]
-                assert status["device_recovery"]["state"] == "ok"
-            finally:
-                streamer.close()
-    finally:
+    with lost_device(settings, brightness_bundle) as (runtime, ground, streamer):
+        streamer.stream([_tile(0)])
+        rejected = _one_result(ground)
+        assert (rejected["status"], rejected["reason"]) == ("rejected", "inference_failed")
+        # Idle, the device stage has nothing in flight: it answers, and the watchdog is fed.
+        time.sleep(1.0)  # twice the hang timeout
+        status = _wait_device(runtime, hung=False, timeout_s=0.5)
+        assert status["health"]["stages"]["device"]["hung"] is False, status["health"]
+        assert status["device_recovery"]["given_up"] == 1 and status["device_recovery"]["retrying"] == 0
+        fed = status["health"]["watchdog_fed_at"]
+        assert fed is not None and time.time() - fed < 0.5, f"the watchdog starved: {status['health']}"
+        # Still lost: the next tile fails, and the stage is hung at once (no success since).
+        streamer.stream([_tile(1)])
+        status = _wait_device(runtime, hung=True, timeout_s=5)
+        assert status["health"]["stages"]["device"]["hung"] is True, status["health"]
+        assert _one_result(ground)["reason"] == "inference_failed"
+        # The device is back: the next tile is served, and the stage answers.
         LOST.clear()
+        streamer.stream([_tile(2)])
+        served = _one_result(ground)
+        assert served["status"] == "ok", served
+        status = _wait_device(runtime, hung=False, timeout_s=5)
+        assert status["health"]["stages"]["device"]["hung"] is False, status["health"]
+        assert status["device_recovery"]["state"] == "ok"
 
 
 def test_a_replaced_device_left_idle_answers_and_a_failure_after_shows_the_old_streak() -> None:

@@ -28,7 +28,7 @@ from runtime.client import ControlClient
 from runtime.preprocess import Preprocessor
 from runtime.server import Runtime
 from tests.conftest import drained_events, event_subscriber, runtime_thread
-from tests.runtime.test_device_idle_review19 import LOST, LostWhileSet
+from tests.runtime.test_device_idle_review19 import LOST, LostWhileSet, lost_device
 from tests.runtime.test_device_loss_review import (FailsEveryRequest, _one_result, _other_bundle, _settings,
                                                    first_device_as)
 from tests.runtime.test_post_processing_review21 import _until
@@ -98,25 +98,16 @@ def test_a_device_that_serves_ok_during_the_back_off_is_not_reopened(
 
     monkeypatch.setattr(server_module, "open_device", devices)
     settings = _settings(backoff_s=2.0, max_backoff_s=2.0, reopen_after=1, max_attempts=4)
-    LOST.set()
-    try:
-        with runtime_thread(settings, brightness_bundle) as runtime:
-            ground = Ground(runtime.endpoints)
-            streamer = Streamer(runtime.endpoints["tiles"], window=2)
-            try:
-                streamer.stream([_tile(0)])
-                assert _failed_once(runtime)
-                LOST.clear()  # the failure was a passing one: the device serves again
-                streamer.stream([_tile(1)])
-                first = _one_result(ground, timeout_s=1.5)  # within tile 0's back-off
-                assert (first["tile_id"], first["status"]) == ("scene/1", "ok"), first
-                second = _one_result(ground, timeout_s=15.0)
-                assert (second["tile_id"], second["status"]) == ("scene/0", "ok"), second
-                recovery = runtime.status()["device_recovery"]
-            finally:
-                streamer.close()
-    finally:
-        LOST.clear()
+    with lost_device(settings, brightness_bundle) as (runtime, ground, streamer):
+        streamer.stream([_tile(0)])
+        assert _failed_once(runtime)
+        LOST.clear()  # the failure was a passing one: the device serves again
+        streamer.stream([_tile(1)])
+        first = _one_result(ground, timeout_s=1.5)  # within tile 0's back-off
+        assert (first["tile_id"], first["status"]) == ("scene/1", "ok"), first
+        second = _one_result(ground, timeout_s=15.0)
+        assert (second["tile_id"], second["status"]) == ("scene/0", "ok"), second
+        recovery = runtime.status()["device_recovery"]
     assert recovery["reopened"] == 0 and recovery["retries"] == 1 and recovery["state"] == "ok", recovery
     assert opened == ["CPU"], opened
 
@@ -139,21 +130,12 @@ def test_tiles_that_failed_together_wait_one_back_off_together(
 
     monkeypatch.setattr(recovery_module, "time", SimpleNamespace(monotonic=time.monotonic, sleep=sleep))
     settings = _settings(backoff_s=1.0, max_backoff_s=1.0, reopen_after=100, max_attempts=4)
-    LOST.set()
-    try:
-        with runtime_thread(settings, brightness_bundle) as runtime:
-            ground = Ground(runtime.endpoints)
-            streamer = Streamer(runtime.endpoints["tiles"], window=4)
-            try:
-                streamer.stream([_tile(i) for i in range(4)])
-                assert _until(lambda: runtime.status()["device_recovery"]["errors"] >= 4, 10.0)
-                LOST.clear()
-                results = ground.results(4, timeout_s=15.0)
-                recovery = runtime.status()["device_recovery"]
-            finally:
-                streamer.close()
-    finally:
+    with lost_device(settings, brightness_bundle, window=4) as (runtime, ground, streamer):
+        streamer.stream([_tile(i) for i in range(4)])
+        assert _until(lambda: runtime.status()["device_recovery"]["errors"] >= 4, 10.0)
         LOST.clear()
+        results = ground.results(4, timeout_s=15.0)
+        recovery = runtime.status()["device_recovery"]
     assert sorted(r["tile_id"] for r in results) == [f"scene/{i}" for i in range(4)]
     assert all(r["status"] == "ok" for r in results), results
     assert recovery["errors"] == 4 and recovery["retries"] == 4 and recovery["given_up"] == 0, recovery
