@@ -246,7 +246,9 @@ class _Walker:
         self.category = _op_categories(ops)
         self.constant: set[str] = set()
         self.absorbs_bias: set[str] = set()  # outputs a bias/scale can fuse into (NCE convolutions)
-        self.absorbs_act: set[str] = set()  # outputs a ReLU-like activation can fuse into
+        #: outputs a ReLU-like activation can fuse into -> their producer ("conv", "fc", "pool" on the
+        #: NCE, "eltwise" on the SHAVEs): what merges depends on it (:meth:`_merges_post_op`)
+        self.absorbs_act: dict[str, str] = {}
 
     def walk(self, model: Model) -> list[Work]:
         works = []
@@ -355,7 +357,7 @@ class _Walker:
         if reasons:
             return self._shave(node, kind, sources, macs=macs, note="SHAVE software convolution: " + "; ".join(reasons))
         self.absorbs_bias.add(node.get_name())
-        self.absorbs_act.add(node.get_name())
+        self.absorbs_act[node.get_name()] = "conv"
         ky, kx = kernel
         if groups == 1:
             return self._nce(node, kind, sources, macs, out_px * nce_conv_cycles(cin_g, cout_g, kx, ky, self.spec))
@@ -383,7 +385,7 @@ class _Walker:
         macs = rows * k * n
         if sources[1].get_name() in self.constant and len(b) == 2:
             self.absorbs_bias.add(node.get_name())
-            self.absorbs_act.add(node.get_name())
+            self.absorbs_act[node.get_name()] = "fc"
             return self._nce(node, kind, sources, macs, rows * nce_conv_cycles(k, n, 1, 1, self.spec),
                              note="fully connected on the NCE")
         return self._shave(node, kind, sources, macs=macs, note="SHAVE GEMM (both operands are activations)")
@@ -402,14 +404,42 @@ class _Walker:
             return self._shave(node, kind, sources, note="SHAVE pooling: " + "; ".join(problems))
         # the pooling unit reads every window element once: an inference, not a documented rate
         cycles = _numel(y) * _numel(kernel) / limits["macs_per_cycle"]
+        self.absorbs_act[node.get_name()] = "pool"
         return self._nce(node, kind, sources, 0, cycles, note="NCE pooling")
 
     def _fusable_activation(self, node: Any, kind: str, sources: Sequence[Any]) -> Work | None:
         src = sources[0]
-        if src.get_name() in self.absorbs_act and self._single_consumer(src):
-            if kind != "Clamp" or float(node.get_attributes().get("min", 0.0)) == 0.0:
-                return None  # applied by the NCE / eltwise kernel on its output
+        producer = self.absorbs_act.get(src.get_name())
+        if producer and self._single_consumer(src) and self._merges_post_op(node, kind, sources, producer):
+            return None  # applied by the NCE / eltwise kernel on its output
         return self._eltwise(node, kind, sources)
+
+    def _merges_post_op(self, node: Any, kind: str, sources: Sequence[Any], producer: str) -> bool:
+        """Whether the MYRIAD plugin merges activation ``kind`` into its ``producer``'s stage.
+
+        After intel_myriad (2022.3 lineage): ``mergeHwStages`` merges ReLU into every hardware stage,
+        and only into a convolution also Clamp with min 0 and LeakyRelu whose 1/slope is an integer
+        (merge_hw_stages.cpp); ``mergeEltwiseAndReLU`` merges ReLU, LeakyRelu and any Clamp into
+        the SHAVE eltwise kernels (merge_eltwise_and_relu.cpp). A PRelu is a LeakyRelu only with a
+        one-element slope (legacy ConvertPReLUToReLUIE); a per-channel PRelu is its own SHAVE stage
+        (stages/prelu.cpp) that nothing merges. Why: a per-channel PRelu, a PRelu of slope 0.3 after
+        a convolution and a Clamp after a fully connected layer were priced as free.
+        """
+        if kind == "Relu":
+            return True
+        if producer not in ("conv", "eltwise"):
+            return False
+        if kind == "Clamp":
+            return producer == "eltwise" or float(node.get_attributes().get("min", 0.0)) == 0.0
+        if kind == "PRelu":
+            values = _constant_values(sources[1]) if len(sources) > 1 else None
+            if values is None or values.size != 1:
+                return False  # per-channel slopes: a PRelu stage of its own
+            if producer == "eltwise" or values[0] == 0:
+                return True
+            reciprocal = np.float32(1.0) / values[0]  # the plugin's "only integer scales are supported"
+            return bool(abs(np.ceil(reciprocal) - reciprocal) <= 1e-6 * max(1.0, abs(float(reciprocal))))
+        return False
 
     def _eltwise(self, node: Any, kind: str, sources: Sequence[Any]) -> Work | None:
         if kind == "Convert":
@@ -421,18 +451,20 @@ class _Walker:
             consts = [s.get_name() in self.constant for s in sources]
             if any(consts) and not all(consts):
                 src = sources[consts.index(False)]
-                if src.get_name() in self.absorbs_bias and self._single_consumer(src):
+                const = sources[consts.index(True)]
+                if (src.get_name() in self.absorbs_bias and self._single_consumer(src)
+                        and _per_channel(_out_shape(const, 0), _out_shape(src, 0))):
                     self._inherit(node, src)
                     return None  # the convolution's bias or scale
-        if len(sources) >= 2 and sum(s.get_name() not in self.constant for s in sources) >= 2:
-            self.absorbs_act.add(node.get_name())
+        if kind in MERGING_ELTWISE and sum(s.get_name() not in self.constant for s in sources) >= 2:
+            self.absorbs_act[node.get_name()] = "eltwise"
         return self._shave(node, kind, sources)
 
     def _inherit(self, node: Any, src: Any) -> None:
         if src.get_name() in self.absorbs_bias:
             self.absorbs_bias.add(node.get_name())
         if src.get_name() in self.absorbs_act:
-            self.absorbs_act.add(node.get_name())
+            self.absorbs_act[node.get_name()] = self.absorbs_act[src.get_name()]
 
     def _data(self, node: Any, kind: str, sources: Sequence[Any]) -> Work:
         # constant inputs of data kernels are sizes, axes and indices, not tensors the kernel streams
@@ -445,6 +477,33 @@ class _Walker:
         work = self._shave(node, kind, sources, note=f"{kind} is not in the op table: costed as a SHAVE data "
                                                       "kernel, by its bytes alone (its arithmetic is not priced)")
         return replace(work, unpriced=True)
+
+
+#: Eltwise op types whose SHAVE kernel takes a ReLU/LeakyRelu/Clamp as its post-operation: the
+#: Sum (Add, Subtract), Prod, Max, Min, Div, Squared_diff and Pow stages of
+#: intel_myriad merge_eltwise_and_relu.cpp (2022.3 lineage); Select is a stage of its own.
+MERGING_ELTWISE = ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Divide", "SquaredDifference", "Power")
+
+
+def _constant_values(node: Any) -> np.ndarray | None:
+    """The values of a Constant, or of a Convert of one (an FP16-compressed IR's weights), as a flat
+    float32 array; None for anything else."""
+    while node.get_type_name() == "Convert" and node.get_input_size() == 1:
+        node = node.input(0).get_source_output().get_node()
+    if node.get_type_name() != "Constant":
+        return None
+    return np.asarray(node.get_data(), dtype=np.float32).reshape(-1)
+
+
+def _per_channel(const_shape: Sequence[int], out_shape: Sequence[int]) -> bool:
+    """Whether a constant of ``const_shape`` is a per-channel bias or scale of an output of
+    ``out_shape`` (numpy broadcasting, channels on axis 1): 1 everywhere but that axis. A constant
+    over the spatial axes is not a bias the NCE applies: the Add is a SHAVE kernel reading it."""
+    rank = len(out_shape)
+    if len(const_shape) > rank:
+        return False
+    aligned = [1] * (rank - len(const_shape)) + list(const_shape)
+    return all(int(d) == 1 for i, d in enumerate(aligned) if i != min(1, rank - 1))
 
 
 OP_CATEGORIES = ("free", "in_place_on_channel_axis", "convolution", "deconvolution", "matmul", "pooling",

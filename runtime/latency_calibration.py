@@ -273,6 +273,14 @@ class Reference:
     link: str
     source: str
 
+    def __post_init__(self) -> None:
+        # Why: a NaN figure made every fit's loss NaN, so fit_costs returned the TOML's constants
+        # unchanged as if fitted; 0 was a ZeroDivisionError, a negative figure a negative ratio.
+        if isinstance(self.published_ms, bool) or not isinstance(self.published_ms, (int, float)) \
+                or not math.isfinite(self.published_ms) or self.published_ms <= 0:
+            raise ValueError(f"reference {self.name!r}: published_ms must be a finite number of ms > 0; "
+                             f"got {self.published_ms!r}")
+
 
 _LUXONIS = "Luxonis RVC2 NN performance table (docs.luxonis.com/software/ai-inference/performance), via myriadx.md"
 _SANKET = "github NitinJSanket/prg_prgncs README, NCS2 over USB 2.0, via myriadx.md"
@@ -451,10 +459,14 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Worst factor either way, range of ratios and RMS of log ratios over ``rows``.
 
     Raises:
-        ValueError: if ``rows`` is empty (there is nothing to summarise).
+        ValueError: if ``rows`` is empty (there is nothing to summarise) or a ratio is not a finite
+            number > 0.
     """
     _require_references(rows, 1, "a summary of calibration rows")
-    ratios = np.array([r["ratio"] for r in rows])
+    ratios = np.array([r["ratio"] for r in rows], dtype=np.float64)
+    bad = [r.get("name", i) for i, r in enumerate(rows) if not (math.isfinite(float(r["ratio"])) and r["ratio"] > 0)]
+    if bad:  # a NaN or inf ratio summarised to NaN/inf and was written into the calibration file
+        raise ValueError(f"calibration rows {bad} have no finite ratio > 0; nothing to summarise")
     return {"max_factor": round(float(np.max(np.maximum(ratios, 1 / ratios))), 3),
             "min_ratio": round(float(ratios.min()), 3), "max_ratio": round(float(ratios.max()), 3),
             "rms_log": round(float(math.sqrt(np.mean(np.log(ratios) ** 2))), 3)}
@@ -492,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="also print constants refitted to every reference")
     args = parser.parse_args(argv)
     record = calibrate()
-    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    args.out.write_text(json.dumps(record, indent=1, allow_nan=False) + "\n")  # never a bare NaN in the record
     print(format_calibration_table(record["in_sample"]["rows"]))
     print("in sample:", {k: v for k, v in record["in_sample"].items() if k != "rows"})
     print("leave one out:", {k: v for k, v in record["leave_one_out"].items() if k != "rows"})
