@@ -20,7 +20,8 @@ trains it). With
 ``--part val`` the bundles are scored on the validation split instead: a probe whose outcome
 chooses a recipe must not look at test (the figures keep their keys, and ``recipe.scored_on``
 says which part they are). Writes OUT/study.json (per seed, and mean ± sample sd over the runs with the seeds
-they are over: :func:`spreads`) and prints a line per seed.
+they are over: :func:`spreads`; each run's host and date, and ``hosts``, every host its runs came
+from, since a study may be resumed elsewhere) and prints a line per seed.
 """
 
 from __future__ import annotations
@@ -143,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{path} is a study of {study['name']} under {study['config']}, not of {genome} under "
                          f"{args.config}: use another --out")
     study["recipe"] = recipe
+    # Each run says where it ran: a study resumed on another host overwrote the one host it named, so
+    # runs from two hosts were labelled as the last one's (their figures differ: docs/models.md). Runs
+    # from before runs said so keep the host the study named then.
+    earlier_host = study.get("host")
     study.update(host=host_line(), date=time.strftime("%Y-%m-%d"))
     for seed in args.seeds:
         if any(r["seed"] == seed for r in study["runs"]):
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"seed": seed, "bundle": record["bundle"], "parameters": record["parameters"],
                "estimated_latency_ms": dev["estimated_latency_ms"], "seconds": round(record["seconds"]),
                "postprocessing": (record["training"].get("postprocessing") or {}).get("chosen"),
-               "val_pooled": dev.get("pooled"), "test": test}
+               "val_pooled": dev.get("pooled"), "test": test, "host": host_line(), "date": time.strftime("%Y-%m-%d")}
         if args.discriminate:
             seed_dir = args.out / f"seed_{seed}"
             run["discriminator"] = discriminate(Path(record["bundle"]), args.out / "data" / "split.json",
@@ -170,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"seed": seed, **{k: test[k] for k in KEYS}, "by_set": test["by_set"],
                           "discriminated": run.get("test_discriminated")}), flush=True)
     study.update(spreads(study["runs"]))
+    study["hosts"] = sorted({r.get("host") or earlier_host or "unknown" for r in study["runs"]})
+    if len(study["hosts"]) > 1:
+        print(f"warning: the runs of {path} come from {len(study['hosts'])} hosts ({'; '.join(study['hosts'])}): "
+              "their mean and sd mix hosts", file=sys.stderr)
     save_study(path, study)
     print(json.dumps({"genome": study["name"], **{k: v for k, v in study.items()
                                                   if k.endswith(("_mean_sd", "_seeds"))}}))

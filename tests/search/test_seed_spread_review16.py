@@ -73,3 +73,20 @@ def test_a_study_on_flight_is_held_to_the_device_flight_named_when_it_began(
     monkeypatch.setattr(runtime.device, "flight_default", lambda core=None: ("myriadx-emu", "no stick"))
     with pytest.raises(SystemExit, match="MYRIAD"):  # before the fix: _Trained, seed 1 scored on the twin
         seed_study.main([*args, "--seeds", "0", "1"])
+
+
+def test_a_study_names_every_host_its_runs_come_from(tmp_path: Path, tiny_config_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A study resumed on another host overwrote the one host it named: runs from two hosts (whose
+    figures differ) were labelled as the last one's. Each run now names its host, the study all of
+    them, and a mean over several hosts is said on stderr."""
+    _study(tmp_path / "study", tiny_config_path, {0: 0.6, 1: 0.8})
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    study["runs"][0]["host"], study["runs"][1]["host"] = "host A", "host B"
+    (tmp_path / "study" / "study.json").write_text(json.dumps(study))
+    assert seed_study.main(["--config", str(tiny_config_path), "--out", str(tmp_path / "study"),
+                            "--seeds", "0", "1", "--part", "val"]) == 0
+    study = json.loads((tmp_path / "study" / "study.json").read_text())
+    assert study["hosts"] == ["host A", "host B"]
+    assert [r["host"] for r in study["runs"]] == ["host A", "host B"]
+    assert "come from 2 hosts" in capsys.readouterr().err
