@@ -4,10 +4,13 @@ a refusal naming the file.
 GDAL reports such a file (a Sentinel-1 GRD measurement GeoTIFF, a scanned chart registered by hand)
 with no CRS and the identity transform, its georeference being the GCPs alone; read as such, its
 vessels came out in pixels, ``units: "px"``, without a word. The payload's tiles carry an affine
-transform (docs/protocol.md), so the GCPs are used where one affine transform fits them, and refused
+transform (docs/protocol.md), so the GCPs are used where one affine transform fits them, and not
 where none does: a map whose vessels would be placed or measured wrongly by more than a pixel is
 worse than no map. ``runtime infer`` (:mod:`runtime.offline`) and the rig's readers
-(:func:`flightsim.sources.base.read_image`) both read files through :func:`gcp_georeference`.
+(:func:`flightsim.sources.base.read_image`) both read files through :func:`gcp_georeference`, and
+where it refuses the GCPs they read the pixel grid and say why (a warning; the report's note): a
+scene that ran before (a wide Sentinel-1 swath, whose GCP grid no affine transform fits) still runs,
+in pixels, as it did, but no longer without a word.
 """
 
 from __future__ import annotations

@@ -95,11 +95,13 @@ class InputImage:
             self._keep = [i for i, ci in enumerate(interp) if ci != "alpha"] or list(range(src.count))
             shape, dtype = (len(self._keep), src.height, src.width), np.dtype(src.dtypes[0])
             self.transform, self.crs = src.transform, src.crs
-            try:  # georeferenced by GCPs alone: their affine fit, or a refusal naming the file (runtime.gcps)
+            try:  # georeferenced by GCPs alone: their affine fit (runtime.gcps)
                 fitted = gcp_georeference(src, path)
-            except ValueError:
-                self.close()
-                raise
+            except ValueError as exc:
+                # none fits (a wide SAR swath's GCP grid): the pixel grid, said, as the rig reads it; a
+                # refusal would turn away a scene that ran before, and its vessels still have pixels
+                log.warning("%s; its pixel grid is used: outlines in pixels", exc)
+                fitted = None
             if fitted is not None:
                 self.transform, self.crs = fitted.transform, fitted.crs
                 log.info("%s: %s", path, fitted.note)

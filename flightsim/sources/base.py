@@ -309,7 +309,8 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
     ``gsd`` (metres per pixel stated by the image's data set, ``gsd_from`` saying where, for the note)
     fills in where neither the user nor the file's own geotransform gives one. A file georeferenced
     only by ground control points has the affine transform they fit as its own
-    (:func:`runtime.gcps.gcp_georeference`: refused, naming the file, where none fits within a pixel).
+    (:func:`runtime.gcps.gcp_georeference`; where none fits within a pixel, the pixel grid, and the note
+    says why).
     """
     if not path.is_file():  # a folder exists: "no such" would send the user looking for a missing path
         raise ValueError(f"{path}: {'a folder, not an image file' if path.is_dir() else 'no such image file'}")
@@ -332,9 +333,13 @@ def read_image(path: Path, georef: Georef, name: str | None = None, gsd: float |
             notes.append(f"alpha band dropped ({src.count} bands in the file, {len(keep)} used)")
         names = [src.descriptions[i] or (interp[i] if interp[i] not in ("undefined", "gray") else f"band{i + 1}")
                  for i in keep]
-        # GCPs alone (a Sentinel-1 GRD GeoTIFF): the affine transform they fit, or a refusal naming the
-        # file; GDAL reports such a file without a CRS, and it was read as a pixel grid without a word
-        fitted = gcp_georeference(src, path)
+        # GCPs alone (a Sentinel-1 GRD GeoTIFF): the affine transform they fit, or the pixel grid with a
+        # note saying why; GDAL reports such a file without a CRS, and it was read as a pixel grid without a word
+        try:
+            fitted = gcp_georeference(src, path)
+        except ValueError as exc:  # none fits: the pixel grid, said in the report (as runtime infer says it)
+            fitted = None
+            notes.append(f"its ground control points were not used ({exc}): pixel grid")
         own_crs = src.crs if fitted is None else fitted.crs
         # GDAL reports the identity for a file without a geotransform (PNG, JPEG): that is no transform.
         # One without a CRS still goes to resolve, which keeps it when the user gives the CRS.
