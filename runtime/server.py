@@ -1038,10 +1038,7 @@ class Runtime:
                 # the loop looks again soon for results that have left.
                 poller.modify(self._tiles, zmq.POLLIN if room else 0)
                 ready = dict(poller.poll(period_ms if room else min(period_ms, 20)))
-                if self._notify in ready:
-                    self._guarded(self._forward_done)
-                if self._control in ready:
-                    self._guarded(self._on_control, self._control.recv_multipart())
+                self._answer(ready)
                 if self._tiles in ready:
                     # A burst of tiles is taken before control is looked at again, but bounded
                     # so that a flood cannot starve a shutdown or a model upload.
@@ -1067,6 +1064,15 @@ class Runtime:
             self.close()
             if failure is not None:  # a bug in the drain is raised as before, once the sockets are closed
                 raise failure
+
+    def _answer(self, ready: dict[Any, int]) -> None:
+        """What the main loop does for its senders and clients whenever it wakes, serving or draining:
+        "done"s of acknowledged results forwarded, and one control message answered, if ``ready``
+        (a poll's answer) says they are waiting."""
+        if self._notify in ready:
+            self._guarded(self._forward_done)
+        if self._control in ready:
+            self._guarded(self._on_control, self._control.recv_multipart())
 
     def _drain(self) -> None:
         """Finish every accepted tile at shutdown: the device's requests, post-processing, and the
@@ -1104,11 +1110,7 @@ class Runtime:
         poller.register(self._control, zmq.POLLIN)
         poller.register(self._notify, zmq.POLLIN)
         while thread.is_alive():
-            ready = dict(poller.poll(50))
-            if self._notify in ready:
-                self._guarded(self._forward_done)
-            if self._control in ready:
-                self._guarded(self._on_control, self._control.recv_multipart())
+            self._answer(dict(poller.poll(50)))
             self._publish()
         # Commands that came as the drain ended are answered too, a burst's worth at most: a client
         # sending without pause cannot hold the exit.

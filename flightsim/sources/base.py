@@ -37,7 +37,7 @@ from shapely.geometry import Polygon, shape
 from runtime.bands import palette_table
 from runtime.config import load_defaults
 from runtime.gcps import gcp_georeference
-from runtime.measure import units_of as measured_units_of
+from runtime.measure import units_of  # the rig's truth in the units the runtime measures in
 
 DEFAULTS = load_defaults(Path(__file__).parents[1] / "defaults.toml")
 
@@ -112,12 +112,6 @@ class Georef:
             return out, crs
         metric = self.gsd is not None or gsd is not None
         return out, CRS.from_user_input(DEFAULTS["sources"]["local_crs"]) if metric else None
-
-
-def units_of(crs: CRS | None) -> str:
-    """``"m"`` where the runtime measures in metres (a projected, geographic or engineering CRS in a
-    unit of length), else ``"px"``: the runtime's own rule (:func:`runtime.measure.units_of`)."""
-    return measured_units_of(crs)
 
 
 @dataclass
