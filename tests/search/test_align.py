@@ -211,3 +211,20 @@ def test_only_tensors_past_the_range_add_to_the_penalty_and_clip_the_gradient() 
     want = ((1.3e5 / 65504 - 1) ** 2 + (7e4 / 65504 - 1) ** 2) / 3
     assert aligner.range_penalty().item() == pytest.approx(want, rel=1e-5)
     assert aligner.overflow == []
+
+
+@pytest.mark.parametrize("subnormals", ["myriad", "flush", "daz"])
+def test_half_away_fast_path_equals_the_bit_pattern_path_on_ties(subnormals: str) -> None:
+    """The input tile's conversion (nearest_away) takes the cast path and redoes the exact ties:
+    every float32 whose 13 dropped bits are a tie, over the whole exponent range and both signs,
+    must come out as the reference rounds it (a tie missed would round to even instead)."""
+    from search.align import _project_bits
+
+    numerics = Numerics("fp16", overflow="saturate", subnormals=subnormals)
+    rng = np.random.default_rng(8)
+    ties = (rng.integers(0, 2**19, 100000, dtype=np.uint64) << np.uint64(13)) | np.uint64(1 << 12)
+    x = np.concatenate([ties.astype(np.uint32).view(np.float32), awkward_values(rng, 20000)])
+    x = torch.from_numpy(x[~np.isnan(x)])
+    got = project(x, numerics, rounding="nearest_away").numpy()
+    want = _project_bits(x, numerics, "nearest_away").numpy()
+    assert np.array_equal(want.view(np.uint32), got.view(np.uint32))
