@@ -217,23 +217,64 @@ class Sample:
         return np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0), factor
 
 
+#: Values (of all bands) of the scene :func:`block_means` reduces at a time: each is cast to float64 (8 bytes)
+#: by ``np.add.reduceat`` before it is summed, so a strip costs 4 MB, and its sums and means as much again.
+BLOCK_MEANS_STRIP_VALUES = 1 << 19
+
+
 def block_means(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """(bands, H, W) -> (bands, h, w) float32: each output pixel the mean of its block of ``img``.
 
     The blocks tile the whole image, their edges at ``i * H // h`` (and ``j * W // w``), so a side that
     is no multiple of the output's still maps corner to corner (blocks differ by at most one pixel),
-    the same geometry as rasterio's average read to that shape."""
-    out = img
-    for axis, n in ((1, out_hw[0]), (2, out_hw[1])):
-        size = out.shape[axis]
-        edges = (np.arange(n + 1) * size) // n
-        # Summed in float64 straight from the counts: no whole-scene float copy (a loaded scene can be
-        # hundreds of MB of uint8), and uint16 sums cannot overflow.
-        sums = np.add.reduceat(out, edges[:-1], axis=axis, dtype=np.float64)
-        shape = [1, 1, 1]
-        shape[axis] = n
-        out = sums / np.diff(edges).reshape(shape)
-    return out.astype(np.float32)
+    the same geometry as rasterio's average read to that shape.
+
+    Each block's rows are summed in float64 straight from the counts (uint16 sums cannot overflow),
+    divided by their number, and those row means summed and divided along the columns. That is done
+    strip by strip of output rows, and a strip of few tall blocks (one output row of a whole scene) by
+    columns too, of at most :data:`BLOCK_MEANS_STRIP_VALUES` pixel values: ``np.add.reduceat`` casts
+    all of its input to float64 first, and over the whole image that was 8 bytes a value (9.6 GB for a
+    20000 x 20000 x 3 uint8 scene, for a picture of a few hundred pixels). Every output value is the same
+    sum of the same values in the same order as over the whole image (each one's reduction runs along
+    its own block alone), so the picture is the same to the bit; the extra memory is the output and a
+    strip.
+
+    Raises:
+        ValueError: for an ``img`` that is not (bands, H, W), or an ``out_hw`` with a side under 1 or
+            over the image's (a block would be empty: its mean 0 / 0).
+    """
+    if img.ndim != 3:
+        raise ValueError(f"block_means: an image is (bands, H, W); got shape {img.shape}")
+    bands, height, width = img.shape
+    h, w = (int(n) for n in out_hw)
+    if not (1 <= h <= height and 1 <= w <= width):
+        raise ValueError(f"block_means: out_hw {tuple(out_hw)} for an image of {height} x {width}; valid: "
+                         f"1 <= h <= {height} and 1 <= w <= {width}")
+    row_edges = (np.arange(h + 1) * height) // h
+    col_edges = (np.arange(w + 1) * width) // w
+    row_counts, col_counts = np.diff(row_edges), np.diff(col_edges).reshape(1, 1, w)
+    out = np.empty((bands, h, w), np.float32)
+    budget = BLOCK_MEANS_STRIP_VALUES
+    i = 0
+    while i < h:
+        # As many whole output rows as fit the budget with the whole width, at least one.
+        fits = budget // (bands * width)
+        j = max(i + 1, int(np.searchsorted(row_edges, row_edges[i] + fits, side="right")) - 1)
+        r0, r1 = int(row_edges[i]), int(row_edges[j])
+        starts = row_edges[i:j] - r0
+        means = np.empty((bands, j - i, width), np.float64)
+        step = max(1, budget // (bands * (r1 - r0)))  # columns a chunk: all of them where the strip fits
+        for c0 in range(0, width, step):
+            c1 = min(width, c0 + step)
+            sums = np.add.reduceat(img[:, r0:r1, c0:c1], starts, axis=1, dtype=np.float64)
+            np.divide(sums, row_counts[i:j].reshape(1, j - i, 1), out=means[:, :, c0:c1])
+            del sums  # before the next chunk's, not beside it
+        sums = np.add.reduceat(means, col_edges[:-1], axis=2, dtype=np.float64)
+        del means
+        out[:, i:j] = np.divide(sums, col_counts, out=sums)  # float64 -> float32 as astype rounds
+        del sums
+        i = j
+    return out
 
 
 class Source(Sequence[Sample]):
