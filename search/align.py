@@ -182,8 +182,12 @@ def _flush_then_cast(x: torch.Tensor, numerics: Numerics) -> torch.Tensor:
     with a mask costs several times one of these passes, and this runs on every stored activation
     of an aligned step (the earlier form, two ``where``s, took about 2.5 times as long). A NaN
     becomes 0 here; the caller puts it back.
+
+    On ``x.detach()``: :func:`project` has no gradient, and ``minimum(out=...)`` refuses a tensor
+    that requires grad (the other rules take one).
     """
     spec = numerics.spec
+    x = x.detach()  # a view: no copy; the in-place ops below write only to tensors made here
     magnitude = F.threshold_(x.abs(), _lift_threshold(spec.min_normal, spec.bits, numerics.subnormals), 0.0)
     zero_stays_zero = magnitude * 4.0
     torch.minimum(magnitude.clamp_min_(spec.min_normal), zero_stays_zero, out=zero_stays_zero)
