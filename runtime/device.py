@@ -142,6 +142,28 @@ class InferenceAdapter(abc.ABC):
         """Finish what was submitted and release the device's threads (a model being replaced)."""
         self.wait_all()
 
+    def refused_input(self, batch: np.ndarray | None, error: BaseException) -> str | None:
+        """Why ``error``, raised for a request of ``batch``, is the request's own input's fault and not
+        the device's; None when it is not (it may say the device failed).
+
+        Either ``batch`` does not fit the model's input (its shape, or its element type where that is a
+        numpy one), so that it cannot run on any device, whatever this one said; or OpenVINO said that
+        the input it was given does not fit (:func:`runtime.ov_api.input_refusal`), which covers an
+        input the adapter itself handed on otherwise than ``batch``. Why: device recovery counts a
+        failed request against the device, and a streak of them reopens it; a refused input says nothing
+        about the device and would be refused again (tests/runtime/test_input_refused_review26.py).
+        """
+        said = ov_api.input_refusal(error)
+        if batch is not None:
+            shape, dtype = tuple(int(d) for d in batch.shape), np.dtype(batch.dtype).name
+            # The dtype is compared only where the model's has a numpy name: an unmapped OpenVINO type
+            # name never equals one, and every failure of such a device would be taken for the tile's.
+            if shape != tuple(self.input_shape) or (self.input_dtype in _NUMPY_TYPES.values()
+                                                    and dtype != self.input_dtype):
+                fits = f"the model takes {list(self.input_shape)} {self.input_dtype}"
+                return f"an input of {list(shape)} {dtype}, where {fits}: {said or ov_api.plugin_message(error)}"
+        return said
+
 
 def _type_name(value: Any) -> str:
     # ov.Type has to_string() from 2023 on; get_type_name() exists in both APIs.

@@ -32,9 +32,19 @@ except ImportError:  # OpenVINO 2022.3 LTS, the last with the MYRIAD plugin
 
     API = "openvino.runtime"
 
+try:  # OpenVINO's Python-side exception for an input it cannot take (input_refusal)
+    from openvino.exceptions import UserInputError
+except ImportError:
+    try:  # the 2022.3 API keeps it under openvino.runtime
+        from openvino.runtime.exceptions import UserInputError  # type: ignore[no-redef]
+    except ImportError:  # a build without it raises none: nothing to tell apart, and no reason to fail the import
+
+        class UserInputError(Exception):  # type: ignore[no-redef]
+            """Stands in for OpenVINO's own where the build has none: never raised."""
+
 __all__ = ["API", "CompiledModel", "Core", "Model", "Output", "Tensor", "Type", "compile_cached", "convert_model",
-           "loaded_from_cache", "opset", "opset1", "plugin_message", "read_ir", "save_ir", "save_model", "shared_core",
-           "version"]
+           "input_refusal", "loaded_from_cache", "opset", "opset1", "plugin_message", "read_ir", "save_ir",
+           "save_model", "shared_core", "version"]
 
 
 _SHARED_CORE: Any = None
@@ -138,6 +148,36 @@ def plugin_message(exc: BaseException) -> str:
     lines = [" ".join(line.split()) for line in str(exc).splitlines() if line.strip()]
     said = [line for line in lines if not re.match(r"(Exception from \S+:\d+:|Check '.*' failed at \S+:\d+:)$", line)]
     return "; ".join(said or lines or [type(exc).__name__])[:600]
+
+
+#: How OpenVINO says that a request's input does not fit the compiled model, in either API (each seen
+#: raised by its CPU plugin for a tensor of another shape or element type): 2022.3's "Can't set input blob
+#: with name: ..., because model input (shape=...) and blob (shape=...) are incompatible" and "[
+#: PARAMETER_MISMATCH ] Failed to set input blob with precision: FP64, ..." (its other input checks: "Input
+#: blob size is not equal network input size"); 2026's "Can't set the input tensor with index: 0, because
+#: the model input ... and the tensor ... are incompatible", "ParameterMismatch: Failed to set tensor for
+#: input with precision: f64, ..." and "The input tensor size is not equal to the model input type". A
+#: lost or failing device says none of these (NC_ERROR, XLink errors).
+_INPUT_REFUSED = re.compile(r"parameter_?mismatch|input (blob|tensor) size is not equal"
+                            r"|can't set (the )?input (tensor|blob)|failed to set (input blob|tensor for input)",
+                            re.IGNORECASE)
+
+
+def input_refusal(exc: BaseException) -> str | None:
+    """OpenVINO's complaint that a request's input does not fit the compiled model (its element type
+    or shape), in one line (:func:`plugin_message`); None for any other error, such as a device
+    that failed or is gone.
+
+    Why: the runtime's device recovery counts a failed request against the device (a streak of them
+    reopens it), but a request refused for its input says nothing about the device, and would be
+    refused again on any device (tests/runtime/test_input_refused_review26.py). OpenVINO raises these
+    as RuntimeError with the plugin's text, so the text is what tells them apart.
+    """
+    if isinstance(exc, UserInputError):
+        return plugin_message(exc)
+    if isinstance(exc, RuntimeError) and _INPUT_REFUSED.search(str(exc)):
+        return plugin_message(exc)
+    return None
 
 
 def opset(n: int) -> ModuleType:

@@ -13,6 +13,12 @@ tile in flight was rejected. Now a failed request puts its tile here, with its i
 3. a tile that failed ``max_attempts`` times is rejected with ``inference_failed``: accounted for,
    never lost, never run twice to completion.
 
+A request refused for its own input (OpenVINO's complaint that the tensor does not fit the compiled
+model, told by ``refused_input``) is not a failure of the device: its tile is given up at once as an
+:class:`InputRefused` (the same input would be refused again), and neither the streak nor the device's
+error count grows. Until review 26 a re-run so refused lengthened the streak and reopened a device that
+worked (tests/runtime/test_input_refused_review26.py).
+
 Any success resets the streak. A reopen starts a fresh count towards the next reopen, but not the
 clock of the streak (``failing_for``): a device that reopens and then fails every request is still
 lost, and the Health probe must see it. The probe reads that clock only while recovery holds a tile
@@ -50,6 +56,8 @@ PORTS = {
     "reopen() -> (device, replaced)": "out: a new serving adapter, on the fallback device if the "
                                       "device itself cannot be opened (replaced); raises if neither opens",
     "give_up(job, error)": "out: the job is rejected (inference_failed) through the normal result path",
+    "refused_input(job, error) -> str | None": "out: why the device refused the job's own input (not a failure "
+                                               "of the device), or None",
 }
 EVENTS = {
     "device_error": "WARNING_HI",
@@ -66,12 +74,22 @@ class CannotRun(Exception):
     nothing about the device (only what the device raises counts towards a reopen)."""
 
 
+class InputRefused(CannotRun):
+    """Why a job was given up: the device refused its input (the tensor does not fit the compiled model).
+    The job's own fault, not the device's: it is not retried (the same input would be refused again)
+    and not counted against the device. Its ``__cause__`` is what the device raised."""
+
+
 class DeviceRecovery:
     """Retries failed inferences with back-off and reopens the device after a streak of failures."""
 
     def __init__(self, settings: dict[str, Any], resubmit: Callable[[Any], None],
                  reopen: Callable[[], tuple[str, bool]],
-                 give_up: Callable[[Any, BaseException], None], event: Callable[..., None]):
+                 give_up: Callable[[Any, BaseException], None], event: Callable[..., None],
+                 refused_input: Callable[[Any, BaseException], str | None] | None = None):
+        """``refused_input(job, error)``: why ``error`` is the device's refusal of the job's own input,
+        or None (the error may be the device's); without it every error counts against the device."""
+        self._refused_input = refused_input
         self.max_attempts = int(settings["max_attempts"])
         self.backoff_s = float(settings["backoff_s"])
         self.max_backoff_s = float(settings["max_backoff_s"])
@@ -96,7 +114,16 @@ class DeviceRecovery:
         """A request failed: its job comes here (from the adapter's collecting thread).
 
         ``stale``: it ran on a device already replaced; it is re-run, but says nothing about the
-        device serving now, so it does not lengthen the streak (or trigger another reopen)."""
+        device serving now, so it does not lengthen the streak (or trigger another reopen).
+
+        A request refused for its own input (``refused_input``) is no failure of the device: the job is
+        queued to be given up as an :class:`InputRefused`, and no count or streak grows."""
+        refusal = self._refusal(job, error)
+        if refusal is not None:
+            with self._lock:
+                self._pending += 1  # given up by the recovery thread, as any job handed here is
+            self._queue.put((job, refusal, time.monotonic()))
+            return
         with self._lock:
             self._pending += 1
             self._held.add(id(job))
@@ -109,6 +136,23 @@ class DeviceRecovery:
         self._emit("device_error", detail=f"{type(error).__name__}: {error}", attempt=getattr(job, "attempts", 1),
                    consecutive_failures=streak)
         self._queue.put((job, error, time.monotonic()))
+
+    def _refusal(self, job: Any, error: BaseException) -> InputRefused | None:
+        """``error`` as an :class:`InputRefused` if it is the device's refusal of ``job``'s own input, else
+        None. A ``refused_input`` that raises (a bug) leaves the error the device's, as before it existed:
+        a bug here must not hide a lost device."""
+        if self._refused_input is None or isinstance(error, CannotRun):
+            return None
+        try:
+            why = self._refused_input(job, error)
+        except Exception:
+            log.exception("telling whether the device refused a tile's input failed: counted as the device's")
+            return None
+        if why is None:
+            return None
+        refusal = InputRefused(f"the device refused the tile's input: {why}")
+        refusal.__cause__ = error
+        return refusal
 
     def _emit(self, name: str, **fields: Any) -> None:
         """An event; one that cannot be sent is logged, and changes nothing of what happens to a tile
@@ -191,6 +235,9 @@ class DeviceRecovery:
 
     def _handle(self, job: Any, error: BaseException, failed_at: float) -> None:
         attempts = getattr(job, "attempts", 1)
+        if isinstance(error, InputRefused):  # the job's own input: no back-off to wait, nothing to retry
+            self._abandon(job, error)
+            return
         if attempts >= self.max_attempts:
             self._abandon(job, error)
             return
@@ -215,7 +262,13 @@ class DeviceRecovery:
             job.attempts = attempts
             self._abandon(job, exc)
             return
-        except Exception as exc:  # the device refused the request outright: a failure like any other
+        except Exception as exc:
+            refusal = self._refusal(job, exc)
+            if refusal is not None:  # refused for the tile's own input: the tile's fault, given up now
+                job.attempts = attempts  # refused on submission, as CannotRun: the re-run never ran
+                self._abandon(job, refusal)
+                return
+            # the device refused the request outright: a failure like any other
             self._count_retry()
             self.failed(job, exc)
             return

@@ -50,7 +50,7 @@ from runtime.model_cache import cache_folder
 from runtime.on_the_earth import check_on_the_earth
 from runtime.preprocess import Preprocessor
 from runtime.protocol import Reason, TileRejected
-from runtime.recovery import CannotRun, DeviceRecovery
+from runtime.recovery import CannotRun, DeviceRecovery, InputRefused
 from runtime.results import InFlight, describe
 from runtime.security import CurveServer
 from runtime.settings import Settings, check_serving_simplify
@@ -215,7 +215,9 @@ class Runtime:
                                     delivered=lambda key, outcome: self._remember(key, "done", outcome),
                                     max_ack_bytes=settings.max_header_bytes)
         self._submitted: dict[int, float] = {}  # in-flight job id -> when it went to the device
-        self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event)
+        # A request refused for the tile's own input is the tile's fault, not the device's (runtime/recovery.py).
+        self.recovery = DeviceRecovery(settings.recovery, self._resubmit, self._reopen, self._give_up, self._event,
+                                       refused_input=lambda job, error: job.adapter.refused_input(job.batch, error))
         self.health = Health(self._probes(), settings.health["period_s"], settings.health["hang_timeout_s"],
                              self._event, settings.health["watchdog_file"])
         try:
@@ -555,7 +557,11 @@ class Runtime:
         raise RuntimeError("; ".join(errors))
 
     def _give_up(self, job: InFlight, error: BaseException) -> None:
-        """A tile the device failed ``max_attempts`` times: rejected through the result path."""
+        """A tile the device failed ``max_attempts`` times, or that nothing serving can run (CannotRun):
+        rejected through the result path. One whose input the device refused (InputRefused) met a bug:
+        the payload made an input its own model does not take; counted and said once for the tile."""
+        if isinstance(error, InputRefused):
+            self._tile_bug(job, "_give_up", error.__cause__ or error)
         job.batch = None
         self._event("inference_failed", detail=f"after {job.attempts} attempts: {error}",
                     **protocol.tile_ids(job.header))
@@ -585,8 +591,9 @@ class Runtime:
     def _vectorised(self, item: tuple[np.ndarray, InFlight, float], result: tuple[list[bytes], str | None]) -> None:
         """A worker's result for one tile (its frames, and why it was rejected: None when ok):
         counted, and queued for the sender with the tile's "done" (made here, off the main loop,
-        which only forwards it). What raises here has counted and sent nothing, and the pool answers
-        the tile with :meth:`_post_processing_failed` (VectorisePool's ``deliver``): so the count, one
+        which only forwards it; b"" where it cannot be made: :meth:`_done_or_nothing`). What raises
+        here has counted and sent nothing, and the pool answers the tile with
+        :meth:`_post_processing_failed` (VectorisePool's ``deliver``): so the count, one
         increment, is the last thing that can raise, and only the queuing (which cannot) follows it.
         Until review 21 the latency sample and the events came after the count: one that raised left
         an ok and then a rejection counted for one tile (tests/runtime/test_post_processing_review21.py)."""
@@ -594,7 +601,7 @@ class Runtime:
         job = item[1]
         latency_s, self._served.latency_s = getattr(self._served, "latency_s", None), None
         outcome: Outcome = OK if rejected is None else ("rejected", Reason.INFERENCE_FAILED.value)
-        done = _done_frame(job.header, outcome)
+        done = self._done_or_nothing(job, outcome)
         if rejected is None:
             if latency_s is not None:  # "of the tiles served ok": one sample per tile delivered
                 self.telemetry.latency(latency_s)
@@ -614,8 +621,10 @@ class Runtime:
         was rejected (None: ok). ``output`` is the device's error for a tile recovery gave up on: it
         is rejected."""
         self._served.latency_s = None
-        if isinstance(output, BaseException):
-            return self._lost(job, f"the device failed it {job.attempts} times: {output}")
+        if isinstance(output, BaseException):  # CannotRun: given up for the tile itself, not for the device
+            why = (f"not run again after {job.attempts} attempts" if isinstance(output, CannotRun)
+                   else f"the device failed it {job.attempts} times")
+            return self._lost(job, f"{why}: {output}")
         try:
             result, mask = describe(output, job, t_inferred, self.settings.vectorize)
             # counted by _vectorised, on this thread, if delivered (a stuck worker's late result is not)
@@ -656,6 +665,24 @@ class Runtime:
         job.internal_error = True  # set once counted: a said event that raises must not count it again
         self._event("internal_error", handler=handler, detail=repr(bug), **protocol.tile_ids(job.header))
 
+    def _done_or_nothing(self, job: InFlight, outcome: Outcome) -> bytes:
+        """``job``'s "done" saying ``outcome`` (:func:`_done_frame`), or b"" where it cannot be made (a bug,
+        counted and said once for the tile by :meth:`_tile_bug`). Never raises: the tile's result still
+        goes out as made and the tile is released and counted with its own outcome; only its sender is
+        not told (there is nothing to tell it with), and the tile is remembered done all the same (the
+        sender thread's ``delivered``), so that a resend of it is answered as a duplicate and not run
+        again. Until review 26 the failure reached the vectorise pool, which threw an ok result away for
+        a rejection (tests/runtime/test_done_frame_review26.py)."""
+        try:
+            return _done_frame(job.header, outcome)
+        except Exception as exc:
+            log.exception("no \"done\" could be made for a tile: its result goes out, its sender is not told")
+            try:
+                self._tile_bug(job, "_done_frame", exc)
+            except Exception:  # an event that cannot be said must not cost the tile its result
+                log.exception("counting or saying a tile's \"done\" that could not be made raised")
+            return b""
+
     def _post_processing_lost(self, item: tuple[np.ndarray, InFlight, float], exc: Exception) -> None:
         """The vectorise pool's last resort (its ``lost``) for a tile no answer could be made or delivered
         for: :meth:`_post_processing_failed` raised ``exc``, or :meth:`_vectorised` raised on its answer
@@ -676,11 +703,7 @@ class Runtime:
             self._event("tile_rejected", reason=outcome[1], detail=detail, **protocol.tile_ids(job.header))
         except Exception:
             log.exception("counting or saying a tile rejected as a last resort raised")
-        try:
-            done = _done_frame(job.header, outcome)
-        except Exception:
-            log.exception("no \"done\" could be made for a tile rejected as a last resort")
-            done = b""  # its sender is not told; the tile is still released and remembered as rejected
+        done = self._done_or_nothing(job, outcome)  # b"": its sender is not told; still released, remembered
         try:
             frames: list[bytes] | None = self._lost(job, detail)[0]
         except Exception:
@@ -785,8 +808,10 @@ class Runtime:
             with self._lock:
                 state = self._seen.get(key) if key else None
             if state is not None:
-                self._left()
                 self._duplicate(identity, header, *state)
+                # Released after it is answered: a _duplicate that raised is refused below, and released
+                # there, once (released first, it was released twice: tests/runtime/test_done_frame_review26.py).
+                self._left()
                 return
             self._check_fit(serving, header, crs)
             batch, valid = serving.preprocess(pixels, header)
@@ -855,7 +880,15 @@ class Runtime:
         self._count("duplicates")
         self._tiles.send_multipart([identity, protocol.encode_ack(header, True, duplicate=True)])
         if state == "done" and protocol.wants_done(header):
-            self._tiles.send_multipart([identity, _done_frame(header, outcome, duplicate=True)])
+            try:
+                done = _done_frame(header, outcome, duplicate=True)
+            except Exception:
+                # Its first "done" could not be made either (counted and said then: _done_or_nothing), so
+                # the copy is answered by its ack alone. Raised, it reached _on_tile's refusal, which
+                # answered the same copy again, "rejected", and sent the ground a rejection of a done tile.
+                log.exception("no \"done\" could be made for a resent tile: its ack alone answers it")
+                return
+            self._tiles.send_multipart([identity, done])
 
     def _guarded(self, handler: Any, *args: Any) -> None:
         """Run one message's handler; a bug it hits is an event, never the end of the payload."""
