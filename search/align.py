@@ -150,8 +150,9 @@ def _project_fp16_away(x: torch.Tensor, numerics: Numerics, peak_abs: float | No
     reference over a whole batch of tiles, with the same bits (tests/search/test_align.py).
     """
     r = _project_fp16_cast(x, numerics, peak_abs)
-    ties = ((x.view(torch.int32) & _DROPPED_FP16) == _TIE_FP16).nonzero(as_tuple=True)
-    if ties[0].numel():
+    at_tie = (x.view(torch.int32) & _DROPPED_FP16) == _TIE_FP16
+    if at_tie.any():  # usually not: nonzero over the whole batch costs more than the test
+        ties = at_tie.nonzero(as_tuple=True)
         r[ties] = _project_bits(x[ties], numerics, "nearest_away")
     return r
 
