@@ -9,7 +9,7 @@ many test samples of a ``split.json`` have such a twin in train or val:
     PYTHONWARNINGS=ignore PYTHONPATH=$PWD .venv/bin/python scripts/shifted_twins.py \
         --split out/sar8/data/split.json --out out/sar8/shifted_twins.json
 
-Two stages, so that SSDD's ~950 samples take about a minute and a half on two cores:
+Two stages, so that SSDD's ~950 samples take two to three minutes on two cores:
 
 1. coarse, every (test, train-or-val) pair: ``--coarse``-fold block means, each contrast-normalised
    locally (zero mean, unit spread in a small window), correlated at every offset where the two
@@ -22,14 +22,19 @@ Two stages, so that SSDD's ~950 samples take about a minute and a half on two co
    smoothed (1 px) and contrast-normalised in a 15 px window (:func:`texture`), so that every part of
    the overlap weighs alike.
 
-A pair is a twin when ``ncc_texture`` reaches ``--threshold`` (0.1). The pixel correlation alone does
+A pair is a twin when ``ncc_texture`` reaches ``--threshold`` (0.1), over at least 10,000 shared pixels
+(``search.twins.MIN_PIXELS``; every SSDD pair overlaps by more). The pixel correlation alone does
 not separate the groups: a translation lays one bright ship on another, and two distinct chips reach
 0.5-0.64, while twins whose copy was stretched or re-compressed otherwise fall to 0.2-0.8. On models/sar's
-split (out/sar8, 773 pairs measured) the texture correlation of the pairs that are no twin is
-0.016 +- 0.017 (max 0.089; those from 0.05 up inspected: all distinct scenes), and every pair from
-0.13 up, inspected down to 0.5, shows the same ships, wakes and coast at the same pixel scale; 0.1 lies in
+split (out/sar8; 773 pairs measured at ``--top-k 8``, 3,072 at 32, the default since) the texture
+correlation of the pairs that are no twin is 0.016 +- 0.017 at 8 and 0.013 +- 0.015 at 32 (max 0.089
+both times; those from 0.05 up inspected at 8: all distinct scenes), and every pair from 0.13 up
+(295 pairs at 8, 360 at 32), inspected down to 0.5 at 8, shows the same ships, wakes and coast at the same pixel scale; 0.1 lies in
 that gap, five spreads above the distinct pairs' mean. The script prints the histogram, those statistics
 and the count at other thresholds (and at thresholds of the pixel correlation, for comparison).
+
+The detection itself is search/twins.py (what search/dataset.py drops train/val samples by, with
+``[data] shifted_twins``); this script reads a split's samples, runs it and reports.
 
 Only translation and cropping: a copy resampled to another pixel size, rotated or flipped scores as
 distinct (SSDD's twins measured so far are all at one scale). A test sample with more twins than
@@ -49,175 +54,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.fft as sfft
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-#: Least overlap, as a fraction of the smaller image's area; texture correlation from which a pair is
-#: a twin (:func:`texture`); coarse block size; candidates per test sample given the exact measurement;
-#: coarse score that always earns it; side of the local contrast window (coarse pixels).
-MIN_OVERLAP, THRESHOLD, COARSE, TOP_K, COARSE_FLOOR, LOCAL = 0.3, 0.1, 8, 8, 0.5, 7
-#: :func:`texture`: Gaussian smoothing (pixels) and local contrast window (pixels) at full resolution.
-TEXTURE_SIGMA, TEXTURE_WINDOW = 1.0, 15
+from search.twins import (COARSE, COARSE_FLOOR, MIN_OVERLAP, THRESHOLD, TOP_K, find_pairs,  # noqa: E402
+                          grey, is_twin, ncc_at, ncc_map, settings, shifted_match)
 
-
-def grey(pixels: np.ndarray) -> np.ndarray:
-    """The band mean of (bands, H, W) or (H, W) counts, float32 (what every comparison uses)."""
-    return pixels.reshape(-1, *pixels.shape[-2:]).astype(np.float32).mean(axis=0)
-
-
-def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
-    """``factor`` x ``factor`` block means of (H, W) (the last partial row and column of blocks dropped)."""
-    if factor == 1:
-        return image.astype(np.float64)
-    h, w = image.shape[0] // factor, image.shape[1] // factor
-    return image[:h * factor, :w * factor].astype(np.float64).reshape(h, factor, w, factor).mean(axis=(1, 3))
-
-
-def local_normalise(image: np.ndarray, size: int = LOCAL) -> np.ndarray:
-    """``image`` less its local mean, over its local spread (``size`` window): what the coarse stage
-    correlates, so that the mean product over any overlap is about that overlap's correlation."""
-    mean = ndimage.uniform_filter(image, size, mode="reflect")
-    dev = image - mean
-    var = ndimage.uniform_filter(dev * dev, size, mode="reflect")
-    return dev / np.sqrt(var + 1e-6 * (image.var() + 1e-12))
-
-
-def _shifts(n_pad: int, na: int, nb: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each circular index of a correlation of length ``n_pad``: the offset of b's origin in a's
-    frame, and how many rows (or columns) a and b then share."""
-    k = np.arange(n_pad)
-    d = np.where(k < na, k, k - n_pad)
-    return d, np.clip(np.minimum(na, d + nb) - np.maximum(0, d), 0, None)
-
-
-def ncc_map(a: np.ndarray, b: np.ndarray, min_overlap: float = MIN_OVERLAP) -> tuple[np.ndarray, np.ndarray,
-                                                                                      np.ndarray, np.ndarray]:
-    """The normalised cross-correlation of ``a`` and ``b`` (2-D) over their overlap, for b's origin at
-    every offset (dy, dx) of a's frame where they share at least ``min_overlap`` of the smaller image
-    (NaN elsewhere): means and spreads are those of the overlap itself (masked NCC, by FFT).
-
-    Returns (ncc, overlap pixels, dy, dx): ncc and overlap of shape (P, Q), dy of (P,), dx of (Q,)."""
-    a = a.astype(np.float64) - a.mean()
-    b = b.astype(np.float64) - b.mean()
-    (ha, wa), (hb, wb) = a.shape, b.shape
-    shape = (sfft.next_fast_len(ha + hb - 1, real=True), sfft.next_fast_len(wa + wb - 1, real=True))
-    fa, fa2 = sfft.rfft2(a, shape), sfft.rfft2(a * a, shape)
-    fb, fb2 = np.conj(sfft.rfft2(b, shape)), np.conj(sfft.rfft2(b * b, shape))
-    fma, fmb = sfft.rfft2(np.ones_like(a), shape), np.conj(sfft.rfft2(np.ones_like(b), shape))
-    dy, oh = _shifts(shape[0], ha, hb)
-    dx, ow = _shifts(shape[1], wa, wb)
-    n = np.outer(oh, ow).astype(np.float64)
-    valid = n >= max(1.0, min_overlap * min(ha * wa, hb * wb))
-    safe = np.where(valid, n, 1.0)
-    s_ab, s_a, s_aa = sfft.irfft2(fa * fb, shape), sfft.irfft2(fa * fmb, shape), sfft.irfft2(fa2 * fmb, shape)
-    s_b, s_bb = sfft.irfft2(fma * fb, shape), sfft.irfft2(fma * fb2, shape)
-    cov = s_ab - s_a * s_b / safe
-    var_a = np.maximum(s_aa - s_a * s_a / safe, 0.0)
-    var_b = np.maximum(s_bb - s_b * s_b / safe, 0.0)
-    # a flat overlap (no spread on one side) correlates with nothing
-    floor = 1e-9 * safe * max(a.var(), b.var(), 1e-12)
-    ok = valid & (var_a > floor) & (var_b > floor)
-    ncc = np.full(shape, np.nan)
-    ncc[ok] = cov[ok] / np.sqrt(var_a[ok] * var_b[ok])
-    return np.clip(ncc, -1.0, 1.0), np.where(valid, n, 0.0), dy, dx
-
-
-def ncc_at(a: np.ndarray, b: np.ndarray, dy: int, dx: int) -> tuple[float, int]:
-    """(correlation over the overlap, overlap pixels) of ``a`` and ``b`` with b's origin at (dy, dx)
-    of a's frame; (nan, n) for a flat overlap, (nan, 0) for none."""
-    ya0, ya1 = max(0, dy), min(a.shape[0], dy + b.shape[0])
-    xa0, xa1 = max(0, dx), min(a.shape[1], dx + b.shape[1])
-    if ya1 <= ya0 or xa1 <= xa0:
-        return float("nan"), 0
-    pa = a[ya0:ya1, xa0:xa1].astype(np.float64)
-    pb = b[ya0 - dy:ya1 - dy, xa0 - dx:xa1 - dx].astype(np.float64)
-    pa, pb = pa - pa.mean(), pb - pb.mean()
-    den = np.sqrt((pa * pa).sum() * (pb * pb).sum())
-    return (float((pa * pb).sum() / den) if den > 0 else float("nan")), pa.size
-
-
-def texture(image: np.ndarray) -> np.ndarray:
-    """``image`` smoothed a little (``TEXTURE_SIGMA``), less its local mean, over its local spread
-    (``TEXTURE_WINDOW``): every part of the image weighs alike, so that the correlation of two such
-    images over their overlap says how much of the overlap matches (sea clutter, wakes, land texture),
-    not whether their brightest pixels (a ship, a corner reflector) line up. What tells a twin whose
-    copy was stretched, quantised or filtered otherwise (SSDD holds many) from a distinct chip that
-    a translation search has laid with one ship on another."""
-    return local_normalise(ndimage.gaussian_filter(image.astype(np.float64), TEXTURE_SIGMA), TEXTURE_WINDOW)
-
-
-def shifted_match(a: np.ndarray, b: np.ndarray, min_overlap: float = MIN_OVERLAP, factor: int = 2,
-                  radius: int | None = None,
-                  textures: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any] | None:
-    """Where ``b`` best matches ``a`` (2-D band means) shifted, and how well: the masked NCC at every
-    offset on ``factor``-fold block means, then on the full pixels within ``radius`` (default
-    ``factor``) of the best. Returns ``dy``, ``dx`` (b's origin in a's pixels: where a twin overlaps,
-    b's pixels are a's at ``a[dy:dy + hb, dx:dx + wb]``), ``overlap`` (shared pixels over the smaller
-    image's), ``ncc`` (the correlation of the pixels over the overlap, full resolution),
-    ``ncc_coarse`` (on the block means) and ``ncc_texture`` (of :func:`texture` of each, over the
-    same overlap at the same offset: the twin test); None when no offset gives ``min_overlap``.
-    ``textures``: :func:`texture` of a and b, if already made."""
-    ca, cb = block_mean(a, factor), block_mean(b, factor)
-    if min(ca.shape + cb.shape) < 2:
-        ca, cb, factor = a.astype(np.float64), b.astype(np.float64), 1
-    ncc, _, dys, dxs = ncc_map(ca, cb, min_overlap)
-    if np.all(np.isnan(ncc)):
-        return None
-    i, j = np.unravel_index(np.nanargmax(ncc), ncc.shape)
-    coarse = float(ncc[i, j])
-    radius = factor if radius is None else radius
-    smaller = min(a.size, b.size)
-    best = (-2.0, 0, 0, 0)
-    for dy in range(int(dys[i]) * factor - radius, int(dys[i]) * factor + radius + 1):
-        for dx in range(int(dxs[j]) * factor - radius, int(dxs[j]) * factor + radius + 1):
-            r, n = ncc_at(a, b, dy, dx)
-            if n >= min_overlap * smaller and r == r and r > best[0]:
-                best = (r, dy, dx, n)
-    if best[0] < -1.5:
-        return None
-    r, dy, dx, n = best
-    ta, tb = textures if textures is not None else (texture(a), texture(b))
-    r_texture, _ = ncc_at(ta, tb, dy, dx)
-    return {"dy": dy, "dx": dx, "overlap": round(n / smaller, 4), "ncc": round(r, 4), "ncc_coarse": round(coarse, 4),
-            "ncc_texture": round(r_texture, 4) if r_texture == r_texture else 0.0}
-
-
-def is_twin(match: dict[str, Any] | None, threshold: float = THRESHOLD) -> bool:
-    """Whether a :func:`shifted_match` says twin: texture correlation at least ``threshold``."""
-    return match is not None and match["ncc_texture"] >= threshold
-
-
-def coarse_scores(tests: list[np.ndarray], pool: list[np.ndarray], min_overlap: float = MIN_OVERLAP,
-                  chunk: int = 96) -> np.ndarray:
-    """(len(tests), len(pool)) coarse match scores: the best mean product over an overlap of at least
-    ``min_overlap`` of the smaller image, of locally normalised coarse images (:func:`local_normalise`),
-    one FFT per pair. -inf where no offset overlaps enough."""
-    ht, wt = max(t.shape[0] for t in tests), max(t.shape[1] for t in tests)
-    hp, wp = max(p.shape[0] for p in pool), max(p.shape[1] for p in pool)
-    shape = (sfft.next_fast_len(ht + hp - 1, real=True), sfft.next_fast_len(wt + wp - 1, real=True))
-    ftests = [sfft.rfft2(t.astype(np.float32), shape) for t in tests]
-    scores = np.full((len(tests), len(pool)), -np.inf, np.float32)
-    for start in range(0, len(pool), chunk):
-        block = pool[start:start + chunk]
-        stack = np.zeros((len(block), *shape), np.float32)
-        for k, p in enumerate(block):
-            stack[k, :p.shape[0], :p.shape[1]] = p
-        fpool = np.conj(sfft.rfft2(stack, axes=(1, 2)))
-        del stack
-        hb = np.array([p.shape[0] for p in block])
-        wb = np.array([p.shape[1] for p in block])
-        for t, (ta, fa) in enumerate(zip(tests, ftests)):
-            corr = sfft.irfft2(fa[None] * fpool, shape, axes=(1, 2))
-            oh = np.stack([_shifts(shape[0], ta.shape[0], h)[1] for h in hb]).astype(np.float32)
-            ow = np.stack([_shifts(shape[1], ta.shape[1], w)[1] for w in wb]).astype(np.float32)
-            n = oh[:, :, None] * ow[:, None, :]
-            least = min_overlap * np.minimum(ta.size, hb * wb).astype(np.float32)
-            ok = n >= np.maximum(least, 1.0)[:, None, None]
-            corr = np.where(ok, corr / np.where(ok, n, 1.0), -np.inf)
-            scores[t, start:start + len(block)] = corr.reshape(len(block), -1).max(axis=1)
-    return scores
+__all__ = ["THRESHOLD", "corner_twin", "distribution", "find_twins", "grey", "is_twin", "load_split", "main",
+           "ncc_at", "ncc_map", "sensitivity", "shifted_match"]
 
 
 def corner_twin(a: np.ndarray, b: np.ndarray) -> bool:
@@ -251,7 +95,8 @@ def load_split(split_path: Path, remap: list[tuple[str, str]] | None = None) -> 
 def find_twins(split: dict[str, Any], source: Any, *, min_overlap: float = MIN_OVERLAP, threshold: float = THRESHOLD,
                coarse: int = COARSE, top_k: int = TOP_K, coarse_floor: float = COARSE_FLOOR,
                log: Any = print) -> dict[str, Any]:
-    """Every measured (test, train-or-val) pair and the twins among them (see the module docstring)."""
+    """Every measured (test, train-or-val) pair and the twins among them (see the module docstring):
+    the samples read, :func:`search.twins.find_pairs` run, its pairs named and summarised."""
     t0 = time.time()
     test = [int(i) for i in split["test"]]
     others = [(int(i), part) for part in ("train", "val") for i in split[part]]
@@ -267,34 +112,18 @@ def find_twins(split: dict[str, Any], source: Any, *, min_overlap: float = MIN_O
         names[i] = sample.name
         images[i] = grey(pixels)
     log(f"read {len(images)} samples in {time.time() - t0:.1f} s")
-    small = {i: local_normalise(block_mean(images[i], coarse)) for i in wanted}
-    t1 = time.time()
-    scores = coarse_scores([small[i] for i in test], [small[i] for i, _ in others], min_overlap)
-    log(f"coarse: {len(test)} x {len(others)} pairs in {time.time() - t1:.1f} s")
-    t2 = time.time()
-    textures: dict[int, np.ndarray] = {}
-
-    def tex(i: int) -> np.ndarray:
-        if i not in textures:
-            textures[i] = texture(images[i])
-        return textures[i]
-
+    part_of = dict(others)
+    measured = find_pairs(images, test, [j for j, _ in others], min_overlap=min_overlap, threshold=threshold,
+                          coarse=coarse, top_k=top_k, coarse_floor=coarse_floor, log=log)
     pairs: list[dict[str, Any]] = []
-    for t, i in enumerate(test):
-        order = np.argsort(-scores[t])
-        chosen = [int(k) for k in order[:top_k]] + [int(k) for k in order[top_k:] if scores[t, k] >= coarse_floor]
-        for rank, k in enumerate(chosen):
-            j, part = others[k]
-            match = shifted_match(images[i], images[j], min_overlap, textures=(tex(i), tex(j)))
-            if match is None:
-                continue
-            twin = is_twin(match, threshold)
-            pairs.append({"test": names[i], "test_id": i, "other": names[j], "other_id": j, "other_split": part,
-                          "test_shape": list(images[i].shape), "other_shape": list(images[j].shape),
-                          **match, "coarse_score": round(float(scores[t, k]), 4), "coarse_rank": rank,
-                          "twin": twin,
-                          "caught_by_corner_rule": corner_twin(images[i], images[j]) if twin else False})
-    log(f"exact: {len(pairs)} pairs in {time.time() - t2:.1f} s")
+    for m in measured:
+        i, j = m["test"], m["other"]
+        match = {k: m[k] for k in ("dy", "dx", "overlap", "ncc", "ncc_coarse", "ncc_texture")}
+        pairs.append({"test": names[i], "test_id": i, "other": names[j], "other_id": j, "other_split": part_of[j],
+                      "test_shape": list(images[i].shape), "other_shape": list(images[j].shape),
+                      **match, "coarse_score": m["coarse_score"], "coarse_rank": m["coarse_rank"],
+                      "twin": m["twin"],
+                      "caught_by_corner_rule": corner_twin(images[i], images[j]) if m["twin"] else False})
     pairs.sort(key=lambda p: -p["ncc_texture"])
     twins = [p for p in pairs if p["twin"]]
     per_test: dict[str, Any] = {}
@@ -305,9 +134,7 @@ def find_twins(split: dict[str, Any], source: Any, *, min_overlap: float = MIN_O
         entry["others"].append(p["other"])
     new = sorted(n for n, e in per_test.items() if not any(
         p["caught_by_corner_rule"] for p in twins if p["test"] == n))
-    return {"settings": {"min_overlap": min_overlap, "threshold": threshold, "coarse": coarse, "top_k": top_k,
-                         "coarse_floor": coarse_floor, "local": LOCAL, "texture_sigma": TEXTURE_SIGMA,
-                         "texture_window": TEXTURE_WINDOW},
+    return {"settings": settings(min_overlap, threshold, coarse, top_k, coarse_floor),
             "summary": {"test_samples": len(test), "train_val_samples": len(others), "pairs_measured": len(pairs),
                         "twin_pairs": len(twins), "test_with_twin": len(per_test),
                         "test_names_with_twin": sorted(per_test),

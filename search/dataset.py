@@ -7,10 +7,11 @@ with their truth; or a real data set through flightsim's loaders (any ``KIND:PAT
 trained on nor selected on), validation and training samples (:func:`prepare_data`,
 ``data/split.json``), with what could leak the test split into training dropped from train and
 val (the same image twice, in two parts of a source list or within one data set, byte for byte or
-re-cut a few rows larger or smaller; HRSID tiles overlapping a test tile).
+re-cut a few rows larger or smaller; HRSID tiles overlapping a test tile; with ``[data] shifted_twins``,
+a shifted or cropped copy of a test sample, by :mod:`search.twins`).
 
 Length: one module for what makes a split. The split, the checks that keep the test split out of
-training (reserved seeds, duplicate images, overlapping tiles) and the arrays written from it are
+training (reserved seeds, duplicate images, overlapping tiles, shifted twins) and the arrays written from it are
 read together when judging whether a search ever saw its test data; apart, each would hide half of
 that argument.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -351,6 +353,75 @@ def _drop_overlaps(train: list[int], val: list[int], test: list[int], names: lis
     return out
 
 
+#: ``[data] shifted_twins``: the twin search's result, cached in the data folder (:func:`_twin_pairs`).
+TWINS_CACHE = "shifted_twins.json"
+
+
+def _twin_pairs(source: Any, test: list[int], pool: list[int], contents: list[str], root: Path) -> list[dict[str, Any]]:
+    """The twin pairs of :func:`search.twins.find_pairs` (at its default settings) between the
+    samples ``test`` and ``pool`` of ``source``: each ``test``, ``other`` (ids), ``dy``, ``dx`` (the
+    other's origin in the test sample's pixels), ``overlap``, ``ncc`` and ``ncc_texture``.
+
+    The search reads every one of those images and costs two to three minutes on SSDD (~950 samples, two
+    cores), so its result is kept in ``root / TWINS_CACHE`` (written atomically), keyed by a sha256 of
+    the settings and of each sample's id and ``contents`` digest (:func:`_names_and_digests`, already
+    computed): a resume on unchanged data reads it back; a sample changed, added or moved, or another
+    setting, searches again."""
+    from search import twins
+
+    settings = twins.settings()
+    key = hashlib.sha256(json.dumps({"settings": settings, "test": [[i, contents[i]] for i in test],
+                                     "pool": [[j, contents[j]] for j in pool]}).encode()).hexdigest()
+    path = root / TWINS_CACHE
+    try:
+        cached = json.loads(path.read_text())
+        if isinstance(cached, dict) and cached.get("key") == key:
+            return list(cached["pairs"])
+    except (OSError, ValueError, KeyError):
+        pass  # none yet, or unreadable: searched again and written anew
+    started = time.time()
+    images = {i: twins.grey(source[i].read()) for i in sorted({*test, *pool})}
+    found = [{k: p[k] for k in ("test", "other", "dy", "dx", "overlap", "ncc", "ncc_texture")}
+             for p in twins.find_pairs(images, test, pool) if p["twin"]]
+    write_atomic(path, json.dumps({"key": key, "settings": settings, "test": len(test), "pool": len(pool),
+                                   "seconds": round(time.time() - started, 1), "pairs": found}, indent=1).encode())
+    return found
+
+
+def _drop_shifted_twins(source: Any, train: list[int], val: list[int], test: list[int], names: list[str],
+                        contents: list[str], root: Path, real: set[int]) -> list[dict[str, Any]]:
+    """Drop from train and val every sample that is a shifted or cropped twin of a test sample
+    (:mod:`search.twins`: the same scene cut with another window, often re-compressed): neither the
+    pixel digests (:func:`_drop_duplicates`) nor the corner-anchored near twins catch such a copy, and
+    on models/sar's split 80 of the 96 test chips had one in train or val. Only the samples of
+    ``real`` are searched (synthetic scenes are drawn apart: they have none). The test split is never
+    changed. Changes the lists in place; returns what was dropped (``split.json``'s
+    ``dropped.shifted_twins``): each sample's ``twin_of`` (test names, best first) and its best
+    pair's ``offset`` (its origin in that test sample's pixels, rows and columns), ``overlap`` (of
+    the smaller image) and ``ncc_texture`` (the twin test's correlation)."""
+    tests = [i for i in test if i in real]
+    pool = sorted(i for i in {*train, *val} if i in real)
+    if not tests or not pool:
+        return []
+    hits: dict[int, list[dict[str, Any]]] = {}
+    for p in _twin_pairs(source, tests, pool, contents, root):
+        hits.setdefault(int(p["other"]), []).append(p)
+    out: list[dict[str, Any]] = []
+    for split, ids in (("val", val), ("train", train)):
+        gone = set()
+        for i in ids:
+            if i in hits:
+                ranked = sorted(hits[i], key=lambda p: (-p["ncc_texture"], p["test"]))
+                best = ranked[0]
+                gone.add(i)
+                out.append({"id": i, "name": names[i], "from": split,
+                            "twin_of": list(dict.fromkeys(names[int(p["test"])] for p in ranked)),
+                            "offset": [best["dy"], best["dx"]], "overlap": best["overlap"],
+                            "ncc_texture": best["ncc_texture"]})
+        _drop(ids, gone)
+    return out
+
+
 def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     """:func:`prepare_data` for real data: arrays of the training and validation samples.
 
@@ -361,7 +432,9 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     ``split.json``: an image found in several parts (by a hash of its pixels) keeps only its most
     held-out copy (:func:`_drop_duplicates`, across parts and within one), and
     an HRSID tile that shares pixels with a test tile of the same scene leaves train and val
-    (:func:`_drop_overlaps`). Synthetic parts may not use the seeds below ``[data] min_seed``
+    (:func:`_drop_overlaps`). With ``[data] shifted_twins``, a train or val sample that is a
+    shifted or cropped copy of a test sample leaves too (:func:`_drop_shifted_twins`; the search is
+    cached in the data folder). Synthetic parts may not use the seeds below ``[data] min_seed``
     (:func:`check_synthetic_parts`).
     """
     from flightsim.sources import Concat, open_source
@@ -385,6 +458,11 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     names, digests, contents = _names_and_digests(source)
     dropped = {"duplicates": _drop_duplicates(train, val, test, digests, names),
                "overlaps": _drop_overlaps(train, val, test, names)}
+    if cfg["data"].get("shifted_twins", False):
+        synthetic = {k for k, part in enumerate(parts) if getattr(part, "kind", None) == "synthetic"}
+        real = {i for i in range(len(source))
+                if (source.part_of(i) if isinstance(source, Concat) else 0) not in synthetic}
+        dropped["shifted_twins"] = _drop_shifted_twins(source, train, val, test, names, contents, root, real)
     if not train or not val:
         raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")
     root.mkdir(parents=True, exist_ok=True)
@@ -478,9 +556,18 @@ def _refuse_changed_split(root: Path, old: dict[str, Any], new: dict[str, Any]) 
         changes.append(f"samples removed: {sorted(before - after)}")
     if not changes:
         changes.append("the samples' order or split changed")
+    # [data] shifted_twins (true by default since it was added) drops more from train and val: a search
+    # whose split.json was made without it (or with it off) changes split on resume, with the same data
+    cause = ""
+    was, now = (bool(s.get("dropped", {}).get("shifted_twins")) for s in (old, new))
+    if was != now:
+        cause = (f"Likely cause: [data] shifted_twins, which {'now drops' if now else 'no longer drops'} the train/val "
+                 f"samples that are shifted or cropped twins of a test sample; this search's split was made "
+                 f"{'without' if now else 'with'} those drops, so to resume it set [data] shifted_twins = "
+                 f"{'false' if now else 'true'} in its config (or start a new --out). ")
     raise ValueError(f"{root / 'split.json'} no longer matches the data set, and {records} holds candidates trained "
                      f"on the old split: splitting again could put samples they trained on into the test split. "
-                     f"Use a new --out (or restore the data set). Differences: {'; '.join(changes)}")
+                     f"{cause}Use a new --out (or restore the data set). Differences: {'; '.join(changes)}")
 
 
 def _parts_by_name(split: dict[str, Any]) -> dict[str, list[str]]:
