@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     # runs from two hosts were labelled as the last one's (their figures differ: docs/models.md). Runs
     # from before runs said so keep the host the study named then.
     earlier_host = study.get("host")
-    study.update(host=host_line(), date=time.strftime("%Y-%m-%d"))
+    host, date = host_line(), time.strftime("%Y-%m-%d")
+    study.update(host=host, date=date)
     for seed in args.seeds:
         if any(r["seed"] == seed for r in study["runs"]):
             continue
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"seed": seed, "bundle": record["bundle"], "parameters": record["parameters"],
                "estimated_latency_ms": dev["estimated_latency_ms"], "seconds": round(record["seconds"]),
                "postprocessing": (record["training"].get("postprocessing") or {}).get("chosen"),
-               "val_pooled": dev.get("pooled"), "test": test, "host": host_line(), "date": time.strftime("%Y-%m-%d")}
+               "val_pooled": dev.get("pooled"), "test": test, "host": host, "date": date}
         if args.discriminate:
             seed_dir = args.out / f"seed_{seed}"
             run["discriminator"] = discriminate(Path(record["bundle"]), args.out / "data" / "split.json",

@@ -57,6 +57,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from runtime.atomic import write_atomic  # noqa: E402
 from search.twins import (COARSE, COARSE_FLOOR, MIN_OVERLAP, THRESHOLD, TOP_K, find_pairs,  # noqa: E402
                           grey, is_twin, ncc_at, ncc_map, settings, shifted_match)
 
@@ -199,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                         top_k=args.top_k, coarse_floor=args.coarse_floor)
     result = {"split": str(args.split), **result}
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
+        write_atomic(args.out, json.dumps(result, indent=1).encode())  # a cut run leaves no half file
     s, d = result["summary"], result["distribution"]
     print("texture correlation over the overlap, every measured pair (each test sample's best candidates):")
     for k, c in d["histogram"].items():

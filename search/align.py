@@ -146,8 +146,8 @@ def _project_fp16_away(x: torch.Tensor, numerics: Numerics, peak_abs: float | No
     normal the flush rules' thresholds fall on the same side in both (the bound rounds up to a power
     of two, which is even), so ties decide nothing there, and a NaN with that pattern is recomputed
     to the same NaN. One integer test finds the ties; they are rare in real tiles, so the
-    reference (:func:`_project_bits`) takes just those values. About eight times faster than the
-    reference over a whole batch of tiles, with the same bits (tests/search/test_align.py).
+    reference (:func:`_project_bits`) takes just those values. About half the reference's time over a
+    batch of tiles (docs/search.md), with the same bits (tests/search/test_align.py).
     """
     r = _project_fp16_cast(x, numerics, peak_abs)
     at_tie = (x.view(torch.int32) & _DROPPED_FP16) == _TIE_FP16

@@ -32,6 +32,7 @@ from runtime.atomic import write_atomic
 from runtime.bands import adapt_bands
 from search.data import (Normalization, PatchSampler, SamplingOptions, SceneArrays, estimate_normalization, load_scenes,
                          synthetic_kwargs)
+from search import twins
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,7 @@ def _names_and_digests(source: Any) -> tuple[list[str], list[str], list[str]]:
         for wkb in shapely.to_wkb(sample.vessels or []):
             c.update(wkb)
         contents.append(c.hexdigest())
-        grey = _grey(pixels)
+        grey = twins.grey(pixels, np.float64)
         thumbs.append(_thumbnail(grey))
         stats.append((grey.mean(), grey.std()))
         shapes.append(pixels.shape)
@@ -242,13 +243,8 @@ def _names_and_digests(source: Any) -> tuple[list[str], list[str], list[str]]:
 _THUMB, _NEAR_CORR, _NEAR_STATS, _NEAR_SIDE, _NEAR_DIFF = 16, 0.9, 0.05, 0.04, 0.05
 
 
-def _grey(pixels: np.ndarray) -> np.ndarray:
-    """The mean over an image's bands, (H, W) in float64: what the near-twin tests compare."""
-    return pixels.reshape(-1, *pixels.shape[-2:]).astype(np.float64).mean(axis=0)
-
-
 def _thumbnail(grey: np.ndarray) -> np.ndarray:
-    """A ``_THUMB`` x ``_THUMB`` block average of a band mean (:func:`_grey`), zero-mean and unit-norm
+    """A ``_THUMB`` x ``_THUMB`` block average of a band mean (:func:`search.twins.grey`, float64), zero-mean and unit-norm
     (zeros for a flat image)."""
     ys = np.linspace(0, grey.shape[0], _THUMB + 1).astype(int)
     xs = np.linspace(0, grey.shape[1], _THUMB + 1).astype(int)
@@ -287,7 +283,7 @@ def _near_twins(source: Any, thumbs: list[np.ndarray], stats: np.ndarray,
 
 def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether ``a`` and ``b`` agree on a shared window, each cut at one of its four corners."""
-    ga, gb = _grey(a), _grey(b)
+    ga, gb = twins.grey(a, np.float64), twins.grey(b, np.float64)
     h, w = min(ga.shape[0], gb.shape[0]), min(ga.shape[1], gb.shape[1])
     ends = (slice(0, h), slice(-h, None)), (slice(0, w), slice(-w, None))
     for ya in ends[0]:
@@ -367,8 +363,6 @@ def _twin_pairs(source: Any, test: list[int], pool: list[int], contents: list[st
     the settings and of each sample's id and ``contents`` digest (:func:`_names_and_digests`, already
     computed): a resume on unchanged data reads it back; a sample changed, added or moved, or another
     setting, searches again."""
-    from search import twins
-
     settings = twins.settings()
     key = hashlib.sha256(json.dumps({"settings": settings, "test": [[i, contents[i]] for i in test],
                                      "pool": [[j, contents[j]] for j in pool]}).encode()).hexdigest()

@@ -67,9 +67,10 @@ def settings(min_overlap: float = MIN_OVERLAP, threshold: float = THRESHOLD, coa
             "texture_window": TEXTURE_WINDOW, "min_pixels": MIN_PIXELS}
 
 
-def grey(pixels: np.ndarray) -> np.ndarray:
-    """The band mean of (bands, H, W) or (H, W) counts, float32 (what every comparison uses)."""
-    return pixels.reshape(-1, *pixels.shape[-2:]).astype(np.float32).mean(axis=0)
+def grey(pixels: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+    """The band mean of (bands, H, W) or (H, W) counts, in ``dtype``: float32 for every comparison
+    here, float64 for search/dataset.py's near-twin tests (each keeps the precision it was measured in)."""
+    return pixels.reshape(-1, *pixels.shape[-2:]).astype(dtype).mean(axis=0)
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:

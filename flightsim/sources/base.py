@@ -255,10 +255,10 @@ def block_means(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     row_counts, col_counts = np.diff(row_edges), np.diff(col_edges).reshape(1, 1, w)
     out = np.empty((bands, h, w), np.float32)
     budget = BLOCK_MEANS_STRIP_VALUES
+    fits = budget // (bands * width)  # scene rows a strip of the whole width holds
     i = 0
     while i < h:
         # As many whole output rows as fit the budget with the whole width, at least one.
-        fits = budget // (bands * width)
         j = max(i + 1, int(np.searchsorted(row_edges, row_edges[i] + fits, side="right")) - 1)
         r0, r1 = int(row_edges[i]), int(row_edges[j])
         starts = row_edges[i:j] - r0
