@@ -20,16 +20,7 @@ from flightsim.tiles import Tile
 from runtime import config, protocol
 from runtime.server import Settings
 from tests.conftest import runtime_thread
-
-GRACE_S = 20.0
-
-
-def _socket(kind: int, endpoint: str) -> zmq.Socket:
-    sock = zmq.Context.instance().socket(kind)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
-    return sock
-
+from tests.runtime.test_status_while_stopping_review24 import GRACE_S, _socket  # the drain's set-up
 
 def _tile(tile_id: str) -> list[bytes]:
     return Tile("s", tile_id, 0, np.zeros((3, 64, 64), dtype=np.uint8), Affine(3, 0, 5e5, 0, -3, 4.2e6),

@@ -13,21 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
-from scipy import ndimage
 
 import search.twins as twins
 from search.dataset import TWINS_CACHE, prepare_data
+from tests.search.test_shifted_twins_review26 import sar_scene
 
 
 def _scene(seed: int, shape: tuple[int, int], ships: int = 5) -> np.ndarray:
-    """Speckle over a smooth sea with a few bright ships: SAR-like counts (float)."""
-    rng = np.random.default_rng(seed)
-    sea = 20 + 10 * ndimage.gaussian_filter(rng.standard_normal(shape), 12)
-    image = sea * rng.exponential(1.0, shape)
-    for _ in range(ships):
-        y, x = rng.integers(10, shape[0] - 20), rng.integers(10, shape[1] - 10)
-        image[y:y + 14, x:x + 3] += 180
-    return image
+    """A SAR-like scene (test_shifted_twins_review26.sar_scene) drawn from ``seed``."""
+    return sar_scene(np.random.default_rng(seed), shape, ships)
 
 
 def _save(folder: Path, name: str, image: np.ndarray) -> None:
