@@ -61,7 +61,7 @@ from runtime.atomic import write_atomic  # noqa: E402
 from search.twins import (COARSE, COARSE_FLOOR, MIN_OVERLAP, THRESHOLD, TOP_K, find_pairs,  # noqa: E402
                           grey, is_twin, ncc_at, ncc_map, settings, shifted_match)
 
-__all__ = ["THRESHOLD", "corner_twin", "distribution", "find_twins", "grey", "is_twin", "load_split", "main",
+__all__ = ["THRESHOLD", "by_twin", "corner_twin", "distribution", "find_twins", "grey", "is_twin", "load_split", "main",
            "ncc_at", "ncc_map", "sensitivity", "shifted_match"]
 
 
@@ -183,6 +183,37 @@ def distribution(values: list[float], threshold: float) -> dict[str, Any]:
             "largest_gap_below_0.5": gap}
 
 
+def by_twin(report: dict[str, Any], found: dict[str, Any], prefix: str = "coco/", draws: int = 5000,
+            seed: int = 0) -> dict[str, Any]:
+    """A ``hil run`` report's test samples named ``prefix...`` pooled in two groups, those with a twin
+    in training (by ``found``, a result of :func:`find_twins`) and those without: object P/R/F1, the
+    vessel IoU of the network's mask and of the reported outlines (hil.score.pooled_scores over each
+    sample's counts), and a 95% bootstrap interval over samples (``draws`` resamplings) for F1 and
+    the outlines' IoU. What tells how much a leak inflates a split's figures."""
+    from hil.score import pooled_scores
+
+    trained = {p["test"] for p in found["pairs"] if p["twin"] and p["other_split"] == "train"}
+    rows = [r for r in report["per_scene"] if r["name"].startswith(prefix)]
+    rng = np.random.default_rng(seed)
+
+    def pooled(group: list[dict[str, Any]]) -> dict[str, float]:
+        mask = pooled_scores([r["pixel_counts"] for r in group], group)
+        outline = pooled_scores([r["outline_pixel_counts"] for r in group], group)
+        return {"samples": len(group), "ships": mask["n_truth"], "precision": mask["precision"],
+                "recall": mask["recall"], "f1": mask["f1"], "vessel_iou_mask": mask["vessel_iou"],
+                "vessel_iou_outlines": outline["vessel_iou"]}
+
+    out: dict[str, Any] = {"all": pooled(rows)}
+    for name, group in (("twin_in_training", [r for r in rows if r["name"] in trained]),
+                        ("no_twin_in_training", [r for r in rows if r["name"] not in trained])):
+        if not group:
+            continue
+        boot = [pooled([group[k] for k in rng.integers(0, len(group), len(group))]) for _ in range(draws)]
+        out[name] = {**pooled(group), **{f"{key}_95": [round(float(q), 3) for q in np.percentile(
+            [b[key] for b in boot], (2.5, 97.5))] for key in ("f1", "vessel_iou_outlines")}}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--split", required=True, type=Path, help="a search's data/split.json")
@@ -194,7 +225,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coarse", type=int, default=COARSE)
     ap.add_argument("--top-k", type=int, default=TOP_K)
     ap.add_argument("--coarse-floor", type=float, default=COARSE_FLOOR)
+    ap.add_argument("--report", type=Path, help="with --twins: a hil run's report.json of that split's test "
+                    "part, its SSDD chips scored apart by twin in training or not (no search is run)")
+    ap.add_argument("--twins", type=Path, help="a JSON this script wrote (--out) for the report's split")
     args = ap.parse_args(argv)
+    if args.report or args.twins:
+        if not (args.report and args.twins):
+            ap.error("--report and --twins go together")
+        scores = by_twin(json.loads(args.report.read_text()), json.loads(args.twins.read_text()))
+        print(json.dumps(scores, indent=1))
+        return 0
     split, source = load_split(args.split, [tuple(r) for r in args.remap])
     result = find_twins(split, source, min_overlap=args.min_overlap, threshold=args.threshold, coarse=args.coarse,
                         top_k=args.top_k, coarse_floor=args.coarse_floor)

@@ -110,3 +110,27 @@ def test_two_real_ssdd_crops_of_one_scene_are_twins_and_two_scenes_are_not() -> 
     assert twin is not None and (twin["dy"], twin["dx"]) == (-112, 16) and twin["ncc"] > 0.99 and is_twin(twin)
     distinct = shifted_match(chip("001055"), chip("000638"))
     assert distinct is not None and distinct["ncc"] > 0.5 and not is_twin(distinct), distinct
+
+
+def test_a_report_is_scored_apart_by_twin_in_training_or_not() -> None:
+    """scripts/shifted_twins.py --report: the SSDD samples with a twin in training pooled apart from
+    those without, each group's counts summed (not its samples' scores averaged)."""
+    from scripts.shifted_twins import by_twin
+
+    def row(name: str, tp: int, fp: int, fn: int, inter: int, union: int) -> dict:
+        counts = {"inter_v": inter, "union_v": union, "inter_b": 1000, "union_b": 1000}
+        return {"name": name, "true_positives": tp, "n_predicted": tp + fp, "n_truth": tp + fn,
+                "pixel_counts": counts, "outline_pixel_counts": counts}
+
+    report = {"per_scene": [row("coco/a", 2, 0, 0, 90, 100), row("coco/b", 1, 1, 1, 10, 100),
+                            row("coco/c", 0, 0, 2, 0, 50), row("hrsid/x", 5, 0, 0, 1, 1)]}
+    found = {"pairs": [{"test": "coco/a", "other": "coco/z", "other_split": "train", "twin": True},
+                       {"test": "coco/b", "other": "coco/y", "other_split": "val", "twin": True},
+                       {"test": "coco/c", "other": "coco/w", "other_split": "train", "twin": False}]}
+    got = by_twin(report, found, draws=50)
+    assert got["all"]["samples"] == 3 and got["all"]["ships"] == 6
+    assert got["twin_in_training"]["samples"] == 1 and got["twin_in_training"]["f1"] == 1.0
+    assert got["twin_in_training"]["vessel_iou_outlines"] == 0.9
+    none = got["no_twin_in_training"]
+    assert none["samples"] == 2 and none["ships"] == 4 and abs(none["vessel_iou_mask"] - 10 / 150) < 1e-12
+    assert none["f1"] == 2 * 1 / (2 * 1 + 1 + 3)
