@@ -36,8 +36,10 @@ and the count at other thresholds (and at thresholds of the pixel correlation, f
 The detection itself is search/twins.py (what search/dataset.py drops train/val samples by, with
 ``[data] shifted_twins``); this script reads a split's samples, runs it and reports.
 
-Only translation and cropping: a copy resampled to another pixel size, rotated or flipped scores as
-distinct (SSDD's twins measured so far are all at one scale). A test sample with more twins than
+Translation and cropping, in each orientation asked for (``--orientations``: by default the samples
+as stored; ``all`` searches each test sample flipped and turned by quarter turns as well, eight times
+the time): a copy resampled to another pixel size scores as distinct (SSDD's twins measured so far
+are all at one scale). A test sample with more twins than
 ``--top-k`` lists at least ``--top-k`` of them. Writes JSON: the settings, every pair stage 2 measured
 (offset, overlap, both correlations, twin or not, whether search/dataset.py's corner-anchored
 near-twin rule would catch it), each test sample's best twin, and a summary (how many test samples
@@ -58,8 +60,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.atomic import write_atomic  # noqa: E402
-from search.twins import (COARSE, COARSE_FLOOR, MIN_OVERLAP, THRESHOLD, TOP_K, find_pairs,  # noqa: E402
-                          grey, is_twin, ncc_at, ncc_map, settings, shifted_match)
+from search.twins import (COARSE, COARSE_FLOOR, MIN_OVERLAP, ORIENTATIONS, THRESHOLD, TOP_K,  # noqa: E402
+                          find_pairs, grey, is_twin, ncc_at, ncc_map, orient, settings, shifted_match)
 
 __all__ = ["THRESHOLD", "by_twin", "corner_twin", "distribution", "find_twins", "grey", "is_twin", "load_split", "main",
            "ncc_at", "ncc_map", "sensitivity", "shifted_match"]
@@ -95,9 +97,14 @@ def load_split(split_path: Path, remap: list[tuple[str, str]] | None = None) -> 
 
 def find_twins(split: dict[str, Any], source: Any, *, min_overlap: float = MIN_OVERLAP, threshold: float = THRESHOLD,
                coarse: int = COARSE, top_k: int = TOP_K, coarse_floor: float = COARSE_FLOOR,
-               log: Any = print) -> dict[str, Any]:
+               orientations: tuple[str, ...] = ("identity",), log: Any = print) -> dict[str, Any]:
     """Every measured (test, train-or-val) pair and the twins among them (see the module docstring):
-    the samples read, :func:`search.twins.find_pairs` run, its pairs named and summarised."""
+    the samples read, :func:`search.twins.find_pairs` run once per orientation of the test samples
+    (``orientations``, names of :data:`search.twins.ORIENTATIONS`: a copy stored flipped or rotated
+    is found in its orientation; each pair records it, its offset in the oriented test image's
+    pixels), its pairs named and summarised."""
+    for name in orientations:
+        orient(np.zeros((1, 1)), name)  # an unknown name fails before the samples are read
     t0 = time.time()
     test = [int(i) for i in split["test"]]
     others = [(int(i), part) for part in ("train", "val") for i in split[part]]
@@ -114,28 +121,36 @@ def find_twins(split: dict[str, Any], source: Any, *, min_overlap: float = MIN_O
         images[i] = grey(pixels)
     log(f"read {len(images)} samples in {time.time() - t0:.1f} s")
     part_of = dict(others)
-    measured = find_pairs(images, test, [j for j, _ in others], min_overlap=min_overlap, threshold=threshold,
-                          coarse=coarse, top_k=top_k, coarse_floor=coarse_floor, log=log)
     pairs: list[dict[str, Any]] = []
-    for m in measured:
-        i, j = m["test"], m["other"]
-        match = {k: m[k] for k in ("dy", "dx", "overlap", "ncc", "ncc_coarse", "ncc_texture")}
-        pairs.append({"test": names[i], "test_id": i, "other": names[j], "other_id": j, "other_split": part_of[j],
-                      "test_shape": list(images[i].shape), "other_shape": list(images[j].shape),
-                      **match, "coarse_score": m["coarse_score"], "coarse_rank": m["coarse_rank"],
-                      "twin": m["twin"],
-                      "caught_by_corner_rule": corner_twin(images[i], images[j]) if m["twin"] else False})
+    for name in orientations:
+        oriented = {**images, **{i: orient(images[i], name) for i in test}}
+        if len(orientations) > 1:
+            log(f"orientation {name}:")
+        measured = find_pairs(oriented, test, [j for j, _ in others], min_overlap=min_overlap, threshold=threshold,
+                              coarse=coarse, top_k=top_k, coarse_floor=coarse_floor, log=log)
+        for m in measured:
+            i, j = m["test"], m["other"]
+            match = {k: m[k] for k in ("dy", "dx", "overlap", "ncc", "ncc_coarse", "ncc_texture")}
+            pairs.append({"test": names[i], "test_id": i, "other": names[j], "other_id": j,
+                          "other_split": part_of[j], "orientation": name,
+                          "test_shape": list(oriented[i].shape), "other_shape": list(images[j].shape),
+                          **match, "coarse_score": m["coarse_score"], "coarse_rank": m["coarse_rank"],
+                          "twin": m["twin"],
+                          # the near-twin rule compares samples as stored: a flipped copy escapes it
+                          "caught_by_corner_rule": name == "identity" and m["twin"]
+                          and corner_twin(images[i], images[j])})
     pairs.sort(key=lambda p: -p["ncc_texture"])
     twins = [p for p in pairs if p["twin"]]
     per_test: dict[str, Any] = {}
     for p in twins:  # best first
         entry = per_test.setdefault(p["test"], {"twins": 0, "best": {k: p[k] for k in (
-            "other", "other_split", "dy", "dx", "overlap", "ncc", "ncc_texture")}, "others": []})
+            "other", "other_split", "orientation", "dy", "dx", "overlap", "ncc", "ncc_texture")}, "others": []})
         entry["twins"] += 1
         entry["others"].append(p["other"])
     new = sorted(n for n, e in per_test.items() if not any(
         p["caught_by_corner_rule"] for p in twins if p["test"] == n))
-    return {"settings": settings(min_overlap, threshold, coarse, top_k, coarse_floor),
+    return {"settings": {**settings(min_overlap, threshold, coarse, top_k, coarse_floor),
+                         "orientations": list(orientations)},
             "summary": {"test_samples": len(test), "train_val_samples": len(others), "pairs_measured": len(pairs),
                         "twin_pairs": len(twins), "test_with_twin": len(per_test),
                         "test_names_with_twin": sorted(per_test),
@@ -225,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--coarse", type=int, default=COARSE)
     ap.add_argument("--top-k", type=int, default=TOP_K)
     ap.add_argument("--coarse-floor", type=float, default=COARSE_FLOOR)
+    ap.add_argument("--orientations", nargs="+", default=["identity"], metavar="NAME",
+                    help=f"search each test sample in these orientations too ('all': every one; choices: "
+                         f"{', '.join(ORIENTATIONS)}); a copy stored flipped or rotated is found in its own")
     ap.add_argument("--report", type=Path, help="with --twins: a hil run's report.json of that split's test "
                     "part, its SSDD chips scored apart by twin in training or not (no search is run)")
     ap.add_argument("--twins", type=Path, help="a JSON this script wrote (--out) for the report's split")
@@ -236,8 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(scores, indent=1))
         return 0
     split, source = load_split(args.split, [tuple(r) for r in args.remap])
+    orientations = tuple(ORIENTATIONS) if args.orientations == ["all"] else tuple(args.orientations)
+    unknown = [o for o in orientations if o not in ORIENTATIONS]
+    if unknown:
+        ap.error(f"--orientations: unknown {unknown}; choose from 'all' or {', '.join(ORIENTATIONS)}")
     result = find_twins(split, source, min_overlap=args.min_overlap, threshold=args.threshold, coarse=args.coarse,
-                        top_k=args.top_k, coarse_floor=args.coarse_floor)
+                        top_k=args.top_k, coarse_floor=args.coarse_floor, orientations=orientations)
     result = {"split": str(args.split), **result}
     if args.out:
         write_atomic(args.out, json.dumps(result, indent=1).encode())  # a cut run leaves no half file
@@ -253,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     print("each test sample with a twin, its best (dy, dx = the other's origin in the test chip's pixels):")
     for name, e in result["per_test"].items():
         p = e["best"]
-        print(f"  {name:<28} {p['other']:<14} {p['other_split']:<5} offset ({p['dy']:4d}, {p['dx']:4d}) overlap "
+        print(f"  {name:<28} {p['other']:<14} {p['other_split']:<5} {p['orientation']:<14} offset ({p['dy']:4d}, {p['dx']:4d}) overlap "
               f"{p['overlap']:.2f} ncc {p['ncc']:.3f} texture {p['ncc_texture']:.3f}  ({e['twins']} twin(s))")
     print(f"{s['test_with_twin']} of {s['test_samples']} test samples have a shifted/cropped twin in train or val "
           f"({s['test_with_twin_missed_by_corner_rule']} of them none that search/dataset.py's corner rule "

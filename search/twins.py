@@ -26,10 +26,11 @@ shipped model's split (773 pairs), the pairs that are no twin score 0.016 +- 0.0
 from 0.05 up inspected: all distinct scenes), every twin 0.13 and up. The pixel correlation alone
 does not separate them (a translation lays one bright ship on another: distinct chips reach 0.64).
 
-Limits: translation and cropping only (a copy resampled, rotated or flipped scores as distinct); a
-test sample with more than ``top_k`` twins whose coarse scores stay below ``coarse_floor`` lists at
-least ``top_k`` of them, not necessarily all. numpy and scipy only (no torch): the data preparation
-and the script import it.
+Limits: translation and cropping only (a copy resampled, rotated or flipped scores as distinct;
+:func:`orient` gives a test sample's flipped and rotated forms to search as well); a test sample
+with more than ``top_k`` twins whose coarse scores stay below ``coarse_floor`` lists at least
+``top_k`` of them, not necessarily all. numpy and scipy only (no torch): the data preparation and
+the script import it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,28 @@ def grey(pixels: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     """The band mean of (bands, H, W) or (H, W) counts, in ``dtype``: float32 for every comparison
     here, float64 for search/dataset.py's near-twin tests (each keeps the precision it was measured in)."""
     return pixels.reshape(-1, *pixels.shape[-2:]).astype(dtype).mean(axis=0)
+
+
+#: The eight orientations of an image under flips and quarter turns, by name: a copy stored flipped or
+#: rotated is a twin in one of them (``scripts/shifted_twins.py --orientations`` searches each test
+#: sample in those asked for; :func:`find_pairs` itself compares images as given).
+ORIENTATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": lambda a: a,
+    "flip_rows": np.flipud,
+    "flip_cols": np.fliplr,
+    "rot90": lambda a: np.rot90(a, 1),
+    "rot180": lambda a: np.rot90(a, 2),
+    "rot270": lambda a: np.rot90(a, 3),
+    "transpose": lambda a: a.T,
+    "anti_transpose": lambda a: np.rot90(a, 2).T,
+}
+
+
+def orient(image: np.ndarray, name: str) -> np.ndarray:
+    """``image`` (H, W) in orientation ``name`` (:data:`ORIENTATIONS`), as a contiguous array."""
+    if name not in ORIENTATIONS:
+        raise ValueError(f"orientation must be one of {sorted(ORIENTATIONS)}; got {name!r}")
+    return np.ascontiguousarray(ORIENTATIONS[name](image))
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:

@@ -134,3 +134,22 @@ def test_a_report_is_scored_apart_by_twin_in_training_or_not() -> None:
     none = got["no_twin_in_training"]
     assert none["samples"] == 2 and none["ships"] == 4 and abs(none["vessel_iou_mask"] - 10 / 150) < 1e-12
     assert none["f1"] == 2 * 1 / (2 * 1 + 1 + 3)
+
+
+def test_a_flipped_or_turned_copy_is_found_only_in_its_orientation() -> None:
+    rng = np.random.default_rng(11)
+    scene = sar_scene(rng, (200, 240), ships=5)
+    chips = {0: as_counts(scene[0:140, 0:180]),  # test
+             1: as_counts(np.rot90(scene[50:200, 40:240], 1) * 0.9 + 5),  # train: a crop of 0's scene, turned
+             2: as_counts(sar_scene(np.random.default_rng(12), (150, 170)))}  # train, distinct
+    source = {i: SimpleNamespace(name=f"chip{i}", read=lambda c=c: c[None]) for i, c in chips.items()}
+    split = {"test": [0], "train": [1, 2], "val": [], "names": {str(i): f"chip{i}" for i in chips}}
+    as_stored = find_twins(split, source, coarse=4, log=lambda *_: None)
+    assert as_stored["summary"]["test_with_twin"] == 0
+    turned = find_twins(split, source, coarse=4, orientations=("identity", "rot90", "flip_rows"), log=lambda *_: None)
+    twins = [(p["other"], p["orientation"]) for p in turned["pairs"] if p["twin"]]
+    assert twins == [("chip1", "rot90")], twins
+    assert turned["per_test"]["chip0"]["best"]["orientation"] == "rot90"
+    assert not any(p["caught_by_corner_rule"] for p in turned["pairs"])
+    with pytest.raises(ValueError, match="orientation must be one of"):
+        find_twins(split, source, orientations=("mirror",), log=lambda *_: None)
