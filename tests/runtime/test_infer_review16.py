@@ -180,17 +180,21 @@ def test_the_second_stage_does_not_cut_a_vessel_short_at_a_tile_border(tmp_path:
     the border came down 93 m and 108 m long beside the same ship inside a tile at 159 m (on the
     held-out test split, 16 of 161 detections were cut short so). The merge now keeps the whole vessel
     where its largest piece passes, and reports that piece's ship probability (here each ship's
-    area-weighted probability, 0.56 and 0.58, is under the cut, 0.65: a rule on it would lose both)."""
+    area-weighted probability, 0.56 and 0.58, is under the cut, 0.65: a rule on it would lose both).
+
+    Which of the three ships a shipped stage keeps is the model's verdict (the models/sar of
+    2026-12-05 kept all three; the one trained on the leak-free split keeps the ship inside a tile and
+    one of the two across the border): what must hold for any is that a ship comes down whole, its
+    50 px (150 m), or not at all, never as a piece (16-34 px: 48-102 m)."""
     repo = Path(__file__).parents[2]
     features = offline.infer_file(repo / "models" / "sar", _sar_scene(tmp_path / "sar.tif"), "CPU",
                                   {"min_area_px": 4, "simplify_px": 0.0, "connectivity": 8})["features"]
-    assert len(features) == 3
-    inside = next(f["properties"] for f in features if f["properties"]["pieces"] == 1)
+    assert 2 <= len(features) <= 3
     for props in (f["properties"] for f in features):
-        assert props["length_m"] == pytest.approx(inside["length_m"], abs=6.0)  # two pixels
+        assert 150 - 6 <= props["length_m"] <= 150 + 12, props  # whole: two pixels short to four long
         assert props["ship_probability"] >= 0.5
         assert not any(key.startswith("provisional_") for key in props)
-    assert sorted(f["properties"]["pieces"] for f in features) == [1, 2, 2]
+    assert 2 in [f["properties"]["pieces"] for f in features]  # a ship across the border, merged whole
 
 
 def _piece(x0: float, x1: float, p: float) -> dict:
