@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=TOP_K)
     ap.add_argument("--coarse-floor", type=float, default=COARSE_FLOOR)
     ap.add_argument("--orientations", nargs="+", default=["identity"], metavar="NAME",
-                    help=f"search each test sample in these orientations too ('all': every one; choices: "
-                         f"{', '.join(ORIENTATIONS)}); a copy stored flipped or rotated is found in its own")
+                    help=f"search each test sample in these orientations (default: as stored; 'all': every one; "
+                         f"choices: {', '.join(ORIENTATIONS)}); a copy stored flipped or rotated is found in its own")
     ap.add_argument("--report", type=Path, help="with --twins: a hil run's report.json of that split's test "
                     "part, its SSDD chips scored apart by twin in training or not (no search is run)")
     ap.add_argument("--twins", type=Path, help="a JSON this script wrote (--out) for the report's split")
