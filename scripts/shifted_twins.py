@@ -61,7 +61,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runtime.atomic import write_atomic  # noqa: E402
 from search.twins import (COARSE, COARSE_FLOOR, MIN_OVERLAP, ORIENTATIONS, THRESHOLD, TOP_K,  # noqa: E402
-                          find_pairs, grey, is_twin, ncc_at, ncc_map, orient, settings, shifted_match)
+                          check_orientations, find_pairs, grey, is_twin, ncc_at, ncc_map, orient, settings,
+                          shifted_match)
 
 __all__ = ["THRESHOLD", "by_twin", "corner_twin", "distribution", "find_twins", "grey", "is_twin", "load_split", "main",
            "ncc_at", "ncc_map", "sensitivity", "shifted_match"]
@@ -103,8 +104,7 @@ def find_twins(split: dict[str, Any], source: Any, *, min_overlap: float = MIN_O
     (``orientations``, names of :data:`search.twins.ORIENTATIONS`: a copy stored flipped or rotated
     is found in its orientation; each pair records it, its offset in the oriented test image's
     pixels), its pairs named and summarised."""
-    for name in orientations:
-        orient(np.zeros((1, 1)), name)  # an unknown name fails before the samples are read
+    orientations = check_orientations(orientations)  # an unknown name fails before the samples are read
     t0 = time.time()
     test = [int(i) for i in split["test"]]
     others = [(int(i), part) for part in ("train", "val") for i in split[part]]
@@ -253,11 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         scores = by_twin(json.loads(args.report.read_text()), json.loads(args.twins.read_text()))
         print(json.dumps(scores, indent=1))
         return 0
+    try:
+        orientations = check_orientations(list(ORIENTATIONS) if args.orientations == ["all"] else args.orientations)
+    except ValueError as exc:
+        ap.error(f"--orientations ('all' or names): {exc}")
     split, source = load_split(args.split, [tuple(r) for r in args.remap])
-    orientations = tuple(ORIENTATIONS) if args.orientations == ["all"] else tuple(args.orientations)
-    unknown = [o for o in orientations if o not in ORIENTATIONS]
-    if unknown:
-        ap.error(f"--orientations: unknown {unknown}; choose from 'all' or {', '.join(ORIENTATIONS)}")
     result = find_twins(split, source, min_overlap=args.min_overlap, threshold=args.threshold, coarse=args.coarse,
                         top_k=args.top_k, coarse_floor=args.coarse_floor, orientations=orientations)
     result = {"split": str(args.split), **result}

@@ -89,10 +89,17 @@ ORIENTATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+def check_orientations(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, each a name of :data:`ORIENTATIONS`; a ValueError listing them otherwise."""
+    unknown = [name for name in names if name not in ORIENTATIONS]
+    if unknown:
+        raise ValueError(f"orientation must be one of {sorted(ORIENTATIONS)}; got {unknown}")
+    return tuple(names)
+
+
 def orient(image: np.ndarray, name: str) -> np.ndarray:
     """``image`` (H, W) in orientation ``name`` (:data:`ORIENTATIONS`), as a contiguous array."""
-    if name not in ORIENTATIONS:
-        raise ValueError(f"orientation must be one of {sorted(ORIENTATIONS)}; got {name!r}")
+    check_orientations((name,))
     return np.ascontiguousarray(ORIENTATIONS[name](image))
 
 
