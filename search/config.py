@@ -125,7 +125,7 @@ _STRINGS = {"data": ("modality", "land_masks", "normalization_scale", "scene_dty
             "train": ("land_gate", "gate_loss"), "export": ("input_dtype", "discriminator_kind"),
             "candidate": ("profile", "hil_device", "check_target", "torch_device"), "final": ("over_limit",),
             "fitness": ("accuracy", "latency"), "run": ("ray_address",), "ablate": ("upsample",)}
-_BOOLEANS = {"export": ("choose_postprocessing", "discriminate"), "data": ("shifted_twins",)}
+_BOOLEANS = {"export": ("choose_postprocessing", "discriminate"), "data": ("shifted_twins", "val_twins")}
 
 
 def _check_list(name: str, value: Any, item: Callable[[str, Any], None], may_be_empty: bool) -> None:

@@ -8,7 +8,8 @@ trained on nor selected on), validation and training samples (:func:`prepare_dat
 ``data/split.json``), with what could leak the test split into training dropped from train and
 val (the same image twice, in two parts of a source list or within one data set, byte for byte or
 re-cut a few rows larger or smaller; HRSID tiles overlapping a test tile; with ``[data] shifted_twins``,
-a shifted or cropped copy of a test sample, by :mod:`search.twins`).
+a shifted or cropped copy of a test sample, by :mod:`search.twins`), and, with ``[data] val_twins``,
+such a copy of a validation sample from train (validation chooses the candidate and the cuts).
 
 Length: one module for what makes a split. The split, the checks that keep the test split out of
 training (reserved seeds, duplicate images, overlapping tiles, shifted twins) and the arrays written from it are
@@ -351,22 +352,23 @@ def _drop_overlaps(train: list[int], val: list[int], test: list[int], names: lis
 
 #: ``[data] shifted_twins``: the twin search's result, cached in the data folder (:func:`_twin_pairs`).
 TWINS_CACHE = "shifted_twins.json"
+#: ``[data] val_twins``: the same for the validation samples against the training samples.
+VAL_TWINS_CACHE = "val_twins.json"
 
 
-def _twin_pairs(source: Any, test: list[int], pool: list[int], contents: list[str], root: Path) -> list[dict[str, Any]]:
+def _twin_pairs(source: Any, test: list[int], pool: list[int], contents: list[str], path: Path) -> list[dict[str, Any]]:
     """The twin pairs of :func:`search.twins.find_pairs` (at its default settings) between the
     samples ``test`` and ``pool`` of ``source``: each ``test``, ``other`` (ids), ``dy``, ``dx`` (the
     other's origin in the test sample's pixels), ``overlap``, ``ncc`` and ``ncc_texture``.
 
     The search reads every one of those images and costs two to three minutes on SSDD (~950 samples, two
-    cores), so its result is kept in ``root / TWINS_CACHE`` (written atomically), keyed by a sha256 of
+    cores), so its result is kept at ``path`` (written atomically), keyed by a sha256 of
     the settings and of each sample's id and ``contents`` digest (:func:`_names_and_digests`, already
     computed): a resume on unchanged data reads it back; a sample changed, added or moved, or another
     setting, searches again."""
     settings = twins.settings()
     key = hashlib.sha256(json.dumps({"settings": settings, "test": [[i, contents[i]] for i in test],
                                      "pool": [[j, contents[j]] for j in pool]}).encode()).hexdigest()
-    path = root / TWINS_CACHE
     try:
         cached = json.loads(path.read_text())
         if isinstance(cached, dict) and cached.get("key") == key:
@@ -377,31 +379,32 @@ def _twin_pairs(source: Any, test: list[int], pool: list[int], contents: list[st
     images = {i: twins.grey(source[i].read()) for i in sorted({*test, *pool})}
     found = [{k: p[k] for k in ("test", "other", "dy", "dx", "overlap", "ncc", "ncc_texture")}
              for p in twins.find_pairs(images, test, pool) if p["twin"]]
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"key": key, "settings": settings, "test": len(test), "pool": len(pool),
                                    "seconds": round(time.time() - started, 1), "pairs": found}, indent=1).encode())
     return found
 
 
-def _drop_shifted_twins(source: Any, train: list[int], val: list[int], test: list[int], names: list[str],
-                        contents: list[str], root: Path, real: set[int]) -> list[dict[str, Any]]:
-    """Drop from train and val every sample that is a shifted or cropped twin of a test sample
-    (:mod:`search.twins`: the same scene cut with another window, often re-compressed): neither the
-    pixel digests (:func:`_drop_duplicates`) nor the corner-anchored near twins catch such a copy, and
-    on models/sar's split 80 of the 96 test chips had one in train or val. Only the samples of
-    ``real`` are searched (synthetic scenes are drawn apart: they have none). The test split is never
-    changed. Changes the lists in place; returns what was dropped (``split.json``'s
-    ``dropped.shifted_twins``): each sample's ``twin_of`` (test names, best first) and its best
-    pair's ``offset`` (its origin in that test sample's pixels, rows and columns), ``overlap`` (of
-    the smaller image) and ``ncc_texture`` (the twin test's correlation)."""
-    tests = [i for i in test if i in real]
-    pool = sorted(i for i in {*train, *val} if i in real)
-    if not tests or not pool:
+def _drop_twins_of(source: Any, held: list[int], parts: list[tuple[str, list[int]]], names: list[str],
+                   contents: list[str], path: Path, real: set[int]) -> list[dict[str, Any]]:
+    """Drop from each of ``parts`` (name, ids) every sample that is a shifted or cropped twin of a
+    sample of ``held`` (:mod:`search.twins`: the same scene cut with another window, often
+    re-compressed): neither the pixel digests (:func:`_drop_duplicates`) nor the corner-anchored near
+    twins catch such a copy. Only the samples of ``real`` are searched (synthetic scenes are drawn
+    apart: they have none); ``held`` is never changed; the search is cached at ``path``
+    (:func:`_twin_pairs`). Changes the lists of ``parts`` in place; returns what was dropped: each
+    sample's ``twin_of`` (names of ``held``, best first) and its best pair's ``offset`` (its origin in
+    that held sample's pixels, rows and columns), ``overlap`` (of the smaller image) and
+    ``ncc_texture`` (the twin test's correlation)."""
+    kept = [i for i in held if i in real]
+    pool = sorted(i for _, ids in parts for i in ids if i in real)
+    if not kept or not pool:
         return []
     hits: dict[int, list[dict[str, Any]]] = {}
-    for p in _twin_pairs(source, tests, pool, contents, root):
+    for p in _twin_pairs(source, kept, pool, contents, path):
         hits.setdefault(int(p["other"]), []).append(p)
     out: list[dict[str, Any]] = []
-    for split, ids in (("val", val), ("train", train)):
+    for split, ids in parts:
         gone = set()
         for i in ids:
             if i in hits:
@@ -427,8 +430,8 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     held-out copy (:func:`_drop_duplicates`, across parts and within one), and
     an HRSID tile that shares pixels with a test tile of the same scene leaves train and val
     (:func:`_drop_overlaps`). With ``[data] shifted_twins``, a train or val sample that is a
-    shifted or cropped copy of a test sample leaves too (:func:`_drop_shifted_twins`; the search is
-    cached in the data folder). Synthetic parts may not use the seeds below ``[data] min_seed``
+    shifted or cropped copy of a test sample leaves too, and with ``[data] val_twins`` a train sample
+    that is one of a validation sample (:func:`_drop_twins_of`; each search cached in the data folder). Synthetic parts may not use the seeds below ``[data] min_seed``
     (:func:`check_synthetic_parts`).
     """
     from flightsim.sources import Concat, open_source
@@ -452,11 +455,18 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     names, digests, contents = _names_and_digests(source)
     dropped = {"duplicates": _drop_duplicates(train, val, test, digests, names),
                "overlaps": _drop_overlaps(train, val, test, names)}
+    synthetic = {k for k, part in enumerate(parts) if getattr(part, "kind", None) == "synthetic"}
+    real = {i for i in range(len(source)) if (source.part_of(i) if isinstance(source, Concat) else 0) not in synthetic}
     if cfg["data"].get("shifted_twins", False):
-        synthetic = {k for k, part in enumerate(parts) if getattr(part, "kind", None) == "synthetic"}
-        real = {i for i in range(len(source))
-                if (source.part_of(i) if isinstance(source, Concat) else 0) not in synthetic}
-        dropped["shifted_twins"] = _drop_shifted_twins(source, train, val, test, names, contents, root, real)
+        # on models/sar's split 80 of the 96 test chips had a twin in train or val
+        dropped["shifted_twins"] = _drop_twins_of(source, test, [("val", val), ("train", train)], names, contents,
+                                                  root / TWINS_CACHE, real)
+    if cfg["data"].get("val_twins", False):
+        # after the test's twins are gone: validation chooses the candidate, the threshold and the cuts, and on
+        # models/sar's leak-free split 34 of its 60 samples have a twin in training (off by default: it costs
+        # training data; search/defaults.toml)
+        dropped["val_twins"] = _drop_twins_of(source, val, [("train", train)], names, contents,
+                                              root / VAL_TWINS_CACHE, real)
     if not train or not val:
         raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")
     root.mkdir(parents=True, exist_ok=True)
@@ -550,15 +560,17 @@ def _refuse_changed_split(root: Path, old: dict[str, Any], new: dict[str, Any]) 
         changes.append(f"samples removed: {sorted(before - after)}")
     if not changes:
         changes.append("the samples' order or split changed")
-    # [data] shifted_twins (true by default since it was added) drops more from train and val: a search
-    # whose split.json was made without it (or with it off) changes split on resume, with the same data
+    # [data] shifted_twins (true by default since it was added) and val_twins drop more: a search whose
+    # split.json was made without one (or with it off) changes split on resume, with the same data
     cause = ""
-    was, now = (bool(s.get("dropped", {}).get("shifted_twins")) for s in (old, new))
-    if was != now:
-        cause = (f"Likely cause: [data] shifted_twins, which {'now drops' if now else 'no longer drops'} the train/val "
-                 f"samples that are shifted or cropped twins of a test sample; this search's split was made "
-                 f"{'without' if now else 'with'} those drops, so to resume it set [data] shifted_twins = "
-                 f"{'false' if now else 'true'} in its config (or start a new --out). ")
+    for key, what in (("shifted_twins", "train/val samples that are shifted or cropped twins of a test sample"),
+                      ("val_twins", "train samples that are shifted or cropped twins of a validation sample")):
+        was, now = (bool(s.get("dropped", {}).get(key)) for s in (old, new))
+        if was != now:
+            cause = (f"Likely cause: [data] {key}, which {'now drops' if now else 'no longer drops'} the {what}; "
+                     f"this search's split was made {'without' if now else 'with'} those drops, so to resume it set "
+                     f"[data] {key} = {'false' if now else 'true'} in its config (or start a new --out). ")
+            break
     raise ValueError(f"{root / 'split.json'} no longer matches the data set, and {records} holds candidates trained "
                      f"on the old split: splitting again could put samples they trained on into the test split. "
                      f"{cause}Use a new --out (or restore the data set). Differences: {'; '.join(changes)}")

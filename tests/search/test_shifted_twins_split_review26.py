@@ -50,7 +50,9 @@ def _sources(tmp_path: Path) -> list[str]:
 
 
 def _cfg(tiny_cfg: dict[str, Any], sources: list[str], shifted: bool) -> dict[str, Any]:
-    tiny_cfg["data"].update(source=sources, source_roles=["test", "train", "val"], shifted_twins=shifted)
+    # [data] val_twins off: these tests are about the test split's twins (its own: test_val_twins_split.py)
+    tiny_cfg["data"].update(source=sources, source_roles=["test", "train", "val"], shifted_twins=shifted,
+                            val_twins=False)
     return tiny_cfg
 
 
