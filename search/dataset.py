@@ -431,7 +431,8 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
     an HRSID tile that shares pixels with a test tile of the same scene leaves train and val
     (:func:`_drop_overlaps`). With ``[data] shifted_twins``, a train or val sample that is a
     shifted or cropped copy of a test sample leaves too, and with ``[data] val_twins`` a train sample
-    that is one of a validation sample (:func:`_drop_twins_of`; each search cached in the data folder). Synthetic parts may not use the seeds below ``[data] min_seed``
+    that is one of a validation sample (:func:`_drop_twins_of`; each search cached in the data
+    folder). Synthetic parts may not use the seeds below ``[data] min_seed``
     (:func:`check_synthetic_parts`).
     """
     from flightsim.sources import Concat, open_source
@@ -468,7 +469,9 @@ def _prepare_source(cfg: dict[str, Any], root: Path) -> SearchData:
         dropped["val_twins"] = _drop_twins_of(source, val, [("train", train)], names, contents,
                                               root / VAL_TWINS_CACHE, real)
     if not train or not val:
-        raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample")
+        gone = {k: len(v) for k, v in dropped.items() if v}
+        raise ValueError(f"[data] source_roles {roles} leave no {'training' if not train else 'validation'} sample"
+                         + (f" once the samples that could leak are dropped ({gone})" if gone else ""))
     root.mkdir(parents=True, exist_ok=True)
     land_masks = cfg["data"].get("land_masks") or ""
     if land_masks and not Path(land_masks).is_dir():

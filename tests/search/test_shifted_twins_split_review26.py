@@ -6,6 +6,7 @@ changes (:mod:`search.dataset`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,22 @@ def test_off_nothing_is_dropped_and_split_json_is_as_before(tmp_path: Path, tiny
     assert written == json.dumps(expected, indent=1).encode()
 
 
+def told_to_turn_it_off(out: Path, off: dict[str, Any], on: dict[str, Any], advice: str) -> None:
+    """A search split under config ``off`` that has a record is refused under ``on`` with ``advice``
+    (a regex), and resumes under ``off`` as it was."""
+    prepare_data(copy.deepcopy(off), out / "data")
+    (out / "records").mkdir()
+    (out / "records" / "c0.json").write_text("{}")
+    with pytest.raises(ValueError, match=advice):
+        prepare_data(on, out / "data")
+    prepare_data(off, out / "data")
+
+
 def test_a_search_with_records_made_without_the_rule_is_told_to_turn_it_off(tmp_path: Path,
                                                                              tiny_cfg: dict[str, Any]) -> None:
     sources = _sources(tmp_path)
-    root = tmp_path / "out" / "data"
-    prepare_data(_cfg(tiny_cfg, sources, False), root)
-    (tmp_path / "out" / "records").mkdir()
-    (tmp_path / "out" / "records" / "c0.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"shifted_twins = false"):
-        prepare_data(_cfg(tiny_cfg, sources, True), root)
-    prepare_data(_cfg(tiny_cfg, sources, False), root)  # resumes as it was
+    off = copy.deepcopy(_cfg(tiny_cfg, sources, False))
+    told_to_turn_it_off(tmp_path / "out", off, _cfg(tiny_cfg, sources, True), r"shifted_twins = false")
 
 
 def test_the_twin_search_is_cached_until_a_sample_changes(tmp_path: Path, tiny_cfg: dict[str, Any],

@@ -6,6 +6,7 @@ it was before the setting; a search with records made without it is told how to 
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 import search.twins as twins
 from search.dataset import VAL_TWINS_CACHE, prepare_data
-from tests.search.test_shifted_twins_split_review26 import _save, _scene
+from tests.search.test_shifted_twins_split_review26 import _names, _save, _scene, told_to_turn_it_off
 
 
 def _sources(tmp_path: Path) -> list[str]:
@@ -34,10 +35,6 @@ def _cfg(tiny_cfg: dict[str, Any], sources: list[str], val_twins: bool) -> dict[
     tiny_cfg["data"].update(source=sources, source_roles=["test", "train", "val"], shifted_twins=True,
                             val_twins=val_twins)
     return tiny_cfg
-
-
-def _names(split: dict[str, Any], part: str) -> list[str]:
-    return [split["names"][str(i)].split("/")[-1] for i in split[part]]
 
 
 def test_the_default_is_off_so_existing_searches_resume() -> None:
@@ -76,10 +73,14 @@ def test_off_the_twin_stays_in_training(tmp_path: Path, tiny_cfg: dict[str, Any]
 def test_a_search_with_records_made_without_the_rule_is_told_to_turn_it_off(tmp_path: Path,
                                                                              tiny_cfg: dict[str, Any]) -> None:
     sources = _sources(tmp_path)
-    root = tmp_path / "out" / "data"
-    prepare_data(_cfg(tiny_cfg, sources, False), root)
-    (tmp_path / "out" / "records").mkdir()
-    (tmp_path / "out" / "records" / "c0.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"\[data\] val_twins = false"):
-        prepare_data(_cfg(tiny_cfg, sources, True), root)
-    prepare_data(_cfg(tiny_cfg, sources, False), root)  # resumes as it was
+    off = copy.deepcopy(_cfg(tiny_cfg, sources, False))
+    told_to_turn_it_off(tmp_path / "out", off, _cfg(tiny_cfg, sources, True), r"\[data\] val_twins = false")
+
+
+def test_a_training_set_of_twins_only_is_refused_naming_the_drop(tmp_path: Path, tiny_cfg: dict[str, Any]) -> None:
+    sources = _sources(tmp_path)
+    (tmp_path / "train" / "images" / "tr_other.jpg").unlink()
+    (tmp_path / "train" / "masks" / "tr_other.png").unlink()
+    with pytest.raises(ValueError, match=r"leave no training sample once the samples that could leak are dropped "
+                                         r"\(\{'val_twins': 1\}\)"):
+        prepare_data(_cfg(tiny_cfg, sources, True), tmp_path / "out" / "data")
