@@ -137,11 +137,13 @@ def test_a_runtime_serves_on_2022(tmp_path: Path) -> None:
         thread.join(30)
 
 
-def test_a_one_band_u16_input_read_by_two_convolutions_is_normalised_for_both() -> None:
+@pytest.mark.parametrize("dtype", ["uint16", "uint8"])
+def test_a_one_band_integer_input_read_by_two_convolutions_is_normalised_for_both(dtype: str) -> None:
     """A one-band model whose tile feeds two convolutions (a residual block 0: its 3x3 body and its
-    1x1 skip), retyped to uint16 counts: on the 2022.3 CPU plugin it computes what the float32
-    model computes on the host-normalised counts. With one normalisation head shared by both, the
-    plugin ran the 1x1 convolution on the raw counts (outputs ~1e2 times too large)."""
+    1x1 skip), retyped to integer counts: on the 2022.3 CPU plugin it computes what the float32
+    model computes on the host-normalised counts. For uint16, with one normalisation head shared by
+    both, the plugin ran the 1x1 convolution on the raw counts (outputs ~1e2 times too large), so
+    each reads its own; uint8 shares one head, which this plugin computes right."""
     from search.input_types import normalise_in_ir
 
     ops = ov_api.opset1
@@ -153,8 +155,8 @@ def test_a_one_band_u16_input_read_by_two_convolutions_is_normalised_for_both() 
     skip = ops.convolution(image, ops.constant(rng.standard_normal((4, 1, 1, 1)).astype(np.float32)),
                            [1, 1], [0, 0], [0, 0], [1, 1])
     model = ov_api.Model([ops.result(ops.add(body, skip))], [image])
-    mean, std = [1000.0], [500.0]
-    counts = rng.integers(0, 65536, (1, 1, 16, 16)).astype(np.uint16)
+    mean, std = ([1000.0], [500.0]) if dtype == "uint16" else ([100.0], [40.0])
+    counts = rng.integers(0, 65536 if dtype == "uint16" else 256, (1, 1, 16, 16)).astype(dtype)
     normalised = (counts.astype(np.float32) - np.float32(mean[0])) * (np.float32(1) / np.float32(std[0]))
     core = ov_api.Core()
 
@@ -163,5 +165,5 @@ def test_a_one_band_u16_input_read_by_two_convolutions_is_normalised_for_both() 
         return compiled({"image": x})[compiled.output(0)]
 
     expected = run(model, normalised)
-    got = run(normalise_in_ir(model, "uint16", mean, std), counts)
+    got = run(normalise_in_ir(model, dtype, mean, std), counts)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4 * np.abs(expected).max())

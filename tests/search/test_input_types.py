@@ -128,10 +128,36 @@ def test_baseline_and_search_write_counts_input_models(tmp_path: Path, tiny_cfg:
     assert record["device_metrics"]["device"] == "myriadx-emu" and record["device_metrics"]["miou"] is not None
 
 
+def test_a_u8_tile_read_by_two_ops_is_normalised_once() -> None:
+    """The same export retyped to uint8: one normalisation head, read by both ops (each extra head is
+    work on the device; the 2022.3 CPU plugin computes a shared u8 head right, tests/ov2022), and
+    the retyped IR computes what the float IR computes on the host-normalised counts."""
+    from search.export import compile_ir
+    from search.export_ir import export_ir
+    from search.input_types import retype_ir
+    from search.network import GenomeNet
+    from search.space import BlockGene, Genome
+
+    net = GenomeNet(Genome((BlockGene("residual", 8),), "nearest", 1))
+    xml, bin_, _ = export_ir(net, (1, 1, 16, 16))
+    rxml, rbin = retype_ir(xml, bin_, "uint8", {"where": "host", "mean": [100.0], "std": [40.0]})
+    model = ov_api.read_ir(rxml, rbin)
+    (param,) = model.get_parameters()
+    (to_f32,) = [t.get_node() for t in param.output(0).get_target_inputs()]
+    (subtract,) = [t.get_node() for t in to_f32.output(0).get_target_inputs()]
+    (multiply,) = [t.get_node() for t in subtract.output(0).get_target_inputs()]
+    assert [n.get_type_name() for n in (to_f32, subtract, multiply)] == ["Convert", "Subtract", "Multiply"]
+    assert len(multiply.output(0).get_target_inputs()) == 2  # the residual's body and its skip
+    counts = np.random.default_rng(0).integers(0, 256, (1, 1, 16, 16)).astype(np.uint8)
+    normalised = (counts.astype(np.float32) - np.float32(100.0)) * (np.float32(1) / np.float32(40.0))
+    f, r = compile_ir(xml, bin_), compile_ir(rxml, rbin)
+    np.testing.assert_allclose(r({"image": counts})[r.output(0)], f({"image": normalised})[f.output(0)], atol=1e-6)
+
+
 def test_each_op_reading_the_tile_gets_its_own_normalisation() -> None:
     """A real export of a one-band genome whose block 0 is residual (the tile feeds its 3x3 body and
     its 1x1 skip), retyped to uint16: every op that read the float tile reads a normalisation head
-    of its own (a shared one is miscomputed by the OpenVINO 2022.3 CPU plugin, tests/ov2022), and
+    of its own (a shared one is miscomputed by the OpenVINO 2022.3 CPU plugin for u16, tests/ov2022), and
     the retyped IR computes what the float IR computes on the host-normalised counts."""
     from search.export import compile_ir
     from search.export_ir import export_ir
@@ -147,8 +173,7 @@ def test_each_op_reading_the_tile_gets_its_own_normalisation() -> None:
     (param,) = model.get_parameters()
     heads = [t.get_node() for t in param.output(0).get_target_inputs()]
     assert len(heads) == 2 and all(h.get_type_name() == "Convert" for h in heads)
-    for convert in heads:
-        node = convert
+    for node in heads:
         for _ in range(2):  # Convert -> Subtract -> Multiply, each read by one op only
             (target,) = node.output(0).get_target_inputs()
             node = target.get_node()
