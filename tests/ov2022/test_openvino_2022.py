@@ -137,26 +137,26 @@ def test_a_runtime_serves_on_2022(tmp_path: Path) -> None:
         thread.join(30)
 
 
-@pytest.mark.parametrize("dtype", ["uint16", "uint8"])
-def test_a_one_band_integer_input_read_by_two_convolutions_is_normalised_for_both(dtype: str) -> None:
-    """A one-band model whose tile feeds two convolutions (a residual block 0: its 3x3 body and its
-    1x1 skip), retyped to integer counts: on the 2022.3 CPU plugin it computes what the float32
-    model computes on the host-normalised counts. For uint16, with one normalisation head shared by
-    both, the plugin ran the 1x1 convolution on the raw counts (outputs ~1e2 times too large), so
-    each reads its own; uint8 shares one head, which this plugin computes right."""
+@pytest.mark.parametrize(("dtype", "bands"), [("uint16", 1), ("uint8", 1), ("uint8", 3)])
+def test_an_integer_input_read_by_two_convolutions_is_normalised_for_both(dtype: str, bands: int) -> None:
+    """A model whose tile feeds two convolutions (a residual block 0: its 3x3 body and its 1x1
+    skip), retyped to integer counts: on the 2022.3 CPU plugin it computes what the float32 model
+    computes on the host-normalised counts. For a one-band uint16 tile, with one normalisation head
+    shared by both, the plugin ran the 1x1 convolution on the raw counts (outputs ~1e2 times too
+    large), so each reads its own; uint8 shares one head, which this plugin computes right."""
     from search.input_types import normalise_in_ir
 
     ops = ov_api.opset1
     rng = np.random.default_rng(0)
-    image = ops.parameter([1, 1, 16, 16], np.float32, name="x")
+    image = ops.parameter([1, bands, 16, 16], np.float32, name="x")
     image.output(0).get_tensor().set_names({"image"})
-    body = ops.convolution(image, ops.constant(rng.standard_normal((4, 1, 3, 3)).astype(np.float32)),
+    body = ops.convolution(image, ops.constant(rng.standard_normal((4, bands, 3, 3)).astype(np.float32)),
                            [1, 1], [1, 1], [1, 1], [1, 1])
-    skip = ops.convolution(image, ops.constant(rng.standard_normal((4, 1, 1, 1)).astype(np.float32)),
+    skip = ops.convolution(image, ops.constant(rng.standard_normal((4, bands, 1, 1)).astype(np.float32)),
                            [1, 1], [0, 0], [0, 0], [1, 1])
     model = ov_api.Model([ops.result(ops.add(body, skip))], [image])
-    mean, std = ([1000.0], [500.0]) if dtype == "uint16" else ([100.0], [40.0])
-    counts = rng.integers(0, 65536 if dtype == "uint16" else 256, (1, 1, 16, 16)).astype(dtype)
+    mean, std = ([1000.0] * bands, [500.0] * bands) if dtype == "uint16" else ([100.0] * bands, [40.0] * bands)
+    counts = rng.integers(0, 65536 if dtype == "uint16" else 256, (1, bands, 16, 16)).astype(dtype)
     normalised = (counts.astype(np.float32) - np.float32(mean[0])) * (np.float32(1) / np.float32(std[0]))
     core = ov_api.Core()
 
