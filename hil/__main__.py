@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -108,6 +109,7 @@ def _terminated(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     from flightsim.sources import SOURCES, parse_spec
     from flightsim.timing import MODES
+    from hil.score import MATCH_SHAPES
     from hil.settings import DEFAULTS, Settings
     from runtime.config import positive_float, positive_int
 
@@ -164,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="sea/land masks <sample>.png (0 = land, as SSDD's sealand/), or a coastline data set "
                           "for georeferenced scenes (roaring-landmask: pip install '.[coastline]'): detections "
                           "on land are dropped on the ground before scoring")
+    run.add_argument("--match-shape", choices=MATCH_SHAPES,
+                     help="what a detection and a true vessel are matched as: their outlines, or the axis-aligned "
+                          "boxes around both, for truth annotated with boxes only (default: [score] match_shape, "
+                          f"{DEFAULTS.score.match_shape})")
     run.add_argument("--strict-fit", action="store_true",
                      help="refuse a scene the model was not trained for (modality, ground sample distance, count type) "
                           "instead of warning")
@@ -176,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = Settings.load(args.config)
+        if args.match_shape is not None:
+            config = dataclasses.replace(config, score=dataclasses.replace(config.score, match_shape=args.match_shape))
         cfg = config.run
         if args.report is not None and args.report.exists() and not args.report.is_dir():
             raise ValueError(f"--report {args.report}: a file, not a folder")
@@ -281,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"warning: --land-masks {land['source']} masked no image (a coastline needs georeferenced "
                          "images, not ones placed by --gsd or --crs without --origin; a folder needs "
                          "<sample stem>.png masks)")
+    boxed = r.get("truth_boxes_only_samples")
+    if boxed and r.get("match_shape") == "outline":
+        lines.append(f"warning: the truth of {boxed} of {len(r['per_scene'])} image(s) is axis-aligned boxes only, "
+                     "matched against the detections' outlines: a ship at an angle fills a fraction of its box and "
+                     "misses at IoU 0.5 though found; --match-shape box compares boxes with boxes")
     for warning in r["model_fit"]["warnings"]:
         lines.append(f"warning: {warning}")
     for kind, f in (r.get("faults") or {}).items():

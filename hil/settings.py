@@ -64,6 +64,7 @@ class ScoreSettings:
     match_iou: float
     merge_tolerance_px: float
     border_rule: str
+    match_shape: str
 
     @classmethod
     def from_table(cls, t: dict[str, Any]) -> ScoreSettings:
@@ -75,9 +76,13 @@ class ScoreSettings:
         if tolerance >= 0.5:  # runtime.merge._share_edge: a shared edge of one pixel then reads as a corner
             raise ValueError(f"[score] merge_tolerance_px must be a number in [0, 0.5); got {tolerance!r}: from 0.5 "
                              "a one-pixel-wide vessel across a border with 4-connectivity comes down in two")
+        from hil.score import MATCH_SHAPES
+
+        if t["match_shape"] not in MATCH_SHAPES:
+            raise ValueError(f"[score] match_shape {t['match_shape']!r}; valid: {list(MATCH_SHAPES)}")
         return cls(match_iou=check_number("[score] match_iou", t["match_iou"], 0, strict=True, high=1),
                    merge_tolerance_px=tolerance,
-                   border_rule=str(t["border_rule"]))
+                   border_rule=str(t["border_rule"]), match_shape=str(t["match_shape"]))
 
 
 @dataclass(frozen=True)
