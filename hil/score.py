@@ -135,12 +135,17 @@ def _local(pred: list[BaseGeometry], truth: list[BaseGeometry]) -> tuple[list[Ba
 MATCH_SHAPES = ("outline", "box")
 
 
+def check_match_shape(match_shape: Any) -> str:
+    """``match_shape`` if it is one of :data:`MATCH_SHAPES`; a ValueError listing them otherwise."""
+    if match_shape not in MATCH_SHAPES:
+        raise ValueError(f"[score] match_shape {match_shape!r}; valid: {list(MATCH_SHAPES)}")
+    return str(match_shape)
+
+
 def as_matched(geometries: list[BaseGeometry], match_shape: str) -> list[BaseGeometry]:
     """``geometries`` as ``match_shape`` (:data:`MATCH_SHAPES`) compares them: unchanged, or each
     replaced by its axis-aligned bounding box (an empty one left empty)."""
-    if match_shape not in MATCH_SHAPES:
-        raise ValueError(f"[score] match_shape {match_shape!r}; valid: {list(MATCH_SHAPES)}")
-    if match_shape == "outline":
+    if check_match_shape(match_shape) == "outline":
         return geometries
     return [g if g.is_empty else shapely.box(*g.bounds) for g in geometries]
 

@@ -76,13 +76,11 @@ class ScoreSettings:
         if tolerance >= 0.5:  # runtime.merge._share_edge: a shared edge of one pixel then reads as a corner
             raise ValueError(f"[score] merge_tolerance_px must be a number in [0, 0.5); got {tolerance!r}: from 0.5 "
                              "a one-pixel-wide vessel across a border with 4-connectivity comes down in two")
-        from hil.score import MATCH_SHAPES
+        from hil.score import check_match_shape
 
-        if t["match_shape"] not in MATCH_SHAPES:
-            raise ValueError(f"[score] match_shape {t['match_shape']!r}; valid: {list(MATCH_SHAPES)}")
         return cls(match_iou=check_number("[score] match_iou", t["match_iou"], 0, strict=True, high=1),
                    merge_tolerance_px=tolerance,
-                   border_rule=str(t["border_rule"]), match_shape=str(t["match_shape"]))
+                   border_rule=str(t["border_rule"]), match_shape=check_match_shape(t["match_shape"]))
 
 
 @dataclass(frozen=True)

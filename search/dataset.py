@@ -379,7 +379,6 @@ def _twin_pairs(source: Any, test: list[int], pool: list[int], contents: list[st
     images = {i: twins.grey(source[i].read()) for i in sorted({*test, *pool})}
     found = [{k: p[k] for k in ("test", "other", "dy", "dx", "overlap", "ncc", "ncc_texture")}
              for p in twins.find_pairs(images, test, pool) if p["twin"]]
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"key": key, "settings": settings, "test": len(test), "pool": len(pool),
                                    "seconds": round(time.time() - started, 1), "pairs": found}, indent=1).encode())
     return found

@@ -8,37 +8,26 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
-from affine import Affine
-from rasterio.features import rasterize
 from shapely.affinity import rotate
-from shapely.geometry import box, mapping
+from shapely.geometry import box, mapping, shape
 
 import hil
 from hil.__main__ import main as hil_main
 from hil.score import as_matched, boxes_only
 from hil.settings import DEFAULTS
 from runtime.server import Runtime
-
-TRANSFORM = Affine(2.0, 0.0, 600000.0, 0.0, -2.0, 5000000.0)
-
+from tests.hil.test_border import _ship_scene
 
 def _diagonal_ship(tmp: Path) -> tuple[Path, Path]:
-    """A dark 64 px scene with one bright hull of 50 x 8 px turned 45 degrees, and a GeoJSON truth
-    holding only the hull's axis-aligned box (it fills about a quarter of it)."""
-    x, y = TRANSFORM * (32.0, 32.0)
-    hull = rotate(box(x - 50, y - 8, x + 50, y + 8), 45, origin=(x, y))
-    mask = rasterize([(hull, 1)], out_shape=(64, 64), transform=TRANSFORM, dtype="uint8")
-    scene = tmp / "scene.tif"
-    with rasterio.open(scene, "w", driver="GTiff", height=64, width=64, count=3, dtype="uint8",
-                       crs="EPSG:32632", transform=TRANSFORM) as dst:
-        dst.write(np.where(mask, 250, 15).astype(np.uint8)[None].repeat(3, axis=0))
-    truth = tmp / "boxes.geojson"
-    truth.write_text(json.dumps({"type": "FeatureCollection", "features": [
+    """test_border's scene with one bright hull of 50 x 12 px turned 45 degrees inside one 64 px tile,
+    and a GeoJSON truth holding only the hull's axis-aligned box (the hull fills about a third of it)."""
+    scene, truth, _ = _ship_scene(tmp, (96.0, 96.0), 50.0, 45.0)
+    (hull,) = (shape(f["geometry"]) for f in json.loads(truth.read_text())["features"])
+    boxes = tmp / "boxes.geojson"
+    boxes.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": mapping(box(*hull.bounds)), "properties": {}}]}))
-    return scene, truth
+    return scene, boxes
 
 
 def test_boxes_are_told_from_outlines() -> None:
