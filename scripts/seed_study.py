@@ -47,7 +47,7 @@ from runtime.atomic import write_atomic  # noqa: E402
 from runtime.device_names import device_family  # noqa: E402
 from runtime.host import host_line  # noqa: E402
 from search.ablate import parse_genome  # noqa: E402
-from search.config import load_config  # noqa: E402
+from search.config import CUT_BY, load_config  # noqa: E402
 from search.candidate import evaluate_candidate  # noqa: E402
 from search.dataset import prepare_data  # noqa: E402
 from search.discriminate import discriminate  # noqa: E402
@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--discriminate", action="store_true",
                         help="also fit each seed's discriminator (train/val) and score that bundle on --part")
     parser.add_argument("--kind", choices=KINDS, help="the discriminator's kind (default: [export] discriminator_kind)")
+    parser.add_argument("--cut-by", choices=CUT_BY,
+                        help="what the discriminator's cut is chosen for (default: [export] discriminator_cut_by)")
     parser.add_argument("--final", action="store_true",
                         help="train each seed with the final training's recipe ([final]) instead of a candidate's")
     parser.add_argument("--candidates-gate", action="store_true",
@@ -121,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                          f"{cfg['final']['fp32_epochs']} (0: none)")
         cfg, budget = final_config(cfg, args.candidates_gate)
     kind = args.kind or cfg["export"]["discriminator_kind"]
+    cut_by = args.cut_by or cfg["export"]["discriminator_cut_by"]
     genome = parse_genome(args.genome, cfg)
     data = prepare_data(cfg, args.out / "data")
     path = args.out / "study.json"
     study = json.loads(path.read_text()) if path.exists() else {
         "config": str(args.config), "genome": genome.to_dict(), "name": str(genome), "runs": []}
     recipe = {"final_budget": budget, "discriminator_kind": kind if args.discriminate else None}
+    if args.discriminate and cut_by != "f1":  # a study of cuts chosen by F1 has no key (those before it)
+        recipe["discriminator_cut_by"] = cut_by
     if args.part != "test":  # a study scored on validation is another study (older ones have no key)
         recipe["scored_on"] = args.part
     # so is one scored on another device: one mean must not mix two. By the device the name is here:
@@ -168,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.discriminate:
             seed_dir = args.out / f"seed_{seed}"
             run["discriminator"] = discriminate(Path(record["bundle"]), args.out / "data" / "split.json",
-                                                seed_dir / "discriminated", seed_dir / "discriminate_work", kind=kind)
+                                                seed_dir / "discriminated", seed_dir / "discriminate_work", kind=kind,
+                                                cut_by=cut_by)
             run["test_discriminated"] = test_scores(seed_dir / "discriminated", args.out / "data" / "split.json",
                                                     seed_dir / f"{args.part}_discriminated", args.device, args.part)
         study["runs"].append(run)

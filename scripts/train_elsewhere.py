@@ -334,8 +334,10 @@ def finish(folder: Path, trained: Path, out: Path, second_stage: bool = False,
 
                 run_dir = out / path.stem
                 stage = discriminate(Path(record["bundle"]), data.root / "split.json", run_dir / "discriminated",
-                                     run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"])
-                row["second_stage"] = {k: stage[k] for k in ("kind", "cut", "val_f1", "val_f1_cuts_replaced")}
+                                     run_dir / "discriminate_work", kind=c["export"]["discriminator_kind"],
+                                     cut_by=c["export"]["discriminator_cut_by"])
+                row["second_stage"] = {k: stage[k] for k in ("kind", "cut_by", "cut", "val_f1", "val_outline_iou",
+                                                             "val_f1_cuts_replaced")}
             stage_f1 = f", with its second stage {row['second_stage']['val_f1']:.3f}" if second_stage else ""
             how = "pooled" if metrics.get("pooled") else "mean over scenes of"
             print(f"{path.stem}: {how} validation vessel IoU {pooled['vessel_iou']:.3f}, F1 {pooled['f1']:.3f}"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     from runtime.discriminate import KINDS
+    from search.config import CUT_BY
 
     parser = argparse.ArgumentParser(
         prog="python -m search",
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--kind", choices=KINDS,
                      help="the model: a logistic score, or boosted decision trees (default: [export] "
                      "discriminator_kind of search/defaults.toml, logistic)")
+    dis.add_argument("--cut-by", choices=CUT_BY,
+                     help="what the cut is chosen for on validation: object F1, or F1 plus the kept outlines' "
+                     "pooled vessel IoU (default: [export] discriminator_cut_by of search/defaults.toml, f1)")
     return parser
 
 
@@ -196,11 +200,15 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
         from search.config import load_config
         from search.discriminate import discriminate
 
-        kind = args.kind or load_config()["export"]["discriminator_kind"]
+        defaults = load_config()["export"]
+        kind = args.kind or defaults["discriminator_kind"]
+        cut_by = args.cut_by or defaults["discriminator_cut_by"]
         with tempfile.TemporaryDirectory(prefix="discriminate-") as work:
-            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device, kind=kind)
-        print(f"wrote {args.out}: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
-              f"(the cuts it replaces: {record['val_f1_cuts_replaced']:.3f}), {record['train_candidates']} training "
+            record = discriminate(args.model, args.split, args.out, Path(work), device=args.device, kind=kind,
+                                  cut_by=cut_by)
+        print(f"wrote {args.out}: validation F1 {record['val_f1']:.3f}, outline IoU {record['val_outline_iou']:.3f} "
+              f"at cut {record['cut']} chosen by {cut_by} (the cuts it replaces: F1 {record['val_f1_cuts_replaced']:.3f}, "
+              f"outline IoU {record['val_outline_iou_cuts_replaced']:.3f}), {record['train_candidates']} training "
               f"candidates")
     return 0
 

@@ -23,7 +23,23 @@ FINAL_OVERRIDES = ("train", "export")
 #: not the one trained.
 NOT_IN_FINAL = {"train": {"epochs": "[final] fp32_epochs", "seed": "[evolution] seed"},
                 "export": {"discriminate": "[export] discriminate",
-                           "discriminator_kind": "[export] discriminator_kind"}}
+                           "discriminator_kind": "[export] discriminator_kind",
+                           "discriminator_cut_by": "[export] discriminator_cut_by"}}
+
+
+#: How the second stage's cut is chosen on the validation candidates: by object F1 alone, or by object
+#: F1 plus the pooled vessel IoU of the outlines it keeps. F1 alone counts a ship's outline that
+#: matches at IoU 0.4 (a large ship merged with its quay, a fragment of one) as a false alarm, so its
+#: best cut is often the one just past such a ship, and the ship's pixels leave the outlines with it
+#: (docs/models.md, "The second stage's cut and the outlines").
+CUT_BY = ("f1", "f1+outline_iou")
+
+
+def check_cut_by(cut_by: str, what: str = "discriminator cut_by") -> str:
+    """``cut_by`` if it is one of :data:`CUT_BY`; a ValueError listing them otherwise."""
+    if cut_by not in CUT_BY:
+        raise ValueError(f"{what} must be one of {CUT_BY}; got {cut_by!r}")
+    return cut_by
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -122,7 +138,7 @@ _LISTS: dict[str, dict[str, tuple[Callable[[str, Any], None], bool]]] = {
 #: a number where a name is meant gave a TypeError deep in the search, and a string such as "no"
 #: where true or false is meant switched a stage on.
 _STRINGS = {"data": ("modality", "land_masks", "normalization_scale", "scene_dtype", "scene_mode"),
-            "train": ("land_gate", "gate_loss"), "export": ("input_dtype", "discriminator_kind"),
+            "train": ("land_gate", "gate_loss"), "export": ("input_dtype", "discriminator_kind", "discriminator_cut_by"),
             "candidate": ("profile", "hil_device", "check_target", "torch_device"), "final": ("over_limit",),
             "fitness": ("accuracy", "latency"), "run": ("ray_address",), "ablate": ("upsample",)}
 _BOOLEANS = {"export": ("choose_postprocessing", "discriminate"), "data": ("shifted_twins", "val_twins")}

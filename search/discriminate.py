@@ -13,8 +13,10 @@
 3. a model of the ``kind`` asked for (:data:`runtime.discriminate.KINDS`: a logistic model, or
    boosted decision trees fitted by scikit-learn's ``HistGradientBoostingClassifier`` with its
    default settings but early stopping, which is off: 100 trees, not tuned here) is fitted on the
-   training candidates, and its cut is chosen where object F1 is best on the validation
-   candidates; the test split is never read;
+   training candidates, and its cut is chosen on the validation candidates where object F1 is best
+   (``cut_by = "f1"``) or where object F1 plus the pooled vessel IoU of the outlines kept is
+   (``"f1+outline_iou"``: the two figures a flight model is held to; :data:`search.config.CUT_BY`); the test split is
+   never read;
 4. the bundle is written with ``output.discriminator``, the opened cuts, and the fit's record in
    ``metrics.discriminator``; the figures the input bundle's manifest held for its detections
    (validation F1, fitness, runtime p50: measured with the cuts now replaced and without this
@@ -45,7 +47,7 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from rasterio.errors import NotGeoreferencedWarning
@@ -58,6 +60,7 @@ from runtime.bands import adapt_bands, model_band_names
 from runtime.bundle import Bundle, read_bundle, rewritable_manifest, rewrite_bundle, sha256
 from runtime.candidate_features import FEATURES, component_features
 from runtime.discriminate import Discriminator, SecondStage, TreeDiscriminator, check_kind
+from search.config import check_cut_by
 from search.state import write_json_atomic
 
 if TYPE_CHECKING:
@@ -84,6 +87,48 @@ BEFORE_SECOND_STAGE = ("val_f1", "fitness", "runtime_latency_p50_ms")
 #: A tile's vessel probabilities as the payload computed them: called with the tile's counts as
 #: the rig sent them ((bands, h, w)) and its window (row, col, h, w) in the sample; returns (h, w).
 TileProbability = Callable[[np.ndarray, tuple[int, int, int, int]], np.ndarray]
+
+
+class Candidates(NamedTuple):
+    """The candidates of one part of a split, in the order of a hil run's detections
+    (:func:`candidates`)."""
+
+    #: (n, len(FEATURES)) feature rows, as the payload measured each.
+    rows: np.ndarray
+    #: (n,) whether each matches a true vessel as hil counts it (:func:`is_match`).
+    labels: np.ndarray
+    #: the true vessels hil counts there (object F1's denominator).
+    n_truth: int
+    #: (n, 2) per candidate: the pixels inside its outline that are vessel pixels of the truth mask,
+    #: and all the pixels inside its outline (hil's rasterisation of the outline on the sample's grid).
+    pixels: np.ndarray
+    #: the vessel pixels of the truth masks of the part's samples.
+    truth_px: int
+
+
+def pooled_outline_iou(kept: np.ndarray, pixels: np.ndarray, truth_px: int) -> float:
+    """The pooled vessel IoU of the outlines of the kept candidates (hil's ``outline_vessel_iou``:
+    one set of disjoint outlines per sample, as a hil run's detections are), from
+    :attr:`Candidates.pixels`."""
+    inside, area = pixels[kept].sum(axis=0) if kept.any() else (0, 0)
+    union = truth_px + area - inside
+    return float(inside / union) if union else 1.0
+
+
+def choose_cut(f1_by_cut: dict[float, float], iou_by_cut: dict[float, float], cut_by: str) -> float:
+    """The cut that ``cut_by`` (:data:`search.config.CUT_BY`) prefers, the one nearest 0.5 among equals."""
+    if check_cut_by(cut_by) == "f1":
+        return max(f1_by_cut, key=lambda c: (f1_by_cut[c], -abs(c - 0.5)))
+    return max(f1_by_cut, key=lambda c: (f1_by_cut[c] + iou_by_cut[c], -abs(c - 0.5)))
+
+
+def stage_score(record: dict[str, Any]) -> float:
+    """What a fit's cut was chosen for, at that cut: validation F1, or F1 plus the pooled vessel IoU
+    (``record["cut_by"]``; fits from before it was recorded were chosen by F1): how two networks'
+    stages are compared (:func:`search.final.compare_final`)."""
+    if record.get("cut_by", "f1") == "f1":
+        return float(record["val_f1"])
+    return float(record["val_f1"]) + float(record["val_outline_iou"])
 
 
 class NoBothKinds(ValueError):
@@ -251,10 +296,11 @@ def _judging_tile(burnt: np.ndarray, grid: list[tuple[int, int, int, int]],
 
 def candidates(split: Path, which: str, detections: Path, tile_size: int, overlap: int = 0,
                model_bands: list[str] | None = None, probability: TileProbability | None = None,
-               ) -> tuple[np.ndarray, np.ndarray, int]:
+               ) -> Candidates:
     """Feature rows of a hil run's detections on one part of a split, measured on the tile the
     payload saw each on (``tile_size``, ``overlap``: the run's grid), their labels (matches a true
-    vessel as hil counts it: :func:`is_match`) and the number of true vessels hil counts there.
+    vessel as hil counts it: :func:`is_match`), the number of true vessels hil counts there, and
+    each one's pixels against the truth mask (:class:`Candidates`).
 
     ``model_bands``: the model's band names; each sample's bands are made the model's by the rig's
     rule (:func:`runtime.bands.adapt_bands`, as ``hil run`` applies it without ``--bands``), so the
@@ -263,9 +309,11 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
     vessel merged from pieces of several tiles, whose own score and largest probability were lost
     in the merge (a ValueError without it).
     """
-    rows, labels, n_truth = [], [], 0
+    rows, labels, pixels, n_truth, truth_px = [], [], [], 0, 0
     for sample, found in matched_detections(split, which, detections):
         n_truth += len(scored_truth(sample))
+        truth = np.zeros((sample.height, sample.width), bool) if sample.mask is None else sample.mask.astype(bool)
+        truth_px += int(np.count_nonzero(truth))
         grid = tile_grid(sample.height, sample.width, tile_size, overlap)
         owned = owned_windows(grid)
         image = sample.image
@@ -280,6 +328,7 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
                               transform=sample.transform).astype(bool)
             if not burnt.any():
                 continue
+            pixels.append((int(np.count_nonzero(burnt & truth)), int(np.count_nonzero(burnt))))
             window = _judging_tile(burnt, grid, owned)
             row, col, h, w = window
             piece = burnt[row:row + h, col:col + w]
@@ -298,7 +347,8 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
                 score, max_score = _piece_scores(tile_probs[window], box, top, left)
             rows.append(component_features(tile, box, top, left, score, max_score))
             labels.append(is_match(best))
-    return np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth
+    return Candidates(np.array(rows).reshape(-1, len(FEATURES)), np.array(labels, bool), n_truth,
+                      np.array(pixels, np.int64).reshape(-1, 2), truth_px)
 
 
 def _piece_scores(prob: np.ndarray, box: np.ndarray, top: int, left: int) -> tuple[float, float]:
@@ -363,7 +413,7 @@ def open_cuts(model: Path, out: Path, floor_px: int = 4) -> dict[str, Any]:
 
 
 def split_candidates(opened: Path, split: Path, which: str, work: Path,
-                     device: str = "myriadx-emu") -> tuple[np.ndarray, np.ndarray, int]:
+                     device: str = "myriadx-emu") -> Candidates:
     """:func:`candidates` of a bundle with its cuts opened (:func:`open_cuts`) on one part of a
     split, through ``hil run`` on ``device`` (its report under ``work/which``), in the bands the
     rig sent and with each merged vessel's piece scored on the same device."""
@@ -382,18 +432,23 @@ def split_candidates(opened: Path, split: Path, which: str, work: Path,
         probability.close()
 
 
-def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str, kind: str = "logistic") -> str:
+def fit_key(opened: dict[str, Any], before: dict[str, Any], split: Path, device: str, kind: str = "logistic",
+            cut_by: str = "f1") -> str:
     """What a fit depends on, as a sha256: the network and what the runtime does around it (the
     ``opened`` bundle's manifest less its name, figures and date; the IR files are in it by checksum),
-    the cuts it replaces, the split's contents, the device, hil's tile overlap, the kind of model, and
-    the features and cuts tried, and :data:`ROWS_VERSION`. Not the code that computes the features
-    otherwise: after a change to it that does not raise that version, delete the store."""
+    the cuts it replaces, the split's contents, the device, hil's tile overlap, the kind of model, how
+    its cut is chosen, and the features and cuts tried, and :data:`ROWS_VERSION`. Not the code that
+    computes the features otherwise: after a change to it that does not raise that version, delete
+    the store. (A cut chosen by F1 keeps the key it had before ``cut_by`` existed: stores of such
+    fits stay valid.)"""
     from hil.settings import DEFAULTS
 
     manifest = {k: v for k, v in opened.items() if k not in ("name", "metrics", "created")}
     payload = {"manifest": manifest, "before": before, "split": sha256(Path(split).read_bytes()),
                "device": device, "overlap_px": DEFAULTS.run.overlap_px, "features": FEATURES,
                "cuts": [float(c) for c in CUTS], "kind": kind, "rows": ROWS_VERSION}
+    if cut_by != "f1":
+        payload["cut_by"] = cut_by
     return sha256(json.dumps(payload, sort_keys=True).encode())
 
 
@@ -416,8 +471,10 @@ def _check_arguments(split: Path, device: str) -> None:
 
 
 def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = "myriadx-emu",
-                 floor_px: int = 4, fits: Path | None = None, kind: str = "logistic") -> dict[str, Any]:
-    """Fit, choose the cut, and write ``out``; returns the record stored in the manifest.
+                 floor_px: int = 4, fits: Path | None = None, kind: str = "logistic",
+                 cut_by: str = "f1") -> dict[str, Any]:
+    """Fit, choose the cut (by ``cut_by``, :data:`search.config.CUT_BY`), and write ``out``; returns the record stored
+    in the manifest.
 
     With ``fits``, a folder of earlier fits (one JSON per :func:`fit_key`): a network already fitted
     there on the same split and device is not run through hil again (most of the cost: minutes on a
@@ -427,25 +484,29 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     before = open_cuts(model, work / "opened", floor_px)
     bundle = read_bundle(work / "opened")  # the bundle written is this one: its cuts opened
     manifest = rewritable_manifest(bundle)
-    check_kind(kind)  # before a stored fit is looked up under it
-    stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device, kind)}.json"
+    check_kind(kind)  # before a stored fit is looked up under them
+    check_cut_by(cut_by)
+    stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device, kind, cut_by)}.json"
     if stored is not None and stored.exists():
         fit = json.loads(stored.read_text())
         return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
     # val first: a val without a true vessel (as hil counts them) is refused before the train split's
     # hil run, the longer one. The cut is chosen there by object F1, which without truth is 1 for the
     # cut that keeps nothing and 0 for every other: the stage would ship blind.
-    x_val, y_val, n_val = split_candidates(work / "opened", split, "val", work, device)
+    val = split_candidates(work / "opened", split, "val", work, device)
+    x_val, y_val, n_val = val.rows, val.labels, val.n_truth
     if not n_val:
         raise ValueError(f"--split {split}: its val samples hold no true vessel, and the second stage's cut is "
                          "chosen there by object F1 (1 for a cut that keeps nothing, 0 for any other): no cut can "
                          "be chosen; give it a split whose val holds ships (python -m search run: a larger "
                          "[data] val_fraction, or a [data] source with ships in it)")
-    x_train, y_train, _ = split_candidates(work / "opened", split, "train", work, device)
+    train = split_candidates(work / "opened", split, "train", work, device)
+    x_train, y_train = train.rows, train.labels
     fitted = fit_stage(kind, x_train, y_train)
     p_val = fitted.probability(x_val)
     f1_by_cut = {float(c): object_f1(p_val >= c, y_val, n_val) for c in CUTS}
-    cut = max(f1_by_cut, key=lambda c: (f1_by_cut[c], -abs(c - 0.5)))
+    iou_by_cut = {float(c): pooled_outline_iou(p_val >= c, val.pixels, val.truth_px) for c in CUTS}
+    cut = choose_cut(f1_by_cut, iou_by_cut, cut_by)
     chosen = dataclasses.replace(fitted, cut=cut)
     # the cuts it replaces, scored the same way on the same candidates
     # the pixel count back from its log: exp(log(80)) is 79.99999999999997, which ">= 80" drops
@@ -455,9 +516,13 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     record = {"kind": kind, "fitted_on": f"{split}:train", "cut_chosen_on": f"{split}:val", "device": device,
               "train_candidates": int(len(y_train)), "train_ships": int(y_train.sum()),
               "val_candidates": int(len(y_val)), "val_ships": int(y_val.sum()), "val_truth": n_val,
-              "val_f1_by_cut": f1_by_cut, "cut": cut, "val_f1": f1_by_cut[cut],
-              "val_f1_cuts_replaced": object_f1(old, y_val, n_val), "cuts_replaced": before,
-              "val_f1_counting": "each candidate matching a true vessel at IoU >= 0.5 counts once"}
+              "cut_by": cut_by, "val_f1_by_cut": f1_by_cut, "val_outline_iou_by_cut": iou_by_cut, "cut": cut,
+              "val_f1": f1_by_cut[cut], "val_outline_iou": iou_by_cut[cut],
+              "val_f1_cuts_replaced": object_f1(old, y_val, n_val),
+              "val_outline_iou_cuts_replaced": pooled_outline_iou(old, val.pixels, val.truth_px), "cuts_replaced": before,
+              "val_f1_counting": "each candidate matching a true vessel at IoU >= 0.5 counts once",
+              "val_outline_iou_counting": "pooled over the validation samples' pixels, the kept outlines against "
+                                         "the truth masks, as hil's outline_vessel_iou"}
     # as JSON keeps it (the cuts as keys become strings), so a fit read back is the same record
     fit = json.loads(json.dumps({"discriminator": chosen.to_manifest(), "record": record}))
     if stored is not None:

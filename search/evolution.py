@@ -219,6 +219,10 @@ def run_search(cfg: dict[str, Any], out: Path, progress: bool = True) -> SearchR
     check_values(cfg)  # a config built or changed in code, not only one loaded from TOML
     check_up_front(cfg)
     check_kind(cfg["export"]["discriminator_kind"], "[export] discriminator_kind")
+    if cfg["export"].get("discriminate"):
+        from search.discriminate import check_cut_by
+
+        check_cut_by(cfg["export"]["discriminator_cut_by"], "[export] discriminator_cut_by")
     if cfg["export"].get("discriminate") and cfg["data"].get("source") in (None, "", "synthetic"):
         raise ValueError("[export] discriminate needs a real [data] source: the second stage is fitted on its split")
     out = Path(out)
@@ -295,7 +299,8 @@ def _run_search(cfg: dict[str, Any], out: Path, progress: bool) -> SearchResult:
         if not check["identical"]:
             say(f"warning: the shipped flight model does not reproduce its search figures: {check}")
         if cfg["export"].get("discriminate"):
-            add_second_stage(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say)
+            add_second_stage(out, best["device_metrics"]["device"], cfg["export"]["discriminator_kind"], say,
+                             cut_by=cfg["export"]["discriminator_cut_by"])
     else:  # no flight model this run: none of an earlier run's (e.g. over a limit set since) may stay to ship
         drop_flight_model(out)
     write_report(out, generations, records, cfg, best)

@@ -18,8 +18,9 @@ gate first. Both apply to estimated latencies only: a measured one is known afte
 
 Whether it flies: when it is within the limit and at least as good on validation as the flight
 candidate the search chose (:func:`compare_final`); with a second stage (``[export] discriminate``)
-each is judged by the validation F1 it reaches with its own (:data:`BY_SECOND_STAGE`), and the flight
-model then gets its second stage here (:func:`add_second_stage`).
+each is judged by what its own second stage's cut was chosen for on validation (F1, or F1 plus the
+outlines' pooled vessel IoU: ``[export] discriminator_cut_by``, :func:`_by_second_stage`), and the
+flight model then gets its second stage here (:func:`add_second_stage`).
 """
 
 from __future__ import annotations
@@ -276,7 +277,9 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
         return {"by": "validation fitness", "searched": best["fitness"], "final": None}
     if not cfg["export"].get("discriminate"):
         return {"by": "validation fitness", "searched": best["fitness"], "final": final["fitness"]}
-    from search.discriminate import NoBothKinds, discriminate
+    from search.discriminate import NoBothKinds, discriminate, stage_score
+
+    cut_by = cfg["export"]["discriminator_cut_by"]
 
     f1: dict[str, float | None] = {}
     unfitted: dict[str, str] = {}
@@ -284,28 +287,35 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
         root = out / "final" / "second_stage" / tag
         shutil.rmtree(root, ignore_errors=True)
         try:
-            f1[tag] = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle",
-                                   root / "work", device=record["device_metrics"]["device"], fits=out / FITS,
-                                   kind=cfg["export"]["discriminator_kind"])["val_f1"]
+            f1[tag] = stage_score(discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle",
+                                               root / "work", device=record["device_metrics"]["device"], fits=out / FITS,
+                                               kind=cfg["export"]["discriminator_kind"], cut_by=cut_by))
         except NoBothKinds as err:  # this network cannot fly a second stage: it loses, the search goes on
             f1[tag], unfitted[tag] = None, str(err)
-    return {"by": BY_SECOND_STAGE, "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(), **f1,
+    return {"by": _by_second_stage(cut_by), "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(), **f1,
             **({"unfitted": unfitted} if unfitted else {})}
 
 
-#: How :func:`compare_final` judges when the flight model flies a second stage.
+#: How :func:`compare_final` judges when the flight model flies a second stage whose cut is chosen
+#: by F1 (``[export] discriminator_cut_by``; :func:`_by_second_stage` for the others).
 BY_SECOND_STAGE = "validation F1 with its own second stage"
+
+
+def _by_second_stage(cut_by: str) -> str:
+    """What :func:`compare_final` compares with a second stage: what its cut was chosen for."""
+    return BY_SECOND_STAGE if cut_by == "f1" else f"validation {cut_by.replace('+', ' + ')} with its own second stage"
 
 
 def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bool:
     """Whether a stored comparison was made the way ``cfg`` would make it now: a resumed search whose
     ``[export] discriminate`` or ``discriminator_kind`` changed must not ship on the old verdict."""
-    if compared.get("final") is None and compared.get("by") != BY_SECOND_STAGE:
+    by_stage = compared.get("by", "").endswith("with its own second stage")
+    if compared.get("final") is None and not by_stage:
         return True  # the final training failed: nothing to judge, whatever the second stage
     if cfg["export"].get("discriminate"):
-        return (compared.get("by") == BY_SECOND_STAGE and compared.get("kind") == cfg["export"]["discriminator_kind"]
-                and compared.get("rows") == _rows_version())
-    return compared.get("by") != BY_SECOND_STAGE
+        return (compared.get("by") == _by_second_stage(cfg["export"]["discriminator_cut_by"])
+                and compared.get("kind") == cfg["export"]["discriminator_kind"] and compared.get("rows") == _rows_version())
+    return not by_stage
 
 
 def _rows_version() -> int:
@@ -329,7 +339,7 @@ def drop_flight_model(out: Path) -> None:
     (out / "report" / "flight_model_check.json").unlink(missing_ok=True)
 
 
-def add_second_stage(out: Path, device: str, kind: str, say: Any) -> None:
+def add_second_stage(out: Path, device: str, kind: str, say: Any, cut_by: str = "f1") -> None:
     """Give ``out/flight_model`` its second stage (``[export] discriminate``), fitted on the
     search's own split: training candidates, cut on validation, the test split never read. When it
     cannot be fitted, the flight model is removed (the config's has a second stage) and the error
@@ -341,11 +351,12 @@ def add_second_stage(out: Path, device: str, kind: str, say: Any) -> None:
     # run_search refused the setting without a real source, so prepare_data wrote this split
     try:
         record = discriminate(out / "flight_model", out / "data" / "split.json", staged, out / "discriminate",
-                              device=device, fits=out / FITS, kind=kind)
+                              device=device, fits=out / FITS, kind=kind, cut_by=cut_by)
     except Exception:
         drop_flight_model(out)
         raise
     shutil.rmtree(out / "flight_model")
     staged.rename(out / "flight_model")
-    say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']} "
-        f"(the search's cuts: {record['val_f1_cuts_replaced']:.3f})")
+    say(f"second stage: validation F1 {record['val_f1']:.3f}, outline IoU {record['val_outline_iou']:.3f} at cut "
+        f"{record['cut']}, chosen by {record['cut_by']} (the search's cuts: F1 {record['val_f1_cuts_replaced']:.3f}, "
+        f"outline IoU {record['val_outline_iou_cuts_replaced']:.3f})")

@@ -30,7 +30,7 @@ def _sample(name: str, transform: Affine, vessels: list[Any], crs: CRS | None = 
 
 
 def _candidates(tmp_path: Path, monkeypatch: Any, sample: Sample, found: list[Any]
-                ) -> tuple[np.ndarray, np.ndarray, int]:
+                ) -> sd.Candidates:
     """search.discriminate.candidates on one real in-memory sample and its detections (hil's file)."""
     features = [{"type": "Feature", "geometry": g.__geo_interface__,
                  "properties": {"scene": sample.name, "score": 0.9, "max_score": 0.95, "pieces": 1}} for g in found]
@@ -54,7 +54,7 @@ def test_a_ship_whose_outline_runs_past_the_image_is_labelled_and_counted_as_hil
     found = [shapely.box(54, 10, 64, 20)]
     hil_scores = _hil(sample, found)
     assert (hil_scores["true_positives"], hil_scores["n_truth"]) == (1, 1)
-    _, labels, n_truth = _candidates(tmp_path, monkeypatch, sample, found)
+    _, labels, n_truth, _, _ = _candidates(tmp_path, monkeypatch, sample, found)
     assert labels.tolist() == [True]
     assert n_truth == 1
 
@@ -67,7 +67,7 @@ def test_an_iou_of_exactly_one_half_on_a_degree_grid_is_a_match_as_in_hil(tmp_pa
     assert det.intersection(truth).area / det.union(truth).area < 0.5  # the rounding this is about
     sample = _sample("degrees", transform, [truth], CRS.from_epsg(4326))
     assert _hil(sample, [det])["true_positives"] == 1
-    _, labels, _ = _candidates(tmp_path, monkeypatch, sample, [det])
+    labels = _candidates(tmp_path, monkeypatch, sample, [det]).labels
     assert labels.tolist() == [True]
 
 
@@ -78,6 +78,6 @@ def test_a_bow_tie_truth_outline_is_matched_by_its_valid_form_not_a_crash(tmp_pa
     sample = _sample("bowtie", Affine.identity(), [bow_tie])
     found = [shapely.box(10, 10, 20, 30)]
     expected = _hil(sample, found)["true_positives"] == 1
-    _, labels, n_truth = _candidates(tmp_path, monkeypatch, sample, found)
+    _, labels, n_truth, _, _ = _candidates(tmp_path, monkeypatch, sample, found)
     assert labels.tolist() == [expected]
     assert n_truth == 1

@@ -65,7 +65,7 @@ def test_a_vessel_cut_by_a_tile_border_gives_the_row_the_board_computed_for_its_
     vessels = whole_vessels([p for p, _, _ in board], None, 0.01)
     assert sorted(v["properties"]["pieces"] for v in vessels) == [1, 1, 2, 2]  # two cut by a border
     sample = SimpleNamespace(name="set/x", height=size, width=size, transform=Affine.identity(), image=image,
-                             bands=["b", "b", "b"], vessels=[])
+                             bands=["b", "b", "b"], vessels=[], mask=None)
     monkeypatch.setattr(sd, "matched_detections", lambda *_: iter([(sample, [(v, 1.0) for v in vessels])]))
     asked: list[tuple] = []
 
@@ -75,7 +75,7 @@ def test_a_vessel_cut_by_a_tile_border_gives_the_row_the_board_computed_for_its_
         asked.append(window)
         return prob[r:r + h, c:c + w]
 
-    rows, _, _ = sd.candidates(Path("split.json"), "train", Path("detections.geojson"), tile, 0, probability=probability)
+    rows = sd.candidates(Path("split.json"), "train", Path("detections.geojson"), tile, 0, probability=probability).rows
     grid = tile_grid(size, size, tile, 0)
     for vessel, row in zip(vessels, rows):
         outline = shape(vessel["geometry"])
@@ -107,9 +107,9 @@ def test_the_features_are_measured_on_the_bands_the_rig_sent(monkeypatch: Any) -
     recorder = _Recorder()
     found = vectorize(prob, 0.3, Affine.identity(), None, image=image[index], discriminator=recorder)
     sample = SimpleNamespace(name="s/x", height=128, width=128, transform=Affine.identity(), image=image,
-                             bands=["VV", "VH"], vessels=[])
+                             bands=["VV", "VH"], vessels=[], mask=None)
     monkeypatch.setattr(sd, "matched_detections", lambda *_: iter([(sample, [(found[0], 1.0)])]))
-    rows, _, _ = sd.candidates(Path("split.json"), "train", Path("detections.geojson"), 256, 0, model_bands=["VV"])
+    rows = sd.candidates(Path("split.json"), "train", Path("detections.geojson"), 256, 0, model_bands=["VV"]).rows
     assert np.array_equal(rows[0], recorder.rows[0])
 
 
@@ -167,7 +167,8 @@ def test_the_replaced_cuts_keep_what_the_runtime_keeps_and_their_figures_move_as
     rng = np.random.default_rng(0)
     x_train = np.r_[_rows(rng, 20, 120, 0.95), _rows(rng, 20, 10, 0.4)]
     y_train = np.r_[np.ones(20, bool), np.zeros(20, bool)]
-    parts = {"train": (x_train, y_train, 20), "val": (_rows(rng, 1, 80, 0.9), np.array([True]), 1)}
+    parts = {"train": sd.Candidates(x_train, y_train, 20, np.zeros((40, 2), np.int64), 0),
+             "val": sd.Candidates(_rows(rng, 1, 80, 0.9), np.array([True]), 1, np.array([[80, 80]]), 80)}
     monkeypatch.setattr(sd, "split_candidates", lambda opened, split, which, work, device="": parts[which])
     searched = {"val_f1": 0.69, "fitness": 0.72, "runtime_latency_p50_ms": 108.0, "val_miou": 0.79,
                 "val_vessel_iou": 0.59, "device": "myriadx-emu", "test": {"f1": 0.8}}
