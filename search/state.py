@@ -36,7 +36,7 @@ RECORD_VERSION = 1
 #: except where a [final] change moves the space's parameter budget (search.evolution.budget_gates):
 #: checked apart, by check_resumable's ``space``.
 RESUMABLE_CHANGES = {("run", "workers"), ("run", "ray_address"), ("evolution", "generations"),
-                     ("export", "discriminate"), ("final", "fp32_epochs"), ("final", "aligned_epochs"),
+                     ("export", "discriminate"), ("export", "discriminator_cut_by"), ("final", "fp32_epochs"), ("final", "aligned_epochs"),
                      ("final", "train"), ("final", "export"), ("final", "over_limit"),
                      # applied when the flight model is chosen, not stored in the records (search.fitness)
                      ("fitness", "latency_limit_ms")}

@@ -117,3 +117,16 @@ def test_an_unknown_cut_by_is_refused_with_the_valid_ones(tmp_path: Path) -> Non
         run_search(cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
     assert load_config()["export"]["discriminator_cut_by"] == "f1"
+
+
+def test_a_search_resumes_with_its_cut_chosen_otherwise(tmp_path: Path) -> None:
+    """The cut is chosen after the search (the final comparison and the flight model's stage, both
+    made again: above), so changing how resumes the search rather than starting it over."""
+    from search.state import check_resumable
+
+    cfg = load_config()
+    check_resumable(tmp_path, cfg)
+    check_resumable(tmp_path, {**cfg, "export": {**cfg["export"], "discriminator_cut_by": "f1+outline_iou"}},
+                    write=False)
+    with pytest.raises(ValueError, match="discriminator_kind"):
+        check_resumable(tmp_path, {**cfg, "export": {**cfg["export"], "discriminator_kind": "trees"}}, write=False)
