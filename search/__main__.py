@@ -207,9 +207,9 @@ def _command(args: argparse.Namespace, argv: list[str]) -> int:
             record = discriminate(args.model, args.split, args.out, Path(work), device=args.device, kind=kind,
                                   cut_by=cut_by)
         print(f"wrote {args.out}: validation F1 {record['val_f1']:.3f}, outline IoU {record['val_outline_iou']:.3f} "
-              f"at cut {record['cut']} chosen by {cut_by} (the cuts it replaces: F1 {record['val_f1_cuts_replaced']:.3f}, "
-              f"outline IoU {record['val_outline_iou_cuts_replaced']:.3f}), {record['train_candidates']} training "
-              f"candidates")
+              f"at cut {record['cut']} chosen by {cut_by} (the cuts it replaces: F1 "
+              f"{record['val_f1_cuts_replaced']:.3f}, outline IoU {record['val_outline_iou_cuts_replaced']:.3f}), "
+              f"{record['train_candidates']} training candidates")
     return 0
 
 

@@ -138,7 +138,8 @@ _LISTS: dict[str, dict[str, tuple[Callable[[str, Any], None], bool]]] = {
 #: a number where a name is meant gave a TypeError deep in the search, and a string such as "no"
 #: where true or false is meant switched a stage on.
 _STRINGS = {"data": ("modality", "land_masks", "normalization_scale", "scene_dtype", "scene_mode"),
-            "train": ("land_gate", "gate_loss"), "export": ("input_dtype", "discriminator_kind", "discriminator_cut_by"),
+            "train": ("land_gate", "gate_loss"),
+            "export": ("input_dtype", "discriminator_kind", "discriminator_cut_by"),
             "candidate": ("profile", "hil_device", "check_target", "torch_device"), "final": ("over_limit",),
             "fitness": ("accuracy", "latency"), "run": ("ray_address",), "ablate": ("upsample",)}
 _BOOLEANS = {"export": ("choose_postprocessing", "discriminate"), "data": ("shifted_twins", "val_twins")}

@@ -486,7 +486,8 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
     manifest = rewritable_manifest(bundle)
     check_kind(kind)  # before a stored fit is looked up under them
     check_cut_by(cut_by)
-    stored = None if fits is None else Path(fits) / f"{fit_key(bundle.manifest, before, split, device, kind, cut_by)}.json"
+    key = fit_key(bundle.manifest, before, split, device, kind, cut_by)
+    stored = None if fits is None else Path(fits) / f"{key}.json"
     if stored is not None and stored.exists():
         fit = json.loads(stored.read_text())
         return _write_stage(bundle, manifest, out, fit["discriminator"], fit["record"])
@@ -519,7 +520,8 @@ def discriminate(model: Path, split: Path, out: Path, work: Path, device: str = 
               "cut_by": cut_by, "val_f1_by_cut": f1_by_cut, "val_outline_iou_by_cut": iou_by_cut, "cut": cut,
               "val_f1": f1_by_cut[cut], "val_outline_iou": iou_by_cut[cut],
               "val_f1_cuts_replaced": object_f1(old, y_val, n_val),
-              "val_outline_iou_cuts_replaced": pooled_outline_iou(old, val.pixels, val.truth_px), "cuts_replaced": before,
+              "val_outline_iou_cuts_replaced": pooled_outline_iou(old, val.pixels, val.truth_px),
+              "cuts_replaced": before,
               "val_f1_counting": "each candidate matching a true vessel at IoU >= 0.5 counts once",
               "val_outline_iou_counting": "pooled over the validation samples' pixels, the kept outlines against "
                                          "the truth masks, as hil's outline_vessel_iou"}

@@ -281,18 +281,20 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
 
     cut_by = cfg["export"]["discriminator_cut_by"]
 
-    f1: dict[str, float | None] = {}
+    scores: dict[str, float | None] = {}
     unfitted: dict[str, str] = {}
     for tag, record in (("searched", best), ("final", final)):
         root = out / "final" / "second_stage" / tag
         shutil.rmtree(root, ignore_errors=True)
         try:
-            f1[tag] = stage_score(discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle",
-                                               root / "work", device=record["device_metrics"]["device"], fits=out / FITS,
-                                               kind=cfg["export"]["discriminator_kind"], cut_by=cut_by))
+            fit = discriminate(Path(record["bundle"]), out / "data" / "split.json", root / "bundle", root / "work",
+                               device=record["device_metrics"]["device"], fits=out / FITS,
+                               kind=cfg["export"]["discriminator_kind"], cut_by=cut_by)
+            scores[tag] = stage_score(fit)
         except NoBothKinds as err:  # this network cannot fly a second stage: it loses, the search goes on
-            f1[tag], unfitted[tag] = None, str(err)
-    return {"by": _by_second_stage(cut_by), "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(), **f1,
+            scores[tag], unfitted[tag] = None, str(err)
+    return {"by": _by_second_stage(cut_by), "kind": cfg["export"]["discriminator_kind"], "rows": _rows_version(),
+            **scores,
             **({"unfitted": unfitted} if unfitted else {})}
 
 
@@ -314,7 +316,8 @@ def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bo
         return True  # the final training failed: nothing to judge, whatever the second stage
     if cfg["export"].get("discriminate"):
         return (compared.get("by") == _by_second_stage(cfg["export"]["discriminator_cut_by"])
-                and compared.get("kind") == cfg["export"]["discriminator_kind"] and compared.get("rows") == _rows_version())
+                and compared.get("kind") == cfg["export"]["discriminator_kind"]
+                and compared.get("rows") == _rows_version())
     return not by_stage
 
 
