@@ -360,6 +360,9 @@ def add_second_stage(out: Path, device: str, kind: str, say: Any, cut_by: str = 
         raise
     shutil.rmtree(out / "flight_model")
     staged.rename(out / "flight_model")
-    say(f"second stage: validation F1 {record['val_f1']:.3f}, outline IoU {record['val_outline_iou']:.3f} at cut "
-        f"{record['cut']}, chosen by {record['cut_by']} (the search's cuts: F1 {record['val_f1_cuts_replaced']:.3f}, "
-        f"outline IoU {record['val_outline_iou_cuts_replaced']:.3f})")
+    # a fit stored before the outlines were recorded (chosen by F1, its key unchanged) has F1 only
+    outlines = ("" if "val_outline_iou" not in record else
+                f", outline IoU {record['val_outline_iou']:.3f} (the search's cuts: "
+                f"{record['val_outline_iou_cuts_replaced']:.3f})")
+    say(f"second stage: validation F1 {record['val_f1']:.3f} at cut {record['cut']}, chosen by "
+        f"{record.get('cut_by', 'f1')} (the search's cuts: {record['val_f1_cuts_replaced']:.3f}){outlines}")

@@ -130,3 +130,23 @@ def test_a_search_resumes_with_its_cut_chosen_otherwise(tmp_path: Path) -> None:
                     write=False)
     with pytest.raises(ValueError, match="discriminator_kind"):
         check_resumable(tmp_path, {**cfg, "export": {**cfg["export"], "discriminator_kind": "trees"}}, write=False)
+
+
+def test_a_stage_stored_before_the_outlines_were_recorded_is_reported_by_its_f1(tmp_path: Path,
+                                                                                monkeypatch: Any) -> None:
+    """A search resumed with a fit stored by an older version (cut by F1: the same key) ships it and
+    says its F1; the outlines it never recorded are not asked for (that was a KeyError)."""
+    from search.final import add_second_stage
+
+    (tmp_path / "flight_model").mkdir()
+    old = {"kind": "trees", "cut": 0.7, "val_f1": 0.7, "val_f1_cuts_replaced": 0.6}
+
+    def stored(model: Path, split: Path, out: Path, work: Path, **kwargs: Any) -> dict[str, Any]:
+        out.mkdir()
+        return old
+
+    monkeypatch.setattr(sd, "discriminate", stored)
+    said: list[str] = []
+    add_second_stage(tmp_path, "myriadx-emu", "trees", said.append)
+    assert said == ["second stage: validation F1 0.700 at cut 0.7, chosen by f1 (the search's cuts: 0.600)"]
+    assert (tmp_path / "flight_model").is_dir() and not (tmp_path / "flight_model.discriminated").exists()
