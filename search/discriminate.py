@@ -100,7 +100,8 @@ class Candidates(NamedTuple):
     #: the true vessels hil counts there (object F1's denominator).
     n_truth: int
     #: (n, 2) per candidate: the pixels inside its outline that are vessel pixels of the truth mask,
-    #: and all the pixels inside its outline (hil's rasterisation of the outline on the sample's grid).
+    #: and all the pixels inside its outline (hil's rasterisation of the outline on the sample's grid);
+    #: (0, 0) on a sample without a truth mask, whose pixels hil does not pool either.
     pixels: np.ndarray
     #: the vessel pixels of the truth masks of the part's samples.
     truth_px: int
@@ -312,8 +313,9 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
     rows, labels, pixels, n_truth, truth_px = [], [], [], 0, 0
     for sample, found in matched_detections(split, which, detections):
         n_truth += len(scored_truth(sample))
-        truth = np.zeros((sample.height, sample.width), bool) if sample.mask is None else sample.mask.astype(bool)
-        truth_px += int(np.count_nonzero(truth))
+        # hil pools the pixels of the samples with a truth mask only: one without counts for nothing here
+        truth = None if sample.mask is None else sample.mask.astype(bool)
+        truth_px += 0 if truth is None else int(np.count_nonzero(truth))
         grid = tile_grid(sample.height, sample.width, tile_size, overlap)
         owned = owned_windows(grid)
         image = sample.image
@@ -328,7 +330,8 @@ def candidates(split: Path, which: str, detections: Path, tile_size: int, overla
                               transform=sample.transform).astype(bool)
             if not burnt.any():
                 continue
-            pixels.append((int(np.count_nonzero(burnt & truth)), int(np.count_nonzero(burnt))))
+            pixels.append((0, 0) if truth is None
+                          else (int(np.count_nonzero(burnt & truth)), int(np.count_nonzero(burnt))))
             window = _judging_tile(burnt, grid, owned)
             row, col, h, w = window
             piece = burnt[row:row + h, col:col + w]

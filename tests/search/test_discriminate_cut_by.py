@@ -66,16 +66,21 @@ def test_candidates_count_each_detections_pixels_against_the_samples_truth_mask(
     sample = Sample(name="s/one", height=SIZE, width=SIZE, transform=Affine.identity(), crs=None, bands=["VV"],
                     dtype="uint8", image=rng.integers(0, 60, (1, SIZE, SIZE), dtype=np.uint8), vessels=[ship],
                     mask=mask)
-    found = [shapely.box(10, 10, 24, 20), shapely.box(50, 50, 55, 60)]
+    # a second sample without a truth mask: hil pools none of its pixels, and neither do the candidates
+    bare = Sample(name="s/bare", height=SIZE, width=SIZE, transform=Affine.identity(), crs=None, bands=["VV"],
+                  dtype="uint8", image=sample.image, vessels=None, mask=None)
+    found = [(sample, shapely.box(10, 10, 24, 20)), (sample, shapely.box(50, 50, 55, 60)),
+             (bare, shapely.box(0, 0, 9, 9))]
     features = [{"type": "Feature", "geometry": g.__geo_interface__,
-                 "properties": {"scene": sample.name, "score": 0.9, "max_score": 0.95, "pieces": 1}} for g in found]
+                 "properties": {"scene": s.name, "score": 0.9, "max_score": 0.95, "pieces": 1}} for s, g in found]
     (tmp_path / "detections.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
-    monkeypatch.setattr(hil.__main__, "split_source", lambda spec: iter([sample]))
+    monkeypatch.setattr(hil.__main__, "split_source", lambda spec: iter([sample, bare]))
     got = sd.candidates(tmp_path / "split.json", "val", tmp_path / "detections.geojson", SIZE)
-    assert got.pixels.tolist() == [[140, 140], [0, 50]]
+    assert got.pixels.tolist() == [[140, 140], [0, 50], [0, 0]]
     assert got.truth_px == 300
-    assert got.labels.tolist() == [False, False]  # 140 of the ship's 300 px: IoU 0.47, no match
-    assert sd.pooled_outline_iou(np.array([True, True]), got.pixels, got.truth_px) == pytest.approx(140 / 350)
+    assert got.labels.tolist() == [False, False, False]  # 140 of the ship's 300 px: IoU 0.47, no match
+    kept = np.array([True, True, True])
+    assert sd.pooled_outline_iou(kept, got.pixels, got.truth_px) == pytest.approx(140 / 350)
 
 
 def test_a_fit_chosen_by_f1_keeps_its_key_and_one_chosen_otherwise_gets_its_own() -> None:
