@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         open_cuts(args.model, work / "opened")
-        rows, labels, _ = split_candidates(work / "opened", args.split, args.part, work, args.device)
+        found = split_candidates(work / "opened", args.split, args.part, work, args.device)
+        rows, labels = found.rows, found.labels
     print(f"{len(labels)} candidates on {args.split}:{args.part}, {int(labels.sum())} of them ships\n")
     print("| feature | AUC | separation |\n|---|---|---|")
     for i, name in enumerate(FEATURES):

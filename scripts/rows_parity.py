@@ -85,11 +85,12 @@ def main(argv: list[str] | None = None) -> int:
                                                    DEFAULTS.run.overlap_px, bands, probability)
             finally:
                 disc._judging_tile = original
-            (x_train, y_train, _), (x_val, y_val, n_val) = parts["train"], parts["val"]
+            x_train, y_train = parts["train"].rows, parts["train"].labels
+            x_val, y_val, n_val = parts["val"].rows, parts["val"].labels, parts["val"].n_truth
             fitted = disc.fit_stage(args.kind, x_train, y_train)
             p_val = fitted.probability(x_val)
             f1_by_cut = {float(c): disc.object_f1(p_val >= c, y_val, n_val) for c in disc.CUTS}
-            cut = max(f1_by_cut, key=lambda c: (f1_by_cut[c], -abs(c - 0.5)))
+            cut = disc.choose_cut(f1_by_cut, {}, "f1")  # these versions' stages were cut by F1
             stage = dataclasses.replace(fitted, cut=cut).to_manifest()
             manifest = rewritable_manifest(bundle)
             manifest["output"]["discriminator"] = json.loads(json.dumps(stage))
