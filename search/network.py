@@ -67,7 +67,7 @@ class ConvBN(nn.Module):
         """The convolution's weight and bias with the BatchNorm (eval statistics) folded in, in f32,
         as OpenVINO folds them on export: gamma times the reciprocal square root (torch.rsqrt, an IEEE
         square root then an IEEE division), so that the aligned pass holds the IR's weights bit for bit.
-        gamma / sqrt differs from that by an f32 ulp in about half the weights, and after the FP16
+        gamma / sqrt differs from that by an f32 ulp in up to half the weights of a layer, and after the FP16
         rounding in about one in a thousand (found on an AMD EPYC host: tests/search/test_align.py)."""
         bn = self.bn
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)

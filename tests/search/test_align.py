@@ -164,7 +164,7 @@ def test_aligned_weights_are_the_twins_constants_bit_for_bit(name: str) -> None:
 
 def test_folded_batchnorm_is_the_exporters_in_f32_bit_for_bit() -> None:
     """Before any FP16 rounding: each ConvBN's folded weight and bias are constants of the f32 IR,
-    bit for bit. gamma / sqrt(var + eps) was one f32 ulp off OpenVINO's fold in about half the
+    bit for bit. gamma / sqrt(var + eps) was one f32 ulp off OpenVINO's fold in up to half the
     weights; the FP16 rounding hid it but for about one weight in a thousand, which made the
     bit-for-bit test above fail on an AMD EPYC host and pass on an Intel one."""
     from runtime import ov_api
