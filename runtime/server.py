@@ -176,7 +176,7 @@ class Runtime:
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
             give_up=self._post_processing_stuck, batch=int(settings.vectorize["batch"]),
             batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3, failed=self._post_processing_failed,
-            lost=self._post_processing_lost)
+            lost=self._post_processing_lost, upstream=self._on_the_device)
         # Tiles seen, by (scene_id, tile_id, checksum): "in_flight" or "done", with the outcome the
         # tile's "done" said, so that a resent tile is not processed again and hears the same answer.
         # Bounded; the oldest are forgotten first.
@@ -456,6 +456,12 @@ class Runtime:
         if job.discriminator is None:
             job.pixels = None  # held only so that a re-run on another model could prepare it again
         self._vectorise.put((output, job, time.perf_counter()))
+
+    def _on_the_device(self) -> int:
+        """Tiles submitted to a device and not yet collected: the vectorise workers' ``upstream``
+        (:meth:`_on_inferred` forgets a tile before it hands it to them)."""
+        with self._lock:
+            return len(self._submitted)
 
     def serving_adapter(self) -> InferenceAdapter | None:
         serving = self.serving

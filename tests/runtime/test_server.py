@@ -239,3 +239,25 @@ def test_an_uplink_waits_for_the_load_as_long_as_a_runtime_allows_it(running_run
     assert ControlClient(running_runtime.endpoints["control"]).load_model(tmp_path / "slow")["model"]["name"] == "slow"
     with pytest.raises(ControlError, match="no reply to 'load_model'|could not send 'load_model'"):  # the caller's
         ControlClient(running_runtime.endpoints["control"], timeout_s=0.001).load_model(tmp_path / "slow")
+
+
+def test_the_last_tile_of_a_pass_is_not_held_for_a_batch(brightness_bundle: Path,
+                                                          ipc_endpoints: dict[str, str]) -> None:
+    """Tiles coming fast enough to fill a vectorise batch make a worker wait for one; the pass's last
+    tile must not wait for tiles that are not coming (its result used to wait out ``batch_wait_ms``, here
+    ten minutes). The runtime tells the workers how many tiles are still on the device."""
+    from runtime import config
+    from runtime.settings import Settings
+    from tests.conftest import runtime_thread
+
+    cfg = config.defaults()
+    cfg["vectorize"].update(batch=8, batch_wait_ms=600_000)
+    with runtime_thread(Settings.from_config(cfg, device="CPU", **ipc_endpoints), brightness_bundle) as runtime:
+        ground = Ground(runtime.endpoints)
+        streamer = Streamer(runtime.endpoints["tiles"])
+        streamer.stream([_tile(i) for i in range(8)])  # back to back: the pace now fills a batch in time
+        assert [r["status"] for r in ground.results(8, timeout_s=60)] == ["ok"] * 8
+        streamer.stream([_tile(8)])  # the last: nothing behind it on the device
+        [last] = ground.results(1, timeout_s=60)
+        assert last["tile_id"] == "scene/8" and last["status"] == "ok"
+        streamer.close()

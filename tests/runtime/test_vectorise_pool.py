@@ -65,6 +65,39 @@ def test_tiles_too_slow_to_fill_a_batch_are_not_held() -> None:
         pool.stop()
 
 
+def test_a_batch_does_not_wait_for_tiles_that_are_not_on_their_way() -> None:
+    """The last tiles of a pass: a batch that is waiting to fill is taken as soon as ``upstream`` says
+    nothing more is coming (the runtime's tiles on the device), not after ``batch_wait_s`` with every
+    core idle; while something is upstream, it waits."""
+    delivered: list[str] = []
+    coming = [0]  # tiles "on the device": each stops counting before it is put, as the runtime's do
+    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append(item), batch=8, batch_wait_s=3600.0,
+                         upstream=lambda: coming[0])
+
+    def arrive(item: str) -> None:
+        coming[0] -= 1
+        pool.put(item)
+
+    pool.start()
+    try:
+        coming[0] = 7
+        for x in "abcdefg":  # seven back to back: from here on the pace fills a batch within the wait
+            arrive(x)
+        assert _until(lambda: len(delivered) == 7, 10.0), f"held for tiles that were not coming: {delivered}"
+        assert delivered == list("abcdefg") and pool.batch_fills_in_time()
+        coming[0] = 2  # two more on the device: the batch waits for them
+        for x in "hij":  # an hour's wait: without the upstream test nothing of these comes back here
+            coming[0] += 1
+            arrive(x)
+        time.sleep(0.5)
+        assert len(delivered) == 7, f"a batch was taken while tiles were still on their way: {delivered}"
+        arrive("k")
+        arrive("l")  # the last one upstream: the batch goes at once
+        assert _until(lambda: len(delivered) == 12, 10.0), f"held after the last tile arrived: {delivered}"
+    finally:
+        pool.stop()
+
+
 def test_one_at_a_time_is_not_held() -> None:
     delivered: list[float] = []
     pool = VectorisePool(1, lambda x: x, lambda *_: delivered.append(time.monotonic()), batch=1, batch_wait_s=5.0)
