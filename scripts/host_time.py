@@ -13,7 +13,8 @@ is started with each function below wrapped by a ``time.thread_time`` accumulato
 benchmark's stream (``benchmarks/test_throughput.py``: the demo scene's tiles encoded before each
 round, rounds of 300, window 16, no "done" asked for, ground acknowledgement) is driven through it; each round prints the CPU per tile of
 the ground (this process) and of each thread of the runtime process by name (its ``status``
-``host_cpu_s``: Python threads by name, ``native`` for OpenVINO's streams, ``zmq``), and at
+``host_cpu_s``: Python threads by name, ``native`` for OpenVINO's streams, ``zmq``) and the
+host's idle time per tile (/proc/stat: every core's, summed; a pipeline that stalls shows here), and at
 shutdown the runtime prints ms of thread CPU per tile of each wrapped function. Alone: ``runtime.vectorize.vectorize`` on the model's outputs for the same tiles, in a
 process of its own, beside a busy Python thread, and beside OpenVINO inferring on every core in the
 same process (back to back, then one tile every 4 ms as the runtime's worker receives them).
@@ -87,6 +88,14 @@ def _serve_instrumented(argv: list[str]) -> int:
     atexit.register(report)
     from runtime.__main__ import main
     return main(argv)
+
+
+def _idle_s() -> float:
+    """Seconds the host's cores have been idle since boot, summed over the cores (/proc/stat, in
+    clock ticks): over a round, time no thread of anything had work for, such as a pipeline stalled
+    on a wait."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle and iowait
 
 
 def _tiles_and_outputs() -> tuple[list[Any], list[np.ndarray]]:
@@ -274,17 +283,19 @@ def inside(rounds: int, tiles_per_round: int = 300, runtime_config: Path | None 
         messages = [(t.tile_id, t.frames(want_done=False)) for t in batch]  # encoded before, as the benchmark
         control = ControlClient(endpoints["control"])
         served = collections.Counter(control.status()["host_cpu_s"])
+        idle = _idle_s()
         start, ground = time.perf_counter(), time.process_time()
         streamer.stream_frames(messages)
         assert collector.wait_for(tiles_per_round, 120)
         wall, ground = time.perf_counter() - start, time.process_time() - ground
+        idle = _idle_s() - idle
         spent = collections.Counter(control.status()["host_cpu_s"])
         spent.subtract(served)
         per_tile = [(name, 1e3 * s / tiles_per_round) for name, s in spent.most_common() if s > 0]
         print(f"round {r}: {tiles_per_round / wall:.1f} tiles/s; CPU per tile: the ground (this process: "
               f"streamer, collector, their ZeroMQ) {1e3 * ground / tiles_per_round:.2f} ms, the runtime process "
-              f"{sum(v for _, v in per_tile):.2f} ms, by thread " + ", ".join(f"{n} {v:.2f}" for n, v in per_tile),
-              flush=True)
+              f"{sum(v for _, v in per_tile):.2f} ms, by thread " + ", ".join(f"{n} {v:.2f}" for n, v in per_tile)
+              + f"; every core idle {1e3 * idle / tiles_per_round:.2f} ms per tile", flush=True)
         collector.close()
         streamer.close()
     ControlClient(endpoints["control"]).shutdown()
