@@ -274,9 +274,9 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
     finds no ship ended the whole search here, and every rerun with it). Latency is not judged here:
     :func:`final_training` holds both to the limit."""
     if final.get("fitness") is None:
-        return {"by": "validation fitness", "searched": best["fitness"], "final": None}
+        return {"by": BY_FITNESS, "searched": best["fitness"], "final": None}
     if not cfg["export"].get("discriminate"):
-        return {"by": "validation fitness", "searched": best["fitness"], "final": final["fitness"]}
+        return {"by": BY_FITNESS, "searched": best["fitness"], "final": final["fitness"]}
     from search.discriminate import NoBothKinds, discriminate, stage_score
 
     cut_by = cfg["export"]["discriminator_cut_by"]
@@ -298,6 +298,10 @@ def compare_final(best: dict[str, Any], final: dict[str, Any], cfg: dict[str, An
             **({"unfitted": unfitted} if unfitted else {})}
 
 
+#: How :func:`compare_final` judges without a second stage (or when the final training failed); any
+#: other ``by`` is a comparison with second stages.
+BY_FITNESS = "validation fitness"
+
 #: How :func:`compare_final` judges when the flight model flies a second stage whose cut is chosen
 #: by F1 (``[export] discriminator_cut_by``; :func:`_by_second_stage` for the others).
 BY_SECOND_STAGE = "validation F1 with its own second stage"
@@ -311,7 +315,7 @@ def _by_second_stage(cut_by: str) -> str:
 def _compared_as_configured(compared: dict[str, Any], cfg: dict[str, Any]) -> bool:
     """Whether a stored comparison was made the way ``cfg`` would make it now: a resumed search whose
     ``[export] discriminate`` or ``discriminator_kind`` changed must not ship on the old verdict."""
-    by_stage = compared.get("by", "").endswith("with its own second stage")
+    by_stage = compared.get("by") != BY_FITNESS
     if compared.get("final") is None and not by_stage:
         return True  # the final training failed: nothing to judge, whatever the second stage
     if cfg["export"].get("discriminate"):
