@@ -24,7 +24,10 @@ Beside the ratio, each summary gives the CPU account of the timed rounds (``cpu_
 median over the rounds): the runtime's threads from its ``status`` (``host_cpu_s``:
 :func:`runtime.host.cpu_by_thread`), ``native`` being OpenVINO's inference streams, and the
 ground's (this process) as ``ground``; ``inference_share`` is native over all of it, the ratio's
-ceiling on a host whose cores are all busy if benchmark_app's inference costs the same CPU.
+ceiling on a host whose cores are all busy if benchmark_app's inference costs the same CPU;
+``idle_ms_per_tile`` (median over the rounds) is the time every core of the host was idle, summed over
+the cores, per tile (:func:`runtime.host.idle_seconds`): a pipeline stalled on a wait shows there, in
+no thread's CPU (the vectorise workers' last batch of a round did, 200 ms a round, until 2026-12-06).
 
 Environment: BENCH_MODEL (bundle, default models/default), BENCH_TILES (per round, default 1200),
 BENCH_SECONDS (benchmark_app duration, default 15).
@@ -52,7 +55,7 @@ from hil.collector import ResultCollector
 from hil.runtime_proc import RuntimeProcess
 from runtime.bundle import read_bundle
 from runtime.client import ControlClient
-from runtime.host import host_line
+from runtime.host import host_line, idle_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = Path(os.environ.get("BENCH_MODEL", REPO / "models" / "default"))
@@ -118,6 +121,7 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
     # benchmark_app before the first timed round, between rounds and after the last: B R B R B R B.
     references: list[float] = []
     accounts: list[dict[str, float]] = []  # CPU ms per tile by thread, one per timed round
+    idle_ms: list[float] = []  # the host's idle time per tile (every core's, summed), one per timed round
     cpu: dict[str, Any] = {}  # the current round's: its number, the runtime's snapshot, the ground's CPU
     proc = RuntimeProcess("CPU", tmp_path / "runtime.log", startup_timeout_s=60)
     try:
@@ -146,10 +150,12 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
 
         def stream_round(messages: list[tuple[str, list[bytes]]], collector: ResultCollector,
                          streamer: Streamer) -> None:
-            start = time.process_time()
+            start, idle = time.process_time(), idle_seconds()
             streamer.stream_frames(messages)
             assert collector.wait_for(TILES, 120), f"{len(collector.results)} of {TILES} results"
             cpu["ground_s"] = time.process_time() - start
+            now_idle = idle_seconds()
+            cpu["idle_s"] = None if idle is None or now_idle is None else now_idle - idle
 
         def close(messages: list[tuple[str, list[bytes]]], collector: ResultCollector, streamer: Streamer) -> None:
             collector.close()
@@ -158,6 +164,8 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
             assert all(res["status"] == "ok" for _, res, _ in collector.results)
             if cpu["round"]:  # not the warm-up
                 accounts.append(cpu_per_tile(cpu["before"], control.status()["host_cpu_s"], cpu["ground_s"], TILES))
+                if cpu["idle_s"] is not None:
+                    idle_ms.append(1e3 * cpu["idle_s"] / TILES)
 
         # warm-up round: first-inference and cache effects stay out of the figure
         benchmark.pedantic(stream_round, setup=connect, teardown=close, rounds=ROUNDS, iterations=1, warmup_rounds=1)
@@ -183,6 +191,8 @@ def test_runtime_throughput_vs_benchmark_app(benchmark, tiles: list[Tile], tmp_p
         per_tile = {name: ms for name, ms in per_tile.items() if ms > 0}
         shares = [a.get("native", 0.0) / sum(a.values()) for a in accounts]
         summary.update(cpu_ms_per_tile=per_tile, inference_share=float(np.median(shares)))
+    if idle_ms:  # /proc/stat was readable: a pipeline stalled on a wait shows here, not in the threads' CPU
+        summary.update(idle_ms_per_tile=float(np.median(idle_ms)))
     benchmark.extra_info.update(summary)
     print("\n" + json.dumps(summary, indent=2))
     target = TARGETS[input_dtype]

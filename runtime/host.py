@@ -90,5 +90,19 @@ def cpu_by_thread() -> dict[str, float]:
     return spent
 
 
+def idle_seconds(stat: Path = Path("/proc/stat")) -> float | None:
+    """Seconds this machine's cores have been idle (idle and iowait) since boot, summed over the
+    cores; None where /proc/stat cannot be read (not Linux). Over a benchmark round, time no thread of
+    anything had work for: a pipeline stalled on a wait shows here, not in any thread's CPU."""
+    try:
+        fields = stat.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if len(fields) < 6 or fields[0] != "cpu":
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return (int(fields[4]) + int(fields[5])) / tick
+
+
 if __name__ == "__main__":
     print(host_line())

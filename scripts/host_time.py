@@ -90,14 +90,6 @@ def _serve_instrumented(argv: list[str]) -> int:
     return main(argv)
 
 
-def _idle_s() -> float:
-    """Seconds the host's cores have been idle since boot, summed over the cores (/proc/stat, in
-    clock ticks): over a round, time no thread of anything had work for, such as a pipeline stalled
-    on a wait."""
-    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle and iowait
-
-
 def _tiles_and_outputs() -> tuple[list[Any], list[np.ndarray]]:
     from flightsim.synthetic import generate_scene, write_scene
     from flightsim.tiles import tile_scene
@@ -264,6 +256,7 @@ def inside(rounds: int, tiles_per_round: int = 300, runtime_config: Path | None 
     from flightsim.tiles import Tile
     from hil.collector import ResultCollector
     from runtime.client import ControlClient
+    from runtime.host import idle_seconds
 
     tiles, _ = _tiles_and_outputs()
     log = Path(tempfile.mkdtemp()) / "runtime.log"
@@ -283,19 +276,20 @@ def inside(rounds: int, tiles_per_round: int = 300, runtime_config: Path | None 
         messages = [(t.tile_id, t.frames(want_done=False)) for t in batch]  # encoded before, as the benchmark
         control = ControlClient(endpoints["control"])
         served = collections.Counter(control.status()["host_cpu_s"])
-        idle = _idle_s()
+        idle = idle_seconds()
         start, ground = time.perf_counter(), time.process_time()
         streamer.stream_frames(messages)
         assert collector.wait_for(tiles_per_round, 120)
         wall, ground = time.perf_counter() - start, time.process_time() - ground
-        idle = _idle_s() - idle
+        now_idle = idle_seconds()
+        idle_text = "unknown" if idle is None or now_idle is None else f"{1e3 * (now_idle - idle) / tiles_per_round:.2f} ms"
         spent = collections.Counter(control.status()["host_cpu_s"])
         spent.subtract(served)
         per_tile = [(name, 1e3 * s / tiles_per_round) for name, s in spent.most_common() if s > 0]
         print(f"round {r}: {tiles_per_round / wall:.1f} tiles/s; CPU per tile: the ground (this process: "
               f"streamer, collector, their ZeroMQ) {1e3 * ground / tiles_per_round:.2f} ms, the runtime process "
               f"{sum(v for _, v in per_tile):.2f} ms, by thread " + ", ".join(f"{n} {v:.2f}" for n, v in per_tile)
-              + f"; every core idle {1e3 * idle / tiles_per_round:.2f} ms per tile", flush=True)
+              + f"; every core idle {idle_text} per tile", flush=True)
         collector.close()
         streamer.close()
     ControlClient(endpoints["control"]).shutdown()

@@ -3,6 +3,7 @@ process's CPU goes by thread."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from runtime.host import cpu_by_thread, describe_host, host_line
+from runtime.host import cpu_by_thread, describe_host, host_line, idle_seconds
 
 XEON = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8480+
@@ -79,3 +80,13 @@ def test_cpu_is_accounted_to_the_python_thread_that_spent_it_and_to_zeromq() -> 
         thread.join()
         socket.close(0)
         context.term()
+
+
+def test_idle_time_is_read_from_proc_stat_and_unknown_without_it(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 4000 200 0 3 0 0 0\ncpu0 50 0 25 2000 100 0 1 0 0 0\n")
+    assert idle_seconds(stat) == pytest.approx(4200 / os.sysconf("SC_CLK_TCK"))
+    assert idle_seconds(tmp_path / "absent") is None
+    stat.write_text("intr 1 2 3\n")
+    assert idle_seconds(stat) is None
+
