@@ -17,9 +17,9 @@ that the device is not the bottleneck, a batch could not fill anyway, and each t
 once with whatever is already queued. ``batch = 1`` takes each tile at once always. Nor does a
 worker wait for tiles that are not coming: given ``upstream`` (how many items are on their way to
 the pool: the runtime's tiles on the device), it stops waiting once that is 0 and takes what is
-queued. Before, the last batch of a pass waited out the whole ``batch_wait_s`` with every core idle:
-about 1% of the throughput benchmark's 15-second rounds (docs/throughput.md), and up to 200 ms more
-for the last vessels of a pass to reach the ground.
+queued. Before, the last batch of a pass waited out the whole ``batch_wait_s`` with every core idle,
+and the last vessels of a pass reached the ground that much later (docs/throughput.md, "No wait for
+tiles that are not coming": about 4% of the CPU idle in rounds of 300 tiles).
 
 A ``work`` that raises (a bug: the runtime's own catches what an output can make it raise) ends
 neither the worker nor the item: the item is answered as ``failed(item, error)`` makes it, and the
