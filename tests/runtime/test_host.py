@@ -89,4 +89,3 @@ def test_idle_time_is_read_from_proc_stat_and_unknown_without_it(tmp_path: Path)
     assert idle_seconds(tmp_path / "absent") is None
     stat.write_text("intr 1 2 3\n")
     assert idle_seconds(stat) is None
-

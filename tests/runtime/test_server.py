@@ -255,9 +255,11 @@ def test_the_last_tile_of_a_pass_is_not_held_for_a_batch(brightness_bundle: Path
     with runtime_thread(Settings.from_config(cfg, device="CPU", **ipc_endpoints), brightness_bundle) as runtime:
         ground = Ground(runtime.endpoints)
         streamer = Streamer(runtime.endpoints["tiles"])
-        streamer.stream([_tile(i) for i in range(8)])  # back to back: the pace now fills a batch in time
-        assert [r["status"] for r in ground.results(8, timeout_s=60)] == ["ok"] * 8
-        streamer.stream([_tile(8)])  # the last: nothing behind it on the device
-        [last] = ground.results(1, timeout_s=60)
-        assert last["tile_id"] == "scene/8" and last["status"] == "ok"
-        streamer.close()
+        try:
+            streamer.stream([_tile(i) for i in range(8)])  # back to back: the pace now fills a batch in time
+            assert [r["status"] for r in ground.results(8, timeout_s=60)] == ["ok"] * 8
+            streamer.stream([_tile(8)])  # the last: nothing behind it on the device
+            [last] = ground.results(1, timeout_s=60)
+            assert last["tile_id"] == "scene/8" and last["status"] == "ok"
+        finally:
+            streamer.close()
