@@ -509,6 +509,9 @@ def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, ma
     supervisor = Supervisor(argv, starve_s=cfg["starve_s"] if starve_s is None else starve_s,
                             backoff_s=cfg["backoff_s"], max_backoff_s=cfg["max_backoff_s"], max_restarts=max_restarts,
                             start_timeout_s=cfg["start_timeout_s"], stop_grace_s=cfg["stop_grace_s"])
+    # Called in-process (a test, a rig), the caller's handlers are its own again afterwards: a Ctrl-C
+    # meant for the caller reached this supervisor's stop() long after it had ended, and was lost.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
     signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
     try:
@@ -516,3 +519,5 @@ def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, ma
     finally:
         supervisor._kill()
         supervisor._drop_empty_store()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -4,6 +4,7 @@ adversarial pass over the command lines found (2026-12-04) give one ``error:`` l
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,12 @@ def test_supervise_whose_first_runtime_never_gets_ready_is_an_error_line(tmp_pat
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     endpoints = [a for name in ("tiles", "results", "control", "telemetry", "acks")
                  for a in (f"--{name}", f"ipc://{tmp_path}/{name}")]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     assert runtime_main(["supervise", "--max-restarts", "1", "--", "--model", str(tmp_path / "none"), *endpoints]) == 2
     assert "error: the runtime exited before it was ready (code 2)" in capsys.readouterr().err
+    # Called in-process, it gives the caller its handlers back: it left its own, whose stop() a later
+    # Ctrl-C reached instead of the KeyboardInterrupt a later test waited for.
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
 def test_an_output_that_is_no_geojson_file_name_is_an_error_line(tmp_path: Path,

@@ -97,7 +97,10 @@ def test_a_signal_during_the_start_ends_it_without_serving(monkeypatch: pytest.M
     try:
         monkeypatch.setattr("runtime.server.Runtime", _StartInterrupted)
         _StartInterrupted.made.clear()
+        mine = {sig: signal.getsignal(sig) for sig in before}
         assert main(["serve", "--device", "CPU"]) == 0
+        # called in-process, serve gives the caller its own handlers back
+        assert {sig: signal.getsignal(sig) for sig in before} == mine
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
