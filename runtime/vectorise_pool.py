@@ -19,7 +19,11 @@ worker wait for tiles that are not coming: given ``upstream`` (how many items ar
 the pool: the runtime's tiles on the device), it stops waiting once that is 0 and takes what is
 queued. Before, the last batch of a pass waited out the whole ``batch_wait_s`` with every core idle,
 and the last vessels of a pass reached the ground that much later (docs/throughput.md, "No wait for
-tiles that are not coming": about 4% of the CPU idle in rounds of 300 tiles).
+tiles that are not coming": about 4% of the CPU idle in rounds of 300 tiles). A worker filling a
+batch sleeps until the queue holds what the batch still needs, nothing more is on its way, or the wait
+is out: it used to wait on the queue itself and be woken by every tile, ``batch - 1`` wake-ups a batch,
+each a context switch and a turn of the GIL beside OpenVINO's streams (docs/throughput.md, "One
+wake-up a batch").
 
 A ``work`` that raises (a bug: the runtime's own catches what an output can make it raise) ends
 neither the worker nor the item: the item is answered as ``failed(item, error)`` makes it, and the
@@ -115,6 +119,11 @@ class VectorisePool(Generic[Item, Result]):
         # Items (not stop signals) in the queue, kept under the lock: a worker that takes a stop
         # signal ends only when none is left, so an item handed back behind a stop is still done.
         self._queued = 0
+        # Items and stop signals queued so far, and what each worker filling a batch still needs:
+        # a worker waits for its batch on _filled, woken once the batch can fill (or when nothing more
+        # is on its way), not by every item as a wait on the queue itself is.
+        self._puts = 0
+        self._needs: list[int] = []
         self._stopping = False
         # When the last batch - 1 items were put: the pace that decides whether a batch is waited for.
         self._recent: collections.deque[float] = collections.deque(maxlen=max(1, self.batch - 1))
@@ -124,6 +133,7 @@ class VectorisePool(Generic[Item, Result]):
         # not alive that did not is dead, and is restarted (by Health, or by stop()).
         self._ended: list[bool] = []
         self._lock = threading.Lock()
+        self._filled = threading.Condition(self._lock)
 
     def start(self) -> None:
         with self._lock:  # under the lock: a probe must not see a worker not yet started as dead
@@ -132,14 +142,21 @@ class VectorisePool(Generic[Item, Result]):
 
     def put(self, item: Item) -> None:
         self._recent.append(time.monotonic())
+        # Read before the lock (upstream takes the caller's): the item stopped counting there already.
+        last = self._upstream is not None and self._upstream() <= 0
         with self._lock:
-            self._enqueue(item)
+            self._enqueue(item, last=last)
 
-    def _enqueue(self, item: Item | None) -> None:
-        """Queue an item or a stop signal (None); the caller holds the lock."""
+    def _enqueue(self, item: Item | None, last: bool = False) -> None:
+        """Queue an item or a stop signal (None); the caller holds the lock. A worker waiting for its
+        batch is woken when the queue holds what it needs, on a stop signal, or when ``last`` (nothing
+        more is on its way)."""
         if item is not None:
             self._queued += 1
         self._queue.put(item)
+        self._puts += 1
+        if self._needs and (last or item is None or self._queue.qsize() >= min(self._needs)):
+            self._filled.notify_all()
 
     def batch_fills_in_time(self) -> bool:
         """Whether tiles come fast enough for a batch to fill within ``batch_wait_s``: the last
@@ -419,13 +436,24 @@ class VectorisePool(Generic[Item, Result]):
         items.append(self._queue.get())
         deadline = time.monotonic() + (self.batch_wait_s if self.batch_fills_in_time() else 0.0)
         while len(items) < self.batch and items[-1] is not None:
-            left = deadline - time.monotonic()
-            if left > 0 and self._upstream is not None and self._upstream() <= 0:
-                left = 0.0  # nothing is on its way: what is queued is the whole batch
+            seen = self._puts
             try:
-                items.append(self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait())
+                items.append(self._queue.get_nowait())
+                continue
             except queue.Empty:
-                break
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or (self._upstream is not None and self._upstream() <= 0):
+                break  # out of time, or nothing is on its way: what is queued is the whole batch
+            need = self.batch - len(items)
+            with self._lock:
+                if self._puts != seen:
+                    continue  # queued since the queue was found empty: taken first, then waited for
+                self._needs.append(need)
+                try:
+                    self._filled.wait(left)
+                finally:
+                    self._needs.remove(need)
 
 
 __all__ = ["DeliverFailed", "VectorisePool"]

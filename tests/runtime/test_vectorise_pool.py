@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +98,88 @@ def test_a_batch_does_not_wait_for_tiles_that_are_not_on_their_way() -> None:
     finally:
         pool.stop()
 
+
+
+def _wakeups(native_id: int) -> int:
+    """How many times the thread has gone to sleep and been woken (Linux: its voluntary context switches)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts a thread's wake-ups in Linux's /proc")
+def test_a_worker_filling_a_batch_is_not_woken_by_every_tile() -> None:
+    """A worker waiting for its batch sleeps until the batch can fill (or nothing more is coming):
+    each wake-up costs a context switch, and the GIL, beside OpenVINO's streams. It used to wait on
+    the queue itself and be woken by every tile, batch - 1 times a batch."""
+    delivered: list[str] = []
+    coming = [0]
+    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append(item), batch=8, batch_wait_s=3600.0,
+                         upstream=lambda: coming[0])
+
+    def arrive(item: str) -> None:
+        coming[0] -= 1
+        pool.put(item)
+
+    pool.start()
+    try:
+        coming[0] = 7
+        for x in "abcdefg":  # the pace: from here on a batch fills within the wait
+            arrive(x)
+        assert _until(lambda: len(delivered) == 7)
+        worker = next(t for t in threading.enumerate() if t.name == "vectorise-0")
+        coming[0] = 8
+        arrive("h")  # the first of a batch: the worker takes it and waits for seven more
+        time.sleep(0.2)
+        before = _wakeups(worker.native_id)
+        for x in "ijklmn":  # six more, apart: the batch cannot fill yet
+            arrive(x)
+            time.sleep(0.02)
+        woken = _wakeups(worker.native_id) - before
+        assert len(delivered) == 7, f"a batch was taken before it could fill: {delivered}"
+        arrive("o")  # the eighth: the batch goes
+        assert _until(lambda: len(delivered) == 15), f"the full batch was not taken: {delivered}"
+        assert delivered[7:] == list("hijklmno")
+        assert woken <= 2, f"the worker was woken {woken} times by six tiles that could not fill its batch"
+    finally:
+        pool.stop()
+
+
+def test_a_tile_that_comes_while_a_worker_decides_to_wait_is_not_missed() -> None:
+    """The last tile can be put between a worker finding the queue empty and its wait for the batch,
+    when ``upstream`` still counted it and no worker was waiting to be woken: the worker sees it came
+    and takes it, rather than waiting out ``batch_wait_s`` for tiles that are not coming."""
+    delivered: list[str] = []
+    coming = [0]
+    race = threading.Event()
+
+    def arrive(item: str) -> None:
+        coming[0] -= 1
+        pool.put(item)
+
+    def upstream() -> int:
+        count = coming[0]
+        if race.is_set() and threading.current_thread().name == "vectorise-0":
+            race.clear()  # the worker has read "one more is coming"; it arrives now, before the worker waits
+            late = threading.Thread(target=arrive, args=("z",))
+            late.start()
+            late.join()
+        return count
+
+    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append(item), batch=8, batch_wait_s=3600.0,
+                         upstream=upstream)
+    pool.start()
+    try:
+        coming[0] = 7
+        for x in "abcdefg":  # the pace: from here on a batch fills within the wait
+            arrive(x)
+        assert _until(lambda: len(delivered) == 7)
+        coming[0] = 2
+        race.set()
+        arrive("y")
+        assert _until(lambda: len(delivered) == 9, 10.0), f"held for a tile that had come: {delivered}"
+        assert delivered[7:] == ["y", "z"] and not race.is_set()
+    finally:
+        pool.stop()
 
 def test_one_at_a_time_is_not_held() -> None:
     delivered: list[float] = []
