@@ -23,10 +23,9 @@ an accepted tile carries that tile's key, which must stay its own result's; docs
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +36,10 @@ from runtime import protocol
 from runtime.health import Heartbeat
 
 log = logging.getLogger("runtime")
+
+#: How often the sender thread looks for acknowledgements, overdue resends and results put without a
+#: wake-up (:meth:`ResultSender.put`) when nothing wakes it, in seconds.
+LOOK_S = 0.05
 
 Key = tuple[str, str, str]
 #: A tile's outcome, (status, reason): ("ok", None), or ("rejected", a Reason value) for a tile
@@ -154,8 +157,10 @@ class ResultSender:
         self._ctx, self._results, self._acks, self._notify_endpoint = ctx, results, acks, notify_endpoint
         self._counted, self._say, self._released = counted, say, released
         self._delivered = delivered
-        self._queue: queue.SimpleQueue[tuple[list[bytes] | None, bytes, bytes, Any, Outcome] | None] = \
-            queue.SimpleQueue()
+        # What is to be sent, and the condition the thread sleeps on: a put may leave it asleep (wake=False)
+        # while a vectorise worker is still on its batch, so that it is woken once a batch, not once a tile.
+        self._queue: deque[tuple[list[bytes] | None, bytes, bytes, Any, Outcome] | None] = deque()
+        self._ready = threading.Condition()
         self.awaiting = AwaitingGround(ack_timeout_s)
         self.beat = Heartbeat("output")
         self._stop_deadline: float | None = None
@@ -164,15 +169,28 @@ class ResultSender:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, frames: list[bytes] | None, identity: bytes, done: bytes, key: Any, outcome: Outcome = OK) -> None:
+    def put(self, frames: list[bytes] | None, identity: bytes, done: bytes, key: Any, outcome: Outcome = OK,
+            wake: bool = True) -> None:
         """A result to send; ``identity`` and ``done`` tell its tile's sender, ``key`` identifies it
         to the ground's acknowledgement (empty identity, None key: a rejection nobody waits for),
         ``outcome`` is what its "done" says, remembered for a resend of the tile. ``frames`` None: a
-        tile no result could be made for (a last resort): released and its sender told, nothing sent."""
-        self._queue.put((frames, identity, done, key, outcome))
+        tile no result could be made for (a last resort): released and its sender told, nothing sent.
+        ``wake=False``: more are coming at once (a vectorise worker's batch), and :meth:`wake` follows
+        them; the thread looks every :data:`LOOK_S` all the same, so a wake that never comes delays a
+        result by that much, never loses it."""
+        with self._ready:
+            self._queue.append((frames, identity, done, key, outcome))
+            if wake:
+                self._ready.notify()
+
+    def wake(self) -> None:
+        """Send what was put with ``wake=False``."""
+        with self._ready:
+            if self._queue:
+                self._ready.notify()
 
     def depth(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
 
     def report(self) -> dict[str, Any]:
         return {"ground_ack": self._acks is not None, **self.awaiting.report()}
@@ -180,7 +198,9 @@ class ResultSender:
     def stop(self, grace_s: float) -> None:
         """Send what is queued; results no ground takes within ``grace_s`` are given up on."""
         self._stop_deadline = time.monotonic() + grace_s
-        self._queue.put(None)
+        with self._ready:
+            self._queue.append(None)
+            self._ready.notify()
         self._thread.join()
 
     def _run(self) -> None:
@@ -191,12 +211,11 @@ class ResultSender:
         # since the main loop reads none while it waits for this thread to stop.
         notify.setsockopt(zmq.SNDHWM, 0)
         notify.connect(self._notify_endpoint)
-        wait = None if self._acks is None else 0.05
         while True:
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = ()
+            with self._ready:
+                if not self._queue:
+                    self._ready.wait(LOOK_S)
+                item = self._queue.popleft() if self._queue else ()
             if item is None:
                 break
             # The heartbeat covers the whole pass, not the send alone: a pass stuck on taking an ack,

@@ -176,7 +176,8 @@ class Runtime:
             int(settings.vectorize["workers"]), lambda item: self._post_process(*item), self._vectorised,
             give_up=self._post_processing_stuck, batch=int(settings.vectorize["batch"]),
             batch_wait_s=float(settings.vectorize["batch_wait_ms"]) / 1e3, failed=self._post_processing_failed,
-            lost=self._post_processing_lost, upstream=self._on_the_device)
+            lost=self._post_processing_lost, upstream=self._on_the_device,
+            after_batch=lambda: self._sender.wake())  # the sender is made below
         # Tiles seen, by (scene_id, tile_id, checksum): "in_flight" or "done", with the outcome the
         # tile's "done" said, so that a resent tile is not processed again and hears the same answer.
         # Bounded; the oldest are forgotten first.
@@ -619,7 +620,8 @@ class Runtime:
             if not isinstance(item[0], BaseException):  # lost in post-processing (_give_up said the device's)
                 self._event("inference_failed", detail=rejected, **ids)
             self.telemetry.reject(Reason.INFERENCE_FAILED.value)
-        self._sender.put(frames, job.identity, done, job.key, outcome)
+        # Woken once the worker's batch is delivered (the pool's after_batch), not once a tile
+        self._sender.put(frames, job.identity, done, job.key, outcome, wake=False)
 
     def _post_process(self, output: np.ndarray | BaseException, job: InFlight,
                       t_inferred: float) -> tuple[list[bytes], str | None]:

@@ -98,13 +98,15 @@ class VectorisePool(Generic[Item, Result]):
     only before the result has left, and before it has counted anything. ``upstream()``: how many items
     are on their way to :meth:`put`; an item must stop counting there before it is put, so that a worker
     woken by the last one sees 0 and does not wait for more (without ``upstream``, a batch that cannot
-    fill waits out ``batch_wait_s``)."""
+    fill waits out ``batch_wait_s``). ``after_batch()``: called once a worker has delivered its batch, and
+    after a give-up's delivery, so that what ``deliver`` hands on can wait for it (the runtime's sender
+    thread is woken once a batch, not once a tile)."""
 
     def __init__(self, workers: int, work: Callable[[Item], Result], deliver: Callable[[Item, Result], None],
                  give_up: Callable[[Item], Result] | None = None, batch: int = 1, batch_wait_s: float = 0.0,
                  failed: Callable[[Item, Exception], Result] | None = None,
                  lost: Callable[[Item, Exception], None] | None = None,
-                 upstream: Callable[[], int] | None = None):
+                 upstream: Callable[[], int] | None = None, after_batch: Callable[[], None] | None = None):
         if int(workers) < 1 or int(batch) < 1 or not batch_wait_s >= 0:  # "not >=": a NaN wait is refused too
             raise ValueError(f"workers and batch must be >= 1 and batch_wait_s >= 0; "
                              f"got {workers}, {batch}, {batch_wait_s}")
@@ -113,6 +115,7 @@ class VectorisePool(Generic[Item, Result]):
         self._work, self._deliver, self._give_up, self._failed = work, deliver, give_up, failed
         self._lost = lost
         self._upstream = upstream
+        self._after_batch = after_batch
         self._held: list[list[Item | None]] = []  # per worker: its batch's items not yet delivered
         self._handed_on: set[int] = set()  # id() of the items already given to a fresh worker once
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
@@ -287,8 +290,9 @@ class VectorisePool(Generic[Item, Result]):
         except Exception as exc:
             log.error("vectorise worker %d: give_up raised on an item", i, exc_info=exc)
             self._fail(i, item, exc)
-            return
-        self._deliver_or_fail(i, item, result)
+        else:
+            self._deliver_or_fail(i, item, result)
+        self._batch_done()  # whichever thread gave up (Health's, stop()'s): its answer is not held
 
     def _start(self, i: int) -> None:
         beat = Heartbeat(f"vectorise-{i}")
@@ -349,6 +353,7 @@ class VectorisePool(Generic[Item, Result]):
                             return
                         if self._queued == 0:
                             self._ended[i] = True  # ended as told: not dead
+                            self._batch_done()  # what it delivered before the stop signal
                             return
                         # Items were handed back behind this stop signal (a restart while
                         # stopping): do them first, and leave the signal for later.
@@ -376,6 +381,16 @@ class VectorisePool(Generic[Item, Result]):
                     self._handed_on.discard(id(item))
                     self._held[i] = items[n + 1:]
                     beat.end()
+            self._batch_done()
+
+    def _batch_done(self) -> None:
+        """``after_batch()``; a bug in it is logged, never the end of a worker or a restart."""
+        if self._after_batch is None:
+            return
+        try:
+            self._after_batch()
+        except Exception as exc:
+            log.error("vectorise pool: after_batch raised", exc_info=exc)
 
     def _deliver_or_fail(self, i: int, item: Item, result: Result) -> None:
         """``deliver(item, result)``, under the lock. A ``deliver`` that raises (a bug) has not

@@ -373,6 +373,75 @@ def test_the_sender_survives_a_result_it_cannot_send_and_answers_that_tile(tmp_p
         sock.close()
 
 
+
+def _sender_rig(tmp_path):
+    """A ResultSender with real sockets and no ground acknowledgement: its results socket's reader and
+    the notify socket the main loop would read."""
+    import threading
+
+    from runtime.delivery import ResultSender
+
+    ctx = zmq.Context.instance()
+    results = ctx.socket(zmq.PUSH)
+    results.setsockopt(zmq.LINGER, 0)
+    results.bind(f"ipc://{tmp_path}/results")
+    reader = ctx.socket(zmq.PULL)
+    reader.setsockopt(zmq.LINGER, 0)
+    reader.connect(f"ipc://{tmp_path}/results")
+    notify = ctx.socket(zmq.PAIR)
+    notify.bind(f"inproc://notify-rig-{id(tmp_path)}")
+    sender = ResultSender(ctx, results, None, f"inproc://notify-rig-{id(tmp_path)}", 1.0,
+                          counted=lambda name, n=1: None, say=lambda e, **f: None, released=threading.Semaphore(0).release)
+    return sender, reader, (results, reader, notify)
+
+
+def test_results_put_without_a_wake_up_are_still_sent(tmp_path) -> None:
+    """``put(wake=False)`` leaves the sender thread asleep for a worker's batch; a wake-up that never
+    comes (a worker restarted mid-batch) delays the result by LOOK_S, never loses it, with or without
+    ground acknowledgement (without, the thread used to sleep until the next put)."""
+    sender, reader, sockets = _sender_rig(tmp_path)
+    sender.start()
+    try:
+        sender.put([b"result 0"], b"", b"", None, wake=False)
+        assert reader.poll(5000) and reader.recv() == b"result 0"
+    finally:
+        sender.stop(0.5)
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="counts a thread's wake-ups in /proc")
+def test_a_batch_of_results_wakes_the_sender_once(tmp_path) -> None:
+    """A vectorise worker's batch of results is put without waking the sender thread, then one wake()
+    sends them all, in order: a wake-up per result was a context switch and a turn of the GIL each."""
+    import threading
+    import time
+    from pathlib import Path
+
+    sender, reader, sockets = _sender_rig(tmp_path)
+    sender.start()
+    try:
+        thread = next(t for t in threading.enumerate() if t.name == "sender")
+
+        def wakeups() -> int:
+            status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt")))
+
+        time.sleep(0.1)
+        before = wakeups()
+        for i in range(6):
+            sender.put([f"result {i}".encode()], b"", b"", None, wake=False)
+            time.sleep(0.002)
+        woken = wakeups() - before  # its look every LOOK_S (50 ms) may fall in these 12 ms once
+        sender.wake()
+        got = [reader.recv() for _ in range(6) if reader.poll(5000)]
+        assert got == [f"result {i}".encode() for i in range(6)]
+        assert woken <= 1, f"the sender thread was woken {woken} times by six results put without a wake-up"
+    finally:
+        sender.stop(0.5)
+        for sock in sockets:
+            sock.close()
+
 def test_a_tile_awaiting_the_ground_is_not_forgotten_by_the_duplicate_memory(brightness_bundle, ipc_endpoints) -> None:
     """``remember_tiles`` bounds the memory of tiles already taken, oldest first; a tile whose
     result still waits for the ground's ack must not fall out of it. Otherwise its resend is

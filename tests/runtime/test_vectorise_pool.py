@@ -181,6 +181,25 @@ def test_a_tile_that_comes_while_a_worker_decides_to_wait_is_not_missed() -> Non
     finally:
         pool.stop()
 
+
+def test_after_batch_follows_each_batch_once_its_items_are_delivered() -> None:
+    """``after_batch`` is called once a batch, after its last item was delivered: the runtime's sender
+    is told there that results are waiting, rather than once a tile."""
+    events: list[str] = []
+    pool = VectorisePool(1, lambda x: x, lambda item, _: events.append(item), batch=4, batch_wait_s=5.0,
+                         after_batch=lambda: events.append("|"))
+    for x in "abcd":  # queued before the worker starts: one full batch
+        pool.put(x)
+    pool.start()
+    try:
+        assert _until(lambda: "|" in events)
+        assert events == ["a", "b", "c", "d", "|"]
+        pool.put("e")  # then a batch of one, at the pace of a lone tile
+        assert _until(lambda: events.count("|") == 2)
+        assert events[5:] == ["e", "|"]
+    finally:
+        pool.stop()
+
 def test_one_at_a_time_is_not_held() -> None:
     delivered: list[float] = []
     pool = VectorisePool(1, lambda x: x, lambda *_: delivered.append(time.monotonic()), batch=1, batch_wait_s=5.0)
