@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runtime import config
 from runtime.settings import CPU_PRECISIONS
-from runtime.supervisor import StartFailure
+from runtime.supervisor import StartFailure, handlers_restored
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,23 +184,17 @@ def _serve(args: argparse.Namespace, cfg: dict) -> int:
         if runtime is not None:
             runtime.stop()
 
-    # Called in-process (a test, a rig), the caller's handlers are its own again afterwards.
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, _stop)
-    try:
+    with handlers_restored(signal.SIGINT, signal.SIGTERM):  # called in-process, the caller's come back
+        signal.signal(signal.SIGINT, _stop)
         runtime = Runtime(settings, model=args.model)
         signal.signal(signal.SIGTERM, _stop)
         if stop_asked:  # told to stop while starting: no ready line, nothing served
             runtime.close()
             return 0
         # One JSON line on stdout says where the sockets are: a parent process waits for it.
-        print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": runtime.device_in_use}),
-              flush=True)
+        print(json.dumps({"event": "ready", "endpoints": runtime.endpoints, "device": runtime.device_in_use}), flush=True)
         runtime.serve()
         return 0
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _supervise(args: argparse.Namespace, cfg: dict) -> int:

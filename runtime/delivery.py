@@ -18,6 +18,11 @@ ground_ack = true`` the runtime binds an ``acks`` socket (PULL); the ground send
 Only an accepted tile's result is held for the ground: a tile rejected before it was accepted is
 answered by its rejected ack, and its rejection result is sent once with no key (a corrupted copy of
 an accepted tile carries that tile's key, which must stay its own result's; docs/protocol.md).
+
+Length: one protocol. The ledger of results awaiting the ground (:class:`AwaitingGround`) and the
+thread that sends, resends and releases against it (:class:`ResultSender`) keep one invariant between
+them, each accepted tile released and answered once, and the "done" frames they hand the main loop
+are read back here (:func:`read_told`).
 """
 
 from __future__ import annotations

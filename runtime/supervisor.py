@@ -40,6 +40,7 @@ split, each would need the others' state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -49,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -509,15 +511,24 @@ def main(argv: list[str], cfg: dict[str, Any], starve_s: float | None = None, ma
     supervisor = Supervisor(argv, starve_s=cfg["starve_s"] if starve_s is None else starve_s,
                             backoff_s=cfg["backoff_s"], max_backoff_s=cfg["max_backoff_s"], max_restarts=max_restarts,
                             start_timeout_s=cfg["start_timeout_s"], stop_grace_s=cfg["stop_grace_s"])
-    # Called in-process (a test, a rig), the caller's handlers are its own again afterwards: a Ctrl-C
-    # meant for the caller reached this supervisor's stop() long after it had ended, and was lost.
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
-    signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+    with handlers_restored(signal.SIGTERM, signal.SIGINT):
+        signal.signal(signal.SIGTERM, lambda *_: supervisor.stop())
+        signal.signal(signal.SIGINT, lambda *_: supervisor.stop())
+        try:
+            return supervisor.run()
+        finally:
+            supervisor._kill()
+            supervisor._drop_empty_store()
+
+
+@contextlib.contextmanager
+def handlers_restored(*signals: signal.Signals) -> Iterator[None]:
+    """The handlers of ``signals`` put back as they were when the block ends: an entry point called
+    in-process (a test, a rig) gives its caller its own back. (A supervise left its own, and a Ctrl-C
+    meant for its caller later reached the finished supervisor's stop() and was lost.)"""
+    previous = {sig: signal.getsignal(sig) for sig in signals}
     try:
-        return supervisor.run()
+        yield
     finally:
-        supervisor._kill()
-        supervisor._drop_empty_store()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
