@@ -339,21 +339,9 @@ def test_the_sender_survives_a_result_it_cannot_send_and_answers_that_tile(tmp_p
     sender thread with real sockets; the failing result is a frame ZeroMQ cannot send."""
     import threading
 
-    from runtime.delivery import ResultSender
-
-    ctx = zmq.Context.instance()
-    results = ctx.socket(zmq.PUSH)
-    results.setsockopt(zmq.LINGER, 0)
-    results.bind(f"ipc://{tmp_path}/results")
-    reader = ctx.socket(zmq.PULL)
-    reader.setsockopt(zmq.LINGER, 0)
-    reader.connect(f"ipc://{tmp_path}/results")
-    notify = ctx.socket(zmq.PAIR)  # the main loop's end
-    notify.bind(f"inproc://notify-test-{id(tmp_path)}")
     counted, said, released = [], [], threading.Semaphore(0)
-    sender = ResultSender(ctx, results, None, f"inproc://notify-test-{id(tmp_path)}", 1.0,
-                          counted=lambda name, n=1: counted.append(name), say=lambda e, **f: said.append((e, f)),
-                          released=released.release)
+    sender, reader, notify, sockets = _sender_rig(tmp_path, counted=lambda name, n=1: counted.append(name),
+                                                  say=lambda e, **f: said.append((e, f)), released=released.release)
     sender.start()
     bad_key, good_key = ("s", "s/0", "crc32:0"), ("s", "s/1", "crc32:1")
     done = [protocol.encode_done({"scene_id": k[0], "tile_id": k[1], "seq": i, "checksum": k[2], "status": "ok"})
@@ -369,16 +357,13 @@ def test_the_sender_survives_a_result_it_cannot_send_and_answers_that_tile(tmp_p
     assert [e for e, _ in said] == ["internal_error"] and said[0][1]["tile_id"] == "s/0"
     assert "internal_errors" in counted
     sender.stop(0.5)
-    for sock in (results, reader, notify):
+    for sock in sockets:
         sock.close()
 
 
-
-def _sender_rig(tmp_path):
-    """A ResultSender with real sockets and no ground acknowledgement: its results socket's reader and
-    the notify socket the main loop would read."""
-    import threading
-
+def _sender_rig(tmp_path, counted=lambda name, n=1: None, say=lambda e, **f: None, released=lambda: None):
+    """A ResultSender with real sockets and no ground acknowledgement (not started), the reader of its
+    results socket, the notify socket the main loop would read, and every socket to close."""
     from runtime.delivery import ResultSender
 
     ctx = zmq.Context.instance()
@@ -388,18 +373,18 @@ def _sender_rig(tmp_path):
     reader = ctx.socket(zmq.PULL)
     reader.setsockopt(zmq.LINGER, 0)
     reader.connect(f"ipc://{tmp_path}/results")
-    notify = ctx.socket(zmq.PAIR)
+    notify = ctx.socket(zmq.PAIR)  # the main loop's end
     notify.bind(f"inproc://notify-rig-{id(tmp_path)}")
-    sender = ResultSender(ctx, results, None, f"inproc://notify-rig-{id(tmp_path)}", 1.0,
-                          counted=lambda name, n=1: None, say=lambda e, **f: None, released=threading.Semaphore(0).release)
-    return sender, reader, (results, reader, notify)
+    sender = ResultSender(ctx, results, None, f"inproc://notify-rig-{id(tmp_path)}", 1.0, counted=counted, say=say,
+                          released=released)
+    return sender, reader, notify, (results, reader, notify)
 
 
 def test_results_put_without_a_wake_up_are_still_sent(tmp_path) -> None:
     """``put(wake=False)`` leaves the sender thread asleep for a worker's batch; a wake-up that never
     comes (a worker restarted mid-batch) delays the result by LOOK_S, never loses it, with or without
     ground acknowledgement (without, the thread used to sleep until the next put)."""
-    sender, reader, sockets = _sender_rig(tmp_path)
+    sender, reader, _, sockets = _sender_rig(tmp_path)
     sender.start()
     try:
         sender.put([b"result 0"], b"", b"", None, wake=False)
@@ -418,7 +403,7 @@ def test_a_batch_of_results_wakes_the_sender_once(tmp_path) -> None:
     import time
     from pathlib import Path
 
-    sender, reader, sockets = _sender_rig(tmp_path)
+    sender, reader, _, sockets = _sender_rig(tmp_path)
     sender.start()
     try:
         thread = next(t for t in threading.enumerate() if t.name == "sender")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,25 @@ def _until(condition, timeout_s: float = 10.0) -> bool:
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
     return condition()
+
+
+def _paced_pool() -> tuple[VectorisePool, list[str], list[int], Callable[[str], None]]:
+    """A started pool (one worker, batches of 8, an hour's wait) whose pace already fills a batch: seven
+    tiles delivered back to back. Returns it, what it delivered, ``coming`` (``coming[0]``: tiles "on
+    the device", each of which stops counting before it is put, as the runtime's do) and ``arrive``."""
+    delivered: list[str] = []
+    coming = [7]
+    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append(item), batch=8, batch_wait_s=3600.0,
+                         upstream=lambda: coming[0])
+
+    def arrive(item: str) -> None:
+        coming[0] -= 1
+        pool.put(item)
+
+    pool.start()
+    for x in "abcdefg":
+        arrive(x)
+    return pool, delivered, coming, arrive
 
 
 def test_a_worker_waits_for_its_batch_to_fill_but_no_longer_than_the_wait() -> None:
@@ -70,20 +90,8 @@ def test_a_batch_does_not_wait_for_tiles_that_are_not_on_their_way() -> None:
     """The last tiles of a pass: a batch that is waiting to fill is taken as soon as ``upstream`` says
     nothing more is coming (the runtime's tiles on the device), not after ``batch_wait_s`` with every
     core idle; while something is upstream, it waits."""
-    delivered: list[str] = []
-    coming = [0]  # tiles "on the device": each stops counting before it is put, as the runtime's do
-    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append(item), batch=8, batch_wait_s=3600.0,
-                         upstream=lambda: coming[0])
-
-    def arrive(item: str) -> None:
-        coming[0] -= 1
-        pool.put(item)
-
-    pool.start()
+    pool, delivered, coming, arrive = _paced_pool()
     try:
-        coming[0] = 7
-        for x in "abcdefg":  # seven back to back: from here on the pace fills a batch within the wait
-            arrive(x)
         assert _until(lambda: len(delivered) == 7, 10.0), f"held for tiles that were not coming: {delivered}"
         assert delivered == list("abcdefg") and pool.batch_fills_in_time()
         coming[0] = 2  # two more on the device: the batch waits for them
@@ -111,20 +119,8 @@ def test_a_worker_filling_a_batch_is_not_woken_by_every_tile() -> None:
     """A worker waiting for its batch sleeps until the batch can fill (or nothing more is coming):
     each wake-up costs a context switch, and the GIL, beside OpenVINO's streams. It used to wait on
     the queue itself and be woken by every tile, batch - 1 times a batch."""
-    delivered: list[str] = []
-    coming = [0]
-    pool = VectorisePool(1, lambda x: x, lambda item, _: delivered.append(item), batch=8, batch_wait_s=3600.0,
-                         upstream=lambda: coming[0])
-
-    def arrive(item: str) -> None:
-        coming[0] -= 1
-        pool.put(item)
-
-    pool.start()
+    pool, delivered, coming, arrive = _paced_pool()
     try:
-        coming[0] = 7
-        for x in "abcdefg":  # the pace: from here on a batch fills within the wait
-            arrive(x)
         assert _until(lambda: len(delivered) == 7)
         worker = next(t for t in threading.enumerate() if t.name == "vectorise-0")
         coming[0] = 8
