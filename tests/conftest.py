@@ -81,6 +81,17 @@ def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
     return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
 
 
+
+#: Whether this host shows each thread's context switches (Linux's /proc): the tests that count
+#: wake-ups are skipped elsewhere.
+COUNTS_WAKEUPS = Path("/proc/self/task").is_dir()
+
+
+def thread_wakeups(thread: threading.Thread) -> int:
+    """How many times ``thread`` has gone to sleep and been woken (its voluntary context switches)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
+
 def wait_until_dropped(sock: zmq.Socket, timeout_s: float = 10.0) -> bool:
     """Wait until ``sock`` can send nothing: its only connection was dropped (a refused CURVE
     handshake drops it about 0.1-0.3 s after connecting). False if it still could at the deadline."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from runtime.vectorise_pool import VectorisePool
+from tests.conftest import COUNTS_WAKEUPS, thread_wakeups
 
 
 def _until(condition, timeout_s: float = 10.0) -> bool:
@@ -108,13 +108,7 @@ def test_a_batch_does_not_wait_for_tiles_that_are_not_on_their_way() -> None:
 
 
 
-def _wakeups(native_id: int) -> int:
-    """How many times the thread has gone to sleep and been woken (Linux: its voluntary context switches)."""
-    status = Path(f"/proc/self/task/{native_id}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts a thread's wake-ups in Linux's /proc")
+@pytest.mark.skipif(not COUNTS_WAKEUPS, reason="counts a thread's wake-ups in Linux's /proc")
 def test_a_worker_filling_a_batch_is_not_woken_by_every_tile() -> None:
     """A worker waiting for its batch sleeps until the batch can fill (or nothing more is coming):
     each wake-up costs a context switch, and the GIL, beside OpenVINO's streams. It used to wait on
@@ -126,11 +120,11 @@ def test_a_worker_filling_a_batch_is_not_woken_by_every_tile() -> None:
         coming[0] = 8
         arrive("h")  # the first of a batch: the worker takes it and waits for seven more
         time.sleep(0.2)
-        before = _wakeups(worker.native_id)
+        before = thread_wakeups(worker)
         for x in "ijklmn":  # six more, apart: the batch cannot fill yet
             arrive(x)
             time.sleep(0.02)
-        woken = _wakeups(worker.native_id) - before
+        woken = thread_wakeups(worker) - before
         assert len(delivered) == 7, f"a batch was taken before it could fill: {delivered}"
         arrive("o")  # the eighth: the batch goes
         assert _until(lambda: len(delivered) == 15), f"the full batch was not taken: {delivered}"
