@@ -210,12 +210,20 @@ class OpenVINOAdapter(InferenceAdapter):
         device: str,
         on_complete: Completion,
         infer_requests: int = 0,
+        collect_group: int = 1,
         cpu_precision: str = "f32",
         profile: str | None = None,
         cache_dir: str = "",
     ):
         """Compile (or import) ``bundle`` for ``device``; ``cache_dir`` is OpenVINO's model cache for
-        a compile made here ("": none; :mod:`runtime.model_cache`), a matching blob needs none."""
+        a compile made here ("": none; :mod:`runtime.model_cache`), a matching blob needs none.
+
+        ``collect_group``: up to so many submitted requests are collected together (:meth:`_collect`);
+        ``infer_requests``: how many requests there are, 0 for that group plus two per request the
+        device calls optimal (one running and one queued on each stream while a group is collected).
+        """
+        if collect_group < 1:
+            raise ValueError(f"collect_group must be an integer >= 1; got {collect_group}")
         core = ov_api.shared_core()  # one per process: a second one's MYRIAD plugin cannot see the stick
         self.device = resolve(device, core)
         model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
@@ -279,13 +287,14 @@ class OpenVINOAdapter(InferenceAdapter):
             "openvino": ov_api.version(),
             "host": describe_host(),  # whose CPU computed (the twin and CPU figures depend on it)
         }
-        # Twice the optimal number by default: each stream then has a tile queued behind the one
-        # it runs, and never idles while Python hands it the next.
-        jobs = infer_requests or 2 * int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        self.jobs = jobs
+        # By default each stream has a tile queued behind the one it runs, and never idles while
+        # Python hands it the next, even while a whole group of finished requests is being collected.
+        optimal = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self.jobs = infer_requests or collect_group + 2 * optimal
+        self.collect_group = collect_group
         self._on_complete = on_complete
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for _ in range(jobs):
+        for _ in range(self.jobs):
             self._idle.put(self._compiled.create_infer_request())
         # Requests are collected in submission order by a thread of ours, not by a callback:
         # OpenVINO runs callbacks on the stream that computed the request, and that stream starts
@@ -346,13 +355,54 @@ class OpenVINOAdapter(InferenceAdapter):
         self._pending.put((request, data, userdata))
 
     def _collect(self) -> None:
-        while (item := self._pending.get()) is not None:
-            request, _batch, userdata = item
-            try:
-                output = self._result(request)
-            except Exception as exc:  # the device failed this request: the runtime is told
-                output = exc
+        """Collect the submitted requests in submission order, a group at a time.
+
+        The group is what has been submitted by the time the first of it is taken, up to
+        ``collect_group``. This thread waits for the group's last request, then collects each in
+        order (:meth:`_result`, at once for those already done), hands their requests back together
+        and passes the results on in order. Why: collected one by one, this thread woke for every
+        tile, and so did the main loop waiting in :meth:`start_async` for a free request; each
+        wake-up is a context switch and a turn of the GIL beside the inference streams, in caches
+        those streams have just swept (docs/throughput.md, "Requests collected in groups"). A group
+        never waits for a tile not yet submitted, so under a light load requests are collected one by
+        one as before. A request that fails has it and those before it passed on at once, so that a
+        failing device is heard of even if a later request of the group never returns.
+        """
+        last = False
+        while not last:
+            group: list[tuple[Any, np.ndarray, Any]] = []
+            item = self._pending.get()
+            while item is not None:
+                group.append(item)
+                if len(group) == self.collect_group:
+                    break
+                try:
+                    item = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+            last = item is None  # close(): what was taken with it is still collected
+            failed_last: Exception | None = None
+            if len(group) > 1:
+                try:  # the last first, so that this thread wakes once for the group
+                    group[-1][0].wait()
+                except Exception as exc:  # its wait in _result says it again; kept in case a plugin does not
+                    failed_last = exc
+            done: list[tuple[Any, Any, np.ndarray | Exception]] = []
+            for n, (request, _batch, userdata) in enumerate(group):
+                output = self._outcome(request)
+                if n == len(group) - 1 and failed_last is not None and not isinstance(output, Exception):
+                    output = failed_last
+                done.append((request, userdata, output))
+                if isinstance(output, Exception):
+                    self._pass_on(done)
+            self._pass_on(done)
+
+    def _pass_on(self, done: list[tuple[Any, Any, np.ndarray | Exception]]) -> None:
+        """Hand the requests of ``done`` back (the main loop may refill them), then pass each result
+        on in order to the runtime's handler; ``done`` is emptied."""
+        for request, _userdata, _output in done:
             self._idle.put(request)
+        for _request, userdata, output in done:
             try:
                 self._on_complete(output, userdata)
             except Exception:  # a bug in the runtime's handler: this tile's, not every later one's
@@ -362,6 +412,14 @@ class OpenVINOAdapter(InferenceAdapter):
                 with self._drained:
                     self._in_flight -= 1
                     self._drained.notify_all()
+        done.clear()
+
+    def _outcome(self, request: Any) -> np.ndarray | Exception:
+        """The request's output, or what the device raised for it (the runtime is told either)."""
+        try:
+            return self._result(request)
+        except Exception as exc:  # the device failed this request (NC_ERROR, a lost device...)
+            return exc
 
     def _result(self, request: Any) -> np.ndarray:
         """Wait for ``request`` and copy its output out (the request is reused once idle again).

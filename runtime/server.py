@@ -441,8 +441,8 @@ class Runtime:
     def _open_device(self, bundle: Bundle, device: str) -> InferenceAdapter:
         """``bundle`` compiled (or imported) on ``device`` with this runtime's settings."""
         return open_device(bundle, device, self._on_inferred, infer_requests=self.settings.infer_requests,
-                           cpu_precision=self.settings.cpu_precision, profile=self.settings.profile,
-                           cache_dir=self.store.cache_dir)
+                           collect_group=self.settings.collect_group, cpu_precision=self.settings.cpu_precision,
+                           profile=self.settings.profile, cache_dir=self.store.cache_dir)
 
     # -- the pipeline ---------------------------------------------------------------------
 

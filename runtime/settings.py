@@ -61,6 +61,7 @@ RANGES: dict[tuple[str, str], tuple[bool, float, bool]] = {
     ("limits", "results_hwm"): (True, 1, True),        # 0 would be ZeroMQ's "no limit": unbounded memory
     ("limits", "max_tiles_inside"): (True, 1, True),
     ("inference", "infer_requests"): (True, 0, True),  # 0: as many as the device suggests
+    ("inference", "collect_group"): (True, 1, True),
     ("vectorize", "min_area_px"): (True, 0, True),
     ("vectorize", "simplify_px"): (False, 0.0, True),
     ("vectorize", "workers"): (True, 1, True),
@@ -116,7 +117,7 @@ _FIELDS = {"max_message_bytes": ("limits", "max_message_bytes"), "max_tile_pixel
            "max_tile_bands": ("limits", "max_tile_bands"),
            "max_header_bytes": ("limits", "max_header_bytes"), "results_hwm": ("limits", "results_hwm"),
            "max_tiles_inside": ("limits", "max_tiles_inside"), "infer_requests": ("inference", "infer_requests"),
-           "telemetry_period_s": ("telemetry", "period_s"), "remember_tiles": ("delivery", "remember_tiles"),
+           "collect_group": ("inference", "collect_group"), "telemetry_period_s": ("telemetry", "period_s"), "remember_tiles": ("delivery", "remember_tiles"),
            "shutdown_grace_s": ("delivery", "shutdown_grace_s"),
            "ground_ack_timeout_s": ("delivery", "ground_ack_timeout_s")}
 #: Settings that are a whole table: the field, and the table.
@@ -188,6 +189,7 @@ class Settings:
     profile: str | None                 # the twin's profile; None: the manifest's, else the twin's default
     cpu_precision: str
     infer_requests: int
+    collect_group: int
     cache_dir: str                      # OpenVINO's model cache; "{store}" is the store's folder, "": none
     max_message_bytes: int
     max_tile_pixels: int
@@ -278,6 +280,7 @@ class Settings:
             # Numbers as the TOML has them: __post_init__ checks each (a 2.5 where an integer is
             # needed is an error, not a 2) and gives it its type.
             infer_requests=inference["infer_requests"],
+            collect_group=inference["collect_group"],
             cache_dir=inference["cache_dir"],
             max_message_bytes=limits["max_message_bytes"],
             max_tile_pixels=limits["max_tile_pixels"],

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
     ("limits", "max_tiles_inside", "64", r"\[limits\] max_tiles_inside.*integer"),
     ("limits", "max_tiles_inside", True, r"\[limits\] max_tiles_inside.*integer"),
     ("inference", "infer_requests", -1, r"\[inference\] infer_requests.*>= 0"),
+    ("inference", "collect_group", 0, r"\[inference\] collect_group.*>= 1"),
     ("telemetry", "period_s", 0, r"\[telemetry\] period_s.*> 0"),
     ("delivery", "remember_tiles", 0, r"\[delivery\] remember_tiles.*>= 1"),
     ("delivery", "shutdown_grace_s", -1.0, r"\[delivery\] shutdown_grace_s.*>= 0"),
