@@ -12,6 +12,10 @@ Devices by name:
   (:mod:`runtime.emulate`) and compiled for the CPU in f32; its latency on a real Myriad X is
   *estimated* (:mod:`runtime.latency`) and reported beside, never mixed with, the host's;
 - ``flight``: the flight default, the first of :data:`FLIGHT_PREFERENCE` that is there.
+
+Length: one seam. The interface, the OpenVINO adapter with its pool of requests and the thread that
+collects them in groups (their submission, collection and close share one count of what is in
+flight and one lock), and how a device name resolves to the adapter and its numerics.
 """
 
 from __future__ import annotations
