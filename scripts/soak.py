@@ -2,6 +2,7 @@
 (the highest sustainable rate), and record resident memory, latency drift and losses.
 
     .venv/bin/python scripts/soak.py --minutes 30 --out out/soak.json
+    .venv/bin/python scripts/soak.py --minutes 3 --runtime-config b.toml   # a runtime configured otherwise
 
 Every ``--sample-s`` seconds: the runtime's resident set (VmRSS from /proc), the ground latency
 percentiles over that interval, tiles sent and results received. Growth and drift compare the last
@@ -131,6 +132,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=positive_int, default=8)
     parser.add_argument("--compare", type=positive_int, default=5, help="samples averaged at each end for drift")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--runtime-config", type=Path,
+                        help="a TOML of runtime settings over its defaults (runtime/defaults.toml), e.g. "
+                             "[inference] collect_group = 1 to compare")
     args = parser.parse_args(argv)
     planned = planned_settled_samples(args.minutes, args.sample_s, args.warmup_s)
     if planned < 2:
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         size = read_bundle(args.model).manifest["input"]["shape"][2]
         scene_tiles = list(tile_scene(write_scene(generate_scene(7), work / "scene")["scene"], size))
-        proc = RuntimeProcess(args.device, work / "runtime.log", 60)
+        proc = RuntimeProcess(args.device, work / "runtime.log", 60, config=args.runtime_config)
         control = ControlClient(proc.endpoints["control"])
         control.load_model(args.model)
         collector = ResultCollector(proc.endpoints["results"], acks=proc.endpoints.get("acks"))
