@@ -226,7 +226,7 @@ class OpenVINOAdapter(InferenceAdapter):
         ``infer_requests``: how many requests there are, 0 for that group plus two per request the
         device calls optimal (one running and one queued on each stream while a group is collected).
         """
-        if collect_group < 1:
+        if isinstance(collect_group, bool) or not isinstance(collect_group, int) or collect_group < 1:
             raise ValueError(f"collect_group must be an integer >= 1; got {collect_group}")
         core = ov_api.shared_core()  # one per process: a second one's MYRIAD plugin cannot see the stick
         self.device = resolve(device, core)

@@ -117,7 +117,8 @@ _FIELDS = {"max_message_bytes": ("limits", "max_message_bytes"), "max_tile_pixel
            "max_tile_bands": ("limits", "max_tile_bands"),
            "max_header_bytes": ("limits", "max_header_bytes"), "results_hwm": ("limits", "results_hwm"),
            "max_tiles_inside": ("limits", "max_tiles_inside"), "infer_requests": ("inference", "infer_requests"),
-           "collect_group": ("inference", "collect_group"), "telemetry_period_s": ("telemetry", "period_s"), "remember_tiles": ("delivery", "remember_tiles"),
+           "collect_group": ("inference", "collect_group"), "telemetry_period_s": ("telemetry", "period_s"),
+           "remember_tiles": ("delivery", "remember_tiles"),
            "shutdown_grace_s": ("delivery", "shutdown_grace_s"),
            "ground_ack_timeout_s": ("delivery", "ground_ack_timeout_s")}
 #: Settings that are a whole table: the field, and the table.

@@ -118,6 +118,7 @@ def test_close_collects_a_group_taken_with_it(bundle_dir: Path) -> None:
     assert [tile for tile, _, _ in adapter.completed] == [1, 2, 3, 4]
 
 
-def test_a_group_of_none_is_refused(bundle_dir: Path) -> None:
-    with pytest.raises(ValueError, match="collect_group must be an integer >= 1; got 0"):
-        OpenVINOAdapter(read_bundle(bundle_dir), "CPU", lambda *_: None, collect_group=0)
+@pytest.mark.parametrize("group", [0, 2.5, True])
+def test_a_group_that_is_not_a_count_is_refused(bundle_dir: Path, group: Any) -> None:
+    with pytest.raises(ValueError, match=f"collect_group must be an integer >= 1; got {group}"):
+        OpenVINOAdapter(read_bundle(bundle_dir), "CPU", lambda *_: None, collect_group=group)
