@@ -26,7 +26,7 @@ def bundle_dir(tmp_path: Path) -> Path:
 
 class Recorded(OpenVINOAdapter):
     """Records which tile each ``_result`` call collects (the value its input is filled with); holds
-    the tiles of ``holds`` until their event is set, and fails the tile numbered ``fail``, as a lost
+    the tiles of ``hold`` until their event is set, and fails the tile numbered ``fail``, as a lost
     device does."""
 
     def __init__(self, *args: Any, fail: int | None = None, hold: tuple[int, ...] = (1,), **kwargs: Any):
@@ -104,7 +104,7 @@ def test_one_submission_is_collected_without_waiting_for_its_group_to_fill(bundl
         adapter.close()
 
 
-def test_close_collects_a_group_taken_with_it(bundle_dir: Path) -> None:
+def test_close_waits_for_the_group_being_collected(bundle_dir: Path) -> None:
     adapter = Recorded(read_bundle(bundle_dir), "CPU", infer_requests=8, collect_group=8)
     for tile in range(1, 5):
         adapter.start_async(np.full(adapter.input_shape, tile, np.float32), tile)
