@@ -81,7 +81,6 @@ def ipc_endpoints(tmp_path: Path) -> dict[str, str]:
     return {name: f"ipc://{short}/{name}" for name in ("tiles", "results", "control", "telemetry", "acks")}
 
 
-
 #: Whether this host shows each thread's context switches (Linux's /proc): the tests that count
 #: wake-ups are skipped elsewhere.
 COUNTS_WAKEUPS = Path("/proc/self/task").is_dir()
@@ -91,6 +90,7 @@ def thread_wakeups(thread: threading.Thread) -> int:
     """How many times ``thread`` has gone to sleep and been woken (its voluntary context switches)."""
     status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")))
+
 
 def wait_until_dropped(sock: zmq.Socket, timeout_s: float = 10.0) -> bool:
     """Wait until ``sock`` can send nothing: its only connection was dropped (a refused CURVE
