@@ -274,8 +274,13 @@ class Streamer:
 
     def _read_waiting(self) -> None:
         """Take every message waiting on the socket (at least one must be)."""
+        flags = 0  # the first waits (one is there); the rest are taken until none is, without a poll each
         while True:
-            ack = protocol.loads(self._sock.recv())
+            try:
+                ack = protocol.loads(self._sock.recv(flags))
+            except zmq.Again:
+                return
+            flags = zmq.NOBLOCK
             tile_id = ack.get("tile_id")
             if ack.get("type") == "done":
                 # The tile's result has gone out: credit was returned by its ack already.
@@ -309,8 +314,6 @@ class Streamer:
                         self._unfinished.pop(tile_id, None)
                 else:
                     self.log.anonymous_acks.append(ack)
-            if not self._sock.poll(0):
-                return
 
     def _resend_stale(self) -> None:
         """Send again every unfinished tile that has heard nothing for ``resend_after_s``.
