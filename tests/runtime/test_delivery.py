@@ -416,13 +416,15 @@ def test_a_batch_of_results_wakes_the_sender_once(tmp_path) -> None:
             time.sleep(0.002)
         woken, spent = thread_wakeups(thread) - before, time.monotonic() - start
         # Its own looks, one every LOOK_S, fall in that time too: one in the 12 ms this usually takes,
-        # more on a host too busy to keep the sleeps short.
+        # more on a host too busy to keep the sleeps short. A look may count twice: woken from its timed
+        # wait, it can find the condition's lock or the GIL taken by a put and sleep once more for it
+        # (CI saw 2 in 14 ms). A wake-up per result would be six or more.
         looks = 1 + int(spent / LOOK_S)
         sender.wake()
         got = [reader.recv() for _ in range(6) if reader.poll(5000)]
         assert got == [f"result {i}".encode() for i in range(6)]
-        assert woken <= looks, (f"the sender thread was woken {woken} times in {spent * 1e3:.0f} ms by six results "
-                                f"put without a wake-up (its own looks: {looks})")
+        assert woken <= 2 * looks, (f"the sender thread was woken {woken} times in {spent * 1e3:.0f} ms by six "
+                                    f"results put without a wake-up (its own looks: {looks}, each up to twice)")
     finally:
         sender.stop(0.5)
         for sock in sockets:
