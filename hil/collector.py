@@ -51,7 +51,8 @@ class ResultCollector:
             if not self._sock.poll(50):
                 continue
             # Results come in bursts (a runtime collects its infer requests in groups): the burst is
-            # taken without a poll per result, each poll a system call and a turn of the GIL.
+            # taken without a poll per result (no CPU saved that the benchmark could measure:
+            # docs/throughput.md, "The thirtieth session"; one system call a result fewer).
             while not self._stop.is_set():
                 try:
                     frames = self._sock.recv_multipart(zmq.NOBLOCK)
