@@ -33,6 +33,7 @@ from runtime import ov_api
 from runtime.bundle import Bundle, ir_checksums
 from runtime.cache_index import compile_key
 from runtime.compiled import compile_config, import_blob, matching_blob
+from runtime.config import check_count
 from runtime.device_names import (FLIGHT_PREFERENCE, MYRIAD_LIKE, TWINS, attached_devices, device_family,
                                    names_attached)
 from runtime.host import describe_host
@@ -226,8 +227,7 @@ class OpenVINOAdapter(InferenceAdapter):
         ``infer_requests``: how many requests there are, 0 for that group plus two per request the
         device calls optimal (one running and one queued on each stream while a group is collected).
         """
-        if isinstance(collect_group, bool) or not isinstance(collect_group, int) or collect_group < 1:
-            raise ValueError(f"collect_group must be an integer >= 1; got {collect_group}")
+        collect_group = check_count("collect_group", collect_group)
         core = ov_api.shared_core()  # one per process: a second one's MYRIAD plugin cannot see the stick
         self.device = resolve(device, core)
         model = ov_api.read_ir(bundle.files["model.xml"], bundle.files["model.bin"], core)
